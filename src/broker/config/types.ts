@@ -1,0 +1,133 @@
+/**
+ * The validated, resolved broker configuration. `loadBrokerConfig` (load.ts) turns the
+ * YAML file into this; everything else in the broker reads only this shape. Paths are
+ * absolute (resolved against the config file's folder); secrets are `Secret`s.
+ */
+import type { Secret } from '../../shared/secret.js';
+import type { ActorKind } from '../../shared/api-types.js';
+
+export interface BrokerConfig {
+  /** Absolute path of the file it was loaded from. */
+  configPath: string;
+  listen: { host: string; port: number };
+  /** Absolute; created 0700. Holds the SQLite store and generated keys. */
+  stateDir: string;
+  /** Absolute cert/key paths. When the config omits `tls`, these point into stateDir (tls.crt, tls.key). */
+  tls: { cert: string; key: string; generated: boolean };
+  store: { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: Secret };
+  identity: IdentityConfig;
+  targets: Record<string, TargetConfig>;
+  policies: PolicyConfig[];
+  auditors: { groups: string[] };
+  masking: Record<string, MaskingConfig>;
+  audit: AuditConfig;
+  /** Absolute path of the Ed25519 receipt-signing key (PKCS#8 PEM). */
+  receiptKeyPath: string;
+  /** Absolute path of the tunnel's SSH host key. */
+  sshHostKeyPath: string;
+}
+
+export interface IdentityConfig {
+  issuer: string;
+  audience: string;
+  clientId: string;
+  groupsClaim: string;
+  /** Members of any of these groups are `kind: agent`. */
+  agentGroups: string[];
+  ciIssuers: CiIssuerConfig[];
+  /** Scopes the CLI asks for in the device flow. Default: openid profile email offline_access. */
+  scopes: string[];
+  /** Seconds of clock skew tolerated on exp/nbf/iat. Default 30. */
+  clockToleranceSec: number;
+}
+
+export interface CiIssuerConfig {
+  issuer: string;
+  audience: string;
+  /** Glob on the token's `sub` (`*` matches any run of characters), e.g. `repo:acme/*`. */
+  subject: string;
+  groups: string[];
+}
+
+export type TargetConfig = PostgresTargetConfig | KubernetesTargetConfig | SshTargetConfig;
+
+export interface PostgresTargetConfig {
+  type: 'postgres';
+  name: string;
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: Secret | undefined;
+  tls: 'disable' | 'require' | 'verify-full';
+  /** Absolute path of a CA bundle for verify-full; system CAs when absent. */
+  ca: string | undefined;
+}
+
+export interface KubernetesTargetConfig {
+  type: 'kubernetes';
+  name: string;
+  server: string;
+  ca: string | undefined;
+  token: Secret | undefined;
+  clientCert: string | undefined;
+  clientKey: Secret | undefined;
+}
+
+export interface SshTargetConfig {
+  type: 'ssh';
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKey: Secret | undefined;
+  password: Secret | undefined;
+  /** Expected host key fingerprint (`SHA256:…`); required unless insecure. */
+  hostKey: string | undefined;
+}
+
+export type Effect = 'allow' | 'deny' | 'review';
+
+export interface SubjectMatch {
+  groups?: string[];
+  subs?: string[];
+  kinds?: ActorKind[];
+}
+
+export interface ApproverSpec {
+  groups: string[];
+  count: number;
+}
+
+export interface RuleConfig {
+  /** Defaults to `<policy>#<index>` (1-based). */
+  name: string;
+  /** SQL statement kinds this rule matches; absent = any. */
+  sql?: string[];
+  /** Kubernetes request match; absent = any. */
+  k8s?: { verbs?: string[]; resources?: string[]; namespaces?: string[] };
+  effect: Effect;
+  approvers?: ApproverSpec;
+  /** Free-form extra match keys kept for later rule kinds (relations, flags, …). */
+  extra: Record<string, unknown>;
+}
+
+export interface PolicyConfig {
+  name: string;
+  subjects: SubjectMatch;
+  /** Target names (globs allowed). */
+  targets: string[];
+  rules: RuleConfig[];
+}
+
+export interface MaskingConfig {
+  columns: string[];
+  detectors: string[];
+  style: 'full' | 'partial' | 'hash' | 'null';
+}
+
+export interface AuditConfig {
+  /** `normal`: durable across a broker crash (WAL, OS cache); `full`: also across power loss (fsync per group commit). */
+  sync: 'normal' | 'full';
+  retentionDays: number | undefined;
+}

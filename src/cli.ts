@@ -1,0 +1,56 @@
+/**
+ * Builds the commander program and owns the one top-level error handler: the only place
+ * that turns an error into an exit code. Commands throw; they never call process.exit().
+ */
+import { Command, CommanderError } from 'commander';
+import { AgentgateError, ExitCode, isAgentgateError } from './errors.js';
+import { VERSION } from './shared/version.js';
+import { renderError } from './commands/render.js';
+import { registerCommands } from './commands/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command('agentgate')
+    .description('One enforcement point between AI agents and production systems.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      // commander prints its own usage errors; keep them on stderr.
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+    });
+  registerCommands(program);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const wantsJson = argv.includes('--json');
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (err) {
+    return handleError(err, wantsJson);
+  }
+}
+
+function handleError(err: unknown, wantsJson: boolean): number {
+  if (err instanceof CommanderError) {
+    // --help and --version arrive here as "errors" with exit code 0.
+    if (err.exitCode === 0) return 0;
+    return ExitCode.usage;
+  }
+  const known: AgentgateError = isAgentgateError(err)
+    ? err
+    : new AgentgateError('AG_BUG', `unexpected error: ${err instanceof Error ? err.message : String(err)}`, ExitCode.error, {
+        hint: 'this is a bug in agentgate; run again with AGENTGATE_DEBUG=1 and report the output',
+      });
+  process.stderr.write(renderError(known) + '\n');
+  if (process.env['AGENTGATE_DEBUG'] === '1' && err instanceof Error && err.stack) {
+    process.stderr.write(err.stack + '\n');
+    if (err.cause instanceof Error && err.cause.stack) process.stderr.write('caused by: ' + err.cause.stack + '\n');
+  }
+  if (wantsJson) process.stdout.write(JSON.stringify({ error: known.toJSON() }) + '\n');
+  return known.exitCode;
+}

@@ -1,6 +1,12 @@
-/** One line per command module; each exports `register(program)`. */
+/** One line per command module; each exports `register(program)`. Order = order in --help. */
 import type { Command } from 'commander';
+import { register as login } from './login.js';
+import { register as logout } from './logout.js';
+import { register as whoami } from './whoami.js';
+import { register as targets } from './targets.js';
+import { register as connect } from './connect.js';
+import { register as broker } from './broker.js';
 
 export function registerCommands(program: Command): void {
-  void program;
+  for (const register of [login, logout, whoami, targets, connect, broker]) register(program);
 }

@@ -1,5 +1,163 @@
+/**
+ * `agentgate broker init [DIR]` and `agentgate broker start [--config F]`. Thin: parse,
+ * call the config loader / key setup / server, print. Broker modules are imported lazily
+ * so client commands do not pay for loading them.
+ */
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Option } from 'commander';
 import type { Command } from 'commander';
+import { ConfigError, UsageError } from '../errors.js';
+import type { BrokerConfig } from '../broker/config/types.js';
+import { printJson, say } from './render.js';
+
+export interface BrokerInitOptions {
+  issuer?: string;
+  audience?: string;
+  clientId?: string;
+  listen?: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+export interface BrokerStartOptions {
+  config?: string;
+}
+
+const DEFAULT_INIT_DIR = './agentgate';
+const CONFIG_FILE = 'agentgate.yaml';
+/** Looked for in order when neither --config nor AGENTGATE_CONFIG is given. */
+const DEFAULT_CONFIG_PATHS = ['./agentgate/agentgate.yaml', './agentgate.yaml'];
 
 export function register(program: Command): void {
-  void program;
+  const broker = program.command('broker').description('set up and run the broker');
+
+  broker
+    .command('init')
+    .description('write a commented config and generate the broker keys')
+    .argument('[dir]', 'folder for agentgate.yaml and state/', DEFAULT_INIT_DIR)
+    .option('--issuer <url>', 'OIDC issuer users log in with')
+    .option('--audience <aud>', 'audience the broker requires in access tokens')
+    .option('--client-id <id>', 'public OAuth client for the device flow')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8443)')
+    .option('--force', 'overwrite an existing agentgate.yaml')
+    .option('--json', 'print {config, state_dir, fingerprint} as JSON on stdout')
+    .action(async (dir: string, opts: BrokerInitOptions) => {
+      await brokerInit(dir, opts);
+    });
+
+  broker
+    .command('start')
+    .description('validate the config, then run the broker until Ctrl-C')
+    .addOption(new Option('--config <file>', `broker config (default ${DEFAULT_CONFIG_PATHS.join(', then ')})`).env('AGENTGATE_CONFIG'))
+    .action(async (opts: BrokerStartOptions) => {
+      await brokerStart(opts);
+    });
+}
+
+export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promise<void> {
+  const { renderConfigTemplate } = await import('../broker/config/template.js');
+  const { parseBrokerConfig } = await import('../broker/config/load.js');
+  const dir = resolve(dirArg);
+  const configPath = join(dir, CONFIG_FILE);
+
+  const text = renderConfigTemplate({
+    ...(opts.issuer === undefined ? {} : { issuer: opts.issuer }),
+    ...(opts.audience === undefined ? {} : { audience: opts.audience }),
+    ...(opts.clientId === undefined ? {} : { clientId: opts.clientId }),
+    ...(opts.listen === undefined ? {} : { listen: opts.listen }),
+  });
+  // Validate before touching the disk, so a bad flag leaves nothing half-written.
+  let config: BrokerConfig;
+  try {
+    config = parseBrokerConfig(text, configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new UsageError(`these options do not make a valid config:\n${err.problems.map((p) => `  ${p}`).join('\n')}`, {
+        hint: 'check --issuer (an https URL), --audience, --client-id and --listen (host:port)',
+      });
+    }
+    throw err;
+  }
+
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    // `wx` refuses an existing file atomically; with --force, tighten the mode of the old one too.
+    await writeFile(configPath, text, { mode: 0o600, flag: opts.force ? 'w' : 'wx' });
+    if (opts.force) await chmod(configPath, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new UsageError(`${configPath} already exists`, {
+        hint: `pass --force to overwrite it, or start the broker with it: agentgate broker start --config ${configPath}`,
+      });
+    }
+    throw err;
+  }
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await chmod(config.stateDir, 0o700); // mkdir's mode is masked by umask, and a reused dir may be looser.
+
+  const { ensureBrokerKeys } = await import('../broker/keys.js');
+  const keys = await ensureBrokerKeys(config);
+
+  if (opts.json) printJson({ config: configPath, state_dir: config.stateDir, fingerprint: keys.tlsFingerprint });
+  const url = brokerUrl(config);
+  say(
+    [
+      `wrote ${configPath}`,
+      `keys in ${config.stateDir} (0700): TLS certificate, receipt-signing key, SSH host key`,
+      `TLS certificate SHA-256 fingerprint: ${keys.tlsFingerprint}`,
+      '',
+      'next:',
+      `  1. edit ${configPath}: identity, then targets and policies`,
+      `  2. agentgate broker start --config ${configPath}`,
+      `  3. on each client: agentgate login --broker ${url} --fingerprint ${keys.tlsFingerprint}`,
+    ].join('\n'),
+  );
+}
+
+export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
+  const { loadBrokerConfig } = await import('../broker/config/load.js');
+  // An empty AGENTGATE_CONFIG counts as unset.
+  const configPath = opts.config ? opts.config : await findDefaultConfig();
+  // The whole file is validated before anything starts; a ConfigError lists every problem.
+  const config = await loadBrokerConfig(configPath);
+
+  const { startBroker } = await import('../broker/server.js');
+  const broker = await startBroker(config);
+  say(`listening on ${broker.url}`);
+  say(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`);
+  say('press Ctrl-C to stop');
+
+  await new Promise<void>((done) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      done();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  say('stopping');
+  await broker.close();
+}
+
+async function findDefaultConfig(): Promise<string> {
+  for (const candidate of DEFAULT_CONFIG_PATHS) {
+    const isFile = await stat(candidate).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+    if (isFile) return candidate;
+  }
+  const looked = DEFAULT_CONFIG_PATHS.map((p) => resolve(p)).join(', ');
+  throw new ConfigError(`no broker config found (looked for ${looked})`, [], {
+    hint: 'write one with `agentgate broker init`, or pass --config FILE (or set AGENTGATE_CONFIG)',
+  });
+}
+
+/** How a client on another machine would address this broker. */
+function brokerUrl(config: BrokerConfig): string {
+  const { host, port } = config.listen;
+  const shown = host === '0.0.0.0' || host === '::' ? '<broker-host>' : host.includes(':') ? `[${host}]` : host;
+  return `https://${shown}:${port}`;
 }

@@ -1,0 +1,413 @@
+/**
+ * The zod schema for agentgate.yaml (snake_case keys) whose output is the typed
+ * BrokerConfig (types.ts). Built per load because it resolves relative paths against the
+ * config's folder and secret references against the given environment.
+ *
+ * Messages: a custom message that starts with "expected" gets `, got …` appended by
+ * issues.ts; any other custom message is shown as written. Every object rejects keys it
+ * does not know, with a "did you mean" when one is close.
+ */
+import { join, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type {
+  ApproverSpec,
+  AuditConfig,
+  BrokerConfig,
+  CiIssuerConfig,
+  IdentityConfig,
+  KubernetesTargetConfig,
+  MaskingConfig,
+  PolicyConfig,
+  PostgresTargetConfig,
+  RuleConfig,
+  SshTargetConfig,
+  SubjectMatch,
+  TargetConfig,
+} from './types.js';
+import type { Secret } from '../../shared/secret.js';
+import { resolveSecretValue } from './secret-refs.js';
+import type { SecretContext } from './secret-refs.js';
+import { didYouMean, suggest } from './suggest.js';
+
+export interface SchemaContext extends SecretContext {
+  /** Absolute path of the config file. */
+  configPath: string;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:8443';
+export const DEFAULT_STATE_DIR = './state';
+export const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
+export const TARGET_TYPES = ['postgres', 'kubernetes', 'ssh'] as const;
+export const POSTGRES_TLS_MODES = ['disable', 'require', 'verify-full'] as const;
+export const MASKING_STYLES = ['full', 'partial', 'hash', 'null'] as const;
+export const EFFECTS = ['allow', 'deny', 'review'] as const;
+export const ACTOR_KINDS = ['human', 'agent', 'ci'] as const;
+/** Keys whose values are credentials: their values never appear in a message. */
+export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set(['password', 'token', 'client_key', 'private_key']);
+
+/** Rule keys this schema types; any other rule key is kept in `extra` for later rule kinds. */
+const RULE_KEYS = ['name', 'sql', 'k8s', 'effect', 'approvers'] as const;
+
+type WithoutName<T> = T extends unknown ? Omit<T, 'name'> : never;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Runs a check even when sibling keys failed, so one pass reports every problem. */
+const whenObject = { when: (payload: { value: unknown }) => isPlainObject(payload.value) };
+
+/**
+ * A mapping with exactly these keys. Unknown keys are reported one per key; when one is
+ * close to a known key the issue carries it (`params.suggestion`) so issues.ts can drop the
+ * then-redundant "required, missing" for that key.
+ */
+function strictObject<S extends z.core.$ZodLooseShape>(shape: S) {
+  const known = Object.keys(shape);
+  return z.looseObject(shape).check(
+    z.superRefine((value: Record<string, unknown>, ctx) => {
+      for (const key of Object.keys(value)) {
+        if (known.includes(key)) continue;
+        const suggestion = suggest(key, known);
+        ctx.addIssue({ code: 'custom', path: [key], message: `unknown key${didYouMean(key, known)}`, params: { unknownKey: true, suggestion } });
+      }
+    }, whenObject),
+  );
+}
+
+const text = z.string().min(1, { error: 'expected a non-empty string' });
+const textList = z.array(text);
+const nonEmptyTextList = z.array(text).min(1, { error: 'expected a non-empty list' });
+
+function intRange(lo: number, hi: number) {
+  const error = `expected an integer ${lo}-${hi}`;
+  return z.int({ error }).min(lo, { error }).max(hi, { error });
+}
+
+/** https, or http for a loopback host when `localHttp` (a local test IdP). */
+function urlAllowed(value: string, localHttp: boolean): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return url.hostname !== '';
+  return localHttp && url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+}
+
+const httpsUrl = text.refine((s) => urlAllowed(s, false), { error: 'expected an https URL' });
+const issuerUrl = text.refine((s) => urlAllowed(s, true), { error: 'expected an https URL (http only for localhost or 127.0.0.1)' });
+
+/** `host:port`, `[v6]:port`; port 0 lets the OS pick (tests). */
+export function parseListen(value: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
+  if (!m) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  if (m[1] !== undefined && isIP(host) !== 6) return undefined;
+  return { host, port };
+}
+
+const listenSchema = z
+  .string()
+  .transform((s, ctx) => {
+    const parsed = parseListen(s);
+    if (!parsed) {
+      ctx.addIssue({ code: 'custom', message: 'expected host:port with port 0-65535 (e.g. 127.0.0.1:8443)', input: s });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+
+export function brokerConfigSchema(ctx: SchemaContext) {
+  const path = text.transform((s) => resolve(ctx.baseDir, s));
+
+  const credential = z
+    .string({ error: 'expected a string, ${env:NAME} or ${file:PATH}' })
+    .min(1, { error: 'expected a non-empty string, ${env:NAME} or ${file:PATH}' })
+    .transform((s, c): Secret => {
+      const r = resolveSecretValue(s, ctx);
+      if (!r.ok) {
+        for (const problem of r.problems) c.addIssue({ code: 'custom', message: problem });
+        return z.NEVER;
+      }
+      return r.secret;
+    });
+
+  const postgresUrl = credential.transform((secret, c): Secret => {
+    if (!/^postgres(?:ql)?:\/\/./.test(secret.reveal())) {
+      // The value is a credential: say what it must look like, never what it is.
+      c.addIssue({ code: 'custom', message: `must be a postgres:// or postgresql:// URL (from ${secret.source})` });
+      return z.NEVER;
+    }
+    return secret;
+  });
+
+  // ---- targets ---------------------------------------------------------------------------
+
+  const postgresTarget = strictObject({
+    type: z.literal('postgres'),
+    host: text,
+    port: intRange(1, 65535).default(5432),
+    database: text,
+    user: text,
+    password: credential.optional(),
+    tls: z.enum(POSTGRES_TLS_MODES).default('verify-full'),
+    ca: path.optional(),
+  }).transform(
+    (t): Omit<PostgresTargetConfig, 'name'> => ({
+      type: 'postgres',
+      host: t.host,
+      port: t.port,
+      database: t.database,
+      user: t.user,
+      password: t.password,
+      tls: t.tls,
+      ca: t.ca,
+    }),
+  );
+
+  const kubernetesTarget = strictObject({
+    type: z.literal('kubernetes'),
+    server: httpsUrl,
+    ca: path.optional(),
+    token: credential.optional(),
+    client_cert: path.optional(),
+    client_key: credential.optional(),
+  })
+    .check(
+      z.superRefine((t: Record<string, unknown>, c) => {
+        const has = (k: string): boolean => t[k] !== undefined;
+        if (has('client_cert') && !has('client_key')) c.addIssue({ code: 'custom', path: ['client_key'], message: 'required with client_cert, missing' });
+        if (has('client_key') && !has('client_cert')) c.addIssue({ code: 'custom', path: ['client_cert'], message: 'required with client_key, missing' });
+        if (!has('token') && !has('client_cert') && !has('client_key')) {
+          c.addIssue({ code: 'custom', path: ['token'], message: 'required (or client_cert and client_key), missing' });
+        }
+      }, whenObject),
+    )
+    .transform(
+      (t): Omit<KubernetesTargetConfig, 'name'> => ({
+        type: 'kubernetes',
+        server: t.server,
+        ca: t.ca,
+        token: t.token,
+        clientCert: t.client_cert,
+        clientKey: t.client_key,
+      }),
+    );
+
+  const sshTarget = strictObject({
+    type: z.literal('ssh'),
+    host: text,
+    port: intRange(1, 65535).default(22),
+    user: text,
+    private_key: credential.optional(),
+    password: credential.optional(),
+    host_key: z.string().regex(SSH_FINGERPRINT, { error: 'expected an OpenSSH host key fingerprint (SHA256:…, 43 base64 characters)' }).optional(),
+  })
+    .check(
+      z.superRefine((t: Record<string, unknown>, c) => {
+        if (t['private_key'] === undefined && t['password'] === undefined) {
+          c.addIssue({ code: 'custom', path: ['private_key'], message: 'required (or password), missing' });
+        }
+      }, whenObject),
+    )
+    .transform(
+      (t): Omit<SshTargetConfig, 'name'> => ({
+        type: 'ssh',
+        host: t.host,
+        port: t.port,
+        user: t.user,
+        privateKey: t.private_key,
+        password: t.password,
+        hostKey: t.host_key,
+      }),
+    );
+
+  const target = z.discriminatedUnion('type', [postgresTarget, kubernetesTarget, sshTarget]);
+
+  const targets = z.record(z.string(), target).transform((rec): Record<string, TargetConfig> => {
+    const out: Record<string, TargetConfig> = {};
+    for (const [name, t] of Object.entries(rec as Record<string, WithoutName<TargetConfig>>)) out[name] = { ...t, name } as TargetConfig;
+    return out;
+  });
+
+  // ---- identity --------------------------------------------------------------------------
+
+  const ciIssuer = strictObject({
+    issuer: issuerUrl,
+    audience: text,
+    subject: text,
+    groups: textList.default(() => []),
+  }).transform((c): CiIssuerConfig => ({ issuer: c.issuer, audience: c.audience, subject: c.subject, groups: c.groups }));
+
+  const identity = strictObject({
+    issuer: issuerUrl,
+    audience: text,
+    client_id: text,
+    groups_claim: text.default('groups'),
+    agent_groups: textList.default(() => []),
+    ci_issuers: z.array(ciIssuer).default(() => []),
+    scopes: nonEmptyTextList
+      .refine((s) => s.includes('openid'), { error: 'must include openid' })
+      .default(() => [...DEFAULT_SCOPES]),
+    clock_tolerance_sec: intRange(0, 600).default(30),
+  }).transform(
+    (i): IdentityConfig => ({
+      issuer: i.issuer,
+      audience: i.audience,
+      clientId: i.client_id,
+      groupsClaim: i.groups_claim,
+      agentGroups: i.agent_groups,
+      ciIssuers: i.ci_issuers,
+      scopes: i.scopes,
+      clockToleranceSec: i.clock_tolerance_sec,
+    }),
+  );
+
+  // ---- policies --------------------------------------------------------------------------
+
+  const subjects = strictObject({
+    groups: textList.optional(),
+    subs: textList.optional(),
+    kinds: z.array(z.enum(ACTOR_KINDS)).optional(),
+  })
+    .check(
+      z.superRefine((s: Record<string, unknown>, c) => {
+        if (s['groups'] === undefined && s['subs'] === undefined && s['kinds'] === undefined) {
+          c.addIssue({ code: 'custom', message: 'needs at least one of groups, subs, kinds (use subs: ["*"] to match everyone)' });
+        }
+      }, whenObject),
+    )
+    .transform((s): SubjectMatch => {
+      const out: SubjectMatch = {};
+      if (s.groups) out.groups = s.groups;
+      if (s.subs) out.subs = s.subs;
+      if (s.kinds) out.kinds = s.kinds;
+      return out;
+    });
+
+  const approvers = strictObject({
+    groups: nonEmptyTextList,
+    count: intRange(1, 100).default(1),
+  }).transform((a): ApproverSpec => ({ groups: a.groups, count: a.count }));
+
+  const k8sMatch = strictObject({
+    verbs: textList.optional(),
+    resources: textList.optional(),
+    namespaces: textList.optional(),
+  }).transform((k) => {
+    const out: NonNullable<RuleConfig['k8s']> = {};
+    if (k.verbs) out.verbs = k.verbs.map((v) => v.toLowerCase());
+    if (k.resources) out.resources = k.resources;
+    if (k.namespaces) out.namespaces = k.namespaces;
+    return out;
+  });
+
+  const rule = z
+    .looseObject({
+      name: text.optional(),
+      sql: textList.optional(),
+      k8s: k8sMatch.optional(),
+      effect: z.enum(EFFECTS),
+      approvers: approvers.optional(),
+    })
+    .check(
+      z.superRefine((r: Record<string, unknown>, c) => {
+        // Unknown rule keys are allowed (later rule kinds), but a near-miss of a known one is a typo.
+        for (const key of Object.keys(r)) {
+          if ((RULE_KEYS as readonly string[]).includes(key)) continue;
+          const suggestion = suggest(key, RULE_KEYS);
+          if (suggestion !== undefined) {
+            c.addIssue({ code: 'custom', path: [key], message: `unknown key${didYouMean(key, RULE_KEYS)}`, params: { unknownKey: true, suggestion } });
+          }
+        }
+        if (r['effect'] === 'review' && r['approvers'] === undefined) {
+          c.addIssue({ code: 'custom', path: ['approvers'], message: 'required when effect is review (e.g. { groups: [dba], count: 1 }), missing' });
+        }
+        if ((r['effect'] === 'allow' || r['effect'] === 'deny') && r['approvers'] !== undefined) {
+          c.addIssue({ code: 'custom', path: ['approvers'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
+        }
+      }, whenObject),
+    )
+    .transform((r): Omit<RuleConfig, 'name'> & { name: string | undefined } => {
+      const extra: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(r)) if (!(RULE_KEYS as readonly string[]).includes(k)) extra[k] = v;
+      const out: Omit<RuleConfig, 'name'> & { name: string | undefined } = { name: r.name, effect: r.effect, extra };
+      if (r.sql) out.sql = r.sql.map((s) => s.toLowerCase());
+      if (r.k8s) out.k8s = r.k8s;
+      if (r.approvers) out.approvers = r.approvers;
+      return out;
+    });
+
+  const policy = strictObject({
+    name: text,
+    subjects,
+    targets: nonEmptyTextList,
+    rules: z.array(rule).min(1, { error: 'expected at least one rule' }),
+  }).transform(
+    (p): PolicyConfig => ({
+      name: p.name,
+      subjects: p.subjects,
+      targets: p.targets,
+      rules: p.rules.map((r, i) => ({ ...r, name: r.name ?? `${p.name}#${i + 1}` })),
+    }),
+  );
+
+  // ---- the rest --------------------------------------------------------------------------
+
+  const masking = z.record(
+    z.string(),
+    strictObject({
+      columns: textList.default(() => []),
+      detectors: textList.default(() => []),
+      style: z.enum(MASKING_STYLES).default('full'),
+    }).transform((m): MaskingConfig => ({ columns: m.columns, detectors: m.detectors, style: m.style })),
+  );
+
+  const auditors = strictObject({ groups: textList.default(() => []) }).transform((a) => ({ groups: a.groups }));
+
+  const audit = strictObject({
+    sync: z.enum(['normal', 'full']).default('normal'),
+    retention_days: intRange(1, 36500).optional(),
+  }).transform((a): AuditConfig => ({ sync: a.sync, retentionDays: a.retention_days }));
+
+  const tls = strictObject({ cert: path, key: path }).transform((t) => ({ cert: t.cert, key: t.key }));
+
+  const store = z.union([z.literal('sqlite'), strictObject({ postgres: postgresUrl }).transform((s) => ({ postgres: s.postgres }))], {
+    error: 'expected sqlite or { postgres: URL }',
+  });
+
+  return strictObject({
+    listen: listenSchema.prefault(DEFAULT_LISTEN),
+    state_dir: path.prefault(DEFAULT_STATE_DIR),
+    tls: tls.optional(),
+    store: store.optional(),
+    identity,
+    targets: targets.prefault({}),
+    policies: z.array(policy).default(() => []),
+    auditors: auditors.prefault({}),
+    masking: masking.default(() => ({})),
+    audit: audit.prefault({}),
+  }).transform((c): BrokerConfig => {
+    const stateDir = c.state_dir;
+    return {
+      configPath: ctx.configPath,
+      listen: c.listen,
+      stateDir,
+      tls: c.tls ? { ...c.tls, generated: false } : { cert: join(stateDir, 'tls.crt'), key: join(stateDir, 'tls.key'), generated: true },
+      store: c.store === undefined || c.store === 'sqlite' ? { kind: 'sqlite', path: join(stateDir, 'audit.db') } : { kind: 'postgres', url: c.store.postgres },
+      identity: c.identity,
+      targets: c.targets,
+      policies: c.policies,
+      auditors: c.auditors,
+      masking: c.masking,
+      audit: c.audit,
+      receiptKeyPath: join(stateDir, 'receipt-signing.key'),
+      sshHostKeyPath: join(stateDir, 'ssh-host.key'),
+    };
+  });
+}

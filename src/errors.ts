@@ -60,7 +60,7 @@ export class ConfigError extends AgentgateError {
 
 /** No usable credentials on the CLI side, or the broker rejected them (exit 3). */
 export class AuthError extends AgentgateError {
-  override readonly name = 'AuthError';
+  override readonly name: string = 'AuthError';
   /** The broker's reason code (token_expired, wrong_audience, …) when it gave one. */
   readonly reason: string | undefined;
   constructor(code: string, message: string, options: AgentgateErrorOptions & { reason?: string } = {}) {

@@ -1,0 +1,277 @@
+/**
+ * The broker's key material, created on first start and loaded on every start after:
+ * the TLS certificate (self-signed when the config asks for a generated one), the Ed25519
+ * key that signs session receipts, and the SSH host key the tunnel presents.
+ * Key files are 0600 in a 0700 state dir, written atomically and never overwritten.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { createPrivateKey, createPublicKey, createHash, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import ssh2 from 'ssh2';
+import { calculateJwkThumbprint } from 'jose';
+import { AgentgateError } from '../errors.js';
+import { certFingerprint } from '../shared/fingerprint.js';
+import type { BrokerConfig } from './config/types.js';
+
+export interface ReceiptPublicJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
+  /** RFC 7638 thumbprint of {crv, kty, x}. */
+  kid: string;
+  alg: 'EdDSA';
+  use: 'sig';
+}
+
+export interface BrokerKeys {
+  tlsCertPem: string;
+  tlsKeyPem: string;
+  /** SHA-256 of the certificate, `AB:CD:…`. */
+  tlsFingerprint: string;
+  receiptPrivateKey: KeyObject;
+  receiptPublicJwk: ReceiptPublicJwk;
+  /** OpenSSH private key text, as ssh2's Server takes in `hostKeys`. */
+  sshHostKey: string;
+  /** OpenSSH `SHA256:<base64>` fingerprint of the host key's public half. */
+  sshHostKeyFingerprint: string;
+}
+
+/** A key file or the state dir is missing, unreadable or too open. */
+export class KeyMaterialError extends AgentgateError {
+  override readonly name = 'KeyMaterialError';
+  readonly path: string;
+  constructor(code: string, path: string, message: string, hint: string, cause?: unknown) {
+    super(code, message, undefined, { hint, cause });
+    this.path = path;
+  }
+}
+
+const TLS_VALIDITY_DAYS = 365;
+
+export async function ensureBrokerKeys(config: BrokerConfig): Promise<BrokerKeys> {
+  await ensureStateDir(config.stateDir);
+
+  const certPresent = await exists(config.tls.cert);
+  const keyPresent = await exists(config.tls.key);
+  if (config.tls.generated) {
+    if (certPresent !== keyPresent) {
+      const missing = certPresent ? config.tls.key : config.tls.cert;
+      throw new KeyMaterialError(
+        'AG_TLS_INCOMPLETE',
+        missing,
+        `TLS ${certPresent ? 'key' : 'certificate'} ${missing} is missing but its other half exists`,
+        `restore it, or delete both ${config.tls.cert} and ${config.tls.key} to generate a new pair (clients pinned to the old fingerprint must re-pin)`,
+      );
+    }
+    if (!certPresent) {
+      const { certPem, keyPem } = await generateSelfSignedCert(config.listen.host);
+      // Key first: a crash between the two leaves "cert missing", which the check above names.
+      await writeNewFile(config.tls.key, keyPem, 0o600);
+      await writeNewFile(config.tls.cert, certPem, 0o644);
+    }
+  } else {
+    for (const [path, what] of [
+      [config.tls.cert, 'certificate'],
+      [config.tls.key, 'key'],
+    ] as const) {
+      if (!(await exists(path))) {
+        throw new KeyMaterialError('AG_TLS_MISSING', path, `TLS ${what} ${path} does not exist`, 'fix tls.cert / tls.key in the broker config, or remove the tls section to have the broker generate a certificate');
+      }
+    }
+  }
+
+  if (!(await exists(config.receiptKeyPath))) {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    await writeNewFile(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
+  }
+  if (!(await exists(config.sshHostKeyPath))) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'agentgate-broker' });
+    await writeNewFile(config.sshHostKeyPath, pair.private, 0o600);
+  }
+
+  const tlsKeyPem = await readSecretFile(config.tls.key);
+  const tlsCertPem = await readFileOrThrow(config.tls.cert);
+  const receiptPem = await readSecretFile(config.receiptKeyPath);
+  const sshHostKey = await readSecretFile(config.sshHostKeyPath);
+
+  let tlsFingerprint: string;
+  try {
+    tlsFingerprint = certFingerprint(tlsCertPem);
+  } catch (err) {
+    throw new KeyMaterialError('AG_TLS_INVALID', config.tls.cert, `${config.tls.cert} is not a PEM certificate`, 'point tls.cert at a PEM-encoded X.509 certificate', err);
+  }
+
+  let receiptPrivateKey: KeyObject;
+  try {
+    receiptPrivateKey = createPrivateKey(receiptPem);
+  } catch (err) {
+    throw new KeyMaterialError('AG_KEY_INVALID', config.receiptKeyPath, `${config.receiptKeyPath} is not a PEM private key`, `move it aside and restart the broker to generate a new receipt key`, err);
+  }
+  if (receiptPrivateKey.asymmetricKeyType !== 'ed25519') {
+    throw new KeyMaterialError('AG_KEY_INVALID', config.receiptKeyPath, `${config.receiptKeyPath} holds a ${receiptPrivateKey.asymmetricKeyType ?? 'unknown'} key; receipts are signed with Ed25519`, 'move it aside and restart the broker to generate a new receipt key');
+  }
+
+  const parsedSsh = ssh2.utils.parseKey(sshHostKey);
+  if (parsedSsh instanceof Error || Array.isArray(parsedSsh)) {
+    throw new KeyMaterialError('AG_KEY_INVALID', config.sshHostKeyPath, `${config.sshHostKeyPath} is not an SSH private key`, 'move it aside and restart the broker to generate a new host key', parsedSsh instanceof Error ? parsedSsh : undefined);
+  }
+  const sshHostKeyFingerprint = 'SHA256:' + createHash('sha256').update(parsedSsh.getPublicSSH()).digest('base64').replace(/=+$/, '');
+
+  return {
+    tlsCertPem,
+    tlsKeyPem,
+    tlsFingerprint,
+    receiptPrivateKey,
+    receiptPublicJwk: await receiptJwk(receiptPrivateKey),
+    sshHostKey,
+    sshHostKeyFingerprint,
+  };
+}
+
+async function receiptJwk(privateKey: KeyObject): Promise<ReceiptPublicJwk> {
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') throw new Error('receipt key did not export as an Ed25519 JWK');
+  const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'sha256');
+  return { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid, alg: 'EdDSA', use: 'sig' };
+}
+
+async function generateSelfSignedCert(listenHost: string): Promise<{ certPem: string; keyPem: string }> {
+  // @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto implements it.
+  type X509Crypto = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1];
+  type X509Params = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0];
+  const crypto = webcrypto as unknown as NonNullable<X509Crypto>;
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const x509Keys = keys as unknown as X509Params['keys'];
+
+  const names: { type: 'dns' | 'ip'; value: string }[] = [
+    { type: 'dns', value: 'localhost' },
+    { type: 'ip', value: '127.0.0.1' },
+    { type: 'ip', value: '::1' },
+  ];
+  const host = listenHost.replace(/^\[|\]$/g, '');
+  // A wildcard bind address is not a name anyone connects to.
+  if (host && host !== '0.0.0.0' && host !== '::' && !names.some((n) => n.value === host)) {
+    names.push({ type: isIP(host) ? 'ip' : 'dns', value: host });
+  }
+
+  const notBefore = new Date(Date.now() - 5 * 60_000); // a little slack for skewed client clocks
+  const notAfter = new Date(Date.now() + TLS_VALIDITY_DAYS * 86_400_000);
+  // Positive 16-byte serial (high bit clear).
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial.toString('hex'),
+      name: 'CN=agentgate broker',
+      notBefore,
+      notAfter,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as X509Params['signingAlgorithm'],
+      keys: x509Keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension(names),
+        await x509.SubjectKeyIdentifierExtension.create(x509Keys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return { certPem: cert.toString('pem') + '\n', keyPem: toPem('PRIVATE KEY', pkcs8) };
+}
+
+function toPem(label: string, der: Buffer): string {
+  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+async function ensureStateDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new KeyMaterialError('AG_STATE_DIR', dir, `cannot create the state dir ${dir}: ${(err as Error).message}`, 'check state_dir in the broker config and that the broker user may write its parent', err);
+  }
+  const st = await stat(dir);
+  if (!st.isDirectory()) {
+    throw new KeyMaterialError('AG_STATE_DIR', dir, `state dir ${dir} is not a directory`, 'point state_dir at a directory');
+  }
+  // Others must not be able to swap files in under us; reading is guarded per file (0600).
+  if ((st.mode & 0o022) !== 0) {
+    throw new KeyMaterialError('AG_KEY_PERMISSIONS', dir, `state dir ${dir} is writable by group or others (mode ${octal(st.mode)})`, `run: chmod 700 ${dir}`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new KeyMaterialError('AG_KEY_UNREADABLE', path, `cannot read ${path}: ${(err as Error).message}`, 'check that the broker user owns the state dir', err);
+  }
+}
+
+/** Reads a private-key file, refusing it when group or others may read or write it. */
+async function readSecretFile(path: string): Promise<string> {
+  const st = await stat(path);
+  if ((st.mode & 0o077) !== 0) {
+    throw new KeyMaterialError('AG_KEY_PERMISSIONS', path, `key file ${path} is accessible to group or others (mode ${octal(st.mode)}); refusing to use it`, `run: chmod 600 ${path}`);
+  }
+  return readFileOrThrow(path);
+}
+
+async function readFileOrThrow(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new KeyMaterialError('AG_KEY_UNREADABLE', path, `cannot read ${path}: ${(err as Error).message}`, 'check that the broker user owns the file', err);
+  }
+}
+
+/**
+ * Writes a complete file at `path` or nothing: the bytes go to a private temp file that is
+ * fsynced and then hard-linked into place. link() fails when `path` exists, so a
+ * concurrent start or a file created meanwhile is never overwritten; we keep theirs.
+ */
+async function writeNewFile(path: string, contents: string, mode: number): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(contents, 'utf8');
+    await fh.chmod(mode); // the umask may have narrowed `mode` on open; never widened it
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  await syncDir(dirname(path));
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the file itself is already durable.
+  }
+}
+
+function octal(mode: number): string {
+  return '0' + (mode & 0o777).toString(8);
+}

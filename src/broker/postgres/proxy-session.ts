@@ -1,0 +1,583 @@
+/**
+ * One client connection through the Postgres proxy, from the StartupMessage to the end.
+ *
+ *   startup ──► auth (SCRAM against the session secret's verifier) ──► connecting
+ *   (log in upstream with the target's credentials) ──► relay ──► closed
+ *
+ * In the relay phase both directions are framed by the streaming readers and forwarded
+ * as the original bytes (frames of one chunk go out as one write); the few messages that
+ * matter are decoded to follow each statement to its outcome. Every statement becomes an
+ * audit event, and the ReadyForQuery that completes a statement is released to the
+ * client only once that event is durable. If the audit store has failed, statements are
+ * refused (fail closed).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+
+import type { PostgresTargetConfig } from '../config/types.js';
+import type { AuditStore, NewAuditEvent } from '../audit/store.js';
+import type { AuditActor } from '../../shared/audit-hash.js';
+import type { Logger } from '../log.js';
+import { FrontendReader, type BackendReader, type PgMessage } from './reader.js';
+import { BackendType, FrontendType, SCRAM_SHA_256, type TransactionStatus } from './protocol.js';
+import {
+  decodeBind,
+  decodeCancelRequest,
+  decodeClose,
+  decodeExecute,
+  decodeParse,
+  decodeQuery,
+  decodeSASLInitialResponse,
+  decodeSASLResponse,
+  decodeStartupMessage,
+  startupRequestKind,
+} from './decode-frontend.js';
+import { decodeCommandComplete, decodeErrorResponse, type BackendKeyData } from './decode-backend.js';
+import {
+  AUTHENTICATION_OK,
+  authenticationSASL,
+  authenticationSASLContinue,
+  authenticationSASLFinal,
+  backendKeyData,
+  ENCRYPTION_DECLINED,
+  errorResponse,
+  readyForQuery,
+} from './build-backend.js';
+import { TERMINATE } from './build-frontend.js';
+import { PgError, ProtocolError, SqlState, passwordAuthFailed } from './errors.js';
+import { ScramServer, type ScramVerifier } from './scram.js';
+import { StatementTracker, type StatementRecord } from './proxy-statements.js';
+import { CancelRegistry } from './proxy-cancel.js';
+import { connectUpstream, sendCancel } from './upstream.js';
+
+/** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
+export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
+
+export interface PgProxySessionOptions {
+  target: PostgresTargetConfig;
+  actor: AuditActor;
+  access: TargetAccess;
+  /** The verifier of this `connect`/`run` session's secret; undefined when the tunnel sent none. */
+  verifier: ScramVerifier | undefined;
+  audit: AuditStore;
+  cancels: CancelRegistry;
+  logger: Logger;
+  /** Extra detail for session.start (connect session id, tunnel id, client address). */
+  origin?: Record<string, string | number>;
+  /** Cap on one client message once authenticated. */
+  maxMessageLength?: number;
+  /** Called once when the session has ended and its session.end event is durable (or failed). */
+  onEnd?: (summary: SessionSummary) => void;
+}
+
+export interface SessionSummary {
+  session: string;
+  statements: number;
+  errors: number;
+  rows: number;
+  bytes: number;
+}
+
+/** Startup parameters passed upstream; user/database come from the target, replication is refused. */
+const FORWARDED_PARAMS = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits', 'search_path', 'options']);
+
+type Phase = 'startup' | 'auth' | 'connecting' | 'relay' | 'closed';
+
+/** A promise whose settlement can be checked synchronously. */
+interface Barrier {
+  promise: Promise<unknown>;
+  done: boolean;
+}
+
+export class PgProxySession {
+  readonly id = `pgs_${randomUUID()}`;
+  readonly #o: PgProxySessionOptions;
+  readonly #client: Duplex;
+  readonly #reader: FrontendReader;
+  #phase: Phase = 'startup';
+  #scram: ScramServer | undefined;
+  #clientParams = new Map<string, string>();
+  #clientUser = '';
+  /** Client messages that arrived while the upstream login was under way (copies). */
+  #held: Buffer[] = [];
+
+  #upstream: Duplex | undefined;
+  #backend: BackendReader | undefined;
+  #upstreamKey: BackendKeyData | undefined;
+  #clientKey: BackendKeyData | undefined;
+  readonly #tracker: StatementTracker;
+  #status: TransactionStatus = 'I';
+
+  /** Client-bound output, in order: frames and durability barriers. */
+  #out: (Buffer | Barrier)[] = [];
+  /** Frames bound for the server during one client chunk. */
+  #toServer: Buffer[] = [];
+  /** Audit appends since the last ReadyForQuery. */
+  #batch: Promise<unknown>[] = [];
+  readonly #startedAt = performance.now();
+  readonly #counts = { statements: 0, errors: 0, rows: 0, bytes: 0 };
+  #endReason = 'client closed the connection';
+  #ended = false;
+
+  constructor(client: Duplex, options: PgProxySessionOptions) {
+    this.#o = options;
+    this.#client = client;
+    this.#reader = new FrontendReader(options.maxMessageLength === undefined ? {} : { maxMessageLength: options.maxMessageLength });
+    this.#tracker = new StatementTracker((rec) => this.#onStatement(rec));
+    client.on('data', this.#onClientData);
+    client.on('end', () => this.#close('client closed the connection'));
+    client.on('close', () => this.#close('client closed the connection'));
+    client.on('error', (err: Error) => this.#close(`client connection error: ${err.message}`));
+  }
+
+  // ───────────────────────────── client → broker ─────────────────────────────
+
+  readonly #onClientData = (chunk: Buffer): void => {
+    if (this.#phase === 'closed') return;
+    try {
+      this.#reader.push(chunk, this.#onFrontend);
+    } catch (err) {
+      this.#fatal(err);
+      return;
+    }
+    this.#flushToServer();
+  };
+
+  readonly #onFrontend = (m: PgMessage): void => {
+    switch (this.#phase) {
+      case 'startup':
+        return this.#onStartup(m);
+      case 'auth':
+        return this.#onAuth(m);
+      case 'connecting':
+        this.#held.push(Buffer.from(m.frame));
+        return;
+      case 'relay':
+        return this.#relayFrontend(m);
+      case 'closed':
+        return;
+    }
+  };
+
+  #onStartup(m: PgMessage): void {
+    switch (startupRequestKind(m.body)) {
+      case 'ssl':
+      case 'gssenc':
+        // The tunnel is already encrypted end to end; the client may proceed in the clear.
+        this.#client.write(ENCRYPTION_DECLINED);
+        return;
+      case 'cancel':
+        this.#forwardCancel(decodeCancelRequest(m.body));
+        return;
+      case 'startup': {
+        const startup = decodeStartupMessage(m.body);
+        if (startup.params.has('replication')) {
+          throw new PgError(SqlState.featureNotSupported, 'replication connections are not supported through agentgate', { severity: 'FATAL' });
+        }
+        this.#clientUser = startup.params.get('user') ?? '';
+        for (const [k, v] of startup.params) if (FORWARDED_PARAMS.has(k)) this.#clientParams.set(k, v);
+        if (!this.#o.verifier) {
+          throw new PgError(SqlState.invalidAuthorizationSpecification, 'this tunnel carries no session secret', {
+            severity: 'FATAL',
+            hint: 'connect through `agentgate connect` or `agentgate run`, which create one',
+          });
+        }
+        this.#phase = 'auth';
+        this.#client.write(authenticationSASL([SCRAM_SHA_256]));
+        return;
+      }
+    }
+  }
+
+  #onAuth(m: PgMessage): void {
+    if (m.type === FrontendType.terminate) {
+      this.#close('client gave up during authentication');
+      return;
+    }
+    if (!this.#scram) {
+      const initial = decodeSASLInitialResponse(m.body);
+      if (initial.mechanism !== SCRAM_SHA_256 || initial.data === null) {
+        throw new ProtocolError(`client selected an invalid SASL authentication mechanism "${initial.mechanism}"`);
+      }
+      this.#scram = new ScramServer(this.#o.verifier as ScramVerifier);
+      this.#client.write(authenticationSASLContinue(this.#scram.start(initial.data)));
+      return;
+    }
+    const result = this.#scram.finish(decodeSASLResponse(m.body));
+    if (!result.ok) throw passwordAuthFailed(this.#clientUser);
+    this.#reader.authenticated();
+    this.#client.write(Buffer.concat([authenticationSASLFinal(result.serverFinal), AUTHENTICATION_OK]));
+    if (!this.#o.access.allowed) {
+      throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
+    }
+    this.#phase = 'connecting';
+    this.#client.pause();
+    void this.#connect();
+  }
+
+  async #connect(): Promise<void> {
+    const { target, logger } = this.#o;
+    try {
+      if (this.#o.audit.failed) throw auditUnavailable();
+      const up = await connectUpstream(target, this.#clientParams, this.#o.maxMessageLength === undefined ? {} : {});
+      if (this.#phase === 'closed') {
+        up.socket.end(TERMINATE);
+        return;
+      }
+      this.#upstream = up.socket;
+      this.#backend = up.reader;
+      this.#upstreamKey = up.key;
+      this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key);
+      up.socket.on('data', this.#onUpstreamData);
+      up.socket.on('end', () => this.#close('the server closed the connection'));
+      up.socket.on('close', () => this.#close('the server closed the connection'));
+      up.socket.on('error', (err: Error) => this.#close(`server connection error: ${err.message}`));
+
+      // ParameterStatus etc. go through; our key replaces the server's.
+      for (const f of up.relayFrames) this.#out.push(f);
+      this.#out.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
+      const start = this.#append({
+        type: 'session.start',
+        detail: {
+          protocol: 'postgres',
+          client_user: this.#clientUser,
+          application_name: this.#clientParams.get('application_name') ?? null,
+          upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
+          ...(this.#o.origin ?? {}),
+        },
+        decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
+        outcome: null,
+      });
+      this.#pushBarrier(start);
+      this.#out.push(readyForQuery('I'));
+      this.#phase = 'relay';
+      this.#flushToClient();
+
+      // Replay whatever the client pipelined behind its authentication.
+      const held = this.#held;
+      this.#held = [];
+      for (const frame of held) this.#onClientData(frame);
+      this.#client.resume();
+      logger.info('postgres session started', { session: this.id, target: target.name, sub: this.#o.actor.sub });
+    } catch (err) {
+      this.#fatal(err);
+    }
+  }
+
+  #relayFrontend(m: PgMessage): void {
+    const t = this.#tracker;
+    switch (m.type) {
+      case FrontendType.query:
+        if (this.#o.audit.failed) {
+          this.#refuseSimple();
+          return;
+        }
+        t.query(decodeQuery(m.body));
+        break;
+      case FrontendType.parse: {
+        const p = decodeParse(m.body);
+        t.parse(p.statement, p.sql);
+        break;
+      }
+      case FrontendType.bind: {
+        const b = decodeBind(m.body);
+        t.bind(b.portal, b.statement, b.paramCount);
+        break;
+      }
+      case FrontendType.describe:
+        t.describe();
+        break;
+      case FrontendType.close: {
+        const c = decodeClose(m.body);
+        t.close(c.kind, c.name);
+        break;
+      }
+      case FrontendType.execute:
+        if (this.#o.audit.failed) throw auditUnavailable();
+        t.execute(decodeExecute(m.body).portal);
+        break;
+      case FrontendType.sync:
+        t.sync();
+        break;
+      case FrontendType.functionCall:
+        if (this.#o.audit.failed) throw auditUnavailable();
+        t.functionCall(m.body.length >= 4 ? m.body.readInt32BE(0) : 0);
+        break;
+      case FrontendType.copyData:
+        t.copyIn(m.frame.length);
+        break;
+      case FrontendType.terminate:
+        this.#endReason = 'client terminated the session';
+        break;
+      default:
+        break;
+    }
+    this.#toServer.push(m.frame);
+  }
+
+  /** The audit log is down: answer a simple Query with an error instead of running it. */
+  #refuseSimple(): void {
+    if (this.#tracker.busy) throw auditUnavailable();
+    this.#out.push(auditUnavailable(false).toErrorResponse(), readyForQuery(this.#status));
+    this.#flushToClient();
+  }
+
+  #flushToServer(): void {
+    const frames = this.#toServer;
+    if (frames.length === 0 || !this.#upstream) return;
+    this.#toServer = [];
+    this.#upstream.write(joinFrames(frames));
+  }
+
+  #forwardCancel(req: { processId: number; secretKey: Buffer }): void {
+    const entry = this.#o.cancels.lookup(req.processId, req.secretKey, this.#o.actor.sub);
+    this.#phase = 'closed';
+    this.#client.end();
+    if (!entry) {
+      this.#o.logger.warn('cancel request with an unknown key ignored', { sub: this.#o.actor.sub });
+      return;
+    }
+    sendCancel(entry.target, entry.upstreamKey).catch((err: Error) => {
+      this.#o.logger.warn('could not forward cancel request', { target: entry.target.name, error: err.message });
+    });
+  }
+
+  // ───────────────────────────── server → client ─────────────────────────────
+
+  readonly #onUpstreamData = (chunk: Buffer): void => {
+    if (this.#phase === 'closed') return;
+    try {
+      (this.#backend as BackendReader).push(chunk, this.#onBackend);
+    } catch (err) {
+      this.#fatal(err);
+      return;
+    }
+    this.#flushToClient();
+  };
+
+  readonly #onBackend = (m: PgMessage): void => {
+    const t = this.#tracker;
+    switch (m.type) {
+      case BackendType.dataRow:
+        t.row(m.frame.length);
+        break;
+      case BackendType.commandComplete: {
+        const cc = decodeCommandComplete(m.body);
+        t.commandComplete(cc.tag, cc.rows);
+        break;
+      }
+      case BackendType.emptyQueryResponse:
+        t.emptyQuery();
+        break;
+      case BackendType.portalSuspended:
+        t.portalSuspended();
+        break;
+      case BackendType.errorResponse: {
+        const f = decodeErrorResponse(m.body);
+        t.error(f.code);
+        if (f.severity === 'FATAL' || f.severity === 'PANIC') this.#endReason = `the server ended the session: ${f.message}`;
+        break;
+      }
+      case BackendType.parseComplete:
+        t.parseComplete();
+        break;
+      case BackendType.bindComplete:
+        t.bindComplete();
+        break;
+      case BackendType.closeComplete:
+        t.closeComplete();
+        break;
+      case BackendType.rowDescription:
+      case BackendType.noData:
+        t.described();
+        break;
+      case BackendType.copyData:
+        t.copyOut(m.frame.length);
+        break;
+      case BackendType.readyForQuery: {
+        this.#status = (String.fromCharCode(m.body[0] ?? 0x49) as TransactionStatus) ?? 'I';
+        t.ready();
+        if (this.#batch.length > 0) {
+          const batch = this.#batch;
+          this.#batch = [];
+          this.#pushBarrier(batch.length === 1 ? (batch[0] as Promise<unknown>) : Promise.all(batch));
+        }
+        break;
+      }
+      case BackendType.backendKeyData:
+        return; // never reveal a server key
+      default:
+        break;
+    }
+    this.#out.push(m.frame);
+  };
+
+  #onStatement(rec: StatementRecord): void {
+    const c = this.#counts;
+    c.statements++;
+    if (rec.status === 'error') c.errors++;
+    c.rows += rec.rows;
+    c.bytes += rec.bytes;
+    const outcome: NewAuditEvent['outcome'] = {
+      status: rec.status,
+      rows: rec.rows,
+      bytes: rec.bytes,
+      duration_ms: Math.round(rec.durationMs * 1000) / 1000,
+    };
+    if (rec.sqlstate) outcome.sqlstate = rec.sqlstate;
+    this.#batch.push(
+      this.#append({
+        type: 'query',
+        detail: {
+          sql: rec.sql,
+          protocol: rec.protocol,
+          params: rec.params,
+          ...(rec.statement !== undefined && rec.statement !== '' ? { statement: rec.statement } : {}),
+          tag: rec.tags.join('; '),
+          ...(rec.suspended ? { suspended: true } : {}),
+        },
+        decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
+        outcome,
+      }),
+    );
+  }
+
+  #pushBarrier(promise: Promise<unknown>): void {
+    const barrier: Barrier = { promise, done: false };
+    promise.then(
+      () => {
+        barrier.done = true;
+        this.#flushToClient();
+      },
+      (err: unknown) => {
+        this.#o.logger.error('audit write failed: closing the session', { session: this.id, error: (err as Error).message });
+        this.#fatal(auditUnavailable());
+      },
+    );
+    this.#out.push(barrier);
+  }
+
+  /** Write every frame up to the first unsettled barrier, as one buffer. */
+  #flushToClient(): void {
+    if (this.#phase === 'closed') return;
+    const out = this.#out;
+    let i = 0;
+    let frames: Buffer[] = [];
+    for (; i < out.length; i++) {
+      const item = out[i] as Buffer | Barrier;
+      if (Buffer.isBuffer(item)) frames.push(item);
+      else if (!item.done) break;
+    }
+    this.#out = i === out.length ? [] : out.slice(i);
+    if (frames.length > 0) {
+      const ok = this.#client.write(joinFrames(frames));
+      frames = [];
+      if (!ok) this.#pauseUpstreamUntilDrain();
+    }
+    // While a barrier holds output back, stop reading the server so nothing piles up here.
+    if (this.#out.length > 0) this.#upstream?.pause();
+    else if (!this.#waitingDrain) this.#upstream?.resume();
+  }
+
+  #waitingDrain = false;
+  #pauseUpstreamUntilDrain(): void {
+    if (this.#waitingDrain) return;
+    this.#waitingDrain = true;
+    this.#upstream?.pause();
+    this.#client.once('drain', () => {
+      this.#waitingDrain = false;
+      if (this.#out.length === 0) this.#upstream?.resume();
+    });
+  }
+
+  // ───────────────────────────── audit and ending ─────────────────────────────
+
+  #append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<unknown> {
+    return this.#o.audit.append({ ...e, session: this.id, actor: this.#o.actor, target: this.#o.target.name });
+  }
+
+  /** Send an error the client will understand, then close. */
+  #fatal(err: unknown): void {
+    if (this.#phase === 'closed') return;
+    const pgErr =
+      err instanceof PgError
+        ? err
+        : new PgError(SqlState.internalError, `agentgate: ${(err as Error)?.message ?? String(err)}`, { severity: 'FATAL' });
+    this.#endReason = pgErr.message;
+    if (!(err instanceof PgError)) this.#o.logger.error('postgres session failed', { session: this.id, error: (err as Error)?.message });
+    const frame = pgErr.fatal ? pgErr.toErrorResponse() : errorResponse({ ...pgErr.toFields(), severity: 'FATAL' });
+    // Frames already released go first; held ones are dropped (their statement is not durable).
+    this.#client.end(frame);
+    this.#close(pgErr.message);
+  }
+
+  #close(reason: string): void {
+    if (this.#phase === 'closed') {
+      return;
+    }
+    const wasRelaying = this.#phase === 'relay';
+    this.#phase = 'closed';
+    if (this.#endReason === 'client closed the connection') this.#endReason = reason;
+    if (!this.#client.destroyed) this.#client.end();
+    const up = this.#upstream;
+    if (up) {
+      // A client gone mid-statement must not leave the statement running.
+      if (this.#tracker.executing && this.#upstreamKey) {
+        sendCancel(this.#o.target, this.#upstreamKey).catch(() => {});
+      }
+      if (!up.destroyed) up.end(TERMINATE);
+      setTimeout(() => up.destroy(), 5_000).unref();
+    }
+    if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
+    if (!wasRelaying) return;
+    this.#tracker.abort(SqlState.connectionFailure);
+    void this.#finish();
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    const summary: SessionSummary = { session: this.id, ...this.#counts };
+    try {
+      await Promise.allSettled(this.#batch);
+      if (!this.#o.audit.failed) {
+        await this.#append({
+          type: 'session.end',
+          detail: { ...this.#counts, duration_ms: Math.round(performance.now() - this.#startedAt), reason: this.#endReason },
+          decision: null,
+          outcome: { status: 'ok' },
+        });
+      }
+    } catch (err) {
+      this.#o.logger.error('could not record session end', { session: this.id, error: (err as Error).message });
+    }
+    this.#o.logger.info('postgres session ended', { session: this.id, ...this.#counts });
+    this.#o.onEnd?.(summary);
+  }
+}
+
+function auditUnavailable(fatal = true): PgError {
+  return new PgError('53000' as SqlState, 'agentgate: the audit log is unavailable, so statements are refused', {
+    severity: fatal ? 'FATAL' : 'ERROR',
+    hint: "the broker's operator must restore the audit store; nothing ran",
+  });
+}
+
+/** Frames of one chunk are usually adjacent views of it: hand them out as one view, else concatenate. */
+function joinFrames(frames: Buffer[]): Buffer {
+  if (frames.length === 1) return frames[0] as Buffer;
+  const first = frames[0] as Buffer;
+  let end = first.byteOffset + first.length;
+  let contiguous = true;
+  for (let i = 1; i < frames.length; i++) {
+    const f = frames[i] as Buffer;
+    if (f.buffer !== first.buffer || f.byteOffset !== end) {
+      contiguous = false;
+      break;
+    }
+    end += f.length;
+  }
+  return contiguous ? Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset) : Buffer.concat(frames);
+}
+
+export { CancelRegistry };

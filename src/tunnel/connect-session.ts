@@ -1,0 +1,101 @@
+/**
+ * The CLI end of one `agentgate connect` / `agentgate run` session: a fresh random
+ * secret, one tunnel to the broker carrying the secret's SCRAM verifier, and a local
+ * listener per target whose connections each become a tunnel channel.
+ *
+ * The secret authenticates local clients (DESIGN.md, "Local listeners are
+ * authenticated"): psql presents it as its password, and the broker checks it with
+ * SCRAM-SHA-256 against the verifier, so the secret itself crosses no wire. It lives only
+ * in this process's memory and dies with the session.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Dispatcher } from 'undici';
+
+import { openTunnel, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
+import { listenLocal, type LocalListener } from './local-listener.js';
+import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
+import { errorResponse } from '../broker/postgres/build-backend.js';
+import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+
+export interface ConnectSessionOptions {
+  endpoint: string;
+  dispatcher: Dispatcher;
+  getToken: () => Promise<string>;
+  hostKeyFingerprint: string;
+  onState?: (state: TunnelState, change: TunnelStateChange) => void;
+  /** Reconnect pacing; false to give up on the first loss (tests). */
+  reconnect?: { initialMs: number; maxMs: number } | false;
+  keepaliveIntervalMs?: number;
+}
+
+export interface ListenTargetOptions {
+  target: string;
+  type: 'postgres' | 'kubernetes' | 'ssh';
+  host: string;
+  port: number;
+  allowRemote?: boolean;
+  /** How long a local connection waits for a lost tunnel to come back. */
+  channelTimeoutMs?: number;
+}
+
+export interface ConnectSession {
+  /** Random id shared by every channel of this session (recorded at the broker). */
+  readonly id: string;
+  /** The local clients' password. Never log it. */
+  readonly secret: string;
+  readonly tunnel: TunnelClient;
+  listen(opts: ListenTargetOptions): Promise<LocalListener>;
+  close(): Promise<void>;
+}
+
+export function startConnectSession(opts: ConnectSessionOptions): ConnectSession {
+  const id = `ags_${randomUUID()}`;
+  // URL-safe so it drops into a connection string unescaped.
+  const secret = randomBytes(24).toString('base64url');
+  const verifier = formatScramVerifier(makeScramVerifier(secret));
+  const tunnel = openTunnel({
+    endpoint: opts.endpoint,
+    dispatcher: opts.dispatcher,
+    getToken: opts.getToken,
+    hostKeyFingerprint: opts.hostKeyFingerprint,
+    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier },
+    ...(opts.onState ? { onState: opts.onState } : {}),
+    ...(opts.reconnect !== undefined ? { reconnect: opts.reconnect } : {}),
+    ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),
+  });
+  const listeners: LocalListener[] = [];
+  return {
+    id,
+    secret,
+    tunnel,
+    async listen(t) {
+      const listener = await listenLocal({
+        host: t.host,
+        port: t.port,
+        ...(t.allowRemote ? { allowRemote: true } : {}),
+        open: (socket: Socket) =>
+          tunnel.openChannel(t.target, t.channelTimeoutMs ?? 30_000, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }),
+        onOpenError: (socket, err) => {
+          // Speak the client's protocol so psql prints a sentence, not "server closed the connection".
+          if (t.type === 'postgres') {
+            socket.write(
+              errorResponse({
+                severity: 'FATAL',
+                code: '08006',
+                message: `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
+                hint: 'the broker connection is down; agentgate connect keeps retrying, try again shortly',
+              }),
+            );
+          }
+        },
+      });
+      listeners.push(listener);
+      return listener;
+    },
+    async close() {
+      await Promise.allSettled(listeners.map((l) => l.close()));
+      await tunnel.close();
+    },
+  };
+}

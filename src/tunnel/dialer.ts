@@ -1,0 +1,425 @@
+/**
+ * CLI end of the tunnel: one TLS connection to the broker per `connect`/`run`,
+ * upgraded to SSH, carrying one `direct-tcpip` channel per local connection. The
+ * broker's host key is pinned by fingerprint (from discovery); a mismatch fails closed.
+ * When the broker goes away the dialer reconnects with backoff and a fresh token, and
+ * channels asked for meanwhile wait for it (up to their timeout).
+ */
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { Client, ClientChannel } from 'ssh2';
+import type { Dispatcher } from 'undici';
+import { AgentgateError, BrokerError, UsageError } from '../errors.js';
+import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import type { BackoffPolicy } from './backoff.js';
+import { fingerprintOfPublicBlob, sameFingerprint } from './host-key.js';
+import { isValidTargetName, TUNNEL_SSH_USER } from './protocol.js';
+import { isPermanentTunnelError, tunnelEndpointUrl, upgradeToTunnel } from './upgrade.js';
+
+/**
+ * `connecting`: before the first successful connection. `up`: channels can open.
+ * `down`: the connection was lost and the dialer is reconnecting. `closed`: for good,
+ * after close() or an error that retrying cannot fix (the state change carries it).
+ */
+export type TunnelState = 'connecting' | 'up' | 'down' | 'closed';
+
+export interface TunnelStateChange {
+  /** Why the tunnel went down or closed, when it was not close(). */
+  error?: Error;
+}
+
+export interface OpenTunnelOptions {
+  /** `https://…/v1/tunnel`, from discovery's `tunnel_endpoint`. */
+  endpoint: string;
+  /** Carries TLS trust/pinning and HTTPS_PROXY; used for every (re)connect. */
+  dispatcher: Dispatcher;
+  /** Called before every connection attempt, so a reconnect presents a fresh token. */
+  getToken: () => Promise<string>;
+  /** Discovery's `ssh_host_key_fingerprint` (`SHA256:…`). */
+  hostKeyFingerprint: string;
+  /** Sent on every upgrade request (per-session data in `X-Agentgate-*`). */
+  headers?: Record<string, string>;
+  /** SSH keepalive interval; default 15 s. */
+  keepaliveIntervalMs?: number;
+  /** Unanswered keepalives before the connection counts as lost; default 3. */
+  keepaliveCountMax?: number;
+  /** Upper bound for one attempt's HTTP upgrade and, separately, its SSH handshake; default 20 s. */
+  handshakeTimeoutMs?: number;
+  /** Reconnect pacing (default 0.5 s doubling to 30 s, jittered); `false` to give up on the first loss. */
+  reconnect?: BackoffPolicy | false;
+  onState?: (state: TunnelState, change: TunnelStateChange) => void;
+}
+
+export interface ChannelOriginator {
+  address: string;
+  port: number;
+}
+
+export interface TunnelClient {
+  /**
+   * A byte stream to `target` through the broker. While the tunnel is connecting or
+   * down this waits for it, up to `timeoutMs` (default 30 s) in all.
+   */
+  openChannel(target: string, timeoutMs?: number, originator?: ChannelOriginator): Promise<Duplex>;
+  /** Resolves once the tunnel is up; rejects with the fatal error, or after `timeoutMs` (default 30 s). */
+  ready(timeoutMs?: number): Promise<void>;
+  readonly state: TunnelState;
+  /** The most recent connection error, for messages; cleared when the tunnel comes up. */
+  readonly lastError: Error | undefined;
+  close(): Promise<void>;
+}
+
+/** Start dialing at once. Throws BrokerError if the endpoint is not an https URL. */
+export function openTunnel(opts: OpenTunnelOptions): TunnelClient {
+  tunnelEndpointUrl(opts.endpoint);
+  return new Tunnel(opts);
+}
+
+interface LiveConnection {
+  client: Client;
+  /** Resolves when the SSH connection is gone, with the error that ended it if any. */
+  closed: Promise<Error | undefined>;
+}
+
+interface Waiter {
+  resolve(conn: LiveConnection): void;
+  reject(err: Error): void;
+}
+
+const DEFAULT_CHANNEL_TIMEOUT_MS = 30_000;
+
+class Tunnel implements TunnelClient {
+  readonly #opts: OpenTunnelOptions;
+  readonly #abort = new AbortController();
+  readonly #waiters = new Set<Waiter>();
+  #state: TunnelState = 'connecting';
+  #current: LiveConnection | undefined;
+  #lastError: Error | undefined;
+  #fatal: Error | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(opts: OpenTunnelOptions) {
+    this.#opts = opts;
+    void this.#run();
+  }
+
+  get state(): TunnelState {
+    return this.#state;
+  }
+
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  async ready(timeoutMs = DEFAULT_CHANNEL_TIMEOUT_MS): Promise<void> {
+    await this.#waitUp(timeoutMs);
+  }
+
+  async openChannel(target: string, timeoutMs = DEFAULT_CHANNEL_TIMEOUT_MS, originator?: ChannelOriginator): Promise<Duplex> {
+    if (!isValidTargetName(target)) {
+      throw new UsageError(`"${target.slice(0, 80)}" is not a valid target name.`, {
+        hint: 'Run `agentgate targets` to see the names you can use.',
+      });
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const conn = await this.#waitUp(Math.max(0, deadline - Date.now()));
+      const remaining = deadline - Date.now();
+      try {
+        return await forwardChannel(conn.client, target, originator, Math.max(1, remaining));
+      } catch (err) {
+        if (err instanceof AgentgateError) throw err;
+        // The connection died under us: wait for it to be noticed, then for the next one.
+        const left = deadline - Date.now();
+        if (left <= 0) throw this.#notUpError(timeoutMs);
+        await raceTimeout(conn.closed, left);
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#closed = true;
+    this.#abort.abort();
+    this.#wake?.();
+    this.#rejectWaiters(this.#fatal ?? closedError());
+    this.#setState('closed', {});
+    const conn = this.#current;
+    this.#current = undefined;
+    if (conn) {
+      conn.client.end();
+      // A broker that no longer answers must not hold the exit up.
+      if ((await raceTimeout(conn.closed, 2_000)) === TIMED_OUT) conn.client.destroy();
+    }
+  }
+
+  async #run(): Promise<void> {
+    const policy = this.#opts.reconnect === false ? undefined : (this.#opts.reconnect ?? DEFAULT_BACKOFF);
+    let attempt = 0;
+    while (!this.#closed) {
+      let conn: LiveConnection;
+      try {
+        conn = await this.#connectOnce();
+      } catch (err) {
+        if (this.#closed) return;
+        const e = asError(err);
+        this.#lastError = e;
+        if (isPermanentTunnelError(e) || policy === undefined) {
+          this.#giveUp(e);
+          return;
+        }
+        await this.#sleep(backoffDelay(policy, attempt++));
+        continue;
+      }
+      if (this.#closed) {
+        conn.client.destroy();
+        return;
+      }
+      attempt = 0;
+      this.#current = conn;
+      this.#lastError = undefined;
+      this.#setState('up', {});
+      for (const w of [...this.#waiters]) w.resolve(conn);
+
+      const why = await conn.closed;
+      if (this.#current === conn) this.#current = undefined;
+      if (this.#closed) return;
+      const lost = new BrokerError('AG_TUNNEL_LOST', `Lost the connection to the broker${why ? `: ${why.message}` : '.'}`, {
+        cause: why,
+        hint: 'Check that the broker is running and reachable; agentgate reconnects on its own.',
+      });
+      this.#lastError = lost;
+      if (policy === undefined) {
+        this.#giveUp(lost);
+        return;
+      }
+      this.#setState('down', { error: lost });
+      await this.#sleep(backoffDelay(policy, attempt++));
+    }
+  }
+
+  async #connectOnce(): Promise<LiveConnection> {
+    const token = await this.#opts.getToken();
+    if (this.#closed) throw closedError();
+    const socket = await upgradeToTunnel({
+      endpoint: this.#opts.endpoint,
+      dispatcher: this.#opts.dispatcher,
+      token,
+      headers: this.#opts.headers,
+      timeoutMs: this.#opts.handshakeTimeoutMs,
+      signal: this.#abort.signal,
+    });
+    if (this.#closed) {
+      socket.destroy();
+      throw closedError();
+    }
+    return sshHandshake(socket, {
+      fingerprint: this.#opts.hostKeyFingerprint,
+      keepaliveInterval: this.#opts.keepaliveIntervalMs ?? 15_000,
+      keepaliveCountMax: this.#opts.keepaliveCountMax ?? 3,
+      readyTimeout: this.#opts.handshakeTimeoutMs ?? 20_000,
+    });
+  }
+
+  #giveUp(err: Error): void {
+    this.#fatal = err;
+    this.#closed = true;
+    this.#rejectWaiters(err);
+    this.#setState('closed', { error: err });
+  }
+
+  #waitUp(timeoutMs: number): Promise<LiveConnection> {
+    if (this.#state === 'up' && this.#current) return Promise.resolve(this.#current);
+    if (this.#closed) return Promise.reject(this.#fatal ?? closedError());
+    return new Promise<LiveConnection>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (conn) => {
+          clearTimeout(timer);
+          this.#waiters.delete(waiter);
+          resolve(conn);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          this.#waiters.delete(waiter);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => waiter.reject(this.#notUpError(timeoutMs)), timeoutMs);
+      this.#waiters.add(waiter);
+    });
+  }
+
+  #notUpError(timeoutMs: number): BrokerError {
+    const secs = Math.max(1, Math.round(timeoutMs / 1000));
+    const last = this.#lastError ? ` Last error: ${this.#lastError.message}` : '';
+    const hint = 'Check that the broker is running and reachable from here (and HTTPS_PROXY, if you use one).';
+    if (this.#state === 'connecting') {
+      return new BrokerError('AG_TUNNEL_DOWN', `Could not connect to the broker within ${secs}s.${last}`, { cause: this.#lastError, hint });
+    }
+    return new BrokerError('AG_TUNNEL_DOWN', `The connection to the broker is down and did not come back within ${secs}s.${last}`, {
+      cause: this.#lastError,
+      hint,
+    });
+  }
+
+  #rejectWaiters(err: Error): void {
+    for (const w of [...this.#waiters]) w.reject(err);
+  }
+
+  #setState(state: TunnelState, change: TunnelStateChange): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    try {
+      this.#opts.onState?.(state, change);
+    } catch {
+      // A failing observer must not break the tunnel.
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
+
+interface HandshakeOptions {
+  fingerprint: string;
+  keepaliveInterval: number;
+  keepaliveCountMax: number;
+  readyTimeout: number;
+}
+
+/** Run the SSH client over an upgraded socket; resolves once authenticated. */
+function sshHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnection> {
+  return new Promise<LiveConnection>((resolve, reject) => {
+    const client = new ssh2.Client();
+    let offered: string | undefined;
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      client.destroy();
+      socket.destroy();
+      if (offered !== undefined && !sameFingerprint(offered, o.fingerprint)) {
+        reject(
+          new BrokerError(
+            'AG_TUNNEL_HOST_KEY_MISMATCH',
+            `The broker's tunnel host key (${offered}) does not match the pinned fingerprint (${o.fingerprint}). Refusing to connect.`,
+            {
+              hint: "Someone may be intercepting the connection, or the broker's host key changed. Confirm the fingerprint with the broker's operator before going on.",
+            },
+          ),
+        );
+        return;
+      }
+      reject(new BrokerError('AG_TUNNEL_HANDSHAKE', `The SSH handshake with the broker failed: ${err.message}`, { cause: err }));
+    };
+    const onEarlyClose = (): void => fail(new Error('the connection closed during the handshake'));
+    client.on('error', fail);
+    client.once('close', onEarlyClose);
+    client.once('ready', () => {
+      if (settled) return;
+      settled = true;
+      client.removeListener('error', fail);
+      client.removeListener('close', onEarlyClose);
+      client.setNoDelay(true);
+      let lastError: Error | undefined;
+      client.on('error', (err: Error) => {
+        lastError = err;
+      });
+      const closed = new Promise<Error | undefined>((res) => client.once('close', () => res(lastError)));
+      resolve({ client, closed });
+    });
+    try {
+      client.connect({
+        sock: socket,
+        username: TUNNEL_SSH_USER,
+        authHandler: ['none'],
+        hostVerifier: (key: Buffer): boolean => {
+          offered = fingerprintOfPublicBlob(key);
+          return sameFingerprint(offered, o.fingerprint);
+        },
+        keepaliveInterval: o.keepaliveInterval,
+        keepaliveCountMax: o.keepaliveCountMax,
+        readyTimeout: o.readyTimeout,
+      });
+    } catch (err) {
+      fail(asError(err));
+    }
+  });
+}
+
+/** Open one direct-tcpip channel; broker refusals become BrokerError, losses plain Error. */
+function forwardChannel(client: Client, target: string, originator: ChannelOriginator | undefined, timeoutMs: number): Promise<ClientChannel> {
+  return new Promise<ClientChannel>((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      reject(
+        new BrokerError('AG_TUNNEL_CHANNEL_TIMEOUT', `The broker did not open a channel to ${target} in time.`, {
+          hint: 'The broker may be overloaded; try again.',
+        }),
+      );
+    }, timeoutMs);
+    try {
+      client.forwardOut(originator?.address ?? '127.0.0.1', originator?.port ?? 0, target, 0, (err, channel) => {
+        if (done) {
+          // Timed out already: do not leak a late channel.
+          channel?.destroy();
+          return;
+        }
+        done = true;
+        clearTimeout(timer);
+        if (!err) return resolve(channel);
+        // ssh2 sets a numeric `reason` when the broker answered CHANNEL_OPEN_FAILURE;
+        // without one, the connection went away before the answer.
+        const reason = (err as Error & { reason?: unknown }).reason;
+        if (typeof reason === 'number') {
+          reject(
+            new BrokerError('AG_TUNNEL_CHANNEL_REFUSED', `The broker refused a connection to ${target}.`, {
+              cause: err,
+              hint: 'Run `agentgate targets` to check the name and that policy lets you reach it.',
+            }),
+          );
+        } else {
+          reject(err);
+        }
+      });
+    } catch (err) {
+      done = true;
+      clearTimeout(timer);
+      reject(asError(err));
+    }
+  });
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function closedError(): BrokerError {
+  return new BrokerError('AG_TUNNEL_CLOSED', 'The tunnel to the broker is closed.');
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

@@ -122,8 +122,8 @@ export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
   // The whole file is validated before anything starts; a ConfigError lists every problem.
   const config = await loadBrokerConfig(configPath);
 
-  const { startBroker } = await import('../broker/server.js');
-  const broker = await startBroker(config);
+  const { runBroker } = await import('../broker/index.js');
+  const broker = await runBroker(config);
   say(`listening on ${broker.url}`);
   say(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`);
   say('press Ctrl-C to stop');

@@ -100,7 +100,8 @@ export class StatementTracker {
   }
 
   bind(portal: string, statement: string, params: number): void {
-    const sql = this.#statements.get(statement) ?? this.#pendingParse(statement) ?? '';
+    // A Parse still awaiting its ParseComplete is newer than what the server confirmed.
+    const sql = this.#pendingParse(statement) ?? this.#statements.get(statement) ?? '';
     const entry = { sql, params, statement };
     this.#portals.set(portal, entry);
     this.#queue.push({ kind: 'bind', ...entry });

@@ -1,0 +1,100 @@
+/**
+ * Routes each tunnel channel to the proxy for its target's protocol, after deciding
+ * whether the caller may reach that target at all (policy subjects and targets).
+ */
+import type { BrokerConfig } from './config/types.js';
+import type { AuditStore } from './audit/store.js';
+import type { Identity } from './identity/types.js';
+import type { Logger } from './log.js';
+import type { TunnelChannel } from '../tunnel/acceptor.js';
+import type { AuditActor } from '../shared/audit-hash.js';
+import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { decidingPolicy } from './access.js';
+import { CancelRegistry, PgProxySession, type SessionSummary, type TargetAccess } from './postgres/proxy-session.js';
+import { parseScramVerifier, type ScramVerifier } from './postgres/scram.js';
+
+export interface ChannelRouterDeps {
+  config: BrokerConfig;
+  audit: AuditStore;
+  logger: Logger;
+  onSessionEnd?: (summary: SessionSummary) => void;
+}
+
+export interface ChannelRouter {
+  route(channel: TunnelChannel<Identity>): void;
+  /** Live proxy sessions (for shutdown and tests). */
+  readonly active: number;
+}
+
+export function actorOf(identity: Identity): AuditActor {
+  return { sub: identity.sub, name: identity.name ?? null, groups: identity.groups, kind: identity.kind };
+}
+
+export function accessFor(identity: Identity, target: string, config: BrokerConfig): TargetAccess {
+  const policy = decidingPolicy(identity, target, config.policies);
+  if (policy) return { allowed: true, policy: policy.name };
+  return {
+    allowed: false,
+    message: `agentgate: ${identity.sub} may not use target "${target}": no policy matches this identity and target`,
+  };
+}
+
+function header(channel: TunnelChannel<Identity>, name: string): string | undefined {
+  const v = channel.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
+  const cancels = new CancelRegistry();
+  let active = 0;
+  return {
+    get active() {
+      return active;
+    },
+    route(channel) {
+      const { config, logger } = deps;
+      const target = config.targets[channel.target];
+      const log = logger.child({ tunnel: channel.tunnelId, target: channel.target, sub: channel.identity.sub });
+      if (!target) {
+        log.warn('channel for an unknown target refused');
+        channel.stream.destroy();
+        return;
+      }
+      switch (target.type) {
+        case 'postgres': {
+          let verifier: ScramVerifier | undefined;
+          const text = header(channel, SESSION_VERIFIER_HEADER);
+          try {
+            verifier = text ? parseScramVerifier(text) : undefined;
+          } catch {
+            verifier = undefined;
+          }
+          const session = header(channel, SESSION_ID_HEADER);
+          active++;
+          new PgProxySession(channel.stream, {
+            target,
+            actor: actorOf(channel.identity),
+            access: accessFor(channel.identity, target.name, config),
+            verifier,
+            audit: deps.audit,
+            cancels,
+            logger: log,
+            origin: {
+              ...(session ? { connect_session: session } : {}),
+              tunnel: channel.tunnelId,
+              client_address: `${channel.originator.address}:${channel.originator.port}`,
+            },
+            onEnd: (summary) => {
+              active--;
+              deps.onSessionEnd?.(summary);
+            },
+          });
+          return;
+        }
+        default:
+          log.warn(`${target.type} targets are not served by this broker version yet`);
+          channel.stream.destroy();
+      }
+    },
+  };
+}

@@ -1,0 +1,453 @@
+/**
+ * The SQLite audit store (the default; one broker, one file under state_dir).
+ *
+ * Durability. The database runs in WAL mode. With `sync: 'normal'` (the default) a commit
+ * has written its pages into the WAL file — the OS holds them — before `append` resolves:
+ * a broker crash or SIGKILL loses nothing that resolved; a power cut or kernel panic may
+ * lose the last moments (never corrupting the file). With `sync: 'full'` every commit is
+ * fsynced as well, and survives power loss, at the cost of one fsync per group commit.
+ *
+ * Group commit. The chain is extended in memory, synchronously and in call order, by
+ * append(); rows then wait for the writer thread, and everything that arrived in the same
+ * tick, or while the previous transaction was committing, goes into the next single
+ * transaction. Each append resolves after its transaction committed.
+ *
+ * Failure. If a transaction fails the store is failed for good: that batch and every later
+ * append reject with AuditStoreError('AG_AUDIT_WRITE_FAILED'), and head() stays at the
+ * last committed event, which is what is on disk.
+ */
+import { mkdirSync, openSync, closeSync, fstatSync, fchmodSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { GENESIS_PREV, canonicalJson, sha256Hex, type AuditRecord } from '../../shared/audit-hash.js';
+import { silentLogger, type Logger } from '../log.js';
+import {
+  AuditStoreError,
+  normalizeAuditQuery,
+  normalizeEventTime,
+  type AuditHead,
+  type AuditQuery,
+  type AuditStore,
+  type NewAuditEvent,
+} from './store.js';
+import {
+  CREATE_SCHEMA,
+  SCHEMA_VERSION,
+  pragmasFor,
+  type EventRow,
+  type FromWriter,
+  type SyncMode,
+  type ToWriter,
+  type WriterFailure,
+  type WriterInit,
+} from './sqlite-schema.js';
+
+export interface SqliteAuditStoreOptions {
+  /** 'normal' (default): survives a broker crash. 'full': also power loss. */
+  sync?: SyncMode;
+  logger?: Logger;
+  /** Rows read per query while streaming; bounds memory. Default 500. */
+  pageSize?: number;
+  /** Most rows in one transaction; a larger burst is split. Default 2000. */
+  maxBatch?: number;
+}
+
+/** Counters for operators and tests: how well group commit is batching. */
+export interface AuditStoreStats {
+  /** Transactions committed. */
+  transactions: number;
+  /** Events committed. */
+  events: number;
+  /** Most events committed in one transaction. */
+  largestBatch: number;
+}
+
+interface Pending {
+  row: EventRow;
+  record: AuditRecord;
+  resolve: (r: AuditRecord) => void;
+  reject: (e: Error) => void;
+}
+
+const WRITE_FAILED_HINT =
+  'The audit log cannot be written, so the broker refuses new statements. Check free space and permissions ' +
+  'of the state directory, then restart the broker.';
+
+/** Opens (creating if needed) the audit database at `path` and starts its writer thread. */
+export async function openSqliteAuditStore(path: string, opts: SqliteAuditStoreOptions = {}): Promise<SqliteAuditStore> {
+  const file = resolvePath(path);
+  const sync = opts.sync ?? 'normal';
+  const logger = opts.logger ?? silentLogger;
+  let db: DatabaseSync | undefined;
+  try {
+    prepareFile(file, logger);
+    db = new DatabaseSync(file);
+    const mode = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode?: string } | undefined;
+    if (mode?.journal_mode !== 'wal') throw new Error(`could not switch to WAL mode (got ${String(mode?.journal_mode)})`);
+    db.exec(pragmasFor(sync));
+    migrate(db);
+    const head = loadHead(db, file);
+    const worker = await startWriter({ path: file, sync });
+    return new SqliteAuditStore(db, worker, head, file, logger, opts);
+  } catch (e) {
+    db?.close();
+    if (e instanceof AuditStoreError) throw e;
+    throw new AuditStoreError('AG_AUDIT_OPEN_FAILED', `cannot open the audit log ${file}: ${(e as Error).message}`, {
+      hint: 'Check that the state directory exists and is writable by the broker user.',
+      cause: e,
+    });
+  }
+}
+
+/** The file is created 0600 in a 0700 directory before SQLite opens it (its WAL and shm inherit the mode). */
+function prepareFile(file: string, logger: Logger): void {
+  // Only a directory we create gets 0700; an existing one is the operator's choice.
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const fd = openSync(file, 'a', 0o600);
+  try {
+    const st = fstatSync(fd);
+    if ((st.mode & 0o077) !== 0) {
+      fchmodSync(fd, 0o600);
+      logger.warn('audit log was readable by others; tightened to 0600', { path: file, was: (st.mode & 0o777).toString(8) });
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function migrate(db: DatabaseSync): void {
+  const row = db.prepare('PRAGMA user_version').get() as { user_version: number };
+  if (row.user_version > SCHEMA_VERSION) {
+    throw new AuditStoreError('AG_AUDIT_OPEN_FAILED', `the audit log was written by a newer agentgate (schema ${row.user_version})`, {
+      hint: 'Run the agentgate version that created it, or a newer one.',
+    });
+  }
+  if (row.user_version === SCHEMA_VERSION) return;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec(CREATE_SCHEMA);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    db.exec('COMMIT');
+  } catch (e) {
+    db.exec('ROLLBACK');
+    throw e;
+  }
+}
+
+/**
+ * The last row is where the chain continues, so it is checked before anything is added:
+ * its stored text must hash to its hash, agree with its columns, and link to the row before.
+ */
+function loadHead(db: DatabaseSync, file: string): AuditHead {
+  const rows = db.prepare('SELECT seq, event, prev, hash FROM audit_events ORDER BY seq DESC LIMIT 2').all() as unknown as {
+    seq: number;
+    event: string;
+    prev: string;
+    hash: string;
+  }[];
+  const [last, before] = rows;
+  if (!last) return { seq: 0, hash: GENESIS_PREV };
+  const corrupt = (why: string): never => {
+    throw new AuditStoreError('AG_AUDIT_CORRUPT', `the audit log ${file} is damaged at seq ${last.seq}: ${why}`, {
+      hint: 'Do not append to it. Keep the file for investigation, run `agentgate audit verify` on an export, ' +
+        'and start the broker with a new state directory.',
+    });
+  };
+  if (sha256Hex(last.event) !== last.hash) corrupt('its content does not match its hash');
+  let parsed: { seq?: unknown; prev?: unknown };
+  try {
+    parsed = JSON.parse(last.event) as { seq?: unknown; prev?: unknown };
+  } catch {
+    return corrupt('its content is not JSON');
+  }
+  if (parsed.seq !== last.seq || parsed.prev !== last.prev) corrupt('its columns disagree with its content');
+  if (before) {
+    if (before.seq !== last.seq - 1) corrupt(`seq ${last.seq - 1} is missing`);
+    if (sha256Hex(before.event) !== before.hash) corrupt(`seq ${before.seq} does not match its hash`);
+    if (last.prev !== before.hash) corrupt('it does not link to the event before it');
+  } else if (last.seq !== 1 || last.prev !== GENESIS_PREV) {
+    corrupt('the only event is not the start of a chain');
+  }
+  return { seq: last.seq, hash: last.hash };
+}
+
+function startWriter(init: WriterInit): Promise<Worker> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./sqlite-writer.js', import.meta.url), { workerData: init });
+    const onMessage = (m: FromWriter): void => {
+      cleanup();
+      if (m.type === 'ready') {
+        resolve(worker);
+      } else {
+        void worker.terminate();
+        reject(new Error(m.type === 'open-failed' ? m.error.message : `unexpected ${m.type} from the writer`));
+      }
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onExit = (code: number): void => {
+      cleanup();
+      reject(new Error(`the audit writer thread exited during startup (code ${code})`));
+    };
+    const cleanup = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+export class SqliteAuditStore implements AuditStore {
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #worker: Worker;
+  readonly #logger: Logger;
+  readonly #pageSize: number;
+  readonly #maxBatch: number;
+  /** Last committed event: on disk. */
+  #head: AuditHead;
+  /** Last event chained in memory: where the next append links. */
+  #tip: AuditHead;
+  #queue: Pending[] = [];
+  #inFlight: { id: number; batch: Pending[] } | undefined;
+  #nextBatchId = 1;
+  #flushScheduled = false;
+  #failed: AuditStoreError | undefined;
+  #closing: Promise<void> | undefined;
+  #closed = false;
+  #writerGone = false;
+  #drained: (() => void) | undefined;
+  #readStatements = new Map<string, StatementSync>();
+  #stats: AuditStoreStats = { transactions: 0, events: 0, largestBatch: 0 };
+
+  /** Use openSqliteAuditStore(). */
+  constructor(db: DatabaseSync, worker: Worker, head: AuditHead, path: string, logger: Logger, opts: SqliteAuditStoreOptions) {
+    this.#db = db;
+    this.#worker = worker;
+    this.#head = head;
+    this.#tip = head;
+    this.path = path;
+    this.#logger = logger;
+    this.#pageSize = opts.pageSize ?? 500;
+    this.#maxBatch = opts.maxBatch ?? 2000;
+    worker.on('message', (m: FromWriter) => this.#onWriterMessage(m));
+    worker.on('error', (e) => this.#fail({ message: `audit writer thread crashed: ${e.message}`, errcode: undefined, errstr: undefined }, e));
+    worker.on('exit', (code) => {
+      this.#writerGone = true;
+      if (!this.#closed) this.#fail({ message: `audit writer thread exited (code ${code})`, errcode: undefined, errstr: undefined });
+    });
+    // An idle store must not keep the process alive; a pending append must.
+    worker.unref();
+  }
+
+  get failed(): Error | undefined {
+    return this.#failed;
+  }
+
+  head(): AuditHead {
+    return { ...this.#head };
+  }
+
+  stats(): AuditStoreStats {
+    return { ...this.#stats };
+  }
+
+  append(event: NewAuditEvent): Promise<AuditRecord> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#closing) return Promise.reject(closedError());
+    let pending: Omit<Pending, 'resolve' | 'reject'>;
+    try {
+      pending = this.#chain(event);
+    } catch (e) {
+      // A malformed event is the caller's bug; nothing was chained, the store stays healthy.
+      return Promise.reject(e as Error);
+    }
+    const promise = new Promise<AuditRecord>((resolve, reject) => this.#queue.push({ ...pending, resolve, reject }));
+    this.#schedule();
+    return promise;
+  }
+
+  /** Builds the next link: seq, prev, the canonical text and its hash. */
+  #chain(event: NewAuditEvent): Omit<Pending, 'resolve' | 'reject'> {
+    if (typeof event?.type !== 'string' || event.type === '') throw new TypeError('audit event needs a type');
+    if (event.detail === null || typeof event.detail !== 'object' || Array.isArray(event.detail)) {
+      throw new TypeError('audit event detail must be an object');
+    }
+    const seq = this.#tip.seq + 1;
+    const prev = this.#tip.hash;
+    const body = {
+      seq,
+      time: normalizeEventTime(event.time),
+      session: event.session ?? null,
+      actor: event.actor ?? null,
+      target: event.target ?? null,
+      type: event.type,
+      detail: event.detail,
+      decision: event.decision ?? null,
+      outcome: event.outcome ?? null,
+      prev,
+    };
+    if (body.session !== null && typeof body.session !== 'string') throw new TypeError('audit event session must be a string or null');
+    if (body.target !== null && typeof body.target !== 'string') throw new TypeError('audit event target must be a string or null');
+    const text = canonicalJson(body);
+    const hash = sha256Hex(text);
+    // The caller gets what read() will return: a copy taken now, so later changes to their
+    // objects cannot make the record differ from what was hashed.
+    const record = JSON.parse(text) as AuditRecord;
+    record.hash = hash;
+    this.#tip = { seq, hash };
+    return {
+      row: { seq, time: body.time, session: body.session, target: body.target, type: body.type, event: text, prev, hash },
+      record,
+    };
+  }
+
+  #schedule(): void {
+    if (this.#flushScheduled || this.#inFlight) return;
+    this.#flushScheduled = true;
+    this.#worker.ref();
+    // setImmediate, not a microtask: everything appended during this turn of the event
+    // loop (all the I/O callbacks that ran) joins the same transaction.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inFlight || this.#failed || this.#queue.length === 0) {
+      this.#maybeIdle();
+      return;
+    }
+    const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
+    this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
+    const id = this.#nextBatchId++;
+    this.#inFlight = { id, batch };
+    this.#worker.ref();
+    const msg: ToWriter = { type: 'commit', id, rows: batch.map((p) => p.row) };
+    this.#worker.postMessage(msg);
+  }
+
+  #onWriterMessage(m: FromWriter): void {
+    const flight = this.#inFlight;
+    if ((m.type !== 'committed' && m.type !== 'failed') || !flight || flight.id !== m.id) {
+      this.#fail({ message: `audit writer sent an unexpected ${m.type}`, errcode: undefined, errstr: undefined });
+      return;
+    }
+    this.#inFlight = undefined;
+    if (m.type === 'failed') {
+      this.#fail(m.error, undefined, flight.batch);
+      return;
+    }
+    const last = flight.batch[flight.batch.length - 1]!.row;
+    this.#head = { seq: last.seq, hash: last.hash };
+    this.#stats.transactions++;
+    this.#stats.events += flight.batch.length;
+    this.#stats.largestBatch = Math.max(this.#stats.largestBatch, flight.batch.length);
+    for (const p of flight.batch) p.resolve(p.record);
+    // What queued up during that commit goes out now, as the next transaction.
+    this.#flush();
+  }
+
+  #fail(failure: WriterFailure, cause?: Error, batch: Pending[] = []): void {
+    if (!this.#failed) {
+      const detail = failure.errstr && !failure.message.includes(failure.errstr) ? `${failure.message} (${failure.errstr})` : failure.message;
+      this.#failed = new AuditStoreError('AG_AUDIT_WRITE_FAILED', `the audit log could not be written: ${detail}`, {
+        hint: WRITE_FAILED_HINT,
+        cause: cause ?? Object.assign(new Error(failure.message), { errcode: failure.errcode, errstr: failure.errstr }),
+      });
+      this.#logger.error('audit store failed; refusing further events', {
+        path: this.path,
+        error: detail,
+        errcode: failure.errcode,
+        head: this.#head.seq,
+      });
+    }
+    const err = this.#failed;
+    const victims = [...batch, ...(this.#inFlight?.batch ?? []), ...this.#queue];
+    this.#inFlight = undefined;
+    this.#queue = [];
+    // Nothing past the last commit exists on disk, so the chain continues from there in
+    // nobody's memory either.
+    this.#tip = this.#head;
+    for (const p of victims) p.reject(err);
+    this.#maybeIdle();
+  }
+
+  #maybeIdle(): void {
+    if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) return;
+    this.#worker.unref();
+    const d = this.#drained;
+    this.#drained = undefined;
+    d?.();
+  }
+
+  async *read(q: AuditQuery): AsyncIterable<AuditRecord> {
+    const nq = normalizeAuditQuery(q);
+    const where = ['seq > ?'];
+    const params: (string | number)[] = [];
+    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
+    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
+    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
+    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+    const sql = `SELECT event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`;
+
+    let after = nq.afterSeq;
+    let remaining = nq.limit;
+    while (remaining > 0) {
+      if (this.#closed) throw closedError();
+      const want = Math.min(this.#pageSize, remaining);
+      // One short query per page, no statement held open across yields: a slow consumer
+      // never pins a read snapshot (which would keep WAL checkpoints from finishing).
+      const rows = this.#readStatement(sql).all(after, ...params, want) as unknown as { event: string; hash: string }[];
+      for (const row of rows) {
+        const record = JSON.parse(row.event) as AuditRecord;
+        record.hash = row.hash;
+        after = record.seq;
+        remaining--;
+        yield record;
+      }
+      if (rows.length < want) return;
+      // Let the event loop breathe between pages of a long export.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  #readStatement(sql: string): StatementSync {
+    let st = this.#readStatements.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      this.#readStatements.set(sql, st);
+    }
+    return st;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) {
+        await new Promise<void>((r) => (this.#drained = r));
+      }
+      this.#closed = true;
+      if (!this.#writerGone) {
+        this.#worker.ref();
+        const exited = new Promise<void>((r) => this.#worker.once('exit', () => r()));
+        this.#worker.postMessage({ type: 'close' } satisfies ToWriter);
+        await exited;
+      }
+      this.#db.close();
+    })();
+    return this.#closing;
+  }
+}
+
+function closedError(): AuditStoreError {
+  return new AuditStoreError('AG_AUDIT_CLOSED', 'the audit store is closed', {
+    hint: 'This is a bug: an event was recorded after the broker began shutting down.',
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * The audit store port. The broker appends events through it and streams them back out
+ * for export; SQLite is the one implementation today, a PostgreSQL-backed one (several
+ * brokers sharing one log) can slot in behind the same interface.
+ *
+ * The contract callers build on:
+ * - `append` resolves only once the event is durable (see each implementation for what
+ *   "durable" survives) and resolves in seq order;
+ * - once a write fails the store is `failed` for good: that append and every later one
+ *   reject with an AuditStoreError, so the proxies refuse new statements (fail closed)
+ *   rather than run them unrecorded.
+ */
+import { AgentgateError, ExitCode } from '../../errors.js';
+import { ChainVerifier, type AuditRecord, type ChainResult } from '../../shared/audit-hash.js';
+
+export type { AuditRecord } from '../../shared/audit-hash.js';
+
+/** What a caller hands in: the store assigns seq, prev and hash, and stamps time if absent. */
+export type NewAuditEvent = Omit<AuditRecord, 'seq' | 'prev' | 'hash' | 'time'> & {
+  /** ISO-8601; defaults to now. Normalised to UTC with milliseconds. */
+  time?: string | Date;
+};
+
+export interface AuditQuery {
+  /** Only events with a greater seq: the cursor for paging. */
+  afterSeq?: number;
+  /** Inclusive lower bound on `time`. */
+  since?: string | Date;
+  /** Exclusive upper bound on `time`. */
+  until?: string | Date;
+  session?: string;
+  target?: string;
+  /** At most this many events. */
+  limit?: number;
+}
+
+export interface AuditHead {
+  /** 0 for an empty log. */
+  seq: number;
+  /** GENESIS_PREV for an empty log. */
+  hash: string;
+}
+
+export interface AuditStore {
+  append(event: NewAuditEvent): Promise<AuditRecord>;
+  /** The last durable event: what a receipt may cite. */
+  head(): AuditHead;
+  /** Events in seq order, fetched a page at a time: memory stays bounded for any size. */
+  read(q: AuditQuery): AsyncIterable<AuditRecord>;
+  /** Waits for pending appends, then releases the store. */
+  close(): Promise<void>;
+  /** Set once a write failed; the store accepts nothing after that. */
+  readonly failed: Error | undefined;
+}
+
+export type AuditStoreErrorCode =
+  | 'AG_AUDIT_WRITE_FAILED'
+  | 'AG_AUDIT_CLOSED'
+  | 'AG_AUDIT_CORRUPT'
+  | 'AG_AUDIT_OPEN_FAILED'
+  | 'AG_AUDIT_BAD_QUERY';
+
+export class AuditStoreError extends AgentgateError {
+  override readonly name = 'AuditStoreError';
+  declare readonly code: AuditStoreErrorCode;
+  constructor(code: AuditStoreErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(code, message, ExitCode.error, options);
+  }
+}
+
+/** A query with its bounds checked and times normalised to the stored ISO form. */
+export interface NormalizedAuditQuery {
+  afterSeq: number;
+  since: string | undefined;
+  until: string | undefined;
+  session: string | undefined;
+  target: string | undefined;
+  limit: number;
+}
+
+/** Validates a query (it may come straight from an API request) and names the bad field. */
+export function normalizeAuditQuery(q: AuditQuery): NormalizedAuditQuery {
+  const bad = (field: string, why: string): never => {
+    throw new AuditStoreError('AG_AUDIT_BAD_QUERY', `audit query: ${field} ${why}`, {
+      hint: 'Times are ISO-8601 (2024-05-01 or 2024-05-01T12:00:00Z); seq and limit are whole numbers.',
+    });
+  };
+  const afterSeq = q.afterSeq ?? 0;
+  if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) bad('afterSeq', `must be a whole number ≥ 0, got ${String(q.afterSeq)}`);
+  const limit = q.limit ?? Number.POSITIVE_INFINITY;
+  if (q.limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) bad('limit', `must be a whole number ≥ 0, got ${String(q.limit)}`);
+  const time = (field: string, v: string | Date | undefined): string | undefined => {
+    if (v === undefined) return undefined;
+    const d = v instanceof Date ? v : new Date(v);
+    if (Number.isNaN(d.getTime())) bad(field, `is not a valid time: ${String(v)}`);
+    return d.toISOString();
+  };
+  for (const f of ['session', 'target'] as const) {
+    if (q[f] !== undefined && typeof q[f] !== 'string') bad(f, 'must be a string');
+  }
+  return { afterSeq, since: time('since', q.since), until: time('until', q.until), session: q.session, target: q.target, limit };
+}
+
+/** Normalises an event time to what `Date.prototype.toISOString` prints (UTC, ms). */
+export function normalizeEventTime(t: string | Date | undefined, now: () => Date = () => new Date()): string {
+  if (t === undefined) return now().toISOString();
+  const d = t instanceof Date ? t : new Date(t);
+  if (Number.isNaN(d.getTime())) throw new TypeError(`audit event time is not a valid time: ${String(t)}`);
+  return d.toISOString();
+}
+
+/** Re-check the whole stored chain, streaming. For `broker start --verify-audit` and tests. */
+export async function verifyStore(store: AuditStore): Promise<ChainResult> {
+  const v = new ChainVerifier();
+  for await (const r of store.read({})) if (!v.push(r)) break;
+  return v.result();
+}

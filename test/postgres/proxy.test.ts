@@ -65,6 +65,16 @@ describe('postgres through the broker', () => {
     assert.ok(!JSON.stringify(events).includes(stack.session.secret));
   });
 
+  test('the client cannot change the upstream login: user, database and startup options come from the target', async () => {
+    const { stdout } = await psql(stack, ['-At', '-c', 'select current_user, current_database()'], {
+      ...stack.env,
+      PGUSER: 'postgres',
+      PGDATABASE: 'postgres',
+      PGOPTIONS: '-c role=pg_read_all_data',
+    });
+    assert.equal(stdout.trim(), 'app|app');
+  });
+
   test('a wrong session secret is refused with the password error psql knows', async () => {
     await assert.rejects(psql(stack, ['-At', '-c', 'select 1'], { ...stack.env, PGPASSWORD: 'not-the-secret' }), /password authentication failed/);
   });

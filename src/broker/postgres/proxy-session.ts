@@ -78,8 +78,12 @@ export interface SessionSummary {
   bytes: number;
 }
 
-/** Startup parameters passed upstream; user/database come from the target, replication is refused. */
-const FORWARDED_PARAMS = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits', 'search_path', 'options']);
+/**
+ * Startup parameters passed upstream; user/database come from the target, replication is
+ * refused. `options` is dropped on purpose: `-c role=…` there would switch roles before
+ * any statement could be inspected.
+ */
+const FORWARDED_PARAMS = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits', 'search_path']);
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'relay' | 'closed';
 
@@ -219,7 +223,7 @@ export class PgProxySession {
     const { target, logger } = this.#o;
     try {
       if (this.#o.audit.failed) throw auditUnavailable();
-      const up = await connectUpstream(target, this.#clientParams, this.#o.maxMessageLength === undefined ? {} : {});
+      const up = await connectUpstream(target, this.#clientParams);
       if (this.#phase === 'closed') {
         up.socket.end(TERMINATE);
         return;

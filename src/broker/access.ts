@@ -44,7 +44,13 @@ export function reachableTargets(identity: Identity, config: Pick<BrokerConfig, 
   for (const [name, target] of Object.entries(config.targets)) {
     const policy = decidingPolicy(identity, name, config.policies);
     if (!policy || !policy.rules.some((r) => r.effect !== 'deny')) continue;
-    out.push({ name, type: target.type, policies: [policy.name], allows: policy.rules.map((r, i) => describeRule(r, i)) });
+    out.push({
+      name,
+      type: target.type,
+      ...(target.type === 'postgres' ? { database: target.database } : {}),
+      policies: [policy.name],
+      allows: policy.rules.map((r, i) => describeRule(r, i)),
+    });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -32,7 +32,8 @@ export function actorOf(identity: Identity): AuditActor {
 
 export function accessFor(identity: Identity, target: string, config: BrokerConfig): TargetAccess {
   const policy = decidingPolicy(identity, target, config.policies);
-  if (policy) return { allowed: true, policy: policy.name };
+  // Same rule as the targets listing: a policy that can only deny grants no access.
+  if (policy && policy.rules.some((r) => r.effect !== 'deny')) return { allowed: true, policy: policy.name };
   return {
     allowed: false,
     message: `agentgate: ${identity.sub} may not use target "${target}": no policy matches this identity and target`,

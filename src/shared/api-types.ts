@@ -39,6 +39,8 @@ export interface WhoAmI {
 export interface TargetSummary {
   name: string;
   type: 'postgres' | 'kubernetes' | 'ssh';
+  /** Postgres targets: the database the broker logs in to (for connection strings). */
+  database?: string;
   /** Names of the policies that let this identity reach the target. */
   policies: string[];
   /** Human summary of what those policies allow, e.g. `select, explain: allow; insert…: review`. */

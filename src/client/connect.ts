@@ -3,26 +3,23 @@
  * what a client needs (a connection string carrying the session secret). Runs until the
  * caller closes it. The command module only parses flags and renders.
  */
-import type { Dispatcher } from 'undici';
-import type { BrokerDiscovery, TargetSummary } from '../shared/api-types.js';
+import type { TargetSummary } from '../shared/api-types.js';
 import { BrokerError, PolicyDeniedError, UsageError } from '../errors.js';
-import { brokerApi, createBrokerDispatcher, fetchDiscovery } from './broker-http.js';
-import type { ResolvedBroker } from './settings.js';
+import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from './broker-session.js';
+import { resolveToken } from './token-sources.js';
 import { startConnectSession, type ConnectSession } from '../tunnel/connect-session.js';
 import type { TunnelState, TunnelStateChange } from '../tunnel/dialer.js';
 
 export const DEFAULT_PORTS: Record<TargetSummary['type'], number> = { postgres: 5432, kubernetes: 0, ssh: 0 };
 
 export interface ConnectOptions {
-  broker: ResolvedBroker;
+  flags: BrokerSessionFlags;
   target: string;
   /** Undefined = the protocol's default port (5432 for Postgres). */
   port: number | undefined;
   bind: string;
   allowRemote: boolean;
-  getToken: () => Promise<string>;
-  /** Where the token came from, for the advice on a refusal. */
-  tokenSource?: string;
+  env?: NodeJS.ProcessEnv;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
 }
 
@@ -33,23 +30,23 @@ export interface OpenConnection {
   port: number;
   /** The client URL with the secret in it (Postgres), e.g. for DATABASE_URL. */
   url: string | undefined;
-  dispatcher: Dispatcher;
   close(): Promise<void>;
 }
 
 export async function openConnection(opts: ConnectOptions): Promise<OpenConnection> {
-  const dispatcher = createBrokerDispatcher(opts.broker.trust);
+  const env = opts.env ?? process.env;
+  const broker: BrokerSession = await openBrokerSession(opts.flags, env);
   let session: ConnectSession | undefined;
   try {
-    const discovery: BrokerDiscovery = await fetchDiscovery(opts.broker.url, dispatcher);
-    if (!discovery.ssh_host_key_fingerprint) {
-      throw new BrokerError('AG_NO_TUNNEL', `the broker at ${opts.broker.url} offers no tunnel`, {
+    const discovery = broker.discovery;
+    const hostKey = discovery.ssh_host_key_fingerprint;
+    if (!hostKey) {
+      throw new BrokerError('AG_NO_TUNNEL', `the broker at ${broker.url} offers no tunnel`, {
         hint: 'upgrade the broker; its discovery document has no ssh_host_key_fingerprint',
       });
     }
-    const token = await opts.getToken();
-    const api = brokerApi(opts.broker.url, dispatcher, discovery);
-    const { targets } = await api.targets(token, opts.tokenSource ? { source: opts.tokenSource } : {});
+    const first = await broker.token();
+    const { targets } = await broker.api.targets(first.token, broker.tokenContext(first));
     const target = targets.find((t) => t.name === opts.target);
     if (!target) {
       const names = targets.map((t) => t.name);
@@ -60,11 +57,14 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     if (target.type !== 'postgres') {
       throw new UsageError(`${target.type} targets are not supported by this version of agentgate connect yet`);
     }
+    // Every (re)connect asks again, so a refreshed login is picked up by a long session.
+    const getToken = async (): Promise<string> =>
+      (await resolveToken({ brokerUrl: broker.url, discovery, env, ...(opts.flags.tokenFile ? { tokenFile: opts.flags.tokenFile } : {}) })).token;
     session = startConnectSession({
       endpoint: discovery.tunnel_endpoint,
-      dispatcher,
-      getToken: opts.getToken,
-      hostKeyFingerprint: discovery.ssh_host_key_fingerprint,
+      dispatcher: broker.dispatcher,
+      getToken,
+      hostKeyFingerprint: hostKey,
       ...(opts.onState ? { onState: opts.onState } : {}),
     });
     await session.tunnel.ready(20_000);
@@ -85,15 +85,14 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
       host,
       port,
       url,
-      dispatcher,
       close: async () => {
         await live.close();
-        await dispatcher.close();
+        await broker.close();
       },
     };
   } catch (err) {
     await session?.close().catch(() => {});
-    await dispatcher.close().catch(() => {});
+    await broker.close().catch(() => {});
     throw err;
   }
 }

@@ -1,5 +1,72 @@
+/** `agentgate connect <target>` — a local, authenticated endpoint for a target, until Ctrl-C. */
 import type { Command } from 'commander';
+import { addBrokerOptions } from '../client/broker-session.js';
+import { openConnection } from '../client/connect.js';
+import { UsageError } from '../errors.js';
+import { print, printJson, say } from './render.js';
+
+interface ConnectFlags {
+  broker?: string;
+  ca?: string;
+  fingerprint?: string;
+  tokenFile?: string;
+  port?: string;
+  bind: string;
+  allowRemote?: boolean;
+  json?: boolean;
+}
+
+function parsePort(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port: expected 0-65535, got "${raw}"`, { hint: '--port 0 picks any free port' });
+  return n;
+}
 
 export function register(program: Command): void {
-  void program;
+  const cmd = program
+    .command('connect')
+    .description('open a local endpoint for a target (Postgres: 127.0.0.1:5432) through the broker; runs until Ctrl-C')
+    .argument('<target>', 'target name, as listed by agentgate targets')
+    .option('--port <n>', 'local port (default: 5432 for Postgres; 0 = any free port)')
+    .option('--bind <addr>', 'local address to listen on', '127.0.0.1')
+    .option('--allow-remote', 'permit a non-loopback --bind address (anyone who can reach it still needs the session secret)')
+    .option('--json', 'print the connection details as one JSON document on stdout');
+  addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
+    const conn = await openConnection({
+      flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
+      target,
+      port: parsePort(flags.port),
+      bind: flags.bind,
+      allowRemote: Boolean(flags.allowRemote),
+      onState: (state, change) => {
+        if (state === 'down') say(`agentgate: broker connection lost${change.error ? ` (${change.error.message})` : ''}, reconnecting…`);
+        else if (state === 'up') say('agentgate: connected to the broker');
+      },
+    });
+    if (flags.allowRemote && flags.bind !== '127.0.0.1') {
+      say(`warning: listening on ${conn.host}, reachable from other machines; clients still need the session secret`);
+    }
+    if (flags.json) {
+      printJson({ target: conn.target.name, type: conn.target.type, host: conn.host, port: conn.port, url: conn.url, session: conn.session.id });
+    } else {
+      say(`${conn.target.name} (${conn.target.type}) is at ${conn.host}:${conn.port}; every statement is checked and recorded by the broker.`);
+      say('connect with (the password is this session\'s secret; it dies when you press Ctrl-C):');
+      print(conn.url ?? '');
+      say('  use it as: psql "<url>"  or  export DATABASE_URL="<url>"');
+      say('press Ctrl-C to end the session');
+    }
+    await new Promise<void>((done) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        done();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    say('closing the session…');
+    await conn.close();
+    say(`session ${conn.session.id} closed`);
+  });
 }

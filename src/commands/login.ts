@@ -1,5 +1,49 @@
+/** `agentgate login [--broker URL] [--ca FILE] [--fingerprint SHA256]` — device-flow login. */
 import type { Command } from 'commander';
+import { addBrokerOptions } from '../client/broker-session.js';
+import type { DevicePrompt } from '../client/device-login.js';
+import { login } from '../client/identity.js';
+import { print, say } from './render.js';
+
+interface LoginOptions {
+  broker?: string;
+  ca?: string;
+  fingerprint?: string;
+}
 
 export function register(program: Command): void {
-  void program;
+  const cmd = program
+    .command('login')
+    .description('log in to a broker as yourself (OAuth device flow with the IdP the broker names)');
+  addBrokerOptions(cmd, { tokenFile: false }).action(async (opts: LoginOptions) => {
+    // Ctrl-C stops the wait cleanly instead of killing the process mid-write.
+    const cancel = new AbortController();
+    const onSigint = (): void => cancel.abort();
+    process.once('SIGINT', onSigint);
+    try {
+      const r = await login(opts, { say, prompt: showPrompt, signal: cancel.signal });
+      const who = r.identity;
+      const name = who.name ? `${who.name} (${who.sub})` : who.sub;
+      say(`Tokens are stored in ${r.storedIn}.`);
+      print(`Logged in to ${r.broker} as ${name}, ${who.kind}, groups: ${who.groups.join(', ') || '(none)'}`);
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
+  });
+}
+
+function showPrompt(p: DevicePrompt): void {
+  const minutes = Math.max(1, Math.round(p.expires_in / 60));
+  const lines = [
+    '',
+    'To sign in, open this page in a browser:',
+    '',
+    `    ${p.verification_uri}`,
+    '',
+    `and enter the code:  ${p.user_code}`,
+    '',
+  ];
+  if (p.verification_uri_complete) lines.push(`(or open ${p.verification_uri_complete} directly)`);
+  lines.push(`Waiting for the sign-in to finish; the code expires in ${minutes} minute${minutes === 1 ? '' : 's'}…`);
+  say(lines.join('\n'));
 }

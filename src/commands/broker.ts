@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../errors.js';
 import type { BrokerConfig } from '../broker/config/types.js';
 import { printJson, say } from './render.js';
+import { waitForStopSignal } from './signals.js';
 
 export interface BrokerInitOptions {
   issuer?: string;
@@ -128,15 +129,7 @@ export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
   say(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`);
   say('press Ctrl-C to stop');
 
-  await new Promise<void>((done) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      done();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await waitForStopSignal();
   say('stopping');
   await broker.close();
 }

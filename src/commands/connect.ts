@@ -4,6 +4,7 @@ import { addBrokerOptions } from '../client/broker-session.js';
 import { openConnection } from '../client/connect.js';
 import { UsageError } from '../errors.js';
 import { print, printJson, say } from './render.js';
+import { waitForStopSignal } from './signals.js';
 
 interface ConnectFlags {
   broker?: string;
@@ -56,15 +57,7 @@ export function register(program: Command): void {
       say('  use it as: psql "<url>"  or  export DATABASE_URL="<url>"');
       say('press Ctrl-C to end the session');
     }
-    await new Promise<void>((done) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        done();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await waitForStopSignal();
     say('closing the session…');
     await conn.close();
     say(`session ${conn.session.id} closed`);

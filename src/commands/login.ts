@@ -14,7 +14,18 @@ interface LoginOptions {
 export function register(program: Command): void {
   const cmd = program
     .command('login')
-    .description('log in to a broker as yourself (OAuth device flow with the IdP the broker names)');
+    .description('log in to a broker as yourself (OAuth device flow with the IdP the broker names)')
+    .addHelpText(
+      'after',
+      `
+Tokens go to the OS keychain (service "agentgate") when one is reachable, otherwise to
+$XDG_CONFIG_HOME/agentgate/tokens.json (mode 0600). AGENTGATE_KEYCHAIN=off always uses the file.
+On success the broker and its --ca/--fingerprint become the defaults for later commands.
+
+Scripts and CI need no login; the first of these that is set is used:
+  AGENTGATE_TOKEN, --token-file FILE, AGENTGATE_CLIENT_ID + AGENTGATE_CLIENT_SECRET,
+  GitHub Actions OIDC (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN; needs permissions: id-token: write).`,
+    );
   addBrokerOptions(cmd, { tokenFile: false }).action(async (opts: LoginOptions) => {
     // Ctrl-C stops the wait cleanly instead of killing the process mid-write.
     const cancel = new AbortController();

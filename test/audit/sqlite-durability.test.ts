@@ -28,7 +28,7 @@ async function seqsOnDisk(path: string): Promise<{ store: SqliteAuditStore; seqs
   return { store, seqs };
 }
 
-describe('SqliteAuditStore durability', () => {
+describe('SqliteAuditStore durability', { timeout: 60_000 }, () => {
   for (const sync of ['normal', 'full'] as const) test(`resolved means durable (sync ${sync}): every seq printed before SIGKILL is on disk, and the chain verifies`, async () => {
     const path = join(root, `killed-${sync}`, 'audit.db');
     const child = spawn(process.execPath, [fixture('append-until-killed'), path, sync], { stdio: ['ignore', 'pipe', 'pipe'] });

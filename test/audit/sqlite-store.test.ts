@@ -52,7 +52,8 @@ async function readAll(s: SqliteAuditStore, q = {}): Promise<AuditRecord[]> {
 
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-describe('SqliteAuditStore', () => {
+// A bug that leaves an append pending must fail the run, not hang it.
+describe('SqliteAuditStore', { timeout: 30_000 }, () => {
   test('appends a chain from genesis; read returns exactly what append resolved with', async () => {
     const s = await openStore(freshPath());
     assert.deepEqual(s.head(), { seq: 0, hash: GENESIS_PREV });

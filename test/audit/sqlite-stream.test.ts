@@ -44,7 +44,7 @@ function eventText(seq: number, time: string, prev: string): string {
     `"prev":"${prev}","seq":${seq},"session":"s-${seq % 50}","target":"pg-prod","time":"${time}","type":"query"}`;
 }
 
-test('reading 200k events streams page by page with bounded memory', async () => {
+test('reading 200k events streams page by page with bounded memory', { timeout: 60_000 }, async () => {
   const path = join(root, 'audit.db');
   // Create the schema through the store, then fill the table in one transaction.
   await (await openSqliteAuditStore(path)).close();

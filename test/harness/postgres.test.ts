@@ -43,7 +43,7 @@ function accepting(port: number): Promise<boolean> {
   });
 }
 
-describe('startPostgres', () => {
+describe('startPostgres', { timeout: 60_000 }, () => {
   test('scram-sha-256: psql and pg connect, wrong password is refused, stop cleans up', async () => {
     const { server, ms } = await start();
     assert.ok(ms < 5000, `startup took ${Math.round(ms)} ms`);

@@ -294,7 +294,14 @@ function sleep(ms: number): Promise<void> {
 /** Resolves when the child has exited (immediately if it already has). */
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((r) => child.once('exit', () => r()));
+  // The child is unref'd; while someone waits for it, keep the event loop alive.
+  const keepAlive = setInterval(() => {}, 60_000);
+  return new Promise((r) =>
+    child.once('exit', () => {
+      clearInterval(keepAlive);
+      r();
+    }),
+  );
 }
 
 /** Whether the child exits within `ms`; the timer is cleared so it never holds the process open. */
@@ -342,9 +349,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     ].join('\n');
     await writeFile(join(data, 'postgresql.conf'), conf, { flag: 'a' });
 
-    const { child, port } = await launch(data);
-    const entry: Live = { child, dir };
-    live.add(entry);
+    const { entry, port } = await launch(data, dir);
+    const child = entry.child;
 
     const superPassword = secret();
     const password = secret();
@@ -412,12 +418,15 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
 }
 
 /** Start the postmaster on a free port, retrying when another process grabbed it first. */
-async function launch(data: string): Promise<{ child: ChildProcess; port: number }> {
+async function launch(data: string, dir: string): Promise<{ entry: Live; port: number }> {
   let lastErr = '';
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort();
     const [cmd, args] = asPostgres('postgres', ['-D', data, '-p', String(port)]);
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv() });
+    // Registered at once, so even a crash during startup leaves no server behind.
+    const entry: Live = { child, dir };
+    live.add(entry);
     // Keep only the tail of the server log, for error messages; drain it so the pipe never blocks.
     let log = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -438,14 +447,16 @@ async function launch(data: string): Promise<{ child: ChildProcess; port: number
       }
       await sleep(20);
     }
-    if (ready) return { child, port };
+    if (ready) return { entry, port };
 
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGQUIT');
       await exited(child);
+      live.delete(entry);
       throw new Error(`postgres did not become ready within ${START_DEADLINE_MS} ms: ${log.trim()}`);
     }
     await exited(child);
+    live.delete(entry);
     lastErr = log.trim();
     if (!/Address already in use|could not bind|could not create any TCP\/IP sockets/i.test(lastErr)) {
       throw new Error(`postgres exited during startup: ${lastErr}`);

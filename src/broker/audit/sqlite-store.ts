@@ -234,8 +234,8 @@ export class SqliteAuditStore implements AuditStore {
     this.#tip = head;
     this.path = path;
     this.#logger = logger;
-    this.#pageSize = opts.pageSize ?? 500;
-    this.#maxBatch = opts.maxBatch ?? 2000;
+    this.#pageSize = positiveInt(opts.pageSize, 500, 'pageSize');
+    this.#maxBatch = positiveInt(opts.maxBatch, 2000, 'maxBatch');
     worker.on('message', (m: FromWriter) => this.#onWriterMessage(m));
     worker.on('error', (e) => this.#fail({ message: `audit writer thread crashed: ${e.message}`, errcode: undefined, errstr: undefined }, e));
     worker.on('exit', (code) => {
@@ -321,6 +321,11 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   #flush(): void {
+    if (this.#failed && this.#queue.length > 0) {
+      const late = this.#queue;
+      this.#queue = [];
+      for (const p of late) p.reject(this.#failed);
+    }
     if (this.#inFlight || this.#failed || this.#queue.length === 0) {
       this.#maybeIdle();
       return;
@@ -450,4 +455,10 @@ function closedError(): AuditStoreError {
   return new AuditStoreError('AG_AUDIT_CLOSED', 'the audit store is closed', {
     hint: 'This is a bug: an event was recorded after the broker began shutting down.',
   });
+}
+
+function positiveInt(v: number | undefined, fallback: number, name: string): number {
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || v < 1) throw new TypeError(`SqliteAuditStore: ${name} must be a whole number ≥ 1, got ${v}`);
+  return v;
 }

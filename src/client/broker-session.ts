@@ -3,7 +3,6 @@
  * to trust it (flags > env > settings), the HTTP dispatcher, the broker's discovery
  * document, the API helpers, and the access token from the first source that applies.
  */
-import type { Command } from 'commander';
 import type { Dispatcher } from 'undici';
 import type { BrokerDiscovery } from '../shared/api-types.js';
 import { brokerApi, createBrokerDispatcher, fetchDiscovery, type BrokerApi, type BrokerTrust, type TokenContext } from './broker-http.js';
@@ -59,14 +58,4 @@ export async function openBrokerSession(flags: BrokerSessionFlags, env: NodeJS.P
   };
 }
 
-/** Adds the broker flags every broker-facing command takes. Each has an environment twin. */
-export function addBrokerOptions(cmd: Command, options: { tokenFile?: boolean } = {}): Command {
-  cmd
-    .option('--broker <url>', 'broker URL (env AGENTGATE_BROKER; default: the one you logged in to)')
-    .option('--ca <file>', 'PEM file to trust for the broker\'s certificate (env AGENTGATE_CA)')
-    .option('--fingerprint <sha256>', 'pin the broker certificate\'s SHA-256 fingerprint (env AGENTGATE_FINGERPRINT)');
-  if (options.tokenFile !== false) {
-    cmd.option('--token-file <file>', 'read the access token from this file instead of the stored login');
-  }
-  return cmd;
-}
+export { addBrokerOptions } from './broker-options.js';

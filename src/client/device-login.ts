@@ -8,7 +8,7 @@ import { decodeJwt } from 'jose';
 import { AuthError } from '../errors.js';
 import type { BrokerDiscovery } from '../shared/api-types.js';
 import { idpConfig, idpError, oauthErrorCode } from './oidc.js';
-import type { StoredLogin, TokenStore } from './token-store.js';
+import { openTokenStore, type StoredLogin, type TokenStore } from './token-store.js';
 
 /** What the user must do in a browser. */
 export interface DevicePrompt {
@@ -68,7 +68,9 @@ export async function deviceLogin(discovery: BrokerDiscovery, options: DeviceLog
 function deviceError(err: unknown, issuer: string, userSignal: AbortSignal | undefined): Error {
   const code = oauthErrorCode(err);
   if (userSignal?.aborted) return new AuthError('AG_LOGIN_CANCELLED', 'login cancelled', { hint: 'run agentgate login again when ready' });
-  if (code === 'expired_token' || (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError'))) {
+  // Our deadline (expires_in) surfaces from openid-client as a ClientError OAUTH_TIMEOUT.
+  const timedOut = err instanceof oidc.ClientError && (err.code === 'OAUTH_TIMEOUT' || err.code === 'OAUTH_ABORT');
+  if (code === 'expired_token' || timedOut) {
     return new AuthError('AG_LOGIN_EXPIRED', 'the code expired before the sign-in in the browser was finished', {
       hint: 'run agentgate login again and finish the sign-in within the time shown',
     });
@@ -158,11 +160,16 @@ function sessionExpired(err: unknown, issuer: string): AuthError {
   });
 }
 
+/** The access token of the stored login for `broker`, refreshed first if needed (see freshStoredLogin). */
+export async function getAccessToken(broker: string, store?: TokenStore): Promise<string> {
+  return (await freshStoredLogin(broker, store ?? (await openTokenStore()))).access_token;
+}
+
 /**
  * The stored login for `broker`, refreshed (and saved) when less than a minute remains.
  * No login → AuthError telling the user to log in.
  */
-export async function getStoredAccessToken(broker: string, store: TokenStore): Promise<StoredLogin> {
+export async function freshStoredLogin(broker: string, store: TokenStore): Promise<StoredLogin> {
   const login = await store.get(broker);
   if (!login) {
     throw new AuthError('AG_NOT_LOGGED_IN', `not logged in to ${broker}`, { hint: `run: agentgate login --broker ${broker}` });

@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Conf from 'conf';
-import { UsageError } from '../errors.js';
+import { AgentgateError, UsageError } from '../errors.js';
 import { normalizeFingerprint } from '../shared/fingerprint.js';
 import type { BrokerTrust } from './broker-http.js';
 
@@ -38,17 +38,20 @@ export class CliSettings {
   readonly #conf: Conf<SettingsShape>;
 
   constructor() {
-    this.#conf = new Conf<SettingsShape>({
-      projectName: 'agentgate',
-      projectSuffix: '',
-      // Broker URLs contain dots; keys are never paths.
-      accessPropertiesByDotNotation: false,
-      configFileMode: 0o600,
-    });
-    // Shared with the token file: keep the folder private.
-    const dir = dirname(this.#conf.path);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
+    try {
+      this.#conf = new Conf<SettingsShape>({
+        projectName: 'agentgate',
+        projectSuffix: '',
+        // Broker URLs contain dots; keys are never paths.
+        accessPropertiesByDotNotation: false,
+        configFileMode: 0o600,
+      });
+    } catch (err) {
+      throw new AgentgateError('AG_SETTINGS_UNREADABLE', `cannot read the agentgate CLI settings: ${err instanceof Error ? err.message : String(err)}`, 1, {
+        hint: 'fix or delete config.json in $XDG_CONFIG_HOME/agentgate (~/.config/agentgate), then log in again',
+        cause: err,
+      });
+    }
   }
 
   /** Folder that holds config.json (and the token file when there is no keychain). */
@@ -71,6 +74,9 @@ export class CliSettings {
     if (trust.ca) entry.ca = trust.ca;
     if (trust.fingerprint) entry.fingerprint = trust.fingerprint;
     brokers[url] = entry;
+    // Shared with the token file: keep the folder private. Only on write, so a read-only HOME still works.
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    chmodSync(this.dir, 0o700);
     this.#conf.set('brokers', brokers);
     this.#conf.set('defaultBroker', url);
   }

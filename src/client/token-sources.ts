@@ -12,7 +12,7 @@ import * as oidc from 'openid-client';
 import { EnvHttpProxyAgent, fetch as undiciFetch } from 'undici';
 import { AuthError, UsageError } from '../errors.js';
 import type { BrokerDiscovery } from '../shared/api-types.js';
-import { getStoredAccessToken } from './device-login.js';
+import { freshStoredLogin } from './device-login.js';
 import { idpConfig, idpError, isLoopback, oauthErrorCode } from './oidc.js';
 import { openTokenStore, type StoredLogin, type TokenStore } from './token-store.js';
 
@@ -75,7 +75,7 @@ export async function resolveToken(req: TokenRequest): Promise<ResolvedToken> {
   }
 
   const store = await (req.store ?? (() => openTokenStore({ env })))();
-  const login = await getStoredAccessToken(req.brokerUrl, store);
+  const login = await freshStoredLogin(req.brokerUrl, store);
   return { token: login.access_token, kind: 'login', label: undefined, login };
 }
 

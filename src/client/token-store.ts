@@ -150,8 +150,8 @@ export class KeychainTokenStore implements TokenStore {
       await this.#file.set(broker, login);
       return;
     }
-    // One place per broker: drop any older copy from the file.
-    await this.#file.delete(broker);
+    // One place per broker: drop any older copy from the file (a broken file is not this write's problem).
+    await this.#file.delete(broker).catch(() => false);
   }
 
   async delete(broker: string): Promise<boolean> {

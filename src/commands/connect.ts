@@ -1,7 +1,6 @@
 /** `agentgate connect <target>` — a local, authenticated endpoint for a target, until Ctrl-C. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-session.js';
-import { openConnection } from '../client/connect.js';
+import { addBrokerOptions } from '../client/broker-options.js';
 import { UsageError } from '../errors.js';
 import { print, printJson, say } from './render.js';
 import { waitForStopSignal } from './signals.js';
@@ -34,6 +33,8 @@ export function register(program: Command): void {
     .option('--allow-remote', 'permit a non-loopback --bind address (anyone who can reach it still needs the session secret)')
     .option('--json', 'print the connection details as one JSON document on stdout');
   addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
+    // Loaded here so other commands do not pay for the tunnel's modules at start-up.
+    const { openConnection } = await import('../client/connect.js');
     const conn = await openConnection({
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
       target,

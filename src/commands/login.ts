@@ -1,8 +1,7 @@
 /** `agentgate login [--broker URL] [--ca FILE] [--fingerprint SHA256]` — device-flow login. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-session.js';
+import { addBrokerOptions } from '../client/broker-options.js';
 import type { DevicePrompt } from '../client/device-login.js';
-import { login } from '../client/identity.js';
 import { print, say } from './render.js';
 
 interface LoginOptions {
@@ -32,6 +31,8 @@ Scripts and CI need no login; the first of these that is set is used:
     const onSigint = (): void => cancel.abort();
     process.once('SIGINT', onSigint);
     try {
+      // Loaded on use: other commands need not pay for the OIDC and HTTP stack at startup.
+      const { login } = await import('../client/identity.js');
       const r = await login(opts, { say, prompt: showPrompt, signal: cancel.signal });
       const who = r.identity;
       const name = who.name ? `${who.name} (${who.sub})` : who.sub;

@@ -1,6 +1,5 @@
 /** `agentgate logout [--broker URL]` — revoke the refresh token and forget the login. */
 import type { Command } from 'commander';
-import { logout } from '../client/identity.js';
 import { print, say } from './render.js';
 
 export function register(program: Command): void {
@@ -9,6 +8,8 @@ export function register(program: Command): void {
     .description('forget the stored login (revoking its refresh token at the IdP where possible)')
     .option('--broker <url>', 'broker to log out of (env AGENTGATE_BROKER; default: the one you logged in to)')
     .action(async (opts: { broker?: string }) => {
+      // Loaded on use: other commands need not pay for the OIDC and HTTP stack at startup.
+      const { logout } = await import('../client/identity.js');
       const r = await logout(opts);
       if (!r.broker) {
         print('Not logged in to any broker; nothing to do.');

@@ -1,7 +1,6 @@
 /** `agentgate targets [--json]` — the targets policy lets you reach, and what it allows. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-session.js';
-import { listTargets } from '../client/identity.js';
+import { addBrokerOptions } from '../client/broker-options.js';
 import type { TargetSummary } from '../shared/api-types.js';
 import { print, printJson, say } from './render.js';
 
@@ -18,6 +17,8 @@ export function register(program: Command): void {
   addBrokerOptions(cmd)
     .option('--json', 'print one JSON document on stdout')
     .action(async (opts: TargetsOptions) => {
+      // Loaded on use: other commands need not pay for the OIDC and HTTP stack at startup.
+      const { listTargets } = await import('../client/identity.js');
       const res = await listTargets(opts);
       if (opts.json) {
         printJson(res);

@@ -1,7 +1,7 @@
 /** `agentgate whoami [--json]` — who the broker thinks you are. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-session.js';
-import { whoami, type WhoAmIResult } from '../client/identity.js';
+import { addBrokerOptions } from '../client/broker-options.js';
+import type { WhoAmIResult } from '../client/identity.js';
 import { print, printJson } from './render.js';
 
 interface WhoamiOptions {
@@ -25,6 +25,8 @@ export function register(program: Command): void {
   addBrokerOptions(cmd)
     .option('--json', 'print one JSON document on stdout')
     .action(async (opts: WhoamiOptions) => {
+      // Loaded on use: other commands need not pay for the OIDC and HTTP stack at startup.
+      const { whoami } = await import('../client/identity.js');
       const who = await whoami(opts);
       if (opts.json) {
         printJson(who);

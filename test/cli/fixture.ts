@@ -138,28 +138,33 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv, command?: { fil
     stderr += d;
     for (const w of waiters.splice(0)) w();
   });
+  let exited = false;
   const done = new Promise<CliRun>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => {
+      exited = true;
       for (const w of waiters.splice(0)) w();
       resolve({ code, stdout, stderr });
     });
   });
-  let exited = false;
-  void done.then(() => (exited = true));
   return {
     stderr: () => stderr,
     waitForStderr(re, ms = 15_000) {
-      const deadline = Date.now() + ms;
       return new Promise((resolve, reject) => {
-        const check = (): void => {
+        let timer: NodeJS.Timeout | undefined;
+        const check = (timedOut = false): void => {
           const m = re.exec(stderr);
-          if (m) return resolve(m);
-          if (exited) return reject(new Error(`process exited before ${re} appeared; stderr:\n${stderr}`));
-          if (Date.now() > deadline) return reject(new Error(`${re} did not appear within ${ms} ms; stderr:\n${stderr}`));
-          waiters.push(check);
-          setTimeout(check, Math.max(0, deadline - Date.now()) + 1).unref();
+          if (m) {
+            clearTimeout(timer);
+            resolve(m);
+          } else if (exited || timedOut) {
+            clearTimeout(timer);
+            reject(new Error(`${re} did not appear ${exited ? 'before the process exited' : `within ${ms} ms`}; stderr:\n${stderr}`));
+          } else {
+            waiters.push(() => check());
+          }
         };
+        timer = setTimeout(() => check(true), ms);
         check();
       });
     },

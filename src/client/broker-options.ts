@@ -1,0 +1,16 @@
+/**
+ * The broker flags every broker-facing command takes, each with its environment twin.
+ * Kept free of runtime imports so registering commands stays cheap at CLI startup.
+ */
+import type { Command } from 'commander';
+
+export function addBrokerOptions(cmd: Command, options: { tokenFile?: boolean } = {}): Command {
+  cmd
+    .option('--broker <url>', 'broker URL (env AGENTGATE_BROKER; default: the one you logged in to)')
+    .option('--ca <file>', 'PEM file to trust for the broker\'s certificate (env AGENTGATE_CA)')
+    .option('--fingerprint <sha256>', 'pin the broker certificate\'s SHA-256 fingerprint (env AGENTGATE_FINGERPRINT)');
+  if (options.tokenFile !== false) {
+    cmd.option('--token-file <file>', 'read the access token from this file instead of the stored login');
+  }
+  return cmd;
+}

@@ -43,7 +43,8 @@ export interface PgStack {
 
 export interface PgStackOptions {
   pg?: StartPostgresOptions;
-  target?: Partial<PostgresTargetConfig>;
+  /** Overrides of the target's config; a function sees the started server (e.g. its CA). */
+  target?: Partial<PostgresTargetConfig> | ((pg: PgServer) => Partial<PostgresTargetConfig>);
   policies?: PolicyConfig[];
 }
 
@@ -61,7 +62,7 @@ export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> 
     password: new Secret(pg.password, '${env:TEST_PG_PASSWORD}'),
     tls: 'disable',
     ca: undefined,
-    ...opts.target,
+    ...(typeof opts.target === 'function' ? opts.target(pg) : opts.target),
   };
   const config = makeBrokerConfig(tmp.path, {
     identity: { issuer: issuer.issuer },

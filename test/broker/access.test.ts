@@ -33,8 +33,8 @@ test('reachableTargets: deciding policy only, all-deny policies hide the target,
       policies: ['agents-k8s'],
       allows: ['k8s get, list, watch on *, !secrets: allow', 'k8s delete: review by 1 of sre', 'everything else: deny'],
     },
-    { name: 'pg-prod', type: 'postgres', policies: ['agents-read'], allows: ['select, explain: allow', 'insert, update, delete: review by 1 of dba', 'everything else: deny'] },
-    { name: 'pg-staging', type: 'postgres', policies: ['agents-any-pg'], allows: ['everything: allow'] },
+    { name: 'pg-prod', type: 'postgres', database: 'app', policies: ['agents-read'], allows: ['select, explain: allow', 'insert, update, delete: review by 1 of dba', 'everything else: deny'] },
+    { name: 'pg-staging', type: 'postgres', database: 'app', policies: ['agents-any-pg'], allows: ['everything: allow'] },
   ]);
   // ci-deploy matches pg-prod for CI but only denies: not reachable.
   assert.deepEqual(reachableTargets(ci, { targets: TARGETS, policies: POLICIES }), []);

@@ -1,0 +1,99 @@
+/**
+ * Command-line options of `npm run bench` (node:util parseArgs; no dependency).
+ */
+import { parseArgs } from 'node:util';
+import type { QueryMode } from './pgbench.js';
+import { TARGET_NAMES, type TargetName } from './report.js';
+
+export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run bench -- [options])
+  --seconds N      length of each pgbench run (default 10)
+  --scale N        pgbench -i scale factor (default 1)
+  --rounds N       runs per configuration and target; the median by TPS is reported (default 1)
+  --warmup N       seconds of warm-up per target and mode before measuring (default 1; 0 = none)
+  --targets LIST   comma list of direct,agentgate,agentgate-split,ssh,pgbouncer
+                   (default direct,agentgate,ssh,pgbouncer; direct always runs: ratios need it)
+  --modes LIST     comma list of simple,prepared (default both)
+  --clients LIST   comma list of client counts (default 1,8); -j is min(c, 2)
+  --idle N         idle tunneled connections for the broker RSS check (default 100; 0 skips it)
+  --json FILE      also write the results as JSON
+  --profile FILE   CPU-profile this process (CLI end + broker) during the agentgate runs only;
+                   writes FILE (.cpuprofile) and prints the top 10 functions by self time
+  --strict         exit 1 when a target is missed (default: only on errors)
+  -h, --help       this text`;
+
+export interface Options {
+  seconds: number;
+  scale: number;
+  rounds: number;
+  warmup: number;
+  targets: TargetName[];
+  modes: QueryMode[];
+  clients: number[];
+  idle: number;
+  json: string | undefined;
+  profile: string | undefined;
+  strict: boolean;
+  help: boolean;
+}
+
+export class UsageProblem extends Error {}
+
+function integer(name: string, v: string | undefined, def: number, min: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageProblem(`--${name} must be an integer ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+function list<T extends string>(name: string, v: string | undefined, allowed: readonly T[], def: readonly T[]): T[] {
+  if (v === undefined) return [...def];
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!allowed.includes(i as T)) throw new UsageProblem(`--${name}: unknown "${i}" (choose from ${allowed.join(', ')})`);
+  if (items.length === 0) throw new UsageProblem(`--${name} needs at least one value`);
+  return items as T[];
+}
+
+export function parseOptions(argv: string[]): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        seconds: { type: 'string' },
+        scale: { type: 'string' },
+        rounds: { type: 'string' },
+        warmup: { type: 'string' },
+        targets: { type: 'string' },
+        modes: { type: 'string' },
+        clients: { type: 'string' },
+        idle: { type: 'string' },
+        json: { type: 'string' },
+        profile: { type: 'string' },
+        strict: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new UsageProblem((err as Error).message);
+  }
+  const cli = ['direct', 'agentgate', 'agentgate-split', 'ssh', 'pgbouncer'] as const;
+  const chosen = list('targets', values.targets, cli, ['direct', 'agentgate', 'ssh', 'pgbouncer']);
+  // Table order is fixed; every ratio is against direct, so direct always runs.
+  const targets = TARGET_NAMES.filter((t) => t === 'direct' || chosen.includes(t === 'ssh -L' ? 'ssh' : t));
+  const clients = values.clients === undefined ? [1, 8] : values.clients.split(',').map((c) => integer('clients', c.trim(), 1, 1));
+  return {
+    seconds: integer('seconds', values.seconds, 10, 1),
+    scale: integer('scale', values.scale, 1, 1),
+    rounds: integer('rounds', values.rounds, 1, 1),
+    warmup: integer('warmup', values.warmup, 1, 0),
+    targets,
+    modes: list('modes', values.modes, ['simple', 'prepared'] as const, ['simple', 'prepared']),
+    clients,
+    idle: integer('idle', values.idle, 100, 0),
+    json: values.json,
+    profile: values.profile,
+    strict: values.strict ?? false,
+    help: values.help ?? false,
+  };
+}

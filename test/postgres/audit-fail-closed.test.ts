@@ -28,6 +28,8 @@ describe('audit store failure', () => {
 
     const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
     const db = new DatabaseSync(path);
+    // The broker's writer may be mid-commit (the first session's end): wait for its lock.
+    db.exec('PRAGMA busy_timeout = 10000');
     db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.type = 'query'
       BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END`);
     db.close();

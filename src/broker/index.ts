@@ -55,7 +55,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   });
   let http: RunningBroker;
   try {
-    http = await startBroker(config, { ...options, logger, upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
+    http = await startBroker(config, { ...options, logger, keys, upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {
     await store.close();
     throw err;

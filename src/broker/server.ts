@@ -34,6 +34,8 @@ export interface StartBrokerOptions {
   upgradeHandlers?: Record<string, UpgradeHandler>;
   /** Extra endpoints (approvals, audit export, …) served beside the built-in ones. */
   routes?: Route[];
+  /** Key material already loaded by the caller (runBroker); loaded here when absent. */
+  keys?: BrokerKeys;
   /** How long close() lets in-flight requests finish before cutting them. Default 5 000. */
   closeGraceMs?: number;
 }
@@ -58,7 +60,7 @@ const LIMITS = {
 
 export async function startBroker(config: BrokerConfig, options: StartBrokerOptions = {}): Promise<RunningBroker> {
   const logger = options.logger ?? createLogger();
-  const keys = await ensureBrokerKeys(config);
+  const keys = options.keys ?? (await ensureBrokerKeys(config));
   const verifier = createIdentityVerifier(config.identity, { logger: logger.child({ component: 'identity' }), ...(options.jwksCooldownMs === undefined ? {} : { jwksCooldownMs: options.jwksCooldownMs }) });
   const upgradeHandlers = options.upgradeHandlers ?? {};
 

@@ -15,7 +15,7 @@ import type { Dispatcher } from 'undici';
 import { openTunnel, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
 import { listenLocal, type LocalListener } from './local-listener.js';
 import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
-import { errorResponse } from '../broker/postgres/build-backend.js';
+import { connectionFailure } from '../broker/postgres/errors.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
 
 export interface ConnectSessionOptions {
@@ -80,12 +80,10 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
           // Speak the client's protocol so psql prints a sentence, not "server closed the connection".
           if (t.type === 'postgres') {
             socket.write(
-              errorResponse({
-                severity: 'FATAL',
-                code: '08006',
-                message: `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
-                hint: 'the broker connection is down; agentgate connect keeps retrying, try again shortly',
-              }),
+              connectionFailure(
+                `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
+                'the broker connection is down; agentgate connect keeps retrying, try again shortly',
+              ).toErrorResponse(),
             );
           }
         },

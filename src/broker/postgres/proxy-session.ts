@@ -32,7 +32,7 @@ import {
   decodeStartupMessage,
   startupRequestKind,
 } from './decode-frontend.js';
-import { decodeCommandComplete, decodeErrorResponse, type BackendKeyData } from './decode-backend.js';
+import { decodeCommandComplete, decodeErrorResponse, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
 import {
   AUTHENTICATION_OK,
   authenticationSASL,
@@ -399,7 +399,7 @@ export class PgProxySession {
         t.copyOut(m.frame.length);
         break;
       case BackendType.readyForQuery: {
-        this.#status = (String.fromCharCode(m.body[0] ?? 0x49) as TransactionStatus) ?? 'I';
+        this.#status = decodeReadyForQuery(m.body);
         t.ready();
         if (this.#batch.length > 0) {
           const batch = this.#batch;
@@ -466,7 +466,7 @@ export class PgProxySession {
     if (this.#phase === 'closed') return;
     const out = this.#out;
     let i = 0;
-    let frames: Buffer[] = [];
+    const frames: Buffer[] = [];
     for (; i < out.length; i++) {
       const item = out[i] as Buffer | Barrier;
       if (Buffer.isBuffer(item)) frames.push(item);
@@ -475,7 +475,6 @@ export class PgProxySession {
     this.#out = i === out.length ? [] : out.slice(i);
     if (frames.length > 0) {
       const ok = this.#client.write(joinFrames(frames));
-      frames = [];
       if (!ok) this.#pauseUpstreamUntilDrain();
     }
     // While a barrier holds output back, stop reading the server so nothing piles up here.

@@ -1,3 +1,4 @@
+import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
 /**
  * Broker test fixtures: a BrokerConfig pointing at a private temp state dir (built
  * directly, not from YAML), a logger whose output the test can read, and an HTTPS client
@@ -39,6 +40,8 @@ export function makeBrokerConfig(root: string, overrides: BrokerConfigOverrides 
     auditors: { groups: ['security'] },
     masking: {},
     audit: { sync: 'normal', retentionDays: undefined },
+    approvals: { timeoutSeconds: 600, webhooks: [] },
+    dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: join(stateDir, 'receipt.key'),
     sshHostKeyPath: join(stateDir, 'ssh_host_ed25519_key'),
     ...rest,

@@ -1,3 +1,4 @@
+import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
 /**
  * Shared pieces for the CLI identity tests: a real IdP (oidc-provider) and a real broker,
  * a private HOME per test, and the CLI run as a child process (`node bin/agentgate …`).
@@ -39,6 +40,8 @@ export async function startStack(idpOptions: TestIdpOptions = {}): Promise<Stack
     listen: { host: '127.0.0.1', port: 0 },
     stateDir,
     tls: { cert: join(stateDir, 'tls.crt'), key: join(stateDir, 'tls.key'), generated: true },
+    approvals: { timeoutSeconds: 600, webhooks: [] },
+    dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     store: { kind: 'sqlite', path: join(stateDir, 'agentgate.db') },
     identity: {
       issuer: idp.issuer,

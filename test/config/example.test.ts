@@ -1,3 +1,4 @@
+import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
 /**
  * DESIGN.md's example config loads into the expected typed values, and the template that
  * `broker init` writes loads as written.
@@ -128,6 +129,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
           { name: 'agents-read#2', sql: ['insert', 'update', 'delete'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
           { name: 'agents-read#3', effect: 'deny', extra: {} },
         ],
+        masking: { mode: 'inherit' },
       },
       {
         name: 'agents-k8s',
@@ -138,6 +140,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
           { name: 'agents-k8s#2', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
           { name: 'agents-k8s#3', effect: 'deny', extra: {} },
         ],
+        masking: { mode: 'inherit' },
       },
     ],
     auditors: { groups: ['security'] },
@@ -149,6 +152,8 @@ test("DESIGN.md's example loads into the expected typed config", () => {
       },
     },
     audit: { sync: 'normal' },
+    approvals: { timeoutSeconds: 600, webhooks: [] },
+    dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: '/srv/agentgate/state/receipt-signing.key',
     sshHostKeyPath: '/srv/agentgate/state/ssh-host.key',
   });

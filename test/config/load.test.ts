@@ -231,20 +231,69 @@ test('a review rule without approvers is reported', () => {
   assert.deepEqual(err.problems, ['policies.0.rules.0.approvers: required when effect is review (e.g. { groups: [dba], count: 1 }), missing']);
 });
 
-test('rule keys: unknown ones go to extra, near-misses of known ones are typos', () => {
+test('rule keys: relations, flags and grant are typed; unknown keys and near-misses are errors', () => {
   const base = `${IDENTITY}${PG_TARGET}policies:
   - name: p
     subjects: { groups: [ai-agents] }
     targets: [pg-prod]
     rules:
 `;
-  const config = parseBrokerConfig(base + '      - { sql: [SELECT], relation: [public.users], effect: allow }\n      - { effect: deny, name: last }\n', CONFIG_PATH, { env: ENV });
+  const config = parseBrokerConfig(
+    base +
+      '      - { sql: [SELECT], relations: [public.users], flags: [no_where], effect: allow }\n' +
+      '      - { sql: [delete], effect: review, grant: 1h, approvers: { groups: [dba] } }\n' +
+      '      - { effect: deny, name: last }\n',
+    CONFIG_PATH,
+    { env: ENV },
+  );
   const rules = config.policies[0]?.rules;
-  assert.deepEqual(rules?.[0], { name: 'p#1', sql: ['select'], effect: 'allow', extra: { relation: ['public.users'] } });
-  assert.deepEqual(rules?.[1], { name: 'last', effect: 'deny', extra: {} });
+  assert.deepEqual(rules?.[0], { name: 'p#1', sql: ['select'], relations: ['public.users'], flags: ['no_where'], effect: 'allow', extra: {} });
+  assert.deepEqual(rules?.[1], { name: 'p#2', sql: ['delete'], grantSeconds: 3600, effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} });
+  assert.deepEqual(rules?.[2], { name: 'last', effect: 'deny', extra: {} });
 
-  const err = problemsOf(base + '      - { sql: [select], efect: allow }\n');
-  assert.deepEqual(err.problems, ['policies.0.rules.0.efect: unknown key (did you mean "effect"?)']);
+  assert.deepEqual(problemsOf(base + '      - { sql: [select], efect: allow }\n').problems, ['policies.0.rules.0.efect: unknown key (did you mean "effect"?)']);
+  assert.deepEqual(problemsOf(base + '      - { sql: [select], relation: [x], effect: allow }\n').problems, [
+    'policies.0.rules.0.relation: unknown key (did you mean "relations"?)',
+  ]);
+  assert.deepEqual(problemsOf(base + '      - { sql: [select], when_hour: 9, effect: allow }\n').problems, ['policies.0.rules.0.when_hour: unknown key']);
+  assert.deepEqual(problemsOf(base + '      - { flags: [nowhere], effect: deny }\n').problems.length, 1);
+  assert.deepEqual(problemsOf(base + '      - { sql: [select], grant: 1h, effect: allow }\n').problems, [
+    'policies.0.rules.0.grant: only allowed when effect is review, not allow',
+  ]);
+  assert.deepEqual(problemsOf(base + '      - { sql: [delete], grant: soon, effect: review, approvers: { groups: [dba] } }\n').problems, [
+    'policies.0.rules.0.grant: expected a duration like 90s, 15m, 1h or 2d, got "soon"',
+  ]);
+});
+
+test('approvals, dangerous_functions and per-policy masking load with defaults', () => {
+  const yaml = `${IDENTITY}${PG_TARGET}policies:
+  - name: dba
+    subjects: { groups: [dba] }
+    targets: [pg-prod]
+    rules: [{ effect: allow }]
+    masking: off
+  - name: agents
+    subjects: { groups: [ai-agents] }
+    targets: [pg-prod]
+    rules: [{ effect: allow }]
+    masking: { columns: ["*.phone"], style: hash }
+approvals:
+  timeout: 15m
+  webhooks:
+    - url: https://hooks.example.com/agentgate
+      secret: \${env:PG_PROD_PASSWORD}
+dangerous_functions: [pg_sleep, My_Func]
+`;
+  const c = parseBrokerConfig(yaml, CONFIG_PATH, { env: ENV });
+  assert.deepEqual(c.policies[0]?.masking, { mode: 'off' });
+  assert.deepEqual(c.policies[1]?.masking, { mode: 'extend', rules: { columns: ['*.phone'], detectors: [], style: 'hash' } });
+  assert.equal(c.approvals.timeoutSeconds, 900);
+  assert.equal(c.approvals.webhooks[0]?.url, 'https://hooks.example.com/agentgate');
+  assert.deepEqual(c.approvals.webhooks[0]?.events, ['created', 'decided']);
+  assert.deepEqual(c.dangerousFunctions, ['pg_sleep', 'my_func']);
+  const d = parseBrokerConfig(IDENTITY, CONFIG_PATH, { env: ENV });
+  assert.equal(d.approvals.timeoutSeconds, 600);
+  assert.ok(d.dangerousFunctions.includes('pg_terminate_backend'));
 });
 
 test('masking keyed by an unknown target, and an invalid masking style, are reported', () => {

@@ -10,7 +10,10 @@
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { SQL_FLAGS } from './types.js';
 import type {
+  ApprovalsConfig,
+  WebhookConfig,
   ApproverSpec,
   AuditConfig,
   BrokerConfig,
@@ -46,8 +49,19 @@ export const ACTOR_KINDS = ['human', 'agent', 'ci'] as const;
 /** Keys whose values are credentials: their values never appear in a message. */
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set(['password', 'token', 'client_key', 'private_key']);
 
-/** Rule keys this schema types; any other rule key is kept in `extra` for later rule kinds. */
-const RULE_KEYS = ['name', 'sql', 'k8s', 'effect', 'approvers'] as const;
+/** Rule keys; any other key in a rule is reported. */
+const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'grant', 'k8s', 'effect', 'approvers'] as const;
+
+/** Functions with side effects outside the statement (files, other servers, other sessions, settings). */
+export const DEFAULT_DANGEROUS_FUNCTIONS = [
+  'pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote',
+  'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'pg_file_write',
+  'lo_import', 'lo_export', 'lo_unlink', 'dblink', 'dblink_exec', 'dblink_connect', 'dblink_send_query',
+  'set_config', 'pg_advisory_lock', 'pg_sleep', 'pg_switch_wal', 'pg_create_restore_point',
+  'pg_drop_replication_slot', 'pg_create_logical_replication_slot', 'pg_create_physical_replication_slot',
+  'pg_logical_emit_message',
+];
+
 
 type WithoutName<T> = T extends unknown ? Omit<T, 'name'> : never;
 
@@ -119,6 +133,25 @@ const listenSchema = z
     }
     return parsed;
   });
+
+/** `90`, `90s`, `15m`, `1h`, `2d` → seconds. */
+export function parseDuration(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : undefined;
+  const m = /^(\d+)\s*(s|m|h|d)?$/.exec(value.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+  return n > 0 ? n * unit : undefined;
+}
+
+const duration = z.union([z.string(), z.number()]).transform((v, c) => {
+  const s = parseDuration(v);
+  if (s === undefined) {
+    c.addIssue({ code: 'custom', message: 'expected a duration like 90s, 15m, 1h or 2d', input: v });
+    return z.NEVER;
+  }
+  return s;
+});
 
 const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 
@@ -311,22 +344,26 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     .looseObject({
       name: text.optional(),
       sql: textList.optional(),
+      relations: textList.optional(),
+      flags: z.array(z.enum(SQL_FLAGS)).optional(),
+      grant: duration.optional(),
       k8s: k8sMatch.optional(),
       effect: z.enum(EFFECTS),
       approvers: approvers.optional(),
     })
     .check(
       z.superRefine((r: Record<string, unknown>, c) => {
-        // Unknown rule keys are allowed (later rule kinds), but a near-miss of a known one is a typo.
+        // An ignored key in an allow rule would silently widen it: every unknown key is an error.
         for (const key of Object.keys(r)) {
           if ((RULE_KEYS as readonly string[]).includes(key)) continue;
           const suggestion = suggest(key, RULE_KEYS);
-          if (suggestion !== undefined) {
-            c.addIssue({ code: 'custom', path: [key], message: `unknown key${didYouMean(key, RULE_KEYS)}`, params: { unknownKey: true, suggestion } });
-          }
+          c.addIssue({ code: 'custom', path: [key], message: `unknown key${didYouMean(key, RULE_KEYS)}`, params: { unknownKey: true, suggestion } });
         }
         if (r['effect'] === 'review' && r['approvers'] === undefined) {
           c.addIssue({ code: 'custom', path: ['approvers'], message: 'required when effect is review (e.g. { groups: [dba], count: 1 }), missing' });
+        }
+        if (r['effect'] !== 'review' && r['grant'] !== undefined) {
+          c.addIssue({ code: 'custom', path: ['grant'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
         }
         if ((r['effect'] === 'allow' || r['effect'] === 'deny') && r['approvers'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['approvers'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
@@ -338,35 +375,48 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       for (const [k, v] of Object.entries(r)) if (!(RULE_KEYS as readonly string[]).includes(k)) extra[k] = v;
       const out: Omit<RuleConfig, 'name'> & { name: string | undefined } = { name: r.name, effect: r.effect, extra };
       if (r.sql) out.sql = r.sql.map((s) => s.toLowerCase());
+      if (r.relations) out.relations = r.relations;
+      if (r.flags) out.flags = r.flags;
+      if (r.grant !== undefined) out.grantSeconds = r.grant;
       if (r.k8s) out.k8s = r.k8s;
       if (r.approvers) out.approvers = r.approvers;
       return out;
     });
+
+  const maskingRules = strictObject({
+    columns: textList.default(() => []),
+    detectors: textList.default(() => []),
+    style: z.enum(MASKING_STYLES).default('full'),
+  }).transform((m): MaskingConfig => ({ columns: m.columns, detectors: m.detectors, style: m.style }));
+
+  const policyMasking = z.union([z.literal('inherit'), z.literal('off'), maskingRules], {
+    error: 'expected inherit, off, or { columns, detectors, style } to add to the target\'s masking',
+  });
 
   const policy = strictObject({
     name: text,
     subjects,
     targets: nonEmptyTextList,
     rules: z.array(rule).min(1, { error: 'expected at least one rule' }),
+    masking: policyMasking.optional(),
   }).transform(
     (p): PolicyConfig => ({
       name: p.name,
       subjects: p.subjects,
       targets: p.targets,
       rules: p.rules.map((r, i) => ({ ...r, name: r.name ?? `${p.name}#${i + 1}` })),
+      masking:
+        p.masking === undefined || p.masking === 'inherit'
+          ? { mode: 'inherit' }
+          : p.masking === 'off'
+            ? { mode: 'off' }
+            : { mode: 'extend', rules: p.masking },
     }),
   );
 
   // ---- the rest --------------------------------------------------------------------------
 
-  const masking = z.record(
-    z.string(),
-    strictObject({
-      columns: textList.default(() => []),
-      detectors: textList.default(() => []),
-      style: z.enum(MASKING_STYLES).default('full'),
-    }).transform((m): MaskingConfig => ({ columns: m.columns, detectors: m.detectors, style: m.style })),
-  );
+  const masking = z.record(z.string(), maskingRules);
 
   const auditors = strictObject({ groups: textList.default(() => []) }).transform((a) => ({ groups: a.groups }));
 
@@ -374,6 +424,17 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     sync: z.enum(['normal', 'full']).default('normal'),
     retention_days: intRange(1, 36500).optional(),
   }).transform((a): AuditConfig => ({ sync: a.sync, retentionDays: a.retention_days }));
+
+  const webhook = strictObject({
+    url: text.refine((u) => urlAllowed(u, true), { error: 'expected an https URL (http only for localhost or 127.0.0.1)' }),
+    secret: credential.optional(),
+    events: z.array(z.enum(['created', 'decided'])).min(1, { error: 'expected a non-empty list' }).optional(),
+  }).transform((w): WebhookConfig => ({ url: w.url, secret: w.secret, events: w.events ?? ['created', 'decided'] }));
+
+  const approvals = strictObject({
+    timeout: duration.default(600),
+    webhooks: z.array(webhook).default(() => []),
+  }).transform((a): ApprovalsConfig => ({ timeoutSeconds: a.timeout, webhooks: a.webhooks }));
 
   const tls = strictObject({ cert: path, key: path }).transform((t) => ({ cert: t.cert, key: t.key }));
 
@@ -392,6 +453,8 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     auditors: auditors.prefault({}),
     masking: masking.default(() => ({})),
     audit: audit.prefault({}),
+    approvals: approvals.prefault({}),
+    dangerous_functions: textList.optional(),
   }).transform((c): BrokerConfig => {
     const stateDir = c.state_dir;
     return {
@@ -406,6 +469,8 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       auditors: c.auditors,
       masking: c.masking,
       audit: c.audit,
+      approvals: c.approvals,
+      dangerousFunctions: (c.dangerous_functions ?? DEFAULT_DANGEROUS_FUNCTIONS).map((f) => f.toLowerCase()),
       receiptKeyPath: join(stateDir, 'receipt-signing.key'),
       sshHostKeyPath: join(stateDir, 'ssh-host.key'),
     };

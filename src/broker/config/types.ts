@@ -21,6 +21,9 @@ export interface BrokerConfig {
   auditors: { groups: string[] };
   masking: Record<string, MaskingConfig>;
   audit: AuditConfig;
+  approvals: ApprovalsConfig;
+  /** Function names (lower case, optionally schema-qualified) that flag a statement `dangerous_function`. */
+  dangerousFunctions: string[];
   /** Absolute path of the Ed25519 receipt-signing key (PKCS#8 PEM). */
   receiptKeyPath: string;
   /** Absolute path of the tunnel's SSH host key. */
@@ -99,11 +102,21 @@ export interface ApproverSpec {
   count: number;
 }
 
+/** Flags the SQL classifier sets on a statement; rules may match on them. */
+export const SQL_FLAGS = ['multi_statement', 'writable_cte', 'dangerous_function', 'copy_program', 'no_where', 'explain_analyze'] as const;
+export type SqlFlag = (typeof SQL_FLAGS)[number];
+
 export interface RuleConfig {
   /** Defaults to `<policy>#<index>` (1-based). */
   name: string;
   /** SQL statement kinds this rule matches; absent = any. */
   sql?: string[];
+  /** Relation globs (`public.users`, `*.audit_*`, `!secrets.*`) read or written. */
+  relations?: string[];
+  /** Classifier flags; the rule matches a statement carrying any of them. */
+  flags?: SqlFlag[];
+  /** Review rules: an approval covers the same statement fingerprint for this many seconds (else one execution). */
+  grantSeconds?: number;
   /** Kubernetes request match; absent = any. */
   k8s?: { verbs?: string[]; resources?: string[]; namespaces?: string[] };
   effect: Effect;
@@ -118,6 +131,25 @@ export interface PolicyConfig {
   /** Target names (globs allowed). */
   targets: string[];
   rules: RuleConfig[];
+  /**
+   * Masking for sessions this policy decides: `inherit` (the target's rules; also when absent), `off` (raw
+   * values, e.g. for a DBA policy), or extra rules added to the target's.
+   */
+  masking?: { mode: 'inherit' } | { mode: 'off' } | { mode: 'extend'; rules: MaskingConfig };
+}
+
+export interface ApprovalsConfig {
+  /** How long a held statement or request waits for a decision. Default 600. */
+  timeoutSeconds: number;
+  webhooks: WebhookConfig[];
+}
+
+export interface WebhookConfig {
+  url: string;
+  /** HMAC-SHA256 key for the `x-agentgate-signature` header. */
+  secret: Secret | undefined;
+  /** Which request events to send; default both. */
+  events: ('created' | 'decided')[];
 }
 
 export interface MaskingConfig {

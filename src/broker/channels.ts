@@ -12,11 +12,16 @@ import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-he
 import { decidingPolicy } from './access.js';
 import { CancelRegistry, PgProxySession, type SessionSummary, type TargetAccess } from './postgres/proxy-session.js';
 import { parseScramVerifier, type ScramVerifier } from './postgres/scram.js';
+import { createSqlGate } from './policy/sql-gate.js';
+import type { ApprovalService } from './approvals/types.js';
+import { K8sProxy } from './kubernetes/proxy.js';
 
 export interface ChannelRouterDeps {
   config: BrokerConfig;
   audit: AuditStore;
   logger: Logger;
+  /** Where `review` statements wait; without it they are refused. */
+  approvals?: ApprovalService;
   onSessionEnd?: (summary: SessionSummary) => void;
 }
 
@@ -24,6 +29,8 @@ export interface ChannelRouter {
   route(channel: TunnelChannel<Identity>): void;
   /** Live proxy sessions (for shutdown and tests). */
   readonly active: number;
+  /** Drops live Kubernetes connections and their upstream pools. */
+  close(): Promise<void>;
 }
 
 export function actorOf(identity: Identity): AuditActor {
@@ -48,9 +55,13 @@ function header(channel: TunnelChannel<Identity>, name: string): string | undefi
 export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
   const cancels = new CancelRegistry();
   let active = 0;
+  let k8s: K8sProxy | undefined;
   return {
     get active() {
-      return active;
+      return active + (k8s?.active ?? 0);
+    },
+    async close() {
+      await k8s?.close();
     },
     route(channel) {
       const { config, logger } = deps;
@@ -77,6 +88,8 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
             actor: actorOf(channel.identity),
             access: accessFor(channel.identity, target.name, config),
             verifier,
+            gate: createSqlGate(channel.identity, target.name, config),
+            ...(deps.approvals ? { approvals: deps.approvals } : {}),
             audit: deps.audit,
             cancels,
             logger: log,
@@ -89,6 +102,27 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
               active--;
               deps.onSessionEnd?.(summary);
             },
+          });
+          return;
+        }
+        case 'kubernetes': {
+          k8s ??= new K8sProxy({ config, audit: deps.audit, approvals: deps.approvals, logger: logger.child({ protocol: 'kubernetes' }) });
+          const text = header(channel, SESSION_VERIFIER_HEADER);
+          let verifier: ScramVerifier | undefined;
+          try {
+            verifier = text ? parseScramVerifier(text) : undefined;
+          } catch {
+            verifier = undefined;
+          }
+          k8s.serve({
+            stream: channel.stream,
+            target,
+            identity: channel.identity,
+            actor: actorOf(channel.identity),
+            verifier,
+            connectSession: header(channel, SESSION_ID_HEADER),
+            origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
+            onEnd: (summary) => deps.onSessionEnd?.(summary),
           });
           return;
         }

@@ -16,6 +16,14 @@ import { createChannelRouter, type ChannelRouter } from './channels.js';
 import { ensureBrokerKeys } from './keys.js';
 import type { SessionSummary } from './postgres/proxy-session.js';
 import { BrokerError } from '../errors.js';
+import { loadSqlParser } from './policy/sql-classify.js';
+import { createApprovalService } from './approvals/service.js';
+import { approvalRoutes } from './approvals/routes.js';
+import type { ApprovalService } from './approvals/types.js';
+import { createReceiptService, type ReceiptService } from './receipts/service.js';
+import { createReceiptRoutes } from './receipts/routes.js';
+import { createAuditExportRoutes } from './audit/export-routes.js';
+import { startRetention } from './audit/retention.js';
 
 export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandlers'> {
   /** Use this store instead of opening the configured one (tests). */
@@ -26,11 +34,15 @@ export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandl
 export interface Broker extends RunningBroker {
   audit: AuditStore;
   channels: ChannelRouter;
+  approvals: ApprovalService;
+  receipts: ReceiptService;
 }
 
 export async function runBroker(config: BrokerConfig, options: RunBrokerOptions = {}): Promise<Broker> {
   const logger: Logger = options.logger ?? createLogger();
   const keys = await ensureBrokerKeys(config);
+  // The SQL parser is WASM: compiled once here so classifying a statement is synchronous.
+  await loadSqlParser();
   let audit = options.audit;
   if (!audit) {
     if (config.store.kind !== 'sqlite') {
@@ -42,11 +54,21 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     audit = await openSqliteAuditStore(config.store.path, { sync: config.audit.sync, logger: logger.child({ component: 'audit' }) });
   }
   const store = audit;
+  const approvals = createApprovalService({ config, audit: store, logger });
+  let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
+  const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl });
+  const retention = startRetention({ config, audit: store, signer: receipts.signer, logger: logger.child({ component: 'audit' }) });
+  const onSessionEnd = (summary: SessionSummary): void => {
+    // The proxy calls this once session.end is durable, so the receipt's head covers the whole session.
+    receipts.issue(summary).catch((err: unknown) => logger.error('could not issue a session receipt', { session: summary.session, error: (err as Error).message }));
+    options.onSessionEnd?.(summary);
+  };
   const channels = createChannelRouter({
     config,
     audit: store,
     logger: logger.child({ component: 'proxy' }),
-    ...(options.onSessionEnd ? { onSessionEnd: options.onSessionEnd } : {}),
+    approvals,
+    onSessionEnd,
   });
   const acceptor = createTunnelAcceptor<Identity>({
     hostKey: keys.sshHostKey,
@@ -55,21 +77,37 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   });
   let http: RunningBroker;
   try {
-    http = await startBroker(config, { ...options, logger, keys, upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
+    http = await startBroker(config, { ...options, logger, keys, routes: [
+        ...(options.routes ?? []),
+        ...approvalRoutes(approvals),
+        ...createReceiptRoutes(receipts),
+        ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
+      ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {
+    retention.stop();
+    await approvals.close();
     await store.close();
+    receipts.close();
     throw err;
   }
+  brokerUrl = http.url;
   let closing: Promise<void> | undefined;
   return {
     ...http,
     audit: store,
     channels,
+    approvals,
+    receipts,
     close: () =>
       (closing ??= (async () => {
+        // First: settles held statements and ends the event streams, so http.close() need not wait for them.
+        await approvals.close();
         await acceptor.close();
+        await channels.close();
         await http.close();
+        retention.stop();
         if (!options.audit) await store.close();
+        receipts.close();
       })()),
   };
 }

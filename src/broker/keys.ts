@@ -2,15 +2,21 @@
  * The broker's key material, created on first start and loaded on every start after:
  * the TLS certificate (self-signed when the config asks for a generated one), the Ed25519
  * key that signs session receipts, and the SSH host key the tunnel presents.
- * Key files are 0600 in a 0700 state dir, written atomically and never overwritten.
+ * Key files are 0600 in a 0700 state dir, written atomically and never overwritten —
+ * except by rotateReceiptKey(), which retires the receipt key on purpose.
+ *
+ * Retired receipt keys: their public halves stay in `<state_dir>/receipt-keys/<kid>.pub.jwk`
+ * and are published beside the current key in /.well-known/jwks.json, so receipts signed
+ * before a rotation still verify. Their private halves are destroyed: a retired key can
+ * verify but never sign again.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, createHash, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import ssh2 from 'ssh2';
 import { calculateJwkThumbprint } from 'jose';
 import { AgentgateError } from '../errors.js';
@@ -34,6 +40,8 @@ export interface BrokerKeys {
   tlsFingerprint: string;
   receiptPrivateKey: KeyObject;
   receiptPublicJwk: ReceiptPublicJwk;
+  /** Retired receipt keys (public halves only), newest first: old receipts verify against these. */
+  receiptPreviousJwks: ReceiptPublicJwk[];
   /** OpenSSH private key text, as ssh2's Server takes in `hostKeys`. */
   sshHostKey: string;
   /** OpenSSH `SHA256:<base64>` fingerprint of the host key's public half. */
@@ -120,13 +128,15 @@ export async function ensureBrokerKeys(config: BrokerConfig): Promise<BrokerKeys
     throw new KeyMaterialError('AG_KEY_INVALID', config.sshHostKeyPath, `${config.sshHostKeyPath} is not an SSH private key`, 'move it aside and restart the broker to generate a new host key', parsedSsh instanceof Error ? parsedSsh : undefined);
   }
   const sshHostKeyFingerprint = 'SHA256:' + createHash('sha256').update(parsedSsh.getPublicSSH()).digest('base64').replace(/=+$/, '');
+  const receiptPublicJwk = await receiptJwk(receiptPrivateKey);
 
   return {
     tlsCertPem,
     tlsKeyPem,
     tlsFingerprint,
     receiptPrivateKey,
-    receiptPublicJwk: await receiptJwk(receiptPrivateKey),
+    receiptPublicJwk,
+    receiptPreviousJwks: await loadRetiredReceiptKeys(config, receiptPublicJwk.kid),
     sshHostKey,
     sshHostKeyFingerprint,
   };
@@ -137,6 +147,78 @@ async function receiptJwk(privateKey: KeyObject): Promise<ReceiptPublicJwk> {
   if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') throw new Error('receipt key did not export as an Ed25519 JWK');
   const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'sha256');
   return { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid, alg: 'EdDSA', use: 'sig' };
+}
+
+/** Where retired receipt keys' public halves are kept. */
+export function retiredReceiptKeysDir(config: Pick<BrokerConfig, 'stateDir'>): string {
+  return join(config.stateDir, 'receipt-keys');
+}
+
+/** The JWKS the broker publishes: the current receipt key first, then retired ones. */
+export function receiptJwks(keys: Pick<BrokerKeys, 'receiptPublicJwk' | 'receiptPreviousJwks'>): { keys: ReceiptPublicJwk[] } {
+  return { keys: [keys.receiptPublicJwk, ...keys.receiptPreviousJwks.filter((k) => k.kid !== keys.receiptPublicJwk.kid)] };
+}
+
+async function loadRetiredReceiptKeys(config: Pick<BrokerConfig, 'stateDir'>, currentKid: string): Promise<ReceiptPublicJwk[]> {
+  const dir = retiredReceiptKeysDir(config);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new KeyMaterialError('AG_KEY_UNREADABLE', dir, `cannot read ${dir}: ${(err as Error).message}`, 'check that the broker user owns the state dir', err);
+  }
+  const found: { jwk: ReceiptPublicJwk; retiredAt: number }[] = [];
+  for (const name of names.filter((n) => n.endsWith('.pub.jwk')).sort()) {
+    const path = join(dir, name);
+    let jwk: ReceiptPublicJwk;
+    let retiredAt = 0;
+    try {
+      const parsed = JSON.parse(await readFile(path, 'utf8')) as { kty?: unknown; crv?: unknown; x?: unknown; retired_at?: unknown };
+      if (parsed.kty !== 'OKP' || parsed.crv !== 'Ed25519' || typeof parsed.x !== 'string') throw new Error('not an Ed25519 public JWK');
+      // The kid is recomputed, never read from the file: a renamed or edited file cannot claim another key's id.
+      createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: parsed.x }, format: 'jwk' });
+      const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: parsed.x }, 'sha256');
+      jwk = { kty: 'OKP', crv: 'Ed25519', x: parsed.x, kid, alg: 'EdDSA', use: 'sig' };
+      if (typeof parsed.retired_at === 'string') retiredAt = Date.parse(parsed.retired_at) || 0;
+    } catch (err) {
+      throw new KeyMaterialError('AG_KEY_INVALID', path, `${path} is not a retired receipt key (${(err as Error).message})`, `move it out of ${dir} and restart the broker`, err);
+    }
+    if (jwk.kid !== currentKid && !found.some((f) => f.jwk.kid === jwk.kid)) found.push({ jwk, retiredAt });
+  }
+  return found.sort((a, b) => b.retiredAt - a.retiredAt).map((f) => f.jwk);
+}
+
+export interface RotatedReceiptKey {
+  /** The key that signed until now; still published, never used to sign again. */
+  retired: ReceiptPublicJwk;
+  /** The key that signs from the next broker start on. */
+  current: ReceiptPublicJwk;
+}
+
+/**
+ * Replaces the receipt-signing key. The old key's public half is kept first (so no crash
+ * can leave receipts that nothing verifies), then the new private key atomically replaces
+ * the old file. A running broker keeps signing with the key it loaded: restart it.
+ */
+export async function rotateReceiptKey(config: Pick<BrokerConfig, 'stateDir' | 'receiptKeyPath'>): Promise<RotatedReceiptKey> {
+  await ensureStateDir(config.stateDir);
+  const oldPem = await readSecretFile(config.receiptKeyPath);
+  let oldKey: KeyObject;
+  try {
+    oldKey = createPrivateKey(oldPem);
+  } catch (err) {
+    throw new KeyMaterialError('AG_KEY_INVALID', config.receiptKeyPath, `${config.receiptKeyPath} is not a PEM private key`, 'restore it from a backup before rotating', err);
+  }
+  const retired = await receiptJwk(oldKey);
+  const dir = retiredReceiptKeysDir(config);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const record = { kty: retired.kty, crv: retired.crv, x: retired.x, kid: retired.kid, alg: retired.alg, use: retired.use, retired_at: new Date().toISOString() };
+  await writeNewFile(join(dir, `${retired.kid}.pub.jwk`), JSON.stringify(record, null, 2) + '\n', 0o644);
+
+  const { privateKey } = generateKeyPairSync('ed25519');
+  await replaceFile(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
+  return { retired, current: await receiptJwk(privateKey) };
 }
 
 async function generateSelfSignedCert(listenHost: string): Promise<{ certPem: string; keyPem: string }> {
@@ -255,6 +337,26 @@ async function writeNewFile(path: string, contents: string, mode: number): Promi
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   } finally {
     await unlink(tmp).catch(() => undefined);
+  }
+  await syncDir(dirname(path));
+}
+
+/** Like writeNewFile, but atomically replaces whatever is at `path` (rename over it). */
+async function replaceFile(path: string, contents: string, mode: number): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(contents, 'utf8');
+    await fh.chmod(mode);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
   await syncDir(dirname(path));
 }

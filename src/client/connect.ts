@@ -9,6 +9,8 @@ import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from '
 import { resolveToken } from './token-sources.js';
 import { startConnectSession, type ConnectSession } from '../tunnel/connect-session.js';
 import type { TunnelState, TunnelStateChange } from '../tunnel/dialer.js';
+import { writeSessionKubeconfig } from './session-kubeconfig.js';
+import { listenKubernetes } from './connect-kubernetes.js';
 
 export const DEFAULT_PORTS: Record<TargetSummary['type'], number> = { postgres: 5432, kubernetes: 0, ssh: 0 };
 
@@ -26,17 +28,72 @@ export interface ConnectOptions {
 export interface OpenConnection {
   target: TargetSummary;
   session: ConnectSession;
+  broker: BrokerSession;
   host: string;
   port: number;
   /** The client URL with the secret in it (Postgres), e.g. for DATABASE_URL. */
   url: string | undefined;
+  /** The kubeconfig written for a Kubernetes target (0600). */
+  kubeconfig: string | undefined;
+  /** Ends the tunnel but keeps the broker session (to collect receipts). */
+  closeTunnel(): Promise<void>;
   close(): Promise<void>;
 }
 
+export interface TargetRequest {
+  name: string;
+  /** Undefined = the protocol's default port; 0 = any free port. */
+  port?: number;
+}
+
+export interface OpenConnectionsOptions {
+  flags: BrokerSessionFlags;
+  targets: TargetRequest[];
+  bind: string;
+  allowRemote: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** Where kubeconfigs are written (default: a private temp dir removed on close). */
+  kubeconfigDir?: string;
+  onState?: (state: TunnelState, change: TunnelStateChange) => void;
+}
+
+export interface Endpoint {
+  target: TargetSummary;
+  host: string;
+  port: number;
+  url: string | undefined;
+  kubeconfig: string | undefined;
+}
+
+export interface OpenConnections {
+  broker: BrokerSession;
+  session: ConnectSession;
+  endpoints: Endpoint[];
+  /** Ends the tunnel (every proxy session of it ends, and the broker issues receipts); keeps the broker session for collecting them. */
+  closeTunnel(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One `connect` target: the single-target form of openConnections. */
 export async function openConnection(opts: ConnectOptions): Promise<OpenConnection> {
+  const c = await openConnections({
+    flags: opts.flags,
+    targets: [{ name: opts.target, ...(opts.port !== undefined ? { port: opts.port } : {}) }],
+    bind: opts.bind,
+    allowRemote: opts.allowRemote,
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.onState ? { onState: opts.onState } : {}),
+  });
+  const e = c.endpoints[0] as Endpoint;
+  return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, closeTunnel: c.closeTunnel, close: c.close };
+}
+
+/** One tunnel to the broker, with a local endpoint per target. */
+export async function openConnections(opts: OpenConnectionsOptions): Promise<OpenConnections> {
   const env = opts.env ?? process.env;
   const broker: BrokerSession = await openBrokerSession(opts.flags, env);
   let session: ConnectSession | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
   try {
     const discovery = broker.discovery;
     const hostKey = discovery.ssh_host_key_fingerprint;
@@ -47,15 +104,17 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     }
     const first = await broker.token();
     const { targets } = await broker.api.targets(first.token, broker.tokenContext(first));
-    const target = targets.find((t) => t.name === opts.target);
-    if (!target) {
-      const names = targets.map((t) => t.name);
-      throw new PolicyDeniedError(`target "${opts.target}" is not available to you: no policy lets this identity reach it, or it does not exist`, {
-        hint: names.length > 0 ? `targets you may use: ${names.join(', ')} (see agentgate targets)` : 'ask the broker operator for access; agentgate targets lists what you may use',
-      });
-    }
-    if (target.type !== 'postgres') {
-      throw new UsageError(`${target.type} targets are not supported by this version of agentgate connect yet`);
+    const chosen: TargetSummary[] = [];
+    for (const req of opts.targets) {
+      const target = targets.find((t) => t.name === req.name);
+      if (!target) {
+        const names = targets.map((t) => t.name);
+        throw new PolicyDeniedError(`target "${req.name}" is not available to you: no policy lets this identity reach it, or it does not exist`, {
+          hint: names.length > 0 ? `targets you may use: ${names.join(', ')} (see agentgate targets)` : 'ask the broker operator for access; agentgate targets lists what you may use',
+        });
+      }
+      if (target.type === 'ssh') throw new UsageError(`${target.type} targets are not supported by this version of agentgate yet`);
+      chosen.push(target);
     }
     // Every (re)connect asks again, so a refreshed login is picked up by a long session.
     const getToken = async (): Promise<string> =>
@@ -68,30 +127,50 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
       ...(opts.onState ? { onState: opts.onState } : {}),
     });
     await session.tunnel.ready(20_000);
-    const listener = await session.listen({
-      target: target.name,
-      type: target.type,
-      host: opts.bind,
-      port: opts.port ?? DEFAULT_PORTS[target.type],
-      allowRemote: opts.allowRemote,
-    });
-    const { host, port } = listener.address;
-    const urlHost = host.includes(':') ? `[${host}]` : host;
-    const url = `postgresql://agent:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
+    const endpoints: Endpoint[] = [];
+    for (const [i, target] of chosen.entries()) {
+      const req = opts.targets[i] as TargetRequest;
+      const port0 = req.port ?? DEFAULT_PORTS[target.type];
+      let caPem: string | undefined;
+      let address: { host: string; port: number };
+      if (target.type === 'kubernetes') {
+        const k = await listenKubernetes(session, { target: target.name, host: opts.bind, port: port0, allowRemote: opts.allowRemote });
+        cleanups.push(k.close);
+        caPem = k.caPem;
+        address = k.listener.address;
+      } else {
+        address = (await session.listen({ target: target.name, type: target.type, host: opts.bind, port: port0, allowRemote: opts.allowRemote })).address;
+      }
+      const { host, port } = address;
+      const urlHost = host.includes(':') ? `[${host}]` : host;
+      let url: string | undefined;
+      let kubeconfig: string | undefined;
+      if (target.type === 'postgres') {
+        url = `postgresql://agent:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
+      } else if (target.type === 'kubernetes') {
+        const written = await writeSessionKubeconfig({ dir: opts.kubeconfigDir, target: target.name, host, port, secret: session.secret, caPem: caPem as string });
+        kubeconfig = written.path;
+        cleanups.push(written.remove);
+      }
+      endpoints.push({ target, host, port, url, kubeconfig });
+    }
     const live = session;
+    let tunnelClosed: Promise<void> | undefined;
+    const closeTunnel = (): Promise<void> => (tunnelClosed ??= live.close());
     return {
-      target,
+      broker,
       session: live,
-      host,
-      port,
-      url,
+      endpoints,
+      closeTunnel,
       close: async () => {
-        await live.close();
+        await closeTunnel();
+        for (const c of cleanups) await c().catch(() => {});
         await broker.close();
       },
     };
   } catch (err) {
     await session?.close().catch(() => {});
+    for (const c of cleanups) await c().catch(() => {});
     await broker.close().catch(() => {});
     throw err;
   }

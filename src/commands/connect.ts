@@ -13,6 +13,7 @@ interface ConnectFlags {
   port?: string;
   bind: string;
   allowRemote?: boolean;
+  receiptDir?: string;
   json?: boolean;
 }
 
@@ -31,6 +32,7 @@ export function register(program: Command): void {
     .option('--port <n>', 'local port (default: 5432 for Postgres; 0 = any free port)')
     .option('--bind <addr>', 'local address to listen on', '127.0.0.1')
     .option('--allow-remote', 'permit a non-loopback --bind address (anyone who can reach it still needs the session secret)')
+    .option('--receipt-dir <dir>', 'where to save the session receipts (default: $XDG_STATE_HOME/agentgate/receipts)')
     .option('--json', 'print the connection details as one JSON document on stdout');
   addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
     // Loaded here so other commands do not pay for the tunnel's modules at start-up.
@@ -50,7 +52,20 @@ export function register(program: Command): void {
       say(`warning: listening on ${conn.host}, reachable from other machines; clients still need the session secret`);
     }
     if (flags.json) {
-      printJson({ target: conn.target.name, type: conn.target.type, host: conn.host, port: conn.port, url: conn.url, session: conn.session.id });
+      printJson({
+        target: conn.target.name,
+        type: conn.target.type,
+        host: conn.host,
+        port: conn.port,
+        ...(conn.url ? { url: conn.url } : {}),
+        ...(conn.kubeconfig ? { kubeconfig: conn.kubeconfig } : {}),
+        session: conn.session.id,
+      });
+    } else if (conn.target.type === 'kubernetes') {
+      say(`${conn.target.name} (kubernetes) is at ${conn.host}:${conn.port}; every request is checked and recorded by the broker.`);
+      say('point kubectl at the session\'s kubeconfig (its token dies when you press Ctrl-C):');
+      print(`export KUBECONFIG=${conn.kubeconfig ?? ''}`);
+      say('press Ctrl-C to end the session');
     } else {
       say(`${conn.target.name} (${conn.target.type}) is at ${conn.host}:${conn.port}; every statement is checked and recorded by the broker.`);
       say('connect with (the password is this session\'s secret; it dies when you press Ctrl-C):');
@@ -60,7 +75,18 @@ export function register(program: Command): void {
     }
     await waitForStopSignal();
     say('closing the session…');
-    await conn.close();
+    const channels = conn.session.channels;
+    await conn.closeTunnel();
+    try {
+      const { collectReceipts } = await import('../client/receipts.js');
+      const receipts = await collectReceipts(conn.broker, conn.session.id, flags.receiptDir, { expected: channels, timeoutMs: 5_000 });
+      for (const r of receipts) say(`receipt ${r.id}: ${r.path}\n  ${r.summary}`);
+      if (receipts.length === 0) say('no receipts: no connection went through this session');
+    } catch (err) {
+      say(`agentgate: could not fetch the session receipts: ${(err as Error).message}`);
+    } finally {
+      await conn.close();
+    }
     say(`session ${conn.session.id} closed`);
   });
 }

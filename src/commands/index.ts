@@ -5,8 +5,13 @@ import { register as logout } from './logout.js';
 import { register as whoami } from './whoami.js';
 import { register as targets } from './targets.js';
 import { register as connect } from './connect.js';
+import { register as run } from './run.js';
 import { register as broker } from './broker.js';
+import { register as approve } from './approve.js';
+import { register as requests } from './requests.js';
+import { register as audit } from './audit.js';
+import { register as receipt } from './receipt.js';
 
 export function registerCommands(program: Command): void {
-  for (const register of [login, logout, whoami, targets, connect, broker]) register(program);
+  for (const register of [login, logout, whoami, targets, connect, run, approve, requests, audit, receipt, broker]) register(program);
 }

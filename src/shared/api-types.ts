@@ -78,3 +78,72 @@ export interface ApiErrorBody {
     hint?: string;
   };
 }
+
+/** Lifecycle of an approval request (`/v1/requests…`). */
+export type RequestStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'withdrawn';
+
+export interface RequestDecisionView {
+  approver: { sub: string; name?: string };
+  decision: 'approve' | 'deny';
+  reason: string | null;
+  /** ISO-8601. */
+  at: string;
+}
+
+/** An approval request as the broker publishes it (webhooks; the base of RequestView). */
+export interface ApprovalRequestJson {
+  /** `apr_` + 12 base32 characters. */
+  id: string;
+  status: RequestStatus;
+  /** Increases with every change; a client keeps the copy with the highest. */
+  revision: number;
+  requester: { sub: string; name?: string | null; groups: string[]; kind: ActorKind };
+  target: string;
+  protocol: 'postgres' | 'kubernetes';
+  session: string;
+  /** The held statement or request line (already masked). */
+  statement: string;
+  classification: Record<string, unknown>;
+  policy: string;
+  rule: string;
+  /** Why it was held. */
+  reason: string;
+  approvers: { groups: string[]; count: number };
+  fingerprint: string;
+  /** From the rule: an approval covers the same statement for this long. */
+  grant_seconds?: number;
+  created_at: string;
+  expires_at: string;
+  /** Approved with a grant: until when the same statement stays approved. */
+  grant_until?: string;
+  decisions: RequestDecisionView[];
+}
+
+/** A request as one caller sees it. */
+export interface RequestView extends ApprovalRequestJson {
+  /** The caller made this request. */
+  mine: boolean;
+  /** The caller may approve or deny it now. */
+  can_decide: boolean;
+}
+
+/** `GET /v1/requests[?all=1]`: newest first. */
+export interface RequestsResponse {
+  requests: RequestView[];
+}
+
+/** `POST /v1/requests/:id/decision` body; answered with the RequestView. */
+export interface DecisionBody {
+  decision: 'approve' | 'deny';
+  /** Required for `deny`. */
+  reason?: string;
+}
+
+/** `event:` names on `GET /v1/requests/events` (server-sent events; `data:` is a RequestView). */
+export type RequestEventType = 'created' | 'decided' | 'expired' | 'withdrawn' | 'updated';
+
+/** What an outgoing approval webhook POSTs (signed: `x-agentgate-signature: sha256=<hex HMAC of the body>`). */
+export interface ApprovalWebhookPayload {
+  event: 'created' | 'decided';
+  request: ApprovalRequestJson;
+}

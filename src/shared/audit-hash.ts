@@ -39,6 +39,10 @@ export interface AuditDecision {
   effect: 'allow' | 'deny' | 'review';
   /** The policy rule that decided; null when nothing matched (default deny). */
   rule: string | null;
+  /** The approval request that released (or refused) a held statement. */
+  approval?: string;
+  /** Why, in words (deny and review decisions). */
+  reason?: string;
 }
 
 export interface AuditOutcome {

@@ -14,6 +14,8 @@ import type { Dispatcher } from 'undici';
 
 import { openTunnel, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
 import { listenLocal, type LocalListener } from './local-listener.js';
+import { tlsFront } from './tls-front.js';
+import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
 import { connectionFailure } from '../broker/postgres/errors.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
@@ -37,6 +39,8 @@ export interface ListenTargetOptions {
   allowRemote?: boolean;
   /** How long a local connection waits for a lost tunnel to come back. */
   channelTimeoutMs?: number;
+  /** Speak TLS to local clients with this identity (kubectl sends its token only over https). */
+  secureContext?: SecureContext;
 }
 
 export interface ConnectSession {
@@ -45,6 +49,8 @@ export interface ConnectSession {
   /** The local clients' password. Never log it. */
   readonly secret: string;
   readonly tunnel: TunnelClient;
+  /** Channels opened so far: each is one proxy session at the broker, so one receipt. */
+  readonly channels: number;
   listen(opts: ListenTargetOptions): Promise<LocalListener>;
   close(): Promise<void>;
 }
@@ -65,17 +71,26 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
     ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),
   });
   const listeners: LocalListener[] = [];
+  let channels = 0;
   return {
     id,
     secret,
     tunnel,
+    get channels() {
+      return channels;
+    },
     async listen(t) {
       const listener = await listenLocal({
         host: t.host,
         port: t.port,
         ...(t.allowRemote ? { allowRemote: true } : {}),
-        open: (socket: Socket) =>
-          tunnel.openChannel(t.target, t.channelTimeoutMs ?? 30_000, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }),
+        open: async (socket: Socket) => {
+          const ch = tunnel.openChannel(t.target, t.channelTimeoutMs ?? 30_000, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }).then((c) => {
+            channels++;
+            return c;
+          });
+          return t.secureContext ? tlsFront(t.secureContext, ch) : ch;
+        },
         onOpenError: (socket, err) => {
           // Speak the client's protocol so psql prints a sentence, not "server closed the connection".
           if (t.type === 'postgres') {

@@ -51,7 +51,7 @@ describe('postgres through the broker', () => {
     assert.equal(q.target, TARGET);
     assert.equal(q.actor?.sub, 'agent-7');
     assert.equal(q.actor?.kind, 'agent');
-    assert.deepEqual(q.decision, { effect: 'allow', rule: 'agents' });
+    assert.deepEqual(q.decision, { effect: 'allow', rule: 'agents#1' });
     assert.equal(q.outcome?.status, 'ok');
     assert.equal(q.outcome?.rows, 1);
     assert.equal(q.detail['tag'], 'SELECT 1');

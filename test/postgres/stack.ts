@@ -46,6 +46,8 @@ export interface PgStackOptions {
   /** Overrides of the target's config; a function sees the started server (e.g. its CA). */
   target?: Partial<PostgresTargetConfig> | ((pg: PgServer) => Partial<PostgresTargetConfig>);
   policies?: PolicyConfig[];
+  /** Other config fields (approvals, masking, …). */
+  config?: Partial<Omit<BrokerConfig, 'identity' | 'targets' | 'policies'>>;
 }
 
 export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> {
@@ -65,6 +67,7 @@ export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> 
     ...(typeof opts.target === 'function' ? opts.target(pg) : opts.target),
   };
   const config = makeBrokerConfig(tmp.path, {
+    ...opts.config,
     identity: { issuer: issuer.issuer },
     targets: { [TARGET]: target },
     policies: opts.policies ?? [

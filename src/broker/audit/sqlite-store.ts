@@ -15,6 +15,11 @@
  * Failure. If a transaction fails the store is failed for good: that batch and every later
  * append reject with AuditStoreError('AG_AUDIT_WRITE_FAILED'), and head() stays at the
  * last committed event, which is what is on disk.
+ *
+ * Retention. prune() deletes the oldest events up to a cut, after storing a checkpoint —
+ * the last pruned event's seq and hash, signed by the caller (with the receipt key) — in
+ * `audit_checkpoints`. The table's delete trigger refuses any delete no checkpoint covers.
+ * The newest event is never pruned, so the chain always continues from a row on disk.
  */
 import { mkdirSync, openSync, closeSync, fstatSync, fchmodSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
@@ -22,6 +27,7 @@ import { Worker } from 'node:worker_threads';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { GENESIS_PREV, canonicalJson, sha256Hex, type AuditRecord } from '../../shared/audit-hash.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { DsseEnvelope } from '../../shared/receipt.js';
 import {
   AuditStoreError,
   normalizeAuditQuery,
@@ -30,9 +36,15 @@ import {
   type AuditQuery,
   type AuditStore,
   type NewAuditEvent,
+  type PruneOptions,
+  type PruneResult,
+  type ExportPage,
+  type RawAuditRow,
+  type StoredCheckpoint,
 } from './store.js';
 import {
   CREATE_SCHEMA,
+  MIGRATE_V2,
   SCHEMA_VERSION,
   pragmasFor,
   type EventRow,
@@ -126,7 +138,8 @@ function migrate(db: DatabaseSync): void {
   if (row.user_version === SCHEMA_VERSION) return;
   db.exec('BEGIN IMMEDIATE');
   try {
-    db.exec(CREATE_SCHEMA);
+    if (row.user_version < 1) db.exec(CREATE_SCHEMA);
+    if (row.user_version < 2) db.exec(MIGRATE_V2);
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');
   } catch (e) {
@@ -166,8 +179,13 @@ function loadHead(db: DatabaseSync, file: string): AuditHead {
     if (before.seq !== last.seq - 1) corrupt(`seq ${last.seq - 1} is missing`);
     if (sha256Hex(before.event) !== before.hash) corrupt(`seq ${before.seq} does not match its hash`);
     if (last.prev !== before.hash) corrupt('it does not link to the event before it');
-  } else if (last.seq !== 1 || last.prev !== GENESIS_PREV) {
-    corrupt('the only event is not the start of a chain');
+  } else if (last.seq === 1) {
+    if (last.prev !== GENESIS_PREV) corrupt('the only event is not the start of a chain');
+  } else {
+    // Everything before it was pruned: it must link to the checkpoint left at the cut.
+    const cp = db.prepare('SELECT hash FROM audit_checkpoints WHERE seq = ?').get(last.seq - 1) as { hash: string } | undefined;
+    if (!cp) corrupt(`seq ${last.seq - 1} is missing and no retention checkpoint covers it`);
+    else if (cp.hash !== last.prev) corrupt('it does not link to the retention checkpoint before it');
   }
   return { seq: last.seq, hash: last.hash };
 }
@@ -225,6 +243,8 @@ export class SqliteAuditStore implements AuditStore {
   #drained: (() => void) | undefined;
   #readStatements = new Map<string, StatementSync>();
   #stats: AuditStoreStats = { transactions: 0, events: 0, largestBatch: 0 };
+  #prune: { id: number; resolve: (r: { deleted: number; interrupted: boolean }) => void; reject: (e: Error) => void } | undefined;
+  #nextPruneId = 1;
 
   /** Use openSqliteAuditStore(). */
   constructor(db: DatabaseSync, worker: Worker, head: AuditHead, path: string, logger: Logger, opts: SqliteAuditStoreOptions) {
@@ -340,6 +360,15 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   #onWriterMessage(m: FromWriter): void {
+    if (m.type === 'pruned' || m.type === 'prune-failed') {
+      const p = this.#prune;
+      if (!p || p.id !== m.id) return;
+      this.#prune = undefined;
+      if (m.type === 'pruned') p.resolve({ deleted: m.deleted, interrupted: m.interrupted });
+      else p.reject(new AuditStoreError('AG_AUDIT_WRITE_FAILED', `audit retention: pruning failed after ${m.deleted} events: ${m.error.message}`, { hint: 'The log is intact (pruning resumes at the next run). Check free space and permissions of the state directory.' }));
+      this.#maybeIdle();
+      return;
+    }
     const flight = this.#inFlight;
     if ((m.type !== 'committed' && m.type !== 'failed') || !flight || flight.id !== m.id) {
       this.#fail({ message: `audit writer sent an unexpected ${m.type}`, errcode: undefined, errstr: undefined });
@@ -387,7 +416,8 @@ export class SqliteAuditStore implements AuditStore {
 
   #maybeIdle(): void {
     if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) return;
-    this.#worker.unref();
+    // A prune under way keeps the process alive; close() does not wait for it to finish.
+    if (!this.#prune) this.#worker.unref();
     const d = this.#drained;
     this.#drained = undefined;
     d?.();
@@ -424,6 +454,120 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  /**
+   * The stored rows themselves: `event` is the exact hashed text, so an export writes it
+   * without parsing or re-encoding. Same paging and filters as read().
+   */
+  async *readRaw(q: AuditQuery): AsyncIterable<RawAuditRow> {
+    const nq = normalizeAuditQuery(q);
+    const where = ['seq > ?'];
+    const params: (string | number)[] = [];
+    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
+    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
+    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
+    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+    const sql = `SELECT seq, time, session, target, type, event, prev, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`;
+    let after = nq.afterSeq;
+    let remaining = nq.limit;
+    while (remaining > 0) {
+      if (this.#closed) throw closedError();
+      const want = Math.min(this.#pageSize, remaining);
+      const rows = this.#readStatement(sql).all(after, ...params, want) as unknown as RawAuditRow[];
+      for (const row of rows) {
+        after = row.seq;
+        remaining--;
+        yield row;
+      }
+      if (rows.length < want) return;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  /**
+   * Export pages built by SQLite: one BLOB of jsonl lines (exactly eventLine() + "\\n" per
+   * event, in seq order) and the events' hashes concatenated. Same filters as read().
+   */
+  async *readExportPages(q: AuditQuery & { throughSeq: number }): AsyncIterable<ExportPage> {
+    const nq = normalizeAuditQuery(q);
+    const where = ['seq > ?', 'seq <= ?'];
+    const params: (string | number)[] = [q.throughSeq];
+    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
+    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
+    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
+    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+    const line = `substr(event, 1, length(event) - 1) || ',"hash":"' || hash || '"}' || char(10)`;
+    const sql =
+      `SELECT count(*) AS count, min(seq) AS firstSeq, max(seq) AS lastSeq, group_concat(hash, '' ORDER BY seq) AS hashes, ` +
+      `CAST(group_concat(${line}, '' ORDER BY seq) AS BLOB) AS lines ` +
+      `FROM (SELECT seq, event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?)`;
+    let after = nq.afterSeq;
+    for (;;) {
+      if (this.#closed) throw closedError();
+      const page = this.#readStatement(sql).get(after, ...params, 2000) as unknown as ExportPage;
+      if (!page || page.count === 0) return;
+      after = page.lastSeq;
+      yield page;
+      if (page.count < 2000) return;
+      // A turn of the event loop per page: the GC's tasks run, so the heap stays small.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  /** The retention checkpoint whose seq is exactly `seq` (the event before the oldest kept one). */
+  checkpointAt(seq: number): StoredCheckpoint | undefined {
+    const row = this.#readStatement('SELECT seq, hash, time, envelope FROM audit_checkpoints WHERE seq = ?').get(seq) as
+      | { seq: number; hash: string; time: string; envelope: string }
+      | undefined;
+    return row ? { seq: row.seq, hash: row.hash, time: row.time, envelope: JSON.parse(row.envelope) as DsseEnvelope } : undefined;
+  }
+
+  /** The newest retention checkpoint: where the stored chain now begins. */
+  latestCheckpoint(): StoredCheckpoint | undefined {
+    const row = this.#readStatement('SELECT seq FROM audit_checkpoints ORDER BY seq DESC LIMIT 1').get() as { seq: number } | undefined;
+    return row ? this.checkpointAt(row.seq) : undefined;
+  }
+
+  /**
+   * Prunes every event older than `before`, except the newest event, after storing a
+   * signed checkpoint of the last one pruned. Events are pruned as a prefix of the chain:
+   * the cut is just before the first event at or after `before`.
+   */
+  async prune(opts: PruneOptions): Promise<PruneResult> {
+    if (this.#failed) throw this.#failed;
+    if (this.#closing) throw closedError();
+    if (this.#prune) throw new AuditStoreError('AG_AUDIT_BAD_QUERY', 'a prune is already running', { hint: 'wait for it to finish' });
+    const cutoff = opts.before.toISOString();
+    const firstKept = (this.#db.prepare('SELECT min(seq) AS seq FROM audit_events WHERE time >= ?').get(cutoff) as { seq: number | null }).seq;
+    const head = this.#head.seq;
+    const cut = Math.min(firstKept === null ? head : firstKept - 1, head - 1);
+    const oldest = (this.#db.prepare('SELECT min(seq) AS seq FROM audit_events').get() as { seq: number | null }).seq;
+    if (oldest === null || cut < oldest) return { deleted: 0, checkpoint: undefined, interrupted: false };
+    const last = this.#db.prepare('SELECT seq, time, hash FROM audit_events WHERE seq = ?').get(cut) as { seq: number; time: string; hash: string } | undefined;
+    if (!last) throw new AuditStoreError('AG_AUDIT_CORRUPT', `audit retention: seq ${cut} is missing from the log`, { hint: 'Export the log and run `agentgate audit verify` on it.' });
+    const envelope = await opts.sign({
+      type: 'agentgate.audit.checkpoint',
+      version: 1,
+      reason: 'retention',
+      seq: last.seq,
+      hash: last.hash,
+      time: last.time,
+      created_at: new Date().toISOString(),
+    });
+    if (this.#closing) throw closedError();
+    const id = this.#nextPruneId++;
+    const done = new Promise<{ deleted: number; interrupted: boolean }>((resolve, reject) => (this.#prune = { id, resolve, reject }));
+    this.#worker.ref();
+    this.#worker.postMessage({
+      type: 'prune',
+      id,
+      checkpoint: { seq: last.seq, hash: last.hash, time: last.time, envelope: JSON.stringify(envelope) },
+      upTo: cut,
+      chunk: opts.chunk ?? 5000,
+    } satisfies ToWriter);
+    const r = await done;
+    return { deleted: r.deleted, checkpoint: { seq: last.seq, hash: last.hash, time: last.time, envelope }, interrupted: r.interrupted };
+  }
+
   #readStatement(sql: string): StatementSync {
     let st = this.#readStatements.get(sql);
     if (!st) {
@@ -438,12 +582,18 @@ export class SqliteAuditStore implements AuditStore {
       if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) {
         await new Promise<void>((r) => (this.#drained = r));
       }
+      // A prune under way stops after its current chunk (the writer answers, then exits).
+      const pruning = this.#prune;
       this.#closed = true;
       if (!this.#writerGone) {
         this.#worker.ref();
         const exited = new Promise<void>((r) => this.#worker.once('exit', () => r()));
         this.#worker.postMessage({ type: 'close' } satisfies ToWriter);
         await exited;
+      }
+      if (pruning && this.#prune === pruning) {
+        this.#prune = undefined;
+        pruning.reject(closedError());
       }
       this.#db.close();
     })();

@@ -5,10 +5,14 @@
  *
  * One batch = one transaction. The thread answers `committed` only after COMMIT returned;
  * on any error it rolls back and answers `failed`, and the store stops accepting events.
+ *
+ * Prunes (retention) run here too, as short transactions of a few thousand deletes with a
+ * turn of the event loop between them, so commits that arrive meanwhile are not held up
+ * for the length of a large prune.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { INSERT_EVENT, describeFailure, pragmasFor, type FromWriter, type ToWriter, type WriterInit } from './sqlite-schema.js';
+import { INSERT_CHECKPOINT, INSERT_EVENT, describeFailure, pragmasFor, type FromWriter, type PruneRequest, type ToWriter, type WriterInit } from './sqlite-schema.js';
 
 const port = parentPort;
 if (!port) throw new Error('sqlite-writer must run as a worker thread');
@@ -36,6 +40,76 @@ try {
   post({ type: 'open-failed', error: describeFailure(e) });
 }
 
+/** The prune under way, if any; `close` waits for its current chunk, then ends it. */
+let pruning: { closeAfter: boolean } | undefined;
+
+function rollbackQuietly(): void {
+  if (db?.isTransaction) {
+    try {
+      rollback.run();
+    } catch {
+      // The connection is closing or broken; SQLite rolls back on close.
+    }
+  }
+}
+
+function prune(req: PruneRequest): void {
+  const state = { closeAfter: false };
+  pruning = state;
+  let deleted = 0;
+  const finish = (m: FromWriter): void => {
+    pruning = undefined;
+    post(m);
+    if (state.closeAfter) closeDb();
+  };
+  if (!db) {
+    finish({ type: 'prune-failed', id: req.id, deleted, error: { message: 'audit database is not open', errcode: undefined, errstr: undefined } });
+    return;
+  }
+  const conn = db;
+  const minSeq = conn.prepare('SELECT min(seq) AS seq FROM audit_events');
+  const del = conn.prepare('DELETE FROM audit_events WHERE seq <= ?');
+  try {
+    // The checkpoint goes in first and on its own: no event is deleted before it is durable.
+    begin.run();
+    conn.prepare(INSERT_CHECKPOINT).run(req.checkpoint.seq, req.checkpoint.hash, req.checkpoint.time, req.checkpoint.envelope);
+    commit.run();
+  } catch (e) {
+    rollbackQuietly();
+    finish({ type: 'prune-failed', id: req.id, deleted, error: describeFailure(e) });
+    return;
+  }
+  const step = (): void => {
+    if (state.closeAfter) {
+      finish({ type: 'pruned', id: req.id, deleted, interrupted: true });
+      return;
+    }
+    try {
+      const low = (minSeq.get() as { seq: number | null }).seq;
+      if (low === null || low > req.upTo) {
+        finish({ type: 'pruned', id: req.id, deleted, interrupted: false });
+        return;
+      }
+      begin.run();
+      const r = del.run(Math.min(req.upTo, low + req.chunk - 1));
+      commit.run();
+      deleted += Number(r.changes);
+    } catch (e) {
+      rollbackQuietly();
+      finish({ type: 'prune-failed', id: req.id, deleted, error: describeFailure(e) });
+      return;
+    }
+    setImmediate(step);
+  };
+  step();
+}
+
+function closeDb(): void {
+  db?.close();
+  db = undefined;
+  port!.close();
+}
+
 port.on('message', (msg: ToWriter) => {
   switch (msg.type) {
     case 'commit': {
@@ -60,10 +134,19 @@ port.on('message', (msg: ToWriter) => {
       }
       return;
     }
+    case 'prune':
+      if (pruning) {
+        post({ type: 'prune-failed', id: msg.id, deleted: 0, error: { message: 'a prune is already running', errcode: undefined, errstr: undefined } });
+        return;
+      }
+      prune(msg);
+      return;
     case 'close':
-      db?.close();
-      db = undefined;
-      port.close();
+      if (pruning) {
+        pruning.closeAfter = true;
+        return;
+      }
+      closeDb();
       return;
     default: {
       const unknown: never = msg;

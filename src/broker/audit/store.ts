@@ -12,6 +12,7 @@
  */
 import { AgentgateError, ExitCode } from '../../errors.js';
 import { ChainVerifier, type AuditRecord, type ChainResult } from '../../shared/audit-hash.js';
+import type { AuditCheckpoint, DsseEnvelope } from '../../shared/receipt.js';
 
 export type { AuditRecord } from '../../shared/audit-hash.js';
 
@@ -41,12 +42,71 @@ export interface AuditHead {
   hash: string;
 }
 
+/** One stored event as its hashed text (the canonical JSON without `hash`) plus the indexed columns. */
+export interface RawAuditRow {
+  seq: number;
+  time: string;
+  session: string | null;
+  target: string | null;
+  type: string;
+  event: string;
+  prev: string;
+  hash: string;
+}
+
+/**
+ * A page of an export, built by the store: the jsonl lines of up to a page of events
+ * (stored text + `"hash"` + newline each) as one byte array, and their hashes
+ * concatenated — so a large export allocates next to nothing on the JavaScript heap.
+ */
+export interface ExportPage {
+  count: number;
+  firstSeq: number;
+  lastSeq: number;
+  /** Every event's hash (64 hex digits each), in seq order. */
+  hashes: string;
+  lines: Uint8Array;
+}
+
+/** A signed retention checkpoint: the last pruned event's seq and hash. */
+export interface StoredCheckpoint {
+  seq: number;
+  hash: string;
+  time: string;
+  /** DSSE envelope over the AuditCheckpoint, signed with the receipt key. */
+  envelope: DsseEnvelope;
+}
+
+export interface PruneOptions {
+  /** Events strictly older than this go (the newest event always stays). */
+  before: Date;
+  /** Signs the checkpoint left at the cut (the receipt key); nothing is deleted if this fails. */
+  sign(checkpoint: AuditCheckpoint): Promise<DsseEnvelope>;
+  /** Deletes per transaction. Default 5000. */
+  chunk?: number;
+}
+
+export interface PruneResult {
+  deleted: number;
+  checkpoint: StoredCheckpoint | undefined;
+  /** True when the store closed before the prune finished (it resumes at the next run). */
+  interrupted: boolean;
+}
+
 export interface AuditStore {
   append(event: NewAuditEvent): Promise<AuditRecord>;
   /** The last durable event: what a receipt may cite. */
   head(): AuditHead;
   /** Events in seq order, fetched a page at a time: memory stays bounded for any size. */
   read(q: AuditQuery): AsyncIterable<AuditRecord>;
+  /** The same rows as stored text (exports write them without re-encoding). Optional. */
+  readRaw?(q: AuditQuery): AsyncIterable<RawAuditRow>;
+  /** Pages of ready-made jsonl lines for exports, up to and including `throughSeq`. Optional. */
+  readExportPages?(q: AuditQuery & { throughSeq: number }): AsyncIterable<ExportPage>;
+  /** The retention checkpoint at exactly `seq`, if events up to it were pruned. */
+  checkpointAt?(seq: number): StoredCheckpoint | undefined;
+  /** Retention: prune old events behind a signed checkpoint. Stores that never prune omit it. */
+  prune?(opts: PruneOptions): Promise<PruneResult>;
   /** Waits for pending appends, then releases the store. */
   close(): Promise<void>;
   /** Set once a write failed; the store accepts nothing after that. */
@@ -109,9 +169,19 @@ export function normalizeEventTime(t: string | Date | undefined, now: () => Date
   return d.toISOString();
 }
 
-/** Re-check the whole stored chain, streaming. For `broker start --verify-audit` and tests. */
+/**
+ * Re-check the whole stored chain, streaming. For `broker start --verify-audit` and tests.
+ * After retention the stored chain starts at the checkpoint left at the cut (its signature
+ * is checked by `agentgate audit verify --key`, not here).
+ */
 export async function verifyStore(store: AuditStore): Promise<ChainResult> {
-  const v = new ChainVerifier();
-  for await (const r of store.read({})) if (!v.push(r)) break;
-  return v.result();
+  let v: ChainVerifier | undefined;
+  for await (const r of store.read({})) {
+    if (!v) {
+      const cp = r.seq > 1 ? store.checkpointAt?.(r.seq - 1) : undefined;
+      v = new ChainVerifier(cp ? cp.hash : undefined);
+    }
+    if (!v.push(r)) break;
+  }
+  return (v ?? new ChainVerifier()).result();
 }

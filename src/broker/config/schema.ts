@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { SQL_FLAGS } from './types.js';
+import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import type {
   ApprovalsConfig,
   WebhookConfig,
@@ -57,9 +58,13 @@ export const DEFAULT_DANGEROUS_FUNCTIONS = [
   'pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote',
   'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'pg_file_write',
   'lo_import', 'lo_export', 'lo_unlink', 'dblink', 'dblink_exec', 'dblink_connect', 'dblink_send_query',
-  'set_config', 'pg_advisory_lock', 'pg_sleep', 'pg_switch_wal', 'pg_create_restore_point',
+  'set_config', 'pg_advisory_lock', 'pg_switch_wal', 'pg_create_restore_point',
   'pg_drop_replication_slot', 'pg_create_logical_replication_slot', 'pg_create_physical_replication_slot',
   'pg_logical_emit_message',
+  // Read relations by name, which relation rules cannot see; large objects; sequences.
+  'query_to_xml', 'query_to_xml_and_xmlschema', 'table_to_xml', 'table_to_xml_and_xmlschema', 'cursor_to_xml',
+  'schema_to_xml', 'database_to_xml', 'lo_get', 'lo_put', 'lo_from_bytea', 'lo_create', 'setval',
+  'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_file_unlink', 'pg_file_rename',
 ];
 
 
@@ -343,7 +348,15 @@ export function brokerConfigSchema(ctx: SchemaContext) {
   const rule = z
     .looseObject({
       name: text.optional(),
-      sql: textList.optional(),
+      sql: textList
+        .check(
+          z.superRefine((list: string[], c) => {
+            // A misspelt kind in a deny rule would never match: fail at load, not open.
+            const bad = unknownSqlKinds(list.map((k) => k.toLowerCase()));
+            if (bad.length > 0) c.addIssue({ code: 'custom', message: `unknown statement kind${bad.length > 1 ? 's' : ''} ${bad.map((b) => `"${b}"`).join(', ')}` });
+          }),
+        )
+        .optional(),
       relations: textList.optional(),
       flags: z.array(z.enum(SQL_FLAGS)).optional(),
       grant: duration.optional(),

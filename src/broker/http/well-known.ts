@@ -2,6 +2,7 @@
 import type { BrokerDiscovery } from '../../shared/api-types.js';
 import { VERSION } from '../../shared/version.js';
 import { TUNNEL_PATH } from '../../tunnel/protocol.js';
+import { receiptJwks } from '../keys.js';
 import { sendJson } from './json.js';
 import type { Route } from './types.js';
 
@@ -35,9 +36,10 @@ export const discoveryRoute: Route = {
   },
 };
 
+/** The receipt-signing key and every retired one: receipts signed before a rotation still verify. */
 export const jwksRoute: Route = {
   method: 'GET',
   path: JWKS_PATH,
   auth: false,
-  handle: ({ res, broker }) => sendJson(res, 200, { keys: [broker.keys.receiptPublicJwk] }, { 'cache-control': 'max-age=300' }),
+  handle: ({ res, broker }) => sendJson(res, 200, receiptJwks(broker.keys), { 'cache-control': 'max-age=300' }),
 };

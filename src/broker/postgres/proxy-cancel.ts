@@ -13,18 +13,20 @@ export interface CancelEntry {
   target: PostgresTargetConfig;
   upstreamKey: BackendKeyData;
   clientSecret: Buffer;
+  /** Handles the cancel inside the broker instead (e.g. a statement held for approval); true when it did. */
+  onCancel?: () => boolean;
 }
 
 export class CancelRegistry {
   readonly #entries = new Map<number, CancelEntry>();
 
   /** Make a fresh client-facing key for a session. */
-  register(owner: string, target: PostgresTargetConfig, upstreamKey: BackendKeyData): BackendKeyData {
+  register(owner: string, target: PostgresTargetConfig, upstreamKey: BackendKeyData, onCancel?: () => boolean): BackendKeyData {
     let processId: number;
     do processId = randomInt(1, 0x7fff_ffff);
     while (this.#entries.has(processId));
     const clientSecret = randomBytes(4);
-    this.#entries.set(processId, { owner, target, upstreamKey, clientSecret });
+    this.#entries.set(processId, { owner, target, upstreamKey, clientSecret, ...(onCancel ? { onCancel } : {}) });
     return { processId, secretKey: clientSecret };
   }
 

@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 
 import type { PostgresTargetConfig } from '../config/types.js';
 import type { AuditStore, NewAuditEvent } from '../audit/store.js';
-import type { AuditActor } from '../../shared/audit-hash.js';
+import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
 import { FrontendReader, type BackendReader, type PgMessage } from './reader.js';
 import { BackendType, FrontendType, SCRAM_SHA_256, type TransactionStatus } from './protocol.js';
@@ -46,7 +46,11 @@ import {
 import { TERMINATE } from './build-frontend.js';
 import { PgError, ProtocolError, SqlState, passwordAuthFailed } from './errors.js';
 import { ScramServer, type ScramVerifier } from './scram.js';
-import { StatementTracker, type StatementRecord } from './proxy-statements.js';
+import { StatementTracker, type StatementNote, type StatementRecord } from './proxy-statements.js';
+import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
+import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
+import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
+import { noticeResponse } from './build-backend.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 
@@ -59,6 +63,10 @@ export interface PgProxySessionOptions {
   access: TargetAccess;
   /** The verifier of this `connect`/`run` session's secret; undefined when the tunnel sent none. */
   verifier: ScramVerifier | undefined;
+  /** Judges every statement before it runs (policy). */
+  gate: StatementGate;
+  /** Where `review` statements wait for a human; without it they are refused. */
+  approvals?: ApprovalService;
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -72,20 +80,59 @@ export interface PgProxySessionOptions {
 
 export interface SessionSummary {
   session: string;
+  /** The `connect`/`run` session this connection belonged to, when the tunnel named one. */
+  connectSession: string | undefined;
+  actor: AuditActor;
+  target: string;
+  protocol: 'postgres' | 'kubernetes';
+  /** ISO-8601. */
+  startedAt: string;
+  endedAt: string;
+  /** Statements executed or refused (one per simple Query / Execute). */
   statements: number;
+  allowed: number;
+  denied: number;
+  /** Statements held for approval (whatever the outcome). */
+  held: number;
   errors: number;
   rows: number;
   bytes: number;
+  /** Values masked in results (filled in by masking). */
+  masked: number;
+  approvals: SessionApproval[];
+}
+
+export interface SessionApproval {
+  id: string;
+  status: string;
+  decisions: { approver: string; decision: string; reason: string | null; at: string }[];
+}
+
+/** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
+interface Hold {
+  kind: 'simple' | 'execute';
+  /** The held Query or Execute message (a copy). */
+  frame: Buffer;
+  sql: string;
+  portal: string;
+  verdict: GateVerdict;
+  requestId: string;
 }
 
 /**
  * Startup parameters passed upstream; user/database come from the target, replication is
- * refused. `options` is dropped on purpose: `-c role=…` there would switch roles before
- * any statement could be inspected.
+ * refused. Dropped on purpose: `options` (`-c role=…` would switch roles before any
+ * statement is inspected), `search_path` (policy resolves unqualified names in `public`),
+ * and `client_encoding`, which is always UTF8 upstream so the server splits statement
+ * text exactly as the policy's parser did (clients that asked for another encoding get
+ * UTF8 reported in ParameterStatus, as with any server-side setting).
  */
-const FORWARDED_PARAMS = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits', 'search_path']);
+const FORWARDED_PARAMS = new Set(['application_name', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits']);
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'relay' | 'closed';
+
+/** What a client may pipeline behind a held statement before we stop reading it. */
+const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
 /** A promise whose settlement can be checked synchronously. */
 interface Barrier {
@@ -119,7 +166,18 @@ export class PgProxySession {
   /** Audit appends since the last ReadyForQuery. */
   #batch: Promise<unknown>[] = [];
   readonly #startedAt = performance.now();
-  readonly #counts = { statements: 0, errors: 0, rows: 0, bytes: 0 };
+  readonly #startedIso = new Date().toISOString();
+  readonly #counts = { statements: 0, allowed: 0, denied: 0, held: 0, errors: 0, rows: 0, bytes: 0, masked: 0 };
+  readonly #approvals: SessionApproval[] = [];
+  /** The statement held for approval, if any. */
+  #hold: Hold | undefined;
+  /** Client messages that arrived behind a held statement (copies), in order. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** After a refused Execute: what to send with the next Sync (messages up to it are dropped). */
+  #skipUntilSync: { portal: string; note: StatementNote; sql: string } | undefined;
+  /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
+  #refusals: { code: string; frame: Buffer }[] = [];
   #endReason = 'client closed the connection';
   #ended = false;
 
@@ -180,6 +238,7 @@ export class PgProxySession {
         }
         this.#clientUser = startup.params.get('user') ?? '';
         for (const [k, v] of startup.params) if (FORWARDED_PARAMS.has(k)) this.#clientParams.set(k, v);
+        this.#clientParams.set('client_encoding', 'UTF8');
         if (!this.#o.verifier) {
           throw new PgError(SqlState.invalidAuthorizationSpecification, 'this tunnel carries no session secret', {
             severity: 'FATAL',
@@ -231,7 +290,7 @@ export class PgProxySession {
       this.#upstream = up.socket;
       this.#backend = up.reader;
       this.#upstreamKey = up.key;
-      this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key);
+      this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#cancelHold());
       up.socket.on('data', this.#onUpstreamData);
       up.socket.on('end', () => this.#close('the server closed the connection'));
       up.socket.on('close', () => this.#close('the server closed the connection'));
@@ -269,15 +328,54 @@ export class PgProxySession {
   }
 
   #relayFrontend(m: PgMessage): void {
+    if (this.#hold) {
+      this.#pending.push(Buffer.from(m.frame));
+      this.#pendingBytes += m.frame.length;
+      if (this.#pendingBytes > MAX_PENDING_BYTES) this.#client.pause();
+      return;
+    }
     const t = this.#tracker;
+    if (this.#skipUntilSync !== undefined) {
+      // The server would skip these after an error; it never saw the error, so we skip them.
+      if (m.type === FrontendType.sync) {
+        const { portal, note, sql } = this.#skipUntilSync;
+        this.#skipUntilSync = undefined;
+        t.refusalBatch(portal, note);
+        this.#toServer.push(parseFrame('', sql), bindFrame('', '', []), executeFrame(''), m.frame);
+      } else if (m.type === FrontendType.terminate) {
+        this.#endReason = 'client terminated the session';
+        this.#toServer.push(m.frame);
+      }
+      return;
+    }
     switch (m.type) {
-      case FrontendType.query:
+      case FrontendType.query: {
         if (this.#o.audit.failed) {
           this.#refuseSimple();
           return;
         }
-        t.query(decodeQuery(m.body));
-        break;
+        const sql = decodeQuery(m.body);
+        const verdict = this.#o.gate.judge(sql);
+        if (verdict.effect === 'allow') {
+          this.#counts.allowed++;
+          t.query(sql, noteOf(verdict));
+          break;
+        }
+        if (verdict.effect === 'review') {
+          const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
+          if (granted) {
+            this.#counts.allowed++;
+            t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
+            break;
+          }
+          this.#startHold('simple', m.frame, sql, '', verdict);
+          return;
+        }
+        this.#counts.denied++;
+        t.query(sql, noteOf(verdict));
+        this.#toServer.push(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
+        return;
+      }
       case FrontendType.parse: {
         const p = decodeParse(m.body);
         t.parse(p.statement, p.sql);
@@ -296,10 +394,30 @@ export class PgProxySession {
         t.close(c.kind, c.name);
         break;
       }
-      case FrontendType.execute:
+      case FrontendType.execute: {
         if (this.#o.audit.failed) throw auditUnavailable();
-        t.execute(decodeExecute(m.body).portal);
-        break;
+        const portal = decodeExecute(m.body).portal;
+        const sql = t.portalSql(portal);
+        const verdict = this.#o.gate.judge(sql);
+        if (verdict.effect === 'allow') {
+          this.#counts.allowed++;
+          t.execute(portal, noteOf(verdict));
+          break;
+        }
+        if (verdict.effect === 'review') {
+          const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
+          if (granted) {
+            this.#counts.allowed++;
+            t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
+            break;
+          }
+          this.#startHold('execute', m.frame, sql, portal, verdict);
+          return;
+        }
+        this.#counts.denied++;
+        this.#skipUntilSync = { portal, note: noteOf(verdict), sql: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)) };
+        return;
+      }
       case FrontendType.sync:
         t.sync();
         break;
@@ -317,6 +435,136 @@ export class PgProxySession {
         break;
     }
     this.#toServer.push(m.frame);
+  }
+
+  // ───────────────────────────── holds (review) ─────────────────────────────
+
+  #startHold(kind: Hold['kind'], frame: Buffer, sql: string, portal: string, verdict: GateVerdict): void {
+    const approvals = this.#o.approvals;
+    this.#counts.held++;
+    if (!approvals || !verdict.approvers) {
+      // Nobody can approve here: refuse rather than run.
+      const v: GateVerdict = { ...verdict, reason: `${verdict.reason}, and this broker has no approval service` };
+      this.#counts.denied++;
+      this.#refuseHeld(kind, sql, portal, v, SqlState.insufficientPrivilege, `agentgate: ${v.reason}`);
+      return;
+    }
+    const { request, outcome } = approvals.request({
+      requester: this.#o.actor,
+      session: this.id,
+      target: this.#o.target.name,
+      protocol: 'postgres',
+      statement: sql,
+      classification: verdict.classification,
+      policy: verdict.policy ?? '',
+      rule: verdict.rule ?? '',
+      reason: verdict.reason,
+      approvers: verdict.approvers,
+      fingerprint: verdict.fingerprint,
+      ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),
+    });
+    this.#hold = { kind, frame: Buffer.from(frame), sql, portal, verdict, requestId: request.id };
+    // What was relayed before the held statement goes now; nothing after it does. The
+    // client is still read (so a disconnect is seen and withdraws the request); what it
+    // pipelines meanwhile waits in #pending, up to a cap before reading stops.
+    this.#flushToServer();
+    const who = `${verdict.approvers.count} of ${verdict.approvers.groups.join(', ')}`;
+    this.#out.push(
+      noticeResponse({
+        severity: 'NOTICE',
+        code: '01000',
+        message: `held for approval: ${request.id} — run: agentgate approve ${request.id}`,
+        detail: `${verdict.reason}; waiting for ${who} until ${request.expires_at}`,
+        hint: `a reviewer runs: agentgate approve ${request.id} --approve`,
+      }),
+    );
+    this.#flushToClient();
+    outcome.then(
+      (o) => this.#onDecision(o),
+      (err: unknown) => this.#fatal(err),
+    );
+  }
+
+  #onDecision(o: ApprovalOutcome): void {
+    const hold = this.#hold;
+    if (!hold || hold.requestId !== o.request.id || this.#phase === 'closed') return;
+    this.#approvals.push({
+      id: o.request.id,
+      status: o.status,
+      decisions: o.request.decisions.map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
+    });
+    this.#hold = undefined;
+    const t = this.#tracker;
+    const base = { ...noteOf(hold.verdict), approval: o.request.id };
+    if (o.status === 'approved') {
+      this.#counts.allowed++;
+      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' });
+      else t.execute(hold.portal, { ...base, effect: 'allow' });
+      this.#toServer.push(hold.frame);
+    } else if (o.status === 'denied') {
+      this.#counts.denied++;
+      const who = o.request.decisions.find((d) => d.decision === 'deny')?.approver.sub ?? 'a reviewer';
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `denied by ${who}: ${o.reason}` }, SqlState.insufficientPrivilege, `agentgate: ${o.request.id} denied by ${who}: ${o.reason}`, o.request.id);
+    } else {
+      // expired (withdrawn only happens once the client is gone)
+      this.#counts.denied++;
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${o.request.id} ${o.status}` }, SqlState.queryCanceled, `agentgate: approval request ${o.request.id} ${o.status === 'expired' ? 'timed out' : o.status}: nothing ran`, o.request.id);
+    }
+    this.#releaseHold();
+  }
+
+  /** Refuses a statement that was held: in place of the Query, or of the Sync that ends the Execute's batch. */
+  #refuseHeld(kind: Hold['kind'], sql: string, portal: string, verdict: GateVerdict, code: SqlState, message: string, approval?: string): void {
+    const note: StatementNote = { ...noteOf(verdict), effect: 'deny', ...(approval ? { approval } : {}) };
+    if (kind === 'simple') {
+      this.#tracker.query(sql, note);
+      this.#toServer.push(this.#refusal(code, message));
+    } else {
+      this.#skipUntilSync = { portal, note, sql: this.#refusalSql(code, message) };
+    }
+  }
+
+  /** Replays what waited behind the hold, then lets the client speak again. */
+  #releaseHold(): void {
+    const frames = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#hold || this.#phase !== 'relay') {
+        for (const f of frames.slice(i)) {
+          this.#pending.push(f);
+          this.#pendingBytes += f.length;
+        }
+        break;
+      }
+      const frame = frames[i] as Buffer;
+      this.#onFrontend({ type: frame[0] as number, length: frame.readInt32BE(1), frame, body: frame.subarray(5) });
+    }
+    this.#flushToServer();
+    if (!this.#hold && this.#phase === 'relay') this.#client.resume();
+  }
+
+  /** A held statement is withdrawn when its client cancels it (CancelRequest). */
+  #cancelHold(): boolean {
+    const hold = this.#hold;
+    if (!hold) return false;
+    this.#o.approvals?.withdraw(hold.requestId, 'the client cancelled the statement');
+    this.#hold = undefined;
+    this.#counts.denied++;
+    this.#approvals.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: 'cancelled while held' }, SqlState.queryCanceled, 'canceling statement due to user request (it was held for approval and did not run)', hold.requestId);
+    this.#releaseHold();
+    return true;
+  }
+
+  /** The Query message that makes the server raise a refusal; its error is swapped for ours on the way back. */
+  #refusal(code: SqlState, message: string, hint?: string): Buffer {
+    return queryFrame(this.#refusalSql(code, message, hint));
+  }
+
+  #refusalSql(code: SqlState, message: string, hint?: string): string {
+    this.#refusals.push({ code, frame: errorResponse({ severity: 'ERROR', code, message, ...(hint ? { hint } : {}) }) });
+    return raiseStatement(code, message, hint);
   }
 
   /** The audit log is down: answer a simple Query with an error instead of running it. */
@@ -341,6 +589,7 @@ export class PgProxySession {
       this.#o.logger.warn('cancel request with an unknown key ignored', { sub: this.#o.actor.sub });
       return;
     }
+    if (entry.onCancel?.()) return;
     sendCancel(entry.target, entry.upstreamKey).catch((err: Error) => {
       this.#o.logger.warn('could not forward cancel request', { target: entry.target.name, error: err.message });
     });
@@ -378,15 +627,25 @@ export class PgProxySession {
         break;
       case BackendType.errorResponse: {
         const f = decodeErrorResponse(m.body);
+        const refused = t.refusalHead;
         t.error(f.code);
         if (f.severity === 'FATAL' || f.severity === 'PANIC') this.#endReason = `the server ended the session: ${f.message}`;
+        const refusal = this.#refusals[0];
+        if (refusal && refused) {
+          // Our raise statement failed as intended (or the transaction was already aborted: keep that error).
+          this.#refusals.shift();
+          if (refused === 'statement' && f.code === refusal.code) {
+            this.#out.push(refusal.frame);
+            return;
+          }
+        }
         break;
       }
       case BackendType.parseComplete:
-        t.parseComplete();
+        if (t.parseComplete()) return;
         break;
       case BackendType.bindComplete:
-        t.bindComplete();
+        if (t.bindComplete()) return;
         break;
       case BackendType.closeComplete:
         t.closeComplete();
@@ -438,9 +697,10 @@ export class PgProxySession {
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: rec.statement } : {}),
           tag: rec.tags.join('; '),
+          ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
           ...(rec.suspended ? { suspended: true } : {}),
         },
-        decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
+        decision: decisionOf(rec.note),
         outcome,
       }),
     );
@@ -532,6 +792,11 @@ export class PgProxySession {
       setTimeout(() => up.destroy(), 5_000).unref();
     }
     if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
+    if (this.#hold) {
+      this.#o.approvals?.withdraw(this.#hold.requestId, 'the client disconnected while the statement was held');
+      this.#approvals.push({ id: this.#hold.requestId, status: 'withdrawn', decisions: [] });
+      this.#hold = undefined;
+    }
     if (!wasRelaying) return;
     this.#tracker.abort(SqlState.connectionFailure);
     void this.#finish();
@@ -540,7 +805,17 @@ export class PgProxySession {
   async #finish(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
-    const summary: SessionSummary = { session: this.id, ...this.#counts };
+    const summary: SessionSummary = {
+      session: this.id,
+      connectSession: typeof this.#o.origin?.['connect_session'] === 'string' ? this.#o.origin['connect_session'] : undefined,
+      actor: this.#o.actor,
+      target: this.#o.target.name,
+      protocol: 'postgres',
+      startedAt: this.#startedIso,
+      endedAt: new Date().toISOString(),
+      ...this.#counts,
+      approvals: this.#approvals,
+    };
     try {
       await Promise.allSettled(this.#batch);
       if (!this.#o.audit.failed) {
@@ -557,6 +832,22 @@ export class PgProxySession {
     this.#o.logger.info('postgres session ended', { session: this.id, ...this.#counts });
     this.#o.onEnd?.(summary);
   }
+}
+
+function noteOf(v: GateVerdict): StatementNote {
+  return { effect: v.effect, rule: v.rule, ...(v.effect !== 'allow' ? { reason: v.reason } : {}), classification: v.classification };
+}
+
+function decisionOf(note: StatementNote | undefined): NewAuditEvent['decision'] {
+  if (!note) return { effect: 'allow', rule: null };
+  const d: NonNullable<NewAuditEvent['decision']> = { effect: note.effect, rule: note.rule };
+  if (note.approval) d.approval = note.approval;
+  if (note.reason) d.reason = note.reason;
+  return d;
+}
+
+function denyHint(v: GateVerdict): string {
+  return v.rule ? `policy ${v.policy ?? ''} rule ${v.rule}; ask the broker's operator if you need it` : 'no rule allows this; ask the broker\'s operator if you need it';
 }
 
 function auditUnavailable(fatal = true): PgError {

@@ -15,8 +15,19 @@
  * Allocation is per statement, never per row.
  */
 
+/** What the proxy's gate decided about a statement, carried to its audit record. */
+export interface StatementNote {
+  effect: 'allow' | 'deny' | 'review';
+  rule: string | null;
+  reason?: string;
+  approval?: string;
+  classification?: Record<string, unknown>;
+}
+
 export interface StatementRecord {
   protocol: 'simple' | 'extended' | 'function';
+  /** The gate's decision; absent for statements the gate does not judge (function calls). */
+  note: StatementNote | undefined;
   sql: string;
   /** Parameter count of the Bind (extended protocol). */
   params: number;
@@ -46,12 +57,15 @@ type Item =
   | { kind: 'parse'; name: string; sql: string }
   | { kind: 'bind'; sql: string; params: number; statement: string }
   | { kind: 'describe' }
+  /** ParseComplete/BindComplete owed for a refusal the proxy sent: not the client's to see. */
+  | { kind: 'swallow'; what: 'parse' | 'bind' }
   | { kind: 'close' }
   | { kind: 'sync' };
 
-function record(protocol: StatementRecord['protocol'], sql: string, params: number, statement: string | undefined): StatementRecord {
+function record(protocol: StatementRecord['protocol'], sql: string, params: number, statement: string | undefined, note?: StatementNote): StatementRecord {
   return {
     protocol,
+    note,
     sql,
     params,
     statement,
@@ -91,8 +105,8 @@ export class StatementTracker {
 
   // ---- client → server ----
 
-  query(sql: string): void {
-    this.#queue.push({ kind: 'simple', rec: record('simple', sql, 0, undefined) });
+  query(sql: string, note?: StatementNote): void {
+    this.#queue.push({ kind: 'simple', rec: record('simple', sql, 0, undefined, note) });
   }
 
   parse(name: string, sql: string): void {
@@ -117,9 +131,14 @@ export class StatementTracker {
     this.#queue.push({ kind: 'close' });
   }
 
-  execute(portal: string): void {
+  /** The SQL an Execute of `portal` would run (its Bind's statement). */
+  portalSql(portal: string): string {
+    return this.#portals.get(portal)?.sql ?? '';
+  }
+
+  execute(portal: string, note?: StatementNote): void {
     const p = this.#portals.get(portal);
-    this.#queue.push({ kind: 'execute', rec: record('extended', p?.sql ?? '', p?.params ?? 0, p?.statement) });
+    this.#queue.push({ kind: 'execute', rec: record('extended', p?.sql ?? '', p?.params ?? 0, p?.statement, note) });
   }
 
   functionCall(oid: number): void {
@@ -130,6 +149,29 @@ export class StatementTracker {
     this.#queue.push({ kind: 'sync' });
   }
 
+  /**
+   * A refused Execute, answered by a Parse/Bind/Execute of a raise statement plus the
+   * client's Sync: the server's ParseComplete and BindComplete are swallowed and its error
+   * completes the refused statement. If an earlier message of the batch failed, the server
+   * skips all of it, as it would have skipped the refused Execute.
+   */
+  refusalBatch(portal: string, note: StatementNote): void {
+    this.#queue.push({ kind: 'swallow', what: 'parse' }, { kind: 'swallow', what: 'bind' });
+    this.execute(portal, note);
+    this.sync();
+  }
+
+  /**
+   * Whether the next error answers one of the proxy's refusals: `statement` when it is the
+   * refused statement's own error, `batch` when the refusal's Parse/Bind failed first (e.g.
+   * the transaction was already aborted), undefined otherwise.
+   */
+  get refusalHead(): 'statement' | 'batch' | undefined {
+    const head = this.#queue[0];
+    if ((head?.kind === 'simple' || head?.kind === 'execute') && head.rec.note?.effect === 'deny') return 'statement';
+    return head?.kind === 'swallow' ? 'batch' : undefined;
+  }
+
   /** COPY FROM STDIN data sent by the client. */
   copyIn(bytes: number): void {
     const rec = this.#current();
@@ -138,16 +180,28 @@ export class StatementTracker {
 
   // ---- server → client ----
 
-  parseComplete(): void {
+  /** Returns true when the message answers the proxy's own refusal and must not reach the client. */
+  parseComplete(): boolean {
     const head = this.#queue[0];
     if (head?.kind === 'parse') {
       this.#queue.shift();
       this.#statements.set(head.name, head.sql);
+    } else if (head?.kind === 'swallow' && head.what === 'parse') {
+      this.#queue.shift();
+      return true;
     }
+    return false;
   }
 
-  bindComplete(): void {
-    if (this.#queue[0]?.kind === 'bind') this.#queue.shift();
+  /** Returns true when the message answers the proxy's own refusal and must not reach the client. */
+  bindComplete(): boolean {
+    const head = this.#queue[0];
+    if (head?.kind === 'bind') this.#queue.shift();
+    else if (head?.kind === 'swallow' && head.what === 'bind') {
+      this.#queue.shift();
+      return true;
+    }
+    return false;
   }
 
   closeComplete(): void {
@@ -233,6 +287,7 @@ export class StatementTracker {
       }
       case 'describe':
       case 'close':
+      case 'swallow':
         break;
     }
     // After an error the server discards messages until Sync: drop what it will skip.

@@ -1,0 +1,58 @@
+/**
+ * Who may see and decide a request, and the wire shapes (src/shared/api-types.ts) built
+ * from the service's records. Pure functions: the service and the routes share them.
+ */
+import type { ApprovalRequestJson, RequestView } from '../../shared/api-types.js';
+import type { Identity } from '../identity/types.js';
+import type { ApprovalRequest } from './types.js';
+
+/** In one of the rule's approver groups and not the requester (AC-5: no self-approval). */
+export function isReviewer(viewer: Identity, r: ApprovalRequest): boolean {
+  return viewer.sub !== r.requester.sub && viewer.groups.some((g) => r.approvers.groups.includes(g));
+}
+
+/** A reviewer who may act on it now: pending and not yet decided by them. */
+export function mayDecide(viewer: Identity, r: ApprovalRequest): boolean {
+  return r.status === 'pending' && isReviewer(viewer, r) && !r.decisions.some((d) => d.approver.sub === viewer.sub);
+}
+
+/** Listed for the viewer: requests they made or may review. */
+export function isListedFor(viewer: Identity, r: ApprovalRequest): boolean {
+  return viewer.sub === r.requester.sub || isReviewer(viewer, r);
+}
+
+/** Readable by the viewer: the requester, possible reviewers, and auditors. */
+export function canSee(viewer: Identity, r: ApprovalRequest, auditorGroups: readonly string[]): boolean {
+  return isListedFor(viewer, r) || viewer.groups.some((g) => auditorGroups.includes(g));
+}
+
+export function requestJson(r: ApprovalRequest): ApprovalRequestJson {
+  const requester: ApprovalRequestJson['requester'] = { sub: r.requester.sub, groups: [...r.requester.groups], kind: r.requester.kind };
+  if (r.requester.name !== undefined) requester.name = r.requester.name;
+  const out: ApprovalRequestJson = {
+    id: r.id,
+    status: r.status,
+    revision: r.revision,
+    requester,
+    target: r.target,
+    protocol: r.protocol,
+    session: r.session,
+    statement: r.statement,
+    classification: structuredClone(r.classification),
+    policy: r.policy,
+    rule: r.rule,
+    reason: r.reason,
+    approvers: { groups: [...r.approvers.groups], count: r.approvers.count },
+    fingerprint: r.fingerprint,
+    created_at: r.created_at,
+    expires_at: r.expires_at,
+    decisions: r.decisions.map((d) => ({ ...d, approver: { ...d.approver } })),
+  };
+  if (r.grantSeconds !== undefined) out.grant_seconds = r.grantSeconds;
+  if (r.grant_until !== undefined) out.grant_until = r.grant_until;
+  return out;
+}
+
+export function requestView(r: ApprovalRequest, viewer: Identity): RequestView {
+  return { ...requestJson(r), mine: viewer.sub === r.requester.sub, can_decide: mayDecide(viewer, r) };
+}

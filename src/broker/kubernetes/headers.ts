@@ -1,0 +1,111 @@
+/**
+ * Which request and response headers cross the proxy. The client's credentials never go
+ * upstream (the broker's replace them), nor do hop-by-hop headers, and for the resources
+ * we mask the response is asked for as uncompressed JSON.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+/** Credentials of the local hop, and front-proxy identity headers the API server may trust. */
+const NEVER_UPSTREAM = new Set(['authorization', 'proxy-authorization', 'cookie', 'expect']);
+
+function droppedUpstream(name: string): boolean {
+  const n = name.toLowerCase();
+  return HOP_BY_HOP.has(n) || NEVER_UPSTREAM.has(n) || n.startsWith('x-remote-') || n.startsWith('impersonate-');
+}
+
+/** `Impersonate-User` and friends (`kubectl --as`): acting as someone else is never passed on. */
+export function impersonationHeaders(headers: IncomingHttpHeaders): string[] {
+  return Object.keys(headers).filter((h) => h.toLowerCase().startsWith('impersonate-'));
+}
+
+export interface UpstreamHeaderOptions {
+  authorization: string | undefined;
+  /** Ask for JSON (no protobuf, no compression): the response will be rewritten. */
+  forMasking: boolean;
+  /** The body was buffered: its exact length. */
+  bodyLength?: number;
+}
+
+export function upstreamHeaders(headers: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || droppedUpstream(name)) continue;
+    out[name] = value;
+  }
+  // Declared by the client as a hop-by-hop header: drop those too.
+  const conn = headers['connection'];
+  if (typeof conn === 'string') for (const n of conn.split(',')) delete out[n.trim().toLowerCase()];
+  if (o.authorization) out['authorization'] = o.authorization;
+  if (o.forMasking) {
+    out['accept'] = jsonAccept(typeof headers['accept'] === 'string' ? headers['accept'] : undefined);
+    out['accept-encoding'] = 'identity';
+  }
+  if (o.bodyLength !== undefined) {
+    delete out['transfer-encoding'];
+    out['content-length'] = String(o.bodyLength);
+  }
+  return out;
+}
+
+/**
+ * Keeps the JSON media ranges of an Accept header (with their parameters, e.g. the Table
+ * form `application/json;as=Table;v=v1;g=meta.k8s.io`), drops protobuf, YAML and `*`/`*`
+ * (which the server may answer with protobuf); plain JSON when nothing is left.
+ */
+export function jsonAccept(accept: string | undefined): string {
+  const kept = (accept ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => (r.split(';')[0] ?? '').trim().toLowerCase() === 'application/json');
+  return kept.length > 0 ? kept.join(',') : 'application/json';
+}
+
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate']);
+
+/** Response headers for the client; `rewritten` drops what no longer describes the body. */
+export function clientHeaders(headers: Record<string, string | string[] | undefined>, rewritten: boolean): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const n = name.toLowerCase();
+    if (value === undefined || RESPONSE_DROP.has(n)) continue;
+    if (rewritten && (n === 'content-length' || n === 'content-encoding' || n === 'etag' || n === 'content-md5')) continue;
+    out[n] = value;
+  }
+  return out;
+}
+
+/**
+ * The headers of an upgraded request as sent upstream, in node's raw form (name, value,
+ * name, value…): repeated headers such as `X-Stream-Protocol-Version` stay repeated.
+ */
+export function upgradeRequestHeaders(rawHeaders: readonly string[], host: string, authorization: string | undefined): string[] {
+  const out = ['Host', host];
+  if (authorization) out.push('Authorization', authorization);
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    const n = name.toLowerCase();
+    // Keep Connection and Upgrade: they are the point of this request.
+    if (n === 'host' || NEVER_UPSTREAM.has(n) || n === 'proxy-connection' || n.startsWith('x-remote-') || n.startsWith('impersonate-')) continue;
+    out.push(name, rawHeaders[i + 1] as string);
+  }
+  return out;
+}
+
+/** A response head (status line and headers) in HTTP/1.1 form, from node's parsed response. */
+export function responseHead(statusCode: number, statusMessage: string | undefined, rawHeaders: readonly string[], extra: string[] = []): Buffer {
+  const lines = [`HTTP/1.1 ${statusCode} ${statusMessage ?? ''}`.trimEnd()];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) lines.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
+  for (let i = 0; i + 1 < extra.length; i += 2) lines.push(`${extra[i]}: ${extra[i + 1]}`);
+  return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+}
+
+/** Raw headers (name, value, …) without the named ones. */
+export function withoutHeaders(rawHeaders: readonly string[], names: readonly string[]): string[] {
+  const drop = new Set(names.map((n) => n.toLowerCase()));
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (!drop.has((rawHeaders[i] as string).toLowerCase())) out.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
+  }
+  return out;
+}

@@ -1,0 +1,744 @@
+/**
+ * The Kubernetes proxy: each tunnel channel carries one local kubectl connection, parsed
+ * by node:http as a server (the channel stream is handed to the server as a connection),
+ * and every request on it goes through the same steps:
+ *
+ *   authenticate (Bearer = the session secret, checked against the tunnel's verifier)
+ *   → derive what the API server would (request-info.ts) → decide (k8s-rules.ts)
+ *   → deny: 403 Status │ review: an approval grant, else a held request and 403 Status
+ *   → allow: forward upstream with the target's credentials, streaming the response,
+ *     masking Secret/ConfigMap/Pod values on the way (watch: event by event)
+ *   → one `k8s.request` audit event, durable before the response completes.
+ *
+ * Upgrades (exec, attach, port-forward over SPDY or WebSocket) are decided the same way
+ * and, when allowed, piped as raw bytes to the API server. Their `k8s.request` event is
+ * written before the upstream sees the request (the command runs as soon as it does); a
+ * `k8s.stream.end` event records the stream's end, bytes and duration.
+ *
+ * The audit store failing closes the door: requests are answered 503 and nothing is
+ * forwarded.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { pipeline, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+
+import type { BrokerConfig, KubernetesTargetConfig } from '../config/types.js';
+import type { AuditStore, NewAuditEvent } from '../audit/store.js';
+import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-hash.js';
+import type { Identity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { ApprovalService } from '../approvals/types.js';
+import type { ScramVerifier } from '../postgres/scram.js';
+import type { SessionApproval } from '../postgres/proxy-session.js';
+import { decideK8s } from '../policy/k8s-rules.js';
+import { decidingPolicy } from '../access.js';
+import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, type K8sRequestInfo } from './request-info.js';
+import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
+import { BearerCheck, bearerToken } from './session-auth.js';
+import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
+import { pipeUpgrade } from './upgrade-pipe.js';
+import { readStream } from './read-stream.js';
+import { maskedKind, ObjectMasker } from './mask.js';
+import { createValueMasker, type ValueMasker } from './value-mask.js';
+import { loadOrCreateMaskingKey } from '../masking/key.js';
+import { rewriteJsonLines } from './watch-stream.js';
+import { K8sUpstreams, type K8sUpstream } from './upstream.js';
+
+/** What the proxy reports when a connection ends (the receipt's counts). */
+export interface K8sSessionSummary {
+  session: string;
+  connectSession: string | undefined;
+  actor: AuditActor;
+  target: string;
+  protocol: 'kubernetes';
+  /** The deciding policy's name; null when none gives this identity the target. */
+  policy: string | null;
+  startedAt: string;
+  endedAt: string;
+  /** Requests answered (allowed, denied or held). */
+  statements: number;
+  allowed: number;
+  denied: number;
+  held: number;
+  /** Requests answered with a status of 400 or more (refusals included). */
+  errors: number;
+  rows: number;
+  bytes: number;
+  masked: number;
+  approvals: SessionApproval[];
+}
+
+export interface K8sProxyOptions {
+  config: BrokerConfig;
+  audit: AuditStore;
+  /** Where `review` requests are held; without it they are refused. */
+  approvals?: ApprovalService | undefined;
+  logger: Logger;
+  /** Largest response body buffered to be masked (lists are paged by kubectl). Default 64 MiB. */
+  maxMaskedBody?: number;
+  /** Largest request body held for review (the API server's own limit is 3 MiB). Default 3 MiB. */
+  maxReviewBody?: number;
+}
+
+export interface K8sChannel {
+  stream: Duplex;
+  target: KubernetesTargetConfig;
+  identity: Identity;
+  actor: AuditActor;
+  /** The session secret's verifier from the tunnel; undefined when the tunnel sent none. */
+  verifier: ScramVerifier | undefined;
+  connectSession: string | undefined;
+  /** Extra detail for session.start (tunnel id, client address). */
+  origin: Record<string, string | number>;
+  onEnd?: (summary: K8sSessionSummary) => void;
+}
+
+const DEFAULT_MAX_MASKED_BODY = 64 * 1024 * 1024;
+const DEFAULT_MAX_REVIEW_BODY = 3 * 1024 * 1024;
+
+export class K8sProxy {
+  readonly #o: K8sProxyOptions;
+  readonly #server: http.Server;
+  readonly #conns = new WeakMap<object, K8sConnection>();
+  readonly #live = new Set<K8sConnection>();
+  readonly upstreams = new K8sUpstreams();
+  #maskingKey: Buffer | undefined;
+
+  constructor(options: K8sProxyOptions) {
+    this.#o = options;
+    // One parser per connection, sharing this server's handlers; it never listens itself.
+    this.#server = http.createServer({ keepAliveTimeout: 30_000 });
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const conn = this.#conns.get(req.socket);
+      if (!conn) {
+        res.destroy();
+        return;
+      }
+      conn.handle(req, res);
+    });
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const conn = this.#conns.get(req.socket) ?? this.#conns.get(socket);
+      if (!conn) {
+        socket.destroy();
+        return;
+      }
+      conn.handleUpgrade(req, socket, head);
+    });
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable || err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      socket.end(rawStatusResponse(failureStatus(400, 'BadRequest', 'agentgate: malformed HTTP request')));
+    });
+  }
+
+  /** Live connections. */
+  get active(): number {
+    return this.#live.size;
+  }
+
+  serve(channel: K8sChannel): void {
+    let masker: ValueMasker | undefined;
+    try {
+      this.#maskingKey ??= loadOrCreateMaskingKey(this.#o.config.stateDir);
+      masker = createValueMasker(this.#o.config, channel.identity, channel.target.name, this.#maskingKey);
+    } catch (err) {
+      // Without its masking rules a connection could show what they hide: refuse it.
+      this.#o.logger.error('kubernetes masking is not usable; connection refused', { target: channel.target.name, error: err });
+      channel.stream.destroy();
+      return;
+    }
+    const conn = new K8sConnection(channel, this.#o, this.upstreams, masker, () => this.#live.delete(conn));
+    this.#live.add(conn);
+    this.#conns.set(channel.stream, conn);
+    this.#server.emit('connection', channel.stream);
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#live) c.destroy();
+    await this.upstreams.close();
+  }
+}
+
+type Counts = { statements: number; allowed: number; denied: number; held: number; errors: number; bytes: number; masked: number };
+
+/** What one request's audit event says, filled in as the request proceeds. */
+interface RequestRecord {
+  method: string;
+  url: string;
+  info: K8sRequestInfo | undefined;
+  decision: AuditDecision | null;
+  startedAt: number;
+  extra: Record<string, JsonValue>;
+}
+
+class K8sConnection {
+  readonly id = `k8s_${randomUUID()}`;
+  readonly #ch: K8sChannel;
+  readonly #o: K8sProxyOptions;
+  readonly #upstreams: K8sUpstreams;
+  readonly #bearer: BearerCheck;
+  readonly #masker: ValueMasker | undefined;
+  readonly #onGone: () => void;
+  readonly #startedAt = new Date().toISOString();
+  readonly #counts: Counts = { statements: 0, allowed: 0, denied: 0, held: 0, errors: 0, bytes: 0, masked: 0 };
+  readonly #approvalIds = new Set<string>();
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #upgraded = new Set<Duplex>();
+  #started = false;
+  #ended = false;
+  /** The policy that decides for this identity on this target (receipts name it). */
+  readonly #policy: string | null;
+  readonly #access: boolean;
+
+  constructor(ch: K8sChannel, o: K8sProxyOptions, upstreams: K8sUpstreams, masker: ValueMasker | undefined, onGone: () => void) {
+    this.#ch = ch;
+    this.#o = o;
+    this.#upstreams = upstreams;
+    this.#onGone = onGone;
+    this.#bearer = new BearerCheck(ch.verifier);
+    this.#masker = masker;
+    const policy = decidingPolicy(ch.identity, ch.target.name, o.config.policies);
+    this.#policy = policy?.name ?? null;
+    // As for the targets listing: a policy that can only deny grants no access.
+    this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
+    ch.stream.once('close', () => void this.#end());
+    // node:http attaches its own error handling; this only keeps a reset from being unhandled.
+    ch.stream.on('error', () => {});
+  }
+
+  destroy(): void {
+    this.#ch.stream.destroy();
+    for (const s of this.#upgraded) s.destroy();
+  }
+
+  get #log(): Logger {
+    return this.#o.logger;
+  }
+
+  // ─────────────────────────────── requests ───────────────────────────────
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const rec: RequestRecord = { method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
+    this.#track(
+      this.#handle(req, res, rec).catch((err: unknown) => {
+        this.#log.error('kubernetes request failed', { session: this.id, error: err });
+        if (!res.headersSent) this.#refuseNow(res, failureStatus(500, 'InternalError', 'agentgate: the broker failed to handle this request'));
+        else res.destroy();
+      }),
+    );
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, rec: RequestRecord): Promise<void> {
+    const gate = await this.#gate(req, rec);
+    if (gate.kind === 'refuse') {
+      await this.#refuse(res, rec, gate.status);
+      return;
+    }
+    this.#counts.allowed++;
+    await this.#forward(req, res, rec, gate.info, gate.body);
+  }
+
+  /**
+   * Everything before the request may go upstream: authentication, request info, policy,
+   * approvals. Shared by plain and upgrade requests.
+   */
+  async #gate(req: IncomingMessage, rec: RequestRecord): Promise<{ kind: 'refuse'; status: K8sStatus } | { kind: 'forward'; info: K8sRequestInfo; body: Buffer | undefined }> {
+    const refuse = (status: K8sStatus): { kind: 'refuse'; status: K8sStatus } => ({ kind: 'refuse', status });
+    const auth = await this.#bearer.check(bearerToken(req.headers.authorization) ?? '');
+    if (auth !== 'ok') {
+      rec.extra['auth'] = auth;
+      const message =
+        auth === 'no-verifier'
+          ? 'agentgate: this tunnel carries no session secret; connect through `agentgate connect` or `agentgate run`'
+          : auth === 'unusable-verifier'
+            ? 'agentgate: the session secret verifier uses more iterations than the broker accepts'
+            : 'agentgate: the bearer token is not this session\'s secret; use the kubeconfig that agentgate connect wrote';
+      return refuse(failureStatus(401, 'Unauthorized', message));
+    }
+    let info: K8sRequestInfo;
+    try {
+      info = parseRequestInfo(rec.method, rec.url);
+    } catch (err) {
+      if (err instanceof RequestPathError) return refuse(failureStatus(400, 'BadRequest', `agentgate: ${err.message}`));
+      throw err;
+    }
+    rec.info = info;
+    if (this.#o.audit.failed) return refuse(auditUnavailable());
+
+    const impersonating = impersonationHeaders(req.headers);
+    if (impersonating.length > 0) {
+      const reason = `impersonation (${impersonating.join(', ')}) is not allowed through agentgate`;
+      rec.decision = { effect: 'deny', rule: null, reason };
+      this.#counts.denied++;
+      return refuse(forbidden(info, reason));
+    }
+
+    const decision = decideK8s(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, info);
+    rec.decision = { effect: decision.effect, rule: decision.rule };
+    if (decision.effect === 'deny') {
+      rec.decision.reason = decision.reason;
+      this.#counts.denied++;
+      return refuse(forbidden(info, decision.reason));
+    }
+    if (decision.effect === 'allow') return { kind: 'forward', info, body: undefined };
+
+    // review: the same request approved before (a live grant or an unused one-shot) goes through.
+    const approvals = this.#o.approvals;
+    if (!approvals || !decision.approvers || !decision.policy || !decision.rule) {
+      rec.decision.reason = `${decision.reason}, but this broker has no approval service`;
+      this.#counts.denied++;
+      return refuse(forbidden(info, `${decision.reason}, but approvals are not available on this broker`));
+    }
+    const body = await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
+    if (body === undefined) {
+      this.#counts.denied++;
+      return refuse(failureStatus(413, 'RequestEntityTooLarge', 'agentgate: the request body is too large to hold for review'));
+    }
+    const fp = fingerprint(rec.method, info.path, rec.url, body);
+    const grant = approvals.consumeGrant(this.#ch.actor.sub, this.#ch.target.name, fp);
+    if (grant) {
+      rec.decision.approval = grant.id;
+      this.#approvalIds.add(grant.id);
+      return { kind: 'forward', info, body };
+    }
+    let held;
+    try {
+      held = approvals.request(
+        {
+          requester: this.#ch.actor,
+          session: this.id,
+          target: this.#ch.target.name,
+          protocol: 'kubernetes',
+          statement: `${rec.method} ${info.path}${this.#shownQuery(rec.url)}`,
+          classification: classification(info),
+          policy: decision.policy,
+          rule: decision.rule,
+          reason: decision.reason,
+          approvers: decision.approvers,
+          fingerprint: fp,
+          ...(decision.grantSeconds !== undefined ? { grantSeconds: decision.grantSeconds } : {}),
+        },
+        // kubectl does not wait: it is told to come back, and the re-run finds the approval.
+        { waiting: false },
+      ).request;
+    } catch (err) {
+      this.#log.error('could not create an approval request', { session: this.id, error: err });
+      this.#counts.denied++;
+      rec.decision.reason = 'the approval request could not be created';
+      return refuse(failureStatus(503, 'ServiceUnavailable', 'agentgate: this request needs approval, but the approval service is unavailable'));
+    }
+    this.#counts.held++;
+    this.#approvalIds.add(held.id);
+    rec.decision.approval = held.id;
+    rec.decision.reason = decision.reason;
+    return refuse(forbidden(info, `approval required: ${held.id} — run: agentgate approve ${held.id}`));
+  }
+
+  /** Record the refusal, then send it (a refusal that cannot be recorded becomes a 503). */
+  async #refuse(res: ServerResponse, rec: RequestRecord, status: K8sStatus): Promise<void> {
+    this.#refuseNow(res, await this.#recordRefusal(rec, status), rec.info?.kind !== 'resource');
+  }
+
+  async #recordRefusal(rec: RequestRecord, status: K8sStatus): Promise<K8sStatus> {
+    if (this.#o.audit.failed) return auditUnavailable();
+    try {
+      await this.#record(rec, status.code, Buffer.byteLength(JSON.stringify(status)), 0);
+      return status;
+    } catch {
+      return auditUnavailable();
+    }
+  }
+
+  /** `plain` for non-resource requests (discovery): see sendStatus. */
+  #refuseNow(res: ServerResponse, status: K8sStatus, plain = false): void {
+    this.#count(status.code, sendStatus(res, status, plain), 0);
+  }
+
+  #count(status: number, bytes: number, masked: number): void {
+    const c = this.#counts;
+    c.statements++;
+    c.bytes += bytes;
+    c.masked += masked;
+    if (status >= 400 || status === 0) c.errors++;
+  }
+
+  async #forward(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, info: K8sRequestInfo, body: Buffer | undefined): Promise<void> {
+    let up: K8sUpstream;
+    try {
+      up = this.#upstreams.get(this.#ch.target);
+    } catch (err) {
+      this.#log.error('kubernetes upstream is misconfigured', { target: this.#ch.target.name, error: err });
+      return this.#refuse(res, rec, failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
+    }
+    const kind = this.#masker ? maskedKind(info) : undefined;
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const hasBody = body !== undefined ? body.length > 0 : requestHasBody(req);
+    let upRes: Awaited<ReturnType<K8sUpstream['pool']['request']>>;
+    try {
+      upRes = await up.pool.request({
+        method: rec.method as 'GET',
+        path: up.basePath + rec.url,
+        headers: upstreamHeaders(req.headers, { authorization: up.authorization, forMasking: kind !== undefined, ...(body !== undefined ? { bodyLength: body.length } : {}) }),
+        body: body !== undefined ? (body.length > 0 ? body : null) : hasBody ? req : null,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      if (abort.signal.aborted) {
+        rec.extra['client_gone'] = true;
+        this.#count(499, 0, 0);
+        await this.#recordQuietly(rec, 499, 0);
+        return;
+      }
+      this.#log.warn('kubernetes API server unreachable', { target: this.#ch.target.name, error: err });
+      return this.#refuse(res, rec, failureStatus(503, 'ServiceUnavailable', `agentgate: cannot reach the Kubernetes API server of ${this.#ch.target.name}: ${(err as Error).message}`));
+    }
+
+    const status = upRes.statusCode;
+    const contentType = String(upRes.headers['content-type'] ?? '');
+    const encoding = String(upRes.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const isJson = /^application\/json\b/i.test(contentType) && encoding === 'identity';
+    if (kind !== undefined && this.#masker) {
+      if (!isJson) {
+        if (status < 300) {
+          upRes.body.destroy();
+          return this.#refuse(res, rec, failureStatus(502, 'InternalError', 'agentgate: the API server answered in a form agentgate cannot mask (not uncompressed JSON); refused'));
+        }
+        // An error response (Status) carries no object values: pass it on.
+      } else {
+        const objects = new ObjectMasker(this.#masker, kind);
+        if (info.kind === 'resource' && info.apiVerb === 'watch') return this.#stream(res, rec, status, upRes.headers, upRes.body, objects);
+        return this.#buffered(res, rec, status, upRes.headers, upRes.body, objects);
+      }
+    }
+    return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
+  }
+
+  /** Stream the response through (a watch: rewritten event by event); the end waits for the audit event. */
+  #stream(res: ServerResponse, rec: RequestRecord, status: number, headers: Record<string, string | string[] | undefined>, body: Readable, objects: ObjectMasker | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      res.writeHead(status, clientHeaders(headers, objects !== undefined));
+      res.flushHeaders();
+      let bytes = 0;
+      let recorded: Promise<void> | undefined;
+      const record = (): Promise<void> => {
+        recorded ??= this.#record(rec, status, bytes, objects?.count ?? 0);
+        return recorded;
+      };
+      // The response completes only once the request is on record. A chunked body is not
+      // complete before its last chunk, which flush() sends; a body with a Content-Length
+      // is, so its last chunk is held back until then.
+      const holdLast = objects === undefined && headers['content-length'] !== undefined;
+      let held: Buffer | undefined;
+      const tally = new Transform({
+        transform(chunk: Buffer, _enc, cb: TransformCallback) {
+          bytes += chunk.length;
+          if (!holdLast) return cb(null, chunk);
+          const previous = held;
+          held = chunk;
+          cb(null, previous);
+        },
+        flush: (cb: TransformCallback) => {
+          record().then(
+            () => cb(null, held),
+            (err: unknown) => cb(err as Error),
+          );
+        },
+      });
+      const stages: (Readable | Transform)[] = [body];
+      if (objects) stages.push(rewriteJsonLines((doc) => objects.document(doc)));
+      stages.push(tally);
+      pipeline([...stages, res] as unknown as [Readable, ...Transform[], ServerResponse], (err) => {
+        this.#count(status, bytes, objects?.count ?? 0);
+        if (err) {
+          rec.extra['interrupted'] = err.message.slice(0, 200);
+          record().catch(() => {});
+          res.destroy();
+        }
+        resolve();
+      });
+    }).then(() => undefined);
+  }
+
+  async #buffered(res: ServerResponse, rec: RequestRecord, status: number, headers: Record<string, string | string[] | undefined>, body: Readable, objects: ObjectMasker): Promise<void> {
+    const raw = await readStream(body, this.#o.maxMaskedBody ?? DEFAULT_MAX_MASKED_BODY);
+    if (raw === undefined) {
+      return this.#refuse(res, rec, failureStatus(502, 'InternalError', 'agentgate: the response is too large to mask; page it (kubectl --chunk-size) and retry'));
+    }
+    let out: Buffer;
+    try {
+      const doc: unknown = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : undefined;
+      objects.document(doc);
+      out = doc === undefined ? raw : Buffer.from(JSON.stringify(doc), 'utf8');
+    } catch {
+      if (status < 300) return this.#refuse(res, rec, failureStatus(502, 'InternalError', 'agentgate: the API server sent JSON that agentgate cannot parse; refused'));
+      out = raw;
+    }
+    try {
+      await this.#record(rec, status, out.length, objects.count);
+    } catch {
+      this.#refuseNow(res, auditUnavailable());
+      return;
+    }
+    this.#count(status, out.length, objects.count);
+    res.writeHead(status, { ...clientHeaders(headers, true), 'content-length': out.length });
+    res.end(out);
+  }
+
+  // ─────────────────────────────── upgrades ───────────────────────────────
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const rec: RequestRecord = { method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
+    rec.extra['upgrade'] = String(req.headers.upgrade ?? '').slice(0, 100);
+    this.#upgraded.add(socket);
+    socket.once('close', () => this.#upgraded.delete(socket));
+    socket.on('error', () => {});
+    this.#track(
+      this.#upgrade(req, socket, head, rec).catch((err: unknown) => {
+        this.#log.error('kubernetes upgrade failed', { session: this.id, error: err });
+        socket.end(rawStatusResponse(failureStatus(500, 'InternalError', 'agentgate: the broker failed to handle this request')));
+      }),
+    );
+  }
+
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, rec: RequestRecord): Promise<void> {
+    const gate = await this.#gate(req, rec);
+    const send = (status: K8sStatus): void => {
+      const bytes = rawStatusResponse(status);
+      this.#count(status.code, bytes.length, 0);
+      socket.end(bytes);
+    };
+    const refuse = async (status: K8sStatus): Promise<void> => send(await this.#recordRefusal(rec, status));
+    if (gate.kind === 'refuse') return refuse(gate.status);
+    let up: K8sUpstream;
+    try {
+      up = this.#upstreams.get(this.#ch.target);
+    } catch (err) {
+      return refuse(failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
+    }
+    // On record before the API server sees it: the command starts as soon as it does.
+    try {
+      await this.#record(rec, null, 0, 0);
+    } catch {
+      return send(auditUnavailable());
+    }
+    this.#counts.allowed++;
+    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded);
+    this.#count(outcome.status, outcome.toClient, 0);
+    await this.#appendStreamEnd(rec, outcome.status, outcome.toClient, outcome.toServer, outcome.error);
+  }
+
+  async #appendStreamEnd(rec: RequestRecord, statusCode: number, bytesOut: number, bytesIn: number, error?: string): Promise<void> {
+    try {
+      await this.#append({
+        type: 'k8s.stream.end',
+        detail: {
+          ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
+          status_code: statusCode,
+          bytes_to_client: bytesOut,
+          bytes_to_server: bytesIn,
+          ...(error ? { error } : {}),
+        },
+        decision: rec.decision,
+        outcome: { status: statusCode === 101 ? 'ok' : 'error', bytes: bytesOut + bytesIn, duration_ms: ms(rec.startedAt) },
+      });
+    } catch (err) {
+      this.#log.error('could not record the end of a kubernetes stream', { session: this.id, error: err });
+    }
+  }
+
+  // ─────────────────────────────── audit ───────────────────────────────
+
+  /** The request's `k8s.request` event; `status` null for an upgrade not yet sent upstream. */
+  #record(rec: RequestRecord, status: number | null, bytes: number, masked: number): Promise<void> {
+    if (masked > 0) rec.extra['masked'] = masked;
+    return this.#append({
+      type: 'k8s.request',
+      detail: { ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(status !== null ? { status_code: status } : {}), ...rec.extra },
+      decision: rec.decision,
+      outcome: status === null ? null : { status: status < 400 ? 'ok' : 'error', bytes, duration_ms: ms(rec.startedAt) },
+    });
+  }
+
+  async #recordQuietly(rec: RequestRecord, status: number, bytes: number): Promise<void> {
+    try {
+      await this.#record(rec, status, bytes, 0);
+    } catch (err) {
+      this.#log.error('could not record a kubernetes request', { session: this.id, error: err });
+    }
+  }
+
+  #append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<void> {
+    const audit = this.#o.audit;
+    const base = { session: this.id, actor: this.#ch.actor, target: this.#ch.target.name };
+    if (!this.#started) {
+      this.#started = true;
+      // Appends resolve in order, so this is on record before the event that follows it.
+      audit
+        .append({
+          ...base,
+          type: 'session.start',
+          detail: {
+            protocol: 'kubernetes',
+            upstream: { server: this.#ch.target.server },
+            ...(this.#ch.connectSession ? { connect_session: this.#ch.connectSession } : {}),
+            ...this.#ch.origin,
+          },
+          decision: { effect: this.#access ? 'allow' : 'deny', rule: this.#policy },
+          outcome: null,
+        })
+        .catch(() => {});
+    }
+    return audit.append({ ...base, ...e }).then(() => undefined);
+  }
+
+  /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
+  #shownQuery(url: string): string {
+    const q = url.indexOf('?');
+    if (q < 0) return '';
+    const params = new URLSearchParams(url.slice(q + 1));
+    if (this.#masker) {
+      const masked = new URLSearchParams();
+      for (const [k, v] of params) masked.append(k, this.#masker.field(v, k)?.value ?? v);
+      return masked.size > 0 ? `?${masked.toString()}` : '';
+    }
+    const s = params.toString();
+    return s ? `?${s}` : '';
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  async #end(): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const s of this.#upgraded) s.destroy();
+    await Promise.allSettled([...this.#pending]);
+    this.#onGone();
+    if (!this.#started) return;
+    const endedAt = new Date().toISOString();
+    try {
+      if (!this.#o.audit.failed) {
+        await this.#o.audit.append({
+          session: this.id,
+          actor: this.#ch.actor,
+          target: this.#ch.target.name,
+          type: 'session.end',
+          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), reason: 'client closed the connection' },
+          decision: null,
+          outcome: { status: 'ok' },
+        });
+      }
+    } catch (err) {
+      this.#log.error('could not record session end', { session: this.id, error: err });
+    }
+    const approvals: SessionApproval[] = [];
+    for (const id of this.#approvalIds) {
+      const r = this.#o.approvals?.get(id);
+      approvals.push({
+        id,
+        status: r?.status ?? 'unknown',
+        decisions: (r?.decisions ?? []).map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
+      });
+    }
+    const c = this.#counts;
+    this.#ch.onEnd?.({
+      session: this.id,
+      connectSession: this.#ch.connectSession,
+      actor: this.#ch.actor,
+      target: this.#ch.target.name,
+      protocol: 'kubernetes',
+      policy: this.#policy,
+      startedAt: this.#startedAt,
+      endedAt,
+      statements: c.statements,
+      allowed: c.allowed,
+      denied: c.denied,
+      held: c.held,
+      errors: c.errors,
+      rows: 0,
+      bytes: c.bytes,
+      masked: c.masked,
+      approvals,
+    });
+  }
+}
+
+// ─────────────────────────────── helpers ───────────────────────────────
+
+function forbidden(info: K8sRequestInfo, reason: string): K8sStatus {
+  const details: StatusDetails = {};
+  if (info.kind === 'resource') {
+    if (info.name) details.name = info.name;
+    if (info.group) details.group = info.group;
+    details.kind = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
+  }
+  return failureStatus(403, 'Forbidden', `agentgate: ${reason}`, details);
+}
+
+function auditUnavailable(): K8sStatus {
+  return failureStatus(503, 'ServiceUnavailable', 'agentgate: the audit log is unavailable, so requests are refused; nothing was sent to the cluster');
+}
+
+function requestDetail(method: string, url: string, info: K8sRequestInfo | undefined, query: string): Record<string, JsonValue> {
+  const q = url.indexOf('?');
+  const path = info?.path ?? (q < 0 ? url : url.slice(0, q)).slice(0, 2048);
+  const d: Record<string, JsonValue> = { method, path };
+  if (query) d['query'] = query.slice(1, 4097);
+  if (!info) return d;
+  if (info.kind === 'nonResource') return { ...d, verb: info.verb, non_resource: true };
+  return {
+    ...d,
+    verb: info.verb,
+    api_verb: info.apiVerb,
+    group: info.group,
+    version: info.version,
+    resource: info.resource,
+    subresource: info.subresource,
+    namespace: info.namespace,
+    name: info.name,
+  };
+}
+
+function classification(info: K8sRequestInfo): Record<string, unknown> {
+  if (info.kind === 'nonResource') return { verb: info.verb, path: info.path, description: describeRequest(info) };
+  return {
+    verb: info.verb,
+    resource: qualifiedResource(info),
+    namespace: info.namespace || null,
+    name: info.name || null,
+    description: describeRequest(info),
+  };
+}
+
+/** "The same request" for approvals: method, path, sorted query, and the body's digest. */
+export function fingerprint(method: string, path: string, url: string, body: Buffer): string {
+  const q = url.indexOf('?');
+  const params = [...new URLSearchParams(q < 0 ? '' : url.slice(q + 1))].sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
+  const query = new URLSearchParams(params).toString();
+  const bodyHash = createHash('sha256').update(body).digest('hex');
+  return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${query}\n${bodyHash}`).digest('hex');
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  if (len !== undefined) return len !== '0';
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+/** The whole body, or undefined past `max` bytes. */
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  if (!requestHasBody(req)) return Buffer.alloc(0);
+  return readStream(req, max);
+}
+
+
+function ms(start: number): number {
+  return Math.round((performance.now() - start) * 1000) / 1000;
+}

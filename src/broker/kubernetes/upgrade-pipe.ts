@@ -1,0 +1,99 @@
+/**
+ * An allowed upgrade (exec, attach, port-forward over SPDY or WebSocket) towards the API
+ * server. The request goes upstream with node:https, whose client tells a `101` apart
+ * from any other answer; on `101` the two sockets are joined as a raw byte pipe.
+ */
+import https from 'node:https';
+import type http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { pipeline, type Duplex } from 'node:stream';
+import type { K8sUpstream } from './upstream.js';
+import { failureStatus, rawStatusResponse } from './status.js';
+import { responseHead, upgradeRequestHeaders, withoutHeaders } from './headers.js';
+import { readStream } from './read-stream.js';
+
+export interface UpgradeOutcome {
+  /** 101, the upstream's other answer, 499 (client gone) or 503 (upstream unreachable). */
+  status: number;
+  toClient: number;
+  toServer: number;
+  error?: string;
+}
+
+/**
+ * Sends the upgrade request upstream with node:https and, on `101`, joins the two
+ * sockets as a raw byte pipe. Any other answer is relayed as a complete response and
+ * the connection is closed: nothing the client sends is forwarded before the upstream
+ * has switched protocols, so no second request can ride an upgrade that did not happen.
+ */
+export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>): Promise<UpgradeOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (r: UpgradeOutcome): void => {
+      if (settled) return;
+      settled = true;
+      resolve(r);
+    };
+    const upReq = https.request({
+      ...up.tls,
+      host: up.hostname,
+      port: up.port,
+      method: req.method ?? 'GET',
+      path: up.basePath + (req.url ?? '/'),
+      headers: upgradeRequestHeaders(req.rawHeaders, up.host, up.authorization) as unknown as http.OutgoingHttpHeaders,
+      agent: false,
+      timeout: 30_000,
+    });
+    const onClientGone = (): void => {
+      upReq.destroy();
+      finish({ status: 499, toClient: 0, toServer: 0, error: 'the client went away' });
+    };
+    socket.once('close', onClientGone);
+    upReq.on('timeout', () => upReq.destroy(new Error('the API server did not answer the upgrade in time')));
+    upReq.on('error', (err: Error) => {
+      socket.removeListener('close', onClientGone);
+      const status = failureStatus(503, 'ServiceUnavailable', `agentgate: cannot reach the Kubernetes API server of ${up.target.name}: ${err.message}`);
+      const bytes = rawStatusResponse(status);
+      socket.end(bytes);
+      finish({ status: 503, toClient: bytes.length, toServer: 0, error: err.message });
+    });
+    upReq.on('response', (res: IncomingMessage) => {
+      // Not switched: relay the whole answer (a Status, typically), then close.
+      socket.removeListener('close', onClientGone);
+      void readStream(res, 64 * 1024).then((body) => {
+        const payload = body ?? Buffer.alloc(0);
+        const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+        const out = Buffer.concat([responseHead(res.statusCode ?? 502, res.statusMessage, kept, ['Content-Length', String(payload.length), 'Connection', 'close']), payload]);
+        socket.end(out);
+        finish({ status: res.statusCode ?? 502, toClient: out.length, toServer: 0 });
+      });
+    });
+    upReq.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+      socket.removeListener('close', onClientGone);
+      live.add(upSocket);
+      upSocket.on('error', () => {});
+      const responseBytes = Buffer.concat([responseHead(101, res.statusMessage, res.rawHeaders), upHead]);
+      let toClient = responseBytes.length;
+      let toServer = head.length;
+      upSocket.on('data', (c: Buffer) => (toClient += c.length));
+      socket.on('data', (c: Buffer) => (toServer += c.length));
+      socket.write(responseBytes);
+      if (head.length > 0) upSocket.write(head);
+      let open = 2;
+      const done = (): void => {
+        if (--open > 0) {
+          // One direction ending ends the exchange: exec streams do not half-close usefully.
+          socket.destroy();
+          upSocket.destroy();
+          return;
+        }
+        live.delete(upSocket);
+        finish({ status: 101, toClient, toServer });
+      };
+      pipeline(socket, upSocket, () => done());
+      pipeline(upSocket, socket, () => done());
+    });
+    // Nothing from the client travels before the upstream has switched protocols.
+    upReq.end();
+  });
+}

@@ -1,0 +1,100 @@
+/**
+ * Kubernetes rules: when a policy rule applies to a Kubernetes request, and the decision
+ * for one request. The request comes in the neutral shape of request-info.ts; nothing
+ * here knows HTTP.
+ *
+ * A rule's `k8s` block (absent = any request):
+ * - `verbs`: policy verbs (get, list, watch, create, update, patch, delete,
+ *   deletecollection, exec, attach, portforward, proxy), globs allowed.
+ * - `resources`: `secrets`, `pods/exec` (a subresource), `apps/deployments` (a group;
+ *   `core/pods` names the core group), `apps/deployments/scale`. A pattern without a
+ *   subresource also covers the resource's subresources (`pods` covers `pods/log` and
+ *   `pods/exec`); with one, only that subresource. Patterns starting with `/` name
+ *   non-resource URLs (`/healthz`, `/metrics`); other patterns never match those, and a
+ *   rule with `resources` matches a non-resource URL only through such a pattern.
+ * - `namespaces`: namespace globs. A rule that names namespaces matches only requests
+ *   inside one of them: never cluster-scoped requests, nor lists across all namespaces
+ *   (`kubectl get pods -A` would otherwise read the excluded ones).
+ *
+ * In each list `*` is a glob, `!pattern` excludes, and a list of exclusions only
+ * (`["!secrets"]`) means everything but those.
+ *
+ * Discovery (GET /api, /apis, their group/version documents, /version, /openapi/v2 and
+ * /openapi/v3/…) is allowed to anyone whose policy grants anything on the target, whatever
+ * its rules say: kubectl cannot run a single command without it, and it describes the
+ * API's shape, not the cluster's contents.
+ */
+import type { PolicyConfig, RuleConfig } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
+import { decidingPolicy } from '../access.js';
+import { compileGlob } from '../glob.js';
+import { describeRequest, isDiscoveryRead, type K8sRequestInfo, type K8sResourceRequest } from '../kubernetes/request-info.js';
+import { decide, type PolicyDecision } from './decision.js';
+
+/** The synthetic rule name recorded for discovery reads. */
+export const DISCOVERY_RULE = 'builtin:discovery';
+
+export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean {
+  // SQL criteria (or criteria this version does not know) make a rule about something else.
+  if (rule.sql || rule.relations || rule.flags || Object.keys(rule.extra).length > 0) return false;
+  const k = rule.k8s;
+  if (!k) return true;
+  if (k.verbs && !listMatches(k.verbs, (p) => compileGlob(p).test(info.verb))) return false;
+  if (k.resources) {
+    const ok =
+      info.kind === 'nonResource'
+        ? listMatches(k.resources, (p) => compileGlob(p).test(info.path), (p) => p.startsWith('/'), false)
+        : listMatches(k.resources, (p) => resourcePatternMatches(p, info), (p) => !p.startsWith('/'));
+    if (!ok) return false;
+  }
+  if (k.namespaces) {
+    if (info.kind === 'nonResource' || info.namespace === '') return false;
+    if (!listMatches(k.namespaces, (p) => compileGlob(p).test(info.namespace))) return false;
+  }
+  return true;
+}
+
+/**
+ * Positive patterns: at least one must match; `!` patterns: none may. `relevant` keeps the
+ * patterns that apply to this kind of request (resource or non-resource). With no positive
+ * pattern of either kind, all requests of the kind `implicitAll` allows count as matched.
+ */
+function listMatches(patterns: readonly string[], test: (p: string) => boolean, relevant: (p: string) => boolean = () => true, implicitAll = true): boolean {
+  const positives = patterns.filter((p) => !p.startsWith('!') && relevant(p));
+  const negatives = patterns.filter((p) => p.startsWith('!') && relevant(p.slice(1))).map((p) => p.slice(1));
+  const anyPositive = patterns.some((p) => !p.startsWith('!'));
+  if (positives.length > 0 ? !positives.some(test) : anyPositive || !implicitAll) return false;
+  return !negatives.some(test);
+}
+
+/** `resource`, `group/resource` or `resource/subresource`, `group/resource/subresource`. */
+function resourcePatternMatches(pattern: string, info: K8sResourceRequest): boolean {
+  const parts = pattern.split('/');
+  const g = (p: string): boolean => compileGlob(p).test(info.group) || (p === 'core' && info.group === '');
+  const r = (p: string): boolean => compileGlob(p).test(info.resource);
+  const s = (p: string): boolean => info.subresource !== '' && compileGlob(p).test(info.subresource);
+  switch (parts.length) {
+    case 1:
+      return r(parts[0] as string);
+    case 2: {
+      const [a, b] = parts as [string, string];
+      return (g(a) && r(b)) || (r(a) && s(b));
+    }
+    case 3: {
+      const [a, b, c] = parts as [string, string, string];
+      return g(a) && r(b) && s(c);
+    }
+    default:
+      return false;
+  }
+}
+
+export function decideK8s(identity: Identity, targetName: string, policies: readonly PolicyConfig[], info: K8sRequestInfo): PolicyDecision {
+  if (isDiscoveryRead(info)) {
+    const policy = decidingPolicy(identity, targetName, policies);
+    if (policy && policy.rules.some((r) => r.effect !== 'deny')) {
+      return { effect: 'allow', policy: policy.name, rule: DISCOVERY_RULE, reason: `discovery read ${info.path} is allowed to anyone who may use ${targetName}` };
+    }
+  }
+  return decide(identity, targetName, policies, (rule) => ruleMatchesK8s(rule, info), describeRequest(info));
+}

@@ -1,0 +1,702 @@
+/**
+ * SQL text → what each statement does, using PostgreSQL's own parser (libpg_query built
+ * to WASM, npm `libpg-query`): no regexes, so comments, dollar quotes, E'' strings and
+ * quoted identifiers are read exactly as the server reads them.
+ *
+ * `loadSqlParser()` must have resolved before `classifySql` runs (the broker awaits it at
+ * start); after that classification is synchronous and cached by statement text.
+ *
+ * Choices worth knowing (rules in sql-rules.ts depend on them):
+ * - Unqualified relations are reported in schema `public`: the session's search_path is not
+ *   known at parse time. A policy that allows `set` lets a client change search_path, which
+ *   makes that assumption wrong; keep `set` out of allow rules where relation rules matter.
+ * - `kinds` is the statement's own kind plus every data-modifying statement nested in it
+ *   that runs with it (writable CTEs, INSERT … SELECT with a writable CTE, COPY (DELETE …)
+ *   TO, function bodies written in SQL-standard `BEGIN ATOMIC`, rule actions), plus:
+ *   `create` for SELECT … INTO; `lock` for SELECT … FOR UPDATE/SHARE (it takes row locks
+ *   and needs UPDATE privilege, so an allow for `select` alone does not cover it);
+ *   `update` for INSERT … ON CONFLICT DO UPDATE; the actions of MERGE (insert, update,
+ *   delete); and for EXPLAIN ANALYZE X and PREPARE p AS X, the kinds of X (both run X, or
+ *   will). Plain EXPLAIN X runs nothing: its kinds are ['explain'] and X's targets are
+ *   reported as reads.
+ * - `no_where`: UPDATE/DELETE with no WHERE clause at all. `WHERE true` counts as a WHERE:
+ *   the flag catches the forgotten clause, not a deliberate full-table predicate.
+ * - `dangerous_function` is set when any listed function is called anywhere in the
+ *   statement, even under plain EXPLAIN (the planner may evaluate functions) and in
+ *   DEFAULT expressions and function bodies that run later.
+ * - DO blocks and function bodies written as strings (`AS $$ … $$`) are opaque: their kind
+ *   (`do`, `create`) is all a rule sees. EXECUTE of a prepared statement is opaque too.
+ * - An operation on a whole schema (DROP/CREATE/ALTER SCHEMA, GRANT … ON ALL TABLES IN
+ *   SCHEMA) is reported as writing `<schema>.*`.
+ * - Text containing a NUL byte is refused: the server would stop reading at the NUL.
+ */
+import assert from 'node:assert';
+import { createHash } from 'node:crypto';
+import { SQL_FLAGS, type SqlFlag } from '../config/types.js';
+import { Lru, type LruStats } from './lru.js';
+import { arr, DML_KIND, explainAnalyzes, isObj, statementKind, str, unwrap, type StatementKind } from './sql-kinds.js';
+
+export type { StatementKind } from './sql-kinds.js';
+
+export interface ClassifiedStatement {
+  /** The top-level kind: EXPLAIN ANALYZE DELETE is 'explain' (see `kinds`). */
+  kind: StatementKind;
+  /** Every kind this statement performs: its own first, then nested ones (see the file comment). */
+  kinds: StatementKind[];
+  /** Schema-qualified relations read; unqualified names are assumed to be in `public`. */
+  reads: string[];
+  /** Relations written: insert/update/delete/merge/truncate/copy-from targets, DDL targets, grants. */
+  writes: string[];
+  /** Every function called anywhere, lower case, schema-qualified when written so. */
+  functions: string[];
+  flags: SqlFlag[];
+  /** This statement's own text (a trimmed slice of the input). */
+  text: string;
+  /** e.g. 'SET ROLE', 'SET SESSION AUTHORIZATION', 'BEGIN', 'CREATE TABLE', 'EXPLAIN ANALYZE'. */
+  detail?: string;
+  /**
+   * Set when the statement would make the server read later SQL differently from this
+   * parser (client_encoding other than UTF8, standard_conforming_strings off). decideSql
+   * denies such statements whatever the policy says.
+   */
+  hazard?: string;
+}
+
+export type SqlClassification =
+  /** `fingerprint`: SHA-256 over the parse tree without positions (see fingerprintOf). */
+  | { ok: true; statements: ClassifiedStatement[]; fingerprint: string }
+  /** `position`: 0-based character offset the parser points at; `fingerprint`: SHA-256 of the raw text. */
+  | { ok: false; error: string; position?: number; fingerprint: string };
+
+export interface ClassifyOptions {
+  /** Lower-case function names, bare (`pg_read_file`) or schema-qualified (`public.f`). */
+  dangerousFunctions: ReadonlySet<string>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading the parser
+
+interface PgQuery {
+  loadModule(): Promise<void>;
+  parseSync(sql: string): { stmts?: RawStmt[] };
+}
+interface RawStmt {
+  stmt: unknown;
+  stmt_location?: number;
+  stmt_len?: number;
+}
+
+let parser: PgQuery | undefined;
+let loading: Promise<void> | undefined;
+
+/** Loads and instantiates the WASM parser once; later calls share the same promise. */
+export function loadSqlParser(): Promise<void> {
+  loading ??= (async () => {
+    const mod = (await import('libpg-query')) as unknown as PgQuery;
+    await mod.loadModule();
+    parser = mod;
+  })().catch((e: unknown) => {
+    loading = undefined; // let a later call retry
+    throw e;
+  });
+  return loading;
+}
+
+// ---------------------------------------------------------------------------------------
+// Cache
+
+/** Texts longer than this are classified every time: a bulk statement is rarely repeated. */
+const MAX_CACHED_TEXT = 256 * 1024;
+
+interface CacheEntry {
+  /** The classification without the set-dependent `dangerous_function` flag. */
+  base: SqlClassification;
+  forSet?: ReadonlySet<string>;
+  result?: SqlClassification;
+}
+
+const cache = new Lru<string, CacheEntry>({ maxEntries: 2000, maxBytes: 16 * 1024 * 1024, sizeOf: entrySize });
+
+function entrySize(key: string, e: CacheEntry): number {
+  let n = 2 * key.length + 200;
+  if (e.base.ok) {
+    for (const s of e.base.statements) {
+      n += 2 * s.text.length + 300;
+      for (const list of [s.reads, s.writes, s.functions]) for (const x of list) n += 2 * x.length + 40;
+    }
+  } else n += 2 * e.base.error.length;
+  return n;
+}
+
+export function sqlClassifyCacheStats(): LruStats {
+  return cache.stats();
+}
+
+export function clearSqlClassifyCache(): void {
+  cache.clear();
+}
+
+/**
+ * Classifies every statement of `sql`. Cached by text: the same text with the same
+ * `dangerousFunctions` set (by identity) returns the same object.
+ */
+export function classifySql(sql: string, opts: ClassifyOptions): SqlClassification {
+  const set = opts.dangerousFunctions;
+  const cacheable = sql.length <= MAX_CACHED_TEXT;
+  let entry = cacheable ? cache.get(sql) : undefined;
+  if (!entry) {
+    entry = { base: classifyBase(sql) };
+    if (cacheable) cache.set(sql, entry);
+  }
+  if (entry.forSet !== set || !entry.result) {
+    entry.result = withDangerousFlags(entry.base, set);
+    entry.forSet = set;
+  }
+  return entry.result;
+}
+
+/** Classification without the cache (for benchmarks and tests of the cache itself). */
+export function classifySqlUncached(sql: string, opts: ClassifyOptions): SqlClassification {
+  return withDangerousFlags(classifyBase(sql), opts.dangerousFunctions);
+}
+
+function withDangerousFlags(base: SqlClassification, set: ReadonlySet<string>): SqlClassification {
+  if (!base.ok) return base;
+  const match = dangerousMatcher(set);
+  let changed = false;
+  const statements = base.statements.map((s) => {
+    if (!s.functions.some(match)) return s;
+    changed = true;
+    return { ...s, flags: orderFlags([...s.flags, 'dangerous_function']) };
+  });
+  return changed ? freeze({ ...base, statements }) : base;
+}
+
+/** Results are shared through the cache: frozen, so a caller's mutation throws instead of leaking. */
+function freeze(c: SqlClassification): SqlClassification {
+  if (c.ok) {
+    for (const s of c.statements) {
+      for (const list of [s.kinds, s.reads, s.writes, s.functions, s.flags]) Object.freeze(list);
+      Object.freeze(s);
+    }
+    Object.freeze(c.statements);
+  }
+  return Object.freeze(c);
+}
+
+const matchers = new WeakMap<ReadonlySet<string>, (fn: string) => boolean>();
+
+/**
+ * A bare entry matches the function in any schema (`pg_read_file` matches
+ * `pg_catalog.pg_read_file`); a qualified entry matches that exact name, and a bare call
+ * of the same function name too, since search_path could resolve it there.
+ */
+function dangerousMatcher(set: ReadonlySet<string>): (fn: string) => boolean {
+  let m = matchers.get(set);
+  if (!m) {
+    const bare = new Set<string>();
+    const qualified = new Set<string>();
+    const qualifiedLast = new Set<string>();
+    for (const raw of set) {
+      const e = raw.toLowerCase();
+      const dot = e.lastIndexOf('.');
+      if (dot < 0) bare.add(e);
+      else {
+        qualified.add(e);
+        qualifiedLast.add(e.slice(dot + 1));
+      }
+    }
+    m = (fn) => {
+      const dot = fn.lastIndexOf('.');
+      if (dot < 0) return bare.has(fn) || qualifiedLast.has(fn);
+      return qualified.has(fn) || bare.has(fn.slice(dot + 1));
+    };
+    matchers.set(set, m);
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------
+// Parse and walk
+
+function classifyBase(sql: string): SqlClassification {
+  return freeze(parseAndWalk(sql));
+}
+
+function parseAndWalk(sql: string): SqlClassification {
+  assert(parser, 'loadSqlParser() must resolve before classifySql is called');
+  if (sql.includes('\0')) {
+    return { ok: false, error: 'statement text contains a NUL byte', position: sql.indexOf('\0'), fingerprint: sha256(sql) };
+  }
+  let raw: RawStmt[];
+  if (sql.trim() === '') raw = []; // the parser refuses an empty string; nothing runs either way
+  else {
+    try {
+      raw = parser.parseSync(sql).stmts ?? [];
+    } catch (e) {
+      if (e instanceof RangeError) return { ok: false, error: TOO_DEEP, fingerprint: sha256(sql) };
+      const err = e as { message?: unknown; sqlDetails?: { cursorPosition?: unknown } };
+      const out: SqlClassification = { ok: false, error: typeof err.message === 'string' ? err.message : String(e), fingerprint: sha256(sql) };
+      const pos = err.sqlDetails?.cursorPosition;
+      if (typeof pos === 'number' && pos >= 0) out.position = pos;
+      return out;
+    }
+  }
+  try {
+    const texts = statementTexts(sql, raw);
+    const multi = raw.length > 1;
+    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi));
+    return { ok: true, statements, fingerprint: fingerprintOf(raw) };
+  } catch (e) {
+    // A tree deep enough to exhaust the stack: refuse rather than guess.
+    if (e instanceof RangeError) return { ok: false, error: TOO_DEEP, fingerprint: sha256(sql) };
+    throw e;
+  }
+}
+
+const TOO_DEEP = 'statement nests too deeply to classify';
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+const LOCATION_KEYS = new Set(['location', 'stmt_location', 'stmt_len', 'name_location']);
+
+/** A literal piece of output in the fingerprint serializer's work stack. */
+class Tok {
+  constructor(readonly s: string) {}
+}
+const COMMA = new Tok(',');
+const CLOSE_ARRAY = new Tok(']');
+const CLOSE_OBJECT = new Tok('}');
+
+/**
+ * SHA-256 over the tree without positions, so whitespace and comments do not change it and
+ * constants do. The text hashed is `JSON.stringify` of the tree minus the location keys.
+ *
+ * Fast path: native JSON.stringify, then cut the keys out of the text. That is exact
+ * because inside a JSON string every `"` is escaped, so `{"location":` or `,"location":`
+ * can only be a key. Trees too deep for JSON.stringify take the explicit-stack path, which
+ * produces the same text.
+ */
+function fingerprintOf(raw: RawStmt[]): string {
+  const tree = raw.map((r) => r.stmt);
+  let json: string;
+  try {
+    json = JSON.stringify(tree);
+  } catch (e) {
+    if (e instanceof RangeError) return sha256(serializeDeep(tree));
+    throw e;
+  }
+  return sha256(json.replace(FIRST_LOCATION_KEY, '{').replace(OTHER_LOCATION_KEY, ''));
+}
+
+const FIRST_LOCATION_KEY = /\{(?:"(?:location|stmt_location|stmt_len|name_location)":-?\d+,?)+/g;
+const OTHER_LOCATION_KEY = /,"(?:location|stmt_location|stmt_len|name_location)":-?\d+/g;
+
+function serializeDeep(tree: unknown): string {
+  const out: string[] = [];
+  const stack: unknown[] = [tree];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v instanceof Tok) out.push(v.s);
+    else if (Array.isArray(v)) {
+      out.push('[');
+      stack.push(CLOSE_ARRAY);
+      for (let i = v.length - 1; i >= 0; i--) {
+        stack.push(v[i] === undefined ? null : v[i]);
+        if (i > 0) stack.push(COMMA);
+      }
+    } else if (isObj(v)) {
+      out.push('{');
+      stack.push(CLOSE_OBJECT);
+      const keys = Object.keys(v).filter((k) => !LOCATION_KEYS.has(k) && v[k] !== undefined);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const k = keys[i]!;
+        stack.push(v[k], new Tok(`${JSON.stringify(k)}:`));
+        if (i > 0) stack.push(COMMA);
+      }
+    } else out.push(JSON.stringify(v) ?? 'null');
+  }
+  return out.join('');
+}
+
+/** stmt_location/stmt_len are UTF-8 byte offsets; a missing length means "to the end". */
+function statementTexts(sql: string, raw: RawStmt[]): string[] {
+  const ascii = Buffer.byteLength(sql) === sql.length;
+  const buf = ascii ? undefined : Buffer.from(sql, 'utf8');
+  const total = buf ? buf.length : sql.length;
+  return raw.map((r) => {
+    const start = r.stmt_location ?? 0;
+    const end = r.stmt_len ? start + r.stmt_len : total;
+    return (buf ? buf.subarray(start, end).toString('utf8') : sql.slice(start, end)).trim();
+  });
+}
+
+type Obj = Record<string, unknown>;
+
+/** The `sval` of each String node in a name list, e.g. funcname or a DROP object. */
+function names(list: unknown): string[] {
+  const out: string[] = [];
+  for (const item of arr(list)) {
+    const n = unwrap(item);
+    if (n && n[0] === 'String') {
+      const s = str(n[1]['sval']);
+      if (s !== undefined) out.push(s);
+    }
+  }
+  return out;
+}
+
+interface Acc {
+  kinds: Set<StatementKind>;
+  reads: Set<string>;
+  writes: Set<string>;
+  functions: Set<string>;
+  flags: Set<SqlFlag>;
+  /** RangeVar bodies in a write position (targets of the statement that holds them). */
+  writeTargets: Set<object>;
+  hazard?: string;
+  /** Children scheduled by the node being visited, in source order. */
+  pending: Work[];
+}
+
+type Work = [unknown, Ctx];
+
+interface Ctx {
+  /** False under plain EXPLAIN: nothing below runs, so it adds no kinds and no structural flags. */
+  executing: boolean;
+  /** CTE names visible here; an unqualified reference to one is not a relation. */
+  ctes: ReadonlySet<string>;
+}
+
+function classifyStatement(stmt: unknown, text: string, multi: boolean): ClassifiedStatement {
+  const node = unwrap(stmt);
+  const [type, body] = node ?? ['Unknown', {}];
+  const { kind, detail } = statementKind(type, body);
+  const acc: Acc = { kinds: new Set([kind]), reads: new Set(), writes: new Set(), functions: new Set(), flags: new Set(), writeTargets: new Set(), pending: [] };
+  if (multi) acc.flags.add('multi_statement');
+  walkTree(stmt, acc, { executing: true, ctes: new Set() });
+  const out: ClassifiedStatement = {
+    kind,
+    kinds: [...acc.kinds],
+    reads: [...acc.reads],
+    writes: [...acc.writes],
+    functions: [...acc.functions],
+    flags: orderFlags(acc.flags),
+    text,
+  };
+  if (detail) out.detail = detail;
+  if (acc.hazard) out.hazard = acc.hazard;
+  return out;
+}
+
+function orderFlags(flags: Iterable<SqlFlag>): SqlFlag[] {
+  const set = new Set(flags);
+  return SQL_FLAGS.filter((f) => set.has(f));
+}
+
+/**
+ * Walks the tree with an explicit stack, in source order: ORM-built expressions can nest
+ * thousands deep (`a + b + c …` is left-deep), more than recursion would survive.
+ */
+function walkTree(root: unknown, acc: Acc, ctx: Ctx): void {
+  const stack: Work[] = [[root, ctx]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    acc.pending.length = 0;
+    step(item[0], acc, item[1]);
+    for (let i = acc.pending.length - 1; i >= 0; i--) stack.push(acc.pending[i]!);
+  }
+}
+
+function step(v: unknown, acc: Acc, ctx: Ctx): void {
+  if (Array.isArray(v)) {
+    for (const x of v) acc.pending.push([x, ctx]);
+    return;
+  }
+  if (!isObj(v)) return;
+  const node = unwrap(v);
+  if (node) return visit(node[0], node[1], acc, ctx);
+  // Some fields hold a RangeVar inline, without the wrapper (e.g. DeleteStmt.relation).
+  if (typeof v['relname'] === 'string') return relation(v, acc, ctx);
+  walkFields(v, acc, ctx);
+}
+
+/** Schedules the fields of `o` (CTE bodies first, with their scopes). */
+function walkFields(o: Obj, acc: Acc, ctx: Ctx): void {
+  const wc = o['withClause'];
+  const inner = isObj(wc) ? walkWith(wc, acc, ctx) : ctx;
+  for (const k in o) if (k !== 'withClause') acc.pending.push([o[k], inner]);
+}
+
+/**
+ * Each CTE body sees the CTEs before it (all of them under RECURSIVE); the statement that
+ * owns the WITH sees all. `WITH users AS (SELECT * FROM users) …` therefore still reports
+ * the real `public.users` read inside the CTE.
+ */
+function walkWith(wc: Obj, acc: Acc, ctx: Ctx): Ctx {
+  const ctes: Obj[] = [];
+  for (const c of arr(wc['ctes'])) {
+    const n = unwrap(c);
+    if (n && n[0] === 'CommonTableExpr') ctes.push(n[1]);
+  }
+  const all = new Set(ctx.ctes);
+  for (const c of ctes) {
+    const name = str(c['ctename']);
+    if (name !== undefined) all.add(name);
+  }
+  const recursive = wc['recursive'] === true;
+  let seen = new Set(ctx.ctes);
+  for (const c of ctes) {
+    const query = unwrap(c['ctequery']);
+    if (ctx.executing && query && DML_KIND[query[0]] !== undefined) acc.flags.add('writable_cte');
+    walkFields(c, acc, { ...ctx, ctes: recursive ? all : seen });
+    const name = str(c['ctename']);
+    if (name !== undefined) seen = new Set(seen).add(name);
+  }
+  return { ...ctx, ctes: all };
+}
+
+function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
+  const rel = str(rv['relname']);
+  if (rel === undefined) return;
+  const schema = str(rv['schemaname']);
+  const isWrite = acc.writeTargets.has(rv);
+  if (schema === undefined && !isWrite && ctx.ctes.has(rel)) return;
+  // Unqualified: assume public (search_path is unknown here); temp relations live in pg_temp.
+  const name = `${schema ?? (rv['relpersistence'] === 't' ? 'pg_temp' : 'public')}.${rel}`;
+  (isWrite ? acc.writes : acc.reads).add(name);
+}
+
+/** Marks the RangeVar(s) in `v` (inline, wrapped, or a list) as write targets. */
+function markWrite(v: unknown, acc: Acc): void {
+  if (Array.isArray(v)) {
+    for (const x of v) markWrite(x, acc);
+    return;
+  }
+  if (!isObj(v)) return;
+  const n = unwrap(v);
+  if (n) {
+    if (n[0] === 'RangeVar') acc.writeTargets.add(n[1]);
+    return;
+  }
+  if (typeof v['relname'] === 'string') acc.writeTargets.add(v);
+}
+
+/** A relation named by a list of identifiers (DROP TABLE s.t, COMMENT ON TABLE …). */
+function namedRelation(parts: string[]): string | undefined {
+  if (parts.length === 0) return undefined;
+  const rel = parts[parts.length - 1]!;
+  const schema = parts.length >= 2 ? parts[parts.length - 2]! : 'public';
+  return `${schema}.${rel}`;
+}
+
+const MERGE_ACTION: Readonly<Record<string, StatementKind>> = { CMD_INSERT: 'insert', CMD_UPDATE: 'update', CMD_DELETE: 'delete' };
+
+/** Object types whose DROP/COMMENT names a relation. */
+const RELATION_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE']);
+/** Object types named as `table.name` (the relation they hang off is written). */
+const ON_RELATION_OBJECTS = new Set(['OBJECT_TRIGGER', 'OBJECT_RULE', 'OBJECT_POLICY', 'OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT']);
+
+/** Statement kinds whose `relation`-like fields are the objects they change. */
+const WRITING_KINDS = new Set<StatementKind>(['create', 'alter', 'drop', 'truncate', 'grant', 'revoke', 'comment', 'refresh', 'vacuum']);
+const TARGET_FIELDS = ['relation', 'relations', 'view', 'sequence', 'table', 'objects'];
+
+function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
+  switch (type) {
+    case 'RangeVar':
+      return relation(body, acc, ctx);
+    case 'FuncCall':
+      functionCall(body, acc);
+      return walkFields(body, acc, ctx);
+    case 'InsertStmt':
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+    case 'MergeStmt':
+      if (ctx.executing) {
+        acc.kinds.add(DML_KIND[type]!);
+        markWrite(body['relation'], acc);
+        if ((type === 'UpdateStmt' || type === 'DeleteStmt') && body['whereClause'] === undefined) acc.flags.add('no_where');
+        if (type === 'InsertStmt' && isObj(body['onConflictClause']) && body['onConflictClause']['action'] === 'ONCONFLICT_UPDATE') acc.kinds.add('update');
+        if (type === 'MergeStmt') {
+          for (const w of arr(body['mergeWhenClauses'])) {
+            const k = MERGE_ACTION[str(unwrap(w)?.[1]['commandType']) ?? ''];
+            if (k) acc.kinds.add(k);
+          }
+        }
+      }
+      return walkFields(body, acc, ctx);
+    case 'SelectStmt':
+      if (ctx.executing) {
+        const into = body['intoClause'];
+        if (isObj(into)) {
+          acc.kinds.add('create');
+          markWrite(into['rel'], acc);
+        }
+        if (arr(body['lockingClause']).length > 0) acc.kinds.add('lock');
+      }
+      return walkFields(body, acc, ctx);
+    case 'ExplainStmt': {
+      const query = unwrap(body['query']);
+      if (ctx.executing && explainAnalyzes(body['options'])) {
+        acc.flags.add('explain_analyze');
+        if (query) acc.kinds.add(statementKind(query[0], query[1]).kind);
+        return walkFields(body, acc, ctx);
+      }
+      return walkFields(body, acc, { ...ctx, executing: false });
+    }
+    case 'PrepareStmt': {
+      const query = unwrap(body['query']);
+      if (ctx.executing && query) acc.kinds.add(statementKind(query[0], query[1]).kind);
+      return walkFields(body, acc, ctx);
+    }
+    case 'CopyStmt':
+      if (ctx.executing) {
+        if (body['is_from'] === true) markWrite(body['relation'], acc);
+        if (body['is_program'] === true) acc.flags.add('copy_program');
+      }
+      return walkFields(body, acc, ctx);
+    case 'CallStmt': {
+      const call = body['funccall'];
+      if (isObj(call)) functionCall(call, acc);
+      return walkFields(body, acc, ctx);
+    }
+    case 'VariableSetStmt':
+      acc.hazard ??= settingHazard(str(body['name']), body);
+      return walkFields(body, acc, ctx);
+    case 'VacuumStmt':
+      if (ctx.executing && body['is_vacuumcmd'] === true) {
+        for (const r of arr(body['rels'])) markWrite(unwrap(r)?.[1]['relation'], acc);
+      }
+      return walkFields(body, acc, ctx);
+  }
+  if (ctx.executing && type.endsWith('Stmt')) {
+    const { kind } = statementKind(type, body);
+    if (WRITING_KINDS.has(kind) || type === 'ClusterStmt' || type === 'ReindexStmt') {
+      for (const f of TARGET_FIELDS) markWrite(body[f], acc);
+      const into = body['into'];
+      if (isObj(into)) markWrite(into['rel'], acc);
+      const base = body['base']; // CREATE FOREIGN TABLE holds a CreateStmt
+      if (isObj(base)) markWrite(base['relation'], acc);
+    }
+    namedObjects(type, body, acc);
+  }
+  walkFields(body, acc, ctx);
+}
+
+function functionCall(call: Obj, acc: Acc): void {
+  const parts = names(call['funcname']);
+  if (parts.length === 0) return;
+  const name = parts.join('.').toLowerCase();
+  acc.functions.add(name);
+  // set_config('client_encoding' | 'standard_conforming_strings', …) desyncs like SET does.
+  if (parts[parts.length - 1]!.toLowerCase() === 'set_config') {
+    const args = arr(call['args']);
+    const setting = constString(args[0]);
+    if (setting !== undefined) acc.hazard ??= settingHazard(setting.toLowerCase(), { kind: 'VAR_SET_VALUE', args: [args[1]] });
+  }
+}
+
+/** The string value of an A_Const (or a cast of one), if it is a constant. */
+function constString(v: unknown): string | undefined {
+  const n = unwrap(v);
+  if (!n) return undefined;
+  if (n[0] === 'A_Const') {
+    const s = n[1]['sval'];
+    if (isObj(s)) return str(s['sval']);
+    const i = n[1]['ival'];
+    if (isObj(i)) return String(typeof i['ival'] === 'number' ? i['ival'] : 0);
+    const b = n[1]['boolval'];
+    if (isObj(b)) return b['boolval'] === true ? 'true' : 'false';
+    return undefined;
+  }
+  if (n[0] === 'TypeCast') return constString(n[1]['arg']);
+  return undefined;
+}
+
+/**
+ * Settings that change how the server tokenizes SQL. This parser reads text as UTF-8 with
+ * standard_conforming_strings on; if the server read `\` or multibyte sequences otherwise,
+ * text judged here as one harmless string could run as several statements there.
+ */
+function settingHazard(name: string | undefined, body: Obj): string | undefined {
+  if (name !== 'client_encoding' && name !== 'standard_conforming_strings') return undefined;
+  if (body['kind'] !== 'VAR_SET_VALUE') return undefined; // DEFAULT / RESET go back to the session's start value
+  const values = arr(body['args']).map(constString);
+  const value = values.length === 1 ? values[0] : undefined;
+  if (name === 'client_encoding') {
+    const norm = value?.toLowerCase().replace(/[-_]/g, '');
+    if (norm === 'utf8' || norm === 'unicode') return undefined;
+  } else if (value !== undefined && ['on', 'true', 'yes', '1', 't', 'y'].includes(value.toLowerCase())) {
+    return undefined;
+  }
+  return `${name} = ${value ?? '?'} would make the server read SQL differently from agentgate's parser`;
+}
+
+/** Relations and schemas named by identifier lists rather than RangeVars. */
+function namedObjects(type: string, body: Obj, acc: Acc): void {
+  const schemaWrite = (s: string | undefined): void => {
+    if (s !== undefined) acc.writes.add(`${s}.*`);
+  };
+  switch (type) {
+    case 'DropStmt': {
+      const objtype = str(body['removeType']) ?? '';
+      for (const o of arr(body['objects'])) {
+        const n = unwrap(o);
+        if (!n) continue;
+        if (objtype === 'OBJECT_SCHEMA' && n[0] === 'String') schemaWrite(str(n[1]['sval']));
+        else if (n[0] === 'List') objectList(objtype, names(n[1]['items']), acc);
+      }
+      return;
+    }
+    case 'CommentStmt': {
+      const objtype = str(body['objtype']) ?? '';
+      const n = unwrap(body['object']);
+      if (!n) return;
+      if (objtype === 'OBJECT_SCHEMA' && n[0] === 'String') schemaWrite(str(n[1]['sval']));
+      else if (n[0] === 'List') objectList(objtype, names(n[1]['items']), acc);
+      return;
+    }
+    case 'GrantStmt':
+      if (body['targtype'] === 'ACL_TARGET_ALL_IN_SCHEMA' || body['objtype'] === 'OBJECT_SCHEMA') {
+        for (const s of names(body['objects'])) schemaWrite(s);
+      }
+      return;
+    case 'CreateSchemaStmt':
+      return schemaWrite(str(body['schemaname']));
+    case 'RenameStmt': {
+      const renameType = str(body['renameType']) ?? '';
+      if (renameType === 'OBJECT_SCHEMA') {
+        schemaWrite(str(body['subname']));
+        schemaWrite(str(body['newname']));
+        return;
+      }
+      const rv = body['relation'];
+      const newname = str(body['newname']);
+      if (RELATION_OBJECTS.has(renameType) && isObj(rv) && newname !== undefined) {
+        acc.writes.add(`${str(rv['schemaname']) ?? 'public'}.${newname}`);
+      }
+      return;
+    }
+    case 'AlterObjectSchemaStmt': {
+      const rv = body['relation'];
+      const to = str(body['newschema']);
+      if (isObj(rv) && to !== undefined) acc.writes.add(`${to}.${str(rv['relname']) ?? ''}`);
+      return;
+    }
+    case 'AlterTableStmt':
+      // ATTACH/DETACH PARTITION names a second relation that changes too.
+      for (const c of arr(body['cmds'])) {
+        const def = unwrap(unwrap(c)?.[1]['def']);
+        if (def && def[0] === 'PartitionCmd') markWrite(def[1]['name'], acc);
+      }
+      return;
+  }
+}
+
+function objectList(objtype: string, parts: string[], acc: Acc): void {
+  let rel: string | undefined;
+  if (RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts);
+  else if (ON_RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts.slice(0, -1));
+  if (rel !== undefined) acc.writes.add(rel);
+}

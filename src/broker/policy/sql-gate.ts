@@ -1,0 +1,62 @@
+/**
+ * The Postgres proxy's statement gate for one session: classify (cached by text, see
+ * sql-classify.ts), decide by policy, and shape the verdict the proxy and the reviewers
+ * see. Verdicts are also cached per session, since identity and target are fixed there.
+ */
+import type { BrokerConfig } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
+import type { GateVerdict, StatementGate } from '../postgres/proxy-gate.js';
+import { classifySql, type SqlClassification } from './sql-classify.js';
+import { decideSql } from './sql-rules.js';
+
+const SESSION_CACHE = 256;
+
+/** One Set per config's list, so the classifier's cache (keyed by text and this Set) is shared by sessions. */
+const functionSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+export function createSqlGate(identity: Identity, targetName: string, config: Pick<BrokerConfig, 'policies' | 'dangerousFunctions'>): StatementGate {
+  let dangerousFunctions = functionSets.get(config.dangerousFunctions);
+  if (!dangerousFunctions) {
+    dangerousFunctions = new Set(config.dangerousFunctions);
+    functionSets.set(config.dangerousFunctions, dangerousFunctions);
+  }
+  const functions = dangerousFunctions;
+  const cache = new Map<string, GateVerdict>();
+  return {
+    judge(sql: string): GateVerdict {
+      const hit = cache.get(sql);
+      if (hit) return hit;
+      const c = classifySql(sql, { dangerousFunctions: functions });
+      const d = decideSql(identity, targetName, config.policies, c);
+      const verdict: GateVerdict = {
+        effect: d.effect,
+        policy: d.policy,
+        rule: d.rule,
+        reason: d.reason,
+        fingerprint: c.fingerprint,
+        classification: summarize(c),
+      };
+      if (d.approvers) verdict.approvers = d.approvers;
+      if (d.grantSeconds !== undefined) verdict.grantSeconds = d.grantSeconds;
+      if (cache.size >= SESSION_CACHE) cache.delete(cache.keys().next().value as string);
+      cache.set(sql, verdict);
+      return verdict;
+    },
+  };
+}
+
+/** Kinds, relations and flags across the string's statements: small, and free of values. */
+export function summarize(c: SqlClassification): Record<string, unknown> {
+  if (!c.ok) return { parse_error: c.error };
+  const kinds = new Set<string>();
+  const reads = new Set<string>();
+  const writes = new Set<string>();
+  const flags = new Set<string>();
+  for (const s of c.statements) {
+    for (const k of s.kinds) kinds.add(k);
+    for (const r of s.reads) reads.add(r);
+    for (const w of s.writes) writes.add(w);
+    for (const f of s.flags) flags.add(f);
+  }
+  return { kinds: [...kinds], reads: [...reads], writes: [...writes], flags: [...flags], statements: c.statements.length };
+}

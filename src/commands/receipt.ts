@@ -1,0 +1,65 @@
+/**
+ * `agentgate receipt verify FILE [--key JWKS] [--audit EXPORT] [--json]` — check a session
+ * receipt's signature offline and print what it attests; with --audit, also check that an
+ * export holds the session's events and that its chain reaches the receipt's head.
+ */
+import type { Command } from 'commander';
+import { AgentgateError, ExitCode } from '../errors.js';
+import type { ReceiptCheck } from '../client/receipt-check.js';
+import { describeReceipt } from '../shared/receipt.js';
+import { trustOf } from './audit.js';
+import { print, printJson } from './render.js';
+
+interface VerifyOptions {
+  key?: string;
+  audit?: string;
+  ca?: string;
+  fingerprint?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const receipt = program.command('receipt').description('verify signed session receipts');
+  receipt
+    .command('verify <file>')
+    .description("verify a receipt's signature offline and print what it attests")
+    .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: jwks.json beside the receipt")
+    .option('--audit <export>', "an audit export to check the receipt against (the session's events, the chain up to its head)")
+    .option('--ca <file>', 'PEM file to trust when --key is an https URL (env AGENTGATE_CA)')
+    .option('--fingerprint <sha256>', 'pin the certificate when --key is an https URL (env AGENTGATE_FINGERPRINT)')
+    .option('--json', 'print one JSON document on stdout')
+    .action(async (file: string, opts: VerifyOptions) => {
+      const { checkReceipt } = await import('../client/receipt-check.js');
+      const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts) });
+      if (opts.json) {
+        printJson(check);
+        if (!check.ok) process.exitCode = ExitCode.error;
+        return;
+      }
+      if (!check.ok) {
+        throw new AgentgateError(check.error.code, `${file}: ${check.error.message}`, ExitCode.error, { hint: check.error.hint });
+      }
+      print(describe(file, check));
+    });
+}
+
+function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string {
+  const p = c.statement.predicate;
+  const lines = [
+    `OK ${file}: signed by ${c.keyid} (${c.keysFrom})`,
+    `  ${describeReceipt(p)}`,
+    `  session:   ${p.session}${p.connect_session ? ` (connect session ${p.connect_session})` : ''}`,
+    `  actor:     ${p.actor.sub}${p.actor.name ? ` (${p.actor.name})` : ''}, ${p.actor.kind}, groups ${p.actor.groups.join(', ') || '(none)'}`,
+    `  policy:    ${p.policy.name ?? '(none)'} sha256:${p.policy.sha256}`,
+    `  audit:     events from seq ${p.audit.first_seq}, chain head seq ${p.audit.head_seq} ${p.audit.head_hash}`,
+    `  broker:    ${p.broker.url}, issued ${p.issued_at}`,
+    ...p.approvals.map((a) => `  approval:  ${a.id} ${a.decision} by ${a.approver ?? '(nobody)'} at ${a.at}${a.reason ? `: ${a.reason}` : ''}`),
+  ];
+  if (c.audit) {
+    lines.push(
+      `  export:    ${c.audit.file}: chain intact through the receipt's head; ${c.audit.sessionEvents} events of this session (${c.audit.statements} statements)`,
+    );
+    for (const n of c.audit.notes) lines.push(`  note: ${n}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,36 @@
+/** `agentgate requests [--all] [--json]` — approval requests you made or may review, with status. */
+import type { Command } from 'commander';
+import { addBrokerOptions } from '../client/broker-options.js';
+import { print, printJson, say } from './render.js';
+
+interface RequestsFlags {
+  broker?: string;
+  ca?: string;
+  fingerprint?: string;
+  tokenFile?: string;
+  all?: boolean;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('requests')
+    .description('list approval requests you made or may review (pending ones; --all for decided, expired and withdrawn too)')
+    .option('--all', 'include requests that are no longer pending')
+    .option('--json', 'print one JSON document on stdout');
+  addBrokerOptions(cmd).action(async (flags: RequestsFlags) => {
+    const { listRequests } = await import('../client/approvals.js');
+    const res = await listRequests({ broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile }, { all: Boolean(flags.all) });
+    if (flags.json) {
+      printJson(res);
+      return;
+    }
+    if (res.requests.length === 0) {
+      say(flags.all ? 'No requests: none you made or may review (the broker keeps them for 24 hours).' : 'No pending requests. Use --all to include decided ones.');
+      return;
+    }
+    const { requestsTable } = await import('../ui/format.js');
+    print(requestsTable(res.requests));
+    if (res.requests.some((r) => r.can_decide)) say('review with: agentgate approve   (or agentgate approve ID --approve | --deny --reason "…")');
+  });
+}

@@ -1,0 +1,380 @@
+/**
+ * A stand-in Kubernetes API server for tests: HTTPS on 127.0.0.1:0 speaking enough of the
+ * real API on the wire for the real kubectl: legacy discovery (/api, /apis, /api/v1),
+ * /version, OpenAPI stubs, and namespaces, pods, secrets and configmaps with get, list,
+ * create, delete and watch (JSON lines, streamed), the server-side `Table` form kubectl
+ * asks for, and `Status` errors. It requires the upstream bearer token the broker must
+ * present, records every request it sees, and answers an upgrade on `…/exec` with 101 and
+ * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe).
+ *
+ * There is no Kubernetes API server package for this machine; this is the smallest thing
+ * that keeps kubectl honest.
+ */
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { makeTestCert } from './tls.js';
+
+export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps';
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; creationTimestamp?: string; annotations?: Record<string, string>; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export interface KubeApiServer {
+  /** `https://127.0.0.1:<port>` */
+  url: string;
+  /** PEM of the self-signed certificate (its own CA). */
+  caPem: string;
+  /** The bearer token the server accepts. */
+  token: string;
+  /** Every request seen, in order (upgrades included). */
+  readonly requests: RecordedRequest[];
+  /** Create or replace an object; open watches see ADDED or MODIFIED. */
+  put(resource: KubeResource, obj: KubeObject): KubeObject;
+  remove(resource: KubeResource, namespace: string, name: string): boolean;
+  get(resource: KubeResource, namespace: string, name: string): KubeObject | undefined;
+  /** Open watch streams (optionally of one resource). */
+  watchers(resource?: KubeResource): number;
+  /** End every open watch stream. */
+  endWatches(): void;
+  /** Whether a watch of `resource` has ended since it was opened (tests of streaming). */
+  readonly watchesEnded: number;
+  close(): Promise<void>;
+}
+
+const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap' };
+const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true };
+const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
+
+const API_RESOURCES = {
+  kind: 'APIResourceList',
+  apiVersion: 'v1',
+  groupVersion: 'v1',
+  resources: [
+    { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['ns'] },
+    { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ALL_VERBS, shortNames: ['po'], categories: ['all'] },
+    { name: 'pods/exec', singularName: '', namespaced: true, kind: 'PodExecOptions', verbs: ['create', 'get'] },
+    { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] },
+    { name: 'secrets', singularName: 'secret', namespaced: true, kind: 'Secret', verbs: ALL_VERBS },
+    { name: 'configmaps', singularName: 'configmap', namespaced: true, kind: 'ConfigMap', verbs: ALL_VERBS, shortNames: ['cm'] },
+  ],
+};
+
+interface Watcher {
+  resource: KubeResource;
+  namespace: string;
+  name: string | undefined;
+  table: boolean;
+  includeObject: string;
+  res: ServerResponse;
+  firstTable: boolean;
+}
+
+export async function startKubeApiServer(opts: { token?: string } = {}): Promise<KubeApiServer> {
+  const { cert, key } = makeTestCert();
+  const token = opts.token ?? `upstream-${randomUUID()}`;
+  const store = new Map<string, KubeObject>();
+  const requests: RecordedRequest[] = [];
+  const watchers = new Set<Watcher>();
+  const upgraded = new Set<Duplex>();
+  let rv = 100;
+  let watchesEnded = 0;
+  let port = 0;
+
+  const keyOf = (r: KubeResource, ns: string, name: string): string => `${r}/${NAMESPACED[r] ? ns : ''}/${name}`;
+
+  function status(res: ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
+    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
+    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  function json(res: ServerResponse, code: number, doc: unknown): void {
+    const body = JSON.stringify(doc);
+    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'audit-id': randomUUID() });
+    res.end(body);
+  }
+
+  function withKind(r: KubeResource, o: KubeObject): KubeObject {
+    return { apiVersion: 'v1', kind: KINDS[r], ...structuredClone(o) };
+  }
+
+  function age(o: KubeObject): string {
+    const s = Math.max(0, Math.round((Date.now() - Date.parse(o.metadata.creationTimestamp ?? new Date().toISOString())) / 1000));
+    return s < 120 ? `${s}s` : `${Math.round(s / 60)}m`;
+  }
+
+  function columns(r: KubeResource): { name: string; type: string; format: string; description: string; priority: number }[] {
+    const col = (name: string, format = ''): { name: string; type: string; format: string; description: string; priority: number } => ({ name, type: 'string', format, description: name, priority: 0 });
+    switch (r) {
+      case 'pods':
+        return [col('Name', 'name'), col('Ready'), col('Status'), col('Restarts'), col('Age')];
+      case 'secrets':
+        return [col('Name', 'name'), col('Type'), col('Data'), col('Age')];
+      case 'configmaps':
+        return [col('Name', 'name'), col('Data'), col('Age')];
+      case 'namespaces':
+        return [col('Name', 'name'), col('Status'), col('Age')];
+    }
+  }
+
+  function cells(r: KubeResource, o: KubeObject): unknown[] {
+    switch (r) {
+      case 'pods': {
+        const phase = (o['status'] as { phase?: string } | undefined)?.phase ?? 'Pending';
+        return [o.metadata.name, phase === 'Running' ? '1/1' : '0/1', phase, '0', age(o)];
+      }
+      case 'secrets':
+        return [o.metadata.name, (o['type'] as string | undefined) ?? 'Opaque', Object.keys((o['data'] as object | undefined) ?? {}).length, age(o)];
+      case 'configmaps':
+        return [o.metadata.name, Object.keys((o['data'] as object | undefined) ?? {}).length, age(o)];
+      case 'namespaces':
+        return [o.metadata.name, 'Active', age(o)];
+    }
+  }
+
+  function row(r: KubeResource, o: KubeObject, includeObject: string): Record<string, unknown> {
+    const out: Record<string, unknown> = { cells: cells(r, o) };
+    if (includeObject === 'Object') out['object'] = withKind(r, o);
+    else if (includeObject !== 'None') out['object'] = { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: structuredClone(o.metadata) };
+    return out;
+  }
+
+  function table(r: KubeResource, objs: KubeObject[], includeObject: string, withColumns = true): Record<string, unknown> {
+    return {
+      kind: 'Table',
+      apiVersion: 'meta.k8s.io/v1',
+      metadata: { resourceVersion: String(rv) },
+      ...(withColumns ? { columnDefinitions: columns(r) } : {}),
+      rows: objs.map((o) => row(r, o, includeObject)),
+    };
+  }
+
+  function matching(r: KubeResource, ns: string, name: string | undefined): KubeObject[] {
+    const out: KubeObject[] = [];
+    for (const [k, o] of store) {
+      if (!k.startsWith(`${r}/`)) continue;
+      if (NAMESPACED[r] && ns && o.metadata.namespace !== ns) continue;
+      if (name !== undefined && o.metadata.name !== name) continue;
+      out.push(o);
+    }
+    return out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+  }
+
+  function notify(r: KubeResource, type: 'ADDED' | 'MODIFIED' | 'DELETED', o: KubeObject): void {
+    for (const w of watchers) {
+      if (w.resource !== r) continue;
+      if (NAMESPACED[r] && w.namespace && o.metadata.namespace !== w.namespace) continue;
+      if (w.name !== undefined && w.name !== o.metadata.name) continue;
+      sendEvent(w, type, o);
+    }
+  }
+
+  function sendEvent(w: Watcher, type: string, o: KubeObject): void {
+    const object = w.table ? table(w.resource, [o], w.includeObject, w.firstTable) : withKind(w.resource, o);
+    w.firstTable = false;
+    w.res.write(JSON.stringify({ type, object }) + '\n');
+  }
+
+  function put(r: KubeResource, obj: KubeObject): KubeObject {
+    const ns = NAMESPACED[r] ? (obj.metadata.namespace ?? 'default') : undefined;
+    const k = keyOf(r, ns ?? '', obj.metadata.name);
+    const existing = store.get(k);
+    const o = structuredClone(obj);
+    delete o.apiVersion;
+    delete o.kind;
+    o.metadata = {
+      ...o.metadata,
+      ...(ns ? { namespace: ns } : {}),
+      uid: existing?.metadata.uid ?? randomUUID(),
+      resourceVersion: String(++rv),
+      creationTimestamp: existing?.metadata.creationTimestamp ?? new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z'),
+    };
+    if (r === 'pods' && !o['status']) o['status'] = { phase: 'Running' };
+    store.set(k, o);
+    notify(r, existing ? 'MODIFIED' : 'ADDED', o);
+    return withKind(r, o);
+  }
+
+  function remove(r: KubeResource, ns: string, name: string): boolean {
+    const k = keyOf(r, ns, name);
+    const o = store.get(k);
+    if (!o) return false;
+    store.delete(k);
+    o.metadata.resourceVersion = String(++rv);
+    notify(r, 'DELETED', o);
+    return true;
+  }
+
+  for (const ns of ['default', 'kube-system']) put('namespaces', { metadata: { name: ns } });
+
+  async function readJson(req: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
+    const text = Buffer.concat(chunks).toString('utf8');
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'https://stand-in');
+    const path = url.pathname.replace(/\/$/, '') || '/';
+    const method = req.method ?? 'GET';
+    if (path === '/version') {
+      return json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-standin', gitCommit: '0', gitTreeState: 'clean', buildDate: '2025-01-01T00:00:00Z', goVersion: 'go1.23', compiler: 'gc', platform: 'linux/amd64' });
+    }
+    if (path === '/api') {
+      return json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${port}` }] });
+    }
+    if (path === '/apis') return json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
+    if (path === '/api/v1') return json(res, 200, API_RESOURCES);
+    if (path.startsWith('/openapi/v3')) return json(res, 200, { paths: {} });
+    if (path.startsWith('/openapi')) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+
+    // /api/v1[/namespaces/{ns}]/{resource}[/{name}[/{sub}]]
+    const parts = path.split('/').slice(3);
+    let ns = '';
+    if (parts[0] === 'namespaces' && parts.length >= 3) {
+      ns = parts[1] as string;
+      parts.splice(0, 2);
+    }
+    const r = parts[0] as KubeResource | undefined;
+    if (!path.startsWith('/api/v1/') || !r || !(r in KINDS)) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+    const name = parts[1];
+    if (parts.length > 2) return status(res, 404, 'NotFound', `the server could not find the requested resource (${parts[2]})`);
+    const accept = String(req.headers['accept'] ?? '');
+    const asTable = /as=Table/.test(accept);
+    const includeObject = url.searchParams.get('includeObject') ?? 'Metadata';
+    const notFound = (): void => status(res, 404, 'NotFound', `${r} "${name}" not found`, { name, kind: r });
+
+    if (method === 'GET' && name === undefined) {
+      const watch = url.searchParams.get('watch');
+      const field = /metadata\.name=([^,]+)/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
+      if (watch === '1' || watch === 'true') {
+        res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache, private' });
+        res.flushHeaders();
+        const w: Watcher = { resource: r, namespace: ns, name: field, table: asTable, includeObject, res, firstTable: true };
+        watchers.add(w);
+        const since = url.searchParams.get('resourceVersion');
+        if (!since || since === '0') for (const o of matching(r, ns, field)) sendEvent(w, 'ADDED', o);
+        const timeout = Number(url.searchParams.get('timeoutSeconds') ?? '0');
+        const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+        res.once('close', () => {
+          clearTimeout(timer);
+          if (watchers.delete(w)) watchesEnded++;
+        });
+        return;
+      }
+      const items = matching(r, ns, field);
+      if (asTable) return json(res, 200, table(r, items, includeObject));
+      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
+    }
+    if (method === 'GET') {
+      const o = store.get(keyOf(r, ns, name as string));
+      if (!o) return notFound();
+      if (asTable) return json(res, 200, table(r, [o], includeObject));
+      return json(res, 200, withKind(r, o));
+    }
+    if ((method === 'POST' || method === 'PUT') && !/^application\/json\b/.test(String(req.headers['content-type'] ?? ''))) {
+      req.resume();
+      return status(res, 415, 'UnsupportedMediaType', `the stand-in only reads JSON bodies, not ${String(req.headers['content-type'] ?? 'none')}`);
+    }
+    if (method === 'POST' && name === undefined) {
+      const body = (await readJson(req)) as KubeObject | undefined;
+      if (!body?.metadata?.name) return status(res, 422, 'Invalid', `${KINDS[r]} is invalid: metadata.name: Required value`);
+      if (store.has(keyOf(r, ns, body.metadata.name))) return status(res, 409, 'AlreadyExists', `${r} "${body.metadata.name}" already exists`, { name: body.metadata.name, kind: r });
+      return json(res, 201, put(r, { ...body, metadata: { ...body.metadata, ...(ns ? { namespace: ns } : {}) } }));
+    }
+    if (method === 'DELETE' && name !== undefined) {
+      await readJson(req).catch(() => undefined);
+      const o = store.get(keyOf(r, ns, name));
+      if (!o) return notFound();
+      remove(r, ns, name);
+      return json(res, 200, withKind(r, o));
+    }
+    return status(res, 405, 'MethodNotAllowed', `${method} is not supported on ${r} by the stand-in`);
+  }
+
+  const server = https.createServer({ cert, key }, (req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      status(res, 401, 'Unauthorized', 'Unauthorized');
+      return;
+    }
+    handle(req, res).catch((err: Error) => {
+      if (!res.headersSent) status(res, 500, 'InternalError', err.message);
+      else res.destroy();
+    });
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)$/.exec((req.url ?? '').split('?')[0] ?? '');
+    if (!m || !store.has(keyOf('pods', m[1] as string, m[2] as string))) {
+      // Like the real server: not switched, so the connection stays an HTTP connection
+      // (keep-alive), and whatever the client sends next is parsed as its next request.
+      const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'pods not found', reason: 'NotFound', code: 404 });
+      socket.write(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      if (head.length > 0) socket.unshift(head);
+      server.emit('connection', socket);
+      return;
+    }
+    const proto = req.headers['sec-websocket-protocol'];
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\n' +
+        `Upgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n` +
+        (proto ? `Sec-WebSocket-Protocol: ${String(proto).split(',')[0]?.trim()}\r\n` : '') +
+        '\r\n',
+    );
+    if (head.length > 0) socket.write(head);
+    socket.on('error', () => {});
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    socket.pipe(socket);
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `https://127.0.0.1:${port}`,
+    caPem: cert,
+    token,
+    requests,
+    put,
+    remove,
+    get: (r, ns, name) => {
+      const o = store.get(keyOf(r, ns, name));
+      return o ? withKind(r, o) : undefined;
+    },
+    watchers: (r) => [...watchers].filter((w) => r === undefined || w.resource === r).length,
+    endWatches() {
+      for (const w of watchers) w.res.end();
+    },
+    get watchesEnded() {
+      return watchesEnded;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const w of watchers) w.res.destroy();
+        for (const s of upgraded) s.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * The whole Kubernetes path on one machine, every part real except the cluster: the
+ * stand-in API server (test/helpers/kube-apiserver.ts), an OIDC-style issuer, the broker
+ * (HTTPS, tunnel, Kubernetes proxy, approvals, SQLite audit), the CLI side (tunnel dialer,
+ * local listener, the session's kubeconfig), and the real kubectl binary.
+ */
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Agent } from 'undici';
+import { startKubeApiServer, type KubeApiServer } from '../helpers/kube-apiserver.js';
+import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
+import { makeBrokerConfig, makeTempDir, type TempDir } from '../broker/fixtures.js';
+import { runBroker, type Broker } from '../../src/broker/index.js';
+import { startConnectSession, type ConnectSession } from '../../src/tunnel/connect-session.js';
+import type { BrokerConfig, KubernetesTargetConfig, MaskingConfig, PolicyConfig } from '../../src/broker/config/types.js';
+import type { Identity } from '../../src/broker/identity/types.js';
+import { Secret } from '../../src/shared/secret.js';
+import { silentLogger } from '../../src/broker/log.js';
+import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import { connectKubernetes, type KubernetesEndpoint } from '../../src/client/connect-kubernetes.js';
+
+export const TARGET = 'k8s-test';
+
+export const DEFAULT_POLICIES: PolicyConfig[] = [
+  {
+    name: 'agents-k8s',
+    subjects: { groups: ['ai-agents'] },
+    targets: [TARGET],
+    rules: [
+      { name: 'read', k8s: { verbs: ['get', 'list', 'watch'] }, effect: 'allow', extra: {} },
+      { name: 'delete-held', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
+      { name: 'no-exec', k8s: { verbs: ['exec', 'attach', 'portforward'] }, effect: 'deny', extra: {} },
+      { name: 'rest', effect: 'deny', extra: {} },
+    ],
+  },
+];
+
+export interface KubectlResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Connection {
+  session: ConnectSession;
+  endpoint: KubernetesEndpoint;
+  port: number;
+  kubeconfig: string;
+  close(): Promise<void>;
+}
+
+export interface K8sStack {
+  api: KubeApiServer;
+  issuer: TestIssuer;
+  tmp: TempDir;
+  config: BrokerConfig;
+  broker: Broker;
+  /** agent-7 in ai-agents. */
+  main: Connection;
+  /** Runs kubectl with the main connection's kubeconfig (or another), never throwing. */
+  kubectl(args: string[], opts?: { kubeconfig?: string; timeoutMs?: number }): Promise<KubectlResult>;
+  /** Starts kubectl without waiting for it (watches). */
+  spawnKubectl(args: string[], opts?: { kubeconfig?: string }): ChildProcessWithoutNullStreams;
+  /** Another connect session as another identity. */
+  connectAs(sub: string, groups: string[]): Promise<Connection>;
+  /** A reviewer identity for approvals.decide(). */
+  reviewer(sub?: string): Identity;
+  events(): Promise<AuditRecord[]>;
+  close(): Promise<void>;
+}
+
+export interface K8sStackOptions {
+  policies?: PolicyConfig[];
+  masking?: MaskingConfig;
+}
+
+export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
+  const api = await startKubeApiServer();
+  const issuer = await startTestIssuer();
+  const tmp = await makeTempDir('agentgate-k8s-');
+  const caPath = join(tmp.path, 'k8s-ca.pem');
+  await writeFile(caPath, api.caPem, { mode: 0o600 });
+  // kubectl keeps a discovery cache under $HOME/.kube/cache: keep it inside the test.
+  const home = join(tmp.path, 'home');
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  const target: KubernetesTargetConfig = {
+    type: 'kubernetes',
+    name: TARGET,
+    server: api.url,
+    ca: caPath,
+    token: new Secret(api.token, '${env:K8S_TOKEN}'),
+    clientCert: undefined,
+    clientKey: undefined,
+  };
+  const config = makeBrokerConfig(tmp.path, {
+    identity: { issuer: issuer.issuer },
+    targets: { [TARGET]: target },
+    policies: opts.policies ?? DEFAULT_POLICIES,
+    masking: opts.masking ? { [TARGET]: opts.masking } : {},
+  });
+  const broker = await runBroker(config, { port: 0, logger: silentLogger });
+  const dispatcher = new Agent({ connect: { ca: broker.keys.tlsCertPem } });
+  const connections: Connection[] = [];
+
+  const open = async (sub: string, groups: string[]): Promise<Connection> => {
+    const tok = await issuer.sign({ sub, groups }, { expiresIn: 3600 });
+    const session = startConnectSession({
+      endpoint: `${broker.url}/v1/tunnel`,
+      dispatcher,
+      getToken: async () => tok,
+      hostKeyFingerprint: broker.keys.sshHostKeyFingerprint,
+      reconnect: false,
+    });
+    const endpoint = await connectKubernetes(session, { target: TARGET, host: '127.0.0.1', port: 0, dir: join(tmp.path, `kube-${sub}`) });
+    const conn: Connection = {
+      session,
+      endpoint,
+      port: endpoint.listener.address.port,
+      kubeconfig: endpoint.kubeconfig,
+      close: async () => {
+        await endpoint.close();
+        await session.close();
+      },
+    };
+    connections.push(conn);
+    return conn;
+  };
+  const main = await open('agent-7', ['ai-agents']);
+
+  const env = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, KUBECACHEDIR: join(home, 'cache') });
+  const kubectlArgs = (args: string[], kubeconfig: string): string[] => ['--kubeconfig', kubeconfig, ...args];
+
+  return {
+    api,
+    issuer,
+    tmp,
+    config,
+    broker,
+    main,
+    kubectl(args, o = {}) {
+      return new Promise<KubectlResult>((resolve) => {
+        execFile('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: env(), timeout: o.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
+          resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+        });
+      });
+    },
+    spawnKubectl(args, o = {}) {
+      return spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
+    },
+    connectAs: open,
+    reviewer(sub = 'sre-1') {
+      return { sub, groups: ['sre'], kind: 'human', issuer: issuer.issuer, expiresAt: Math.floor(Date.now() / 1000) + 3600 };
+    },
+    async events() {
+      const out: AuditRecord[] = [];
+      for await (const r of broker.audit.read({})) out.push(r);
+      return out;
+    },
+    async close() {
+      for (const c of connections) await c.close().catch(() => {});
+      await broker.close().catch(() => {});
+      await dispatcher.close().catch(() => {});
+      await api.close().catch(() => {});
+      await issuer.close().catch(() => {});
+      await tmp.remove().catch(() => {});
+    },
+  };
+}
+
+/** Poll until `check` returns a value, or fail after `timeoutMs`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

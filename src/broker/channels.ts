@@ -13,6 +13,7 @@ import { decidingPolicy } from './access.js';
 import { CancelRegistry, PgProxySession, type SessionSummary, type TargetAccess } from './postgres/proxy-session.js';
 import { parseScramVerifier, type ScramVerifier } from './postgres/scram.js';
 import { createSqlGate } from './policy/sql-gate.js';
+import { compileMaskingPlan, type MaskingPlan } from './masking/rules.js';
 import type { ApprovalService } from './approvals/types.js';
 import { K8sProxy } from './kubernetes/proxy.js';
 
@@ -22,6 +23,8 @@ export interface ChannelRouterDeps {
   logger: Logger;
   /** Where `review` statements wait; without it they are refused. */
   approvals?: ApprovalService;
+  /** The broker's key for the `hash` masking style (stable across restarts). */
+  maskingKey?: Buffer;
   onSessionEnd?: (summary: SessionSummary) => void;
 }
 
@@ -50,6 +53,13 @@ export function accessFor(identity: Identity, target: string, config: BrokerConf
 function header(channel: TunnelChannel<Identity>, name: string): string | undefined {
   const v = channel.headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** The session's masking: the target's rules as the deciding policy inherits, extends or turns off. */
+function maskingFor(identity: Identity, target: string, config: BrokerConfig, key: Buffer | undefined): { masking?: { plan: MaskingPlan; key: Buffer } } {
+  if (!key) return {};
+  const plan = compileMaskingPlan(target, config.masking, decidingPolicy(identity, target, config.policies)?.masking);
+  return plan ? { masking: { plan, key } } : {};
 }
 
 export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
@@ -89,6 +99,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
             access: accessFor(channel.identity, target.name, config),
             verifier,
             gate: createSqlGate(channel.identity, target.name, config),
+            ...maskingFor(channel.identity, target.name, config, deps.maskingKey),
             ...(deps.approvals ? { approvals: deps.approvals } : {}),
             audit: deps.audit,
             cancels,

@@ -17,6 +17,7 @@ import { ensureBrokerKeys } from './keys.js';
 import type { SessionSummary } from './postgres/proxy-session.js';
 import { BrokerError } from '../errors.js';
 import { loadSqlParser } from './policy/sql-classify.js';
+import { loadOrCreateMaskingKey } from './masking/key.js';
 import { createApprovalService } from './approvals/service.js';
 import { approvalRoutes } from './approvals/routes.js';
 import type { ApprovalService } from './approvals/types.js';
@@ -68,6 +69,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     audit: store,
     logger: logger.child({ component: 'proxy' }),
     approvals,
+    maskingKey: loadOrCreateMaskingKey(config.stateDir),
     onSessionEnd,
   });
   const acceptor = createTunnelAcceptor<Identity>({

@@ -132,54 +132,69 @@ export async function exportAudit(opts: ExportCallOptions): Promise<ExportResult
   }
 }
 
-/** Copies the body to the file or stdout, watching lines go by for progress and the end record. */
+/**
+ * Copies the body to the file or stdout. Only a few lines are decoded on the way: the
+ * first (the header) and each chunk's last complete line (progress, and the end record).
+ */
 async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefined, opts: ExportCallOptions, resumed: boolean): Promise<ExportResult> {
   const format = opts.selection.format;
   const stdout = opts.stdout ?? process.stdout;
   let bytes = 0;
-  let partial = '';
+  /** Bytes after the last newline seen (a line still arriving). */
+  let carry: Buffer = Buffer.alloc(0);
+  let headerBytes: Buffer | undefined = Buffer.alloc(0);
   let header: ExportHeader | undefined;
   let endLine: string | undefined;
   let lastSeq: number | null = null;
   let lastReport = 0;
-  for await (const chunk of body) {
-    bytes += chunk.length;
-    if (fh) await fh.write(chunk);
-    else if (!stdout.write(chunk)) await new Promise<void>((r) => stdout.once('drain', () => r()));
+  const incomplete = (why: string, cause?: unknown): AgentgateError =>
+    new AgentgateError('AG_EXPORT_INCOMPLETE', `the export stopped ${why} (last event seq ${lastSeq ?? 'none'}, ${bytes} bytes)`, 1, {
+      hint: opts.out ? `resume it: run the same command with --after-seq ${lastSeq ?? opts.selection.afterSeq ?? 0}` : 'run the export again (with --out FILE it can be resumed)',
+      cause,
+    });
+  try {
+    for await (const chunk of body) {
+      bytes += chunk.length;
+      if (fh) await fh.write(chunk);
+      else if (!stdout.write(chunk)) await new Promise<void>((r) => stdout.once('drain', () => r()));
 
-    // Only the chunk's last complete line is looked at (and the first line, for the header).
-    const text = partial + chunk.toString('utf8');
-    const nl = text.lastIndexOf('\n');
-    if (nl < 0) {
-      partial = text;
-      continue;
+      if (headerBytes) {
+        const nl = chunk.indexOf(10);
+        if (nl < 0) headerBytes = Buffer.concat([headerBytes, chunk]);
+        else {
+          header = parseControl(Buffer.concat([headerBytes, chunk.subarray(0, nl)]).toString('utf8'), format) as ExportHeader | undefined;
+          headerBytes = undefined;
+        }
+      }
+      const nl = chunk.lastIndexOf(10);
+      if (nl < 0) {
+        carry = Buffer.concat([carry, chunk]);
+        continue;
+      }
+      const prevNl = nl > 0 ? chunk.lastIndexOf(10, nl - 1) : -1;
+      const line = (prevNl >= 0 ? chunk.subarray(prevNl + 1, nl) : Buffer.concat([carry, chunk.subarray(0, nl)])).toString('utf8');
+      // A copy: a view would keep the whole chunk alive.
+      carry = Buffer.from(chunk.subarray(nl + 1));
+      const ctl = parseControl(line, format);
+      if (ctl?.type === EXPORT_END_TYPE) endLine = line;
+      else {
+        endLine = undefined;
+        const s = seqOfLine(line, format);
+        if (s !== null) lastSeq = s;
+      }
+      const now = Date.now();
+      if (opts.onProgress && now - lastReport > 100) {
+        lastReport = now;
+        opts.onProgress({ seq: lastSeq, fromSeq: header?.anchor?.first_seq ?? null, untilSeq: header?.query?.until_seq ?? null, bytes });
+      }
     }
-    partial = text.slice(nl + 1);
-    if (!header) {
-      const first = text.slice(0, text.indexOf('\n'));
-      header = parseControl(first, format) as ExportHeader | undefined;
-    }
-    const prevNl = text.lastIndexOf('\n', nl - 1);
-    const line = text.slice(prevNl + 1, nl);
-    const ctl = parseControl(line, format);
-    if (ctl?.type === EXPORT_END_TYPE) endLine = line;
-    else {
-      const s = seqOfLine(line, format);
-      if (s !== null) lastSeq = s;
-    }
-    const now = Date.now();
-    if (opts.onProgress && now - lastReport > 100) {
-      lastReport = now;
-      opts.onProgress({ seq: lastSeq, fromSeq: header?.anchor?.first_seq ?? null, untilSeq: header?.query?.until_seq ?? null, bytes });
-    }
+  } catch (err) {
+    if (fh) await fh.sync().catch(() => undefined);
+    throw incomplete(`when the connection broke: ${(err as Error).message}`, err);
   }
   if (fh) await fh.sync();
-  const end = endLine ? (parseControl(endLine, format) as { count?: number; last?: { seq: number } | null } | undefined) : undefined;
-  if (!end || header?.type !== EXPORT_HEADER_TYPE) {
-    throw new AgentgateError('AG_EXPORT_INCOMPLETE', `the export stopped before its end record (last event seq ${lastSeq ?? 'none'}, ${bytes} bytes)`, 1, {
-      hint: opts.out ? `resume it: run the same command with --after-seq ${lastSeq ?? opts.selection.afterSeq ?? 0}` : 'run the export again (with --out FILE it can be resumed)',
-    });
-  }
+  const end = endLine !== undefined && carry.length === 0 ? (parseControl(endLine, format) as { count?: number; last?: { seq: number } | null } | undefined) : undefined;
+  if (!end || header?.type !== EXPORT_HEADER_TYPE) throw incomplete('before its end record');
   opts.onProgress?.({ seq: end.last?.seq ?? lastSeq, fromSeq: header.anchor.first_seq, untilSeq: header.query.until_seq, bytes });
   return {
     out: opts.out ?? null,

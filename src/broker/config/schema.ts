@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { SQL_FLAGS } from './types.js';
 import { unknownSqlKinds } from '../policy/sql-kinds.js';
+import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
 import type {
   ApprovalsConfig,
   WebhookConfig,
@@ -398,7 +399,15 @@ export function brokerConfigSchema(ctx: SchemaContext) {
 
   const maskingRules = strictObject({
     columns: textList.default(() => []),
-    detectors: textList.default(() => []),
+    detectors: textList
+      .check(
+        z.superRefine((list: string[], c) => {
+          for (const n of parseDetectorNames(list).unknown) {
+            c.addIssue({ code: 'custom', message: `unknown detector "${n}" (known: ${[...DETECTOR_NAMES, 'ssn', 'all'].join(', ')})` });
+          }
+        }),
+      )
+      .default(() => []),
     style: z.enum(MASKING_STYLES).default('full'),
   }).transform((m): MaskingConfig => ({ columns: m.columns, detectors: m.detectors, style: m.style }));
 

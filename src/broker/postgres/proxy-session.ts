@@ -51,6 +51,8 @@ import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-ga
 import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
 import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
 import { noticeResponse } from './build-backend.js';
+import { createCatalogLookup, maskSqlText, ResultMasker } from './proxy-masking.js';
+import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 
@@ -67,6 +69,8 @@ export interface PgProxySessionOptions {
   gate: StatementGate;
   /** Where `review` statements wait for a human; without it they are refused. */
   approvals?: ApprovalService;
+  /** What to mask in results and in recorded statement text; absent = nothing. */
+  masking?: { plan: MaskingPlan; key: Buffer };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -176,6 +180,13 @@ export class PgProxySession {
   #pendingBytes = 0;
   /** After a refused Execute: what to send with the next Sync (messages up to it are dropped). */
   #skipUntilSync: { portal: string; note: StatementNote; sql: string } | undefined;
+  #masker: ResultMasker | undefined;
+  #catalog: { close(): void } | undefined;
+  /** Set while the masker looks up a result's columns: server messages wait behind it. */
+  #maskWait: Promise<void> | undefined;
+  #backendHeld: PgMessage[] = [];
+  /** Masked-value counts at the last statement's end, to record each statement's share. */
+  #maskedSoFar: Record<string, number> = {};
   /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
   #refusals: { code: string; frame: Buffer }[] = [];
   #endReason = 'client closed the connection';
@@ -289,6 +300,11 @@ export class PgProxySession {
       }
       this.#upstream = up.socket;
       this.#backend = up.reader;
+      if (this.#o.masking) {
+        const catalog = createCatalogLookup(target);
+        this.#catalog = catalog;
+        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog);
+      }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#cancelHold());
       up.socket.on('data', this.#onUpstreamData);
@@ -341,10 +357,10 @@ export class PgProxySession {
         const { portal, note, sql } = this.#skipUntilSync;
         this.#skipUntilSync = undefined;
         t.refusalBatch(portal, note);
-        this.#toServer.push(parseFrame('', sql), bindFrame('', '', []), executeFrame(''), m.frame);
+        this.#send(parseFrame('', sql), bindFrame('', '', []), executeFrame(''), m.frame);
       } else if (m.type === FrontendType.terminate) {
         this.#endReason = 'client terminated the session';
-        this.#toServer.push(m.frame);
+        this.#send(m.frame);
       }
       return;
     }
@@ -373,7 +389,7 @@ export class PgProxySession {
         }
         this.#counts.denied++;
         t.query(sql, noteOf(verdict));
-        this.#toServer.push(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
+        this.#send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
         return;
       }
       case FrontendType.parse: {
@@ -434,7 +450,7 @@ export class PgProxySession {
       default:
         break;
     }
-    this.#toServer.push(m.frame);
+    this.#send(m.frame);
   }
 
   // ───────────────────────────── holds (review) ─────────────────────────────
@@ -454,7 +470,7 @@ export class PgProxySession {
       session: this.id,
       target: this.#o.target.name,
       protocol: 'postgres',
-      statement: sql,
+      statement: this.#auditText(sql),
       classification: verdict.classification,
       policy: verdict.policy ?? '',
       rule: verdict.rule ?? '',
@@ -500,7 +516,7 @@ export class PgProxySession {
       this.#counts.allowed++;
       if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' });
       else t.execute(hold.portal, { ...base, effect: 'allow' });
-      this.#toServer.push(hold.frame);
+      this.#send(hold.frame);
     } else if (o.status === 'denied') {
       this.#counts.denied++;
       const who = o.request.decisions.find((d) => d.decision === 'deny')?.approver.sub ?? 'a reviewer';
@@ -518,7 +534,7 @@ export class PgProxySession {
     const note: StatementNote = { ...noteOf(verdict), effect: 'deny', ...(approval ? { approval } : {}) };
     if (kind === 'simple') {
       this.#tracker.query(sql, note);
-      this.#toServer.push(this.#refusal(code, message));
+      this.#send(this.#refusal(code, message));
     } else {
       this.#skipUntilSync = { portal, note, sql: this.#refusalSql(code, message) };
     }
@@ -574,6 +590,14 @@ export class PgProxySession {
     this.#flushToClient();
   }
 
+  /** Queues frames for the server; the masker follows what the server is asked, to read its answers. */
+  #send(...frames: Buffer[]): void {
+    for (const f of frames) {
+      this.#toServer.push(f);
+      this.#masker?.frontend(f[0] as number, f.subarray(5));
+    }
+  }
+
   #flushToServer(): void {
     const frames = this.#toServer;
     if (frames.length === 0 || !this.#upstream) return;
@@ -609,6 +633,51 @@ export class PgProxySession {
   };
 
   readonly #onBackend = (m: PgMessage): void => {
+    if (this.#maskWait) {
+      this.#backendHeld.push(copyMessage(m));
+      return;
+    }
+    const masker = this.#masker;
+    if (!masker) {
+      this.#process(m, m.frame);
+      return;
+    }
+    const out = masker.backend(m);
+    if (out instanceof Promise) {
+      // The masker must learn which tables these columns come from before any row passes.
+      const held = copyMessage(m);
+      this.#maskWait = out;
+      this.#upstream?.pause();
+      void out.then(() => {
+        this.#maskWait = undefined;
+        if (this.#phase === 'closed') return;
+        this.#process(held, held.frame);
+        this.#takeMaskNotices();
+        const rest = this.#backendHeld;
+        this.#backendHeld = [];
+        for (let i = 0; i < rest.length; i++) {
+          if (this.#maskWait) {
+            this.#backendHeld.push(...rest.slice(i));
+            break;
+          }
+          this.#onBackend(rest[i] as PgMessage);
+        }
+        this.#flushToClient();
+      });
+      return;
+    }
+    this.#process(m, out);
+    this.#takeMaskNotices();
+  };
+
+  #takeMaskNotices(): void {
+    const masker = this.#masker;
+    if (!masker) return;
+    for (let n = masker.takeNoticeFrame(); n; n = masker.takeNoticeFrame()) this.#out.push(n);
+  }
+
+  /** Follows one server message (decoded from the original) and queues `frame` (possibly masked) for the client. */
+  #process(m: PgMessage, frame: Buffer): void {
     const t = this.#tracker;
     switch (m.type) {
       case BackendType.dataRow:
@@ -672,8 +741,8 @@ export class PgProxySession {
       default:
         break;
     }
-    this.#out.push(m.frame);
-  };
+    if (frame.length > 0) this.#out.push(frame);
+  }
 
   #onStatement(rec: StatementRecord): void {
     const c = this.#counts;
@@ -688,11 +757,13 @@ export class PgProxySession {
       duration_ms: Math.round(rec.durationMs * 1000) / 1000,
     };
     if (rec.sqlstate) outcome.sqlstate = rec.sqlstate;
+    const masked = this.#maskedDelta();
     this.#batch.push(
       this.#append({
         type: 'query',
         detail: {
-          sql: rec.sql,
+          sql: this.#auditText(rec.sql),
+          ...(masked ? { masked } : {}),
           protocol: rec.protocol,
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: rec.statement } : {}),
@@ -704,6 +775,29 @@ export class PgProxySession {
         outcome,
       }),
     );
+  }
+
+  /** Statement text as it may be recorded or shown: detector hits and masked-column literals replaced. */
+  #auditText(sql: string): string {
+    const m = this.#o.masking;
+    return m ? maskSqlText(sql, m.plan, m.key).text : sql;
+  }
+
+  /** Values masked since the previous statement ended, by rule or detector; undefined when none. */
+  #maskedDelta(): { values: number; by_rule: Record<string, number> } | undefined {
+    if (!this.#masker) return undefined;
+    const now = this.#masker.counts().byRule;
+    const by: Record<string, number> = {};
+    let values = 0;
+    for (const [rule, n] of Object.entries(now)) {
+      const d = n - (this.#maskedSoFar[rule] ?? 0);
+      if (d > 0) {
+        by[rule] = d;
+        values += d;
+      }
+    }
+    this.#maskedSoFar = { ...now };
+    return values > 0 ? { values, by_rule: by } : undefined;
   }
 
   #pushBarrier(promise: Promise<unknown>): void {
@@ -738,7 +832,7 @@ export class PgProxySession {
       if (!ok) this.#pauseUpstreamUntilDrain();
     }
     // While a barrier holds output back, stop reading the server so nothing piles up here.
-    if (this.#out.length > 0) this.#upstream?.pause();
+    if (this.#out.length > 0 || this.#maskWait) this.#upstream?.pause();
     else if (!this.#waitingDrain) this.#upstream?.resume();
   }
 
@@ -749,7 +843,7 @@ export class PgProxySession {
     this.#upstream?.pause();
     this.#client.once('drain', () => {
       this.#waitingDrain = false;
-      if (this.#out.length === 0) this.#upstream?.resume();
+      if (this.#out.length === 0 && !this.#maskWait) this.#upstream?.resume();
     });
   }
 
@@ -792,6 +886,7 @@ export class PgProxySession {
       setTimeout(() => up.destroy(), 5_000).unref();
     }
     if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
+    this.#catalog?.close();
     if (this.#hold) {
       this.#o.approvals?.withdraw(this.#hold.requestId, 'the client disconnected while the statement was held');
       this.#approvals.push({ id: this.#hold.requestId, status: 'withdrawn', decisions: [] });
@@ -805,6 +900,7 @@ export class PgProxySession {
   async #finish(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    if (this.#masker) this.#counts.masked = this.#masker.counts().values;
     const summary: SessionSummary = {
       session: this.id,
       connectSession: typeof this.#o.origin?.['connect_session'] === 'string' ? this.#o.origin['connect_session'] : undefined,
@@ -821,7 +917,12 @@ export class PgProxySession {
       if (!this.#o.audit.failed) {
         await this.#append({
           type: 'session.end',
-          detail: { ...this.#counts, duration_ms: Math.round(performance.now() - this.#startedAt), reason: this.#endReason },
+          detail: {
+            ...this.#counts,
+            ...(this.#masker ? { masked_by_rule: this.#masker.counts().byRule } : {}),
+            duration_ms: Math.round(performance.now() - this.#startedAt),
+            reason: this.#endReason,
+          },
           decision: null,
           outcome: { status: 'ok' },
         });
@@ -855,6 +956,12 @@ function auditUnavailable(fatal = true): PgError {
     severity: fatal ? 'FATAL' : 'ERROR',
     hint: "the broker's operator must restore the audit store; nothing ran",
   });
+}
+
+/** A message detached from the chunk it arrived in (the chunk's buffer may be reused). */
+function copyMessage(m: PgMessage): PgMessage {
+  const frame = Buffer.from(m.frame);
+  return { type: m.type, length: m.length, frame, body: frame.subarray(frame.length - m.body.length) };
 }
 
 /** Frames of one chunk are usually adjacent views of it: hand them out as one view, else concatenate. */

@@ -48,6 +48,8 @@ export interface PgStackOptions {
   policies?: PolicyConfig[];
   /** Other config fields (approvals, masking, …). */
   config?: Partial<Omit<BrokerConfig, 'identity' | 'targets' | 'policies'>>;
+  /** Trusted CI issuers (e.g. a stand-in for GitHub Actions' OIDC issuer). */
+  ciIssuers?: BrokerConfig['identity']['ciIssuers'];
 }
 
 export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> {
@@ -68,7 +70,7 @@ export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> 
   };
   const config = makeBrokerConfig(tmp.path, {
     ...opts.config,
-    identity: { issuer: issuer.issuer },
+    identity: { issuer: issuer.issuer, ...(opts.ciIssuers ? { ciIssuers: opts.ciIssuers } : {}) },
     targets: { [TARGET]: target },
     policies: opts.policies ?? [
       { name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'agents#1', effect: 'allow', extra: {} }] },

@@ -157,7 +157,7 @@ async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefine
       bytes += chunk.length;
       // Synchronous: the chunk dies here instead of surviving an await, which keeps V8's young
       // generation (and so the CLI's RSS) small; the page cache makes the write itself quick.
-      if (fh) writeSync(fh.fd, chunk);
+      if (fh) for (let off = 0; off < chunk.length; ) off += writeSync(fh.fd, chunk, off);
       else if (!stdout.write(chunk)) await new Promise<void>((r) => stdout.once('drain', () => r()));
 
       if (headerBytes) {

@@ -93,11 +93,11 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
   const q: AuditQuery = filtered ? { afterSeq, since: nq.since, until: nq.until, target: nq.target, session: nq.session } : { afterSeq };
   const it = pagesOf(store, q, throughSeq, req.format)[Symbol.asyncIterator]();
 
-  const write = async (chunk: Buffer | Uint8Array): Promise<void> => {
+  const write = async (chunk: Buffer | Uint8Array | string): Promise<void> => {
     if (signal?.aborted) throw signal.reason ?? new Error('export aborted');
     // A view, not a copy: SQLite's BLOBs arrive as plain Uint8Arrays.
-    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (!sink.write(buf)) await sink.drain();
+    const buf = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (!sink.write(buf as Buffer)) await sink.drain();
   };
 
   try {
@@ -134,7 +134,7 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
       digest.update(page.hashes, 'latin1');
       count += page.count;
       last = { seq: page.lastSeq, hash: page.hashes.slice(-64) };
-      await write(page.lines);
+      await write(page.lines as unknown as string);
       next = await it.next();
     }
 

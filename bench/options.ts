@@ -15,6 +15,8 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --modes LIST     comma list of simple,prepared (default both)
   --clients LIST   comma list of client counts (default 1,8); -j is min(c, 2)
   --idle N         idle tunneled connections for the broker RSS check (default 100; 0 skips it)
+  --audit-events N audit export/verify at scale: fill a log with N events, time
+                   agentgate audit export and audit verify (default 1000000; 0 skips it)
   --json FILE      also write the results as JSON
   --profile FILE   CPU-profile this process (CLI end + broker) during the agentgate runs only;
                    writes FILE (.cpuprofile) and prints the top 10 functions by self time
@@ -30,6 +32,7 @@ export interface Options {
   modes: QueryMode[];
   clients: number[];
   idle: number;
+  auditEvents: number;
   json: string | undefined;
   profile: string | undefined;
   strict: boolean;
@@ -67,6 +70,7 @@ export function parseOptions(argv: string[]): Options {
         modes: { type: 'string' },
         clients: { type: 'string' },
         idle: { type: 'string' },
+        'audit-events': { type: 'string' },
         json: { type: 'string' },
         profile: { type: 'string' },
         strict: { type: 'boolean' },
@@ -91,6 +95,7 @@ export function parseOptions(argv: string[]): Options {
     modes: list('modes', values.modes, ['simple', 'prepared'] as const, ['simple', 'prepared']),
     clients,
     idle: integer('idle', values.idle, 100, 0),
+    auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     json: values.json,
     profile: values.profile,
     strict: values.strict ?? false,

@@ -17,6 +17,7 @@ import { measureBrokerRss, type RssResult } from './broker-rss.js';
 import { abortRuns } from './procs.js';
 import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
+import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
 
@@ -248,6 +249,15 @@ async function main(): Promise<number> {
   }
   const profile = profiler && opts.profile ? await profiler.finish(opts.profile, 10) : undefined;
 
+  let auditExport: AuditExportBenchResult | undefined;
+  if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
+  const auditPass =
+    !auditExport ||
+    (auditExport.verified &&
+      auditExport.export.seconds <= AUDIT_LIMITS.seconds &&
+      auditExport.verify.seconds <= AUDIT_LIMITS.seconds &&
+      Math.max(auditExport.export.peakRssMb, auditExport.brokerPeakRssMb, auditExport.verify.peakRssMb) < AUDIT_LIMITS.rssMb);
+
   const goals = judge(samples, rss, opts.modes);
   const out = [
     '',
@@ -267,6 +277,7 @@ async function main(): Promise<number> {
     'targets:',
     goalsTable(goals),
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
+    ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
     ...(profile ? ['', "CPU profile of the agentgate runs (this process's main thread: CLI end + broker), top 10 by self time over all runs:", profile.top, `profiles: ${profile.files.join(', ')}`] : []),
     '',
   ].join('\n');
@@ -276,7 +287,7 @@ async function main(): Promise<number> {
     const doc = {
       command,
       machine,
-      settings: { seconds: opts.seconds, scale: opts.scale, rounds: opts.rounds, warmup: opts.warmup, modes: opts.modes, clients: opts.clients, targets: opts.targets },
+      settings: { seconds: opts.seconds, scale: opts.scale, rounds: opts.rounds, warmup: opts.warmup, modes: opts.modes, clients: opts.clients, targets: opts.targets, auditEvents: opts.auditEvents },
       notes,
       results: samples.map((s) => ({
         config: configLabel(s),
@@ -285,6 +296,7 @@ async function main(): Promise<number> {
         addedLatencyUs: s.target === 'direct' ? undefined : addedLatencyUs(samples, s),
       })),
       brokerRss: rss,
+      auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
       limits: LIMITS,
       targets: goals,
     };
@@ -292,7 +304,7 @@ async function main(): Promise<number> {
     say(`wrote ${opts.json}`);
   }
   if (samples.some((s) => s.error)) return 1;
-  return opts.strict && goals.some((g) => g.pass !== true) ? 1 : 0;
+  return opts.strict && (goals.some((g) => g.pass !== true) || !auditPass) ? 1 : 0;
 }
 
 let code = 1;

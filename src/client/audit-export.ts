@@ -211,7 +211,8 @@ async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefine
 
 function parseControl(line: string, format: ExportFormat): { type?: string } & Record<string, unknown> | undefined {
   const text = format === 'csv' ? (line.startsWith('# ') ? line.slice(2) : undefined) : line;
-  if (text === undefined || !text.startsWith('{"')) return undefined;
+  // Cheap test first: this runs on a line of every chunk.
+  if (text === undefined || !text.startsWith('{"') || !text.includes(EXPORT_HEADER_TYPE)) return undefined;
   try {
     const o = JSON.parse(text) as { type?: string; hash?: unknown; class_uid?: unknown };
     return (o.type === EXPORT_HEADER_TYPE || o.type === EXPORT_END_TYPE) && o.hash === undefined && o.class_uid === undefined ? (o as Record<string, unknown>) : undefined;

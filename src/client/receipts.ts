@@ -18,7 +18,6 @@ import {
   jwkThumbprint,
   peekStatement,
   verifyReceipt,
-  type DsseEnvelope,
   type Ed25519Jwk,
   type ReceiptListResponse,
 } from '../shared/receipt.js';
@@ -205,4 +204,3 @@ export async function savedJwksFor(receiptPath: string): Promise<{ keys: unknown
   }
 }
 
-export type { DsseEnvelope };

@@ -5,10 +5,9 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
 import type { ExportProgress, ExportResult } from '../client/audit-export.js';
-import { AgentgateError, ExitCode } from '../errors.js';
+import { AgentgateError, ExitCode, UsageError } from '../errors.js';
 import type { ExportVerifyResult } from '../shared/audit-export.js';
-import { UsageError } from '../errors.js';
-import { printJson, say, useColor, print } from './render.js';
+import { print, printJson, say, useColor } from './render.js';
 
 interface ExportOptions {
   broker?: string;

@@ -14,7 +14,7 @@ export async function exportText(store: AuditStore, signer: ReceiptSigner, req: 
   await writeExport(
     { store, signer, brokerUrl: 'https://broker.test', jwksUri: 'https://broker.test/.well-known/jwks.json' },
     { format: 'jsonl', ...req },
-    { write: (c) => ((out += c.toString('utf8')), true), drain: async () => {} },
+    { write: (c) => ((out += c), true), drain: async () => {} },
   );
   return out;
 }

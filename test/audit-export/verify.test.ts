@@ -4,6 +4,7 @@
  * moved anchor, another key's signature, a rewritten chain — is caught and named.
  */
 import { test, describe, before, after } from 'node:test';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { receiptJwks } from '../../src/broker/keys.js';
 import { createFileKeySigner } from '../../src/broker/receipts/signer.js';
@@ -234,6 +235,25 @@ describe('audit export verification', () => {
     failed(await verifyText(joinLines(ls)), 'hash mismatch', 7, /seq 7/);
     const cutCsv = joinLines(lines(csv).slice(0, -1));
     failed(await verifyText(cutCsv), 'truncated export', 15, /without its end record/);
+  });
+
+  test('CSV: a cell with a newline or a quote spans lines and still verifies', async () => {
+    const { openSqliteAuditStore } = await import('../../src/broker/audit/sqlite-store.js');
+    const store = await openSqliteAuditStore(join(fx.tmp.path, 'csv-odd.db'));
+    try {
+      await store.append({ type: 'query', session: 's,1', actor: null, target: 'two\nlines "quoted"', detail: { sql: 'select 1' }, decision: null, outcome: null });
+      await store.append({ type: 'query', session: '', actor: null, target: null, detail: { sql: 'select "x", 2' }, decision: null, outcome: null });
+      const csv = await exportText(store, signer, { format: 'csv' });
+      assert.ok(csv.includes('"two\nlines ""quoted"""'), csv);
+      const r = await verifyText(csv, { jwks });
+      assert.ok(r.ok, JSON.stringify(r));
+      assert.equal(r.count, 2);
+      failed(await verifyText(csv.replace('lines ""quoted""', 'lines ""QUOTED""')), 'hash mismatch', 1, /seq 1/);
+      // The empty string and null stay apart: "" is an empty session, an empty cell is none.
+      failed(await verifyText(csv.replace(/\n2,([^,]*),"",/, '\n2,$1,,')), 'hash mismatch', 2, /seq 2/);
+    } finally {
+      await store.close();
+    }
   });
 
   test('OCSF: verifies through raw_data and maps classes', async () => {

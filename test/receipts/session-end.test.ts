@@ -6,15 +6,12 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { receiptJwks } from '../../src/broker/keys.js';
-import { loadSqlParser } from '../../src/broker/policy/sql-classify.js';
 import { verifyReceipt } from '../../src/shared/receipt.js';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 
 describe('receipt at session end', { timeout: 60_000 }, () => {
   let stack: PgStack;
   before(async () => {
-    // The statement gate's parser (the broker loads it at start once that is wired in runBroker).
-    await loadSqlParser();
     stack = await startPgStack();
   });
   after(async () => {

@@ -117,7 +117,7 @@ export function createAuditExportRoutes(deps: AuditExportRouteDeps): Route[] {
           'x-content-type-options': 'nosniff',
         });
         const sink = {
-          write: (chunk: Buffer) => res.write(chunk),
+          write: (chunk: string) => res.write(chunk),
           drain: () =>
             new Promise<void>((resolve, reject) => {
               if (ac.signal.aborted) {

@@ -41,7 +41,7 @@ export interface ExportRequest {
 /** Where export bytes go: an HTTP response, a file stream. */
 export interface ExportSink {
   /** Returns false when the sink wants the writer to wait for drain(). */
-  write(chunk: Buffer): boolean;
+  write(chunk: string): boolean;
   /** Resolves when the sink can take more; rejects if it closed meanwhile. */
   drain(): Promise<void>;
 }
@@ -61,7 +61,8 @@ export interface ExportSummary {
   untilSeq: number;
 }
 
-const PAGE = 500;
+/** Events per page for formats rendered here (csv, ocsf): small, like the store's jsonl pages. */
+const PAGE = 100;
 
 export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: ExportSink, signal?: AbortSignal): Promise<ExportSummary> {
   const nq = normalizeAuditQuery({
@@ -93,11 +94,9 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
   const q: AuditQuery = filtered ? { afterSeq, since: nq.since, until: nq.until, target: nq.target, session: nq.session } : { afterSeq };
   const it = pagesOf(store, q, throughSeq, req.format)[Symbol.asyncIterator]();
 
-  const write = async (chunk: Buffer | Uint8Array | string): Promise<void> => {
+  const write = async (chunk: string): Promise<void> => {
     if (signal?.aborted) throw signal.reason ?? new Error('export aborted');
-    // A view, not a copy: SQLite's BLOBs arrive as plain Uint8Arrays.
-    const buf = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (!sink.write(buf as Buffer)) await sink.drain();
+    if (!sink.write(chunk)) await sink.drain();
   };
 
   try {
@@ -124,7 +123,7 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
         checkpoint: checkpoint && checkpoint.hash === firstRecord?.prev ? checkpoint.envelope : null,
       },
     };
-    await write(Buffer.from(control(req.format, header) + (req.format === 'csv' ? CSV_COLUMNS.join(',') + '\n' : '')));
+    await write(control(req.format, header) + (req.format === 'csv' ? CSV_COLUMNS.join(',') + '\n' : ''));
 
     const digest = newSelectionDigest();
     let count = 0;
@@ -134,7 +133,7 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
       digest.update(page.hashes, 'latin1');
       count += page.count;
       last = { seq: page.lastSeq, hash: page.hashes.slice(-64) };
-      await write(page.lines as unknown as string);
+      await write(page.lines);
       next = await it.next();
     }
 
@@ -155,7 +154,7 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
       last: last ?? null,
       checkpoint: await signEnvelope(deps.signer, CHECKPOINT_PAYLOAD_TYPE, statementBytes(cp)),
     };
-    await write(Buffer.from(control(req.format, end)));
+    await write(control(req.format, end));
     return { count, first: firstRecord ? { seq: firstRecord.seq, prev: firstRecord.prev } : null, last: last ?? null, untilSeq };
   } finally {
     await it.return?.();
@@ -200,7 +199,7 @@ async function* pagesOf(store: AuditStore, q: AuditQuery, throughSeq: number, fo
   let firstSeq = 0;
   let lastSeq = 0;
   const flush = (): ExportPage => {
-    const page = { count, firstSeq, lastSeq, hashes, lines: Buffer.from(text) };
+    const page = { count, firstSeq, lastSeq, hashes, lines: text };
     text = '';
     hashes = '';
     count = 0;

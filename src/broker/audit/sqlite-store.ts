@@ -89,8 +89,12 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-/** Events per export page. */
-const EXPORT_PAGE_ROWS = Number(process.env['XPAGE'] ?? 100);
+/**
+ * Events per export page. Small on purpose: a page's text (~60 KB) stays below V8's large-
+ * object size, so it dies young in the new space instead of piling up until a full GC —
+ * the broker's RSS stays flat through an export of any size.
+ */
+const EXPORT_PAGE_ROWS = 100;
 
 const WRITE_FAILED_HINT =
   'The audit log cannot be written, so the broker refuses new statements. Check free space and permissions ' +
@@ -528,8 +532,8 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   /**
-   * Export pages built by SQLite: one BLOB of jsonl lines (exactly eventLine() + "\\n" per
-   * event, in seq order) and the events' hashes concatenated. Same filters as read().
+   * Export pages built by SQLite: the jsonl lines (exactly eventLine() + "\\n" per event, in
+   * seq order) as one string, and the events' hashes concatenated. Same filters as read().
    */
   async *readExportPages(q: AuditQuery & { throughSeq: number }): AsyncIterable<ExportPage> {
     const nq = normalizeAuditQuery(q);
@@ -539,20 +543,36 @@ export class SqliteAuditStore implements AuditStore {
     if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
     if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
     if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+    // SQLite builds the page: each line is the event text with the hash appended, and
+    // the page is one string, so the JavaScript heap sees two allocations per page.
     const line = `substr(event, 1, length(event) - 1) || ',"hash":"' || hash || '"}' || char(10)`;
-    const sql =
-      `SELECT count(*) AS count, min(seq) AS firstSeq, max(seq) AS lastSeq, group_concat(hash, '' ORDER BY seq) AS hashes, ` +
-      `group_concat(${line}, '' ORDER BY seq) AS lines ` +
-      `FROM (SELECT seq, event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?)`;
+    const page = (ordered: boolean): string => {
+      // group_concat follows the ordered subquery in practice, but SQLite promises that only
+      // with ORDER BY inside the aggregate (which costs a sort): the fast form is checked
+      // against its seq list and the ordered form used if it ever disagrees.
+      const by = ordered ? ' ORDER BY seq' : '';
+      return (
+        `SELECT count(*) AS count, group_concat(seq, ','${by}) AS seqs, group_concat(hash, ''${by}) AS hashes, group_concat(${line}, ''${by}) AS lines ` +
+        `FROM (SELECT seq, event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?)`
+      );
+    };
+    const fast = page(false);
+    const ordered = page(true);
     let after = nq.afterSeq;
     for (;;) {
       if (this.#closed) throw closedError();
-      const page = this.#readStatement(sql).get(after, ...params, EXPORT_PAGE_ROWS) as unknown as ExportPage;
-      if (!page || page.count === 0) return;
-      after = page.lastSeq;
-      yield page;
-      if (page.count < EXPORT_PAGE_ROWS) return;
-      // A turn of the event loop per page: the GC's tasks run, so the heap stays small.
+      type Row = { count: number; seqs: string | null; hashes: string; lines: string };
+      let row = this.#readStatement(fast).get(after, ...params, EXPORT_PAGE_ROWS) as Row | undefined;
+      if (!row || row.count === 0 || row.seqs === null) return;
+      let seqs = row.seqs.split(',').map(Number);
+      if (!increasing(seqs)) {
+        row = this.#readStatement(ordered).get(after, ...params, EXPORT_PAGE_ROWS) as Row;
+        seqs = (row.seqs ?? '').split(',').map(Number);
+      }
+      const firstSeq = seqs[0]!;
+      after = seqs[seqs.length - 1]!;
+      yield { count: row.count, firstSeq, lastSeq: after, hashes: row.hashes, lines: row.lines };
+      if (row.count < EXPORT_PAGE_ROWS) return;
       await new Promise<void>((r) => setImmediate(r));
     }
   }
@@ -606,7 +626,7 @@ export class SqliteAuditStore implements AuditStore {
       id,
       checkpoint: { seq: last.seq, hash: last.hash, time: last.time, envelope: JSON.stringify(envelope) },
       upTo: cut,
-      chunk: opts.chunk ?? 5000,
+      chunk: opts.chunk ?? 1000,
     } satisfies ToWriter);
     const r = await done;
     return { deleted: r.deleted, checkpoint: { seq: last.seq, hash: last.hash, time: last.time, envelope }, interrupted: r.interrupted };
@@ -643,6 +663,11 @@ export class SqliteAuditStore implements AuditStore {
     })();
     return this.#closing;
   }
+}
+
+function increasing(xs: number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (!((xs[i] as number) > (xs[i - 1] as number))) return false;
+  return true;
 }
 
 function closedError(): AuditStoreError {

@@ -55,9 +55,9 @@ export interface RawAuditRow {
 }
 
 /**
- * A page of an export, built by the store: the jsonl lines of up to a page of events
- * (stored text + `"hash"` + newline each) as one byte array, and their hashes
- * concatenated — so a large export allocates next to nothing on the JavaScript heap.
+ * A page of an export, built by the store: the jsonl lines of a page of events (stored
+ * text + `"hash"` + newline each) as one string, and their hashes concatenated — two
+ * allocations per page instead of several per event.
  */
 export interface ExportPage {
   count: number;
@@ -65,7 +65,7 @@ export interface ExportPage {
   lastSeq: number;
   /** Every event's hash (64 hex digits each), in seq order. */
   hashes: string;
-  lines: Uint8Array;
+  lines: string;
 }
 
 /** A signed retention checkpoint: the last pruned event's seq and hash. */
@@ -82,7 +82,7 @@ export interface PruneOptions {
   before: Date;
   /** Signs the checkpoint left at the cut (the receipt key); nothing is deleted if this fails. */
   sign(checkpoint: AuditCheckpoint): Promise<DsseEnvelope>;
-  /** Deletes per transaction. Default 5000. */
+  /** Deletes per transaction (each briefly holds the write lock a commit may wait on). Default 1000. */
   chunk?: number;
 }
 

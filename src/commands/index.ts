@@ -11,7 +11,8 @@ import { register as approve } from './approve.js';
 import { register as requests } from './requests.js';
 import { register as audit } from './audit.js';
 import { register as receipt } from './receipt.js';
+import { register as dev } from './dev.js';
 
 export function registerCommands(program: Command): void {
-  for (const register of [login, logout, whoami, targets, connect, run, approve, requests, audit, receipt, broker]) register(program);
+  for (const register of [login, logout, whoami, targets, connect, run, approve, requests, audit, receipt, broker, dev]) register(program);
 }

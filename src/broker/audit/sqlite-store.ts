@@ -235,6 +235,9 @@ function startWriter(init: WriterInit): Promise<Worker> {
   });
 }
 
+/** Inline commits between WAL checkpoints (each commit adds a few pages to the WAL). */
+const CHECKPOINT_EVERY = 200;
+
 export class SqliteAuditStore implements AuditStore {
   readonly path: string;
   readonly #db: DatabaseSync;
@@ -259,6 +262,8 @@ export class SqliteAuditStore implements AuditStore {
   #stats: AuditStoreStats = { transactions: 0, events: 0, largestBatch: 0 };
   #prune: { id: number; resolve: (r: { deleted: number; interrupted: boolean }) => void; reject: (e: Error) => void } | undefined;
   #nextPruneId = 1;
+  /** Inline commits since the writer thread was last asked to checkpoint the WAL. */
+  #sinceCheckpoint = 0;
   /** Main-thread commit statements (sync: 'normal'); undefined = the writer thread commits. */
   #inline: { begin: StatementSync; insert: StatementSync; commit: StatementSync; rollback: StatementSync } | undefined;
 
@@ -274,6 +279,8 @@ export class SqliteAuditStore implements AuditStore {
     this.#maxBatch = positiveInt(opts.maxBatch, 2000, 'maxBatch');
     if ((opts.sync ?? 'normal') === 'normal' && opts.writer !== 'thread') {
       this.#inline = { begin: db.prepare('BEGIN IMMEDIATE'), insert: db.prepare(INSERT_EVENT), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
+      // A checkpoint fsyncs; it must not run inside a commit on the event loop (see #commitInline).
+      db.exec('PRAGMA wal_autocheckpoint = 0');
     }
     worker.on('message', (m: FromWriter) => this.#onWriterMessage(m));
     worker.on('error', (e) => this.#fail({ message: `audit writer thread crashed: ${e.message}`, errcode: undefined, errstr: undefined }, e));
@@ -399,6 +406,10 @@ export class SqliteAuditStore implements AuditStore {
       return;
     }
     this.#committed(batch);
+    if (++this.#sinceCheckpoint >= CHECKPOINT_EVERY) {
+      this.#sinceCheckpoint = 0;
+      this.#worker.postMessage({ type: 'checkpoint' } satisfies ToWriter);
+    }
     if (this.#queue.length > 0) this.#schedule();
     else this.#maybeIdle();
   }

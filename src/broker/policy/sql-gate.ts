@@ -8,6 +8,19 @@ import type { Identity } from '../identity/types.js';
 import type { GateVerdict, StatementGate } from '../postgres/proxy-gate.js';
 import { classifySql, type SqlClassification } from './sql-classify.js';
 import { decideSql } from './sql-rules.js';
+import { sqlShape } from './sql-shape.js';
+import { Lru } from './lru.js';
+
+/**
+ * Classifications by shape (numbers replaced, see sql-shape.ts), shared by all sessions:
+ * one parse serves every `… WHERE id = <n>`. Only parsed texts go in, and a `review`
+ * verdict is always re-classified from the exact text, whose fingerprint a grant names.
+ */
+const byShape = new Lru<string, { functions: ReadonlySet<string>; c: SqlClassification }>({
+  maxEntries: 2000,
+  maxBytes: 8 * 1024 * 1024,
+  sizeOf: (k) => 2 * k.length + 2048,
+});
 
 const SESSION_CACHE = 256;
 
@@ -26,8 +39,15 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     judge(sql: string): GateVerdict {
       const hit = cache.get(sql);
       if (hit) return hit;
-      const c = classifySql(sql, { dangerousFunctions: functions });
-      const d = decideSql(identity, targetName, config.policies, c);
+      const shape = sqlShape(sql);
+      const shaped = shape === undefined ? undefined : byShape.get(shape);
+      let c = shaped && shaped.functions === functions ? shaped.c : classifySql(sql, { dangerousFunctions: functions });
+      let d = decideSql(identity, targetName, config.policies, c);
+      if (d.effect === 'review' && c !== undefined && shaped?.c === c) {
+        c = classifySql(sql, { dangerousFunctions: functions });
+        d = decideSql(identity, targetName, config.policies, c);
+      }
+      if (shape !== undefined && !shaped && c.ok) byShape.set(shape, { functions, c });
       const verdict: GateVerdict = {
         effect: d.effect,
         policy: d.policy,

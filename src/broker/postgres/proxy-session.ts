@@ -135,6 +135,9 @@ const FORWARDED_PARAMS = new Set(['application_name', 'DateStyle', 'TimeZone', '
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'relay' | 'closed';
 
+/** Result bytes held back to share one write with the ReadyForQuery that follows them. */
+const COALESCE_BELOW = 64 * 1024;
+
 /** What a client may pipeline behind a held statement before we stop reading it. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
@@ -820,11 +823,20 @@ export class PgProxySession {
     if (this.#phase === 'closed') return;
     const out = this.#out;
     let i = 0;
+    let bytes = 0;
     const frames: Buffer[] = [];
     for (; i < out.length; i++) {
       const item = out[i] as Buffer | Barrier;
-      if (Buffer.isBuffer(item)) frames.push(item);
-      else if (!item.done) break;
+      if (Buffer.isBuffer(item)) {
+        frames.push(item);
+        bytes += item.length;
+      } else if (!item.done) break;
+    }
+    // A small result waiting only for its audit event goes out with its ReadyForQuery in
+    // one write (every write crosses the SSH and TLS framing twice); big ones stream.
+    if (i < out.length && bytes < COALESCE_BELOW) {
+      this.#upstream?.pause();
+      return;
     }
     this.#out = i === out.length ? [] : out.slice(i);
     if (frames.length > 0) {

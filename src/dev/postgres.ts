@@ -44,6 +44,8 @@ export interface DemoDatabaseOptions {
   dir: string;
   say: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Set when the user stopped us while starting: then a failed server start is not worth a fallback. */
+  signal?: AbortSignal;
 }
 
 export interface PostgresInstall {
@@ -66,6 +68,7 @@ export async function startDemoDatabase(opts: DemoDatabaseOptions): Promise<Demo
       try {
         return await startLocalPostgres(install, opts);
       } catch (err) {
+        if (opts.signal?.aborted) throw err;
         opts.say(`agentgate dev: could not start PostgreSQL from ${install.bin} (${(err as Error).message.split('\n')[0]}); using PGlite instead`);
       }
     }
@@ -129,6 +132,15 @@ function runner(): Runner {
   };
 }
 
+function scratchBase(): string {
+  try {
+    accessSync('/dev/shm', constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+}
+
 function findOnPath(name: string): string | undefined {
   for (const p of (process.env['PATH'] ?? '').split(delimiter)) {
     if (p && executable(join(p, name))) return join(p, name);
@@ -147,8 +159,9 @@ function serverEnv(): NodeJS.ProcessEnv {
 
 async function startLocalPostgres(install: PostgresInstall, opts: DemoDatabaseOptions): Promise<DemoDatabase> {
   const run = runner();
-  // As root, the postgres user must reach the cluster, and the dev dir under root's home is closed to it.
-  const dir = run.owner ? await mkdtemp(join(tmpdir(), 'agentgate-dev-pg-')) : join(opts.dir, 'postgres');
+  // As root, the postgres user must reach the cluster, and the dev dir under root's home is closed to it:
+  // a temp dir then, on tmpfs where there is one (initdb and CREATE DATABASE run several times faster there).
+  const dir = run.owner ? await mkdtemp(join(scratchBase(), 'agentgate-dev-pg-')) : join(opts.dir, 'postgres');
   let child: ChildProcess | undefined;
   try {
     await rm(dir, { recursive: true, force: true });
@@ -260,7 +273,8 @@ async function launch(run: Runner, bin: string, data: string): Promise<{ child: 
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort();
     const [c, a] = run.argv(join(bin, 'postgres'), ['-D', data, '-p', String(port)]);
-    const child = spawn(c, a, { env: serverEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its own process group: a Ctrl-C at the terminal reaches only us, and we stop the broker before the database.
+    const child = spawn(c, a, { env: serverEnv(), stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let log = '';
     const outcome = await new Promise<'ready' | 'exited' | 'timeout'>((resolve) => {
       const timer = setTimeout(() => resolve('timeout'), START_DEADLINE_MS);

@@ -118,7 +118,7 @@ export async function startDev(opts: DevOptions): Promise<DevEnvironment> {
     // The issuer and the database take the longest, and do not depend on each other.
     const [issuerResult, dbResult] = await Promise.allSettled([
       startDevIssuer({ audience: DEV_AUDIENCE, users: Object.values(DEV_USERS), tokenTtlSec: TOKEN_TTL_SEC }),
-      startDemoDatabase({ dir, say, ...(opts.pglite ? { pglite: true } : {}), ...(opts.env ? { env: opts.env } : {}) }),
+      startDemoDatabase({ dir, say, ...(opts.pglite ? { pglite: true } : {}), ...(opts.env ? { env: opts.env } : {}), ...(signal ? { signal } : {}) }),
     ]);
     if (issuerResult.status === 'fulfilled') stops.push(() => issuerResult.value.close());
     if (dbResult.status === 'fulfilled') {
@@ -194,6 +194,8 @@ export async function startDev(opts: DevOptions): Promise<DevEnvironment> {
     };
   } catch (err) {
     await stopAll();
+    // A Ctrl-C at the terminal also reaches initdb and friends, which then fail: that is a stop, not an error.
+    if (signal?.aborted) throw new DevAbortedError();
     throw err;
   }
 }

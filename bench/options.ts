@@ -17,6 +17,8 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --idle N         idle tunneled connections for the broker RSS check (default 100; 0 skips it)
   --audit-events N audit export/verify at scale: fill a log with N events, time
                    agentgate audit export and audit verify (default 1000000; 0 skips it)
+  --mask-scale N   masked read: pgbench_accounts at scale N (10 = 1M rows) direct, through
+                   agentgate unmasked and with one masked column (default 10; 0 skips it)
   --json FILE      also write the results as JSON
   --profile FILE   CPU-profile this process (CLI end + broker) during the agentgate runs only;
                    writes FILE (.cpuprofile) and prints the top 10 functions by self time
@@ -33,6 +35,7 @@ export interface Options {
   clients: number[];
   idle: number;
   auditEvents: number;
+  maskScale: number;
   json: string | undefined;
   profile: string | undefined;
   strict: boolean;
@@ -71,6 +74,7 @@ export function parseOptions(argv: string[]): Options {
         clients: { type: 'string' },
         idle: { type: 'string' },
         'audit-events': { type: 'string' },
+        'mask-scale': { type: 'string' },
         json: { type: 'string' },
         profile: { type: 'string' },
         strict: { type: 'boolean' },
@@ -96,6 +100,7 @@ export function parseOptions(argv: string[]): Options {
     clients,
     idle: integer('idle', values.idle, 100, 0),
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
+    maskScale: integer('mask-scale', values['mask-scale'], 10, 0),
     json: values.json,
     profile: values.profile,
     strict: values.strict ?? false,

@@ -17,6 +17,7 @@ import { measureBrokerRss, type RssResult } from './broker-rss.js';
 import { abortRuns } from './procs.js';
 import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
+import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadResult } from './masking-read.js';
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
@@ -249,6 +250,9 @@ async function main(): Promise<number> {
   }
   const profile = profiler && opts.profile ? await profiler.finish(opts.profile, 10) : undefined;
 
+  let maskingRead: MaskingReadResult | undefined;
+  if (opts.maskScale > 0) maskingRead = await runMaskingReadBench({ scale: opts.maskScale, rounds: 3, say });
+
   let auditExport: AuditExportBenchResult | undefined;
   if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
   const auditPass =
@@ -277,6 +281,7 @@ async function main(): Promise<number> {
     'targets:',
     goalsTable(goals),
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
+    ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
     ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
     ...(profile ? ['', "CPU profile of the agentgate runs (this process's main thread: CLI end + broker), top 10 by self time over all runs:", profile.top, `profiles: ${profile.files.join(', ')}`] : []),
     '',
@@ -297,6 +302,7 @@ async function main(): Promise<number> {
       })),
       brokerRss: rss,
       auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
+      maskingRead: maskingRead ? { ...maskingRead, limit: MASKING_LIMIT } : undefined,
       limits: LIMITS,
       targets: goals,
     };

@@ -44,8 +44,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 export async function runMaskingReadBench(opts: { scale: number; rounds: number; say: (s: string) => void }): Promise<MaskingReadResult> {
   const stack = await startPgStack({
     policies: [
-      { name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'agents#1', sql: ['select'], effect: 'allow', extra: {} }] },
-      { name: 'dba', subjects: { groups: ['dba'] }, targets: [TARGET], rules: [{ name: 'dba#1', sql: ['select'], effect: 'allow', extra: {} }], masking: { mode: 'off' } },
+      { name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'agents#1', sql: ['select', 'transaction'], effect: 'allow', extra: {} }] },
+      { name: 'dba', subjects: { groups: ['dba'] }, targets: [TARGET], rules: [{ name: 'dba#1', sql: ['select', 'transaction'], effect: 'allow', extra: {} }], masking: { mode: 'off' } },
     ],
     config: { masking: { [TARGET]: { columns: ['pgbench_accounts.filler'], detectors: [], style: 'partial' } } },
   });

@@ -97,6 +97,14 @@ describe('kubectl through the broker', () => {
     assert.equal(ev.detail['masked'], 3);
   });
 
+  test('a session that sees masked Secrets may not write one back (kubectl patch/edit would store the masks)', async () => {
+    const before = stack.api.requests.length;
+    const r = await stack.kubectl(['patch', 'secret', 'db', '-p', '{"stringData":{"password":"********"}}']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /may not update or patch Secrets/);
+    assert.ok(!stack.api.requests.slice(before).some((q) => q.method === 'PATCH'), 'nothing reached the API server');
+  });
+
   test('kubectl get secrets (Table) and configmaps and pods as YAML: flagged values masked, others kept', async () => {
     const t = await stack.kubectl(['get', 'secrets']);
     assert.equal(t.code, 0, t.stderr);

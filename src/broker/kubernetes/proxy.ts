@@ -275,6 +275,15 @@ class K8sConnection {
       return refuse(forbidden(info, reason));
     }
 
+    // This session reads Secrets masked: an update built from what it read (kubectl edit,
+    // apply of a fetched manifest) would store the masks in the cluster.
+    if (this.#masker && info.kind === 'resource' && info.group === '' && info.resource === 'secrets' && info.subresource === '' && (info.verb === 'update' || info.verb === 'patch')) {
+      const reason = 'this session sees Secret values masked, so it may not update or patch Secrets (the masks would be written back)';
+      rec.decision = { effect: 'deny', rule: null, reason };
+      this.#counts.denied++;
+      return refuse(forbidden(info, `${reason}; use an identity whose policy has masking: off`));
+    }
+
     const decision = decideK8s(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, info);
     rec.decision = { effect: decision.effect, rule: decision.rule };
     if (decision.effect === 'deny') {

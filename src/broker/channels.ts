@@ -10,7 +10,8 @@ import type { TunnelChannel } from '../tunnel/acceptor.js';
 import type { AuditActor } from '../shared/audit-hash.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
 import { decidingPolicy } from './access.js';
-import { CancelRegistry, PgProxySession, type SessionSummary, type TargetAccess } from './postgres/proxy-session.js';
+import { CancelRegistry, PgProxySession, type TargetAccess } from './postgres/proxy-session.js';
+import type { SessionSummary } from './session-summary.js';
 import { parseScramVerifier, type ScramVerifier } from './postgres/scram.js';
 import { createSqlGate } from './policy/sql-gate.js';
 import { compileMaskingPlan, type MaskingPlan } from './masking/rules.js';
@@ -24,7 +25,7 @@ export interface ChannelRouterDeps {
   /** Where `review` statements wait; without it they are refused. */
   approvals?: ApprovalService;
   /** The broker's key for the `hash` masking style (stable across restarts). */
-  maskingKey?: Buffer;
+  maskingKey: Buffer;
   onSessionEnd?: (summary: SessionSummary) => void;
 }
 
@@ -55,9 +56,18 @@ function header(channel: TunnelChannel<Identity>, name: string): string | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The SCRAM verifier of the session secret the tunnel carried; undefined (clients refused) when absent or malformed. */
+function sessionVerifier(channel: TunnelChannel<Identity>): ScramVerifier | undefined {
+  const text = header(channel, SESSION_VERIFIER_HEADER);
+  try {
+    return text ? parseScramVerifier(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The session's masking: the target's rules as the deciding policy inherits, extends or turns off. */
-function maskingFor(identity: Identity, target: string, config: BrokerConfig, key: Buffer | undefined): { masking?: { plan: MaskingPlan; key: Buffer } } {
-  if (!key) return {};
+function maskingFor(identity: Identity, target: string, config: BrokerConfig, key: Buffer): { masking?: { plan: MaskingPlan; key: Buffer } } {
   const plan = compileMaskingPlan(target, config.masking, decidingPolicy(identity, target, config.policies)?.masking);
   return plan ? { masking: { plan, key } } : {};
 }
@@ -84,20 +94,13 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
       }
       switch (target.type) {
         case 'postgres': {
-          let verifier: ScramVerifier | undefined;
-          const text = header(channel, SESSION_VERIFIER_HEADER);
-          try {
-            verifier = text ? parseScramVerifier(text) : undefined;
-          } catch {
-            verifier = undefined;
-          }
           const session = header(channel, SESSION_ID_HEADER);
           active++;
           new PgProxySession(channel.stream, {
             target,
             actor: actorOf(channel.identity),
             access: accessFor(channel.identity, target.name, config),
-            verifier,
+            verifier: sessionVerifier(channel),
             gate: createSqlGate(channel.identity, target.name, config),
             ...maskingFor(channel.identity, target.name, config, deps.maskingKey),
             ...(deps.approvals ? { approvals: deps.approvals } : {}),
@@ -117,20 +120,13 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
           return;
         }
         case 'kubernetes': {
-          k8s ??= new K8sProxy({ config, audit: deps.audit, approvals: deps.approvals, logger: logger.child({ protocol: 'kubernetes' }) });
-          const text = header(channel, SESSION_VERIFIER_HEADER);
-          let verifier: ScramVerifier | undefined;
-          try {
-            verifier = text ? parseScramVerifier(text) : undefined;
-          } catch {
-            verifier = undefined;
-          }
+          k8s ??= new K8sProxy({ config, maskingKey: deps.maskingKey, audit: deps.audit, approvals: deps.approvals, logger: logger.child({ protocol: 'kubernetes' }) });
           k8s.serve({
             stream: channel.stream,
             target,
             identity: channel.identity,
             actor: actorOf(channel.identity),
-            verifier,
+            verifier: sessionVerifier(channel),
             connectSession: header(channel, SESSION_ID_HEADER),
             origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
             onEnd: (summary) => deps.onSessionEnd?.(summary),

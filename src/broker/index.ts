@@ -14,7 +14,7 @@ import { TUNNEL_PATH } from '../tunnel/protocol.js';
 import type { Identity } from './identity/types.js';
 import { createChannelRouter, type ChannelRouter } from './channels.js';
 import { ensureBrokerKeys } from './keys.js';
-import type { SessionSummary } from './postgres/proxy-session.js';
+import type { SessionSummary } from './session-summary.js';
 import { BrokerError } from '../errors.js';
 import { loadSqlParser } from './policy/sql-classify.js';
 import { loadOrCreateMaskingKey } from './masking/key.js';

@@ -10,17 +10,15 @@
  * before a rotation still verify. Their private halves are destroyed: a retired key can
  * verify but never sign again.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
-import { createPrivateKey, createPublicKey, createHash, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import ssh2 from 'ssh2';
 import { calculateJwkThumbprint } from 'jose';
 import { AgentgateError } from '../errors.js';
 import { certFingerprint } from '../shared/fingerprint.js';
+import { makeSelfSignedCert } from '../shared/self-signed-cert.js';
 import type { BrokerConfig } from './config/types.js';
 
 export interface ReceiptPublicJwk {
@@ -76,7 +74,7 @@ export async function ensureBrokerKeys(config: BrokerConfig): Promise<BrokerKeys
       );
     }
     if (!certPresent) {
-      const { certPem, keyPem } = await generateSelfSignedCert(config.listen.host);
+      const { certPem, keyPem } = await makeSelfSignedCert({ commonName: 'agentgate broker', host: config.listen.host, validityDays: TLS_VALIDITY_DAYS, subjectKeyId: true });
       // Key first: a crash between the two leaves "cert missing", which the check above names.
       await writeNewFile(config.tls.key, keyPem, 0o600);
       await writeNewFile(config.tls.cert, certPem, 0o644);
@@ -219,57 +217,6 @@ export async function rotateReceiptKey(config: Pick<BrokerConfig, 'stateDir' | '
   const { privateKey } = generateKeyPairSync('ed25519');
   await replaceFile(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
   return { retired, current: await receiptJwk(privateKey) };
-}
-
-async function generateSelfSignedCert(listenHost: string): Promise<{ certPem: string; keyPem: string }> {
-  // @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto implements it.
-  type X509Crypto = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1];
-  type X509Params = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0];
-  const crypto = webcrypto as unknown as NonNullable<X509Crypto>;
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const x509Keys = keys as unknown as X509Params['keys'];
-
-  const names: { type: 'dns' | 'ip'; value: string }[] = [
-    { type: 'dns', value: 'localhost' },
-    { type: 'ip', value: '127.0.0.1' },
-    { type: 'ip', value: '::1' },
-  ];
-  const host = listenHost.replace(/^\[|\]$/g, '');
-  // A wildcard bind address is not a name anyone connects to.
-  if (host && host !== '0.0.0.0' && host !== '::' && !names.some((n) => n.value === host)) {
-    names.push({ type: isIP(host) ? 'ip' : 'dns', value: host });
-  }
-
-  const notBefore = new Date(Date.now() - 5 * 60_000); // a little slack for skewed client clocks
-  const notAfter = new Date(Date.now() + TLS_VALIDITY_DAYS * 86_400_000);
-  // Positive 16-byte serial (high bit clear).
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: serial.toString('hex'),
-      name: 'CN=agentgate broker',
-      notBefore,
-      notAfter,
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as X509Params['signingAlgorithm'],
-      keys: x509Keys,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension(names),
-        await x509.SubjectKeyIdentifierExtension.create(x509Keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { certPem: cert.toString('pem') + '\n', keyPem: toPem('PRIVATE KEY', pkcs8) };
-}
-
-function toPem(label: string, der: Buffer): string {
-  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
 async function ensureStateDir(dir: string): Promise<void> {

@@ -29,7 +29,7 @@ import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
 import type { ScramVerifier } from '../postgres/scram.js';
-import type { SessionApproval } from '../postgres/proxy-session.js';
+import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
 import { decidingPolicy } from '../access.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, type K8sRequestInfo } from './request-info.js';
@@ -40,36 +40,16 @@ import { pipeUpgrade } from './upgrade-pipe.js';
 import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
-import { loadOrCreateMaskingKey } from '../masking/key.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 
-/** What the proxy reports when a connection ends (the receipt's counts). */
-export interface K8sSessionSummary {
-  session: string;
-  connectSession: string | undefined;
-  actor: AuditActor;
-  target: string;
-  protocol: 'kubernetes';
-  /** The deciding policy's name; null when none gives this identity the target. */
-  policy: string | null;
-  startedAt: string;
-  endedAt: string;
-  /** Requests answered (allowed, denied or held). */
-  statements: number;
-  allowed: number;
-  denied: number;
-  held: number;
-  /** Requests answered with a status of 400 or more (refusals included). */
-  errors: number;
-  rows: number;
-  bytes: number;
-  masked: number;
-  approvals: SessionApproval[];
-}
+/** What the proxy reports when a connection ends: always with its deciding policy. */
+export type K8sSessionSummary = SessionSummary & { protocol: 'kubernetes'; policy: string | null };
 
 export interface K8sProxyOptions {
   config: BrokerConfig;
+  /** The broker's key for the `hash` masking style (loadOrCreateMaskingKey, once per broker). */
+  maskingKey: Buffer;
   audit: AuditStore;
   /** Where `review` requests are held; without it they are refused. */
   approvals?: ApprovalService | undefined;
@@ -102,7 +82,6 @@ export class K8sProxy {
   readonly #conns = new WeakMap<object, K8sConnection>();
   readonly #live = new Set<K8sConnection>();
   readonly upstreams = new K8sUpstreams();
-  #maskingKey: Buffer | undefined;
 
   constructor(options: K8sProxyOptions) {
     this.#o = options;
@@ -141,8 +120,7 @@ export class K8sProxy {
   serve(channel: K8sChannel): void {
     let masker: ValueMasker | undefined;
     try {
-      this.#maskingKey ??= loadOrCreateMaskingKey(this.#o.config.stateDir);
-      masker = createValueMasker(this.#o.config, channel.identity, channel.target.name, this.#maskingKey);
+      masker = createValueMasker(this.#o.config, channel.identity, channel.target.name, this.#o.maskingKey);
     } catch (err) {
       // Without its masking rules a connection could show what they hide: refuse it.
       this.#o.logger.error('kubernetes masking is not usable; connection refused', { target: channel.target.name, error: err });

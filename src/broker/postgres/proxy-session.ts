@@ -46,6 +46,7 @@ import {
 import { TERMINATE } from './build-frontend.js';
 import { PgError, ProtocolError, SqlState, passwordAuthFailed } from './errors.js';
 import { ScramServer, type ScramVerifier } from './scram.js';
+import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { StatementTracker, type StatementNote, type StatementRecord } from './proxy-statements.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
@@ -80,36 +81,6 @@ export interface PgProxySessionOptions {
   maxMessageLength?: number;
   /** Called once when the session has ended and its session.end event is durable (or failed). */
   onEnd?: (summary: SessionSummary) => void;
-}
-
-export interface SessionSummary {
-  session: string;
-  /** The `connect`/`run` session this connection belonged to, when the tunnel named one. */
-  connectSession: string | undefined;
-  actor: AuditActor;
-  target: string;
-  protocol: 'postgres' | 'kubernetes';
-  /** ISO-8601. */
-  startedAt: string;
-  endedAt: string;
-  /** Statements executed or refused (one per simple Query / Execute). */
-  statements: number;
-  allowed: number;
-  denied: number;
-  /** Statements held for approval (whatever the outcome). */
-  held: number;
-  errors: number;
-  rows: number;
-  bytes: number;
-  /** Values masked in results (filled in by masking). */
-  masked: number;
-  approvals: SessionApproval[];
-}
-
-export interface SessionApproval {
-  id: string;
-  status: string;
-  decisions: { approver: string; decision: string; reason: string | null; at: string }[];
 }
 
 /** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
@@ -994,3 +965,4 @@ function joinFrames(frames: Buffer[]): Buffer {
 }
 
 export { CancelRegistry };
+export type { SessionApproval, SessionSummary };

@@ -1,0 +1,38 @@
+/**
+ * What a protocol proxy (Postgres, Kubernetes) reports when one proxied connection ends:
+ * the counts and approvals its receipt attests (receipts/types.ts SessionFacts).
+ */
+import type { AuditActor } from '../shared/audit-hash.js';
+
+export interface SessionSummary {
+  session: string;
+  /** The `connect`/`run` session this connection belonged to, when the tunnel named one. */
+  connectSession: string | undefined;
+  actor: AuditActor;
+  target: string;
+  protocol: 'postgres' | 'kubernetes';
+  /** The deciding policy's name (null: none); absent = read from the session.start event. */
+  policy?: string | null;
+  /** ISO-8601. */
+  startedAt: string;
+  endedAt: string;
+  /** Statements or requests executed, refused or held (one per simple Query / Execute / HTTP request). */
+  statements: number;
+  allowed: number;
+  denied: number;
+  /** Held for approval (whatever the outcome). */
+  held: number;
+  /** Statements that failed / requests answered with a status of 400 or more. */
+  errors: number;
+  rows: number;
+  bytes: number;
+  /** Values masked in results. */
+  masked: number;
+  approvals: SessionApproval[];
+}
+
+export interface SessionApproval {
+  id: string;
+  status: string;
+  decisions: { approver: string; decision: string; reason: string | null; at: string }[];
+}

@@ -35,33 +35,17 @@ export function textFieldEnd(src: Buffer, p: number, end: number, delimiter: num
 
 /** End of a CSV field starting at `p` (at the delimiter, or `end`). */
 export function csvFieldEnd(src: Buffer, p: number, end: number, d: CsvDialect): number {
-  let inQuote = false;
-  while (p < end) {
-    const b = src[p]!;
-    if (inQuote) {
-      if (b === d.escape && d.escape !== d.quote && p + 1 < end && (src[p + 1] === d.quote || src[p + 1] === d.escape)) {
-        p += 2;
-        continue;
-      }
-      if (b === d.quote) {
-        if (d.escape === d.quote && p + 1 < end && src[p + 1] === d.quote) {
-          p += 2;
-          continue;
-        }
-        inQuote = false;
-      }
-      p++;
-      continue;
-    }
-    if (b === d.delimiter) return p;
-    if (b === d.quote) inQuote = true;
-    p++;
-  }
-  return end;
+  const at = csvFindUnquoted(src, p, end, d, d.delimiter);
+  return at < 0 ? end : at;
 }
 
 /** Index of the newline that ends the CSV row starting at `p`, or -1 when the row is incomplete. */
 export function csvRowEnd(src: Buffer, p: number, end: number, d: CsvDialect): number {
+  return csvFindUnquoted(src, p, end, d, NL);
+}
+
+/** First `stop` byte at or after `p` outside CSV quotes (doubled or escaped quotes stay inside), or -1. */
+function csvFindUnquoted(src: Buffer, p: number, end: number, d: CsvDialect, stop: number): number {
   let inQuote = false;
   while (p < end) {
     const b = src[p]!;
@@ -77,7 +61,7 @@ export function csvRowEnd(src: Buffer, p: number, end: number, d: CsvDialect): n
         }
         inQuote = false;
       }
-    } else if (b === NL) {
+    } else if (b === stop) {
       return p;
     } else if (b === d.quote) {
       inQuote = true;

@@ -12,13 +12,14 @@
  */
 import { createPrivateKey, createPublicKey, createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import ssh2 from 'ssh2';
 import { calculateJwkThumbprint } from 'jose';
 import { AgentgateError } from '../errors.js';
 import { certFingerprint } from '../shared/fingerprint.js';
 import { makeSelfSignedCert } from '../shared/self-signed-cert.js';
+import { syncDir, writeFileAtomic } from '../shared/atomic-file.js';
 import type { BrokerConfig } from './config/types.js';
 
 export interface ReceiptPublicJwk {
@@ -215,7 +216,7 @@ export async function rotateReceiptKey(config: Pick<BrokerConfig, 'stateDir' | '
   await writeNewFile(join(dir, `${retired.kid}.pub.jwk`), JSON.stringify(record, null, 2) + '\n', 0o644);
 
   const { privateKey } = generateKeyPairSync('ed25519');
-  await replaceFile(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
+  await writeFileAtomic(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), { mode: 0o600, durable: true });
   return { retired, current: await receiptJwk(privateKey) };
 }
 
@@ -286,39 +287,6 @@ async function writeNewFile(path: string, contents: string, mode: number): Promi
     await unlink(tmp).catch(() => undefined);
   }
   await syncDir(dirname(path));
-}
-
-/** Like writeNewFile, but atomically replaces whatever is at `path` (rename over it). */
-async function replaceFile(path: string, contents: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(contents, 'utf8');
-    await fh.chmod(mode);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await syncDir(dirname(path));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the file itself is already durable.
-  }
 }
 
 function octal(mode: number): string {

@@ -8,10 +8,10 @@
  * Written 0600 (the token is a live credential while the session runs) in a directory
  * made 0700 if it does not exist; replaced atomically so kubectl never reads half a file.
  */
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
+import { writeFileAtomic } from '../shared/atomic-file.js';
 
 export interface KubeconfigOptions {
   /** Directory to write into (created 0700 when missing). */
@@ -56,10 +56,6 @@ export function kubeconfigYaml(o: Omit<KubeconfigOptions, 'dir'>): string {
 export async function writeKubeconfig(o: KubeconfigOptions): Promise<string> {
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
   const path = join(o.dir, kubeconfigFileName(o.target));
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(tmp, kubeconfigYaml(o), { mode: 0o600, flag: 'wx' });
-  // The umask cannot widen 0600, but a chmod makes the mode independent of it.
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
+  await writeFileAtomic(path, kubeconfigYaml(o), { mode: 0o600 });
   return path;
 }

@@ -7,12 +7,13 @@
  * so `agentgate receipt verify` works offline later without --key.
  * Default folder: `$XDG_STATE_HOME/agentgate/receipts` (~/.local/state/agentgate/receipts).
  */
-import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { UsageError } from '../errors.js';
+import { writeFileAtomic } from '../shared/atomic-file.js';
 import {
   describeReceipt,
   jwkThumbprint,
@@ -99,7 +100,7 @@ export async function collectReceipts(
     }
     const name = SAFE_ID.test(id) ? id : `receipt-${randomBytes(6).toString('hex')}`;
     const file = join(folder, `${name}.receipt.json`);
-    await writePrivateFile(file, JSON.stringify(envelope, null, 2) + '\n');
+    await writeFileAtomic(file, JSON.stringify(envelope, null, 2) + '\n', { mode: 0o600 });
     out.push({ id, path: file, summary, verified });
   }
   return out;
@@ -108,24 +109,6 @@ export async function collectReceipts(
 async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
-}
-
-/** Complete file or nothing, 0600. */
-async function writePrivateFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.chmod(0o600);
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Adds the broker's keys to the saved set (keys are never dropped: old receipts need them). */
@@ -146,7 +129,7 @@ async function mergeJwks(path: string, fresh: { keys: unknown[] }): Promise<void
     // Missing or unreadable: start from the broker's set.
   }
   add(fresh.keys);
-  await writePrivateFile(path, JSON.stringify({ keys: [...byKid.values()] }, null, 2) + '\n');
+  await writeFileAtomic(path, JSON.stringify({ keys: [...byKid.values()] }, null, 2) + '\n', { mode: 0o600 });
 }
 
 /**

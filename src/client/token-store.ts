@@ -6,10 +6,10 @@
  * `AGENTGATE_KEYCHAIN=off` forces the file (for machines where a keychain exists but
  * should not be used, e.g. a shared CI runner with a desktop session).
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentgateError } from '../errors.js';
+import { writeFileAtomic } from '../shared/atomic-file.js';
 import { firstLine, KEYCHAIN_SERVICE, probeKeychain, type Keytar } from './keychain.js';
 import { openSettings } from './settings.js';
 
@@ -101,17 +101,8 @@ export class FileTokenStore implements TokenStore {
       });
       return;
     }
-    // Write a private temp file, then rename: readers never see half a file.
-    const tmp = `${this.location}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(data, null, 2) + '\n', 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.location);
-    await chmod(this.location, 0o600);
+    // Readers never see half a file, and the refresh token survives a crash.
+    await writeFileAtomic(this.location, JSON.stringify(data, null, 2) + '\n', { mode: 0o600, durable: true });
   }
 }
 

@@ -4,8 +4,10 @@
  * stopped together. State (broker keys, audit log, config, token files) lives in one dev
  * directory; the demo database is fresh on every start.
  */
-import { createWriteStream, rmSync, unlinkSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createWriteStream, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../shared/atomic-file.js';
+
+import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
@@ -16,6 +18,9 @@ import { DEMO_TARGET, DEV_AUDIENCE, DEV_PG_PASSWORD_ENV, DEV_USERS, renderDevCon
 import { startDevIssuer, type DevIssuer } from './issuer.js';
 import { startDemoDatabase, type DemoDatabase } from './postgres.js';
 import { renderTour } from './tour.js';
+
+/** Tokens, config and the pid file are the user's alone (0600). */
+const writePrivateFile = (path: string, text: string): Promise<void> => writeFileAtomic(path, text, { mode: 0o600 });
 
 export const DEFAULT_DEV_PORT = 8443;
 
@@ -140,7 +145,7 @@ export async function startDev(opts: DevOptions): Promise<DevEnvironment> {
     const writeTokens = async (): Promise<void> => {
       for (const [role, user] of Object.entries(DEV_USERS) as [DevRole, (typeof DEV_USERS)[DevRole]][]) {
         const { token } = await issuer.mintToken(user.username);
-        await writePrivate(tokenFiles[role], token + '\n');
+        await writePrivateFile(tokenFiles[role], token + '\n');
       }
     };
     await writeTokens();
@@ -152,7 +157,7 @@ export async function startDev(opts: DevOptions): Promise<DevEnvironment> {
     stops.push(async () => clearInterval(refresh));
 
     const envFile = join(dir, 'env');
-    await writePrivate(
+    await writePrivateFile(
       envFile,
       [
         '# agentgate dev: points the agentgate CLI at the dev broker. Use: . ' + envFile,
@@ -222,7 +227,7 @@ async function startDevBroker(s: BrokerStart): Promise<{ broker: Broker; portNot
       db: { host: s.db.host, port: s.db.port, database: s.db.database, user: s.db.user, hasPassword: s.db.password !== undefined },
     });
   const text = render(s.requested);
-  await writePrivate(s.configPath, text);
+  await writePrivateFile(s.configPath, text);
   // The password goes to the loader in memory; the file names only the variable.
   const config = parseBrokerConfig(text, s.configPath, { env: s.db.password === undefined ? {} : { [DEV_PG_PASSWORD_ENV]: s.db.password } });
 
@@ -249,7 +254,7 @@ async function startDevBroker(s: BrokerStart): Promise<{ broker: Broker; portNot
   }
   s.stops.push(() => broker.close());
   // The file shows what runs: the port actually taken, when it was 0 or busy.
-  if (broker.port !== s.requested) await writePrivate(s.configPath, render(broker.port));
+  if (broker.port !== s.requested) await writePrivateFile(s.configPath, render(broker.port));
   return { broker, ...(portNote ? { portNote } : {}) };
 }
 
@@ -261,7 +266,7 @@ async function claimDir(pidFile: string, dir: string): Promise<void> {
       hint: 'use that one, stop it with Ctrl-C, or start another with --dir <other folder> --port 0',
     });
   }
-  await writePrivate(pidFile, `${process.pid}\n`);
+  await writePrivateFile(pidFile, `${process.pid}\n`);
 }
 
 function alive(pid: number): boolean {
@@ -273,27 +278,6 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Writes a 0600 file atomically: a reader never sees half a token. */
-async function writePrivate(path: string, content: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(content);
-    await fh.chmod(0o600);
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-    throw err;
-  }
-}
 
 /** A logger writing every record to two loggers, each filtering by its own level. */
 function teeLogger(a: Logger, b: Logger): Logger {

@@ -4,6 +4,7 @@
  * JSON of the record without `hash` — so checking a row is one SHA-256, no re-encoding.
  * The other columns repeat fields of `event` only so queries can use indexes.
  */
+import type { RawAuditRow } from './store.js';
 
 export const SCHEMA_VERSION = 2;
 
@@ -59,17 +60,8 @@ export const INSERT_CHECKPOINT = 'INSERT OR IGNORE INTO audit_checkpoints (seq, 
 
 export const INSERT_EVENT = 'INSERT INTO audit_events (seq, time, session, target, type, event, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
 
-/** One row as the store hands it to the writer. */
-export interface EventRow {
-  seq: number;
-  time: string;
-  session: string | null;
-  target: string | null;
-  type: string;
-  event: string;
-  prev: string;
-  hash: string;
-}
+/** One row as the store hands it to the writer: the same columns export reads back. */
+export type EventRow = RawAuditRow;
 
 export type SyncMode = 'normal' | 'full';
 

@@ -48,16 +48,8 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         d = decideSql(identity, targetName, config.policies, c);
       }
       if (shape !== undefined && !shaped && c.ok) byShape.set(shape, { functions, c });
-      const verdict: GateVerdict = {
-        effect: d.effect,
-        policy: d.policy,
-        rule: d.rule,
-        reason: d.reason,
-        fingerprint: c.fingerprint,
-        classification: summarize(c),
-      };
-      if (d.approvers) verdict.approvers = d.approvers;
-      if (d.grantSeconds !== undefined) verdict.grantSeconds = d.grantSeconds;
+      const { statement: _statement, ...decision } = d;
+      const verdict: GateVerdict = { ...decision, fingerprint: c.fingerprint, classification: summarize(c) };
       if (cache.size >= SESSION_CACHE) cache.delete(cache.keys().next().value as string);
       cache.set(sql, verdict);
       return verdict;

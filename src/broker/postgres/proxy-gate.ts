@@ -10,15 +10,10 @@
  * The proxy swaps the server's error frame for its own (without the PL/pgSQL CONTEXT).
  */
 import { randomBytes } from 'node:crypto';
-import type { ApproverSpec, Effect } from '../config/types.js';
+import type { PolicyDecision } from '../policy/decision.js';
 
-export interface GateVerdict {
-  effect: Effect;
-  policy: string | null;
-  rule: string | null;
-  reason: string;
-  approvers?: ApproverSpec;
-  grantSeconds?: number;
+/** The policy decision about one statement, with what approvals and the audit log need. */
+export interface GateVerdict extends PolicyDecision {
   /** Identifies "the same statement" for time-boxed approvals. */
   fingerprint: string;
   /** What reviewers and the audit log see about the statement (kinds, relations, flags). */

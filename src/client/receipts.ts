@@ -21,6 +21,7 @@ import {
   verifyReceipt,
   type Ed25519Jwk,
   type ReceiptListResponse,
+  type SessionReceiptPredicate,
 } from '../shared/receipt.js';
 import { createBrokerDispatcher, transportError, type BrokerApi, type BrokerTrust, type TokenContext } from './broker-http.js';
 import type { ResolvedToken } from './token-sources.js';
@@ -41,6 +42,8 @@ export interface CollectedReceipt {
   summary: string;
   /** Checked against the broker's published keys when it was saved. */
   verified: boolean;
+  /** What the receipt attests (only claimed when not verified); undefined when unreadable. */
+  predicate: SessionReceiptPredicate | undefined;
 }
 
 export interface CollectOptions {
@@ -91,17 +94,19 @@ export async function collectReceipts(
   for (const { session: id, envelope } of list.receipts) {
     let verified = false;
     let summary: string;
+    let predicate: SessionReceiptPredicate | undefined;
     try {
-      summary = describeReceipt(verifyReceipt(envelope, jwks).statement.predicate);
+      predicate = verifyReceipt(envelope, jwks).statement.predicate;
+      summary = describeReceipt(predicate);
       verified = true;
     } catch (err) {
-      const claimed = peekStatement(envelope);
-      summary = `NOT VERIFIED (${(err as Error).message})${claimed ? `: claims ${describeReceipt(claimed.predicate)}` : ''}`;
+      predicate = peekStatement(envelope)?.predicate;
+      summary = `NOT VERIFIED (${(err as Error).message})${predicate ? `: claims ${describeReceipt(predicate)}` : ''}`;
     }
     const name = SAFE_ID.test(id) ? id : `receipt-${randomBytes(6).toString('hex')}`;
     const file = join(folder, `${name}.receipt.json`);
     await writeFileAtomic(file, JSON.stringify(envelope, null, 2) + '\n', { mode: 0o600 });
-    out.push({ id, path: file, summary, verified });
+    out.push({ id, path: file, summary, verified, predicate });
   }
   return out;
 }

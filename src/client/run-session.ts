@@ -9,8 +9,6 @@ import { openConnections } from './connect.js';
 import { endpointEnv, runChild } from './run.js';
 import { collectReceipts, type CollectedReceipt } from './receipts.js';
 import { openApprovalsClient } from './approvals.js';
-import { peekStatement, type SessionReceiptPredicate } from '../shared/receipt.js';
-import { readFile } from 'node:fs/promises';
 
 export interface RunWrappedOptions {
   flags: BrokerSessionFlags;
@@ -81,8 +79,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
       o.say(`agentgate: could not fetch the session receipts: ${(err as Error).message}`);
     }
     const totals = { statements: 0, allowed: 0, denied: 0, held: 0, masked: 0 };
-    for (const r of receipts) {
-      const p = await predicateOf(r.path);
+    for (const { predicate: p } of receipts) {
       if (!p) continue;
       totals.statements += p.counts.statements;
       totals.allowed += p.counts.allowed;
@@ -114,15 +111,6 @@ function report(o: RunWrappedOptions, s: RunSummary): void {
   );
   for (const r of s.receipts) o.say(`  receipt ${r.id}: ${r.path}${r.verified ? '' : ' (signature NOT verified)'}`);
   if (s.receipts.length === 0) o.say('  no receipts (no connection went through the tunnel)');
-}
-
-async function predicateOf(path: string): Promise<SessionReceiptPredicate | undefined> {
-  try {
-    const envelope = JSON.parse(await readFile(path, 'utf8'));
-    return peekStatement(envelope)?.predicate;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Announces this identity's requests held while the child runs. */

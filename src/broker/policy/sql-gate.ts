@@ -43,7 +43,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const shaped = shape === undefined ? undefined : byShape.get(shape);
       let c = shaped && shaped.functions === functions ? shaped.c : classifySql(sql, { dangerousFunctions: functions });
       let d = decideSql(identity, targetName, config.policies, c);
-      if (d.effect === 'review' && c !== undefined && shaped?.c === c) {
+      if (d.effect === 'review' && shaped?.c === c) {
         c = classifySql(sql, { dangerousFunctions: functions });
         d = decideSql(identity, targetName, config.policies, c);
       }

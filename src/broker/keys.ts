@@ -20,6 +20,7 @@ import { AgentgateError } from '../errors.js';
 import { certFingerprint } from '../shared/fingerprint.js';
 import { makeSelfSignedCert } from '../shared/self-signed-cert.js';
 import { syncDir, writeFileAtomic } from '../shared/atomic-file.js';
+import { generateSshKeyPair } from '../tunnel/host-key.js';
 import type { BrokerConfig } from './config/types.js';
 
 export interface ReceiptPublicJwk {
@@ -96,7 +97,7 @@ export async function ensureBrokerKeys(config: BrokerConfig): Promise<BrokerKeys
     await writeNewFile(config.receiptKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
   }
   if (!(await exists(config.sshHostKeyPath))) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'agentgate-broker' });
+    const pair = generateSshKeyPair('agentgate-broker');
     await writeNewFile(config.sshHostKeyPath, pair.private, 0o600);
   }
 

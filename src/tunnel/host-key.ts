@@ -9,6 +9,19 @@ import type { ParsedKey } from 'ssh2';
 import { ConfigError } from '../errors.js';
 
 /** Parse an OpenSSH or PEM key (private, or public for fingerprinting). */
+/**
+ * A new Ed25519 SSH key pair that ssh2 can read back. ssh2's generator writes a public
+ * key whose first byte is zero one byte short (about 1 key in 400), and its own parser
+ * then rejects the key: such a draw is discarded.
+ */
+export function generateSshKeyPair(comment?: string): { private: string; public: string } {
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', comment === undefined ? {} : { comment });
+    const parsed = ssh2.utils.parseKey(pair.private);
+    if (!(parsed instanceof Error) && !Array.isArray(parsed)) return pair;
+  }
+}
+
 export function parseSshKey(key: string | Buffer): ParsedKey {
   const parsed: ParsedKey | ParsedKey[] | Error = ssh2.utils.parseKey(key);
   if (parsed instanceof Error) {

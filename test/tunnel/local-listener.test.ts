@@ -5,12 +5,11 @@ import { once } from 'node:events';
 import { pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import ssh2 from 'ssh2';
 import { Agent } from 'undici';
 import { BrokerError, UsageError } from '../../src/errors.js';
 import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient } from '../../src/tunnel/dialer.js';
-import { hostKeyFingerprint } from '../../src/tunnel/host-key.js';
+import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
 import { isLoopback, listenLocal } from '../../src/tunnel/local-listener.js';
 import type { LocalListener } from '../../src/tunnel/local-listener.js';
 import type { TunnelChannel } from '../../src/tunnel/acceptor.js';
@@ -21,7 +20,7 @@ import type { TestBroker, TestIdentity } from './fixture.js';
 const MB = 1024 * 1024;
 
 describe('listenLocal', () => {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const hostKey = generateSshKeyPair().private;
   const fingerprint = hostKeyFingerprint(hostKey);
   let dispatcher: Agent;
   const cleanups: Array<() => Promise<unknown>> = [];

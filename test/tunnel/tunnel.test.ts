@@ -8,7 +8,7 @@ import { Agent } from 'undici';
 import { AuthError, BrokerError } from '../../src/errors.js';
 import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient, TunnelState } from '../../src/tunnel/dialer.js';
-import { hostKeyFingerprint } from '../../src/tunnel/host-key.js';
+import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
 import { TUNNEL_SSH_USER } from '../../src/tunnel/protocol.js';
 import { upgradeToTunnel } from '../../src/tunnel/upgrade.js';
 import { makeTestCert } from '../helpers/tls.js';
@@ -18,7 +18,7 @@ import type { TestBroker } from './fixture.js';
 const FAST = { initialMs: 20, maxMs: 200 };
 
 describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const hostKey = generateSshKeyPair().private;
   const fingerprint = hostKeyFingerprint(hostKey);
   let dispatcher: Agent;
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -81,7 +81,7 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
 
   test('a wrong host key fingerprint fails closed: clear error, no channel, no retry', async () => {
     const b = await broker();
-    const other = hostKeyFingerprint(ssh2.utils.generateKeyPairSync('ed25519').private);
+    const other = hostKeyFingerprint(generateSshKeyPair().private);
     const states: TunnelState[] = [];
     const t = dial(b, { hostKeyFingerprint: other, onState: (s) => states.push(s) });
 

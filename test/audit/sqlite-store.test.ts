@@ -1,11 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { GENESIS_PREV, eventHash, type AuditRecord } from '../../src/shared/audit-hash.js';
 import { AuditStoreError, verifyStore, type NewAuditEvent } from '../../src/broker/audit/store.js';
+import { listSegments } from '../../src/broker/audit/event-journal.js';
 import { openSqliteAuditStore, type SqliteAuditStore, type SqliteAuditStoreOptions } from '../../src/broker/audit/sqlite-store.js';
 
 let root: string;
@@ -42,6 +43,19 @@ function ev(i: number, over: Partial<NewAuditEvent> = {}): NewAuditEvent {
     outcome: { status: 'ok', rows: i, duration_ms: 0.5 },
     ...over,
   };
+}
+
+/** The seq of the last complete line in the store's journal segments (0 if none). */
+function journalTipOnDisk(dbPath: string): number {
+  let tip = 0;
+  for (const seg of listSegments(dbPath)) {
+    const text = readFileSync(seg.path, 'utf8');
+    const end = text.lastIndexOf('\n');
+    if (end < 0) continue;
+    const line = text.slice(text.lastIndexOf('\n', end - 1) + 1, end);
+    tip = Math.max(tip, (JSON.parse(line) as { seq: number }).seq);
+  }
+  return tip;
 }
 
 async function readAll(s: SqliteAuditStore, q = {}): Promise<AuditRecord[]> {
@@ -106,36 +120,41 @@ describe('SqliteAuditStore', { timeout: 30_000 }, () => {
     assert.equal((await verifyStore(s)).ok, true);
   });
 
-  test('group commit: 1,000 concurrent appends share a transaction; seqs are gapless and in call order', async () => {
-    const path = freshPath();
-    const s = await openStore(path);
-    await s.append(ev(0));
-    const before = s.stats();
-    // A second connection sees only committed rows: what it sees when a promise resolves
-    // is what is on disk at that moment.
-    const reader = new DatabaseSync(path, { readOnly: true });
-    const maxSeq = reader.prepare('SELECT max(seq) AS m FROM audit_events');
-    const resolvedAt: { seq: number; headSeq: number; committed: number }[] = [];
-    const all = Array.from({ length: 1000 }, (_, i) =>
-      s.append(ev(i)).then((r) => {
-        resolvedAt.push({ seq: r.seq, headSeq: s.head().seq, committed: Number((maxSeq.get() as { m: number }).m) });
-        return r;
-      }),
-    );
-    const records = await Promise.all(all);
-    const txns = s.stats().transactions - before.transactions;
-    assert.ok(txns <= 2, `1000 appends took ${txns} transactions`);
-    assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 1000 }, (_, i) => i + 2));
-    // Resolved in seq order, and never before head() (the durable head) covered them.
-    assert.deepEqual(resolvedAt.map((x) => x.seq), records.map((r) => r.seq));
-    for (const x of resolvedAt) {
-      assert.ok(x.headSeq >= x.seq, `seq ${x.seq} resolved while head was ${x.headSeq}`);
-      assert.ok(x.committed >= x.seq, `seq ${x.seq} resolved while only ${x.committed} was committed`);
-    }
-    reader.close();
-    const v = await verifyStore(s);
-    assert.deepEqual(v, { ok: true, count: 1001, head: s.head() });
-  });
+  for (const writer of ['journal', 'thread'] as const) {
+    test(`group commit (${writer}): 1,000 concurrent appends share one write; seqs are gapless, in call order, on disk when resolved`, async () => {
+      const path = freshPath();
+      const s = await openStore(path, { writer });
+      await s.append(ev(0));
+      const before = s.stats();
+      // Read from outside the store: what is on disk when a promise resolves. With the
+      // journal that is the journal's last complete line; with the writer thread, a second
+      // connection sees only committed rows.
+      const reader = new DatabaseSync(path, { readOnly: true });
+      const maxSeq = reader.prepare('SELECT max(seq) AS m FROM audit_events');
+      const onDisk = (): number => Math.max(Number((maxSeq.get() as { m: number | null }).m ?? 0), journalTipOnDisk(path));
+      const resolvedAt: { seq: number; headSeq: number; committed: number }[] = [];
+      const all = Array.from({ length: 1000 }, (_, i) =>
+        s.append(ev(i)).then((r) => {
+          resolvedAt.push({ seq: r.seq, headSeq: s.head().seq, committed: onDisk() });
+          return r;
+        }),
+      );
+      const records = await Promise.all(all);
+      const txns = s.stats().transactions - before.transactions;
+      assert.ok(txns <= 2, `1000 appends took ${txns} writes`);
+      assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 1000 }, (_, i) => i + 2));
+      // Resolved in seq order, and never before head() (the durable head) covered them.
+      assert.deepEqual(resolvedAt.map((x) => x.seq), records.map((r) => r.seq));
+      for (const x of resolvedAt) {
+        assert.ok(x.headSeq >= x.seq, `seq ${x.seq} resolved while head was ${x.headSeq}`);
+        assert.ok(x.committed >= x.seq, `seq ${x.seq} resolved while only ${x.committed} was on disk`);
+      }
+      reader.close();
+      // Reads wait for the database to catch up with the journal.
+      const v = await verifyStore(s);
+      assert.deepEqual(v, { ok: true, count: 1001, head: s.head() });
+    });
+  }
 
   test('group commit: appends made while a transaction is committing go out together in the next one', async () => {
     const s = await openStore(freshPath());
@@ -210,13 +229,39 @@ describe('SqliteAuditStore', { timeout: 30_000 }, () => {
     }
   });
 
-  test('a failed write fails the store closed: that batch and every later append reject; head stays on disk', async () => {
+  test('journal: a database that refuses a row fails the store closed; the journalled events survive and are recovered at the next open', async () => {
+    const path = freshPath();
+    const s = await openStore(path);
+    for (let i = 0; i < 3; i++) await s.append(ev(i));
+    const other = new DatabaseSync(path);
+    other.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.type = 'test.poison'
+      BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END`);
+    // The journal is the durability point: the batch resolves; the database then refuses it.
+    const batch = await Promise.all([s.append(ev(10)), s.append(ev(11, { type: 'test.poison' })), s.append(ev(12))]);
+    assert.deepEqual(batch.map((r) => r.seq), [4, 5, 6]);
+    await readAll(s); // waits for the writer thread's answer
+    assert.ok(s.failed instanceof AuditStoreError);
+    assert.match(s.failed.message, /poisoned by the test/);
+    await assert.rejects(s.append(ev(13)), (e: unknown) => e instanceof AuditStoreError && e.code === 'AG_AUDIT_WRITE_FAILED');
+    assert.equal(s.head().seq, 6);
+    await s.close();
+    assert.ok(journalTipOnDisk(path) === 6, 'the unindexed events stay in the journal');
+    // With the database fixed, the next open puts them in and the chain goes on.
+    other.exec('DROP TRIGGER poison');
+    other.close();
+    const again = await openStore(path);
+    assert.deepEqual(await verifyStore(again), { ok: true, count: 6, head: again.head() });
+    assert.deepEqual(again.head(), { seq: 6, hash: batch[2]!.hash });
+    assert.equal((await again.append(ev(14))).seq, 7);
+  });
+
+  test('a failed write (writer thread) fails the store closed: that batch and every later append reject; head stays on disk', async () => {
     // The failure is real, not simulated: a trigger installed from a second connection
     // makes SQLite abort the INSERT of one marked event inside the store's transaction,
     // so the writer hits a genuine SQLite error mid-batch and has to roll back. (Running
     // as root rules out permission tricks; a full disk is covered in sqlite-durability.)
     const path = freshPath();
-    const s = await openStore(path);
+    const s = await openStore(path, { writer: 'thread' });
     for (let i = 0; i < 3; i++) await s.append(ev(i));
     const headBefore = s.head();
 

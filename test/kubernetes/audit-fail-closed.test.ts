@@ -1,22 +1,25 @@
 /**
  * Fail closed: once the audit store cannot write, a response whose event could not be
  * made durable does not complete, and every later request is answered 503 without
- * reaching the API server. The failure is real: SQLite aborting the store's insert (a
- * trigger added from a second connection, as a damaged or full database would).
+ * reaching the API server. The failure is real: the audit journal's segment is made immutable
+ * (chattr +i), so the broker's next write gets EPERM from the kernel, as a failing disk
+ * would give it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DatabaseSync } from 'node:sqlite';
+import { freezeAuditJournal } from '../helpers/audit-faults.js';
 import { startK8sStack, type K8sStack } from './stack.js';
 
 describe('kubernetes: audit store failure', () => {
   let stack: K8sStack;
+  let thaw: (() => void) | undefined;
   before(async () => {
     stack = await startK8sStack();
     stack.api.put('pods', { metadata: { name: 'web-1', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
     stack.api.put('secrets', { metadata: { name: 'db', namespace: 'default' }, data: { password: Buffer.from('hunter2').toString('base64') } });
   });
   after(async () => {
+    thaw?.(); // before the broker closes: it deletes the journal
     await stack?.close();
   });
 
@@ -25,11 +28,7 @@ describe('kubernetes: audit store failure', () => {
     assert.equal(ok.code, 0, ok.stderr);
 
     const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
-    const db = new DatabaseSync(path);
-    db.exec('PRAGMA busy_timeout = 10000');
-    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.type = 'k8s.request'
-      BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END`);
-    db.close();
+    thaw = freezeAuditJournal(path);
 
     // Namespaces are streamed through unmodified: the end of the body waits for the event.
     const unrecorded = await stack.kubectl(['get', 'namespaces', '-o', 'name']);

@@ -1,12 +1,12 @@
 /**
- * Fail closed: when the audit store cannot write, the statement whose event could not be
- * made durable never completes to the client, and later statements are refused. The
- * failure is a real one: SQLite aborting the store's own transaction (a trigger added from
- * a second connection, as a damaged or full database would).
+ * Fail closed: once the audit store cannot write, the statement whose event could not be
+ * made durable never completes to the client, and later statements are refused.
+ * The failure is real: the audit journal's segment is made immutable (chattr +i), so the
+ * broker's next write gets EPERM from the kernel, as a failing disk would give it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DatabaseSync } from 'node:sqlite';
+import { freezeAuditJournal } from '../helpers/audit-faults.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startPgStack, type PgStack } from './stack.js';
@@ -15,10 +15,12 @@ const run = promisify(execFile);
 
 describe('audit store failure', () => {
   let stack: PgStack;
+  let thaw: (() => void) | undefined;
   before(async () => {
     stack = await startPgStack();
   });
   after(async () => {
+    thaw?.(); // before the broker closes: it deletes the journal
     await stack?.close();
   });
 
@@ -27,12 +29,7 @@ describe('audit store failure', () => {
     assert.equal((await psql('select 1')).stdout.trim(), '1');
 
     const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
-    const db = new DatabaseSync(path);
-    // The broker's writer may be mid-commit (the first session's end): wait for its lock.
-    db.exec('PRAGMA busy_timeout = 10000');
-    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.type = 'query'
-      BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END`);
-    db.close();
+    thaw = freezeAuditJournal(path);
 
     // The statement runs upstream, but its result is withheld: the client sees a FATAL error instead.
     await assert.rejects(psql("select 'not recorded'"), (err: Error & { stderr?: string }) => /audit log is unavailable/.test(err.stderr ?? ''));

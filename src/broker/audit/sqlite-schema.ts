@@ -79,7 +79,7 @@ export interface PruneRequest {
   chunk: number;
 }
 
-export type ToWriter = { type: 'commit'; id: number; rows: EventRow[] } | PruneRequest | { type: 'checkpoint' } | { type: 'close' };
+export type ToWriter = { type: 'commit'; id: number; rows: EventRow[] } | PruneRequest | { type: 'close' };
 
 export interface WriterFailure {
   message: string;

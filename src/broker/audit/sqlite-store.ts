@@ -1,19 +1,24 @@
 /**
  * The SQLite audit store (the default; one broker, one file under state_dir).
  *
- * Durability. The database runs in WAL mode. With `sync: 'normal'` (the default) a commit
- * has written its pages into the WAL file — the OS holds them — before `append` resolves:
- * a broker crash or SIGKILL loses nothing that resolved; a power cut or kernel panic may
- * lose the last moments (never corrupting the file). With `sync: 'full'` every commit is
- * fsynced as well, and survives power loss, at the cost of one fsync per group commit.
+ * Durability. With `sync: 'normal'` (the default) an event is durable once its line is in
+ * the write-ahead event journal (event-journal.ts): one write(2) of its canonical text, so
+ * the OS holds it before `append` resolves. A broker crash or SIGKILL loses nothing that
+ * resolved; a power cut or kernel panic may lose the last moments. The writer thread then
+ * inserts the rows into SQLite (WAL mode) in large batches, off the event loop, and the
+ * journal segments they came from are deleted; at the next open, recovery inserts whatever
+ * the journal holds beyond the database. With `sync: 'full'` there is no journal: every
+ * group commit goes to SQLite on the writer thread and is fsynced before `append`
+ * resolves, which survives power loss, at the cost of one fsync per group commit.
+ *
+ * Why a journal: the statement's result waits on its event. A SQLite commit of one row
+ * (table and three indexes: several WAL pages) measured ~40–100 µs on the event loop;
+ * the journal write measures a few. Reads (exports, receipts' session queries) wait until
+ * the database has caught up with the journal, which is milliseconds behind.
  *
  * Group commit. The chain is extended in memory, synchronously and in call order, by
- * append(); everything appended in the same tick of the event loop goes into one
- * transaction, and each append resolves after its transaction committed. With
- * `sync: 'normal'` that commit runs on the main thread (no fsync: tens of microseconds,
- * far less than a hop to another thread and back, and the statement's result waits on
- * it). With `sync: 'full'` it runs on a writer thread, so fsyncs never block the event
- * loop; rows that arrive while one transaction commits go into the next.
+ * append(); everything appended in the same tick of the event loop goes into one journal
+ * write (or, with `sync: 'full'`, one transaction), and each append resolves after that.
  *
  * Failure. If a transaction fails the store is failed for good: that batch and every later
  * append reject with AuditStoreError('AG_AUDIT_WRITE_FAILED'), and head() stays at the
@@ -45,6 +50,7 @@ import {
   type RawAuditRow,
   type StoredCheckpoint,
 } from './store.js';
+import { EventJournal, JournalDamaged, SEGMENT_BYTES, readJournal, removeJournal } from './event-journal.js';
 import {
   CREATE_SCHEMA,
   INSERT_EVENT,
@@ -63,13 +69,18 @@ import {
 export interface SqliteAuditStoreOptions {
   /** 'normal' (default): survives a broker crash. 'full': also power loss. */
   sync?: SyncMode;
-  /** Where commits run: `inline` (main thread; the default with sync normal) or `thread` (always with sync full). */
-  writer?: 'inline' | 'thread';
+  /**
+   * Where an event becomes durable: `journal` (the default with sync normal; see above) or
+   * `thread` (a SQLite commit on the writer thread per group; always so with sync full).
+   */
+  writer?: 'journal' | 'thread';
   logger?: Logger;
   /** Rows read per query while streaming; bounds memory. Default 500. */
   pageSize?: number;
-  /** Most rows in one transaction; a larger burst is split. Default 2000. */
+  /** Most rows in one transaction (or journal write); a larger burst is split. Default 2000. */
   maxBatch?: number;
+  /** A journal segment past this many bytes is closed and a new one started. Default 16 MiB. */
+  journalSegmentBytes?: number;
 }
 
 /** Counters for operators and tests: how well group commit is batching. */
@@ -113,7 +124,9 @@ export async function openSqliteAuditStore(path: string, opts: SqliteAuditStoreO
     if (mode?.journal_mode !== 'wal') throw new Error(`could not switch to WAL mode (got ${String(mode?.journal_mode)})`);
     db.exec(pragmasFor(sync));
     migrate(db);
-    const head = loadHead(db, file);
+    let head = loadHead(db, file);
+    // The journal is read whatever the mode, so switching to sync full never strands events.
+    head = recoverJournal(db, file, head, logger);
     const worker = await startWriter({ path: file, sync });
     return new SqliteAuditStore(db, worker, head, file, logger, opts);
   } catch (e) {
@@ -204,6 +217,36 @@ function loadHead(db: DatabaseSync, file: string): AuditHead {
   return { seq: last.seq, hash: last.hash };
 }
 
+/** Inserts what the journal holds beyond the database (one transaction), then deletes the journal. */
+function recoverJournal(db: DatabaseSync, file: string, head: AuditHead, logger: Logger): AuditHead {
+  let rows: RawAuditRow[];
+  try {
+    rows = readJournal(file, head);
+  } catch (e) {
+    if (!(e instanceof JournalDamaged)) throw e;
+    throw new AuditStoreError('AG_AUDIT_CORRUPT', `the audit journal of ${file} is damaged: ${e.message}`, {
+      hint: 'Do not append to it. Keep the state directory for investigation, export what the database holds, ' +
+        'and start the broker with a new state directory.',
+    });
+  }
+  if (rows.length > 0) {
+    const insert = db.prepare(INSERT_EVENT);
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const r of rows) insert.run(r.seq, r.time, r.session, r.target, r.type, r.event, r.prev, r.hash);
+      db.exec('COMMIT');
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw e;
+    }
+    const last = rows[rows.length - 1]!;
+    logger.info('audit journal recovered into the database', { path: file, events: rows.length, head: last.seq });
+    head = { seq: last.seq, hash: last.hash };
+  }
+  removeJournal(file);
+  return head;
+}
+
 function startWriter(init: WriterInit): Promise<Worker> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./sqlite-writer.js', import.meta.url), { workerData: init });
@@ -235,9 +278,6 @@ function startWriter(init: WriterInit): Promise<Worker> {
   });
 }
 
-/** Inline commits between WAL checkpoints (each commit adds a few pages to the WAL). */
-const CHECKPOINT_EVERY = 200;
-
 export class SqliteAuditStore implements AuditStore {
   readonly path: string;
   readonly #db: DatabaseSync;
@@ -262,10 +302,16 @@ export class SqliteAuditStore implements AuditStore {
   #stats: AuditStoreStats = { transactions: 0, events: 0, largestBatch: 0 };
   #prune: { id: number; resolve: (r: { deleted: number; interrupted: boolean }) => void; reject: (e: Error) => void } | undefined;
   #nextPruneId = 1;
-  /** Inline commits since the writer thread was last asked to checkpoint the WAL. */
-  #sinceCheckpoint = 0;
-  /** Main-thread commit statements (sync: 'normal'); undefined = the writer thread commits. */
-  #inline: { begin: StatementSync; insert: StatementSync; commit: StatementSync; rollback: StatementSync } | undefined;
+  /** The write-ahead journal (sync: 'normal'); undefined = the writer thread's commits are the durability point. */
+  #journal: EventJournal | undefined;
+  /** Journalled rows not yet handed to the writer thread for the database. */
+  #toIndex: EventRow[] = [];
+  /** The batch the writer thread is inserting from the journal. */
+  #indexing: { id: number; lastSeq: number } | undefined;
+  /** Every event through this seq is in the database (readable). */
+  #indexedSeq: number;
+  /** Readers waiting for the database to reach a seq. */
+  #indexWaiters: { seq: number; resolve: () => void }[] = [];
 
   /** Use openSqliteAuditStore(). */
   constructor(db: DatabaseSync, worker: Worker, head: AuditHead, path: string, logger: Logger, opts: SqliteAuditStoreOptions) {
@@ -277,11 +323,8 @@ export class SqliteAuditStore implements AuditStore {
     this.#logger = logger;
     this.#pageSize = positiveInt(opts.pageSize, 500, 'pageSize');
     this.#maxBatch = positiveInt(opts.maxBatch, 2000, 'maxBatch');
-    if ((opts.sync ?? 'normal') === 'normal' && opts.writer !== 'thread') {
-      this.#inline = { begin: db.prepare('BEGIN IMMEDIATE'), insert: db.prepare(INSERT_EVENT), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
-      // A checkpoint fsyncs; it must not run inside a commit on the event loop (see #commitInline).
-      db.exec('PRAGMA wal_autocheckpoint = 0');
-    }
+    this.#indexedSeq = head.seq;
+    if ((opts.sync ?? 'normal') === 'normal' && opts.writer !== 'thread') this.#journal = new EventJournal(path, positiveInt(opts.journalSegmentBytes, SEGMENT_BYTES, 'journalSegmentBytes'));
     worker.on('message', (m: FromWriter) => this.#onWriterMessage(m));
     worker.on('error', (e) => this.#fail({ message: `audit writer thread crashed: ${e.message}`, errcode: undefined, errstr: undefined }, e));
     worker.on('exit', (code) => {
@@ -302,6 +345,11 @@ export class SqliteAuditStore implements AuditStore {
 
   stats(): AuditStoreStats {
     return { ...this.#stats };
+  }
+
+  /** The journal's segment files not yet deleted (empty with sync full). */
+  journalSegments(): string[] {
+    return this.#journal?.segments ?? [];
   }
 
   append(event: NewAuditEvent): Promise<AuditRecord> {
@@ -378,8 +426,8 @@ export class SqliteAuditStore implements AuditStore {
     }
     const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
     this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
-    if (this.#inline) {
-      this.#commitInline(batch, this.#inline);
+    if (this.#journal) {
+      this.#commitJournal(batch, this.#journal);
       return;
     }
     const id = this.#nextBatchId++;
@@ -389,29 +437,51 @@ export class SqliteAuditStore implements AuditStore {
     this.#worker.postMessage(msg);
   }
 
-  #commitInline(batch: Pending[], st: { begin: StatementSync; insert: StatementSync; commit: StatementSync; rollback: StatementSync }): void {
+  #commitJournal(batch: Pending[], journal: EventJournal): void {
+    let lines = '';
+    for (const p of batch) lines += `${p.row.event}\n`;
     try {
-      st.begin.run();
-      for (const { row: r } of batch) st.insert.run(r.seq, r.time, r.session, r.target, r.type, r.event, r.prev, r.hash);
-      st.commit.run();
+      journal.append(lines, batch[0]!.row.seq, batch[batch.length - 1]!.row.seq);
     } catch (e) {
-      if (this.#db.isTransaction) {
-        try {
-          st.rollback.run();
-        } catch {
-          // failing anyway; SQLite rolls back an unfinished transaction on close
-        }
-      }
       this.#fail(describeFailure(e), e as Error, batch);
       return;
     }
     this.#committed(batch);
-    if (++this.#sinceCheckpoint >= CHECKPOINT_EVERY) {
-      this.#sinceCheckpoint = 0;
-      this.#worker.postMessage({ type: 'checkpoint' } satisfies ToWriter);
-    }
+    for (const p of batch) this.#toIndex.push(p.row);
+    this.#index();
     if (this.#queue.length > 0) this.#schedule();
     else this.#maybeIdle();
+  }
+
+  /** Hands journalled rows to the writer thread, one batch at a time. */
+  #index(): void {
+    if (this.#indexing || this.#failed || this.#toIndex.length === 0) return;
+    const rows = this.#toIndex.length <= this.#maxBatch ? this.#toIndex : this.#toIndex.slice(0, this.#maxBatch);
+    this.#toIndex = rows === this.#toIndex ? [] : this.#toIndex.slice(this.#maxBatch);
+    const id = this.#nextBatchId++;
+    this.#indexing = { id, lastSeq: rows[rows.length - 1]!.seq };
+    this.#worker.ref();
+    this.#worker.postMessage({ type: 'commit', id, rows } satisfies ToWriter);
+  }
+
+  #indexedThrough(seq: number): void {
+    this.#indexedSeq = seq;
+    this.#journal?.indexed(seq);
+    if (this.#indexWaiters.length === 0) return;
+    const still: { seq: number; resolve: () => void }[] = [];
+    for (const w of this.#indexWaiters) {
+      if (w.seq <= seq) w.resolve();
+      else still.push(w);
+    }
+    this.#indexWaiters = still;
+  }
+
+  /** Resolves once every event durable now is also in the database (at once without a journal, or after a failure). */
+  #caughtUp(): Promise<void> {
+    const seq = this.#head.seq;
+    if (!this.#journal || this.#indexedSeq >= seq || this.#failed) return Promise.resolve();
+    this.#worker.ref();
+    return new Promise((resolve) => this.#indexWaiters.push({ seq, resolve }));
   }
 
   #committed(batch: Pending[]): void {
@@ -431,6 +501,19 @@ export class SqliteAuditStore implements AuditStore {
       if (m.type === 'pruned') p.resolve({ deleted: m.deleted, interrupted: m.interrupted });
       else p.reject(new AuditStoreError('AG_AUDIT_WRITE_FAILED', `audit retention: pruning failed after ${m.deleted} events: ${m.error.message}`, { hint: 'The log is intact (pruning resumes at the next run). Check free space and permissions of the state directory.' }));
       this.#maybeIdle();
+      return;
+    }
+    if (this.#journal && (m.type === 'committed' || m.type === 'failed') && this.#indexing?.id === m.id) {
+      const lastSeq = this.#indexing.lastSeq;
+      this.#indexing = undefined;
+      // The events are safe in the journal either way; but a database that cannot be
+      // written cannot be read back or exported, so the store fails closed.
+      if (m.type === 'failed') this.#fail(m.error);
+      else {
+        this.#indexedThrough(lastSeq);
+        this.#index();
+        this.#maybeIdle();
+      }
       return;
     }
     const flight = this.#inFlight;
@@ -466,6 +549,10 @@ export class SqliteAuditStore implements AuditStore {
     const victims = [...batch, ...(this.#inFlight?.batch ?? []), ...this.#queue];
     this.#inFlight = undefined;
     this.#queue = [];
+    // Journalled events stay in the journal (recovery inserts them at the next open);
+    // readers waiting for the database read what it has.
+    this.#toIndex = [];
+    for (const w of this.#indexWaiters.splice(0)) w.resolve();
     // Nothing past the last commit exists on disk, so the chain continues from there in
     // nobody's memory either.
     this.#tip = this.#head;
@@ -475,6 +562,7 @@ export class SqliteAuditStore implements AuditStore {
 
   #maybeIdle(): void {
     if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) return;
+    if (!this.#failed && (this.#indexing || this.#toIndex.length > 0)) return;
     // A prune under way keeps the process alive; close() does not wait for it to finish.
     if (!this.#prune) this.#worker.unref();
     const d = this.#drained;
@@ -484,6 +572,7 @@ export class SqliteAuditStore implements AuditStore {
 
   async *read(q: AuditQuery): AsyncIterable<AuditRecord> {
     const nq = normalizeAuditQuery(q);
+    await this.#caughtUp();
     const where = ['seq > ?'];
     const params: (string | number)[] = [];
     if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
@@ -519,6 +608,7 @@ export class SqliteAuditStore implements AuditStore {
    */
   async *readRaw(q: AuditQuery): AsyncIterable<RawAuditRow> {
     const nq = normalizeAuditQuery(q);
+    await this.#caughtUp();
     const where = ['seq > ?'];
     const params: (string | number)[] = [];
     if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
@@ -548,6 +638,7 @@ export class SqliteAuditStore implements AuditStore {
    */
   async *readExportPages(q: AuditQuery & { throughSeq: number }): AsyncIterable<ExportPage> {
     const nq = normalizeAuditQuery(q);
+    await this.#caughtUp();
     const where = ['seq > ?', 'seq <= ?'];
     const params: (string | number)[] = [q.throughSeq];
     if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
@@ -611,9 +702,11 @@ export class SqliteAuditStore implements AuditStore {
     if (this.#failed) throw this.#failed;
     if (this.#closing) throw closedError();
     if (this.#prune) throw new AuditStoreError('AG_AUDIT_BAD_QUERY', 'a prune is already running', { hint: 'wait for it to finish' });
+    await this.#caughtUp();
     const cutoff = opts.before.toISOString();
     const firstKept = (this.#db.prepare('SELECT min(seq) AS seq FROM audit_events WHERE time >= ?').get(cutoff) as { seq: number | null }).seq;
-    const head = this.#head.seq;
+    // The newest event the database holds (appends may have gone on in the journal meanwhile).
+    const head = this.#journal ? this.#indexedSeq : this.#head.seq;
     const cut = Math.min(firstKept === null ? head : firstKept - 1, head - 1);
     const oldest = (this.#db.prepare('SELECT min(seq) AS seq FROM audit_events').get() as { seq: number | null }).seq;
     if (oldest === null || cut < oldest) return { deleted: 0, checkpoint: undefined, interrupted: false };
@@ -654,7 +747,7 @@ export class SqliteAuditStore implements AuditStore {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) {
+      if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled || (!this.#failed && (this.#indexing || this.#toIndex.length > 0))) {
         await new Promise<void>((r) => (this.#drained = r));
       }
       // A prune under way stops after its current chunk (the writer answers, then exits).
@@ -670,6 +763,8 @@ export class SqliteAuditStore implements AuditStore {
         this.#prune = undefined;
         pruning.reject(closedError());
       }
+      // Everything indexed: the journal goes. After a failure what is left is recovered at the next open.
+      this.#journal?.close(this.#indexedSeq);
       this.#db.close();
     })();
     return this.#closing;

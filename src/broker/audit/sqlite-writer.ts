@@ -141,15 +141,6 @@ port.on('message', (msg: ToWriter) => {
       }
       prune(msg);
       return;
-    case 'checkpoint':
-      // The main thread commits with auto-checkpoint off; copying the WAL into the
-      // database (and its fsync) happens here instead, without blocking writers.
-      try {
-        db?.exec('PRAGMA wal_checkpoint(PASSIVE)');
-      } catch {
-        // busy or closing: the next one catches up
-      }
-      return;
     case 'close':
       if (pruning) {
         pruning.closeAfter = true;

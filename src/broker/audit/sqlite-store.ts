@@ -107,6 +107,10 @@ interface Pending {
  */
 const EXPORT_PAGE_ROWS = 100;
 
+/** Journalled rows go to the database in batches: after this long, or at this many rows. */
+const INDEX_DELAY_MS = 50;
+const INDEX_ROWS = 500;
+
 const WRITE_FAILED_HINT =
   'The audit log cannot be written, so the broker refuses new statements. Check free space and permissions ' +
   'of the state directory, then restart the broker.';
@@ -310,6 +314,8 @@ export class SqliteAuditStore implements AuditStore {
   #indexing: { id: number; lastSeq: number } | undefined;
   /** Every event through this seq is in the database (readable). */
   #indexedSeq: number;
+  /** Pending start of the next index batch (see #index). */
+  #indexTimer: NodeJS.Timeout | undefined;
   /** Readers waiting for the database to reach a seq. */
   #indexWaiters: { seq: number; resolve: () => void }[] = [];
 
@@ -453,9 +459,26 @@ export class SqliteAuditStore implements AuditStore {
     else this.#maybeIdle();
   }
 
-  /** Hands journalled rows to the writer thread, one batch at a time. */
-  #index(): void {
+  /**
+   * Hands journalled rows to the writer thread, one batch at a time. Not at once: a batch
+   * waits up to INDEX_DELAY_MS or until INDEX_ROWS rows gathered, because one SQLite
+   * transaction per statement (under light load every statement is its own group) costs
+   * the writer thread a core's worth of CPU the data path needs. `now` skips the wait
+   * (a reader is waiting, or the store is closing).
+   */
+  #index(now = false): void {
     if (this.#indexing || this.#failed || this.#toIndex.length === 0) return;
+    if (!now && this.#toIndex.length < INDEX_ROWS && this.#indexWaiters.length === 0 && !this.#closing) {
+      this.#indexTimer ??= setTimeout(() => {
+        this.#indexTimer = undefined;
+        this.#index(true);
+      }, INDEX_DELAY_MS);
+      return;
+    }
+    if (this.#indexTimer) {
+      clearTimeout(this.#indexTimer);
+      this.#indexTimer = undefined;
+    }
     const rows = this.#toIndex.length <= this.#maxBatch ? this.#toIndex : this.#toIndex.slice(0, this.#maxBatch);
     this.#toIndex = rows === this.#toIndex ? [] : this.#toIndex.slice(this.#maxBatch);
     const id = this.#nextBatchId++;
@@ -481,7 +504,9 @@ export class SqliteAuditStore implements AuditStore {
     const seq = this.#head.seq;
     if (!this.#journal || this.#indexedSeq >= seq || this.#failed) return Promise.resolve();
     this.#worker.ref();
-    return new Promise((resolve) => this.#indexWaiters.push({ seq, resolve }));
+    const caught = new Promise<void>((resolve) => this.#indexWaiters.push({ seq, resolve }));
+    this.#index(true);
+    return caught;
   }
 
   #committed(batch: Pending[]): void {
@@ -552,6 +577,8 @@ export class SqliteAuditStore implements AuditStore {
     // Journalled events stay in the journal (recovery inserts them at the next open);
     // readers waiting for the database read what it has.
     this.#toIndex = [];
+    if (this.#indexTimer) clearTimeout(this.#indexTimer);
+    this.#indexTimer = undefined;
     for (const w of this.#indexWaiters.splice(0)) w.resolve();
     // Nothing past the last commit exists on disk, so the chain continues from there in
     // nobody's memory either.
@@ -748,7 +775,9 @@ export class SqliteAuditStore implements AuditStore {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled || (!this.#failed && (this.#indexing || this.#toIndex.length > 0))) {
-        await new Promise<void>((r) => (this.#drained = r));
+        const drained = new Promise<void>((r) => (this.#drained = r));
+        this.#index(true);
+        await drained;
       }
       // A prune under way stops after its current chunk (the writer answers, then exits).
       const pruning = this.#prune;

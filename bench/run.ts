@@ -58,13 +58,20 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
 interface Path {
   endpoint(mode: QueryMode): Endpoint;
   /** CPU (µs) spent so far by the agentgate processes on this path. */
-  cpuUs?: () => Promise<{ user: number; system: number }>;
+  cpuUs?: () => Promise<CpuSample>;
   /** The broker's audit head (events so far), when the broker is in this process. */
   auditSeq?: () => number;
   note?: string;
 }
 
-const ownCpuUs = (): { user: number; system: number } => process.cpuUsage();
+/** CPU time (µs) so far; `parts` splits it by process when there is more than one. */
+interface CpuSample {
+  user: number;
+  system: number;
+  parts?: Record<string, number>;
+}
+
+const ownCpuUs = (): CpuSample => process.cpuUsage();
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -121,7 +128,7 @@ async function main(): Promise<number> {
       endpoint: () => ({ ...direct, port: cli.port, user: 'agent', password: cli.secret }),
       cpuUs: async () => {
         const [a, b] = [ownCpuUs(), await broker.cpuUs()];
-        return { user: a.user + b.user, system: a.system + b.system };
+        return { user: a.user + b.user, system: a.system + b.system, parts: { CLI: a.user + a.system, broker: b.user + b.system } };
       },
     });
   }
@@ -214,7 +221,10 @@ async function main(): Promise<number> {
               const system = cpuAfter.system - cpuBefore.system;
               r.agentgateCpuUsPerTxn = (user + system) / Math.max(1, res.transactions);
               r.agentgateSystemCpuShare = system / Math.max(1, user + system);
-              bits.push(`agentgate CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
+              const parts = cpuAfter.parts && cpuBefore.parts
+                ? ` = ${Object.keys(cpuAfter.parts).map((k) => `${k} ${((cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)).toFixed(0)}`).join(' + ')}`
+                : '';
+              bits.push(`agentgate CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
             }
             if (bits.length) r.note = bits.join('; ');
             say(`  ${res.tps.toFixed(0)} tps, ${res.latencyMs.toFixed(3)} ms${bits.length ? `, ${bits.join(', ')}` : ''}`);

@@ -5,6 +5,7 @@ import {
   ChainVerifier,
   GENESIS_PREV,
   canonicalJson,
+  canonicalize,
   eventHash,
   verifyChain,
   verifyChainAsync,
@@ -74,6 +75,50 @@ describe('canonicalJson', () => {
 
   test('undefined members are left out; toJSON is honoured', () => {
     assert.equal(canonicalJson({ a: undefined, b: new Date(0) }), '{"b":"1970-01-01T00:00:00.000Z"}');
+  });
+
+  test('integer-like keys and __proto__ sort as strings too (JSON.stringify alone would put them first)', () => {
+    const v = JSON.parse('{"b":1,"10":2,"9":3,"__proto__":{"z":0,"0":1},"a":[{"2":0,"1":1}]}') as unknown;
+    assert.equal(canonicalJson(v), '{"10":2,"9":3,"__proto__":{"0":1,"z":0},"a":[{"1":1,"2":0}],"b":1}');
+  });
+
+  test('agrees with an independent reference encoder on random values; the copy is deep and equal', () => {
+    // Reference: sort keys by UTF-16 code units at every level, join by hand.
+    const reference = (v: unknown): string => {
+      if (Array.isArray(v)) return `[${v.map(reference).join(',')}]`;
+      if (v !== null && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${reference(o[k])}`).join(',')}}`;
+      }
+      return JSON.stringify(v);
+    };
+    let seed = 42;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const keyPool = ['a', 'B', 'zz', 'é', '10', '9', '0', 'sql', 'by_rule', '\u{1F600}', 'column:public.t.c', ''];
+    const gen = (depth: number): unknown => {
+      switch (rnd(depth > 3 ? 4 : 6)) {
+        case 0: return rnd(1000) - 500 + (rnd(2) ? 0.25 : 0);
+        case 1: return ['x', 'ü"\\\n', '', '\u2028'][rnd(4)];
+        case 2: return rnd(2) === 0 ? null : rnd(2) === 1;
+        case 3: return `s${rnd(100)}`;
+        case 4: return Array.from({ length: rnd(4) }, () => gen(depth + 1));
+        default: {
+          const o: Record<string, unknown> = {};
+          for (let i = rnd(6); i > 0; i--) o[keyPool[rnd(keyPool.length)]!] = rnd(8) === 0 ? undefined : gen(depth + 1);
+          return o;
+        }
+      }
+    };
+    for (let i = 0; i < 2000; i++) {
+      const v = gen(0);
+      const { text, copy } = canonicalize(v);
+      assert.equal(text, reference(v));
+      assert.deepEqual(copy, JSON.parse(text));
+      if (v !== null && typeof v === 'object') assert.notEqual(copy, v);
+    }
   });
 
   test('the same object twice (not a cycle) is fine', () => {

@@ -33,7 +33,7 @@ import { mkdirSync, openSync, closeSync, fstatSync, fchmodSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { GENESIS_PREV, canonicalJson, sha256Hex, type AuditRecord } from '../../shared/audit-hash.js';
+import { GENESIS_PREV, canonicalize, sha256Hex, type AuditRecord } from '../../shared/audit-hash.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { DsseEnvelope } from '../../shared/receipt.js';
 import {
@@ -395,11 +395,11 @@ export class SqliteAuditStore implements AuditStore {
     };
     if (body.session !== null && typeof body.session !== 'string') throw new TypeError('audit event session must be a string or null');
     if (body.target !== null && typeof body.target !== 'string') throw new TypeError('audit event target must be a string or null');
-    const text = canonicalJson(body);
-    const hash = sha256Hex(text);
     // The caller gets what read() will return: a copy taken now, so later changes to their
     // objects cannot make the record differ from what was hashed.
-    const record = JSON.parse(text) as AuditRecord;
+    const { text, copy } = canonicalize(body);
+    const hash = sha256Hex(text);
+    const record = copy as AuditRecord;
     record.hash = hash;
     this.#tip = { seq, hash };
     return {

@@ -13,6 +13,7 @@ import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, TcpipRequestInfo } from 'ssh2';
 import { parseSshKey } from './host-key.js';
 import { isValidTargetName, TUNNEL_UPGRADE_PROTOCOL } from './protocol.js';
+import { coalesceWrites } from './write-coalescing.js';
 
 export interface TunnelLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -116,6 +117,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
     if (head.length > 0) socket.unshift(head);
     const s = socket as Partial<Socket>;
     if (typeof s.setNoDelay === 'function') s.setNoDelay(true);
+    coalesceWrites(socket);
 
     const handshakeTimer = setTimeout(() => {
       log.warn('tunnel handshake timed out', { tunnelId: tunnel.id });

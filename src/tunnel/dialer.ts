@@ -15,6 +15,7 @@ import type { BackoffPolicy } from './backoff.js';
 import { fingerprintOfPublicBlob, sameFingerprint } from './host-key.js';
 import { isValidTargetName, TUNNEL_SSH_USER } from './protocol.js';
 import { isPermanentTunnelError, tunnelEndpointUrl, upgradeToTunnel } from './upgrade.js';
+import { coalesceWrites } from './write-coalescing.js';
 
 /**
  * `connecting`: before the first successful connection. `up`: channels can open.
@@ -219,6 +220,7 @@ class Tunnel implements TunnelClient {
       socket.destroy();
       throw closedError();
     }
+    coalesceWrites(socket);
     return sshHandshake(socket, {
       fingerprint: this.#opts.hostKeyFingerprint,
       keepaliveInterval: this.#opts.keepaliveIntervalMs ?? 15_000,

@@ -5,7 +5,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { createApprovalService, newRequestId, type ApprovalServiceDeps } from '../../src/broker/approvals/service.js';
 import type { ApprovalChange, ApprovalService } from '../../src/broker/approvals/types.js';
@@ -13,12 +12,14 @@ import { ApprovalServiceError } from '../../src/broker/approvals/errors.js';
 import type { SqliteAuditStore } from '../../src/broker/audit/sqlite-store.js';
 import { silentLogger } from '../../src/broker/log.js';
 import { makeBrokerConfig, makeTempDir, waitFor, type TempDir } from '../broker/fixtures.js';
+import { freezeAuditJournal } from '../helpers/audit-faults.js';
 import { AGENT, BOB, CAROL, EVE, SAM, allEvents, held, identity, openStore, settledSoon } from './fixtures.js';
 
 const code = (c: string) => (err: unknown) => err instanceof ApprovalServiceError && err.code === c;
 
 describe('approval service', () => {
   let tmp: TempDir;
+  let thaw: (() => void) | undefined;
   let store: SqliteAuditStore;
   const services: ApprovalService[] = [];
   const extraStores: SqliteAuditStore[] = [];
@@ -38,6 +39,7 @@ describe('approval service', () => {
     store = await openStore(tmp.path);
   });
   after(async () => {
+    thaw?.(); // before the stores close: they delete their journals
     for (const s of services) await s.close();
     for (const s of extraStores) await s.close().catch(() => {});
     await store?.close();
@@ -268,11 +270,8 @@ describe('approval service', () => {
     const { request, outcome } = service.request(held({ fingerprint: 'fp-poison' }));
     await waitFor('the request to be recorded', async () => ((await allEvents(audit)).length === 1 ? true : undefined));
 
-    const db = new DatabaseSync(join(tmp.path, `audit-${stores}.db`));
-    db.exec('PRAGMA busy_timeout = 10000');
-    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.type = 'approval.decided'
-      BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END`);
-    db.close();
+    // A real write failure where the event becomes durable: the journal segment refuses writes.
+    thaw = freezeAuditJournal(join(tmp.path, `audit-${stores}.db`));
 
     await assert.rejects(service.decide(request.id, BOB, 'approve', null), (err: Error) => /AUDIT/.test((err as { code?: string }).code ?? ''));
     assert.equal(service.get(request.id)?.status, 'pending');

@@ -7,7 +7,7 @@
  * `hash` — which includes `prev`, the hash of the record before it. Changing, removing,
  * inserting or reordering any record breaks the chain at that point.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /** `prev` of the first record: 64 zeros. */
 export const GENESIS_PREV = '0'.repeat(64);
@@ -245,7 +245,8 @@ function encode(value: unknown, stack: object[]): string {
 }
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  // The one-shot form: no Hash object per call (the audit store hashes every event).
+  return hash('sha256', text, 'hex');
 }
 
 /** SHA-256 (hex) over the canonical JSON of every field but `hash` (ignored if present). */

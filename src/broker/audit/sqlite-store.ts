@@ -411,13 +411,21 @@ export class SqliteAuditStore implements AuditStore {
   #schedule(): void {
     if (this.#flushScheduled || this.#inFlight) return;
     this.#flushScheduled = true;
-    this.#worker.ref();
-    // setImmediate, not a microtask: everything appended during this turn of the event
-    // loop (all the I/O callbacks that ran) joins the same transaction.
-    setImmediate(() => {
+    const run = (): void => {
       this.#flushScheduled = false;
       this.#flush();
-    });
+    };
+    if (this.#journal) {
+      // A microtask: everything appended in this callback (a burst, a pipeline's worth of
+      // statements) shares one journal write, and the write happens before the event loop
+      // moves on — the statement's result is not held for another turn of the loop.
+      queueMicrotask(run);
+      return;
+    }
+    this.#worker.ref();
+    // setImmediate, not a microtask: everything appended during this turn of the event
+    // loop (all the I/O callbacks that ran) joins the same transaction, and one fsync.
+    setImmediate(run);
   }
 
   #flush(): void {

@@ -5,7 +5,7 @@
 import type { QueryMode } from './pgbench.js';
 import type { RssResult } from './broker-rss.js';
 
-export const TARGET_NAMES = ['direct', 'agentgate', 'agentgate-split', 'ssh -L', 'pgbouncer'] as const;
+export const TARGET_NAMES = ['direct', 'agentgate', 'agentgate-split', 'node-relay', 'ssh -L', 'pgbouncer'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface Sample {
@@ -92,6 +92,18 @@ export function resultsTable(samples: Sample[]): string {
   return pad(rows);
 }
 
+/** What the node-relay floor (no agentgate work at all) reached in the same cell, when it ran. */
+function floorNote(samples: Sample[], mode: QueryMode, clients: number): string {
+  const f = find(samples, mode, clients, 'node-relay');
+  if (!f) return '';
+  if (clients === 1) {
+    const added = addedLatencyUs(samples, f);
+    return added === undefined ? '' : `; the node-relay floor alone adds +${added.toFixed(0)} µs`;
+  }
+  const ratio = ratioToDirect(samples, f);
+  return ratio === undefined ? '' : `; the node-relay floor alone reaches ${(ratio * 100).toFixed(1)}%`;
+}
+
 export function judge(samples: Sample[], rss: RssResult | undefined, modes: QueryMode[]): Goal[] {
   const goals: Goal[] = [];
   for (const mode of modes) {
@@ -103,7 +115,7 @@ export function judge(samples: Sample[], rss: RssResult | undefined, modes: Quer
       measured: ratio === undefined ? 'not measured' : `${(ratio * 100).toFixed(1)}%`,
       pass: ratio === undefined ? undefined : ratio >= min,
       ...(ratio !== undefined && ratio < min
-        ? { shortBy: `${((min - ratio) * 100).toFixed(1)} points short (needs ${Math.ceil((min * (find(samples, mode, 8, 'direct')?.tps ?? 0)))} TPS)` }
+        ? { shortBy: `${((min - ratio) * 100).toFixed(1)} points short (needs ${Math.ceil((min * (find(samples, mode, 8, 'direct')?.tps ?? 0)))} TPS)${floorNote(samples, mode, 8)}` }
         : {}),
     });
   }
@@ -115,7 +127,7 @@ export function judge(samples: Sample[], rss: RssResult | undefined, modes: Quer
       name: `-M ${mode} -c 1: agentgate adds ≤ ${max} µs avg latency`,
       measured: added === undefined ? 'not measured' : `+${added.toFixed(0)} µs`,
       pass: added === undefined ? undefined : added <= max,
-      ...(added !== undefined && added > max ? { shortBy: `${(added - max).toFixed(0)} µs over (${(added / max).toFixed(1)}× the budget)` } : {}),
+      ...(added !== undefined && added > max ? { shortBy: `${(added - max).toFixed(0)} µs over (${(added / max).toFixed(1)}× the budget)${floorNote(samples, mode, 1)}` } : {}),
     });
   }
   const maxRss = LIMITS.maxBrokerRssMb;

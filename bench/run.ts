@@ -21,6 +21,7 @@ import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadR
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
+import { startNodeRelay } from './node-relay.js';
 
 const say = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -132,6 +133,12 @@ async function main(): Promise<number> {
       },
     });
   }
+  if (opts.targets.includes('node-relay')) {
+    say('starting the node-relay floor (two bare Node relays, TLS between them)');
+    const relay = await startNodeRelay(pg.port);
+    cleanups.push({ what: 'node relays', fn: () => relay.close() });
+    paths.set('node-relay', { endpoint: () => ({ ...direct, port: relay.port }), cpuUs: () => relay.cpuUs() });
+  }
   if (opts.targets.includes('ssh -L')) {
     if (await sshAvailable()) {
       say('starting sshd and ssh -L');
@@ -224,7 +231,7 @@ async function main(): Promise<number> {
               const parts = cpuAfter.parts && cpuBefore.parts
                 ? ` = ${Object.keys(cpuAfter.parts).map((k) => `${k} ${((cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)).toFixed(0)}`).join(' + ')}`
                 : '';
-              bits.push(`agentgate CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
+              bits.push(`${r.target === 'node-relay' ? 'relay' : 'agentgate'} CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
             }
             if (bits.length) r.note = bits.join('; ');
             say(`  ${res.tps.toFixed(0)} tps, ${res.latencyMs.toFixed(3)} ms${bits.length ? `, ${bits.join(', ')}` : ''}`);
@@ -281,8 +288,9 @@ async function main(): Promise<number> {
     `workload: pgbench ${pgbenchArgs({ mode: 'simple', clients: 1, threads: 1, seconds: opts.seconds }).join(' ').replace('simple', '<mode>').replace('-c 1 -j 1', '-c <c> -j min(c,2)')}`
       + ` (select-only), scale ${opts.scale}, warm-up ${opts.warmup} s per target and mode, ${opts.rounds} round(s) per cell (median), targets interleaved; all on this one machine`,
     'paths: direct = pgbench → PostgreSQL',
-    '       agentgate = pgbench → CLI listener → TLS(SSH) tunnel → broker → proxy (audit to SQLite before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
+    '       agentgate = pgbench → CLI listener → TLS(SSH) tunnel → broker → proxy (policy; audit event journalled before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
     ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
+    ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),
     '       ssh -L = pgbench → ssh → sshd → PostgreSQL;  pgbouncer = pgbench → pgbouncer (transaction pooling) → PostgreSQL',
     ...notes.map((n) => `note: ${n}`),
     '',

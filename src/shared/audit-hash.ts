@@ -92,33 +92,35 @@ export function canonicalJson(value: unknown): string {
  * give): the audit store hashes the text and hands the copy out as the record, so later
  * changes to the caller's objects cannot make the two differ.
  *
- * Fast path: the copy is built with every object's keys inserted in sorted order, and then
- * JSON.stringify (native) writes exactly the canonical form: about 3× faster than encoding
- * member by member, and the copy replaces a JSON.parse. Two things JSON.stringify would
- * order differently send the value down the member-by-member path instead: integer-like
- * keys (engines enumerate those first, numerically) and `__proto__` (not a plain member).
+ * One walk validates the value and builds the copy with every object's keys inserted in
+ * sorted order; then JSON.stringify (native) writes exactly the canonical form — about 3×
+ * faster than encoding member by member, and the copy replaces a JSON.parse. Two kinds of
+ * key JSON.stringify would not write in insertion order: integer-like keys (engines
+ * enumerate those first, numerically) and `__proto__` (set as an own property here). A
+ * copy holding either is written by `writeSorted` instead.
  */
 export function canonicalize(value: unknown): { text: string; copy: unknown } {
+  const walk: CopyWalk = { stack: [], insertionOrdered: true };
   try {
-    try {
-      const copy = sortedCopy(value, []);
-      return { text: JSON.stringify(copy), copy };
-    } catch (e) {
-      if (e !== NEEDS_SLOW_PATH) throw e;
-      const text = encode(value, []);
-      return { text, copy: JSON.parse(text) as unknown };
-    }
+    const copy = sortedCopy(value, walk);
+    return { text: walk.insertionOrdered ? JSON.stringify(copy) : writeSorted(copy), copy };
   } catch (e) {
     if (e instanceof Unencodable) throw new TypeError(`canonicalJson: $${e.path.reverse().join('')} ${e.reason}`);
     throw e;
   }
 }
 
-/** Thrown by sortedCopy for keys whose order or meaning JSON.stringify would not keep. */
-const NEEDS_SLOW_PATH = Symbol('needs the member-by-member encoder');
+interface CopyWalk {
+  /** The objects being copied, for cycle detection (shallow, so a list is cheap). */
+  stack: object[];
+  /** False once a key JSON.stringify would not write in insertion order was copied. */
+  insertionOrdered: boolean;
+}
+
 const INDEX_LIKE = /^(?:0|[1-9]\d*)$/;
 
-function sortedCopy(value: unknown, stack: object[]): unknown {
+/** Validates `value` (naming where it fails) and copies it, keys sorted, undefined members dropped, toJSON applied. */
+function sortedCopy(value: unknown, walk: CopyWalk): unknown {
   if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     value = (value as { toJSON: (key: string) => unknown }).toJSON('');
   }
@@ -131,6 +133,7 @@ function sortedCopy(value: unknown, stack: object[]): unknown {
       return value;
     case 'object': {
       if (value === null) return null;
+      const stack = walk.stack;
       if (stack.includes(value)) throw new Unencodable('is a circular reference');
       stack.push(value);
       let out: unknown[] | Record<string, unknown>;
@@ -140,7 +143,7 @@ function sortedCopy(value: unknown, stack: object[]): unknown {
           const item: unknown = value[i];
           try {
             if (item === undefined) throw new Unencodable('is undefined, which a JSON array cannot hold');
-            arr[i] = sortedCopy(item, stack);
+            arr[i] = sortedCopy(item, walk);
           } catch (e) {
             throw at(e, `[${i}]`);
           }
@@ -149,21 +152,25 @@ function sortedCopy(value: unknown, stack: object[]): unknown {
       } else {
         const keys = Object.keys(value);
         let sorted = true;
-        for (let i = 0; i < keys.length; i++) {
-          const k = keys[i] as string;
-          if (k === '__proto__' || (k.charCodeAt(0) <= 0x39 && INDEX_LIKE.test(k))) throw NEEDS_SLOW_PATH;
-          if (i > 0 && !((keys[i - 1] as string) < k)) sorted = false;
-        }
+        for (let i = 1; i < keys.length; i++) if (!((keys[i - 1] as string) < (keys[i] as string))) sorted = false;
         // Default sort compares UTF-16 code units, which is what RFC 8785 asks for.
         if (!sorted) keys.sort();
         const obj: Record<string, unknown> = {};
         for (const key of keys) {
           const member: unknown = (value as Record<string, unknown>)[key];
           if (member === undefined) continue;
+          let copied: unknown;
           try {
-            obj[key] = sortedCopy(member, stack);
+            copied = sortedCopy(member, walk);
           } catch (e) {
             throw at(e, `.${key}`);
+          }
+          if (key === '__proto__') {
+            Object.defineProperty(obj, key, { value: copied, enumerable: true, writable: true, configurable: true });
+            walk.insertionOrdered = false;
+          } else {
+            if (key.charCodeAt(0) <= 0x39 && INDEX_LIKE.test(key)) walk.insertionOrdered = false;
+            obj[key] = copied;
           }
         }
         out = obj;
@@ -174,6 +181,14 @@ function sortedCopy(value: unknown, stack: object[]): unknown {
     default:
       throw new Unencodable(`is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}, which JSON cannot represent`);
   }
+}
+
+/** Canonical text of a copy sortedCopy made (already valid JSON data): keys sorted at every level. */
+function writeSorted(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(writeSorted).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${writeSorted(o[k])}`).join(',')}}`;
 }
 
 /** Thrown deep down; each level on the way out adds its key, so the happy path builds no paths. */
@@ -187,61 +202,6 @@ class Unencodable extends Error {
 function at(e: unknown, segment: string): unknown {
   if (e instanceof Unencodable) e.path.push(segment);
   return e;
-}
-
-/** `stack` holds the objects being encoded, for cycle detection (shallow, so a list is cheap). */
-function encode(value: unknown, stack: object[]): string {
-  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    value = (value as { toJSON: (key: string) => unknown }).toJSON('');
-  }
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(value)) throw new Unencodable(`is ${value}, which JSON cannot represent`);
-      return JSON.stringify(value);
-    case 'object': {
-      if (value === null) return 'null';
-      if (stack.includes(value)) throw new Unencodable('is a circular reference');
-      stack.push(value);
-      let out: string;
-      if (Array.isArray(value)) {
-        out = '[';
-        for (let i = 0; i < value.length; i++) {
-          const item: unknown = value[i];
-          try {
-            if (item === undefined) throw new Unencodable('is undefined, which a JSON array cannot hold');
-            out += (i > 0 ? ',' : '') + encode(item, stack);
-          } catch (e) {
-            throw at(e, `[${i}]`);
-          }
-        }
-        out += ']';
-      } else {
-        // Default sort compares UTF-16 code units, which is what RFC 8785 asks for.
-        const keys = Object.keys(value).sort();
-        out = '{';
-        let first = true;
-        for (const key of keys) {
-          const member: unknown = (value as Record<string, unknown>)[key];
-          if (member === undefined) continue;
-          try {
-            out += (first ? '' : ',') + JSON.stringify(key) + ':' + encode(member, stack);
-          } catch (e) {
-            throw at(e, `.${key}`);
-          }
-          first = false;
-        }
-        out += '}';
-      }
-      stack.pop();
-      return out;
-    }
-    default:
-      throw new Unencodable(`is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}, which JSON cannot represent`);
-  }
 }
 
 export function sha256Hex(text: string): string {

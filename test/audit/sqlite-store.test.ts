@@ -156,6 +156,21 @@ describe('SqliteAuditStore', { timeout: 30_000 }, () => {
     });
   }
 
+  test('appends made as earlier ones resolve (a chain) never starve the event loop', async () => {
+    const s = await openStore(freshPath());
+    let stop = false;
+    let count = 0;
+    const chain = (): Promise<void> => s.append(ev(count++)).then(() => (stop ? undefined : chain()));
+    const running = chain();
+    // A timer must get its turn while the chain runs; a flush that never yields to the
+    // loop would keep this from firing (and I/O, like the worker's answers, with it).
+    await new Promise<void>((r) => setTimeout(r, 20));
+    stop = true;
+    await running;
+    assert.ok(count > 1, `the chain made ${count} appends`);
+    assert.equal((await verifyStore(s)).ok, true);
+  });
+
   test('group commit: appends made while a transaction is committing go out together in the next one', async () => {
     const s = await openStore(freshPath());
     const before = s.stats().transactions;

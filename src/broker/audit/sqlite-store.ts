@@ -44,6 +44,7 @@ import {
   type AuditQuery,
   type AuditStore,
   type NewAuditEvent,
+  type NormalizedAuditQuery,
   type PruneOptions,
   type PruneResult,
   type ExportPage,
@@ -411,21 +412,15 @@ export class SqliteAuditStore implements AuditStore {
   #schedule(): void {
     if (this.#flushScheduled || this.#inFlight) return;
     this.#flushScheduled = true;
-    const run = (): void => {
+    if (!this.#journal) this.#worker.ref();
+    // setImmediate, not a microtask: everything appended during this turn of the event
+    // loop (all the I/O callbacks that ran) joins the same journal write or transaction.
+    // A microtask would also let a chain of appends made on resolution (append, then
+    // append again when it resolves) run forever without the loop ever reaching I/O.
+    setImmediate(() => {
       this.#flushScheduled = false;
       this.#flush();
-    };
-    if (this.#journal) {
-      // A microtask: everything appended in this callback (a burst, a pipeline's worth of
-      // statements) shares one journal write, and the write happens before the event loop
-      // moves on — the statement's result is not held for another turn of the loop.
-      queueMicrotask(run);
-      return;
-    }
-    this.#worker.ref();
-    // setImmediate, not a microtask: everything appended during this turn of the event
-    // loop (all the I/O callbacks that ran) joins the same transaction, and one fsync.
-    setImmediate(run);
+    });
   }
 
   #flush(): void {
@@ -595,9 +590,14 @@ export class SqliteAuditStore implements AuditStore {
     this.#maybeIdle();
   }
 
+  /** Appends not yet durable, or (until a failure) journalled rows not yet in the database. */
+  #busy(): boolean {
+    if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) return true;
+    return !this.#failed && (this.#indexing !== undefined || this.#toIndex.length > 0);
+  }
+
   #maybeIdle(): void {
-    if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled) return;
-    if (!this.#failed && (this.#indexing || this.#toIndex.length > 0)) return;
+    if (this.#busy()) return;
     // A prune under way keeps the process alive; close() does not wait for it to finish.
     if (!this.#prune) this.#worker.unref();
     const d = this.#drained;
@@ -606,34 +606,10 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async *read(q: AuditQuery): AsyncIterable<AuditRecord> {
-    const nq = normalizeAuditQuery(q);
-    await this.#caughtUp();
-    const where = ['seq > ?'];
-    const params: (string | number)[] = [];
-    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
-    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
-    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
-    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
-    const sql = `SELECT event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`;
-
-    let after = nq.afterSeq;
-    let remaining = nq.limit;
-    while (remaining > 0) {
-      if (this.#closed) throw closedError();
-      const want = Math.min(this.#pageSize, remaining);
-      // One short query per page, no statement held open across yields: a slow consumer
-      // never pins a read snapshot (which would keep WAL checkpoints from finishing).
-      const rows = this.#readStatement(sql).all(after, ...params, want) as unknown as { event: string; hash: string }[];
-      for (const row of rows) {
-        const record = JSON.parse(row.event) as AuditRecord;
-        record.hash = row.hash;
-        after = record.seq;
-        remaining--;
-        yield record;
-      }
-      if (rows.length < want) return;
-      // Let the event loop breathe between pages of a long export.
-      await new Promise<void>((r) => setImmediate(r));
+    for await (const row of this.readRaw(q)) {
+      const record = JSON.parse(row.event) as AuditRecord;
+      record.hash = row.hash;
+      yield record;
     }
   }
 
@@ -644,18 +620,15 @@ export class SqliteAuditStore implements AuditStore {
   async *readRaw(q: AuditQuery): AsyncIterable<RawAuditRow> {
     const nq = normalizeAuditQuery(q);
     await this.#caughtUp();
-    const where = ['seq > ?'];
-    const params: (string | number)[] = [];
-    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
-    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
-    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
-    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
-    const sql = `SELECT seq, time, session, target, type, event, prev, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`;
+    const { where, params } = filterClause(nq, ['seq > ?'], []);
+    const sql = `SELECT seq, time, session, target, type, event, prev, hash FROM audit_events WHERE ${where} ORDER BY seq LIMIT ?`;
     let after = nq.afterSeq;
     let remaining = nq.limit;
     while (remaining > 0) {
       if (this.#closed) throw closedError();
       const want = Math.min(this.#pageSize, remaining);
+      // One short query per page, no statement held open across yields: a slow consumer
+      // never pins a read snapshot (which would keep WAL checkpoints from finishing).
       const rows = this.#readStatement(sql).all(after, ...params, want) as unknown as RawAuditRow[];
       for (const row of rows) {
         after = row.seq;
@@ -663,6 +636,7 @@ export class SqliteAuditStore implements AuditStore {
         yield row;
       }
       if (rows.length < want) return;
+      // Let the event loop breathe between pages of a long export.
       await new Promise<void>((r) => setImmediate(r));
     }
   }
@@ -674,12 +648,7 @@ export class SqliteAuditStore implements AuditStore {
   async *readExportPages(q: AuditQuery & { throughSeq: number }): AsyncIterable<ExportPage> {
     const nq = normalizeAuditQuery(q);
     await this.#caughtUp();
-    const where = ['seq > ?', 'seq <= ?'];
-    const params: (string | number)[] = [q.throughSeq];
-    if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
-    if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
-    if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
-    if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+    const { where, params } = filterClause(nq, ['seq > ?', 'seq <= ?'], [q.throughSeq]);
     // SQLite builds the page: each line is the event text with the hash appended, and
     // the page is one string, so the JavaScript heap sees two allocations per page.
     const line = `substr(event, 1, length(event) - 1) || ',"hash":"' || hash || '"}' || char(10)`;
@@ -690,7 +659,7 @@ export class SqliteAuditStore implements AuditStore {
       const by = ordered ? ' ORDER BY seq' : '';
       return (
         `SELECT count(*) AS count, group_concat(seq, ','${by}) AS seqs, group_concat(hash, ''${by}) AS hashes, group_concat(${line}, ''${by}) AS lines ` +
-        `FROM (SELECT seq, event, hash FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?)`
+        `FROM (SELECT seq, event, hash FROM audit_events WHERE ${where} ORDER BY seq LIMIT ?)`
       );
     };
     const fast = page(false);
@@ -782,7 +751,7 @@ export class SqliteAuditStore implements AuditStore {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.#inFlight || this.#queue.length > 0 || this.#flushScheduled || (!this.#failed && (this.#indexing || this.#toIndex.length > 0))) {
+      if (this.#busy()) {
         const drained = new Promise<void>((r) => (this.#drained = r));
         this.#index(true);
         await drained;
@@ -806,6 +775,17 @@ export class SqliteAuditStore implements AuditStore {
     })();
     return this.#closing;
   }
+}
+
+/** The WHERE clause and its parameters for a query's filters, after `base` (the seq bounds). */
+function filterClause(nq: NormalizedAuditQuery, base: string[], baseParams: (string | number)[]): { where: string; params: (string | number)[] } {
+  const where = [...base];
+  const params = [...baseParams];
+  if (nq.since !== undefined) (where.push('time >= ?'), params.push(nq.since));
+  if (nq.until !== undefined) (where.push('time < ?'), params.push(nq.until));
+  if (nq.session !== undefined) (where.push('session = ?'), params.push(nq.session));
+  if (nq.target !== undefined) (where.push('target = ?'), params.push(nq.target));
+  return { where: where.join(' AND '), params };
 }
 
 function increasing(xs: number[]): boolean {

@@ -5,7 +5,7 @@
  * Protocol: one JSON line on stdin ({ root, issuer }), one JSON line back on stdout
  * ({ url, fingerprint, pid }); the broker stops when stdin closes.
  */
-import { createInterface } from 'node:readline';
+import { readJsonInput, replyReady, runJsonChild } from './json-child.js';
 import { makeBrokerConfig } from '../test/broker/fixtures.js';
 import { runBroker } from '../src/broker/index.js';
 import { silentLogger } from '../src/broker/log.js';
@@ -22,24 +22,13 @@ export interface AuditBrokerChildReady {
 }
 
 async function main(): Promise<void> {
-  const lines = createInterface({ input: process.stdin });
-  const first = await new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
-    lines.once('close', () => reject(new Error('stdin closed before the config line')));
-  });
-  const input = JSON.parse(first) as AuditBrokerChildInput;
+  const { input, stdinClosed } = await readJsonInput<AuditBrokerChildInput>();
   const config = makeBrokerConfig(input.root, { identity: { issuer: input.issuer }, auditors: { groups: ['security'] } });
   const broker = await runBroker(config, { port: 0, logger: silentLogger });
   const ready: AuditBrokerChildReady = { url: broker.url, fingerprint: broker.fingerprint, pid: process.pid };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  await new Promise<void>((resolve) => lines.once('close', resolve));
+  replyReady(ready);
+  await stdinClosed;
   await broker.close();
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`audit-broker-child: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runJsonChild('audit-broker-child', main);

@@ -11,7 +11,6 @@
  * built from a template that is canonical JSON by construction; the chain is computed as
  * it goes (each event's prev is the hash before it), so what is exported is a real chain.
  */
-import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +24,7 @@ import { openSqliteAuditStore } from '../src/broker/audit/sqlite-store.js';
 import { INSERT_EVENT } from '../src/broker/audit/sqlite-schema.js';
 import { GENESIS_PREV, canonicalJson, sha256Hex } from '../src/shared/audit-hash.js';
 import type { AuditBrokerChildInput, AuditBrokerChildReady } from './audit-broker-child.js';
-import { exited, spawnTracked, stopChild, tail } from './procs.js';
+import { endJsonChild, exited, processMemoryMb, spawnJsonChild, spawnTracked, stopChild, tail } from './procs.js';
 
 export const AUDIT_LIMITS = { seconds: 10, rssMb: 150 } as const;
 
@@ -124,8 +123,8 @@ async function timed(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number):
   const poll = useTime
     ? undefined
     : setInterval(() => {
-        readFile(`/proc/${child.pid}/status`, 'utf8').then(
-          (s) => (polledHwm = Math.max(polledHwm, Number(/^VmHWM:\s+(\d+) kB/m.exec(s)?.[1] ?? 0) / 1024)),
+        processMemoryMb(child.pid!).then(
+          (m) => (polledHwm = Math.max(polledHwm, Number.isNaN(m.hwmMb) ? 0 : m.hwmMb)),
           () => {},
         );
       }, 50);
@@ -159,14 +158,9 @@ export async function runAuditExportBench(opts: { events: number; say: (msg: str
     say(`  filled in ${fillSeconds.toFixed(1)} s (${dbMb.toFixed(0)} MB)`);
 
     const script = fileURLToPath(new URL('./audit-broker-child.js', import.meta.url));
-    child = spawnTracked(process.execPath, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const errLog = tail(child.stderr);
-    child.stdin!.write(`${JSON.stringify({ root: tmp.path, issuer: issuer.issuer } satisfies AuditBrokerChildInput)}\n`);
-    const running = child;
-    const ready = await new Promise<AuditBrokerChildReady>((resolve, reject) => {
-      createInterface({ input: running.stdout! }).once('line', (l) => resolve(JSON.parse(l) as AuditBrokerChildReady));
-      void exited(running).then(() => reject(new Error(`broker child exited before it was ready: ${errLog().trim()}`)));
-    });
+    const spawned = spawnJsonChild<AuditBrokerChildReady>(script, { root: tmp.path, issuer: issuer.issuer } satisfies AuditBrokerChildInput, 'broker child');
+    child = spawned.child;
+    const ready = await spawned.ready;
 
     const token = await issuer.sign({ sub: 'auditor-bench', groups: ['security'] }, { expiresIn: 3600 });
     const env: NodeJS.ProcessEnv = {
@@ -184,9 +178,8 @@ export async function runAuditExportBench(opts: { events: number; say: (msg: str
     await writeFile(jwks, JSON.stringify(receiptJwks(keys)));
 
     const memOf = async (): Promise<{ rss: number; hwm: number }> => {
-      const status = await readFile(`/proc/${ready.pid}/status`, 'utf8');
-      const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
-      return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+      const m = await processMemoryMb(ready.pid);
+      return { rss: m.rssMb, hwm: m.hwmMb };
     };
     const idle = await memOf();
     say(`audit export: broker child started (RSS ${idle.rss.toFixed(0)} MB, peak so far ${idle.hwm.toFixed(0)} MB)`);
@@ -212,11 +205,7 @@ export async function runAuditExportBench(opts: { events: number; say: (msg: str
       verified: doc.ok && doc.count === events + 1 && doc.endSigned === true,
     };
   } finally {
-    if (child) {
-      child.stdin!.end();
-      await Promise.race([exited(child), new Promise((r) => setTimeout(r, 5_000))]);
-      await stopChild(child);
-    }
+    if (child) await endJsonChild(child);
     await issuer.close();
     await tmp.remove();
   }

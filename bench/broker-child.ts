@@ -7,7 +7,7 @@
  * travels there, never in argv — and reads one JSON line (BrokerChildReady) from stdout.
  * When stdin closes (the parent is done, or died) the broker shuts down and we exit.
  */
-import { createInterface } from 'node:readline';
+import { readJsonInput, replyReady, runJsonChild } from './json-child.js';
 import { makeBrokerConfig, makeTempDir } from '../test/broker/fixtures.js';
 import { runBroker } from '../src/broker/index.js';
 import type { PostgresTargetConfig } from '../src/broker/config/types.js';
@@ -31,12 +31,7 @@ export interface BrokerChildReady {
 }
 
 async function main(): Promise<void> {
-  const lines = createInterface({ input: process.stdin });
-  const first = await new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
-    lines.once('close', () => reject(new Error('stdin closed before the config line')));
-  });
-  const input = JSON.parse(first) as BrokerChildInput;
+  const { input, stdinClosed } = await readJsonInput<BrokerChildInput>();
   const tmp = await makeTempDir('agentgate-bench-broker-');
   const target: PostgresTargetConfig = {
     type: 'postgres',
@@ -63,18 +58,10 @@ async function main(): Promise<void> {
     sshHostKeyFingerprint: broker.keys.sshHostKeyFingerprint,
     pid: process.pid,
   };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
-  await new Promise<void>((resolve) => {
-    lines.once('close', resolve);
-  });
+  replyReady(ready);
+  await stdinClosed;
   await broker.close();
   await tmp.remove();
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`broker-child: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runJsonChild('broker-child', main);

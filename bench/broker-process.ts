@@ -4,14 +4,12 @@
  * broker's own memory, and for the `agentgate-split` target, where the CLI end and the
  * broker do not share one event loop (as in a real deployment).
  */
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { Agent } from 'undici';
 import { startConnectSession, type ConnectSession } from '../src/tunnel/connect-session.js';
 import type { BrokerChildInput, BrokerChildReady } from './broker-child.js';
-import { exited, spawnTracked, stopChild, tail } from './procs.js';
+import { endJsonChild, processCpuUs, processMemoryMb, spawnJsonChild } from './procs.js';
 
 export interface BrokerProcess {
   pid: number;
@@ -32,15 +30,9 @@ export interface CliSession {
   close(): Promise<void>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Clock ticks per second for /proc/<pid>/stat; 100 on every Linux build we run on. */
-const CLK_TCK = 100;
-
 export async function startBrokerProcess(input: BrokerChildInput): Promise<BrokerProcess> {
   const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
-  const child = spawnTracked(process.execPath, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const errLog = tail(child.stderr);
+  const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child');
   const sessions = new Set<CliSession>();
   const dispatchers: Agent[] = [];
   let closing: Promise<void> | undefined;
@@ -48,33 +40,16 @@ export async function startBrokerProcess(input: BrokerChildInput): Promise<Broke
     (closing ??= (async () => {
       for (const s of sessions) await s.close().catch(() => {});
       for (const d of dispatchers) await d.close().catch(() => {});
-      // Closing stdin asks the child to shut down; a stuck one is killed after the grace.
-      child.stdin!.end();
-      const gone = await Promise.race([exited(child).then(() => true), sleep(5_000).then(() => false)]);
-      if (!gone) await stopChild(child);
+      await endJsonChild(child);
     })());
   try {
-    child.stdin!.write(`${JSON.stringify(input)}\n`);
-    const ready = await new Promise<BrokerChildReady>((resolve, reject) => {
-      const rl = createInterface({ input: child.stdout! });
-      rl.once('line', (l) => resolve(JSON.parse(l) as BrokerChildReady));
-      void exited(child).then(() => reject(new Error(`broker child exited before it was ready: ${errLog().trim()}`)));
-    });
+    const ready = await started;
     const pid = ready.pid;
     return {
       pid,
       child,
-      async memory() {
-        const status = await readFile(`/proc/${pid}/status`, 'utf8');
-        const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-        return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
-      },
-      async cpuUs() {
-        const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return { user: (Number(f[11]) * 1e6) / CLK_TCK, system: (Number(f[12]) * 1e6) / CLK_TCK };
-      },
+      memory: () => processMemoryMb(pid),
+      cpuUs: () => processCpuUs(pid),
       async connect(token, target) {
         const dispatcher = new Agent({ connect: { ca: ready.tlsCertPem } });
         dispatchers.push(dispatcher);

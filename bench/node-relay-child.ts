@@ -8,7 +8,7 @@
  */
 import { createServer, connect, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import { createInterface } from 'node:readline';
+import { readJsonInput, replyReady } from './json-child.js';
 
 interface RelayInput {
   role: 'front' | 'back';
@@ -17,8 +17,7 @@ interface RelayInput {
   keyPem?: string;
 }
 
-const rl = createInterface({ input: process.stdin });
-const input = await new Promise<RelayInput>((resolve) => rl.once('line', (l) => resolve(JSON.parse(l) as RelayInput)));
+const { input, stdinClosed } = await readJsonInput<RelayInput>();
 
 function pipeBoth(a: Socket, b: Socket): void {
   a.setNoDelay(true);
@@ -36,6 +35,6 @@ const server =
     ? createServer((c) => pipeBoth(c, tlsConnect({ host: '127.0.0.1', port: input.upstreamPort, rejectUnauthorized: false })))
     : createTlsServer({ cert: input.certPem, key: input.keyPem }, (c) => pipeBoth(c, connect(input.upstreamPort, '127.0.0.1')));
 server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as { port: number }).port, pid: process.pid })}\n`);
+  replyReady({ port: (server.address() as { port: number }).port, pid: process.pid });
 });
-rl.once('close', () => process.exit(0));
+void stdinClosed.then(() => process.exit(0));

@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createConnection, createServer } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 
 const tracked = new Set<ChildProcess>();
 /** One-shot programs (pgbench, psql, ssh-keygen) running right now. */
@@ -141,4 +143,44 @@ export function tail(stream: NodeJS.ReadableStream | null, max = 8192): () => st
     buf = (buf + d).slice(-max);
   });
   return () => buf;
+}
+
+/**
+ * A Node child speaking the bench's small start protocol: it reads one JSON line of input
+ * on stdin, answers one JSON line on stdout once ready, and exits when stdin closes.
+ */
+export function spawnJsonChild<Ready>(script: string, input: unknown, what: string): { child: ChildProcess; ready: Promise<Ready> } {
+  const child = spawnTracked(process.execPath, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const errLog = tail(child.stderr);
+  child.stdin!.write(`${JSON.stringify(input)}\n`);
+  const ready = new Promise<Ready>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l) as Ready));
+    void exited(child).then(() => reject(new Error(`${what} exited before it was ready: ${errLog().trim()}`)));
+  });
+  return { child, ready };
+}
+
+/** Closes a spawnJsonChild's stdin (its cue to exit); one still running after `graceMs` is stopped. */
+export async function endJsonChild(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  child.stdin?.end();
+  const gone = await Promise.race([exited(child).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), graceMs))]);
+  if (!gone) await stopChild(child);
+}
+
+/** Clock ticks per second for /proc/<pid>/stat; 100 on every Linux build we run on. */
+const CLK_TCK = 100;
+
+/** CPU (µs) a process has used so far, from /proc/<pid>/stat (utime and stime, fields 14 and 15). */
+export async function processCpuUs(pid: number): Promise<{ user: number; system: number }> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name, which may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: (Number(f[11]) * 1e6) / CLK_TCK, system: (Number(f[12]) * 1e6) / CLK_TCK };
+}
+
+/** Resident and peak resident memory (MB) of a process, from /proc/<pid>/status. */
+export async function processMemoryMb(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
 }

@@ -7,7 +7,7 @@
 import { request, type Dispatcher } from 'undici';
 import { AgentgateError, BrokerError, ExitCode } from '../errors.js';
 import type { ApiErrorBody, DecisionBody, RequestEventType, RequestView, RequestsResponse, WhoAmI } from '../shared/api-types.js';
-import { apiError, transportError } from './broker-http.js';
+import { apiError, readJson, transportError } from './broker-http.js';
 import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from './broker-session.js';
 import { resolveToken, type ResolvedToken } from './token-sources.js';
 
@@ -95,7 +95,7 @@ function approvalsClient(session: BrokerSession, flags: BrokerSessionFlags, env:
     }
     let json: unknown;
     try {
-      json = await readJson(res.body);
+      json = await readJson(res.body, MAX_JSON_BYTES);
     } catch (err) {
       throw transportError(err, url);
     }
@@ -144,7 +144,7 @@ function approvalsClient(session: BrokerSession, flags: BrokerSessionFlags, env:
         throw transportError(err, url);
       }
       if (res.statusCode !== 200) {
-        const json = await readJson(res.body).catch(() => undefined);
+        const json = await readJson(res.body, MAX_JSON_BYTES).catch(() => undefined);
         throw errorFor(res.statusCode, json, t);
       }
       let opened = false;
@@ -184,24 +184,6 @@ export function approvalApiError(status: number, json: unknown, session: Pick<Br
     return new AgentgateError(body.code, body.message, exit, { hint: body.hint ?? 'see: agentgate requests --all' });
   }
   return apiError(status, json, { brokerUrl: session.url, discovery: session.discovery, source: t.label });
-}
-
-async function readJson(body: Dispatcher.ResponseData['body']): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_JSON_BYTES) {
-      body.destroy();
-      throw new BrokerError('AG_BROKER_PROTOCOL', `the broker's answer exceeds ${MAX_JSON_BYTES} bytes`, { hint: 'check that the URL points at an agentgate broker' });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface SseMessage {

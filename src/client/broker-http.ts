@@ -179,8 +179,8 @@ function isTlsVerifyCode(code: string): boolean {
   );
 }
 
-/** Reads a JSON body, refusing anything larger than `limit` bytes. */
-async function readJson(body: Dispatcher.ResponseData['body'], limit = MAX_JSON_BYTES): Promise<unknown> {
+/** Reads a JSON body (undefined if it is not JSON), refusing anything larger than `limit` bytes. */
+export async function readJson(body: Dispatcher.ResponseData['body'], limit = MAX_JSON_BYTES): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {

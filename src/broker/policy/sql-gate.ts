@@ -54,6 +54,13 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       cache.set(sql, verdict);
       return verdict;
     },
+    prepare: () => undefined,
+    prepareFunctionCall: () => undefined,
+    judgeFunctionCall(oid: number, args: number) {
+      const label = `-- function call: oid ${oid} (${args} args)`;
+      return { effect: 'deny', policy: null, rule: null, reason: `function call by OID ${oid} cannot be resolved`, fingerprint: `fn:${oid}`, classification: {}, label };
+    },
+    invalidate: () => undefined,
   };
 }
 

@@ -252,3 +252,29 @@ export function decodePasswordMessage(body: Buffer): string {
   r.end();
   return password;
 }
+
+export interface FunctionCallMessage {
+  /** pg_proc OID of the function to call. */
+  oid: number;
+  /** Number of arguments sent (their values are not copied). */
+  argCount: number;
+  /** 0 text, 1 binary. */
+  resultFormat: number;
+}
+
+/**
+ * FunctionCall (the fast-path interface libpq's PQfn and large-object calls use).
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FUNCTIONCALL
+ */
+export function decodeFunctionCall(body: Buffer, cursor: ValueCursor = new ValueCursor()): FunctionCallMessage {
+  const r = new BodyReader(body, 'FunctionCall');
+  const oid = r.uint32();
+  const formats = formatCodes(r);
+  const argCount = r.uint16();
+  if (formats.length > 1 && formats.length !== argCount) throw r.malformed(`${formats.length} argument formats for ${argCount} arguments`);
+  r.offset = cursor.reset(body, argCount, r.offset, 'FunctionCall').skipRest();
+  const resultFormat = r.int16();
+  if (resultFormat !== 0 && resultFormat !== 1) throw r.malformed(`result format ${resultFormat}`);
+  r.end();
+  return { oid, argCount, resultFormat };
+}

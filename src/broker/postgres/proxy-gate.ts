@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { PolicyDecision } from '../policy/decision.js';
+import type { NamespaceEffects } from './pipeline.js';
 
 /** The policy decision about one statement, with what approvals and the audit log need. */
 export interface GateVerdict extends PolicyDecision {
@@ -18,11 +19,26 @@ export interface GateVerdict extends PolicyDecision {
   fingerprint: string;
   /** What reviewers and the audit log see about the statement (kinds, relations, flags). */
   classification: Record<string, unknown>;
+  /** What the statement does to prepared statements and cursors (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD). */
+  namespace?: NamespaceEffects;
+  /** The statement changes the schema: what was resolved in the catalog may be stale after it. */
+  ddl?: boolean;
 }
 
+/**
+ * The per-statement judge a session asks. Judging is synchronous once what it needs from
+ * the live catalog (functions, by name or OID) is known: `prepare…` returns a promise when
+ * a lookup must happen first (it never rejects: a failed lookup leaves the name unknown,
+ * and unknown means no), undefined when `judge…` can answer now.
+ */
 export interface StatementGate {
-  /** Decides one Query string or one prepared statement's text. Synchronous: cached classification. */
+  prepare(sql: string): Promise<void> | undefined;
   judge(sql: string): GateVerdict;
+  prepareFunctionCall(oid: number): Promise<void> | undefined;
+  /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
+  judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string };
+  /** The session changed the schema: forget what was resolved. */
+  invalidate(): void;
 }
 
 /** A statement that makes the server raise `message` with `code`; the tag cannot occur in the text. */

@@ -61,10 +61,9 @@
  */
 import type { FieldDescription } from './decode-backend.js';
 import { decodeCopyResponse, decodeRowDescription } from './decode-backend.js';
-import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from './decode-frontend.js';
-import { ValueCursor } from './body-reader.js';
+import { followBackend, followFrontend, PipelineTracker, type Outstanding, type Portal, type PreparedStatement } from './pipeline.js';
 import { noticeResponse } from './build-backend.js';
-import { BackendType, FrontendType } from './protocol.js';
+import { BackendType } from './protocol.js';
 import { ProtocolError } from './errors.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import { DETECTOR_NAMES, DetectorId, looksLikeSecretName, scanSpans, SpanList } from '../masking/detectors.js';
@@ -151,33 +150,14 @@ interface Shape {
   formats: number[];
 }
 
-interface Statement {
-  sql: string;
+/** What the masker knows of a portal, beside the tracker's record of it. */
+interface PortalMask {
   /** undefined: not described yet; null: returns no rows. */
   shape: Shape | null | undefined;
-}
-
-interface Portal {
-  sql: string;
-  statement: string;
-  shape: Shape | null | undefined;
-  /** Result format codes from Bind (none = all text, one = all, else per column). */
-  formats: number[];
   /** The shape came from Describe of this portal (its formats are the real ones). */
   described: boolean;
   plan: RowPlan | undefined;
 }
-
-/** What the server owes for each message forwarded to it, in order. */
-type Pending =
-  | { k: 'query'; sql: string; copies: number; copyList?: CopyOutStatement[] }
-  | { k: 'parse'; name: string; sql: string }
-  | { k: 'bind'; portal: string; statement: string; formats: number[] }
-  | { k: 'describe'; kind: 'S' | 'P'; name: string }
-  | { k: 'execute'; portal: string }
-  | { k: 'close'; kind: 'S' | 'P'; name: string }
-  | { k: 'sync' }
-  | { k: 'function' };
 
 interface CopyState {
   format: 'text' | 'csv' | 'binary';
@@ -211,12 +191,18 @@ export class ResultMasker {
   #values = 0;
 
   readonly #tables = new Map<number, TableInfo>();
-  readonly #statements = new Map<string, Statement>();
-  readonly #portals = new Map<string, Portal>();
-  readonly #pending: Pending[] = [];
+  /** The session's one record of statements, portals and what the server owes (pipeline.ts). */
+  readonly #tracker: PipelineTracker;
+  /** Whether this masker advances the tracker itself (used on its own, without a proxy). */
+  readonly #ownsTracker: boolean;
+  /** Result shapes of prepared statements (by the tracker's objects). */
+  readonly #statementShapes = new WeakMap<PreparedStatement, Shape | null>();
+  readonly #portalMasks = new WeakMap<Portal, PortalMask>();
+  /** COPY statements of a simple Query, and how many have started. */
+  readonly #queryCopies = new WeakMap<Outstanding, { list: CopyOutStatement[]; started: number }>();
   /** The result being read when no Execute is at the head (simple Query, or no frontend tracking). */
   #current: RowPlan | undefined;
-  #cachedFor: Pending | undefined;
+  #cachedFor: Outstanding | undefined;
   #cachedPlan: RowPlan | undefined;
   readonly #unknownPlans = new Map<number, RowPlan>();
   #copy: CopyState | undefined;
@@ -228,7 +214,6 @@ export class ResultMasker {
   readonly #out = new OutBuffer();
   readonly #scratch = new OutBuffer(4096);
   readonly #scratch2 = new OutBuffer(4096);
-  readonly #bindCursor = new ValueCursor();
 
   // The rewrite in progress: output starts lazily, at the first change.
   #src: Buffer = EMPTY;
@@ -236,7 +221,13 @@ export class ResultMasker {
   #started = false;
   #copyFrame = false;
 
-  constructor(plan: MaskingPlan, key: Buffer, catalog: CatalogLookup) {
+  /**
+   * `tracker`: the session's pipeline tracker, which the proxy advances; without one the
+   * masker keeps its own and follows both directions itself (`frontend()` and `backend()`).
+   */
+  constructor(plan: MaskingPlan, key: Buffer, catalog: CatalogLookup, tracker?: PipelineTracker) {
+    this.#tracker = tracker ?? new PipelineTracker();
+    this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
     this.#key = key;
     this.#catalog = catalog;
@@ -277,48 +268,19 @@ export class ResultMasker {
     this.#cachedFor = undefined;
   }
 
-  /** Every client message forwarded to the server, in order (see the wiring above). */
+  /** Every client message forwarded to the server, in order, when the masker keeps its own tracker. */
   frontend(type: number, body: Buffer): void {
-    switch (type) {
-      case FrontendType.query:
-        this.#pending.push({ k: 'query', sql: decodeQuery(body), copies: 0 });
-        return;
-      case FrontendType.parse: {
-        const p = decodeParse(body);
-        this.#pending.push({ k: 'parse', name: p.statement, sql: p.sql });
-        return;
-      }
-      case FrontendType.bind: {
-        const b = decodeBind(body, this.#bindCursor);
-        this.#pending.push({ k: 'bind', portal: b.portal, statement: b.statement, formats: b.resultFormats });
-        return;
-      }
-      case FrontendType.describe: {
-        const d = decodeDescribe(body);
-        this.#pending.push({ k: 'describe', kind: d.kind, name: d.name });
-        return;
-      }
-      case FrontendType.execute:
-        this.#pending.push({ k: 'execute', portal: decodeExecute(body).portal });
-        return;
-      case FrontendType.close: {
-        const c = decodeClose(body);
-        this.#pending.push({ k: 'close', kind: c.kind, name: c.name });
-        return;
-      }
-      case FrontendType.sync:
-        this.#pending.push({ k: 'sync' });
-        return;
-      case FrontendType.functionCall:
-        this.#pending.push({ k: 'function' });
-        return;
-      default:
-        return;
-    }
+    if (this.#ownsTracker) followFrontend(this.#tracker, type, body);
   }
 
   /** Every server message (see the wiring above). */
   backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<void> {
+    const out = this.#backend(m);
+    if (this.#ownsTracker) followBackend(this.#tracker, m);
+    return out;
+  }
+
+  #backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<void> {
     switch (m.type) {
       case BackendType.rowDescription:
         return this.rowDescription(m.body) ?? m.frame;
@@ -338,6 +300,8 @@ export class ResultMasker {
         return this.errorOrNotice(m.frame);
       case BackendType.notificationResponse:
         return this.notification(m.frame);
+      case BackendType.parameterStatus:
+        return this.parameterStatus(m.frame);
       default:
         this.serverMessage(m.type);
         return m.frame;
@@ -349,52 +313,18 @@ export class ResultMasker {
    * CommandComplete, EmptyQueryResponse, PortalSuspended, CloseComplete, ReadyForQuery).
    */
   serverMessage(type: number): void {
-    const head = this.#pending[0];
     switch (type) {
-      case BackendType.parseComplete:
-        if (head?.k === 'parse') {
-          this.#pending.shift();
-          this.#statements.set(head.name, { sql: head.sql, shape: undefined });
-        }
+      case BackendType.noData: {
+        const head = this.#tracker.head;
+        if (head?.kind === 'describe') this.#describeTarget(head)(null);
         return;
-      case BackendType.bindComplete:
-        if (head?.k === 'bind') {
-          this.#pending.shift();
-          const st = this.#statements.get(head.statement);
-          this.#portals.set(head.portal, {
-            sql: st?.sql ?? '',
-            statement: head.statement,
-            shape: st?.shape,
-            formats: head.formats,
-            described: false,
-            plan: undefined,
-          });
-        }
-        return;
-      case BackendType.noData:
-        if (head?.k === 'describe') {
-          this.#pending.shift();
-          this.#describeTarget(head)(null);
-        }
-        return;
+      }
       case BackendType.commandComplete:
       case BackendType.emptyQueryResponse:
       case BackendType.portalSuspended:
-        if (head?.k === 'execute') this.#pending.shift();
         this.#endResult();
         return;
-      case BackendType.closeComplete:
-        if (head?.k === 'close') {
-          this.#pending.shift();
-          if (head.kind === 'S') this.#statements.delete(head.name);
-          else this.#portals.delete(head.name);
-        }
-        return;
       case BackendType.readyForQuery:
-        while (this.#pending.length > 0) {
-          const e = this.#pending.shift()!;
-          if (e.k === 'sync' || e.k === 'query' || e.k === 'function') break;
-        }
         this.#endResult();
         this.#copy = undefined;
         return;
@@ -409,10 +339,9 @@ export class ResultMasker {
    */
   rowDescription(body: Buffer): Promise<void> | undefined {
     const desc = decodeRowDescription(body);
-    const head = this.#pending[0];
+    const head = this.#tracker.head;
     let apply: (shape: Shape) => void;
-    if (head?.k === 'describe') {
-      this.#pending.shift();
+    if (head?.kind === 'describe') {
       apply = this.#describeTarget(head);
     } else {
       apply = (shape) => {
@@ -580,6 +509,25 @@ export class ResultMasker {
     return out;
   }
 
+  /** ParameterStatus: mask detector hits in the value (a setting can be set from a query). */
+  parameterStatus(frame: Buffer): Buffer {
+    if (this.#plan.detectors === 0) return frame;
+    const nameEnd = frame.indexOf(0, 5);
+    const valueEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
+    if (valueEnd < 0) throw new ProtocolError('malformed ParameterStatus message: unterminated string');
+    const regions = this.#detectorRegions(frame, nameEnd + 1, valueEnd);
+    if (regions.length === 0) return frame;
+    const masked = applyRegionsToBytes(
+      frame.subarray(nameEnd + 1, valueEnd),
+      regions.map((r) => ({ ...r, start: r.start - nameEnd - 1, end: r.end - nameEnd - 1 })),
+      this.#key,
+    );
+    this.#countRegions(masked.byRule);
+    const out = Buffer.concat([frame.subarray(0, nameEnd + 1), masked.bytes, Buffer.from([0])]);
+    out.writeInt32BE(out.length - 1, 1);
+    return out;
+  }
+
   /** NotificationResponse: mask detector hits in the payload. */
   notification(frame: Buffer): Buffer {
     if (this.#plan.detectors === 0) return frame;
@@ -607,48 +555,51 @@ export class ResultMasker {
   }
 
   #onError(): void {
-    const head = this.#pending[0];
-    // Extended protocol: the server skips everything up to the next Sync.
-    if (head !== undefined && head.k !== 'query' && head.k !== 'function') {
-      while (this.#pending.length > 0 && this.#pending[0]!.k !== 'sync') this.#pending.shift();
-    }
     this.#endResult();
     this.#copy = undefined;
   }
 
   /** Where a Describe's answer goes. */
-  #describeTarget(head: { kind: 'S' | 'P'; name: string }): (shape: Shape | null) => void {
-    if (head.kind === 'S') {
-      const st = this.#statements.get(head.name) ?? { sql: '', shape: undefined };
-      this.#statements.set(head.name, st);
+  #describeTarget(head: Extract<Outstanding, { kind: 'describe' }>): (shape: Shape | null) => void {
+    if (head.statement) {
+      const st = head.statement;
       return (shape) => {
-        st.shape = shape;
+        this.#statementShapes.set(st, shape);
       };
     }
-    const portal = this.#portals.get(head.name) ?? { sql: '', statement: '', shape: undefined, formats: [], described: false, plan: undefined };
-    this.#portals.set(head.name, portal);
+    const pm = this.#portalMask(head.portal!);
     return (shape) => {
-      portal.shape = shape;
-      portal.described = true;
-      portal.plan = undefined;
+      pm.shape = shape;
+      pm.described = true;
+      pm.plan = undefined;
     };
+  }
+
+  #portalMask(portal: Portal): PortalMask {
+    let pm = this.#portalMasks.get(portal);
+    if (!pm) {
+      pm = { shape: undefined, described: false, plan: undefined };
+      this.#portalMasks.set(portal, pm);
+    }
+    return pm;
   }
 
   /** The plan for the row at hand. */
   #rowPlan(frame: Buffer): RowPlan {
-    const head = this.#pending[0];
-    if (head?.k === 'execute') {
+    const head = this.#tracker.head;
+    if (head?.kind === 'execute') {
       if (this.#cachedFor === head && this.#cachedPlan) return this.#cachedPlan;
-      const portal = this.#portals.get(head.portal);
+      const portal = head.portal;
+      const pm = this.#portalMask(portal);
       let plan: RowPlan;
       // A statement described after the Bind still describes the portal's columns.
-      if (portal && !portal.shape && !portal.described) portal.shape = this.#statements.get(portal.statement)?.shape;
-      if (portal?.shape) {
-        const shape = portal.shape;
-        portal.plan ??= this.#buildPlan(shape, portal.described ? (i) => shape.formats[i] ?? 0 : (i) => formatOf(portal.formats, i));
-        plan = portal.plan;
+      if (!pm.shape && !pm.described) pm.shape = this.#statementShapes.get(portal.statement);
+      if (pm.shape) {
+        const shape = pm.shape;
+        pm.plan ??= this.#buildPlan(shape, pm.described ? (i) => shape.formats[i] ?? 0 : (i) => formatOf(portal.resultFormats, i));
+        plan = pm.plan;
       } else {
-        plan = this.#unknownPlan(columnCount(frame), portal ? (i: number) => formatOf(portal.formats, i) : undefined);
+        plan = this.#unknownPlan(columnCount(frame), (i: number) => formatOf(portal.resultFormats, i));
       }
       this.#cachedFor = head;
       this.#cachedPlan = plan;
@@ -901,15 +852,16 @@ export class ResultMasker {
   // ───────────────────────────── COPY ─────────────────────────────
 
   #copyStatement(): CopyOutStatement | undefined {
-    const head = this.#pending[0];
-    if (head?.k === 'query') {
-      head.copyList ??= copyOutStatements(head.sql);
-      return head.copyList[head.copies++];
+    const head = this.#tracker.head;
+    if (head?.kind === 'query') {
+      let q = this.#queryCopies.get(head);
+      if (!q) {
+        q = { list: copyOutStatements(head.rec.sql), started: 0 };
+        this.#queryCopies.set(head, q);
+      }
+      return q.list[q.started++];
     }
-    if (head?.k === 'execute') {
-      const sql = this.#portals.get(head.portal)?.sql;
-      return sql === undefined ? undefined : copyOutStatements(sql)[0];
-    }
+    if (head?.kind === 'execute') return copyOutStatements(head.portal.statement.sql)[0];
     return undefined;
   }
 

@@ -19,43 +19,23 @@ import type { AuditStore, NewAuditEvent } from '../audit/store.js';
 import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
 import { FrontendReader, type BackendReader, type PgMessage } from './reader.js';
-import { BackendType, FrontendType, SCRAM_SHA_256, type TransactionStatus } from './protocol.js';
-import {
-  decodeBind,
-  decodeCancelRequest,
-  decodeClose,
-  decodeExecute,
-  decodeParse,
-  decodeQuery,
-  decodeSASLInitialResponse,
-  decodeSASLResponse,
-  decodeStartupMessage,
-  startupRequestKind,
-} from './decode-frontend.js';
-import { decodeCommandComplete, decodeErrorResponse, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
-import {
-  AUTHENTICATION_OK,
-  authenticationSASL,
-  authenticationSASLContinue,
-  authenticationSASLFinal,
-  backendKeyData,
-  ENCRYPTION_DECLINED,
-  errorResponse,
-  readyForQuery,
-} from './build-backend.js';
-import { TERMINATE } from './build-frontend.js';
-import { PgError, ProtocolError, SqlState, passwordAuthFailed } from './errors.js';
-import { ScramServer, type ScramVerifier } from './scram.js';
+import { BackendType, FrontendType, type TransactionStatus } from './protocol.js';
+import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionCall, decodeParse, decodeQuery } from './decode-frontend.js';
+import { decodeErrorResponse, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
+import { backendKeyData, errorResponse, noticeResponse, readyForQuery } from './build-backend.js';
+import { TERMINATE, bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
+import { PgError, SqlState } from './errors.js';
+import type { ScramVerifier } from './scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
-import { StatementTracker, type StatementNote, type StatementRecord } from './proxy-statements.js';
+import { followBackend, PipelineTracker, type Portal, type StatementNote, type StatementRecord } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
-import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
-import { noticeResponse } from './build-backend.js';
 import { createCatalogLookup, maskSqlText, ResultMasker } from './proxy-masking.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
+import { ClientOutbox, joinFrames } from './client-outbox.js';
+import { ClientHandshake } from './proxy-handshake.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -79,6 +59,13 @@ export interface PgProxySessionOptions {
   origin?: Record<string, string | number>;
   /** Cap on one client message once authenticated. */
   maxMessageLength?: number;
+  /**
+   * The deciding policy grants no write: the upstream session is opened with
+   * `default_transaction_read_only=on` (its reset value, so RESET and DISCARD keep it), and
+   * the gate refuses every statement that would turn it off. A classifier miss then fails
+   * inside PostgreSQL with 25006.
+   */
+  readOnly?: boolean;
   /** Called once when the session has ended and its session.end event is durable (or failed). */
   onEnd?: (summary: SessionSummary) => void;
 }
@@ -89,42 +76,35 @@ interface Hold {
   /** The held Query or Execute message (a copy). */
   frame: Buffer;
   sql: string;
-  portal: string;
+  /** The portal an Execute runs (resolved when it arrived). */
+  portal: Portal | undefined;
   verdict: GateVerdict;
   requestId: string;
 }
 
-/**
- * Startup parameters passed upstream; user/database come from the target, replication is
- * refused. Dropped on purpose: `options` (`-c role=…` would switch roles before any
- * statement is inspected), `search_path` (policy resolves unqualified names in `public`),
- * and `client_encoding`, which is always UTF8 upstream so the server splits statement
- * text exactly as the policy's parser did (clients that asked for another encoding get
- * UTF8 reported in ParameterStatus, as with any server-side setting).
- */
-const FORWARDED_PARAMS = new Set(['application_name', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits']);
+/** A refused extended-protocol message: what to send at the client's Sync (messages up to it are dropped). */
+interface SkipToSync {
+  /** What the audit record shows as the refused statement. */
+  sql: string;
+  params: number;
+  statement: string | undefined;
+  note: StatementNote;
+  /** The raise statement that answers it. */
+  raise: string;
+}
 
-type Phase = 'startup' | 'auth' | 'connecting' | 'relay' | 'closed';
-
-/** Result bytes held back to share one write with the ReadyForQuery that follows them. */
-const COALESCE_BELOW = 64 * 1024;
+type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
 
 /** What a client may pipeline behind a held statement before we stop reading it. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
-
-/** A promise whose settlement can be checked synchronously. */
-interface Barrier {
-  promise: Promise<unknown>;
-  done: boolean;
-}
 
 export class PgProxySession {
   readonly id = `pgs_${randomUUID()}`;
   readonly #o: PgProxySessionOptions;
   readonly #client: Duplex;
   readonly #reader: FrontendReader;
+  readonly #handshake: ClientHandshake;
   #phase: Phase = 'startup';
-  #scram: ScramServer | undefined;
   #clientParams = new Map<string, string>();
   #clientUser = '';
   /** Client messages that arrived while the upstream login was under way (copies). */
@@ -134,11 +114,10 @@ export class PgProxySession {
   #backend: BackendReader | undefined;
   #upstreamKey: BackendKeyData | undefined;
   #clientKey: BackendKeyData | undefined;
-  readonly #tracker: StatementTracker;
+  readonly #tracker: PipelineTracker;
   #status: TransactionStatus = 'I';
 
-  /** Client-bound output, in order: frames and durability barriers. */
-  #out: (Buffer | Barrier)[] = [];
+  readonly #outbox: ClientOutbox;
   /** Frames bound for the server during one client chunk. */
   #toServer: Buffer[] = [];
   /** Audit appends since the last ReadyForQuery. */
@@ -149,11 +128,17 @@ export class PgProxySession {
   readonly #approvals: SessionApproval[] = [];
   /** The statement held for approval, if any. */
   #hold: Hold | undefined;
-  /** Client messages that arrived behind a held statement (copies), in order. */
+  /**
+   * Set while the next client message cannot be judged yet: `confirm` until the server has
+   * answered what an earlier batch did to the names it uses, `lookup` until the catalog has
+   * answered what its functions do. The message and all after it wait in #pending.
+   */
+  #waiting: 'confirm' | 'lookup' | undefined;
+  /** Client messages that arrived behind a held or waiting message (copies), in order. */
   #pending: Buffer[] = [];
   #pendingBytes = 0;
-  /** After a refused Execute: what to send with the next Sync (messages up to it are dropped). */
-  #skipUntilSync: { portal: string; note: StatementNote; sql: string } | undefined;
+  /** After a refused extended-protocol message: what to send with the next Sync. */
+  #skipUntilSync: SkipToSync | undefined;
   #masker: ResultMasker | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
@@ -170,7 +155,18 @@ export class PgProxySession {
     this.#o = options;
     this.#client = client;
     this.#reader = new FrontendReader(options.maxMessageLength === undefined ? {} : { maxMessageLength: options.maxMessageLength });
-    this.#tracker = new StatementTracker((rec) => this.#onStatement(rec));
+    this.#handshake = new ClientHandshake(client, options.verifier);
+    this.#tracker = new PipelineTracker((rec) => this.#onStatement(rec));
+    this.#outbox = new ClientOutbox(client, {
+      pauseServer: () => this.#upstream?.pause(),
+      resumeServer: () => this.#upstream?.resume(),
+      serverHeld: () => this.#maskWait !== undefined,
+      closed: () => this.#phase === 'closed',
+      barrierFailed: (err) => {
+        this.#o.logger.error('audit write failed: closing the session', { session: this.id, error: (err as Error).message });
+        this.#fatal(auditUnavailable());
+      },
+    });
     client.on('data', this.#onClientData);
     client.on('end', () => this.#close('client closed the connection'));
     client.on('close', () => this.#close('client closed the connection'));
@@ -193,9 +189,7 @@ export class PgProxySession {
   readonly #onFrontend = (m: PgMessage): void => {
     switch (this.#phase) {
       case 'startup':
-        return this.#onStartup(m);
-      case 'auth':
-        return this.#onAuth(m);
+        return this.#onHandshake(m);
       case 'connecting':
         this.#held.push(Buffer.from(m.frame));
         return;
@@ -206,68 +200,36 @@ export class PgProxySession {
     }
   };
 
-  #onStartup(m: PgMessage): void {
-    switch (startupRequestKind(m.body)) {
-      case 'ssl':
-      case 'gssenc':
-        // The tunnel is already encrypted end to end; the client may proceed in the clear.
-        this.#client.write(ENCRYPTION_DECLINED);
+  #onHandshake(m: PgMessage): void {
+    const step = this.#handshake.step(m);
+    switch (step.step) {
+      case 'continue':
         return;
       case 'cancel':
-        this.#forwardCancel(decodeCancelRequest(m.body));
-        return;
-      case 'startup': {
-        const startup = decodeStartupMessage(m.body);
-        if (startup.params.has('replication')) {
-          throw new PgError(SqlState.featureNotSupported, 'replication connections are not supported through agentgate', { severity: 'FATAL' });
+        return this.#forwardCancel(step);
+      case 'gave-up':
+        return this.#close('client gave up during authentication');
+      case 'authenticated':
+        this.#clientParams = step.params;
+        this.#clientUser = step.user;
+        this.#reader.authenticated();
+        if (!this.#o.access.allowed) {
+          throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
         }
-        this.#clientUser = startup.params.get('user') ?? '';
-        for (const [k, v] of startup.params) if (FORWARDED_PARAMS.has(k)) this.#clientParams.set(k, v);
-        this.#clientParams.set('client_encoding', 'UTF8');
-        if (!this.#o.verifier) {
-          throw new PgError(SqlState.invalidAuthorizationSpecification, 'this tunnel carries no session secret', {
-            severity: 'FATAL',
-            hint: 'connect through `agentgate connect` or `agentgate run`, which create one',
-          });
-        }
-        this.#phase = 'auth';
-        this.#client.write(authenticationSASL([SCRAM_SHA_256]));
-        return;
-      }
+        this.#phase = 'connecting';
+        this.#client.pause();
+        void this.#connect();
     }
-  }
-
-  #onAuth(m: PgMessage): void {
-    if (m.type === FrontendType.terminate) {
-      this.#close('client gave up during authentication');
-      return;
-    }
-    if (!this.#scram) {
-      const initial = decodeSASLInitialResponse(m.body);
-      if (initial.mechanism !== SCRAM_SHA_256 || initial.data === null) {
-        throw new ProtocolError(`client selected an invalid SASL authentication mechanism "${initial.mechanism}"`);
-      }
-      this.#scram = new ScramServer(this.#o.verifier as ScramVerifier);
-      this.#client.write(authenticationSASLContinue(this.#scram.start(initial.data)));
-      return;
-    }
-    const result = this.#scram.finish(decodeSASLResponse(m.body));
-    if (!result.ok) throw passwordAuthFailed(this.#clientUser);
-    this.#reader.authenticated();
-    this.#client.write(Buffer.concat([authenticationSASLFinal(result.serverFinal), AUTHENTICATION_OK]));
-    if (!this.#o.access.allowed) {
-      throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
-    }
-    this.#phase = 'connecting';
-    this.#client.pause();
-    void this.#connect();
   }
 
   async #connect(): Promise<void> {
     const { target, logger } = this.#o;
     try {
       if (this.#o.audit.failed) throw auditUnavailable();
-      const up = await connectUpstream(target, this.#clientParams);
+      const params = new Map(this.#clientParams);
+      // Startup parameters become the session's reset values: RESET ALL keeps this on.
+      if (this.#o.readOnly) params.set('default_transaction_read_only', 'on');
+      const up = await connectUpstream(target, params);
       if (this.#phase === 'closed') {
         up.socket.end(TERMINATE);
         return;
@@ -275,9 +237,9 @@ export class PgProxySession {
       this.#upstream = up.socket;
       this.#backend = up.reader;
       if (this.#o.masking) {
-        const catalog = createCatalogLookup(target);
+        const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog);
+        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker);
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#cancelHold());
@@ -286,25 +248,26 @@ export class PgProxySession {
       up.socket.on('close', () => this.#close('the server closed the connection'));
       up.socket.on('error', (err: Error) => this.#close(`server connection error: ${err.message}`));
 
-      // ParameterStatus etc. go through; our key replaces the server's.
-      for (const f of up.relayFrames) this.#out.push(f);
-      this.#out.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
+      // ParameterStatus etc. go through (masked like every later one); our key replaces the server's.
+      for (const f of up.relayFrames) this.#outbox.push(this.#masker && f[0] === BackendType.parameterStatus ? this.#masker.parameterStatus(f) : f);
+      this.#outbox.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
       const start = this.#append({
         type: 'session.start',
         detail: {
           protocol: 'postgres',
           client_user: this.#clientUser,
-          application_name: this.#clientParams.get('application_name') ?? null,
+          application_name: this.#auditText(this.#clientParams.get('application_name') ?? '') || null,
           upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
+          read_only: this.#o.readOnly === true,
           ...(this.#o.origin ?? {}),
         },
         decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
         outcome: null,
       });
-      this.#pushBarrier(start);
-      this.#out.push(readyForQuery('I'));
+      this.#outbox.barrier(start);
+      this.#outbox.push(readyForQuery('I'));
       this.#phase = 'relay';
-      this.#flushToClient();
+      this.#outbox.flush();
 
       // Replay whatever the client pipelined behind its authentication.
       const held = this.#held;
@@ -318,20 +281,18 @@ export class PgProxySession {
   }
 
   #relayFrontend(m: PgMessage): void {
-    if (this.#hold) {
-      this.#pending.push(Buffer.from(m.frame));
-      this.#pendingBytes += m.frame.length;
-      if (this.#pendingBytes > MAX_PENDING_BYTES) this.#client.pause();
+    if (this.#hold || this.#waiting) {
+      this.#defer(m.frame);
       return;
     }
     const t = this.#tracker;
     if (this.#skipUntilSync !== undefined) {
       // The server would skip these after an error; it never saw the error, so we skip them.
       if (m.type === FrontendType.sync) {
-        const { portal, note, sql } = this.#skipUntilSync;
+        const r = this.#skipUntilSync;
         this.#skipUntilSync = undefined;
-        t.refusalBatch(portal, note);
-        this.#send(parseFrame('', sql), bindFrame('', '', []), executeFrame(''), m.frame);
+        t.refusalBatch(r.sql, r.params, r.statement, r.note);
+        this.#send(parseFrame('', r.raise), bindFrame('', '', []), executeFrame(''), m.frame);
       } else if (m.type === FrontendType.terminate) {
         this.#endReason = 'client terminated the session';
         this.#send(m.frame);
@@ -339,82 +300,42 @@ export class PgProxySession {
       return;
     }
     switch (m.type) {
-      case FrontendType.query: {
-        if (this.#o.audit.failed) {
-          this.#refuseSimple();
-          return;
-        }
-        const sql = decodeQuery(m.body);
-        const verdict = this.#o.gate.judge(sql);
-        if (verdict.effect === 'allow') {
-          this.#counts.allowed++;
-          t.query(sql, noteOf(verdict));
-          break;
-        }
-        if (verdict.effect === 'review') {
-          const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
-          if (granted) {
-            this.#counts.allowed++;
-            t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
-            break;
-          }
-          this.#startHold('simple', m.frame, sql, '', verdict);
-          return;
-        }
-        this.#counts.denied++;
-        t.query(sql, noteOf(verdict));
-        this.#send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
-        return;
-      }
+      case FrontendType.query:
+        return this.#onQuery(m);
       case FrontendType.parse: {
         const p = decodeParse(m.body);
-        t.parse(p.statement, p.sql);
+        t.parse(p.statement, p.sql, p.paramTypes.length);
         break;
       }
       case FrontendType.bind: {
         const b = decodeBind(m.body);
-        t.bind(b.portal, b.statement, b.paramCount);
+        const st = t.statement(b.statement);
+        if (st === 'wait') return this.#waitForServer(m.frame);
+        if (st === 'unknown') return this.#refuseUnknown('Bind', 'prepared statement', b.statement, b.paramCount);
+        t.bind(b.portal, st, b.paramCount, b.resultFormats);
         break;
       }
-      case FrontendType.describe:
-        t.describe();
+      case FrontendType.describe: {
+        const d = decodeDescribe(m.body);
+        const target = d.kind === 'S' ? t.statement(d.name) : t.portal(d.name);
+        if (target === 'wait') return this.#waitForServer(m.frame);
+        if (target === 'unknown') return this.#refuseUnknown('Describe', d.kind === 'S' ? 'prepared statement' : 'portal', d.name, 0);
+        t.describe(target);
         break;
+      }
       case FrontendType.close: {
+        // Closing a name that does not exist is not an error for the server either.
         const c = decodeClose(m.body);
         t.close(c.kind, c.name);
         break;
       }
-      case FrontendType.execute: {
-        if (this.#o.audit.failed) throw auditUnavailable();
-        const portal = decodeExecute(m.body).portal;
-        const sql = t.portalSql(portal);
-        const verdict = this.#o.gate.judge(sql);
-        if (verdict.effect === 'allow') {
-          this.#counts.allowed++;
-          t.execute(portal, noteOf(verdict));
-          break;
-        }
-        if (verdict.effect === 'review') {
-          const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
-          if (granted) {
-            this.#counts.allowed++;
-            t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
-            break;
-          }
-          this.#startHold('execute', m.frame, sql, portal, verdict);
-          return;
-        }
-        this.#counts.denied++;
-        this.#skipUntilSync = { portal, note: noteOf(verdict), sql: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)) };
-        return;
-      }
+      case FrontendType.execute:
+        return this.#onExecute(m);
       case FrontendType.sync:
         t.sync();
         break;
       case FrontendType.functionCall:
-        if (this.#o.audit.failed) throw auditUnavailable();
-        t.functionCall(m.body.length >= 4 ? m.body.readInt32BE(0) : 0);
-        break;
+        return this.#onFunctionCall(m);
       case FrontendType.copyData:
         t.copyIn(m.frame.length);
         break;
@@ -427,9 +348,145 @@ export class PgProxySession {
     this.#send(m.frame);
   }
 
+  #onQuery(m: PgMessage): void {
+    const t = this.#tracker;
+    if (this.#o.audit.failed) {
+      this.#refuseSimple();
+      return;
+    }
+    const sql = decodeQuery(m.body);
+    const lookup = this.#o.gate.prepare(sql);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = this.#o.gate.judge(sql);
+    if (verdict.ddl) this.#o.gate.invalidate();
+    if (verdict.effect === 'allow') {
+      this.#counts.allowed++;
+      t.query(sql, noteOf(verdict), verdict.namespace);
+      this.#send(m.frame);
+      return;
+    }
+    if (verdict.effect === 'review') {
+      const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
+      if (granted) {
+        this.#counts.allowed++;
+        t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id }, verdict.namespace);
+        this.#send(m.frame);
+        return;
+      }
+      this.#startHold('simple', m.frame, sql, undefined, verdict);
+      return;
+    }
+    this.#counts.denied++;
+    t.query(sql, noteOf(verdict));
+    this.#send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
+  }
+
+  #onExecute(m: PgMessage): void {
+    const t = this.#tracker;
+    if (this.#o.audit.failed) throw auditUnavailable();
+    const name = decodeExecute(m.body).portal;
+    const portal = t.portal(name);
+    if (portal === 'wait') return this.#waitForServer(m.frame);
+    if (portal === 'unknown') return this.#refuseUnknown('Execute', 'portal', name, 0);
+    const sql = portal.statement.sql;
+    const lookup = this.#o.gate.prepare(sql);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = this.#o.gate.judge(sql);
+    if (verdict.ddl) this.#o.gate.invalidate();
+    if (verdict.effect === 'allow') {
+      this.#counts.allowed++;
+      t.execute(portal, noteOf(verdict));
+      this.#send(m.frame);
+      return;
+    }
+    if (verdict.effect === 'review') {
+      const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
+      if (granted) {
+        this.#counts.allowed++;
+        t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
+        this.#send(m.frame);
+        return;
+      }
+      this.#startHold('execute', m.frame, sql, portal, verdict);
+      return;
+    }
+    this.#counts.denied++;
+    this.#skipUntilSync = {
+      sql,
+      params: portal.params,
+      statement: portal.statement.name,
+      note: noteOf(verdict),
+      raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)),
+    };
+  }
+
+  /** A FunctionCall is judged like the statement `SELECT f(…)`, with the function resolved by OID. */
+  #onFunctionCall(m: PgMessage): void {
+    if (this.#o.audit.failed) throw auditUnavailable();
+    const call = decodeFunctionCall(m.body);
+    const lookup = this.#o.gate.prepareFunctionCall(call.oid);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = this.#o.gate.judgeFunctionCall(call.oid, call.argCount);
+    const t = this.#tracker;
+    if (verdict.effect === 'allow') {
+      this.#counts.allowed++;
+      t.functionCall(verdict.label, call.argCount, noteOf(verdict));
+      this.#send(m.frame);
+      return;
+    }
+    // No approvals for the fast path: a call that needs review is refused with the reason.
+    this.#counts.denied++;
+    const reason = verdict.effect === 'review' ? `${verdict.reason} (function calls cannot be held for review; run it as a statement)` : verdict.reason;
+    t.functionCall(verdict.label, call.argCount, { ...noteOf(verdict), effect: 'deny', reason });
+    // A FunctionCall is answered like a simple Query (a result or an error, then ReadyForQuery).
+    this.#send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${reason}`, denyHint(verdict)));
+  }
+
+  /**
+   * A Bind, Describe or Execute naming a statement or portal that does not exist as far as
+   * the server has confirmed: refused (the batch fails at its Sync), never forwarded.
+   */
+  #refuseUnknown(message: string, what: string, name: string, params: number): void {
+    this.#counts.denied++;
+    const reason = `${message} names ${what} "${name}", which does not exist (as far as the server has confirmed)`;
+    this.#skipUntilSync = {
+      sql: '',
+      params,
+      statement: name,
+      note: { effect: 'deny', rule: null, reason },
+      raise: this.#refusalSql(SqlState.protocolViolation, `agentgate: ${reason}`, 'Parse (or Bind) it again; nothing ran'),
+    };
+  }
+
+  /** Queue a client message (a copy) behind a hold or a wait. */
+  #defer(frame: Buffer): void {
+    this.#pending.push(Buffer.from(frame));
+    this.#pendingBytes += frame.length;
+    if (this.#pendingBytes > MAX_PENDING_BYTES) this.#client.pause();
+  }
+
+  /** The message depends on what an earlier batch did: judge it again after the next ReadyForQuery. */
+  #waitForServer(frame: Buffer): void {
+    this.#waiting = 'confirm';
+    this.#defer(frame);
+  }
+
+  /** The gate needs the catalog first: judge the message again once it has answered. */
+  #waitForLookup(frame: Buffer, lookup: Promise<void>): void {
+    this.#waiting = 'lookup';
+    this.#defer(frame);
+    // What was relayed before this message goes now.
+    this.#flushToServer();
+    void lookup.then(() => {
+      if (this.#waiting !== 'lookup' || this.#phase !== 'relay') return;
+      this.#waiting = undefined;
+      this.#releasePending();
+    });
+  }
+
   // ───────────────────────────── holds (review) ─────────────────────────────
 
-  #startHold(kind: Hold['kind'], frame: Buffer, sql: string, portal: string, verdict: GateVerdict): void {
+  #startHold(kind: Hold['kind'], frame: Buffer, sql: string, portal: Portal | undefined, verdict: GateVerdict): void {
     const approvals = this.#o.approvals;
     this.#counts.held++;
     if (!approvals || !verdict.approvers) {
@@ -459,7 +516,7 @@ export class PgProxySession {
     // pipelines meanwhile waits in #pending, up to a cap before reading stops.
     this.#flushToServer();
     const who = `${verdict.approvers.count} of ${verdict.approvers.groups.join(', ')}`;
-    this.#out.push(
+    this.#outbox.push(
       noticeResponse({
         severity: 'NOTICE',
         code: '01000',
@@ -468,7 +525,7 @@ export class PgProxySession {
         hint: `a reviewer runs: agentgate approve ${request.id} --approve`,
       }),
     );
-    this.#flushToClient();
+    this.#outbox.flush();
     outcome.then(
       (o) => this.#onDecision(o),
       (err: unknown) => this.#fatal(err),
@@ -488,8 +545,8 @@ export class PgProxySession {
     const base = { ...noteOf(hold.verdict), approval: o.request.id };
     if (o.status === 'approved') {
       this.#counts.allowed++;
-      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' });
-      else t.execute(hold.portal, { ...base, effect: 'allow' });
+      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.namespace);
+      else t.execute(hold.portal as Portal, { ...base, effect: 'allow' });
       this.#send(hold.frame);
     } else if (o.status === 'denied') {
       this.#counts.denied++;
@@ -500,27 +557,27 @@ export class PgProxySession {
       this.#counts.denied++;
       this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${o.request.id} ${o.status}` }, SqlState.queryCanceled, `agentgate: approval request ${o.request.id} ${o.status === 'expired' ? 'timed out' : o.status}: nothing ran`, o.request.id);
     }
-    this.#releaseHold();
+    this.#releasePending();
   }
 
   /** Refuses a statement that was held: in place of the Query, or of the Sync that ends the Execute's batch. */
-  #refuseHeld(kind: Hold['kind'], sql: string, portal: string, verdict: GateVerdict, code: SqlState, message: string, approval?: string): void {
+  #refuseHeld(kind: Hold['kind'], sql: string, portal: Portal | undefined, verdict: GateVerdict, code: SqlState, message: string, approval?: string): void {
     const note: StatementNote = { ...noteOf(verdict), effect: 'deny', ...(approval ? { approval } : {}) };
     if (kind === 'simple') {
       this.#tracker.query(sql, note);
       this.#send(this.#refusal(code, message));
     } else {
-      this.#skipUntilSync = { portal, note, sql: this.#refusalSql(code, message) };
+      this.#skipUntilSync = { sql, params: portal?.params ?? 0, statement: portal?.statement.name, note, raise: this.#refusalSql(code, message) };
     }
   }
 
-  /** Replays what waited behind the hold, then lets the client speak again. */
-  #releaseHold(): void {
+  /** Replays what waited behind a hold or a wait, then lets the client speak again. */
+  #releasePending(): void {
     const frames = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
     for (let i = 0; i < frames.length; i++) {
-      if (this.#hold || this.#phase !== 'relay') {
+      if (this.#hold || this.#waiting || this.#phase !== 'relay') {
         for (const f of frames.slice(i)) {
           this.#pending.push(f);
           this.#pendingBytes += f.length;
@@ -528,10 +585,16 @@ export class PgProxySession {
         break;
       }
       const frame = frames[i] as Buffer;
-      this.#onFrontend({ type: frame[0] as number, length: frame.readInt32BE(1), frame, body: frame.subarray(5) });
+      try {
+        this.#onFrontend({ type: frame[0] as number, length: frame.readInt32BE(1), frame, body: frame.subarray(5) });
+      } catch (err) {
+        this.#fatal(err);
+        return;
+      }
     }
     this.#flushToServer();
-    if (!this.#hold && this.#phase === 'relay') this.#client.resume();
+    this.#outbox.flush();
+    if (!this.#hold && !this.#waiting && this.#phase === 'relay') this.#client.resume();
   }
 
   /** A held statement is withdrawn when its client cancels it (CancelRequest). */
@@ -543,7 +606,7 @@ export class PgProxySession {
     this.#counts.denied++;
     this.#approvals.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
     this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: 'cancelled while held' }, SqlState.queryCanceled, 'canceling statement due to user request (it was held for approval and did not run)', hold.requestId);
-    this.#releaseHold();
+    this.#releasePending();
     return true;
   }
 
@@ -560,16 +623,13 @@ export class PgProxySession {
   /** The audit log is down: answer a simple Query with an error instead of running it. */
   #refuseSimple(): void {
     if (this.#tracker.busy) throw auditUnavailable();
-    this.#out.push(auditUnavailable(false).toErrorResponse(), readyForQuery(this.#status));
-    this.#flushToClient();
+    this.#outbox.push(auditUnavailable(false).toErrorResponse(), readyForQuery(this.#status));
+    this.#outbox.flush();
   }
 
-  /** Queues frames for the server; the masker follows what the server is asked, to read its answers. */
+  /** Queues frames for the server. */
   #send(...frames: Buffer[]): void {
-    for (const f of frames) {
-      this.#toServer.push(f);
-      this.#masker?.frontend(f[0] as number, f.subarray(5));
-    }
+    for (const f of frames) this.#toServer.push(f);
   }
 
   #flushToServer(): void {
@@ -603,7 +663,7 @@ export class PgProxySession {
       this.#fatal(err);
       return;
     }
-    this.#flushToClient();
+    this.#outbox.flush();
   };
 
   readonly #onBackend = (m: PgMessage): void => {
@@ -636,7 +696,7 @@ export class PgProxySession {
           }
           this.#onBackend(rest[i] as PgMessage);
         }
-        this.#flushToClient();
+        this.#outbox.flush();
       });
       return;
     }
@@ -647,27 +707,13 @@ export class PgProxySession {
   #takeMaskNotices(): void {
     const masker = this.#masker;
     if (!masker) return;
-    for (let n = masker.takeNoticeFrame(); n; n = masker.takeNoticeFrame()) this.#out.push(n);
+    for (let n = masker.takeNoticeFrame(); n; n = masker.takeNoticeFrame()) this.#outbox.push(n);
   }
 
   /** Follows one server message (decoded from the original) and queues `frame` (possibly masked) for the client. */
   #process(m: PgMessage, frame: Buffer): void {
     const t = this.#tracker;
     switch (m.type) {
-      case BackendType.dataRow:
-        t.row(m.frame.length);
-        break;
-      case BackendType.commandComplete: {
-        const cc = decodeCommandComplete(m.body);
-        t.commandComplete(cc.tag, cc.rows);
-        break;
-      }
-      case BackendType.emptyQueryResponse:
-        t.emptyQuery();
-        break;
-      case BackendType.portalSuspended:
-        t.portalSuspended();
-        break;
       case BackendType.errorResponse: {
         const f = decodeErrorResponse(m.body);
         const refused = t.refusalHead;
@@ -678,44 +724,35 @@ export class PgProxySession {
           // Our raise statement failed as intended (or the transaction was already aborted: keep that error).
           this.#refusals.shift();
           if (refused === 'statement' && f.code === refusal.code) {
-            this.#out.push(refusal.frame);
+            this.#outbox.push(refusal.frame);
             return;
           }
         }
         break;
       }
-      case BackendType.parseComplete:
-        if (t.parseComplete()) return;
-        break;
-      case BackendType.bindComplete:
-        if (t.bindComplete()) return;
-        break;
-      case BackendType.closeComplete:
-        t.closeComplete();
-        break;
-      case BackendType.rowDescription:
-      case BackendType.noData:
-        t.described();
-        break;
-      case BackendType.copyData:
-        t.copyOut(m.frame.length);
-        break;
       case BackendType.readyForQuery: {
         this.#status = decodeReadyForQuery(m.body);
-        t.ready();
+        t.ready(this.#status);
         if (this.#batch.length > 0) {
           const batch = this.#batch;
           this.#batch = [];
-          this.#pushBarrier(batch.length === 1 ? (batch[0] as Promise<unknown>) : Promise.all(batch));
+          this.#outbox.barrier(batch.length === 1 ? (batch[0] as Promise<unknown>) : Promise.all(batch));
         }
-        break;
+        this.#outbox.push(frame);
+        // A message that waited for this answer can be judged now.
+        if (this.#waiting === 'confirm') {
+          this.#waiting = undefined;
+          this.#releasePending();
+        }
+        return;
       }
       case BackendType.backendKeyData:
         return; // never reveal a server key
       default:
+        if (followBackend(t, m)) return;
         break;
     }
-    if (frame.length > 0) this.#out.push(frame);
+    if (frame.length > 0) this.#outbox.push(frame);
   }
 
   #onStatement(rec: StatementRecord): void {
@@ -740,7 +777,7 @@ export class PgProxySession {
           ...(masked ? { masked } : {}),
           protocol: rec.protocol,
           params: rec.params,
-          ...(rec.statement !== undefined && rec.statement !== '' ? { statement: rec.statement } : {}),
+          ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
           tag: rec.tags.join('; '),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
           ...(rec.suspended ? { suspended: true } : {}),
@@ -751,7 +788,7 @@ export class PgProxySession {
     );
   }
 
-  /** Statement text as it may be recorded or shown: detector hits and masked-column literals replaced. */
+  /** Text as it may be recorded or shown: detector hits and masked-column literals replaced. */
   #auditText(sql: string): string {
     const m = this.#o.masking;
     return m ? maskSqlText(sql, m.plan, m.key).text : sql;
@@ -772,62 +809,6 @@ export class PgProxySession {
     }
     this.#maskedSoFar = { ...now };
     return values > 0 ? { values, by_rule: by } : undefined;
-  }
-
-  #pushBarrier(promise: Promise<unknown>): void {
-    const barrier: Barrier = { promise, done: false };
-    promise.then(
-      () => {
-        barrier.done = true;
-        this.#flushToClient();
-      },
-      (err: unknown) => {
-        this.#o.logger.error('audit write failed: closing the session', { session: this.id, error: (err as Error).message });
-        this.#fatal(auditUnavailable());
-      },
-    );
-    this.#out.push(barrier);
-  }
-
-  /** Write every frame up to the first unsettled barrier, as one buffer. */
-  #flushToClient(): void {
-    if (this.#phase === 'closed') return;
-    const out = this.#out;
-    let i = 0;
-    let bytes = 0;
-    const frames: Buffer[] = [];
-    for (; i < out.length; i++) {
-      const item = out[i] as Buffer | Barrier;
-      if (Buffer.isBuffer(item)) {
-        frames.push(item);
-        bytes += item.length;
-      } else if (!item.done) break;
-    }
-    // A small result waiting only for its audit event goes out with its ReadyForQuery in
-    // one write (every write crosses the SSH and TLS framing twice); big ones stream.
-    if (i < out.length && bytes < COALESCE_BELOW) {
-      this.#upstream?.pause();
-      return;
-    }
-    this.#out = i === out.length ? [] : out.slice(i);
-    if (frames.length > 0) {
-      const ok = this.#client.write(joinFrames(frames));
-      if (!ok) this.#pauseUpstreamUntilDrain();
-    }
-    // While a barrier holds output back, stop reading the server so nothing piles up here.
-    if (this.#out.length > 0 || this.#maskWait) this.#upstream?.pause();
-    else if (!this.#waitingDrain) this.#upstream?.resume();
-  }
-
-  #waitingDrain = false;
-  #pauseUpstreamUntilDrain(): void {
-    if (this.#waitingDrain) return;
-    this.#waitingDrain = true;
-    this.#upstream?.pause();
-    this.#client.once('drain', () => {
-      this.#waitingDrain = false;
-      if (this.#out.length === 0 && !this.#maskWait) this.#upstream?.resume();
-    });
   }
 
   // ───────────────────────────── audit and ending ─────────────────────────────
@@ -945,23 +926,6 @@ function auditUnavailable(fatal = true): PgError {
 function copyMessage(m: PgMessage): PgMessage {
   const frame = Buffer.from(m.frame);
   return { type: m.type, length: m.length, frame, body: frame.subarray(frame.length - m.body.length) };
-}
-
-/** Frames of one chunk are usually adjacent views of it: hand them out as one view, else concatenate. */
-function joinFrames(frames: Buffer[]): Buffer {
-  if (frames.length === 1) return frames[0] as Buffer;
-  const first = frames[0] as Buffer;
-  let end = first.byteOffset + first.length;
-  let contiguous = true;
-  for (let i = 1; i < frames.length; i++) {
-    const f = frames[i] as Buffer;
-    if (f.buffer !== first.buffer || f.byteOffset !== end) {
-      contiguous = false;
-      break;
-    }
-    end += f.length;
-  }
-  return contiguous ? Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset) : Buffer.concat(frames);
 }
 
 export { CancelRegistry };

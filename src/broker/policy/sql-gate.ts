@@ -58,7 +58,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     prepareFunctionCall: () => undefined,
     judgeFunctionCall(oid: number, args: number) {
       const label = `-- function call: oid ${oid} (${args} args)`;
-      return { effect: 'deny', policy: null, rule: null, reason: `function call by OID ${oid} cannot be resolved`, fingerprint: `fn:${oid}`, classification: {}, label };
+      return { effect: 'deny', policy: null, rule: null, reason: `function call by OID ${oid} cannot be resolved`, fingerprint: `fn:${oid}`, classification: {}, label, builtin: false };
     },
     invalidate: () => undefined,
   };

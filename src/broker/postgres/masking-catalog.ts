@@ -29,6 +29,8 @@ export interface TableInfo {
   types?: Map<number, number>;
   /** Attribute numbers of generated columns (a COPY of the table leaves them out). */
   generated?: Set<number>;
+  /** pg_class.relkind: 'v' for a view, whose columns RowDescription reports as its own. */
+  kind?: string;
 }
 
 /**
@@ -39,6 +41,8 @@ export interface TableInfo {
 export interface CatalogLookup {
   (oids: number[]): Promise<Map<number, TableInfo>>;
   describe?: (sql: string) => Promise<FieldDescription[] | undefined>;
+  /** Runs one catalog query (simple protocol) and returns its rows as text; rejects on an error. */
+  rows?: (sql: string) => Promise<(string | null)[][]>;
 }
 
 export interface CatalogLookupOptions {
@@ -192,7 +196,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       // attgenerated exists from PostgreSQL 12 on.
       const generated = c.serverVersion >= 120000 ? 'a.attgenerated::text' : "''";
       const sql =
-        `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, ${generated} ` +
+        `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, ${generated}, c.relkind::text ` +
         'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
         'LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ' +
         `WHERE c.oid = ANY ('{${wanted.join(',')}}'::pg_catalog.oid[]) ORDER BY c.oid, a.attnum`;
@@ -209,7 +213,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       const oid = Number(v[0]);
       let info = result.get(oid);
       if (!info) {
-        info = { schema: v[1] ?? '', table: v[2] ?? '', columns: new Map(), types: new Map(), generated: new Set() };
+        info = { schema: v[1] ?? '', table: v[2] ?? '', columns: new Map(), types: new Map(), generated: new Set(), kind: v[7] ?? '' };
         result.set(oid, info);
       }
       if (v[3] === null || v[3] === undefined) continue; // a relation without columns
@@ -227,6 +231,23 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
     if (firstError(messages) !== undefined) return undefined;
     const rd = messages.find((m) => m.type === BackendType.rowDescription);
     return rd ? decodeRowDescription(rd.body) : [];
+  };
+
+  lookup.rows = async (sql: string): Promise<(string | null)[][]> => {
+    if (sql.includes('\0')) throw new PgError(SqlState.internalError, 'catalog query contains a NUL byte');
+    const messages = await serial((c) => c.request(query(sql), timeoutMs));
+    const err = firstError(messages);
+    if (err !== undefined) throw new PgError(SqlState.internalError, `catalog query failed: ${err}`);
+    const cursor = new ValueCursor();
+    const out: (string | null)[][] = [];
+    for (const m of messages) {
+      if (m.type !== BackendType.dataRow) continue;
+      const v: (string | null)[] = [];
+      const cur = dataRowValues(m.body, cursor);
+      while (cur.next()) v.push(cur.text());
+      out.push(v);
+    }
+    return out;
   };
 
   lookup.close = (): void => {

@@ -87,7 +87,7 @@ export interface NamespaceEffects {
 
 export type Outstanding =
   | { kind: 'query'; rec: StatementRecord; batch: number; effects: NamespaceEffects | undefined; /** CommandCompletes so far: the index of the running statement. */ completed: number }
-  | { kind: 'function'; rec: StatementRecord; batch: number }
+  | { kind: 'function'; rec: StatementRecord; batch: number; /** The function ships with PostgreSQL (its result is not opaque to masking). */ builtin: boolean }
   | { kind: 'parse'; statement: PreparedStatement; batch: number }
   | { kind: 'bind'; portal: Portal; batch: number }
   | { kind: 'describe'; statement: PreparedStatement | undefined; portal: Portal | undefined; batch: number }
@@ -183,8 +183,8 @@ export class PipelineTracker {
     this.#batch++;
   }
 
-  functionCall(label: string, args: number, note: StatementNote | undefined): void {
-    this.#queue.push({ kind: 'function', rec: record('function', label, args, undefined, note), batch: this.#batch });
+  functionCall(label: string, args: number, note: StatementNote | undefined, builtin = false): void {
+    this.#queue.push({ kind: 'function', rec: record('function', label, args, undefined, note), batch: this.#batch, builtin });
     this.#batch++;
   }
 

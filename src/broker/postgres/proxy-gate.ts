@@ -36,7 +36,7 @@ export interface StatementGate {
   judge(sql: string): GateVerdict;
   prepareFunctionCall(oid: number): Promise<void> | undefined;
   /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
-  judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string };
+  judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string; builtin: boolean };
   /** The session changed the schema: forget what was resolved. */
   invalidate(): void;
 }

@@ -66,6 +66,7 @@ import { noticeResponse } from './build-backend.js';
 import { BackendType } from './protocol.js';
 import { ProtocolError } from './errors.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
+import type { Provenance } from '../masking/provenance.js';
 import { DETECTOR_NAMES, DetectorId, looksLikeSecretName, scanSpans, SpanList } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import { OutBuffer } from '../masking/out-buffer.js';
@@ -172,6 +173,11 @@ interface CopyState {
 }
 
 const UNRESOLVED_RULE = 'column:unresolved';
+/** A computed output that depends on a masked column, or on what cannot be analysed. */
+const DERIVED_RULE = 'column:derived';
+/** Distinct statement texts whose provenance a session keeps. */
+const PROVENANCE_CACHE = 256;
+const BYTEA = 17;
 const EMPTY = Buffer.alloc(0);
 const QUOTE = 0x22;
 const SPACE = 0x20;
@@ -186,6 +192,10 @@ export class ResultMasker {
   readonly #ruleStyles: MaskStyle[];
   readonly #detBase: number;
   readonly #unresolved: number;
+  readonly #derived: number;
+  /** Output provenance of a statement text (one entry per statement it holds); undefined = not analysable here. */
+  readonly #provenance: ((sql: string) => Promise<Provenance[]>) | undefined;
+  readonly #provenanceCache = new Map<string, Provenance[]>();
   readonly #counts: Float64Array;
   readonly #otherCounts = new Map<string, number>();
   #values = 0;
@@ -225,7 +235,7 @@ export class ResultMasker {
    * `tracker`: the session's pipeline tracker, which the proxy advances; without one the
    * masker keeps its own and follows both directions itself (`frontend()` and `backend()`).
    */
-  constructor(plan: MaskingPlan, key: Buffer, catalog: CatalogLookup, tracker?: PipelineTracker) {
+  constructor(plan: MaskingPlan, key: Buffer, catalog: CatalogLookup, tracker?: PipelineTracker, provenance?: (sql: string) => Promise<Provenance[]>) {
     this.#tracker = tracker ?? new PipelineTracker();
     this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
@@ -233,8 +243,11 @@ export class ResultMasker {
     this.#catalog = catalog;
     this.#detBase = plan.columns.length;
     this.#unresolved = this.#detBase + DETECTOR_NAMES.length;
-    this.#ruleNames = [...plan.columns.map((r) => r.name), ...DETECTOR_NAMES, UNRESOLVED_RULE];
-    this.#ruleStyles = [...plan.columns.map((r) => r.style), ...plan.detectorStyles, plan.strictestColumnStyle ?? 'full'];
+    this.#derived = this.#unresolved + 1;
+    this.#ruleNames = [...plan.columns.map((r) => r.name), ...DETECTOR_NAMES, UNRESOLVED_RULE, DERIVED_RULE];
+    const strict = plan.strictestColumnStyle === 'null' ? 'null' : 'full';
+    this.#ruleStyles = [...plan.columns.map((r) => r.style), ...plan.detectorStyles, plan.strictestColumnStyle ?? 'full', strict];
+    this.#provenance = provenance;
     this.#counts = new Float64Array(this.#ruleNames.length);
   }
 
@@ -302,6 +315,8 @@ export class ResultMasker {
         return this.notification(m.frame);
       case BackendType.parameterStatus:
         return this.parameterStatus(m.frame);
+      case BackendType.functionCallResponse:
+        return this.functionResult(m.frame);
       default:
         this.serverMessage(m.type);
         return m.frame;
@@ -341,20 +356,57 @@ export class ResultMasker {
     const desc = decodeRowDescription(body);
     const head = this.#tracker.head;
     let apply: (shape: Shape) => void;
+    /** The statement whose columns these are: its text and its index in a multi-statement Query. */
+    let source: { sql: string; index: number } | undefined;
     if (head?.kind === 'describe') {
       apply = this.#describeTarget(head);
+      source = { sql: (head.statement ?? head.portal!.statement).sql, index: 0 };
     } else {
       apply = (shape) => {
         this.#current = this.#buildPlan(shape, (i) => shape.formats[i] ?? 0);
         this.#cachedFor = undefined;
       };
+      if (head?.kind === 'query') source = { sql: head.rec.sql, index: head.completed };
+      else if (head?.kind === 'execute') source = { sql: head.portal.statement.sql, index: 0 };
     }
     const missing = this.#missingTables(desc);
-    if (missing.length === 0) {
-      apply(this.#resolve(desc, undefined));
+    const prov = this.#provenanceFor(source);
+    if (missing.length === 0 && !(prov instanceof Promise)) {
+      apply(this.#resolve(desc, undefined, prov));
       return undefined;
     }
-    return this.#lookup(missing).then((failed) => apply(this.#resolve(desc, failed)));
+    return (async () => {
+      const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov]);
+      apply(this.#resolve(desc, failed, p));
+    })();
+  }
+
+  /**
+   * What the output columns of `source` depend on: at once when known, a promise (that never
+   * rejects) when it must be analysed, undefined when the plan has no column rules (nothing
+   * to trace) or the text is unknown.
+   */
+  #provenanceFor(source: { sql: string; index: number } | undefined): Provenance | undefined | Promise<Provenance | undefined> {
+    if (this.#plan.columns.length === 0 || !source) return undefined;
+    const analyse = this.#provenance;
+    if (!analyse) return undefined;
+    const pick = (all: Provenance[]): Provenance => all[source.index] ?? { ok: false, reason: 'no such statement in the text' };
+    const hit = this.#provenanceCache.get(source.sql);
+    if (hit) return pick(hit);
+    return analyse(source.sql).then(
+      (all) => {
+        if (this.#provenanceCache.size >= PROVENANCE_CACHE) this.#provenanceCache.delete(this.#provenanceCache.keys().next().value as string);
+        this.#provenanceCache.set(source.sql, all);
+        return pick(all);
+      },
+      (err: unknown) => ({ ok: false, reason: (err as Error).message }) as Provenance,
+    );
+  }
+
+  /** The session changed the schema: analyses made before may be wrong now. */
+  invalidate(): void {
+    this.#provenanceCache.clear();
+    this.#tables.clear();
   }
 
   /** DataRow: the frame to forward (the same Buffer when nothing was masked). */
@@ -414,14 +466,14 @@ export class ResultMasker {
         const desc = await describe(query);
         if (desc === undefined) throw new Error('the server could not describe the COPY');
         const missing = this.#missingTables(desc);
-        const failed = missing.length > 0 ? await this.#lookup(missing) : undefined;
+        const [failed, prov] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, this.#provenanceFor({ sql: query, index: 0 })]);
         let fields = desc;
         if (stmt.relation !== undefined && stmt.columns === undefined) {
           // COPY table TO leaves generated columns out.
           fields = desc.filter((d) => !this.#tables.get(d.tableOid)?.generated?.has(d.columnAttr));
         }
         if (fields.length !== n) throw new Error('column count mismatch');
-        const shape = this.#resolve(fields, failed);
+        const shape = this.#resolve(fields, failed, fields === desc ? prov : undefined);
         state.plan = this.#buildPlan(shape, () => (format === 'binary' ? 1 : 0));
       } catch {
         this.#noteUnknownCopy(state);
@@ -505,6 +557,37 @@ export class ResultMasker {
     });
     parts.push(Buffer.from([0]));
     const out = Buffer.concat(parts);
+    out.writeInt32BE(out.length - 1, 1);
+    return out;
+  }
+
+  /**
+   * FunctionCallResponse: the result of a fast-path call. A function that does not ship
+   * with PostgreSQL may return any column's value, so with column rules its result is
+   * withheld (NULL, with a notice); otherwise the detectors scan it as text.
+   */
+  functionResult(frame: Buffer): Buffer {
+    if (frame.length < 9) throw new ProtocolError('malformed FunctionCallResponse message');
+    const len = frame.readInt32BE(5);
+    if (len < 0) return frame;
+    if (9 + len > frame.length) throw new ProtocolError('malformed FunctionCallResponse message: value overruns the message');
+    const head = this.#tracker.head;
+    if (this.#plan.columns.length > 0 && !(head?.kind === 'function' && head.builtin)) {
+      this.#count(this.#derived);
+      this.#notice('function-result', 'agentgate: the result of a call to a function that does not ship with PostgreSQL is withheld (NULL): it may carry masked data');
+      const out = Buffer.alloc(9);
+      out[0] = BackendType.functionCallResponse;
+      out.writeInt32BE(8, 1);
+      out.writeInt32BE(-1, 5);
+      return out;
+    }
+    if (this.#plan.detectors === 0) return frame;
+    const regions = this.#detectorRegions(frame, 9, 9 + len);
+    if (regions.length === 0) return frame;
+    const masked = applyRegionsToBytes(frame.subarray(9, 9 + len), regions.map((r) => ({ ...r, start: r.start - 9, end: r.end - 9 })), this.#key);
+    this.#countRegions(masked.byRule);
+    const out = Buffer.concat([frame.subarray(0, 5), Buffer.alloc(4), masked.bytes, frame.subarray(9 + len)]);
+    out.writeInt32BE(masked.bytes.length, 5);
     out.writeInt32BE(out.length - 1, 1);
     return out;
   }
@@ -647,7 +730,10 @@ export class ResultMasker {
       let mode = NONE;
       if (f !== undefined && f.rule >= 0) {
         const style = this.#ruleStyles[f.rule]!;
-        if (fmt === 0 || binaryText !== 0) mode = style === 'null' ? NULLIFY : WHOLE;
+        // A whole-value mask written into a number, a boolean or a bytea would not parse: NULL.
+        const stringish = typeOid !== BYTEA && !NOT_STRINGISH.has(typeOid);
+        if (!stringish && fmt === 0 && (f.rule === this.#derived || f.rule === this.#unresolved)) mode = NULLIFY;
+        else if (fmt === 0 || binaryText !== 0) mode = style === 'null' ? NULLIFY : WHOLE;
         else {
           mode = NULLIFY;
           this.#notice(`binary:${f.display}`, `masked binary column ${f.display} returned as NULL (agentgate masks binary values of text-like types only; ask for text format to see the mask)`);
@@ -690,13 +776,26 @@ export class ResultMasker {
     return failed;
   }
 
-  #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined): Shape {
+  /**
+   * Which rule each column gets. Two witnesses, and the stricter wins:
+   * - the server's: RowDescription names the table column a plain reference comes from
+   *   (through subqueries and CTEs; a view's own column for a view);
+   * - the parse tree's (`prov`, provenance.ts): every table column an output depends on,
+   *   through any expression, view, CTE or subquery. A plain reference keeps its rule's
+   *   style; anything computed from a masked column is masked whole (DERIVED_RULE), and so is
+   *   an output that cannot be analysed (a user-defined function's, say).
+   * Without an analysis, a computed column (no table) is masked whole when the plan has
+   * column rules: what cannot be analysed does not pass unmasked.
+   */
+  #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined, prov: Provenance | undefined): Shape {
     const columns = this.#plan.columns.length > 0;
-    const fields = desc.map((d): FieldInfo => {
+    const traced = prov?.ok && prov.columns.length === desc.length ? prov.columns : undefined;
+    const fields = desc.map((d, i): FieldInfo => {
       let display = d.name;
       let rule = -1;
       let column: string | undefined;
       if (columns) {
+        let viaView = false;
         if (d.tableOid === 0) {
           const r = matchExpression(this.#plan, d.name);
           if (r) rule = this.#plan.columns.indexOf(r);
@@ -707,15 +806,46 @@ export class ResultMasker {
             display = `${info.schema}.${info.table}.${column}`;
             const r = matchColumn(this.#plan, { schema: info.schema, table: info.table, column });
             if (r) rule = this.#plan.columns.indexOf(r);
+            viaView = info.kind === 'v';
           } else {
             rule = this.#unresolved;
           }
+        }
+        const out = traced?.[i];
+        if (out) {
+          if (out.opaque) rule = this.#derived;
+          else {
+            const r = this.#ruleForSources(out.sources);
+            if (r >= 0 && !out.direct) rule = this.#derived;
+            else if (r >= 0 && (rule < 0 || rule === this.#unresolved)) rule = r;
+          }
+        } else if (rule < 0 && (d.tableOid === 0 || viaView)) {
+          rule = this.#unresolved;
         }
       }
       const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
       return { label: d.name, display, typeOid: d.typeOid, rule, secret };
     });
     return { fields, formats: desc.map((d) => d.format) };
+  }
+
+  /** The first column rule matching any `schema.table.column` source; -1 when none. */
+  #ruleForSources(sources: ReadonlySet<string>): number {
+    for (const src of sources) {
+      const first = src.indexOf('.');
+      const last = src.lastIndexOf('.');
+      if (first < 0 || last === first) continue;
+      // Identifiers may hold dots: try the split at either end.
+      const splits = [
+        { schema: src.slice(0, first), table: src.slice(first + 1, last), column: src.slice(last + 1) },
+        { schema: src.slice(0, src.indexOf('.', first + 1)), table: src.slice(src.indexOf('.', first + 1) + 1, last), column: src.slice(last + 1) },
+      ];
+      for (const ref of splits) {
+        const r = matchColumn(this.#plan, ref);
+        if (r) return this.#plan.columns.indexOf(r);
+      }
+    }
+    return -1;
   }
 
   /** Mask a length-prefixed value (DataRow, binary COPY) whose Int32 length is at `lenPos`. */

@@ -36,6 +36,8 @@ import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
+import { createProvenanceCatalog, type CatalogRows } from './provenance-catalog.js';
+import { statementProvenance } from '../masking/provenance.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -140,6 +142,7 @@ export class PgProxySession {
   /** After a refused extended-protocol message: what to send with the next Sync. */
   #skipUntilSync: SkipToSync | undefined;
   #masker: ResultMasker | undefined;
+  #provenanceCatalog: { invalidate(): void } | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
   #maskWait: Promise<void> | undefined;
@@ -239,7 +242,9 @@ export class PgProxySession {
       if (this.#o.masking) {
         const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker);
+        const relations = createProvenanceCatalog(catalog.rows as CatalogRows);
+        this.#provenanceCatalog = relations;
+        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations));
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#cancelHold());
@@ -358,7 +363,7 @@ export class PgProxySession {
     const lookup = this.#o.gate.prepare(sql);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
     const verdict = this.#o.gate.judge(sql);
-    if (verdict.ddl) this.#o.gate.invalidate();
+    if (verdict.ddl) this.#schemaChanged();
     if (verdict.effect === 'allow') {
       this.#counts.allowed++;
       t.query(sql, noteOf(verdict), verdict.namespace);
@@ -392,7 +397,7 @@ export class PgProxySession {
     const lookup = this.#o.gate.prepare(sql);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
     const verdict = this.#o.gate.judge(sql);
-    if (verdict.ddl) this.#o.gate.invalidate();
+    if (verdict.ddl) this.#schemaChanged();
     if (verdict.effect === 'allow') {
       this.#counts.allowed++;
       t.execute(portal, noteOf(verdict));
@@ -430,7 +435,7 @@ export class PgProxySession {
     const t = this.#tracker;
     if (verdict.effect === 'allow') {
       this.#counts.allowed++;
-      t.functionCall(verdict.label, call.argCount, noteOf(verdict));
+      t.functionCall(verdict.label, call.argCount, noteOf(verdict), verdict.builtin);
       this.#send(m.frame);
       return;
     }
@@ -456,6 +461,13 @@ export class PgProxySession {
       note: { effect: 'deny', rule: null, reason },
       raise: this.#refusalSql(SqlState.protocolViolation, `agentgate: ${reason}`, 'Parse (or Bind) it again; nothing ran'),
     };
+  }
+
+  /** A statement may change the schema: what was resolved in the catalog may be stale. */
+  #schemaChanged(): void {
+    this.#o.gate.invalidate();
+    this.#provenanceCatalog?.invalidate();
+    this.#masker?.invalidate();
   }
 
   /** Queue a client message (a copy) behind a hold or a wait. */

@@ -286,8 +286,14 @@ export class PgProxySession {
       up.socket.on('close', () => this.#close('the server closed the connection'));
       up.socket.on('error', (err: Error) => this.#close(`server connection error: ${err.message}`));
 
-      // ParameterStatus etc. go through; our key replaces the server's.
-      for (const f of up.relayFrames) this.#out.push(f);
+      // ParameterStatus etc. go through (masked like later ones); our key replaces the server's.
+      const masker = this.#masker;
+      for (const f of up.relayFrames) {
+        if (masker === undefined) this.#out.push(f);
+        else if (f[0] === BackendType.parameterStatus) this.#out.push(masker.parameterStatus(f));
+        else if (f[0] === BackendType.noticeResponse) this.#out.push(masker.errorOrNotice(f));
+        else this.#out.push(f);
+      }
       this.#out.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
       const start = this.#append({
         type: 'session.start',

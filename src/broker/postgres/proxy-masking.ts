@@ -1,8 +1,8 @@
 /**
  * The masking stage of a proxied PostgreSQL session: rewrites what the server sends so
  * that values the session's MaskingPlan hides never reach the client (result rows in
- * text and binary format, COPY TO STDOUT rows, values echoed in errors and notices,
- * NOTIFY payloads).
+ * text and binary format, COPY TO STDOUT rows, every field of errors and notices,
+ * NOTIFY channels and payloads, ParameterStatus).
  *
  * ─── Wiring (what proxy-session.ts calls, and when) ───────────────────────────────────
  *
@@ -31,7 +31,7 @@
  *    as NULL`). NoticeResponse may arrive at any time, so this is always allowed.
  *
  *    backend() dispatches to rowDescription / dataRow / copyOutStart / copyData /
- *    copyDone / errorOrNotice / notification / serverMessage, which are public for
+ *    copyDone / errorOrNotice / notification / parameterStatus / serverMessage, which are public for
  *    tests and for a proxy that wants to call them itself (then it must call
  *    serverMessage for every other message type, or result tracking falls back to
  *    "the latest RowDescription").
@@ -50,9 +50,19 @@
  *
  * Text format: any type (a masked json/jsonb value is written as a JSON string,
  * `"********"`, so drivers still parse it). Binary format: text, varchar, bpchar, name,
- * json and jsonb (after its version byte) are masked like text; a masked column of any
- * other type is sent as NULL, with a one-time notice; detectors do not look inside
- * other binary types.
+ * "char", unknown, json and jsonb (after its version byte) are masked like text, bytea
+ * as bytes (below); a masked column of any other type is sent as NULL, with a one-time
+ * notice; detectors do not look inside other binary types.
+ *
+ * bytea (text format, hex or escape, and binary) is decoded before the detectors run; a
+ * hit masks the whole value, written back as valid bytea (masking/bytea.ts).
+ *
+ * Outside rows (masking/notice-fields.ts, masking/status-text.ts): every field of an
+ * ErrorResponse or NoticeResponse, whatever its code, is scanned (a malformed SQLSTATE
+ * becomes XX000); so are ParameterStatus names and values and NOTIFY channels and
+ * payloads. The ParameterStatus and NoticeResponse frames of the server's startup go
+ * through parameterStatus / errorOrNotice too (or maskParameterStatusFrame without a
+ * masker).
  *
  * Fail closed: when a column cannot be resolved (catalog lookup failed, COPY of a query
  * that cannot be described, rows whose shape was never described) and the plan has
@@ -71,12 +81,17 @@ import { DETECTOR_NAMES, DetectorId, looksLikeSecretName, scanSpans, SpanList } 
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import { OutBuffer } from '../masking/out-buffer.js';
 import { writeMask, type MaskStyle } from '../masking/styles.js';
-import { applyRegionsToBytes, copyOutStatements, keepFor, type CopyOutStatement, type TextRegion } from '../masking/sql-text.js';
+import { applyRegionsToBytes, copyOutStatements, keepFor, type CopyOutStatement } from '../masking/sql-text.js';
+import { detectorRegions } from '../masking/outbound-text.js';
 import { csvFieldEnd, csvRowEnd, equalsBytes, escapeText, textFieldEnd, unescapeText, unquoteCsv, writeCsv, type CsvDialect } from '../masking/copy-format.js';
-import { detailRegions } from '../masking/error-text.js';
+import { maskNoticeFrame } from '../masking/notice-fields.js';
+import { maskNotificationFrame, maskParameterStatusFrame } from '../masking/status-text.js';
+import { BYTEA_OID, BYTEA_UNREADABLE_RULE, ByteaMasker } from '../masking/bytea.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
 export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
+export { maskParameterStatusFrame, maskNotificationFrame } from '../masking/status-text.js';
+export { maskNoticeFrame } from '../masking/notice-fields.js';
 
 /** What a value of a result column gets. */
 const NONE = 0;
@@ -90,6 +105,10 @@ const DETECT = 3;
 const FLAG_JSON = 1;
 const FLAG_BPCHAR = 2;
 const FLAG_SECRET = 4;
+/** bytea: decoded before it is scanned or masked (bytea.ts). */
+const FLAG_BYTEA = 8;
+/** With FLAG_BYTEA: binary format (the bytes), else text (hex or escape). */
+const FLAG_BINARY = 16;
 
 /** Binary formats that are the text itself; 2 = jsonb, whose text follows a version byte. */
 const BINARY_TEXT = new Map<number, number>([
@@ -97,6 +116,7 @@ const BINARY_TEXT = new Map<number, number>([
   [1043, 1], // varchar
   [1042, 1], // bpchar
   [19, 1], // name
+  [18, 1], // "char"
   [114, 1], // json
   [705, 1], // unknown
   [3802, 2], // jsonb
@@ -106,10 +126,11 @@ const BPCHAR = 1042;
 /**
  * Types whose text form cannot hold what a detector looks for (numbers other than int8
  * and numeric, which can hold a card number; dates; booleans; network and geometric
- * types; bytea's hex). Everything else, user-defined types included, is scanned.
+ * types). Everything else, user-defined types included, is scanned; bytea is decoded
+ * first (bytea.ts), in text and binary format.
  */
 const NOT_STRINGISH = new Set([
-  16, 17, 18, 21, 23, 24, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1082, 1083, 1114, 1184,
+  16, 21, 23, 24, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1082, 1083, 1114, 1184,
   1186, 1266, 1560, 1562, 2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 5069,
 ]);
 
@@ -177,7 +198,6 @@ const UNRESOLVED_RULE = 'column:unresolved';
 const DERIVED_RULE = 'column:derived';
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
-const BYTEA = 17;
 const EMPTY = Buffer.alloc(0);
 const QUOTE = 0x22;
 const SPACE = 0x20;
@@ -224,6 +244,7 @@ export class ResultMasker {
   readonly #out = new OutBuffer();
   readonly #scratch = new OutBuffer(4096);
   readonly #scratch2 = new OutBuffer(4096);
+  readonly #bytea: ByteaMasker;
 
   // The rewrite in progress: output starts lazily, at the first change.
   #src: Buffer = EMPTY;
@@ -249,6 +270,7 @@ export class ResultMasker {
     this.#ruleStyles = [...plan.columns.map((r) => r.style), ...plan.detectorStyles, plan.strictestColumnStyle ?? 'full', strict];
     this.#provenance = provenance;
     this.#counts = new Float64Array(this.#ruleNames.length);
+    this.#bytea = new ByteaMasker(plan, key);
   }
 
   // ───────────────────────────── public API ─────────────────────────────
@@ -514,50 +536,15 @@ export class ResultMasker {
     return this.#finish(data.length);
   }
 
-  /** ErrorResponse or NoticeResponse: mask values in message, detail, hint, context and internal query. */
+  /**
+   * ErrorResponse or NoticeResponse: every field masked (detectors in all of them, masked
+   * columns' values in the detail, a malformed SQLSTATE replaced; see notice-fields.ts).
+   */
   errorOrNotice(frame: Buffer): Buffer {
     if (frame[0] === BackendType.errorResponse) this.#onError();
-    const fields: { code: number; start: number; end: number }[] = [];
-    let p = 5;
-    while (p < frame.length && frame[p] !== 0) {
-      const code = frame[p]!;
-      const end = frame.indexOf(0, p + 1);
-      if (end < 0) throw new ProtocolError('malformed ErrorResponse message: unterminated string');
-      fields.push({ code, start: p + 1, end });
-      p = end + 1;
-    }
-    const text = (c: string): string | undefined => {
-      const f = fields.find((x) => x.code === c.charCodeAt(0));
-      return f ? frame.toString('utf8', f.start, f.end) : undefined;
-    };
-    const perField: (TextRegion[] | undefined)[] = [];
-    let any = false;
-    for (const f of fields) {
-      const c = String.fromCharCode(f.code);
-      if (!'MDHWq'.includes(c)) {
-        perField.push(undefined);
-        continue;
-      }
-      const regions = this.#detectorRegions(frame, f.start, f.end);
-      if (c === 'D') regions.push(...detailRegions(frame, f.start, f.end, this.#plan, text('s'), text('t'), text('C')));
-      perField.push(regions.length > 0 ? regions : undefined);
-      if (regions.length > 0) any = true;
-    }
-    if (!any) return frame;
-    const parts: Buffer[] = [frame.subarray(0, 5)];
-    fields.forEach((f, k) => {
-      const regions = perField[k];
-      if (!regions) {
-        parts.push(frame.subarray(f.start - 1, f.end + 1));
-        return;
-      }
-      const masked = applyRegionsToBytes(frame.subarray(f.start, f.end), regions.map((r) => ({ ...r, start: r.start - f.start, end: r.end - f.start })), this.#key);
-      this.#countRegions(masked.byRule);
-      parts.push(Buffer.from([f.code]), masked.bytes, Buffer.from([0]));
-    });
-    parts.push(Buffer.from([0]));
-    const out = Buffer.concat(parts);
-    out.writeInt32BE(out.length - 1, 1);
+    const byRule: Record<string, number> = {};
+    const out = maskNoticeFrame(frame, this.#plan, this.#key, byRule);
+    if (out !== frame) this.#countRegions(byRule);
     return out;
   }
 
@@ -582,7 +569,7 @@ export class ResultMasker {
       return out;
     }
     if (this.#plan.detectors === 0) return frame;
-    const regions = this.#detectorRegions(frame, 9, 9 + len);
+    const regions = detectorRegions(frame, 9, 9 + len, this.#plan);
     if (regions.length === 0) return frame;
     const masked = applyRegionsToBytes(frame.subarray(9, 9 + len), regions.map((r) => ({ ...r, start: r.start - 9, end: r.end - 9 })), this.#key);
     this.#countRegions(masked.byRule);
@@ -592,41 +579,24 @@ export class ResultMasker {
     return out;
   }
 
-  /** ParameterStatus: mask detector hits in the value (a setting can be set from a query). */
-  parameterStatus(frame: Buffer): Buffer {
-    if (this.#plan.detectors === 0) return frame;
-    const nameEnd = frame.indexOf(0, 5);
-    const valueEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
-    if (valueEnd < 0) throw new ProtocolError('malformed ParameterStatus message: unterminated string');
-    const regions = this.#detectorRegions(frame, nameEnd + 1, valueEnd);
-    if (regions.length === 0) return frame;
-    const masked = applyRegionsToBytes(
-      frame.subarray(nameEnd + 1, valueEnd),
-      regions.map((r) => ({ ...r, start: r.start - nameEnd - 1, end: r.end - nameEnd - 1 })),
-      this.#key,
-    );
-    this.#countRegions(masked.byRule);
-    const out = Buffer.concat([frame.subarray(0, nameEnd + 1), masked.bytes, Buffer.from([0])]);
-    out.writeInt32BE(out.length - 1, 1);
+  /** NotificationResponse: mask detector hits in the channel name and the payload. */
+  notification(frame: Buffer): Buffer {
+    const byRule: Record<string, number> = {};
+    const out = maskNotificationFrame(frame, this.#plan, this.#key, byRule);
+    if (out !== frame) this.#countRegions(byRule);
     return out;
   }
 
-  /** NotificationResponse: mask detector hits in the payload. */
-  notification(frame: Buffer): Buffer {
-    if (this.#plan.detectors === 0) return frame;
-    const channelEnd = frame.indexOf(0, 9);
-    const payloadEnd = channelEnd < 0 ? -1 : frame.indexOf(0, channelEnd + 1);
-    if (payloadEnd < 0) throw new ProtocolError('malformed NotificationResponse message: unterminated string');
-    const regions = this.#detectorRegions(frame, channelEnd + 1, payloadEnd);
-    if (regions.length === 0) return frame;
-    const masked = applyRegionsToBytes(
-      frame.subarray(channelEnd + 1, payloadEnd),
-      regions.map((r) => ({ ...r, start: r.start - channelEnd - 1, end: r.end - channelEnd - 1 })),
-      this.#key,
-    );
-    this.#countRegions(masked.byRule);
-    const out = Buffer.concat([frame.subarray(0, channelEnd + 1), masked.bytes, Buffer.from([0])]);
-    out.writeInt32BE(out.length - 1, 1);
+  /**
+   * ParameterStatus: mask detector hits in the name and value (`set_config(…)` can make
+   * the server report any text). The same Buffer when nothing changed. For the frames of
+   * the server's startup the proxy may call this, or maskParameterStatusFrame without a
+   * masker.
+   */
+  parameterStatus(frame: Buffer): Buffer {
+    const byRule: Record<string, number> = {};
+    const out = maskParameterStatusFrame(frame, this.#plan, this.#key, byRule);
+    if (out !== frame) this.#countRegions(byRule);
     return out;
   }
 
@@ -727,25 +697,30 @@ export class ResultMasker {
       // Unknown type (a COPY whose columns were not looked up): text is scanned, binary is not.
       const typeOid = f?.typeOid ?? 0;
       const binaryText = BINARY_TEXT.get(typeOid) ?? 0;
+      // bytea is decoded, masked and written back as bytea in either format.
+      const bytea = typeOid === BYTEA_OID;
       let mode = NONE;
       if (f !== undefined && f.rule >= 0) {
         const style = this.#ruleStyles[f.rule]!;
-        // A whole-value mask written into a number, a boolean or a bytea would not parse: NULL.
-        const stringish = typeOid !== BYTEA && !NOT_STRINGISH.has(typeOid);
-        if (!stringish && fmt === 0 && (f.rule === this.#derived || f.rule === this.#unresolved)) mode = NULLIFY;
-        else if (fmt === 0 || binaryText !== 0) mode = style === 'null' ? NULLIFY : WHOLE;
+        // A whole-value mask written into a number or a boolean would not parse: NULL.
+        if (fmt === 0 && NOT_STRINGISH.has(typeOid) && (f.rule === this.#derived || f.rule === this.#unresolved)) mode = NULLIFY;
+        else if (fmt === 0 || binaryText !== 0 || bytea) mode = style === 'null' ? NULLIFY : WHOLE;
         else {
           mode = NULLIFY;
           this.#notice(`binary:${f.display}`, `masked binary column ${f.display} returned as NULL (agentgate masks binary values of text-like types only; ask for text format to see the mask)`);
         }
         plan.rule[i] = f.rule;
       } else if (this.#plan.detectors !== 0) {
-        if (fmt === 0 ? !NOT_STRINGISH.has(typeOid) : binaryText !== 0) mode = DETECT;
+        if (fmt === 0 ? !NOT_STRINGISH.has(typeOid) : binaryText !== 0 || bytea) mode = DETECT;
       }
       if (mode === NONE) continue;
       plan.mode[i] = mode;
       plan.prefix[i] = fmt === 1 && binaryText === 2 ? 1 : 0;
-      plan.flags[i] = (JSON_TYPES.has(typeOid) ? FLAG_JSON : 0) | (typeOid === BPCHAR ? FLAG_BPCHAR : 0) | (f?.secret ? FLAG_SECRET : 0);
+      plan.flags[i] =
+        (JSON_TYPES.has(typeOid) ? FLAG_JSON : 0) |
+        (typeOid === BPCHAR ? FLAG_BPCHAR : 0) |
+        (f?.secret ? FLAG_SECRET : 0) |
+        (bytea ? FLAG_BYTEA | (fmt !== 0 ? FLAG_BINARY : 0) : 0);
       plan.last = i;
     }
     return plan;
@@ -854,6 +829,15 @@ export class ResultMasker {
     const mode = rp.mode[i]!;
     const flags = rp.flags[i]!;
     const pre = vs + rp.prefix[i]!;
+    if ((flags & FLAG_BYTEA) !== 0 && mode !== NULLIFY) {
+      const m = this.#byteaMask(src, vs, ve, flags, mode === DETECT ? -1 : rp.rule[i]!);
+      if (m === undefined) return;
+      this.#cut(lenPos);
+      out.int32(m.length);
+      out.bytes(m, 0, m.length);
+      this.#copied = ve;
+      return;
+    }
     if (mode === DETECT) {
       const spans = this.#spans;
       spans.clear();
@@ -925,18 +909,17 @@ export class ResultMasker {
     }
   }
 
-  #detectorRegions(buf: Buffer, s: number, e: number): TextRegion[] {
-    const regions: TextRegion[] = [];
-    if (this.#plan.detectors === 0) return regions;
-    const spans = this.#spans;
-    spans.clear();
-    scanSpans(buf, s, e, this.#plan.detectors, false, spans);
-    for (let k = 0; k < spans.length; k++) {
-      const kind = spans.kinds[k]!;
-      const name = DETECTOR_NAMES[kind]!;
-      regions.push({ start: spans.starts[k]!, end: spans.ends[k]!, style: this.#ruleStyles[this.#detBase + kind]!, keep: keepFor(name), rule: name });
-    }
-    return regions;
+  /**
+   * A bytea value masked (bytea.ts): `rule` >= 0 for a masked column, -1 for detectors.
+   * Undefined when it passes unchanged; otherwise a view to copy at once.
+   */
+  #byteaMask(src: Buffer, s: number, e: number, flags: number, rule: number): Buffer | undefined {
+    const r = this.#bytea.mask(src, s, e, (flags & FLAG_BINARY) !== 0, rule >= 0 ? this.#ruleStyles[rule] : undefined, (flags & FLAG_SECRET) !== 0);
+    if (r === undefined) return undefined;
+    if (rule >= 0) this.#count(rule);
+    else if (r.unreadable) this.#countRegions({ [BYTEA_UNREADABLE_RULE]: 1 });
+    for (const kind of r.kinds) this.#count(this.#detBase + kind);
+    return r.bytes;
   }
 
   #notice(key: string, text: string): void {
@@ -1043,6 +1026,21 @@ export class ResultMasker {
     if (equalsBytes(data, fs, fe, st.nullString)) return;
     const mode = rp.mode[i]!;
     const flags = rp.flags[i]!;
+    if ((flags & FLAG_BYTEA) !== 0 && mode !== NULLIFY) {
+      // The field is bytea text in the COPY's quoting: unquote, decode and mask, requote.
+      const value = this.#scratch;
+      value.begin();
+      if (csv) unquoteCsv(data, fs, fe, st.dialect, value);
+      else unescapeText(data, fs, fe, value);
+      const v = value.finish();
+      const m = this.#byteaMask(v, 0, v.length, flags, mode === DETECT ? -1 : rp.rule[i]!);
+      if (m === undefined) return;
+      this.#cut(fs);
+      if (csv) writeCsv(m, 0, m.length, st.dialect, st.nullString, this.#out);
+      else escapeText(m, 0, m.length, st.dialect.delimiter, this.#out);
+      this.#copied = fe;
+      return;
+    }
     if (mode === DETECT) {
       const spans = this.#spans;
       spans.clear();

@@ -253,8 +253,14 @@ export class PgProxySession {
       up.socket.on('close', () => this.#close('the server closed the connection'));
       up.socket.on('error', (err: Error) => this.#close(`server connection error: ${err.message}`));
 
-      // ParameterStatus etc. go through (masked like every later one); our key replaces the server's.
-      for (const f of up.relayFrames) this.#outbox.push(this.#masker && f[0] === BackendType.parameterStatus ? this.#masker.parameterStatus(f) : f);
+      // ParameterStatus etc. go through (masked like later ones); our key replaces the server's.
+      const masker = this.#masker;
+      for (const f of up.relayFrames) {
+        if (masker === undefined) this.#outbox.push(f);
+        else if (f[0] === BackendType.parameterStatus) this.#outbox.push(masker.parameterStatus(f));
+        else if (f[0] === BackendType.noticeResponse) this.#outbox.push(masker.errorOrNotice(f));
+        else this.#outbox.push(f);
+      }
       this.#outbox.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
       const start = this.#append({
         type: 'session.start',

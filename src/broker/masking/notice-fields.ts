@@ -1,0 +1,112 @@
+/**
+ * ErrorResponse and NoticeResponse: every field, whatever its code, is masked before it
+ * reaches the client. PL/pgSQL puts arbitrary text in most of them (`RAISE … USING
+ * MESSAGE, DETAIL, HINT, COLUMN, CONSTRAINT, DATATYPE, TABLE, SCHEMA`), a server or
+ * pooler may send codes not defined today, and clients print or log them all.
+ *
+ * - Every field: the detectors, over the field's text (outbound-text.ts; a field that
+ *   is not valid UTF-8 is replaced by NON_UTF8_TEXT when the plan has detectors).
+ * - `C` (SQLSTATE): must be five characters of [0-9A-Z], or it is replaced by XX000
+ *   (internal_error), counted as `sqlstate`. Drivers branch on it; it carries nothing
+ *   else.
+ * - `D` (detail): also the values of masked columns PostgreSQL echoes (error-text.ts).
+ * - `s`, `t`, `c`, `d`, `n` (schema, table, column, data type, constraint): the same
+ *   `(cols)=(values)` reading as the detail, without the detail's "class 23 and not
+ *   understood: mask it whole" rule. PostgreSQL puts only names in these fields, so the
+ *   reading only ever fires on text a statement chose to put there. A value of a masked
+ *   column that a statement copies in some other form (there, or in the message) is
+ *   beyond what this stage can know: detectors catch what they recognize.
+ *
+ * The field order and codes are kept; only the texts change.
+ */
+import type { MaskingPlan } from './rules.js';
+import { detailRegions } from './error-text.js';
+import type { TextRegion } from './sql-text.js';
+import { addCount, buildFrame, cstringEnd, maskTextBytes } from './outbound-text.js';
+
+/** What replaces a SQLSTATE that is not five characters of [0-9A-Z]. */
+export const INVALID_SQLSTATE_REPLACEMENT = 'XX000';
+/** The count name of that replacement. */
+export const SQLSTATE_RULE = 'sqlstate';
+
+const C = 0x43;
+const D = 0x44;
+/** s, t, c, d, n */
+const NAME_FIELDS = new Set([0x73, 0x74, 0x63, 0x64, 0x6e]);
+const SQLSTATE_BYTES = Buffer.from(INVALID_SQLSTATE_REPLACEMENT, 'latin1');
+
+interface Field {
+  code: number;
+  start: number;
+  end: number;
+}
+
+/** Whether buf[s, e) is a well-formed SQLSTATE: five characters of [0-9A-Z]. */
+export function isValidSqlState(buf: Buffer, s: number, e: number): boolean {
+  if (e - s !== 5) return false;
+  for (let p = s; p < e; p++) {
+    const b = buf[p]!;
+    if (!((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a))) return false;
+  }
+  return true;
+}
+
+/**
+ * The ErrorResponse or NoticeResponse `frame` (type byte and length included) with every
+ * field masked (see the module comment): the same Buffer when nothing changed. Counts
+ * are added to `byRule` (rule or detector name → values masked). Throws ProtocolError
+ * on a malformed message.
+ */
+export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | undefined, byRule: Record<string, number> = {}): Buffer {
+  const what = frame[0] === 0x45 ? 'ErrorResponse' : 'NoticeResponse';
+  const fields: Field[] = [];
+  let p = 5;
+  while (p < frame.length && frame[p] !== 0) {
+    const end = cstringEnd(frame, p + 1, what);
+    fields.push({ code: frame[p]!, start: p + 1, end });
+    p = end + 1;
+  }
+  const text = (code: number): string | undefined => {
+    const f = fields.find((x) => x.code === code);
+    return f ? frame.toString('utf8', f.start, f.end) : undefined;
+  };
+  const columns = plan.columns.length > 0;
+  let schema: string | undefined;
+  let table: string | undefined;
+  let sqlstate: string | undefined;
+  if (columns) {
+    schema = text(0x73);
+    table = text(0x74);
+    const c = fields.find((x) => x.code === C);
+    sqlstate = c && isValidSqlState(frame, c.start, c.end) ? frame.toString('latin1', c.start, c.end) : undefined;
+  }
+
+  const replaced: (Buffer | undefined)[] = [];
+  let any = false;
+  for (const f of fields) {
+    let out: Buffer | undefined;
+    if (f.code === C && !isValidSqlState(frame, f.start, f.end)) {
+      addCount(byRule, SQLSTATE_RULE);
+      out = SQLSTATE_BYTES;
+    } else {
+      let extra: TextRegion[] | undefined;
+      if (columns && f.code === D) extra = detailRegions(frame, f.start, f.end, plan, schema, table, sqlstate);
+      else if (columns && NAME_FIELDS.has(f.code)) extra = detailRegions(frame, f.start, f.end, plan, schema, table, undefined);
+      out = maskTextBytes(frame, f.start, f.end, plan, key, byRule, extra);
+    }
+    replaced.push(out);
+    if (out !== undefined) any = true;
+  }
+  if (!any) return frame;
+
+  const parts: Buffer[] = [];
+  fields.forEach((f, k) => {
+    const r = replaced[k];
+    if (r === undefined) parts.push(frame.subarray(f.start - 1, f.end + 1));
+    else parts.push(Buffer.from([f.code]), r, ZERO);
+  });
+  parts.push(ZERO);
+  return buildFrame(frame[0]!, parts);
+}
+
+const ZERO = Buffer.from([0]);

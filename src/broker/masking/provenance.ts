@@ -1,0 +1,1355 @@
+/**
+ * Masking by provenance: for each OUTPUT column of a statement, the set of table columns its
+ * value depends on, read from PostgreSQL's own parse tree (libpg_query, see sql-classify.ts).
+ *
+ * Why: RowDescription names a column's origin only for plain column references, so
+ * `reverse(email)`, `split_part(email,'@',1)`, `email::bytea` or `string_agg(email, ',')`
+ * would reach the client unmasked. This module is pure analysis: the catalog is asked
+ * through `ProvenanceCatalog` (deduplicated per call) and the proxy decides what to mask.
+ *
+ * Rules (the tests in test/masking/provenance.test.ts pin them):
+ * - Outputs: SELECT (VALUES, TABLE, DISTINCT, GROUP BY, windows), set operations (per position
+ *   union; direct only if every branch is), INSERT/UPDATE/DELETE/MERGE … RETURNING, DECLARE
+ *   CURSOR (its query), COPY … TO (the copied columns, for the COPY masker), EXPLAIN (one
+ *   column, no sources: plans hold no row values), SHOW (no sources). SELECT INTO, CREATE
+ *   TABLE AS and every other statement that returns no rows: `columns: []`. EXECUTE, FETCH
+ *   and CALL return rows this text does not describe: ok:false.
+ * - Every column reference in an output expression contributes, through any function,
+ *   operator, CASE arm or condition, cast, constructor, aggregate argument and FILTER,
+ *   window argument, WITHIN GROUP ordering (its result is one of the ordered values) and
+ *   scalar/ARRAY/IN sublink. Not contributing: arguments of NON_REVEALING_FUNCTIONS, `IS
+ *   [NOT] NULL`, EXISTS, GROUPING(), and WHERE/HAVING/GROUP BY/ORDER BY/JOIN ON/window
+ *   PARTITION/ORDER and ordinary aggregate ORDER BY. Inference through predicates (`WHERE
+ *   ssn LIKE '1%'`) is a documented limit of column masking, not something this prevents.
+ * - `direct`: the value is a source column's value unchanged — a plain reference, optionally
+ *   COLLATEd or cast to text/varchar/bpchar/name without a length (a length truncates or
+ *   pads), or such a reference passed through subqueries, CTEs, views, USING merges and set
+ *   operations whose every branch is direct. Anything else is derived: a style that keeps
+ *   part of a value (last 4 digits) must not be applied to `reverse(x)`.
+ * - Fail closed (`opaque`): a function the catalog does not know, one that is not builtin
+ *   (pg_catalog/information_schema) — any overload in any schema being user-defined is
+ *   enough — and builtins that run SQL text or read data by name (OPAQUE_BUILTINS). A
+ *   function in FROM that is opaque makes all its columns opaque; a view without its
+ *   definition has opaque columns. Operators are assumed to compute from their operands,
+ *   except an explicitly schema-qualified OPERATOR(s.op) outside pg_catalog (opaque).
+ * - A view's columns carry the view's own column ('s.v.c', so rules written against a view
+ *   apply, as they do for RowDescription today) plus the sources of its definition.
+ * - Unqualified relation names: the session's search_path is unknown, so every candidate
+ *   the catalog returns is unioned; none at all is ok:false. `*` over candidates whose column
+ *   lists differ, or over a FROM function whose result shape is not known (no column
+ *   definition list, not a known set-returning builtin), is ok:false: a guessed column count
+ *   would shift every later column's sources onto the wrong position.
+ * - RETURNING shows the row as written: a column's sources are the target column plus what
+ *   the statement assigns to it (INSERT values/SELECT, UPDATE SET, ON CONFLICT, MERGE
+ *   actions). Triggers, rules and column defaults that copy data are not seen (limit).
+ * - WITH RECURSIVE: the recursive term is re-analysed with the CTE's current columns until
+ *   nothing changes (bounded; if it does not settle, every column gets the union, derived).
+ * - Depth: expressions are walked with an explicit stack; query nesting (subqueries, CTEs,
+ *   views) is bounded by MAX_DEPTH → ok:false, so deep trees cannot exhaust the JS stack.
+ * - Never throws for valid SQL: what cannot be analysed is `{ ok: false, reason }`.
+ */
+import { loadSqlParser } from '../policy/sql-classify.js';
+import { arr, isObj, str, unwrap } from '../policy/sql-kinds.js';
+
+// ---------------------------------------------------------------------------------------
+// Public API
+
+export interface RelationInfo {
+  schema: string;
+  name: string;
+  /** 'table' covers r,p,m,f relkinds; 'view' = v. */
+  kind: 'table' | 'view' | 'other';
+  /** Attribute names in attnum order, dropped columns removed. */
+  columns: string[];
+  /** For views: pg_get_viewdef text, analysed recursively. */
+  viewSql?: string;
+}
+
+/** builtin = lives in pg_catalog or information_schema. */
+export interface FunctionFacts {
+  builtin: boolean;
+}
+
+export interface ProvenanceCatalog {
+  /** Qualified: that relation (0 or 1 result). Unqualified: every relation of that name in any schema (the session's search_path is unknown, so callers take the union). */
+  relations(schema: string | undefined, name: string): Promise<RelationInfo[]>;
+  /** Facts about a function name as written (schema may be undefined); [] if no such function. */
+  functions(schema: string | undefined, name: string): Promise<FunctionFacts[]>;
+}
+
+export interface OutputColumn {
+  /** The output label as PostgreSQL would name it — best effort. */
+  name: string;
+  /** 'schema.table.column' of every table column the value depends on. */
+  sources: ReadonlySet<string>;
+  /** The value IS a source column's value, unchanged. */
+  direct: boolean;
+  /** Depends on something that cannot be analysed; the proxy masks it whole when the plan has column rules. */
+  opaque: boolean;
+}
+
+export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
+
+/** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
+export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
+  'count', 'length', 'char_length', 'character_length', 'octet_length', 'bit_length',
+  'pg_column_size', 'pg_typeof', 'num_nulls', 'num_nonnulls',
+  'cardinality', 'array_length', 'array_ndims', 'json_array_length', 'jsonb_array_length',
+]);
+
+/** Builtins that execute SQL text or read data by name: their result cannot be traced to columns. */
+export const OPAQUE_BUILTINS: ReadonlySet<string> = new Set([
+  'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
+  'cursor_to_xml', 'cursor_to_xmlschema',
+  'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+  'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
+  'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+  'ts_stat', 'ts_rewrite',
+  'lo_get', 'loread',
+  'pg_read_file', 'pg_read_binary_file',
+  'dblink', 'dblink_exec', 'dblink_fetch', 'dblink_get_result', 'dblink_send_query', 'dblink_open',
+]);
+
+/** `stmt` is one element of parseSync(sql).stmts[i].stmt. Statements that return no rows → { ok: true, columns: [] }. */
+export function outputProvenance(stmt: unknown, catalog: ProvenanceCatalog): Promise<Provenance> {
+  return analyse(stmt, new CatalogMemo(catalog));
+}
+
+/** Convenience: parse `sql` (one or more statements) and analyse each; parse errors → ok:false. */
+export async function statementProvenance(sql: string, catalog: ProvenanceCatalog): Promise<Provenance[]> {
+  if (sql.trim() === '') return [];
+  let stmts: { stmt?: unknown }[];
+  try {
+    stmts = (await parser()).parseSync(sql).stmts ?? [];
+  } catch (e) {
+    return [{ ok: false, reason: `parse error: ${errText(e)}` }];
+  }
+  const memo = new CatalogMemo(catalog); // one lookup per name across all statements
+  const out: Provenance[] = [];
+  for (const s of stmts) out.push(await analyse(s.stmt, memo));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Parser and catalog access
+
+interface PgParse {
+  parseSync(sql: string): { stmts?: { stmt?: unknown }[] };
+}
+
+/** The WASM module sql-classify.ts loads: importing it again yields the same initialised instance. */
+async function parser(): Promise<PgParse> {
+  await loadSqlParser();
+  return (await import('libpg-query')) as unknown as PgParse;
+}
+
+const key = (schema: string | undefined, name: string): string => `${schema ?? ''}\u0000${name}`;
+
+/** Deduplicates catalog calls: one promise per (schema, name), resolved values readable synchronously. */
+class CatalogMemo {
+  readonly rels = new Map<string, RelationInfo[]>();
+  readonly fns = new Map<string, FunctionFacts[]>();
+  private readonly pending = new Map<string, Promise<void>>();
+  constructor(private readonly catalog: ProvenanceCatalog) {}
+
+  fetchRelation(schema: string | undefined, name: string): Promise<void> {
+    const k = 'r' + key(schema, name);
+    let p = this.pending.get(k);
+    if (!p) {
+      p = this.catalog.relations(schema, name).then((r) => void this.rels.set(key(schema, name), Array.isArray(r) ? r : []));
+      this.pending.set(k, p);
+    }
+    return p;
+  }
+
+  fetchFunction(schema: string | undefined, name: string): Promise<void> {
+    const k = 'f' + key(schema, name);
+    let p = this.pending.get(k);
+    if (!p) {
+      p = this.catalog.functions(schema, name).then((r) => void this.fns.set(key(schema, name), Array.isArray(r) ? r : []));
+      this.pending.set(k, p);
+    }
+    return p;
+  }
+}
+
+/** Thrown by the synchronous analysis when a catalog answer is not in yet; the driver fetches and reruns. */
+class Miss {
+  constructor(readonly what: 'relation' | 'function', readonly schema: string | undefined, readonly name: string) {}
+}
+
+/** Thrown for anything that cannot be analysed; becomes { ok: false, reason }. */
+class Unanalysable {
+  constructor(readonly reason: string) {}
+}
+
+function fail(reason: string): never {
+  throw new Unanalysable(reason);
+}
+
+function errText(e: unknown): string {
+  return isObj(e) && typeof e['message'] === 'string' ? e['message'] : String(e);
+}
+
+const MAX_DEPTH = 64;
+const MAX_ROUNDS = 64;
+const MAX_RECURSIVE_PASSES = 16;
+
+async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
+  try {
+    const p = await parser();
+    await prefetch([stmt], memo, p);
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      try {
+        const cols = new Analysis(memo, p).statement(stmt);
+        return { ok: true, columns: cols.map(publicColumn) };
+      } catch (e) {
+        if (!(e instanceof Miss)) throw e;
+        if (e.what === 'relation') await memo.fetchRelation(e.schema, e.name);
+        else await memo.fetchFunction(e.schema, e.name);
+        const rels = memo.rels.get(key(e.schema, e.name));
+        if (e.what === 'relation' && rels) await prefetchViews(rels, memo, p);
+      }
+    }
+    return { ok: false, reason: 'too many catalog lookups' };
+  } catch (e) {
+    if (e instanceof Unanalysable) return { ok: false, reason: e.reason };
+    if (e instanceof RangeError) return { ok: false, reason: 'statement nests too deeply to analyse' };
+    return { ok: false, reason: `analysis failed: ${errText(e)}` };
+  }
+}
+
+function publicColumn(c: Col): OutputColumn {
+  return Object.freeze({ name: c.name, sources: c.sources, direct: c.direct, opaque: c.opaque });
+}
+
+// ---------------------------------------------------------------------------------------
+// Prefetch: the relations and functions a statement names, fetched in parallel up front so
+// the analysis rarely has to stop for a lookup. Predicates are skipped: they are not analysed.
+
+const PREFETCH_SKIP = new Set(['whereClause', 'havingClause', 'sortClause', 'groupClause', 'quals', 'windowClause', 'over', 'joinCondition', 'location']);
+
+async function prefetch(trees: unknown[], memo: CatalogMemo, p: PgParse): Promise<void> {
+  const rels = new Map<string, [string | undefined, string]>();
+  const fns = new Map<string, [string | undefined, string]>();
+  const cteNames = new Set<string>();
+  const stack: unknown[] = [...trees];
+  let visited = 0;
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (++visited > 200_000) break; // only an optimisation: the analysis fetches what is missing
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === 'object' && x !== null) stack.push(x);
+      continue;
+    }
+    if (!isObj(v)) continue;
+    const relname = str(v['relname']);
+    if (relname !== undefined && ('inh' in v || 'relpersistence' in v)) {
+      const schema = str(v['schemaname']);
+      rels.set(key(schema, relname), [schema, relname]);
+    }
+    const cte = str(v['ctename']);
+    if (cte !== undefined) cteNames.add(cte);
+    const fc = v['FuncCall'];
+    if (isObj(fc)) {
+      const n = funcName(fc);
+      if (n) fns.set(key(n.schema, n.name), [n.schema, n.name]);
+    }
+    for (const [k, x] of Object.entries(v)) if (!PREFETCH_SKIP.has(k) && typeof x === 'object' && x !== null) stack.push(x);
+  }
+  const jobs: Promise<void>[] = [];
+  for (const [k, [s, n]] of rels) if (!(s === undefined && cteNames.has(n)) && !memo.rels.has(k)) jobs.push(memo.fetchRelation(s, n));
+  for (const [k, [s, n]] of fns) if (!memo.fns.has(k)) jobs.push(memo.fetchFunction(s, n));
+  await Promise.all(jobs);
+  const found: RelationInfo[] = [];
+  for (const k of rels.keys()) for (const r of memo.rels.get(k) ?? []) found.push(r);
+  await prefetchViews(found, memo, p);
+}
+
+const viewsSeen = new WeakMap<CatalogMemo, Set<string>>();
+
+/** Fetches what the definitions of newly seen views name (each view once per call). */
+async function prefetchViews(rels: RelationInfo[], memo: CatalogMemo, p: PgParse): Promise<void> {
+  let seen = viewsSeen.get(memo);
+  if (!seen) viewsSeen.set(memo, (seen = new Set()));
+  const trees: unknown[] = [];
+  for (const r of rels) {
+    if (r.kind !== 'view' || typeof r.viewSql !== 'string') continue;
+    const k = `${r.schema}.${r.name}`;
+    if (seen.has(k) || seen.size > 256) continue;
+    seen.add(k);
+    try {
+      for (const s of p.parseSync(r.viewSql).stmts ?? []) trees.push(s.stmt);
+    } catch {
+      // reported by the analysis when the view is used
+    }
+  }
+  if (trees.length > 0) await prefetch(trees, memo, p);
+}
+
+// ---------------------------------------------------------------------------------------
+// Model
+
+interface Col {
+  name: string;
+  sources: ReadonlySet<string>;
+  direct: boolean;
+  opaque: boolean;
+}
+
+/** A value's provenance without a name. */
+interface Flow {
+  sources: Set<string>;
+  direct: boolean;
+  opaque: boolean;
+}
+
+/** A FROM item as the select list sees it. */
+interface Item {
+  columns: Col[];
+  /** False when the column list is unknown (a FROM function of unknown result shape): `*` over it fails. */
+  shapeKnown: boolean;
+  /** Sources of the whole row (all columns, plus a function item's arguments). */
+  whole: Flow;
+}
+
+/** A name by which an item can be qualified (`u.email`, `public.users.email`). */
+interface Named {
+  refname: string;
+  /** Schemas the unaliased relation may live in (for `s.t.c`); empty when aliased or not a relation. */
+  schemas: string[];
+  item: Item;
+}
+
+interface Scope {
+  named: Named[];
+  /** Items for unqualified names and `*`, in FROM order (a join is one item). */
+  items: Item[];
+  parent: Scope | undefined;
+}
+
+interface CteDef {
+  name: string;
+  body: Obj;
+  /** The CTEs visible inside this one's query. */
+  env: CteEnv | undefined;
+  scope: Scope | undefined;
+  recursive: boolean;
+  state: 'pending' | 'analysing' | 'done';
+  /** While a recursive CTE is being iterated: its current approximation. */
+  current?: Col[];
+  columns?: Col[];
+}
+
+interface CteEnv {
+  def: CteDef;
+  parent: CteEnv | undefined;
+}
+
+type Obj = Record<string, unknown>;
+
+const emptyFlow = (): Flow => ({ sources: new Set(), direct: false, opaque: false });
+
+function addFlow(into: Flow, f: { sources: ReadonlySet<string>; opaque: boolean }): void {
+  for (const s of f.sources) into.sources.add(s);
+  if (f.opaque) into.opaque = true;
+}
+
+function wholeOf(columns: readonly Col[], extra?: Flow): Flow {
+  const w = emptyFlow();
+  for (const c of columns) addFlow(w, c);
+  if (extra) addFlow(w, extra);
+  return w;
+}
+
+function makeItem(columns: Col[], shapeKnown = true, extra?: Flow): Item {
+  return { columns, shapeKnown, whole: wholeOf(columns, extra) };
+}
+
+/** `{ T: body }` or a bare body in a typed field (libpg_query does not wrap those). */
+function nodeOf(v: unknown, bareType: string): [string, Obj] | undefined {
+  const u = unwrap(v);
+  if (u) return u;
+  return isObj(v) ? [bareType, v] : undefined;
+}
+
+function strings(list: unknown): string[] {
+  const out: string[] = [];
+  for (const x of arr(list)) {
+    const u = unwrap(x);
+    if (u && u[0] === 'String') out.push(str(u[1]['sval']) ?? '');
+  }
+  return out;
+}
+
+function funcName(fc: Obj): { schema: string | undefined; name: string } | undefined {
+  const names = strings(fc['funcname']);
+  const name = names[names.length - 1];
+  if (name === undefined) return undefined;
+  return { schema: names.length > 1 ? names[names.length - 2] : undefined, name };
+}
+
+/** Applies an alias's column list: the first k columns get the new names. */
+function renamed(columns: readonly Col[], alias: unknown): Col[] {
+  const names = isObj(alias) ? strings(alias['colnames']) : [];
+  if (names.length > columns.length) fail('more column aliases than columns');
+  return columns.map((c, i) => (i < names.length ? { ...c, name: names[i]! } : c));
+}
+
+const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'name']);
+
+/** Known result columns of builtin set-returning functions used in FROM (scalar ones: one column). */
+const SRF_COLUMNS: Readonly<Record<string, readonly string[] | 'scalar'>> = {
+  generate_series: 'scalar', generate_subscripts: 'scalar', unnest: 'scalar',
+  regexp_split_to_table: 'scalar', string_to_table: 'scalar', regexp_matches: 'scalar',
+  json_array_elements: 'scalar', jsonb_array_elements: 'scalar',
+  json_array_elements_text: 'scalar', jsonb_array_elements_text: 'scalar',
+  json_object_keys: 'scalar', jsonb_object_keys: 'scalar',
+  jsonb_path_query: 'scalar', jsonb_path_query_tz: 'scalar',
+  json_each: ['key', 'value'], jsonb_each: ['key', 'value'],
+  json_each_text: ['key', 'value'], jsonb_each_text: ['key', 'value'],
+};
+
+// ---------------------------------------------------------------------------------------
+// Analysis (synchronous; throws Miss when a catalog answer is needed)
+
+class Analysis {
+  private depth = 0;
+  private readonly views = new Map<string, Col[]>();
+  private readonly viewsInProgress = new Set<string>();
+
+  constructor(
+    private readonly memo: CatalogMemo,
+    private readonly p: PgParse,
+  ) {}
+
+  statement(stmt: unknown): Col[] {
+    const u = unwrap(stmt);
+    if (!u) fail('not a statement node');
+    const [type, body] = u;
+    switch (type) {
+      case 'SelectStmt':
+        return isObj(body['intoClause']) ? [] : this.select(body, undefined, undefined);
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        return this.dml(type, body);
+      case 'DeclareCursorStmt':
+        return this.query(body['query'], undefined, undefined);
+      case 'ExplainStmt':
+        return [{ name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false }];
+      case 'VariableShowStmt': {
+        const name = str(body['name']) ?? '';
+        const names = name === 'all' ? ['name', 'setting', 'description'] : [name];
+        return names.map((n) => ({ name: n, sources: new Set<string>(), direct: false, opaque: false }));
+      }
+      case 'CopyStmt':
+        return this.copy(body);
+      case 'ExecuteStmt':
+        return fail('EXECUTE of a prepared statement: its text is not here');
+      case 'CallStmt':
+        return fail('CALL returns what the procedure chooses');
+      case 'FetchStmt':
+        if (body['ismove'] === true) return [];
+        return fail('FETCH returns a cursor declared by an earlier statement');
+      default:
+        return []; // CREATE TABLE AS, SET, BEGIN, DDL …: no rows
+    }
+  }
+
+  private copy(body: Obj): Col[] {
+    if (body['is_from'] === true) return [];
+    if (body['query'] !== undefined) return this.query(body['query'], undefined, undefined);
+    const rel = nodeOf(body['relation'], 'RangeVar');
+    if (!rel) return fail('COPY without a relation or query');
+    const { item } = this.fromItem(['RangeVar', rel[1]], emptyScope(undefined), undefined, undefined);
+    const attlist = strings(body['attlist']);
+    if (attlist.length === 0) return this.star(item);
+    return attlist.map((a) => {
+      const c = item.columns.find((x) => x.name === a);
+      return c ?? fail(`unknown column ${a}`);
+    });
+  }
+
+  private enter(): void {
+    if (++this.depth > MAX_DEPTH) fail('statement nests too deeply to analyse');
+  }
+
+  /** A query node (wrapped): SELECT or a data-modifying statement with RETURNING. */
+  query(v: unknown, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+    const u = nodeOf(v, 'SelectStmt');
+    if (!u) return fail('missing query');
+    const [type, body] = u;
+    if (type === 'SelectStmt') return this.select(body, outer, env);
+    if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') return this.dml(type, body, env);
+    return fail(`cannot analyse a ${type} as a query`);
+  }
+
+  // -- SELECT and set operations -------------------------------------------------------
+
+  select(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+    this.enter();
+    try {
+      const e = this.withClause(body['withClause'], outer, env);
+      if ((str(body['op']) ?? 'SETOP_NONE') === 'SETOP_NONE') return this.simpleSelect(body, outer, e);
+      // Flatten the set-operation tree with an explicit stack: long UNION chains nest deeply.
+      const leaves: Col[][] = [];
+      const stack: Obj[] = [body];
+      let first = true;
+      while (stack.length > 0) {
+        const n = stack.pop()!;
+        const op = str(n['op']) ?? 'SETOP_NONE';
+        if (op === 'SETOP_NONE' || (!first && isObj(n['withClause']))) {
+          leaves.push(op === 'SETOP_NONE' ? this.simpleSelect(n, outer, this.withClause(n['withClause'], outer, e)) : this.select(n, outer, e));
+        } else {
+          const l = n['larg'];
+          const r = n['rarg'];
+          if (!isObj(l) || !isObj(r)) fail('set operation without both branches');
+          stack.push(unwrap(r)?.[1] ?? r, unwrap(l)?.[1] ?? l); // left popped first: names come from it
+        }
+        first = false;
+      }
+      return combineBranches(leaves);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private simpleSelect(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+    const values = arr(body['valuesLists']);
+    if (values.length > 0) {
+      const scope = emptyScope(outer);
+      const rows = values.map((row) => {
+        const items = unwrap(row)?.[0] === 'List' ? arr(unwrap(row)![1]['items']) : arr(row);
+        return items.map((x, i) => ({ name: `column${i + 1}`, ...this.expr(x, scope, env) }));
+      });
+      return combineBranches(rows);
+    }
+    const scope = this.fromClause(arr(body['fromClause']), outer, env);
+    return this.targetList(arr(body['targetList']), scope, env);
+  }
+
+  private targetList(list: unknown[], scope: Scope, env: CteEnv | undefined): Col[] {
+    const out: Col[] = [];
+    for (const t of list) {
+      const rt = unwrap(t);
+      if (!rt || rt[0] !== 'ResTarget') fail('unexpected select-list entry');
+      const val = rt[1]['val'];
+      const alias = str(rt[1]['name']);
+      const expanded = this.starTarget(val, scope);
+      if (expanded) {
+        out.push(...expanded);
+        continue;
+      }
+      out.push({ name: alias ?? figureName(val), ...this.expr(val, scope, env) });
+    }
+    return out;
+  }
+
+  /** `*`, `t.*`, `(t).*` in a select list: one output per column. undefined if not a star. */
+  private starTarget(val: unknown, scope: Scope): Col[] | undefined {
+    const u = unwrap(val);
+    if (!u) return undefined;
+    if (u[0] === 'ColumnRef') {
+      const fields = arr(u[1]['fields']);
+      if (unwrap(fields[fields.length - 1])?.[0] !== 'A_Star') return undefined;
+      const qual = strings(fields.slice(0, -1));
+      if (qual.length === 0) {
+        if (scope.items.length === 0) fail('SELECT * with no FROM items');
+        return scope.items.flatMap((it) => this.star(it));
+      }
+      const n = this.findNamed(qual, scope);
+      if (!n) fail(`unknown relation ${qual.join('.')}`);
+      return this.star(n.item);
+    }
+    if (u[0] === 'A_Indirection') {
+      const ind = arr(u[1]['indirection']);
+      if (unwrap(ind[ind.length - 1])?.[0] !== 'A_Star') return undefined;
+      const arg = unwrap(u[1]['arg']);
+      if (ind.length === 1 && arg?.[0] === 'ColumnRef') {
+        const names = strings(arg[1]['fields']);
+        if (names.length === arr(arg[1]['fields']).length) {
+          const n = this.columnCandidates(names, scope).length === 0 ? this.findNamed(names, scope) : undefined;
+          if (n) return this.star(n.item);
+        }
+      }
+      return fail('cannot expand (expression).*: the composite type is not known');
+    }
+    return undefined;
+  }
+
+  private star(item: Item): Col[] {
+    if (!item.shapeKnown) fail('cannot expand * over a relation or function whose columns are not known');
+    return item.columns.map((c) => ({ ...c }));
+  }
+
+  // -- WITH ------------------------------------------------------------------------------
+
+  private withClause(w: unknown, outer: Scope | undefined, env: CteEnv | undefined): CteEnv | undefined {
+    if (!isObj(w)) return env;
+    const recursive = w['recursive'] === true;
+    const defs: CteDef[] = [];
+    let e = env;
+    for (const c of arr(w['ctes'])) {
+      const u = unwrap(c);
+      if (!u || u[0] !== 'CommonTableExpr') continue;
+      const def: CteDef = { name: str(u[1]['ctename']) ?? '', body: u[1], env: e, scope: outer, recursive, state: 'pending' };
+      defs.push(def);
+      e = { def, parent: e };
+    }
+    // In WITH RECURSIVE every CTE sees the whole list; otherwise only the ones before it.
+    if (recursive) for (const d of defs) d.env = e;
+    return e;
+  }
+
+  private cteColumns(def: CteDef): Col[] {
+    if (def.state === 'done') return def.columns!;
+    if (def.state === 'analysing') {
+      if (def.current) return def.current;
+      return fail(`WITH query ${def.name} refers to itself outside a recursive UNION`);
+    }
+    def.state = 'analysing';
+    const q = nodeOf(def.body['ctequery'], 'SelectStmt');
+    let cols: Col[];
+    if (def.recursive && q && q[0] === 'SelectStmt' && (str(q[1]['op']) ?? 'SETOP_NONE') === 'SETOP_UNION' && isObj(q[1]['larg'])) {
+      const larg = q[1]['larg'];
+      const base = renamed(this.select(unwrap(larg)?.[1] ?? larg, def.scope, def.env), { colnames: def.body['aliascolnames'] });
+      let current = base;
+      let settled = false;
+      for (let pass = 0; pass < MAX_RECURSIVE_PASSES && !settled; pass++) {
+        def.current = current;
+        const next = combineBranches([current, renamed(this.select(q[1], def.scope, def.env), { colnames: def.body['aliascolnames'] })]);
+        settled = sameColumns(current, next);
+        current = next;
+      }
+      if (!settled) {
+        const all = wholeOf(current);
+        current = current.map((c) => ({ name: c.name, sources: all.sources, direct: false, opaque: all.opaque }));
+      }
+      cols = current;
+    } else {
+      cols = renamed(this.query(def.body['ctequery'], def.scope, def.env), { colnames: def.body['aliascolnames'] });
+    }
+    cols = [...cols, ...searchCycleColumns(def.body, cols)];
+    def.current = undefined;
+    def.columns = cols;
+    def.state = 'done';
+    return cols;
+  }
+
+  // -- FROM --------------------------------------------------------------------------------
+
+  private fromClause(from: unknown[], outer: Scope | undefined, env: CteEnv | undefined): Scope {
+    const scope = emptyScope(outer);
+    for (const f of from) {
+      const u = unwrap(f);
+      if (!u) fail('unexpected FROM entry');
+      const r = this.fromItem(u, scope, outer, env);
+      scope.items.push(r.item);
+      scope.named.push(...r.named);
+    }
+    return scope;
+  }
+
+  /**
+   * One FROM item. `lateral` is the scope a LATERAL item (and any function) may see: the
+   * items before it plus the outer queries; `outer` is what a plain subquery may see.
+   */
+  private fromItem([type, b]: [string, Obj], lateral: Scope, outer: Scope | undefined, env: CteEnv | undefined): { item: Item; named: Named[] } {
+    switch (type) {
+      case 'RangeVar':
+        return this.rangeVar(b, env);
+      case 'RangeSubselect': {
+        const cols = renamed(this.query(b['subquery'], b['lateral'] === true ? lateral : outer, env), b['alias']);
+        const item = makeItem(cols);
+        const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
+        return { item, named: alias === undefined ? [] : [{ refname: alias, schemas: [], item }] };
+      }
+      case 'RangeFunction':
+        return this.rangeFunction(b, lateral, env);
+      case 'JoinExpr':
+        return this.join(b, lateral, outer, env);
+      case 'RangeTableSample': {
+        const rel = unwrap(b['relation']);
+        if (!rel) return fail('TABLESAMPLE without a relation');
+        return this.fromItem(rel, lateral, outer, env);
+      }
+      case 'RangeTableFunc': {
+        // XMLTABLE: every column depends on the document and path expressions.
+        const flow = this.expr([b['docexpr'], b['rowexpr'], b['namespaces'], ...arr(b['columns']).map((c) => unwrap(c)?.[1]?.['colexpr'])], lateral, env);
+        const names = arr(b['columns']).map((c) => str(unwrap(c)?.[1]?.['colname']) ?? '?column?');
+        return this.functionItem(names, { ...flow, direct: false }, b['alias'], 'xmltable');
+      }
+      case 'JsonTable': {
+        const flow = this.expr([isObj(b['context_item']) ? b['context_item']['raw_expr'] : undefined, b['passing']], lateral, env);
+        return this.functionItem(jsonTableColumns(b['columns']), { ...flow, direct: false }, b['alias'], 'json_table');
+      }
+      default:
+        return fail(`cannot analyse FROM item ${type}`);
+    }
+  }
+
+  private functionItem(names: string[], flow: Flow, alias: unknown, defaultName: string): { item: Item; named: Named[] } {
+    const cols = renamed(names.map((n) => ({ name: n, sources: flow.sources, direct: false, opaque: flow.opaque })), alias);
+    const item = makeItem(cols, true, flow);
+    const a = (isObj(alias) ? str(alias['aliasname']) : undefined) ?? defaultName;
+    return { item, named: [{ refname: a, schemas: [], item }] };
+  }
+
+  private rangeVar(b: Obj, env: CteEnv | undefined): { item: Item; named: Named[] } {
+    const name = str(b['relname']) ?? '';
+    const schema = str(b['schemaname']);
+    const aliasName = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
+    if (schema === undefined) {
+      for (let e = env; e; e = e.parent) {
+        if (e.def.name !== name) continue;
+        const item = makeItem(renamed(this.cteColumns(e.def), b['alias']));
+        return { item, named: [{ refname: aliasName ?? name, schemas: [], item }] };
+      }
+    }
+    const cands = this.relations(schema, name);
+    if (cands.length === 0) fail(`unknown relation ${schema === undefined ? name : `${schema}.${name}`}`);
+    const lists = cands.map((r) => this.relationColumns(r));
+    let columns: Col[];
+    let shapeKnown = true;
+    if (lists.length === 1) columns = lists[0]!;
+    else {
+      // Several schemas hold that name: union by column name (the session picks one of them).
+      const first = lists[0]!.map((c) => c.name).join('\u0000');
+      shapeKnown = lists.every((l) => l.map((c) => c.name).join('\u0000') === first);
+      const byName = new Map<string, Col>();
+      for (const l of lists) {
+        for (const c of l) {
+          const prev = byName.get(c.name);
+          byName.set(c.name, prev ? mergeCols(prev, c) : c);
+        }
+      }
+      columns = [...byName.values()];
+    }
+    const item = makeItem(renamed(columns, b['alias']), shapeKnown);
+    return { item, named: [{ refname: aliasName ?? name, schemas: aliasName === undefined ? cands.map((c) => c.schema) : [], item }] };
+  }
+
+  private relationColumns(r: RelationInfo): Col[] {
+    const own = (c: string): string => `${r.schema}.${r.name}.${c}`;
+    if (r.kind !== 'view') return r.columns.map((c) => ({ name: c, sources: new Set([own(c)]), direct: true, opaque: false }));
+    const vk = `${r.schema}.${r.name}`;
+    const cached = this.views.get(vk);
+    if (cached) return cached;
+    let cols: Col[];
+    if (typeof r.viewSql !== 'string') {
+      cols = r.columns.map((c) => ({ name: c, sources: new Set([own(c)]), direct: false, opaque: true }));
+    } else {
+      if (this.viewsInProgress.has(vk)) fail(`view ${vk} refers to itself`);
+      this.viewsInProgress.add(vk);
+      this.enter();
+      try {
+        let stmts: { stmt?: unknown }[];
+        try {
+          stmts = this.p.parseSync(r.viewSql).stmts ?? [];
+        } catch (e) {
+          return fail(`cannot parse the definition of view ${vk}: ${errText(e)}`);
+        }
+        const q = stmts.length === 1 ? unwrap(stmts[0]!.stmt) : undefined;
+        if (!q || q[0] !== 'SelectStmt') fail(`the definition of view ${vk} is not one SELECT`);
+        const inner = this.select(q[1], undefined, undefined);
+        if (inner.length !== r.columns.length) fail(`view ${vk} has ${r.columns.length} columns, its definition ${inner.length}`);
+        cols = inner.map((c, i) => {
+          const name = r.columns[i]!;
+          return { name, sources: new Set([own(name), ...c.sources]), direct: c.direct, opaque: c.opaque };
+        });
+      } finally {
+        this.depth--;
+        this.viewsInProgress.delete(vk);
+      }
+    }
+    this.views.set(vk, cols);
+    return cols;
+  }
+
+  private rangeFunction(b: Obj, lateral: Scope, env: CteEnv | undefined): { item: Item; named: Named[] } {
+    const fns = arr(b['functions']);
+    const alias = b['alias'];
+    const aliasName = isObj(alias) ? str(alias['aliasname']) : undefined;
+    const all = emptyFlow();
+    const cols: Col[] = [];
+    let shapeKnown = true;
+    let scalarName: string | undefined;
+    for (const f of fns) {
+      const pair = unwrap(f)?.[0] === 'List' ? arr(unwrap(f)![1]['items']) : arr(f);
+      const call = pair[0];
+      const coldef = arr(pair[1]).length > 0 ? arr(pair[1]) : fns.length === 1 ? arr(b['coldeflist']) : [];
+      const flow = this.expr(call, lateral, env);
+      addFlow(all, flow);
+      const fc = unwrap(call);
+      const fname = fc?.[0] === 'FuncCall' ? funcName(fc[1]) : undefined;
+      let names: string[] | undefined;
+      if (coldef.length > 0) names = coldef.map((c) => str(unwrap(c)?.[1]?.['colname']) ?? '?column?');
+      else if (fname && !flow.opaque && this.allBuiltin(fname.schema, fname.name)) {
+        const known = SRF_COLUMNS[fname.name];
+        if (known === 'scalar') {
+          const nargs = fname.name === 'unnest' ? Math.max(1, arr(fc![1]['args']).length) : 1;
+          names = Array.from({ length: nargs }, () => fname.name);
+          if (fns.length === 1 && nargs === 1) scalarName = fname.name;
+        } else if (known) names = [...known];
+      } else if (fc && fc[0] !== 'FuncCall') {
+        names = [figureName(call)]; // e.g. FROM CAST(x AS int)
+        if (fns.length === 1) scalarName = names[0];
+      }
+      if (!names) {
+        shapeKnown = false;
+        names = [fname?.name ?? '?column?'];
+      }
+      for (const n of names) cols.push({ name: n, sources: flow.sources, direct: false, opaque: flow.opaque });
+    }
+    if (b['ordinality'] === true) cols.push({ name: 'ordinality', sources: new Set(), direct: false, opaque: false });
+    // A single scalar function takes the table alias as its column name unless a column alias is given.
+    if (scalarName !== undefined && aliasName !== undefined && cols[0]) cols[0] = { ...cols[0], name: aliasName };
+    const aliasCols = isObj(alias) ? strings(alias['colnames']) : [];
+    const named = shapeKnown ? renamed(cols, alias) : cols.map((c, i) => (i < aliasCols.length ? { ...c, name: aliasCols[i]! } : c));
+    const item = makeItem(named, shapeKnown, all);
+    // Without an alias a single function is referred to by its name (`generate_series.*`).
+    const fc0 = fns.length === 1 ? unwrap((unwrap(fns[0])?.[0] === 'List' ? arr(unwrap(fns[0])![1]['items']) : arr(fns[0]))[0]) : undefined;
+    const refname = aliasName ?? (fc0?.[0] === 'FuncCall' ? funcName(fc0[1])?.name : undefined);
+    return { item, named: refname === undefined ? [] : [{ refname, schemas: [], item }] };
+  }
+
+  private join(b: Obj, lateral: Scope, outer: Scope | undefined, env: CteEnv | undefined): { item: Item; named: Named[] } {
+    const lu = unwrap(b['larg']);
+    const ru = unwrap(b['rarg']);
+    if (!lu || !ru) return fail('JOIN without both sides');
+    const left = this.fromItem(lu, lateral, outer, env);
+    // The right side may refer (LATERAL) to the left side.
+    const inner: Scope = { named: [...lateral.named, ...left.named], items: [...lateral.items, left.item], parent: lateral.parent };
+    const right = this.fromItem(ru, inner, outer, env);
+    let using = strings(b['usingClause']);
+    if (b['isNatural'] === true) {
+      if (!left.item.shapeKnown || !right.item.shapeKnown) fail('NATURAL JOIN over columns that are not known');
+      const rn = new Set(right.item.columns.map((c) => c.name));
+      using = left.item.columns.map((c) => c.name).filter((n) => rn.has(n));
+    }
+    const pick = (it: Item, n: string): Col => {
+      const c = it.columns.find((x) => x.name === n);
+      if (c) return c;
+      if (!it.shapeKnown) return { name: n, sources: it.whole.sources, direct: false, opaque: it.whole.opaque };
+      return fail(`JOIN USING column ${n} is not on both sides`);
+    };
+    const merged: Col[] = using.map((n) => mergeCols(pick(left.item, n), pick(right.item, n)));
+    const usingSet = new Set(using);
+    const rest = (it: Item): Col[] => {
+      const done = new Set<string>();
+      return it.columns.filter((c) => {
+        if (!usingSet.has(c.name) || done.has(c.name)) return true;
+        done.add(c.name);
+        return false;
+      });
+    };
+    const columns = [...merged, ...rest(left.item), ...rest(right.item)];
+    const item = makeItem(columns, left.item.shapeKnown && right.item.shapeKnown, wholeOf([], mergeFlows(left.item.whole, right.item.whole)));
+    const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
+    if (alias !== undefined) {
+      // An alias on a join hides the names inside it.
+      const aliased = makeItem(renamed(columns, b['alias']), item.shapeKnown, item.whole);
+      return { item: aliased, named: [{ refname: alias, schemas: [], item: aliased }] };
+    }
+    const named = [...left.named, ...right.named];
+    const ua = isObj(b['join_using_alias']) ? str(b['join_using_alias']['aliasname']) : undefined;
+    if (ua !== undefined) named.push({ refname: ua, schemas: [], item: makeItem(merged) });
+    return { item, named };
+  }
+
+  // -- INSERT / UPDATE / DELETE / MERGE … RETURNING ---------------------------------------
+
+  private dml(type: string, body: Obj, outerEnv?: CteEnv): Col[] {
+    const rc = body['returningClause'];
+    const returning = isObj(rc) ? arr(rc['exprs']) : arr(body['returningList']);
+    if (returning.length === 0) return [];
+    this.enter();
+    try {
+      const env = this.withClause(body['withClause'], undefined, outerEnv);
+      const relBody = nodeOf(body['relation'], 'RangeVar');
+      if (!relBody) return fail(`${type} without a target relation`);
+      const target = this.rangeVar(relBody[1], env);
+      const refname = target.named[0]!.refname;
+      const base = target.item.columns;
+      const others = emptyScope(undefined);
+      const extra = type === 'UpdateStmt' ? arr(body['fromClause']) : type === 'DeleteStmt' ? arr(body['usingClause']) : type === 'MergeStmt' ? [body['sourceRelation']] : [];
+      for (const f of extra) {
+        const u = unwrap(f);
+        if (!u) continue;
+        const r = this.fromItem(u, others, undefined, env);
+        others.items.push(r.item);
+        others.named.push(...r.named);
+      }
+      // What the statement writes into each target column.
+      const assigned = new Map<string, Flow>();
+      const assign = (col: string, f: Flow): void => {
+        const prev = assigned.get(col);
+        assigned.set(col, prev ? { ...mergeFlows(prev, f), direct: prev.direct && f.direct } : f);
+      };
+      const withTarget = (it: Item, more: Named[] = []): Scope => ({
+        named: [{ refname, schemas: target.named[0]!.schemas, item: it }, ...more, ...others.named],
+        items: [it, ...others.items],
+        parent: undefined,
+      });
+      const oldScope = withTarget(target.item);
+      const setList = (list: unknown[], scope: Scope): void => {
+        for (const t of list) {
+          const rt = unwrap(t);
+          if (!rt || rt[0] !== 'ResTarget') continue;
+          const name = str(rt[1]['name']) ?? '';
+          const val = unwrap(rt[1]['val']);
+          if (val?.[0] === 'MultiAssignRef') assign(name, { ...this.expr(val[1]['source'], scope, env), direct: false });
+          else {
+            const f = this.expr(rt[1]['val'], scope, env);
+            assign(name, arr(rt[1]['indirection']).length > 0 ? { ...f, direct: false } : f);
+          }
+        }
+      };
+      const insertList = (cols: unknown[], values: Flow[]): void => {
+        const names = cols.length > 0 ? cols.map((c) => str(unwrap(c)?.[1]?.['name']) ?? '') : base.map((c) => c.name);
+        values.forEach((v, i) => {
+          const n = names[i];
+          if (n === undefined) fail('INSERT has more expressions than target columns');
+          const indirect = arr(unwrap(cols[i])?.[1]?.['indirection']).length > 0;
+          assign(n, indirect ? { ...v, direct: false } : v);
+        });
+      };
+      const flowOf = (c: Col): Flow => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque });
+      if (type === 'InsertStmt') {
+        if (body['selectStmt'] !== undefined) insertList(arr(body['cols']), this.query(body['selectStmt'], undefined, env).map(flowOf));
+        const oc = body['onConflictClause'];
+        if (isObj(oc) && arr(oc['targetList']).length > 0) {
+          const excluded = makeItem(base.map((c) => withAssigned(c, assigned.get(c.name))));
+          setList(arr(oc['targetList']), withTarget(target.item, [{ refname: 'excluded', schemas: [], item: excluded }]));
+        }
+      } else if (type === 'UpdateStmt') {
+        setList(arr(body['targetList']), oldScope);
+      } else if (type === 'MergeStmt') {
+        for (const w of arr(body['mergeWhenClauses'])) {
+          const u = unwrap(w);
+          if (!u) continue;
+          const cmd = str(u[1]['commandType']);
+          if (cmd === 'CMD_UPDATE') setList(arr(u[1]['targetList']), oldScope);
+          else if (cmd === 'CMD_INSERT') insertList(arr(u[1]['targetList']), arr(u[1]['values']).map((v) => this.expr(v, oldScope, env)));
+        }
+      }
+      const newItem = makeItem(base.map((c) => withAssigned(c, assigned.get(c.name))));
+      // PG 18: RETURNING old.*, new.* (and WITH (OLD AS o, NEW AS n)).
+      let oldName = 'old';
+      let newName = 'new';
+      if (isObj(rc)) {
+        for (const o of arr(rc['options'])) {
+          const ro = unwrap(o);
+          if (!ro) continue;
+          const v = str(ro[1]['value']);
+          if (v === undefined) continue;
+          if (ro[1]['option'] === 'RETURNING_OPTION_OLD') oldName = v;
+          else newName = v;
+        }
+      }
+      const after = type === 'DeleteStmt' ? target.item : newItem;
+      const scope = withTarget(after, [
+        { refname: oldName, schemas: [], item: target.item },
+        { refname: newName, schemas: [], item: newItem },
+      ]);
+      return this.targetList(returning, scope, env);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  // -- Names ---------------------------------------------------------------------------------
+
+  private relations(schema: string | undefined, name: string): RelationInfo[] {
+    const r = this.memo.rels.get(key(schema, name));
+    if (r === undefined) throw new Miss('relation', schema, name);
+    return r;
+  }
+
+  private functions(schema: string | undefined, name: string): FunctionFacts[] {
+    const r = this.memo.fns.get(key(schema, name));
+    if (r === undefined) throw new Miss('function', schema, name);
+    return r;
+  }
+
+  private allBuiltin(schema: string | undefined, name: string): boolean {
+    const facts = this.functions(schema, name);
+    return facts.length > 0 && facts.every((f) => f.builtin === true);
+  }
+
+  /** The innermost named item a qualifier (`t`, `s.t`, `db.s.t`) refers to. */
+  private findNamed(qual: string[], scope: Scope | undefined): Named | undefined {
+    const q = qual.length > 2 ? qual.slice(-2) : qual;
+    for (let s = scope; s; s = s.parent) {
+      for (const n of s.named) {
+        if (n.refname !== q[q.length - 1]) continue;
+        if (q.length === 2 && !n.schemas.includes(q[0]!)) continue;
+        return n;
+      }
+    }
+    return undefined;
+  }
+
+  /** Columns an unqualified name may be, from the innermost level that has any. */
+  private columnCandidates(name: string[], scope: Scope | undefined): Flow[] {
+    if (name.length !== 1) return [];
+    const out: Flow[] = [];
+    for (let s = scope; s; s = s.parent) {
+      let exact = false;
+      for (const it of s.items) {
+        for (const c of it.columns) {
+          if (c.name !== name[0]) continue;
+          out.push({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque });
+          exact = true;
+        }
+        // A function item of unknown shape may have that column: take its whole row, keep looking.
+        if (!it.shapeKnown && !it.columns.some((c) => c.name === name[0])) out.push({ ...copyFlow(it.whole), direct: false });
+      }
+      if (exact) return out;
+    }
+    return out;
+  }
+
+  /** A ColumnRef's flow: a column, a whole row (`u`, `u.*`), or a composite field (`c.f`). */
+  private columnRef(b: Obj, scope: Scope): Flow {
+    const fields = arr(b['fields']);
+    const isStar = unwrap(fields[fields.length - 1])?.[0] === 'A_Star';
+    const names = strings(isStar ? fields.slice(0, -1) : fields);
+    if (isStar) {
+      if (names.length === 0) {
+        const w = emptyFlow();
+        for (const it of scope.items) addFlow(w, it.whole);
+        return w;
+      }
+      const n = this.findNamed(names, scope);
+      if (!n) return fail(`unknown relation ${names.join('.')}`);
+      return { ...copyFlow(n.item.whole), direct: false };
+    }
+    if (names.length === 1) {
+      const c = this.columnCandidates(names, scope);
+      if (c.length > 0) return mergeAll(c);
+      const n = this.findNamed(names, scope); // a bare relation name: the whole row
+      if (n) return { ...copyFlow(n.item.whole), direct: false };
+      return fail(`unknown column ${names[0]}`);
+    }
+    // t.c, s.t.c, db.s.t.c — or col.field / t.col.field (composite field selection).
+    for (let split = names.length - 1; split >= 1; split--) {
+      const n = this.findNamed(names.slice(0, split), scope);
+      if (!n) continue;
+      const col = names[split]!;
+      const cols = n.item.columns.filter((c) => c.name === col);
+      let f: Flow;
+      if (cols.length > 0) f = mergeAll(cols.map((c) => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque })));
+      else if (!n.item.shapeKnown) f = { ...copyFlow(n.item.whole), direct: false };
+      else continue;
+      return split === names.length - 1 ? f : { ...f, direct: false };
+    }
+    const c = this.columnCandidates([names[0]!], scope);
+    if (c.length > 0) return { ...mergeAll(c), direct: false };
+    return fail(`unknown column ${names.join('.')}`);
+  }
+
+  // -- Expressions -------------------------------------------------------------------------
+
+  /** The flow of an expression. `direct` only for a (text-cast) plain reference or a scalar subquery of one. */
+  expr(root: unknown, scope: Scope, env: CteEnv | undefined): Flow {
+    // Direct: strip COLLATE and casts to a text type without a length, then a plain reference.
+    let v = root;
+    for (let i = 0; i < 10_000; i++) {
+      const u = unwrap(v);
+      if (u?.[0] === 'CollateClause') v = u[1]['arg'];
+      else if (u?.[0] === 'TypeCast' && textCast(u[1]['typeName'])) v = u[1]['arg'];
+      else break;
+    }
+    const u = unwrap(v);
+    if (u?.[0] === 'ColumnRef') return this.columnRef(u[1], scope);
+    if (u?.[0] === 'A_Indirection') {
+      // (u).email, where u is a relation (not a column): that column, unchanged.
+      const ind = arr(u[1]['indirection']);
+      const arg = unwrap(u[1]['arg']);
+      const field = ind.length === 1 && unwrap(ind[0])?.[0] === 'String' ? strings(ind)[0] : undefined;
+      if (field !== undefined && arg?.[0] === 'ColumnRef') {
+        const names = strings(arg[1]['fields']);
+        if (names.length === 1 && arr(arg[1]['fields']).length === 1 && this.columnCandidates(names, scope).length === 0) {
+          const n = this.findNamed(names, scope);
+          const cols = n?.item.columns.filter((c) => c.name === field) ?? [];
+          if (cols.length > 0) return mergeAll(cols.map((c) => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque })));
+        }
+      }
+    }
+    if (u?.[0] === 'SubLink' && u[1]['subLinkType'] === 'EXPR_SUBLINK' && u[1]['testexpr'] === undefined) {
+      const cols = this.query(u[1]['subselect'], scope, env);
+      const f = wholeOf(cols);
+      return { ...f, direct: cols.length === 1 && cols[0]!.direct };
+    }
+    const out = emptyFlow();
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (Array.isArray(n)) {
+        for (const x of n) if (typeof x === 'object' && x !== null) stack.push(x);
+        continue;
+      }
+      const w = unwrap(n);
+      if (!w) {
+        if (isObj(n)) for (const [k, x] of Object.entries(n)) if (k !== 'typeName' && typeof x === 'object' && x !== null) stack.push(x);
+        continue;
+      }
+      const [t, b] = w;
+      switch (t) {
+        case 'ColumnRef':
+          addFlow(out, this.columnRef(b, scope));
+          break;
+        case 'FuncCall': {
+          const fn = funcName(b);
+          const facts = fn ? this.functions(fn.schema, fn.name) : [];
+          const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
+          if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
+          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name))) stack.push(b['args']);
+          stack.push(b['agg_filter']);
+          if (b['agg_within_group'] === true) stack.push(b['agg_order']);
+          break; // OVER (PARTITION/ORDER) and plain aggregate ORDER BY only order rows
+        }
+        case 'NullTest':
+        case 'GroupingFunc':
+        case 'A_Const':
+        case 'ParamRef':
+        case 'SQLValueFunction':
+        case 'MergeSupportFunc':
+        case 'SetToDefault':
+          break;
+        case 'SubLink': {
+          const kind = str(b['subLinkType']);
+          if (kind === 'EXISTS_SUBLINK') break;
+          addFlow(out, wholeOf(this.query(b['subselect'], scope, env)));
+          stack.push(b['testexpr']);
+          break;
+        }
+        case 'A_Expr': {
+          const op = strings(b['name']);
+          if (op.length > 1 && op[0] !== 'pg_catalog') out.opaque = true;
+          stack.push(b['lexpr'], b['rexpr']);
+          break;
+        }
+        case 'TypeCast':
+          stack.push(b['arg']);
+          break;
+        default:
+          for (const [k, x] of Object.entries(b)) if (k !== 'typeName' && typeof x === 'object' && x !== null) stack.push(x);
+      }
+    }
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+function emptyScope(parent: Scope | undefined): Scope {
+  return { named: [], items: [], parent };
+}
+
+function copyFlow(f: Flow): Flow {
+  return { sources: new Set(f.sources), direct: f.direct, opaque: f.opaque };
+}
+
+function mergeFlows(a: { sources: ReadonlySet<string>; opaque: boolean }, b: { sources: ReadonlySet<string>; opaque: boolean }): Flow {
+  const f = emptyFlow();
+  addFlow(f, a);
+  addFlow(f, b);
+  return f;
+}
+
+function mergeAll(list: Flow[]): Flow {
+  const f = emptyFlow();
+  f.direct = list.length > 0;
+  for (const x of list) {
+    addFlow(f, x);
+    if (!x.direct) f.direct = false;
+  }
+  return f;
+}
+
+function mergeCols(a: Col, b: Col): Col {
+  return { name: a.name, ...mergeFlows(a, b), direct: a.direct && b.direct };
+}
+
+function withAssigned(c: Col, f: Flow | undefined): Col {
+  if (!f) return c;
+  return { name: c.name, ...mergeFlows(c, f), direct: c.direct && f.direct };
+}
+
+/** Per-position union of set-operation branches (or VALUES rows); names from the first. */
+function combineBranches(branches: Col[][]): Col[] {
+  const first = branches[0];
+  if (!first) return [];
+  for (const b of branches) if (b.length !== first.length) fail('set operation branches have different column counts');
+  return first.map((c, i) => {
+    const f = emptyFlow();
+    let direct = true;
+    for (const b of branches) {
+      addFlow(f, b[i]!);
+      if (!b[i]!.direct) direct = false;
+    }
+    return { name: c.name, sources: f.sources, direct, opaque: f.opaque };
+  });
+}
+
+function sameColumns(a: Col[], b: Col[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((c, i) => {
+    const d = b[i]!;
+    if (c.direct !== d.direct || c.opaque !== d.opaque || c.sources.size !== d.sources.size) return false;
+    for (const s of c.sources) if (!d.sources.has(s)) return false;
+    return true;
+  });
+}
+
+/** SEARCH … SET seq and CYCLE … SET mark USING path add columns built from the listed ones. */
+function searchCycleColumns(cte: Obj, cols: Col[]): Col[] {
+  const out: Col[] = [];
+  const of = (names: string[]): Flow => wholeOf(cols.filter((c) => names.includes(c.name)));
+  const s = cte['search_clause'];
+  if (isObj(s)) {
+    const f = of(strings(s['search_col_list']));
+    out.push({ name: str(s['search_seq_column']) ?? 'search', sources: f.sources, direct: false, opaque: f.opaque });
+  }
+  const c = cte['cycle_clause'];
+  if (isObj(c)) {
+    const f = of(strings(c['cycle_col_list']));
+    out.push({ name: str(c['cycle_mark_column']) ?? 'is_cycle', sources: new Set(), direct: false, opaque: false });
+    out.push({ name: str(c['cycle_path_column']) ?? 'path', sources: f.sources, direct: false, opaque: f.opaque });
+  }
+  return out;
+}
+
+function jsonTableColumns(list: unknown): string[] {
+  const out: string[] = [];
+  const stack: unknown[] = [...arr(list)].reverse();
+  while (stack.length > 0) {
+    const u = unwrap(stack.pop());
+    if (!u) continue;
+    if (u[1]['coltype'] === 'JTC_NESTED') stack.push(...[...arr(u[1]['columns'])].reverse());
+    else out.push(str(u[1]['name']) ?? '?column?');
+  }
+  return out;
+}
+
+/** A cast that keeps the value's text: to text/varchar/bpchar/name, no length, not an array. */
+function textCast(typeName: unknown): boolean {
+  if (!isObj(typeName)) return false;
+  const names = strings(typeName['names']);
+  const last = names[names.length - 1];
+  if (last === undefined || !TEXT_TYPES.has(last)) return false;
+  if (names.length > 1 && names[names.length - 2] !== 'pg_catalog') return false;
+  return arr(typeName['typmods']).length === 0 && arr(typeName['arrayBounds']).length === 0;
+}
+
+const XML_NAMES: Readonly<Record<string, string>> = {
+  IS_XMLCONCAT: 'xmlconcat', IS_XMLELEMENT: 'xmlelement', IS_XMLFOREST: 'xmlforest', IS_XMLPARSE: 'xmlparse',
+  IS_XMLPI: 'xmlpi', IS_XMLROOT: 'xmlroot', IS_XMLSERIALIZE: 'xmlserialize', IS_DOCUMENT: '?column?',
+};
+const JSON_FUNC_NAMES: Readonly<Record<string, string>> = {
+  JSON_EXISTS_OP: 'json_exists', JSON_QUERY_OP: 'json_query', JSON_VALUE_OP: 'json_value', JSON_TABLE_OP: 'json_table',
+};
+const FIXED_NAMES: Readonly<Record<string, string>> = {
+  GroupingFunc: 'grouping', A_ArrayExpr: 'array', RowExpr: 'row', CoalesceExpr: 'coalesce', XmlSerialize: 'xmlserialize',
+  MergeSupportFunc: 'merge_action', JsonObjectConstructor: 'json_object', JsonArrayConstructor: 'json_array',
+  JsonArrayQueryConstructor: 'json_array', JsonObjectAgg: 'json_objectagg', JsonArrayAgg: 'json_arrayagg',
+  JsonParseExpr: 'json', JsonScalarExpr: 'json_scalar', JsonSerializeExpr: 'json_serialize',
+};
+
+/** PostgreSQL's FigureColname, best effort: strong names win over a cast's type name, which wins over weak ones. */
+function figureName(v: unknown, depth = 0): string {
+  const r = figure(v, depth);
+  return r?.name ?? '?column?';
+}
+
+function figure(v: unknown, depth: number): { name: string; strong: boolean } | undefined {
+  let castName: string | undefined;
+  let node = v;
+  for (let i = 0; i < 10_000 && depth < 50; i++) {
+    const u = unwrap(node);
+    if (!u) break;
+    const [t, b] = u;
+    let res: { name: string; strong: boolean } | undefined;
+    switch (t) {
+      case 'ColumnRef': {
+        const names = strings(b['fields']);
+        if (names.length === arr(b['fields']).length && names.length > 0) res = { name: names[names.length - 1]!, strong: true };
+        break;
+      }
+      case 'A_Indirection': {
+        const ind = strings(b['indirection']);
+        if (ind.length > 0 && unwrap(arr(b['indirection']).at(-1))?.[0] === 'String') res = { name: ind[ind.length - 1]!, strong: true };
+        else {
+          node = b['arg'];
+          continue;
+        }
+        break;
+      }
+      case 'FuncCall': {
+        const fn = funcName(b);
+        if (fn) res = { name: fn.name, strong: true };
+        break;
+      }
+      case 'A_Expr':
+        if (b['kind'] === 'AEXPR_NULLIF') res = { name: 'nullif', strong: true };
+        break;
+      case 'TypeCast': {
+        const names = isObj(b['typeName']) ? strings(b['typeName']['names']) : [];
+        castName ??= names[names.length - 1];
+        node = b['arg'];
+        continue;
+      }
+      case 'CollateClause':
+        node = b['arg'];
+        continue;
+      case 'SubLink': {
+        const k = b['subLinkType'];
+        if (k === 'EXISTS_SUBLINK') res = { name: 'exists', strong: true };
+        else if (k === 'ARRAY_SUBLINK') res = { name: 'array', strong: true };
+        else if (k === 'EXPR_SUBLINK' || k === 'MULTIEXPR_SUBLINK') {
+          const q = unwrap(b['subselect']);
+          const first = q ? unwrap(arr(q[1]['targetList'])[0]) : undefined;
+          if (first) {
+            const alias = str(first[1]['name']);
+            res = alias !== undefined ? { name: alias, strong: true } : figure(first[1]['val'], depth + 1);
+          }
+        }
+        break;
+      }
+      case 'CaseExpr': {
+        const d = figure(b['defresult'], depth + 1);
+        res = d?.strong ? d : { name: 'case', strong: false };
+        break;
+      }
+      case 'MinMaxExpr':
+        res = { name: b['op'] === 'IS_GREATEST' ? 'greatest' : 'least', strong: true };
+        break;
+      case 'SQLValueFunction':
+        res = { name: (str(b['op']) ?? '').replace(/^SVFOP_/, '').replace(/_N$/, '').toLowerCase(), strong: true };
+        break;
+      case 'XmlExpr': {
+        const n = XML_NAMES[str(b['op']) ?? ''];
+        if (n && n !== '?column?') res = { name: n, strong: true };
+        break;
+      }
+      case 'JsonFuncExpr': {
+        const n = JSON_FUNC_NAMES[str(b['op']) ?? ''];
+        if (n) res = { name: n, strong: true };
+        break;
+      }
+      default: {
+        const n = FIXED_NAMES[t];
+        if (n) res = { name: n, strong: true };
+      }
+    }
+    if (res?.strong) return res;
+    if (castName !== undefined) return { name: castName, strong: false };
+    return res;
+  }
+  return castName !== undefined ? { name: castName, strong: false } : undefined;
+}

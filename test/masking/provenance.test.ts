@@ -1,0 +1,468 @@
+/**
+ * Masking by provenance: which table columns each output column of a statement depends on,
+ * against an in-memory catalog (no server: the module is pure analysis over the parse tree).
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { loadSqlParser } from '../../src/broker/policy/sql-classify.js';
+import {
+  NON_REVEALING_FUNCTIONS,
+  OPAQUE_BUILTINS,
+  outputProvenance,
+  statementProvenance,
+  type FunctionFacts,
+  type OutputColumn,
+  type ProvenanceCatalog,
+  type RelationInfo,
+} from '../../src/broker/masking/provenance.js';
+
+const RELATIONS: RelationInfo[] = [
+  { schema: 'public', name: 'users', kind: 'table', columns: ['id', 'name', 'email', 'ssn'] },
+  { schema: 'public', name: 'orders', kind: 'table', columns: ['id', 'user_id', 'card'] },
+  { schema: 'public', name: 'v_users', kind: 'view', columns: ['id', 'contact'], viewSql: 'SELECT id, email AS contact FROM users' },
+  { schema: 'public', name: 'v_nested', kind: 'view', columns: ['c'], viewSql: ' SELECT v_users.contact AS c FROM v_users;' },
+  { schema: 'public', name: 'v_nodef', kind: 'view', columns: ['a'] },
+  { schema: 'public', name: 'events', kind: 'table', columns: ['id', 'payload'] },
+  { schema: 'archive', name: 'events', kind: 'table', columns: ['id', 'payload'] },
+  { schema: 'archive', name: 'notes', kind: 'table', columns: ['id', 'body'] },
+  { schema: 'public', name: 'notes', kind: 'table', columns: ['id', 'body', 'extra'] },
+];
+
+const BUILTINS = new Set([
+  'reverse', 'translate', 'split_part', 'encode', 'convert_to', 'regexp_replace', 'concat', 'format', 'upper',
+  'substr', 'substring', 'left', 'string_agg', 'array_agg', 'min', 'max', 'json_agg', 'count', 'length',
+  'generate_series', 'unnest', 'jsonb_to_recordset', 'jsonb_each', 'row_to_json', 'to_jsonb', 'query_to_xml',
+  'lower', 'md5', 'row_number', 'current_setting', 'now', 'octet_length', 'percentile_disc', 'sum', 'coalesce',
+  'pg_get_keywords', 'to_jsonb',
+]);
+
+/** The fake catalog; `calls` counts lookups so deduplication can be checked. */
+function fakeCatalog(): ProvenanceCatalog & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    async relations(schema, name) {
+      calls.push(`r:${schema ?? ''}.${name}`);
+      return RELATIONS.filter((r) => r.name === name && (schema === undefined || r.schema === schema));
+    },
+    async functions(schema, name): Promise<FunctionFacts[]> {
+      calls.push(`f:${schema ?? ''}.${name}`);
+      const out: FunctionFacts[] = [];
+      if (BUILTINS.has(name) && (schema === undefined || schema === 'pg_catalog')) out.push({ builtin: true });
+      if (name === 'f' && (schema === undefined || schema === 'public')) out.push({ builtin: false });
+      // A user overload of a builtin name makes it opaque.
+      if (name === 'lower' && (schema === undefined || schema === 'public')) out.push({ builtin: false });
+      return out;
+    },
+  };
+}
+
+before(async () => {
+  await loadSqlParser();
+});
+
+async function analyse(sql: string): Promise<OutputColumn[]> {
+  const res = await statementProvenance(sql, fakeCatalog());
+  assert.equal(res.length, 1, 'one statement');
+  const r = res[0]!;
+  assert.ok(r.ok, `expected ok, got ${r.ok ? '' : r.reason}`);
+  return r.columns;
+}
+
+async function failure(sql: string): Promise<string> {
+  const res = await statementProvenance(sql, fakeCatalog());
+  const r = res[0]!;
+  assert.ok(!r.ok, `expected ok:false for ${sql}`);
+  return r.reason;
+}
+
+/** [name, sorted sources, direct, opaque] per column: compact to compare. */
+function shape(cols: OutputColumn[]): [string, string[], boolean, boolean][] {
+  return cols.map((c) => [c.name, [...c.sources].sort(), c.direct, c.opaque]);
+}
+
+const U = (c: string): string => `public.users.${c}`;
+const O = (c: string): string => `public.orders.${c}`;
+
+async function one(sql: string): Promise<OutputColumn> {
+  const cols = await analyse(sql);
+  assert.equal(cols.length, 1, `one column for ${sql}`);
+  return cols[0]!;
+}
+
+async function derivedFrom(sql: string, sources: string[]): Promise<void> {
+  const c = await one(sql);
+  assert.deepEqual([...c.sources].sort(), [...sources].sort(), sql);
+  assert.equal(c.direct, false, `${sql}: derived, not direct`);
+  assert.equal(c.opaque, false, `${sql}: not opaque`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain references
+
+test('plain column references are direct', async () => {
+  assert.deepEqual(shape(await analyse('select id, email from users')), [
+    ['id', [U('id')], true, false],
+    ['email', [U('email')], true, false],
+  ]);
+});
+
+test('an alias renames the output and keeps it direct', async () => {
+  assert.deepEqual(shape(await analyse('select u.email as contact from public.users u')), [['contact', [U('email')], true, false]]);
+});
+
+test('* expands every FROM item in order', async () => {
+  const cols = await analyse('select * from users, orders');
+  assert.deepEqual(cols.map((c) => c.name), ['id', 'name', 'email', 'ssn', 'id', 'user_id', 'card']);
+  assert.ok(cols.every((c) => c.direct && c.sources.size === 1));
+  assert.deepEqual([...cols[6]!.sources], [O('card')]);
+});
+
+test('t.* expands one relation; TABLE t is SELECT *', async () => {
+  assert.deepEqual(shape(await analyse('select o.*, u.id from users u join orders o on o.user_id = u.id')).map((c) => c[1][0]), [O('id'), O('user_id'), O('card'), U('id')]);
+  assert.equal((await analyse('table orders')).length, 3);
+});
+
+test('a whole-row reference depends on every column', async () => {
+  const all = ['id', 'name', 'email', 'ssn'].map(U);
+  for (const sql of ['select u from users u', 'select row_to_json(u) from users u', 'select to_jsonb(u.*) from users u']) {
+    await derivedFrom(sql, all);
+  }
+});
+
+test('casts to text types stay direct; a length or another type does not', async () => {
+  const c = await analyse('select email::text, email::varchar, email::bpchar, email::name, email collate "C", email::varchar(3), email::bytea from users');
+  assert.deepEqual(c.map((x) => x.direct), [true, true, true, true, true, false, false]);
+  assert.ok(c.every((x) => x.sources.has(U('email')) && x.sources.size === 1));
+  assert.equal(c[6]!.name, 'email');
+});
+
+// ---------------------------------------------------------------------------------------
+// Derived values keep their sources
+
+test('string functions that leak the value are derived from it', async () => {
+  for (const sql of [
+    'select reverse(email) from users',
+    "select translate(email, 'abc', 'xyz') from users",
+    "select split_part(email, '@', 1) from users",
+    "select encode(convert_to(email, 'UTF8'), 'base64') from users",
+    "select regexp_replace(email, '(.)', '\\1 ', 'g') from users",
+    'select upper(email) from users',
+    'select substr(email, 1, 3) from users',
+    'select substring(email from 2 for 3) from users',
+    'select left(email, 5) from users',
+  ]) {
+    await derivedFrom(sql, [U('email')]);
+  }
+});
+
+test('concatenation and format combine their sources', async () => {
+  await derivedFrom("select concat(name, ':', ssn) from users", [U('name'), U('ssn')]);
+  await derivedFrom("select name || '/' || email from users", [U('name'), U('email')]);
+  await derivedFrom("select format('%s %s', name, email) from users", [U('name'), U('email')]);
+  await derivedFrom("select email = 'a@b' from users", [U('email')]);
+});
+
+test('aggregates over a column are derived from it', async () => {
+  for (const sql of [
+    "select string_agg(email, ',') from users",
+    'select array_agg(email) from users',
+    'select min(email) from users',
+    'select max(email) from users',
+    'select json_agg(email) from users group by name',
+  ]) {
+    await derivedFrom(sql, [U('email')]);
+  }
+  // WITHIN GROUP returns one of the ordered values.
+  await derivedFrom('select percentile_disc(0.5) within group (order by ssn) from users', [U('ssn')]);
+});
+
+test('count, length and IS NULL reveal no values', async () => {
+  const c = await analyse('select count(email), count(*), length(ssn), octet_length(email), email is null, ssn is not null from users');
+  assert.ok(c.every((x) => x.sources.size === 0 && !x.direct && !x.opaque));
+  assert.deepEqual(c.map((x) => x.name), ['count', 'count', 'length', 'octet_length', '?column?', '?column?']);
+  assert.ok(NON_REVEALING_FUNCTIONS.has('count') && NON_REVEALING_FUNCTIONS.has('pg_column_size'));
+});
+
+test('an aggregate FILTER contributes; plain aggregate ORDER BY and window PARTITION do not', async () => {
+  await derivedFrom("select count(*) filter (where ssn like '1%') from users", [U('ssn')]);
+  await derivedFrom("select string_agg(name, ',' order by ssn) from users", [U('name')]);
+  await derivedFrom('select sum(id) over (partition by ssn order by email) from users', [U('id')]);
+  await derivedFrom('select row_number() over (order by ssn) from users', []);
+});
+
+test('CASE conditions and results both contribute; COALESCE too', async () => {
+  await derivedFrom("select case when ssn like '1%' then 'a' else name end from users", [U('ssn'), U('name')]);
+  await derivedFrom("select coalesce(email, ssn, 'none') from users", [U('email'), U('ssn')]);
+  assert.equal((await one("select case when true then 1 end from users")).name, 'case');
+});
+
+test('WHERE, GROUP BY, HAVING, ORDER BY and JOIN ON add no sources', async () => {
+  const c = await one("select u.id from users u join orders o on o.card = u.ssn where u.email like 'a%' group by u.id having max(u.ssn) > '1' order by max(u.email)");
+  assert.deepEqual([...c.sources], [U('id')]);
+  assert.equal(c.direct, true);
+});
+
+// ---------------------------------------------------------------------------------------
+// Subqueries, CTEs, views, set operations, joins
+
+test('a subquery in FROM passes columns through, keeping direct', async () => {
+  assert.deepEqual(shape(await analyse('select s.e, s.r from (select email as e, reverse(ssn) as r from users) s')), [
+    ['e', [U('email')], true, false],
+    ['r', [U('ssn')], false, false],
+  ]);
+  assert.deepEqual(shape(await analyse('select x.a from (select email from users) as x(a)')), [['a', [U('email')], true, false]]);
+});
+
+test('a scalar subquery in the select list carries its output, correlated or not', async () => {
+  assert.deepEqual(shape(await analyse('select (select o.card from orders o where o.user_id = u.id limit 1) from users u')), [['card', [O('card')], true, false]]);
+  assert.deepEqual(shape(await analyse('select (select u.ssn) as s from users u')), [['s', [U('ssn')], true, false]]);
+  await derivedFrom('select array(select card from orders) from users', [O('card')]);
+  await derivedFrom('select exists(select card from orders) from users', []);
+});
+
+test('CTEs pass provenance through, with column aliases', async () => {
+  assert.deepEqual(shape(await analyse('with a(x) as (select email from users), b as (select x from a) select x from b')), [['x', [U('email')], true, false]]);
+});
+
+test('a non-recursive CTE named like a table hides the table', async () => {
+  assert.deepEqual(shape(await analyse("with users as (select 'x' as email) select email from users")), [['email', [], false, false]]);
+});
+
+test('WITH RECURSIVE unions the recursive term until it settles', async () => {
+  const c = await analyse(`
+    with recursive t(n, v) as (
+      select 1, name from users
+      union all
+      select n + 1, v || (select ssn from users limit 1) from t where n < 3
+    ) select n, v from t`);
+  assert.deepEqual(shape(c), [
+    ['n', [], false, false],
+    ['v', [U('name'), U('ssn')], false, false],
+  ]);
+  const d = await analyse('with recursive r as (select id, email from users union all select id, email from r) select email from r');
+  assert.deepEqual(shape(d), [['email', [U('email')], true, false]]);
+});
+
+test('SEARCH and CYCLE columns depend on the listed columns', async () => {
+  const c = await analyse('with recursive r(e) as (select email from users union select e from r) cycle e set is_cycle using path select * from r');
+  assert.deepEqual(shape(c), [
+    ['e', [U('email')], true, false],
+    ['is_cycle', [], false, false],
+    ['path', [U('email')], false, false],
+  ]);
+});
+
+test('a view renames: sources are the view column and the table column under it', async () => {
+  assert.deepEqual(shape(await analyse('select contact from v_users')), [['contact', ['public.users.email', 'public.v_users.contact'], true, false]]);
+  assert.deepEqual(shape(await analyse('select c from v_nested')), [['c', ['public.users.email', 'public.v_nested.c', 'public.v_users.contact'], true, false]]);
+  assert.deepEqual(shape(await analyse('select upper(contact) from v_users')), [['upper', ['public.users.email', 'public.v_users.contact'], false, false]]);
+});
+
+test('a view without its definition fails closed: opaque', async () => {
+  assert.deepEqual(shape(await analyse('select a from v_nodef')), [['a', ['public.v_nodef.a'], false, true]]);
+});
+
+test('UNION: per position union; direct only if every branch is', async () => {
+  assert.deepEqual(shape(await analyse('select id, name from users union select id, card from orders')), [
+    ['id', [O('id'), U('id')], true, false],
+    ['name', [O('card'), U('name')], true, false],
+  ]);
+  assert.deepEqual(shape(await analyse("select name from users union all select 'x' except select upper(email) from users")), [['name', [U('email'), U('name')], false, false]]);
+});
+
+test('a long UNION chain is analysed without recursion', async () => {
+  const sql = Array.from({ length: 3000 }, (_, i) => (i === 1500 ? 'select ssn from users' : `select 'c${i}'`)).join(' union all ');
+  const c = await one(sql);
+  assert.deepEqual([...c.sources], [U('ssn')]);
+  assert.equal(c.direct, false);
+});
+
+test('VALUES columns are named columnN', async () => {
+  assert.deepEqual(shape(await analyse("values (1, 'a'), (2, 'b')")).map((c) => c[0]), ['column1', 'column2']);
+});
+
+test('JOIN USING merges the column from both sides; * lists it once', async () => {
+  const c = await analyse('select * from users join orders using (id)');
+  assert.deepEqual(c.map((x) => x.name), ['id', 'name', 'email', 'ssn', 'user_id', 'card']);
+  assert.deepEqual([...c[0]!.sources].sort(), [O('id'), U('id')]);
+  assert.equal(c[0]!.direct, true);
+  assert.deepEqual(shape(await analyse('select id, users.id from users natural join orders')).map((x) => x[1]), [[O('id'), U('id')], [U('id')]]);
+});
+
+test('an aliased join hides the inner names and takes the column aliases', async () => {
+  assert.deepEqual(shape(await analyse('select j.e from (users u join orders o on true) as j(a, b, e)')), [['e', [U('email')], true, false]]);
+  assert.ok((await failure('select u.id from (users u join orders o on true) as j')).includes('unknown'));
+});
+
+test('LATERAL subqueries see earlier FROM items', async () => {
+  assert.deepEqual(shape(await analyse('select l.x from users u, lateral (select reverse(u.ssn) as x) l')), [['x', [U('ssn')], false, false]]);
+  assert.deepEqual(shape(await analyse('select l.c from users u left join lateral (select card as c from orders o where o.user_id = u.id) l on true')), [['c', [O('card')], true, false]]);
+});
+
+test('functions in FROM: outputs depend on their arguments', async () => {
+  assert.deepEqual(shape(await analyse('select * from generate_series(1, 3)')), [['generate_series', [], false, false]]);
+  assert.deepEqual(shape(await analyse('select g from generate_series(1, 3) g')), [['g', [], false, false]]);
+  assert.deepEqual(shape(await analyse('select x from users u, unnest(array[u.email, u.name]) as t(x)')), [['x', [U('email'), U('name')], false, false]]);
+  assert.deepEqual(shape(await analyse('select r.a, r.b from users u, jsonb_to_recordset(to_jsonb(u.ssn)) as r(a int, b text)')), [
+    ['a', [U('ssn')], false, false],
+    ['b', [U('ssn')], false, false],
+  ]);
+  assert.deepEqual(shape(await analyse('select * from users u, jsonb_each(to_jsonb(u.email)) with ordinality')).slice(4).map((x) => x[0]), ['key', 'value', 'ordinality']);
+});
+
+test('field selection (u).col is that column; XMLTABLE and JSON_TABLE depend on their documents', async () => {
+  assert.deepEqual(shape(await analyse('select (u).email from users u')), [['email', [U('email')], true, false]]);
+  assert.deepEqual(shape(await analyse("select xmltable.a from users, xmltable('/r' passing email columns a text path 'a')")), [['a', [U('email')], false, false]]);
+  assert.deepEqual(shape(await analyse("select * from users u, json_table(to_jsonb(u.ssn), '$' columns (a text path '$', nested path '$[*]' columns (b text path '$'))) j")).slice(4), [
+    ['a', [U('ssn')], false, false],
+    ['b', [U('ssn')], false, false],
+  ]);
+  assert.deepEqual(shape(await analyse('select generate_series.* from generate_series(1, 2)')), [['generate_series', [], false, false]]);
+});
+
+test('* over a FROM function of unknown shape is refused; named columns take its arguments', async () => {
+  assert.match(await failure('select * from pg_get_keywords()'), /not known/);
+  assert.deepEqual(shape(await analyse('select k.word from pg_get_keywords() k')), [['word', [], false, false]]);
+});
+
+test('a user function in FROM makes its columns opaque', async () => {
+  const c = await analyse('select * from users u, f(u.email) as t(a text)');
+  assert.deepEqual(shape(c.slice(4)), [['a', [U('email')], false, true]]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Fail closed
+
+test('a user-defined function is opaque, also as an overload of a builtin name', async () => {
+  assert.deepEqual(shape(await analyse('select f(email) from users')), [['f', [U('email')], false, true]]);
+  assert.deepEqual(shape(await analyse('select public.f(1)')), [['f', [], false, true]]);
+  assert.equal((await one('select lower(name) from users')).opaque, true);
+  assert.equal((await one('select no_such_fn(name) from users')).opaque, true);
+  // NON_REVEALING applies to builtins only: a user function of any name is opaque.
+  assert.equal((await one('select length(f(ssn)) from users')).opaque, false, 'length hides what it measures');
+});
+
+test('builtins that run SQL text are opaque', async () => {
+  assert.deepEqual(shape(await analyse("select query_to_xml('select ssn from users', true, false, '')")), [['query_to_xml', [], false, true]]);
+  assert.ok(OPAQUE_BUILTINS.has('pg_read_file') && OPAQUE_BUILTINS.has('ts_stat') && !OPAQUE_BUILTINS.has('current_setting'));
+  assert.equal((await one("select current_setting('search_path')")).opaque, false);
+});
+
+test('a schema-qualified user operator is opaque', async () => {
+  assert.equal((await one('select name operator(public.===) email from users')).opaque, true);
+  assert.equal((await one('select name operator(pg_catalog.||) email from users')).opaque, false);
+});
+
+test('an unknown relation or column is ok:false', async () => {
+  assert.match(await failure('select * from nope'), /unknown relation nope/);
+  assert.match(await failure('select nope from users'), /unknown column nope/);
+  assert.match(await failure('select x.id from users'), /unknown/);
+});
+
+test('unqualified names in several schemas: union of the candidates', async () => {
+  assert.deepEqual(shape(await analyse('select payload from events')), [['payload', ['archive.events.payload', 'public.events.payload'], true, false]]);
+  assert.deepEqual(shape(await analyse('select payload from archive.events')), [['payload', ['archive.events.payload'], true, false]]);
+  assert.equal((await analyse('select * from events')).length, 2);
+  // Candidates with different columns: * would guess the count.
+  assert.match(await failure('select * from notes'), /not known/);
+  assert.deepEqual(shape(await analyse('select extra from notes')), [['extra', ['public.notes.extra'], true, false]]);
+  assert.deepEqual(shape(await analyse('select archive.notes.body from notes')), [['body', ['archive.notes.body', 'public.notes.body'], true, false]]);
+});
+
+// ---------------------------------------------------------------------------------------
+// Data-modifying statements and others
+
+test('RETURNING: target columns plus what is written into them', async () => {
+  assert.deepEqual(shape(await analyse('delete from users returning email, id')), [
+    ['email', [U('email')], true, false],
+    ['id', [U('id')], true, false],
+  ]);
+  assert.deepEqual(shape(await analyse('update users set name = reverse(ssn) returning name, email')), [
+    ['name', [U('name'), U('ssn')], false, false],
+    ['email', [U('email')], true, false],
+  ]);
+  assert.deepEqual(shape(await analyse('update users u set name = o.card from orders o where o.user_id = u.id returning u.name, o.id')), [
+    ['name', [O('card'), U('name')], true, false],
+    ['id', [O('id')], true, false],
+  ]);
+  assert.deepEqual(shape(await analyse('insert into orders (card) select ssn from users returning card')), [['card', [O('card'), U('ssn')], true, false]]);
+  assert.deepEqual(shape(await analyse("insert into users values (1, 'n', 'e', 's') returning *")).map((c) => c[1]), [[U('id')], [U('name')], [U('email')], [U('ssn')]]);
+  assert.deepEqual(shape(await analyse('delete from orders using users u where u.id = user_id returning u.ssn')), [['ssn', [U('ssn')], true, false]]);
+  assert.deepEqual(await analyse('delete from users'), []);
+});
+
+test('MERGE RETURNING sees both sides and every action', async () => {
+  const c = await analyse(
+    'merge into orders o using users u on o.user_id = u.id when matched then update set card = u.ssn when not matched then insert (id, card) values (u.id, upper(u.name)) returning merge_action(), o.card',
+  );
+  assert.deepEqual(shape(c), [
+    ['merge_action', [], false, false],
+    ['card', [O('card'), U('name'), U('ssn')], false, false],
+  ]);
+});
+
+test('EXPLAIN, SHOW, DECLARE, SELECT INTO, CREATE TABLE AS and utilities', async () => {
+  assert.deepEqual(shape(await analyse('explain analyze select ssn from users')), [['QUERY PLAN', [], false, false]]);
+  assert.deepEqual(shape(await analyse('show search_path')), [['search_path', [], false, false]]);
+  assert.deepEqual(shape(await analyse('declare c cursor for select reverse(ssn) from users')), [['reverse', [U('ssn')], false, false]]);
+  assert.deepEqual(await analyse('select ssn into t2 from users'), []);
+  assert.deepEqual(await analyse('create table t3 as select ssn from users'), []);
+  assert.deepEqual(await analyse('set search_path = public'), []);
+  assert.deepEqual(shape(await analyse('copy (select ssn from users) to stdout')), [['ssn', [U('ssn')], true, false]]);
+  assert.deepEqual(shape(await analyse('copy users (email) to stdout')), [['email', [U('email')], true, false]]);
+});
+
+test('EXECUTE, FETCH and CALL are ok:false', async () => {
+  assert.match(await failure('execute p'), /EXECUTE/);
+  assert.match(await failure('fetch 1 from c'), /FETCH/);
+  assert.match(await failure('call p()'), /CALL/);
+  assert.deepEqual(await analyse('move 1 from c'), []);
+});
+
+test('multi-statement text: one result each, catalog lookups deduplicated', async () => {
+  const cat = fakeCatalog();
+  const res = await statementProvenance('select email from users; select reverse(ssn) from users; execute p', cat);
+  assert.equal(res.length, 3);
+  assert.ok(res[0]!.ok && res[0]!.columns[0]!.direct);
+  assert.ok(res[1]!.ok && !res[1]!.columns[0]!.direct);
+  assert.equal(res[2]!.ok, false);
+  assert.equal(cat.calls.filter((c) => c === 'r:.users').length, 1);
+  assert.equal(cat.calls.filter((c) => c === 'f:.reverse').length, 1);
+});
+
+test('parse errors are ok:false; empty text has no statements', async () => {
+  const res = await statementProvenance('select from where', fakeCatalog());
+  assert.equal(res.length, 1);
+  assert.ok(!res[0]!.ok && res[0]!.reason.startsWith('parse error'));
+  assert.deepEqual(await statementProvenance('  ', fakeCatalog()), []);
+});
+
+test('outputProvenance takes one parse-tree statement', async () => {
+  const { parseSync } = (await import('libpg-query')) as unknown as { parseSync(s: string): { stmts: { stmt: unknown }[] } };
+  const r = await outputProvenance(parseSync('select ssn from users').stmts[0]!.stmt, fakeCatalog());
+  assert.ok(r.ok);
+  assert.deepEqual([...r.columns[0]!.sources], [U('ssn')]);
+});
+
+test('deep nesting is ok:false, never a thrown stack overflow', async () => {
+  let sql = 'select ssn from users';
+  for (let i = 0; i < 120; i++) sql = `select * from (${sql}) s${i}`;
+  const res = await statementProvenance(sql, fakeCatalog());
+  assert.equal(res.length, 1);
+  assert.ok(!res[0]!.ok);
+  const deepExpr = `select ${'upper('.repeat(2000)}email${')'.repeat(2000)} from users`;
+  const r2 = await statementProvenance(deepExpr, fakeCatalog());
+  // The parser itself may refuse this depth; either way no exception escapes.
+  if (r2[0]!.ok) assert.deepEqual([...r2[0]!.columns[0]!.sources], [U('email')]);
+});
+
+test('a catalog that fails makes the analysis fail closed', async () => {
+  const broken: ProvenanceCatalog = {
+    relations: () => Promise.reject(new Error('connection lost')),
+    functions: () => Promise.resolve([]),
+  };
+  const [r] = await statementProvenance('select email from users', broken);
+  assert.ok(r && !r.ok && r.reason.includes('connection lost'));
+});

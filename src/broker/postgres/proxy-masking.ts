@@ -759,8 +759,10 @@ export class ResultMasker {
    *   through any expression, view, CTE or subquery. A plain reference keeps its rule's
    *   style; anything computed from a masked column is masked whole (DERIVED_RULE), and so is
    *   an output that cannot be analysed (a user-defined function's, say).
-   * Without an analysis, a computed column (no table) is masked whole when the plan has
-   * column rules: what cannot be analysed does not pass unmasked.
+   * When the analysis fails, a computed column (no table) or a view's column is masked
+   * whole when the plan has column rules: what cannot be analysed does not pass unmasked.
+   * (A masker built without an analyser — the proxy always gives one — matches such
+   * columns by label only.)
    */
   #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined, prov: Provenance | undefined): Shape {
     const columns = this.#plan.columns.length > 0;
@@ -794,7 +796,8 @@ export class ResultMasker {
             if (r >= 0 && !out.direct) rule = this.#derived;
             else if (r >= 0 && (rule < 0 || rule === this.#unresolved)) rule = r;
           }
-        } else if (rule < 0 && (d.tableOid === 0 || viaView)) {
+        } else if (rule < 0 && (d.tableOid === 0 || viaView) && this.#provenance !== undefined) {
+          // The analysis failed (or the text is not known): fail closed.
           rule = this.#unresolved;
         }
       }

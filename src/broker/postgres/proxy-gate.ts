@@ -11,6 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { PolicyDecision } from '../policy/decision.js';
+import type { FunctionEffects } from '../policy/function-effects.js';
+import type { SqlClassification } from '../policy/sql-classify.js';
 
 /** The policy decision about one statement, with what approvals and the audit log need. */
 export interface GateVerdict extends PolicyDecision {
@@ -21,8 +23,17 @@ export interface GateVerdict extends PolicyDecision {
 }
 
 export interface StatementGate {
-  /** Decides one Query string or one prepared statement's text. Synchronous: cached classification. */
-  judge(sql: string): GateVerdict;
+  /**
+   * Decides one Query string or one prepared statement's text. Synchronous: cached
+   * classification. `effects`: what the catalog says about the functions and operators
+   * functionsOf named (see function-effects.ts); without it no call counts as effectful
+   * or unknown.
+   */
+  judge(sql: string, effects?: FunctionEffects): GateVerdict;
+  /** The classification judge uses (synchronous, cached by text and by shape). */
+  classify(sql: string): SqlClassification;
+  /** The function and operator names of a classification, to resolve in the catalog before judge. */
+  functionsOf(c: SqlClassification): { functions: string[]; operators: string[] };
 }
 
 /** A statement that makes the server raise `message` with `code`; the tag cannot occur in the text. */

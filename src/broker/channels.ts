@@ -14,6 +14,10 @@ import { CancelRegistry, PgProxySession, type TargetAccess } from './postgres/pr
 import type { SessionSummary } from './session-summary.js';
 import { parseScramVerifier, type ScramVerifier } from './postgres/scram.js';
 import { createSqlGate } from './policy/sql-gate.js';
+import { policyGrantsWrite } from './policy/sql-rules.js';
+import { createFunctionCatalog, type FunctionCatalog } from './postgres/function-catalog.js';
+import { createCatalogLookup } from './postgres/masking-catalog.js';
+import type { PostgresTargetConfig } from './config/types.js';
 import { compileMaskingPlan, type MaskingPlan } from './masking/rules.js';
 import type { ApprovalService } from './approvals/types.js';
 import { K8sProxy } from './kubernetes/proxy.js';
@@ -76,11 +80,27 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
   const cancels = new CancelRegistry();
   let active = 0;
   let k8s: K8sProxy | undefined;
+  /**
+   * Per Postgres target, one catalog connection (read-only, as the target's user) that
+   * resolves the functions statements call, shared by every session of the target.
+   */
+  const functionCatalogs = new Map<string, { catalog: FunctionCatalog; close(): void }>();
+  const functionsOf = (target: PostgresTargetConfig): FunctionCatalog => {
+    let entry = functionCatalogs.get(target.name);
+    if (!entry) {
+      const lookup = createCatalogLookup(target, { params: new Map([['default_transaction_read_only', 'on']]) });
+      entry = { catalog: createFunctionCatalog(lookup.rows as NonNullable<typeof lookup.rows>), close: () => lookup.close() };
+      functionCatalogs.set(target.name, entry);
+    }
+    return entry.catalog;
+  };
   return {
     get active() {
       return active + (k8s?.active ?? 0);
     },
     async close() {
+      for (const e of functionCatalogs.values()) e.close();
+      functionCatalogs.clear();
       await k8s?.close();
     },
     route(channel) {
@@ -95,13 +115,16 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
       switch (target.type) {
         case 'postgres': {
           const session = header(channel, SESSION_ID_HEADER);
+          // A policy that grants no write makes the upstream session read-only (defence in depth).
+          const readOnly = !policyGrantsWrite(channel.identity, target.name, config.policies);
           active++;
           new PgProxySession(channel.stream, {
+            readOnly,
             target,
             actor: actorOf(channel.identity),
             access: accessFor(channel.identity, target.name, config),
             verifier: sessionVerifier(channel),
-            gate: createSqlGate(channel.identity, target.name, config),
+            gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
             ...maskingFor(channel.identity, target.name, config, deps.maskingKey),
             ...(deps.approvals ? { approvals: deps.approvals } : {}),
             audit: deps.audit,

@@ -265,6 +265,22 @@ test('rule keys: relations, flags and grant are typed; unknown keys and near-mis
   ]);
 });
 
+test('rule key functions: globs, lower-cased; not together with k8s; near-misses suggested', () => {
+  const base = `${IDENTITY}${PG_TARGET}policies:
+  - name: p
+    subjects: { groups: [ai-agents] }
+    targets: [pg-prod]
+    rules:
+`;
+  const config = parseBrokerConfig(base + '      - { sql: [select, show], functions: [NextVal, "pg_catalog.pg_*"], effect: allow }\n', CONFIG_PATH, { env: ENV });
+  assert.deepEqual(config.policies[0]?.rules[0], { name: 'p#1', sql: ['select', 'show'], functions: ['nextval', 'pg_catalog.pg_*'], effect: 'allow', extra: {} });
+  assert.deepEqual(problemsOf(base + '      - { functions: [f], k8s: { verbs: [get] }, effect: deny }\n').problems, [
+    'policies.0.rules.0.functions: applies to SQL statements only, not together with k8s',
+  ]);
+  assert.deepEqual(problemsOf(base + '      - { function: [f], effect: deny }\n').problems, ['policies.0.rules.0.function: unknown key (did you mean "functions"?)']);
+  assert.deepEqual(parseBrokerConfig(base + '      - { sql: [session], effect: allow }\n', CONFIG_PATH, { env: ENV }).policies[0]?.rules[0]?.sql, ['session']);
+});
+
 test('approvals, dangerous_functions and per-policy masking load with defaults', () => {
   const yaml = `${IDENTITY}${PG_TARGET}policies:
   - name: dba

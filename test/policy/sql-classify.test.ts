@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
 import type { SqlFlag } from '../../src/broker/config/types.js';
 import {
+  classifyFunctionCall,
   classifySql,
   classifySqlUncached,
   clearSqlClassifyCache,
@@ -38,6 +39,12 @@ interface Row {
   detail?: string;
   text?: string;
   hazard?: true;
+  /** Checked when given. */
+  operators?: string[];
+  /** Checked when given. */
+  settings?: string[];
+  /** Always checked: absent means the statement must not carry readWrite. */
+  readWrite?: true;
   n?: number;
   at?: number;
 }
@@ -148,18 +155,63 @@ const TABLE: Row[] = [
   { sql: "set session authorization 'postgres'", kind: 'set', detail: 'SET SESSION AUTHORIZATION' },
   { sql: 'reset role', kind: 'reset', detail: 'RESET ROLE' },
   { sql: 'reset session authorization', kind: 'reset', detail: 'RESET SESSION AUTHORIZATION' },
-  { sql: 'set search_path = secrets, public', kind: 'set', detail: 'SET search_path' },
-  { sql: 'set statement_timeout to 5000', kind: 'set', detail: 'SET statement_timeout' },
-  { sql: 'reset all', kind: 'reset', detail: 'RESET ALL' },
-  { sql: 'set transaction read only', kind: 'set' },
+  { sql: 'set search_path = secrets, public', kind: 'session', detail: 'SET search_path' },
+  { sql: 'set statement_timeout to 5000', kind: 'session', detail: 'SET statement_timeout' },
+  { sql: 'reset all', kind: 'session', detail: 'RESET ALL' },
+  { sql: 'set transaction read only', kind: 'session', detail: 'SET TRANSACTION' },
   { sql: 'set constraints all deferred', kind: 'set', detail: 'SET CONSTRAINTS' },
-  { sql: "set client_encoding to 'UTF8'", kind: 'set' },
+  { sql: "set client_encoding to 'UTF8'", kind: 'session' },
   { sql: "SET client_encoding = 'SJIS'", kind: 'set', hazard: true },
   { sql: "set names 'big5'", kind: 'set', hazard: true },
   { sql: 'set standard_conforming_strings = off', kind: 'set', hazard: true },
   { sql: "select set_config('standard_conforming_strings', 'off', false)", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'], hazard: true },
   { sql: "select set_config('role', 'admin', false)", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'] },
   { sql: 'show search_path', kind: 'show' },
+
+  // --- SET by parameter: harmless settings are kind `session`, the rest stay set/reset
+  { sql: "set application_name = 'psql'", kind: 'session', detail: 'SET application_name' },
+  { sql: 'SET extra_float_digits = 3', kind: 'session', detail: 'SET extra_float_digits' },
+  { sql: 'set DateStyle = ISO', kind: 'session', detail: 'SET datestyle' },
+  { sql: "set time zone 'UTC'", kind: 'session', detail: 'SET timezone' },
+  { sql: "set schema 'app'", kind: 'session', detail: 'SET search_path' },
+  { sql: 'set local statement_timeout = 5', kind: 'session', detail: 'SET LOCAL statement_timeout' },
+  { sql: 'reset lock_timeout', kind: 'session', detail: 'RESET lock_timeout' },
+  { sql: 'set enable_seqscan = off', kind: 'session' },
+  { sql: "set work_mem = '64MB'", kind: 'session' },
+  { sql: 'set parallel_setup_cost = 10', kind: 'session' },
+  { sql: 'set row_security = off', kind: 'session' },
+  { sql: 'set standard_conforming_strings = on', kind: 'session' },
+  { sql: 'set transaction isolation level serializable, read only, deferrable', kind: 'session', detail: 'SET TRANSACTION' },
+  { sql: 'set session characteristics as transaction isolation level repeatable read', kind: 'session', detail: 'SET SESSION CHARACTERISTICS' },
+  { sql: 'set default_transaction_isolation = serializable', kind: 'session' },
+  { sql: 'set enable_ = on', kind: 'set' },
+  { sql: 'set lc_messages = C', kind: 'set' },
+  { sql: 'set session_replication_role = replica', kind: 'set' },
+  { sql: "set myapp.tenant = '42'", kind: 'set', detail: 'SET myapp.tenant' },
+  { sql: 'set no_such_setting = 1', kind: 'set' },
+  { sql: 'reset role', kind: 'reset', detail: 'RESET ROLE' },
+  { sql: 'set transaction snapshot \'00000003-1\'', kind: 'set' },
+  { sql: 'show application_name', kind: 'show', detail: 'SHOW' },
+  { sql: 'show all', kind: 'show' },
+  // set_config keeps the statement's kind and records the setting
+  { sql: "select set_config('application_name', 'x', false)", kind: 'select', functions: ['set_config'], settings: ['application_name'] },
+  { sql: "select pg_catalog.set_config('search_path', '', false)", kind: 'select', functions: ['pg_catalog.set_config'], settings: ['search_path'] },
+  { sql: "select set_config(name, 'x', false) from t", kind: 'select', reads: ['public.t'], functions: ['set_config'], flags: ['dangerous_function'], settings: ['*'], readWrite: true },
+
+  // --- read-write escapes (readWrite)
+  { sql: 'set default_transaction_read_only = off', kind: 'set', readWrite: true },
+  { sql: 'set default_transaction_read_only = on', kind: 'set', readWrite: true },
+  { sql: 'SET LOCAL transaction_read_only TO off', kind: 'set', readWrite: true },
+  { sql: 'reset default_transaction_read_only', kind: 'reset', readWrite: true },
+  { sql: 'reset transaction_read_only', kind: 'reset', readWrite: true },
+  { sql: 'set default_transaction_read_only to default', kind: 'set', readWrite: true },
+  { sql: 'set session characteristics as transaction read write', kind: 'set', detail: 'SET SESSION CHARACTERISTICS', readWrite: true },
+  { sql: 'set transaction isolation level serializable, read write', kind: 'set', readWrite: true },
+  { sql: 'begin read write', kind: 'transaction', detail: 'BEGIN', readWrite: true },
+  { sql: 'start transaction isolation level repeatable read, read write', kind: 'transaction', detail: 'START TRANSACTION', readWrite: true },
+  { sql: 'begin isolation level serializable, read only', kind: 'transaction', detail: 'BEGIN' },
+  { sql: "select set_config('default_transaction_read_only', 'off', false)", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'], settings: ['default_transaction_read_only'], readWrite: true },
+  { sql: "select 1 where set_config('transaction_read_only', 'off', true) is not null", kind: 'select', functions: ['set_config'], flags: ['dangerous_function'], settings: ['transaction_read_only'], readWrite: true },
   { sql: 'discard all', kind: 'discard' },
 
   // --- DO, CALL, EXPLAIN
@@ -203,6 +255,21 @@ const TABLE: Row[] = [
   { sql: 'execute p(1)', kind: 'execute' },
   { sql: 'deallocate all', kind: 'deallocate' },
   { sql: 'lock table t in access exclusive mode', kind: 'lock', reads: ['public.t'] },
+  { sql: 'lock t', kind: 'lock', reads: ['public.t'], detail: 'LOCK' },
+  { sql: 'lock table t in row exclusive mode', kind: 'lock', reads: ['public.t'] },
+  { sql: 'LOCK TABLE public.t, s.u IN ACCESS SHARE MODE', kind: 'select', reads: ['public.t', 's.u'], detail: 'LOCK' },
+
+  // --- operators and functions wherever they are written
+  { sql: "select a || 'x' from t where b @> '{1}' and c = 1", kind: 'select', reads: ['public.t'], operators: ['||', '@>', '='] },
+  { sql: "select 1 from t where a between 1 and 2 and b like 'x%' and c in (1, 2)", kind: 'select', reads: ['public.t'], operators: ['>=', '<=', '~~', '='] },
+  { sql: 'select 1 from t where a = any (select b from u) and c in (select d from v) order by a using >', kind: 'select', reads: ['public.t', 'public.u', 'public.v'], operators: ['=', '>'] },
+  { sql: 'select a operator(public.===) b from t', kind: 'select', reads: ['public.t'], operators: ['public.==='] },
+  { sql: 'select -a, not b from t', kind: 'select', reads: ['public.t'], operators: ['-'] },
+  { sql: 'select * from generate_series(1, 3) g', kind: 'select', functions: ['generate_series'], operators: [] },
+  { sql: 'select * from public.f_rows(1) r join t on true', kind: 'select', reads: ['public.t'], functions: ['public.f_rows'] },
+  { sql: 'call public.p_del(1)', kind: 'call', functions: ['public.p_del'] },
+  { sql: 'explain analyze select f_del()', kind: 'explain', kinds: ['explain', 'select'], functions: ['f_del'], flags: ['explain_analyze'] },
+  { sql: 'explain select f_imm(1) + 1', kind: 'explain', functions: ['f_imm'], operators: ['+'] },
   { sql: 'vacuum full s.t', kind: 'vacuum', writes: ['s.t'] },
   { sql: 'analyze t', kind: 'analyze', reads: ['public.t'] },
   { sql: 'checkpoint', kind: 'other', detail: 'CHECKPOINT' },
@@ -260,6 +327,9 @@ function check(row: Row, c: SqlClassification): string[] {
     flags: row.flags ?? [],
   };
   if (row.detail !== undefined) want['detail'] = row.detail;
+  if (row.operators !== undefined) want['operators'] = row.operators;
+  if (row.settings !== undefined) want['settings'] = row.settings;
+  if ((s.readWrite === true) !== (row.readWrite === true)) problems.push(`readWrite: got ${JSON.stringify(s.readWrite)}`);
   if (row.text !== undefined) want['text'] = row.text;
   for (const [k, v] of Object.entries(want)) {
     const got = (s as unknown as Record<string, unknown>)[k];
@@ -280,7 +350,7 @@ test('decision table: kinds, relations, functions and flags of each sample', () 
 
 test('every statement kind appears in the table', () => {
   const seen = new Set(TABLE.map((r) => r.kind));
-  const all: StatementKind[] = ['select', 'insert', 'update', 'delete', 'merge', 'copy', 'create', 'alter', 'drop', 'truncate', 'grant', 'revoke', 'set', 'reset', 'do', 'call', 'explain', 'transaction', 'listen', 'notify', 'unlisten', 'prepare', 'execute', 'deallocate', 'lock', 'vacuum', 'analyze', 'show', 'discard', 'comment', 'refresh', 'other'];
+  const all: StatementKind[] = ['select', 'insert', 'update', 'delete', 'merge', 'copy', 'create', 'alter', 'drop', 'truncate', 'grant', 'revoke', 'set', 'reset', 'do', 'call', 'explain', 'transaction', 'listen', 'notify', 'unlisten', 'prepare', 'execute', 'deallocate', 'lock', 'vacuum', 'analyze', 'show', 'discard', 'comment', 'refresh', 'session', 'other'];
   assert.deepEqual(all.filter((k) => !seen.has(k)), []);
 });
 
@@ -404,4 +474,45 @@ test('Lru: bounded by entries and by bytes, least recently used goes first', () 
   assert.equal(s.entries, 1);
   assert.ok(s.evictions >= 4 && s.hits >= 5 && s.misses >= 2);
   assert.throws(() => new Lru({ maxEntries: 0, maxBytes: 1, sizeOf: () => 1 }), RangeError);
+});
+
+test('classifyFunctionCall: a FunctionCall message as a synthetic statement', () => {
+  const fn = classifyFunctionCall({ oid: 1574, schema: 'pg_catalog', name: 'nextval', volatility: 'v', kind: 'f', nargs: 1 }, 1);
+  assert.ok(fn.ok);
+  const s = fn.statements[0]!;
+  assert.equal(s.kind, 'select');
+  assert.deepEqual(s.kinds, ['select']);
+  assert.deepEqual(s.functions, ['pg_catalog.nextval']);
+  assert.equal(s.text, '-- function call: pg_catalog.nextval(1 args)');
+  assert.equal(s.readWrite, undefined);
+  assert.equal(fn.fingerprint, createHash('sha256').update(s.text).digest('hex'));
+
+  const proc = classifyFunctionCall({ oid: 99999, schema: 'public', name: 'p_del', volatility: 'v', kind: 'p', nargs: 2 }, 2);
+  assert.ok(proc.ok);
+  assert.equal(proc.statements[0]!.kind, 'call');
+  assert.deepEqual(proc.statements[0]!.functions, ['public.p_del']);
+
+  // set_config by OID: the arguments are not seen, so any setting and a read-write escape.
+  const sc = classifyFunctionCall({ oid: 2078, schema: 'pg_catalog', name: 'set_config', volatility: 'v', kind: 'f', nargs: 3 }, 3, { dangerousFunctions: opts.dangerousFunctions });
+  assert.ok(sc.ok);
+  assert.deepEqual(sc.statements[0]!.settings, ['*']);
+  assert.equal(sc.statements[0]!.readWrite, true);
+  assert.deepEqual(sc.statements[0]!.flags, ['dangerous_function']);
+
+  const unknown = classifyFunctionCall(undefined, 0, { oid: 4242 });
+  assert.equal(unknown.ok, false);
+  assert.equal(unknown.ok ? '' : unknown.error, 'unknown function oid 4242');
+});
+
+test('set_config of a harmless setting does not count toward dangerous_function; of others it does', () => {
+  const flagsOf = (sql: string): SqlFlag[] => {
+    const c = classifySql(sql, opts);
+    assert.ok(c.ok);
+    return c.statements[0]!.flags;
+  };
+  assert.deepEqual(flagsOf("select set_config('application_name', 'x', false)"), []);
+  assert.deepEqual(flagsOf("select set_config('application_name', 'x', false), set_config('role', 'a', false)"), ['dangerous_function']);
+  assert.deepEqual(flagsOf("select set_config('standard_conforming_strings', 'off', false)"), ['dangerous_function']);
+  // A set_config of another schema is not the built-in.
+  assert.deepEqual(flagsOf("select evil.set_config('application_name', 'x', false)"), ['dangerous_function']);
 });

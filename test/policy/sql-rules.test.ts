@@ -4,7 +4,9 @@ import { DEFAULT_DANGEROUS_FUNCTIONS } from '../../src/broker/config/schema.js';
 import type { Effect, PolicyConfig, RuleConfig } from '../../src/broker/config/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
 import { classifySql, loadSqlParser, type ClassifiedStatement } from '../../src/broker/policy/sql-classify.js';
-import { decideSql, ruleMatchesStatement } from '../../src/broker/policy/sql-rules.js';
+import { decideSql, decideSqlReadOnly, policyGrantsWrite, ruleMatchesStatement } from '../../src/broker/policy/sql-rules.js';
+import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from '../../src/broker/policy/function-effects.js';
+import { createSqlJudge } from '../../src/broker/policy/sql-gate.js';
 
 before(async () => {
   await loadSqlParser();
@@ -257,4 +259,165 @@ test('statements that would desync the parser are denied whatever the policy say
   assert.equal(decideText(dba, "set client_encoding = 'UTF8'").effect, 'allow');
   assert.equal(decideText(dba, 'select 1; set standard_conforming_strings = off').statement, 1);
   assert.equal(decideText(dba, 'select 1; set standard_conforming_strings = off').effect, 'deny');
+});
+
+// ---------------------------------------------------------------------------------------
+// session kind, read-only backstop, function effects
+
+const READ_ONLY: PolicyConfig[] = [
+  {
+    name: 'ro',
+    subjects: { groups: ['ai-agents'] },
+    targets: ['pg-prod'],
+    rules: [rule('ro#1', { sql: ['select', 'show', 'explain', 'transaction'], effect: 'allow' }), rule('ro#2', { effect: 'deny' })],
+  },
+];
+
+test('session kind: a rule listing set, reset or show covers harmless settings, not others', () => {
+  const cases: [string, Effect][] = [
+    ["set application_name = 'psql'", 'allow'],
+    ['SET extra_float_digits = 3', 'allow'],
+    ["select pg_catalog.set_config('search_path', '', false)", 'allow'],
+    ['set transaction isolation level repeatable read, read only', 'allow'],
+    ['reset all', 'allow'],
+    ['lock table t in access share mode', 'allow'],
+    ['lock table t in exclusive mode', 'deny'],
+    ['set role admin', 'deny'],
+    ["set myapp.tenant = '1'", 'deny'],
+    ['set default_transaction_read_only = off', 'deny'],
+    ["select set_config('role', 'admin', false)", 'deny'],
+  ];
+  for (const [sql, effect] of cases) assert.equal(decideText(agent, sql, READ_ONLY).effect, effect, sql);
+  // An allow for `set` alone covers session too; one for `select` alone does not.
+  assert.equal(ruleMatchesStatement(rule('x', { sql: ['set'], effect: 'allow' }), stmt('set work_mem = 1024')), true);
+  assert.equal(ruleMatchesStatement(rule('x', { sql: ['select'], effect: 'allow' }), stmt('set work_mem = 1024')), false);
+  assert.equal(ruleMatchesStatement(rule('x', { sql: ['session'], effect: 'deny' }), stmt('reset all')), true);
+});
+
+test('decideSqlReadOnly names every read-write escape and nothing else', () => {
+  const escapes = [
+    'set default_transaction_read_only = off',
+    'set local transaction_read_only = off',
+    'reset default_transaction_read_only',
+    'set default_transaction_read_only to default',
+    'set session characteristics as transaction read write',
+    'set transaction read write',
+    'begin read write',
+    'start transaction read write',
+    "select set_config('default_transaction_read_only', 'off', false)",
+    "select 1; select set_config('transaction_read_only', 'off', true)",
+  ];
+  for (const sql of escapes) assert.match(decideSqlReadOnly(classifySql(sql, opts)) ?? '', /read-only/, sql);
+  for (const sql of ['reset all', 'set transaction read only', 'begin', 'begin read only', "set application_name = 'x'", 'select 1', 'selec 1']) {
+    assert.equal(decideSqlReadOnly(classifySql(sql, opts)), undefined, sql);
+  }
+});
+
+test('policyGrantsWrite: any allow/review rule with a kind outside the read kinds, or without sql', () => {
+  const pol = (rules: RuleConfig[]): PolicyConfig[] => [{ name: 'p', subjects: { groups: ['ai-agents'] }, targets: ['pg-prod'], rules }];
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', READ_ONLY), false);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', POLICIES), true); // review for insert/update/delete
+  assert.equal(policyGrantsWrite(dba, 'pg-prod', POLICIES), true); // allow everything
+  assert.equal(policyGrantsWrite(nobody, 'pg-prod', POLICIES), false); // no policy
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { sql: ['select', 'set', 'session', 'prepare', 'execute', 'listen'], effect: 'allow' })])), false);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { sql: ['select', 'lock'], effect: 'allow' })])), true);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { sql: ['ddl'], effect: 'review', approvers: { groups: ['dba'], count: 1 } })])), true);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { sql: ['delete'], effect: 'deny' }), rule('b', { sql: ['select'], effect: 'allow' })])), false);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { relations: ['public.*'], effect: 'allow' })])), true);
+  assert.equal(policyGrantsWrite(agent, 'pg-prod', pol([rule('a', { k8s: { verbs: ['get'] }, effect: 'allow' })])), false);
+});
+
+const info = (schema: string, name: string, volatility: FunctionInfo['volatility'], kind: FunctionInfo['kind'] = 'f'): FunctionInfo => ({ oid: 1, schema, name, volatility, kind, nargs: 0 });
+
+test('judgeFunctionEffects: volatility, the two lists, procedures, unknown names', () => {
+  const j = judgeFunctionEffects([
+    { name: 'lower', infos: [info('pg_catalog', 'lower', 'i')] },
+    { name: 'nextval', infos: [info('pg_catalog', 'nextval', 'v')] },
+    { name: 'random', infos: [info('pg_catalog', 'random', 'v')] },
+    { name: 'now', infos: [info('pg_catalog', 'now', 's')] },
+    { name: 'table_to_xml', infos: [info('pg_catalog', 'table_to_xml', 's')] },
+    { name: 'public.p', infos: [info('public', 'p', 'v', 'p')] },
+    { name: 'f_del', infos: [info('public', 'f_del', 'v')] },
+    { name: 'f_imm', infos: [info('public', 'f_imm', 'i')] },
+    // A look-alike in another schema: harmless only as the built-in.
+    { name: 'clock_timestamp', infos: [info('pg_catalog', 'clock_timestamp', 'v'), info('public', 'clock_timestamp', 'v')] },
+    { name: 'set_config', infos: [info('pg_catalog', 'set_config', 'v')] },
+    { name: 'nope', infos: [] },
+  ]);
+  assert.deepEqual(j.effectful, ['nextval', 'table_to_xml', 'public.p', 'f_del', 'clock_timestamp']);
+  assert.deepEqual(j.unknown, ['nope']);
+});
+
+function fx(effectful: string[], unknown: string[] = []): FunctionEffects {
+  return toFunctionEffects({ effectful, unknown });
+}
+
+test('functions: an allow for select does not cover effectful calls unless its functions list does', () => {
+  const withFns: PolicyConfig[] = [
+    {
+      name: 'ro',
+      subjects: { groups: ['ai-agents'] },
+      targets: ['pg-prod'],
+      rules: [
+        rule('ro#1', { sql: ['select'], functions: ['nextval'], effect: 'allow' }),
+        rule('ro#2', { sql: ['select', 'explain'], effect: 'allow' }),
+        rule('ro#3', { functions: ['pg_catalog.pg_notify'], effect: 'review', approvers: { groups: ['dba'], count: 1 } }),
+        rule('ro#4', { effect: 'deny' }),
+      ],
+    },
+  ];
+  const eff = fx(['nextval', 'f_del', 'pg_notify', 'pg_catalog.pg_notify', '===', 'set_config']);
+  const d = (sql: string, e: FunctionEffects | undefined = eff) => decideSql(agent, 'pg-prod', withFns, classifySql(sql, opts), e);
+  assert.equal(d("select nextval('s')").rule, 'ro#1');
+  assert.equal(d('select lower(name) from t').rule, 'ro#1');
+  assert.equal(d('select f_del()').effect, 'deny');
+  assert.match(d('select f_del()').reason, /^no rule of policy ro allows select calling effectful f_del$|rule ro#4 denies select calling effectful f_del/);
+  assert.equal(d('explain analyze select f_del()').effect, 'deny');
+  assert.equal(d('explain select f_del()').effect, 'deny');
+  assert.equal(d('select a === b from t').effect, 'deny'); // an effectful operator
+  assert.equal(d("select pg_notify('c', 'x')").effect, 'review'); // qualified glob, unqualified call
+  assert.equal(d("select pg_catalog.pg_notify('c', 'x')").rule, 'ro#3');
+  // Without effect information nothing is effectful (the old behaviour).
+  assert.equal(decideSql(agent, 'pg-prod', withFns, classifySql('select f_del()', opts)).effect, 'allow');
+  // Unknown functions are denied whatever the policy says.
+  const u = decideSql(dba, 'pg-prod', POLICIES, classifySql('select no_such_fn()', opts), fx([], ['no_such_fn']));
+  assert.equal(u.effect, 'deny');
+  assert.equal(u.reason, 'unknown function no_such_fn');
+  assert.equal(u.policy, 'dba-all');
+  // set_config: harmless settings are not effectful calls, others are (even when the catalog said nothing).
+  assert.equal(d("select set_config('application_name', 'x', false)", fx([])).effect, 'allow');
+  assert.equal(d("select set_config('role', 'x', false)", fx([])).effect, 'deny');
+  // A catch-all allow (no kinds) already allows every kind of statement, effectful calls too.
+  assert.equal(decideSql(dba, 'pg-prod', POLICIES, classifySql('select f_del()', opts), eff).effect, 'allow');
+  const star: PolicyConfig[] = [{ name: 'dba', subjects: { groups: ['dba'] }, targets: ['pg-*'], rules: [rule('dba#1', { functions: ['*'], effect: 'allow' })] }];
+  assert.equal(decideSql(dba, 'pg-prod', star, classifySql('select f_del(); select nextval(\'s\')', opts), eff).effect, 'allow');
+});
+
+test('functions: deny/review match any listed call; allow with functions still needs its other criteria', () => {
+  const denyFn = rule('d', { functions: ['pg_sleep', 'public.f_*'], effect: 'deny' });
+  assert.equal(ruleMatchesStatement(denyFn, stmt('select pg_sleep(1)')), true);
+  assert.equal(ruleMatchesStatement(denyFn, stmt('select pg_catalog.pg_sleep(1)')), true);
+  assert.equal(ruleMatchesStatement(denyFn, stmt('select f_x()')), true); // unqualified: could resolve to public
+  assert.equal(ruleMatchesStatement(denyFn, stmt('select other.f_x()')), false);
+  assert.equal(ruleMatchesStatement(denyFn, stmt('select 1')), false);
+  const allowFn = rule('a', { sql: ['select'], functions: ['nextval'], effect: 'allow' });
+  assert.equal(ruleMatchesStatement(allowFn, stmt("insert into t values (nextval('s'))"), fx(['nextval'])), false);
+  assert.equal(ruleMatchesStatement(allowFn, stmt("select nextval('s'), f_del()"), fx(['nextval', 'f_del'])), false);
+  assert.equal(ruleMatchesStatement(allowFn, stmt("select nextval('s')"), fx(['nextval'])), true);
+  const qualified = rule('q', { sql: ['select'], functions: ['pg_catalog.nextval'], effect: 'allow' });
+  assert.equal(ruleMatchesStatement(qualified, stmt("select nextval('s')"), fx(['nextval'])), false); // allow is strict
+  assert.equal(ruleMatchesStatement(qualified, stmt("select pg_catalog.nextval('s')"), fx(['pg_catalog.nextval'])), true);
+});
+
+test('the gate: classify, functionsOf, judge with effects; verdicts cached per effects', () => {
+  const gate = createSqlJudge(agent, 'pg-prod', { policies: READ_ONLY, dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS] });
+  const sql = 'select f_del(), a = 1 from t';
+  const c = gate.classify(sql);
+  assert.deepEqual(gate.functionsOf(c), { functions: ['f_del'], operators: ['='] });
+  assert.equal(gate.judge(sql).effect, 'allow'); // no effect information
+  assert.equal(gate.judge(sql, fx(['f_del'])).effect, 'deny');
+  assert.equal(gate.judge(sql, fx([])).effect, 'allow');
+  assert.equal(gate.judge(sql, fx(['f_del'])).effect, 'deny');
+  assert.equal(gate.judge(sql, fx([], ['f_del'])).reason, 'unknown function f_del');
+  assert.equal(gate.judge(sql).effect, 'allow');
 });

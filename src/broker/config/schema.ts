@@ -52,7 +52,7 @@ export const ACTOR_KINDS = ['human', 'agent', 'ci'] as const;
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set(['password', 'token', 'client_key', 'private_key']);
 
 /** Rule keys; any other key in a rule is reported. */
-const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'grant', 'k8s', 'effect', 'approvers'] as const;
+const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'functions', 'grant', 'k8s', 'effect', 'approvers'] as const;
 
 /** Functions with side effects outside the statement (files, other servers, other sessions, settings). */
 export const DEFAULT_DANGEROUS_FUNCTIONS = [
@@ -360,6 +360,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         .optional(),
       relations: textList.optional(),
       flags: z.array(z.enum(SQL_FLAGS)).optional(),
+      functions: textList.optional(),
       grant: duration.optional(),
       k8s: k8sMatch.optional(),
       effect: z.enum(EFFECTS),
@@ -376,6 +377,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         if (r['effect'] === 'review' && r['approvers'] === undefined) {
           c.addIssue({ code: 'custom', path: ['approvers'], message: 'required when effect is review (e.g. { groups: [dba], count: 1 }), missing' });
         }
+        if (r['functions'] !== undefined && r['k8s'] !== undefined) {
+          c.addIssue({ code: 'custom', path: ['functions'], message: 'applies to SQL statements only, not together with k8s' });
+        }
         if (r['effect'] !== 'review' && r['grant'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['grant'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
         }
@@ -391,6 +395,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       if (r.sql) out.sql = r.sql.map((s) => s.toLowerCase());
       if (r.relations) out.relations = r.relations;
       if (r.flags) out.flags = r.flags;
+      if (r.functions) out.functions = r.functions.map((f) => f.toLowerCase());
       if (r.grant !== undefined) out.grantSeconds = r.grant;
       if (r.k8s) out.k8s = r.k8s;
       if (r.approvers) out.approvers = r.approvers;

@@ -115,6 +115,12 @@ export interface RuleConfig {
   relations?: string[];
   /** Classifier flags; the rule matches a statement carrying any of them. */
   flags?: SqlFlag[];
+  /**
+   * Function/operator name globs (lower case). Allow rules: the effectful calls this rule
+   * covers (others keep it from matching). Deny/review rules: match a statement calling
+   * any listed function or operator. See sql-rules.ts.
+   */
+  functions?: string[];
   /** Review rules: an approval covers the same statement fingerprint for this many seconds (else one execution). */
   grantSeconds?: number;
   /** Kubernetes request match; absent = any. */

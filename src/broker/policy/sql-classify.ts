@@ -29,12 +29,27 @@
  * - An operation on a whole schema (DROP/CREATE/ALTER SCHEMA, GRANT … ON ALL TABLES IN
  *   SCHEMA) is reported as writing `<schema>.*`.
  * - Text containing a NUL byte is refused: the server would stop reading at the NUL.
+ * - `functions` and `operators` are every call and operator written anywhere, even under
+ *   plain EXPLAIN, in FROM (`generate_series(…)`), CALL, DEFAULT expressions and SQL-standard
+ *   function bodies: the proxy resolves them in the catalog and rules judge their side
+ *   effects (function-effects.ts). Functions reached only through views, triggers, casts
+ *   or opaque bodies are not seen.
+ * - SET / RESET of a harmless setting (settings.ts), RESET ALL and SET TRANSACTION without
+ *   READ WRITE are kind `session`. set_config(name, …) leaves the kind alone (a SELECT stays
+ *   `select`) and records the name in `settings` (`*` when not a constant). set_config of a
+ *   harmless setting does not count toward `dangerous_function`.
+ * - LOCK … IN ACCESS SHARE MODE is kind `select` (the lock any SELECT takes); other modes `lock`.
+ * - `readWrite`: the statement could undo a read-only session (see undoesReadOnly in
+ *   sql-kinds.ts, and set_config of default_transaction_read_only/transaction_read_only or
+ *   of a name that is not a constant).
  */
 import assert from 'node:assert';
 import { createHash } from 'node:crypto';
 import { SQL_FLAGS, type SqlFlag } from '../config/types.js';
 import { Lru, type LruStats } from './lru.js';
-import { arr, DML_KIND, explainAnalyzes, isObj, statementKind, str, unwrap, type StatementKind } from './sql-kinds.js';
+import { arr, DML_KIND, explainAnalyzes, isObj, statementKind, str, undoesReadOnly, unwrap, type StatementKind } from './sql-kinds.js';
+import { isHarmlessSetting, isReadOnlySetting } from './settings.js';
+import type { FunctionInfo } from './function-effects.js';
 
 export type { StatementKind } from './sql-kinds.js';
 
@@ -49,6 +64,13 @@ export interface ClassifiedStatement {
   writes: string[];
   /** Every function called anywhere, lower case, schema-qualified when written so. */
   functions: string[];
+  /**
+   * Every operator used anywhere, schema-qualified when written `OPERATOR(s.op)`: `=`, `||`,
+   * `@>`, `~~` (LIKE), `>=` and `<=` for BETWEEN.
+   */
+  operators: string[];
+  /** Settings changed through set_config(name, …), lower case; `*` when the name is not a constant. */
+  settings: string[];
   flags: SqlFlag[];
   /** This statement's own text (a trimmed slice of the input). */
   text: string;
@@ -60,6 +82,8 @@ export interface ClassifiedStatement {
    * denies such statements whatever the policy says.
    */
   hazard?: string;
+  /** Present (true) when the statement could undo a read-only session; see decideSqlReadOnly. */
+  readWrite?: true;
 }
 
 export type SqlClassification =
@@ -122,7 +146,7 @@ function entrySize(key: string, e: CacheEntry): number {
   if (e.base.ok) {
     for (const s of e.base.statements) {
       n += 2 * s.text.length + 300;
-      for (const list of [s.reads, s.writes, s.functions]) for (const x of list) n += 2 * x.length + 40;
+      for (const list of [s.reads, s.writes, s.functions, s.operators, s.settings]) for (const x of list) n += 2 * x.length + 40;
     }
   } else n += 2 * e.base.error.length;
   return n;
@@ -165,7 +189,8 @@ function withDangerousFlags(base: SqlClassification, set: ReadonlySet<string>): 
   const match = dangerousMatcher(set);
   let changed = false;
   const statements = base.statements.map((s) => {
-    if (!s.functions.some(match)) return s;
+    const harmlessSettings = s.hazard === undefined && s.settings.every(isHarmlessSetting);
+    if (!s.functions.some((f) => match(f) && !(harmlessSettings && isBuiltinSetConfig(f)))) return s;
     changed = true;
     return { ...s, flags: orderFlags([...s.flags, 'dangerous_function']) };
   });
@@ -176,12 +201,17 @@ function withDangerousFlags(base: SqlClassification, set: ReadonlySet<string>): 
 function freeze(c: SqlClassification): SqlClassification {
   if (c.ok) {
     for (const s of c.statements) {
-      for (const list of [s.kinds, s.reads, s.writes, s.functions, s.flags]) Object.freeze(list);
+      for (const list of [s.kinds, s.reads, s.writes, s.functions, s.operators, s.settings, s.flags]) Object.freeze(list);
       Object.freeze(s);
     }
     Object.freeze(c.statements);
   }
   return Object.freeze(c);
+}
+
+/** set_config as the server resolves it by default (pg_catalog comes first unless search_path says otherwise). */
+function isBuiltinSetConfig(fn: string): boolean {
+  return fn === 'set_config' || fn === 'pg_catalog.set_config';
 }
 
 const matchers = new WeakMap<ReadonlySet<string>, (fn: string) => boolean>();
@@ -353,6 +383,9 @@ interface Acc {
   reads: Set<string>;
   writes: Set<string>;
   functions: Set<string>;
+  operators: Set<string>;
+  settings: Set<string>;
+  readWrite: boolean;
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
   writeTargets: Set<object>;
@@ -373,21 +406,42 @@ interface Ctx {
 function classifyStatement(stmt: unknown, text: string, multi: boolean): ClassifiedStatement {
   const node = unwrap(stmt);
   const [type, body] = node ?? ['Unknown', {}];
-  const { kind, detail } = statementKind(type, body);
-  const acc: Acc = { kinds: new Set([kind]), reads: new Set(), writes: new Set(), functions: new Set(), flags: new Set(), writeTargets: new Set(), pending: [] };
+  const { detail } = statementKind(type, body);
+  let { kind } = statementKind(type, body);
+  const acc: Acc = {
+    kinds: new Set([kind]),
+    reads: new Set(),
+    writes: new Set(),
+    functions: new Set(),
+    operators: new Set(),
+    settings: new Set(),
+    readWrite: false,
+    flags: new Set(),
+    writeTargets: new Set(),
+    pending: [],
+  };
   if (multi) acc.flags.add('multi_statement');
   walkTree(stmt, acc, { executing: true, ctes: new Set() });
+  if (kind === 'session' && acc.hazard) {
+    // client_encoding other than UTF8, standard_conforming_strings off: not harmless (and denied anyway).
+    kind = 'set';
+    acc.kinds.delete('session');
+    acc.kinds = new Set(['set', ...acc.kinds]);
+  }
   const out: ClassifiedStatement = {
     kind,
     kinds: [...acc.kinds],
     reads: [...acc.reads],
     writes: [...acc.writes],
     functions: [...acc.functions],
+    operators: [...acc.operators],
+    settings: [...acc.settings],
     flags: orderFlags(acc.flags),
     text,
   };
   if (detail) out.detail = detail;
   if (acc.hazard) out.hazard = acc.hazard;
+  if (acc.readWrite) out.readWrite = true;
   return out;
 }
 
@@ -563,6 +617,22 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     }
     case 'VariableSetStmt':
       acc.hazard ??= settingHazard(str(body['name']), body);
+      if (undoesReadOnly(type, body)) acc.readWrite = true;
+      return walkFields(body, acc, ctx);
+    case 'TransactionStmt':
+      if (undoesReadOnly(type, body)) acc.readWrite = true;
+      return walkFields(body, acc, ctx);
+    case 'A_Expr':
+      operatorUse(body, acc);
+      return walkFields(body, acc, ctx);
+    case 'SubLink': {
+      const op = names(body['operName']);
+      // `x IN (SELECT …)` is an ANY sublink written without an operator: it runs `=`.
+      addOperator(op.length === 0 && body['subLinkType'] === 'ANY_SUBLINK' ? ['='] : op, acc);
+      return walkFields(body, acc, ctx);
+    }
+    case 'SortBy':
+      addOperator(names(body['useOp']), acc);
       return walkFields(body, acc, ctx);
     case 'VacuumStmt':
       if (ctx.executing && body['is_vacuumcmd'] === true) {
@@ -594,7 +664,26 @@ function functionCall(call: Obj, acc: Acc): void {
     const args = arr(call['args']);
     const setting = constString(args[0]);
     if (setting !== undefined) acc.hazard ??= settingHazard(setting.toLowerCase(), { kind: 'VAR_SET_VALUE', args: [args[1]] });
+    const recorded = setting === undefined ? '*' : setting.toLowerCase();
+    acc.settings.add(recorded);
+    if (recorded === '*' || isReadOnlySetting(recorded)) acc.readWrite = true;
   }
+}
+
+/** BETWEEN and its variants are written as a name but run the type's >= and <= operators. */
+const BETWEEN_KINDS = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM']);
+
+function operatorUse(body: Obj, acc: Acc): void {
+  if (BETWEEN_KINDS.has(str(body['kind']) ?? '')) {
+    acc.operators.add('>=');
+    acc.operators.add('<=');
+    return;
+  }
+  addOperator(names(body['name']), acc);
+}
+
+function addOperator(parts: string[], acc: Acc): void {
+  if (parts.length > 0) acc.operators.add(parts.join('.').toLowerCase());
 }
 
 /** The string value of an A_Const (or a cast of one), if it is a constant. */
@@ -699,4 +788,46 @@ function objectList(objtype: string, parts: string[], acc: Acc): void {
   if (RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts);
   else if (ON_RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts.slice(0, -1));
   if (rel !== undefined) acc.writes.add(rel);
+}
+
+// ---------------------------------------------------------------------------------------
+// FunctionCall protocol messages
+
+/**
+ * A FunctionCall message (`F`) names its function by OID and carries no SQL: this turns
+ * it into a synthetic one-statement classification the proxy can decide with decideSql
+ * and the function's effects (judged under the name `schema.name`). A function is kind
+ * `select`, a procedure `call`. Arguments are not inspected: a call of set_config records
+ * setting `*` (so it counts as effectful and as a read-write escape). An unknown OID (or
+ * none resolved) gives an unparsed classification with error `unknown function oid N`.
+ * `opts.oid` names the OID in that error; `opts.dangerousFunctions` adds the
+ * `dangerous_function` flag as classifySql would.
+ */
+export function classifyFunctionCall(
+  info: FunctionInfo | undefined,
+  argCount: number,
+  opts: { oid?: number; dangerousFunctions?: ReadonlySet<string> } = {},
+): SqlClassification {
+  if (!info) {
+    const error = `unknown function oid ${opts.oid ?? '?'}`;
+    return freeze({ ok: false, error, fingerprint: sha256(`-- ${error}`) });
+  }
+  const name = `${info.schema}.${info.name}`.toLowerCase();
+  const text = `-- function call: ${name}(${argCount} args)`;
+  const kind: StatementKind = info.kind === 'p' ? 'call' : 'select';
+  const setConfig = info.name.toLowerCase() === 'set_config';
+  const s: ClassifiedStatement = {
+    kind,
+    kinds: [kind],
+    reads: [],
+    writes: [],
+    functions: [name],
+    operators: [],
+    settings: setConfig ? ['*'] : [],
+    flags: opts.dangerousFunctions && dangerousMatcher(opts.dangerousFunctions)(name) ? ['dangerous_function'] : [],
+    text,
+    detail: 'FUNCTION CALL',
+  };
+  if (setConfig) s.readWrite = true;
+  return freeze({ ok: true, statements: [s], fingerprint: sha256(text) });
 }

@@ -2,12 +2,21 @@
  * The Postgres proxy's statement gate for one session: classify (cached by text, see
  * sql-classify.ts), decide by policy, and shape the verdict the proxy and the reviewers
  * see. Verdicts are also cached per session, since identity and target are fixed there.
+ *
+ * With function effects the session does: `c = gate.classify(sql)` (synchronous) →
+ * `gate.functionsOf(c)` → resolve those names in the catalog (function-catalog.ts) and judge
+ * them (judgeFunctionEffects) → `gate.judge(sql, effects)`. A verdict depends on the
+ * effects only through the names the statement calls, so the session cache keys such a
+ * verdict by the text plus, per called name, whether it is effectful, unknown or neither.
  */
 import type { BrokerConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
 import type { GateVerdict, StatementGate } from '../postgres/proxy-gate.js';
-import { classifySql, type SqlClassification } from './sql-classify.js';
-import { decideSql } from './sql-rules.js';
+import type { FunctionCatalog } from '../postgres/function-catalog.js';
+import type { NamespaceEffects } from '../postgres/pipeline.js';
+import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
+import { classifyFunctionCall, classifySql, type SqlClassification } from './sql-classify.js';
+import { decideSql, decideSqlReadOnly } from './sql-rules.js';
 import { sqlShape } from './sql-shape.js';
 import { Lru } from './lru.js';
 
@@ -27,40 +36,86 @@ const SESSION_CACHE = 256;
 /** One Set per config's list, so the classifier's cache (keyed by text and this Set) is shared by sessions. */
 const functionSets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
-export function createSqlGate(identity: Identity, targetName: string, config: Pick<BrokerConfig, 'policies' | 'dangerousFunctions'>): StatementGate {
+/** Function and operator names of every statement, each once, in order of appearance. */
+export function functionsOfClassification(c: SqlClassification): { functions: string[]; operators: string[] } {
+  if (!c.ok) return { functions: [], operators: [] };
+  const functions = new Set<string>();
+  const operators = new Set<string>();
+  for (const s of c.statements) {
+    for (const f of s.functions) functions.add(f);
+    for (const o of s.operators) operators.add(o);
+  }
+  return { functions: [...functions], operators: [...operators] };
+}
+
+/** Per called name: `e` effectful, `u` unknown, `-` neither. Names are fixed by the text, so this identifies the effects that matter. */
+function effectsKey(c: SqlClassification, effects: FunctionEffects): string {
+  const { functions, operators } = functionsOfClassification(c);
+  let key = '';
+  for (const n of functions) key += effects.effectful.has(n) ? 'e' : effects.unknown.has(n) ? 'u' : '-';
+  key += '|';
+  for (const n of operators) key += effects.effectful.has(n) ? 'e' : effects.unknown.has(n) ? 'u' : '-';
+  return key;
+}
+
+/** Classify and decide with the function effects given: the synchronous core of a gate. */
+export interface SqlJudge {
+  judge(sql: string, effects?: FunctionEffects): GateVerdict;
+  /** The classification judge uses (synchronous, cached by text and by shape). */
+  classify(sql: string): SqlClassification;
+  /** The function and operator names of a classification, to resolve in the catalog before judge. */
+  functionsOf(c: SqlClassification): { functions: string[]; operators: string[] };
+}
+
+export function createSqlJudge(identity: Identity, targetName: string, config: Pick<BrokerConfig, 'policies' | 'dangerousFunctions'>): SqlJudge {
   let dangerousFunctions = functionSets.get(config.dangerousFunctions);
   if (!dangerousFunctions) {
     dangerousFunctions = new Set(config.dangerousFunctions);
     functionSets.set(config.dangerousFunctions, dangerousFunctions);
   }
   const functions = dangerousFunctions;
-  const cache = new Map<string, GateVerdict>();
+  const plain = new Map<string, GateVerdict>();
+  /** Verdicts decided with effects, keyed by `<effects key>\0<text>`; kept apart from `plain`. */
+  const withEffects = new Map<string, GateVerdict>();
+
+  /** The shape cache's classification when there is one (`shaped`), else the exact text's. */
+  function classifyShaped(sql: string): { c: SqlClassification; shape: string | undefined; shaped: boolean } {
+    const shape = sqlShape(sql);
+    const hit = shape === undefined ? undefined : byShape.get(shape);
+    if (hit && hit.functions === functions) return { c: hit.c, shape, shaped: true };
+    const c = classifySql(sql, { dangerousFunctions: functions });
+    if (shape !== undefined && c.ok) byShape.set(shape, { functions, c });
+    return { c, shape, shaped: false };
+  }
+
   return {
-    judge(sql: string): GateVerdict {
-      const hit = cache.get(sql);
-      if (hit) return hit;
-      const shape = sqlShape(sql);
-      const shaped = shape === undefined ? undefined : byShape.get(shape);
-      let c = shaped && shaped.functions === functions ? shaped.c : classifySql(sql, { dangerousFunctions: functions });
-      let d = decideSql(identity, targetName, config.policies, c);
-      if (d.effect === 'review' && shaped?.c === c) {
-        c = classifySql(sql, { dangerousFunctions: functions });
-        d = decideSql(identity, targetName, config.policies, c);
+    classify(sql: string): SqlClassification {
+      return classifyShaped(sql).c;
+    },
+    functionsOf: functionsOfClassification,
+    judge(sql: string, effects?: FunctionEffects): GateVerdict {
+      let key = sql;
+      let classified: ReturnType<typeof classifyShaped> | undefined;
+      if (effects) {
+        classified = classifyShaped(sql);
+        key = `${effectsKey(classified.c, effects)}\0${sql}`;
       }
-      if (shape !== undefined && !shaped && c.ok) byShape.set(shape, { functions, c });
+      const cache = effects ? withEffects : plain;
+      const hit = cache.get(key);
+      if (hit) return hit;
+      classified ??= classifyShaped(sql);
+      let c = classified.c;
+      let d = decideSql(identity, targetName, config.policies, c, effects);
+      if (d.effect === 'review' && classified.shaped) {
+        c = classifySql(sql, { dangerousFunctions: functions });
+        d = decideSql(identity, targetName, config.policies, c, effects);
+      }
       const { statement: _statement, ...decision } = d;
-      const verdict: GateVerdict = { ...decision, fingerprint: c.fingerprint, classification: summarize(c) };
+      const verdict: GateVerdict = { ...decision, fingerprint: c.fingerprint, classification: summarize(c), ...sideEffects(c) };
       if (cache.size >= SESSION_CACHE) cache.delete(cache.keys().next().value as string);
-      cache.set(sql, verdict);
+      cache.set(key, verdict);
       return verdict;
     },
-    prepare: () => undefined,
-    prepareFunctionCall: () => undefined,
-    judgeFunctionCall(oid: number, args: number) {
-      const label = `-- function call: oid ${oid} (${args} args)`;
-      return { effect: 'deny', policy: null, rule: null, reason: `function call by OID ${oid} cannot be resolved`, fingerprint: `fn:${oid}`, classification: {}, label, builtin: false };
-    },
-    invalidate: () => undefined,
   };
 }
 
@@ -78,4 +133,131 @@ export function summarize(c: SqlClassification): Record<string, unknown> {
     for (const f of s.flags) flags.add(f);
   }
   return { kinds: [...kinds], reads: [...reads], writes: [...writes], flags: [...flags], statements: c.statements.length };
+}
+
+/** What a statement does beyond its result: to prepared statements and cursors, and to the schema. */
+function sideEffects(c: SqlClassification): { namespace?: NamespaceEffects; ddl?: boolean } {
+  if (!c.ok) return {};
+  let statements = false;
+  let portals = false;
+  let ddl = false;
+  for (const s of c.statements) {
+    for (const k of s.kinds) {
+      if (k === 'prepare' || k === 'deallocate') statements = true;
+      if (k === 'discard') statements = portals = true;
+      if (k === 'create' || k === 'alter' || k === 'drop' || k === 'comment' || k === 'grant' || k === 'revoke') ddl = true;
+    }
+    if (s.detail === 'DECLARE CURSOR' || s.detail === 'CLOSE') portals = true;
+  }
+  const out: { namespace?: NamespaceEffects; ddl?: boolean } = {};
+  if (statements || portals) out.namespace = { statements, portals };
+  if (ddl) out.ddl = true;
+  return out;
+}
+
+/** How long a session trusts what it resolved before asking the catalog again. */
+const RESOLVED_TTL_MS = 30_000;
+
+export interface SqlGateOptions {
+  /**
+   * The live catalog: every function and operator a statement calls is resolved there, and
+   * a statement counts as a read only if each is free of side effects (function-effects.ts).
+   * Without it nothing is resolved (for offline checks of a policy, never in the proxy).
+   */
+  functions?: FunctionCatalog;
+  /** The session is read-only upstream: refuse whatever would make it read-write. */
+  readOnly?: boolean;
+}
+
+/**
+ * The Postgres proxy's gate for one session: `prepare` resolves what a statement calls
+ * (asynchronously, once per name per session and TTL), `judge` decides synchronously with
+ * those effects. A name the catalog does not know, or a lookup that failed, is unknown,
+ * and a statement calling an unknown function is denied.
+ */
+export function createSqlGate(identity: Identity, targetName: string, config: Pick<BrokerConfig, 'policies' | 'dangerousFunctions'>, opts: SqlGateOptions = {}): StatementGate {
+  const judge = createSqlJudge(identity, targetName, config);
+  const catalog = opts.functions;
+  let byName = new Map<string, FunctionInfo[]>();
+  let byOperator = new Map<string, FunctionInfo[]>();
+  let byOid = new Map<number, FunctionInfo | null>();
+  let resolvedAt = performance.now();
+  const dangerous = new Set(config.dangerousFunctions);
+
+  const expire = (): void => {
+    if (performance.now() - resolvedAt < RESOLVED_TTL_MS) return;
+    byName = new Map();
+    byOperator = new Map();
+    byOid = new Map();
+    resolvedAt = performance.now();
+  };
+
+  /** The effects of what `c` calls, from what has been resolved (everything has, after prepare). */
+  const effectsOf = (c: SqlClassification): FunctionEffects => {
+    const { functions, operators } = judge.functionsOf(c);
+    const list: { name: string; infos: FunctionInfo[] }[] = [];
+    for (const f of functions) list.push({ name: f, infos: byName.get(f) ?? [] });
+    for (const o of operators) list.push({ name: o, infos: byOperator.get(o) ?? [] });
+    return toFunctionEffects(judgeFunctionEffects(list));
+  };
+
+  const readOnlyRefusal = (c: SqlClassification, v: GateVerdict): GateVerdict => {
+    if (!opts.readOnly || v.effect === 'deny') return v;
+    const reason = decideSqlReadOnly(c);
+    return reason === undefined ? v : { ...v, effect: 'deny', rule: null, reason };
+  };
+
+  return {
+    prepare(sql) {
+      if (!catalog) return undefined;
+      expire();
+      const { functions, operators } = judge.functionsOf(judge.classify(sql));
+      const names = functions.filter((f) => !byName.has(f));
+      const ops = operators.filter((o) => !byOperator.has(o));
+      if (names.length === 0 && ops.length === 0) return undefined;
+      return Promise.all([names.length > 0 ? catalog.byNames(names) : undefined, ops.length > 0 ? catalog.byOperators(ops) : undefined]).then(
+        ([fns, operatorFns]) => {
+          for (const n of names) byName.set(n, fns?.get(n) ?? []);
+          for (const o of ops) byOperator.set(o, operatorFns?.get(o) ?? []);
+        },
+        () => {
+          // Unknown means no: the statement is denied as calling an unknown function.
+          for (const n of names) byName.set(n, []);
+          for (const o of ops) byOperator.set(o, []);
+        },
+      );
+    },
+    judge(sql) {
+      const c = judge.classify(sql);
+      const v = judge.judge(sql, catalog ? effectsOf(c) : undefined);
+      return readOnlyRefusal(c, v);
+    },
+    prepareFunctionCall(oid) {
+      if (!catalog) return undefined;
+      expire();
+      if (byOid.has(oid)) return undefined;
+      return catalog.byOid(oid).then(
+        (info) => void byOid.set(oid, info ?? null),
+        () => void byOid.set(oid, null),
+      );
+    },
+    judgeFunctionCall(oid, args) {
+      const info = byOid.get(oid) ?? undefined;
+      const c = classifyFunctionCall(info, args, { oid, dangerousFunctions: dangerous });
+      const name = info ? `${info.schema}.${info.name}` : undefined;
+      const effects = info && name ? toFunctionEffects(judgeFunctionEffects([{ name, infos: [info] }])) : undefined;
+      const d = decideSql(identity, targetName, config.policies, c, effects);
+      const { statement: _statement, ...decision } = d;
+      const verdict = readOnlyRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c) });
+      const label = c.ok ? (c.statements[0]?.text ?? `-- function call: oid ${oid}`) : `-- function call: oid ${oid} (unknown)`;
+      const builtin = info !== undefined && (info.schema === 'pg_catalog' || info.schema === 'information_schema');
+      return { ...verdict, label, builtin };
+    },
+    invalidate() {
+      byName = new Map();
+      byOperator = new Map();
+      byOid = new Map();
+      catalog?.invalidate();
+    },
+  };
 }

@@ -3,13 +3,21 @@
  * list may use, and how a parse-tree node maps to its kind. Free of the parser itself, so
  * config validation and the rule matcher can use it without loading WASM.
  */
+import { isHarmlessSetting, isReadOnlySetting } from './settings.js';
 
+/**
+ * `session`: SET / RESET / SET LOCAL of a harmless setting (settings.ts), RESET ALL, and
+ * SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION without READ WRITE. Every
+ * other SET and RESET keeps kind `set` / `reset`. A rule that lists `set`, `reset` or
+ * `show` also covers `session` (expandSqlKinds), so a read-only policy that allows `show`
+ * lets clients set application_name, extra_float_digits, search_path, … as they connect.
+ */
 export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy',
   'create', 'alter', 'drop', 'truncate', 'grant', 'revoke',
   'set', 'reset', 'do', 'call', 'explain', 'transaction',
   'listen', 'notify', 'unlisten', 'prepare', 'execute', 'deallocate',
-  'lock', 'vacuum', 'analyze', 'show', 'discard', 'comment', 'refresh', 'other',
+  'lock', 'vacuum', 'analyze', 'show', 'discard', 'comment', 'refresh', 'session', 'other',
 ] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
@@ -35,6 +43,7 @@ export function expandSqlKinds(names: readonly string[]): Set<StatementKind> {
     const alias = SQL_KIND_ALIASES[name];
     if (alias) for (const k of alias) out.add(k);
     else if (isStatementKind(name)) out.add(name);
+    if (name === 'set' || name === 'reset' || name === 'show') out.add('session');
   }
   return out;
 }
@@ -182,6 +191,59 @@ const TRANSACTION_DETAIL: Readonly<Record<string, string>> = {
   TRANS_STMT_ROLLBACK_PREPARED: 'ROLLBACK PREPARED',
 };
 
+/** The DefElem options of SET TRANSACTION / BEGIN / START TRANSACTION. */
+function transactionOptions(list: unknown): { name: string; arg: unknown }[] {
+  const out: { name: string; arg: unknown }[] = [];
+  for (const o of arr(list)) {
+    const d = unwrap(o);
+    if (d && d[0] === 'DefElem') out.push({ name: str(d[1]['defname']) ?? '', arg: d[1]['arg'] });
+  }
+  return out;
+}
+
+/** `transaction_read_only` given as false (READ WRITE): the parser writes it as integer 0. */
+function isReadWriteOption(o: { name: string; arg: unknown }): boolean {
+  if (o.name !== 'transaction_read_only') return false;
+  const c = unwrap(o.arg);
+  if (!c || c[0] !== 'A_Const') return true; // not a constant: assume the worst
+  const i = c[1]['ival'];
+  return !(isObj(i) && typeof i['ival'] === 'number' && i['ival'] !== 0);
+}
+
+/** A VariableSetStmt that changes only a harmless setting (kind `session`). */
+function settingIsHarmless(body: Obj): boolean {
+  const kind = body['kind'];
+  if (kind === 'VAR_RESET_ALL') return true; // back to the session's start values; role and read-only state are not reset
+  const name = str(body['name']) ?? '';
+  if (kind === 'VAR_SET_MULTI') {
+    if (name !== 'TRANSACTION' && name !== 'SESSION CHARACTERISTICS') return false; // e.g. TRANSACTION SNAPSHOT
+    const opts = transactionOptions(body['args']);
+    return opts.every((o) => ['transaction_isolation', 'transaction_read_only', 'transaction_deferrable'].includes(o.name)) && !opts.some(isReadWriteOption);
+  }
+  return isHarmlessSetting(name);
+}
+
+/**
+ * Statements that can undo a read-only session (`default_transaction_read_only = on`, which
+ * the broker sets when the policy grants no write): SET / RESET [LOCAL] of either read-only
+ * setting (any value, DEFAULT, FROM CURRENT), SET [SESSION CHARACTERISTICS AS] TRANSACTION
+ * READ WRITE, and BEGIN / START TRANSACTION … READ WRITE. set_config of those settings is
+ * found by the classifier (it sees the call's arguments). RESET ALL is not one: it returns
+ * to the startup value, which the broker set.
+ */
+export function undoesReadOnly(type: string, body: Obj): boolean {
+  if (type === 'VariableSetStmt') {
+    if (body['kind'] === 'VAR_SET_MULTI') return transactionOptions(body['args']).some(isReadWriteOption);
+    const name = str(body['name']);
+    return name !== undefined && isReadOnlySetting(name);
+  }
+  if (type === 'TransactionStmt') {
+    const k = body['kind'];
+    return (k === 'TRANS_STMT_BEGIN' || k === 'TRANS_STMT_START') && transactionOptions(body['options']).some(isReadWriteOption);
+  }
+  return false;
+}
+
 /** `CreateFunctionStmt` → `CREATE FUNCTION`. */
 function words(type: string): string {
   return type
@@ -202,8 +264,11 @@ export function statementKind(type: string, body: Obj): { kind: StatementKind; d
       const verb = reset ? 'RESET' : body['is_local'] === true ? 'SET LOCAL' : 'SET';
       const name = str(body['name']);
       const what = body['kind'] === 'VAR_RESET_ALL' ? 'ALL' : name === 'role' ? 'ROLE' : name === 'session_authorization' ? 'SESSION AUTHORIZATION' : (name ?? '');
-      return { kind: reset ? 'reset' : 'set', detail: `${verb} ${what}`.trim() };
+      return { kind: settingIsHarmless(body) ? 'session' : reset ? 'reset' : 'set', detail: `${verb} ${what}`.trim() };
     }
+    case 'LockStmt':
+      // ACCESS SHARE (mode 1) is the lock every SELECT takes: pg_dump locks each table so.
+      return body['mode'] === 1 ? { kind: 'select', detail: 'LOCK' } : { kind: 'lock', detail: 'LOCK' };
     case 'TransactionStmt':
       return { kind: 'transaction', detail: TRANSACTION_DETAIL[str(body['kind']) ?? ''] ?? 'TRANSACTION' };
     case 'GrantStmt':

@@ -1,0 +1,117 @@
+/**
+ * Which called functions (and operators, through the function that implements them) have
+ * side effects: what separates `select lower(name)` from `select f_del()`, `nextval(…)`,
+ * `pg_notify(…)` or `pg_stat_reset()` under an allow for `select`.
+ *
+ * The judgement starts from the catalog's volatility (pg_proc.provolatile): PostgreSQL
+ * requires a function with side effects to be volatile, so an immutable or stable
+ * function is taken as effect-free, a volatile one as effectful. Two lists correct that:
+ * - HARMLESS_VOLATILE: built-ins that are volatile only because their result changes from
+ *   call to call (random, clock_timestamp, sizes and WAL positions), not because they
+ *   change anything another statement could see. Only their pg_catalog candidates count:
+ *   a user's own `public.random()` is judged by its volatility like any other function.
+ *   Extension functions (uuid-ossp's uuid_generate_v4, …) are not listed, since they can
+ *   be installed in any schema: a rule allows them with `functions: [uuid_generate_v4]`.
+ * - EFFECTFUL_NONVOLATILE: stable or immutable built-ins that run SQL text or read
+ *   relations named in their arguments, out of sight of relation rules (table_to_xml,
+ *   schema_to_xml, …); matched in every schema. The volatile ones of the same families are listed too, for the
+ *   record: their volatility alone would already make them effectful.
+ * - Procedures (prokind `p`) are always effectful: CALL may commit, write, anything.
+ * - pg_catalog.set_config is judged by the setting it changes (settings.ts), which the
+ *   classifier sees in the call; here it is neither effectful nor unknown.
+ *
+ * Volatilities were checked against PostgreSQL 15's pg_proc.
+ */
+
+/** A pg_proc row as the catalog reports it. */
+export interface FunctionInfo {
+  oid: number;
+  schema: string;
+  name: string;
+  /** i = immutable, s = stable, v = volatile (for aggregates: the most volatile support function). */
+  volatility: 'i' | 's' | 'v';
+  /** f = function, a = aggregate, w = window, p = procedure. */
+  kind: 'f' | 'a' | 'w' | 'p';
+  nargs: number;
+}
+
+/** What decideSql needs to know about the functions and operators of a classification. */
+export interface FunctionEffects {
+  /** Names (as the classifier reports them) with a side effect. */
+  effectful: ReadonlySet<string>;
+  /** Names the catalog does not know in any schema. */
+  unknown: ReadonlySet<string>;
+}
+
+/** Volatile pg_catalog functions without side effects visible to other statements or sessions. */
+export const HARMLESS_VOLATILE: readonly string[] = [
+  // random values and wall-clock time
+  'random', 'random_normal', 'setseed', 'gen_random_uuid', 'clock_timestamp', 'timeofday',
+  // waiting (dangerous_functions can still flag pg_sleep where holding a backend matters)
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
+  // this session's sequence values (nextval and setval change them: not listed)
+  'currval', 'lastval',
+  // this session's own state and text
+  'current_query', 'pg_stat_clear_snapshot', 'pg_jit_available', 'pg_notification_queue_usage',
+  // sizes
+  'pg_relation_size', 'pg_table_size', 'pg_indexes_size', 'pg_total_relation_size', 'pg_database_size', 'pg_tablespace_size',
+  // recovery and WAL positions
+  'pg_is_in_recovery', 'pg_is_wal_replay_paused', 'pg_get_wal_replay_pause_state', 'pg_current_wal_lsn',
+  'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn', 'pg_last_wal_receive_lsn', 'pg_last_wal_replay_lsn',
+  'pg_last_xact_replay_timestamp', 'pg_current_logfile',
+  // transaction and lock status
+  'pg_last_committed_xact', 'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin', 'pg_xact_status', 'txid_status',
+  'pg_blocking_pids', 'pg_safe_snapshot_blocking_pids', 'pg_lock_status', 'pg_prepared_xact',
+  // catalog and partition inspection
+  'pg_partition_tree', 'pg_partition_ancestors', 'pg_sequence_last_value', 'pg_collation_actual_version',
+  'pg_database_collation_actual_version', 'pg_stat_have_stats',
+  'pg_stat_get_xact_blocks_fetched', 'pg_stat_get_xact_blocks_hit', 'pg_stat_get_xact_function_calls',
+  'pg_stat_get_xact_function_self_time', 'pg_stat_get_xact_function_total_time', 'pg_stat_get_xact_numscans',
+  'pg_stat_get_xact_tuples_deleted', 'pg_stat_get_xact_tuples_fetched', 'pg_stat_get_xact_tuples_hot_updated',
+  'pg_stat_get_xact_tuples_inserted', 'pg_stat_get_xact_tuples_returned', 'pg_stat_get_xact_tuples_updated',
+];
+
+/** Non-volatile built-ins (and their volatile siblings) that run SQL or read relations named by text. */
+export const EFFECTFUL_NONVOLATILE: readonly string[] = [
+  // run a query given as text (volatile)
+  'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
+  // read a table, a schema or the whole database named in the arguments (stable)
+  'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+  'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
+  'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+  // run a query given as text (ts_stat volatile; ts_rewrite's query form volatile, its other form immutable)
+  'ts_stat', 'ts_rewrite',
+];
+
+const HARMLESS: ReadonlySet<string> = new Set(HARMLESS_VOLATILE);
+const EFFECTFUL: ReadonlySet<string> = new Set(EFFECTFUL_NONVOLATILE);
+
+/** Whether one candidate has a side effect. */
+export function isEffectful(f: FunctionInfo): boolean {
+  const name = f.name.toLowerCase();
+  const builtin = f.schema === 'pg_catalog';
+  if (f.kind === 'p') return true;
+  if (EFFECTFUL.has(name)) return true; // in any schema: a look-alike is no better
+  if (builtin && name === 'set_config') return false; // judged by its setting (ClassifiedStatement.settings)
+  if (f.volatility !== 'v') return false;
+  return !(builtin && HARMLESS.has(name));
+}
+
+/**
+ * Judges each name by all its candidates (every overload in every schema the name could
+ * resolve to): effectful when any candidate is, unknown when there is none.
+ */
+export function judgeFunctionEffects(fns: readonly { name: string; infos: readonly FunctionInfo[] }[]): { effectful: string[]; unknown: string[] } {
+  const effectful: string[] = [];
+  const unknown: string[] = [];
+  for (const { name, infos } of fns) {
+    if (infos.length === 0) unknown.push(name);
+    else if (infos.some(isEffectful)) effectful.push(name);
+  }
+  return { effectful, unknown };
+}
+
+/** judgeFunctionEffects' lists as the sets decideSql takes. */
+export function toFunctionEffects(j: { effectful: readonly string[]; unknown: readonly string[] }): FunctionEffects {
+  return { effectful: new Set(j.effectful), unknown: new Set(j.unknown) };
+}

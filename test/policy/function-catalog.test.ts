@@ -1,0 +1,111 @@
+/**
+ * Against a real PostgreSQL 15: function and operator lookups in the catalog, and the
+ * side-effect judgement on real pg_proc rows.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startPostgres, type PgServer } from '../helpers/postgres.js';
+import { createFunctionCatalog, sqlLiteral, type CatalogRun } from '../../src/broker/postgres/function-catalog.js';
+import { judgeFunctionEffects, type FunctionInfo } from '../../src/broker/policy/function-effects.js';
+
+let pg: PgServer;
+let queries = 0;
+
+/** One query through psql; rows come back as JSON so no separator can collide with a value. */
+const run: CatalogRun = async (sql) => {
+  queries++;
+  const out = await pg.psql(`SELECT coalesce(json_agg(r), '[]') FROM (${sql}) r`);
+  const rows = JSON.parse(out) as Record<string, unknown>[];
+  return rows.map((r) => Object.values(r).map((v) => (v === null ? null : String(v))));
+};
+
+before(async () => {
+  pg = await startPostgres();
+  await pg.psql(`
+    CREATE TABLE public.t (id int);
+    CREATE FUNCTION public.f_del() RETURNS int VOLATILE LANGUAGE sql AS 'DELETE FROM public.t RETURNING 1';
+    CREATE FUNCTION public.f_imm(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 + 1';
+    CREATE FUNCTION public.f_eq(int, int) RETURNS bool VOLATILE LANGUAGE sql AS 'SELECT $1 = $2';
+    CREATE OPERATOR public.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.f_eq);
+    CREATE FUNCTION public.f_acc(int, int) RETURNS int VOLATILE LANGUAGE sql AS 'SELECT coalesce($1, 0) + $2';
+    CREATE AGGREGATE public.agg_v(int) (SFUNC = public.f_acc, STYPE = int);
+    CREATE PROCEDURE public.p_del() LANGUAGE sql AS 'DELETE FROM public.t';
+    CREATE SCHEMA other;
+    CREATE FUNCTION other.lower(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+  `);
+});
+
+after(async () => {
+  await pg?.stop();
+});
+
+function judge(map: Map<string, FunctionInfo[]>) {
+  return judgeFunctionEffects([...map].map(([name, infos]) => ({ name, infos })));
+}
+
+test('byNames: every candidate in every schema; qualified names in their schema; unknown is empty', async () => {
+  const cat = createFunctionCatalog(run);
+  const m = await cat.byNames(['lower', 'public.f_del', 'f_imm', 'nextval', 'pg_catalog.nextval', 'random', 'pg_stat_reset', 'query_to_xml', 'no_such_fn', 'public.lower', 'agg_v', 'p_del', 'F_DEL']);
+  const lower = m.get('lower')!;
+  assert.ok(lower.some((f) => f.schema === 'pg_catalog' && f.volatility === 'i'));
+  assert.ok(lower.some((f) => f.schema === 'other'), 'a look-alike in another schema is a candidate too');
+  assert.deepEqual(m.get('public.f_del')!.map((f) => [f.schema, f.name, f.volatility, f.kind, f.nargs]), [['public', 'f_del', 'v', 'f', 0]]);
+  assert.deepEqual(m.get('f_imm')!.map((f) => [f.schema, f.volatility, f.nargs]), [['public', 'i', 1]]);
+  assert.deepEqual(m.get('pg_catalog.nextval')!.map((f) => f.schema), ['pg_catalog']);
+  assert.deepEqual(m.get('no_such_fn'), []);
+  assert.deepEqual(m.get('public.lower'), []);
+  assert.equal(m.get('agg_v')![0]!.volatility, 'v', 'an aggregate takes the volatility of its transition function');
+  assert.equal(m.get('p_del')![0]!.kind, 'p');
+  assert.equal(m.get('F_DEL')![0]!.name, 'f_del', 'case-insensitive, filed under the caller spelling');
+
+  const j = judge(m);
+  assert.deepEqual(j.unknown.sort(), ['no_such_fn', 'public.lower']);
+  assert.deepEqual(j.effectful.sort(), ['F_DEL', 'agg_v', 'nextval', 'p_del', 'pg_catalog.nextval', 'pg_stat_reset', 'public.f_del', 'query_to_xml']);
+  for (const harmless of ['lower', 'f_imm', 'random']) assert.ok(!j.effectful.includes(harmless), harmless);
+});
+
+test('byOperators: operators resolve to their implementing functions', async () => {
+  const cat = createFunctionCatalog(run);
+  const m = await cat.byOperators(['=', '||', '===', 'public.===', 'pg_catalog.===', '@@@@']);
+  assert.ok(m.get('=')!.length > 10);
+  assert.ok(m.get('||')!.some((f) => f.name === 'textcat'));
+  assert.deepEqual(m.get('===')!.map((f) => `${f.schema}.${f.name}`), ['public.f_eq']);
+  assert.deepEqual(m.get('public.===')!.map((f) => f.name), ['f_eq']);
+  assert.deepEqual(m.get('pg_catalog.==='), []);
+  assert.deepEqual(m.get('@@@@'), []);
+  const j = judge(m);
+  assert.deepEqual(j.effectful.sort(), ['===', 'public.===']);
+  assert.deepEqual(j.unknown.sort(), ['@@@@', 'pg_catalog.===']);
+});
+
+test('byOid, and the cache: answers reused until invalidate() or the TTL', async () => {
+  let now = 0;
+  const cat = createFunctionCatalog(run, { ttlMs: 1000, now: () => now });
+  const oid = Number((await pg.psql(`SELECT 'public.f_del'::regproc::oid`)).trim());
+  const f = await cat.byOid(oid);
+  assert.deepEqual(f && [f.oid, f.schema, f.name, f.volatility, f.kind], [oid, 'public', 'f_del', 'v', 'f']);
+  assert.equal(await cat.byOid(4_000_000_000), undefined);
+  assert.equal(await cat.byOid(-1), undefined);
+
+  const before = queries;
+  await cat.byNames(['f_new']);
+  assert.deepEqual((await cat.byNames(['f_new'])).get('f_new'), []);
+  assert.equal(queries, before + 1, 'the second lookup came from the cache');
+  await pg.psql('CREATE FUNCTION public.f_new() RETURNS int VOLATILE LANGUAGE sql AS $$SELECT 1$$');
+  assert.deepEqual((await cat.byNames(['f_new'])).get('f_new'), [], 'still cached');
+  cat.invalidate();
+  assert.equal((await cat.byNames(['f_new'])).get('f_new')!.length, 1);
+  await pg.psql('DROP FUNCTION public.f_new()');
+  now = 1500;
+  assert.deepEqual((await cat.byNames(['f_new'])).get('f_new'), [], 'expired after the TTL');
+});
+
+test('names with quotes and backslashes are sent as literals, not SQL', async () => {
+  assert.equal(sqlLiteral("a'b\\c"), "E'a''b\\\\c'");
+  const cat = createFunctionCatalog(run);
+  const evil = ["x'); drop table public.t; --", 'x\\', "pg_catalog.lower' or '1'='1"];
+  const m = await cat.byNames(evil);
+  for (const e of evil) assert.deepEqual(m.get(e), [], e);
+  assert.equal((await pg.psql("SELECT count(*) FROM pg_class WHERE relname = 't'")).trim(), '1');
+});

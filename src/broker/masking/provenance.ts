@@ -91,6 +91,9 @@ export interface OutputColumn {
 export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
 
 /** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
+/** System columns every table has (not in the catalog's attnum > 0 list): row bookkeeping, no user data. */
+const SYSTEM_COLUMNS: ReadonlySet<string> = new Set(['tableoid', 'ctid', 'xmin', 'xmax', 'cmin', 'cmax']);
+
 export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
   'count', 'length', 'char_length', 'character_length', 'octet_length', 'bit_length',
   'pg_column_size', 'pg_typeof', 'num_nulls', 'num_nonnulls',
@@ -1032,6 +1035,7 @@ class Analysis {
       if (c.length > 0) return mergeAll(c);
       const n = this.findNamed(names, scope); // a bare relation name: the whole row
       if (n) return { ...copyFlow(n.item.whole), direct: false };
+      if (SYSTEM_COLUMNS.has(names[0]!) && scope.items.length > 0) return emptyFlow();
       return fail(`unknown column ${names[0]}`);
     }
     // t.c, s.t.c, db.s.t.c — or col.field / t.col.field (composite field selection).
@@ -1048,6 +1052,8 @@ class Analysis {
     }
     const c = this.columnCandidates([names[0]!], scope);
     if (c.length > 0) return { ...mergeAll(c), direct: false };
+    // t.tableoid, t.ctid, …: row bookkeeping, no user data.
+    if (names.length === 2 && SYSTEM_COLUMNS.has(names[1]!) && this.findNamed([names[0]!], scope)) return emptyFlow();
     return fail(`unknown column ${names.join('.')}`);
   }
 

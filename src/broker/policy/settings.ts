@@ -34,6 +34,8 @@ export const HARMLESS_SETTINGS: readonly string[] = [
   'client_min_messages',
   // read behaviour: row_security = off makes a query that RLS would filter fail, never bypass
   'row_security', 'synchronize_seqscans',
+  // narrows which relations a query may reach (pg_dump sets it): never widens access
+  'restrict_nonsystem_relation_kind',
   // planner and executor knobs (enable_* and parallel_* by prefix, below)
   'work_mem', 'maintenance_work_mem', 'temp_buffers', 'hash_mem_multiplier',
   'jit', 'jit_above_cost', 'jit_inline_above_cost', 'jit_optimize_above_cost',
@@ -61,7 +63,7 @@ const HARMLESS: ReadonlySet<string> = new Set(HARMLESS_SETTINGS);
 /** `name` as the parser reports it (lower case unless quoted); custom `x.y` names never qualify. */
 export function isHarmlessSetting(name: string): boolean {
   const n = name.toLowerCase();
-  if (n.includes('.')) return false;
+  if (n.includes('.') || n.includes(' ')) return false;
   return HARMLESS.has(n) || HARMLESS_SETTING_PREFIXES.some((p) => n.startsWith(p) && n.length > p.length);
 }
 

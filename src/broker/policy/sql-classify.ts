@@ -401,6 +401,11 @@ interface Ctx {
   executing: boolean;
   /** CTE names visible here; an unqualified reference to one is not a relation. */
   ctes: ReadonlySet<string>;
+  /**
+   * Inside `SELECT … FROM pg_settings WHERE name = '<x>'` (how pg_dump sets a setting it may
+   * not know exists): the setting a `set_config(name, …)` there changes.
+   */
+  settingsRow?: string;
 }
 
 function classifyStatement(stmt: unknown, text: string, multi: boolean): ClassifiedStatement {
@@ -561,7 +566,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     case 'RangeVar':
       return relation(body, acc, ctx);
     case 'FuncCall':
-      functionCall(body, acc);
+      functionCall(body, acc, ctx);
       return walkFields(body, acc, ctx);
     case 'InsertStmt':
     case 'UpdateStmt':
@@ -589,7 +594,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
         }
         if (arr(body['lockingClause']).length > 0) acc.kinds.add('lock');
       }
-      return walkFields(body, acc, ctx);
+      return walkFields(body, acc, { ...ctx, settingsRow: pgSettingsRow(body) });
     case 'ExplainStmt': {
       const query = unwrap(body['query']);
       if (ctx.executing && explainAnalyzes(body['options'])) {
@@ -612,7 +617,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       return walkFields(body, acc, ctx);
     case 'CallStmt': {
       const call = body['funccall'];
-      if (isObj(call)) functionCall(call, acc);
+      if (isObj(call)) functionCall(call, acc, ctx);
       return walkFields(body, acc, ctx);
     }
     case 'VariableSetStmt':
@@ -654,7 +659,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
   walkFields(body, acc, ctx);
 }
 
-function functionCall(call: Obj, acc: Acc): void {
+function functionCall(call: Obj, acc: Acc, ctx: Ctx): void {
   const parts = names(call['funcname']);
   if (parts.length === 0) return;
   const name = parts.join('.').toLowerCase();
@@ -662,12 +667,43 @@ function functionCall(call: Obj, acc: Acc): void {
   // set_config('client_encoding' | 'standard_conforming_strings', …) desyncs like SET does.
   if (parts[parts.length - 1]!.toLowerCase() === 'set_config') {
     const args = arr(call['args']);
-    const setting = constString(args[0]);
+    const setting = constString(args[0]) ?? (ctx.settingsRow !== undefined && isColumn(args[0], 'name') ? ctx.settingsRow : undefined);
     if (setting !== undefined) acc.hazard ??= settingHazard(setting.toLowerCase(), { kind: 'VAR_SET_VALUE', args: [args[1]] });
     const recorded = setting === undefined ? '*' : setting.toLowerCase();
     acc.settings.add(recorded);
     if (recorded === '*' || isReadOnlySetting(recorded)) acc.readWrite = true;
+    // A value computed by the query (a column, a subquery) would carry data into the
+    // setting, which the server then reports to the client (ParameterStatus, SHOW): only
+    // constants and client parameters keep a harmless setting harmless.
+    const value = unwrap(args[1]);
+    if (constString(args[1]) === undefined && value?.[0] !== 'ParamRef' && !(value?.[0] === 'TypeCast' && unwrap(value[1]['arg'])?.[0] === 'ParamRef')) {
+      acc.settings.add(`${recorded} (computed value)`);
+    }
   }
+}
+
+/** `SELECT … FROM pg_settings WHERE name = '<x>'`: x; else undefined. */
+function pgSettingsRow(select: Obj): string | undefined {
+  const from = arr(select['fromClause']);
+  if (from.length !== 1) return undefined;
+  const rv = unwrap(from[0]);
+  if (!rv || rv[0] !== 'RangeVar' || str(rv[1]['relname']) !== 'pg_settings') return undefined;
+  const schema = str(rv[1]['schemaname']);
+  if (schema !== undefined && schema !== 'pg_catalog') return undefined;
+  const where = unwrap(select['whereClause']);
+  if (!where || where[0] !== 'A_Expr' || where[1]['kind'] !== 'AEXPR_OP' || names(where[1]['name']).join('.') !== '=') return undefined;
+  const [l, r] = [where[1]['lexpr'], where[1]['rexpr']];
+  if (isColumn(l, 'name')) return constString(r);
+  if (isColumn(r, 'name')) return constString(l);
+  return undefined;
+}
+
+/** A ColumnRef naming `column` alone. */
+function isColumn(v: unknown, column: string): boolean {
+  const n = unwrap(v);
+  if (!n || n[0] !== 'ColumnRef') return false;
+  const f = names(n[1]['fields']);
+  return f.length === 1 && f[0] === column;
 }
 
 /** BETWEEN and its variants are written as a name but run the type's >= and <= operators. */

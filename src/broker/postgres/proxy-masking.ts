@@ -77,6 +77,7 @@ import { BackendType } from './protocol.js';
 import { ProtocolError } from './errors.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import type { Provenance } from '../masking/provenance.js';
+import type { ColumnScanner } from './column-scan.js';
 import { DETECTOR_NAMES, DetectorId, looksLikeSecretName, scanSpans, SpanList } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import { OutBuffer } from '../masking/out-buffer.js';
@@ -198,6 +199,7 @@ const UNRESOLVED_RULE = 'column:unresolved';
 const DERIVED_RULE = 'column:derived';
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
+const NO_OUTPUTS: ReadonlySet<number> = new Set();
 const EMPTY = Buffer.alloc(0);
 const QUOTE = 0x22;
 const SPACE = 0x20;
@@ -216,6 +218,10 @@ export class ResultMasker {
   /** Output provenance of a statement text (one entry per statement it holds); undefined = not analysable here. */
   readonly #provenance: ((sql: string) => Promise<Provenance[]>) | undefined;
   readonly #provenanceCache = new Map<string, Provenance[]>();
+  /** Reads a column's stored values for the detectors (column-scan.ts); absent = computed outputs are not checked so. */
+  readonly #scanner: ColumnScanner | undefined;
+  /** Columns (schema.table.column) whose stored values trip a detector, as far as scanned. */
+  readonly #holdsSecrets = new Map<string, boolean>();
   readonly #counts: Float64Array;
   readonly #otherCounts = new Map<string, number>();
   #values = 0;
@@ -256,7 +262,15 @@ export class ResultMasker {
    * `tracker`: the session's pipeline tracker, which the proxy advances; without one the
    * masker keeps its own and follows both directions itself (`frontend()` and `backend()`).
    */
-  constructor(plan: MaskingPlan, key: Buffer, catalog: CatalogLookup, tracker?: PipelineTracker, provenance?: (sql: string) => Promise<Provenance[]>) {
+  constructor(
+    plan: MaskingPlan,
+    key: Buffer,
+    catalog: CatalogLookup,
+    tracker?: PipelineTracker,
+    provenance?: (sql: string) => Promise<Provenance[]>,
+    scanner?: ColumnScanner,
+  ) {
+    this.#scanner = scanner;
     this.#tracker = tracker ?? new PipelineTracker();
     this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
@@ -394,13 +408,38 @@ export class ResultMasker {
     const missing = this.#missingTables(desc);
     const prov = this.#provenanceFor(source);
     if (missing.length === 0 && !(prov instanceof Promise)) {
-      apply(this.#resolve(desc, undefined, prov));
-      return undefined;
+      const tainted = this.#detectorTaint(prov, desc.length);
+      if (!(tainted instanceof Promise)) {
+        apply(this.#resolve(desc, undefined, prov, tainted));
+        return undefined;
+      }
     }
     return (async () => {
       const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov]);
-      apply(this.#resolve(desc, failed, p));
+      apply(this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length)));
     })();
+  }
+
+  /**
+   * Outputs computed from a column whose stored values trip a detector (column-scan.ts):
+   * the detectors would not recognise the value once transformed, so such an output is
+   * masked whole. Only computed outputs of columns no rule masks already are checked.
+   */
+  #detectorTaint(prov: Provenance | undefined, n: number): ReadonlySet<number> | Promise<ReadonlySet<number>> {
+    const scanner = this.#scanner;
+    if (!scanner || this.#plan.detectors === 0 || !prov?.ok || prov.columns.length !== n) return NO_OUTPUTS;
+    const wanted: [number, string[]][] = [];
+    const unknown = new Set<string>();
+    prov.columns.forEach((out, i) => {
+      if (out.direct || out.opaque || out.sources.size === 0 || this.#ruleForSources(out.sources) >= 0) return;
+      const sources = [...out.sources];
+      wanted.push([i, sources]);
+      for (const src of sources) if (!this.#holdsSecrets.has(src)) unknown.add(src);
+    });
+    if (wanted.length === 0) return NO_OUTPUTS;
+    const decide = (): ReadonlySet<number> => new Set(wanted.filter(([, sources]) => sources.some((src) => this.#holdsSecrets.get(src) !== false)).map(([i]) => i));
+    if (unknown.size === 0) return decide();
+    return Promise.all([...unknown].map(async (src) => this.#holdsSecrets.set(src, await scanner.holdsSecrets(src)))).then(decide);
   }
 
   /**
@@ -409,7 +448,8 @@ export class ResultMasker {
    * to trace) or the text is unknown.
    */
   #provenanceFor(source: { sql: string; index: number } | undefined): Provenance | undefined | Promise<Provenance | undefined> {
-    if (this.#plan.columns.length === 0 || !source) return undefined;
+    const traced = this.#plan.columns.length > 0 || (this.#plan.detectors !== 0 && this.#scanner !== undefined);
+    if (!traced || !source) return undefined;
     const analyse = this.#provenance;
     if (!analyse) return undefined;
     const pick = (all: Provenance[]): Provenance => all[source.index] ?? { ok: false, reason: 'no such statement in the text' };
@@ -489,13 +529,14 @@ export class ResultMasker {
         if (desc === undefined) throw new Error('the server could not describe the COPY');
         const missing = this.#missingTables(desc);
         const [failed, prov] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, this.#provenanceFor({ sql: query, index: 0 })]);
+        const tainted = await this.#detectorTaint(prov, desc.length);
         let fields = desc;
         if (stmt.relation !== undefined && stmt.columns === undefined) {
           // COPY table TO leaves generated columns out.
           fields = desc.filter((d) => !this.#tables.get(d.tableOid)?.generated?.has(d.columnAttr));
         }
         if (fields.length !== n) throw new Error('column count mismatch');
-        const shape = this.#resolve(fields, failed, fields === desc ? prov : undefined);
+        const shape = this.#resolve(fields, failed, fields === desc ? prov : undefined, fields === desc ? tainted : NO_OUTPUTS);
         state.plan = this.#buildPlan(shape, () => (format === 'binary' ? 1 : 0));
       } catch {
         this.#noteUnknownCopy(state);
@@ -764,7 +805,7 @@ export class ResultMasker {
    * (A masker built without an analyser — the proxy always gives one — matches such
    * columns by label only.)
    */
-  #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined, prov: Provenance | undefined): Shape {
+  #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined, prov: Provenance | undefined, tainted: ReadonlySet<number> = NO_OUTPUTS): Shape {
     const columns = this.#plan.columns.length > 0;
     const traced = prov?.ok && prov.columns.length === desc.length ? prov.columns : undefined;
     const fields = desc.map((d, i): FieldInfo => {
@@ -801,6 +842,7 @@ export class ResultMasker {
           rule = this.#unresolved;
         }
       }
+      if (tainted.has(i)) rule = this.#derived;
       const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
       return { label: d.name, display, typeOid: d.typeOid, rule, secret };
     });

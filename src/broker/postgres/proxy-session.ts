@@ -38,6 +38,7 @@ import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { createProvenanceCatalog, type CatalogRows } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
+import { createColumnScanner } from './column-scan.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -96,6 +97,9 @@ interface SkipToSync {
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
+
+/** SQLSTATE of any statement sent inside an aborted transaction. */
+const IN_FAILED_TRANSACTION = '25P02';
 
 /** What a client may pipeline behind a held statement before we stop reading it. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
@@ -244,7 +248,8 @@ export class PgProxySession {
         this.#catalog = catalog;
         const relations = createProvenanceCatalog(catalog.rows as CatalogRows);
         this.#provenanceCatalog = relations;
-        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations));
+        const scanner = createColumnScanner(target.name, catalog.rows as CatalogRows, this.#o.masking.plan);
+        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner);
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#cancelHold());
@@ -739,9 +744,11 @@ export class PgProxySession {
         if (f.severity === 'FATAL' || f.severity === 'PANIC') this.#endReason = `the server ended the session: ${f.message}`;
         const refusal = this.#refusals[0];
         if (refusal && refused) {
-          // Our raise statement failed as intended (or the transaction was already aborted: keep that error).
+          // Our raise statement failed as intended, or the transaction was already aborted
+          // (25P02): either way the refused statement's answer is the refusal. When the
+          // refusal's own Parse/Bind failed first, that error stands.
           this.#refusals.shift();
-          if (refused === 'statement' && f.code === refusal.code) {
+          if (refused === 'statement' && (f.code === refusal.code || f.code === IN_FAILED_TRANSACTION)) {
             this.#outbox.push(refusal.frame);
             return;
           }

@@ -1,0 +1,100 @@
+/**
+ * Which table columns hold what the detectors look for. Detectors see values as they
+ * leave; a computed output (`replace(card, '1', 'x')`, `lower(note)`) carries a value in a
+ * shape no detector recognises. So before a computed output of a column passes, the
+ * column's stored values are read once on the catalog connection (as the target's user,
+ * read-only) and scanned: a column with a hit is treated like a masked column, and the
+ * computed output is masked whole (proxy-masking.ts).
+ *
+ * Bounded, and fail closed: a column with more than MAX_VALUES values or MAX_BYTES of
+ * text is not read and counts as holding secrets; so does one that cannot be read. Only
+ * tables (and materialized views, foreign tables) are read — a view's columns are traced
+ * to its tables by the provenance analysis — and only types whose text can hold a secret.
+ * Answers are shared by the target's sessions for CACHE_MS (values change; a column that
+ * gains a secret is seen at the latest after that).
+ */
+import { scanSpans, SpanList } from '../masking/detectors.js';
+import type { MaskingPlan } from '../masking/rules.js';
+
+export type CatalogRows = (sql: string) => Promise<(string | null)[][]>;
+
+const MAX_VALUES = 10_000;
+const MAX_BYTES = 16 * 1024 * 1024;
+const CACHE_MS = 5 * 60_000;
+/** Types whose text cannot hold a detector's match (bool, small ints, floats, dates, …; not int8/numeric, which hold card numbers). */
+const NO_TEXT = new Set([16, 18, 21, 23, 26, 28, 29, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266, 2950, 3220]);
+const READABLE_KINDS = new Set(['r', 'p', 'm', 'f']);
+
+const shared = new Map<string, { at: number; answer: Promise<boolean> }>();
+
+function ident(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+function lit(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** `schema.table.column` → its parts; identifiers with dots are tried split at either end. */
+function splits(source: string): { schema: string; table: string; column: string }[] {
+  const first = source.indexOf('.');
+  const last = source.lastIndexOf('.');
+  if (first < 0 || last === first) return [];
+  const second = source.indexOf('.', first + 1);
+  const out = [{ schema: source.slice(0, first), table: source.slice(first + 1, last), column: source.slice(last + 1) }];
+  if (second !== last) out.push({ schema: source.slice(0, second), table: source.slice(second + 1, last), column: source.slice(last + 1) });
+  return out;
+}
+
+export interface ColumnScanner {
+  /** Whether any stored value of the column `schema.table.column` trips a detector (true when unknown). */
+  holdsSecrets(source: string): Promise<boolean>;
+}
+
+export function createColumnScanner(target: string, rows: CatalogRows, plan: MaskingPlan, now: () => number = Date.now): ColumnScanner {
+  const scan = async (source: string): Promise<boolean> => {
+    if (source.includes('\0')) return true;
+    for (const ref of splits(source)) {
+      const meta = await rows(
+        'SELECT c.relkind::text, a.atttypid::text FROM pg_catalog.pg_class c ' +
+          'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+          'JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ' +
+          `WHERE n.nspname = ${lit(ref.schema)} AND c.relname = ${lit(ref.table)} AND a.attname = ${lit(ref.column)}`,
+      );
+      const row = meta[0];
+      if (!row) continue;
+      if (!READABLE_KINDS.has(row[0] ?? '')) return false;
+      if (NO_TEXT.has(Number(row[1]))) return false;
+      const from = `${ident(ref.schema)}.${ident(ref.table)}`;
+      const col = ident(ref.column);
+      const [size] = await rows(
+        `SELECT count(*) > ${MAX_VALUES} OR coalesce(sum(octet_length(v)), 0) > ${MAX_BYTES} ` +
+          `FROM (SELECT ${col}::text AS v FROM ${from} WHERE ${col} IS NOT NULL LIMIT ${MAX_VALUES + 1}) x`,
+      );
+      if (size?.[0] !== 'f') return true;
+      const values = await rows(`SELECT ${col}::text FROM ${from} WHERE ${col} IS NOT NULL`);
+      const spans = new SpanList();
+      for (const [v] of values) {
+        if (v === null || v === undefined) continue;
+        const buf = Buffer.from(v, 'utf8');
+        spans.clear();
+        scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
+        if (spans.length > 0) return true;
+      }
+      return false;
+    }
+    // Not a column the catalog knows: it cannot be vouched for.
+    return true;
+  };
+  return {
+    holdsSecrets(source) {
+      const key = `${target}\0${plan.detectors}\0${source}`;
+      const hit = shared.get(key);
+      if (hit && now() - hit.at < CACHE_MS) return hit.answer;
+      const answer = scan(source).catch(() => true);
+      shared.set(key, { at: now(), answer });
+      if (shared.size > 10_000) shared.delete(shared.keys().next().value as string);
+      return answer;
+    },
+  };
+}

@@ -67,7 +67,9 @@ describe('masking through the broker', () => {
     assert.match(stdout, /^1\|Ada\|/, 'unmasked columns pass');
     assert.match(stdout, /\*\*\*\*@example\.org/, 'email column, partial style keeps the domain');
     assert.match(stdout, /\*\*\*\*1111/, 'card number found by the detector, partial');
-    assert.match(stdout, /ünïcødé ✓ write to \*\*\*\*@example\.net/);
+    // bio holds a detector hit (an email), so a value computed from it (left(bio, 60)) is
+    // masked whole: once transformed, the detectors could no longer recognise it.
+    assert.match(stdout, /\|\*{8}$/m);
   });
 
   test('node-postgres in binary mode: text-like columns masked, JSON still parses', async () => {

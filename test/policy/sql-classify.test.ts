@@ -250,8 +250,8 @@ const TABLE: Row[] = [
   { sql: "notify jobs, 'x'", kind: 'notify' },
   { sql: 'unlisten *', kind: 'unlisten' },
   // PREPARE carries what it prepares, so allowing `prepare` cannot launder a delete.
-  { sql: 'prepare p as delete from t where id = $1', kind: 'prepare', kinds: ['prepare', 'delete'], writes: ['public.t'] },
-  { sql: 'prepare q (int) as select * from t where id = $1', kind: 'prepare', kinds: ['prepare', 'select'], reads: ['public.t'] },
+  { sql: 'prepare p as delete from t where id = $1', kind: 'prepare', kinds: ['delete'], writes: ['public.t'] },
+  { sql: 'prepare q (int) as select * from t where id = $1', kind: 'prepare', kinds: ['select'], reads: ['public.t'] },
   { sql: 'execute p(1)', kind: 'execute' },
   { sql: 'deallocate all', kind: 'deallocate' },
   { sql: 'lock table t in access exclusive mode', kind: 'lock', reads: ['public.t'] },

@@ -95,18 +95,43 @@ test('portals end with the transaction and with the unnamed statement after a si
   assert.equal(t.statement(''), 'unknown', 'a simple Query destroys the unnamed statement');
 });
 
-test('a simple Query that may PREPARE or DECLARE forgets the names it could have changed', () => {
+test('SQL PREPARE, DEALLOCATE, DECLARE and CLOSE change the names, as far as the Query ran', () => {
   const { t } = tracker();
   t.parse('s', 'select 1', 0);
   t.sync();
   t.parseComplete();
   t.ready('I');
-  t.query('deallocate all; prepare s as delete from t', undefined, { statements: true, portals: false });
+  t.query('deallocate all; prepare q as select 2', undefined, [
+    { op: { op: 'deallocate', name: undefined }, text: 'deallocate all' },
+    { op: { op: 'prepare', name: 'q' }, text: 'prepare q as select 2' },
+  ]);
   assert.equal(t.statement('s'), 'wait');
   t.commandComplete('DEALLOCATE ALL', null);
   t.commandComplete('PREPARE', null);
   t.ready('I');
   assert.equal(t.statement('s'), 'unknown');
+  assert.equal(known(t.statement('q')).sql, 'prepare q as select 2');
+  // A Query that fails after its first statement: only the first one's change holds.
+  t.query('prepare r as select 3; select 1/0; prepare z as select 4', undefined, [
+    { op: { op: 'prepare', name: 'r' }, text: 'prepare r as select 3' },
+    undefined,
+    { op: { op: 'prepare', name: 'z' }, text: 'prepare z as select 4' },
+  ]);
+  t.commandComplete('PREPARE', null);
+  t.error('22012');
+  t.ready('I');
+  assert.equal(known(t.statement('r')).sql, 'prepare r as select 3');
+  assert.equal(t.statement('z'), 'unknown');
+  t.query('begin; declare c cursor for select 1', undefined, [undefined, { op: { op: 'declare', name: 'c' }, text: 'declare c cursor for select 1' }]);
+  t.commandComplete('BEGIN', null);
+  t.commandComplete('DECLARE CURSOR', null);
+  t.ready('T');
+  const c = t.portal('c');
+  assert.equal(typeof c === 'object' ? c.statement.sql : c, 'declare c cursor for select 1');
+  t.query('commit', undefined);
+  t.commandComplete('COMMIT', null);
+  t.ready('I');
+  assert.equal(t.portal('c'), 'unknown', 'a cursor ends with its transaction');
 });
 
 test('the proxy own refusal: swallowed ParseComplete/BindComplete, and the unnamed statement is gone', () => {

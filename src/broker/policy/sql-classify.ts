@@ -84,7 +84,23 @@ export interface ClassifiedStatement {
   hazard?: string;
   /** Present (true) when the statement could undo a read-only session; see decideSqlReadOnly. */
   readWrite?: true;
+  /** What the statement does to the session's prepared statements and cursors (see NamespaceOp). */
+  names?: NamespaceOp;
 }
+
+/**
+ * A statement's effect on the names the protocol shares with SQL: PREPARE/EXECUTE/
+ * DEALLOCATE name prepared statements that Bind can use and vice versa; DECLARE/CLOSE name
+ * portals that Execute can run. `name` undefined means ALL.
+ */
+export type NamespaceOp =
+  | { op: 'prepare'; name: string }
+  | { op: 'execute'; name: string }
+  | { op: 'deallocate'; name: string | undefined }
+  | { op: 'declare'; name: string }
+  | { op: 'close'; name: string | undefined }
+  /** DISCARD ALL: every prepared statement and cursor. */
+  | { op: 'discard' };
 
 export type SqlClassification =
   /** `fingerprint`: SHA-256 over the parse tree without positions (see fingerprintOf). */
@@ -447,7 +463,33 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
   if (detail) out.detail = detail;
   if (acc.hazard) out.hazard = acc.hazard;
   if (acc.readWrite) out.readWrite = true;
+  const names = namespaceOp(type, body);
+  if (names) out.names = names;
+  // PREPARE p AS X does what X does when executed, and nothing else: its kinds are X's.
+  if (type === 'PrepareStmt' && out.kinds.length > 1) out.kinds = out.kinds.filter((k) => k !== 'prepare');
   return out;
+}
+
+function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
+  const name = str(body['name']);
+  switch (type) {
+    case 'PrepareStmt':
+      return name === undefined ? undefined : { op: 'prepare', name };
+    case 'ExecuteStmt':
+      return name === undefined ? undefined : { op: 'execute', name };
+    case 'DeallocateStmt':
+      return { op: 'deallocate', name: body['isall'] === true ? undefined : name };
+    case 'DeclareCursorStmt': {
+      const portal = str(body['portalname']);
+      return portal === undefined ? undefined : { op: 'declare', name: portal };
+    }
+    case 'ClosePortalStmt':
+      return { op: 'close', name: str(body['portalname']) };
+    case 'DiscardStmt':
+      return body['target'] === 'DISCARD_ALL' ? { op: 'discard' } : undefined;
+    default:
+      return undefined;
+  }
 }
 
 function orderFlags(flags: Iterable<SqlFlag>): SqlFlag[] {

@@ -13,9 +13,9 @@ import type { BrokerConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
 import type { GateVerdict, StatementGate } from '../postgres/proxy-gate.js';
 import type { FunctionCatalog } from '../postgres/function-catalog.js';
-import type { NamespaceEffects } from '../postgres/pipeline.js';
+import type { NamespaceChange } from '../postgres/pipeline.js';
 import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
-import { classifyFunctionCall, classifySql, type SqlClassification } from './sql-classify.js';
+import { classifyFunctionCall, classifySql, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
 import { decideSql, decideSqlReadOnly } from './sql-rules.js';
 import { sqlShape } from './sql-shape.js';
 import { Lru } from './lru.js';
@@ -136,21 +136,18 @@ export function summarize(c: SqlClassification): Record<string, unknown> {
 }
 
 /** What a statement does beyond its result: to prepared statements and cursors, and to the schema. */
-function sideEffects(c: SqlClassification): { namespace?: NamespaceEffects; ddl?: boolean } {
+function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?: boolean } {
   if (!c.ok) return {};
-  let statements = false;
-  let portals = false;
   let ddl = false;
-  for (const s of c.statements) {
-    for (const k of s.kinds) {
-      if (k === 'prepare' || k === 'deallocate') statements = true;
-      if (k === 'discard') statements = portals = true;
-      if (k === 'create' || k === 'alter' || k === 'drop' || k === 'comment' || k === 'grant' || k === 'revoke') ddl = true;
-    }
-    if (s.detail === 'DECLARE CURSOR' || s.detail === 'CLOSE') portals = true;
-  }
-  const out: { namespace?: NamespaceEffects; ddl?: boolean } = {};
-  if (statements || portals) out.namespace = { statements, portals };
+  let named = false;
+  const changes = c.statements.map((s): NamespaceChange => {
+    for (const k of s.kinds) if (k === 'create' || k === 'alter' || k === 'drop' || k === 'comment' || k === 'grant' || k === 'revoke') ddl = true;
+    if (!s.names) return undefined;
+    named = true;
+    return { op: s.names, text: s.text };
+  });
+  const out: { changes?: NamespaceChange[]; ddl?: boolean } = {};
+  if (named) out.changes = changes;
   if (ddl) out.ddl = true;
   return out;
 }
@@ -207,11 +204,40 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     return reason === undefined ? v : { ...v, effect: 'deny', rule: null, reason };
   };
 
+  /**
+   * The classification with each EXECUTE replaced by the statement it runs, so it is judged
+   * by what it does; a string when that cannot be known (the reason to deny).
+   */
+  const withExecuted = (c: SqlClassification, prepared: ReadonlyMap<string, string | undefined> | undefined): SqlClassification | string => {
+    if (!c.ok || !c.statements.some((s) => s.names?.op === 'execute')) return c;
+    const statements: ClassifiedStatement[] = [];
+    for (const s of c.statements) {
+      if (s.names?.op !== 'execute') {
+        statements.push(s);
+        continue;
+      }
+      const text = prepared?.get(s.names.name);
+      if (text === undefined) return `EXECUTE names prepared statement "${s.names.name}", which does not exist (as far as the server has confirmed)`;
+      const target = judge.classify(text);
+      if (!target.ok) return `cannot parse prepared statement "${s.names.name}": ${target.error}`;
+      if (target.statements.some((t) => t.names?.op === 'execute')) return `prepared statement "${s.names.name}" itself runs EXECUTE`;
+      statements.push(...target.statements);
+    }
+    return { ok: true, statements, fingerprint: c.fingerprint };
+  };
+
   return {
-    prepare(sql) {
+    executes(sql) {
+      const c = judge.classify(sql);
+      if (!c.ok) return [];
+      return c.statements.flatMap((s) => (s.names?.op === 'execute' ? [s.names.name] : []));
+    },
+    prepare(sql, prepared) {
       if (!catalog) return undefined;
       expire();
-      const { functions, operators } = judge.functionsOf(judge.classify(sql));
+      const resolved = withExecuted(judge.classify(sql), prepared);
+      if (typeof resolved === 'string') return undefined;
+      const { functions, operators } = judge.functionsOf(resolved);
       const names = functions.filter((f) => !byName.has(f));
       const ops = operators.filter((o) => !byOperator.has(o));
       if (names.length === 0 && ops.length === 0) return undefined;
@@ -227,10 +253,18 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         },
       );
     },
-    judge(sql) {
+    judge(sql, prepared) {
       const c = judge.classify(sql);
-      const v = judge.judge(sql, catalog ? effectsOf(c) : undefined);
-      return readOnlyRefusal(c, v);
+      const resolved = withExecuted(c, prepared);
+      if (resolved === c) return readOnlyRefusal(c, judge.judge(sql, catalog ? effectsOf(c) : undefined));
+      const side = sideEffects(c);
+      if (typeof resolved === 'string') {
+        return { effect: 'deny', policy: null, rule: null, reason: resolved, fingerprint: c.fingerprint, classification: summarize(c), ...side };
+      }
+      // EXECUTE runs what was prepared: decided on that (not cached: the name may change).
+      const d = decideSql(identity, targetName, config.policies, resolved, catalog ? effectsOf(resolved) : undefined);
+      const { statement: _statement, ...decision } = d;
+      return readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side });
     },
     prepareFunctionCall(oid) {
       if (!catalog) return undefined;

@@ -24,6 +24,7 @@
  * Allocation is per message, never per row.
  */
 import { BackendType, FrontendType, type TransactionStatus } from './protocol.js';
+import type { NamespaceOp } from '../policy/sql-classify.js';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from './decode-frontend.js';
 import { decodeCommandComplete, decodeErrorResponse, decodeReadyForQuery } from './decode-backend.js';
 
@@ -77,16 +78,23 @@ export interface Portal {
   readonly resultFormats: readonly number[];
 }
 
-/** What a simple Query's statements do to the names the tracker follows. */
-export interface NamespaceEffects {
-  /** PREPARE / DEALLOCATE / DISCARD: prepared statements may have changed. */
-  statements: boolean;
-  /** DECLARE / CLOSE / DISCARD: portals (cursors) may have changed. */
-  portals: boolean;
-}
+/**
+ * What one statement of a simple Query does to the names the tracker follows (PREPARE,
+ * DEALLOCATE, DECLARE, CLOSE, DISCARD ALL), with the statement's text: a statement made
+ * by PREPARE is recorded with the PREPARE text, which the gate judges as what it runs.
+ */
+export type NamespaceChange = { op: NamespaceOp; text: string } | undefined;
 
 export type Outstanding =
-  | { kind: 'query'; rec: StatementRecord; batch: number; effects: NamespaceEffects | undefined; /** CommandCompletes so far: the index of the running statement. */ completed: number }
+  | {
+      kind: 'query';
+      rec: StatementRecord;
+      batch: number;
+      /** Per statement of the text, in order. */
+      changes: readonly NamespaceChange[] | undefined;
+      /** CommandCompletes so far: the index of the running statement. */
+      completed: number;
+    }
   | { kind: 'function'; rec: StatementRecord; batch: number; /** The function ships with PostgreSQL (its result is not opaque to masking). */ builtin: boolean }
   | { kind: 'parse'; statement: PreparedStatement; batch: number }
   | { kind: 'bind'; portal: Portal; batch: number }
@@ -178,8 +186,8 @@ export class PipelineTracker {
 
   // ───────────────────────────── client → server ─────────────────────────────
 
-  query(sql: string, note: StatementNote | undefined, effects?: NamespaceEffects): void {
-    this.#queue.push({ kind: 'query', rec: record('simple', sql, 0, undefined, note), batch: this.#batch, effects, completed: 0 });
+  query(sql: string, note: StatementNote | undefined, changes?: readonly NamespaceChange[]): void {
+    this.#queue.push({ kind: 'query', rec: record('simple', sql, 0, undefined, note), batch: this.#batch, changes, completed: 0 });
     this.#batch++;
   }
 
@@ -398,8 +406,10 @@ export class PipelineTracker {
       if (item.kind === 'query') {
         this.#statements.delete('');
         this.#portals.delete('');
-        if (item.effects?.statements) this.#statements.clear();
-        if (item.effects?.portals) this.#portals.clear();
+        // The statements before an error ran (one CommandComplete each); the rest did not.
+        const changes = item.changes ?? [];
+        const ran = item.rec.status === 'error' ? Math.min(item.completed, changes.length) : changes.length;
+        for (let i = 0; i < ran; i++) this.#apply(changes[i]);
         this.#finish(item.rec);
         break;
       }
@@ -421,6 +431,34 @@ export class PipelineTracker {
         item.rec.sqlstate = item.rec.sqlstate ?? sqlstate;
         this.#finish(item.rec);
       }
+    }
+  }
+
+  #apply(change: NamespaceChange): void {
+    if (!change) return;
+    const { op, text } = change;
+    switch (op.op) {
+      case 'prepare':
+        this.#statements.set(op.name, { name: op.name, sql: text, paramTypes: 0 });
+        return;
+      case 'deallocate':
+        if (op.name === undefined) this.#statements.clear();
+        else this.#statements.delete(op.name);
+        return;
+      case 'declare':
+        // A cursor is a portal; Execute of it runs the DECLARE's query, judged as the DECLARE.
+        this.#portals.set(op.name, { name: op.name, statement: { name: '', sql: text, paramTypes: 0 }, params: 0, resultFormats: [] });
+        return;
+      case 'close':
+        if (op.name === undefined) this.#portals.clear();
+        else this.#portals.delete(op.name);
+        return;
+      case 'discard':
+        this.#statements.clear();
+        this.#portals.clear();
+        return;
+      case 'execute':
+        return;
     }
   }
 

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { PolicyDecision } from '../policy/decision.js';
-import type { NamespaceEffects } from './pipeline.js';
+import type { NamespaceChange } from './pipeline.js';
 
 /** The policy decision about one statement, with what approvals and the audit log need. */
 export interface GateVerdict extends PolicyDecision {
@@ -19,8 +19,8 @@ export interface GateVerdict extends PolicyDecision {
   fingerprint: string;
   /** What reviewers and the audit log see about the statement (kinds, relations, flags). */
   classification: Record<string, unknown>;
-  /** What the statement does to prepared statements and cursors (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD). */
-  namespace?: NamespaceEffects;
+  /** Per statement: what it does to prepared statements and cursors (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD ALL). */
+  changes?: NamespaceChange[];
   /** The statement changes the schema: what was resolved in the catalog may be stale after it. */
   ddl?: boolean;
 }
@@ -32,8 +32,14 @@ export interface GateVerdict extends PolicyDecision {
  * and unknown means no), undefined when `judge…` can answer now.
  */
 export interface StatementGate {
-  prepare(sql: string): Promise<void> | undefined;
-  judge(sql: string): GateVerdict;
+  /**
+   * The prepared statements the text EXECUTEs, by name. The caller resolves each to the
+   * text it runs (as the pipeline tracker has it) and passes them to prepare and judge; a
+   * name it cannot resolve is passed as undefined, and the statement is denied.
+   */
+  executes(sql: string): string[];
+  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>): Promise<void> | undefined;
+  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>): GateVerdict;
   prepareFunctionCall(oid: number): Promise<void> | undefined;
   /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
   judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string; builtin: boolean };

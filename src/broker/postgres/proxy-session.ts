@@ -371,13 +371,15 @@ export class PgProxySession {
       return;
     }
     const sql = decodeQuery(m.body);
-    const lookup = this.#o.gate.prepare(sql);
+    const prepared = this.#executed(sql);
+    if (prepared === 'wait') return this.#waitForServer(m.frame);
+    const lookup = this.#o.gate.prepare(sql, prepared);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = this.#o.gate.judge(sql);
+    const verdict = this.#o.gate.judge(sql, prepared);
     if (verdict.ddl) this.#schemaChanged();
     if (verdict.effect === 'allow') {
       this.#counts.allowed++;
-      t.query(sql, noteOf(verdict), verdict.namespace);
+      t.query(sql, noteOf(verdict), verdict.changes);
       this.#send(m.frame);
       return;
     }
@@ -385,7 +387,7 @@ export class PgProxySession {
       const granted = this.#o.approvals?.consumeGrant(this.#o.actor.sub, this.#o.target.name, verdict.fingerprint);
       if (granted) {
         this.#counts.allowed++;
-        t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id }, verdict.namespace);
+        t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id }, verdict.changes);
         this.#send(m.frame);
         return;
       }
@@ -405,9 +407,11 @@ export class PgProxySession {
     if (portal === 'wait') return this.#waitForServer(m.frame);
     if (portal === 'unknown') return this.#refuseUnknown('Execute', 'portal', name, 0);
     const sql = portal.statement.sql;
-    const lookup = this.#o.gate.prepare(sql);
+    const prepared = this.#executed(sql);
+    if (prepared === 'wait') return this.#waitForServer(m.frame);
+    const lookup = this.#o.gate.prepare(sql, prepared);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = this.#o.gate.judge(sql);
+    const verdict = this.#o.gate.judge(sql, prepared);
     if (verdict.ddl) this.#schemaChanged();
     if (verdict.effect === 'allow') {
       this.#counts.allowed++;
@@ -434,6 +438,22 @@ export class PgProxySession {
       note: noteOf(verdict),
       raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)),
     };
+  }
+
+  /**
+   * The prepared statements `sql` EXECUTEs, with the text each runs (undefined when the
+   * name does not exist); `wait` when an unconfirmed earlier batch may change one.
+   */
+  #executed(sql: string): ReadonlyMap<string, string | undefined> | undefined | 'wait' {
+    const names = this.#o.gate.executes(sql);
+    if (names.length === 0) return undefined;
+    const out = new Map<string, string | undefined>();
+    for (const name of names) {
+      const st = this.#tracker.statement(name);
+      if (st === 'wait') return 'wait';
+      out.set(name, st === 'unknown' ? undefined : st.sql);
+    }
+    return out;
   }
 
   /** A FunctionCall is judged like the statement `SELECT f(…)`, with the function resolved by OID. */
@@ -568,7 +588,7 @@ export class PgProxySession {
     const base = { ...noteOf(hold.verdict), approval: o.request.id };
     if (o.status === 'approved') {
       this.#counts.allowed++;
-      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.namespace);
+      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.changes);
       else t.execute(hold.portal as Portal, { ...base, effect: 'allow' });
       this.#send(hold.frame);
     } else if (o.status === 'denied') {

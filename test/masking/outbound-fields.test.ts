@@ -31,6 +31,8 @@ function plan(config: Partial<MaskingConfig>): MaskingPlan {
 }
 
 const DETECT_ALL = plan({ columns: ['*.email'], detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'full' });
+/** Detectors without column rules: what a RAISE writes is scanned field by field, not withheld. */
+const DETECT_ONLY = plan({ detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'full' });
 
 function masker(p: MaskingPlan = DETECT_ALL): ResultMasker {
   return new ResultMasker(p, KEY, fixedCatalog());
@@ -67,7 +69,7 @@ function statusOf(frame: Buffer): [string, string] {
 // ───────────────────────────── errors and notices ─────────────────────────────
 
 test('RAISE … USING COLUMN = email: the column field is masked', () => {
-  const m = masker();
+  const m = masker(DETECT_ONLY);
   const f = noticeFields(m.errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', column: EMAIL })));
   assert.equal(f.get('c'), '********');
   assert.equal(f.get('M'), 'x');
@@ -76,17 +78,17 @@ test('RAISE … USING COLUMN = email: the column field is masked', () => {
 });
 
 test('CONSTRAINT carrying a card number is masked', () => {
-  const f = noticeFields(masker().errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', constraint: `chk ${CARD}` })));
+  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', constraint: `chk ${CARD}` })));
   assert.equal(f.get('n'), 'chk ********');
 });
 
 test('DATATYPE carrying an AWS key is masked', () => {
-  const f = noticeFields(masker().errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', dataType: AWS })));
+  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', dataType: AWS })));
   assert.equal(f.get('d'), '********');
 });
 
 test('TABLE carrying a JWT and SCHEMA carrying an email are masked', () => {
-  const f = noticeFields(masker().errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', table: JWT, schema: EMAIL })));
+  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', table: JWT, schema: EMAIL })));
   assert.equal(f.get('t'), '********');
   assert.equal(f.get('s'), '********');
 });
@@ -138,7 +140,7 @@ test('a bogus SQLSTATE becomes XX000; valid ones pass', () => {
   }
   for (const good of ['P0001', '23505', 'XX000', '0A000']) {
     const frame = rawNotice(BackendType.errorResponse, [['S', 'ERROR'], ['C', good], ['M', 'm']]);
-    assert.equal(masker().errorOrNotice(frame), frame, `SQLSTATE ${good} passes, same Buffer`);
+    assert.equal(masker(DETECT_ONLY).errorOrNotice(frame), frame, `SQLSTATE ${good} passes, same Buffer`);
   }
 });
 
@@ -156,7 +158,7 @@ test('a field that is not valid UTF-8 is replaced when detectors are on', () => 
 
 test('name fields: a (cols)=(values) text under column rules is masked; real constraint names are not', () => {
   const p = plan({ columns: ['users.ssn'], style: 'partial' });
-  const forged = be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', schema: 'public', table: 'users', constraint: 'Key (ssn)=(123456789) already exists.' });
+  const forged = be.errorResponse({ severity: 'ERROR', code: '23514', message: 'x', schema: 'public', table: 'users', constraint: 'Key (ssn)=(123456789) already exists.' });
   assert.equal(noticeFields(masker(p).errorOrNotice(forged)).get('n'), 'Key (ssn)=(****6789) already exists.');
   const real = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'dup', detail: 'Key (id)=(1) already exists.', schema: 'public', table: 'users', constraint: 'users_pkey' });
   assert.equal(masker(p).errorOrNotice(real), real);
@@ -173,7 +175,7 @@ test('an error with nothing to mask is the same Buffer; maskNoticeFrame works st
 });
 
 test('backend() routes ErrorResponse through every-field masking', () => {
-  const m = masker();
+  const m = masker(DETECT_ONLY);
   const frame = be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', column: EMAIL });
   const out = m.backend({ type: frame[0]!, frame, body: frame.subarray(5) });
   assert.ok(Buffer.isBuffer(out));
@@ -320,4 +322,18 @@ test('COPY text of a bytea column: decoded through the COPY escaping and written
   assert.equal(copyPayload([m.copyData(copyData(`1\t${hex}\n`))]), '1\t\\\\x2a2a2a2a2a2a2a2a\n');
   const clean = copyData(`2\t${encodeByteaHex(Buffer.from('ok')).replace('\\', '\\\\')}\n`);
   assert.equal(m.copyData(clean), clean);
+});
+
+test('with column rules, what a RAISE wrote is withheld and values quoted by data errors are masked', () => {
+  const raise = be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'moc.elpmaxe@ecila', detail: 'd', hint: 'h', column: 'c', where: 'PL/pgSQL function f(text) line 1 at RAISE' });
+  const f = noticeFields(masker().errorOrNotice(raise));
+  for (const code of ['M', 'D', 'H', 'c']) assert.equal(f.get(code), 'agentgate: withheld (text from a function may carry masked data)', code);
+  assert.equal(f.get('W'), 'PL/pgSQL function f(text) line 1 at RAISE');
+  const notice = be.noticeResponse({ severity: 'NOTICE', code: '00000', message: 'n moc.elpmaxe', where: 'PL/pgSQL function f(text) line 1 at RAISE' });
+  assert.equal(noticeFields(masker().errorOrNotice(notice)).get('M'), 'agentgate: withheld (text from a function may carry masked data)');
+  const cast = be.errorResponse({ severity: 'ERROR', code: '22P02', message: 'invalid input syntax for type integer: "moc.elpmaxe@ecila"' });
+  assert.equal(noticeFields(masker().errorOrNotice(cast)).get('M'), 'invalid input syntax for type integer: "********"');
+  // Server errors that are not data exceptions keep their text (identifiers are quoted there).
+  const missing = be.errorResponse({ severity: 'ERROR', code: '42703', message: 'column "emial" does not exist' });
+  assert.equal(masker().errorOrNotice(missing), missing);
 });

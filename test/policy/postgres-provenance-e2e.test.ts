@@ -51,7 +51,10 @@ describe('masking by provenance through the broker', () => {
       `CREATE TABLE users (id int PRIMARY KEY, name text, email text);
        INSERT INTO users VALUES (1, 'Zed', '${EMAIL}'), (2, 'Amy', NULL);
        CREATE VIEW v_users AS SELECT id, email AS contact FROM users;
-       GRANT SELECT ON users, v_users TO app;`,
+       CREATE FUNCTION f_say(t text) RETURNS int STABLE LANGUAGE plpgsql AS $$
+         BEGIN RAISE NOTICE 'n %', t; RAISE EXCEPTION 'e %', t USING DETAIL = t, HINT = t; END $$;
+       GRANT SELECT ON users, v_users TO app;
+       GRANT EXECUTE ON FUNCTION f_say(text) TO app;`,
       { database: 'app' },
     );
   });
@@ -108,6 +111,18 @@ describe('masking by provenance through the broker', () => {
     const { stdout } = await run('psql', ['-X', '-At', '-c', 'SELECT (SELECT count(email) FROM users), length(email), email IS NULL, name FROM users WHERE id = 1'], { env: stack.env });
     assert.equal(stdout.trim(), `1|${EMAIL.length}|f|Zed`);
   });
+
+  for (const sql of ['SELECT reverse(email)::int FROM users WHERE id = 1', 'SELECT f_say(reverse(email)) FROM users WHERE id = 1']) {
+    test(`errors and notices echoing a computed value: ${sql}`, async () => {
+      const r = await run('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-c', sql], { env: stack.env }).then(
+        () => assert.fail('the statement was expected to fail'),
+        (err: { stdout: string; stderr: string; code: number }) => err,
+      );
+      assert.equal(r.code, 1);
+      assertNoLeak(r.stdout + r.stderr, sql);
+      assert.match(r.stderr, /ERROR/);
+    });
+  }
 
   test('nothing raw in the audit log', async () => {
     const events = JSON.stringify(await stack.events());

@@ -81,9 +81,23 @@ export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | 
     sqlstate = c && isValidSqlState(frame, c.start, c.end) ? frame.toString('latin1', c.start, c.end) : undefined;
   }
 
+  // With column rules, text that may carry a masked column's value in a form no rule or
+  // detector recognises is withheld: what user code put in a message (a RAISE or ASSERT in
+  // a function or DO block), and the values data errors quote (`invalid input syntax for type integer:
+  // "<a value computed from a masked column>"`).
+  const where = columns ? text(W) : undefined;
+  const userCode = columns && ((sqlstate?.startsWith('P0') ?? false) || (where !== undefined && USER_CODE.test(where)));
+  const echoes = columns && sqlstate !== undefined && VALUE_ECHO_CLASSES.has(sqlstate.slice(0, 2));
+
   const replaced: (Buffer | undefined)[] = [];
   let any = false;
   for (const f of fields) {
+    if (userCode && USER_TEXT_FIELDS.has(f.code) && f.end > f.start) {
+      addCount(byRule, WITHHELD_RULE);
+      replaced.push(WITHHELD_BYTES);
+      any = true;
+      continue;
+    }
     let out: Buffer | undefined;
     if (f.code === C && !isValidSqlState(frame, f.start, f.end)) {
       addCount(byRule, SQLSTATE_RULE);
@@ -92,6 +106,7 @@ export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | 
       let extra: TextRegion[] | undefined;
       if (columns && f.code === D) extra = detailRegions(frame, f.start, f.end, plan, schema, table, sqlstate);
       else if (columns && NAME_FIELDS.has(f.code)) extra = detailRegions(frame, f.start, f.end, plan, schema, table, undefined);
+      if (echoes && (f.code === M || f.code === D)) extra = [...(extra ?? []), ...quotedRegions(frame, f.start, f.end)];
       out = maskTextBytes(frame, f.start, f.end, plan, key, byRule, extra);
     }
     replaced.push(out);
@@ -110,3 +125,31 @@ export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | 
 }
 
 const ZERO = Buffer.from([0]);
+
+const M = 0x4d;
+const W = 0x57;
+/** Fields user code can fill with any text: message, detail, hint, and the object-name fields. */
+const USER_TEXT_FIELDS = new Set([M, D, 0x48, 0x73, 0x74, 0x63, 0x64, 0x6e]);
+/** A context line that shows the text was written by a RAISE (or ASSERT) in a function or DO block. */
+const USER_CODE = /\bat (?:RAISE|ASSERT)\b/;
+/** Data exceptions quote the offending value (`invalid input syntax for type integer: "…"`); integrity violations put theirs in the detail, read above. */
+const VALUE_ECHO_CLASSES = new Set(['22']);
+export const WITHHELD_RULE = 'withheld';
+const WITHHELD_BYTES = Buffer.from('agentgate: withheld (text from a function may carry masked data)', 'utf8');
+
+/** The insides of every "…" in buf[s, e), masked whole (a quoted value). */
+function quotedRegions(buf: Buffer, s: number, e: number): TextRegion[] {
+  const out: TextRegion[] = [];
+  let p = buf.indexOf(0x22, s);
+  while (p >= 0 && p < e) {
+    const close = buf.indexOf(0x22, p + 1);
+    if (close < 0 || close >= e) {
+      // An unterminated quote: mask to the end.
+      if (p + 1 < e) out.push({ start: p + 1, end: e, style: 'full', keep: 'none', rule: 'quoted_value' });
+      break;
+    }
+    if (close > p + 1) out.push({ start: p + 1, end: close, style: 'full', keep: 'none', rule: 'quoted_value' });
+    p = buf.indexOf(0x22, close + 1);
+  }
+  return out;
+}

@@ -152,6 +152,13 @@ function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?:
   return out;
 }
 
+/** Views inside views followed this deep; deeper counts as unanalysable. */
+const MAX_VIEW_DEPTH = 8;
+/** Stands for a call that cannot be known (a view definition that would not parse or load): never resolves, so denied. */
+const UNANALYSABLE_VIEW = 'agentgate.unanalysable_view()';
+/** A definition that makes the view unanalysable (it does not parse). */
+const UNANALYSABLE_DEFINITION = '(';
+
 /** How long a session trusts what it resolved before asking the catalog again. */
 const RESOLVED_TTL_MS = 30_000;
 
@@ -178,15 +185,95 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   let byName = new Map<string, FunctionInfo[]>();
   let byOperator = new Map<string, FunctionInfo[]>();
   let byOid = new Map<number, FunctionInfo | null>();
+  /** Relation (as classified) → the view definitions it may be ([] = not a view). */
+  let viewDefs = new Map<string, string[]>();
+  /** Relation → what its view definitions call, through nested views. */
+  let viewCalls = new Map<string, { functions: string[]; operators: string[] }>();
   let resolvedAt = performance.now();
   const dangerous = new Set(config.dangerousFunctions);
 
-  const expire = (): void => {
-    if (performance.now() - resolvedAt < RESOLVED_TTL_MS) return;
+  const forget = (): void => {
     byName = new Map();
     byOperator = new Map();
     byOid = new Map();
+    viewDefs = new Map();
+    viewCalls = new Map();
     resolvedAt = performance.now();
+  };
+  const expire = (): void => {
+    if (performance.now() - resolvedAt >= RESOLVED_TTL_MS) forget();
+  };
+
+  /** Reads of `c` and of the views they reach whose definitions are not known yet. */
+  const unknownViews = (c: SqlClassification): string[] => {
+    const out = new Set<string>();
+    const seen = new Set<string>();
+    const visit = (rel: string, depth: number): void => {
+      if (seen.has(rel) || depth > MAX_VIEW_DEPTH) return;
+      seen.add(rel);
+      const defs = viewDefs.get(rel);
+      if (!defs) {
+        out.add(rel);
+        return;
+      }
+      for (const def of defs) {
+        const d = judge.classify(def);
+        if (d.ok) for (const st of d.statements) for (const r of st.reads) visit(r, depth + 1);
+      }
+    };
+    if (c.ok) for (const st of c.statements) for (const r of st.reads) visit(r, 0);
+    return [...out];
+  };
+
+  /**
+   * What a relation's view definitions call, nested views included: a SELECT from a view
+   * runs the functions in its definition. A definition too deep or unparseable counts as
+   * calling an unknown function (denied).
+   */
+  const callsThrough = (rel: string, depth = 0): { functions: string[]; operators: string[] } => {
+    const hit = viewCalls.get(rel);
+    if (hit) return hit;
+    const functions = new Set<string>();
+    const operators = new Set<string>();
+    const defs = viewDefs.get(rel) ?? [];
+    for (const def of defs) {
+      const d = judge.classify(def);
+      if (!d.ok || depth > MAX_VIEW_DEPTH) {
+        functions.add(UNANALYSABLE_VIEW);
+        continue;
+      }
+      for (const st of d.statements) {
+        for (const f of st.functions) functions.add(f);
+        for (const o of st.operators) operators.add(o);
+        for (const r of st.reads) {
+          const inner = callsThrough(r, depth + 1);
+          for (const f of inner.functions) functions.add(f);
+          for (const o of inner.operators) operators.add(o);
+        }
+      }
+    }
+    const out = { functions: [...functions], operators: [...operators] };
+    viewCalls.set(rel, out);
+    return out;
+  };
+
+  /** `c` with each statement's calls extended by what the views it reads call. */
+  const withViews = (c: SqlClassification): SqlClassification => {
+    if (!c.ok || !catalog) return c;
+    let changed = false;
+    const statements = c.statements.map((st) => {
+      const functions = new Set(st.functions);
+      const operators = new Set(st.operators);
+      for (const r of st.reads) {
+        const calls = callsThrough(r);
+        for (const f of calls.functions) functions.add(f);
+        for (const o of calls.operators) operators.add(o);
+      }
+      if (functions.size === st.functions.length && operators.size === st.operators.length) return st;
+      changed = true;
+      return { ...st, functions: [...functions], operators: [...operators] };
+    });
+    return changed ? { ...c, statements } : c;
   };
 
   /** The effects of what `c` calls, from what has been resolved (everything has, after prepare). */
@@ -226,7 +313,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     return { ok: true, statements, fingerprint: c.fingerprint };
   };
 
-  return {
+  const gate: StatementGate = {
     executes(sql) {
       const c = judge.classify(sql);
       if (!c.ok) return [];
@@ -235,8 +322,25 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     prepare(sql, prepared) {
       if (!catalog) return undefined;
       expire();
-      const resolved = withExecuted(judge.classify(sql), prepared);
-      if (typeof resolved === 'string') return undefined;
+      const executed = withExecuted(judge.classify(sql), prepared);
+      if (typeof executed === 'string') return undefined;
+      const views = unknownViews(executed);
+      if (views.length > 0) {
+        // Learn which relations are views (and what those read, in turn), then resolve calls.
+        return (async () => {
+          for (let round = 0, rels = views; rels.length > 0 && round <= MAX_VIEW_DEPTH; round++, rels = unknownViews(executed)) {
+            try {
+              const defs = await catalog.viewDefinitions(rels);
+              for (const r of rels) viewDefs.set(r, defs.get(r) ?? []);
+            } catch {
+              for (const r of rels) viewDefs.set(r, [UNANALYSABLE_DEFINITION]);
+            }
+          }
+          viewCalls = new Map();
+          await gate.prepare(sql, prepared);
+        })();
+      }
+      const resolved = withViews(executed);
       const { functions, operators } = judge.functionsOf(resolved);
       const names = functions.filter((f) => !byName.has(f));
       const ops = operators.filter((o) => !byOperator.has(o));
@@ -255,13 +359,14 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     },
     judge(sql, prepared) {
       const c = judge.classify(sql);
-      const resolved = withExecuted(c, prepared);
+      const executed = withExecuted(c, prepared);
+      const resolved = typeof executed === 'string' ? executed : withViews(executed);
       if (resolved === c) return readOnlyRefusal(c, judge.judge(sql, catalog ? effectsOf(c) : undefined));
       const side = sideEffects(c);
       if (typeof resolved === 'string') {
         return { effect: 'deny', policy: null, rule: null, reason: resolved, fingerprint: c.fingerprint, classification: summarize(c), ...side };
       }
-      // EXECUTE runs what was prepared: decided on that (not cached: the name may change).
+      // EXECUTE runs what was prepared, a view runs its definition: decided on that (not cached).
       const d = decideSql(identity, targetName, config.policies, resolved, catalog ? effectsOf(resolved) : undefined);
       const { statement: _statement, ...decision } = d;
       return readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side });
@@ -288,10 +393,9 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       return { ...verdict, label, builtin };
     },
     invalidate() {
-      byName = new Map();
-      byOperator = new Map();
-      byOid = new Map();
+      forget();
       catalog?.invalidate();
     },
   };
+  return gate;
 }

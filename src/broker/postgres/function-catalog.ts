@@ -29,6 +29,13 @@ export interface FunctionCatalog {
   /** Every implementing function for each operator name (an empty list: no such operator). */
   byOperators(ops: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
   byOid(oid: number): Promise<FunctionInfo | undefined>;
+  /**
+   * The definitions of the views (and materialized views) a relation name as the classifier
+   * reports it (`schema.name`) may be: every schema's relation of that name, since an
+   * unqualified name was reported in `public` and the session's search_path is unknown.
+   * An empty list: not a view anywhere.
+   */
+  viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>>;
   invalidate(): void;
 }
 
@@ -101,6 +108,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
   let names = new Map<string, Cached<FunctionInfo[]>>();
   let ops = new Map<string, Cached<FunctionInfo[]>>();
   let oids = new Map<number, Cached<FunctionInfo | undefined>>();
+  let views = new Map<string, Cached<string[]>>();
 
   function fresh<K, T>(cache: Map<K, Cached<T>>, key: K): Cached<T> | undefined {
     const hit = cache.get(key);
@@ -154,10 +162,37 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
       oids.set(oid, { at: now(), value: info });
       return info;
     },
+    async viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>> {
+      const out = new Map<string, string[]>();
+      const missing: string[] = [];
+      for (const r of new Set(relations)) {
+        const hit = fresh(views, r);
+        if (hit) out.set(r, hit.value);
+        else missing.push(r);
+      }
+      for (let i = 0; i < missing.length; i += BATCH) {
+        const batch = missing.slice(i, i + BATCH);
+        const byName = new Map<string, string[]>();
+        for (const r of batch) byName.set(r.slice(r.indexOf('.') + 1), []);
+        const rows = await run(
+          'SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c ' +
+            `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${textArray([...byName.keys()])})`,
+        );
+        for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
+        const at = now();
+        for (const r of batch) {
+          const value = byName.get(r.slice(r.indexOf('.') + 1)) ?? [];
+          views.set(r, { at, value });
+          out.set(r, value);
+        }
+      }
+      return out;
+    },
     invalidate(): void {
       names = new Map();
       ops = new Map();
       oids = new Map();
+      views = new Map();
     },
   };
 }

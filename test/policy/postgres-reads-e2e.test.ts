@@ -1,0 +1,131 @@
+/**
+ * What a read is, on the real path, under the classic read-only policy: views are judged by
+ * what their definitions call, FunctionCall messages by the function their OID names,
+ * EXECUTE by the statement it runs; the upstream session is read-only; the audit log names
+ * function calls.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
+import { RawPg, errorCodes, errorMessages, type Msg } from '../postgres/raw-client.js';
+import * as fe from '../../src/broker/postgres/build-frontend.js';
+import { functionCall } from '../postgres/adversarial/harness.js';
+import { BackendType } from '../../src/broker/postgres/protocol.js';
+import { dataRowValues } from '../../src/broker/postgres/decode-backend.js';
+import { ValueCursor } from '../../src/broker/postgres/body-reader.js';
+
+function rows(msgs: Msg[]): (string | null)[][] {
+  const out: (string | null)[][] = [];
+  const cursor = new ValueCursor();
+  for (const m of msgs) {
+    if (m.type !== BackendType.dataRow) continue;
+    const v: (string | null)[] = [];
+    const cur = dataRowValues(m.body, cursor);
+    while (cur.next()) v.push(cur.text());
+    out.push(v);
+  }
+  return out;
+}
+
+describe('reads under a read-only policy, through the broker', () => {
+  let stack: PgStack;
+  let c: RawPg;
+
+  before(async () => {
+    stack = await startPgStack({
+      policies: [
+        {
+          name: 'ro',
+          subjects: { groups: ['ai-agents'] },
+          targets: [TARGET],
+          rules: [
+            { name: 'ro#1', sql: ['select', 'show', 'explain', 'transaction'], effect: 'allow', extra: {} },
+            { name: 'ro#2', effect: 'deny', extra: {} },
+          ],
+        },
+      ],
+    });
+    await stack.pg.psql(
+      `CREATE TABLE t (id int PRIMARY KEY, v text);
+       INSERT INTO t VALUES (1, 'one'), (2, 'two');
+       CREATE SEQUENCE s;
+       CREATE FUNCTION f_bump() RETURNS bigint VOLATILE LANGUAGE sql AS $$ SELECT nextval('s') $$;
+       CREATE VIEW v_bump AS SELECT id, f_bump() AS n FROM t;
+       CREATE VIEW v_plain AS SELECT id, lower(v) AS v FROM t;
+       CREATE VIEW v_nested AS SELECT * FROM v_bump;
+       GRANT ALL ON t, s, v_bump, v_plain, v_nested TO app;
+       GRANT EXECUTE ON FUNCTION f_bump() TO app;`,
+      { database: 'app' },
+    );
+    c = await RawPg.login(stack.port, stack.session.secret);
+  });
+  after(async () => {
+    c?.close();
+    await stack?.close();
+  });
+
+  async function simple(sql: string): Promise<Msg[]> {
+    c.send(fe.query(sql));
+    return c.untilReady();
+  }
+
+  async function sequenceValue(): Promise<string> {
+    return (await stack.pg.psql('SELECT last_value FROM s', { database: 'app' })).trim();
+  }
+
+  test('a view whose definition calls a volatile function is not a read (nested views too)', async () => {
+    const before = await sequenceValue();
+    for (const sql of ['SELECT * FROM v_bump', 'SELECT n FROM v_nested']) {
+      const msgs = await simple(sql);
+      assert.deepEqual(errorCodes(msgs), ['42501'], sql);
+      assert.match(errorMessages(msgs)[0] ?? '', /f_bump/, 'the reason names the function the view calls');
+    }
+    assert.equal(await sequenceValue(), before, 'the sequence did not move');
+    assert.deepEqual(rows(await simple('SELECT v FROM v_plain ORDER BY id')), [['one'], ['two']], 'a view of harmless calls reads');
+  });
+
+  test('the upstream session is read-only, and turning that off is refused', async () => {
+    assert.deepEqual(rows(await simple('SHOW default_transaction_read_only')), [['on']]);
+    for (const sql of ['SET default_transaction_read_only = off', 'BEGIN READ WRITE', "SELECT set_config('transaction_read_only', 'off', false)"]) {
+      const msgs = await simple(sql);
+      assert.deepEqual(errorCodes(msgs), ['42501'], sql);
+    }
+    await simple('ROLLBACK');
+  });
+
+  test('FunctionCall: resolved by OID, a harmless built-in (md5) runs, an effectful or unknown one is refused', async () => {
+    const oids = await stack.pg.psql("SELECT 'pg_catalog.md5(text)'::regprocedure::oid, 'pg_catalog.lo_creat(int)'::regprocedure::oid", { database: 'app' });
+    const [md5, loCreat] = oids.trim().split('|').map(Number);
+    c.send(functionCall(md5!, ['MiXeD']));
+    const ok = await c.untilReady();
+    assert.deepEqual(errorCodes(ok), []);
+    const v = ok.find((m) => m.type === BackendType.functionCallResponse);
+    assert.ok(v, 'a FunctionCallResponse');
+    assert.equal(v.body.subarray(4).toString(), createHash('md5').update('MiXeD').digest('hex'));
+    const before = await stack.pg.psql('SELECT count(*) FROM pg_largeobject_metadata', { database: 'app' });
+    for (const oid of [loCreat!, 2_000_000_000]) {
+      c.send(functionCall(oid, [Buffer.from([0, 0, 0, 0])], [1]));
+      const msgs = await c.untilReady();
+      assert.deepEqual(errorCodes(msgs), ['42501'], `oid ${oid}`);
+    }
+    const afterCount = await stack.pg.psql('SELECT count(*) FROM pg_largeobject_metadata', { database: 'app' });
+    assert.equal(afterCount, before, 'no large object was created');
+    const events = await stack.events();
+    const calls = events.filter((e) => e.type === 'query' && (e.detail as { protocol?: string }).protocol === 'function');
+    assert.ok(calls.some((e) => /pg_catalog\.md5\(1 args?\)/.test(String((e.detail as { sql?: string }).sql))), JSON.stringify(calls.map((e) => e.detail)));
+  });
+
+  test('EXECUTE is judged as the statement it runs, whoever prepared it', async () => {
+    // A protocol-level Parse of a DELETE (never executed through the protocol), then SQL EXECUTE of it.
+    c.send(fe.parse('d', 'DELETE FROM t'), fe.SYNC);
+    await c.untilReady();
+    assert.deepEqual(errorCodes(await simple('EXECUTE d')), ['42501']);
+    assert.deepEqual(errorCodes(await simple('EXECUTE nosuch')), ['42501']);
+    // PREPARE of a read is a read, and so is executing it.
+    assert.deepEqual(errorCodes(await simple('PREPARE r AS SELECT v FROM t WHERE id = $1')), []);
+    assert.deepEqual(rows(await simple('EXECUTE r(2)')), [['two']]);
+    const count = await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' });
+    assert.equal(count.trim(), '2');
+  });
+});

@@ -152,6 +152,8 @@ function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?:
   return out;
 }
 
+/** Texts a session keeps classified at hand. */
+const RECENT_TEXTS = 256;
 /** Views inside views followed this deep; deeper counts as unanalysable. */
 const MAX_VIEW_DEPTH = 8;
 /** Stands for a call that cannot be known (a view definition that would not parse or load): never resolves, so denied. */
@@ -189,7 +191,23 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   let viewDefs = new Map<string, string[]>();
   /** Relation → what its view definitions call, through nested views. */
   let viewCalls = new Map<string, { functions: string[]; operators: string[] }>();
+  /** Per classification (classifications are shared and immutable): with view calls, and its effects. */
+  let viewed = new WeakMap<SqlClassification, SqlClassification>();
+  let effectsMemo = new WeakMap<SqlClassification, FunctionEffects>();
+  /** Verdicts by the (memoized) effects of a classification: no text hashing on the hot path. */
+  let verdicts = new WeakMap<FunctionEffects, GateVerdict>();
   let resolvedAt = performance.now();
+  /** The session's recent texts → classification: a statement is asked about several times. */
+  const recent = new Map<string, SqlClassification>();
+  const classify = (sql: string): SqlClassification => {
+    let c = recent.get(sql);
+    if (!c) {
+      c = judge.classify(sql);
+      if (recent.size >= RECENT_TEXTS) recent.delete(recent.keys().next().value as string);
+      recent.set(sql, c);
+    }
+    return c;
+  };
   const dangerous = new Set(config.dangerousFunctions);
 
   const forget = (): void => {
@@ -198,6 +216,9 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     byOid = new Map();
     viewDefs = new Map();
     viewCalls = new Map();
+    viewed = new WeakMap();
+    effectsMemo = new WeakMap();
+    verdicts = new WeakMap();
     resolvedAt = performance.now();
   };
   const expire = (): void => {
@@ -260,6 +281,13 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   /** `c` with each statement's calls extended by what the views it reads call. */
   const withViews = (c: SqlClassification): SqlClassification => {
     if (!c.ok || !catalog) return c;
+    const hit = viewed.get(c);
+    if (hit) return hit;
+    const out = addViewCalls(c);
+    viewed.set(c, out);
+    return out;
+  };
+  const addViewCalls = (c: Extract<SqlClassification, { ok: true }>): SqlClassification => {
     let changed = false;
     const statements = c.statements.map((st) => {
       const functions = new Set(st.functions);
@@ -278,6 +306,14 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
 
   /** The effects of what `c` calls, from what has been resolved (everything has, after prepare). */
   const effectsOf = (c: SqlClassification): FunctionEffects => {
+    let e = effectsMemo.get(c);
+    if (!e) {
+      e = computeEffects(c);
+      effectsMemo.set(c, e);
+    }
+    return e;
+  };
+  const computeEffects = (c: SqlClassification): FunctionEffects => {
     const { functions, operators } = judge.functionsOf(c);
     const list: { name: string; infos: FunctionInfo[] }[] = [];
     for (const f of functions) list.push({ name: f, infos: byName.get(f) ?? [] });
@@ -305,7 +341,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       }
       const text = prepared?.get(s.names.name);
       if (text === undefined) return `EXECUTE names prepared statement "${s.names.name}", which does not exist (as far as the server has confirmed)`;
-      const target = judge.classify(text);
+      const target = classify(text);
       if (!target.ok) return `cannot parse prepared statement "${s.names.name}": ${target.error}`;
       if (target.statements.some((t) => t.names?.op === 'execute')) return `prepared statement "${s.names.name}" itself runs EXECUTE`;
       statements.push(...target.statements);
@@ -315,14 +351,14 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
 
   const gate: StatementGate = {
     executes(sql) {
-      const c = judge.classify(sql);
+      const c = classify(sql);
       if (!c.ok) return [];
       return c.statements.flatMap((s) => (s.names?.op === 'execute' ? [s.names.name] : []));
     },
     prepare(sql, prepared) {
       if (!catalog) return undefined;
       expire();
-      const executed = withExecuted(judge.classify(sql), prepared);
+      const executed = withExecuted(classify(sql), prepared);
       if (typeof executed === 'string') return undefined;
       const views = unknownViews(executed);
       if (views.length > 0) {
@@ -358,10 +394,20 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       );
     },
     judge(sql, prepared) {
-      const c = judge.classify(sql);
+      const c = classify(sql);
       const executed = withExecuted(c, prepared);
       const resolved = typeof executed === 'string' ? executed : withViews(executed);
-      if (resolved === c) return readOnlyRefusal(c, judge.judge(sql, catalog ? effectsOf(c) : undefined));
+      if (resolved === c) {
+        if (!catalog) return readOnlyRefusal(c, judge.judge(sql));
+        const effects = effectsOf(c);
+        let v = verdicts.get(effects);
+        if (v === undefined) {
+          v = readOnlyRefusal(c, judge.judge(sql, effects));
+          // A review verdict names the exact text's fingerprint (a grant covers that text only).
+          if (v.effect !== 'review') verdicts.set(effects, v);
+        }
+        return v;
+      }
       const side = sideEffects(c);
       if (typeof resolved === 'string') {
         return { effect: 'deny', policy: null, rule: null, reason: resolved, fingerprint: c.fingerprint, classification: summarize(c), ...side };

@@ -4,7 +4,7 @@
  * shape no detector recognises. So before a computed output of a column passes, the
  * column's stored values are read once on the catalog connection (as the target's user,
  * read-only) and scanned: a column with a hit is treated like a masked column, and the
- * computed output is masked whole (proxy-masking.ts).
+ * computed output is masked whole (mask-shape.ts, for the result masker of proxy-masking.ts).
  *
  * Bounded, and fail closed: a column with more than MAX_VALUES values or MAX_BYTES of
  * text is not read and counts as holding secrets; so does one that cannot be read. Only

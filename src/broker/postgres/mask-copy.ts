@@ -1,0 +1,277 @@
+/**
+ * The COPY masker of the result masker (proxy-masking.ts): COPY TO STDOUT rows in text,
+ * CSV and binary format. CopyOutResponse gives the format and the column count; the
+ * statement (COPY's options, and the table or query it copies) gives the dialect and,
+ * described through the catalog, the columns (mask-shape.ts, then mask-row-plan.ts). Rows may span CopyData
+ * messages: the incomplete tail is held until the rest arrives, and only whole rows are
+ * rewritten (through the row rewriter, mask-row-rewriter.ts).
+ */
+import type { CopyResponse } from './decode-backend.js';
+import { ProtocolError } from './errors.js';
+import { DetectorId } from '../masking/detectors.js';
+import type { MaskingPlan } from '../masking/rules.js';
+import { OutBuffer } from '../masking/out-buffer.js';
+import type { CopyOutStatement } from '../masking/sql-text.js';
+import { csvFieldEnd, csvRowEnd, equalsBytes, escapeText, textFieldEnd, unescapeText, unquoteCsv, writeCsv, type CsvDialect } from '../masking/copy-format.js';
+import { DETECT, FLAG_BYTEA, FLAG_SECRET, NONE, NULLIFY, RowPlan, type RowPlanBuilder } from './mask-row-plan.js';
+import type { CopyShapes, Shape } from './mask-shape.js';
+import type { FieldRewriter } from './mask-row-rewriter.js';
+import type { MaskRules, NoticeSink } from './mask-rules.js';
+
+const EMPTY = Buffer.alloc(0);
+const QUOTE = 0x22;
+const NO_FIELDS: Shape = { fields: [], formats: [] };
+
+interface CopyState {
+  format: 'text' | 'csv' | 'binary';
+  dialect: CsvDialect;
+  nullString: Buffer;
+  /** The next row is CSV/text HEADER: passed through. */
+  header: boolean;
+  plan: RowPlan;
+  /** Bytes of an incomplete row or tuple, held until the rest arrives. */
+  carry: Buffer | undefined;
+  binaryHeaderDone: boolean;
+}
+
+export class CopyMasker {
+  readonly #plan: MaskingPlan;
+  readonly #rules: MaskRules;
+  readonly #rw: FieldRewriter;
+  readonly #shapes: CopyShapes;
+  readonly #plans: RowPlanBuilder;
+  readonly #notices: NoticeSink;
+  readonly #scratch = new OutBuffer(4096);
+  readonly #scratch2 = new OutBuffer(4096);
+  #copy: CopyState | undefined;
+
+  constructor(plan: MaskingPlan, rules: MaskRules, rewriter: FieldRewriter, shapes: CopyShapes, plans: RowPlanBuilder, notices: NoticeSink) {
+    this.#plan = plan;
+    this.#rules = rules;
+    this.#rw = rewriter;
+    this.#shapes = shapes;
+    this.#plans = plans;
+    this.#notices = notices;
+  }
+
+  /** Forget any COPY in progress (the statement ended, or failed). */
+  reset(): void {
+    this.#copy = undefined;
+  }
+
+  /**
+   * CopyOutResponse (or CopyBothResponse) `r` of `stmt` (undefined when not known): learn
+   * the COPY's format and columns. Returns a promise when the columns must be looked up.
+   */
+  start(r: CopyResponse, stmt: CopyOutStatement | undefined): Promise<void> | undefined {
+    const format = r.format === 1 ? 'binary' : stmt?.format === 'csv' ? 'csv' : 'text';
+    const n = r.columnFormats.length;
+    const state: CopyState = {
+      format,
+      dialect: { delimiter: stmt?.delimiter ?? (format === 'csv' ? 0x2c : 0x09), quote: stmt?.quote ?? QUOTE, escape: stmt?.escape ?? QUOTE },
+      nullString: stmt?.nullString ?? Buffer.from(format === 'csv' ? '' : '\\N'),
+      header: format !== 'binary' && (stmt?.header ?? false),
+      plan: new RowPlan(n), // inactive until the columns are known
+      carry: undefined,
+      binaryHeaderDone: false,
+    };
+    this.#copy = state;
+    const needNames = this.#plan.columns.length > 0 || (this.#plan.detectors & ((1 << DetectorId.high_entropy) | (1 << DetectorId.aws_key))) !== 0;
+    const plans = this.#plans;
+    if (!needNames) {
+      state.plan = plans.buildPlan(NO_FIELDS, () => (format === 'binary' ? 1 : 0), n);
+      return undefined;
+    }
+    if (!stmt || !this.#shapes.canDescribe || (stmt.relation === undefined && stmt.query === undefined)) {
+      this.#noteUnknownCopy(state);
+      return undefined;
+    }
+    const query = stmt.query ?? `SELECT ${stmt.columns ? stmt.columns.join(', ') : '*'} FROM ${stmt.relation!}`;
+    return (async () => {
+      try {
+        const shape = await this.#shapes.describeCopy(query, stmt.relation !== undefined && stmt.columns === undefined, n);
+        state.plan = plans.buildPlan(shape, () => (format === 'binary' ? 1 : 0));
+      } catch {
+        this.#noteUnknownCopy(state);
+      }
+    })();
+  }
+
+  /** CopyData of a COPY TO STDOUT. May return an empty Buffer (forward nothing: a partial row is held). */
+  data(frame: Buffer): Buffer {
+    const st = this.#copy;
+    if (!st?.plan.active) return frame;
+    const rw = this.#rw;
+    let data = frame.subarray(5);
+    const held = st.carry !== undefined;
+    if (st.carry !== undefined) {
+      data = Buffer.concat([st.carry, data]);
+      st.carry = undefined;
+    }
+    rw.begin(data, true);
+    const consumed = st.format === 'binary' ? this.#copyBinary(st, data) : this.#copyRows(st, data, false);
+    if (consumed < data.length) st.carry = Buffer.from(data.subarray(consumed));
+    if (!rw.started) {
+      if (!held && consumed === data.length) return frame;
+      if (consumed === 0) return EMPTY;
+      rw.cut(consumed);
+    }
+    return rw.finish(consumed)!;
+  }
+
+  /** CopyDone: a final CopyData holding a held partial row, if any (forward it before CopyDone). */
+  done(): Buffer | undefined {
+    const st = this.#copy;
+    this.#copy = undefined;
+    if (!st?.carry) return undefined;
+    const rw = this.#rw;
+    const data = st.carry;
+    rw.begin(data, true);
+    if (st.format !== 'binary') this.#copyRows(st, data, true);
+    rw.cut(data.length);
+    return rw.finish(data.length);
+  }
+
+  #noteUnknownCopy(state: CopyState): void {
+    if (this.#plan.columns.length === 0) {
+      state.plan = this.#plans.buildPlan(NO_FIELDS, () => (state.format === 'binary' ? 1 : 0), state.plan.size);
+      return;
+    }
+    this.#notices.notice('copy-unknown', 'agentgate: the columns of this COPY could not be identified, so every field is masked; COPY a table, or SELECT, for per-column masking');
+    state.plan = this.#plans.unknownPlan(state.plan.size, state.format === 'binary' ? 1 : 0);
+  }
+
+  /** Text and CSV rows; returns how much of `data` holds complete rows (all of it when `final`). */
+  #copyRows(st: CopyState, data: Buffer, final: boolean): number {
+    const csv = st.format === 'csv';
+    const d = st.dialect;
+    let p = 0;
+    const n = data.length;
+    while (p < n) {
+      let nl = csv ? csvRowEnd(data, p, n, d) : data.indexOf(0x0a, p);
+      if (nl < 0) {
+        if (!final) break;
+        nl = n;
+      }
+      const next = Math.min(nl + 1, n);
+      if (st.header) {
+        st.header = false;
+        p = next;
+        continue;
+      }
+      let rowEnd = nl;
+      if (rowEnd > p && data[rowEnd - 1] === 0x0d) rowEnd--;
+      let fs = p;
+      for (let i = 0; ; i++) {
+        const fe = csv ? csvFieldEnd(data, fs, rowEnd, d) : textFieldEnd(data, fs, rowEnd, d.delimiter);
+        if (i < st.plan.size && st.plan.mode[i] !== NONE) this.#maskCopyField(st, i, data, fs, fe);
+        if (fe >= rowEnd) break;
+        fs = fe + 1;
+      }
+      p = next;
+    }
+    return final ? n : p;
+  }
+
+  #maskCopyField(st: CopyState, i: number, data: Buffer, fs: number, fe: number): void {
+    const rp = st.plan;
+    const rw = this.#rw;
+    const csv = st.format === 'csv';
+    // NULL: in text the marker as written; in CSV only unquoted.
+    if (equalsBytes(data, fs, fe, st.nullString)) return;
+    const mode = rp.mode[i]!;
+    const flags = rp.flags[i]!;
+    if ((flags & FLAG_BYTEA) !== 0 && mode !== NULLIFY) {
+      // The field is bytea text in the COPY's quoting: unquote, decode and mask, requote.
+      const value = this.#scratch;
+      value.begin();
+      if (csv) unquoteCsv(data, fs, fe, st.dialect, value);
+      else unescapeText(data, fs, fe, value);
+      const v = value.finish();
+      const m = rw.byteaMask(v, 0, v.length, flags, mode === DETECT ? -1 : rp.rule[i]!);
+      if (m === undefined) return;
+      rw.cut(fs);
+      if (csv) writeCsv(m, 0, m.length, st.dialect, st.nullString, rw.out);
+      else escapeText(m, 0, m.length, st.dialect.delimiter, rw.out);
+      rw.resume(fe);
+      return;
+    }
+    if (mode === DETECT) {
+      if (!rw.scan(data, fs, fe, (flags & FLAG_SECRET) !== 0)) return;
+      rw.cut(fs);
+      rw.writeSpans(data, fs, fe);
+      rw.resume(fe);
+      return;
+    }
+    const rule = rp.rule[i]!;
+    rw.count(rule);
+    rw.cut(fs);
+    const out = rw.out;
+    if (mode === NULLIFY) {
+      out.bytes(st.nullString, 0, st.nullString.length);
+    } else {
+      // Decode the value, mask it, and write the mask back in the COPY's own quoting.
+      const value = this.#scratch;
+      value.begin();
+      if (csv) unquoteCsv(data, fs, fe, st.dialect, value);
+      else unescapeText(data, fs, fe, value);
+      const v = value.finish();
+      const mask = this.#scratch2;
+      mask.begin();
+      rw.writeWhole(v, 0, v.length, this.#rules.styles[rule]!, flags, mask);
+      const m = mask.finish();
+      if (csv) writeCsv(m, 0, m.length, st.dialect, st.nullString, out);
+      else escapeText(m, 0, m.length, st.dialect.delimiter, out);
+    }
+    rw.resume(fe);
+  }
+
+  /** Binary COPY: header, then tuples (Int16 count, then Int32 length + bytes per field), then -1. */
+  #copyBinary(st: CopyState, data: Buffer): number {
+    const n = data.length;
+    let p = 0;
+    if (!st.binaryHeaderDone) {
+      if (n < 19) return 0;
+      const ext = data.readInt32BE(15);
+      if (ext < 0) throw new ProtocolError('malformed binary COPY header');
+      if (n < 19 + ext) return 0;
+      p = 19 + ext;
+      st.binaryHeaderDone = true;
+    }
+    const rp = st.plan;
+    const rw = this.#rw;
+    while (p + 2 <= n) {
+      const count = data.readInt16BE(p);
+      if (count === -1) {
+        p += 2;
+        continue;
+      }
+      // Only whole tuples are rewritten; a partial one waits for the next CopyData.
+      let q = p + 2;
+      let complete = true;
+      for (let i = 0; i < count; i++) {
+        if (q + 4 > n) {
+          complete = false;
+          break;
+        }
+        const len = data.readInt32BE(q);
+        q += 4 + (len > 0 ? len : 0);
+        if (q > n) {
+          complete = false;
+          break;
+        }
+      }
+      if (!complete) break;
+      q = p + 2;
+      for (let i = 0; i < count; i++) {
+        const len = data.readInt32BE(q);
+        const vs = q + 4;
+        const ve = len > 0 ? vs + len : vs;
+        if (len >= 0 && i < rp.size && rp.mode[i] !== NONE) rw.maskSized(rp, i, data, q, vs, ve);
+        q = ve;
+      }
+      p = q;
+    }
+    return p;
+  }
+}

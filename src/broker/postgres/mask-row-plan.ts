@@ -1,0 +1,156 @@
+/**
+ * The row plans of the result masker (proxy-masking.ts): what each value of a result gets
+ * (nothing, the rule's style over the whole value, NULL, or the detectors), from a Shape
+ * (mask-shape.ts) under the formats in effect. A RowPlan is typed arrays that the row
+ * rewriter (mask-row-rewriter.ts) and the COPY masker (mask-copy.ts) read per value.
+ */
+import { BYTEA_OID } from '../masking/bytea.js';
+import type { MaskingPlan } from '../masking/rules.js';
+import type { MaskRules, NoticeSink } from './mask-rules.js';
+import type { Shape } from './mask-shape.js';
+
+/** What a value of a result column gets. */
+export const NONE = 0;
+/** The rule's style over the whole value. */
+export const WHOLE = 1;
+/** SQL NULL (style null, or a masked binary value of a non-text type). */
+export const NULLIFY = 2;
+/** Detectors; mask the spans they find. */
+export const DETECT = 3;
+
+export const FLAG_JSON = 1;
+export const FLAG_BPCHAR = 2;
+export const FLAG_SECRET = 4;
+/** bytea: decoded before it is scanned or masked (bytea.ts). */
+export const FLAG_BYTEA = 8;
+/** With FLAG_BYTEA: binary format (the bytes), else text (hex or escape). */
+export const FLAG_BINARY = 16;
+
+/** Binary formats that are the text itself; 2 = jsonb, whose text follows a version byte. */
+const BINARY_TEXT = new Map<number, number>([
+  [25, 1], // text
+  [1043, 1], // varchar
+  [1042, 1], // bpchar
+  [19, 1], // name
+  [18, 1], // "char"
+  [114, 1], // json
+  [705, 1], // unknown
+  [3802, 2], // jsonb
+]);
+const JSON_TYPES = new Set([114, 3802]);
+const BPCHAR = 1042;
+/**
+ * Types whose text form cannot hold what a detector looks for (numbers other than int8
+ * and numeric, which can hold a card number; dates; booleans; network and geometric
+ * types). Everything else, user-defined types included, is scanned; bytea is decoded
+ * first (bytea.ts), in text and binary format.
+ */
+const NOT_STRINGISH = new Set([
+  16, 21, 23, 24, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1082, 1083, 1114, 1184,
+  1186, 1266, 1560, 1562, 2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 5069,
+]);
+
+/** Per-column work for one result (a RowDescription under the formats in effect). */
+export class RowPlan {
+  readonly mode: Uint8Array;
+  readonly rule: Int32Array;
+  readonly prefix: Uint8Array;
+  readonly flags: Uint8Array;
+  /** Index of the last column with work; -1 when none. */
+  last = -1;
+
+  constructor(readonly size: number) {
+    this.mode = new Uint8Array(size);
+    this.rule = new Int32Array(size).fill(-1);
+    this.prefix = new Uint8Array(size);
+    this.flags = new Uint8Array(size);
+  }
+
+  get active(): boolean {
+    return this.last >= 0;
+  }
+}
+
+/** Builds RowPlans; keeps the fail-closed plans by column count and format. */
+export class RowPlanBuilder {
+  readonly #plan: MaskingPlan;
+  readonly #rules: MaskRules;
+  readonly #notices: NoticeSink;
+  readonly #unknownPlans = new Map<number, RowPlan>();
+
+  constructor(plan: MaskingPlan, rules: MaskRules, notices: NoticeSink) {
+    this.#plan = plan;
+    this.#rules = rules;
+    this.#notices = notices;
+  }
+
+  /**
+   * Columns of unknown origin. With column rules: every value masked (fail closed).
+   * Otherwise detectors on values known to be text.
+   */
+  unknownPlan(n: number, format: ((i: number) => number) | number | undefined): RowPlan {
+    const key = typeof format === 'number' ? n * 4 + format : format === undefined ? n * 4 + 2 : -1;
+    const cached = key >= 0 ? this.#unknownPlans.get(key) : undefined;
+    if (cached) return cached;
+    const fmt = (i: number): number | undefined => (typeof format === 'number' ? format : format?.(i));
+    const plan = new RowPlan(n);
+    const strict = this.#plan.columns.length > 0;
+    if (strict) this.#notices.notice('unknown-shape', 'agentgate: the columns of a result could not be identified, so every value in it is masked');
+    const unresolved = this.#rules.unresolved;
+    for (let i = 0; i < n; i++) {
+      const f = fmt(i);
+      if (strict) {
+        const style = this.#rules.styles[unresolved]!;
+        plan.mode[i] = f === 0 && style !== 'null' ? WHOLE : NULLIFY;
+        plan.rule[i] = unresolved;
+      } else if (f !== 1 && this.#plan.detectors !== 0) {
+        // Format unknown too: read as text (most results are), so nothing slips through.
+        plan.mode[i] = DETECT;
+      } else continue;
+      plan.last = i;
+    }
+    if (key >= 0) this.#unknownPlans.set(key, plan);
+    return plan;
+  }
+
+  buildPlan(shape: Shape, formatFor: (i: number) => number, size = shape.fields.length): RowPlan {
+    const plan = new RowPlan(size);
+    const rules = this.#rules;
+    for (let i = 0; i < size; i++) {
+      const f = shape.fields[i];
+      const fmt = formatFor(i);
+      // Unknown type (a COPY whose columns were not looked up): text is scanned, binary is not.
+      const typeOid = f?.typeOid ?? 0;
+      const binaryText = BINARY_TEXT.get(typeOid) ?? 0;
+      // bytea is decoded, masked and written back as bytea in either format.
+      const bytea = typeOid === BYTEA_OID;
+      let mode = NONE;
+      if (f !== undefined && f.rule >= 0) {
+        const style = rules.styles[f.rule]!;
+        // A whole-value mask written into a number or a boolean would not parse: NULL.
+        if (fmt === 0 && NOT_STRINGISH.has(typeOid) && (f.rule === rules.derived || f.rule === rules.unresolved)) mode = NULLIFY;
+        else if (fmt === 0 || binaryText !== 0 || bytea) mode = style === 'null' ? NULLIFY : WHOLE;
+        else {
+          mode = NULLIFY;
+          this.#notices.notice(
+            `binary:${f.display}`,
+            `masked binary column ${f.display} returned as NULL (agentgate masks binary values of text-like types only; ask for text format to see the mask)`,
+          );
+        }
+        plan.rule[i] = f.rule;
+      } else if (this.#plan.detectors !== 0) {
+        if (fmt === 0 ? !NOT_STRINGISH.has(typeOid) : binaryText !== 0 || bytea) mode = DETECT;
+      }
+      if (mode === NONE) continue;
+      plan.mode[i] = mode;
+      plan.prefix[i] = fmt === 1 && binaryText === 2 ? 1 : 0;
+      plan.flags[i] =
+        (JSON_TYPES.has(typeOid) ? FLAG_JSON : 0) |
+        (typeOid === BPCHAR ? FLAG_BPCHAR : 0) |
+        (f?.secret ? FLAG_SECRET : 0) |
+        (bytea ? FLAG_BYTEA | (fmt !== 0 ? FLAG_BINARY : 0) : 0);
+      plan.last = i;
+    }
+    return plan;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * Which rule each column of a result gets (for the result masker, proxy-masking.ts): a
+ * RowDescription, or the description of a COPY's query, resolved to a Shape from the
+ * catalog (table OID and attribute number to schema.table.column), the statement's
+ * provenance (what each output depends on) and the detector taint of what it computes.
+ * mask-row-plan.ts turns a Shape, under the formats in effect, into a RowPlan.
+ *
+ * The resolver keeps the per-session caches: tables looked up, provenance by statement
+ * text, and which columns hold secrets.
+ */
+import type { FieldDescription } from './decode-backend.js';
+import type { CatalogLookup, TableInfo } from './masking-catalog.js';
+import type { ColumnScanner } from './column-scan.js';
+import type { Provenance } from '../masking/provenance.js';
+import { looksLikeSecretName } from '../masking/detectors.js';
+import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
+import type { MaskRules, NoticeSink } from './mask-rules.js';
+
+/** Distinct statement texts whose provenance a session keeps. */
+const PROVENANCE_CACHE = 256;
+const NO_OUTPUTS: ReadonlySet<number> = new Set();
+
+export interface FieldInfo {
+  label: string;
+  /** schema.table.column when resolved, else the label: for notices. */
+  display: string;
+  typeOid: number;
+  /** Index into the masker's rules; -1 = no column rule. */
+  rule: number;
+  secret: boolean;
+}
+
+/** A resolved RowDescription. */
+export interface Shape {
+  fields: FieldInfo[];
+  /** Format codes as the RowDescription gave them. */
+  formats: number[];
+}
+
+/** The statement whose columns a RowDescription describes: its text and its index in a multi-statement Query. */
+export interface StatementSource {
+  sql: string;
+  index: number;
+}
+
+/** What the COPY masker needs to learn a COPY's columns. */
+export interface CopyShapes {
+  /** Whether the catalog can describe a query (describeCopy works at all). */
+  readonly canDescribe: boolean;
+  /** The resolved columns of a COPY's query; rejects when they cannot be known. */
+  describeCopy(query: string, dropGenerated: boolean, n: number): Promise<Shape>;
+}
+
+export class ShapeResolver implements CopyShapes {
+  readonly #plan: MaskingPlan;
+  readonly #catalog: CatalogLookup;
+  readonly #rules: MaskRules;
+  readonly #notices: NoticeSink;
+  /** Output provenance of a statement text (one entry per statement it holds); undefined = not analysable here. */
+  readonly #provenance: ((sql: string) => Promise<Provenance[]>) | undefined;
+  readonly #provenanceCache = new Map<string, Provenance[]>();
+  /** Reads a column's stored values for the detectors (column-scan.ts); absent = computed outputs are not checked so. */
+  readonly #scanner: ColumnScanner | undefined;
+  /** Columns (schema.table.column) whose stored values trip a detector, as far as scanned. */
+  readonly #holdsSecrets = new Map<string, boolean>();
+  readonly #tables = new Map<number, TableInfo>();
+
+  constructor(
+    plan: MaskingPlan,
+    catalog: CatalogLookup,
+    rules: MaskRules,
+    notices: NoticeSink,
+    provenance: ((sql: string) => Promise<Provenance[]>) | undefined,
+    scanner: ColumnScanner | undefined,
+  ) {
+    this.#plan = plan;
+    this.#catalog = catalog;
+    this.#rules = rules;
+    this.#notices = notices;
+    this.#provenance = provenance;
+    this.#scanner = scanner;
+  }
+
+  /** The session changed the schema: analyses made before may be wrong now. */
+  invalidate(): void {
+    this.#provenanceCache.clear();
+    this.#tables.clear();
+  }
+
+  /**
+   * A RowDescription's shape: at once when everything it needs is cached, else a promise
+   * once table OIDs, provenance or detector taint are known.
+   */
+  shape(desc: readonly FieldDescription[], source: StatementSource | undefined): Shape | Promise<Shape> {
+    const missing = this.#missingTables(desc);
+    const prov = this.#provenanceFor(source);
+    if (missing.length === 0 && !(prov instanceof Promise)) {
+      const tainted = this.#detectorTaint(prov, desc.length);
+      if (!(tainted instanceof Promise)) return this.#resolve(desc, undefined, prov, tainted);
+    }
+    return (async () => {
+      const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov]);
+      return this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length));
+    })();
+  }
+
+  get canDescribe(): boolean {
+    return this.#catalog.describe !== undefined;
+  }
+
+  /** `dropGenerated`: COPY of a whole table, which leaves generated columns out. */
+  async describeCopy(query: string, dropGenerated: boolean, n: number): Promise<Shape> {
+    const describe = this.#catalog.describe;
+    if (describe === undefined) throw new Error('the catalog cannot describe a query');
+    const desc = await describe(query);
+    if (desc === undefined) throw new Error('the server could not describe the COPY');
+    const missing = this.#missingTables(desc);
+    const [failed, prov] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, this.#provenanceFor({ sql: query, index: 0 })]);
+    const tainted = await this.#detectorTaint(prov, desc.length);
+    let fields = desc;
+    if (dropGenerated) {
+      // COPY table TO leaves generated columns out.
+      fields = desc.filter((d) => !this.#tables.get(d.tableOid)?.generated?.has(d.columnAttr));
+    }
+    if (fields.length !== n) throw new Error('column count mismatch');
+    return this.#resolve(fields, failed, fields === desc ? prov : undefined, fields === desc ? tainted : NO_OUTPUTS);
+  }
+
+  /**
+   * Outputs computed from a column whose stored values trip a detector (column-scan.ts):
+   * the detectors would not recognise the value once transformed, so such an output is
+   * masked whole. Only computed outputs of columns no rule masks already are checked.
+   */
+  #detectorTaint(prov: Provenance | undefined, n: number): ReadonlySet<number> | Promise<ReadonlySet<number>> {
+    const scanner = this.#scanner;
+    if (!scanner || this.#plan.detectors === 0 || !prov?.ok || prov.columns.length !== n) return NO_OUTPUTS;
+    const wanted: [number, string[]][] = [];
+    const unknown = new Set<string>();
+    prov.columns.forEach((out, i) => {
+      if (out.direct || out.opaque || out.sources.size === 0 || this.#ruleForSources(out.sources) >= 0) return;
+      const sources = [...out.sources];
+      wanted.push([i, sources]);
+      for (const src of sources) if (!this.#holdsSecrets.has(src)) unknown.add(src);
+    });
+    if (wanted.length === 0) return NO_OUTPUTS;
+    const decide = (): ReadonlySet<number> => new Set(wanted.filter(([, sources]) => sources.some((src) => this.#holdsSecrets.get(src) !== false)).map(([i]) => i));
+    if (unknown.size === 0) return decide();
+    return Promise.all([...unknown].map(async (src) => this.#holdsSecrets.set(src, await scanner.holdsSecrets(src)))).then(decide);
+  }
+
+  /**
+   * What the output columns of `source` depend on: at once when known, a promise (that never
+   * rejects) when it must be analysed, undefined when the plan has no column rules (nothing
+   * to trace) or the text is unknown.
+   */
+  #provenanceFor(source: StatementSource | undefined): Provenance | undefined | Promise<Provenance | undefined> {
+    const traced = this.#plan.columns.length > 0 || (this.#plan.detectors !== 0 && this.#scanner !== undefined);
+    if (!traced || !source) return undefined;
+    const analyse = this.#provenance;
+    if (!analyse) return undefined;
+    const pick = (all: Provenance[]): Provenance => all[source.index] ?? { ok: false, reason: 'no such statement in the text' };
+    const hit = this.#provenanceCache.get(source.sql);
+    if (hit) return pick(hit);
+    return analyse(source.sql).then(
+      (all) => {
+        if (this.#provenanceCache.size >= PROVENANCE_CACHE) this.#provenanceCache.delete(this.#provenanceCache.keys().next().value as string);
+        this.#provenanceCache.set(source.sql, all);
+        return pick(all);
+      },
+      (err: unknown) => ({ ok: false, reason: (err as Error).message }) as Provenance,
+    );
+  }
+
+  /** Table OIDs of these fields that need a lookup. */
+  #missingTables(desc: readonly FieldDescription[]): number[] {
+    if (this.#plan.columns.length === 0) return [];
+    const missing: number[] = [];
+    for (const d of desc) if (d.tableOid !== 0 && !this.#tables.has(d.tableOid) && !missing.includes(d.tableOid)) missing.push(d.tableOid);
+    return missing;
+  }
+
+  /** Look tables up; resolves to the OIDs that could not be resolved (never rejects). */
+  async #lookup(oids: number[]): Promise<Set<number> | undefined> {
+    let failed: Set<number> | undefined;
+    try {
+      const found = await this.#catalog(oids);
+      for (const oid of oids) {
+        const info = found.get(oid);
+        if (info) this.#tables.set(oid, info);
+        else (failed ??= new Set()).add(oid);
+      }
+    } catch (err) {
+      failed = new Set(oids);
+      this.#notices.notice(
+        `lookup:${(err as Error).message}`,
+        `agentgate: could not look up column names (${(err as Error).message}), so every column of the affected tables is masked`,
+      );
+    }
+    return failed;
+  }
+
+  /**
+   * Which rule each column gets. Two witnesses, and the stricter wins:
+   * - the server's: RowDescription names the table column a plain reference comes from
+   *   (through subqueries and CTEs; a view's own column for a view);
+   * - the parse tree's (`prov`, provenance.ts): every table column an output depends on,
+   *   through any expression, view, CTE or subquery. A plain reference keeps its rule's
+   *   style; anything computed from a masked column is masked whole (the derived rule), and
+   *   so is an output that cannot be analysed (a user-defined function's, say).
+   * When the analysis fails, a computed column (no table) or a view's column is masked
+   * whole when the plan has column rules: what cannot be analysed does not pass unmasked.
+   * (A masker built without an analyser — the proxy always gives one — matches such
+   * columns by label only.)
+   */
+  #resolve(desc: readonly FieldDescription[], failed: Set<number> | undefined, prov: Provenance | undefined, tainted: ReadonlySet<number> = NO_OUTPUTS): Shape {
+    const columns = this.#plan.columns.length > 0;
+    const { unresolved, derived } = this.#rules;
+    const traced = prov?.ok && prov.columns.length === desc.length ? prov.columns : undefined;
+    const fields = desc.map((d, i): FieldInfo => {
+      let display = d.name;
+      let rule = -1;
+      let column: string | undefined;
+      if (columns) {
+        let viaView = false;
+        if (d.tableOid === 0) {
+          const r = matchExpression(this.#plan, d.name);
+          if (r) rule = this.#plan.columns.indexOf(r);
+        } else {
+          const info = failed?.has(d.tableOid) ? undefined : this.#tables.get(d.tableOid);
+          if (info) {
+            column = info.columns.get(d.columnAttr) ?? d.name;
+            display = `${info.schema}.${info.table}.${column}`;
+            const r = matchColumn(this.#plan, { schema: info.schema, table: info.table, column });
+            if (r) rule = this.#plan.columns.indexOf(r);
+            viaView = info.kind === 'v';
+          } else {
+            rule = unresolved;
+          }
+        }
+        const out = traced?.[i];
+        if (out) {
+          if (out.opaque) rule = derived;
+          else {
+            const r = this.#ruleForSources(out.sources);
+            if (r >= 0 && !out.direct) rule = derived;
+            else if (r >= 0 && (rule < 0 || rule === unresolved)) rule = r;
+          }
+        } else if (rule < 0 && (d.tableOid === 0 || viaView) && this.#provenance !== undefined) {
+          // The analysis failed (or the text is not known): fail closed.
+          rule = unresolved;
+        }
+      }
+      if (tainted.has(i)) rule = derived;
+      const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
+      return { label: d.name, display, typeOid: d.typeOid, rule, secret };
+    });
+    return { fields, formats: desc.map((d) => d.format) };
+  }
+
+  /** The first column rule matching any `schema.table.column` source; -1 when none. */
+  #ruleForSources(sources: ReadonlySet<string>): number {
+    for (const src of sources) {
+      const first = src.indexOf('.');
+      const last = src.lastIndexOf('.');
+      if (first < 0 || last === first) continue;
+      // Identifiers may hold dots: try the split at either end.
+      const splits = [
+        { schema: src.slice(0, first), table: src.slice(first + 1, last), column: src.slice(last + 1) },
+        { schema: src.slice(0, src.indexOf('.', first + 1)), table: src.slice(src.indexOf('.', first + 1) + 1, last), column: src.slice(last + 1) },
+      ];
+      for (const ref of splits) {
+        const r = matchColumn(this.#plan, ref);
+        if (r) return this.#plan.columns.indexOf(r);
+      }
+    }
+    return -1;
+  }
+}

@@ -246,8 +246,9 @@ export class ShapeResolver implements CopyShapes {
             else if (r >= 0 && (rule < 0 || rule === unresolved)) rule = r;
           }
         } else if (rule < 0 && (d.tableOid === 0 || viaView) && this.#provenance !== undefined) {
-          // The analysis failed (or the text is not known): fail closed.
-          rule = unresolved;
+          // The analysis failed (or the text is not known): fail closed, and whole (a
+          // partial mask of an unknown computation could still show part of a value).
+          rule = derived;
         }
       }
       if (tainted.has(i)) rule = derived;

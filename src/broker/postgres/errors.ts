@@ -127,3 +127,11 @@ export function featureNotSupported(message: string, severity: PgSeverity = 'ERR
 export function adminShutdown(message = 'terminating connection due to administrator command'): PgError {
   return new PgError(SqlState.adminShutdown, message, { severity: 'FATAL' });
 }
+
+/** FATAL (or ERROR) 53000: the audit store has failed, so statements are refused. */
+export function auditUnavailable(fatal = true): PgError {
+  return new PgError('53000' as SqlState, 'agentgate: the audit log is unavailable, so statements are refused', {
+    severity: fatal ? 'FATAL' : 'ERROR',
+    hint: "the broker's operator must restore the audit store; nothing ran",
+  });
+}

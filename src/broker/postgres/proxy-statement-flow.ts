@@ -1,0 +1,547 @@
+/**
+ * The statement gate flow of one proxied Postgres session: what happens to each client
+ * message in the relay phase. A Query, Execute or FunctionCall is judged by the gate
+ * before it runs; a Bind, Describe or Execute must name something that exists. A message
+ * is then relayed; refused (a raise statement goes to the server in its place, and the
+ * server's error for it is swapped for the proxy's refusal; in the extended protocol the
+ * messages up to the client's Sync are dropped, as the server would); held for approval
+ * (it and everything behind it wait for a decision); or made to wait until the server has
+ * confirmed what an earlier batch did, or the catalog has answered a lookup.
+ *
+ * The session owns the connections, the backend path and the audit records; it gives the
+ * flow a narrow host and calls back in for the server's errors and ReadyForQuery, a
+ * cancel, and its end.
+ */
+import type { Duplex } from 'node:stream';
+import type { AuditActor } from '../../shared/audit-hash.js';
+import type { PgMessage } from './reader.js';
+import { FrontendType, type TransactionStatus } from './protocol.js';
+import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionCall, decodeParse, decodeQuery } from './decode-frontend.js';
+import { errorResponse, noticeResponse, readyForQuery } from './build-backend.js';
+import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
+import { auditUnavailable, SqlState } from './errors.js';
+import type { SessionApproval } from '../session-summary.js';
+import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
+import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
+import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
+import type { ClientOutbox } from './client-outbox.js';
+
+/** What the flow needs from its session; everything else stays the session's. */
+export interface StatementFlowHost {
+  /** For approval requests. */
+  readonly sessionId: string;
+  readonly actor: AuditActor;
+  readonly target: string;
+  readonly tracker: PipelineTracker;
+  readonly gate: StatementGate;
+  /** Where `review` statements wait for a human; without it they are refused. */
+  readonly approvals: ApprovalService | undefined;
+  /** The session summary's counters, updated in place. */
+  readonly counts: { allowed: number; denied: number; held: number };
+  /** The session summary's approvals, appended to in place. */
+  readonly decided: SessionApproval[];
+  /** Output to the client (ordered with the session's own). */
+  readonly toClient: Pick<ClientOutbox, 'push' | 'flush'>;
+  /** The client connection, paused while too much waits behind a hold. */
+  readonly client: Pick<Duplex, 'pause' | 'resume'>;
+  /** Queues frames for the server / writes what is queued. */
+  send(...frames: Buffer[]): void;
+  flushToServer(): void;
+  /** The audit store has failed: statements are refused. */
+  auditFailed(): boolean;
+  /** Text as it may be recorded or shown (masked). */
+  auditText(sql: string): string;
+  /** The transaction status of the last ReadyForQuery. */
+  transactionStatus(): TransactionStatus;
+  relaying(): boolean;
+  closed(): boolean;
+  /** A statement may change the schema: what was resolved in the catalog may be stale. */
+  schemaChanged(): void;
+  /** The client sent Terminate. */
+  clientTerminated(): void;
+  /** Handles a replayed client message as if it had just arrived. */
+  redispatch(m: PgMessage): void;
+  /** Ends the session with an error the client understands. */
+  fatal(err: unknown): void;
+}
+
+/** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
+interface Hold {
+  kind: 'simple' | 'execute';
+  /** The held Query or Execute message (a copy). */
+  frame: Buffer;
+  sql: string;
+  /** The portal an Execute runs (resolved when it arrived). */
+  portal: Portal | undefined;
+  verdict: GateVerdict;
+  requestId: string;
+}
+
+/** A refused extended-protocol message: what to send at the client's Sync (messages up to it are dropped). */
+interface SkipToSync {
+  /** What the audit record shows as the refused statement. */
+  sql: string;
+  params: number;
+  statement: string | undefined;
+  note: StatementNote;
+  /** The raise statement that answers it. */
+  raise: string;
+}
+
+/** SQLSTATE of any statement sent inside an aborted transaction. */
+const IN_FAILED_TRANSACTION = '25P02';
+
+/** What a client may pipeline behind a held statement before we stop reading it. */
+const MAX_PENDING_BYTES = 8 * 1024 * 1024;
+
+export class StatementFlow {
+  readonly #h: StatementFlowHost;
+  /** The statement held for approval, if any. */
+  #hold: Hold | undefined;
+  /**
+   * Set while the next client message cannot be judged yet: `confirm` until the server has
+   * answered what an earlier batch did to the names it uses, `lookup` until the catalog has
+   * answered what its functions do. The message and all after it wait in #pending.
+   */
+  #waiting: 'confirm' | 'lookup' | undefined;
+  /** Client messages that arrived behind a held or waiting message (copies), in order. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** After a refused extended-protocol message: what to send with the next Sync. */
+  #skipUntilSync: SkipToSync | undefined;
+  /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
+  #refusals: { code: string; frame: Buffer }[] = [];
+
+  constructor(host: StatementFlowHost) {
+    this.#h = host;
+  }
+
+  // ───────────────────────────── client messages ─────────────────────────────
+
+  /** One client message in the relay phase. */
+  frontend(m: PgMessage): void {
+    if (this.#hold || this.#waiting) {
+      this.#defer(m.frame);
+      return;
+    }
+    const h = this.#h;
+    const t = h.tracker;
+    if (this.#skipUntilSync !== undefined) {
+      // The server would skip these after an error; it never saw the error, so we skip them.
+      if (m.type === FrontendType.sync) {
+        const r = this.#skipUntilSync;
+        this.#skipUntilSync = undefined;
+        t.refusalBatch(r.sql, r.params, r.statement, r.note);
+        h.send(parseFrame('', r.raise), bindFrame('', '', []), executeFrame(''), m.frame);
+      } else if (m.type === FrontendType.terminate) {
+        h.clientTerminated();
+        h.send(m.frame);
+      }
+      return;
+    }
+    switch (m.type) {
+      case FrontendType.query:
+        return this.#onQuery(m);
+      case FrontendType.parse: {
+        const p = decodeParse(m.body);
+        t.parse(p.statement, p.sql, p.paramTypes.length);
+        break;
+      }
+      case FrontendType.bind: {
+        const b = decodeBind(m.body);
+        const st = t.statement(b.statement);
+        if (st === 'wait') return this.#waitForServer(m.frame);
+        if (st === 'unknown') return this.#refuseUnknown('Bind', 'prepared statement', b.statement, b.paramCount);
+        t.bind(b.portal, st, b.paramCount, b.resultFormats);
+        break;
+      }
+      case FrontendType.describe: {
+        const d = decodeDescribe(m.body);
+        const target = d.kind === 'S' ? t.statement(d.name) : t.portal(d.name);
+        if (target === 'wait') return this.#waitForServer(m.frame);
+        if (target === 'unknown') return this.#refuseUnknown('Describe', d.kind === 'S' ? 'prepared statement' : 'portal', d.name, 0);
+        t.describe(target);
+        break;
+      }
+      case FrontendType.close: {
+        // Closing a name that does not exist is not an error for the server either.
+        const c = decodeClose(m.body);
+        t.close(c.kind, c.name);
+        break;
+      }
+      case FrontendType.execute:
+        return this.#onExecute(m);
+      case FrontendType.sync:
+        t.sync();
+        break;
+      case FrontendType.functionCall:
+        return this.#onFunctionCall(m);
+      case FrontendType.copyData:
+        t.copyIn(m.frame.length);
+        break;
+      case FrontendType.terminate:
+        h.clientTerminated();
+        break;
+      default:
+        break;
+    }
+    h.send(m.frame);
+  }
+
+  #onQuery(m: PgMessage): void {
+    const h = this.#h;
+    const t = h.tracker;
+    if (h.auditFailed()) {
+      this.#refuseSimple();
+      return;
+    }
+    const sql = decodeQuery(m.body);
+    const prepared = this.#executed(sql);
+    if (prepared === 'wait') return this.#waitForServer(m.frame);
+    const lookup = h.gate.prepare(sql, prepared);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = h.gate.judge(sql, prepared);
+    if (verdict.ddl) h.schemaChanged();
+    if (verdict.effect === 'allow') {
+      h.counts.allowed++;
+      t.query(sql, noteOf(verdict), verdict.changes);
+      h.send(m.frame);
+      return;
+    }
+    if (verdict.effect === 'review') {
+      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, verdict.fingerprint);
+      if (granted) {
+        h.counts.allowed++;
+        t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id }, verdict.changes);
+        h.send(m.frame);
+        return;
+      }
+      this.#startHold('simple', m.frame, sql, undefined, verdict);
+      return;
+    }
+    h.counts.denied++;
+    t.query(sql, noteOf(verdict));
+    h.send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
+  }
+
+  #onExecute(m: PgMessage): void {
+    const h = this.#h;
+    const t = h.tracker;
+    if (h.auditFailed()) throw auditUnavailable();
+    const name = decodeExecute(m.body).portal;
+    const portal = t.portal(name);
+    if (portal === 'wait') return this.#waitForServer(m.frame);
+    if (portal === 'unknown') return this.#refuseUnknown('Execute', 'portal', name, 0);
+    const sql = portal.statement.sql;
+    const prepared = this.#executed(sql);
+    if (prepared === 'wait') return this.#waitForServer(m.frame);
+    const lookup = h.gate.prepare(sql, prepared);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = h.gate.judge(sql, prepared);
+    if (verdict.ddl) h.schemaChanged();
+    if (verdict.effect === 'allow') {
+      h.counts.allowed++;
+      t.execute(portal, noteOf(verdict));
+      h.send(m.frame);
+      return;
+    }
+    if (verdict.effect === 'review') {
+      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, verdict.fingerprint);
+      if (granted) {
+        h.counts.allowed++;
+        t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
+        h.send(m.frame);
+        return;
+      }
+      this.#startHold('execute', m.frame, sql, portal, verdict);
+      return;
+    }
+    h.counts.denied++;
+    this.#skipUntilSync = {
+      sql,
+      params: portal.params,
+      statement: portal.statement.name,
+      note: noteOf(verdict),
+      raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)),
+    };
+  }
+
+  /**
+   * The prepared statements `sql` EXECUTEs, with the text each runs (undefined when the
+   * name does not exist); `wait` when an unconfirmed earlier batch may change one.
+   */
+  #executed(sql: string): ReadonlyMap<string, string | undefined> | undefined | 'wait' {
+    const names = this.#h.gate.executes(sql);
+    if (names.length === 0) return undefined;
+    const out = new Map<string, string | undefined>();
+    for (const name of names) {
+      const st = this.#h.tracker.statement(name);
+      if (st === 'wait') return 'wait';
+      out.set(name, st === 'unknown' ? undefined : st.sql);
+    }
+    return out;
+  }
+
+  /** A FunctionCall is judged like the statement `SELECT f(…)`, with the function resolved by OID. */
+  #onFunctionCall(m: PgMessage): void {
+    const h = this.#h;
+    if (h.auditFailed()) throw auditUnavailable();
+    const call = decodeFunctionCall(m.body);
+    const lookup = h.gate.prepareFunctionCall(call.oid);
+    if (lookup) return this.#waitForLookup(m.frame, lookup);
+    const verdict = h.gate.judgeFunctionCall(call.oid, call.argCount);
+    const t = h.tracker;
+    if (verdict.effect === 'allow') {
+      h.counts.allowed++;
+      t.functionCall(verdict.label, call.argCount, noteOf(verdict), verdict.builtin);
+      h.send(m.frame);
+      return;
+    }
+    // No approvals for the fast path: a call that needs review is refused with the reason.
+    h.counts.denied++;
+    const reason = verdict.effect === 'review' ? `${verdict.reason} (function calls cannot be held for review; run it as a statement)` : verdict.reason;
+    t.functionCall(verdict.label, call.argCount, { ...noteOf(verdict), effect: 'deny', reason });
+    // A FunctionCall is answered like a simple Query (a result or an error, then ReadyForQuery).
+    h.send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${reason}`, denyHint(verdict)));
+  }
+
+  /**
+   * A Bind, Describe or Execute naming a statement or portal that does not exist as far as
+   * the server has confirmed: refused (the batch fails at its Sync), never forwarded.
+   */
+  #refuseUnknown(message: string, what: string, name: string, params: number): void {
+    this.#h.counts.denied++;
+    const reason = `${message} names ${what} "${name}", which does not exist (as far as the server has confirmed)`;
+    this.#skipUntilSync = {
+      sql: '',
+      params,
+      statement: name,
+      note: { effect: 'deny', rule: null, reason },
+      raise: this.#refusalSql(SqlState.protocolViolation, `agentgate: ${reason}`, 'Parse (or Bind) it again; nothing ran'),
+    };
+  }
+
+  // ───────────────────────────── refusals ─────────────────────────────
+
+  /** The Query message that makes the server raise a refusal; its error is swapped for ours on the way back. */
+  #refusal(code: SqlState, message: string, hint?: string): Buffer {
+    return queryFrame(this.#refusalSql(code, message, hint));
+  }
+
+  #refusalSql(code: SqlState, message: string, hint?: string): string {
+    this.#refusals.push({ code, frame: errorResponse({ severity: 'ERROR', code, message, ...(hint ? { hint } : {}) }) });
+    return raiseStatement(code, message, hint);
+  }
+
+  /** The audit log is down: answer a simple Query with an error instead of running it. */
+  #refuseSimple(): void {
+    const h = this.#h;
+    if (h.tracker.busy) throw auditUnavailable();
+    h.toClient.push(auditUnavailable(false).toErrorResponse(), readyForQuery(h.transactionStatus()));
+    h.toClient.flush();
+  }
+
+  /**
+   * The server raised an error (`code`) while the pipeline's head was `refused` (from the
+   * tracker, read before it took the error): true when the proxy's refusal frame went to
+   * the client in place of the server's error, false when the server's error stands.
+   */
+  answerRefusal(refused: 'statement' | 'batch' | undefined, code: string): boolean {
+    const refusal = this.#refusals[0];
+    if (refusal && refused) {
+      // Our raise statement failed as intended, or the transaction was already aborted
+      // (25P02): either way the refused statement's answer is the refusal. When the
+      // refusal's own Parse/Bind failed first, that error stands.
+      this.#refusals.shift();
+      if (refused === 'statement' && (code === refusal.code || code === IN_FAILED_TRANSACTION)) {
+        this.#h.toClient.push(refusal.frame);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** The server sent ReadyForQuery (already queued for the client). */
+  serverReady(): void {
+    // A message that waited for this answer can be judged now.
+    if (this.#waiting === 'confirm') {
+      this.#waiting = undefined;
+      this.#releasePending();
+    }
+  }
+
+  // ───────────────────────────── waits ─────────────────────────────
+
+  /** Queue a client message (a copy) behind a hold or a wait. */
+  #defer(frame: Buffer): void {
+    this.#pending.push(Buffer.from(frame));
+    this.#pendingBytes += frame.length;
+    if (this.#pendingBytes > MAX_PENDING_BYTES) this.#h.client.pause();
+  }
+
+  /** The message depends on what an earlier batch did: judge it again after the next ReadyForQuery. */
+  #waitForServer(frame: Buffer): void {
+    this.#waiting = 'confirm';
+    this.#defer(frame);
+  }
+
+  /** The gate needs the catalog first: judge the message again once it has answered. */
+  #waitForLookup(frame: Buffer, lookup: Promise<void>): void {
+    this.#waiting = 'lookup';
+    this.#defer(frame);
+    // What was relayed before this message goes now.
+    this.#h.flushToServer();
+    void lookup.then(() => {
+      if (this.#waiting !== 'lookup' || !this.#h.relaying()) return;
+      this.#waiting = undefined;
+      this.#releasePending();
+    });
+  }
+
+  /** Replays what waited behind a hold or a wait, then lets the client speak again. */
+  #releasePending(): void {
+    const h = this.#h;
+    const frames = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#hold || this.#waiting || !h.relaying()) {
+        for (const f of frames.slice(i)) {
+          this.#pending.push(f);
+          this.#pendingBytes += f.length;
+        }
+        break;
+      }
+      const frame = frames[i] as Buffer;
+      try {
+        h.redispatch({ type: frame[0] as number, length: frame.readInt32BE(1), frame, body: frame.subarray(5) });
+      } catch (err) {
+        h.fatal(err);
+        return;
+      }
+    }
+    h.flushToServer();
+    h.toClient.flush();
+    if (!this.#hold && !this.#waiting && h.relaying()) h.client.resume();
+  }
+
+  // ───────────────────────────── holds (review) ─────────────────────────────
+
+  #startHold(kind: Hold['kind'], frame: Buffer, sql: string, portal: Portal | undefined, verdict: GateVerdict): void {
+    const h = this.#h;
+    const approvals = h.approvals;
+    h.counts.held++;
+    if (!approvals || !verdict.approvers) {
+      // Nobody can approve here: refuse rather than run.
+      const v: GateVerdict = { ...verdict, reason: `${verdict.reason}, and this broker has no approval service` };
+      h.counts.denied++;
+      this.#refuseHeld(kind, sql, portal, v, SqlState.insufficientPrivilege, `agentgate: ${v.reason}`);
+      return;
+    }
+    const { request, outcome } = approvals.request({
+      requester: h.actor,
+      session: h.sessionId,
+      target: h.target,
+      protocol: 'postgres',
+      statement: h.auditText(sql),
+      classification: verdict.classification,
+      policy: verdict.policy ?? '',
+      rule: verdict.rule ?? '',
+      reason: verdict.reason,
+      approvers: verdict.approvers,
+      fingerprint: verdict.fingerprint,
+      ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),
+    });
+    this.#hold = { kind, frame: Buffer.from(frame), sql, portal, verdict, requestId: request.id };
+    // What was relayed before the held statement goes now; nothing after it does. The
+    // client is still read (so a disconnect is seen and withdraws the request); what it
+    // pipelines meanwhile waits in #pending, up to a cap before reading stops.
+    h.flushToServer();
+    const who = `${verdict.approvers.count} of ${verdict.approvers.groups.join(', ')}`;
+    h.toClient.push(
+      noticeResponse({
+        severity: 'NOTICE',
+        code: '01000',
+        message: `held for approval: ${request.id} — run: agentgate approve ${request.id}`,
+        detail: `${verdict.reason}; waiting for ${who} until ${request.expires_at}`,
+        hint: `a reviewer runs: agentgate approve ${request.id} --approve`,
+      }),
+    );
+    h.toClient.flush();
+    outcome.then(
+      (o) => this.#onDecision(o),
+      (err: unknown) => h.fatal(err),
+    );
+  }
+
+  #onDecision(o: ApprovalOutcome): void {
+    const h = this.#h;
+    const hold = this.#hold;
+    if (!hold || hold.requestId !== o.request.id || h.closed()) return;
+    h.decided.push({
+      id: o.request.id,
+      status: o.status,
+      decisions: o.request.decisions.map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
+    });
+    this.#hold = undefined;
+    const t = h.tracker;
+    const base = { ...noteOf(hold.verdict), approval: o.request.id };
+    if (o.status === 'approved') {
+      h.counts.allowed++;
+      if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.changes);
+      else t.execute(hold.portal as Portal, { ...base, effect: 'allow' });
+      h.send(hold.frame);
+    } else if (o.status === 'denied') {
+      h.counts.denied++;
+      const who = o.request.decisions.find((d) => d.decision === 'deny')?.approver.sub ?? 'a reviewer';
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `denied by ${who}: ${o.reason}` }, SqlState.insufficientPrivilege, `agentgate: ${o.request.id} denied by ${who}: ${o.reason}`, o.request.id);
+    } else {
+      // expired (withdrawn only happens once the client is gone)
+      h.counts.denied++;
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${o.request.id} ${o.status}` }, SqlState.queryCanceled, `agentgate: approval request ${o.request.id} ${o.status === 'expired' ? 'timed out' : o.status}: nothing ran`, o.request.id);
+    }
+    this.#releasePending();
+  }
+
+  /** Refuses a statement that was held: in place of the Query, or of the Sync that ends the Execute's batch. */
+  #refuseHeld(kind: Hold['kind'], sql: string, portal: Portal | undefined, verdict: GateVerdict, code: SqlState, message: string, approval?: string): void {
+    const note: StatementNote = { ...noteOf(verdict), effect: 'deny', ...(approval ? { approval } : {}) };
+    if (kind === 'simple') {
+      this.#h.tracker.query(sql, note);
+      this.#h.send(this.#refusal(code, message));
+    } else {
+      this.#skipUntilSync = { sql, params: portal?.params ?? 0, statement: portal?.statement.name, note, raise: this.#refusalSql(code, message) };
+    }
+  }
+
+  /** A held statement is withdrawn when its client cancels it (CancelRequest). */
+  cancelHold(): boolean {
+    const h = this.#h;
+    const hold = this.#hold;
+    if (!hold) return false;
+    h.approvals?.withdraw(hold.requestId, 'the client cancelled the statement');
+    this.#hold = undefined;
+    h.counts.denied++;
+    h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: 'cancelled while held' }, SqlState.queryCanceled, 'canceling statement due to user request (it was held for approval and did not run)', hold.requestId);
+    this.#releasePending();
+    return true;
+  }
+
+  /** The session is closing: a held statement's request is withdrawn. */
+  sessionClosed(): void {
+    const hold = this.#hold;
+    if (!hold) return;
+    this.#h.approvals?.withdraw(hold.requestId, 'the client disconnected while the statement was held');
+    this.#h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    this.#hold = undefined;
+  }
+}
+
+function noteOf(v: GateVerdict): StatementNote {
+  return { effect: v.effect, rule: v.rule, ...(v.effect !== 'allow' ? { reason: v.reason } : {}), classification: v.classification };
+}
+
+function denyHint(v: GateVerdict): string {
+  return v.rule ? `policy ${v.policy ?? ''} rule ${v.rule}; ask the broker's operator if you need it` : 'no rule allows this; ask the broker\'s operator if you need it';
+}

@@ -94,6 +94,16 @@ export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; re
 /** System columns every table has (not in the catalog's attnum > 0 list): row bookkeeping, no user data. */
 const SYSTEM_COLUMNS: ReadonlySet<string> = new Set(['tableoid', 'ctid', 'xmin', 'xmax', 'cmin', 'cmax']);
 
+/** Arguments that are column references, whole rows or constants, as written or cast: nothing computed. */
+function plainArguments(args: unknown): boolean {
+  for (const a of arr(args)) {
+    let n = unwrap(a);
+    while (n && n[0] === 'TypeCast') n = unwrap(n[1]['arg']);
+    if (!n || (n[0] !== 'ColumnRef' && n[0] !== 'A_Const')) return false;
+  }
+  return true;
+}
+
 export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
   'count', 'length', 'char_length', 'character_length', 'octet_length', 'bit_length',
   'pg_column_size', 'pg_typeof', 'num_nulls', 'num_nonnulls',
@@ -1113,7 +1123,9 @@ class Analysis {
           const facts = fn ? this.functions(fn.schema, fn.name) : [];
           const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
           if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
-          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name))) stack.push(b['args']);
+          // count(email), length(email) reveal nothing of the value; length(repeat('x',
+          // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
+          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && plainArguments(b['args']))) stack.push(b['args']);
           stack.push(b['agg_filter']);
           if (b['agg_within_group'] === true) stack.push(b['agg_order']);
           break; // OVER (PARTITION/ORDER) and plain aggregate ORDER BY only order rows

@@ -17,7 +17,7 @@ export class MaskRules {
   readonly styles: readonly MaskStyle[];
   /** Index of the first detector (DetectorId 0). */
   readonly detBase: number;
-  /** A column that could not be resolved (fail closed, the strictest column style). */
+  /** A column that could not be resolved (fail closed: masked whole, or NULL when a rule says null). */
   readonly unresolved: number;
   /** A computed output that depends on a masked column or cannot be analysed. */
   readonly derived: number;
@@ -28,7 +28,9 @@ export class MaskRules {
     this.derived = this.unresolved + 1;
     this.names = [...plan.columns.map((r) => r.name), ...DETECTOR_NAMES, UNRESOLVED_RULE, DERIVED_RULE];
     const strict = plan.strictestColumnStyle === 'null' ? 'null' : 'full';
-    this.styles = [...plan.columns.map((r) => r.style), ...plan.detectorStyles, plan.strictestColumnStyle ?? 'full', strict];
+    // What cannot be identified is masked whole: a partial mask of an unknown value could
+    // still show part of a secret (an email's domain, a card's last digits).
+    this.styles = [...plan.columns.map((r) => r.style), ...plan.detectorStyles, strict, strict];
   }
 }
 

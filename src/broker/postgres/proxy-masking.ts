@@ -72,7 +72,7 @@
  *
  * Fail closed: when a column cannot be resolved (catalog lookup failed, COPY of a query
  * that cannot be described, rows whose shape was never described) and the plan has
- * column rules, every value of it is masked with the strictest column style, and a
+ * column rules, every value of it is masked whole (NULL if a rule says null), and a
  * notice says so.
  *
  * ─── Layout ───────────────────────────────────────────────────────────────────────────

@@ -33,6 +33,12 @@ export interface FunctionInfo {
   /** f = function, a = aggregate, w = window, p = procedure. */
   kind: 'f' | 'a' | 'w' | 'p';
   nargs: number;
+  /** pg_language name (sql, plpgsql, c, internal, …). */
+  language?: string;
+  /** pg_proc.prosrc: the body of a SQL function. */
+  source?: string;
+  /** Installed by an extension (its declared volatility is trusted like a built-in's). */
+  extension?: boolean;
 }
 
 /** What decideSql needs to know about the functions and operators of a classification. */

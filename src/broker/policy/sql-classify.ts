@@ -71,6 +71,13 @@ export interface ClassifiedStatement {
   operators: string[];
   /** Settings changed through set_config(name, …), lower case; `*` when the name is not a constant. */
   settings: string[];
+  /**
+   * Names that may be function calls written as attributes: `u.f` and `(u).f` call f(u)
+   * when u has no column f. The gate treats one as a call when such a function exists.
+   */
+  maybeCalls: string[];
+  /** Types named in casts (`x::t`, `CAST(x AS t)`): a domain's CHECK runs on a cast to it. */
+  casts: string[];
   flags: SqlFlag[];
   /** This statement's own text (a trimmed slice of the input). */
   text: string;
@@ -401,6 +408,8 @@ interface Acc {
   functions: Set<string>;
   operators: Set<string>;
   settings: Set<string>;
+  maybeCalls: Set<string>;
+  casts: Set<string>;
   readWrite: boolean;
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
@@ -436,6 +445,8 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     functions: new Set(),
     operators: new Set(),
     settings: new Set(),
+    maybeCalls: new Set(),
+    casts: new Set(),
     readWrite: false,
     flags: new Set(),
     writeTargets: new Set(),
@@ -457,6 +468,8 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     functions: [...acc.functions],
     operators: [...acc.operators],
     settings: [...acc.settings],
+    maybeCalls: [...acc.maybeCalls],
+    casts: [...acc.casts],
     flags: orderFlags(acc.flags),
     text,
   };
@@ -605,6 +618,27 @@ const TARGET_FIELDS = ['relation', 'relations', 'view', 'sequence', 'table', 'ob
 
 function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
   switch (type) {
+    case 'ColumnRef': {
+      const fields = arr(body['fields']);
+      const last = unwrap(fields[fields.length - 1]);
+      if (fields.length >= 2 && last?.[0] === 'String') {
+        const name = str(last[1]['sval']);
+        if (name !== undefined) acc.maybeCalls.add(name.toLowerCase());
+      }
+      return walkFields(body, acc, ctx);
+    }
+    case 'TypeCast': {
+      const parts = names(isObj(body['typeName']) ? body['typeName']['names'] : undefined).map((x) => x.toLowerCase());
+      if (parts.length > 0 && parts[0] !== 'pg_catalog') acc.casts.add(parts.join('.'));
+      return walkFields(body, acc, ctx);
+    }
+    case 'A_Indirection':
+      for (const i of arr(body['indirection'])) {
+        const n = unwrap(i);
+        const name = n?.[0] === 'String' ? str(n[1]['sval']) : undefined;
+        if (name !== undefined) acc.maybeCalls.add(name.toLowerCase());
+      }
+      return walkFields(body, acc, ctx);
     case 'RangeVar':
       return relation(body, acc, ctx);
     case 'FuncCall':
@@ -902,6 +936,8 @@ export function classifyFunctionCall(
     functions: [name],
     operators: [],
     settings: setConfig ? ['*'] : [],
+    maybeCalls: [],
+    casts: [],
     flags: opts.dangerousFunctions && dangerousMatcher(opts.dangerousFunctions)(name) ? ['dangerous_function'] : [],
     text,
     detail: 'FUNCTION CALL',

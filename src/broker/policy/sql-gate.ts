@@ -152,6 +152,23 @@ function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?:
   return out;
 }
 
+/** SQL function bodies followed this deep when vouching for a function. */
+const MAX_BODY_DEPTH = 4;
+
+/**
+ * Keys of what may run when a statement executes beyond its own text: each relation it
+ * reads (a view's definition, a row-level security policy) and each type it casts to
+ * (`type:<name>`: a domain's CHECK). Unqualified names are matched in every schema.
+ */
+function runsOnRead(st: ClassifiedStatement): string[] {
+  if (st.casts.length === 0) return st.reads;
+  return [...st.reads, ...st.casts.map((t) => `type:${t.slice(t.lastIndexOf('.') + 1)}`)];
+}
+
+function isBuiltinSchema(schema: string): boolean {
+  return schema === 'pg_catalog' || schema === 'information_schema';
+}
+
 /** Texts a session keeps classified at hand. */
 const RECENT_TEXTS = 256;
 /** Views inside views followed this deep; deeper counts as unanalysable. */
@@ -196,6 +213,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   let effectsMemo = new WeakMap<SqlClassification, FunctionEffects>();
   /** Verdicts by the (memoized) effects of a classification: no text hashing on the hot path. */
   let verdicts = new WeakMap<FunctionEffects, GateVerdict>();
+  /** Verdicts of classifications extended by view calls or attribute-style calls (no EXECUTE). */
+  let extendedVerdicts = new WeakMap<SqlClassification, GateVerdict>();
+  /** Function OID → its info with the volatility that can be trusted (see vouch). */
+  let vouched = new Map<number, FunctionInfo>();
   let resolvedAt = performance.now();
   /** The session's recent texts → classification: a statement is asked about several times. */
   const recent = new Map<string, SqlClassification>();
@@ -219,6 +240,8 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     viewed = new WeakMap();
     effectsMemo = new WeakMap();
     verdicts = new WeakMap();
+    extendedVerdicts = new WeakMap();
+    vouched = new Map();
     resolvedAt = performance.now();
   };
   const expire = (): void => {
@@ -239,10 +262,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       }
       for (const def of defs) {
         const d = judge.classify(def);
-        if (d.ok) for (const st of d.statements) for (const r of st.reads) visit(r, depth + 1);
+        if (d.ok) for (const st of d.statements) for (const r of runsOnRead(st)) visit(r, depth + 1);
       }
     };
-    if (c.ok) for (const st of c.statements) for (const r of st.reads) visit(r, 0);
+    if (c.ok) for (const st of c.statements) for (const r of runsOnRead(st)) visit(r, 0);
     return [...out];
   };
 
@@ -266,7 +289,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       for (const st of d.statements) {
         for (const f of st.functions) functions.add(f);
         for (const o of st.operators) operators.add(o);
-        for (const r of st.reads) {
+        for (const r of runsOnRead(st)) {
           const inner = callsThrough(r, depth + 1);
           for (const f of inner.functions) functions.add(f);
           for (const o of inner.operators) operators.add(o);
@@ -292,11 +315,13 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     const statements = c.statements.map((st) => {
       const functions = new Set(st.functions);
       const operators = new Set(st.operators);
-      for (const r of st.reads) {
+      for (const r of runsOnRead(st)) {
         const calls = callsThrough(r);
         for (const f of calls.functions) functions.add(f);
         for (const o of calls.operators) operators.add(o);
       }
+      // `u.f` calls f(u) when a function f exists (and u has no column f): count it as a call.
+      for (const m of st.maybeCalls) if ((byName.get(m)?.length ?? 0) > 0) functions.add(m);
       if (functions.size === st.functions.length && operators.size === st.operators.length) return st;
       changed = true;
       return { ...st, functions: [...functions], operators: [...operators] };
@@ -316,9 +341,69 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   const computeEffects = (c: SqlClassification): FunctionEffects => {
     const { functions, operators } = judge.functionsOf(c);
     const list: { name: string; infos: FunctionInfo[] }[] = [];
-    for (const f of functions) list.push({ name: f, infos: byName.get(f) ?? [] });
-    for (const o of operators) list.push({ name: o, infos: byOperator.get(o) ?? [] });
+    for (const f of functions) list.push({ name: f, infos: (byName.get(f) ?? []).map((i) => vouch(i)) });
+    for (const o of operators) list.push({ name: o, infos: (byOperator.get(o) ?? []).map((i) => vouch(i)) });
     return toFunctionEffects(judgeFunctionEffects(list));
+  };
+
+  /**
+   * A function's declared volatility, as far as it can be trusted. Built-ins and extension
+   * functions: as declared. A user's non-volatile SQL function: only if its body is a read
+   * whose every call is (resolved the same way); any other user function declared
+   * IMMUTABLE or STABLE cannot be vouched for (a PL/pgSQL body may call anything that does
+   * not write, pg_stat_reset say), so it counts as volatile: unknown means no.
+   */
+  const vouch = (info: FunctionInfo, depth = 0): FunctionInfo => {
+    if (info.volatility === 'v' || isBuiltinSchema(info.schema) || info.extension === true) return info;
+    const hit = vouched.get(info.oid);
+    if (hit) return hit;
+    const volatile = { ...info, volatility: 'v' as const };
+    let out: FunctionInfo = volatile;
+    if (info.language === 'sql' && info.source && depth <= MAX_BODY_DEPTH) {
+      vouched.set(info.oid, volatile); // a cycle counts as volatile
+      const body = judge.classify(info.source);
+      if (body.ok && body.statements.every((st) => st.kinds.every((k) => k === 'select') && !st.readWrite)) {
+        const { functions, operators } = judge.functionsOf(body);
+        const list: { name: string; infos: FunctionInfo[] }[] = [];
+        let resolved = true;
+        for (const f of functions) {
+          const infos = byName.get(f);
+          if (!infos) resolved = false;
+          list.push({ name: f, infos: (infos ?? []).map((i) => vouch(i, depth + 1)) });
+        }
+        for (const o of operators) {
+          const infos = byOperator.get(o);
+          if (!infos) resolved = false;
+          list.push({ name: o, infos: (infos ?? []).map((i) => vouch(i, depth + 1)) });
+        }
+        const j = judgeFunctionEffects(list);
+        if (resolved && j.effectful.length === 0 && j.unknown.length === 0) out = info;
+      }
+    }
+    vouched.set(info.oid, out);
+    return out;
+  };
+
+  /** Names called by the bodies of user SQL functions among `infos`, not resolved yet (to resolve before vouching). */
+  const bodyNames = (infos: Iterable<FunctionInfo>, names: Set<string>, ops: Set<string>, seen = new Set<number>(), depth = 0): void => {
+    for (const info of infos) {
+      if (seen.has(info.oid) || depth > MAX_BODY_DEPTH) continue;
+      seen.add(info.oid);
+      if (info.volatility === 'v' || isBuiltinSchema(info.schema) || info.extension === true || info.language !== 'sql' || !info.source) continue;
+      const body = judge.classify(info.source);
+      if (!body.ok) continue;
+      const { functions, operators } = judge.functionsOf(body);
+      for (const f of functions) {
+        const known = byName.get(f);
+        if (known) bodyNames(known, names, ops, seen, depth + 1);
+        else names.add(f);
+      }
+      for (const o of operators) {
+        const known = byOperator.get(o);
+        if (known) bodyNames(known, names, ops, seen, depth + 1);
+        else ops.add(o);
+      }
+    }
   };
 
   const readOnlyRefusal = (c: SqlClassification, v: GateVerdict): GateVerdict => {
@@ -378,20 +463,38 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       }
       const resolved = withViews(executed);
       const { functions, operators } = judge.functionsOf(resolved);
-      const names = functions.filter((f) => !byName.has(f));
-      const ops = operators.filter((o) => !byOperator.has(o));
+      const wantNames = new Set(functions.filter((f) => !byName.has(f)));
+      const wantOps = new Set(operators.filter((o) => !byOperator.has(o)));
+      if (executed.ok) for (const st of executed.statements) for (const m of st.maybeCalls) if (!byName.has(m)) wantNames.add(m);
+      const called: FunctionInfo[] = [];
+      for (const f of functions) called.push(...(byName.get(f) ?? []));
+      for (const o of operators) called.push(...(byOperator.get(o) ?? []));
+      bodyNames(called, wantNames, wantOps);
+      const names = [...wantNames];
+      const ops = [...wantOps];
       if (names.length === 0 && ops.length === 0) return undefined;
-      return Promise.all([names.length > 0 ? catalog.byNames(names) : undefined, ops.length > 0 ? catalog.byOperators(ops) : undefined]).then(
-        ([fns, operatorFns]) => {
-          for (const n of names) byName.set(n, fns?.get(n) ?? []);
-          for (const o of ops) byOperator.set(o, operatorFns?.get(o) ?? []);
-        },
-        () => {
-          // Unknown means no: the statement is denied as calling an unknown function.
-          for (const n of names) byName.set(n, []);
-          for (const o of ops) byOperator.set(o, []);
-        },
-      );
+      return Promise.all([names.length > 0 ? catalog.byNames(names) : undefined, ops.length > 0 ? catalog.byOperators(ops) : undefined])
+        .then(
+          ([fns, operatorFns]) => {
+            for (const n of names) byName.set(n, fns?.get(n) ?? []);
+            for (const o of ops) byOperator.set(o, operatorFns?.get(o) ?? []);
+          },
+          () => {
+            // Unknown means no: the statement is denied as calling an unknown function.
+            for (const n of names) byName.set(n, []);
+            for (const o of ops) byOperator.set(o, []);
+          },
+        )
+        .then(() => {
+          // What was derived from the earlier resolutions may change with these.
+          viewed = new WeakMap();
+          effectsMemo = new WeakMap();
+          verdicts = new WeakMap();
+          extendedVerdicts = new WeakMap();
+          vouched = new Map();
+          // Bodies of newly resolved SQL functions may call more: resolve those too.
+          return gate.prepare(sql, prepared);
+        });
     },
     judge(sql, prepared) {
       const c = classify(sql);
@@ -412,17 +515,45 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       if (typeof resolved === 'string') {
         return { effect: 'deny', policy: null, rule: null, reason: resolved, fingerprint: c.fingerprint, classification: summarize(c), ...side };
       }
-      // EXECUTE runs what was prepared, a view runs its definition: decided on that (not cached).
+      // EXECUTE runs what was prepared, a view runs its definition: decided on that.
+      const cacheable = executed === c;
+      const hit = cacheable ? extendedVerdicts.get(resolved) : undefined;
+      if (hit) return hit;
       const d = decideSql(identity, targetName, config.policies, resolved, catalog ? effectsOf(resolved) : undefined);
       const { statement: _statement, ...decision } = d;
-      return readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side });
+      const v = readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side });
+      if (cacheable && v.effect !== 'review') extendedVerdicts.set(resolved, v);
+      return v;
     },
     prepareFunctionCall(oid) {
       if (!catalog) return undefined;
       expire();
-      if (byOid.has(oid)) return undefined;
+      if (byOid.has(oid)) {
+        // A user SQL function is vouched for by its body: resolve what that calls first.
+        const info = byOid.get(oid);
+        const names = new Set<string>();
+        const ops = new Set<string>();
+        if (info) bodyNames([info], names, ops);
+        if (names.size === 0 && ops.size === 0) return undefined;
+        return Promise.all([catalog.byNames([...names]), catalog.byOperators([...ops])]).then(
+          ([fns, operatorFns]) => {
+            for (const n of names) byName.set(n, fns.get(n) ?? []);
+            for (const o of ops) byOperator.set(o, operatorFns.get(o) ?? []);
+            vouched = new Map();
+            return gate.prepareFunctionCall(oid);
+          },
+          () => {
+            for (const n of names) byName.set(n, []);
+            for (const o of ops) byOperator.set(o, []);
+            vouched = new Map();
+          },
+        );
+      }
       return catalog.byOid(oid).then(
-        (info) => void byOid.set(oid, info ?? null),
+        (info) => {
+          byOid.set(oid, info ?? null);
+          return gate.prepareFunctionCall(oid);
+        },
         () => void byOid.set(oid, null),
       );
     },
@@ -430,7 +561,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const info = byOid.get(oid) ?? undefined;
       const c = classifyFunctionCall(info, args, { oid, dangerousFunctions: dangerous });
       const name = info ? `${info.schema}.${info.name}` : undefined;
-      const effects = info && name ? toFunctionEffects(judgeFunctionEffects([{ name, infos: [info] }])) : undefined;
+      const effects = info && name ? toFunctionEffects(judgeFunctionEffects([{ name, infos: [vouch(info)] }])) : undefined;
       const d = decideSql(identity, targetName, config.policies, c, effects);
       const { statement: _statement, ...decision } = d;
       const verdict = readOnlyRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c) });

@@ -56,7 +56,9 @@ const VOLATILITY = `CASE WHEN p.prokind = 'a' AND EXISTS (
       a.aggmtransfn::oid, a.aggminvtransfn::oid, a.aggmfinalfn::oid)
     WHERE a.aggfnoid = p.oid AND s.provolatile = 'v') THEN 'v' ELSE p.provolatile::text END`;
 
-const INFO_COLUMNS = `p.oid::text, n.nspname::text, p.proname::text, ${VOLATILITY}, p.prokind::text, p.pronargs::text`;
+const INFO_COLUMNS = `p.oid::text, n.nspname::text, p.proname::text, ${VOLATILITY}, p.prokind::text, p.pronargs::text,
+  (SELECT l.lanname::text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang), p.prosrc,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text`;
 
 /** An E'' literal: backslashes and quotes doubled, NUL (which no name contains) dropped. */
 export function sqlLiteral(s: string): string {
@@ -68,11 +70,15 @@ function textArray(values: readonly string[]): string {
 }
 
 function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo | undefined {
-  const [oid, schema, name, vol, kind, nargs] = row.slice(offset, offset + 6);
+  const [oid, schema, name, vol, kind, nargs, language, source, extension] = row.slice(offset, offset + 9);
   if (oid == null || schema == null || name == null || vol == null || kind == null || nargs == null) return undefined;
   if (vol !== 'i' && vol !== 's' && vol !== 'v') return undefined;
   if (kind !== 'f' && kind !== 'a' && kind !== 'w' && kind !== 'p') return undefined;
-  return { oid: Number(oid), schema, name, volatility: vol, kind, nargs: Number(nargs) };
+  const info: FunctionInfo = { oid: Number(oid), schema, name, volatility: vol, kind, nargs: Number(nargs) };
+  if (language != null) info.language = language;
+  if (source != null) info.source = source;
+  info.extension = extension === 'true';
+  return info;
 }
 
 function functionsQuery(names: readonly string[]): string {
@@ -174,9 +180,19 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         const batch = missing.slice(i, i + BATCH);
         const byName = new Map<string, string[]>();
         for (const r of batch) byName.set(r.slice(r.indexOf('.') + 1), []);
+        const names = textArray([...byName.keys()]);
+        // What runs when the relation is read: a view's definition, a row-level security
+        // policy's expressions (as a SELECT of them); for `type:<name>` keys, a domain's CHECKs.
         const rows = await run(
           'SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c ' +
-            `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${textArray([...byName.keys()])})`,
+            `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${names}) ` +
+            "UNION ALL SELECT c.relname::text, 'SELECT ' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || ', ' || " +
+            "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') " +
+            'FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid ' +
+            `WHERE c.relrowsecurity AND c.relname = ANY(${names}) ` +
+            "UNION ALL SELECT 'type:' || t.typname::text, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
+            "FROM pg_catalog.pg_type t JOIN pg_catalog.pg_constraint k ON k.contypid = t.oid " +
+            `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names})`,
         );
         for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
         const at = now();

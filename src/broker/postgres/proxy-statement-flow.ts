@@ -188,6 +188,28 @@ export class StatementFlow {
     h.send(m.frame);
   }
 
+  /**
+   * The gate's verdict on `sql`, or undefined when the message must wait first (for the
+   * server to confirm a name it EXECUTEs, or for the catalog): it is then deferred and
+   * judged again later.
+   */
+  #judge(frame: Buffer, sql: string): GateVerdict | undefined {
+    const h = this.#h;
+    const prepared = this.#executed(sql);
+    if (prepared === 'wait') {
+      this.#waitForServer(frame);
+      return undefined;
+    }
+    const lookup = h.gate.prepare(sql, prepared);
+    if (lookup) {
+      this.#waitForLookup(frame, lookup);
+      return undefined;
+    }
+    const verdict = h.gate.judge(sql, prepared);
+    if (verdict.ddl) h.schemaChanged();
+    return verdict;
+  }
+
   #onQuery(m: PgMessage): void {
     const h = this.#h;
     const t = h.tracker;
@@ -196,12 +218,8 @@ export class StatementFlow {
       return;
     }
     const sql = decodeQuery(m.body);
-    const prepared = this.#executed(sql);
-    if (prepared === 'wait') return this.#waitForServer(m.frame);
-    const lookup = h.gate.prepare(sql, prepared);
-    if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = h.gate.judge(sql, prepared);
-    if (verdict.ddl) h.schemaChanged();
+    const verdict = this.#judge(m.frame, sql);
+    if (!verdict) return;
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
       t.query(sql, noteOf(verdict), verdict.changes);
@@ -233,12 +251,8 @@ export class StatementFlow {
     if (portal === 'wait') return this.#waitForServer(m.frame);
     if (portal === 'unknown') return this.#refuseUnknown('Execute', 'portal', name, 0);
     const sql = portal.statement.sql;
-    const prepared = this.#executed(sql);
-    if (prepared === 'wait') return this.#waitForServer(m.frame);
-    const lookup = h.gate.prepare(sql, prepared);
-    if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = h.gate.judge(sql, prepared);
-    if (verdict.ddl) h.schemaChanged();
+    const verdict = this.#judge(m.frame, sql);
+    if (!verdict) return;
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
       t.execute(portal, noteOf(verdict));

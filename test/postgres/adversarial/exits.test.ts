@@ -4,7 +4,7 @@
  * constraint, datatype, table, schema), ParameterStatus (application_name), a
  * notification payload, and server errors that echo the offending value.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertIntact,
@@ -12,36 +12,16 @@ import {
   assertRefused,
   assertStoreClean,
   BackendType,
-  connect,
   describeMsgs,
   simple,
-  startAdversary,
+  useAdversary,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
 describe('adversarial corpus: other exits', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   const answered = (msgs: Msg[]): boolean =>
     msgs.some((m) => m.type === BackendType.errorResponse || m.type === BackendType.noticeResponse || m.type === BackendType.dataRow);

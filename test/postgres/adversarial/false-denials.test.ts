@@ -5,7 +5,7 @@
  * without side effects, an IMMUTABLE user function, psql meta-commands, node-postgres,
  * a JDBC driver's connect sequence and pg_dump --schema-only.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import {
@@ -24,7 +24,7 @@ import {
   runClient,
   simple,
   simpleEach,
-  startAdversary,
+  useAdversary,
   tagsOf,
   type Adversary,
   type Client,
@@ -33,26 +33,8 @@ import {
 const PG_DUMP = '/usr/lib/postgresql/15/bin/pg_dump';
 
 describe('adversarial corpus: false denials under the read-only policy', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   function works(id: string, sqls: string[], check?: (rows: (string | null)[][], tags: string[]) => void): void {
     test(`${id}: ${sqls.join('; ')} works`, () =>

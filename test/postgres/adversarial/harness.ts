@@ -9,6 +9,7 @@
  * A case that succeeds as an attack changes the database; `reset()` runs before each case
  * and restores the seed, so one failing case never cascades into the next.
  */
+import { after, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -575,4 +576,44 @@ export function psql(adv: Adversary, args: string[], input = ''): Promise<RunRes
 /** SQLSTATEs of the errors psql printed with VERBOSITY=verbose. */
 export function psqlErrorCodes(stderr: string): string[] {
   return [...stderr.matchAll(/ERROR:\s+([0-9A-Z]{5}):/g)].map((m) => m[1]!);
+}
+
+// ─────────────────────────────── one adversary per suite ───────────────────────────────
+
+export interface SuiteOptions {
+  /** Extra seeding or sanity checks once the adversary has started. */
+  setup?: (adv: Adversary) => Promise<void>;
+  /** Extra checks on a client's received bytes after each case (beyond assertNoRaw). */
+  check?: (cl: Client) => void;
+}
+
+/**
+ * Registers the suite's lifecycle in the enclosing describe(): start one adversary before,
+ * restore its seed before each case, close it after. `bind` receives the adversary once it
+ * is up. Returns `withClient`: runs a case on a fresh client, then asserts that nothing raw
+ * reached that client (and `check`), and closes it.
+ */
+export function useAdversary(bind: (adv: Adversary) => void, opts: SuiteOptions = {}): (fn: (cl: Client) => Promise<void>) => Promise<void> {
+  let adv: Adversary | undefined;
+  before(async () => {
+    adv = await startAdversary();
+    bind(adv);
+    await opts.setup?.(adv);
+  });
+  after(async () => {
+    await adv?.close();
+  });
+  beforeEach(async () => {
+    await adv!.reset();
+  });
+  return async (fn) => {
+    const cl = await connect(adv!);
+    try {
+      await fn(cl);
+      assertNoRaw(cl.bytes());
+      opts.check?.(cl);
+    } finally {
+      cl.close();
+    }
+  };
 }

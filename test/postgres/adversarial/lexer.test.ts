@@ -4,46 +4,26 @@
  * Unicode escapes, standard_conforming_strings, NUL bytes, client encodings whose
  * multibyte characters end in a backslash byte).
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import {
   assertIntact,
   assertNoRaw,
   assertRefused,
   assertSomeRefusal,
   assertStoreClean,
-  connect,
   exchange,
   fe,
   loginWith,
   parseBytes,
   simple,
-  startAdversary,
+  useAdversary,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
 describe('adversarial corpus: lexer tricks', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   function refusedText(id: string, title: string, sql: string): void {
     test(`${id}: ${title}`, () =>

@@ -6,7 +6,7 @@
  * the raw value, or a trivially decodable form of it, must never reach the client. A case
  * passes whether the statement is refused or answered masked.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertAbsent,
@@ -14,7 +14,6 @@ import {
   assertNoRaw,
   assertRefusedOrRows,
   assertStoreClean,
-  connect,
   EMAIL1,
   errorsOf,
   extended,
@@ -22,33 +21,14 @@ import {
   rowsOf,
   simple,
   simpleEach,
-  startAdversary,
+  useAdversary,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
 describe('adversarial corpus: computed expressions over masked values', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   /** A read of `sql` (simple protocol): refused or answered, never raw. */
   function masked(id: string, sql: string, extra?: (bytes: Buffer, msgs: Msg[]) => void): void {

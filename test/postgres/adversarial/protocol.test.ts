@@ -4,50 +4,29 @@
  * shared between SQL and the protocol. The agent's policy is read-only; every write the
  * tricks smuggle must be refused and the data left intact.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertIntact,
-  assertNoRaw,
   assertRefused,
   assertRefusedOrRows,
   assertSomeRefusal,
   assertStoreClean,
   BackendType,
-  connect,
   describeMsgs,
   drain,
   errorsOf,
   exchange,
   fe,
   simple,
-  startAdversary,
+  useAdversary,
   tagsOf,
   type Adversary,
-  type Client,
 } from './harness.js';
 
 describe('adversarial corpus: protocol tricks', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   test('proto-01: the Close/Sync skip trick does not run a named DELETE', () =>
     withClient(async ({ c }) => {

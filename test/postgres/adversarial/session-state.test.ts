@@ -5,7 +5,7 @@
  * agent may not or write. `app` is a member of `admin_role`, which alone may read
  * priv.vault, so without agentgate each escalation would work.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertIntact,
@@ -13,44 +13,27 @@ import {
   assertRefused,
   assertSomeRefusal,
   assertStoreClean,
-  connect,
   describeMsgs,
   loginWith,
   simple,
   simpleEach,
-  startAdversary,
+  useAdversary,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
 describe('adversarial corpus: session-state tricks', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-    // Sanity: without agentgate, app can escalate and read the vault.
-    const direct = await adv.stack.pg.psql(
-      "SET ROLE app; SELECT has_schema_privilege('priv', 'USAGE'); SET ROLE admin_role; SELECT count(*) FROM priv.vault;",
-      { database: 'app' },
-    );
-    assert.equal(direct.trim(), 'f\n1', 'app reaches the vault only through SET ROLE');
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a), {
+    setup: async (adv) => {
+      // Sanity: without agentgate, app can escalate and read the vault.
+      const direct = await adv.stack.pg.psql(
+        "SET ROLE app; SELECT has_schema_privilege('priv', 'USAGE'); SET ROLE admin_role; SELECT count(*) FROM priv.vault;",
+        { database: 'app' },
+      );
+      assert.equal(direct.trim(), 'f\n1', 'app reaches the vault only through SET ROLE');
+    },
   });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
 
   /** Run the trick, then read the vault: the trick is refused and the vault read fails. */
   function escalateThenRead(id: string, title: string, trick: string[]): void {

@@ -4,7 +4,7 @@
  * object, the notification queue, statistics, or that switches the session to read-write
  * before writing. Under a read-only policy each must be refused and the data left intact.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import {
@@ -21,7 +21,7 @@ import {
   REFUSAL_CODES,
   rowsOf,
   simple,
-  startAdversary,
+  useAdversary,
   exchange,
   LO_OID,
   type Adversary,
@@ -29,26 +29,8 @@ import {
 } from './harness.js';
 
 describe('adversarial corpus: side effects in reads', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a));
 
   test('fx-00: control — without agentgate, app itself can do the writes this file attacks with', async () => {
     const client = new pg.Client({ connectionString: adv.stack.pg.url() });

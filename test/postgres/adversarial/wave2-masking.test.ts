@@ -9,7 +9,7 @@
  * intact, and neither the raw value, a decodable transform of it, nor a short fragment of
  * a local part reaches the client.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertAbsent,
@@ -17,7 +17,6 @@ import {
   assertNoRaw,
   assertRefusedOrRows,
   assertStoreClean,
-  connect,
   describeMsgs,
   EMAIL1,
   EMAIL2,
@@ -29,9 +28,8 @@ import {
   rowsOf,
   simple,
   simpleEach,
-  startAdversary,
+  useAdversary,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
@@ -63,29 +61,16 @@ const FIRST_CODES = [String(EMAIL1.charCodeAt(0)), String(EMAIL2.charCodeAt(0))]
 const FIRST_CHARS = [EMAIL1[0]!, EMAIL2[0]!];
 
 describe('adversarial corpus wave 2: masking through less common syntax', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-    // Production tables have planner statistics; pg_stats shows them to anyone who may read the table.
-    await adv.stack.pg.psql('ANALYZE users; ANALYZE cards;', { database: 'app' });
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a), {
+    setup: async (adv) => {
+      // Production tables have planner statistics; pg_stats shows them to anyone who may read the table.
+      await adv.stack.pg.psql('ANALYZE users; ANALYZE cards;', { database: 'app' });
+    },
+    check: (cl) => {
       assertNoFragments(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
+    },
+  });
 
   /** A read of `sql` (simple protocol): refused or answered, never raw, not even a short fragment. */
   function masked(id: string, sql: string, extra?: (msgs: Msg[], bytes: Buffer) => void): void {

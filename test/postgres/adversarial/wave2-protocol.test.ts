@@ -7,7 +7,7 @@
  * messages with binary arguments to set_config, query_to_xml, advisory locks, statistics
  * resets and a user function labelled IMMUTABLE that is not.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertIntact,
@@ -17,7 +17,6 @@ import {
   assertSomeRefusal,
   assertStoreClean,
   BackendType,
-  connect,
   describeMsgs,
   drain,
   errorsOf,
@@ -27,10 +26,9 @@ import {
   REFUSAL_CODES,
   rowsOf,
   simple,
-  startAdversary,
+  useAdversary,
   tagsOf,
   type Adversary,
-  type Client,
   type Msg,
 } from './harness.js';
 
@@ -59,40 +57,27 @@ function assertNoOtherError(msgs: Msg[], what: string, alsoAccept: readonly stri
 }
 
 describe('adversarial corpus wave 2: protocol tricks', () => {
-  let adv: Adversary;
+  let adv!: Adversary;
   let oids: Oids;
-  before(async () => {
-    adv = await startAdversary();
-    await adv.stack.pg.psql(EXTRA_SEED + 'SELECT pg_stat_reset();', { database: 'app' });
-    const line = (
-      await adv.stack.pg.psql(
-        `SELECT concat_ws(',', 'set_config(text,text,boolean)'::regprocedure::oid, 'query_to_xml(text,boolean,boolean,text)'::regprocedure::oid,
-           'pg_stat_reset()'::regprocedure::oid, 'pg_advisory_lock(bigint)'::regprocedure::oid, 'f_liar()'::regprocedure::oid,
-           'f_liar_email(int)'::regprocedure::oid, 'pg_terminate_backend(int, bigint)'::regprocedure::oid);`,
-        { database: 'app' },
-      )
-    ).trim();
-    const [a, b, c2, d, e, f, g] = line.split(',').map(Number) as number[];
-    oids = { set_config: a!, query_to_xml: b!, pg_stat_reset: c2!, pg_advisory_lock: d!, f_liar: e!, f_liar_email: f!, pg_terminate_backend: g! };
-  });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
+  const withClient = useAdversary((a) => (adv = a), {
+    setup: async (adv) => {
+      await adv.stack.pg.psql(EXTRA_SEED + 'SELECT pg_stat_reset();', { database: 'app' });
+      const line = (
+        await adv.stack.pg.psql(
+          `SELECT concat_ws(',', 'set_config(text,text,boolean)'::regprocedure::oid, 'query_to_xml(text,boolean,boolean,text)'::regprocedure::oid,
+             'pg_stat_reset()'::regprocedure::oid, 'pg_advisory_lock(bigint)'::regprocedure::oid, 'f_liar()'::regprocedure::oid,
+             'f_liar_email(int)'::regprocedure::oid, 'pg_terminate_backend(int, bigint)'::regprocedure::oid);`,
+          { database: 'app' },
+        )
+      ).trim();
+      const [a, b, c2, d, e, f, g] = line.split(',').map(Number) as number[];
+      oids = { set_config: a!, query_to_xml: b!, pg_stat_reset: c2!, pg_advisory_lock: d!, f_liar: e!, f_liar_email: f!, pg_terminate_backend: g! };
+    },
+    check: (cl) => {
       const low = cl.bytes().toString('latin1').toLowerCase();
       for (const f of SHORT) assert.ok(!low.includes(f), `the client received ${f}`);
-    } finally {
-      cl.close();
-    }
-  }
+    },
+  });
 
   const bool = (v: boolean): Buffer => Buffer.from([v ? 1 : 0]);
   const int8 = (v: number): Buffer => {

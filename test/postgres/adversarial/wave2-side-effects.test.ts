@@ -8,12 +8,11 @@
  * further ways of switching the session to read-write. The functions created below are
  * "production" objects made by the superuser; each would do its damage for `app`.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import {
   assertIntact,
-  assertNoRaw,
   assertRefused,
   assertSomeRefusal,
   assertStoreClean,
@@ -24,7 +23,7 @@ import {
   rowsOf,
   simple,
   simpleEach,
-  startAdversary,
+  useAdversary,
   type Adversary,
   type Client,
 } from './harness.js';
@@ -59,29 +58,14 @@ GRANT EXECUTE ON FUNCTION pg_stat_reset_shared(text) TO app;
 `;
 
 describe('adversarial corpus wave 2: side effects in reads', () => {
-  let adv: Adversary;
-  before(async () => {
-    adv = await startAdversary();
-    await adv.stack.pg.psql(EXTRA_SEED, { database: 'app' });
-    // Statistics must have been reset once for stats_reset to be a timestamp that can change.
-    await adv.stack.pg.psql('SELECT pg_stat_reset();', { database: 'app' });
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a), {
+    setup: async (adv) => {
+      await adv.stack.pg.psql(EXTRA_SEED, { database: 'app' });
+      // Statistics must have been reset once for stats_reset to be a timestamp that can change.
+      await adv.stack.pg.psql('SELECT pg_stat_reset();', { database: 'app' });
+    },
   });
-  after(async () => {
-    await adv?.close();
-  });
-  beforeEach(async () => {
-    await adv.reset();
-  });
-
-  async function withClient(fn: (cl: Client) => Promise<void>): Promise<void> {
-    const cl = await connect(adv);
-    try {
-      await fn(cl);
-      assertNoRaw(cl.bytes());
-    } finally {
-      cl.close();
-    }
-  }
 
   async function advisoryLocks(): Promise<string> {
     return (await adv.stack.pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", { database: 'app' })).trim();

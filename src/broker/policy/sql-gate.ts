@@ -152,6 +152,8 @@ function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?:
   return out;
 }
 
+const NO_NAMES: string[] = [];
+
 /** SQL function bodies followed this deep when vouching for a function. */
 const MAX_BODY_DEPTH = 4;
 
@@ -217,6 +219,8 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   let extendedVerdicts = new WeakMap<SqlClassification, GateVerdict>();
   /** Function OID → its info with the volatility that can be trusted (see vouch). */
   let vouched = new Map<number, FunctionInfo>();
+  /** Classifications (without EXECUTE) whose every call, view and body is resolved: prepare has nothing to do. */
+  let ready = new WeakSet<SqlClassification>();
   let resolvedAt = performance.now();
   /** The session's recent texts → classification: a statement is asked about several times. */
   const recent = new Map<string, SqlClassification>();
@@ -242,6 +246,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     verdicts = new WeakMap();
     extendedVerdicts = new WeakMap();
     vouched = new Map();
+    ready = new WeakSet();
     resolvedAt = performance.now();
   };
   const expire = (): void => {
@@ -437,13 +442,15 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   const gate: StatementGate = {
     executes(sql) {
       const c = classify(sql);
-      if (!c.ok) return [];
+      if (!c.ok || ready.has(c)) return NO_NAMES;
       return c.statements.flatMap((s) => (s.names?.op === 'execute' ? [s.names.name] : []));
     },
     prepare(sql, prepared) {
       if (!catalog) return undefined;
       expire();
-      const executed = withExecuted(classify(sql), prepared);
+      const c = classify(sql);
+      if (ready.has(c)) return undefined;
+      const executed = withExecuted(c, prepared);
       if (typeof executed === 'string') return undefined;
       const views = unknownViews(executed);
       if (views.length > 0) {
@@ -472,7 +479,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       bodyNames(called, wantNames, wantOps);
       const names = [...wantNames];
       const ops = [...wantOps];
-      if (names.length === 0 && ops.length === 0) return undefined;
+      if (names.length === 0 && ops.length === 0) {
+        if (executed === c) ready.add(c);
+        return undefined;
+      }
       return Promise.all([names.length > 0 ? catalog.byNames(names) : undefined, ops.length > 0 ? catalog.byOperators(ops) : undefined])
         .then(
           ([fns, operatorFns]) => {
@@ -492,6 +502,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
           verdicts = new WeakMap();
           extendedVerdicts = new WeakMap();
           vouched = new Map();
+          ready = new WeakSet();
           // Bodies of newly resolved SQL functions may call more: resolve those too.
           return gate.prepare(sql, prepared);
         });

@@ -89,7 +89,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
     let entry = functionCatalogs.get(target.name);
     if (!entry) {
       const lookup = createCatalogLookup(target, { params: new Map([['default_transaction_read_only', 'on']]) });
-      entry = { catalog: createFunctionCatalog(lookup.rows as NonNullable<typeof lookup.rows>), close: () => lookup.close() };
+      entry = { catalog: createFunctionCatalog(lookup.rows), close: () => lookup.close() };
       functionCatalogs.set(target.name, entry);
     }
     return entry.catalog;

@@ -10,23 +10,8 @@ import { createHash } from 'node:crypto';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { RawPg, errorCodes, errorMessages, type Msg } from '../postgres/raw-client.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
-import { functionCall } from '../postgres/adversarial/harness.js';
+import { functionCall, rowsOf as rows } from '../postgres/adversarial/harness.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
-import { dataRowValues } from '../../src/broker/postgres/decode-backend.js';
-import { ValueCursor } from '../../src/broker/postgres/body-reader.js';
-
-function rows(msgs: Msg[]): (string | null)[][] {
-  const out: (string | null)[][] = [];
-  const cursor = new ValueCursor();
-  for (const m of msgs) {
-    if (m.type !== BackendType.dataRow) continue;
-    const v: (string | null)[] = [];
-    const cur = dataRowValues(m.body, cursor);
-    while (cur.next()) v.push(cur.text());
-    out.push(v);
-  }
-  return out;
-}
 
 describe('reads under a read-only policy, through the broker', () => {
   let stack: PgStack;

@@ -91,6 +91,21 @@ export interface OutputColumn {
 export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
 
 /** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
+/**
+ * A source (`schema.table.column`) as parts. Identifiers may hold dots, so a name with
+ * more than two is offered split at either end (callers try each).
+ */
+export function sourceParts(source: string): { schema: string; table: string; column: string }[] {
+  const first = source.indexOf('.');
+  const last = source.lastIndexOf('.');
+  if (first < 0 || last === first) return [];
+  const column = source.slice(last + 1);
+  const out = [{ schema: source.slice(0, first), table: source.slice(first + 1, last), column }];
+  const second = source.indexOf('.', first + 1);
+  if (second !== last) out.push({ schema: source.slice(0, second), table: source.slice(second + 1, last), column });
+  return out;
+}
+
 /** System columns every table has (not in the catalog's attnum > 0 list): row bookkeeping, no user data. */
 const SYSTEM_COLUMNS: ReadonlySet<string> = new Set(['tableoid', 'ctid', 'xmin', 'xmax', 'cmin', 'cmax']);
 

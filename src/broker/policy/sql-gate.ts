@@ -235,11 +235,8 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   };
   const dangerous = new Set(config.dangerousFunctions);
 
-  const forget = (): void => {
-    byName = new Map();
-    byOperator = new Map();
-    byOid = new Map();
-    viewDefs = new Map();
+  /** Drops what was derived from the resolved names and definitions (they changed). */
+  const forgetDerived = (): void => {
     viewCalls = new Map();
     viewed = new WeakMap();
     effectsMemo = new WeakMap();
@@ -247,7 +244,30 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     extendedVerdicts = new WeakMap();
     vouched = new Map();
     ready = new WeakSet();
+  };
+  const forget = (): void => {
+    byName = new Map();
+    byOperator = new Map();
+    byOid = new Map();
+    viewDefs = new Map();
+    forgetDerived();
     resolvedAt = performance.now();
+  };
+
+  /**
+   * Asks the catalog for function and operator names and files the answers; a failed
+   * lookup files them as unknown (unknown means no). Never rejects.
+   */
+  const resolveNames = async (cat: FunctionCatalog, names: readonly string[], ops: readonly string[]): Promise<void> => {
+    try {
+      const [fns, operatorFns] = await Promise.all([names.length > 0 ? cat.byNames(names) : undefined, ops.length > 0 ? cat.byOperators(ops) : undefined]);
+      for (const n of names) byName.set(n, fns?.get(n) ?? []);
+      for (const o of ops) byOperator.set(o, operatorFns?.get(o) ?? []);
+    } catch {
+      for (const n of names) byName.set(n, []);
+      for (const o of ops) byOperator.set(o, []);
+    }
+    forgetDerived();
   };
   const expire = (): void => {
     if (performance.now() - resolvedAt >= RESOLVED_TTL_MS) forget();
@@ -464,7 +484,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
               for (const r of rels) viewDefs.set(r, [UNANALYSABLE_DEFINITION]);
             }
           }
-          viewCalls = new Map();
+          forgetDerived();
           await gate.prepare(sql, prepared);
         })();
       }
@@ -483,29 +503,8 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         if (executed === c) ready.add(c);
         return undefined;
       }
-      return Promise.all([names.length > 0 ? catalog.byNames(names) : undefined, ops.length > 0 ? catalog.byOperators(ops) : undefined])
-        .then(
-          ([fns, operatorFns]) => {
-            for (const n of names) byName.set(n, fns?.get(n) ?? []);
-            for (const o of ops) byOperator.set(o, operatorFns?.get(o) ?? []);
-          },
-          () => {
-            // Unknown means no: the statement is denied as calling an unknown function.
-            for (const n of names) byName.set(n, []);
-            for (const o of ops) byOperator.set(o, []);
-          },
-        )
-        .then(() => {
-          // What was derived from the earlier resolutions may change with these.
-          viewed = new WeakMap();
-          effectsMemo = new WeakMap();
-          verdicts = new WeakMap();
-          extendedVerdicts = new WeakMap();
-          vouched = new Map();
-          ready = new WeakSet();
-          // Bodies of newly resolved SQL functions may call more: resolve those too.
-          return gate.prepare(sql, prepared);
-        });
+      // Bodies of newly resolved SQL functions may call more: resolve those too.
+      return resolveNames(catalog, names, ops).then(() => gate.prepare(sql, prepared));
     },
     judge(sql, prepared) {
       const c = classify(sql);
@@ -546,19 +545,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         const ops = new Set<string>();
         if (info) bodyNames([info], names, ops);
         if (names.size === 0 && ops.size === 0) return undefined;
-        return Promise.all([catalog.byNames([...names]), catalog.byOperators([...ops])]).then(
-          ([fns, operatorFns]) => {
-            for (const n of names) byName.set(n, fns.get(n) ?? []);
-            for (const o of ops) byOperator.set(o, operatorFns.get(o) ?? []);
-            vouched = new Map();
-            return gate.prepareFunctionCall(oid);
-          },
-          () => {
-            for (const n of names) byName.set(n, []);
-            for (const o of ops) byOperator.set(o, []);
-            vouched = new Map();
-          },
-        );
+        return resolveNames(catalog, [...names], [...ops]).then(() => gate.prepareFunctionCall(oid));
       }
       return catalog.byOid(oid).then(
         (info) => {

@@ -16,7 +16,9 @@
 import { scanSpans, SpanList } from '../masking/detectors.js';
 import type { MaskingPlan } from '../masking/rules.js';
 
-export type CatalogRows = (sql: string) => Promise<(string | null)[][]>;
+import type { CatalogRows } from './masking-catalog.js';
+import { sqlLiteral as lit } from './function-catalog.js';
+import { sourceParts } from '../masking/provenance.js';
 
 const MAX_VALUES = 10_000;
 const MAX_BYTES = 16 * 1024 * 1024;
@@ -31,20 +33,6 @@ function ident(s: string): string {
   return `"${s.replace(/"/g, '""')}"`;
 }
 
-function lit(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
-}
-
-/** `schema.table.column` → its parts; identifiers with dots are tried split at either end. */
-function splits(source: string): { schema: string; table: string; column: string }[] {
-  const first = source.indexOf('.');
-  const last = source.lastIndexOf('.');
-  if (first < 0 || last === first) return [];
-  const second = source.indexOf('.', first + 1);
-  const out = [{ schema: source.slice(0, first), table: source.slice(first + 1, last), column: source.slice(last + 1) }];
-  if (second !== last) out.push({ schema: source.slice(0, second), table: source.slice(second + 1, last), column: source.slice(last + 1) });
-  return out;
-}
 
 export interface ColumnScanner {
   /** Whether any stored value of the column `schema.table.column` trips a detector (true when unknown). */
@@ -54,7 +42,7 @@ export interface ColumnScanner {
 export function createColumnScanner(target: string, rows: CatalogRows, plan: MaskingPlan, now: () => number = Date.now): ColumnScanner {
   const scan = async (source: string): Promise<boolean> => {
     if (source.includes('\0')) return true;
-    for (const ref of splits(source)) {
+    for (const ref of sourceParts(source)) {
       const meta = await rows(
         'SELECT c.relkind::text, a.atttypid::text FROM pg_catalog.pg_class c ' +
           'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +

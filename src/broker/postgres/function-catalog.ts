@@ -20,8 +20,10 @@
  * default); `invalidate()` drops the cache (the proxy calls it after its session ran DDL).
  */
 import type { FunctionInfo } from '../policy/function-effects.js';
+import type { CatalogRows } from './masking-catalog.js';
 
-export type CatalogRun = (sql: string) => Promise<(string | null)[][]>;
+/** A catalog query runner (masking-catalog.ts's `rows`). */
+export type CatalogRun = CatalogRows;
 
 export interface FunctionCatalog {
   /** Every candidate for each name (an empty list: the catalog knows no such function). */

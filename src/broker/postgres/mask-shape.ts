@@ -11,7 +11,7 @@
 import type { FieldDescription } from './decode-backend.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import type { ColumnScanner } from './column-scan.js';
-import type { Provenance } from '../masking/provenance.js';
+import { sourceParts, type Provenance } from '../masking/provenance.js';
 import { looksLikeSecretName } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
@@ -261,15 +261,7 @@ export class ShapeResolver implements CopyShapes {
   /** The first column rule matching any `schema.table.column` source; -1 when none. */
   #ruleForSources(sources: ReadonlySet<string>): number {
     for (const src of sources) {
-      const first = src.indexOf('.');
-      const last = src.lastIndexOf('.');
-      if (first < 0 || last === first) continue;
-      // Identifiers may hold dots: try the split at either end.
-      const splits = [
-        { schema: src.slice(0, first), table: src.slice(first + 1, last), column: src.slice(last + 1) },
-        { schema: src.slice(0, src.indexOf('.', first + 1)), table: src.slice(src.indexOf('.', first + 1) + 1, last), column: src.slice(last + 1) },
-      ];
-      for (const ref of splits) {
+      for (const ref of sourceParts(src)) {
         const r = matchColumn(this.#plan, ref);
         if (r) return this.#plan.columns.indexOf(r);
       }

@@ -42,8 +42,11 @@ export interface CatalogLookup {
   (oids: number[]): Promise<Map<number, TableInfo>>;
   describe?: (sql: string) => Promise<FieldDescription[] | undefined>;
   /** Runs one catalog query (simple protocol) and returns its rows as text; rejects on an error. */
-  rows?: (sql: string) => Promise<(string | null)[][]>;
+  rows?: CatalogRows;
 }
+
+/** Runs one catalog query and returns its rows as text; rejects on an error. */
+export type CatalogRows = (sql: string) => Promise<(string | null)[][]>;
 
 export interface CatalogLookupOptions {
   /** Startup parameters for the catalog connection, e.g. the client's search_path. */
@@ -132,6 +135,20 @@ class CatalogConnection {
   }
 }
 
+/** The DataRows of an answer, as text values. */
+function textRows(messages: Message[]): (string | null)[][] {
+  const cursor = new ValueCursor();
+  const out: (string | null)[][] = [];
+  for (const m of messages) {
+    if (m.type !== BackendType.dataRow) continue;
+    const v: (string | null)[] = [];
+    const cur = dataRowValues(m.body, cursor);
+    while (cur.next()) v.push(cur.text());
+    out.push(v);
+  }
+  return out;
+}
+
 function firstError(messages: Message[]): string | undefined {
   const e = messages.find((m) => m.type === BackendType.errorResponse);
   return e ? decodeErrorResponse(e.body).message : undefined;
@@ -141,7 +158,7 @@ function firstError(messages: Message[]): string | undefined {
  * A CatalogLookup for one session: opens its connection to `target` lazily, reconnects
  * after a failure, and is closed with the session.
  */
-export function createCatalogLookup(target: PostgresTargetConfig, options: CatalogLookupOptions = {}): CatalogLookup & { close(): void } {
+export function createCatalogLookup(target: PostgresTargetConfig, options: CatalogLookupOptions = {}): CatalogLookup & { close(): void; rows: CatalogRows } {
   const timeoutMs = options.timeoutMs ?? 10_000;
   let conn: Promise<CatalogConnection> | undefined;
   let chain: Promise<unknown> = Promise.resolve();
@@ -204,12 +221,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
     });
     const err = firstError(messages);
     if (err !== undefined) throw new PgError(SqlState.internalError, `catalog lookup failed: ${err}`);
-    const cursor = new ValueCursor();
-    for (const m of messages) {
-      if (m.type !== BackendType.dataRow) continue;
-      const v: (string | null)[] = [];
-      const cur = dataRowValues(m.body, cursor);
-      while (cur.next()) v.push(cur.text());
+    for (const v of textRows(messages)) {
       const oid = Number(v[0]);
       let info = result.get(oid);
       if (!info) {
@@ -223,7 +235,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       if (v[6]) info.generated?.add(attnum);
     }
     return result;
-  }) as CatalogLookup & { close(): void };
+  }) as CatalogLookup & { close(): void; rows: CatalogRows };
 
   lookup.describe = async (sql: string): Promise<FieldDescription[] | undefined> => {
     if (sql.includes('\0')) return undefined;
@@ -238,16 +250,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
     const messages = await serial((c) => c.request(query(sql), timeoutMs));
     const err = firstError(messages);
     if (err !== undefined) throw new PgError(SqlState.internalError, `catalog query failed: ${err}`);
-    const cursor = new ValueCursor();
-    const out: (string | null)[][] = [];
-    for (const m of messages) {
-      if (m.type !== BackendType.dataRow) continue;
-      const v: (string | null)[] = [];
-      const cur = dataRowValues(m.body, cursor);
-      while (cur.next()) v.push(cur.text());
-      out.push(v);
-    }
-    return out;
+    return textRows(messages);
   };
 
   lookup.close = (): void => {

@@ -9,16 +9,11 @@
  * not known here; the analysis takes the union of the candidates.
  */
 import type { FunctionFacts, ProvenanceCatalog, RelationInfo } from '../masking/provenance.js';
-
-export type CatalogRows = (sql: string) => Promise<(string | null)[][]>;
+import type { CatalogRows } from './masking-catalog.js';
+import { sqlLiteral as lit } from './function-catalog.js';
 
 /** Schemas whose functions ship with PostgreSQL. */
 const BUILTIN_SCHEMAS = new Set(['pg_catalog', 'information_schema']);
-
-/** A SQL string literal; the catalog connection runs with standard_conforming_strings on. */
-function lit(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
-}
 
 /** `pg_temp` names the session's own temporary schema, which is pg_temp_N in the catalog. */
 function schemaFilter(column: string, schema: string | undefined): string {

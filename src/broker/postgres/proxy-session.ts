@@ -36,7 +36,7 @@ import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
-import { createProvenanceCatalog, type CatalogRows } from './provenance-catalog.js';
+import { createProvenanceCatalog } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
@@ -228,9 +228,9 @@ export class PgProxySession {
       if (this.#o.masking) {
         const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        const relations = createProvenanceCatalog(catalog.rows as CatalogRows);
+        const relations = createProvenanceCatalog(catalog.rows);
         this.#provenanceCatalog = relations;
-        const scanner = createColumnScanner(target.name, catalog.rows as CatalogRows, this.#o.masking.plan);
+        const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan);
         this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner);
       }
       this.#upstreamKey = up.key;

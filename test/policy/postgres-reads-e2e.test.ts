@@ -39,6 +39,8 @@ describe('reads under a read-only policy, through the broker', () => {
        CREATE VIEW v_bump AS SELECT id, f_bump() AS n FROM t;
        CREATE VIEW v_plain AS SELECT id, lower(v) AS v FROM t;
        CREATE VIEW v_nested AS SELECT * FROM v_bump;
+       CREATE DOMAIN d_bumps AS bigint CHECK (f_bump() > 0);
+       CREATE DOMAIN d_over AS d_bumps;
        GRANT ALL ON t, s, v_bump, v_plain, v_nested TO app;
        GRANT EXECUTE ON FUNCTION f_bump() TO app;`,
       { database: 'app' },
@@ -68,6 +70,16 @@ describe('reads under a read-only policy, through the broker', () => {
     }
     assert.equal(await sequenceValue(), before, 'the sequence did not move');
     assert.deepEqual(rows(await simple('SELECT v FROM v_plain ORDER BY id')), [['one'], ['two']], 'a view of harmless calls reads');
+  });
+
+  test('a cast to a domain runs its CHECK, and a domain over it runs the base CHECK too', async () => {
+    const before = await sequenceValue();
+    for (const sql of ['SELECT 1::d_bumps', "SELECT CAST('1' AS d_over)", 'SELECT 1::public.d_over']) {
+      const msgs = await simple(sql);
+      assert.deepEqual(errorCodes(msgs), ['42501'], sql);
+      assert.match(errorMessages(msgs)[0] ?? '', /f_bump/, sql);
+    }
+    assert.equal(await sequenceValue(), before);
   });
 
   test('the upstream session is read-only, and turning that off is refused', async () => {

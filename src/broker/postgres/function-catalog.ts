@@ -192,9 +192,12 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
             "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') " +
             'FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid ' +
             `WHERE c.relrowsecurity AND c.relname = ANY(${names}) ` +
-            "UNION ALL SELECT 'type:' || t.typname::text, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
-            "FROM pg_catalog.pg_type t JOIN pg_catalog.pg_constraint k ON k.contypid = t.oid " +
-            `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names})`,
+            // A domain over a domain checks its base's CHECKs too: follow typbasetype.
+            "UNION ALL (WITH RECURSIVE d(name, oid) AS (SELECT t.typname::text, t.oid FROM pg_catalog.pg_type t " +
+            `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names}) ` +
+            "UNION SELECT d.name, b.oid FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE b.typtype = 'd') " +
+            "SELECT 'type:' || d.name, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
+            'FROM d JOIN pg_catalog.pg_constraint k ON k.contypid = d.oid)',
         );
         for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
         const at = now();

@@ -25,6 +25,7 @@ import { createReceiptService, type ReceiptService } from './receipts/service.js
 import { createReceiptRoutes } from './receipts/routes.js';
 import { createAuditExportRoutes } from './audit/export-routes.js';
 import { startRetention } from './audit/retention.js';
+import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
 
 export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandlers'> {
   /** Use this store instead of opening the configured one (tests). */
@@ -58,6 +59,15 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   const approvals = createApprovalService({ config, audit: store, logger });
   let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
   const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl });
+  // Before any session: what a crash of the last run left open is closed and on record.
+  try {
+    await recoverInterrupted({ audit: store, stateDir: config.stateDir, logger: logger.child({ component: 'audit' }), issue: (s) => receipts.issue(s) });
+  } catch (err) {
+    await approvals.close();
+    if (!options.audit) await store.close();
+    receipts.close();
+    throw err;
+  }
   const retention = startRetention({ config, audit: store, signer: receipts.signer, logger: logger.child({ component: 'audit' }) });
   const onSessionEnd = (summary: SessionSummary): void => {
     // The proxy calls this once session.end is durable, so the receipt's head covers the whole session.
@@ -110,6 +120,8 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         retention.stop();
         if (!options.audit) await store.close();
         receipts.close();
+        // Every session ended and is on record: the next start need not look back.
+        if (!store.failed) markCleanStop(config.stateDir);
       })()),
   };
 }

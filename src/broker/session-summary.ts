@@ -28,6 +28,8 @@ export interface SessionSummary {
   bytes: number;
   /** Values masked in results. */
   masked: number;
+  /** Forwarded statements whose outcome is unknown (the broker stopped): sessions closed at the next start. */
+  unknown?: number;
   approvals: SessionApproval[];
 }
 

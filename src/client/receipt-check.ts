@@ -81,7 +81,8 @@ export async function checkReceipt(file: string, opts: ReceiptCheckOptions = {})
       if (r.seq === p.audit.head_seq) atHead = r;
       if (r.session !== p.session) return;
       sessionEvents++;
-      if (STATEMENT_TYPES.has(r.type)) statements++;
+      // A skipped statement (the server skipped it after an earlier error) did not run.
+      if (STATEMENT_TYPES.has(r.type) && r.outcome?.status !== 'skipped') statements++;
       if (r.type === 'session.start' && r.seq === p.audit.first_seq) sawStart = true;
       if (r.type === 'session.end' && r.seq <= p.audit.head_seq) sawEnd = true;
     },

@@ -25,7 +25,9 @@ export interface AuditActor {
 
 export type AuditEventType =
   | 'session.start'
+  | 'query.intent'
   | 'query'
+  | 'k8s.request.intent'
   | 'k8s.request'
   | 'ssh.command'
   | 'decision'
@@ -46,7 +48,11 @@ export interface AuditDecision {
 }
 
 export interface AuditOutcome {
-  status: 'ok' | 'error';
+  /**
+   * `unknown`: the broker stopped between forwarding and the answer (audit/interrupted.ts);
+   * `skipped`: sent, but the server skipped it after an earlier error in its batch.
+   */
+  status: 'ok' | 'error' | 'unknown' | 'skipped';
   rows?: number;
   bytes?: number;
   sqlstate?: string;

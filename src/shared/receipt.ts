@@ -58,6 +58,11 @@ export interface ReceiptCounts {
   held: number;
   /** Values masked before they left the broker. */
   masked: number;
+  /**
+   * Statements forwarded whose outcome is unknown: the broker stopped before the server
+   * answered (present only then).
+   */
+  unknown?: number;
 }
 
 export interface ReceiptApproval {
@@ -312,7 +317,8 @@ export function describeReceipt(p: SessionReceiptPredicate): string {
   const approvals = p.approvals.length ? `, ${p.approvals.length} approval decision${p.approvals.length === 1 ? '' : 's'}` : '';
   return (
     `${p.actor.sub} on ${p.target} (${p.protocol}) ${p.started_at} → ${p.ended_at}: ` +
-    `${c.statements} statement${c.statements === 1 ? '' : 's'} (${c.allowed} allowed, ${c.denied} denied, ${c.held} held), ${c.masked} masked${approvals}`
+    `${c.statements} statement${c.statements === 1 ? '' : 's'} (${c.allowed} allowed, ${c.denied} denied, ${c.held} held), ${c.masked} masked${approvals}` +
+    (c.unknown ? `; ${c.unknown} with unknown outcome (the broker stopped)` : '')
   );
 }
 

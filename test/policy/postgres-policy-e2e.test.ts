@@ -147,7 +147,8 @@ describe('SQL policy and approvals through the broker', () => {
     assert.equal(await direct(stack, 'SELECT qty FROM items WHERE id = 1'), '10');
     const events = await stack.events();
     const types = events.filter((e) => e.detail['id'] === req.id || e.decision?.approval === req.id).map((e) => e.type);
-    assert.deepEqual(types, ['approval.requested', 'approval.decided', 'query']);
+    // The intent is on record before the approved statement is forwarded; its outcome after.
+    assert.deepEqual(types, ['approval.requested', 'approval.decided', 'query.intent', 'query']);
     const q = events.find((e) => e.type === 'query' && e.decision?.approval === req.id);
     assert.equal(q?.decision?.effect, 'allow');
     assert.equal(q?.outcome?.status, 'ok');

@@ -56,6 +56,8 @@ function sqlKind(detail: AuditRecord['detail']): string {
 
 export function ocsfClassOf(r: AuditRecord): OcsfClass {
   switch (r.type) {
+    // An intent (recorded before the statement is forwarded) maps like its outcome; its status is Unknown.
+    case 'query.intent':
     case 'query': {
       const kind = sqlKind(r.detail);
       const [id, name] = DATASTORE_ACTIVITY[kind] ?? [99, kind ? kind.toUpperCase() : 'Other'];
@@ -63,6 +65,7 @@ export function ocsfClassOf(r: AuditRecord): OcsfClass {
     }
     case 'audit.export':
       return { class_uid: 6005, class_name: 'Datastore Activity', ...APP, activity_id: 1, activity_name: 'Read' };
+    case 'k8s.request.intent':
     case 'k8s.request': {
       const verb = typeof r.detail['verb'] === 'string' ? r.detail['verb'].toLowerCase() : '';
       const [id, name] = API_ACTIVITY[verb] ?? [99, verb || 'Other'];

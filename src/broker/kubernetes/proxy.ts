@@ -143,6 +143,8 @@ type Counts = { statements: number; allowed: number; denied: number; held: numbe
 
 /** What one request's audit event says, filled in as the request proceeds. */
 interface RequestRecord {
+  /** The connection's request number: the intent and the outcome events both carry it. */
+  id: number;
   method: string;
   url: string;
   info: K8sRequestInfo | undefined;
@@ -153,6 +155,7 @@ interface RequestRecord {
 
 class K8sConnection {
   readonly id = `k8s_${randomUUID()}`;
+  #nextRequest = 1;
   readonly #ch: K8sChannel;
   readonly #o: K8sProxyOptions;
   readonly #upstreams: K8sUpstreams;
@@ -198,7 +201,7 @@ class K8sConnection {
   // ─────────────────────────────── requests ───────────────────────────────
 
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const rec: RequestRecord = { method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
+    const rec: RequestRecord = { id: this.#nextRequest++, method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
     this.#track(
       this.#handle(req, res, rec).catch((err: unknown) => {
         this.#log.error('kubernetes request failed', { session: this.id, error: err });
@@ -365,6 +368,18 @@ class K8sConnection {
       if (!res.writableFinished) abort.abort();
     });
     const hasBody = body !== undefined ? body.length > 0 : requestHasBody(req);
+    // On record before the API server sees it; the outcome follows as k8s.request.
+    try {
+      await this.#append({
+        type: 'k8s.request.intent',
+        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)) },
+        decision: rec.decision,
+        outcome: null,
+      });
+    } catch {
+      this.#refuseNow(res, auditUnavailable());
+      return;
+    }
     let upRes: Awaited<ReturnType<K8sUpstream['pool']['request']>>;
     try {
       upRes = await up.pool.request({
@@ -479,7 +494,7 @@ class K8sConnection {
   // ─────────────────────────────── upgrades ───────────────────────────────
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const rec: RequestRecord = { method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
+    const rec: RequestRecord = { id: this.#nextRequest++, method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
     rec.extra['upgrade'] = String(req.headers.upgrade ?? '').slice(0, 100);
     this.#upgraded.add(socket);
     socket.once('close', () => this.#upgraded.delete(socket));
@@ -524,6 +539,7 @@ class K8sConnection {
       await this.#append({
         type: 'k8s.stream.end',
         detail: {
+          id: rec.id,
           ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
           status_code: statusCode,
           bytes_to_client: bytesOut,
@@ -545,7 +561,7 @@ class K8sConnection {
     if (masked > 0) rec.extra['masked'] = masked;
     return this.#append({
       type: 'k8s.request',
-      detail: { ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(status !== null ? { status_code: status } : {}), ...rec.extra },
+      detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(status !== null ? { status_code: status } : {}), ...rec.extra },
       decision: rec.decision,
       outcome: status === null ? null : { status: status < 400 ? 'ok' : 'error', bytes, duration_ms: ms(rec.startedAt) },
     });

@@ -38,6 +38,8 @@ export interface StatementNote {
 }
 
 export interface StatementRecord {
+  /** The session's statement number: the intent event and the outcome event both carry it. */
+  id: number;
   protocol: 'simple' | 'extended' | 'function';
   /** The gate's decision; absent for what the gate did not judge (a failed Parse or Bind). */
   note: StatementNote | undefined;
@@ -54,12 +56,15 @@ export interface StatementRecord {
   tagRows: number | undefined;
   /** Bytes of result rows and COPY data relayed for this statement. */
   bytes: number;
-  status: 'ok' | 'error';
+  /** `skipped`: the server skipped it after an earlier error in its batch; it did not run. */
+  status: 'ok' | 'error' | 'skipped';
   sqlstate: string | undefined;
   /** True when an Execute with a row limit stopped early (PortalSuspended). */
   suspended: boolean;
   startedAt: number;
   durationMs: number;
+  /** The text as recorded (masked), computed once for the intent and the outcome. */
+  shown: string | undefined;
 }
 
 /** A prepared statement as the server holds it (or will, once its Parse is confirmed). */
@@ -107,8 +112,9 @@ export type Outstanding =
 
 export type Lookup<T> = T | 'unknown' | 'wait';
 
-function record(protocol: StatementRecord['protocol'], sql: string, params: number, statement: string | undefined, note?: StatementNote): StatementRecord {
+function record(id: number, protocol: StatementRecord['protocol'], sql: string, params: number, statement: string | undefined, note?: StatementNote): StatementRecord {
   return {
+    id,
     protocol,
     note,
     sql,
@@ -123,6 +129,7 @@ function record(protocol: StatementRecord['protocol'], sql: string, params: numb
     suspended: false,
     startedAt: performance.now(),
     durationMs: 0,
+    shown: undefined,
   };
 }
 
@@ -134,9 +141,17 @@ export class PipelineTracker {
   /** The batch the next client message belongs to; a Sync, Query or FunctionCall closes one. */
   #batch = 0;
   readonly #onStatement: (rec: StatementRecord) => void;
+  readonly #onForward: (rec: StatementRecord) => void;
+  #nextId = 1;
 
-  constructor(onStatement: (rec: StatementRecord) => void = () => {}) {
+  /**
+   * `onStatement` gets each statement's record once the server has finished with it;
+   * `onForward` gets the record of each statement the gate allowed, when it is queued for
+   * the server (its intent must be on record before it is sent).
+   */
+  constructor(onStatement: (rec: StatementRecord) => void = () => {}, onForward: (rec: StatementRecord) => void = () => {}) {
     this.#onStatement = onStatement;
+    this.#onForward = onForward;
   }
 
   /** The oldest message the server has not finished answering. */
@@ -187,13 +202,17 @@ export class PipelineTracker {
   // ───────────────────────────── client → server ─────────────────────────────
 
   query(sql: string, note: StatementNote | undefined, changes?: readonly NamespaceChange[]): void {
-    this.#queue.push({ kind: 'query', rec: record('simple', sql, 0, undefined, note), batch: this.#batch, changes, completed: 0 });
+    const rec = record(this.#nextId++, 'simple', sql, 0, undefined, note);
+    this.#queue.push({ kind: 'query', rec, batch: this.#batch, changes, completed: 0 });
     this.#batch++;
+    if (note?.effect === 'allow') this.#onForward(rec);
   }
 
   functionCall(label: string, args: number, note: StatementNote | undefined, builtin = false): void {
-    this.#queue.push({ kind: 'function', rec: record('function', label, args, undefined, note), batch: this.#batch, builtin });
+    const rec = record(this.#nextId++, 'function', label, args, undefined, note);
+    this.#queue.push({ kind: 'function', rec, batch: this.#batch, builtin });
     this.#batch++;
+    if (note?.effect === 'allow') this.#onForward(rec);
   }
 
   parse(name: string, sql: string, paramTypes: number): PreparedStatement {
@@ -219,7 +238,9 @@ export class PipelineTracker {
   }
 
   execute(portal: Portal, note: StatementNote | undefined): void {
-    this.#queue.push({ kind: 'execute', portal, rec: record('extended', portal.statement.sql, portal.params, portal.statement.name, note), batch: this.#batch });
+    const rec = record(this.#nextId++, 'extended', portal.statement.sql, portal.params, portal.statement.name, note);
+    this.#queue.push({ kind: 'execute', portal, rec, batch: this.#batch });
+    if (note?.effect === 'allow') this.#onForward(rec);
   }
 
   close(what: 'S' | 'P', name: string): void {
@@ -241,7 +262,7 @@ export class PipelineTracker {
     const b = this.#batch;
     this.#queue.push({ kind: 'swallow', what: 'parse', batch: b }, { kind: 'swallow', what: 'bind', batch: b });
     const st: PreparedStatement = { name: '', sql, paramTypes: 0 };
-    this.#queue.push({ kind: 'execute', portal: { name: '', statement: st, params, resultFormats: [] }, rec: record('extended', sql, params, statement, note), batch: b });
+    this.#queue.push({ kind: 'execute', portal: { name: '', statement: st, params, resultFormats: [] }, rec: record(this.#nextId++, 'extended', sql, params, statement, note), batch: b });
     this.sync();
   }
 
@@ -376,7 +397,7 @@ export class PipelineTracker {
       case 'parse': {
         // A failed Parse of the unnamed statement has already dropped the old one.
         if (head.statement.name === '') this.#statements.delete('');
-        const rec = record('extended', head.statement.sql, 0, head.statement.name);
+        const rec = record(this.#nextId++, 'extended', head.statement.sql, 0, head.statement.name);
         rec.status = 'error';
         rec.sqlstate = sqlstate;
         this.#finish(rec);
@@ -384,7 +405,7 @@ export class PipelineTracker {
       }
       case 'bind': {
         if (head.portal.name === '') this.#portals.delete('');
-        const rec = record('extended', head.portal.statement.sql, head.portal.params, head.portal.statement.name);
+        const rec = record(this.#nextId++, 'extended', head.portal.statement.sql, head.portal.params, head.portal.statement.name);
         rec.status = 'error';
         rec.sqlstate = sqlstate;
         this.#finish(rec);
@@ -396,7 +417,15 @@ export class PipelineTracker {
         break;
     }
     // After an error the server discards messages until Sync: so does the tracker.
-    while (this.#queue.length > 0 && this.#queue[0]?.kind !== 'sync') this.#queue.shift();
+    while (this.#queue.length > 0 && this.#queue[0]?.kind !== 'sync') this.#skipped(this.#queue.shift() as Outstanding);
+  }
+
+  /** A message the server skipped: a statement whose intent is on record gets its outcome, `skipped`. */
+  #skipped(item: Outstanding): void {
+    if ((item.kind === 'execute' || item.kind === 'query' || item.kind === 'function') && item.rec.note?.effect === 'allow') {
+      item.rec.status = 'skipped';
+      this.#finish(item.rec);
+    }
   }
 
   /** ReadyForQuery ends a simple Query, a FunctionCall or a Sync batch. */
@@ -419,6 +448,7 @@ export class PipelineTracker {
       }
       if (item.kind === 'sync') break;
       // Anything else left before ReadyForQuery was skipped by the server.
+      this.#skipped(item);
     }
     if (status === 'I') this.#portals.clear();
   }

@@ -8,9 +8,12 @@
  * as the original bytes (frames of one chunk go out as one write); the few messages that
  * matter are decoded to follow each statement to its outcome. What happens to each client
  * message (relayed, refused, held for approval, or made to wait) is decided by the
- * statement flow (proxy-statement-flow.ts). Every statement becomes an audit event, and
- * the ReadyForQuery that completes a statement is released to the client only once that
- * event is durable. If the audit store has failed, statements are refused (fail closed).
+ * statement flow (proxy-statement-flow.ts). Every statement is on record twice: its intent
+ * (text, decision) is durable before its first byte reaches the server, and its outcome
+ * (tag, rows, SQLSTATE) is durable before the ReadyForQuery that completes it reaches the
+ * client; both carry the statement's number. A crash in between leaves an intent without
+ * an outcome, which the next start records as `unknown` (audit/interrupted.ts). If the
+ * audit store has failed, statements are refused (fail closed).
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -99,6 +102,12 @@ export class PgProxySession {
   readonly #outbox: ClientOutbox;
   /** Frames bound for the server during one client chunk. */
   #toServer: Buffer[] = [];
+  /** Intent events appended for statements in #toServer: the frames go once they are durable. */
+  #intents: Promise<unknown>[] = [];
+  /** Frames written to the server only after an intent (theirs or an earlier one) is durable. */
+  #serverHeld: Buffer[] = [];
+  /** The latest intent barrier; frames queue behind it while it is pending. */
+  #serverBarrier: Promise<unknown> | undefined;
   /** Audit appends since the last ReadyForQuery. */
   #batch: Promise<unknown>[] = [];
   readonly #startedAt = performance.now();
@@ -121,7 +130,10 @@ export class PgProxySession {
     this.#client = client;
     this.#reader = new FrontendReader(options.maxMessageLength === undefined ? {} : { maxMessageLength: options.maxMessageLength });
     this.#handshake = new ClientHandshake(client, options.verifier);
-    this.#tracker = new PipelineTracker((rec) => this.#onStatement(rec));
+    this.#tracker = new PipelineTracker(
+      (rec) => this.#onStatement(rec),
+      (rec) => this.#onForward(rec),
+    );
     this.#outbox = new ClientOutbox(client, {
       pauseServer: () => this.#upstream?.pause(),
       resumeServer: () => this.#upstream?.resume(),
@@ -278,12 +290,40 @@ export class PgProxySession {
     }
   }
 
-  /** Writes the frames queued for the server (by the statement flow) as one buffer. */
+  /**
+   * Writes the frames queued for the server (by the statement flow) as one buffer — once
+   * the intent events of the statements among them (and of any statement queued before)
+   * are durable. The intents of one loop turn share the store's group commit.
+   */
   #flushToServer(): void {
     const frames = this.#toServer;
     if (frames.length === 0 || !this.#upstream) return;
     this.#toServer = [];
-    this.#upstream.write(joinFrames(frames));
+    const intents = this.#intents;
+    if (intents.length === 0 && this.#serverBarrier === undefined) {
+      this.#upstream.write(joinFrames(frames));
+      return;
+    }
+    // Held across turns: copies, since a chunk's buffer is not ours to keep.
+    this.#serverHeld.push(frames.length === 1 ? Buffer.from(frames[0] as Buffer) : joinFrames(frames));
+    if (intents.length === 0) return; // behind an earlier barrier, released with it
+    this.#intents = [];
+    // The store resolves appends in seq order: this barrier settles after every earlier one.
+    const barrier = intents.length === 1 ? (intents[0] as Promise<unknown>) : Promise.all(intents);
+    this.#serverBarrier = barrier;
+    barrier.then(
+      () => {
+        if (this.#serverBarrier !== barrier || this.#phase === 'closed') return; // a later barrier releases
+        this.#serverBarrier = undefined;
+        const held = this.#serverHeld;
+        this.#serverHeld = [];
+        this.#upstream?.write(held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held));
+      },
+      (err: unknown) => {
+        this.#o.logger.error('audit write failed: closing the session', { session: this.id, error: (err as Error).message });
+        this.#fatal(auditUnavailable());
+      },
+    );
   }
 
   #forwardCancel(req: { processId: number; secretKey: Buffer }): void {
@@ -390,9 +430,30 @@ export class PgProxySession {
     if (frame.length > 0) this.#outbox.push(frame);
   }
 
+  /** An allowed statement is about to be sent: its intent goes on record first (see #flushToServer). */
+  #onForward(rec: StatementRecord): void {
+    rec.shown ??= this.#auditText(rec.sql);
+    this.#intents.push(
+      this.#append({
+        type: 'query.intent',
+        detail: {
+          id: rec.id,
+          sql: rec.shown,
+          protocol: rec.protocol,
+          params: rec.params,
+          ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
+          ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
+        },
+        decision: decisionOf(rec.note),
+        outcome: null,
+      }),
+    );
+  }
+
   #onStatement(rec: StatementRecord): void {
     const c = this.#counts;
-    c.statements++;
+    // A skipped statement did not run: only its intent needs closing.
+    if (rec.status !== 'skipped') c.statements++;
     if (rec.status === 'error') c.errors++;
     c.rows += rec.rows;
     c.bytes += rec.bytes;
@@ -408,7 +469,8 @@ export class PgProxySession {
       this.#append({
         type: 'query',
         detail: {
-          sql: this.#auditText(rec.sql),
+          id: rec.id,
+          sql: rec.shown ?? this.#auditText(rec.sql),
           ...(masked ? { masked } : {}),
           protocol: rec.protocol,
           params: rec.params,
@@ -475,6 +537,9 @@ export class PgProxySession {
     this.#phase = 'closed';
     if (this.#endReason === 'client closed the connection') this.#endReason = reason;
     if (!this.#client.destroyed) this.#client.end();
+    // Frames whose intent never became durable are never sent.
+    this.#serverHeld = [];
+    this.#intents = [];
     const up = this.#upstream;
     if (up) {
       // A client gone mid-statement must not leave the statement running.

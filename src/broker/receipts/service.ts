@@ -92,7 +92,7 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
         protocol: facts.protocol,
         started_at: facts.startedAt,
         ended_at: facts.endedAt,
-        counts: { statements: facts.statements, allowed: facts.allowed, denied: facts.denied, held: facts.held, masked: facts.masked },
+        counts: { statements: facts.statements, allowed: facts.allowed, denied: facts.denied, held: facts.held, masked: facts.masked, ...(facts.unknown ? { unknown: facts.unknown } : {}) },
         approvals: flattenApprovals(facts),
         policy: { name: facts.policy !== undefined ? facts.policy : first.rule, sha256: policySha },
         audit: { first_seq: first.seq, head_seq: head.seq, head_hash: head.hash },

@@ -36,6 +36,8 @@ export interface SessionFacts {
   denied: number;
   held: number;
   masked: number;
+  /** Forwarded statements whose outcome is unknown (the broker stopped). */
+  unknown?: number;
   approvals: SessionApprovalFacts[];
   /** The deciding policy's name; when absent it is read from the session.start event. */
   policy?: string | null;

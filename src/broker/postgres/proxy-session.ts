@@ -229,6 +229,9 @@ export class PgProxySession {
           detail: this.#startDetail(plan.record),
           decision: { effect: 'deny', rule: null, reason: this.#auditText(refusal.message) },
           outcome: { status: 'error', sqlstate: refusal.sqlState },
+        }).catch((err: Error) => {
+          // Nothing reaches the target either way: the client still gets the refusal's own words.
+          logger.error('could not record a refused session start', { session: this.id, error: err.message });
         });
         throw refusal;
       }

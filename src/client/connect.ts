@@ -11,6 +11,7 @@ import { startConnectSession, type ConnectSession } from '../tunnel/connect-sess
 import type { TunnelState, TunnelStateChange } from '../tunnel/dialer.js';
 import { writeSessionKubeconfig } from './session-kubeconfig.js';
 import { listenKubernetes } from './connect-kubernetes.js';
+import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
 
 export const DEFAULT_PORTS: Record<TargetSummary['type'], number> = { postgres: 5432, kubernetes: 0, ssh: 0 };
 
@@ -146,7 +147,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       let url: string | undefined;
       let kubeconfig: string | undefined;
       if (target.type === 'postgres') {
-        url = `postgresql://agent:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
+        url = `postgresql://${POSTGRES_CLIENT_USER}:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
       } else if (target.type === 'kubernetes') {
         const written = await writeSessionKubeconfig({ dir: opts.kubeconfigDir, target: target.name, host, port, secret: session.secret, caPem: caPem as string });
         kubeconfig = written.path;

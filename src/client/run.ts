@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Endpoint } from './connect.js';
+import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
 
 export const TIMEOUT_EXIT = 124;
 
@@ -30,7 +31,7 @@ export function endpointEnv(endpoints: readonly Endpoint[], session: { id: strin
         env['PGHOST'] = e.host;
         env['PGPORT'] = String(e.port);
         env['PGDATABASE'] = e.target.database ?? 'postgres';
-        env['PGUSER'] = 'agent';
+        env['PGUSER'] = POSTGRES_CLIENT_USER;
         env['PGPASSWORD'] = session.secret;
         // The local hop is loopback and the tunnel is encrypted; libpq must not try TLS here.
         env['PGSSLMODE'] = 'disable';

@@ -22,6 +22,8 @@ export class RawPg {
   #wake: (() => void) | undefined;
   closed = false;
   key: BackendKeyData | undefined;
+  /** What `login` received before its ReadyForQuery. */
+  readonly startup: Msg[] = [];
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -43,13 +45,17 @@ export class RawPg {
     });
   }
 
-  /** Open, start up and authenticate with SCRAM; resolves at the first ReadyForQuery. */
-  static async login(port: number, password: string, user = 'agent'): Promise<RawPg> {
+  /**
+   * Open, start up (with `params` added to the StartupMessage) and authenticate with SCRAM;
+   * resolves at the first ReadyForQuery. Every message before it is kept in `c.startup`.
+   */
+  static async login(port: number, password: string, user = 'agent', params: Record<string, string> = {}): Promise<RawPg> {
     const c = await RawPg.open(port);
-    c.send(fe.startupMessage({ user, database: 'app' }));
+    c.send(fe.startupMessage({ user, database: 'app', ...params }));
     let scram: ScramClient | undefined;
     for (;;) {
       const m = await c.next();
+      c.startup.push(m);
       if (m.type === BackendType.errorResponse) throw new Error(decodeErrorResponse(m.body).message);
       if (m.type === BackendType.backendKeyData) c.key = decodeBackendKeyData(m.body);
       if (m.type === BackendType.readyForQuery) return c;

@@ -16,6 +16,8 @@ export const SqlState = {
   invalidParameterValue: '22023',
   invalidAuthorizationSpecification: '28000',
   invalidPassword: '28P01',
+  /** invalid_catalog_name: PostgreSQL's code for a database that does not exist. */
+  invalidCatalogName: '3D000',
   insufficientPrivilege: '42501',
   tooManyConnections: '53300',
   programLimitExceeded: '54000',

@@ -65,6 +65,16 @@ export class ProtocolError extends PgError {
   }
 }
 
+/**
+ * What should have been a startup packet has an impossible length: the peer may not speak
+ * the protocol at all (or, like a client that connects and ends at once, sent Terminate
+ * before any StartupMessage). PostgreSQL logs this and closes without a reply; so do we.
+ * Malformed input after a startup packet was read still gets FATAL 08P01.
+ */
+export class StartupFramingError extends ProtocolError {
+  override readonly name: string = 'StartupFramingError';
+}
+
 /** Why a SCRAM exchange failed, for logs and tests; the wire only sees the SQLSTATE. */
 export type ScramFailure =
   | 'malformed'

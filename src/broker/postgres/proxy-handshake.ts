@@ -7,27 +7,16 @@
  *           ──(SASLResponse, proof checked against the session secret's verifier)──► done: authenticated
  *
  * The client proves it holds this `connect`/`run` session's secret with SCRAM-SHA-256,
- * so the secret never crosses even the loopback in clear. Only what the upstream login
- * needs is kept from the startup packet (see FORWARDED_PARAMS).
+ * so the secret never crosses even the loopback in clear. The startup parameters are kept
+ * whole; what becomes of each is decided after authentication (startup-params.ts).
  */
 import type { Duplex } from 'node:stream';
 import { SCRAM_SHA_256, FrontendType } from './protocol.js';
 import { decodeCancelRequest, decodeSASLInitialResponse, decodeSASLResponse, decodeStartupMessage, startupRequestKind } from './decode-frontend.js';
-import { AUTHENTICATION_OK, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, ENCRYPTION_DECLINED } from './build-backend.js';
+import { AUTHENTICATION_OK, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, ENCRYPTION_DECLINED, negotiateProtocolVersion } from './build-backend.js';
 import { PgError, ProtocolError, SqlState, passwordAuthFailed } from './errors.js';
 import { ScramServer, type ScramVerifier } from './scram.js';
 import type { PgMessage } from './reader.js';
-
-/**
- * Startup parameters passed upstream; user/database come from the target, replication is
- * refused. Dropped on purpose: `options` (`-c role=…` would switch roles before any
- * statement is inspected, `-c default_transaction_read_only=off` would undo the read-only
- * backstop), `search_path` (policy resolves unqualified names in `public`), and
- * `client_encoding`, which is always UTF8 upstream so the server splits statement text
- * exactly as the policy's parser did (clients that asked for another encoding get UTF8
- * reported in ParameterStatus, as with any server-side setting).
- */
-const FORWARDED_PARAMS = new Set(['application_name', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits']);
 
 export type HandshakeStep =
   | { step: 'continue' }
@@ -86,12 +75,12 @@ export class ClientHandshake {
       }
       case 'startup': {
         const startup = decodeStartupMessage(m.body);
-        if (startup.params.has('replication')) {
-          throw new PgError(SqlState.featureNotSupported, 'replication connections are not supported through agentgate', { severity: 'FATAL' });
-        }
         this.#user = startup.params.get('user') ?? '';
-        for (const [k, v] of startup.params) if (FORWARDED_PARAMS.has(k)) this.#params.set(k, v);
-        this.#params.set('client_encoding', 'UTF8');
+        for (const [k, v] of startup.params) this.#params.set(k, v);
+        // As PostgreSQL does: a newer 3.x minor or `_pq_.` options get NegotiateProtocolVersion
+        // (3.0, and the options not understood) before authentication; the client goes on with 3.0.
+        const unknownOptions = [...startup.params.keys()].filter((k) => k.startsWith('_pq_.'));
+        if (startup.minorVersion > 0 || unknownOptions.length > 0) this.#client.write(negotiateProtocolVersion(0, unknownOptions));
         if (!this.#verifier) {
           throw new PgError(SqlState.invalidAuthorizationSpecification, 'this tunnel carries no session secret', {
             severity: 'FATAL',

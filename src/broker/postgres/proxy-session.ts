@@ -27,7 +27,7 @@ import { BackendType, type TransactionStatus } from './protocol.js';
 import { decodeErrorResponse, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
 import { backendKeyData, errorResponse, readyForQuery } from './build-backend.js';
 import { TERMINATE } from './build-frontend.js';
-import { auditUnavailable, PgError, SqlState } from './errors.js';
+import { auditUnavailable, PgError, SqlState, StartupFramingError } from './errors.js';
 import type { ScramVerifier } from './scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
@@ -39,6 +39,7 @@ import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
+import { planStartup, type StartupRecord } from './startup-params.js';
 import { createProvenanceCatalog } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
@@ -227,7 +228,26 @@ export class PgProxySession {
     const { target, logger } = this.#o;
     try {
       if (this.#o.audit.failed) throw auditUnavailable();
-      const params = new Map(this.#clientParams);
+      const gate = this.#o.gate;
+      const plan = await planStartup(this.#clientParams, target, async (sql) => {
+        await gate.prepare(sql);
+        return gate.judge(sql);
+      });
+      if (plan.refusal) {
+        // On record before the refusal goes out, like any other refused request.
+        const refusal = plan.refusal;
+        await this.#append({
+          type: 'session.start',
+          detail: this.#startDetail(plan.record),
+          decision: { effect: 'deny', rule: null, reason: this.#auditText(refusal.message) },
+          outcome: { status: 'error', sqlstate: refusal.sqlState },
+        }).catch((err: Error) => {
+          // Nothing reaches the target either way: the client still gets the refusal's own words.
+          logger.error('could not record a refused session start', { session: this.id, error: err.message });
+        });
+        throw refusal;
+      }
+      const params = plan.forward;
       // Startup parameters become the session's reset values: RESET ALL keeps this on.
       if (this.#o.readOnly) params.set('default_transaction_read_only', 'on');
       const up = await connectUpstream(target, params);
@@ -263,14 +283,7 @@ export class PgProxySession {
       this.#outbox.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
       const start = this.#append({
         type: 'session.start',
-        detail: {
-          protocol: 'postgres',
-          client_user: this.#clientUser,
-          application_name: this.#auditText(this.#clientParams.get('application_name') ?? '') || null,
-          upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
-          read_only: this.#o.readOnly === true,
-          ...(this.#o.origin ?? {}),
-        },
+        detail: this.#startDetail(plan.record),
         decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
         outcome: null,
       });
@@ -288,6 +301,26 @@ export class PgProxySession {
     } catch (err) {
       this.#fatal(err);
     }
+  }
+
+  /** session.start's detail: who asked for what, where it goes, and what became of each startup parameter. */
+  #startDetail(startup: StartupRecord): Record<string, JsonValue> {
+    const { target } = this.#o;
+    const text = (s: string): string => this.#auditText(s);
+    return {
+      protocol: 'postgres',
+      client_user: this.#clientUser,
+      application_name: text(this.#clientParams.get('application_name') ?? '') || null,
+      upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
+      read_only: this.#o.readOnly === true,
+      startup: {
+        forwarded: startup.forwarded,
+        rewritten: startup.rewritten.map((r) => ({ name: r.name, from: text(r.from), to: text(r.to), reason: r.reason })),
+        dropped: startup.dropped.map((d) => ({ name: d.name, reason: d.reason })),
+        refused: startup.refused.map((r) => ({ name: r.name, reason: text(r.reason) })),
+      },
+      ...(this.#o.origin ?? {}),
+    };
   }
 
   /**
@@ -517,6 +550,12 @@ export class PgProxySession {
   /** Send an error the client will understand, then close. */
   #fatal(err: unknown): void {
     if (this.#phase === 'closed') return;
+    if (err instanceof StartupFramingError) {
+      // Nothing says the peer speaks the protocol: log and close without a reply, as PostgreSQL does.
+      this.#o.logger.info('closing a connection whose first bytes are not a startup packet', { session: this.id, error: err.message });
+      this.#close(err.message);
+      return;
+    }
     const pgErr =
       err instanceof PgError
         ? err

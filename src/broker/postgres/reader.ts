@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert';
 
-import { ProtocolError, SqlState } from './errors.js';
+import { ProtocolError, SqlState, StartupFramingError } from './errors.js';
 import {
   DEFAULT_MAX_BACKEND_MESSAGE,
   DEFAULT_MAX_FRONTEND_MESSAGE,
@@ -270,7 +270,7 @@ export class FrontendReader extends FrameReader {
     switch (this.#phase) {
       case 'startup':
         if (length < 8 || length > MAX_STARTUP_PACKET_LENGTH) {
-          throw new ProtocolError(`invalid length of startup packet (${length} bytes; 8 to ${MAX_STARTUP_PACKET_LENGTH} allowed)`);
+          throw new StartupFramingError(`invalid length of startup packet (${length} bytes; 8 to ${MAX_STARTUP_PACKET_LENGTH} allowed)`);
         }
         return;
       case 'auth':

@@ -1,24 +1,8 @@
 /** Plain-text pieces shared by the approvals screen and the `requests`/`approve` tables. */
 import type { RequestView } from '../shared/api-types.js';
 
-// C0 (with \n, \t), DEL, C1, and the Unicode bidi embedding/override/isolate controls.
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/**
- * Untrusted text (a statement an agent wrote, a name from a token) made safe to show a
- * reviewer: terminal control characters and bidirectional overrides are printed as escapes,
- * so nothing can move the cursor, recolour, erase or visually reorder what is approved.
- * Newlines (CRLF as LF) and tabs stay unless `singleLine`.
- */
-export function visible(text: string, singleLine = false): string {
-  // A lone CR would return the cursor and let the rest of the line overwrite the start.
-  return (singleLine ? text : text.replace(/\r\n/g, '\n')).replace(UNSAFE, (ch) => {
-    if (!singleLine && (ch === '\n' || ch === '\t')) return ch;
-    const cp = ch.codePointAt(0) ?? 0;
-    return cp <= 0xff ? `\\x${cp.toString(16).padStart(2, '0')}` : `\\u{${cp.toString(16)}}`;
-  });
-}
+export { visible } from '../shared/display-text.js';
+import { visible } from '../shared/display-text.js';
 
 /** `42s`, `5m`, `3h`, `2d`: coarse on purpose, it is read at a glance. */
 export function formatAge(ms: number): string {

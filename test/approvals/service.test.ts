@@ -210,12 +210,12 @@ describe('approval service', () => {
     const decided = service.request(held({ fingerprint: 'fp-list-3' }));
     await service.decide(decided.request.id, BOB, 'approve', null);
 
-    const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+    const ids = (xs: { requests: { id: string }[] }) => xs.requests.map((x) => x.id);
     assert.deepEqual(ids(service.list(AGENT)), [newer.request.id, older.request.id]);
     assert.deepEqual(ids(service.list(AGENT, { all: true })), [decided.request.id, newer.request.id, older.request.id]);
     assert.deepEqual(ids(service.list(BOB)), [older.request.id], 'bob reviews dba requests only');
     assert.deepEqual(ids(service.list(identity('sre-1', ['sre']))), [newer.request.id]);
-    assert.deepEqual(service.list(EVE, { all: true }), []);
+    assert.deepEqual(service.list(EVE, { all: true }).requests, []);
     assert.deepEqual(service.list(SAM, { all: true }), []);
   });
 

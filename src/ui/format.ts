@@ -54,6 +54,19 @@ export function decisionSummary(r: RequestView): string {
   }
 }
 
+/** `$1 = 'paid', $2 = '11'`: the values a held statement runs with (already masked by the broker). */
+export function parameterList(r: RequestView): string | undefined {
+  if (!r.parameters || r.parameters.length === 0) return undefined;
+  return visible(r.parameters.map((v, i) => `$${i + 1} = ${v}`).join(', '), true);
+}
+
+/** What an approval covers, as the reviewer must read it before deciding. */
+export function coverage(r: RequestView): string {
+  const span = r.grant_seconds ? `for ${formatAge(r.grant_seconds * 1000)}` : 'once';
+  if (r.any_values) return `this statement with ANY parameter values, ${span} (rule ${r.rule} approves the shape, not these values)`;
+  return r.parameters && r.parameters.length > 0 ? `this statement with exactly these values, ${span}` : `this statement, ${span}`;
+}
+
 /** Fixed-width columns; the last column is not padded. */
 export function table(rows: string[][]): string {
   const cols = Math.max(0, ...rows.map((r) => r.length));
@@ -81,7 +94,7 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       r.target,
       r.rule,
       `${approvalsGiven(r)}/${r.approvers.count}`,
-      truncate(oneLine(r.statement), 60),
+      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80),
     ]);
   }
   return table(rows);
@@ -97,6 +110,8 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
     ['Why held', visible(r.reason, true)],
     ['Approvals', approvalProgress(r)],
     ['Grant', r.grant_seconds ? `${r.grant_seconds} s for the same statement` : 'one execution'],
+    ['Approves', coverage(r)],
+    ...(parameterList(r) ? [['Values', parameterList(r) ?? '']] : []),
     ['Created', `${r.created_at} (${formatAge(now - Date.parse(r.created_at))} ago)`],
     ['Expires', r.expires_at],
   ];

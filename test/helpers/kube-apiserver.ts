@@ -349,7 +349,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }
       const items = matching(r, ns, field);
       if (asTable) return json(res, 200, table(r, items, includeObject));
-      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
+      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: GROUP_VERSION[r], metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
     }
     if (method === 'GET') {
       const o = store.get(keyOf(r, ns, name as string));

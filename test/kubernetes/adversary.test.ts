@@ -44,7 +44,7 @@ describe('the Kubernetes proxy against an adversarial agent', () => {
   let stack: K8sStack;
 
   before(async () => {
-    stack = await startK8sStack();
+    stack = await startK8sStack({ maxPendingPerRequester: 2 });
     stack.api.put('pods', { metadata: { name: 'web-1', namespace: 'default' }, spec: podTemplate.spec });
     stack.api.put('controllerrevisions', { metadata: { name: 'web-7d9', namespace: 'default' }, revision: 3, data: { spec: { template: podTemplate } } });
     // The key arrives split across two writes of the log stream.
@@ -116,6 +116,23 @@ describe('the Kubernetes proxy against an adversarial agent', () => {
     assert.equal(asked[0]?.headers['accept-encoding'], 'identity');
     const rec = await eventually('the get on record', async () => k8sRequests(await stack.events(), (d) => d['name'] === 'web-1' && d['resource'] === 'pods' && d['subresource'] === '' && d['status_code'] === 200).at(-1));
     assert.equal(rec.detail['masked'], 2);
+  });
+
+  test('5. held deletes stop at the per-requester cap: the next is refused with 429 saying why', async () => {
+    for (const n of [1, 2, 3]) stack.api.put('pods', { metadata: { name: `doomed-${n}`, namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'x' }] } });
+    const held1 = await stack.kubectl(['delete', 'pod', 'doomed-1', '-n', 'default', '--wait=false']);
+    const held2 = await stack.kubectl(['delete', 'pod', 'doomed-2', '-n', 'default', '--wait=false']);
+    assert.match(held1.stderr + held2.stderr, /approval required: apr_\w+[\s\S]*approval required: apr_\w+/);
+    const before = stack.api.requests.length;
+    const third = await stack.kubectl(['delete', 'pod', 'doomed-3', '-n', 'default', '--wait=false']);
+    assert.notEqual(third.code, 0);
+    assert.match(third.stderr, /agent-7 already has 2 requests waiting for approval \(the limit is 2\)/);
+    assert.deepEqual(stack.api.requests.slice(before).filter((q) => q.method === 'DELETE'), [], 'no delete reached the API server');
+    assert.ok(stack.api.get('pods', 'default', 'doomed-3'));
+    const rec = k8sRequests(await stack.events(), (d) => d['name'] === 'doomed-3' && d['verb'] === 'delete').at(-1);
+    assert.equal(rec?.decision?.effect, 'deny');
+    assert.equal(rec?.detail['status_code'], 429);
+    assert.equal(stack.broker.approvals.list(stack.reviewer(), {}).requests.length, 2);
   });
 
   test('8a. a ControllerRevision (a copy of the pod template) is masked like the pod', async () => {

@@ -28,6 +28,7 @@ import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-ha
 import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
+import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../postgres/scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
@@ -325,6 +326,12 @@ class K8sConnection {
         { waiting: false },
       ).request;
     } catch (err) {
+      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') {
+        // Not queued: the requester already has as many waiting as the broker allows.
+        this.#counts.denied++;
+        rec.decision = { effect: 'deny', rule: decision.rule, reason: err.message };
+        return refuse(failureStatus(429, 'TooManyRequests', `agentgate: ${err.message}`));
+      }
       this.#log.error('could not create an approval request', { session: this.id, error: err });
       this.#counts.denied++;
       rec.decision.reason = 'the approval request could not be created';

@@ -24,7 +24,10 @@ export interface RequestEventHandlers {
 export interface ApprovalsClient {
   readonly url: string;
   whoami(): Promise<WhoAmI>;
+  /** Every page (the live screen holds them all; the broker caps what one requester queues). */
   list(opts?: { all?: boolean }): Promise<RequestView[]>;
+  /** One page, newest first: `next` is the `after` of the following page. */
+  page(opts?: PageOptions): Promise<RequestsResponse>;
   get(id: string): Promise<RequestView>;
   decide(id: string, decision: Decision, reason?: string | null): Promise<RequestView>;
   /** Follows `GET /v1/requests/events` until the broker ends the stream or `signal` aborts. */
@@ -32,7 +35,15 @@ export interface ApprovalsClient {
   close(): Promise<void>;
 }
 
+export interface PageOptions {
+  all?: boolean;
+  limit?: number;
+  after?: string;
+}
+
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
+/** Pages list() follows at most (200 each). */
+const MAX_PAGES = 50;
 const MAX_SSE_LINE = 1024 * 1024;
 
 export async function openApprovalsClient(flags: BrokerSessionFlags, env: NodeJS.ProcessEnv = process.env): Promise<ApprovalsClient> {
@@ -50,8 +61,8 @@ async function withClient<T>(flags: BrokerSessionFlags, env: NodeJS.ProcessEnv, 
   }
 }
 
-export function listRequests(flags: BrokerSessionFlags, opts: { all?: boolean } = {}, env: NodeJS.ProcessEnv = process.env): Promise<RequestsResponse> {
-  return withClient(flags, env, async (c) => ({ requests: await c.list(opts) }));
+export function listRequests(flags: BrokerSessionFlags, opts: PageOptions = {}, env: NodeJS.ProcessEnv = process.env): Promise<RequestsResponse> {
+  return withClient(flags, env, (c) => c.page(opts));
 }
 
 export function getRequest(flags: BrokerSessionFlags, id: string, env: NodeJS.ProcessEnv = process.env): Promise<RequestView> {
@@ -116,9 +127,24 @@ function approvalsClient(session: BrokerSession, flags: BrokerSessionFlags, env:
       const t = await token();
       return session.api.whoami(t.token, session.tokenContext(t));
     },
+    async page(opts = {}) {
+      const q = new URLSearchParams();
+      if (opts.all) q.set('all', '1');
+      if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+      if (opts.after !== undefined) q.set('after', opts.after);
+      const res = await call<RequestsResponse>('GET', `/v1/requests${q.size > 0 ? `?${q.toString()}` : ''}`);
+      return { requests: Array.isArray(res.requests) ? res.requests : [], ...(typeof res.next === 'string' ? { next: res.next } : {}) };
+    },
     async list(opts = {}) {
-      const res = await call<RequestsResponse>('GET', `/v1/requests${opts.all ? '?all=1' : ''}`);
-      return Array.isArray(res.requests) ? res.requests : [];
+      const out: RequestView[] = [];
+      let after: string | undefined;
+      for (let i = 0; i < MAX_PAGES; i++) {
+        const page = await this.page({ ...opts, limit: 200, ...(after !== undefined ? { after } : {}) });
+        out.push(...page.requests);
+        if (page.next === undefined) break;
+        after = page.next;
+      }
+      return out;
     },
     get: (id) => call<RequestView>('GET', path(id)),
     decide: (id, decision, reason) => {

@@ -103,12 +103,20 @@ export interface ApprovalRequestJson {
   session: string;
   /** The held statement or request line (already masked). */
   statement: string;
+  /**
+   * Bind parameter values of a held extended-protocol statement, as shown (masked where
+   * masking applies; `NULL`; binary ones in hex). The approval covers exactly these values.
+   */
+  parameters?: string[];
+  /** The rule approves the statement's shape with any parameter values (not only these). */
+  any_values?: boolean;
   classification: Record<string, unknown>;
   policy: string;
   rule: string;
   /** Why it was held. */
   reason: string;
-  approvers: { groups: string[]; count: number };
+  /** `kinds`: which kinds of identity may decide (human unless the rule opts others in). */
+  approvers: { groups: string[]; count: number; kinds: ActorKind[] };
   fingerprint: string;
   /** From the rule: an approval covers the same statement for this long. */
   grant_seconds?: number;
@@ -127,9 +135,11 @@ export interface RequestView extends ApprovalRequestJson {
   can_decide: boolean;
 }
 
-/** `GET /v1/requests[?all=1]`: newest first. */
+/** `GET /v1/requests[?all=1][&limit=N][&after=ID]`: newest first, one page. */
 export interface RequestsResponse {
   requests: RequestView[];
+  /** More requests follow: ask again with `after=<next>`. */
+  next?: string;
 }
 
 /** `POST /v1/requests/:id/decision` body; answered with the RequestView. */

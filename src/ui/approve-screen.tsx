@@ -11,7 +11,7 @@ import { Box, Text, useInput, useWindowSize } from 'ink';
 import type { RequestView } from '../shared/api-types.js';
 import type { Decision } from '../client/approvals.js';
 import type { FeedState, RequestStore } from './request-store.js';
-import { approvalProgress, decisionSummary, formatAge, oneLine, requesterLabel, visible } from './format.js';
+import { approvalProgress, coverage, decisionSummary, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
 
 export interface ApproveScreenProps {
   store: RequestStore;
@@ -225,7 +225,7 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
               <Col w={16} on={on}>{visible(r.requester.name ?? r.requester.sub, true)}</Col>
               <Col w={12} on={on}>{r.target}</Col>
               <Col w={14} on={on}>{r.rule}</Col>
-              <Col w={statementWidth} on={on}>{oneLine(r.statement)}</Col>
+              <Col w={statementWidth} on={on}>{oneLine(r.statement) + (r.parameters?.length ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '')}</Col>
             </Box>
             <Box paddingLeft={7}>
               <Text dimColor wrap="truncate-end">{`held: ${visible(r.reason, true)} · needs ${approvalProgress(r)}`}</Text>
@@ -265,6 +265,8 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
     ['Why held', visible(r.reason, true)],
     ['Approvals', approvalProgress(r)],
     ['Grant', r.grant_seconds ? `${formatAge(r.grant_seconds * 1000)} for the same statement` : 'one execution'],
+    ['Approves', coverage(r)],
+    ...(parameterList(r) ? [['Values', parameterList(r) ?? ''] as [string, string]] : []),
     ['Age', formatAge(now - Date.parse(r.created_at))],
     ['Classification', visible(JSON.stringify(r.classification), true)],
     ...r.decisions.map((d): [string, string] => ['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''}`, true)]),

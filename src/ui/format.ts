@@ -1,24 +1,8 @@
 /** Plain-text pieces shared by the approvals screen and the `requests`/`approve` tables. */
 import type { RequestView } from '../shared/api-types.js';
 
-// C0 (with \n, \t), DEL, C1, and the Unicode bidi embedding/override/isolate controls.
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-/**
- * Untrusted text (a statement an agent wrote, a name from a token) made safe to show a
- * reviewer: terminal control characters and bidirectional overrides are printed as escapes,
- * so nothing can move the cursor, recolour, erase or visually reorder what is approved.
- * Newlines (CRLF as LF) and tabs stay unless `singleLine`.
- */
-export function visible(text: string, singleLine = false): string {
-  // A lone CR would return the cursor and let the rest of the line overwrite the start.
-  return (singleLine ? text : text.replace(/\r\n/g, '\n')).replace(UNSAFE, (ch) => {
-    if (!singleLine && (ch === '\n' || ch === '\t')) return ch;
-    const cp = ch.codePointAt(0) ?? 0;
-    return cp <= 0xff ? `\\x${cp.toString(16).padStart(2, '0')}` : `\\u{${cp.toString(16)}}`;
-  });
-}
+export { visible } from '../shared/display-text.js';
+import { visible } from '../shared/display-text.js';
 
 /** `42s`, `5m`, `3h`, `2d`: coarse on purpose, it is read at a glance. */
 export function formatAge(ms: number): string {
@@ -70,6 +54,19 @@ export function decisionSummary(r: RequestView): string {
   }
 }
 
+/** `$1 = 'paid', $2 = '11'`: the values a held statement runs with (already masked by the broker). */
+export function parameterList(r: RequestView): string | undefined {
+  if (!r.parameters || r.parameters.length === 0) return undefined;
+  return visible(r.parameters.map((v, i) => `$${i + 1} = ${v}`).join(', '), true);
+}
+
+/** What an approval covers, as the reviewer must read it before deciding. */
+export function coverage(r: RequestView): string {
+  const span = r.grant_seconds ? `for ${formatAge(r.grant_seconds * 1000)}` : 'once';
+  if (r.any_values) return `this statement with ANY parameter values, ${span} (rule ${r.rule} approves the shape, not these values)`;
+  return r.parameters && r.parameters.length > 0 ? `this statement with exactly these values, ${span}` : `this statement, ${span}`;
+}
+
 /** Fixed-width columns; the last column is not padded. */
 export function table(rows: string[][]): string {
   const cols = Math.max(0, ...rows.map((r) => r.length));
@@ -97,7 +94,7 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       r.target,
       r.rule,
       `${approvalsGiven(r)}/${r.approvers.count}`,
-      truncate(oneLine(r.statement), 60),
+      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80),
     ]);
   }
   return table(rows);
@@ -113,6 +110,8 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
     ['Why held', visible(r.reason, true)],
     ['Approvals', approvalProgress(r)],
     ['Grant', r.grant_seconds ? `${r.grant_seconds} s for the same statement` : 'one execution'],
+    ['Approves', coverage(r)],
+    ...(parameterList(r) ? [['Values', parameterList(r) ?? '']] : []),
     ['Created', `${r.created_at} (${formatAge(now - Date.parse(r.created_at))} ago)`],
     ['Expires', r.expires_at],
   ];

@@ -89,7 +89,7 @@ describe('approvals API', () => {
     assert.equal(forBob.mine, false);
     assert.equal(forBob.statement, "UPDATE users SET plan = 'pro' WHERE id = 42");
     assert.equal(forBob.reason, 'update needs review by dba');
-    assert.deepEqual(forBob.approvers, { groups: ['dba'], count: 1 });
+    assert.deepEqual(forBob.approvers, { groups: ['dba'], count: 1, kinds: ['human'] });
 
     const mine = (await call<RequestsResponse>('agent-7', 'GET', '/v1/requests')).body.requests.find((x) => x.id === r.id);
     assert.equal(mine?.mine, true);

@@ -97,6 +97,20 @@ afterEach(() => {
 after(() => rmSync(settingsDir, { recursive: true, force: true }));
 
 describe('approve screen', () => {
+  test('stays usable with hundreds pending: a window around the selection, moving with it', async () => {
+    const many = Array.from({ length: 400 }, (_, i) => view({ statement: `UPDATE t SET v = ${i}`, fingerprint: `many-${i}` }, 1_000 + i * 1_000));
+    const { ui, calls } = mount(createRequestStore(many, 'live'));
+    const first = await frameMatching(ui, /400 waiting for your review/);
+    assert.ok(first.split('\n').length < 60, 'the frame shows a window, not every request');
+    assert.match(first, /… \d+ older/);
+    for (let i = 0; i < 30; i++) ui.stdin.write(KEY.down);
+    const moved = await frameMatching(ui, /› .*UPDATE t SET v = 30\b/);
+    assert.match(moved, /… \d+ newer/);
+    ui.stdin.write('a');
+    await waitFor('the decision', () => calls[0]);
+    assert.equal(calls[0]?.id, many[30]?.id);
+  });
+
   test('an empty list says so clearly', async () => {
     const { ui } = mount(createRequestStore([], 'live'));
     const frame = await frameMatching(ui, /Nothing waiting for your review/);

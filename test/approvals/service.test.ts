@@ -144,9 +144,12 @@ describe('approval service', () => {
   test('an identical pending request is the same request with the same outcome', async () => {
     const { service } = await make();
     const a = service.request(held({ fingerprint: 'fp-dup' }));
-    const b = service.request(held({ fingerprint: 'fp-dup', session: 'sess-2' }));
+    const b = service.request(held({ fingerprint: 'fp-dup' }));
     assert.equal(b.request.id, a.request.id);
     assert.equal(b.outcome, a.outcome);
+    // Another session holding the same statement waits on its own request: one approval releases one.
+    const otherSession = service.request(held({ fingerprint: 'fp-dup', session: 'sess-2' }));
+    assert.notEqual(otherSession.request.id, a.request.id);
     const other = service.request(held({ fingerprint: 'fp-dup-other' }));
     assert.notEqual(other.request.id, a.request.id);
     const byOther = service.request(held({ fingerprint: 'fp-dup' }, identity('agent-8', ['ai-agents'])));
@@ -210,13 +213,13 @@ describe('approval service', () => {
     const decided = service.request(held({ fingerprint: 'fp-list-3' }));
     await service.decide(decided.request.id, BOB, 'approve', null);
 
-    const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+    const ids = (xs: { requests: { id: string }[] }) => xs.requests.map((x) => x.id);
     assert.deepEqual(ids(service.list(AGENT)), [newer.request.id, older.request.id]);
     assert.deepEqual(ids(service.list(AGENT, { all: true })), [decided.request.id, newer.request.id, older.request.id]);
     assert.deepEqual(ids(service.list(BOB)), [older.request.id], 'bob reviews dba requests only');
     assert.deepEqual(ids(service.list(identity('sre-1', ['sre']))), [newer.request.id]);
-    assert.deepEqual(service.list(EVE, { all: true }), []);
-    assert.deepEqual(service.list(SAM, { all: true }), []);
+    assert.deepEqual(service.list(EVE, { all: true }).requests, []);
+    assert.deepEqual(service.list(SAM, { all: true }).requests, []);
   });
 
   test('every step is an audit event, in order, with the right actor, session and decision', async () => {
@@ -243,7 +246,7 @@ describe('approval service', () => {
     assert.equal(requested?.detail['statement'], "UPDATE users SET plan = 'pro' WHERE id = 42");
     assert.deepEqual(requested?.detail['classification'], { kinds: ['update'], writes: ['public.users'], flags: [] });
     assert.equal(requested?.detail['rule'], 'agents#2');
-    assert.deepEqual(requested?.detail['approvers'], { groups: ['dba'], count: 2 });
+    assert.deepEqual(requested?.detail['approvers'], { groups: ['dba'], count: 2, kinds: ['human'] });
     assert.equal(requested?.detail['expires_at'], two.request.expires_at);
     assert.deepEqual(requested?.decision, { effect: 'review', rule: 'agents#2' });
     assert.deepEqual(approved?.decision, { effect: 'allow', rule: 'agents#2' });

@@ -126,7 +126,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
         targets: ['pg-prod'],
         rules: [
           { name: 'agents-read#1', sql: ['select', 'explain'], effect: 'allow', extra: {} },
-          { name: 'agents-read#2', sql: ['insert', 'update', 'delete'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
+          { name: 'agents-read#2', sql: ['insert', 'update', 'delete'], effect: 'review', approvers: { groups: ['dba'], count: 1, kinds: ['human'] }, extra: {} },
           { name: 'agents-read#3', effect: 'deny', extra: {} },
         ],
         masking: { mode: 'inherit' },
@@ -137,7 +137,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
         targets: ['k8s-prod'],
         rules: [
           { name: 'agents-k8s#1', k8s: { verbs: ['get', 'list', 'watch'], resources: ['*', '!secrets'] }, effect: 'allow', extra: {} },
-          { name: 'agents-k8s#2', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
+          { name: 'agents-k8s#2', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['sre'], count: 1, kinds: ['human'] }, extra: {} },
           { name: 'agents-k8s#3', effect: 'deny', extra: {} },
         ],
         masking: { mode: 'inherit' },
@@ -152,7 +152,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
       },
     },
     audit: { sync: 'normal' },
-    approvals: { timeoutSeconds: 600, webhooks: [] },
+    approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: 20 },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: '/srv/agentgate/state/receipt-signing.key',
     sshHostKeyPath: '/srv/agentgate/state/ssh-host.key',

@@ -248,8 +248,14 @@ test('rule keys: relations, flags and grant are typed; unknown keys and near-mis
   );
   const rules = config.policies[0]?.rules;
   assert.deepEqual(rules?.[0], { name: 'p#1', sql: ['select'], relations: ['public.users'], flags: ['no_where'], effect: 'allow', extra: {} });
-  assert.deepEqual(rules?.[1], { name: 'p#2', sql: ['delete'], grantSeconds: 3600, effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} });
+  assert.deepEqual(rules?.[1], { name: 'p#2', sql: ['delete'], grantSeconds: 3600, effect: 'review', approvers: { groups: ['dba'], count: 1, kinds: ['human'] }, extra: {} });
   assert.deepEqual(rules?.[2], { name: 'last', effect: 'deny', extra: {} });
+
+  // Approvers are humans unless the rule opts other kinds in; any_values is a review rule's choice.
+  const opted = parseBrokerConfig(base + '      - { sql: [update], effect: review, any_values: true, approvers: { groups: [dba], kinds: [human, ci] } }\n', CONFIG_PATH, { env: ENV });
+  assert.deepEqual(opted.policies[0]?.rules[0], { name: 'p#1', sql: ['update'], anyValues: true, effect: 'review', approvers: { groups: ['dba'], count: 1, kinds: ['human', 'ci'] }, extra: {} });
+  assert.deepEqual(problemsOf(base + '      - { sql: [select], any_values: true, effect: allow }\n').problems, ['policies.0.rules.0.any_values: only allowed when effect is review, not allow']);
+  assert.equal(problemsOf(base + '      - { effect: review, approvers: { groups: [dba], kinds: [robot] } }\n').problems.length, 1);
 
   assert.deepEqual(problemsOf(base + '      - { sql: [select], efect: allow }\n').problems, ['policies.0.rules.0.efect: unknown key (did you mean "effect"?)']);
   assert.deepEqual(problemsOf(base + '      - { sql: [select], relation: [x], effect: allow }\n').problems, [

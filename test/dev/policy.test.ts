@@ -49,7 +49,7 @@ describe('agentgate dev: demo config', () => {
     for (const sql of ["update orders set status = 'refunded' where id = 2", "insert into orders (customer_id, item, amount) values (1, 'x', 1)", 'delete from orders where id = 1']) {
       const v = agent.judge(sql);
       assert.equal(v.effect, 'review', sql);
-      assert.deepEqual(v.approvers, { groups: ['dba'], count: 1 });
+      assert.deepEqual(v.approvers, { groups: ['dba'], count: 1, kinds: ['human'] });
     }
     for (const sql of ['drop table orders', 'truncate customers']) {
       const v = agent.judge(sql);

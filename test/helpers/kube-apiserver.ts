@@ -1,9 +1,11 @@
 /**
  * A stand-in Kubernetes API server for tests: HTTPS on 127.0.0.1:0 speaking enough of the
  * real API on the wire for the real kubectl: legacy discovery (/api, /apis, /api/v1),
- * /version, OpenAPI stubs, and namespaces, pods, secrets and configmaps with get, list,
- * create, delete and watch (JSON lines, streamed), the server-side `Table` form kubectl
- * asks for, and `Status` errors. It requires the upstream bearer token the broker must
+ * /version, OpenAPI stubs, and namespaces, pods, secrets, configmaps and apps/v1
+ * controllerrevisions with get, list, create, delete and watch (JSON lines, streamed; or
+ * over WebSocket, one event per text message, as the real server answers a watch that asks
+ * to upgrade), the server-side `Table` form kubectl asks for, `pods/log` as streamed
+ * text/plain, and `Status` errors. It requires the upstream bearer token the broker must
  * present, records every request it sees, and answers an upgrade on `…/exec` with 101 and
  * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe).
  *
@@ -14,10 +16,10 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { makeTestCert } from './tls.js';
 
-export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps';
+export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'controllerrevisions';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -51,11 +53,16 @@ export interface KubeApiServer {
   endWatches(): void;
   /** Whether a watch of `resource` has ended since it was opened (tests of streaming). */
   readonly watchesEnded: number;
+  /** What `pods/log` of this pod answers: each piece written on its own (the stream splits where they do). */
+  setLog(namespace: string, pod: string, pieces: string[]): void;
   close(): Promise<void>;
 }
 
-const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap' };
-const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true };
+const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', controllerrevisions: 'ControllerRevision' };
+const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, controllerrevisions: true };
+/** The group version each resource is served under. */
+const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', controllerrevisions: 'apps/v1' };
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC65B11';
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
 const API_RESOURCES = {
@@ -72,14 +79,54 @@ const API_RESOURCES = {
   ],
 };
 
+const APPS_RESOURCES = {
+  kind: 'APIResourceList',
+  apiVersion: 'v1',
+  groupVersion: 'apps/v1',
+  resources: [{ name: 'controllerrevisions', singularName: 'controllerrevision', namespaced: true, kind: 'ControllerRevision', verbs: ALL_VERBS }],
+};
+
 interface Watcher {
   resource: KubeResource;
   namespace: string;
   name: string | undefined;
   table: boolean;
   includeObject: string;
-  res: ServerResponse;
+  /** One watch event (a JSON line, or a WebSocket text message). */
+  write(event: string): void;
+  end(): void;
+  destroy(): void;
   firstTable: boolean;
+}
+
+/** One unmasked server-to-client WebSocket frame (RFC 6455 §5.2). */
+function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x80 | opcode, len]) : len < 65536 ? Buffer.from([0x80 | opcode, 126, len >> 8, len & 0xff]) : Buffer.alloc(10);
+  if (len >= 65536) {
+    head[0] = 0x80 | opcode;
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * `/api/v1[/namespaces/{ns}]/{resource}[/{name}[/{sub}]]` or the same under
+ * `/apis/apps/v1`, for the resources this server holds; undefined for anything else.
+ */
+function resourcePath(path: string): { r: KubeResource; ns: string; name: string | undefined; sub: string | undefined } | undefined {
+  const prefix = path.startsWith('/api/v1/') ? '/api/v1/' : path.startsWith('/apis/apps/v1/') ? '/apis/apps/v1/' : undefined;
+  if (!prefix) return undefined;
+  const parts = path.slice(prefix.length).split('/');
+  let ns = '';
+  if (parts[0] === 'namespaces' && parts.length >= 3) {
+    ns = parts[1] as string;
+    parts.splice(0, 2);
+  }
+  const r = parts[0] as KubeResource | undefined;
+  if (!r || !(r in KINDS) || (GROUP_VERSION[r] === 'v1') !== (prefix === '/api/v1/') || parts.length > 3) return undefined;
+  return { r, ns, name: parts[1], sub: parts[2] };
 }
 
 export async function startKubeApiServer(opts: { token?: string } = {}): Promise<KubeApiServer> {
@@ -88,6 +135,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const store = new Map<string, KubeObject>();
   const requests: RecordedRequest[] = [];
   const watchers = new Set<Watcher>();
+  const logs = new Map<string, string[]>();
   const upgraded = new Set<Duplex>();
   let rv = 100;
   let watchesEnded = 0;
@@ -108,7 +156,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   }
 
   function withKind(r: KubeResource, o: KubeObject): KubeObject {
-    return { apiVersion: 'v1', kind: KINDS[r], ...structuredClone(o) };
+    return { apiVersion: GROUP_VERSION[r], kind: KINDS[r], ...structuredClone(o) };
   }
 
   function age(o: KubeObject): string {
@@ -127,6 +175,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [col('Name', 'name'), col('Data'), col('Age')];
       case 'namespaces':
         return [col('Name', 'name'), col('Status'), col('Age')];
+      case 'controllerrevisions':
+        return [col('Name', 'name'), col('Controller'), col('Revision'), col('Age')];
     }
   }
 
@@ -142,6 +192,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [o.metadata.name, Object.keys((o['data'] as object | undefined) ?? {}).length, age(o)];
       case 'namespaces':
         return [o.metadata.name, 'Active', age(o)];
+      case 'controllerrevisions':
+        return [o.metadata.name, '', String(o['revision'] ?? 1), age(o)];
     }
   }
 
@@ -185,7 +237,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   function sendEvent(w: Watcher, type: string, o: KubeObject): void {
     const object = w.table ? table(w.resource, [o], w.includeObject, w.firstTable) : withKind(w.resource, o);
     w.firstTable = false;
-    w.res.write(JSON.stringify({ type, object }) + '\n');
+    w.write(JSON.stringify({ type, object }));
   }
 
   function put(r: KubeResource, obj: KubeObject): KubeObject {
@@ -237,22 +289,31 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (path === '/api') {
       return json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${port}` }] });
     }
-    if (path === '/apis') return json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
+    if (path === '/apis') {
+      const apps = { groupVersion: 'apps/v1', version: 'v1' };
+      return json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: 'apps', versions: [apps], preferredVersion: apps }] });
+    }
     if (path === '/api/v1') return json(res, 200, API_RESOURCES);
+    if (path === '/apis/apps/v1') return json(res, 200, APPS_RESOURCES);
     if (path.startsWith('/openapi/v3')) return json(res, 200, { paths: {} });
     if (path.startsWith('/openapi')) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
 
-    // /api/v1[/namespaces/{ns}]/{resource}[/{name}[/{sub}]]
-    const parts = path.split('/').slice(3);
-    let ns = '';
-    if (parts[0] === 'namespaces' && parts.length >= 3) {
-      ns = parts[1] as string;
-      parts.splice(0, 2);
+    const target = resourcePath(path);
+    if (!target) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+    const { r, ns, name, sub } = target;
+    if (sub === 'log' && r === 'pods' && method === 'GET') {
+      if (!store.has(keyOf('pods', ns, name as string))) return status(res, 404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' });
+      // As the real server streams a container's log: text/plain, chunked, written as it comes.
+      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+      for (const piece of logs.get(`${ns}/${name}`) ?? []) {
+        res.write(piece);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      res.end();
+      return;
     }
-    const r = parts[0] as KubeResource | undefined;
-    if (!path.startsWith('/api/v1/') || !r || !(r in KINDS)) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
-    const name = parts[1];
-    if (parts.length > 2) return status(res, 404, 'NotFound', `the server could not find the requested resource (${parts[2]})`);
+    if (sub !== undefined) return status(res, 404, 'NotFound', `the server could not find the requested resource (${sub})`);
     const accept = String(req.headers['accept'] ?? '');
     const asTable = /as=Table/.test(accept);
     const includeObject = url.searchParams.get('includeObject') ?? 'Metadata';
@@ -264,7 +325,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       if (watch === '1' || watch === 'true') {
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache, private' });
         res.flushHeaders();
-        const w: Watcher = { resource: r, namespace: ns, name: field, table: asTable, includeObject, res, firstTable: true };
+        const w: Watcher = {
+          resource: r,
+          namespace: ns,
+          name: field,
+          table: asTable,
+          includeObject,
+          write: (event) => res.write(event + '\n'),
+          end: () => res.end(),
+          destroy: () => res.destroy(),
+          firstTable: true,
+        };
         watchers.add(w);
         const since = url.searchParams.get('resourceVersion');
         if (!since || since === '0') for (const o of matching(r, ns, field)) sendEvent(w, 'ADDED', o);
@@ -278,7 +349,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }
       const items = matching(r, ns, field);
       if (asTable) return json(res, 200, table(r, items, includeObject));
-      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
+      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: GROUP_VERSION[r], metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
     }
     if (method === 'GET') {
       const o = store.get(keyOf(r, ns, name as string));
@@ -318,10 +389,44 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     });
   });
 
+  /** A watch asked for over WebSocket: 101, then each event as one text message. */
+  function webSocketWatch(req: IncomingMessage, socket: Duplex, r: KubeResource, ns: string): void {
+    const url = new URL(req.url ?? '/', 'https://stand-in');
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'] ?? '')}${WEBSOCKET_GUID}`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    socket.on('error', () => {});
+    upgraded.add(socket);
+    const field = /metadata\.name=([^,]+)/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
+    const w: Watcher = {
+      resource: r,
+      namespace: ns,
+      name: field,
+      table: false,
+      includeObject: 'Object',
+      write: (event) => socket.write(wsFrame(0x1, Buffer.from(event, 'utf8'))),
+      end: () => socket.end(wsFrame(0x8, Buffer.alloc(0))),
+      destroy: () => socket.destroy(),
+      firstTable: false,
+    };
+    watchers.add(w);
+    socket.once('close', () => {
+      upgraded.delete(socket);
+      if (watchers.delete(w)) watchesEnded++;
+    });
+    for (const o of matching(r, ns, field)) sendEvent(w, 'ADDED', o);
+  }
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     if (req.headers.authorization !== `Bearer ${token}`) {
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const watchUrl = new URL(req.url ?? '/', 'https://stand-in');
+    const watchTarget = resourcePath(watchUrl.pathname.replace(/\/$/, ''));
+    const watching = ['1', 'true'].includes(watchUrl.searchParams.get('watch') ?? '');
+    if (watchTarget && watching && watchTarget.name === undefined && String(req.headers.upgrade ?? '').toLowerCase() === 'websocket') {
+      webSocketWatch(req, socket, watchTarget.r, watchTarget.ns);
       return;
     }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)$/.exec((req.url ?? '').split('?')[0] ?? '');
@@ -364,14 +469,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     },
     watchers: (r) => [...watchers].filter((w) => r === undefined || w.resource === r).length,
     endWatches() {
-      for (const w of watchers) w.res.end();
+      for (const w of watchers) w.end();
+    },
+    setLog(namespace, pod, pieces) {
+      logs.set(`${namespace}/${pod}`, [...pieces]);
     },
     get watchesEnded() {
       return watchesEnded;
     },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const w of watchers) w.res.destroy();
+        for (const w of watchers) w.destroy();
         for (const s of upgraded) s.destroy();
         server.closeAllConnections();
         server.close(() => resolve());

@@ -73,6 +73,8 @@ export interface K8sStack {
 export interface K8sStackOptions {
   policies?: PolicyConfig[];
   masking?: MaskingConfig;
+  /** approvals.max_pending_per_requester. */
+  maxPendingPerRequester?: number;
 }
 
 export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
@@ -98,6 +100,7 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
     targets: { [TARGET]: target },
     policies: opts.policies ?? DEFAULT_POLICIES,
     masking: opts.masking ? { [TARGET]: opts.masking } : {},
+    ...(opts.maxPendingPerRequester !== undefined ? { approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: opts.maxPendingPerRequester } } : {}),
   });
   const broker = await runBroker(config, { port: 0, logger: silentLogger });
   const dispatcher = new Agent({ connect: { ca: broker.keys.tlsCertPem } });

@@ -63,7 +63,7 @@ describe('SQL policy and approvals through the broker', () => {
   let dba2Token: string;
 
   function pending(): ApprovalRequest[] {
-    return stack.broker.approvals.list(reviewer('auditor', ['dba']), {}).filter((r) => r.status === 'pending');
+    return stack.broker.approvals.list(reviewer('auditor', ['dba']), {}).requests.filter((r) => r.status === 'pending');
   }
 
   async function heldRequest(sqlFragment: string): Promise<ApprovalRequest> {

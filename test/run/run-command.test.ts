@@ -167,7 +167,7 @@ describe('agentgate run', () => {
       const running = agentgate(['run', '--target', TARGET, '--receipt-dir', receipts, '--', 'psql', '-X', '-q', '-c', 'UPDATE t SET v = 2 WHERE id = 1'], env);
       const reviewer: Identity = { sub: 'dba-1', groups: ['dba'], kind: 'human', issuer: 'test', expiresAt: Math.floor(Date.now() / 1000) + 600 };
       const req = await eventually('the held request', () =>
-        stack.broker.approvals.list(reviewer, {}).find((x) => x.status === 'pending' && x.statement.includes('SET v = 2')),
+        stack.broker.approvals.list(reviewer, {}).requests.find((x) => x.status === 'pending' && x.statement.includes('SET v = 2')),
       );
       assert.equal(req.requester.kind, 'ci');
       await stack.broker.approvals.decide(req.id, reviewer, 'approve', 'deploy window');

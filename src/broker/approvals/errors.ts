@@ -11,7 +11,8 @@ export type ApprovalErrorCode =
   | 'AG_NOT_APPROVER'
   | 'AG_ALREADY_DECIDED'
   | 'AG_REASON_REQUIRED'
-  | 'AG_APPROVALS_CLOSED';
+  | 'AG_APPROVALS_CLOSED'
+  | 'AG_TOO_MANY_PENDING';
 
 const STATUS: Record<ApprovalErrorCode, number> = {
   AG_REQUEST_NOT_FOUND: 404,
@@ -21,6 +22,7 @@ const STATUS: Record<ApprovalErrorCode, number> = {
   AG_ALREADY_DECIDED: 409,
   AG_REASON_REQUIRED: 400,
   AG_APPROVALS_CLOSED: 503,
+  AG_TOO_MANY_PENDING: 429,
 };
 
 const EXIT: Record<ApprovalErrorCode, ExitCode> = {
@@ -31,6 +33,7 @@ const EXIT: Record<ApprovalErrorCode, ExitCode> = {
   AG_ALREADY_DECIDED: ExitCode.error,
   AG_REASON_REQUIRED: ExitCode.usage,
   AG_APPROVALS_CLOSED: ExitCode.error,
+  AG_TOO_MANY_PENDING: ExitCode.denied,
 };
 
 export class ApprovalServiceError extends AgentgateError {

@@ -1,6 +1,8 @@
 /**
  * The approvals API:
- *   GET  /v1/requests[?all=1]          requests the caller made or may review (pending unless all)
+ *   GET  /v1/requests[?all=1][&limit=N][&after=ID]
+ *                                      requests the caller made or may review (pending unless
+ *                                      all), newest first, one page (`next` when more follow)
  *   GET  /v1/requests/events           server-sent events of changes the caller may see
  *   GET  /v1/requests/:id              one request (requester, possible reviewers, auditors; else 404)
  *   POST /v1/requests/:id/decision     {decision: approve|deny, reason?} → the request
@@ -13,7 +15,7 @@ import { HttpError } from '../http/errors.js';
 import { readJsonBody, sendJson } from '../http/json.js';
 import type { RequestContext, Route } from '../http/types.js';
 import { ApprovalServiceError } from './errors.js';
-import { MAX_REASON_LENGTH } from './service.js';
+import { MAX_PAGE, MAX_REASON_LENGTH } from './service.js';
 import type { ApprovalChange, ApprovalService } from './types.js';
 import { canSee, requestView } from './view.js';
 
@@ -25,6 +27,8 @@ export interface ApprovalRoutesOptions {
 }
 
 const DECISION_BODY_LIMIT = 16 * 1024;
+/** A listing's page unless the caller asks for another size. */
+const DEFAULT_PAGE = 50;
 
 export function approvalRoutes(service: ApprovalService, options: ApprovalRoutesOptions = {}): Route[] {
   const heartbeatMs = options.heartbeatMs ?? 15_000;
@@ -54,8 +58,16 @@ export function approvalRoutes(service: ApprovalService, options: ApprovalRoutes
       auth: true,
       handle(ctx) {
         const viewer = must(ctx.identity);
-        const all = ['1', 'true', 'yes'].includes(ctx.url.searchParams.get('all') ?? '');
-        const body: RequestsResponse = { requests: service.list(viewer, { all }).map((r) => requestView(r, viewer)) };
+        const q = ctx.url.searchParams;
+        const all = ['1', 'true', 'yes'].includes(q.get('all') ?? '');
+        const limitText = q.get('limit');
+        const limit = limitText === null ? DEFAULT_PAGE : Number(limitText);
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+          throw new HttpError(400, 'AG_BAD_REQUEST', `limit must be a whole number from 1 to ${MAX_PAGE}, got ${JSON.stringify(limitText)}`, { hint: 'page with ?limit=50&after=<next from the previous page>' });
+        }
+        const after = q.get('after') ?? undefined;
+        const page = service.list(viewer, { all, limit, ...(after ? { after } : {}) });
+        const body: RequestsResponse = { requests: page.requests.map((r) => requestView(r, viewer)), ...(page.next ? { next: page.next } : {}) };
         sendJson(ctx.res, 200, body);
       },
     },

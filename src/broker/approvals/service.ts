@@ -39,6 +39,10 @@ export interface ApprovalServiceDeps {
 /** Longest reviewer reason kept; the rest is cut (it lands in the audit log and receipts). */
 export const MAX_REASON_LENGTH = 2_000;
 const HISTORY_MS = 24 * 3600_000;
+/** Pending requests one requester may have at once unless configured. */
+export const DEFAULT_MAX_PENDING = 20;
+/** Largest page of a listing (and the default). */
+export const MAX_PAGE = 200;
 /** setTimeout's ceiling; longer waits re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -54,6 +58,8 @@ export function newRequestId(): string {
 interface Entry {
   req: ApprovalRequest;
   waiting: boolean;
+  /** Created for a waiting caller: its pending key names the session. */
+  keyedBySession: boolean;
   outcome: Promise<ApprovalOutcome>;
   settle(o: ApprovalOutcome): void;
   fail(err: unknown): void;
@@ -80,11 +86,18 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
   let closing: Promise<void> | undefined;
   const webhooks = createWebhookSender({ webhooks: config.approvals.webhooks, logger, signal: closer.signal, ...deps.webhooks });
   const entries = new Map<string, Entry>();
-  /** requester sub, target, fingerprint → id of the pending request. */
+  /**
+   * requester sub, target, fingerprint and — for a waiting caller — session → id of the
+   * pending request. A held statement in another session is another request: one approval
+   * releases exactly the statement it was given for. Callers that do not wait (kubectl is
+   * told to come back) share one request, which releases one later execution.
+   */
   const pendingByKey = new Map<string, string>();
+  const maxPending = config.approvals.maxPendingPerRequester ?? DEFAULT_MAX_PENDING;
   const listeners = new Set<(change: ApprovalChange) => void>();
   const iso = (ms: number): string => new Date(ms).toISOString();
-  const keyOf = (sub: string, target: string, fingerprint: string): string => JSON.stringify([sub, target, fingerprint]);
+  const keyOf = (r: Pick<ApprovalRequest, 'requester' | 'target' | 'fingerprint' | 'session'>, waiting: boolean): string =>
+    JSON.stringify([r.requester.sub, r.target, r.fingerprint, waiting ? r.session : '']);
 
   const emit = (type: ApprovalChange['type'], e: Entry): void => {
     e.req.revision++;
@@ -127,7 +140,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
 
   /** Final (or grant-lapsed) requests leave the pending index and become history. */
   const finish = (e: Entry): void => {
-    const key = keyOf(e.req.requester.sub, e.req.target, e.req.fingerprint);
+    const key = keyOf(e.req, e.keyedBySession);
     if (pendingByKey.get(key) === e.req.id) pendingByKey.delete(key);
     clearTimeout(e.timer);
     e.timer = undefined;
@@ -222,7 +235,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
     },
 
     request(input: NewApprovalRequest, opts: RequestOptions = {}) {
-      const key = keyOf(input.requester.sub, input.target, input.fingerprint);
+      const key = keyOf(input, opts.waiting !== false);
       const existingId = pendingByKey.get(key);
       const existing = existingId === undefined ? undefined : entries.get(existingId);
       if (existing && existing.req.status === 'pending') {
@@ -231,6 +244,14 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         return { request: structuredClone(existing.req), outcome: existing.outcome };
       }
       prune();
+      let pending = 0;
+      for (const e of entries.values()) if (e.req.status === 'pending' && e.req.requester.sub === input.requester.sub) pending++;
+      if (pending >= maxPending) {
+        // A flood of held statements would bury the reviewers' queue: the next one is refused.
+        throw new ApprovalServiceError('AG_TOO_MANY_PENDING', `${input.requester.sub} already has ${pending} requests waiting for approval (the limit is ${maxPending}); this one was not queued and nothing ran`, {
+          hint: 'wait for a reviewer to decide the pending ones (agentgate requests), or cancel them; the broker operator sets approvals.max_pending_per_requester',
+        });
+      }
 
       const t = now();
       const id = newRequestId();
@@ -240,12 +261,14 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         target: input.target,
         protocol: input.protocol,
         statement: input.statement,
+        ...(input.parameters !== undefined ? { parameters: [...input.parameters] } : {}),
+        ...(input.anyValues === true ? { anyValues: true } : {}),
         // Plain JSON only: it goes into the audit log and over the wire.
         classification: JSON.parse(JSON.stringify(input.classification ?? {})) as Record<string, unknown>,
         policy: input.policy,
         rule: input.rule,
         reason: input.reason,
-        approvers: { groups: [...input.approvers.groups], count: Math.max(1, Math.floor(input.approvers.count)) },
+        approvers: { groups: [...input.approvers.groups], count: Math.max(1, Math.floor(input.approvers.count)), kinds: [...(input.approvers.kinds ?? ['human'])] },
         fingerprint: input.fingerprint,
         ...(input.grantSeconds !== undefined && input.grantSeconds > 0 ? { grantSeconds: input.grantSeconds } : {}),
         id,
@@ -263,7 +286,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
       });
       // A caller that does not wait (nor listen for failure) must not crash the broker.
       outcome.catch(() => {});
-      const e: Entry = { req, waiting: opts.waiting !== false, outcome, settle, fail, recorded: Promise.resolve(), queue: Promise.resolve(), timer: undefined, oneShot: 'none', usableUntil: 0, finishedAt: undefined };
+      const e: Entry = { req, waiting: opts.waiting !== false, keyedBySession: opts.waiting !== false, outcome, settle, fail, recorded: Promise.resolve(), queue: Promise.resolve(), timer: undefined, oneShot: 'none', usableUntil: 0, finishedAt: undefined };
 
       if (closing) {
         fail(new ApprovalServiceError('AG_APPROVALS_CLOSED', 'the broker is shutting down: nothing can be approved now', { hint: 'run the statement again once the broker is back' }));
@@ -279,12 +302,14 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         req.requester,
         {
           statement: req.statement,
+          ...(req.parameters !== undefined ? { parameters: req.parameters } : {}),
+          ...(req.anyValues === true ? { any_values: true } : {}),
           classification: req.classification as JsonValue,
           policy: req.policy,
           rule: req.rule,
           reason: req.reason,
           protocol: req.protocol,
-          approvers: { groups: req.approvers.groups, count: req.approvers.count },
+          approvers: { groups: req.approvers.groups, count: req.approvers.count, kinds: req.approvers.kinds ?? ['human'] },
           expires_at: req.expires_at,
           ...(req.grantSeconds !== undefined ? { grant_seconds: req.grantSeconds } : {}),
         },
@@ -343,8 +368,10 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
           });
         }
         if (!isReviewer(approver, r)) {
-          throw new ApprovalServiceError('AG_NOT_APPROVER', `${approver.sub} is not an approver for request ${id}`, {
-            hint: `rule ${r.rule} needs members of ${r.approvers.groups.join(', ') || '(no group)'} to decide`,
+          const kinds = r.approvers.kinds ?? ['human'];
+          const why = kinds.includes(approver.kind) ? '' : ` (a ${approver.kind} identity; rule ${r.rule} takes decisions from ${kinds.join(', ')} identities only)`;
+          throw new ApprovalServiceError('AG_NOT_APPROVER', `${approver.sub} is not an approver for request ${id}${why}`, {
+            hint: `rule ${r.rule} needs ${kinds.join(' or ')} members of ${r.approvers.groups.join(', ') || '(no group)'} to decide`,
           });
         }
         if (r.status !== 'pending') {
@@ -391,12 +418,23 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
     },
 
     list(viewer, opts = {}) {
-      const out: ApprovalRequest[] = [];
-      for (const e of entries.values()) {
-        if ((opts.all || e.req.status === 'pending') && isListedFor(viewer, e.req)) out.push(structuredClone(e.req));
+      const limit = Math.max(1, Math.min(opts.limit ?? MAX_PAGE, MAX_PAGE));
+      const all = [...entries.values()];
+      // Map order is creation order; pages go newest first, each after the one named.
+      let i = all.length - 1;
+      if (opts.after !== undefined) {
+        const at = all.findIndex((e) => e.req.id === opts.after);
+        // A cursor that has been pruned meanwhile starts over rather than skipping requests.
+        if (at >= 0) i = at - 1;
       }
-      // Map order is creation order.
-      return out.reverse();
+      const out: ApprovalRequest[] = [];
+      for (; i >= 0; i--) {
+        const e = all[i] as Entry;
+        if (!((opts.all || e.req.status === 'pending') && isListedFor(viewer, e.req))) continue;
+        if (out.length === limit) return { requests: out, next: (out[out.length - 1] as ApprovalRequest).id };
+        out.push(structuredClone(e.req));
+      }
+      return { requests: out };
     },
 
     canReview(viewer, request) {

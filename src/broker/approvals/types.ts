@@ -25,6 +25,10 @@ export interface NewApprovalRequest {
   protocol: 'postgres' | 'kubernetes';
   /** The statement or request line as it will be shown to reviewers (already masked). */
   statement: string;
+  /** Bind parameter values as shown to reviewers (already masked); part of what is approved. */
+  parameters?: string[];
+  /** The rule approves the shape with any parameter values: the fingerprint leaves them out. */
+  anyValues?: boolean;
   /** Classification summary shown to reviewers (kinds, relations, flags / verb, resource…). */
   classification: Record<string, unknown>;
   policy: string;
@@ -32,7 +36,7 @@ export interface NewApprovalRequest {
   /** Why it was held (the policy decision's reason). */
   reason: string;
   approvers: ApproverSpec;
-  /** Identifies "the same statement/request" for grants. */
+  /** Identifies "the same statement/request" for grants (with its parameter values, unless anyValues). */
   fingerprint: string;
   /** From the rule: an approval then covers the same fingerprint for this long. */
   grantSeconds?: number;
@@ -79,7 +83,9 @@ export interface ApprovalService {
   consumeGrant(requesterSub: string, target: string, fingerprint: string): ApprovalRequest | undefined;
   /**
    * Creates a pending request, or returns the pending one for the same requester, target and
-   * fingerprint. `outcome` settles when it is decided, expires or is withdrawn; a waiter
+   * fingerprint in the same session (another session gets its own request: one approval
+   * releases one statement). Throws AG_TOO_MANY_PENDING when the requester already has
+   * `approvals.maxPendingPerRequester` pending. `outcome` settles when it is decided, expires or is withdrawn; a waiter
    * that receives `approved` has used the one-shot approval. It rejects (fail closed) only
    * when the audit log cannot record the request, or the service is closed.
    */
@@ -89,8 +95,11 @@ export interface ApprovalService {
   /** Throws ApprovalError-coded AgentgateErrors: not found, not pending, self-approval, not an approver, already decided by this approver. */
   decide(id: string, approver: Identity, decision: 'approve' | 'deny', reason: string | null): Promise<ApprovalRequest>;
   get(id: string): ApprovalRequest | undefined;
-  /** Requests this identity made or may review; pending only unless `all`. Newest first. */
-  list(viewer: Identity, opts?: { all?: boolean }): ApprovalRequest[];
+  /**
+   * Requests this identity made or may review; pending only unless `all`. Newest first, one
+   * page of at most `limit` after the request `after`; `next` names the last one when more follow.
+   */
+  list(viewer: Identity, opts?: { all?: boolean; limit?: number; after?: string }): { requests: ApprovalRequest[]; next?: string };
   /** Whether `viewer` may decide this request (approver group, not the requester, not yet decided by them). */
   canReview(viewer: Identity, request: ApprovalRequest): boolean;
   subscribe(listener: (change: ApprovalChange) => void): () => void;

@@ -6,9 +6,14 @@ import type { ApprovalRequestJson, RequestView } from '../../shared/api-types.js
 import type { Identity } from '../identity/types.js';
 import type { ApprovalRequest } from './types.js';
 
-/** In one of the rule's approver groups and not the requester (AC-5: no self-approval). */
+/**
+ * In one of the rule's approver groups, of a kind the rule accepts (human unless it opts
+ * others in: a CI token or another agent mapped to the group is not a reviewer), and not
+ * the requester (AC-5: no self-approval).
+ */
 export function isReviewer(viewer: Identity, r: ApprovalRequest): boolean {
-  return viewer.sub !== r.requester.sub && viewer.groups.some((g) => r.approvers.groups.includes(g));
+  const kinds = r.approvers.kinds ?? ['human'];
+  return viewer.sub !== r.requester.sub && kinds.includes(viewer.kind) && viewer.groups.some((g) => r.approvers.groups.includes(g));
 }
 
 /** A reviewer who may act on it now: pending and not yet decided by them. */
@@ -38,11 +43,13 @@ export function requestJson(r: ApprovalRequest): ApprovalRequestJson {
     protocol: r.protocol,
     session: r.session,
     statement: r.statement,
+    ...(r.parameters !== undefined ? { parameters: [...r.parameters] } : {}),
+    ...(r.anyValues === true ? { any_values: true } : {}),
     classification: structuredClone(r.classification),
     policy: r.policy,
     rule: r.rule,
     reason: r.reason,
-    approvers: { groups: [...r.approvers.groups], count: r.approvers.count },
+    approvers: { groups: [...r.approvers.groups], count: r.approvers.count, kinds: [...(r.approvers.kinds ?? ['human'])] },
     fingerprint: r.fingerprint,
     created_at: r.created_at,
     expires_at: r.expires_at,

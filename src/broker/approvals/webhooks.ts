@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import type { ApprovalRequestJson, ApprovalWebhookPayload } from '../../shared/api-types.js';
 import { VERSION } from '../../shared/version.js';
+import { visible } from '../../shared/display-text.js';
 import type { WebhookConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 
@@ -103,7 +104,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     send(event, req) {
       const hooks = webhooks.filter((h) => h.events.includes(event));
       if (hooks.length === 0 || signal.aborted) return;
-      const payload: ApprovalWebhookPayload = { event, request: req };
+      const payload: ApprovalWebhookPayload = { event, request: shownSafely(req) };
       const body = JSON.stringify(payload);
       for (const hook of hooks) {
         const p = deliver(hook, event, req.id, body).catch((err: unknown) => logger.error('webhook delivery crashed', { url: originOf(hook.url), error: err }));
@@ -115,6 +116,22 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
   };
+}
+
+/**
+ * The request with its agent-controlled text escaped (control characters, bidi overrides),
+ * as the reviewer screen shows it: chat tools render these fields to people who decide.
+ */
+function shownSafely(req: ApprovalRequestJson): ApprovalRequestJson {
+  const out: ApprovalRequestJson = {
+    ...req,
+    requester: { ...req.requester, sub: visible(req.requester.sub, true), ...(typeof req.requester.name === 'string' ? { name: visible(req.requester.name, true) } : {}) },
+    statement: visible(req.statement),
+    reason: visible(req.reason),
+    decisions: req.decisions.map((d) => ({ ...d, approver: { ...d.approver, sub: visible(d.approver.sub, true), ...(d.approver.name !== undefined ? { name: visible(d.approver.name, true) } : {}) }, reason: d.reason === null ? null : visible(d.reason) })),
+  };
+  if (req.parameters) out.parameters = req.parameters.map((p) => visible(p, true));
+  return out;
 }
 
 function originOf(url: string): string {

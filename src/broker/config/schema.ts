@@ -52,7 +52,7 @@ export const ACTOR_KINDS = ['human', 'agent', 'ci'] as const;
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set(['password', 'token', 'client_key', 'private_key']);
 
 /** Rule keys; any other key in a rule is reported. */
-const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'functions', 'grant', 'k8s', 'effect', 'approvers'] as const;
+const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'functions', 'grant', 'any_values', 'k8s', 'effect', 'approvers'] as const;
 
 /** Functions with side effects outside the statement (files, other servers, other sessions, settings). */
 export const DEFAULT_DANGEROUS_FUNCTIONS = [
@@ -332,7 +332,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
   const approvers = strictObject({
     groups: nonEmptyTextList,
     count: intRange(1, 100).default(1),
-  }).transform((a): ApproverSpec => ({ groups: a.groups, count: a.count }));
+    // Holds are for a human unless the rule opts other kinds of identity in.
+    kinds: z.array(z.enum(ACTOR_KINDS)).min(1, { error: 'expected a non-empty list' }).default(() => ['human' as const]),
+  }).transform((a): ApproverSpec => ({ groups: a.groups, count: a.count, kinds: a.kinds }));
 
   const k8sMatch = strictObject({
     verbs: textList.optional(),
@@ -362,6 +364,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       flags: z.array(z.enum(SQL_FLAGS)).optional(),
       functions: textList.optional(),
       grant: duration.optional(),
+      any_values: z.boolean().optional(),
       k8s: k8sMatch.optional(),
       effect: z.enum(EFFECTS),
       approvers: approvers.optional(),
@@ -380,6 +383,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         if (r['functions'] !== undefined && r['k8s'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['functions'], message: 'applies to SQL statements only, not together with k8s' });
         }
+        if (r['effect'] !== 'review' && r['any_values'] !== undefined) {
+          c.addIssue({ code: 'custom', path: ['any_values'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
+        }
         if (r['effect'] !== 'review' && r['grant'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['grant'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
         }
@@ -397,6 +403,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       if (r.flags) out.flags = r.flags;
       if (r.functions) out.functions = r.functions.map((f) => f.toLowerCase());
       if (r.grant !== undefined) out.grantSeconds = r.grant;
+      if (r.any_values === true) out.anyValues = true;
       if (r.k8s) out.k8s = r.k8s;
       if (r.approvers) out.approvers = r.approvers;
       return out;
@@ -461,7 +468,8 @@ export function brokerConfigSchema(ctx: SchemaContext) {
   const approvals = strictObject({
     timeout: duration.default(600),
     webhooks: z.array(webhook).default(() => []),
-  }).transform((a): ApprovalsConfig => ({ timeoutSeconds: a.timeout, webhooks: a.webhooks }));
+    max_pending_per_requester: intRange(1, 10_000).default(20),
+  }).transform((a): ApprovalsConfig => ({ timeoutSeconds: a.timeout, webhooks: a.webhooks, maxPendingPerRequester: a.max_pending_per_requester }));
 
   const tls = strictObject({ cert: path, key: path }).transform((t) => ({ cert: t.cert, key: t.key }));
 

@@ -100,6 +100,8 @@ export interface SubjectMatch {
 export interface ApproverSpec {
   groups: string[];
   count: number;
+  /** Which kinds of identity may decide (default human only). */
+  kinds?: ActorKind[];
 }
 
 /** Flags the SQL classifier sets on a statement; rules may match on them. */
@@ -123,6 +125,11 @@ export interface RuleConfig {
   functions?: string[];
   /** Review rules: an approval covers the same statement fingerprint for this many seconds (else one execution). */
   grantSeconds?: number;
+  /**
+   * Review rules: an approval (and its grant) covers the statement's shape with any Bind
+   * parameter values, not only the values the reviewer saw.
+   */
+  anyValues?: boolean;
   /** Kubernetes request match; absent = any. */
   k8s?: { verbs?: string[]; resources?: string[]; namespaces?: string[] };
   effect: Effect;
@@ -148,6 +155,8 @@ export interface ApprovalsConfig {
   /** How long a held statement or request waits for a decision. Default 600. */
   timeoutSeconds: number;
   webhooks: WebhookConfig[];
+  /** Pending requests one requester may have at once; more are refused. Default 20. */
+  maxPendingPerRequester?: number;
 }
 
 export interface WebhookConfig {

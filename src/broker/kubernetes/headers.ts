@@ -21,8 +21,11 @@ export function impersonationHeaders(headers: IncomingHttpHeaders): string[] {
 
 export interface UpstreamHeaderOptions {
   authorization: string | undefined;
-  /** Ask for JSON (no protobuf, no compression): the response will be rewritten. */
-  forMasking: boolean;
+  /**
+   * The response will be rewritten: `json` asks for JSON (no protobuf, no compression),
+   * `text` (logs) keeps the client's Accept but asks for no compression.
+   */
+  forMasking: 'json' | 'text' | false;
   /** The body was buffered: its exact length. */
   bodyLength?: number;
 }
@@ -37,10 +40,8 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, o: UpstreamHeaderO
   const conn = headers['connection'];
   if (typeof conn === 'string') for (const n of conn.split(',')) delete out[n.trim().toLowerCase()];
   if (o.authorization) out['authorization'] = o.authorization;
-  if (o.forMasking) {
-    out['accept'] = jsonAccept(typeof headers['accept'] === 'string' ? headers['accept'] : undefined);
-    out['accept-encoding'] = 'identity';
-  }
+  if (o.forMasking === 'json') out['accept'] = jsonAccept(typeof headers['accept'] === 'string' ? headers['accept'] : undefined);
+  if (o.forMasking) out['accept-encoding'] = 'identity';
   if (o.bodyLength !== undefined) {
     delete out['transfer-encoding'];
     out['content-length'] = String(o.bodyLength);

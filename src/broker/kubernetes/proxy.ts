@@ -28,17 +28,19 @@ import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-ha
 import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
+import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../postgres/scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
 import { decidingPolicy } from '../access.js';
-import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, type K8sRequestInfo } from './request-info.js';
+import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
 import { pipeUpgrade } from './upgrade-pipe.js';
 import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
+import { scanTextStream } from './text-scan.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
@@ -139,6 +141,9 @@ export class K8sProxy {
   }
 }
 
+/** How a streamed response is rewritten: JSON documents (a watch) or scanned text (logs). */
+type StreamRewrite = { objects: ObjectMasker } | { text: Transform; masked: () => number };
+
 type Counts = { statements: number; allowed: number; denied: number; held: number; errors: number; bytes: number; masked: number };
 
 /** What one request's audit event says, filled in as the request proceeds. */
@@ -225,7 +230,7 @@ class K8sConnection {
    * Everything before the request may go upstream: authentication, request info, policy,
    * approvals. Shared by plain and upgrade requests.
    */
-  async #gate(req: IncomingMessage, rec: RequestRecord): Promise<{ kind: 'refuse'; status: K8sStatus } | { kind: 'forward'; info: K8sRequestInfo; body: Buffer | undefined }> {
+  async #gate(req: IncomingMessage, rec: RequestRecord, upgrade = false): Promise<{ kind: 'refuse'; status: K8sStatus } | { kind: 'forward'; info: K8sRequestInfo; body: Buffer | undefined }> {
     const refuse = (status: K8sStatus): { kind: 'refuse'; status: K8sStatus } => ({ kind: 'refuse', status });
     const auth = await this.#bearer.check(bearerToken(req.headers.authorization) ?? '');
     if (auth !== 'ok') {
@@ -247,6 +252,16 @@ class K8sConnection {
     }
     rec.info = info;
     if (this.#o.audit.failed) return refuse(auditUnavailable());
+
+    // An upgraded connection is a raw byte pipe nothing masks: only the connect
+    // subresources (exec, attach, portforward, proxy) may have one. Anything else — a watch
+    // over WebSocket, a plain get with an Upgrade header — is refused, never relayed raw.
+    if (upgrade && !(info.kind === 'resource' && CONNECT_VERBS.has(info.verb))) {
+      const reason = `only exec, attach, portforward and proxy may upgrade the connection; ${describeRequest(info)} over ${String(req.headers.upgrade ?? 'an upgrade').slice(0, 40)} is not relayed (send it as a plain HTTP request, as kubectl does)`;
+      rec.decision = { effect: 'deny', rule: null, reason };
+      this.#counts.denied++;
+      return refuse(failureStatus(400, 'BadRequest', `agentgate: ${reason}`));
+    }
 
     const impersonating = impersonationHeaders(req.headers);
     if (impersonating.length > 0) {
@@ -314,6 +329,12 @@ class K8sConnection {
         { waiting: false },
       ).request;
     } catch (err) {
+      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') {
+        // Not queued: the requester already has as many waiting as the broker allows.
+        this.#counts.denied++;
+        rec.decision = { effect: 'deny', rule: decision.rule, reason: err.message };
+        return refuse(failureStatus(429, 'TooManyRequests', `agentgate: ${err.message}`));
+      }
       this.#log.error('could not create an approval request', { session: this.id, error: err });
       this.#counts.denied++;
       rec.decision.reason = 'the approval request could not be created';
@@ -362,7 +383,10 @@ class K8sConnection {
       this.#log.error('kubernetes upstream is misconfigured', { target: this.#ch.target.name, error: err });
       return this.#refuse(res, rec, failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
     }
-    const kind = this.#masker ? maskedKind(info) : undefined;
+    // With masking on, every response is rewritten: asked for as uncompressed JSON (logs:
+    // uncompressed text), whatever the resource, since copies of values live in any kind.
+    const masking = this.#masker !== undefined;
+    const logs = info.kind === 'resource' && info.subresource === 'log';
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -385,7 +409,7 @@ class K8sConnection {
       upRes = await up.pool.request({
         method: rec.method as 'GET',
         path: up.basePath + rec.url,
-        headers: upstreamHeaders(req.headers, { authorization: up.authorization, forMasking: kind !== undefined, ...(body !== undefined ? { bodyLength: body.length } : {}) }),
+        headers: upstreamHeaders(req.headers, { authorization: up.authorization, forMasking: masking ? (logs ? 'text' : 'json') : false, ...(body !== undefined ? { bodyLength: body.length } : {}) }),
         body: body !== undefined ? (body.length > 0 ? body : null) : hasBody ? req : null,
         signal: abort.signal,
       });
@@ -404,37 +428,47 @@ class K8sConnection {
     const contentType = String(upRes.headers['content-type'] ?? '');
     const encoding = String(upRes.headers['content-encoding'] ?? 'identity').toLowerCase();
     const isJson = /^application\/json\b/i.test(contentType) && encoding === 'identity';
-    if (kind !== undefined && this.#masker) {
-      if (!isJson) {
-        if (status < 300) {
-          upRes.body.destroy();
-          return this.#refuse(res, rec, failureStatus(502, 'InternalError', 'agentgate: the API server answered in a form agentgate cannot mask (not uncompressed JSON); refused'));
-        }
-        // An error response (Status) carries no object values: pass it on.
-      } else {
-        const objects = new ObjectMasker(this.#masker, kind);
-        if (info.kind === 'resource' && info.apiVerb === 'watch') return this.#stream(res, rec, status, upRes.headers, upRes.body, objects);
+    const isText = /^text\/plain\b/i.test(contentType) && encoding === 'identity';
+    if (this.#masker) {
+      if (isJson) {
+        const objects = new ObjectMasker(this.#masker, maskedKind(info) ?? '');
+        if (info.kind === 'resource' && info.apiVerb === 'watch') return this.#stream(res, rec, status, upRes.headers, upRes.body, { objects });
         return this.#buffered(res, rec, status, upRes.headers, upRes.body, objects);
       }
+      if (isText || (status >= 300 && encoding === 'identity')) {
+        // Logs (and plain-text errors): scanned by the detectors in-stream.
+        let masked = 0;
+        const scan = scanTextStream(this.#masker, (n) => (masked += n));
+        return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
+      }
+      if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
+      // Never relayed unmasked because of its encoding (protobuf, gzip, YAML…): refused.
+      upRes.body.destroy();
+      return this.#refuse(res, rec, failureStatus(502, 'InternalError', `agentgate: the API server answered in a form agentgate cannot mask (${contentType || 'no content type'}${encoding !== 'identity' ? `, ${encoding}` : ''}); refused`));
     }
     return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
   }
 
-  /** Stream the response through (a watch: rewritten event by event); the end waits for the audit event. */
-  #stream(res: ServerResponse, rec: RequestRecord, status: number, headers: Record<string, string | string[] | undefined>, body: Readable, objects: ObjectMasker | undefined): Promise<void> {
+  /**
+   * Stream the response through (a watch: rewritten event by event; text: scanned line by
+   * line); the end waits for the audit event.
+   */
+  #stream(res: ServerResponse, rec: RequestRecord, status: number, headers: Record<string, string | string[] | undefined>, body: Readable, rewrite: StreamRewrite | undefined): Promise<void> {
+    const objects = rewrite && 'objects' in rewrite ? rewrite.objects : undefined;
+    const maskedSoFar = (): number => (rewrite === undefined ? 0 : 'objects' in rewrite ? rewrite.objects.count : rewrite.masked());
     return new Promise<void>((resolve) => {
-      res.writeHead(status, clientHeaders(headers, objects !== undefined));
+      res.writeHead(status, clientHeaders(headers, rewrite !== undefined));
       res.flushHeaders();
       let bytes = 0;
       let recorded: Promise<void> | undefined;
       const record = (): Promise<void> => {
-        recorded ??= this.#record(rec, status, bytes, objects?.count ?? 0);
+        recorded ??= this.#record(rec, status, bytes, maskedSoFar());
         return recorded;
       };
       // The response completes only once the request is on record. A chunked body is not
       // complete before its last chunk, which flush() sends; a body with a Content-Length
       // is, so its last chunk is held back until then.
-      const holdLast = objects === undefined && headers['content-length'] !== undefined;
+      const holdLast = rewrite === undefined && headers['content-length'] !== undefined;
       let held: Buffer | undefined;
       const tally = new Transform({
         transform(chunk: Buffer, _enc, cb: TransformCallback) {
@@ -453,9 +487,10 @@ class K8sConnection {
       });
       const stages: (Readable | Transform)[] = [body];
       if (objects) stages.push(rewriteJsonLines((doc) => objects.document(doc)));
+      else if (rewrite && 'text' in rewrite) stages.push(rewrite.text);
       stages.push(tally);
       pipeline([...stages, res] as unknown as [Readable, ...Transform[], ServerResponse], (err) => {
-        this.#count(status, bytes, objects?.count ?? 0);
+        this.#count(status, bytes, maskedSoFar());
         if (err) {
           rec.extra['interrupted'] = err.message.slice(0, 200);
           record().catch(() => {});
@@ -478,7 +513,11 @@ class K8sConnection {
       out = doc === undefined ? raw : Buffer.from(JSON.stringify(doc), 'utf8');
     } catch {
       if (status < 300) return this.#refuse(res, rec, failureStatus(502, 'InternalError', 'agentgate: the API server sent JSON that agentgate cannot parse; refused'));
-      out = raw;
+      // An error body that is not JSON after all is still scanned, as text.
+      const text = raw.toString('utf8');
+      const masked = this.#masker?.field(text, undefined);
+      if (masked) objects.count++;
+      out = masked ? Buffer.from(masked.value ?? '', 'utf8') : raw;
     }
     try {
       await this.#record(rec, status, out.length, objects.count);
@@ -508,7 +547,7 @@ class K8sConnection {
   }
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, rec: RequestRecord): Promise<void> {
-    const gate = await this.#gate(req, rec);
+    const gate = await this.#gate(req, rec, true);
     const send = (status: K8sStatus): void => {
       const bytes = rawStatusResponse(status);
       this.#count(status.code, bytes.length, 0);

@@ -22,6 +22,8 @@ export interface PolicyDecision {
   approvers?: ApproverSpec;
   /** Review rules: how long an approval covers the same fingerprint (else one execution). */
   grantSeconds?: number;
+  /** Review rules: the approval covers the statement's shape with any parameter values. */
+  anyValues?: boolean;
 }
 
 /** Decides with `matches` telling whether a rule applies to the request at hand. */
@@ -45,6 +47,7 @@ export function decideInPolicy(policy: PolicyConfig, matches: (rule: RuleConfig)
     const d: PolicyDecision = { effect: rule.effect, policy: policy.name, rule: rule.name, reason: `rule ${rule.name} ${verb(rule.effect)} ${describe}` };
     if (rule.effect === 'review' && rule.approvers) d.approvers = rule.approvers;
     if (rule.effect === 'review' && rule.grantSeconds !== undefined) d.grantSeconds = rule.grantSeconds;
+    if (rule.effect === 'review' && rule.anyValues === true) d.anyValues = true;
     return d;
   }
   return { effect: 'deny', policy: policy.name, rule: null, reason: `no rule of policy ${policy.name} allows ${describe}` };

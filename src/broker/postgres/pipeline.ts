@@ -81,6 +81,8 @@ export interface Portal {
   readonly params: number;
   /** Result format codes from Bind (none = all text, one = all, else per column). */
   readonly resultFormats: readonly number[];
+  /** The Bind message's body (a copy), whose parameter values an approval is bound to; absent for cursors. */
+  readonly bindBody?: Buffer;
 }
 
 /**
@@ -221,8 +223,8 @@ export class PipelineTracker {
     return statement;
   }
 
-  bind(name: string, statement: PreparedStatement, params: number, resultFormats: readonly number[]): Portal {
-    const portal: Portal = { name, statement, params, resultFormats };
+  bind(name: string, statement: PreparedStatement, params: number, resultFormats: readonly number[], bindBody?: Buffer): Portal {
+    const portal: Portal = { name, statement, params, resultFormats, ...(bindBody ? { bindBody } : {}) };
     this.#queue.push({ kind: 'bind', portal, batch: this.#batch });
     return portal;
   }

@@ -24,6 +24,8 @@ import type { SessionApproval } from '../session-summary.js';
 import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
+import { ApprovalServiceError } from '../approvals/errors.js';
+import { fingerprintWithValues, shownBindValues } from './bind-values.js';
 import type { ClientOutbox } from './client-outbox.js';
 
 /** What the flow needs from its session; everything else stays the session's. */
@@ -152,7 +154,8 @@ export class StatementFlow {
         const st = t.statement(b.statement);
         if (st === 'wait') return this.#waitForServer(m.frame);
         if (st === 'unknown') return this.#refuseUnknown('Bind', 'prepared statement', b.statement, b.paramCount);
-        t.bind(b.portal, st, b.paramCount, b.resultFormats);
+        // Its values are kept (a copy) only when there are any: an approval is bound to them.
+        t.bind(b.portal, st, b.paramCount, b.resultFormats, b.paramCount > 0 ? Buffer.from(m.body) : undefined);
         break;
       }
       case FrontendType.describe: {
@@ -260,14 +263,16 @@ export class StatementFlow {
       return;
     }
     if (verdict.effect === 'review') {
-      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, verdict.fingerprint);
+      // An approval covers the values the reviewer saw, unless the rule approves the shape for any.
+      const bound: GateVerdict = portal.bindBody && !verdict.anyValues ? { ...verdict, fingerprint: fingerprintWithValues(verdict.fingerprint, portal.bindBody) } : verdict;
+      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, bound.fingerprint);
       if (granted) {
         h.counts.allowed++;
         t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
         h.send(m.frame);
         return;
       }
-      this.#startHold('execute', m.frame, sql, portal, verdict);
+      this.#startHold('execute', m.frame, sql, portal, bound);
       return;
     }
     h.counts.denied++;
@@ -452,20 +457,32 @@ export class StatementFlow {
       this.#refuseHeld(kind, sql, portal, v, SqlState.insufficientPrivilege, `agentgate: ${v.reason}`);
       return;
     }
-    const { request, outcome } = approvals.request({
-      requester: h.actor,
-      session: h.sessionId,
-      target: h.target,
-      protocol: 'postgres',
-      statement: h.auditText(sql),
-      classification: verdict.classification,
-      policy: verdict.policy ?? '',
-      rule: verdict.rule ?? '',
-      reason: verdict.reason,
-      approvers: verdict.approvers,
-      fingerprint: verdict.fingerprint,
-      ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),
-    });
+    let held: ReturnType<ApprovalService['request']>;
+    try {
+      held = approvals.request({
+        requester: h.actor,
+        session: h.sessionId,
+        target: h.target,
+        protocol: 'postgres',
+        statement: h.auditText(sql),
+        ...(portal?.bindBody ? { parameters: shownBindValues(portal.bindBody, (v) => h.auditText(v)) } : {}),
+        ...(verdict.anyValues ? { anyValues: true } : {}),
+        classification: verdict.classification,
+        policy: verdict.policy ?? '',
+        rule: verdict.rule ?? '',
+        reason: verdict.reason,
+        approvers: verdict.approvers,
+        fingerprint: verdict.fingerprint,
+        ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof ApprovalServiceError) || err.code !== 'AG_TOO_MANY_PENDING') throw err;
+      // Not queued (the requester has too many waiting): refused, saying why.
+      h.counts.denied++;
+      this.#refuseHeld(kind, sql, portal, { ...verdict, reason: err.message }, SqlState.insufficientPrivilege, `agentgate: ${err.message}`, undefined, err.hint);
+      return;
+    }
+    const { request, outcome } = held;
     this.#hold = { kind, frame: Buffer.from(frame), sql, portal, verdict, requestId: request.id };
     // What was relayed before the held statement goes now; nothing after it does. The
     // client is still read (so a disconnect is seen and withdraws the request); what it
@@ -518,13 +535,13 @@ export class StatementFlow {
   }
 
   /** Refuses a statement that was held: in place of the Query, or of the Sync that ends the Execute's batch. */
-  #refuseHeld(kind: Hold['kind'], sql: string, portal: Portal | undefined, verdict: GateVerdict, code: SqlState, message: string, approval?: string): void {
+  #refuseHeld(kind: Hold['kind'], sql: string, portal: Portal | undefined, verdict: GateVerdict, code: SqlState, message: string, approval?: string, hint?: string): void {
     const note: StatementNote = { ...noteOf(verdict), effect: 'deny', ...(approval ? { approval } : {}) };
     if (kind === 'simple') {
       this.#h.tracker.query(sql, note);
-      this.#h.send(this.#refusal(code, message));
+      this.#h.send(this.#refusal(code, message, hint));
     } else {
-      this.#skipUntilSync = { sql, params: portal?.params ?? 0, statement: portal?.statement.name, note, raise: this.#refusalSql(code, message) };
+      this.#skipUntilSync = { sql, params: portal?.params ?? 0, statement: portal?.statement.name, note, raise: this.#refusalSql(code, message, hint) };
     }
   }
 

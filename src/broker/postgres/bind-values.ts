@@ -1,0 +1,54 @@
+/**
+ * A Bind's parameter values as approvals see them: a digest that binds an approval (and
+ * any grant) to exactly these values, and the values as a reviewer is shown them. A held
+ * `update orders set status=$1 where id=$2` is approved for the values on the screen, not
+ * for whatever a later Bind supplies.
+ *
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html (Bind)
+ */
+import { createHash } from 'node:crypto';
+import { bindParamFormat, bindParamValues, decodeBind } from './decode-frontend.js';
+
+/** Longest value shown in full; the rest is cut (the digest still covers every byte). */
+const SHOWN_CHARS = 500;
+
+/** SHA-256 over each value's format and bytes (NULL apart from empty), in order. */
+export function bindValuesDigest(bindBody: Buffer): string {
+  const bind = decodeBind(bindBody);
+  const h = createHash('sha256');
+  const c = bindParamValues(bindBody, bind);
+  const head = Buffer.alloc(5);
+  while (c.next()) {
+    head.writeUInt8(bindParamFormat(bind, c.index), 0);
+    head.writeInt32BE(c.length, 1);
+    h.update(head);
+    if (c.length > 0) h.update(c.body.subarray(c.offset, c.offset + c.length));
+  }
+  return h.digest('hex');
+}
+
+/** "The same statement" for an approval: the statement's fingerprint with its values. */
+export function fingerprintWithValues(statementFingerprint: string, bindBody: Buffer): string {
+  return createHash('sha256').update(`${statementFingerprint}\nbind:${bindValuesDigest(bindBody)}`).digest('hex');
+}
+
+/**
+ * Each value as a reviewer reads it: a text value as a quoted literal passed through `mask`
+ * (the target's detectors), a binary one in hex, NULL as NULL; long values cut, saying so.
+ */
+export function shownBindValues(bindBody: Buffer, mask: (literal: string) => string): string[] {
+  const bind = decodeBind(bindBody);
+  const out: string[] = [];
+  const c = bindParamValues(bindBody, bind);
+  while (c.next()) {
+    if (c.length < 0) {
+      out.push('NULL');
+      continue;
+    }
+    const bytes = c.body.subarray(c.offset, c.offset + c.length);
+    const cut = (s: string, limit: number): string => (s.length > limit ? `${s.slice(0, limit)}… (${c.length} bytes)` : s);
+    if (bindParamFormat(bind, c.index) === 1) out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}`);
+    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`));
+  }
+  return out;
+}

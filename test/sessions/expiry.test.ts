@@ -208,3 +208,24 @@ describe('sessions end with their credential', () => {
     );
   });
 });
+
+describe('sessions.max_duration', () => {
+  let stack: PgStack;
+  before(async () => {
+    stack = await startPgStack({ config: { sessions: { expiryLeewaySeconds: 30, maxDurationSeconds: 1 } } });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('a session is ended at max_duration with FATAL 57P01, recorded as max_duration', async () => {
+    const psql = start('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose'], stack.env);
+    psql.child.stdin.write('select 5;\n');
+    await eventually('psql to answer', () => psql.stdout().split('\n').includes('5'));
+    const end = await eventually('session.end at max_duration', async () => (await stack.events()).find((e) => e.type === 'session.end'));
+    assert.equal(end.detail['reason'], 'max_duration');
+    psql.child.stdin.end('select 6;\n');
+    assert.equal(await psql.exited, 2);
+    assert.match(psql.stderr(), /FATAL:\s+57P01: agentgate: this session reached the broker's maximum session duration \(1s\)/);
+  });
+});

@@ -18,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
 import type { LiveSessionsResponse } from '../../src/shared/api-types.js';
+import { startConnectSession } from '../../src/tunnel/connect-session.js';
+import type { RenewalEvent } from '../../src/tunnel/credential-renewal.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
@@ -159,6 +161,36 @@ describe('sessions end with their credential', () => {
     assert.deepEqual(await ends('short-2'), []);
     psql.child.stdin.end();
     assert.equal(await psql.exited, 0, psql.stderr());
+  });
+
+  test('the broker refuses a renewed credential for another subject, or one it cannot verify', async () => {
+    const tokens = [
+      await stack.issuer.sign({ sub: 'short-3', groups: ['ai-agents'] }, { expiresIn: 3 }),
+      await stack.issuer.sign({ sub: 'mallory', groups: ['ai-agents'] }, { expiresIn: 3600 }),
+      'not.a.jwt',
+    ];
+    let calls = 0;
+    const events: RenewalEvent[] = [];
+    const twoFailures = new Promise<void>((resolve) => {
+      const session = startConnectSession({
+        endpoint: `${stack.broker.url}/v1/tunnel`,
+        dispatcher: stack.dispatcher,
+        getToken: async () => tokens[Math.min(calls++, 2)] as string,
+        hostKeyFingerprint: stack.broker.keys.sshHostKeyFingerprint,
+        reconnect: false,
+        renewal: { retryMs: 10 },
+        onRenewal: (e) => {
+          events.push(e);
+          if (events.length === 2) {
+            resolve();
+            void session.close();
+          }
+        },
+      });
+    });
+    await twoFailures;
+    assert.deepEqual(events.map((e) => (e.ok ? 'ok' : (e.error as { code?: string }).code)), ['AG_CREDENTIAL_SUBJECT_CHANGED', 'AG_TOKEN_REJECTED']);
+    assert.match(events[0]?.ok === false ? events[0].error.message : '', /renewed credential is for mallory/);
   });
 
   test('operators revoke one session, then every session of a subject, with the real CLI; others may not', async () => {

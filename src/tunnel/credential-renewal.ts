@@ -18,7 +18,10 @@ export type RenewalEvent =
 
 export interface RenewalOptions {
   getToken: () => Promise<string>;
-  /** How long before the token's `exp` to renew; default a third of its remaining life, at most 60 s. */
+  /**
+   * How long before the token's `exp` to renew; default a third of its remaining life, at
+   * most 45 s — inside the stored login's 60 s refresh margin, so the source refreshes.
+   */
   renewBeforeMs?: number;
   /** Pause between failed attempts, doubling from this (default 1 s) to 15 s. */
   retryMs?: number;
@@ -26,6 +29,7 @@ export interface RenewalOptions {
 }
 
 const MAX_RETRY_MS = 15_000;
+const MAX_RENEW_BEFORE_MS = 45_000;
 const EXCHANGE_TIMEOUT_MS = 15_000;
 
 /** Seconds-since-epoch `exp` of a JWT, read without verifying (only to schedule); undefined when absent. */
@@ -64,7 +68,7 @@ export class CredentialRenewer {
     // A token without exp (opaque) gives nothing to schedule by; the broker has no deadline from it either.
     if (exp === undefined) return;
     const left = exp * 1000 - Date.now();
-    const before = this.#o.renewBeforeMs ?? Math.min(60_000, Math.max(0, left / 3));
+    const before = this.#o.renewBeforeMs ?? Math.min(MAX_RENEW_BEFORE_MS, Math.max(0, left / 3));
     this.#arm(Math.max(0, left - before));
   }
 

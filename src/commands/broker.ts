@@ -92,8 +92,8 @@ interface LiveFlags {
   json?: boolean;
 }
 
-function brokerFlags(f: LiveFlags): { broker?: string; ca?: string; fingerprint?: string; tokenFile?: string } {
-  return { broker: f.broker, ca: f.ca, fingerprint: f.fingerprint, tokenFile: f.tokenFile } as { broker?: string; ca?: string; fingerprint?: string; tokenFile?: string };
+function brokerFlags(f: LiveFlags): LiveFlags {
+  return { broker: f.broker, ca: f.ca, fingerprint: f.fingerprint, tokenFile: f.tokenFile };
 }
 
 export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promise<void> {

@@ -21,6 +21,7 @@ import type { PostgresTargetConfig } from './config/types.js';
 import { compileMaskingPlan, type MaskingPlan } from './masking/rules.js';
 import type { ApprovalService } from './approvals/types.js';
 import { K8sProxy } from './kubernetes/proxy.js';
+import type { LiveSessions, SessionLease } from './live-sessions.js';
 
 export interface ChannelRouterDeps {
   config: BrokerConfig;
@@ -31,6 +32,8 @@ export interface ChannelRouterDeps {
   /** The broker's key for the `hash` masking style (stable across restarts). */
   maskingKey: Buffer;
   onSessionEnd?: (summary: SessionSummary) => void;
+  /** Owns live sessions' deadlines (credential expiry, max_duration, revocation); without it sessions have none. */
+  live?: LiveSessions;
 }
 
 export interface ChannelRouter {
@@ -112,6 +115,8 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
         channel.stream.destroy();
         return;
       }
+      const lease = (protocol: string): { lease?: SessionLease } =>
+        deps.live ? { lease: deps.live.lease(channel.tunnelId, { actor: actorOf(channel.identity), target: target.name, protocol }) } : {};
       switch (target.type) {
         case 'postgres': {
           const session = header(channel, SESSION_ID_HEADER);
@@ -135,6 +140,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
               tunnel: channel.tunnelId,
               client_address: `${channel.originator.address}:${channel.originator.port}`,
             },
+            ...lease('postgres'),
             onEnd: (summary) => {
               active--;
               deps.onSessionEnd?.(summary);
@@ -153,6 +159,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
             connectSession: header(channel, SESSION_ID_HEADER),
             origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
             onEnd: (summary) => deps.onSessionEnd?.(summary),
+            ...lease('kubernetes'),
           });
           return;
         }

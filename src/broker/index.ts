@@ -26,6 +26,9 @@ import { createReceiptRoutes } from './receipts/routes.js';
 import { createAuditExportRoutes } from './audit/export-routes.js';
 import { startRetention } from './audit/retention.js';
 import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
+import { LiveSessions } from './live-sessions.js';
+import { liveSessionRoutes } from './live-session-routes.js';
+import { SESSION_ID_HEADER } from '../shared/session-headers.js';
 
 export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandlers'> {
   /** Use this store instead of opening the configured one (tests). */
@@ -35,6 +38,8 @@ export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandl
 
 export interface Broker extends RunningBroker {
   audit: AuditStore;
+  /** Live sessions' deadlines, listing and revocation. */
+  live: LiveSessions;
   channels: ChannelRouter;
   approvals: ApprovalService;
   receipts: ReceiptService;
@@ -74,7 +79,15 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     receipts.issue(summary).catch((err: unknown) => logger.error('could not issue a session receipt', { session: summary.session, error: (err as Error).message }));
     options.onSessionEnd?.(summary);
   };
+  const live = new LiveSessions({
+    leewayMs: (config.sessions?.expiryLeewaySeconds ?? 30) * 1000,
+    maxDurationMs: config.sessions?.maxDurationSeconds === undefined ? undefined : config.sessions.maxDurationSeconds * 1000,
+    logger: logger.child({ component: 'sessions' }),
+  });
+  // Set once the HTTPS side is up; renewals arrive only over tunnels, which come after.
+  let verify: ((token: string) => Promise<Identity>) | undefined;
   const channels = createChannelRouter({
+    live,
     config,
     audit: store,
     logger: logger.child({ component: 'proxy' }),
@@ -86,6 +99,15 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     hostKey: keys.sshHostKey,
     onChannel: (ch) => channels.route(ch),
     logger: logger.child({ component: 'tunnel' }),
+    onTunnelOpen: (t) => {
+      const session = t.headers[SESSION_ID_HEADER];
+      live.openTunnel(t.id, t.identity, Array.isArray(session) ? session[0] : session);
+    },
+    onTunnelClose: (id) => live.closeTunnel(id),
+    renewCredential: async (t, token) => {
+      if (!verify) throw new BrokerError('AG_BROKER_STARTING', 'the broker is still starting');
+      return live.renew(t.id, await verify(token));
+    },
   });
   let http: RunningBroker;
   try {
@@ -94,6 +116,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         ...approvalRoutes(approvals),
         ...createReceiptRoutes(receipts),
         ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
+        ...liveSessionRoutes({ live, audit: store }),
       ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {
     retention.stop();
@@ -103,10 +126,12 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     throw err;
   }
   brokerUrl = http.url;
+  verify = (token) => http.verifier.verify(token);
   let closing: Promise<void> | undefined;
   return {
     ...http,
     audit: store,
+    live,
     channels,
     approvals,
     receipts,
@@ -115,6 +140,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         // First: settles held statements and ends the event streams, so http.close() need not wait for them.
         await approvals.close();
         await acceptor.close();
+        live.close();
         await channels.close();
         await http.close();
         retention.stop();

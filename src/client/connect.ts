@@ -9,6 +9,7 @@ import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from '
 import { resolveToken } from './token-sources.js';
 import { startConnectSession, type ConnectSession } from '../tunnel/connect-session.js';
 import type { TunnelState, TunnelStateChange } from '../tunnel/dialer.js';
+import type { RenewalEvent } from '../tunnel/credential-renewal.js';
 import { writeSessionKubeconfig } from './session-kubeconfig.js';
 import { listenKubernetes } from './connect-kubernetes.js';
 import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
@@ -24,6 +25,7 @@ export interface ConnectOptions {
   allowRemote: boolean;
   env?: NodeJS.ProcessEnv;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
+  onRenewal?: (event: RenewalEvent) => void;
 }
 
 export interface OpenConnection {
@@ -56,6 +58,8 @@ export interface OpenConnectionsOptions {
   /** Where kubeconfigs are written (default: a private temp dir removed on close). */
   kubeconfigDir?: string;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
+  /** Each credential renewal over the live tunnel, and each failure to renew. */
+  onRenewal?: (event: RenewalEvent) => void;
 }
 
 export interface Endpoint {
@@ -84,6 +88,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     allowRemote: opts.allowRemote,
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.onState ? { onState: opts.onState } : {}),
+    ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
   });
   const e = c.endpoints[0] as Endpoint;
   return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, closeTunnel: c.closeTunnel, close: c.close };
@@ -117,7 +122,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       if (target.type === 'ssh') throw new UsageError(`${target.type} targets are not supported by this version of agentgate yet`);
       chosen.push(target);
     }
-    // Every (re)connect asks again, so a refreshed login is picked up by a long session.
+    // Every (re)connect and every renewal asks again: a stored login refreshes, a token file is re-read.
     const getToken = async (): Promise<string> =>
       (await resolveToken({ brokerUrl: broker.url, discovery, env, ...(opts.flags.tokenFile ? { tokenFile: opts.flags.tokenFile } : {}) })).token;
     session = startConnectSession({
@@ -126,6 +131,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       getToken,
       hostKeyFingerprint: hostKey,
       ...(opts.onState ? { onState: opts.onState } : {}),
+      ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
     });
     await session.tunnel.ready(20_000);
     const endpoints: Endpoint[] = [];

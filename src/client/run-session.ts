@@ -9,6 +9,7 @@ import { openConnections } from './connect.js';
 import { endpointEnv, runChild } from './run.js';
 import { collectReceipts, type CollectedReceipt } from './receipts.js';
 import { openApprovalsClient } from './approvals.js';
+import { renewalNotices } from './renewal-notice.js';
 
 export interface RunWrappedOptions {
   flags: BrokerSessionFlags;
@@ -40,6 +41,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
   const env = o.env ?? process.env;
   const gha = env['GITHUB_ACTIONS'] === 'true';
   let wasDown = false;
+  const renewalNotice = renewalNotices();
   const conns = await openConnections({
     flags: o.flags,
     targets: o.targets.map((name) => ({ name, port: 0 })),
@@ -54,6 +56,10 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
         wasDown = false;
         o.say('agentgate: reconnected to the broker');
       }
+    },
+    onRenewal: (event) => {
+      const text = renewalNotice(event);
+      if (text) o.say(text);
     },
   });
   const watch = new AbortController();

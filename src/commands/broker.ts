@@ -9,7 +9,8 @@ import { Option } from 'commander';
 import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../errors.js';
 import type { BrokerConfig } from '../broker/config/types.js';
-import { printJson, say } from './render.js';
+import { addBrokerOptions } from '../client/broker-options.js';
+import { print, printJson, say } from './render.js';
 import { waitForStopSignal } from './signals.js';
 
 export interface BrokerInitOptions {
@@ -54,6 +55,45 @@ export function register(program: Command): void {
     .action(async (opts: BrokerStartOptions) => {
       await brokerStart(opts);
     });
+
+  addBrokerOptions(
+    broker
+      .command('sessions')
+      .description('operators and auditors: live sessions at the broker (id, actor, target, start, expiry)')
+      .option('--json', 'print one JSON document on stdout'),
+  ).action(async (flags: LiveFlags) => {
+    const { listLiveSessions } = await import('../client/live-sessions.js');
+    const res = await listLiveSessions(brokerFlags(flags));
+    if (flags.json) return printJson(res);
+    if (res.sessions.length === 0) return say('No live sessions.');
+    print(['ID\tACTOR\tTARGET\tSTARTED\tEXPIRES', ...res.sessions.map((s) => `${s.id}\t${s.actor.sub}\t${s.target}\t${s.started_at}\t${s.expires_at}`)].join('\n'));
+  });
+
+  addBrokerOptions(
+    broker
+      .command('revoke')
+      .description('operators: end a live session, or every live session of a subject, at once (recorded in the audit log)')
+      .argument('<session-or-sub>', 'a session id from `agentgate broker sessions` (pgs_…, k8s_…), or a subject (sub)')
+      .option('--sub', 'treat the argument as a subject even if it looks like a session id')
+      .option('--json', 'print one JSON document on stdout'),
+  ).action(async (which: string, flags: LiveFlags & { sub?: boolean }) => {
+    const { revokeLive } = await import('../client/live-sessions.js');
+    const res = await revokeLive(brokerFlags(flags), which, Boolean(flags.sub));
+    if (flags.json) return printJson(res);
+    say(res.ended.length === 0 ? `no live sessions of ${which}; its tunnels (if any) refuse new sessions` : `ended ${res.ended.length} session(s): ${res.ended.join(', ')}`);
+  });
+}
+
+interface LiveFlags {
+  broker?: string;
+  ca?: string;
+  fingerprint?: string;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+function brokerFlags(f: LiveFlags): LiveFlags {
+  return { broker: f.broker, ca: f.ca, fingerprint: f.fingerprint, tokenFile: f.tokenFile };
 }
 
 export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promise<void> {

@@ -37,6 +37,8 @@ export function register(program: Command): void {
   addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
     // Loaded here so other commands do not pay for the tunnel's modules at start-up.
     const { openConnection } = await import('../client/connect.js');
+    const { renewalNotices } = await import('../client/renewal-notice.js');
+    const renewalNotice = renewalNotices();
     const conn = await openConnection({
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
       target,
@@ -46,6 +48,10 @@ export function register(program: Command): void {
       onState: (state, change) => {
         if (state === 'down') say(`agentgate: broker connection lost${change.error ? ` (${change.error.message})` : ''}, reconnecting…`);
         else if (state === 'up') say('agentgate: connected to the broker');
+      },
+      onRenewal: (event) => {
+        const text = renewalNotice(event);
+        if (text) say(text);
       },
     });
     if (flags.allowRemote && flags.bind !== '127.0.0.1') {

@@ -157,3 +157,23 @@ export interface ApprovalWebhookPayload {
   event: 'created' | 'decided';
   request: ApprovalRequestJson;
 }
+
+/** GET /v1/live-sessions: live proxy sessions (operators and auditors). */
+export interface LiveSessionsResponse {
+  sessions: {
+    id: string;
+    protocol: string;
+    actor: { sub: string; name: string | null; groups: string[]; kind: ActorKind };
+    target: string;
+    tunnel: string;
+    connect_session: string | null;
+    started_at: string;
+    credential_expires_at: string;
+    expires_at: string;
+  }[];
+}
+
+/** POST /v1/live-sessions/revoke → the ids of the sessions it ended. */
+export interface RevokeResponse {
+  ended: string[];
+}

@@ -10,9 +10,10 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, TcpipRequestInfo } from 'ssh2';
+import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
+import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialRequest, readLine, type CredentialReply } from './credential-exchange.js';
 import { parseSshKey } from './host-key.js';
-import { isValidTargetName, TUNNEL_UPGRADE_PROTOCOL } from './protocol.js';
+import { CREDENTIAL_SUBSYSTEM, isValidTargetName, TUNNEL_UPGRADE_PROTOCOL } from './protocol.js';
 import { coalesceWrites } from './write-coalescing.js';
 
 export interface TunnelLogger {
@@ -50,6 +51,15 @@ export interface TunnelAcceptorOptions<I = unknown> {
   keepaliveIntervalMs?: number;
   /** How long a client may take from `101` to finishing SSH authentication; default 30 s. */
   handshakeTimeoutMs?: number;
+  /** A tunnel was accepted (before any of its channels) and, later, is gone. */
+  onTunnelOpen?: (tunnel: { id: string; identity: I; headers: IncomingHttpHeaders }) => void;
+  onTunnelClose?: (id: string) => void;
+  /**
+   * A fresh access token presented over the `credential@agentgate` subsystem. Resolves with
+   * the tunnel's new deadline (epoch ms); rejects with a coded error the CLI is shown.
+   * Without it the subsystem is refused.
+   */
+  renewCredential?: (tunnel: { id: string; identity: I }, token: string) => Promise<number>;
 }
 
 export interface TunnelUpgradeContext<I = unknown> {
@@ -103,9 +113,12 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
     }
 
     const tunnel: LiveTunnel = { id: randomUUID(), socket, connection: undefined };
+    const headers = publicHeaders(req.headers);
     live.add(tunnel);
+    opts.onTunnelOpen?.({ id: tunnel.id, identity, headers });
     socket.once('close', () => {
       live.delete(tunnel);
+      opts.onTunnelClose?.(tunnel.id);
       log.debug('tunnel closed', { tunnelId: tunnel.id });
     });
 
@@ -127,7 +140,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
     socket.once('close', () => clearTimeout(handshakeTimer));
 
     try {
-      startSsh(tunnel, identity, publicHeaders(req.headers), handshakeTimer);
+      startSsh(tunnel, identity, headers, handshakeTimer);
     } catch (err) {
       log.error('tunnel setup failed', { tunnelId: tunnel.id, error: (err as Error)?.message });
       socket.destroy();
@@ -179,12 +192,57 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
             stream.destroy();
           }
         });
-        // No 'session', 'openssh.streamlocal' or 'request' listeners: ssh2 then refuses
-        // shells, exec, unix sockets and remote forwarding on its own.
+        // Session channels exist only for the credential subsystem, one at a time; ssh2
+        // refuses their shell, exec, pty and other requests on its own (no listeners), and,
+        // with no 'openssh.streamlocal' or 'request' listeners, unix sockets and remote forwarding.
+        let renewing = false;
+        conn.on('session', (accept: () => Session, reject: () => void) => {
+          if (!opts.renewCredential || renewing) return reject();
+          renewing = true;
+          const session = accept();
+          session.once('close', () => {
+            renewing = false;
+          });
+          session.on('subsystem', (acceptSub: () => ServerChannel, rejectSub: () => void, info: { name: string }) => {
+            if (info.name !== CREDENTIAL_SUBSYSTEM) return rejectSub();
+            void renew(tunnel, identity, acceptSub());
+          });
+        });
       },
     );
     server.on('error', (err: Error) => log.debug('tunnel server error', { tunnelId: tunnel.id, error: err.message }));
     server.injectSocket(tunnel.socket as Socket);
+  }
+
+  /** One credential exchange; never rejects (failures are answered on the channel or logged). */
+  async function renew(tunnel: LiveTunnel, identity: I, channel: ServerChannel): Promise<void> {
+    channel.on('error', (err: Error) => log.debug('credential channel error', { tunnelId: tunnel.id, error: err.message }));
+    let reply: CredentialReply;
+    try {
+      const request = parseCredentialRequest(await readLine(channel, MAX_CREDENTIAL_LINE, 10_000));
+      if (!request) {
+        reply = { ok: false, error: { code: 'AG_CREDENTIAL_MALFORMED', message: 'expected one JSON line {"token": …}' } };
+      } else {
+        const until = await (opts.renewCredential as NonNullable<typeof opts.renewCredential>)({ id: tunnel.id, identity }, request.token);
+        reply = { ok: true, expires_at: new Date(until).toISOString() };
+      }
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown; hint?: unknown };
+      reply = {
+        ok: false,
+        error: {
+          code: typeof e.code === 'string' && e.code.startsWith('AG_') ? e.code : 'AG_CREDENTIAL_REJECTED',
+          message: typeof e.message === 'string' ? e.message : 'the credential was refused',
+          ...(typeof e.hint === 'string' ? { hint: e.hint } : {}),
+        },
+      };
+      log.info('tunnel credential renewal refused', { tunnelId: tunnel.id, code: reply.error.code });
+    }
+    try {
+      channel.end(encodeLine(reply));
+    } catch {
+      // the client went away; nothing to answer
+    }
   }
 
   async function close(): Promise<void> {

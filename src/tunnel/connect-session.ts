@@ -12,7 +12,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 
-import { openTunnel, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
+import { openTunnel, type OpenTunnelOptions, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
 import { listenLocal, type LocalListener } from './local-listener.js';
 import { tlsFront } from './tls-front.js';
 import type { SecureContext } from 'node:tls';
@@ -29,6 +29,9 @@ export interface ConnectSessionOptions {
   /** Reconnect pacing; false to give up on the first loss (tests). */
   reconnect?: { initialMs: number; maxMs: number } | false;
   keepaliveIntervalMs?: number;
+  /** Credential renewal over the live tunnel (dialer.ts); false turns it off. */
+  renewal?: OpenTunnelOptions['renewal'];
+  onRenewal?: OpenTunnelOptions['onRenewal'];
 }
 
 export interface ListenTargetOptions {
@@ -69,6 +72,8 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.reconnect !== undefined ? { reconnect: opts.reconnect } : {}),
     ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),
+    ...(opts.renewal !== undefined ? { renewal: opts.renewal } : {}),
+    ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
   });
   const listeners: LocalListener[] = [];
   let channels = 0;

@@ -12,6 +12,7 @@ import type { Dispatcher } from 'undici';
 import { AgentgateError, BrokerError, UsageError } from '../errors.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { BackoffPolicy } from './backoff.js';
+import { CredentialRenewer, type RenewalEvent } from './credential-renewal.js';
 import { fingerprintOfPublicBlob, sameFingerprint } from './host-key.js';
 import { isValidTargetName, TUNNEL_SSH_USER } from './protocol.js';
 import { isPermanentTunnelError, tunnelEndpointUrl, upgradeToTunnel } from './upgrade.js';
@@ -49,6 +50,12 @@ export interface OpenTunnelOptions {
   /** Reconnect pacing (default 0.5 s doubling to 30 s, jittered); `false` to give up on the first loss. */
   reconnect?: BackoffPolicy | false;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
+  /**
+   * Renewal of the live connection's credential (getToken again, re-presented before the
+   * token expires); `false` turns it off. See credential-renewal.ts for the defaults.
+   */
+  renewal?: { renewBeforeMs?: number; retryMs?: number } | false;
+  onRenewal?: (event: RenewalEvent) => void;
 }
 
 export interface ChannelOriginator {
@@ -165,8 +172,9 @@ class Tunnel implements TunnelClient {
     let attempt = 0;
     while (!this.#closed) {
       let conn: LiveConnection;
+      let token: string;
       try {
-        conn = await this.#connectOnce();
+        ({ conn, token } = await this.#connectOnce());
       } catch (err) {
         if (this.#closed) return;
         const e = asError(err);
@@ -188,7 +196,17 @@ class Tunnel implements TunnelClient {
       this.#setState('up', {});
       for (const w of [...this.#waiters]) w.resolve(conn);
 
+      const renewal = this.#opts.renewal;
+      const renewer =
+        renewal === false
+          ? undefined
+          : new CredentialRenewer(conn.client, token, {
+              getToken: this.#opts.getToken,
+              ...renewal,
+              ...(this.#opts.onRenewal ? { onRenewal: this.#opts.onRenewal } : {}),
+            });
       const why = await conn.closed;
+      renewer?.stop();
       if (this.#current === conn) this.#current = undefined;
       if (this.#closed) return;
       const lost = new BrokerError('AG_TUNNEL_LOST', `Lost the connection to the broker${why ? `: ${why.message}` : '.'}`, {
@@ -205,7 +223,7 @@ class Tunnel implements TunnelClient {
     }
   }
 
-  async #connectOnce(): Promise<LiveConnection> {
+  async #connectOnce(): Promise<{ conn: LiveConnection; token: string }> {
     const token = await this.#opts.getToken();
     if (this.#closed) throw closedError();
     const socket = await upgradeToTunnel({
@@ -221,12 +239,13 @@ class Tunnel implements TunnelClient {
       throw closedError();
     }
     coalesceWrites(socket);
-    return sshHandshake(socket, {
+    const conn = await sshHandshake(socket, {
       fingerprint: this.#opts.hostKeyFingerprint,
       keepaliveInterval: this.#opts.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: this.#opts.keepaliveCountMax ?? 3,
       readyTimeout: this.#opts.handshakeTimeoutMs ?? 20_000,
     });
+    return { conn, token };
   }
 
   #giveUp(err: Error): void {

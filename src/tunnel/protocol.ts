@@ -24,3 +24,10 @@ export const MAX_TARGET_NAME_LENGTH = 253;
 export function isValidTargetName(name: string): boolean {
   return name.length > 0 && name.length <= MAX_TARGET_NAME_LENGTH && /^[\x21-\x7e]+$/.test(name);
 }
+
+/**
+ * The SSH subsystem (on a `session` channel) over which the CLI re-presents a fresh
+ * access token for a live tunnel. A private name in the `name@domain` form RFC 4250
+ * reserves for extensions, so it can never be a target name or a standard subsystem.
+ */
+export const CREDENTIAL_SUBSYSTEM = 'credential@agentgate';

@@ -56,6 +56,7 @@ policies:                                # first matching policy decides; none m
       - { k8s: { verbs: [delete] }, effect: review, approvers: { groups: [sre], count: 1 } }
       - { effect: deny }
 auditors: { groups: [security] }        # may export the audit log and read every receipt
+sessions: { max_duration: 8h }
 masking:
   pg-prod:
     columns: ["*.email", "users.ssn", "*password*"]
@@ -153,6 +154,8 @@ test("DESIGN.md's example loads into the expected typed config", () => {
     },
     audit: { sync: 'normal' },
     approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: 20 },
+    sessions: { maxDurationSeconds: 8 * 3600, expiryLeewaySeconds: 30 },
+    operators: { groups: [] },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: '/srv/agentgate/state/receipt-signing.key',
     sshHostKeyPath: '/srv/agentgate/state/ssh-host.key',

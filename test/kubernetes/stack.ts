@@ -62,8 +62,8 @@ export interface K8sStack {
   kubectl(args: string[], opts?: { kubeconfig?: string; timeoutMs?: number }): Promise<KubectlResult>;
   /** Starts kubectl without waiting for it (watches). */
   spawnKubectl(args: string[], opts?: { kubeconfig?: string }): ChildProcessWithoutNullStreams;
-  /** Another connect session as another identity. */
-  connectAs(sub: string, groups: string[]): Promise<Connection>;
+  /** Another connect session as another identity (token lifetime `expiresIn` seconds, default 3600). */
+  connectAs(sub: string, groups: string[], opts?: { expiresIn?: number }): Promise<Connection>;
   /** A reviewer identity for approvals.decide(). */
   reviewer(sub?: string): Identity;
   events(): Promise<AuditRecord[]>;
@@ -75,6 +75,8 @@ export interface K8sStackOptions {
   masking?: MaskingConfig;
   /** approvals.max_pending_per_requester. */
   maxPendingPerRequester?: number;
+  /** Live sessions' limits (credential leeway, max_duration). */
+  sessions?: BrokerConfig['sessions'];
 }
 
 export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
@@ -101,13 +103,14 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
     policies: opts.policies ?? DEFAULT_POLICIES,
     masking: opts.masking ? { [TARGET]: opts.masking } : {},
     ...(opts.maxPendingPerRequester !== undefined ? { approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: opts.maxPendingPerRequester } } : {}),
+    ...(opts.sessions ? { sessions: opts.sessions } : {}),
   });
   const broker = await runBroker(config, { port: 0, logger: silentLogger });
   const dispatcher = new Agent({ connect: { ca: broker.keys.tlsCertPem } });
   const connections: Connection[] = [];
 
-  const open = async (sub: string, groups: string[]): Promise<Connection> => {
-    const tok = await issuer.sign({ sub, groups }, { expiresIn: 3600 });
+  const open = async (sub: string, groups: string[], o: { expiresIn?: number } = {}): Promise<Connection> => {
+    const tok = await issuer.sign({ sub, groups }, { expiresIn: o.expiresIn ?? 3600 });
     const session = startConnectSession({
       endpoint: `${broker.url}/v1/tunnel`,
       dispatcher,

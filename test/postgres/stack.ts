@@ -50,6 +50,8 @@ export interface PgStackOptions {
   config?: Partial<Omit<BrokerConfig, 'identity' | 'targets' | 'policies'>>;
   /** Trusted CI issuers (e.g. a stand-in for GitHub Actions' OIDC issuer). */
   ciIssuers?: BrokerConfig['identity']['ciIssuers'];
+  /** Another IdP for users (e.g. the oidc-provider one, for device login and refresh). */
+  identity?: Partial<BrokerConfig['identity']>;
 }
 
 export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> {
@@ -70,7 +72,7 @@ export async function startPgStack(opts: PgStackOptions = {}): Promise<PgStack> 
   };
   const config = makeBrokerConfig(tmp.path, {
     ...opts.config,
-    identity: { issuer: issuer.issuer, ...(opts.ciIssuers ? { ciIssuers: opts.ciIssuers } : {}) },
+    identity: { issuer: issuer.issuer, ...(opts.ciIssuers ? { ciIssuers: opts.ciIssuers } : {}), ...opts.identity },
     targets: { [TARGET]: target },
     policies: opts.policies ?? [
       { name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'agents#1', effect: 'allow', extra: {} }] },

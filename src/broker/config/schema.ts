@@ -15,6 +15,7 @@ import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
 import type {
   ApprovalsConfig,
+  SessionsConfig,
   WebhookConfig,
   ApproverSpec,
   AuditConfig,
@@ -471,6 +472,13 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     max_pending_per_requester: intRange(1, 10_000).default(20),
   }).transform((a): ApprovalsConfig => ({ timeoutSeconds: a.timeout, webhooks: a.webhooks, maxPendingPerRequester: a.max_pending_per_requester }));
 
+  const sessions = strictObject({
+    max_duration: duration.optional(),
+    expiry_leeway: z.union([z.literal(0), z.literal('0'), duration]).default(30),
+  }).transform((x): SessionsConfig => ({ maxDurationSeconds: x.max_duration, expiryLeewaySeconds: Number(x.expiry_leeway) }));
+
+  const operators = strictObject({ groups: textList.default(() => []) }).transform((o) => ({ groups: o.groups }));
+
   const tls = strictObject({ cert: path, key: path }).transform((t) => ({ cert: t.cert, key: t.key }));
 
   const store = z.union([z.literal('sqlite'), strictObject({ postgres: postgresUrl }).transform((s) => ({ postgres: s.postgres }))], {
@@ -489,6 +497,8 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     masking: masking.default(() => ({})),
     audit: audit.prefault({}),
     approvals: approvals.prefault({}),
+    sessions: sessions.prefault({}),
+    operators: operators.prefault({}),
     dangerous_functions: textList.optional(),
   }).transform((c): BrokerConfig => {
     const stateDir = c.state_dir;
@@ -505,6 +515,8 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       masking: c.masking,
       audit: c.audit,
       approvals: c.approvals,
+      sessions: c.sessions,
+      operators: c.operators,
       dangerousFunctions: (c.dangerous_functions ?? DEFAULT_DANGEROUS_FUNCTIONS).map((f) => f.toLowerCase()),
       receiptKeyPath: join(stateDir, 'receipt-signing.key'),
       sshHostKeyPath: join(stateDir, 'ssh-host.key'),

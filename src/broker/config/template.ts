@@ -117,6 +117,16 @@ policies: []
 # Members of these groups may export the audit log and read every session receipt.
 auditors: { groups: [] }
 
+# Members of these groups may list live sessions and end them at once
+# (agentgate broker sessions / agentgate broker revoke <session|sub>).
+operators: { groups: [] }
+
+# Live sessions end when their credential expires unrenewed (after expiry_leeway), and
+# after max_duration at the latest (off when absent).
+sessions:
+  expiry_leeway: 30s
+  # max_duration: 8h
+
 # Values masked before they leave the broker (and before they reach the audit log), per
 # target: column name globs, value detectors, and how to mask. Example:
 masking: {}

@@ -22,6 +22,10 @@ export interface BrokerConfig {
   masking: Record<string, MaskingConfig>;
   audit: AuditConfig;
   approvals: ApprovalsConfig;
+  /** Live sessions' limits (`sessions:`); absent = the defaults (no cap, 30 s leeway). */
+  sessions?: SessionsConfig;
+  /** Who may list live sessions and revoke them (`operators:`); absent = nobody. */
+  operators?: { groups: string[] };
   /** Function names (lower case, optionally schema-qualified) that flag a statement `dangerous_function`. */
   dangerousFunctions: string[];
   /** Absolute path of the Ed25519 receipt-signing key (PKCS#8 PEM). */
@@ -149,6 +153,13 @@ export interface PolicyConfig {
    * values, e.g. for a DBA policy), or extra rules added to the target's.
    */
   masking?: { mode: 'inherit' } | { mode: 'off' } | { mode: 'extend'; rules: MaskingConfig };
+}
+
+export interface SessionsConfig {
+  /** Absolute cap on one proxy session, seconds; undefined = none. */
+  maxDurationSeconds: number | undefined;
+  /** How long past its credential's `exp` a session may run unrenewed, seconds. Default 30. */
+  expiryLeewaySeconds: number;
 }
 
 export interface ApprovalsConfig {

@@ -44,6 +44,7 @@ import { scanTextStream } from './text-scan.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
+import type { EndNotice, SessionLease } from '../live-sessions.js';
 
 /** What the proxy reports when a connection ends: always with its deciding policy. */
 export type K8sSessionSummary = SessionSummary & { protocol: 'kubernetes'; policy: string | null };
@@ -73,6 +74,8 @@ export interface K8sChannel {
   /** Extra detail for session.start (tunnel id, client address). */
   origin: Record<string, string | number>;
   onEnd?: (summary: K8sSessionSummary) => void;
+  /** The connection's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
+  lease?: SessionLease;
 }
 
 const DEFAULT_MAX_MASKED_BODY = 64 * 1024 * 1024;
@@ -174,6 +177,8 @@ class K8sConnection {
   readonly #upgraded = new Set<Duplex>();
   #started = false;
   #ended = false;
+  /** Set when the broker ended the connection (credential expiry, max_duration, revocation). */
+  #endNotice: EndNotice | undefined;
   /** The policy that decides for this identity on this target (receipts name it). */
   readonly #policy: string | null;
   readonly #access: boolean;
@@ -192,6 +197,11 @@ class K8sConnection {
     ch.stream.once('close', () => void this.#end());
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
+    ch.lease?.start(this.id, (notice) => {
+      // In-flight responses are cut; kubectl's next connection is answered 401 by the lease.
+      this.#endNotice = notice;
+      this.destroy();
+    });
   }
 
   destroy(): void {
@@ -242,6 +252,11 @@ class K8sConnection {
             ? 'agentgate: the session secret verifier uses more iterations than the broker accepts'
             : 'agentgate: the bearer token is not this session\'s secret; use the kubeconfig that agentgate connect wrote';
       return refuse(failureStatus(401, 'Unauthorized', message));
+    }
+    const ended = this.#ch.lease?.refusal;
+    if (ended) {
+      rec.extra['session_ended'] = ended.reason;
+      return refuse(failureStatus(401, 'Unauthorized', `${ended.message}; ${ended.hint}`));
     }
     let info: K8sRequestInfo;
     try {
@@ -657,11 +672,18 @@ class K8sConnection {
     void p.finally(() => this.#pending.delete(p));
   }
 
+  #endDetail(): Record<string, JsonValue> {
+    const n = this.#endNotice ?? this.#ch.lease?.refusal;
+    if (!n) return { reason: 'client closed the connection' };
+    return { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) };
+  }
+
   async #end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     for (const s of this.#upgraded) s.destroy();
     await Promise.allSettled([...this.#pending]);
+    this.#ch.lease?.release();
     this.#onGone();
     if (!this.#started) return;
     const endedAt = new Date().toISOString();
@@ -672,7 +694,7 @@ class K8sConnection {
           actor: this.#ch.actor,
           target: this.#ch.target.name,
           type: 'session.end',
-          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), reason: 'client closed the connection' },
+          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...this.#endDetail() },
           decision: null,
           outcome: { status: 'ok' },
         });

@@ -44,6 +44,8 @@ import { createProvenanceCatalog } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
+import type { EndNotice, SessionLease } from '../live-sessions.js';
+import { endedSessionError } from './session-end.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -76,6 +78,8 @@ export interface PgProxySessionOptions {
   readOnly?: boolean;
   /** Called once when the session has ended and its session.end event is durable (or failed). */
   onEnd?: (summary: SessionSummary) => void;
+  /** The session's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
+  lease?: SessionLease;
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
@@ -124,6 +128,8 @@ export class PgProxySession {
   /** Masked-value counts at the last statement's end, to record each statement's share. */
   #maskedSoFar: Record<string, number> = {};
   #endReason = 'client closed the connection';
+  /** Set when the broker ended the session (credential expiry, max_duration, revocation). */
+  #endNotice: EndNotice | undefined;
   #ended = false;
 
   constructor(client: Duplex, options: PgProxySessionOptions) {
@@ -173,6 +179,14 @@ export class PgProxySession {
     client.on('end', () => this.#close('client closed the connection'));
     client.on('close', () => this.#close('client closed the connection'));
     client.on('error', (err: Error) => this.#close(`client connection error: ${err.message}`));
+    options.lease?.start(this.id, (notice) => this.#endWith(notice));
+  }
+
+  /** The broker ends this session (live-sessions.ts); before authentication the lease's refusal answers instead. */
+  #endWith(notice: EndNotice): void {
+    if (this.#phase === 'startup' || this.#phase === 'closed') return;
+    this.#endNotice = notice;
+    this.#fatal(endedSessionError(notice));
   }
 
   // ───────────────────────────── client → broker ─────────────────────────────
@@ -215,6 +229,8 @@ export class PgProxySession {
         this.#clientParams = step.params;
         this.#clientUser = step.user;
         this.#reader.authenticated();
+        const refused = this.#o.lease?.refusal;
+        if (refused) throw endedSessionError(refused);
         if (!this.#o.access.allowed) {
           throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
         }
@@ -589,6 +605,7 @@ export class PgProxySession {
       setTimeout(() => up.destroy(), 5_000).unref();
     }
     if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
+    this.#o.lease?.release();
     this.#catalog?.close();
     this.#flow.sessionClosed();
     if (!wasRelaying) return;
@@ -620,7 +637,8 @@ export class PgProxySession {
             ...this.#counts,
             ...(this.#masker ? { masked_by_rule: this.#masker.counts().byRule } : {}),
             duration_ms: Math.round(performance.now() - this.#startedAt),
-            reason: this.#endReason,
+            reason: this.#endNotice?.reason ?? this.#endReason,
+            ...(this.#endNotice ? { message: this.#endNotice.message, ...(this.#endNotice.by ? { revoked_by: this.#endNotice.by } : {}) } : {}),
           },
           decision: null,
           outcome: { status: 'ok' },

@@ -41,6 +41,7 @@ export function makeBrokerConfig(root: string, overrides: BrokerConfigOverrides 
     masking: {},
     audit: { sync: 'normal', retentionDays: undefined },
     approvals: { timeoutSeconds: 600, webhooks: [] },
+    sessions: { loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: join(stateDir, 'receipt.key'),
     sshHostKeyPath: join(stateDir, 'ssh_host_ed25519_key'),

@@ -153,6 +153,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
     },
     audit: { sync: 'normal' },
     approvals: { timeoutSeconds: 600, webhooks: [] },
+    sessions: { loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: '/srv/agentgate/state/receipt-signing.key',
     sshHostKeyPath: '/srv/agentgate/state/ssh-host.key',

@@ -15,6 +15,7 @@ import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
 import type {
   ApprovalsConfig,
+  SessionsConfig,
   WebhookConfig,
   ApproverSpec,
   AuditConfig,
@@ -150,6 +151,23 @@ export function parseDuration(value: string | number): number | undefined {
   return n > 0 ? n * unit : undefined;
 }
 
+/** A duration in milliseconds: `250ms`, or anything `parseDuration` takes (`15s`, `5m`). */
+export function parseDurationMs(value: string | number): number | undefined {
+  const ms = typeof value === 'string' ? /^(\d+)\s*ms$/.exec(value.trim()) : null;
+  if (ms) return Number(ms[1]) > 0 ? Number(ms[1]) : undefined;
+  const s = parseDuration(value);
+  return s === undefined ? undefined : s * 1000;
+}
+
+const durationMs = z.union([z.string(), z.number()]).transform((v, c) => {
+  const ms = parseDurationMs(v);
+  if (ms === undefined) {
+    c.addIssue({ code: 'custom', message: 'expected a duration like 500ms, 15s or 5m', input: v });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const duration = z.union([z.string(), z.number()]).transform((v, c) => {
   const s = parseDuration(v);
   if (s === undefined) {
@@ -196,6 +214,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     password: credential.optional(),
     tls: z.enum(POSTGRES_TLS_MODES).default('verify-full'),
     ca: path.optional(),
+    idle_timeout: durationMs.optional(),
   }).transform(
     (t): Omit<PostgresTargetConfig, 'name'> => ({
       type: 'postgres',
@@ -206,6 +225,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       password: t.password,
       tls: t.tls,
       ca: t.ca,
+      ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
     }),
   );
 
@@ -216,6 +236,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     token: credential.optional(),
     client_cert: path.optional(),
     client_key: credential.optional(),
+    idle_timeout: durationMs.optional(),
   })
     .check(
       z.superRefine((t: Record<string, unknown>, c) => {
@@ -235,6 +256,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         token: t.token,
         clientCert: t.client_cert,
         clientKey: t.client_key,
+        ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
       }),
     );
 
@@ -463,6 +485,11 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     webhooks: z.array(webhook).default(() => []),
   }).transform((a): ApprovalsConfig => ({ timeoutSeconds: a.timeout, webhooks: a.webhooks }));
 
+  const sessions = strictObject({
+    login_timeout: durationMs.default(15_000),
+    tls_handshake_timeout: durationMs.default(10_000),
+  }).transform((s): SessionsConfig => ({ loginTimeoutMs: s.login_timeout, tlsHandshakeTimeoutMs: s.tls_handshake_timeout }));
+
   const tls = strictObject({ cert: path, key: path }).transform((t) => ({ cert: t.cert, key: t.key }));
 
   const store = z.union([z.literal('sqlite'), strictObject({ postgres: postgresUrl }).transform((s) => ({ postgres: s.postgres }))], {
@@ -481,6 +508,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     masking: masking.default(() => ({})),
     audit: audit.prefault({}),
     approvals: approvals.prefault({}),
+    sessions: sessions.prefault({}),
     dangerous_functions: textList.optional(),
   }).transform((c): BrokerConfig => {
     const stateDir = c.state_dir;
@@ -497,6 +525,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       masking: c.masking,
       audit: c.audit,
       approvals: c.approvals,
+      sessions: c.sessions,
       dangerousFunctions: (c.dangerous_functions ?? DEFAULT_DANGEROUS_FUNCTIONS).map((f) => f.toLowerCase()),
       receiptKeyPath: join(stateDir, 'receipt-signing.key'),
       sshHostKeyPath: join(stateDir, 'ssh-host.key'),

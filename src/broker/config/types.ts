@@ -22,6 +22,7 @@ export interface BrokerConfig {
   masking: Record<string, MaskingConfig>;
   audit: AuditConfig;
   approvals: ApprovalsConfig;
+  sessions: SessionsConfig;
   /** Function names (lower case, optionally schema-qualified) that flag a statement `dangerous_function`. */
   dangerousFunctions: string[];
   /** Absolute path of the Ed25519 receipt-signing key (PKCS#8 PEM). */
@@ -65,6 +66,8 @@ export interface PostgresTargetConfig {
   tls: 'disable' | 'require' | 'verify-full';
   /** Absolute path of a CA bundle for verify-full; system CAs when absent. */
   ca: string | undefined;
+  /** End a session with no traffic either way for this long (ms); undefined = never (the default). */
+  idleTimeoutMs?: number;
 }
 
 export interface KubernetesTargetConfig {
@@ -75,6 +78,8 @@ export interface KubernetesTargetConfig {
   token: Secret | undefined;
   clientCert: string | undefined;
   clientKey: Secret | undefined;
+  /** End a session with no request in flight for this long (ms); undefined = never (the default). */
+  idleTimeoutMs?: number;
 }
 
 export interface SshTargetConfig {
@@ -168,4 +173,11 @@ export interface AuditConfig {
   /** `normal`: durable across a broker crash (WAL, OS cache); `full`: also across power loss (fsync per group commit). */
   sync: 'normal' | 'full';
   retentionDays: number | undefined;
+}
+
+export interface SessionsConfig {
+  /** A local connection must finish the Postgres startup and SCRAM exchange within this (ms). Default 15 000. */
+  loginTimeoutMs: number;
+  /** A TCP connection to the HTTPS port must finish the TLS handshake within this (ms). Default 10 000. */
+  tlsHandshakeTimeoutMs: number;
 }

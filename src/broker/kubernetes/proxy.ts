@@ -42,6 +42,7 @@ import { maskedKind, ObjectMasker } from './mask.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
+import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
 
 /** What the proxy reports when a connection ends: always with its deciding policy. */
 export type K8sSessionSummary = SessionSummary & { protocol: 'kubernetes'; policy: string | null };
@@ -166,6 +167,9 @@ class K8sConnection {
   readonly #upgraded = new Set<Duplex>();
   #started = false;
   #ended = false;
+  #endReason = 'client closed the connection';
+  /** The target's idle_timeout: no request in flight and none arriving (watches and exec streams are in flight). */
+  readonly #idle: IdleTimer | undefined;
   /** The policy that decides for this identity on this target (receipts name it). */
   readonly #policy: string | null;
   readonly #access: boolean;
@@ -181,6 +185,13 @@ class K8sConnection {
     this.#policy = policy?.name ?? null;
     // As for the targets listing: a policy that can only deny grants no access.
     this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
+    const idleMs = ch.target.idleTimeoutMs;
+    if (idleMs !== undefined) {
+      this.#idle = new IdleTimer(idleMs, () => {
+        this.#endReason = IDLE_TIMEOUT_REASON;
+        this.destroy();
+      }, () => this.#pending.size > 0 || this.#upgraded.size > 0);
+    }
     ch.stream.once('close', () => void this.#end());
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
@@ -198,6 +209,7 @@ class K8sConnection {
   // ─────────────────────────────── requests ───────────────────────────────
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#idle?.touch();
     const rec: RequestRecord = { method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
     this.#track(
       this.#handle(req, res, rec).catch((err: unknown) => {
@@ -599,12 +611,16 @@ class K8sConnection {
 
   #track(p: Promise<unknown>): void {
     this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    void p.finally(() => {
+      this.#pending.delete(p);
+      this.#idle?.touch();
+    });
   }
 
   async #end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    this.#idle?.stop();
     for (const s of this.#upgraded) s.destroy();
     await Promise.allSettled([...this.#pending]);
     this.#onGone();
@@ -617,7 +633,7 @@ class K8sConnection {
           actor: this.#ch.actor,
           target: this.#ch.target.name,
           type: 'session.end',
-          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), reason: 'client closed the connection' },
+          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), reason: this.#endReason },
           decision: null,
           outcome: { status: 'ok' },
         });

@@ -40,6 +40,8 @@ import { createProvenanceCatalog } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
+import { IDLE_TIMEOUT_REASON, IdleTimer, startDeadline } from '../../shared/connection-timers.js';
+import { DEFAULT_LOGIN_TIMEOUT_MS, idleSessionTimedOut, loginTimedOut } from './session-limits.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -70,6 +72,8 @@ export interface PgProxySessionOptions {
    * inside PostgreSQL with 25006.
    */
   readOnly?: boolean;
+  /** The client must finish startup and SCRAM within this (ms); default 15 000 (`sessions.login_timeout`). */
+  loginTimeoutMs?: number;
   /** Called once when the session has ended and its session.end event is durable (or failed). */
   onEnd?: (summary: SessionSummary) => void;
 }
@@ -115,6 +119,8 @@ export class PgProxySession {
   #maskedSoFar: Record<string, number> = {};
   #endReason = 'client closed the connection';
   #ended = false;
+  readonly #stopLoginTimer: () => void;
+  #idle: IdleTimer | undefined;
 
   constructor(client: Duplex, options: PgProxySessionOptions) {
     this.#o = options;
@@ -156,6 +162,8 @@ export class PgProxySession {
       redispatch: (m) => this.#onFrontend(m),
       fatal: (err) => this.#fatal(err),
     });
+    const loginMs = options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
+    this.#stopLoginTimer = startDeadline(loginMs, () => this.#fatal(loginTimedOut(loginMs)));
     client.on('data', this.#onClientData);
     client.on('end', () => this.#close('client closed the connection'));
     client.on('close', () => this.#close('client closed the connection'));
@@ -166,6 +174,7 @@ export class PgProxySession {
 
   readonly #onClientData = (chunk: Buffer): void => {
     if (this.#phase === 'closed') return;
+    this.#idle?.touch();
     try {
       this.#reader.push(chunk, this.#onFrontend);
     } catch (err) {
@@ -202,6 +211,7 @@ export class PgProxySession {
         this.#clientParams = step.params;
         this.#clientUser = step.user;
         this.#reader.authenticated();
+        this.#stopLoginTimer();
         if (!this.#o.access.allowed) {
           throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
         }
@@ -266,6 +276,10 @@ export class PgProxySession {
       this.#outbox.push(readyForQuery('I'));
       this.#phase = 'relay';
       this.#outbox.flush();
+      const idleMs = target.idleTimeoutMs;
+      if (idleMs !== undefined) {
+        this.#idle = new IdleTimer(idleMs, () => this.#fatal(idleSessionTimedOut(target.name, idleMs), IDLE_TIMEOUT_REASON), () => this.#tracker.executing || this.#flow.holding);
+      }
 
       // Replay whatever the client pipelined behind its authentication.
       const held = this.#held;
@@ -304,6 +318,7 @@ export class PgProxySession {
 
   readonly #onUpstreamData = (chunk: Buffer): void => {
     if (this.#phase === 'closed') return;
+    this.#idle?.touch();
     try {
       (this.#backend as BackendReader).push(chunk, this.#onBackend);
     } catch (err) {
@@ -452,19 +467,19 @@ export class PgProxySession {
     return this.#o.audit.append({ ...e, session: this.id, actor: this.#o.actor, target: this.#o.target.name });
   }
 
-  /** Send an error the client will understand, then close. */
-  #fatal(err: unknown): void {
+  /** Send an error the client will understand, then close; `reason` (default: the error's message) goes in session.end. */
+  #fatal(err: unknown, reason?: string): void {
     if (this.#phase === 'closed') return;
     const pgErr =
       err instanceof PgError
         ? err
         : new PgError(SqlState.internalError, `agentgate: ${(err as Error)?.message ?? String(err)}`, { severity: 'FATAL' });
-    this.#endReason = pgErr.message;
+    this.#endReason = reason ?? pgErr.message;
     if (!(err instanceof PgError)) this.#o.logger.error('postgres session failed', { session: this.id, error: (err as Error)?.message });
     const frame = pgErr.fatal ? pgErr.toErrorResponse() : errorResponse({ ...pgErr.toFields(), severity: 'FATAL' });
     // Frames already released go first; held ones are dropped (their statement is not durable).
     this.#client.end(frame);
-    this.#close(pgErr.message);
+    this.#close(this.#endReason);
   }
 
   #close(reason: string): void {
@@ -473,6 +488,8 @@ export class PgProxySession {
     }
     const wasRelaying = this.#phase === 'relay';
     this.#phase = 'closed';
+    this.#stopLoginTimer();
+    this.#idle?.stop();
     if (this.#endReason === 'client closed the connection') this.#endReason = reason;
     if (!this.#client.destroyed) this.#client.end();
     const up = this.#upstream;

@@ -10,6 +10,7 @@
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseDurationMs } from '../../shared/duration.js';
 import { SQL_FLAGS } from './types.js';
 import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
@@ -149,14 +150,6 @@ export function parseDuration(value: string | number): number | undefined {
   const n = Number(m[1]);
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return n > 0 ? n * unit : undefined;
-}
-
-/** A duration in milliseconds: `250ms`, or anything `parseDuration` takes (`15s`, `5m`). */
-export function parseDurationMs(value: string | number): number | undefined {
-  const ms = typeof value === 'string' ? /^(\d+)\s*ms$/.exec(value.trim()) : null;
-  if (ms) return Number(ms[1]) > 0 ? Number(ms[1]) : undefined;
-  const s = parseDuration(value);
-  return s === undefined ? undefined : s * 1000;
 }
 
 const durationMs = z.union([z.string(), z.number()]).transform((v, c) => {

@@ -73,6 +73,8 @@ export interface K8sStack {
 export interface K8sStackOptions {
   policies?: PolicyConfig[];
   masking?: MaskingConfig;
+  /** Overrides of the target's config (idle_timeout, …). */
+  target?: Partial<KubernetesTargetConfig>;
 }
 
 export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
@@ -92,6 +94,7 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
     token: new Secret(api.token, '${env:K8S_TOKEN}'),
     clientCert: undefined,
     clientKey: undefined,
+    ...opts.target,
   };
   const config = makeBrokerConfig(tmp.path, {
     identity: { issuer: issuer.issuer },

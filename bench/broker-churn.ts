@@ -59,6 +59,15 @@ export async function measureBrokerChurn(opts: {
       await c.query('select 1');
     }
     const baseline = await opts.broker.memory();
+    // The highest RSS sampled during each phase (VmHWM also counts start-up).
+    let phaseMax = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        phaseMax = Math.max(phaseMax, (await opts.broker.memory()).rssMb);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
     const run = async (count: number, text: (i: number) => string, expectError: boolean): Promise<void> => {
       await Promise.all(
         clients.map(async (c, k) => {
@@ -76,10 +85,14 @@ export async function measureBrokerChurn(opts: {
     };
     await run(opts.statements, distinctStatement, false);
     const afterStatements = await opts.broker.memory();
-    opts.say?.(`  ${opts.statements} distinct statements: RSS ${baseline.rssMb.toFixed(1)} → ${afterStatements.rssMb.toFixed(1)} MB`);
+    const statementsMax = phaseMax;
+    phaseMax = 0;
+    opts.say?.(`  ${opts.statements} distinct statements: RSS ${baseline.rssMb.toFixed(1)} → ${afterStatements.rssMb.toFixed(1)} MB (highest sample ${statementsMax.toFixed(1)} MB)`);
     await run(opts.malformed, malformedStatement, true);
     const afterMalformed = await opts.broker.memory();
-    opts.say?.(`  ${opts.malformed} malformed statements: RSS → ${afterMalformed.rssMb.toFixed(1)} MB (peak ${afterMalformed.hwmMb.toFixed(1)} MB)`);
+    sampling = false;
+    await sampler;
+    opts.say?.(`  ${opts.malformed} malformed statements: RSS → ${afterMalformed.rssMb.toFixed(1)} MB (highest sample ${phaseMax.toFixed(1)} MB; VmHWM ${afterMalformed.hwmMb.toFixed(1)} MB)`);
     return {
       statements: opts.statements,
       malformed: opts.malformed,

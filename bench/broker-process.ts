@@ -32,7 +32,8 @@ export interface CliSession {
 
 export async function startBrokerProcess(input: BrokerChildInput): Promise<BrokerProcess> {
   const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
-  const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child');
+  // The Node flags bin/agentgate runs with (--liftoff-only: see README, "Broker memory").
+  const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child', ['--liftoff-only']);
   const sessions = new Set<CliSession>();
   const dispatchers: Agent[] = [];
   let closing: Promise<void> | undefined;

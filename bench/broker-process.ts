@@ -11,6 +11,10 @@ import { startConnectSession, type ConnectSession } from '../src/tunnel/connect-
 import type { BrokerChildInput, BrokerChildReady } from './broker-child.js';
 import { endJsonChild, processCpuUs, processMemoryMb, spawnJsonChild } from './procs.js';
 
+/** As in bin/agentgate's first line. */
+const BROKER_NODE_FLAGS = ['--liftoff-only', '--max-semi-space-size=4'];
+const BROKER_ENV = { MALLOC_ARENA_MAX: '2' };
+
 export interface BrokerProcess {
   pid: number;
   child: ChildProcess;
@@ -32,7 +36,8 @@ export interface CliSession {
 
 export async function startBrokerProcess(input: BrokerChildInput): Promise<BrokerProcess> {
   const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
-  const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child');
+  // The Node flags and allocator setting bin/agentgate runs with (README, "Broker memory").
+  const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child', BROKER_NODE_FLAGS, BROKER_ENV);
   const sessions = new Set<CliSession>();
   const dispatchers: Agent[] = [];
   let closing: Promise<void> | undefined;

@@ -15,6 +15,8 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --modes LIST     comma list of simple,prepared (default both)
   --clients LIST   comma list of client counts (default 1,8); -j is min(c, 2)
   --idle N         idle tunneled connections for the broker RSS check (default 100; 0 skips it)
+  --churn N        broker RSS after N distinct statements and N/10 malformed ones, in a fresh
+                   broker child (default 200000; 0 skips it)
   --audit-events N audit export/verify at scale: fill a log with N events, time
                    agentgate audit export and audit verify (default 1000000; 0 skips it)
   --mask-scale N   masked read: pgbench_accounts at scale N (10 = 1M rows) direct, through
@@ -34,6 +36,7 @@ export interface Options {
   modes: QueryMode[];
   clients: number[];
   idle: number;
+  churn: number;
   auditEvents: number;
   maskScale: number;
   json: string | undefined;
@@ -73,6 +76,7 @@ export function parseOptions(argv: string[]): Options {
         modes: { type: 'string' },
         clients: { type: 'string' },
         idle: { type: 'string' },
+        churn: { type: 'string' },
         'audit-events': { type: 'string' },
         'mask-scale': { type: 'string' },
         json: { type: 'string' },
@@ -99,6 +103,7 @@ export function parseOptions(argv: string[]): Options {
     modes: list('modes', values.modes, ['simple', 'prepared'] as const, ['simple', 'prepared']),
     clients,
     idle: integer('idle', values.idle, 100, 0),
+    churn: integer('churn', values.churn, 200_000, 0),
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     maskScale: integer('mask-scale', values['mask-scale'], 10, 0),
     json: values.json,

@@ -149,8 +149,8 @@ export function tail(stream: NodeJS.ReadableStream | null, max = 8192): () => st
  * A Node child speaking the bench's small start protocol: it reads one JSON line of input
  * on stdin, answers one JSON line on stdout once ready, and exits when stdin closes.
  */
-export function spawnJsonChild<Ready>(script: string, input: unknown, what: string): { child: ChildProcess; ready: Promise<Ready> } {
-  const child = spawnTracked(process.execPath, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function spawnJsonChild<Ready>(script: string, input: unknown, what: string, nodeFlags: string[] = [], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; ready: Promise<Ready> } {
+  const child = spawnTracked(process.execPath, [...nodeFlags, script], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const errLog = tail(child.stderr);
   child.stdin!.write(`${JSON.stringify(input)}\n`);
   const ready = new Promise<Ready>((resolve, reject) => {

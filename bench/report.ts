@@ -4,6 +4,7 @@
  */
 import type { QueryMode } from './pgbench.js';
 import type { RssResult } from './broker-rss.js';
+import type { ChurnResult } from './broker-churn.js';
 
 export const TARGET_NAMES = ['direct', 'agentgate', 'agentgate-split', 'node-relay', 'ssh -L', 'pgbouncer'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
@@ -138,6 +139,22 @@ export function judge(samples: Sample[], rss: RssResult | undefined, modes: Quer
     ...(rss && rss.heldMb >= maxRss ? { shortBy: `${(rss.heldMb - maxRss).toFixed(1)} MB over` } : {}),
   });
   return goals;
+}
+
+/** Broker RSS after the churn workload (bench/broker-churn.ts), against the same budget. */
+export function churnGoals(churn: ChurnResult | undefined): Goal[] {
+  if (!churn) return [];
+  const max = LIMITS.maxBrokerRssMb;
+  const goal = (name: string, mb: number): Goal => ({
+    name: `broker RSS < ${max} MB ${name}`,
+    measured: `${mb.toFixed(1)} MB (baseline ${churn.baselineMb.toFixed(1)} MB, peak ${churn.peakMb.toFixed(1)} MB)`,
+    pass: mb < max,
+    ...(mb >= max ? { shortBy: `${(mb - max).toFixed(1)} MB over` } : {}),
+  });
+  return [
+    goal(`after ${churn.statements} distinct statements`, churn.afterStatementsMb),
+    goal(`after ${churn.malformed} more malformed statements`, churn.afterMalformedMb),
+  ];
 }
 
 export function goalsTable(goals: Goal[]): string {

@@ -14,13 +14,14 @@ import { sshAvailable, startSshForward } from './ssh-forward.js';
 import { pgbouncerAvailable, startPgbouncer } from './pgbouncer.js';
 import { startBrokerProcess } from './broker-process.js';
 import { measureBrokerRss, type RssResult } from './broker-rss.js';
+import { measureBrokerChurn, type ChurnResult } from './broker-churn.js';
 import { abortRuns } from './procs.js';
 import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
 import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadResult } from './masking-read.js';
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
-import { configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
+import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
 import { startNodeRelay } from './node-relay.js';
 
 const say = (msg: string): void => {
@@ -265,6 +266,17 @@ async function main(): Promise<number> {
       await broker.close();
     }
   }
+  let churn: ChurnResult | undefined;
+  if (opts.churn > 0) {
+    say(`broker RSS under churn: a fresh broker child process, ${opts.churn} distinct statements then ${Math.round(opts.churn / 10)} malformed ones`);
+    const broker = await startBrokerProcess(brokerInput);
+    cleanups.push({ what: 'broker child (churn)', fn: () => broker.close() });
+    try {
+      churn = await measureBrokerChurn({ broker, token: await agentToken(), target: TARGET, database: pg.database, statements: opts.churn, malformed: Math.round(opts.churn / 10), say });
+    } finally {
+      await broker.close();
+    }
+  }
   const profile = profiler && opts.profile ? await profiler.finish(opts.profile, 10) : undefined;
 
   let maskingRead: MaskingReadResult | undefined;
@@ -279,7 +291,7 @@ async function main(): Promise<number> {
       auditExport.verify.seconds <= AUDIT_LIMITS.seconds &&
       Math.max(auditExport.export.peakRssMb, auditExport.brokerPeakRssMb, auditExport.verify.peakRssMb) < AUDIT_LIMITS.rssMb);
 
-  const goals = judge(samples, rss, opts.modes);
+  const goals = [...judge(samples, rss, opts.modes), ...churnGoals(churn)];
   const out = [
     '',
     '== agentgate Postgres data-path benchmark ==',
@@ -319,6 +331,7 @@ async function main(): Promise<number> {
         addedLatencyUs: s.target === 'direct' ? undefined : addedLatencyUs(samples, s),
       })),
       brokerRss: rss,
+      brokerChurn: churn,
       auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
       maskingRead: maskingRead ? { ...maskingRead, limit: MASKING_LIMIT } : undefined,
       limits: LIMITS,

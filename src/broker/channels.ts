@@ -126,6 +126,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
           new PgProxySession(channel.stream, {
             readOnly,
             target,
+            loginTimeoutMs: config.sessions.loginTimeoutMs,
             actor: actorOf(channel.identity),
             access: accessFor(channel.identity, target.name, config),
             verifier: sessionVerifier(channel),

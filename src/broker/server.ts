@@ -71,6 +71,8 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
     cert: keys.tlsCertPem,
     key: keys.tlsKeyPem,
     minVersion: 'TLSv1.2',
+    // A connection that never starts (or never finishes) TLS is cut here (Node's default is 120 s).
+    handshakeTimeout: config.sessions.tlsHandshakeTimeoutMs,
     maxHeaderSize: LIMITS.maxHeaderSize,
     headersTimeout: LIMITS.headersTimeout,
     requestTimeout: LIMITS.requestTimeout,

@@ -19,6 +19,8 @@ export interface KubernetesListenOptions {
   allowRemote?: boolean;
   /** How long a local connection waits for a lost tunnel to come back. */
   channelTimeoutMs?: number;
+  /** kubectl must finish the TLS handshake within this (ms). */
+  loginTimeoutMs?: number;
 }
 
 export { tlsFront } from '../tunnel/tls-front.js';
@@ -41,6 +43,7 @@ export async function listenKubernetes(session: ConnectSession, o: KubernetesLis
     secureContext: identity.secureContext,
     ...(o.allowRemote ? { allowRemote: true } : {}),
     ...(o.channelTimeoutMs !== undefined ? { channelTimeoutMs: o.channelTimeoutMs } : {}),
+    ...(o.loginTimeoutMs !== undefined ? { loginTimeoutMs: o.loginTimeoutMs } : {}),
   });
   return { listener, caPem: identity.certPem, close: () => listener.close() };
 }

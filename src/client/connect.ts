@@ -23,6 +23,8 @@ export interface ConnectOptions {
   port: number | undefined;
   bind: string;
   allowRemote: boolean;
+  /** A local connection must log in within this (ms); default DEFAULT_LOCAL_LOGIN_TIMEOUT_MS. */
+  loginTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
   onRenewal?: (event: RenewalEvent) => void;
@@ -54,6 +56,8 @@ export interface OpenConnectionsOptions {
   targets: TargetRequest[];
   bind: string;
   allowRemote: boolean;
+  /** A local connection must log in within this (ms); default DEFAULT_LOCAL_LOGIN_TIMEOUT_MS. */
+  loginTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   /** Where kubeconfigs are written (default: a private temp dir removed on close). */
   kubeconfigDir?: string;
@@ -86,6 +90,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     targets: [{ name: opts.target, ...(opts.port !== undefined ? { port: opts.port } : {}) }],
     bind: opts.bind,
     allowRemote: opts.allowRemote,
+    ...(opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {}),
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
@@ -141,12 +146,14 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       let caPem: string | undefined;
       let address: { host: string; port: number };
       if (target.type === 'kubernetes') {
-        const k = await listenKubernetes(session, { target: target.name, host: opts.bind, port: port0, allowRemote: opts.allowRemote });
+        const login = opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {};
+        const k = await listenKubernetes(session, { target: target.name, host: opts.bind, port: port0, allowRemote: opts.allowRemote, ...login });
         cleanups.push(k.close);
         caPem = k.caPem;
         address = k.listener.address;
       } else {
-        address = (await session.listen({ target: target.name, type: target.type, host: opts.bind, port: port0, allowRemote: opts.allowRemote })).address;
+        const login = opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {};
+        address = (await session.listen({ target: target.name, type: target.type, host: opts.bind, port: port0, allowRemote: opts.allowRemote, ...login })).address;
       }
       const { host, port } = address;
       const urlHost = host.includes(':') ? `[${host}]` : host;

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
 import { UsageError } from '../errors.js';
+import { parseDurationMs } from '../shared/duration.js';
 import { print, printJson, say } from './render.js';
 import { waitForStopSignal } from './signals.js';
 
@@ -13,6 +14,7 @@ interface ConnectFlags {
   port?: string;
   bind: string;
   allowRemote?: boolean;
+  loginTimeout?: string;
   receiptDir?: string;
   json?: boolean;
 }
@@ -24,6 +26,13 @@ function parsePort(raw: string | undefined): number | undefined {
   return n;
 }
 
+function parseLoginTimeout(raw: string | undefined): { loginTimeoutMs?: number } {
+  if (raw === undefined) return {};
+  const ms = parseDurationMs(raw);
+  if (ms === undefined) throw new UsageError(`--login-timeout: expected a duration like 500ms, 20s or 1m, got "${raw}"`, { hint: 'the default is 20s' });
+  return { loginTimeoutMs: ms };
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('connect')
@@ -32,6 +41,7 @@ export function register(program: Command): void {
     .option('--port <n>', 'local port (default: 5432 for Postgres; 0 = any free port)')
     .option('--bind <addr>', 'local address to listen on', '127.0.0.1')
     .option('--allow-remote', 'permit a non-loopback --bind address (anyone who can reach it still needs the session secret)')
+    .option('--login-timeout <duration>', 'close a local connection that has not logged in within this (500ms, 20s, 1m; env AGENTGATE_LOGIN_TIMEOUT; default 20s)', process.env['AGENTGATE_LOGIN_TIMEOUT'])
     .option('--receipt-dir <dir>', 'where to save the session receipts (default: $XDG_STATE_HOME/agentgate/receipts)')
     .option('--json', 'print the connection details as one JSON document on stdout');
   addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
@@ -45,6 +55,7 @@ export function register(program: Command): void {
       port: parsePort(flags.port),
       bind: flags.bind,
       allowRemote: Boolean(flags.allowRemote),
+      ...parseLoginTimeout(flags.loginTimeout),
       onState: (state, change) => {
         if (state === 'down') say(`agentgate: broker connection lost${change.error ? ` (${change.error.message})` : ''}, reconnecting…`);
         else if (state === 'up') say('agentgate: connected to the broker');

@@ -15,6 +15,7 @@ import type { Dispatcher } from 'undici';
 import { openTunnel, type OpenTunnelOptions, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
 import { listenLocal, type LocalListener } from './local-listener.js';
 import { tlsFront } from './tls-front.js';
+import { postgresLoginWatch } from './login-watch.js';
 import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
 import { connectionFailure } from '../broker/postgres/errors.js';
@@ -44,7 +45,16 @@ export interface ListenTargetOptions {
   channelTimeoutMs?: number;
   /** Speak TLS to local clients with this identity (kubectl sends its token only over https). */
   secureContext?: SecureContext;
+  /**
+   * A local connection must log in (Postgres: startup and SCRAM; TLS clients: the handshake)
+   * within this, or it is closed. Default 20 s: longer than the broker's default 15 s
+   * login_timeout, whose FATAL the client then normally reads first.
+   */
+  loginTimeoutMs?: number;
 }
+
+/** Default for ListenTargetOptions.loginTimeoutMs (and `agentgate connect --login-timeout`). */
+export const DEFAULT_LOCAL_LOGIN_TIMEOUT_MS = 20_000;
 
 export interface ConnectSession {
   /** Random id shared by every channel of this session (recorded at the broker). */
@@ -85,16 +95,18 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
       return channels;
     },
     async listen(t) {
+      const loginTimeoutMs = t.loginTimeoutMs ?? DEFAULT_LOCAL_LOGIN_TIMEOUT_MS;
       const listener = await listenLocal({
         host: t.host,
         port: t.port,
         ...(t.allowRemote ? { allowRemote: true } : {}),
+        ...(t.type === 'postgres' && !t.secureContext ? { login: { timeoutMs: loginTimeoutMs, watch: postgresLoginWatch } } : {}),
         open: async (socket: Socket) => {
           const ch = tunnel.openChannel(t.target, t.channelTimeoutMs ?? 30_000, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }).then((c) => {
             channels++;
             return c;
           });
-          return t.secureContext ? tlsFront(t.secureContext, ch) : ch;
+          return t.secureContext ? tlsFront(t.secureContext, ch, loginTimeoutMs) : ch;
         },
         onOpenError: (socket, err) => {
           // Speak the client's protocol so psql prints a sentence, not "server closed the connection".

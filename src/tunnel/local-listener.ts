@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { AgentgateError, UsageError } from '../errors.js';
+import { startDeadline } from '../shared/connection-timers.js';
+import type { LoginWatch } from './login-watch.js';
 
 export interface ListenLocalOptions {
   /** Address to bind; loopback unless allowRemote. */
@@ -25,6 +27,11 @@ export interface ListenLocalOptions {
   onOpenError?: (socket: net.Socket, err: unknown) => void | Promise<void>;
   /** An established connection broke (resets and the like); for debug logs. */
   onError?: (err: Error) => void;
+  /**
+   * Close a connection that has not logged in within `timeoutMs` of being accepted; `watch()`
+   * makes the protocol's detector, fed what the far end sends until it says so.
+   */
+  login?: { timeoutMs: number; watch: () => LoginWatch; onTimeout?: () => void };
 }
 
 export interface LocalListener {
@@ -50,14 +57,25 @@ export async function listenLocal(opts: ListenLocalOptions): Promise<LocalListen
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     const entry: { socket: net.Socket; remote?: Duplex } = { socket };
     live.add(entry);
-    socket.once('close', () => live.delete(entry));
+    const login = opts.login;
+    const stopLogin = login
+      ? startDeadline(login.timeoutMs, () => {
+          login.onTimeout?.();
+          socket.destroy();
+          entry.remote?.destroy();
+        })
+      : undefined;
+    socket.once('close', () => {
+      stopLogin?.();
+      live.delete(entry);
+    });
     // Until the pipelines own the socket, a reset must not become an uncaught error.
     const early = (err: Error): void => opts.onError?.(err);
     socket.on('error', early);
-    void join(entry, early);
+    void join(entry, early, stopLogin);
   });
 
-  async function join(entry: { socket: net.Socket; remote?: Duplex }, early: (err: Error) => void): Promise<void> {
+  async function join(entry: { socket: net.Socket; remote?: Duplex }, early: (err: Error) => void, stopLogin: (() => void) | undefined): Promise<void> {
     const { socket } = entry;
     let remote: Duplex;
     try {
@@ -77,6 +95,8 @@ export async function listenLocal(opts: ListenLocalOptions): Promise<LocalListen
     };
     pipeline(socket, remote, report);
     pipeline(remote, socket, report);
+    // After the pipe is attached, so no chunk flows before it does.
+    if (opts.login) watchLogin(remote, opts.login.watch(), () => stopLogin?.());
   }
 
   async function refuse(socket: net.Socket, err: unknown): Promise<void> {
@@ -119,6 +139,19 @@ export async function listenLocal(opts: ListenLocalOptions): Promise<LocalListen
       return closing;
     },
   };
+}
+
+/**
+ * Shows the far end's bytes to the login detector until it is satisfied. A second 'data'
+ * listener beside the pipeline sees the same chunks and leaves flow control to the pipe.
+ */
+function watchLogin(remote: Duplex, watch: LoginWatch, loggedIn: () => void): void {
+  const onData = (chunk: Buffer): void => {
+    if (!watch(chunk)) return;
+    remote.removeListener('data', onData);
+    loggedIn();
+  };
+  remote.on('data', onData);
 }
 
 const LOOPBACK = new net.BlockList();

@@ -4,17 +4,25 @@
  */
 import { duplexPair, pipeline, type Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { startDeadline } from '../shared/connection-timers.js';
 
 /**
  * The TLS end of one local connection: returns the stream to join with the accepted
  * socket (it carries TLS records), and joins the decrypted side with the channel once it
- * opens. If the channel cannot be opened, kubectl's first request is answered with a 503
+ * opens; a handshake not finished within `handshakeTimeoutMs` closes it. If the channel cannot be opened, kubectl's first request is answered with a 503
  * Status it prints, instead of a bare reset.
  */
-export function tlsFront(secureContext: tls.SecureContext, channel: Promise<Duplex>): Duplex {
+export function tlsFront(secureContext: tls.SecureContext, channel: Promise<Duplex>, handshakeTimeoutMs: number): Duplex {
   const [outer, inner] = duplexPair();
   const secure = new tls.TLSSocket(inner, { isServer: true, secureContext });
   secure.on('error', () => secure.destroy());
+  // A client that never finishes the handshake must not hold the connection (and its channel).
+  const stop = startDeadline(handshakeTimeoutMs, () => {
+    secure.destroy();
+    outer.destroy();
+  });
+  secure.once('secure', stop);
+  secure.once('close', stop);
   channel.then(
     (ch) => {
       if (secure.destroyed) {

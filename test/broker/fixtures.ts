@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent, fetch } from 'undici';
-import type { BrokerConfig, IdentityConfig } from '../../src/broker/config/types.js';
+import type { BrokerConfig, IdentityConfig, SessionsConfig } from '../../src/broker/config/types.js';
 import { createLogger } from '../../src/broker/log.js';
 import type { Logger } from '../../src/broker/log.js';
 
@@ -23,12 +23,12 @@ export async function makeTempDir(prefix = 'agentgate-broker-'): Promise<TempDir
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-export type BrokerConfigOverrides = Partial<Omit<BrokerConfig, 'identity'>> & { identity?: Partial<IdentityConfig> };
+export type BrokerConfigOverrides = Partial<Omit<BrokerConfig, 'identity' | 'sessions'>> & { identity?: Partial<IdentityConfig>; sessions?: Partial<SessionsConfig> };
 
 /** A complete config with state in `<root>/state`, listening on 127.0.0.1 (port chosen by the test). */
 export function makeBrokerConfig(root: string, overrides: BrokerConfigOverrides = {}): BrokerConfig {
   const stateDir = overrides.stateDir ?? join(root, 'state');
-  const { identity, ...rest } = overrides;
+  const { identity, sessions, ...rest } = overrides;
   return {
     configPath: join(root, 'agentgate.yaml'),
     listen: { host: '127.0.0.1', port: 0 },
@@ -45,6 +45,7 @@ export function makeBrokerConfig(root: string, overrides: BrokerConfigOverrides 
     receiptKeyPath: join(stateDir, 'receipt.key'),
     sshHostKeyPath: join(stateDir, 'ssh_host_ed25519_key'),
     ...rest,
+    sessions: { maxDurationSeconds: undefined, expiryLeewaySeconds: 30, loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000, ...sessions },
     identity: {
       issuer: 'https://idp.invalid',
       audience: 'agentgate',

@@ -41,6 +41,7 @@ export async function startStack(idpOptions: TestIdpOptions = {}): Promise<Stack
     stateDir,
     tls: { cert: join(stateDir, 'tls.crt'), key: join(stateDir, 'tls.key'), generated: true },
     approvals: { timeoutSeconds: 600, webhooks: [] },
+    sessions: { maxDurationSeconds: undefined, expiryLeewaySeconds: 30, loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     store: { kind: 'sqlite', path: join(stateDir, 'agentgate.db') },
     identity: {

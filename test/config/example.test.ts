@@ -154,7 +154,7 @@ test("DESIGN.md's example loads into the expected typed config", () => {
     },
     audit: { sync: 'normal' },
     approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: 20 },
-    sessions: { maxDurationSeconds: 8 * 3600, expiryLeewaySeconds: 30 },
+    sessions: { maxDurationSeconds: 8 * 3600, expiryLeewaySeconds: 30, loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 },
     operators: { groups: [] },
     dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS],
     receiptKeyPath: '/srv/agentgate/state/receipt-signing.key',

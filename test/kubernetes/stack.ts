@@ -76,7 +76,9 @@ export interface K8sStackOptions {
   /** approvals.max_pending_per_requester. */
   maxPendingPerRequester?: number;
   /** Live sessions' limits (credential leeway, max_duration). */
-  sessions?: BrokerConfig['sessions'];
+  sessions?: Partial<BrokerConfig['sessions']>;
+  /** Overrides of the target's config (idle_timeout, …). */
+  target?: Partial<KubernetesTargetConfig>;
 }
 
 export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
@@ -96,6 +98,7 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
     token: new Secret(api.token, '${env:K8S_TOKEN}'),
     clientCert: undefined,
     clientKey: undefined,
+    ...opts.target,
   };
   const config = makeBrokerConfig(tmp.path, {
     identity: { issuer: issuer.issuer },

@@ -6,7 +6,7 @@
 import { Agent } from 'undici';
 import { startPostgres, type PgServer, type StartPostgresOptions } from '../helpers/postgres.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
-import { makeBrokerConfig, makeTempDir, type TempDir } from '../broker/fixtures.js';
+import { makeBrokerConfig, makeTempDir, type BrokerConfigOverrides, type TempDir } from '../broker/fixtures.js';
 import { runBroker, type Broker } from '../../src/broker/index.js';
 import { startConnectSession, type ConnectSession } from '../../src/tunnel/connect-session.js';
 import type { LocalListener } from '../../src/tunnel/local-listener.js';
@@ -47,7 +47,7 @@ export interface PgStackOptions {
   target?: Partial<PostgresTargetConfig> | ((pg: PgServer) => Partial<PostgresTargetConfig>);
   policies?: PolicyConfig[];
   /** Other config fields (approvals, masking, …). */
-  config?: Partial<Omit<BrokerConfig, 'identity' | 'targets' | 'policies'>>;
+  config?: Omit<BrokerConfigOverrides, 'identity' | 'targets' | 'policies'>;
   /** Trusted CI issuers (e.g. a stand-in for GitHub Actions' OIDC issuer). */
   ciIssuers?: BrokerConfig['identity']['ciIssuers'];
   /** Another IdP for users (e.g. the oidc-provider one, for device login and refresh). */

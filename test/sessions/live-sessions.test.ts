@@ -70,10 +70,10 @@ test('a lease on an unknown tunnel is refused (fail closed)', () => {
 test('sessions: and operators: in the config', () => {
   const base = 'identity: { issuer: "https://idp.example", audience: agentgate, client_id: cli }\n';
   const c = parseBrokerConfig(`${base}sessions: { max_duration: 8h, expiry_leeway: 0 }\noperators: { groups: [ops] }\n`, '/srv/a/agentgate.yaml', { env: {} });
-  assert.deepEqual(c.sessions, { maxDurationSeconds: 8 * 3600, expiryLeewaySeconds: 0 });
+  assert.deepEqual(c.sessions, { maxDurationSeconds: 8 * 3600, expiryLeewaySeconds: 0, loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 });
   assert.deepEqual(c.operators, { groups: ['ops'] });
   const d = parseBrokerConfig(base, '/srv/a/agentgate.yaml', { env: {} });
-  assert.deepEqual(d.sessions, { maxDurationSeconds: undefined, expiryLeewaySeconds: 30 });
+  assert.deepEqual(d.sessions, { maxDurationSeconds: undefined, expiryLeewaySeconds: 30, loginTimeoutMs: 15_000, tlsHandshakeTimeoutMs: 10_000 });
   assert.deepEqual(d.operators, { groups: [] });
   assert.throws(() => parseBrokerConfig(`${base}sessions: { max_duration: forever }\n`, '/srv/a/agentgate.yaml', { env: {} }), /sessions\.max_duration/);
 });

@@ -10,6 +10,7 @@
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseDurationMs } from '../../shared/duration.js';
 import { SQL_FLAGS } from './types.js';
 import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
@@ -151,6 +152,15 @@ export function parseDuration(value: string | number): number | undefined {
   return n > 0 ? n * unit : undefined;
 }
 
+const durationMs = z.union([z.string(), z.number()]).transform((v, c) => {
+  const ms = parseDurationMs(v);
+  if (ms === undefined) {
+    c.addIssue({ code: 'custom', message: 'expected a duration like 500ms, 15s or 5m', input: v });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const duration = z.union([z.string(), z.number()]).transform((v, c) => {
   const s = parseDuration(v);
   if (s === undefined) {
@@ -197,6 +207,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     password: credential.optional(),
     tls: z.enum(POSTGRES_TLS_MODES).default('verify-full'),
     ca: path.optional(),
+    idle_timeout: durationMs.optional(),
   }).transform(
     (t): Omit<PostgresTargetConfig, 'name'> => ({
       type: 'postgres',
@@ -207,6 +218,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       password: t.password,
       tls: t.tls,
       ca: t.ca,
+      ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
     }),
   );
 
@@ -217,6 +229,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     token: credential.optional(),
     client_cert: path.optional(),
     client_key: credential.optional(),
+    idle_timeout: durationMs.optional(),
   })
     .check(
       z.superRefine((t: Record<string, unknown>, c) => {
@@ -236,6 +249,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         token: t.token,
         clientCert: t.client_cert,
         clientKey: t.client_key,
+        ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
       }),
     );
 
@@ -475,7 +489,14 @@ export function brokerConfigSchema(ctx: SchemaContext) {
   const sessions = strictObject({
     max_duration: duration.optional(),
     expiry_leeway: z.union([z.literal(0), z.literal('0'), duration]).default(30),
-  }).transform((x): SessionsConfig => ({ maxDurationSeconds: x.max_duration, expiryLeewaySeconds: Number(x.expiry_leeway) }));
+    login_timeout: durationMs.default(15_000),
+    tls_handshake_timeout: durationMs.default(10_000),
+  }).transform((x): SessionsConfig => ({
+    maxDurationSeconds: x.max_duration,
+    expiryLeewaySeconds: Number(x.expiry_leeway),
+    loginTimeoutMs: x.login_timeout,
+    tlsHandshakeTimeoutMs: x.tls_handshake_timeout,
+  }));
 
   const operators = strictObject({ groups: textList.default(() => []) }).transform((o) => ({ groups: o.groups }));
 

@@ -22,8 +22,8 @@ export interface BrokerConfig {
   masking: Record<string, MaskingConfig>;
   audit: AuditConfig;
   approvals: ApprovalsConfig;
-  /** Live sessions' limits (`sessions:`); absent = the defaults (no cap, 30 s leeway). */
-  sessions?: SessionsConfig;
+  /** Session limits (`sessions:`): credential leeway, max_duration, login and TLS handshake deadlines. */
+  sessions: SessionsConfig;
   /** Who may list live sessions and revoke them (`operators:`); absent = nobody. */
   operators?: { groups: string[] };
   /** Function names (lower case, optionally schema-qualified) that flag a statement `dangerous_function`. */
@@ -69,6 +69,8 @@ export interface PostgresTargetConfig {
   tls: 'disable' | 'require' | 'verify-full';
   /** Absolute path of a CA bundle for verify-full; system CAs when absent. */
   ca: string | undefined;
+  /** End a session with no traffic either way for this long (ms); undefined = never (the default). */
+  idleTimeoutMs?: number;
 }
 
 export interface KubernetesTargetConfig {
@@ -79,6 +81,8 @@ export interface KubernetesTargetConfig {
   token: Secret | undefined;
   clientCert: string | undefined;
   clientKey: Secret | undefined;
+  /** End a session with no request in flight for this long (ms); undefined = never (the default). */
+  idleTimeoutMs?: number;
 }
 
 export interface SshTargetConfig {
@@ -155,12 +159,6 @@ export interface PolicyConfig {
   masking?: { mode: 'inherit' } | { mode: 'off' } | { mode: 'extend'; rules: MaskingConfig };
 }
 
-export interface SessionsConfig {
-  /** Absolute cap on one proxy session, seconds; undefined = none. */
-  maxDurationSeconds: number | undefined;
-  /** How long past its credential's `exp` a session may run unrenewed, seconds. Default 30. */
-  expiryLeewaySeconds: number;
-}
 
 export interface ApprovalsConfig {
   /** How long a held statement or request waits for a decision. Default 600. */
@@ -188,4 +186,15 @@ export interface AuditConfig {
   /** `normal`: durable across a broker crash (WAL, OS cache); `full`: also across power loss (fsync per group commit). */
   sync: 'normal' | 'full';
   retentionDays: number | undefined;
+}
+
+export interface SessionsConfig {
+  /** Absolute cap on one proxy session, seconds; undefined = none. */
+  maxDurationSeconds: number | undefined;
+  /** How long past its credential's `exp` a session may run unrenewed, seconds. Default 30. */
+  expiryLeewaySeconds: number;
+  /** A local connection must finish the Postgres startup and SCRAM exchange within this (ms). Default 15 000. */
+  loginTimeoutMs: number;
+  /** A TCP connection to the HTTPS port must finish the TLS handshake within this (ms). Default 10 000. */
+  tlsHandshakeTimeoutMs: number;
 }

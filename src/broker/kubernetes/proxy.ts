@@ -45,6 +45,7 @@ import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { EndNotice, SessionLease } from '../live-sessions.js';
+import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
 
 /** What the proxy reports when a connection ends: always with its deciding policy. */
 export type K8sSessionSummary = SessionSummary & { protocol: 'kubernetes'; policy: string | null };
@@ -179,6 +180,10 @@ class K8sConnection {
   #ended = false;
   /** Set when the broker ended the connection (credential expiry, max_duration, revocation). */
   #endNotice: EndNotice | undefined;
+  /** Set when the target's idle_timeout ended the connection. */
+  #idleEnded = false;
+  /** The target's idle_timeout: no request in flight and none arriving (watches and exec streams are in flight). */
+  readonly #idle: IdleTimer | undefined;
   /** The policy that decides for this identity on this target (receipts name it). */
   readonly #policy: string | null;
   readonly #access: boolean;
@@ -194,6 +199,13 @@ class K8sConnection {
     this.#policy = policy?.name ?? null;
     // As for the targets listing: a policy that can only deny grants no access.
     this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
+    const idleMs = ch.target.idleTimeoutMs;
+    if (idleMs !== undefined) {
+      this.#idle = new IdleTimer(idleMs, () => {
+        this.#idleEnded = true;
+        this.destroy();
+      }, () => this.#pending.size > 0 || this.#upgraded.size > 0);
+    }
     ch.stream.once('close', () => void this.#end());
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
@@ -216,6 +228,7 @@ class K8sConnection {
   // ─────────────────────────────── requests ───────────────────────────────
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#idle?.touch();
     const rec: RequestRecord = { id: this.#nextRequest++, method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
     this.#track(
       this.#handle(req, res, rec).catch((err: unknown) => {
@@ -669,18 +682,22 @@ class K8sConnection {
 
   #track(p: Promise<unknown>): void {
     this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    void p.finally(() => {
+      this.#pending.delete(p);
+      this.#idle?.touch();
+    });
   }
 
   #endDetail(): Record<string, JsonValue> {
     const n = this.#endNotice ?? this.#ch.lease?.refusal;
-    if (!n) return { reason: 'client closed the connection' };
+    if (!n) return { reason: this.#idleEnded ? IDLE_TIMEOUT_REASON : 'client closed the connection' };
     return { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) };
   }
 
   async #end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    this.#idle?.stop();
     for (const s of this.#upgraded) s.destroy();
     await Promise.allSettled([...this.#pending]);
     this.#ch.lease?.release();

@@ -46,6 +46,8 @@ import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
 import type { EndNotice, SessionLease } from '../live-sessions.js';
 import { endedSessionError } from './session-end.js';
+import { IDLE_TIMEOUT_REASON, IdleTimer, startDeadline } from '../../shared/connection-timers.js';
+import { DEFAULT_LOGIN_TIMEOUT_MS, idleSessionTimedOut, loginTimedOut } from './session-limits.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -76,6 +78,8 @@ export interface PgProxySessionOptions {
    * inside PostgreSQL with 25006.
    */
   readOnly?: boolean;
+  /** The client must finish startup and SCRAM within this (ms); default 15 000 (`sessions.login_timeout`). */
+  loginTimeoutMs?: number;
   /** Called once when the session has ended and its session.end event is durable (or failed). */
   onEnd?: (summary: SessionSummary) => void;
   /** The session's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
@@ -131,6 +135,8 @@ export class PgProxySession {
   /** Set when the broker ended the session (credential expiry, max_duration, revocation). */
   #endNotice: EndNotice | undefined;
   #ended = false;
+  readonly #stopLoginTimer: () => void;
+  #idle: IdleTimer | undefined;
 
   constructor(client: Duplex, options: PgProxySessionOptions) {
     this.#o = options;
@@ -175,6 +181,8 @@ export class PgProxySession {
       redispatch: (m) => this.#onFrontend(m),
       fatal: (err) => this.#fatal(err),
     });
+    const loginMs = options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
+    this.#stopLoginTimer = startDeadline(loginMs, () => this.#fatal(loginTimedOut(loginMs)));
     client.on('data', this.#onClientData);
     client.on('end', () => this.#close('client closed the connection'));
     client.on('close', () => this.#close('client closed the connection'));
@@ -193,6 +201,7 @@ export class PgProxySession {
 
   readonly #onClientData = (chunk: Buffer): void => {
     if (this.#phase === 'closed') return;
+    this.#idle?.touch();
     try {
       this.#reader.push(chunk, this.#onFrontend);
     } catch (err) {
@@ -231,6 +240,7 @@ export class PgProxySession {
         this.#reader.authenticated();
         const refused = this.#o.lease?.refusal;
         if (refused) throw endedSessionError(refused);
+        this.#stopLoginTimer();
         if (!this.#o.access.allowed) {
           throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
         }
@@ -307,6 +317,10 @@ export class PgProxySession {
       this.#outbox.push(readyForQuery('I'));
       this.#phase = 'relay';
       this.#outbox.flush();
+      const idleMs = target.idleTimeoutMs;
+      if (idleMs !== undefined) {
+        this.#idle = new IdleTimer(idleMs, () => this.#fatal(idleSessionTimedOut(target.name, idleMs), IDLE_TIMEOUT_REASON), () => this.#tracker.executing || this.#flow.holding);
+      }
 
       // Replay whatever the client pipelined behind its authentication.
       const held = this.#held;
@@ -393,6 +407,7 @@ export class PgProxySession {
 
   readonly #onUpstreamData = (chunk: Buffer): void => {
     if (this.#phase === 'closed') return;
+    this.#idle?.touch();
     try {
       (this.#backend as BackendReader).push(chunk, this.#onBackend);
     } catch (err) {
@@ -563,8 +578,8 @@ export class PgProxySession {
     return this.#o.audit.append({ ...e, session: this.id, actor: this.#o.actor, target: this.#o.target.name });
   }
 
-  /** Send an error the client will understand, then close. */
-  #fatal(err: unknown): void {
+  /** Send an error the client will understand, then close; `reason` (default: the error's message) goes in session.end. */
+  #fatal(err: unknown, reason?: string): void {
     if (this.#phase === 'closed') return;
     if (err instanceof StartupFramingError) {
       // Nothing says the peer speaks the protocol: log and close without a reply, as PostgreSQL does.
@@ -576,12 +591,12 @@ export class PgProxySession {
       err instanceof PgError
         ? err
         : new PgError(SqlState.internalError, `agentgate: ${(err as Error)?.message ?? String(err)}`, { severity: 'FATAL' });
-    this.#endReason = pgErr.message;
+    this.#endReason = reason ?? pgErr.message;
     if (!(err instanceof PgError)) this.#o.logger.error('postgres session failed', { session: this.id, error: (err as Error)?.message });
     const frame = pgErr.fatal ? pgErr.toErrorResponse() : errorResponse({ ...pgErr.toFields(), severity: 'FATAL' });
     // Frames already released go first; held ones are dropped (their statement is not durable).
     this.#client.end(frame);
-    this.#close(pgErr.message);
+    this.#close(this.#endReason);
   }
 
   #close(reason: string): void {
@@ -590,6 +605,8 @@ export class PgProxySession {
     }
     const wasRelaying = this.#phase === 'relay';
     this.#phase = 'closed';
+    this.#stopLoginTimer();
+    this.#idle?.stop();
     if (this.#endReason === 'client closed the connection') this.#endReason = reason;
     if (!this.#client.destroyed) this.#client.end();
     // Frames whose intent never became durable are never sent.

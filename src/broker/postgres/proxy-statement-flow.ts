@@ -545,6 +545,11 @@ export class StatementFlow {
     }
   }
 
+  /** A statement waits for approval or for the server's answer to an earlier one (the session is not idle). */
+  get holding(): boolean {
+    return this.#hold !== undefined || this.#waiting !== undefined;
+  }
+
   /** A held statement is withdrawn when its client cancels it (CancelRequest). */
   cancelHold(): boolean {
     const h = this.#h;

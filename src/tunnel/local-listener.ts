@@ -54,7 +54,10 @@ export async function listenLocal(opts: ListenLocalOptions): Promise<LocalListen
     // Until the pipelines own the socket, a reset must not become an uncaught error.
     const early = (err: Error): void => opts.onError?.(err);
     socket.on('error', early);
-    void join(entry, early);
+    join(entry, early).catch((err: unknown) => {
+      early(err as Error);
+      socket.destroy();
+    });
   });
 
   async function join(entry: { socket: net.Socket; remote?: Duplex }, early: (err: Error) => void): Promise<void> {

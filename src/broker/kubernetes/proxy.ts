@@ -181,7 +181,9 @@ class K8sConnection {
     this.#policy = policy?.name ?? null;
     // As for the targets listing: a policy that can only deny grants no access.
     this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
-    ch.stream.once('close', () => void this.#end());
+    ch.stream.once('close', () => {
+      this.#end().catch((err: unknown) => this.#log.error('could not end the kubernetes session', { session: this.id, error: err }));
+    });
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
   }
@@ -599,7 +601,8 @@ class K8sConnection {
 
   #track(p: Promise<unknown>): void {
     this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    // Callers pass promises that end in .catch; should one still reject, #end waits for it with allSettled.
+    p.finally(() => this.#pending.delete(p)).catch(() => {});
   }
 
   async #end(): Promise<void> {

@@ -51,6 +51,11 @@ export interface KubeApiServer {
   endWatches(): void;
   /** Whether a watch of `resource` has ended since it was opened (tests of streaming). */
   readonly watchesEnded: number;
+  /**
+   * A fault: while set, an upgrade is answered `404` with a head that promises more body
+   * than is sent before the connection ends (an API server that breaks off its answer).
+   */
+  breakUpgradeAnswers: boolean;
   close(): Promise<void>;
 }
 
@@ -324,6 +329,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
+    if (api.breakUpgradeAnswers) {
+      socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"kind":"Status","message":"pods');
+      return;
+    }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)$/.exec((req.url ?? '').split('?')[0] ?? '');
     if (!m || !store.has(keyOf('pods', m[1] as string, m[2] as string))) {
       // Like the real server: not switched, so the connection stays an HTTP connection
@@ -351,7 +360,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
 
-  return {
+  const api: KubeApiServer = {
+    breakUpgradeAnswers: false,
     url: `https://127.0.0.1:${port}`,
     caPem: cert,
     token,
@@ -377,4 +387,5 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         server.close(() => resolve());
       }),
   };
+  return api;
 }

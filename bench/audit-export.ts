@@ -128,6 +128,8 @@ async function timed(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number):
           () => {},
         );
       }, 50);
+  // stopChild only resolves (kill, then wait for 'exit').
+  // eslint-disable-next-line @typescript-eslint/no-floating-promises -- see above
   const timer = setTimeout(() => void stopChild(child), timeoutMs);
   await exited(child);
   clearTimeout(timer);

@@ -37,4 +37,5 @@ const server =
 server.listen(0, '127.0.0.1', () => {
   replyReady({ port: (server.address() as { port: number }).port, pid: process.pid });
 });
+// eslint-disable-next-line @typescript-eslint/no-floating-promises -- stdinClosed only resolves (on 'close')
 void stdinClosed.then(() => process.exit(0));

@@ -155,6 +155,7 @@ export function spawnJsonChild<Ready>(script: string, input: unknown, what: stri
   child.stdin!.write(`${JSON.stringify(input)}\n`);
   const ready = new Promise<Ready>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l) as Ready));
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves (on 'exit')
     void exited(child).then(() => reject(new Error(`${what} exited before it was ready: ${errLog().trim()}`)));
   });
   return { child, ready };

@@ -50,6 +50,8 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     signalled = true;
     say(`${sig}: stopping everything`);
     // The measuring loop sees the abort at its next run() and stops there.
+    // The process exits in finally, whatever abortRuns or cleanup did.
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- see above
     void abortRuns(new Error(`interrupted by ${sig}`))
       .then(cleanup)
       .finally(() => process.exit(code));

@@ -205,7 +205,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
           });
           session.on('subsystem', (acceptSub: () => ServerChannel, rejectSub: () => void, info: { name: string }) => {
             if (info.name !== CREDENTIAL_SUBSYSTEM) return rejectSub();
-            void renew(tunnel, identity, acceptSub());
+            renew(tunnel, identity, acceptSub()).catch((err: unknown) => log.debug('credential renewal failed', { tunnelId: tunnel.id, error: String(err) }));
           });
         });
       },

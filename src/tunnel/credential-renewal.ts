@@ -75,7 +75,10 @@ export class CredentialRenewer {
   #arm(ms: number): void {
     if (this.#stopped) return;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#attempt(), ms);
+    // #attempt reports its own failures through onRenewal; nothing is left to reject.
+    this.#timer = setTimeout(() => {
+      this.#attempt().catch(() => {});
+    }, ms);
   }
 
   async #attempt(): Promise<void> {

@@ -110,7 +110,8 @@ class Tunnel implements TunnelClient {
 
   constructor(opts: OpenTunnelOptions) {
     this.#opts = opts;
-    void this.#run();
+    // A failure the loop did not expect ends the tunnel as a permanent one would.
+    this.#run().catch((err: unknown) => this.#giveUp(asError(err)));
   }
 
   get state(): TunnelState {

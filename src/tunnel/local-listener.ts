@@ -72,7 +72,10 @@ export async function listenLocal(opts: ListenLocalOptions): Promise<LocalListen
     // Until the pipelines own the socket, a reset must not become an uncaught error.
     const early = (err: Error): void => opts.onError?.(err);
     socket.on('error', early);
-    void join(entry, early, stopLogin);
+    join(entry, early, stopLogin).catch((err: unknown) => {
+      early(err as Error);
+      socket.destroy();
+    });
   });
 
   async function join(entry: { socket: net.Socket; remote?: Duplex }, early: (err: Error) => void, stopLogin: (() => void) | undefined): Promise<void> {

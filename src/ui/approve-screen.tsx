@@ -131,6 +131,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
         setMode({ ...m, text: m.text.slice(0, -1) });
       } else if (input && !key.ctrl && !key.meta) {
         // Pasted text arrives in one chunk; control characters never belong in a reason.
+        // eslint-disable-next-line no-control-regex -- these are the characters it removes
         const clean = input.replace(/[\u0000-\u001f\u007f]/g, '');
         if (clean) setMode({ ...m, text: (m.text + clean).slice(0, MAX_REASON) });
       }

@@ -50,13 +50,12 @@ export async function allEvents(store: SqliteAuditStore): Promise<AuditRecord[]>
   return out;
 }
 
-/** The promise's value, or `'unsettled'` if it has not settled within `ms` (for "still held" checks). */
-export async function settledSoon<T>(p: Promise<T>, ms = 50): Promise<T | 'unsettled'> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'unsettled'>((resolve) => (t = setTimeout(() => resolve('unsettled'), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(t);
-  }
+/**
+ * The promise's value if it has settled already, else `'unsettled'`: no timer. A decision
+ * settles the request's outcome before `decide()` returns, so right after it returns this
+ * says whether the decision released the statement. (Promise.race subscribes to `p`
+ * first, so a settled `p` wins over the already-resolved marker.)
+ */
+export function settledNow<T>(p: Promise<T>): Promise<T | 'unsettled'> {
+  return Promise.race([p, Promise.resolve('unsettled' as const)]);
 }

@@ -213,6 +213,7 @@ describe('approve screen', () => {
     ui.stdin.write(KEY.enter);
     const details = await frameMatching(ui, /Request apr_test/);
     assert.ok(details.includes(shown), details);
+    // eslint-disable-next-line no-control-regex -- the raw controls it looks for
     assert.ok(!/[\u001b\r\u202e]/.test(plain(requestDetails(sneaky))), 'the no-TTY details print no raw controls either');
   });
 

@@ -13,7 +13,7 @@ import type { SqliteAuditStore } from '../../src/broker/audit/sqlite-store.js';
 import { silentLogger } from '../../src/broker/log.js';
 import { makeBrokerConfig, makeTempDir, waitFor, type TempDir } from '../broker/fixtures.js';
 import { freezeAuditJournal } from '../helpers/audit-faults.js';
-import { AGENT, BOB, CAROL, EVE, SAM, allEvents, held, identity, openStore, settledSoon } from './fixtures.js';
+import { AGENT, BOB, CAROL, EVE, SAM, allEvents, held, identity, openStore, settledNow } from './fixtures.js';
 
 const code = (c: string) => (err: unknown) => err instanceof ApprovalServiceError && err.code === c;
 
@@ -62,13 +62,14 @@ describe('approval service', () => {
 
     const first = await service.decide(request.id, BOB, 'approve', null);
     assert.equal(first.status, 'pending', 'one of two approvals does not release it');
-    assert.equal(await settledSoon(outcome), 'unsettled');
+    assert.equal(await settledNow(outcome), 'unsettled');
     await assert.rejects(service.decide(request.id, BOB, 'approve', null), code('AG_ALREADY_DECIDED'));
     assert.equal(service.canReview(BOB, service.get(request.id)!), false);
     assert.equal(service.canReview(CAROL, service.get(request.id)!), true);
 
     const second = await service.decide(request.id, CAROL, 'approve', 'looks right');
     assert.equal(second.status, 'approved');
+    assert.equal((await settledNow(outcome)) === 'unsettled', false, 'the second approval released it before decide returned');
     assert.deepEqual(
       second.decisions.map((d) => [d.approver.sub, d.decision, d.reason]),
       [
@@ -279,7 +280,7 @@ describe('approval service', () => {
     await assert.rejects(service.decide(request.id, BOB, 'approve', null), (err: Error) => /AUDIT/.test((err as { code?: string }).code ?? ''));
     assert.equal(service.get(request.id)?.status, 'pending');
     assert.deepEqual(service.get(request.id)?.decisions, []);
-    assert.equal(await settledSoon(outcome), 'unsettled', 'the held statement stays held');
+    assert.equal(await settledNow(outcome), 'unsettled', 'the held statement stays held');
 
     // A new request on a failed store is refused too (its outcome rejects).
     const next = service.request(held({ fingerprint: 'fp-poison-2' }));

@@ -156,18 +156,28 @@ describe('SqliteAuditStore', { timeout: 30_000 }, () => {
     });
   }
 
-  test('appends made as earlier ones resolve (a chain) never starve the event loop', async () => {
+  test('appends made as earlier ones resolve (a chain) never starve the event loop', { timeout: 60_000 }, async () => {
     const s = await openStore(freshPath());
+    // Once the chain is well under way, a timer is armed and the chain runs on until it
+    // fires. A flush that never yields to the loop keeps it from firing (and I/O, like the
+    // worker's answers, with it): the chain then runs into CAP or the test's timeout.
+    const ARM_AT = 50;
+    const CAP = 20_000;
     let stop = false;
     let count = 0;
-    const chain = (): Promise<void> => s.append(ev(count++)).then(() => (stop ? undefined : chain()));
-    const running = chain();
-    // A timer must get its turn while the chain runs; a flush that never yields to the
-    // loop would keep this from firing (and I/O, like the worker's answers, with it).
-    await new Promise<void>((r) => setTimeout(r, 20));
-    stop = true;
-    await running;
-    assert.ok(count > 1, `the chain made ${count} appends`);
+    let countWhenFired = 0;
+    const chain = (): Promise<void> =>
+      s.append(ev(count++)).then(() => {
+        if (count === ARM_AT)
+          setTimeout(() => {
+            countWhenFired = count;
+            stop = true;
+          }, 0);
+        return stop || count >= CAP ? undefined : chain();
+      });
+    await chain();
+    assert.ok(stop, `the timer armed after ${ARM_AT} appends had not fired after ${count}`);
+    assert.ok(countWhenFired >= ARM_AT, `the timer fired after ${countWhenFired} appends`);
     assert.equal((await verifyStore(s)).ok, true);
   });
 

@@ -55,6 +55,11 @@ export interface KubeApiServer {
   readonly watchesEnded: number;
   /** What `pods/log` of this pod answers: each piece written on its own (the stream splits where they do). */
   setLog(namespace: string, pod: string, pieces: string[]): void;
+  /**
+   * A fault: while set, an upgrade is answered `404` with a head that promises more body
+   * than is sent before the connection ends (an API server that breaks off its answer).
+   */
+  breakUpgradeAnswers: boolean;
   close(): Promise<void>;
 }
 
@@ -422,6 +427,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
+    if (api.breakUpgradeAnswers) {
+      socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"kind":"Status","message":"pods');
+      return;
+    }
     const watchUrl = new URL(req.url ?? '/', 'https://stand-in');
     const watchTarget = resourcePath(watchUrl.pathname.replace(/\/$/, ''));
     const watching = ['1', 'true'].includes(watchUrl.searchParams.get('watch') ?? '');
@@ -456,7 +465,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
 
-  return {
+  const api: KubeApiServer = {
+    breakUpgradeAnswers: false,
     url: `https://127.0.0.1:${port}`,
     caPem: cert,
     token,
@@ -485,4 +495,5 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         server.close(() => resolve());
       }),
   };
+  return api;
 }

@@ -308,6 +308,7 @@ function exited(child: ChildProcess): Promise<void> {
 function exitedWithin(child: ChildProcess, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- exited only resolves (on 'exit')
     void exited(child).then(() => {
       clearTimeout(timer);
       resolve(true);

@@ -248,6 +248,38 @@ describe('kubectl through the broker', () => {
     await ops.close();
   });
 
+  test('an API server that breaks off its answer to an upgrade: the client gets a 502 Status, the broker keeps serving', { timeout: 30_000 }, async () => {
+    const ops = await stack.connectAs('oncall-5', ['ops']);
+    const socket = tls.connect({ host: '127.0.0.1', port: ops.port, ca: ops.endpoint.caPem });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    let received = '';
+    socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    stack.api.breakUpgradeAnswers = true;
+    try {
+      socket.write(
+        'POST /api/v1/namespaces/default/pods/web-1/exec?command=sh HTTP/1.1\r\n' +
+          `Host: x\r\nAuthorization: Bearer ${ops.session.secret}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
+      );
+      await closed;
+    } finally {
+      stack.api.breakUpgradeAnswers = false;
+    }
+    // A whole answer, not the upstream's fragment: a 502 Status that says what happened.
+    assert.match(received, /^HTTP\/1\.1 502 /);
+    assert.match(received, /agentgate: the Kubernetes API server of k8s-test broke off its answer to the upgrade/);
+    assert.ok(!received.includes('{"kind":"Status","message":"pods'), received);
+    const end = await eventually('k8s.stream.end', async () => (await stack.events()).find((e) => e.type === 'k8s.stream.end' && e.actor?.sub === 'oncall-5'));
+    assert.equal(end.detail['status_code'], 502);
+    assert.equal(end.outcome?.status, 'error');
+    assert.match(String(end.detail['error']), /broke off its answer/);
+    // The session ended (its connection closed) and the broker still serves everyone else.
+    const r = await stack.kubectl(['get', 'pods']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^web-1\s/m);
+    await ops.close();
+  });
+
   test('kubectl create -f: the request body goes upstream as sent, the object that comes back is masked', async () => {
     const ops = await stack.connectAs('oncall-2', ['ops']);
     const manifest = join(stack.tmp.path, 'secret.json');

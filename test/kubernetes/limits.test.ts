@@ -22,20 +22,19 @@ describe('kubernetes time limits', () => {
     // kubectl closes its connection on exit; a kept-alive HTTPS client stays, as a long-running kubectl would.
     const agent = new https.Agent({ keepAlive: true, ca: stack.main.endpoint.caPem });
     try {
-      const socketClosed = await new Promise<Promise<void>>((resolve, reject) => {
+      // Resolves when the broker (through the tunnel and the CLI), not us, closes the socket.
+      await new Promise<void>((resolve, reject) => {
         const req = https.get(
           { host: '127.0.0.1', port: stack.main.port, path: '/api/v1/namespaces/default/pods', agent, headers: { authorization: `Bearer ${stack.main.session.secret}` } },
           (res) => {
             assert.equal(res.statusCode, 200);
             res.resume();
             const socket = res.socket;
-            res.once('end', () => resolve(new Promise<void>((done) => socket.once('close', () => done()))));
+            res.once('end', () => socket.once('close', () => resolve()));
           },
         );
         req.once('error', reject);
       });
-      // Closed by the broker (through the tunnel and the CLI), not by us.
-      await socketClosed;
       const end = await eventually('session.end with idle_timeout', async () =>
         (await stack.events()).find((e) => e.type === 'session.end' && (e.detail as { reason?: string }).reason === 'idle_timeout'),
       );

@@ -171,7 +171,7 @@ describe('sessions end with their credential', () => {
     ];
     let calls = 0;
     const events: RenewalEvent[] = [];
-    const twoFailures = new Promise<void>((resolve) => {
+    const twoFailures = new Promise<void>((resolve, reject) => {
       const session = startConnectSession({
         endpoint: `${stack.broker.url}/v1/tunnel`,
         dispatcher: stack.dispatcher,
@@ -183,7 +183,7 @@ describe('sessions end with their credential', () => {
           events.push(e);
           if (events.length === 2) {
             resolve();
-            void session.close();
+            session.close().catch(reject);
           }
         },
       });

@@ -135,6 +135,7 @@ describe('listenLocal', () => {
     const b = await broker({
       onChannel: (ch) => {
         held = ch.stream;
+        // eslint-disable-next-line @typescript-eslint/no-floating-promises -- released only resolves
         void released.then(() => pipeline(ch.stream, uppercaser(), ch.stream, () => {}));
       },
     });

@@ -165,7 +165,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
   };
 
   const expire = (e: Entry): void => {
-    void enqueue(e, async () => {
+    enqueue(e, async () => {
       if (e.req.status !== 'pending') return;
       e.req.status = 'expired';
       finish(e);
@@ -178,12 +178,12 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
       }
       emit('expired', e);
       e.settle({ status: 'expired', request: structuredClone(e.req) });
-    });
+    }).catch((err: unknown) => logger.error('could not expire an approval request', { request_id: e.req.id, error: err }));
   };
 
   /** An approved one-shot that nobody came back for stops counting after the timeout. */
   const lapse = (e: Entry): void => {
-    void enqueue(e, async () => {
+    enqueue(e, async () => {
       if (e.oneShot !== 'available') return;
       e.oneShot = 'lapsed';
       finish(e);
@@ -193,7 +193,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         logger.error('could not record an unused approval lapsing', { request_id: e.req.id, error: err });
       }
       emit('updated', e);
-    });
+    }).catch((err: unknown) => logger.error('could not lapse an unused approval', { request_id: e.req.id, error: err }));
   };
 
   const approve = (e: Entry): void => {
@@ -337,7 +337,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
     withdraw(id, why) {
       const e = entries.get(id);
       if (!e) return;
-      void enqueue(e, async () => {
+      enqueue(e, async () => {
         if (e.req.status !== 'pending') return;
         e.req.status = 'withdrawn';
         finish(e);
@@ -348,7 +348,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         }
         emit('withdrawn', e);
         e.settle({ status: 'withdrawn', request: structuredClone(e.req) });
-      });
+      }).catch((err: unknown) => logger.error('could not withdraw an approval request', { request_id: id, error: err }));
     },
 
     async decide(id, approver, decision, reason) {

@@ -260,7 +260,8 @@ function startWriter(init: WriterInit): Promise<Worker> {
       if (m.type === 'ready') {
         resolve(worker);
       } else {
-        void worker.terminate();
+        // The open already failed and is reported below; a failed terminate adds nothing.
+        worker.terminate().catch(() => {});
         reject(new Error(m.type === 'open-failed' ? m.error.message : `unexpected ${m.type} from the writer`));
       }
     };

@@ -206,7 +206,9 @@ class K8sConnection {
         this.destroy();
       }, () => this.#pending.size > 0 || this.#upgraded.size > 0);
     }
-    ch.stream.once('close', () => void this.#end());
+    ch.stream.once('close', () => {
+      this.#end().catch((err: unknown) => this.#log.error('could not end the kubernetes session', { session: this.id, error: err }));
+    });
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
     ch.lease?.start(this.id, (notice) => {
@@ -682,10 +684,11 @@ class K8sConnection {
 
   #track(p: Promise<unknown>): void {
     this.#pending.add(p);
-    void p.finally(() => {
+    // Callers pass promises that end in .catch; should one still reject, #end waits for it with allSettled.
+    p.finally(() => {
       this.#pending.delete(p);
       this.#idle?.touch();
-    });
+    }).catch(() => {});
   }
 
   #endDetail(): Record<string, JsonValue> {

@@ -13,7 +13,7 @@ import { responseHead, upgradeRequestHeaders, withoutHeaders } from './headers.j
 import { readStream } from './read-stream.js';
 
 export interface UpgradeOutcome {
-  /** 101, the upstream's other answer, 499 (client gone) or 503 (upstream unreachable). */
+  /** 101, the upstream's other answer, 499 (client gone), 502 (the answer broke off) or 503 (upstream unreachable). */
   status: number;
   toClient: number;
   toServer: number;
@@ -60,13 +60,23 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
     upReq.on('response', (res: IncomingMessage) => {
       // Not switched: relay the whole answer (a Status, typically), then close.
       socket.removeListener('close', onClientGone);
-      void readStream(res, 64 * 1024).then((body) => {
-        const payload = body ?? Buffer.alloc(0);
-        const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
-        const out = Buffer.concat([responseHead(res.statusCode ?? 502, res.statusMessage, kept, ['Content-Length', String(payload.length), 'Connection', 'close']), payload]);
-        socket.end(out);
-        finish({ status: res.statusCode ?? 502, toClient: out.length, toServer: 0 });
-      });
+      readStream(res, 64 * 1024).then(
+        (body) => {
+          const payload = body ?? Buffer.alloc(0);
+          const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+          const out = Buffer.concat([responseHead(res.statusCode ?? 502, res.statusMessage, kept, ['Content-Length', String(payload.length), 'Connection', 'close']), payload]);
+          socket.end(out);
+          finish({ status: res.statusCode ?? 502, toClient: out.length, toServer: 0 });
+        },
+        (err: Error) => {
+          // The API server reset the connection before its answer was complete: nothing of
+          // it has reached the client yet, so the client gets a whole 502 Status instead.
+          const status = failureStatus(502, 'InternalError', `agentgate: the Kubernetes API server of ${up.target.name} broke off its answer to the upgrade (${err.message}); try again`);
+          const bytes = rawStatusResponse(status);
+          socket.end(bytes);
+          finish({ status: 502, toClient: bytes.length, toServer: 0, error: `the API server broke off its answer: ${err.message}` });
+        },
+      );
     });
     upReq.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
       socket.removeListener('close', onClientGone);

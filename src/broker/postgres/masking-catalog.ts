@@ -257,6 +257,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
     closed = true;
     const c = conn;
     conn = undefined;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- ends in .catch: cannot reject
     void c?.then((x) => x.close()).catch(() => undefined);
   };
   return lookup;

@@ -246,6 +246,7 @@ export class PgProxySession {
         }
         this.#phase = 'connecting';
         this.#client.pause();
+        // eslint-disable-next-line @typescript-eslint/no-floating-promises -- #connect catches every failure and ends the session through #fatal
         void this.#connect();
     }
   }
@@ -433,7 +434,9 @@ export class PgProxySession {
       const held = copyMessage(m);
       this.#maskWait = out;
       this.#upstream?.pause();
-      void out.then(() => {
+      // A lookup that failed, or a held message the masker refuses (ProtocolError), ends the
+      // session as it would have had the message come synchronously.
+      out.then(() => {
         this.#maskWait = undefined;
         if (this.#phase === 'closed') return;
         this.#process(held, held.frame);
@@ -448,7 +451,7 @@ export class PgProxySession {
           this.#onBackend(rest[i] as PgMessage);
         }
         this.#outbox.flush();
-      });
+      }).catch((err: unknown) => this.#fatal(err));
       return;
     }
     this.#process(m, out);
@@ -627,7 +630,7 @@ export class PgProxySession {
     this.#flow.sessionClosed();
     if (!wasRelaying) return;
     this.#tracker.abort(SqlState.connectionFailure);
-    void this.#finish();
+    this.#finish().catch((err: unknown) => this.#o.logger.error('could not finish the session', { session: this.id, error: (err as Error)?.message }));
   }
 
   async #finish(): Promise<void> {

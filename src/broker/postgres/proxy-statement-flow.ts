@@ -410,11 +410,12 @@ export class StatementFlow {
     this.#defer(frame);
     // What was relayed before this message goes now.
     this.#h.flushToServer();
-    void lookup.then(() => {
+    // The lookup never rejects, but releasing what waited on it may throw (a malformed message).
+    lookup.then(() => {
       if (this.#waiting !== 'lookup' || !this.#h.relaying()) return;
       this.#waiting = undefined;
       this.#releasePending();
-    });
+    }).catch((err: unknown) => this.#h.fatal(err));
   }
 
   /** Replays what waited behind a hold or a wait, then lets the client speak again. */

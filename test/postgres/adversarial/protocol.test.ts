@@ -18,11 +18,13 @@ import {
   errorsOf,
   exchange,
   fe,
+  rowsOf,
   simple,
   useAdversary,
   tagsOf,
   type Adversary,
 } from './harness.js';
+import { eventually } from '../stack.js';
 
 describe('adversarial corpus: protocol tricks', () => {
   let adv!: Adversary;
@@ -185,12 +187,16 @@ describe('adversarial corpus: protocol tricks', () => {
 
   test('proto-15: messages after Terminate are never executed', () =>
     withClient(async ({ c }) => {
+      // The upstream backend of this session, to see it end below.
+      const pid = rowsOf(await simple(c, 'select pg_backend_pid()'))[0]?.[0];
+      assert.match(pid ?? '', /^\d+$/);
       c.send(fe.TERMINATE, fe.query('delete from users'), fe.parse('', 'delete from users'), fe.bind('', '', []), fe.execute('', 0), fe.SYNC);
       const msgs = await exchange(c, [], 1, 5000);
       assert.ok(c.closed, 'the session ended at Terminate');
       assert.ok(!msgs.some((m) => m.type === BackendType.commandComplete), `something ran after Terminate: ${describeMsgs(msgs)}`);
-      // The broker ends the upstream session asynchronously; give it a moment to misbehave.
-      await new Promise((r) => setTimeout(r, 300));
+      // The broker ends the upstream session asynchronously: once its backend is gone,
+      // whatever it was sent has run or never will.
+      await eventually('the upstream session to end', async () => (await adv.stack.pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`)).trim() === '0');
       await assertIntact(adv);
     }));
 

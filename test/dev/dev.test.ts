@@ -9,7 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, type TempDir } from '../broker/fixtures.js';
 import { startDev } from '../../src/dev/run-dev.js';
@@ -78,8 +78,12 @@ async function startDevProcess(args: string[], env: NodeJS.ProcessEnv): Promise<
   await until(r, () => r.stderr.includes('agentgate dev: ready'), 'the ready line');
   const info = JSON.parse(r.stdout) as DevInfo;
   // What `. <dir>/env` gives the second terminal.
-  const exported = Object.fromEntries([...readFileSync(info.env_file, 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const envText = readFileSync(info.env_file, 'utf8');
+  const exported = Object.fromEntries([...envText.matchAll(/^export (AGENTGATE_\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
   assert.deepEqual(exported, { AGENTGATE_BROKER: info.broker, AGENTGATE_FINGERPRINT: info.fingerprint });
+  // …and puts this agentgate and its Node first on PATH, so the tour's bare `agentgate` is this one.
+  const path = /^export PATH=(.*):"\$PATH"$/m.exec(envText)?.[1];
+  assert.equal(path, `${dirname(process.execPath)}:${dirname(BIN)}`);
   return { r, info, cliEnv: { ...env, ...exported } };
 }
 

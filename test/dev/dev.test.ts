@@ -157,8 +157,9 @@ describe('agentgate dev', () => {
     // 3. An UPDATE is held…
     const upd = start([...runAgent, "update orders set status = 'refunded' where id = 2"], cliEnv);
     running.push(upd);
-    await until(upd, () => /held for approval: apr_\w+/.test(upd.stderr), 'the hold');
-    const id = /held for approval: (apr_\w+)/.exec(upd.stderr)![1]!;
+    // psql shows the agent what happens and who decides.
+    await until(upd, () => /waiting for 1 approval from dba \(apr_\w+\); a reviewer runs: agentgate approve apr_/.test(upd.stderr), 'the hold');
+    const id = /waiting for 1 approval from dba \((apr_\w+)\)/.exec(upd.stderr)![1]!;
     // 4. …until the reviewer approves it from another terminal.
     const approved = await cli(['approve', id, '--approve', '--token-file', reviewer], cliEnv);
     assert.equal(approved.code, 0, approved.stderr);

@@ -107,7 +107,7 @@ describe('agentgate run', () => {
     assert.match(r.stdout, /host=127\.0\.0\.1 port=\d+ db=app user=agent ssl=disable session=ags_[0-9a-f-]+ token=none/);
     assert.match(r.stdout, /url-ok/);
     assert.match(r.stdout, /^1$/m);
-    assert.match(r.stderr, /1 statement \(1 allowed, 0 denied, 0 held\)/);
+    assert.match(r.stderr, /1 statement: 1 allowed, 0 denied, /);
     assert.match(r.stderr, /receipt pgs_\S+: .*\.receipt\.json/);
     const files = (await readdir(receipts)).filter((f) => f.endsWith('.receipt.json'));
     assert.equal(files.length, 1);
@@ -173,12 +173,12 @@ describe('agentgate run', () => {
       await stack.broker.approvals.decide(req.id, reviewer, 'approve', 'deploy window');
       const r = await running;
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, new RegExp(`::notice title=agentgate: held for approval::.*agentgate approve ${req.id}`));
-      assert.match(r.stderr, /held for approval: apr_/);
+      assert.match(r.stderr, new RegExp(`::notice title=agentgate: waiting for approval::.*waiting for 1 approval from \\w+ \\(${req.id}\\); a reviewer runs: agentgate approve ${req.id}`));
+      assert.match(r.stderr, /agentgate: waiting for 1 approval from \w+ \(apr_\w+\); a reviewer runs: agentgate approve apr_/);
       assert.ok(seen.some((u) => u.includes('audience=agentgate')), 'the runner was asked for a token with the broker audience');
       const md = await readFile(summaryFile, 'utf8');
       assert.match(md, /### agentgate/);
-      assert.match(md, /1 held/);
+      assert.match(md, /1 of them waited for approval first/);
       assert.match(md, /\.receipt\.json/);
     } finally {
       runner.closeAllConnections();

@@ -17,6 +17,8 @@ export interface RunWrappedOptions {
   command: string;
   args: string[];
   pty: boolean;
+  /** See RunChildOptions.stdoutToStderr. */
+  stdoutToStderr?: boolean;
   timeoutMs?: number;
   receiptDir?: string;
   env?: NodeJS.ProcessEnv;
@@ -66,6 +68,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
       args: o.args,
       env: endpointEnv(conns.endpoints, conns.session, env),
       pty: o.pty,
+      ...(o.stdoutToStderr ? { stdoutToStderr: true } : {}),
       ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     });
     if (result.timedOut) o.say(`agentgate: ${o.command} ran past --timeout and was stopped`);

@@ -116,6 +116,19 @@ describe('agentgate run', () => {
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
   });
 
+  test('--json: stdout is exactly one JSON document, the child\'s stdout goes to stderr; --fail-on-deny gives 4', async () => {
+    const script = 'echo child-said-this; psql -X -q -c "DROP TABLE t" || true';
+    const plain = await agentgate(['run', '--json', '--target', TARGET, '--receipt-dir', receipts, '--', 'sh', '-c', script], baseEnv(stack.token));
+    assert.equal(plain.code, 0, 'pass-through: the command succeeded, so run does');
+    const summary = JSON.parse(plain.stdout) as { exit_code: number; denied: number };
+    assert.deepEqual([summary.exit_code, summary.denied], [0, 1]);
+    assert.match(plain.stderr, /^child-said-this$/m);
+    const strict = await agentgate(['run', '--json', '--fail-on-deny', '--target', TARGET, '--receipt-dir', receipts, '--', 'sh', '-c', script], baseEnv(stack.token));
+    assert.equal(strict.code, 4, strict.stderr);
+    assert.equal((JSON.parse(strict.stdout) as { denied: number }).denied, 1);
+    assert.match(strict.stderr, /--fail-on-deny: 1 statement was denied; exit 4/);
+  });
+
   test('--json prints the summary on stdout; a denied statement is counted', async () => {
     const r = await agentgate(['run', '--json', '--target', TARGET, '--receipt-dir', receipts, '--', 'psql', '-X', '-q', '-c', 'DROP TABLE t'], baseEnv(stack.token));
     assert.equal(r.code, 1, 'psql failed, so run fails with its code');

@@ -182,9 +182,14 @@ describe('agentgate dev', () => {
     // 6. A receipt verifies offline.
     const receipts = readdirSync(info.receipt_dir).filter((f) => f.endsWith('.receipt.json'));
     assert.equal(receipts.length, 3, receipts.join(', '));
-    const receipt = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], { PATH: env['PATH'], HOME: tmp.path });
+    // With the key pinned when `run` collected the receipts over verified TLS, not the jwks.json beside it.
+    const receipt = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], cliEnv);
     assert.equal(receipt.code, 0, receipt.stderr);
-    assert.match(receipt.stdout, /^OK /);
+    assert.match(receipt.stdout, /^OK .*: signed by \S+ \(the key set pinned for https:\/\/127\.0\.0\.1:\d+ \(.*keys\/127\.0\.0\.1_\d+\.jwks\.json\)\)/);
+    // Another user, with nothing pinned and no broker configured, is not handed the key beside the receipt.
+    const stranger = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], { PATH: env['PATH'], HOME: join(tmp.path, 'stranger') });
+    assert.equal(stranger.code, 2, stranger.stderr);
+    assert.match(stranger.stderr, /no pinned key for the broker that signed .* pass --key/s);
 
     // Ctrl-C: a clean stop, exit 0, nothing left.
     r.child.kill('SIGINT');

@@ -24,6 +24,7 @@ export interface BrokerInitOptions {
 
 export interface BrokerStartOptions {
   config?: string;
+  logFormat?: 'plain' | 'json';
 }
 
 const DEFAULT_INIT_DIR = './agentgate';
@@ -52,6 +53,9 @@ export function register(program: Command): void {
     .command('start')
     .description('validate the config, then run the broker until Ctrl-C')
     .addOption(new Option('--config <file>', `broker config (default ${DEFAULT_CONFIG_PATHS.join(', then ')})`).env('AGENTGATE_CONFIG'))
+    .addOption(
+      new Option('--log-format <format>', 'the whole stderr stream as plain lines (default on a terminal) or JSON lines (default otherwise)').choices(['plain', 'json']).env('AGENTGATE_LOG_FORMAT'),
+    )
     .action(async (opts: BrokerStartOptions) => {
       await brokerStart(opts);
     });
@@ -133,17 +137,20 @@ export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
   const configPath = opts.config ? opts.config : await findDefaultConfig();
   // The whole file is validated before anything starts; a ConfigError lists every problem.
   const config = await loadBrokerConfig(configPath);
+  // One format on stderr: everything, the start-up lines included, goes through the logger.
+  const { createLogger } = await import('../broker/log.js');
+  const logger = createLogger({ format: opts.logFormat ?? (process.stderr.isTTY ? 'plain' : 'json') });
   const { configWarnings } = await import('../broker/config/warnings.js');
-  for (const w of configWarnings(config)) say(`warning: ${w}`);
+  for (const w of configWarnings(config)) logger.warn(w);
 
   const { runBroker } = await import('../broker/index.js');
-  const broker = await runBroker(config);
-  say(`listening on ${broker.url}`);
-  say(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`);
-  say('press Ctrl-C to stop');
+  const broker = await runBroker(config, { logger });
+  logger.info(`listening on ${broker.url}`, { url: broker.url });
+  logger.info(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`, { fingerprint: broker.fingerprint });
+  if (process.stderr.isTTY) say('press Ctrl-C to stop');
 
   await waitForStopSignal();
-  say('stopping');
+  logger.info('stopping');
   await broker.close();
 }
 

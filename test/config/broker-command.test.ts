@@ -140,8 +140,24 @@ test('broker start finds ./agentgate/agentgate.yaml, serves, and stops cleanly o
   assert.match(stderr, /listening on https:\/\/127\.0\.0\.1:[1-9]\d*/);
   assert.ok(fingerprint && stderr.includes(fingerprint), stderr);
   // The template as written: its placeholder issuer is named before it listens.
-  assert.match(stderr, /^warning: identity\.issuer is the template's placeholder https:\/\/login\.example\.com\//m);
+  assert.match(stderr, /"level":"warn","msg":"identity\.issuer is the template's placeholder https:\/\/login\.example\.com\//);
+  // Not a terminal: every line on stderr is one JSON log record.
+  for (const line of stderr.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), line);
 
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);
+
+  // --log-format plain: the same stream as plain lines, no JSON among them.
+  const plain = spawn(process.execPath, [BIN, 'broker', 'start', '--log-format', 'plain'], { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(plain);
+  let plainErr = '';
+  plain.stderr.on('data', (d: Buffer) => (plainErr += d.toString()));
+  const plainExit = new Promise<number | null>((done) => plain.on('close', (code) => done(code)));
+  const until = Date.now() + 15_000;
+  while (!/listening on https:/.test(plainErr) && plain.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+  assert.match(plainErr, /^\d\d:\d\d:\d\d\.\d{3} WARN  identity\.issuer is the template's placeholder/m);
+  assert.match(plainErr, /^\d\d:\d\d:\d\d\.\d{3} INFO  listening on https:\/\/127\.0\.0\.1:\d+ url=https:/m);
+  assert.doesNotMatch(plainErr, /^\{/m);
+  plain.kill('SIGTERM');
+  assert.equal(await plainExit, 0, plainErr);
 });

@@ -3,7 +3,7 @@
  * that turns an error into an exit code. Commands throw; they never call process.exit().
  */
 import { Command, CommanderError } from 'commander';
-import { AgentgateError, ExitCode, isAgentgateError } from './errors.js';
+import { AgentgateError, ExitCode, UsageError, isAgentgateError } from './errors.js';
 import { VERSION } from './shared/version.js';
 import { renderError } from './commands/render.js';
 import { registerCommands } from './commands/index.js';
@@ -15,9 +15,10 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({
-      // commander prints its own usage errors; keep them on stderr.
       writeErr: (s) => process.stderr.write(s),
       writeOut: (s) => process.stdout.write(s),
+      // Usage errors are rendered by handleError like every other error (cause + next step).
+      outputError: () => {},
     });
   registerCommands(program);
   return program;
@@ -31,16 +32,35 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version arrive here as "errors" with exit code 0; a help shown for a missing subcommand is already the advice.
+      if (err.exitCode === 0) return 0;
+      if (err.code === 'commander.help') return ExitCode.usage;
+      return handleError(usageErrorOf(err, commandPath(program, argv.slice(2))), wantsJson);
+    }
     return handleError(err, wantsJson);
   }
 }
 
-function handleError(err: unknown, wantsJson: boolean): number {
-  if (err instanceof CommanderError) {
-    // --help and --version arrive here as "errors" with exit code 0.
-    if (err.exitCode === 0) return 0;
-    return ExitCode.usage;
+/** commander's message ("error: required option '--target <name>' not specified") as our one-line cause + next step. */
+function usageErrorOf(err: CommanderError, path: string): UsageError {
+  return new UsageError(err.message.replace(/^error: /, '').replace(/\n\(Did you mean (.*)\?\)$/, ' (did you mean $1?)'), { hint: `see: agentgate ${path ? `${path} ` : ''}--help` });
+}
+
+/** The subcommand names at the front of the arguments (`broker start …` → "broker start"). */
+function commandPath(program: Command, args: readonly string[]): string {
+  const names: string[] = [];
+  let cmd: Command = program;
+  for (const arg of args) {
+    const sub = cmd.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!sub) break;
+    names.push(sub.name());
+    cmd = sub;
   }
+  return names.join(' ');
+}
+
+function handleError(err: unknown, wantsJson: boolean): number {
   const known: AgentgateError = isAgentgateError(err)
     ? err
     : new AgentgateError('AG_BUG', `unexpected error: ${err instanceof Error ? err.message : String(err)}`, ExitCode.error, {

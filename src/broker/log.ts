@@ -25,7 +25,11 @@ export interface LoggerOptions {
   /** Default: process.stderr. */
   stream?: Writable;
   fields?: LogFields;
+  /** `json` (default): one object per line, for collectors. `plain`: `time LEVEL msg key=value…`, for a person at a terminal. */
+  format?: LogFormat;
 }
+
+export type LogFormat = 'json' | 'plain';
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
@@ -39,13 +43,20 @@ export function parseLogLevel(value: string | undefined): LogLevel | undefined {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? parseLogLevel(process.env['AGENTGATE_LOG_LEVEL']) ?? 'info';
   const stream = options.stream ?? process.stderr;
-  return makeLogger(level, stream, options.fields ?? {});
+  return makeLogger(level, stream, options.fields ?? {}, options.format ?? 'json');
+}
+
+/** The same record as one readable line: values that are not simple words are JSON-quoted. */
+function plainLine(record: LogFields): string {
+  const { time, level, msg, ...rest } = record;
+  const fields = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)}`);
+  return [String(time).slice(11, 23), String(level).toUpperCase().padEnd(5), String(msg), ...fields].join(' ');
 }
 
 /** A logger that drops everything (tests and library callers that pass none). */
-export const silentLogger: Logger = makeLogger('silent', process.stderr, {});
+export const silentLogger: Logger = makeLogger('silent', process.stderr, {}, 'json');
 
-function makeLogger(level: LogLevel, stream: Writable, bound: LogFields): Logger {
+function makeLogger(level: LogLevel, stream: Writable, bound: LogFields, format: LogFormat): Logger {
   const threshold = RANK[level];
   const write = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
     if (RANK[lvl] < threshold) return;
@@ -58,7 +69,7 @@ function makeLogger(level: LogLevel, stream: Writable, bound: LogFields): Logger
     }
     let line: string;
     try {
-      line = JSON.stringify(record);
+      line = format === 'plain' ? plainLine(record) : JSON.stringify(record);
     } catch {
       line = JSON.stringify({ time: record['time'], level: lvl, msg: record['msg'], log_error: 'fields not serializable' });
     }
@@ -70,7 +81,7 @@ function makeLogger(level: LogLevel, stream: Writable, bound: LogFields): Logger
     info: (m, f) => write('info', m, f),
     warn: (m, f) => write('warn', m, f),
     error: (m, f) => write('error', m, f),
-    child: (fields) => makeLogger(level, stream, { ...bound, ...fields }),
+    child: (fields) => makeLogger(level, stream, { ...bound, ...fields }, format),
   };
 }
 

@@ -130,8 +130,8 @@ export function transportError(err: unknown, url: string): AgentgateError {
   const origin = URL.parse(url)?.origin ?? url;
   switch (code) {
     case 'ECONNREFUSED':
-      return new BrokerError('AG_BROKER_UNREACHABLE', `cannot connect to the broker at ${origin}: connection refused`, {
-        hint: 'check the broker URL (--broker / AGENTGATE_BROKER) and that the broker is running (`agentgate broker start`)',
+      return new BrokerError('AG_BROKER_UNREACHABLE', `the broker at ${origin} is unreachable: connection refused`, {
+        hint: 'check that this is the right broker URL (--broker / AGENTGATE_BROKER, or the one you logged in to) and that the broker is up (ask its operator)',
         cause: err,
       });
     case 'ENOTFOUND':

@@ -3,6 +3,8 @@
  * what a client needs (a connection string carrying the session secret). Runs until the
  * caller closes it. The command module only parses flags and renders.
  */
+import { didYouMean } from '../shared/did-you-mean.js';
+import { assertPortFree } from './port-check.js';
 import type { TargetSummary } from '../shared/api-types.js';
 import { BrokerError, PolicyDeniedError, UsageError } from '../errors.js';
 import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from './broker-session.js';
@@ -119,14 +121,20 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
     for (const req of opts.targets) {
       const target = targets.find((t) => t.name === req.name);
       if (!target) {
+        // The broker lists only what this identity may reach; whether another target exists it does not say (unknown means no).
         const names = targets.map((t) => t.name);
-        throw new PolicyDeniedError(`target "${req.name}" is not available to you: no policy lets this identity reach it, or it does not exist`, {
-          hint: names.length > 0 ? `targets you may use: ${names.join(', ')} (see agentgate targets)` : 'ask the broker operator for access; agentgate targets lists what you may use',
+        const near = didYouMean(req.name, names);
+        throw new PolicyDeniedError(`no target "${req.name}" among the targets you may use${near ? ` (did you mean ${near}?)` : ''}`, {
+          hint:
+            names.length > 0
+              ? `yours: ${names.join(', ')}; if "${req.name}" is right, ask the broker operator for access to it`
+              : 'no policy gives you any target yet: ask the broker operator for access',
         });
       }
       if (target.type === 'ssh') throw new UsageError(`${target.type} targets are not supported by this version of agentgate yet`);
       chosen.push(target);
     }
+    for (const [i, target] of chosen.entries()) await assertPortFree(opts.bind, opts.targets[i]?.port ?? DEFAULT_PORTS[target.type]);
     // Every (re)connect and every renewal asks again: a stored login refreshes, a token file is re-read.
     const getToken = async (): Promise<string> =>
       (await resolveToken({ brokerUrl: broker.url, discovery, env, ...(opts.flags.tokenFile ? { tokenFile: opts.flags.tokenFile } : {}) })).token;

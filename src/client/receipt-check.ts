@@ -10,6 +10,7 @@ import { ReceiptVerifyError, peekStatement, verifyReceipt, type SessionReceiptSt
 import { verifyExportFile } from './audit-export.js';
 import type { BrokerTrust } from './broker-http.js';
 import { loadJwks, savedJwksFor } from './receipts.js';
+import { trustedKeysFor } from './pinned-keys.js';
 
 export interface ReceiptAuditCheck {
   file: string;
@@ -49,14 +50,17 @@ export async function checkReceipt(file: string, opts: ReceiptCheckOptions = {})
     jwks = await loadJwks(opts.key, opts.trust ?? {}, opts.env);
     keysFrom = `key set ${opts.key}`;
   } else {
-    const saved = await savedJwksFor(file);
-    if (!saved) {
-      throw new UsageError('no key to check the receipt with', {
-        hint: "pass --key with the broker's JWKS (a file, or https://<broker>/.well-known/jwks.json)",
+    // Not the jwks.json beside the receipt: whoever could swap the receipt could swap that too.
+    const claimed = peekStatement(envelope)?.predicate.broker.url;
+    const trusted = await trustedKeysFor(typeof claimed === 'string' && URL.canParse(claimed) ? claimed : undefined, opts.env);
+    if (!trusted) {
+      const beside = await savedJwksFor(file);
+      throw new UsageError(`no pinned key for the broker that signed ${file}${typeof claimed === 'string' ? ` (${claimed})` : ''}`, {
+        hint: `run agentgate login --broker <that broker> (or connect/run through it once) so its key is pinned, or pass --key with its JWKS${beside ? `; ${beside.path} beside the receipt is used only as --key ${beside.path}, if you trust where it came from` : ''}`,
       });
     }
-    jwks = saved;
-    keysFrom = `key set saved with the receipt, ${saved.path}`;
+    jwks = trusted.jwks;
+    keysFrom = trusted.from;
   }
 
   let statement: SessionReceiptStatement;

@@ -7,6 +7,7 @@
  * so `agentgate receipt verify` works offline later without --key.
  * Default folder: `$XDG_STATE_HOME/agentgate/receipts` (~/.local/state/agentgate/receipts).
  */
+import { pinJwks } from './pinned-keys.js';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -89,6 +90,8 @@ export async function collectReceipts(
   const jwks = await session.api.get<{ keys: unknown[] }>('/.well-known/jwks.json', t.token, ctx);
   await ensurePrivateDir(folder);
   await mergeJwks(join(folder, JWKS_FILE), jwks);
+  // Fetched over the session's verified TLS: what `receipt verify` trusts by default.
+  await pinJwks(session.url, jwks, opts.env);
 
   const out: CollectedReceipt[] = [];
   for (const { session: id, envelope } of list.receipts) {
@@ -111,13 +114,13 @@ export async function collectReceipts(
   return out;
 }
 
-async function ensurePrivateDir(dir: string): Promise<void> {
+export async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
 }
 
 /** Adds the broker's keys to the saved set (keys are never dropped: old receipts need them). */
-async function mergeJwks(path: string, fresh: { keys: unknown[] }): Promise<void> {
+export async function mergeJwks(path: string, fresh: { keys: unknown[] }): Promise<void> {
   const byKid = new Map<string, Ed25519Jwk>();
   const add = (keys: unknown): void => {
     if (!Array.isArray(keys)) return;

@@ -10,6 +10,7 @@ import { endpointEnv, runChild } from './run.js';
 import { collectReceipts, type CollectedReceipt } from './receipts.js';
 import { openApprovalsClient } from './approvals.js';
 import { renewalNotices } from './renewal-notice.js';
+import { holdNotice } from '../shared/hold-notice.js';
 
 export interface RunWrappedOptions {
   flags: BrokerSessionFlags;
@@ -17,6 +18,8 @@ export interface RunWrappedOptions {
   command: string;
   args: string[];
   pty: boolean;
+  /** See RunChildOptions.stdoutToStderr. */
+  stdoutToStderr?: boolean;
   timeoutMs?: number;
   receiptDir?: string;
   env?: NodeJS.ProcessEnv;
@@ -71,6 +74,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
       args: o.args,
       env: endpointEnv(conns.endpoints, conns.session, env),
       pty: o.pty,
+      ...(o.stdoutToStderr ? { stdoutToStderr: true } : {}),
       ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     });
     if (result.timedOut) o.say(`agentgate: ${o.command} ran past --timeout and was stopped`);
@@ -111,10 +115,17 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
   }
 }
 
+/**
+ * Every statement ends allowed or denied; "held" counts those among them that waited for
+ * a reviewer first (approved ones ran, the rest were denied), so it is not a third bucket.
+ */
+export function countsLine(s: Pick<RunSummary, 'statements' | 'allowed' | 'denied' | 'held'>): string {
+  const held = s.held > 0 ? `; ${s.held} of them waited for approval first` : '';
+  return `${s.statements} statement${s.statements === 1 ? '' : 's'}: ${s.allowed} allowed, ${s.denied} denied${held}`;
+}
+
 function report(o: RunWrappedOptions, s: RunSummary): void {
-  o.say(
-    `agentgate: ${s.statements} statement${s.statements === 1 ? '' : 's'} (${s.allowed} allowed, ${s.denied} denied, ${s.held} held), ${s.masked} value${s.masked === 1 ? '' : 's'} masked; exit ${s.exit_code}`,
-  );
+  o.say(`agentgate: ${countsLine(s)}, ${s.masked} value${s.masked === 1 ? '' : 's'} masked; exit ${s.exit_code}`);
   for (const r of s.receipts) o.say(`  receipt ${r.id}: ${r.path}${r.verified ? '' : ' (signature NOT verified)'}`);
   if (s.receipts.length === 0) o.say('  no receipts (no connection went through the tunnel)');
 }
@@ -135,9 +146,8 @@ async function watchHeld(o: RunWrappedOptions, env: NodeJS.ProcessEnv, gha: bool
           if (!r.mine) return;
           if (type === 'created' && !seen.has(r.id)) {
             seen.add(r.id);
-            const who = `${r.approvers.count} of ${r.approvers.groups.join(', ')}`;
-            o.say(`agentgate: held for approval: ${r.id} (${r.rule}: ${r.reason}); ${who} can approve with: agentgate approve ${r.id}`);
-            if (gha) o.say(`::notice title=agentgate: held for approval::${escapeAnnotation(`${r.statement} — ${who} can run: agentgate approve ${r.id}`)}`);
+            o.say(`agentgate: ${holdNotice(r)} (${r.rule}: ${r.reason})`);
+            if (gha) o.say(`::notice title=agentgate: waiting for approval::${escapeAnnotation(`${r.statement} — ${holdNotice(r)}`)}`);
           } else if (type === 'decided' && r.status !== 'pending') {
             o.say(`agentgate: ${r.id} ${r.status}`);
             if (gha && r.status === 'denied') o.say(`::warning title=agentgate: denied::${escapeAnnotation(`${r.statement} — ${r.decisions.at(-1)?.reason ?? ''}`)}`);
@@ -164,7 +174,7 @@ async function reportToActions(env: NodeJS.ProcessEnv, s: RunSummary): Promise<v
   const lines = [
     '### agentgate',
     '',
-    `${s.statements} statements: ${s.allowed} allowed, ${s.denied} denied, ${s.held} held; ${s.masked} values masked. Exit code ${s.exit_code}.`,
+    `${countsLine(s)}; ${s.masked} values masked. Exit code ${s.exit_code}.`,
     '',
     '| receipt | file | summary |',
     '|---|---|---|',

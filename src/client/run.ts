@@ -65,6 +65,8 @@ export interface RunChildOptions {
   env: NodeJS.ProcessEnv;
   /** Use a pty (node-pty) — when stdin and stdout are terminals. */
   pty: boolean;
+  /** The child's stdout goes to our stderr (`run --json`: our stdout holds only the summary). */
+  stdoutToStderr?: boolean;
   timeoutMs?: number;
 }
 
@@ -79,12 +81,13 @@ export function exitCodeFor(code: number | null, signal: NodeJS.Signals | null |
 
 /** Runs the command to completion, forwarding our signals to it. */
 export async function runChild(opts: RunChildOptions): Promise<ChildResult> {
-  return opts.pty ? runInPty(opts) : runPlain(opts);
+  // A pty has one output stream, so it cannot keep the child's stdout apart.
+  return opts.pty && !opts.stdoutToStderr ? runInPty(opts) : runPlain(opts);
 }
 
 function runPlain(opts: RunChildOptions): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(opts.command, opts.args, { env: opts.env, stdio: 'inherit' });
+    const child = spawn(opts.command, opts.args, { env: opts.env, stdio: opts.stdoutToStderr ? ['inherit', 2, 'inherit'] : 'inherit' });
     let timedOut = false;
     const forward = (sig: NodeJS.Signals): void => {
       child.kill(sig);

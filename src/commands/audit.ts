@@ -84,14 +84,23 @@ export function register(program: Command): void {
   audit
     .command('verify <file>')
     .description("re-check an export's hash chain and anchors offline; names the first broken link")
-    .option('--key <jwks>', "the broker's JWKS (file, or URL) to check the signed anchor and end records")
+    .option('--key <jwks>', "the broker's JWKS (file, or URL) to check the signed anchor and end records; default: the configured broker's key set, pinned at first use over verified TLS")
     .option('--ca <file>', 'PEM file to trust when --key is an https URL (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the certificate when --key is an https URL (env AGENTGATE_FINGERPRINT)')
     .option('--json', 'print one JSON document on stdout')
     .action(async (file: string, opts: VerifyOptions) => {
       const { verifyExportFile } = await import('../client/audit-export.js');
       const { loadJwks } = await import('../client/receipts.js');
-      const jwks = opts.key ? await loadJwks(opts.key, trustOf(opts)) : undefined;
+      // Default: the configured broker's key set, pinned over verified TLS (see pinned-keys.ts).
+      const { trustedKeysFor } = await import('../client/pinned-keys.js');
+      const trusted = opts.key
+        ? { jwks: await loadJwks(opts.key, trustOf(opts)), from: `key set ${opts.key}` }
+        : await trustedKeysFor(undefined).catch((err: unknown) => {
+            say(`warning: could not get the configured broker's key set (${(err as Error).message}); signatures are not checked: pass --key`);
+            return undefined;
+          });
+      if (trusted) say(`checking signatures with ${trusted.from}`);
+      const jwks = trusted?.jwks;
       const result = await verifyExportFile(file, jwks ? { jwks } : {});
       if (opts.json) {
         printJson(result);

@@ -3,8 +3,9 @@
  * call the config loader / key setup / server, print. Broker modules are imported lazily
  * so client commands do not pay for loading them.
  */
-import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../errors.js';
@@ -24,6 +25,7 @@ export interface BrokerInitOptions {
 
 export interface BrokerStartOptions {
   config?: string;
+  logFormat?: 'plain' | 'json';
 }
 
 const DEFAULT_INIT_DIR = './agentgate';
@@ -52,6 +54,9 @@ export function register(program: Command): void {
     .command('start')
     .description('validate the config, then run the broker until Ctrl-C')
     .addOption(new Option('--config <file>', `broker config (default ${DEFAULT_CONFIG_PATHS.join(', then ')})`).env('AGENTGATE_CONFIG'))
+    .addOption(
+      new Option('--log-format <format>', 'the whole stderr stream as plain lines (default on a terminal) or JSON lines (default otherwise)').choices(['plain', 'json']).env('AGENTGATE_LOG_FORMAT'),
+    )
     .action(async (opts: BrokerStartOptions) => {
       await brokerStart(opts);
     });
@@ -121,6 +126,16 @@ export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promi
     throw err;
   }
 
+  // Private keys go into DIR: not into a folder holding other things, and not unremarked into a repository.
+  const existing = await readdir(dir).catch(() => [] as string[]);
+  if (existing.length > 0 && !opts.force) {
+    throw new UsageError(`${dir} is not empty (${existing.length} entr${existing.length === 1 ? 'y' : 'ies'}); broker init writes private keys there`, {
+      hint: 'pick a new or empty folder, or pass --force to write into this one',
+    });
+  }
+  const repo = gitWorkTreeOf(dir);
+  if (repo) say(`warning: ${dir} is inside the git work tree ${repo}: keep its keys out of commits (add it to .gitignore)`);
+
   await mkdir(dir, { recursive: true, mode: 0o700 });
   try {
     // `wx` refuses an existing file atomically; with --force, tighten the mode of the old one too.
@@ -162,15 +177,20 @@ export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
   const configPath = opts.config ? opts.config : await findDefaultConfig();
   // The whole file is validated before anything starts; a ConfigError lists every problem.
   const config = await loadBrokerConfig(configPath);
+  // One format on stderr: everything, the start-up lines included, goes through the logger.
+  const { createLogger } = await import('../broker/log.js');
+  const logger = createLogger({ format: opts.logFormat ?? (process.stderr.isTTY ? 'plain' : 'json') });
+  const { configWarnings } = await import('../broker/config/warnings.js');
+  for (const w of configWarnings(config)) logger.warn(w);
 
   const { runBroker } = await import('../broker/index.js');
-  const broker = await runBroker(config);
-  say(`listening on ${broker.url}`);
-  say(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`);
-  say('press Ctrl-C to stop');
+  const broker = await runBroker(config, { logger });
+  logger.info(`listening on ${broker.url}`, { url: broker.url });
+  logger.info(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`, { fingerprint: broker.fingerprint });
+  if (process.stderr.isTTY) say('press Ctrl-C to stop');
 
   await waitForStopSignal();
-  say('stopping');
+  logger.info('stopping');
   await broker.close();
 }
 
@@ -186,6 +206,14 @@ async function findDefaultConfig(): Promise<string> {
   throw new ConfigError(`no broker config found (looked for ${looked})`, [], {
     hint: 'write one with `agentgate broker init`, or pass --config FILE (or set AGENTGATE_CONFIG)',
   });
+}
+
+/** The work tree holding dir (a `.git` in it or a parent), if any. */
+function gitWorkTreeOf(dir: string): string | undefined {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, '.git'))) return d;
+    if (dirname(d) === d) return undefined;
+  }
 }
 
 /** How a client on another machine would address this broker. */

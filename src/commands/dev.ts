@@ -23,7 +23,7 @@ function portArg(raw: string): number {
 export function register(program: Command): void {
   program
     .command('dev')
-    .description('everything on one machine for a first look: a broker, a local OIDC issuer, a demo PostgreSQL, a demo policy, logged in')
+    .description('everything on one machine for a first look: a broker, a local OIDC issuer, a demo PostgreSQL, a demo policy, and token files for three demo users (it does not log you in; agentgate login does)')
     .addOption(new Option('--dir <dir>', 'where the dev broker keeps its state, config and token files (default: $XDG_STATE_HOME/agentgate/dev)').env('AGENTGATE_DEV_DIR'))
     .option('--port <n>', 'broker port (default 8443, or a free one when taken; 0 = any free port)', portArg)
     .option('--pglite', 'use PGlite (PostgreSQL in WebAssembly) even when a PostgreSQL server is installed')

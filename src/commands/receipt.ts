@@ -23,7 +23,7 @@ export function register(program: Command): void {
   receipt
     .command('verify <file>')
     .description("verify a receipt's signature offline and print what it attests")
-    .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: jwks.json beside the receipt")
+    .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: the key set pinned for the receipt's broker (at login, connect/run, or first use over verified TLS)")
     .option('--audit <export>', "an audit export to check the receipt against (the session's events, the chain up to its head)")
     .option('--ca <file>', 'PEM file to trust when --key is an https URL (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the certificate when --key is an https URL (env AGENTGATE_FINGERPRINT)')

@@ -1,7 +1,7 @@
 /** `agentgate run --target T [--target T2] -- CMD…` — the CI/agent wrapper. */
 import type { Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
-import { UsageError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
 import { printJson, say } from './render.js';
 
 interface RunFlags {
@@ -14,6 +14,7 @@ interface RunFlags {
   timeout?: string;
   json?: boolean;
   pty?: boolean;
+  failOnDeny?: boolean;
 }
 
 export function register(program: Command): void {
@@ -24,7 +25,8 @@ export function register(program: Command): void {
     .option('--receipt-dir <dir>', 'where to save receipts (default: $XDG_STATE_HOME/agentgate/receipts)')
     .option('--timeout <duration>', 'stop the command after this long (e.g. 90s, 10m); exit code 124')
     .option('--no-pty', 'never run the command in a pseudo-terminal, even on a TTY')
-    .option('--json', 'print the run summary as one JSON document on stdout')
+    .option('--json', "print the run summary as one JSON document on stdout; the command's own stdout then goes to stderr (and no pty is used)")
+    .option('--fail-on-deny', "exit 4 when the broker denied any statement and the command itself succeeded (default: the command's exit code)")
     .argument('<command...>', 'the command to run, after --')
     .usage('--target <name> [options] -- <command> [args...]');
   addBrokerOptions(cmd).action(async (command: string[], flags: RunFlags) => {
@@ -42,12 +44,16 @@ export function register(program: Command): void {
       targets: flags.target,
       command: bin,
       args,
-      pty: flags.pty !== false && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+      pty: flags.pty !== false && !flags.json && Boolean(process.stdin.isTTY && process.stdout.isTTY),
+      ...(flags.json ? { stdoutToStderr: true } : {}),
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       ...(flags.receiptDir ? { receiptDir: flags.receiptDir } : {}),
       say,
     });
     if (flags.json) printJson(summary);
-    process.exitCode = summary.exit_code;
+    // Pass-through by default: many agents' commands exit 0 after a refused statement, and a wrapper should not change that unasked.
+    const denied = flags.failOnDeny === true && summary.exit_code === 0 && summary.denied > 0;
+    if (denied) say(`agentgate: --fail-on-deny: ${summary.denied} statement${summary.denied === 1 ? ' was' : 's were'} denied; exit ${ExitCode.denied}`);
+    process.exitCode = denied ? ExitCode.denied : summary.exit_code;
   });
 }

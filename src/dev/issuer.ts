@@ -54,10 +54,14 @@ export interface DevIssuerOptions {
 
 export const DEV_DEVICE_CLIENT_ID = 'agentgate-cli';
 const RESOURCE = 'urn:agentgate:dev-broker';
+const INTERACTION_PATH = '/interaction/';
 
 // oidc-provider ships no type declarations; this is the part of its surface used here.
 interface Provider {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
+  interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, opts?: { mergeWithLastSubmission?: boolean }): Promise<void>;
+  Grant: new (init: { accountId: string; clientId: string }) => GrantLike;
   use(mw: (ctx: KoaContext, next: () => Promise<void>) => Promise<void>): void;
   on(event: 'server_error', listener: (ctx: unknown, err: Error) => void): void;
 }
@@ -65,6 +69,18 @@ interface KoaContext {
   path: string;
   status: number;
   body: unknown;
+}
+interface InteractionDetails {
+  uid: string;
+  prompt: { name: string; details: { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> } };
+  params: Record<string, unknown>;
+  session?: { accountId?: string };
+}
+interface GrantLike {
+  addOIDCScope(scope: string): void;
+  addOIDCClaims(claims: string[]): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
 }
 interface TokenLike {
   kind: string;
@@ -133,19 +149,26 @@ export async function startDevIssuer(opts: DevIssuerOptions): Promise<DevIssuer>
       },
       claims: { openid: ['sub'], profile: ['name', 'preferred_username'], email: ['email', 'email_verified'], groups: ['groups'] },
       scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
+      // Sign-in is this module's own plain page (see handleInteraction), not the provider's debug pages.
+      interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION_PATH}${interaction.uid}` },
       features: {
-        // The provider's built-in login page takes any password: right for a local demo, and only here.
-        devInteractions: { enabled: true },
+        devInteractions: { enabled: false },
         deviceFlow: {
           enabled: true,
-          async userCodeInputSource(ctx: KoaContext, form: string, _out: unknown, err?: { message?: string }) {
-            ctx.body = page('agentgate dev: sign in', `${err ? `<p>${escapeHtml(err.message ?? 'error')}</p>` : ''}<p>Enter the code the CLI printed.</p>${form}`);
+          // The provider's forms carry only inputs; the buttons are ours and name the form.
+          async userCodeInputSource(ctx: KoaContext, form: string, _out: unknown, err?: { name?: string; userCode?: string }) {
+            const problem = err ? `<p class="err">${err.userCode || err.name === 'NoCodeError' ? 'That code is not valid or has expired: check it and try again.' : 'That did not work: start again with agentgate login.'}</p>` : '';
+            ctx.body = page('Sign in the agentgate CLI', `${problem}<p>Enter the code <code>agentgate login</code> printed.</p>${form}<p><button type="submit" form="op.deviceInputForm">Continue</button></p>`);
           },
-          async userCodeConfirmSource(ctx: KoaContext, form: string) {
-            ctx.body = page('agentgate dev: confirm', `<p>Sign in the agentgate CLI? Then log in as dev-human, dev-reviewer or dev-agent, with any password.</p>${form}`);
+          async userCodeConfirmSource(ctx: KoaContext, form: string, _client: unknown, _info: unknown, userCode: string) {
+            ctx.body = page(
+              'Sign in the agentgate CLI?',
+              `<p>Your terminal should show the code <code>${escapeHtml(userCode)}</code>. If it does not, or you did not run <code>agentgate login</code>, abort.</p>${form}` +
+                `<p><button type="submit" form="op.deviceConfirmForm">Confirm</button> <button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button></p>`,
+            );
           },
           async successSource(ctx: KoaContext) {
-            ctx.body = page('agentgate dev: done', '<p>Signed in. Return to your terminal.</p>');
+            ctx.body = page('Signed in', '<p>The agentgate CLI is signed in. You can close this page and return to your terminal.</p>');
           },
         },
         clientCredentials: { enabled: true },
@@ -179,13 +202,13 @@ export async function startDevIssuer(opts: DevIssuerOptions): Promise<DevIssuer>
       },
       ttl: { AccessToken: loginTtl, ClientCredentials: tokenTtl, DeviceCode: 600, IdToken: 3600, RefreshToken: 86400, Grant: 86400, Session: 86400, Interaction: 600 },
       async renderError(ctx: KoaContext, out: Record<string, string>) {
-        ctx.body = page('agentgate dev: error', `<pre>${escapeHtml(`${String(out['error'])}: ${String(out['error_description'])}`)}</pre>`);
+        ctx.body = page('Sign-in failed', `<pre>${escapeHtml(`${String(out['error'])}: ${String(out['error_description'])}`)}</pre>`);
       },
       cookies: { keys: [randomBytes(32).toString('base64url')] },
       clientBasedCORS: () => false,
     };
 
-    // It warns on construction that devInteractions is for development; that is the point here.
+    // It warns on construction that its in-memory storage is for development; that is the point here.
     const { warn, info } = console;
     console.warn = () => {};
     console.info = () => {};
@@ -204,7 +227,16 @@ export async function startDevIssuer(opts: DevIssuerOptions): Promise<DevIssuer>
         (ctx.body as Record<string, unknown>)['interval'] = 2;
       }
     });
-    handler = provider.callback();
+    const callback = provider.callback();
+    handler = (req, res) => {
+      if (req.url?.startsWith(INTERACTION_PATH)) {
+        handleInteraction(provider, users, req, res).catch((err: unknown) => {
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end(`agentgate dev issuer: ${err instanceof Error ? err.message : String(err)}\n`);
+        });
+      }
+      else callback(req, res);
+    };
   } catch (err) {
     await close();
     throw err;
@@ -238,8 +270,85 @@ export async function startDevIssuer(opts: DevIssuerOptions): Promise<DevIssuer>
   };
 }
 
+/**
+ * The sign-in step of the device flow, after the code is confirmed: a plain form for a demo
+ * user (any password: a local demo only). Consent is the code confirmation the user just
+ * gave, so the consent prompt is granted here without a second page.
+ */
+async function handleInteraction(provider: Provider, users: ReadonlyMap<string, DevUser>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    const details = await provider.interactionDetails(req, res);
+    const { uid, prompt } = details;
+    if (prompt.name === 'login' && req.method === 'POST') {
+      const form = new URLSearchParams(await readBody(req));
+      const username = form.get('username') ?? '';
+      if (!users.has(username)) {
+        sendPage(res, 200, 'Sign in', loginForm(uid, users, `There is no demo user "${username}": pick one of the users below.`));
+        return;
+      }
+      await provider.interactionFinished(req, res, { login: { accountId: username } }, { mergeWithLastSubmission: false });
+      return;
+    }
+    if (prompt.name === 'login') {
+      sendPage(res, 200, 'Sign in', loginForm(uid, users));
+      return;
+    }
+    if (prompt.name === 'consent') {
+      const accountId = details.session?.accountId;
+      const clientId = details.params['client_id'];
+      if (typeof accountId !== 'string' || typeof clientId !== 'string') throw new Error('the sign-in session is gone');
+      const grant = new provider.Grant({ accountId, clientId });
+      const missing = prompt.details;
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) grant.addResourceScope(resource, scopes.join(' '));
+      await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+      return;
+    }
+    throw new Error(`unexpected sign-in step ${prompt.name}`);
+  } catch (err) {
+    if (res.headersSent) return;
+    sendPage(res, 400, 'Sign-in failed', `<p>${escapeHtml(err instanceof Error ? err.message : String(err))}</p><p>Start again with <code>agentgate login</code>.</p>`);
+  }
+}
+
+function loginForm(uid: string, users: ReadonlyMap<string, DevUser>, problem?: string): string {
+  const options = [...users.values()].map((u) => `<option value="${escapeHtml(u.username)}">${escapeHtml(`${u.username} (${u.groups.join(', ')})`)}</option>`).join('');
+  return (
+    `${problem ? `<p class="err">${escapeHtml(problem)}</p>` : ''}<p>A local demo issuer: pick a demo user; any password works.</p>` +
+    `<form method="post" action="${INTERACTION_PATH}${escapeHtml(uid)}">` +
+    `<p><label>User <select name="username" autofocus>${options}</select></label></p>` +
+    `<p><label>Password <input type="password" name="password" autocomplete="off"></label></p>` +
+    `<p><button type="submit">Sign in</button></p></form>`
+  );
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+      // A sign-in form is a few dozen bytes.
+      if (body.length > 4096) req.destroy(new Error('sign-in form too large'));
+    });
+    req.on('end', () => resolve(body));
+    req.on('error', reject);
+  });
+}
+
+function sendPage(res: ServerResponse, status: number, title: string, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page(title, body));
+}
+
+/** Plain, self-contained HTML: no scripts, fonts or anything fetched from elsewhere (the demo runs offline). */
 function page(title: string, body: string): string {
-  return `<!doctype html><meta charset="utf-8"><title>${title}</title><body style="font-family:sans-serif;max-width:32em;margin:3em auto"><h1>${title}</h1>${body}</body>`;
+  return (
+    `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(title)}</title>` +
+    '<style>body{font-family:system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em;line-height:1.5}code{font-size:1.1em}.err{color:#a00}' +
+    'input,select,button{font:inherit;padding:.3em .6em}</style>' +
+    `<body><p><small>agentgate dev · local demo issuer</small></p><h1>${escapeHtml(title)}</h1>${body}</body></html>`
+  );
 }
 
 function escapeHtml(s: string): string {

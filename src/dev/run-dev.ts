@@ -9,7 +9,8 @@ import { writeFileAtomic } from '../shared/atomic-file.js';
 
 import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { AgentgateError, UsageError, isAgentgateError } from '../errors.js';
 import type { Broker } from '../broker/index.js';
@@ -17,12 +18,15 @@ import type { Logger, LogFields } from '../broker/log.js';
 import { DEMO_TARGET, DEV_AUDIENCE, DEV_PG_PASSWORD_ENV, DEV_USERS, renderDevConfig, type DevRole } from './config.js';
 import { startDevIssuer, type DevIssuer } from './issuer.js';
 import { startDemoDatabase, type DemoDatabase } from './postgres.js';
-import { renderTour } from './tour.js';
+import { renderTour, shellQuote } from './tour.js';
 
 /** Tokens, config and the pid file are the user's alone (0600). */
 const writePrivateFile = (path: string, text: string): Promise<void> => writeFileAtomic(path, text, { mode: 0o600 });
 
 export const DEFAULT_DEV_PORT = 8443;
+
+/** The folder holding the `agentgate` executable (dist/src/dev → bin). */
+const AGENTGATE_BIN_DIR = fileURLToPath(new URL('../../../bin', import.meta.url));
 
 export interface DevOptions {
   /** Default: defaultDevDir(). */
@@ -47,7 +51,7 @@ export interface DevEnvironment {
   target: string;
   database: Pick<DemoDatabase, 'kind' | 'host' | 'port' | 'database' | 'description' | 'dataDir'>;
   configPath: string;
-  /** Shell lines exporting AGENTGATE_BROKER and AGENTGATE_FINGERPRINT. */
+  /** Shell lines exporting AGENTGATE_BROKER and AGENTGATE_FINGERPRINT, and putting this agentgate and its Node first on PATH. */
   envFile: string;
   logFile: string;
   receiptDir: string;
@@ -163,6 +167,8 @@ export async function startDev(opts: DevOptions): Promise<DevEnvironment> {
         '# agentgate dev: points the agentgate CLI at the dev broker. Use: . ' + envFile,
         `export AGENTGATE_BROKER=${broker.url}`,
         `export AGENTGATE_FINGERPRINT=${broker.fingerprint}`,
+        // The tour calls `agentgate` bare: this Node (maybe the one ./agentgate-dev fetched) and this agentgate come first.
+        `export PATH=${shellQuote(`${dirname(process.execPath)}:${AGENTGATE_BIN_DIR}`)}:"$PATH"`,
         '',
       ].join('\n'),
     );

@@ -51,5 +51,6 @@ export function renderTour(t: TourInput): string {
     `       agentgate receipt verify "$(ls -t ${q(t.receiptDir)}/*.receipt.json | head -1)"`,
     '',
     '  People log in for real too: agentgate login   (device flow; sign in as dev-human, any password)',
+    '  (the demo lets people in developers and dba run anything, DROP included: policy "people" in agentgate.yaml)',
   ].join('\n');
 }

@@ -3,7 +3,7 @@
  * viewer may decide, live. Presentational: data comes from a RequestStore and decisions go
  * through `decide`, so it renders the same against the broker or in a test.
  *
- * Keys: ↑/↓ (or k/j) move, Enter details, `a` approve, `d` deny (type a reason, Enter sends,
+ * Keys: ↑/↓ (or k/j) move, Enter details, `a` approve (optional reason, Enter confirms), `d` deny (type a reason, Enter sends,
  * Esc cancels), Esc back from details, `q` quit.
  */
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
@@ -11,7 +11,7 @@ import { Box, Text, useInput, useWindowSize } from 'ink';
 import type { RequestView } from '../shared/api-types.js';
 import type { Decision } from '../client/approvals.js';
 import type { FeedState, RequestStore } from './request-store.js';
-import { approvalProgress, coverage, decisionSummary, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
+import { approvalProgress, coverage, decisionSummary, describeClassification, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
 
 export interface ApproveScreenProps {
   store: RequestStore;
@@ -24,7 +24,8 @@ export interface ApproveScreenProps {
   now?: () => number;
 }
 
-type Mode = { kind: 'list' } | { kind: 'details'; id: string } | { kind: 'reason'; id: string; text: string; back: 'list' | 'details' };
+/** `reason`: the confirmation step of a decision; a reason is optional for approve, required for deny. */
+type Mode = { kind: 'list' } | { kind: 'details'; id: string } | { kind: 'reason'; decision: Decision; id: string; text: string; back: 'list' | 'details' };
 type Message = { tone: 'ok' | 'error' | 'info'; text: string };
 type Cursor = { id: string | undefined; index: number };
 
@@ -105,11 +106,9 @@ export function ApproveScreen(props: ApproveScreenProps) {
       setMessage({ tone: 'error', text: `${r.id} is no longer waiting for your review (${r.status}).` });
       return;
     }
-    if (key === 'a') run(r.id, 'approve', null, from);
-    else {
-      setMessage(undefined);
-      setMode({ kind: 'reason', id: r.id, text: '', back: from });
-    }
+    // Both ask first: approving lets a production write run, so one key press must not do it.
+    setMessage(undefined);
+    setMode({ kind: 'reason', decision: key === 'a' ? 'approve' : 'deny', id: r.id, text: '', back: from });
   };
 
   useInput((input, key) => {
@@ -122,11 +121,11 @@ export function ApproveScreen(props: ApproveScreenProps) {
     if (m.kind === 'reason') {
       if (key.escape) {
         setMode(m.back === 'details' ? { kind: 'details', id: m.id } : { kind: 'list' });
-        setMessage({ tone: 'info', text: `Deny cancelled; ${m.id} is still pending.` });
+        setMessage({ tone: 'info', text: `${m.decision === 'approve' ? 'Approve' : 'Deny'} cancelled; ${m.id} is still pending.` });
       } else if (key.return) {
         const reason = m.text.trim();
-        if (reason === '') setMessage({ tone: 'error', text: 'A denial needs a reason: type it, then Enter (Esc cancels).' });
-        else run(m.id, 'deny', reason, m.back);
+        if (reason === '' && m.decision === 'deny') setMessage({ tone: 'error', text: 'A denial needs a reason: type it, then Enter (Esc cancels).' });
+        else run(m.id, m.decision, reason === '' ? null : reason, m.back);
       } else if (key.backspace || key.delete) {
         setMode({ ...m, text: m.text.slice(0, -1) });
       } else if (input && !key.ctrl && !key.meta) {
@@ -162,7 +161,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
       <Header state={state} count={items.length} viewer={props.viewer} />
       {mode.kind === 'list' && <List items={items} index={index} now={now()} width={width} maxItems={Math.max(3, Math.floor((rows - 8) / 2))} />}
       {mode.kind === 'details' && <Details request={find(mode.id)} id={mode.id} now={now()} />}
-      {mode.kind === 'reason' && <ReasonPrompt request={find(mode.id)} id={mode.id} text={mode.text} />}
+      {mode.kind === 'reason' && <ReasonPrompt request={find(mode.id)} decision={mode.decision} id={mode.id} text={mode.text} />}
       {message && <Text color={message.tone === 'error' ? 'red' : message.tone === 'ok' ? 'green' : undefined}>{message.text}</Text>}
       <Text dimColor>{help(mode, busy !== undefined)}</Text>
     </Box>
@@ -171,7 +170,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
 
 function help(mode: Mode, busy: boolean): string {
   if (busy) return 'Working…';
-  if (mode.kind === 'reason') return 'Enter send · Esc cancel';
+  if (mode.kind === 'reason') return mode.decision === 'approve' ? 'Enter approve · Esc cancel' : 'Enter deny · Esc cancel';
   if (mode.kind === 'details') return 'a approve · d deny · Esc back · q quit';
   return '↑/↓ move · Enter details · a approve · d deny · q quit';
 }
@@ -229,7 +228,7 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
               <Col w={statementWidth} on={on}>{oneLine(r.statement) + (r.parameters?.length ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '')}</Col>
             </Box>
             <Box paddingLeft={7}>
-              <Text dimColor wrap="truncate-end">{`held: ${visible(r.reason, true)} · needs ${approvalProgress(r)}`}</Text>
+              <Text dimColor wrap="truncate-end">{`held: ${visible(r.reason, true)} · ${approvalProgress(r)}`}</Text>
             </Box>
           </Box>
         );
@@ -269,7 +268,7 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
     ['Approves', coverage(r)],
     ...(parameterList(r) ? [['Values', parameterList(r) ?? ''] as [string, string]] : []),
     ['Age', formatAge(now - Date.parse(r.created_at))],
-    ['Classification', visible(JSON.stringify(r.classification), true)],
+    ['Classification', visible(describeClassification(r.classification), true)],
     ...r.decisions.map((d): [string, string] => ['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''}`, true)]),
   ];
   return (
@@ -290,12 +289,13 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
   );
 }
 
-function ReasonPrompt({ request, id, text }: { request: RequestView | undefined; id: string; text: string }) {
+function ReasonPrompt({ request, decision, id, text }: { request: RequestView | undefined; decision: Decision; id: string; text: string }) {
+  const what = `${id}${request ? ` (${visible(request.requester.sub, true)} on ${request.target})` : ''}`;
   return (
     <Box flexDirection="column" marginY={1}>
-      <Text>{`Deny ${id}${request ? ` (${visible(request.requester.sub, true)} on ${request.target})` : ''}: the requester sees your reason.`}</Text>
+      <Text>{decision === 'approve' ? `Approve ${what}? The statement runs once enough approvers agree.` : `Deny ${what}: the requester sees your reason.`}</Text>
       <Text>
-        {'Reason: '}
+        {decision === 'approve' ? 'Reason (optional): ' : 'Reason: '}
         {text}
         <Text inverse> </Text>
       </Text>

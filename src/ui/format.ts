@@ -33,9 +33,22 @@ export function approvalsGiven(r: RequestView): number {
   return r.decisions.filter((d) => d.decision === 'approve').length;
 }
 
-/** `1 of 2 from dba, sre`. */
+/** `0 of 1 approvals from dba`, `1 of 2 approvals from dba or sre`. */
 export function approvalProgress(r: RequestView): string {
-  return `${approvalsGiven(r)} of ${r.approvers.count} from ${r.approvers.groups.join(', ') || '(no group)'}`;
+  return `${approvalsGiven(r)} of ${r.approvers.count} approvals from ${r.approvers.groups.join(' or ') || '(no group)'}`;
+}
+
+/** The broker's classification in words: `update; writes public.users; flags: no_where` (a Kubernetes request: its description). */
+export function describeClassification(c: Record<string, unknown>): string {
+  const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+  if (typeof c['parse_error'] === 'string') return `does not parse: ${c['parse_error']}`;
+  if (typeof c['description'] === 'string') return c['description'];
+  const parts = [list(c['kinds']).join(' + ') || 'unknown kind'];
+  if (list(c['writes']).length > 0) parts.push(`writes ${list(c['writes']).join(', ')}`);
+  if (list(c['reads']).length > 0) parts.push(`reads ${list(c['reads']).join(', ')}`);
+  if (list(c['flags']).length > 0) parts.push(`flags: ${list(c['flags']).join(', ')}`);
+  if (typeof c['statements'] === 'number' && c['statements'] > 1) parts.push(`${c['statements']} statements`);
+  return parts.join('; ');
 }
 
 /** What one decision means for the person who made it, in one sentence. */
@@ -117,6 +130,6 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
   ];
   if (r.grant_until) lines.push(['Grant until', r.grant_until]);
   for (const d of r.decisions) lines.push(['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''} (${d.at})`, true)]);
-  lines.push(['Classification', visible(JSON.stringify(r.classification), true)]);
+  lines.push(['Classification', visible(describeClassification(r.classification), true)]);
   return `${table(lines)}\n\n${visible(r.statement)}`;
 }

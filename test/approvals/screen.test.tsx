@@ -127,7 +127,7 @@ describe('approve screen', () => {
     const frame = await frameMatching(ui, /2 waiting for your review/);
     assert.match(frame, /AGE\s+REQUESTER\s+TARGET\s+RULE\s+STATEMENT/);
     assert.match(frame, /› 42s\s+Agent Seven\s+pg-prod\s+agents#3\s+UPDATE users SET plan = 'pro' WHERE id = 42/);
-    assert.match(frame, /held: writes to public\.users · needs 0 of 1 from dba/);
+    assert.match(frame, /held: writes to public\.users · 0 of 1 approvals from dba/);
     assert.match(frame, /\s{2}5m\s+Agent Seven\s+pg-prod\s+agents#2\s+DELETE FROM orders WHERE id = 7/);
     assert.equal(frame.match(/Agent Seven/g)?.length, 2, 'a request the viewer cannot decide is not listed');
 
@@ -146,15 +146,24 @@ describe('approve screen', () => {
     assert.match(details, /Requester\s+Agent Seven \(agent-7\), agent/);
     assert.match(details, /Status\s+pending, expires in 5m/);
     assert.match(details, /DELETE FROM orders WHERE id = 7/);
+    // The classification in words, not JSON.
+    assert.match(details, /Classification\s+update; writes public\.users/);
     ui.stdin.write(KEY.escape);
     await frameMatching(ui, /AGE\s+REQUESTER/);
   });
 
-  test('`a` approves the selected request and it leaves the list', async () => {
+  test('`a` asks for confirmation (Esc cancels), then Enter approves and the request leaves the list', async () => {
     const store = createRequestStore([view()], 'live');
     const { ui, calls } = mount(store);
     await frameMatching(ui, /1 waiting/);
     ui.stdin.write('a');
+    await frameMatching(ui, /Approve apr_test\d+ \(agent-7 on pg-prod\)\? .*\n.*Reason \(optional\):/);
+    ui.stdin.write(KEY.escape);
+    await frameMatching(ui, /Approve cancelled; apr_test\d+ is still pending/);
+    assert.equal(calls.length, 0, 'a single key decides nothing');
+    ui.stdin.write('a');
+    await frameMatching(ui, /Reason \(optional\):/);
+    ui.stdin.write(KEY.enter);
     const frame = await frameMatching(ui, /Approved apr_test\d+: the held statement runs now/);
     assert.match(frame, /Nothing waiting for your review/);
     assert.deepEqual(
@@ -199,6 +208,8 @@ describe('approve screen', () => {
     const { ui } = mount(createRequestStore([view()], 'live'), { fail: 'bob has already decided request apr_x' });
     await frameMatching(ui, /1 waiting/);
     ui.stdin.write('a');
+    await frameMatching(ui, /Reason \(optional\):/);
+    ui.stdin.write(KEY.enter);
     const frame = await frameMatching(ui, /Could not approve apr_test\d+: bob has already decided request apr_x \(try again\)/);
     assert.match(frame, /1 waiting/);
   });
@@ -271,6 +282,10 @@ describe('approve screen against a real broker', () => {
     ui.stdin.write(KEY.down);
     await frameMatching(ui, /› \d+s\s+Agent Seven\s+pg-prod\s+agents#2\s+UPDATE accounts/);
     ui.stdin.write('a');
+    await frameMatching(ui, /Reason \(optional\):/);
+    ui.stdin.write('checked the ticket');
+    await frameMatching(ui, /Reason \(optional\): checked the ticket/);
+    ui.stdin.write(KEY.enter);
     await frameMatching(ui, new RegExp(`Approved ${first.request.id}`));
     assert.equal((await first.outcome).status, 'approved');
 

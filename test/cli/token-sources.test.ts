@@ -199,6 +199,6 @@ test('a broker that is not listening is named in a clear error', async () => {
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   const run = await runCli(['whoami', '--broker', `https://127.0.0.1:${port}`], { ...home.env, AGENTGATE_TOKEN: 'x' });
   assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stderr, new RegExp(`cannot connect to the broker at https://127\\.0\\.0\\.1:${port}: connection refused`));
-  assert.match(run.stderr, /→ check the broker URL/);
+  assert.match(run.stderr, new RegExp(`the broker at https://127\\.0\\.0\\.1:${port} is unreachable: connection refused`));
+  assert.match(run.stderr, /→ check that this is the right broker URL .* and that the broker is up \(ask its operator\)/);
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,8 +76,7 @@ test('broker init writes a 0600 config and a 0700 state dir, prints the fingerpr
   // A second init refuses to overwrite, and says how.
   const again = await run(['broker', 'init', dir], tmp);
   assert.equal(again.code, 2);
-  assert.match(again.stderr, /already exists/);
-  assert.match(again.stderr, /--force/);
+  assert.match(again.stderr, /^agentgate: .* is not empty \(\d+ entries\); broker init writes private keys there\n  → .*--force/);
   assert.equal(await readFile(configPath, 'utf8'), text);
 
   // --force --json rewrites the config, keeps the keys, and prints one JSON document.
@@ -85,6 +84,16 @@ test('broker init writes a 0600 config and a 0700 state dir, prints the fingerpr
   assert.equal(forced.code, 0, forced.stderr);
   assert.deepEqual(JSON.parse(forced.stdout), { config: configPath, state_dir: join(dir, 'state'), fingerprint: printed });
   assert.match(await readFile(configPath, 'utf8'), /^ {2}issuer: https:\/\/login\.example\.com\/$/m);
+});
+
+test('broker init warns when its folder is inside a git work tree', async () => {
+  const repo = await mkdtemp(join(tmp, 'repo-'));
+  await mkdir(join(repo, '.git'));
+  const r = await run(['broker', 'init', join(repo, 'ops', 'agentgate')], repo);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^warning: .* is inside the git work tree ${repo}: keep its keys out of commits`, 'm'));
+  const outside = await run(['broker', 'init', join(tmp, 'plain')], tmp);
+  assert.doesNotMatch(outside.stderr, /git work tree/);
 });
 
 test('broker start with a broken config exits 1 and lists every problem', async () => {
@@ -130,7 +139,25 @@ test('broker start finds ./agentgate/agentgate.yaml, serves, and stops cleanly o
   }
   assert.match(stderr, /listening on https:\/\/127\.0\.0\.1:[1-9]\d*/);
   assert.ok(fingerprint && stderr.includes(fingerprint), stderr);
+  // The template as written: its placeholder issuer is named before it listens.
+  assert.match(stderr, /"level":"warn","msg":"identity\.issuer is the template's placeholder https:\/\/login\.example\.com\//);
+  // Not a terminal: every line on stderr is one JSON log record.
+  for (const line of stderr.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), line);
 
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);
+
+  // --log-format plain: the same stream as plain lines, no JSON among them.
+  const plain = spawn(process.execPath, [BIN, 'broker', 'start', '--log-format', 'plain'], { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(plain);
+  let plainErr = '';
+  plain.stderr.on('data', (d: Buffer) => (plainErr += d.toString()));
+  const plainExit = new Promise<number | null>((done) => plain.on('close', (code) => done(code)));
+  const until = Date.now() + 15_000;
+  while (!/listening on https:/.test(plainErr) && plain.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+  assert.match(plainErr, /^\d\d:\d\d:\d\d\.\d{3} WARN  identity\.issuer is the template's placeholder/m);
+  assert.match(plainErr, /^\d\d:\d\d:\d\d\.\d{3} INFO  listening on https:\/\/127\.0\.0\.1:\d+ url=https:/m);
+  assert.doesNotMatch(plainErr, /^\{/m);
+  plain.kill('SIGTERM');
+  assert.equal(await plainExit, 0, plainErr);
 });

@@ -9,7 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, type TempDir } from '../broker/fixtures.js';
 import { startDev } from '../../src/dev/run-dev.js';
@@ -78,8 +78,12 @@ async function startDevProcess(args: string[], env: NodeJS.ProcessEnv): Promise<
   await until(r, () => r.stderr.includes('agentgate dev: ready'), 'the ready line');
   const info = JSON.parse(r.stdout) as DevInfo;
   // What `. <dir>/env` gives the second terminal.
-  const exported = Object.fromEntries([...readFileSync(info.env_file, 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const envText = readFileSync(info.env_file, 'utf8');
+  const exported = Object.fromEntries([...envText.matchAll(/^export (AGENTGATE_\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
   assert.deepEqual(exported, { AGENTGATE_BROKER: info.broker, AGENTGATE_FINGERPRINT: info.fingerprint });
+  // …and puts this agentgate and its Node first on PATH, so the tour's bare `agentgate` is this one.
+  const path = /^export PATH=(.*):"\$PATH"$/m.exec(envText)?.[1];
+  assert.equal(path, `${dirname(process.execPath)}:${dirname(BIN)}`);
   return { r, info, cliEnv: { ...env, ...exported } };
 }
 
@@ -153,8 +157,9 @@ describe('agentgate dev', () => {
     // 3. An UPDATE is held…
     const upd = start([...runAgent, "update orders set status = 'refunded' where id = 2"], cliEnv);
     running.push(upd);
-    await until(upd, () => /held for approval: apr_\w+/.test(upd.stderr), 'the hold');
-    const id = /held for approval: (apr_\w+)/.exec(upd.stderr)![1]!;
+    // psql shows the agent what happens and who decides.
+    await until(upd, () => /waiting for 1 approval from dba \(apr_\w+\); a reviewer runs: agentgate approve apr_/.test(upd.stderr), 'the hold');
+    const id = /waiting for 1 approval from dba \((apr_\w+)\)/.exec(upd.stderr)![1]!;
     // 4. …until the reviewer approves it from another terminal.
     const approved = await cli(['approve', id, '--approve', '--token-file', reviewer], cliEnv);
     assert.equal(approved.code, 0, approved.stderr);
@@ -177,9 +182,14 @@ describe('agentgate dev', () => {
     // 6. A receipt verifies offline.
     const receipts = readdirSync(info.receipt_dir).filter((f) => f.endsWith('.receipt.json'));
     assert.equal(receipts.length, 3, receipts.join(', '));
-    const receipt = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], { PATH: env['PATH'], HOME: tmp.path });
+    // With the key pinned when `run` collected the receipts over verified TLS, not the jwks.json beside it.
+    const receipt = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], cliEnv);
     assert.equal(receipt.code, 0, receipt.stderr);
-    assert.match(receipt.stdout, /^OK /);
+    assert.match(receipt.stdout, /^OK .*: signed by \S+ \(the key set pinned for https:\/\/127\.0\.0\.1:\d+ \(.*keys\/127\.0\.0\.1_\d+\.jwks\.json\)\)/);
+    // Another user, with nothing pinned and no broker configured, is not handed the key beside the receipt.
+    const stranger = await cli(['receipt', 'verify', join(info.receipt_dir, receipts[0]!)], { PATH: env['PATH'], HOME: join(tmp.path, 'stranger') });
+    assert.equal(stranger.code, 2, stranger.stderr);
+    assert.match(stranger.stderr, /no pinned key for the broker that signed .* pass --key/s);
 
     // Ctrl-C: a clean stop, exit 0, nothing left.
     r.child.kill('SIGINT');

@@ -137,13 +137,13 @@ describe('SQL policy and approvals through the broker', () => {
   test('a held UPDATE runs once a reviewer approves it with `agentgate approve ID --approve`', async () => {
     const p = psql(stack.env, 'UPDATE items SET qty = 10 WHERE id = 1;\n');
     const req = await heldRequest('SET qty = 10');
-    await eventually('the hold notice', () => /held for approval: apr_\S+ — run: agentgate approve apr_/.test(p.stderr));
+    await eventually('the hold notice', () => /NOTICE:  waiting for 1 approval from \S+ \(apr_\w+\); a reviewer runs: agentgate approve apr_/.test(p.stderr));
     assert.equal(req.requester.sub, 'agent-7');
     assert.equal(req.rule, 'writes');
     const r = await cli(dbaToken, ['approve', req.id, '--approve', '--reason', 'looks fine']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await p.exit, 0);
-    assert.match(p.stderr, new RegExp(`held for approval: ${req.id}`));
+    assert.match(p.stderr, new RegExp(`\\(${req.id}\\); a reviewer runs: agentgate approve ${req.id}`));
     assert.equal(await direct(stack, 'SELECT qty FROM items WHERE id = 1'), '10');
     const events = await stack.events();
     const types = events.filter((e) => e.detail['id'] === req.id || e.decision?.approval === req.id).map((e) => e.type);

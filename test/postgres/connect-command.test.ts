@@ -86,7 +86,13 @@ describe('agentgate connect', () => {
     const token = await stack.issuer.sign({ sub: 'intern-1', groups: ['interns'] }, { expiresIn: 600 });
     const r = start(['connect', 'pg-test', '--port', '0'], cliEnv(stack, token));
     assert.equal(await r.exit, 4);
-    assert.match(r.stderr, /not available to you/);
+    assert.match(r.stderr, /no target "pg-test" among the targets you may use/);
+  });
+
+  test('a mistyped target name gets a did-you-mean over the targets the identity can see', async () => {
+    const r = start(['connect', 'pg-tset', '--port', '0'], cliEnv(stack, stack.token));
+    assert.equal(await r.exit, 4);
+    assert.match(r.stderr, /^agentgate: no target "pg-tset" among the targets you may use \(did you mean pg-test\?\)$/m);
   });
 
   test('a taken port is a usage error that suggests --port 0', async () => {
@@ -96,7 +102,9 @@ describe('agentgate connect', () => {
     try {
       const r = start(['connect', 'pg-test', '--port', String(port)], cliEnv(stack, stack.token));
       assert.equal(await r.exit, 2);
-      assert.match(r.stderr, /--port 0/);
+      assert.match(r.stderr, new RegExp(`^agentgate: local port ${port} on 127\\.0\\.0\\.1 is taken by another program\n  → .*--port 0`, 'm'));
+      // Found before the tunnel opens: nothing claims a connection first.
+      assert.doesNotMatch(r.stderr, /connected to the broker/);
     } finally {
       blocker.close();
     }

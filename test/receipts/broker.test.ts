@@ -194,7 +194,7 @@ describe('receipts and audit export through the broker and the CLI', { timeout: 
     const session = await openBrokerSession({}, env(tokens.agent));
     let saved;
     try {
-      saved = await collectReceipts(session, 'ags_7', dir, { expected: 1 });
+      saved = await collectReceipts(session, 'ags_7', dir, { expected: 1, env: { XDG_CONFIG_HOME: join(tmp.path, 'xdg-config') } });
     } finally {
       await session.close();
     }
@@ -206,10 +206,10 @@ describe('receipts and audit export through the broker and the CLI', { timeout: 
     assert.equal((await stat(dir)).mode & 0o777, 0o700);
     assert.deepEqual((await readdir(dir)).sort(), ['jwks.json', 'pgs_7.receipt.json']);
 
-    // Offline, with the key set saved beside it.
+    // Offline, with the key set pinned when the receipts were collected over verified TLS.
     const ok = await cli(['receipt', 'verify', saved[0]!.path], env(''));
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /^OK .*pgs_7\.receipt\.json: signed by /);
+    assert.match(ok.stdout, /^OK .*pgs_7\.receipt\.json: signed by \S+ \(the key set pinned for https:\/\/127\.0\.0\.1:\d+ /);
     assert.match(ok.stdout, /agent-7 on pg-prod \(postgres\) .*: 4 statements \(3 allowed, 1 denied, 0 held\), 2 masked/);
     assert.match(ok.stdout, /connect session ags_7/);
 

@@ -107,13 +107,26 @@ describe('agentgate run', () => {
     assert.match(r.stdout, /host=127\.0\.0\.1 port=\d+ db=app user=agent ssl=disable session=ags_[0-9a-f-]+ token=none/);
     assert.match(r.stdout, /url-ok/);
     assert.match(r.stdout, /^1$/m);
-    assert.match(r.stderr, /1 statement \(1 allowed, 0 denied, 0 held\)/);
+    assert.match(r.stderr, /1 statement: 1 allowed, 0 denied, /);
     assert.match(r.stderr, /receipt pgs_\S+: .*\.receipt\.json/);
     const files = (await readdir(receipts)).filter((f) => f.endsWith('.receipt.json'));
     assert.equal(files.length, 1);
     assert.equal((await stat(join(receipts, files[0] as string))).mode & 0o777, 0o600);
     const verify = await agentgate(['receipt', 'verify', join(receipts, files[0] as string)], baseEnv());
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+  });
+
+  test('--json: stdout is exactly one JSON document, the child\'s stdout goes to stderr; --fail-on-deny gives 4', async () => {
+    const script = 'echo child-said-this; psql -X -q -c "DROP TABLE t" || true';
+    const plain = await agentgate(['run', '--json', '--target', TARGET, '--receipt-dir', receipts, '--', 'sh', '-c', script], baseEnv(stack.token));
+    assert.equal(plain.code, 0, 'pass-through: the command succeeded, so run does');
+    const summary = JSON.parse(plain.stdout) as { exit_code: number; denied: number };
+    assert.deepEqual([summary.exit_code, summary.denied], [0, 1]);
+    assert.match(plain.stderr, /^child-said-this$/m);
+    const strict = await agentgate(['run', '--json', '--fail-on-deny', '--target', TARGET, '--receipt-dir', receipts, '--', 'sh', '-c', script], baseEnv(stack.token));
+    assert.equal(strict.code, 4, strict.stderr);
+    assert.equal((JSON.parse(strict.stdout) as { denied: number }).denied, 1);
+    assert.match(strict.stderr, /--fail-on-deny: 1 statement was denied; exit 4/);
   });
 
   test('--json prints the summary on stdout; a denied statement is counted', async () => {
@@ -173,12 +186,12 @@ describe('agentgate run', () => {
       await stack.broker.approvals.decide(req.id, reviewer, 'approve', 'deploy window');
       const r = await running;
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, new RegExp(`::notice title=agentgate: held for approval::.*agentgate approve ${req.id}`));
-      assert.match(r.stderr, /held for approval: apr_/);
+      assert.match(r.stderr, new RegExp(`::notice title=agentgate: waiting for approval::.*waiting for 1 approval from \\w+ \\(${req.id}\\); a reviewer runs: agentgate approve ${req.id}`));
+      assert.match(r.stderr, /agentgate: waiting for 1 approval from \w+ \(apr_\w+\); a reviewer runs: agentgate approve apr_/);
       assert.ok(seen.some((u) => u.includes('audience=agentgate')), 'the runner was asked for a token with the broker audience');
       const md = await readFile(summaryFile, 'utf8');
       assert.match(md, /### agentgate/);
-      assert.match(md, /1 held/);
+      assert.match(md, /1 of them waited for approval first/);
       assert.match(md, /\.receipt\.json/);
     } finally {
       runner.closeAllConnections();

@@ -68,8 +68,15 @@ export function parseBrokerConfig(yamlText: string, configPath: string, options:
 function configError(configPath: string, problems: string[]): ConfigError {
   const n = problems.length;
   const message = [`config ${configPath} has ${n} problem${n === 1 ? '' : 's'}:`, ...problems.map((p) => `  ${p}`)].join('\n');
-  return new ConfigError(message, problems, { hint: `fix ${n === 1 ? 'it' : 'them'} in ${configPath} and run again` });
+  // An unset ${env:NAME} is fixed in the broker's environment, not in the file.
+  const unset = problems.filter((p) => UNSET_ENV.test(p)).length;
+  const inEnv = unset > 0 ? `set the environment variable${unset === 1 ? '' : 's'} named above for the broker` : '';
+  const inFile = unset < n ? `fix ${unset > 0 ? 'the rest' : n === 1 ? 'it' : 'them'} in ${configPath}` : '';
+  const steps = [inEnv, inFile].filter(Boolean);
+  return new ConfigError(message, problems, { hint: steps.length === 2 ? `${steps[0]}, ${steps[1]}, and run again` : `${steps[0]} and run again` });
 }
+
+const UNSET_ENV = /\$\{env:[^}]+\} is not set/;
 
 /** Sorts problems by where their key sits in the file (a missing key sorts at its parent). */
 function inFileOrder(problems: Problem[], doc: Document): Problem[] {

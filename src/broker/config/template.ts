@@ -48,11 +48,6 @@ state_dir: ./state
 #   cert: /etc/agentgate/tls.crt
 #   key: /etc/agentgate/tls.key
 
-# Where the audit log and approvals are stored. Omitted: SQLite in state_dir (one broker).
-# Several brokers share one PostgreSQL database instead:
-# store:
-#   postgres: \${env:AGENTGATE_STORE_URL}   # postgres://user:password@host/db
-
 # Who may log in. The broker accepts access tokens from this OIDC issuer whose audience
 # matches; the CLI logs in with the device flow using client_id (a public client).
 identity:
@@ -86,12 +81,6 @@ targets: {}
 #     server: https://k8s.internal:6443
 #     ca: /etc/agentgate/k8s-ca.pem
 #     token: \${env:K8S_TOKEN}              # or client_cert + client_key
-#   bastion:
-#     type: ssh
-#     host: bastion.internal
-#     user: deploy
-#     private_key: \${file:/run/secrets/deploy_key}
-#     host_key: SHA256:...                 # the host's key fingerprint (ssh-keyscan | ssh-keygen -lf -)
 
 # Who may do what. The first policy whose subjects and targets match decides; when none
 # matches, the answer is deny. Within a policy the first matching rule decides:

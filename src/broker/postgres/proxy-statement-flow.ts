@@ -27,6 +27,7 @@ import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
 import { ApprovalServiceError } from '../approvals/errors.js';
 import { fingerprintWithValues, shownBindValues } from './bind-values.js';
 import type { ClientOutbox } from './client-outbox.js';
+import { holdNotice } from '../../shared/hold-notice.js';
 
 /** What the flow needs from its session; everything else stays the session's. */
 export interface StatementFlowHost {
@@ -489,14 +490,12 @@ export class StatementFlow {
     // client is still read (so a disconnect is seen and withdraws the request); what it
     // pipelines meanwhile waits in #pending, up to a cap before reading stops.
     h.flushToServer();
-    const who = `${verdict.approvers.count} of ${verdict.approvers.groups.join(', ')}`;
     h.toClient.push(
       noticeResponse({
         severity: 'NOTICE',
         code: '01000',
-        message: `held for approval: ${request.id} — run: agentgate approve ${request.id}`,
-        detail: `${verdict.reason}; waiting for ${who} until ${request.expires_at}`,
-        hint: `a reviewer runs: agentgate approve ${request.id} --approve`,
+        message: holdNotice({ id: request.id, approvers: verdict.approvers }),
+        detail: `${verdict.reason}; the request expires at ${request.expires_at}`,
       }),
     );
     h.toClient.flush();

@@ -167,7 +167,7 @@ describe('approvals against an adversarial agent (Postgres)', () => {
     raw.send(fe.bind('', 'p', ['3']), fe.execute(''), fe.bind('', 'p', ['4']), fe.execute(''), fe.SYNC);
     const notice = await raw.next();
     assert.equal(notice.type, BackendType.noticeResponse);
-    assert.match(decodeNoticeResponse(notice.body).message, /held for approval/);
+    assert.match(decodeNoticeResponse(notice.body).message, /waiting for 1 approval from dba \(apr_\w+\); a reviewer runs: agentgate approve apr_/);
     const exec = await held('PREPARE p(int)', [prep.id]);
     assert.deepEqual(exec.parameters, ["'3'"]);
     assert.equal(await direct("SELECT count(*) FROM orders WHERE status = 'prepared'"), '0');

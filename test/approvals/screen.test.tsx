@@ -107,6 +107,8 @@ describe('approve screen', () => {
     const moved = await frameMatching(ui, /› .*UPDATE t SET v = 30\b/);
     assert.match(moved, /… \d+ newer/);
     ui.stdin.write('a');
+    await frameMatching(ui, /Reason \(optional\):/);
+    ui.stdin.write(KEY.enter);
     await waitFor('the decision', () => calls[0]);
     assert.equal(calls[0]?.id, many[30]?.id);
   });

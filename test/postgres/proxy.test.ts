@@ -142,7 +142,9 @@ describe('postgres through the broker', () => {
     assert.ok(intents.length >= 2);
     for (const i of intents) assert.ok(outcomes.has(`${i.session}#${String(i.detail['id'])}`), `intent ${String(i.detail['sql'])} has an outcome`);
     assert.equal(ev.filter((e) => e.detail['sql'] === 'select 1 as a').length, 1);
-    const boom = ev.filter((e) => e.detail['sql'] === 'select 1/0 as boom');
+    // PostgreSQL folds 1/0 while planning, at Bind: the Bind fails, and the Execute behind it
+    // (when it was already forwarded) is skipped. One error, whatever the timing.
+    const boom = ev.filter((e) => e.detail['sql'] === 'select 1/0 as boom' && e.outcome?.status !== 'skipped');
     assert.equal(boom.length, 1);
     assert.equal(boom[0]?.outcome?.sqlstate, '22012');
     // Dropped by the proxy (when the error came back before it was judged) it has no record;

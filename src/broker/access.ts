@@ -30,6 +30,14 @@ export function policiesForTarget(identity: Identity, targetName: string, polici
   return policies.filter((p) => subjectMatches(identity, p.subjects) && anyGlobMatches(p.targets, targetName));
 }
 
+/**
+ * The one rule for access to a target at all: a policy that can only deny grants no access
+ * (the targets listing, the tunnel channel, every protocol session).
+ */
+export function policyGrantsAccess(policy: PolicyConfig | undefined): policy is PolicyConfig {
+  return policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
+}
+
 /** The deciding policy for this identity and target, if any. */
 export function decidingPolicy(identity: Identity, targetName: string, policies: readonly PolicyConfig[]): PolicyConfig | undefined {
   return policies.find((p) => subjectMatches(identity, p.subjects) && anyGlobMatches(p.targets, targetName));

@@ -22,6 +22,8 @@ import { compileMaskingPlan, type MaskingPlan } from './masking/rules.js';
 import type { ApprovalService } from './approvals/types.js';
 import { K8sProxy } from './kubernetes/proxy.js';
 import type { LiveSessions, SessionLease } from './live-sessions.js';
+import { SshProxy } from './ssh/proxy.js';
+import { SESSION_SSH_KEY_HEADER } from '../shared/session-headers.js';
 
 export interface ChannelRouterDeps {
   config: BrokerConfig;
@@ -34,6 +36,8 @@ export interface ChannelRouterDeps {
   onSessionEnd?: (summary: SessionSummary) => void;
   /** Owns live sessions' deadlines (credential expiry, max_duration, revocation); without it sessions have none. */
   live?: LiveSessions;
+  /** The broker's SSH host key (private): local ssh clients of SSH targets pin it. Without it SSH targets are refused. */
+  sshHostKey?: string;
 }
 
 export interface ChannelRouter {
@@ -83,6 +87,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
   const cancels = new CancelRegistry();
   let active = 0;
   let k8s: K8sProxy | undefined;
+  let ssh: SshProxy | undefined;
   /**
    * Per Postgres target, one catalog connection (read-only, as the target's user) that
    * resolves the functions statements call, shared by every session of the target.
@@ -99,12 +104,13 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
   };
   return {
     get active() {
-      return active + (k8s?.active ?? 0);
+      return active + (k8s?.active ?? 0) + (ssh?.active ?? 0);
     },
     async close() {
       for (const e of functionCatalogs.values()) e.close();
       functionCatalogs.clear();
       await k8s?.close();
+      await ssh?.close();
     },
     route(channel) {
       const { config, logger } = deps;
@@ -164,9 +170,26 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
           });
           return;
         }
-        default:
-          log.warn(`${target.type} targets are not served by this broker version yet`);
-          channel.stream.destroy();
+        case 'ssh': {
+          if (!deps.sshHostKey) {
+            log.warn('ssh channel refused: this broker was started without an SSH host key for SSH targets');
+            channel.stream.destroy();
+            return;
+          }
+          ssh ??= new SshProxy({ config, maskingKey: deps.maskingKey, audit: deps.audit, approvals: deps.approvals, hostKey: deps.sshHostKey, logger: logger.child({ protocol: 'ssh' }) });
+          ssh.serve({
+            stream: channel.stream,
+            target,
+            identity: channel.identity,
+            actor: actorOf(channel.identity),
+            clientKey: header(channel, SESSION_SSH_KEY_HEADER),
+            connectSession: header(channel, SESSION_ID_HEADER),
+            origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
+            onEnd: (summary) => deps.onSessionEnd?.(summary),
+            ...lease('ssh'),
+          });
+          return;
+        }
       }
     },
   };

@@ -93,6 +93,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     logger: logger.child({ component: 'proxy' }),
     approvals,
     maskingKey: loadOrCreateMaskingKey(config.stateDir),
+    sshHostKey: keys.sshHostKey,
     onSessionEnd,
   });
   const acceptor = createTunnelAcceptor<Identity>({

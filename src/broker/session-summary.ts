@@ -10,7 +10,7 @@ export interface SessionSummary {
   connectSession: string | undefined;
   actor: AuditActor;
   target: string;
-  protocol: 'postgres' | 'kubernetes';
+  protocol: 'postgres' | 'kubernetes' | 'ssh';
   /** The deciding policy's name (null: none); absent = read from the session.start event. */
   policy?: string | null;
   /** ISO-8601. */

@@ -15,6 +15,7 @@ import type { RenewalEvent } from '../tunnel/credential-renewal.js';
 import { writeSessionKubeconfig } from './session-kubeconfig.js';
 import { listenKubernetes } from './connect-kubernetes.js';
 import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
+import { writeSessionSshConfig } from './session-ssh-config.js';
 
 export const DEFAULT_PORTS: Record<TargetSummary['type'], number> = { postgres: 5432, kubernetes: 0, ssh: 0 };
 
@@ -42,6 +43,8 @@ export interface OpenConnection {
   url: string | undefined;
   /** The kubeconfig written for a Kubernetes target (0600). */
   kubeconfig: string | undefined;
+  /** The OpenSSH client config written for an SSH target (0600); use `ssh -F <it> <target>`. */
+  sshConfig: string | undefined;
   /** Ends the tunnel but keeps the broker session (to collect receipts). */
   closeTunnel(): Promise<void>;
   close(): Promise<void>;
@@ -74,6 +77,7 @@ export interface Endpoint {
   port: number;
   url: string | undefined;
   kubeconfig: string | undefined;
+  sshConfig: string | undefined;
 }
 
 export interface OpenConnections {
@@ -98,7 +102,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
   });
   const e = c.endpoints[0] as Endpoint;
-  return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, closeTunnel: c.closeTunnel, close: c.close };
+  return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, sshConfig: e.sshConfig, closeTunnel: c.closeTunnel, close: c.close };
 }
 
 /** One tunnel to the broker, with a local endpoint per target. */
@@ -131,7 +135,6 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
               : 'no policy gives you any target yet: ask the broker operator for access',
         });
       }
-      if (target.type === 'ssh') throw new UsageError(`${target.type} targets are not supported by this version of agentgate yet`);
       chosen.push(target);
     }
     for (const [i, target] of chosen.entries()) await assertPortFree(opts.bind, opts.targets[i]?.port ?? DEFAULT_PORTS[target.type]);
@@ -167,14 +170,21 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       const urlHost = host.includes(':') ? `[${host}]` : host;
       let url: string | undefined;
       let kubeconfig: string | undefined;
-      if (target.type === 'postgres') {
+      let sshConfig: string | undefined;
+      if (target.type === 'ssh') {
+        const brokerHostKey = session.tunnel.hostKey;
+        if (!brokerHostKey) throw new BrokerError('AG_NO_TUNNEL', 'the tunnel is up but its host key is unknown', { hint: 'reconnect; this is a bug if it persists' });
+        const written = await writeSessionSshConfig({ target: target.name, host, port, privateKey: session.sshKey.private, brokerHostKey });
+        sshConfig = written.path;
+        cleanups.push(written.remove);
+      } else if (target.type === 'postgres') {
         url = `postgresql://${POSTGRES_CLIENT_USER}:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
       } else if (target.type === 'kubernetes') {
         const written = await writeSessionKubeconfig({ dir: opts.kubeconfigDir, target: target.name, host, port, secret: session.secret, caPem: caPem as string });
         kubeconfig = written.path;
         cleanups.push(written.remove);
       }
-      endpoints.push({ target, host, port, url, kubeconfig });
+      endpoints.push({ target, host, port, url, kubeconfig, sshConfig });
     }
     const live = session;
     let tunnelClosed: Promise<void> | undefined;

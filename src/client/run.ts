@@ -1,6 +1,6 @@
 /**
  * `agentgate run`: open the tunnels, hand the child the environment its clients read
- * (DATABASE_URL, PG*, KUBECONFIG), run it — in a pty when we sit on a terminal, so
+ * (DATABASE_URL, PG*, KUBECONFIG, AGENTGATE_SSH_CONFIG and GIT_SSH_COMMAND), run it — in a pty when we sit on a terminal, so
  * interactive agents behave as they would directly — and pass its exit status through.
  *
  * Exit status: the child's code; a child killed by a signal gives 128 + the signal's
@@ -21,6 +21,7 @@ export function endpointEnv(endpoints: readonly Endpoint[], session: { id: strin
   delete env['AGENTGATE_CLIENT_SECRET'];
   let pgDone = false;
   let kubeDone = false;
+  let sshDone = false;
   for (const e of endpoints) {
     const key = envName(e.target.name);
     if (e.target.type === 'postgres' && e.url) {
@@ -35,6 +36,14 @@ export function endpointEnv(endpoints: readonly Endpoint[], session: { id: strin
         env['PGPASSWORD'] = session.secret;
         // The local hop is loopback and the tunnel is encrypted; libpq must not try TLS here.
         env['PGSSLMODE'] = 'disable';
+      }
+    } else if (e.target.type === 'ssh' && e.sshConfig) {
+      env[`AGENTGATE_${key}_SSH_CONFIG`] = e.sshConfig;
+      if (!sshDone) {
+        sshDone = true;
+        env['AGENTGATE_SSH_CONFIG'] = e.sshConfig;
+        // git (clone, fetch, push) to `<target>:repo.git` goes through the broker too.
+        env['GIT_SSH_COMMAND'] = `ssh -F '${e.sshConfig.replace(/'/g, `'\\''`)}'`;
       }
     } else if (e.target.type === 'kubernetes' && e.kubeconfig) {
       env[`AGENTGATE_${key}_KUBECONFIG`] = e.kubeconfig;

@@ -76,8 +76,15 @@ export function register(program: Command): void {
         port: conn.port,
         ...(conn.url ? { url: conn.url } : {}),
         ...(conn.kubeconfig ? { kubeconfig: conn.kubeconfig } : {}),
+        ...(conn.sshConfig ? { ssh_config: conn.sshConfig, ssh: `ssh -F ${conn.sshConfig} ${conn.target.name}` } : {}),
         session: conn.session.id,
       });
+    } else if (conn.target.type === 'ssh') {
+      say(`${conn.target.name} (ssh) is at ${conn.host}:${conn.port}; every command is checked and recorded by the broker.`);
+      say('connect with (the session\'s key and pinned host key are in that file; they die when you press Ctrl-C):');
+      print(`ssh -F ${conn.sshConfig ?? ''} ${conn.target.name}`);
+      say(`  git: GIT_SSH_COMMAND="ssh -F ${conn.sshConfig ?? ''}" git clone ${conn.target.name}:path/to/repo.git`);
+      say('press Ctrl-C to end the session');
     } else if (conn.target.type === 'kubernetes') {
       say(`${conn.target.name} (kubernetes) is at ${conn.host}:${conn.port}; every request is checked and recorded by the broker.`);
       say('point kubectl at the session\'s kubeconfig (its token dies when you press Ctrl-C):');

@@ -99,7 +99,7 @@ export interface ApprovalRequestJson {
   revision: number;
   requester: { sub: string; name?: string | null; groups: string[]; kind: ActorKind };
   target: string;
-  protocol: 'postgres' | 'kubernetes';
+  protocol: 'postgres' | 'kubernetes' | 'ssh';
   session: string;
   /** The held statement or request line (already masked). */
   statement: string;

@@ -19,7 +19,8 @@ import { postgresLoginWatch } from './login-watch.js';
 import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
 import { connectionFailure } from '../broker/postgres/errors.js';
-import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { SESSION_ID_HEADER, SESSION_SSH_KEY_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { generateSshKeyPair } from './host-key.js';
 
 export interface ConnectSessionOptions {
   endpoint: string;
@@ -61,6 +62,12 @@ export interface ConnectSession {
   readonly id: string;
   /** The local clients' password. Never log it. */
   readonly secret: string;
+  /**
+   * The session's SSH client key pair (SSH targets): the public half went to the broker
+   * on the tunnel upgrade; the private half is written only into the session's 0600
+   * ssh directory. Never log it.
+   */
+  readonly sshKey: { private: string; public: string };
   readonly tunnel: TunnelClient;
   /** Channels opened so far: each is one proxy session at the broker, so one receipt. */
   readonly channels: number;
@@ -73,12 +80,13 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
   // URL-safe so it drops into a connection string unescaped.
   const secret = randomBytes(24).toString('base64url');
   const verifier = formatScramVerifier(makeScramVerifier(secret));
+  const sshKey = generateSshKeyPair(`agentgate ${id}`);
   const tunnel = openTunnel({
     endpoint: opts.endpoint,
     dispatcher: opts.dispatcher,
     getToken: opts.getToken,
     hostKeyFingerprint: opts.hostKeyFingerprint,
-    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier },
+    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier, [SESSION_SSH_KEY_HEADER]: sshKey.public.trim() },
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.reconnect !== undefined ? { reconnect: opts.reconnect } : {}),
     ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),
@@ -90,6 +98,7 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
   return {
     id,
     secret,
+    sshKey,
     tunnel,
     get channels() {
       return channels;

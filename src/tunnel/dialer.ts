@@ -74,6 +74,8 @@ export interface TunnelClient {
   readonly state: TunnelState;
   /** The most recent connection error, for messages; cleared when the tunnel comes up. */
   readonly lastError: Error | undefined;
+  /** The broker's tunnel host key (SSH wire blob) once a connection verified it against the pinned fingerprint. */
+  readonly hostKey: Buffer | undefined;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,8 @@ export function openTunnel(opts: OpenTunnelOptions): TunnelClient {
 
 interface LiveConnection {
   client: Client;
+  /** The host key blob the handshake verified. */
+  hostKey: Buffer | undefined;
   /** Resolves when the SSH connection is gone, with the error that ended it if any. */
   closed: Promise<Error | undefined>;
 }
@@ -102,6 +106,7 @@ class Tunnel implements TunnelClient {
   readonly #waiters = new Set<Waiter>();
   #state: TunnelState = 'connecting';
   #current: LiveConnection | undefined;
+  #lastHostKey: Buffer | undefined;
   #lastError: Error | undefined;
   #fatal: Error | undefined;
   #closed = false;
@@ -116,6 +121,10 @@ class Tunnel implements TunnelClient {
 
   get state(): TunnelState {
     return this.#state;
+  }
+
+  get hostKey(): Buffer | undefined {
+    return this.#current?.hostKey ?? this.#lastHostKey;
   }
 
   get lastError(): Error | undefined {
@@ -193,6 +202,7 @@ class Tunnel implements TunnelClient {
       }
       attempt = 0;
       this.#current = conn;
+      this.#lastHostKey = conn.hostKey;
       this.#lastError = undefined;
       this.#setState('up', {});
       for (const w of [...this.#waiters]) w.resolve(conn);
@@ -329,6 +339,7 @@ function sshHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
   return new Promise<LiveConnection>((resolve, reject) => {
     const client = new ssh2.Client();
     let offered: string | undefined;
+    let offeredKey: Buffer | undefined;
     let settled = false;
     const fail = (err: Error): void => {
       if (settled) return;
@@ -363,7 +374,7 @@ function sshHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
         lastError = err;
       });
       const closed = new Promise<Error | undefined>((res) => client.once('close', () => res(lastError)));
-      resolve({ client, closed });
+      resolve({ client, closed, hostKey: offeredKey });
     });
     try {
       client.connect({
@@ -372,6 +383,7 @@ function sshHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
         authHandler: ['none'],
         hostVerifier: (key: Buffer): boolean => {
           offered = fingerprintOfPublicBlob(key);
+          offeredKey = Buffer.from(key);
           return sameFingerprint(offered, o.fingerprint);
         },
         keepaliveInterval: o.keepaliveInterval,

@@ -163,6 +163,7 @@ targets:
     type: ssh
     host: box
     user: deploy
+    host_key: SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s
     password: 987654321
 `;
   const err = problemsOf(yaml, {});

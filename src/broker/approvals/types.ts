@@ -22,7 +22,7 @@ export interface NewApprovalRequest {
   /** The proxy session the statement/request belongs to (audit `session`). */
   session: string;
   target: string;
-  protocol: 'postgres' | 'kubernetes';
+  protocol: 'postgres' | 'kubernetes' | 'ssh';
   /** The statement or request line as it will be shown to reviewers (already masked). */
   statement: string;
   /** Bind parameter values as shown to reviewers (already masked); part of what is approved. */

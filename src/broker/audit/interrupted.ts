@@ -26,6 +26,7 @@ const MARKER = 'broker.running';
 const OUTCOME_OF: Record<string, string> = {
   'query.intent': 'query',
   'k8s.request.intent': 'k8s.request',
+  'ssh.command.intent': 'ssh.command',
   // An upgrade (exec, attach, port-forward) is recorded before it is forwarded as a
   // k8s.request with no outcome; its stream's end is the outcome.
   'k8s.request': 'k8s.stream.end',
@@ -184,7 +185,7 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
     }),
   );
   await Promise.all(appends);
-  if (opts.issue && s.actor && s.target && (s.protocol === 'postgres' || s.protocol === 'kubernetes')) {
+  if (opts.issue && s.actor && s.target && (s.protocol === 'postgres' || s.protocol === 'kubernetes' || s.protocol === 'ssh')) {
     const summary: SessionSummary = {
       session,
       connectSession: s.connectSession,

@@ -29,6 +29,7 @@ import type {
   PostgresTargetConfig,
   RuleConfig,
   SshTargetConfig,
+  SshRuleMatch,
   SubjectMatch,
   TargetConfig,
 } from './types.js';
@@ -54,7 +55,7 @@ export const ACTOR_KINDS = ['human', 'agent', 'ci'] as const;
 export const CREDENTIAL_KEYS: ReadonlySet<string> = new Set(['password', 'token', 'client_key', 'private_key']);
 
 /** Rule keys; any other key in a rule is reported. */
-const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'functions', 'grant', 'any_values', 'k8s', 'effect', 'approvers'] as const;
+const RULE_KEYS = ['name', 'sql', 'relations', 'flags', 'functions', 'grant', 'any_values', 'k8s', 'ssh', 'effect', 'approvers'] as const;
 
 /** Functions with side effects outside the statement (files, other servers, other sessions, settings). */
 export const DEFAULT_DANGEROUS_FUNCTIONS = [
@@ -171,6 +172,7 @@ const duration = z.union([z.string(), z.number()]).transform((v, c) => {
 });
 
 const SSH_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+const SSH_PUBLIC_KEY = /^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|rsa-sha2-(?:256|512)) [A-Za-z0-9+/]+={0,3}(?: .*)?$/;
 
 export function brokerConfigSchema(ctx: SchemaContext) {
   const path = text.transform((s) => resolve(ctx.baseDir, s));
@@ -260,7 +262,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     user: text,
     private_key: credential.optional(),
     password: credential.optional(),
-    host_key: z.string().regex(SSH_FINGERPRINT, { error: 'expected an OpenSSH host key fingerprint (SHA256:…, 43 base64 characters)' }).optional(),
+    host_key: z.string({ error: 'required: the target\'s host key (ssh-keyscan HOST | ssh-keygen -lf -), missing' }).refine((v) => SSH_FINGERPRINT.test(v.trim()) || SSH_PUBLIC_KEY.test(v.trim()), {
+      error: 'expected an OpenSSH host key fingerprint (SHA256:…, 43 base64 characters) or a public key line (ssh-ed25519 AAAA…)',
+    }),
   })
     .check(
       z.superRefine((t: Record<string, unknown>, c) => {
@@ -277,7 +281,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         user: t.user,
         privateKey: t.private_key,
         password: t.password,
-        hostKey: t.host_key,
+        hostKey: t.host_key.trim(),
       }),
     );
 
@@ -363,6 +367,22 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     return out;
   });
 
+  const sshMatch = strictObject({
+    commands: nonEmptyTextList.optional(),
+    compound: z.boolean().optional(),
+    shell: z.boolean().optional(),
+    subsystems: nonEmptyTextList.optional(),
+    forwarding: z.boolean().optional(),
+  }).transform((s): SshRuleMatch => {
+    const out: SshRuleMatch = {};
+    if (s.commands) out.commands = s.commands;
+    if (s.compound !== undefined) out.compound = s.compound;
+    if (s.shell !== undefined) out.shell = s.shell;
+    if (s.subsystems) out.subsystems = s.subsystems;
+    if (s.forwarding !== undefined) out.forwarding = s.forwarding;
+    return out;
+  });
+
   const rule = z
     .looseObject({
       name: text.optional(),
@@ -381,6 +401,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       grant: duration.optional(),
       any_values: z.boolean().optional(),
       k8s: k8sMatch.optional(),
+      ssh: sshMatch.optional(),
       effect: z.enum(EFFECTS),
       approvers: approvers.optional(),
     })
@@ -397,6 +418,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         }
         if (r['functions'] !== undefined && r['k8s'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['functions'], message: 'applies to SQL statements only, not together with k8s' });
+        }
+        if (r['ssh'] !== undefined && ['sql', 'relations', 'flags', 'functions', 'k8s'].some((k) => r[k] !== undefined)) {
+          c.addIssue({ code: 'custom', path: ['ssh'], message: 'a rule is about one protocol: ssh cannot be combined with sql, relations, flags, functions or k8s' });
         }
         if (r['effect'] !== 'review' && r['any_values'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['any_values'], message: `only allowed when effect is review, not ${String(r['effect'])}` });
@@ -420,6 +444,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       if (r.grant !== undefined) out.grantSeconds = r.grant;
       if (r.any_values === true) out.anyValues = true;
       if (r.k8s) out.k8s = r.k8s;
+      if (r.ssh) out.ssh = r.ssh;
       if (r.approvers) out.approvers = r.approvers;
       return out;
     });

@@ -93,8 +93,11 @@ export interface SshTargetConfig {
   user: string;
   privateKey: Secret | undefined;
   password: Secret | undefined;
-  /** Expected host key fingerprint (`SHA256:…`); required unless insecure. */
-  hostKey: string | undefined;
+  /**
+   * The target's pinned host key: an OpenSSH fingerprint (`SHA256:…`) or a public key
+   * line (`ssh-ed25519 AAAA…`). Required: no trust on first use.
+   */
+  hostKey: string;
 }
 
 export type Effect = 'allow' | 'deny' | 'review';
@@ -140,10 +143,22 @@ export interface RuleConfig {
   anyValues?: boolean;
   /** Kubernetes request match; absent = any. */
   k8s?: { verbs?: string[]; resources?: string[]; namespaces?: string[] };
+  /** SSH criteria (policy/ssh-rules.ts). */
+  ssh?: SshRuleMatch;
   effect: Effect;
   approvers?: ApproverSpec;
   /** Free-form extra match keys kept for later rule kinds (relations, flags, …). */
   extra: Record<string, unknown>;
+}
+
+export interface SshRuleMatch {
+  /** Globs over exec commands (see policy/ssh-rules.ts). */
+  commands?: string[];
+  /** Allow rules: the globs also match compound commands (operators, substitutions…), on their raw text. */
+  compound?: boolean;
+  shell?: boolean;
+  subsystems?: string[];
+  forwarding?: boolean;
 }
 
 export interface PolicyConfig {

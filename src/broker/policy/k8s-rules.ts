@@ -36,7 +36,7 @@ export const DISCOVERY_RULE = 'builtin:discovery';
 
 export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean {
   // SQL criteria (or criteria this version does not know) make a rule about something else.
-  if (rule.sql || rule.relations || rule.flags || Object.keys(rule.extra).length > 0) return false;
+  if (rule.sql || rule.relations || rule.flags || rule.ssh || Object.keys(rule.extra).length > 0) return false;
   const k = rule.k8s;
   if (!k) return true;
   if (k.verbs && !listMatches(k.verbs, (p) => compileGlob(p).test(info.verb))) return false;

@@ -148,7 +148,7 @@ export function effectfulCalls(s: ClassifiedStatement, effects: FunctionEffects)
 }
 
 export function ruleMatchesStatement(rule: RuleConfig, s: ClassifiedStatement, effects?: FunctionEffects): boolean {
-  if (rule.k8s !== undefined || Object.keys(rule.extra).length > 0) return false;
+  if (rule.k8s !== undefined || rule.ssh !== undefined || Object.keys(rule.extra).length > 0) return false;
   const allow = rule.effect === 'allow';
   const c = compile(rule);
   if (c.kinds) {
@@ -288,7 +288,7 @@ export function policyGrantsWrite(identity: Identity, targetName: string, polici
   if (!policy) return false;
   return policy.rules.some((rule) => {
     if (rule.effect === 'deny') return false;
-    if (rule.k8s !== undefined || Object.keys(rule.extra).length > 0) return false;
+    if (rule.k8s !== undefined || rule.ssh !== undefined || Object.keys(rule.extra).length > 0) return false;
     const c = compile(rule);
     if (!c.kinds) return true;
     for (const k of c.kinds) if (!READ_KINDS.has(k)) return true;

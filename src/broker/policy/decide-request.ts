@@ -1,0 +1,18 @@
+/**
+ * Policy's one entry point for a neutral request: each protocol adapter describes what
+ * its client asked for in policy's terms, and gets a PolicyDecision back. New protocols
+ * add their request shape here.
+ */
+import type { PolicyConfig } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
+import type { PolicyDecision } from './decision.js';
+import { decideSsh, type SshRequest } from './ssh-rules.js';
+
+export type PolicyRequest = { protocol: 'ssh'; ssh: SshRequest };
+
+export function decideRequest(identity: Identity, target: string, policies: readonly PolicyConfig[], req: PolicyRequest): PolicyDecision {
+  switch (req.protocol) {
+    case 'ssh':
+      return decideSsh(identity, target, policies, req.ssh);
+  }
+}

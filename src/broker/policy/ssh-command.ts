@@ -1,0 +1,78 @@
+/**
+ * An SSH exec command in the form policy judges: the words of each simple command, and
+ * whether anything in it is more than plain words (operators, substitutions, expansions,
+ * redirections, assignments, comments, globs, line breaks).
+ *
+ * The remote user's shell re-parses whatever the broker sends. So a command with nothing
+ * but plain words is sent as the broker re-quotes those words (`forwarded`), never as the
+ * client wrote it: what runs is exactly what was judged. A compound command is sent as
+ * written, and only when a rule allows compound commands explicitly.
+ */
+import { parse, quote } from 'shell-quote';
+
+export interface ParsedCommand {
+  /** The text as the client sent it. */
+  raw: string;
+  /** Every simple command's words, split at operators (for deny and review rules). */
+  segments: string[][];
+  /** True when the command is one plain simple command. */
+  simple: boolean;
+  /** Why it is not simple (e.g. `operator ;`, `substitution $`), empty when it is. */
+  features: string[];
+  /** Simple commands: the words, as matched against globs (`git-upload-pack /srv/repo.git`). */
+  text: string;
+  /** What goes to the target: the re-quoted words (simple), or the raw text. */
+  forwarded: string;
+}
+
+const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
+
+export function parseCommand(raw: string): ParsedCommand {
+  const features = new Set<string>();
+  // Characters shell-quote reads differently from a POSIX shell, or that expand: never "plain words".
+  if (/[\n\r\0]/.test(raw)) features.add('line break');
+  if (raw.includes('$')) features.add('substitution $');
+  if (raw.includes('`')) features.add('substitution `');
+  if (raw.includes('\\')) features.add('backslash');
+  if (/[{}]/.test(raw)) features.add('braces');
+  const segments: string[][] = [[]];
+  let tokens: ReturnType<typeof parse>;
+  try {
+    // Variables become markers, never the broker's own environment.
+    tokens = parse(raw, (name: string) => `\u0000${name}`);
+  } catch {
+    features.add('unparseable');
+    tokens = [];
+  }
+  for (const t of tokens) {
+    if (typeof t === 'string') {
+      if (t.includes('\u0000')) features.add('substitution $');
+      (segments[segments.length - 1] as string[]).push(t);
+      continue;
+    }
+    if ('comment' in t) {
+      features.add('comment');
+      continue;
+    }
+    if ('op' in t && t.op === 'glob') {
+      features.add('glob');
+      (segments[segments.length - 1] as string[]).push((t as { pattern: string }).pattern);
+      continue;
+    }
+    features.add(`operator ${(t as { op: string }).op}`);
+    segments.push([]);
+  }
+  const nonEmpty = segments.filter((s) => s.length > 0);
+  for (const s of nonEmpty) if (ASSIGNMENT.test(s[0] as string)) features.add('assignment');
+  if (nonEmpty.length === 0) features.add('empty');
+  const simple = features.size === 0 && nonEmpty.length === 1;
+  const words = nonEmpty[0] ?? [];
+  return {
+    raw,
+    segments: nonEmpty,
+    simple,
+    features: [...features],
+    text: simple ? words.join(' ') : raw,
+    forwarded: simple ? quote(words) : raw,
+  };
+}

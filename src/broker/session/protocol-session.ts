@@ -1,0 +1,252 @@
+/**
+ * The protocol-neutral session core: one proxied connection's record, from its
+ * `session.start` to its `session.end`, summary and receipt.
+ *
+ *   adapter ──enforce(request)──► policy decision → grant / hold for approval → counts
+ *   adapter ◄── verdict ───────── (rendered in the adapter's wire language)
+ *   adapter ──intent()──► `<kind>.intent` durable before anything is forwarded
+ *   adapter ──outcome()─► `<kind>` with its outcome, once the target answered
+ *
+ * Access to the target at all ("a policy that can only deny grants no access") is decided
+ * here through access.ts; the live-session lease (credential expiry, max_duration,
+ * revocation) is taken here; the summary the receipt attests is built here.
+ *
+ * The audit store failing closes the door: `enforce` denies while it is down.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AuditStore, NewAuditEvent } from '../audit/store.js';
+import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-hash.js';
+import type { BrokerConfig } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { ApprovalService } from '../approvals/types.js';
+import { ApprovalServiceError } from '../approvals/errors.js';
+import type { EndNotice, SessionLease } from '../live-sessions.js';
+import type { SessionApproval, SessionSummary } from '../session-summary.js';
+import { decidingPolicy, policyGrantsAccess } from '../access.js';
+import { decideRequest } from '../policy/decide-request.js';
+import type { EnforceRequest, SessionCounts, Verdict } from './types.js';
+
+export type SessionProtocol = SessionSummary['protocol'];
+
+export interface ProtocolSessionOptions {
+  protocol: SessionProtocol;
+  /** Session id prefix, e.g. `sshs` → `sshs_<uuid>`. */
+  idPrefix: string;
+  identity: Identity;
+  actor: AuditActor;
+  target: string;
+  config: Pick<BrokerConfig, 'policies'>;
+  audit: AuditStore;
+  approvals?: ApprovalService | undefined;
+  logger: Logger;
+  connectSession?: string | undefined;
+  /** Extra detail for session.start (tunnel, client address, upstream). */
+  origin: Record<string, JsonValue>;
+  lease?: SessionLease | undefined;
+  onEnd?: ((summary: SessionSummary) => void) | undefined;
+}
+
+export class ProtocolSession {
+  readonly id: string;
+  readonly counts: SessionCounts = { statements: 0, allowed: 0, denied: 0, held: 0, errors: 0, bytes: 0, masked: 0 };
+  /** The deciding policy's name (receipts name it); null when none applies. */
+  readonly policy: string | null;
+  /** Whether this identity may use the target at all. */
+  readonly access: boolean;
+  readonly #o: ProtocolSessionOptions;
+  readonly #startedAt = new Date().toISOString();
+  readonly #approvalIds = new Set<string>();
+  #started: Promise<void> | undefined;
+  #ended = false;
+  #nextId = 1;
+  #endNotice: EndNotice | undefined;
+
+  constructor(o: ProtocolSessionOptions) {
+    this.#o = o;
+    this.id = `${o.idPrefix}_${randomUUID()}`;
+    const policy = decidingPolicy(o.identity, o.target, o.config.policies);
+    this.policy = policy?.name ?? null;
+    this.access = policyGrantsAccess(policy);
+  }
+
+  /** Why this session may not run at all (no access, a lapsed or revoked credential, the audit log down); undefined when it may. */
+  get refusal(): { message: string; hint: string } | undefined {
+    if (!this.access) {
+      return {
+        message: `agentgate: ${this.#o.actor.sub} may not use target "${this.#o.target}": no policy matches this identity and target`,
+        hint: 'run `agentgate targets` to see what you may use, or ask the broker operator for access',
+      };
+    }
+    const ended = this.#o.lease?.refusal;
+    if (ended) return { message: ended.message, hint: ended.hint };
+    if (this.#o.audit.failed) return { message: 'agentgate: the audit log is unavailable, so sessions are refused', hint: 'try again later; the broker operator has been told' };
+    return undefined;
+  }
+
+  /** Takes the live-session lease; `onEndNotice` is called (once) when the broker ends the session. */
+  takeLease(onEndNotice: (notice: EndNotice) => void): void {
+    this.#o.lease?.start(this.id, (notice) => {
+      this.#endNotice = notice;
+      onEndNotice(notice);
+    });
+  }
+
+  /** `session.start`, once; every later event follows it in the log. */
+  start(): Promise<void> {
+    this.#started ??= this.#o.audit
+      .append({
+        ...this.#base(),
+        type: 'session.start',
+        detail: { protocol: this.#o.protocol, ...(this.#o.connectSession ? { connect_session: this.#o.connectSession } : {}), ...this.#o.origin },
+        decision: { effect: this.access ? 'allow' : 'deny', rule: this.policy },
+        outcome: null,
+      })
+      .then(() => undefined);
+    return this.#started;
+  }
+
+  /** A new request number, shared by a request's intent and outcome events. */
+  nextRequestId(): number {
+    return this.#nextId++;
+  }
+
+  /** Decide one request: policy, then a grant or a hold for review. Counts it. */
+  async enforce(req: EnforceRequest): Promise<Verdict> {
+    this.counts.statements++;
+    if (this.#o.audit.failed) return this.#deny({ effect: 'deny', rule: null, reason: 'the audit log is unavailable' }, 'agentgate: the audit log is unavailable, so nothing is forwarded; try again later');
+    const ended = this.#o.lease?.refusal;
+    if (ended) return this.#deny({ effect: 'deny', rule: null, reason: ended.reason }, `${ended.message}; ${ended.hint}`);
+    const d = decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req.policy);
+    const decision: AuditDecision = { effect: d.effect, rule: d.rule };
+    if (d.effect === 'deny') return this.#deny({ ...decision, reason: d.reason }, `agentgate: ${d.reason}`);
+    if (d.effect === 'allow') {
+      this.counts.allowed++;
+      return { kind: 'allow', decision };
+    }
+    const approvals = this.#o.approvals;
+    if (!approvals || !d.approvers || !d.policy || !d.rule) {
+      return this.#deny({ ...decision, reason: `${d.reason}, but this broker has no approval service` }, `agentgate: ${d.reason}, but approvals are not available on this broker`);
+    }
+    const grant = approvals.consumeGrant(this.#o.actor.sub, this.#o.target, req.fingerprint);
+    if (grant) {
+      this.#approvalIds.add(grant.id);
+      this.counts.allowed++;
+      return { kind: 'allow', decision: { ...decision, approval: grant.id } };
+    }
+    let held;
+    try {
+      held = approvals.request({
+        requester: this.#o.actor,
+        session: this.id,
+        target: this.#o.target,
+        protocol: this.#o.protocol,
+        statement: req.statement,
+        classification: req.classification,
+        policy: d.policy,
+        rule: d.rule,
+        reason: d.reason,
+        approvers: d.approvers,
+        fingerprint: req.fingerprint,
+        ...(d.grantSeconds !== undefined ? { grantSeconds: d.grantSeconds } : {}),
+      });
+    } catch (err) {
+      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') return this.#deny({ ...decision, reason: err.message }, `agentgate: ${err.message}`);
+      this.#o.logger.error('could not create an approval request', { session: this.id, error: err });
+      return this.#deny({ ...decision, reason: 'the approval request could not be created' }, 'agentgate: this needs approval, but the approval service is unavailable; try again later');
+    }
+    const id = held.request.id;
+    this.counts.held++;
+    this.#approvalIds.add(id);
+    const heldDecision: AuditDecision = { ...decision, approval: id, reason: d.reason };
+    const who = `${d.approvers.count} of ${d.approvers.groups.join(', ')}`;
+    const outcome = held.outcome.then(
+      (o): Verdict => {
+        if (o.status === 'approved') {
+          this.counts.allowed++;
+          return { kind: 'allow', decision: heldDecision };
+        }
+        const why = o.status === 'denied' ? `denied${o.reason ? `: ${o.reason}` : ''}` : o.status;
+        return this.#deny({ ...heldDecision, reason: `approval ${id} ${why}` }, `agentgate: approval ${id} was ${why}; nothing was run`);
+      },
+      (): Verdict => this.#deny({ ...heldDecision, reason: 'the approval could not be recorded' }, 'agentgate: the approval could not be recorded; nothing was run'),
+    );
+    return {
+      kind: 'hold',
+      decision: heldDecision,
+      approval: id,
+      message: `agentgate: ${d.reason}; held for approval by ${who}: ${id} — an approver runs: agentgate approve ${id} (waiting…)`,
+      outcome,
+      withdraw: (why) => approvals.withdraw(id, why),
+    };
+  }
+
+  #deny(decision: AuditDecision, message: string): Verdict {
+    this.counts.denied++;
+    return { kind: 'deny', decision, message };
+  }
+
+  /** Appends one event of this session (after session.start). */
+  async record(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<void> {
+    await this.start();
+    await this.#o.audit.append({ ...this.#base(), ...e });
+  }
+
+  #base(): Pick<NewAuditEvent, 'session' | 'actor' | 'target'> {
+    return { session: this.id, actor: this.#o.actor, target: this.#o.target };
+  }
+
+  /** `session.end` (when it started), the lease released, the summary handed on for the receipt. Idempotent. */
+  async end(reason?: string): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#o.lease?.release();
+    if (!this.#started) return;
+    await this.#started.catch(() => {});
+    const endedAt = new Date().toISOString();
+    const n = this.#endNotice;
+    const why: Record<string, JsonValue> = n ? { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) } : { reason: reason ?? 'client closed the connection' };
+    try {
+      if (this.#o.audit.failed) return;
+      await this.#o.audit.append({
+        ...this.#base(),
+        type: 'session.end',
+        detail: { ...this.counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...why },
+        decision: null,
+        outcome: { status: 'ok' },
+      });
+    } catch (err) {
+      this.#o.logger.error('could not record session end', { session: this.id, error: err });
+      return;
+    }
+    const approvals: SessionApproval[] = [];
+    for (const id of this.#approvalIds) {
+      const r = this.#o.approvals?.get(id);
+      approvals.push({
+        id,
+        status: r?.status ?? 'unknown',
+        decisions: (r?.decisions ?? []).map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
+      });
+    }
+    const c = this.counts;
+    this.#o.onEnd?.({
+      session: this.id,
+      connectSession: this.#o.connectSession,
+      actor: this.#o.actor,
+      target: this.#o.target,
+      protocol: this.#o.protocol,
+      policy: this.policy,
+      startedAt: this.#startedAt,
+      endedAt,
+      statements: c.statements,
+      allowed: c.allowed,
+      denied: c.denied,
+      held: c.held,
+      errors: c.errors,
+      rows: 0,
+      bytes: c.bytes,
+      masked: c.masked,
+      approvals,
+    });
+  }
+}

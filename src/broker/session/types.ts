@@ -1,0 +1,37 @@
+/**
+ * What a protocol adapter hands the session core and what it gets back. The adapter
+ * renders a verdict in its own wire language (a Postgres ErrorResponse, a Kubernetes
+ * Status, an SSH exit status and a line on stderr).
+ */
+import type { AuditDecision } from '../../shared/audit-hash.js';
+import type { PolicyRequest } from '../policy/decide-request.js';
+
+export interface EnforceRequest {
+  /** What policy judges. */
+  policy: PolicyRequest;
+  /** The request as shown to reviewers and recorded (already masked). */
+  statement: string;
+  /** Shown to reviewers next to the statement. */
+  classification: Record<string, unknown>;
+  /** "The same request" for grants and approvals. */
+  fingerprint: string;
+}
+
+export type Verdict =
+  | { kind: 'allow'; decision: AuditDecision }
+  | { kind: 'deny'; decision: AuditDecision; message: string }
+  /**
+   * Held for a human: `message` says who must approve; `outcome` settles with allow (the
+   * approval was used) or deny (denied, expired, withdrawn). `withdraw` when the client left.
+   */
+  | { kind: 'hold'; decision: AuditDecision; approval: string; message: string; outcome: Promise<Verdict>; withdraw(why: string): void };
+
+export interface SessionCounts {
+  statements: number;
+  allowed: number;
+  denied: number;
+  held: number;
+  errors: number;
+  bytes: number;
+  masked: number;
+}

@@ -1,0 +1,551 @@
+/**
+ * The SSH proxy: each tunnel channel carries one local `ssh` (or git, scp…) connection.
+ * The broker terminates it with an ssh2 Server (its host key is the broker's tunnel host
+ * key, which the CLI pins in the session's known_hosts), accepts only the session's
+ * client key, and opens its own ssh2 Client to the target with the broker's credential
+ * and the target's pinned host key.
+ *
+ * Every request on the connection goes through the session core:
+ *
+ *   exec / shell / subsystem / forwarding → ProtocolSession.enforce → verdict
+ *   → deny: a line on stderr, exit status 126 (subsystems, forwarding: the request refused)
+ *   → hold (review): the channel waits, stderr says who must approve; resumes on approval
+ *   → allow: `ssh.command.intent` durable, then the command is sent; output through the
+ *     masking detectors in-stream; `ssh.command` with exit status, bytes, duration.
+ *
+ * Relayed: exec, shell with pty-req and window-change, signals, exit status; env only
+ * for the names in SAFE_ENV. Refused always: X11 and agent forwarding, remote port
+ * forwarding, unix sockets. Local port forwarding and subsystems (sftp) only when a rule
+ * allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
+ * relayed unscanned (the audit event says so).
+ */
+import { createHash } from 'node:crypto';
+import type { Duplex, Transform } from 'node:stream';
+import type { Socket } from 'node:net';
+import ssh2 from 'ssh2';
+import type { AuthContext, Client, ClientChannel, Connection, PseudoTtyInfo, ServerChannel, Session, TcpipRequestInfo, WindowChangeInfo } from 'ssh2';
+
+import type { BrokerConfig, SshTargetConfig } from '../config/types.js';
+import type { AuditStore } from '../audit/store.js';
+import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-hash.js';
+import type { Identity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { ApprovalService } from '../approvals/types.js';
+import type { SessionLease } from '../live-sessions.js';
+import type { SessionSummary } from '../session-summary.js';
+import { ProtocolSession } from '../session/protocol-session.js';
+import type { Verdict } from '../session/types.js';
+import { parseCommand, type ParsedCommand } from '../policy/ssh-command.js';
+import type { SshRequest } from '../policy/ssh-rules.js';
+import { createValueMasker, type ValueMasker } from '../kubernetes/value-mask.js';
+import { authenticate, parseSessionClientKey } from './client-auth.js';
+import { connectUpstream } from './upstream.js';
+import { SshUpstreamError } from './errors.js';
+import { scanOutput } from './output-scan.js';
+
+export interface SshProxyOptions {
+  config: BrokerConfig;
+  audit: AuditStore;
+  approvals?: ApprovalService | undefined;
+  logger: Logger;
+  maskingKey: Buffer;
+  /** The broker's SSH host key (private, OpenSSH or PEM): what local ssh clients pin. */
+  hostKey: string | Buffer;
+  upstreamTimeoutMs?: number;
+}
+
+export interface SshChannel {
+  stream: Duplex;
+  target: SshTargetConfig;
+  identity: Identity;
+  actor: AuditActor;
+  /** The session's client public key from the tunnel; undefined = every client refused. */
+  clientKey: string | undefined;
+  connectSession: string | undefined;
+  origin: Record<string, string | number>;
+  lease?: SessionLease | undefined;
+  onEnd?: ((summary: SessionSummary) => void) | undefined;
+}
+
+/** Environment names passed to the target; everything else a client sends is dropped. */
+const SAFE_ENV = /^(?:LANG|LC_[A-Z]+|GIT_PROTOCOL|TZ)$/;
+/** Commands whose output is a binary protocol, relayed unscanned. */
+const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upload-archive']);
+/** Exit status for a command agentgate did not run (as a shell reports "cannot execute"). */
+export const REFUSED_EXIT = 126;
+/** A pty shell's unfinished line (a prompt) is released after this quiet time. */
+const PROMPT_FLUSH_MS = 150;
+
+export class SshProxy {
+  readonly #o: SshProxyOptions;
+  readonly #live = new Set<SshConnection>();
+
+  constructor(o: SshProxyOptions) {
+    this.#o = o;
+  }
+
+  get active(): number {
+    return this.#live.size;
+  }
+
+  serve(ch: SshChannel): void {
+    let masker: ValueMasker | undefined;
+    try {
+      masker = createValueMasker(this.#o.config, ch.identity, ch.target.name, this.#o.maskingKey);
+    } catch (err) {
+      this.#o.logger.error('ssh masking is not usable; connection refused', { target: ch.target.name, error: err });
+      ch.stream.destroy();
+      return;
+    }
+    const conn = new SshConnection(ch, this.#o, masker, () => this.#live.delete(conn));
+    this.#live.add(conn);
+  }
+
+  close(): Promise<void> {
+    for (const c of this.#live) c.destroy();
+    return Promise.resolve();
+  }
+}
+
+/** One command (exec), shell or subsystem on one session channel, as the audit records it. */
+interface CommandRecord {
+  id: number;
+  kind: SshRequest['kind'];
+  text: string;
+  startedAt: number;
+  bytesOut: number;
+  bytesIn: number;
+  scanned: boolean;
+}
+
+class SshConnection {
+  readonly #ch: SshChannel;
+  readonly #o: SshProxyOptions;
+  readonly #masker: ValueMasker | undefined;
+  readonly #session: ProtocolSession;
+  readonly #onGone: () => void;
+  readonly #channels = new Set<{ destroy(): void }>();
+  readonly #pending = new Set<Promise<unknown>>();
+  #conn: Connection | undefined;
+  #upstream: Promise<Client> | undefined;
+  #closed = false;
+
+  constructor(ch: SshChannel, o: SshProxyOptions, masker: ValueMasker | undefined, onGone: () => void) {
+    this.#ch = ch;
+    this.#o = o;
+    this.#masker = masker;
+    this.#onGone = onGone;
+    this.#session = new ProtocolSession({
+      protocol: 'ssh',
+      idPrefix: 'sshs',
+      identity: ch.identity,
+      actor: ch.actor,
+      target: ch.target.name,
+      config: o.config,
+      audit: o.audit,
+      approvals: o.approvals,
+      logger: o.logger,
+      connectSession: ch.connectSession,
+      origin: { ...ch.origin, upstream: { host: ch.target.host, port: ch.target.port, user: ch.target.user } },
+      lease: ch.lease,
+      onEnd: ch.onEnd,
+    });
+    const clientKey = parseSessionClientKey(ch.clientKey);
+    const server = new ssh2.Server({ hostKeys: [o.hostKey], ident: 'agentgate' }, (conn: Connection) => {
+      this.#conn = conn;
+      conn.on('error', (err: Error) => this.#log.debug('ssh client connection error', { session: this.#session.id, error: err.message }));
+      conn.on('authentication', (ctx: AuthContext) => authenticate(ctx, clientKey));
+      conn.once('ready', () => this.#ready(conn));
+    });
+    server.on('error', (err: Error) => this.#log.debug('ssh server error', { error: err.message }));
+    ch.stream.on('error', () => {});
+    ch.stream.once('close', () => {
+      this.#track(this.#end());
+    });
+    server.injectSocket(ch.stream as Socket);
+  }
+
+  get #log(): Logger {
+    return this.#o.logger;
+  }
+
+  destroy(): void {
+    for (const c of this.#channels) c.destroy();
+    this.#ch.stream.destroy();
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#pending.add(p);
+    p.catch((err: unknown) => this.#log.error('ssh session step failed', { session: this.#session.id, error: err })).finally(() => this.#pending.delete(p)).catch(() => {});
+  }
+
+  #ready(conn: Connection): void {
+    this.#session.takeLease((notice) => {
+      for (const c of this.#channels) c.destroy();
+      this.#log.info('ssh session ended by the broker', { session: this.#session.id, reason: notice.reason });
+      conn.end();
+    });
+    this.#track(this.#session.start());
+    conn.on('session', (accept: () => Session) => this.#onSession(accept()));
+    conn.on('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
+      this.#track(this.#forwardTcpip(accept, reject, info));
+    });
+    // Remote forwarding, unix sockets and anything else global: refused, on record.
+    conn.on('request', (_accept: (() => void) | undefined, reject: (() => void) | undefined, name: string) => {
+      reject?.();
+      this.#track(this.#recordRefused(name === 'tcpip-forward' ? 'remote-tcpip' : 'streamlocal', name));
+    });
+    conn.on('openssh.streamlocal', (_accept: unknown, reject: () => void) => {
+      reject();
+      this.#track(this.#recordRefused('streamlocal', 'direct-streamlocal'));
+    });
+  }
+
+  #upstreamClient(): Promise<Client> {
+    if (!this.#upstream) {
+      this.#upstream = connectUpstream(this.#ch.target, this.#o.upstreamTimeoutMs !== undefined ? { readyTimeoutMs: this.#o.upstreamTimeoutMs } : {});
+      this.#upstream
+        .then((c) => {
+          if (this.#closed) c.end();
+          c.on('close', () => this.#conn?.end());
+        })
+        .catch(() => {});
+    }
+    return this.#upstream;
+  }
+
+  // ─────────────────────────────── session channels ───────────────────────────────
+
+  #onSession(s: Session): void {
+    let pty: PseudoTtyInfo | undefined;
+    const env: Record<string, string> = {};
+    let up: ClientChannel | undefined;
+    let started = false;
+    s.on('pty', (accept: () => void, _reject: () => void, info: PseudoTtyInfo) => {
+      pty = info;
+      accept?.();
+    });
+    s.on('window-change', (accept: (() => void) | undefined, _reject: unknown, info: WindowChangeInfo) => {
+      if (pty) pty = { ...pty, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
+      up?.setWindow(info.rows, info.cols, info.height, info.width);
+      accept?.();
+    });
+    s.on('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
+      if (SAFE_ENV.test(info.key) && Object.keys(env).length < 32 && info.val.length < 4096) {
+        env[info.key] = info.val;
+        accept?.();
+      } else reject?.();
+    });
+    s.on('signal', (accept: (() => void) | undefined, _reject: unknown, info: { name: string }) => {
+      up?.signal(info.name);
+      accept?.();
+    });
+    s.on('auth-agent', (_accept: unknown, reject: (() => void) | undefined) => {
+      reject?.();
+      this.#track(this.#recordRefused('agent', ''));
+    });
+    s.on('x11', (_accept: unknown, reject: (() => void) | undefined) => {
+      reject?.();
+      this.#track(this.#recordRefused('x11', ''));
+    });
+    const once = (fn: () => Promise<void>): void => {
+      if (started) return;
+      started = true;
+      this.#track(fn());
+    };
+    s.on('exec', (accept: () => ServerChannel, _reject: () => void, info: { command: string }) => {
+      const channel = accept();
+      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty }, (c) => (up = c)));
+    });
+    s.on('shell', (accept: () => ServerChannel) => {
+      const channel = accept();
+      once(() => this.#run(channel, { kind: 'shell' }, { env, pty }, (c) => (up = c)));
+    });
+    s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
+      once(() => this.#subsystem('sftp', accept, reject));
+    });
+    s.on('subsystem', (accept: () => ServerChannel, reject: () => void, info: { name: string }) => {
+      once(() => this.#subsystem(info.name, accept, reject));
+    });
+  }
+
+  /** What a command is shown as (audit, reviewers): masked by the detectors. */
+  #shown(text: string): string {
+    const m = this.#masker?.field(text, undefined);
+    return (m ? (m.value ?? '[masked]') : text).slice(0, 4096);
+  }
+
+  async #decide(req: SshRequest, text: string): Promise<Verdict> {
+    const classification: Record<string, unknown> =
+      req.kind === 'exec' ? { kind: 'exec', simple: req.command.simple, features: req.command.features } : { kind: req.kind };
+    const fpText = req.kind === 'exec' ? `exec\n${req.command.forwarded}` : `${req.kind}\n${text}`;
+    return this.#session.enforce({
+      policy: { protocol: 'ssh', ssh: req },
+      statement: text,
+      classification,
+      fingerprint: createHash('sha256').update(fpText).digest('hex'),
+    });
+  }
+
+  /** A verdict that may be a hold: waits for the approval, telling the client on stderr. */
+  async #settle(verdict: Verdict, say: (line: string) => void, gone: Promise<void>): Promise<Exclude<Verdict, { kind: 'hold' }>> {
+    if (verdict.kind !== 'hold') return verdict;
+    say(verdict.message);
+    const left = gone.then(() => 'gone' as const);
+    const r = await Promise.race([verdict.outcome, left]);
+    if (r === 'gone') {
+      verdict.withdraw('the client disconnected');
+      return { kind: 'deny', decision: { ...verdict.decision, reason: 'the client disconnected while held' }, message: '' };
+    }
+    if (r.kind === 'allow') say(`agentgate: approval ${verdict.approval} granted; running`);
+    return r as Exclude<Verdict, { kind: 'hold' }>;
+  }
+
+  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined }, setUp: (c: ClientChannel) => void): Promise<void> {
+    this.#channels.add(channel);
+    channel.on('error', () => {});
+    const gone = new Promise<void>((res) => channel.once('close', () => res()));
+    const say = (line: string): void => {
+      if (line && channel.writable) channel.stderr.write(`${line}\r\n`);
+    };
+    const refused = this.#session.refusal;
+    const command: ParsedCommand | undefined = req.kind === 'exec' ? req.command : undefined;
+    const text = command ? this.#shown(command.raw) : 'shell';
+    const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: req.kind, text, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: this.#masker !== undefined };
+    if (refused) {
+      this.#session.counts.statements++;
+      this.#session.counts.denied++;
+      await this.#recordOutcome(rec, { effect: 'deny', rule: null, reason: refused.message }, null, 'refused');
+      this.#finish(channel, say, `${refused.message}; ${refused.hint}`);
+      return;
+    }
+    const verdict = await this.#settle(await this.#decide(req, text), say, gone);
+    if (verdict.kind === 'deny') {
+      await this.#recordOutcome(rec, verdict.decision, null, 'refused');
+      this.#finish(channel, say, verdict.message ? `${verdict.message}; nothing was run` : '');
+      return;
+    }
+    // The intent is on record before the target sees the command.
+    try {
+      await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, command), decision: verdict.decision, outcome: null });
+    } catch {
+      this.#finish(channel, say, 'agentgate: the audit log is unavailable, so nothing is forwarded; nothing was run');
+      return;
+    }
+    let client: Client;
+    try {
+      client = await this.#upstreamClient();
+    } catch (err) {
+      const e = err instanceof SshUpstreamError ? err : undefined;
+      this.#session.counts.errors++;
+      await this.#recordOutcome(rec, verdict.decision, null, e?.code ?? 'upstream error');
+      this.#finish(channel, say, e ? `agentgate: ${e.message}\r\nhint: ${e.hint ?? ''}` : 'agentgate: cannot reach the target', 255);
+      return;
+    }
+    const pty = opts.pty ? { rows: opts.pty.rows, cols: opts.pty.cols, width: opts.pty.width, height: opts.pty.height, term: opts.pty.term } : undefined;
+    let up: ClientChannel;
+    try {
+      up = await new Promise<ClientChannel>((resolve, reject) => {
+        const cb = (err: Error | undefined, c: ClientChannel): void => (err ? reject(err) : resolve(c));
+        if (command) client.exec(command.forwarded, { env: opts.env, ...(pty ? { pty } : {}) }, cb);
+        else client.shell(pty ?? false, { env: opts.env }, cb);
+      });
+    } catch (err) {
+      this.#session.counts.errors++;
+      await this.#recordOutcome(rec, verdict.decision, null, (err as Error).message);
+      this.#finish(channel, say, `agentgate: the target refused the ${req.kind}: ${(err as Error).message}`, 255);
+      return;
+    }
+    setUp(up);
+    this.#channels.add(up);
+    const binary = command !== undefined && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
+    rec.scanned = this.#masker !== undefined && !binary;
+    const scan = (): Transform | undefined =>
+      rec.scanned && this.#masker ? scanOutput(this.#masker, { onMasked: (n) => (this.#session.counts.masked += n), ...(pty ? { quietFlushMs: PROMPT_FLUSH_MS } : {}) }) : undefined;
+    const outScan = scan();
+    const errScan = scan();
+    const count = (b: Buffer): void => {
+      rec.bytesOut += b.length;
+    };
+    up.on('data', count);
+    up.stderr.on('data', count);
+    const outDone = relay(up, outScan, channel);
+    const errDone = relay(up.stderr, errScan, channel.stderr);
+    channel.on('data', (b: Buffer) => {
+      rec.bytesIn += b.length;
+    });
+    channel.pipe(up);
+    let exit: { code: number | null; signal?: string } = { code: null };
+    up.on('exit', (code: number | null, signal?: string) => {
+      exit = code !== null && code !== undefined ? { code } : { code: null, ...(signal ? { signal } : {}) };
+    });
+    const upClosed = new Promise<void>((res) => up.once('close', () => res()));
+    await Promise.race([Promise.all([upClosed, outDone, errDone]), gone.then(() => up.close())]);
+    await upClosed;
+    this.#channels.delete(up);
+    if (exit.code !== null && exit.code !== 0) this.#session.counts.errors++;
+    this.#session.counts.bytes += rec.bytesOut;
+    await this.#recordOutcome(rec, verdict.decision, exit, null);
+    if (channel.writable) {
+      if (exit.code !== null) channel.exit(exit.code);
+      else if (exit.signal) channel.exit(exit.signal.replace(/^SIG/, ''), false, '');
+      else channel.exit(255);
+      channel.end();
+    }
+    this.#channels.delete(channel);
+  }
+
+  async #subsystem(name: string, accept: () => ServerChannel, reject: () => void): Promise<void> {
+    const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: 'subsystem', text: name, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: false };
+    if (this.#session.refusal) {
+      reject();
+      return;
+    }
+    // A subsystem cannot wait for a human: a hold is refused at once (the request stays for the approver).
+    const verdict = await this.#decide({ kind: 'subsystem', name }, name);
+    if (verdict.kind !== 'allow') {
+      if (verdict.kind === 'hold') verdict.withdraw('subsystems are not held');
+      reject();
+      await this.#recordOutcome(rec, verdict.kind === 'deny' ? verdict.decision : { ...verdict.decision, effect: 'deny', reason: 'subsystems cannot wait for approval' }, null, 'refused');
+      return;
+    }
+    await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, undefined), decision: verdict.decision, outcome: null });
+    let up: ClientChannel;
+    try {
+      const client = await this.#upstreamClient();
+      up = await new Promise<ClientChannel>((resolve, rej) => client.subsys(name, (err, c) => (err ? rej(err) : resolve(c))));
+    } catch (err) {
+      reject();
+      this.#session.counts.errors++;
+      await this.#recordOutcome(rec, verdict.decision, null, (err as Error).message);
+      return;
+    }
+    const channel = accept();
+    this.#channels.add(channel);
+    this.#channels.add(up);
+    channel.on('error', () => {});
+    up.on('data', (b: Buffer) => (rec.bytesOut += b.length));
+    channel.on('data', (b: Buffer) => (rec.bytesIn += b.length));
+    up.pipe(channel);
+    channel.pipe(up);
+    await new Promise<void>((res) => up.once('close', () => res()));
+    this.#channels.delete(up);
+    this.#channels.delete(channel);
+    this.#session.counts.bytes += rec.bytesOut;
+    await this.#recordOutcome(rec, verdict.decision, { code: 0 }, null);
+    channel.end();
+  }
+
+  async #forwardTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
+    const destination = `${info.destIP}:${info.destPort}`;
+    const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: 'forwarding', text: `tcpip ${destination}`, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: false };
+    const verdict = this.#session.refusal ? undefined : await this.#decide({ kind: 'forwarding', what: 'tcpip', destination }, rec.text);
+    if (!verdict || verdict.kind !== 'allow') {
+      if (verdict?.kind === 'hold') verdict.withdraw('forwarding is not held');
+      reject();
+      await this.#recordOutcome(rec, verdict?.kind === 'deny' ? verdict.decision : { effect: 'deny', rule: null, reason: 'forwarding cannot wait for approval' }, null, 'refused');
+      return;
+    }
+    await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, undefined), decision: verdict.decision, outcome: null });
+    let up: ClientChannel;
+    try {
+      const client = await this.#upstreamClient();
+      up = await new Promise<ClientChannel>((resolve, rej) => client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, c) => (err ? rej(err) : resolve(c))));
+    } catch (err) {
+      reject();
+      await this.#recordOutcome(rec, verdict.decision, null, (err as Error).message);
+      return;
+    }
+    const channel = accept();
+    channel.on('error', () => {});
+    this.#channels.add(channel);
+    up.on('data', (b: Buffer) => (rec.bytesOut += b.length));
+    up.pipe(channel).pipe(up);
+    await new Promise<void>((res) => up.once('close', () => res()));
+    this.#channels.delete(channel);
+    await this.#recordOutcome(rec, verdict.decision, { code: 0 }, null);
+  }
+
+  // ─────────────────────────────── audit ───────────────────────────────
+
+  #detail(rec: CommandRecord, command: ParsedCommand | undefined): Record<string, JsonValue> {
+    return {
+      id: rec.id,
+      kind: rec.kind,
+      command: rec.text,
+      ...(command ? { simple: command.simple, ...(command.features.length ? { features: command.features } : {}) } : {}),
+      ...(rec.kind === 'exec' || rec.kind === 'shell' ? { output_scanned: rec.scanned } : {}),
+    };
+  }
+
+  /** `ssh.command` with the decision and, for what ran, its exit status, bytes and duration. */
+  async #recordOutcome(rec: CommandRecord, decision: AuditDecision, exit: { code: number | null; signal?: string } | null, error: string | null): Promise<void> {
+    const duration_ms = Math.round((performance.now() - rec.startedAt) * 1000) / 1000;
+    try {
+      await this.#session.record({
+        type: 'ssh.command',
+        detail: {
+          ...this.#detail(rec, undefined),
+          ...(exit ? { exit_status: exit.code, ...(exit.signal ? { signal: exit.signal } : {}), bytes_to_client: rec.bytesOut, bytes_to_target: rec.bytesIn } : {}),
+          ...(error ? { error } : {}),
+        },
+        decision,
+        outcome: { status: exit && exit.code === 0 ? 'ok' : 'error', bytes: rec.bytesOut + rec.bytesIn, duration_ms },
+      });
+    } catch (err) {
+      this.#log.error('could not record an ssh command', { session: this.#session.id, error: err });
+    }
+  }
+
+  /** A refused request's channel: the reason on stderr, the exit status, the end. */
+  #finish(channel: ServerChannel, say: (line: string) => void, message: string, status = REFUSED_EXIT): void {
+    say(message);
+    if (channel.writable) {
+      channel.exit(status);
+      channel.end();
+    }
+    this.#channels.delete(channel);
+  }
+
+  async #recordRefused(what: Extract<SshRequest, { kind: 'forwarding' }>['what'], name: string): Promise<void> {
+    this.#session.counts.statements++;
+    this.#session.counts.denied++;
+    const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: 'forwarding', text: `${what}${name ? ` (${name})` : ''}`, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: false };
+    await this.#recordOutcome(rec, { effect: 'deny', rule: null, reason: `${what} forwarding is not relayed by agentgate` }, null, 'refused');
+  }
+
+  async #end(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const c of this.#channels) c.destroy();
+    this.#upstream?.then((c) => c.end()).catch(() => {});
+    const pending = [...this.#pending];
+    await Promise.allSettled(pending);
+    this.#onGone();
+    await this.#session.end();
+  }
+}
+
+/** Output to the client, through the scanner when there is one; resolves when all of it was written. */
+function relay(from: NodeJS.ReadableStream, scan: Transform | undefined, to: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const src = scan ? from.pipe(scan) : from;
+    src.on('data', (b: Buffer) => {
+      try {
+        to.write(b);
+      } catch {
+        // the client went away
+      }
+    });
+    src.once('end', () => resolve());
+    src.once('error', () => resolve());
+    scan?.once('error', (err: Error) => {
+      try {
+        to.write(`\r\nagentgate: ${err.message}\r\n`);
+      } catch {
+        // gone
+      }
+      resolve();
+    });
+  });
+}

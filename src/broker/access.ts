@@ -51,7 +51,7 @@ export function reachableTargets(identity: Identity, config: Pick<BrokerConfig, 
   const out: TargetSummary[] = [];
   for (const [name, target] of Object.entries(config.targets)) {
     const policy = decidingPolicy(identity, name, config.policies);
-    if (!policy || !policy.rules.some((r) => r.effect !== 'deny')) continue;
+    if (!policyGrantsAccess(policy)) continue;
     out.push({
       name,
       type: target.type,
@@ -73,6 +73,15 @@ export function describeRule(rule: RuleConfig, index = 0): string {
     if (resources?.length) k += ` on ${resources.join(', ')}`;
     if (namespaces?.length) k += ` in ${namespaces.join(', ')}`;
     parts.push(k);
+  }
+  if (rule.ssh) {
+    const { commands, compound, shell, subsystems, forwarding } = rule.ssh;
+    const s: string[] = [];
+    if (commands?.length) s.push(`ssh commands ${commands.join(', ')}${compound ? ' (also compound)' : ''}`);
+    if (shell) s.push('ssh shell');
+    if (subsystems?.length) s.push(`ssh subsystems ${subsystems.join(', ')}`);
+    if (forwarding) s.push('ssh forwarding');
+    parts.push(s.length > 0 ? s.join(', ') : 'nothing over ssh');
   }
   const extra = Object.keys(rule.extra);
   if (extra.length > 0) parts.push(`when ${extra.join(', ')}`);

@@ -262,7 +262,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     user: text,
     private_key: credential.optional(),
     password: credential.optional(),
-    host_key: z.string({ error: 'required: the target\'s host key (ssh-keyscan HOST | ssh-keygen -lf -), missing' }).refine((v) => SSH_FINGERPRINT.test(v.trim()) || SSH_PUBLIC_KEY.test(v.trim()), {
+    host_key: z.string().refine((v) => SSH_FINGERPRINT.test(v.trim()) || SSH_PUBLIC_KEY.test(v.trim()), {
       error: 'expected an OpenSSH host key fingerprint (SHA256:…, 43 base64 characters) or a public key line (ssh-ed25519 AAAA…)',
     }),
   })

@@ -32,7 +32,7 @@ import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../postgres/scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
-import { decidingPolicy } from '../access.js';
+import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
@@ -198,7 +198,7 @@ class K8sConnection {
     const policy = decidingPolicy(ch.identity, ch.target.name, o.config.policies);
     this.#policy = policy?.name ?? null;
     // As for the targets listing: a policy that can only deny grants no access.
-    this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
+    this.#access = policyGrantsAccess(policy);
     const idleMs = ch.target.idleTimeoutMs;
     if (idleMs !== undefined) {
       this.#idle = new IdleTimer(idleMs, () => {

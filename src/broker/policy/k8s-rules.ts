@@ -26,7 +26,7 @@
  */
 import type { PolicyConfig, RuleConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
-import { decidingPolicy } from '../access.js';
+import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { compileGlob } from '../glob.js';
 import { describeRequest, isDiscoveryRead, type K8sRequestInfo, type K8sResourceRequest } from '../kubernetes/request-info.js';
 import { decide, type PolicyDecision } from './decision.js';
@@ -92,7 +92,7 @@ function resourcePatternMatches(pattern: string, info: K8sResourceRequest): bool
 export function decideK8s(identity: Identity, targetName: string, policies: readonly PolicyConfig[], info: K8sRequestInfo): PolicyDecision {
   if (isDiscoveryRead(info)) {
     const policy = decidingPolicy(identity, targetName, policies);
-    if (policy && policy.rules.some((r) => r.effect !== 'deny')) {
+    if (policyGrantsAccess(policy)) {
       return { effect: 'allow', policy: policy.name, rule: DISCOVERY_RULE, reason: `discovery read ${info.path} is allowed to anyone who may use ${targetName}` };
     }
   }

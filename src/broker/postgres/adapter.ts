@@ -1,0 +1,80 @@
+/** The Postgres proxy as a protocol adapter (one PgProxySession per tunnel channel). */
+import type { PostgresTargetConfig } from '../config/types.js';
+import type { AdapterFactory } from '../protocol-adapter.js';
+import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../../shared/session-headers.js';
+import { CancelRegistry, PgProxySession } from './proxy-session.js';
+import { parseScramVerifier, type ScramVerifier } from './scram.js';
+import { createSqlGate } from '../policy/sql-gate.js';
+import { policyGrantsWrite } from '../policy/sql-rules.js';
+import { createFunctionCatalog, type FunctionCatalog } from './function-catalog.js';
+import { createCatalogLookup } from './masking-catalog.js';
+import { compileMaskingPlan } from '../masking/rules.js';
+import { decidingPolicy } from '../access.js';
+import { accessFor } from '../target-access.js';
+
+/** The SCRAM verifier of the session secret the tunnel carried; undefined (clients refused) when absent or malformed. */
+export function sessionVerifier(text: string | undefined): ScramVerifier | undefined {
+  try {
+    return text ? parseScramVerifier(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
+  const cancels = new CancelRegistry();
+  let active = 0;
+  /**
+   * Per Postgres target, one catalog connection (read-only, as the target's user) that
+   * resolves the functions statements call, shared by every session of the target.
+   */
+  const functionCatalogs = new Map<string, { catalog: FunctionCatalog; close(): void }>();
+  const functionsOf = (target: PostgresTargetConfig): FunctionCatalog => {
+    let entry = functionCatalogs.get(target.name);
+    if (!entry) {
+      const lookup = createCatalogLookup(target, { params: new Map([['default_transaction_read_only', 'on']]) });
+      entry = { catalog: createFunctionCatalog(lookup.rows), close: () => lookup.close() };
+      functionCatalogs.set(target.name, entry);
+    }
+    return entry.catalog;
+  };
+  return {
+    get active() {
+      return active;
+    },
+    close() {
+      for (const e of functionCatalogs.values()) e.close();
+      functionCatalogs.clear();
+      return Promise.resolve();
+    },
+    serve(ch) {
+      const { config } = deps;
+      const { channel, target } = ch;
+      const session = ch.header(SESSION_ID_HEADER);
+      // A policy that grants no write makes the upstream session read-only (defence in depth).
+      const readOnly = !policyGrantsWrite(channel.identity, target.name, config.policies);
+      const plan = compileMaskingPlan(target.name, config.masking, decidingPolicy(channel.identity, target.name, config.policies)?.masking);
+      active++;
+      new PgProxySession(channel.stream, {
+        readOnly,
+        target,
+        loginTimeoutMs: config.sessions.loginTimeoutMs,
+        actor: ch.actor,
+        access: accessFor(channel.identity, target.name, config),
+        verifier: sessionVerifier(ch.header(SESSION_VERIFIER_HEADER)),
+        gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
+        ...(plan ? { masking: { plan, key: deps.maskingKey } } : {}),
+        ...(deps.approvals ? { approvals: deps.approvals } : {}),
+        audit: deps.audit,
+        cancels,
+        logger: ch.log,
+        origin: { ...(session ? { connect_session: session } : {}), ...ch.origin },
+        ...(ch.lease ? { lease: ch.lease } : {}),
+        onEnd: (summary) => {
+          active--;
+          ch.onEnd(summary);
+        },
+      });
+    },
+  };
+};

@@ -59,7 +59,5 @@ export default defineConfig(
   // its own request and verdict types, and gives the broker command a service entry; then
   // delete these blocks.
   { files: ['src/commands/broker.ts'], rules: forbid(exceptList(BROKER, ['../broker/config/types.js', '../broker/config/template.js', '../broker/config/load.js', '../broker/keys.js', '../broker/index.js', '../broker/log.js', '../broker/config/warnings.js']), cliMessage) },
-  { files: ['src/tunnel/connect-session.ts'], rules: forbid(exceptList(BROKER, ['../broker/postgres/scram.js', '../broker/postgres/errors.js']), cliMessage) },
   { files: ['src/broker/policy/sql-gate.ts'], rules: forbid(exceptList(PROTOCOL, ['../postgres/proxy-gate.js', '../postgres/function-catalog.js', '../postgres/pipeline.js']), policyMessage) },
-  { files: ['src/broker/policy/k8s-rules.ts'], rules: forbid(exceptList(PROTOCOL, ['../kubernetes/request-info.js']), policyMessage) },
 );

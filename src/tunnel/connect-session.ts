@@ -17,8 +17,8 @@ import { listenLocal, type LocalListener } from './local-listener.js';
 import { tlsFront } from './tls-front.js';
 import { postgresLoginWatch } from './login-watch.js';
 import type { SecureContext } from 'node:tls';
-import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
-import { connectionFailure } from '../broker/postgres/errors.js';
+import { formatScramVerifier, makeScramVerifier } from '../shared/session-secret.js';
+import { postgresConnectionFailure } from '../shared/postgres-login.js';
 import { SESSION_ID_HEADER, SESSION_SSH_KEY_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
 import { generateSshKeyPair } from './host-key.js';
 
@@ -121,10 +121,10 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
           // Speak the client's protocol so psql prints a sentence, not "server closed the connection".
           if (t.type === 'postgres') {
             socket.write(
-              connectionFailure(
+              postgresConnectionFailure(
                 `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
                 'the broker connection is down; agentgate connect keeps retrying, try again shortly',
-              ).toErrorResponse(),
+              ),
             );
           }
         },

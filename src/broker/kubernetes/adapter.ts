@@ -2,7 +2,7 @@
 import type { KubernetesTargetConfig } from '../config/types.js';
 import type { AdapterFactory } from '../protocol-adapter.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../../shared/session-headers.js';
-import { sessionVerifier } from '../postgres/adapter.js';
+import { sessionVerifier } from '../session/secret.js';
 import { K8sProxy } from './proxy.js';
 
 export const kubernetesAdapter: AdapterFactory<KubernetesTargetConfig> = (deps) => {

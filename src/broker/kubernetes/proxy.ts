@@ -29,7 +29,7 @@ import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { ApprovalServiceError } from '../approvals/errors.js';
-import type { ScramVerifier } from '../postgres/scram.js';
+import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
 import { decidingPolicy, policyGrantsAccess } from '../access.js';

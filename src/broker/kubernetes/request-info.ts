@@ -16,32 +16,9 @@
  * `pods/exec`; `apiVerb` keeps that), so a rule can say `verbs: [exec]`.
  */
 
-export interface K8sResourceRequest {
-  kind: 'resource';
-  /** The verb policy matches on (connect subresources are verbs). */
-  verb: string;
-  /** The verb the API server's authorizer sees (`create` for POST …/exec). */
-  apiVerb: string;
-  /** '' for the core group (`/api/v1`). */
-  group: string;
-  version: string;
-  /** '' for cluster-scoped requests and requests across all namespaces. */
-  namespace: string;
-  resource: string;
-  subresource: string;
-  /** '' for collections; from `fieldSelector=metadata.name=…` for a list/watch of one object. */
-  name: string;
-  path: string;
-}
-
-export interface K8sNonResourceRequest {
-  kind: 'nonResource';
-  /** The lower-case HTTP method, as the API server names non-resource verbs. */
-  verb: string;
-  path: string;
-}
-
-export type K8sRequestInfo = K8sResourceRequest | K8sNonResourceRequest;
+import type { K8sNonResourceRequest, K8sRequestInfo } from '../policy/k8s-request.js';
+export type { K8sResourceRequest, K8sNonResourceRequest, K8sRequestInfo } from '../policy/k8s-request.js';
+export { describeRequest, qualifiedResource, isDiscoveryRead } from '../policy/k8s-request.js';
 
 /** Subresources that open a stream or a connection; policy treats them as verbs. */
 export const CONNECT_VERBS: ReadonlySet<string> = new Set(['exec', 'attach', 'portforward', 'proxy']);
@@ -173,34 +150,4 @@ function exactName(selector: string | null): string | undefined {
     if (v !== '' && v !== '.' && v !== '..' && !v.includes('/') && !v.includes('%')) return v;
   }
   return undefined;
-}
-
-/** `get pods "web-1" in namespace default`, `list secrets in all namespaces`, `GET /version`. */
-export function describeRequest(info: K8sRequestInfo): string {
-  if (info.kind === 'nonResource') return `${info.verb.toUpperCase()} ${info.path}`;
-  let what = qualifiedResource(info);
-  if (info.name) what += ` "${info.name}"`;
-  const where = info.namespace && !(info.resource === 'namespaces' && info.group === '') ? ` in namespace ${info.namespace}` : '';
-  return `${info.verb || 'request'} ${what}${where}`;
-}
-
-/** `pods`, `pods/exec`, `apps/deployments`, `apps/deployments/scale`. */
-export function qualifiedResource(info: K8sResourceRequest): string {
-  const r = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
-  return info.group ? `${info.group}/${r}` : r;
-}
-
-/** True for the reads kubectl needs before anything else: discovery and OpenAPI documents. */
-export function isDiscoveryRead(info: K8sRequestInfo): boolean {
-  if (info.kind !== 'nonResource' || (info.verb !== 'get' && info.verb !== 'head')) return false;
-  const p = info.path;
-  return (
-    p === '/api' ||
-    p === '/apis' ||
-    p === '/version' ||
-    p === '/openapi/v2' ||
-    p.startsWith('/api/') ||
-    p.startsWith('/apis/') ||
-    p.startsWith('/openapi/v3')
-  );
 }

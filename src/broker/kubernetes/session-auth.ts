@@ -7,8 +7,8 @@
  */
 import { createHash, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { ScramVerifier } from '../postgres/scram.js';
-import { saslprep } from '../postgres/saslprep.js';
+import type { ScramVerifier } from '../../shared/session-secret.js';
+import { saslprep } from '../../shared/saslprep.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 

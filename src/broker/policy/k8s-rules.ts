@@ -28,7 +28,7 @@ import type { PolicyConfig, RuleConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
 import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { compileGlob } from '../glob.js';
-import { describeRequest, isDiscoveryRead, type K8sRequestInfo, type K8sResourceRequest } from '../kubernetes/request-info.js';
+import { describeRequest, isDiscoveryRead, type K8sRequestInfo, type K8sResourceRequest } from './k8s-request.js';
 import { decide, type PolicyDecision } from './decision.js';
 
 /** The synthetic rule name recorded for discovery reads. */

@@ -3,7 +3,7 @@ import type { PostgresTargetConfig } from '../config/types.js';
 import type { AdapterFactory } from '../protocol-adapter.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../../shared/session-headers.js';
 import { CancelRegistry, PgProxySession } from './proxy-session.js';
-import { parseScramVerifier, type ScramVerifier } from './scram.js';
+import { sessionVerifier } from '../session/secret.js';
 import { createSqlGate } from '../policy/sql-gate.js';
 import { policyGrantsWrite } from '../policy/sql-rules.js';
 import { createFunctionCatalog, type FunctionCatalog } from './function-catalog.js';
@@ -11,15 +11,6 @@ import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
 import { accessFor } from '../target-access.js';
-
-/** The SCRAM verifier of the session secret the tunnel carried; undefined (clients refused) when absent or malformed. */
-export function sessionVerifier(text: string | undefined): ScramVerifier | undefined {
-  try {
-    return text ? parseScramVerifier(text) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();

@@ -13,7 +13,7 @@
  *
  * https://www.postgresql.org/docs/current/sasl-authentication.html#SASL-SCRAM-SHA-256
  */
-import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
 import { ScramError, SqlState } from './errors.js';
@@ -21,81 +21,32 @@ import { saslprep } from './saslprep.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
-/** PostgreSQL's defaults (scram_iterations, SCRAM_DEFAULT_SALT_LEN, SCRAM_RAW_NONCE_LEN). */
-export const SCRAM_DEFAULT_ITERATIONS = 4096;
-const SALT_BYTES = 16;
+import {
+  SCRAM_DEFAULT_ITERATIONS,
+  KEY_BYTES,
+  hmac,
+  sha256,
+  xor,
+  keysFromSaltedPassword,
+  makeScramVerifier,
+  formatScramVerifier,
+  parseSessionVerifier,
+  VerifierFormatError,
+  type ScramVerifier,
+} from '../../shared/session-secret.js';
+
+export { SCRAM_DEFAULT_ITERATIONS, makeScramVerifier, formatScramVerifier, type ScramVerifier };
+
 const NONCE_BYTES = 18;
-const KEY_BYTES = 32;
-
-/** What a server stores instead of the password (RFC 5803's shape, PostgreSQL's text form). */
-export interface ScramVerifier {
-  iterations: number;
-  salt: Buffer;
-  /** H(HMAC(SaltedPassword, "Client Key")) */
-  storedKey: Buffer;
-  /** HMAC(SaltedPassword, "Server Key") */
-  serverKey: Buffer;
-}
-
-function hmac(key: Buffer, data: string | Buffer): Buffer {
-  return createHmac('sha256', key).update(data).digest();
-}
-
-function sha256(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
-}
-
-function xor(a: Buffer, b: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) ^ (b[i] as number);
-  return out;
-}
-
-function keysFromSaltedPassword(salted: Buffer): { clientKey: Buffer; storedKey: Buffer; serverKey: Buffer } {
-  const clientKey = hmac(salted, 'Client Key');
-  return { clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
-}
-
-/**
- * Derive a verifier from a password (PBKDF2-HMAC-SHA-256; synchronous, a few
- * milliseconds at the default 4096 iterations).
- */
-export function makeScramVerifier(password: string, options: { iterations?: number; salt?: Buffer } = {}): ScramVerifier {
-  const iterations = options.iterations ?? SCRAM_DEFAULT_ITERATIONS;
-  if (!Number.isInteger(iterations) || iterations < 1) throw new RangeError('SCRAM iterations must be a positive integer');
-  const salt = options.salt ?? randomBytes(SALT_BYTES);
-  const salted = pbkdf2Sync(saslprep(password), salt, iterations, KEY_BYTES, 'sha256');
-  const { storedKey, serverKey } = keysFromSaltedPassword(salted);
-  return { iterations, salt: Buffer.from(salt), storedKey, serverKey };
-}
-
-/** PostgreSQL's text form, as in pg_authid.rolpassword: `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`. */
-export function formatScramVerifier(v: ScramVerifier): string {
-  return `SCRAM-SHA-256$${v.iterations}:${v.salt.toString('base64')}$${v.storedKey.toString('base64')}:${v.serverKey.toString('base64')}`;
-}
 
 /** Parse PostgreSQL's text form. Throws ScramError('malformed') without echoing the input. */
 export function parseScramVerifier(text: string): ScramVerifier {
-  const m = /^SCRAM-SHA-256\$([1-9][0-9]{0,9}):([^$:]+)\$([^$:]+):([^$:]+)$/.exec(text);
-  const iterations = m ? Number(m[1]) : NaN;
-  const salt = m ? base64(m[2] as string) : undefined;
-  const storedKey = m ? base64(m[3] as string) : undefined;
-  const serverKey = m ? base64(m[4] as string) : undefined;
-  if (
-    !Number.isSafeInteger(iterations) ||
-    iterations > 0x7fff_ffff ||
-    salt === undefined ||
-    salt.length === 0 ||
-    storedKey?.length !== KEY_BYTES ||
-    serverKey?.length !== KEY_BYTES
-  ) {
-    throw new ScramError(
-      'malformed',
-      'invalid SCRAM-SHA-256 verifier: expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>',
-      SqlState.internalError,
-    );
+  try {
+    return parseSessionVerifier(text);
+  } catch (err) {
+    if (err instanceof VerifierFormatError) throw new ScramError('malformed', err.message, SqlState.internalError);
+    throw err;
   }
-  return { iterations, salt, storedKey, serverKey };
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

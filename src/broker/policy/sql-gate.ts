@@ -11,9 +11,7 @@
  */
 import type { BrokerConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
-import type { GateVerdict, StatementGate } from '../postgres/proxy-gate.js';
-import type { FunctionCatalog } from '../postgres/function-catalog.js';
-import type { NamespaceChange } from '../postgres/pipeline.js';
+import type { FunctionCatalog, GateVerdict, NamespaceChange, StatementGate } from './sql-gate-types.js';
 import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
 import { classifyFunctionCall, classifySql, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
 import { decideSql, decideSqlReadOnly } from './sql-rules.js';

@@ -25,21 +25,8 @@ import type { CatalogRows } from './masking-catalog.js';
 /** A catalog query runner (masking-catalog.ts's `rows`). */
 export type CatalogRun = CatalogRows;
 
-export interface FunctionCatalog {
-  /** Every candidate for each name (an empty list: the catalog knows no such function). */
-  byNames(names: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
-  /** Every implementing function for each operator name (an empty list: no such operator). */
-  byOperators(ops: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
-  byOid(oid: number): Promise<FunctionInfo | undefined>;
-  /**
-   * The definitions of the views (and materialized views) a relation name as the classifier
-   * reports it (`schema.name`) may be: every schema's relation of that name, since an
-   * unqualified name was reported in `public` and the session's search_path is unknown.
-   * An empty list: not a view anywhere.
-   */
-  viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>>;
-  invalidate(): void;
-}
+export type { FunctionCatalog } from '../policy/sql-gate-types.js';
+import type { FunctionCatalog } from '../policy/sql-gate-types.js';
 
 export interface FunctionCatalogOptions {
   /** How long a looked-up answer is reused. Default 30 000. */

@@ -24,7 +24,6 @@
  * Allocation is per message, never per row.
  */
 import { BackendType, FrontendType, type TransactionStatus } from './protocol.js';
-import type { NamespaceOp } from '../policy/sql-classify.js';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from './decode-frontend.js';
 import { decodeCommandComplete, decodeErrorResponse, decodeReadyForQuery } from './decode-backend.js';
 
@@ -85,12 +84,8 @@ export interface Portal {
   readonly bindBody?: Buffer;
 }
 
-/**
- * What one statement of a simple Query does to the names the tracker follows (PREPARE,
- * DEALLOCATE, DECLARE, CLOSE, DISCARD ALL), with the statement's text: a statement made
- * by PREPARE is recorded with the PREPARE text, which the gate judges as what it runs.
- */
-export type NamespaceChange = { op: NamespaceOp; text: string } | undefined;
+import type { NamespaceChange } from '../policy/sql-gate-types.js';
+export type { NamespaceChange } from '../policy/sql-gate-types.js';
 
 export type Outstanding =
   | {

@@ -1,0 +1,66 @@
+/**
+ * What the SQL gate (sql-gate.ts) and the Postgres proxy agree on, owned by policy: the
+ * verdict about one statement, the gate the session asks, what a statement does to the
+ * session's prepared names, and the catalog port the gate looks functions up in.
+ */
+import type { PolicyDecision } from './decision.js';
+import type { NamespaceOp } from './sql-classify.js';
+import type { FunctionInfo } from './function-effects.js';
+
+/**
+ * What one statement of a simple Query does to the names the tracker follows (PREPARE,
+ * DEALLOCATE, DECLARE, CLOSE, DISCARD ALL), with the statement's text: a statement made
+ * by PREPARE is recorded with the PREPARE text, which the gate judges as what it runs.
+ */
+export type NamespaceChange = { op: NamespaceOp; text: string } | undefined;
+
+/** The policy decision about one statement, with what approvals and the audit log need. */
+export interface GateVerdict extends PolicyDecision {
+  /** Identifies "the same statement" for time-boxed approvals. */
+  fingerprint: string;
+  /** What reviewers and the audit log see about the statement (kinds, relations, flags). */
+  classification: Record<string, unknown>;
+  /** Per statement: what it does to prepared statements and cursors (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD ALL). */
+  changes?: NamespaceChange[];
+  /** The statement changes the schema: what was resolved in the catalog may be stale after it. */
+  ddl?: boolean;
+}
+
+/**
+ * The per-statement judge a session asks. Judging is synchronous once what it needs from
+ * the live catalog (functions, by name or OID) is known: `prepare…` returns a promise when
+ * a lookup must happen first (it never rejects: a failed lookup leaves the name unknown,
+ * and unknown means no), undefined when `judge…` can answer now.
+ */
+export interface StatementGate {
+  /**
+   * The prepared statements the text EXECUTEs, by name. The caller resolves each to the
+   * text it runs (as the pipeline tracker has it) and passes them to prepare and judge; a
+   * name it cannot resolve is passed as undefined, and the statement is denied.
+   */
+  executes(sql: string): string[];
+  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>): Promise<void> | undefined;
+  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>): GateVerdict;
+  prepareFunctionCall(oid: number): Promise<void> | undefined;
+  /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
+  judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string; builtin: boolean };
+  /** The session changed the schema: forget what was resolved. */
+  invalidate(): void;
+}
+
+/** The live catalog the gate resolves functions and views in (postgres/function-catalog.ts implements it). */
+export interface FunctionCatalog {
+  /** Every candidate for each name (an empty list: the catalog knows no such function). */
+  byNames(names: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
+  /** Every implementing function for each operator name (an empty list: no such operator). */
+  byOperators(ops: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
+  byOid(oid: number): Promise<FunctionInfo | undefined>;
+  /**
+   * The definitions of the views (and materialized views) a relation name as the classifier
+   * reports it (`schema.name`) may be: every schema's relation of that name, since an
+   * unqualified name was reported in `public` and the session's search_path is unknown.
+   * An empty list: not a view anywhere.
+   */
+  viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>>;
+  invalidate(): void;
+}

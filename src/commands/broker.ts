@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../errors.js';
-import type { BrokerConfig } from '../broker/config/types.js';
+import type { BrokerConfig } from '../broker/service.js';
 import { addBrokerOptions } from '../client/broker-options.js';
 import { print, printJson, say } from './render.js';
 import { waitForStopSignal } from './signals.js';
@@ -102,8 +102,8 @@ function brokerFlags(f: LiveFlags): LiveFlags {
 }
 
 export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promise<void> {
-  const { renderConfigTemplate } = await import('../broker/config/template.js');
-  const { parseBrokerConfig } = await import('../broker/config/load.js');
+  const { renderConfigTemplate } = await import('../broker/service.js');
+  const { parseBrokerConfig } = await import('../broker/service.js');
   const dir = resolve(dirArg);
   const configPath = join(dir, CONFIG_FILE);
 
@@ -152,7 +152,7 @@ export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promi
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   await chmod(config.stateDir, 0o700); // mkdir's mode is masked by umask, and a reused dir may be looser.
 
-  const { ensureBrokerKeys } = await import('../broker/keys.js');
+  const { ensureBrokerKeys } = await import('../broker/service.js');
   const keys = await ensureBrokerKeys(config);
 
   if (opts.json) printJson({ config: configPath, state_dir: config.stateDir, fingerprint: keys.tlsFingerprint });
@@ -172,18 +172,18 @@ export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promi
 }
 
 export async function brokerStart(opts: BrokerStartOptions): Promise<void> {
-  const { loadBrokerConfig } = await import('../broker/config/load.js');
+  const { loadBrokerConfig } = await import('../broker/service.js');
   // An empty AGENTGATE_CONFIG counts as unset.
   const configPath = opts.config ? opts.config : await findDefaultConfig();
   // The whole file is validated before anything starts; a ConfigError lists every problem.
   const config = await loadBrokerConfig(configPath);
   // One format on stderr: everything, the start-up lines included, goes through the logger.
-  const { createLogger } = await import('../broker/log.js');
+  const { createLogger } = await import('../broker/service.js');
   const logger = createLogger({ format: opts.logFormat ?? (process.stderr.isTTY ? 'plain' : 'json') });
-  const { configWarnings } = await import('../broker/config/warnings.js');
+  const { configWarnings } = await import('../broker/service.js');
   for (const w of configWarnings(config)) logger.warn(w);
 
-  const { runBroker } = await import('../broker/index.js');
+  const { runBroker } = await import('../broker/service.js');
   const broker = await runBroker(config, { logger });
   logger.info(`listening on ${broker.url}`, { url: broker.url });
   logger.info(`TLS certificate SHA-256 fingerprint: ${broker.fingerprint}`, { fingerprint: broker.fingerprint });

@@ -10,7 +10,7 @@
  * two pieces; exec output (no pty) never flushes early.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import type { ValueMasker } from '../kubernetes/value-mask.js';
+import type { ValueMasker } from '../masking/value-mask.js';
 
 export class OutputScanError extends Error {
   override readonly name = 'OutputScanError';

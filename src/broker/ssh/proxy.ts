@@ -37,7 +37,7 @@ import { ProtocolSession } from '../session/protocol-session.js';
 import type { Verdict } from '../session/types.js';
 import { parseCommand, type ParsedCommand } from '../policy/ssh-command.js';
 import type { SshRequest } from '../policy/ssh-rules.js';
-import { createValueMasker, type ValueMasker } from '../kubernetes/value-mask.js';
+import { createValueMasker, type ValueMasker } from '../masking/value-mask.js';
 import { authenticate, parseSessionClientKey } from './client-auth.js';
 import { connectUpstream } from './upstream.js';
 import { SshUpstreamError } from './errors.js';

@@ -5,6 +5,7 @@
  */
 import { didYouMean } from '../shared/did-you-mean.js';
 import { assertPortFree } from './port-check.js';
+import { CLIENT_PROTOCOLS } from './protocols.js';
 import type { TargetSummary } from '../shared/api-types.js';
 import { BrokerError, PolicyDeniedError, UsageError } from '../errors.js';
 import { openBrokerSession, type BrokerSession, type BrokerSessionFlags } from './broker-session.js';
@@ -12,12 +13,9 @@ import { resolveToken } from './token-sources.js';
 import { startConnectSession, type ConnectSession } from '../tunnel/connect-session.js';
 import type { TunnelState, TunnelStateChange } from '../tunnel/dialer.js';
 import type { RenewalEvent } from '../tunnel/credential-renewal.js';
-import { writeSessionKubeconfig } from './session-kubeconfig.js';
-import { listenKubernetes } from './connect-kubernetes.js';
-import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
-import { writeSessionSshConfig } from './session-ssh-config.js';
 
-export const DEFAULT_PORTS: Record<TargetSummary['type'], number> = { postgres: 5432, kubernetes: 0, ssh: 0 };
+/** `connect` without --port: each protocol's default (protocols.ts). */
+export const DEFAULT_PORTS = Object.fromEntries(Object.entries(CLIENT_PROTOCOLS).map(([type, p]) => [type, p.defaultPort])) as Record<TargetSummary['type'], number>;
 
 export interface ConnectOptions {
   flags: BrokerSessionFlags;
@@ -153,38 +151,17 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
     const endpoints: Endpoint[] = [];
     for (const [i, target] of chosen.entries()) {
       const req = opts.targets[i] as TargetRequest;
-      const port0 = req.port ?? DEFAULT_PORTS[target.type];
-      let caPem: string | undefined;
-      let address: { host: string; port: number };
-      if (target.type === 'kubernetes') {
-        const login = opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {};
-        const k = await listenKubernetes(session, { target: target.name, host: opts.bind, port: port0, allowRemote: opts.allowRemote, ...login });
-        cleanups.push(k.close);
-        caPem = k.caPem;
-        address = k.listener.address;
-      } else {
-        const login = opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {};
-        address = (await session.listen({ target: target.name, type: target.type, host: opts.bind, port: port0, allowRemote: opts.allowRemote, ...login })).address;
-      }
-      const { host, port } = address;
-      const urlHost = host.includes(':') ? `[${host}]` : host;
-      let url: string | undefined;
-      let kubeconfig: string | undefined;
-      let sshConfig: string | undefined;
-      if (target.type === 'ssh') {
-        const brokerHostKey = session.tunnel.hostKey;
-        if (!brokerHostKey) throw new BrokerError('AG_NO_TUNNEL', 'the tunnel is up but its host key is unknown', { hint: 'reconnect; this is a bug if it persists' });
-        const written = await writeSessionSshConfig({ target: target.name, host, port, privateKey: session.sshKey.private, brokerHostKey });
-        sshConfig = written.path;
-        cleanups.push(written.remove);
-      } else if (target.type === 'postgres') {
-        url = `postgresql://${POSTGRES_CLIENT_USER}:${session.secret}@${urlHost}:${port}/${encodeURIComponent(target.database ?? 'postgres')}?sslmode=disable`;
-      } else if (target.type === 'kubernetes') {
-        const written = await writeSessionKubeconfig({ dir: opts.kubeconfigDir, target: target.name, host, port, secret: session.secret, caPem: caPem as string });
-        kubeconfig = written.path;
-        cleanups.push(written.remove);
-      }
-      endpoints.push({ target, host, port, url, kubeconfig, sshConfig });
+      const opened = await CLIENT_PROTOCOLS[target.type].open(session, {
+        target,
+        host: opts.bind,
+        port: req.port ?? DEFAULT_PORTS[target.type],
+        allowRemote: opts.allowRemote,
+        ...(opts.loginTimeoutMs !== undefined ? { loginTimeoutMs: opts.loginTimeoutMs } : {}),
+        kubeconfigDir: opts.kubeconfigDir,
+      });
+      cleanups.push(...opened.cleanups);
+      const { url, kubeconfig, sshConfig } = opened.fields;
+      endpoints.push({ target, host: opened.address.host, port: opened.address.port, url, kubeconfig, sshConfig });
     }
     const live = session;
     let tunnelClosed: Promise<void> | undefined;

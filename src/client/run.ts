@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Endpoint } from './connect.js';
-import { POSTGRES_CLIENT_USER } from '../shared/postgres-login.js';
+import { CLIENT_PROTOCOLS } from './protocols.js';
 
 export const TIMEOUT_EXIT = 124;
 
@@ -19,45 +19,13 @@ export function endpointEnv(endpoints: readonly Endpoint[], session: { id: strin
   // A token handed to us must not leak into the wrapped command.
   delete env['AGENTGATE_TOKEN'];
   delete env['AGENTGATE_CLIENT_SECRET'];
-  let pgDone = false;
-  let kubeDone = false;
-  let sshDone = false;
+  const seen = new Set<string>();
   for (const e of endpoints) {
-    const key = envName(e.target.name);
-    if (e.target.type === 'postgres' && e.url) {
-      env[`AGENTGATE_${key}_URL`] = e.url;
-      if (!pgDone) {
-        pgDone = true;
-        env['DATABASE_URL'] = e.url;
-        env['PGHOST'] = e.host;
-        env['PGPORT'] = String(e.port);
-        env['PGDATABASE'] = e.target.database ?? 'postgres';
-        env['PGUSER'] = POSTGRES_CLIENT_USER;
-        env['PGPASSWORD'] = session.secret;
-        // The local hop is loopback and the tunnel is encrypted; libpq must not try TLS here.
-        env['PGSSLMODE'] = 'disable';
-      }
-    } else if (e.target.type === 'ssh' && e.sshConfig) {
-      env[`AGENTGATE_${key}_SSH_CONFIG`] = e.sshConfig;
-      if (!sshDone) {
-        sshDone = true;
-        env['AGENTGATE_SSH_CONFIG'] = e.sshConfig;
-        // git (clone, fetch, push) to `<target>:repo.git` goes through the broker too.
-        env['GIT_SSH_COMMAND'] = `ssh -F '${e.sshConfig.replace(/'/g, `'\\''`)}'`;
-      }
-    } else if (e.target.type === 'kubernetes' && e.kubeconfig) {
-      env[`AGENTGATE_${key}_KUBECONFIG`] = e.kubeconfig;
-      if (!kubeDone) {
-        kubeDone = true;
-        env['KUBECONFIG'] = e.kubeconfig;
-      }
-    }
+    const first = !seen.has(e.target.type);
+    seen.add(e.target.type);
+    CLIENT_PROTOCOLS[e.target.type].env(e, session, env, first);
   }
   return env;
-}
-
-function envName(target: string): string {
-  return target.toUpperCase().replace(/[^A-Z0-9]+/g, '_');
 }
 
 export interface ChildResult {

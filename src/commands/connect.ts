@@ -48,6 +48,7 @@ export function register(program: Command): void {
     // Loaded here so other commands do not pay for the tunnel's modules at start-up.
     const { openConnection } = await import('../client/connect.js');
     const { renewalNotices } = await import('../client/renewal-notice.js');
+    const { CLIENT_PROTOCOLS } = await import('../client/protocols.js');
     const renewalNotice = renewalNotices();
     const conn = await openConnection({
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
@@ -79,22 +80,11 @@ export function register(program: Command): void {
         ...(conn.sshConfig ? { ssh_config: conn.sshConfig, ssh: `ssh -F ${conn.sshConfig} ${conn.target.name}` } : {}),
         session: conn.session.id,
       });
-    } else if (conn.target.type === 'ssh') {
-      say(`${conn.target.name} (ssh) is at ${conn.host}:${conn.port}; every command is checked and recorded by the broker.`);
-      say('connect with (the session\'s key and pinned host key are in that file; they die when you press Ctrl-C):');
-      print(`ssh -F ${conn.sshConfig ?? ''} ${conn.target.name}`);
-      say(`  git: GIT_SSH_COMMAND="ssh -F ${conn.sshConfig ?? ''}" git clone ${conn.target.name}:path/to/repo.git`);
-      say('press Ctrl-C to end the session');
-    } else if (conn.target.type === 'kubernetes') {
-      say(`${conn.target.name} (kubernetes) is at ${conn.host}:${conn.port}; every request is checked and recorded by the broker.`);
-      say('point kubectl at the session\'s kubeconfig (its token dies when you press Ctrl-C):');
-      print(`export KUBECONFIG=${conn.kubeconfig ?? ''}`);
-      say('press Ctrl-C to end the session');
     } else {
-      say(`${conn.target.name} (${conn.target.type}) is at ${conn.host}:${conn.port}; every statement is checked and recorded by the broker.`);
-      say('connect with (the password is this session\'s secret; it dies when you press Ctrl-C):');
-      print(conn.url ?? '');
-      say('  use it as: psql "<url>"  or  export DATABASE_URL="<url>"');
+      for (const line of CLIENT_PROTOCOLS[conn.target.type].hint(conn)) {
+        if ('print' in line) print(line.print);
+        else say(line.say);
+      }
       say('press Ctrl-C to end the session');
     }
     await waitForStopSignal();

@@ -15,10 +15,9 @@ import type { Dispatcher } from 'undici';
 import { openTunnel, type OpenTunnelOptions, type TunnelClient, type TunnelState, type TunnelStateChange } from './dialer.js';
 import { listenLocal, type LocalListener } from './local-listener.js';
 import { tlsFront } from './tls-front.js';
-import { postgresLoginWatch } from './login-watch.js';
+import { LOCAL_PROTOCOLS, type LocalProtocol } from './local-protocols.js';
 import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../shared/session-secret.js';
-import { postgresConnectionFailure } from '../shared/postgres-login.js';
 import { SESSION_ID_HEADER, SESSION_SSH_KEY_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
 import { generateSshKeyPair } from './host-key.js';
 
@@ -38,7 +37,7 @@ export interface ConnectSessionOptions {
 
 export interface ListenTargetOptions {
   target: string;
-  type: 'postgres' | 'kubernetes' | 'ssh';
+  type: LocalProtocol;
   host: string;
   port: number;
   allowRemote?: boolean;
@@ -105,11 +104,12 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
     },
     async listen(t) {
       const loginTimeoutMs = t.loginTimeoutMs ?? DEFAULT_LOCAL_LOGIN_TIMEOUT_MS;
+      const behaviour = LOCAL_PROTOCOLS[t.type];
       const listener = await listenLocal({
         host: t.host,
         port: t.port,
         ...(t.allowRemote ? { allowRemote: true } : {}),
-        ...(t.type === 'postgres' && !t.secureContext ? { login: { timeoutMs: loginTimeoutMs, watch: postgresLoginWatch } } : {}),
+        ...(behaviour.loginWatch && !t.secureContext ? { login: { timeoutMs: loginTimeoutMs, watch: behaviour.loginWatch } } : {}),
         open: async (socket: Socket) => {
           const ch = tunnel.openChannel(t.target, t.channelTimeoutMs ?? 30_000, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }).then((c) => {
             channels++;
@@ -118,15 +118,12 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
           return t.secureContext ? tlsFront(t.secureContext, ch, loginTimeoutMs) : ch;
         },
         onOpenError: (socket, err) => {
-          // Speak the client's protocol so psql prints a sentence, not "server closed the connection".
-          if (t.type === 'postgres') {
-            socket.write(
-              postgresConnectionFailure(
-                `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
-                'the broker connection is down; agentgate connect keeps retrying, try again shortly',
-              ),
-            );
-          }
+          // Speak the client's protocol where it has a way to show a sentence.
+          behaviour.unreachable?.(
+            socket,
+            `agentgate: cannot reach the broker: ${(err as Error)?.message ?? String(err)}`,
+            'the broker connection is down; agentgate connect keeps retrying, try again shortly',
+          );
         },
       });
       listeners.push(listener);

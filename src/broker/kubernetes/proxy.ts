@@ -18,7 +18,7 @@
  * The audit store failing closes the door: requests are answered 503 and nothing is
  * forwarded.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 
@@ -30,9 +30,8 @@ import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
-import type { SessionApproval, SessionSummary } from '../session-summary.js';
+import type { SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
-import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
@@ -44,8 +43,9 @@ import { scanTextStream } from './text-scan.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
-import type { EndNotice, SessionLease } from '../live-sessions.js';
+import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
+import { ProtocolSession } from '../session/protocol-session.js';
 
 /** What the proxy reports when a connection ends: always with its deciding policy. */
 export type K8sSessionSummary = SessionSummary & { protocol: 'kubernetes'; policy: string | null };
@@ -163,7 +163,8 @@ interface RequestRecord {
 }
 
 class K8sConnection {
-  readonly id = `k8s_${randomUUID()}`;
+  /** The session core: record, counts, approvals, session.start/session.end, summary, lease. */
+  readonly #session: ProtocolSession;
   #nextRequest = 1;
   readonly #ch: K8sChannel;
   readonly #o: K8sProxyOptions;
@@ -171,22 +172,13 @@ class K8sConnection {
   readonly #bearer: BearerCheck;
   readonly #masker: ValueMasker | undefined;
   readonly #onGone: () => void;
-  readonly #startedAt = new Date().toISOString();
-  readonly #counts: Counts = { statements: 0, allowed: 0, denied: 0, held: 0, errors: 0, bytes: 0, masked: 0 };
-  readonly #approvalIds = new Set<string>();
   readonly #pending = new Set<Promise<unknown>>();
   readonly #upgraded = new Set<Duplex>();
-  #started = false;
   #ended = false;
-  /** Set when the broker ended the connection (credential expiry, max_duration, revocation). */
-  #endNotice: EndNotice | undefined;
   /** Set when the target's idle_timeout ended the connection. */
   #idleEnded = false;
   /** The target's idle_timeout: no request in flight and none arriving (watches and exec streams are in flight). */
   readonly #idle: IdleTimer | undefined;
-  /** The policy that decides for this identity on this target (receipts name it). */
-  readonly #policy: string | null;
-  readonly #access: boolean;
 
   constructor(ch: K8sChannel, o: K8sProxyOptions, upstreams: K8sUpstreams, masker: ValueMasker | undefined, onGone: () => void) {
     this.#ch = ch;
@@ -195,10 +187,21 @@ class K8sConnection {
     this.#onGone = onGone;
     this.#bearer = new BearerCheck(ch.verifier);
     this.#masker = masker;
-    const policy = decidingPolicy(ch.identity, ch.target.name, o.config.policies);
-    this.#policy = policy?.name ?? null;
-    // As for the targets listing: a policy that can only deny grants no access.
-    this.#access = policyGrantsAccess(policy);
+    this.#session = new ProtocolSession({
+      protocol: 'kubernetes',
+      idPrefix: 'k8s',
+      identity: ch.identity,
+      actor: ch.actor,
+      target: ch.target.name,
+      config: o.config,
+      audit: o.audit,
+      approvals: o.approvals,
+      logger: o.logger,
+      connectSession: ch.connectSession,
+      origin: { upstream: { server: ch.target.server }, ...ch.origin },
+      lease: ch.lease,
+      onEnd: ch.onEnd ? (summary) => ch.onEnd?.({ ...summary, protocol: 'kubernetes', policy: summary.policy ?? null }) : undefined,
+    });
     const idleMs = ch.target.idleTimeoutMs;
     if (idleMs !== undefined) {
       this.#idle = new IdleTimer(idleMs, () => {
@@ -211,11 +214,19 @@ class K8sConnection {
     });
     // node:http attaches its own error handling; this only keeps a reset from being unhandled.
     ch.stream.on('error', () => {});
-    ch.lease?.start(this.id, (notice) => {
+    this.#session.takeLease(() => {
       // In-flight responses are cut; kubectl's next connection is answered 401 by the lease.
-      this.#endNotice = notice;
       this.destroy();
     });
+  }
+
+  get id(): string {
+    return this.#session.id;
+  }
+
+  /** The session's counts (the core's record). */
+  get #counts(): Counts {
+    return this.#session.counts;
   }
 
   destroy(): void {
@@ -335,7 +346,7 @@ class K8sConnection {
     const grant = approvals.consumeGrant(this.#ch.actor.sub, this.#ch.target.name, fp);
     if (grant) {
       rec.decision.approval = grant.id;
-      this.#approvalIds.add(grant.id);
+      this.#session.noteApproval(grant.id);
       return { kind: 'forward', info, body };
     }
     let held;
@@ -371,7 +382,7 @@ class K8sConnection {
       return refuse(failureStatus(503, 'ServiceUnavailable', 'agentgate: this request needs approval, but the approval service is unavailable'));
     }
     this.#counts.held++;
-    this.#approvalIds.add(held.id);
+    this.#session.noteApproval(held.id);
     rec.decision.approval = held.id;
     rec.decision.reason = decision.reason;
     return refuse(forbidden(info, `approval required: ${held.id} — run: agentgate approve ${held.id}`));
@@ -645,27 +656,8 @@ class K8sConnection {
   }
 
   #append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<void> {
-    const audit = this.#o.audit;
-    const base = { session: this.id, actor: this.#ch.actor, target: this.#ch.target.name };
-    if (!this.#started) {
-      this.#started = true;
-      // Appends resolve in order, so this is on record before the event that follows it.
-      audit
-        .append({
-          ...base,
-          type: 'session.start',
-          detail: {
-            protocol: 'kubernetes',
-            upstream: { server: this.#ch.target.server },
-            ...(this.#ch.connectSession ? { connect_session: this.#ch.connectSession } : {}),
-            ...this.#ch.origin,
-          },
-          decision: { effect: this.#access ? 'allow' : 'deny', rule: this.#policy },
-          outcome: null,
-        })
-        .catch(() => {});
-    }
-    return audit.append({ ...base, ...e }).then(() => undefined);
+    // session.start (decided by the core: access, deciding policy) is on record before it.
+    return this.#session.record(e);
   }
 
   /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
@@ -691,66 +683,14 @@ class K8sConnection {
     }).catch(() => {});
   }
 
-  #endDetail(): Record<string, JsonValue> {
-    const n = this.#endNotice ?? this.#ch.lease?.refusal;
-    if (!n) return { reason: this.#idleEnded ? IDLE_TIMEOUT_REASON : 'client closed the connection' };
-    return { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) };
-  }
-
   async #end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     this.#idle?.stop();
     for (const s of this.#upgraded) s.destroy();
     await Promise.allSettled([...this.#pending]);
-    this.#ch.lease?.release();
     this.#onGone();
-    if (!this.#started) return;
-    const endedAt = new Date().toISOString();
-    try {
-      if (!this.#o.audit.failed) {
-        await this.#o.audit.append({
-          session: this.id,
-          actor: this.#ch.actor,
-          target: this.#ch.target.name,
-          type: 'session.end',
-          detail: { ...this.#counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...this.#endDetail() },
-          decision: null,
-          outcome: { status: 'ok' },
-        });
-      }
-    } catch (err) {
-      this.#log.error('could not record session end', { session: this.id, error: err });
-    }
-    const approvals: SessionApproval[] = [];
-    for (const id of this.#approvalIds) {
-      const r = this.#o.approvals?.get(id);
-      approvals.push({
-        id,
-        status: r?.status ?? 'unknown',
-        decisions: (r?.decisions ?? []).map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
-      });
-    }
-    const c = this.#counts;
-    this.#ch.onEnd?.({
-      session: this.id,
-      connectSession: this.#ch.connectSession,
-      actor: this.#ch.actor,
-      target: this.#ch.target.name,
-      protocol: 'kubernetes',
-      policy: this.#policy,
-      startedAt: this.#startedAt,
-      endedAt,
-      statements: c.statements,
-      allowed: c.allowed,
-      denied: c.denied,
-      held: c.held,
-      errors: c.errors,
-      rows: 0,
-      bytes: c.bytes,
-      masked: c.masked,
-      approvals,
-    });
+    await this.#session.end(this.#idleEnded ? IDLE_TIMEOUT_REASON : undefined);
   }
 }
 

@@ -181,6 +181,11 @@ export class ProtocolSession {
     };
   }
 
+  /** An approval this session used or asked for (adapters that decide holds themselves); its receipt lists it. */
+  noteApproval(id: string): void {
+    this.#approvalIds.add(id);
+  }
+
   #deny(decision: AuditDecision, message: string): Verdict {
     this.counts.denied++;
     return { kind: 'deny', decision, message };
@@ -204,20 +209,22 @@ export class ProtocolSession {
     if (!this.#started) return;
     await this.#started.catch(() => {});
     const endedAt = new Date().toISOString();
-    const n = this.#endNotice;
+    // Ended by the broker, or refused from the start because the tunnel's credential lapsed.
+    const n = this.#endNotice ?? this.#o.lease?.refusal;
     const why: Record<string, JsonValue> = n ? { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) } : { reason: reason ?? 'client closed the connection' };
     try {
-      if (this.#o.audit.failed) return;
-      await this.#o.audit.append({
-        ...this.#base(),
-        type: 'session.end',
-        detail: { ...this.counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...why },
-        decision: null,
-        outcome: { status: 'ok' },
-      });
+      if (!this.#o.audit.failed) {
+        await this.#o.audit.append({
+          ...this.#base(),
+          type: 'session.end',
+          detail: { ...this.counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...why },
+          decision: null,
+          outcome: { status: 'ok' },
+        });
+      }
     } catch (err) {
+      // The summary still goes out: the receipt says what the log holds.
       this.#o.logger.error('could not record session end', { session: this.id, error: err });
-      return;
     }
     const approvals: SessionApproval[] = [];
     for (const id of this.#approvalIds) {

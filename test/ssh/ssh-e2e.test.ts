@@ -103,6 +103,19 @@ describe('ssh targets through the broker', () => {
     assert.match(log, /agent change/);
   });
 
+  test('a held command that is denied never runs; stderr says so', async () => {
+    const marker = join(stack.tmp.path, 'held-marker');
+    const child = stack.spawn('ssh', ['-F', stack.sshConfig, TARGET, `git-receive-pack ${marker}`]);
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    const held = await eventually('the command held', () => stack.broker.approvals.list(stack.reviewer()).requests.find((r) => r.status === 'pending' && r.statement.includes('held-marker')));
+    await stack.broker.approvals.decide(held.id, stack.reviewer(), 'deny', 'not today');
+    assert.equal(await exited, 126);
+    assert.match(stderr, new RegExp(`approval ${held.id} was denied: not today; nothing was run`));
+    assert.equal(existsSync(marker), false);
+  });
+
   test('sftp is refused', async () => {
     const r = await stack.run('sftp', ['-F', stack.sshConfig, '-b', '-', TARGET], { input: 'ls\n' });
     assert.notEqual(r.code, 0);

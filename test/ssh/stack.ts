@@ -46,6 +46,8 @@ export interface SshStack {
   reviewer(sub?: string): Identity;
   events(): Promise<AuditRecord[]>;
   summaries: SessionSummary[];
+  /** agent-7's access token (ai-agents), for the real CLI (AGENTGATE_TOKEN). */
+  token: string;
   close(): Promise<void>;
 }
 
@@ -106,6 +108,7 @@ export async function startSshStack(policies: PolicyConfig[], masking?: MaskingC
     sshConfig: main.path,
     badSshConfig: wrong.path,
     summaries,
+    token: tok,
     env,
     run(cmd, args, o = {}) {
       return new Promise<RunResult>((resolve) => {

@@ -4,8 +4,9 @@
  * and every request on it goes through the same steps:
  *
  *   authenticate (Bearer = the session secret, checked against the tunnel's verifier)
- *   → derive what the API server would (request-info.ts) → decide (k8s-rules.ts)
- *   → deny: 403 Status │ review: an approval grant, else a held request and 403 Status
+ *   → derive what the API server would (request-info.ts) → decide (the session core,
+ *     session/protocol-session.ts, asking k8s-rules.ts)
+ *   → deny: 403 Status │ review (the core): an approval grant, else a held request and 403 Status
  *   → allow: forward upstream with the target's credentials, streaming the response,
  *     masking Secret/ConfigMap/Pod values on the way (watch: event by event)
  *   → one `k8s.request` audit event, durable before the response completes.
@@ -14,6 +15,9 @@
  * and, when allowed, piped as raw bytes to the API server. Their `k8s.request` event is
  * written before the upstream sees the request (the command runs as soon as it does); a
  * `k8s.stream.end` event records the stream's end, bytes and duration.
+ *
+ * The session's record, counts, approvals, session.start/session.end, summary and lease
+ * are the core's; this file renders its verdicts as Kubernetes Status responses.
  *
  * The audit store failing closes the door: requests are answered 503 and nothing is
  * forwarded.
@@ -28,10 +32,8 @@ import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-ha
 import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
-import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionSummary } from '../session-summary.js';
-import { decideK8s } from '../policy/k8s-rules.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
@@ -321,7 +323,7 @@ class K8sConnection {
       return refuse(forbidden(info, `${reason}; use an identity whose policy has masking: off`));
     }
 
-    const decision = decideK8s(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, info);
+    const decision = this.#session.decide({ protocol: 'k8s', info });
     rec.decision = { effect: decision.effect, rule: decision.rule };
     if (decision.effect === 'deny') {
       rec.decision.reason = decision.reason;
@@ -330,62 +332,34 @@ class K8sConnection {
     }
     if (decision.effect === 'allow') return { kind: 'forward', info, body: undefined };
 
-    // review: the same request approved before (a live grant or an unused one-shot) goes through.
-    const approvals = this.#o.approvals;
-    if (!approvals || !decision.approvers || !decision.policy || !decision.rule) {
-      rec.decision.reason = `${decision.reason}, but this broker has no approval service`;
-      this.#counts.denied++;
-      return refuse(forbidden(info, `${decision.reason}, but approvals are not available on this broker`));
-    }
-    const body = await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
-    if (body === undefined) {
-      this.#counts.denied++;
-      return refuse(failureStatus(413, 'RequestEntityTooLarge', 'agentgate: the request body is too large to hold for review'));
-    }
-    const fp = fingerprint(rec.method, info.path, rec.url, body);
-    const grant = approvals.consumeGrant(this.#ch.actor.sub, this.#ch.target.name, fp);
-    if (grant) {
-      rec.decision.approval = grant.id;
-      this.#session.noteApproval(grant.id);
-      return { kind: 'forward', info, body };
-    }
-    let held;
-    try {
-      held = approvals.request(
-        {
-          requester: this.#ch.actor,
-          session: this.id,
-          target: this.#ch.target.name,
-          protocol: 'kubernetes',
-          statement: `${rec.method} ${info.path}${this.#shownQuery(rec.url)}`,
-          classification: classification(info),
-          policy: decision.policy,
-          rule: decision.rule,
-          reason: decision.reason,
-          approvers: decision.approvers,
-          fingerprint: fp,
-          ...(decision.grantSeconds !== undefined ? { grantSeconds: decision.grantSeconds } : {}),
+    // review (the session core): the same request approved before goes through; else it is
+    // held, and kubectl — which does not wait — is told to come back: the re-run finds the approval.
+    let body: Buffer | undefined;
+    const verdict = await this.#session.review(
+      decision,
+      {
+        statement: `${rec.method} ${info.path}${this.#shownQuery(rec.url)}`,
+        classification: classification(info),
+        fingerprint: async () => {
+          body = await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
+          return body === undefined ? undefined : fingerprint(rec.method, info.path, rec.url, body);
         },
-        // kubectl does not wait: it is told to come back, and the re-run finds the approval.
-        { waiting: false },
-      ).request;
-    } catch (err) {
-      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') {
-        // Not queued: the requester already has as many waiting as the broker allows.
-        this.#counts.denied++;
-        rec.decision = { effect: 'deny', rule: decision.rule, reason: err.message };
-        return refuse(failureStatus(429, 'TooManyRequests', `agentgate: ${err.message}`));
-      }
-      this.#log.error('could not create an approval request', { session: this.id, error: err });
-      this.#counts.denied++;
-      rec.decision.reason = 'the approval request could not be created';
-      return refuse(failureStatus(503, 'ServiceUnavailable', 'agentgate: this request needs approval, but the approval service is unavailable'));
+      },
+      { waiting: false },
+    );
+    rec.decision = verdict.decision;
+    if (verdict.kind === 'allow') return { kind: 'forward', info, body };
+    if (verdict.kind === 'hold') return refuse(forbidden(info, `approval required: ${verdict.approval} — run: agentgate approve ${verdict.approval}`));
+    switch (verdict.code) {
+      case 'too_large':
+        return refuse(failureStatus(413, 'RequestEntityTooLarge', 'agentgate: the request body is too large to hold for review'));
+      case 'too_many_pending':
+        return refuse(failureStatus(429, 'TooManyRequests', `agentgate: ${verdict.message}`));
+      case 'approvals_unavailable':
+        return refuse(failureStatus(503, 'ServiceUnavailable', 'agentgate: this request needs approval, but the approval service is unavailable'));
+      default:
+        return refuse(forbidden(info, verdict.message));
     }
-    this.#counts.held++;
-    this.#session.noteApproval(held.id);
-    rec.decision.approval = held.id;
-    rec.decision.reason = decision.reason;
-    return refuse(forbidden(info, `approval required: ${held.id} — run: agentgate approve ${held.id}`));
   }
 
   /** Record the refusal, then send it (a refusal that cannot be recorded becomes a 503). */

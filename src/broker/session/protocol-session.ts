@@ -24,8 +24,9 @@ import { ApprovalServiceError } from '../approvals/errors.js';
 import type { EndNotice, SessionLease } from '../live-sessions.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decidingPolicy, policyGrantsAccess } from '../access.js';
-import { decideRequest } from '../policy/decide-request.js';
-import type { EnforceRequest, SessionCounts, Verdict } from './types.js';
+import { decideRequest, type PolicyRequest } from '../policy/decide-request.js';
+import type { PolicyDecision } from '../policy/decision.js';
+import type { DenyCode, EnforceRequest, SessionCounts, Verdict } from './types.js';
 
 export type SessionProtocol = SessionSummary['protocol'];
 
@@ -111,71 +112,102 @@ export class ProtocolSession {
     return this.#nextId++;
   }
 
+  /** Policy's decision about one request, nothing counted (adapters with protocol checks of their own). */
+  decide(req: PolicyRequest): PolicyDecision {
+    return decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req);
+  }
+
   /** Decide one request: policy, then a grant or a hold for review. Counts it. */
   async enforce(req: EnforceRequest): Promise<Verdict> {
     this.counts.statements++;
-    if (this.#o.audit.failed) return this.#deny({ effect: 'deny', rule: null, reason: 'the audit log is unavailable' }, 'agentgate: the audit log is unavailable, so nothing is forwarded; try again later');
+    if (this.#o.audit.failed) return this.#deny({ effect: 'deny', rule: null, reason: 'the audit log is unavailable' }, 'the audit log is unavailable, so nothing is forwarded; try again later');
     const ended = this.#o.lease?.refusal;
-    if (ended) return this.#deny({ effect: 'deny', rule: null, reason: ended.reason }, `${ended.message}; ${ended.hint}`);
-    const d = decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req.policy);
+    if (ended) return this.#deny({ effect: 'deny', rule: null, reason: ended.reason }, `${ended.message}; ${ended.hint}`, true);
+    const d = this.decide(req.policy);
     const decision: AuditDecision = { effect: d.effect, rule: d.rule };
-    if (d.effect === 'deny') return this.#deny({ ...decision, reason: d.reason }, `agentgate: ${d.reason}`);
+    if (d.effect === 'deny') return this.#deny({ ...decision, reason: d.reason }, d.reason);
     if (d.effect === 'allow') {
       this.counts.allowed++;
       return { kind: 'allow', decision };
     }
+    const v = await this.review(d, req, { waiting: true });
+    if (v.kind === 'allow') this.counts.allowed++;
+    return v;
+  }
+
+  /**
+   * A `review` decision: an approval that already covers the request (a live grant or an
+   * unused one-shot) lets it through; otherwise it is held for the rule's approvers.
+   * `waiting`: the caller keeps the client while the hold waits (SSH, Postgres); false when
+   * the client is told to come back (Kubernetes), and the re-run finds the approval.
+   * Counts held and denied; allowed is the caller's (it may still refuse).
+   */
+  async review(d: PolicyDecision, req: Omit<EnforceRequest, 'policy'>, opts: { waiting: boolean }): Promise<Verdict> {
+    const decision: AuditDecision = { effect: d.effect, rule: d.rule };
     const approvals = this.#o.approvals;
     if (!approvals || !d.approvers || !d.policy || !d.rule) {
-      return this.#deny({ ...decision, reason: `${d.reason}, but this broker has no approval service` }, `agentgate: ${d.reason}, but approvals are not available on this broker`);
+      return this.#deny({ ...decision, reason: `${d.reason}, but this broker has no approval service` }, `${d.reason}, but approvals are not available on this broker`, false, 'no_approvals');
     }
-    const grant = approvals.consumeGrant(this.#o.actor.sub, this.#o.target, req.fingerprint);
+    const fingerprint = typeof req.fingerprint === 'string' ? req.fingerprint : await req.fingerprint();
+    if (fingerprint === undefined) return this.#deny(decision, 'the request is too large to hold for review', false, 'too_large');
+    const grant = approvals.consumeGrant(this.#o.actor.sub, this.#o.target, fingerprint);
     if (grant) {
       this.#approvalIds.add(grant.id);
-      this.counts.allowed++;
       return { kind: 'allow', decision: { ...decision, approval: grant.id } };
     }
     let held;
     try {
-      held = approvals.request({
-        requester: this.#o.actor,
-        session: this.id,
-        target: this.#o.target,
-        protocol: this.#o.protocol,
-        statement: req.statement,
-        classification: req.classification,
-        policy: d.policy,
-        rule: d.rule,
-        reason: d.reason,
-        approvers: d.approvers,
-        fingerprint: req.fingerprint,
-        ...(d.grantSeconds !== undefined ? { grantSeconds: d.grantSeconds } : {}),
-      });
+      held = approvals.request(
+        {
+          requester: this.#o.actor,
+          session: this.id,
+          target: this.#o.target,
+          protocol: this.#o.protocol,
+          statement: req.statement,
+          classification: req.classification,
+          policy: d.policy,
+          rule: d.rule,
+          reason: d.reason,
+          approvers: d.approvers,
+          fingerprint,
+          ...(d.grantSeconds !== undefined ? { grantSeconds: d.grantSeconds } : {}),
+        },
+        { waiting: opts.waiting },
+      );
     } catch (err) {
-      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') return this.#deny({ ...decision, reason: err.message }, `agentgate: ${err.message}`);
+      if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') {
+        // Not queued: the requester already has as many waiting as the broker allows.
+        return this.#deny({ effect: 'deny', rule: d.rule, reason: err.message }, err.message, false, 'too_many_pending');
+      }
       this.#o.logger.error('could not create an approval request', { session: this.id, error: err });
-      return this.#deny({ ...decision, reason: 'the approval request could not be created' }, 'agentgate: this needs approval, but the approval service is unavailable; try again later');
+      return this.#deny({ ...decision, reason: 'the approval request could not be created' }, 'this needs approval, but the approval service is unavailable', false, 'approvals_unavailable');
     }
     const id = held.request.id;
     this.counts.held++;
     this.#approvalIds.add(id);
     const heldDecision: AuditDecision = { ...decision, approval: id, reason: d.reason };
     const who = `${d.approvers.count} of ${d.approvers.groups.join(', ')}`;
-    const outcome = held.outcome.then(
-      (o): Verdict => {
-        if (o.status === 'approved') {
-          this.counts.allowed++;
-          return { kind: 'allow', decision: heldDecision };
-        }
-        const why = o.status === 'denied' ? `denied${o.reason ? `: ${o.reason}` : ''}` : o.status;
-        return this.#deny({ ...heldDecision, reason: `approval ${id} ${why}` }, `agentgate: approval ${id} was ${why}; nothing was run`);
-      },
-      (): Verdict => this.#deny({ ...heldDecision, reason: 'the approval could not be recorded' }, 'agentgate: the approval could not be recorded; nothing was run'),
-    );
+    const outcome = opts.waiting
+      ? held.outcome.then(
+          (o): Verdict => {
+            if (o.status === 'approved') {
+              this.counts.allowed++;
+              return { kind: 'allow', decision: heldDecision };
+            }
+            const why = o.status === 'denied' ? `denied${o.reason ? `: ${o.reason}` : ''}` : o.status;
+            return this.#deny({ ...heldDecision, reason: `approval ${id} ${why}` }, `approval ${id} was ${why}`);
+          },
+          (): Verdict => this.#deny({ ...heldDecision, reason: 'the approval could not be recorded' }, 'the approval could not be recorded'),
+        )
+      : held.outcome.then(
+          (): Verdict => ({ kind: 'deny', decision: heldDecision, message: 'nobody waits for this hold' }),
+          (): Verdict => ({ kind: 'deny', decision: heldDecision, message: 'nobody waits for this hold' }),
+        );
     return {
       kind: 'hold',
       decision: heldDecision,
       approval: id,
-      message: `agentgate: ${d.reason}; held for approval by ${who}: ${id} — an approver runs: agentgate approve ${id} (waiting…)`,
+      message: `${d.reason}; held for approval by ${who}: ${id} — an approver runs: agentgate approve ${id}`,
       outcome,
       withdraw: (why) => approvals.withdraw(id, why),
     };
@@ -186,9 +218,9 @@ export class ProtocolSession {
     this.#approvalIds.add(id);
   }
 
-  #deny(decision: AuditDecision, message: string): Verdict {
+  #deny(decision: AuditDecision, message: string, ended = false, code?: DenyCode): Verdict {
     this.counts.denied++;
-    return { kind: 'deny', decision, message };
+    return { kind: 'deny', decision, message, ...(code ? { code } : {}), ...(ended ? { ended: true } : {}) };
   }
 
   /** Appends one event of this session (after session.start). */

@@ -13,15 +13,19 @@ export interface EnforceRequest {
   statement: string;
   /** Shown to reviewers next to the statement. */
   classification: Record<string, unknown>;
-  /** "The same request" for grants and approvals. */
-  fingerprint: string;
+  /** "The same request" for grants and approvals; a function when computing it costs (a body to read): undefined = too large to hold. */
+  fingerprint: string | (() => Promise<string | undefined>);
 }
+
+/** Why a review could not be held (adapters map these to their protocol's status). */
+export type DenyCode = 'no_approvals' | 'too_large' | 'too_many_pending' | 'approvals_unavailable';
 
 export type Verdict =
   | { kind: 'allow'; decision: AuditDecision }
-  | { kind: 'deny'; decision: AuditDecision; message: string }
+  /** `message`: one sentence, no `agentgate:` prefix (the adapter adds its own framing). */
+  | { kind: 'deny'; decision: AuditDecision; message: string; code?: DenyCode; ended?: boolean }
   /**
-   * Held for a human: `message` says who must approve; `outcome` settles with allow (the
+   * Held for a human: `message` (no prefix) says who must approve; `outcome` settles with allow (the
    * approval was used) or deny (denied, expired, withdrawn). `withdraw` when the client left.
    */
   | { kind: 'hold'; decision: AuditDecision; approval: string; message: string; outcome: Promise<Verdict>; withdraw(why: string): void };

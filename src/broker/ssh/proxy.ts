@@ -290,7 +290,7 @@ class SshConnection {
   /** A verdict that may be a hold: waits for the approval, telling the client on stderr. */
   async #settle(verdict: Verdict, say: (line: string) => void, gone: Promise<void>): Promise<Exclude<Verdict, { kind: 'hold' }>> {
     if (verdict.kind !== 'hold') return verdict;
-    say(verdict.message);
+    say(`${prefixed(verdict.message)} (waiting…)`);
     const left = gone.then(() => 'gone' as const);
     const r = await Promise.race([verdict.outcome, left]);
     if (r === 'gone') {
@@ -322,7 +322,7 @@ class SshConnection {
     const verdict = await this.#settle(await this.#decide(req, text), say, gone);
     if (verdict.kind === 'deny') {
       await this.#recordOutcome(rec, verdict.decision, null, 'refused');
-      this.#finish(channel, say, verdict.message ? `${verdict.message}; nothing was run` : '');
+      this.#finish(channel, say, verdict.message ? `${prefixed(verdict.message)}; nothing was run` : '');
       return;
     }
     // The intent is on record before the target sees the command.
@@ -524,6 +524,11 @@ class SshConnection {
     this.#onGone();
     await this.#session.end();
   }
+}
+
+/** Messages on the client's stderr say who speaks. */
+function prefixed(message: string): string {
+  return message.startsWith('agentgate:') ? message : `agentgate: ${message}`;
 }
 
 /** Output to the client, through the scanner when there is one; resolves when all of it was written. */

@@ -74,6 +74,8 @@ export interface Endpoint {
   port: number;
   url: string | undefined;
   kubeconfig: string | undefined;
+  /** Kubernetes: the local listener's certificate (what the kubeconfig trusts). */
+  caPem?: string;
 }
 
 export interface OpenConnections {
@@ -174,7 +176,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
         kubeconfig = written.path;
         cleanups.push(written.remove);
       }
-      endpoints.push({ target, host, port, url, kubeconfig });
+      endpoints.push({ target, host, port, url, kubeconfig, ...(caPem !== undefined ? { caPem } : {}) });
     }
     const live = session;
     let tunnelClosed: Promise<void> | undefined;

@@ -169,10 +169,50 @@ describe('agentgate mcp', () => {
     assert.deepEqual(s.body.items.map((i) => i.metadata.name), ['web-1']);
     assert.ok(stack.api.requests.some((q) => q.method === 'GET' && q.url.startsWith('/api/v1/namespaces/default/pods')), 'the API server saw the read');
 
-    const del = (await agent.client.callTool({ name: 'kubernetes_request', arguments: { target: K8S, verb: 'delete', resource: 'pods', namespace: 'default', name: 'web-1' } })) as CallToolResult;
-    assert.equal(del.isError, true);
-    assert.match(text(del), /^refused: HTTP 403/);
-    assert.match(text(del), /k8s-rest/);
-    assert.ok(stack.api.get('pods', 'default', 'web-1'), 'the pod is still there');
+    const create = (await agent.client.callTool({
+      name: 'kubernetes_request',
+      arguments: { target: K8S, verb: 'create', resource: 'configmaps', namespace: 'default', body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } } },
+    })) as CallToolResult;
+    assert.equal(create.isError, true);
+    assert.match(text(create), /^refused: HTTP 403/);
+    assert.match(text(create), /k8s-rest/);
+    assert.equal(stack.api.get('configmaps', 'default', 'x'), undefined, 'nothing was created');
+  });
+
+  test('kubernetes_request: a held delete waits in the call, is sent once approved, and a cancelled one is withdrawn', async () => {
+    stack.api.put('pods', { metadata: { name: 'web-2', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
+    const progress = progressWatch();
+    const call = agent.client.callTool({ name: 'kubernetes_request', arguments: { target: K8S, verb: 'delete', resource: 'pods', namespace: 'default', name: 'web-2' } }, undefined, {
+      onprogress: progress.onprogress,
+      timeout: 60_000,
+    });
+    const first = await progress.first;
+    assert.match(first.message ?? '', /^k8s-test: waiting for 1 approval from dba \(apr_/);
+    const id = /\b(apr_[a-z0-9]+)\b/i.exec(first.message ?? '')?.[1] as string;
+    assert.ok(stack.api.get('pods', 'default', 'web-2'), 'not deleted while held');
+    const approve = await runCli(['approve', id, '--approve'], stack.home('bob').env);
+    assert.equal(approve.code, 0, approve.stderr);
+    const r = (await call) as CallToolResult;
+    assert.equal(r.isError, undefined, text(r));
+    assert.equal((r.structuredContent as { status: number; approval: string }).status, 200);
+    assert.equal((r.structuredContent as { approval: string }).approval, id);
+    assert.equal(stack.api.get('pods', 'default', 'web-2'), undefined, 'deleted once approved');
+
+    stack.api.put('pods', { metadata: { name: 'web-3', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
+    const again = progressWatch();
+    const abort = new AbortController();
+    const cancelled = agent.client.callTool({ name: 'kubernetes_request', arguments: { target: K8S, verb: 'delete', resource: 'pods', namespace: 'default', name: 'web-3' } }, undefined, {
+      onprogress: again.onprogress,
+      signal: abort.signal,
+      timeout: 60_000,
+    });
+    const held = /\b(apr_[a-z0-9]+)\b/i.exec((await again.first).message ?? '')?.[1] as string;
+    abort.abort(new Error('not needed after all'));
+    await assert.rejects(cancelled, /not needed after all/);
+    await eventually('the request withdrawn', () => stack.broker.approvals.get(held)?.status === 'withdrawn');
+    const withdrawn = await eventually('the withdrawal on record', async () => (await stack.events()).find((e) => e.type === 'approval.withdrawn' && e.detail['id'] === held));
+    assert.equal(withdrawn.actor?.sub, 'agent-7');
+    assert.equal(withdrawn.detail['reason'], 'withdrawn by the requester');
+    assert.ok(stack.api.get('pods', 'default', 'web-3'), 'the pod is still there');
   });
 });

@@ -39,6 +39,7 @@ export const POLICIES: PolicyConfig[] = [
     targets: [K8S],
     rules: [
       { name: 'k8s-reads', k8s: { verbs: ['get', 'list'] }, effect: 'allow', extra: {} },
+      { name: 'k8s-deletes-reviewed', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
       { name: 'k8s-rest', effect: 'deny', extra: {} },
     ],
   },

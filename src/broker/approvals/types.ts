@@ -92,6 +92,11 @@ export interface ApprovalService {
   request(input: NewApprovalRequest, opts?: RequestOptions): { request: ApprovalRequest; outcome: Promise<ApprovalOutcome> };
   /** The requester went away (client disconnected): the request is withdrawn. */
   withdraw(id: string, why: string): void;
+  /**
+   * The requester takes back a pending request (e.g. an MCP tool call cancelled by its
+   * client). Only the identity that made it may; durable before it answers.
+   */
+  withdrawOwn(id: string, requester: Identity): Promise<ApprovalRequest>;
   /** Throws ApprovalError-coded AgentgateErrors: not found, not pending, self-approval, not an approver, already decided by this approver. */
   decide(id: string, approver: Identity, decision: 'approve' | 'deny', reason: string | null): Promise<ApprovalRequest>;
   get(id: string): ApprovalRequest | undefined;

@@ -24,6 +24,8 @@ import { renewalNotices } from '../renewal-notice.js';
 import { runSql } from './sql.js';
 import { sqlText } from './text-table.js';
 import { k8sClient, type K8sCall } from './kubernetes.js';
+import { heldRequestId, waitForDecision } from './approval-wait.js';
+import { holdNotice } from '../../shared/hold-notice.js';
 import { DEFAULT_MAX_ROWS, kubernetesRequestTool, listTargetsTool, requestStatusTool, sqlQueryTool } from './tools.js';
 
 export interface ServeMcpOptions {
@@ -39,6 +41,8 @@ export interface ServeMcpOptions {
   say: (line: string) => void;
   /** How often a waiting call repeats its progress notification (ms). */
   progressIntervalMs?: number;
+  /** How often a held Kubernetes request's state is read (ms). */
+  pollMs?: number;
 }
 
 export interface McpSummary {
@@ -155,11 +159,34 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         k8s.set(e.target.name, client);
       }
       const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
-      const slow = setTimeout(() => progress.waiting(`${args.target}: no answer yet; the request may be waiting for a reviewer (agentgate requests)`), 2_000);
       try {
         const call: K8sCall = { verb: args.verb, path: args.path, resource: args.resource, namespace: args.namespace, name: args.name, api_version: args.api_version, body: args.body };
-        const res = await client.send(call, extra.signal);
-        const result = { target: args.target, status: res.status, ...(res.json !== undefined ? { body: res.json } : {}), ...(res.text !== undefined ? { text: res.text } : {}), truncated: res.truncated };
+        let res = await client.send(call, extra.signal);
+        const held = heldRequestId(res.status, res.json);
+        let approval: string | undefined;
+        if (held !== undefined) {
+          approval = held;
+          approvals ??= openApprovalsClient(o.flags, env);
+          const decided = await waitForDecision(await approvals, held, {
+            signal: extra.signal,
+            pollMs: o.pollMs ?? 1_000,
+            onPending: (r) => progress.waiting(`${args.target}: ${holdNotice(r)}`),
+          });
+          if (decided.status !== 'approved') {
+            const why = decided.decisions.filter((d) => d.decision === 'deny').map((d) => `denied by ${d.approver.name ?? d.approver.sub}: ${d.reason ?? ''}`).join('; ');
+            return toolError(`${held} ${decided.status}${why ? ` (${why})` : ''}; the request was not sent`);
+          }
+          // Approved: the same request again; the broker lets it through on that approval.
+          res = await client.send(call, extra.signal);
+        }
+        const result = {
+          target: args.target,
+          status: res.status,
+          ...(res.json !== undefined ? { body: res.json } : {}),
+          ...(res.text !== undefined ? { text: res.text } : {}),
+          truncated: res.truncated,
+          ...(approval ? { approval } : {}),
+        };
         const summary = res.json !== undefined ? JSON.stringify(res.json, null, 2) : (res.text ?? '');
         const text = `HTTP ${res.status}${res.truncated ? ' (body cut at 1 MiB)' : ''}\n${summary}`;
         if (res.status >= 400) return { content: [{ type: 'text', text: `${res.status === 403 ? 'refused' : 'failed'}: ${text}` }], isError: true };
@@ -168,7 +195,6 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         if (isAgentgateError(err)) return toolError(err.hint ? `${err.message}\n${err.hint}` : err.message);
         throw err;
       } finally {
-        clearTimeout(slow);
         progress.stop();
       }
     });

@@ -53,7 +53,7 @@ export const sqlQueryTool = {
 export const kubernetesRequestTool = {
   title: 'Kubernetes API request',
   description:
-    'Sends one Kubernetes API request to a kubernetes target through the agentgate broker: give path, or resource (+ namespace, name, api_version). Policy decides per request; a request held for review waits inside this call and returns once decided; cancelling the call abandons it.',
+    'Sends one Kubernetes API request to a kubernetes target through the agentgate broker: give path, or resource (+ namespace, name, api_version). Policy decides per request; a request held for review waits inside this call (progress notifications name the approval request) and is sent once approved; cancelling the call withdraws the request.',
   inputSchema: {
     target: z.string().min(1).describe('a kubernetes target from list_targets'),
     verb: z.enum(K8S_VERBS),
@@ -70,6 +70,7 @@ export const kubernetesRequestTool = {
     body: z.unknown().optional().describe('the JSON response (masked where policy masks)'),
     text: z.string().optional().describe('the response when it was not JSON'),
     truncated: z.boolean(),
+    approval: z.string().optional().describe('the approval request the call waited for, when it was held'),
   },
 } as const;
 

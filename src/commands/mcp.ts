@@ -3,7 +3,8 @@
  * the broker; `agentgate mcp install --client …` — that server in a client's MCP config.
  */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-options.js';
+import { addBrokerOptions, addReasonOption } from '../client/broker-options.js';
+import { normalizeReason } from '../shared/reason.js';
 import { print, say } from './render.js';
 import { UsageError } from '../errors.js';
 
@@ -14,6 +15,7 @@ interface McpFlags {
   tokenFile?: string;
   target?: string[];
   receiptDir?: string;
+  reason?: string;
 }
 
 interface InstallFlags extends McpFlags {
@@ -53,6 +55,7 @@ export function register(program: Command): void {
     .option('--global', "cursor only: the user's ~/.cursor/mcp.json")
     .option('--name <key>', "the server's name in the file", 'agentgate')
     .option('--command <path>', 'how the client starts agentgate (an absolute path when the client does not see your PATH)', 'agentgate')
+    .option('--reason <text>', "a standing reason for the server's session (each tool call may give its own)")
     .addHelpText('after', CLIENT_HELP);
   addBrokerOptions(install).action(async (flags: InstallFlags) => {
     const { isMcpClient, planInstall, writeInstall, MCP_CLIENTS } = await import('../client/mcp/install.js');
@@ -68,6 +71,7 @@ export function register(program: Command): void {
     if (flags.fingerprint) args.push('--fingerprint', flags.fingerprint);
     if (flags.ca) args.push('--ca', flags.ca);
     if (flags.tokenFile) args.push('--token-file', flags.tokenFile);
+    if (flags.reason) args.push('--reason', flags.reason);
     const plan = await planInstall({ client: flags.client, dir: flags.dir, global: Boolean(flags.global), name: flags.name, launch: { command: flags.command, args } });
     if (flags.print) {
       print(plan.text);
@@ -78,11 +82,13 @@ export function register(program: Command): void {
     say('Restart the client (or reload its MCP servers) to pick it up.');
   });
 
-  addBrokerOptions(cmd).action(async (flags: McpFlags) => {
+  addBrokerOptions(addReasonOption(cmd)).action(async (flags: McpFlags) => {
     const { serveMcp } = await import('../client/mcp/server.js');
+    const reason = normalizeReason(flags.reason);
     const summary = await serveMcp({
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
       targets: flags.target ?? [],
+      ...(reason !== undefined ? { reason } : {}),
       ...(flags.receiptDir ? { receiptDir: flags.receiptDir } : {}),
       say,
     });

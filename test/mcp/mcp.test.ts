@@ -5,6 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { runCli } from '../cli/fixture.js';
 import { eventually, K8S, PG, startMcpStack, type McpChild, type McpStack } from './stack.js';
 
@@ -57,7 +59,7 @@ describe('agentgate mcp', () => {
     const { tools } = await agent.client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['kubernetes_request', 'list_targets', 'request_status', 'sql_query']);
     const sql = tools.find((t) => t.name === 'sql_query');
-    assert.deepEqual(Object.keys(sql?.inputSchema.properties ?? {}).sort(), ['max_rows', 'sql', 'target']);
+    assert.deepEqual(Object.keys(sql?.inputSchema.properties ?? {}).sort(), ['max_rows', 'reason', 'sql', 'target']);
     assert.deepEqual(sql?.inputSchema.required?.slice().sort(), ['sql', 'target']);
     assert.ok(sql?.outputSchema, 'sql_query declares its structured output');
   });
@@ -214,5 +216,77 @@ describe('agentgate mcp', () => {
     assert.equal(withdrawn.actor?.sub, 'agent-7');
     assert.equal(withdrawn.detail['reason'], 'withdrawn by the requester');
     assert.ok(stack.api.get('pods', 'default', 'web-3'), 'the pod is still there');
+  });
+
+  test('require_reason: a policy that requires one refuses the call without it, saying so; with one it runs', async () => {
+    const careful = await stack.connect('agent-r');
+    const none = (await careful.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: 'SELECT id FROM orders ORDER BY id' } })) as CallToolResult;
+    assert.equal(none.isError, true);
+    assert.match(text(none), /^refused \(SQLSTATE 42501\): agentgate: policy careful requires a reason and none was given: give one with --reason or AGENTGATE_REASON \(agentgate mcp: the tool call's "reason"\)/);
+    assert.match(text(none), /HINT: policy careful rule require_reason/);
+    const given = (await careful.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: 'SELECT id FROM orders ORDER BY id', reason: 'INC-7: count orders' } })) as CallToolResult;
+    assert.equal(given.isError, undefined, text(given));
+    assert.equal((given.structuredContent as { row_count: number }).row_count, 3);
+    await careful.close();
+  });
+
+  test('reasons on record: in session.start, the statement events, the approval request (approve screen, requests), the audit export and the receipt', async () => {
+    const SESSION_REASON = 'standing reason: nightly cleanup';
+    const CALL_REASON = 'ticket OPS-42: refund order 1 (customer ada.lovelace@example.org)';
+    const why = await stack.connect('agent-7', [], { AGENTGATE_REASON: SESSION_REASON });
+    const plain = (await why.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: 'SELECT 1 AS one' } })) as CallToolResult;
+    assert.equal(plain.isError, undefined, text(plain));
+
+    const progress = progressWatch();
+    const call = why.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: "UPDATE orders SET status = 'refunded' WHERE id = 1", reason: CALL_REASON } }, undefined, {
+      onprogress: progress.onprogress,
+      timeout: 60_000,
+    });
+    const id = /\b(apr_[a-z0-9]+)\b/i.exec((await progress.first).message ?? '')?.[1] as string;
+    // The reviewer sees the reason (masked like everything else: the email is not shown raw).
+    const shown = await runCli(['approve', id], stack.home('bob').env);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /Reason given\s+ticket OPS-42: refund order 1 \(customer \*+@example\.org\)/);
+    const listed = await runCli(['requests'], stack.home('bob').env);
+    assert.match(listed.stdout, /REASON/);
+    assert.match(listed.stdout, new RegExp(`${id}.*ticket OPS-42`));
+    const approve = await runCli(['approve', id, '--approve'], stack.home('bob').env);
+    assert.equal(approve.code, 0, approve.stderr);
+    assert.equal(((await call) as CallToolResult).isError, undefined);
+    await why.close();
+
+    // The audit export, as an auditor exports it with the real CLI.
+    const out = join(stack.tmp.path, 'audit.jsonl');
+    const exported = await runCli(['audit', 'export', '--out', out], stack.home('sam').env);
+    assert.equal(exported.code, 0, exported.stderr);
+    const events = readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('{"')).map((l) => JSON.parse(l) as { type: string; session: string; detail: Record<string, unknown> });
+    const held = events.find((e) => e.type === 'approval.requested' && e.detail['id'] === id);
+    assert.ok(held, 'the approval request is exported');
+    const shownReason = 'ticket OPS-42: refund order 1 (customer ****@example.org)';
+    assert.equal(held.detail['requester_reason'], shownReason);
+    const inSession = events.filter((e) => e.session === held.session);
+    assert.equal(inSession.find((e) => e.type === 'session.start')?.detail['reason'], shownReason);
+    assert.deepEqual(inSession.filter((e) => e.type === 'query.intent' || e.type === 'query').map((e) => [e.type, e.detail['reason']]), [['query.intent', shownReason], ['query', shownReason]]);
+    const plainQuery = events.find((e) => e.type === 'query' && e.detail['sql'] === 'SELECT 1 AS one' && e.detail['reason'] === SESSION_REASON);
+    assert.ok(plainQuery, 'a call without its own reason carries the session one');
+    assert.ok(!readFileSync(out, 'utf8').includes(EMAIL), 'the raw email is nowhere in the log');
+    const verify = await runCli(['audit', 'verify', out], stack.home('sam').env);
+    assert.equal(verify.code, 0, verify.stderr);
+
+    // The receipts `agentgate mcp` saved when its client went away: one per call, each with its reason.
+    const dir = join(stack.home('agent-7').dir, 'receipts');
+    const files = await eventually('the receipts written', () => {
+      const found = readdirSync(dir).filter((f) => f.endsWith('.receipt.json'));
+      return found.length >= 2 ? found : undefined;
+    });
+    const reasons = files.map((f) => {
+      const env = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { payload: string };
+      return [f.replace('.receipt.json', ''), (JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as { predicate: { reason: string | null; session: string } }).predicate] as const;
+    });
+    assert.equal(reasons.find(([, p]) => p.session === held.session)?.[1].reason, shownReason);
+    assert.ok(reasons.some(([, p]) => p.reason === SESSION_REASON));
+    const file = files.find((f) => f.startsWith(held.session)) ?? '';
+    const checked = await runCli(['receipt', 'verify', join(dir, file)], stack.home('agent-7').env);
+    assert.equal(checked.code, 0, checked.stderr + checked.stdout);
   });
 });

@@ -24,6 +24,16 @@ export const BIN = join(ROOT, 'bin', 'agentgate');
 
 export const POLICIES: PolicyConfig[] = [
   {
+    name: 'careful',
+    subjects: { groups: ['careful-agents'] },
+    targets: [PG],
+    requireReason: true,
+    rules: [
+      { name: 'careful-reads', sql: ['select'], effect: 'allow', extra: {} },
+      { name: 'careful-rest', effect: 'deny', extra: {} },
+    ],
+  },
+  {
     name: 'agents-pg',
     subjects: { groups: ['ai-agents'] },
     targets: [PG],
@@ -86,7 +96,7 @@ export async function startMcpStack(policies: PolicyConfig[] = POLICIES): Promis
   const broker = await runBroker(config, { port: 0, logger: silentLogger, closeGraceMs: 100 });
   const homes = new Map<string, Home>();
   const children: McpChild[] = [];
-  const groups: Record<string, string[]> = { 'agent-7': ['ai-agents'], bob: ['dba'] };
+  const groups: Record<string, string[]> = { 'agent-7': ['ai-agents'], 'agent-r': ['careful-agents'], bob: ['dba'], sam: ['security'] };
 
   const home = (sub: string): Home => {
     const h = homes.get(sub);

@@ -35,6 +35,8 @@ export interface NewApprovalRequest {
   rule: string;
   /** Why it was held (the policy decision's reason). */
   reason: string;
+  /** Why the requester says they need it (the session's or the call's reason), already masked. */
+  requesterReason?: string;
   approvers: ApproverSpec;
   /** Identifies "the same statement/request" for grants (with its parameter values, unless anyValues). */
   fingerprint: string;

@@ -6,6 +6,7 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import { UsageError } from '../../errors.js';
+import { REASON_HEADER, encodeReasonHeader } from '../../shared/reason.js';
 
 export const K8S_VERBS = ['get', 'list', 'create', 'update', 'patch', 'delete'] as const;
 export type K8sVerb = (typeof K8S_VERBS)[number];
@@ -23,6 +24,8 @@ export interface K8sCall {
   api_version?: string | undefined;
   /** The object to create/update, or the merge patch (JSON). */
   body?: unknown;
+  /** This call's reason (header x-agentgate-reason; the broker records it and keeps it from the API server). */
+  reason?: string | undefined;
 }
 
 export interface K8sResponse {
@@ -76,6 +79,7 @@ export function k8sClient(e: K8sEndpoint): { send(c: K8sCall, signal: AbortSigna
       if ((c.verb === 'get' || c.verb === 'list' || c.verb === 'delete') && c.body !== undefined) throw new UsageError(`${c.verb} takes no body`);
       if ((c.verb === 'create' || c.verb === 'update' || c.verb === 'patch') && c.body === undefined) throw new UsageError(`${c.verb} needs a body (the object, or for patch a JSON merge patch)`);
       const headers: Record<string, string> = { authorization: `Bearer ${e.secret}`, accept: 'application/json' };
+      if (c.reason !== undefined) headers[REASON_HEADER] = encodeReasonHeader(c.reason);
       if (c.body !== undefined) headers['content-type'] = c.verb === 'patch' ? 'application/merge-patch+json' : 'application/json';
       const res = await request(`${origin}${path}`, {
         method: METHOD[c.verb],

@@ -26,6 +26,7 @@ import { sqlText } from './text-table.js';
 import { k8sClient, type K8sCall } from './kubernetes.js';
 import { heldRequestId, waitForDecision } from './approval-wait.js';
 import { holdNotice } from '../../shared/hold-notice.js';
+import { normalizeReason } from '../../shared/reason.js';
 import { DEFAULT_MAX_ROWS, kubernetesRequestTool, listTargetsTool, requestStatusTool, sqlQueryTool } from './tools.js';
 
 export interface ServeMcpOptions {
@@ -43,6 +44,8 @@ export interface ServeMcpOptions {
   progressIntervalMs?: number;
   /** How often a held Kubernetes request's state is read (ms). */
   pollMs?: number;
+  /** The session's reason (`--reason` / AGENTGATE_REASON); a tool call's own reason replaces it for that call. */
+  reason?: string;
 }
 
 export interface McpSummary {
@@ -69,6 +72,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
     bind: '127.0.0.1',
     allowRemote: false,
     env,
+    ...(o.reason !== undefined ? { reason: o.reason } : {}),
     onState: (state, change) => {
       if (state === 'down') o.say(`agentgate mcp: broker connection lost${change.error ? ` (${change.error.message})` : ''}, reconnecting…`);
     },
@@ -123,6 +127,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           url: e.url as string,
           sql: args.sql,
           maxRows,
+          reason: normalizeReason(args.reason),
           signal: extra.signal,
           onNotice: (message) => {
             const id = APPROVAL_ID.exec(message)?.[1];
@@ -160,7 +165,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       }
       const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
       try {
-        const call: K8sCall = { verb: args.verb, path: args.path, resource: args.resource, namespace: args.namespace, name: args.name, api_version: args.api_version, body: args.body };
+        const call: K8sCall = { verb: args.verb, path: args.path, resource: args.resource, namespace: args.namespace, name: args.name, api_version: args.api_version, body: args.body, reason: normalizeReason(args.reason) };
         let res = await client.send(call, extra.signal);
         const held = heldRequestId(res.status, res.json);
         let approval: string | undefined;

@@ -9,6 +9,7 @@
  * At most `maxRows` rows are kept; the rest are counted and dropped as they arrive.
  */
 import pg from 'pg';
+import { REASON_STARTUP_PARAM } from '../../shared/reason.js';
 
 export interface SqlColumn {
   name: string;
@@ -46,15 +47,26 @@ export interface RunSqlOptions {
   signal: AbortSignal;
   /** Each NOTICE the broker (or the server) sends while the statement runs or waits. */
   onNotice?: (message: string) => void;
-  /** Startup parameters beyond the connection string (e.g. application_name). */
   applicationName?: string;
+  /** This call's reason: sent as `-c agentgate.reason=…` in options; the broker records it and keeps it from PostgreSQL. */
+  reason?: string | undefined;
+}
+
+/** A value inside PostgreSQL's `options`: a backslash makes the next character part of the word. */
+function optionValue(v: string): string {
+  return v.replace(/[\\\s]/g, (c) => `\\${c}`);
 }
 
 /** Every value as text: what the broker sent, unparsed. */
 const RAW_TYPES = { getTypeParser: () => (value: string) => value };
 
 export async function runSql(o: RunSqlOptions): Promise<SqlOutcome> {
-  const client = new pg.Client({ connectionString: o.url, application_name: o.applicationName ?? 'agentgate-mcp', types: RAW_TYPES });
+  const client = new pg.Client({
+    connectionString: o.url,
+    application_name: o.applicationName ?? 'agentgate-mcp',
+    types: RAW_TYPES,
+    ...(o.reason !== undefined ? { options: `-c ${REASON_STARTUP_PARAM}=${optionValue(o.reason)}` } : {}),
+  });
   client.on('error', () => {
     // a connection error also fails the query or connect below; nothing more to do here
   });

@@ -5,8 +5,15 @@
  */
 import { z } from 'zod';
 import { K8S_VERBS } from './kubernetes.js';
+import { MAX_REASON_CHARS } from '../../shared/reason.js';
 
 export const DEFAULT_MAX_ROWS = 100;
+
+const REASON = z
+  .string()
+  .max(MAX_REASON_CHARS * 4)
+  .optional()
+  .describe("why this call is needed: recorded with it in the audit log and the receipt, shown to the reviewer of a held call; replaces the server's --reason for this call. Some policies refuse calls without one");
 export const MAX_MAX_ROWS = 1000;
 /** Statement text an agent may send in one call (the broker caps messages too). */
 export const MAX_SQL_CHARS = 1024 * 1024;
@@ -38,6 +45,7 @@ export const sqlQueryTool = {
     target: z.string().min(1).describe('a postgres target from list_targets'),
     sql: z.string().min(1).max(MAX_SQL_CHARS).describe('one statement (or several separated by semicolons; the last result with rows is returned)'),
     max_rows: z.number().int().min(1).max(MAX_MAX_ROWS).optional().describe(`rows to return at most (default ${DEFAULT_MAX_ROWS}); the rest are counted, not returned`),
+    reason: REASON,
   },
   outputSchema: {
     target: z.string(),
@@ -63,6 +71,7 @@ export const kubernetesRequestTool = {
     name: z.string().optional().describe('the object; required for get, update, patch, delete'),
     api_version: z.string().optional().describe('v1 (core, default) or group/version, e.g. apps/v1'),
     body: z.unknown().optional().describe('create/update: the object; patch: a JSON merge patch'),
+    reason: REASON,
   },
   outputSchema: {
     target: z.string(),

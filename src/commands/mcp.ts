@@ -85,7 +85,13 @@ export function register(program: Command): void {
   addBrokerOptions(addReasonOption(cmd)).action(async (flags: McpFlags) => {
     const { serveMcp } = await import('../client/mcp/server.js');
     const reason = normalizeReason(flags.reason);
+    // A client that stops us with a signal still gets the session ended and its receipts saved.
+    const stop = new AbortController();
+    const onSignal = (): void => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     const summary = await serveMcp({
+      stop: stop.signal,
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
       targets: flags.target ?? [],
       ...(reason !== undefined ? { reason } : {}),

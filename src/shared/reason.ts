@@ -15,11 +15,11 @@ export const REASON_STARTUP_PARAM = 'agentgate.reason';
 /** Characters kept; a longer reason is cut (and says so). */
 export const MAX_REASON_CHARS = 500;
 
-/** Trimmed, control characters as spaces, capped; undefined when nothing is left. */
+/** Trimmed, control characters as spaces (runs of spaces as one), capped; undefined when nothing is left. */
 export function normalizeReason(raw: string | undefined | null): string | undefined {
   if (raw === undefined || raw === null) return undefined;
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
-  const text = raw.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  const text = raw.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/ {2,}/g, ' ').trim();
   if (text === '') return undefined;
   return text.length > MAX_REASON_CHARS ? `${text.slice(0, MAX_REASON_CHARS - 1)}…` : text;
 }

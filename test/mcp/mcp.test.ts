@@ -142,6 +142,22 @@ describe('agentgate mcp', () => {
     assert.deepEqual(view.decisions.map((d) => [d.approver, d.decision]), [['bob', 'approve']]);
   });
 
+  test('a held statement a reviewer denies returns a tool error with the reviewer and the reason; nothing ran', async () => {
+    const progress = progressWatch();
+    const call = agent.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: "UPDATE orders SET status = 'void' WHERE id = 3" } }, undefined, {
+      onprogress: progress.onprogress,
+      timeout: 60_000,
+    });
+    const id = /\b(apr_[a-z0-9]+)\b/i.exec((await progress.first).message ?? '')?.[1] as string;
+    const deny = await runCli(['approve', id, '--deny', '--reason', 'use a migration'], stack.home('bob').env);
+    assert.equal(deny.code, 0, deny.stderr);
+    const r = (await call) as CallToolResult;
+    assert.equal(r.isError, true);
+    assert.match(text(r), new RegExp(`^refused \\(SQLSTATE 42501\\): agentgate: ${id} denied by bob: use a migration`));
+    assert.match(text(r), new RegExp(`approval request: ${id}`));
+    assert.equal(await upstream('SELECT status FROM orders WHERE id = 3'), 'new');
+  });
+
   test('cancelling a held call withdraws its request; nothing runs upstream', async () => {
     const progress = progressWatch();
     const abort = new AbortController();
@@ -179,6 +195,10 @@ describe('agentgate mcp', () => {
     assert.match(text(create), /^refused: HTTP 403/);
     assert.match(text(create), /k8s-rest/);
     assert.equal(stack.api.get('configmaps', 'default', 'x'), undefined, 'nothing was created');
+
+    const watch = (await agent.client.callTool({ name: 'kubernetes_request', arguments: { target: K8S, verb: 'list', path: '/api/v1/namespaces/default/pods?watch=true' } })) as CallToolResult;
+    assert.equal(watch.isError, true);
+    assert.match(text(watch), /watch and follow requests stream without end/);
   });
 
   test('kubernetes_request: a held delete waits in the call, is sent once approved, and a cancelled one is withdrawn', async () => {

@@ -47,6 +47,8 @@ export function k8sPath(c: K8sCall): string {
   if (c.path !== undefined) {
     if (c.resource !== undefined || c.namespace !== undefined || c.name !== undefined) throw new UsageError('give either path or resource (+ namespace, name), not both');
     if (!c.path.startsWith('/') || /\s/.test(c.path)) throw new UsageError(`path must be an absolute API path such as /api/v1/namespaces/default/pods, got "${c.path}"`);
+    // One call, one answer: a watch or a followed log would never end.
+    if (/[?&](watch|follow)=(true|1)(&|$)/i.test(c.path)) throw new UsageError('watch and follow requests stream without end; this tool sends requests that answer once (use list, or kubectl through agentgate connect)');
     return c.path;
   }
   if (c.resource === undefined) throw new UsageError('give path, or resource (with namespace and name where they apply)');

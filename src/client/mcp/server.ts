@@ -46,6 +46,8 @@ export interface ServeMcpOptions {
   pollMs?: number;
   /** The session's reason (`--reason` / AGENTGATE_REASON); a tool call's own reason replaces it for that call. */
   reason?: string;
+  /** Ends the server as if the client had gone (SIGINT/SIGTERM): the session ends and its receipts are saved. */
+  stop?: AbortSignal;
 }
 
 export interface McpSummary {
@@ -58,7 +60,8 @@ export interface McpSummary {
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 const SERVED: readonly TargetSummary['type'][] = ['postgres', 'kubernetes'];
-const APPROVAL_ID = /\b(apr_[a-z0-9]+)\b/i;
+/** The broker's hold notice (shared/hold-notice.ts), not any NOTICE that mentions a request id. */
+const HOLD_NOTICE = /^waiting for \d+ approvals? .*\((apr_[a-z0-9]+)\)/;
 
 /** Runs until the client closes stdin (or the transport fails); then ends the session and saves its receipts. */
 export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
@@ -130,7 +133,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           reason: normalizeReason(args.reason),
           signal: extra.signal,
           onNotice: (message) => {
-            const id = APPROVAL_ID.exec(message)?.[1];
+            const id = HOLD_NOTICE.exec(message)?.[1];
             if (id === undefined) return;
             approval = id;
             progress.waiting(`${args.target}: ${message}`);
@@ -235,6 +238,8 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       transport.onclose = () => resolve();
       stdin.once('end', () => resolve());
       stdin.once('close', () => resolve());
+      if (o.stop?.aborted) resolve();
+      o.stop?.addEventListener('abort', () => resolve(), { once: true });
     });
     await server.connect(transport);
     o.say(`agentgate mcp: serving ${conns.endpoints.map((x) => `${x.target.name} (${x.target.type})`).join(', ') || 'no targets'} over stdio; session ${conns.session.id}`);

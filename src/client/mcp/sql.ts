@@ -57,6 +57,9 @@ function optionValue(v: string): string {
   return v.replace(/[\\\s]/g, (c) => `\\${c}`);
 }
 
+/** Text kept for one call's rows; past it, rows are counted but not kept (as past max_rows). */
+export const MAX_RESULT_CHARS = 4 * 1024 * 1024;
+
 /** Every value as text: what the broker sent, unparsed. */
 const RAW_TYPES = { getTypeParser: () => (value: string) => value };
 
@@ -102,6 +105,8 @@ function query(client: pg.Client, o: RunSqlOptions): Promise<SqlOutcome> {
     let columns: SqlColumn[] = [];
     let rows: (string | null)[][] = [];
     let count = 0;
+    let kept = 0;
+    let full = false;
     let current: pg.QueryResult | undefined;
     // A statement list returns several results: the answer is the last one that has rows.
     q.on('row', (row: (string | null)[], built?: pg.ResultBuilder) => {
@@ -111,9 +116,18 @@ function query(client: pg.Client, o: RunSqlOptions): Promise<SqlOutcome> {
         columns = result.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID }));
         rows = [];
         count = 0;
+        kept = 0;
+        full = false;
       }
       count++;
-      if (rows.length < o.maxRows) rows.push(row);
+      const size = row.reduce((n, v) => n + (v?.length ?? 0), 0);
+      // The rows kept are always the first ones: once one does not fit, none after it is kept.
+      if (!full && rows.length < o.maxRows && kept + size <= MAX_RESULT_CHARS) {
+        rows.push(row);
+        kept += size;
+      } else {
+        full = true;
+      }
     });
     q.on('error', reject);
     q.on('end', (results: pg.QueryResult | pg.QueryResult[]) => {

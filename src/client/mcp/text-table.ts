@@ -3,12 +3,13 @@
  * reads: an aligned table, cells cut at a width, NULL spelled out, and a last line saying
  * how many rows there were and whether some were left out.
  */
-import type { SqlResult } from './sql.js';
+import { MAX_RESULT_CHARS, type SqlResult } from './sql.js';
 
 const MAX_CELL = 80;
 
 export function sqlText(r: SqlResult, maxRows: number): string {
-  const tail = `(${r.command || 'done'}${r.truncated ? `; showing the first ${r.rows.length} of ${r.row_count} rows — max_rows is ${maxRows}` : ''})`;
+  const cut = r.rows.length < maxRows ? `they fill the ${MAX_RESULT_CHARS / 1024 / 1024} MiB of text one call returns` : `max_rows is ${maxRows}`;
+  const tail = `(${r.command || 'done'}${r.truncated ? `; showing the first ${r.rows.length} of ${r.row_count} rows — ${cut}` : ''})`;
   if (r.columns.length === 0) return tail;
   const cell = (v: string | null): string => {
     if (v === null) return 'NULL';

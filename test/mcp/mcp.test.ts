@@ -308,5 +308,18 @@ describe('agentgate mcp', () => {
     const file = files.find((f) => f.startsWith(held.session)) ?? '';
     const checked = await runCli(['receipt', 'verify', join(dir, file)], stack.home('agent-7').env);
     assert.equal(checked.code, 0, checked.stderr + checked.stdout);
+    assert.match(checked.stdout, /^ {2}reason: {4}ticket OPS-42: refund order 1 \(customer \*+@example\.org\)$/m);
+  });
+
+  test('run --reason and connect --reason: the session reason travels on the tunnel and is on record', async () => {
+    const r = await runCli(['run', '--target', PG, '--reason', 'nightly report', '--receipt-dir', join(stack.tmp.path, 'run-receipts'), '--', 'psql', '-X', '-At', '-c', 'SELECT 41 + 1'], stack.home('agent-7').env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '42');
+    const events = await stack.events();
+    const q = events.find((e) => e.type === 'query' && e.detail['sql'] === 'SELECT 41 + 1');
+    assert.equal(q?.detail['reason'], 'nightly report');
+    assert.equal(events.find((e) => e.type === 'session.start' && e.session === q?.session)?.detail['reason'], 'nightly report');
+    const help = await runCli(['connect', '--help'], stack.home('agent-7').env);
+    assert.match(help.stdout, /--reason <text>\s+why this session is needed/);
   });
 });

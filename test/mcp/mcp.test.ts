@@ -240,6 +240,9 @@ describe('agentgate mcp', () => {
 
   test('require_reason: a policy that requires one refuses the call without it, saying so; with one it runs', async () => {
     const careful = await stack.connect('agent-r');
+    const listed = (await careful.client.callTool({ name: 'list_targets', arguments: {} })) as CallToolResult;
+    const allows = (listed.structuredContent as { targets: { name: string; allows: string[] }[] }).targets.find((t) => t.name === PG)?.allows ?? [];
+    assert.equal(allows.at(-1), "a reason is required (--reason, or a tool call's reason)");
     const none = (await careful.client.callTool({ name: 'sql_query', arguments: { target: PG, sql: 'SELECT id FROM orders ORDER BY id' } })) as CallToolResult;
     assert.equal(none.isError, true);
     assert.match(text(none), /^refused \(SQLSTATE 42501\): agentgate: policy careful requires a reason and none was given: give one with --reason or AGENTGATE_REASON \(agentgate mcp: the tool call's "reason"\)/);

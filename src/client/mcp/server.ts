@@ -152,6 +152,10 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           content: [{ type: 'text', text: sqlText(r, maxRows) }],
           structuredContent: { target: args.target, ...r, ...(approval ? { approval } : {}) },
         };
+      } catch (err) {
+        if (extra.signal.aborted) throw err;
+        // Not an answer from PostgreSQL or the broker's policy: the connection itself failed.
+        return toolError(`could not run it on ${args.target}: ${(err as Error).message}; nothing is known to have run (the broker's audit log has the record); try again, and if it persists run: agentgate connect ${args.target}`);
       } finally {
         progress.stop();
       }

@@ -155,7 +155,9 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       } catch (err) {
         if (extra.signal.aborted) throw err;
         // Not an answer from PostgreSQL or the broker's policy: the connection itself failed.
-        return toolError(`could not run it on ${args.target}: ${(err as Error).message}; nothing is known to have run (the broker's audit log has the record); try again, and if it persists run: agentgate connect ${args.target}`);
+        return toolError(
+          `the connection to ${args.target} failed: ${(err as Error).message}. If the statement was sent, its outcome is in the broker's audit log: check before retrying a write (request_status for a held one)`,
+        );
       } finally {
         progress.stop();
       }

@@ -9,6 +9,8 @@ import type { Logger } from './log.js';
 import type { TunnelChannel } from '../tunnel/acceptor.js';
 import type { AuditActor } from '../shared/audit-hash.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { REASON_HEADER, decodeReasonHeader } from '../shared/reason.js';
+import { policyRequiresReason } from './policy/reason.js';
 import { decidingPolicy } from './access.js';
 import { CancelRegistry, PgProxySession, type TargetAccess } from './postgres/proxy-session.js';
 import type { SessionSummary } from './session-summary.js';
@@ -61,6 +63,12 @@ export function accessFor(identity: Identity, target: string, config: BrokerConf
 function header(channel: TunnelChannel<Identity>, name: string): string | undefined {
   const v = channel.headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** The session's reason (`--reason`) the tunnel carried. */
+function reasonOf(channel: TunnelChannel<Identity>): { reason?: string } {
+  const reason = decodeReasonHeader(channel.headers[REASON_HEADER]);
+  return reason === undefined ? {} : { reason };
 }
 
 /** The SCRAM verifier of the session secret the tunnel carried; undefined (clients refused) when absent or malformed. */
@@ -130,6 +138,8 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
             actor: actorOf(channel.identity),
             access: accessFor(channel.identity, target.name, config),
             verifier: sessionVerifier(channel),
+            ...reasonOf(channel),
+            ...(policyRequiresReason(channel.identity, target.name, config.policies) ? { requireReason: true } : {}),
             gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
             ...maskingFor(channel.identity, target.name, config, deps.maskingKey),
             ...(deps.approvals ? { approvals: deps.approvals } : {}),
@@ -158,6 +168,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
             actor: actorOf(channel.identity),
             verifier: sessionVerifier(channel),
             connectSession: header(channel, SESSION_ID_HEADER),
+            ...reasonOf(channel),
             origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
             onEnd: (summary) => deps.onSessionEnd?.(summary),
             ...lease('kubernetes'),

@@ -4,6 +4,11 @@
  */
 import type { Command } from 'commander';
 
+/** `--reason TEXT` with its environment twin, for the commands that open sessions (connect, run, mcp). */
+export function addReasonOption(cmd: Command): Command {
+  return cmd.option('--reason <text>', 'why this session is needed: recorded in the audit log and the receipts, shown to reviewers (env AGENTGATE_REASON)', process.env['AGENTGATE_REASON']);
+}
+
 export function addBrokerOptions(cmd: Command, options: { tokenFile?: boolean } = {}): Command {
   cmd
     .option('--broker <url>', 'broker URL (env AGENTGATE_BROKER; default: the one you logged in to)')

@@ -30,6 +30,7 @@ export interface ConnectOptions {
   env?: NodeJS.ProcessEnv;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
   onRenewal?: (event: RenewalEvent) => void;
+  reason?: string;
 }
 
 export interface OpenConnection {
@@ -66,6 +67,8 @@ export interface OpenConnectionsOptions {
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
   /** Each credential renewal over the live tunnel, and each failure to renew. */
   onRenewal?: (event: RenewalEvent) => void;
+  /** The session's reason (`--reason` / AGENTGATE_REASON), already normalized. */
+  reason?: string;
 }
 
 export interface Endpoint {
@@ -74,6 +77,8 @@ export interface Endpoint {
   port: number;
   url: string | undefined;
   kubeconfig: string | undefined;
+  /** Kubernetes: the local listener's certificate (what the kubeconfig trusts). */
+  caPem?: string;
 }
 
 export interface OpenConnections {
@@ -96,6 +101,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
+    ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
   });
   const e = c.endpoints[0] as Endpoint;
   return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, closeTunnel: c.closeTunnel, close: c.close };
@@ -145,6 +151,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
       hostKeyFingerprint: hostKey,
       ...(opts.onState ? { onState: opts.onState } : {}),
       ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
+      ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
     });
     await session.tunnel.ready(20_000);
     const endpoints: Endpoint[] = [];
@@ -174,7 +181,7 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
         kubeconfig = written.path;
         cleanups.push(written.remove);
       }
-      endpoints.push({ target, host, port, url, kubeconfig });
+      endpoints.push({ target, host, port, url, kubeconfig, ...(caPem !== undefined ? { caPem } : {}) });
     }
     const live = session;
     let tunnelClosed: Promise<void> | undefined;

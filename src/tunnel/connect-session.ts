@@ -20,6 +20,7 @@ import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../broker/postgres/scram.js';
 import { connectionFailure } from '../broker/postgres/errors.js';
 import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { REASON_HEADER, encodeReasonHeader } from '../shared/reason.js';
 
 export interface ConnectSessionOptions {
   endpoint: string;
@@ -33,6 +34,8 @@ export interface ConnectSessionOptions {
   /** Credential renewal over the live tunnel (dialer.ts); false turns it off. */
   renewal?: OpenTunnelOptions['renewal'];
   onRenewal?: OpenTunnelOptions['onRenewal'];
+  /** The session's reason (`--reason`), recorded by the broker for every proxy session. */
+  reason?: string;
 }
 
 export interface ListenTargetOptions {
@@ -78,7 +81,7 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
     dispatcher: opts.dispatcher,
     getToken: opts.getToken,
     hostKeyFingerprint: opts.hostKeyFingerprint,
-    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier },
+    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier, ...(opts.reason !== undefined ? { [REASON_HEADER]: encodeReasonHeader(opts.reason) } : {}) },
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.reconnect !== undefined ? { reconnect: opts.reconnect } : {}),
     ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),

@@ -38,6 +38,7 @@ interface OpenSession {
   startedAt: string;
   connectSession: string | undefined;
   policy: string | null;
+  reason: string | undefined;
   lastTime: string;
   /** Intents without an outcome yet, by `${type}#${id}`. */
   intents: Map<string, AuditRecord>;
@@ -122,6 +123,7 @@ async function openSessions(audit: AuditStore, afterSeq: number): Promise<Map<st
         startedAt: r.time,
         connectSession: typeof r.detail['connect_session'] === 'string' ? r.detail['connect_session'] : undefined,
         policy: r.decision?.rule ?? null,
+        reason: typeof r.detail['reason'] === 'string' ? r.detail['reason'] : undefined,
         lastTime: r.time,
         intents: new Map(),
         statements: 0,
@@ -192,6 +194,7 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
       target: s.target,
       protocol: s.protocol,
       policy: s.policy,
+      ...(s.reason !== undefined ? { reason: s.reason } : {}),
       startedAt: s.startedAt,
       endedAt,
       statements: s.statements,

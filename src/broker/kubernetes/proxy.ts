@@ -32,6 +32,8 @@ import { ApprovalServiceError } from '../approvals/errors.js';
 import type { ScramVerifier } from '../postgres/scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decideK8s } from '../policy/k8s-rules.js';
+import { withReasonRequirement } from '../policy/reason.js';
+import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { decidingPolicy } from '../access.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
@@ -77,6 +79,8 @@ export interface K8sChannel {
   onEnd?: (summary: K8sSessionSummary) => void;
   /** The connection's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
   lease?: SessionLease;
+  /** The reason the `connect`/`run`/`mcp` session gave; a request's `x-agentgate-reason` header replaces it for that request. */
+  reason?: string;
 }
 
 const DEFAULT_MAX_MASKED_BODY = 64 * 1024 * 1024;
@@ -160,6 +164,8 @@ interface RequestRecord {
   decision: AuditDecision | null;
   startedAt: number;
   extra: Record<string, JsonValue>;
+  /** The reason on record for this request (masked): its own header's, else the session's. */
+  reason?: string;
 }
 
 class K8sConnection {
@@ -187,6 +193,8 @@ class K8sConnection {
   /** The policy that decides for this identity on this target (receipts name it). */
   readonly #policy: string | null;
   readonly #access: boolean;
+  /** The deciding policy has `require_reason: true`. */
+  readonly #requireReason: boolean;
 
   constructor(ch: K8sChannel, o: K8sProxyOptions, upstreams: K8sUpstreams, masker: ValueMasker | undefined, onGone: () => void) {
     this.#ch = ch;
@@ -197,6 +205,7 @@ class K8sConnection {
     this.#masker = masker;
     const policy = decidingPolicy(ch.identity, ch.target.name, o.config.policies);
     this.#policy = policy?.name ?? null;
+    this.#requireReason = policy?.requireReason === true;
     // As for the targets listing: a policy that can only deny grants no access.
     this.#access = policy !== undefined && policy.rules.some((r) => r.effect !== 'deny');
     const idleMs = ch.target.idleTimeoutMs;
@@ -273,6 +282,8 @@ class K8sConnection {
       rec.extra['session_ended'] = ended.reason;
       return refuse(failureStatus(401, 'Unauthorized', `${ended.message}; ${ended.hint}`));
     }
+    const reason = decodeReasonHeader(req.headers[REASON_HEADER]) ?? this.#ch.reason;
+    if (reason !== undefined) rec.reason = this.#shownText(reason);
     let info: K8sRequestInfo;
     try {
       info = parseRequestInfo(rec.method, rec.url);
@@ -310,7 +321,7 @@ class K8sConnection {
       return refuse(forbidden(info, `${reason}; use an identity whose policy has masking: off`));
     }
 
-    const decision = decideK8s(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, info);
+    const decision = withReasonRequirement(decideK8s(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, info), this.#requireReason, rec.reason);
     rec.decision = { effect: decision.effect, rule: decision.rule };
     if (decision.effect === 'deny') {
       rec.decision.reason = decision.reason;
@@ -351,6 +362,7 @@ class K8sConnection {
           policy: decision.policy,
           rule: decision.rule,
           reason: decision.reason,
+          ...(rec.reason !== undefined ? { requesterReason: rec.reason } : {}),
           approvers: decision.approvers,
           fingerprint: fp,
           ...(decision.grantSeconds !== undefined ? { grantSeconds: decision.grantSeconds } : {}),
@@ -426,7 +438,7 @@ class K8sConnection {
     try {
       await this.#append({
         type: 'k8s.request.intent',
-        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)) },
+        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(rec.reason !== undefined ? { reason: rec.reason } : {}) },
         decision: rec.decision,
         outcome: null,
       });
@@ -630,7 +642,13 @@ class K8sConnection {
     if (masked > 0) rec.extra['masked'] = masked;
     return this.#append({
       type: 'k8s.request',
-      detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(status !== null ? { status_code: status } : {}), ...rec.extra },
+      detail: {
+        id: rec.id,
+        ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
+        ...(status !== null ? { status_code: status } : {}),
+        ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
+        ...rec.extra,
+      },
       decision: rec.decision,
       outcome: status === null ? null : { status: status < 400 ? 'ok' : 'error', bytes, duration_ms: ms(rec.startedAt) },
     });
@@ -658,6 +676,7 @@ class K8sConnection {
             protocol: 'kubernetes',
             upstream: { server: this.#ch.target.server },
             ...(this.#ch.connectSession ? { connect_session: this.#ch.connectSession } : {}),
+            reason: this.#ch.reason !== undefined ? this.#shownText(this.#ch.reason) : null,
             ...this.#ch.origin,
           },
           decision: { effect: this.#access ? 'allow' : 'deny', rule: this.#policy },
@@ -669,6 +688,11 @@ class K8sConnection {
   }
 
   /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
+  /** Free text as the log may hold it: the detectors' masking when this session masks. */
+  #shownText(text: string): string {
+    return this.#masker?.field(text, 'reason')?.value ?? text;
+  }
+
   #shownQuery(url: string): string {
     const q = url.indexOf('?');
     if (q < 0) return '';
@@ -739,6 +763,7 @@ class K8sConnection {
       target: this.#ch.target.name,
       protocol: 'kubernetes',
       policy: this.#policy,
+      ...(this.#ch.reason !== undefined ? { reason: this.#shownText(this.#ch.reason) } : {}),
       startedAt: this.#startedAt,
       endedAt,
       statements: c.statements,

@@ -94,6 +94,7 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
         ended_at: facts.endedAt,
         counts: { statements: facts.statements, allowed: facts.allowed, denied: facts.denied, held: facts.held, masked: facts.masked, ...(facts.unknown ? { unknown: facts.unknown } : {}) },
         approvals: flattenApprovals(facts),
+        reason: facts.reason ?? null,
         policy: { name: facts.policy !== undefined ? facts.policy : first.rule, sha256: policySha },
         audit: { first_seq: first.seq, head_seq: head.seq, head_hash: head.hash },
         broker: { url: brokerUrl(), keyid: signer.keyid },

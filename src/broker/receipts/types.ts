@@ -41,6 +41,8 @@ export interface SessionFacts {
   approvals: SessionApprovalFacts[];
   /** The deciding policy's name; when absent it is read from the session.start event. */
   policy?: string | null;
+  /** The reason given for the session or its call (already masked). */
+  reason?: string | undefined;
 }
 
 /**

@@ -5,18 +5,21 @@
  *
  * The chain. One global hash chain for all brokers, as with SQLite: `audit verify` checks
  * one chain, and an export through any broker holds every broker's events in seq order.
- * An append transaction takes a transaction-scoped advisory lock (LOCK_CHAIN), reads the
- * head, links its events after it and commits; the lock is released at commit, so the
- * chain is extended by one transaction at a time, whichever broker it comes from. The cost
- * is that brokers' group commits are serialized on the lock: see README "Running several
- * brokers" for the measured figures.
+ * An append transaction locks the one-row head table (`SELECT … FROM audit_chain FOR
+ * UPDATE`), links its events after that head, inserts them, moves the head and commits; the
+ * row lock is released at commit, so the chain is extended by one transaction at a time,
+ * whichever broker it comes from (in READ COMMITTED a FOR UPDATE that waited re-reads the
+ * row as the commit it waited for left it, and the head is one row, not a max() over the
+ * events). The cost is that
+ * brokers' group commits are serialized on that row: see README "Running several brokers"
+ * for the measured figures.
  *
  * Durability, as for SQLite: `append` resolves only once its transaction committed
  * (PostgreSQL's own durability: with `synchronous_commit = on`, the default, that is
  * flushed WAL). Group commit: everything appended in one turn of the event loop — and,
  * while a transaction is in flight, everything appended meanwhile — goes into the next
- * transaction. A transaction is two round trips: `BEGIN; lock; read head` and then
- * `INSERT …; COMMIT` (sent as one simple query, its values escaped as literals).
+ * transaction. A transaction is two round trips: `BEGIN; lock and read the head` and then
+ * `INSERT …; UPDATE head; COMMIT` (one simple query, its values escaped as literals).
  *
  * Failure and recovery. When the database cannot be reached or a transaction fails, the
  * store fails closed: that batch and every append until the database is back reject with
@@ -45,7 +48,7 @@ import {
   type RawAuditRow,
   type StoredCheckpoint,
 } from '../audit/store.js';
-import { LOCK_CHAIN, migrate, type MigrateResult } from './schema.js';
+import { migrate, type MigrateResult } from './schema.js';
 import { createPgReceiptStore } from './receipts.js';
 import type { ReceiptStore } from '../receipts/types.js';
 
@@ -172,7 +175,7 @@ export class PostgresStore implements AuditStore {
    */
   async refreshHead(): Promise<AuditHead> {
     const [head, cps] = await Promise.all([
-      this.#pool.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1'),
+      this.#pool.query<{ seq: string; hash: string }>('SELECT seq::text AS seq, hash FROM audit_events ORDER BY audit_events.seq DESC LIMIT 1'),
       this.#pool.query<{ seq: string; hash: string; time: string; envelope: string }>('SELECT seq::text AS seq, hash, time, envelope FROM audit_checkpoints'),
     ]);
     for (const r of cps.rows) {
@@ -236,9 +239,10 @@ export class PostgresStore implements AuditStore {
     this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
     this.#inFlight = true;
     try {
-      const results = (await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${LOCK_CHAIN}); SELECT seq::text AS seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)) as unknown as pg.QueryResult<{ seq: string; hash: string }>[];
-      const top = results[2]?.rows[0];
-      let tip: AuditHead = top ? { seq: Number(top.seq), hash: top.hash } : { seq: 0, hash: GENESIS_PREV };
+      const results = (await client.query('BEGIN; SELECT seq::text AS seq, hash FROM audit_chain FOR UPDATE')) as unknown as pg.QueryResult<{ seq: string; hash: string }>[];
+      const top = results[1]?.rows[0];
+      if (!top) throw new Error('the audit_chain head row is missing');
+      let tip: AuditHead = { seq: Number(top.seq), hash: top.hash };
       const records: AuditRecord[] = [];
       const values: string[] = [];
       const lit = (s: string | null): string => (s === null ? 'NULL' : client.escapeLiteral(s));
@@ -254,7 +258,7 @@ export class PostgresStore implements AuditStore {
         values.push(`(${seq},${lit(record.time)},${lit(record.session)},${lit(record.target)},${lit(record.type)},${lit(text)},'${prev}','${hash}',${broker})`);
         tip = { seq, hash };
       }
-      await client.query(`INSERT INTO audit_events (seq, time, session, target, type, event, prev, hash, broker) VALUES ${values.join(',')}; COMMIT`);
+      await client.query(`INSERT INTO audit_events (seq, time, session, target, type, event, prev, hash, broker) VALUES ${values.join(',')}; UPDATE audit_chain SET seq = ${tip.seq}, hash = '${tip.hash}'; COMMIT`);
       this.#head = tip;
       this.#stats.transactions++;
       this.#stats.events += batch.length;
@@ -347,7 +351,7 @@ export class PostgresStore implements AuditStore {
   async *readRaw(q: AuditQuery): AsyncIterable<RawAuditRow> {
     const nq = normalizeAuditQuery(q);
     const { where, params } = filterClause(nq);
-    const sql = `SELECT seq::text AS seq, time, session, target, type, event, prev, hash FROM audit_events WHERE seq > $1 ${where} ORDER BY seq LIMIT $2`;
+    const sql = `SELECT seq::text AS seq, time, session, target, type, event, prev, hash FROM audit_events WHERE seq > $1 ${where} ORDER BY audit_events.seq LIMIT $2`;
     let after = nq.afterSeq;
     let remaining = nq.limit;
     while (remaining > 0) {

@@ -10,7 +10,7 @@
  * The tables mirror the SQLite store: `audit_events` holds the exact hashed text of each
  * event (`event`) beside indexed columns, and is append-only (triggers); events go only
  * behind a signed retention checkpoint in `audit_checkpoints`; `receipts` are immutable.
- * `audit_events.broker` names the broker that wrote the event (not hashed: it is where
+ * `audit_chain` is the head every append locks. `audit_events.broker` names the broker that wrote the event (not hashed: it is where
  * the event came from, not what it says), so crash recovery reads only its own events.
  */
 import type pg from 'pg';
@@ -18,8 +18,6 @@ import { AuditStoreError } from '../audit/store.js';
 
 /** Advisory lock keys (one 64-bit space per database; "agentgat" in ASCII, then a kind). */
 export const LOCK_MIGRATE = 0x6167656e74676174n;
-/** Taken (transaction-scoped) by every append transaction: one global chain, one writer at a time. */
-export const LOCK_CHAIN = 0x6167656e74676175n;
 
 export const PG_SCHEMA_VERSION = 1;
 
@@ -41,6 +39,16 @@ CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX audit_events_session ON audit_events (session);
 CREATE INDEX audit_events_target ON audit_events (target);
 CREATE INDEX audit_events_broker ON audit_events (broker, seq);
+-- The chain's head: one row, locked (SELECT … FOR UPDATE) by every append transaction and
+-- moved by it, so brokers extend the chain one transaction at a time. In READ COMMITTED a
+-- FOR UPDATE that waited reads the row as the transaction before it left it, so the head
+-- read is never stale; and it is one row, not a max() over the events.
+CREATE TABLE audit_chain (
+  one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+  seq  bigint NOT NULL,
+  hash text NOT NULL
+);
+INSERT INTO audit_chain (seq, hash) VALUES (0, '0000000000000000000000000000000000000000000000000000000000000000');
 CREATE TABLE audit_checkpoints (
   seq      bigint PRIMARY KEY,
   hash     text NOT NULL,

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import type { BrokerConfig } from './config/types.js';
 import type { AuditStore } from './audit/store.js';
 import { openSqliteAuditStore } from './audit/sqlite-store.js';
-import { openPostgresStore } from './pgstore/audit-store.js';
+import { openPostgresStore, type PostgresStore } from './pgstore/audit-store.js';
 import { loadOrCreateBrokerId } from './pgstore/broker-id.js';
 import type { ReceiptStore } from './receipts/types.js';
 import { createLogger, type Logger } from './log.js';
@@ -57,11 +57,12 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   let receiptStore: ReceiptStore | undefined;
   // In a store several brokers share, each broker's events carry its id (crash recovery reads its own).
   let brokerId: string | undefined;
+  let pgStore: PostgresStore | undefined;
   if (!audit) {
     if (config.store.kind === 'postgres') {
       brokerId = await loadOrCreateBrokerId(config.stateDir);
       // The URL is a secret: revealed only to the driver, never logged.
-      const pgStore = await openPostgresStore(config.store.url.reveal(), { brokerId, logger: logger.child({ component: 'audit', broker_id: brokerId }) });
+      pgStore = await openPostgresStore(config.store.url.reveal(), { brokerId, logger: logger.child({ component: 'audit', broker_id: brokerId }) });
       receiptStore = pgStore.receipts;
       audit = pgStore;
       logger.info('audit store: PostgreSQL, shared with any other broker on it', { broker_id: brokerId, head: pgStore.head().seq });
@@ -71,7 +72,18 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     }
   }
   const store = audit;
-  const approvals = createApprovalService({ config, audit: store, logger });
+  const localApprovals = createApprovalService({ config, audit: store, logger });
+  // Several brokers: requests are listed, decided and granted through any of them.
+  let approvals: ApprovalService = localApprovals;
+  if (pgStore) {
+    try {
+      approvals = await pgStore.shareApprovals(localApprovals);
+    } catch (err) {
+      await localApprovals.close();
+      await pgStore.close();
+      throw err;
+    }
+  }
   let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
   const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl, ...(receiptStore ? { store: receiptStore } : {}) });
   // Before any session: what a crash of the last run left open is closed and on record.

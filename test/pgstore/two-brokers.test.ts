@@ -3,7 +3,8 @@
  * ports and state directories) started at once on an empty store database (a PostgreSQL
  * 15 of its own, not the target's), a real `agentgate connect` through each, one OIDC
  * issuer. Statements through both land in one chain that an export through either holds
- * and `audit verify` accepts; the store stopped mid-load refuses statements and serves
+ * and `audit verify` accepts; a statement held on one is approved through the other (and
+ * not by its requester); the store stopped mid-load refuses statements and serves
  * them again once it is back, without a broker restart; `kill -9` of one broker under a
  * write workload leaves every committed row with its intent on record, and its restart
  * closes only its own sessions.
@@ -109,6 +110,7 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
         '    subjects: { groups: [ai-agents] }',
         '    targets: [pg]',
         '    rules:',
+        '      - { name: agent-deletes, sql: [delete], effect: review, approvers: { groups: [dba], count: 1 } }',
         '      - { effect: allow }',
         'auditors: { groups: [security] }',
         '',
@@ -132,7 +134,7 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
 
   // Both start at once on an empty store: one migrates, the other waits and finds it done.
   let [a, b] = await Promise.all([startBroker('a'), startBroker('b')]);
-  assert.equal((await storeDb.psql('SELECT count(*) FROM agentgate_schema')).trim(), '1');
+  assert.equal((await storeDb.psql('SELECT count(*) = count(DISTINCT version) AND max(version) = count(*) FROM agentgate_schema')).trim(), 't');
 
   const agentToken = await issuer.sign({ sub: 'agent-many', groups: ['ai-agents'] }, { expiresIn: 3600 });
   const auditorToken = await issuer.sign({ sub: 'auditor-1', groups: ['security'] }, { expiresIn: 3600 });
@@ -174,6 +176,29 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
     assert.ok(intents.some((s) => s.includes("'a-1'")), `the export through ${name} holds A's statement`);
     assert.ok(intents.some((s) => s.includes("'b-1'")), `the export through ${name} holds B's statement`);
   }
+
+  // A statement held on A is listed and approved through B, and A releases it at once.
+  const reviewerToken = await issuer.sign({ sub: 'dba-1', groups: ['dba'] }, { expiresIn: 3600 });
+  const heldClient = new pg.Client({ connectionString: viaA.url });
+  heldClient.on('error', () => {});
+  await heldClient.connect();
+  const heldDelete = heldClient.query("DELETE FROM items WHERE id = 'a-1'");
+  const pending = await eventually('the held request listed through B', async () => {
+    const list = spawnCli(['requests', '--json'], cliEnv('b', b.fingerprint, reviewerToken));
+    assert.equal(await list.exit, 0, list.err);
+    return (JSON.parse(list.out) as { requests: { id: string; statement: string; can_decide: boolean }[] }).requests.find((r) => r.statement.includes("'a-1'"));
+  });
+  assert.equal(pending.can_decide, true);
+  // The requester may not approve their own statement, through any broker.
+  const self = spawnCli(['approve', pending.id, '--approve'], cliEnv('b', b.fingerprint, agentToken));
+  assert.equal(await self.exit, 4, self.err);
+  assert.match(self.err, /cannot decide it/);
+  const approve = spawnCli(['approve', pending.id, '--approve', '--json'], cliEnv('b', b.fingerprint, reviewerToken));
+  assert.equal(await approve.exit, 0, approve.err);
+  assert.equal((JSON.parse(approve.out) as { status: string }).status, 'approved');
+  assert.equal((await heldDelete).rowCount, 1);
+  await heldClient.end();
+  assert.equal((await target.psql("SELECT count(*) FROM items WHERE id = 'a-1'")).trim(), '0');
 
   // The store goes down: statements are refused, with the reason, and nothing runs.
   await storeDb.halt();
@@ -226,7 +251,7 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
   const intents = events.filter((e) => e.type === 'query.intent');
   const outcomes = new Map(events.filter((e) => e.type === 'query').map((e) => [`${e.session}#${String(e.detail['id'])}`, e]));
   const rows = (await target.psql('SELECT id FROM items ORDER BY id')).trim().split('\n');
-  assert.ok(rows.length >= 106);
+  assert.ok(rows.length >= 105);
   for (const id of rows) assert.ok(intents.some((e) => String(e.detail['sql']).includes(`'${id}'`)), `row ${id} has its intent on record`);
   for (const id of acked) {
     const intent = intents.find((e) => String(e.detail['sql']).includes(`'${id}'`));

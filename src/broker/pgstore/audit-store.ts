@@ -51,6 +51,8 @@ import {
 import { migrate, type MigrateResult } from './schema.js';
 import { createPgReceiptStore } from './receipts.js';
 import type { ReceiptStore } from '../receipts/types.js';
+import type { ApprovalService } from '../approvals/types.js';
+import { createSharedApprovals, type SharedApprovals } from './approvals.js';
 
 export interface PostgresStoreOptions {
   /** Names this broker in the events it writes (crash recovery reads its own). */
@@ -163,6 +165,11 @@ export class PostgresStore implements AuditStore {
 
   head(): AuditHead {
     return { ...this.#head };
+  }
+
+  /** The local approval service, shared with the other brokers on this store (approvals.ts). */
+  shareApprovals(local: ApprovalService, opts: { pollMs?: number } = {}): Promise<SharedApprovals> {
+    return createSharedApprovals({ local, pool: this.#pool, clientConfig: this.#config, brokerId: this.brokerId, logger: this.#logger, ...opts });
   }
 
   stats(): PostgresStoreStats {

@@ -19,7 +19,7 @@ import { AuditStoreError } from '../audit/store.js';
 /** Advisory lock keys (one 64-bit space per database; "agentgat" in ASCII, then a kind). */
 export const LOCK_MIGRATE = 0x6167656e74676174n;
 
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   // 1: audit events, checkpoints, receipts.
@@ -79,6 +79,30 @@ CREATE TABLE receipts (
 );
 CREATE INDEX receipts_connect ON receipts (connect_session, sub);
 CREATE TRIGGER receipts_no_change BEFORE UPDATE OR DELETE ON receipts FOR EACH ROW EXECUTE FUNCTION agentgate_append_only();
+`,
+  // 2: approvals across brokers (approvals.ts): the owners' snapshots, and decisions relayed to owners.
+  `
+CREATE TABLE approval_requests (
+  id         text PRIMARY KEY,
+  owner      text NOT NULL,
+  revision   integer NOT NULL,
+  request    text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX approval_requests_updated ON approval_requests (updated_at);
+CREATE TABLE approval_decisions (
+  no         bigserial PRIMARY KEY,
+  request_id text NOT NULL,
+  owner      text NOT NULL,
+  approver   text NOT NULL,
+  decision   text NOT NULL CHECK (decision IN ('approve', 'deny')),
+  reason     text,
+  done       boolean NOT NULL DEFAULT false,
+  result     text,
+  error      text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX approval_decisions_todo ON approval_decisions (owner) WHERE NOT done;
 `,
 ];
 

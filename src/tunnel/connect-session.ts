@@ -23,6 +23,8 @@ import { SESSION_ID_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-he
 
 export interface ConnectSessionOptions {
   endpoint: string;
+  /** Other brokers' tunnel endpoints, dialed in turn when the current one fails (dialer.ts). */
+  alternates?: string[];
   dispatcher: Dispatcher;
   getToken: () => Promise<string>;
   hostKeyFingerprint: string;
@@ -75,6 +77,7 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
   const verifier = formatScramVerifier(makeScramVerifier(secret));
   const tunnel = openTunnel({
     endpoint: opts.endpoint,
+    ...(opts.alternates && opts.alternates.length > 0 ? { alternates: opts.alternates } : {}),
     dispatcher: opts.dispatcher,
     getToken: opts.getToken,
     hostKeyFingerprint: opts.hostKeyFingerprint,

@@ -6,13 +6,14 @@
  * and `audit verify` accepts; a statement held on one is approved through the other (and
  * not by its requester); the store stopped mid-load refuses statements and serves
  * them again once it is back, without a broker restart; `kill -9` of one broker under a
- * write workload leaves every committed row with its intent on record, and its restart
- * closes only its own sessions.
+ * write workload leaves every committed row with its intent on record, the CLI (given both
+ * brokers) reconnects to the other with its local listener up, and the killed broker's
+ * restart closes only its own sessions.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,8 @@ import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { eventually } from '../helpers/eventually.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import { loadBrokerConfig } from '../../src/broker/config/load.js';
+import { ensureBrokerKeys } from '../../src/broker/keys.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 const FINGERPRINT = /\b(?:[0-9A-F]{2}:){31}[0-9A-F]{2}\b/;
@@ -132,29 +135,34 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
     return { proc, fingerprint };
   };
 
+  // Behind one address the brokers share their key material (README): A's, made once, copied to B.
+  await ensureBrokerKeys(await loadBrokerConfig(await configPath('a'), { env: brokerEnv }));
+  await cp(join(dir, 'state-a'), join(dir, 'state-b'), { recursive: true });
   // Both start at once on an empty store: one migrates, the other waits and finds it done.
   let [a, b] = await Promise.all([startBroker('a'), startBroker('b')]);
+  assert.equal(a.fingerprint, b.fingerprint);
   assert.equal((await storeDb.psql('SELECT count(*) = count(DISTINCT version) AND max(version) = count(*) FROM agentgate_schema')).trim(), 't');
 
   const agentToken = await issuer.sign({ sub: 'agent-many', groups: ['ai-agents'] }, { expiresIn: 3600 });
   const auditorToken = await issuer.sign({ sub: 'auditor-1', groups: ['security'] }, { expiresIn: 3600 });
-  const cliEnv = (name: 'a' | 'b', fingerprint: string, token: string): NodeJS.ProcessEnv => ({
+  const cliEnv = (name: 'a' | 'b' | 'a,b', fingerprint: string, token: string): NodeJS.ProcessEnv => ({
     PATH: process.env['PATH'],
     HOME: dir,
     XDG_CONFIG_HOME: join(dir, `xdg-${name}`),
     XDG_STATE_HOME: join(dir, `xdg-state-${name}`),
-    AGENTGATE_BROKER: `https://127.0.0.1:${brokers[name].port}`,
+    AGENTGATE_BROKER: name.split(',').map((n) => `https://127.0.0.1:${brokers[n as 'a' | 'b'].port}`).join(','),
     AGENTGATE_FINGERPRINT: fingerprint,
     AGENTGATE_TOKEN: token,
     AGENTGATE_KEYCHAIN: 'off',
   });
-  const connect = async (name: 'a' | 'b', fingerprint: string): Promise<{ proc: Proc; url: string }> => {
+  const connect = async (name: 'a' | 'b' | 'a,b', fingerprint: string): Promise<{ proc: Proc; url: string }> => {
     const proc = spawnCli(['connect', 'pg', '--port', '0', '--json', '--receipt-dir', join(dir, `receipts-${name}`)], cliEnv(name, fingerprint, agentToken));
     procs.push(proc);
     await eventually(`the connection details from ${name}`, () => proc.out.trim().endsWith('}') || (proc.child.exitCode !== null && assert.fail(proc.err)), 20_000);
     return { proc, url: (JSON.parse(proc.out) as { url: string }).url };
   };
-  const viaA = await connect('a', a.fingerprint);
+  // The CLI is given both brokers, A first: it connects to A and fails over to B.
+  const viaA = await connect('a,b', a.fingerprint);
   const viaB = await connect('b', b.fingerprint);
 
   // Statements through both brokers.
@@ -242,6 +250,10 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
   stop = true;
   await Promise.all(writers);
 
+  // The CLI reconnects to B by itself; its local listener stayed up, so the same URL serves.
+  await eventually('served through B while A is down', async () => (await run(viaA.url, "INSERT INTO items VALUES ('after-failover')").then(() => true, () => false)) || undefined, 30_000);
+  assert.equal(viaA.proc.child.exitCode, null, 'the connect session stayed up');
+
   // A restarts on its state directory: it closes the sessions it left open, and only those.
   a = await startBroker('a');
   await onB.query("INSERT INTO items VALUES ('b-long-2')");
@@ -251,7 +263,8 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
   const intents = events.filter((e) => e.type === 'query.intent');
   const outcomes = new Map(events.filter((e) => e.type === 'query').map((e) => [`${e.session}#${String(e.detail['id'])}`, e]));
   const rows = (await target.psql('SELECT id FROM items ORDER BY id')).trim().split('\n');
-  assert.ok(rows.length >= 105);
+  assert.ok(rows.length >= 106);
+  assert.ok(rows.includes('after-failover'));
   for (const id of rows) assert.ok(intents.some((e) => String(e.detail['sql']).includes(`'${id}'`)), `row ${id} has its intent on record`);
   for (const id of acked) {
     const intent = intents.find((e) => String(e.detail['sql']).includes(`'${id}'`));

@@ -33,6 +33,9 @@ import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
 import { SESSION_ID_HEADER } from '../shared/session-headers.js';
 
+// `agentgate broker migrate` reaches the migration through this module (the CLI's one door into the broker).
+export { migrateSqliteToPostgres, type MigrateSqliteResult } from './pgstore/migrate-sqlite.js';
+
 export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandlers'> {
   /** Use this store instead of opening the configured one (tests). */
   audit?: AuditStore;

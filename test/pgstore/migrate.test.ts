@@ -53,7 +53,7 @@ test('SQLite → PostgreSQL: events, checkpoint and receipts copied; the chain v
   const head = lite.head();
   await lite.close();
   const receipts = openSqliteReceiptStore(join(dir, 'receipts.db'));
-  receipts.put({ session: 'pgs_0', connectSession: 'ags_1', sub: 'u', target: 'db', issuedAt: '2024-01-02T00:00:00.000Z', envelope: { payloadType: 'p', payload: 'e30=', signatures: [] } });
+  await receipts.put({ session: 'pgs_0', connectSession: 'ags_1', sub: 'u', target: 'db', issuedAt: '2024-01-02T00:00:00.000Z', envelope: { payloadType: 'p', payload: 'e30=', signatures: [] } });
   receipts.close();
 
   const url = server.url();

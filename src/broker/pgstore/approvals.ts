@@ -191,8 +191,17 @@ export async function createSharedApprovals(opts: SharedApprovalsOptions): Promi
   await listen();
   await reload();
   await applyDecisions();
+  // Shared rows outlive their use by far (requests are listed for 24 h): each broker clears its own after a week.
+  const sweep = (): Promise<unknown> =>
+    Promise.all([
+      pool.query("DELETE FROM approval_requests WHERE owner = $1 AND updated_at < now() - interval '7 days'", [brokerId]),
+      pool.query("DELETE FROM approval_decisions WHERE owner = $1 AND done AND created_at < now() - interval '7 days'", [brokerId]),
+    ]);
+  const SWEEP_EVERY = Math.max(1, Math.round(3_600_000 / pollMs));
+  let polls = 0;
   const poll = setInterval(() => {
-    Promise.all([applyDecisions(), reload(), checkWaiters()]).catch((err: unknown) => logger.debug('approvals poll failed', { error: (err as Error).message }));
+    const steps = [applyDecisions(), reload(), checkWaiters(), ...(++polls % SWEEP_EVERY === 0 ? [sweep()] : [])];
+    Promise.all(steps).catch((err: unknown) => logger.debug('approvals poll failed', { error: (err as Error).message }));
   }, pollMs);
   poll.unref();
 

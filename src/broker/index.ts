@@ -32,6 +32,8 @@ import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
 import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
 import { SESSION_ID_HEADER } from '../shared/session-headers.js';
+import { sendJson } from './http/json.js';
+import type { Route } from './http/types.js';
 
 // `agentgate broker migrate` reaches the migration through this module (the CLI's one door into the broker).
 export { migrateSqliteToPostgres, type MigrateSqliteResult } from './pgstore/migrate-sqlite.js';
@@ -142,6 +144,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         ...createReceiptRoutes(receipts),
         ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
         ...liveSessionRoutes({ live, audit: store }),
+        readyRoute(store),
       ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {
     retention.stop();
@@ -174,5 +177,18 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         // Every session ended and is on record: the next start need not look back.
         if (!store.failed) markCleanStop(config.stateDir);
       })()),
+  };
+}
+
+/**
+ * `GET /readyz` for load balancers: 503 while the audit store cannot be written (every
+ * statement would be refused), 200 otherwise. `/healthz` stays "the process is up".
+ */
+function readyRoute(store: AuditStore): Route {
+  return {
+    method: 'GET',
+    path: '/readyz',
+    auth: false,
+    handle: ({ res }) => (store.failed ? sendJson(res, 503, { ok: false, reason: 'the audit store is unavailable, so statements are refused' }) : sendJson(res, 200, { ok: true })),
   };
 }

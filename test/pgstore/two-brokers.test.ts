@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { Agent, request } from 'undici';
 import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { eventually } from '../helpers/eventually.js';
@@ -208,17 +209,28 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
   await heldClient.end();
   assert.equal((await target.psql("SELECT count(*) FROM items WHERE id = 'a-1'")).trim(), '0');
 
+  // Readiness for the load balancer follows the store.
+  const tls = new Agent({ connect: { ca: await readFile(join(dir, 'state-a', 'tls.crt'), 'utf8') } });
+  const ready = async (name: 'a' | 'b'): Promise<number> => {
+    const r = await request(`https://127.0.0.1:${brokers[name].port}/readyz`, { dispatcher: tls });
+    await r.body.dump();
+    return r.statusCode;
+  };
+  assert.deepEqual([await ready('a'), await ready('b')], [200, 200]);
+
   // The store goes down: statements are refused, with the reason, and nothing runs.
   await storeDb.halt();
   await assert.rejects(run(viaA.url, "INSERT INTO items VALUES ('during-outage')"), /audit log is unavailable/);
   await assert.rejects(run(viaB.url, "INSERT INTO items VALUES ('during-outage-b')"), /audit log is unavailable/);
   assert.equal((await target.psql("SELECT count(*) FROM items WHERE id LIKE 'during-outage%'")).trim(), '0');
+  assert.deepEqual([await ready('a'), await ready('b')], [503, 503]);
   // Back up: both brokers serve again, without a restart.
   await storeDb.restart();
   await eventually('A serving again', async () => (await run(viaA.url, "INSERT INTO items VALUES ('after-outage-a')").then(() => true, () => false)) || undefined, 20_000);
   await eventually('B serving again', async () => (await run(viaB.url, "INSERT INTO items VALUES ('after-outage-b')").then(() => true, () => false)) || undefined, 20_000);
   assert.equal(a.proc.child.exitCode, null);
   assert.equal(b.proc.child.exitCode, null);
+  assert.deepEqual([await ready('a'), await ready('b')], [200, 200]);
 
   // A session on B that stays open across A's crash and restart.
   const onB = new pg.Client({ connectionString: viaB.url });
@@ -286,6 +298,7 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
 
   for (const p of [viaA.proc, viaB.proc]) p.child.kill('SIGINT');
   await Promise.all([viaA.proc.exit, viaB.proc.exit]);
+  await tls.close();
   for (const br of [a, b]) {
     br.proc.child.kill('SIGTERM');
     assert.equal(await br.proc.exit, 0, br.proc.err);

@@ -19,6 +19,7 @@ import { abortRuns } from './procs.js';
 import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
 import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadResult } from './masking-read.js';
+import { pgStoreLines, runPgStoreBench, type PgStoreBenchResult } from './pg-store.js';
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
@@ -293,6 +294,8 @@ async function main(): Promise<number> {
 
   let auditExport: AuditExportBenchResult | undefined;
   if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
+  let pgStore: PgStoreBenchResult | undefined;
+  if (opts.pgStoreSeconds > 0) pgStore = await runPgStoreBench({ seconds: opts.pgStoreSeconds, pgbench: true, say });
   const auditPass =
     !auditExport ||
     (auditExport.verified &&
@@ -323,6 +326,7 @@ async function main(): Promise<number> {
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
     ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
     ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
+    ...(pgStore ? ['', ...pgStoreLines(pgStore)] : []),
     ...(profile ? ['', "CPU profile of the agentgate runs (this process's main thread: CLI end + broker), top 10 by self time over all runs:", profile.top, `profiles: ${profile.files.join(', ')}`] : []),
     '',
   ].join('\n');
@@ -343,6 +347,7 @@ async function main(): Promise<number> {
       brokerRss: rss,
       brokerChurn: churn,
       auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
+      pgStore,
       maskingRead: maskingRead ? { ...maskingRead, limit: MASKING_LIMIT } : undefined,
       limits: LIMITS,
       targets: goals,

@@ -11,7 +11,7 @@ export function addReasonOption(cmd: Command): Command {
 
 export function addBrokerOptions(cmd: Command, options: { tokenFile?: boolean } = {}): Command {
   cmd
-    .option('--broker <url>', 'broker URL (env AGENTGATE_BROKER; default: the one you logged in to)')
+    .option('--broker <url>', 'broker URL, or several comma-separated brokers on one store to fail over between (env AGENTGATE_BROKER; default: the one you logged in to)')
     .option('--ca <file>', 'PEM file to trust for the broker\'s certificate (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the broker certificate\'s SHA-256 fingerprint (env AGENTGATE_FINGERPRINT)');
   if (options.tokenFile !== false) {

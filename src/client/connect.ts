@@ -144,8 +144,11 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
     // Every (re)connect and every renewal asks again: a stored login refreshes, a token file is re-read.
     const getToken = async (): Promise<string> =>
       (await resolveToken({ brokerUrl: broker.url, discovery, env, ...(opts.flags.tokenFile ? { tokenFile: opts.flags.tokenFile } : {}) })).token;
+    // The same tunnel path on every other broker given: the tunnel fails over to them.
+    const tunnelPath = new URL(discovery.tunnel_endpoint).pathname;
     session = startConnectSession({
       endpoint: discovery.tunnel_endpoint,
+      alternates: broker.alternates.map((u) => new URL(tunnelPath, `${u}/`).toString()),
       dispatcher: broker.dispatcher,
       getToken,
       hostKeyFingerprint: hostKey,

@@ -24,6 +24,8 @@ import { REASON_HEADER, encodeReasonHeader } from '../shared/reason.js';
 
 export interface ConnectSessionOptions {
   endpoint: string;
+  /** Other brokers' tunnel endpoints, dialed in turn when the current one fails (dialer.ts). */
+  alternates?: string[];
   dispatcher: Dispatcher;
   getToken: () => Promise<string>;
   hostKeyFingerprint: string;
@@ -78,6 +80,7 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
   const verifier = formatScramVerifier(makeScramVerifier(secret));
   const tunnel = openTunnel({
     endpoint: opts.endpoint,
+    ...(opts.alternates && opts.alternates.length > 0 ? { alternates: opts.alternates } : {}),
     dispatcher: opts.dispatcher,
     getToken: opts.getToken,
     hostKeyFingerprint: opts.hostKeyFingerprint,

@@ -62,6 +62,11 @@ export interface RecoverOptions {
   issue?: (summary: SessionSummary) => Promise<unknown>;
   /** Identifies this broker run in the marker (default: the process id). */
   pid?: number;
+  /**
+   * In a store several brokers share: only this broker's events are looked at, so a broker
+   * restarting never closes sessions another broker is still serving.
+   */
+  brokerId?: string;
 }
 
 /**
@@ -73,7 +78,7 @@ export async function recoverInterrupted(opts: RecoverOptions): Promise<Interrup
   const from = readMarker(path);
   const result: InterruptedResult = { sessions: 0, unknown: 0 };
   if (from !== undefined) {
-    const open = await openSessions(opts.audit, from);
+    const open = await openSessions(opts.audit, from, opts.brokerId);
     for (const [session, s] of open) {
       const unknown = await closeSession(opts, session, s);
       result.sessions++;
@@ -86,6 +91,8 @@ export async function recoverInterrupted(opts: RecoverOptions): Promise<Interrup
       });
     }
   }
+  // Another broker may have written since this store opened: the marker names the newest event.
+  await opts.audit.refreshHead?.();
   await writeFileAtomic(path, `${JSON.stringify({ seq: opts.audit.head().seq, pid: opts.pid ?? process.pid, started_at: new Date().toISOString() })}\n`, { mode: 0o600, durable: true });
   return result;
 }
@@ -111,9 +118,9 @@ function readMarker(path: string): number | undefined {
   return 0;
 }
 
-async function openSessions(audit: AuditStore, afterSeq: number): Promise<Map<string, OpenSession>> {
+async function openSessions(audit: AuditStore, afterSeq: number, broker: string | undefined): Promise<Map<string, OpenSession>> {
   const open = new Map<string, OpenSession>();
-  for await (const r of audit.read({ afterSeq })) {
+  for await (const r of audit.read(broker === undefined ? { afterSeq } : { afterSeq, broker })) {
     if (!r.session) continue;
     if (r.type === 'session.start') {
       open.set(r.session, {

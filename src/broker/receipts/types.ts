@@ -58,13 +58,16 @@ export interface ReceiptSigner {
   publicJwks(): { keys: Ed25519Jwk[] };
 }
 
-/** Where issued receipts are kept. Receipts are immutable once stored. */
+/**
+ * Where issued receipts are kept. Receipts are immutable once stored. The SQLite store
+ * answers synchronously, the PostgreSQL one with promises: callers await either.
+ */
 export interface ReceiptStore {
   /** Stores a receipt; a second put for the same session keeps the first. */
-  put(entry: StoredReceipt): void;
-  get(session: string): StoredReceipt | undefined;
+  put(entry: StoredReceipt): void | Promise<void>;
+  get(session: string): StoredReceipt | undefined | Promise<StoredReceipt | undefined>;
   /** Receipts of one `connect`/`run` session that belong to `sub`, oldest first. */
-  listForConnect(connectSession: string, sub: string): StoredReceipt[];
+  listForConnect(connectSession: string, sub: string): StoredReceipt[] | Promise<StoredReceipt[]>;
   close(): void;
 }
 

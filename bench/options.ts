@@ -10,7 +10,7 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --scale N        pgbench -i scale factor (default 1)
   --rounds N       runs per configuration and target; the median by TPS is reported (default 1)
   --warmup N       seconds of warm-up per target and mode before measuring (default 1; 0 = none)
-  --targets LIST   comma list of direct,agentgate,agentgate-split,node-relay,ssh,pgbouncer
+  --targets LIST   comma list of direct,agentgate,agentgate-split,tunnel-relay,node-relay,ssh,pgbouncer
                    (default direct,agentgate,node-relay,ssh,pgbouncer; direct always runs: ratios need it)
   --modes LIST     comma list of simple,prepared (default both)
   --clients LIST   comma list of client counts (default 1,8); -j is min(c, 2)
@@ -21,6 +21,9 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
                    agentgate audit export and audit verify (default 1000000; 0 skips it)
   --mask-scale N   masked read: pgbench_accounts at scale N (10 = 1M rows) direct, through
                    agentgate unmasked and with one masked column (default 10; 0 skips it)
+  --pg-store-seconds N  PostgreSQL store vs SQLite store: audit appends/s (one broker, two
+                   brokers on one chain) and pgbench -S -c 8 through agentgate with each
+                   store, N seconds per cell (default 5; 0 skips it)
   --json FILE      also write the results as JSON
   --profile FILE   CPU-profile this process (CLI end + broker) during the agentgate runs only;
                    writes FILE (.cpuprofile) and prints the top 10 functions by self time
@@ -39,6 +42,7 @@ export interface Options {
   churn: number;
   auditEvents: number;
   maskScale: number;
+  pgStoreSeconds: number;
   json: string | undefined;
   profile: string | undefined;
   strict: boolean;
@@ -79,6 +83,7 @@ export function parseOptions(argv: string[]): Options {
         churn: { type: 'string' },
         'audit-events': { type: 'string' },
         'mask-scale': { type: 'string' },
+        'pg-store-seconds': { type: 'string' },
         json: { type: 'string' },
         profile: { type: 'string' },
         strict: { type: 'boolean' },
@@ -89,7 +94,7 @@ export function parseOptions(argv: string[]): Options {
   } catch (err) {
     throw new UsageProblem((err as Error).message);
   }
-  const cli = ['direct', 'agentgate', 'agentgate-split', 'node-relay', 'ssh', 'pgbouncer'] as const;
+  const cli = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'node-relay', 'ssh', 'pgbouncer'] as const;
   const chosen = list('targets', values.targets, cli, ['direct', 'agentgate', 'node-relay', 'ssh', 'pgbouncer']);
   // Table order is fixed; every ratio is against direct, so direct always runs.
   const targets = TARGET_NAMES.filter((t) => t === 'direct' || chosen.includes(t === 'ssh -L' ? 'ssh' : t));
@@ -106,6 +111,7 @@ export function parseOptions(argv: string[]): Options {
     churn: integer('churn', values.churn, 200_000, 0),
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     maskScale: integer('mask-scale', values['mask-scale'], 10, 0),
+    pgStoreSeconds: integer('pg-store-seconds', values['pg-store-seconds'], 5, 0),
     json: values.json,
     profile: values.profile,
     strict: values.strict ?? false,

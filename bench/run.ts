@@ -19,10 +19,12 @@ import { abortRuns } from './procs.js';
 import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
 import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadResult } from './masking-read.js';
+import { pgStoreLines, runPgStoreBench, type PgStoreBenchResult } from './pg-store.js';
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
 import { startNodeRelay } from './node-relay.js';
+import { startTunnelRelay } from './tunnel-relay.js';
 
 const say = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -142,6 +144,12 @@ async function main(): Promise<number> {
     cleanups.push({ what: 'node relays', fn: () => relay.close() });
     paths.set('node-relay', { endpoint: () => ({ ...direct, port: relay.port }), cpuUs: () => relay.cpuUs() });
   }
+  if (opts.targets.includes('tunnel-relay')) {
+    say("starting tunnel-relay (agentgate's tunnel alone, two processes, no proxy behind it)");
+    const relay = await startTunnelRelay(pg.port);
+    cleanups.push({ what: 'tunnel relays', fn: () => relay.close() });
+    paths.set('tunnel-relay', { endpoint: () => ({ ...direct, port: relay.port }), cpuUs: () => relay.cpuUs() });
+  }
   if (opts.targets.includes('ssh -L')) {
     if (await sshAvailable()) {
       say('starting sshd and ssh -L');
@@ -234,7 +242,7 @@ async function main(): Promise<number> {
               const parts = cpuAfter.parts && cpuBefore.parts
                 ? ` = ${Object.keys(cpuAfter.parts).map((k) => `${k} ${((cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)).toFixed(0)}`).join(' + ')}`
                 : '';
-              bits.push(`${r.target === 'node-relay' ? 'relay' : 'agentgate'} CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
+              bits.push(`${r.target === 'node-relay' || r.target === 'tunnel-relay' ? 'relay' : 'agentgate'} CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
             }
             if (bits.length) r.note = bits.join('; ');
             say(`  ${res.tps.toFixed(0)} tps, ${res.latencyMs.toFixed(3)} ms${bits.length ? `, ${bits.join(', ')}` : ''}`);
@@ -286,6 +294,8 @@ async function main(): Promise<number> {
 
   let auditExport: AuditExportBenchResult | undefined;
   if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
+  let pgStore: PgStoreBenchResult | undefined;
+  if (opts.pgStoreSeconds > 0) pgStore = await runPgStoreBench({ seconds: opts.pgStoreSeconds, pgbench: true, say });
   const auditPass =
     !auditExport ||
     (auditExport.verified &&
@@ -304,6 +314,7 @@ async function main(): Promise<number> {
     'paths: direct = pgbench → PostgreSQL',
     '       agentgate = pgbench → CLI listener → TLS(SSH) tunnel → broker → proxy (policy; audit event journalled before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
     ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
+    ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, SSH over TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
     ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),
     '       ssh -L = pgbench → ssh → sshd → PostgreSQL;  pgbouncer = pgbench → pgbouncer (transaction pooling) → PostgreSQL',
     ...notes.map((n) => `note: ${n}`),
@@ -315,6 +326,7 @@ async function main(): Promise<number> {
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
     ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
     ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
+    ...(pgStore ? ['', ...pgStoreLines(pgStore)] : []),
     ...(profile ? ['', "CPU profile of the agentgate runs (this process's main thread: CLI end + broker), top 10 by self time over all runs:", profile.top, `profiles: ${profile.files.join(', ')}`] : []),
     '',
   ].join('\n');
@@ -335,6 +347,7 @@ async function main(): Promise<number> {
       brokerRss: rss,
       brokerChurn: churn,
       auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
+      pgStore,
       maskingRead: maskingRead ? { ...maskingRead, limit: MASKING_LIMIT } : undefined,
       limits: LIMITS,
       targets: goals,

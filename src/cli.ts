@@ -13,6 +13,8 @@ export function buildProgram(): Command {
     .description('One enforcement point between AI agents and production systems.')
     .version(VERSION, '-V, --version', 'print the version')
     .showSuggestionAfterError(true)
+    // A subcommand's options belong to it (`mcp install --target` is install's, not mcp's).
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       writeErr: (s) => process.stderr.write(s),

@@ -57,7 +57,7 @@ export function reachableTargets(identity: Identity, config: Pick<BrokerConfig, 
       type: target.type,
       ...(target.type === 'postgres' ? { database: target.database } : {}),
       policies: [policy.name],
-      allows: policy.rules.map((r, i) => describeRule(r, i)),
+      allows: [...policy.rules.map((r, i) => describeRule(r, i)), ...(policy.requireReason ? ['a reason is required (--reason, or a tool call\'s reason)'] : [])],
     });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -8,6 +8,7 @@ import type { TunnelChannel } from '../tunnel/acceptor.js';
 import type { TargetConfig } from './config/types.js';
 import { actorOf, type AdapterChannel, type ChannelRouterDeps, type ProtocolAdapter } from './protocol-adapter.js';
 import { BROKER_PROTOCOLS } from './protocols.js';
+import { REASON_HEADER, decodeReasonHeader } from '../shared/reason.js';
 
 export { actorOf, type ChannelRouterDeps } from './protocol-adapter.js';
 export { accessFor } from './target-access.js';
@@ -62,6 +63,7 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
         header: (name) => header(channel, name),
         lease: deps.live?.lease(channel.tunnelId, { actor, target: target.name, protocol: target.type }),
         origin: { tunnel: channel.tunnelId, client_address: `${channel.originator.address}:${channel.originator.port}` },
+        reason: decodeReasonHeader(channel.headers[REASON_HEADER]),
         onEnd: (summary) => deps.onSessionEnd?.(summary),
       };
       adapterFor(target.type).serve(ch);

@@ -7,6 +7,9 @@ import { dirname } from 'node:path';
 import type { BrokerConfig } from './config/types.js';
 import type { AuditStore } from './audit/store.js';
 import { openSqliteAuditStore } from './audit/sqlite-store.js';
+import { openPostgresStore, type PostgresStore } from './pgstore/audit-store.js';
+import { loadOrCreateBrokerId } from './pgstore/broker-id.js';
+import type { ReceiptStore } from './receipts/types.js';
 import { createLogger, type Logger } from './log.js';
 import { startBroker, type RunningBroker, type StartBrokerOptions } from './server.js';
 import { createTunnelAcceptor } from '../tunnel/acceptor.js';
@@ -29,6 +32,11 @@ import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
 import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
 import { SESSION_ID_HEADER } from '../shared/session-headers.js';
+import { sendJson } from './http/json.js';
+import type { Route } from './http/types.js';
+
+// `agentgate broker migrate` reaches the migration through this module (the CLI's one door into the broker).
+export { migrateSqliteToPostgres, type MigrateSqliteResult } from './pgstore/migrate-sqlite.js';
 
 export interface RunBrokerOptions extends Omit<StartBrokerOptions, 'upgradeHandlers'> {
   /** Use this store instead of opening the configured one (tests). */
@@ -51,22 +59,41 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   // The SQL parser is WASM: compiled once here so classifying a statement is synchronous.
   await loadSqlParser();
   let audit = options.audit;
+  let receiptStore: ReceiptStore | undefined;
+  // In a store several brokers share, each broker's events carry its id (crash recovery reads its own).
+  let brokerId: string | undefined;
+  let pgStore: PostgresStore | undefined;
   if (!audit) {
-    if (config.store.kind !== 'sqlite') {
-      throw new BrokerError('AG_STORE_UNSUPPORTED', 'the PostgreSQL audit store is not available in this version', {
-        hint: 'remove `store:` from the config to use the SQLite store in state_dir',
-      });
+    if (config.store.kind === 'postgres') {
+      brokerId = await loadOrCreateBrokerId(config.stateDir);
+      // The URL is a secret: revealed only to the driver, never logged.
+      pgStore = await openPostgresStore(config.store.url.reveal(), { brokerId, logger: logger.child({ component: 'audit', broker_id: brokerId }) });
+      receiptStore = pgStore.receipts;
+      audit = pgStore;
+      logger.info('audit store: PostgreSQL, shared with any other broker on it', { broker_id: brokerId, head: pgStore.head().seq });
+    } else {
+      mkdirSync(dirname(config.store.path), { recursive: true, mode: 0o700 });
+      audit = await openSqliteAuditStore(config.store.path, { sync: config.audit.sync, logger: logger.child({ component: 'audit' }) });
     }
-    mkdirSync(dirname(config.store.path), { recursive: true, mode: 0o700 });
-    audit = await openSqliteAuditStore(config.store.path, { sync: config.audit.sync, logger: logger.child({ component: 'audit' }) });
   }
   const store = audit;
-  const approvals = createApprovalService({ config, audit: store, logger });
+  const localApprovals = createApprovalService({ config, audit: store, logger });
+  // Several brokers: requests are listed, decided and granted through any of them.
+  let approvals: ApprovalService = localApprovals;
+  if (pgStore) {
+    try {
+      approvals = await pgStore.shareApprovals(localApprovals);
+    } catch (err) {
+      await localApprovals.close();
+      await pgStore.close();
+      throw err;
+    }
+  }
   let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
-  const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl });
+  const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl, ...(receiptStore ? { store: receiptStore } : {}) });
   // Before any session: what a crash of the last run left open is closed and on record.
   try {
-    await recoverInterrupted({ audit: store, stateDir: config.stateDir, logger: logger.child({ component: 'audit' }), issue: (s) => receipts.issue(s) });
+    await recoverInterrupted({ audit: store, stateDir: config.stateDir, logger: logger.child({ component: 'audit' }), issue: (s) => receipts.issue(s), ...(brokerId ? { brokerId } : {}) });
   } catch (err) {
     await approvals.close();
     if (!options.audit) await store.close();
@@ -118,6 +145,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         ...createReceiptRoutes(receipts),
         ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
         ...liveSessionRoutes({ live, audit: store }),
+        readyRoute(store),
       ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {
     retention.stop();
@@ -150,5 +178,18 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         // Every session ended and is on record: the next start need not look back.
         if (!store.failed) markCleanStop(config.stateDir);
       })()),
+  };
+}
+
+/**
+ * `GET /readyz` for load balancers: 503 while the audit store cannot be written (every
+ * statement would be refused), 200 otherwise. `/healthz` stays "the process is up".
+ */
+function readyRoute(store: AuditStore): Route {
+  return {
+    method: 'GET',
+    path: '/readyz',
+    auth: false,
+    handle: ({ res }) => (store.failed ? sendJson(res, 503, { ok: false, reason: 'the audit store is unavailable, so statements are refused' }) : sendJson(res, 200, { ok: true })),
   };
 }

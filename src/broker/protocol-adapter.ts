@@ -40,6 +40,8 @@ export interface AdapterChannel<T extends TargetConfig = TargetConfig> {
   lease: SessionLease | undefined;
   /** tunnel id and client address, for session.start. */
   origin: Record<string, string | number>;
+  /** The session's reason (`--reason`) the tunnel carried, as given (each adapter masks it for the log). */
+  reason: string | undefined;
   onEnd(summary: SessionSummary): void;
 }
 

@@ -13,6 +13,14 @@ export { ensureBrokerKeys } from './keys.js';
 export { createLogger } from './log.js';
 export { configWarnings } from './config/warnings.js';
 
+export type { MigrateSqliteResult } from './pgstore/migrate-sqlite.js';
+
+/** `agentgate broker migrate`: loaded only when called. */
+export async function migrateSqliteToPostgres(...args: Parameters<typeof import('./pgstore/migrate-sqlite.js').migrateSqliteToPostgres>): ReturnType<typeof import('./pgstore/migrate-sqlite.js').migrateSqliteToPostgres> {
+  const m = await import('./pgstore/migrate-sqlite.js');
+  return m.migrateSqliteToPostgres(...args);
+}
+
 export async function runBroker(config: BrokerConfig, options?: RunBrokerOptions): Promise<Broker> {
   const m = await import('./index.js');
   return m.runBroker(config, options);

@@ -13,6 +13,8 @@ export interface SessionSummary {
   protocol: 'postgres' | 'kubernetes' | 'ssh';
   /** The deciding policy's name (null: none); absent = read from the session.start event. */
   policy?: string | null;
+  /** The reason given for the session or its call (already masked). */
+  reason?: string | undefined;
   /** ISO-8601. */
   startedAt: string;
   endedAt: string;

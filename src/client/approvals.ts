@@ -30,6 +30,8 @@ export interface ApprovalsClient {
   page(opts?: PageOptions): Promise<RequestsResponse>;
   get(id: string): Promise<RequestView>;
   decide(id: string, decision: Decision, reason?: string | null): Promise<RequestView>;
+  /** Takes back a pending request the caller made (`POST /v1/requests/:id/withdraw`). */
+  withdraw(id: string): Promise<RequestView>;
   /** Follows `GET /v1/requests/events` until the broker ends the stream or `signal` aborts. */
   events(handlers: RequestEventHandlers, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
@@ -151,6 +153,7 @@ function approvalsClient(session: BrokerSession, flags: BrokerSessionFlags, env:
       const body: DecisionBody = { decision, ...(reason ? { reason } : {}) };
       return call<RequestView>('POST', `${path(id)}/decision`, body);
     },
+    withdraw: (id) => call<RequestView>('POST', `${path(id)}/withdraw`),
     async events(handlers, signal) {
       // Reconnects ask for the token again, so a refreshed login is picked up.
       const t = await token(streams++ > 0);

@@ -4,9 +4,14 @@
  */
 import type { Command } from 'commander';
 
+/** `--reason TEXT` with its environment twin, for the commands that open sessions (connect, run, mcp). */
+export function addReasonOption(cmd: Command): Command {
+  return cmd.option('--reason <text>', 'why this session is needed: recorded in the audit log and the receipts, shown to reviewers (env AGENTGATE_REASON)', process.env['AGENTGATE_REASON']);
+}
+
 export function addBrokerOptions(cmd: Command, options: { tokenFile?: boolean } = {}): Command {
   cmd
-    .option('--broker <url>', 'broker URL (env AGENTGATE_BROKER; default: the one you logged in to)')
+    .option('--broker <url>', 'broker URL, or several comma-separated brokers on one store to fail over between (env AGENTGATE_BROKER; default: the one you logged in to)')
     .option('--ca <file>', 'PEM file to trust for the broker\'s certificate (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the broker certificate\'s SHA-256 fingerprint (env AGENTGATE_FINGERPRINT)');
   if (options.tokenFile !== false) {

@@ -16,7 +16,10 @@ export interface BrokerSessionFlags extends BrokerFlags {
 }
 
 export interface BrokerSession {
+  /** The broker that answered (the first of several that did). */
   url: string;
+  /** The other brokers given (`--broker a,b`), for failover. */
+  alternates: string[];
   trust: BrokerTrust;
   /** undici dispatcher with the broker's TLS trust (and proxy) applied; reuse it for the tunnel. */
   dispatcher: Dispatcher;
@@ -30,27 +33,42 @@ export interface BrokerSession {
 }
 
 export async function openBrokerSession(flags: BrokerSessionFlags, env: NodeJS.ProcessEnv = process.env): Promise<BrokerSession> {
-  const { url, trust } = resolveBroker(flags, env);
+  const resolved = resolveBroker(flags, env);
+  const { trust } = resolved;
   const dispatcher = createBrokerDispatcher(trust, { env });
   const close = async (): Promise<void> => {
     await Promise.allSettled([dispatcher.close(), closeIdpConnections(), closeTokenSourceConnections()]);
   };
-  let discovery: BrokerDiscovery;
-  try {
-    discovery = await fetchDiscovery(url, dispatcher);
-  } catch (err) {
-    await close();
-    throw err;
+  // Several brokers: the first that answers serves this command; the rest are alternates.
+  const candidates = [resolved.url, ...resolved.alternates];
+  let discovery: BrokerDiscovery | undefined;
+  let url = resolved.url;
+  let firstError: unknown;
+  for (const u of candidates) {
+    try {
+      discovery = await fetchDiscovery(u, dispatcher);
+      url = u;
+      break;
+    } catch (err) {
+      firstError ??= err;
+    }
   }
+  if (!discovery) {
+    await close();
+    throw firstError;
+  }
+  const alternates = candidates.filter((u) => u !== url);
   let token: Promise<ResolvedToken> | undefined;
+  const found = discovery;
   return {
     url,
+    alternates,
     trust,
     dispatcher,
-    discovery,
-    api: brokerApi(url, dispatcher, discovery),
+    discovery: found,
+    api: brokerApi(url, dispatcher, found),
     token: () => {
-      token ??= resolveToken({ brokerUrl: url, discovery, env, ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}) });
+      token ??= resolveToken({ brokerUrl: url, discovery: found, env, ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}) });
       return token;
     },
     tokenContext: (t) => (t.label ? { source: t.label } : {}),

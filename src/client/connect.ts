@@ -29,6 +29,7 @@ export interface ConnectOptions {
   env?: NodeJS.ProcessEnv;
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
   onRenewal?: (event: RenewalEvent) => void;
+  reason?: string;
 }
 
 export interface OpenConnection {
@@ -67,6 +68,8 @@ export interface OpenConnectionsOptions {
   onState?: (state: TunnelState, change: TunnelStateChange) => void;
   /** Each credential renewal over the live tunnel, and each failure to renew. */
   onRenewal?: (event: RenewalEvent) => void;
+  /** The session's reason (`--reason` / AGENTGATE_REASON), already normalized. */
+  reason?: string;
 }
 
 export interface Endpoint {
@@ -76,6 +79,8 @@ export interface Endpoint {
   url: string | undefined;
   kubeconfig: string | undefined;
   sshConfig: string | undefined;
+  /** Kubernetes: the local listener's certificate (what the kubeconfig trusts). */
+  caPem?: string;
 }
 
 export interface OpenConnections {
@@ -98,6 +103,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
+    ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
   });
   const e = c.endpoints[0] as Endpoint;
   return { target: e.target, session: c.session, broker: c.broker, host: e.host, port: e.port, url: e.url, kubeconfig: e.kubeconfig, sshConfig: e.sshConfig, closeTunnel: c.closeTunnel, close: c.close };
@@ -139,13 +145,17 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
     // Every (re)connect and every renewal asks again: a stored login refreshes, a token file is re-read.
     const getToken = async (): Promise<string> =>
       (await resolveToken({ brokerUrl: broker.url, discovery, env, ...(opts.flags.tokenFile ? { tokenFile: opts.flags.tokenFile } : {}) })).token;
+    // The same tunnel path on every other broker given: the tunnel fails over to them.
+    const tunnelPath = new URL(discovery.tunnel_endpoint).pathname;
     session = startConnectSession({
       endpoint: discovery.tunnel_endpoint,
+      alternates: broker.alternates.map((u) => new URL(tunnelPath, `${u}/`).toString()),
       dispatcher: broker.dispatcher,
       getToken,
       hostKeyFingerprint: hostKey,
       ...(opts.onState ? { onState: opts.onState } : {}),
       ...(opts.onRenewal ? { onRenewal: opts.onRenewal } : {}),
+      ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
     });
     await session.tunnel.ready(20_000);
     const endpoints: Endpoint[] = [];
@@ -160,8 +170,8 @@ export async function openConnections(opts: OpenConnectionsOptions): Promise<Ope
         kubeconfigDir: opts.kubeconfigDir,
       });
       cleanups.push(...opened.cleanups);
-      const { url, kubeconfig, sshConfig } = opened.fields;
-      endpoints.push({ target, host: opened.address.host, port: opened.address.port, url, kubeconfig, sshConfig });
+      const { url, kubeconfig, sshConfig, caPem } = opened.fields;
+      endpoints.push({ target, host: opened.address.host, port: opened.address.port, url, kubeconfig, sshConfig, ...(caPem !== undefined ? { caPem } : {}) });
     }
     const live = session;
     let tunnelClosed: Promise<void> | undefined;

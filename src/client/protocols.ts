@@ -23,6 +23,8 @@ export interface EndpointFields {
   kubeconfig?: string | undefined;
   /** The OpenSSH client config written for an SSH target (0600). */
   sshConfig?: string | undefined;
+  /** Kubernetes: the local listener's certificate (what the kubeconfig trusts). */
+  caPem?: string | undefined;
 }
 
 export interface OpenEndpointOptions {
@@ -103,7 +105,7 @@ const kubernetes: ClientProtocol = {
       const { host, port } = k.listener.address;
       const written = await writeSessionKubeconfig({ dir: o.kubeconfigDir, target: o.target.name, host, port, secret: session.secret, caPem: k.caPem });
       cleanups.push(written.remove);
-      return { address: k.listener.address, fields: { kubeconfig: written.path }, cleanups };
+      return { address: k.listener.address, fields: { kubeconfig: written.path, caPem: k.caPem }, cleanups };
     } catch (err) {
       for (const c of cleanups) await c().catch(() => {});
       throw err;

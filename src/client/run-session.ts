@@ -24,6 +24,8 @@ export interface RunWrappedOptions {
   receiptDir?: string;
   env?: NodeJS.ProcessEnv;
   say: (line: string) => void;
+  /** The session's reason (`--reason` / AGENTGATE_REASON). */
+  reason?: string;
 }
 
 export interface RunSummary {
@@ -51,6 +53,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
     bind: '127.0.0.1',
     allowRemote: false,
     env,
+    ...(o.reason !== undefined ? { reason: o.reason } : {}),
     onState: (state, change) => {
       if (state === 'down') {
         wasDown = true;

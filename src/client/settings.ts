@@ -27,6 +27,11 @@ export interface BrokerFlags {
 export interface ResolvedBroker {
   /** Normalized broker URL (`https://host[:port][/path]`, no trailing slash). */
   url: string;
+  /**
+   * Further brokers given after the first (`--broker https://a,https://b`): several brokers
+   * on one store, with the same TLS certificate; tried in turn. Empty for one broker.
+   */
+  alternates: string[];
   trust: BrokerTrust;
   /** Where the URL came from, for messages. */
   from: 'flag' | 'env' | 'settings';
@@ -132,7 +137,7 @@ export function resolveBroker(flags: BrokerFlags, env: NodeJS.ProcessEnv = proce
       hint: `log in once with ${LOGIN_HINT} (or set AGENTGATE_BROKER)`,
     });
   }
-  const url = normalizeBrokerUrl(raw);
+  const [url, ...alternates] = raw.split(',').filter((u) => u.trim() !== '').map(normalizeBrokerUrl) as [string, ...string[]];
 
   const saved = openSettings().trustFor(url);
   const ca = nonEmpty(flags.ca) ?? nonEmpty(env['AGENTGATE_CA']) ?? saved.ca;
@@ -140,7 +145,7 @@ export function resolveBroker(flags: BrokerFlags, env: NodeJS.ProcessEnv = proce
   const trust: BrokerTrust = {};
   if (ca) trust.ca = resolve(ca);
   if (fp) trust.fingerprint = normalizeFingerprint(fp);
-  return { url, trust, from };
+  return { url, alternates, trust, from };
 }
 
 function nonEmpty(s: string | undefined): string | undefined {

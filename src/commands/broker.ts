@@ -61,6 +61,16 @@ export function register(program: Command): void {
       await brokerStart(opts);
     });
 
+  broker
+    .command('migrate')
+    .description('copy a stopped broker\'s SQLite store into an empty PostgreSQL store, verifying the chain on both sides')
+    .requiredOption('--from <file>', 'the SQLite audit database (<state_dir>/audit.db); receipts.db beside it comes along')
+    .addOption(new Option('--to <url>', 'the PostgreSQL store URL (a secret: prefer the environment variable)').env('AGENTGATE_STORE_URL'))
+    .option('--json', 'print {events, checkpoints, receipts, head} as JSON on stdout')
+    .action(async (opts: BrokerMigrateOptions) => {
+      await brokerMigrate(opts);
+    });
+
   addBrokerOptions(
     broker
       .command('sessions')
@@ -169,6 +179,24 @@ export async function brokerInit(dirArg: string, opts: BrokerInitOptions): Promi
       `  3. on each client: agentgate login --broker ${url} --fingerprint ${keys.tlsFingerprint}`,
     ].join('\n'),
   );
+}
+
+interface BrokerMigrateOptions {
+  from: string;
+  to?: string;
+  json?: boolean;
+}
+
+export async function brokerMigrate(opts: BrokerMigrateOptions): Promise<void> {
+  if (!opts.to) throw new UsageError('broker migrate needs the PostgreSQL store URL', { hint: 'set AGENTGATE_STORE_URL (or pass --to postgres://…)' });
+  const { migrateSqliteToPostgres } = await import('../broker/service.js');
+  const r = await migrateSqliteToPostgres({ from: resolve(opts.from), to: opts.to });
+  if (opts.json) {
+    printJson({ events: r.events, checkpoints: r.checkpoints, receipts: r.receipts, head: r.head });
+    return;
+  }
+  say(`copied ${r.events} audit events, ${r.checkpoints} retention checkpoints and ${r.receipts} receipts; the chain verifies on both sides (head seq ${r.head.seq}, ${r.head.hash})`);
+  say('next: set store: { postgres: "${env:…}" } in every broker\'s config and start them');
 }
 
 export async function brokerStart(opts: BrokerStartOptions): Promise<void> {

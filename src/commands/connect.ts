@@ -1,6 +1,7 @@
 /** `agentgate connect <target>` — a local, authenticated endpoint for a target, until Ctrl-C. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-options.js';
+import { addBrokerOptions, addReasonOption } from '../client/broker-options.js';
+import { normalizeReason } from '../shared/reason.js';
 import { UsageError } from '../errors.js';
 import { parseDurationMs } from '../shared/duration.js';
 import { print, printJson, say } from './render.js';
@@ -17,6 +18,7 @@ interface ConnectFlags {
   loginTimeout?: string;
   receiptDir?: string;
   json?: boolean;
+  reason?: string;
 }
 
 function parsePort(raw: string | undefined): number | undefined {
@@ -44,7 +46,8 @@ export function register(program: Command): void {
     .option('--login-timeout <duration>', 'close a local connection that has not logged in within this (500ms, 20s, 1m; env AGENTGATE_LOGIN_TIMEOUT; default 20s)', process.env['AGENTGATE_LOGIN_TIMEOUT'])
     .option('--receipt-dir <dir>', 'where to save the session receipts (default: $XDG_STATE_HOME/agentgate/receipts)')
     .option('--json', 'print the connection details as one JSON document on stdout');
-  addBrokerOptions(cmd).action(async (target: string, flags: ConnectFlags) => {
+  addBrokerOptions(addReasonOption(cmd)).action(async (target: string, flags: ConnectFlags) => {
+    const reason = normalizeReason(flags.reason);
     // Loaded here so other commands do not pay for the tunnel's modules at start-up.
     const { openConnection } = await import('../client/connect.js');
     const { renewalNotices } = await import('../client/renewal-notice.js');
@@ -57,6 +60,7 @@ export function register(program: Command): void {
       bind: flags.bind,
       allowRemote: Boolean(flags.allowRemote),
       ...parseLoginTimeout(flags.loginTimeout),
+      ...(reason !== undefined ? { reason } : {}),
       onState: (state, change) => {
         if (state === 'down') say(`agentgate: broker connection lost${change.error ? ` (${change.error.message})` : ''}, reconnecting…`);
         else if (state === 'up') say('agentgate: connected to the broker');

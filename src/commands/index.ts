@@ -6,6 +6,7 @@ import { register as whoami } from './whoami.js';
 import { register as targets } from './targets.js';
 import { register as connect } from './connect.js';
 import { register as run } from './run.js';
+import { register as mcp } from './mcp.js';
 import { register as broker } from './broker.js';
 import { register as approve } from './approve.js';
 import { register as requests } from './requests.js';
@@ -14,5 +15,5 @@ import { register as receipt } from './receipt.js';
 import { register as dev } from './dev.js';
 
 export function registerCommands(program: Command): void {
-  for (const register of [login, logout, whoami, targets, connect, run, approve, requests, audit, receipt, broker, dev]) register(program);
+  for (const register of [login, logout, whoami, targets, connect, run, mcp, approve, requests, audit, receipt, broker, dev]) register(program);
 }

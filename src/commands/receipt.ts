@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { ReceiptCheck } from '../client/receipt-check.js';
 import { describeReceipt } from '../shared/receipt.js';
+import { visible } from '../shared/display-text.js';
 import { trustOf } from './audit.js';
 import { print, printJson } from './render.js';
 
@@ -50,6 +51,7 @@ function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string 
     `  ${describeReceipt(p)}`,
     `  session:   ${p.session}${p.connect_session ? ` (connect session ${p.connect_session})` : ''}`,
     `  actor:     ${p.actor.sub}${p.actor.name ? ` (${p.actor.name})` : ''}, ${p.actor.kind}, groups ${p.actor.groups.join(', ') || '(none)'}`,
+    ...(p.reason ? [`  reason:    ${visible(p.reason, true)}`] : []),
     `  policy:    ${p.policy.name ?? '(none)'} sha256:${p.policy.sha256}`,
     `  audit:     events from seq ${p.audit.first_seq}, chain head seq ${p.audit.head_seq} ${p.audit.head_hash}`,
     `  broker:    ${p.broker.url}, issued ${p.issued_at}`,

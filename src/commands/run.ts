@@ -1,6 +1,7 @@
 /** `agentgate run --target T [--target T2] -- CMD…` — the CI/agent wrapper. */
 import type { Command } from 'commander';
-import { addBrokerOptions } from '../client/broker-options.js';
+import { addBrokerOptions, addReasonOption } from '../client/broker-options.js';
+import { normalizeReason } from '../shared/reason.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { printJson, say } from './render.js';
 
@@ -15,6 +16,7 @@ interface RunFlags {
   json?: boolean;
   pty?: boolean;
   failOnDeny?: boolean;
+  reason?: string;
 }
 
 export function register(program: Command): void {
@@ -29,7 +31,8 @@ export function register(program: Command): void {
     .option('--fail-on-deny', "exit 4 when the broker denied any statement and the command itself succeeded (default: the command's exit code)")
     .argument('<command...>', 'the command to run, after --')
     .usage('--target <name> [options] -- <command> [args...]');
-  addBrokerOptions(cmd).action(async (command: string[], flags: RunFlags) => {
+  addBrokerOptions(addReasonOption(cmd)).action(async (command: string[], flags: RunFlags) => {
+    const reason = normalizeReason(flags.reason);
     const [bin, ...args] = command;
     if (!bin) throw new UsageError('no command given', { hint: 'agentgate run --target pg-prod -- psql -c "select 1"' });
     const { runWrapped } = await import('../client/run-session.js');
@@ -42,6 +45,7 @@ export function register(program: Command): void {
     const summary = await runWrapped({
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },
       targets: flags.target,
+      ...(reason !== undefined ? { reason } : {}),
       command: bin,
       args,
       pty: flags.pty !== false && !flags.json && Boolean(process.stdin.isTTY && process.stdout.isTTY),

@@ -115,6 +115,8 @@ export interface ApprovalRequestJson {
   rule: string;
   /** Why it was held. */
   reason: string;
+  /** Why the requester says they need it (`--reason`, an MCP tool call's reason), when given. */
+  requester_reason?: string;
   /** `kinds`: which kinds of identity may decide (human unless the rule opts others in). */
   approvers: { groups: string[]; count: number; kinds: ActorKind[] };
   fingerprint: string;

@@ -89,6 +89,8 @@ export interface SessionReceiptPredicate {
   ended_at: string;
   counts: ReceiptCounts;
   approvals: ReceiptApproval[];
+  /** The reason given for the session (`--reason`) or its one call (MCP), masked; null when none. */
+  reason?: string | null;
   policy: {
     /** The policy that decided this identity's access to the target; null if none did. */
     name: string | null;

@@ -19,10 +19,13 @@ import { LOCAL_PROTOCOLS, type LocalProtocol } from './local-protocols.js';
 import type { SecureContext } from 'node:tls';
 import { formatScramVerifier, makeScramVerifier } from '../shared/session-secret.js';
 import { SESSION_ID_HEADER, SESSION_SSH_KEY_HEADER, SESSION_VERIFIER_HEADER } from '../shared/session-headers.js';
+import { REASON_HEADER, encodeReasonHeader } from '../shared/reason.js';
 import { generateSshKeyPair } from './host-key.js';
 
 export interface ConnectSessionOptions {
   endpoint: string;
+  /** Other brokers' tunnel endpoints, dialed in turn when the current one fails (dialer.ts). */
+  alternates?: string[];
   dispatcher: Dispatcher;
   getToken: () => Promise<string>;
   hostKeyFingerprint: string;
@@ -33,6 +36,8 @@ export interface ConnectSessionOptions {
   /** Credential renewal over the live tunnel (dialer.ts); false turns it off. */
   renewal?: OpenTunnelOptions['renewal'];
   onRenewal?: OpenTunnelOptions['onRenewal'];
+  /** The session's reason (`--reason`), recorded by the broker for every proxy session. */
+  reason?: string;
 }
 
 export interface ListenTargetOptions {
@@ -82,10 +87,16 @@ export function startConnectSession(opts: ConnectSessionOptions): ConnectSession
   const sshKey = generateSshKeyPair(`agentgate ${id}`);
   const tunnel = openTunnel({
     endpoint: opts.endpoint,
+    ...(opts.alternates && opts.alternates.length > 0 ? { alternates: opts.alternates } : {}),
     dispatcher: opts.dispatcher,
     getToken: opts.getToken,
     hostKeyFingerprint: opts.hostKeyFingerprint,
-    headers: { [SESSION_ID_HEADER]: id, [SESSION_VERIFIER_HEADER]: verifier, [SESSION_SSH_KEY_HEADER]: sshKey.public.trim() },
+    headers: {
+      [SESSION_ID_HEADER]: id,
+      [SESSION_VERIFIER_HEADER]: verifier,
+      [SESSION_SSH_KEY_HEADER]: sshKey.public.trim(),
+      ...(opts.reason !== undefined ? { [REASON_HEADER]: encodeReasonHeader(opts.reason) } : {}),
+    },
     ...(opts.onState ? { onState: opts.onState } : {}),
     ...(opts.reconnect !== undefined ? { reconnect: opts.reconnect } : {}),
     ...(opts.keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: opts.keepaliveIntervalMs } : {}),

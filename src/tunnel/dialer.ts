@@ -33,6 +33,11 @@ export interface TunnelStateChange {
 export interface OpenTunnelOptions {
   /** `https://…/v1/tunnel`, from discovery's `tunnel_endpoint`. */
   endpoint: string;
+  /**
+   * Other brokers' tunnel endpoints (several brokers on one store, sharing TLS and host
+   * keys): after a failed attempt or a lost connection the next one in turn is dialed.
+   */
+  alternates?: string[];
   /** Carries TLS trust/pinning and HTTPS_PROXY; used for every (re)connect. */
   dispatcher: Dispatcher;
   /** Called before every connection attempt, so a reconnect presents a fresh token. */
@@ -82,6 +87,7 @@ export interface TunnelClient {
 /** Start dialing at once. Throws BrokerError if the endpoint is not an https URL. */
 export function openTunnel(opts: OpenTunnelOptions): TunnelClient {
   tunnelEndpointUrl(opts.endpoint);
+  for (const e of opts.alternates ?? []) tunnelEndpointUrl(e);
   return new Tunnel(opts);
 }
 
@@ -112,9 +118,13 @@ class Tunnel implements TunnelClient {
   #closed = false;
   #closing: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  readonly #endpoints: string[];
+  /** Index in #endpoints of the broker dialed next. */
+  #at = 0;
 
   constructor(opts: OpenTunnelOptions) {
     this.#opts = opts;
+    this.#endpoints = [opts.endpoint, ...(opts.alternates ?? [])];
     // A failure the loop did not expect ends the tunnel as a permanent one would.
     this.#run().catch((err: unknown) => this.#giveUp(asError(err)));
   }
@@ -193,6 +203,7 @@ class Tunnel implements TunnelClient {
           this.#giveUp(e);
           return;
         }
+        this.#rotate();
         await this.#sleep(backoffDelay(policy, attempt++));
         continue;
       }
@@ -230,15 +241,21 @@ class Tunnel implements TunnelClient {
         return;
       }
       this.#setState('down', { error: lost });
+      // Another broker, if there is one, is tried first: this one may have died.
+      this.#rotate();
       await this.#sleep(backoffDelay(policy, attempt++));
     }
+  }
+
+  #rotate(): void {
+    this.#at = (this.#at + 1) % this.#endpoints.length;
   }
 
   async #connectOnce(): Promise<{ conn: LiveConnection; token: string }> {
     const token = await this.#opts.getToken();
     if (this.#closed) throw closedError();
     const socket = await upgradeToTunnel({
-      endpoint: this.#opts.endpoint,
+      endpoint: this.#endpoints[this.#at] ?? this.#opts.endpoint,
       dispatcher: this.#opts.dispatcher,
       token,
       headers: this.#opts.headers,

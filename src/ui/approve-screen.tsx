@@ -263,6 +263,7 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
     ['Target', `${r.target} (${r.protocol})`],
     ['Rule', `${r.rule} (policy ${r.policy})`],
     ['Why held', visible(r.reason, true)],
+    ['Reason given', r.requester_reason !== undefined ? visible(r.requester_reason, true) : '(none)'],
     ['Approvals', approvalProgress(r)],
     ['Grant', r.grant_seconds ? `${formatAge(r.grant_seconds * 1000)} for the same statement` : 'one execution'],
     ['Approves', coverage(r)],

@@ -96,7 +96,7 @@ export function table(rows: string[][]): string {
 
 /** The `agentgate requests` / `agentgate approve` (no TTY) listing. */
 export function requestsTable(requests: RequestView[], now: number = Date.now()): string {
-  const rows = [['ID', 'STATUS', 'AGE', 'ROLE', 'REQUESTER', 'TARGET', 'RULE', 'APPROVALS', 'STATEMENT']];
+  const rows = [['ID', 'STATUS', 'AGE', 'ROLE', 'REQUESTER', 'TARGET', 'RULE', 'APPROVALS', 'REASON', 'STATEMENT']];
   for (const r of requests) {
     rows.push([
       r.id,
@@ -107,6 +107,7 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       r.target,
       r.rule,
       `${approvalsGiven(r)}/${r.approvers.count}`,
+      r.requester_reason !== undefined ? truncate(visible(oneLine(r.requester_reason), true), 40) : '-',
       truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80),
     ]);
   }
@@ -121,6 +122,7 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
     ['Target', `${r.target} (${r.protocol})`],
     ['Rule', `${r.rule} (policy ${r.policy})`],
     ['Why held', visible(r.reason, true)],
+    ['Reason given', r.requester_reason !== undefined ? visible(r.requester_reason, true) : '(none)'],
     ['Approvals', approvalProgress(r)],
     ['Grant', r.grant_seconds ? `${r.grant_seconds} s for the same statement` : 'one execution'],
     ['Approves', coverage(r)],

@@ -78,6 +78,25 @@ describe('approvals API', () => {
     await tmp?.remove();
   });
 
+  test('withdraw: only the requester may take a pending request back (403 for a reviewer or an auditor, 404 for others)', async () => {
+    const { request: r, outcome } = broker.approvals.request(held({ fingerprint: 'fp-http-withdraw' }));
+    const path = `/v1/requests/${r.id}/withdraw`;
+    for (const who of ['bob', 'sam']) {
+      const refused = await call<ApiErrorBody>(who, 'POST', path);
+      assert.equal(refused.status, 403, who);
+      assert.equal(refused.body.error.code, 'AG_NOT_REQUESTER');
+    }
+    assert.equal((await call<ApiErrorBody>('eve', 'POST', path)).status, 404);
+    assert.equal(broker.approvals.get(r.id)?.status, 'pending');
+    const ok = await call<RequestView>('agent-7', 'POST', path);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.status, 'withdrawn');
+    assert.equal((await outcome).status, 'withdrawn');
+    const again = await call<ApiErrorBody>('agent-7', 'POST', path);
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'AG_REQUEST_NOT_PENDING');
+  });
+
   test('list and get: the requester, its reviewers and auditors see it; others get 404', async () => {
     const { request: r } = broker.approvals.request(held({ fingerprint: 'fp-visibility' }));
 

@@ -142,6 +142,21 @@ describe('approval service', () => {
     service.withdraw('apr_unknown00000', 'unknown is harmless');
   });
 
+  test('withdrawOwn: only the requester may take a pending request back; it is on record before it settles', async () => {
+    const { service, audit } = await make();
+    const { request, outcome } = service.request(held({ fingerprint: 'fp-withdraw-own' }));
+    await assert.rejects(service.withdrawOwn(request.id, BOB), code('AG_NOT_REQUESTER'));
+    await assert.rejects(service.withdrawOwn(request.id, EVE), code('AG_NOT_REQUESTER'));
+    assert.equal(service.get(request.id)?.status, 'pending');
+    const r = await service.withdrawOwn(request.id, AGENT);
+    assert.equal(r.status, 'withdrawn');
+    assert.equal((await outcome).status, 'withdrawn');
+    const events = (await allEvents(audit)).filter((e) => e.type === 'approval.withdrawn' && e.detail['id'] === request.id);
+    assert.deepEqual(events.map((e) => [e.actor?.sub, e.detail['reason']]), [['agent-7', 'withdrawn by the requester']]);
+    await assert.rejects(service.withdrawOwn(request.id, AGENT), code('AG_REQUEST_NOT_PENDING'));
+    await assert.rejects(service.withdrawOwn('apr_unknown00000', AGENT), code('AG_REQUEST_NOT_FOUND'));
+  });
+
   test('an identical pending request is the same request with the same outcome', async () => {
     const { service } = await make();
     const a = service.request(held({ fingerprint: 'fp-dup' }));

@@ -39,7 +39,7 @@ test('flags win over environment twins, which win over saved settings', () => {
   assert.equal(JSON.parse(readFileSync(file, 'utf8')).defaultBroker, 'https://saved.example');
 
   const saved = resolveBroker({}, {});
-  assert.deepEqual(saved, { url: 'https://saved.example', trust: { ca: '/etc/saved-ca.pem', fingerprint: FP }, from: 'settings' });
+  assert.deepEqual(saved, { url: 'https://saved.example', alternates: [], trust: { ca: '/etc/saved-ca.pem', fingerprint: FP }, from: 'settings' });
 
   const env = { AGENTGATE_BROKER: 'https://env.example/', AGENTGATE_CA: 'env-ca.pem', AGENTGATE_FINGERPRINT: 'cd'.repeat(32) };
   const fromEnv = resolveBroker({}, env);
@@ -57,4 +57,11 @@ test('flags win over environment twins, which win over saved settings', () => {
   // A saved broker's trust applies when that broker is named by flag or env, too.
   const named = resolveBroker({ broker: 'https://saved.example/' }, {});
   assert.equal(named.trust.fingerprint, FP);
+
+  // Several brokers on one store: the first is dialed first, the rest are the alternates.
+  const several = resolveBroker({ broker: 'https://saved.example/, https://b.example:8443/' }, {});
+  assert.equal(several.url, 'https://saved.example');
+  assert.deepEqual(several.alternates, ['https://b.example:8443']);
+  assert.equal(several.trust.fingerprint, FP);
+  assert.throws(() => resolveBroker({ broker: 'https://a.example,http://b.example' }, {}), UsageError);
 });

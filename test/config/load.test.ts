@@ -321,6 +321,20 @@ dangerous_functions: [pg_sleep, My_Func]
   assert.ok(d.dangerousFunctions.includes('pg_terminate_backend'));
 });
 
+test('require_reason: true on a policy loads; anything but a boolean is a problem naming the key', () => {
+  const policy = (v: string): string => `${IDENTITY}${PG_TARGET}policies:
+  - name: careful
+    subjects: { groups: [ai-agents] }
+    targets: [pg-prod]
+    require_reason: ${v}
+    rules: [{ effect: allow }]
+`;
+  assert.equal(parseBrokerConfig(policy('true'), CONFIG_PATH, { env: ENV }).policies[0]?.requireReason, true);
+  assert.equal(parseBrokerConfig(policy('false'), CONFIG_PATH, { env: ENV }).policies[0]?.requireReason, undefined);
+  const err = problemsOf(policy('"yes please"'));
+  assert.ok(err.problems.some((p) => /^policies\.0\.require_reason: expected true or false, got "yes please"/.test(p)), err.problems.join('\n'));
+});
+
 test('masking keyed by an unknown target, and an invalid masking style, are reported', () => {
   const yaml = `${IDENTITY}${PG_TARGET}masking:
   pg-prd: { columns: ["*.email"] }

@@ -74,6 +74,10 @@ export interface PgServer {
   psql(sql: string, opts?: PsqlOptions): Promise<string>;
   /** Fast shutdown, then remove the temp dir. Safe to call twice. */
   stop(): Promise<void>;
+  /** Fast shutdown keeping the data: the server is down until restart(). */
+  halt(): Promise<void>;
+  /** Starts a halted server again, same data, same port. */
+  restart(): Promise<void>;
 }
 
 interface Live {
@@ -351,7 +355,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
     await writeFile(join(data, 'postgresql.conf'), conf, { flag: 'a' });
 
     const { entry, port } = await launch(data, dir);
-    const child = entry.child;
+    let current = entry;
 
     const superPassword = secret();
     const password = secret();
@@ -370,20 +374,28 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
       [`ALTER ROLE postgres PASSWORD '${superPassword}';`, `ALTER ROLE app PASSWORD '${password}';`].join('\n'),
     );
 
+    const halt = async (): Promise<void> => {
+      const child = current.child;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGINT'); // fast shutdown
+        if (!(await exitedWithin(child, STOP_DEADLINE_MS))) {
+          child.kill('SIGKILL');
+          await exited(child);
+        }
+      }
+      live.delete(current);
+    };
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGINT'); // fast shutdown
-          if (!(await exitedWithin(child, STOP_DEADLINE_MS))) {
-            child.kill('SIGKILL');
-            await exited(child);
-          }
-        }
-        live.delete(entry);
+        await halt();
         await rm(dir, { recursive: true, force: true });
       })();
       return stopping;
+    };
+    const restart = async (): Promise<void> => {
+      await halt();
+      current = (await launch(data, dir, port)).entry;
     };
 
     return {
@@ -404,6 +416,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
       },
       psql,
       stop,
+      halt,
+      restart,
     };
   } catch (err) {
     for (const s of live) {
@@ -419,10 +433,10 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
 }
 
 /** Start the postmaster on a free port, retrying when another process grabbed it first. */
-async function launch(data: string, dir: string): Promise<{ entry: Live; port: number }> {
+async function launch(data: string, dir: string, fixedPort?: number): Promise<{ entry: Live; port: number }> {
   let lastErr = '';
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
-    const port = await freePort();
+    const port = fixedPort ?? (await freePort());
     const [cmd, args] = asPostgres('postgres', ['-D', data, '-p', String(port)]);
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv() });
     // Registered at once, so even a crash during startup leaves no server behind.

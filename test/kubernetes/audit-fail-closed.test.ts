@@ -1,6 +1,6 @@
 /**
- * Fail closed: once the audit store cannot write, a response whose event could not be
- * made durable does not complete, and every later request is answered 503 without
+ * Fail closed: once the audit store cannot write, a request whose intent could not be
+ * made durable is not forwarded, and every later request is answered 503 without
  * reaching the API server. The failure is real: the audit journal's segment is made immutable
  * (chattr +i), so the broker's next write gets EPERM from the kernel, as a failing disk
  * would give it.
@@ -23,20 +23,21 @@ describe('kubernetes: audit store failure', () => {
     await stack?.close();
   });
 
-  test('the unrecorded response does not complete, and later requests get 503 before anything reaches the cluster', async () => {
+  test('the unrecorded request never reaches the cluster, and later requests get 503 before anything reaches the cluster', async () => {
     const ok = await stack.kubectl(['get', 'pods']);
     assert.equal(ok.code, 0, ok.stderr);
 
     const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
     thaw = freezeAuditJournal(path);
+    const before = stack.api.requests.length;
 
-    // Namespaces are streamed through unmodified: the end of the body waits for the event.
+    // The request's intent cannot be made durable, so it is never forwarded.
     const unrecorded = await stack.kubectl(['get', 'namespaces', '-o', 'name']);
     assert.notEqual(unrecorded.code, 0);
     assert.ok(!unrecorded.stdout.includes('namespace/default'), 'the response was withheld');
     assert.ok(stack.broker.audit.failed, 'the store is marked failed');
+    assert.equal(stack.api.requests.length, before, 'the unrecorded request did not reach the API server');
 
-    const before = stack.api.requests.length;
     const refused = await stack.kubectl(['get', 'secret', 'db', '-o', 'yaml']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /audit log is unavailable, so requests are refused/);

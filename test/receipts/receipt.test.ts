@@ -150,9 +150,9 @@ describe('session receipts', () => {
   test('issuing again returns the stored receipt; receipts are kept in a 0600 database', async () => {
     const again = await service.issue({ ...(await recordSession(fx.store, 'pgs_tmp', { statements: 0 })), session: 'pgs_1' });
     assert.deepEqual(again, envelope);
-    assert.deepEqual(service.get('pgs_1')?.envelope, envelope);
-    assert.equal(service.listForConnect('ags_1', 'agent-7').length, 1);
-    assert.equal(service.listForConnect('ags_1', 'someone-else').length, 0);
+    assert.deepEqual((await service.get('pgs_1'))?.envelope, envelope);
+    assert.equal((await service.listForConnect('ags_1', 'agent-7')).length, 1);
+    assert.equal((await service.listForConnect('ags_1', 'someone-else')).length, 0);
     assert.equal((await stat(join(fx.config.stateDir, 'receipts.db'))).mode & 0o777, 0o600);
   });
 

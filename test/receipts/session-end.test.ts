@@ -25,8 +25,8 @@ describe('receipt at session end', { timeout: 60_000 }, () => {
     await c.query('select $1::int as n', [2]);
     await c.end();
 
-    const [stored] = await eventually('the receipt', () => {
-      const list = stack.broker.receipts.listForConnect(stack.session.id, 'agent-7');
+    const [stored] = await eventually('the receipt', async () => {
+      const list = await stack.broker.receipts.listForConnect(stack.session.id, 'agent-7');
       return list.length > 0 ? list : undefined;
     });
     const { statement } = verifyReceipt(stored!.envelope, receiptJwks(stack.broker.keys));

@@ -9,6 +9,7 @@ export type ApprovalErrorCode =
   | 'AG_REQUEST_NOT_PENDING'
   | 'AG_SELF_APPROVAL'
   | 'AG_NOT_APPROVER'
+  | 'AG_NOT_REQUESTER'
   | 'AG_ALREADY_DECIDED'
   | 'AG_REASON_REQUIRED'
   | 'AG_APPROVALS_CLOSED'
@@ -19,6 +20,7 @@ const STATUS: Record<ApprovalErrorCode, number> = {
   AG_REQUEST_NOT_PENDING: 409,
   AG_SELF_APPROVAL: 403,
   AG_NOT_APPROVER: 403,
+  AG_NOT_REQUESTER: 403,
   AG_ALREADY_DECIDED: 409,
   AG_REASON_REQUIRED: 400,
   AG_APPROVALS_CLOSED: 503,
@@ -30,6 +32,7 @@ const EXIT: Record<ApprovalErrorCode, ExitCode> = {
   AG_REQUEST_NOT_PENDING: ExitCode.error,
   AG_SELF_APPROVAL: ExitCode.denied,
   AG_NOT_APPROVER: ExitCode.denied,
+  AG_NOT_REQUESTER: ExitCode.denied,
   AG_ALREADY_DECIDED: ExitCode.error,
   AG_REASON_REQUIRED: ExitCode.usage,
   AG_APPROVALS_CLOSED: ExitCode.error,

@@ -6,6 +6,7 @@
  *   GET  /v1/requests/events           server-sent events of changes the caller may see
  *   GET  /v1/requests/:id              one request (requester, possible reviewers, auditors; else 404)
  *   POST /v1/requests/:id/decision     {decision: approve|deny, reason?} → the request
+ *   POST /v1/requests/:id/withdraw     the requester takes a pending request back → the request
  * A request the caller may not see answers 404, exactly like one that does not exist.
  */
 import type { ServerResponse } from 'node:http';
@@ -91,6 +92,22 @@ export function approvalRoutes(service: ApprovalService, options: ApprovalRoutes
         try {
           const decided = await service.decide(id, viewer, body.decision, body.reason ?? null);
           sendJson(ctx.res, 200, requestView(decided, viewer));
+        } catch (err) {
+          if (err instanceof ApprovalServiceError) throw new HttpError(err.status, err.code, err.message, { ...(err.hint ? { hint: err.hint } : {}), cause: err });
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/requests/:id/withdraw',
+      auth: true,
+      async handle(ctx) {
+        const viewer = must(ctx.identity);
+        const id = ctx.params['id'] ?? '';
+        visible(ctx, id);
+        try {
+          sendJson(ctx.res, 200, requestView(await service.withdrawOwn(id, viewer), viewer));
         } catch (err) {
           if (err instanceof ApprovalServiceError) throw new HttpError(err.status, err.code, err.message, { ...(err.hint ? { hint: err.hint } : {}), cause: err });
           throw err;

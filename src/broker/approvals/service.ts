@@ -268,6 +268,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         policy: input.policy,
         rule: input.rule,
         reason: input.reason,
+        ...(input.requesterReason !== undefined ? { requesterReason: input.requesterReason } : {}),
         approvers: { groups: [...input.approvers.groups], count: Math.max(1, Math.floor(input.approvers.count)), kinds: [...(input.approvers.kinds ?? ['human'])] },
         fingerprint: input.fingerprint,
         ...(input.grantSeconds !== undefined && input.grantSeconds > 0 ? { grantSeconds: input.grantSeconds } : {}),
@@ -308,6 +309,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
           policy: req.policy,
           rule: req.rule,
           reason: req.reason,
+          ...(req.requesterReason !== undefined ? { requester_reason: req.requesterReason } : {}),
           protocol: req.protocol,
           approvers: { groups: req.approvers.groups, count: req.approvers.count, kinds: req.approvers.kinds ?? ['human'] },
           expires_at: req.expires_at,
@@ -349,6 +351,31 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         emit('withdrawn', e);
         e.settle({ status: 'withdrawn', request: structuredClone(e.req) });
       }).catch((err: unknown) => logger.error('could not withdraw an approval request', { request_id: id, error: err }));
+    },
+
+    async withdrawOwn(id, requester) {
+      const e = entries.get(id);
+      if (!e) throw notFound(id);
+      return enqueue(e, async () => {
+        await e.recorded;
+        const r = e.req;
+        if (requester.sub !== r.requester.sub) {
+          throw new ApprovalServiceError('AG_NOT_REQUESTER', `${requester.sub} did not make request ${id} and cannot withdraw it`, {
+            hint: 'only the requester may withdraw a request; reviewers deny it instead: agentgate approve ID --deny --reason "…"',
+          });
+        }
+        if (r.status !== 'pending') {
+          throw new ApprovalServiceError('AG_REQUEST_NOT_PENDING', `request ${id} is ${r.status}, not pending`, { hint: 'see it with: agentgate requests --all' });
+        }
+        // Durable before it takes effect, like a decision.
+        await record(e, 'approval.withdrawn', actorOf(requester), { reason: 'withdrawn by the requester' });
+        if (r.status !== 'pending') throw new ApprovalServiceError('AG_APPROVALS_CLOSED', 'the broker is shutting down: the withdrawal was not applied', { hint: 'the request expired with the shutdown' });
+        r.status = 'withdrawn';
+        finish(e);
+        emit('withdrawn', e);
+        e.settle({ status: 'withdrawn', request: structuredClone(r) });
+        return structuredClone(r);
+      });
     },
 
     async decide(id, approver, decision, reason) {

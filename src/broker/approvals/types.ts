@@ -35,6 +35,8 @@ export interface NewApprovalRequest {
   rule: string;
   /** Why it was held (the policy decision's reason). */
   reason: string;
+  /** Why the requester says they need it (the session's or the call's reason), already masked. */
+  requesterReason?: string;
   approvers: ApproverSpec;
   /** Identifies "the same statement/request" for grants (with its parameter values, unless anyValues). */
   fingerprint: string;
@@ -92,6 +94,11 @@ export interface ApprovalService {
   request(input: NewApprovalRequest, opts?: RequestOptions): { request: ApprovalRequest; outcome: Promise<ApprovalOutcome> };
   /** The requester went away (client disconnected): the request is withdrawn. */
   withdraw(id: string, why: string): void;
+  /**
+   * The requester takes back a pending request (e.g. an MCP tool call cancelled by its
+   * client). Only the identity that made it may; durable before it answers.
+   */
+  withdrawOwn(id: string, requester: Identity): Promise<ApprovalRequest>;
   /** Throws ApprovalError-coded AgentgateErrors: not found, not pending, self-approval, not an approver, already decided by this approver. */
   decide(id: string, approver: Identity, decision: 'approve' | 'deny', reason: string | null): Promise<ApprovalRequest>;
   get(id: string): ApprovalRequest | undefined;

@@ -49,6 +49,7 @@ export function requestJson(r: ApprovalRequest): ApprovalRequestJson {
     policy: r.policy,
     rule: r.rule,
     reason: r.reason,
+    ...(r.requesterReason !== undefined ? { requester_reason: r.requesterReason } : {}),
     approvers: { groups: [...r.approvers.groups], count: r.approvers.count, kinds: [...(r.approvers.kinds ?? ['human'])] },
     fingerprint: r.fingerprint,
     created_at: r.created_at,

@@ -74,7 +74,8 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
   });
   const { store } = deps;
   const now = deps.now ?? (() => new Date());
-  const untilSeq = store.head().seq;
+  // A store several brokers write: the head is whatever any of them wrote last.
+  const untilSeq = store.refreshHead ? (await store.refreshHead()).seq : store.head().seq;
   const filtered = nq.target !== undefined || nq.session !== undefined;
 
   let afterSeq = nq.afterSeq;

@@ -39,6 +39,7 @@ interface OpenSession {
   startedAt: string;
   connectSession: string | undefined;
   policy: string | null;
+  reason: string | undefined;
   lastTime: string;
   /** Intents without an outcome yet, by `${type}#${id}`. */
   intents: Map<string, AuditRecord>;
@@ -62,6 +63,11 @@ export interface RecoverOptions {
   issue?: (summary: SessionSummary) => Promise<unknown>;
   /** Identifies this broker run in the marker (default: the process id). */
   pid?: number;
+  /**
+   * In a store several brokers share: only this broker's events are looked at, so a broker
+   * restarting never closes sessions another broker is still serving.
+   */
+  brokerId?: string;
 }
 
 /**
@@ -73,7 +79,7 @@ export async function recoverInterrupted(opts: RecoverOptions): Promise<Interrup
   const from = readMarker(path);
   const result: InterruptedResult = { sessions: 0, unknown: 0 };
   if (from !== undefined) {
-    const open = await openSessions(opts.audit, from);
+    const open = await openSessions(opts.audit, from, opts.brokerId);
     for (const [session, s] of open) {
       const unknown = await closeSession(opts, session, s);
       result.sessions++;
@@ -86,6 +92,8 @@ export async function recoverInterrupted(opts: RecoverOptions): Promise<Interrup
       });
     }
   }
+  // Another broker may have written since this store opened: the marker names the newest event.
+  await opts.audit.refreshHead?.();
   await writeFileAtomic(path, `${JSON.stringify({ seq: opts.audit.head().seq, pid: opts.pid ?? process.pid, started_at: new Date().toISOString() })}\n`, { mode: 0o600, durable: true });
   return result;
 }
@@ -111,9 +119,9 @@ function readMarker(path: string): number | undefined {
   return 0;
 }
 
-async function openSessions(audit: AuditStore, afterSeq: number): Promise<Map<string, OpenSession>> {
+async function openSessions(audit: AuditStore, afterSeq: number, broker: string | undefined): Promise<Map<string, OpenSession>> {
   const open = new Map<string, OpenSession>();
-  for await (const r of audit.read({ afterSeq })) {
+  for await (const r of audit.read(broker === undefined ? { afterSeq } : { afterSeq, broker })) {
     if (!r.session) continue;
     if (r.type === 'session.start') {
       open.set(r.session, {
@@ -123,6 +131,7 @@ async function openSessions(audit: AuditStore, afterSeq: number): Promise<Map<st
         startedAt: r.time,
         connectSession: typeof r.detail['connect_session'] === 'string' ? r.detail['connect_session'] : undefined,
         policy: r.decision?.rule ?? null,
+        reason: typeof r.detail['reason'] === 'string' ? r.detail['reason'] : undefined,
         lastTime: r.time,
         intents: new Map(),
         statements: 0,
@@ -193,6 +202,7 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
       target: s.target,
       protocol: s.protocol,
       policy: s.policy,
+      ...(s.reason !== undefined ? { reason: s.reason } : {}),
       startedAt: s.startedAt,
       endedAt,
       statements: s.statements,

@@ -33,6 +33,11 @@ export interface AuditQuery {
   target?: string;
   /** At most this many events. */
   limit?: number;
+  /**
+   * Only events this broker wrote. Stores shared by several brokers (PostgreSQL) filter on
+   * it; a store only one broker writes (SQLite) ignores it: every event is that broker's.
+   */
+  broker?: string;
 }
 
 export interface AuditHead {
@@ -97,6 +102,11 @@ export interface AuditStore {
   append(event: NewAuditEvent): Promise<AuditRecord>;
   /** The last durable event: what a receipt may cite. */
   head(): AuditHead;
+  /**
+   * Stores several brokers write (PostgreSQL): reads the newest event whoever wrote it, so
+   * head() then covers every broker's events (exports call it first). Others omit it.
+   */
+  refreshHead?(): Promise<AuditHead>;
   /** Events in seq order, fetched a page at a time: memory stays bounded for any size. */
   read(q: AuditQuery): AsyncIterable<AuditRecord>;
   /** The same rows as stored text (exports write them without re-encoding). Optional. */
@@ -135,6 +145,7 @@ export interface NormalizedAuditQuery {
   until: string | undefined;
   session: string | undefined;
   target: string | undefined;
+  broker: string | undefined;
   limit: number;
 }
 
@@ -155,10 +166,10 @@ export function normalizeAuditQuery(q: AuditQuery): NormalizedAuditQuery {
     if (Number.isNaN(d.getTime())) bad(field, `is not a valid time: ${String(v)}`);
     return d.toISOString();
   };
-  for (const f of ['session', 'target'] as const) {
+  for (const f of ['session', 'target', 'broker'] as const) {
     if (q[f] !== undefined && typeof q[f] !== 'string') bad(f, 'must be a string');
   }
-  return { afterSeq, since: time('since', q.since), until: time('until', q.until), session: q.session, target: q.target, limit };
+  return { afterSeq, since: time('since', q.since), until: time('until', q.until), session: q.session, target: q.target, broker: q.broker, limit };
 }
 
 /** Normalises an event time to what `Date.prototype.toISOString` prints (UTC, ms). */
@@ -175,6 +186,7 @@ export function normalizeEventTime(t: string | Date | undefined, now: () => Date
  * is checked by `agentgate audit verify --key`, not here).
  */
 export async function verifyStore(store: AuditStore): Promise<ChainResult> {
+  await store.refreshHead?.();
   let v: ChainVerifier | undefined;
   for await (const r of store.read({})) {
     if (!v) {

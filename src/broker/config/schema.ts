@@ -473,6 +473,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     targets: nonEmptyTextList,
     rules: z.array(rule).min(1, { error: 'expected at least one rule' }),
     masking: policyMasking.optional(),
+    require_reason: z.boolean({ error: 'expected true or false' }).optional(),
   }).transform(
     (p): PolicyConfig => ({
       name: p.name,
@@ -485,6 +486,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
           : p.masking === 'off'
             ? { mode: 'off' }
             : { mode: 'extend', rules: p.masking },
+      ...(p.require_reason === true ? { requireReason: true } : {}),
     }),
   );
 

@@ -172,6 +172,8 @@ export interface PolicyConfig {
    * values, e.g. for a DBA policy), or extra rules added to the target's.
    */
   masking?: { mode: 'inherit' } | { mode: 'off' } | { mode: 'extend'; rules: MaskingConfig };
+  /** `require_reason: true`: what this policy allows or holds is refused without a reason (`--reason`, a tool call's reason). */
+  requireReason?: boolean;
 }
 
 

@@ -23,6 +23,7 @@ export const kubernetesAdapter: AdapterFactory<KubernetesTargetConfig> = (deps) 
         actor: ch.actor,
         verifier: sessionVerifier(ch.header(SESSION_VERIFIER_HEADER)),
         connectSession: ch.header(SESSION_ID_HEADER),
+        ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
         origin: ch.origin,
         onEnd: (summary) => ch.onEnd(summary),
         ...(ch.lease ? { lease: ch.lease } : {}),

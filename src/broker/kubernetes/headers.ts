@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
 /** Credentials of the local hop, and front-proxy identity headers the API server may trust. */
-const NEVER_UPSTREAM = new Set(['authorization', 'proxy-authorization', 'cookie', 'expect']);
+const NEVER_UPSTREAM = new Set(['authorization', 'proxy-authorization', 'cookie', 'expect', 'x-agentgate-reason']);
 
 function droppedUpstream(name: string): boolean {
   const n = name.toLowerCase();

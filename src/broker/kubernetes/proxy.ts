@@ -34,6 +34,7 @@ import type { Logger } from '../log.js';
 import type { ApprovalService } from '../approvals/types.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionSummary } from '../session-summary.js';
+import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
@@ -79,6 +80,8 @@ export interface K8sChannel {
   onEnd?: (summary: K8sSessionSummary) => void;
   /** The connection's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
   lease?: SessionLease;
+  /** The reason the `connect`/`run`/`mcp` session gave; a request's `x-agentgate-reason` header replaces it for that request. */
+  reason?: string;
 }
 
 const DEFAULT_MAX_MASKED_BODY = 64 * 1024 * 1024;
@@ -162,6 +165,8 @@ interface RequestRecord {
   decision: AuditDecision | null;
   startedAt: number;
   extra: Record<string, JsonValue>;
+  /** The reason on record for this request (masked): its own header's, else the session's. */
+  reason?: string;
 }
 
 class K8sConnection {
@@ -201,6 +206,7 @@ class K8sConnection {
       logger: o.logger,
       connectSession: ch.connectSession,
       origin: { upstream: { server: ch.target.server }, ...ch.origin },
+      ...(ch.reason !== undefined ? { reason: masker?.field(ch.reason, 'reason')?.value ?? ch.reason } : {}),
       lease: ch.lease,
       onEnd: ch.onEnd ? (summary) => ch.onEnd?.({ ...summary, protocol: 'kubernetes', policy: summary.policy ?? null }) : undefined,
     });
@@ -286,6 +292,8 @@ class K8sConnection {
       rec.extra['session_ended'] = ended.reason;
       return refuse(failureStatus(401, 'Unauthorized', `${ended.message}; ${ended.hint}`));
     }
+    const reason = decodeReasonHeader(req.headers[REASON_HEADER]) ?? this.#ch.reason;
+    if (reason !== undefined) rec.reason = this.#shownText(reason);
     let info: K8sRequestInfo;
     try {
       info = parseRequestInfo(rec.method, rec.url);
@@ -323,7 +331,7 @@ class K8sConnection {
       return refuse(forbidden(info, `${reason}; use an identity whose policy has masking: off`));
     }
 
-    const decision = this.#session.decide({ protocol: 'k8s', info });
+    const decision = this.#session.decide({ protocol: 'k8s', info }, rec.reason);
     rec.decision = { effect: decision.effect, rule: decision.rule };
     if (decision.effect === 'deny') {
       rec.decision.reason = decision.reason;
@@ -340,6 +348,7 @@ class K8sConnection {
       {
         statement: `${rec.method} ${info.path}${this.#shownQuery(rec.url)}`,
         classification: classification(info),
+        ...(rec.reason !== undefined ? { requesterReason: rec.reason } : {}),
         fingerprint: async () => {
           body = await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
           return body === undefined ? undefined : fingerprint(rec.method, info.path, rec.url, body);
@@ -411,7 +420,7 @@ class K8sConnection {
     try {
       await this.#append({
         type: 'k8s.request.intent',
-        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)) },
+        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(rec.reason !== undefined ? { reason: rec.reason } : {}) },
         decision: rec.decision,
         outcome: null,
       });
@@ -615,7 +624,13 @@ class K8sConnection {
     if (masked > 0) rec.extra['masked'] = masked;
     return this.#append({
       type: 'k8s.request',
-      detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(status !== null ? { status_code: status } : {}), ...rec.extra },
+      detail: {
+        id: rec.id,
+        ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
+        ...(status !== null ? { status_code: status } : {}),
+        ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
+        ...rec.extra,
+      },
       decision: rec.decision,
       outcome: status === null ? null : { status: status < 400 ? 'ok' : 'error', bytes, duration_ms: ms(rec.startedAt) },
     });
@@ -635,6 +650,11 @@ class K8sConnection {
   }
 
   /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
+  /** Free text as the log may hold it: the detectors' masking when this session masks. */
+  #shownText(text: string): string {
+    return this.#masker?.field(text, 'reason')?.value ?? text;
+  }
+
   #shownQuery(url: string): string {
     const q = url.indexOf('?');
     if (q < 0) return '';

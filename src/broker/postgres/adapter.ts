@@ -11,6 +11,7 @@ import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
 import { accessFor } from '../target-access.js';
+import { policyRequiresReason } from '../policy/reason.js';
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();
@@ -53,6 +54,8 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         actor: ch.actor,
         access: accessFor(channel.identity, target.name, config),
         verifier: sessionVerifier(ch.header(SESSION_VERIFIER_HEADER)),
+        ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
+        ...(policyRequiresReason(channel.identity, target.name, config.policies) ? { requireReason: true } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
         ...(plan ? { masking: { plan, key: deps.maskingKey } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),

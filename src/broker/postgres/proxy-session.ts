@@ -48,6 +48,8 @@ import type { EndNotice, SessionLease } from '../live-sessions.js';
 import { endedSessionError } from './session-end.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer, startDeadline } from '../../shared/connection-timers.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, idleSessionTimedOut, loginTimedOut } from './session-limits.js';
+import { withReasonRequirement } from '../policy/reason.js';
+import { normalizeReason } from '../../shared/reason.js';
 
 /** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
 export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
@@ -84,6 +86,10 @@ export interface PgProxySessionOptions {
   onEnd?: (summary: SessionSummary) => void;
   /** The session's hold on its tunnel's credential (live-sessions.ts): refused, or ended with a reason. */
   lease?: SessionLease;
+  /** The reason the `connect`/`run`/`mcp` session gave (tunnel header); a connection's `agentgate.reason` startup parameter replaces it. */
+  reason?: string;
+  /** The deciding policy has `require_reason: true`: without a reason, what it would allow or hold is refused. */
+  requireReason?: boolean;
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
@@ -96,6 +102,8 @@ export class PgProxySession {
   readonly #handshake: ClientHandshake;
   #phase: Phase = 'startup';
   #clientParams = new Map<string, string>();
+  /** The reason on record for this session (masked): the connection's own, else the tunnel's. */
+  #reason: string | undefined;
   #clientUser = '';
   /** Client messages that arrived while the upstream login was under way (copies). */
   #held: Buffer[] = [];
@@ -157,9 +165,20 @@ export class PgProxySession {
         this.#fatal(auditUnavailable());
       },
     });
+    const base = options.gate;
+    // require_reason applies to every statement, FunctionCalls included: the gate the flow asks refuses without one.
+    const gate: StatementGate = {
+      executes: (sql) => base.executes(sql),
+      prepare: (sql, prepared) => base.prepare(sql, prepared),
+      judge: (sql, prepared) => withReasonRequirement(base.judge(sql, prepared), options.requireReason === true, this.#reason),
+      prepareFunctionCall: (oid) => base.prepareFunctionCall(oid),
+      judgeFunctionCall: (oid, args) => withReasonRequirement(base.judgeFunctionCall(oid, args), options.requireReason === true, this.#reason),
+      invalidate: () => base.invalidate(),
+    };
     this.#flow = new StatementFlow({
       sessionId: this.id, actor: options.actor, target: options.target.name,
-      tracker: this.#tracker, gate: options.gate, approvals: options.approvals,
+      requesterReason: () => this.#reason,
+      tracker: this.#tracker, gate, approvals: options.approvals,
       counts: this.#counts, decided: this.#approvals, toClient: this.#outbox, client,
       send: (...frames) => {
         for (const f of frames) this.#toServer.push(f);
@@ -260,6 +279,9 @@ export class PgProxySession {
         await gate.prepare(sql);
         return gate.judge(sql);
       });
+      // The connection's own reason (MCP: the tool call's) replaces the tunnel's.
+      const reason = normalizeReason(plan.reason) ?? this.#o.reason;
+      this.#reason = reason === undefined ? undefined : this.#auditText(reason);
       if (plan.refusal) {
         // On record before the refusal goes out, like any other refused request.
         const refusal = plan.refusal;
@@ -344,6 +366,7 @@ export class PgProxySession {
       application_name: text(this.#clientParams.get('application_name') ?? '') || null,
       upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
       read_only: this.#o.readOnly === true,
+      reason: this.#reason ?? null,
       startup: {
         forwarded: startup.forwarded,
         rewritten: startup.rewritten.map((r) => ({ name: r.name, from: text(r.from), to: text(r.to), reason: r.reason })),
@@ -510,6 +533,7 @@ export class PgProxySession {
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
+          ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
         },
         decision: decisionOf(rec.note),
         outcome: null,
@@ -543,6 +567,7 @@ export class PgProxySession {
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
           tag: rec.tags.join('; '),
+          ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
           ...(rec.suspended ? { suspended: true } : {}),
         },
@@ -640,6 +665,7 @@ export class PgProxySession {
     const summary: SessionSummary = {
       session: this.id,
       connectSession: typeof this.#o.origin?.['connect_session'] === 'string' ? this.#o.origin['connect_session'] : undefined,
+      ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
       actor: this.#o.actor,
       target: this.#o.target.name,
       protocol: 'postgres',

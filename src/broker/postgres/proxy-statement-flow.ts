@@ -33,6 +33,8 @@ import { holdNotice } from '../../shared/hold-notice.js';
 export interface StatementFlowHost {
   /** For approval requests. */
   readonly sessionId: string;
+  /** The reason on record for the session (masked), shown to reviewers. */
+  requesterReason(): string | undefined;
   readonly actor: AuditActor;
   readonly target: string;
   readonly tracker: PipelineTracker;
@@ -473,6 +475,7 @@ export class StatementFlow {
         policy: verdict.policy ?? '',
         rule: verdict.rule ?? '',
         reason: verdict.reason,
+        ...(h.requesterReason() !== undefined ? { requesterReason: h.requesterReason() as string } : {}),
         approvers: verdict.approvers,
         fingerprint: verdict.fingerprint,
         ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),

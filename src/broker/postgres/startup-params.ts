@@ -27,6 +27,7 @@ import { POSTGRES_CLIENT_USER } from '../../shared/postgres-login.js';
 import type { GateVerdict } from './proxy-gate.js';
 import { PgError, SqlState } from './errors.js';
 import { parseStartupOptions } from './startup-options.js';
+import { REASON_STARTUP_PARAM } from '../../shared/reason.js';
 
 /** Judges `SET <name> TO <value>` (text built by setStatement) as the session's gate would. */
 export type SetJudge = (sql: string) => Promise<GateVerdict>;
@@ -45,6 +46,8 @@ export interface StartupPlan {
   record: StartupRecord;
   /** Set when the connection must be refused; the first reason, in PostgreSQL's order. */
   refusal?: PgError;
+  /** `agentgate.reason` (a parameter, or `-c agentgate.reason=…` in options): the connection's reason, not PostgreSQL's. */
+  reason?: string;
 }
 
 /** Keys PostgreSQL itself treats specially in a StartupMessage. */
@@ -124,8 +127,14 @@ export async function planStartup(params: ReadonlyMap<string, string>, target: P
     settings.push({ name: key, value, label: key });
   }
 
+  let reason: string | undefined;
   for (const s of settings) {
     const name = s.name.toLowerCase();
+    if (name === REASON_STARTUP_PARAM) {
+      reason = s.value;
+      record.dropped.push({ name: s.name, reason: "recorded as this session's reason; not sent to PostgreSQL" });
+      continue;
+    }
     const what = s.label === s.name ? `startup parameter "${s.name}"` : `startup parameter "${s.name}" (${s.label})`;
     if (name === 'client_encoding') {
       if (isUtf8(s.value)) {
@@ -163,7 +172,7 @@ export async function planStartup(params: ReadonlyMap<string, string>, target: P
   record.forwarded = [...forward.keys()];
   forward.set('client_encoding', 'UTF8');
 
-  const plan: StartupPlan = { forward, record };
+  const plan: StartupPlan = { forward, record, ...(reason !== undefined ? { reason } : {}) };
   const first = refusals[0];
   if (first) {
     plan.refusal = refusals.length === 1

@@ -20,10 +20,10 @@ export function createReceiptRoutes(receipts: Pick<ReceiptService, 'get' | 'list
       method: 'GET',
       path: '/v1/receipts/:session',
       auth: true,
-      handle({ res, params, identity, broker }) {
+      async handle({ res, params, identity, broker }) {
         const id = must(identity);
         const session = params['session'] ?? '';
-        const found = ID.test(session) ? receipts.get(session) : undefined;
+        const found = ID.test(session) ? await receipts.get(session) : undefined;
         if (!found || (found.sub !== id.sub && !isAuditor(id, broker.config))) {
           throw new HttpError(404, 'AG_RECEIPT_NOT_FOUND', `no receipt for session ${JSON.stringify(session.slice(0, 200))} that you may read`, {
             hint: 'receipts are issued when a session ends; you may read your own, auditors may read all',
@@ -36,7 +36,7 @@ export function createReceiptRoutes(receipts: Pick<ReceiptService, 'get' | 'list
       method: 'GET',
       path: '/v1/receipts',
       auth: true,
-      handle({ res, url, identity }) {
+      async handle({ res, url, identity }) {
         const id = must(identity);
         const connect = url.searchParams.get('connect');
         if (connect === null || !ID.test(connect)) {
@@ -45,7 +45,7 @@ export function createReceiptRoutes(receipts: Pick<ReceiptService, 'get' | 'list
           });
         }
         const body: ReceiptListResponse = {
-          receipts: receipts.listForConnect(connect, id.sub).map((r) => ({ session: r.session, envelope: r.envelope })),
+          receipts: (await receipts.listForConnect(connect, id.sub)).map((r) => ({ session: r.session, envelope: r.envelope })),
         };
         sendJson(res, 200, body);
       },

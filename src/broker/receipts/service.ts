@@ -42,8 +42,8 @@ export interface ReceiptService {
   readonly signer: ReceiptSigner;
   /** Issues (or, if already issued, returns) the session's receipt. */
   issue(facts: SessionFacts): Promise<DsseEnvelope>;
-  get(session: string): StoredReceipt | undefined;
-  listForConnect(connectSession: string, sub: string): StoredReceipt[];
+  get(session: string): Promise<StoredReceipt | undefined>;
+  listForConnect(connectSession: string, sub: string): Promise<StoredReceipt[]>;
   close(): void;
 }
 
@@ -94,6 +94,7 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
         ended_at: facts.endedAt,
         counts: { statements: facts.statements, allowed: facts.allowed, denied: facts.denied, held: facts.held, masked: facts.masked, ...(facts.unknown ? { unknown: facts.unknown } : {}) },
         approvals: flattenApprovals(facts),
+        reason: facts.reason ?? null,
         policy: { name: facts.policy !== undefined ? facts.policy : first.rule, sha256: policySha },
         audit: { first_seq: first.seq, head_seq: head.seq, head_hash: head.hash },
         broker: { url: brokerUrl(), keyid: signer.keyid },
@@ -101,7 +102,7 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
       },
     };
     const envelope = await signEnvelope(signer, DSSE_PAYLOAD_TYPE, statementBytes(statement));
-    store.put({
+    await store.put({
       session: facts.session,
       connectSession: facts.connectSession ?? null,
       sub: facts.actor.sub,
@@ -116,17 +117,15 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
   return {
     signer,
     issue(facts) {
-      const existing = store.get(facts.session);
-      if (existing) return Promise.resolve(existing.envelope);
       let p = inFlight.get(facts.session);
       if (!p) {
-        p = build(facts).finally(() => inFlight.delete(facts.session));
+        p = (async () => (await store.get(facts.session))?.envelope ?? (await build(facts)))().finally(() => inFlight.delete(facts.session));
         inFlight.set(facts.session, p);
       }
       return p;
     },
-    get: (session) => store.get(session),
-    listForConnect: (connectSession, sub) => store.listForConnect(connectSession, sub),
+    get: async (session) => store.get(session),
+    listForConnect: async (connectSession, sub) => store.listForConnect(connectSession, sub),
     close: () => store.close(),
   };
 }

@@ -41,6 +41,8 @@ export interface SessionFacts {
   approvals: SessionApprovalFacts[];
   /** The deciding policy's name; when absent it is read from the session.start event. */
   policy?: string | null;
+  /** The reason given for the session or its call (already masked). */
+  reason?: string | undefined;
 }
 
 /**
@@ -56,13 +58,16 @@ export interface ReceiptSigner {
   publicJwks(): { keys: Ed25519Jwk[] };
 }
 
-/** Where issued receipts are kept. Receipts are immutable once stored. */
+/**
+ * Where issued receipts are kept. Receipts are immutable once stored. The SQLite store
+ * answers synchronously, the PostgreSQL one with promises: callers await either.
+ */
 export interface ReceiptStore {
   /** Stores a receipt; a second put for the same session keeps the first. */
-  put(entry: StoredReceipt): void;
-  get(session: string): StoredReceipt | undefined;
+  put(entry: StoredReceipt): void | Promise<void>;
+  get(session: string): StoredReceipt | undefined | Promise<StoredReceipt | undefined>;
   /** Receipts of one `connect`/`run` session that belong to `sub`, oldest first. */
-  listForConnect(connectSession: string, sub: string): StoredReceipt[];
+  listForConnect(connectSession: string, sub: string): StoredReceipt[] | Promise<StoredReceipt[]>;
   close(): void;
 }
 

@@ -25,6 +25,7 @@ import type { EndNotice, SessionLease } from '../live-sessions.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { decideRequest, type PolicyRequest } from '../policy/decide-request.js';
+import { withReasonRequirement } from '../policy/reason.js';
 import type { PolicyDecision } from '../policy/decision.js';
 import type { DenyCode, EnforceRequest, SessionCounts, Verdict } from './types.js';
 
@@ -46,6 +47,8 @@ export interface ProtocolSessionOptions {
   origin: Record<string, JsonValue>;
   lease?: SessionLease | undefined;
   onEnd?: ((summary: SessionSummary) => void) | undefined;
+  /** The reason the session gave (`--reason`), already masked: in session.start and the summary. */
+  reason?: string | undefined;
 }
 
 export class ProtocolSession {
@@ -55,6 +58,8 @@ export class ProtocolSession {
   readonly policy: string | null;
   /** Whether this identity may use the target at all. */
   readonly access: boolean;
+  /** The deciding policy has `require_reason: true`. */
+  readonly requireReason: boolean;
   readonly #o: ProtocolSessionOptions;
   readonly #startedAt = new Date().toISOString();
   readonly #approvalIds = new Set<string>();
@@ -69,6 +74,7 @@ export class ProtocolSession {
     const policy = decidingPolicy(o.identity, o.target, o.config.policies);
     this.policy = policy?.name ?? null;
     this.access = policyGrantsAccess(policy);
+    this.requireReason = policy?.requireReason === true;
   }
 
   /** Why this session may not run at all (no access, a lapsed or revoked credential, the audit log down); undefined when it may. */
@@ -99,7 +105,12 @@ export class ProtocolSession {
       .append({
         ...this.#base(),
         type: 'session.start',
-        detail: { protocol: this.#o.protocol, ...(this.#o.connectSession ? { connect_session: this.#o.connectSession } : {}), ...this.#o.origin },
+        detail: {
+          protocol: this.#o.protocol,
+          ...(this.#o.connectSession ? { connect_session: this.#o.connectSession } : {}),
+          reason: this.#o.reason ?? null,
+          ...this.#o.origin,
+        },
         decision: { effect: this.access ? 'allow' : 'deny', rule: this.policy },
         outcome: null,
       })
@@ -112,9 +123,13 @@ export class ProtocolSession {
     return this.#nextId++;
   }
 
-  /** Policy's decision about one request, nothing counted (adapters with protocol checks of their own). */
-  decide(req: PolicyRequest): PolicyDecision {
-    return decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req);
+  /**
+   * Policy's decision about one request, nothing counted (adapters with protocol checks of
+   * their own). `reason`: the request's own (a call's), else the session's; a policy that
+   * requires one refuses what it would allow or hold without it.
+   */
+  decide(req: PolicyRequest, reason: string | undefined = this.#o.reason): PolicyDecision {
+    return withReasonRequirement(decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req), this.requireReason, reason);
   }
 
   /** Decide one request: policy, then a grant or a hold for review. Counts it. */
@@ -168,6 +183,7 @@ export class ProtocolSession {
           policy: d.policy,
           rule: d.rule,
           reason: d.reason,
+          ...(req.requesterReason !== undefined ? { requesterReason: req.requesterReason } : this.#o.reason !== undefined ? { requesterReason: this.#o.reason } : {}),
           approvers: d.approvers,
           fingerprint,
           ...(d.grantSeconds !== undefined ? { grantSeconds: d.grantSeconds } : {}),
@@ -275,6 +291,7 @@ export class ProtocolSession {
       target: this.#o.target,
       protocol: this.#o.protocol,
       policy: this.policy,
+      ...(this.#o.reason !== undefined ? { reason: this.#o.reason } : {}),
       startedAt: this.#startedAt,
       endedAt,
       statements: c.statements,

@@ -13,6 +13,8 @@ export interface EnforceRequest {
   statement: string;
   /** Shown to reviewers next to the statement. */
   classification: Record<string, unknown>;
+  /** Why the requester says they need it (this request's reason, masked); default the session's. */
+  requesterReason?: string;
   /** "The same request" for grants and approvals; a function when computing it costs (a body to read): undefined = too large to hold. */
   fingerprint: string | (() => Promise<string | undefined>);
 }

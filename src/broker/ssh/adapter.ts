@@ -27,6 +27,7 @@ export const sshAdapter: AdapterFactory<SshTargetConfig> = (deps) => {
         actor: ch.actor,
         clientKey: ch.header(SESSION_SSH_KEY_HEADER),
         connectSession: ch.header(SESSION_ID_HEADER),
+        reason: ch.reason,
         origin: ch.origin,
         onEnd: (summary) => ch.onEnd(summary),
         lease: ch.lease,

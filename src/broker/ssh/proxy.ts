@@ -65,6 +65,8 @@ export interface SshChannel {
   origin: Record<string, string | number>;
   lease?: SessionLease | undefined;
   onEnd?: ((summary: SessionSummary) => void) | undefined;
+  /** The session's reason (`--reason`), as given: masked here before the log sees it. */
+  reason?: string | undefined;
 }
 
 /** Environment names passed to the target; everything else a client sends is dropped. */
@@ -149,6 +151,7 @@ class SshConnection {
       origin: { ...ch.origin, upstream: { host: ch.target.host, port: ch.target.port, user: ch.target.user } },
       lease: ch.lease,
       onEnd: ch.onEnd,
+      ...(ch.reason !== undefined ? { reason: masker?.field(ch.reason, 'reason')?.value ?? ch.reason } : {}),
     });
     const clientKey = parseSessionClientKey(ch.clientKey);
     const server = new ssh2.Server({ hostKeys: [o.hostKey], ident: 'agentgate' }, (conn: Connection) => {

@@ -51,7 +51,7 @@ export interface SshStack {
   close(): Promise<void>;
 }
 
-export async function startSshStack(policies: PolicyConfig[], masking?: MaskingConfig): Promise<SshStack> {
+export async function startSshStack(policies: PolicyConfig[], masking?: MaskingConfig, opts: { reason?: string } = {}): Promise<SshStack> {
   const tmp = await makeTempDir('agentgate-ssh-');
   const sshd = await startSshd(join(tmp.path, 'sshd'));
   const issuer: TestIssuer = await startTestIssuer();
@@ -82,6 +82,7 @@ export async function startSshStack(policies: PolicyConfig[], masking?: MaskingC
     getToken: async () => tok,
     hostKeyFingerprint: broker.keys.sshHostKeyFingerprint,
     reconnect: false,
+    ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
   });
   await session.tunnel.ready(20_000);
   const written = [];

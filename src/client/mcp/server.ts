@@ -2,8 +2,9 @@
  * `agentgate mcp`: an MCP server over stdio that is a thin adapter in front of one
  * agentgate session. It opens the session like `agentgate run` does (one tunnel, a local
  * endpoint per target, the per-session secret), and each tool call speaks the target's own
- * protocol to that endpoint — node-postgres for SQL, HTTPS for Kubernetes — so the broker
- * judges, holds, masks and records every call exactly as it does a psql or kubectl one.
+ * protocol to that endpoint — node-postgres for SQL, HTTPS for Kubernetes, an ssh2 client
+ * for SSH — so the broker judges, holds, masks and records every call exactly as it does a
+ * psql, kubectl or ssh one.
  * Nothing on this side allows or refuses anything: the agent is not trusted, and neither
  * is this process.
  */
@@ -264,7 +265,17 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         if (reasonNote) parts.push(reasonNote);
         return { content: [{ type: 'text', text: parts.join('\n') }], structuredContent: result };
       } catch (err) {
-        if (extra.signal.aborted) throw err;
+        if (extra.signal.aborted) {
+          // The broker's SSH proxy does not see a held exec's channel close while it waits,
+          // so the request is withdrawn here, as the requester (as approval-wait.ts does).
+          if (approval !== undefined) {
+            approvals ??= openApprovalsClient(o.flags, env);
+            await (await approvals).withdraw(approval).catch(() => {
+              // already decided or gone: nothing left to take back
+            });
+          }
+          throw err;
+        }
         if (err instanceof HostKeyMismatchError) return toolError(err.message);
         return toolError(
           `the SSH connection to ${args.target} failed: ${(err as Error).message}. If the command was sent, its outcome is in the broker's audit log: check before retrying (request_status for a held one)`,

@@ -80,15 +80,22 @@ export function sshExec(o: SshExecOptions): Promise<SshExecResult> {
     let truncated = false;
     let exit: { code: number | null; signal?: string } = { code: null };
     let errLine = '';
+    let channel: ClientChannel | undefined;
 
     const finish = (fn: () => void): void => {
       if (settled) return;
       settled = true;
       o.signal.removeEventListener('abort', abort);
-      client.end();
       fn();
+      client.end();
     };
-    const abort = (): void => finish(() => reject(abortError(o.signal)));
+    // Cancelled: the channel is closed, then the connection. (The broker's SSH proxy does not
+    // yet notice a held exec's channel or connection closing: the caller also withdraws the request.)
+    const abort = (): void =>
+      finish(() => {
+        channel?.close();
+        reject(abortError(o.signal));
+      });
     o.signal.addEventListener('abort', abort, { once: true });
 
     const keep = (into: Buffer[], b: Buffer): void => {
@@ -125,6 +132,7 @@ export function sshExec(o: SshExecOptions): Promise<SshExecResult> {
           finish(() => reject(e));
           return;
         }
+        channel = ch;
         ch.on('data', (b: Buffer) => keep(out, b));
         ch.stderr.on('data', (b: Buffer) => {
           keep(err, b);

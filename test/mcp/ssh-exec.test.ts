@@ -11,13 +11,13 @@ import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.j
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import { runCli } from '../cli/fixture.js';
 import { eventually, type McpChild } from './stack.js';
-import { SSH, startMcpSshStack, type McpSshStack } from './ssh-stack.js';
+import { BAD_SSH, SSH, startMcpSshStack, type McpSshStack } from './ssh-stack.js';
 
 const POLICIES: PolicyConfig[] = [
   {
     name: 'agents-ssh',
     subjects: { groups: ['ai-agents'] },
-    targets: [SSH],
+    targets: [SSH, BAD_SSH],
     rules: [
       { name: 'read-only-commands', ssh: { commands: ['uptime', 'uname', 'uname *', 'echo *', 'cat *'] }, effect: 'allow', extra: {} },
       { name: 'touch-reviewed', ssh: { commands: ['touch *'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
@@ -72,7 +72,7 @@ describe('agentgate mcp: ssh_exec', () => {
     assert.deepEqual(Object.keys(ssh?.outputSchema?.properties ?? {}).sort(), ['approval', 'exit_code', 'signal', 'stderr', 'stdout', 'target', 'truncated']);
     const listed = (await agent.client.callTool({ name: 'list_targets', arguments: {} })) as CallToolResult;
     const { targets } = listed.structuredContent as { targets: { name: string; type: string; open: boolean }[] };
-    assert.deepEqual(targets.map((t) => [t.name, t.type, t.open]), [[SSH, 'ssh', true]]);
+    assert.deepEqual(targets.map((t) => [t.name, t.type, t.open]).sort(), [[SSH, 'ssh', true], [BAD_SSH, 'ssh', true]].sort());
   });
 
   test('an allowed echo and uname run on the target: exit 0 and their stdout', async () => {
@@ -137,7 +137,13 @@ describe('agentgate mcp: ssh_exec', () => {
   test('an unknown target is a tool error naming the open ones', async () => {
     const r = (await agent.client.callTool({ name: 'ssh_exec', arguments: { target: 'nope', command: 'uptime' } })) as CallToolResult;
     assert.equal(r.isError, true);
-    assert.equal(text(r), `no ssh target "nope" in this session; open: ${SSH}; call list_targets to see what you may use`);
+    assert.equal(text(r), `no ssh target "nope" in this session; open: ${SSH}, ${BAD_SSH}; call list_targets to see what you may use`);
+  });
+
+  test('a target the broker cannot reach safely (its host key is not the pinned one) is a tool error with the broker\'s words', async () => {
+    const r = (await agent.client.callTool({ name: 'ssh_exec', arguments: { target: BAD_SSH, command: 'uptime' } })) as CallToolResult;
+    assert.equal(r.isError, true);
+    assert.match(text(r), /^failed: agentgate: the host key of ssh-wrong-key \(127\.0\.0\.1:\d+\) is SHA256:\S+, not the one pinned in the broker config .*; nothing was sent\nhint: if the host key changed on purpose, the broker operator updates host_key of ssh-wrong-key/);
   });
 
   test('a held command waits inside the call with progress, and returns its result once approved with the real CLI', async () => {

@@ -19,6 +19,8 @@ import { BIN, type McpChild } from './stack.js';
 import { ROOT } from '../cli/fixture.js';
 
 export const SSH = 'ssh-test';
+/** Same sshd, a wrong pinned host key in the broker config: the broker refuses to connect. */
+export const BAD_SSH = 'ssh-wrong-key';
 
 export interface McpSshStack {
   sshd: Sshd;
@@ -35,19 +37,20 @@ export async function startMcpSshStack(policies: PolicyConfig[]): Promise<McpSsh
   const tmp = await makeTempDir('agentgate-mcp-ssh-');
   const sshd = await startSshd(join(tmp.path, 'sshd'));
   const issuer = await startTestIssuer();
+  const base = {
+    type: 'ssh' as const,
+    host: '127.0.0.1',
+    port: sshd.port,
+    user: sshd.user,
+    privateKey: new Secret(sshd.clientPrivateKey, '${file:broker_key}'),
+    password: undefined,
+  };
   const config = makeBrokerConfig(tmp.path, {
     identity: { issuer: issuer.issuer },
     targets: {
-      [SSH]: {
-        type: 'ssh',
-        name: SSH,
-        host: '127.0.0.1',
-        port: sshd.port,
-        user: sshd.user,
-        privateKey: new Secret(sshd.clientPrivateKey, '${file:broker_key}'),
-        password: undefined,
-        hostKey: sshd.hostKeyLine,
-      },
+      [SSH]: { ...base, name: SSH, hostKey: sshd.hostKeyLine },
+      // A valid fingerprint of some other key.
+      [BAD_SSH]: { ...base, name: BAD_SSH, hostKey: 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s' },
     },
     policies,
   });

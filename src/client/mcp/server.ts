@@ -69,6 +69,8 @@ const SSH_HOLD_LINE = /^agentgate: .*; held for approval by .+?: (apr_[a-z0-9]+)
 const SSH_GRANTED_LINE = /^agentgate: approval (apr_[a-z0-9]+) granted; running$/;
 /** The SSH proxy's exit status for a command it did not run (REFUSED_EXIT). */
 const SSH_REFUSED_EXIT = 126;
+/** …and for one it could not start (the target unreachable or refusing the broker). */
+const SSH_BROKER_FAILED_EXIT = 255;
 
 /** Runs until the client closes stdin (or the transport fails); then ends the session and saves its receipts. */
 export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
@@ -249,10 +251,12 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         });
         // The broker's own hold and grant lines are not the command's output.
         const stderr = approval === undefined ? r.stderr : r.stderr.split('\n').filter((l) => !SSH_HOLD_LINE.test(l.replace(/\r$/, '')) && !SSH_GRANTED_LINE.test(l.replace(/\r$/, ''))).join('\n');
-        const brokerSaid = r.stderr.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.startsWith('agentgate: ') || l.startsWith('hint: '));
-        // Refused by the broker (policy, a denied or withdrawn approval, a session ended): it ran nothing and said why.
-        if (r.exit_code === SSH_REFUSED_EXIT && r.stdout === '' && brokerSaid.some((l) => !SSH_HOLD_LINE.test(l) && !SSH_GRANTED_LINE.test(l))) {
-          const lines = [`refused: ${brokerSaid.filter((l) => !SSH_HOLD_LINE.test(l)).join('\n')}`];
+        // The broker ran nothing and said why, on stderr alone: refused (policy, a denied or
+        // withdrawn approval, a session ended: 126) or the target unreachable (255).
+        const said = stderr.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l !== '');
+        const brokerOnly = said.length > 0 && said[0]?.startsWith('agentgate: ') === true && said.every((l) => l.startsWith('agentgate: ') || l.startsWith('hint: '));
+        if ((r.exit_code === SSH_REFUSED_EXIT || r.exit_code === SSH_BROKER_FAILED_EXIT) && r.stdout === '' && brokerOnly) {
+          const lines = [`${r.exit_code === SSH_REFUSED_EXIT ? 'refused' : 'failed'}: ${said.join('\n')}`];
           if (approval) lines.push(`approval request: ${approval} (request_status shows who decided and why)`);
           if (reasonNote) lines.push(reasonNote);
           return toolError(lines.join('\n'));
@@ -269,10 +273,13 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           // The broker's SSH proxy does not see a held exec's channel close while it waits,
           // so the request is withdrawn here, as the requester (as approval-wait.ts does).
           if (approval !== undefined) {
+            const id = approval;
             approvals ??= openApprovalsClient(o.flags, env);
-            await (await approvals).withdraw(approval).catch(() => {
-              // already decided or gone: nothing left to take back
-            });
+            await approvals
+              .then((c) => c.withdraw(id))
+              .catch(() => {
+                // already decided or gone (or the API unreachable): nothing more to do here
+              });
           }
           throw err;
         }

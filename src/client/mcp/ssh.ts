@@ -133,6 +133,9 @@ export function sshExec(o: SshExecOptions): Promise<SshExecResult> {
           return;
         }
         channel = ch;
+        ch.on('error', () => {
+          // the channel's close follows and ends the call
+        });
         ch.on('data', (b: Buffer) => keep(out, b));
         ch.stderr.on('data', (b: Buffer) => {
           keep(err, b);

@@ -41,7 +41,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('mcp')
     .description('serve agentgate to an AI agent as an MCP server over stdio: list_targets, sql_query, kubernetes_request, request_status — every call through the broker')
-    .option('--target <name>', 'a target to open (repeatable; default: every postgres and kubernetes target you may use)', repeat)
+    .option('--target <name>', 'a target to open (repeatable; default: every postgres, kubernetes and ssh target you may use)', repeat)
     .option('--receipt-dir <dir>', 'where to save the session receipts when the client disconnects (default: $XDG_STATE_HOME/agentgate/receipts)');
   // `mcp install --target T` belongs to install, not to the server command.
   cmd.enablePositionalOptions();

@@ -55,9 +55,9 @@ describe('agentgate mcp', () => {
     await stack?.close();
   });
 
-  test('tools/list offers the four tools with their schemas', async () => {
+  test('tools/list offers the five tools with their schemas', async () => {
     const { tools } = await agent.client.listTools();
-    assert.deepEqual(tools.map((t) => t.name).sort(), ['kubernetes_request', 'list_targets', 'request_status', 'sql_query']);
+    assert.deepEqual(tools.map((t) => t.name).sort(), ['kubernetes_request', 'list_targets', 'request_status', 'sql_query', 'ssh_exec']);
     const sql = tools.find((t) => t.name === 'sql_query');
     assert.deepEqual(Object.keys(sql?.inputSchema.properties ?? {}).sort(), ['max_rows', 'reason', 'sql', 'target']);
     assert.deepEqual(sql?.inputSchema.required?.slice().sort(), ['sql', 'target']);

@@ -2,8 +2,9 @@
  * `agentgate mcp`: an MCP server over stdio that is a thin adapter in front of one
  * agentgate session. It opens the session like `agentgate run` does (one tunnel, a local
  * endpoint per target, the per-session secret), and each tool call speaks the target's own
- * protocol to that endpoint — node-postgres for SQL, HTTPS for Kubernetes — so the broker
- * judges, holds, masks and records every call exactly as it does a psql or kubectl one.
+ * protocol to that endpoint — node-postgres for SQL, HTTPS for Kubernetes, an ssh2 client
+ * for SSH — so the broker judges, holds, masks and records every call exactly as it does a
+ * psql, kubectl or ssh one.
  * Nothing on this side allows or refuses anything: the agent is not trusted, and neither
  * is this process.
  */
@@ -27,11 +28,12 @@ import { k8sClient, type K8sCall } from './kubernetes.js';
 import { heldRequestId, waitForDecision } from './approval-wait.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 import { normalizeReason } from '../../shared/reason.js';
-import { DEFAULT_MAX_ROWS, kubernetesRequestTool, listTargetsTool, requestStatusTool, sqlQueryTool } from './tools.js';
+import { pinnedHostKey, sshExec, HostKeyMismatchError } from './ssh.js';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, kubernetesRequestTool, listTargetsTool, requestStatusTool, sqlQueryTool, sshExecTool } from './tools.js';
 
 export interface ServeMcpOptions {
   flags: BrokerSessionFlags;
-  /** Targets to open; empty = every postgres and kubernetes target this identity may use. */
+  /** Targets to open; empty = every postgres, kubernetes and ssh target this identity may use. */
   targets: string[];
   receiptDir?: string;
   env?: NodeJS.ProcessEnv;
@@ -59,9 +61,16 @@ export interface McpSummary {
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
-const SERVED: readonly TargetSummary['type'][] = ['postgres', 'kubernetes'];
+const SERVED: readonly TargetSummary['type'][] = ['postgres', 'kubernetes', 'ssh'];
 /** The broker's hold notice (shared/hold-notice.ts), not any NOTICE that mentions a request id. */
 const HOLD_NOTICE = /^waiting for \d+ approvals? .*\((apr_[a-z0-9]+)\)/;
+/** The SSH proxy's hold line on the command's stderr (broker/ssh/proxy.ts #settle), and its "granted" line. */
+const SSH_HOLD_LINE = /^agentgate: .*; held for approval by .+?: (apr_[a-z0-9]+) — .*\(waiting…\)$/;
+const SSH_GRANTED_LINE = /^agentgate: approval (apr_[a-z0-9]+) granted; running$/;
+/** The SSH proxy's exit status for a command it did not run (REFUSED_EXIT). */
+const SSH_REFUSED_EXIT = 126;
+/** …and for one it could not start (the target unreachable or refusing the broker). */
+const SSH_BROKER_FAILED_EXIT = 255;
 
 /** Runs until the client closes stdin (or the transport fails); then ends the session and saves its receipts. */
 export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
@@ -208,6 +217,76 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       } catch (err) {
         if (isAgentgateError(err)) return toolError(err.hint ? `${err.message}\n${err.hint}` : err.message);
         throw err;
+      } finally {
+        progress.stop();
+      }
+    });
+
+    server.registerTool('ssh_exec', sshExecTool, async (args, extra) => {
+      calls++;
+      const e = endpoint(args.target, 'ssh');
+      if (typeof e === 'string') return toolError(e);
+      const pinned = e.sshConfig ? await pinnedHostKey(e.sshConfig, e.host, e.port).catch(() => undefined) : undefined;
+      if (!pinned) return toolError(`the session has no pinned broker host key for ${args.target}; nothing was sent (reconnect agentgate mcp; if it persists, report it as a bug)`);
+      const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
+      const maxBytes = args.max_bytes ?? DEFAULT_MAX_BYTES;
+      const reasonNote = normalizeReason(args.reason) !== undefined ? `note: this call's reason was not recorded: SSH targets record the session's reason only${o.reason !== undefined ? ' (agentgate mcp --reason)' : ', and this session has none'}` : undefined;
+      let approval: string | undefined;
+      try {
+        const r = await sshExec({
+          host: e.host,
+          port: e.port,
+          privateKey: conns.session.sshKey.private,
+          pinnedHostKey: pinned,
+          command: args.command,
+          maxBytes,
+          signal: extra.signal,
+          onStderrLine: (line) => {
+            if (approval !== undefined) return;
+            const id = SSH_HOLD_LINE.exec(line)?.[1];
+            if (id === undefined) return;
+            approval = id;
+            progress.waiting(`${args.target}: ${line.replace(/^agentgate: /, '').replace(/ \(waiting…\)$/, '')}`);
+          },
+        });
+        // The broker's own hold and grant lines are not the command's output.
+        const stderr = approval === undefined ? r.stderr : r.stderr.split('\n').filter((l) => !SSH_HOLD_LINE.test(l.replace(/\r$/, '')) && !SSH_GRANTED_LINE.test(l.replace(/\r$/, ''))).join('\n');
+        // The broker ran nothing and said why, on stderr alone: refused (policy, a denied or
+        // withdrawn approval, a session ended: 126) or the target unreachable (255).
+        const said = stderr.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l !== '');
+        const brokerOnly = said.length > 0 && said[0]?.startsWith('agentgate: ') === true && said.every((l) => l.startsWith('agentgate: ') || l.startsWith('hint: '));
+        if ((r.exit_code === SSH_REFUSED_EXIT || r.exit_code === SSH_BROKER_FAILED_EXIT) && r.stdout === '' && brokerOnly) {
+          const lines = [`${r.exit_code === SSH_REFUSED_EXIT ? 'refused' : 'failed'}: ${said.join('\n')}`];
+          if (approval) lines.push(`approval request: ${approval} (request_status shows who decided and why)`);
+          if (reasonNote) lines.push(reasonNote);
+          return toolError(lines.join('\n'));
+        }
+        const result = { target: args.target, exit_code: r.exit_code, ...(r.signal ? { signal: r.signal } : {}), stdout: r.stdout, stderr, truncated: r.truncated, ...(approval ? { approval } : {}) };
+        const status = r.exit_code !== null ? `exit ${r.exit_code}` : r.signal ? `ended by signal ${r.signal}` : 'ended without an exit status';
+        const parts = [`${status}${r.truncated ? ` (output cut at ${maxBytes} bytes)` : ''}${approval ? ` — approved: ${approval}` : ''}`];
+        if (r.stdout) parts.push(r.stdout.replace(/\n$/, ''));
+        if (stderr.trim()) parts.push(`stderr:\n${stderr.replace(/\n$/, '')}`);
+        if (reasonNote) parts.push(reasonNote);
+        return { content: [{ type: 'text', text: parts.join('\n') }], structuredContent: result };
+      } catch (err) {
+        if (extra.signal.aborted) {
+          // The broker's SSH proxy does not see a held exec's channel close while it waits,
+          // so the request is withdrawn here, as the requester (as approval-wait.ts does).
+          if (approval !== undefined) {
+            const id = approval;
+            approvals ??= openApprovalsClient(o.flags, env);
+            await approvals
+              .then((c) => c.withdraw(id))
+              .catch(() => {
+                // already decided or gone (or the API unreachable): nothing more to do here
+              });
+          }
+          throw err;
+        }
+        if (err instanceof HostKeyMismatchError) return toolError(err.message);
+        return toolError(
+          `the SSH connection to ${args.target} failed: ${(err as Error).message}. If the command was sent, its outcome is in the broker's audit log: check before retrying (request_status for a held one)`,
+        );
       } finally {
         progress.stop();
       }

@@ -83,6 +83,34 @@ export const kubernetesRequestTool = {
   },
 } as const;
 
+export const DEFAULT_MAX_BYTES = 1024 * 1024;
+export const MAX_MAX_BYTES = 16 * 1024 * 1024;
+/** Command text an agent may send in one call (OpenSSH's own limit is far above any real command). */
+export const MAX_COMMAND_CHARS = 64 * 1024;
+
+export const sshExecTool = {
+  title: 'Run a command over SSH',
+  description:
+    "Runs one command on an SSH target through the agentgate broker (an exec request, no shell or pty). Policy decides per command: an allowed one runs and its output comes back with secrets masked; a refused one (not listed, or chained with ;, &&, |, $(…), redirections) returns an error with the broker's message and nothing runs. A command held for review waits inside this call (progress notifications name the approval request) and runs once a reviewer approves it; cancelling the call withdraws the request. A non-zero exit status is a result, not an error.",
+  inputSchema: {
+    target: z.string().min(1).describe('an ssh target from list_targets'),
+    command: z.string().min(1).max(MAX_COMMAND_CHARS).describe('the command line, as `ssh target <command>` would send it, e.g. "uptime" or "systemctl status nginx"'),
+    max_bytes: z.number().int().min(1).max(MAX_MAX_BYTES).optional().describe(`output (stdout and stderr together) to return at most (default ${DEFAULT_MAX_BYTES}); the rest is read and dropped, and truncated says so`),
+    reason: REASON.describe(
+      "why this call is needed. SSH targets record the session's reason (agentgate mcp --reason / AGENTGATE_REASON) in the audit log, the approval request and the receipt; the broker has no per-command channel for a call's own reason yet, so this one is not recorded (the result says so)",
+    ),
+  },
+  outputSchema: {
+    target: z.string(),
+    exit_code: z.number().int().nullable().describe('the exit status; 126 with an agentgate message on stderr is a refusal (returned as an error); null when it ended on a signal'),
+    signal: z.string().optional().describe('the signal that ended it, e.g. TERM'),
+    stdout: z.string().describe('masked where policy masks'),
+    stderr: z.string().describe('masked where policy masks; the broker\'s own hold lines are left out'),
+    truncated: z.boolean().describe('more output came than max_bytes'),
+    approval: z.string().optional().describe('the approval request the command waited for, when it was held'),
+  },
+} as const;
+
 export const requestStatusTool = {
   title: 'Approval request status',
   description: 'The state of an approval request (apr_…) this identity made or may review: pending, approved, denied, expired or withdrawn, with who decided and why.',

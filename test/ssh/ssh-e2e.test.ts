@@ -116,6 +116,27 @@ describe('ssh targets through the broker', () => {
     assert.equal(existsSync(marker), false);
   });
 
+  test('a held command whose client goes away is withdrawn; a late approval runs nothing', async () => {
+    const marker = join(stack.tmp.path, 'gone-marker');
+    const child = stack.spawn('ssh', ['-F', stack.sshConfig, TARGET, `git-receive-pack ${marker}`]);
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    const held = await eventually('the command held', () => stack.broker.approvals.list(stack.reviewer()).requests.find((r) => r.status === 'pending' && r.statement.includes('gone-marker')));
+    child.kill('SIGKILL');
+    await exited;
+    const after = await eventually('the request withdrawn', () => {
+      const r = stack.broker.approvals.get(held.id);
+      return r && r.status !== 'pending' ? r : undefined;
+    });
+    assert.equal(after.status, 'withdrawn');
+    await assert.rejects(stack.broker.approvals.decide(held.id, stack.reviewer(), 'approve', 'too late'));
+    assert.equal(existsSync(marker), false);
+    const outcome = await eventually('the refused outcome on record', async () =>
+      (await stack.events()).find((e) => e.type === 'ssh.command' && String(e.detail['command'] ?? e.detail['text'] ?? '').includes('gone-marker')));
+    assert.equal(outcome.decision?.effect, 'review', 'held, then refused: the rule was review');
+    assert.equal(outcome.outcome?.status, 'error');
+    assert.match(String(outcome.decision?.reason), /disconnected while held/);
+  });
+
   test('sftp is refused', async () => {
     const r = await stack.run('sftp', ['-F', stack.sshConfig, '-b', '-', TARGET], { input: 'ls\n' });
     assert.notEqual(r.code, 0);

@@ -131,6 +131,13 @@ class SshConnection {
   #conn: Connection | undefined;
   #upstream: Promise<Client> | undefined;
   #closed = false;
+  /**
+   * Resolves when the client's SSH connection (or the tunnel channel under it) is gone. A
+   * held exec watches it as well as its own channel: ssh2 emits a channel's 'close' only
+   * once its input has been read to the end, and nothing reads it while the command waits.
+   */
+  readonly #clientGone: Promise<void>;
+  #markClientGone: () => void = () => {};
 
   constructor(ch: SshChannel, o: SshProxyOptions, masker: ValueMasker | undefined, onGone: () => void) {
     this.#ch = ch;
@@ -153,9 +160,14 @@ class SshConnection {
       onEnd: ch.onEnd,
       ...(ch.reason !== undefined ? { reason: masker?.field(ch.reason, 'reason')?.value ?? ch.reason } : {}),
     });
+    this.#clientGone = new Promise<void>((resolve) => {
+      this.#markClientGone = resolve;
+    });
     const clientKey = parseSessionClientKey(ch.clientKey);
     const server = new ssh2.Server({ hostKeys: [o.hostKey], ident: 'agentgate' }, (conn: Connection) => {
       this.#conn = conn;
+      conn.once('close', () => this.#markClientGone());
+      conn.once('end', () => this.#markClientGone());
       conn.on('error', (err: Error) => this.#log.debug('ssh client connection error', { session: this.#session.id, error: err.message }));
       conn.on('authentication', (ctx: AuthContext) => authenticate(ctx, clientKey));
       conn.once('ready', () => this.#ready(conn));
@@ -163,6 +175,7 @@ class SshConnection {
     server.on('error', (err: Error) => this.#log.debug('ssh server error', { error: err.message }));
     ch.stream.on('error', () => {});
     ch.stream.once('close', () => {
+      this.#markClientGone();
       this.#track(this.#end());
     });
     server.injectSocket(ch.stream as Socket);
@@ -307,7 +320,7 @@ class SshConnection {
   async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined }, setUp: (c: ClientChannel) => void): Promise<void> {
     this.#channels.add(channel);
     channel.on('error', () => {});
-    const gone = new Promise<void>((res) => channel.once('close', () => res()));
+    const gone = Promise.race([new Promise<void>((res) => channel.once('close', () => res())), this.#clientGone]);
     const say = (line: string): void => {
       if (line && channel.writable) channel.stderr.write(`${line}\r\n`);
     };

@@ -195,12 +195,12 @@ describe('agentgate mcp: ssh_exec', () => {
     assert.equal(existsSync(marker), false);
   });
 
-  test('the session reason is on record in the audit export; a call\'s own reason is said not to be', async () => {
+  test('the session reason and a call\'s own reason are on record in the audit export', async () => {
     const SESSION_REASON = 'INC-9: check the web hosts';
     const why = await stack.connect('agent-7', [], { AGENTGATE_REASON: SESSION_REASON });
     const r = (await why.client.callTool({ name: 'ssh_exec', arguments: { target: SSH, command: 'echo with-a-reason', reason: 'per call' } })) as CallToolResult;
     assert.equal(r.isError, undefined, text(r));
-    assert.equal(text(r), "exit 0\nwith-a-reason\nnote: this call's reason was not recorded: SSH targets record the session's reason only (agentgate mcp --reason)");
+    assert.equal(text(r), 'exit 0\nwith-a-reason');
     await why.close();
 
     const out = join(stack.tmp.path, 'audit.jsonl');
@@ -209,6 +209,8 @@ describe('agentgate mcp: ssh_exec', () => {
     const events = readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('{"')).map((l) => JSON.parse(l) as { type: string; session: string; detail: Record<string, unknown> });
     const cmd = events.find((e) => e.type === 'ssh.command' && e.detail['command'] === 'echo with-a-reason');
     assert.ok(cmd, 'the command is exported');
+    assert.equal(cmd.detail['reason'], 'per call');
+    assert.equal(events.find((e) => e.type === 'ssh.command.intent' && e.detail['command'] === 'echo with-a-reason')?.detail['reason'], 'per call', 'the intent carries it too');
     assert.equal(events.find((e) => e.type === 'session.start' && e.session === cmd.session)?.detail['reason'], SESSION_REASON);
     const verify = await runCli(['audit', 'verify', out], stack.home('sam').env);
     assert.equal(verify.code, 0, verify.stderr);

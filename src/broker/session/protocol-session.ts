@@ -138,7 +138,7 @@ export class ProtocolSession {
     if (this.#o.audit.failed) return this.#deny({ effect: 'deny', rule: null, reason: 'the audit log is unavailable' }, 'the audit log is unavailable, so nothing is forwarded; try again later');
     const ended = this.#o.lease?.refusal;
     if (ended) return this.#deny({ effect: 'deny', rule: null, reason: ended.reason }, `${ended.message}; ${ended.hint}`, true);
-    const d = this.decide(req.policy);
+    const d = this.decide(req.policy, req.requesterReason ?? this.#o.reason);
     const decision: AuditDecision = { effect: d.effect, rule: d.rule };
     if (d.effect === 'deny') return this.#deny({ ...decision, reason: d.reason }, d.reason);
     if (d.effect === 'allow') {

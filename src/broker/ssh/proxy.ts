@@ -71,6 +71,8 @@ export interface SshChannel {
 
 /** Environment names passed to the target; everything else a client sends is dropped. */
 const SAFE_ENV = /^(?:LANG|LC_[A-Z]+|GIT_PROTOCOL|TZ)$/;
+/** An env request the broker keeps for itself: this command's reason (never forwarded). */
+export const SSH_REASON_ENV = 'AGENTGATE_REASON';
 /** Commands whose output is a binary protocol, relayed unscanned. */
 const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upload-archive']);
 /** Exit status for a command agentgate did not run (as a shell reports "cannot execute"). */
@@ -114,6 +116,8 @@ interface CommandRecord {
   id: number;
   kind: SshRequest['kind'];
   text: string;
+  /** This command's own reason (the `AGENTGATE_REASON` env request), masked. */
+  reason?: string;
   startedAt: number;
   bytesOut: number;
   bytesIn: number;
@@ -235,6 +239,7 @@ class SshConnection {
   #onSession(s: Session): void {
     let pty: PseudoTtyInfo | undefined;
     const env: Record<string, string> = {};
+    let reason: string | undefined;
     let up: ClientChannel | undefined;
     let started = false;
     s.on('pty', (accept: () => void, _reject: () => void, info: PseudoTtyInfo) => {
@@ -247,7 +252,10 @@ class SshConnection {
       accept?.();
     });
     s.on('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
-      if (SAFE_ENV.test(info.key) && Object.keys(env).length < 32 && info.val.length < 4096) {
+      if (info.key === SSH_REASON_ENV && info.val.trim() !== '' && info.val.length <= 1000) {
+        reason = info.val.trim();
+        accept?.();
+      } else if (SAFE_ENV.test(info.key) && Object.keys(env).length < 32 && info.val.length < 4096) {
         env[info.key] = info.val;
         accept?.();
       } else reject?.();
@@ -271,11 +279,11 @@ class SshConnection {
     };
     s.on('exec', (accept: () => ServerChannel, _reject: () => void, info: { command: string }) => {
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty }, (c) => (up = c)));
+      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty, reason }, (c) => (up = c)));
     });
     s.on('shell', (accept: () => ServerChannel) => {
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'shell' }, { env, pty }, (c) => (up = c)));
+      once(() => this.#run(channel, { kind: 'shell' }, { env, pty, reason }, (c) => (up = c)));
     });
     s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
       once(() => this.#subsystem('sftp', accept, reject));
@@ -291,7 +299,7 @@ class SshConnection {
     return (m ? (m.value ?? '[masked]') : text).slice(0, 4096);
   }
 
-  async #decide(req: SshRequest, text: string): Promise<Verdict> {
+  async #decide(req: SshRequest, text: string, reason?: string): Promise<Verdict> {
     const classification: Record<string, unknown> =
       req.kind === 'exec' ? { kind: 'exec', simple: req.command.simple, features: req.command.features } : { kind: req.kind };
     const fpText = req.kind === 'exec' ? `exec\n${req.command.forwarded}` : `${req.kind}\n${text}`;
@@ -299,6 +307,7 @@ class SshConnection {
       policy: { protocol: 'ssh', ssh: req },
       statement: text,
       classification,
+      ...(reason !== undefined ? { requesterReason: reason } : {}),
       fingerprint: createHash('sha256').update(fpText).digest('hex'),
     });
   }
@@ -317,7 +326,7 @@ class SshConnection {
     return r as Exclude<Verdict, { kind: 'hold' }>;
   }
 
-  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined }, setUp: (c: ClientChannel) => void): Promise<void> {
+  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined; reason: string | undefined }, setUp: (c: ClientChannel) => void): Promise<void> {
     this.#channels.add(channel);
     channel.on('error', () => {});
     const gone = Promise.race([new Promise<void>((res) => channel.once('close', () => res())), this.#clientGone]);
@@ -328,6 +337,7 @@ class SshConnection {
     const command: ParsedCommand | undefined = req.kind === 'exec' ? req.command : undefined;
     const text = command ? this.#shown(command.raw) : 'shell';
     const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: req.kind, text, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: this.#masker !== undefined };
+    if (opts.reason !== undefined) rec.reason = this.#masker?.field(opts.reason, 'reason')?.value ?? opts.reason;
     if (refused) {
       this.#session.counts.statements++;
       this.#session.counts.denied++;
@@ -335,7 +345,7 @@ class SshConnection {
       this.#finish(channel, say, `${refused.message}; ${refused.hint}`);
       return;
     }
-    const verdict = await this.#settle(await this.#decide(req, text), say, gone);
+    const verdict = await this.#settle(await this.#decide(req, text, rec.reason), say, gone);
     if (verdict.kind === 'deny') {
       await this.#recordOutcome(rec, verdict.decision, null, 'refused');
       this.#finish(channel, say, verdict.message ? `${prefixed(verdict.message)}; nothing was run` : '');
@@ -489,6 +499,7 @@ class SshConnection {
       id: rec.id,
       kind: rec.kind,
       command: rec.text,
+      ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
       ...(command ? { simple: command.simple, ...(command.features.length ? { features: command.features } : {}) } : {}),
       ...(rec.kind === 'exec' || rec.kind === 'shell' ? { output_scanned: rec.scanned } : {}),
     };

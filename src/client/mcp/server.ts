@@ -230,7 +230,6 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       if (!pinned) return toolError(`the session has no pinned broker host key for ${args.target}; nothing was sent (reconnect agentgate mcp; if it persists, report it as a bug)`);
       const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
       const maxBytes = args.max_bytes ?? DEFAULT_MAX_BYTES;
-      const reasonNote = normalizeReason(args.reason) !== undefined ? `note: this call's reason was not recorded: SSH targets record the session's reason only${o.reason !== undefined ? ' (agentgate mcp --reason)' : ', and this session has none'}` : undefined;
       let approval: string | undefined;
       try {
         const r = await sshExec({
@@ -239,6 +238,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           privateKey: conns.session.sshKey.private,
           pinnedHostKey: pinned,
           command: args.command,
+          reason: normalizeReason(args.reason),
           maxBytes,
           signal: extra.signal,
           onStderrLine: (line) => {
@@ -258,7 +258,6 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         if ((r.exit_code === SSH_REFUSED_EXIT || r.exit_code === SSH_BROKER_FAILED_EXIT) && r.stdout === '' && brokerOnly) {
           const lines = [`${r.exit_code === SSH_REFUSED_EXIT ? 'refused' : 'failed'}: ${said.join('\n')}`];
           if (approval) lines.push(`approval request: ${approval} (request_status shows who decided and why)`);
-          if (reasonNote) lines.push(reasonNote);
           return toolError(lines.join('\n'));
         }
         const result = { target: args.target, exit_code: r.exit_code, ...(r.signal ? { signal: r.signal } : {}), stdout: r.stdout, stderr, truncated: r.truncated, ...(approval ? { approval } : {}) };
@@ -266,7 +265,6 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         const parts = [`${status}${r.truncated ? ` (output cut at ${maxBytes} bytes)` : ''}${approval ? ` — approved: ${approval}` : ''}`];
         if (r.stdout) parts.push(r.stdout.replace(/\n$/, ''));
         if (stderr.trim()) parts.push(`stderr:\n${stderr.replace(/\n$/, '')}`);
-        if (reasonNote) parts.push(reasonNote);
         return { content: [{ type: 'text', text: parts.join('\n') }], structuredContent: result };
       } catch (err) {
         if (extra.signal.aborted) {

@@ -36,6 +36,8 @@ export interface SshExecOptions {
   /** SSH wire blob of the broker's host key: the only key the endpoint may present. */
   pinnedHostKey: Buffer;
   command: string;
+  /** This call's reason: sent as the `AGENTGATE_REASON` env request, which the broker keeps for the audit and never forwards. */
+  reason?: string | undefined;
   maxBytes: number;
   /** Aborting closes the connection: the broker withdraws a held command, ends a running one. */
   signal: AbortSignal;
@@ -127,7 +129,7 @@ export function sshExec(o: SshExecOptions): Promise<SshExecResult> {
     });
     client.on('close', () => finish(() => reject(new Error('the SSH connection closed before the command finished'))));
     client.once('ready', () => {
-      client.exec(o.command, (e: Error | undefined, ch: ClientChannel) => {
+      client.exec(o.command, o.reason !== undefined ? { env: { AGENTGATE_REASON: o.reason } } : {}, (e: Error | undefined, ch: ClientChannel) => {
         if (e) {
           finish(() => reject(e));
           return;

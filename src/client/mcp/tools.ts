@@ -97,7 +97,7 @@ export const sshExecTool = {
     command: z.string().min(1).max(MAX_COMMAND_CHARS).describe('the command line, as `ssh target <command>` would send it, e.g. "uptime" or "systemctl status nginx"'),
     max_bytes: z.number().int().min(1).max(MAX_MAX_BYTES).optional().describe(`output (stdout and stderr together) to return at most (default ${DEFAULT_MAX_BYTES}); the rest is read and dropped, and truncated says so`),
     reason: REASON.describe(
-      "why this call is needed. SSH targets record the session's reason (agentgate mcp --reason / AGENTGATE_REASON) in the audit log, the approval request and the receipt; the broker has no per-command channel for a call's own reason yet, so this one is not recorded (the result says so)",
+      "why this call is needed: recorded with the command (ssh.command.intent/ssh.command, the approval request) in place of the session's reason (agentgate mcp --reason / AGENTGATE_REASON); a policy with require_reason accepts it",
     ),
   },
   outputSchema: {

@@ -24,6 +24,12 @@ test('no reason: an allowed command is refused and nothing runs', async () => {
     assert.equal(r.code, 126);
     assert.match(r.stderr, /policy agents-ssh requires a reason and none was given/);
     assert.equal(r.stdout, '');
+    // The same command with its own reason (the AGENTGATE_REASON env request, as plain ssh sends it).
+    const given = await stack.run('ssh', ['-F', stack.sshConfig, '-o', 'SetEnv=AGENTGATE_REASON="INC-7 one-off check"', TARGET, 'echo', 'ok']);
+    assert.equal(given.code, 0, given.stderr);
+    assert.equal(given.stdout, 'ok\n');
+    const cmd = (await stack.events()).find((e) => e.type === 'ssh.command' && e.detail['command'] === 'echo ok');
+    assert.equal(cmd?.detail['reason'], 'INC-7 one-off check');
   } finally {
     await stack.close();
   }

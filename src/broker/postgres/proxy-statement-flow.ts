@@ -20,7 +20,6 @@ import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionC
 import { errorResponse, noticeResponse, readyForQuery } from './build-backend.js';
 import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
 import { auditUnavailable, SqlState } from './errors.js';
-import type { SessionApproval } from '../session-summary.js';
 import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
@@ -43,8 +42,8 @@ export interface StatementFlowHost {
   readonly approvals: ApprovalService | undefined;
   /** The session summary's counters, updated in place. */
   readonly counts: { allowed: number; denied: number; held: number };
-  /** The session summary's approvals, appended to in place. */
-  readonly decided: SessionApproval[];
+  /** The session core: the approvals its summary (and receipt) lists. */
+  readonly decided: { noteApproval(id: string): void };
   /** Output to the client (ordered with the session's own). */
   readonly toClient: Pick<ClientOutbox, 'push' | 'flush'>;
   /** The client connection, paused while too much waits behind a hold. */
@@ -512,11 +511,7 @@ export class StatementFlow {
     const h = this.#h;
     const hold = this.#hold;
     if (!hold || hold.requestId !== o.request.id || h.closed()) return;
-    h.decided.push({
-      id: o.request.id,
-      status: o.status,
-      decisions: o.request.decisions.map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
-    });
+    h.decided.noteApproval(o.request.id);
     this.#hold = undefined;
     const t = h.tracker;
     const base = { ...noteOf(hold.verdict), approval: o.request.id };
@@ -561,7 +556,7 @@ export class StatementFlow {
     h.approvals?.withdraw(hold.requestId, 'the client cancelled the statement');
     this.#hold = undefined;
     h.counts.denied++;
-    h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    h.decided.noteApproval(hold.requestId);
     this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: 'cancelled while held' }, SqlState.queryCanceled, 'canceling statement due to user request (it was held for approval and did not run)', hold.requestId);
     this.#releasePending();
     return true;
@@ -572,7 +567,7 @@ export class StatementFlow {
     const hold = this.#hold;
     if (!hold) return;
     this.#h.approvals?.withdraw(hold.requestId, 'the client disconnected while the statement was held');
-    this.#h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    this.#h.decided.noteApproval(hold.requestId);
     this.#hold = undefined;
   }
 }

@@ -14,6 +14,10 @@
  * client; both carry the statement's number. A crash in between leaves an intent without
  * an outcome, which the next start records as `unknown` (audit/interrupted.ts). If the
  * audit store has failed, statements are refused (fail closed).
+ *
+ * The session's record, counts, session.start/session.end, summary, live-session lease and
+ * approvals (grants, holds, withdrawal) are the session core's (session/protocol-session.ts);
+ * the SQL gate, the pipeline, the intent barrier and the wire stay here.
  */
 import type { Duplex } from 'node:stream';
 
@@ -185,10 +189,8 @@ export class PgProxySession {
       invalidate: () => base.invalidate(),
     };
     this.#flow = new StatementFlow({
-      sessionId: this.id, actor: options.actor, target: options.target.name,
-      requesterReason: () => this.#core.reason,
-      tracker: this.#tracker, gate, approvals: options.approvals,
-      counts: this.#core.counts, decided: this.#core, toClient: this.#outbox, client,
+      tracker: this.#tracker, gate, session: this.#core,
+      counts: this.#core.counts, toClient: this.#outbox, client,
       send: (...frames) => {
         for (const f of frames) this.#toServer.push(f);
       },

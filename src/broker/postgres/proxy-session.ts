@@ -605,7 +605,7 @@ export class PgProxySession {
 
   #append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<unknown> {
     // Not the core's record(): session.start is a barrier already, and intents must not wait a turn for it.
-    return this.#o.audit.append({ ...e, session: this.id, actor: this.#o.actor, target: this.#o.target.name });
+    return this.#core.append(e);
   }
 
   /** Send an error the client will understand, then close; `reason` (default: the error's message) goes in session.end. */

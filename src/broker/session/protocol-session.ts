@@ -309,6 +309,15 @@ export class ProtocolSession {
     await this.#o.audit.append({ ...this.#base(), ...e });
   }
 
+  /**
+   * Appends one event of this session at once, without waiting a turn for session.start: for an
+   * adapter that already orders its events after it (Postgres: session.start is a barrier before
+   * the client may speak, and a statement's intent must be appended in the turn it is relayed).
+   */
+  append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<unknown> {
+    return this.#o.audit.append({ ...this.#base(), ...e });
+  }
+
   #base(): Pick<NewAuditEvent, 'session' | 'actor' | 'target'> {
     return { session: this.id, actor: this.#o.actor, target: this.#o.target };
   }

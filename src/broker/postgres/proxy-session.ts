@@ -265,7 +265,7 @@ export class PgProxySession {
         this.#clientParams = step.params;
         this.#clientUser = step.user;
         this.#reader.authenticated();
-        const refused = this.#o.lease?.refusal;
+        const refused = this.#core.ended;
         if (refused) throw endedSessionError(refused);
         this.#stopLoginTimer();
         if (!this.#core.access) {

@@ -93,6 +93,11 @@ export class ProtocolSession {
     return undefined;
   }
 
+  /** Why the broker will not let this session run (its tunnel's credential lapsed or was revoked, or it was ended); undefined while it may. */
+  get ended(): EndNotice | undefined {
+    return this.#o.lease?.refusal;
+  }
+
   /** Takes the live-session lease; `onEndNotice` is called (once) when the broker ends the session. */
   takeLease(onEndNotice: (notice: EndNotice) => void): void {
     this.#o.lease?.start(this.id, (notice) => {

@@ -11,7 +11,6 @@ import { BROKER_PROTOCOLS } from './protocols.js';
 import { REASON_HEADER, decodeReasonHeader } from '../shared/reason.js';
 
 export { actorOf, type ChannelRouterDeps } from './protocol-adapter.js';
-export { accessFor } from './target-access.js';
 
 export interface ChannelRouter {
   route(channel: TunnelChannel<Identity>): void;

@@ -10,8 +10,6 @@ import { createFunctionCatalog, type FunctionCatalog } from './function-catalog.
 import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
-import { accessFor } from '../target-access.js';
-import { policyRequiresReason } from '../policy/reason.js';
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();
@@ -52,10 +50,10 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         target,
         loginTimeoutMs: config.sessions.loginTimeoutMs,
         actor: ch.actor,
-        access: accessFor(channel.identity, target.name, config),
+        identity: channel.identity,
+        config,
         verifier: sessionVerifier(ch.header(SESSION_VERIFIER_HEADER)),
         ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
-        ...(policyRequiresReason(channel.identity, target.name, config.policies) ? { requireReason: true } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
         ...(plan ? { masking: { plan, key: deps.maskingKey } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),

@@ -14,11 +14,15 @@
  * client; both carry the statement's number. A crash in between leaves an intent without
  * an outcome, which the next start records as `unknown` (audit/interrupted.ts). If the
  * audit store has failed, statements are refused (fail closed).
+ *
+ * The session's record, counts, session.start/session.end, summary, live-session lease and
+ * approvals (grants, holds, withdrawal) are the session core's (session/protocol-session.ts);
+ * the SQL gate, the pipeline, the intent barrier and the wire stay here.
  */
-import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
-import type { PostgresTargetConfig } from '../config/types.js';
+import type { BrokerConfig, PostgresTargetConfig } from '../config/types.js';
+import type { Identity } from '../identity/types.js';
 import type { AuditStore, NewAuditEvent } from '../audit/store.js';
 import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
@@ -30,6 +34,7 @@ import { TERMINATE } from './build-frontend.js';
 import { auditUnavailable, PgError, SqlState, StartupFramingError } from './errors.js';
 import type { ScramVerifier } from './scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
+import { ProtocolSession } from '../session/protocol-session.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
@@ -44,20 +49,19 @@ import { createProvenanceCatalog } from './provenance-catalog.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
-import type { EndNotice, SessionLease } from '../live-sessions.js';
+import type { SessionLease } from '../live-sessions.js';
 import { endedSessionError } from './session-end.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer, startDeadline } from '../../shared/connection-timers.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, idleSessionTimedOut, loginTimedOut } from './session-limits.js';
 import { withReasonRequirement } from '../policy/reason.js';
 import { normalizeReason } from '../../shared/reason.js';
 
-/** Whether this identity may use this target at all (policy subjects/targets), decided by the caller. */
-export type TargetAccess = { allowed: true; policy: string } | { allowed: false; message: string };
-
 export interface PgProxySessionOptions {
   target: PostgresTargetConfig;
   actor: AuditActor;
-  access: TargetAccess;
+  /** Who asked: whether they may use the target at all, and its deciding policy, is the session core's question. */
+  identity: Identity;
+  config: Pick<BrokerConfig, 'policies'>;
   /** The verifier of this `connect`/`run` session's secret; undefined when the tunnel sent none. */
   verifier: ScramVerifier | undefined;
   /** Judges every statement before it runs (policy). */
@@ -88,22 +92,20 @@ export interface PgProxySessionOptions {
   lease?: SessionLease;
   /** The reason the `connect`/`run`/`mcp` session gave (tunnel header); a connection's `agentgate.reason` startup parameter replaces it. */
   reason?: string;
-  /** The deciding policy has `require_reason: true`: without a reason, what it would allow or hold is refused. */
-  requireReason?: boolean;
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
 
 export class PgProxySession {
-  readonly id = `pgs_${randomUUID()}`;
+  readonly id: string;
   readonly #o: PgProxySessionOptions;
+  /** The protocol-neutral session: record, counts, session.start/end, summary, lease (session/protocol-session.ts). */
+  readonly #core: ProtocolSession;
   readonly #client: Duplex;
   readonly #reader: FrontendReader;
   readonly #handshake: ClientHandshake;
   #phase: Phase = 'startup';
   #clientParams = new Map<string, string>();
-  /** The reason on record for this session (masked): the connection's own, else the tunnel's. */
-  #reason: string | undefined;
   #clientUser = '';
   /** Client messages that arrived while the upstream login was under way (copies). */
   #held: Buffer[] = [];
@@ -127,10 +129,6 @@ export class PgProxySession {
   #serverBarrier: Promise<unknown> | undefined;
   /** Audit appends since the last ReadyForQuery. */
   #batch: Promise<unknown>[] = [];
-  readonly #startedAt = performance.now();
-  readonly #startedIso = new Date().toISOString();
-  readonly #counts = { statements: 0, allowed: 0, denied: 0, held: 0, errors: 0, rows: 0, bytes: 0, masked: 0 };
-  readonly #approvals: SessionApproval[] = [];
   #masker: ResultMasker | undefined;
   #provenanceCatalog: { invalidate(): void } | undefined;
   #catalog: { close(): void } | undefined;
@@ -140,14 +138,29 @@ export class PgProxySession {
   /** Masked-value counts at the last statement's end, to record each statement's share. */
   #maskedSoFar: Record<string, number> = {};
   #endReason = 'client closed the connection';
-  /** Set when the broker ended the session (credential expiry, max_duration, revocation). */
-  #endNotice: EndNotice | undefined;
-  #ended = false;
   readonly #stopLoginTimer: () => void;
   #idle: IdleTimer | undefined;
 
   constructor(client: Duplex, options: PgProxySessionOptions) {
     this.#o = options;
+    const origin = options.origin ?? {};
+    this.#core = new ProtocolSession({
+      protocol: 'postgres',
+      idPrefix: 'pgs',
+      identity: options.identity,
+      actor: options.actor,
+      target: options.target.name,
+      config: options.config,
+      audit: options.audit,
+      approvals: options.approvals,
+      logger: options.logger,
+      connectSession: typeof origin['connect_session'] === 'string' ? origin['connect_session'] : undefined,
+      origin,
+      lease: options.lease,
+      ...(options.onEnd ? { onEnd: options.onEnd } : {}),
+    });
+    this.#core.counts.rows = 0;
+    this.id = this.#core.id;
     this.#client = client;
     this.#reader = new FrontendReader(options.maxMessageLength === undefined ? {} : { maxMessageLength: options.maxMessageLength });
     this.#handshake = new ClientHandshake(client, options.verifier);
@@ -170,16 +183,14 @@ export class PgProxySession {
     const gate: StatementGate = {
       executes: (sql) => base.executes(sql),
       prepare: (sql, prepared) => base.prepare(sql, prepared),
-      judge: (sql, prepared) => withReasonRequirement(base.judge(sql, prepared), options.requireReason === true, this.#reason),
+      judge: (sql, prepared) => withReasonRequirement(base.judge(sql, prepared), this.#core.requireReason, this.#core.reason),
       prepareFunctionCall: (oid) => base.prepareFunctionCall(oid),
-      judgeFunctionCall: (oid, args) => withReasonRequirement(base.judgeFunctionCall(oid, args), options.requireReason === true, this.#reason),
+      judgeFunctionCall: (oid, args) => withReasonRequirement(base.judgeFunctionCall(oid, args), this.#core.requireReason, this.#core.reason),
       invalidate: () => base.invalidate(),
     };
     this.#flow = new StatementFlow({
-      sessionId: this.id, actor: options.actor, target: options.target.name,
-      requesterReason: () => this.#reason,
-      tracker: this.#tracker, gate, approvals: options.approvals,
-      counts: this.#counts, decided: this.#approvals, toClient: this.#outbox, client,
+      tracker: this.#tracker, gate, session: this.#core,
+      counts: this.#core.counts, toClient: this.#outbox, client,
       send: (...frames) => {
         for (const f of frames) this.#toServer.push(f);
       },
@@ -206,14 +217,11 @@ export class PgProxySession {
     client.on('end', () => this.#close('client closed the connection'));
     client.on('close', () => this.#close('client closed the connection'));
     client.on('error', (err: Error) => this.#close(`client connection error: ${err.message}`));
-    options.lease?.start(this.id, (notice) => this.#endWith(notice));
-  }
-
-  /** The broker ends this session (live-sessions.ts); before authentication the lease's refusal answers instead. */
-  #endWith(notice: EndNotice): void {
-    if (this.#phase === 'startup' || this.#phase === 'closed') return;
-    this.#endNotice = notice;
-    this.#fatal(endedSessionError(notice));
+    // The broker ends this session (live-sessions.ts); before authentication the lease's refusal answers instead.
+    this.#core.takeLease((notice) => {
+      if (this.#phase === 'startup' || this.#phase === 'closed') return;
+      this.#fatal(endedSessionError(notice));
+    });
   }
 
   // ───────────────────────────── client → broker ─────────────────────────────
@@ -257,11 +265,11 @@ export class PgProxySession {
         this.#clientParams = step.params;
         this.#clientUser = step.user;
         this.#reader.authenticated();
-        const refused = this.#o.lease?.refusal;
+        const refused = this.#core.ended;
         if (refused) throw endedSessionError(refused);
         this.#stopLoginTimer();
-        if (!this.#o.access.allowed) {
-          throw new PgError(SqlState.insufficientPrivilege, this.#o.access.message, { severity: 'FATAL' });
+        if (!this.#core.access) {
+          throw new PgError(SqlState.insufficientPrivilege, this.#core.refusal?.message ?? 'agentgate: no access', { severity: 'FATAL' });
         }
         this.#phase = 'connecting';
         this.#client.pause();
@@ -281,16 +289,15 @@ export class PgProxySession {
       });
       // The connection's own reason (MCP: the tool call's) replaces the tunnel's.
       const reason = normalizeReason(plan.reason) ?? this.#o.reason;
-      this.#reason = reason === undefined ? undefined : this.#auditText(reason);
+      this.#core.setReason(reason === undefined ? undefined : this.#auditText(reason));
       if (plan.refusal) {
         // On record before the refusal goes out, like any other refused request.
         const refusal = plan.refusal;
-        await this.#append({
-          type: 'session.start',
-          detail: this.#startDetail(plan.record),
-          decision: { effect: 'deny', rule: null, reason: this.#auditText(refusal.message) },
-          outcome: { status: 'error', sqlstate: refusal.sqlState },
-        }).catch((err: Error) => {
+        await this.#core.refuseStart(
+          this.#startDetail(plan.record),
+          { effect: 'deny', rule: null, reason: this.#auditText(refusal.message) },
+          { status: 'error', sqlstate: refusal.sqlState },
+        ).catch((err: Error) => {
           // Nothing reaches the target either way: the client still gets the refusal's own words.
           logger.error('could not record a refused session start', { session: this.id, error: err.message });
         });
@@ -330,13 +337,7 @@ export class PgProxySession {
         else this.#outbox.push(f);
       }
       this.#outbox.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
-      const start = this.#append({
-        type: 'session.start',
-        detail: this.#startDetail(plan.record),
-        decision: { effect: 'allow', rule: this.#o.access.allowed ? this.#o.access.policy : null },
-        outcome: null,
-      });
-      this.#outbox.barrier(start);
+      this.#outbox.barrier(this.#core.start(this.#startDetail(plan.record)));
       this.#outbox.push(readyForQuery('I'));
       this.#phase = 'relay';
       this.#outbox.flush();
@@ -366,7 +367,7 @@ export class PgProxySession {
       application_name: text(this.#clientParams.get('application_name') ?? '') || null,
       upstream: { host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls },
       read_only: this.#o.readOnly === true,
-      reason: this.#reason ?? null,
+      reason: this.#core.reason ?? null,
       startup: {
         forwarded: startup.forwarded,
         rewritten: startup.rewritten.map((r) => ({ name: r.name, from: text(r.from), to: text(r.to), reason: r.reason })),
@@ -533,7 +534,7 @@ export class PgProxySession {
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
-          ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
+          ...(this.#core.reason !== undefined ? { reason: this.#core.reason } : {}),
         },
         decision: decisionOf(rec.note),
         outcome: null,
@@ -542,11 +543,11 @@ export class PgProxySession {
   }
 
   #onStatement(rec: StatementRecord): void {
-    const c = this.#counts;
+    const c = this.#core.counts;
     // A skipped statement did not run: only its intent needs closing.
     if (rec.status !== 'skipped') c.statements++;
     if (rec.status === 'error') c.errors++;
-    c.rows += rec.rows;
+    c.rows = (c.rows ?? 0) + rec.rows;
     c.bytes += rec.bytes;
     const outcome: NewAuditEvent['outcome'] = {
       status: rec.status,
@@ -567,7 +568,7 @@ export class PgProxySession {
           params: rec.params,
           ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
           tag: rec.tags.join('; '),
-          ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
+          ...(this.#core.reason !== undefined ? { reason: this.#core.reason } : {}),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
           ...(rec.suspended ? { suspended: true } : {}),
         },
@@ -603,7 +604,8 @@ export class PgProxySession {
   // ───────────────────────────── audit and ending ─────────────────────────────
 
   #append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<unknown> {
-    return this.#o.audit.append({ ...e, session: this.id, actor: this.#o.actor, target: this.#o.target.name });
+    // Not the core's record(): session.start is a barrier already, and intents must not wait a turn for it.
+    return this.#core.append(e);
   }
 
   /** Send an error the client will understand, then close; `reason` (default: the error's message) goes in session.end. */
@@ -650,51 +652,26 @@ export class PgProxySession {
       setTimeout(() => up.destroy(), 5_000).unref();
     }
     if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
-    this.#o.lease?.release();
     this.#catalog?.close();
     this.#flow.sessionClosed();
-    if (!wasRelaying) return;
+    if (!wasRelaying) {
+      // Never started: the lease is released, no session.end, no summary.
+      this.#core.end().catch(() => {});
+      return;
+    }
     this.#tracker.abort(SqlState.connectionFailure);
     this.#finish().catch((err: unknown) => this.#o.logger.error('could not finish the session', { session: this.id, error: (err as Error)?.message }));
   }
 
   async #finish(): Promise<void> {
-    if (this.#ended) return;
-    this.#ended = true;
-    if (this.#masker) this.#counts.masked = this.#masker.counts().values;
-    const summary: SessionSummary = {
-      session: this.id,
-      connectSession: typeof this.#o.origin?.['connect_session'] === 'string' ? this.#o.origin['connect_session'] : undefined,
-      ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
-      actor: this.#o.actor,
-      target: this.#o.target.name,
-      protocol: 'postgres',
-      startedAt: this.#startedIso,
-      endedAt: new Date().toISOString(),
-      ...this.#counts,
-      approvals: this.#approvals,
-    };
-    try {
-      await Promise.allSettled(this.#batch);
-      if (!this.#o.audit.failed) {
-        await this.#append({
-          type: 'session.end',
-          detail: {
-            ...this.#counts,
-            ...(this.#masker ? { masked_by_rule: this.#masker.counts().byRule } : {}),
-            duration_ms: Math.round(performance.now() - this.#startedAt),
-            reason: this.#endNotice?.reason ?? this.#endReason,
-            ...(this.#endNotice ? { message: this.#endNotice.message, ...(this.#endNotice.by ? { revoked_by: this.#endNotice.by } : {}) } : {}),
-          },
-          decision: null,
-          outcome: { status: 'ok' },
-        });
-      }
-    } catch (err) {
-      this.#o.logger.error('could not record session end', { session: this.id, error: (err as Error).message });
-    }
-    this.#o.logger.info('postgres session ended', { session: this.id, ...this.#counts });
-    this.#o.onEnd?.(summary);
+    const c = this.#core.counts;
+    if (this.#masker) c.masked = this.#masker.counts().values;
+    // Every statement's outcome is on record before session.end.
+    await this.#core.end(this.#endReason, {
+      ...(this.#masker ? { detail: { masked_by_rule: this.#masker.counts().byRule } } : {}),
+      after: Promise.allSettled(this.#batch),
+    });
+    this.#o.logger.info('postgres session ended', { session: this.id, ...c });
   }
 }
 

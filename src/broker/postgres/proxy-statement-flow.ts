@@ -13,38 +13,31 @@
  * cancel, and its end.
  */
 import type { Duplex } from 'node:stream';
-import type { AuditActor } from '../../shared/audit-hash.js';
 import type { PgMessage } from './reader.js';
 import { FrontendType, type TransactionStatus } from './protocol.js';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionCall, decodeParse, decodeQuery } from './decode-frontend.js';
 import { errorResponse, noticeResponse, readyForQuery } from './build-backend.js';
 import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
 import { auditUnavailable, SqlState } from './errors.js';
-import type { SessionApproval } from '../session-summary.js';
 import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
-import type { ApprovalOutcome, ApprovalService } from '../approvals/types.js';
-import { ApprovalServiceError } from '../approvals/errors.js';
+import type { ProtocolSession } from '../session/protocol-session.js';
+import type { Verdict } from '../session/types.js';
 import { fingerprintWithValues, shownBindValues } from './bind-values.js';
 import type { ClientOutbox } from './client-outbox.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 
 /** What the flow needs from its session; everything else stays the session's. */
 export interface StatementFlowHost {
-  /** For approval requests. */
-  readonly sessionId: string;
-  /** The reason on record for the session (masked), shown to reviewers. */
-  requesterReason(): string | undefined;
-  readonly actor: AuditActor;
-  readonly target: string;
   readonly tracker: PipelineTracker;
   readonly gate: StatementGate;
-  /** Where `review` statements wait for a human; without it they are refused. */
-  readonly approvals: ApprovalService | undefined;
+  /**
+   * The session core: a `review` statement's grant, or its hold for a human (the pending cap,
+   * the withdrawal, the approvals the receipt lists), through reviewNow().
+   */
+  readonly session: Pick<ProtocolSession, 'reviewNow'>;
   /** The session summary's counters, updated in place. */
   readonly counts: { allowed: number; denied: number; held: number };
-  /** The session summary's approvals, appended to in place. */
-  readonly decided: SessionApproval[];
   /** Output to the client (ordered with the session's own). */
   readonly toClient: Pick<ClientOutbox, 'push' | 'flush'>;
   /** The client connection, paused while too much waits behind a hold. */
@@ -80,6 +73,8 @@ interface Hold {
   portal: Portal | undefined;
   verdict: GateVerdict;
   requestId: string;
+  /** Withdraws the approval request (the core's hold). */
+  withdraw(why: string, counted: 'now' | 'never'): void;
 }
 
 /** A refused extended-protocol message: what to send at the client's Sync (messages up to it are dropped). */
@@ -232,17 +227,7 @@ export class StatementFlow {
       h.send(m.frame);
       return;
     }
-    if (verdict.effect === 'review') {
-      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, verdict.fingerprint);
-      if (granted) {
-        h.counts.allowed++;
-        t.query(sql, { ...noteOf(verdict), effect: 'allow', approval: granted.id }, verdict.changes);
-        h.send(m.frame);
-        return;
-      }
-      this.#startHold('simple', m.frame, sql, undefined, verdict);
-      return;
-    }
+    if (verdict.effect === 'review') return this.#review('simple', m.frame, sql, undefined, verdict);
     h.counts.denied++;
     t.query(sql, noteOf(verdict));
     h.send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
@@ -265,19 +250,7 @@ export class StatementFlow {
       h.send(m.frame);
       return;
     }
-    if (verdict.effect === 'review') {
-      // An approval covers the values the reviewer saw, unless the rule approves the shape for any.
-      const bound: GateVerdict = portal.bindBody && !verdict.anyValues ? { ...verdict, fingerprint: fingerprintWithValues(verdict.fingerprint, portal.bindBody) } : verdict;
-      const granted = h.approvals?.consumeGrant(h.actor.sub, h.target, bound.fingerprint);
-      if (granted) {
-        h.counts.allowed++;
-        t.execute(portal, { ...noteOf(verdict), effect: 'allow', approval: granted.id });
-        h.send(m.frame);
-        return;
-      }
-      this.#startHold('execute', m.frame, sql, portal, bound);
-      return;
-    }
+    if (verdict.effect === 'review') return this.#review('execute', m.frame, sql, portal, verdict);
     h.counts.denied++;
     this.#skipUntilSync = {
       sql,
@@ -450,45 +423,49 @@ export class StatementFlow {
 
   // ───────────────────────────── holds (review) ─────────────────────────────
 
-  #startHold(kind: Hold['kind'], frame: Buffer, sql: string, portal: Portal | undefined, verdict: GateVerdict): void {
+  /**
+   * A `review` statement, through the session core: a grant that covers it lets it run; else
+   * it is held (it and everything behind it wait for the decision), or refused when it cannot
+   * be (no approval service, too many pending). An Execute's approval covers the values the
+   * reviewer saw, unless the rule approves the shape for any (`any_values`).
+   */
+  #review(kind: Hold['kind'], frame: Buffer, sql: string, portal: Portal | undefined, verdict: GateVerdict): void {
     const h = this.#h;
-    const approvals = h.approvals;
-    h.counts.held++;
-    if (!approvals || !verdict.approvers) {
-      // Nobody can approve here: refuse rather than run.
-      const v: GateVerdict = { ...verdict, reason: `${verdict.reason}, and this broker has no approval service` };
-      h.counts.denied++;
-      this.#refuseHeld(kind, sql, portal, v, SqlState.insufficientPrivilege, `agentgate: ${v.reason}`);
-      return;
-    }
-    let held: ReturnType<ApprovalService['request']>;
-    try {
-      held = approvals.request({
-        requester: h.actor,
-        session: h.sessionId,
-        target: h.target,
-        protocol: 'postgres',
+    const bindBody = portal?.bindBody;
+    const v = h.session.reviewNow(
+      verdict,
+      {
         statement: h.auditText(sql),
-        ...(portal?.bindBody ? { parameters: shownBindValues(portal.bindBody, (v) => h.auditText(v)) } : {}),
-        ...(verdict.anyValues ? { anyValues: true } : {}),
         classification: verdict.classification,
-        policy: verdict.policy ?? '',
-        rule: verdict.rule ?? '',
-        reason: verdict.reason,
-        ...(h.requesterReason() !== undefined ? { requesterReason: h.requesterReason() as string } : {}),
-        approvers: verdict.approvers,
         fingerprint: verdict.fingerprint,
-        ...(verdict.grantSeconds !== undefined ? { grantSeconds: verdict.grantSeconds } : {}),
-      });
-    } catch (err) {
-      if (!(err instanceof ApprovalServiceError) || err.code !== 'AG_TOO_MANY_PENDING') throw err;
-      // Not queued (the requester has too many waiting): refused, saying why.
-      h.counts.denied++;
-      this.#refuseHeld(kind, sql, portal, { ...verdict, reason: err.message }, SqlState.insufficientPrivilege, `agentgate: ${err.message}`, undefined, err.hint);
+        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(verdict.fingerprint, bindBody), shown: () => shownBindValues(bindBody, (x) => h.auditText(x)) } } : {}),
+      },
+      { waiting: true },
+    );
+    if (v.kind === 'allow') {
+      // An approval that already covers it (a live grant, or an approved one-shot).
+      h.counts.allowed++;
+      const note: StatementNote = { ...noteOf(verdict), effect: 'allow', ...(v.decision.approval ? { approval: v.decision.approval } : {}) };
+      if (kind === 'simple') h.tracker.query(sql, note, verdict.changes);
+      else h.tracker.execute(portal as Portal, note);
+      h.send(frame);
       return;
     }
-    const { request, outcome } = held;
-    this.#hold = { kind, frame: Buffer.from(frame), sql, portal, verdict, requestId: request.id };
+    if (v.kind === 'deny') {
+      // Could not be held: counted as held (and, by the core, denied), refused saying why.
+      h.counts.held++;
+      if (v.code === 'approvals_unavailable') throw v.cause;
+      if (v.code === 'too_many_pending') {
+        this.#refuseHeld(kind, sql, portal, { ...verdict, reason: v.message }, SqlState.insufficientPrivilege, `agentgate: ${v.message}`, undefined, v.hint);
+        return;
+      }
+      // Nobody can approve here: refuse rather than run.
+      const r: GateVerdict = { ...verdict, reason: `${verdict.reason}, and this broker has no approval service` };
+      this.#refuseHeld(kind, sql, portal, r, SqlState.insufficientPrivilege, `agentgate: ${r.reason}`);
+      return;
+    }
+    const id = v.approval;
+    this.#hold = { kind, frame: Buffer.from(frame), sql, portal, verdict, requestId: id, withdraw: v.withdraw };
     // What was relayed before the held statement goes now; nothing after it does. The
     // client is still read (so a disconnect is seen and withdraws the request); what it
     // pipelines meanwhile waits in #pending, up to a cap before reading stops.
@@ -497,42 +474,41 @@ export class StatementFlow {
       noticeResponse({
         severity: 'NOTICE',
         code: '01000',
-        message: holdNotice({ id: request.id, approvers: verdict.approvers }),
-        detail: `${verdict.reason}; the request expires at ${request.expires_at}`,
+        message: holdNotice({ id, approvers: v.approvers }),
+        detail: `${verdict.reason}; the request expires at ${v.expiresAt}`,
       }),
     );
     h.toClient.flush();
-    outcome.then(
-      (o) => this.#onDecision(o),
+    v.outcome.then(
+      (o) => this.#onDecision(id, o),
       (err: unknown) => h.fatal(err),
     );
   }
 
-  #onDecision(o: ApprovalOutcome): void {
+  /** The held statement's outcome, from the core (which counted it): run it, or refuse it saying why. */
+  #onDecision(id: string, o: Verdict): void {
     const h = this.#h;
+    if (o.kind === 'deny' && o.code === 'approval_failed') {
+      h.fatal(o.cause);
+      return;
+    }
     const hold = this.#hold;
-    if (!hold || hold.requestId !== o.request.id || h.closed()) return;
-    h.decided.push({
-      id: o.request.id,
-      status: o.status,
-      decisions: o.request.decisions.map((d) => ({ approver: d.approver.sub, decision: d.decision, reason: d.reason, at: d.at })),
-    });
+    if (!hold || hold.requestId !== id || h.closed()) return;
     this.#hold = undefined;
     const t = h.tracker;
-    const base = { ...noteOf(hold.verdict), approval: o.request.id };
-    if (o.status === 'approved') {
-      h.counts.allowed++;
+    const base = { ...noteOf(hold.verdict), approval: id };
+    if (o.kind === 'allow') {
       if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.changes);
       else t.execute(hold.portal as Portal, { ...base, effect: 'allow' });
       h.send(hold.frame);
-    } else if (o.status === 'denied') {
-      h.counts.denied++;
-      const who = o.request.decisions.find((d) => d.decision === 'deny')?.approver.sub ?? 'a reviewer';
-      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `denied by ${who}: ${o.reason}` }, SqlState.insufficientPrivilege, `agentgate: ${o.request.id} denied by ${who}: ${o.reason}`, o.request.id);
+    } else if (o.kind === 'deny' && o.settled?.status === 'denied') {
+      const who = o.settled.by ?? 'a reviewer';
+      const why = o.settled.reason ?? '';
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `denied by ${who}: ${why}` }, SqlState.insufficientPrivilege, `agentgate: ${id} denied by ${who}: ${why}`, id);
     } else {
       // expired (withdrawn only happens once the client is gone)
-      h.counts.denied++;
-      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${o.request.id} ${o.status}` }, SqlState.queryCanceled, `agentgate: approval request ${o.request.id} ${o.status === 'expired' ? 'timed out' : o.status}: nothing ran`, o.request.id);
+      const status = o.kind === 'deny' && o.settled ? o.settled.status : 'expired';
+      this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${id} ${status}` }, SqlState.queryCanceled, `agentgate: approval request ${id} ${status === 'expired' ? 'timed out' : status}: nothing ran`, id);
     }
     this.#releasePending();
   }
@@ -558,10 +534,9 @@ export class StatementFlow {
     const h = this.#h;
     const hold = this.#hold;
     if (!hold) return false;
-    h.approvals?.withdraw(hold.requestId, 'the client cancelled the statement');
+    // Answered now: the core counts it denied at once.
+    hold.withdraw('the client cancelled the statement', 'now');
     this.#hold = undefined;
-    h.counts.denied++;
-    h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
     this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: 'cancelled while held' }, SqlState.queryCanceled, 'canceling statement due to user request (it was held for approval and did not run)', hold.requestId);
     this.#releasePending();
     return true;
@@ -571,8 +546,8 @@ export class StatementFlow {
   sessionClosed(): void {
     const hold = this.#hold;
     if (!hold) return;
-    this.#h.approvals?.withdraw(hold.requestId, 'the client disconnected while the statement was held');
-    this.#h.decided.push({ id: hold.requestId, status: 'withdrawn', decisions: [] });
+    // Nobody is answered: not counted.
+    hold.withdraw('the client disconnected while the statement was held', 'never');
     this.#hold = undefined;
   }
 }

@@ -27,7 +27,7 @@ import { decidingPolicy, policyGrantsAccess } from '../access.js';
 import { decideRequest, type PolicyRequest } from '../policy/decide-request.js';
 import { withReasonRequirement } from '../policy/reason.js';
 import type { PolicyDecision } from '../policy/decision.js';
-import type { DenyCode, EnforceRequest, SessionCounts, Verdict } from './types.js';
+import type { DenyCode, EnforceRequest, SessionCounts, Settled, Verdict } from './types.js';
 
 export type SessionProtocol = SessionSummary['protocol'];
 
@@ -63,6 +63,7 @@ export class ProtocolSession {
   readonly #o: ProtocolSessionOptions;
   readonly #startedAt = new Date().toISOString();
   readonly #approvalIds = new Set<string>();
+  #reason: string | undefined;
   #started: Promise<void> | undefined;
   #ended = false;
   #nextId = 1;
@@ -70,6 +71,7 @@ export class ProtocolSession {
 
   constructor(o: ProtocolSessionOptions) {
     this.#o = o;
+    this.#reason = o.reason;
     this.id = `${o.idPrefix}_${randomUUID()}`;
     const policy = decidingPolicy(o.identity, o.target, o.config.policies);
     this.policy = policy?.name ?? null;
@@ -91,6 +93,11 @@ export class ProtocolSession {
     return undefined;
   }
 
+  /** Why the broker will not let this session run (its tunnel's credential lapsed or was revoked, or it was ended); undefined while it may. */
+  get ended(): EndNotice | undefined {
+    return this.#o.lease?.refusal;
+  }
+
   /** Takes the live-session lease; `onEndNotice` is called (once) when the broker ends the session. */
   takeLease(onEndNotice: (notice: EndNotice) => void): void {
     this.#o.lease?.start(this.id, (notice) => {
@@ -99,16 +106,29 @@ export class ProtocolSession {
     });
   }
 
-  /** `session.start`, once; every later event follows it in the log. */
-  start(): Promise<void> {
+  /** The reason on record for the session (masked). */
+  get reason(): string | undefined {
+    return this.#reason;
+  }
+
+  /** A reason learnt after the session was made (Postgres: the `agentgate.reason` startup parameter replaces the tunnel's); before start(). */
+  setReason(reason: string | undefined): void {
+    this.#reason = reason;
+  }
+
+  /**
+   * `session.start`, once; every later event follows it in the log. `detail`: the adapter's
+   * own start record (it then names the protocol, reason and origin itself).
+   */
+  start(detail?: Record<string, JsonValue>): Promise<void> {
     this.#started ??= this.#o.audit
       .append({
         ...this.#base(),
         type: 'session.start',
-        detail: {
+        detail: detail ?? {
           protocol: this.#o.protocol,
           ...(this.#o.connectSession ? { connect_session: this.#o.connectSession } : {}),
-          reason: this.#o.reason ?? null,
+          reason: this.#reason ?? null,
           ...this.#o.origin,
         },
         decision: { effect: this.access ? 'allow' : 'deny', rule: this.policy },
@@ -116,6 +136,15 @@ export class ProtocolSession {
       })
       .then(() => undefined);
     return this.#started;
+  }
+
+  /**
+   * A `session.start` that refuses the session before it runs (e.g. a startup parameter the
+   * policy refuses): on record like any refused request; the session never starts, so
+   * end() writes no session.end and hands on no summary.
+   */
+  async refuseStart(detail: Record<string, JsonValue>, decision: AuditDecision, outcome: NewAuditEvent['outcome']): Promise<void> {
+    await this.#o.audit.append({ ...this.#base(), type: 'session.start', detail, decision, outcome });
   }
 
   /** A new request number, shared by a request's intent and outcome events. */
@@ -128,7 +157,7 @@ export class ProtocolSession {
    * their own). `reason`: the request's own (a call's), else the session's; a policy that
    * requires one refuses what it would allow or hold without it.
    */
-  decide(req: PolicyRequest, reason: string | undefined = this.#o.reason): PolicyDecision {
+  decide(req: PolicyRequest, reason: string | undefined = this.#reason): PolicyDecision {
     return withReasonRequirement(decideRequest(this.#o.identity, this.#o.target, this.#o.config.policies, req), this.requireReason, reason);
   }
 
@@ -158,13 +187,28 @@ export class ProtocolSession {
    * Counts held and denied; allowed is the caller's (it may still refuse).
    */
   async review(d: PolicyDecision, req: Omit<EnforceRequest, 'policy'>, opts: { waiting: boolean }): Promise<Verdict> {
+    if (typeof req.fingerprint === 'string' || !this.#canHold(d)) return this.reviewNow(d, { ...req, fingerprint: typeof req.fingerprint === 'string' ? req.fingerprint : '' }, opts);
+    const fingerprint = await req.fingerprint();
+    if (fingerprint === undefined) return this.#deny({ effect: d.effect, rule: d.rule }, 'the request is too large to hold for review', false, 'too_large');
+    return this.reviewNow(d, { ...req, fingerprint }, opts);
+  }
+
+  #canHold(d: PolicyDecision): boolean {
+    return this.#o.approvals !== undefined && d.approvers !== undefined && !!d.policy && !!d.rule;
+  }
+
+  /**
+   * review() for a request whose fingerprint is at hand, answered in the same turn (an adapter
+   * that must keep its wire in order, like Postgres's pipeline). Values bound to the request
+   * (`values`) are part of what is approved unless the rule says `any_values`.
+   */
+  reviewNow(d: PolicyDecision, req: Omit<EnforceRequest, 'policy' | 'fingerprint'> & { fingerprint: string }, opts: { waiting: boolean }): Verdict {
     const decision: AuditDecision = { effect: d.effect, rule: d.rule };
     const approvals = this.#o.approvals;
     if (!approvals || !d.approvers || !d.policy || !d.rule) {
       return this.#deny({ ...decision, reason: `${d.reason}, but this broker has no approval service` }, `${d.reason}, but approvals are not available on this broker`, false, 'no_approvals');
     }
-    const fingerprint = typeof req.fingerprint === 'string' ? req.fingerprint : await req.fingerprint();
-    if (fingerprint === undefined) return this.#deny(decision, 'the request is too large to hold for review', false, 'too_large');
+    const fingerprint = req.values && !d.anyValues ? req.values.fingerprint : req.fingerprint;
     const grant = approvals.consumeGrant(this.#o.actor.sub, this.#o.target, fingerprint);
     if (grant) {
       this.#approvalIds.add(grant.id);
@@ -179,11 +223,13 @@ export class ProtocolSession {
           target: this.#o.target,
           protocol: this.#o.protocol,
           statement: req.statement,
+          ...(req.values ? { parameters: req.values.shown() } : {}),
+          ...(d.anyValues ? { anyValues: true } : {}),
           classification: req.classification,
           policy: d.policy,
           rule: d.rule,
           reason: d.reason,
-          ...(req.requesterReason !== undefined ? { requesterReason: req.requesterReason } : this.#o.reason !== undefined ? { requesterReason: this.#o.reason } : {}),
+          ...(req.requesterReason !== undefined ? { requesterReason: req.requesterReason } : this.#reason !== undefined ? { requesterReason: this.#reason } : {}),
           approvers: d.approvers,
           fingerprint,
           ...(d.grantSeconds !== undefined ? { grantSeconds: d.grantSeconds } : {}),
@@ -193,27 +239,42 @@ export class ProtocolSession {
     } catch (err) {
       if (err instanceof ApprovalServiceError && err.code === 'AG_TOO_MANY_PENDING') {
         // Not queued: the requester already has as many waiting as the broker allows.
-        return this.#deny({ effect: 'deny', rule: d.rule, reason: err.message }, err.message, false, 'too_many_pending');
+        const v = this.#deny({ effect: 'deny', rule: d.rule, reason: err.message }, err.message, false, 'too_many_pending');
+        return err.hint !== undefined && v.kind === 'deny' ? { ...v, hint: err.hint } : v;
       }
       this.#o.logger.error('could not create an approval request', { session: this.id, error: err });
-      return this.#deny({ ...decision, reason: 'the approval request could not be created' }, 'this needs approval, but the approval service is unavailable', false, 'approvals_unavailable');
+      const v = this.#deny({ ...decision, reason: 'the approval request could not be created' }, 'this needs approval, but the approval service is unavailable', false, 'approvals_unavailable');
+      return v.kind === 'deny' ? { ...v, cause: err } : v;
     }
     const id = held.request.id;
     this.counts.held++;
     this.#approvalIds.add(id);
     const heldDecision: AuditDecision = { ...decision, approval: id, reason: d.reason };
     const who = `${d.approvers.count} of ${d.approvers.groups.join(', ')}`;
+    /** How a withdrawal's denial is counted: when the outcome settles (default), already, or not at all. */
+    let counting: 'outcome' | 'now' | 'never' = 'outcome';
+    let settledYet = false;
+    const denied = (dec: AuditDecision, message: string, extra: Partial<Extract<Verdict, { kind: 'deny' }>>): Verdict =>
+      counting === 'outcome' ? { ...(this.#deny(dec, message) as Extract<Verdict, { kind: 'deny' }>), ...extra } : { kind: 'deny', decision: dec, message, ...extra };
     const outcome = opts.waiting
       ? held.outcome.then(
           (o): Verdict => {
+            settledYet = true;
             if (o.status === 'approved') {
               this.counts.allowed++;
               return { kind: 'allow', decision: heldDecision };
             }
             const why = o.status === 'denied' ? `denied${o.reason ? `: ${o.reason}` : ''}` : o.status;
-            return this.#deny({ ...heldDecision, reason: `approval ${id} ${why}` }, `approval ${id} was ${why}`);
+            const settled: Settled =
+              o.status === 'denied'
+                ? { status: 'denied', reason: o.reason, by: o.request.decisions.find((x) => x.decision === 'deny')?.approver.sub ?? 'a reviewer' }
+                : { status: o.status };
+            return denied({ ...heldDecision, reason: `approval ${id} ${why}` }, `approval ${id} was ${why}`, { settled });
           },
-          (): Verdict => this.#deny({ ...heldDecision, reason: 'the approval could not be recorded' }, 'the approval could not be recorded'),
+          (err: unknown): Verdict => {
+            settledYet = true;
+            return denied({ ...heldDecision, reason: 'the approval could not be recorded' }, 'the approval could not be recorded', { code: 'approval_failed', cause: err });
+          },
         )
       : held.outcome.then(
           (): Verdict => ({ kind: 'deny', decision: heldDecision, message: 'nobody waits for this hold' }),
@@ -224,8 +285,16 @@ export class ProtocolSession {
       decision: heldDecision,
       approval: id,
       message: `${d.reason}; held for approval by ${who}: ${id} — an approver runs: agentgate approve ${id}`,
+      approvers: d.approvers,
+      expiresAt: held.request.expires_at,
       outcome,
-      withdraw: (why) => approvals.withdraw(id, why),
+      withdraw: (why, counted) => {
+        if (!settledYet && counting === 'outcome' && counted !== undefined) {
+          counting = counted;
+          if (counted === 'now') this.counts.denied++;
+        }
+        approvals.withdraw(id, why);
+      },
     };
   }
 
@@ -245,17 +314,32 @@ export class ProtocolSession {
     await this.#o.audit.append({ ...this.#base(), ...e });
   }
 
+  /**
+   * Appends one event of this session at once, without waiting a turn for session.start: for an
+   * adapter that already orders its events after it (Postgres: session.start is a barrier before
+   * the client may speak, and a statement's intent must be appended in the turn it is relayed).
+   */
+  append(e: Omit<NewAuditEvent, 'session' | 'actor' | 'target'>): Promise<unknown> {
+    return this.#o.audit.append({ ...this.#base(), ...e });
+  }
+
   #base(): Pick<NewAuditEvent, 'session' | 'actor' | 'target'> {
     return { session: this.id, actor: this.#o.actor, target: this.#o.target };
   }
 
-  /** `session.end` (when it started), the lease released, the summary handed on for the receipt. Idempotent. */
-  async end(reason?: string): Promise<void> {
+  /**
+   * `session.end` (when it started), the lease released, the summary handed on for the receipt.
+   * Idempotent; the lease is released at once. `detail`: the adapter's additions to session.end
+   * (e.g. masked values by rule); `after`: the adapter's pending events, settled before session.end.
+   */
+  async end(reason?: string, extra: { detail?: Record<string, JsonValue>; after?: Promise<unknown> } = {}): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     this.#o.lease?.release();
     if (!this.#started) return;
+    const detail = extra.detail;
     await this.#started.catch(() => {});
+    await extra.after?.catch(() => {});
     const endedAt = new Date().toISOString();
     // Ended by the broker, or refused from the start because the tunnel's credential lapsed.
     const n = this.#endNotice ?? this.#o.lease?.refusal;
@@ -265,7 +349,7 @@ export class ProtocolSession {
         await this.#o.audit.append({
           ...this.#base(),
           type: 'session.end',
-          detail: { ...this.counts, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...why },
+          detail: { ...this.counts, ...detail, duration_ms: Date.parse(endedAt) - Date.parse(this.#startedAt), ...why },
           decision: null,
           outcome: { status: 'ok' },
         });
@@ -291,7 +375,7 @@ export class ProtocolSession {
       target: this.#o.target,
       protocol: this.#o.protocol,
       policy: this.policy,
-      ...(this.#o.reason !== undefined ? { reason: this.#o.reason } : {}),
+      ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
       startedAt: this.#startedAt,
       endedAt,
       statements: c.statements,
@@ -299,7 +383,7 @@ export class ProtocolSession {
       denied: c.denied,
       held: c.held,
       errors: c.errors,
-      rows: 0,
+      rows: c.rows ?? 0,
       bytes: c.bytes,
       masked: c.masked,
       approvals,

@@ -29,6 +29,7 @@ import { createReceiptRoutes } from './receipts/routes.js';
 import { createAuditExportRoutes } from './audit/export-routes.js';
 import { startRetention } from './audit/retention.js';
 import { pruneRecordings } from './recording/store.js';
+import { createRecordingRoutes } from './recording/routes.js';
 import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
 import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
@@ -152,6 +153,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         ...createReceiptRoutes(receipts),
         ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
         ...liveSessionRoutes({ live, audit: store }),
+        ...createRecordingRoutes({ audit: store }),
         readyRoute(store),
       ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {

@@ -7,8 +7,10 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as pty from 'node-pty';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import { TARGET, eventually, startSshStack, type SshStack } from '../ssh/stack.js';
@@ -28,6 +30,7 @@ const POLICIES: PolicyConfig[] = [
 ];
 
 const AWS_KEY = 'AKIAIOSFODNN7EXAMPLE';
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 /** An asciicast v2 reader of its own: header object, then [number, string, string] lines. */
 function readCast(text: string): { header: Record<string, unknown>; events: [number, string, string][] } {
@@ -56,6 +59,29 @@ describe('ssh terminal recordings', () => {
   after(async () => {
     await stack?.close();
   });
+
+  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const env = {
+        PATH: process.env['PATH'],
+        HOME: stack.tmp.path,
+        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+        AGENTGATE_BROKER: stack.broker.url,
+        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+        AGENTGATE_KEYCHAIN: 'off',
+        AGENTGATE_TOKEN: stack.token,
+      };
+      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  /** Filled by the first test: the recorded session, what its client saw, its receipt and cast. */
+  const shared: { session: string; name: string; seen: string; receipt: string; jwks: string; cast: Buffer } = { session: '', name: '', seen: '', receipt: '', jwks: '', cast: Buffer.alloc(0) };
 
   const recordingEnds = async (): Promise<AuditRecord[]> => (await stack.events()).filter((e) => e.type === 'recording.end');
 
@@ -113,5 +139,85 @@ describe('ssh terminal recordings', () => {
     const receipt = await eventually('the receipt', async () => stack.broker.receipts.get(end!.session!));
     const statement = JSON.parse(Buffer.from(receipt.envelope.payload, 'base64').toString('utf8')) as { subject: { name: string; digest: { sha256: string } }[] };
     assert.deepEqual(statement.subject.slice(1), [{ name: `agentgate-recording:${name}`, digest: { sha256: end!.detail['sha256'] } }]);
+
+    shared.session = end!.session!;
+    shared.name = name;
+    shared.seen = seen;
+    shared.cast = bytes;
+    shared.receipt = join(stack.tmp.path, `${shared.session}.receipt.json`);
+    shared.jwks = join(stack.tmp.path, 'jwks.json');
+    await writeFile(shared.receipt, JSON.stringify(receipt.envelope));
+    await writeFile(shared.jwks, JSON.stringify(stack.broker.receipts.signer.publicJwks()));
+  });
+
+  test('agentgate sessions lists the session with its recording; replay plays it back byte for byte', async () => {
+    const list = await agentgate(['sessions', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const sessions = (JSON.parse(list.stdout) as { sessions: { session: string; actor: string; target: string; protocol: string; recordings: { name: string; sha256: string }[] }[] }).sessions;
+    const mine = sessions.find((x) => x.session === shared.session);
+    assert.deepEqual(
+      { actor: mine?.actor, target: mine?.target, protocol: mine?.protocol, recordings: mine?.recordings.map((r) => r.name) },
+      { actor: 'agent-7', target: TARGET, protocol: 'ssh', recordings: [shared.name] },
+    );
+    const played = await agentgate(['replay', shared.session, '--speed', '1000', '--idle-limit', '0.01']);
+    assert.equal(played.code, 0, played.stderr);
+    assert.equal(played.stdout, shared.seen, 'replayed output equals what the client pty received');
+    const out = join(stack.tmp.path, 'saved.cast');
+    const saved = await agentgate(['replay', shared.session, '--format', 'asciicast', '--out', out]);
+    assert.equal(saved.code, 0, saved.stderr);
+    assert.deepEqual(await readFile(out), shared.cast);
+    const timeline = await agentgate(['replay', shared.session, '--json']);
+    assert.equal(timeline.code, 0, timeline.stderr);
+    const entries = timeline.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; text: string; decision: { effect: string; rule: string }; outcome: { exit_status: number } });
+    assert.deepEqual(entries.map((e) => [e.type, e.text, e.decision.effect, e.decision.rule, e.outcome.exit_status]), [['ssh.command', 'shell', 'allow', 'shell', 0]]);
+  });
+
+  test('replay --verify and receipt verify --recording: the recording matches its receipt; a flipped byte is caught', async () => {
+    const ok = await agentgate(['replay', shared.session, '--verify', '--receipt', shared.receipt, '--key', shared.jwks]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, new RegExp(`^OK .*${shared.name} sha256:[0-9a-f]{64} is attested by the signed receipt`));
+
+    const copy = join(stack.tmp.path, shared.name);
+    await writeFile(copy, shared.cast);
+    const good = await agentgate(['receipt', 'verify', shared.receipt, '--key', shared.jwks, '--recording', copy, '--json']);
+    assert.equal(good.code, 0, good.stderr);
+    assert.equal((JSON.parse(good.stdout) as { ok: boolean }).ok, true);
+
+    const flipped = Buffer.from(shared.cast);
+    const at = flipped.length - 10;
+    flipped[at] = flipped[at]! ^ 0x01;
+    await writeFile(copy, flipped);
+    const bad = await agentgate(['replay', shared.session, '--verify', '--cast', copy, '--receipt', shared.receipt, '--key', shared.jwks]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /digest mismatch: .* hashes to [0-9a-f]{64}, but the receipt attests [0-9a-f]{64} for .*: the recording was altered/);
+    const bad2 = await agentgate(['receipt', 'verify', shared.receipt, '--key', shared.jwks, '--recording', copy, '--json']);
+    assert.equal(bad2.code, 1);
+    assert.equal((JSON.parse(bad2.stdout) as { problem: string }).problem, 'digest mismatch');
+  });
+
+  test('a recording over max_bytes is cut with a marker that says where; the digest covers what was written', async () => {
+    // Same broker, smaller cap: the config object is read per recording.
+    const before = (await recordingEnds()).length;
+    (stack.config as { recording?: unknown }).recording = { enabled: true, maxBytes: 4096 };
+    try {
+      const r = await stack.run('ssh', ['-F', stack.sshConfig, TARGET, `echo ${'y'.repeat(9000)}`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.length, 9001, 'the client gets all of it');
+    } finally {
+      delete (stack.config as { recording?: unknown }).recording;
+    }
+    const ends = await eventually('the second recording.end', async () => {
+      const e = await recordingEnds();
+      return e.length === before + 1 ? e : undefined;
+    });
+    const end = ends.at(-1)!;
+    const bytes = await readFile(join(stack.config.stateDir, 'recordings', String(end.detail['name'])));
+    assert.ok(bytes.length <= 4096);
+    assert.equal(end.detail['sha256'], createHash('sha256').update(bytes).digest('hex'));
+    const cast = readCast(bytes.toString('utf8'));
+    const last = cast.events.at(-1)!;
+    assert.equal(last[1], 'm');
+    assert.match(last[2], /^agentgate: recording cut at [\d.]+s after \d+ bytes \(max_bytes 4096\); output went on unrecorded$/);
+    assert.equal(typeof end.detail['cut_at'], 'number');
   });
 });

@@ -501,7 +501,7 @@ class SshConnection {
           width: pty?.cols || 80,
           height: pty?.rows || 24,
           timestamp: Math.floor(Date.now() / 1000),
-          title: `agentgate ssh ${this.#ch.actor.sub} @ ${this.#ch.target.name} session ${this.#session.id} #${rec.id}: ${rec.text}`,
+          title: `agentgate ssh ${this.#ch.actor.sub} @ ${this.#ch.target.name} session ${this.#session.id} #${rec.id}: ${rec.text.length > 200 ? `${rec.text.slice(0, 200)}…` : rec.text}`,
         },
       });
     } catch (err) {

@@ -1,0 +1,91 @@
+/**
+ * A psql session's timeline, built from the session's own audit events: the allowed
+ * statement with its tag and rows, the denied one with its rule and SQLSTATE — through the
+ * real psql, the broker, a real PostgreSQL, and the real CLI (`sessions`, `replay --json`).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
+import { eventually } from '../helpers/eventually.js';
+import type { TimelineEntry } from '../../src/shared/recording.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
+
+describe('SQL timelines', () => {
+  let stack: PgStack;
+  before(async () => {
+    stack = await startPgStack({
+      policies: [
+        {
+          name: 'ro',
+          subjects: { groups: ['ai-agents'] },
+          targets: [TARGET],
+          rules: [
+            { name: 'reads', sql: ['select'], effect: 'allow', extra: {} },
+            { name: 'no-writes', effect: 'deny', extra: {} },
+          ],
+        },
+      ],
+    });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const env = {
+        PATH: process.env['PATH'],
+        HOME: stack.tmp.path,
+        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+        AGENTGATE_BROKER: stack.broker.url,
+        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+        AGENTGATE_KEYCHAIN: 'off',
+        AGENTGATE_TOKEN: stack.token,
+      };
+      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  test('psql: an allowed and a denied statement, in order, with decision and outcome', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile('psql', ['-X', '-At', '-c', 'SELECT 40 + 2 AS answer', '-c', 'CREATE TABLE nope (id int)'], { env: stack.env }, (err, _stdout, stderr) =>
+        resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0, stderr: String(stderr) }),
+      );
+    });
+    assert.equal(r.code, 1, 'psql reports the denied statement');
+    assert.match(r.stderr, /no-writes/);
+    const end = await eventually('session.end of the psql session', async () => (await stack.events()).find((e) => e.type === 'session.end' && e.target === TARGET));
+    const session = end.session!;
+
+    const list = await agentgate(['sessions', '--target', TARGET, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const listed = (JSON.parse(list.stdout) as { sessions: { session: string; protocol: string; statements: number; denied: number; recordings: unknown[] }[] }).sessions.find((s) => s.session === session);
+    assert.deepEqual({ protocol: listed?.protocol, statements: listed?.statements, denied: listed?.denied, recordings: listed?.recordings }, { protocol: 'postgres', statements: 2, denied: 1, recordings: [] });
+
+    const out = await agentgate(['replay', session, '--json']);
+    assert.equal(out.code, 0, out.stderr);
+    const entries = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as TimelineEntry);
+    assert.deepEqual(
+      entries.map((e) => ({ type: e.type, text: e.text, decision: e.decision && { effect: e.decision.effect, rule: e.decision.rule }, status: e.outcome?.status, tag: e.outcome?.tag, rows: e.outcome?.rows, sqlstate: e.outcome?.sqlstate })),
+      [
+        { type: 'query', text: 'SELECT 40 + 2 AS answer', decision: { effect: 'allow', rule: 'reads' }, status: 'ok', tag: 'SELECT 1', rows: 1, sqlstate: undefined },
+        { type: 'query', text: 'CREATE TABLE nope (id int)', decision: { effect: 'deny', rule: 'no-writes' }, status: 'error', tag: undefined, rows: 0, sqlstate: '42501' },
+      ],
+    );
+    assert.ok(entries[0]!.offset <= entries[1]!.offset);
+
+    const human = await agentgate(['replay', session]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /SELECT 40 \+ 2 AS answer\n\s+allow by reads; ok, SELECT 1, 1 rows/);
+    assert.match(human.stdout, /CREATE TABLE nope \(id int\)\n\s+deny by no-writes; error, 0 rows, SQLSTATE 42501/);
+  });
+});

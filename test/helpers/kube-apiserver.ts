@@ -7,7 +7,8 @@
  * to upgrade), the server-side `Table` form kubectl asks for, `pods/log` as streamed
  * text/plain, and `Status` errors. It requires the upstream bearer token the broker must
  * present, records every request it sees, and answers an upgrade on `…/exec` with 101 and
- * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe).
+ * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe) —
+ * except a tty exec over the WebSocket remote-command protocol, which gets a tiny shell.
  *
  * There is no Kubernetes API server package for this machine; this is the smallest thing
  * that keeps kubectl honest.
@@ -511,7 +512,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       .split(',')
       .map((x) => x.trim())
       .find((x) => x === 'v5.channel.k8s.io' || x === 'v4.channel.k8s.io');
-    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && m[3] !== 'portforward') {
+    // A tty exec (`kubectl exec -it`) over the remote-command protocol gets the little shell;
+    // anything else the raw echo.
+    const tty = new URL(req.url ?? '/', 'https://stand-in').searchParams.get('tty') === 'true';
+    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && tty && m[3] !== 'portforward') {
       webSocketShell(req, socket, head, channelProto);
       return;
     }

@@ -35,7 +35,7 @@ describe('SQL timelines', () => {
     await stack?.close();
   });
 
-  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  const agentgate = (args: string[], token?: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
     new Promise((resolve) => {
       const env = {
         PATH: process.env['PATH'],
@@ -45,7 +45,7 @@ describe('SQL timelines', () => {
         AGENTGATE_BROKER: stack.broker.url,
         AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
         AGENTGATE_KEYCHAIN: 'off',
-        AGENTGATE_TOKEN: stack.token,
+        AGENTGATE_TOKEN: token ?? stack.token,
       };
       const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -87,5 +87,22 @@ describe('SQL timelines', () => {
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /SELECT 40 \+ 2 AS answer\n\s+allow by reads; ok, SELECT 1, 1 rows/);
     assert.match(human.stdout, /CREATE TABLE nope \(id int\)\n\s+deny by no-writes; error, 0 rows, SQLSTATE 42501/);
+
+    // Someone else sees neither the session nor its timeline (the same 404 as no session);
+    // an auditor sees both.
+    const other = await stack.issuer.sign({ sub: 'dev-2', groups: ['developers'] }, { expiresIn: 3600 });
+    const otherList = await agentgate(['sessions', '--json'], other);
+    assert.equal(otherList.code, 0, otherList.stderr);
+    assert.deepEqual((JSON.parse(otherList.stdout) as { sessions: unknown[] }).sessions, []);
+    const otherReplay = await agentgate(['replay', session, '--json'], other);
+    assert.equal(otherReplay.code, 1);
+    assert.match(otherReplay.stderr, /no session .* that you may read/);
+    const auditor = await stack.issuer.sign({ sub: 'sec-1', groups: ['security'] }, { expiresIn: 3600 });
+    const audited = await agentgate(['sessions', '--actor', 'agent-7', '--json'], auditor);
+    assert.equal(audited.code, 0, audited.stderr);
+    assert.ok((JSON.parse(audited.stdout) as { sessions: { session: string }[] }).sessions.some((x) => x.session === session));
+    const auditorReplay = await agentgate(['replay', session, '--json'], auditor);
+    assert.equal(auditorReplay.code, 0, auditorReplay.stderr);
+    assert.equal(auditorReplay.stdout, out.stdout);
   });
 });

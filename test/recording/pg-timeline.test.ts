@@ -25,11 +25,13 @@ describe('SQL timelines', () => {
           targets: [TARGET],
           rules: [
             { name: 'reads', sql: ['select'], effect: 'allow', extra: {} },
+            { name: 'notes-held', sql: ['insert'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
             { name: 'no-writes', effect: 'deny', extra: {} },
           ],
         },
       ],
     });
+    await stack.pg.psql('CREATE TABLE notes (id int); GRANT ALL ON notes TO app;', { database: 'app' });
   });
   after(async () => {
     await stack?.close();
@@ -55,13 +57,17 @@ describe('SQL timelines', () => {
       child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
 
-  test('psql: an allowed and a denied statement, in order, with decision and outcome', async () => {
-    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile('psql', ['-X', '-At', '-c', 'SELECT 40 + 2 AS answer', '-c', 'CREATE TABLE nope (id int)'], { env: stack.env }, (err, _stdout, stderr) =>
+  test('psql: an allowed, a denied and a held-then-approved statement, in order, with decision and outcome', async () => {
+    const ran = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile('psql', ['-X', '-At', '-c', 'SELECT 40 + 2 AS answer', '-c', 'CREATE TABLE nope (id int)', '-c', 'INSERT INTO notes VALUES (7)'], { env: stack.env }, (err, _stdout, stderr) =>
         resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0, stderr: String(stderr) }),
       );
     });
-    assert.equal(r.code, 1, 'psql reports the denied statement');
+    const dba = { sub: 'dba-1', groups: ['dba'], kind: 'human' as const, issuer: 'test', expiresAt: Math.floor(Date.now() / 1000) + 3600 };
+    const held = await eventually('the held INSERT', () => stack.broker.approvals.list(dba, {}).requests.find((q) => q.status === 'pending' && q.statement.includes('INSERT INTO notes')));
+    await stack.broker.approvals.decide(held.id, dba, 'approve', null);
+    const r = await ran;
+    assert.equal(r.code, 0, 'psql goes on after the denied statement and its last one ran');
     assert.match(r.stderr, /no-writes/);
     const end = await eventually('session.end of the psql session', async () => (await stack.events()).find((e) => e.type === 'session.end' && e.target === TARGET));
     const session = end.session!;
@@ -69,7 +75,7 @@ describe('SQL timelines', () => {
     const list = await agentgate(['sessions', '--target', TARGET, '--json']);
     assert.equal(list.code, 0, list.stderr);
     const listed = (JSON.parse(list.stdout) as { sessions: { session: string; protocol: string; statements: number; denied: number; recordings: unknown[] }[] }).sessions.find((s) => s.session === session);
-    assert.deepEqual({ protocol: listed?.protocol, statements: listed?.statements, denied: listed?.denied, recordings: listed?.recordings }, { protocol: 'postgres', statements: 2, denied: 1, recordings: [] });
+    assert.deepEqual({ protocol: listed?.protocol, statements: listed?.statements, denied: listed?.denied, recordings: listed?.recordings }, { protocol: 'postgres', statements: 3, denied: 1, recordings: [] });
 
     const out = await agentgate(['replay', session, '--json']);
     assert.equal(out.code, 0, out.stderr);
@@ -79,14 +85,18 @@ describe('SQL timelines', () => {
       [
         { type: 'query', text: 'SELECT 40 + 2 AS answer', decision: { effect: 'allow', rule: 'reads' }, status: 'ok', tag: 'SELECT 1', rows: 1, sqlstate: undefined },
         { type: 'query', text: 'CREATE TABLE nope (id int)', decision: { effect: 'deny', rule: 'no-writes' }, status: 'error', tag: undefined, rows: 0, sqlstate: '42501' },
+        { type: 'query', text: 'INSERT INTO notes VALUES (7)', decision: { effect: 'allow', rule: 'notes-held' }, status: 'ok', tag: 'INSERT 0 1', rows: 1, sqlstate: undefined },
       ],
     );
-    assert.ok(entries[0]!.offset <= entries[1]!.offset);
+    assert.equal(entries[2]!.decision?.approval, held.id);
+    assert.deepEqual(entries[2]!.approvals, [{ id: held.id, approver: 'dba-1', decision: 'approve' }]);
+    assert.ok(entries[0]!.offset <= entries[1]!.offset && entries[1]!.offset <= entries[2]!.offset);
 
     const human = await agentgate(['replay', session]);
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /SELECT 40 \+ 2 AS answer\n\s+allow by reads; ok, SELECT 1, 1 rows/);
     assert.match(human.stdout, /CREATE TABLE nope \(id int\)\n\s+deny by no-writes; error, 0 rows, SQLSTATE 42501/);
+    assert.match(human.stdout, /INSERT INTO notes VALUES \(7\)\n\s+allow by notes-held approved: dba-1 approve; ok, INSERT 0 1, 1 rows/);
 
     // Someone else sees neither the session nor its timeline (the same 404 as no session);
     // an auditor sees both.

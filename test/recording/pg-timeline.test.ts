@@ -12,6 +12,8 @@ import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { eventually } from '../helpers/eventually.js';
 import type { TimelineEntry } from '../../src/shared/recording.js';
 
+/** The statement as the audit log holds it: the detector's hit masked. */
+const MASKED_TEXT = "SELECT '********' AS who";
 const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 describe('SQL timelines', () => {
@@ -30,6 +32,7 @@ describe('SQL timelines', () => {
           ],
         },
       ],
+      config: { masking: { [TARGET]: { columns: [], detectors: ['email'], style: 'full' } } },
     });
     await stack.pg.psql('CREATE TABLE notes (id int); GRANT ALL ON notes TO app;', { database: 'app' });
   });
@@ -57,9 +60,9 @@ describe('SQL timelines', () => {
       child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
 
-  test('psql: an allowed, a denied and a held-then-approved statement, in order, with decision and outcome', async () => {
+  test('psql: an allowed, a masked, a denied and a held-then-approved statement, in order, with decision and outcome', async () => {
     const ran = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile('psql', ['-X', '-At', '-c', 'SELECT 40 + 2 AS answer', '-c', 'CREATE TABLE nope (id int)', '-c', 'INSERT INTO notes VALUES (7)'], { env: stack.env }, (err, _stdout, stderr) =>
+      execFile('psql', ['-X', '-At', '-c', 'SELECT 40 + 2 AS answer', '-c', "SELECT 'alice@example.com' AS who", '-c', 'CREATE TABLE nope (id int)', '-c', 'INSERT INTO notes VALUES (7)'], { env: stack.env }, (err, _stdout, stderr) =>
         resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0, stderr: String(stderr) }),
       );
     });
@@ -75,7 +78,7 @@ describe('SQL timelines', () => {
     const list = await agentgate(['sessions', '--target', TARGET, '--json']);
     assert.equal(list.code, 0, list.stderr);
     const listed = (JSON.parse(list.stdout) as { sessions: { session: string; protocol: string; statements: number; denied: number; recordings: unknown[] }[] }).sessions.find((s) => s.session === session);
-    assert.deepEqual({ protocol: listed?.protocol, statements: listed?.statements, denied: listed?.denied, recordings: listed?.recordings }, { protocol: 'postgres', statements: 3, denied: 1, recordings: [] });
+    assert.deepEqual({ protocol: listed?.protocol, statements: listed?.statements, denied: listed?.denied, recordings: listed?.recordings }, { protocol: 'postgres', statements: 4, denied: 1, recordings: [] });
 
     const out = await agentgate(['replay', session, '--json']);
     assert.equal(out.code, 0, out.stderr);
@@ -84,13 +87,15 @@ describe('SQL timelines', () => {
       entries.map((e) => ({ type: e.type, text: e.text, decision: e.decision && { effect: e.decision.effect, rule: e.decision.rule }, status: e.outcome?.status, tag: e.outcome?.tag, rows: e.outcome?.rows, sqlstate: e.outcome?.sqlstate })),
       [
         { type: 'query', text: 'SELECT 40 + 2 AS answer', decision: { effect: 'allow', rule: 'reads' }, status: 'ok', tag: 'SELECT 1', rows: 1, sqlstate: undefined },
+        { type: 'query', text: MASKED_TEXT, decision: { effect: 'allow', rule: 'reads' }, status: 'ok', tag: 'SELECT 1', rows: 1, sqlstate: undefined },
         { type: 'query', text: 'CREATE TABLE nope (id int)', decision: { effect: 'deny', rule: 'no-writes' }, status: 'error', tag: undefined, rows: 0, sqlstate: '42501' },
         { type: 'query', text: 'INSERT INTO notes VALUES (7)', decision: { effect: 'allow', rule: 'notes-held' }, status: 'ok', tag: 'INSERT 0 1', rows: 1, sqlstate: undefined },
       ],
     );
-    assert.equal(entries[2]!.decision?.approval, held.id);
-    assert.deepEqual(entries[2]!.approvals, [{ id: held.id, approver: 'dba-1', decision: 'approve' }]);
-    assert.ok(entries[0]!.offset <= entries[1]!.offset && entries[1]!.offset <= entries[2]!.offset);
+    assert.ok(!out.stdout.includes('alice@example.com'), 'the timeline holds the masked statement');
+    assert.equal(entries[3]!.decision?.approval, held.id);
+    assert.deepEqual(entries[3]!.approvals, [{ id: held.id, approver: 'dba-1', decision: 'approve' }]);
+    for (let i = 1; i < entries.length; i++) assert.ok(entries[i - 1]!.offset <= entries[i]!.offset);
 
     const human = await agentgate(['replay', session]);
     assert.equal(human.code, 0, human.stderr);

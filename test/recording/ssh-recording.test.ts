@@ -166,6 +166,9 @@ describe('ssh terminal recordings', () => {
     const saved = await agentgate(['replay', shared.session, '--format', 'asciicast', '--out', out]);
     assert.equal(saved.code, 0, saved.stderr);
     assert.deepEqual(await readFile(out), shared.cast);
+    // Each read is on record: who read which session's recording.
+    const reads = (await stack.events()).filter((e) => e.type === 'session.replay' && e.detail['of_session'] === shared.session && e.detail['what'] === 'recording');
+    assert.deepEqual(reads.map((e) => [e.actor?.sub, e.detail['name']]), [['agent-7', shared.name], ['agent-7', shared.name]]);
     const timeline = await agentgate(['replay', shared.session, '--json']);
     assert.equal(timeline.code, 0, timeline.stderr);
     const entries = timeline.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; text: string; decision: { effect: string; rule: string }; outcome: { exit_status: number } });

@@ -95,6 +95,60 @@ export interface PlayOptions {
   out?: NodeJS.WritableStream;
   /** Sleeps (tests pass one that does not). */
   sleep?: (ms: number) => Promise<void>;
+  /** Keys on a terminal: space pauses, → skips 5 s ahead, ← goes 5 s back (replayed from the start), q quits. */
+  control?: PlayControl;
+}
+
+/** What the keys set; playCast reads it between events. */
+export interface PlayControl {
+  paused: boolean;
+  quit: boolean;
+  /** Seconds to move by (+ ahead, - back); consumed by the player. */
+  seek: number;
+  /** Resolves when something changed (a key was pressed). */
+  changed(): Promise<void>;
+}
+
+/** Reads keys from a raw-mode terminal into a PlayControl; `stop()` restores the terminal. */
+export function keyControl(input: NodeJS.ReadStream): { control: PlayControl; stop(): void } {
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const control: PlayControl = {
+    paused: false,
+    quit: false,
+    seek: 0,
+    changed: () => new Promise<void>((resolve) => (wake = resolve)),
+  };
+  const onData = (b: Buffer): void => {
+    // Several keys may arrive in one read.
+    const keys = b.toString('latin1').match(/\x1b\[[CD]|[\s\S]/g) ?? [];
+    let any = false;
+    for (const k of keys) {
+      if (k === ' ') control.paused = !control.paused;
+      else if (k === 'q' || k === 'Q' || k === '\x03') control.quit = true;
+      else if (k === '\x1b[C') control.seek += 5;
+      else if (k === '\x1b[D') control.seek -= 5;
+      else continue;
+      any = true;
+    }
+    if (any) notify();
+  };
+  input.setRawMode(true);
+  input.resume();
+  input.on('data', onData);
+  return {
+    control,
+    stop() {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+      notify();
+    },
+  };
 }
 
 /** Writes the cast's output with its timing (speed, idle limit); resizes and markers are shown as notes at the end. */
@@ -103,17 +157,51 @@ export async function playCast(cast: ParsedCast, o: PlayOptions = {}): Promise<{
   const speed = o.speed ?? 1;
   const idle = o.idleLimit ?? 2;
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const c = o.control;
   let last = 0;
   let played = 0;
   const markers: string[] = [];
-  for (const [t, code, data] of cast.events) {
-    const gap = Math.min(Math.max(0, t - last), idle) / speed;
+  /** Events before this time are written without waiting (a seek). */
+  let fastUntil = -1;
+  for (let i = 0; i < cast.events.length; i++) {
+    const [t, code, data] = cast.events[i]!;
+    if (c && t > fastUntil) {
+      const gap = (Math.min(Math.max(0, t - last), idle) / speed) * 1000;
+      // Wait out the gap, unless a key (pause, seek, quit) cuts in.
+      const until = Date.now() + gap;
+      while (!c.quit && c.seek === 0 && (c.paused || Date.now() < until)) {
+        let timer: NodeJS.Timeout | undefined;
+        const timeUp = c.paused ? new Promise<void>(() => {}) : new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, until - Date.now()))));
+        try {
+          await Promise.race([c.changed(), timeUp]);
+        } finally {
+          clearTimeout(timer);
+        }
+        if (!c.paused && Date.now() >= until) break;
+      }
+      if (c.quit) break;
+      if (c.seek !== 0) {
+        const target = Math.max(0, t + c.seek);
+        c.seek = 0;
+        if (target < t) {
+          // Back: clear the screen and replay from the start up to the target at once.
+          out.write('\x1bc');
+          fastUntil = target;
+          last = 0;
+          i = -1;
+          continue;
+        }
+        fastUntil = target;
+      }
+    } else if (!c && t > fastUntil) {
+      const gap = Math.min(Math.max(0, t - last), idle) / speed;
+      if (gap > 0) await sleep(gap * 1000);
+    }
     last = t;
-    if (gap > 0) await sleep(gap * 1000);
     if (code === 'o') {
       out.write(data);
       played++;
-    } else if (code === 'm') markers.push(data);
+    } else if (code === 'm' && !markers.includes(data)) markers.push(data);
   }
   return { events: cast.events.length, played, markers };
 }

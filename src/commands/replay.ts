@@ -97,8 +97,17 @@ export function register(program: Command): void {
         for (const c of casts) {
           const cast = rec.parseCast(c.bytes.toString('utf8'));
           say(`agentgate: playing ${c.name} (${cast.header.width}x${cast.header.height}${opts.speed !== 1 ? `, ${opts.speed}x` : ''}; pauses over ${opts.idleLimit}s shortened)`);
-          const r = await rec.playCast(cast, { speed: opts.speed, idleLimit: opts.idleLimit });
+          // On a terminal: space pauses, arrows seek, q quits. Without one, it just plays.
+          const keys = process.stdin.isTTY && process.stdout.isTTY ? rec.keyControl(process.stdin) : undefined;
+          if (keys) say('agentgate: space pauses, ← → seek 5 s, q quits');
+          let r: Awaited<ReturnType<typeof rec.playCast>>;
+          try {
+            r = await rec.playCast(cast, { speed: opts.speed, idleLimit: opts.idleLimit, ...(keys ? { control: keys.control } : {}) });
+          } finally {
+            keys?.stop();
+          }
           for (const m of r.markers) say(`\r\n${m}`);
+          if (keys?.control.quit) break;
         }
         return;
       }

@@ -175,6 +175,47 @@ describe('ssh terminal recordings', () => {
     assert.deepEqual(entries.map((e) => [e.type, e.text, e.decision.effect, e.decision.rule, e.outcome.exit_status]), [['ssh.command', 'shell', 'allow', 'shell', 0]]);
   });
 
+  test('replay on a terminal: → seeks ahead (all of it, at once), q quits', async () => {
+    const run = (keys: string): Promise<{ code: number; out: string }> =>
+      new Promise((resolve) => {
+        const term = pty.spawn(process.execPath, [BIN, 'replay', shared.session, '--speed', '0.001'], {
+          name: 'xterm',
+          cols: 80,
+          rows: 24,
+          cwd: stack.tmp.path,
+          env: {
+            PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+            HOME: stack.tmp.path,
+            XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+            XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+            AGENTGATE_BROKER: stack.broker.url,
+            AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+            AGENTGATE_KEYCHAIN: 'off',
+            AGENTGATE_TOKEN: stack.token,
+          },
+        });
+        let out = '';
+        let sent = false;
+        term.onData((d) => {
+          out += d;
+          // At this speed the first event is minutes away: only a key moves it.
+          if (!sent && out.includes('q quits')) {
+            sent = true;
+            term.write(keys);
+          }
+        });
+        term.onExit(({ exitCode }) => resolve({ code: exitCode, out }));
+      });
+    const ahead = await run('\x1b[C'.repeat(60));
+    assert.equal(ahead.code, 0);
+    // The replaying process's own tty turns each \n into \r\n (byte equality is the pipe test's).
+    const lines = (t: string): string => t.replace(/\r*\n/g, '\n');
+    assert.ok(lines(ahead.out).includes(lines(shared.seen)), 'all of the recording was played');
+    const quit = await run('q');
+    assert.equal(quit.code, 0);
+    assert.ok(!quit.out.includes('ready-42'), 'nothing of the recording was played');
+  });
+
   test('replay --verify and receipt verify --recording: the recording matches its receipt; a flipped byte is caught', async () => {
     const ok = await agentgate(['replay', shared.session, '--verify', '--receipt', shared.receipt, '--key', shared.jwks]);
     assert.equal(ok.code, 0, ok.stderr);

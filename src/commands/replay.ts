@@ -4,7 +4,7 @@
  * (asciinema plays it); `--json` prints the timeline as JSON lines; `--verify` checks the
  * recording against the session's signed receipt (and with --audit, the chain) offline.
  */
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
@@ -55,17 +55,24 @@ export function register(program: Command): void {
         const receipt = opts.receipt ?? join(defaultReceiptDir(), `${session}.receipt.json`);
         let file = opts.cast;
         let name: string | undefined;
+        let tempDir: string | undefined;
         if (!file) {
           const { casts } = await rec.fetchSession(opts, session, true);
           const first = casts[0];
           if (!first) throw new UsageError(`session ${session} has no recording to verify`, { hint: 'SQL and Kubernetes sessions have a timeline, which is the audit chain itself: check it with agentgate receipt verify --audit' });
           const { mkdtemp } = await import('node:fs/promises');
           const { tmpdir } = await import('node:os');
-          file = join(await mkdtemp(join(tmpdir(), 'agentgate-replay-')), first.name);
+          tempDir = await mkdtemp(join(tmpdir(), 'agentgate-replay-'));
+          file = join(tempDir, first.name);
           await writeFile(file, first.bytes, { mode: 0o600 });
           name = first.name;
         }
-        const check = await rec.checkRecording(file, receipt, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts), ...(name ? { name } : {}) });
+        let check: Awaited<ReturnType<typeof rec.checkRecording>>;
+        try {
+          check = await rec.checkRecording(file, receipt, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts), ...(name ? { name } : {}) });
+        } finally {
+          if (tempDir) await rm(tempDir, { recursive: true, force: true });
+        }
         if (opts.json) {
           printJson(check);
           if (!check.ok) process.exitCode = ExitCode.error;

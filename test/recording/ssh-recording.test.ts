@@ -15,6 +15,7 @@ import * as pty from 'node-pty';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import { TARGET, eventually, startSshStack, type SshStack } from '../ssh/stack.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import { writeExport } from '../../src/broker/audit/export.js';
 
 const POLICIES: PolicyConfig[] = [
   {
@@ -237,6 +238,25 @@ describe('ssh terminal recordings', () => {
     const bad2 = await agentgate(['receipt', 'verify', shared.receipt, '--key', shared.jwks, '--recording', copy, '--json']);
     assert.equal(bad2.code, 1);
     assert.equal((JSON.parse(bad2.stdout) as { problem: string }).problem, 'digest mismatch');
+
+    // With an audit export: the chain verifies and its recording.end carries the same digest.
+    const exported = join(stack.tmp.path, 'audit.jsonl');
+    let text = '';
+    await writeExport(
+      { store: stack.broker.audit, signer: stack.broker.receipts.signer, brokerUrl: stack.broker.url, jwksUri: `${stack.broker.url}/.well-known/jwks.json` },
+      { format: 'jsonl' },
+      { write: (chunk) => ((text += chunk), true), drain: async () => {} },
+    );
+    await writeFile(exported, text);
+    await writeFile(copy, shared.cast);
+    const chained = await agentgate(['replay', shared.session, '--verify', '--cast', copy, '--receipt', shared.receipt, '--key', shared.jwks, '--audit', exported, '--json']);
+    assert.equal(chained.code, 0, chained.stdout + chained.stderr);
+    const seq = (await recordingEnds()).find((e) => e.detail['name'] === shared.name)!.seq;
+    assert.deepEqual((JSON.parse(chained.stdout) as { ok: boolean; chain: unknown }).chain, { seq });
+    await writeFile(copy, flipped);
+    const chainedBad = await agentgate(['replay', shared.session, '--verify', '--cast', copy, '--receipt', shared.receipt, '--key', shared.jwks, '--audit', exported, '--json']);
+    assert.equal(chainedBad.code, 1);
+    assert.equal((JSON.parse(chainedBad.stdout) as { problem: string }).problem, 'digest mismatch');
   });
 
   test('a recording over max_bytes is cut with a marker that says where; the digest covers what was written', async () => {

@@ -125,7 +125,13 @@ export function keyControl(input: NodeJS.ReadStream): { control: PlayControl; st
   };
   const onData = (b: Buffer): void => {
     // Several keys may arrive in one read.
-    const keys = b.toString('latin1').match(/\x1b\[[CD]|[\s\S]/g) ?? [];
+    const text = b.toString('latin1');
+    const keys: string[] = [];
+    for (let i = 0; i < text.length; i++) {
+      const arrow = text.startsWith('\x1b[C', i) || text.startsWith('\x1b[D', i);
+      keys.push(arrow ? text.slice(i, i + 3) : text[i]!);
+      if (arrow) i += 2;
+    }
     let any = false;
     for (const k of keys) {
       if (k === ' ') control.paused = !control.paused;

@@ -29,6 +29,25 @@ interface ReplayOptions {
   key?: string;
 }
 
+/** Shows `text` through the user's pager; false when no pager could be started. */
+async function page(text: string): Promise<boolean> {
+  const { spawn } = await import('node:child_process');
+  const pager = process.env['PAGER']?.trim() || 'less -FRX';
+  return new Promise<boolean>((resolve) => {
+    const child = spawn('sh', ['-c', pager], { stdio: ['pipe', 'inherit', 'inherit'] });
+    let started = true;
+    child.once('error', () => {
+      started = false;
+      resolve(false);
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(text);
+    child.once('close', (code) => {
+      if (started) resolve(code !== 127);
+    });
+  });
+}
+
 function positive(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
@@ -119,6 +138,8 @@ export function register(program: Command): void {
         return;
       }
       say(`${detail.session}: ${detail.actor ?? '?'} → ${detail.target ?? '-'} (${detail.protocol ?? '?'}), started ${detail.started_at}, ${detail.timeline.length} entries`);
-      for (const line of rec.formatTimeline(detail.timeline)) print(line);
+      const text = rec.formatTimeline(detail.timeline).join('\n');
+      // On a terminal the timeline is paged ($PAGER, else less); piped, it is printed.
+      if (!process.stdout.isTTY || !text || !(await page(`${text}\n`))) print(text);
     });
 }

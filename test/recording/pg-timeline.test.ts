@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as pty from 'node-pty';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { eventually } from '../helpers/eventually.js';
 import type { TimelineEntry } from '../../src/shared/recording.js';
@@ -102,6 +103,30 @@ describe('SQL timelines', () => {
     assert.match(human.stdout, /SELECT 40 \+ 2 AS answer\n\s+allow by reads; ok, SELECT 1, 1 rows/);
     assert.match(human.stdout, /CREATE TABLE nope \(id int\)\n\s+deny by no-writes; error, 0 rows, SQLSTATE 42501/);
     assert.match(human.stdout, /INSERT INTO notes VALUES \(7\)\n\s+allow by notes-held approved: dba-1 approve; ok, INSERT 0 1, 1 rows/);
+
+    // On a terminal the timeline goes through $PAGER (here one that numbers the lines).
+    const paged = await new Promise<string>((resolve) => {
+      const term = pty.spawn(process.execPath, [BIN, 'replay', session], {
+        name: 'xterm',
+        cols: 200,
+        rows: 50,
+        env: {
+          PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+          HOME: stack.tmp.path,
+          XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+          XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+          AGENTGATE_BROKER: stack.broker.url,
+          AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+          AGENTGATE_KEYCHAIN: 'off',
+          AGENTGATE_TOKEN: stack.token,
+          PAGER: 'sed "s/^/paged: /"',
+        },
+      });
+      let seen = '';
+      term.onData((d) => (seen += d));
+      term.onExit(() => resolve(seen));
+    });
+    assert.match(paged, /paged: \+[\d.]+s  SELECT 40 \+ 2 AS answer/);
 
     // Someone else sees neither the session nor its timeline (the same 404 as no session);
     // an auditor sees both.

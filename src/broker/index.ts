@@ -28,6 +28,8 @@ import { createReceiptService, type ReceiptService } from './receipts/service.js
 import { createReceiptRoutes } from './receipts/routes.js';
 import { createAuditExportRoutes } from './audit/export-routes.js';
 import { startRetention } from './audit/retention.js';
+import { pruneRecordings } from './recording/store.js';
+import { createRecordingRoutes } from './recording/routes.js';
 import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
 import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
@@ -100,7 +102,13 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     receipts.close();
     throw err;
   }
-  const retention = startRetention({ config, audit: store, signer: receipts.signer, logger: logger.child({ component: 'audit' }) });
+  const retention = startRetention({
+    config,
+    audit: store,
+    signer: receipts.signer,
+    logger: logger.child({ component: 'audit' }),
+    alsoPrune: (before) => pruneRecordings(config, before),
+  });
   const onSessionEnd = (summary: SessionSummary): void => {
     // The proxy calls this once session.end is durable, so the receipt's head covers the whole session.
     receipts.issue(summary).catch((err: unknown) => logger.error('could not issue a session receipt', { session: summary.session, error: (err as Error).message }));
@@ -145,6 +153,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         ...createReceiptRoutes(receipts),
         ...createAuditExportRoutes({ audit: store, signer: receipts.signer }),
         ...liveSessionRoutes({ live, audit: store }),
+        ...createRecordingRoutes({ audit: store }),
         readyRoute(store),
       ], upgradeHandlers: { [TUNNEL_PATH]: (ctx) => acceptor.handleUpgrade(ctx) } });
   } catch (err) {

@@ -33,6 +33,14 @@ export interface SessionSummary {
   /** Forwarded statements whose outcome is unknown (the broker stopped): sessions closed at the next start. */
   unknown?: number;
   approvals: SessionApproval[];
+  /** Recordings finished in the session (terminal casts): the receipt lists each as a subject. */
+  recordings?: SessionRecording[] | undefined;
+}
+
+export interface SessionRecording {
+  /** File name under state_dir/recordings. */
+  name: string;
+  sha256: string;
 }
 
 export interface SessionApproval {

@@ -12,8 +12,10 @@ import { register as approve } from './approve.js';
 import { register as requests } from './requests.js';
 import { register as audit } from './audit.js';
 import { register as receipt } from './receipt.js';
+import { register as sessions } from './sessions.js';
+import { register as replay } from './replay.js';
 import { register as dev } from './dev.js';
 
 export function registerCommands(program: Command): void {
-  for (const register of [login, logout, whoami, targets, connect, run, mcp, approve, requests, audit, receipt, broker, dev]) register(program);
+  for (const register of [login, logout, whoami, targets, connect, run, mcp, approve, requests, audit, receipt, sessions, replay, broker, dev]) register(program);
 }

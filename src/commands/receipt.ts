@@ -14,6 +14,8 @@ import { print, printJson } from './render.js';
 interface VerifyOptions {
   key?: string;
   audit?: string;
+  recording?: string;
+  recordingName?: string;
   ca?: string;
   fingerprint?: string;
   json?: boolean;
@@ -26,10 +28,24 @@ export function register(program: Command): void {
     .description("verify a receipt's signature offline and print what it attests")
     .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: the key set pinned for the receipt's broker (at login, connect/run, or first use over verified TLS)")
     .option('--audit <export>', "an audit export to check the receipt against (the session's events, the chain up to its head)")
+    .option('--recording <file>', 'a session recording (.cast) whose SHA-256 the receipt must list (and, with --audit, the chain)')
+    .option('--recording-name <name>', "the recording's name at the broker (<session>.<n>.cast) when the file was renamed")
     .option('--ca <file>', 'PEM file to trust when --key is an https URL (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the certificate when --key is an https URL (env AGENTGATE_FINGERPRINT)')
     .option('--json', 'print one JSON document on stdout')
     .action(async (file: string, opts: VerifyOptions) => {
+      if (opts.recording) {
+        const { checkRecording } = await import('../client/recordings.js');
+        const rc = await checkRecording(opts.recording, file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts), ...(opts.recordingName ? { name: opts.recordingName } : {}) });
+        if (opts.json) {
+          printJson(rc);
+          if (!rc.ok) process.exitCode = ExitCode.error;
+          return;
+        }
+        if (!rc.ok) throw new AgentgateError('AG_RECORDING_MISMATCH', `${rc.file}: ${rc.problem}: ${rc.message}`, ExitCode.error, { hint: rc.hint });
+        print(`OK ${rc.file}: ${rc.name} sha256:${rc.sha256} is attested by the signed receipt ${file}${rc.chain ? ` and by recording.end at seq ${rc.chain.seq} of a verified chain` : ''}`);
+        return;
+      }
       const { checkReceipt } = await import('../client/receipt-check.js');
       const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts) });
       if (opts.json) {

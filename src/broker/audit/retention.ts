@@ -27,6 +27,8 @@ export interface RetentionDeps {
   now?: () => Date;
   /** Between runs. Default one day. */
   intervalMs?: number;
+  /** After each prune: deletes what else follows the audit cut (recordings); resolves with how many went. */
+  alsoPrune?: (before: Date) => Promise<number>;
 }
 
 export function startRetention(deps: RetentionDeps): Retention {
@@ -48,6 +50,10 @@ export function startRetention(deps: RetentionDeps): Retention {
             before: before.toISOString(),
             ...(r.interrupted ? { interrupted: true } : {}),
           });
+        }
+        if (deps.alsoPrune) {
+          const gone = await deps.alsoPrune(before);
+          if (gone > 0) deps.logger.info('audit retention: deleted recordings of pruned sessions', { deleted: gone, before: before.toISOString() });
         }
         return r;
       } catch (err) {

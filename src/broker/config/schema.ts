@@ -15,6 +15,7 @@ import { SQL_FLAGS } from './types.js';
 import { unknownSqlKinds } from '../policy/sql-kinds.js';
 import { DETECTOR_NAMES, parseDetectorNames } from '../masking/detectors.js';
 import type {
+  RecordingConfig,
   ApprovalsConfig,
   SessionsConfig,
   WebhookConfig,
@@ -96,6 +97,9 @@ function strictObject<S extends z.core.$ZodLooseShape>(shape: S) {
     }, whenObject),
   );
 }
+
+/** One recording's default cap: 64 MiB. */
+export const DEFAULT_RECORDING_MAX_BYTES = 64 * 1024 * 1024;
 
 const text = z.string().min(1, { error: 'expected a non-empty string' });
 const textList = z.array(text);
@@ -255,8 +259,14 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       }),
     );
 
+  const recording = strictObject({
+    enabled: z.boolean().default(true),
+    max_bytes: intRange(4096, Number.MAX_SAFE_INTEGER).default(DEFAULT_RECORDING_MAX_BYTES),
+  }).transform((r): RecordingConfig => ({ enabled: r.enabled, maxBytes: r.max_bytes }));
+
   const sshTarget = strictObject({
     type: z.literal('ssh'),
+    recording: recording.optional(),
     host: text,
     port: intRange(1, 65535).default(22),
     user: text,
@@ -282,6 +292,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         privateKey: t.private_key,
         password: t.password,
         hostKey: t.host_key.trim(),
+        ...(t.recording ? { recording: t.recording } : {}),
       }),
     );
 
@@ -548,6 +559,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     sessions: sessions.prefault({}),
     operators: operators.prefault({}),
     dangerous_functions: textList.optional(),
+    recording: recording.optional(),
   }).transform((c): BrokerConfig => {
     const stateDir = c.state_dir;
     return {
@@ -568,6 +580,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       dangerousFunctions: (c.dangerous_functions ?? DEFAULT_DANGEROUS_FUNCTIONS).map((f) => f.toLowerCase()),
       receiptKeyPath: join(stateDir, 'receipt-signing.key'),
       sshHostKeyPath: join(stateDir, 'ssh-host.key'),
+      ...(c.recording ? { recording: c.recording } : {}),
     };
   });
 }

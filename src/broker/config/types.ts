@@ -32,6 +32,8 @@ export interface BrokerConfig {
   receiptKeyPath: string;
   /** Absolute path of the tunnel's SSH host key. */
   sshHostKeyPath: string;
+  /** Terminal recordings; absent = the defaults (on, 64 MiB per recording). */
+  recording?: RecordingConfig | undefined;
 }
 
 export interface IdentityConfig {
@@ -98,6 +100,16 @@ export interface SshTargetConfig {
    * line (`ssh-ed25519 AAAA…`). Required: no trust on first use.
    */
   hostKey: string;
+  /** Overrides the broker's `recording:` for this target. */
+  recording?: RecordingConfig | undefined;
+}
+
+/** Terminal recordings (`recording:` at broker or target level). */
+export interface RecordingConfig {
+  /** Record terminal sessions (SSH shells and execs). Default true. */
+  enabled: boolean;
+  /** Cap on one recording file; the recording says where it was cut. Default 64 MiB. */
+  maxBytes: number;
 }
 
 export type Effect = 'allow' | 'deny' | 'review';

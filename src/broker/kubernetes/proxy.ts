@@ -39,7 +39,11 @@ import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError,
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
-import { pipeUpgrade } from './upgrade-pipe.js';
+import { pipeUpgrade, type UpgradeTap } from './upgrade-pipe.js';
+import { LazyCast } from '../recording/lazy-cast.js';
+import { k8sChannelTap, RECORDED_WS_PROTOCOLS } from '../recording/ws-channels.js';
+import { recordingName, recordingSettings, recordingsDir } from '../recording/store.js';
+import type { SessionRecording } from '../session-summary.js';
 import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from './text-scan.js';
@@ -181,6 +185,8 @@ class K8sConnection {
   readonly #onGone: () => void;
   readonly #pending = new Set<Promise<unknown>>();
   readonly #upgraded = new Set<Duplex>();
+  /** Finished recordings, for the receipt's subjects. */
+  readonly #recordings: SessionRecording[] = [];
   #ended = false;
   /** Set when the target's idle_timeout ended the connection. */
   #idleEnded = false;
@@ -208,7 +214,7 @@ class K8sConnection {
       origin: { upstream: { server: ch.target.server }, ...ch.origin },
       ...(ch.reason !== undefined ? { reason: masker?.field(ch.reason, 'reason')?.value ?? ch.reason } : {}),
       lease: ch.lease,
-      onEnd: ch.onEnd ? (summary) => ch.onEnd?.({ ...summary, protocol: 'kubernetes', policy: summary.policy ?? null }) : undefined,
+      onEnd: ch.onEnd ? (summary) => ch.onEnd?.({ ...summary, protocol: 'kubernetes', policy: summary.policy ?? null, recordings: [...this.#recordings] }) : undefined,
     });
     const idleMs = ch.target.idleTimeoutMs;
     if (idleMs !== undefined) {
@@ -592,9 +598,56 @@ class K8sConnection {
       return send(auditUnavailable());
     }
     this.#counts.allowed++;
-    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded);
+    const recording = this.#recordingFor(rec);
+    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, recording?.tap);
     this.#count(outcome.status, outcome.toClient, 0);
+    if (recording) await this.#finishRecording(rec, recording.cast);
     await this.#appendStreamEnd(rec, outcome.status, outcome.toClient, outcome.toServer, outcome.error);
+  }
+
+  // ─────────────────────────────── recording ───────────────────────────────
+
+  /** `exec` / `attach` over WebSocket are recorded (asciicast v2, opened at the first frame); SPDY streams are not. */
+  #recordingFor(rec: RequestRecord): { cast: LazyCast; tap: UpgradeTap } | undefined {
+    const sub = rec.info && rec.info.kind !== 'nonResource' ? rec.info.subresource : undefined;
+    if (sub !== 'exec' && sub !== 'attach') return undefined;
+    const settings = recordingSettings(this.#o.config, this.#ch.target);
+    if (!settings.enabled) return undefined;
+    const path = rec.info && rec.info.kind !== 'nonResource' ? `${rec.info.namespace ?? ''}/${rec.info.name ?? ''}` : '';
+    const cast = new LazyCast(
+      {
+        dir: recordingsDir(this.#o.config),
+        name: recordingName(this.id, rec.id),
+        maxBytes: settings.maxBytes,
+        title: `agentgate kubernetes ${this.#ch.actor.sub} @ ${this.#ch.target.name} session ${this.id} #${rec.id}: ${sub} ${path}`.slice(0, 400),
+      },
+      (err) => this.#log.error('kubernetes recording could not be started; the stream runs unrecorded', { session: this.id, error: err }),
+    );
+    const channels = k8sChannelTap(cast);
+    return {
+      cast,
+      tap: {
+        switched: (protocol) => protocol !== undefined && RECORDED_WS_PROTOCOLS.has(protocol),
+        toClient: channels.toClient,
+        toServer: channels.toServer,
+      },
+    };
+  }
+
+  async #finishRecording(rec: RequestRecord, cast: LazyCast): Promise<void> {
+    try {
+      const f = await cast.close();
+      if (!f) return;
+      await this.#append({
+        type: 'recording.end',
+        detail: { id: rec.id, format: 'asciicast-v2', name: f.name, sha256: f.sha256, bytes: f.bytes, events: f.events, ...(f.cutAt !== null ? { cut_at: f.cutAt } : {}) },
+        decision: null,
+        outcome: { status: 'ok', bytes: f.bytes },
+      });
+      this.#recordings.push({ name: f.name, sha256: f.sha256 });
+    } catch (err) {
+      this.#log.error('kubernetes recording could not be finished', { session: this.id, error: err });
+    }
   }
 
   async #appendStreamEnd(rec: RequestRecord, statusCode: number, bytesOut: number, bytesIn: number, error?: string): Promise<void> {

@@ -26,7 +26,15 @@ export interface UpgradeOutcome {
  * the connection is closed: nothing the client sends is forwarded before the upstream
  * has switched protocols, so no second request can ride an upgrade that did not happen.
  */
-export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>): Promise<UpgradeOutcome> {
+/** Copies of what an upgraded stream carries, for a recording; it changes nothing. */
+export interface UpgradeTap {
+  /** Called once on 101 with the subprotocol the API server chose; false = stop tapping. */
+  switched(protocol: string | undefined): boolean;
+  toClient(b: Buffer): void;
+  toServer(b: Buffer): void;
+}
+
+export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, tap?: UpgradeTap): Promise<UpgradeOutcome> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (r: UpgradeOutcome): void => {
@@ -85,8 +93,18 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
       const responseBytes = Buffer.concat([responseHead(101, res.statusMessage, res.rawHeaders), upHead]);
       let toClient = responseBytes.length;
       let toServer = head.length;
-      upSocket.on('data', (c: Buffer) => (toClient += c.length));
-      socket.on('data', (c: Buffer) => (toServer += c.length));
+      const protocol = res.headers['sec-websocket-protocol'];
+      const t = tap?.switched(typeof protocol === 'string' ? protocol.trim() : undefined) ? tap : undefined;
+      upSocket.on('data', (c: Buffer) => {
+        toClient += c.length;
+        t?.toClient(c);
+      });
+      socket.on('data', (c: Buffer) => {
+        toServer += c.length;
+        t?.toServer(c);
+      });
+      if (upHead.length > 0) t?.toClient(upHead);
+      if (head.length > 0) t?.toServer(head);
       socket.write(responseBytes);
       if (head.length > 0) upSocket.write(head);
       let open = 2;

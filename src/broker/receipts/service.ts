@@ -17,6 +17,7 @@ import {
   type SessionReceiptStatement,
 } from '../../shared/receipt.js';
 import type { AuditStore } from '../audit/store.js';
+import { RECORDING_SUBJECT_PREFIX } from '../../shared/recording.js';
 import type { BrokerConfig } from '../config/types.js';
 import type { BrokerKeys } from '../keys.js';
 import type { Logger } from '../log.js';
@@ -82,7 +83,11 @@ export function createReceiptService(deps: ReceiptServiceDeps): ReceiptService {
       _type: IN_TOTO_STATEMENT_TYPE,
       // The subject is the audit chain at the receipt's head: its hash commits to every
       // event up to it, this session's included.
-      subject: [{ name: `agentgate-audit-chain@${head.seq}`, digest: { sha256: head.hash } }],
+      subject: [
+        { name: `agentgate-audit-chain@${head.seq}`, digest: { sha256: head.hash } },
+        // Each recording's digest, also in the chain as its recording.end event.
+        ...(facts.recordings ?? []).map((r) => ({ name: `${RECORDING_SUBJECT_PREFIX}${r.name}`, digest: { sha256: r.sha256 } })),
+      ],
       predicateType: RECEIPT_PREDICATE_TYPE,
       predicate: {
         session: facts.session,

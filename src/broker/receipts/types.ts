@@ -43,6 +43,8 @@ export interface SessionFacts {
   policy?: string | null;
   /** The reason given for the session or its call (already masked). */
   reason?: string | undefined;
+  /** Recordings of the session (name + SHA-256): subjects of the receipt beside the chain. */
+  recordings?: { name: string; sha256: string }[] | undefined;
 }
 
 /**

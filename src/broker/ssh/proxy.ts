@@ -42,6 +42,9 @@ import { authenticate, parseSessionClientKey } from './client-auth.js';
 import { connectUpstream } from './upstream.js';
 import { SshUpstreamError } from './errors.js';
 import { scanOutput } from './output-scan.js';
+import { CastWriter } from '../recording/cast.js';
+import { recordingName, recordingSettings, recordingsDir } from '../recording/store.js';
+import type { SessionRecording } from '../session-summary.js';
 
 export interface SshProxyOptions {
   config: BrokerConfig;
@@ -111,6 +114,12 @@ export class SshProxy {
   }
 }
 
+/** A session channel's live parts: window changes and signals go to them. */
+interface LiveChannel {
+  up?: ClientChannel;
+  recorder?: CastWriter | undefined;
+}
+
 /** One command (exec), shell or subsystem on one session channel, as the audit records it. */
 interface CommandRecord {
   id: number;
@@ -142,6 +151,8 @@ class SshConnection {
    */
   readonly #clientGone: Promise<void>;
   #markClientGone: () => void = () => {};
+  /** Finished recordings, for the receipt's subjects. */
+  readonly #recordings: SessionRecording[] = [];
 
   constructor(ch: SshChannel, o: SshProxyOptions, masker: ValueMasker | undefined, onGone: () => void) {
     this.#ch = ch;
@@ -161,7 +172,7 @@ class SshConnection {
       connectSession: ch.connectSession,
       origin: { ...ch.origin, upstream: { host: ch.target.host, port: ch.target.port, user: ch.target.user } },
       lease: ch.lease,
-      onEnd: ch.onEnd,
+      onEnd: ch.onEnd ? (summary) => ch.onEnd?.({ ...summary, recordings: [...this.#recordings] }) : undefined,
       ...(ch.reason !== undefined ? { reason: masker?.field(ch.reason, 'reason')?.value ?? ch.reason } : {}),
     });
     this.#clientGone = new Promise<void>((resolve) => {
@@ -240,7 +251,7 @@ class SshConnection {
     let pty: PseudoTtyInfo | undefined;
     const env: Record<string, string> = {};
     let reason: string | undefined;
-    let up: ClientChannel | undefined;
+    const live: LiveChannel = {};
     let started = false;
     s.on('pty', (accept: () => void, _reject: () => void, info: PseudoTtyInfo) => {
       pty = info;
@@ -248,7 +259,8 @@ class SshConnection {
     });
     s.on('window-change', (accept: (() => void) | undefined, _reject: unknown, info: WindowChangeInfo) => {
       if (pty) pty = { ...pty, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
-      up?.setWindow(info.rows, info.cols, info.height, info.width);
+      live.up?.setWindow(info.rows, info.cols, info.height, info.width);
+      live.recorder?.resize(info.cols, info.rows);
       accept?.();
     });
     s.on('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
@@ -261,7 +273,7 @@ class SshConnection {
       } else reject?.();
     });
     s.on('signal', (accept: (() => void) | undefined, _reject: unknown, info: { name: string }) => {
-      up?.signal(info.name);
+      live.up?.signal(info.name);
       accept?.();
     });
     s.on('auth-agent', (_accept: unknown, reject: (() => void) | undefined) => {
@@ -279,11 +291,11 @@ class SshConnection {
     };
     s.on('exec', (accept: () => ServerChannel, _reject: () => void, info: { command: string }) => {
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty, reason }, (c) => (up = c)));
+      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty, reason }, live));
     });
     s.on('shell', (accept: () => ServerChannel) => {
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'shell' }, { env, pty, reason }, (c) => (up = c)));
+      once(() => this.#run(channel, { kind: 'shell' }, { env, pty, reason }, live));
     });
     s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
       once(() => this.#subsystem('sftp', accept, reject));
@@ -326,7 +338,7 @@ class SshConnection {
     return r as Exclude<Verdict, { kind: 'hold' }>;
   }
 
-  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined; reason: string | undefined }, setUp: (c: ClientChannel) => void): Promise<void> {
+  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined; reason: string | undefined }, live: LiveChannel): Promise<void> {
     this.#channels.add(channel);
     channel.on('error', () => {});
     const gone = Promise.race([new Promise<void>((res) => channel.once('close', () => res())), this.#clientGone]);
@@ -382,9 +394,12 @@ class SshConnection {
       this.#finish(channel, say, `agentgate: the target refused the ${req.kind}: ${(err as Error).message}`, 255);
       return;
     }
-    setUp(up);
+    live.up = up;
     this.#channels.add(up);
     const binary = command !== undefined && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
+    // What the client is shown, recorded as it goes (binary protocols are not terminal sessions).
+    const recorder = binary ? undefined : this.#startRecording(rec, pty);
+    live.recorder = recorder;
     rec.scanned = this.#masker !== undefined && !binary;
     const scan = (): Transform | undefined =>
       rec.scanned && this.#masker ? scanOutput(this.#masker, { onMasked: (n) => (this.#session.counts.masked += n), ...(pty ? { quietFlushMs: PROMPT_FLUSH_MS } : {}) }) : undefined;
@@ -395,8 +410,8 @@ class SshConnection {
     };
     up.on('data', count);
     up.stderr.on('data', count);
-    const outDone = relay(up, outScan, channel);
-    const errDone = relay(up.stderr, errScan, channel.stderr);
+    const outDone = relay(up, outScan, channel, recorder ? (b) => recorder.output(b, 'stdout') : undefined);
+    const errDone = relay(up.stderr, errScan, channel.stderr, recorder ? (b) => recorder.output(b, 'stderr') : undefined);
     channel.on('data', (b: Buffer) => {
       rec.bytesIn += b.length;
     });
@@ -409,6 +424,8 @@ class SshConnection {
     await Promise.race([Promise.all([upClosed, outDone, errDone]), gone.then(() => up.close())]);
     await upClosed;
     this.#channels.delete(up);
+    live.recorder = undefined;
+    if (recorder) await this.#finishRecording(rec, recorder);
     if (exit.code !== null && exit.code !== 0) this.#session.counts.errors++;
     this.#session.counts.bytes += rec.bytesOut;
     await this.#recordOutcome(rec, verdict.decision, exit, null);
@@ -492,6 +509,46 @@ class SshConnection {
     await this.#recordOutcome(rec, verdict.decision, { code: 0 }, null);
   }
 
+  // ─────────────────────────────── recording ───────────────────────────────
+
+  /** A recording for one exec or shell, when the target's (or broker's) `recording:` has it on. */
+  #startRecording(rec: CommandRecord, pty: { cols: number; rows: number } | undefined): CastWriter | undefined {
+    const settings = recordingSettings(this.#o.config, this.#ch.target);
+    if (!settings.enabled) return undefined;
+    try {
+      return new CastWriter({
+        dir: recordingsDir(this.#o.config),
+        name: recordingName(this.#session.id, rec.id),
+        maxBytes: settings.maxBytes,
+        header: {
+          width: pty?.cols || 80,
+          height: pty?.rows || 24,
+          timestamp: Math.floor(Date.now() / 1000),
+          title: `agentgate ssh ${this.#ch.actor.sub} @ ${this.#ch.target.name} session ${this.#session.id} #${rec.id}: ${rec.text.length > 200 ? `${rec.text.slice(0, 200)}…` : rec.text}`,
+        },
+      });
+    } catch (err) {
+      this.#log.error('ssh recording could not be started; the command runs unrecorded', { session: this.#session.id, error: err });
+      return undefined;
+    }
+  }
+
+  /** Closes the file and puts its digest in the chain (`recording.end`); the receipt lists it. */
+  async #finishRecording(rec: CommandRecord, recorder: CastWriter): Promise<void> {
+    try {
+      const f = await recorder.close();
+      await this.#session.record({
+        type: 'recording.end',
+        detail: { id: rec.id, format: 'asciicast-v2', name: f.name, sha256: f.sha256, bytes: f.bytes, events: f.events, ...(f.cutAt !== null ? { cut_at: f.cutAt } : {}) },
+        decision: null,
+        outcome: { status: 'ok', bytes: f.bytes },
+      });
+      this.#recordings.push({ name: f.name, sha256: f.sha256 });
+    } catch (err) {
+      this.#log.error('ssh recording could not be finished', { session: this.#session.id, error: err });
+    }
+  }
+
   // ─────────────────────────────── audit ───────────────────────────────
 
   #detail(rec: CommandRecord, command: ParsedCommand | undefined): Record<string, JsonValue> {
@@ -559,10 +616,11 @@ function prefixed(message: string): string {
 }
 
 /** Output to the client, through the scanner when there is one; resolves when all of it was written. */
-function relay(from: NodeJS.ReadableStream, scan: Transform | undefined, to: NodeJS.WritableStream): Promise<void> {
+function relay(from: NodeJS.ReadableStream, scan: Transform | undefined, to: NodeJS.WritableStream, tap?: (b: Buffer | string) => void): Promise<void> {
   return new Promise<void>((resolve) => {
     const src = scan ? from.pipe(scan) : from;
     src.on('data', (b: Buffer) => {
+      tap?.(b);
       try {
         to.write(b);
       } catch {
@@ -572,8 +630,10 @@ function relay(from: NodeJS.ReadableStream, scan: Transform | undefined, to: Nod
     src.once('end', () => resolve());
     src.once('error', () => resolve());
     scan?.once('error', (err: Error) => {
+      const line = `\r\nagentgate: ${err.message}\r\n`;
+      tap?.(line);
       try {
-        to.write(`\r\nagentgate: ${err.message}\r\n`);
+        to.write(line);
       } catch {
         // gone
       }

@@ -1,0 +1,110 @@
+/**
+ * A passive reader of the Kubernetes remote-command protocol over WebSocket
+ * (`v4.channel.k8s.io`, `v5.channel.k8s.io`), for recording `kubectl exec` / `attach`. It
+ * sees copies of the bytes the upgrade pipe relays and changes nothing: binary frames carry
+ * a channel byte then data — 1 stdout and 2 stderr from the server, 4 resize
+ * (`{"Width":…,"Height":…}`) from the client. Control frames, text frames and other
+ * channels are skipped; a frame split across reads is reassembled. SPDY (kubectl's older
+ * transport) is not read: such streams are not recorded.
+ */
+
+export const RECORDED_WS_PROTOCOLS = new Set(['v4.channel.k8s.io', 'v5.channel.k8s.io']);
+
+/** Incremental RFC 6455 frame reader: calls `onFrame` with each complete frame's unmasked payload. */
+export class WsFrameReader {
+  #buf: Buffer = Buffer.alloc(0);
+  /** Opcode of the message a continuation frame belongs to. */
+  #messageOp = 0;
+  readonly #onFrame: (opcode: number, payload: Buffer, continuation: boolean) => void;
+  /** Frames larger than this stop the reader (it then ignores the rest of the stream). */
+  readonly #maxFrame: number;
+  #broken = false;
+
+  constructor(onFrame: (opcode: number, payload: Buffer, continuation: boolean) => void, maxFrame = 16 * 1024 * 1024) {
+    this.#onFrame = onFrame;
+    this.#maxFrame = maxFrame;
+  }
+
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.#broken) return;
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    for (;;) {
+      const b = this.#buf;
+      if (b.length < 2) return;
+      const opcode = b[0]! & 0x0f;
+      const masked = (b[1]! & 0x80) !== 0;
+      let len = b[1]! & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) return;
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return;
+        const big = b.readBigUInt64BE(2);
+        if (big > BigInt(this.#maxFrame)) {
+          this.#broken = true;
+          this.#buf = Buffer.alloc(0);
+          return;
+        }
+        len = Number(big);
+        off = 10;
+      }
+      if (len > this.#maxFrame) {
+        this.#broken = true;
+        this.#buf = Buffer.alloc(0);
+        return;
+      }
+      const maskAt = off;
+      if (masked) off += 4;
+      if (b.length < off + len) return;
+      let payload = b.subarray(off, off + len);
+      if (masked) {
+        const key = b.subarray(maskAt, maskAt + 4);
+        payload = Buffer.from(payload);
+        for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ key[i & 3]!;
+      }
+      this.#buf = b.subarray(off + len);
+      if (opcode === 0x0) this.#onFrame(this.#messageOp, payload, true);
+      else {
+        if (opcode < 0x8) this.#messageOp = opcode;
+        this.#onFrame(opcode, payload, false);
+      }
+    }
+  }
+}
+
+export interface ChannelSink {
+  output(data: Buffer, stream: string): void;
+  resize(cols: number, rows: number): void;
+}
+
+/** Both directions of one exec/attach stream, read into a sink (a recording). */
+export function k8sChannelTap(sink: ChannelSink): { toClient(b: Buffer): void; toServer(b: Buffer): void } {
+  // A message split over continuation frames keeps its channel byte only in the first frame.
+  let fromServerChannel = -1;
+  const server = new WsFrameReader((op, p, continuation) => {
+    if (op !== 0x2) return;
+    let data = p;
+    if (!continuation) {
+      if (p.length === 0) return;
+      fromServerChannel = p[0]!;
+      data = p.subarray(1);
+    }
+    if ((fromServerChannel === 1 || fromServerChannel === 2) && data.length > 0) sink.output(data, fromServerChannel === 1 ? 'stdout' : 'stderr');
+  });
+  const client = new WsFrameReader((op, p, continuation) => {
+    if (op !== 0x2 || continuation || p.length < 2 || p[0] !== 4) return;
+    try {
+      const size = JSON.parse(p.subarray(1).toString('utf8')) as { Width?: unknown; Height?: unknown };
+      if (typeof size.Width === 'number' && typeof size.Height === 'number') sink.resize(size.Width, size.Height);
+    } catch {
+      // not a resize message
+    }
+  });
+  return { toClient: (b) => server.push(b), toServer: (b) => client.push(b) };
+}

@@ -20,18 +20,29 @@ export interface NodeRelay {
   close(): Promise<void>;
 }
 
-async function startHop(input: object): Promise<{ child: ChildProcess; port: number; pid: number }> {
-  const script = fileURLToPath(new URL('./node-relay-child.js', import.meta.url));
-  const { child, ready } = spawnJsonChild<{ port: number; pid: number }>(script, input, 'node relay');
-  return { child, ...(await ready) };
+interface HopReady {
+  port: number;
+  pid: number;
+  /** The back hop's SSH host key fingerprint (tunnel-relay), for the front hop to pin. */
+  fingerprint?: string;
 }
 
-export async function startNodeRelay(pgPort: number): Promise<NodeRelay> {
-  const { certPem, keyPem } = await makeSelfSignedCert({ commonName: 'agentgate-bench-relay', host: '127.0.0.1', validityDays: 1 });
-  const back = await startHop({ role: 'back', upstreamPort: pgPort, certPem, keyPem });
-  let front: Awaited<ReturnType<typeof startHop>>;
+type Hop = HopReady & { child: ChildProcess };
+
+function startHop(script: string, input: object, what: string): Promise<Hop> {
+  const { child, ready } = spawnJsonChild<HopReady>(script, input, what);
+  return ready.then((r) => ({ child, ...r }));
+}
+
+/**
+ * Two relay processes (`script`, one JSON input each): the back one first, then the front
+ * one, which is told how to reach it. pgbench connects to the front hop's port.
+ */
+export async function startTwoHops(script: string, what: string, backInput: object, frontInput: (back: HopReady) => object): Promise<NodeRelay> {
+  const back = await startHop(script, backInput, what);
+  let front: Hop;
   try {
-    front = await startHop({ role: 'front', upstreamPort: back.port });
+    front = await startHop(script, frontInput(back), what);
   } catch (err) {
     await endJsonChild(back.child);
     throw err;
@@ -46,4 +57,10 @@ export async function startNodeRelay(pgPort: number): Promise<NodeRelay> {
       for (const hop of [front, back]) await endJsonChild(hop.child, 3_000);
     },
   };
+}
+
+export async function startNodeRelay(pgPort: number): Promise<NodeRelay> {
+  const { certPem, keyPem } = await makeSelfSignedCert({ commonName: 'agentgate-bench-relay', host: '127.0.0.1', validityDays: 1 });
+  const script = fileURLToPath(new URL('./node-relay-child.js', import.meta.url));
+  return startTwoHops(script, 'node relay', { role: 'back', upstreamPort: pgPort, certPem, keyPem }, (back) => ({ role: 'front', upstreamPort: back.port }));
 }

@@ -40,6 +40,7 @@ import {
   AuditStoreError,
   normalizeAuditQuery,
   normalizeEventTime,
+  recordsFromRows,
   type AuditHead,
   type AuditQuery,
   type AuditStore,
@@ -606,12 +607,8 @@ export class SqliteAuditStore implements AuditStore {
     d?.();
   }
 
-  async *read(q: AuditQuery): AsyncIterable<AuditRecord> {
-    for await (const row of this.readRaw(q)) {
-      const record = JSON.parse(row.event) as AuditRecord;
-      record.hash = row.hash;
-      yield record;
-    }
+  read(q: AuditQuery): AsyncIterable<AuditRecord> {
+    return recordsFromRows(this.readRaw(q));
   }
 
   /**

@@ -173,6 +173,15 @@ export function normalizeAuditQuery(q: AuditQuery): NormalizedAuditQuery {
 }
 
 /** Normalises an event time to what `Date.prototype.toISOString` prints (UTC, ms). */
+/** Records from stored rows: `event` is the hashed text without its hash, which the row keeps beside it. */
+export async function* recordsFromRows(rows: AsyncIterable<RawAuditRow>): AsyncIterable<AuditRecord> {
+  for await (const row of rows) {
+    const record = JSON.parse(row.event) as AuditRecord;
+    record.hash = row.hash;
+    yield record;
+  }
+}
+
 export function normalizeEventTime(t: string | Date | undefined, now: () => Date = () => new Date()): string {
   if (t === undefined) return now().toISOString();
   const d = t instanceof Date ? t : new Date(t);

@@ -114,4 +114,15 @@ describe('approval webhooks', () => {
     assert.ok(!log.text().includes(SECRET), 'the secret is never logged');
     assert.ok(!log.text().includes(URL_TOKEN), 'nor the URL path, which may be a credential');
   });
+
+  test("the requester's own reason is escaped like the statement: it cannot disguise what a reviewer reads", async () => {
+    const sneaky = 'routine \u202Eexe.ngis\u202C fix \x1b[2K\x1b[1A';
+    const { request } = service.request(held({ requesterReason: sneaky, fingerprint: 'fp-sneaky-reason', session: 'sess-2' }));
+    const hook = await waitFor('the created hook', () => {
+      const r = received.find((x) => x.path === '/signed' && (JSON.parse(x.body.toString('utf8')) as ApprovalWebhookPayload).request.id === request.id);
+      return r ? (JSON.parse(r.body.toString('utf8')) as ApprovalWebhookPayload) : undefined;
+    });
+    assert.equal(hook.request.requester_reason, 'routine \\u{202e}exe.ngis\\u{202c} fix \\x1b[2K\\x1b[1A');
+    await service.decide(request.id, BOB, 'deny', 'no');
+  });
 });

@@ -143,6 +143,11 @@ test('broker start finds ./agentgate/agentgate.yaml, serves, and stops cleanly o
   assert.match(stderr, /"level":"warn","msg":"identity\.issuer is the template's placeholder https:\/\/login\.example\.com\//);
   // Not a terminal: every line on stderr is one JSON log record.
   for (const line of stderr.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), line);
+  // The broker replaced itself (same pid) with a node that has the data path's V8 flags
+  // and the allocator setting (bin/runtime-flags.mjs); the pid we signal is still the broker.
+  const argv = (await readFile(`/proc/${child.pid}/cmdline`, 'utf8')).split('\0');
+  assert.ok(argv.includes('--max-semi-space-size=4') && argv.includes('--liftoff-only'), argv.join(' '));
+  assert.ok((await readFile(`/proc/${child.pid}/environ`, 'utf8')).split('\0').includes('MALLOC_ARENA_MAX=2'));
 
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);

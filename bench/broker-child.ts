@@ -1,7 +1,7 @@
 /**
  * The broker alone in its own process, so its memory can be read cleanly (the bench's
  * main process also holds pgbench bookkeeping, the CLI tunnel and the node-postgres
- * clients). Same config as test/postgres/stack.ts: one postgres target, agents allowed.
+ * clients). The same policy and masking as the in-process stack (bench-policy.ts).
  *
  * Protocol: the parent writes one JSON line (BrokerChildInput) on stdin — the password
  * travels there, never in argv — and reads one JSON line (BrokerChildReady) from stdout.
@@ -13,6 +13,7 @@ import { runBroker } from '../src/broker/index.js';
 import type { PostgresTargetConfig } from '../src/broker/config/types.js';
 import { Secret } from '../src/shared/secret.js';
 import { silentLogger } from '../src/broker/log.js';
+import { benchMasking, benchPolicies } from './bench-policy.js';
 
 export interface BrokerChildInput {
   issuer: string;
@@ -47,9 +48,8 @@ async function main(): Promise<void> {
   const config = makeBrokerConfig(tmp.path, {
     identity: { issuer: input.issuer },
     targets: { [input.target]: target },
-    policies: [
-      { name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [input.target], rules: [{ name: 'agents#1', effect: 'allow', extra: {} }] },
-    ],
+    policies: benchPolicies(input.target),
+    masking: benchMasking(input.target),
   });
   const broker = await runBroker(config, { port: 0, logger: silentLogger });
   const ready: BrokerChildReady = {

@@ -3,6 +3,7 @@
  * process; this process plays the CLI (a connect session and its local listener) and the
  * clients (node-postgres), so the child's RSS is the broker's own.
  */
+import { readdir } from 'node:fs/promises';
 import pg from 'pg';
 import type { BrokerProcess } from './broker-process.js';
 
@@ -15,6 +16,24 @@ export interface RssResult {
   /** VmHWM: the peak over the child's whole life, connection setup included. */
   peakMb: number;
   perConnectionKb: number;
+  /** The same broker with many more clients connected (issue 20's 1,000), when asked for. */
+  many?: ManyClients;
+}
+
+export interface ManyClients {
+  clients: number;
+  /** Seconds to connect them all (each: two SCRAM exchanges, a PostgreSQL backend). */
+  connectSeconds: number;
+  brokerRssMb: number;
+  brokerFds: number;
+  /** This process's (the CLI end's and the clients') RSS growth while they were connected. */
+  cliSideRssGrowthMb: number;
+  /** Every client ran `select 1` again after all were connected. */
+  allAnswered: boolean;
+}
+
+async function fdCount(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -27,6 +46,8 @@ export async function measureBrokerRss(opts: {
   connections: number;
   /** Connections opened at once (each costs two SCRAM exchanges). */
   batch?: number;
+  /** After the idle measurement, grow to this many clients and measure again (0 = no). */
+  many?: number;
 }): Promise<RssResult> {
   const cli = await opts.broker.connect(opts.token, opts.target);
   const clients: pg.Client[] = [];
@@ -60,13 +81,33 @@ export async function measureBrokerRss(opts: {
       held = Math.max(held, (await opts.broker.memory()).rssMb);
     }
     const peak = (await opts.broker.memory()).hwmMb;
-    return {
+    const result: RssResult = {
       connections: clients.length,
       baselineMb: baseline.rssMb,
       heldMb: held,
       peakMb: peak,
       perConnectionKb: ((held - baseline.rssMb) * 1024) / clients.length,
     };
+    const many = opts.many ?? 0;
+    if (many > clients.length) {
+      const ownBefore = process.memoryUsage().rss;
+      const started = performance.now();
+      for (let i = clients.length; i < many; i += batch) {
+        await Promise.all(Array.from({ length: Math.min(batch, many - i) }, open));
+      }
+      const connectSeconds = (performance.now() - started) / 1000;
+      const answers = await Promise.all(clients.map((c) => c.query('select 1 as one').then((r) => r.rows[0]?.one === 1, () => false)));
+      await sleep(300);
+      result.many = {
+        clients: clients.length,
+        connectSeconds,
+        brokerRssMb: (await opts.broker.memory()).rssMb,
+        brokerFds: await fdCount(opts.broker.pid),
+        cliSideRssGrowthMb: (process.memoryUsage().rss - ownBefore) / 1024 / 1024,
+        allAnswered: answers.every(Boolean),
+      };
+    }
+    return result;
   } finally {
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
     await cli.close().catch(() => {});

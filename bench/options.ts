@@ -11,10 +11,13 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --rounds N       runs per configuration and target; the median by TPS is reported (default 1)
   --warmup N       seconds of warm-up per target and mode before measuring (default 1; 0 = none)
   --targets LIST   comma list of direct,agentgate,agentgate-split,tunnel-relay,node-relay,ssh,pgbouncer
-                   (default direct,agentgate,node-relay,ssh,pgbouncer; direct always runs: ratios need it)
+                   (default direct,agentgate,agentgate-split,node-relay,ssh,pgbouncer; direct always
+                   runs: ratios need it; the targets are judged on agentgate-split when it ran)
   --modes LIST     comma list of simple,prepared (default both)
-  --clients LIST   comma list of client counts (default 1,8); -j is min(c, 2)
+  --clients LIST   comma list of client counts (default 1,8,32,64: the curve); -j is min(c, 2)
   --idle N         idle tunneled connections for the broker RSS check (default 100; 0 skips it)
+  --many N         then grow to N connected clients and report broker RSS and fds (default 1000;
+                   0 or ≤ --idle skips it)
   --churn N        broker RSS after N distinct statements and N/10 malformed ones, in a fresh
                    broker child (default 200000; 0 skips it)
   --audit-events N audit export/verify at scale: fill a log with N events, time
@@ -39,6 +42,7 @@ export interface Options {
   modes: QueryMode[];
   clients: number[];
   idle: number;
+  many: number;
   churn: number;
   auditEvents: number;
   maskScale: number;
@@ -80,6 +84,7 @@ export function parseOptions(argv: string[]): Options {
         modes: { type: 'string' },
         clients: { type: 'string' },
         idle: { type: 'string' },
+        many: { type: 'string' },
         churn: { type: 'string' },
         'audit-events': { type: 'string' },
         'mask-scale': { type: 'string' },
@@ -95,10 +100,10 @@ export function parseOptions(argv: string[]): Options {
     throw new UsageProblem((err as Error).message);
   }
   const cli = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'node-relay', 'ssh', 'pgbouncer'] as const;
-  const chosen = list('targets', values.targets, cli, ['direct', 'agentgate', 'node-relay', 'ssh', 'pgbouncer']);
+  const chosen = list('targets', values.targets, cli, ['direct', 'agentgate', 'agentgate-split', 'node-relay', 'ssh', 'pgbouncer']);
   // Table order is fixed; every ratio is against direct, so direct always runs.
   const targets = TARGET_NAMES.filter((t) => t === 'direct' || chosen.includes(t === 'ssh -L' ? 'ssh' : t));
-  const clients = values.clients === undefined ? [1, 8] : values.clients.split(',').map((c) => integer('clients', c.trim(), 1, 1));
+  const clients = values.clients === undefined ? [1, 8, 32, 64] : values.clients.split(',').map((c) => integer('clients', c.trim(), 1, 1));
   return {
     seconds: integer('seconds', values.seconds, 10, 1),
     scale: integer('scale', values.scale, 1, 1),
@@ -108,6 +113,7 @@ export function parseOptions(argv: string[]): Options {
     modes: list('modes', values.modes, ['simple', 'prepared'] as const, ['simple', 'prepared']),
     clients,
     idle: integer('idle', values.idle, 100, 0),
+    many: integer('many', values.many, 1000, 0),
     churn: integer('churn', values.churn, 200_000, 0),
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     maskScale: integer('mask-scale', values['mask-scale'], 10, 0),

@@ -82,6 +82,11 @@ export async function initPgbench(e: Endpoint, scale: number): Promise<void> {
   await runOk(pgTool('pgbench'), ['-i', '-q', '-s', String(scale)], { env: endpointEnv(e) });
 }
 
+/** Run SQL through the endpoint with psql; fails on any error. */
+export async function execSql(e: Endpoint, sql: string): Promise<void> {
+  await runOk(pgTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], { env: endpointEnv(e) });
+}
+
 /** One `select 1` through the endpoint with psql: proves the whole path works. */
 export async function probe(e: Endpoint): Promise<boolean> {
   const r = await run(pgTool('psql'), ['-X', '-A', '-t', '-c', 'select 1'], { env: endpointEnv(e) });

@@ -9,7 +9,7 @@
 import { writeFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { startPgStack, TARGET, type PgStack } from '../test/postgres/stack.js';
-import { initPgbench, probe, runPgbench, pgbenchArgs, type Endpoint, type PgbenchResult, type QueryMode } from './pgbench.js';
+import { execSql, initPgbench, probe, runPgbench, pgbenchArgs, type Endpoint, type PgbenchResult, type QueryMode } from './pgbench.js';
 import { sshAvailable, startSshForward } from './ssh-forward.js';
 import { pgbouncerAvailable, startPgbouncer } from './pgbouncer.js';
 import { startBrokerProcess } from './broker-process.js';
@@ -25,6 +25,7 @@ import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
 import { startNodeRelay } from './node-relay.js';
 import { startTunnelRelay } from './tunnel-relay.js';
+import { benchMasking, benchPolicies, MASKED_TABLE_SQL } from './bench-policy.js';
 
 const say = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -102,7 +103,11 @@ async function main(): Promise<number> {
   const via = process.env['npm_lifecycle_event'] === 'bench' ? ' (via npm run bench)' : '';
 
   say('starting PostgreSQL and the agentgate stack (broker + connect session)');
-  const stack: PgStack = await startPgStack();
+  const stack: PgStack = await startPgStack({
+    pg: { maxConnections: Math.max(200, opts.many + 50) },
+    policies: benchPolicies(TARGET),
+    config: { masking: benchMasking(TARGET) },
+  });
   cleanups.push({ what: 'agentgate stack and PostgreSQL', fn: () => stack.close() });
   const pg = stack.pg;
   const machine = await describeMachine(pg);
@@ -122,6 +127,7 @@ async function main(): Promise<number> {
 
   say(`pgbench -i -s ${opts.scale} as ${pg.user}`);
   await initPgbench(direct, opts.scale);
+  await execSql(direct, MASKED_TABLE_SQL);
 
   const brokerInput = { issuer: stack.issuer.issuer, target: TARGET, pgPort: pg.port, pgUser: pg.user, pgPassword: pg.password, pgDatabase: pg.database };
   const agentToken = (): Promise<string> => stack.issuer.sign({ sub: 'agent-bench', groups: ['ai-agents'] }, { expiresIn: 3600 });
@@ -239,6 +245,9 @@ async function main(): Promise<number> {
               const system = cpuAfter.system - cpuBefore.system;
               r.agentgateCpuUsPerTxn = (user + system) / Math.max(1, res.transactions);
               r.agentgateSystemCpuShare = system / Math.max(1, user + system);
+              if (cpuAfter.parts && cpuBefore.parts) {
+                r.cpuPartsUsPerTxn = Object.fromEntries(Object.keys(cpuAfter.parts).map((k) => [k, (cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)]));
+              }
               const parts = cpuAfter.parts && cpuBefore.parts
                 ? ` = ${Object.keys(cpuAfter.parts).map((k) => `${k} ${((cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)).toFixed(0)}`).join(' + ')}`
                 : '';
@@ -271,7 +280,7 @@ async function main(): Promise<number> {
     const broker = await startBrokerProcess(brokerInput);
     cleanups.push({ what: 'broker child (RSS)', fn: () => broker.close() });
     try {
-      rss = await measureBrokerRss({ broker, token: await agentToken(), target: TARGET, database: pg.database, connections: opts.idle });
+      rss = await measureBrokerRss({ broker, token: await agentToken(), target: TARGET, database: pg.database, connections: opts.idle, many: opts.many });
     } finally {
       await broker.close();
     }
@@ -312,7 +321,7 @@ async function main(): Promise<number> {
     `workload: pgbench ${pgbenchArgs({ mode: 'simple', clients: 1, threads: 1, seconds: opts.seconds }).join(' ').replace('simple', '<mode>').replace('-c 1 -j 1', '-c <c> -j min(c,2)')}`
       + ` (select-only), scale ${opts.scale}, warm-up ${opts.warmup} s per target and mode, ${opts.rounds} round(s) per cell (median), targets interleaved; all on this one machine`,
     'paths: direct = pgbench → PostgreSQL',
-    '       agentgate = pgbench → CLI listener → TLS(SSH) tunnel → broker → proxy (policy; audit event journalled before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
+    '       agentgate = pgbench → CLI listener → tunnel over TLS → broker → proxy (read-only rules; a masking rule on another table; query.intent durable before forwarding, the outcome before ReadyForQuery; audit sync normal) → PostgreSQL; CLI end and broker share the bench process',
     ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
     ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, SSH over TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
     ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),
@@ -324,6 +333,7 @@ async function main(): Promise<number> {
     'targets:',
     goalsTable(goals),
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
+    ...(rss?.many ? [manyLine(rss.many)] : []),
     ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
     ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
     ...(pgStore ? ['', ...pgStoreLines(pgStore)] : []),
@@ -357,6 +367,12 @@ async function main(): Promise<number> {
   }
   if (samples.some((s) => s.error)) return 1;
   return opts.strict && (goals.some((g) => g.pass !== true) || !auditPass) ? 1 : 0;
+}
+
+function manyLine(m: NonNullable<RssResult['many']>): string {
+  return `${m.clients} clients connected at once through one connect session (same broker child): broker RSS ${m.brokerRssMb.toFixed(1)} MB, broker fds ${m.brokerFds}, `
+    + `CLI side (this process, with the clients) RSS +${m.cliSideRssGrowthMb.toFixed(1)} MB; connected in ${m.connectSeconds.toFixed(1)} s; `
+    + `${m.allAnswered ? 'every client answered "select 1" afterwards' : 'NOT every client answered "select 1" afterwards'}`;
 }
 
 let code = 1;

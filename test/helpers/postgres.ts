@@ -39,6 +39,8 @@ export interface StartPostgresOptions {
   auth?: PgAuth;
   /** Generate a CA and a server certificate for localhost/127.0.0.1 and turn TLS on. */
   ssl?: boolean;
+  /** `max_connections`; default 200 (the bench's 1,000-client run asks for more). */
+  maxConnections?: number;
 }
 
 export interface PsqlOptions {
@@ -343,7 +345,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
       "listen_addresses = '127.0.0.1'",
       `unix_socket_directories = '${dir}'`,
       'shared_buffers = 16MB',
-      'max_connections = 200',
+      `max_connections = ${opts.maxConnections ?? 200}`,
       'fsync = off',
       'synchronous_commit = off',
       'full_page_writes = off',

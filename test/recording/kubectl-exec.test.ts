@@ -4,7 +4,7 @@
  * tunnel, to the stand-in API server, which speaks the remote-command protocol as a tiny
  * shell and ends on `exit` with the exec status and a WebSocket close. The .cast (read by a
  * reader of this test's own) holds byte for byte what kubectl wrote to its pty, the resize is
- * an `r` event, `k8s.stream.end` and `recording.end` are written once each, the digest is in
+ * an `r` event, what was typed is `i` events (the target's own `recording:` opts in), `k8s.stream.end` and `recording.end` are written once each, the digest is in
  * the chain and the receipt, and `agentgate replay` plays the output back.
  */
 import { after, before, describe, test } from 'node:test';
@@ -28,7 +28,7 @@ function readCast(text: string): { header: Record<string, unknown>; events: [num
   const events = rest.map((l) => JSON.parse(l) as [number, string, string]);
   for (const e of events) {
     assert.equal(e.length, 3);
-    assert.ok(['o', 'r'].includes(e[1]), `event code ${e[1]}`);
+    assert.ok(['o', 'r', 'i'].includes(e[1]), `event code ${e[1]}`);
   }
   return { header, events };
 }
@@ -39,6 +39,8 @@ describe('kubectl exec recordings', () => {
   before(async () => {
     stack = await startK8sStack({
       policies: [{ name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'all', effect: 'allow', extra: {} }] }],
+      // The target's own `recording:`, opting in to input.
+      target: { recording: { enabled: true, maxBytes: 1 << 20, results: 0, input: true } },
     });
     stack.api.put('pods', { metadata: { name: 'web-1', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
     token = await stack.issuer.sign({ sub: 'agent-7', groups: ['ai-agents'] }, { expiresIn: 3600 });
@@ -77,23 +79,28 @@ describe('kubectl exec recordings', () => {
       env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, KUBECACHEDIR: join(home, 'cache'), TERM: 'xterm' },
     });
     let seen = '';
+    let typed = '';
     term.onData((d) => (seen += d));
+    const type = (text: string): void => {
+      typed += text;
+      term.write(text);
+    };
     const exited = new Promise<number>((res) => term.onExit(({ exitCode }) => res(exitCode)));
     const waitFor = (marker: string): Promise<true> => eventually(`"${marker}" on kubectl's pty`, () => seen.includes(marker), 20_000);
     await waitFor('$ ');
-    term.write('echo hello-pod\r');
+    type('echo hello-pod\r');
     await waitFor('hello-pod\r\n$ ');
-    term.write('size\r');
+    type('size\r');
     await waitFor('size-90x20');
     term.resize(120, 40);
     // The resize travels on its own channel; ask for the size until the shell has it.
     await eventually('the resize at the shell', async () => {
       const from = seen.length;
-      term.write('size\r');
+      type('size\r');
       await eventually('an answer', () => seen.slice(from).includes('$ '), 5_000);
       return seen.slice(from).includes('size-120x40');
     }, 20_000);
-    term.write('exit\r');
+    type('exit\r');
     assert.equal(await exited, 0, JSON.stringify(seen.slice(-300)));
 
     // kubectl exits on the exec status; the stream must end (and be recorded) without the broker stopping.
@@ -110,6 +117,7 @@ describe('kubectl exec recordings', () => {
     const output = cast.events.filter((e) => e[1] === 'o').map((e) => e[2]).join('');
     assert.equal(output, seen, 'the recording holds exactly what kubectl wrote to its pty');
     assert.deepEqual(cast.events.filter((e) => e[1] === 'r').map((e) => e[2]), ['120x40']);
+    assert.equal(cast.events.filter((e) => e[1] === 'i').map((e) => e[2]).join(''), typed, 'stdin (channel 0) recorded, as the target opted in');
 
     // The digest is in the hash chain, which verifies.
     const all = await stack.events();

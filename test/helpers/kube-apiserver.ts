@@ -62,6 +62,12 @@ export interface KubeApiServer {
    * than is sent before the connection ends (an API server that breaks off its answer).
    */
   breakUpgradeAnswers: boolean;
+  /**
+   * How the raw exec echo treats the end of a stream: `echo` ends when the client does;
+   * `ignores-eof` neither ends nor closes on the client's EOF; `ends-after-echo` echoes the
+   * first chunk and ends its side at once.
+   */
+  execPeer: 'echo' | 'ignores-eof' | 'ends-after-echo';
   close(): Promise<void>;
 }
 
@@ -529,7 +535,12 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     socket.on('error', () => {});
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
-    socket.pipe(socket);
+    if (api.execPeer === 'ends-after-echo') socket.once('data', (b: Buffer) => socket.end(b));
+    else {
+      // Ignoring EOF takes a half-open socket: otherwise Node ends it on the peer's end.
+      if (api.execPeer === 'ignores-eof') (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+      socket.pipe(socket, { end: api.execPeer === 'echo' });
+    }
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -537,6 +548,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 
   const api: KubeApiServer = {
     breakUpgradeAnswers: false,
+    execPeer: 'echo',
     url: `https://127.0.0.1:${port}`,
     caPem: cert,
     token,

@@ -27,6 +27,9 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --pg-store-seconds N  PostgreSQL store vs SQLite store: audit appends/s (one broker, two
                    brokers on one chain) and pgbench -S -c 8 through agentgate with each
                    store, N seconds per cell (default 5; 0 skips it)
+  --recording-mb N recording cost: cat of N MB through an SSH exec via the broker, recording
+                   off vs on (3 runs each), and pgbench -S through agentgate with
+                   recording: { results: 0 } vs { results: 10 } (default 20; 0 skips it)
   --json FILE      also write the results as JSON
   --profile FILE   CPU-profile this process (CLI end + broker) during the agentgate runs only;
                    writes FILE (.cpuprofile) and prints the top 10 functions by self time
@@ -47,6 +50,7 @@ export interface Options {
   auditEvents: number;
   maskScale: number;
   pgStoreSeconds: number;
+  recordingMb: number;
   json: string | undefined;
   profile: string | undefined;
   strict: boolean;
@@ -89,6 +93,7 @@ export function parseOptions(argv: string[]): Options {
         'audit-events': { type: 'string' },
         'mask-scale': { type: 'string' },
         'pg-store-seconds': { type: 'string' },
+        'recording-mb': { type: 'string' },
         json: { type: 'string' },
         profile: { type: 'string' },
         strict: { type: 'boolean' },
@@ -118,6 +123,7 @@ export function parseOptions(argv: string[]): Options {
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     maskScale: integer('mask-scale', values['mask-scale'], 10, 0),
     pgStoreSeconds: integer('pg-store-seconds', values['pg-store-seconds'], 5, 0),
+    recordingMb: integer('recording-mb', values['recording-mb'], 20, 0),
     json: values.json,
     profile: values.profile,
     strict: values.strict ?? false,

@@ -26,6 +26,7 @@ import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyU
 import { startNodeRelay } from './node-relay.js';
 import { startTunnelRelay } from './tunnel-relay.js';
 import { benchMasking, benchPolicies, MASKED_TABLE_SQL } from './bench-policy.js';
+import { recordingLines, runPgResultsBench, runSshRecordingBench, type PgResultsResult, type SshRecordingResult } from './recording.js';
 
 const say = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -305,6 +306,20 @@ async function main(): Promise<number> {
   if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
   let pgStore: PgStoreBenchResult | undefined;
   if (opts.pgStoreSeconds > 0) pgStore = await runPgStoreBench({ seconds: opts.pgStoreSeconds, pgbench: true, say });
+  let sshRecording: SshRecordingResult | undefined;
+  let pgResults: PgResultsResult | undefined;
+  if (opts.recordingMb > 0) {
+    const target = stack.config.targets[TARGET] as { recording?: unknown };
+    pgResults = await runPgResultsBench({
+      endpoint: paths.get('agentgate')?.endpoint('simple') ?? { ...direct, port: stack.port, user: 'agent', password: stack.session.secret },
+      setResults: (n) => (target.recording = { enabled: true, maxBytes: 64 * 1024 * 1024, results: n, input: false }),
+      seconds: 5,
+      rounds: 2,
+      say,
+    });
+    if (await sshAvailable()) sshRecording = await runSshRecordingBench({ mb: opts.recordingMb, runs: 3, say });
+    else say('ssh recording cost skipped: /usr/sbin/sshd or ssh is not installed');
+  }
   const auditPass =
     !auditExport ||
     (auditExport.verified &&
@@ -337,6 +352,7 @@ async function main(): Promise<number> {
     ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
     ...(auditExport ? ['', ...auditExportLines(auditExport), '  (export: the real CLI child writing a file, from a broker child over HTTPS; verify: the real CLI child; RSS from /usr/bin/time, broker VmHWM)'] : []),
     ...(pgStore ? ['', ...pgStoreLines(pgStore)] : []),
+    ...(sshRecording || pgResults ? ['', ...recordingLines(sshRecording, pgResults)] : []),
     ...(profile ? ['', "CPU profile of the agentgate runs (this process's main thread: CLI end + broker), top 10 by self time over all runs:", profile.top, `profiles: ${profile.files.join(', ')}`] : []),
     '',
   ].join('\n');
@@ -358,6 +374,7 @@ async function main(): Promise<number> {
       brokerChurn: churn,
       auditExport: auditExport ? { ...auditExport, limits: AUDIT_LIMITS } : undefined,
       pgStore,
+      recording: { ssh: sshRecording, postgres: pgResults },
       maskingRead: maskingRead ? { ...maskingRead, limit: MASKING_LIMIT } : undefined,
       limits: LIMITS,
       targets: goals,

@@ -13,6 +13,7 @@ import { apiError, transportError } from './broker-http.js';
 import { openBrokerSession, type BrokerSessionFlags } from './broker-session.js';
 import { checkReceipt, type ReceiptCheckOptions } from './receipt-check.js';
 import { verifyExportFile } from './audit-export.js';
+import { visible } from '../shared/display-text.js';
 
 export interface SessionDetail {
   session: string;
@@ -223,8 +224,17 @@ export function formatTimeline(entries: TimelineEntry[]): string[] {
           .filter(Boolean)
           .join(', ')
       : 'no outcome';
-    return `+${e.offset.toFixed(3)}s  ${e.text ?? `(${e.type})`}\n          ${d}${a}; ${res}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`;
+    return `+${e.offset.toFixed(3)}s  ${e.text === null ? `(${e.type})` : visible(e.text)}\n          ${d}${a}; ${res}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}${formatSample(e.result_sample)}`;
   });
+}
+
+/** A result sample as `| a | b |` lines under its statement; values are untrusted, so escaped. */
+function formatSample(s: TimelineEntry['result_sample']): string {
+  if (!s) return '';
+  const cell = (v: string | null): string => (v === null ? 'NULL' : visible(v, true).replaceAll('|', '\\|'));
+  const lines = [s.columns, ...s.rows].map((row) => `          | ${row.map(cell).join(' | ')} |`);
+  if (s.truncated) lines.push('          | … |');
+  return `\n${lines.join('\n')}`;
 }
 
 export type RecordingCheck =

@@ -68,6 +68,8 @@ export interface TimelineEntry {
   decision: { effect: string; rule: string | null; approval?: string; reason?: string } | null;
   approvals: { id: string; approver: string | null; decision: string }[];
   outcome: { status: string; tag?: string; rows?: number; sqlstate?: string; http_status?: number; exit_status?: number | null; duration_ms?: number } | null;
+  /** The first rows of a statement's result as the client got them (`recording: { results: N }`). */
+  result_sample?: { columns: string[]; rows: (string | null)[][]; truncated: boolean };
 }
 
 /** GET /v1/recorded-sessions: one line per session. */

@@ -394,3 +394,13 @@ test('a missing config file is a ConfigError with a next step', async () => {
     return true;
   });
 });
+
+test('recording: results and input, broker-wide and on postgres targets; results is capped at 100', () => {
+  const withRec = IDENTITY + PG_TARGET + '    recording:\n      results: 5\n' + 'recording:\n  input: true\n';
+  const config = parseBrokerConfig(withRec, CONFIG_PATH, { env: ENV });
+  assert.deepEqual(config.recording, { enabled: true, maxBytes: 64 * 1024 * 1024, results: 0, input: true });
+  const t = config.targets['pg-prod'];
+  assert.deepEqual(t && 'recording' in t ? t.recording : undefined, { enabled: true, maxBytes: 64 * 1024 * 1024, results: 5, input: false });
+  const big = problemsOf(IDENTITY + PG_TARGET + '    recording:\n      results: 101\n');
+  assert.deepEqual(big.problems, ['targets.pg-prod.recording.results: expected an integer 0-100, got 101']);
+});

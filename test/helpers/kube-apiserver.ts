@@ -7,7 +7,8 @@
  * to upgrade), the server-side `Table` form kubectl asks for, `pods/log` as streamed
  * text/plain, and `Status` errors. It requires the upstream bearer token the broker must
  * present, records every request it sees, and answers an upgrade on `…/exec` with 101 and
- * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe).
+ * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe) —
+ * except a tty exec over the WebSocket remote-command protocol, which gets a tiny shell.
  *
  * There is no Kubernetes API server package for this machine; this is the smallest thing
  * that keeps kubectl honest.
@@ -18,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createHash, randomUUID } from 'node:crypto';
 import { makeTestCert } from './tls.js';
+import { WsFrameReader } from '../../src/broker/recording/ws-channels.js';
 
 export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'controllerrevisions';
 
@@ -60,6 +62,12 @@ export interface KubeApiServer {
    * than is sent before the connection ends (an API server that breaks off its answer).
    */
   breakUpgradeAnswers: boolean;
+  /**
+   * How the raw exec echo treats the end of a stream: `echo` ends when the client does;
+   * `ignores-eof` neither ends nor closes on the client's EOF; `ends-after-echo` echoes the
+   * first chunk and ends its side at once.
+   */
+  execPeer: 'echo' | 'ignores-eof' | 'ends-after-echo';
   close(): Promise<void>;
 }
 
@@ -67,7 +75,7 @@ const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Po
 const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, controllerrevisions: true };
 /** The group version each resource is served under. */
 const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', controllerrevisions: 'apps/v1' };
-const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC65B11';
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
 const API_RESOURCES = {
@@ -421,6 +429,63 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     for (const o of matching(r, ns, field)) sendEvent(w, 'ADDED', o);
   }
 
+  /**
+   * `kubectl exec -it` over the remote-command WebSocket protocol: a tiny line shell behind
+   * a pretend tty — it echoes what is typed, answers `echo …` and `size` (the last resize,
+   * channel 4), and `exit` ends with a Success status on channel 3.
+   */
+  function webSocketShell(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string): void {
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'] ?? '')}${WEBSOCKET_GUID}`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`);
+    socket.on('error', () => {});
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    const out = (channel: number, text: string): void => {
+      if (socket.writable) socket.write(wsFrame(0x2, Buffer.concat([Buffer.from([channel]), Buffer.from(text, 'utf8')])));
+    };
+    let size: string | undefined;
+    let line = '';
+    let ended = false;
+    const reader = new WsFrameReader((op, p) => {
+      if (op === 0x8) {
+        // The closing handshake: the client's answer to ours (or its own close) ends the connection.
+        socket.end(ended ? undefined : wsFrame(0x8, Buffer.alloc(0)));
+        return;
+      }
+      if (ended) return;
+      if (op !== 0x2 || p.length === 0) return;
+      if (p[0] === 4) {
+        const r = JSON.parse(p.subarray(1).toString('utf8')) as { Width: number; Height: number };
+        // The prompt once the terminal's size is known (kubectl sends it first).
+        if (size === undefined) out(1, '$ ');
+        size = `${r.Width}x${r.Height}`;
+        return;
+      }
+      if (p[0] !== 0) return;
+      for (const ch of p.subarray(1).toString('utf8')) {
+        if (ch !== '\r') {
+          line += ch;
+          out(1, ch);
+          continue;
+        }
+        out(1, '\r\n');
+        const cmd = line;
+        line = '';
+        if (cmd === 'exit') {
+          ended = true;
+          out(3, JSON.stringify({ metadata: {}, status: 'Success' }));
+          socket.write(wsFrame(0x8, Buffer.from([0x03, 0xe8])));
+          return;
+        }
+        if (cmd.startsWith('echo ')) out(1, `${cmd.slice(5)}\r\n`);
+        else if (cmd === 'size') out(1, `size-${size ?? 'unknown'}\r\n`);
+        out(1, '$ ');
+      }
+    });
+    socket.on('data', (b: Buffer) => reader.push(b));
+    if (head.length > 0) reader.push(head);
+  }
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     if (req.headers.authorization !== `Bearer ${token}`) {
@@ -449,6 +514,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       return;
     }
     const proto = req.headers['sec-websocket-protocol'];
+    const channelProto = String(proto ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .find((x) => x === 'v5.channel.k8s.io' || x === 'v4.channel.k8s.io');
+    // A tty exec (`kubectl exec -it`) over the remote-command protocol gets the little shell;
+    // anything else the raw echo.
+    const tty = new URL(req.url ?? '/', 'https://stand-in').searchParams.get('tty') === 'true';
+    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && tty && m[3] !== 'portforward') {
+      webSocketShell(req, socket, head, channelProto);
+      return;
+    }
     socket.write(
       'HTTP/1.1 101 Switching Protocols\r\n' +
         `Upgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n` +
@@ -459,7 +535,12 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     socket.on('error', () => {});
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
-    socket.pipe(socket);
+    if (api.execPeer === 'ends-after-echo') socket.once('data', (b: Buffer) => socket.end(b));
+    else {
+      // Ignoring EOF takes a half-open socket: otherwise Node ends it on the peer's end.
+      if (api.execPeer === 'ignores-eof') (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+      socket.pipe(socket, { end: api.execPeer === 'echo' });
+    }
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -467,6 +548,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 
   const api: KubeApiServer = {
     breakUpgradeAnswers: false,
+    execPeer: 'echo',
     url: `https://127.0.0.1:${port}`,
     caPem: cert,
     token,

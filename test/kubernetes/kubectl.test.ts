@@ -220,6 +220,71 @@ describe('kubectl through the broker', () => {
     await ops.close();
   });
 
+  /** A raw exec over WebSocket as `sub` in ops, after its 101: the socket and what it received. */
+  async function openExec(sub: string): Promise<{ socket: tls.TLSSocket; received: () => string; closed: Promise<void>; session: () => Promise<string>; close(): Promise<void> }> {
+    const ops = await stack.connectAs(sub, ['ops']);
+    const socket = tls.connect({ host: '127.0.0.1', port: ops.port, ca: ops.endpoint.caPem });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    let received = '';
+    socket.on('data', (c: Buffer) => (received += c.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(
+      'GET /api/v1/namespaces/default/pods/web-1/exec?command=sh&stdin=true&stdout=true HTTP/1.1\r\n' +
+        `Host: 127.0.0.1:${ops.port}\r\nAuthorization: Bearer ${ops.session.secret}\r\n` +
+        'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+        'Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n',
+    );
+    await eventually('101 from the API server', () => received.includes('\r\n\r\n'));
+    assert.match(received, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    const session = async (): Promise<string> =>
+      (await eventually('the exec on record', async () => k8sRequests(await stack.events(), (d) => d['subresource'] === 'exec').find((e) => e.actor?.sub === sub))).session!;
+    return { socket, received: () => received, closed, session, close: () => ops.close() };
+  }
+
+  const streamEnds = async (session: string): Promise<AuditRecord[]> => (await stack.events()).filter((e) => e.type === 'k8s.stream.end' && e.session === session);
+
+  test('an exec stream whose API server ignores the end of its input still ends, once', async () => {
+    stack.api.execPeer = 'ignores-eof';
+    try {
+      const x = await openExec('oncall-14');
+      x.socket.write('ping');
+      await eventually('the echo', () => x.received().endsWith('ping'));
+      x.socket.end();
+      await x.closed;
+      const session = await x.session();
+      const [end] = await eventually('k8s.stream.end', async () => {
+        const e = await streamEnds(session);
+        return e.length > 0 ? e : undefined;
+      });
+      assert.equal(end?.detail['status_code'], 101);
+      await x.close();
+      assert.equal((await streamEnds(session)).length, 1);
+    } finally {
+      stack.api.execPeer = 'echo';
+    }
+  });
+
+  test('an exec stream the API server ends while the client stays open ends too, once (the close grace)', async () => {
+    stack.api.execPeer = 'ends-after-echo';
+    try {
+      const x = await openExec('oncall-15');
+      x.socket.write('last-words');
+      // The client never ends its side: the broker ends it after the API server's end.
+      await x.closed;
+      assert.ok(x.received().endsWith('last-words'), 'what the API server sent before its end arrives');
+      const session = await x.session();
+      const [end] = await eventually('k8s.stream.end', async () => {
+        const e = await streamEnds(session);
+        return e.length > 0 ? e : undefined;
+      });
+      assert.equal(end?.detail['status_code'], 101);
+      await x.close();
+      assert.equal((await streamEnds(session)).length, 1);
+    } finally {
+      stack.api.execPeer = 'echo';
+    }
+  });
+
   test('an upgrade the API server does not switch ends the connection: no request can ride behind it', async () => {
     const ops = await stack.connectAs('oncall-3', ['ops']);
     const socket = tls.connect({ host: '127.0.0.1', port: ops.port, ca: ops.endpoint.caPem });

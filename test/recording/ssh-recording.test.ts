@@ -46,7 +46,7 @@ function readCast(text: string): { header: Record<string, unknown>; events: [num
     assert.equal(typeof e[0], 'number');
     assert.ok(e[0] >= last, 'times never go back');
     last = e[0];
-    assert.ok(['o', 'r', 'm'].includes(e[1]), `event code ${e[1]}`);
+    assert.ok(['o', 'r', 'm', 'i'].includes(e[1]), `event code ${e[1]}`);
     assert.equal(typeof e[2], 'string');
   }
   return { header, events };
@@ -257,6 +257,40 @@ describe('ssh terminal recordings', () => {
     const chainedBad = await agentgate(['replay', shared.session, '--verify', '--cast', copy, '--receipt', shared.receipt, '--key', shared.jwks, '--audit', exported, '--json']);
     assert.equal(chainedBad.code, 1);
     assert.equal((JSON.parse(chainedBad.stdout) as { problem: string }).problem, 'digest mismatch');
+  });
+
+  test('recording: { input: true } on the target records what was typed as i events, in order with the output', async () => {
+    // Same broker, the target opts in: the target's config object is read per recording.
+    const target = stack.config.targets[TARGET] as { recording?: unknown };
+    const before = (await recordingEnds()).length;
+    target.recording = { enabled: true, maxBytes: 1 << 20, results: 0, input: true };
+    let typed = '';
+    let seen = '';
+    try {
+      const term = pty.spawn('ssh', ['-F', stack.sshConfig, '-tt', '-q', TARGET], { name: 'xterm', cols: 80, rows: 24, cwd: stack.tmp.path, env: { ...stack.env(), TERM: 'xterm' } });
+      term.onData((d) => (seen += d));
+      const exited = new Promise<number>((res) => term.onExit(({ exitCode }) => res(exitCode)));
+      const type = (text: string): void => {
+        typed += text;
+        term.write(text);
+      };
+      await eventually('the remote shell', () => seen.length > 0, 20_000);
+      type('echo typed-$((6*7))\r');
+      await eventually('the answer', () => seen.includes('typed-42'), 20_000);
+      type('exit\r');
+      assert.equal(await exited, 0);
+    } finally {
+      delete target.recording;
+    }
+    const ends = await eventually('the recording.end', async () => {
+      const e = await recordingEnds();
+      return e.length === before + 1 ? e : undefined;
+    });
+    const cast = readCast((await readFile(join(stack.config.stateDir, 'recordings', String(ends.at(-1)!.detail['name'])))).toString('utf8'));
+    assert.equal(cast.events.filter((e) => e[1] === 'i').map((e) => e[2]).join(''), typed);
+    assert.equal(cast.events.filter((e) => e[1] === 'o').map((e) => e[2]).join(''), seen);
+    // The command was typed before its answer was shown.
+    assert.ok(cast.events.findIndex((e) => e[1] === 'i') < cast.events.findIndex((e) => e[1] === 'o' && e[2].includes('typed-42')));
   });
 
   test('a recording over max_bytes is cut with a marker that says where; the digest covers what was written', async () => {

@@ -21,7 +21,7 @@ const ch = (n: number, data: string | Buffer): Buffer => Buffer.concat([Buffer.f
 
 test('server output by channel, client resizes, byte by byte, continuations and control frames', () => {
   const got: string[] = [];
-  const tap = k8sChannelTap({ output: (d, s) => got.push(`${s}:${d.toString()}`), resize: (c, r) => got.push(`resize:${c}x${r}`) });
+  const tap = k8sChannelTap({ output: (d, s) => got.push(`${s}:${d.toString()}`), resize: (c, r) => got.push(`resize:${c}x${r}`), input: (d) => got.push(`input:${d.toString()}`) });
   const long = 'x'.repeat(300);
   const fromServer = Buffer.concat([
     frame(0x2, ch(1, 'hello ')),
@@ -39,4 +39,19 @@ test('server output by channel, client resizes, byte by byte, continuations and 
   tap.toServer(fromClient.subarray(0, 5));
   tap.toServer(fromClient.subarray(5));
   assert.deepEqual(got, ['stdout:hello ', 'stderr:oops', `stdout:${long}`, 'stdout:part1-', 'stdout:part2', 'resize:132x43']);
+});
+
+test('client stdin (channel 0) reaches the sink only when input is opted in, continuations included', () => {
+  const mask = Buffer.from([9, 8, 7, 6]);
+  const fromClient = Buffer.concat([
+    frame(0x2, ch(0, 'ls '), { mask, fin: false }),
+    frame(0x0, Buffer.from('-l\r'), { mask }),
+    frame(0x2, ch(4, '{"Width":80,"Height":24}'), { mask }),
+  ]);
+  for (const input of [false, true]) {
+    const got: string[] = [];
+    const tap = k8sChannelTap({ output: () => {}, resize: (c, r) => got.push(`resize:${c}x${r}`), input: (d) => got.push(`input:${d.toString()}`) }, { input });
+    for (const b of fromClient) tap.toServer(Buffer.from([b]));
+    assert.deepEqual(got, input ? ['input:ls ', 'input:-l\r', 'resize:80x24'] : ['resize:80x24']);
+  }
 });

@@ -100,6 +100,8 @@ function strictObject<S extends z.core.$ZodLooseShape>(shape: S) {
 
 /** One recording's default cap: 64 MiB. */
 export const DEFAULT_RECORDING_MAX_BYTES = 64 * 1024 * 1024;
+/** The most result rows `recording: { results: N }` may sample per statement. */
+export const MAX_RESULT_SAMPLE_ROWS = 100;
 
 const text = z.string().min(1, { error: 'expected a non-empty string' });
 const textList = z.array(text);
@@ -204,6 +206,13 @@ export function brokerConfigSchema(ctx: SchemaContext) {
 
   // ---- targets ---------------------------------------------------------------------------
 
+  const recording = strictObject({
+    enabled: z.boolean().default(true),
+    max_bytes: intRange(4096, Number.MAX_SAFE_INTEGER).default(DEFAULT_RECORDING_MAX_BYTES),
+    results: intRange(0, MAX_RESULT_SAMPLE_ROWS).default(0),
+    input: z.boolean().default(false),
+  }).transform((r): RecordingConfig => ({ enabled: r.enabled, maxBytes: r.max_bytes, results: r.results, input: r.input }));
+
   const postgresTarget = strictObject({
     type: z.literal('postgres'),
     host: text,
@@ -214,6 +223,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     tls: z.enum(POSTGRES_TLS_MODES).default('verify-full'),
     ca: path.optional(),
     idle_timeout: durationMs.optional(),
+    recording: recording.optional(),
   }).transform(
     (t): Omit<PostgresTargetConfig, 'name'> => ({
       type: 'postgres',
@@ -225,6 +235,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
       tls: t.tls,
       ca: t.ca,
       ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
+      ...(t.recording ? { recording: t.recording } : {}),
     }),
   );
 
@@ -236,6 +247,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     client_cert: path.optional(),
     client_key: credential.optional(),
     idle_timeout: durationMs.optional(),
+    recording: recording.optional(),
   })
     .check(
       z.superRefine((t: Record<string, unknown>, c) => {
@@ -256,13 +268,9 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         clientCert: t.client_cert,
         clientKey: t.client_key,
         ...(t.idle_timeout === undefined ? {} : { idleTimeoutMs: t.idle_timeout }),
+        ...(t.recording ? { recording: t.recording } : {}),
       }),
     );
-
-  const recording = strictObject({
-    enabled: z.boolean().default(true),
-    max_bytes: intRange(4096, Number.MAX_SAFE_INTEGER).default(DEFAULT_RECORDING_MAX_BYTES),
-  }).transform((r): RecordingConfig => ({ enabled: r.enabled, maxBytes: r.max_bytes }));
 
   const sshTarget = strictObject({
     type: z.literal('ssh'),

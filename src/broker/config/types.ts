@@ -73,6 +73,8 @@ export interface PostgresTargetConfig {
   ca: string | undefined;
   /** End a session with no traffic either way for this long (ms); undefined = never (the default). */
   idleTimeoutMs?: number;
+  /** Overrides the broker's `recording:` for this target (`results`: rows sampled per statement). */
+  recording?: RecordingConfig | undefined;
 }
 
 export interface KubernetesTargetConfig {
@@ -85,6 +87,8 @@ export interface KubernetesTargetConfig {
   clientKey: Secret | undefined;
   /** End a session with no request in flight for this long (ms); undefined = never (the default). */
   idleTimeoutMs?: number;
+  /** Overrides the broker's `recording:` for this target. */
+  recording?: RecordingConfig | undefined;
 }
 
 export interface SshTargetConfig {
@@ -110,6 +114,10 @@ export interface RecordingConfig {
   enabled: boolean;
   /** Cap on one recording file; the recording says where it was cut. Default 64 MiB. */
   maxBytes: number;
+  /** Postgres: the first N rows of each statement's (masked) result go into its `query` event. Default 0. */
+  results: number;
+  /** Terminal recordings also hold the client's input (`i` events). Default false. */
+  input: boolean;
 }
 
 export type Effect = 'allow' | 'deny' | 'review';

@@ -623,7 +623,7 @@ class K8sConnection {
       },
       (err) => this.#log.error('kubernetes recording could not be started; the stream runs unrecorded', { session: this.id, error: err }),
     );
-    const channels = k8sChannelTap(cast);
+    const channels = k8sChannelTap(cast, { input: settings.input });
     return {
       cast,
       tap: {

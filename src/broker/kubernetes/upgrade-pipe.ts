@@ -12,6 +12,9 @@ import { failureStatus, rawStatusResponse } from './status.js';
 import { responseHead, upgradeRequestHeaders, withoutHeaders } from './headers.js';
 import { readStream } from './read-stream.js';
 
+/** How long both sides of an ending upgraded stream get to close before they are destroyed. */
+export const UPGRADE_CLOSE_GRACE_MS = 2_000;
+
 export interface UpgradeOutcome {
   /** 101, the upstream's other answer, 499 (client gone), 502 (the answer broke off) or 503 (upstream unreachable). */
   status: number;
@@ -107,19 +110,45 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
       if (head.length > 0) t?.toServer(head);
       socket.write(responseBytes);
       if (head.length > 0) upSocket.write(head);
-      let open = 2;
-      const done = (): void => {
-        if (--open > 0) {
-          // One direction ending ends the exchange: exec streams do not half-close usefully.
-          socket.destroy();
-          upSocket.destroy();
-          return;
-        }
+      // One side ending or closing ends the exchange (exec streams do not half-close
+      // usefully): the other side is ended so what is in flight still arrives, then both
+      // are destroyed once both have closed or after a short grace, whichever is first.
+      // The grace is what ends a stream whose peer never answers — kubectl exiting on the
+      // exec status without answering the WebSocket close, an API server ignoring EOF.
+      // The outcome does not wait for a 'close' either side may never emit.
+      socket.on('error', () => {});
+      let winding = false;
+      let grace: NodeJS.Timeout | undefined;
+      let closed = 0;
+      const teardown = (): void => {
+        if (grace) clearTimeout(grace);
+        socket.destroy();
+        upSocket.destroy();
+        // A tunnel channel emits 'close' only after 'end', which waits for its unread data
+        // to be read: drain both so each can finish closing.
+        socket.resume();
+        upSocket.resume();
         live.delete(upSocket);
         finish({ status: 101, toClient, toServer });
       };
-      pipeline(socket, upSocket, () => done());
-      pipeline(upSocket, socket, () => done());
+      const wind = (): void => {
+        if (winding) return;
+        winding = true;
+        socket.end();
+        upSocket.end();
+        grace = setTimeout(teardown, UPGRADE_CLOSE_GRACE_MS);
+        grace.unref();
+      };
+      const onClose = (): void => {
+        wind();
+        if (++closed === 2) teardown();
+      };
+      for (const s of [socket, upSocket]) {
+        s.once('end', wind);
+        s.once('close', onClose);
+      }
+      pipeline(socket, upSocket, wind);
+      pipeline(upSocket, socket, wind);
     });
     // Nothing from the client travels before the upstream has switched protocols.
     upReq.end();

@@ -10,6 +10,7 @@ import { createFunctionCatalog, type FunctionCatalog } from './function-catalog.
 import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
+import { recordingSettings } from '../recording/store.js';
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();
@@ -44,6 +45,8 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
       // A policy that grants no write makes the upstream session read-only (defence in depth).
       const readOnly = !policyGrantsWrite(channel.identity, target.name, config.policies);
       const plan = compileMaskingPlan(target.name, config.masking, decidingPolicy(channel.identity, target.name, config.policies)?.masking);
+      const recording = recordingSettings(config, target);
+      const resultSample = recording.enabled ? recording.results : 0;
       active++;
       new PgProxySession(channel.stream, {
         readOnly,
@@ -54,6 +57,7 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         config,
         verifier: sessionVerifier(ch.header(SESSION_VERIFIER_HEADER)),
         ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
+        ...(resultSample > 0 ? { resultSample } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
         ...(plan ? { masking: { plan, key: deps.maskingKey } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),

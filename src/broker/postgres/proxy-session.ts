@@ -55,6 +55,7 @@ import { IDLE_TIMEOUT_REASON, IdleTimer, startDeadline } from '../../shared/conn
 import { DEFAULT_LOGIN_TIMEOUT_MS, idleSessionTimedOut, loginTimedOut } from './session-limits.js';
 import { withReasonRequirement } from '../policy/reason.js';
 import { normalizeReason } from '../../shared/reason.js';
+import { ResultSampler } from '../recording/result-sample.js';
 
 export interface PgProxySessionOptions {
   target: PostgresTargetConfig;
@@ -92,6 +93,8 @@ export interface PgProxySessionOptions {
   lease?: SessionLease;
   /** The reason the `connect`/`run`/`mcp` session gave (tunnel header); a connection's `agentgate.reason` startup parameter replaces it. */
   reason?: string;
+  /** `recording: { results: N }`: the first N rows of each statement's result, as the client got them, go into its `query` event. */
+  resultSample?: number;
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
@@ -138,6 +141,8 @@ export class PgProxySession {
   /** Masked-value counts at the last statement's end, to record each statement's share. */
   #maskedSoFar: Record<string, number> = {};
   #endReason = 'client closed the connection';
+  /** Samples results for the audit (`recording: { results: N }`); absent when N is 0. */
+  readonly #sampler: ResultSampler | undefined;
   readonly #stopLoginTimer: () => void;
   #idle: IdleTimer | undefined;
 
@@ -160,6 +165,7 @@ export class PgProxySession {
       ...(options.onEnd ? { onEnd: options.onEnd } : {}),
     });
     this.#core.counts.rows = 0;
+    this.#sampler = options.resultSample ? new ResultSampler(options.resultSample) : undefined;
     this.id = this.#core.id;
     this.#client = client;
     this.#reader = new FrontendReader(options.maxMessageLength === undefined ? {} : { maxMessageLength: options.maxMessageLength });
@@ -491,6 +497,7 @@ export class PgProxySession {
   /** Follows one server message (decoded from the original) and queues `frame` (possibly masked) for the client. */
   #process(m: PgMessage, frame: Buffer): void {
     const t = this.#tracker;
+    if (this.#sampler) this.#sample(this.#sampler, m, frame);
     switch (m.type) {
       case BackendType.errorResponse: {
         const f = decodeErrorResponse(m.body);
@@ -519,6 +526,15 @@ export class PgProxySession {
         break;
     }
     if (frame.length > 0) this.#outbox.push(frame);
+  }
+
+  /** `frame` is what the client gets (masked): the sample holds exactly that. */
+  #sample(s: ResultSampler, m: PgMessage, frame: Buffer): void {
+    if (m.type === BackendType.rowDescription) s.description(m.body);
+    else if (m.type === BackendType.dataRow && frame.length > 5) {
+      const head = this.#tracker.head;
+      s.row(frame, head?.kind === 'execute' ? head.portal.resultFormats : undefined);
+    }
   }
 
   /** An allowed statement is about to be sent: its intent goes on record first (see #flushToServer). */
@@ -557,6 +573,7 @@ export class PgProxySession {
     };
     if (rec.sqlstate) outcome.sqlstate = rec.sqlstate;
     const masked = this.#maskedDelta();
+    const sample = this.#sampler?.take();
     this.#batch.push(
       this.#append({
         type: 'query',
@@ -571,6 +588,7 @@ export class PgProxySession {
           ...(this.#core.reason !== undefined ? { reason: this.#core.reason } : {}),
           ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
           ...(rec.suspended ? { suspended: true } : {}),
+          ...(sample ? { result_sample: { ...sample } } : {}),
         },
         decision: decisionOf(rec.note),
         outcome,

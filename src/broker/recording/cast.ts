@@ -2,7 +2,9 @@
  * Terminal recordings as asciicast v2 (https://docs.asciinema.org/manual/asciicast/v2/),
  * written while the session runs: a header line, then one JSON array per event —
  * `[seconds, "o", text]` output exactly as the client was shown it (after masking),
- * `[seconds, "r", "COLSxROWS"]` resizes, and `[seconds, "m", text]` markers (the cut).
+ * `[seconds, "r", "COLSxROWS"]` resizes, `[seconds, "i", text]` the client's input (only
+ * when the target opts in: `recording: { input: true }`), and `[seconds, "m", text]`
+ * markers (the cut).
  *
  * The file is created 0600 in a 0700 directory and never rewritten: its SHA-256 is kept
  * while it is written, so `close()` returns the digest of exactly the bytes on disk. The
@@ -51,6 +53,7 @@ export class CastWriter {
   readonly #start: number;
   readonly #now: () => number;
   readonly #decoders = new Map<string, StringDecoder>();
+  #inputDecoder: StringDecoder | undefined;
   #bytes = 0;
   #events = 0;
   #cutAt: number | null = null;
@@ -87,11 +90,17 @@ export class CastWriter {
     this.#event('r', `${cols}x${rows}`);
   }
 
+  /** What the client typed or sent, as it arrived (the caller records it only when opted in). */
+  input(data: Buffer): void {
+    const text = (this.#inputDecoder ??= new StringDecoder('utf8')).write(data);
+    if (text) this.#event('i', text);
+  }
+
   #t(): number {
     return Math.round(this.#now() - this.#start) / 1000;
   }
 
-  #event(kind: 'o' | 'r', data: string): void {
+  #event(kind: 'o' | 'r' | 'i', data: string): void {
     if (this.#cutAt !== null || this.#closed) return;
     const t = this.#t();
     const line = `${JSON.stringify([t, kind, data])}\n`;
@@ -120,6 +129,8 @@ export class CastWriter {
         this.#decoders.delete(stream);
         if (rest) this.#event('o', rest);
       }
+      const typed = this.#inputDecoder?.end();
+      if (typed) this.#event('i', typed);
       const path = join(this.#o.dir, this.#o.name);
       this.#closed = new Promise<FinishedRecording>((resolve, reject) => {
         this.#file.once('error', reject);

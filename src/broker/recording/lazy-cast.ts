@@ -31,6 +31,10 @@ export class LazyCast {
     this.#open()?.output(data, stream);
   }
 
+  input(data: Buffer): void {
+    this.#open()?.input(data);
+  }
+
   resize(cols: number, rows: number): void {
     if (!this.#writer) this.#open(cols, rows);
     else this.#writer.resize(cols, rows);

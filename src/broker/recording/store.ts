@@ -22,7 +22,7 @@ export function recordingName(session: string, requestId: number): string {
 /** The target's `recording:` over the broker's over the defaults. */
 export function recordingSettings(config: Pick<BrokerConfig, 'recording'>, target: TargetConfig | undefined): RecordingConfig {
   const t = target && 'recording' in target ? target.recording : undefined;
-  return t ?? config.recording ?? { enabled: true, maxBytes: DEFAULT_RECORDING_MAX_BYTES };
+  return t ?? config.recording ?? { enabled: true, maxBytes: DEFAULT_RECORDING_MAX_BYTES, results: 0, input: false };
 }
 
 export interface RecordingFile {

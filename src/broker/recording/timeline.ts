@@ -2,7 +2,8 @@
  * SQL, Kubernetes and SSH timelines, built from the session's own audit events (no proxy
  * hook): each statement, request or command with its offset from the session's start, the
  * decision (rule, approval and who decided it) and the outcome (tag, rows, SQLSTATE, HTTP
- * status, exit status). Built on demand, so it is always what the chain holds.
+ * status, exit status), and a statement's result sample when the target records one
+ * (`recording: { results: N }`). Built on demand, so it is always what the chain holds.
  */
 import type { AuditRecord } from '../../shared/audit-hash.js';
 import type { RecordedSession, TimelineEntry } from '../../shared/recording.js';
@@ -21,6 +22,15 @@ function text(r: AuditRecord): string | null {
   }
   if (r.type === 'ssh.command') return typeof d['command'] === 'string' ? d['command'] : null;
   return null;
+}
+
+/** A `query` event's `result_sample`, if it is one (the chain holds it as written). */
+function resultSample(r: AuditRecord): TimelineEntry['result_sample'] {
+  const s = r.detail['result_sample'];
+  if (!s || typeof s !== 'object' || Array.isArray(s)) return undefined;
+  const { columns, rows, truncated } = s as Record<string, unknown>;
+  if (!Array.isArray(columns) || !Array.isArray(rows)) return undefined;
+  return { columns: columns.map(String), rows: rows.filter(Array.isArray).map((row) => (row as unknown[]).map((v) => (v === null ? null : String(v)))), truncated: truncated === true };
 }
 
 function outcome(r: AuditRecord): TimelineEntry['outcome'] {
@@ -57,6 +67,7 @@ export async function buildTimeline(audit: AuditStore, session: string): Promise
   const t0 = Date.parse(start?.time ?? statements[0]?.time ?? new Date(0).toISOString());
   const entries = statements.map((r): TimelineEntry => {
     const approval = r.decision?.approval;
+    const sample = r.type === 'query' ? resultSample(r) : undefined;
     return {
       seq: r.seq,
       time: r.time,
@@ -68,6 +79,7 @@ export async function buildTimeline(audit: AuditStore, session: string): Promise
         : null,
       approvals: approval ? (decided.get(approval) ?? []) : [],
       outcome: outcome(r),
+      ...(sample ? { result_sample: sample } : {}),
     };
   });
   return { start, entries };

@@ -3,7 +3,7 @@
  * (`v4.channel.k8s.io`, `v5.channel.k8s.io`), for recording `kubectl exec` / `attach`. It
  * sees copies of the bytes the upgrade pipe relays and changes nothing: binary frames carry
  * a channel byte then data — 1 stdout and 2 stderr from the server, 4 resize
- * (`{"Width":…,"Height":…}`) from the client. Control frames, text frames and other
+ * (`{"Width":…,"Height":…}`) and 0 stdin (recorded only when opted in) from the client. Control frames, text frames and other
  * channels are skipped; a frame split across reads is reassembled. SPDY (kubectl's older
  * transport) is not read: such streams are not recorded.
  */
@@ -81,10 +81,14 @@ export class WsFrameReader {
 export interface ChannelSink {
   output(data: Buffer, stream: string): void;
   resize(cols: number, rows: number): void;
+  input(data: Buffer): void;
 }
 
-/** Both directions of one exec/attach stream, read into a sink (a recording). */
-export function k8sChannelTap(sink: ChannelSink): { toClient(b: Buffer): void; toServer(b: Buffer): void } {
+/**
+ * Both directions of one exec/attach stream, read into a sink (a recording). The client's
+ * stdin (channel 0) goes to the sink only with `input` (`recording: { input: true }`).
+ */
+export function k8sChannelTap(sink: ChannelSink, o: { input?: boolean } = {}): { toClient(b: Buffer): void; toServer(b: Buffer): void } {
   // A message split over continuation frames keeps its channel byte only in the first frame.
   let fromServerChannel = -1;
   const server = new WsFrameReader((op, p, continuation) => {
@@ -97,10 +101,22 @@ export function k8sChannelTap(sink: ChannelSink): { toClient(b: Buffer): void; t
     }
     if ((fromServerChannel === 1 || fromServerChannel === 2) && data.length > 0) sink.output(data, fromServerChannel === 1 ? 'stdout' : 'stderr');
   });
+  let fromClientChannel = -1;
   const client = new WsFrameReader((op, p, continuation) => {
-    if (op !== 0x2 || continuation || p.length < 2 || p[0] !== 4) return;
+    if (op !== 0x2) return;
+    let data = p;
+    if (!continuation) {
+      if (p.length === 0) return;
+      fromClientChannel = p[0]!;
+      data = p.subarray(1);
+    }
+    if (fromClientChannel === 0) {
+      if (o.input && data.length > 0) sink.input(data);
+      return;
+    }
+    if (continuation || fromClientChannel !== 4 || data.length === 0) return;
     try {
-      const size = JSON.parse(p.subarray(1).toString('utf8')) as { Width?: unknown; Height?: unknown };
+      const size = JSON.parse(data.toString('utf8')) as { Width?: unknown; Height?: unknown };
       if (typeof size.Width === 'number' && typeof size.Height === 'number') sink.resize(size.Width, size.Height);
     } catch {
       // not a resize message

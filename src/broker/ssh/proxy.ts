@@ -412,8 +412,11 @@ class SshConnection {
     up.stderr.on('data', count);
     const outDone = relay(up, outScan, channel, recorder ? (b) => recorder.output(b, 'stdout') : undefined);
     const errDone = relay(up.stderr, errScan, channel.stderr, recorder ? (b) => recorder.output(b, 'stderr') : undefined);
+    // The client's input, only when the target opts in (`recording: { input: true }`): it may hold typed passwords.
+    const recordInput = recorder !== undefined && recordingSettings(this.#o.config, this.#ch.target).input;
     channel.on('data', (b: Buffer) => {
       rec.bytesIn += b.length;
+      if (recordInput) recorder.input(b);
     });
     channel.pipe(up);
     let exit: { code: number | null; signal?: string } = { code: null };

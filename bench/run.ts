@@ -319,9 +319,9 @@ async function main(): Promise<number> {
     `workload: pgbench ${pgbenchArgs({ mode: 'simple', clients: 1, threads: 1, seconds: opts.seconds }).join(' ').replace('simple', '<mode>').replace('-c 1 -j 1', '-c <c> -j min(c,2)')}`
       + ` (select-only), scale ${opts.scale}, warm-up ${opts.warmup} s per target and mode, ${opts.rounds} round(s) per cell (median), targets interleaved; all on this one machine`,
     'paths: direct = pgbench → PostgreSQL',
-    '       agentgate = pgbench → CLI listener → TLS(SSH) tunnel → broker → proxy (policy; audit event journalled before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
+    '       agentgate = pgbench → CLI listener → TLS tunnel (mux) → broker → proxy (policy; audit event journalled before ReadyForQuery) → PostgreSQL; CLI end and broker share the bench process',
     ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
-    ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, SSH over TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
+    ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, a multiplex on TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
     ...(opts.targets.includes('tls-relay') ? ['       tls-relay = pgbench → Node relay → one HTTPS upgrade (undici) per local connection → Node relay → PostgreSQL: the data path of "one TLS connection per local connection" (its per-connection setup not counted)'] : []),
     ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),
     '       ssh -L = pgbench → ssh → sshd → PostgreSQL;  pgbouncer = pgbench → pgbouncer (transaction pooling) → PostgreSQL',

@@ -27,7 +27,7 @@ export interface TunnelLogger {
 export interface TunnelChannel<I = unknown> {
   /** Whoever the broker authenticated on the upgrade request. */
   identity: I;
-  /** The target name the CLI asked for (the `direct-tcpip` host). Not yet authorized. */
+  /** The target name the CLI asked for (in its OPEN frame). Not yet authorized. */
   target: string;
   /** Random id of the tunnel connection this channel rides on. */
   tunnelId: string;

@@ -27,6 +27,7 @@ import {
   encodeU32,
   FrameDecoder,
   FrameType,
+  HEADER_LENGTH,
   frameTypeName,
   MAX_DATA_CHUNK,
   MuxProtocolError,
@@ -180,7 +181,7 @@ export class MuxSession {
     const length = payload?.length ?? 0;
     this.#out.push(encodeHeader(type, id, length));
     if (payload !== undefined && length > 0) this.#out.push(payload);
-    this.#outBytes += 9 + length;
+    this.#outBytes += HEADER_LENGTH + length;
     if (afterFlush) this.#afterFlush.push(afterFlush);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;

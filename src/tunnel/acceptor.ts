@@ -179,6 +179,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       onOpen: (id, request) => openChannel(session, tunnel, identity, headers, id, request),
     });
     tunnel.session = session;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- session.closed never rejects
     void session.closed.then((err) => log.debug('tunnel session ended', { tunnelId: tunnel.id, error: err?.message }));
     session.sendHello(makeHello(hostKey, nonce, tlsBinding(tunnel.socket, nonce)));
   }

@@ -361,7 +361,8 @@ function muxHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
     const s = socket as Partial<Socket>;
     if (typeof s.setNoDelay === 'function') s.setNoDelay(true);
     const binding = tlsBinding(socket, o.nonce);
-    const replies = new Map<number, (line: string) => void>();
+    /** Credential exchanges awaiting their reply, by request id. */
+    const replies = new Map<number, (err: Error | undefined, line?: string) => void>();
     let nextRequest = 1;
     let settled = false;
     const session = new MuxSession(socket, {
@@ -370,7 +371,7 @@ function muxHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
       keepaliveCountMax: o.keepaliveCountMax,
       onControl: (type, id, payload) => {
         if (type === FrameType.CREDENTIAL_REPLY) {
-          replies.get(id)?.(payload.toString('utf8'));
+          replies.get(id)?.(undefined, payload.toString('utf8'));
           return;
         }
         // HELLO; verifyHello throws (ending the session) unless the proof holds.
@@ -383,6 +384,7 @@ function muxHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
     });
     const exchangeCredential: CredentialExchange = (line, timeoutMs) =>
       new Promise<string>((res, rej) => {
+        if (!session.isOpen) return rej(new Error('the tunnel is closed'));
         const id = nextRequest++;
         const done = (err: Error | undefined, reply?: string): void => {
           clearTimeout(t);
@@ -391,12 +393,13 @@ function muxHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnecti
           else res(reply as string);
         };
         const t = setTimeout(() => done(new Error(`no answer within ${Math.round(timeoutMs / 1000)}s`)), timeoutMs);
-        replies.set(id, (reply) => done(undefined, reply));
-        void session.closed.then((err) => done(new Error(`the tunnel closed${err ? `: ${err.message}` : ''}`)));
+        replies.set(id, done);
         session.sendControl(FrameType.CREDENTIAL, id, Buffer.from(line));
       });
     const timer = setTimeout(() => session.destroy(new Error(`the broker sent no HELLO within ${Math.round(o.readyTimeout / 1000)}s`)), o.readyTimeout);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- session.closed never rejects
     void session.closed.then((err) => {
+      for (const done of [...replies.values()]) done(new Error(`the tunnel closed${err ? `: ${err.message}` : ''}`));
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -39,8 +39,12 @@ export interface TestBrokerOptions {
   hostKey: string;
   /** The acceptor's keepalive interval. */
   keepaliveIntervalMs?: number;
+  /** The acceptor's limit from `101` to the client's HELLO. */
+  handshakeTimeoutMs?: number;
   /** Listen here (to restart a broker on the same port); default 0. */
   port?: number;
+  /** The acceptor's renewCredential (default: none, so renewals are refused). */
+  renewCredential?: (tunnel: { id: string; identity: TestIdentity }, token: string) => Promise<number>;
   /** Replaces the uppercasing echo. */
   onChannel?: (ch: TunnelChannel<TestIdentity>) => void;
 }
@@ -57,6 +61,8 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
     acceptor: createTunnelAcceptor<TestIdentity>({
       hostKey: opts.hostKey,
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
+      ...(opts.renewCredential ? { renewCredential: opts.renewCredential } : {}),
       onChannel: (ch) => {
         broker.channels.push(ch);
         (opts.onChannel ?? echoUppercase)(ch);

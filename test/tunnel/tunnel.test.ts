@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { once } from 'node:events';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -326,6 +326,70 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
     });
     assert.equal(res.statusCode, 400);
     assert.match(await readAll(res), /x-agentgate-tunnel-nonce/);
+  });
+
+  test('handshake timeouts: the broker drops a client that never answers HELLO; the CLI gives up on a broker that never sends one', async () => {
+    const b = await startTestBroker({ hostKey, handshakeTimeoutMs: 100 });
+    cleanups.push(() => b.close());
+    const raw = await rawMuxClient(b.endpoint, dispatcher, { hello: false });
+    await raw.next((f) => f.type === FrameType.HELLO, "the broker's HELLO");
+    assert.equal(b.acceptor.size, 1);
+    await raw.closed;
+    await waitFor(() => b.acceptor.size === 0, 'the broker to drop the client');
+
+    // A server that switches protocols and then says nothing.
+    const { cert, key } = makeTestCert();
+    const mute = createHttpsServer({ cert, key }, (_req, res) => res.writeHead(404).end());
+    const held: Duplex[] = [];
+    mute.on('upgrade', (_req, socket: Duplex) => {
+      held.push(socket);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: agentgate-mux/1\r\nConnection: Upgrade\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => mute.close(() => resolve()));
+    });
+    const t = dial(b, { endpoint: `https://127.0.0.1:${(mute.address() as AddressInfo).port}/v1/tunnel`, handshakeTimeoutMs: 150, reconnect: false });
+    const err = await t.ready(5_000).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof BrokerError, `expected BrokerError, got ${String(err)}`);
+    assert.equal(err.code, 'AG_TUNNEL_HANDSHAKE');
+    assert.match(err.message, /sent no HELLO within/);
+  });
+
+  test('credential renewal on the wire: one exchange at a time, coded refusals, the deadline in the reply', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const tokens: string[] = [];
+    const b = await startTestBroker({
+      hostKey,
+      renewCredential: async (_t, token) => {
+        tokens.push(token);
+        await released;
+        return Date.parse('2030-01-01T00:00:00Z');
+      },
+    });
+    cleanups.push(() => b.close());
+    const raw = await rawMuxClient(b.endpoint, dispatcher);
+    cleanups.push(async () => raw.socket.destroy());
+    const reply = async (id: number): Promise<string> =>
+      (await raw.next((f) => f.type === FrameType.CREDENTIAL_REPLY && f.channel === id, `the reply to request ${id}`)).payload.toString();
+
+    raw.send(FrameType.CREDENTIAL, 1, 'not json\n');
+    assert.match(await reply(1), /"code":"AG_CREDENTIAL_MALFORMED"/);
+    raw.send(FrameType.CREDENTIAL, 2, '{"token":"fresh"}\n');
+    raw.send(FrameType.CREDENTIAL, 3, '{"token":"again"}\n');
+    assert.match(await reply(3), /"code":"AG_CREDENTIAL_BUSY"/);
+    release();
+    assert.deepEqual(JSON.parse(await reply(2)), { ok: true, expires_at: '2030-01-01T00:00:00.000Z' });
+    assert.deepEqual(tokens, ['fresh']);
+
+    const plain = await broker(); // no renewCredential
+    const raw2 = await rawMuxClient(plain.endpoint, dispatcher);
+    cleanups.push(async () => raw2.socket.destroy());
+    raw2.send(FrameType.CREDENTIAL, 1, '{"token":"t"}\n');
+    const refused = await raw2.next((f) => f.type === FrameType.CREDENTIAL_REPLY, 'the reply');
+    assert.match(refused.payload.toString(), /"code":"AG_CREDENTIAL_UNSUPPORTED"/);
   });
 
   test('a TLS-terminating hop is refused even when it relays the right host key', async () => {

@@ -5,10 +5,8 @@
  * - Channels are numbered by the CLI from 1 upwards and never reused, so a frame for a
  *   channel that has closed is late and ignored, while one for a number never opened is a
  *   protocol error.
- * - Flow control is per channel credit: each end may send a channel INITIAL_WINDOW bytes of
- *   DATA, and more only as the receiver's consumer reads and WINDOW frames grant it. A
- *   reader that stops therefore holds at most one window at the receiver and stalls only
- *   its own channel's writer (whose write callbacks wait for credit), never the others.
+ * - Flow control is per channel credit (mux-channel.ts): a reader that stops holds at most
+ *   one window at the receiver and stalls only its own channel's writer, never the others.
  * - Every frame made in one turn of the event loop leaves in one socket write, in that
  *   turn's check phase (setImmediate): with several channels busy, one TLS pass and one
  *   system call carry them all. Write callbacks run once their bytes are handed to the
@@ -20,25 +18,8 @@
  *   `onControl`.
  */
 import type { Duplex } from 'node:stream';
-import { Duplex as DuplexStream } from 'node:stream';
-import {
-  decodeU32,
-  encodeHeader,
-  encodeU32,
-  FrameDecoder,
-  FrameType,
-  HEADER_LENGTH,
-  frameTypeName,
-  MAX_DATA_CHUNK,
-  MuxProtocolError,
-} from './mux-codec.js';
-
-/** Credit each end starts with, per channel and direction. */
-export const INITIAL_WINDOW = 512 * 1024;
-/** A WINDOW frame goes out once the consumer has freed at least this much. */
-const WINDOW_UPDATE_THRESHOLD = INITIAL_WINDOW / 4;
-/** Readable and writable high-water marks of a channel stream. */
-const CHANNEL_HIGH_WATER_MARK = 64 * 1024;
+import { MuxChannel, type ChannelLink } from './mux-channel.js';
+import { decodeU32, encodeHeader, FrameDecoder, FrameType, frameTypeName, HEADER_LENGTH, MuxProtocolError } from './mux-codec.js';
 
 export interface OpenRequest {
   target: string;
@@ -56,7 +37,7 @@ export interface MuxSessionOptions {
   onOpen?: (id: number, request: OpenRequest) => void;
 }
 
-export class MuxSession {
+export class MuxSession implements ChannelLink {
   readonly #socket: Duplex;
   readonly #o: MuxSessionOptions;
   readonly #decoder: FrameDecoder;
@@ -163,12 +144,12 @@ export class MuxSession {
     this.#resolveClosed(err);
   }
 
-  /** @internal Queue one frame; it leaves with the rest of this turn's frames. */
+  /** Queue one frame; it leaves with the rest of this turn's frames (for channels). */
   send(type: FrameType, id: number, payload?: Buffer, afterFlush?: () => void): void {
     this.#send(type, id, payload, afterFlush);
   }
 
-  /** @internal A channel is gone at this end. */
+  /** A channel is gone at this end (for channels). */
   forget(id: number): void {
     this.#channels.delete(id);
   }
@@ -315,108 +296,6 @@ export class ChannelRefusedError extends Error {
   constructor(refusal: { code: string; message: string }) {
     super(refusal.message);
     this.code = refusal.code;
-  }
-}
-
-/** One channel's byte stream. Flow control as described at the top of this module. */
-export class MuxChannel extends DuplexStream {
-  readonly id: number;
-  readonly #session: MuxSession;
-  /** DATA bytes we may still send. */
-  #sendCredit = INITIAL_WINDOW;
-  /** DATA bytes the peer may send in total so far, and has sent. */
-  #recvGranted = INITIAL_WINDOW;
-  #recvTotal = 0;
-  #pending: Buffer | undefined;
-  #pendingCb: ((err?: Error | null) => void) | undefined;
-  #eofReceived = false;
-  #closeReceived = false;
-
-  constructor(session: MuxSession, id: number) {
-    super({ readableHighWaterMark: CHANNEL_HIGH_WATER_MARK, writableHighWaterMark: CHANNEL_HIGH_WATER_MARK, allowHalfOpen: true });
-    this.#session = session;
-    this.id = id;
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.#pending = chunk;
-    this.#pendingCb = cb;
-    this.#sendPending();
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.#session.send(FrameType.EOF, this.id, undefined, () => cb());
-  }
-
-  override _read(): void {
-    // The consumer wants more: grant back what it has taken out of our buffer.
-    const consumed = this.#recvTotal - this.readableLength;
-    const increment = consumed + INITIAL_WINDOW - this.#recvGranted;
-    if (increment >= WINDOW_UPDATE_THRESHOLD && !this.#eofReceived) {
-      this.#recvGranted += increment;
-      this.#session.send(FrameType.WINDOW, this.id, encodeU32(increment));
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.#closeReceived) this.#session.send(FrameType.CLOSE, this.id);
-    this.#session.forget(this.id);
-    const pendingCb = this.#pendingCb;
-    this.#pending = undefined;
-    this.#pendingCb = undefined;
-    pendingCb?.(err ?? new Error('the channel closed'));
-    cb(err);
-  }
-
-  /** @internal */
-  received(payload: Buffer): void {
-    if (this.#eofReceived) throw new MuxProtocolError(`DATA after EOF on channel ${this.id}`);
-    this.#recvTotal += payload.length;
-    if (this.#recvTotal > this.#recvGranted) throw new MuxProtocolError(`the peer overran channel ${this.id}'s window`);
-    if (!this.destroyed) this.push(payload);
-  }
-
-  /** @internal */
-  receivedEof(): void {
-    if (this.#eofReceived) return;
-    this.#eofReceived = true;
-    if (!this.destroyed) this.push(null);
-  }
-
-  /**
-   * @internal The peer is done with the channel and reads nothing more. What it sent is
-   * still delivered: the readable side ends (as on EOF), and the channel goes once its
-   * consumer has read to the end, so a reply that arrived with the CLOSE is not lost.
-   */
-  receivedClose(): void {
-    this.#closeReceived = true;
-    this.receivedEof();
-    if (this.readableEnded || this.destroyed) this.destroy();
-    else this.once('end', () => this.destroy());
-  }
-
-  /** @internal */
-  credit(increment: number): void {
-    this.#sendCredit += increment;
-    if (this.#sendCredit > 2 ** 31) throw new MuxProtocolError(`channel ${this.id}'s window grew past 2 GiB`);
-    this.#sendPending();
-  }
-
-  #sendPending(): void {
-    while (this.#pending !== undefined && this.#sendCredit > 0) {
-      const chunk: Buffer = this.#pending;
-      const n = Math.min(chunk.length, this.#sendCredit, MAX_DATA_CHUNK);
-      this.#sendCredit -= n;
-      if (n === chunk.length) {
-        this.#pending = undefined;
-        const cb = this.#pendingCb;
-        this.#pendingCb = undefined;
-        this.#session.send(FrameType.DATA, this.id, chunk, () => cb?.());
-      } else {
-        this.#session.send(FrameType.DATA, this.id, chunk.subarray(0, n));
-        this.#pending = chunk.subarray(n);
-      }
-    }
   }
 }
 

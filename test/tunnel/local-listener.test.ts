@@ -11,7 +11,7 @@ import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient } from '../../src/tunnel/dialer.js';
 import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
 import { isLoopback, listenLocal } from '../../src/tunnel/local-listener.js';
-import { INITIAL_WINDOW } from '../../src/tunnel/mux-session.js';
+import { INITIAL_WINDOW } from '../../src/tunnel/mux-channel.js';
 import type { LocalListener } from '../../src/tunnel/local-listener.js';
 import type { TunnelChannel } from '../../src/tunnel/acceptor.js';
 import { makeTestCert } from '../helpers/tls.js';

@@ -17,7 +17,7 @@ import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient, TunnelState } from '../../src/tunnel/dialer.js';
 import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
 import { FrameType, MAX_FRAME_PAYLOAD } from '../../src/tunnel/mux-codec.js';
-import { INITIAL_WINDOW } from '../../src/tunnel/mux-session.js';
+import { INITIAL_WINDOW } from '../../src/tunnel/mux-channel.js';
 import { makeTestCert } from '../helpers/tls.js';
 import { rawMuxClient, roundTrip, startTestBroker, waitFor } from './fixture.js';
 import type { TestBroker } from './fixture.js';

@@ -10,7 +10,7 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
   --scale N        pgbench -i scale factor (default 1)
   --rounds N       runs per configuration and target; the median by TPS is reported (default 1)
   --warmup N       seconds of warm-up per target and mode before measuring (default 1; 0 = none)
-  --targets LIST   comma list of direct,agentgate,agentgate-split,tunnel-relay,node-relay,ssh,pgbouncer
+  --targets LIST   comma list of direct,agentgate,agentgate-split,tunnel-relay,tls-relay,node-relay,ssh,pgbouncer
                    (default direct,agentgate,agentgate-split,node-relay,ssh,pgbouncer; direct always
                    runs: ratios need it; the targets are judged on agentgate-split when it ran)
   --modes LIST     comma list of simple,prepared (default both)
@@ -104,7 +104,7 @@ export function parseOptions(argv: string[]): Options {
   } catch (err) {
     throw new UsageProblem((err as Error).message);
   }
-  const cli = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'node-relay', 'ssh', 'pgbouncer'] as const;
+  const cli = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'tls-relay', 'node-relay', 'ssh', 'pgbouncer'] as const;
   const chosen = list('targets', values.targets, cli, ['direct', 'agentgate', 'agentgate-split', 'node-relay', 'ssh', 'pgbouncer']);
   // Table order is fixed; every ratio is against direct, so direct always runs.
   const targets = TARGET_NAMES.filter((t) => t === 'direct' || chosen.includes(t === 'ssh -L' ? 'ssh' : t));

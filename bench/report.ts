@@ -6,7 +6,7 @@ import type { QueryMode } from './pgbench.js';
 import type { RssResult } from './broker-rss.js';
 import type { ChurnResult } from './broker-churn.js';
 
-export const TARGET_NAMES = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'node-relay', 'ssh -L', 'pgbouncer'] as const;
+export const TARGET_NAMES = ['direct', 'agentgate', 'agentgate-split', 'tunnel-relay', 'tls-relay', 'node-relay', 'ssh -L', 'pgbouncer'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface Sample {

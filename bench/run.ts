@@ -27,6 +27,7 @@ import { startNodeRelay } from './node-relay.js';
 import { startTunnelRelay } from './tunnel-relay.js';
 import { benchMasking, benchPolicies, MASKED_TABLE_SQL } from './bench-policy.js';
 import { recordingLines, runPgResultsBench, runSshRecordingBench, type PgResultsResult, type SshRecordingResult } from './recording.js';
+import { startTlsRelay } from './tls-relay.js';
 
 const say = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -157,6 +158,12 @@ async function main(): Promise<number> {
     cleanups.push({ what: 'tunnel relays', fn: () => relay.close() });
     paths.set('tunnel-relay', { endpoint: () => ({ ...direct, port: relay.port }), cpuUs: () => relay.cpuUs() });
   }
+  if (opts.targets.includes('tls-relay')) {
+    say('starting tls-relay (one TLS connection per local connection, via HTTPS upgrade, then bare pipes)');
+    const relay = await startTlsRelay(pg.port);
+    cleanups.push({ what: 'tls relays', fn: () => relay.close() });
+    paths.set('tls-relay', { endpoint: () => ({ ...direct, port: relay.port }), cpuUs: () => relay.cpuUs() });
+  }
   if (opts.targets.includes('ssh -L')) {
     if (await sshAvailable()) {
       say('starting sshd and ssh -L');
@@ -252,7 +259,7 @@ async function main(): Promise<number> {
               const parts = cpuAfter.parts && cpuBefore.parts
                 ? ` = ${Object.keys(cpuAfter.parts).map((k) => `${k} ${((cpuAfter.parts![k]! - cpuBefore.parts![k]!) / Math.max(1, res.transactions)).toFixed(0)}`).join(' + ')}`
                 : '';
-              bits.push(`${r.target === 'node-relay' || r.target === 'tunnel-relay' ? 'relay' : 'agentgate'} CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
+              bits.push(`${r.target === 'node-relay' || r.target === 'tunnel-relay' || r.target === 'tls-relay' ? 'relay' : 'agentgate'} CPU ${r.agentgateCpuUsPerTxn.toFixed(0)} µs/txn${parts} (${(r.agentgateSystemCpuShare * 100).toFixed(0)}% kernel)`);
             }
             if (bits.length) r.note = bits.join('; ');
             say(`  ${res.tps.toFixed(0)} tps, ${res.latencyMs.toFixed(3)} ms${bits.length ? `, ${bits.join(', ')}` : ''}`);
@@ -336,9 +343,10 @@ async function main(): Promise<number> {
     `workload: pgbench ${pgbenchArgs({ mode: 'simple', clients: 1, threads: 1, seconds: opts.seconds }).join(' ').replace('simple', '<mode>').replace('-c 1 -j 1', '-c <c> -j min(c,2)')}`
       + ` (select-only), scale ${opts.scale}, warm-up ${opts.warmup} s per target and mode, ${opts.rounds} round(s) per cell (median), targets interleaved; all on this one machine`,
     'paths: direct = pgbench → PostgreSQL',
-    '       agentgate = pgbench → CLI listener → tunnel over TLS → broker → proxy (read-only rules; a masking rule on another table; query.intent durable before forwarding, the outcome before ReadyForQuery; audit sync normal) → PostgreSQL; CLI end and broker share the bench process',
+    '       agentgate = pgbench → CLI listener → tunnel (a multiplex on TLS) → broker → proxy (read-only rules; a masking rule on another table; query.intent durable before forwarding, the outcome before ReadyForQuery; audit sync normal) → PostgreSQL; CLI end and broker share the bench process',
     ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
-    ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, SSH over TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
+    ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, a multiplex on TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
+    ...(opts.targets.includes('tls-relay') ? ['       tls-relay = pgbench → Node relay → one HTTPS upgrade (undici) per local connection → Node relay → PostgreSQL: the data path of "one TLS connection per local connection" (its per-connection setup not counted)'] : []),
     ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),
     '       ssh -L = pgbench → ssh → sshd → PostgreSQL;  pgbouncer = pgbench → pgbouncer (transaction pooling) → PostgreSQL',
     ...notes.map((n) => `note: ${n}`),

@@ -1,6 +1,6 @@
 /**
  * One hop of the `tunnel-relay` path (see tunnel-relay.ts): agentgate's own tunnel — the
- * HTTPS upgrade, SSH over TLS, one `direct-tcpip` channel per local connection — with
+ * HTTPS upgrade, the agentgate-mux/1 multiplex on TLS, one channel per local connection — with
  * nothing behind it but a pipe to PostgreSQL. Reads `{ role, … }` as one JSON line on
  * stdin, prints `{ port, pid, fingerprint? }` when ready, exits when stdin closes.
  *   back:  HTTPS server + tunnel acceptor → plain TCP to PostgreSQL (no proxy, policy or audit)

@@ -1,6 +1,6 @@
 /**
  * The `tunnel-relay` path: pgbench → local listener → agentgate's tunnel (HTTPS upgrade,
- * SSH over TLS, a channel per connection) → PostgreSQL, in two processes, with no proxy,
+ * a multiplex on TLS, a channel per connection) → PostgreSQL, in two processes, with no proxy,
  * policy or audit behind it. Between the node-relay floor and agentgate, it splits
  * agentgate's overhead into what the transport costs and what the broker's work costs.
  * (TLS is not verified here: `rejectUnauthorized: false`. A bench fixture only.)

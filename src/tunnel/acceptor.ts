@@ -1,20 +1,20 @@
 /**
  * Broker end of the tunnel. The broker's HTTP server authenticates `GET /v1/tunnel`
- * and hands the raw socket here; we answer `101`, then speak SSH on it as the server.
- * The client authenticates with SSH `none` (its identity came with the upgrade), and
- * each `direct-tcpip` channel it opens becomes one TunnelChannel for the protocol
- * proxies. Failures stay inside their tunnel: nothing here may throw into the server.
+ * and hands the raw socket here; we answer `101`, prove the broker's identity in a HELLO
+ * frame (mux-identity.ts), and run the multiplex (mux-session.ts) on the TLS stream: each
+ * channel the CLI opens becomes one TunnelChannel for the protocol proxies. Failures stay
+ * inside their tunnel: nothing here may throw into the server.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
-import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialRequest, readLine, type CredentialReply } from './credential-exchange.js';
+import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialRequest, type CredentialReply } from './credential-exchange.js';
 import { parseSshKey } from './host-key.js';
-import { CREDENTIAL_SUBSYSTEM, isValidTargetName, TUNNEL_UPGRADE_PROTOCOL } from './protocol.js';
-import { coalesceWrites } from './write-coalescing.js';
+import { FrameType } from './mux-codec.js';
+import { makeHello, NONCE_HEADER, parseNonce, tlsBinding } from './mux-identity.js';
+import { MuxSession, type OpenRequest } from './mux-session.js';
+import { isValidTargetName, TUNNEL_UPGRADE_PROTOCOL } from './protocol.js';
 
 export interface TunnelLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -27,9 +27,9 @@ export interface TunnelLogger {
 export interface TunnelChannel<I = unknown> {
   /** Whoever the broker authenticated on the upgrade request. */
   identity: I;
-  /** The target name the CLI asked for (the `direct-tcpip` host). Not yet authorized. */
+  /** The target name the CLI asked for (in its OPEN frame). Not yet authorized. */
   target: string;
-  /** Random id of the SSH connection this channel rides on. */
+  /** Random id of the tunnel connection this channel rides on. */
   tunnelId: string;
   /**
    * Headers of the upgrade request (per-session data travels in `X-Agentgate-*`).
@@ -43,21 +43,21 @@ export interface TunnelChannel<I = unknown> {
 }
 
 export interface TunnelAcceptorOptions<I = unknown> {
-  /** The SSH host key (OpenSSH or PEM private key). */
+  /** The tunnel host key (OpenSSH or PEM private key), whose fingerprint discovery publishes. */
   hostKey: string | Buffer;
   onChannel: (channel: TunnelChannel<I>) => void;
   logger?: TunnelLogger;
-  /** SSH keepalive towards the CLI; default 15 s. Three unanswered probes end the tunnel. */
+  /** Keepalive towards the CLI; default 15 s. Three unanswered probes end the tunnel. */
   keepaliveIntervalMs?: number;
-  /** How long a client may take from `101` to finishing SSH authentication; default 30 s. */
+  /** How long a client may take from `101` to accepting the broker's HELLO; default 30 s. */
   handshakeTimeoutMs?: number;
   /** A tunnel was accepted (before any of its channels) and, later, is gone. */
   onTunnelOpen?: (tunnel: { id: string; identity: I; headers: IncomingHttpHeaders }) => void;
   onTunnelClose?: (id: string) => void;
   /**
-   * A fresh access token presented over the `credential@agentgate` subsystem. Resolves with
-   * the tunnel's new deadline (epoch ms); rejects with a coded error the CLI is shown.
-   * Without it the subsystem is refused.
+   * A fresh access token presented in a CREDENTIAL frame. Resolves with the tunnel's new
+   * deadline (epoch ms); rejects with a coded error the CLI is shown. Without it every
+   * renewal is refused.
    */
   renewCredential?: (tunnel: { id: string; identity: I }, token: string) => Promise<number>;
 }
@@ -72,7 +72,7 @@ export interface TunnelUpgradeContext<I = unknown> {
 export interface TunnelAcceptor<I = unknown> {
   /** Take over an authenticated upgrade request: writes the `101` (or an error) itself. */
   handleUpgrade(ctx: TunnelUpgradeContext<I>): void;
-  /** Number of live tunnels (SSH connections). */
+  /** Number of live tunnels (connections). */
   readonly size: number;
   /** End every tunnel and refuse new ones; resolves when their sockets have closed. */
   close(): Promise<void>;
@@ -81,16 +81,15 @@ export interface TunnelAcceptor<I = unknown> {
 interface LiveTunnel {
   id: string;
   socket: Duplex;
-  connection: Connection | undefined;
+  session: MuxSession | undefined;
 }
 
 const NOOP_LOGGER: TunnelLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const SECRET_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+const KEEPALIVE_COUNT_MAX = 3;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
-  // Parsed here to fail fast on a bad key; ssh2's Server wants the raw form.
-  parseSshKey(opts.hostKey);
-  const hostKey = opts.hostKey;
+  const hostKey = parseSshKey(opts.hostKey);
   const log = opts.logger ?? NOOP_LOGGER;
   const keepaliveInterval = opts.keepaliveIntervalMs ?? 15_000;
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
@@ -99,7 +98,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
 
   function handleUpgrade(ctx: TunnelUpgradeContext<I>): void {
     const { socket, req, head, identity } = ctx;
-    // Until ssh2 owns the socket, a reset must not become an uncaught 'error'.
+    // Until the session owns the socket, a reset must not become an uncaught 'error'.
     socket.on('error', (err: Error) => log.debug('tunnel socket error', { error: err.message }));
 
     if (closed) {
@@ -111,8 +110,13 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       refuse(socket, 400, 'AG_TUNNEL_BAD_UPGRADE', `This endpoint upgrades to ${TUNNEL_UPGRADE_PROTOCOL} only.`);
       return;
     }
+    const nonce = parseNonce(req.headers[NONCE_HEADER]);
+    if (!nonce) {
+      refuse(socket, 400, 'AG_TUNNEL_BAD_UPGRADE', `The tunnel request needs a ${NONCE_HEADER} header (32 random bytes, base64url).`);
+      return;
+    }
 
-    const tunnel: LiveTunnel = { id: randomUUID(), socket, connection: undefined };
+    const tunnel: LiveTunnel = { id: randomUUID(), socket, session: undefined };
     const headers = publicHeaders(req.headers);
     live.add(tunnel);
     opts.onTunnelOpen?.({ id: tunnel.id, identity, headers });
@@ -130,7 +134,6 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
     if (head.length > 0) socket.unshift(head);
     const s = socket as Partial<Socket>;
     if (typeof s.setNoDelay === 'function') s.setNoDelay(true);
-    coalesceWrites(socket);
 
     const handshakeTimer = setTimeout(() => {
       log.warn('tunnel handshake timed out', { tunnelId: tunnel.id });
@@ -140,95 +143,87 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
     socket.once('close', () => clearTimeout(handshakeTimer));
 
     try {
-      startSsh(tunnel, identity, headers, handshakeTimer);
+      startSession(tunnel, identity, headers, nonce, handshakeTimer);
     } catch (err) {
       log.error('tunnel setup failed', { tunnelId: tunnel.id, error: (err as Error)?.message });
       socket.destroy();
     }
   }
 
-  function startSsh(tunnel: LiveTunnel, identity: I, headers: IncomingHttpHeaders, handshakeTimer: NodeJS.Timeout): void {
-    // One ssh2 Server per tunnel (it is only a parser factory, it never listens), so the
-    // connection callback closes over this request's identity and headers.
-    const server = new ssh2.Server(
-      { hostKeys: [hostKey], ident: 'agentgate', keepaliveInterval },
-      (conn: Connection) => {
-        tunnel.connection = conn;
-        conn.on('error', (err: Error & { level?: string }) => {
-          log.debug('tunnel ssh error', { tunnelId: tunnel.id, error: err.message });
-          // A client that stopped answering keepalives may not read our FIN either.
-          if (err.level === 'client-timeout') tunnel.socket.destroy();
-        });
-        conn.on('authentication', (auth: AuthContext) => {
-          // Identity was established on the HTTP upgrade; SSH only carries bytes.
-          if (auth.method === 'none') auth.accept();
-          else auth.reject(['none']);
-        });
-        conn.once('ready', () => {
+  function startSession(tunnel: LiveTunnel, identity: I, headers: IncomingHttpHeaders, nonce: Buffer, handshakeTimer: NodeJS.Timeout): void {
+    let renewing = false;
+    const session = new MuxSession(tunnel.socket, {
+      role: 'broker',
+      keepaliveIntervalMs: keepaliveInterval,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      onControl: (type, id, payload) => {
+        if (type === FrameType.HELLO) {
+          // The CLI checked our proof and goes on: the handshake is done.
           clearTimeout(handshakeTimer);
           log.info('tunnel up', { tunnelId: tunnel.id });
-        });
-        conn.on('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
-          const target = info.destIP;
-          if (!isValidTargetName(target)) {
-            log.warn('tunnel channel refused: bad target name', { tunnelId: tunnel.id });
-            reject();
-            return;
-          }
-          const stream = accept();
-          // Consumers add their own handlers; this one keeps a reset from crashing the broker.
-          stream.on('error', (err: Error) => log.debug('tunnel channel error', { tunnelId: tunnel.id, target, error: err.message }));
-          try {
-            opts.onChannel({
-              identity,
-              target,
-              tunnelId: tunnel.id,
-              headers,
-              stream,
-              originator: { address: info.srcIP, port: info.srcPort },
-            });
-          } catch (err) {
-            log.error('tunnel channel handler failed', { tunnelId: tunnel.id, target, error: (err as Error)?.message });
-            stream.destroy();
-          }
-        });
-        // Session channels exist only for the credential subsystem, one at a time; ssh2
-        // refuses their shell, exec, pty and other requests on its own (no listeners), and,
-        // with no 'openssh.streamlocal' or 'request' listeners, unix sockets and remote forwarding.
-        let renewing = false;
-        conn.on('session', (accept: () => Session, reject: () => void) => {
-          if (!opts.renewCredential || renewing) return reject();
-          renewing = true;
-          const session = accept();
-          session.once('close', () => {
+          return;
+        }
+        // CREDENTIAL: one exchange at a time per tunnel.
+        if (renewing) {
+          answer(session, id, { ok: false, error: { code: 'AG_CREDENTIAL_BUSY', message: 'a renewal is already in progress on this tunnel' } });
+          return;
+        }
+        renewing = true;
+        renew(tunnel, identity, payload)
+          .then((reply) => answer(session, id, reply))
+          .catch((err: unknown) => log.debug('credential renewal failed', { tunnelId: tunnel.id, error: String(err) }))
+          .finally(() => {
             renewing = false;
           });
-          session.on('subsystem', (acceptSub: () => ServerChannel, rejectSub: () => void, info: { name: string }) => {
-            if (info.name !== CREDENTIAL_SUBSYSTEM) return rejectSub();
-            renew(tunnel, identity, acceptSub()).catch((err: unknown) => log.debug('credential renewal failed', { tunnelId: tunnel.id, error: String(err) }));
-          });
-        });
       },
-    );
-    server.on('error', (err: Error) => log.debug('tunnel server error', { tunnelId: tunnel.id, error: err.message }));
-    server.injectSocket(tunnel.socket as Socket);
+      onOpen: (id, request) => openChannel(session, tunnel, identity, headers, id, request),
+    });
+    tunnel.session = session;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- session.closed never rejects
+    void session.closed.then((err) => log.debug('tunnel session ended', { tunnelId: tunnel.id, error: err?.message }));
+    session.sendHello(makeHello(hostKey, nonce, tlsBinding(tunnel.socket, nonce)));
   }
 
-  /** One credential exchange; never rejects (failures are answered on the channel or logged). */
-  async function renew(tunnel: LiveTunnel, identity: I, channel: ServerChannel): Promise<void> {
-    channel.on('error', (err: Error) => log.debug('credential channel error', { tunnelId: tunnel.id, error: err.message }));
-    let reply: CredentialReply;
+  function openChannel(session: MuxSession, tunnel: LiveTunnel, identity: I, headers: IncomingHttpHeaders, id: number, request: OpenRequest): void {
+    const target = request.target;
+    if (!isValidTargetName(target)) {
+      log.warn('tunnel channel refused: bad target name', { tunnelId: tunnel.id });
+      session.refuse(id, 'AG_TUNNEL_BAD_TARGET', 'not a valid target name');
+      return;
+    }
+    const stream = session.accept(id);
+    // Consumers add their own handlers; this one keeps a reset from crashing the broker.
+    stream.on('error', (err: Error) => log.debug('tunnel channel error', { tunnelId: tunnel.id, target, error: err.message }));
     try {
-      const request = parseCredentialRequest(await readLine(channel, MAX_CREDENTIAL_LINE, 10_000));
-      if (!request) {
-        reply = { ok: false, error: { code: 'AG_CREDENTIAL_MALFORMED', message: 'expected one JSON line {"token": …}' } };
-      } else {
-        const until = await (opts.renewCredential as NonNullable<typeof opts.renewCredential>)({ id: tunnel.id, identity }, request.token);
-        reply = { ok: true, expires_at: new Date(until).toISOString() };
-      }
+      opts.onChannel({
+        identity,
+        target,
+        tunnelId: tunnel.id,
+        headers,
+        stream,
+        originator: { address: request.address, port: request.port },
+      });
+    } catch (err) {
+      log.error('tunnel channel handler failed', { tunnelId: tunnel.id, target, error: (err as Error)?.message });
+      stream.destroy();
+    }
+  }
+
+  function answer(session: MuxSession, id: number, reply: CredentialReply): void {
+    session.sendControl(FrameType.CREDENTIAL_REPLY, id, Buffer.from(encodeLine(reply)));
+  }
+
+  /** One credential exchange; never rejects (failures become the reply). */
+  async function renew(tunnel: LiveTunnel, identity: I, payload: Buffer): Promise<CredentialReply> {
+    const request = payload.length <= MAX_CREDENTIAL_LINE ? parseCredentialRequest(payload.toString('utf8').trimEnd()) : undefined;
+    if (!request) return { ok: false, error: { code: 'AG_CREDENTIAL_MALFORMED', message: 'expected one JSON line {"token": …}' } };
+    if (!opts.renewCredential) return { ok: false, error: { code: 'AG_CREDENTIAL_UNSUPPORTED', message: 'this broker does not renew credentials on a live tunnel' } };
+    try {
+      const until = await opts.renewCredential({ id: tunnel.id, identity }, request.token);
+      return { ok: true, expires_at: new Date(until).toISOString() };
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown; hint?: unknown };
-      reply = {
+      const reply: CredentialReply = {
         ok: false,
         error: {
           code: typeof e.code === 'string' && e.code.startsWith('AG_') ? e.code : 'AG_CREDENTIAL_REJECTED',
@@ -237,11 +232,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
         },
       };
       log.info('tunnel credential renewal refused', { tunnelId: tunnel.id, code: reply.error.code });
-    }
-    try {
-      channel.end(encodeLine(reply));
-    } catch {
-      // the client went away; nothing to answer
+      return reply;
     }
   }
 
@@ -253,11 +244,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
         if (t.socket.destroyed) return resolve();
         t.socket.once('close', () => resolve());
       }));
-      try {
-        t.connection?.end();
-      } catch {
-        // already gone
-      }
+      t.session?.destroy(new Error('the broker is shutting down'));
       t.socket.destroy();
     }
     await Promise.all(waits);

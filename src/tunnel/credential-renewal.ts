@@ -1,16 +1,20 @@
 /**
  * The CLI keeps a live tunnel's credential fresh: shortly before the token it presented
  * expires, it asks its token source again (a stored login refreshes, a token file is
- * re-read, client credentials are fetched anew) and re-presents the new token over the
- * `credential@agentgate` subsystem. The broker ends the tunnel's sessions at expiry
+ * re-read, client credentials are fetched anew) and re-presents the new token in a
+ * CREDENTIAL frame on the live tunnel. The broker ends the tunnel's sessions at expiry
  * otherwise, so a failure is reported and retried until the tunnel goes away: a later
  * `agentgate login` or a rewritten token file still revives it.
  */
 import { decodeJwt } from 'jose';
-import type { Client } from 'ssh2';
 import { BrokerError } from '../errors.js';
-import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialReply, readLine } from './credential-exchange.js';
-import { CREDENTIAL_SUBSYSTEM } from './protocol.js';
+import { encodeLine, parseCredentialReply } from './credential-exchange.js';
+
+/**
+ * Sends one request line on the live tunnel and resolves with the broker's reply line;
+ * rejects if no reply comes within `timeoutMs` or the tunnel goes away first.
+ */
+export type CredentialExchange = (line: string, timeoutMs: number) => Promise<string>;
 
 export type RenewalEvent =
   | { ok: true; /** When the broker now ends the tunnel's sessions unless renewed again. */ until: Date }
@@ -42,18 +46,18 @@ export function tokenExpiry(token: string): number | undefined {
   }
 }
 
-/** Renews one SSH connection's credential until stop(). */
+/** Renews one tunnel connection's credential until stop(). */
 export class CredentialRenewer {
   readonly #o: RenewalOptions;
-  readonly #client: Client;
+  readonly #exchange: CredentialExchange;
   #presented: string;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #failures = 0;
 
-  constructor(client: Client, presented: string, options: RenewalOptions) {
+  constructor(exchange: CredentialExchange, presented: string, options: RenewalOptions) {
     this.#o = options;
-    this.#client = client;
+    this.#exchange = exchange;
     this.#presented = presented;
     this.#schedule();
   }
@@ -91,7 +95,7 @@ export class CredentialRenewer {
           hint: 'run `agentgate login`, or put a fresh token where agentgate reads it (AGENTGATE_TOKEN is fixed for the process; --token-file is re-read)',
         });
       }
-      const until = await presentCredential(this.#client, token);
+      const until = await presentCredential(this.#exchange, token);
       if (this.#stopped) return;
       this.#presented = token;
       this.#failures = 0;
@@ -115,33 +119,17 @@ export class CredentialRenewer {
   }
 }
 
-/** One exchange on a new subsystem channel; resolves with the broker's new deadline. */
-export function presentCredential(client: Client, token: string): Promise<Date> {
-  return new Promise<Date>((resolve, reject) => {
-    try {
-      client.subsys(CREDENTIAL_SUBSYSTEM, (err, channel) => {
-        if (err) {
-          reject(new BrokerError('AG_CREDENTIAL_CHANNEL', `the broker did not take a renewed credential: ${err.message}`, { hint: 'upgrade the broker, or reconnect to present a fresh token' }));
-          return;
-        }
-        channel.on('error', () => {});
-        readLine(channel, MAX_CREDENTIAL_LINE, EXCHANGE_TIMEOUT_MS).then(
-          (line) => {
-            channel.close();
-            const reply = parseCredentialReply(line);
-            if (!reply) return reject(new BrokerError('AG_CREDENTIAL_CHANNEL', 'the broker answered a renewed credential with something agentgate does not understand'));
-            if (!reply.ok) return reject(new BrokerError(reply.error.code, `the broker refused the renewed credential: ${reply.error.message}`, reply.error.hint ? { hint: reply.error.hint } : {}));
-            resolve(new Date(reply.expires_at));
-          },
-          (e: Error) => {
-            channel.close();
-            reject(new BrokerError('AG_CREDENTIAL_CHANNEL', `renewing the credential failed: ${e.message}`, { cause: e }));
-          },
-        );
-        channel.write(encodeLine({ token }));
-      });
-    } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
-    }
-  });
+/** One credential exchange; resolves with the broker's new deadline. */
+export async function presentCredential(exchange: CredentialExchange, token: string): Promise<Date> {
+  let line: string;
+  try {
+    line = await exchange(encodeLine({ token }), EXCHANGE_TIMEOUT_MS);
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    throw new BrokerError('AG_CREDENTIAL_CHANNEL', `renewing the credential failed: ${e.message}`, { cause: e });
+  }
+  const reply = parseCredentialReply(line);
+  if (!reply) throw new BrokerError('AG_CREDENTIAL_CHANNEL', 'the broker answered a renewed credential with something agentgate does not understand');
+  if (!reply.ok) throw new BrokerError(reply.error.code, `the broker refused the renewed credential: ${reply.error.message}`, reply.error.hint ? { hint: reply.error.hint } : {});
+  return new Date(reply.expires_at);
 }

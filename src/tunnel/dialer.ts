@@ -1,22 +1,23 @@
 /**
- * CLI end of the tunnel: one TLS connection to the broker per `connect`/`run`,
- * upgraded to SSH, carrying one `direct-tcpip` channel per local connection. The
- * broker's host key is pinned by fingerprint (from discovery); a mismatch fails closed.
+ * CLI end of the tunnel: one TLS connection to the broker per `connect`/`run`, upgraded
+ * to the `agentgate-mux/1` multiplex, carrying one channel per local connection. The
+ * broker proves its tunnel host key over this TLS connection (mux-identity.ts); the key
+ * is pinned by fingerprint (from discovery), and a mismatch fails closed.
  * When the broker goes away the dialer reconnects with backoff and a fresh token, and
  * channels asked for meanwhile wait for it (up to their timeout).
  */
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import ssh2 from 'ssh2';
-import type { Client, ClientChannel } from 'ssh2';
 import type { Dispatcher } from 'undici';
 import { AgentgateError, BrokerError, UsageError } from '../errors.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { BackoffPolicy } from './backoff.js';
-import { CredentialRenewer, type RenewalEvent } from './credential-renewal.js';
-import { fingerprintOfPublicBlob, sameFingerprint } from './host-key.js';
-import { isValidTargetName, TUNNEL_SSH_USER } from './protocol.js';
+import { CredentialRenewer, type CredentialExchange, type RenewalEvent } from './credential-renewal.js';
+import { FrameType } from './mux-codec.js';
+import { newNonce, NONCE_HEADER, tlsBinding, verifyHello } from './mux-identity.js';
+import { ChannelRefusedError, MuxSession } from './mux-session.js';
+import { isValidTargetName } from './protocol.js';
 import { isPermanentTunnelError, tunnelEndpointUrl, upgradeToTunnel } from './upgrade.js';
-import { coalesceWrites } from './write-coalescing.js';
 
 /**
  * `connecting`: before the first successful connection. `up`: channels can open.
@@ -46,11 +47,11 @@ export interface OpenTunnelOptions {
   hostKeyFingerprint: string;
   /** Sent on every upgrade request (per-session data in `X-Agentgate-*`). */
   headers?: Record<string, string>;
-  /** SSH keepalive interval; default 15 s. */
+  /** Keepalive interval; default 15 s. */
   keepaliveIntervalMs?: number;
   /** Unanswered keepalives before the connection counts as lost; default 3. */
   keepaliveCountMax?: number;
-  /** Upper bound for one attempt's HTTP upgrade and, separately, its SSH handshake; default 20 s. */
+  /** Upper bound for one attempt's HTTP upgrade and, separately, the broker's HELLO; default 20 s. */
   handshakeTimeoutMs?: number;
   /** Reconnect pacing (default 0.5 s doubling to 30 s, jittered); `false` to give up on the first loss. */
   reconnect?: BackoffPolicy | false;
@@ -92,11 +93,12 @@ export function openTunnel(opts: OpenTunnelOptions): TunnelClient {
 }
 
 interface LiveConnection {
-  client: Client;
+  session: MuxSession;
   /** The host key blob the handshake verified. */
-  hostKey: Buffer | undefined;
-  /** Resolves when the SSH connection is gone, with the error that ended it if any. */
+  hostKey: Buffer;
+  /** Resolves when the connection is gone, with the error that ended it if any. */
   closed: Promise<Error | undefined>;
+  exchangeCredential: CredentialExchange;
 }
 
 interface Waiter {
@@ -156,7 +158,7 @@ class Tunnel implements TunnelClient {
       const conn = await this.#waitUp(Math.max(0, deadline - Date.now()));
       const remaining = deadline - Date.now();
       try {
-        return await forwardChannel(conn.client, target, originator, Math.max(1, remaining));
+        return await openOn(conn.session, target, originator, Math.max(1, remaining));
       } catch (err) {
         if (err instanceof AgentgateError) throw err;
         // The connection died under us: wait for it to be noticed, then for the next one.
@@ -181,9 +183,9 @@ class Tunnel implements TunnelClient {
     const conn = this.#current;
     this.#current = undefined;
     if (conn) {
-      conn.client.end();
+      conn.session.end();
       // A broker that no longer answers must not hold the exit up.
-      if ((await raceTimeout(conn.closed, 2_000)) === TIMED_OUT) conn.client.destroy();
+      if ((await raceTimeout(conn.closed, 2_000)) === TIMED_OUT) conn.session.destroy();
     }
   }
 
@@ -208,7 +210,7 @@ class Tunnel implements TunnelClient {
         continue;
       }
       if (this.#closed) {
-        conn.client.destroy();
+        conn.session.destroy();
         return;
       }
       attempt = 0;
@@ -222,7 +224,7 @@ class Tunnel implements TunnelClient {
       const renewer =
         renewal === false
           ? undefined
-          : new CredentialRenewer(conn.client, token, {
+          : new CredentialRenewer(conn.exchangeCredential, token, {
               getToken: this.#opts.getToken,
               ...renewal,
               ...(this.#opts.onRenewal ? { onRenewal: this.#opts.onRenewal } : {}),
@@ -254,11 +256,12 @@ class Tunnel implements TunnelClient {
   async #connectOnce(): Promise<{ conn: LiveConnection; token: string }> {
     const token = await this.#opts.getToken();
     if (this.#closed) throw closedError();
+    const nonce = newNonce();
     const socket = await upgradeToTunnel({
       endpoint: this.#endpoints[this.#at] ?? this.#opts.endpoint,
       dispatcher: this.#opts.dispatcher,
       token,
-      headers: this.#opts.headers,
+      headers: { ...this.#opts.headers, [NONCE_HEADER]: nonce },
       timeoutMs: this.#opts.handshakeTimeoutMs,
       signal: this.#abort.signal,
     });
@@ -266,9 +269,9 @@ class Tunnel implements TunnelClient {
       socket.destroy();
       throw closedError();
     }
-    coalesceWrites(socket);
-    const conn = await sshHandshake(socket, {
+    const conn = await muxHandshake(socket, {
       fingerprint: this.#opts.hostKeyFingerprint,
+      nonce: Buffer.from(nonce, 'base64url'),
       keepaliveInterval: this.#opts.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: this.#opts.keepaliveCountMax ?? 3,
       readyTimeout: this.#opts.handshakeTimeoutMs ?? 20_000,
@@ -346,76 +349,70 @@ class Tunnel implements TunnelClient {
 
 interface HandshakeOptions {
   fingerprint: string;
+  nonce: Buffer;
   keepaliveInterval: number;
   keepaliveCountMax: number;
   readyTimeout: number;
 }
 
-/** Run the SSH client over an upgraded socket; resolves once authenticated. */
-function sshHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnection> {
+/** Start the mux on an upgraded socket; resolves once the broker's HELLO proved its host key. */
+function muxHandshake(socket: Duplex, o: HandshakeOptions): Promise<LiveConnection> {
   return new Promise<LiveConnection>((resolve, reject) => {
-    const client = new ssh2.Client();
-    let offered: string | undefined;
-    let offeredKey: Buffer | undefined;
+    const s = socket as Partial<Socket>;
+    if (typeof s.setNoDelay === 'function') s.setNoDelay(true);
+    const binding = tlsBinding(socket, o.nonce);
+    /** Credential exchanges awaiting their reply, by request id. */
+    const replies = new Map<number, (err: Error | undefined, line?: string) => void>();
+    let nextRequest = 1;
     let settled = false;
-    const fail = (err: Error): void => {
-      if (settled) return;
-      settled = true;
-      client.destroy();
-      socket.destroy();
-      if (offered !== undefined && !sameFingerprint(offered, o.fingerprint)) {
-        reject(
-          new BrokerError(
-            'AG_TUNNEL_HOST_KEY_MISMATCH',
-            `The broker's tunnel host key (${offered}) does not match the pinned fingerprint (${o.fingerprint}). Refusing to connect.`,
-            {
-              hint: "Someone may be intercepting the connection, or the broker's host key changed. Confirm the fingerprint with the broker's operator before going on.",
-            },
-          ),
-        );
-        return;
-      }
-      reject(new BrokerError('AG_TUNNEL_HANDSHAKE', `The SSH handshake with the broker failed: ${err.message}`, { cause: err }));
-    };
-    const onEarlyClose = (): void => fail(new Error('the connection closed during the handshake'));
-    client.on('error', fail);
-    client.once('close', onEarlyClose);
-    client.once('ready', () => {
-      if (settled) return;
-      settled = true;
-      client.removeListener('error', fail);
-      client.removeListener('close', onEarlyClose);
-      client.setNoDelay(true);
-      let lastError: Error | undefined;
-      client.on('error', (err: Error) => {
-        lastError = err;
-      });
-      const closed = new Promise<Error | undefined>((res) => client.once('close', () => res(lastError)));
-      resolve({ client, closed, hostKey: offeredKey });
+    const session = new MuxSession(socket, {
+      role: 'cli',
+      keepaliveIntervalMs: o.keepaliveInterval,
+      keepaliveCountMax: o.keepaliveCountMax,
+      onControl: (type, id, payload) => {
+        if (type === FrameType.CREDENTIAL_REPLY) {
+          replies.get(id)?.(undefined, payload.toString('utf8'));
+          return;
+        }
+        // HELLO; verifyHello throws (ending the session) unless the proof holds.
+        const hostKey = verifyHello(payload, { fingerprint: o.fingerprint, nonce: o.nonce, binding });
+        session.sendHello(Buffer.from('{"v":1}'));
+        settled = true;
+        clearTimeout(timer);
+        resolve({ session, hostKey, closed: session.closed, exchangeCredential });
+      },
     });
-    try {
-      client.connect({
-        sock: socket,
-        username: TUNNEL_SSH_USER,
-        authHandler: ['none'],
-        hostVerifier: (key: Buffer): boolean => {
-          offered = fingerprintOfPublicBlob(key);
-          offeredKey = Buffer.from(key);
-          return sameFingerprint(offered, o.fingerprint);
-        },
-        keepaliveInterval: o.keepaliveInterval,
-        keepaliveCountMax: o.keepaliveCountMax,
-        readyTimeout: o.readyTimeout,
+    const exchangeCredential: CredentialExchange = (line, timeoutMs) =>
+      new Promise<string>((res, rej) => {
+        if (!session.isOpen) return rej(new Error('the tunnel is closed'));
+        const id = nextRequest++;
+        const done = (err: Error | undefined, reply?: string): void => {
+          clearTimeout(t);
+          replies.delete(id);
+          if (err) rej(err);
+          else res(reply as string);
+        };
+        const t = setTimeout(() => done(new Error(`no answer within ${Math.round(timeoutMs / 1000)}s`)), timeoutMs);
+        replies.set(id, done);
+        session.sendControl(FrameType.CREDENTIAL, id, Buffer.from(line));
       });
-    } catch (err) {
-      fail(asError(err));
-    }
+    const timer = setTimeout(() => session.destroy(new Error(`the broker sent no HELLO within ${Math.round(o.readyTimeout / 1000)}s`)), o.readyTimeout);
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- session.closed never rejects
+    void session.closed.then((err) => {
+      for (const done of [...replies.values()]) done(new Error(`the tunnel closed${err ? `: ${err.message}` : ''}`));
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err instanceof BrokerError && err.code === 'AG_TUNNEL_HOST_KEY_MISMATCH') return reject(err);
+      const why = err?.message ?? 'the connection closed during the handshake';
+      reject(new BrokerError('AG_TUNNEL_HANDSHAKE', `The tunnel handshake with the broker failed: ${why}`, { cause: err }));
+    });
   });
 }
 
-/** Open one direct-tcpip channel; broker refusals become BrokerError, losses plain Error. */
-function forwardChannel(client: Client, target: string, originator: ChannelOriginator | undefined, timeoutMs: number): Promise<ClientChannel> {
-  return new Promise<ClientChannel>((resolve, reject) => {
+/** Open one channel; broker refusals become BrokerError, losses plain Error. */
+function openOn(session: MuxSession, target: string, originator: ChannelOriginator | undefined, timeoutMs: number): Promise<Duplex> {
+  return new Promise<Duplex>((resolve, reject) => {
     let done = false;
     const timer = setTimeout(() => {
       done = true;
@@ -425,20 +422,19 @@ function forwardChannel(client: Client, target: string, originator: ChannelOrigi
         }),
       );
     }, timeoutMs);
-    try {
-      client.forwardOut(originator?.address ?? '127.0.0.1', originator?.port ?? 0, target, 0, (err, channel) => {
-        if (done) {
-          // Timed out already: do not leak a late channel.
-          channel?.destroy();
-          return;
-        }
+    session.open({ target, address: originator?.address ?? '127.0.0.1', port: originator?.port ?? 0 }).then(
+      (channel) => {
+        // Timed out already: do not leak a late channel.
+        if (done) return void channel.destroy();
         done = true;
         clearTimeout(timer);
-        if (!err) return resolve(channel);
-        // ssh2 sets a numeric `reason` when the broker answered CHANNEL_OPEN_FAILURE;
-        // without one, the connection went away before the answer.
-        const reason = (err as Error & { reason?: unknown }).reason;
-        if (typeof reason === 'number') {
+        resolve(channel);
+      },
+      (err: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err instanceof ChannelRefusedError) {
           reject(
             new BrokerError('AG_TUNNEL_CHANNEL_REFUSED', `The broker refused a connection to ${target}.`, {
               cause: err,
@@ -446,14 +442,11 @@ function forwardChannel(client: Client, target: string, originator: ChannelOrigi
             }),
           );
         } else {
+          // The connection went away before the answer.
           reject(err);
         }
-      });
-    } catch (err) {
-      done = true;
-      clearTimeout(timer);
-      reject(asError(err));
-    }
+      },
+    );
   });
 }
 

@@ -1,6 +1,6 @@
 /**
  * The CLI's HTTP half of the tunnel: `GET /v1/tunnel` with a bearer token and
- * `Upgrade: agentgate-ssh`, sent through the caller's undici Dispatcher so that TLS
+ * `Upgrade: agentgate-mux/1`, sent through the caller's undici Dispatcher so that TLS
  * pinning and HTTPS_PROXY apply. undici's own `upgrade()` turns every non-101 answer
  * into a bare "bad upgrade", losing the status and the broker's JSON reason, so this
  * dispatches the same upgrade request with a handler that also reads refusals.

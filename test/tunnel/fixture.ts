@@ -9,7 +9,11 @@ import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
 import { pipeline, Transform } from 'node:stream';
 import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { createTunnelAcceptor } from '../../src/tunnel/acceptor.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../src/tunnel/mux-codec.js';
+import { newNonce, NONCE_HEADER } from '../../src/tunnel/mux-identity.js';
+import { upgradeToTunnel } from '../../src/tunnel/upgrade.js';
 import type { TunnelAcceptor, TunnelChannel } from '../../src/tunnel/acceptor.js';
 import { TUNNEL_PATH } from '../../src/tunnel/protocol.js';
 import { makeTestCert } from '../helpers/tls.js';
@@ -33,10 +37,14 @@ export interface TestBroker {
 
 export interface TestBrokerOptions {
   hostKey: string;
-  /** The acceptor's SSH keepalive interval. */
+  /** The acceptor's keepalive interval. */
   keepaliveIntervalMs?: number;
+  /** The acceptor's limit from `101` to the client's HELLO. */
+  handshakeTimeoutMs?: number;
   /** Listen here (to restart a broker on the same port); default 0. */
   port?: number;
+  /** The acceptor's renewCredential (default: none, so renewals are refused). */
+  renewCredential?: (tunnel: { id: string; identity: TestIdentity }, token: string) => Promise<number>;
   /** Replaces the uppercasing echo. */
   onChannel?: (ch: TunnelChannel<TestIdentity>) => void;
 }
@@ -53,6 +61,8 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
     acceptor: createTunnelAcceptor<TestIdentity>({
       hostKey: opts.hostKey,
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
+      ...(opts.renewCredential ? { renewCredential: opts.renewCredential } : {}),
       onChannel: (ch) => {
         broker.channels.push(ch);
         (opts.onChannel ?? echoUppercase)(ch);
@@ -149,4 +159,47 @@ export async function roundTrip(stream: Duplex, data: Buffer | string): Promise<
   });
   stream.end(data);
   return done;
+}
+
+/**
+ * A hand-driven tunnel client for wire-level tests: upgrades with a fresh nonce, collects
+ * every frame the broker sends, and writes whatever frames (or raw bytes) a test gives it.
+ */
+export interface RawMuxClient {
+  socket: Duplex;
+  frames: Array<{ type: number; channel: number; payload: Buffer }>;
+  /** Resolves with the first frame (from now on or already seen) that `match` accepts. */
+  next(match: (f: { type: number; channel: number; payload: Buffer }) => boolean, what: string): Promise<{ type: number; channel: number; payload: Buffer }>;
+  send(type: number, channel: number, payload?: Buffer | string): void;
+  closed: Promise<void>;
+}
+
+export async function rawMuxClient(endpoint: string, dispatcher: Dispatcher, opts: { hello?: boolean } = {}): Promise<RawMuxClient> {
+  const socket = await upgradeToTunnel({ endpoint, dispatcher, token: 'good', headers: { [NONCE_HEADER]: newNonce() } });
+  socket.on('error', () => {});
+  const frames: RawMuxClient['frames'] = [];
+  const decoder = new FrameDecoder((type, channel, payload) => frames.push({ type, channel, payload: Buffer.from(payload) }));
+  socket.on('data', (c: Buffer) => decoder.push(c));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const client: RawMuxClient = {
+    socket,
+    frames,
+    closed,
+    async next(match, what) {
+      let seen = 0;
+      await waitFor(() => {
+        for (; seen < frames.length; seen++) if (match(frames[seen]!)) return true;
+        return false;
+      }, what);
+      return frames[seen]!;
+    },
+    send(type, channel, payload) {
+      socket.write(encodeFrame(type as FrameType, channel, typeof payload === 'string' ? Buffer.from(payload) : payload));
+    },
+  };
+  if (opts.hello !== false) {
+    await client.next((f) => f.type === FrameType.HELLO, "the broker's HELLO");
+    client.send(FrameType.HELLO, 0, '{"v":1}');
+  }
+  return client;
 }

@@ -11,6 +11,7 @@ import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient } from '../../src/tunnel/dialer.js';
 import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
 import { isLoopback, listenLocal } from '../../src/tunnel/local-listener.js';
+import { INITIAL_WINDOW } from '../../src/tunnel/mux-channel.js';
 import type { LocalListener } from '../../src/tunnel/local-listener.js';
 import type { TunnelChannel } from '../../src/tunnel/acceptor.js';
 import { makeTestCert } from '../helpers/tls.js';
@@ -175,16 +176,16 @@ describe('listenLocal', () => {
       s.end();
     })();
 
-    // Steady state under backpressure: the broker holds a full SSH window, the CLI's
+    // Steady state under backpressure: the broker holds a full channel window, the CLI's
     // channel is at its high-water mark, the accepted local socket has stopped being
     // read (its own buffer full), and the local writer is waiting for 'drain'. A hop
     // that ignored backpressure would keep that socket flowing and never get here.
     await waitFor(
       () =>
         held !== undefined &&
-        held.readableLength >= 2 * MB - 64 * 1024 &&
+        held.readableLength === INITIAL_WINDOW &&
         cliChannel !== undefined &&
-        cliChannel.writableLength >= 2 * MB &&
+        cliChannel.writableLength >= cliChannel.writableHighWaterMark &&
         accepted !== undefined &&
         accepted.readableLength >= accepted.readableHighWaterMark &&
         blocked,
@@ -199,11 +200,10 @@ describe('listenLocal', () => {
     await ended;
     assert.equal(received, total);
     assert.equal(got.digest('hex'), expected);
-    // Bounded buffering while the far side was not reading: on the broker, ssh2's
-    // readable high-water mark plus one SSH window (2 MiB each); in the CLI, the
-    // channel's high-water mark (2 MiB) plus one chunk.
-    assert.ok(brokerBuffered <= 4 * MB + 64 * 1024, `broker buffered ${brokerBuffered}`);
-    assert.ok(cliBuffered <= 2 * MB + 64 * 1024, `CLI channel buffered ${cliBuffered}`);
+    // Bounded buffering while the far side was not reading: on the broker, one channel
+    // window; in the CLI, the channel's high-water mark plus one chunk.
+    assert.equal(brokerBuffered, INITIAL_WINDOW, `broker buffered ${brokerBuffered}`);
+    assert.ok(cliBuffered <= cliChannel!.writableHighWaterMark + 64 * 1024, `CLI channel buffered ${cliBuffered}`);
     assert.ok(writtenWhileHeld < total, 'the writer was held back before sending everything');
   });
 

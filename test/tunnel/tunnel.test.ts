@@ -1,18 +1,25 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { once } from 'node:events';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { after, before, describe, test } from 'node:test';
-import ssh2 from 'ssh2';
-import type { ClientChannel } from 'ssh2';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { Agent } from 'undici';
+import { createBrokerDispatcher } from '../../src/client/broker-http.js';
 import { AuthError, BrokerError } from '../../src/errors.js';
 import { openTunnel } from '../../src/tunnel/dialer.js';
 import type { TunnelClient, TunnelState } from '../../src/tunnel/dialer.js';
 import { hostKeyFingerprint, generateSshKeyPair } from '../../src/tunnel/host-key.js';
-import { TUNNEL_SSH_USER } from '../../src/tunnel/protocol.js';
-import { upgradeToTunnel } from '../../src/tunnel/upgrade.js';
+import { FrameType, MAX_FRAME_PAYLOAD } from '../../src/tunnel/mux-codec.js';
+import { INITIAL_WINDOW } from '../../src/tunnel/mux-channel.js';
 import { makeTestCert } from '../helpers/tls.js';
-import { roundTrip, startTestBroker, waitFor } from './fixture.js';
+import { rawMuxClient, roundTrip, startTestBroker, waitFor } from './fixture.js';
 import type { TestBroker } from './fixture.js';
 
 const FAST = { initialMs: 20, maxMs: 200 };
@@ -74,7 +81,7 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
     assert.deepEqual(one.originator, { address: '127.0.0.1', port: 40007 });
     assert.equal(one.headers['x-agentgate-session'], 'sess-123');
     assert.equal(one.headers.authorization, undefined, 'the bearer token must not travel past the upgrade');
-    // All 50 channels rode one SSH connection.
+    // All 50 channels rode one tunnel connection.
     assert.equal(new Set(b.channels.map((c) => c.tunnelId)).size, 1);
     assert.equal(b.upgrades, 1);
   });
@@ -224,7 +231,7 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
     assert.ok(err.hint);
   });
 
-  test('a broker that stops answering is noticed by SSH keepalives', async () => {
+  test('a broker that stops answering is noticed by keepalives', async () => {
     const b = await broker();
     const t = dial(b, { keepaliveIntervalMs: 40, keepaliveCountMax: 2 });
     await t.ready(5_000);
@@ -237,16 +244,13 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
   test('the broker drops a client that stops answering its keepalives', async () => {
     const b = await startTestBroker({ hostKey, keepaliveIntervalMs: 40 });
     cleanups.push(() => b.close());
-    const socket = await upgradeToTunnel({ endpoint: b.endpoint, dispatcher, token: 'good' });
-    const client = new ssh2.Client();
-    cleanups.push(async () => client.destroy());
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', resolve).once('error', reject);
-      client.connect({ sock: socket, username: TUNNEL_SSH_USER, authHandler: ['none'], hostVerifier: () => true, keepaliveInterval: 0 });
-    });
-    client.on('error', () => {});
+    const raw = await rawMuxClient(b.endpoint, dispatcher);
+    cleanups.push(async () => raw.socket.destroy());
     assert.equal(b.acceptor.size, 1);
-    socket.pause();
+    // Answering PINGs keeps it: wait for one PING and answer, then go silent.
+    const ping = await raw.next((f) => f.type === FrameType.PING, "the broker's first PING");
+    raw.send(FrameType.PONG, 0, ping.payload);
+    raw.socket.pause();
     await waitFor(() => b.acceptor.size === 0, 'the broker to drop the silent client');
   });
 
@@ -262,26 +266,239 @@ describe('tunnel: dialer ⇄ acceptor over HTTPS upgrade', () => {
     await waitFor(() => b.acceptor.size === 0, 'the broker to drop the tunnel');
   });
 
-  test('the broker refuses everything but direct-tcpip, and SSH auth other than none is not needed', async () => {
+  test('on the wire: a bad target gets OPEN_FAIL and the tunnel carries on; DATA, EOF and CLOSE per channel', async () => {
     const b = await broker();
-    const socket = await upgradeToTunnel({ endpoint: b.endpoint, dispatcher, token: 'good' });
-    const client = new ssh2.Client();
-    cleanups.push(async () => client.destroy());
-    await new Promise<void>((resolve, reject) => {
-      client.once('ready', resolve).once('error', reject);
-      client.connect({ sock: socket, username: TUNNEL_SSH_USER, authHandler: ['none'], hostVerifier: () => true });
+    const raw = await rawMuxClient(b.endpoint, dispatcher);
+    cleanups.push(async () => raw.socket.destroy());
+    raw.send(FrameType.OPEN, 1, JSON.stringify({ target: 'bad name', address: '127.0.0.1', port: 1 }));
+    const fail = await raw.next((f) => f.channel === 1, 'the answer to OPEN 1');
+    assert.equal(fail.type, FrameType.OPEN_FAIL);
+    assert.equal((JSON.parse(fail.payload.toString()) as { code: string }).code, 'AG_TUNNEL_BAD_TARGET');
+
+    raw.send(FrameType.OPEN, 2, JSON.stringify({ target: 'pg-prod', address: '127.0.0.1', port: 2 }));
+    assert.equal((await raw.next((f) => f.channel === 2, 'the answer to OPEN 2')).type, FrameType.OPEN_OK);
+    raw.send(FrameType.DATA, 2, 'still here');
+    raw.send(FrameType.EOF, 2);
+    const data = await raw.next((f) => f.channel === 2 && f.type === FrameType.DATA, 'the echo');
+    assert.equal(data.payload.toString(), 'STILL HERE');
+    await raw.next((f) => f.channel === 2 && f.type === FrameType.EOF, "the echo's EOF");
+    await raw.next((f) => f.channel === 2 && f.type === FrameType.CLOSE, 'CLOSE once both sides ended');
+    assert.equal(b.channels.length, 1);
+    assert.equal(b.acceptor.size, 1);
+  });
+
+  for (const [what, send] of [
+    ['a frame of unknown type', (raw: Awaited<ReturnType<typeof rawMuxClient>>) => raw.socket.write(Buffer.from([0x7f, 0, 0, 0, 0, 0, 0, 0, 0]))],
+    ['a frame longer than the limit', (raw: Awaited<ReturnType<typeof rawMuxClient>>) => raw.socket.write(Buffer.from([FrameType.DATA, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]))],
+    ['DATA for a channel never opened', (raw: Awaited<ReturnType<typeof rawMuxClient>>) => raw.send(FrameType.DATA, 9, 'x')],
+    ['DATA beyond the channel window', (raw: Awaited<ReturnType<typeof rawMuxClient>>) => {
+      raw.send(FrameType.OPEN, 1, JSON.stringify({ target: 'held', address: '127.0.0.1', port: 1 }));
+      const chunk = Buffer.alloc(MAX_FRAME_PAYLOAD / 16);
+      for (let sent = 0; sent <= INITIAL_WINDOW; sent += chunk.length) raw.send(FrameType.DATA, 1, chunk);
+    }],
+  ] as const) {
+    test(`on the wire: ${what} ends the tunnel`, async () => {
+      const b = await startTestBroker({ hostKey, onChannel: () => {} }); // channels are never read
+      cleanups.push(() => b.close());
+      const raw = await rawMuxClient(b.endpoint, dispatcher);
+      cleanups.push(async () => raw.socket.destroy());
+      assert.equal(b.acceptor.size, 1);
+      send(raw);
+      await raw.closed;
+      await waitFor(() => b.acceptor.size === 0, 'the broker to end the tunnel');
     });
-    const execErr = await new Promise<Error | undefined>((resolve) => client.exec('id', (err) => resolve(err)));
-    assert.ok(execErr, 'exec must be refused');
-    const shellErr = await new Promise<Error | undefined>((resolve) => client.shell((err) => resolve(err)));
-    assert.ok(shellErr, 'shell must be refused');
-    const fwdErr = await new Promise<Error | undefined>((resolve) => client.forwardIn('127.0.0.1', 0, (err) => resolve(err)));
-    assert.ok(fwdErr, 'remote forwarding must be refused');
-    // The connection survives the refusals and still carries tunnel channels.
-    const ch = await new Promise<ClientChannel>((resolve, reject) =>
-      client.forwardOut('127.0.0.1', 1, 'pg-prod', 0, (err, c) => (err ? reject(err) : resolve(c))),
-    );
-    assert.equal((await roundTrip(ch, 'still here')).toString(), 'STILL HERE');
+  }
+
+  test('on the wire: a client must answer HELLO before anything else, and send a nonce', async () => {
+    const b = await broker();
+    const raw = await rawMuxClient(b.endpoint, dispatcher, { hello: false });
+    raw.send(FrameType.OPEN, 1, JSON.stringify({ target: 'pg-prod', address: '127.0.0.1', port: 1 }));
+    await raw.closed;
+    assert.equal(b.channels.length, 0);
+
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpsRequest(b.endpoint, {
+        ca: makeTestCert().cert,
+        headers: { Connection: 'Upgrade', Upgrade: 'agentgate-mux/1', Authorization: 'Bearer good' },
+      });
+      req.once('response', resolve).once('upgrade', () => reject(new Error('must not upgrade without a nonce'))).once('error', reject);
+      req.end();
+    });
+    assert.equal(res.statusCode, 400);
+    assert.match(await readAll(res), /x-agentgate-tunnel-nonce/);
+  });
+
+  test('handshake timeouts: the broker drops a client that never answers HELLO; the CLI gives up on a broker that never sends one', async () => {
+    const b = await startTestBroker({ hostKey, handshakeTimeoutMs: 100 });
+    cleanups.push(() => b.close());
+    const raw = await rawMuxClient(b.endpoint, dispatcher, { hello: false });
+    await raw.next((f) => f.type === FrameType.HELLO, "the broker's HELLO");
+    assert.equal(b.acceptor.size, 1);
+    await raw.closed;
+    await waitFor(() => b.acceptor.size === 0, 'the broker to drop the client');
+
+    // A server that switches protocols and then says nothing.
+    const { cert, key } = makeTestCert();
+    const mute = createHttpsServer({ cert, key }, (_req, res) => res.writeHead(404).end());
+    const held: Duplex[] = [];
+    mute.on('upgrade', (_req, socket: Duplex) => {
+      held.push(socket);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: agentgate-mux/1\r\nConnection: Upgrade\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => mute.close(() => resolve()));
+    });
+    const t = dial(b, { endpoint: `https://127.0.0.1:${(mute.address() as AddressInfo).port}/v1/tunnel`, handshakeTimeoutMs: 150, reconnect: false });
+    const err = await t.ready(5_000).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof BrokerError, `expected BrokerError, got ${String(err)}`);
+    assert.equal(err.code, 'AG_TUNNEL_HANDSHAKE');
+    assert.match(err.message, /sent no HELLO within/);
+  });
+
+  test('credential renewal on the wire: one exchange at a time, coded refusals, the deadline in the reply', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const tokens: string[] = [];
+    const b = await startTestBroker({
+      hostKey,
+      renewCredential: async (_t, token) => {
+        tokens.push(token);
+        await released;
+        return Date.parse('2030-01-01T00:00:00Z');
+      },
+    });
+    cleanups.push(() => b.close());
+    const raw = await rawMuxClient(b.endpoint, dispatcher);
+    cleanups.push(async () => raw.socket.destroy());
+    const reply = async (id: number): Promise<string> =>
+      (await raw.next((f) => f.type === FrameType.CREDENTIAL_REPLY && f.channel === id, `the reply to request ${id}`)).payload.toString();
+
+    raw.send(FrameType.CREDENTIAL, 1, 'not json\n');
+    assert.match(await reply(1), /"code":"AG_CREDENTIAL_MALFORMED"/);
+    raw.send(FrameType.CREDENTIAL, 2, '{"token":"fresh"}\n');
+    raw.send(FrameType.CREDENTIAL, 3, '{"token":"again"}\n');
+    assert.match(await reply(3), /"code":"AG_CREDENTIAL_BUSY"/);
+    release();
+    assert.deepEqual(JSON.parse(await reply(2)), { ok: true, expires_at: '2030-01-01T00:00:00.000Z' });
+    assert.deepEqual(tokens, ['fresh']);
+
+    const plain = await broker(); // no renewCredential
+    const raw2 = await rawMuxClient(plain.endpoint, dispatcher);
+    cleanups.push(async () => raw2.socket.destroy());
+    raw2.send(FrameType.CREDENTIAL, 1, '{"token":"t"}\n');
+    const refused = await raw2.next((f) => f.type === FrameType.CREDENTIAL_REPLY, 'the reply');
+    assert.match(refused.payload.toString(), /"code":"AG_CREDENTIAL_UNSUPPORTED"/);
+  });
+
+  test('a TLS-terminating hop is refused even when it relays the right host key', async () => {
+    const b = await broker();
+    // Trusted by the CLI (same test certificate), it decrypts, then re-encrypts to the broker.
+    const { cert, key } = makeTestCert();
+    const mitm = createTlsServer({ cert, key }, (front) => {
+      const back = tlsConnect({ host: '127.0.0.1', port: b.port, rejectUnauthorized: false });
+      front.pipe(back).pipe(front);
+      front.on('error', () => back.destroy());
+      back.on('error', () => front.destroy());
+    });
+    await new Promise<void>((resolve) => mitm.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => mitm.close(() => resolve())));
+    const port = (mitm.address() as AddressInfo).port;
+    const t = dial(b, { endpoint: `https://127.0.0.1:${port}/v1/tunnel` });
+    const err = await t.ready(5_000).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof BrokerError, `expected BrokerError, got ${String(err)}`);
+    assert.equal(err.code, 'AG_TUNNEL_HOST_KEY_MISMATCH');
+    assert.match(err.message, /matches the pinned fingerprint, but its signature over this connection does not verify/);
+    assert.equal(t.state, 'closed');
+    assert.equal(b.upgrades, 1, 'the upgrade reached the broker, and was not retried');
+    assert.equal(b.channels.length, 0);
+  });
+
+  test('through an HTTPS_PROXY CONNECT tunnel the identity proof holds and channels work', async () => {
+    const b = await broker();
+    let connects = 0;
+    const proxy = createHttpServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req, socket: Duplex, head: Buffer) => {
+      connects++;
+      const [host, port] = String(req.url).split(':');
+      const up = netConnect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length) up.write(head);
+        socket.pipe(up).pipe(socket);
+      });
+      up.on('error', () => socket.destroy());
+      socket.on('error', () => up.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'agentgate-ca-'));
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, makeTestCert().cert);
+    const viaProxy = createBrokerDispatcher({ ca: caFile }, { env: { HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` } });
+    cleanups.push(async () => {
+      await viaProxy.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const t = dial(b, { dispatcher: viaProxy });
+    await t.ready(5_000);
+    assert.equal((await roundTrip(await t.openChannel('pg-prod', 5_000), 'via proxy')).toString(), 'VIA PROXY');
+    assert.equal(connects, 1);
+    assert.ok(t.hostKey && t.hostKey.length > 0);
+  });
+
+  test('flow control: a channel whose reader stops holds one window and does not stall another channel', async () => {
+    let held: Duplex | undefined;
+    const b = await startTestBroker({
+      hostKey,
+      onChannel: (ch) => {
+        if (ch.target === 'slow') held = ch.stream; // never read until the end
+        else ch.stream.pipe(ch.stream);
+      },
+    });
+    cleanups.push(() => b.close());
+    const t = dial(b);
+    await t.ready(5_000);
+    const slow = await t.openChannel('slow', 5_000);
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let written = 0;
+    let waiting = false;
+    let stop = false;
+    const writer = (async () => {
+      while (!stop) {
+        written += chunk.length;
+        if (!slow.write(chunk)) {
+          waiting = true;
+          await once(slow, 'drain');
+          waiting = false;
+        }
+      }
+    })();
+    // The writer is told to wait; the broker holds exactly one window for the channel.
+    await waitFor(() => held !== undefined && held.readableLength === INITIAL_WINDOW && waiting, 'the slow channel to fill its window and block its writer');
+    const writtenAtStall = written;
+    assert.ok(slow.writableLength <= 128 * 1024, `the CLI channel buffers ${slow.writableLength}`);
+    assert.ok(written <= INITIAL_WINDOW + 128 * 1024, `the writer was let write ${written}`);
+
+    // Meanwhile a second channel moves 4 MB both ways.
+    const fast = await t.openChannel('fast', 5_000);
+    const big = Buffer.alloc(4 * 1024 * 1024, 0x62);
+    const echoed = await roundTrip(fast, big);
+    assert.equal(echoed.length, big.length);
+    assert.equal(held!.readableLength, INITIAL_WINDOW, 'the held channel did not grow while the other ran');
+    assert.equal(written, writtenAtStall, 'its writer stayed blocked');
+
+    // Reading the held channel lets the writer go on and finish.
+    let got = 0;
+    held!.on('data', (c: Buffer) => (got += c.length));
+    stop = true;
+    await writer;
+    slow.end();
+    await once(held!, 'end');
+    assert.equal(got, written);
   });
 
   test('a bad channel on one tunnel does not disturb another tunnel', async () => {

@@ -13,12 +13,11 @@ import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as pty from 'node-pty';
 import { startK8sStack, eventually, TARGET, type K8sStack } from '../kubernetes/stack.js';
 import { verifyChain } from '../../src/shared/audit-hash.js';
+import { runAgentgate, type CliResult } from './agentgate-cli.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 function readCast(text: string): { header: Record<string, unknown>; events: [number, string, string][] } {
   assert.ok(text.endsWith('\n'), 'a cast ends with a newline');
@@ -49,25 +48,8 @@ describe('kubectl exec recordings', () => {
     await stack?.close();
   });
 
-  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const env = {
-        PATH: process.env['PATH'],
-        HOME: stack.tmp.path,
-        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
-        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
-        AGENTGATE_BROKER: stack.broker.url,
-        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
-        AGENTGATE_KEYCHAIN: 'off',
-        AGENTGATE_TOKEN: token,
-      };
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const agentgate = (args: string[]): Promise<CliResult> =>
+    runAgentgate({ home: stack.tmp.path, brokerUrl: stack.broker.url, fingerprint: stack.broker.fingerprint, token: token }, args);
 
   test('kubectl exec -it with typed commands and a resize: recorded, chained, receipted, replayed', async () => {
     const home = join(stack.tmp.path, 'kexec-home');
@@ -105,7 +87,15 @@ describe('kubectl exec recordings', () => {
 
     // kubectl exits on the exec status; the stream must end (and be recorded) without the broker stopping.
     const end = await eventually('recording.end', async () => (await stack.events()).find((e) => e.type === 'recording.end'), 10_000);
-    const events = (await stack.events()).filter((e) => e.session === end.session);
+    // recording.end and k8s.stream.end are two appends: wait for the second before counting.
+    const events = await eventually(
+      'k8s.stream.end',
+      async () => {
+        const mine = (await stack.events()).filter((e) => e.session === end.session);
+        return mine.some((e) => e.type === 'k8s.stream.end') ? mine : undefined;
+      },
+      10_000,
+    );
     assert.equal(events.filter((e) => e.type === 'recording.end').length, 1);
     assert.equal(events.filter((e) => e.type === 'k8s.stream.end').length, 1);
     const bytes = await readFile(join(stack.config.stateDir, 'recordings', String(end.detail['name'])));

@@ -6,16 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
 import pg from 'pg';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { eventually } from '../helpers/eventually.js';
 import { verifyChain, type AuditRecord } from '../../src/shared/audit-hash.js';
 import type { TimelineEntry } from '../../src/shared/recording.js';
+import { runAgentgate, type CliResult } from './agentgate-cli.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 describe('SQL result samples', () => {
   let stack: PgStack;
@@ -33,25 +31,8 @@ describe('SQL result samples', () => {
     await stack?.close();
   });
 
-  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const env = {
-        PATH: process.env['PATH'],
-        HOME: stack.tmp.path,
-        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
-        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
-        AGENTGATE_BROKER: stack.broker.url,
-        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
-        AGENTGATE_KEYCHAIN: 'off',
-        AGENTGATE_TOKEN: stack.token,
-      };
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const agentgate = (args: string[]): Promise<CliResult> =>
+    runAgentgate({ home: stack.tmp.path, brokerUrl: stack.broker.url, fingerprint: stack.broker.fingerprint, token: stack.token }, args);
 
   const sessionEnd = (events: AuditRecord[], skip: Set<string>): AuditRecord | undefined =>
     events.find((e) => e.type === 'session.end' && e.target === TARGET && !skip.has(e.session!));

@@ -12,10 +12,12 @@ import * as pty from 'node-pty';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { eventually } from '../helpers/eventually.js';
 import type { TimelineEntry } from '../../src/shared/recording.js';
+import { runAgentgate, type CliResult } from './agentgate-cli.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 /** The statement as the audit log holds it: the detector's hit masked. */
 const MASKED_TEXT = "SELECT '********' AS who";
-const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 describe('SQL timelines', () => {
   let stack: PgStack;
@@ -41,25 +43,8 @@ describe('SQL timelines', () => {
     await stack?.close();
   });
 
-  const agentgate = (args: string[], token?: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const env = {
-        PATH: process.env['PATH'],
-        HOME: stack.tmp.path,
-        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
-        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
-        AGENTGATE_BROKER: stack.broker.url,
-        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
-        AGENTGATE_KEYCHAIN: 'off',
-        AGENTGATE_TOKEN: token ?? stack.token,
-      };
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const agentgate = (args: string[], token?: string): Promise<CliResult> =>
+    runAgentgate({ home: stack.tmp.path, brokerUrl: stack.broker.url, fingerprint: stack.broker.fingerprint, token: token ?? stack.token }, args);
 
   test('psql: an allowed, a masked, a denied and a held-then-approved statement, in order, with decision and outcome', async () => {
     const ran = new Promise<{ code: number | null; stderr: string }>((resolve) => {

@@ -16,6 +16,9 @@ import type { PolicyConfig } from '../../src/broker/config/types.js';
 import { TARGET, eventually, startSshStack, type SshStack } from '../ssh/stack.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
 import { writeExport } from '../../src/broker/audit/export.js';
+import { runAgentgate, type CliResult } from './agentgate-cli.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 const POLICIES: PolicyConfig[] = [
   {
@@ -31,7 +34,6 @@ const POLICIES: PolicyConfig[] = [
 ];
 
 const AWS_KEY = 'AKIAIOSFODNN7EXAMPLE';
-const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 /** An asciicast v2 reader of its own: header object, then [number, string, string] lines. */
 function readCast(text: string): { header: Record<string, unknown>; events: [number, string, string][] } {
@@ -61,25 +63,8 @@ describe('ssh terminal recordings', () => {
     await stack?.close();
   });
 
-  const agentgate = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const env = {
-        PATH: process.env['PATH'],
-        HOME: stack.tmp.path,
-        XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
-        XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
-        AGENTGATE_BROKER: stack.broker.url,
-        AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
-        AGENTGATE_KEYCHAIN: 'off',
-        AGENTGATE_TOKEN: stack.token,
-      };
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const agentgate = (args: string[]): Promise<CliResult> =>
+    runAgentgate({ home: stack.tmp.path, brokerUrl: stack.broker.url, fingerprint: stack.broker.fingerprint, token: stack.token }, args);
 
   /** Filled by the first test: the recorded session, what its client saw, its receipt and cast. */
   const shared: { session: string; name: string; seen: string; receipt: string; jwks: string; cast: Buffer } = { session: '', name: '', seen: '', receipt: '', jwks: '', cast: Buffer.alloc(0) };

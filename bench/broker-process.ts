@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Agent } from 'undici';
 import { startConnectSession, type ConnectSession } from '../src/tunnel/connect-session.js';
 import type { BrokerChildInput, BrokerChildReady } from './broker-child.js';
+import type { CliChildInput, CliChildReady } from './cli-child.js';
 import { endJsonChild, processCpuUs, processMemoryMb, spawnJsonChild } from './procs.js';
 
 /** As in bin/agentgate's first line. */
@@ -22,8 +23,10 @@ export interface BrokerProcess {
   memory(): Promise<{ rssMb: number; hwmMb: number }>;
   /** CPU of the child so far, in µs (clock-tick resolution). */
   cpuUs(): Promise<{ user: number; system: number }>;
-  /** A connect session to this broker and its local Postgres listener. */
+  /** A connect session to this broker and its local Postgres listener, in this process. */
   connect(token: string, target: string): Promise<CliSession>;
+  /** The same in a child process of its own, as `agentgate connect` runs (cli-child.ts). */
+  connectChild(token: string, target: string): Promise<CliProcess>;
   close(): Promise<void>;
 }
 
@@ -34,11 +37,22 @@ export interface CliSession {
   close(): Promise<void>;
 }
 
+export interface CliProcess {
+  port: number;
+  secret: string;
+  pid: number;
+  cpuUs(): Promise<{ user: number; system: number }>;
+  close(): Promise<void>;
+}
+
+/** The flags bin/agentgate gives `connect` (runtime-flags.mjs). */
+const CLI_NODE_FLAGS = ['--max-semi-space-size=4'];
+
 export async function startBrokerProcess(input: BrokerChildInput): Promise<BrokerProcess> {
   const script = fileURLToPath(new URL('./broker-child.js', import.meta.url));
   // The Node flags and allocator setting bin/agentgate runs with (README, "Broker memory").
   const { child, ready: started } = spawnJsonChild<BrokerChildReady>(script, input, 'broker child', BROKER_NODE_FLAGS, BROKER_ENV);
-  const sessions = new Set<CliSession>();
+  const sessions = new Set<{ close(): Promise<void> }>();
   const dispatchers: Agent[] = [];
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -77,6 +91,24 @@ export async function startBrokerProcess(input: BrokerChildInput): Promise<Broke
         };
         sessions.add(s);
         return s;
+      },
+      async connectChild(token, target) {
+        const script = fileURLToPath(new URL('./cli-child.js', import.meta.url));
+        const input: CliChildInput = { url: ready.url, tlsCertPem: ready.tlsCertPem, hostKeyFingerprint: ready.sshHostKeyFingerprint, token, target };
+        const { child: cli, ready: up } = spawnJsonChild<CliChildReady>(script, input, 'CLI child', CLI_NODE_FLAGS);
+        const c: CliProcess = {
+          ...(await up.catch(async (err: unknown) => {
+            await endJsonChild(cli);
+            throw err;
+          })),
+          cpuUs: () => processCpuUs(c.pid),
+          close: async () => {
+            sessions.delete(c);
+            await endJsonChild(cli);
+          },
+        };
+        sessions.add(c);
+        return c;
       },
       close,
     };

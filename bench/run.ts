@@ -137,11 +137,12 @@ async function main(): Promise<number> {
     say('starting a broker child process for agentgate-split');
     const broker = await startBrokerProcess(brokerInput);
     cleanups.push({ what: 'broker child (split)', fn: () => broker.close() });
-    const cli = await broker.connect(await agentToken(), TARGET);
+    // The CLI end in a process of its own too, as `agentgate connect` runs it.
+    const cli = await broker.connectChild(await agentToken(), TARGET);
     paths.set('agentgate-split', {
       endpoint: () => ({ ...direct, port: cli.port, user: 'agent', password: cli.secret }),
       cpuUs: async () => {
-        const [a, b] = [ownCpuUs(), await broker.cpuUs()];
+        const [a, b] = await Promise.all([cli.cpuUs(), broker.cpuUs()]);
         return { user: a.user + b.user, system: a.system + b.system, parts: { CLI: a.user + a.system, broker: b.user + b.system } };
       },
     });
@@ -344,7 +345,7 @@ async function main(): Promise<number> {
       + ` (select-only), scale ${opts.scale}, warm-up ${opts.warmup} s per target and mode, ${opts.rounds} round(s) per cell (median), targets interleaved; all on this one machine`,
     'paths: direct = pgbench → PostgreSQL',
     '       agentgate = pgbench → CLI listener → tunnel (a multiplex on TLS) → broker → proxy (read-only rules; a masking rule on another table; query.intent durable before forwarding, the outcome before ReadyForQuery; audit sync normal) → PostgreSQL; CLI end and broker share the bench process',
-    ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the broker in its own process (CPU per txn = both processes)'] : []),
+    ...(opts.targets.includes('agentgate-split') ? ['       agentgate-split = the same, with the CLI end and the broker each in a process of its own, run with the flags bin/agentgate gives them (CPU per txn = both processes)'] : []),
     ...(opts.targets.includes('tunnel-relay') ? ["       tunnel-relay = pgbench → local listener → agentgate's tunnel (HTTPS upgrade, a multiplex on TLS, a channel per connection) → PostgreSQL, two processes, no proxy/policy/audit: what the transport alone costs"] : []),
     ...(opts.targets.includes('tls-relay') ? ['       tls-relay = pgbench → Node relay → one HTTPS upgrade (undici) per local connection → Node relay → PostgreSQL: the data path of "one TLS connection per local connection" (its per-connection setup not counted)'] : []),
     ...(opts.targets.includes('node-relay') ? ['       node-relay = pgbench → Node relay → TLS → Node relay → PostgreSQL, two processes piping bytes: the floor of any CLI + broker design in Node (no SSH, proxy, policy or audit)'] : []),

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { ResultMasker, maskSqlText } from '../../src/broker/postgres/proxy-masking.js';
 import { compileMaskingPlan, type MaskingPlan } from '../../src/broker/masking/rules.js';
 import { maskText } from '../../src/broker/masking/styles.js';
+import type { Provenance } from '../../src/broker/masking/provenance.js';
 import type { MaskingConfig } from '../../src/broker/config/types.js';
 import * as be from '../../src/broker/postgres/build-backend.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
@@ -284,4 +285,32 @@ test('orders.ssn is not users.ssn, and is not looked up twice', async () => {
   await m.rowDescription(be.rowDescription([orderSsn, col(3)]).subarray(5));
   assert.deepEqual(rowValues(m.dataRow(be.dataRow(['123-45-6789', '123-45-6789']))), ['123-45-6789', '********']);
   assert.deepEqual(catalog.calls, [[ORDERS_OID, USERS_OID]]);
+});
+
+test('provenance is analysed once per statement shape: inlined numbers share it, a new shape is traced afresh', async () => {
+  const analysed: string[] = [];
+  // What the analysis answers: the output `e` is users.email, computed (so only the trace masks it).
+  const provenance = (sql: string): Promise<Provenance[]> => {
+    analysed.push(sql);
+    const from = sql.includes('lower(') ? 'public.users.email' : 'public.users.note';
+    return Promise.resolve([{ ok: true, columns: [{ name: 'e', sources: new Set([from]), direct: false, opaque: false }] }]);
+  };
+  const m = new ResultMasker(plan({ columns: ['*.email'], style: 'full' }), KEY, fixedCatalog(), undefined, provenance);
+  const run = async (sql: string, value: string): Promise<(string | null)[]> => {
+    sent(m, fe.query(sql));
+    await recv(m, be.rowDescription([expr('e')]));
+    const row = rowValues(await recv(m, be.dataRow([value])));
+    await recv(m, be.commandComplete('SELECT 1'));
+    await recv(m, be.readyForQuery('I'));
+    return row;
+  };
+  assert.deepEqual(await run('select lower(email) as e from users where id = 1', 'alice@example.com'), ['********']);
+  assert.deepEqual(await run('select lower(email) as e from users where id = 22 limit 3', 'bob@example.com'), ['********'], 'different shape');
+  assert.deepEqual(await run('select lower(email) as e from users where id = 2', 'bob@example.com'), ['********']);
+  assert.deepEqual(await run('select lower(email) as e from users where id = 4711', 'carol@example.com'), ['********']);
+  assert.deepEqual(analysed, ['select lower(email) as e from users where id = 1', 'select lower(email) as e from users where id = 22 limit 3']);
+  // Strings are not shape: a different string literal is a different text, traced again.
+  assert.deepEqual(await run("select upper(note) as e from users where code = '1'", 'plain'), ['plain']);
+  assert.deepEqual(await run("select lower(email) as e from users where code = '2'", 'dave@example.com'), ['********']);
+  assert.equal(analysed.length, 4);
 });

@@ -48,7 +48,7 @@
  *   views) is bounded by MAX_DEPTH → ok:false, so deep trees cannot exhaust the JS stack.
  * - Never throws for valid SQL: what cannot be analysed is `{ ok: false, reason }`.
  */
-import { loadSqlParser } from '../policy/sql-classify.js';
+import { loadSqlParser, loadedSqlParser } from '../policy/sql-classify.js';
 import { arr, isObj, str, unwrap } from '../policy/sql-kinds.js';
 
 // ---------------------------------------------------------------------------------------
@@ -165,10 +165,15 @@ interface PgParse {
   parseSync(sql: string): { stmts?: { stmt?: unknown }[] };
 }
 
-/** The WASM module sql-classify.ts loads: importing it again yields the same initialised instance. */
+/**
+ * The WASM parser sql-classify.ts loads. Once loaded it is taken synchronously: a dynamic
+ * import per statement cost the broker more than the parse itself.
+ */
 async function parser(): Promise<PgParse> {
+  const loaded = loadedSqlParser();
+  if (loaded) return loaded;
   await loadSqlParser();
-  return (await import('libpg-query')) as unknown as PgParse;
+  return loadedSqlParser() as PgParse;
 }
 
 const key = (schema: string | undefined, name: string): string => `${schema ?? ''}\u0000${name}`;

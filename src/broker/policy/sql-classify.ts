@@ -136,6 +136,11 @@ interface RawStmt {
 let parser: PgQuery | undefined;
 let loading: Promise<void> | undefined;
 
+/** The loaded parser (undefined until loadSqlParser() has resolved): for callers that must not await per statement. */
+export function loadedSqlParser(): Pick<PgQuery, 'parseSync'> | undefined {
+  return parser;
+}
+
 /** Loads and instantiates the WASM parser once; later calls share the same promise. */
 export function loadSqlParser(): Promise<void> {
   loading ??= (async () => {

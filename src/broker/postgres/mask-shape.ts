@@ -12,6 +12,7 @@ import type { FieldDescription } from './decode-backend.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import type { ColumnScanner } from './column-scan.js';
 import { sourceParts, type Provenance } from '../masking/provenance.js';
+import { sqlShape } from '../policy/sql-shape.js';
 import { looksLikeSecretName } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
@@ -159,12 +160,16 @@ export class ShapeResolver implements CopyShapes {
     const analyse = this.#provenance;
     if (!analyse) return undefined;
     const pick = (all: Provenance[]): Provenance => all[source.index] ?? { ok: false, reason: 'no such statement in the text' };
-    const hit = this.#provenanceCache.get(source.sql);
+    // Keyed by shape (numbers replaced, sql-shape.ts): the analysis never reads a number's
+    // value, so `… WHERE id = 1` and `… WHERE id = 2` trace the same, and a client that
+    // inlines its values (pgbench -M simple, many ORMs) costs one analysis, not one each.
+    const key = sqlShape(source.sql) ?? source.sql;
+    const hit = this.#provenanceCache.get(key);
     if (hit) return pick(hit);
     return analyse(source.sql).then(
       (all) => {
         if (this.#provenanceCache.size >= PROVENANCE_CACHE) this.#provenanceCache.delete(this.#provenanceCache.keys().next().value as string);
-        this.#provenanceCache.set(source.sql, all);
+        this.#provenanceCache.set(key, all);
         return pick(all);
       },
       (err: unknown) => ({ ok: false, reason: (err as Error).message }) as Provenance,

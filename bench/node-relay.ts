@@ -15,8 +15,11 @@ import { endJsonChild, processCpuUs, spawnJsonChild } from './procs.js';
 
 export interface NodeRelay {
   port: number;
-  /** CPU (µs) both relay processes have used so far. */
-  cpuUs(): Promise<{ user: number; system: number }>;
+  /**
+   * CPU (µs) both relay processes have used so far; `parts` by hop — the front hop stands
+   * where agentgate's CLI end does, the back hop where its broker does.
+   */
+  cpuUs(): Promise<{ user: number; system: number; parts: { front: number; back: number } }>;
   close(): Promise<void>;
 }
 
@@ -51,7 +54,7 @@ export async function startTwoHops(script: string, what: string, backInput: obje
     port: front.port,
     async cpuUs() {
       const [a, b] = await Promise.all([processCpuUs(front.pid), processCpuUs(back.pid)]);
-      return { user: a.user + b.user, system: a.system + b.system };
+      return { user: a.user + b.user, system: a.system + b.system, parts: { front: a.user + a.system, back: b.user + b.system } };
     },
     async close() {
       for (const hop of [front, back]) await endJsonChild(hop.child, 3_000);

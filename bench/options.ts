@@ -20,6 +20,8 @@ export const USAGE = `usage: node dist/bench/run.js [options]   (or: npm run ben
                    0 or ≤ --idle skips it)
   --churn N        broker RSS after N distinct statements and N/10 malformed ones, in a fresh
                    broker child (default 200000; 0 skips it)
+  --audit-append N the audit append alone: CPU per event over N events in a child process
+                   (default 50000; 0 skips it); set beside the broker CPU target
   --audit-events N audit export/verify at scale: fill a log with N events, time
                    agentgate audit export and audit verify (default 1000000; 0 skips it)
   --mask-scale N   masked read: pgbench_accounts at scale N (10 = 1M rows) direct, through
@@ -47,6 +49,7 @@ export interface Options {
   idle: number;
   many: number;
   churn: number;
+  auditAppend: number;
   auditEvents: number;
   maskScale: number;
   pgStoreSeconds: number;
@@ -90,6 +93,7 @@ export function parseOptions(argv: string[]): Options {
         idle: { type: 'string' },
         many: { type: 'string' },
         churn: { type: 'string' },
+        'audit-append': { type: 'string' },
         'audit-events': { type: 'string' },
         'mask-scale': { type: 'string' },
         'pg-store-seconds': { type: 'string' },
@@ -120,6 +124,7 @@ export function parseOptions(argv: string[]): Options {
     idle: integer('idle', values.idle, 100, 0),
     many: integer('many', values.many, 1000, 0),
     churn: integer('churn', values.churn, 200_000, 0),
+    auditAppend: integer('audit-append', values['audit-append'], 50_000, 0),
     auditEvents: integer('audit-events', values['audit-events'], 1_000_000, 0),
     maskScale: integer('mask-scale', values['mask-scale'], 10, 0),
     pgStoreSeconds: integer('pg-store-seconds', values['pg-store-seconds'], 5, 0),

@@ -20,6 +20,7 @@ import { startProfiler, type Profiler } from './profile.js';
 import { describeMachine, machineLines } from './machine.js';
 import { MASKING_LIMIT, maskingReadLines, runMaskingReadBench, type MaskingReadResult } from './masking-read.js';
 import { pgStoreLines, runPgStoreBench, type PgStoreBenchResult } from './pg-store.js';
+import { auditAppendLine, measureAuditAppend, type AuditAppendResult } from './audit-append.js';
 import { AUDIT_LIMITS, auditExportLines, runAuditExportBench, type AuditExportBenchResult } from './audit-export.js';
 import { parseOptions, USAGE, UsageProblem, type Options } from './options.js';
 import { churnGoals, configLabel, goalsTable, judge, resultsTable, addedLatencyUs, ratioToDirect, LIMITS, type Sample, type TargetName } from './report.js';
@@ -310,6 +311,11 @@ async function main(): Promise<number> {
   let maskingRead: MaskingReadResult | undefined;
   if (opts.maskScale > 0) maskingRead = await runMaskingReadBench({ scale: opts.maskScale, rounds: 3, say });
 
+  let auditAppend: AuditAppendResult | undefined;
+  if (opts.auditAppend > 0) {
+    say(`audit append alone: ${opts.auditAppend} events in a child process`);
+    auditAppend = await measureAuditAppend(opts.auditAppend);
+  }
   let auditExport: AuditExportBenchResult | undefined;
   if (opts.auditEvents > 0) auditExport = await runAuditExportBench({ events: opts.auditEvents, say });
   let pgStore: PgStoreBenchResult | undefined;
@@ -335,7 +341,7 @@ async function main(): Promise<number> {
       auditExport.verify.seconds <= AUDIT_LIMITS.seconds &&
       Math.max(auditExport.export.peakRssMb, auditExport.brokerPeakRssMb, auditExport.verify.peakRssMb) < AUDIT_LIMITS.rssMb);
 
-  const goals = [...judge(samples, rss, opts.modes), ...churnGoals(churn)];
+  const goals = [...judge(samples, rss, opts.modes, auditAppend?.cpuUsPerEvent), ...churnGoals(churn)];
   const out = [
     '',
     '== agentgate Postgres data-path benchmark ==',
@@ -356,6 +362,7 @@ async function main(): Promise<number> {
     '',
     'targets:',
     goalsTable(goals),
+    ...(auditAppend ? [auditAppendLine(auditAppend)] : []),
     ...(rss ? [`(RSS: broker alone in a fresh child process, /proc VmRSS; ${rss.connections} node-postgres clients connected through one connect session, each ran "select 1", then held idle)`] : []),
     ...(rss?.many ? [manyLine(rss.many)] : []),
     ...(maskingRead ? ['', ...maskingReadLines(maskingRead)] : []),
@@ -371,7 +378,7 @@ async function main(): Promise<number> {
     const doc = {
       command,
       machine,
-      settings: { seconds: opts.seconds, scale: opts.scale, rounds: opts.rounds, warmup: opts.warmup, modes: opts.modes, clients: opts.clients, targets: opts.targets, auditEvents: opts.auditEvents },
+      settings: { seconds: opts.seconds, scale: opts.scale, rounds: opts.rounds, warmup: opts.warmup, modes: opts.modes, clients: opts.clients, targets: opts.targets, auditEvents: opts.auditEvents, auditAppend: opts.auditAppend },
       notes,
       results: samples.map((s) => ({
         config: configLabel(s),

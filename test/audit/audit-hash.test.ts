@@ -53,6 +53,29 @@ describe('canonicalJson', () => {
     assert.equal(canonicalJson(v), '{"A":5,"a":6,"z":1,"é":2,"\u{1F600}":3,"\uFB01":4}');
   });
 
+  test('any key order, short or long lists, sorts as the built-in sort does', () => {
+    // Keys sharing prefixes, surrogates and case, shuffled by a fixed seed: the short-list
+    // path (insertion sort) and the long one must agree with Array.prototype.sort.
+    const pool = ['a', 'ab', 'abc', 'b', 'B', 'Z', '_', 'é', '\u{1F600}', '\uFB01', 'id', 'sql', 'params', 'protocol', 'classification', 'statement', 'reason', 'tag', 'masked', 'rows', 'bytes', 'aa', 'a_b', 'a-b', 'x0', 'y', 'zz', 'zzz', 'Ω', ' '];
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (const size of [2, 3, 8, 24, 25, pool.length]) {
+      for (let round = 0; round < 20; round++) {
+        const keys = pool.slice(0, size);
+        for (let i = keys.length - 1; i > 0; i--) {
+          const j = rand(i + 1);
+          [keys[i], keys[j]] = [keys[j]!, keys[i]!];
+        }
+        const v = Object.fromEntries(keys.map((k, i) => [k, i]));
+        const expected = `{${[...keys].sort().map((k) => `${JSON.stringify(k)}:${v[k]}`).join(',')}}`;
+        assert.equal(canonicalJson(v), expected, `size ${size}, order ${keys.join('|')}`);
+      }
+    }
+  });
+
   test('numbers print as ECMAScript does; -0 is 0', () => {
     assert.equal(canonicalJson([1e21, 1e-7, 0.1 + 0.2, -0, 123456789012345680000, 5e-324]), '[1e+21,1e-7,0.30000000000000004,0,123456789012345680000,5e-324]');
   });

@@ -314,3 +314,23 @@ test('provenance is analysed once per statement shape: inlined numbers share it,
   assert.deepEqual(await run("select lower(email) as e from users where code = '2'", 'dave@example.com'), ['********']);
   assert.equal(analysed.length, 4);
 });
+
+test('a RowDescription seen before is resolved once; after invalidate() (the session ran DDL) it is looked up afresh', async () => {
+  const catalog = fixedCatalog();
+  const m = new ResultMasker(plan({ columns: ['*.email'], style: 'full' }), KEY, catalog);
+  const desc = be.rowDescription([col(1), col(2)]).subarray(5);
+  const first = m.rowDescription(desc);
+  assert.ok(first instanceof Promise);
+  await first;
+  for (let i = 0; i < 3; i++) {
+    assert.equal(m.rowDescription(desc), undefined, 'known: resolved at once');
+    assert.deepEqual(rowValues(m.dataRow(be.dataRow([String(i), 'a@example.com']))), [String(i), '********']);
+  }
+  assert.equal(catalog.calls.length, 1);
+  m.invalidate();
+  const again = m.rowDescription(desc);
+  assert.ok(again instanceof Promise, 'what was resolved before the DDL is not reused');
+  await again;
+  assert.equal(catalog.calls.length, 2);
+  assert.deepEqual(rowValues(m.dataRow(be.dataRow(['9', 'b@example.com']))), ['9', '********']);
+});

@@ -133,10 +133,15 @@ export class EventJournal {
   append(lines: string, firstSeq: number, lastSeq: number): void {
     if (this.#fd === undefined || this.#size >= this.#segmentBytes) this.#startSegment(firstSeq);
     const fd = this.#fd!;
-    const buf = Buffer.from(lines, 'utf8');
-    let off = 0;
+    const length = Buffer.byteLength(lines, 'utf8');
     try {
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      // The string goes down as it is (no Buffer copy on the heap per batch); only a short
+      // write, which a regular file gives only when it is running out of room, needs the bytes.
+      let off = writeSync(fd, lines, null, 'utf8');
+      if (off < length) {
+        const buf = Buffer.from(lines, 'utf8');
+        while (off < length) off += writeSync(fd, buf, off, length - off);
+      }
     } catch (e) {
       try {
         ftruncateSync(fd, this.#size);
@@ -146,7 +151,7 @@ export class EventJournal {
       }
       throw e;
     }
-    this.#size += buf.length;
+    this.#size += length;
     this.#current!.lastSeq = lastSeq;
   }
 

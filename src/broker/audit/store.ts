@@ -172,7 +172,6 @@ export function normalizeAuditQuery(q: AuditQuery): NormalizedAuditQuery {
   return { afterSeq, since: time('since', q.since), until: time('until', q.until), session: q.session, target: q.target, broker: q.broker, limit };
 }
 
-/** Normalises an event time to what `Date.prototype.toISOString` prints (UTC, ms). */
 /** Records from stored rows: `event` is the hashed text without its hash, which the row keeps beside it. */
 export async function* recordsFromRows(rows: AsyncIterable<RawAuditRow>): AsyncIterable<AuditRecord> {
   for await (const row of rows) {
@@ -182,8 +181,9 @@ export async function* recordsFromRows(rows: AsyncIterable<RawAuditRow>): AsyncI
   }
 }
 
-export function normalizeEventTime(t: string | Date | undefined, now: () => Date = () => new Date()): string {
-  if (t === undefined) return now().toISOString();
+/** Normalises an event time to what `Date.prototype.toISOString` prints (UTC, ms); undefined = now. */
+export function normalizeEventTime(t: string | Date | undefined, now?: () => Date): string {
+  if (t === undefined) return now ? now().toISOString() : isoTime(Date.now());
   const d = t instanceof Date ? t : new Date(t);
   if (Number.isNaN(d.getTime())) throw new TypeError(`audit event time is not a valid time: ${String(t)}`);
   return d.toISOString();
@@ -205,4 +205,32 @@ export async function verifyStore(store: AuditStore): Promise<ChainResult> {
     if (!v.push(r)) break;
   }
   return (v ?? new ChainVerifier()).result();
+}
+
+/** Years 0000–9999: where toISOString prints four digits (outside, ±YYYYYY). */
+const FOUR_DIGIT_YEARS_END = 253402300800000;
+let lastMs = Number.NaN;
+let lastIso = '';
+let minuteStart = Number.NaN;
+let minutePrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, cheaply: every statement stamps two audit events, and
+ * formatting a Date each time cost more than hashing the event. The text up to the minute
+ * is reused while the minute lasts, and a repeated millisecond reuses the whole string.
+ */
+export function isoTime(ms: number): string {
+  if (ms === lastMs) return lastIso;
+  if (!(ms >= 0 && ms < FOUR_DIGIT_YEARS_END) || !Number.isInteger(ms)) return new Date(ms).toISOString();
+  const minute = ms - (ms % 60_000);
+  if (minute !== minuteStart) {
+    minuteStart = minute;
+    minutePrefix = new Date(minute).toISOString().slice(0, 17); // 'YYYY-MM-DDTHH:MM:'
+  }
+  const rest = ms - minute;
+  const sec = Math.floor(rest / 1000);
+  const milli = rest % 1000;
+  lastIso = `${minutePrefix}${sec < 10 ? '0' : ''}${sec}.${milli < 100 ? (milli < 10 ? '00' : '0') : ''}${milli}Z`;
+  lastMs = ms;
+  return lastIso;
 }

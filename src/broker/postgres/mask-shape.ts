@@ -8,7 +8,7 @@
  * The resolver keeps the per-session caches: tables looked up, provenance by statement
  * text, and which columns hold secrets.
  */
-import type { FieldDescription } from './decode-backend.js';
+import { decodeRowDescription, type FieldDescription } from './decode-backend.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import type { ColumnScanner } from './column-scan.js';
 import { sourceParts, type Provenance } from '../masking/provenance.js';
@@ -19,7 +19,11 @@ import type { MaskRules, NoticeSink } from './mask-rules.js';
 
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
+/** Distinct RowDescriptions a session keeps resolved, per provenance. */
+const SHAPE_MEMO = 64;
 const NO_OUTPUTS: ReadonlySet<number> = new Set();
+/** The memo's owner for results resolved without provenance. */
+const UNTRACED: object = {};
 
 export interface FieldInfo {
   label: string;
@@ -65,6 +69,13 @@ export class ShapeResolver implements CopyShapes {
   /** Columns (schema.table.column) whose stored values trip a detector, as far as scanned. */
   readonly #holdsSecrets = new Map<string, boolean>();
   readonly #tables = new Map<number, TableInfo>();
+  /**
+   * Shapes resolved at once (everything they needed was cached), by the provenance they
+   * were resolved with and the RowDescription's bytes: a session repeating a statement gets
+   * the same result every time, so it is resolved once. Valid until invalidate(): tables
+   * and secret scans are only ever added, so a shape resolved from them stays right.
+   */
+  #memo = new WeakMap<object, Map<string, Shape>>();
 
   constructor(
     plan: MaskingPlan,
@@ -86,6 +97,29 @@ export class ShapeResolver implements CopyShapes {
   invalidate(): void {
     this.#provenanceCache.clear();
     this.#tables.clear();
+    this.#memo = new WeakMap();
+  }
+
+  /**
+   * The shape of a RowDescription given as its message body: the same as shape(), but a
+   * RowDescription seen before with the same provenance is neither decoded nor resolved
+   * again. The Shape returned may be shared: callers never change it.
+   */
+  shapeOf(body: Buffer, source: StatementSource | undefined): Shape | Promise<Shape> {
+    const prov = this.#provenanceFor(source);
+    if (prov instanceof Promise) return this.#shapeWith(decodeRowDescription(body), prov);
+    const owner: object = prov ?? UNTRACED;
+    const key = body.toString('latin1');
+    let memo = this.#memo.get(owner);
+    const hit = memo?.get(key);
+    if (hit) return hit;
+    const shape = this.#shapeWith(decodeRowDescription(body), prov);
+    if (!(shape instanceof Promise)) {
+      if (!memo) this.#memo.set(owner, (memo = new Map()));
+      if (memo.size >= SHAPE_MEMO) memo.clear();
+      memo.set(key, shape);
+    }
+    return shape;
   }
 
   /**
@@ -93,8 +127,11 @@ export class ShapeResolver implements CopyShapes {
    * once table OIDs, provenance or detector taint are known.
    */
   shape(desc: readonly FieldDescription[], source: StatementSource | undefined): Shape | Promise<Shape> {
+    return this.#shapeWith(desc, this.#provenanceFor(source));
+  }
+
+  #shapeWith(desc: readonly FieldDescription[], prov: Provenance | undefined | Promise<Provenance | undefined>): Shape | Promise<Shape> {
     const missing = this.#missingTables(desc);
-    const prov = this.#provenanceFor(source);
     if (missing.length === 0 && !(prov instanceof Promise)) {
       const tainted = this.#detectorTaint(prov, desc.length);
       if (!(tainted instanceof Promise)) return this.#resolve(desc, undefined, prov, tainted);

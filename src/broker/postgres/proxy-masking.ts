@@ -86,7 +86,7 @@
  * - mask-copy.ts: COPY TO STDOUT rows in text, CSV and binary format;
  * - mask-rules.ts: the rules by index, and the one-time notices.
  */
-import { decodeCopyResponse, decodeRowDescription } from './decode-backend.js';
+import { decodeCopyResponse } from './decode-backend.js';
 import { followBackend, followFrontend, PipelineTracker, type Outstanding, type Portal, type PreparedStatement } from './pipeline.js';
 import { noticeResponse } from './build-backend.js';
 import { BackendType } from './protocol.js';
@@ -141,6 +141,7 @@ export class ResultMasker {
   /** The result being read when no Execute is at the head (simple Query, or no frontend tracking). */
   #current: RowPlan | undefined;
   #cachedFor: Outstanding | undefined;
+  readonly #describedPlans = new WeakMap<Shape, RowPlan>();
   #cachedPlan: RowPlan | undefined;
 
   /**
@@ -268,7 +269,6 @@ export class ResultMasker {
    * proxy then holds every later server message until it settles (it never rejects).
    */
   rowDescription(body: Buffer): Promise<void> | undefined {
-    const desc = decodeRowDescription(body);
     const head = this.#tracker.head;
     let apply: (shape: Shape) => void;
     /** The statement whose columns these are: its text and its index in a multi-statement Query. */
@@ -278,13 +278,13 @@ export class ResultMasker {
       source = { sql: (head.statement ?? head.portal!.statement).sql, index: 0 };
     } else {
       apply = (shape) => {
-        this.#current = this.#plans.buildPlan(shape, (i) => shape.formats[i] ?? 0);
+        this.#current = this.#describedPlan(shape);
         this.#cachedFor = undefined;
       };
       if (head?.kind === 'query') source = { sql: head.rec.sql, index: head.completed };
       else if (head?.kind === 'execute') source = { sql: head.portal.statement.sql, index: 0 };
     }
-    const shape = this.#shapes.shape(desc, source);
+    const shape = this.#shapes.shapeOf(body, source);
     if (shape instanceof Promise) return shape.then(apply);
     apply(shape);
     return undefined;
@@ -421,6 +421,19 @@ export class ResultMasker {
     return pm;
   }
 
+  /**
+   * The plan for a shape under the formats its RowDescription gave. Shapes are shared
+   * (ShapeResolver.shapeOf) and plans never change once built, so one plan serves them all.
+   */
+  #describedPlan(shape: Shape): RowPlan {
+    let plan = this.#describedPlans.get(shape);
+    if (!plan) {
+      plan = this.#plans.buildPlan(shape, (i) => shape.formats[i] ?? 0);
+      this.#describedPlans.set(shape, plan);
+    }
+    return plan;
+  }
+
   /** The plan for the row at hand. */
   #rowPlan(frame: Buffer): RowPlan {
     const head = this.#tracker.head;
@@ -433,7 +446,7 @@ export class ResultMasker {
       if (!pm.shape && !pm.described) pm.shape = this.#statementShapes.get(portal.statement);
       if (pm.shape) {
         const shape = pm.shape;
-        pm.plan ??= this.#plans.buildPlan(shape, pm.described ? (i) => shape.formats[i] ?? 0 : (i) => formatOf(portal.resultFormats, i));
+        pm.plan ??= pm.described ? this.#describedPlan(shape) : this.#plans.buildPlan(shape, (i) => formatOf(portal.resultFormats, i));
         plan = pm.plan;
       } else {
         plan = this.#plans.unknownPlan(columnCount(frame), (i: number) => formatOf(portal.resultFormats, i));

@@ -62,6 +62,18 @@ export async function runPgbench(e: Endpoint, r: PgbenchRun): Promise<PgbenchRes
   return parsePgbench(res.stdout);
 }
 
+/**
+ * A warm-up run: its numbers are not used, and at many clients the connections alone may
+ * outlast a short -T (pgbench then prints no tps line). Returns the transactions done.
+ */
+export async function warmPgbench(e: Endpoint, r: PgbenchRun): Promise<number> {
+  const res = await run(pgTool('pgbench'), pgbenchArgs(r), { env: endpointEnv(e) });
+  if (res.code !== 0) throw new Error(`pgbench (warm-up) exited ${res.code ?? res.signal}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+  const m = /^number of transactions actually processed: (\d+)/m.exec(res.stdout);
+  if (m?.[1] === undefined) throw new Error(`could not read pgbench's warm-up summary:\n${res.stdout}`);
+  return Number(m[1]);
+}
+
 /** pgbench's summary (PostgreSQL 15 wording). */
 export function parsePgbench(out: string): PgbenchResult {
   const num = (re: RegExp): number | undefined => {

@@ -9,7 +9,7 @@
 import { writeFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { startPgStack, TARGET, type PgStack } from '../test/postgres/stack.js';
-import { execSql, initPgbench, probe, runPgbench, pgbenchArgs, type Endpoint, type PgbenchResult, type QueryMode } from './pgbench.js';
+import { execSql, initPgbench, probe, runPgbench, warmPgbench, pgbenchArgs, type Endpoint, type PgbenchResult, type QueryMode } from './pgbench.js';
 import { sshAvailable, startSshForward } from './ssh-forward.js';
 import { pgbouncerAvailable, startPgbouncer } from './pgbouncer.js';
 import { startBrokerProcess } from './broker-process.js';
@@ -207,7 +207,8 @@ async function main(): Promise<number> {
     for (const t of active) {
       for (const mode of opts.modes) {
         say(`warm-up ${t} -M ${mode} (${opts.warmup} s)`);
-        await runPgbench(paths.get(t)!.endpoint(mode), { mode, clients: c, threads: Math.min(c, 2), seconds: opts.warmup });
+        const done = await warmPgbench(paths.get(t)!.endpoint(mode), { mode, clients: c, threads: Math.min(c, 2), seconds: opts.warmup });
+        if (done === 0) say(`  (no transactions in the warm-up: ${c} connections took longer than ${opts.warmup} s)`);
       }
     }
   }

@@ -63,7 +63,9 @@ export async function startPgbouncer(opts: { pgPort: number; user: string; passw
     await writeFile(ini, [
       '[databases]',
       `${opts.database} = ${upstream} pool_mode=transaction`,
-      `${opts.database}_session = ${upstream} pool_mode=session`,
+      // Session pooling holds a server connection per client: the pool must fit the curve's
+      // largest -c, or the clients past it wait for the whole run.
+      `${opts.database}_session = ${upstream} pool_mode=session pool_size=100`,
       '',
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',

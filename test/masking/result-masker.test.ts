@@ -334,3 +334,27 @@ test('a RowDescription seen before is resolved once; after invalidate() (the ses
   assert.equal(catalog.calls.length, 2);
   assert.deepEqual(rowValues(m.dataRow(be.dataRow(['9', 'b@example.com']))), ['9', '********']);
 });
+
+test('one Query, two statements, the same RowDescription bytes: the second is traced as its own statement, not served from the first', async () => {
+  // The output `e` of statement 0 is users.note (left alone), of statement 1 users.email (masked):
+  // the bytes of the two RowDescriptions are equal, only the statement's place tells them apart.
+  const provenance = (): Promise<Provenance[]> =>
+    Promise.resolve([
+      { ok: true, columns: [{ name: 'e', sources: new Set(['public.users.note']), direct: false, opaque: false }] },
+      { ok: true, columns: [{ name: 'e', sources: new Set(['public.users.email']), direct: false, opaque: false }] },
+    ]);
+  const m = new ResultMasker(plan({ columns: ['*.email'], style: 'full' }), KEY, fixedCatalog(), undefined, provenance);
+  const both = async (): Promise<(string | null)[][]> => {
+    sent(m, fe.query('select upper(note) as e from users; select lower(email) as e from users'));
+    const rows: (string | null)[][] = [];
+    for (const value of ['plain', 'alice@example.com']) {
+      await recv(m, be.rowDescription([expr('e')]));
+      rows.push(rowValues(await recv(m, be.dataRow([value]))));
+      await recv(m, be.commandComplete('SELECT 1'));
+    }
+    await recv(m, be.readyForQuery('I'));
+    return rows;
+  };
+  assert.deepEqual(await both(), [['plain'], ['********']]);
+  assert.deepEqual(await both(), [['plain'], ['********']], 'the second time, both shapes come from the memo');
+});

@@ -101,9 +101,9 @@ export class ShapeResolver implements CopyShapes {
   }
 
   /**
-   * The shape of a RowDescription given as its message body: the same as shape(), but a
-   * RowDescription seen before with the same provenance is neither decoded nor resolved
-   * again. The Shape returned may be shared: callers never change it.
+   * The shape of a RowDescription given as its message body. One seen before with the
+   * same provenance is neither decoded nor resolved again. The Shape returned may be
+   * shared: callers never change it.
    */
   shapeOf(body: Buffer, source: StatementSource | undefined): Shape | Promise<Shape> {
     const prov = this.#provenanceFor(source);
@@ -126,10 +126,6 @@ export class ShapeResolver implements CopyShapes {
    * A RowDescription's shape: at once when everything it needs is cached, else a promise
    * once table OIDs, provenance or detector taint are known.
    */
-  shape(desc: readonly FieldDescription[], source: StatementSource | undefined): Shape | Promise<Shape> {
-    return this.#shapeWith(desc, this.#provenanceFor(source));
-  }
-
   #shapeWith(desc: readonly FieldDescription[], prov: Provenance | undefined | Promise<Provenance | undefined>): Shape | Promise<Shape> {
     const missing = this.#missingTables(desc);
     if (missing.length === 0 && !(prov instanceof Promise)) {

@@ -56,10 +56,15 @@ export function pgbenchArgs(r: PgbenchRun): string[] {
   return ['-S', '-n', '-M', r.mode, '-c', String(r.clients), '-j', String(r.threads), '-T', String(r.seconds)];
 }
 
-export async function runPgbench(e: Endpoint, r: PgbenchRun): Promise<PgbenchResult> {
+/** pgbench's stdout; a non-zero exit throws with the last lines it printed. */
+async function pgbenchOutput(e: Endpoint, r: PgbenchRun, what: string): Promise<string> {
   const res = await run(pgTool('pgbench'), pgbenchArgs(r), { env: endpointEnv(e) });
-  if (res.code !== 0) throw new Error(`pgbench exited ${res.code ?? res.signal}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
-  return parsePgbench(res.stdout);
+  if (res.code !== 0) throw new Error(`${what} exited ${res.code ?? res.signal}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+  return res.stdout;
+}
+
+export async function runPgbench(e: Endpoint, r: PgbenchRun): Promise<PgbenchResult> {
+  return parsePgbench(await pgbenchOutput(e, r, 'pgbench'));
 }
 
 /**
@@ -67,10 +72,9 @@ export async function runPgbench(e: Endpoint, r: PgbenchRun): Promise<PgbenchRes
  * outlast a short -T (pgbench then prints no tps line). Returns the transactions done.
  */
 export async function warmPgbench(e: Endpoint, r: PgbenchRun): Promise<number> {
-  const res = await run(pgTool('pgbench'), pgbenchArgs(r), { env: endpointEnv(e) });
-  if (res.code !== 0) throw new Error(`pgbench (warm-up) exited ${res.code ?? res.signal}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
-  const m = /^number of transactions actually processed: (\d+)/m.exec(res.stdout);
-  if (m?.[1] === undefined) throw new Error(`could not read pgbench's warm-up summary:\n${res.stdout}`);
+  const out = await pgbenchOutput(e, r, 'pgbench (warm-up)');
+  const m = /^number of transactions actually processed: (\d+)/m.exec(out);
+  if (m?.[1] === undefined) throw new Error(`could not read pgbench's warm-up summary:\n${out}`);
   return Number(m[1]);
 }
 

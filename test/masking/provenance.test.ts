@@ -13,6 +13,7 @@ import {
   statementProvenance,
   type FunctionFacts,
   type OutputColumn,
+  type Provenance,
   type ProvenanceCatalog,
   type RelationInfo,
 } from '../../src/broker/masking/provenance.js';
@@ -471,4 +472,46 @@ test('a catalog that fails makes the analysis fail closed', async () => {
   };
   const [r] = await statementProvenance('select email from users', broken);
   assert.ok(r && !r.ok && r.reason.includes('connection lost'));
+});
+
+// The result masker caches an analysis by the statement's shape (sql-shape.ts: numbers
+// replaced), so `… [1]` and `… [2]` share one answer. That is sound only while no number
+// decides which column an output comes from. Each case below puts a number where it could
+// pick a source (a subscript, a JSON index, a positional ORDER/GROUP BY, LIMIT 0, a CASE on
+// constants, a VALUES row); the analysis must answer the same for every number there.
+test('no number decides provenance: each statement traces the same with its numbers changed (what the shape cache relies on)', async () => {
+  const { sqlShape } = await import('../../src/broker/policy/sql-shape.js');
+  const corpus: { sql: string; mustInclude: string }[] = [
+    { sql: 'select (array[name, email])[1] as x from users', mustInclude: U('email') },
+    { sql: 'select (array[name, email])[1:1] as x from users', mustInclude: U('email') },
+    { sql: 'select (array[array[name], array[email]])[2][1] as x from users', mustInclude: U('email') },
+    { sql: "select to_jsonb(array[name, email])->1 as x from users", mustInclude: U('email') },
+    { sql: "select to_jsonb(array[name, email])->>0 as x from users", mustInclude: U('email') },
+    { sql: "select split_part(name || ',' || email, ',', 1) as x from users", mustInclude: U('email') },
+    { sql: 'select substr(email, 1, 0) as x from users', mustInclude: U('email') },
+    { sql: 'select case when 1 = 2 then email else name end as x from users', mustInclude: U('email') },
+    { sql: 'select coalesce(null, name, email) as x from users where 1 = 0', mustInclude: U('email') },
+    { sql: 'select x from (select name as x from users union all select email from users limit 0) s', mustInclude: U('email') },
+    { sql: 'select x from (select email as x from users offset 100000 limit 0) s', mustInclude: U('email') },
+    { sql: 'select email as x from users order by 1 limit 1', mustInclude: U('email') },
+    { sql: 'select max(email) as x from users group by 1 having count(*) > 5', mustInclude: U('email') },
+    { sql: 'select (select email from users order by id limit 1 offset 3) as x', mustInclude: U('email') },
+    { sql: 'select x from (values (1, (select email from users limit 1)), (2, null)) v(n, x) where n = 2', mustInclude: U('email') },
+    { sql: 'select (row(name, email)).f2 as x from users', mustInclude: U('email') },
+    { sql: 'select string_agg(email, 1::text) as x from users', mustInclude: U('email') },
+  ];
+  const renumber = (sql: string, n: number): string => sql.replace(/(?<![\w$])\d+/g, String(n));
+  for (const { sql, mustInclude } of corpus) {
+    const base = await statementProvenance(sql, fakeCatalog());
+    assert.equal(base.length, 1, sql);
+    const b = base[0]!;
+    assert.ok(b.ok, `${sql}: analysable`);
+    assert.ok(b.columns.some((c) => c.sources.has(mustInclude)), `${sql}: ${mustInclude} flows to the output`);
+    const variants = [sqlShape(sql) ?? sql, renumber(sql, 2), renumber(sql, 7)];
+    for (const v of variants) {
+      const [r] = await statementProvenance(v, fakeCatalog());
+      const view = (p: Provenance): unknown => (p.ok ? shape(p.columns) : 'not analysable');
+      assert.deepEqual(view(r!), view(b), `${sql}\n  vs ${v}`);
+    }
+  }
 });

@@ -87,3 +87,29 @@ test('the gate reuses a shape for allow, but a held statement gets its own finge
   assert.equal(d2.effect, 'review');
   assert.notEqual(d1.fingerprint, d2.fingerprint, 'an approval for id = 1 must not cover id = 2');
 });
+
+test('a number the verdict depends on is never shared by shape: the harmless text first, then the one it would have covered', async () => {
+  await loadSqlParser();
+  const policies: PolicyConfig[] = [
+    { name: 'ro', subjects: { groups: ['g'] }, targets: ['db'], rules: [{ name: 'r', sql: ['select', 'explain', 'set', 'prepare'], effect: 'allow', extra: {} }] },
+  ];
+  const gate = createSqlGate({ sub: 'a', groups: ['g'], kind: 'agent', issuer: 'i', expiresAt: 0 }, 'db', { policies, dangerousFunctions: [...DEFAULT_DANGEROUS_FUNCTIONS] });
+  // Each pair has one shape (`00` and `01` both become `0`); the first is allowed, the second
+  // changes data or makes the server read SQL differently from the parser.
+  const pairs: [string, string][] = [
+    ['EXPLAIN (ANALYZE 00) DELETE FROM shape_t', 'EXPLAIN (ANALYZE 1) DELETE FROM shape_t'],
+    ['EXPLAIN (ANALYZE 00, COSTS 1) UPDATE shape_t SET v = 1', 'EXPLAIN (ANALYZE 2, COSTS 1) UPDATE shape_t SET v = 1'],
+    ['SET standard_conforming_strings = 01', 'SET standard_conforming_strings = 00'],
+    ["SELECT set_config('standard_conforming_strings', 01::text, false)", "SELECT set_config('standard_conforming_strings', 00::text, false)"],
+  ];
+  for (const [harmless, harmful] of pairs) {
+    assert.equal(shape(harmless), shape(harmful), `one shape: ${harmless} / ${harmful}`);
+    assert.equal(gate.judge(harmless).effect, 'allow', harmless);
+    assert.equal(gate.judge(harmful).effect, 'deny', harmful);
+  }
+  // PREPARE keeps its text for the statements Bind and EXECUTE later run: each its own.
+  const p1 = gate.judge('PREPARE shape_p AS SELECT * FROM shape_t WHERE id = 1');
+  const p2 = gate.judge('PREPARE shape_p AS SELECT * FROM shape_t WHERE id = 2');
+  assert.equal(p1.changes?.[0]?.text, 'PREPARE shape_p AS SELECT * FROM shape_t WHERE id = 1');
+  assert.equal(p2.changes?.[0]?.text, 'PREPARE shape_p AS SELECT * FROM shape_t WHERE id = 2');
+});

@@ -47,7 +47,7 @@ import assert from 'node:assert';
 import { createHash } from 'node:crypto';
 import { SQL_FLAGS, type SqlFlag } from '../config/types.js';
 import { Lru, type LruStats } from './lru.js';
-import { arr, DML_KIND, explainAnalyzes, isObj, statementKind, str, undoesReadOnly, unwrap, type StatementKind } from './sql-kinds.js';
+import { arr, DML_KIND, explainAnalyzes, integerReadCount, integerValue, isObj, statementKind, str, undoesReadOnly, unwrap, type StatementKind } from './sql-kinds.js';
 import { isHarmlessSetting, isReadOnlySetting } from './settings.js';
 import type { FunctionInfo } from './function-effects.js';
 
@@ -111,7 +111,12 @@ export type NamespaceOp =
 
 export type SqlClassification =
   /** `fingerprint`: SHA-256 over the parse tree without positions (see fingerprintOf). */
-  | { ok: true; statements: ClassifiedStatement[]; fingerprint: string }
+  /**
+   * `valueDependent`: the classification read a number's value (EXPLAIN (ANALYZE 0), SET
+   * standard_conforming_strings = 0): another text that differs only in numbers may
+   * classify differently, so it must not share this one's verdict (see sql-shape.ts).
+   */
+  | { ok: true; statements: ClassifiedStatement[]; fingerprint: string; valueDependent?: true }
   /** `position`: 0-based character offset the parser points at; `fingerprint`: SHA-256 of the raw text. */
   | { ok: false; error: string; position?: number; fingerprint: string };
 
@@ -303,8 +308,11 @@ function parseAndWalk(sql: string): SqlClassification {
   try {
     const texts = statementTexts(sql, raw);
     const multi = raw.length > 1;
+    const reads = integerReadCount();
     const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi));
-    return { ok: true, statements, fingerprint: fingerprintOf(raw) };
+    const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw) };
+    if (integerReadCount() !== reads) out.valueDependent = true;
+    return out;
   } catch (e) {
     // A tree deep enough to exhaust the stack: refuse rather than guess.
     if (e instanceof RangeError) return { ok: false, error: TOO_DEEP, fingerprint: sha256(sql) };
@@ -810,8 +818,8 @@ function constString(v: unknown): string | undefined {
   if (n[0] === 'A_Const') {
     const s = n[1]['sval'];
     if (isObj(s)) return str(s['sval']);
-    const i = n[1]['ival'];
-    if (isObj(i)) return String(typeof i['ival'] === 'number' ? i['ival'] : 0);
+    const i = integerValue(n[1]['ival']);
+    if (i !== undefined) return String(i);
     const b = n[1]['boolval'];
     if (isObj(b)) return b['boolval'] === true ? 'true' : 'false';
     return undefined;

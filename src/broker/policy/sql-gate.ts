@@ -20,8 +20,9 @@ import { Lru } from './lru.js';
 
 /**
  * Classifications by shape (numbers replaced, see sql-shape.ts), shared by all sessions:
- * one parse serves every `… WHERE id = <n>`. Only parsed texts go in, and a `review`
- * verdict is always re-classified from the exact text, whose fingerprint a grant names.
+ * one parse serves every `… WHERE id = <n>`. Only parsed texts go in (and only those
+ * shareableByShape), and a `review` verdict is always re-classified from the exact text,
+ * whose fingerprint a grant names.
  */
 const byShape = new Lru<string, { functions: ReadonlySet<string>; c: SqlClassification }>({
   maxEntries: 2000,
@@ -30,6 +31,15 @@ const byShape = new Lru<string, { functions: ReadonlySet<string>; c: SqlClassifi
 });
 
 const SESSION_CACHE = 256;
+
+/**
+ * Whether texts of the same shape may share this classification: not when it read a
+ * number's value (valueDependent), and not when it keeps its own text for later (PREPARE
+ * and DECLARE record the statement a Bind or FETCH runs and the audit names).
+ */
+function shareableByShape(c: SqlClassification): boolean {
+  return c.ok && c.valueDependent !== true && c.statements.every((s) => s.names?.op !== 'prepare' && s.names?.op !== 'declare');
+}
 
 /** One Set per config's list, so the classifier's cache (keyed by text and this Set) is shared by sessions. */
 const functionSets = new WeakMap<readonly string[], ReadonlySet<string>>();
@@ -82,7 +92,7 @@ export function createSqlJudge(identity: Identity, targetName: string, config: P
     const hit = shape === undefined ? undefined : byShape.get(shape);
     if (hit && hit.functions === functions) return { c: hit.c, shape, shaped: true };
     const c = classifySql(sql, { dangerousFunctions: functions });
-    if (shape !== undefined && c.ok) byShape.set(shape, { functions, c });
+    if (shape !== undefined && shareableByShape(c)) byShape.set(shape, { functions, c });
     return { c, shape, shaped: false };
   }
 

@@ -82,6 +82,28 @@ export const DML_KIND: Readonly<Record<string, StatementKind>> = {
   MergeStmt: 'merge',
 };
 
+/**
+ * How many times a classification has read the value of an integer constant. A number's
+ * value rarely matters (kinds, relations and functions never depend on it), so the gate
+ * reuses a verdict across texts that differ only in numbers (sql-shape.ts). Where a value
+ * does matter (`EXPLAIN (ANALYZE 0)`, `SET standard_conforming_strings = 0`) the verdict
+ * must not be shared: every such read goes through integerValue(), and the classifier
+ * compares this count before and after a text to mark it value-dependent. Classification
+ * is synchronous, so the count belongs to the text being classified.
+ */
+let integerReads = 0;
+
+export function integerReadCount(): number {
+  return integerReads;
+}
+
+/** The value of an `Integer` node's body (`{ ival }`; the parser leaves out 0); undefined if it is not one. */
+export function integerValue(body: unknown): number | undefined {
+  if (!isObj(body)) return undefined;
+  integerReads++;
+  return typeof body['ival'] === 'number' ? body['ival'] : 0;
+}
+
 /** EXPLAIN ANALYZE / EXPLAIN (ANALYZE [on]) runs the statement; only an explicit false does not. */
 export function explainAnalyzes(options: unknown): boolean {
   let on = false;
@@ -94,7 +116,7 @@ export function explainAnalyzes(options: unknown): boolean {
       continue;
     }
     const a = unwrap(arg);
-    if (a && a[0] === 'Integer') on = typeof a[1]['ival'] === 'number' && a[1]['ival'] !== 0;
+    if (a && a[0] === 'Integer') on = integerValue(a[1]) !== 0;
     else if (a && a[0] === 'String') on = !FALSE_WORDS.has((str(a[1]['sval']) ?? '').toLowerCase());
     else on = true; // anything the server might read as true
   }
@@ -206,8 +228,8 @@ function isReadWriteOption(o: { name: string; arg: unknown }): boolean {
   if (o.name !== 'transaction_read_only') return false;
   const c = unwrap(o.arg);
   if (!c || c[0] !== 'A_Const') return true; // not a constant: assume the worst
-  const i = c[1]['ival'];
-  return !(isObj(i) && typeof i['ival'] === 'number' && i['ival'] !== 0);
+  const i = integerValue(c[1]['ival']);
+  return i === undefined || i === 0;
 }
 
 /** A VariableSetStmt that changes only a harmless setting (kind `session`). */

@@ -1,8 +1,9 @@
 /**
  * The shape of a SQL text: the text with every numeric literal outside strings, quoted
  * identifiers, dollar quotes and comments replaced by `0`. Two texts with the same shape
- * classify the same (kinds, relations, functions, flags cannot depend on a number's
- * value), so a gate may reuse a verdict across them — what makes `WHERE aid = 12345`
+ * classify the same unless the classification read a number's value (it says so:
+ * `valueDependent`, e.g. EXPLAIN (ANALYZE 0)), so a gate may reuse a verdict across them
+ * otherwise — what makes `WHERE aid = 12345`
  * with a new number per statement (ORMs without prepared statements, pgbench -M simple)
  * cost one parse, not one per statement.
  *

@@ -346,6 +346,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
       `unix_socket_directories = '${dir}'`,
       'shared_buffers = 16MB',
       `max_connections = ${opts.maxConnections ?? 200}`,
+      // Two-phase commit on, as on servers whose applications use it: the adversarial corpus attacks it.
+      'max_prepared_transactions = 8',
       'fsync = off',
       'synchronous_commit = off',
       'full_page_writes = off',

@@ -242,8 +242,10 @@ const TABLE: Row[] = [
   { sql: 'savepoint s1', kind: 'transaction', detail: 'SAVEPOINT' },
   { sql: 'release savepoint s1', kind: 'transaction', detail: 'RELEASE' },
   { sql: 'rollback to savepoint s1', kind: 'transaction', detail: 'ROLLBACK TO SAVEPOINT' },
-  { sql: "prepare transaction 'tx1'", kind: 'transaction', detail: 'PREPARE TRANSACTION' },
-  { sql: "commit prepared 'tx1'", kind: 'transaction', detail: 'COMMIT PREPARED' },
+  // Two-phase commit is not `transaction`: it outlives the session, or finishes another's.
+  { sql: "prepare transaction 'tx1'", kind: 'other', detail: 'PREPARE TRANSACTION', readWrite: true },
+  { sql: "commit prepared 'tx1'", kind: 'other', detail: 'COMMIT PREPARED', readWrite: true },
+  { sql: "rollback prepared 'tx1'", kind: 'other', detail: 'ROLLBACK PREPARED', readWrite: true },
 
   // --- the rest of the kinds
   { sql: 'listen jobs', kind: 'listen' },

@@ -23,7 +23,12 @@ export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
 /**
  * Names a rule may use for several kinds at once. `transaction` is also a kind itself
- * (BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, PREPARE TRANSACTION, …).
+ * (BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, …). Two-phase commit
+ * is not: PREPARE TRANSACTION leaves a transaction behind the session (its locks and
+ * snapshot held until someone finishes it), and COMMIT / ROLLBACK PREPARED finish any
+ * session's prepared transaction, writing or discarding its changes. PostgreSQL allows
+ * all three in a read-only transaction, so they are kind `other` and count as undoing a
+ * read-only session (undoesReadOnly).
  */
 export const SQL_KIND_ALIASES: Readonly<Record<string, readonly StatementKind[]>> = {
   ddl: ['create', 'alter', 'drop', 'truncate', 'comment'],
@@ -249,7 +254,8 @@ function settingIsHarmless(body: Obj): boolean {
  * Statements that can undo a read-only session (`default_transaction_read_only = on`, which
  * the broker sets when the policy grants no write): SET / RESET [LOCAL] of either read-only
  * setting (any value, DEFAULT, FROM CURRENT), SET [SESSION CHARACTERISTICS AS] TRANSACTION
- * READ WRITE, and BEGIN / START TRANSACTION … READ WRITE. set_config of those settings is
+ * READ WRITE, BEGIN / START TRANSACTION … READ WRITE, and two-phase commit (PostgreSQL runs
+ * COMMIT PREPARED of another session's writes in a read-only one). set_config of those settings is
  * found by the classifier (it sees the call's arguments). RESET ALL is not one: it returns
  * to the startup value, which the broker set.
  */
@@ -261,9 +267,15 @@ export function undoesReadOnly(type: string, body: Obj): boolean {
   }
   if (type === 'TransactionStmt') {
     const k = body['kind'];
+    if (isTwoPhase(k)) return true;
     return (k === 'TRANS_STMT_BEGIN' || k === 'TRANS_STMT_START') && transactionOptions(body['options']).some(isReadWriteOption);
   }
   return false;
+}
+
+/** PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED (see SQL_KIND_ALIASES). */
+function isTwoPhase(kind: unknown): boolean {
+  return kind === 'TRANS_STMT_PREPARE' || kind === 'TRANS_STMT_COMMIT_PREPARED' || kind === 'TRANS_STMT_ROLLBACK_PREPARED';
 }
 
 /** `CreateFunctionStmt` → `CREATE FUNCTION`. */
@@ -292,7 +304,7 @@ export function statementKind(type: string, body: Obj): { kind: StatementKind; d
       // ACCESS SHARE (mode 1) is the lock every SELECT takes: pg_dump locks each table so.
       return body['mode'] === 1 ? { kind: 'select', detail: 'LOCK' } : { kind: 'lock', detail: 'LOCK' };
     case 'TransactionStmt':
-      return { kind: 'transaction', detail: TRANSACTION_DETAIL[str(body['kind']) ?? ''] ?? 'TRANSACTION' };
+      return { kind: isTwoPhase(body['kind']) ? 'other' : 'transaction', detail: TRANSACTION_DETAIL[str(body['kind']) ?? ''] ?? 'TRANSACTION' };
     case 'GrantStmt':
       return body['is_grant'] === true ? { kind: 'grant', detail: 'GRANT' } : { kind: 'revoke', detail: 'REVOKE' };
     case 'GrantRoleStmt':

@@ -172,6 +172,68 @@ describe('adversarial corpus: side effects in reads', () => {
       await assertIntact(adv);
     }));
 
+  // Two-phase commit: PostgreSQL runs PREPARE TRANSACTION and COMMIT / ROLLBACK PREPARED in a
+  // read-only transaction, so the read-only upstream session does not stop them; the gate must.
+  async function prepareAsApp(gid: string): Promise<void> {
+    const app = new pg.Client({ connectionString: adv.stack.pg.url() });
+    await app.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query("INSERT INTO cards VALUES (9, 'prepared by app')");
+      await app.query(`PREPARE TRANSACTION '${gid}'`);
+    } finally {
+      await app.end();
+    }
+  }
+  const preparedGids = async (): Promise<string> =>
+    (await adv.stack.pg.psql("SELECT coalesce(string_agg(gid, ',' ORDER BY gid), '<none>') FROM pg_prepared_xacts", { database: 'app' })).trim();
+  const finishAll = async (): Promise<void> => {
+    for (const gid of (await preparedGids()).split(',')) if (gid !== '<none>') await adv.stack.pg.psql(`ROLLBACK PREPARED '${gid}'`, { database: 'app' });
+  };
+
+  test('fx-2pc-0: control — without agentgate, a read-only session of app commits the transaction app prepared elsewhere', async () => {
+    await prepareAsApp('ctl-2pc');
+    const ro = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
+    await ro.connect();
+    try {
+      assert.equal((await ro.query('SHOW default_transaction_read_only')).rows[0].default_transaction_read_only, 'on');
+      await ro.query("COMMIT PREPARED 'ctl-2pc'");
+      assert.equal((await ro.query("SELECT card FROM cards WHERE id = 9")).rows[0]?.card, 'prepared by app', 'the prepared write is committed');
+    } finally {
+      await ro.end();
+      await finishAll();
+    }
+    // The committed row is removed by the next case's reset().
+  });
+
+  for (const [id, verb] of [['fx-2pc-1', 'COMMIT PREPARED'], ['fx-2pc-2', 'ROLLBACK PREPARED']] as const) {
+    test(`${id}: ${verb} of a transaction app prepared elsewhere is refused, and it stays prepared`, () =>
+      withClient(async ({ c }) => {
+        await prepareAsApp(`app-${id}`);
+        try {
+          const msgs = await simple(c, `${verb.toLowerCase()} 'app-${id}'`);
+          assertRefused(msgs, verb);
+          assert.equal(await preparedGids(), `app-${id}`, 'still prepared, neither committed nor discarded');
+          await assertIntact(adv);
+        } finally {
+          await finishAll();
+        }
+      }));
+  }
+
+  test('fx-2pc-3: PREPARE TRANSACTION (a transaction left holding locks after the session) is refused', () =>
+    withClient(async ({ c }) => {
+      try {
+        const msgs = [...(await simple(c, 'begin')), ...(await simple(c, 'select count(*) from users')), ...(await simple(c, "prepare transaction 'agent-2pc'"))];
+        assertSomeRefusal(msgs, 'PREPARE TRANSACTION');
+        await simple(c, 'rollback');
+        assert.equal(await preparedGids(), '<none>');
+        await assertIntact(adv);
+      } finally {
+        await finishAll();
+      }
+    }));
+
   test('fx-store: the audit store and every state file hold no raw value', async () => {
     await assertStoreClean(adv);
   });

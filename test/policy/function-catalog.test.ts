@@ -109,3 +109,25 @@ test('names with quotes and backslashes are sent as literals, not SQL', async ()
   for (const e of evil) assert.deepEqual(m.get(e), [], e);
   assert.equal((await pg.psql("SELECT count(*) FROM pg_class WHERE relname = 't'")).trim(), '1');
 });
+
+test('relationSchemas: every schema holding a relation of that name (catalog included), none for unknown names; cached', async () => {
+  await pg.psql(`
+    CREATE SCHEMA hr;
+    CREATE TABLE hr.t (id int);
+    CREATE VIEW hr.only_hr AS SELECT 1 AS one;
+  `);
+  const cat = createFunctionCatalog(run);
+  const before = queries;
+  const m = await cat.relationSchemas(['t', 'only_hr', 'pg_class', 'no_such_rel', 'T']);
+  assert.deepEqual(m.get('t'), ['hr', 'public']);
+  assert.deepEqual(m.get('only_hr'), ['hr']);
+  assert.deepEqual(m.get('pg_class'), ['pg_catalog']);
+  assert.deepEqual(m.get('no_such_rel'), []);
+  assert.deepEqual(m.get('T'), [], 'names are as the parser folded them: "T" is not t');
+  assert.equal(queries - before, 1, 'one query for the batch');
+  assert.deepEqual((await cat.relationSchemas(['t'])).get('t'), ['hr', 'public']);
+  assert.equal(queries - before, 1, 'answered from the cache');
+  cat.invalidate();
+  await cat.relationSchemas(['t']);
+  assert.equal(queries - before, 2, 'invalidate() drops the cache');
+});

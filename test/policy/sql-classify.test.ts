@@ -518,3 +518,18 @@ test('set_config of a harmless setting does not count toward dangerous_function;
   // A set_config of another schema is not the built-in.
   assert.deepEqual(flagsOf("select evil.set_config('application_name', 'x', false)"), ['dangerous_function']);
 });
+
+test('unqualified: relation names written without a schema, which the gate places in the catalog', () => {
+  const u = (sql: string): string[][] => {
+    const c = classifySql(sql, opts);
+    assert.ok(c.ok, sql);
+    return c.statements.map((s) => [...(s.unqualified ?? [])].sort());
+  };
+  assert.deepEqual(u('select * from users join hr.salaries s on true'), [['users']]);
+  assert.deepEqual(u('with x as (select 1) select * from x'), [[]], 'a CTE is not a relation');
+  assert.deepEqual(u('create temp table tt (a int)'), [[]], 'temporary: pg_temp');
+  assert.deepEqual(u('drop table a, hr.b'), [['a']]);
+  assert.deepEqual(u('alter table a rename to b'), [['a', 'b']]);
+  assert.deepEqual(u('insert into t select * from public.u; select 1 from pg_class'), [['t'], ['pg_class']]);
+  assert.deepEqual(u('create index i on t (a)'), [['t']]);
+});

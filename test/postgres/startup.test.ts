@@ -200,8 +200,8 @@ describe('postgres startup parameters through the broker', () => {
   test('search_path at connect time other than the default, and switches other than -c, are refused (0A000)', async () => {
     const sp = await psql({ ...stack.env, PGAPPNAME: 'startup-sp', PGOPTIONS: '-c search_path=shadow,public' }, ['-c', 'select 1']);
     assert.equal(sp.code, 2);
-    assert.match(sp.stderr, /FATAL: {2}startup parameter "search_path" \(options -c search_path=shadow,public\) refused: policy resolves unqualified relation names in schema public/);
-    assert.match(sp.stderr, /HINT: {2}qualify names with their schema/);
+    assert.match(sp.stderr, /FATAL: {2}startup parameter "search_path" \(options -c search_path=shadow,public\) refused: a session starts with the server's default search_path/);
+    assert.match(sp.stderr, /HINT: {2}run SET search_path after connecting/);
     assert.deepEqual(startupOf(await startOf('startup-sp')).refused.map((x) => x.name), ['search_path']);
 
     const d = await connectError({ connectionString: url(), options: '-d 5' });

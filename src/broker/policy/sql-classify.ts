@@ -7,9 +7,10 @@
  * start); after that classification is synchronous and cached by statement text.
  *
  * Choices worth knowing (rules in sql-rules.ts depend on them):
- * - Unqualified relations are reported in schema `public`: the session's search_path is not
- *   known at parse time. A policy that allows `set` lets a client change search_path, which
- *   makes that assumption wrong; keep `set` out of allow rules where relation rules matter.
+ * - Unqualified relations are reported in schema `public` (the session's search_path is not
+ *   known at parse time) and listed in `unqualified`: the gate adds every other schema the
+ *   live catalog holds a relation of that name in (sql-gate.ts, withSchemas), so relation
+ *   rules hold whatever search_path the session sets.
  * - `kinds` is the statement's own kind plus every data-modifying statement nested in it
  *   that runs with it (writable CTEs, INSERT … SELECT with a writable CTE, COPY (DELETE …)
  *   TO, function bodies written in SQL-standard `BEGIN ATOMIC`, rule actions), plus:
@@ -81,6 +82,13 @@ export interface ClassifiedStatement {
   flags: SqlFlag[];
   /** This statement's own text (a trimmed slice of the input). */
   text: string;
+  /**
+   * Relation names written without a schema (reported in `public` in reads and writes).
+   * The server resolves them by the session's search_path, which can be changed and puts
+   * pg_catalog and a schema named like the role first; the gate matches such a name as
+   * every schema's relation of that name (sql-gate.ts, withSchemas).
+   */
+  unqualified?: string[];
   /** e.g. 'SET ROLE', 'SET SESSION AUTHORIZATION', 'BEGIN', 'CREATE TABLE', 'EXPLAIN ANALYZE'. */
   detail?: string;
   /**
@@ -427,6 +435,8 @@ interface Acc {
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
   writeTargets: Set<object>;
+  /** Relation names written without a schema (see ClassifiedStatement.unqualified). */
+  unqualified: Set<string>;
   hazard?: string;
   /** Children scheduled by the node being visited, in source order. */
   pending: Work[];
@@ -463,6 +473,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     readWrite: false,
     flags: new Set(),
     writeTargets: new Set(),
+    unqualified: new Set(),
     pending: [],
   };
   if (multi) acc.flags.add('multi_statement');
@@ -489,6 +500,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
   if (detail) out.detail = detail;
   if (acc.hazard) out.hazard = acc.hazard;
   if (acc.readWrite) out.readWrite = true;
+  if (acc.unqualified.size > 0) out.unqualified = [...acc.unqualified];
   const names = namespaceOp(type, body);
   if (names) out.names = names;
   // PREPARE p AS X does what X does when executed, and nothing else: its kinds are X's.
@@ -591,7 +603,9 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
   const isWrite = acc.writeTargets.has(rv);
   if (schema === undefined && !isWrite && ctx.ctes.has(rel)) return;
   // Unqualified: assume public (search_path is unknown here); temp relations live in pg_temp.
-  const name = `${schema ?? (rv['relpersistence'] === 't' ? 'pg_temp' : 'public')}.${rel}`;
+  const temp = rv['relpersistence'] === 't';
+  if (schema === undefined && !temp) acc.unqualified.add(rel);
+  const name = `${schema ?? (temp ? 'pg_temp' : 'public')}.${rel}`;
   (isWrite ? acc.writes : acc.reads).add(name);
 }
 
@@ -888,7 +902,9 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
       const rv = body['relation'];
       const newname = str(body['newname']);
       if (RELATION_OBJECTS.has(renameType) && isObj(rv) && newname !== undefined) {
-        acc.writes.add(`${str(rv['schemaname']) ?? 'public'}.${newname}`);
+        const schema = str(rv['schemaname']);
+        acc.writes.add(`${schema ?? 'public'}.${newname}`);
+        if (schema === undefined) acc.unqualified.add(newname);
       }
       return;
     }
@@ -909,10 +925,11 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
 }
 
 function objectList(objtype: string, parts: string[], acc: Acc): void {
-  let rel: string | undefined;
-  if (RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts);
-  else if (ON_RELATION_OBJECTS.has(objtype)) rel = namedRelation(parts.slice(0, -1));
-  if (rel !== undefined) acc.writes.add(rel);
+  const relParts = RELATION_OBJECTS.has(objtype) ? parts : ON_RELATION_OBJECTS.has(objtype) ? parts.slice(0, -1) : [];
+  const rel = namedRelation(relParts);
+  if (rel === undefined) return;
+  acc.writes.add(rel);
+  if (relParts.length === 1) acc.unqualified.add(relParts[0]!);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -62,5 +62,10 @@ export interface FunctionCatalog {
    * An empty list: not a view anywhere.
    */
   viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>>;
+  /**
+   * For each relation name (without schema), the schemas holding a relation of that name
+   * (an empty list: none). Other sessions' temporary schemas and TOAST are left out.
+   */
+  relationSchemas(names: readonly string[]): Promise<Map<string, string[]>>;
   invalidate(): void;
 }

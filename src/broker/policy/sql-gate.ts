@@ -187,6 +187,12 @@ const MAX_VIEW_DEPTH = 8;
 const UNANALYSABLE_VIEW = 'agentgate.unanalysable_view()';
 /** A definition that makes the view unanalysable (it does not parse). */
 const UNANALYSABLE_DEFINITION = '(';
+/**
+ * The schema reported for an unqualified relation name the catalog could not place: its
+ * lookup failed, or a statement creates it and the session's search_path decides where.
+ * No `schema.*` glob names it, so only a rule that allows every schema covers it.
+ */
+const UNKNOWN_SCHEMA = '?';
 
 /** How long a session trusts what it resolved before asking the catalog again. */
 const RESOLVED_TTL_MS = 30_000;
@@ -216,6 +222,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   let byOid = new Map<number, FunctionInfo | null>();
   /** Relation (as classified) → the view definitions it may be ([] = not a view). */
   let viewDefs = new Map<string, string[]>();
+  /** Relation name written without a schema → the schemas holding it ([UNKNOWN_SCHEMA] when the lookup failed). */
+  let relSchemas = new Map<string, string[]>();
+  /** Per classification: with each unqualified name read or written in every schema holding it. */
+  let schemed = new WeakMap<SqlClassification, SqlClassification>();
   /** Relation → what its view definitions call, through nested views. */
   let viewCalls = new Map<string, { functions: string[]; operators: string[] }>();
   /** Per classification (classifications are shared and immutable): with view calls, and its effects. */
@@ -247,6 +257,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   const forgetDerived = (): void => {
     viewCalls = new Map();
     viewed = new WeakMap();
+    schemed = new WeakMap();
     effectsMemo = new WeakMap();
     verdicts = new WeakMap();
     extendedVerdicts = new WeakMap();
@@ -258,6 +269,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     byOperator = new Map();
     byOid = new Map();
     viewDefs = new Map();
+    relSchemas = new Map();
     forgetDerived();
     resolvedAt = performance.now();
   };
@@ -360,6 +372,50 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       return { ...st, functions: [...functions], operators: [...operators] };
     });
     return changed ? { ...c, statements } : c;
+  };
+
+  /** Unqualified relation names of `c` not placed in the catalog yet. */
+  const unplacedRelations = (c: SqlClassification): string[] => {
+    if (!c.ok) return [];
+    const out = new Set<string>();
+    for (const st of c.statements) for (const n of st.unqualified ?? []) if (!relSchemas.has(n)) out.add(n);
+    return [...out];
+  };
+
+  /**
+   * `c` with each relation name written without a schema read or written in every schema
+   * that holds one of that name: the server picks by the session's search_path, which the
+   * session may change (SET search_path is harmless otherwise) and which puts pg_catalog and
+   * a schema named like the role before public. Relation rules then judge every relation
+   * the name could be, as calls are judged by every function a name could be. A name to
+   * be created that exists nowhere, or one the lookup could not place, gets UNKNOWN_SCHEMA.
+   */
+  const withSchemas = (c: SqlClassification): SqlClassification => {
+    if (!c.ok || !catalog || !c.statements.some((st) => st.unqualified !== undefined)) return c;
+    const hit = schemed.get(c);
+    if (hit) return hit;
+    let changed = false;
+    const statements = c.statements.map((st) => {
+      if (!st.unqualified) return st;
+      const reads = new Set(st.reads);
+      const writes = new Set(st.writes);
+      for (const n of st.unqualified) {
+        const inPublic = `public.${n}`;
+        const found = relSchemas.get(n) ?? [UNKNOWN_SCHEMA];
+        const read = reads.has(inPublic);
+        const written = writes.has(inPublic);
+        for (const schema of found.length > 0 ? found : written ? [UNKNOWN_SCHEMA] : []) {
+          if (read) reads.add(`${schema}.${n}`);
+          if (written) writes.add(`${schema}.${n}`);
+        }
+      }
+      if (reads.size === st.reads.length && writes.size === st.writes.length) return st;
+      changed = true;
+      return { ...st, reads: [...reads], writes: [...writes] };
+    });
+    const out = changed ? { ...c, statements } : c;
+    schemed.set(c, out);
+    return out;
   };
 
   /** The effects of what `c` calls, from what has been resolved (everything has, after prepare). */
@@ -480,10 +536,16 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       if (ready.has(c)) return undefined;
       const executed = withExecuted(c, prepared);
       if (typeof executed === 'string') return undefined;
+      /** Learn from the catalog (`learn` files a failed lookup as unknown, never rejects), then prepare again. */
+      const learnThenPrepare = async (learn: () => Promise<void>): Promise<void> => {
+        await learn();
+        forgetDerived();
+        await gate.prepare(sql, prepared);
+      };
       const views = unknownViews(executed);
       if (views.length > 0) {
         // Learn which relations are views (and what those read, in turn), then resolve calls.
-        return (async () => {
+        return learnThenPrepare(async () => {
           for (let round = 0, rels = views; rels.length > 0 && round <= MAX_VIEW_DEPTH; round++, rels = unknownViews(executed)) {
             try {
               const defs = await catalog.viewDefinitions(rels);
@@ -492,9 +554,19 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
               for (const r of rels) viewDefs.set(r, [UNANALYSABLE_DEFINITION]);
             }
           }
-          forgetDerived();
-          await gate.prepare(sql, prepared);
-        })();
+        });
+      }
+      const unplaced = unplacedRelations(executed);
+      if (unplaced.length > 0) {
+        // Learn which schemas hold each unqualified name (withSchemas).
+        return learnThenPrepare(async () => {
+          try {
+            const found = await catalog.relationSchemas(unplaced);
+            for (const n of unplaced) relSchemas.set(n, found.get(n) ?? []);
+          } catch {
+            for (const n of unplaced) relSchemas.set(n, [UNKNOWN_SCHEMA]);
+          }
+        });
       }
       const resolved = withViews(executed);
       const { functions, operators } = judge.functionsOf(resolved);
@@ -517,7 +589,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     judge(sql, prepared) {
       const c = classify(sql);
       const executed = withExecuted(c, prepared);
-      const resolved = typeof executed === 'string' ? executed : withViews(executed);
+      const resolved = typeof executed === 'string' ? executed : withSchemas(withViews(executed));
       if (resolved === c) {
         if (!catalog) return readOnlyRefusal(c, judge.judge(sql));
         const effects = effectsOf(c);

@@ -104,6 +104,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
   let ops = new Map<string, Cached<FunctionInfo[]>>();
   let oids = new Map<number, Cached<FunctionInfo | undefined>>();
   let views = new Map<string, Cached<string[]>>();
+  let schemas = new Map<string, Cached<string[]>>();
 
   function fresh<K, T>(cache: Map<K, Cached<T>>, key: K): Cached<T> | undefined {
     const hit = cache.get(key);
@@ -196,11 +197,38 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
       }
       return out;
     },
+    async relationSchemas(relations: readonly string[]): Promise<Map<string, string[]>> {
+      const out = new Map<string, string[]>();
+      const missing: string[] = [];
+      for (const r of new Set(relations)) {
+        const hit = fresh(schemas, r);
+        if (hit) out.set(r, hit.value);
+        else missing.push(r);
+      }
+      for (let i = 0; i < missing.length; i += BATCH) {
+        const batch = missing.slice(i, i + BATCH);
+        const found = new Map<string, string[]>(batch.map((r) => [r, []]));
+        // Temporary schemas are other sessions' (this one's temp relations are reported as
+        // pg_temp by the classifier); pg_toast holds no relation a statement names.
+        const rows = await run(
+          'SELECT c.relname::text, n.nspname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+            `WHERE c.relname = ANY(${textArray(batch)}) AND n.nspname <> 'pg_toast' AND n.nspname !~ '^pg_(toast_)?temp_' ORDER BY 1, 2`,
+        );
+        for (const [name, schema] of rows) if (name != null && schema != null) found.get(name)?.push(schema);
+        const at = now();
+        for (const [r, value] of found) {
+          schemas.set(r, { at, value });
+          out.set(r, value);
+        }
+      }
+      return out;
+    },
     invalidate(): void {
       names = new Map();
       ops = new Map();
       oids = new Map();
       views = new Map();
+      schemas = new Map();
     },
   };
 }

@@ -16,8 +16,9 @@
  *   refused with a FATAL naming it otherwise — nothing is dropped silently.
  * - `client_encoding` is rewritten to UTF8 (the server must split statement text exactly
  *   as the policy's parser did; the client learns the encoding from ParameterStatus).
- * - `search_path` is refused unless it is the server's default: the policy matches
- *   unqualified relation names in `public`, which another path would make wrong.
+ * - `search_path` is refused unless it is the server's default: a session starts where
+ *   the policy's catalog lookups expect it; a later SET search_path is judged like any
+ *   statement (and relation rules place unqualified names in every schema regardless).
  * - `replication` is refused (false-like values mean an ordinary connection and are
  *   dropped); `_pq_.*` protocol options are dropped, and the handshake has told the client
  *   so with NegotiateProtocolVersion.
@@ -148,8 +149,8 @@ export async function planStartup(params: ReadonlyMap<string, string>, target: P
       if (isDefaultSearchPath(s.value)) {
         forward.set(name, s.value);
       } else {
-        refuse(s.name, SqlState.featureNotSupported, `${what} refused: policy resolves unqualified relation names in schema public, and another search_path would make its relation rules wrong`,
-          'qualify names with their schema (schema.table) instead of setting search_path at connect time');
+        refuse(s.name, SqlState.featureNotSupported, `${what} refused: a session starts with the server's default search_path`,
+          'run SET search_path after connecting (the policy judges it there), or qualify names with their schema (schema.table)');
       }
       continue;
     }

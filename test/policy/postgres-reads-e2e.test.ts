@@ -118,11 +118,60 @@ describe('reads under a read-only policy, through the broker', () => {
     c.send(fe.parse('d', 'DELETE FROM t'), fe.SYNC);
     await c.untilReady();
     assert.deepEqual(errorCodes(await simple('EXECUTE d')), ['42501']);
+
     assert.deepEqual(errorCodes(await simple('EXECUTE nosuch')), ['42501']);
     // PREPARE of a read is a read, and so is executing it.
     assert.deepEqual(errorCodes(await simple('PREPARE r AS SELECT v FROM t WHERE id = $1')), []);
     assert.deepEqual(rows(await simple('EXECUTE r(2)')), [['two']]);
     const count = await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' });
     assert.equal(count.trim(), '2');
+  });
+});
+
+describe('EXPLAIN ANALYZE EXECUTE in a read-write session whose policy allows execute', () => {
+  let stack: PgStack;
+  let c: RawPg;
+
+  before(async () => {
+    stack = await startPgStack({
+      policies: [
+        {
+          name: 'rw',
+          subjects: { groups: ['ai-agents'] },
+          targets: [TARGET],
+          rules: [
+            { name: 'no-delete', sql: ['delete'], effect: 'deny', extra: {} },
+            { name: 'reads', sql: ['select', 'show', 'explain', 'prepare', 'execute', 'transaction'], effect: 'allow', extra: {} },
+            // A write grant, so the upstream session is not read-only: the gate alone decides.
+            { name: 'log', sql: ['insert'], relations: ['public.log'], effect: 'allow', extra: {} },
+          ],
+        },
+      ],
+    });
+    await stack.pg.psql('CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2); CREATE TABLE log (v text); GRANT ALL ON t, log TO app;', { database: 'app' });
+    c = await RawPg.login(stack.port, stack.session.secret);
+  });
+  after(async () => {
+    c?.close();
+    await stack?.close();
+  });
+
+  async function simple(sql: string): Promise<Msg[]> {
+    c.send(fe.query(sql));
+    return c.untilReady();
+  }
+
+  test('EXPLAIN ANALYZE EXECUTE p runs p, so it is judged as p: a DELETE prepared by protocol Parse is refused', async () => {
+    assert.deepEqual(rows(await simple('SHOW default_transaction_read_only')), [['off']], 'a read-write session');
+    c.send(fe.parse('d', 'DELETE FROM t'), fe.SYNC);
+    await c.untilReady();
+    for (const sql of ['EXPLAIN ANALYZE EXECUTE d', 'EXPLAIN (ANALYZE, COSTS OFF) EXECUTE d', 'EXECUTE d']) {
+      assert.deepEqual(errorCodes(await simple(sql)), ['42501'], sql);
+    }
+    assert.equal((await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' })).trim(), '2', 'nothing deleted');
+    // Plain EXPLAIN only plans it; EXPLAIN ANALYZE of an allowed statement runs.
+    assert.deepEqual(errorCodes(await simple('EXPLAIN EXECUTE d')), []);
+    assert.deepEqual(errorCodes(await simple('PREPARE r AS SELECT id FROM t')), []);
+    assert.deepEqual(errorCodes(await simple('EXPLAIN ANALYZE EXECUTE r')), []);
   });
 });

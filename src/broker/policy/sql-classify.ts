@@ -521,6 +521,13 @@ function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
       const portal = str(body['portalname']);
       return portal === undefined ? undefined : { op: 'declare', name: portal };
     }
+    case 'ExplainStmt': {
+      // EXPLAIN ANALYZE EXECUTE p runs p: judged, like EXECUTE p, as the statement p is.
+      const query = unwrap(body['query']);
+      if (query?.[0] !== 'ExecuteStmt' || !explainAnalyzes(body['options'])) return undefined;
+      const executed = str(query[1]['name']);
+      return executed === undefined ? undefined : { op: 'execute', name: executed };
+    }
     case 'ClosePortalStmt':
       return { op: 'close', name: str(body['portalname']) };
     case 'DiscardStmt':

@@ -174,4 +174,19 @@ describe('EXPLAIN ANALYZE EXECUTE in a read-write session whose policy allows ex
     assert.deepEqual(errorCodes(await simple('PREPARE r AS SELECT id FROM t')), []);
     assert.deepEqual(errorCodes(await simple('EXPLAIN ANALYZE EXECUTE r')), []);
   });
+
+  test('FETCH and MOVE run the portal they name: a portal bound (not executed) from a DELETE is not run by them', async () => {
+    for (const verb of ['FETCH ALL FROM', 'MOVE ALL IN', 'FETCH 1 FROM']) {
+      assert.deepEqual(errorCodes(await simple('BEGIN')), []);
+      // Parse and Bind only: nothing runs until an Execute, which the gate would judge.
+      c.send(fe.parse('del_ret', 'DELETE FROM t RETURNING id'), fe.bind('pp', 'del_ret', []), fe.SYNC);
+      await c.untilReady();
+      const msgs = await simple(`${verb} pp`);
+      assert.deepEqual(errorCodes(msgs), ['42501'], verb);
+      await simple('COMMIT'); // had it run, the delete would stay
+      c.send(fe.close('S', 'del_ret'), fe.SYNC);
+      await c.untilReady();
+    }
+    assert.equal((await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' })).trim(), '2', 'nothing deleted');
+  });
 });

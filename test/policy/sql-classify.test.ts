@@ -533,3 +533,18 @@ test('unqualified: relation names written without a schema, which the gate place
   assert.deepEqual(u('insert into t select * from public.u; select 1 from pg_class'), [['t'], ['pg_class']]);
   assert.deepEqual(u('create index i on t (a)'), [['t']]);
 });
+
+test('namespace ops: FETCH and MOVE name the portal they run, WITH HOLD is marked, EXPLAIN ANALYZE EXECUTE names what it runs', () => {
+  const op = (sql: string): unknown => {
+    const c = classifySql(sql, opts);
+    assert.ok(c.ok, sql);
+    return c.statements[0]!.names;
+  };
+  assert.deepEqual(op('fetch all from c'), { op: 'fetch', name: 'c' });
+  assert.deepEqual(op('move forward 3 in "C"'), { op: 'fetch', name: 'C' });
+  assert.deepEqual(op('declare h cursor with hold for select 1'), { op: 'declare', name: 'h', hold: true });
+  assert.deepEqual(op('declare c scroll cursor without hold for select 1'), { op: 'declare', name: 'c' });
+  assert.deepEqual(op('explain analyze execute p'), { op: 'execute', name: 'p' });
+  assert.deepEqual(op('explain (analyze false) execute p'), undefined, 'plans only');
+  assert.deepEqual(op('explain execute p'), undefined);
+});

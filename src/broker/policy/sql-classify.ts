@@ -112,7 +112,10 @@ export type NamespaceOp =
   | { op: 'prepare'; name: string }
   | { op: 'execute'; name: string }
   | { op: 'deallocate'; name: string | undefined }
-  | { op: 'declare'; name: string }
+  /** `hold`: WITH HOLD, the cursor outlives its transaction. */
+  | { op: 'declare'; name: string; hold?: true }
+  /** FETCH or MOVE: runs the named portal (a cursor, or a portal a protocol Bind made). */
+  | { op: 'fetch'; name: string }
   | { op: 'close'; name: string | undefined }
   /** DISCARD ALL: every prepared statement and cursor. */
   | { op: 'discard' };
@@ -519,7 +522,14 @@ function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
       return { op: 'deallocate', name: body['isall'] === true ? undefined : name };
     case 'DeclareCursorStmt': {
       const portal = str(body['portalname']);
-      return portal === undefined ? undefined : { op: 'declare', name: portal };
+      if (portal === undefined) return undefined;
+      // CURSOR_OPT_HOLD (0x20) in the parser's option bits: set by the WITH HOLD keywords.
+      const options = body['options'];
+      return typeof options === 'number' && (options & 0x20) !== 0 ? { op: 'declare', name: portal, hold: true } : { op: 'declare', name: portal };
+    }
+    case 'FetchStmt': {
+      const portal = str(body['portalname']);
+      return portal === undefined ? undefined : { op: 'fetch', name: portal };
     }
     case 'ExplainStmt': {
       // EXPLAIN ANALYZE EXECUTE p runs p: judged, like EXECUTE p, as the statement p is.

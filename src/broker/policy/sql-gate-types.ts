@@ -39,8 +39,10 @@ export interface StatementGate {
    * name it cannot resolve is passed as undefined, and the statement is denied.
    */
   executes(sql: string): string[];
-  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>): Promise<void> | undefined;
-  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>): GateVerdict;
+  /** The portals the text FETCHes from or MOVEs in, by name (resolved the same way, to the text the portal runs). */
+  fetches(sql: string): string[];
+  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>): Promise<void> | undefined;
+  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>): GateVerdict;
   prepareFunctionCall(oid: number): Promise<void> | undefined;
   /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
   judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string; builtin: boolean };

@@ -502,22 +502,31 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   };
 
   /**
-   * The classification with each EXECUTE replaced by the statement it runs, so it is judged
-   * by what it does; a string when that cannot be known (the reason to deny).
+   * The classification with each EXECUTE replaced by the statement it runs, and each FETCH or
+   * MOVE by the statement its portal runs (a cursor's DECLARE, or what a protocol Bind bound:
+   * a portal Bound from a DELETE … RETURNING runs the DELETE on the first FETCH), so it is
+   * judged by what it does; a string when that cannot be known (the reason to deny).
    */
-  const withExecuted = (c: SqlClassification, prepared: ReadonlyMap<string, string | undefined> | undefined): SqlClassification | string => {
-    if (!c.ok || !c.statements.some((s) => s.names?.op === 'execute')) return c;
+  const withExecuted = (
+    c: SqlClassification,
+    prepared: ReadonlyMap<string, string | undefined> | undefined,
+    portals: ReadonlyMap<string, string | undefined> | undefined,
+  ): SqlClassification | string => {
+    if (!c.ok || !c.statements.some((s) => s.names?.op === 'execute' || s.names?.op === 'fetch')) return c;
     const statements: ClassifiedStatement[] = [];
     for (const s of c.statements) {
-      if (s.names?.op !== 'execute') {
+      const op = s.names?.op;
+      if (op !== 'execute' && op !== 'fetch') {
         statements.push(s);
         continue;
       }
-      const text = prepared?.get(s.names.name);
-      if (text === undefined) return `EXECUTE names prepared statement "${s.names.name}", which does not exist (as far as the server has confirmed)`;
+      const name = s.names!.name as string;
+      const what = op === 'execute' ? `prepared statement "${name}"` : `portal "${name}"`;
+      const text = (op === 'execute' ? prepared : portals)?.get(name);
+      if (text === undefined) return `${op === 'execute' ? 'EXECUTE' : 'FETCH/MOVE'} names ${what}, which does not exist (as far as the server has confirmed)`;
       const target = classify(text);
-      if (!target.ok) return `cannot parse prepared statement "${s.names.name}": ${target.error}`;
-      if (target.statements.some((t) => t.names?.op === 'execute')) return `prepared statement "${s.names.name}" itself runs EXECUTE`;
+      if (!target.ok) return `cannot parse ${what}: ${target.error}`;
+      if (target.statements.some((t) => t.names?.op === 'execute' || t.names?.op === 'fetch')) return `${what} itself runs EXECUTE or FETCH`;
       statements.push(...target.statements);
     }
     return { ok: true, statements, fingerprint: c.fingerprint };
@@ -529,18 +538,23 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       if (!c.ok || ready.has(c)) return NO_NAMES;
       return c.statements.flatMap((s) => (s.names?.op === 'execute' ? [s.names.name] : []));
     },
-    prepare(sql, prepared) {
+    fetches(sql) {
+      const c = classify(sql);
+      if (!c.ok || ready.has(c)) return NO_NAMES;
+      return c.statements.flatMap((s) => (s.names?.op === 'fetch' ? [s.names.name] : []));
+    },
+    prepare(sql, prepared, portals) {
       if (!catalog) return undefined;
       expire();
       const c = classify(sql);
       if (ready.has(c)) return undefined;
-      const executed = withExecuted(c, prepared);
+      const executed = withExecuted(c, prepared, portals);
       if (typeof executed === 'string') return undefined;
       /** Learn from the catalog (`learn` files a failed lookup as unknown, never rejects), then prepare again. */
       const learnThenPrepare = async (learn: () => Promise<void>): Promise<void> => {
         await learn();
         forgetDerived();
-        await gate.prepare(sql, prepared);
+        await gate.prepare(sql, prepared, portals);
       };
       const views = unknownViews(executed);
       if (views.length > 0) {
@@ -584,11 +598,11 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         return undefined;
       }
       // Bodies of newly resolved SQL functions may call more: resolve those too.
-      return resolveNames(catalog, names, ops).then(() => gate.prepare(sql, prepared));
+      return resolveNames(catalog, names, ops).then(() => gate.prepare(sql, prepared, portals));
     },
-    judge(sql, prepared) {
+    judge(sql, prepared, portals) {
       const c = classify(sql);
-      const executed = withExecuted(c, prepared);
+      const executed = withExecuted(c, prepared, portals);
       const resolved = typeof executed === 'string' ? executed : withSchemas(withViews(executed));
       if (resolved === c) {
         if (!catalog) return readOnlyRefusal(c, judge.judge(sql));

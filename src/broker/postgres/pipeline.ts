@@ -82,6 +82,8 @@ export interface Portal {
   readonly resultFormats: readonly number[];
   /** The Bind message's body (a copy), whose parameter values an approval is bound to; absent for cursors. */
   readonly bindBody?: Buffer;
+  /** A cursor DECLAREd WITH HOLD: it outlives the transaction that made it. */
+  readonly hold?: true;
 }
 
 import type { NamespaceChange } from '../policy/sql-gate-types.js';
@@ -447,7 +449,7 @@ export class PipelineTracker {
       // Anything else left before ReadyForQuery was skipped by the server.
       this.#skipped(item);
     }
-    if (status === 'I') this.#portals.clear();
+    if (status === 'I') for (const [name, p] of this.#portals) if (p.hold !== true) this.#portals.delete(name);
   }
 
   /** The connection ended: statements still outstanding are recorded as interrupted. */
@@ -474,7 +476,7 @@ export class PipelineTracker {
         return;
       case 'declare':
         // A cursor is a portal; Execute of it runs the DECLARE's query, judged as the DECLARE.
-        this.#portals.set(op.name, { name: op.name, statement: { name: '', sql: text, paramTypes: 0 }, params: 0, resultFormats: [] });
+        this.#portals.set(op.name, { name: op.name, statement: { name: '', sql: text, paramTypes: 0 }, params: 0, resultFormats: [], ...(op.hold ? { hold: true as const } : {}) });
         return;
       case 'close':
         if (op.name === undefined) this.#portals.clear();
@@ -485,6 +487,7 @@ export class PipelineTracker {
         this.#portals.clear();
         return;
       case 'execute':
+      case 'fetch':
         return;
     }
   }

@@ -188,8 +188,9 @@ export class PgProxySession {
     // require_reason applies to every statement, FunctionCalls included: the gate the flow asks refuses without one.
     const gate: StatementGate = {
       executes: (sql) => base.executes(sql),
-      prepare: (sql, prepared) => base.prepare(sql, prepared),
-      judge: (sql, prepared) => withReasonRequirement(base.judge(sql, prepared), this.#core.requireReason, this.#core.reason),
+      fetches: (sql) => base.fetches(sql),
+      prepare: (sql, prepared, portals) => base.prepare(sql, prepared, portals),
+      judge: (sql, prepared, portals) => withReasonRequirement(base.judge(sql, prepared, portals), this.#core.requireReason, this.#core.reason),
       prepareFunctionCall: (oid) => base.prepareFunctionCall(oid),
       judgeFunctionCall: (oid, args) => withReasonRequirement(base.judgeFunctionCall(oid, args), this.#core.requireReason, this.#core.reason),
       invalidate: () => base.invalidate(),

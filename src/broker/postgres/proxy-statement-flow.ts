@@ -197,16 +197,17 @@ export class StatementFlow {
   #judge(frame: Buffer, sql: string): GateVerdict | undefined {
     const h = this.#h;
     const prepared = this.#executed(sql);
-    if (prepared === 'wait') {
+    const portals = this.#fetched(sql);
+    if (prepared === 'wait' || portals === 'wait') {
       this.#waitForServer(frame);
       return undefined;
     }
-    const lookup = h.gate.prepare(sql, prepared);
+    const lookup = h.gate.prepare(sql, prepared, portals);
     if (lookup) {
       this.#waitForLookup(frame, lookup);
       return undefined;
     }
-    const verdict = h.gate.judge(sql, prepared);
+    const verdict = h.gate.judge(sql, prepared, portals);
     if (verdict.ddl) h.schemaChanged();
     return verdict;
   }
@@ -261,18 +262,30 @@ export class StatementFlow {
     };
   }
 
-  /**
-   * The prepared statements `sql` EXECUTEs, with the text each runs (undefined when the
-   * name does not exist); `wait` when an unconfirmed earlier batch may change one.
-   */
+  /** The prepared statements `sql` EXECUTEs (see #textsOf). */
   #executed(sql: string): ReadonlyMap<string, string | undefined> | undefined | 'wait' {
-    const names = this.#h.gate.executes(sql);
+    return this.#textsOf(this.#h.gate.executes(sql), (name) => this.#h.tracker.statement(name));
+  }
+
+  /** The portals `sql` FETCHes from or MOVEs in (see #textsOf). */
+  #fetched(sql: string): ReadonlyMap<string, string | undefined> | undefined | 'wait' {
+    return this.#textsOf(this.#h.gate.fetches(sql), (name) => {
+      const p = this.#h.tracker.portal(name);
+      return typeof p === 'string' ? p : p.statement;
+    });
+  }
+
+  /**
+   * Each name with the text it runs, as the tracker has it (undefined when the name does not
+   * exist); `wait` when an unconfirmed earlier batch may change one.
+   */
+  #textsOf(names: readonly string[], find: (name: string) => 'wait' | 'unknown' | { sql: string }): ReadonlyMap<string, string | undefined> | undefined | 'wait' {
     if (names.length === 0) return undefined;
     const out = new Map<string, string | undefined>();
     for (const name of names) {
-      const st = this.#h.tracker.statement(name);
-      if (st === 'wait') return 'wait';
-      out.set(name, st === 'unknown' ? undefined : st.sql);
+      const found = find(name);
+      if (found === 'wait') return 'wait';
+      out.set(name, found === 'unknown' ? undefined : found.sql);
     }
     return out;
   }

@@ -27,7 +27,7 @@ describe('relation rules and unqualified names, through the broker', () => {
           targets: [TARGET],
           rules: [
             { name: 'no-hr', relations: ['hr.*'], effect: 'deny', extra: {} },
-            { name: 'public-reads', sql: ['select', 'show', 'transaction'], relations: ['public.*'], effect: 'allow', extra: {} },
+            { name: 'public-reads', sql: ['select', 'show', 'transaction', 'create'], relations: ['public.*'], effect: 'allow', extra: {} },
             { name: 'rest', effect: 'deny', extra: {} },
           ],
         },
@@ -39,7 +39,7 @@ describe('relation rules and unqualified names, through the broker', () => {
        CREATE SCHEMA hr;
        CREATE TABLE hr.salaries (id int, band text);
        INSERT INTO hr.salaries VALUES (1, '${HR_SECRET}');
-       GRANT USAGE ON SCHEMA hr TO app;
+       GRANT USAGE, CREATE ON SCHEMA hr TO app;
        GRANT SELECT ON hr.salaries, public.users TO app;
        -- A schema named like the role comes first in the default search_path ("$user", public).
        CREATE SCHEMA app AUTHORIZATION app;
@@ -93,6 +93,21 @@ describe('relation rules and unqualified names, through the broker', () => {
     assert.ok(!Buffer.concat(msgs.map((m) => m.body)).includes(HR_SECRET));
     // Qualified, it is exactly the relation named: allowed.
     assert.deepEqual(rows(await simple('SELECT name FROM public.users')), [['Alpha']]);
+  });
+
+  test('CREATE TABLE public.x AS EXECUTE p is judged as p too: a protocol-prepared read of hr.salaries is not copied out', async () => {
+    c.send(fe.parse('hr_all', 'SELECT band FROM hr.salaries'), fe.SYNC);
+    await c.untilReady();
+    for (const sql of ['CREATE TABLE public.copied AS EXECUTE hr_all', 'EXPLAIN ANALYZE CREATE TABLE public.copied AS EXECUTE hr_all']) {
+      assert.deepEqual(errorCodes(await simple(sql)), ['42501'], sql);
+    }
+    assert.equal((await stack.pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'copied'", { database: 'app' })).trim(), '0', 'no copy made');
+    // A create of its own is allowed in public, not in hr, whatever the prepared statement reads.
+    assert.deepEqual(errorCodes(await simple('CREATE TABLE public.mine AS SELECT 1 AS one')), []);
+    c.send(fe.parse('one', 'SELECT 1 AS one'), fe.SYNC);
+    await c.untilReady();
+    assert.deepEqual(errorCodes(await simple('CREATE TABLE hr.planted AS EXECUTE one')), ['42501']);
+    assert.equal((await stack.pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'planted'", { database: 'app' })).trim(), '0', 'nothing created in hr');
   });
 
   test('a bare name only public holds stays allowed; a bare catalog name is pg_catalog, not public', async () => {

@@ -547,4 +547,7 @@ test('namespace ops: FETCH and MOVE name the portal they run, WITH HOLD is marke
   assert.deepEqual(op('explain analyze execute p'), { op: 'execute', name: 'p' });
   assert.deepEqual(op('explain (analyze false) execute p'), undefined, 'plans only');
   assert.deepEqual(op('explain execute p'), undefined);
+  assert.deepEqual(op('create table t2 as execute p'), { op: 'execute', name: 'p' }, 'CREATE TABLE AS EXECUTE runs p');
+  assert.deepEqual(op('explain analyze create table t2 as execute p'), { op: 'execute', name: 'p' });
+  assert.deepEqual(op('create table t2 as select 1'), undefined);
 });

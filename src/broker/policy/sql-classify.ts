@@ -517,7 +517,11 @@ function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
     case 'PrepareStmt':
       return name === undefined ? undefined : { op: 'prepare', name };
     case 'ExecuteStmt':
-      return name === undefined ? undefined : { op: 'execute', name };
+    case 'ExplainStmt':
+    case 'CreateTableAsStmt': {
+      const executed = executedName(type, body);
+      return executed === undefined ? undefined : { op: 'execute', name: executed };
+    }
     case 'DeallocateStmt':
       return { op: 'deallocate', name: body['isall'] === true ? undefined : name };
     case 'DeclareCursorStmt': {
@@ -531,13 +535,6 @@ function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
       const portal = str(body['portalname']);
       return portal === undefined ? undefined : { op: 'fetch', name: portal };
     }
-    case 'ExplainStmt': {
-      // EXPLAIN ANALYZE EXECUTE p runs p: judged, like EXECUTE p, as the statement p is.
-      const query = unwrap(body['query']);
-      if (query?.[0] !== 'ExecuteStmt' || !explainAnalyzes(body['options'])) return undefined;
-      const executed = str(query[1]['name']);
-      return executed === undefined ? undefined : { op: 'execute', name: executed };
-    }
     case 'ClosePortalStmt':
       return { op: 'close', name: str(body['portalname']) };
     case 'DiscardStmt':
@@ -545,6 +542,20 @@ function namespaceOp(type: string, body: Obj): NamespaceOp | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * The prepared statement a statement runs: EXECUTE p, and the statements that run one inside
+ * them, CREATE TABLE … AS EXECUTE p and EXPLAIN ANALYZE of either. The gate judges them as p
+ * as well (sql-gate.ts, withExecuted).
+ */
+function executedName(type: string, body: Obj): string | undefined {
+  if (type === 'ExecuteStmt') return str(body['name']);
+  const query = unwrap(body['query']);
+  if (!query) return undefined;
+  if (type === 'CreateTableAsStmt') return query[0] === 'ExecuteStmt' ? str(query[1]['name']) : undefined;
+  if (type === 'ExplainStmt' && explainAnalyzes(body['options'])) return executedName(query[0], query[1]);
+  return undefined;
 }
 
 function orderFlags(flags: Iterable<SqlFlag>): SqlFlag[] {

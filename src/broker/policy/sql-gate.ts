@@ -527,6 +527,9 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const target = classify(text);
       if (!target.ok) return `cannot parse ${what}: ${target.error}`;
       if (target.statements.some((t) => t.names?.op === 'execute' || t.names?.op === 'fetch')) return `${what} itself runs EXECUTE or FETCH`;
+      // A statement that runs p inside it (CREATE TABLE … AS EXECUTE p, EXPLAIN ANALYZE
+      // EXECUTE p) is judged as itself and as p; EXECUTE p, FETCH and MOVE only as what they run.
+      if (op === 'execute' && s.kind !== 'execute') statements.push({ ...s, kinds: s.kinds.filter((k) => k !== 'execute') });
       statements.push(...target.statements);
     }
     return { ok: true, statements, fingerprint: c.fingerprint };

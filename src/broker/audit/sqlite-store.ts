@@ -601,7 +601,9 @@ export class SqliteAuditStore implements AuditStore {
   #maybeIdle(): void {
     if (this.#busy()) return;
     // A prune under way keeps the process alive; close() does not wait for it to finish.
-    if (!this.#prune) this.#worker.unref();
+    // Once closing, the writer stays referenced: close() waits for it to exit, and a batch's
+    // answer arriving meanwhile (the store idle again) must not let the process end first.
+    if (!this.#prune && !this.#closed) this.#worker.unref();
     const d = this.#drained;
     this.#drained = undefined;
     d?.();

@@ -535,17 +535,16 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     return { ok: true, statements, fingerprint: c.fingerprint };
   };
 
+  /** The prepared statements (`execute`) or portals (`fetch`) the text runs, by name. */
+  const namesRun = (sql: string, op: 'execute' | 'fetch'): string[] => {
+    const c = classify(sql);
+    if (!c.ok || ready.has(c)) return NO_NAMES;
+    return c.statements.flatMap((s) => (s.names?.op === op ? [s.names.name] : []));
+  };
+
   const gate: StatementGate = {
-    executes(sql) {
-      const c = classify(sql);
-      if (!c.ok || ready.has(c)) return NO_NAMES;
-      return c.statements.flatMap((s) => (s.names?.op === 'execute' ? [s.names.name] : []));
-    },
-    fetches(sql) {
-      const c = classify(sql);
-      if (!c.ok || ready.has(c)) return NO_NAMES;
-      return c.statements.flatMap((s) => (s.names?.op === 'fetch' ? [s.names.name] : []));
-    },
+    executes: (sql) => namesRun(sql, 'execute'),
+    fetches: (sql) => namesRun(sql, 'fetch'),
     prepare(sql, prepared, portals) {
       if (!catalog) return undefined;
       expire();

@@ -113,37 +113,49 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
     return undefined;
   }
 
-  async function lookUp(
-    cache: Map<string, Cached<FunctionInfo[]>>,
-    wanted: readonly string[],
-    query: (keys: readonly string[]) => string,
-  ): Promise<Map<string, FunctionInfo[]>> {
-    const out = new Map<string, FunctionInfo[]>();
+  /**
+   * Each wanted key's answer: from `cache` while fresh, else fetched BATCH keys at a time
+   * (`fetch` answers the keys of its batch; a key it leaves out gets `none()`) and cached.
+   */
+  async function cached<T>(cache: Map<string, Cached<T>>, wanted: readonly string[], fetch: (batch: string[]) => Promise<ReadonlyMap<string, T>>, none: () => T): Promise<Map<string, T>> {
+    const out = new Map<string, T>();
     const missing: string[] = [];
-    for (const raw of new Set(wanted)) {
-      const hit = fresh(cache, raw);
-      if (hit) out.set(raw, hit.value);
-      else missing.push(raw);
+    for (const key of new Set(wanted)) {
+      const hit = fresh(cache, key);
+      if (hit) out.set(key, hit.value);
+      else missing.push(key);
     }
     for (let i = 0; i < missing.length; i += BATCH) {
       const batch = missing.slice(i, i + BATCH);
-      // Keys go to the server lower-cased; answers are filed back under the caller's spelling.
-      const byKey = new Map<string, FunctionInfo[]>();
-      for (const k of batch) byKey.set(k.toLowerCase(), []);
-      const rows = await run(query([...byKey.keys()]));
-      for (const row of rows) {
-        const list = row[0] == null ? undefined : byKey.get(row[0]);
-        const info = toInfo(row, 1);
-        if (list && info && !list.some((x) => x.oid === info.oid)) list.push(info);
-      }
+      const answers = await fetch(batch);
       const at = now();
-      for (const k of batch) {
-        const value = byKey.get(k.toLowerCase()) ?? [];
-        cache.set(k, { at, value });
-        out.set(k, value);
+      for (const key of batch) {
+        const value = answers.get(key) ?? none();
+        cache.set(key, { at, value });
+        out.set(key, value);
       }
     }
     return out;
+  }
+
+  function lookUp(cache: Map<string, Cached<FunctionInfo[]>>, wanted: readonly string[], query: (keys: readonly string[]) => string): Promise<Map<string, FunctionInfo[]>> {
+    return cached(
+      cache,
+      wanted,
+      async (batch) => {
+        // Keys go to the server lower-cased; answers are filed back under the caller's spelling.
+        const byKey = new Map<string, FunctionInfo[]>();
+        for (const k of batch) byKey.set(k.toLowerCase(), []);
+        const rows = await run(query([...byKey.keys()]));
+        for (const row of rows) {
+          const list = row[0] == null ? undefined : byKey.get(row[0]);
+          const info = toInfo(row, 1);
+          if (list && info && !list.some((x) => x.oid === info.oid)) list.push(info);
+        }
+        return new Map(batch.map((k) => [k, byKey.get(k.toLowerCase()) ?? []]));
+      },
+      () => [],
+    );
   }
 
   return {
@@ -158,71 +170,52 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
       oids.set(oid, { at: now(), value: info });
       return info;
     },
-    async viewDefinitions(relations: readonly string[]): Promise<Map<string, string[]>> {
-      const out = new Map<string, string[]>();
-      const missing: string[] = [];
-      for (const r of new Set(relations)) {
-        const hit = fresh(views, r);
-        if (hit) out.set(r, hit.value);
-        else missing.push(r);
-      }
-      for (let i = 0; i < missing.length; i += BATCH) {
-        const batch = missing.slice(i, i + BATCH);
-        const byName = new Map<string, string[]>();
-        for (const r of batch) byName.set(r.slice(r.indexOf('.') + 1), []);
-        const names = textArray([...byName.keys()]);
-        // What runs when the relation is read: a view's definition, a row-level security
-        // policy's expressions (as a SELECT of them); for `type:<name>` keys, a domain's CHECKs.
-        const rows = await run(
-          'SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c ' +
-            `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${names}) ` +
-            "UNION ALL SELECT c.relname::text, 'SELECT ' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || ', ' || " +
-            "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') " +
-            'FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid ' +
-            `WHERE c.relrowsecurity AND c.relname = ANY(${names}) ` +
-            // A domain over a domain checks its base's CHECKs too: follow typbasetype.
-            "UNION ALL (WITH RECURSIVE d(name, oid) AS (SELECT t.typname::text, t.oid FROM pg_catalog.pg_type t " +
-            `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names}) ` +
-            "UNION SELECT d.name, b.oid FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE b.typtype = 'd') " +
-            "SELECT 'type:' || d.name, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
-            'FROM d JOIN pg_catalog.pg_constraint k ON k.contypid = d.oid)',
-        );
-        for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
-        const at = now();
-        for (const r of batch) {
-          const value = byName.get(r.slice(r.indexOf('.') + 1)) ?? [];
-          views.set(r, { at, value });
-          out.set(r, value);
-        }
-      }
-      return out;
-    },
-    async relationSchemas(relations: readonly string[]): Promise<Map<string, string[]>> {
-      const out = new Map<string, string[]>();
-      const missing: string[] = [];
-      for (const r of new Set(relations)) {
-        const hit = fresh(schemas, r);
-        if (hit) out.set(r, hit.value);
-        else missing.push(r);
-      }
-      for (let i = 0; i < missing.length; i += BATCH) {
-        const batch = missing.slice(i, i + BATCH);
-        const found = new Map<string, string[]>(batch.map((r) => [r, []]));
-        // Temporary schemas are other sessions' (this one's temp relations are reported as
-        // pg_temp by the classifier); pg_toast holds no relation a statement names.
-        const rows = await run(
-          'SELECT c.relname::text, n.nspname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-            `WHERE c.relname = ANY(${textArray(batch)}) AND n.nspname <> 'pg_toast' AND n.nspname !~ '^pg_(toast_)?temp_' ORDER BY 1, 2`,
-        );
-        for (const [name, schema] of rows) if (name != null && schema != null) found.get(name)?.push(schema);
-        const at = now();
-        for (const [r, value] of found) {
-          schemas.set(r, { at, value });
-          out.set(r, value);
-        }
-      }
-      return out;
-    },
+    viewDefinitions: (relations) =>
+      cached(
+        views,
+        relations,
+        async (batch) => {
+          const byName = new Map<string, string[]>();
+          for (const r of batch) byName.set(r.slice(r.indexOf('.') + 1), []);
+          const names = textArray([...byName.keys()]);
+          // What runs when the relation is read: a view's definition, a row-level security
+          // policy's expressions (as a SELECT of them); for `type:<name>` keys, a domain's CHECKs.
+          const rows = await run(
+            'SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c ' +
+              `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${names}) ` +
+              "UNION ALL SELECT c.relname::text, 'SELECT ' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || ', ' || " +
+              "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') " +
+              'FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid ' +
+              `WHERE c.relrowsecurity AND c.relname = ANY(${names}) ` +
+              // A domain over a domain checks its base's CHECKs too: follow typbasetype.
+              "UNION ALL (WITH RECURSIVE d(name, oid) AS (SELECT t.typname::text, t.oid FROM pg_catalog.pg_type t " +
+              `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names}) ` +
+              "UNION SELECT d.name, b.oid FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE b.typtype = 'd') " +
+              "SELECT 'type:' || d.name, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
+              'FROM d JOIN pg_catalog.pg_constraint k ON k.contypid = d.oid)',
+          );
+          for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
+          return new Map(batch.map((r) => [r, byName.get(r.slice(r.indexOf('.') + 1)) ?? []]));
+        },
+        () => [],
+      ),
+    relationSchemas: (relations) =>
+      cached(
+        schemas,
+        relations,
+        async (batch) => {
+          const found = new Map<string, string[]>(batch.map((r) => [r, []]));
+          // Temporary schemas are other sessions' (this one's temp relations are reported as
+          // pg_temp by the classifier); pg_toast holds no relation a statement names.
+          const rows = await run(
+            'SELECT c.relname::text, n.nspname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+              `WHERE c.relname = ANY(${textArray(batch)}) AND n.nspname <> 'pg_toast' AND n.nspname !~ '^pg_(toast_)?temp_' ORDER BY 1, 2`,
+          );
+          for (const [name, schema] of rows) if (name != null && schema != null) found.get(name)?.push(schema);
+          return found;
+        },
+        () => [],
+      ),
     invalidate(): void {
       names = new Map();
       ops = new Map();

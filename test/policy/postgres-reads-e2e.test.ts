@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { RawPg, errorCodes, errorMessages, type Msg } from '../postgres/raw-client.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
-import { functionCall, rowsOf as rows } from '../postgres/adversarial/harness.js';
+import { functionCall, rowsOf as rows, simple as simpleQuery } from '../postgres/adversarial/harness.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
 
 describe('reads under a read-only policy, through the broker', () => {
@@ -156,10 +156,7 @@ describe('EXPLAIN ANALYZE EXECUTE in a read-write session whose policy allows ex
     await stack?.close();
   });
 
-  async function simple(sql: string): Promise<Msg[]> {
-    c.send(fe.query(sql));
-    return c.untilReady();
-  }
+  const simple = (sql: string): Promise<Msg[]> => simpleQuery(c, sql);
 
   test('EXPLAIN ANALYZE EXECUTE p runs p, so it is judged as p: a DELETE prepared by protocol Parse is refused', async () => {
     assert.deepEqual(rows(await simple('SHOW default_transaction_read_only')), [['off']], 'a read-write session');
@@ -168,6 +165,9 @@ describe('EXPLAIN ANALYZE EXECUTE in a read-write session whose policy allows ex
     for (const sql of ['EXPLAIN ANALYZE EXECUTE d', 'EXPLAIN (ANALYZE, COSTS OFF) EXECUTE d', 'EXECUTE d']) {
       assert.deepEqual(errorCodes(await simple(sql)), ['42501'], sql);
     }
+    // The same text sent as a protocol Parse/Bind/Execute is judged the same way.
+    c.send(fe.parse('x', 'EXPLAIN ANALYZE EXECUTE d'), fe.bind('', 'x', []), fe.execute(), fe.SYNC);
+    assert.deepEqual(errorCodes(await c.untilReady()), ['42501'], 'Execute of EXPLAIN ANALYZE EXECUTE d');
     assert.equal((await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' })).trim(), '2', 'nothing deleted');
     // Plain EXPLAIN only plans it; EXPLAIN ANALYZE of an allowed statement runs.
     assert.deepEqual(errorCodes(await simple('EXPLAIN EXECUTE d')), []);
@@ -187,6 +187,10 @@ describe('EXPLAIN ANALYZE EXECUTE in a read-write session whose policy allows ex
       c.send(fe.close('S', 'del_ret'), fe.SYNC);
       await c.untilReady();
     }
+    // Bind and FETCH in one write, no Sync between: the portal is still unconfirmed when the
+    // FETCH arrives, and the server would run it in the same implicit transaction.
+    c.send(fe.parse('del_ret2', 'DELETE FROM t RETURNING id'), fe.bind('pp2', 'del_ret2', []), fe.query('FETCH ALL FROM pp2'));
+    assert.ok(errorCodes(await c.untilReady()).includes('42501'), 'pipelined FETCH refused');
     assert.equal((await stack.pg.psql('SELECT count(*) FROM t', { database: 'app' })).trim(), '2', 'nothing deleted');
   });
 });

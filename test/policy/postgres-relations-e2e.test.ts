@@ -10,7 +10,7 @@ import pg from 'pg';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { RawPg, errorCodes, errorMessages, type Msg } from '../postgres/raw-client.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
-import { rowsOf as rows } from '../postgres/adversarial/harness.js';
+import { rowsOf as rows, simple as simpleQuery } from '../postgres/adversarial/harness.js';
 
 const HR_SECRET = 'salary-band-7f3k';
 
@@ -55,10 +55,7 @@ describe('relation rules and unqualified names, through the broker', () => {
     await stack?.close();
   });
 
-  async function simple(sql: string): Promise<Msg[]> {
-    c.send(fe.query(sql));
-    return c.untilReady();
-  }
+  const simple = (sql: string): Promise<Msg[]> => simpleQuery(c, sql);
 
   test('control: without agentgate, app reads hr.salaries by its bare name after SET search_path, and app.users before public.users', async () => {
     const direct = new pg.Client({ connectionString: stack.pg.url() });

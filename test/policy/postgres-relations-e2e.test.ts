@@ -75,6 +75,11 @@ describe('relation rules and unqualified names, through the broker', () => {
     assert.deepEqual(errorCodes(msgs), ['42501'], 'refused by agentgate');
     assert.match(errorMessages(msgs)[0] ?? '', /no-hr/);
     assert.ok(!Buffer.concat(msgs.map((m) => m.body)).includes(HR_SECRET));
+    // The extended protocol, with a binary result, is judged the same way.
+    c.send(fe.parse('', 'SELECT band FROM salaries'), fe.bind('', '', [], { resultFormats: [1] }), fe.execute(), fe.SYNC);
+    const ext = await c.untilReady();
+    assert.deepEqual(errorCodes(ext), ['42501'], 'Parse/Bind/Execute refused');
+    assert.ok(!Buffer.concat(ext.map((m) => m.body)).includes(HR_SECRET));
     assert.deepEqual(errorCodes(await simple('RESET search_path')), []);
   });
 

@@ -8,8 +8,15 @@
  *   deletecollection, exec, attach, portforward, proxy), globs allowed.
  * - `resources`: `secrets`, `pods/exec` (a subresource), `apps/deployments` (a group;
  *   `core/pods` names the core group), `apps/deployments/scale`. A pattern without a
- *   subresource also covers the resource's subresources (`pods` covers `pods/log` and
- *   `pods/exec`); with one, only that subresource. Patterns starting with `/` name
+ *   subresource covers the resource's subresources only for reads (get, list, watch:
+ *   `pods` covers `pods/log`) and the connect verbs (exec, attach, portforward, proxy, which
+ *   the verb already names: `pods` with `verbs: [exec]` covers `pods/exec`). Any other verb
+ *   on a subresource — create/update/patch/delete of `pods/ephemeralcontainers` (code in
+ *   the pod), `pods/eviction` (a delete), `pods/binding`, `serviceaccounts/token` (a
+ *   credential), `deployments/scale`, any `status` — matches only a pattern naming the
+ *   subresource (`pods/eviction`, `pods/*`, or `*` followed by `/scale` or `/*`), as RBAC names
+ *   them: such writes do something other than writing the resource. An exclusion
+ *   (`!secrets`) excludes the resource's subresources for every verb. Patterns starting with `/` name
  *   non-resource URLs (`/healthz`, `/metrics`); other patterns never match those, and a
  *   rule with `resources` matches a non-resource URL only through such a pattern.
  * - `namespaces`: namespace globs. A rule that names namespaces matches only requests
@@ -44,7 +51,8 @@ export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean 
     const ok =
       info.kind === 'nonResource'
         ? listMatches(k.resources, (p) => compileGlob(p).test(info.path), (p) => p.startsWith('/'), false)
-        : listMatches(k.resources, (p) => resourcePatternMatches(p, info), (p) => !p.startsWith('/'));
+        : // Exclusions only (`["!secrets"]`) mean `*` but those: the same subresource rule as `*`.
+          listMatches(k.resources.some((p) => !p.startsWith('!')) ? k.resources : ['*', ...k.resources], (p) => resourcePatternMatches(p, info, false), (p) => !p.startsWith('/'), true, (p) => resourcePatternMatches(p, info, true));
     if (!ok) return false;
   }
   if (k.namespaces) {
@@ -59,26 +67,37 @@ export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean 
  * patterns that apply to this kind of request (resource or non-resource). With no positive
  * pattern of either kind, all requests of the kind `implicitAll` allows count as matched.
  */
-function listMatches(patterns: readonly string[], test: (p: string) => boolean, relevant: (p: string) => boolean = () => true, implicitAll = true): boolean {
+function listMatches(patterns: readonly string[], test: (p: string) => boolean, relevant: (p: string) => boolean = () => true, implicitAll = true, excludes: (p: string) => boolean = test): boolean {
   const positives = patterns.filter((p) => !p.startsWith('!') && relevant(p));
   const negatives = patterns.filter((p) => p.startsWith('!') && relevant(p.slice(1))).map((p) => p.slice(1));
   const anyPositive = patterns.some((p) => !p.startsWith('!'));
   if (positives.length > 0 ? !positives.some(test) : anyPositive || !implicitAll) return false;
-  return !negatives.some(test);
+  return !negatives.some(excludes);
 }
 
-/** `resource`, `group/resource` or `resource/subresource`, `group/resource/subresource`. */
-function resourcePatternMatches(pattern: string, info: K8sResourceRequest): boolean {
+/** Verbs a pattern without a subresource carries to the resource's subresources. */
+const WHOLE_RESOURCE_VERBS: ReadonlySet<string> = new Set(['get', 'list', 'watch', 'exec', 'attach', 'portforward', 'proxy']);
+
+/**
+ * `resource`, `group/resource` or `resource/subresource`, `group/resource/subresource`.
+ * `exclusion`: a `!` pattern, which excludes the resource's subresources for every verb.
+ */
+function resourcePatternMatches(pattern: string, info: K8sResourceRequest, exclusion: boolean): boolean {
   const parts = pattern.split('/');
   const g = (p: string): boolean => compileGlob(p).test(info.group) || (p === 'core' && info.group === '');
+  // A write to a subresource (an eviction, an ephemeral container, a token) is not a write
+  // of the resource: a pattern naming only the resource covers it for reads (and the
+  // connect verbs, named by the verb) — as RBAC, which never lets `pods` grant `pods/eviction`.
+  const wholeCovers = info.subresource === '' || exclusion || WHOLE_RESOURCE_VERBS.has(info.verb);
   const r = (p: string): boolean => compileGlob(p).test(info.resource);
+  const whole = (p: string): boolean => wholeCovers && r(p);
   const s = (p: string): boolean => info.subresource !== '' && compileGlob(p).test(info.subresource);
   switch (parts.length) {
     case 1:
-      return r(parts[0] as string);
+      return whole(parts[0] as string);
     case 2: {
       const [a, b] = parts as [string, string];
-      return (g(a) && r(b)) || (r(a) && s(b));
+      return (g(a) && whole(b)) || (r(a) && s(b));
     }
     case 3: {
       const [a, b, c] = parts as [string, string, string];

@@ -108,6 +108,11 @@ export interface ApprovalRequestJson {
    * masking applies; `NULL`; binary ones in hex). The approval covers exactly these values.
    */
   parameters?: string[];
+  /**
+   * A held Kubernetes write's body: its Content-Type and text (masked, cut with a marker
+   * when long). The approval covers exactly this body with this Content-Type.
+   */
+  body?: { content_type: string; text: string };
   /** The rule approves the statement's shape with any parameter values (not only these). */
   any_values?: boolean;
   classification: Record<string, unknown>;

@@ -11,7 +11,7 @@ import { Box, Text, useInput, useWindowSize } from 'ink';
 import type { RequestView } from '../shared/api-types.js';
 import type { Decision } from '../client/approvals.js';
 import type { FeedState, RequestStore } from './request-store.js';
-import { approvalProgress, coverage, decisionSummary, describeClassification, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
+import { approvalProgress, bodyLine, bodyRows, coverage, decisionSummary, describeClassification, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
 
 export interface ApproveScreenProps {
   store: RequestStore;
@@ -159,7 +159,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
   return (
     <Box flexDirection="column" width={width}>
       <Header state={state} count={items.length} viewer={props.viewer} />
-      {mode.kind === 'list' && <List items={items} index={index} now={now()} width={width} maxItems={Math.max(3, Math.floor((rows - 8) / 2))} />}
+      {mode.kind === 'list' && <List items={items} index={index} now={now()} width={width} maxItems={Math.max(3, Math.floor((rows - 8) / (items.some((r) => r.body) ? 3 : 2)))} />}
       {mode.kind === 'details' && <Details request={find(mode.id)} id={mode.id} now={now()} />}
       {mode.kind === 'reason' && <ReasonPrompt request={find(mode.id)} decision={mode.decision} id={mode.id} text={mode.text} />}
       {message && <Text color={message.tone === 'error' ? 'red' : message.tone === 'ok' ? 'green' : undefined}>{message.text}</Text>}
@@ -227,6 +227,12 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
               <Col w={14} on={on}>{r.rule}</Col>
               <Col w={statementWidth} on={on}>{oneLine(r.statement) + (r.parameters?.length ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '')}</Col>
             </Box>
+            {r.body && (
+              // Its own line: a long path must not push what the write changes out of sight.
+              <Box paddingLeft={7}>
+                <Text wrap="truncate-end">{`body: ${bodyLine(r) ?? ''}`}</Text>
+              </Box>
+            )}
             <Box paddingLeft={7}>
               <Text dimColor wrap="truncate-end">{`held: ${visible(r.reason, true)} · ${approvalProgress(r)}`}</Text>
             </Box>
@@ -268,6 +274,7 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
     ['Grant', r.grant_seconds ? `${formatAge(r.grant_seconds * 1000)} for the same statement` : 'one execution'],
     ['Approves', coverage(r)],
     ...(parameterList(r) ? [['Values', parameterList(r) ?? ''] as [string, string]] : []),
+    ...bodyRows(r),
     ['Age', formatAge(now - Date.parse(r.created_at))],
     ['Classification', visible(describeClassification(r.classification), true)],
     ...r.decisions.map((d): [string, string] => ['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''}`, true)]),

@@ -73,9 +73,25 @@ export function parameterList(r: RequestView): string | undefined {
   return visible(r.parameters.map((v, i) => `$${i + 1} = ${v}`).join(', '), true);
 }
 
+/** A held Kubernetes write's body on one line (`agentgate requests`, the screen's list). */
+export function bodyLine(r: RequestView): string | undefined {
+  if (!r.body) return undefined;
+  return visible(`${r.body.content_type || '(no content type)'} ${oneLine(r.body.text) || '(empty)'}`, true);
+}
+
+/** A held Kubernetes write's body as the details show it: Content-Type, then the text. */
+export function bodyRows(r: RequestView): [string, string][] {
+  if (!r.body) return [];
+  return [
+    ['Content-Type', visible(r.body.content_type || '(none)', true)],
+    ['Body', r.body.text === '' ? '(empty)' : visible(r.body.text)],
+  ];
+}
+
 /** What an approval covers, as the reviewer must read it before deciding. */
 export function coverage(r: RequestView): string {
   const span = r.grant_seconds ? `for ${formatAge(r.grant_seconds * 1000)}` : 'once';
+  if (r.body) return `this request with exactly this body and Content-Type, ${span}`;
   if (r.any_values) return `this statement with ANY parameter values, ${span} (rule ${r.rule} approves the shape, not these values)`;
   return r.parameters && r.parameters.length > 0 ? `this statement with exactly these values, ${span}` : `this statement, ${span}`;
 }
@@ -108,7 +124,8 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       r.rule,
       `${approvalsGiven(r)}/${r.approvers.count}`,
       r.requester_reason !== undefined ? truncate(visible(oneLine(r.requester_reason), true), 40) : '-',
-      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80),
+      // A body gets its own 80 characters: a long path must not push it out of sight.
+      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80) + (bodyLine(r) ? ` -- ${truncate(bodyLine(r) ?? '', 80)}` : ''),
     ]);
   }
   return table(rows);
@@ -127,6 +144,7 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
     ['Grant', r.grant_seconds ? `${r.grant_seconds} s for the same statement` : 'one execution'],
     ['Approves', coverage(r)],
     ...(parameterList(r) ? [['Values', parameterList(r) ?? '']] : []),
+    ...bodyRows(r),
     ['Created', `${r.created_at} (${formatAge(now - Date.parse(r.created_at))} ago)`],
     ['Expires', r.expires_at],
   ];

@@ -230,6 +230,26 @@ describe('approve screen', () => {
     assert.ok(!/[\u001b\r\u202e]/.test(plain(requestDetails(sneaky))), 'the no-TTY details print no raw controls either');
   });
 
+  test('a held Kubernetes write shows its Content-Type and body (escaped) in the list and the details', async () => {
+    const patch = view({
+      protocol: 'kubernetes',
+      statement: 'PATCH /api/v1/namespaces/default/configmaps/app-config',
+      body: { contentType: 'application/merge-patch+json', text: '{\n  "data": {\n    "UPSTREAM": "https://attacker.example/\u202ecollect"\n  }\n}' },
+      fingerprint: 'k8s-body',
+    });
+    const { ui } = mount(createRequestStore([patch], 'live'));
+    const list = await frameMatching(ui, /1 waiting/);
+    assert.ok(list.includes('body: application/merge-patch+json { "data": { "UPSTREAM"'), list);
+    ui.stdin.write(KEY.enter);
+    const details = await frameMatching(ui, /Request apr_test/);
+    assert.match(details, /Content-Type\s+application\/merge-patch\+json/);
+    assert.ok(details.includes(String.raw`"UPSTREAM": "https://attacker.example/\u{202e}collect"`), details);
+    assert.match(details, /exactly this body and Content-Type/);
+    const text = requestDetails(patch);
+    assert.match(text, /Body\s+\{/);
+    assert.ok(!text.includes('\u202e'), 'the no-TTY details print no raw bidi override');
+  });
+
   test('new requests appear live, and q quits', async () => {
     const store = createRequestStore([], 'connecting');
     const { ui, exits } = mount(store);

@@ -125,4 +125,16 @@ describe('approval webhooks', () => {
     assert.equal(hook.request.requester_reason, 'routine \\u{202e}exe.ngis\\u{202c} fix \\x1b[2K\\x1b[1A');
     await service.decide(request.id, BOB, 'deny', 'no');
   });
+
+  test('a held Kubernetes write carries its Content-Type and body, escaped like the statement', async () => {
+    const { request } = service.request(
+      held({ protocol: 'kubernetes', statement: 'PATCH /api/v1/namespaces/default/configmaps/c', body: { contentType: 'application/json-patch+json', text: '[{"op":"replace","value":"a\u202eb\x1b[2K"}]' }, fingerprint: 'fp-k8s-body', session: 'sess-3' }),
+    );
+    const hook = await waitFor('the created hook', () => {
+      const r = received.find((x) => x.path === '/signed' && (JSON.parse(x.body.toString('utf8')) as ApprovalWebhookPayload).request.id === request.id);
+      return r ? (JSON.parse(r.body.toString('utf8')) as ApprovalWebhookPayload) : undefined;
+    });
+    assert.deepEqual(hook.request.body, { content_type: 'application/json-patch+json', text: '[{"op":"replace","value":"a\\u{202e}b\\x1b[2K"}]' });
+    await service.decide(request.id, BOB, 'deny', 'no');
+  });
 });

@@ -63,6 +63,11 @@ export interface KubeApiServer {
    */
   breakUpgradeAnswers: boolean;
   /**
+   * While set, every upgrade is answered with this response instead of 101 — what the real
+   * server relays for a `…/proxy` upgrade whose backend answers an error (its own body).
+   */
+  upgradeAnswer: { status: number; contentType: string; body: string; encoding?: string } | undefined;
+  /**
    * How the raw exec echo treats the end of a stream: `echo` ends when the client does;
    * `ignores-eof` neither ends nor closes on the client's EOF; `ends-after-echo` echoes the
    * first chunk and ends its side at once.
@@ -370,6 +375,30 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       if (asTable) return json(res, 200, table(r, [o], includeObject));
       return json(res, 200, withKind(r, o));
     }
+    // PATCH of one object, as the real server does it: RFC 6902 JSON Patch
+    // (application/json-patch+json, ops add/remove/replace/copy/move/test) or RFC 7386 merge
+    // patch (application/merge-patch+json, also accepted for strategic merge on these kinds);
+    // `dryRun=All` answers with the patched object and stores nothing.
+    if (method === 'PATCH' && name !== undefined) {
+      const ctype = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+      const body = await readJson(req).catch(() => undefined);
+      const o = store.get(keyOf(r, ns, name));
+      if (!o) return notFound();
+      let patched: KubeObject;
+      try {
+        if (ctype === 'application/json-patch+json') patched = jsonPatch(structuredClone(o), body);
+        else if (ctype === 'application/merge-patch+json' || ctype === 'application/strategic-merge-patch+json') {
+          if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Error('a merge patch must be a JSON object');
+          patched = mergePatch(structuredClone(o), body) as KubeObject;
+        }
+        else return status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`);
+      } catch (err) {
+        return status(res, 422, 'Invalid', (err as Error).message);
+      }
+      patched.metadata = { ...patched.metadata, name, ...(ns ? { namespace: ns } : {}) };
+      if (url.searchParams.get('dryRun') === 'All') return json(res, 200, withKind(r, patched));
+      return json(res, 200, withKind(r, put(r, patched)));
+    }
     if ((method === 'POST' || method === 'PUT') && !/^application\/json\b/.test(String(req.headers['content-type'] ?? ''))) {
       req.resume();
       return status(res, 415, 'UnsupportedMediaType', `the stand-in only reads JSON bodies, not ${String(req.headers['content-type'] ?? 'none')}`);
@@ -496,6 +525,11 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"kind":"Status","message":"pods');
       return;
     }
+    if (api.upgradeAnswer) {
+      const a = api.upgradeAnswer;
+      socket.end(`HTTP/1.1 ${a.status} Answer\r\nContent-Type: ${a.contentType}\r\n${a.encoding ? `Content-Encoding: ${a.encoding}\r\n` : ''}Content-Length: ${Buffer.byteLength(a.body)}\r\nConnection: close\r\n\r\n${a.body}`);
+      return;
+    }
     const watchUrl = new URL(req.url ?? '/', 'https://stand-in');
     const watchTarget = resourcePath(watchUrl.pathname.replace(/\/$/, ''));
     const watching = ['1', 'true'].includes(watchUrl.searchParams.get('watch') ?? '');
@@ -549,6 +583,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const api: KubeApiServer = {
     breakUpgradeAnswers: false,
     execPeer: 'echo',
+    upgradeAnswer: undefined,
     url: `https://127.0.0.1:${port}`,
     caPem: cert,
     token,
@@ -578,4 +613,82 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }),
   };
   return api;
+}
+
+/** RFC 6901 pointer tokens. */
+function pointer(p: unknown): string[] {
+  if (typeof p !== 'string' || (p !== '' && !p.startsWith('/'))) throw new Error(`invalid JSON pointer ${String(p)}`);
+  return p === '' ? [] : p.slice(1).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+function getAt(doc: unknown, toks: string[]): unknown {
+  let cur: unknown = doc;
+  for (const t of toks) {
+    if (cur === null || typeof cur !== 'object' || !(t in (cur as Record<string, unknown>))) throw new Error(`the path ${toks.join('/')} does not exist`);
+    cur = (cur as Record<string, unknown>)[t];
+  }
+  return cur;
+}
+
+function setAt(doc: unknown, toks: string[], value: unknown, op: 'add' | 'replace' | 'remove'): void {
+  const parent = getAt(doc, toks.slice(0, -1)) as Record<string, unknown> | unknown[];
+  const last = toks[toks.length - 1] as string;
+  if (Array.isArray(parent)) {
+    const i = last === '-' && op === 'add' ? parent.length : /^(0|[1-9]\d*)$/.test(last) ? Number(last) : NaN;
+    // RFC 6902: an index past the end (add: the length itself is allowed) is an error.
+    if (Number.isNaN(i) || i > parent.length || (op !== 'add' && i >= parent.length)) throw new Error(`the array index ${last} is out of range`);
+    if (op === 'add') parent.splice(i, 0, value);
+    else if (op === 'replace') parent[i] = value;
+    else parent.splice(i, 1);
+    return;
+  }
+  if (parent === null || typeof parent !== 'object') throw new Error(`the path ${toks.join('/')} has no parent object`);
+  // RFC 6902: replace and remove need the member to exist; add creates or replaces it.
+  if (op !== 'add' && !(last in parent)) throw new Error(`the path ${toks.join('/')} does not exist`);
+  if (op === 'remove') delete parent[last];
+  else parent[last] = value;
+}
+
+/** RFC 6902 JSON Patch (what the API server applies for application/json-patch+json). */
+function jsonPatch(doc: KubeObject, ops: unknown): KubeObject {
+  if (!Array.isArray(ops)) throw new Error('a JSON patch must be an array of operations');
+  for (const op of ops as Record<string, unknown>[]) {
+    const path = pointer(op['path']);
+    switch (op['op']) {
+      case 'add':
+      case 'replace':
+        setAt(doc, path, structuredClone(op['value']), op['op']);
+        break;
+      case 'remove':
+        setAt(doc, path, undefined, 'remove');
+        break;
+      case 'copy':
+        setAt(doc, path, structuredClone(getAt(doc, pointer(op['from']))), 'add');
+        break;
+      case 'move': {
+        const from = pointer(op['from']);
+        const v = getAt(doc, from);
+        setAt(doc, from, undefined, 'remove');
+        setAt(doc, path, v, 'add');
+        break;
+      }
+      case 'test':
+        if (JSON.stringify(getAt(doc, path)) !== JSON.stringify(op['value'])) throw new Error('testing value failed');
+        break;
+      default:
+        throw new Error(`unknown JSON patch operation ${String(op['op'])}`);
+    }
+  }
+  return doc;
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? (target as Record<string, unknown>) : {};
+  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }

@@ -262,6 +262,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         protocol: input.protocol,
         statement: input.statement,
         ...(input.parameters !== undefined ? { parameters: [...input.parameters] } : {}),
+        ...(input.body !== undefined ? { body: { contentType: input.body.contentType, text: input.body.text } } : {}),
         ...(input.anyValues === true ? { anyValues: true } : {}),
         // Plain JSON only: it goes into the audit log and over the wire.
         classification: JSON.parse(JSON.stringify(input.classification ?? {})) as Record<string, unknown>,
@@ -304,6 +305,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         {
           statement: req.statement,
           ...(req.parameters !== undefined ? { parameters: req.parameters } : {}),
+          ...(req.body !== undefined ? { body: { content_type: req.body.contentType, text: req.body.text } } : {}),
           ...(req.anyValues === true ? { any_values: true } : {}),
           classification: req.classification as JsonValue,
           policy: req.policy,

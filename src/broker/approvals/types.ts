@@ -27,6 +27,8 @@ export interface NewApprovalRequest {
   statement: string;
   /** Bind parameter values as shown to reviewers (already masked); part of what is approved. */
   parameters?: string[];
+  /** A held write's body (Kubernetes) as shown to reviewers (already masked and cut); part of what is approved. */
+  body?: { contentType: string; text: string };
   /** The rule approves the shape with any parameter values: the fingerprint leaves them out. */
   anyValues?: boolean;
   /** Classification summary shown to reviewers (kinds, relations, flags / verb, resource…). */

@@ -44,6 +44,7 @@ export function requestJson(r: ApprovalRequest): ApprovalRequestJson {
     session: r.session,
     statement: r.statement,
     ...(r.parameters !== undefined ? { parameters: [...r.parameters] } : {}),
+    ...(r.body !== undefined ? { body: { content_type: r.body.contentType, text: r.body.text } } : {}),
     ...(r.anyValues === true ? { any_values: true } : {}),
     classification: structuredClone(r.classification),
     policy: r.policy,

@@ -132,6 +132,7 @@ function shownSafely(req: ApprovalRequestJson): ApprovalRequestJson {
     decisions: req.decisions.map((d) => ({ ...d, approver: { ...d.approver, sub: visible(d.approver.sub, true), ...(d.approver.name !== undefined ? { name: visible(d.approver.name, true) } : {}) }, reason: d.reason === null ? null : visible(d.reason) })),
   };
   if (req.parameters) out.parameters = req.parameters.map((p) => visible(p, true));
+  if (req.body) out.body = { content_type: visible(req.body.content_type, true), text: visible(req.body.text) };
   if (req.requester_reason !== undefined) out.requester_reason = visible(req.requester_reason, true);
   return out;
 }

@@ -39,7 +39,7 @@ import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError,
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
-import { pipeUpgrade, type UpgradeTap } from './upgrade-pipe.js';
+import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeTap } from './upgrade-pipe.js';
 import { LazyCast } from '../recording/lazy-cast.js';
 import { k8sChannelTap, RECORDED_WS_PROTOCOLS } from '../recording/ws-channels.js';
 import { recordingName, recordingSettings, recordingsDir } from '../recording/store.js';
@@ -49,6 +49,8 @@ import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from './text-scan.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
+import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
+import { shownBody } from './held-body.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
@@ -337,28 +339,56 @@ class K8sConnection {
       return refuse(forbidden(info, `${reason}; use an identity whose policy has masking: off`));
     }
 
-    const decision = this.#session.decide({ protocol: 'k8s', info }, rec.reason);
+    // The reason names the request (its path, its name): through the detectors like them.
+    const decided = this.#session.decide({ protocol: 'k8s', info }, rec.reason);
+    const decision = { ...decided, reason: this.#shown(decided.reason) };
     rec.decision = { effect: decision.effect, rule: decision.rule };
     if (decision.effect === 'deny') {
       rec.decision.reason = decision.reason;
       this.#counts.denied++;
       return refuse(forbidden(info, decision.reason));
     }
-    if (decision.effect === 'allow') return { kind: 'forward', info, body: undefined };
+
+    // Masks cannot follow a value the API server itself moves (json-patch.ts): a JSON Patch
+    // is read whole and judged before it goes anywhere, allowed or held.
+    let body: Buffer | undefined;
+    const contentType = String(req.headers['content-type'] ?? '');
+    if (this.#masker && rec.method.toUpperCase() === 'PATCH' && mediaType(contentType) === JSON_PATCH) {
+      const max = this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY;
+      let why: string | undefined;
+      let tooLarge = false;
+      if (upgrade) {
+        // An upgrade's body belongs to its stream and is never read here: refused whole.
+        why = 'a JSON Patch cannot ride a connection upgrade';
+      } else {
+        body = await readBody(req, max);
+        tooLarge = body === undefined;
+        why = body === undefined ? `this JSON Patch body is larger than the ${max} bytes agentgate reads to check it` : jsonPatchRefusal(body);
+      }
+      if (why !== undefined) {
+        rec.decision = { effect: 'deny', rule: null, reason: why };
+        this.#counts.denied++;
+        if (tooLarge) return refuse(failureStatus(413, 'RequestEntityTooLarge', `agentgate: ${why}; split it into smaller patches`));
+        return refuse(forbidden(info, `${why}; send the values themselves (add/replace), or a merge patch`));
+      }
+    }
+    if (decision.effect === 'allow') return { kind: 'forward', info, body };
 
     // review (the session core): the same request approved before goes through; else it is
     // held, and kubectl — which does not wait — is told to come back: the re-run finds the approval.
-    let body: Buffer | undefined;
+    const method = rec.method.toUpperCase();
     const verdict = await this.#session.review(
       decision,
       {
-        statement: `${rec.method} ${info.path}${this.#shownQuery(rec.url)}`,
-        classification: classification(info),
+        statement: `${rec.method} ${this.#shown(info.path)}${this.#shownQuery(rec.url)}`,
+        classification: classification(info, (t) => this.#shown(t)),
         ...(rec.reason !== undefined ? { requesterReason: rec.reason } : {}),
         fingerprint: async () => {
-          body = await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
-          return body === undefined ? undefined : fingerprint(rec.method, info.path, rec.url, body);
+          body ??= await readBody(req, this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY);
+          return body === undefined ? undefined : fingerprint(rec.method, info.path, rec.url, body, contentType);
         },
+        // What the approval releases, as the reviewer must see it (a DELETE only when it has options).
+        body: () => (body !== undefined && (body.length > 0 || method === 'POST' || method === 'PUT' || method === 'PATCH') ? shownBody(body, contentType, this.#masker, maskedKind(info) ?? '') : undefined),
       },
       { waiting: false },
     );
@@ -426,7 +456,7 @@ class K8sConnection {
     try {
       await this.#append({
         type: 'k8s.request.intent',
-        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)), ...(rec.reason !== undefined ? { reason: rec.reason } : {}) },
+        detail: { id: rec.id, ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url), (t) => this.#shown(t)), ...(rec.reason !== undefined ? { reason: rec.reason } : {}) },
         decision: rec.decision,
         outcome: null,
       });
@@ -599,10 +629,42 @@ class K8sConnection {
     }
     this.#counts.allowed++;
     const recording = this.#recordingFor(rec);
-    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, recording?.tap);
-    this.#count(outcome.status, outcome.toClient, 0);
+    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, recording?.tap, this.#maskAnswer(gate.info));
+    if (outcome.masked !== undefined) rec.extra['masked'] = outcome.masked;
+    this.#count(outcome.status, outcome.toClient, outcome.masked ?? 0);
     if (recording) await this.#finishRecording(rec, recording.cast);
     await this.#appendStreamEnd(rec, outcome.status, outcome.toClient, outcome.toServer, outcome.error);
+  }
+
+  /**
+   * How an upgrade answered with anything but 101 is masked: as #forward masks a plain
+   * response (JSON through the object maskers, text and error bodies through the
+   * detectors, anything else refused). Undefined: this session is not masked.
+   */
+  #maskAnswer(info: K8sRequestInfo): UpgradeAnswerMask | undefined {
+    const masker = this.#masker;
+    if (!masker) return undefined;
+    return ({ status, contentType, encoding, body }) => {
+      if (body.length === 0) return { body, masked: 0 };
+      if (encoding !== 'identity') return undefined;
+      const text = (): { body: Buffer; masked: number } => {
+        const m = masker.field(body.toString('utf8'), undefined);
+        return m === undefined ? { body, masked: 0 } : { body: Buffer.from(m.value ?? '', 'utf8'), masked: 1 };
+      };
+      if (/^application\/json\b/i.test(contentType)) {
+        const objects = new ObjectMasker(masker, maskedKind(info) ?? '');
+        try {
+          const doc: unknown = JSON.parse(body.toString('utf8'));
+          objects.document(doc);
+          return { body: Buffer.from(JSON.stringify(doc), 'utf8'), masked: objects.count };
+        } catch {
+          // Not JSON after all (or nested past the maskers): an error body is still scanned as text.
+          return status >= 300 ? text() : undefined;
+        }
+      }
+      if (/^text\/plain\b/i.test(contentType) || status >= 300) return text();
+      return undefined;
+    };
   }
 
   // ─────────────────────────────── recording ───────────────────────────────
@@ -613,7 +675,7 @@ class K8sConnection {
     if (sub !== 'exec' && sub !== 'attach') return undefined;
     const settings = recordingSettings(this.#o.config, this.#ch.target);
     if (!settings.enabled) return undefined;
-    const path = rec.info && rec.info.kind !== 'nonResource' ? `${rec.info.namespace ?? ''}/${rec.info.name ?? ''}` : '';
+    const path = rec.info && rec.info.kind !== 'nonResource' ? this.#shown(`${rec.info.namespace ?? ''}/${rec.info.name ?? ''}`) : '';
     const cast = new LazyCast(
       {
         dir: recordingsDir(this.#o.config),
@@ -656,7 +718,7 @@ class K8sConnection {
         type: 'k8s.stream.end',
         detail: {
           id: rec.id,
-          ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
+          ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url), (t) => this.#shown(t)),
           status_code: statusCode,
           bytes_to_client: bytesOut,
           bytes_to_server: bytesIn,
@@ -679,7 +741,7 @@ class K8sConnection {
       type: 'k8s.request',
       detail: {
         id: rec.id,
-        ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url)),
+        ...requestDetail(rec.method, rec.url, rec.info, this.#shownQuery(rec.url), (t) => this.#shown(t)),
         ...(status !== null ? { status_code: status } : {}),
         ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
         ...rec.extra,
@@ -702,12 +764,18 @@ class K8sConnection {
     return this.#session.record(e);
   }
 
-  /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
   /** Free text as the log may hold it: the detectors' masking when this session masks. */
-  #shownText(text: string): string {
-    return this.#masker?.field(text, 'reason')?.value ?? text;
+  #shownText(text: string, key: string | undefined = 'reason'): string {
+    const m = this.#masker?.field(text, key);
+    return m === undefined ? text : (m.value ?? '(masked)');
   }
 
+  /** Request-derived text (path, name, namespace…) as recorded and shown to reviewers: through the detectors. */
+  #shown(text: string): string {
+    return this.#shownText(text, undefined);
+  }
+
+  /** The query string as recorded and shown to reviewers: values a detector flags are masked. */
   #shownQuery(url: string): string {
     const q = url.indexOf('?');
     if (q < 0) return '';
@@ -757,9 +825,13 @@ function auditUnavailable(): K8sStatus {
   return failureStatus(503, 'ServiceUnavailable', 'agentgate: the audit log is unavailable, so requests are refused; nothing was sent to the cluster');
 }
 
-function requestDetail(method: string, url: string, info: K8sRequestInfo | undefined, query: string): Record<string, JsonValue> {
+/**
+ * A request's audit detail. Everything taken from the request (path, names) goes through
+ * `shown` (the detectors), like the query: the log holds nothing raw that masking hides.
+ */
+function requestDetail(method: string, url: string, info: K8sRequestInfo | undefined, query: string, shown: (text: string) => string): Record<string, JsonValue> {
   const q = url.indexOf('?');
-  const path = info?.path ?? (q < 0 ? url : url.slice(0, q)).slice(0, 2048);
+  const path = shown(info?.path ?? (q < 0 ? url : url.slice(0, q)).slice(0, 2048));
   const d: Record<string, JsonValue> = { method, path };
   if (query) d['query'] = query.slice(1, 4097);
   if (!info) return d;
@@ -768,33 +840,38 @@ function requestDetail(method: string, url: string, info: K8sRequestInfo | undef
     ...d,
     verb: info.verb,
     api_verb: info.apiVerb,
-    group: info.group,
-    version: info.version,
-    resource: info.resource,
-    subresource: info.subresource,
-    namespace: info.namespace,
-    name: info.name,
+    group: shown(info.group),
+    version: shown(info.version),
+    resource: shown(info.resource),
+    subresource: shown(info.subresource),
+    namespace: shown(info.namespace),
+    name: shown(info.name),
   };
 }
 
-function classification(info: K8sRequestInfo): Record<string, unknown> {
-  if (info.kind === 'nonResource') return { verb: info.verb, path: info.path, description: describeRequest(info) };
+/** What a reviewer is shown about the request; request-derived text through `shown`. */
+function classification(info: K8sRequestInfo, shown: (text: string) => string): Record<string, unknown> {
+  if (info.kind === 'nonResource') return { verb: info.verb, path: shown(info.path), description: shown(describeRequest(info)) };
   return {
     verb: info.verb,
-    resource: qualifiedResource(info),
-    namespace: info.namespace || null,
-    name: info.name || null,
-    description: describeRequest(info),
+    resource: shown(qualifiedResource(info)),
+    namespace: info.namespace ? shown(info.namespace) : null,
+    name: info.name ? shown(info.name) : null,
+    description: shown(describeRequest(info)),
   };
 }
 
-/** "The same request" for approvals: method, path, sorted query, and the body's digest. */
-export function fingerprint(method: string, path: string, url: string, body: Buffer): string {
+/**
+ * "The same request" for approvals: method, path, sorted query, Content-Type and the
+ * body's digest. The Content-Type is part of it: the same bytes mean another change as a
+ * merge, strategic-merge or JSON patch, or an apply.
+ */
+export function fingerprint(method: string, path: string, url: string, body: Buffer, contentType: string): string {
   const q = url.indexOf('?');
   const params = [...new URLSearchParams(q < 0 ? '' : url.slice(q + 1))].sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
   const query = new URLSearchParams(params).toString();
   const bodyHash = createHash('sha256').update(body).digest('hex');
-  return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${query}\n${bodyHash}`).digest('hex');
+  return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${query}\n${contentType.trim().toLowerCase()}\n${bodyHash}`).digest('hex');
 }
 
 function requestHasBody(req: IncomingMessage): boolean {
@@ -806,7 +883,7 @@ function requestHasBody(req: IncomingMessage): boolean {
 /** The whole body, or undefined past `max` bytes. */
 async function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
   if (!requestHasBody(req)) return Buffer.alloc(0);
-  return readStream(req, max);
+  return readStream(req, max, true);
 }
 
 

@@ -61,6 +61,9 @@ export function splitPath(rawPath: string): string[] {
  * Throws RequestPathError for a path we refuse to interpret.
  */
 export function parseRequestInfo(method: string, url: string): K8sRequestInfo {
+  // A request target never holds a fragment (RFC 9112). Servers and fronting proxies differ
+  // on a raw `#` (Go keeps it in the path, a WHATWG parser drops what follows): refused.
+  if (url.includes('#')) throw new RequestPathError('the request target holds a raw "#" (a fragment is never sent to a server; percent-encode it as %23)');
   const q = url.indexOf('?');
   const rawPath = q < 0 ? url : url.slice(0, q);
   const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));

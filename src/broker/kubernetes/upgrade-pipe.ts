@@ -1,7 +1,8 @@
 /**
  * An allowed upgrade (exec, attach, port-forward over SPDY or WebSocket) towards the API
  * server. The request goes upstream with node:https, whose client tells a `101` apart
- * from any other answer; on `101` the two sockets are joined as a raw byte pipe.
+ * from any other answer; on `101` the two sockets are joined as a raw byte pipe. Any other
+ * answer is a plain response and is masked like one (`mask`, the proxy's maskers).
  */
 import https from 'node:https';
 import type http from 'node:http';
@@ -21,7 +22,15 @@ export interface UpgradeOutcome {
   toClient: number;
   toServer: number;
   error?: string;
+  /** Values masked in a non-101 answer. */
+  masked?: number;
 }
+
+/**
+ * A non-101 answer's body as the client may see it (masked), or undefined when it is in a
+ * form that cannot be masked (it is then refused with 502, never relayed raw).
+ */
+export type UpgradeAnswerMask = (answer: { status: number; contentType: string; encoding: string; body: Buffer }) => { body: Buffer; masked: number } | undefined;
 
 /**
  * Sends the upgrade request upstream with node:https and, on `101`, joins the two
@@ -37,7 +46,7 @@ export interface UpgradeTap {
   toServer(b: Buffer): void;
 }
 
-export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, tap?: UpgradeTap): Promise<UpgradeOutcome> {
+export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, tap?: UpgradeTap, mask?: UpgradeAnswerMask): Promise<UpgradeOutcome> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (r: UpgradeOutcome): void => {
@@ -69,15 +78,26 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
       finish({ status: 503, toClient: bytes.length, toServer: 0, error: err.message });
     });
     upReq.on('response', (res: IncomingMessage) => {
-      // Not switched: relay the whole answer (a Status, typically), then close.
+      // Not switched: relay the whole answer (a Status, typically; for `proxy`, whatever the
+      // backend answered), masked like any other response, then close.
       socket.removeListener('close', onClientGone);
       readStream(res, 64 * 1024).then(
         (body) => {
-          const payload = body ?? Buffer.alloc(0);
-          const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
-          const out = Buffer.concat([responseHead(res.statusCode ?? 502, res.statusMessage, kept, ['Content-Length', String(payload.length), 'Connection', 'close']), payload]);
+          const code = res.statusCode ?? 502;
+          const answer = { status: code, contentType: String(res.headers['content-type'] ?? ''), encoding: String(res.headers['content-encoding'] ?? 'identity').toLowerCase(), body: body ?? Buffer.alloc(0) };
+          const shown = mask ? mask(answer) : { body: answer.body, masked: 0 };
+          if (shown === undefined) {
+            const status = failureStatus(502, 'InternalError', `agentgate: the API server answered the upgrade in a form agentgate cannot mask (${answer.contentType || 'no content type'}${answer.encoding !== 'identity' ? `, ${answer.encoding}` : ''}); refused`);
+            const bytes = rawStatusResponse(status);
+            socket.end(bytes);
+            finish({ status: 502, toClient: bytes.length, toServer: 0, error: `upstream answered ${code} in a form that cannot be masked` });
+            return;
+          }
+          // A masked body no longer matches the answer's digests.
+          const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive', ...(mask ? ['etag', 'content-md5'] : [])]);
+          const out = Buffer.concat([responseHead(code, res.statusMessage, kept, ['Content-Length', String(shown.body.length), 'Connection', 'close']), shown.body]);
           socket.end(out);
-          finish({ status: res.statusCode ?? 502, toClient: out.length, toServer: 0 });
+          finish({ status: code, toClient: out.length, toServer: 0, ...(shown.masked > 0 ? { masked: shown.masked } : {}) });
         },
         (err: Error) => {
           // The API server reset the connection before its answer was complete: nothing of

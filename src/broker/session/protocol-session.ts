@@ -214,6 +214,7 @@ export class ProtocolSession {
       this.#approvalIds.add(grant.id);
       return { kind: 'allow', decision: { ...decision, approval: grant.id } };
     }
+    const body = req.body?.();
     let held;
     try {
       held = approvals.request(
@@ -224,6 +225,7 @@ export class ProtocolSession {
           protocol: this.#o.protocol,
           statement: req.statement,
           ...(req.values ? { parameters: req.values.shown() } : {}),
+          ...(body !== undefined ? { body: { contentType: body.contentType, text: body.text } } : {}),
           ...(d.anyValues ? { anyValues: true } : {}),
           classification: req.classification,
           policy: d.policy,

@@ -24,6 +24,17 @@ export interface EnforceRequest {
    * shape with any values (`any_values`). `shown()`: as reviewers see them (masked).
    */
   values?: { fingerprint: string; shown(): string[] };
+  /**
+   * The body a held write sends (Kubernetes), as reviewers see it (masked, cut); read once
+   * the fingerprint has been computed (which reads the body). Part of what is approved.
+   */
+  body?: () => HeldBody | undefined;
+}
+
+/** A held request's body as shown to reviewers: its Content-Type and (masked, cut) text. */
+export interface HeldBody {
+  contentType: string;
+  text: string;
 }
 
 /** How a held request was settled when it was not approved (adapters that word it themselves). */

@@ -19,9 +19,9 @@
  * less), so the pty-req is answered at the exec, once its rule is known, and never
  * forwarded before the command is allowed; a pty-req after the exec is refused. An exec
  * whose terminal is refused is not run (exit 126): OpenSSH closes the channel when a pty
- * it was told to ask for (`-t`) is refused, so the command would run unseen. Refused always: X11 and agent forwarding, remote port
- * forwarding, unix sockets. Local port forwarding and subsystems (sftp) only when a rule
- * allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
+ * it was told to ask for (`-t`) is refused, so the command would run unseen.
+ * Refused always: X11 and agent forwarding, remote port forwarding, unix sockets. Local
+ * port forwarding and subsystems (sftp) only when a rule allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
  * relayed unscanned (the audit event says so).
  */
 import { createHash } from 'node:crypto';

@@ -75,9 +75,9 @@ export function describeRule(rule: RuleConfig, index = 0): string {
     parts.push(k);
   }
   if (rule.ssh) {
-    const { commands, compound, shell, subsystems, forwarding } = rule.ssh;
+    const { commands, compound, tty, shell, subsystems, forwarding } = rule.ssh;
     const s: string[] = [];
-    if (commands?.length) s.push(`ssh commands ${commands.join(', ')}${compound ? ' (also compound)' : ''}`);
+    if (commands?.length) s.push(`ssh commands ${commands.join(', ')}${compound ? ' (also compound)' : ''}${tty ? ' (with a terminal)' : ''}`);
     if (shell) s.push('ssh shell');
     if (subsystems?.length) s.push(`ssh subsystems ${subsystems.join(', ')}`);
     if (forwarding) s.push('ssh forwarding');

@@ -404,3 +404,36 @@ test('recording: results and input, broker-wide and on postgres targets; results
   const big = problemsOf(IDENTITY + PG_TARGET + '    recording:\n      results: 101\n');
   assert.deepEqual(big.problems, ['targets.pg-prod.recording.results: expected an integer 0-100, got 101']);
 });
+
+test('ssh tty: a boolean on allow and review rules with commands; anything else is a problem naming the key', () => {
+  const SSH_TARGET = `targets:
+  box:
+    type: ssh
+    host: box.internal
+    user: deploy
+    password: \${env:PG_PROD_PASSWORD}
+    host_key: "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+`;
+  const policy = (rule: string): string => `${IDENTITY}${SSH_TARGET}policies:
+  - name: p
+    subjects: { groups: [ai-agents] }
+    targets: [box]
+    rules:
+      - ${rule}
+`;
+  const loaded = parseBrokerConfig(policy('{ ssh: { commands: ["journalctl *"], tty: true }, effect: allow }'), CONFIG_PATH, { env: ENV });
+  assert.deepEqual(loaded.policies[0]?.rules[0]?.ssh, { commands: ['journalctl *'], tty: true });
+  const review = parseBrokerConfig(policy('{ ssh: { commands: ["vim *"], tty: true }, effect: review, approvers: { groups: [sre] } }'), CONFIG_PATH, { env: ENV });
+  assert.equal(review.policies[0]?.rules[0]?.ssh?.tty, true);
+  assert.equal(parseBrokerConfig(policy('{ ssh: { commands: [uptime], tty: false }, effect: allow }'), CONFIG_PATH, { env: ENV }).policies[0]?.rules[0]?.ssh?.tty, false);
+  assert.deepEqual(problemsOf(policy('{ ssh: { commands: [uptime], tty: "yes" }, effect: allow }')).problems, [
+    'policies.0.rules.0.ssh.tty: expected true or false (true: an exec this rule lets run keeps the terminal the client asked for), got "yes"',
+  ]);
+  assert.deepEqual(problemsOf(policy('{ ssh: { commands: ["rm *"], tty: true }, effect: deny }')).problems, [
+    'policies.0.rules.0.ssh.tty: only allowed when effect is allow or review, not deny (a denied command gets no terminal)',
+  ]);
+  assert.deepEqual(problemsOf(policy('{ ssh: { shell: true, tty: true }, effect: allow }')).problems, [
+    'policies.0.rules.0.ssh.tty: applies to exec commands: give the commands that may keep a terminal (commands: [...]); a shell (shell: true) keeps its pty without it',
+  ]);
+  assert.match(problemsOf(policy('{ ssh: { commands: [uptime], tyy: true }, effect: allow }')).problems.join('\n'), /ssh\.tyy: unknown key \(did you mean "tty"\?\)/);
+});

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCommand } from '../../src/broker/policy/ssh-command.js';
-import { decideSsh, ruleMatchesSsh, type SshRequest } from '../../src/broker/policy/ssh-rules.js';
+import { decideSsh, ruleMatchesSsh, sshExecTty, type SshRequest } from '../../src/broker/policy/ssh-rules.js';
 import type { PolicyConfig, RuleConfig } from '../../src/broker/config/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
 import { describeRule } from '../../src/broker/access.js';
@@ -57,10 +57,61 @@ test('an allow glob never matches a compound command unless the rule says compou
   assert.equal(ruleMatchesSsh(rule({ ssh: { commands: ['uptime*'], compound: true } }), exec('uptime; rm -rf /')), true);
 });
 
+test('allow globs match word by word: `*` stays inside its word and never stands for `..`', () => {
+  const srv = rule({ ssh: { commands: ['ls -l /srv/*'] } });
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/app')), true);
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/app/logs')), true, '`*` may cross `/` inside the word');
+  assert.equal(ruleMatchesSsh(srv, exec(`ls -l '/srv/a b'`)), true, 'one argument with a space is one word');
+  // The red team's case: joined by spaces, `*` also matched the space and `..`.
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/../etc /root')), false);
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/app /root')), false, 'a second argument is a second word');
+  for (const dots of ['/srv/..', '/srv/../etc', '/srv/a/../../etc', '/srv/app/..']) assert.equal(ruleMatchesSsh(srv, exec(`ls -l ${dots}`)), false, dots);
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/..hidden')), true, '`..` only as a whole path segment');
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l /srv/')), true, '`*` may match nothing');
+  assert.equal(ruleMatchesSsh(srv, exec('ls -l')), false);
+  assert.equal(ruleMatchesSsh(srv, exec('ls -la /srv/app')), false);
+  // A word matched literally may hold `..`: the author wrote it.
+  assert.equal(ruleMatchesSsh(rule({ ssh: { commands: ['cat ../notes'] } }), exec('cat ../notes')), true);
+  // A `*` word that is not last: exactly one word.
+  const cp = rule({ ssh: { commands: ['cp * /tmp/out'] } });
+  assert.equal(ruleMatchesSsh(cp, exec('cp a /tmp/out')), true);
+  assert.equal(ruleMatchesSsh(cp, exec('cp a b /tmp/out')), false);
+  assert.equal(ruleMatchesSsh(cp, exec('cp ../a /tmp/out')), false);
+  // Runs of spaces in a pattern are one separator.
+  assert.equal(ruleMatchesSsh(rule({ ssh: { commands: ['  df   -h '] } }), exec('df -h')), true);
+});
+
+test('a last pattern word `*` matches one or more remaining words of any kind', () => {
+  const status = rule({ ssh: { commands: ['systemctl status *'] } });
+  assert.equal(ruleMatchesSsh(status, exec('systemctl status nginx')), true);
+  assert.equal(ruleMatchesSsh(status, exec('systemctl status nginx sshd --no-pager')), true);
+  assert.equal(ruleMatchesSsh(status, exec('systemctl status ../x')), true, 'any arguments, as written');
+  assert.equal(ruleMatchesSsh(status, exec('systemctl status')), false, 'one or more: not none');
+  assert.equal(ruleMatchesSsh(status, exec('systemctl restart nginx')), false);
+  const pack = rule({ ssh: { commands: ['git-upload-pack *'] } });
+  assert.equal(ruleMatchesSsh(pack, exec(`git-upload-pack '/srv/repo.git'`)), true);
+  assert.equal(ruleMatchesSsh(pack, exec('git-upload-pack')), false);
+  const any = rule({ ssh: { commands: ['*'] } });
+  assert.equal(ruleMatchesSsh(any, exec('uptime')), true);
+  assert.equal(ruleMatchesSsh(any, exec('ls -l /srv/../etc')), true);
+  assert.equal(ruleMatchesSsh(any, exec('uptime; id')), false, 'still only a plain simple command');
+});
+
+test('compound: true globs keep matching the raw text, `*` across everything', () => {
+  const c = rule({ ssh: { commands: ['ls -l /srv/*'], compound: true } });
+  assert.equal(ruleMatchesSsh(c, exec('ls -l /srv/x; id')), true);
+  // A plain command under a compound rule is matched word by word like any allow rule.
+  assert.equal(ruleMatchesSsh(c, exec('ls -l /srv/../etc /root')), false);
+});
+
 test('deny and review rules match when any simple command in it does', () => {
   const deny = rule({ effect: 'deny', ssh: { commands: ['rm *'] } });
   assert.equal(ruleMatchesSsh(deny, exec('uptime; rm -rf /')), true);
   assert.equal(ruleMatchesSsh(deny, exec('uptime')), false);
+  // On the joined words, `*` across words: word boundaries never narrow a deny rule.
+  const etc = rule({ effect: 'deny', ssh: { commands: ['cat /etc/*'] } });
+  assert.equal(ruleMatchesSsh(etc, exec('cat /etc/shadow /tmp/x')), true);
+  assert.equal(ruleMatchesSsh(rule({ effect: 'review', ssh: { commands: ['rm -rf *'] } }), exec('rm -rf /srv/a /srv/b')), true);
 });
 
 test('shell, subsystems and forwarding need a rule that names them; a bare rule matches exec and shell only', () => {
@@ -91,4 +142,30 @@ test('decideSsh: the first matching rule, default deny with a reason', () => {
 
 test('describeRule names ssh criteria', () => {
   assert.equal(describeRule(rule({ ssh: { commands: ['git-upload-pack *'], shell: true } })), 'ssh commands git-upload-pack *, ssh shell: allow');
+  assert.equal(describeRule(rule({ ssh: { commands: ['journalctl *'], tty: true } })), 'ssh commands journalctl * (with a terminal): allow');
+});
+
+test('sshExecTty: the first matching rule says whether an exec keeps its terminal', () => {
+  const identity: Identity = { sub: 'agent-7', groups: ['ai-agents'], kind: 'agent', issuer: 'https://idp', expiresAt: 0 };
+  const policies: PolicyConfig[] = [
+    {
+      name: 'p',
+      subjects: { groups: ['ai-agents'] },
+      targets: ['box'],
+      masking: { mode: 'inherit' },
+      rules: [
+        rule({ name: 'no-rm', effect: 'deny', ssh: { commands: ['rm *'] } }),
+        rule({ name: 'pager', ssh: { commands: ['journalctl *'], tty: true } }),
+        rule({ name: 'docs', ssh: { commands: ['man *'] } }),
+        rule({ name: 'edit', effect: 'review', approvers: { groups: ['sre'], count: 1 }, ssh: { commands: ['vim *'], tty: true } }),
+      ],
+    },
+  ];
+  const tty = (raw: string) => sshExecTty(identity, 'box', policies, { kind: 'exec', command: parseCommand(raw) });
+  assert.deepEqual(tty('journalctl -u nginx'), { rule: 'pager', effect: 'allow', tty: true });
+  assert.deepEqual(tty('man ls'), { rule: 'docs', effect: 'allow', tty: false });
+  assert.deepEqual(tty('vim /etc/hosts'), { rule: 'edit', effect: 'review', tty: true });
+  assert.deepEqual(tty('rm -rf /'), { rule: 'no-rm', effect: 'deny', tty: false });
+  assert.deepEqual(tty('id'), { rule: null, effect: 'deny', tty: false });
+  assert.deepEqual(sshExecTty({ ...identity, groups: [] }, 'box', policies, { kind: 'exec', command: parseCommand('journalctl') }), { rule: null, effect: 'deny', tty: false });
 });

@@ -389,6 +389,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
   const sshMatch = strictObject({
     commands: nonEmptyTextList.optional(),
     compound: z.boolean().optional(),
+    tty: z.boolean({ error: 'expected true or false (true: an exec this rule lets run keeps the terminal the client asked for)' }).optional(),
     shell: z.boolean().optional(),
     subsystems: nonEmptyTextList.optional(),
     forwarding: z.boolean().optional(),
@@ -396,6 +397,7 @@ export function brokerConfigSchema(ctx: SchemaContext) {
     const out: SshRuleMatch = {};
     if (s.commands) out.commands = s.commands;
     if (s.compound !== undefined) out.compound = s.compound;
+    if (s.tty !== undefined) out.tty = s.tty;
     if (s.shell !== undefined) out.shell = s.shell;
     if (s.subsystems) out.subsystems = s.subsystems;
     if (s.forwarding !== undefined) out.forwarding = s.forwarding;
@@ -440,6 +442,13 @@ export function brokerConfigSchema(ctx: SchemaContext) {
         }
         if (r['ssh'] !== undefined && ['sql', 'relations', 'flags', 'functions', 'k8s'].some((k) => r[k] !== undefined)) {
           c.addIssue({ code: 'custom', path: ['ssh'], message: 'a rule is about one protocol: ssh cannot be combined with sql, relations, flags, functions or k8s' });
+        }
+        const ssh = r['ssh'];
+        if (typeof ssh === 'object' && ssh !== null && (ssh as Record<string, unknown>)['tty'] === true) {
+          // A tty on a rule that lets no exec run would read as a grant it never gives.
+          if (r['effect'] === 'deny') c.addIssue({ code: 'custom', path: ['ssh', 'tty'], message: 'only allowed when effect is allow or review, not deny (a denied command gets no terminal)' });
+          else if ((ssh as Record<string, unknown>)['commands'] === undefined)
+            c.addIssue({ code: 'custom', path: ['ssh', 'tty'], message: 'applies to exec commands: give the commands that may keep a terminal (commands: [...]); a shell (shell: true) keeps its pty without it' });
         }
         if (r['effect'] !== 'review' && r['any_values'] !== undefined) {
           c.addIssue({ code: 'custom', path: ['any_values'], message: `only allowed when effect is review, not ${String(r['effect'])}` });

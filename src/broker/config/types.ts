@@ -176,6 +176,8 @@ export interface SshRuleMatch {
   commands?: string[];
   /** Allow rules: the globs also match compound commands (operators, substitutions…), on their raw text. */
   compound?: boolean;
+  /** Allow and review rules with `commands`: an exec they let run keeps the pty the client asked for. */
+  tty?: boolean;
   shell?: boolean;
   subsystems?: string[];
   forwarding?: boolean;

@@ -3,11 +3,23 @@
  * decision for it. The request is the neutral shape below; nothing here knows the wire.
  *
  * A rule's `ssh` block:
- * - `commands`: globs over an exec command's words joined by single spaces
- *   (`uptime`, `git-upload-pack *`, `ls -l /srv/*`). An allow rule matches only a plain
- *   simple command (see ssh-command.ts) unless it also says `compound: true`, when its
- *   globs match the raw text. A deny or review rule matches a command any of whose
- *   simple commands matches, so `uptime; rm -rf /` meets a rule about `rm *`.
+ * - `commands`: globs over exec commands (`uptime`, `git-upload-pack *`, `ls -l /srv/*`).
+ *   An allow rule matches only a plain simple command (see ssh-command.ts), word by word
+ *   (ssh-command-glob.ts): each pattern word matches one command word, a `*` inside a
+ *   word stays inside it and never stands for a `..` path segment, and a last pattern word
+ *   that is exactly `*` matches one or more remaining words of any kind. With
+ *   `compound: true` an allow rule's globs also match compound commands on their raw text,
+ *   where `*` matches anything (spaces, operators, `..`): use sparingly. A deny or review
+ *   rule matches a command when its raw text, or the words of any of its simple commands
+ *   joined by single spaces, match (`*` across words too: broader is the safe side there),
+ *   so `uptime; rm -rf /` meets a rule about `rm *`.
+ *   Globs cannot see what an argument means: `man *` also allows `man -P 'sh -c id' ls`.
+ *   Name the arguments of programs with options that run other programs.
+ * - `tty: true` (allow and review rules with `commands`): an exec this rule allows (or
+ *   that an approval under it releases) keeps the pty the client asked for. Without it the
+ *   broker refuses the exec's pty-req and does not run the command (ssh/proxy.ts): a
+ *   terminal makes pagers and editors interactive, and `man ls` in `less` runs `!sh`.
+ *   A shell (`shell: true`) keeps its pty regardless.
  * - `shell: true`: an interactive shell.
  * - `subsystems: [sftp]`: those subsystems.
  * - `forwarding: true`: port forwarding (local and remote) and agent forwarding.
@@ -16,10 +28,12 @@
  * as "everything" does for the other protocols; subsystems and forwarding are matched
  * only by a block that names them. A rule about SQL or Kubernetes never matches.
  */
-import type { PolicyConfig, RuleConfig } from '../config/types.js';
+import type { Effect, PolicyConfig, RuleConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
 import { anyGlobMatches } from '../glob.js';
+import { anyCommandGlobMatches } from './ssh-command-glob.js';
 import { decide, type PolicyDecision } from './decision.js';
+import { decidingPolicy } from '../access.js';
 import type { ParsedCommand } from './ssh-command.js';
 
 export type SshRequest =
@@ -57,10 +71,12 @@ export function ruleMatchesSsh(rule: RuleConfig, req: SshRequest): boolean {
       if (!globs || globs.length === 0) return false;
       const c = req.command;
       if (rule.effect === 'allow') {
-        if (c.simple) return anyGlobMatches(globs, c.text);
+        // Word by word (ssh-command-glob.ts): a `*` stays inside its word and never stands for `..`.
+        if (c.simple) return anyCommandGlobMatches(globs, c.segments[0] ?? []);
         return s.compound === true && anyGlobMatches(globs, c.raw);
       }
-      // deny / review: any part of the command is enough.
+      // deny / review: any part of the command is enough, on the joined text, where `*` also
+      // matches across words: word boundaries only ever narrow what an allow rule lets through.
       return anyGlobMatches(globs, c.raw) || c.segments.some((words) => anyGlobMatches(globs, words.join(' ')));
     }
   }
@@ -68,4 +84,23 @@ export function ruleMatchesSsh(rule: RuleConfig, req: SshRequest): boolean {
 
 export function decideSsh(identity: Identity, targetName: string, policies: readonly PolicyConfig[], req: SshRequest): PolicyDecision {
   return decide(identity, targetName, policies, (rule) => ruleMatchesSsh(rule, req), describeSsh(req));
+}
+
+/**
+ * Whether the rule that decides this exec lets it keep a terminal (`tty: true` on an allow
+ * or review rule): the broker answers an exec's pty-req with it before the command runs,
+ * so it is asked of the same first-match walk `decideSsh` does, nothing counted.
+ */
+export function sshExecTty(identity: Identity, targetName: string, policies: readonly PolicyConfig[], req: Extract<SshRequest, { kind: 'exec' }>): SshExecTty {
+  const policy = decidingPolicy(identity, targetName, policies);
+  const rule = policy?.rules.find((r) => ruleMatchesSsh(r, req));
+  if (!rule) return { rule: null, effect: 'deny', tty: false };
+  return { rule: rule.name, effect: rule.effect, tty: rule.effect !== 'deny' && rule.ssh?.tty === true };
+}
+
+export interface SshExecTty {
+  /** The deciding rule's name; null when none matches (default deny). */
+  rule: string | null;
+  effect: Effect;
+  tty: boolean;
 }

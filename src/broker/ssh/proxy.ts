@@ -14,9 +14,14 @@
  *     masking detectors in-stream; `ssh.command` with exit status, bytes, duration.
  *
  * Relayed: exec, shell with pty-req and window-change, signals, exit status; env only
- * for the names in SAFE_ENV. Refused always: X11 and agent forwarding, remote port
- * forwarding, unix sockets. Local port forwarding and subsystems (sftp) only when a rule
- * allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
+ * for the names in SAFE_ENV. An exec keeps a pty only when the rule that lets it run says
+ * `tty: true`: a terminal makes pagers and editors interactive (`man ls`, then `!sh` in
+ * less), so the pty-req is answered at the exec, once its rule is known, and never
+ * forwarded before the command is allowed; a pty-req after the exec is refused. An exec
+ * whose terminal is refused is not run (exit 126): OpenSSH closes the channel when a pty
+ * it was told to ask for (`-t`) is refused, so the command would run unseen.
+ * Refused always: X11 and agent forwarding, remote port forwarding, unix sockets. Local
+ * port forwarding and subsystems (sftp) only when a rule allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
  * relayed unscanned (the audit event says so).
  */
 import { createHash } from 'node:crypto';
@@ -36,7 +41,7 @@ import type { SessionSummary } from '../session-summary.js';
 import { ProtocolSession } from '../session/protocol-session.js';
 import type { Verdict } from '../session/types.js';
 import { parseCommand, type ParsedCommand } from '../policy/ssh-command.js';
-import type { SshRequest } from '../policy/ssh-rules.js';
+import { sshExecTty, type SshExecTty, type SshRequest } from '../policy/ssh-rules.js';
 import { createValueMasker, type ValueMasker } from '../masking/value-mask.js';
 import { authenticate, parseSessionClientKey } from './client-auth.js';
 import { connectUpstream } from './upstream.js';
@@ -82,6 +87,12 @@ const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upl
 export const REFUSED_EXIT = 126;
 /** A pty shell's unfinished line (a prompt) is released after this quiet time. */
 const PROMPT_FLUSH_MS = 150;
+/**
+ * How long a pty-req's answer waits for the request it is for. OpenSSH sends pty-req, env
+ * and exec together; a client that waits for the answer first (ssh2, paramiko) is told yes
+ * after this, and its exec still gets a terminal only if its rule says `tty: true`.
+ */
+const PTY_ANSWER_WAIT_MS = 500;
 
 export class SshProxy {
   readonly #o: SshProxyOptions;
@@ -118,6 +129,17 @@ export class SshProxy {
 interface LiveChannel {
   up?: ClientChannel;
   recorder?: CastWriter | undefined;
+  /** The upstream channel has a pty (window changes go to it). */
+  tty?: boolean;
+  /** The command running on this channel (a late pty-req is noted on it). */
+  rec?: CommandRecord;
+}
+
+/** A terminal the client asked for, and what the rule deciding its exec said when it arrived (a shell: always allowed). */
+interface TtyRequest {
+  pty: PseudoTtyInfo;
+  /** The verdict must come from this rule for the pty to be forwarded. */
+  decided: SshExecTty;
 }
 
 /** One command (exec), shell or subsystem on one session channel, as the audit records it. */
@@ -131,6 +153,8 @@ interface CommandRecord {
   bytesOut: number;
   bytesIn: number;
   scanned: boolean;
+  /** A pty was asked for: given to the command, or refused (it ran without a terminal). */
+  tty?: 'granted' | 'refused';
 }
 
 class SshConnection {
@@ -253,17 +277,36 @@ class SshConnection {
     let reason: string | undefined;
     const live: LiveChannel = {};
     let started = false;
-    s.on('pty', (accept: () => void, _reject: () => void, info: PseudoTtyInfo) => {
+    /** A pty-req's answer, held until the request it is for says what it is (or the wait ends). */
+    let answerPty: ((yes: boolean) => void) | undefined;
+    s.on('pty', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: PseudoTtyInfo) => {
+      if (started) {
+        // After the exec: the command already runs with or without a terminal, decided by its rule.
+        // (ssh2 sends no answer once the exec's channel is open; reject says what we mean regardless.)
+        reject?.();
+        if (live.rec && live.rec.tty === undefined) live.rec.tty = 'refused';
+        return;
+      }
+      answerPty?.(true);
       pty = info;
-      accept?.();
+      const timer = setTimeout(() => answerPty?.(true), PTY_ANSWER_WAIT_MS);
+      timer.unref();
+      answerPty = (yes) => {
+        answerPty = undefined;
+        clearTimeout(timer);
+        if (yes) accept?.();
+        else reject?.();
+      };
     });
     s.on('window-change', (accept: (() => void) | undefined, _reject: unknown, info: WindowChangeInfo) => {
       if (pty) pty = { ...pty, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
-      live.up?.setWindow(info.rows, info.cols, info.height, info.width);
+      if (live.tty) live.up?.setWindow(info.rows, info.cols, info.height, info.width);
       live.recorder?.resize(info.cols, info.rows);
       accept?.();
     });
     s.on('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
+      // Answers go out in request order: a held pty answer first (a yes that forwards nothing by itself).
+      answerPty?.(true);
       if (info.key === SSH_REASON_ENV && info.val.trim() !== '' && info.val.length <= 1000) {
         reason = info.val.trim();
         accept?.();
@@ -277,10 +320,12 @@ class SshConnection {
       accept?.();
     });
     s.on('auth-agent', (_accept: unknown, reject: (() => void) | undefined) => {
+      answerPty?.(true);
       reject?.();
       this.#track(this.#recordRefused('agent', ''));
     });
     s.on('x11', (_accept: unknown, reject: (() => void) | undefined) => {
+      answerPty?.(true);
       reject?.();
       this.#track(this.#recordRefused('x11', ''));
     });
@@ -290,17 +335,29 @@ class SshConnection {
       this.#track(fn());
     };
     s.on('exec', (accept: () => ServerChannel, _reject: () => void, info: { command: string }) => {
+      const req = { kind: 'exec' as const, command: parseCommand(info.command) };
+      let tty: TtyRequest | undefined;
+      if (pty && !started) {
+        // The rule that will decide the command answers the pty-req, before the exec's own answer (replies go in order).
+        const decided = sshExecTty(this.#ch.identity, this.#ch.target.name, this.#o.config.policies, req);
+        tty = { pty, decided };
+        answerPty?.(decided.tty);
+      }
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'exec', command: parseCommand(info.command) }, { env, pty, reason }, live));
+      once(() => this.#run(channel, req, { env, tty, reason }, live));
     });
     s.on('shell', (accept: () => ServerChannel) => {
+      // A shell is interactive by definition: its pty is what `shell: true` allows.
+      answerPty?.(true);
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'shell' }, { env, pty, reason }, live));
+      once(() => this.#run(channel, { kind: 'shell' }, { env, tty: pty ? { pty, decided: { rule: null, effect: 'allow', tty: true } } : undefined, reason }, live));
     });
     s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
+      answerPty?.(false);
       once(() => this.#subsystem('sftp', accept, reject));
     });
     s.on('subsystem', (accept: () => ServerChannel, reject: () => void, info: { name: string }) => {
+      answerPty?.(false);
       once(() => this.#subsystem(info.name, accept, reject));
     });
   }
@@ -338,7 +395,7 @@ class SshConnection {
     return r as Exclude<Verdict, { kind: 'hold' }>;
   }
 
-  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; pty: PseudoTtyInfo | undefined; reason: string | undefined }, live: LiveChannel): Promise<void> {
+  async #run(channel: ServerChannel, req: Extract<SshRequest, { kind: 'exec' | 'shell' }>, opts: { env: Record<string, string>; tty: TtyRequest | undefined; reason: string | undefined }, live: LiveChannel): Promise<void> {
     this.#channels.add(channel);
     channel.on('error', () => {});
     const gone = Promise.race([new Promise<void>((res) => channel.once('close', () => res())), this.#clientGone]);
@@ -350,6 +407,9 @@ class SshConnection {
     const text = command ? this.#shown(command.raw) : 'shell';
     const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: req.kind, text, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: this.#masker !== undefined };
     if (opts.reason !== undefined) rec.reason = this.#masker?.field(opts.reason, 'reason')?.value ?? opts.reason;
+    // Refused until the verdict shows the rule that allowed the terminal is the one that let the command run.
+    if (opts.tty) rec.tty = 'refused';
+    live.rec = rec;
     if (refused) {
       this.#session.counts.statements++;
       this.#session.counts.denied++;
@@ -357,12 +417,19 @@ class SshConnection {
       this.#finish(channel, say, `${refused.message}; ${refused.hint}`);
       return;
     }
+    const noTty = (rule: string | null, judged: boolean): Promise<void> => this.#refuseTerminal(channel, say, rec, rule, text, judged);
+    // Refused before any hold: an approver is never asked about a run that cannot happen.
+    if (opts.tty && !opts.tty.decided.tty && opts.tty.decided.effect !== 'deny') return noTty(opts.tty.decided.rule, false);
     const verdict = await this.#settle(await this.#decide(req, text, rec.reason), say, gone);
     if (verdict.kind === 'deny') {
       await this.#recordOutcome(rec, verdict.decision, null, 'refused');
       this.#finish(channel, say, verdict.message ? `${prefixed(verdict.message)}; nothing was run` : '');
       return;
     }
+    // A shell keeps its pty; an exec only when the rule that let it run (or released its hold) says tty.
+    const ttyInfo = opts.tty && (req.kind === 'shell' || (opts.tty.decided.tty && verdict.decision.rule === opts.tty.decided.rule)) ? opts.tty.pty : undefined;
+    if (opts.tty && !ttyInfo) return noTty(verdict.decision.rule ?? null, true);
+    if (ttyInfo) rec.tty = 'granted';
     // The intent is on record before the target sees the command.
     try {
       await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, command), decision: verdict.decision, outcome: null });
@@ -380,7 +447,7 @@ class SshConnection {
       this.#finish(channel, say, e ? `agentgate: ${e.message}\r\nhint: ${e.hint ?? ''}` : 'agentgate: cannot reach the target', 255);
       return;
     }
-    const pty = opts.pty ? { rows: opts.pty.rows, cols: opts.pty.cols, width: opts.pty.width, height: opts.pty.height, term: opts.pty.term } : undefined;
+    const pty = ttyInfo ? { rows: ttyInfo.rows, cols: ttyInfo.cols, width: ttyInfo.width, height: ttyInfo.height, term: ttyInfo.term } : undefined;
     let up: ClientChannel;
     try {
       up = await new Promise<ClientChannel>((resolve, reject) => {
@@ -395,6 +462,7 @@ class SshConnection {
       return;
     }
     live.up = up;
+    live.tty = pty !== undefined;
     this.#channels.add(up);
     const binary = command !== undefined && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
     // What the client is shown, recorded as it goes (binary protocols are not terminal sessions).
@@ -562,6 +630,7 @@ class SshConnection {
       ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
       ...(command ? { simple: command.simple, ...(command.features.length ? { features: command.features } : {}) } : {}),
       ...(rec.kind === 'exec' || rec.kind === 'shell' ? { output_scanned: rec.scanned } : {}),
+      ...(rec.tty !== undefined ? { tty: rec.tty } : {}),
     };
   }
 
@@ -582,6 +651,16 @@ class SshConnection {
     } catch (err) {
       this.#log.error('could not record an ssh command', { session: this.#session.id, error: err });
     }
+  }
+
+  /** An exec that asked for a terminal its rule does not give: not run, on record as refused. */
+  async #refuseTerminal(channel: ServerChannel, say: (line: string) => void, rec: CommandRecord, rule: string | null, text: string, judged: boolean): Promise<void> {
+    // `judged`: enforce already counted it (as allowed); else it is counted here, as refused.
+    if (!judged) this.#session.counts.statements++;
+    this.#session.counts.denied++;
+    const reason = `rule ${rule ?? '(none)'} allows \`${text.slice(0, 200)}\` only without a terminal (a pty needs tty: true on the rule)`;
+    await this.#recordOutcome(rec, { effect: 'deny', rule, reason }, null, 'refused');
+    this.#finish(channel, say, `agentgate: ${reason}; run it without -t; nothing was run`);
   }
 
   /** A refused request's channel: the reason on stderr, the exit status, the end. */

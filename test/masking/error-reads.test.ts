@@ -122,6 +122,8 @@ test('the verdict: a masked column read anywhere, through views, whole rows and 
     ['fetch all from c', 'opaque'],
     ['do $$ begin end $$', 'opaque'],
     ['select from where', 'opaque'],
+    ['select current_setting(x) from tmp_copy', 'opaque'],
+    ['with tmp_copy as (select id from users) select id from tmp_copy', 'none'],
   ];
   for (const [sql, want] of cases) assert.equal(await verdict(sql), want, sql);
 });

@@ -14,7 +14,9 @@
  *   (a `Failing row contains (…)` detail shows the whole row) reaches.
  * - `opaque`: cannot be analysed — a parse error, EXECUTE, FETCH, DO, a function that is
  *   not builtin or not known, a builtin that runs SQL text or reads data by name
- *   (OPAQUE_BUILTINS), views nested deeper than MAX_VIEW_DEPTH. Treated as `masked`, and
+ *   (OPAQUE_BUILTINS), views nested deeper than MAX_VIEW_DEPTH, a relation the catalog
+ *   does not know (a session's temporary table; a misspelt name's error has its quoted
+ *   name masked too, the price of failing closed). Treated as `masked`, and
  *   user code may also have filled the name fields.
  * - `none`: otherwise.
  */
@@ -49,6 +51,8 @@ class Refs {
   /** Column references, as their name parts. */
   readonly columnRefs: string[][] = [];
   readonly functions: { schema: string | undefined; name: string }[] = [];
+  /** WITH query names: a relation reference to one is not looked up in the catalog. */
+  readonly cteNames = new Set<string>();
   /** A `*`, a COPY of a whole table, or a write: every column of every relation. */
   everyColumn = false;
   opaque: string | undefined;
@@ -76,6 +80,7 @@ class Refs {
         if (k === 'CopyStmt' && isObj(body) && body['relation'] !== undefined && !Array.isArray(body['attlist'])) this.everyColumn = true;
         if (k === 'ColumnRef' && isObj(body)) this.#columnRef(body);
         if (k === 'FuncCall' && isObj(body)) this.#funcCall(body);
+        if (k === 'CommonTableExpr' && isObj(body) && typeof body['ctename'] === 'string') this.cteNames.add(body['ctename']);
         if (k === 'attlist' && Array.isArray(body)) {
           for (const a of body) {
             const s = sval(a);
@@ -147,6 +152,9 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
     const batch = refs.relations.slice(from);
     from = refs.relations.length;
     const found = await Promise.all(batch.map((r) => catalog.relations(r.schema, r.name)));
+    // A name the catalog does not know and no WITH defines: a relation of the session's
+    // own (a temporary table the catalog connection cannot see) is not vouched for.
+    if (found.some((f, k) => f.length === 0 && !(batch[k]!.schema === undefined && refs.cteNames.has(batch[k]!.name)))) return 'opaque';
     for (const rel of found.flat()) {
       const id = `${rel.schema}\0${rel.name}`;
       if (seen.has(id)) continue;

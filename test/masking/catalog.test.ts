@@ -15,6 +15,7 @@ import { Secret } from '../../src/shared/secret.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
 import { dataRowValues, decodeErrorResponse } from '../../src/broker/postgres/decode-backend.js';
+import { READS_MASKED_TEXT } from '../../src/broker/masking/notice-fields.js';
 import { frames } from './helpers.js';
 
 let pg: PgServer;
@@ -114,10 +115,7 @@ async function exchange(c: RawPg, m: ResultMasker, ...sent: Buffer[]): Promise<B
     header.writeInt32BE(msg.body.length + 4, 1);
     const frame = Buffer.concat([header, msg.body]);
     let r = m.backend({ type: msg.type, frame, body: frame.subarray(5) });
-    if (r instanceof Promise) {
-      await r;
-      r = frame;
-    }
+    if (r instanceof Promise) r = (await r) ?? frame; // an error or notice resolves to its masked frame
     out.push(r);
     for (let n = m.takeNoticeFrame(); n; n = m.takeNoticeFrame()) out.push(n);
   }
@@ -201,12 +199,15 @@ test('a session through the masking stage: nothing raw reaches the client', asyn
   all.push(dup);
   const dupErr = decodeErrorResponse(frames(dup).find((f) => f.type === BackendType.errorResponse)!.body);
   assert.equal(dupErr.code, '23505');
-  assert.equal(dupErr.detail, 'Key (email)=(****@example.com) already exists.');
+  // This masker has no statement analysis, so every statement counts as reading a masked
+  // column (and a write to a table with one does anyway: a key or a failing row shows
+  // stored values): the detail is withheld whole (notice-fields.ts, `reads`).
+  assert.equal(dupErr.detail, READS_MASKED_TEXT);
   const check = await exchange(c, m, fe.query("INSERT INTO users (id, email, ssn, code) VALUES (3, 'new@example.com', '219-09-9999', 'BAD')"));
   all.push(check);
   const checkErr = decodeErrorResponse(frames(check).find((f) => f.type === BackendType.errorResponse)!.body);
   assert.equal(checkErr.code, '23514');
-  assert.equal(checkErr.detail, 'Failing row contains (********).');
+  assert.equal(checkErr.detail, READS_MASKED_TEXT);
 
   // Byte for byte: no raw value anywhere in what the client received.
   const everything = Buffer.concat(all);

@@ -18,6 +18,12 @@ import * as be from '../../src/broker/postgres/build-backend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
 import { col, copyData, copyOutResponse, copyPayload, expr, fixedCatalog, noticeFields, rowBuffers, rowValues } from './helpers.js';
 
+/** An error or notice masked while no statement runs: at once (no analysis to wait for). */
+function now(out: Buffer | Promise<Buffer>): Buffer {
+  assert.ok(Buffer.isBuffer(out), 'masked at once');
+  return out;
+}
+
 const KEY = Buffer.alloc(32, 7);
 const EMAIL = 'alice@example.com';
 const CARD = '4111111111111111';
@@ -70,7 +76,7 @@ function statusOf(frame: Buffer): [string, string] {
 
 test('RAISE … USING COLUMN = email: the column field is masked', () => {
   const m = masker(DETECT_ONLY);
-  const f = noticeFields(m.errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', column: EMAIL })));
+  const f = noticeFields(now(m.errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', column: EMAIL }))));
   assert.equal(f.get('c'), '********');
   assert.equal(f.get('M'), 'x');
   assert.equal(f.get('C'), 'P0001');
@@ -78,17 +84,17 @@ test('RAISE … USING COLUMN = email: the column field is masked', () => {
 });
 
 test('CONSTRAINT carrying a card number is masked', () => {
-  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', constraint: `chk ${CARD}` })));
+  const f = noticeFields(now(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', constraint: `chk ${CARD}` }))));
   assert.equal(f.get('n'), 'chk ********');
 });
 
 test('DATATYPE carrying an AWS key is masked', () => {
-  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', dataType: AWS })));
+  const f = noticeFields(now(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', dataType: AWS }))));
   assert.equal(f.get('d'), '********');
 });
 
 test('TABLE carrying a JWT and SCHEMA carrying an email are masked', () => {
-  const f = noticeFields(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', table: JWT, schema: EMAIL })));
+  const f = noticeFields(now(masker(DETECT_ONLY).errorOrNotice(be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'x', table: JWT, schema: EMAIL }))));
   assert.equal(f.get('t'), '********');
   assert.equal(f.get('s'), '********');
 });
@@ -105,7 +111,7 @@ test('routine, file, line, severity and positions are scanned too', () => {
     ['L', CARD],
     ['R', `exec_stmt_raise ${JWT}`],
   ]);
-  const f = noticeFields(masker().errorOrNotice(frame));
+  const f = noticeFields(now(masker().errorOrNotice(frame)));
   assert.equal(f.get('S'), 'ERROR ********');
   assert.equal(f.get('V'), 'ERROR');
   assert.equal(f.get('P'), '********');
@@ -123,7 +129,7 @@ test('unknown field codes are scanned and kept', () => {
     ['x', AWS],
     ['M', 'ok'],
   ]);
-  const out = masker().errorOrNotice(frame);
+  const out = now(masker().errorOrNotice(frame));
   assert.equal(out[0], BackendType.noticeResponse);
   const f = noticeFields(out);
   assert.equal(f.get('Z'), 'future ********');
@@ -134,13 +140,13 @@ test('unknown field codes are scanned and kept', () => {
 test('a bogus SQLSTATE becomes XX000; valid ones pass', () => {
   for (const bad of [EMAIL, '2350', 'p0001', '23505x', '42 01', '']) {
     const m = masker(plan({ columns: ['*.email'] }));
-    const f = noticeFields(m.errorOrNotice(rawNotice(BackendType.errorResponse, [['S', 'ERROR'], ['C', bad], ['M', 'm']])));
+    const f = noticeFields(now(m.errorOrNotice(rawNotice(BackendType.errorResponse, [['S', 'ERROR'], ['C', bad], ['M', 'm']]))));
     assert.equal(f.get('C'), 'XX000', `SQLSTATE ${JSON.stringify(bad)}`);
     assert.deepEqual(m.counts().byRule, { sqlstate: 1 });
   }
   for (const good of ['P0001', '23505', 'XX000', '0A000']) {
     const frame = rawNotice(BackendType.errorResponse, [['S', 'ERROR'], ['C', good], ['M', 'm']]);
-    assert.equal(masker(DETECT_ONLY).errorOrNotice(frame), frame, `SQLSTATE ${good} passes, same Buffer`);
+    assert.equal(now(masker(DETECT_ONLY).errorOrNotice(frame)), frame, `SQLSTATE ${good} passes, same Buffer`);
   }
 });
 
@@ -148,25 +154,25 @@ test('a field that is not valid UTF-8 is replaced when detectors are on', () => 
   const bad = Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9, 0xff]), Buffer.from(' a@b.example')]);
   const frame = rawNotice(BackendType.noticeResponse, [['S', 'NOTICE'], ['M', bad], ['D', 'fine']]);
   const m = masker();
-  const f = noticeFields(m.errorOrNotice(frame));
+  const f = noticeFields(now(m.errorOrNotice(frame)));
   assert.equal(f.get('M'), NON_UTF8_TEXT);
   assert.equal(f.get('D'), 'fine');
   assert.deepEqual(m.counts().byRule, { non_utf8: 1 });
   // Column rules only: nothing would scan the text, so it is not replaced.
-  assert.equal(masker(plan({ columns: ['*.email'] })).errorOrNotice(frame), frame);
+  assert.equal(now(masker(plan({ columns: ['*.email'] })).errorOrNotice(frame)), frame);
 });
 
 test('name fields: a (cols)=(values) text under column rules is masked; real constraint names are not', () => {
   const p = plan({ columns: ['users.ssn'], style: 'partial' });
   const forged = be.errorResponse({ severity: 'ERROR', code: '23514', message: 'x', schema: 'public', table: 'users', constraint: 'Key (ssn)=(123456789) already exists.' });
-  assert.equal(noticeFields(masker(p).errorOrNotice(forged)).get('n'), 'Key (ssn)=(****6789) already exists.');
+  assert.equal(noticeFields(now(masker(p).errorOrNotice(forged))).get('n'), 'Key (ssn)=(****6789) already exists.');
   const real = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'dup', detail: 'Key (id)=(1) already exists.', schema: 'public', table: 'users', constraint: 'users_pkey' });
-  assert.equal(masker(p).errorOrNotice(real), real);
+  assert.equal(now(masker(p).errorOrNotice(real)), real);
 });
 
 test('an error with nothing to mask is the same Buffer; maskNoticeFrame works standalone', () => {
   const frame = be.errorResponse({ severity: 'ERROR', code: '42P01', message: 'relation "t" does not exist', position: '15', file: 'parse_relation.c', line: '1392', routine: 'parserOpenTable' });
-  assert.equal(masker().errorOrNotice(frame), frame);
+  assert.equal(now(masker().errorOrNotice(frame)), frame);
   const byRule: Record<string, number> = {};
   const out = maskNoticeFrame(be.noticeResponse({ severity: 'NOTICE', code: '00000', message: `hi ${EMAIL}`, hint: CARD }), DETECT_ALL, KEY, byRule);
   assert.equal(noticeFields(out).get('M'), 'hi ********');
@@ -326,14 +332,14 @@ test('COPY text of a bytea column: decoded through the COPY escaping and written
 
 test('with column rules, what a RAISE wrote is withheld and values quoted by data errors are masked', () => {
   const raise = be.errorResponse({ severity: 'ERROR', code: 'P0001', message: 'moc.elpmaxe@ecila', detail: 'd', hint: 'h', column: 'c', where: 'PL/pgSQL function f(text) line 1 at RAISE' });
-  const f = noticeFields(masker().errorOrNotice(raise));
+  const f = noticeFields(now(masker().errorOrNotice(raise)));
   for (const code of ['M', 'D', 'H', 'c']) assert.equal(f.get(code), 'agentgate: withheld (text from a function may carry masked data)', code);
   assert.equal(f.get('W'), 'PL/pgSQL function f(text) line 1 at RAISE');
   const notice = be.noticeResponse({ severity: 'NOTICE', code: '00000', message: 'n moc.elpmaxe', where: 'PL/pgSQL function f(text) line 1 at RAISE' });
-  assert.equal(noticeFields(masker().errorOrNotice(notice)).get('M'), 'agentgate: withheld (text from a function may carry masked data)');
+  assert.equal(noticeFields(now(masker().errorOrNotice(notice))).get('M'), 'agentgate: withheld (text from a function may carry masked data)');
   const cast = be.errorResponse({ severity: 'ERROR', code: '22P02', message: 'invalid input syntax for type integer: "moc.elpmaxe@ecila"' });
-  assert.equal(noticeFields(masker().errorOrNotice(cast)).get('M'), 'invalid input syntax for type integer: "********"');
+  assert.equal(noticeFields(now(masker().errorOrNotice(cast))).get('M'), 'invalid input syntax for type integer: "********"');
   // Server errors that are not data exceptions keep their text (identifiers are quoted there).
   const missing = be.errorResponse({ severity: 'ERROR', code: '42703', message: 'column "emial" does not exist' });
-  assert.equal(masker().errorOrNotice(missing), missing);
+  assert.equal(now(masker().errorOrNotice(missing)), missing);
 });

@@ -11,6 +11,12 @@ import * as fe from '../../src/broker/postgres/build-frontend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
 import { col, expr, fixedCatalog, frames, noticeFields, ORDERS_OID, rowBuffers, rowValues, USERS_OID } from './helpers.js';
 
+/** An error or notice masked while no statement runs: at once (no analysis to wait for). */
+function now(out: Buffer | Promise<Buffer>): Buffer {
+  assert.ok(Buffer.isBuffer(out), 'masked at once');
+  return out;
+}
+
 const KEY = Buffer.alloc(32, 3);
 
 function plan(config: Partial<MaskingConfig>): MaskingPlan {
@@ -225,35 +231,35 @@ test('ErrorResponse and NoticeResponse: detail values of masked columns and dete
     table: 'users',
     constraint: 'users_email_key',
   });
-  const u = noticeFields(m.errorOrNotice(unique));
+  const u = noticeFields(now(m.errorOrNotice(unique)));
   assert.equal(u.get('D'), 'Key (email)=(****@example.com) already exists.');
   assert.equal(u.get('M'), 'duplicate key value violates unique constraint "users_email_key"');
   assert.equal(u.get('n'), 'users_email_key');
 
   const composite = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'dup', detail: 'Key (ssn, id)=(123456789, 7) already exists.', schema: 'public', table: 'users' });
-  assert.equal(noticeFields(m.errorOrNotice(composite)).get('D'), 'Key (ssn, id)=(****6789, 7) already exists.');
+  assert.equal(noticeFields(now(m.errorOrNotice(composite))).get('D'), 'Key (ssn, id)=(****6789, 7) already exists.');
 
   const notNull = be.errorResponse({ severity: 'ERROR', code: '23502', message: 'null value in column "id"', detail: 'Failing row contains (null, bob, 123-45-6789, secret note).', schema: 'public', table: 'users' });
-  assert.equal(noticeFields(m.errorOrNotice(notNull)).get('D'), 'Failing row contains (********).');
+  assert.equal(noticeFields(now(m.errorOrNotice(notNull))).get('D'), 'Failing row contains (********).');
 
   // Translations keep the (cols)=(values) form.
   const german = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'doppelter Schlüsselwert', detail: 'Schlüssel »(ssn)=(123456789)« existiert bereits.', schema: 'public', table: 'users' });
-  assert.equal(noticeFields(m.errorOrNotice(german)).get('D'), 'Schlüssel »(ssn)=(****6789)« existiert bereits.');
+  assert.equal(noticeFields(now(m.errorOrNotice(german))).get('D'), 'Schlüssel »(ssn)=(****6789)« existiert bereits.');
   // A detail we cannot read, on a table with masked columns: masked whole.
   const unknown = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'dup', detail: 'Wert 123456789 existiert bereits.', schema: 'public', table: 'users' });
-  assert.equal(noticeFields(m.errorOrNotice(unknown)).get('D'), '********');
+  assert.equal(noticeFields(now(m.errorOrNotice(unknown))).get('D'), '********');
 
   // Other tables' keys are not column-masked (detectors still apply).
   const other = be.errorResponse({ severity: 'ERROR', code: '23505', message: 'dup', detail: 'Key (sku)=(A-1) already exists.', schema: 'public', table: 'products' });
-  assert.equal(m.errorOrNotice(other), other, 'nothing to mask: same Buffer');
+  assert.equal(now(m.errorOrNotice(other)), other, 'nothing to mask: same Buffer');
 
   const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLWJ5dGVz';
   const notice = be.noticeResponse({ severity: 'NOTICE', code: '00000', message: `token ${jwt} for x@example.com`, where: 'PL/pgSQL function f() line 3 at RAISE' });
-  const n = noticeFields(m.errorOrNotice(notice));
+  const n = noticeFields(now(m.errorOrNotice(notice)));
   // Text a RAISE wrote may hold a masked column's value in any form: with column rules it is withheld.
   assert.equal(n.get('M'), 'agentgate: withheld (text from a function may carry masked data)');
   assert.equal(n.get('W'), 'PL/pgSQL function f() line 3 at RAISE');
-  assert.equal(frames(m.errorOrNotice(notice))[0]?.type, BackendType.noticeResponse);
+  assert.equal(frames(now(m.errorOrNotice(notice)))[0]?.type, BackendType.noticeResponse);
   assert.ok(m.counts().values >= 6);
 });
 

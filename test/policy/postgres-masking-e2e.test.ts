@@ -100,6 +100,15 @@ describe('masking through the broker', () => {
     assert.ok(!r.stderr.includes(EMAIL), r.stderr);
   });
 
+  test('an error of a COPY whose query reads a masked column quotes no part of its value', async () => {
+    const local = EMAIL.slice(0, EMAIL.indexOf('@'));
+    const r = await run('psql', ['-X', '-c', "COPY (SELECT current_setting(split_part(email, '@', 1)) FROM customers) TO STDOUT"], { env: stack.env }).catch(
+      (e: { stderr: string }) => e,
+    );
+    assert.match(r.stderr, /unrecognized configuration parameter "\*{8}"/, r.stderr);
+    assert.ok(!r.stderr.includes(local), r.stderr);
+  });
+
   test('a policy with masking off (a DBA) sees raw values', async () => {
     const dba = await stack.connectAs('dba-1', ['dba']);
     const { stdout } = await run('psql', ['-X', '-At', '-c', 'SELECT email FROM customers WHERE id = 1'], {

@@ -14,14 +14,34 @@
  *   `(cols)=(values)` reading as the detail, without the detail's "class 23 and not
  *   understood: mask it whole" rule. PostgreSQL puts only names in these fields, so the
  *   reading only ever fires on text a statement chose to put there. A value of a masked
- *   column that a statement copies in some other form (there, or in the message) is
- *   beyond what this stage can know: detectors catch what they recognize.
+ *   column that a statement copies in some other form is covered by the `reads` rules
+ *   below, not by this reading.
+ *
+ * When the statement being answered reads a masked column anywhere (`reads`, from
+ * statement-reads.ts; a statement that cannot be analysed counts as one), every error and
+ * notice it produces is taken to carry a value computed from one (`schema "qxzjv" does
+ * not exist` for `split_part(email,'@',1)::regclass`, which no detector recognises):
+ * - `M`: every quoted segment ("…" and '…') is masked whole;
+ * - `D`, `H`, `W`, `q` and any field not listed here (they echo input unquoted: an XML
+ *   parser's detail, a JSON CONTEXT line, an internal query) are replaced whole by
+ *   READS_MASKED_TEXT;
+ * - `S`, `V`, `C`, `P`, `p`, `F`, `L`, `R` keep their values (severity, SQLSTATE,
+ *   positions, the server's source location: no data);
+ * - `s`, `t`, `c`, `d`, `n` keep theirs under `masked`: PostgreSQL fills them from the
+ *   catalog objects an error concerns (a `regclass` cast of a missing name raises
+ *   42P01 without a table field), and drivers map constraint names to errors. Under
+ *   `opaque` (user code may run, and `RAISE … USING TABLE = v` fills them with anything)
+ *   they are replaced too.
+ * Limit: a message that states a computed value without quotes (`date field value out
+ * of range: 113-01-01` for `make_date(ascii(email), 1, 1)`) passes as written, like the
+ * other predicate and error oracles DESIGN.md lists.
  *
  * The field order and codes are kept; only the texts change.
  */
 import type { MaskingPlan } from './rules.js';
 import { detailRegions } from './error-text.js';
 import type { TextRegion } from './sql-text.js';
+import type { ReadVerdict } from './statement-reads.js';
 import { addCount, buildFrame, cstringEnd, maskTextBytes } from './outbound-text.js';
 
 /** What replaces a SQLSTATE that is not five characters of [0-9A-Z]. */
@@ -57,7 +77,13 @@ export function isValidSqlState(buf: Buffer, s: number, e: number): boolean {
  * are added to `byRule` (rule or detector name → values masked). Throws ProtocolError
  * on a malformed message.
  */
-export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | undefined, byRule: Record<string, number> = {}): Buffer {
+export function maskNoticeFrame(
+  frame: Buffer,
+  plan: MaskingPlan,
+  key: Buffer | undefined,
+  byRule: Record<string, number> = {},
+  reads: ReadVerdict = 'none',
+): Buffer {
   const what = frame[0] === 0x45 ? 'ErrorResponse' : 'NoticeResponse';
   const fields: Field[] = [];
   let p = 5;
@@ -98,6 +124,12 @@ export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | 
       any = true;
       continue;
     }
+    if (reads !== 'none' && f.end > f.start && withheldWhenReading(f.code, reads)) {
+      addCount(byRule, READS_MASKED_RULE);
+      replaced.push(READS_MASKED_BYTES);
+      any = true;
+      continue;
+    }
     let out: Buffer | undefined;
     if (f.code === C && !isValidSqlState(frame, f.start, f.end)) {
       addCount(byRule, SQLSTATE_RULE);
@@ -106,7 +138,8 @@ export function maskNoticeFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | 
       let extra: TextRegion[] | undefined;
       if (columns && f.code === D) extra = detailRegions(frame, f.start, f.end, plan, schema, table, sqlstate);
       else if (columns && NAME_FIELDS.has(f.code)) extra = detailRegions(frame, f.start, f.end, plan, schema, table, undefined);
-      if (echoes && (f.code === M || f.code === D)) extra = [...(extra ?? []), ...quotedRegions(frame, f.start, f.end)];
+      if (reads !== 'none' && f.code === M) extra = [...(extra ?? []), ...quotedSpans(frame, f.start, f.end)];
+      else if (echoes && (f.code === M || f.code === D)) extra = [...(extra ?? []), ...quotedRegions(frame, f.start, f.end)];
       out = maskTextBytes(frame, f.start, f.end, plan, key, byRule, extra);
     }
     replaced.push(out);
@@ -136,6 +169,38 @@ const USER_CODE = /\bat (?:RAISE|ASSERT)\b/;
 const VALUE_ECHO_CLASSES = new Set(['22']);
 export const WITHHELD_RULE = 'withheld';
 const WITHHELD_BYTES = Buffer.from('agentgate: withheld (text from a function may carry masked data)', 'utf8');
+
+/** S, V, C, P, p, F, L, R: severity, SQLSTATE, positions, the server's source location. */
+const NO_DATA_FIELDS = new Set([0x53, 0x56, C, 0x50, 0x70, 0x46, 0x4c, 0x52]);
+export const READS_MASKED_RULE = 'withheld_reads_masked';
+/** What replaces a field that may echo a masked value unquoted (see the module comment). */
+export const READS_MASKED_TEXT = 'agentgate: withheld (the statement reads a masked column)';
+const READS_MASKED_BYTES = Buffer.from(READS_MASKED_TEXT, 'utf8');
+
+/** Whether field `code` is replaced whole when the statement reads a masked column. */
+function withheldWhenReading(code: number, reads: ReadVerdict): boolean {
+  if (code === M || NO_DATA_FIELDS.has(code)) return false;
+  if (NAME_FIELDS.has(code)) return reads === 'opaque';
+  return true;
+}
+
+/**
+ * For a statement that reads a masked column: everything from the first to the last
+ * quote, for "…" and for '…' each (the regions may overlap; applyRegionsToBytes masks the
+ * union). Why not pair quotes: PostgreSQL does not escape a quote inside the value it
+ * quotes, so `"qx"zj"` would leave `zj` between two pairs. One quote: to the end.
+ */
+function quotedSpans(buf: Buffer, s: number, e: number): TextRegion[] {
+  const out: TextRegion[] = [];
+  for (const quote of [0x22, 0x27]) {
+    const first = buf.indexOf(quote, s);
+    if (first < 0 || first >= e) continue;
+    const last = buf.lastIndexOf(quote, e - 1);
+    const end = last > first ? last : e;
+    if (end > first + 1) out.push({ start: first + 1, end, style: 'full', keep: 'none', rule: 'quoted_value' });
+  }
+  return out;
+}
 
 /** The insides of every "…" in buf[s, e), masked whole (a quoted value). */
 function quotedRegions(buf: Buffer, s: number, e: number): TextRegion[] {

@@ -12,7 +12,7 @@
 import { scanSpans, SpanList, DETECTOR_NAMES } from './detectors.js';
 import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from './rules.js';
 import { OutBuffer } from './out-buffer.js';
-import { writeMask, type KeepHint, type MaskStyle } from './styles.js';
+import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
 
 export interface MaskedText {
@@ -62,20 +62,39 @@ export function applyRegions(buf: Buffer, regions: Region[], key: Buffer | undef
   return { text: r.bytes.toString('utf8'), count: r.count, byRule: r.byRule };
 }
 
+/**
+ * Mask `regions` of `buf`. Overlapping regions are merged: the union is masked once, in the
+ * most protective style among them (a `keep` of 'none' wins over what a partial mask would
+ * keep). Why: a detector's partial mask of an email inside a quoted value that is masked
+ * whole must not keep the "domain" of it, and a later region reaching past an earlier
+ * one must not leave its tail in clear. Counted once, under the winning region's rule.
+ */
 export function applyRegionsToBytes(buf: Buffer, regions: Region[], key: Buffer | undefined): { bytes: Buffer; count: number; byRule: Record<string, number> } {
   regions.sort((a, b) => a.start - b.start || b.end - a.end);
   const byRule: Record<string, number> = {};
   let count = 0;
   out.begin();
   let pos = 0;
-  for (const r of regions) {
-    if (r.start < pos || r.end <= r.start) continue; // inside a region already masked
-    out.bytes(buf, pos, r.start);
-    const style = r.style === 'hash' && (key === undefined || key.length === 0) ? 'full' : r.style;
-    writeMask(out, style, buf, r.start, r.end, key ?? NO_KEY, r.keep);
-    pos = r.end;
+  let i = 0;
+  while (i < regions.length) {
+    const first = regions[i++]!;
+    if (first.end <= first.start) continue;
+    let end = first.end;
+    let win = first;
+    let keep = first.keep;
+    while (i < regions.length && regions[i]!.start < end) {
+      const r = regions[i++]!;
+      if (r.end <= r.start) continue;
+      end = Math.max(end, r.end);
+      if (moreProtective(win.style, r.style) !== win.style) win = r;
+      if (r.keep === 'none') keep = 'none';
+    }
+    out.bytes(buf, pos, first.start);
+    const style = win.style === 'hash' && (key === undefined || key.length === 0) ? 'full' : win.style;
+    writeMask(out, style, buf, first.start, end, key ?? NO_KEY, keep === 'none' ? 'none' : win.keep);
+    pos = end;
     count++;
-    byRule[r.rule] = (byRule[r.rule] ?? 0) + 1;
+    byRule[win.rule] = (byRule[win.rule] ?? 0) + 1;
   }
   out.bytes(buf, pos, buf.length);
   return { bytes: out.finish(), count, byRule };

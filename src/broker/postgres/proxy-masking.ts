@@ -25,11 +25,13 @@
  *        const out = masker.backend(m)
  *    - a Buffer: forward it instead of m.frame (the same Buffer when nothing changed;
  *      it may hold two frames, or be empty = forward nothing);
- *    - a Promise (only for RowDescription and CopyOutResponse, when table OIDs or a
- *      COPY's columns must be looked up first): stop feeding server messages to the
- *      masker, hold them (copies or the views, in order) and stop reading the upstream;
- *      when the promise settles (it never rejects), forward m.frame unchanged and then
- *      feed the held messages through masker.backend() in order.
+ *    - a Promise (for RowDescription and CopyOutResponse, when table OIDs or a COPY's
+ *      columns must be looked up first; for ErrorResponse and NoticeResponse, when the
+ *      running statement's text has not been analysed yet): stop feeding server messages
+ *      to the masker, hold them (copies or the views, in order) and stop reading the
+ *      upstream; when the promise settles (it never rejects), forward the Buffer it
+ *      resolves to (an error or notice, masked), or m.frame unchanged when it resolves
+ *      to nothing, and then feed the held messages through masker.backend() in order.
  *    Then, after each backend() call: `for (let n; (n = masker.takeNoticeFrame()); ) send(n)`
  *    (a one-time NoticeResponse, e.g. `masked binary column public.users.ssn returned
  *    as NULL`). NoticeResponse may arrive at any time, so this is always allowed.
@@ -65,9 +67,12 @@
  *
  * Outside rows (masking/notice-fields.ts, masking/status-text.ts): every field of an
  * ErrorResponse or NoticeResponse, whatever its code, is scanned (a malformed SQLSTATE
- * becomes XX000); so are ParameterStatus names and values and NOTIFY channels and
+ * becomes XX000); when the statement the tracker's head names reads a masked column
+ * anywhere (error-reads.ts, masking/statement-reads.ts; FunctionCall and statements that
+ * cannot be analysed count as such), quoted values in the message are masked whole and
+ * the fields that echo input unquoted are withheld; so are ParameterStatus names and values and NOTIFY channels and
  * payloads. The ParameterStatus and NoticeResponse frames of the server's startup go
- * through parameterStatus / errorOrNotice too (or maskParameterStatusFrame without a
+ * through parameterStatus / startupNotice too (or maskParameterStatusFrame without a
  * masker).
  *
  * Fail closed: when a column cannot be resolved (catalog lookup failed, COPY of a query
@@ -104,6 +109,8 @@ import { ShapeResolver, type Shape, type StatementSource } from './mask-shape.js
 import { RowPlanBuilder, type RowPlan } from './mask-row-plan.js';
 import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
+import { ErrorReads } from './error-reads.js';
+import type { ReadVerdict } from '../masking/statement-reads.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
 export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
@@ -128,6 +135,8 @@ export class ResultMasker {
   readonly #plans: RowPlanBuilder;
   readonly #rewriter: RowRewriter;
   readonly #copier: CopyMasker;
+  /** Whether the statement an error or notice answers reads a masked column (error-reads.ts). */
+  readonly #reads: ErrorReads;
 
   /** The session's one record of statements, portals and what the server owes (pipeline.ts). */
   readonly #tracker: PipelineTracker;
@@ -155,7 +164,9 @@ export class ResultMasker {
     tracker?: PipelineTracker,
     provenance?: (sql: string) => Promise<Provenance[]>,
     scanner?: ColumnScanner,
+    reads?: (sql: string) => Promise<ReadVerdict>,
   ) {
+    this.#reads = new ErrorReads(reads);
     this.#tracker = tracker ?? new PipelineTracker();
     this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
@@ -195,6 +206,7 @@ export class ResultMasker {
   /** The session changed the schema: analyses made before may be wrong now. */
   invalidate(): void {
     this.#shapes.invalidate();
+    this.#reads.invalidate();
   }
 
   /** Every client message forwarded to the server, in order, when the masker keeps its own tracker. */
@@ -203,13 +215,13 @@ export class ResultMasker {
   }
 
   /** Every server message (see the wiring above). */
-  backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<void> {
+  backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<Buffer | void> {
     const out = this.#backend(m);
     if (this.#ownsTracker) followBackend(this.#tracker, m);
     return out;
   }
 
-  #backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<void> {
+  #backend(m: { type: number; frame: Buffer; body: Buffer }): Buffer | Promise<Buffer | void> {
     switch (m.type) {
       case BackendType.rowDescription:
         return this.rowDescription(m.body) ?? m.frame;
@@ -322,12 +334,28 @@ export class ResultMasker {
 
   /**
    * ErrorResponse or NoticeResponse: every field masked (detectors in all of them, masked
-   * columns' values in the detail, a malformed SQLSTATE replaced; see notice-fields.ts).
+   * columns' values in the detail, a malformed SQLSTATE replaced, and, when the statement
+   * the server is answering reads a masked column anywhere, quoted values and the fields
+   * that echo input; see notice-fields.ts). A promise (never rejecting) when that
+   * statement's text has not been analysed yet: the proxy holds later server messages and
+   * forwards the frame it resolves to instead of this one.
    */
-  errorOrNotice(frame: Buffer): Buffer {
+  errorOrNotice(frame: Buffer): Buffer | Promise<Buffer> {
     if (frame[0] === BackendType.errorResponse) this.#onError();
+    const verdict = this.#reads.verdictFor(this.#tracker.head);
+    if (!(verdict instanceof Promise)) return this.#maskNotice(frame, verdict);
+    const copy = Buffer.from(frame); // the reader's buffer is not ours to keep
+    return verdict.then((v) => this.#maskNotice(copy, v));
+  }
+
+  /** A NoticeResponse of the server's startup: no statement of the client's is running. */
+  startupNotice(frame: Buffer): Buffer {
+    return this.#maskNotice(frame, 'none');
+  }
+
+  #maskNotice(frame: Buffer, reads: ReadVerdict): Buffer {
     const byRule: Record<string, number> = {};
-    const out = maskNoticeFrame(frame, this.#plan, this.#key, byRule);
+    const out = maskNoticeFrame(frame, this.#plan, this.#key, byRule, reads);
     if (out !== frame) this.#rewriter.countRegions(byRule);
     return out;
   }

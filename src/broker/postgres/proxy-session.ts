@@ -39,6 +39,7 @@ import { followBackend, PipelineTracker, type StatementNote, type StatementRecor
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { createCatalogLookup, maskSqlText, ResultMasker } from './proxy-masking.js';
+import { sessionReads } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
@@ -136,7 +137,7 @@ export class PgProxySession {
   #provenanceCatalog: { invalidate(): void } | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
-  #maskWait: Promise<void> | undefined;
+  #maskWait: Promise<Buffer | void> | undefined;
   #backendHeld: PgMessage[] = [];
   /** Masked-value counts at the last statement's end, to record each statement's share. */
   #maskedSoFar: Record<string, number> = {};
@@ -326,7 +327,7 @@ export class PgProxySession {
         const relations = createProvenanceCatalog(catalog.rows);
         this.#provenanceCatalog = relations;
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan);
-        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner);
+        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(this.#o.masking.plan, relations, scanner));
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#flow.cancelHold());
@@ -340,7 +341,7 @@ export class PgProxySession {
       for (const f of up.relayFrames) {
         if (masker === undefined) this.#outbox.push(f);
         else if (f[0] === BackendType.parameterStatus) this.#outbox.push(masker.parameterStatus(f));
-        else if (f[0] === BackendType.noticeResponse) this.#outbox.push(masker.errorOrNotice(f));
+        else if (f[0] === BackendType.noticeResponse) this.#outbox.push(masker.startupNotice(f));
         else this.#outbox.push(f);
       }
       this.#outbox.push(backendKeyData(this.#clientKey.processId, this.#clientKey.secretKey));
@@ -467,10 +468,11 @@ export class PgProxySession {
       this.#upstream?.pause();
       // A lookup that failed, or a held message the masker refuses (ProtocolError), ends the
       // session as it would have had the message come synchronously.
-      out.then(() => {
+      // An error or notice resolves to its masked frame; a RowDescription passes unchanged.
+      out.then((masked) => {
         this.#maskWait = undefined;
         if (this.#phase === 'closed') return;
-        this.#process(held, held.frame);
+        this.#process(held, masked ?? held.frame);
         this.#takeMaskNotices();
         const rest = this.#backendHeld;
         this.#backendHeld = [];

@@ -1,0 +1,195 @@
+/**
+ * Whether a statement's evaluation may read a masked column ANYWHERE — output list, WHERE,
+ * function arguments, subqueries, CTEs, the definitions of views it reads — for the
+ * masking of server errors and notices (notice-fields.ts): the server quotes values it
+ * computed (`schema "qxzjv" does not exist` for `split_part(email,'@',1)::regclass`), in
+ * forms no detector recognises, and the output provenance (provenance.ts) only follows
+ * what reaches a result column.
+ *
+ * The answer over-approximates, and fails closed:
+ * - `masked`: a relation the statement (or a view it reads, recursively) names has a
+ *   masked column (the caller's predicate: a column rule, or detector taint) that the text
+ *   names in a column reference, or that a `*`, a whole-row reference (`u`, `t.text`,
+ *   `row_to_json(users)`), a COPY without a column list or a data-changing statement
+ *   (a `Failing row contains (…)` detail shows the whole row) reaches.
+ * - `opaque`: cannot be analysed — a parse error, EXECUTE, FETCH, DO, a function that is
+ *   not builtin or not known, a builtin that runs SQL text or reads data by name
+ *   (OPAQUE_BUILTINS), views nested deeper than MAX_VIEW_DEPTH, a relation the catalog
+ *   does not know (a session's temporary table; a misspelt name's error has its quoted
+ *   name masked too, the price of failing closed). Treated as `masked`, and
+ *   user code may also have filled the name fields.
+ * - `none`: otherwise.
+ */
+import { loadSqlParser, loadedSqlParser } from '../policy/sql-classify.js';
+import { OPAQUE_BUILTINS, type ProvenanceCatalog, type RelationInfo } from './provenance.js';
+
+export type ReadVerdict = 'none' | 'masked' | 'opaque';
+
+/** Whether `schema.table.column` of `rel` is masked for the session (a rule, or detector taint). */
+export type MaskedColumn = (source: string, rel: RelationInfo, column: string) => boolean | Promise<boolean>;
+
+/** View definitions followed inside views, at most. */
+const MAX_VIEW_DEPTH = 8;
+/** Statements whose reads the text does not show. */
+const OPAQUE_STATEMENTS: ReadonlySet<string> = new Set(['ExecuteStmt', 'FetchStmt', 'DoStmt']);
+/** Statements that write rows: their errors may show a whole stored row. */
+const WRITE_STATEMENTS: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const sval = (v: unknown): string | undefined => {
+  if (!isObj(v) || !isObj(v['String'])) return undefined;
+  const s = v['String']['sval'];
+  return typeof s === 'string' ? s : undefined;
+};
+
+/** What the text of a statement (and of the views it reads) refers to. */
+class Refs {
+  readonly relations: { schema: string | undefined; name: string }[] = [];
+  /** Relation names and aliases: a one-name column reference to one is a whole row. */
+  readonly rowNames = new Set<string>();
+  /** Column references, as their name parts. */
+  readonly columnRefs: string[][] = [];
+  readonly functions: { schema: string | undefined; name: string }[] = [];
+  /** WITH query names: a relation reference to one is not looked up in the catalog. */
+  readonly cteNames = new Set<string>();
+  /** A `*`, a COPY of a whole table, or a write: every column of every relation. */
+  everyColumn = false;
+  opaque: string | undefined;
+
+  /** Collect from one parse tree (iteratively: deep trees must not exhaust the stack). */
+  collect(root: unknown): void {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const v = stack.pop();
+      if (Array.isArray(v)) {
+        for (const x of v) stack.push(x);
+        continue;
+      }
+      if (!isObj(v)) continue;
+      // RangeVar, wrapped or bare (a COPY's or an UPDATE's `relation`).
+      if (typeof v['relname'] === 'string') {
+        const schema = typeof v['schemaname'] === 'string' ? v['schemaname'] : undefined;
+        this.relations.push({ schema, name: v['relname'] });
+        this.rowNames.add(v['relname']);
+      }
+      if (isObj(v['alias']) && typeof v['alias']['aliasname'] === 'string') this.rowNames.add(v['alias']['aliasname']);
+      for (const [k, body] of Object.entries(v)) {
+        if (OPAQUE_STATEMENTS.has(k)) this.opaque ??= k;
+        if (WRITE_STATEMENTS.has(k)) this.everyColumn = true;
+        if (k === 'CopyStmt' && isObj(body) && body['relation'] !== undefined && !Array.isArray(body['attlist'])) this.everyColumn = true;
+        if (k === 'ColumnRef' && isObj(body)) this.#columnRef(body);
+        if (k === 'FuncCall' && isObj(body)) this.#funcCall(body);
+        if (k === 'CommonTableExpr' && isObj(body) && typeof body['ctename'] === 'string') this.cteNames.add(body['ctename']);
+        if (k === 'attlist' && Array.isArray(body)) {
+          for (const a of body) {
+            const s = sval(a);
+            if (s !== undefined) this.columnRefs.push([s]);
+          }
+        }
+        stack.push(body);
+      }
+    }
+  }
+
+  #columnRef(body: Obj): void {
+    const fields = Array.isArray(body['fields']) ? body['fields'] : [];
+    const parts: string[] = [];
+    for (const f of fields) {
+      const s = sval(f);
+      if (s === undefined) {
+        this.everyColumn = true; // A_Star
+        return;
+      }
+      parts.push(s);
+    }
+    this.columnRefs.push(parts);
+  }
+
+  #funcCall(body: Obj): void {
+    const names = (Array.isArray(body['funcname']) ? body['funcname'] : []).map(sval);
+    if (names.length === 0 || names.some((n) => n === undefined)) {
+      this.opaque ??= 'function name';
+      return;
+    }
+    const name = names[names.length - 1]!;
+    this.functions.push({ schema: names.length > 1 ? names[names.length - 2] : undefined, name });
+  }
+}
+
+function parse(sql: string): unknown[] | string {
+  const p = loadedSqlParser();
+  if (!p) return 'parser not loaded';
+  try {
+    return (p.parseSync(sql).stmts ?? []).map((s) => s.stmt);
+  } catch (e) {
+    return `parse error: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
+
+/** The verdict for `sql` (one or more statements). Never rejects: a catalog failure is `opaque`. */
+export async function statementReads(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn): Promise<ReadVerdict> {
+  try {
+    return await analyse(sql, catalog, masked);
+  } catch {
+    return 'opaque';
+  }
+}
+
+async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn): Promise<ReadVerdict> {
+  if (sql.trim() === '') return 'none';
+  await loadSqlParser();
+  const refs = new Refs();
+  const stmts = parse(sql);
+  if (typeof stmts === 'string') return 'opaque';
+  refs.collect(stmts);
+
+  // Relations, following view definitions (their own references join the statement's).
+  const read: RelationInfo[] = [];
+  const seen = new Set<string>();
+  for (let depth = 0, from = 0; from < refs.relations.length; depth++) {
+    if (depth > MAX_VIEW_DEPTH) return 'opaque';
+    const batch = refs.relations.slice(from);
+    from = refs.relations.length;
+    const found = await Promise.all(batch.map((r) => catalog.relations(r.schema, r.name)));
+    // A name the catalog does not know and no WITH defines: a relation of the session's
+    // own (a temporary table the catalog connection cannot see) is not vouched for.
+    if (found.some((f, k) => f.length === 0 && !(batch[k]!.schema === undefined && refs.cteNames.has(batch[k]!.name)))) return 'opaque';
+    for (const rel of found.flat()) {
+      const id = `${rel.schema}\0${rel.name}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      read.push(rel);
+      if (rel.kind === 'view') {
+        if (rel.viewSql === undefined) return 'opaque';
+        const inner = parse(rel.viewSql);
+        if (typeof inner === 'string') return 'opaque';
+        refs.collect(inner);
+      }
+    }
+  }
+  if (refs.opaque !== undefined) return 'opaque';
+
+  const facts = await Promise.all(refs.functions.map((f) => catalog.functions(f.schema, f.name)));
+  for (let k = 0; k < facts.length; k++) {
+    const f = facts[k]!;
+    if (f.length === 0 || f.some((x) => !x.builtin) || OPAQUE_BUILTINS.has(refs.functions[k]!.name)) return 'opaque';
+  }
+
+  // Which column names the text reaches; a reference that is not a column is a whole row.
+  const columnNames = new Set(read.flatMap((r) => r.columns));
+  const named = new Set<string>();
+  let everyColumn = refs.everyColumn;
+  for (const parts of refs.columnRefs) {
+    for (const p of parts) named.add(p);
+    const last = parts[parts.length - 1]!;
+    if (!columnNames.has(last) && (parts.length > 1 || refs.rowNames.has(last))) everyColumn = true;
+  }
+  for (const rel of read) {
+    for (const c of rel.columns) {
+      if (!everyColumn && !named.has(c)) continue;
+      if (await masked(`${rel.schema}.${rel.name}.${c}`, rel, c)) return 'masked';
+    }
+  }
+  return 'none';
+}

@@ -1,0 +1,102 @@
+/**
+ * Adversarial corpus, wave 3 — masked values leaving outside result rows: server errors that
+ * quote a value COMPUTED from a masked column (a cast of split_part/reverse/replace of it),
+ * where the computed text no longer looks like an email, so the detectors that scan error
+ * fields do not recognise it; and per-session state a harmless function sets from a masked
+ * value and a later statement reads back (setseed → random).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import {
+  assertAbsent,
+  assertIntact,
+  assertRefusedOrRows,
+  assertStoreClean,
+  describeMsgs,
+  errorsOf,
+  REFUSAL_CODES,
+  rowsOf,
+  simple,
+  useAdversary,
+  type Adversary,
+  type Msg,
+} from './harness.js';
+
+/** Short pieces of the local parts (and their reversals) that no mask style keeps. */
+const SHORT = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'pxqjv', 'obmir', 'klow'];
+
+describe('adversarial corpus wave 3: masked values leaving through errors and session state', () => {
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a), {
+    check: (cl) => {
+      for (const f of SHORT) assertAbsent(cl.bytes(), f);
+    },
+  });
+
+  const answered = (msgs: Msg[]): boolean => errorsOf(msgs).length > 0 || rowsOf(msgs).length > 0;
+
+  /** The statement is answered (an error the server raises, or rows) and nothing of a local part leaves. */
+  function exit(id: string, sql: string): void {
+    test(`${id}: ${sql}`, () =>
+      withClient(async ({ c }) => {
+        const msgs = await simple(c, sql);
+        assert.ok(answered(msgs), `no answer: ${describeMsgs(msgs)}`);
+        await assertIntact(adv);
+      }));
+  }
+
+  test('w3m-00: control — without agentgate the server quotes the computed value in its error', async () => {
+    const client = new pg.Client({ connectionString: adv.stack.pg.url() });
+    await client.connect();
+    try {
+      await assert.rejects(client.query("select split_part(email, '@', 1)::int from users"), /qxzjv\.wolk/);
+      await assert.rejects(client.query('select reverse(email)::int from users'), /klow\.vjzxq/);
+    } finally {
+      await client.end();
+    }
+  });
+
+  // ───────────── errors quoting a value computed from a masked column ─────────────
+  // Class 22 quotes are masked whole, but a detector's partial mask of the same span wins:
+  // reverse(email) looks like an email whose "domain" is the reversed local part.
+  exit('w3m-01', 'select reverse(email)::int from users');
+  exit('w3m-02', "select reverse(email)::date from users");
+  // Errors of other classes quote the value too, and are only scanned by the detectors.
+  exit('w3m-03', "select current_setting(split_part(email, '@', 1)) from users"); // 42704
+  exit('w3m-04', "select split_part(email, '@', 1)::regclass from users"); // 3F000 schema "qxzjv"
+  exit('w3m-05', "select replace(split_part(email, '@', 1), '.', '_')::regclass from users"); // 42P01
+  exit('w3m-06', "select to_tsquery(split_part(email, '@', 1) || ' & & ') from users"); // 42601
+  exit('w3m-07', "select has_table_privilege(split_part(email, '@', 1) || '.t', 'select') from users");
+  // Class 22, but the value is not in quotes (XML detail) or is in the CONTEXT field (JSON).
+  exit('w3m-08', "select xmlparse(content split_part(email, '@', 1) || '<') from users");
+  exit('w3m-09', "select ('{\"a\": ' || split_part(email, '@', 1) || '}')::json from users");
+  // The other secrets, which only the detectors protect (no column rule): a part of a card, an AWS key lower-cased.
+  exit('w3m-10', "select current_setting(substr(card, 1, 12)) from cards");
+  exit('w3m-11', "select current_setting(lower(substr(note, 12, 20))) from users where id = 1");
+
+  // ───────────── session state set from a masked value, read back unmasked ─────────────
+  test('w3m-13: setseed(f(email)) then random() reveals the first character of a masked email', () =>
+    withClient(async ({ c }) => {
+      // A dictionary: random() after setseed(k/1000) for every printable code k (nothing masked in it).
+      const dict = new Map<string, number>();
+      for (let k = 32; k < 127; k++) {
+        const r = rowsOf(await simple(c, `select setseed(${k} / 1000.0), random()`));
+        if (r[0]?.[1]) dict.set(r[0][1], k);
+      }
+      assert.equal(dict.size, 95, 'the dictionary has one random() per code');
+      const set = await simple(c, 'select setseed(ascii(email) / 1000.0) from users where id = 1');
+      const errs = errorsOf(set);
+      if (errs.length > 0) {
+        assert.ok(REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(set));
+        return;
+      }
+      const got = rowsOf(await simple(c, 'select random()'))[0]?.[0] ?? '';
+      const code = dict.get(got);
+      assert.notEqual(code === undefined ? undefined : String.fromCharCode(code), 'q', "the masked email's first character ('q') came out through setseed/random");
+    }));
+
+  test('w3m-store: the audit store and every state file hold no raw value', async () => {
+    await assertStoreClean(adv);
+  });
+});

@@ -51,8 +51,9 @@ export interface FunctionEffects {
 
 /** Volatile pg_catalog functions without side effects visible to other statements or sessions. */
 export const HARMLESS_VOLATILE: readonly string[] = [
-  // random values and wall-clock time
-  'random', 'random_normal', 'setseed', 'gen_random_uuid', 'clock_timestamp', 'timeofday',
+  // random values and wall-clock time (not setseed: it keeps its argument in session state
+  // that a later random() gives back, a channel out of masking)
+  'random', 'random_normal', 'gen_random_uuid', 'clock_timestamp', 'timeofday',
   // waiting (dangerous_functions can still flag pg_sleep where holding a backend matters)
   'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
   // this session's sequence values (nextval and setval change them: not listed)

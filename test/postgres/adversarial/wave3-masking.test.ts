@@ -78,22 +78,12 @@ describe('adversarial corpus wave 3: masked values leaving through errors and se
   // ───────────── session state set from a masked value, read back unmasked ─────────────
   test('w3m-13: setseed(f(email)) then random() reveals the first character of a masked email', () =>
     withClient(async ({ c }) => {
-      // A dictionary: random() after setseed(k/1000) for every printable code k (nothing masked in it).
-      const dict = new Map<string, number>();
-      for (let k = 32; k < 127; k++) {
-        const r = rowsOf(await simple(c, `select setseed(${k} / 1000.0), random()`));
-        if (r[0]?.[1]) dict.set(r[0][1], k);
-      }
-      assert.equal(dict.size, 95, 'the dictionary has one random() per code');
+      // With setseed allowed, a dictionary of random() after setseed(k/1000) for every printable
+      // code k maps the next random() back to ascii(email). setseed keeps its argument in
+      // session state, so it is a side effect: refused in a read-only session.
       const set = await simple(c, 'select setseed(ascii(email) / 1000.0) from users where id = 1');
       const errs = errorsOf(set);
-      if (errs.length > 0) {
-        assert.ok(REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(set));
-        return;
-      }
-      const got = rowsOf(await simple(c, 'select random()'))[0]?.[0] ?? '';
-      const code = dict.get(got);
-      assert.notEqual(code === undefined ? undefined : String.fromCharCode(code), 'q', "the masked email's first character ('q') came out through setseed/random");
+      assert.ok(errs.length > 0 && REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(set));
     }));
 
   test('w3m-store: the audit store and every state file hold no raw value', async () => {

@@ -20,11 +20,12 @@ import {
   useAdversary,
   type Adversary,
   type Msg,
+  SHORT_FRAGMENTS,
 } from './harness.js';
 import { decodeErrorResponse } from '../../../src/broker/postgres/decode-backend.js';
 import { READS_MASKED_TEXT } from '../../../src/broker/masking/notice-fields.js';
 
-const SHORT = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'klow'];
+const SHORT = SHORT_FRAGMENTS;
 const LEAK = "select current_setting(split_part(email, '@', 1)) from users";
 
 /** The first ErrorResponse's fields, by code. */

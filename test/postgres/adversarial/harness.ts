@@ -50,6 +50,9 @@ export const SECRETS = [EMAIL1, EMAIL2, CARD1, CARD2, AWS_KEY, VAULT] as const;
  * and a card's last four digits, so those are not secrets; the local part and the leading
  * digits are.
  */
+/** Short pieces of the seeded emails' local parts (and their reversals) that no mask style keeps. */
+export const SHORT_FRAGMENTS: readonly string[] = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'pxqjv', 'obmir', 'klow'];
+
 const FRAGMENTS = ['qxzjv.wolk', 'vjqxp.rimbo', '411111111111', '455673758689', 'AKIAIOSFODNN', 'zkqwjx-plmn'];
 
 /** The seeded large object's OID (fixed, so it can be restored and recognised). */

@@ -31,10 +31,10 @@ import {
   useAdversary,
   type Adversary,
   type Msg,
+  SHORT_FRAGMENTS,
 } from './harness.js';
 
-/** Short pieces of the local parts (and their reversals) that no mask style keeps. */
-const SHORT = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'pxqjv', 'obmir', 'klow'];
+const SHORT = SHORT_FRAGMENTS;
 
 function assertNoFragments(bytes: Buffer | string, where = 'the client'): void {
   for (const f of SHORT) assertAbsent(bytes, f, where);

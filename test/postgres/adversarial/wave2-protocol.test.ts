@@ -30,9 +30,10 @@ import {
   tagsOf,
   type Adversary,
   type Msg,
+  SHORT_FRAGMENTS,
 } from './harness.js';
 
-const SHORT = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'pxqjv', 'obmir', 'klow'];
+const SHORT = SHORT_FRAGMENTS;
 
 const EXTRA_SEED = `
 CREATE FUNCTION f_liar() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$

@@ -2,8 +2,8 @@
  * Adversarial corpus, wave 3 — masked values leaving outside result rows: server errors that
  * quote a value COMPUTED from a masked column (a cast of split_part/reverse/replace of it),
  * where the computed text no longer looks like an email, so the detectors that scan error
- * fields do not recognise it; and per-session state a harmless function sets from a masked
- * value and a later statement reads back (setseed → random).
+ * fields would not recognise it; and per-session state set from a masked value that a later
+ * statement reads back (setseed → random).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,10 +21,10 @@ import {
   useAdversary,
   type Adversary,
   type Msg,
+  SHORT_FRAGMENTS,
 } from './harness.js';
 
-/** Short pieces of the local parts (and their reversals) that no mask style keeps. */
-const SHORT = ['qxzjv', 'vjqxp', 'rimbo', 'wolk', 'vjzxq', 'pxqjv', 'obmir', 'klow'];
+const SHORT = SHORT_FRAGMENTS;
 
 describe('adversarial corpus wave 3: masked values leaving through errors and session state', () => {
   let adv!: Adversary;
@@ -74,6 +74,18 @@ describe('adversarial corpus wave 3: masked values leaving through errors and se
   // The other secrets, which only the detectors protect (no column rule): a part of a card, an AWS key lower-cased.
   exit('w3m-10', "select current_setting(substr(card, 1, 12)) from cards");
   exit('w3m-11', "select current_setting(lower(substr(note, 12, 20))) from users where id = 1");
+
+  // Class-22 quotes of computed values (masked whole before wave 3 too: kept as regressions).
+  exit('w3h-01', "select split_part(email, '@', 1)::int from users");
+  exit('w3h-02', "select replace(email, '@', ' ')::numeric from users");
+  exit('w3h-03', "select upper(split_part(email, '@', 1))::float8 from users");
+  exit('w3h-04', "select split_part(email, '@', 1)::uuid from users");
+  exit('w3h-05', "copy (select split_part(email, '@', 1)::int from users) to stdout");
+  exit('w3h-06', 'select substr(card, 1, 12)::int from cards');
+  exit('w3h-07', "select translate(email, '@.', '__')::int from users");
+  exit('w3h-08', "copy (select current_setting(split_part(email, '@', 1)) from users) to stdout");
+  exit('w3h-09', "select to_date(split_part(email, '@', 1), 'Mon') from users");
+  exit('w3h-10', "select convert_from(split_part(email, '@', 1)::bytea, 'BOGUS') from users");
 
   // ───────────── session state set from a masked value, read back unmasked ─────────────
   test('w3m-13: setseed(f(email)) then random() reveals the first character of a masked email', () =>

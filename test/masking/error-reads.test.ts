@@ -6,23 +6,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { compileMaskingPlan, type MaskingPlan } from '../../src/broker/masking/rules.js';
 import { maskNoticeFrame, READS_MASKED_TEXT } from '../../src/broker/masking/notice-fields.js';
 import { statementReads, type ReadVerdict } from '../../src/broker/masking/statement-reads.js';
 import type { ProvenanceCatalog, RelationInfo } from '../../src/broker/masking/provenance.js';
 import { ErrorReads } from '../../src/broker/postgres/error-reads.js';
 import type { Outstanding } from '../../src/broker/postgres/pipeline.js';
-import type { MaskingConfig } from '../../src/broker/config/types.js';
 import * as be from '../../src/broker/postgres/build-backend.js';
-import { noticeFields } from './helpers.js';
+import { noticeFields, maskingPlan } from './helpers.js';
 
 const KEY = Buffer.alloc(32, 7);
 
-function plan(config: Partial<MaskingConfig>): MaskingPlan {
-  const p = compileMaskingPlan('t', { t: { columns: [], detectors: [], style: 'full', ...config } });
-  assert.ok(p);
-  return p;
-}
+const plan = maskingPlan;
 
 const EMAIL_RULE = plan({ columns: ['*.email'], detectors: ['email', 'credit_card', 'aws_key'], style: 'partial' });
 const DETECT_ONLY = plan({ columns: [], detectors: ['email'], style: 'partial' });

@@ -5,6 +5,16 @@
 import { dataRowValues, decodeNoticeFieldMap, type FieldDescription } from '../../src/broker/postgres/decode-backend.js';
 import { BackendReader } from '../../src/broker/postgres/reader.js';
 import type { CatalogLookup, TableInfo } from '../../src/broker/postgres/proxy-masking.js';
+import assert from 'node:assert/strict';
+import { compileMaskingPlan, type MaskingPlan } from '../../src/broker/masking/rules.js';
+import type { MaskingConfig } from '../../src/broker/config/types.js';
+
+/** A masking plan for target `t`: no columns, no detectors, style `full`, unless `config` says otherwise. */
+export function maskingPlan(config: Partial<MaskingConfig>): MaskingPlan {
+  const p = compileMaskingPlan('t', { t: { columns: [], detectors: [], style: 'full', ...config } });
+  assert.ok(p);
+  return p;
+}
 
 export const USERS_OID = 16400;
 export const ORDERS_OID = 16500;

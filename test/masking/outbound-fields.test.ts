@@ -6,17 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { maskParameterStatusFrame, ResultMasker } from '../../src/broker/postgres/proxy-masking.js';
-import { compileMaskingPlan, type MaskingPlan } from '../../src/broker/masking/rules.js';
+import type { MaskingPlan } from '../../src/broker/masking/rules.js';
 import { maskText, writeMask } from '../../src/broker/masking/styles.js';
 import { OutBuffer } from '../../src/broker/masking/out-buffer.js';
 import { decodeBytea, encodeByteaHex } from '../../src/broker/masking/bytea.js';
 import { maskNoticeFrame } from '../../src/broker/masking/notice-fields.js';
 import { maskNotificationFrame } from '../../src/broker/masking/status-text.js';
 import { NON_UTF8_TEXT } from '../../src/broker/masking/outbound-text.js';
-import type { MaskingConfig } from '../../src/broker/config/types.js';
 import * as be from '../../src/broker/postgres/build-backend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
-import { col, copyData, copyOutResponse, copyPayload, expr, fixedCatalog, noticeFields, rowBuffers, rowValues } from './helpers.js';
+import { col, copyData, copyOutResponse, copyPayload, expr, fixedCatalog, noticeFields, rowBuffers, rowValues, maskingPlan } from './helpers.js';
 
 /** An error or notice masked while no statement runs: at once (no analysis to wait for). */
 function now(out: Buffer | Promise<Buffer>): Buffer {
@@ -30,11 +29,7 @@ const CARD = '4111111111111111';
 const AWS = 'AKIAIOSFODNN7EXAMPLE';
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLWJ5dGVz';
 
-function plan(config: Partial<MaskingConfig>): MaskingPlan {
-  const p = compileMaskingPlan('t', { t: { columns: [], detectors: [], style: 'full', ...config } });
-  assert.ok(p);
-  return p;
-}
+const plan = maskingPlan;
 
 const DETECT_ALL = plan({ columns: ['*.email'], detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'full' });
 /** Detectors without column rules: what a RAISE writes is scanned field by field, not withheld. */

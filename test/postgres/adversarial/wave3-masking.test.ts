@@ -98,6 +98,21 @@ describe('adversarial corpus wave 3: masked values leaving through errors and se
       assert.ok(errs.length > 0 && REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(set));
     }));
 
+  // Other session state a masked value could be parked in and read back (a custom setting,
+  // application_name, an advisory lock's key in pg_locks): refused like setseed.
+  for (const [id, sql] of [
+    ['w3m-14', "select set_config('probe.v', email, false) from users where id = 1"],
+    ['w3m-15', "select set_config('application_name', split_part(email, '@', 1), false) from users where id = 1"],
+    ['w3m-16', 'select pg_advisory_lock(ascii(email)) from users where id = 1'],
+  ] as const) {
+    test(`${id}: ${sql}`, () =>
+      withClient(async ({ c }) => {
+        const msgs = await simple(c, sql);
+        const errs = errorsOf(msgs);
+        assert.ok(errs.length > 0 && REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(msgs));
+      }));
+  }
+
   test('w3m-store: the audit store and every state file hold no raw value', async () => {
     await assertStoreClean(adv);
   });

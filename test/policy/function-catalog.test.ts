@@ -131,3 +131,77 @@ test('relationSchemas: every schema holding a relation of that name (catalog inc
   await cat.relationSchemas(['t']);
   assert.equal(queries - before, 2, 'invalidate() drops the cache');
 });
+
+test('types: names in every schema, closures through arrays, domains, composites and ranges, and the user code each type runs', async () => {
+  await pg.psql(`
+    CREATE FUNCTION public.f_chk(int) RETURNS bool VOLATILE LANGUAGE plpgsql AS 'BEGIN RETURN true; END';
+    CREATE DOMAIN public.d_chk AS int CHECK (public.f_chk(VALUE));
+    CREATE DOMAIN public.d_op AS int CHECK (VALUE OPERATOR(public.===) 1);
+    CREATE TYPE public.c_chk AS (x public.d_chk, y text);
+    CREATE TYPE public.r_chk AS RANGE (subtype = public.d_chk);
+    CREATE FUNCTION public.f_cast(public.c_chk) RETURNS int VOLATILE LANGUAGE plpgsql AS 'BEGIN RETURN 1; END';
+    CREATE CAST (public.c_chk AS int) WITH FUNCTION public.f_cast(public.c_chk);
+    CREATE TYPE public.my;
+    CREATE FUNCTION public.my_in(cstring) RETURNS public.my LANGUAGE internal IMMUTABLE STRICT AS 'textin';
+    CREATE FUNCTION public.my_out(public.my) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout';
+    CREATE FUNCTION public.my_reset(public.my) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'pg_stat_reset';
+    CREATE TYPE public.my (INPUT = public.my_in, OUTPUT = public.my_out, LIKE = text);
+    CREATE FUNCTION public.my_cmp(public.my, public.my) RETURNS int VOLATILE LANGUAGE plpgsql AS 'BEGIN RETURN 0; END';
+    CREATE OPERATOR CLASS public.my_ops DEFAULT FOR TYPE public.my USING btree AS FUNCTION 1 public.my_cmp(public.my, public.my);
+    CREATE SCHEMA other_types;
+    CREATE DOMAIN other_types.d_chk AS text;
+  `);
+  const cat = createFunctionCatalog(run);
+  const names = await cat.typesByName(['d_chk', 'public.d_chk', 'c_chk', 'r_chk', 'd_op', 'my', 'pg_catalog.int4', 'no_such_type']);
+  assert.equal(names.get('d_chk')!.length, 2, 'every schema');
+  assert.equal(names.get('public.d_chk')!.length, 1);
+  assert.deepEqual(names.get('pg_catalog.int4'), [23]);
+  assert.deepEqual(names.get('no_such_type'), []);
+  const [dChk] = names.get('public.d_chk')!;
+  const [cChk] = names.get('c_chk')!;
+  const [rChk] = names.get('r_chk')!;
+  const [dOp] = names.get('d_op')!;
+  const [my] = names.get('my')!;
+  const closures = await cat.typeClosure([cChk!, rChk!, 23]);
+  assert.ok(closures.get(cChk!)!.includes(dChk!) && closures.get(cChk!)!.includes(23) && closures.get(cChk!)!.includes(25), 'a composite brings its members and their bases');
+  assert.ok(closures.get(rChk!)!.includes(dChk!), 'a range brings its subtype');
+  assert.deepEqual(closures.get(23), [23]);
+  const facts = await cat.typeFacts([dChk!, dOp!, cChk!, my!, 23]);
+  assert.deepEqual(facts.get(dChk!)!.functions.map((f) => f.name), ['f_chk'], 'a function the CHECK calls');
+  assert.deepEqual(facts.get(dOp!)!.functions.map((f) => f.name), ['f_eq'], 'the function behind an operator the CHECK uses');
+  assert.deepEqual(
+    facts.get(cChk!)!.casts.map((c) => [c.source, c.target, c.context, c.fn.name]),
+    [[cChk, 23, 'e', 'f_cast']],
+  );
+  assert.ok(facts.get(23)!.casts.some((c) => c.fn.name === 'f_cast'), 'the cast is a fact of its target too');
+  const myFns = facts.get(my!)!.functions;
+  assert.deepEqual(myFns.map((f) => f.name).sort(), ['my_cmp', 'my_in', 'my_out'], 'input, output and the default operator class');
+  assert.equal(myFns.find((f) => f.name === 'my_in')!.wraps, 'i', 'a LANGUAGE internal wrapper names the built-in it runs');
+  const reset = (await cat.byNames(['my_reset'])).get('my_reset')![0]!;
+  assert.equal(reset.wraps, 'v', 'pg_stat_reset is volatile, whatever the wrapper declares');
+  assert.equal((await cat.byNames(['f_cast'])).get('f_cast')![0]!.types!.includes(cChk!), true, 'argument types are reported');
+});
+
+test('relationFacts: row type, column types and every descendant; statisticsRelations: what pg_stats shows', async () => {
+  await pg.psql(`
+    CREATE TABLE public.p (id int, band text);
+    CREATE SCHEMA sub;
+    CREATE TABLE sub.c () INHERITS (public.p);
+    CREATE TABLE sub.gc () INHERITS (sub.c);
+    CREATE TABLE public.parted (id int) PARTITION BY LIST (id);
+    CREATE TABLE sub.part1 PARTITION OF public.parted FOR VALUES IN (1);
+    INSERT INTO sub.gc VALUES (1, 'x');
+    ANALYZE sub.gc;
+  `);
+  const cat = createFunctionCatalog(run);
+  const f = await cat.relationFacts(['public.p', 'public.parted', 'sub.gc', 'public.nope']);
+  assert.deepEqual(f.get('public.p')!.descendants.sort(), ['sub.c', 'sub.gc']);
+  assert.deepEqual([...f.get('public.p')!.columns].sort(), [['band', 25], ['id', 23]]);
+  assert.ok(f.get('public.p')!.rowType > 0);
+  assert.deepEqual(f.get('public.parted')!.descendants, ['sub.part1']);
+  assert.deepEqual(f.get('sub.gc')!.descendants, []);
+  assert.equal(f.get('public.nope'), undefined);
+  const stats = await cat.statisticsRelations();
+  assert.ok(stats.includes('sub.gc'), 'an analysed table');
+  assert.ok(!stats.includes('public.p'), 'one never analysed shows nothing');
+});

@@ -39,6 +39,13 @@ export interface FunctionInfo {
   source?: string;
   /** Installed by an extension (its declared volatility is trusted like a built-in's). */
   extension?: boolean;
+  /** pg_type OIDs of the result and every argument: coercions to them run the types' own code (a domain's CHECK, a cast). */
+  types?: number[];
+  /**
+   * A user's LANGUAGE internal function runs a built-in C function by name: the volatility
+   * of the built-ins of that name (absent: it names none).
+   */
+  wraps?: 'i' | 's' | 'v';
 }
 
 /** What decideSql needs to know about the functions and operators of a classification. */
@@ -88,6 +95,11 @@ export const EFFECTFUL_NONVOLATILE: readonly string[] = [
   'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
   // run a query given as text (ts_stat volatile; ts_rewrite's query form volatile, its other form immutable)
   'ts_stat', 'ts_rewrite',
+  // tablefunc (an extension, so in any schema): crosstab runs its source and category
+  // queries, connectby pastes its relation and field names into the query it runs (stable)
+  'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby',
+  // xml2 (an extension): xpath_table pastes its relation, key and condition into a query (stable)
+  'xpath_table',
 ];
 
 const HARMLESS: ReadonlySet<string> = new Set(HARMLESS_VOLATILE);

@@ -33,8 +33,9 @@
  * - `functions` and `operators` are every call and operator written anywhere, even under
  *   plain EXPLAIN, in FROM (`generate_series(…)`), CALL, DEFAULT expressions and SQL-standard
  *   function bodies: the proxy resolves them in the catalog and rules judge their side
- *   effects (function-effects.ts). Functions reached only through views, triggers, casts
- *   or opaque bodies are not seen.
+ *   effects (function-effects.ts). What runs without being written (views, policies, type
+ *   code, SQL bodies) is resolved by the gate from `types`, `columns`, `wholeRows`, `star`
+ *   and `only` (statement-expansion.ts); triggers and opaque bodies are not seen.
  * - SET / RESET of a harmless setting (settings.ts), RESET ALL and SET TRANSACTION without
  *   READ WRITE are kind `session`. set_config(name, …) leaves the kind alone (a SELECT stays
  *   `select`) and records the name in `settings` (`*` when not a constant). set_config of a
@@ -77,8 +78,20 @@ export interface ClassifiedStatement {
    * when u has no column f. The gate treats one as a call when such a function exists.
    */
   maybeCalls: string[];
-  /** Types named in casts (`x::t`, `CAST(x AS t)`): a domain's CHECK runs on a cast to it. */
-  casts: string[];
+  /**
+   * Every type named anywhere, lower case, as written (`d`, `public.d`, `pg_catalog.int4`):
+   * casts, typed literals (`d '1'`), column definition lists, XMLTABLE columns. A value
+   * coerced to a type runs that type's code (a domain's CHECK, a cast function, input).
+   */
+  types: string[];
+  /** Column names referenced (the last name of each column reference, and USING lists). */
+  columns: string[];
+  /** Names referenced alone (`u` in `f(u)`, `u::int`): a column, or a whole row of a relation aliased so. */
+  wholeRows: string[];
+  /** The statement references every column (`*`, `t.*`, NATURAL JOIN). */
+  star?: true;
+  /** Relations named only with ONLY (their inheritance children and partitions are not read or written). */
+  only?: string[];
   flags: SqlFlag[];
   /** This statement's own text (a trimmed slice of the input). */
   text: string;
@@ -433,7 +446,13 @@ interface Acc {
   operators: Set<string>;
   settings: Set<string>;
   maybeCalls: Set<string>;
-  casts: Set<string>;
+  types: Set<string>;
+  columns: Set<string>;
+  wholeRows: Set<string>;
+  star: boolean;
+  /** Relations named with ONLY, and without it. */
+  onlyRefs: Set<string>;
+  inhRefs: Set<string>;
   readWrite: boolean;
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
@@ -472,7 +491,12 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     operators: new Set(),
     settings: new Set(),
     maybeCalls: new Set(),
-    casts: new Set(),
+    types: new Set(),
+    columns: new Set(),
+    wholeRows: new Set(),
+    star: false,
+    onlyRefs: new Set(),
+    inhRefs: new Set(),
     readWrite: false,
     flags: new Set(),
     writeTargets: new Set(),
@@ -496,10 +520,15 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     operators: [...acc.operators],
     settings: [...acc.settings],
     maybeCalls: [...acc.maybeCalls],
-    casts: [...acc.casts],
+    types: [...acc.types],
+    columns: [...acc.columns],
+    wholeRows: [...acc.wholeRows],
     flags: orderFlags(acc.flags),
     text,
   };
+  if (acc.star) out.star = true;
+  const only = [...acc.onlyRefs].filter((r) => !acc.inhRefs.has(r));
+  if (only.length > 0) out.only = only;
   if (detail) out.detail = detail;
   if (acc.hazard) out.hazard = acc.hazard;
   if (acc.readWrite) out.readWrite = true;
@@ -586,7 +615,14 @@ function step(v: unknown, acc: Acc, ctx: Ctx): void {
   if (node) return visit(node[0], node[1], acc, ctx);
   // Some fields hold a RangeVar inline, without the wrapper (e.g. DeleteStmt.relation).
   if (typeof v['relname'] === 'string') return relation(v, acc, ctx);
+  // Most fields hold a TypeName inline too (TypeCast.typeName, ColumnDef.typeName, …).
+  if (Array.isArray(v['names']) && typeof v['typemod'] === 'number') typeName(v, acc);
   walkFields(v, acc, ctx);
+}
+
+function typeName(t: Obj, acc: Acc): void {
+  const parts = names(t['names']).map((x) => x.toLowerCase());
+  if (parts.length > 0) acc.types.add(parts.join('.'));
 }
 
 /** Schedules the fields of `o` (CTE bodies first, with their scopes). */
@@ -635,6 +671,7 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
   if (schema === undefined && !temp) acc.unqualified.add(rel);
   const name = `${schema ?? (temp ? 'pg_temp' : 'public')}.${rel}`;
   (isWrite ? acc.writes : acc.reads).add(name);
+  (rv['inh'] === true ? acc.inhRefs : acc.onlyRefs).add(name);
 }
 
 /** Marks the RangeVar(s) in `v` (inline, wrapped, or a list) as write targets. */
@@ -676,17 +713,24 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     case 'ColumnRef': {
       const fields = arr(body['fields']);
       const last = unwrap(fields[fields.length - 1]);
-      if (fields.length >= 2 && last?.[0] === 'String') {
+      if (last?.[0] === 'A_Star') acc.star = true;
+      if (last?.[0] === 'String') {
         const name = str(last[1]['sval']);
-        if (name !== undefined) acc.maybeCalls.add(name.toLowerCase());
+        if (name !== undefined) {
+          acc.columns.add(name);
+          if (fields.length >= 2) acc.maybeCalls.add(name.toLowerCase());
+          else acc.wholeRows.add(name);
+        }
       }
       return walkFields(body, acc, ctx);
     }
-    case 'TypeCast': {
-      const parts = names(isObj(body['typeName']) ? body['typeName']['names'] : undefined).map((x) => x.toLowerCase());
-      if (parts.length > 0 && parts[0] !== 'pg_catalog') acc.casts.add(parts.join('.'));
+    case 'TypeName':
+      typeName(body, acc);
       return walkFields(body, acc, ctx);
-    }
+    case 'JoinExpr':
+      if (body['isNatural'] === true) acc.star = true;
+      for (const u of names(body['usingClause'])) acc.columns.add(u);
+      return walkFields(body, acc, ctx);
     case 'A_Indirection':
       for (const i of arr(body['indirection'])) {
         const n = unwrap(i);
@@ -995,7 +1039,9 @@ export function classifyFunctionCall(
     operators: [],
     settings: setConfig ? ['*'] : [],
     maybeCalls: [],
-    casts: [],
+    types: [],
+    columns: [],
+    wholeRows: [],
     flags: opts.dangerousFunctions && dangerousMatcher(opts.dangerousFunctions)(name) ? ['dangerous_function'] : [],
     text,
     detail: 'FUNCTION CALL',

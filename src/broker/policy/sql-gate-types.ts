@@ -69,5 +69,43 @@ export interface FunctionCatalog {
    * (an empty list: none). Other sessions' temporary schemas and TOAST are left out.
    */
   relationSchemas(names: readonly string[]): Promise<Map<string, string[]>>;
+  /** For each relation `schema.name` (exact): its row type, column types and inheritance descendants (absent: no such relation). */
+  relationFacts(relations: readonly string[]): Promise<Map<string, RelationFacts | undefined>>;
+  /** Every relation whose values the statistics views (pg_stats, pg_stats_ext, …) show, as `schema.name`. */
+  statisticsRelations(): Promise<string[]>;
+  /** For each type name as written (`d`, `public.d`, lower case): the pg_type OIDs it may be, in every schema. */
+  typesByName(names: readonly string[]): Promise<Map<string, number[]>>;
+  /** For each type OID: itself and every type a value of it contains or is built on (elements, bases, members, subtypes), recursively. */
+  typeClosure(types: readonly number[]): Promise<Map<number, number[]>>;
+  /** For each type OID: the user functions it runs implicitly, and the user casts from or to it. */
+  typeFacts(types: readonly number[]): Promise<Map<number, TypeFacts>>;
   invalidate(): void;
+}
+
+/** A relation as the code reading it sees it. */
+export interface RelationFacts {
+  rowType: number;
+  /** Column name → type OID. */
+  columns: Map<string, number>;
+  /** Inheritance children and partitions at any depth, as `schema.name`: a read of the relation (without ONLY) reads them. */
+  descendants: string[];
+}
+
+/**
+ * User code (pg_proc OID ≥ 16384) a type runs without a statement naming it: input and
+ * output, a domain's CHECK, the default btree and hash operator classes (ORDER BY,
+ * DISTINCT, GROUP BY, joins, greatest…), a range's canonical, subdiff and subtype class.
+ */
+export interface TypeFacts {
+  functions: FunctionInfo[];
+  /** CREATE CAST … WITH FUNCTION rows whose source or target is this type. */
+  casts: UserCast[];
+}
+
+export interface UserCast {
+  source: number;
+  target: number;
+  /** e = explicit only, a = assignment, i = implicit. */
+  context: 'e' | 'a' | 'i';
+  fn: FunctionInfo;
 }

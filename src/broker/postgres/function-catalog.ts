@@ -26,7 +26,7 @@ import type { CatalogRows } from './masking-catalog.js';
 export type CatalogRun = CatalogRows;
 
 export type { FunctionCatalog } from '../policy/sql-gate-types.js';
-import type { FunctionCatalog } from '../policy/sql-gate-types.js';
+import type { FunctionCatalog, RelationFacts, TypeFacts, UserCast } from '../policy/sql-gate-types.js';
 
 export interface FunctionCatalogOptions {
   /** How long a looked-up answer is reused. Default 30 000. */
@@ -38,6 +38,9 @@ export interface FunctionCatalogOptions {
 /** At most this many names per query; more are split into several. */
 const BATCH = 200;
 
+/** The first OID PostgreSQL gives a user object: below it, the built-in catalog. */
+const FIRST_USER_OID = 16384;
+
 /** The columns every query returns, in order: key, oid, schema, name, volatility, kind, nargs. */
 const VOLATILITY = `CASE WHEN p.prokind = 'a' AND EXISTS (
     SELECT 1 FROM pg_catalog.pg_aggregate a JOIN pg_catalog.pg_proc s ON s.oid IN (
@@ -45,9 +48,14 @@ const VOLATILITY = `CASE WHEN p.prokind = 'a' AND EXISTS (
       a.aggmtransfn::oid, a.aggminvtransfn::oid, a.aggmfinalfn::oid)
     WHERE a.aggfnoid = p.oid AND s.provolatile = 'v') THEN 'v' ELSE p.provolatile::text END`;
 
-const INFO_COLUMNS = `p.oid::text, n.nspname::text, p.proname::text, ${VOLATILITY}, p.prokind::text, p.pronargs::text,
-  (SELECT l.lanname::text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang), p.prosrc,
-  EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text`;
+/** Named, so no two columns share a name (a JSON row would lose one). */
+const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.proname::text AS fn_name, ${VOLATILITY} AS fn_volatility,
+  p.prokind::text AS fn_kind, p.pronargs::text AS fn_nargs,
+  (SELECT l.lanname::text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang) AS fn_language, p.prosrc AS fn_source,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text AS fn_extension,
+  pg_catalog.concat_ws(' ', p.prorettype::text, p.proargtypes::text, pg_catalog.array_to_string(p.proallargtypes, ' ')) AS fn_types,
+  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) FROM pg_catalog.pg_proc b
+    WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps`;
 
 /** An E'' literal: backslashes and quotes doubled, NUL (which no name contains) dropped. */
 export function sqlLiteral(s: string): string {
@@ -59,7 +67,7 @@ function textArray(values: readonly string[]): string {
 }
 
 function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo | undefined {
-  const [oid, schema, name, vol, kind, nargs, language, source, extension] = row.slice(offset, offset + 9);
+  const [oid, schema, name, vol, kind, nargs, language, source, extension, types, wrapped] = row.slice(offset, offset + 11);
   if (oid == null || schema == null || name == null || vol == null || kind == null || nargs == null) return undefined;
   if (vol !== 'i' && vol !== 's' && vol !== 'v') return undefined;
   if (kind !== 'f' && kind !== 'a' && kind !== 'w' && kind !== 'p') return undefined;
@@ -67,6 +75,8 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
   if (language != null) info.language = language;
   if (source != null) info.source = source;
   info.extension = extension === 'true';
+  if (wrapped === 'i' || wrapped === 's' || wrapped === 'v') info.wraps = wrapped;
+  if (types != null) info.types = [...new Set(types.split(' ').filter((t) => t !== '').map(Number))];
   return info;
 }
 
@@ -92,6 +102,92 @@ WHERE position('.' in k.key) = 0 OR k.key = lower(opn.nspname) || '.' || o.oprna
 ORDER BY 1, 2`;
 }
 
+function oidArray(values: readonly number[]): string {
+  return `ARRAY[${values.map((v) => String(Math.trunc(v))).join(', ')}]::pg_catalog.oid[]`;
+}
+
+
+function typesQuery(names: readonly string[]): string {
+  return `SELECT k.key, t.oid::text
+FROM unnest(${textArray(names)}) AS k(key)
+JOIN pg_catalog.pg_type t ON lower(t.typname) = regexp_replace(k.key, '^.*[.]', '')
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+WHERE position('.' in k.key) = 0 OR right(k.key, length(n.nspname) + length(t.typname) + 2) = '.' || lower(n.nspname) || '.' || lower(t.typname)
+  OR k.key = lower(n.nspname) || '.' || lower(t.typname)`;
+}
+
+/**
+ * The types a value of each root type is built from, recursively: array elements, a
+ * domain's base and the types its CHECK names, a composite's (or table's) columns, a
+ * range's subtype, a multirange's range.
+ */
+function closureQuery(roots: readonly number[]): string {
+  return `WITH RECURSIVE c(root, t) AS (
+  SELECT r, r FROM unnest(${oidArray(roots)}) AS r
+  UNION
+  SELECT c.root, x.t FROM c JOIN pg_catalog.pg_type ty ON ty.oid = c.t
+  CROSS JOIN LATERAL (
+    SELECT ty.typelem WHERE ty.typelem <> 0
+    UNION ALL SELECT ty.typbasetype WHERE ty.typbasetype <> 0
+    UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL SELECT rg.rngsubtype FROM pg_catalog.pg_range rg WHERE rg.rngtypid = ty.oid
+    UNION ALL SELECT rg.rngtypid FROM pg_catalog.pg_range rg WHERE rg.rngmultitypid = ty.oid
+    UNION ALL SELECT d.refobjid FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_depend d
+      ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+      WHERE k.contypid = ty.oid
+  ) AS x(t)
+) SELECT root::text, t::text FROM c`;
+}
+
+/** The user functions each type runs implicitly (see TypeFacts), then its user casts. */
+function typeFactsQuery(types: readonly number[]): string {
+  const opclass = (cond: string): string => `SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_opclass oc
+        JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr WHERE ${cond}
+      UNION ALL SELECT ap.amproc::pg_catalog.oid FROM pg_catalog.pg_opclass oc
+        JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily WHERE ${cond}`;
+  return `WITH k(t) AS (SELECT unnest(${oidArray(types)})),
+f(t, fn) AS (
+  SELECT k.t, x.fn FROM k JOIN pg_catalog.pg_type ty ON ty.oid = k.t
+  CROSS JOIN LATERAL unnest(ARRAY[ty.typinput::pg_catalog.oid, ty.typoutput::pg_catalog.oid, ty.typreceive::pg_catalog.oid, ty.typsend::pg_catalog.oid,
+    ty.typmodin::pg_catalog.oid, ty.typmodout::pg_catalog.oid, ty.typanalyze::pg_catalog.oid, ty.typsubscript::pg_catalog.oid]) AS x(fn)
+  UNION ALL SELECT k.t, x.fn FROM k JOIN pg_catalog.pg_constraint c ON c.contypid = k.t
+  CROSS JOIN LATERAL (
+    SELECT d.refobjid FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = c.oid
+      AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+    UNION ALL SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+      WHERE d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+  ) AS x(fn)
+  UNION ALL SELECT k.t, x.fn FROM k CROSS JOIN LATERAL (
+    ${opclass("oc.opcintype = k.t AND oc.opcdefault AND oc.opcmethod IN (SELECT am.oid FROM pg_catalog.pg_am am WHERE am.amname IN ('btree', 'hash'))")}
+  ) AS x(fn)
+  UNION ALL SELECT k.t, x.fn FROM k JOIN pg_catalog.pg_range r ON r.rngtypid = k.t CROSS JOIN LATERAL (
+    SELECT r.rngcanonical::pg_catalog.oid UNION ALL SELECT r.rngsubdiff::pg_catalog.oid
+    UNION ALL ${opclass('oc.oid = r.rngsubopc')}
+  ) AS x(fn)
+)
+SELECT f.t::text AS t, NULL AS source, NULL AS target, NULL AS context, ${INFO_COLUMNS}
+FROM (SELECT DISTINCT t, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+UNION ALL
+SELECT k.t::text, c.castsource::text, c.casttarget::text, c.castcontext::text, ${INFO_COLUMNS}
+FROM k JOIN pg_catalog.pg_cast c ON (c.castsource = k.t OR c.casttarget = k.t) AND c.castfunc >= ${FIRST_USER_OID}
+JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+}
+
+/** Row type, columns and inheritance descendants of each relation `schema.name`. */
+function relationFactsQuery(rels: readonly string[]): string {
+  return `WITH RECURSIVE r(key, oid, reltype) AS (
+  SELECT k.key, c.oid, c.reltype FROM unnest(${textArray(rels)}) AS k(key)
+  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = k.key
+), d(key, oid) AS (
+  SELECT r.key, i.inhrelid FROM r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+  UNION SELECT d.key, i.inhrelid FROM d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.oid
+)
+SELECT r.key, 'row', r.reltype::text FROM r
+UNION ALL SELECT r.key, 'col', a.attname::text || ' ' || a.atttypid::text FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL SELECT d.key, 'child', n.nspname::text || '.' || c.relname::text FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`;
+}
+
 interface Cached<T> {
   at: number;
   value: T;
@@ -105,6 +201,11 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
   let oids = new Map<number, Cached<FunctionInfo | undefined>>();
   let views = new Map<string, Cached<string[]>>();
   let schemas = new Map<string, Cached<string[]>>();
+  let relFacts = new Map<string, Cached<RelationFacts | undefined>>();
+  let statRels = new Map<string, Cached<string[]>>();
+  let typeNames = new Map<string, Cached<number[]>>();
+  let closures = new Map<string, Cached<number[]>>();
+  let facts = new Map<string, Cached<TypeFacts>>();
 
   function fresh<K, T>(cache: Map<K, Cached<T>>, key: K): Cached<T> | undefined {
     const hit = cache.get(key);
@@ -179,20 +280,14 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
           for (const r of batch) byName.set(r.slice(r.indexOf('.') + 1), []);
           const names = textArray([...byName.keys()]);
           // What runs when the relation is read: a view's definition, a row-level security
-          // policy's expressions (as a SELECT of them); for `type:<name>` keys, a domain's CHECKs.
+          // policy's expressions (as a SELECT of them).
           const rows = await run(
             'SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c ' +
               `WHERE c.relkind IN ('v', 'm') AND c.relname = ANY(${names}) ` +
               "UNION ALL SELECT c.relname::text, 'SELECT ' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') || ', ' || " +
               "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), 'true') " +
               'FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid ' +
-              `WHERE c.relrowsecurity AND c.relname = ANY(${names}) ` +
-              // A domain over a domain checks its base's CHECKs too: follow typbasetype.
-              "UNION ALL (WITH RECURSIVE d(name, oid) AS (SELECT t.typname::text, t.oid FROM pg_catalog.pg_type t " +
-              `WHERE t.typtype = 'd' AND 'type:' || t.typname = ANY(${names}) ` +
-              "UNION SELECT d.name, b.oid FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE b.typtype = 'd') " +
-              "SELECT 'type:' || d.name, 'SELECT ' || regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), '^CHECK ', '') " +
-              'FROM d JOIN pg_catalog.pg_constraint k ON k.contypid = d.oid)',
+              `WHERE c.relrowsecurity AND c.relname = ANY(${names})`,
           );
           for (const [name, def] of rows) if (name != null && def != null) byName.get(name)?.push(def);
           return new Map(batch.map((r) => [r, byName.get(r.slice(r.indexOf('.') + 1)) ?? []]));
@@ -216,7 +311,98 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         },
         () => [],
       ),
+    relationFacts: (relations) =>
+      cached(
+        relFacts,
+        relations,
+        async (batch) => {
+          const found = new Map<string, RelationFacts | undefined>();
+          for (const [key, what, value] of await run(relationFactsQuery(batch))) {
+            if (key == null || value == null) continue;
+            let f = found.get(key);
+            if (!f) found.set(key, (f = { rowType: 0, columns: new Map(), descendants: [] }));
+            if (what === 'row') f.rowType = Number(value);
+            else if (what === 'child') f.descendants.push(value);
+            else if (what === 'col') {
+              const space = value.lastIndexOf(' ');
+              f.columns.set(value.slice(0, space), Number(value.slice(space + 1)));
+            }
+          }
+          return found;
+        },
+        () => undefined,
+      ),
+    async statisticsRelations(): Promise<string[]> {
+      const got = await cached(
+        statRels,
+        ['*'],
+        async () => {
+          const rows = await run(
+            'SELECT DISTINCT n.nspname::text || \'.\' || c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+              'WHERE c.oid IN (SELECT starelid FROM pg_catalog.pg_statistic UNION SELECT stxrelid FROM pg_catalog.pg_statistic_ext) ORDER BY 1',
+          );
+          return new Map([['*', rows.flatMap(([r]) => (r == null ? [] : [r]))]]);
+        },
+        () => [],
+      );
+      return got.get('*') ?? [];
+    },
+    async typesByName(wanted) {
+      const got = await cached(
+        typeNames,
+        wanted.map((n) => n.toLowerCase()),
+        async (batch) => {
+          const found = new Map<string, number[]>(batch.map((k) => [k, []]));
+          for (const [key, oid] of await run(typesQuery(batch))) if (key != null && oid != null) found.get(key)?.push(Number(oid));
+          return found;
+        },
+        () => [],
+      );
+      return new Map(wanted.map((n) => [n, got.get(n.toLowerCase()) ?? []]));
+    },
+    async typeClosure(types) {
+      const got = await cached(
+        closures,
+        types.map(String),
+        async (batch) => {
+          const found = new Map<string, number[]>(batch.map((k) => [k, []]));
+          for (const [root, t] of await run(closureQuery(batch.map(Number)))) if (root != null && t != null) found.get(root)?.push(Number(t));
+          return found;
+        },
+        () => [],
+      );
+      return new Map(types.map((t) => [t, got.get(String(t)) ?? [t]]));
+    },
+    async typeFacts(types) {
+      const got = await cached(
+        facts,
+        types.map(String),
+        async (batch) => {
+          const found = new Map<string, TypeFacts>(batch.map((k) => [k, { functions: [], casts: [] }]));
+          for (const row of await run(typeFactsQuery(batch.map(Number)))) {
+            const [t, source, target, context] = row;
+            const f = t == null ? undefined : found.get(t);
+            const info = toInfo(row, 4);
+            if (!f || !info) continue;
+            if (source == null || target == null) {
+              if (!f.functions.some((x) => x.oid === info.oid)) f.functions.push(info);
+            } else if (context === 'e' || context === 'a' || context === 'i') {
+              const cast: UserCast = { source: Number(source), target: Number(target), context, fn: info };
+              f.casts.push(cast);
+            }
+          }
+          return found;
+        },
+        () => ({ functions: [], casts: [] }),
+      );
+      return new Map(types.map((t) => [t, got.get(String(t)) ?? { functions: [], casts: [] }]));
+    },
     invalidate(): void {
+      relFacts = new Map();
+      statRels = new Map();
+      typeNames = new Map();
+      closures = new Map();
+      facts = new Map();
       names = new Map();
       ops = new Map();
       oids = new Map();

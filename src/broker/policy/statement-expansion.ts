@@ -1,0 +1,493 @@
+/**
+ * What a statement runs and reads beyond its own text, resolved in the live catalog: the
+ * SQL gate (sql-gate.ts) judges the statement as this expansion, not as written.
+ *
+ * A statement, as PostgreSQL runs it, also
+ * - reads every relation an unqualified name may resolve to (search_path is the session's);
+ * - reads the inheritance children and partitions of a table it reads without ONLY (and
+ *   writes those of one it writes), whatever schema they live in;
+ * - reads every analysed relation's values when it reads a statistics view (pg_stats, …);
+ * - runs each view's definition and each row-level security policy of what it reads;
+ * - calls `f(u)` when it writes `u.f` and such a function exists;
+ * - runs the code of every type its values have or are coerced to, without naming it:
+ *   input and output, a domain's CHECK, the default btree and hash operator classes
+ *   (ORDER BY, DISTINCT, GROUP BY, UNION, joins, greatest, CASE…), a range's support, user
+ *   casts (an implicit or assignment cast wherever its target type appears; an explicit one
+ *   where both ends appear and the target is named). Types come from the names the text
+ *   writes (casts, literals, column definition lists, function-call syntax), the columns it
+ *   references, the result and argument types of every function it calls, and for a SQL
+ *   function's body its own argument and result types;
+ * - reads what the body of each SQL function it calls reads.
+ * The user code found this way is added to the statement's calls under a synthetic name
+ * (`schema.name[implicit]`) and judged like any call: a function the gate cannot vouch for
+ * is effectful. Anything that could not be resolved (a lookup that failed, a definition too
+ * deep or that does not parse) adds a call of `agentgate.unanalysable(…)`, which no catalog
+ * knows: unknown means no.
+ *
+ * Resolution is two-phase: `missing` runs the expansion and collects what it lacked,
+ * `learn` asks the catalog for all of it at once (never rejects; a failed lookup is filed
+ * as failed), and the caller repeats until nothing is missing. After that `expand` and
+ * `effectsOf` are synchronous and memoized per classification.
+ */
+import type { FunctionCatalog, RelationFacts, TypeFacts } from './sql-gate-types.js';
+import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
+import type { ClassifiedStatement, SqlClassification } from './sql-classify.js';
+
+/** Views inside views and SQL bodies inside bodies followed this deep; deeper is unanalysable. */
+const MAX_DEPTH = 8;
+/**
+ * The schema reported for an unqualified relation name the catalog could not place: its
+ * lookup failed, or a statement creates it and the session's search_path decides where.
+ * No `schema.*` glob names it, so only a rule that allows every schema covers it.
+ */
+export const UNKNOWN_SCHEMA = '?';
+/** A call that stands for what could not be analysed: no catalog knows it, so it is denied. */
+const UNANALYSABLE = 'agentgate.unanalysable';
+const unanalysable = (what: string): string => `${UNANALYSABLE}(${what})`;
+/** A view definition that does not parse (what a failed definition lookup is filed as). */
+const UNANALYSABLE_DEFINITION = '(';
+/** Catalog views and tables that show values of every analysed relation's columns. */
+const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'pg_catalog.pg_stats_ext_exprs', 'pg_catalog.pg_statistic', 'pg_catalog.pg_statistic_ext_data']);
+
+const FAILED = 'failed' as const;
+type Known<T> = T | typeof FAILED;
+
+/** What an expansion lacked: the lookups `learn` makes. */
+export interface Needs {
+  names: Set<string>;
+  operators: Set<string>;
+  views: Set<string>;
+  schemas: Set<string>;
+  relations: Set<string>;
+  statistics: boolean;
+  typeNames: Set<string>;
+  closures: Set<number>;
+  facts: Set<number>;
+}
+
+function noNeeds(): Needs {
+  return { names: new Set(), operators: new Set(), views: new Set(), schemas: new Set(), relations: new Set(), statistics: false, typeNames: new Set(), closures: new Set(), facts: new Set() };
+}
+
+function isEmpty(n: Needs): boolean {
+  return (
+    !n.statistics &&
+    n.names.size + n.operators.size + n.views.size + n.schemas.size + n.relations.size + n.typeNames.size + n.closures.size + n.facts.size === 0
+  );
+}
+
+export function isBuiltinSchema(schema: string): boolean {
+  return schema === 'pg_catalog' || schema === 'information_schema';
+}
+
+interface Calls {
+  functions: string[];
+  operators: string[];
+}
+
+export interface StatementExpander {
+  /** `c` as it runs (see the file comment); `types` are extra type OIDs its values have (a function's arguments). */
+  expand(c: SqlClassification, types?: readonly number[]): SqlClassification;
+  /** The effects of what an expanded classification calls. */
+  effectsOf(c: SqlClassification): FunctionEffects;
+  /** A function's volatility as far as it can be trusted (see vouch). */
+  vouch(info: FunctionInfo): FunctionInfo;
+  /** What `run` (expansions and effects) lacked; undefined when nothing. */
+  missing(run: () => void): Needs | undefined;
+  /** Asks the catalog for what was missing and files the answers (failures as failed). Never rejects. */
+  learn(needs: Needs): Promise<void>;
+  /** Drops what was derived from the resolved facts (call after learn). */
+  forgetDerived(): void;
+  /** Drops everything resolved. */
+  forget(): void;
+}
+
+export function createStatementExpander(catalog: FunctionCatalog, classify: (sql: string) => SqlClassification): StatementExpander {
+  // What the catalog said.
+  let byName = new Map<string, FunctionInfo[]>();
+  let byOperator = new Map<string, FunctionInfo[]>();
+  let viewDefs = new Map<string, string[]>();
+  let relSchemas = new Map<string, string[]>();
+  let relFacts = new Map<string, Known<RelationFacts | undefined>>();
+  let statistics: Known<string[]> | undefined;
+  let typeOids = new Map<string, Known<number[]>>();
+  let closures = new Map<number, Known<number[]>>();
+  let facts = new Map<number, Known<TypeFacts>>();
+  /** Synthetic `schema.name[implicit]` → the functions so named that types run (kept: it only grows from facts). */
+  let implicit = new Map<string, FunctionInfo[]>();
+  // What was derived from it.
+  let expanded = new WeakMap<SqlClassification, SqlClassification>();
+  let effectsMemo = new WeakMap<SqlClassification, FunctionEffects>();
+  let viewCalls = new Map<string, Calls>();
+  /** Function OID → its body as it runs (null: unanalysable; 'cycle' while being expanded). */
+  let bodies = new Map<number, SqlClassification | null | 'cycle'>();
+  let vouched = new Map<number, FunctionInfo>();
+  /** Set while `missing` runs: lookups that miss are recorded here. */
+  let needs: Needs | undefined;
+  /** A lookup missed outside `missing`: what was derived then is incomplete (and denies). */
+  let partial = false;
+  function want<K>(set: Set<K> | undefined, key: K): void {
+    if (set) set.add(key);
+    else partial = true;
+  }
+
+  const functionInfos = (name: string): FunctionInfo[] | undefined => {
+    if (name.startsWith(UNANALYSABLE)) return [];
+    const hit = implicit.get(name) ?? byName.get(name);
+    if (!hit) want(needs?.names, name);
+    return hit;
+  };
+  const operatorInfos = (op: string): FunctionInfo[] | undefined => {
+    const hit = byOperator.get(op);
+    if (!hit) want(needs?.operators, op);
+    return hit;
+  };
+  const typesNamed = (name: string): Known<number[]> | undefined => {
+    const hit = typeOids.get(name);
+    if (!hit) want(needs?.typeNames, name);
+    return hit;
+  };
+  const factsOf = (rel: string): Known<RelationFacts | undefined> | undefined => {
+    if (rel.startsWith(`${UNKNOWN_SCHEMA}.`)) return undefined;
+    if (!relFacts.has(rel)) {
+      want(needs?.relations, rel);
+      return FAILED;
+    }
+    return relFacts.get(rel);
+  };
+
+  /** What a relation's view definitions and row-level security policies call, through nested views. */
+  const callsThrough = (rel: string, depth: number): Calls => {
+    const hit = viewCalls.get(rel);
+    if (hit) return hit;
+    const defs = viewDefs.get(rel);
+    if (!defs) {
+      want(needs?.views, rel);
+      return { functions: [unanalysable(`view ${rel}`)], operators: [] };
+    }
+    // A policy that reads its own table recurses (the server refuses it too).
+    viewCalls.set(rel, { functions: [unanalysable(`recursive definition of ${rel}`)], operators: [] });
+    const functions = new Set<string>();
+    const operators = new Set<string>();
+    for (const def of defs) {
+      const d = classify(def);
+      if (!d.ok || depth > MAX_DEPTH) {
+        functions.add(unanalysable(`definition of ${rel}`));
+        continue;
+      }
+      for (const st of d.statements) {
+        const e = expandStatement(st, depth + 1, []);
+        for (const f of e.functions) functions.add(f);
+        for (const o of e.operators) operators.add(o);
+      }
+    }
+    const out = { functions: [...functions], operators: [...operators] };
+    viewCalls.set(rel, out);
+    return out;
+  };
+
+  /** A user SQL function's body as it runs, with its own argument and result types; null when unanalysable. */
+  const bodyOf = (info: FunctionInfo, depth: number): SqlClassification | null | 'cycle' | undefined => {
+    if (info.language !== 'sql' || isBuiltinSchema(info.schema) || info.extension === true) return undefined;
+    const hit = bodies.get(info.oid);
+    if (hit !== undefined) return hit;
+    // BEGIN ATOMIC bodies keep no prosrc: not analysed, so not vouched for.
+    if (!info.source || depth > MAX_DEPTH) return null;
+    bodies.set(info.oid, 'cycle');
+    const c = classify(info.source);
+    const out = c.ok ? expandWith(c, depth, info.types ?? []) : null;
+    bodies.set(info.oid, out);
+    return out;
+  };
+
+  const addImplicit = (fn: FunctionInfo, functions: Set<string>): void => {
+    const name = `${fn.schema}.${fn.name}[implicit]`;
+    const list = implicit.get(name);
+    if (!list) implicit.set(name, [fn]);
+    else if (!list.some((x) => x.oid === fn.oid)) list.push(fn);
+    functions.add(name);
+  };
+
+  /** The user code the statement's types run (see the file comment), added to `functions`. */
+  const typeCode = (st: ClassifiedStatement, rels: readonly string[], written: readonly string[], calls: Iterable<string>, extra: readonly number[], functions: Set<string>): void => {
+    const named = new Set<number>();
+    const other = new Set<number>(extra);
+    const byNames = (list: Iterable<string>, into: Set<number>, what: string): void => {
+      for (const t of list) {
+        const oids = typesNamed(t);
+        if (oids === FAILED) functions.add(unanalysable(`type ${what} ${t}`));
+        else if (oids) for (const o of oids) into.add(o);
+      }
+    };
+    byNames(st.types, named, 'named');
+    // `d(1)` is a cast to d when no function d takes the argument.
+    byNames(st.functions, named, 'or function');
+    for (const f of calls) for (const info of functionInfos(f) ?? []) for (const t of info.types ?? []) other.add(t);
+    const relationFacts: RelationFacts[] = [];
+    for (const r of rels) {
+      const f = factsOf(r);
+      if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
+      else if (f) relationFacts.push(f);
+    }
+    for (const f of relationFacts) {
+      for (const c of st.columns) {
+        const t = f.columns.get(c);
+        if (t !== undefined) other.add(t);
+      }
+      if (st.star) {
+        for (const t of f.columns.values()) other.add(t);
+        other.add(f.rowType);
+      }
+    }
+    // Values written are coerced to every column's type (a domain column's CHECK runs).
+    for (const r of written) {
+      const f = factsOf(r);
+      if (f && f !== FAILED) for (const t of f.columns.values()) other.add(t);
+    }
+    // A name referenced alone that is no column is a whole row (`f(u)`, `u::int`).
+    if (st.wholeRows.some((n) => !relationFacts.some((f) => f.columns.has(n)))) for (const f of relationFacts) other.add(f.rowType);
+
+    const closure = (roots: Iterable<number>): Set<number> => {
+      const out = new Set<number>();
+      for (const r of roots) {
+        const c = closures.get(r);
+        if (c === undefined) want(needs?.closures, r);
+        if (c === undefined || c === FAILED) {
+          functions.add(unanalysable(`type ${r}`));
+          continue;
+        }
+        for (const t of c) out.add(t);
+      }
+      return out;
+    };
+    const namedClosure = closure(named);
+    const all = closure(other);
+    for (const t of namedClosure) all.add(t);
+    for (const t of all) {
+      const f = facts.get(t);
+      if (f === undefined) want(needs?.facts, t);
+      if (f === undefined || f === FAILED) {
+        functions.add(unanalysable(`type ${t}`));
+        continue;
+      }
+      for (const fn of f.functions) addImplicit(fn, functions);
+      for (const cast of f.casts) {
+        const applies = (cast.context !== 'e' && all.has(cast.target)) || (all.has(cast.source) && namedClosure.has(cast.target));
+        if (applies) addImplicit(cast.fn, functions);
+      }
+    }
+  };
+
+  const expandStatement = (st: ClassifiedStatement, depth: number, extra: readonly number[]): ClassifiedStatement => {
+    const reads = new Set(st.reads);
+    const writes = new Set(st.writes);
+    const only = new Set(st.only ?? []);
+    // Every schema an unqualified name may resolve to.
+    for (const n of st.unqualified ?? []) {
+      const inPublic = `public.${n}`;
+      let found = relSchemas.get(n);
+      if (!found) {
+        want(needs?.schemas, n);
+        found = [UNKNOWN_SCHEMA];
+      }
+      const read = reads.has(inPublic);
+      const written = writes.has(inPublic);
+      for (const schema of found.length > 0 ? found : written ? [UNKNOWN_SCHEMA] : []) {
+        const name = `${schema}.${n}`;
+        if (read) reads.add(name);
+        if (written) writes.add(name);
+        if (only.has(inPublic)) only.add(name);
+      }
+    }
+    const named = [...reads];
+    const placedWrites = [...writes];
+    const functions = new Set(st.functions);
+    const operators = new Set(st.operators);
+    // The statistics views show every analysed relation's values.
+    if (named.some((r) => STATISTICS.has(r))) {
+      if (statistics === undefined) {
+        if (needs) needs.statistics = true;
+        else partial = true;
+      }
+      if (statistics === undefined || statistics === FAILED) functions.add(unanalysable('statistics'));
+      else for (const r of statistics) reads.add(r);
+    }
+    // A table read (or written) without ONLY is read (written) with its descendants.
+    for (const set of [reads, writes]) {
+      for (const r of [...set]) {
+        if (only.has(r)) continue;
+        const f = factsOf(r);
+        if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
+        else if (f) for (const d of f.descendants) set.add(d);
+      }
+    }
+    // `u.f` calls f(u) when a function f exists.
+    for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
+    const calls = [...functions];
+    // Views and row-level security policies of what it reads run with it.
+    for (const r of named) {
+      const through = callsThrough(r, depth);
+      for (const f of through.functions) functions.add(f);
+      for (const o of through.operators) operators.add(o);
+    }
+    typeCode(st, [...new Set([...named, ...placedWrites])], placedWrites, calls, extra, functions);
+    // A SQL function's body reads with the caller's privileges: its reads are the statement's.
+    for (const f of calls) {
+      for (const info of functionInfos(f) ?? []) {
+        const body = bodyOf(info, depth + 1);
+        if (body === null) reads.add(`${UNKNOWN_SCHEMA}.*`);
+        else if (body && body !== 'cycle' && body.ok) for (const b of body.statements) for (const r of b.reads) reads.add(r);
+      }
+    }
+    const same = (a: readonly string[], b: Set<string>): boolean => a.length === b.size;
+    if (same(st.reads, reads) && same(st.writes, writes) && same(st.functions, functions) && same(st.operators, operators)) return st;
+    return { ...st, reads: [...reads], writes: [...writes], functions: [...functions], operators: [...operators] };
+  };
+
+  const expandWith = (c: SqlClassification, depth: number, types: readonly number[]): SqlClassification => {
+    if (!c.ok) return c;
+    let changed = false;
+    const statements = c.statements.map((st) => {
+      const e = expandStatement(st, depth, types);
+      if (e !== st) changed = true;
+      return e;
+    });
+    return changed ? { ...c, statements } : c;
+  };
+
+  const computeEffects = (c: SqlClassification): FunctionEffects => {
+    if (!c.ok) return toFunctionEffects({ effectful: [], unknown: [] });
+    const list: { name: string; infos: FunctionInfo[] }[] = [];
+    const seen = new Set<string>();
+    for (const st of c.statements) {
+      for (const f of st.functions) {
+        if (seen.has(f)) continue;
+        seen.add(f);
+        list.push({ name: f, infos: (functionInfos(f) ?? []).map(vouch) });
+      }
+      for (const o of st.operators) {
+        if (seen.has(o)) continue;
+        seen.add(o);
+        list.push({ name: o, infos: (operatorInfos(o) ?? []).map(vouch) });
+      }
+    }
+    return toFunctionEffects(judgeFunctionEffects(list));
+  };
+
+  /**
+   * A function's declared volatility, as far as it can be trusted. Built-ins and extension
+   * functions: as declared. A user's LANGUAGE internal function: as declared when the
+   * built-in it names is no more volatile. A user's non-volatile SQL function: only if its
+   * body, as it runs (views, types, bodies), is a read whose every call is vouched for. Any
+   * other user function declared IMMUTABLE or STABLE cannot be vouched for (a PL/pgSQL
+   * body may call anything that does not write, pg_stat_reset say): volatile.
+   */
+  const vouch = (info: FunctionInfo): FunctionInfo => {
+    if (info.volatility === 'v' || isBuiltinSchema(info.schema) || info.extension === true) return info;
+    const hit = vouched.get(info.oid);
+    if (hit) return hit;
+    const volatile = { ...info, volatility: 'v' as const };
+    vouched.set(info.oid, volatile); // a cycle counts as volatile
+    let out: FunctionInfo = volatile;
+    if (info.language === 'internal' && (info.wraps === 'i' || info.wraps === 's')) out = info;
+    else {
+      const body = bodyOf(info, 0);
+      if (body && body !== 'cycle' && body.ok && body.statements.every((st) => st.kinds.every((k) => k === 'select') && !st.readWrite)) {
+        const e = computeEffects(body);
+        if (e.effectful.size === 0 && e.unknown.size === 0) out = info;
+      }
+    }
+    vouched.set(info.oid, out);
+    return out;
+  };
+
+  const forgetDerived = (): void => {
+    expanded = new WeakMap();
+    effectsMemo = new WeakMap();
+    viewCalls = new Map();
+    bodies = new Map();
+    vouched = new Map();
+  };
+
+  /** Files each key's answer, or `failed` for every key when the lookup threw. */
+  async function file<K, V>(keys: Iterable<K>, into: Map<K, V>, lookup: (keys: K[]) => Promise<ReadonlyMap<K, V>>, none: V, failed: V): Promise<void> {
+    const list = [...keys];
+    if (list.length === 0) return;
+    try {
+      const got = await lookup(list);
+      for (const k of list) into.set(k, got.get(k) ?? none);
+    } catch {
+      for (const k of list) into.set(k, failed);
+    }
+  }
+
+  return {
+    expand(c, types = []) {
+      if (!c.ok) return c;
+      if (types.length > 0) return expandWith(c, 0, types);
+      let hit = expanded.get(c);
+      if (!hit) {
+        hit = expandWith(c, 0, []);
+        if (!needs) expanded.set(c, hit);
+      }
+      return hit;
+    },
+    effectsOf(c) {
+      let e = effectsMemo.get(c);
+      if (!e) {
+        e = computeEffects(c);
+        if (!needs) effectsMemo.set(c, e);
+      }
+      return e;
+    },
+    vouch,
+    missing(run) {
+      if (partial) forgetDerived();
+      partial = false;
+      const collected = noNeeds();
+      needs = collected;
+      try {
+        run();
+      } finally {
+        needs = undefined;
+      }
+      if (isEmpty(collected)) return undefined;
+      // What was derived while something was missing is incomplete.
+      forgetDerived();
+      return collected;
+    },
+    async learn(n) {
+      await Promise.all([
+        file(n.names, byName, (k) => catalog.byNames(k), [], []),
+        file(n.operators, byOperator, (k) => catalog.byOperators(k), [], []),
+        file(n.views, viewDefs, (k) => catalog.viewDefinitions(k), [], [UNANALYSABLE_DEFINITION]),
+        file(n.schemas, relSchemas, (k) => catalog.relationSchemas(k), [], [UNKNOWN_SCHEMA]),
+        file<string, Known<RelationFacts | undefined>>(n.relations, relFacts, (k) => catalog.relationFacts(k), undefined, FAILED),
+        file<string, Known<number[]>>(n.typeNames, typeOids, (k) => catalog.typesByName(k), [], FAILED),
+        file<number, Known<number[]>>(n.closures, closures, (k) => catalog.typeClosure(k), [], FAILED),
+        file<number, Known<TypeFacts>>(n.facts, facts, (k) => catalog.typeFacts(k), { functions: [], casts: [] }, FAILED),
+        n.statistics
+          ? catalog.statisticsRelations().then(
+              (rels) => void (statistics = rels),
+              () => void (statistics = FAILED),
+            )
+          : undefined,
+      ]);
+      forgetDerived();
+    },
+    forgetDerived,
+    forget() {
+      byName = new Map();
+      byOperator = new Map();
+      viewDefs = new Map();
+      relSchemas = new Map();
+      relFacts = new Map();
+      statistics = undefined;
+      implicit = new Map();
+      typeOids = new Map();
+      closures = new Map();
+      facts = new Map();
+      forgetDerived();
+    },
+  };
+}

@@ -46,6 +46,8 @@ export interface FunctionInfo {
    * of the built-ins of that name (absent: it names none).
    */
   wraps?: 'i' | 's' | 'v';
+  /** A user function's argument defaults, as SQL (`f_reset(), 2`): a call that omits those arguments evaluates them. */
+  defaults?: string;
 }
 
 /** What decideSql needs to know about the functions and operators of a classification. */

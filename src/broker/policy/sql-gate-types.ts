@@ -24,6 +24,13 @@ export interface GateVerdict extends PolicyDecision {
   changes?: NamespaceChange[];
   /** The statement changes the schema: what was resolved in the catalog may be stale after it. */
   ddl?: boolean;
+  /**
+   * Set on a deny or review verdict when the statement runs code the policy does not allow
+   * (a call with side effects) or code the gate could not resolve (it does not parse): the
+   * server may run such code while it parses and plans, before Execute, so a protocol Parse
+   * of it is refused rather than forwarded to be judged at Execute.
+   */
+  runsCode?: true;
 }
 
 /**
@@ -41,8 +48,12 @@ export interface StatementGate {
   executes(sql: string): string[];
   /** The portals the text FETCHes from or MOVEs in, by name (resolved the same way, to the text the portal runs). */
   fetches(sql: string): string[];
-  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>): Promise<void> | undefined;
-  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>): GateVerdict;
+  prepare(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>, paramTypes?: readonly number[]): Promise<void> | undefined;
+  /**
+   * `paramTypes`: the parameter type OIDs a Parse message declared (0 = unspecified): Bind
+   * runs their input functions (a domain's CHECK), so they count as the statement's types.
+   */
+  judge(sql: string, prepared?: ReadonlyMap<string, string | undefined>, portals?: ReadonlyMap<string, string | undefined>, paramTypes?: readonly number[]): GateVerdict;
   prepareFunctionCall(oid: number): Promise<void> | undefined;
   /** A FunctionCall message, resolved by OID; `label` names it for the audit log. */
   judgeFunctionCall(oid: number, args: number): GateVerdict & { label: string; builtin: boolean };

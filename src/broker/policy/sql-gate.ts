@@ -164,6 +164,7 @@ function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?:
 }
 
 const NO_NAMES: string[] = [];
+const NO_TYPES: readonly number[] = [];
 
 /** Texts a session keeps classified at hand. */
 const RECENT_TEXTS = 256;
@@ -292,20 +293,37 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     return c.statements.flatMap((s) => (s.names?.op === op ? [s.names.name] : []));
   };
 
-  const prepareRound = (sql: string, prepared: ReadonlyMap<string, string | undefined> | undefined, portals: ReadonlyMap<string, string | undefined> | undefined, round: number): Promise<void> | undefined => {
+  const prepareRound = (
+    sql: string,
+    prepared: ReadonlyMap<string, string | undefined> | undefined,
+    portals: ReadonlyMap<string, string | undefined> | undefined,
+    types: readonly number[],
+    round: number,
+  ): Promise<void> | undefined => {
     if (!expander) return undefined;
     const c = classify(sql);
-    if (ready.has(c)) return undefined;
+    if (types.length === 0 && ready.has(c)) return undefined;
     const executed = withExecuted(c, prepared, portals);
     if (typeof executed === 'string') return undefined;
     const pending = learnThen(
-      () => void expander.effectsOf(expander.expand(executed)),
-      () => prepareRound(sql, prepared, portals, round + 1),
+      () => void expander.effectsOf(expander.expand(executed, types)),
+      () => prepareRound(sql, prepared, portals, types, round + 1),
       round,
     );
-    if (!pending && executed === c) ready.add(c);
+    if (!pending && executed === c && types.length === 0) ready.add(c);
     return pending;
   };
+
+  /**
+   * A verdict other than allow says whether the statement runs code the policy does not
+   * allow, or code the gate could not resolve (it does not parse): parsing and planning it
+   * may run that code, so its Parse cannot go ahead of the decision.
+   */
+  const marked = (v: GateVerdict, c: SqlClassification, effects: FunctionEffects | undefined): GateVerdict =>
+    v.effect !== 'allow' && (!c.ok || (effects !== undefined && (effects.effectful.size > 0 || effects.unknown.size > 0))) ? { ...v, runsCode: true } : v;
+
+  /** The declared parameter types that say something (0 leaves the type to the server's inference from the text). */
+  const declared = (paramTypes: readonly number[] | undefined): readonly number[] => (paramTypes && paramTypes.some((t) => t !== 0) ? paramTypes.filter((t) => t !== 0) : NO_TYPES);
 
   /** A FunctionCall message's call as it runs: its arguments are coerced to the function's types. */
   const functionCallOf = (oid: number, args: number): { c: SqlClassification; info: FunctionInfo | undefined } => {
@@ -335,21 +353,21 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
   const gate: StatementGate = {
     executes: (sql) => namesRun(sql, 'execute'),
     fetches: (sql) => namesRun(sql, 'fetch'),
-    prepare(sql, prepared, portals) {
+    prepare(sql, prepared, portals, paramTypes) {
       if (!catalog) return undefined;
       expire();
-      return prepareRound(sql, prepared, portals, 0);
+      return prepareRound(sql, prepared, portals, declared(paramTypes), 0);
     },
-    judge(sql, prepared, portals) {
+    judge(sql, prepared, portals, paramTypes) {
       const c = classify(sql);
       const executed = withExecuted(c, prepared, portals);
-      const resolved = typeof executed === 'string' ? executed : expander ? expander.expand(executed) : executed;
+      const resolved = typeof executed === 'string' ? executed : expander ? expander.expand(executed, declared(paramTypes)) : executed;
       if (resolved === c) {
-        if (!expander) return readOnlyRefusal(c, judge.judge(sql));
+        if (!expander) return marked(readOnlyRefusal(c, judge.judge(sql)), c, undefined);
         const effects = expander.effectsOf(c);
         let v = verdicts.get(effects);
         if (v === undefined) {
-          v = readOnlyRefusal(c, judge.judge(sql, effects));
+          v = marked(readOnlyRefusal(c, judge.judge(sql, effects)), c, effects);
           // A review verdict names the exact text's fingerprint (a grant covers that text only).
           if (v.effect !== 'review') verdicts.set(effects, v);
         }
@@ -363,9 +381,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const cacheable = executed === c;
       const hit = cacheable ? extendedVerdicts.get(resolved) : undefined;
       if (hit) return hit;
-      const d = decideSql(identity, targetName, config.policies, resolved, expander ? expander.effectsOf(resolved) : undefined);
+      const effects = expander ? expander.effectsOf(resolved) : undefined;
+      const d = decideSql(identity, targetName, config.policies, resolved, effects);
       const { statement: _statement, ...decision } = d;
-      const v = readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side });
+      const v = marked(readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side }), resolved, effects);
       if (cacheable && v.effect !== 'review') extendedVerdicts.set(resolved, v);
       return v;
     },

@@ -117,6 +117,8 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   let implicit = new Map<string, FunctionInfo[]>();
   // What was derived from it.
   let expanded = new WeakMap<SqlClassification, SqlClassification>();
+  /** Expansions with extra types, by classification and the types' list. */
+  let expandedWith = new WeakMap<SqlClassification, Map<string, SqlClassification>>();
   let effectsMemo = new WeakMap<SqlClassification, FunctionEffects>();
   let viewCalls = new Map<string, Calls>();
   /** Function OID → its body as it runs (null: unanalysable; 'cycle' while being expanded). */
@@ -389,20 +391,26 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     const volatile = { ...info, volatility: 'v' as const };
     vouched.set(info.oid, volatile); // a cycle counts as volatile
     let out: FunctionInfo = volatile;
-    if (info.language === 'internal' && (info.wraps === 'i' || info.wraps === 's')) out = info;
+    const clean = (c: SqlClassification): boolean => {
+      if (!c.ok || !c.statements.every((st) => st.kinds.every((k) => k === 'select') && !st.readWrite)) return false;
+      const e = computeEffects(c);
+      return e.effectful.size === 0 && e.unknown.size === 0;
+    };
+    // An aggregate runs its support functions, which its declared volatility need not reflect.
+    if (info.kind === 'f' && info.language === 'internal' && (info.wraps === 'i' || info.wraps === 's')) out = info;
     else {
       const body = bodyOf(info, 0);
-      if (body && body !== 'cycle' && body.ok && body.statements.every((st) => st.kinds.every((k) => k === 'select') && !st.readWrite)) {
-        const e = computeEffects(body);
-        if (e.effectful.size === 0 && e.unknown.size === 0) out = info;
-      }
+      if (body && body !== 'cycle' && clean(body)) out = info;
     }
+    // Argument defaults run in the caller's call.
+    if (out === info && info.defaults !== undefined && !clean(expandWith(classify(`SELECT ${info.defaults}`), 1, []))) out = volatile;
     vouched.set(info.oid, out);
     return out;
   };
 
   const forgetDerived = (): void => {
     expanded = new WeakMap();
+    expandedWith = new WeakMap();
     effectsMemo = new WeakMap();
     viewCalls = new Map();
     bodies = new Map();
@@ -424,7 +432,18 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   return {
     expand(c, types = []) {
       if (!c.ok) return c;
-      if (types.length > 0) return expandWith(c, 0, types);
+      if (types.length > 0) {
+        const key = types.join(',');
+        let byTypes = expandedWith.get(c);
+        const hit = byTypes?.get(key);
+        if (hit) return hit;
+        const out = expandWith(c, 0, types);
+        if (!needs) {
+          if (!byTypes) expandedWith.set(c, (byTypes = new Map()));
+          if (byTypes.size < 16) byTypes.set(key, out);
+        }
+        return out;
+      }
       let hit = expanded.get(c);
       if (!hit) {
         hit = expandWith(c, 0, []);

@@ -55,7 +55,8 @@ const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.pro
   EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text AS fn_extension,
   pg_catalog.concat_ws(' ', p.prorettype::text, p.proargtypes::text, pg_catalog.array_to_string(p.proallargtypes, ' ')) AS fn_types,
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) FROM pg_catalog.pg_proc b
-    WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps`;
+    WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps,
+  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults`;
 
 /** An E'' literal: backslashes and quotes doubled, NUL (which no name contains) dropped. */
 export function sqlLiteral(s: string): string {
@@ -67,7 +68,7 @@ function textArray(values: readonly string[]): string {
 }
 
 function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo | undefined {
-  const [oid, schema, name, vol, kind, nargs, language, source, extension, types, wrapped] = row.slice(offset, offset + 11);
+  const [oid, schema, name, vol, kind, nargs, language, source, extension, types, wrapped, defaults] = row.slice(offset, offset + 12);
   if (oid == null || schema == null || name == null || vol == null || kind == null || nargs == null) return undefined;
   if (vol !== 'i' && vol !== 's' && vol !== 'v') return undefined;
   if (kind !== 'f' && kind !== 'a' && kind !== 'w' && kind !== 'p') return undefined;
@@ -76,6 +77,7 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
   if (source != null) info.source = source;
   info.extension = extension === 'true';
   if (wrapped === 'i' || wrapped === 's' || wrapped === 'v') info.wraps = wrapped;
+  if (defaults != null) info.defaults = defaults;
   if (types != null) info.types = [...new Set(types.split(' ').filter((t) => t !== '').map(Number))];
   return info;
 }

@@ -190,8 +190,8 @@ export class PgProxySession {
     const gate: StatementGate = {
       executes: (sql) => base.executes(sql),
       fetches: (sql) => base.fetches(sql),
-      prepare: (sql, prepared, portals) => base.prepare(sql, prepared, portals),
-      judge: (sql, prepared, portals) => withReasonRequirement(base.judge(sql, prepared, portals), this.#core.requireReason, this.#core.reason),
+      prepare: (sql, prepared, portals, paramTypes) => base.prepare(sql, prepared, portals, paramTypes),
+      judge: (sql, prepared, portals, paramTypes) => withReasonRequirement(base.judge(sql, prepared, portals, paramTypes), this.#core.requireReason, this.#core.reason),
       prepareFunctionCall: (oid) => base.prepareFunctionCall(oid),
       judgeFunctionCall: (oid, args) => withReasonRequirement(base.judgeFunctionCall(oid, args), this.#core.requireReason, this.#core.reason),
       invalidate: () => base.invalidate(),

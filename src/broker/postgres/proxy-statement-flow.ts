@@ -142,11 +142,8 @@ export class StatementFlow {
     switch (m.type) {
       case FrontendType.query:
         return this.#onQuery(m);
-      case FrontendType.parse: {
-        const p = decodeParse(m.body);
-        t.parse(p.statement, p.sql, p.paramTypes.length);
-        break;
-      }
+      case FrontendType.parse:
+        return this.#onParse(m);
       case FrontendType.bind: {
         const b = decodeBind(m.body);
         const st = t.statement(b.statement);
@@ -194,7 +191,7 @@ export class StatementFlow {
    * server to confirm a name it EXECUTEs, or for the catalog): it is then deferred and
    * judged again later.
    */
-  #judge(frame: Buffer, sql: string): GateVerdict | undefined {
+  #judge(frame: Buffer, sql: string, paramTypes?: readonly number[]): GateVerdict | undefined {
     const h = this.#h;
     const prepared = this.#executed(sql);
     const portals = this.#fetched(sql);
@@ -202,12 +199,12 @@ export class StatementFlow {
       this.#waitForServer(frame);
       return undefined;
     }
-    const lookup = h.gate.prepare(sql, prepared, portals);
+    const lookup = h.gate.prepare(sql, prepared, portals, paramTypes);
     if (lookup) {
       this.#waitForLookup(frame, lookup);
       return undefined;
     }
-    const verdict = h.gate.judge(sql, prepared, portals);
+    const verdict = h.gate.judge(sql, prepared, portals, paramTypes);
     if (verdict.ddl) h.schemaChanged();
     return verdict;
   }
@@ -232,6 +229,40 @@ export class StatementFlow {
     h.counts.denied++;
     t.query(sql, noteOf(verdict));
     h.send(this.#refusal(SqlState.insufficientPrivilege, `agentgate: ${verdict.reason}`, denyHint(verdict)));
+  }
+
+  /**
+   * A Parse is judged before the server sees it: parse analysis runs code (the input of a
+   * composite or array literal checks its domain members), Bind plans the statement (and
+   * folds calls of IMMUTABLE functions) and runs the declared parameter types' input, all
+   * before Execute. A statement whose verdict is not allow and that runs code the policy
+   * does not allow (or that does not parse) is refused here, with its batch; any other is
+   * forwarded and judged at Execute, where it is refused or held (a DELETE a policy denies
+   * may still be prepared: preparing it runs nothing).
+   */
+  #onParse(m: PgMessage): void {
+    const h = this.#h;
+    const p = decodeParse(m.body);
+    const verdict = this.#judge(m.frame, p.sql, p.paramTypes);
+    if (!verdict) return;
+    if (verdict.runsCode) {
+      h.counts.denied++;
+      const reason =
+        verdict.effect === 'deny'
+          ? verdict.reason
+          : `${verdict.reason}: it runs code with side effects, which parsing and planning may run before an approval (send it as a simple Query to have it held)`;
+      const note = verdict.effect === 'deny' ? noteOf(verdict) : { ...noteOf(verdict), effect: 'deny' as const, reason };
+      this.#skipUntilSync = {
+        sql: p.sql,
+        params: 0,
+        statement: p.statement,
+        note,
+        raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${reason}`, denyHint(verdict)),
+      };
+      return;
+    }
+    h.tracker.parse(p.statement, p.sql, p.paramTypes.length);
+    h.send(m.frame);
   }
 
   #onExecute(m: PgMessage): void {

@@ -22,6 +22,10 @@
  *   the domain are already judged (regressions);
  * - an extension's STABLE function that runs a query given as text (tablefunc's crosstab
  *   and connectby).
+ * - code that runs before Execute in the extended protocol: parse analysis reads a composite
+ *   literal (its domain member's CHECK), Bind plans (folding a call of a function labelled
+ *   IMMUTABLE) and reads the parameters with the input of the types Parse declared (a
+ *   domain's CHECK), so a Parse and Bind the gate only judged at Execute have already run it.
  * Each hidden effect is pg_stat_reset(), which a read-only transaction does not stop and the
  * harness' snapshot records (stats_reset); two DELETE variants show the read-only upstream
  * session stopping what the gate let through (25006). The objects are "production" objects
@@ -32,7 +36,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
+import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
 
 const EXTRA_SEED = `
 CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
@@ -67,6 +71,12 @@ CREATE FUNCTION f_stable_ret() RETURNS d_reset LANGUAGE sql STABLE AS $$ SELECT 
 -- The body uses its argument: an unused one is dropped when the function is inlined.
 CREATE FUNCTION f_stable_arg(d_reset) RETURNS int LANGUAGE sql STABLE AS $$ SELECT $1 + 0 $$;
 CREATE FUNCTION f_atomic() RETURNS int LANGUAGE sql STABLE BEGIN ATOMIC SELECT f_reset(); END;
+-- An argument default is evaluated in the caller's call.
+CREATE FUNCTION f_stable_def(a int DEFAULT f_reset()) RETURNS int LANGUAGE sql STABLE AS $$ SELECT $1 + 0 $$;
+-- An aggregate (LANGUAGE internal, like the built-ins) whose STABLE transition function is not.
+CREATE FUNCTION f_acc_liar(int, int) RETURNS int LANGUAGE plpgsql STABLE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN coalesce($1, 0) + $2; END $$;
+CREATE AGGREGATE agg_liar(int) (SFUNC = f_acc_liar, STYPE = int);
 
 -- A base type with the I/O of text and volatile default btree and hash operator classes.
 CREATE TYPE mytext;
@@ -122,6 +132,10 @@ GRANT SELECT ON t_domcol TO app;
 CREATE DOMAIN d_reset2 AS d_reset;
 CREATE TYPE r_reset AS RANGE (subtype = d_reset);
 
+-- A function labelled IMMUTABLE that is not: the planner runs it while planning (at Bind).
+CREATE FUNCTION f_imm_reset() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
+
 -- tablefunc: STABLE C functions that run the query text they are given.
 CREATE EXTENSION tablefunc;
 
@@ -152,6 +166,8 @@ const RESETS: Attack[] = [
   { id: 'w3x-09', sql: 'select f_stable_circle()', why: 'the same through an AS ASSIGNMENT cast, which the result coercion applies' },
   { id: 'w3x-10', sql: 'select f_stable_sort()', why: 'the body counts DISTINCT values of a type with a volatile operator class' },
   { id: 'w3x-11', sql: 'select f_atomic()', why: 'a BEGIN ATOMIC body (no prosrc) that calls a volatile function' },
+  { id: 'w3x-11b', sql: 'select f_stable_def()', why: 'the omitted argument’s default calls a volatile function' },
+  { id: 'w3x-11c', sql: 'select agg_liar(n) from public.t_sort', why: 'a user aggregate whose STABLE PL/pgSQL transition function resets' },
   // ───────────── a volatile default operator class, no operator in the text ─────────────
   { id: 'w3x-12', sql: 'select v from public.t_sort order by v', why: 'ORDER BY sorts with the btree support function' },
   { id: 'w3x-13', sql: 'select distinct v from public.t_sort', why: 'DISTINCT compares with the operator class' },
@@ -290,6 +306,55 @@ describe('adversarial corpus wave 3: side effects in code the statement does not
         await assertIntact(adv, sql);
       }));
   }
+
+  test('w3x-00c: control — without agentgate, parse analysis, planning and parameter input run user code before anything executes', async () => {
+    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
+    await client.connect();
+    try {
+      for (const sql of ["PREPARE p_comp AS SELECT '(1)'::comp", 'EXPLAIN SELECT f_imm_reset()', "PREPARE p_dom(d_reset) AS SELECT 1; EXECUTE p_dom('1')"]) {
+        const before = await statsReset();
+        await new Promise((r) => setTimeout(r, 20));
+        await client.query(sql);
+        assert.notEqual(await statsReset(), before, `${sql} resets statistics for app`);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  test("w3x-80: a Parse of select '(1)'::comp alone (then Sync) is refused: parsing reads the literal and checks its domain member", () =>
+    withClient(async ({ c }) => {
+      const msgs = await exchange(c, [fe.parse('', "select '(1)'::comp"), fe.SYNC]);
+      await assertIntact(adv, 'Parse of a composite literal');
+      assertRefused(msgs, 'Parse of a composite literal');
+    }));
+
+  test('w3x-81: Parse and Bind of select f_imm_reset() without Execute are refused: Bind plans, and planning folds an IMMUTABLE call', () =>
+    withClient(async ({ c }) => {
+      const msgs = await exchange(c, [fe.parse('p81', 'select f_imm_reset()'), fe.bind('', 'p81', []), fe.SYNC]);
+      await assertIntact(adv, 'Parse and Bind of an IMMUTABLE liar');
+      assertRefused(msgs, 'Parse and Bind of an IMMUTABLE liar');
+    }));
+
+  test('w3x-82: a Parse declaring a parameter of the domain (select $1, types [d_reset]) is refused: Bind reads the value with the domain’s CHECK', async () => {
+    const oid = Number((await adv.stack.pg.psql("SELECT 'd_reset'::regtype::oid", { database: 'app' })).trim());
+    await withClient(async ({ c }) => {
+      const msgs = await exchange(c, [fe.parse('', 'select $1', [oid]), fe.bind('', '', ['1']), fe.execute('', 0), fe.SYNC]);
+      await assertIntact(adv, 'a parameter declared as the domain');
+      assertRefused(msgs, 'a parameter declared as the domain');
+    });
+  });
+
+  test('w3x-83: allowed — extended-protocol reads with declared built-in parameter types still run', () =>
+    withClient(async ({ c }) => {
+      const msgs = await exchange(c, [fe.parse('', 'select $1::int + 1', [23]), fe.bind('', '', ['41']), fe.execute('', 0), fe.SYNC]);
+      assertNoError(msgs, 'select $1::int + 1');
+      assert.equal(rowsOf(msgs).length, 1, describeMsgs(msgs));
+      const more = await extended(c, 'select n from public.t_sort order by n');
+      assertNoError(more, 'select n from public.t_sort order by n');
+      assert.equal(rowsOf(more).length, 4);
+      await assertIntact(adv, 'extended reads');
+    }));
 
   test('w3x-store: the audit store and every state file hold no raw value', async () => {
     await assertStoreClean(adv);

@@ -409,6 +409,12 @@ test('functions: deny/review match any listed call; allow with functions still n
   const qualified = rule('q', { sql: ['select'], functions: ['pg_catalog.nextval'], effect: 'allow' });
   assert.equal(ruleMatchesStatement(qualified, stmt("select nextval('s')"), fx(['nextval'])), false); // allow is strict
   assert.equal(ruleMatchesStatement(qualified, stmt("select pg_catalog.nextval('s')"), fx(['pg_catalog.nextval'])), true);
+  // An implicit call (code a type runs, listed by the gate's expansion) matches rules by the function's own name.
+  const implicit: ClassifiedStatement = { ...stmt('select v from t order by v'), functions: ['public.f_cmp[implicit]'] };
+  assert.equal(ruleMatchesStatement(rule('d2', { functions: ['f_cmp'], effect: 'deny' }), implicit), true);
+  assert.equal(ruleMatchesStatement(rule('d3', { functions: ['public.f_*'], effect: 'deny' }), implicit), true);
+  assert.equal(ruleMatchesStatement(rule('a2', { sql: ['select'], functions: ['f_cmp'], effect: 'allow' }), implicit, fx(['public.f_cmp[implicit]'])), true);
+  assert.equal(ruleMatchesStatement(allowFn, implicit, fx(['public.f_cmp[implicit]'])), false);
 });
 
 test('the gate: classify, functionsOf, judge with effects; verdicts cached per effects', () => {

@@ -50,6 +50,18 @@ export interface FunctionInfo {
   defaults?: string;
 }
 
+/**
+ * Marks the name under which a statement's implicit calls are listed (`public.f[implicit]`,
+ * statement-expansion.ts): code a type runs, which the text does not name. Rules match such
+ * a call by the function's own name.
+ */
+export const IMPLICIT_CALL = '[implicit]';
+
+/** A call's name as written or, for an implicit call, as the function's own. */
+export function calledName(name: string): string {
+  return name.endsWith(IMPLICIT_CALL) ? name.slice(0, -IMPLICIT_CALL.length) : name;
+}
+
 /** What decideSql needs to know about the functions and operators of a classification. */
 export interface FunctionEffects {
   /** Names (as the classifier reports them) with a side effect. */

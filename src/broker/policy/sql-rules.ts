@@ -49,7 +49,7 @@ import type { Identity } from '../identity/types.js';
 import { decide, mostRestrictive, type PolicyDecision } from './decision.js';
 import type { ClassifiedStatement, SqlClassification } from './sql-classify.js';
 import { expandSqlKinds, type StatementKind } from './sql-kinds.js';
-import type { FunctionEffects } from './function-effects.js';
+import { calledName, type FunctionEffects } from './function-effects.js';
 import { isHarmlessSetting } from './settings.js';
 
 /** Flags an allow rule must name explicitly to cover a statement carrying them. */
@@ -120,7 +120,8 @@ function lastPart(name: string): string {
  * `generous` (deny/review): a qualified glob also matches an unqualified call of the same
  * last part, since search_path may resolve it there.
  */
-function functionMatches(globs: readonly FunctionGlob[], fn: string, generous: boolean): boolean {
+function functionMatches(globs: readonly FunctionGlob[], call: string, generous: boolean): boolean {
+  const fn = calledName(call);
   const last = lastPart(fn);
   const qualifiedCall = last !== fn;
   return globs.some((g) => {

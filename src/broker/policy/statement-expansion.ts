@@ -30,7 +30,7 @@
  * `effectsOf` are synchronous and memoized per classification.
  */
 import type { FunctionCatalog, RelationFacts, TypeFacts } from './sql-gate-types.js';
-import { judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
+import { IMPLICIT_CALL, judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
 import type { ClassifiedStatement, SqlClassification } from './sql-classify.js';
 
 /** Views inside views and SQL bodies inside bodies followed this deep; deeper is unanalysable. */
@@ -203,7 +203,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   };
 
   const addImplicit = (fn: FunctionInfo, functions: Set<string>): void => {
-    const name = `${fn.schema}.${fn.name}[implicit]`;
+    const name = `${fn.schema}.${fn.name}${IMPLICIT_CALL}`;
     const list = implicit.get(name);
     if (!list) implicit.set(name, [fn]);
     else if (!list.some((x) => x.oid === fn.oid)) list.push(fn);

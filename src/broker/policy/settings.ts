@@ -28,7 +28,7 @@ export const HARMLESS_SETTINGS: readonly string[] = [
   'extra_float_digits', 'datestyle', 'intervalstyle', 'timezone', 'client_encoding', 'standard_conforming_strings',
   'bytea_output', 'xmloption', 'xmlbinary', 'lc_monetary', 'lc_numeric', 'lc_time', 'quote_all_identifiers',
   'array_nulls', 'escape_string_warning', 'transform_null_equals', 'default_text_search_config', 'gin_fuzzy_search_limit',
-  // name resolution (relation rules judge an unqualified name in every schema holding it: sql-gate.ts withSchemas)
+  // name resolution (relation rules judge an unqualified name in every schema holding it: statement-expansion.ts)
   'search_path',
   // messages to this client
   'client_min_messages',

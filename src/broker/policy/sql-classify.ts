@@ -9,7 +9,7 @@
  * Choices worth knowing (rules in sql-rules.ts depend on them):
  * - Unqualified relations are reported in schema `public` (the session's search_path is not
  *   known at parse time) and listed in `unqualified`: the gate adds every other schema the
- *   live catalog holds a relation of that name in (sql-gate.ts, withSchemas), so relation
+ *   live catalog holds a relation of that name in (statement-expansion.ts), so relation
  *   rules hold whatever search_path the session sets.
  * - `kinds` is the statement's own kind plus every data-modifying statement nested in it
  *   that runs with it (writable CTEs, INSERT … SELECT with a writable CTE, COPY (DELETE …)
@@ -99,7 +99,7 @@ export interface ClassifiedStatement {
    * Relation names written without a schema (reported in `public` in reads and writes).
    * The server resolves them by the session's search_path, which can be changed and puts
    * pg_catalog and a schema named like the role first; the gate matches such a name as
-   * every schema's relation of that name (sql-gate.ts, withSchemas).
+   * every schema's relation of that name (statement-expansion.ts).
    */
   unqualified?: string[];
   /** e.g. 'SET ROLE', 'SET SESSION AUTHORIZATION', 'BEGIN', 'CREATE TABLE', 'EXPLAIN ANALYZE'. */

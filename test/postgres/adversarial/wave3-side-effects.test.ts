@@ -36,7 +36,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
+import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, functionCall, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
 
 const EXTRA_SEED = `
 CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
@@ -342,6 +342,15 @@ describe('adversarial corpus wave 3: side effects in code the statement does not
       const msgs = await exchange(c, [fe.parse('', 'select $1', [oid]), fe.bind('', '', ['1']), fe.execute('', 0), fe.SYNC]);
       await assertIntact(adv, 'a parameter declared as the domain');
       assertRefused(msgs, 'a parameter declared as the domain');
+    });
+  });
+
+  test('w3x-84: a FunctionCall of f_stable_arg(d_reset) by OID is refused: the server reads its argument as the domain, CHECK included', async () => {
+    const oid = Number((await adv.stack.pg.psql("SELECT 'f_stable_arg(d_reset)'::regprocedure::oid", { database: 'app' })).trim());
+    await withClient(async ({ c }) => {
+      const msgs = await exchange(c, [functionCall(oid, ['1'])]);
+      await assertIntact(adv, 'FunctionCall f_stable_arg');
+      assertRefused(msgs, 'FunctionCall f_stable_arg');
     });
   });
 

@@ -39,7 +39,10 @@ export interface FunctionInfo {
   source?: string;
   /** Installed by an extension (its declared volatility is trusted like a built-in's). */
   extension?: boolean;
-  /** pg_type OIDs of the result and every argument: coercions to them run the types' own code (a domain's CHECK, a cast). */
+  /**
+   * pg_type OIDs of the result, then each argument in order (then every argument with OUT
+   * ones, when it has some): coercions to them run the types' own code (a domain's CHECK, a cast).
+   */
   types?: number[];
   /**
    * A user's LANGUAGE internal function runs a built-in C function by name: the volatility
@@ -114,6 +117,9 @@ export const EFFECTFUL_NONVOLATILE: readonly string[] = [
   'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby',
   // xml2 (an extension): xpath_table pastes its relation, key and condition into a query (stable)
   'xpath_table',
+  // read text as a type given by OID, running that type's input (a domain's CHECK, a
+  // range's comparison) out of sight of the types a statement names (stable)
+  'domain_in', 'array_in', 'record_in', 'range_in', 'multirange_in',
 ];
 
 const HARMLESS: ReadonlySet<string> = new Set(HARMLESS_VOLATILE);

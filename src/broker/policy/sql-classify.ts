@@ -92,6 +92,19 @@ export interface ClassifiedStatement {
   star?: true;
   /** Relations named only with ONLY (their inheritance children and partitions are not read or written). */
   only?: string[];
+  /** Each relation's alias (or its own name when it has none), as [name, relation]: `u` in `users u` stands for a row of it. */
+  aliases?: [string, string][];
+  /** Relations whose alias renames columns by position (`t_sort s(x, y)`). */
+  renames?: { relation: string; columns: string[] }[];
+  /**
+   * For operators whose every use has operands of a type known from the text, per use the
+   * operand hints: `oid:23` (an integer constant), `oid:16` (a boolean), `type:<name>` (a
+   * cast), `col:<name>` or `col:<alias>.<name>` (a column). The gate picks the candidate
+   * PostgreSQL would (an exact match) instead of every candidate's types.
+   */
+  operands?: [string, string[][]][];
+  /** The statement has derived tables (subqueries, CTEs, functions in FROM): a bare column name may name one of their columns. */
+  derived?: true;
   flags: SqlFlag[];
   /** This statement's own text (a trimmed slice of the input). */
   text: string;
@@ -453,6 +466,11 @@ interface Acc {
   /** Relations named with ONLY, and without it. */
   onlyRefs: Set<string>;
   inhRefs: Set<string>;
+  aliases: Map<string, Set<string>>;
+  renames: { relation: string; columns: string[] }[];
+  /** Operator → the operand hints of each use; null once a use has operands of unknown type. */
+  operands: Map<string, string[][] | null>;
+  derived: boolean;
   readWrite: boolean;
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
@@ -497,6 +515,10 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     star: false,
     onlyRefs: new Set(),
     inhRefs: new Set(),
+    aliases: new Map(),
+    renames: [],
+    operands: new Map(),
+    derived: false,
     readWrite: false,
     flags: new Set(),
     writeTargets: new Set(),
@@ -529,6 +551,11 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
   if (acc.star) out.star = true;
   const only = [...acc.onlyRefs].filter((r) => !acc.inhRefs.has(r));
   if (only.length > 0) out.only = only;
+  if (acc.aliases.size > 0) out.aliases = [...acc.aliases].flatMap(([a, rels]) => [...rels].map((r): [string, string] => [a, r]));
+  if (acc.renames.length > 0) out.renames = acc.renames;
+  const operands = [...acc.operands].flatMap(([op, uses]): [string, string[][]][] => (uses && uses.every((u) => u.every((h) => h !== '?')) ? [[op, uses]] : []));
+  if (operands.length > 0) out.operands = operands;
+  if (acc.derived) out.derived = true;
   if (detail) out.detail = detail;
   if (acc.hazard) out.hazard = acc.hazard;
   if (acc.readWrite) out.readWrite = true;
@@ -644,6 +671,7 @@ function walkWith(wc: Obj, acc: Acc, ctx: Ctx): Ctx {
     if (n && n[0] === 'CommonTableExpr') ctes.push(n[1]);
   }
   const all = new Set(ctx.ctes);
+  if (ctes.length > 0) acc.derived = true;
   for (const c of ctes) {
     const name = str(c['ctename']);
     if (name !== undefined) all.add(name);
@@ -672,6 +700,13 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
   const name = `${schema ?? (temp ? 'pg_temp' : 'public')}.${rel}`;
   (isWrite ? acc.writes : acc.reads).add(name);
   (rv['inh'] === true ? acc.inhRefs : acc.onlyRefs).add(name);
+  const alias = isObj(rv['alias']) ? rv['alias'] : undefined;
+  const as = (alias ? str(alias['aliasname']) : undefined) ?? rel;
+  let rels = acc.aliases.get(as);
+  if (!rels) acc.aliases.set(as, (rels = new Set()));
+  rels.add(name);
+  const colnames = alias ? names(alias['colnames']) : [];
+  if (colnames.length > 0) acc.renames.push({ relation: name, columns: colnames });
 }
 
 /** Marks the RangeVar(s) in `v` (inline, wrapped, or a list) as write targets. */
@@ -727,8 +762,14 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     case 'TypeName':
       typeName(body, acc);
       return walkFields(body, acc, ctx);
+    case 'RangeSubselect':
+    case 'RangeFunction':
+    case 'RangeTableFunc':
+      acc.derived = true;
+      return walkFields(body, acc, ctx);
     case 'JoinExpr':
-      if (body['isNatural'] === true) acc.star = true;
+      // A join's alias may rename the columns of every relation in it, by position.
+      if (body['isNatural'] === true || (isObj(body['alias']) && arr(body['alias']['colnames']).length > 0)) acc.star = true;
       for (const u of names(body['usingClause'])) acc.columns.add(u);
       return walkFields(body, acc, ctx);
     case 'A_Indirection':
@@ -886,15 +927,50 @@ const BETWEEN_KINDS = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETW
 
 function operatorUse(body: Obj, acc: Acc): void {
   if (BETWEEN_KINDS.has(str(body['kind']) ?? '')) {
-    acc.operators.add('>=');
-    acc.operators.add('<=');
+    addOperator(['>='], acc);
+    addOperator(['<='], acc);
     return;
   }
-  addOperator(names(body['name']), acc);
+  const plain = body['kind'] === 'AEXPR_OP';
+  const operands = plain ? [body['lexpr'], body['rexpr']].filter((x) => x !== undefined).map(operandHint) : undefined;
+  addOperator(names(body['name']), acc, operands);
 }
 
-function addOperator(parts: string[], acc: Acc): void {
-  if (parts.length > 0) acc.operators.add(parts.join('.').toLowerCase());
+/** A use of an operator; `operands` are its operands' type hints when it is a plain `a op b` / `op b`. */
+function addOperator(parts: string[], acc: Acc, operands?: string[]): void {
+  if (parts.length === 0) return;
+  const op = parts.join('.').toLowerCase();
+  acc.operators.add(op);
+  const uses = acc.operands.get(op);
+  if (uses === null) return;
+  if (!operands) acc.operands.set(op, null);
+  else acc.operands.set(op, [...(uses ?? []), operands]);
+}
+
+/** What the text says of an operand's type (see ClassifiedStatement.operands); `?` when nothing certain. */
+function operandHint(v: unknown): string {
+  const n = unwrap(v);
+  if (!n) return '?';
+  const [type, body] = n;
+  if (type === 'A_Const') {
+    if (isObj(body['ival'])) return 'oid:23';
+    if (isObj(body['boolval'])) return 'oid:16';
+    return '?';
+  }
+  if (type === 'TypeCast' && isObj(body['typeName'])) {
+    const t = body['typeName'];
+    if (arr(t['arrayBounds']).length > 0) return '?';
+    const parts = names(t['names']).map((x) => x.toLowerCase());
+    return parts.length > 0 ? `type:${parts.join('.')}` : '?';
+  }
+  if (type === 'ColumnRef') {
+    const fields = arr(body['fields']).map((f) => unwrap(f));
+    if (!fields.every((f) => f?.[0] === 'String')) return '?';
+    const parts = fields.map((f) => str(f![1]['sval']) ?? '');
+    if (parts.length === 1) return `col:${parts[0]}`;
+    if (parts.length === 2) return `col:${parts[0]}.${parts[1]}`;
+  }
+  return '?';
 }
 
 /** The string value of an A_Const (or a cast of one), if it is a constant. */

@@ -96,7 +96,7 @@ export interface FunctionCatalog {
 /** A relation as the code reading it sees it. */
 export interface RelationFacts {
   rowType: number;
-  /** Column name → type OID. */
+  /** Column name → type OID, in column order. */
   columns: Map<string, number>;
   /** Inheritance children and partitions at any depth, as `schema.name`: a read of the relation (without ONLY) reads them. */
   descendants: string[];

@@ -211,7 +211,15 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   };
 
   /** The user code the statement's types run (see the file comment), added to `functions`. */
-  const typeCode = (st: ClassifiedStatement, rels: readonly string[], written: readonly string[], calls: Iterable<string>, extra: readonly number[], functions: Set<string>): void => {
+  const typeCode = (
+    st: ClassifiedStatement,
+    rels: readonly string[],
+    written: readonly string[],
+    calls: Iterable<string>,
+    operators: Iterable<string>,
+    extra: readonly number[],
+    functions: Set<string>,
+  ): void => {
     const named = new Set<number>();
     const other = new Set<number>(extra);
     const byNames = (list: Iterable<string>, into: Set<number>, what: string): void => {
@@ -225,29 +233,93 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     // `d(1)` is a cast to d when no function d takes the argument.
     byNames(st.functions, named, 'or function');
     for (const f of calls) for (const info of functionInfos(f) ?? []) for (const t of info.types ?? []) other.add(t);
-    const relationFacts: RelationFacts[] = [];
+
+    // The relations, each with the columns visible under it (an alias's column list renames them by position).
+    const relations: { rel: string; facts: RelationFacts; visible: Map<string, number> }[] = [];
     for (const r of rels) {
       const f = factsOf(r);
       if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
-      else if (f) relationFacts.push(f);
+      else if (f) relations.push({ rel: r, facts: f, visible: new Map(f.columns) });
     }
-    for (const f of relationFacts) {
+    // A relation as the classifier reports it (`public.n` for a bare n) is each placed relation of that name.
+    const unqualified = new Set(st.unqualified ?? []);
+    const same = (reported: string, placed: string): boolean => {
+      if (reported === placed) return true;
+      const n = reported.slice(reported.indexOf('.') + 1);
+      return reported === `public.${n}` && unqualified.has(n) && placed.slice(placed.indexOf('.') + 1) === n;
+    };
+    for (const { relation, columns } of st.renames ?? []) {
+      for (const r of relations) {
+        if (!same(relation, r.rel)) continue;
+        const types = [...r.facts.columns.values()];
+        columns.forEach((name, i) => {
+          if (types[i] !== undefined) r.visible.set(name, types[i]);
+        });
+      }
+    }
+    for (const r of relations) {
       for (const c of st.columns) {
-        const t = f.columns.get(c);
+        const t = r.visible.get(c);
         if (t !== undefined) other.add(t);
       }
       if (st.star) {
-        for (const t of f.columns.values()) other.add(t);
-        other.add(f.rowType);
+        for (const t of r.facts.columns.values()) other.add(t);
+        other.add(r.facts.rowType);
       }
     }
     // Values written are coerced to every column's type (a domain column's CHECK runs).
-    for (const r of written) {
-      const f = factsOf(r);
+    for (const w of written) {
+      const f = factsOf(w);
       if (f && f !== FAILED) for (const t of f.columns.values()) other.add(t);
     }
-    // A name referenced alone that is no column is a whole row (`f(u)`, `u::int`).
-    if (st.wholeRows.some((n) => !relationFacts.some((f) => f.columns.has(n)))) for (const f of relationFacts) other.add(f.rowType);
+    // A name referenced alone is a whole row when it is a relation's alias (whatever columns
+    // other relations have: scopes nest), or when it is no column at all (a subquery's alias).
+    const aliases = new Map<string, string[]>();
+    for (const [a, rel] of st.aliases ?? []) aliases.set(a, [...(aliases.get(a) ?? []), rel]);
+    for (const w of st.wholeRows) {
+      const of = aliases.get(w) ?? [];
+      const rows = of.length > 0 ? relations.filter((r) => of.some((rel) => same(rel, r.rel))) : [];
+      if (!relations.some((r) => r.visible.has(w))) rows.push(...relations);
+      for (const r of rows) other.add(r.facts.rowType);
+    }
+
+    // An operator contributes the types of the candidate PostgreSQL picks when every use's
+    // operand types are known and one candidate matches them exactly; else of every candidate
+    // (an implicit cast to a candidate's argument type runs user code).
+    const operandType = (hint: string): number | undefined => {
+      if (hint.startsWith('oid:')) return Number(hint.slice(4));
+      if (hint.startsWith('type:')) {
+        const oids = typesNamed(hint.slice(5));
+        return Array.isArray(oids) && oids.length === 1 ? oids[0] : undefined;
+      }
+      if (!hint.startsWith('col:')) return undefined;
+      const ref = hint.slice(4);
+      const dot = ref.indexOf('.');
+      let candidates = relations;
+      let column = ref;
+      if (dot >= 0) {
+        const of = aliases.get(ref.slice(0, dot)) ?? [];
+        candidates = relations.filter((r) => of.some((rel) => same(rel, r.rel)));
+        column = ref.slice(dot + 1);
+      } else if (st.derived) return undefined; // a bare name may be a derived table's column
+      const types = new Set(candidates.flatMap((r) => (r.visible.has(column) ? [r.visible.get(column)!] : [])));
+      return types.size === 1 ? [...types][0] : undefined;
+    };
+    const uses = new Map(st.operands ?? []);
+    for (const o of operators) {
+      const infos = operatorInfos(o) ?? [];
+      let chosen: FunctionInfo[] | undefined;
+      for (const use of uses.get(o) ?? [undefined]) {
+        const args = use?.map(operandType);
+        const exact = args && !args.includes(undefined) ? infos.filter((i) => i.nargs === args.length && args.every((a, k) => i.types?.[k + 1] === a)) : [];
+        if (exact.length === 0) {
+          chosen = undefined;
+          break;
+        }
+        chosen = [...(chosen ?? []), ...exact];
+      }
+      for (const info of chosen ?? infos) for (const t of info.types ?? []) other.add(t);
+    }
 
     const closure = (roots: Iterable<number>): Set<number> => {
       const out = new Set<number>();
@@ -332,14 +404,17 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       for (const f of through.functions) functions.add(f);
       for (const o of through.operators) operators.add(o);
     }
-    typeCode(st, [...new Set([...named, ...placedWrites])], placedWrites, calls, extra, functions);
-    // A SQL function's body reads with the caller's privileges: its reads are the statement's.
-    for (const f of calls) {
-      for (const info of functionInfos(f) ?? []) {
-        const body = bodyOf(info, depth + 1);
-        if (body === null) reads.add(`${UNKNOWN_SCHEMA}.*`);
-        else if (body && body !== 'cycle' && body.ok) for (const b of body.statements) for (const r of b.reads) reads.add(r);
-      }
+    typeCode(st, [...new Set([...named, ...placedWrites])], placedWrites, calls, st.operators, extra, functions);
+    // A SQL function's body reads with the caller's privileges: its reads are the statement's,
+    // whether the text calls it, an operator runs it or a type does (views aside: judged by calls).
+    const run: FunctionInfo[] = [];
+    for (const f of calls) run.push(...(functionInfos(f) ?? []));
+    for (const f of functions) if (f.endsWith(IMPLICIT_CALL)) run.push(...(functionInfos(f) ?? []));
+    for (const o of st.operators) run.push(...(operatorInfos(o) ?? []));
+    for (const info of run) {
+      const body = bodyOf(info, depth + 1);
+      if (body === null) reads.add(`${UNKNOWN_SCHEMA}.*`);
+      else if (body && body !== 'cycle' && body.ok) for (const b of body.statements) for (const r of b.reads) reads.add(r);
     }
     const same = (a: readonly string[], b: Set<string>): boolean => a.length === b.size;
     if (same(st.reads, reads) && same(st.writes, writes) && same(st.functions, functions) && same(st.operators, operators)) return st;
@@ -396,8 +471,16 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       const e = computeEffects(c);
       return e.effectful.size === 0 && e.unknown.size === 0;
     };
-    // An aggregate runs its support functions, which its declared volatility need not reflect.
-    if (info.kind === 'f' && info.language === 'internal' && (info.wraps === 'i' || info.wraps === 's')) out = info;
+    // An aggregate runs its support functions, which its declared volatility need not reflect;
+    // a wrapper's own argument and result types run their code on the way in and out.
+    if (info.kind === 'f' && info.language === 'internal' && (info.wraps === 'i' || info.wraps === 's')) {
+      // The wrapper is trusted for what it runs itself (a type's input function is among its own type's code).
+      const before = new Set(vouched.keys());
+      vouched.set(info.oid, info);
+      if (clean(expandWith(classify('SELECT'), 1, info.types ?? []))) out = info;
+      // Judgements made while it was trusted do not stand if it is not.
+      else for (const oid of vouched.keys()) if (!before.has(oid)) vouched.delete(oid);
+    }
     else {
       const body = bodyOf(info, 0);
       if (body && body !== 'cycle' && clean(body)) out = info;

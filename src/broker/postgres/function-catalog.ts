@@ -78,7 +78,7 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
   info.extension = extension === 'true';
   if (wrapped === 'i' || wrapped === 's' || wrapped === 'v') info.wraps = wrapped;
   if (defaults != null) info.defaults = defaults;
-  if (types != null) info.types = [...new Set(types.split(' ').filter((t) => t !== '').map(Number))];
+  if (types != null) info.types = types.split(' ').filter((t) => t !== '').map(Number);
   return info;
 }
 
@@ -186,7 +186,7 @@ function relationFactsQuery(rels: readonly string[]): string {
   UNION SELECT d.key, i.inhrelid FROM d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.oid
 )
 SELECT r.key, 'row', r.reltype::text FROM r
-UNION ALL SELECT r.key, 'col', a.attname::text || ' ' || a.atttypid::text FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL SELECT r.key, 'col', a.attnum::text || ' ' || a.atttypid::text || ' ' || a.attname::text FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL SELECT d.key, 'child', n.nspname::text || '.' || c.relname::text FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`;
 }
 
@@ -319,6 +319,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         relations,
         async (batch) => {
           const found = new Map<string, RelationFacts | undefined>();
+          const columns = new Map<string, [number, string, number][]>();
           for (const [key, what, value] of await run(relationFactsQuery(batch))) {
             if (key == null || value == null) continue;
             let f = found.get(key);
@@ -326,9 +327,16 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
             if (what === 'row') f.rowType = Number(value);
             else if (what === 'child') f.descendants.push(value);
             else if (what === 'col') {
-              const space = value.lastIndexOf(' ');
-              f.columns.set(value.slice(0, space), Number(value.slice(space + 1)));
+              const [num, type] = value.split(' ', 2);
+              const list = columns.get(key) ?? [];
+              list.push([Number(num), value.slice(`${num} ${type} `.length), Number(type)]);
+              columns.set(key, list);
             }
+          }
+          // In column order: an alias's column list renames them by position.
+          for (const [key, list] of columns) {
+            const f = found.get(key);
+            if (f) for (const [, name, type] of list.sort((a, b) => a[0] - b[0])) f.columns.set(name, type);
           }
           return found;
         },

@@ -9,12 +9,13 @@
  * A case that succeeds as an attack changes the database; `reset()` runs before each case
  * and restores the seed, so one failing case never cascades into the next.
  */
-import { after, before, beforeEach } from 'node:test';
+import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pg from 'pg';
 import { startPgStack, TARGET, type PgStack } from '../stack.js';
 import { RawPg, type Msg } from '../raw-client.js';
 import * as fe from '../../../src/broker/postgres/build-frontend.js';
@@ -619,4 +620,86 @@ export function useAdversary(bind: (adv: Adversary) => void, opts: SuiteOptions 
       cl.close();
     }
   };
+}
+
+/** An attack of a statistics-reset corpus: the statement, and what runs and where it comes from. */
+export interface ResetAttack {
+  id: string;
+  sql: string;
+  why: string;
+  /** Already refused before the change the corpus was written for: kept as a regression. */
+  regression?: boolean;
+}
+
+export interface ResetCorpus {
+  /** The seed (superuser objects, in database app), run once; statistics are then reset once. */
+  seed: string;
+  /** Test id prefix (`w3x`): the control is `<prefix>-00`. */
+  prefix: string;
+  /** Statements whose hidden effect is pg_stat_reset(): each shown to reset without agentgate, then refused through it. */
+  resets: readonly ResetAttack[];
+  /** Refused through agentgate too, with effects their own file's controls show. */
+  alsoRefused?: readonly ResetAttack[];
+  /** Harmless statements of the same shapes: allowed, with this many rows. */
+  allowed: readonly { id: string; sql: string; rows: number }[];
+}
+
+/**
+ * Registers a statistics-reset corpus in the current describe(): a control (read-only,
+ * without agentgate, each statement changes stats_reset), each attack refused through
+ * agentgate with the database intact, each allowed statement answered. Returns the suite's
+ * client runner, the adversary and the stats_reset reader for the file's own tests.
+ */
+export function useResetCorpus(corpus: ResetCorpus): {
+  withClient: (fn: (cl: Client) => Promise<void>) => Promise<void>;
+  adv: () => Adversary;
+  statsReset: () => Promise<string>;
+} {
+  let adv!: Adversary;
+  const withClient = useAdversary((a) => (adv = a), {
+    setup: async (a) => {
+      await a.stack.pg.psql(corpus.seed, { database: 'app' });
+      // Statistics must have been reset once for stats_reset to be a timestamp that can change.
+      await a.stack.pg.psql('SELECT pg_stat_reset();', { database: 'app' });
+    },
+  });
+  const statsReset = async (): Promise<string> => (await adv.stack.pg.psql("SELECT stats_reset FROM pg_stat_database WHERE datname = 'app'", { database: 'app' })).trim();
+
+  test(`${corpus.prefix}-00: control — without agentgate, app resets statistics with every statement below, even in a read-only session`, async () => {
+    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
+    await client.connect();
+    try {
+      assert.equal((await client.query('show transaction_read_only')).rows[0].transaction_read_only, 'on');
+      for (const { id, sql } of corpus.resets) {
+        const before = await statsReset();
+        await new Promise((r) => setTimeout(r, 20));
+        await client.query(sql);
+        assert.notEqual(await statsReset(), before, `${id}: ${sql} resets statistics for app`);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  for (const { id, sql, why, regression } of [...corpus.resets, ...(corpus.alsoRefused ?? [])]) {
+    test(`${id}: ${regression ? '[regression] ' : ''}${sql} — ${why}`, () =>
+      withClient(async ({ c }) => {
+        const msgs = await simple(c, sql);
+        // The database first: if the statement ran, the report names what it changed.
+        await assertIntact(adv, sql);
+        assertRefused(msgs, sql);
+      }));
+  }
+
+  for (const { id, sql, rows } of corpus.allowed) {
+    test(`${id}: allowed — ${sql}`, () =>
+      withClient(async ({ c }) => {
+        const msgs = await simple(c, sql);
+        assertNoError(msgs, sql);
+        assert.equal(rowsOf(msgs).length, rows, `${sql}: ${describeMsgs(msgs)}`);
+        await assertIntact(adv, sql);
+      }));
+  }
+
+  return { withClient, adv: () => adv, statsReset };
 }

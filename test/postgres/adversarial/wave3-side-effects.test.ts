@@ -33,10 +33,10 @@
  * cases, in a read-only session). A handful of harmless statements built from the same
  * kinds of object must stay allowed, so a gate that refuses everything fails this file too.
  */
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, functionCall, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
+import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, functionCall, rowsOf, useResetCorpus, type Adversary, type ResetAttack } from './harness.js';
 
 const EXTRA_SEED = `
 CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
@@ -145,15 +145,8 @@ CREATE TYPE comp_ok AS (x int);
 CREATE FUNCTION f_stable_ok() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM users $$;
 `;
 
-interface Attack {
-  id: string;
-  sql: string;
-  /** What runs, and where it comes from. */
-  why: string;
-}
-
 /** Every case's hidden effect is pg_stat_reset() (checked directly in w3x-00). */
-const RESETS: Attack[] = [
+const RESETS: ResetAttack[] = [
   // ───────────── STABLE SQL function bodies ─────────────
   { id: 'w3x-01', sql: 'select f_stable_view()', why: 'the body reads a view whose definition calls a volatile function' },
   { id: 'w3x-02', sql: 'select f_stable_outer()', why: 'the body calls a STABLE SQL function whose body reads that view' },
@@ -228,7 +221,7 @@ const RESETS: Attack[] = [
 ];
 
 /** The same holes with DELETE as the effect: the read-only upstream session stops these (25006). */
-const DELETES: Attack[] = [
+const DELETES: ResetAttack[] = [
   { id: 'w3x-65', sql: 'select f_stable_view_del()', why: 'a STABLE SQL body reading a view that calls f_del()' },
   { id: 'w3x-66', sql: 'select row(1)::comp_del', why: 'a domain CHECK that deletes, through a composite type' },
 ];
@@ -245,31 +238,11 @@ const ALLOWED: { id: string; sql: string; rows: number }[] = [
 ];
 
 describe('adversarial corpus wave 3: side effects in code the statement does not name', () => {
+  const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w3x', resets: RESETS, alsoRefused: DELETES, allowed: ALLOWED });
+  const { withClient, statsReset } = corpus;
   let adv!: Adversary;
-  const withClient = useAdversary((a) => (adv = a), {
-    setup: async (adv) => {
-      await adv.stack.pg.psql(EXTRA_SEED, { database: 'app' });
-      // Statistics must have been reset once for stats_reset to be a timestamp that can change.
-      await adv.stack.pg.psql('SELECT pg_stat_reset();', { database: 'app' });
-    },
-  });
-
-  const statsReset = async (): Promise<string> => (await adv.stack.pg.psql("SELECT stats_reset FROM pg_stat_database WHERE datname = 'app'", { database: 'app' })).trim();
-
-  test('w3x-00: control — without agentgate, app resets statistics with every statement below, even in a read-only session', async () => {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
-    await client.connect();
-    try {
-      assert.equal((await client.query('show transaction_read_only')).rows[0].transaction_read_only, 'on');
-      for (const { id, sql } of RESETS) {
-        const before = await statsReset();
-        await new Promise((r) => setTimeout(r, 20));
-        await client.query(sql);
-        assert.notEqual(await statsReset(), before, `${id}: ${sql} resets statistics for app`);
-      }
-    } finally {
-      await client.end();
-    }
+  before(() => {
+    adv = corpus.adv();
   });
 
   test('w3x-00b: control — without agentgate (read-write), the DELETE variants delete', async () => {
@@ -286,26 +259,6 @@ describe('adversarial corpus wave 3: side effects in code the statement does not
       await client.end();
     }
   });
-
-  for (const { id, sql, why } of [...RESETS, ...DELETES]) {
-    test(`${id}: ${sql} — ${why}`, () =>
-      withClient(async ({ c }) => {
-        const msgs = await simple(c, sql);
-        // The database first: if the statement ran, the report names what it changed.
-        await assertIntact(adv, sql);
-        assertRefused(msgs, sql);
-      }));
-  }
-
-  for (const { id, sql, rows } of ALLOWED) {
-    test(`${id}: allowed — ${sql}`, () =>
-      withClient(async ({ c }) => {
-        const msgs = await simple(c, sql);
-        assertNoError(msgs, sql);
-        assert.equal(rowsOf(msgs).length, rows, `${sql}: ${describeMsgs(msgs)}`);
-        await assertIntact(adv, sql);
-      }));
-  }
 
   test('w3x-00c: control — without agentgate, parse analysis, planning and parameter input run user code before anything executes', async () => {
     const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });

@@ -29,10 +29,10 @@
  * session by the control cases). Cases the gate already stops are kept as regressions and
  * marked so. A few harmless statements of the same shapes must stay allowed.
  */
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, fe, rowsOf, simple, useAdversary, type Adversary } from './harness.js';
+import { assertIntact, assertRefused, assertStoreClean, exchange, fe, useResetCorpus, type Adversary, type ResetAttack } from './harness.js';
 
 const EXTRA_SEED = `
 CREATE FUNCTION f_reset_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
@@ -95,17 +95,8 @@ CREATE FUNCTION f_mycat(text, text) RETURNS mytext LANGUAGE internal IMMUTABLE S
 CREATE OPERATOR ||| (LEFTARG = text, RIGHTARG = text, FUNCTION = f_mycat);
 `;
 
-interface Attack {
-  id: string;
-  sql: string;
-  /** What runs, and where it comes from. */
-  why: string;
-  /** The gate already refuses this one (kept as a regression). */
-  regression?: true;
-}
-
 /** Every case's hidden effect is pg_stat_reset() (checked directly in w4x-00). */
-const RESETS: Attack[] = [
+const RESETS: ResetAttack[] = [
   // ───────────── a column renamed by an alias list, referenced qualified ─────────────
   { id: 'w4x-01', sql: 'select s.x from public.t_sort s(x) order by s.x', why: 'ORDER BY sorts mytext with its volatile btree support; the text never names v' },
   { id: 'w4x-02', sql: 'select distinct s.x from public.t_sort s(x)', why: 'DISTINCT compares mytext with its operator class' },
@@ -160,52 +151,12 @@ const ALLOWED: { id: string; sql: string; rows: number }[] = [
 ];
 
 describe('adversarial corpus wave 4: user code the statement expansion does not reach', () => {
+  const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w4x', resets: RESETS, allowed: ALLOWED });
+  const { withClient, statsReset } = corpus;
   let adv!: Adversary;
-  const withClient = useAdversary((a) => (adv = a), {
-    setup: async (adv) => {
-      await adv.stack.pg.psql(EXTRA_SEED, { database: 'app' });
-      // Statistics must have been reset once for stats_reset to be a timestamp that can change.
-      await adv.stack.pg.psql('SELECT pg_stat_reset();', { database: 'app' });
-    },
+  before(() => {
+    adv = corpus.adv();
   });
-
-  const statsReset = async (): Promise<string> => (await adv.stack.pg.psql("SELECT stats_reset FROM pg_stat_database WHERE datname = 'app'", { database: 'app' })).trim();
-
-  test('w4x-00: control — without agentgate, app resets statistics with every statement below, even in a read-only session', async () => {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
-    await client.connect();
-    try {
-      assert.equal((await client.query('show transaction_read_only')).rows[0].transaction_read_only, 'on');
-      for (const { id, sql } of RESETS) {
-        const before = await statsReset();
-        await new Promise((r) => setTimeout(r, 20));
-        await client.query(sql);
-        assert.notEqual(await statsReset(), before, `${id}: ${sql} resets statistics for app`);
-      }
-    } finally {
-      await client.end();
-    }
-  });
-
-  for (const { id, sql, why, regression } of RESETS) {
-    test(`${id}: ${regression ? '[regression] ' : ''}${sql} — ${why}`, () =>
-      withClient(async ({ c }) => {
-        const msgs = await simple(c, sql);
-        // The database first: if the statement ran, the report names what it changed.
-        await assertIntact(adv, sql);
-        assertRefused(msgs, sql);
-      }));
-  }
-
-  for (const { id, sql, rows } of ALLOWED) {
-    test(`${id}: allowed — ${sql}`, () =>
-      withClient(async ({ c }) => {
-        const msgs = await simple(c, sql);
-        assertNoError(msgs, sql);
-        assert.equal(rowsOf(msgs).length, rows, `${sql}: ${describeMsgs(msgs)}`);
-        await assertIntact(adv, sql);
-      }));
-  }
 
   test('w4x-00b: control — without agentgate, a parameter inferred as an operator’s domain argument runs the CHECK; int parameters of <-> run the implicit cast', async () => {
     const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });

@@ -142,6 +142,8 @@ export class PipelineTracker {
   readonly #onStatement: (rec: StatementRecord) => void;
   readonly #onForward: (rec: StatementRecord) => void;
   #nextId = 1;
+  /** Refused statements the server skipped, not yet taken (see #skipped). */
+  #skippedRefusals = 0;
 
   /**
    * `onStatement` gets each statement's record once the server has finished with it;
@@ -258,11 +260,16 @@ export class PipelineTracker {
    * batch failed, the server skips all of it, as it would have skipped the refused one.
    */
   refusalBatch(sql: string, params: number, statement: string | undefined, note: StatementNote): void {
+    this.refusal(sql, params, statement, note);
+    this.sync();
+  }
+
+  /** refusalBatch without the Sync: the raise is sent at a Flush, the client's Sync follows later. */
+  refusal(sql: string, params: number, statement: string | undefined, note: StatementNote): void {
     const b = this.#batch;
     this.#queue.push({ kind: 'swallow', what: 'parse', batch: b }, { kind: 'swallow', what: 'bind', batch: b });
     const st: PreparedStatement = { name: '', sql, paramTypes: 0 };
     this.#queue.push({ kind: 'execute', portal: { name: '', statement: st, params, resultFormats: [] }, rec: record(this.#nextId++, 'extended', sql, params, statement, note), batch: b });
-    this.sync();
   }
 
   /**
@@ -419,12 +426,24 @@ export class PipelineTracker {
     while (this.#queue.length > 0 && this.#queue[0]?.kind !== 'sync') this.#skipped(this.#queue.shift() as Outstanding);
   }
 
-  /** A message the server skipped: a statement whose intent is on record gets its outcome, `skipped`. */
+  /**
+   * A message the server skipped: a statement whose intent is on record gets its outcome,
+   * `skipped`. A refused one's raise statement never ran either: counted, so the proxy drops
+   * the refusal it kept for that raise's error (takeSkippedRefusals).
+   */
   #skipped(item: Outstanding): void {
-    if ((item.kind === 'execute' || item.kind === 'query' || item.kind === 'function') && item.rec.note?.effect === 'allow') {
-      item.rec.status = 'skipped';
-      this.#finish(item.rec);
-    }
+    if (item.kind !== 'execute' && item.kind !== 'query' && item.kind !== 'function') return;
+    if (item.rec.note?.effect === 'deny') this.#skippedRefusals++;
+    else if (item.rec.note?.effect !== 'allow') return;
+    item.rec.status = 'skipped';
+    this.#finish(item.rec);
+  }
+
+  /** How many refused statements the server skipped since the last call (their raise statements did not run). */
+  takeSkippedRefusals(): number {
+    const n = this.#skippedRefusals;
+    this.#skippedRefusals = 0;
+    return n;
   }
 
   /** ReadyForQuery ends a simple Query, a FunctionCall or a Sync batch. */

@@ -507,12 +507,13 @@ export class PgProxySession {
         const refused = t.refusalHead;
         t.error(f.code);
         if (f.severity === 'FATAL' || f.severity === 'PANIC') this.#endReason = `the server ended the session: ${f.message}`;
-        if (this.#flow.answerRefusal(refused, f.code)) return; // instead of the raise's error
+        if (this.#flow.answerRefusal(refused, f.code, t.takeSkippedRefusals())) return; // instead of the raise's error
         break;
       }
       case BackendType.readyForQuery: {
         this.#status = decodeReadyForQuery(m.body);
         t.ready(this.#status);
+        this.#flow.answerRefusal(undefined, '', t.takeSkippedRefusals());
         if (this.#batch.length > 0) {
           const batch = this.#batch;
           this.#batch = [];

@@ -86,6 +86,8 @@ interface SkipToSync {
   note: StatementNote;
   /** The raise statement that answers it. */
   raise: string;
+  /** The raise went to the server already (at a Flush): the Sync only ends the batch. */
+  sent?: true;
 }
 
 /** SQLSTATE of any statement sent inside an aborted transaction. */
@@ -128,11 +130,20 @@ export class StatementFlow {
     const t = h.tracker;
     if (this.#skipUntilSync !== undefined) {
       // The server would skip these after an error; it never saw the error, so we skip them.
+      // The server answers an error at once, Flush or not: the raise goes at the first Flush
+      // (so a client waiting on Flush gets the refusal) or with the Sync.
+      const r = this.#skipUntilSync;
+      if ((m.type === FrontendType.sync || m.type === FrontendType.flush) && r.sent === undefined) {
+        t.refusal(r.sql, r.params, r.statement, r.note);
+        h.send(parseFrame('', r.raise), bindFrame('', '', []), executeFrame(''));
+        r.sent = true;
+      }
       if (m.type === FrontendType.sync) {
-        const r = this.#skipUntilSync;
         this.#skipUntilSync = undefined;
-        t.refusalBatch(r.sql, r.params, r.statement, r.note);
-        h.send(parseFrame('', r.raise), bindFrame('', '', []), executeFrame(''), m.frame);
+        t.sync();
+        h.send(m.frame);
+      } else if (m.type === FrontendType.flush) {
+        h.send(m.frame);
       } else if (m.type === FrontendType.terminate) {
         h.clientTerminated();
         h.send(m.frame);
@@ -384,20 +395,27 @@ export class StatementFlow {
    * The server raised an error (`code`) while the pipeline's head was `refused` (from the
    * tracker, read before it took the error): true when the proxy's refusal frame went to
    * the client in place of the server's error, false when the server's error stands.
+   * `skipped`: refused statements the server skipped with the error (an earlier message of
+   * their batch failed), whose raise never ran: their refusals are dropped, in order, so the
+   * next refusal answers with its own message.
    */
-  answerRefusal(refused: 'statement' | 'batch' | undefined, code: string): boolean {
+  answerRefusal(refused: 'statement' | 'batch' | undefined, code: string, skipped = 0): boolean {
+    let answered = false;
     const refusal = this.#refusals[0];
     if (refusal && refused) {
       // Our raise statement failed as intended, or the transaction was already aborted
       // (25P02): either way the refused statement's answer is the refusal. When the
-      // refusal's own Parse/Bind failed first, that error stands.
+      // refusal's own Parse/Bind failed first, that error stands (and the refused
+      // statement itself counts among the skipped).
       this.#refusals.shift();
+      if (refused === 'batch') skipped--;
       if (refused === 'statement' && (code === refusal.code || code === IN_FAILED_TRANSACTION)) {
         this.#h.toClient.push(refusal.frame);
-        return true;
+        answered = true;
       }
     }
-    return false;
+    if (skipped > 0) this.#refusals.splice(0, skipped);
+    return answered;
   }
 
   /** The server sent ReadyForQuery (already queued for the client). */

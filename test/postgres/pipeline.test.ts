@@ -140,7 +140,8 @@ test('the proxy own refusal: swallowed ParseComplete/BindComplete, and the unnam
   t.sync();
   t.parseComplete();
   t.ready('I');
-  t.refusalBatch('delete from t', 0, '', { effect: 'deny', rule: 'r', reason: 'no' });
+  t.refusal('delete from t', 0, '', { effect: 'deny', rule: 'r', reason: 'no' });
+  t.sync();
   assert.equal(t.parseComplete(), true);
   assert.equal(t.bindComplete(), true);
   assert.equal(t.refusalHead, 'statement');

@@ -1093,6 +1093,18 @@ function objectList(objtype: string, parts: string[], acc: Acc): void {
  * `opts.oid` names the OID in that error; `opts.dangerousFunctions` adds the
  * `dangerous_function` flag as classifySql would.
  */
+/** Function and operator names of every statement, each once, in order of appearance. */
+export function functionsOfClassification(c: SqlClassification): { functions: string[]; operators: string[] } {
+  if (!c.ok) return { functions: [], operators: [] };
+  const functions = new Set<string>();
+  const operators = new Set<string>();
+  for (const s of c.statements) {
+    for (const f of s.functions) functions.add(f);
+    for (const o of s.operators) operators.add(o);
+  }
+  return { functions: [...functions], operators: [...operators] };
+}
+
 export function classifyFunctionCall(
   info: FunctionInfo | undefined,
   argCount: number,

@@ -16,7 +16,7 @@ import type { Identity } from '../identity/types.js';
 import type { FunctionCatalog, GateVerdict, NamespaceChange, StatementGate } from './sql-gate-types.js';
 import { judgeFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
 import { createStatementExpander } from './statement-expansion.js';
-import { classifyFunctionCall, classifySql, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
+import { classifyFunctionCall, classifySql, functionsOfClassification, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
 import { decideSql, decideSqlReadOnly } from './sql-rules.js';
 import { sqlShape } from './sql-shape.js';
 import { Lru } from './lru.js';
@@ -46,18 +46,6 @@ function shareableByShape(c: SqlClassification): boolean {
 
 /** One Set per config's list, so the classifier's cache (keyed by text and this Set) is shared by sessions. */
 const functionSets = new WeakMap<readonly string[], ReadonlySet<string>>();
-
-/** Function and operator names of every statement, each once, in order of appearance. */
-export function functionsOfClassification(c: SqlClassification): { functions: string[]; operators: string[] } {
-  if (!c.ok) return { functions: [], operators: [] };
-  const functions = new Set<string>();
-  const operators = new Set<string>();
-  for (const s of c.statements) {
-    for (const f of s.functions) functions.add(f);
-    for (const o of s.operators) operators.add(o);
-  }
-  return { functions: [...functions], operators: [...operators] };
-}
 
 /** Per called name: `e` effectful, `u` unknown, `-` neither. Names are fixed by the text, so this identifies the effects that matter. */
 function effectsKey(c: SqlClassification, effects: FunctionEffects): string {

@@ -31,7 +31,7 @@
  */
 import type { FunctionCatalog, RelationFacts, TypeFacts } from './sql-gate-types.js';
 import { IMPLICIT_CALL, judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
-import type { ClassifiedStatement, SqlClassification } from './sql-classify.js';
+import { functionsOfClassification, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
 
 /** Views inside views and SQL bodies inside bodies followed this deep; deeper is unanalysable. */
 const MAX_DEPTH = 8;
@@ -433,21 +433,10 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   };
 
   const computeEffects = (c: SqlClassification): FunctionEffects => {
-    if (!c.ok) return toFunctionEffects({ effectful: [], unknown: [] });
+    const { functions, operators } = functionsOfClassification(c);
     const list: { name: string; infos: FunctionInfo[] }[] = [];
-    const seen = new Set<string>();
-    for (const st of c.statements) {
-      for (const f of st.functions) {
-        if (seen.has(f)) continue;
-        seen.add(f);
-        list.push({ name: f, infos: (functionInfos(f) ?? []).map(vouch) });
-      }
-      for (const o of st.operators) {
-        if (seen.has(o)) continue;
-        seen.add(o);
-        list.push({ name: o, infos: (operatorInfos(o) ?? []).map(vouch) });
-      }
-    }
+    for (const f of functions) list.push({ name: f, infos: (functionInfos(f) ?? []).map(vouch) });
+    for (const o of operators) list.push({ name: o, infos: (operatorInfos(o) ?? []).map(vouch) });
     return toFunctionEffects(judgeFunctionEffects(list));
   };
 

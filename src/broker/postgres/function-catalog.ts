@@ -381,7 +381,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         },
         () => [],
       );
-      return new Map(types.map((t) => [t, got.get(String(t)) ?? [t]]));
+      return new Map(types.map((t) => [t, got.get(String(t)) ?? []]));
     },
     async typeFacts(types) {
       const got = await cached(

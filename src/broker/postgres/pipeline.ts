@@ -255,16 +255,11 @@ export class PipelineTracker {
 
   /**
    * A refused extended-protocol message, answered by a Parse/Bind/Execute of a raise
-   * statement plus the client's Sync: the server's ParseComplete and BindComplete are
+   * statement (sent at the client's Flush or Sync; the caller records that Sync with
+   * sync()): the server's ParseComplete and BindComplete are
    * swallowed and its error completes the refused statement. If an earlier message of the
    * batch failed, the server skips all of it, as it would have skipped the refused one.
    */
-  refusalBatch(sql: string, params: number, statement: string | undefined, note: StatementNote): void {
-    this.refusal(sql, params, statement, note);
-    this.sync();
-  }
-
-  /** refusalBatch without the Sync: the raise is sent at a Flush, the client's Sync follows later. */
   refusal(sql: string, params: number, statement: string | undefined, note: StatementNote): void {
     const b = this.#batch;
     this.#queue.push({ kind: 'swallow', what: 'parse', batch: b }, { kind: 'swallow', what: 'bind', batch: b });

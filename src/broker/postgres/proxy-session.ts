@@ -513,7 +513,7 @@ export class PgProxySession {
       case BackendType.readyForQuery: {
         this.#status = decodeReadyForQuery(m.body);
         t.ready(this.#status);
-        this.#flow.answerRefusal(undefined, '', t.takeSkippedRefusals());
+        this.#flow.dropRefusals(t.takeSkippedRefusals());
         if (this.#batch.length > 0) {
           const batch = this.#batch;
           this.#batch = [];

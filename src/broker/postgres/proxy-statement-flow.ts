@@ -414,8 +414,13 @@ export class StatementFlow {
         answered = true;
       }
     }
-    if (skipped > 0) this.#refusals.splice(0, skipped);
+    this.dropRefusals(skipped);
     return answered;
+  }
+
+  /** `skipped` refused statements the server skipped: their raises never ran, so their refusals go, oldest first. */
+  dropRefusals(skipped: number): void {
+    if (skipped > 0) this.#refusals.splice(0, skipped);
   }
 
   /** The server sent ReadyForQuery (already queued for the client). */

@@ -703,3 +703,56 @@ export function useResetCorpus(corpus: ResetCorpus): {
 
   return { withClient, adv: () => adv, statsReset };
 }
+
+/**
+ * Seed fragments the statistics-reset corpora share (superuser objects in database app).
+ * RESET_SEED: f_reset(), and a domain d_reset whose CHECK calls a volatile function.
+ */
+export const RESET_SEED = `CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
+CREATE FUNCTION f_reset_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN true; END $$;
+CREATE DOMAIN d_reset AS int CHECK (f_reset_chk(VALUE));
+`;
+
+/** A base type with the I/O of text and volatile default btree and hash operator classes, and a table of it (t_sort). */
+export const MYTEXT_SEED = `CREATE TYPE mytext;
+CREATE FUNCTION mytext_in(cstring) RETURNS mytext LANGUAGE internal IMMUTABLE STRICT AS 'textin';
+CREATE FUNCTION mytext_out(mytext) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout';
+CREATE TYPE mytext (INPUT = mytext_in, OUTPUT = mytext_out, LIKE = text);
+CREATE FUNCTION mytext_cmp(mytext, mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN bttextcmp($1::text, $2::text); END $$;
+CREATE FUNCTION mytext_lt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN $1::text < $2::text; END $$;
+CREATE FUNCTION mytext_le(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN $1::text <= $2::text; END $$;
+CREATE FUNCTION mytext_eq(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN $1::text = $2::text; END $$;
+CREATE FUNCTION mytext_ge(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN $1::text >= $2::text; END $$;
+CREATE FUNCTION mytext_gt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN $1::text > $2::text; END $$;
+CREATE FUNCTION mytext_hash(mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN hashtext($1::text); END $$;
+CREATE OPERATOR < (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_lt, COMMUTATOR = >, NEGATOR = >=);
+CREATE OPERATOR <= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_le, COMMUTATOR = >=, NEGATOR = >);
+CREATE OPERATOR = (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_eq, COMMUTATOR = =, HASHES, MERGES);
+CREATE OPERATOR >= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_ge, COMMUTATOR = <=, NEGATOR = <);
+CREATE OPERATOR > (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_gt, COMMUTATOR = <, NEGATOR = <=);
+CREATE OPERATOR CLASS mytext_ops DEFAULT FOR TYPE mytext USING btree AS
+  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 mytext_cmp(mytext, mytext);
+CREATE OPERATOR CLASS mytext_hash_ops DEFAULT FOR TYPE mytext USING hash AS
+  OPERATOR 1 =, FUNCTION 1 mytext_hash(mytext);
+CREATE TABLE t_sort (v mytext, n int);
+INSERT INTO t_sort VALUES ('b', 2), ('a', 1), ('c', 3), ('a', 4);
+GRANT SELECT ON t_sort TO app;
+`;
+
+/** A user cast from the users row to int (explicit) and one from int to point (implicit), each resetting. */
+export const CASTS_SEED = `CREATE FUNCTION f_cast(users) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
+CREATE CAST (users AS int) WITH FUNCTION f_cast(users);
+CREATE FUNCTION f_int_point(int) RETURNS point LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN point($1, $1); END $$;
+CREATE CAST (int AS point) WITH FUNCTION f_int_point(int) AS IMPLICIT;
+`;

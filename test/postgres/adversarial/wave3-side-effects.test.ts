@@ -36,14 +36,10 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, functionCall, rowsOf, useResetCorpus, type Adversary, type ResetAttack } from './harness.js';
+import { assertIntact, assertNoError, assertRefused, assertStoreClean, describeMsgs, exchange, extended, fe, functionCall, rowsOf, useResetCorpus, type Adversary, type ResetAttack, MYTEXT_SEED, RESET_SEED, CASTS_SEED } from './harness.js';
 
 const EXTRA_SEED = `
-CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
-CREATE FUNCTION f_reset_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN true; END $$;
-CREATE DOMAIN d_reset AS int CHECK (f_reset_chk(VALUE));
+${RESET_SEED}
 CREATE FUNCTION f_del_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
 BEGIN DELETE FROM users; RETURN true; END $$;
 CREATE DOMAIN d_del AS int CHECK (f_del_chk(VALUE));
@@ -78,47 +74,11 @@ CREATE FUNCTION f_acc_liar(int, int) RETURNS int LANGUAGE plpgsql STABLE AS $$
 BEGIN PERFORM pg_stat_reset(); RETURN coalesce($1, 0) + $2; END $$;
 CREATE AGGREGATE agg_liar(int) (SFUNC = f_acc_liar, STYPE = int);
 
--- A base type with the I/O of text and volatile default btree and hash operator classes.
-CREATE TYPE mytext;
-CREATE FUNCTION mytext_in(cstring) RETURNS mytext LANGUAGE internal IMMUTABLE STRICT AS 'textin';
-CREATE FUNCTION mytext_out(mytext) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout';
-CREATE TYPE mytext (INPUT = mytext_in, OUTPUT = mytext_out, LIKE = text);
-CREATE FUNCTION mytext_cmp(mytext, mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN bttextcmp($1::text, $2::text); END $$;
-CREATE FUNCTION mytext_lt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text < $2::text; END $$;
-CREATE FUNCTION mytext_le(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text <= $2::text; END $$;
-CREATE FUNCTION mytext_eq(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text = $2::text; END $$;
-CREATE FUNCTION mytext_ge(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text >= $2::text; END $$;
-CREATE FUNCTION mytext_gt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text > $2::text; END $$;
-CREATE FUNCTION mytext_hash(mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN hashtext($1::text); END $$;
-CREATE OPERATOR < (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_lt, COMMUTATOR = >, NEGATOR = >=);
-CREATE OPERATOR <= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_le, COMMUTATOR = >=, NEGATOR = >);
-CREATE OPERATOR = (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_eq, COMMUTATOR = =, HASHES, MERGES);
-CREATE OPERATOR >= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_ge, COMMUTATOR = <=, NEGATOR = <);
-CREATE OPERATOR > (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_gt, COMMUTATOR = <, NEGATOR = <=);
-CREATE OPERATOR CLASS mytext_ops DEFAULT FOR TYPE mytext USING btree AS
-  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 mytext_cmp(mytext, mytext);
-CREATE OPERATOR CLASS mytext_hash_ops DEFAULT FOR TYPE mytext USING hash AS
-  OPERATOR 1 =, FUNCTION 1 mytext_hash(mytext);
-CREATE TABLE t_sort (v mytext, n int);
-INSERT INTO t_sort VALUES ('b', 2), ('a', 1), ('c', 3), ('a', 4);
-GRANT SELECT ON t_sort TO app;
+${MYTEXT_SEED}
 CREATE TYPE r_mytext AS RANGE (subtype = mytext);
 CREATE FUNCTION f_stable_sort() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(DISTINCT v) FROM t_sort $$;
 
--- User cast functions.
-CREATE FUNCTION f_cast(users) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
-CREATE CAST (users AS int) WITH FUNCTION f_cast(users);
-CREATE FUNCTION f_int_point(int) RETURNS point LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN point($1, $1); END $$;
-CREATE CAST (int AS point) WITH FUNCTION f_int_point(int) AS IMPLICIT;
+${CASTS_SEED}
 CREATE FUNCTION f_stable_point() RETURNS point LANGUAGE sql STABLE AS $$ SELECT 1 $$;
 CREATE FUNCTION f_int_circle(int) RETURNS circle LANGUAGE plpgsql VOLATILE AS $$
 BEGIN PERFORM pg_stat_reset(); RETURN circle(point($1, $1), 1); END $$;

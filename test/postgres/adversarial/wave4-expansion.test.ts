@@ -32,59 +32,21 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { assertIntact, assertRefused, assertStoreClean, exchange, fe, useResetCorpus, type Adversary, type ResetAttack } from './harness.js';
+import { assertIntact, assertRefused, assertStoreClean, exchange, fe, functionCall, useResetCorpus, type Adversary, type ResetAttack, MYTEXT_SEED, RESET_SEED, CASTS_SEED } from './harness.js';
 
 const EXTRA_SEED = `
-CREATE FUNCTION f_reset_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN true; END $$;
-CREATE DOMAIN d_reset AS int CHECK (f_reset_chk(VALUE));
+${RESET_SEED}
 CREATE TYPE comp AS (x d_reset);
 CREATE TYPE r_reset AS RANGE (subtype = d_reset);
 
--- A base type with the I/O of text and volatile default btree and hash operator classes.
-CREATE TYPE mytext;
-CREATE FUNCTION mytext_in(cstring) RETURNS mytext LANGUAGE internal IMMUTABLE STRICT AS 'textin';
-CREATE FUNCTION mytext_out(mytext) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'textout';
-CREATE TYPE mytext (INPUT = mytext_in, OUTPUT = mytext_out, LIKE = text);
-CREATE FUNCTION mytext_cmp(mytext, mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN bttextcmp($1::text, $2::text); END $$;
-CREATE FUNCTION mytext_lt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text < $2::text; END $$;
-CREATE FUNCTION mytext_le(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text <= $2::text; END $$;
-CREATE FUNCTION mytext_eq(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text = $2::text; END $$;
-CREATE FUNCTION mytext_ge(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text >= $2::text; END $$;
-CREATE FUNCTION mytext_gt(mytext, mytext) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN $1::text > $2::text; END $$;
-CREATE FUNCTION mytext_hash(mytext) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN hashtext($1::text); END $$;
-CREATE OPERATOR < (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_lt, COMMUTATOR = >, NEGATOR = >=);
-CREATE OPERATOR <= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_le, COMMUTATOR = >=, NEGATOR = >);
-CREATE OPERATOR = (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_eq, COMMUTATOR = =, HASHES, MERGES);
-CREATE OPERATOR >= (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_ge, COMMUTATOR = <=, NEGATOR = <);
-CREATE OPERATOR > (LEFTARG = mytext, RIGHTARG = mytext, FUNCTION = mytext_gt, COMMUTATOR = <, NEGATOR = <=);
-CREATE OPERATOR CLASS mytext_ops DEFAULT FOR TYPE mytext USING btree AS
-  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 mytext_cmp(mytext, mytext);
-CREATE OPERATOR CLASS mytext_hash_ops DEFAULT FOR TYPE mytext USING hash AS
-  OPERATOR 1 =, FUNCTION 1 mytext_hash(mytext);
-CREATE TABLE t_sort (v mytext, n int);
-INSERT INTO t_sort VALUES ('b', 2), ('a', 1), ('c', 3), ('a', 4);
-GRANT SELECT ON t_sort TO app;
+${MYTEXT_SEED}
 
 -- The alias-renamed column, hidden inside a STABLE SQL body and a view's definition.
 CREATE FUNCTION f_stable_alias() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(DISTINCT s.x) FROM t_sort s(x) $$;
 CREATE VIEW v_alias AS SELECT count(DISTINCT s.x) AS c FROM t_sort s(x);
 GRANT SELECT ON v_alias TO app;
 
--- User cast functions.
-CREATE FUNCTION f_cast(users) RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
-CREATE CAST (users AS int) WITH FUNCTION f_cast(users);
-CREATE FUNCTION f_int_point(int) RETURNS point LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN point($1, $1); END $$;
-CREATE CAST (int AS point) WITH FUNCTION f_int_point(int) AS IMPLICIT;
+${CASTS_SEED}
 -- A STABLE SQL body whose only code is a built-in operator between two integers.
 CREATE FUNCTION f_stable_dist() RETURNS float8 LANGUAGE sql STABLE AS $$ SELECT 1 <-> 2 $$;
 
@@ -188,6 +150,15 @@ describe('adversarial corpus wave 4: user code the statement expansion does not 
       await assertIntact(adv, 'an operator over declared int parameters');
       assertRefused(msgs, 'an operator over declared int parameters');
     }));
+
+  test('w4x-32: a FunctionCall of domain_in by OID, naming d_reset by OID in its arguments, is refused: the domain’s CHECK runs', async () => {
+    const [fn, type] = (await adv.stack.pg.psql("SELECT 'domain_in(cstring, oid, int)'::regprocedure::oid || ' ' || 'd_reset'::regtype::oid", { database: 'app' })).trim().split(' ').map(Number);
+    await withClient(async ({ c }) => {
+      const msgs = await exchange(c, [functionCall(fn!, ['1', String(type), '-1'])]);
+      await assertIntact(adv, 'FunctionCall domain_in');
+      assertRefused(msgs, 'FunctionCall domain_in');
+    });
+  });
 
   test('w4x-store: the audit store and every state file hold no raw value', async () => {
     await assertStoreClean(adv);

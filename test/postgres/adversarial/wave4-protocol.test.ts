@@ -43,16 +43,13 @@ import {
   type Msg,
   type RawPg,
   type ResetAttack,
+  RESET_SEED,
 } from './harness.js';
 
 const FRESH = Array.from({ length: 80 }, (_, i) => String(i + 10).padStart(2, '0'));
 
 const EXTRA_SEED = `
-CREATE FUNCTION f_reset() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$;
-CREATE FUNCTION f_reset_chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
-BEGIN PERFORM pg_stat_reset(); RETURN true; END $$;
-CREATE DOMAIN d_reset AS int CHECK (f_reset_chk(VALUE));
+${RESET_SEED}
 CREATE TYPE comp AS (x d_reset);
 CREATE TYPE r_reset AS RANGE (subtype = d_reset);
 -- A function labelled IMMUTABLE that is not: the planner folds it while planning (at Bind).

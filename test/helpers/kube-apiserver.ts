@@ -6,9 +6,12 @@
  * over WebSocket, one event per text message, as the real server answers a watch that asks
  * to upgrade), the server-side `Table` form kubectl asks for, `pods/log` as streamed
  * text/plain, and `Status` errors. It requires the upstream bearer token the broker must
- * present, records every request it sees, and answers an upgrade on `…/exec` with 101 and
- * then echoes bytes (a raw stream, not the exec protocol: enough to test a byte pipe) —
- * except a tty exec over the WebSocket remote-command protocol, which gets a tiny shell.
+ * present, records every request it sees, and answers an exec or attach over the WebSocket
+ * remote-command protocol (`v4`/`v5.channel.k8s.io`) as a kubelet would: a tty gets a tiny
+ * shell, a command without one runs (echo, printenv from the pod's spec, a few test
+ * commands; anything else echoes its stdin like cat) with its output on channels 1 and 2 and
+ * its status on channel 3. Any other upgrade (SPDY, port-forward) gets 101 and then a raw
+ * echo of its bytes: enough to test a byte pipe.
  *
  * There is no Kubernetes API server package for this machine; this is the smallest thing
  * that keeps kubectl honest.
@@ -19,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createHash, randomUUID } from 'node:crypto';
 import { makeTestCert } from './tls.js';
-import { WsFrameReader } from '../../src/broker/recording/ws-channels.js';
+import { WsFrameReader, wsFrame } from '../../src/broker/kubernetes/remote-command.js';
 
 export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'controllerrevisions';
 
@@ -68,9 +71,9 @@ export interface KubeApiServer {
    */
   upgradeAnswer: { status: number; contentType: string; body: string; encoding?: string } | undefined;
   /**
-   * How the raw exec echo treats the end of a stream: `echo` ends when the client does;
-   * `ignores-eof` neither ends nor closes on the client's EOF; `ends-after-echo` echoes the
-   * first chunk and ends its side at once.
+   * How an exec echo (raw, or stdin echoed on stdout) treats the end of a stream: `echo`
+   * ends when the client does; `ignores-eof` neither ends nor closes on the client's EOF;
+   * `ends-after-echo` echoes the first chunk and ends its side at once.
    */
   execPeer: 'echo' | 'ignores-eof' | 'ends-after-echo';
   close(): Promise<void>;
@@ -115,18 +118,6 @@ interface Watcher {
   end(): void;
   destroy(): void;
   firstTable: boolean;
-}
-
-/** One unmasked server-to-client WebSocket frame (RFC 6455 §5.2). */
-function wsFrame(opcode: number, payload: Buffer): Buffer {
-  const len = payload.length;
-  const head = len < 126 ? Buffer.from([0x80 | opcode, len]) : len < 65536 ? Buffer.from([0x80 | opcode, 126, len >> 8, len & 0xff]) : Buffer.alloc(10);
-  if (len >= 65536) {
-    head[0] = 0x80 | opcode;
-    head[1] = 127;
-    head.writeBigUInt64BE(BigInt(len), 2);
-  }
-  return Buffer.concat([head, payload]);
 }
 
 /**
@@ -515,6 +506,82 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (head.length > 0) reader.push(head);
   }
 
+  /**
+   * A command without a tty over the remote-command protocol, as the kubelet runs one:
+   * `echo ARGS`, `printenv` (the first container's env from the stored pod), `chunks A B …`
+   * (each argument its own stdout frame, then a newline), `noline N` (N bytes with no line
+   * break, in 64 KiB frames), `fail ARGS` (ARGS on stderr, exit 3); anything else echoes each stdin
+   * message on stdout until stdin closes (v5's close message) — the exec ends with its
+   * status on channel 3 and a WebSocket close.
+   */
+  function webSocketCommand(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, ns: string, pod: string): void {
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'] ?? '')}${WEBSOCKET_GUID}`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`);
+    socket.on('error', () => {});
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    const out = (channel: number, data: string | Buffer): void => {
+      if (socket.writable) socket.write(wsFrame(0x2, Buffer.concat([Buffer.from([channel]), Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8')])));
+    };
+    let ended = false;
+    const exit = (code: number): void => {
+      if (ended) return;
+      ended = true;
+      const status =
+        code === 0
+          ? { metadata: {}, status: 'Success' }
+          : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
+      out(3, JSON.stringify(status));
+      if (socket.writable) socket.write(wsFrame(0x8, Buffer.from([0x03, 0xe8])));
+    };
+    const command = new URL(req.url ?? '/', 'https://stand-in').searchParams.getAll('command');
+    const [name, ...args] = command;
+    const reader = new WsFrameReader((op, p) => {
+      if (op === 0x8) {
+        socket.end(ended ? undefined : wsFrame(0x8, Buffer.alloc(0)));
+        return;
+      }
+      if (ended || op !== 0x2 || p.length === 0) return;
+      if (p[0] === 0 && p.length > 1) {
+        out(1, p.subarray(1));
+        if (api.execPeer === 'ends-after-echo') socket.end();
+      }
+      // v5: the client closed its stdin.
+      if (p[0] === 255 && p[1] === 0) exit(0);
+    });
+    socket.on('data', (b: Buffer) => reader.push(b));
+    if (api.execPeer === 'ignores-eof') (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    else socket.once('end', () => socket.end());
+    if (head.length > 0) reader.push(head);
+    switch (name) {
+      case 'echo':
+        out(1, `${args.join(' ')}\n`);
+        return exit(0);
+      case 'printenv': {
+        const spec = store.get(keyOf('pods', ns, pod))?.['spec'] as { containers?: { env?: { name: string; value?: string }[] }[] } | undefined;
+        out(1, `HOSTNAME=${pod}\n${(spec?.containers?.[0]?.env ?? []).map((e) => `${e.name}=${e.value ?? ''}\n`).join('')}`);
+        return exit(0);
+      }
+      case 'chunks':
+        for (const a of args) out(1, a);
+        out(1, '\n');
+        return exit(0);
+      case 'noline': {
+        let left = Number(args[0] ?? 0);
+        while (left > 0) {
+          const n = Math.min(left, 65536);
+          out(1, Buffer.alloc(n, 'x'));
+          left -= n;
+        }
+        out(1, '\n');
+        return exit(0);
+      }
+      case 'fail':
+        out(2, `${args.join(' ')}\n`);
+        return exit(3);
+    }
+  }
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     if (req.headers.authorization !== `Bearer ${token}`) {
@@ -552,11 +619,12 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       .split(',')
       .map((x) => x.trim())
       .find((x) => x === 'v5.channel.k8s.io' || x === 'v4.channel.k8s.io');
-    // A tty exec (`kubectl exec -it`) over the remote-command protocol gets the little shell;
-    // anything else the raw echo.
+    // An exec or attach over the remote-command protocol is run (a tty gets the little
+    // shell); anything else gets the raw echo.
     const tty = new URL(req.url ?? '/', 'https://stand-in').searchParams.get('tty') === 'true';
-    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && tty && m[3] !== 'portforward') {
-      webSocketShell(req, socket, head, channelProto);
+    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && m[3] !== 'portforward') {
+      if (tty) webSocketShell(req, socket, head, channelProto);
+      else webSocketCommand(req, socket, head, channelProto, m[1] as string, m[2] as string);
       return;
     }
     socket.write(

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { startK8sStack, eventually, type K8sStack } from './stack.js';
-import { scanTextStream } from '../../src/broker/kubernetes/text-scan.js';
+import { scanTextStream } from '../../src/broker/masking/text-stream.js';
 import { createValueMasker } from '../../src/broker/kubernetes/value-mask.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
 
@@ -168,13 +168,13 @@ describe('the Kubernetes proxy against an adversarial agent', () => {
     assert.ok(masker);
     const log = `line one\nthe key ${AWS_KEY} is here\n`;
     for (let cut = 0; cut <= log.length; cut++) {
-      const out = await text(Readable.from([Buffer.from(log.slice(0, cut)), Buffer.from(log.slice(cut))]).pipe(scanTextStream(masker, () => {})));
+      const out = await text(Readable.from([Buffer.from(log.slice(0, cut)), Buffer.from(log.slice(cut))]).pipe(scanTextStream(masker, { onMasked: () => {} })));
       assert.ok(!out.includes(AWS_KEY), `split at ${cut}: ${out}`);
       assert.match(out, /^line one\nthe key \S+ is here\n$/);
     }
     const pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ==\n-----END RSA PRIVATE KEY-----\n';
     const lines = pem.split(/(?<=\n)/).map((l) => Buffer.from(l));
-    const out = await text(Readable.from(lines).pipe(scanTextStream(masker, () => {})));
+    const out = await text(Readable.from(lines).pipe(scanTextStream(masker, { onMasked: () => {} })));
     assert.ok(!out.includes('MIIBOgIBAAJBAKj34'), out);
   });
 });

@@ -18,6 +18,15 @@ import { verifyChain, type AuditRecord } from '../../src/shared/audit-hash.js';
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 const AWS_KEY = 'AKIAIOSFODNN7EXAMPLE';
 
+/** A client's stdin message (channel 0) in a masked WebSocket frame, as kubectl sends it. */
+function stdinFrame(text: string): Buffer {
+  const payload = Buffer.concat([Buffer.from([0]), Buffer.from(text, 'utf8')]);
+  const key = Buffer.from([0x12, 0x34, 0x56, 0x78]);
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ key[i & 3]!;
+  return Buffer.concat([Buffer.from([0x82, 0x80 | payload.length]), key, body]);
+}
+
 function k8sRequests(events: AuditRecord[], pred: (d: AuditRecord['detail']) => boolean): AuditRecord[] {
   return events.filter((e) => e.type === 'k8s.request' && pred(e.detail));
 }
@@ -188,7 +197,7 @@ describe('kubectl through the broker', () => {
     }
   });
 
-  test('an allowed exec upgrade is piped as raw bytes and recorded before it starts', async () => {
+  test('an allowed exec upgrade is relayed and recorded before it starts', async () => {
     const ops = await stack.connectAs('oncall-1', ['ops']);
     const socket = tls.connect({ host: '127.0.0.1', port: ops.port, ca: ops.endpoint.caPem });
     await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
@@ -203,8 +212,8 @@ describe('kubectl through the broker', () => {
     await eventually('101 from the API server', () => received.includes('\r\n\r\n'));
     assert.match(received, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
     assert.match(received, /Sec-WebSocket-Protocol: v5\.channel\.k8s\.io/);
-    socket.write('ping-through-the-pipe');
-    await eventually('the echo', () => received.includes('ping-through-the-pipe'));
+    socket.write(stdinFrame('ping-through-the-pipe\n'));
+    await eventually('the echo', () => received.includes('ping-through-the-pipe\n'));
     const upstreamExec = stack.api.requests.find((q) => q.url.includes('/exec') && q.headers['upgrade'] === 'websocket');
     assert.equal(upstreamExec?.headers['authorization'], `Bearer ${stack.api.token}`);
     // Recorded before the API server saw it; the end is recorded when the stream closes.
@@ -247,8 +256,8 @@ describe('kubectl through the broker', () => {
     stack.api.execPeer = 'ignores-eof';
     try {
       const x = await openExec('oncall-14');
-      x.socket.write('ping');
-      await eventually('the echo', () => x.received().endsWith('ping'));
+      x.socket.write(stdinFrame('ping\n'));
+      await eventually('the echo', () => x.received().includes('ping\n'));
       x.socket.end();
       await x.closed;
       const session = await x.session();
@@ -268,7 +277,7 @@ describe('kubectl through the broker', () => {
     stack.api.execPeer = 'ends-after-echo';
     try {
       const x = await openExec('oncall-15');
-      x.socket.write('last-words');
+      x.socket.write(stdinFrame('last-words'));
       // The client never ends its side: the broker ends it after the API server's end.
       await x.closed;
       assert.ok(x.received().endsWith('last-words'), 'what the API server sent before its end arrives');
@@ -297,7 +306,7 @@ describe('kubectl through the broker', () => {
     // pipelined GET behind it must not reach the API server with the broker's credentials.
     socket.write(
       'POST /api/v1/namespaces/default/pods/missing/exec?command=sh HTTP/1.1\r\n' +
-        `Host: x\r\nAuthorization: Bearer ${ops.session.secret}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n` +
+        `Host: x\r\nAuthorization: Bearer ${ops.session.secret}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n` +
         'GET /api/v1/namespaces/default/secrets/db HTTP/1.1\r\nHost: x\r\n\r\n',
     );
     await closed;
@@ -306,7 +315,7 @@ describe('kubectl through the broker', () => {
     assert.ok(!received.includes(Buffer.from('hunter2').toString('base64')));
     const seen = stack.api.requests.slice(before);
     assert.deepEqual(seen.map((q) => `${q.method} ${q.url.split('?')[0]}`), ['POST /api/v1/namespaces/default/pods/missing/exec']);
-    assert.deepEqual(seen[0]?.headers['x-stream-protocol-version'], 'v4.channel.k8s.io');
+    assert.deepEqual(seen[0]?.headers['sec-websocket-protocol'], 'v5.channel.k8s.io');
     const end = await eventually('k8s.stream.end', async () => (await stack.events()).find((e) => e.type === 'k8s.stream.end' && e.actor?.sub === 'oncall-3'));
     assert.equal(end.detail['status_code'], 404);
     assert.equal(end.outcome?.status, 'error');
@@ -324,7 +333,7 @@ describe('kubectl through the broker', () => {
     try {
       socket.write(
         'POST /api/v1/namespaces/default/pods/web-1/exec?command=sh HTTP/1.1\r\n' +
-          `Host: x\r\nAuthorization: Bearer ${ops.session.secret}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
+          `Host: x\r\nAuthorization: Bearer ${ops.session.secret}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n`,
       );
       await closed;
     } finally {

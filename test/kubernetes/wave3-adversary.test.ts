@@ -285,7 +285,7 @@ describe('wave 3: an upgrade answered with anything but 101', () => {
   });
 
   const exec = (): Promise<{ status: number; text: string }> =>
-    raw(stack, 'POST', '/api/v1/namespaces/default/pods/web-1/exec?command=env&stdout=true', { headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': 'v4.channel.k8s.io' } });
+    raw(stack, 'POST', '/api/v1/namespaces/default/pods/web-1/exec?command=env&stdout=true', { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Protocol': 'v5.channel.k8s.io' } });
 
   test('the answer is masked like any response: JSON by the object maskers, text by the detectors, other encodings refused', async () => {
     // What a real server relays for an upgrade the backend refused (a `proxy`'s backend error page, say).

@@ -80,7 +80,7 @@ export function clientHeaders(headers: Record<string, string | string[] | undefi
  * The headers of an upgraded request as sent upstream, in node's raw form (name, value,
  * name, value…): repeated headers such as `X-Stream-Protocol-Version` stay repeated.
  */
-export function upgradeRequestHeaders(rawHeaders: readonly string[], host: string, authorization: string | undefined): string[] {
+export function upgradeRequestHeaders(rawHeaders: readonly string[], host: string, authorization: string | undefined, protocols?: readonly string[]): string[] {
   const out = ['Host', host];
   if (authorization) out.push('Authorization', authorization);
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
@@ -88,9 +88,26 @@ export function upgradeRequestHeaders(rawHeaders: readonly string[], host: strin
     const n = name.toLowerCase();
     // Keep Connection and Upgrade: they are the point of this request.
     if (n === 'host' || NEVER_UPSTREAM.has(n) || n === 'proxy-connection' || n.startsWith('x-remote-') || n.startsWith('impersonate-')) continue;
+    // A stream the broker rewrites is offered only what it reads: no extension (compression),
+    // and of the client's subprotocols only the listed ones.
+    if (protocols && n === 'sec-websocket-extensions') continue;
+    if (protocols && n === 'sec-websocket-protocol') {
+      const kept = offeredProtocols(rawHeaders[i + 1] as string).filter((p) => protocols.includes(p));
+      if (kept.length > 0) out.push(name, kept.join(', '));
+      continue;
+    }
     out.push(name, rawHeaders[i + 1] as string);
   }
   return out;
+}
+
+/** The subprotocols a `Sec-WebSocket-Protocol` value offers, in order. */
+export function offeredProtocols(value: string | string[] | undefined): string[] {
+  const all = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return all
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
 }
 
 /** A response head (status line and headers) in HTTP/1.1 form, from node's parsed response. */

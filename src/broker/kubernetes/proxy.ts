@@ -39,14 +39,15 @@ import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError,
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
-import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeTap } from './upgrade-pipe.js';
+import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
+import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
-import { k8sChannelTap, RECORDED_WS_PROTOCOLS } from '../recording/ws-channels.js';
+import { k8sChannelTap, RECORDED_WS_PROTOCOLS } from './remote-command.js';
 import { recordingName, recordingSettings, recordingsDir } from '../recording/store.js';
 import type { SessionRecording } from '../session-summary.js';
 import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
-import { scanTextStream } from './text-scan.js';
+import { scanTextStream } from '../masking/text-stream.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
@@ -349,6 +350,15 @@ class K8sConnection {
       return refuse(forbidden(info, decision.reason));
     }
 
+    // A masked session's streams must be readable to be masked: exec and attach over the
+    // WebSocket remote-command protocol are (exec-mask.ts); SPDY, port-forward and proxy are not.
+    const unreadable = upgrade && this.#masker ? unmaskableUpgrade(info, req.headers) : undefined;
+    if (unreadable !== undefined) {
+      rec.decision = { effect: 'deny', rule: null, reason: unreadable };
+      this.#counts.denied++;
+      return refuse(forbidden(info, `${unreadable}; use an identity whose policy has masking: off for this target`));
+    }
+
     // Masks cannot follow a value the API server itself moves (json-patch.ts): a JSON Patch
     // is read whole and judged before it goes anywhere, allowed or held.
     let body: Buffer | undefined;
@@ -498,7 +508,7 @@ class K8sConnection {
       if (isText || (status >= 300 && encoding === 'identity')) {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
-        const scan = scanTextStream(this.#masker, (n) => (masked += n));
+        const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)' });
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }
       if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
@@ -629,11 +639,29 @@ class K8sConnection {
     }
     this.#counts.allowed++;
     const recording = this.#recordingFor(rec);
-    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, recording?.tap, this.#maskAnswer(gate.info));
-    if (outcome.masked !== undefined) rec.extra['masked'] = outcome.masked;
-    this.#count(outcome.status, outcome.toClient, outcome.masked ?? 0);
+    let streamMasked = 0;
+    const output = this.#execOutput(gate.info, rec.url, (n) => (streamMasked += n));
+    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, { tap: recording?.tap, mask: this.#maskAnswer(gate.info), output });
+    const masked = (outcome.masked ?? 0) + streamMasked;
+    if (masked > 0) rec.extra['masked'] = masked;
+    this.#count(outcome.status, outcome.toClient, masked);
     if (recording) await this.#finishRecording(rec, recording.cast);
     await this.#appendStreamEnd(rec, outcome.status, outcome.toClient, outcome.toServer, outcome.error);
+  }
+
+  /** A masked session's exec or attach: its output rewritten masked (exec-mask.ts). */
+  #execOutput(info: K8sRequestInfo, url: string, onMasked: (n: number) => void): UpgradeOutput | undefined {
+    const masker = this.#masker;
+    if (!masker || info.kind !== 'resource' || (info.verb !== 'exec' && info.verb !== 'attach')) return undefined;
+    const tty = ['true', '1'].includes(new URL(url, 'http://x').searchParams.get('tty') ?? '');
+    return {
+      protocols: MASKABLE_EXEC_PROTOCOLS,
+      switched: (protocol, extensions, cut) => {
+        if (protocol === undefined || !MASKABLE_EXEC_PROTOCOLS.includes(protocol)) return `the API server chose ${protocol ?? 'no subprotocol'} for this ${info.verb}, which agentgate cannot read to mask; not relayed`;
+        if (extensions !== undefined) return `the API server chose WebSocket extensions agentgate did not offer (${extensions.slice(0, 80)}); not relayed`;
+        return maskRemoteCommand(masker, { tty, onMasked, onCut: cut });
+      },
+    };
   }
 
   /**

@@ -7,7 +7,7 @@
 import https from 'node:https';
 import type http from 'node:http';
 import type { IncomingMessage } from 'node:http';
-import { pipeline, type Duplex } from 'node:stream';
+import { pipeline, type Duplex, type Transform } from 'node:stream';
 import type { K8sUpstream } from './upstream.js';
 import { failureStatus, rawStatusResponse } from './status.js';
 import { responseHead, upgradeRequestHeaders, withoutHeaders } from './headers.js';
@@ -46,7 +46,31 @@ export interface UpgradeTap {
   toServer(b: Buffer): void;
 }
 
-export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, tap?: UpgradeTap, mask?: UpgradeAnswerMask): Promise<UpgradeOutcome> {
+/**
+ * What the API server sends on a switched stream, rewritten on its way to the client (the
+ * masked output of an exec, exec-mask.ts).
+ */
+export interface UpgradeOutput {
+  /** The only subprotocols offered upstream (the client's offer narrowed to these); no extension is offered. */
+  protocols: readonly string[];
+  /**
+   * Called once on 101 with the subprotocol and extensions the API server chose: the
+   * Transform its bytes go through, or why they cannot be relayed (the stream is then not
+   * joined: the client gets a 502 Status). `cut` ends the stream after what the Transform
+   * already wrote (it ends its readable side itself).
+   */
+  switched(protocol: string | undefined, extensions: string | undefined, cut: (reason: string) => void): Transform | string;
+}
+
+export interface UpgradeOptions {
+  tap?: UpgradeTap | undefined;
+  /** How a non-101 answer is masked (undefined: relayed as it is). */
+  mask?: UpgradeAnswerMask | undefined;
+  output?: UpgradeOutput | undefined;
+}
+
+export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, o: UpgradeOptions = {}): Promise<UpgradeOutcome> {
+  const { tap, mask, output } = o;
   return new Promise((resolve) => {
     let settled = false;
     const finish = (r: UpgradeOutcome): void => {
@@ -60,7 +84,7 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
       port: up.port,
       method: req.method ?? 'GET',
       path: up.basePath + (req.url ?? '/'),
-      headers: upgradeRequestHeaders(req.rawHeaders, up.host, up.authorization) as unknown as http.OutgoingHttpHeaders,
+      headers: upgradeRequestHeaders(req.rawHeaders, up.host, up.authorization, output?.protocols) as unknown as http.OutgoingHttpHeaders,
       agent: false,
       timeout: 30_000,
     });
@@ -111,14 +135,33 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
     });
     upReq.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
       socket.removeListener('close', onClientGone);
-      live.add(upSocket);
       upSocket.on('error', () => {});
-      const responseBytes = Buffer.concat([responseHead(101, res.statusMessage, res.rawHeaders), upHead]);
+      const protocol = typeof res.headers['sec-websocket-protocol'] === 'string' ? res.headers['sec-websocket-protocol'].trim() : undefined;
+      let cutReason: string | undefined;
+      let filter: Transform | undefined;
+      if (output) {
+        const extensions = res.headers['sec-websocket-extensions'];
+        const f = output.switched(protocol, typeof extensions === 'string' ? extensions : undefined, (reason) => {
+          cutReason = reason;
+          // The filter ends the client's side after its last frames; the API server's ends now.
+          wind(false);
+        });
+        if (typeof f === 'string') {
+          upSocket.destroy();
+          const bytes = rawStatusResponse(failureStatus(502, 'InternalError', `agentgate: ${f}`));
+          socket.end(bytes);
+          finish({ status: 502, toClient: bytes.length, toServer: 0, error: f });
+          return;
+        }
+        filter = f;
+      }
+      live.add(upSocket);
+      const responseBytes = responseHead(101, res.statusMessage, res.rawHeaders);
       let toClient = responseBytes.length;
       let toServer = head.length;
-      const protocol = res.headers['sec-websocket-protocol'];
-      const t = tap?.switched(typeof protocol === 'string' ? protocol.trim() : undefined) ? tap : undefined;
-      upSocket.on('data', (c: Buffer) => {
+      const t = tap?.switched(protocol) ? tap : undefined;
+      const toClientSide: Duplex = filter ?? upSocket;
+      toClientSide.on('data', (c: Buffer) => {
         toClient += c.length;
         t?.toClient(c);
       });
@@ -126,7 +169,6 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
         toServer += c.length;
         t?.toServer(c);
       });
-      if (upHead.length > 0) t?.toClient(upHead);
       if (head.length > 0) t?.toServer(head);
       socket.write(responseBytes);
       if (head.length > 0) upSocket.write(head);
@@ -144,31 +186,42 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
         if (grace) clearTimeout(grace);
         socket.destroy();
         upSocket.destroy();
+        filter?.destroy();
         // A tunnel channel emits 'close' only after 'end', which waits for its unread data
         // to be read: drain both so each can finish closing.
         socket.resume();
         upSocket.resume();
         live.delete(upSocket);
-        finish({ status: 101, toClient, toServer });
+        finish({ status: 101, toClient, toServer, ...(cutReason !== undefined ? { error: cutReason } : {}) });
       };
-      const wind = (): void => {
+      function wind(endClient = true): void {
         if (winding) return;
         winding = true;
-        socket.end();
+        if (endClient) socket.end();
         upSocket.end();
         grace = setTimeout(teardown, UPGRADE_CLOSE_GRACE_MS);
         grace.unref();
-      };
+      }
       const onClose = (): void => {
         wind();
         if (++closed === 2) teardown();
       };
-      for (const s of [socket, upSocket]) {
-        s.once('end', wind);
-        s.once('close', onClose);
+      // With a filter, the API server's end reaches the client through it (after what it held).
+      socket.once('end', () => wind());
+      upSocket.once('end', () => wind(!filter));
+      for (const s of [socket, upSocket]) s.once('close', onClose);
+      pipeline(socket, upSocket, () => wind());
+      if (filter) {
+        if (upHead.length > 0) filter.write(upHead);
+        pipeline(upSocket, filter, socket, () => wind());
+      } else {
+        if (upHead.length > 0) {
+          toClient += upHead.length;
+          t?.toClient(upHead);
+          socket.write(upHead);
+        }
+        pipeline(upSocket, socket, () => wind());
       }
-      pipeline(socket, upSocket, wind);
-      pipeline(upSocket, socket, wind);
     });
     // Nothing from the client travels before the upstream has switched protocols.
     upReq.end();

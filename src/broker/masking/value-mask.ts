@@ -1,5 +1,5 @@
 /**
- * Which values of Kubernetes objects (and SSH output, ssh/output-scan.ts) are masked, and how a masked value reads. The
+ * Which values of Kubernetes objects (and SSH output, masking/text-stream.ts) are masked, and how a masked value reads. The
  * detectors and styles are the broker's shared ones (src/broker/masking); what is
  * Kubernetes-specific is where they apply:
  *

@@ -46,7 +46,7 @@ import { createValueMasker, type ValueMasker } from '../masking/value-mask.js';
 import { authenticate, parseSessionClientKey } from './client-auth.js';
 import { connectUpstream } from './upstream.js';
 import { SshUpstreamError } from './errors.js';
-import { scanOutput } from './output-scan.js';
+import { scanTextStream } from '../masking/text-stream.js';
 import { CastWriter } from '../recording/cast.js';
 import { recordingName, recordingSettings, recordingsDir } from '../recording/store.js';
 import type { SessionRecording } from '../session-summary.js';
@@ -470,7 +470,7 @@ class SshConnection {
     live.recorder = recorder;
     rec.scanned = this.#masker !== undefined && !binary;
     const scan = (): Transform | undefined =>
-      rec.scanned && this.#masker ? scanOutput(this.#masker, { onMasked: (n) => (this.#session.counts.masked += n), ...(pty ? { quietFlushMs: PROMPT_FLUSH_MS } : {}) }) : undefined;
+      rec.scanned && this.#masker ? scanTextStream(this.#masker, { onMasked: (n) => (this.#session.counts.masked += n), ...(pty ? { quietFlushMs: PROMPT_FLUSH_MS } : {}) }) : undefined;
     const outScan = scan();
     const errScan = scan();
     const count = (b: Buffer): void => {

@@ -1,7 +1,8 @@
 /**
- * A passive reader of the Kubernetes remote-command protocol over WebSocket
- * (`v4.channel.k8s.io`, `v5.channel.k8s.io`), for recording `kubectl exec` / `attach`. It
- * sees copies of the bytes the upgrade pipe relays and changes nothing: binary frames carry
+ * The Kubernetes remote-command protocol over WebSocket (`v4.channel.k8s.io`,
+ * `v5.channel.k8s.io`): the frame codec, and a passive reader for recording `kubectl exec` /
+ * `attach` (exec-mask.ts rewrites the output). The reader sees copies of the bytes the
+ * upgrade pipe relays and changes nothing: binary frames carry
  * a channel byte then data — 1 stdout and 2 stderr from the server, 4 resize
  * (`{"Width":…,"Height":…}`) and 0 stdin (recorded only when opted in) from the client. Control frames, text frames and other
  * channels are skipped; a frame split across reads is reassembled. SPDY (kubectl's older
@@ -10,17 +11,23 @@
 
 export const RECORDED_WS_PROTOCOLS = new Set(['v4.channel.k8s.io', 'v5.channel.k8s.io']);
 
+/** What a frame says besides its payload: whether it ends its message, and its reserved bits (set only by an extension). */
+export interface WsFrameFlags {
+  fin: boolean;
+  rsv: number;
+}
+
 /** Incremental RFC 6455 frame reader: calls `onFrame` with each complete frame's unmasked payload. */
 export class WsFrameReader {
   #buf: Buffer = Buffer.alloc(0);
   /** Opcode of the message a continuation frame belongs to. */
   #messageOp = 0;
-  readonly #onFrame: (opcode: number, payload: Buffer, continuation: boolean) => void;
+  readonly #onFrame: (opcode: number, payload: Buffer, continuation: boolean, flags: WsFrameFlags) => void;
   /** Frames larger than this stop the reader (it then ignores the rest of the stream). */
   readonly #maxFrame: number;
   #broken = false;
 
-  constructor(onFrame: (opcode: number, payload: Buffer, continuation: boolean) => void, maxFrame = 16 * 1024 * 1024) {
+  constructor(onFrame: (opcode: number, payload: Buffer, continuation: boolean, flags: WsFrameFlags) => void, maxFrame = 16 * 1024 * 1024) {
     this.#onFrame = onFrame;
     this.#maxFrame = maxFrame;
   }
@@ -69,13 +76,30 @@ export class WsFrameReader {
         for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ key[i & 3]!;
       }
       this.#buf = b.subarray(off + len);
-      if (opcode === 0x0) this.#onFrame(this.#messageOp, payload, true);
+      const flags = { fin: (b[0]! & 0x80) !== 0, rsv: (b[0]! >> 4) & 0x07 };
+      if (opcode === 0x0) this.#onFrame(this.#messageOp, payload, true, flags);
       else {
         if (opcode < 0x8) this.#messageOp = opcode;
-        this.#onFrame(opcode, payload, false);
+        this.#onFrame(opcode, payload, false, flags);
       }
     }
   }
+}
+
+/** One whole, unmasked (server-to-client) frame (RFC 6455 §5.2). */
+export function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? Buffer.alloc(2) : len < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
+  head[0] = 0x80 | opcode;
+  if (len < 126) head[1] = len;
+  else if (len < 65536) {
+    head[1] = 126;
+    head.writeUInt16BE(len, 2);
+  } else {
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  return Buffer.concat([head, payload]);
 }
 
 export interface ChannelSink {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { k8sChannelTap } from '../../src/broker/recording/ws-channels.js';
+import { k8sChannelTap } from '../../src/broker/kubernetes/remote-command.js';
 
 function frame(opcode: number, payload: Buffer, o: { fin?: boolean; mask?: Buffer } = {}): Buffer {
   const len = payload.length;

@@ -37,7 +37,7 @@ export interface FunctionInfo {
   language?: string;
   /** pg_proc.prosrc: the body of a SQL function. */
   source?: string;
-  /** Installed by an extension (its declared volatility is trusted like a built-in's). */
+  /** Installed by an extension (a C one's declared volatility is trusted like a built-in's). */
   extension?: boolean;
   /**
    * pg_type OIDs of the result, then each argument in order (then every argument with OUT
@@ -128,7 +128,8 @@ const EFFECTFUL: ReadonlySet<string> = new Set(EFFECTFUL_NONVOLATILE);
 /** Whether one candidate has a side effect. */
 export function isEffectful(f: FunctionInfo): boolean {
   const name = f.name.toLowerCase();
-  const builtin = f.schema === 'pg_catalog';
+  // By OID too: a superuser's own function created in pg_catalog is no built-in.
+  const builtin = f.schema === 'pg_catalog' && f.oid < 16384;
   if (f.kind === 'p') return true;
   if (EFFECTFUL.has(name)) return true; // in any schema: a look-alike is no better
   if (builtin && name === 'set_config') return false; // judged by its setting (ClassifiedStatement.settings)

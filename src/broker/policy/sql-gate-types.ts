@@ -100,6 +100,13 @@ export interface RelationFacts {
   columns: Map<string, number>;
   /** Inheritance children and partitions at any depth, as `schema.name`: a read of the relation (without ONLY) reads them. */
   descendants: string[];
+  /**
+   * User functions planning or reading it may run unnamed: index expressions, predicates and
+   * operator classes, CHECKs, partition key, extended statistics, a foreign table's handler.
+   */
+  code: FunctionInfo[];
+  /** A foreign table whose wrapper's handler is built in (its reads run what it runs). */
+  foreign?: boolean;
 }
 
 /**

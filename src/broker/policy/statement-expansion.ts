@@ -76,8 +76,17 @@ function isEmpty(n: Needs): boolean {
   );
 }
 
-export function isBuiltinSchema(schema: string): boolean {
-  return schema === 'pg_catalog' || schema === 'information_schema';
+/** The first OID PostgreSQL gives a user object: what initdb made is below it, whatever its schema. */
+export const FIRST_USER_OID = 16384;
+
+/**
+ * Whether a function's declared volatility is trusted as it stands: a built-in's, or an
+ * extension's C function (only a superuser creates those). An extension's SQL or PL
+ * function is judged like a user's: anyone owning the extension can add one.
+ */
+function trustedAsDeclared(info: FunctionInfo): boolean {
+  if (info.oid < FIRST_USER_OID) return true;
+  return info.extension === true && info.language === 'c';
 }
 
 interface Calls {
@@ -190,7 +199,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
 
   /** A user SQL function's body as it runs, with its own argument and result types; null when unanalysable. */
   const bodyOf = (info: FunctionInfo, depth: number): SqlClassification | null | 'cycle' | undefined => {
-    if (info.language !== 'sql' || isBuiltinSchema(info.schema) || info.extension === true) return undefined;
+    if (info.language !== 'sql' || info.oid < FIRST_USER_OID) return undefined;
     const hit = bodies.get(info.oid);
     if (hit !== undefined) return hit;
     // BEGIN ATOMIC bodies keep no prosrc: not analysed, so not vouched for.
@@ -395,6 +404,14 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
         else if (f) for (const d of f.descendants) set.add(d);
       }
     }
+    // Planning and reading a relation runs the code stored with it (index expressions, CHECKs,
+    // operator classes, a foreign table's wrapper…), whatever the statement names.
+    for (const r of reads) {
+      const f = factsOf(r);
+      if (!f || f === FAILED) continue;
+      for (const fn of f.code) addImplicit(fn, functions);
+      if (f.foreign) functions.add(unanalysable(`foreign table ${r}`));
+    }
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];
@@ -441,15 +458,15 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   };
 
   /**
-   * A function's declared volatility, as far as it can be trusted. Built-ins and extension
-   * functions: as declared. A user's LANGUAGE internal function: as declared when the
+   * A function's declared volatility, as far as it can be trusted. Built-ins (by OID, not
+   * schema: a superuser may create a function in pg_catalog) and extensions' C functions: as declared. A user's LANGUAGE internal function: as declared when the
    * built-in it names is no more volatile. A user's non-volatile SQL function: only if its
    * body, as it runs (views, types, bodies), is a read whose every call is vouched for. Any
    * other user function declared IMMUTABLE or STABLE cannot be vouched for (a PL/pgSQL
    * body may call anything that does not write, pg_stat_reset say): volatile.
    */
   const vouch = (info: FunctionInfo): FunctionInfo => {
-    if (info.volatility === 'v' || isBuiltinSchema(info.schema) || info.extension === true) return info;
+    if (info.volatility === 'v' || trustedAsDeclared(info)) return info;
     const hit = vouched.get(info.oid);
     if (hit) return hit;
     const volatile = { ...info, volatility: 'v' as const };

@@ -8,8 +8,12 @@
  *
  * Bounded, and fail closed: a column with more than MAX_VALUES values or MAX_BYTES of
  * text is not read and counts as holding secrets; so does one that cannot be read. Only
- * tables (and materialized views, foreign tables) are read — a view's columns are traced
- * to its tables by the provenance analysis — and only types whose text can hold a secret.
+ * tables and materialized views are read — a view's columns are traced to its tables by
+ * the provenance analysis — and only types whose text can hold a secret. Reading must run
+ * no user code on the broker's connection (a read is a read for the broker too): a foreign
+ * table, a table with row-level security or with stored user code (index expressions,
+ * CHECKs, operator classes: function-catalog.ts's relationCodeQuery), and a column whose
+ * type has user output code are not read and count as holding secrets.
  * Answers are shared by the target's sessions for CACHE_MS (values change; a column that
  * gains a secret is seen at the latest after that).
  */
@@ -17,7 +21,7 @@ import { scanSpans, SpanList } from '../masking/detectors.js';
 import type { MaskingPlan } from '../masking/rules.js';
 
 import type { CatalogRows } from './masking-catalog.js';
-import { sqlLiteral as lit } from './function-catalog.js';
+import { relationCodeQuery, sqlLiteral as lit } from './function-catalog.js';
 import { sourceParts } from '../masking/provenance.js';
 
 const MAX_VALUES = 10_000;
@@ -25,7 +29,7 @@ const MAX_BYTES = 16 * 1024 * 1024;
 const CACHE_MS = 5 * 60_000;
 /** Types whose text cannot hold a detector's match (bool, small ints, floats, dates, …; not int8/numeric, which hold card numbers). */
 const NO_TEXT = new Set([16, 18, 21, 23, 26, 28, 29, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266, 2950, 3220]);
-const READABLE_KINDS = new Set(['r', 'p', 'm', 'f']);
+const READABLE_KINDS = new Set(['r', 'p', 'm']);
 
 const shared = new Map<string, { at: number; answer: Promise<boolean> }>();
 
@@ -43,16 +47,26 @@ export function createColumnScanner(target: string, rows: CatalogRows, plan: Mas
   const scan = async (source: string): Promise<boolean> => {
     if (source.includes('\0')) return true;
     for (const ref of sourceParts(source)) {
+      // Whether reading the column would run user code: row-level security, a type's own
+      // output (a user type, or one built of others), and below the relation's stored code.
       const meta = await rows(
-        'SELECT c.relkind::text, a.atttypid::text FROM pg_catalog.pg_class c ' +
+        'SELECT c.relkind::text, a.atttypid::text, (c.relrowsecurity OR t.typrelid <> 0 OR t.typoutput::pg_catalog.oid >= 16384 ' +
+          'OR EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.oid = t.typelem AND (e.typrelid <> 0 OR e.typoutput::pg_catalog.oid >= 16384)))::text ' +
+          'FROM pg_catalog.pg_class c ' +
           'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
           'JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ' +
+          'JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ' +
           `WHERE n.nspname = ${lit(ref.schema)} AND c.relname = ${lit(ref.table)} AND a.attname = ${lit(ref.column)}`,
       );
       const row = meta[0];
       if (!row) continue;
+      // A foreign table is never read here: its wrapper runs what it runs (another session, a program).
+      if (row[0] === 'f') return true;
       if (!READABLE_KINDS.has(row[0] ?? '')) return false;
       if (NO_TEXT.has(Number(row[1]))) return false;
+      if (row[2] !== 'false') return true;
+      const [code] = await rows(`SELECT count(*) FROM (${relationCodeQuery([`${ref.schema}.${ref.table}`])}) q`);
+      if (code?.[0] !== '0') return true;
       const from = `${ident(ref.schema)}.${ident(ref.table)}`;
       const col = ident(ref.column);
       const [size] = await rows(

@@ -11,7 +11,8 @@
  *   the dot (a quoted `"a.b"`), and the last two parts of a database-qualified name.
  * - Comparison is case-insensitive (the classifier lower-cases quoted names too).
  * - Operators (`=`, `public.===`) resolve to the function that implements them
- *   (pg_operator.oprcode), in every schema unless qualified.
+ *   (pg_operator.oprcode) and those of their negator and commutator (the planner rewrites
+ *   `NOT (a op b)` and commutes operands), in every schema unless qualified.
  * - Aggregates report the most volatile of their support functions, so a user aggregate
  *   with a volatile transition function is volatile here.
  *
@@ -99,6 +100,7 @@ FROM unnest(${textArray(ops)}) AS k(key)
 JOIN pg_catalog.pg_operator o ON o.oprname = regexp_replace(k.key, '^.*[.]', '')
 JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
 JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+  OR p.oid IN (SELECT x.oprcode FROM pg_catalog.pg_operator x WHERE x.oid IN (o.oprnegate, o.oprcom))
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE position('.' in k.key) = 0 OR k.key = lower(opn.nspname) || '.' || o.oprname
 ORDER BY 1, 2`;
@@ -188,6 +190,52 @@ function relationFactsQuery(rels: readonly string[]): string {
 SELECT r.key, 'row', r.reltype::text FROM r
 UNION ALL SELECT r.key, 'col', a.attnum::text || ' ' || a.atttypid::text || ' ' || a.attname::text FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL SELECT d.key, 'child', n.nspname::text || '.' || c.relname::text FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`;
+}
+
+/**
+ * The user functions (OID ≥ 16384) planning or reading each relation `schema.name` may run
+ * without a statement naming them: the expressions and predicates of its indexes, its CHECK
+ * constraints (constraint exclusion), its partition key and its extended statistics (all
+ * const-folded while planning), the operator classes of its indexes and partition key
+ * (index scans and pruning call their support functions), the negators and commutators of
+ * the operators those name, and a foreign table's wrapper handler (the wrapper runs
+ * whatever it runs: another session, a program).
+ */
+export function relationCodeQuery(rels: readonly string[]): string {
+  const opclassCode = (opclass: string): string => `SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_opclass oc
+        JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr WHERE oc.oid = ${opclass}
+      UNION ALL SELECT ap.amproc::pg_catalog.oid FROM pg_catalog.pg_opclass oc
+        JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily WHERE oc.oid = ${opclass}`;
+  return `WITH r(key, oid) AS (
+  SELECT k.key, c.oid FROM unnest(${textArray(rels)}) AS k(key)
+  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = k.key
+), obj(key, classid, objid) AS (
+  SELECT r.key, 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, r.oid FROM r
+  UNION ALL SELECT r.key, 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, i.indexrelid FROM r JOIN pg_catalog.pg_index i ON i.indrelid = r.oid
+  UNION ALL SELECT r.key, 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, k.oid FROM r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid AND k.contype = 'c'
+  UNION ALL SELECT r.key, 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass::pg_catalog.oid, s.oid FROM r JOIN pg_catalog.pg_statistic_ext s ON s.stxrelid = r.oid
+), dep(key, refclassid, refobjid) AS (
+  SELECT obj.key, d.refclassid, d.refobjid FROM obj JOIN pg_catalog.pg_depend d ON d.classid = obj.classid AND d.objid = obj.objid
+), opc(key, opclass) AS (
+  SELECT key, refobjid FROM dep WHERE refclassid = 'pg_catalog.pg_opclass'::pg_catalog.regclass
+  UNION SELECT r.key, x.oc FROM r JOIN pg_catalog.pg_index i ON i.indrelid = r.oid CROSS JOIN LATERAL unnest(i.indclass::pg_catalog.oid[]) AS x(oc)
+  UNION SELECT r.key, x.oc FROM r JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = r.oid CROSS JOIN LATERAL unnest(pt.partclass::pg_catalog.oid[]) AS x(oc)
+), f(key, fn) AS (
+  SELECT key, refobjid FROM dep WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  UNION ALL SELECT dep.key, x.fn FROM dep JOIN pg_catalog.pg_operator o ON o.oid = dep.refobjid
+    CROSS JOIN LATERAL (SELECT o.oprcode::pg_catalog.oid UNION ALL SELECT y.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator y WHERE y.oid IN (o.oprnegate, o.oprcom)) AS x(fn)
+    WHERE dep.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+  UNION ALL SELECT opc.key, x.fn FROM opc CROSS JOIN LATERAL (${opclassCode('opc.opclass')}) AS x(fn)
+  UNION ALL SELECT r.key, w.fdwhandler FROM r JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = r.oid
+    JOIN pg_catalog.pg_foreign_server sv ON sv.oid = ft.ftserver JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = sv.srvfdw
+)
+SELECT f.key, ${INFO_COLUMNS}
+FROM (SELECT DISTINCT key, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+UNION ALL
+SELECT r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM r JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = r.oid
+  JOIN pg_catalog.pg_foreign_server sv ON sv.oid = ft.ftserver JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = sv.srvfdw
+  WHERE w.fdwhandler < ${FIRST_USER_OID}`;
 }
 
 interface Cached<T> {
@@ -323,7 +371,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
           for (const [key, what, value] of await run(relationFactsQuery(batch))) {
             if (key == null || value == null) continue;
             let f = found.get(key);
-            if (!f) found.set(key, (f = { rowType: 0, columns: new Map(), descendants: [] }));
+            if (!f) found.set(key, (f = { rowType: 0, columns: new Map(), descendants: [], code: [] }));
             if (what === 'row') f.rowType = Number(value);
             else if (what === 'child') f.descendants.push(value);
             else if (what === 'col') {
@@ -332,6 +380,14 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
               list.push([Number(num), value.slice(`${num} ${type} `.length), Number(type)]);
               columns.set(key, list);
             }
+          }
+          for (const row of await run(relationCodeQuery(batch))) {
+            const f = row[0] == null ? undefined : found.get(row[0]);
+            if (!f) continue;
+            const info = toInfo(row, 1);
+            // A built-in wrapper handler (none ships with PostgreSQL) is still a foreign read.
+            if (!info) f.foreign = true;
+            else if (!f.code.some((x) => x.oid === info.oid)) f.code.push(info);
           }
           // In column order: an alias's column list renames them by position.
           for (const [key, list] of columns) {

@@ -220,7 +220,7 @@ describe('maskRemoteCommand', () => {
     assert.match(text(r.frames, 1), /^tail /);
   });
 
-  test('what cannot be read cuts the stream with a Failure and a close: reserved bits, unknown opcodes, too long a line', async () => {
+  test('what cannot be read cuts the stream with a Failure and a close: reserved bits, unknown opcodes, binary output, too long a line', async () => {
     const compressed = out(1, 'zzz\n');
     compressed[0] = compressed[0]! | 0x40; // RSV1: permessage-deflate
     for (const [input, why] of [
@@ -235,6 +235,9 @@ describe('maskRemoteCommand', () => {
       assert.equal(r.frames.at(-1)?.op, 0x8);
       assert.ok(!text(r.frames, 1).includes('zzz'));
     }
+    const binary = await run(Buffer.concat([out(1, 'text\n'), out(1, Buffer.from([0x75, 0x73, 0x74, 0x61, 0x72, 0xff, 0xfe, 0x0a]))]));
+    assert.match(binary.cut ?? '', /not UTF-8 text/);
+    assert.equal(text(binary.frames, 1), 'text\n', 'what came before goes out; nothing of the binary does');
     let cut: string | undefined;
     const t = maskRemoteCommand(masker, { tty: false, maxHeld: 1000, onMasked: () => {}, onCut: (r) => (cut = r) });
     const bytes: Buffer[] = [];

@@ -205,3 +205,32 @@ test('relationFacts: row type, column types and every descendant; statisticsRela
   assert.ok(stats.includes('sub.gc'), 'an analysed table');
   assert.ok(!stats.includes('public.p'), 'one never analysed shows nothing');
 });
+
+test('relationFacts.code: the user code planning or reading a relation runs unnamed; negators and commutators of operators', async () => {
+  await pg.psql(`
+    CREATE FUNCTION public.rc_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN $1; END $$;
+    CREATE FUNCTION public.rc_chk(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN $1; END $$;
+    CREATE FUNCTION public.rc_stx(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN $1; END $$;
+    CREATE FUNCTION public.rc_cmp(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN btint4cmp($1, $2); END $$;
+    CREATE OPERATOR CLASS public.rc_ops FOR TYPE int4 USING btree AS
+      OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 public.rc_cmp(int4, int4);
+    CREATE TABLE public.rc_t (a int, b int CHECK (b < public.rc_chk(10)));
+    CREATE INDEX ON public.rc_t ((public.rc_imm(a)));
+    CREATE INDEX ON public.rc_t (b rc_ops);
+    CREATE STATISTICS public.rc_s ON (public.rc_stx(a)), b FROM public.rc_t;
+    CREATE TABLE public.rc_part (v int) PARTITION BY RANGE (v public.rc_ops);
+    CREATE TABLE public.rc_plain (v int PRIMARY KEY, w text CHECK (w <> ''));
+    CREATE INDEX ON public.rc_plain (lower(w));
+    CREATE FUNCTION public.rc_ne(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN $1 <> $2; END $$;
+    CREATE OPERATOR public.=~~= (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, NEGATOR = !~~=);
+    CREATE OPERATOR public.!~~= (LEFTARG = int, RIGHTARG = int, FUNCTION = public.rc_ne, NEGATOR = =~~=);
+  `);
+  const cat = createFunctionCatalog(run);
+  const f = await cat.relationFacts(['public.rc_t', 'public.rc_part', 'public.rc_plain']);
+  const names = (rel: string): string[] => [...new Set(f.get(rel)!.code.map((x) => x.name))].sort();
+  assert.deepEqual(names('public.rc_t'), ['rc_chk', 'rc_cmp', 'rc_imm', 'rc_stx']);
+  assert.deepEqual(names('public.rc_part'), ['rc_cmp']);
+  assert.deepEqual(names('public.rc_plain'), [], 'built-in code is not listed');
+  const ops = await cat.byOperators(['=~~=']);
+  assert.deepEqual(ops.get('=~~=')!.map((x) => x.name).sort(), ['int4eq', 'rc_ne'], 'the negator runs when the planner rewrites NOT');
+});

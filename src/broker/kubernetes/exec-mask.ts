@@ -5,7 +5,8 @@
  * scanner (masking/text-stream.ts), so a value split across frames is seen whole; any other
  * message (the exec status on channel 3, a text frame) is masked whole; pings, pongs and the
  * close pass as they are, after the output held before them. What cannot be read — a frame
- * over the cap, a compressed or unknown frame, a line longer than the scanner holds — cuts
+ * over the cap, a compressed or unknown frame, a line longer than the scanner holds, output
+ * that is not UTF-8 (binary: it would arrive corrupted, or unscanned) — cuts
  * the stream with a Failure status on channel 3 and a close: nothing passes unscanned.
  *
  * Frame boundaries change (held text goes out with what completes it), the bytes a client
@@ -63,7 +64,7 @@ export interface ExecMaskOptions {
 
 /** A Transform from the API server's raw WebSocket bytes to the masked bytes the client gets. */
 export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Transform {
-  const scanners = new Map<number, LineScanner>([1, 2].map((ch) => [ch, new LineScanner(masker, o.onMasked, { ...(o.maxHeld !== undefined ? { maxHeld: o.maxHeld } : {}), what: 'exec output without a line break' })]));
+  const scanners = new Map<number, LineScanner>([1, 2].map((ch) => [ch, new LineScanner(masker, o.onMasked, { ...(o.maxHeld !== undefined ? { maxHeld: o.maxHeld } : {}), what: 'exec output without a line break', binary: 'refuse' })]));
   const timers = new Map<number, NodeJS.Timeout>();
   let out: Buffer[] = [];
   let cut = false;
@@ -167,9 +168,13 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
     flush(cb: TransformCallback) {
       if (ended) return cb();
       if (!cut) {
-        for (const [ch, s] of scanners) {
-          clearTimeout(timers.get(ch));
-          data(ch, s.release(true));
+        try {
+          for (const [ch, s] of scanners) {
+            clearTimeout(timers.get(ch));
+            data(ch, s.release(true));
+          }
+        } catch (err) {
+          fail((err as Error).message);
         }
       }
       cb(null, drain());

@@ -11,6 +11,7 @@
  * scanned in two pieces; streams without a terminal never flush early.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { TextDecoder } from 'node:util';
 import type { ValueMasker } from './value-mask.js';
 
 export class TextStreamError extends Error {
@@ -24,14 +25,17 @@ export const DEFAULT_MAX_HELD = 1024 * 1024;
 /** The synchronous core: one stream's held text. */
 export class LineScanner {
   #held = '';
-  readonly #decoder = new TextDecoder('utf-8');
+  readonly #decoder: TextDecoder;
   readonly #masker: ValueMasker;
   readonly #onMasked: (n: number) => void;
   readonly #maxHeld: number;
   readonly #what: string;
 
   /** `what` names the text in the error a too-long line raises ("a log line", "output"). */
-  constructor(masker: ValueMasker, onMasked: (n: number) => void, o: { maxHeld?: number; what?: string } = {}) {
+  constructor(masker: ValueMasker, onMasked: (n: number) => void, o: { maxHeld?: number; what?: string; binary?: 'replace' | 'refuse' } = {}) {
+    // Bytes that are not UTF-8 are either shown as U+FFFD (a terminal's odd byte) or refused:
+    // binary output (a tar for kubectl cp) would arrive silently corrupted.
+    this.#decoder = new TextDecoder('utf-8', { fatal: o.binary === 'refuse' });
     this.#masker = masker;
     this.#onMasked = onMasked;
     this.#maxHeld = o.maxHeld ?? DEFAULT_MAX_HELD;
@@ -45,7 +49,7 @@ export class LineScanner {
 
   /** The masked text that may go now; throws TextStreamError when too much is held. */
   push(chunk: Buffer): string {
-    this.#held += this.#decoder.decode(chunk, { stream: true });
+    this.#held += this.#decode(chunk, true);
     let cut = this.#held.lastIndexOf('\n') + 1;
     const begin = this.#held.lastIndexOf(BEGIN, cut);
     if (begin >= 0 && this.#held.indexOf(END, begin) < 0) cut = Math.min(cut, begin);
@@ -57,10 +61,18 @@ export class LineScanner {
 
   /** Everything held, masked: at the end of the stream or on a quiet flush. */
   release(end = false): string {
-    if (end) this.#held += this.#decoder.decode();
+    if (end) this.#held += this.#decode(undefined, false);
     const out = this.#held;
     this.#held = '';
     return this.#mask(out);
+  }
+
+  #decode(chunk: Buffer | undefined, stream: boolean): string {
+    try {
+      return this.#decoder.decode(chunk, { stream });
+    } catch {
+      throw new TextStreamError('output that is not UTF-8 text (binary, such as the tar kubectl cp reads) cannot be scanned for masking; the stream was cut');
+    }
   }
 
   #mask(text: string): string {

@@ -32,9 +32,9 @@
  *   42P01 without a table field), and drivers map constraint names to errors. Under
  *   `opaque` (user code may run, and `RAISE … USING TABLE = v` fills them with anything)
  *   they are replaced too.
- * Limit: a message that states a computed value without quotes (`date field value out
- * of range: 113-01-01` for `make_date(ascii(email), 1, 1)`) passes as written, like the
- * other predicate and error oracles DESIGN.md lists.
+ *   so is what the message states unquoted: everything after its first ": " and every
+ *   number in it (`date field value out of range: 113-01-01` for
+ *   `make_date(ascii(email), 1, 1)`, `setseed parameter 113 is out of allowed range`).
  *
  * The field order and codes are kept; only the texts change.
  */
@@ -138,7 +138,7 @@ export function maskNoticeFrame(
       let extra: TextRegion[] | undefined;
       if (columns && f.code === D) extra = detailRegions(frame, f.start, f.end, plan, schema, table, sqlstate);
       else if (columns && NAME_FIELDS.has(f.code)) extra = detailRegions(frame, f.start, f.end, plan, schema, table, undefined);
-      if (reads !== 'none' && f.code === M) extra = [...(extra ?? []), ...quotedSpans(frame, f.start, f.end)];
+      if (reads !== 'none' && f.code === M) extra = [...(extra ?? []), ...quotedSpans(frame, f.start, f.end), ...unquotedValueRegions(frame, f.start, f.end)];
       else if (echoes && (f.code === M || f.code === D)) extra = [...(extra ?? []), ...quotedRegions(frame, f.start, f.end)];
       out = maskTextBytes(frame, f.start, f.end, plan, key, byRule, extra);
     }
@@ -199,6 +199,27 @@ function quotedSpans(buf: Buffer, s: number, e: number): TextRegion[] {
     const end = last > first ? last : e;
     if (end > first + 1) out.push({ start: first + 1, end, style: 'full', keep: 'none', rule: 'quoted_value' });
   }
+  return out;
+}
+
+/** A number as messages state them: `113`, `113-01-01`, `1.5e3`, `0x71`, `-4`. */
+const NUMBER = /0x[0-9a-f]+|\d+(?:[.,:/eE+-]\d+)*/gi;
+
+/**
+ * For a statement that reads a masked column: what a message states unquoted. PostgreSQL
+ * puts a value after a colon (`date field value out of range: 113-01-01`, `cross-database
+ * references are not implemented: qxzjv.a.b`, `requested character too large for
+ * encoding: 113`) or as a number inside the sentence (`setseed parameter 113 is out of
+ * allowed range`, `character with byte sequence 0x71 0x78 in encoding …`): everything after
+ * the first ": ", and every number, are masked whole. The sentence's words stay.
+ */
+function unquotedValueRegions(buf: Buffer, s: number, e: number): TextRegion[] {
+  const out: TextRegion[] = [];
+  const colon = buf.indexOf(': ', s, 'latin1');
+  const rest = colon >= 0 && colon < e ? colon + 2 : e;
+  if (rest < e) out.push({ start: rest, end: e, style: 'full', keep: 'none', rule: 'quoted_value' });
+  const text = buf.toString('latin1', s, rest);
+  for (const m of text.matchAll(NUMBER)) out.push({ start: s + m.index, end: s + m.index + m[0].length, style: 'full', keep: 'none', rule: 'quoted_value' });
   return out;
 }
 

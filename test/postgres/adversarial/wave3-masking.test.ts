@@ -87,6 +87,34 @@ describe('adversarial corpus wave 3: masked values leaving through errors and se
   exit('w3h-09', "select to_date(split_part(email, '@', 1), 'Mon') from users");
   exit('w3h-10', "select convert_from(split_part(email, '@', 1)::bytea, 'BOGUS') from users");
 
+  // ───────────── values a message states without quotes ─────────────
+  // 113 is ascii('q'), the first character of both seeded emails' local parts.
+  const UNQUOTED: [string, string, RegExp][] = [
+    ['w3m-20', 'select make_date(2000, ascii(email), 1) from users', /date field value out of range: 2000-113-01/],
+    ['w3m-21', 'select chr(ascii(email) * 100000) from users', /requested character too large for encoding: 11300000/],
+    ['w3m-22', "select (split_part(email, '@', 1) || '.a.b')::regclass from users", /qxzjv\.wolk\.a\.b|vjqxp\.rimbo\.a\.b/],
+    ['w3m-23', "select substr(email, 1, 1)::bit(2) from users", /"q"/],
+  ];
+  test('w3m-20c: control — without agentgate the server states the computed value unquoted', async () => {
+    const client = new pg.Client({ connectionString: adv.stack.pg.url() });
+    await client.connect();
+    try {
+      for (const [, sql, shown] of UNQUOTED.slice(0, 3)) await assert.rejects(client.query(sql), shown);
+    } finally {
+      await client.end();
+    }
+  });
+  for (const [id, sql] of UNQUOTED) {
+    test(`${id}: ${sql} — the error arrives, and neither the value nor its code`, () =>
+      withClient(async ({ c }) => {
+        const msgs = await simple(c, sql);
+        const errs = errorsOf(msgs);
+        assert.equal(errs.length, 1, describeMsgs(msgs));
+        assert.ok(!/113|qxzjv|vjqxp/.test(errs[0]!.message), errs[0]!.message);
+        await assertIntact(adv);
+      }));
+  }
+
   // ───────────── session state set from a masked value, read back unmasked ─────────────
   test('w3m-13: setseed(f(email)) then random() reveals the first character of a masked email', () =>
     withClient(async ({ c }) => {

@@ -122,6 +122,26 @@ test('the verdict: a masked column read anywhere, through views, whole rows and 
   for (const [sql, want] of cases) assert.equal(await verdict(sql), want, sql);
 });
 
+test('the verdict: a column alias list stands for the columns at its positions', async () => {
+  const cases: [string, ReadVerdict][] = [
+    ["select current_setting(split_part(e, '@', 1)) from users u(a, b, e)", 'masked'],
+    ['select 1 from users u(a, b, e) where e is null', 'masked'],
+    ['select u.e from users as u(a, b, e)', 'masked'],
+    ['select substr(k, 1, 12) from cards c(i, k)', 'masked'],
+    // A join's columns: USING columns first, then the rest of each side in order.
+    ["select current_setting(split_part(e, '@', 1)) from (users join cards using (id)) j(i, n, e)", 'masked'],
+    ['select k from (users u(a, b) natural join cards) j(i, n, x, y, z, k)', 'masked'],
+    ['select c from v_users v(i, c)', 'masked'],
+    // Unmasked columns renamed, or the masked one renamed but never used.
+    ['select current_setting(n) from users u(a, n) where a = 1', 'none'],
+    ['select n from users u(a, n, e)', 'none'],
+    ['select n from (users join cards using (id)) j(i, n, e)', 'none'],
+    // Positions not known here (a join over a subquery): every column counts.
+    ['select n from (users join (select 1 as id) s using (id)) j(i, n)', 'masked'],
+  ];
+  for (const [sql, want] of cases) assert.equal(await verdict(sql), want, sql);
+});
+
 test('the verdict: a catalog failure is opaque, never a rejection', async () => {
   const broken: ProvenanceCatalog = { relations: () => Promise.reject(new Error('down')), functions: () => Promise.reject(new Error('down')) };
   assert.equal(await statementReads('select 1 from users', broken, () => false), 'opaque');

@@ -186,11 +186,28 @@ test('count, length and IS NULL reveal no values', async () => {
   assert.ok(NON_REVEALING_FUNCTIONS.has('count') && NON_REVEALING_FUNCTIONS.has('pg_column_size'));
 });
 
-test('an aggregate FILTER contributes; plain aggregate ORDER BY and window PARTITION do not', async () => {
+test('IS [NOT] NULL over anything computed depends on it (a bit of the value per row)', async () => {
+  await derivedFrom("select nullif(substr(email, 1, 1), 'q') is null from users", [U('email')]);
+  await derivedFrom("select (case when ssn like '1%' then 1 end) is not null from users", [U('ssn')]);
+  // (u).email is not a bare reference: the walk takes u's whole row (conservative).
+  assert.ok((await one('select (u).email is null from users u')).sources.has(U('email')));
+});
+
+/** The sorted conditions of the only output of `sql`. */
+async function conditionsOf(sql: string): Promise<string[]> {
+  return [...((await one(sql)).conditions ?? [])].sort();
+}
+
+test('an aggregate FILTER contributes; an aggregate ORDER BY and a window PARTITION/ORDER BY are conditions', async () => {
   await derivedFrom("select count(*) filter (where ssn like '1%') from users", [U('ssn')]);
   await derivedFrom("select string_agg(name, ',' order by ssn) from users", [U('name')]);
+  assert.deepEqual(await conditionsOf("select string_agg(name, ',' order by ssn) from users"), [U('ssn')]);
   await derivedFrom('select sum(id) over (partition by ssn order by email) from users', [U('id')]);
-  await derivedFrom('select row_number() over (order by ssn) from users', []);
+  assert.deepEqual(await conditionsOf('select sum(id) over (partition by ssn order by email) from users'), [U('email'), U('ssn')]);
+  assert.deepEqual(await conditionsOf('select row_number() over (order by ssn) from users'), [U('ssn')]);
+  // A named window, and one built on it, with a frame offset.
+  assert.deepEqual(await conditionsOf('select count(*) over (w rows between id preceding and current row) from users window w as (order by email)'), [U('email'), U('id')]);
+  assert.deepEqual(await conditionsOf('select count(*) over w from users window w as (partition by ssn)'), [U('ssn')]);
 });
 
 test('CASE conditions and results both contribute; COALESCE too', async () => {
@@ -199,10 +216,54 @@ test('CASE conditions and results both contribute; COALESCE too', async () => {
   assert.equal((await one("select case when true then 1 end from users")).name, 'case');
 });
 
-test('WHERE, GROUP BY, HAVING, ORDER BY and JOIN ON add no sources', async () => {
+test('WHERE, GROUP BY, HAVING, ORDER BY and JOIN ON that only compare plain values or test one column add nothing', async () => {
   const c = await one("select u.id from users u join orders o on o.card = u.ssn where u.email like 'a%' group by u.id having max(u.ssn) > '1' order by max(u.email)");
   assert.deepEqual([...c.sources], [U('id')]);
   assert.equal(c.direct, true);
+  assert.equal(c.conditions?.size ?? 0, 0);
+  for (const sql of [
+    'select name from users where email = $1',
+    "select name from users where lower(email) = lower('x')",
+    "select name from users where email like 'q%'",
+    'select u.name from users u join orders o on u.ssn = o.card',
+    'select u.name from users u where u.email in (select o.card from orders o)',
+    'select u.name from users u where exists (select 1 from orders o where o.user_id = u.id)',
+    "select name from users where email ilike $1 or ssn like '1%'",
+    'select name from users where email is not null and id > 3',
+    'select name from users order by email, lower(ssn)',
+  ]) {
+    assert.deepEqual(await conditionsOf(sql), [], sql);
+  }
+});
+
+test('a condition that computes over a column and relates it to another makes every output of its level depend on it', async () => {
+  // The rows kept show the value: g is the character code of the first letter.
+  for (const sql of [
+    'select g from generate_series(32, 126) g, users u where ascii(substr(u.email, 1, 1)) = g',
+    'select g from generate_series(32, 126) g join users u on g = ascii(substr(u.email, 1, 1))',
+    'select g from generate_series(32, 126) g, users u where substr(u.email, 1, 1) < left(g::text, 1)',
+    "select g from generate_series(65, 90) g, users u where (g = 65 and u.email like 'A%') or (g = 66 and u.email like 'B%')",
+    'select g from generate_series(32, 126) g, users u where not (g = length(repeat(u.email, 2)) or g = 0)',
+    'select g from generate_series(32, 126) g where g in (select ascii(email) from users)',
+    'select g from generate_series(32, 126) g where exists (select 1 from users u where ascii(u.email) = g)',
+    'select max(g) from generate_series(0, 255) g, users u group by u.id having max(g) <= ascii(u.email)',
+    'select count(*) from generate_series(0, 255) g, users u where g < ascii(u.email)',
+    'select distinct on (u.id) g from generate_series(0, 255) g, users u order by u.id, abs(g - ascii(u.email))',
+  ]) {
+    assert.ok((await conditionsOf(sql)).includes(U('email')), sql);
+  }
+  // A plain output stays direct: its own style yields only if a condition is masked.
+  const c = await one('select u.name from users u, orders o where upper(o.card) = u.ssn');
+  assert.deepEqual([...c.sources], [U('name')]);
+  assert.equal(c.direct, true);
+  assert.deepEqual([...(c.conditions ?? [])].sort(), [O('card'), U('ssn')]);
+});
+
+test('LIMIT and OFFSET decide every output of their level', async () => {
+  const c = await one('select l.x from users u, lateral (select name as x from users limit length(repeat(u.email, 2))) l');
+  assert.deepEqual([...c.sources], [U('name')]);
+  assert.deepEqual([...(c.conditions ?? [])], [U('email')]);
+  assert.deepEqual(await conditionsOf('select (select count(*) from (select from generate_series(1, 255) offset length(repeat(u.email, 2))) s) from users u'), [U('email')]);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -221,6 +282,28 @@ test('a scalar subquery in the select list carries its output, correlated or not
   assert.deepEqual(shape(await analyse('select (select u.ssn) as s from users u')), [['s', [U('ssn')], true, false]]);
   await derivedFrom('select array(select card from orders) from users', [O('card')]);
   await derivedFrom('select exists(select card from orders) from users', []);
+});
+
+test('a subquery used as a value depends on every column referenced inside it', async () => {
+  const c = await one('select (select o.card from orders o where o.user_id = u.id limit 1) from users u');
+  assert.deepEqual([...(c.conditions ?? [])].sort(), [O('user_id'), U('id')]);
+  for (const sql of [
+    'select i, (select g from generate_series(0, 255) g where g = length(repeat(u.email, i))) from users u, generate_series(1, 3) i',
+    'select (select count(*) from (select from generate_series(1, 255) limit length(repeat(u.email, 2))) s) from users u',
+    'select (select (array_agg(g order by g - length(repeat(u.email, 2))))[1] from generate_series(0, 255) g) from users u',
+    'select (select first_value(g) over (order by g - length(repeat(u.email, 2))) from generate_series(0, 255) g limit 1) from users u',
+    "select exists(select where u.email like 'a%') from users u",
+    "select 1 in (select 1 from orders o having max(u.email) > 'm') from users u",
+    "select (select count(*) from users x group by x.email having count(*) > 0 order by min(x.email) limit 1)",
+    "select (with c as (select id from users where email like 'a%') select count(*) from c)",
+    "select (select 1 from users u join orders o on u.ssn like o.card limit 1)",
+  ]) {
+    const conds = (await analyse(sql)).flatMap((x) => [...(x.conditions ?? [])]);
+    assert.ok(conds.includes(U('email')) || conds.includes(U('ssn')), sql);
+  }
+  // Output names and positions in ORDER BY / GROUP BY inside a subquery resolve.
+  assert.deepEqual(await conditionsOf('select (select email as e from users order by e limit 1)'), [U('email')]);
+  assert.deepEqual(await conditionsOf('select (select max(name) from users group by 1 limit 1)'), [U('name')]);
 });
 
 test('CTEs pass provenance through, with column aliases', async () => {
@@ -250,7 +333,7 @@ test('SEARCH and CYCLE columns depend on the listed columns', async () => {
   const c = await analyse('with recursive r(e) as (select email from users union select e from r) cycle e set is_cycle using path select * from r');
   assert.deepEqual(shape(c), [
     ['e', [U('email')], true, false],
-    ['is_cycle', [], false, false],
+    ['is_cycle', [U('email')], false, false],
     ['path', [U('email')], false, false],
   ]);
 });
@@ -321,6 +404,28 @@ test('field selection (u).col is that column; XMLTABLE and JSON_TABLE depend on 
     ['b', [U('ssn')], false, false],
   ]);
   assert.deepEqual(shape(await analyse('select generate_series.* from generate_series(1, 2)')), [['generate_series', [], false, false]]);
+});
+
+test('a FROM function that may return a composite row may have any column name', async () => {
+  // unnest of an array of rows, and CAST to a row type, expand to that row's columns: an
+  // unqualified name there may be one of them, not the clean outer column of that name.
+  for (const sql of [
+    "select (select split_part(email, '@', 1) from unnest(array(select u from users u)) x) from (values ('clean')) o(email)",
+    "select (select split_part(email, '@', 1) from cast((select u from users u limit 1) as users) x) from (values ('clean')) o(email)",
+    "select (select email from rows from (unnest(array(select u from users u))) with ordinality x) from (values ('clean')) o(email)",
+    "select split_part(x.email, '@', 1) from unnest(array(select u from users u)) x(a), (values ('clean')) y(x)",
+    "select (select x.email from unnest(array(select u from users u)) x(a, b, c, d, e)) from (values ('clean')) o(email)",
+  ]) {
+    const c = await one(sql);
+    assert.ok(c.sources.has(U('email')) && !c.direct, sql);
+  }
+  // A relation's whole row is still found beside an open item.
+  assert.ok((await one('select row_to_json(u) from users u, unnest(array[1, 2]) x')).sources.has(U('ssn')));
+  // An array of clean values: its names take nothing else.
+  assert.deepEqual(shape(await analyse('select x, name from unnest(array(select name from users)) x, (values (1)) o(name)')), [
+    ['x', [U('name')], false, false],
+    ['name', [U('name')], false, false],
+  ]);
 });
 
 test('* over a FROM function of unknown shape is refused; named columns take its arguments', async () => {
@@ -499,6 +604,8 @@ test('no number decides provenance: each statement traces the same with its numb
     { sql: 'select x from (values (1, (select email from users limit 1)), (2, null)) v(n, x) where n = 2', mustInclude: U('email') },
     { sql: 'select (row(name, email)).f2 as x from users', mustInclude: U('email') },
     { sql: 'select string_agg(email, 1::text) as x from users', mustInclude: U('email') },
+    { sql: 'select (select name from users order by 2 limit 1) as x, (select email from users order by 1 limit 1) as y', mustInclude: U('email') },
+    { sql: 'select g as x from generate_series(1, 3) g, users u where upper(substr(u.email, 1, 1)) = left(g::text, 1) limit 2', mustInclude: U('email') },
   ];
   const renumber = (sql: string, n: number): string => sql.replace(/(?<![\w$])\d+/g, String(n));
   for (const { sql, mustInclude } of corpus) {
@@ -506,11 +613,11 @@ test('no number decides provenance: each statement traces the same with its numb
     assert.equal(base.length, 1, sql);
     const b = base[0]!;
     assert.ok(b.ok, `${sql}: analysable`);
-    assert.ok(b.columns.some((c) => c.sources.has(mustInclude)), `${sql}: ${mustInclude} flows to the output`);
+    assert.ok(b.columns.some((c) => c.sources.has(mustInclude) || c.conditions?.has(mustInclude)), `${sql}: ${mustInclude} flows to the output`);
     const variants = [sqlShape(sql) ?? sql, renumber(sql, 2), renumber(sql, 7)];
     for (const v of variants) {
       const [r] = await statementProvenance(v, fakeCatalog());
-      const view = (p: Provenance): unknown => (p.ok ? shape(p.columns) : 'not analysable');
+      const view = (p: Provenance): unknown => (p.ok ? p.columns.map((c, i) => [...shape(p.columns)[i]!, [...(c.conditions ?? [])].sort()]) : 'not analysable');
       assert.deepEqual(view(r!), view(b), `${sql}\n  vs ${v}`);
     }
   }

@@ -16,11 +16,25 @@
  *   and CALL return rows this text does not describe: ok:false.
  * - Every column reference in an output expression contributes, through any function,
  *   operator, CASE arm or condition, cast, constructor, aggregate argument and FILTER,
- *   window argument, WITHIN GROUP ordering (its result is one of the ordered values) and
- *   scalar/ARRAY/IN sublink. Not contributing: arguments of NON_REVEALING_FUNCTIONS, `IS
- *   [NOT] NULL`, EXISTS, GROUPING(), and WHERE/HAVING/GROUP BY/ORDER BY/JOIN ON/window
- *   PARTITION/ORDER and ordinary aggregate ORDER BY. Inference through predicates (`WHERE
- *   ssn LIKE '1%'`) is a documented limit of column masking, not something this prevents.
+ *   window argument, WITHIN GROUP ordering (its result is one of the ordered values),
+ *   `IS [NOT] NULL` of anything but a plain reference, and scalar/ARRAY/IN/EXISTS sublink.
+ *   Not contributing: arguments of NON_REVEALING_FUNCTIONS (plain ones only), `IS [NOT]
+ *   NULL` of a plain reference, GROUPING().
+ * - `conditions`: columns that decide a value without being it, which mask the output whole
+ *   even when it is direct: everything referenced anywhere inside a subquery used as a value
+ *   (WHERE, JOIN ON, GROUP BY, HAVING, ORDER BY, LIMIT/OFFSET, WINDOW, FROM functions and
+ *   subqueries, the WITH queries it uses, nested subqueries); an aggregate's ORDER BY; a
+ *   window's PARTITION BY, ORDER BY and frame offsets; and for every output of a query level
+ *   its LIMIT/OFFSET and its row-linking conditions: the WHERE/JOIN ON/HAVING units
+ *   (AND-conjuncts; the disjuncts of an OR and the argument of a NOT) that compute over a
+ *   column — anything but a plain column, constant or parameter compared by `=`, `<>`, IN or
+ *   IS [NOT] DISTINCT FROM; a subquery when its outputs or own conditions do — and
+ *   reference two or more columns (`ascii(substr(u.email, 1, 1)) = g` keeps the rows
+ *   whose clean g is the code); ORDER BY items that link the same way. Not counted: the
+ *   top level's other ORDER BY items and GROUP BY, filters on
+ *   one column (`WHERE ssn LIKE '1%'`, `lower(email) = lower($1)`), equality of plain
+ *   columns (`u.email = o.email`), and view definitions' own filters: inference a bit at a
+ *   time through them is a documented limit of column masking.
  * - `direct`: the value is a source column's value unchanged — a plain reference, optionally
  *   COLLATEd or cast to text/varchar/bpchar/name without a length (a length truncates or
  *   pads), or such a reference passed through subqueries, CTEs, views, USING merges and set
@@ -39,6 +53,12 @@
  *   lists differ, or over a FROM function whose result shape is not known (no column
  *   definition list, not a known set-returning builtin), is ok:false: a guessed column count
  *   would shift every later column's sources onto the wrong position.
+ * - A FROM function whose columns are not known exactly — unnest (an array of rows expands
+ *   to their columns), an expression such as CAST(… AS users), a function of unknown shape —
+ *   is open: for every unqualified name its whole row (its arguments' flow) is a candidate
+ *   besides the exact matches of that level and of outer levels, and so for any `alias.col`
+ *   it does not list. `*` over unnest keeps one column per array: the server's longer
+ *   RowDescription then fails the count check, and computed columns are masked whole.
  * - RETURNING shows the row as written: a column's sources are the target column plus what
  *   the statement assigns to it (INSERT values/SELECT, UPDATE SET, ON CONFLICT, MERGE
  *   actions). Triggers, rules and column defaults that copy data are not seen (limit).
@@ -86,6 +106,12 @@ export interface OutputColumn {
   direct: boolean;
   /** Depends on something that cannot be analysed; the proxy masks it whole when the plan has column rules. */
   opaque: boolean;
+  /**
+   * Table columns that decide the value without being passed through it (a subquery's
+   * WHERE or LIMIT, an aggregate's or a window's ordering, a row-linking condition): the
+   * output is masked whole when one of them is masked, even when it is `direct`.
+   */
+  conditions?: ReadonlySet<string>;
 }
 
 export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
@@ -253,14 +279,15 @@ async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
 }
 
 function publicColumn(c: Col): OutputColumn {
-  return Object.freeze({ name: c.name, sources: c.sources, direct: c.direct, opaque: c.opaque });
+  return Object.freeze({ name: c.name, sources: c.sources, direct: c.direct, opaque: c.opaque, conditions: c.conditions ?? new Set<string>() });
 }
 
 // ---------------------------------------------------------------------------------------
-// Prefetch: the relations and functions a statement names, fetched in parallel up front so
-// the analysis rarely has to stop for a lookup. Predicates are skipped: they are not analysed.
+// Prefetch: the relations and functions a statement names (in every clause: predicates and
+// orderings are analysed too), fetched in parallel up front so the analysis rarely has to
+// stop for a lookup.
 
-const PREFETCH_SKIP = new Set(['whereClause', 'havingClause', 'sortClause', 'groupClause', 'quals', 'windowClause', 'over', 'joinCondition', 'location']);
+const PREFETCH_SKIP = new Set(['location']);
 
 async function prefetch(trees: unknown[], memo: CatalogMemo, p: PgParse): Promise<void> {
   const rels = new Map<string, [string | undefined, string]>();
@@ -328,6 +355,8 @@ interface Col {
   sources: ReadonlySet<string>;
   direct: boolean;
   opaque: boolean;
+  /** See OutputColumn.conditions; absent = none. */
+  conditions?: ReadonlySet<string>;
 }
 
 /** A value's provenance without a name. */
@@ -335,6 +364,7 @@ interface Flow {
   sources: Set<string>;
   direct: boolean;
   opaque: boolean;
+  conditions?: Set<string>;
 }
 
 /** A FROM item as the select list sees it. */
@@ -342,8 +372,27 @@ interface Item {
   columns: Col[];
   /** False when the column list is unknown (a FROM function of unknown result shape): `*` over it fails. */
   shapeKnown: boolean;
+  /**
+   * The item may have columns `columns` does not list (a FROM function whose result may be
+   * a composite row, expanded by PostgreSQL into that row's columns): any name may be one
+   * of them, with the whole row's flow.
+   */
+  open: boolean;
   /** Sources of the whole row (all columns, plus a function item's arguments). */
   whole: Flow;
+  /** What the item's text references beyond its columns (a subquery's clauses, a join's ON, function arguments). */
+  inner?: Flow;
+  /** Conditions of its JOIN … ON that every output of the query level depends on (see conditionFlows). */
+  taint?: Flow;
+}
+
+/** One query level analysed: its outputs, what its clauses reference, what its outputs took from them. */
+interface Level {
+  cols: Col[];
+  /** Everything its clauses and FROM items reference besides the outputs' own flows. */
+  refs: Flow;
+  /** The part of `refs` every output depends on (row-linking conditions, LIMIT/OFFSET). */
+  taint: Flow;
 }
 
 /** A name by which an item can be qualified (`u.email`, `public.users.email`). */
@@ -359,6 +408,8 @@ interface Scope {
   /** Items for unqualified names and `*`, in FROM order (a join is one item). */
   items: Item[];
   parent: Scope | undefined;
+  /** The level's WINDOW clause by name (`over w`). */
+  windows?: ReadonlyMap<string, Obj>;
 }
 
 interface CteDef {
@@ -372,6 +423,8 @@ interface CteDef {
   /** While a recursive CTE is being iterated: its current approximation. */
   current?: Col[];
   columns?: Col[];
+  /** Everything its query references (outputs and clauses), once analysed. */
+  all?: Flow;
 }
 
 interface CteEnv {
@@ -383,20 +436,59 @@ type Obj = Record<string, unknown>;
 
 const emptyFlow = (): Flow => ({ sources: new Set(), direct: false, opaque: false });
 
-function addFlow(into: Flow, f: { sources: ReadonlySet<string>; opaque: boolean }): void {
+type FlowLike = { sources: ReadonlySet<string>; opaque: boolean; conditions?: ReadonlySet<string> };
+
+function addFlow(into: Flow, f: FlowLike | undefined): void {
+  if (!f) return;
   for (const s of f.sources) into.sources.add(s);
   if (f.opaque) into.opaque = true;
+  if (f.conditions && f.conditions.size > 0) {
+    into.conditions ??= new Set();
+    for (const s of f.conditions) into.conditions.add(s);
+  }
+}
+
+/** Whether a flow carries anything (a source, a condition, something opaque). */
+function hasFlow(f: FlowLike): boolean {
+  return f.opaque || f.sources.size > 0 || (f.conditions?.size ?? 0) > 0;
+}
+
+/** Everything `f` depends on, as conditions: it decides a value without being it. */
+function asConditions(f: FlowLike): Flow {
+  const out: Flow = { sources: new Set(), direct: false, opaque: f.opaque };
+  if (f.sources.size > 0 || (f.conditions?.size ?? 0) > 0) out.conditions = new Set([...f.sources, ...(f.conditions ?? [])]);
+  return out;
+}
+
+/** `c` with `t` added to its conditions (a direct column stays direct: its style yields only to a masked condition). */
+function withConditions(c: Col, t: FlowLike): Col {
+  if (!hasFlow(t)) return c;
+  const f = colFlow(c);
+  addFlow(f, asConditions(t));
+  return { ...c, opaque: f.opaque, conditions: f.conditions };
+}
+
+function colFlow(c: FlowLike & { direct: boolean }): Flow {
+  const f: Flow = { sources: new Set(c.sources), direct: c.direct, opaque: c.opaque };
+  if (c.conditions && c.conditions.size > 0) f.conditions = new Set(c.conditions);
+  return f;
+}
+
+function unionFlows(...flows: (FlowLike | undefined)[]): Flow {
+  const f = emptyFlow();
+  for (const x of flows) addFlow(f, x);
+  return f;
 }
 
 function wholeOf(columns: readonly Col[], extra?: Flow): Flow {
   const w = emptyFlow();
   for (const c of columns) addFlow(w, c);
-  if (extra) addFlow(w, extra);
+  addFlow(w, extra);
   return w;
 }
 
-function makeItem(columns: Col[], shapeKnown = true, extra?: Flow): Item {
-  return { columns, shapeKnown, whole: wholeOf(columns, extra) };
+function makeItem(columns: Col[], shapeKnown = true, extra?: Flow, open = !shapeKnown): Item {
+  return { columns, shapeKnown, open, whole: wholeOf(columns, extra) };
 }
 
 /** `{ T: body }` or a bare body in a typed field (libpg_query does not wrap those). */
@@ -422,10 +514,10 @@ function funcName(fc: Obj): { schema: string | undefined; name: string } | undef
   return { schema: names.length > 1 ? names[names.length - 2] : undefined, name };
 }
 
-/** Applies an alias's column list: the first k columns get the new names. */
-function renamed(columns: readonly Col[], alias: unknown): Col[] {
+/** Applies an alias's column list: the first k columns get the new names (an open item may have more columns than listed). */
+function renamed(columns: readonly Col[], alias: unknown, open = false): Col[] {
   const names = isObj(alias) ? strings(alias['colnames']) : [];
-  if (names.length > columns.length) fail('more column aliases than columns');
+  if (names.length > columns.length && !open) fail('more column aliases than columns');
   return columns.map((c, i) => (i < names.length ? { ...c, name: names[i]! } : c));
 }
 
@@ -449,6 +541,7 @@ const SRF_COLUMNS: Readonly<Record<string, readonly string[] | 'scalar'>> = {
 class Analysis {
   private depth = 0;
   private readonly views = new Map<string, Col[]>();
+  private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
 
   constructor(
@@ -462,7 +555,7 @@ class Analysis {
     const [type, body] = u;
     switch (type) {
       case 'SelectStmt':
-        return isObj(body['intoClause']) ? [] : this.select(body, undefined, undefined);
+        return isObj(body['intoClause']) ? [] : this.select(body, undefined, undefined).cols;
       case 'InsertStmt':
       case 'UpdateStmt':
       case 'DeleteStmt':
@@ -511,45 +604,78 @@ class Analysis {
 
   /** A query node (wrapped): SELECT or a data-modifying statement with RETURNING. */
   query(v: unknown, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+    return this.level(v, outer, env).cols;
+  }
+
+  /** A query node as one level: outputs, and what its clauses reference. */
+  private level(v: unknown, outer: Scope | undefined, env: CteEnv | undefined): Level {
     const u = nodeOf(v, 'SelectStmt');
     if (!u) return fail('missing query');
     const [type, body] = u;
     if (type === 'SelectStmt') return this.select(body, outer, env);
-    if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') return this.dml(type, body, env);
+    // A data-modifying statement cannot sit inside an expression: its outputs are all there is.
+    if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') return { cols: this.dml(type, body, env), refs: emptyFlow(), taint: emptyFlow() };
     return fail(`cannot analyse a ${type} as a query`);
+  }
+
+  /**
+   * A subquery used as an expression, analysed once per scope: the classification of
+   * conditions and the expression walk both ask for it, and nested subqueries must not
+   * multiply the work.
+   */
+  private sublinkLevel(b: Obj, scope: Scope, env: CteEnv | undefined): Level {
+    let byScope = this.sublinks.get(b);
+    if (!byScope) this.sublinks.set(b, (byScope = new Map()));
+    let l = byScope.get(scope);
+    if (!l) byScope.set(scope, (l = this.level(b['subselect'], scope, env)));
+    return l;
   }
 
   // -- SELECT and set operations -------------------------------------------------------
 
-  select(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+  select(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Level {
     this.enter();
     try {
       const e = this.withClause(body['withClause'], outer, env);
-      if ((str(body['op']) ?? 'SETOP_NONE') === 'SETOP_NONE') return this.simpleSelect(body, outer, e);
-      // Flatten the set-operation tree with an explicit stack: long UNION chains nest deeply.
-      const leaves: Col[][] = [];
-      const stack: Obj[] = [body];
-      let first = true;
-      while (stack.length > 0) {
-        const n = stack.pop()!;
-        const op = str(n['op']) ?? 'SETOP_NONE';
-        if (op === 'SETOP_NONE' || (!first && isObj(n['withClause']))) {
-          leaves.push(op === 'SETOP_NONE' ? this.simpleSelect(n, outer, this.withClause(n['withClause'], outer, e)) : this.select(n, outer, e));
-        } else {
-          const l = n['larg'];
-          const r = n['rarg'];
-          if (!isObj(l) || !isObj(r)) fail('set operation without both branches');
-          stack.push(unwrap(r)?.[1] ?? r, unwrap(l)?.[1] ?? l); // left popped first: names come from it
-        }
-        first = false;
-      }
-      return combineBranches(leaves);
+      const level = (str(body['op']) ?? 'SETOP_NONE') === 'SETOP_NONE' ? this.simpleSelect(body, outer, e) : this.setOperation(body, outer, e);
+      // The WITH queries this level defines and uses are inside it too.
+      for (let d = e; d && d !== env; d = d.parent) addFlow(level.refs, d.def.all);
+      return level;
     } finally {
       this.depth--;
     }
   }
 
-  private simpleSelect(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Col[] {
+  private setOperation(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Level {
+    // Flatten the set-operation tree with an explicit stack: long UNION chains nest deeply.
+    // A branch with its own WITH, ORDER BY or LIMIT is a level of its own.
+    const leaves: Level[] = [];
+    const stack: Obj[] = [body];
+    let first = true;
+    while (stack.length > 0) {
+      const n = stack.pop()!;
+      const op = str(n['op']) ?? 'SETOP_NONE';
+      const own = !first && (isObj(n['withClause']) || (op !== 'SETOP_NONE' && hasRowClauses(n)));
+      if (own) leaves.push(this.select(n, outer, env));
+      else if (op === 'SETOP_NONE') leaves.push(this.simpleSelect(n, outer, env));
+      else {
+        const l = n['larg'];
+        const r = n['rarg'];
+        if (!isObj(l) || !isObj(r)) fail('set operation without both branches');
+        stack.push(unwrap(r)?.[1] ?? r, unwrap(l)?.[1] ?? l); // left popped first: names come from it
+      }
+      first = false;
+    }
+    const cols = combineBranches(leaves.map((l) => l.cols));
+    const inner = emptyFlow();
+    for (const l of leaves) addFlow(inner, l.refs);
+    // ORDER BY and LIMIT of the whole set operation (names and positions of its outputs only).
+    const level = this.finishLevel(body, emptyScope(outer), env, cols, inner);
+    for (const l of leaves) addFlow(level.taint, l.taint);
+    return level;
+  }
+
+  private simpleSelect(body: Obj, outer: Scope | undefined, env: CteEnv | undefined): Level {
     const values = arr(body['valuesLists']);
     if (values.length > 0) {
       const scope = emptyScope(outer);
@@ -557,10 +683,77 @@ class Analysis {
         const items = unwrap(row)?.[0] === 'List' ? arr(unwrap(row)![1]['items']) : arr(row);
         return items.map((x, i) => ({ name: `column${i + 1}`, ...this.expr(x, scope, env) }));
       });
-      return combineBranches(rows);
+      return this.finishLevel(body, scope, env, combineBranches(rows));
     }
     const scope = this.fromClause(arr(body['fromClause']), outer, env);
-    return this.targetList(arr(body['targetList']), scope, env);
+    scope.windows = namedWindows(body['windowClause']);
+    return this.finishLevel(body, scope, env, this.targetList(arr(body['targetList']), scope, env));
+  }
+
+  /**
+   * The clauses of a query level around its outputs `cols`. Row-linking conditions of
+   * WHERE, HAVING and JOIN … ON (conditionFlows), row-linking ORDER BY items and
+   * LIMIT/OFFSET decide which rows the outputs show, or in which order, so every output
+   * takes them as conditions. GROUP BY, DISTINCT ON, WINDOW and the rest of the predicates
+   * and orderings only go into `refs`: they count where the level is a subquery used as a
+   * value (the top level's one-column orderings and filters are the documented limit).
+   */
+  private finishLevel(body: Obj, scope: Scope, env: CteEnv | undefined, cols: Col[], inner?: Flow): Level {
+    const taint = emptyFlow();
+    const refs = emptyFlow();
+    addFlow(refs, inner);
+    for (const it of scope.items) {
+      addFlow(taint, it.taint);
+      addFlow(refs, it.inner);
+    }
+    for (const clause of [body['whereClause'], body['havingClause']]) {
+      const c = this.conditionFlows(clause, scope, env);
+      addFlow(taint, c.taint);
+      addFlow(refs, c.refs);
+    }
+    addFlow(taint, this.expr([body['limitCount'], body['limitOffset']], scope, env));
+    // An ORDER BY that links a computed value to another column (`abs(g - ascii(email))`) puts the code first.
+    for (const s of arr(body['sortClause'])) {
+      const item = unwrap(s)?.[1]['node'];
+      if (this.linksValues(item, scope, env)) addFlow(taint, this.expr(item, scope, env));
+    }
+    addFlow(refs, this.outputClauses([body['sortClause'], body['groupClause'], body['distinctClause']], scope, env, cols));
+    addFlow(refs, this.expr(body['windowClause'], scope, env));
+    addFlow(refs, taint);
+    return { cols: cols.map((c) => withConditions(c, taint)), refs, taint };
+  }
+
+  /** ORDER BY, GROUP BY, DISTINCT ON items: an output's name or position, or an expression over the input. */
+  private outputClauses(lists: unknown[], scope: Scope, env: CteEnv | undefined, cols: Col[]): Flow {
+    const out = emptyFlow();
+    const stack: unknown[] = [...lists];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (Array.isArray(n)) {
+        stack.push(...n);
+        continue;
+      }
+      const u = unwrap(n);
+      if (!u) continue;
+      if (u[0] === 'SortBy') stack.push(u[1]['node']);
+      else if (u[0] === 'GroupingSet') stack.push(u[1]['content']);
+      else addFlow(out, this.outputOrInput(u, scope, env, cols));
+    }
+    return out;
+  }
+
+  private outputOrInput([type, b]: [string, Obj], scope: Scope, env: CteEnv | undefined, cols: Col[]): Flow {
+    // A position: every output, so that no number decides provenance (the result masker
+    // caches an analysis by the statement's shape, numbers replaced).
+    if (type === 'A_Const') return wholeOf(cols);
+    const names = type === 'ColumnRef' ? strings(b['fields']) : [];
+    const byName = names.length === 1 && arr(b['fields']).length === 1 ? cols.filter((c) => c.name === names[0]) : [];
+    if (byName.length === 0) return this.expr({ [type]: b }, scope, env);
+    // An output name; an input column of that name may be meant instead (GROUP BY prefers it).
+    const f = mergeAll(byName.map(colFlow));
+    const input = this.columnCandidates(names, scope);
+    if (input.exact) for (const x of input.flows) addFlow(f, x);
+    return f;
   }
 
   private targetList(list: unknown[], scope: Scope, env: CteEnv | undefined): Col[] {
@@ -603,7 +796,7 @@ class Analysis {
       if (ind.length === 1 && arg?.[0] === 'ColumnRef') {
         const names = strings(arg[1]['fields']);
         if (names.length === arr(arg[1]['fields']).length) {
-          const n = this.columnCandidates(names, scope).length === 0 ? this.findNamed(names, scope) : undefined;
+          const n = this.columnCandidates(names, scope).exact ? undefined : this.findNamed(names, scope);
           if (n) return this.star(n.item);
         }
       }
@@ -644,29 +837,36 @@ class Analysis {
     }
     def.state = 'analysing';
     const q = nodeOf(def.body['ctequery'], 'SelectStmt');
+    const aliases = { colnames: def.body['aliascolnames'] };
     let cols: Col[];
+    let refs: Flow;
     if (def.recursive && q && q[0] === 'SelectStmt' && (str(q[1]['op']) ?? 'SETOP_NONE') === 'SETOP_UNION' && isObj(q[1]['larg'])) {
       const larg = q[1]['larg'];
-      const base = renamed(this.select(unwrap(larg)?.[1] ?? larg, def.scope, def.env), { colnames: def.body['aliascolnames'] });
-      let current = base;
+      let current = renamed(this.select(unwrap(larg)?.[1] ?? larg, def.scope, def.env).cols, aliases);
       let settled = false;
+      refs = emptyFlow();
       for (let pass = 0; pass < MAX_RECURSIVE_PASSES && !settled; pass++) {
         def.current = current;
-        const next = combineBranches([current, renamed(this.select(q[1], def.scope, def.env), { colnames: def.body['aliascolnames'] })]);
+        const l = this.select(q[1], def.scope, def.env);
+        refs = l.refs;
+        const next = combineBranches([current, renamed(l.cols, aliases)]);
         settled = sameColumns(current, next);
         current = next;
       }
       if (!settled) {
         const all = wholeOf(current);
-        current = current.map((c) => ({ name: c.name, sources: all.sources, direct: false, opaque: all.opaque }));
+        current = current.map((c) => ({ name: c.name, ...all, direct: false }));
       }
       cols = current;
     } else {
-      cols = renamed(this.query(def.body['ctequery'], def.scope, def.env), { colnames: def.body['aliascolnames'] });
+      const l = this.level(def.body['ctequery'], def.scope, def.env);
+      cols = renamed(l.cols, aliases);
+      refs = l.refs;
     }
     cols = [...cols, ...searchCycleColumns(def.body, cols)];
     def.current = undefined;
     def.columns = cols;
+    def.all = wholeOf(cols, refs);
     def.state = 'done';
     return cols;
   }
@@ -694,8 +894,9 @@ class Analysis {
       case 'RangeVar':
         return this.rangeVar(b, env);
       case 'RangeSubselect': {
-        const cols = renamed(this.query(b['subquery'], b['lateral'] === true ? lateral : outer, env), b['alias']);
-        const item = makeItem(cols);
+        const l = this.level(b['subquery'], b['lateral'] === true ? lateral : outer, env);
+        const item = makeItem(renamed(l.cols, b['alias']));
+        item.inner = wholeOf(l.cols, l.refs);
         const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
         return { item, named: alias === undefined ? [] : [{ refname: alias, schemas: [], item }] };
       }
@@ -706,7 +907,9 @@ class Analysis {
       case 'RangeTableSample': {
         const rel = unwrap(b['relation']);
         if (!rel) return fail('TABLESAMPLE without a relation');
-        return this.fromItem(rel, lateral, outer, env);
+        const r = this.fromItem(rel, lateral, outer, env);
+        r.item.inner = this.expr([b['args'], b['repeatable']], lateral, env); // the sample size decides the rows
+        return r;
       }
       case 'RangeTableFunc': {
         // XMLTABLE: every column depends on the document and path expressions.
@@ -724,8 +927,9 @@ class Analysis {
   }
 
   private functionItem(names: string[], flow: Flow, alias: unknown, defaultName: string): { item: Item; named: Named[] } {
-    const cols = renamed(names.map((n) => ({ name: n, sources: flow.sources, direct: false, opaque: flow.opaque })), alias);
+    const cols = renamed(names.map((n) => ({ name: n, ...flow, direct: false })), alias);
     const item = makeItem(cols, true, flow);
+    item.inner = flow;
     const a = (isObj(alias) ? str(alias['aliasname']) : undefined) ?? defaultName;
     return { item, named: [{ refname: a, schemas: [], item }] };
   }
@@ -786,11 +990,11 @@ class Analysis {
         }
         const q = stmts.length === 1 ? unwrap(stmts[0]!.stmt) : undefined;
         if (!q || q[0] !== 'SelectStmt') fail(`the definition of view ${vk} is not one SELECT`);
-        const inner = this.select(q[1], undefined, undefined);
+        const inner = this.select(q[1], undefined, undefined).cols;
         if (inner.length !== r.columns.length) fail(`view ${vk} has ${r.columns.length} columns, its definition ${inner.length}`);
         cols = inner.map((c, i) => {
           const name = r.columns[i]!;
-          return { name, sources: new Set([own(name), ...c.sources]), direct: c.direct, opaque: c.opaque };
+          return { ...c, name, sources: new Set([own(name), ...c.sources]) };
         });
       } finally {
         this.depth--;
@@ -808,6 +1012,7 @@ class Analysis {
     const all = emptyFlow();
     const cols: Col[] = [];
     let shapeKnown = true;
+    let open = false;
     let scalarName: string | undefined;
     for (const f of fns) {
       const pair = unwrap(f)?.[0] === 'List' ? arr(unwrap(f)![1]['items']) : arr(f);
@@ -825,10 +1030,13 @@ class Analysis {
           const nargs = fname.name === 'unnest' ? Math.max(1, arr(fc![1]['args']).length) : 1;
           names = Array.from({ length: nargs }, () => fname.name);
           if (fns.length === 1 && nargs === 1) scalarName = fname.name;
+          // An array of rows (`unnest(array(select u from users u))`) expands to their columns.
+          if (fname.name === 'unnest') open = true;
         } else if (known) names = [...known];
       } else if (fc && fc[0] !== 'FuncCall') {
         names = [figureName(call)]; // e.g. FROM CAST(x AS int)
         if (fns.length === 1) scalarName = names[0];
+        open = true; // FROM CAST((select u …) AS users): a composite expands to its columns
       }
       if (!names) {
         shapeKnown = false;
@@ -839,9 +1047,9 @@ class Analysis {
     if (b['ordinality'] === true) cols.push({ name: 'ordinality', sources: new Set(), direct: false, opaque: false });
     // A single scalar function takes the table alias as its column name unless a column alias is given.
     if (scalarName !== undefined && aliasName !== undefined && cols[0]) cols[0] = { ...cols[0], name: aliasName };
-    const aliasCols = isObj(alias) ? strings(alias['colnames']) : [];
-    const named = shapeKnown ? renamed(cols, alias) : cols.map((c, i) => (i < aliasCols.length ? { ...c, name: aliasCols[i]! } : c));
-    const item = makeItem(named, shapeKnown, all);
+    open ||= !shapeKnown;
+    const item = makeItem(renamed(cols, alias, open), shapeKnown, all, open);
+    item.inner = all;
     // Without an alias a single function is referred to by its name (`generate_series.*`).
     const fc0 = fns.length === 1 ? unwrap((unwrap(fns[0])?.[0] === 'List' ? arr(unwrap(fns[0])![1]['items']) : arr(fns[0]))[0]) : undefined;
     const refname = aliasName ?? (fc0?.[0] === 'FuncCall' ? funcName(fc0[1])?.name : undefined);
@@ -858,14 +1066,14 @@ class Analysis {
     const right = this.fromItem(ru, inner, outer, env);
     let using = strings(b['usingClause']);
     if (b['isNatural'] === true) {
-      if (!left.item.shapeKnown || !right.item.shapeKnown) fail('NATURAL JOIN over columns that are not known');
+      if (left.item.open || right.item.open) fail('NATURAL JOIN over columns that are not known');
       const rn = new Set(right.item.columns.map((c) => c.name));
       using = left.item.columns.map((c) => c.name).filter((n) => rn.has(n));
     }
     const pick = (it: Item, n: string): Col => {
       const c = it.columns.find((x) => x.name === n);
       if (c) return c;
-      if (!it.shapeKnown) return { name: n, sources: it.whole.sources, direct: false, opaque: it.whole.opaque };
+      if (it.open) return { name: n, ...copyFlow(it.whole), direct: false };
       return fail(`JOIN USING column ${n} is not on both sides`);
     };
     const merged: Col[] = using.map((n) => mergeCols(pick(left.item, n), pick(right.item, n)));
@@ -879,11 +1087,17 @@ class Analysis {
       });
     };
     const columns = [...merged, ...rest(left.item), ...rest(right.item)];
-    const item = makeItem(columns, left.item.shapeKnown && right.item.shapeKnown, wholeOf([], mergeFlows(left.item.whole, right.item.whole)));
+    const open = left.item.open || right.item.open;
+    const item = makeItem(columns, left.item.shapeKnown && right.item.shapeKnown, unionFlows(left.item.whole, right.item.whole), open);
+    // ON sees the two sides (and outer queries), not earlier FROM items.
+    const sides: Scope = { named: [...left.named, ...right.named], items: [left.item, right.item], parent: lateral.parent };
+    const on = this.conditionFlows(b['quals'], sides, env);
+    item.taint = unionFlows(on.taint, left.item.taint, right.item.taint);
+    item.inner = unionFlows(on.refs, left.item.inner, right.item.inner);
     const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
     if (alias !== undefined) {
       // An alias on a join hides the names inside it.
-      const aliased = makeItem(renamed(columns, b['alias']), item.shapeKnown, item.whole);
+      const aliased = { ...makeItem(renamed(columns, b['alias'], open), item.shapeKnown, item.whole, open), taint: item.taint, inner: item.inner };
       return { item: aliased, named: [{ refname: alias, schemas: [], item: aliased }] };
     }
     const named = [...left.named, ...right.named];
@@ -949,9 +1163,8 @@ class Analysis {
           assign(n, indirect ? { ...v, direct: false } : v);
         });
       };
-      const flowOf = (c: Col): Flow => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque });
       if (type === 'InsertStmt') {
-        if (body['selectStmt'] !== undefined) insertList(arr(body['cols']), this.query(body['selectStmt'], undefined, env).map(flowOf));
+        if (body['selectStmt'] !== undefined) insertList(arr(body['cols']), this.query(body['selectStmt'], undefined, env).map(colFlow));
         const oc = body['onConflictClause'];
         if (isObj(oc) && arr(oc['targetList']).length > 0) {
           const excluded = makeItem(base.map((c) => withAssigned(c, assigned.get(c.name))));
@@ -987,7 +1200,10 @@ class Analysis {
         { refname: oldName, schemas: [], item: target.item },
         { refname: newName, schemas: [], item: newItem },
       ]);
-      return this.targetList(returning, scope, env);
+      // The rows written (and so returned) are the ones UPDATE/DELETE … WHERE and FROM/USING joins keep.
+      const where = this.conditionFlows(body['whereClause'], oldScope, env);
+      const taint = unionFlows(where.taint, ...others.items.map((it) => it.taint));
+      return this.targetList(returning, scope, env).map((c) => withConditions(c, taint));
     } finally {
       this.depth--;
     }
@@ -1025,24 +1241,26 @@ class Analysis {
     return undefined;
   }
 
-  /** Columns an unqualified name may be, from the innermost level that has any. */
-  private columnCandidates(name: string[], scope: Scope | undefined): Flow[] {
-    if (name.length !== 1) return [];
-    const out: Flow[] = [];
+  /**
+   * Columns an unqualified name may be, from the innermost level that has it. An open item
+   * (a FROM function that may return a composite row) may have any name: its whole row is
+   * a candidate at every level, and the search goes on outward, since PostgreSQL may find
+   * the name there instead. `exact`: some item lists the name.
+   */
+  private columnCandidates(name: string[], scope: Scope | undefined): { flows: Flow[]; exact: boolean } {
+    const flows: Flow[] = [];
+    if (name.length !== 1) return { flows, exact: false };
     for (let s = scope; s; s = s.parent) {
       let exact = false;
       for (const it of s.items) {
-        for (const c of it.columns) {
-          if (c.name !== name[0]) continue;
-          out.push({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque });
-          exact = true;
-        }
-        // A function item of unknown shape may have that column: take its whole row, keep looking.
-        if (!it.shapeKnown && !it.columns.some((c) => c.name === name[0])) out.push({ ...copyFlow(it.whole), direct: false });
+        const cols = it.columns.filter((c) => c.name === name[0]);
+        for (const c of cols) flows.push(colFlow(c));
+        if (cols.length > 0) exact = true;
+        else if (it.open) flows.push({ ...copyFlow(it.whole), direct: false });
       }
-      if (exact) return out;
+      if (exact) return { flows, exact };
     }
-    return out;
+    return { flows, exact: false };
   }
 
   /** A ColumnRef's flow: a column, a whole row (`u`, `u.*`), or a composite field (`c.f`). */
@@ -1062,9 +1280,10 @@ class Analysis {
     }
     if (names.length === 1) {
       const c = this.columnCandidates(names, scope);
-      if (c.length > 0) return mergeAll(c);
+      if (c.exact) return mergeAll(c.flows);
       const n = this.findNamed(names, scope); // a bare relation name: the whole row
-      if (n) return { ...copyFlow(n.item.whole), direct: false };
+      if (n) return mergeAll([...c.flows, { ...copyFlow(n.item.whole), direct: false }]);
+      if (c.flows.length > 0) return mergeAll(c.flows);
       if (SYSTEM_COLUMNS.has(names[0]!) && scope.items.length > 0) return emptyFlow();
       return fail(`unknown column ${names[0]}`);
     }
@@ -1075,13 +1294,13 @@ class Analysis {
       const col = names[split]!;
       const cols = n.item.columns.filter((c) => c.name === col);
       let f: Flow;
-      if (cols.length > 0) f = mergeAll(cols.map((c) => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque })));
-      else if (!n.item.shapeKnown) f = { ...copyFlow(n.item.whole), direct: false };
+      if (cols.length > 0) f = mergeAll(cols.map(colFlow));
+      else if (n.item.open) f = { ...copyFlow(n.item.whole), direct: false };
       else continue;
       return split === names.length - 1 ? f : { ...f, direct: false };
     }
     const c = this.columnCandidates([names[0]!], scope);
-    if (c.length > 0) return { ...mergeAll(c), direct: false };
+    if (c.flows.length > 0) return { ...mergeAll(c.flows), direct: false };
     // t.tableoid, t.ctid, …: row bookkeeping, no user data.
     if (names.length === 2 && SYSTEM_COLUMNS.has(names[1]!) && this.findNamed([names[0]!], scope)) return emptyFlow();
     return fail(`unknown column ${names.join('.')}`);
@@ -1108,35 +1327,49 @@ class Analysis {
       const field = ind.length === 1 && unwrap(ind[0])?.[0] === 'String' ? strings(ind)[0] : undefined;
       if (field !== undefined && arg?.[0] === 'ColumnRef') {
         const names = strings(arg[1]['fields']);
-        if (names.length === 1 && arr(arg[1]['fields']).length === 1 && this.columnCandidates(names, scope).length === 0) {
+        // Only when no item may have a column of that name (an open one may): else the general walk below.
+        if (names.length === 1 && arr(arg[1]['fields']).length === 1 && this.columnCandidates(names, scope).flows.length === 0) {
           const n = this.findNamed(names, scope);
           const cols = n?.item.columns.filter((c) => c.name === field) ?? [];
-          if (cols.length > 0) return mergeAll(cols.map((c) => ({ sources: new Set(c.sources), direct: c.direct, opaque: c.opaque })));
+          if (cols.length > 0) return mergeAll(cols.map(colFlow));
         }
       }
     }
     if (u?.[0] === 'SubLink' && u[1]['subLinkType'] === 'EXPR_SUBLINK' && u[1]['testexpr'] === undefined) {
-      const cols = this.query(u[1]['subselect'], scope, env);
-      const f = wholeOf(cols);
-      return { ...f, direct: cols.length === 1 && cols[0]!.direct };
+      const l = this.sublinkLevel(u[1], scope, env);
+      const f = wholeOf(l.cols, asConditions(l.refs));
+      return { ...f, direct: l.cols.length === 1 && l.cols[0]!.direct };
     }
+    return this.walk(root, scope, env);
+  }
+
+  /**
+   * Every column an expression depends on. Each node is walked as a value (`cond` false:
+   * into `sources`) or as something that only decides the value (`cond`: into `conditions`
+   * — an aggregate's ORDER BY, a window's PARTITION BY/ORDER BY/frame, a subquery's clauses).
+   */
+  private walk(root: unknown, scope: Scope, env: CteEnv | undefined): Flow {
     const out = emptyFlow();
-    const stack: unknown[] = [root];
+    const add = (f: FlowLike, cond: boolean): void => addFlow(out, cond ? asConditions(f) : f);
+    const stack: [unknown, boolean][] = [[root, false]];
+    const push = (cond: boolean, ...nodes: unknown[]): void => {
+      for (const x of nodes) if (typeof x === 'object' && x !== null) stack.push([x, cond]);
+    };
     while (stack.length > 0) {
-      const n = stack.pop();
+      const [n, cond] = stack.pop()!;
       if (Array.isArray(n)) {
-        for (const x of n) if (typeof x === 'object' && x !== null) stack.push(x);
+        push(cond, ...n);
         continue;
       }
       const w = unwrap(n);
       if (!w) {
-        if (isObj(n)) for (const [k, x] of Object.entries(n)) if (k !== 'typeName' && typeof x === 'object' && x !== null) stack.push(x);
+        if (isObj(n)) for (const [k, x] of Object.entries(n)) if (k !== 'typeName') push(cond, x);
         continue;
       }
       const [t, b] = w;
       switch (t) {
         case 'ColumnRef':
-          addFlow(out, this.columnRef(b, scope));
+          add(this.columnRef(b, scope), cond);
           break;
         case 'FuncCall': {
           const fn = funcName(b);
@@ -1145,12 +1378,18 @@ class Analysis {
           if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
-          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && plainArguments(b['args']))) stack.push(b['args']);
-          stack.push(b['agg_filter']);
-          if (b['agg_within_group'] === true) stack.push(b['agg_order']);
-          break; // OVER (PARTITION/ORDER) and plain aggregate ORDER BY only order rows
+          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && plainArguments(b['args']))) push(cond, b['args']);
+          push(cond, b['agg_filter']);
+          // WITHIN GROUP returns one of the ordered values; a plain aggregate's ORDER BY picks
+          // which value comes first, a window's PARTITION/ORDER BY which rows a result covers.
+          push(cond || b['agg_within_group'] !== true, b['agg_order']);
+          push(true, ...windowParts(b['over'], scope.windows));
+          break;
         }
         case 'NullTest':
+          // IS NULL of a plain reference tells only whether it is set; of anything computed, a bit of the value.
+          if (unwrap(b['arg'])?.[0] !== 'ColumnRef') push(cond, b['arg']);
+          break;
         case 'GroupingFunc':
         case 'A_Const':
         case 'ParamRef':
@@ -1159,26 +1398,80 @@ class Analysis {
         case 'SetToDefault':
           break;
         case 'SubLink': {
-          const kind = str(b['subLinkType']);
-          if (kind === 'EXISTS_SUBLINK') break;
-          addFlow(out, wholeOf(this.query(b['subselect'], scope, env)));
-          stack.push(b['testexpr']);
+          // Its value depends on every column referenced anywhere inside; EXISTS's only decides.
+          const l = this.sublinkLevel(b, scope, env);
+          add(wholeOf(l.cols), cond || b['subLinkType'] === 'EXISTS_SUBLINK');
+          add(l.refs, true);
+          push(cond, b['testexpr']);
           break;
         }
         case 'A_Expr': {
           const op = strings(b['name']);
           if (op.length > 1 && op[0] !== 'pg_catalog') out.opaque = true;
-          stack.push(b['lexpr'], b['rexpr']);
+          push(cond, b['lexpr'], b['rexpr']);
           break;
         }
         case 'TypeCast':
-          stack.push(b['arg']);
+          push(cond, b['arg']);
           break;
         default:
-          for (const [k, x] of Object.entries(b)) if (k !== 'typeName' && typeof x === 'object' && x !== null) stack.push(x);
+          for (const [k, x] of Object.entries(b)) if (k !== 'typeName') push(cond, x);
       }
     }
     return out;
+  }
+
+  // -- Conditions ----------------------------------------------------------------------------
+
+  /**
+   * WHERE, HAVING or JOIN … ON: what it references (`refs`), and the part every output of
+   * the level depends on (`taint`). A condition that computes over a column and relates it
+   * to another column (`ascii(substr(u.email, 1, 1)) = g`) makes the outputs show the
+   * computed value: such a unit's columns are the outputs' conditions. A comparison of
+   * plain values (`email = $1`, `u.email = o.email`) or a computation over one column
+   * alone (`lower(email) = lower('x')`, `email like 'q%'`) is not such a unit: that a row is
+   * there reveals a bit at a time at most (the documented limit).
+   */
+  private conditionFlows(cond: unknown, scope: Scope, env: CteEnv | undefined): { taint: Flow; refs: Flow } {
+    const taint = emptyFlow();
+    const refs = emptyFlow();
+    for (const unit of conditionUnits(cond)) {
+      const f = this.expr(unit, scope, env);
+      addFlow(refs, f);
+      if (this.linksValues(unit, scope, env)) addFlow(taint, f);
+    }
+    return { taint, refs };
+  }
+
+  /** A unit that (a) computes over a column and (b) references more than one column. */
+  private linksValues(unit: unknown, scope: Scope, env: CteEnv | undefined): boolean {
+    const names = new Set<string>();
+    collectColumnNames(unit, names);
+    if (names.size < 2) return false;
+    const operands = equalityOperands(unit);
+    if (operands) return operands.some((p) => this.computes(p, scope, env));
+    // Anything but an (in)equality of plain values computes over its columns; EXISTS when its subquery does.
+    const u = unwrap(unit);
+    return u?.[0] !== 'SubLink' || this.computes(unit, scope, env);
+  }
+
+  /** Whether an operand computes over a column (a plain column, constant or parameter does not). */
+  private computes(operand: unknown, scope: Scope, env: CteEnv | undefined): boolean {
+    let v = operand;
+    for (let u = unwrap(v); u?.[0] === 'TypeCast' || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
+    const u = unwrap(v);
+    if (!u || u[0] === 'ColumnRef' || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
+    if (u[0] !== 'SubLink') {
+      const names = new Set<string>();
+      collectColumnNames(v, names);
+      return names.size > 0;
+    }
+    // A subquery computes when its outputs do, or when its own conditions or LIMIT decide them
+    // (EXISTS: only the latter).
+    const l = this.sublinkLevel(u[1], scope, env);
+    if (hasFlow(l.taint)) return true;
+    if (u[1]['subLinkType'] === 'EXISTS_SUBLINK') return false;
+    return l.cols.some((c) => (c.conditions?.size ?? 0) > 0 || (!c.direct && (c.sources.size > 0 || c.opaque)));
   }
 }
 
@@ -1189,11 +1482,101 @@ function emptyScope(parent: Scope | undefined): Scope {
   return { named: [], items: [], parent };
 }
 
-function copyFlow(f: Flow): Flow {
-  return { sources: new Set(f.sources), direct: f.direct, opaque: f.opaque };
+/** A set-operation branch with ORDER BY, LIMIT or OFFSET of its own. */
+function hasRowClauses(n: Obj): boolean {
+  return arr(n['sortClause']).length > 0 || n['limitCount'] !== undefined || n['limitOffset'] !== undefined;
 }
 
-function mergeFlows(a: { sources: ReadonlySet<string>; opaque: boolean }, b: { sources: ReadonlySet<string>; opaque: boolean }): Flow {
+/** A level's WINDOW clause by name. */
+function namedWindows(list: unknown): Map<string, Obj> | undefined {
+  const byName = new Map<string, Obj>();
+  for (const w of arr(list)) {
+    const d = nodeOf(w, 'WindowDef');
+    const name = d ? str(d[1]['name']) : undefined;
+    if (name !== undefined) byName.set(name, d![1]);
+  }
+  return byName.size > 0 ? byName : undefined;
+}
+
+/** PARTITION BY, ORDER BY and frame offsets of an OVER clause, through the named windows it builds on. */
+function windowParts(over: unknown, windows: ReadonlyMap<string, Obj> | undefined): unknown[] {
+  const parts: unknown[] = [];
+  let w = isObj(over) ? over : undefined;
+  let ref = w ? (str(w['refname']) ?? str(w['name'])) : undefined;
+  // A window may name an earlier one; the bound keeps a (rejected) cycle from looping.
+  for (let hops = 0; w && hops <= (windows?.size ?? 0); hops++) {
+    parts.push(w['partitionClause'], w['orderClause'], w['startOffset'], w['endOffset']);
+    w = ref !== undefined ? windows?.get(ref) : undefined;
+    ref = w ? str(w['refname']) : undefined;
+  }
+  return parts;
+}
+
+/**
+ * The units of a WHERE/ON/HAVING condition: its top-level AND-conjuncts. An OR's
+ * disjuncts and a NOT's argument are units too, but an AND under them is not split: in
+ * `(g = 65 AND email LIKE 'A%') OR …` it is the AND that links g to the value.
+ */
+function conditionUnits(cond: unknown): unknown[] {
+  const out: unknown[] = [];
+  const stack: [unknown, boolean][] = [[cond, true]];
+  while (stack.length > 0) {
+    const [n, top] = stack.pop()!;
+    const u = unwrap(n);
+    if (!u) continue;
+    const op = u[0] === 'BoolExpr' ? str(u[1]['boolop']) : undefined;
+    if ((op === 'AND_EXPR' && top) || op === 'OR_EXPR' || op === 'NOT_EXPR') {
+      for (const a of arr(u[1]['args'])) stack.push([a, op === 'AND_EXPR']);
+    } else out.push(n);
+  }
+  return out;
+}
+
+const EQUALITY_OPERATORS: ReadonlySet<string> = new Set(['=', '<>', '!=']);
+
+/** The compared operands when a unit is an (in)equality (`=`, `<>`, IN, IS [NOT] DISTINCT FROM, = ANY); else undefined. */
+function equalityOperands(unit: unknown): unknown[] | undefined {
+  const u = unwrap(unit);
+  if (!u) return undefined;
+  const [t, b] = u;
+  if (t === 'SubLink') {
+    const kind = str(b['subLinkType']);
+    const op = strings(b['operName']).at(-1) ?? '=';
+    return (kind === 'ANY_SUBLINK' || kind === 'ALL_SUBLINK') && EQUALITY_OPERATORS.has(op) ? [b['testexpr'], unit] : undefined;
+  }
+  if (t !== 'A_Expr') return undefined;
+  const kind = str(b['kind']);
+  const eq = EQUALITY_OPERATORS.has(strings(b['name']).at(-1) ?? '');
+  const list = (v: unknown): unknown[] => {
+    const l = unwrap(v);
+    if (l?.[0] === 'List') return arr(l[1]['items']);
+    if (l?.[0] === 'A_ArrayExpr') return arr(l[1]['elements']);
+    return Array.isArray(v) ? v : [v];
+  };
+  if ((kind === 'AEXPR_OP' && eq) || kind === 'AEXPR_DISTINCT' || kind === 'AEXPR_NOT_DISTINCT') return [b['lexpr'], b['rexpr']];
+  if (kind === 'AEXPR_IN' || ((kind === 'AEXPR_OP_ANY' || kind === 'AEXPR_OP_ALL') && eq)) return [b['lexpr'], ...list(b['rexpr'])];
+  return undefined;
+}
+
+/** The column references under a node (subqueries included), as written. */
+function collectColumnNames(root: unknown, names: Set<string>): void {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (Array.isArray(n)) stack.push(...n);
+    else if (isObj(n)) {
+      const ref = n['ColumnRef'];
+      if (isObj(ref)) names.add(arr(ref['fields']).map((f) => strings([f])[0] ?? '*').join('.'));
+      else for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+    }
+  }
+}
+
+function copyFlow(f: Flow): Flow {
+  return colFlow(f);
+}
+
+function mergeFlows(a: FlowLike, b: FlowLike): Flow {
   const f = emptyFlow();
   addFlow(f, a);
   addFlow(f, b);
@@ -1231,34 +1614,37 @@ function combineBranches(branches: Col[][]): Col[] {
       addFlow(f, b[i]!);
       if (!b[i]!.direct) direct = false;
     }
-    return { name: c.name, sources: f.sources, direct, opaque: f.opaque };
+    return { name: c.name, sources: f.sources, direct, opaque: f.opaque, conditions: f.conditions };
   });
+}
+
+function sameSet(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
+  if ((a?.size ?? 0) !== (b?.size ?? 0)) return false;
+  for (const s of a ?? []) if (!b!.has(s)) return false;
+  return true;
 }
 
 function sameColumns(a: Col[], b: Col[]): boolean {
   if (a.length !== b.length) return false;
   return a.every((c, i) => {
     const d = b[i]!;
-    if (c.direct !== d.direct || c.opaque !== d.opaque || c.sources.size !== d.sources.size) return false;
-    for (const s of c.sources) if (!d.sources.has(s)) return false;
-    return true;
+    return c.direct === d.direct && c.opaque === d.opaque && sameSet(c.sources, d.sources) && sameSet(c.conditions, d.conditions);
   });
 }
 
-/** SEARCH … SET seq and CYCLE … SET mark USING path add columns built from the listed ones. */
+/**
+ * SEARCH … SET seq and CYCLE … SET mark USING path add columns computed from the listed
+ * ones: the path holds their values, the mark and the sequence tell them apart.
+ */
 function searchCycleColumns(cte: Obj, cols: Col[]): Col[] {
   const out: Col[] = [];
-  const of = (names: string[]): Flow => wholeOf(cols.filter((c) => names.includes(c.name)));
+  const of = (name: string, names: string[]): Col => ({ name, ...wholeOf(cols.filter((c) => names.includes(c.name))), direct: false });
   const s = cte['search_clause'];
-  if (isObj(s)) {
-    const f = of(strings(s['search_col_list']));
-    out.push({ name: str(s['search_seq_column']) ?? 'search', sources: f.sources, direct: false, opaque: f.opaque });
-  }
+  if (isObj(s)) out.push(of(str(s['search_seq_column']) ?? 'search', strings(s['search_col_list'])));
   const c = cte['cycle_clause'];
   if (isObj(c)) {
-    const f = of(strings(c['cycle_col_list']));
-    out.push({ name: str(c['cycle_mark_column']) ?? 'is_cycle', sources: new Set(), direct: false, opaque: false });
-    out.push({ name: str(c['cycle_path_column']) ?? 'path', sources: f.sources, direct: false, opaque: f.opaque });
+    const listed = strings(c['cycle_col_list']);
+    out.push(of(str(c['cycle_mark_column']) ?? 'is_cycle', listed), of(str(c['cycle_path_column']) ?? 'path', listed));
   }
   return out;
 }

@@ -9,7 +9,10 @@
  * The answer over-approximates, and fails closed:
  * - `masked`: a relation the statement (or a view it reads, recursively) names has a
  *   masked column (the caller's predicate: a column rule, or detector taint) that the text
- *   names in a column reference, or that a `*`, a whole-row reference (`u`, `t.text`,
+ *   names in a column reference — directly or through a column alias list (`users AS
+ *   u(a, b, e)`, `(users JOIN cards USING (id)) AS j(i, n, e)`: the alias at position k is
+ *   the k-th column; a list over something whose columns are not known here counts as
+ *   naming every column) —, or that a `*`, a whole-row reference (`u`, `t.text`,
  *   `row_to_json(users)`), a COPY without a column list or a data-changing statement
  *   (a `Failing row contains (…)` detail shows the whole row) reaches.
  * - `opaque`: cannot be analysed — a parse error, EXECUTE, FETCH, DO, a function that is
@@ -21,6 +24,7 @@
  * - `none`: otherwise.
  */
 import { loadSqlParser, loadedSqlParser } from '../policy/sql-classify.js';
+import { unwrap } from '../policy/sql-kinds.js';
 import { OPAQUE_BUILTINS, type ProvenanceCatalog, type RelationInfo } from './provenance.js';
 
 export type ReadVerdict = 'none' | 'masked' | 'opaque';
@@ -30,6 +34,8 @@ export type MaskedColumn = (source: string, rel: RelationInfo, column: string) =
 
 /** View definitions followed inside views, at most. */
 const MAX_VIEW_DEPTH = 8;
+/** Joins followed inside a renamed join, at most. */
+const MAX_JOIN_DEPTH = 64;
 /** Statements whose reads the text does not show. */
 const OPAQUE_STATEMENTS: ReadonlySet<string> = new Set(['ExecuteStmt', 'FetchStmt', 'DoStmt']);
 /** Statements that write rows: their errors may show a whole stored row. */
@@ -53,6 +59,8 @@ class Refs {
   readonly functions: { schema: string | undefined; name: string }[] = [];
   /** WITH query names: a relation reference to one is not looked up in the catalog. */
   readonly cteNames = new Set<string>();
+  /** Tables and joins renamed by a column alias list, with the list. */
+  readonly aliasLists: { node: [string, Obj]; names: string[] }[] = [];
   /** A `*`, a COPY of a whole table, or a write: every column of every relation. */
   everyColumn = false;
   opaque: string | undefined;
@@ -75,6 +83,7 @@ class Refs {
       }
       if (isObj(v['alias']) && typeof v['alias']['aliasname'] === 'string') this.rowNames.add(v['alias']['aliasname']);
       for (const [k, body] of Object.entries(v)) {
+        if ((k === 'RangeVar' || k === 'JoinExpr') && isObj(body) && isObj(body['alias'])) this.#aliasList([k, body], body['alias']['colnames']);
         if (OPAQUE_STATEMENTS.has(k)) this.opaque ??= k;
         if (WRITE_STATEMENTS.has(k)) this.everyColumn = true;
         if (k === 'CopyStmt' && isObj(body) && body['relation'] !== undefined && !Array.isArray(body['attlist'])) this.everyColumn = true;
@@ -90,6 +99,11 @@ class Refs {
         stack.push(body);
       }
     }
+  }
+
+  #aliasList(node: [string, Obj], colnames: unknown): void {
+    const names = (Array.isArray(colnames) ? colnames : []).map(sval).filter((n) => n !== undefined);
+    if (names.length > 0) this.aliasLists.push({ node, names });
   }
 
   #columnRef(body: Obj): void {
@@ -136,6 +150,62 @@ export async function statementReads(sql: string, catalog: ProvenanceCatalog, ma
   }
 }
 
+/** A FROM item's column: its name there, and the table column names it may be. */
+interface Slot {
+  name: string;
+  under: string[];
+}
+
+/**
+ * Adds to `named` the table columns that the names of column alias lists stand for (the
+ * alias at position k is the item's k-th column). False when a list that the text uses
+ * renames something whose columns are not known here: the caller then counts every column.
+ */
+async function unaliased(refs: Refs, catalog: ProvenanceCatalog, named: Set<string>): Promise<boolean> {
+  for (const { node, names } of refs.aliasLists) {
+    if (!names.some((n) => named.has(n))) continue;
+    const slots = await baseSlots(node, catalog, refs.cteNames, 0);
+    if (!slots) return false;
+    names.forEach((n, k) => {
+      if (named.has(n)) for (const c of slots[k]?.under ?? []) named.add(c);
+    });
+  }
+  return true;
+}
+
+/** A FROM item's columns under its own alias list; undefined when not known. */
+async function slotsOf(node: [string, Obj] | undefined, catalog: ProvenanceCatalog, cteNames: ReadonlySet<string>, depth: number): Promise<Slot[] | undefined> {
+  if (!node || depth > MAX_JOIN_DEPTH) return undefined;
+  const base = await baseSlots(node, catalog, cteNames, depth);
+  const alias = node[1]['alias'];
+  const names = isObj(alias) && Array.isArray(alias['colnames']) ? alias['colnames'].map(sval) : [];
+  return base?.map((s, k) => ({ name: names[k] ?? s.name, under: s.under }));
+}
+
+/** A table's columns (every candidate schema's, position by position) or a join's (USING columns first), before renaming. */
+async function baseSlots([type, b]: [string, Obj], catalog: ProvenanceCatalog, cteNames: ReadonlySet<string>, depth: number): Promise<Slot[] | undefined> {
+  if (type === 'RangeTableSample') return slotsOf(unwrap(b['relation']), catalog, cteNames, depth + 1);
+  if (type === 'RangeVar') {
+    const name = typeof b['relname'] === 'string' ? b['relname'] : '';
+    const schema = typeof b['schemaname'] === 'string' ? b['schemaname'] : undefined;
+    if (schema === undefined && cteNames.has(name)) return undefined;
+    const rels = await catalog.relations(schema, name);
+    const first = rels[0];
+    if (!first || rels.some((r) => r.columns.length !== first.columns.length)) return undefined;
+    return first.columns.map((c, k) => ({ name: c, under: rels.map((r) => r.columns[k]!) }));
+  }
+  if (type !== 'JoinExpr') return undefined;
+  const left = await slotsOf(unwrap(b['larg']), catalog, cteNames, depth + 1);
+  const right = await slotsOf(unwrap(b['rarg']), catalog, cteNames, depth + 1);
+  if (!left || !right) return undefined;
+  let using = (Array.isArray(b['usingClause']) ? b['usingClause'] : []).map(sval).filter((n) => n !== undefined);
+  if (b['isNatural'] === true) using = left.map((s) => s.name).filter((n) => right.some((s) => s.name === n));
+  const under = (side: Slot[], n: string): string[] => side.filter((s) => s.name === n).flatMap((s) => s.under);
+  const merged = using.map((n) => ({ name: n, under: [...under(left, n), ...under(right, n)] }));
+  const rest = (side: Slot[]): Slot[] => side.filter((s) => !using.includes(s.name));
+  return [...merged, ...rest(left), ...rest(right)];
+}
+
 async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn): Promise<ReadVerdict> {
   if (sql.trim() === '') return 'none';
   await loadSqlParser();
@@ -177,7 +247,7 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
   }
 
   // Which column names the text reaches; a reference that is not a column is a whole row.
-  const columnNames = new Set(read.flatMap((r) => r.columns));
+  const columnNames = new Set([...read.flatMap((r) => r.columns), ...refs.aliasLists.flatMap((a) => a.names)]);
   const named = new Set<string>();
   let everyColumn = refs.everyColumn;
   for (const parts of refs.columnRefs) {
@@ -185,6 +255,7 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
     const last = parts[parts.length - 1]!;
     if (!columnNames.has(last) && (parts.length > 1 || refs.rowNames.has(last))) everyColumn = true;
   }
+  if (!everyColumn) everyColumn = !(await unaliased(refs, catalog, named));
   for (const rel of read) {
     for (const c of rel.columns) {
       if (!everyColumn && !named.has(c)) continue;

@@ -163,7 +163,8 @@ export class ShapeResolver implements CopyShapes {
   /**
    * Outputs computed from a column whose stored values trip a detector (column-scan.ts):
    * the detectors would not recognise the value once transformed, so such an output is
-   * masked whole. Only computed outputs of columns no rule masks already are checked.
+   * masked whole. Only computed outputs of columns no rule masks already are checked, and
+   * the conditions of any output (a direct one is shown as is, but what decides it is not).
    */
   #detectorTaint(prov: Provenance | undefined, n: number): ReadonlySet<number> | Promise<ReadonlySet<number>> {
     const scanner = this.#scanner;
@@ -171,8 +172,10 @@ export class ShapeResolver implements CopyShapes {
     const wanted: [number, string[]][] = [];
     const unknown = new Set<string>();
     prov.columns.forEach((out, i) => {
-      if (out.direct || out.opaque || out.sources.size === 0 || this.#ruleForSources(out.sources) >= 0) return;
-      const sources = [...out.sources];
+      const conditions = [...(out.conditions ?? [])];
+      if (out.opaque || this.#ruleForSources(out.sources) >= 0 || this.#ruleForSources(out.conditions) >= 0) return;
+      const sources = out.direct ? conditions : [...out.sources, ...conditions];
+      if (sources.length === 0) return;
       wanted.push([i, sources]);
       for (const src of sources) if (!this.#holdsSecrets.has(src)) unknown.add(src);
     });
@@ -243,8 +246,9 @@ export class ShapeResolver implements CopyShapes {
    *   (through subqueries and CTEs; a view's own column for a view);
    * - the parse tree's (`prov`, provenance.ts): every table column an output depends on,
    *   through any expression, view, CTE or subquery. A plain reference keeps its rule's
-   *   style; anything computed from a masked column is masked whole (the derived rule), and
-   *   so is an output that cannot be analysed (a user-defined function's, say).
+   *   style; anything computed from a masked column, or whose conditions (a subquery's
+   *   WHERE, an ordering, a row-linking predicate) name one, is masked whole (the derived
+   *   rule), and so is an output that cannot be analysed (a user-defined function's, say).
    * When the analysis fails, a computed column (no table) or a view's column is masked
    * whole when the plan has column rules: what cannot be analysed does not pass unmasked.
    * (A masker built without an analyser — the proxy always gives one — matches such
@@ -277,7 +281,7 @@ export class ShapeResolver implements CopyShapes {
         }
         const out = traced?.[i];
         if (out) {
-          if (out.opaque) rule = derived;
+          if (out.opaque || this.#ruleForSources(out.conditions) >= 0) rule = derived;
           else {
             const r = this.#ruleForSources(out.sources);
             if (r >= 0 && !out.direct) rule = derived;
@@ -297,8 +301,8 @@ export class ShapeResolver implements CopyShapes {
   }
 
   /** The first column rule matching any `schema.table.column` source; -1 when none. */
-  #ruleForSources(sources: ReadonlySet<string>): number {
-    for (const src of sources) {
+  #ruleForSources(sources: ReadonlySet<string> | undefined): number {
+    for (const src of sources ?? []) {
       for (const ref of sourceParts(src)) {
         const r = matchColumn(this.#plan, ref);
         if (r) return this.#plan.columns.indexOf(r);

@@ -76,8 +76,23 @@ export interface KubeApiServer {
    * `ends-after-echo` echoes the first chunk and ends its side at once.
    */
   execPeer: 'echo' | 'ignores-eof' | 'ends-after-echo';
+  /**
+   * A file in a pod's container, for `cat FILE` and `tar cf - FILE` (exec, with or without a
+   * tty): each piece is written on its own (its own stdout frame), `{ pauseMs }` waits
+   * between pieces. Files of the pod's Secret volumes exist without this, as the kubelet
+   * projects them.
+   */
+  setFile(namespace: string, pod: string, path: string, pieces: FilePiece[]): void;
+  /**
+   * What the pod's HTTP server answers a `…/pods/{name}/proxy/…` request (relayed by the API
+   * server with the backend's status, headers and body); undefined: 503 as when nothing listens.
+   */
+  setProxy(namespace: string, pod: string, answer: { status: number; headers: Record<string, string>; body: string | Buffer } | undefined): void;
   close(): Promise<void>;
 }
+
+/** A piece of a pod's file as the container writes it: text, bytes, or a pause. */
+export type FilePiece = string | Buffer | { pauseMs: number };
 
 const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', controllerrevisions: 'ControllerRevision' };
 const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, controllerrevisions: true };
@@ -145,12 +160,58 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const requests: RecordedRequest[] = [];
   const watchers = new Set<Watcher>();
   const logs = new Map<string, string[]>();
+  const files = new Map<string, FilePiece[]>();
+  const proxies = new Map<string, { status: number; headers: Record<string, string>; body: string | Buffer }>();
   const upgraded = new Set<Duplex>();
   let rv = 100;
   let watchesEnded = 0;
   let port = 0;
 
   const keyOf = (r: KubeResource, ns: string, name: string): string => `${r}/${NAMESPACED[r] ? ns : ''}/${name}`;
+
+  /** The first container as the kubelet runs it. */
+  type Container = { env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[]; volumeMounts?: { name: string; mountPath: string }[] };
+  const podSpec = (ns: string, pod: string): { containers?: Container[]; volumes?: { name: string; secret?: { secretName: string } }[] } | undefined =>
+    store.get(keyOf('pods', ns, pod))?.['spec'] as { containers?: Container[]; volumes?: { name: string; secret?: { secretName: string } }[] } | undefined;
+  const secretValue = (ns: string, name: string, key: string): string | undefined => {
+    const data = store.get(keyOf('secrets', ns, name))?.['data'] as Record<string, string> | undefined;
+    const v = data?.[key];
+    return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+  };
+  /** A file in the pod: set by the test, or a key of a mounted Secret volume (as the kubelet projects it). */
+  const fileOf = (ns: string, pod: string, path: string): FilePiece[] | undefined => {
+    const set = files.get(`${ns}/${pod}:${path}`);
+    if (set) return set;
+    const spec = podSpec(ns, pod);
+    for (const m of spec?.containers?.[0]?.volumeMounts ?? []) {
+      const vol = spec?.volumes?.find((v) => v.name === m.name);
+      if (!vol?.secret || !path.startsWith(`${m.mountPath.replace(/\/$/, '')}/`)) continue;
+      const v = secretValue(ns, vol.secret.secretName, path.slice(m.mountPath.replace(/\/$/, '').length + 1));
+      if (v !== undefined) return [v];
+    }
+    return undefined;
+  };
+  const pieceBytes = (p: FilePiece): Buffer => (Buffer.isBuffer(p) ? p : typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.alloc(0));
+  /** A one-file ustar archive, as `tar cf - FILE` writes it. */
+  const tarOf = (name: string, content: Buffer): Buffer => {
+    const h = Buffer.alloc(512);
+    const put = (off: number, len: number, v: string): void => void h.write(v.slice(0, len), off, 'latin1');
+    put(0, 100, name);
+    put(100, 8, '0000644\0');
+    put(108, 8, '0000000\0');
+    put(116, 8, '0000000\0');
+    put(124, 12, `${content.length.toString(8).padStart(11, '0')}\0`);
+    put(136, 12, `${Math.floor(Date.now() / 1000).toString(8).padStart(11, '0')}\0`);
+    h.fill(0x20, 148, 156);
+    put(156, 1, '0');
+    put(257, 6, 'ustar\0');
+    put(263, 2, '00');
+    let sum = 0;
+    for (const b of h) sum += b;
+    put(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
+    const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
+    return Buffer.concat([h, content, pad, Buffer.alloc(1024)]);
+  };
 
   function status(res: ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
     const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
@@ -307,6 +368,16 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (path.startsWith('/openapi/v3')) return json(res, 200, { paths: {} });
     if (path.startsWith('/openapi')) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
 
+    // `pods/{name}/proxy/…`: the pod's HTTP server's answer relayed with its status, headers and body.
+    const proxied = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/proxy(?:\/.*)?$/.exec(path);
+    if (proxied) {
+      const a = proxies.get(`${proxied[1]}/${proxied[2]}`);
+      if (!a) return status(res, 503, 'ServiceUnavailable', 'error trying to reach service: dial tcp: connect: connection refused');
+      const body = Buffer.isBuffer(a.body) ? a.body : Buffer.from(a.body, 'utf8');
+      res.writeHead(a.status, { ...a.headers, 'content-length': body.length });
+      res.end(body);
+      return;
+    }
     const target = resourcePath(path);
     if (!target) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
     const { r, ns, name, sub } = target;
@@ -454,7 +525,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
    * a pretend tty — it echoes what is typed, answers `echo …` and `size` (the last resize,
    * channel 4), and `exit` ends with a Success status on channel 3.
    */
-  function webSocketShell(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string): void {
+  function webSocketShell(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: string, ns: string, pod: string): void {
     const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'] ?? '')}${WEBSOCKET_GUID}`).digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`);
     socket.on('error', () => {});
@@ -496,6 +567,18 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
           out(3, JSON.stringify({ metadata: {}, status: 'Success' }));
           socket.write(wsFrame(0x8, Buffer.from([0x03, 0xe8])));
           return;
+        }
+        if (cmd.startsWith('cat ')) {
+          // A file through the terminal (onlcr: \n becomes \r\n), its pieces and pauses as written; then the prompt.
+          const pieces = fileOf(ns, pod, cmd.slice(4).trim());
+          (async () => {
+            for (const p of pieces ?? [`cat: ${cmd.slice(4).trim()}: No such file or directory\n`]) {
+              if (typeof p === 'object' && !Buffer.isBuffer(p)) await new Promise((r) => setTimeout(r, p.pauseMs));
+              else out(1, pieceBytes(p).toString('utf8').replace(/\r?\n/g, '\r\n'));
+            }
+            out(1, '$ ');
+          })().catch(() => {});
+          continue;
         }
         if (cmd.startsWith('echo ')) out(1, `${cmd.slice(5)}\r\n`);
         else if (cmd === 'size') out(1, `size-${size ?? 'unknown'}\r\n`);
@@ -558,9 +641,58 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         out(1, `${args.join(' ')}\n`);
         return exit(0);
       case 'printenv': {
-        const spec = store.get(keyOf('pods', ns, pod))?.['spec'] as { containers?: { env?: { name: string; value?: string }[] }[] } | undefined;
-        out(1, `HOSTNAME=${pod}\n${(spec?.containers?.[0]?.env ?? []).map((e) => `${e.name}=${e.value ?? ''}\n`).join('')}`);
+        // A variable from a Secret (valueFrom.secretKeyRef) holds the Secret's value, as the kubelet sets it.
+        const env = podSpec(ns, pod)?.containers?.[0]?.env ?? [];
+        const value = (e: (typeof env)[number]): string => e.value ?? (e.valueFrom?.secretKeyRef ? (secretValue(ns, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key) ?? '') : '');
+        out(1, `HOSTNAME=${pod}\n${env.map((e) => `${e.name}=${value(e)}\n`).join('')}`);
         return exit(0);
+      }
+      case 'cat': {
+        // `cat FILE…`: each file's pieces as the container writes them; `cat` alone echoes stdin (below).
+        if (args.length === 0) break;
+        (async () => {
+          let code = 0;
+          for (const f of args) {
+            const pieces = fileOf(ns, pod, f);
+            if (!pieces) {
+              out(2, `cat: ${f}: No such file or directory\n`);
+              code = 1;
+              continue;
+            }
+            for (const p of pieces) {
+              if (typeof p === 'object' && !Buffer.isBuffer(p)) await new Promise((r) => setTimeout(r, p.pauseMs));
+              else out(1, pieceBytes(p));
+            }
+          }
+          exit(code);
+        })().catch(() => {});
+        return;
+      }
+      case 'tar': {
+        // `tar cf - [-C DIR] FILE` (kubectl cp from the pod): a ustar archive on stdout.
+        const c = args.indexOf('-C');
+        const dir = c >= 0 ? (args[c + 1] ?? '') : '';
+        const file = args.filter((a, i) => i > 1 && a !== '-C' && args[i - 1] !== '-C').at(-1) ?? '';
+        const path = dir ? `${dir.replace(/\/$/, '')}/${file}` : file;
+        const pieces = fileOf(ns, pod, path);
+        if (!pieces) {
+          out(2, `tar: ${path}: Cannot stat: No such file or directory\n`);
+          return exit(2);
+        }
+        out(1, tarOf(file.replace(/^\//, ''), Buffer.concat(pieces.map(pieceBytes))));
+        return exit(0);
+      }
+      case 'frames': {
+        // Raw WebSocket frames exactly as given (base64 each), `sleep:MS` between: how a
+        // server frames its side (fragments, control frames, statuses). No status is added.
+        ended = true;
+        (async () => {
+          for (const a of args) {
+            if (a.startsWith('sleep:')) await new Promise((r) => setTimeout(r, Number(a.slice(6))));
+            else if (socket.writable) socket.write(Buffer.from(a, 'base64'));
+          }
+        })().catch(() => {});
+        return;
       }
       case 'chunks':
         for (const a of args) out(1, a);
@@ -623,7 +755,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     // shell); anything else gets the raw echo.
     const tty = new URL(req.url ?? '/', 'https://stand-in').searchParams.get('tty') === 'true';
     if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && channelProto && m[3] !== 'portforward') {
-      if (tty) webSocketShell(req, socket, head, channelProto);
+      if (tty) webSocketShell(req, socket, head, channelProto, m[1] as string, m[2] as string);
       else webSocketCommand(req, socket, head, channelProto, m[1] as string, m[2] as string);
       return;
     }
@@ -668,6 +800,13 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     },
     setLog(namespace, pod, pieces) {
       logs.set(`${namespace}/${pod}`, [...pieces]);
+    },
+    setFile(namespace, pod, path, pieces) {
+      files.set(`${namespace}/${pod}:${path}`, [...pieces]);
+    },
+    setProxy(namespace, pod, answer) {
+      if (answer) proxies.set(`${namespace}/${pod}`, answer);
+      else proxies.delete(`${namespace}/${pod}`);
     },
     get watchesEnded() {
       return watchesEnded;

@@ -181,3 +181,13 @@ test('scanning is linear on hostile input', () => {
     assert.ok(ms < 1500, `${input.slice(0, 12)}… took ${ms.toFixed(0)} ms`);
   }
 });
+
+test('a value right after an escape (JSON, COPY text) starts a word: \\nAKIA…, \\tcard, \\u0020email', () => {
+  assert.deepEqual(hits(String.raw`{"log":"line one\nAKIAIOSFODNN7EXAMPLE"}`, ['aws_key']), [['aws_key', 'AKIAIOSFODNN7EXAMPLE']]);
+  assert.deepEqual(hits(String.raw`a\t4111111111111111`, ['credit_card']), [['credit_card', '4111111111111111']]);
+  assert.deepEqual(hits(String.raw`x\u0020AKIAIOSFODNN7EXAMPLE`, ['aws_key']), [['aws_key', 'AKIAIOSFODNN7EXAMPLE']]);
+  // An escaped backslash is no escape: `\\n` then the key is still inside the word `nAKIA…`.
+  assert.deepEqual(hits(String.raw`x\\nAKIAIOSFODNN7EXAMPLE`, ['aws_key']), []);
+  // Not an escape letter: the word goes on.
+  assert.deepEqual(hits(String.raw`x\qAKIAIOSFODNN7EXAMPLE`, ['aws_key']), []);
+});

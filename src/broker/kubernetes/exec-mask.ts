@@ -15,7 +15,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { ValueMasker } from './value-mask.js';
-import { LineScanner } from '../masking/text-stream.js';
+import { LineScanner, TextStreamError } from '../masking/text-stream.js';
 import { WsFrameReader, wsFrame } from './remote-command.js';
 import { offeredProtocols } from './headers.js';
 import type { K8sRequestInfo } from './request-info.js';
@@ -43,6 +43,10 @@ export function unmaskableUpgrade(info: K8sRequestInfo, headers: IncomingHttpHea
 
 /** A terminal's prompt or echo (`tty=true`) waits this long for the rest of its line, as in SSH. */
 export const EXEC_PROMPT_FLUSH_MS = 150;
+
+/** Where a tar header says `ustar`. */
+const TAR_MAGIC_AT = 257;
+const TAR_MAGIC_END = 262;
 
 /** A whole non-output message (the exec status) larger than this cuts the stream. */
 const MAX_MESSAGE = 1024 * 1024;
@@ -82,7 +86,18 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
     o.onMasked(1);
     return Buffer.from(m.value ?? '', 'utf8');
   };
-  /** Everything held goes before a message that is not output (a status ends the output). */
+  // stdout's first bytes tell whether it is a tar archive (kubectl cp): masking values inside
+  // one would corrupt it, so it is refused instead. Nothing waits for the check: a tar
+  // header has no line break before its magic, so the scanner still holds all of it then.
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const checkTar = (payload: Buffer): void => {
+    if (!head) return;
+    head = Buffer.concat([head, payload.subarray(0, TAR_MAGIC_END - head.length)]);
+    if (head.length < TAR_MAGIC_END) return;
+    const magic = head.toString('latin1', TAR_MAGIC_AT, TAR_MAGIC_END);
+    head = undefined;
+    if (magic === 'ustar') throw new TextStreamError('a tar archive (kubectl cp) cannot be masked in place (masks would corrupt it); the stream was cut');
+  };
   const releaseAll = (): void => {
     for (const [ch, s] of scanners) {
       clearTimeout(timers.get(ch));
@@ -104,8 +119,11 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
     if (cut) return;
     if (flags.rsv !== 0) return fail('the API server sent a WebSocket frame with an extension agentgate cannot read; the stream was cut');
     if (op === OP_CLOSE || op === OP_PING || op === OP_PONG) {
-      if (op === OP_CLOSE) releaseAll();
-      out.push(wsFrame(op, payload));
+      // A close's reason (kubectl prints it) and a ping's payload are text too.
+      if (op === OP_CLOSE) {
+        releaseAll();
+        out.push(wsFrame(op, payload.length > 2 ? Buffer.concat([payload.subarray(0, 2), maskWhole(payload.subarray(2))]).subarray(0, 125) : payload));
+      } else out.push(wsFrame(op, maskWhole(payload).subarray(0, 125)));
       return;
     }
     if (continuation && message === undefined) return fail('the API server sent a WebSocket continuation with no message before it; the stream was cut');
@@ -120,6 +138,7 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
     const scanner = scanners.get(m.channel);
     if (scanner) {
       clearTimeout(timers.get(m.channel));
+      if (m.channel === 1) checkTar(payload);
       data(m.channel, scanner.push(payload));
       if (o.tty && scanner.releasable) {
         const ch = m.channel;

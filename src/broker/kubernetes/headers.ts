@@ -65,15 +65,40 @@ export function jsonAccept(accept: string | undefined): string {
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate']);
 
 /** Response headers for the client; `rewritten` drops what no longer describes the body. */
-export function clientHeaders(headers: Record<string, string | string[] | undefined>, rewritten: boolean): Record<string, string | string[]> {
+export function clientHeaders(headers: Record<string, string | string[] | undefined>, rewritten: boolean, mask?: HeaderMask): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     const n = name.toLowerCase();
     if (value === undefined || RESPONSE_DROP.has(n)) continue;
     if (rewritten && (n === 'content-length' || n === 'content-encoding' || n === 'etag' || n === 'content-md5')) continue;
-    out[n] = value;
+    out[n] = mask ? (Array.isArray(value) ? value.map((v) => mask(v, n)) : mask(value, n)) : value;
   }
   return out;
+}
+
+/** A response header's value as the client may see it (a proxied pod answers with any header it likes). */
+export type HeaderMask = (value: string, name: string) => string;
+
+/** The handshake's own headers, never masked: a hash of the client's key, the switch itself. */
+const HANDSHAKE = new Set(['sec-websocket-accept', 'upgrade', 'connection']);
+
+/** Raw headers (name, value, …) with each value masked (the handshake's own aside). */
+export function maskedRawHeaders(rawHeaders: readonly string[], mask: HeaderMask | undefined): string[] {
+  if (!mask) return [...rawHeaders];
+  return rawHeaders.map((v, i) => {
+    const name = (rawHeaders[i - 1] ?? '').toLowerCase();
+    return i % 2 === 1 && !HANDSHAKE.has(name) ? mask(v, name) : v;
+  });
+}
+
+/**
+ * Whether a body's declared charset is one the detectors read: they look for ASCII
+ * patterns, so any ASCII-compatible encoding is; UTF-16 or UTF-32 text would pass unseen.
+ */
+export function readableCharset(contentType: string): boolean {
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType);
+  if (!m) return true;
+  return ['utf-8', 'utf8', 'us-ascii', 'ascii', 'iso-8859-1', 'latin1', 'windows-1252'].includes(m[1]!.toLowerCase());
 }
 
 /**

@@ -38,7 +38,7 @@ import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
-import { clientHeaders, impersonationHeaders, upstreamHeaders } from './headers.js';
+import { clientHeaders, impersonationHeaders, readableCharset, upstreamHeaders, type HeaderMask } from './headers.js';
 import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
 import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
@@ -352,7 +352,8 @@ class K8sConnection {
 
     // A masked session's streams must be readable to be masked: exec and attach over the
     // WebSocket remote-command protocol are (exec-mask.ts); SPDY, port-forward and proxy are not.
-    const unreadable = upgrade && this.#masker ? unmaskableUpgrade(info, req.headers) : undefined;
+    // What the request asked for is named in the reason: through the detectors like its path.
+    const unreadable = upgrade && this.#masker ? this.#shown(unmaskableUpgrade(info, req.headers) ?? '') || undefined : undefined;
     if (unreadable !== undefined) {
       rec.decision = { effect: 'deny', rule: null, reason: unreadable };
       this.#counts.denied++;
@@ -497,15 +498,16 @@ class K8sConnection {
     const status = upRes.statusCode;
     const contentType = String(upRes.headers['content-type'] ?? '');
     const encoding = String(upRes.headers['content-encoding'] ?? 'identity').toLowerCase();
-    const isJson = /^application\/json\b/i.test(contentType) && encoding === 'identity';
-    const isText = /^text\/plain\b/i.test(contentType) && encoding === 'identity';
+    const readable = encoding === 'identity' && readableCharset(contentType);
+    const isJson = /^application\/json\b/i.test(contentType) && readable;
+    const isText = /^text\/plain\b/i.test(contentType) && readable;
     if (this.#masker) {
       if (isJson) {
         const objects = new ObjectMasker(this.#masker, maskedKind(info) ?? '');
         if (info.kind === 'resource' && info.apiVerb === 'watch') return this.#stream(res, rec, status, upRes.headers, upRes.body, { objects });
         return this.#buffered(res, rec, status, upRes.headers, upRes.body, objects);
       }
-      if (isText || (status >= 300 && encoding === 'identity')) {
+      if (isText || (status >= 300 && readable)) {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
         const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)' });
@@ -513,6 +515,8 @@ class K8sConnection {
       }
       if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
       // Never relayed unmasked because of its encoding (protobuf, gzip, YAML…): refused.
+      // Dropped unread: undici reports that as an AbortError, which nothing else would catch.
+      upRes.body.on('error', () => {});
       upRes.body.destroy();
       return this.#refuse(res, rec, failureStatus(502, 'InternalError', `agentgate: the API server answered in a form agentgate cannot mask (${contentType || 'no content type'}${encoding !== 'identity' ? `, ${encoding}` : ''}); refused`));
     }
@@ -527,7 +531,7 @@ class K8sConnection {
     const objects = rewrite && 'objects' in rewrite ? rewrite.objects : undefined;
     const maskedSoFar = (): number => (rewrite === undefined ? 0 : 'objects' in rewrite ? rewrite.objects.count : rewrite.masked());
     return new Promise<void>((resolve) => {
-      res.writeHead(status, clientHeaders(headers, rewrite !== undefined));
+      res.writeHead(status, clientHeaders(headers, rewrite !== undefined, this.#headerMask()));
       res.flushHeaders();
       let bytes = 0;
       let recorded: Promise<void> | undefined;
@@ -596,7 +600,7 @@ class K8sConnection {
       return;
     }
     this.#count(status, out.length, objects.count);
-    res.writeHead(status, { ...clientHeaders(headers, true), 'content-length': out.length });
+    res.writeHead(status, { ...clientHeaders(headers, true, this.#headerMask()), 'content-length': out.length });
     res.end(out);
   }
 
@@ -604,7 +608,7 @@ class K8sConnection {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rec: RequestRecord = { id: this.#nextRequest++, method: req.method ?? 'GET', url: req.url ?? '/', info: undefined, decision: null, startedAt: performance.now(), extra: {} };
-    rec.extra['upgrade'] = String(req.headers.upgrade ?? '').slice(0, 100);
+    rec.extra['upgrade'] = this.#shown(String(req.headers.upgrade ?? '').slice(0, 100));
     this.#upgraded.add(socket);
     socket.once('close', () => this.#upgraded.delete(socket));
     socket.on('error', () => {});
@@ -641,12 +645,24 @@ class K8sConnection {
     const recording = this.#recordingFor(rec);
     let streamMasked = 0;
     const output = this.#execOutput(gate.info, rec.url, (n) => (streamMasked += n));
-    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, { tap: recording?.tap, mask: this.#maskAnswer(gate.info), output });
+    const outcome = await pipeUpgrade(req, socket, head, up, this.#upgraded, { tap: recording?.tap, mask: this.#maskAnswer(gate.info), output, headers: this.#headerMask() });
     const masked = (outcome.masked ?? 0) + streamMasked;
     if (masked > 0) rec.extra['masked'] = masked;
     this.#count(outcome.status, outcome.toClient, masked);
     if (recording) await this.#finishRecording(rec, recording.cast);
     await this.#appendStreamEnd(rec, outcome.status, outcome.toClient, outcome.toServer, outcome.error);
+  }
+
+  /** How response header values are masked in this session (by name and detectors); undefined when unmasked. */
+  #headerMask(): HeaderMask | undefined {
+    const masker = this.#masker;
+    if (!masker) return undefined;
+    return (value, name) => {
+      const m = masker.field(value, name);
+      if (!m) return value;
+      this.#counts.masked++;
+      return m.value ?? '';
+    };
   }
 
   /** A masked session's exec or attach: its output rewritten masked (exec-mask.ts). */

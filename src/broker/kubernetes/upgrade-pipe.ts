@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { pipeline, type Duplex, type Transform } from 'node:stream';
 import type { K8sUpstream } from './upstream.js';
 import { failureStatus, rawStatusResponse } from './status.js';
-import { responseHead, upgradeRequestHeaders, withoutHeaders } from './headers.js';
+import { maskedRawHeaders, responseHead, upgradeRequestHeaders, withoutHeaders, type HeaderMask } from './headers.js';
 import { readStream } from './read-stream.js';
 
 /** How long both sides of an ending upgraded stream get to close before they are destroyed. */
@@ -67,10 +67,13 @@ export interface UpgradeOptions {
   /** How a non-101 answer is masked (undefined: relayed as it is). */
   mask?: UpgradeAnswerMask | undefined;
   output?: UpgradeOutput | undefined;
+  /** How the answer's header values are masked (a proxied backend sets any header). */
+  headers?: HeaderMask | undefined;
 }
 
 export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, up: K8sUpstream, live: Set<Duplex>, o: UpgradeOptions = {}): Promise<UpgradeOutcome> {
   const { tap, mask, output } = o;
+  const shownHeaders = (raw: readonly string[]): string[] => maskedRawHeaders(raw, o.headers);
   return new Promise((resolve) => {
     let settled = false;
     const finish = (r: UpgradeOutcome): void => {
@@ -118,7 +121,7 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
             return;
           }
           // A masked body no longer matches the answer's digests.
-          const kept = withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive', ...(mask ? ['etag', 'content-md5'] : [])]);
+          const kept = shownHeaders(withoutHeaders(res.rawHeaders, ['content-length', 'transfer-encoding', 'connection', 'keep-alive', ...(mask ? ['etag', 'content-md5'] : [])]));
           const out = Buffer.concat([responseHead(code, res.statusMessage, kept, ['Content-Length', String(shown.body.length), 'Connection', 'close']), shown.body]);
           socket.end(out);
           finish({ status: code, toClient: out.length, toServer: 0, ...(shown.masked > 0 ? { masked: shown.masked } : {}) });
@@ -156,7 +159,7 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
         filter = f;
       }
       live.add(upSocket);
-      const responseBytes = responseHead(101, res.statusMessage, res.rawHeaders);
+      const responseBytes = responseHead(101, res.statusMessage, shownHeaders(res.rawHeaders));
       let toClient = responseBytes.length;
       let toServer = head.length;
       const t = tap?.switched(protocol) ? tap : undefined;

@@ -143,6 +143,8 @@ const DASH = 0x2d;
 const SPACE = 0x20;
 const UNDERSCORE = 0x5f;
 const BACKSLASH = 0x5c;
+const PERCENT = 0x25;
+const ESC = 0x1b;
 const QUOTE = 0x22;
 const EQUALS = 0x3d;
 
@@ -232,7 +234,7 @@ export function scanSpans(buf: Buffer, start: number, end: number, detectors: De
         }
       }
     } else {
-      const prev = i > start ? buf[i - 1]! : SPACE;
+      const prev = i > start && !afterEscape(buf, i, start) ? buf[i - 1]! : SPACE;
       if (prev >= 0x80 || (CLS[prev]! & WORD) === 0) {
         if (wordStart !== 0) {
           const r = wordStartMatch(buf, i, start, end, c, prev, wordStart);
@@ -261,10 +263,42 @@ export function scanSpans(buf: Buffer, start: number, end: number, detectors: De
       i = hit;
       continue;
     }
-    // Nothing starts inside a word: skip the rest of it ('@' and '-' are not word bytes).
-    i++;
-    if (c !== AT && c !== DASH) while (i < end && buf[i]! < 0x80 && (CLS[buf[i]!]! & WORD) !== 0) i++;
+    // Nothing starts inside a word: skip the rest of it ('@' and '-' are not word bytes),
+    // except past an escape's letter (`\nAKIA…` in JSON): the word starts after it.
+    const escape = escapeLength(buf, i, start, end);
+    i += escape > 0 ? escape : 1;
+    if (escape === 0 && c !== AT && c !== DASH) while (i < end && buf[i]! < 0x80 && (CLS[buf[i]!]! & WORD) !== 0) i++;
   }
+}
+
+/** Letters that end a one-letter escape (`\n`, `\t`…) in JSON, C-style and COPY text. */
+const ESCAPE_LETTERS = new Set([0x6e, 0x74, 0x72, 0x62, 0x66, 0x76]);
+
+/**
+ * How many bytes from `i` are the rest of an escape that began at i - 1: a backslash's
+ * (`n`, `u00e9`), a percent-encoded byte's (`3D` in `%3DAKIA…`), a terminal colour's
+ * (`1m` in ESC `[1m`); 0 when none.
+ */
+function escapeLength(buf: Buffer, i: number, lo: number, end: number): number {
+  if (i <= lo) return 0;
+  if (buf[i - 1] === PERCENT) return i + 2 <= end && (CLS[buf[i]!]! & HEX) !== 0 && (CLS[buf[i + 1]!]! & HEX) !== 0 ? 2 : 0;
+  if (buf[i - 1] === 0x5b && i - 2 >= lo && buf[i - 2] === ESC) {
+    // ESC [ parameters (digits and ;) then a final letter.
+    let q = i;
+    while (q < end && ((buf[q]! >= 0x30 && buf[q]! <= 0x39) || buf[q] === 0x3b)) q++;
+    return q < end && ((buf[q]! >= 0x41 && buf[q]! <= 0x5a) || (buf[q]! >= 0x61 && buf[q]! <= 0x7a)) ? q + 1 - i : 0;
+  }
+  if (buf[i - 1] !== BACKSLASH || !escapedAt(buf, i - 1, lo)) return 0;
+  const c = buf[i]!;
+  if (ESCAPE_LETTERS.has(c)) return 1;
+  if (c === 0x75 && i + 5 <= end && isHex4(buf, i + 1)) return 5;
+  return 0;
+}
+
+/** Whether the bytes right before `i` are a whole escape (see escapeLength): a word starts at i, as after a space. */
+function afterEscape(buf: Buffer, i: number, lo: number): boolean {
+  for (let n = 1; n <= 12 && i - n - 1 >= lo; n++) if (escapeLength(buf, i - n, lo, i) === n) return true;
+  return false;
 }
 
 /** The kind of the last successful word-start/token match (avoids returning a pair). */
@@ -640,6 +674,11 @@ function privateKeyEnd(buf: Buffer, i: number, end: number): number {
     const close = view.indexOf(PEM_DASHES, at + PEM_END.length);
     if (close >= 0) return p + close + PEM_DASHES.length;
   }
+  // The marker with more text after it on its line is no key block (a key's body starts on
+  // the next line): only the marker is masked, so the rest of that text stays visible (a
+  // command shown to a reviewer keeps what follows it).
+  const eol = buf[p] === 0x0a || (buf[p] === 0x0d && buf[p + 1] === 0x0a) || (buf[p] === BACKSLASH && (buf[p + 1] === 0x6e || buf[p + 1] === 0x72));
+  if (p < end && !eol) return p;
   // No END line: stop at the closing quote of a JSON string, else take the rest.
   for (let q = p; q < end; q++) if (buf[q] === QUOTE && !(buf[q - 1] === BACKSLASH && escapedAt(buf, q - 1, p))) return q;
   return end;

@@ -21,6 +21,11 @@ export class TextStreamError extends Error {
 const BEGIN = '-----BEGIN ';
 const END = '-----END ';
 export const DEFAULT_MAX_HELD = 1024 * 1024;
+/** `NAME=value` (printenv, env, a .env file), `export NAME=value` at a line's start: 1 the name, 3 the value (to the line's end). */
+/** A terminal control sequence (ESC [ … final byte), as a terminal consumes it. */
+// eslint-disable-next-line no-control-regex
+const CSI = /\x1b\[[0-?]*[ -/]*[@-~]/g;
+const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 
 /** The synchronous core: one stream's held text. */
 export class LineScanner {
@@ -42,9 +47,16 @@ export class LineScanner {
     this.#what = o.what ?? 'output without a line break';
   }
 
-  /** Whether an unfinished line is held that a quiet flush may release (not a key block). */
+  /**
+   * Whether an unfinished line is held that a quiet flush may release: not a key block,
+   * nor what may be the start of one (`-----BEGI` then a pause: released, the rest of the
+   * key would never look like a key block again).
+   */
   get releasable(): boolean {
-    return this.#held.length > 0 && !this.#held.includes(BEGIN);
+    const h = this.#held;
+    if (h.length === 0 || h.includes('-----')) return false;
+    for (let n = Math.min(h.length, BEGIN.length); n > 0; n--) if (BEGIN.startsWith(h.slice(-n))) return false;
+    return true;
   }
 
   /** The masked text that may go now; throws TextStreamError when too much is held. */
@@ -75,7 +87,44 @@ export class LineScanner {
     }
   }
 
+  /**
+   * Lines that assign a value to a name (`DB_PASSWORD=…` from printenv, `export K=…`) have
+   * the value masked by the name's rules as well (a secret's name masks it whole, as in a
+   * container's env); the rest goes through the detectors in one pass.
+   */
   #mask(text: string): string {
+    if (!text) return '';
+    if (!text.includes('=') && !text.includes('\x1b')) return this.#detected(text);
+    let out = '';
+    let plain = '';
+    let at = 0;
+    while (at < text.length) {
+      const nl = text.indexOf('\n', at);
+      const end = nl < 0 ? text.length : nl + 1;
+      const line = text.slice(at, end);
+      const m = ASSIGNMENT.exec(line);
+      // A line a terminal colours (grep --color) is judged as the terminal shows it: a key
+      // with colour codes inside is still a key. When such a line needs a mask it goes out
+      // masked without its colours.
+      const shown = line.includes('\x1b') ? line.replace(CSI, '') : undefined;
+      const shownMasked = shown !== undefined ? this.#masker.field(shown, undefined) : undefined;
+      if (shownMasked) {
+        out += this.#detected(plain) + (shownMasked.value ?? '');
+        this.#onMasked(1);
+        plain = '';
+      } else if (m && m[3] !== '' && this.#masker.field('', m[1]!) !== undefined) {
+        // A name the rules mask by masks even an empty value; one they do not leaves it to the detectors.
+        out += this.#detected(plain) + m[0].slice(0, m[0].length - m[3]!.length) + (this.#masker.field(m[3]!, m[1]!)?.value ?? '') + line.slice(m[0].length);
+        this.#onMasked(1);
+        plain = '';
+      } else plain += line;
+      at = end;
+    }
+    return out + this.#detected(plain);
+  }
+
+  /** `text` through the detectors alone. */
+  #detected(text: string): string {
     if (!text) return '';
     const masked = this.#masker.field(text, undefined);
     if (!masked) return text;

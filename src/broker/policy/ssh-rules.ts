@@ -77,9 +77,38 @@ export function ruleMatchesSsh(rule: RuleConfig, req: SshRequest): boolean {
       }
       // deny / review: any part of the command is enough, on the joined text, where `*` also
       // matches across words: word boundaries only ever narrow what an allow rule lets through.
-      return anyGlobMatches(globs, c.raw) || c.segments.some((words) => anyGlobMatches(globs, words.join(' ')));
+      return anyGlobMatches(globs, c.raw) || c.segments.some((words) => anyGlobMatches(globs, words.join(' ')) || anyGlobMatches(globs, programWords(words).join(' ')));
     }
   }
+}
+
+/** Commands that run the command after their own options (`env rm`, `command rm`, `nice -n 5 rm`). */
+const WRAPPERS = new Set(['command', 'builtin', 'env', 'exec', 'nice', 'nohup', 'time', 'stdbuf', 'timeout', 'ionice', 'setsid', 'chrt', 'taskset', 'sudo', 'doas', 'busybox', 'xargs', 'unbuffer', 'flock']);
+/** Wrapper options that take the next word as their value. */
+const WITH_VALUE = new Set(['-n', '-u', '-g', '-c', '-C', '-s', '-k', '-o', '-e', '-i', '-l', '-p', '-t', '-w', '--signal', '--kill-after', '--user', '--group', '--adjustment', '--class', '--classdata', '-I', '-L', '-P', '-d', '-a', '-E']);
+
+/**
+ * A simple command's words as the program that runs sees them, for deny and review rules:
+ * variable assignments and wrappers (with their options) before it dropped, and the
+ * program named by its file name (`/bin/rm` → `rm`). Deny lists stay a backstop (an
+ * interpreter runs anything); this only closes the spellings of the same program.
+ */
+export function programWords(words: readonly string[]): string[] {
+  let i = 0;
+  for (;;) {
+    while (i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!)) i++;
+    const base = (words[i] ?? '').replace(/^.*\//, '');
+    if (!WRAPPERS.has(base)) break;
+    const wrapper = base;
+    i++;
+    // The wrapper's own options, and for timeout/nice/taskset/chrt/flock a leading operand.
+    while (i < words.length && words[i]!.startsWith('-') && words[i] !== '--') i += WITH_VALUE.has(words[i]!) && !words[i]!.includes('=') ? 2 : 1;
+    if (words[i] === '--') i++;
+    if ((wrapper === 'timeout' || wrapper === 'chrt' || wrapper === 'taskset' || wrapper === 'flock') && i < words.length) i++;
+  }
+  const rest = words.slice(i);
+  if (rest.length > 0) rest[0] = rest[0]!.replace(/^.*\//, '');
+  return rest;
 }
 
 export function decideSsh(identity: Identity, targetName: string, policies: readonly PolicyConfig[], req: SshRequest): PolicyDecision {

@@ -87,6 +87,8 @@ const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upl
 export const REFUSED_EXIT = 126;
 /** A pty shell's unfinished line (a prompt) is released after this quiet time. */
 const PROMPT_FLUSH_MS = 150;
+/** The longest command recorded and shown to a reviewer whole; longer ones are refused. */
+const MAX_SHOWN_COMMAND = 16_384;
 /**
  * How long a pty-req's answer waits for the request it is for. OpenSSH sends pty-req, env
  * and exec together; a client that waits for the answer first (ssh2, paramiko) is told yes
@@ -363,9 +365,11 @@ class SshConnection {
   }
 
   /** What a command is shown as (audit, reviewers): masked by the detectors. */
+  /** A command as recorded and shown to a reviewer: masked, and whole (a longer one is refused before it is judged). */
   #shown(text: string): string {
     const m = this.#masker?.field(text, undefined);
-    return (m ? (m.value ?? '[masked]') : text).slice(0, 4096);
+    const t = m ? (m.value ?? '[masked]') : text;
+    return t.length > MAX_SHOWN_COMMAND ? `${t.slice(0, MAX_SHOWN_COMMAND)}… [agentgate: ${t.length - MAX_SHOWN_COMMAND} more characters]` : t;
   }
 
   async #decide(req: SshRequest, text: string, reason?: string): Promise<Verdict> {
@@ -415,6 +419,15 @@ class SshConnection {
       this.#session.counts.denied++;
       await this.#recordOutcome(rec, { effect: 'deny', rule: null, reason: refused.message }, null, 'refused');
       this.#finish(channel, say, `${refused.message}; ${refused.hint}`);
+      return;
+    }
+    // What a reviewer approves and the audit log holds is the whole command, or it does not run.
+    if (command && command.raw.length > MAX_SHOWN_COMMAND) {
+      const reason = `the command is longer than the ${MAX_SHOWN_COMMAND} characters agentgate records and shows a reviewer in full`;
+      this.#session.counts.statements++;
+      this.#session.counts.denied++;
+      await this.#recordOutcome(rec, { effect: 'deny', rule: null, reason }, null, 'refused');
+      this.#finish(channel, say, `agentgate: ${reason}; put it in a script on the host; nothing was run`);
       return;
     }
     const noTty = (rule: string | null, judged: boolean): Promise<void> => this.#refuseTerminal(channel, say, rec, rule, text, judged);

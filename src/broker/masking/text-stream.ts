@@ -25,6 +25,9 @@ export const DEFAULT_MAX_HELD = 1024 * 1024;
 /** A terminal control sequence (ESC [ … final byte), as a terminal consumes it. */
 // eslint-disable-next-line no-control-regex
 const CSI = /\x1b\[[0-?]*[ -/]*[@-~]/g;
+/** A line holding `=` or an escape: the only ones #special may change. */
+// eslint-disable-next-line no-control-regex
+const CANDIDATE_LINE = /^.*[=\x1b].*$\n?/gm;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 
 /** The synchronous core: one stream's held text. */
@@ -96,31 +99,33 @@ export class LineScanner {
     if (!text) return '';
     if (!text.includes('=') && !text.includes('\x1b')) return this.#detected(text);
     let out = '';
-    let plain = '';
-    let at = 0;
-    while (at < text.length) {
-      const nl = text.indexOf('\n', at);
-      const end = nl < 0 ? text.length : nl + 1;
-      const line = text.slice(at, end);
-      const m = ASSIGNMENT.exec(line);
-      // A line a terminal colours (grep --color) is judged as the terminal shows it: a key
-      // with colour codes inside is still a key. When such a line needs a mask it goes out
-      // masked without its colours.
-      const shown = line.includes('\x1b') ? line.replace(CSI, '') : undefined;
-      const shownMasked = shown !== undefined ? this.#masker.field(shown, undefined) : undefined;
-      if (shownMasked) {
-        out += this.#detected(plain) + (shownMasked.value ?? '');
-        this.#onMasked(1);
-        plain = '';
-      } else if (m && m[3] !== '' && this.#masker.field('', m[1]!) !== undefined) {
-        // A name the rules mask by masks even an empty value; one they do not leaves it to the detectors.
-        out += this.#detected(plain) + m[0].slice(0, m[0].length - m[3]!.length) + (this.#masker.field(m[3]!, m[1]!)?.value ?? '') + line.slice(m[0].length);
-        this.#onMasked(1);
-        plain = '';
-      } else plain += line;
-      at = end;
+    let plain = 0;
+    for (const m of text.matchAll(CANDIDATE_LINE)) {
+      const replaced = this.#special(m[0]);
+      if (replaced === undefined) continue;
+      out += this.#detected(text.slice(plain, m.index)) + replaced;
+      plain = m.index + m[0].length;
     }
-    return out + this.#detected(plain);
+    return out + this.#detected(text.slice(plain));
+  }
+
+  /** A line that needs more than the detectors over the text as it is (see #mask); undefined when it does not. */
+  #special(line: string): string | undefined {
+    // A line a terminal colours (grep --color) is judged as the terminal shows it: a key with
+    // colour codes inside is still a key. When such a line needs a mask it goes out masked
+    // without its colours.
+    if (line.includes('\x1b')) {
+      const shown = this.#masker.field(line.replace(CSI, ''), undefined);
+      if (shown) {
+        this.#onMasked(1);
+        return shown.value ?? '';
+      }
+    }
+    // A name the rules mask by masks even an empty value; one they do not leaves it to the detectors.
+    const m = ASSIGNMENT.exec(line);
+    if (!m || m[3] === '' || this.#masker.field('', m[1]!) === undefined) return undefined;
+    this.#onMasked(1);
+    return m[0].slice(0, m[0].length - m[3]!.length) + (this.#masker.field(m[3]!, m[1]!)?.value ?? '') + line.slice(m[0].length);
   }
 
   /** `text` through the detectors alone. */

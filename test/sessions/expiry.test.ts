@@ -110,15 +110,20 @@ describe('sessions end with their credential', () => {
 
   test('at expiry a live psql session gets FATAL 28000 and new local connections are refused', async () => {
     const file = join(stack.tmp.path, 'short.token');
-    await writeFile(file, await stack.issuer.sign({ sub: 'short-1', groups: ['ai-agents'] }, { expiresIn: 3 }), { mode: 0o600 });
+    // Long enough for the CLI, the tunnel and psql to start on a loaded machine before it expires.
+    await writeFile(file, await stack.issuer.sign({ sub: 'short-1', groups: ['ai-agents'] }, { expiresIn: 8 }), { mode: 0o600 });
     const { proc, pgEnv } = await connect(file);
     const psql = psqlSession(pgEnv);
     await psql.query('select 41 + 1', '42');
 
-    const [end] = await eventually('session.end for short-1', async () => {
-      const e = await ends('short-1');
-      return e.length > 0 ? e : undefined;
-    });
+    const [end] = await eventually(
+      'session.end for short-1',
+      async () => {
+        const e = await ends('short-1');
+        return e.length > 0 ? e : undefined;
+      },
+      20_000,
+    );
     assert.equal(end?.detail['reason'], 'credential_expired');
     assert.match(String(end?.detail['message']), /credential of short-1 expired/);
 

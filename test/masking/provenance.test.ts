@@ -686,3 +686,18 @@ test('what decides how many rows a level has conditions every output, count(*) i
   assert.deepEqual(await conditionsOf('select count(*) from generate_series(1, 3) i, generate_series(1, i) g'), []);
   assert.deepEqual((await analyse('select upper(email), count(*) from users group by upper(email)')).map((c) => [...(c.conditions ?? [])]), [[], []]);
 });
+
+test('a top-level SELECT reports what decides its row count (a zero-column one has nothing else)', async () => {
+  const rowsOf = async (sql: string): Promise<string[]> => {
+    const [r] = await statementProvenance(sql, fakeCatalog());
+    assert.ok(r?.ok, sql);
+    return [...(r.rows ?? [])].sort();
+  };
+  const zero = await statementProvenance('select from users u, generate_series(1, ascii(u.email))', fakeCatalog());
+  assert.ok(zero[0]?.ok);
+  assert.deepEqual(zero[0].columns, []);
+  assert.deepEqual(await rowsOf('select from users u, generate_series(1, ascii(u.email))'), [U('email')]);
+  assert.deepEqual(await rowsOf('select from users u, generate_series(0, 255) g where g < ascii(u.email)'), [U('email')]);
+  assert.deepEqual(await rowsOf('select from users u where u.id = 1'), []);
+  assert.deepEqual(await rowsOf('select from generate_series(1, 3) i, generate_series(1, i) g'), []);
+});

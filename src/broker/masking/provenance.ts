@@ -44,7 +44,9 @@
  * - Row counts: the arguments of a FROM function and of a select-list set-returning
  *   function, a FROM subquery's or CTE's own taint, the branches of INTERSECT/EXCEPT with a
  *   computed branch, and GROUP BY items computed over a column when the GROUP BY names two
- *   or more columns condition every output of the level (count(*) included).
+ *   or more columns condition every output of the level (count(*) included). A top-level
+ *   SELECT's own taint is `rows`: with no output columns, its row count is all it shows
+ *   (the proxy withholds the rows and the command tag's count when a masked column decides it).
  * - `direct`: the value is a source column's value unchanged — a plain reference, optionally
  *   COLLATEd or cast to text/varchar/bpchar/name without a length (a length truncates or
  *   pads), or such a reference passed through subqueries, CTEs, views, USING merges and set
@@ -124,7 +126,20 @@ export interface OutputColumn {
   conditions?: ReadonlySet<string>;
 }
 
-export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
+export type Provenance =
+  | {
+      ok: true;
+      columns: OutputColumn[];
+      /**
+       * Table columns that decide how many rows a top-level SELECT returns (its outputs'
+       * common conditions); with `rowsOpaque`, something that cannot be analysed does. A
+       * statement with no output columns has nothing else to mask: its row count (the
+       * command tag, the empty rows) is withheld when one of them is masked.
+       */
+      rows?: ReadonlySet<string>;
+      rowsOpaque?: boolean;
+    }
+  | { ok: false; reason: string };
 
 /** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
 /**
@@ -260,7 +275,13 @@ async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
     await prefetch([stmt], memo, p);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       try {
-        const cols = new Analysis(memo, p).statement(stmt);
+        const a = new Analysis(memo, p);
+        const cols = a.statement(stmt);
+        const rows = a.rows;
+        if (rows && hasFlow(rows)) {
+          const c = asConditions(rows);
+          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque };
+        }
         return { ok: true, columns: cols.map(publicColumn) };
       } catch (e) {
         if (!(e instanceof Miss)) throw e;
@@ -551,6 +572,8 @@ class Analysis {
   private readonly views = new Map<string, Col[]>();
   private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
+  /** What decides how many rows the top-level SELECT returns (its level's taint). */
+  rows: Flow | undefined;
 
   constructor(
     private readonly memo: CatalogMemo,
@@ -562,8 +585,12 @@ class Analysis {
     if (!u) fail('not a statement node');
     const [type, body] = u;
     switch (type) {
-      case 'SelectStmt':
-        return isObj(body['intoClause']) ? [] : this.select(body, undefined, undefined).cols;
+      case 'SelectStmt': {
+        if (isObj(body['intoClause'])) return [];
+        const level = this.select(body, undefined, undefined);
+        this.rows = level.taint;
+        return level.cols;
+      }
       case 'InsertStmt':
       case 'UpdateStmt':
       case 'DeleteStmt':

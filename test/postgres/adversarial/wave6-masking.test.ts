@@ -427,6 +427,17 @@ describe('adversarial corpus wave 6: computed values behind plain names, one-nam
       }));
   }
 
+  test('w6m-38: zero-column statements, one per character, in one Query: the command tags', () =>
+    withClient(async ({ c }) => {
+      const msgs = await simple(c, TAGS_SQL);
+      const errs = errorsOf(msgs);
+      if (errs.length > 0) assert.ok(REFUSAL_CODES.includes(errs[0]!.code), `${errs[0]!.code} ${errs[0]!.message}`);
+      const text = decodeTags(tagsOf(msgs));
+      assertNoRaw(text, `the tags decoded (${JSON.stringify(text)})`);
+      assertNoFragments(text, `the tags decoded (${JSON.stringify(text)})`);
+      await assertIntact(adv);
+    }));
+
   // ───────────── false-positive checks: allowed and unmasked ─────────────
   test('w6m-60: allowed — count(*) over a FROM function sized by a clean column', () =>
     withClient(async ({ c }) => {

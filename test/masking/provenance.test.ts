@@ -622,3 +622,82 @@ test('no number decides provenance: each statement traces the same with its numb
     }
   }
 });
+
+// ---------------------------------------------------------------------------------------
+// Wave 6: names judged by what they refer to; what decides how many rows a level has
+
+test('count, length and IS NULL of a name pass only when it is a plain table column', async () => {
+  // Still exempt: plain columns, through subqueries, CTEs and whole rows of plain columns.
+  for (const sql of [
+    'select length(e) from (select email as e from users) d',
+    'with c as (select email from users) select c.email is null from c',
+    'select count(u) from users u',
+  ]) {
+    assert.deepEqual([...(await one(sql)).sources], [], sql);
+  }
+  // A derived column computed from a value is a computation (repeat('x', code), nullif(bit)).
+  for (const sql of [
+    "select length(k) from (select repeat('x', ascii(email)) k from users) d",
+    "select octet_length(d.k) from (select repeat('x', ascii(email)) k from users) d",
+    'select k is null from (select nullif(ascii(email) & 1, 0) k from users) d',
+    'with d as (select nullif(ascii(email) & 1, 0) k from users) select k is not null from d',
+    'select cardinality(k) from (select array_fill(0, array[ascii(email)]) k from users) d',
+    'select num_nonnulls(k) from (select nullif(ascii(email) & 1, 0) k from users) d',
+    'select count(k) from (select nullif(ascii(email) > 64, false) k from users) d',
+    'select count(d) from (select ascii(email) k from users) d',
+  ]) {
+    assert.ok((await one(sql)).sources.has(U('email')), sql);
+  }
+});
+
+test('a comparison of names links values when a name refers to a computed column', async () => {
+  for (const sql of [
+    'select g from users u, lateral (select ascii(u.email) k) d, generate_series(0, 255) g where d.k = g',
+    'with c as (select ascii(email) k from users) select g from c, generate_series(0, 255) g where c.k = g',
+    'select g from users u, generate_series(ascii(u.email), ascii(u.email)) k, generate_series(0, 255) g where k = g',
+    'select t.g from (select ascii(email) as g from users) d join generate_series(0, 255) t(g) using (g)',
+    'select t.g from (select ascii(email) as g from users) d natural join generate_series(0, 255) t(g)',
+    'select d.g from (select g, ascii(email) = g as hit from users, generate_series(0, 255) g) d where d.hit',
+    'select g from (select g, row_number() over (order by abs(g - ascii(email))) r from users, generate_series(0, 255) g) d where r = 1',
+    'select d.g from (select g, email from users, generate_series(0, 255) g) d where ascii((d).email) = (d).g',
+    'select g from generate_series(0, 255) g where exists (select g intersect select ascii(email) from users)',
+  ]) {
+    assert.ok((await conditionsOf(sql)).includes(U('email')), sql);
+  }
+  // Plain columns compared, and a filter on one computed column, still add nothing.
+  assert.deepEqual(await conditionsOf('select d.id from (select id, upper(email) le from users) d where d.le = $1'), []);
+  assert.deepEqual(await conditionsOf('select o.card from users u join orders o on o.user_id = u.id'), []);
+});
+
+test('what decides how many rows a level has conditions every output, count(*) included', async () => {
+  for (const sql of [
+    'select count(*) from users u, generate_series(1, ascii(u.email)) s',
+    'select i from users u, generate_series(1, 3) i, generate_series(1, ascii(u.email)) s',
+    'select i, generate_series(1, ascii(u.email)) from users u, generate_series(1, 3) i',
+    'select count(*) from (select generate_series(1, ascii(u.email)) from users u) d',
+    'select count(*) from generate_series(1, 3) i, lateral (select from users u, generate_series(1, 255) g where g <= ascii(u.email)) l',
+    'select i from generate_series(1, 3) i intersect all select i from users u, generate_series(1, 3) i, generate_series(1, ascii(u.email)) s',
+    'select count(*) from generate_series(1, 3) i, generate_series(0, 255) g, users u group by i, ascii(u.email) >= g',
+  ]) {
+    const conds = (await analyse(sql)).flatMap((x) => [...(x.conditions ?? [])]);
+    assert.ok(conds.includes(U('email')), sql);
+  }
+  // Clean sizes and single-column groups stay clean.
+  assert.deepEqual(await conditionsOf('select count(*) from generate_series(1, 3) i, generate_series(1, i) g'), []);
+  assert.deepEqual((await analyse('select upper(email), count(*) from users group by upper(email)')).map((c) => [...(c.conditions ?? [])]), [[], []]);
+});
+
+test('a top-level SELECT reports what decides its row count (a zero-column one has nothing else)', async () => {
+  const rowsOf = async (sql: string): Promise<string[]> => {
+    const [r] = await statementProvenance(sql, fakeCatalog());
+    assert.ok(r?.ok, sql);
+    return [...(r.rows ?? [])].sort();
+  };
+  const zero = await statementProvenance('select from users u, generate_series(1, ascii(u.email))', fakeCatalog());
+  assert.ok(zero[0]?.ok);
+  assert.deepEqual(zero[0].columns, []);
+  assert.deepEqual(await rowsOf('select from users u, generate_series(1, ascii(u.email))'), [U('email')]);
+  assert.deepEqual(await rowsOf('select from users u, generate_series(0, 255) g where g < ascii(u.email)'), [U('email')]);
+  assert.deepEqual(await rowsOf('select from users u where u.id = 1'), []);
+  assert.deepEqual(await rowsOf('select from generate_series(1, 3) i, generate_series(1, i) g'), []);
+});

@@ -35,6 +35,18 @@
  *   one column (`WHERE ssn LIKE '1%'`, `lower(email) = lower($1)`), equality of plain
  *   columns (`u.email = o.email`), and view definitions' own filters: inference a bit at a
  *   time through them is a documented limit of column masking.
+ * - Names are judged by what they refer to, not by how they are written: a derived table's,
+ *   CTE's, view's or FROM function's column that is not a table column's value unchanged
+ *   (or has conditions) is a computation — for the exemptions above (`length(k)`, `k IS
+ *   NULL`), for the row-linking test (`d.k = g`, JOIN USING/NATURAL on it), and a column
+ *   computed over two or more columns (`linked`: `ascii(email) = g AS hit`) links on its own
+ *   (`WHERE d.hit`). Fields of a whole row (`(d).f`) count as columns of their own.
+ * - Row counts: the arguments of a FROM function and of a select-list set-returning
+ *   function, a FROM subquery's or CTE's own taint, the branches of INTERSECT/EXCEPT with a
+ *   computed branch, and GROUP BY items computed over a column when the GROUP BY names two
+ *   or more columns condition every output of the level (count(*) included). A top-level
+ *   SELECT's own taint is `rows`: with no output columns, its row count is all it shows
+ *   (the proxy withholds the rows and the command tag's count when a masked column decides it).
  * - `direct`: the value is a source column's value unchanged — a plain reference, optionally
  *   COLLATEd or cast to text/varchar/bpchar/name without a length (a length truncates or
  *   pads), or such a reference passed through subqueries, CTEs, views, USING merges and set
@@ -114,7 +126,20 @@ export interface OutputColumn {
   conditions?: ReadonlySet<string>;
 }
 
-export type Provenance = { ok: true; columns: OutputColumn[] } | { ok: false; reason: string };
+export type Provenance =
+  | {
+      ok: true;
+      columns: OutputColumn[];
+      /**
+       * Table columns that decide how many rows a top-level SELECT returns (its outputs'
+       * common conditions); with `rowsOpaque`, something that cannot be analysed does. A
+       * statement with no output columns has nothing else to mask: its row count (the
+       * command tag, the empty rows) is withheld when one of them is masked.
+       */
+      rows?: ReadonlySet<string>;
+      rowsOpaque?: boolean;
+    }
+  | { ok: false; reason: string };
 
 /** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
 /**
@@ -134,16 +159,6 @@ export function sourceParts(source: string): { schema: string; table: string; co
 
 /** System columns every table has (not in the catalog's attnum > 0 list): row bookkeeping, no user data. */
 const SYSTEM_COLUMNS: ReadonlySet<string> = new Set(['tableoid', 'ctid', 'xmin', 'xmax', 'cmin', 'cmax']);
-
-/** Arguments that are column references, whole rows or constants, as written or cast: nothing computed. */
-function plainArguments(args: unknown): boolean {
-  for (const a of arr(args)) {
-    let n = unwrap(a);
-    while (n && n[0] === 'TypeCast') n = unwrap(n[1]['arg']);
-    if (!n || (n[0] !== 'ColumnRef' && n[0] !== 'A_Const')) return false;
-  }
-  return true;
-}
 
 export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
   'count', 'length', 'char_length', 'character_length', 'octet_length', 'bit_length',
@@ -260,7 +275,13 @@ async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
     await prefetch([stmt], memo, p);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       try {
-        const cols = new Analysis(memo, p).statement(stmt);
+        const a = new Analysis(memo, p);
+        const cols = a.statement(stmt);
+        const rows = a.rows;
+        if (rows && hasFlow(rows)) {
+          const c = asConditions(rows);
+          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque };
+        }
         return { ok: true, columns: cols.map(publicColumn) };
       } catch (e) {
         if (!(e instanceof Miss)) throw e;
@@ -357,6 +378,8 @@ interface Col {
   opaque: boolean;
   /** See OutputColumn.conditions; absent = none. */
   conditions?: ReadonlySet<string>;
+  /** Computed over two or more columns (`code = g`, a window ordered by a distance): a filter on it alone links them. */
+  linked?: boolean;
 }
 
 /** A value's provenance without a name. */
@@ -365,6 +388,8 @@ interface Flow {
   direct: boolean;
   opaque: boolean;
   conditions?: Set<string>;
+  /** See Col.linked: some column it references is. */
+  linked?: boolean;
 }
 
 /** A FROM item as the select list sees it. */
@@ -425,6 +450,8 @@ interface CteDef {
   columns?: Col[];
   /** Everything its query references (outputs and clauses), once analysed. */
   all?: Flow;
+  /** What decides its rows (its level's taint), once analysed. */
+  taint?: Flow;
 }
 
 interface CteEnv {
@@ -436,12 +463,13 @@ type Obj = Record<string, unknown>;
 
 const emptyFlow = (): Flow => ({ sources: new Set(), direct: false, opaque: false });
 
-type FlowLike = { sources: ReadonlySet<string>; opaque: boolean; conditions?: ReadonlySet<string> };
+type FlowLike = { sources: ReadonlySet<string>; opaque: boolean; conditions?: ReadonlySet<string>; linked?: boolean };
 
 function addFlow(into: Flow, f: FlowLike | undefined): void {
   if (!f) return;
   for (const s of f.sources) into.sources.add(s);
   if (f.opaque) into.opaque = true;
+  if (f.linked === true) into.linked = true;
   if (f.conditions && f.conditions.size > 0) {
     into.conditions ??= new Set();
     for (const s of f.conditions) into.conditions.add(s);
@@ -471,6 +499,7 @@ function withConditions(c: Col, t: FlowLike): Col {
 function colFlow(c: FlowLike & { direct: boolean }): Flow {
   const f: Flow = { sources: new Set(c.sources), direct: c.direct, opaque: c.opaque };
   if (c.conditions && c.conditions.size > 0) f.conditions = new Set(c.conditions);
+  if (c.linked === true) f.linked = true;
   return f;
 }
 
@@ -543,6 +572,8 @@ class Analysis {
   private readonly views = new Map<string, Col[]>();
   private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
+  /** What decides how many rows the top-level SELECT returns (its level's taint). */
+  rows: Flow | undefined;
 
   constructor(
     private readonly memo: CatalogMemo,
@@ -554,8 +585,12 @@ class Analysis {
     if (!u) fail('not a statement node');
     const [type, body] = u;
     switch (type) {
-      case 'SelectStmt':
-        return isObj(body['intoClause']) ? [] : this.select(body, undefined, undefined).cols;
+      case 'SelectStmt': {
+        if (isObj(body['intoClause'])) return [];
+        const level = this.select(body, undefined, undefined);
+        this.rows = level.taint;
+        return level.cols;
+      }
       case 'InsertStmt':
       case 'UpdateStmt':
       case 'DeleteStmt':
@@ -652,9 +687,11 @@ class Analysis {
     const leaves: Level[] = [];
     const stack: Obj[] = [body];
     let first = true;
+    let matching = false;
     while (stack.length > 0) {
       const n = stack.pop()!;
       const op = str(n['op']) ?? 'SETOP_NONE';
+      if (op === 'SETOP_INTERSECT' || op === 'SETOP_EXCEPT') matching = true;
       const own = !first && (isObj(n['withClause']) || (op !== 'SETOP_NONE' && hasRowClauses(n)));
       if (own) leaves.push(this.select(n, outer, env));
       else if (op === 'SETOP_NONE') leaves.push(this.simpleSelect(n, outer, env));
@@ -672,6 +709,14 @@ class Analysis {
     // ORDER BY and LIMIT of the whole set operation (names and positions of its outputs only).
     const level = this.finishLevel(body, emptyScope(outer), env, cols, inner);
     for (const l of leaves) addFlow(level.taint, l.taint);
+    // INTERSECT/EXCEPT keep a row (and ALL, how many times) by matching it with the other
+    // branches: a computed branch (`select g intersect select ascii(email)`) decides the rows.
+    if (matching && leaves.some((l) => l.cols.some(computedCol))) {
+      const t = asConditions(wholeOf(leaves.flatMap((l) => l.cols)));
+      addFlow(level.taint, t);
+      addFlow(level.refs, t);
+      level.cols = level.cols.map((c) => withConditions(c, t));
+    }
     return level;
   }
 
@@ -687,7 +732,32 @@ class Analysis {
     }
     const scope = this.fromClause(arr(body['fromClause']), outer, env);
     scope.windows = namedWindows(body['windowClause']);
-    return this.finishLevel(body, scope, env, this.targetList(arr(body['targetList']), scope, env));
+    const cols = this.targetList(arr(body['targetList']), scope, env);
+    return this.finishLevel(body, scope, env, cols, undefined, this.selectListRows(arr(body['targetList']), scope, env));
+  }
+
+  /**
+   * A set-returning function in the select list (`generate_series(1, ascii(email))`)
+   * repeats the row as many times as its arguments say: their flows decide every output.
+   */
+  private selectListRows(list: unknown[], scope: Scope, env: CteEnv | undefined): Flow {
+    const out = emptyFlow();
+    const stack: unknown[] = [...list];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (Array.isArray(n)) {
+        stack.push(...n);
+        continue;
+      }
+      if (!isObj(n) || isObj(n['SubLink'])) continue;
+      const fc = n['FuncCall'];
+      if (isObj(fc)) {
+        const fn = funcName(fc);
+        if (fn && (SRF_COLUMNS[fn.name] !== undefined || !this.allBuiltin(fn.schema, fn.name))) addFlow(out, asConditions(this.expr(fc['args'], scope, env)));
+      }
+      for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+    }
+    return out;
   }
 
   /**
@@ -698,10 +768,11 @@ class Analysis {
    * and orderings only go into `refs`: they count where the level is a subquery used as a
    * value (the top level's one-column orderings and filters are the documented limit).
    */
-  private finishLevel(body: Obj, scope: Scope, env: CteEnv | undefined, cols: Col[], inner?: Flow): Level {
+  private finishLevel(body: Obj, scope: Scope, env: CteEnv | undefined, cols: Col[], inner?: Flow, rows?: Flow): Level {
     const taint = emptyFlow();
     const refs = emptyFlow();
     addFlow(refs, inner);
+    addFlow(taint, rows);
     for (const it of scope.items) {
       addFlow(taint, it.taint);
       addFlow(refs, it.inner);
@@ -716,6 +787,19 @@ class Analysis {
     for (const s of arr(body['sortClause'])) {
       const item = unwrap(s)?.[1]['node'];
       if (this.linksValues(item, scope, env)) addFlow(taint, this.expr(item, scope, env));
+    }
+    // GROUP BY i, ascii(email) >= g: the groups (and so every output, count(*) included) link
+    // the computed value to the other columns, as a row-linking condition would.
+    const groups = groupItems(body['groupClause']);
+    const groupNames = new Set<string>();
+    for (const g of groups) collectColumnNames(g, groupNames);
+    if (groupNames.size >= 2) {
+      for (const g of groups) {
+        const u = unwrap(g);
+        const byOutput = u?.[0] === 'A_Const' || (u?.[0] === 'ColumnRef' && arr(u[1]['fields']).length === 1 && cols.some((c) => c.name === strings(u[1]['fields'])[0]) && !this.columnCandidates(strings(u[1]['fields']), scope).exact);
+        if (byOutput || !this.computes(g, scope, env)) continue;
+        addFlow(taint, this.expr(g, scope, env));
+      }
     }
     addFlow(refs, this.outputClauses([body['sortClause'], body['groupClause'], body['distinctClause']], scope, env, cols));
     addFlow(refs, this.expr(body['windowClause'], scope, env));
@@ -768,7 +852,11 @@ class Analysis {
         out.push(...expanded);
         continue;
       }
-      out.push({ name: alias ?? figureName(val), ...this.expr(val, scope, env) });
+      const f = this.expr(val, scope, env);
+      const names = new Set<string>();
+      collectColumnNames(val, names);
+      if (names.size >= 2 && this.computes(val, scope, env)) f.linked = true;
+      out.push({ name: alias ?? figureName(val), ...f });
     }
     return out;
   }
@@ -840,6 +928,7 @@ class Analysis {
     const aliases = { colnames: def.body['aliascolnames'] };
     let cols: Col[];
     let refs: Flow;
+    let taint = emptyFlow();
     if (def.recursive && q && q[0] === 'SelectStmt' && (str(q[1]['op']) ?? 'SETOP_NONE') === 'SETOP_UNION' && isObj(q[1]['larg'])) {
       const larg = q[1]['larg'];
       let current = renamed(this.select(unwrap(larg)?.[1] ?? larg, def.scope, def.env).cols, aliases);
@@ -849,6 +938,7 @@ class Analysis {
         def.current = current;
         const l = this.select(q[1], def.scope, def.env);
         refs = l.refs;
+        taint = l.taint;
         const next = combineBranches([current, renamed(l.cols, aliases)]);
         settled = sameColumns(current, next);
         current = next;
@@ -862,11 +952,13 @@ class Analysis {
       const l = this.level(def.body['ctequery'], def.scope, def.env);
       cols = renamed(l.cols, aliases);
       refs = l.refs;
+      taint = l.taint;
     }
     cols = [...cols, ...searchCycleColumns(def.body, cols)];
     def.current = undefined;
     def.columns = cols;
     def.all = wholeOf(cols, refs);
+    def.taint = taint;
     def.state = 'done';
     return cols;
   }
@@ -897,6 +989,8 @@ class Analysis {
         const l = this.level(b['subquery'], b['lateral'] === true ? lateral : outer, env);
         const item = makeItem(renamed(l.cols, b['alias']));
         item.inner = wholeOf(l.cols, l.refs);
+        // What decides its rows (a linking WHERE, an SRF sized by a value) decides the outer level's (count(*)).
+        if (hasFlow(l.taint)) item.taint = copyFlow(l.taint);
         const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
         return { item, named: alias === undefined ? [] : [{ refname: alias, schemas: [], item }] };
       }
@@ -942,6 +1036,7 @@ class Analysis {
       for (let e = env; e; e = e.parent) {
         if (e.def.name !== name) continue;
         const item = makeItem(renamed(this.cteColumns(e.def), b['alias']));
+        if (e.def.taint && hasFlow(e.def.taint)) item.taint = copyFlow(e.def.taint);
         return { item, named: [{ refname: aliasName ?? name, schemas: [], item }] };
       }
     }
@@ -1050,6 +1145,9 @@ class Analysis {
     open ||= !shapeKnown;
     const item = makeItem(renamed(cols, alias, open), shapeKnown, all, open);
     item.inner = all;
+    // A set-returning function's arguments decide how many rows it gives (generate_series(1,
+    // ascii(email))): every output of the level, count(*) included, depends on them.
+    if (hasFlow(all)) item.taint = asConditions(all);
     // Without an alias a single function is referred to by its name (`generate_series.*`).
     const fc0 = fns.length === 1 ? unwrap((unwrap(fns[0])?.[0] === 'List' ? arr(unwrap(fns[0])![1]['items']) : arr(fns[0]))[0]) : undefined;
     const refname = aliasName ?? (fc0?.[0] === 'FuncCall' ? funcName(fc0[1])?.name : undefined);
@@ -1077,6 +1175,13 @@ class Analysis {
       return fail(`JOIN USING column ${n} is not on both sides`);
     };
     const merged: Col[] = using.map((n) => mergeCols(pick(left.item, n), pick(right.item, n)));
+    // USING (g) is `l.g = r.g`: when a side is computed (`ascii(email) as g`), the rows kept link it to the other.
+    const usingTaint = emptyFlow();
+    for (const n of using) {
+      const l = pick(left.item, n);
+      const r = pick(right.item, n);
+      if (computedCol(l) || computedCol(r)) addFlow(usingTaint, unionFlows(l, r));
+    }
     const usingSet = new Set(using);
     const rest = (it: Item): Col[] => {
       const done = new Set<string>();
@@ -1092,7 +1197,7 @@ class Analysis {
     // ON sees the two sides (and outer queries), not earlier FROM items.
     const sides: Scope = { named: [...left.named, ...right.named], items: [left.item, right.item], parent: lateral.parent };
     const on = this.conditionFlows(b['quals'], sides, env);
-    item.taint = unionFlows(on.taint, left.item.taint, right.item.taint);
+    item.taint = unionFlows(on.taint, usingTaint, left.item.taint, right.item.taint);
     item.inner = unionFlows(on.refs, left.item.inner, right.item.inner);
     const alias = isObj(b['alias']) ? str(b['alias']['aliasname']) : undefined;
     if (alias !== undefined) {
@@ -1263,6 +1368,40 @@ class Analysis {
     return { flows, exact: false };
   }
 
+  /**
+   * Arguments that are references to plain table columns (or whole rows of only such
+   * columns) or constants, as written or cast (`casts`): nothing computed. A name is judged
+   * by what it refers to: a derived table's, CTE's or view's column computed from a value
+   * (`repeat('x', ascii(email)) k`) is a computation, and so is one with conditions.
+   */
+  private plainArguments(args: unknown, scope: Scope, casts = true): boolean {
+    for (const a of arr(args)) {
+      let n = unwrap(a);
+      while (casts && n && n[0] === 'TypeCast') n = unwrap(n[1]['arg']);
+      if (n?.[0] === 'A_Const' && casts) continue;
+      if (n?.[0] !== 'ColumnRef' || !this.plainReference(n[1], scope)) return false;
+    }
+    return true;
+  }
+
+  /** A reference whose value is a table column's unchanged (or a whole row of such columns), with no conditions. */
+  private plainReference(ref: Obj, scope: Scope): boolean {
+    const plain = (f: FlowLike & { direct: boolean }): boolean => (f.direct || f.sources.size === 0) && !f.opaque && (f.conditions?.size ?? 0) === 0;
+    const fields = arr(ref['fields']);
+    const isStar = unwrap(fields[fields.length - 1])?.[0] === 'A_Star';
+    const names = strings(isStar ? fields.slice(0, -1) : fields);
+    // A whole row (`u`, `u.*`): plain when every column of it is.
+    const whole = isStar ? names.length > 0 : names.length === 1 && !this.columnCandidates(names, scope).exact;
+    if (whole) {
+      if (names.length === 0) return false;
+      const n = this.findNamed(names, scope);
+      if (!n) return false;
+      return !n.item.open && n.item.columns.every(plain) && !hasFlow(n.item.taint ?? emptyFlow());
+    }
+    if (isStar) return false;
+    return plain(this.columnRef(ref, scope));
+  }
+
   /** A ColumnRef's flow: a column, a whole row (`u`, `u.*`), or a composite field (`c.f`). */
   private columnRef(b: Obj, scope: Scope): Flow {
     const fields = arr(b['fields']);
@@ -1378,7 +1517,7 @@ class Analysis {
           if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
-          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && plainArguments(b['args']))) push(cond, b['args']);
+          if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && this.plainArguments(b['args'], scope))) push(cond, b['args']);
           push(cond, b['agg_filter']);
           // WITHIN GROUP returns one of the ordered values; a plain aggregate's ORDER BY picks
           // which value comes first, a window's PARTITION/ORDER BY which rows a result covers.
@@ -1388,7 +1527,7 @@ class Analysis {
         }
         case 'NullTest':
           // IS NULL of a plain reference tells only whether it is set; of anything computed, a bit of the value.
-          if (unwrap(b['arg'])?.[0] !== 'ColumnRef') push(cond, b['arg']);
+          if (!this.plainArguments([b['arg']], scope, false)) push(cond, b['arg']);
           break;
         case 'GroupingFunc':
         case 'A_Const':
@@ -1447,7 +1586,7 @@ class Analysis {
   private linksValues(unit: unknown, scope: Scope, env: CteEnv | undefined): boolean {
     const names = new Set<string>();
     collectColumnNames(unit, names);
-    if (names.size < 2) return false;
+    if (names.size < 2 && !(names.size === 1 && this.refersToLinked(unit, scope, env))) return false;
     const operands = equalityOperands(unit);
     if (operands) return operands.some((p) => this.computes(p, scope, env));
     // Anything but an (in)equality of plain values computes over its columns; EXISTS when its subquery does.
@@ -1455,12 +1594,24 @@ class Analysis {
     return u?.[0] !== 'SubLink' || this.computes(unit, scope, env);
   }
 
+  /** Whether a unit over one name refers to a column computed over several (`WHERE d.hit`, hit = `ascii(email) = g`). */
+  private refersToLinked(unit: unknown, scope: Scope, env: CteEnv | undefined): boolean {
+    try {
+      return this.expr(unit, scope, env).linked === true;
+    } catch (e) {
+      if (e instanceof Unanalysable) return false; // an output name (ORDER BY e): judged as the level's outputs are
+      throw e;
+    }
+  }
+
   /** Whether an operand computes over a column (a plain column, constant or parameter does not). */
   private computes(operand: unknown, scope: Scope, env: CteEnv | undefined): boolean {
     let v = operand;
     for (let u = unwrap(v); u?.[0] === 'TypeCast' || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
     const u = unwrap(v);
-    if (!u || u[0] === 'ColumnRef' || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
+    if (!u || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
+    // A name computes when what it refers to does: a derived, CTE or FROM-function column computed from a value.
+    if (u[0] === 'ColumnRef') return !this.plainReference(u[1], scope);
     if (u[0] !== 'SubLink') {
       const names = new Set<string>();
       collectColumnNames(v, names);
@@ -1480,6 +1631,20 @@ class Analysis {
 
 function emptyScope(parent: Scope | undefined): Scope {
   return { named: [], items: [], parent };
+}
+
+/** The expressions of a GROUP BY (through GROUPING SETS, ROLLUP, CUBE). */
+function groupItems(list: unknown): unknown[] {
+  const out: unknown[] = [];
+  const stack: unknown[] = [...arr(list)];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    const u = unwrap(n);
+    if (u?.[0] === 'GroupingSet') stack.push(...arr(u[1]['content']));
+    else if (u?.[0] === 'List') stack.push(...arr(u[1]['items']));
+    else if (u) out.push(n);
+  }
+  return out;
 }
 
 /** A set-operation branch with ORDER BY, LIMIT or OFFSET of its own. */
@@ -1566,10 +1731,21 @@ function collectColumnNames(root: unknown, names: Set<string>): void {
     if (Array.isArray(n)) stack.push(...n);
     else if (isObj(n)) {
       const ref = n['ColumnRef'];
+      const ind = n['A_Indirection'];
       if (isObj(ref)) names.add(arr(ref['fields']).map((f) => strings([f])[0] ?? '*').join('.'));
-      else for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+      else if (isObj(ind) && unwrap(ind['arg'])?.[0] === 'ColumnRef' && strings(ind['indirection']).length > 0) {
+        // (d).email, (d).g: a field of a whole row is a column of its own.
+        const base = arr(unwrap(ind['arg'])![1]['fields']).map((f) => strings([f])[0] ?? '*').join('.');
+        names.add(`${base}.${strings(ind['indirection']).join('.')}`);
+        stack.push(ind['indirection']);
+      } else for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
     }
   }
+}
+
+/** A column whose value is computed from data (not a table column's value unchanged, or decided by conditions). */
+function computedCol(c: FlowLike & { direct: boolean }): boolean {
+  return c.opaque || (c.conditions?.size ?? 0) > 0 || (!c.direct && c.sources.size > 0);
 }
 
 function copyFlow(f: Flow): Flow {
@@ -1614,7 +1790,7 @@ function combineBranches(branches: Col[][]): Col[] {
       addFlow(f, b[i]!);
       if (!b[i]!.direct) direct = false;
     }
-    return { name: c.name, sources: f.sources, direct, opaque: f.opaque, conditions: f.conditions };
+    return { name: c.name, sources: f.sources, direct, opaque: f.opaque, conditions: f.conditions, linked: f.linked };
   });
 }
 

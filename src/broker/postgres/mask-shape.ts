@@ -40,6 +40,11 @@ export interface Shape {
   fields: FieldInfo[];
   /** Format codes as the RowDescription gave them. */
   formats: number[];
+  /**
+   * A statement with no columns whose row count a masked column decides (`SELECT FROM
+   * users, generate_series(1, ascii(email))`): its rows and its command tag's count are withheld.
+   */
+  hideRows?: boolean;
 }
 
 /** The statement whose columns a RowDescription describes: its text and its index in a multi-statement Query. */
@@ -297,7 +302,9 @@ export class ShapeResolver implements CopyShapes {
       const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
       return { label: d.name, display, typeOid: d.typeOid, rule, secret };
     });
-    return { fields, formats: desc.map((d) => d.format) };
+    const formats = desc.map((d) => d.format);
+    if (desc.length === 0 && columns && prov?.ok && (prov.rowsOpaque === true || this.#ruleForSources(prov.rows) >= 0)) return { fields, formats, hideRows: true };
+    return { fields, formats };
   }
 
   /** The first column rule matching any `schema.table.column` source; -1 when none. */

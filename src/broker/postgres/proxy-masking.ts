@@ -149,6 +149,7 @@ export class ResultMasker {
   readonly #queryCopies = new WeakMap<Outstanding, { list: CopyOutStatement[]; started: number }>();
   /** The result being read when no Execute is at the head (simple Query, or no frontend tracking). */
   #current: RowPlan | undefined;
+  #currentHidesRows = false;
   #cachedFor: Outstanding | undefined;
   readonly #describedPlans = new WeakMap<Shape, RowPlan>();
   #cachedPlan: RowPlan | undefined;
@@ -199,6 +200,7 @@ export class ResultMasker {
   /** The proxy ended a statement itself: forget the result and any COPY in progress. */
   resetStatement(): void {
     this.#current = undefined;
+    this.#currentHidesRows = false;
     this.#copier.reset();
     this.#cachedFor = undefined;
   }
@@ -227,6 +229,11 @@ export class ResultMasker {
         return this.rowDescription(m.body) ?? m.frame;
       case BackendType.dataRow:
         return this.dataRow(m.frame);
+      case BackendType.commandComplete: {
+        const hide = this.#rowsHidden();
+        this.serverMessage(m.type);
+        return hide ? withoutRowCount(m.frame, m.body) : m.frame;
+      }
       case BackendType.copyOutResponse:
       case BackendType.copyBothResponse:
         return this.copyOutStart(m.body) ?? m.frame;
@@ -291,6 +298,7 @@ export class ResultMasker {
     } else {
       apply = (shape) => {
         this.#current = this.#describedPlan(shape);
+        this.#currentHidesRows = shape.hideRows === true;
         this.#cachedFor = undefined;
       };
       if (head?.kind === 'query') source = { sql: head.rec.sql, index: head.completed };
@@ -304,6 +312,7 @@ export class ResultMasker {
 
   /** DataRow: the frame to forward (the same Buffer when nothing was masked). */
   dataRow(frame: Buffer): Buffer {
+    if (this.#rowsHidden()) return EMPTY_FRAME;
     const rp = this.#rowPlan(frame);
     if (!rp.active) return frame;
     return this.#rewriter.dataRow(rp, frame);
@@ -416,6 +425,7 @@ export class ResultMasker {
 
   #endResult(): void {
     this.#current = undefined;
+    this.#currentHidesRows = false;
     this.#cachedFor = undefined;
   }
 
@@ -425,6 +435,16 @@ export class ResultMasker {
   }
 
   /** Where a Describe's answer goes. */
+  /** Whether the result at hand is a zero-column one whose row count a masked column decides (Shape.hideRows). */
+  #rowsHidden(): boolean {
+    const head = this.#tracker.head;
+    if (head?.kind === 'execute') {
+      const pm = this.#portalMask(head.portal);
+      return (pm.shape ?? this.#statementShapes.get(head.portal.statement))?.hideRows === true;
+    }
+    return this.#currentHidesRows;
+  }
+
   #describeTarget(head: Extract<Outstanding, { kind: 'describe' }>): (shape: Shape | null) => void {
     if (head.statement) {
       const st = head.statement;
@@ -508,4 +528,19 @@ function formatOf(formats: readonly number[], i: number): number {
 
 function columnCount(frame: Buffer): number {
   return frame.length >= 7 ? frame.readUInt16BE(5) : 0;
+}
+
+const EMPTY_FRAME = Buffer.alloc(0);
+
+/** A CommandComplete whose `SELECT n` count is withheld: `SELECT 0` (other tags pass as they are). */
+function withoutRowCount(frame: Buffer, body: Buffer): Buffer {
+  const end = body.indexOf(0);
+  const tag = body.toString('latin1', 0, end < 0 ? body.length : end);
+  if (!/^SELECT \d+$/.test(tag)) return frame;
+  const text = Buffer.from('SELECT 0\0', 'latin1');
+  const out = Buffer.alloc(5 + text.length);
+  out[0] = frame[0]!;
+  out.writeInt32BE(4 + text.length, 1);
+  text.copy(out, 5);
+  return out;
 }

@@ -312,7 +312,8 @@ export class ResultMasker {
 
   /** DataRow: the frame to forward (the same Buffer when nothing was masked). */
   dataRow(frame: Buffer): Buffer {
-    if (this.#rowsHidden()) return EMPTY_FRAME;
+    // Only a zero-column row can be one whose count is withheld: the cheap test first (per row).
+    if (columnCount(frame) === 0 && this.#rowsHidden()) return EMPTY_FRAME;
     const rp = this.#rowPlan(frame);
     if (!rp.active) return frame;
     return this.#rewriter.dataRow(rp, frame);
@@ -434,7 +435,6 @@ export class ResultMasker {
     this.#copier.reset();
   }
 
-  /** Where a Describe's answer goes. */
   /** Whether the result at hand is a zero-column one whose row count a masked column decides (Shape.hideRows). */
   #rowsHidden(): boolean {
     const head = this.#tracker.head;
@@ -445,6 +445,7 @@ export class ResultMasker {
     return this.#currentHidesRows;
   }
 
+  /** Where a Describe's answer goes. */
   #describeTarget(head: Extract<Outstanding, { kind: 'describe' }>): (shape: Shape | null) => void {
     if (head.statement) {
       const st = head.statement;

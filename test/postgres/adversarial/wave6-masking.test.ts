@@ -32,6 +32,8 @@ import {
   assertRefusedOrRows,
   assertStoreClean,
   EMAIL1,
+  describeMsgs,
+  extended,
   errorsOf,
   REFUSAL_CODES,
   rowsOf,
@@ -435,6 +437,24 @@ describe('adversarial corpus wave 6: computed values behind plain names, one-nam
       const text = decodeTags(tagsOf(msgs));
       assertNoRaw(text, `the tags decoded (${JSON.stringify(text)})`);
       assertNoFragments(text, `the tags decoded (${JSON.stringify(text)})`);
+      await assertIntact(adv);
+    }));
+
+  test('w6m-38x: the same statements one by one through Parse/Bind/Describe/Execute: neither the tags nor the rows count the value', () =>
+    withClient(async ({ c }) => {
+      const tags: string[] = [];
+      let rows = 0;
+      for (const sql of TAGS_SQL.split('; ')) {
+        const msgs = await extended(c, sql);
+        const errs = errorsOf(msgs);
+        assert.ok(errs.length === 0 || REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(msgs));
+        tags.push(...tagsOf(msgs));
+        rows += rowsOf(msgs).length;
+      }
+      const text = decodeTags(tags);
+      assertNoRaw(text, `the tags decoded (${JSON.stringify(text)})`);
+      assertNoFragments(text, `the tags decoded (${JSON.stringify(text)})`);
+      assert.equal(rows, 0, 'zero-column rows whose count a masked column decides are withheld');
       await assertIntact(adv);
     }));
 

@@ -636,82 +636,87 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if (api.execPeer === 'ignores-eof') (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     else socket.once('end', () => socket.end());
     if (head.length > 0) reader.push(head);
-    switch (name) {
-      case 'echo':
-        out(1, `${args.join(' ')}\n`);
-        return exit(0);
-      case 'printenv': {
-        // A variable from a Secret (valueFrom.secretKeyRef) holds the Secret's value, as the kubelet sets it.
-        const env = podSpec(ns, pod)?.containers?.[0]?.env ?? [];
-        const value = (e: (typeof env)[number]): string => e.value ?? (e.valueFrom?.secretKeyRef ? (secretValue(ns, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key) ?? '') : '');
-        out(1, `HOSTNAME=${pod}\n${env.map((e) => `${e.name}=${value(e)}\n`).join('')}`);
-        return exit(0);
-      }
-      case 'cat': {
-        // `cat FILE…`: each file's pieces as the container writes them; `cat` alone echoes stdin (below).
-        if (args.length === 0) break;
-        (async () => {
-          let code = 0;
-          for (const f of args) {
-            const pieces = fileOf(ns, pod, f);
-            if (!pieces) {
-              out(2, `cat: ${f}: No such file or directory\n`);
-              code = 1;
-              continue;
-            }
-            for (const p of pieces) {
-              if (typeof p === 'object' && !Buffer.isBuffer(p)) await new Promise((r) => setTimeout(r, p.pauseMs));
-              else out(1, pieceBytes(p));
-            }
-          }
-          exit(code);
-        })().catch(() => {});
-        return;
-      }
-      case 'tar': {
-        // `tar cf - [-C DIR] FILE` (kubectl cp from the pod): a ustar archive on stdout.
-        const c = args.indexOf('-C');
-        const dir = c >= 0 ? (args[c + 1] ?? '') : '';
-        const file = args.filter((a, i) => i > 1 && a !== '-C' && args[i - 1] !== '-C').at(-1) ?? '';
-        const path = dir ? `${dir.replace(/\/$/, '')}/${file}` : file;
-        const pieces = fileOf(ns, pod, path);
-        if (!pieces) {
-          out(2, `tar: ${path}: Cannot stat: No such file or directory\n`);
-          return exit(2);
+    // The command starts a moment after the switch, as a kubelet's process does: kubectl
+    // registers its streams only once the connection is up, and drops what comes before.
+    const run = (): void => {
+      switch (name) {
+        case 'echo':
+          out(1, `${args.join(' ')}\n`);
+          return exit(0);
+        case 'printenv': {
+          // A variable from a Secret (valueFrom.secretKeyRef) holds the Secret's value, as the kubelet sets it.
+          const env = podSpec(ns, pod)?.containers?.[0]?.env ?? [];
+          const value = (e: (typeof env)[number]): string => e.value ?? (e.valueFrom?.secretKeyRef ? (secretValue(ns, e.valueFrom.secretKeyRef.name, e.valueFrom.secretKeyRef.key) ?? '') : '');
+          out(1, `HOSTNAME=${pod}\n${env.map((e) => `${e.name}=${value(e)}\n`).join('')}`);
+          return exit(0);
         }
-        out(1, tarOf(file.replace(/^\//, ''), Buffer.concat(pieces.map(pieceBytes))));
-        return exit(0);
-      }
-      case 'frames': {
-        // Raw WebSocket frames exactly as given (base64 each), `sleep:MS` between: how a
-        // server frames its side (fragments, control frames, statuses). No status is added.
-        ended = true;
-        (async () => {
-          for (const a of args) {
-            if (a.startsWith('sleep:')) await new Promise((r) => setTimeout(r, Number(a.slice(6))));
-            else if (socket.writable) socket.write(Buffer.from(a, 'base64'));
-          }
-        })().catch(() => {});
-        return;
-      }
-      case 'chunks':
-        for (const a of args) out(1, a);
-        out(1, '\n');
-        return exit(0);
-      case 'noline': {
-        let left = Number(args[0] ?? 0);
-        while (left > 0) {
-          const n = Math.min(left, 65536);
-          out(1, Buffer.alloc(n, 'x'));
-          left -= n;
+        case 'cat': {
+          // `cat FILE…`: each file's pieces as the container writes them; `cat` alone echoes stdin (below).
+          if (args.length === 0) break;
+          (async () => {
+            let code = 0;
+            for (const f of args) {
+              const pieces = fileOf(ns, pod, f);
+              if (!pieces) {
+                out(2, `cat: ${f}: No such file or directory\n`);
+                code = 1;
+                continue;
+              }
+              for (const p of pieces) {
+                if (typeof p === 'object' && !Buffer.isBuffer(p)) await new Promise((r) => setTimeout(r, p.pauseMs));
+                else out(1, pieceBytes(p));
+              }
+            }
+            exit(code);
+          })().catch(() => {});
+          return;
         }
-        out(1, '\n');
-        return exit(0);
+        case 'tar': {
+          // `tar cf - [-C DIR] FILE` (kubectl cp from the pod): a ustar archive on stdout.
+          const c = args.indexOf('-C');
+          const dir = c >= 0 ? (args[c + 1] ?? '') : '';
+          const file = args.filter((a, i) => i > 1 && a !== '-C' && args[i - 1] !== '-C').at(-1) ?? '';
+          const path = dir ? `${dir.replace(/\/$/, '')}/${file}` : file;
+          const pieces = fileOf(ns, pod, path);
+          if (!pieces) {
+            out(2, `tar: ${path}: Cannot stat: No such file or directory\n`);
+            return exit(2);
+          }
+          out(1, tarOf(file.replace(/^\//, ''), Buffer.concat(pieces.map(pieceBytes))));
+          return exit(0);
+        }
+        case 'frames': {
+          // Raw WebSocket frames exactly as given (base64 each), `sleep:MS` between: how a
+          // server frames its side (fragments, control frames, statuses). No status is added.
+          ended = true;
+          (async () => {
+            for (const a of args) {
+              if (a.startsWith('sleep:')) await new Promise((r) => setTimeout(r, Number(a.slice(6))));
+              else if (socket.writable) socket.write(Buffer.from(a, 'base64'));
+            }
+          })().catch(() => {});
+          return;
+        }
+        case 'chunks':
+          for (const a of args) out(1, a);
+          out(1, '\n');
+          return exit(0);
+        case 'noline': {
+          let left = Number(args[0] ?? 0);
+          while (left > 0) {
+            const n = Math.min(left, 65536);
+            out(1, Buffer.alloc(n, 'x'));
+            left -= n;
+          }
+          out(1, '\n');
+          return exit(0);
+        }
+        case 'fail':
+          out(2, `${args.join(' ')}\n`);
+          return exit(3);
       }
-      case 'fail':
-        out(2, `${args.join(' ')}\n`);
-        return exit(3);
-    }
+    };
+    setTimeout(run, 100);
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -269,6 +269,60 @@ export function assertAbsent(bytes: Buffer | string, fragment: string, where = '
   assert.ok(!text.includes(fragment.toLowerCase()), `${where} received ${JSON.stringify(fragment)}`);
 }
 
+/** None of the seeded emails' short fragments (SHORT_FRAGMENTS) is in `bytes`. */
+export function assertNoFragments(bytes: Buffer | string, where = 'the client'): void {
+  for (const f of SHORT_FRAGMENTS) assertAbsent(bytes, f, where);
+}
+
+// ─────────────────── controls: the same attack without agentgate, decoded ───────────────────
+
+/** One value of a row as node-postgres returns it in array mode. */
+export type Cell = string | number | boolean | null | undefined;
+export type Rows = readonly (readonly Cell[])[];
+
+/** A boolean cell in either protocol's spelling. */
+export const isTrue = (v: Cell): boolean => v === true || v === 't' || v === 'true';
+
+/** Rows [i, code] (i from 1) → the string of those character codes ('?' for a gap). */
+export function decodeCodes(rows: Rows): string {
+  const chars: string[] = [];
+  for (const r of rows) {
+    const i = Number(r[0]);
+    const code = r[1] === null || r[1] === undefined ? 0 : Number(r[1]);
+    if (Number.isInteger(i) && i >= 1 && i <= 1000 && Number.isInteger(code) && code > 0 && code < 256) chars[i - 1] = String.fromCharCode(code);
+  }
+  return Array.from(chars, (c) => c ?? '?').join('');
+}
+
+/** Rows [i, b, v] (i from 1, bit b): bit b of character i is set when v is `setWhen`. */
+export function decodeBits(rows: Rows, setWhen: boolean): string {
+  const codes: number[] = [];
+  for (const r of rows) {
+    const i = Number(r[0]);
+    const b = Number(r[1]);
+    if (!Number.isInteger(i) || i < 1 || i > 1000 || !Number.isInteger(b) || r[2] === null || r[2] === undefined) continue;
+    codes[i - 1] ??= 0;
+    if (isTrue(r[2]) === setWhen) codes[i - 1]! |= 1 << b;
+  }
+  return Array.from(codes, (c) => (c ? String.fromCharCode(c) : '?')).join('');
+}
+
+/** Run `fn` on a direct connection to the stack's PostgreSQL as the app role (no agentgate). */
+export async function direct<T>(adv: Adversary, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: adv.stack.pg.url() });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A query's rows in array mode, on a direct connection. */
+export async function directRows(client: pg.Client, sql: string): Promise<Cell[][]> {
+  return (await client.query({ text: sql, rowMode: 'array' })).rows as Cell[][];
+}
+
 /** Every audit event (as JSON) and every file under the broker's temp/state dir hold no raw value. */
 export async function assertStoreClean(adv: Adversary): Promise<void> {
   const events = await adv.stack.events();

@@ -31,14 +31,9 @@ import {
   useAdversary,
   type Adversary,
   type Msg,
-  SHORT_FRAGMENTS,
+  assertNoFragments,
 } from './harness.js';
 
-const SHORT = SHORT_FRAGMENTS;
-
-function assertNoFragments(bytes: Buffer | string, where = 'the client'): void {
-  for (const f of SHORT) assertAbsent(bytes, f, where);
-}
 
 /** Every row's value in column `col` is SQL NULL (a number or boolean computed from a masked column). */
 function assertColumnNull(msgs: Msg[], col: number, what: string): void {

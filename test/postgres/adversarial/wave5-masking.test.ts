@@ -23,9 +23,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import {
-  assertAbsent,
   assertIntact,
   assertNoError,
   assertNoRaw,
@@ -43,43 +41,14 @@ import {
   useAdversary,
   type Adversary,
   type Msg,
-  SHORT_FRAGMENTS,
+  assertNoFragments,
+  decodeBits,
+  decodeCodes,
+  direct,
+  directRows,
 } from './harness.js';
 
-const SHORT = SHORT_FRAGMENTS;
 const N = EMAIL1.length;
-
-function assertNoFragments(text: Buffer | string, where: string): void {
-  for (const f of SHORT) assertAbsent(text, f, where);
-}
-
-type Cell = string | number | boolean | null | undefined;
-
-const isTrue = (v: Cell): boolean => v === true || v === 't' || v === 'true';
-
-/** Rows [i, code] (i from 1) → the string of those character codes. */
-function decodeCodes(rows: readonly (readonly Cell[])[]): string {
-  const chars: string[] = [];
-  for (const r of rows) {
-    const i = Number(r[0]);
-    const code = r[1] === null || r[1] === undefined ? 0 : Number(r[1]);
-    if (Number.isInteger(i) && i >= 1 && Number.isInteger(code) && code > 0 && code < 256) chars[i - 1] = String.fromCharCode(code);
-  }
-  return Array.from(chars, (c) => c ?? '?').join('');
-}
-
-/** Rows [i, b, v] (i from 1, bit b): bit b of character i is set when v is `setWhen`. */
-function decodeBits(rows: readonly (readonly Cell[])[], setWhen: boolean): string {
-  const codes: number[] = [];
-  for (const r of rows) {
-    const i = Number(r[0]);
-    const b = Number(r[1]);
-    if (!Number.isInteger(i) || i < 1 || !Number.isInteger(b) || r[2] === null || r[2] === undefined) continue;
-    codes[i - 1] ??= 0;
-    if (isTrue(r[2]) === setWhen) codes[i - 1]! |= 1 << b;
-  }
-  return Array.from(codes, (c) => (c ? String.fromCharCode(c) : '?')).join('');
-}
 
 // ───────────── family A: a composite-returning FROM function the analysis takes as one column ─────────────
 // PostgreSQL expands a FROM function whose result is a composite type into that type's
@@ -196,21 +165,6 @@ describe('adversarial corpus wave 5: gaps in the provenance and statement-reads 
     check: (cl) => assertNoFragments(cl.bytes(), 'the client'),
   });
 
-  /** Run `fn` on a direct connection as the app role (no agentgate). */
-  async function direct<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url() });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  }
-
-  async function directRows(client: pg.Client, sql: string): Promise<Cell[][]> {
-    return (await client.query({ text: sql, rowMode: 'array' })).rows as Cell[][];
-  }
-
   /** The first error, if any, is a refusal (not a syntax error that would prove nothing). */
   function assertRefusalOrNone(msgs: Msg[], what: string): void {
     const errs = errorsOf(msgs);
@@ -232,7 +186,7 @@ describe('adversarial corpus wave 5: gaps in the provenance and statement-reads 
 
   // ───────────────────────────── controls ─────────────────────────────
   test('w5m-00a: control — without agentgate, a composite FROM function gives the masked columns under their own names', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       const got: string[][] = [];
       for (const { sql } of COMPOSITE) got.push((await directRows(client, sql)).map((r) => String(r[0])));
       assert.deepEqual(got, [['qxzjv.wolk'], ['qxzjv.wolk'], ['qxzjv.wolk'], ['qxzjv.wolk'], ['deploy key akiaiosfodnn7example rotate monthly'], ['411111111111'], ['qxzjv.wolk']]);
@@ -240,7 +194,7 @@ describe('adversarial corpus wave 5: gaps in the provenance and statement-reads 
     }));
 
   test('w5m-00b: control — without agentgate, each aliased statement fails with the computed value in its error', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       for (const { sql, control } of ALIASED) {
         const err = await client.query(sql).then(
           () => undefined,
@@ -253,19 +207,19 @@ describe('adversarial corpus wave 5: gaps in the provenance and statement-reads 
     }));
 
   test('w5m-00c: control — without agentgate, the IS NULL, EXISTS and CYCLE bits decode to the email', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       for (const { sql, setWhen } of NULLTEST) assert.equal(decodeBits(await directRows(client, sql), setWhen), EMAIL1, sql);
       assert.equal(decodeBits(await directRows(client, EXISTS_BITS), true), EMAIL1, EXISTS_BITS);
       assert.equal(decodeBits(await directRows(client, CYCLE_BITS), false), EMAIL1, CYCLE_BITS);
     }));
 
   test('w5m-00d: control — without agentgate, the subquery outputs are the character codes of the email', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       for (const { sql } of PREDICATE_CODES) assert.equal(decodeCodes(await directRows(client, sql)), EMAIL1, sql);
     }));
 
   test('w5m-00e: control — without agentgate, each row-linking condition gives the character codes of the email', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       for (const { sql } of LINKING) assert.equal(decodeCodes(await directRows(client, sql)), EMAIL1, sql);
     }));
 

@@ -25,7 +25,6 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import {
-  assertAbsent,
   assertIntact,
   assertNoError,
   assertNoRaw,
@@ -41,44 +40,15 @@ import {
   tagsOf,
   useAdversary,
   type Adversary,
-  SHORT_FRAGMENTS,
+  assertNoFragments,
+  decodeBits,
+  decodeCodes,
+  direct,
+  directRows,
+  type Rows,
 } from './harness.js';
 
-const SHORT = SHORT_FRAGMENTS;
 const N = EMAIL1.length;
-
-function assertNoFragments(text: Buffer | string, where: string): void {
-  for (const f of SHORT) assertAbsent(text, f, where);
-}
-
-type Cell = string | number | boolean | null | undefined;
-type Rows = readonly (readonly Cell[])[];
-
-const isTrue = (v: Cell): boolean => v === true || v === 't' || v === 'true';
-
-/** Rows [i, code] (i from 1) → the string of those character codes. */
-function decodeCodes(rows: Rows): string {
-  const chars: string[] = [];
-  for (const r of rows) {
-    const i = Number(r[0]);
-    const code = r[1] === null || r[1] === undefined ? 0 : Number(r[1]);
-    if (Number.isInteger(i) && i >= 1 && i <= 1000 && Number.isInteger(code) && code > 0 && code < 256) chars[i - 1] = String.fromCharCode(code);
-  }
-  return Array.from(chars, (c) => c ?? '?').join('');
-}
-
-/** Rows [i, b, v] (i from 1, bit b): bit b of character i is set when v is `setWhen`. */
-function decodeBits(rows: Rows, setWhen: boolean): string {
-  const codes: number[] = [];
-  for (const r of rows) {
-    const i = Number(r[0]);
-    const b = Number(r[1]);
-    if (!Number.isInteger(i) || i < 1 || i > 1000 || !Number.isInteger(b) || r[2] === null || r[2] === undefined) continue;
-    codes[i - 1] ??= 0;
-    if (isTrue(r[2]) === setWhen) codes[i - 1]! |= 1 << b;
-  }
-  return Array.from(codes, (c) => (c ? String.fromCharCode(c) : '?')).join('');
-}
 
 /** Rows [i, …]: character i's code is the number of rows with that i. */
 function decodeCounts(rows: Rows): string {
@@ -387,31 +357,16 @@ describe('adversarial corpus wave 6: computed values behind plain names, one-nam
     check: (cl) => assertNoFragments(cl.bytes(), 'the client'),
   });
 
-  /** Run `fn` on a direct connection as the app role (no agentgate). */
-  async function direct<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url() });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  }
-
-  async function directRows(client: pg.Client, sql: string): Promise<Cell[][]> {
-    return (await client.query({ text: sql, rowMode: 'array' })).rows as Cell[][];
-  }
-
   // ───────────────────────────── controls ─────────────────────────────
   for (const { id, sql, decode } of ALL) {
     test(`${id}c: control — without agentgate the answer decodes to the email`, () =>
-      direct(async (client) => {
+      direct(adv, async (client) => {
         assert.equal(decode(await directRows(client, sql)), EMAIL1, sql);
       }));
   }
 
   test('w6m-38c: control — without agentgate the command tags of zero-column statements decode to the email', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       const res = (await client.query(TAGS_SQL)) as unknown as pg.QueryResult[];
       assert.equal(decodeTags(res.map((r) => `SELECT ${r.rowCount}`)), EMAIL1);
     }));

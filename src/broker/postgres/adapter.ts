@@ -59,7 +59,7 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
         ...(resultSample > 0 ? { resultSample } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
-        ...(plan ? { masking: { plan, key: deps.maskingKey } } : {}),
+        ...(plan ? { masking: { plan, key: deps.maskingKey, relations: functionsOf(target) } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),
         audit: deps.audit,
         cancels,

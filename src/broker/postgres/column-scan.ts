@@ -12,8 +12,8 @@
  * the provenance analysis — and only types whose text can hold a secret. Reading must run
  * no user code on the broker's connection (a read is a read for the broker too): a foreign
  * table, a table with row-level security or with stored user code (index expressions,
- * CHECKs, operator classes: function-catalog.ts's relationCodeQuery), and a column whose
- * type has user output code are not read and count as holding secrets.
+ * CHECKs, operator classes: the RelationFacts the gate's function catalog keeps), and a
+ * column whose type has user output code are not read and count as holding secrets.
  * Answers are shared by the target's sessions for CACHE_MS (values change; a column that
  * gains a secret is seen at the latest after that).
  */
@@ -21,7 +21,8 @@ import { scanSpans, SpanList } from '../masking/detectors.js';
 import type { MaskingPlan } from '../masking/rules.js';
 
 import type { CatalogRows } from './masking-catalog.js';
-import { relationCodeQuery, sqlLiteral as lit } from './function-catalog.js';
+import { sqlLiteral as lit } from './function-catalog.js';
+import type { FunctionCatalog } from '../policy/sql-gate-types.js';
 import { sourceParts } from '../masking/provenance.js';
 
 const MAX_VALUES = 10_000;
@@ -37,13 +38,22 @@ function ident(s: string): string {
   return `"${s.replace(/"/g, '""')}"`;
 }
 
-
 export interface ColumnScanner {
   /** Whether any stored value of the column `schema.table.column` trips a detector (true when unknown). */
   holdsSecrets(source: string): Promise<boolean>;
 }
 
-export function createColumnScanner(target: string, rows: CatalogRows, plan: MaskingPlan, now: () => number = Date.now): ColumnScanner {
+/**
+ * `rows` reads on the session's catalog connection; `relations` is the target's function
+ * catalog (the gate's), which already knows each relation's stored code.
+ */
+export function createColumnScanner(
+  target: string,
+  rows: CatalogRows,
+  plan: MaskingPlan,
+  relations: Pick<FunctionCatalog, 'relationFacts'>,
+  now: () => number = Date.now,
+): ColumnScanner {
   const scan = async (source: string): Promise<boolean> => {
     if (source.includes('\0')) return true;
     for (const ref of sourceParts(source)) {
@@ -65,8 +75,9 @@ export function createColumnScanner(target: string, rows: CatalogRows, plan: Mas
       if (!READABLE_KINDS.has(row[0] ?? '')) return false;
       if (NO_TEXT.has(Number(row[1]))) return false;
       if (row[2] !== 'false') return true;
-      const [code] = await rows(`SELECT count(*) FROM (${relationCodeQuery([`${ref.schema}.${ref.table}`])}) q`);
-      if (code?.[0] !== '0') return true;
+      const key = `${ref.schema}.${ref.table}`;
+      const facts = (await relations.relationFacts([key])).get(key);
+      if (!facts || facts.foreign || facts.code.length > 0) return true;
       const from = `${ident(ref.schema)}.${ident(ref.table)}`;
       const col = ident(ref.column);
       const [size] = await rows(

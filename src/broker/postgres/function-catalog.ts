@@ -201,7 +201,7 @@ UNION ALL SELECT d.key, 'child', n.nspname::text || '.' || c.relname::text FROM 
  * the operators those name, and a foreign table's wrapper handler (the wrapper runs
  * whatever it runs: another session, a program).
  */
-export function relationCodeQuery(rels: readonly string[]): string {
+function relationCodeQuery(rels: readonly string[]): string {
   const opclassCode = (opclass: string): string => `SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_opclass oc
         JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr WHERE oc.oid = ${opclass}
       UNION ALL SELECT ap.amproc::pg_catalog.oid FROM pg_catalog.pg_opclass oc

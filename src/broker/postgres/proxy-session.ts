@@ -23,6 +23,7 @@ import type { Duplex } from 'node:stream';
 
 import type { BrokerConfig, PostgresTargetConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
+import type { FunctionCatalog } from '../policy/sql-gate-types.js';
 import type { AuditStore, NewAuditEvent } from '../audit/store.js';
 import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
@@ -70,8 +71,11 @@ export interface PgProxySessionOptions {
   gate: StatementGate;
   /** Where `review` statements wait for a human; without it they are refused. */
   approvals?: ApprovalService;
-  /** What to mask in results and in recorded statement text; absent = nothing. */
-  masking?: { plan: MaskingPlan; key: Buffer };
+  /**
+   * What to mask in results and in recorded statement text; absent = nothing. `relations`
+   * is the target's function catalog, which the column scan asks about a table's stored code.
+   */
+  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts'> };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -326,7 +330,7 @@ export class PgProxySession {
         this.#catalog = catalog;
         const relations = createProvenanceCatalog(catalog.rows);
         this.#provenanceCatalog = relations;
-        const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan);
+        const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
         this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(this.#o.masking.plan, relations, scanner));
       }
       this.#upstreamKey = up.key;

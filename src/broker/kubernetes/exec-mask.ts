@@ -16,7 +16,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { ValueMasker } from './value-mask.js';
 import { LineScanner, TextStreamError } from '../masking/text-stream.js';
-import { WsFrameReader, wsFrame } from './remote-command.js';
+import { channelFrame, WsFrameReader, wsFrame } from './remote-command.js';
 import { offeredProtocols } from './headers.js';
 import type { K8sRequestInfo } from './request-info.js';
 
@@ -77,7 +77,7 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
   let message: { op: number; channel: number; parts: Buffer[]; size: number } | undefined;
 
   const data = (channel: number, text: string): void => {
-    if (text) out.push(wsFrame(OP_BINARY, Buffer.concat([Buffer.from([channel]), Buffer.from(text, 'utf8')])));
+    if (text) out.push(channelFrame(channel, text));
   };
   const maskWhole = (b: Buffer): Buffer => {
     const text = b.toString('utf8');
@@ -109,7 +109,7 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
     cut = true;
     for (const t of timers.values()) clearTimeout(t);
     const status = { metadata: {}, status: 'Failure', reason: 'InternalError', message: `agentgate: ${reason}` };
-    out.push(wsFrame(OP_BINARY, Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify(status), 'utf8')])));
+    out.push(channelFrame(3, JSON.stringify(status)));
     // 1008: policy violation. kubectl shows a close's reason, which holds at most 123 bytes.
     out.push(wsFrame(OP_CLOSE, Buffer.concat([Buffer.from([0x03, 0xf0]), Buffer.from(`agentgate: ${reason}`.slice(0, 123), 'utf8')])));
     o.onCut(reason);
@@ -147,7 +147,7 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
           setTimeout(() => {
             if (cut) return;
             const rest = scanner.release();
-            if (rest) t.push(wsFrame(OP_BINARY, Buffer.concat([Buffer.from([ch]), Buffer.from(rest, 'utf8')])));
+            if (rest) t.push(channelFrame(ch, rest));
           }, EXEC_PROMPT_FLUSH_MS),
         );
       }
@@ -158,7 +158,7 @@ export function maskRemoteCommand(masker: ValueMasker, o: ExecMaskOptions): Tran
       if (!flags.fin) return;
       releaseAll();
       const body = maskWhole(Buffer.concat(m.parts));
-      out.push(wsFrame(m.op, m.op === OP_BINARY ? Buffer.concat([Buffer.from([m.channel]), body]) : body));
+      out.push(m.op === OP_BINARY ? channelFrame(m.channel, body) : wsFrame(m.op, body));
     }
     if (flags.fin) message = undefined;
   }, 16 * 1024 * 1024);

@@ -102,6 +102,27 @@ export function wsFrame(opcode: number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload]);
 }
 
+/** One whole binary frame of the remote-command protocol: the channel byte, then `data` (text as UTF-8). */
+export function channelFrame(channel: number, data: Buffer | string): Buffer {
+  const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  return wsFrame(0x2, Buffer.concat([Buffer.from([channel]), body]));
+}
+
+/**
+ * Reads one direction's binary messages as (channel, data) pieces: a message split over
+ * continuation frames keeps its channel byte only in the first frame.
+ */
+function channelReader(onData: (channel: number, data: Buffer, continuation: boolean) => void): WsFrameReader {
+  let channel = -1;
+  return new WsFrameReader((op, p, continuation) => {
+    if (op !== 0x2) return;
+    if (continuation) return onData(channel, p, true);
+    if (p.length === 0) return;
+    channel = p[0]!;
+    onData(channel, p.subarray(1), false);
+  });
+}
+
 export interface ChannelSink {
   output(data: Buffer, stream: string): void;
   resize(cols: number, rows: number): void;
@@ -113,32 +134,15 @@ export interface ChannelSink {
  * stdin (channel 0) goes to the sink only with `input` (`recording: { input: true }`).
  */
 export function k8sChannelTap(sink: ChannelSink, o: { input?: boolean } = {}): { toClient(b: Buffer): void; toServer(b: Buffer): void } {
-  // A message split over continuation frames keeps its channel byte only in the first frame.
-  let fromServerChannel = -1;
-  const server = new WsFrameReader((op, p, continuation) => {
-    if (op !== 0x2) return;
-    let data = p;
-    if (!continuation) {
-      if (p.length === 0) return;
-      fromServerChannel = p[0]!;
-      data = p.subarray(1);
-    }
-    if ((fromServerChannel === 1 || fromServerChannel === 2) && data.length > 0) sink.output(data, fromServerChannel === 1 ? 'stdout' : 'stderr');
+  const server = channelReader((channel, data) => {
+    if ((channel === 1 || channel === 2) && data.length > 0) sink.output(data, channel === 1 ? 'stdout' : 'stderr');
   });
-  let fromClientChannel = -1;
-  const client = new WsFrameReader((op, p, continuation) => {
-    if (op !== 0x2) return;
-    let data = p;
-    if (!continuation) {
-      if (p.length === 0) return;
-      fromClientChannel = p[0]!;
-      data = p.subarray(1);
-    }
-    if (fromClientChannel === 0) {
+  const client = channelReader((channel, data, continuation) => {
+    if (channel === 0) {
       if (o.input && data.length > 0) sink.input(data);
       return;
     }
-    if (continuation || fromClientChannel !== 4 || data.length === 0) return;
+    if (continuation || channel !== 4 || data.length === 0) return;
     try {
       const size = JSON.parse(data.toString('utf8')) as { Width?: unknown; Height?: unknown };
       if (typeof size.Width === 'number' && typeof size.Height === 'number') sink.resize(size.Width, size.Height);

@@ -1,12 +1,14 @@
 /**
  * A Kubernetes session dies with its credential: a watch open through a tunnel whose token
  * expires is ended (session.end `credential_expired`), and kubectl then gets 401 with a
- * Status naming the cause; the refusal is recorded and nothing reaches the API server.
+ * Status naming the cause; the refusal is recorded and nothing reaches the API server. An
+ * upgraded stream (kubectl exec -i) is cut as well.
  * Real kubectl, the stand-in API server, the real broker and tunnel.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, startK8sStack, type K8sStack } from '../kubernetes/stack.js';
+import { eventually, startK8sStack, TARGET, type K8sStack } from '../kubernetes/stack.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
 
 describe('kubernetes sessions end with their credential', () => {
   let stack: K8sStack;
@@ -47,5 +49,34 @@ describe('kubernetes sessions end with their credential', () => {
     assert.equal(stack.api.requests.length, before);
     const rec = (await stack.events()).find((e) => e.type === 'k8s.request' && e.actor?.sub === 'k-short' && e.detail['status_code'] === 401);
     assert.equal(rec?.detail['session_ended'], 'credential_expired');
+  });
+});
+
+describe('a kubectl exec stream ends with its credential', () => {
+  let stack: K8sStack;
+  before(async () => {
+    const policies: PolicyConfig[] = [{ name: 'agents', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules: [{ name: 'all', effect: 'allow', extra: {} }] }];
+    stack = await startK8sStack({ policies, sessions: { expiryLeewaySeconds: 0, maxDurationSeconds: undefined } });
+    stack.api.put('pods', { metadata: { name: 'web-1', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('at expiry an open exec -i is cut: what is typed after it never reaches the pod', async () => {
+    const short = await stack.connectAs('k-exec', ['ai-agents'], { expiresIn: 10 });
+    const child = stack.spawnKubectl(['exec', '-i', 'web-1', '--', 'cat'], { kubeconfig: short.kubeconfig });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    child.stdin.write('before-expiry\n');
+    await eventually('the pod to echo', () => out.includes('before-expiry'), 15_000);
+
+    await eventually('the exec session to end for expiry', async () =>
+      (await stack.events()).find((e) => e.type === 'session.end' && e.actor?.sub === 'k-exec' && e.detail['reason'] === 'credential_expired'),
+    20_000);
+    child.stdin.write('after-expiry\n');
+    assert.notEqual(await exited, 0);
+    assert.ok(!out.includes('after-expiry'), out);
   });
 });

@@ -51,7 +51,15 @@ export interface SshStack {
   close(): Promise<void>;
 }
 
-export async function startSshStack(policies: PolicyConfig[], masking?: MaskingConfig, opts: { reason?: string } = {}): Promise<SshStack> {
+export interface SshStackOptions {
+  reason?: string;
+  /** agent-7's token lifetime in seconds (default 3600). */
+  tokenExpiresIn?: number;
+  /** Live sessions' limits (credential leeway, max_duration). */
+  sessions?: Partial<BrokerConfig['sessions']>;
+}
+
+export async function startSshStack(policies: PolicyConfig[], masking?: MaskingConfig, opts: SshStackOptions = {}): Promise<SshStack> {
   const tmp = await makeTempDir('agentgate-ssh-');
   const sshd = await startSshd(join(tmp.path, 'sshd'));
   const issuer: TestIssuer = await startTestIssuer();
@@ -72,10 +80,11 @@ export async function startSshStack(policies: PolicyConfig[], masking?: MaskingC
     targets: { [TARGET]: target, [BAD_TARGET]: bad },
     policies,
     masking: masking ? { [TARGET]: masking } : {},
+    ...(opts.sessions ? { sessions: opts.sessions } : {}),
   });
   const broker = await runBroker(config, { port: 0, logger: silentLogger, onSessionEnd: (s) => summaries.push(s) });
   const dispatcher = new Agent({ connect: { ca: broker.keys.tlsCertPem } });
-  const tok = await issuer.sign({ sub: 'agent-7', groups: ['ai-agents'] }, { expiresIn: 3600 });
+  const tok = await issuer.sign({ sub: 'agent-7', groups: ['ai-agents'] }, { expiresIn: opts.tokenExpiresIn ?? 3600 });
   const session = startConnectSession({
     endpoint: `${broker.url}/v1/tunnel`,
     dispatcher,

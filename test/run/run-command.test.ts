@@ -116,6 +116,31 @@ describe('agentgate run', () => {
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
   });
 
+  test('while the child runs, no process on the machine carries the token or the session password in its argv', async () => {
+    const child = spawn(process.execPath, [BIN, 'run', '--target', TARGET, '--', 'sh', '-c', 'echo "url=$DATABASE_URL"; sleep 4'], { env: baseEnv(stack.token), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const url = await eventually('the child to start', () => /url=(\S+)/.exec(out)?.[1], 20_000);
+    const password = decodeURIComponent(new URL(url).password);
+    assert.ok(password.length >= 16, 'the session has a password');
+    const argvs: string[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        argvs.push((await readFile(`/proc/${entry}/cmdline`, 'utf8')).replaceAll('\0', ' '));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    assert.ok(argvs.some((a) => a.includes('sleep 4')), 'the scan saw the child');
+    for (const a of argvs) {
+      assert.ok(!a.includes(stack.token), `a process's argv holds the token: ${a.slice(0, 80)}`);
+      assert.ok(!a.includes(password), `a process's argv holds the session password: ${a.slice(0, 80)}`);
+    }
+    assert.equal(await closed, 0);
+  });
+
   test('--json: stdout is exactly one JSON document, the child\'s stdout goes to stderr; --fail-on-deny gives 4', async () => {
     const script = 'echo child-said-this; psql -X -q -c "DROP TABLE t" || true';
     const plain = await agentgate(['run', '--json', '--target', TARGET, '--receipt-dir', receipts, '--', 'sh', '-c', script], baseEnv(stack.token));

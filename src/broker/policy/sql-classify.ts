@@ -64,11 +64,18 @@ export interface ClassifiedStatement {
   reads: string[];
   /** Relations written: insert/update/delete/merge/truncate/copy-from targets, DDL targets, grants. */
   writes: string[];
+  /**
+   * Targets of an INSERT/UPDATE/DELETE/MERGE under plain EXPLAIN (also in `reads`): not
+   * written, but planned, and planning a write runs what the rewriter adds (the target's
+   * defaults, its rules' actions) as far as it folds it.
+   */
+  planned?: string[];
   /** Every function called anywhere, lower case, schema-qualified when written so. */
   functions: string[];
   /**
    * Every operator used anywhere, schema-qualified when written `OPERATOR(s.op)`: `=`, `||`,
-   * `@>`, `~~` (LIKE), `>=` and `<=` for BETWEEN.
+   * `@>`, `~~` (LIKE), `>=` and `<=` for BETWEEN, `=` for a simple CASE and for JOIN … USING
+   * or NATURAL (the parser writes those comparisons itself).
    */
   operators: string[];
   /** Settings changed through set_config(name, …), lower case; `*` when the name is not a constant. */
@@ -475,6 +482,9 @@ interface Acc {
   flags: Set<SqlFlag>;
   /** RangeVar bodies in a write position (targets of the statement that holds them). */
   writeTargets: Set<object>;
+  /** RangeVar bodies of writes planned under plain EXPLAIN, and their names (see ClassifiedStatement.planned). */
+  plannedTargets: Set<object>;
+  planned: Set<string>;
   /** Relation names written without a schema (see ClassifiedStatement.unqualified). */
   unqualified: Set<string>;
   hazard?: string;
@@ -522,6 +532,8 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     readWrite: false,
     flags: new Set(),
     writeTargets: new Set(),
+    plannedTargets: new Set(),
+    planned: new Set(),
     unqualified: new Set(),
     pending: [],
   };
@@ -560,6 +572,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
   if (acc.hazard) out.hazard = acc.hazard;
   if (acc.readWrite) out.readWrite = true;
   if (acc.unqualified.size > 0) out.unqualified = [...acc.unqualified];
+  if (acc.planned.size > 0) out.planned = [...acc.planned];
   const names = namespaceOp(type, body);
   if (names) out.names = names;
   // PREPARE p AS X does what X does when executed, and nothing else: its kinds are X's.
@@ -699,6 +712,7 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
   if (schema === undefined && !temp) acc.unqualified.add(rel);
   const name = `${schema ?? (temp ? 'pg_temp' : 'public')}.${rel}`;
   (isWrite ? acc.writes : acc.reads).add(name);
+  if (acc.plannedTargets.has(rv)) acc.planned.add(name);
   (rv['inh'] === true ? acc.inhRefs : acc.onlyRefs).add(name);
   const alias = isObj(rv['alias']) ? rv['alias'] : undefined;
   const as = (alias ? str(alias['aliasname']) : undefined) ?? rel;
@@ -710,18 +724,18 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
 }
 
 /** Marks the RangeVar(s) in `v` (inline, wrapped, or a list) as write targets. */
-function markWrite(v: unknown, acc: Acc): void {
+function markWrite(v: unknown, acc: Acc, into: Set<object> = acc.writeTargets): void {
   if (Array.isArray(v)) {
-    for (const x of v) markWrite(x, acc);
+    for (const x of v) markWrite(x, acc, into);
     return;
   }
   if (!isObj(v)) return;
   const n = unwrap(v);
   if (n) {
-    if (n[0] === 'RangeVar') acc.writeTargets.add(n[1]);
+    if (n[0] === 'RangeVar') into.add(n[1]);
     return;
   }
-  if (typeof v['relname'] === 'string') acc.writeTargets.add(v);
+  if (typeof v['relname'] === 'string') into.add(v);
 }
 
 /** A relation named by a list of identifiers (DROP TABLE s.t, COMMENT ON TABLE …). */
@@ -771,6 +785,12 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       // A join's alias may rename the columns of every relation in it, by position.
       if (body['isNatural'] === true || (isObj(body['alias']) && arr(body['alias']['colnames']).length > 0)) acc.star = true;
       for (const u of names(body['usingClause'])) acc.columns.add(u);
+      // USING (k) and NATURAL compare the shared columns with `=`, looked up for their types.
+      if (body['isNatural'] === true || arr(body['usingClause']).length > 0) addOperator(['='], acc);
+      return walkFields(body, acc, ctx);
+    case 'CaseExpr':
+      // A simple CASE (`CASE x WHEN y …`) compares x = y, looked up for their types.
+      if (body['arg'] !== undefined) addOperator(['='], acc);
       return walkFields(body, acc, ctx);
     case 'A_Indirection':
       for (const i of arr(body['indirection'])) {
@@ -788,6 +808,9 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     case 'UpdateStmt':
     case 'DeleteStmt':
     case 'MergeStmt':
+      // Under plain EXPLAIN the write is planned, not run: its target is reported as read
+      // and as planned (planning adds its defaults and rules' actions, and folds them).
+      if (!ctx.executing) markWrite(body['relation'], acc, acc.plannedTargets);
       if (ctx.executing) {
         acc.kinds.add(DML_KIND[type]!);
         markWrite(body['relation'], acc);

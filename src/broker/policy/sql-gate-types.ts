@@ -105,6 +105,15 @@ export interface RelationFacts {
    * operator classes, CHECKs, partition key, extended statistics, a foreign table's handler.
    */
   code: FunctionInfo[];
+  /**
+   * User functions that planning a write to it may run: its column defaults and generated
+   * columns, its columns' domains' defaults, its INSERT/UPDATE/DELETE rules' actions (the
+   * rewriter adds them, the planner folds what it can). Volatile ones in a language other
+   * than SQL are left out: planning never runs them, only executing the write does.
+   */
+  writeCode?: FunctionInfo[];
+  /** Relations its INSERT/UPDATE/DELETE rules' actions name (`schema.name`): a write to it plans writes to them. */
+  ruleRelations?: string[];
   /** A foreign table whose wrapper's handler is built in (its reads run what it runs). */
   foreign?: boolean;
 }

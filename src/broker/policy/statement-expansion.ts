@@ -49,6 +49,11 @@ const UNANALYSABLE_DEFINITION = '(';
 /** Catalog views and tables that show values of every analysed relation's columns. */
 const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'pg_catalog.pg_stats_ext_exprs', 'pg_catalog.pg_statistic', 'pg_catalog.pg_statistic_ext_data']);
 
+/** Relations followed through rules' actions from one statement's write targets; more is unanalysable. */
+const MAX_RULE_RELATIONS = 64;
+/** Kinds whose write targets are planned with their defaults, rules, policies and stored code. */
+const WRITE_DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'copy']);
+
 const FAILED = 'failed' as const;
 type Known<T> = T | typeof FAILED;
 
@@ -364,6 +369,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   const expandStatement = (st: ClassifiedStatement, depth: number, extra: readonly number[]): ClassifiedStatement => {
     const reads = new Set(st.reads);
     const writes = new Set(st.writes);
+    const planned = new Set(st.planned ?? []);
     const only = new Set(st.only ?? []);
     // Every schema an unqualified name may resolve to.
     for (const n of st.unqualified ?? []) {
@@ -379,6 +385,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
         const name = `${schema}.${n}`;
         if (read) reads.add(name);
         if (written) writes.add(name);
+        if (planned.has(inPublic)) planned.add(name);
         if (only.has(inPublic)) only.add(name);
       }
     }
@@ -412,11 +419,42 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       for (const fn of f.code) addImplicit(fn, functions);
       if (f.foreign) functions.add(unanalysable(`foreign table ${r}`));
     }
+    // Planning a write (executed, or under plain EXPLAIN, or a protocol Bind) runs the code
+    // stored with its target as planning a read does, its policies' and an updatable view's
+    // expressions, and what the rewriter adds: defaults, domains' defaults, rules' actions.
+    // A rule's action writes (and plans) the relations it names, with theirs, transitively.
+    const dml = st.kinds.some((k) => WRITE_DML.has(k));
+    const targets = dml ? [...writes] : [];
+    const ruled = new Set<string>();
+    const queue = [...targets, ...planned];
+    for (let i = 0; i < queue.length; i++) {
+      const r = queue[i]!;
+      const f = factsOf(r);
+      if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
+      if (!f || f === FAILED) continue;
+      for (const fn of f.writeCode ?? []) addImplicit(fn, functions);
+      for (const next of f.ruleRelations ?? []) {
+        if (queue.includes(next)) continue;
+        if (queue.length >= MAX_RULE_RELATIONS) {
+          functions.add(unanalysable(`rules of ${r}`));
+          break;
+        }
+        queue.push(next);
+        ruled.add(next);
+      }
+    }
+    targets.push(...ruled);
+    for (const r of targets) {
+      const f = factsOf(r);
+      if (!f || f === FAILED) continue;
+      for (const fn of f.code) addImplicit(fn, functions);
+      if (f.foreign) functions.add(unanalysable(`foreign table ${r}`));
+    }
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];
     // Views and row-level security policies of what it reads run with it.
-    for (const r of named) {
+    for (const r of [...named, ...targets.filter((t) => !reads.has(t))]) {
       const through = callsThrough(r, depth);
       for (const f of through.functions) functions.add(f);
       for (const o of through.operators) operators.add(o);

@@ -238,6 +238,52 @@ SELECT r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 
   WHERE w.fdwhandler < ${FIRST_USER_OID}`;
 }
 
+/**
+ * The user functions (OID ≥ 16384) that planning a write to each relation `schema.name` may
+ * run (RelationFacts.writeCode): what its column defaults and generated columns, the
+ * defaults of its columns' domains (through domains over domains) and the actions of its
+ * INSERT/UPDATE/DELETE rules call, directly or as an operator's function (with its negator
+ * and commutator).
+ */
+export function relationWriteCodeQuery(rels: readonly string[]): string {
+  return `WITH RECURSIVE r(key, oid) AS (
+  SELECT k.key, c.oid FROM unnest(${textArray(rels)}) AS k(key)
+  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = k.key
+), dom(key, t) AS (
+  SELECT r.key, a.atttypid FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+  UNION SELECT dom.key, ty.typbasetype FROM dom JOIN pg_catalog.pg_type ty ON ty.oid = dom.t WHERE ty.typbasetype <> 0
+), obj(key, classid, objid) AS (
+  SELECT r.key, 'pg_catalog.pg_attrdef'::pg_catalog.regclass::pg_catalog.oid, ad.oid FROM r JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = r.oid
+  UNION ALL SELECT r.key, 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid, rw.oid FROM r JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = r.oid AND rw.ev_type <> '1'
+  UNION ALL SELECT dom.key, 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, dom.t FROM dom JOIN pg_catalog.pg_type ty ON ty.oid = dom.t AND ty.typtype = 'd'
+), dep(key, refclassid, refobjid) AS (
+  SELECT obj.key, d.refclassid, d.refobjid FROM obj JOIN pg_catalog.pg_depend d ON d.classid = obj.classid AND d.objid = obj.objid
+), f(key, fn) AS (
+  SELECT key, refobjid FROM dep WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  UNION ALL SELECT dep.key, x.fn FROM dep JOIN pg_catalog.pg_operator o ON o.oid = dep.refobjid
+    CROSS JOIN LATERAL (SELECT o.oprcode::pg_catalog.oid UNION ALL SELECT y.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator y WHERE y.oid IN (o.oprnegate, o.oprcom)) AS x(fn)
+    WHERE dep.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+)
+SELECT f.key, ${INFO_COLUMNS}
+FROM (SELECT DISTINCT key, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+}
+
+/**
+ * The other relations each relation's INSERT/UPDATE/DELETE rules' actions name (RelationFacts.ruleRelations):
+ * planning a write to it plans those actions, and so writes to them.
+ */
+export function ruleRelationsQuery(rels: readonly string[]): string {
+  return `SELECT DISTINCT k.key, rn.nspname::text || '.' || rc.relname::text
+FROM unnest(${textArray(rels)}) AS k(key)
+JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.ev_type <> '1'
+JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = rw.oid
+  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> c.oid
+JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE n.nspname || '.' || c.relname = k.key`;
+}
+
 interface Cached<T> {
   at: number;
   value: T;
@@ -388,6 +434,19 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
             // A built-in wrapper handler (none ships with PostgreSQL) is still a foreign read.
             if (!info) f.foreign = true;
             else if (!f.code.some((x) => x.oid === info.oid)) f.code.push(info);
+          }
+          for (const row of await run(relationWriteCodeQuery(batch))) {
+            const f = row[0] == null ? undefined : found.get(row[0]);
+            const info = toInfo(row, 1);
+            if (!f || !info) continue;
+            // Planning runs no volatile function but a SQL one (it inlines it, then folds its body).
+            if (info.volatility === 'v' && info.language !== 'sql') continue;
+            const list = (f.writeCode ??= []);
+            if (!list.some((x) => x.oid === info.oid)) list.push(info);
+          }
+          for (const [key, rel] of await run(ruleRelationsQuery(batch))) {
+            const f = key == null ? undefined : found.get(key);
+            if (f && rel != null) (f.ruleRelations ??= []).push(rel);
           }
           // In column order: an alias's column list renames them by position.
           for (const [key, list] of columns) {

@@ -189,14 +189,14 @@ test('deny and review rules see what interpreters and wrappers run (ssh-command-
   for (const raw of [
     `python3 -c 'print(1)'`, `perl -e 1`, `node -e 1`, `ruby -e 1`, `awk 'BEGIN{system("id")}'`, `awk -f prog.awk`, `vim -c '!id'`, `sh`, `bash script.sh`,
     `bash -s`, `sudo -s`, `sudo -i`, `git -c core.pager=id log`, `git ls-remote --upload-pack=id x`, `git config core.fsmonitor id`, `git rebase --exec id main`, `tar --to-command=id -xf a`,
-    `tar -I id -cf a b`, `rsync -e id a b:c`, `ssh -o ProxyCommand=id h`, `man -P id ls`, `make -f /dev/stdin`, `at now`, `su root`, `sh -c 'ls $(id)'`,
+    `tar -I id -cf a b`, `sed -n '1e id' f`, `sed 's/a/id/e' f`, `sed -e p -e 'w /tmp/x' f`, `sed -f script.sed f`, `rsync -e id a b:c`, `ssh -o ProxyCommand=id h`, `man -P id ls`, `make -f /dev/stdin`, `at now`, `su root`, `sh -c 'ls $(id)'`,
   ]) {
     assert.ok(parseCommand(raw).runs.opaque.length > 0, raw);
     const d = decideSsh(id, 't', p, exec(raw));
     assert.equal(d.rule, 'no-rm', `${raw}: ${d.reason}`);
   }
   // Ordinary commands stay out of the rule's way.
-  for (const raw of ['ls -l /srv', `sh -c 'ls /srv'`, 'git status', 'git log -n 5', 'git log -u', 'git -C /srv/repo status', 'git config --get user.name', 'git rebase main', 'python3 --version', `awk -F: NR==1 /etc/passwd`, 'find /srv -name x', 'xargs ls', 'tar -tf a.tar', 'systemctl status nginx', 'uptime']) {
+  for (const raw of ['ls -l /srv', `sh -c 'ls /srv'`, 'git status', 'git log -n 5', 'git log -u', 'git -C /srv/repo status', 'git config --get user.name', 'git rebase main', 'python3 --version', `awk -F: NR==1 /etc/passwd`, 'find /srv -name x', 'xargs ls', 'tar -tf a.tar', `sed -n '1,5p' f`, `sed 's/a/b/g' f`, `sed -e 's|/x|/y|2' -e '/^#/d' f`, `sed -n '/start/,/end/p' f`, 'systemctl status nginx', 'uptime']) {
     assert.equal(ruleMatchesSsh(deny, exec(raw)), false, raw);
     assert.equal(decideSsh(id, 't', p, exec(raw)).rule, 'any', raw);
   }

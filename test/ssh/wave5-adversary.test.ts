@@ -111,6 +111,7 @@ const INDIRECT: Attack[] = [
   { id: 'w5s-ssh-18', what: 'timeout with options, then sh -c with options', cmd: (v) => `timeout -k 2 10 sh -e -c 'rm ${v}'` },
   { id: 'w5s-ssh-19', what: 'find -exec sh -c (a shell behind find)', cmd: (v) => `find ${v} -exec sh -c 'rm ${v}' ';'` },
   { id: 'w5s-ssh-20', what: 'eval', cmd: (v) => `eval rm ${v}` },
+  { id: 'w5s-ssh-22', what: 'GNU sed\'s e command', cmd: (v) => `sed -n '1e rm ${v}' ${BASE}/tarred/f` },
 ];
 
 /** Shell syntax a `compound: true` allow rule lets through to the deny rule. */

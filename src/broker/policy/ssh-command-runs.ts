@@ -19,7 +19,8 @@
  * - `find -exec/-execdir/-ok/-okdir … ;` runs the words up to `;` or `+`; `find -delete`
  *   removes files as `rm` does and is seen as `rm`.
  * - Opaque: code agentgate cannot read. An interpreter other than a shell (`python3`,
- *   `perl`, `awk` with `system`, `node`…), a shell reading a script file or its input,
+ *   `perl`, `awk` with `system`, `node`…), a `sed` script with more than plain editing
+ *   commands (`e` runs a shell command), a shell reading a script file or its input,
  *   an editor (`vim -c '!…'`), options that name a program to run (`git -c`,
  *   `git --upload-pack`, `tar --to-command`, `rsync -e`, `man -P`, `ssh -o`…), `sudo -s`,
  *   `at`, `make`, and shell syntax shell-quote does not read as a shell does
@@ -64,7 +65,6 @@ const RUNS_A_PROGRAM: Record<string, RegExp> = {
   sftp: /^(?:-o|-F|-S|-D|-[A-Za-z]*[oFSD])/,
   man: /^(?:-P|--pager|-H|--html|-[A-Za-z]*[PH])/,
   zip: /^(?:-T|-TT|--unzip-command|-[A-Za-z]*T)/,
-  sed: /^(?:-f|--file)/,
   less: /^(?:-\+|\+)/,
   apt: /^(?:-o|--option)/,
   'apt-get': /^(?:-o|--option)/,
@@ -80,6 +80,8 @@ const GIT_VALUED = new Set(['-c', '-C', '--git-dir', '--work-tree', '--namespace
 const GIT_REMOTE = new Set(['clone', 'fetch', 'pull', 'push', 'ls-remote', 'archive', 'remote', 'submodule']);
 /** Read-only forms of `git config`. */
 const GIT_CONFIG_READ = /^(?:--get|--get-all|--get-regexp|--list|-l|--show-origin|--show-scope|--name-only|get|list)$/;
+/** One plain sed command: an optional address, then p/d/q/…, `s` with plain flags, or `y`. */
+const SAFE_SED = /^\s*(?:(?:\d+|\$|\/[^/]*\/)(?:\s*,\s*(?:\d+|\$|\/[^/]*\/))?\s*!?)?\s*(?:[pdqQlnNgGhHxz=]?|[{}]|s([^\\\n\w\s])(?:(?!\1).)*\1(?:(?!\1).)*\1[gIip0-9]*|y([^\\\n\w\s])(?:(?!\2).)*\2(?:(?!\2).)*\2)\s*$/;
 /** Shell syntax shell-quote reads differently from a shell (ssh-command.ts): never analysed. */
 const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable)/;
 
@@ -139,6 +141,7 @@ function follow(words: readonly string[], depth: number, out: CommandRuns): void
     return;
   }
   if (name === 'find') return find(args, depth, out);
+  if (name === 'sed' || name === 'gsed') return sed(name, args, out);
   if (name === 'awk' || name === 'gawk' || name === 'mawk' || name === 'nawk' || name === 'busybox-awk') return awk(name, args, out);
   if (INTERPRETER.test(name)) {
     if (!(args.length === 1 && /^(?:--version|-V|--help|-h)$/.test(args[0]!))) opaque(out, `${name} (runs code agentgate cannot read)`);
@@ -240,6 +243,43 @@ function find(args: readonly string[], depth: number, out: CommandRuns): void {
       while (e < args.length && args[e] !== ';' && args[e] !== '+') e++;
       follow(args.slice(k + 1, e), depth + 1, out);
       k = e;
+    }
+  }
+}
+
+/**
+ * sed: GNU sed runs a shell command with `e` (and `s///e`) and writes files with `w`. A
+ * script is read when each of its commands is one of the plain editing ones (print,
+ * delete, quit, substitute with flags g/I/i/p/number, y, hold-space…); anything else, or a
+ * script file (`-f`), is opaque.
+ */
+function sed(name: string, args: readonly string[], out: CommandRuns): void {
+  const scripts: string[] = [];
+  let sawE = false;
+  let first: string | undefined;
+  for (let k = 0; k < args.length; k++) {
+    const a = args[k]!;
+    if (a === '-e' || a === '--expression') {
+      sawE = true;
+      if (args[k + 1] !== undefined) scripts.push(args[++k]!);
+    } else if (a.startsWith('--expression=')) {
+      sawE = true;
+      scripts.push(a.slice('--expression='.length));
+    } else if (/^-[A-Za-z]*e./.test(a) && !a.startsWith('--')) {
+      sawE = true;
+      scripts.push(a.slice(a.indexOf('e') + 1));
+    } else if (a === '-f' || a.startsWith('--file') || /^-[A-Za-z]*f/.test(a)) {
+      opaque(out, `${name} -f (a script file agentgate cannot read)`);
+      return;
+    } else if (!a.startsWith('-') && first === undefined) first = a;
+  }
+  if (!sawE && first !== undefined) scripts.push(first);
+  for (const script of scripts) {
+    for (const cmd of script.split(/[;\n]/)) {
+      if (!SAFE_SED.test(cmd)) {
+        opaque(out, `${name} script with a command agentgate does not read (\`${cmd.trim().slice(0, 40)}\`: e runs a shell command, w writes a file)`);
+        return;
+      }
     }
   }
 }

@@ -169,3 +169,46 @@ test('sshExecTty: the first matching rule says whether an exec keeps its termina
   assert.deepEqual(tty('id'), { rule: null, effect: 'deny', tty: false });
   assert.deepEqual(sshExecTty({ ...identity, groups: [] }, 'box', policies, { kind: 'exec', command: parseCommand('journalctl') }), { rule: null, effect: 'deny', tty: false });
 });
+
+test('deny and review rules see what interpreters and wrappers run (ssh-command-runs.ts); allow rules are unchanged', () => {
+  const deny = rule({ effect: 'deny', ssh: { commands: ['rm *'] } });
+  const review = rule({ effect: 'review', ssh: { commands: ['rm *'] } });
+  // Programs found behind wrappers (any later word), -c strings, find -exec/-delete, xargs input.
+  for (const raw of [
+    `sh -c 'rm f'`, `bash -lc 'true; rm f'`, `dash -ec 'rm f'`, `sudo -E rm f`, `doas -u root rm f`, `busybox rm f`, `taskset -c 0 rm f`,
+    `strace -f -o /dev/null rm f`, `chroot / rm f`, `env -S'rm f'`, `env --split-string='rm f'`, `watch -n 1 rm f`, `eval rm f`,
+    `su -c 'rm f' root`, `flock /tmp/l -c 'rm f'`, `script -qc 'rm f' /dev/null`, `find . -exec rm f ';'`, `find . -execdir rm f +`,
+    `find /srv -delete`, `xargs rm`, `xargs -0 rm`, `nohup nice -n 5 timeout 5 sh -c 'env rm f'`, `trap 'rm f' EXIT`,
+  ]) {
+    assert.equal(ruleMatchesSsh(deny, exec(raw)), true, raw);
+    assert.equal(ruleMatchesSsh(review, exec(raw)), true, raw);
+  }
+  // Code agentgate cannot read: under a generic allow (`*`) the policy's deny or review rule about commands decides.
+  const id: Identity = { sub: 'a', groups: ['g'], kind: 'agent', issuer: 'x', expiresAt: 0 };
+  const p: PolicyConfig[] = [{ name: 'p', subjects: { groups: ['g'] }, targets: ['t'], rules: [{ ...deny, name: 'no-rm' }, rule({ name: 'any', ssh: { commands: ['*'] } })] }];
+  for (const raw of [
+    `python3 -c 'print(1)'`, `perl -e 1`, `node -e 1`, `ruby -e 1`, `awk 'BEGIN{system("id")}'`, `awk -f prog.awk`, `vim -c '!id'`, `sh`, `bash script.sh`,
+    `bash -s`, `sudo -s`, `sudo -i`, `git -c core.pager=id log`, `git ls-remote --upload-pack=id x`, `git config core.fsmonitor id`, `git rebase --exec id main`, `tar --to-command=id -xf a`,
+    `tar -I id -cf a b`, `sed -n '1e id' f`, `sed 's/a/id/e' f`, `sed -e p -e 'w /tmp/x' f`, `sed -f script.sed f`, `rsync -e id a b:c`, `ssh -o ProxyCommand=id h`, `man -P id ls`, `make -f /dev/stdin`, `at now`, `su root`, `sh -c 'ls $(id)'`,
+  ]) {
+    assert.ok(parseCommand(raw).runs.opaque.length > 0, raw);
+    const d = decideSsh(id, 't', p, exec(raw));
+    assert.equal(d.rule, 'no-rm', `${raw}: ${d.reason}`);
+  }
+  // Ordinary commands stay out of the rule's way.
+  for (const raw of ['ls -l /srv', `sh -c 'ls /srv'`, 'git status', 'git log -n 5', 'git log -u', 'git -C /srv/repo status', 'git config --get user.name', 'git rebase main', 'python3 --version', `awk -F: NR==1 /etc/passwd`, 'find /srv -name x', 'xargs ls', 'tar -tf a.tar', `sed -n '1,5p' f`, `sed 's/a/b/g' f`, `sed -e 's|/x|/y|2' -e '/^#/d' f`, `sed -n '/start/,/end/p' f`, 'systemctl status nginx', 'uptime']) {
+    assert.equal(ruleMatchesSsh(deny, exec(raw)), false, raw);
+    assert.equal(decideSsh(id, 't', p, exec(raw)).rule, 'any', raw);
+  }
+  // An allow rule naming the program decides as written, before or after the deny rule; so does a review rule naming it.
+  const named: PolicyConfig[] = [{ ...p[0]!, rules: [{ ...deny, name: 'no-rm' }, rule({ name: 'py', ssh: { commands: ['python3 *'] } }), rule({ name: 'any', ssh: { commands: ['*'] } })] }];
+  assert.equal(decideSsh(id, 't', named, exec(`python3 -c 'print(1)'`)).rule, 'py');
+  assert.equal(decideSsh(id, 't', named, exec(`perl -e 1`)).rule, 'no-rm');
+  // Without a deny or review rule about commands, an allow list decides as before.
+  const allowOnly: PolicyConfig[] = [{ ...p[0]!, rules: [rule({ name: 'any', ssh: { commands: ['*'] } })] }];
+  assert.equal(decideSsh(id, 't', allowOnly, exec(`perl -e 1`)).rule, 'any');
+  // A decision names what could not be read.
+  const d = decideSsh(id, 't', p, exec(`perl -e 'unlink "f"'`));
+  assert.equal(d.effect, 'deny');
+  assert.match(d.reason, /perl \(runs code agentgate cannot read\)/);
+});

@@ -8,6 +8,16 @@
  * Deployments, ReplicaSets, ControllerRevisions, custom resources…) and every string a
  * detector flags. A copy of a value in an object no rule names is masked all the same.
  *
+ * An object of a masked kind is masked wherever it appears, not only at the top: a Secret
+ * or ConfigMap copied into another object (a ControllerRevision's `data`, a custom
+ * resource's template, a JSON document in a ConfigMap value) is masked as its kind.
+ *
+ * A ConfigMap value is often a configuration file: lines `key = value`, `key: value`,
+ * `export KEY=value` whose key looks like a secret's (or matches a `columns` name) have
+ * their value masked, and a value that is a JSON document is masked as objects are (by
+ * kind, and strings under a secret-looking key whole). Annotations are masked by their
+ * name the same way, and container `args`/`command` by flag name (`--db-password=…`).
+ *
  * Secret `data` stays valid base64 (the masked text, encoded), so typed clients and
  * `kubectl describe` still decode it. The `kubectl.kubernetes.io/last-applied-configuration`
  * annotation, which holds a full copy of an applied object (Secret values included), is
@@ -27,6 +37,8 @@ const MASKED: Record<string, Record<string, string>> = {
 const OBJECT_SUBRESOURCES = new Set(['', 'status', 'ephemeralcontainers', 'resize']);
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+/** A configuration line: `key = value`, `key: value`, `export KEY=value`, `"key": "value",` (the key may be quoted). */
+const CONFIG_LINE = /^([ \t]*(?:export[ \t]+|- )?)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*[:=][ \t]*)(.*?)[ \t]*$/gm;
 /** Nesting the sweep follows; real objects stay far below it. */
 const MAX_DEPTH = 200;
 
@@ -77,15 +89,20 @@ export class ObjectMasker {
       return;
     }
     if (Array.isArray(doc['items'])) {
-      const itemKind = kind && kind !== 'List' && kind.endsWith('List') ? kind.slice(0, -4) : undefined;
+      // `PartialObjectMetadataList` names the form, not the kind: its items are about the request's kind.
+      const itemKind = kind && kind !== 'List' && kind.endsWith('List') && !kind.startsWith('PartialObjectMetadata') ? kind.slice(0, -4) : undefined;
       for (const item of doc['items']) this.#object(item, itemKind);
       return;
     }
     this.#object(doc, undefined);
   }
 
+  /** Objects already masked by kind (a nested object the sweep meets again is left alone). */
+  readonly #handled = new WeakSet<object>();
+
   #object(obj: unknown, hint: string | undefined): void {
-    if (!isObject(obj)) return;
+    if (!isObject(obj) || this.#handled.has(obj)) return;
+    this.#handled.add(obj);
     const own = typeof obj['kind'] === 'string' ? obj['kind'] : undefined;
     // Metadata-only forms (Table rows, as=PartialObjectMetadata) are about the request's kind.
     const kind = own === undefined || own.startsWith('PartialObjectMetadata') ? (hint ?? this.#kind) : own;
@@ -119,13 +136,70 @@ export class ObjectMasker {
       return undefined;
     }
     const obj = v as Json;
+    // An object with a kind of its own, anywhere (a copy inside another object): masked as that kind.
+    if (depth > 0 && typeof obj['kind'] === 'string' && !obj['kind'].startsWith('PartialObjectMetadata') && obj['kind'] !== 'Table') this.#object(obj, undefined);
     if (Array.isArray(obj['env'])) this.#env(obj['env']);
+    if (isObject(obj['annotations'])) this.#annotations(obj['annotations']);
+    for (const key of ['args', 'command']) {
+      const list = obj[key];
+      if (Array.isArray(list)) this.#args(list);
+    }
     for (const [k, val] of Object.entries(obj)) {
       if (k === 'env' && Array.isArray(val)) continue;
       const r = this.#sweep(val, depth + 1);
       if (r !== undefined) obj[k] = r;
     }
     return undefined;
+  }
+
+  /** Annotations: free text under a name, masked by the name (`example.com/db-password`) as a ConfigMap value is. */
+  #annotations(a: Json): void {
+    for (const [k, v] of Object.entries(a)) {
+      if (typeof v !== 'string' || k === LAST_APPLIED) continue;
+      const masked = this.#m.field(v, k);
+      if (masked && masked.value !== v) {
+        a[k] = masked.value;
+        this.count++;
+        continue;
+      }
+      const text = this.#configText(v);
+      if (text !== undefined) a[k] = text;
+    }
+  }
+
+  /**
+   * A container's `args` / `command`: `--db-password=VALUE`, `--db-password VALUE` and
+   * `KEY=VALUE` lines (a `sh -c` script) masked by their name, as a ConfigMap value is.
+   */
+  #args(list: unknown[]): void {
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i];
+      if (typeof a !== 'string') continue;
+      const flag = /^(--?)([A-Za-z][\w.-]*)(?:=([\s\S]*))?$/.exec(a);
+      if (flag) {
+        const [, dashes, key, value] = flag as unknown as [string, string, string, string | undefined];
+        if (value !== undefined) {
+          const masked = value === '' ? undefined : this.#m.field(value, key);
+          if (masked && masked.value !== value) {
+            list[i] = `${dashes}${key}=${masked.value ?? ''}`;
+            this.count++;
+          }
+          continue;
+        }
+        const next = list[i + 1];
+        if (typeof next === 'string' && !next.startsWith('-')) {
+          const masked = this.#m.field(next, key);
+          if (masked && masked.value !== next) {
+            list[i + 1] = masked.value;
+            this.count++;
+            i++;
+          }
+        }
+        continue;
+      }
+      const text = this.#configText(a);
+      if (text !== undefined) list[i] = text;
+    }
   }
 
   /** A container's env list (name/value pairs): the value by its name and the detectors. */
@@ -174,11 +248,11 @@ export class ObjectMasker {
     if (isObject(data)) {
       this.#done.add(data);
       for (const [k, v] of Object.entries(data)) {
-        const masked = typeof v === 'string' ? this.#m.field(v, k) : undefined;
-        if (masked) {
-          data[k] = masked.value;
-          this.count++;
-        }
+        if (typeof v !== 'string') continue;
+        const masked = this.#m.field(v, k);
+        if (masked) this.count++;
+        const value = masked ? masked.value : v;
+        data[k] = value === null ? null : (this.#configText(value) ?? value);
       }
     }
     const binary = obj['binaryData'];
@@ -191,6 +265,57 @@ export class ObjectMasker {
         binary[k] = masked.value === null ? null : Buffer.from(masked.value, 'utf8').toString('base64');
         this.count++;
       }
+    }
+  }
+
+  /**
+   * A configuration file's text: a JSON document masked as objects are (by kind, and by
+   * key), else each `key = value` / `key: value` line by its key. Undefined: nothing masked.
+   */
+  #configText(text: string): string | undefined {
+    const before = this.count;
+    const t = text.trim();
+    if (t.startsWith('{') || t.startsWith('[')) {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(t);
+      } catch {
+        doc = undefined;
+      }
+      if (doc !== undefined) {
+        this.#byKind(doc);
+        this.#sweep(doc, 1);
+        this.#byKey(doc, 0);
+        return this.count !== before ? JSON.stringify(doc) : undefined;
+      }
+    }
+    const out = text.replace(CONFIG_LINE, (line: string, lead: string, key: string, sep: string, value: string) => {
+      const bare = value.trim().replace(/^(["'])(.*)\1$/, '$2');
+      if (bare === '' || bare === '|' || bare === '>' || bare.startsWith('&') || bare.startsWith('*')) return line;
+      const masked = this.#m.field(bare, key.replace(/["']/g, ''));
+      if (!masked || masked.value === bare) return line;
+      this.count++;
+      return `${lead}${key}${sep}${masked.value ?? ''}`;
+    });
+    return this.count !== before ? out : undefined;
+  }
+
+  /** Strings under a key that looks like a secret's (or a configured name), in a parsed document: masked whole. */
+  #byKey(v: unknown, depth: number): void {
+    if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
+    if (Array.isArray(v)) {
+      for (const x of v) this.#byKey(x, depth + 1);
+      return;
+    }
+    if (!isObject(v) || this.#done.has(v)) return;
+    for (const [k, val] of Object.entries(v)) {
+      if (typeof val === 'string') {
+        const masked = this.#m.field(val, k);
+        if (masked && masked.value !== val) {
+          v[k] = masked.value;
+          this.count++;
+        }
+      } else this.#byKey(val, depth + 1);
     }
   }
 

@@ -9,6 +9,7 @@
  * written, and only when a rule allows compound commands explicitly.
  */
 import { parse, quote } from 'shell-quote';
+import { commandRuns, type CommandRuns } from './ssh-command-runs.js';
 
 export interface ParsedCommand {
   /** The text as the client sent it. */
@@ -23,6 +24,8 @@ export interface ParsedCommand {
   text: string;
   /** What goes to the target: the re-quoted words (simple), or the raw text. */
   forwarded: string;
+  /** Every program it may run, and what of it cannot be read (ssh-command-runs.ts): for deny and review rules. */
+  runs: CommandRuns;
 }
 
 const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
@@ -67,6 +70,7 @@ export function parseCommand(raw: string): ParsedCommand {
   if (nonEmpty.length === 0) features.add('empty');
   const simple = features.size === 0 && nonEmpty.length === 1;
   const words = nonEmpty[0] ?? [];
+  let runs: CommandRuns | undefined;
   return {
     raw,
     segments: nonEmpty,
@@ -74,5 +78,8 @@ export function parseCommand(raw: string): ParsedCommand {
     features: [...features],
     text: simple ? words.join(' ') : raw,
     forwarded: simple ? quote(words) : raw,
+    get runs(): CommandRuns {
+      return (runs ??= commandRuns(nonEmpty, [...features]));
+    },
   };
 }

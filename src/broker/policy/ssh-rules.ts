@@ -45,7 +45,7 @@ export type SshRequest =
 export function describeSsh(req: SshRequest): string {
   switch (req.kind) {
     case 'exec':
-      return `command \`${req.command.raw.slice(0, 200)}\`${req.command.simple ? '' : ` (compound: ${req.command.features.join(', ')})`}`;
+      return `command \`${req.command.raw.slice(0, 200)}\`${req.command.simple ? '' : ` (compound: ${req.command.features.join(', ')})`}${req.command.runs.opaque.length > 0 ? ` (runs what agentgate cannot read: ${req.command.runs.opaque.slice(0, 3).join('; ')})` : ''}`;
     case 'shell':
       return 'an interactive shell';
     case 'subsystem':
@@ -77,42 +77,38 @@ export function ruleMatchesSsh(rule: RuleConfig, req: SshRequest): boolean {
       }
       // deny / review: any part of the command is enough, on the joined text, where `*` also
       // matches across words: word boundaries only ever narrow what an allow rule lets through.
-      return anyGlobMatches(globs, c.raw) || c.segments.some((words) => anyGlobMatches(globs, words.join(' ')) || anyGlobMatches(globs, programWords(words).join(' ')));
+      // Every program it may run counts (ssh-command-runs.ts); code it cannot read: sshMatcher.
+      return anyGlobMatches(globs, c.raw) || c.segments.some((words) => anyGlobMatches(globs, words.join(' '))) || c.runs.programs.some((words) => anyGlobMatches(globs, words.join(' ')));
     }
   }
 }
 
-/** Commands that run the command after their own options (`env rm`, `command rm`, `nice -n 5 rm`). */
-const WRAPPERS = new Set(['command', 'builtin', 'env', 'exec', 'nice', 'nohup', 'time', 'stdbuf', 'timeout', 'ionice', 'setsid', 'chrt', 'taskset', 'sudo', 'doas', 'busybox', 'xargs', 'unbuffer', 'flock']);
-/** Wrapper options that take the next word as their value. */
-const WITH_VALUE = new Set(['-n', '-u', '-g', '-c', '-C', '-s', '-k', '-o', '-e', '-i', '-l', '-p', '-t', '-w', '--signal', '--kill-after', '--user', '--group', '--adjustment', '--class', '--classdata', '-I', '-L', '-P', '-d', '-a', '-E']);
-
 /**
- * A simple command's words as the program that runs sees them, for deny and review rules:
- * variable assignments and wrappers (with their options) before it dropped, and the
- * program named by its file name (`/bin/rm` → `rm`). Deny lists stay a backstop (an
- * interpreter runs anything); this only closes the spellings of the same program.
+ * Which rules of a policy match a request, for the first-match walk. As ruleMatchesSsh,
+ * except for a command that runs code agentgate cannot read (`python3 -c`, `sh` reading
+ * its input, `git -c …`: ssh-command-runs.ts). A deny list cannot see into such code, so
+ * when the rule that would decide it is an allow rule that does not name its program (`*`,
+ * `* --version`) — or no rule — the policy's first deny or review rule about commands
+ * decides instead: unknown means no, or a human looks. A rule that matches it on its own
+ * (a deny or review rule, an allow rule naming the program: `python3 *`) decides as usual.
  */
-export function programWords(words: readonly string[]): string[] {
-  let i = 0;
-  for (;;) {
-    while (i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!)) i++;
-    const base = (words[i] ?? '').replace(/^.*\//, '');
-    if (!WRAPPERS.has(base)) break;
-    const wrapper = base;
-    i++;
-    // The wrapper's own options, and for timeout/nice/taskset/chrt/flock a leading operand.
-    while (i < words.length && words[i]!.startsWith('-') && words[i] !== '--') i += WITH_VALUE.has(words[i]!) && !words[i]!.includes('=') ? 2 : 1;
-    if (words[i] === '--') i++;
-    if ((wrapper === 'timeout' || wrapper === 'chrt' || wrapper === 'taskset' || wrapper === 'flock') && i < words.length) i++;
-  }
-  const rest = words.slice(i);
-  if (rest.length > 0) rest[0] = rest[0]!.replace(/^.*\//, '');
-  return rest;
+export function sshMatcher(policy: PolicyConfig | undefined, req: SshRequest): (rule: RuleConfig) => boolean {
+  const plain = (rule: RuleConfig): boolean => ruleMatchesSsh(rule, req);
+  if (!policy || req.kind !== 'exec' || req.command.runs.opaque.length === 0) return plain;
+  const first = policy.rules.find(plain);
+  if (first && (first.effect !== 'allow' || namesProgram(first, req.command))) return plain;
+  const guard = policy.rules.find((r) => r.effect !== 'allow' && (r.ssh?.commands?.length ?? 0) > 0 && !(r.sql || r.relations || r.flags || r.functions || r.k8s || Object.keys(r.extra).length > 0));
+  return guard ? (rule) => rule === guard : plain;
+}
+
+/** An allow rule that matches the command through a pattern whose first word is written out (no glob). */
+function namesProgram(rule: RuleConfig, c: ParsedCommand): boolean {
+  const named = (rule.ssh?.commands ?? []).filter((g) => !/[*?[]/.test(g.trim().split(/ +/)[0] ?? '*'));
+  return named.length > 0 && ruleMatchesSsh({ ...rule, ssh: { ...rule.ssh, commands: named } }, { kind: 'exec', command: c });
 }
 
 export function decideSsh(identity: Identity, targetName: string, policies: readonly PolicyConfig[], req: SshRequest): PolicyDecision {
-  return decide(identity, targetName, policies, (rule) => ruleMatchesSsh(rule, req), describeSsh(req));
+  return decide(identity, targetName, policies, sshMatcher(decidingPolicy(identity, targetName, policies), req), describeSsh(req));
 }
 
 /**
@@ -122,7 +118,7 @@ export function decideSsh(identity: Identity, targetName: string, policies: read
  */
 export function sshExecTty(identity: Identity, targetName: string, policies: readonly PolicyConfig[], req: Extract<SshRequest, { kind: 'exec' }>): SshExecTty {
   const policy = decidingPolicy(identity, targetName, policies);
-  const rule = policy?.rules.find((r) => ruleMatchesSsh(r, req));
+  const rule = policy?.rules.find(sshMatcher(policy, req));
   if (!rule) return { rule: null, effect: 'deny', tty: false };
   return { rule: rule.name, effect: rule.effect, tty: rule.effect !== 'deny' && rule.ssh?.tty === true };
 }

@@ -48,6 +48,8 @@ export function describeClassification(c: Record<string, unknown>): string {
   if (list(c['reads']).length > 0) parts.push(`reads ${list(c['reads']).join(', ')}`);
   if (list(c['flags']).length > 0) parts.push(`flags: ${list(c['flags']).join(', ')}`);
   if (typeof c['statements'] === 'number' && c['statements'] > 1) parts.push(`${c['statements']} statements`);
+  // What the session set before (search_path, role, …): the approval covers the statement in that state only.
+  if (list(c['session_state']).length > 0) parts.push(`runs after this session's ${list(c['session_state']).join(' ⏎ ')}`);
   return parts.join('; ');
 }
 

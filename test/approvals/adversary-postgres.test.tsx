@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { render } from 'ink-testing-library';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
+import { pgApprovalHelpers } from './pg-helpers.js';
 import { RawPg, errorMessages } from '../postgres/raw-client.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
@@ -55,15 +56,7 @@ describe('approvals against an adversarial agent (Postgres)', () => {
   let hook: http.Server;
   const hooks: { raw: string; body: ApprovalWebhookPayload }[] = [];
 
-  const pending = (): ApprovalRequest[] => stack.broker.approvals.list(identity('auditor'), {}).requests.filter((r) => r.status === 'pending');
-  const held = (fragment: string, not: readonly string[] = []): Promise<ApprovalRequest> =>
-    eventually(`a pending request for ${fragment}`, () => pending().find((r) => r.statement.includes(fragment) && !not.includes(r.id)));
-  const direct = async (sql: string): Promise<string> => (await stack.pg.psql(sql, { database: 'app' })).trim();
-  const client = async (): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: stack.url });
-    await c.connect();
-    return c;
-  };
+  const { pending, held, direct, client } = pgApprovalHelpers(() => stack, identity('auditor'));
   const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
     new Promise((resolve) => {
       const env = {

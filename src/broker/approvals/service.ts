@@ -21,7 +21,7 @@ import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { ApprovalServiceError } from './errors.js';
 import type { ApprovalChange, ApprovalOutcome, ApprovalRequest, ApprovalService, NewApprovalRequest, RequestOptions } from './types.js';
-import { isListedFor, isReviewer, mayDecide, requestJson } from './view.js';
+import { isListedFor, isReviewer, mayDecide, requestJson, sameSubject } from './view.js';
 import { createWebhookSender, type WebhookSenderOptions } from './webhooks.js';
 
 export interface ApprovalServiceDeps {
@@ -391,7 +391,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         // An unrecorded request rejects here: nothing is decided on it.
         await e.recorded;
         const r = e.req;
-        if (approver.sub === r.requester.sub) {
+        if (sameSubject(approver.sub, r.requester.sub)) {
           throw new ApprovalServiceError('AG_SELF_APPROVAL', `${approver.sub} made request ${id} and cannot decide it`, {
             hint: `ask someone in ${r.approvers.groups.join(', ') || 'the approver groups'} to review it`,
           });
@@ -406,7 +406,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
         if (r.status !== 'pending') {
           throw new ApprovalServiceError('AG_REQUEST_NOT_PENDING', `request ${id} is ${r.status}, not pending`, { hint: `see it with: agentgate requests --all` });
         }
-        if (r.decisions.some((d) => d.approver.sub === approver.sub)) {
+        if (r.decisions.some((d) => sameSubject(d.approver.sub, approver.sub))) {
           throw new ApprovalServiceError('AG_ALREADY_DECIDED', `${approver.sub} has already decided request ${id}`, {
             hint: `it needs ${r.approvers.count} distinct approvers; another member of ${r.approvers.groups.join(', ')} must approve`,
           });

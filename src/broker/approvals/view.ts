@@ -7,18 +7,33 @@ import type { Identity } from '../identity/types.js';
 import type { ApprovalRequest } from './types.js';
 
 /**
+ * Whether two subjects may be the same person: compared after Unicode compatibility folding,
+ * without surrounding whitespace and case-insensitively. An identity provider that hands out
+ * `Bob` and `bob` (or a full-width `ｂｏｂ`) for one account must not let that account approve
+ * its own request or count twice; telling apart two people whose subjects differ only in case
+ * is not worth that risk.
+ */
+export function sameSubject(a: string, b: string): boolean {
+  return subjectKey(a) === subjectKey(b);
+}
+
+function subjectKey(sub: string): string {
+  return sub.normalize('NFKC').trim().toLowerCase().normalize('NFKC');
+}
+
+/**
  * In one of the rule's approver groups, of a kind the rule accepts (human unless it opts
  * others in: a CI token or another agent mapped to the group is not a reviewer), and not
  * the requester (AC-5: no self-approval).
  */
 export function isReviewer(viewer: Identity, r: ApprovalRequest): boolean {
   const kinds = r.approvers.kinds ?? ['human'];
-  return viewer.sub !== r.requester.sub && kinds.includes(viewer.kind) && viewer.groups.some((g) => r.approvers.groups.includes(g));
+  return !sameSubject(viewer.sub, r.requester.sub) && kinds.includes(viewer.kind) && viewer.groups.some((g) => r.approvers.groups.includes(g));
 }
 
 /** A reviewer who may act on it now: pending and not yet decided by them. */
 export function mayDecide(viewer: Identity, r: ApprovalRequest): boolean {
-  return r.status === 'pending' && isReviewer(viewer, r) && !r.decisions.some((d) => d.approver.sub === viewer.sub);
+  return r.status === 'pending' && isReviewer(viewer, r) && !r.decisions.some((d) => sameSubject(d.approver.sub, viewer.sub));
 }
 
 /** Listed for the viewer: requests they made or may review. */

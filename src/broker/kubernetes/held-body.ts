@@ -8,19 +8,21 @@
 import { ObjectMasker } from './mask.js';
 import type { ValueMasker } from './value-mask.js';
 
-/** Characters of a body shown to a reviewer; the rest is cut with a marker. */
-export const SHOWN_BODY_CHARS = 8192;
+/** Characters of a body shown to a reviewer; the rest is cut with a marker (and the hold refused: `cut`). */
+export const SHOWN_BODY_CHARS = 65_536;
 
 export interface ShownBody {
   contentType: string;
   text: string;
+  /** The text was cut: a reviewer cannot see all the approval would release. */
+  cut?: true;
 }
 
 /** `kind`: maskedKind() of the request, '' when none. `masker` undefined: this session is not masked. */
 export function shownBody(body: Buffer, contentType: string, masker: ValueMasker | undefined, kind: string): ShownBody {
   let text = body.toString('utf8');
   if (masker) text = maskedText(text, masker, kind);
-  if (text.length > SHOWN_BODY_CHARS) text = `${text.slice(0, SHOWN_BODY_CHARS)}… (cut: ${body.length} bytes in all)`;
+  if (text.length > SHOWN_BODY_CHARS) return { contentType: contentType.slice(0, 200), text: `${text.slice(0, SHOWN_BODY_CHARS)}… (cut: ${body.length} bytes in all)`, cut: true };
   return { contentType: contentType.slice(0, 200), text };
 }
 

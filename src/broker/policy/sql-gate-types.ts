@@ -24,6 +24,10 @@ export interface GateVerdict extends PolicyDecision {
   changes?: NamespaceChange[];
   /** The statement changes the schema: what was resolved in the catalog may be stale after it. */
   ddl?: boolean;
+  /** The statement may change session state later statements depend on (SET, RESET, SET ROLE, DISCARD, set_config): approvals bind to it. */
+  sessionState?: true;
+  /** Why an approval could not cover what this statement runs (COPY FROM STDIN: its rows arrive after the approval, unseen). */
+  unshowable?: string;
   /**
    * Set on a deny or review verdict when the statement runs code the policy does not allow
    * (a call with side effects) or code the gate could not resolve (it does not parse): the

@@ -135,19 +135,25 @@ export function summarize(c: SqlClassification): Record<string, unknown> {
 }
 
 /** What a statement does beyond its result: to prepared statements and cursors, and to the schema. */
-function sideEffects(c: SqlClassification): { changes?: NamespaceChange[]; ddl?: boolean } {
+function sideEffects(c: SqlClassification): Pick<GateVerdict, 'changes' | 'ddl' | 'sessionState' | 'unshowable'> {
   if (!c.ok) return {};
   let ddl = false;
   let named = false;
+  let state = false;
+  let copyIn = false;
   const changes = c.statements.map((s): NamespaceChange => {
     for (const k of s.kinds) if (k === 'create' || k === 'alter' || k === 'drop' || k === 'comment' || k === 'grant' || k === 'revoke') ddl = true;
+    if (s.settings.length > 0 || s.kinds.some((k) => k === 'session' || k === 'set' || k === 'reset' || k === 'discard')) state = true;
+    if (s.detail === 'COPY FROM STDIN') copyIn = true;
     if (!s.names) return undefined;
     named = true;
     return { op: s.names, text: s.text };
   });
-  const out: { changes?: NamespaceChange[]; ddl?: boolean } = {};
+  const out: Pick<GateVerdict, 'changes' | 'ddl' | 'sessionState' | 'unshowable'> = {};
   if (named) out.changes = changes;
   if (ddl) out.ddl = true;
+  if (state) out.sessionState = true;
+  if (copyIn) out.unshowable = 'COPY FROM STDIN loads rows the client sends after the approval, which no reviewer sees';
   return out;
 }
 
@@ -395,7 +401,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       }
       const d = decideSql(identity, targetName, config.policies, c, effects);
       const { statement: _statement, ...decision } = d;
-      const verdict = readOnlyRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c) });
+      const verdict = readOnlyRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c), ...sideEffects(c) });
       const label = c.ok ? (c.statements[0]?.text ?? `-- function call: oid ${oid}`) : `-- function call: oid ${oid} (unknown)`;
       const builtin = info !== undefined && (info.schema === 'pg_catalog' || info.schema === 'information_schema');
       return { ...verdict, label, builtin };

@@ -9,8 +9,12 @@
 import { createHash } from 'node:crypto';
 import { bindParamFormat, bindParamValues, decodeBind } from './decode-frontend.js';
 
-/** Longest value shown in full; the rest is cut (the digest still covers every byte). */
-const SHOWN_CHARS = 500;
+/**
+ * Longest value shown in full (characters of its text, or of its hex for a binary value). A
+ * longer one is cut where shown; a hold bound to exact values refuses it (bindValueCut),
+ * since the reviewer would approve bytes they were never shown.
+ */
+export const SHOWN_CHARS = 2000;
 
 /** SHA-256 over each value's format and bytes (NULL apart from empty), in order. */
 export function bindValuesDigest(bindBody: Buffer): string {
@@ -51,4 +55,17 @@ export function shownBindValues(bindBody: Buffer, mask: (literal: string) => str
     else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`));
   }
   return out;
+}
+
+/** The 1-based number of the first value too long to be shown whole (see SHOWN_CHARS), or undefined when every one fits. */
+export function bindValueCut(bindBody: Buffer): number | undefined {
+  const bind = decodeBind(bindBody);
+  const c = bindParamValues(bindBody, bind);
+  while (c.next()) {
+    if (c.length < 0) continue;
+    const bytes = c.body.subarray(c.offset, c.offset + c.length);
+    const shown = bindParamFormat(bind, c.index) === 1 ? 2 + 2 * c.length : bytes.toString('utf8').length;
+    if (shown > SHOWN_CHARS) return c.index + 1;
+  }
+  return undefined;
 }

@@ -12,6 +12,7 @@
  * flow a narrow host and calls back in for the server's errors and ReadyForQuery, a
  * cancel, and its end.
  */
+import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { PgMessage } from './reader.js';
 import { FrontendType, type TransactionStatus } from './protocol.js';
@@ -23,7 +24,7 @@ import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ProtocolSession } from '../session/protocol-session.js';
 import type { Verdict } from '../session/types.js';
-import { fingerprintWithValues, shownBindValues } from './bind-values.js';
+import { bindValueCut, fingerprintWithValues, SHOWN_CHARS, shownBindValues } from './bind-values.js';
 import type { ClientOutbox } from './client-outbox.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 
@@ -96,6 +97,9 @@ const IN_FAILED_TRANSACTION = '25P02';
 /** What a client may pipeline behind a held statement before we stop reading it. */
 const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
+/** The latest session-state statements a reviewer is shown by text (all of them are in the digest and the audit log). */
+const SHOWN_STATE = 32;
+
 export class StatementFlow {
   readonly #h: StatementFlowHost;
   /** The statement held for approval, if any. */
@@ -113,6 +117,14 @@ export class StatementFlow {
   #skipUntilSync: SkipToSync | undefined;
   /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
   #refusals: { code: string; frame: Buffer }[] = [];
+  /**
+   * The session state a statement runs in, as far as it depends on what this session sent:
+   * every statement that may change it (SET, RESET, SET ROLE, DISCARD, set_config) that was
+   * relayed, in order. `digest` chains their exact texts; `shown` keeps the latest (masked)
+   * for reviewers; `count` is how many there were. An approval and its grant are bound to
+   * the digest: the same text after a different SET search_path or SET ROLE is another request.
+   */
+  #state: { digest: string; shown: string[]; count: number } = { digest: '', shown: [], count: 0 };
 
   constructor(host: StatementFlowHost) {
     this.#h = host;
@@ -233,6 +245,7 @@ export class StatementFlow {
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
       t.query(sql, noteOf(verdict), verdict.changes);
+      this.#stateChange(verdict, sql);
       h.send(m.frame);
       return;
     }
@@ -290,6 +303,7 @@ export class StatementFlow {
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
       t.execute(portal, noteOf(verdict));
+      this.#stateChange(verdict, sql);
       h.send(m.frame);
       return;
     }
@@ -344,6 +358,7 @@ export class StatementFlow {
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
       t.functionCall(verdict.label, call.argCount, noteOf(verdict), verdict.builtin);
+      this.#stateChange(verdict, verdict.label);
       h.send(m.frame);
       return;
     }
@@ -499,13 +514,30 @@ export class StatementFlow {
   #review(kind: Hold['kind'], frame: Buffer, sql: string, portal: Portal | undefined, verdict: GateVerdict): void {
     const h = this.#h;
     const bindBody = portal?.bindBody;
+    // What a reviewer cannot be shown whole cannot be approved: refused, not held.
+    const cut = bindBody && verdict.anyValues !== true ? bindValueCut(bindBody) : undefined;
+    const unshowable =
+      verdict.unshowable ?? (cut !== undefined ? `parameter $${cut} is longer than the ${SHOWN_CHARS} characters a reviewer is shown, so an approval could not cover exactly what runs` : undefined);
+    if (unshowable !== undefined) {
+      h.counts.denied++;
+      const reason = `${verdict.reason}, but ${unshowable}`;
+      this.#refuseHeld(kind, sql, portal, { ...verdict, reason }, SqlState.insufficientPrivilege, `agentgate: ${reason}; it was not held and nothing ran`, undefined, 'run it in a form a reviewer can read whole (the rows as INSERT … VALUES, shorter values), or ask the operator');
+      return;
+    }
+    // The approval covers the text, its values, and the session state it runs in.
+    const state = this.#state;
+    const fingerprint = state.count > 0 ? createHash('sha256').update(`${verdict.fingerprint}\nsession-state:${state.digest}`).digest('hex') : verdict.fingerprint;
+    const classification =
+      state.count > 0
+        ? { ...verdict.classification, session_state: state.count > state.shown.length ? [`(${state.count - state.shown.length} earlier, in the audit log)`, ...state.shown] : [...state.shown] }
+        : verdict.classification;
     const v = h.session.reviewNow(
       verdict,
       {
         statement: h.auditText(sql),
-        classification: verdict.classification,
-        fingerprint: verdict.fingerprint,
-        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(verdict.fingerprint, bindBody), shown: () => shownBindValues(bindBody, (x) => h.auditText(x)) } } : {}),
+        classification,
+        fingerprint,
+        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(fingerprint, bindBody), shown: () => shownBindValues(bindBody, (x) => h.auditText(x)) } } : {}),
       },
       { waiting: true },
     );
@@ -515,6 +547,7 @@ export class StatementFlow {
       const note: StatementNote = { ...noteOf(verdict), effect: 'allow', ...(v.decision.approval ? { approval: v.decision.approval } : {}) };
       if (kind === 'simple') h.tracker.query(sql, note, verdict.changes);
       else h.tracker.execute(portal as Portal, note);
+      this.#stateChange(verdict, sql);
       h.send(frame);
       return;
     }
@@ -567,6 +600,7 @@ export class StatementFlow {
     if (o.kind === 'allow') {
       if (hold.kind === 'simple') t.query(hold.sql, { ...base, effect: 'allow' }, hold.verdict.changes);
       else t.execute(hold.portal as Portal, { ...base, effect: 'allow' });
+      this.#stateChange(hold.verdict, hold.sql);
       h.send(hold.frame);
     } else if (o.kind === 'deny' && o.settled?.status === 'denied') {
       const who = o.settled.by ?? 'a reviewer';
@@ -578,6 +612,16 @@ export class StatementFlow {
       this.#refuseHeld(hold.kind, hold.sql, hold.portal, { ...hold.verdict, reason: `approval ${id} ${status}` }, SqlState.queryCanceled, `agentgate: approval request ${id} ${status === 'expired' ? 'timed out' : status}: nothing ran`, id);
     }
     this.#releasePending();
+  }
+
+  /** A relayed statement that may change the session state: later approvals are bound to it. */
+  #stateChange(verdict: GateVerdict, sql: string): void {
+    if (verdict.sessionState !== true) return;
+    const s = this.#state;
+    s.digest = createHash('sha256').update(`${s.digest}\n${sql.length}:${sql}`).digest('hex');
+    s.count++;
+    s.shown.push(this.#h.auditText(sql));
+    if (s.shown.length > SHOWN_STATE) s.shown.shift();
   }
 
   /** Refuses a statement that was held: in place of the Query, or of the Sync that ends the Execute's batch. */

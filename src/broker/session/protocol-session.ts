@@ -215,6 +215,11 @@ export class ProtocolSession {
       return { kind: 'allow', decision: { ...decision, approval: grant.id } };
     }
     const body = req.body?.();
+    if (body?.cut === true) {
+      // What a reviewer cannot be shown whole cannot be approved.
+      const why = `${d.reason}, but its body is too long to be shown to a reviewer whole`;
+      return this.#deny({ effect: 'deny', rule: d.rule, reason: why }, `${why}, so it was not held for review and nothing was sent`);
+    }
     let held;
     try {
       held = approvals.request(

@@ -35,6 +35,8 @@ export interface EnforceRequest {
 export interface HeldBody {
   contentType: string;
   text: string;
+  /** Cut to what a reviewer is shown: such a request is refused, not held (an approval would release what nobody saw). */
+  cut?: true;
 }
 
 /** How a held request was settled when it was not approved (adapters that word it themselves). */

@@ -346,13 +346,14 @@ class SshConnection {
         answerPty?.(decided.tty);
       }
       const channel = accept();
-      once(() => this.#run(channel, req, { env, tty, reason }, live));
+      // The environment as it was when the command was judged: an env request while it is held does not ride on its approval.
+      once(() => this.#run(channel, req, { env: { ...env }, tty, reason }, live));
     });
     s.on('shell', (accept: () => ServerChannel) => {
       // A shell is interactive by definition: its pty is what `shell: true` allows.
       answerPty?.(true);
       const channel = accept();
-      once(() => this.#run(channel, { kind: 'shell' }, { env, tty: pty ? { pty, decided: { rule: null, effect: 'allow', tty: true } } : undefined, reason }, live));
+      once(() => this.#run(channel, { kind: 'shell' }, { env: { ...env }, tty: pty ? { pty, decided: { rule: null, effect: 'allow', tty: true } } : undefined, reason }, live));
     });
     s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
       answerPty?.(false);

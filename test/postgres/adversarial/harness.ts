@@ -318,6 +318,18 @@ export async function direct<T>(adv: Adversary, fn: (client: pg.Client) => Promi
   }
 }
 
+/** A direct connection as the app role in a read-only session (the upstream backstop agentgate sets), for controls. */
+export async function readOnlyApp(adv: Adversary): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
+  await client.connect();
+  return client;
+}
+
+/** `sql` through psql as the superuser in the app database, trimmed (to inspect state after an attack). */
+export async function superQuery(adv: Adversary, sql: string): Promise<string> {
+  return (await adv.stack.pg.psql(sql, { database: 'app' })).trim();
+}
+
 /** A query's rows in array mode, on a direct connection. */
 export async function directRows(client: pg.Client, sql: string): Promise<Cell[][]> {
   return (await client.query({ text: sql, rowMode: 'array' })).rows as Cell[][];
@@ -720,8 +732,7 @@ export function useResetCorpus(corpus: ResetCorpus): {
   const statsReset = async (): Promise<string> => (await adv.stack.pg.psql("SELECT stats_reset FROM pg_stat_database WHERE datname = 'app'", { database: 'app' })).trim();
 
   test(`${corpus.prefix}-00: control — without agentgate, app resets statistics with every statement below, even in a read-only session`, async () => {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
-    await client.connect();
+    const client = await readOnlyApp(adv);
     try {
       assert.equal((await client.query('show transaction_read_only')).rows[0].transaction_read_only, 'on');
       for (const { id, sql } of corpus.resets) {

@@ -53,6 +53,8 @@ import {
   type Adversary,
   type ResetAttack,
   RESET_SEED,
+  readOnlyApp,
+  superQuery,
 } from './harness.js';
 
 /** A file a file_fdw `program` creates; it must never appear through agentgate. */
@@ -175,12 +177,7 @@ describe('adversarial corpus wave 5: planner-run code, foreign tables, trusted p
   const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w5s', resets: RESETS, allowed: ALLOWED });
   const { withClient, statsReset } = corpus;
   let adv!: Adversary;
-  const q = async (sql: string): Promise<string> => (await adv.stack.pg.psql(sql, { database: 'app' })).trim();
-  const readOnlyApp = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
-    await client.connect();
-    return client;
-  };
+  const q = (sql: string): Promise<string> => superQuery(adv, sql);
   const usersCount = async (): Promise<number> => Number(await q('SELECT count(*) FROM users'));
   const relfilenode = (rel: string): Promise<string> => q(`SELECT relfilenode FROM pg_class WHERE oid = '${rel}'::regclass`);
   const tableStat = (col: string): Promise<string> => q(`SELECT ${col} FROM pg_stat_user_tables WHERE relid = 'public.users'::regclass`);
@@ -213,7 +210,7 @@ GRANT SELECT ON ft_prog TO app;`,
   });
 
   test('w5s-00b: control — without agentgate, in a read-only session, app deletes through a postgres_fdw table, runs a file_fdw program, resets through constraint exclusion, notifies, analyzes, vacuums, rewrites its table and reindexes it; BEGIN READ ONLY, READ WRITE writes', async () => {
-    const client = await readOnlyApp();
+    const client = await readOnlyApp(adv);
     const listener = new pg.Client({ connectionString: adv.stack.pg.url() });
     await listener.connect();
     const heard: string[] = [];

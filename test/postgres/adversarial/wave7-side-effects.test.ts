@@ -27,7 +27,6 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import {
   assertIntact,
   assertNoError,
@@ -44,6 +43,8 @@ import {
   type Adversary,
   type ResetAttack,
   RESET_SEED,
+  readOnlyApp,
+  superQuery,
 } from './harness.js';
 
 const EXTRA_SEED = `
@@ -140,12 +141,7 @@ describe('adversarial corpus wave 7: operators the parser writes, planning write
   const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w7s', resets: RESETS, allowed: ALLOWED });
   const { withClient, statsReset } = corpus;
   let adv!: Adversary;
-  const q = async (sql: string): Promise<string> => (await adv.stack.pg.psql(sql, { database: 'app' })).trim();
-  const readOnlyApp = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url(), options: '-c default_transaction_read_only=on' });
-    await client.connect();
-    return client;
-  };
+  const q = (sql: string): Promise<string> => superQuery(adv, sql);
   const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   before(() => {
     adv = corpus.adv();
@@ -162,7 +158,7 @@ describe('adversarial corpus wave 7: operators the parser writes, planning write
   ];
 
   test('w7s-00b: control — without agentgate, in a read-only session, Bind of each write (then refused at Execute) resets statistics; nextval and row locks are refused by the session itself', async () => {
-    const client = await readOnlyApp();
+    const client = await readOnlyApp(adv);
     try {
       for (const { id, sql, params } of PLANNED) {
         const before = await statsReset();

@@ -19,6 +19,8 @@ import type { MaskRules, NoticeSink } from './mask-rules.js';
 
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
+/** Cursor and prepared statement names a session keeps the verdict of (the most recently declared). */
+const NAMED_QUERIES = 1024;
 /** Distinct RowDescriptions a session keeps resolved, per provenance. */
 const SHAPE_MEMO = 64;
 const NO_OUTPUTS: ReadonlySet<number> = new Set();
@@ -201,7 +203,12 @@ export class ShapeResolver implements CopyShapes {
    */
   declared(source: StatementSource): void | Promise<void> {
     const record = (p: Provenance | undefined): void => {
-      if (p?.declares) this.#named.set(namedKey(p.declares), !p.ok || this.#countMasked(p));
+      if (!p?.declares) return;
+      const key = namedKey(p.declares);
+      this.#named.delete(key); // re-inserted last: the oldest names go first
+      // Bounded: a name forgotten counts as one whose count is withheld (fail closed).
+      if (this.#named.size >= NAMED_QUERIES) this.#named.delete(this.#named.keys().next().value as string);
+      this.#named.set(key, !p.ok || this.#countMasked(p));
     };
     const prov = this.#provenanceFor(source);
     if (prov instanceof Promise) return prov.then(record);

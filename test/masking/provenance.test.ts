@@ -701,3 +701,38 @@ test('a top-level SELECT reports what decides its row count (a zero-column one h
   assert.deepEqual(await rowsOf('select from users u where u.id = 1'), []);
   assert.deepEqual(await rowsOf('select from generate_series(1, 3) i, generate_series(1, i) g'), []);
 });
+
+// ---------------------------------------------------------------------------------------
+// Wave 7: a query carried by a name to a later statement; EXPLAIN ANALYZE
+
+test('DECLARE and PREPARE name their query and report what decides its row count; FETCH, MOVE and EXECUTE name the query they return', async () => {
+  const [declare] = await statementProvenance('declare c cursor for select 1 from users u, generate_series(1, ascii(u.email))', fakeCatalog());
+  assert.ok(declare?.ok);
+  assert.deepEqual(declare.declares, { kind: 'cursor', name: 'c' });
+  assert.deepEqual([...(declare.rows ?? [])], [U('email')]);
+  const [prepare] = await statementProvenance('prepare q as select from users u, generate_series(0, 255) g where g < ascii(u.email)', fakeCatalog());
+  assert.ok(prepare?.ok);
+  assert.deepEqual(prepare.declares, { kind: 'prepared', name: 'q' });
+  assert.deepEqual(prepare.columns, [], 'PREPARE itself returns no rows');
+  assert.deepEqual([...(prepare.rows ?? [])], [U('email')]);
+  const [clean] = await statementProvenance('declare c cursor for select name from users', fakeCatalog());
+  assert.ok(clean?.ok);
+  assert.deepEqual([...(clean.rows ?? [])], []);
+  for (const [sql, uses] of [
+    ['fetch all in c', { kind: 'cursor', name: 'c' }],
+    ['move all in c', { kind: 'cursor', name: 'c' }],
+    ['execute q', { kind: 'prepared', name: 'q' }],
+  ] as const) {
+    const [r] = await statementProvenance(sql, fakeCatalog());
+    assert.deepEqual(r?.uses, uses, sql);
+  }
+});
+
+test('EXPLAIN ANALYZE depends on what its statement reads and on what decides its row count; plain EXPLAIN does not', async () => {
+  const plan = async (sql: string): Promise<string[]> => [...((await one(sql)).conditions ?? [])].sort();
+  assert.deepEqual(await plan('explain analyze select from users u, generate_series(1, ascii(u.email))'), [U('email')]);
+  assert.deepEqual(await plan('explain (analyze, format json) select lower(email) from users'), [U('email')]);
+  assert.deepEqual(await plan('explain (analyze) select name from users'), [U('name')]);
+  assert.deepEqual(await plan('explain select lower(email) from users'), []);
+  assert.match(await failure('explain analyze execute q'), /EXECUTE/);
+});

@@ -36,6 +36,24 @@ async function recv(m: ResultMasker, frame: Buffer): Promise<Buffer> {
   return r;
 }
 
+/**
+ * A DataRow and the CommandComplete of its result: the row's values as the client gets
+ * them. Rows of a result with an output masked whole for what it computes over are held
+ * until the result completes, so the row may arrive with the CommandComplete.
+ */
+async function rowThroughCompletion(m: ResultMasker, row: Buffer, tag = 'SELECT 1'): Promise<(string | null)[]> {
+  const out = Buffer.concat([await recv(m, row), await recv(m, be.commandComplete(tag))]);
+  const rows = frames(out).filter((f) => f.type === BackendType.dataRow);
+  assert.equal(rows.length, 1, 'one row reaches the client');
+  assert.equal(frames(out).at(-1)?.type, BackendType.commandComplete, 'the row comes before its completion');
+  const body = rows[0]!.body;
+  const frame = Buffer.alloc(5 + body.length);
+  frame[0] = BackendType.dataRow;
+  frame.writeInt32BE(4 + body.length, 1);
+  body.copy(frame, 5);
+  return rowValues(frame);
+}
+
 test('text rows: column rules mask whole values, detectors mask spans, the rest is untouched', async () => {
   const catalog = fixedCatalog();
   const m = new ResultMasker(plan({ columns: ['*.email', 'users.ssn'], detectors: ['email', 'credit_card'], style: 'partial' }), KEY, catalog);
@@ -203,7 +221,24 @@ test('extended protocol: Describe portal gives the real formats; Close forgets t
   // A portal of a statement nobody described: fail closed, NULL (formats from Bind are all the masker knows).
   sent(m, fe.bind('', 'never-described', [], {}), fe.execute(''), fe.SYNC);
   await recv(m, be.BIND_COMPLETE);
-  assert.deepEqual(rowValues(await recv(m, be.dataRow(['x@example.com']))), ['********']);
+  assert.deepEqual(await rowThroughCompletion(m, be.dataRow(['x@example.com'])), ['********']);
+});
+
+test('rows of a result computed over a masked column are held until it completes, and an error drops them', async () => {
+  const provenance = (): Promise<Provenance[]> => Promise.resolve([{ ok: true, columns: [{ name: 'e', sources: new Set(['public.users.email']), direct: false, opaque: false }] }]);
+  const m = new ResultMasker(plan({ columns: ['*.email'], style: 'full' }), KEY, fixedCatalog(), undefined, provenance);
+  sent(m, fe.query('select 1/(ascii(email) - 113) as e from users'));
+  await recv(m, be.rowDescription([expr('e')]));
+  assert.equal((await recv(m, be.dataRow(['1']))).length, 0, 'held');
+  assert.equal((await recv(m, be.dataRow(['1']))).length, 0, 'held');
+  const err = await recv(m, be.errorResponse({ severity: 'ERROR', code: '22012', message: 'division by zero' }));
+  assert.deepEqual(frames(err).map((f) => f.type), [BackendType.errorResponse], 'the error alone: the held rows are dropped');
+  await recv(m, be.readyForQuery('I'));
+  sent(m, fe.query('select 1/(ascii(email) - 113) as e from users'));
+  await recv(m, be.rowDescription([expr('e')]));
+  assert.equal((await recv(m, be.dataRow(['1']))).length, 0, 'held');
+  const done = frames(await recv(m, be.commandComplete('SELECT 1')));
+  assert.deepEqual(done.map((f) => f.type), [BackendType.dataRow, BackendType.commandComplete], 'released with the completion');
 });
 
 test('NOTIFY payloads are scanned by the detectors', () => {
@@ -301,8 +336,7 @@ test('provenance is analysed once per statement shape: inlined numbers share it,
   const run = async (sql: string, value: string): Promise<(string | null)[]> => {
     sent(m, fe.query(sql));
     await recv(m, be.rowDescription([expr('e')]));
-    const row = rowValues(await recv(m, be.dataRow([value])));
-    await recv(m, be.commandComplete('SELECT 1'));
+    const row = await rowThroughCompletion(m, be.dataRow([value]));
     await recv(m, be.readyForQuery('I'));
     return row;
   };
@@ -351,8 +385,7 @@ test('one Query, two statements, the same RowDescription bytes: the second is tr
     const rows: (string | null)[][] = [];
     for (const value of ['plain', 'alice@example.com']) {
       await recv(m, be.rowDescription([expr('e')]));
-      rows.push(rowValues(await recv(m, be.dataRow([value]))));
-      await recv(m, be.commandComplete('SELECT 1'));
+      rows.push(await rowThroughCompletion(m, be.dataRow([value])));
     }
     await recv(m, be.readyForQuery('I'));
     return rows;

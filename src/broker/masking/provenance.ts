@@ -45,8 +45,12 @@
  *   function, a FROM subquery's or CTE's own taint, the branches of INTERSECT/EXCEPT with a
  *   computed branch, and GROUP BY items computed over a column when the GROUP BY names two
  *   or more columns condition every output of the level (count(*) included). A top-level
- *   SELECT's own taint is `rows`: with no output columns, its row count is all it shows
- *   (the proxy withholds the rows and the command tag's count when a masked column decides it).
+ *   SELECT's own taint is `rows` (as is the query of a DECLARE or PREPARE, with the name in
+ *   `declares`; FETCH, MOVE and EXECUTE name theirs in `uses`): every output is conditioned
+ *   on it, so its row count is all it shows beyond masks (the proxy withholds the rows and
+ *   the command tag's count when a masked column decides it).
+ * - EXPLAIN ANALYZE runs its statement and reports actual row counts: its one column is
+ *   conditioned on everything the statement's outputs and `rows` depend on.
  * - `direct`: the value is a source column's value unchanged — a plain reference, optionally
  *   COLLATEd or cast to text/varchar/bpchar/name without a length (a length truncates or
  *   pads), or such a reference passed through subqueries, CTEs, views, USING merges and set
@@ -138,8 +142,22 @@ export type Provenance =
        */
       rows?: ReadonlySet<string>;
       rowsOpaque?: boolean;
+      /** The statement names a cursor or prepared statement for later (DECLARE, PREPARE): `rows` are its rows. */
+      declares?: NamedQuery;
+      /** The statement returns what a cursor or prepared statement named earlier returns (FETCH, MOVE, EXECUTE). */
+      uses?: NamedQuery;
     }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; declares?: NamedQuery; uses?: NamedQuery };
+
+/**
+ * A query kept under a name by one statement and run by another: a cursor (DECLARE …
+ * CURSOR FOR; FETCH, MOVE) or a prepared statement (PREPARE; EXECUTE). The rows a later
+ * statement returns under the name are the named query's, so what decides their count is too.
+ */
+export interface NamedQuery {
+  kind: 'cursor' | 'prepared';
+  name: string;
+}
 
 /** Functions whose result never reveals their argument's value: the analysis drops sources flowing only through them. */
 /**
@@ -274,16 +292,20 @@ async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
     const p = await parser();
     await prefetch([stmt], memo, p);
     for (let round = 0; round < MAX_ROUNDS; round++) {
+      const a = new Analysis(memo, p);
       try {
-        const a = new Analysis(memo, p);
         const cols = a.statement(stmt);
         const rows = a.rows;
+        const named = { ...(a.declares ? { declares: a.declares } : {}), ...(a.uses ? { uses: a.uses } : {}) };
         if (rows && hasFlow(rows)) {
           const c = asConditions(rows);
-          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque };
+          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque, ...named };
         }
-        return { ok: true, columns: cols.map(publicColumn) };
+        return { ok: true, columns: cols.map(publicColumn), ...named };
       } catch (e) {
+        if (e instanceof Unanalysable && (a.uses || a.declares)) {
+          return { ok: false, reason: e.reason, ...(a.declares ? { declares: a.declares } : {}), ...(a.uses ? { uses: a.uses } : {}) };
+        }
         if (!(e instanceof Miss)) throw e;
         if (e.what === 'relation') await memo.fetchRelation(e.schema, e.name);
         else await memo.fetchFunction(e.schema, e.name);
@@ -572,8 +594,11 @@ class Analysis {
   private readonly views = new Map<string, Col[]>();
   private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
-  /** What decides how many rows the top-level SELECT returns (its level's taint). */
+  /** What decides how many rows the top-level SELECT (or the query a DECLARE or PREPARE names) returns (its level's taint). */
   rows: Flow | undefined;
+  /** See Provenance.declares and Provenance.uses. */
+  declares: NamedQuery | undefined;
+  uses: NamedQuery | undefined;
 
   constructor(
     private readonly memo: CatalogMemo,
@@ -596,10 +621,20 @@ class Analysis {
       case 'DeleteStmt':
       case 'MergeStmt':
         return this.dml(type, body);
-      case 'DeclareCursorStmt':
+      case 'DeclareCursorStmt': {
+        this.declares = { kind: 'cursor', name: str(body['portalname']) ?? '' };
+        const q = unwrap(body['query']);
+        // The cursor's rows are its query's: what decides how many there are is `rows`.
+        if (q?.[0] === 'SelectStmt') return this.statement(body['query']);
         return this.query(body['query'], undefined, undefined);
+      }
+      case 'PrepareStmt': {
+        this.declares = { kind: 'prepared', name: str(body['name']) ?? '' };
+        this.statement(body['query']);
+        return []; // PREPARE itself returns no rows
+      }
       case 'ExplainStmt':
-        return [{ name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false }];
+        return [this.explain(body)];
       case 'VariableShowStmt': {
         const name = str(body['name']) ?? '';
         const names = name === 'all' ? ['name', 'setting', 'description'] : [name];
@@ -608,15 +643,46 @@ class Analysis {
       case 'CopyStmt':
         return this.copy(body);
       case 'ExecuteStmt':
+        this.uses = { kind: 'prepared', name: str(body['name']) ?? '' };
         return fail('EXECUTE of a prepared statement: its text is not here');
       case 'CallStmt':
         return fail('CALL returns what the procedure chooses');
       case 'FetchStmt':
+        this.uses = { kind: 'cursor', name: str(body['portalname']) ?? '' };
         if (body['ismove'] === true) return [];
         return fail('FETCH returns a cursor declared by an earlier statement');
       default:
         return []; // CREATE TABLE AS, SET, BEGIN, DDL …: no rows
     }
+  }
+
+  /**
+   * EXPLAIN's one column. With ANALYZE the statement runs and the plan reports how many
+   * rows each node produced and removed (`actual rows=113` for a FROM function sized by a
+   * value): the plan then depends on everything the explained statement's outputs and row
+   * count depend on, as conditions. Without ANALYZE it shows the statement's text and the
+   * planner's estimates only.
+   */
+  private explain(body: Obj): Col {
+    const plan: Col = { name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false };
+    const analyze = arr(body['options']).some((o) => {
+      const d = unwrap(o);
+      return d?.[0] === 'DefElem' && str(d[1]['defname']) === 'analyze';
+    });
+    if (!analyze) return plan;
+    const rows = this.rows;
+    this.rows = undefined;
+    const cols = this.statement(body['query']);
+    const inner = this.rows as Flow | undefined;
+    this.rows = rows;
+    const conditions = new Set<string>();
+    let opaque = inner?.opaque ?? false;
+    for (const f of [...cols, ...(inner ? [inner] : [])]) {
+      for (const s of f.sources) conditions.add(s);
+      for (const s of f.conditions ?? []) conditions.add(s);
+      opaque ||= f.opaque;
+    }
+    return { ...plan, opaque, ...(conditions.size > 0 ? { conditions } : {}) };
   }
 
   private copy(body: Obj): Col[] {

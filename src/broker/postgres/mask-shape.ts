@@ -11,7 +11,7 @@
 import { decodeRowDescription, type FieldDescription } from './decode-backend.js';
 import type { CatalogLookup, TableInfo } from './masking-catalog.js';
 import type { ColumnScanner } from './column-scan.js';
-import { sourceParts, type Provenance } from '../masking/provenance.js';
+import { sourceParts, type NamedQuery, type Provenance } from '../masking/provenance.js';
 import { sqlShape } from '../policy/sql-shape.js';
 import { looksLikeSecretName } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
@@ -19,11 +19,24 @@ import type { MaskRules, NoticeSink } from './mask-rules.js';
 
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
+/** Cursor and prepared statement names a session keeps the verdict of (the most recently declared). */
+const NAMED_QUERIES = 1024;
 /** Distinct RowDescriptions a session keeps resolved, per provenance. */
 const SHAPE_MEMO = 64;
 const NO_OUTPUTS: ReadonlySet<number> = new Set();
 /** The memo's owner for results resolved without provenance. */
 const UNTRACED: object = {};
+
+/** How the rows of a result whose count a masked column may decide go out: all of them, the first only, none. */
+export type RowsMode = 0 | 1 | 2;
+export const ROWS_SHOWN: RowsMode = 0;
+export const FIRST_ROW_ONLY: RowsMode = 1;
+export const ROWS_WITHHELD: RowsMode = 2;
+
+/** A shape's RowsMode. */
+export function rowsModeOf(shape: Shape): RowsMode {
+  return shape.hideRows !== true ? ROWS_SHOWN : shape.firstRow === true ? FIRST_ROW_ONLY : ROWS_WITHHELD;
+}
 
 export interface FieldInfo {
   label: string;
@@ -41,10 +54,27 @@ export interface Shape {
   /** Format codes as the RowDescription gave them. */
   formats: number[];
   /**
-   * A statement with no columns whose row count a masked column decides (`SELECT FROM
-   * users, generate_series(1, ascii(email))`): its rows and its command tag's count are withheld.
+   * A result whose row count a masked column decides (`SELECT FROM users,
+   * generate_series(1, ascii(email))`, `SELECT 1 FROM users, generate_series(0, 255) g
+   * WHERE ascii(email) > g`, a FETCH from a cursor declared so): its outputs are masked
+   * whole already, so the count is all its rows show; they are withheld, and the command
+   * tag's count is sent as 0.
    */
   hideRows?: boolean;
+  /**
+   * With hideRows: the first row passes (its outputs are all masked whole), the rest are
+   * withheld and the tag says 1 — whether there are rows at all is one bit, as a filter's is.
+   * Without output columns, or for a cursor or prepared statement (`FETCH ABSOLUTE n` would
+   * ask for any row), none passes.
+   */
+  firstRow?: boolean;
+  /**
+   * Some output is masked whole because it computes over a masked column (or cannot be
+   * analysed): an expression that can raise (`1/(ascii(email) - g)`) would stop the result
+   * at a row the value chose, so its rows are held until the statement (or the Execute)
+   * completes, and an error drops them.
+   */
+  holdRows?: boolean;
 }
 
 /** The statement whose columns a RowDescription describes: its text and its index in a multi-statement Query. */
@@ -81,6 +111,13 @@ export class ShapeResolver implements CopyShapes {
    * and secret scans are only ever added, so a shape resolved from them stays right.
    */
   #memo = new WeakMap<object, Map<string, Shape>>();
+  /**
+   * Cursors and prepared statements declared in this session (`cursor:c`, `prepared:q`),
+   * as of the last DECLARE or PREPARE of the name that completed: whether a masked column
+   * decides how many rows the query under the name returns. A name not here (declared by
+   * code the analysis cannot see) counts as one whose count is withheld.
+   */
+  readonly #named = new Map<string, boolean>();
 
   constructor(
     plan: MaskingPlan,
@@ -112,7 +149,8 @@ export class ShapeResolver implements CopyShapes {
    */
   shapeOf(body: Buffer, source: StatementSource | undefined): Shape | Promise<Shape> {
     const prov = this.#provenanceFor(source);
-    if (prov instanceof Promise) return this.#shapeWith(decodeRowDescription(body), prov);
+    // Rows of a named cursor or prepared statement follow its latest declaration: not memoised.
+    if (prov instanceof Promise || prov?.uses) return this.#shapeWith(decodeRowDescription(body), prov);
     const owner: object = prov ?? UNTRACED;
     const key = body.toString('latin1');
     let memo = this.#memo.get(owner);
@@ -141,6 +179,50 @@ export class ShapeResolver implements CopyShapes {
       const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov]);
       return this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length));
     })();
+  }
+
+  /**
+   * Whether a masked column decides how many rows `source` returns (Shape.hideRows), for
+   * a result no RowDescription described (an Execute without Describe, MOVE): at once when
+   * its analysis is known, else a promise (never rejecting).
+   */
+  rowsModeFor(source: StatementSource): RowsMode | Promise<RowsMode> {
+    const prov = this.#provenanceFor(source);
+    if (prov instanceof Promise) return prov.then((p) => this.#rowsMode(p, p?.ok ? p.columns.length : 0));
+    return this.#rowsMode(prov, prov?.ok ? prov.columns.length : 0);
+  }
+
+  #rowsMode(prov: Provenance | undefined, columns: number): RowsMode {
+    if (!this.#rowsHidden(prov)) return ROWS_SHOWN;
+    return prov?.uses || columns === 0 ? ROWS_WITHHELD : FIRST_ROW_ONLY;
+  }
+
+  /**
+   * A DECLARE … CURSOR or PREPARE completed: remember whether a masked column decides how
+   * many rows its name returns (a declaration that cannot be analysed: it does).
+   */
+  declared(source: StatementSource): void | Promise<void> {
+    const record = (p: Provenance | undefined): void => {
+      if (!p?.declares) return;
+      const key = namedKey(p.declares);
+      this.#named.delete(key); // re-inserted last: the oldest names go first
+      // Bounded: a name forgotten counts as one whose count is withheld (fail closed).
+      if (this.#named.size >= NAMED_QUERIES) this.#named.delete(this.#named.keys().next().value as string);
+      this.#named.set(key, !p.ok || this.#countMasked(p));
+    };
+    const prov = this.#provenanceFor(source);
+    if (prov instanceof Promise) return prov.then(record);
+    record(prov);
+  }
+
+  #rowsHidden(prov: Provenance | undefined): boolean {
+    if (this.#plan.columns.length === 0 || !prov) return false;
+    if (prov.uses) return this.#named.get(namedKey(prov.uses)) ?? true;
+    return prov.ok && this.#countMasked(prov);
+  }
+
+  #countMasked(prov: Extract<Provenance, { ok: true }>): boolean {
+    return prov.rowsOpaque === true || this.#ruleForSources(prov.rows) >= 0;
   }
 
   get canDescribe(): boolean {
@@ -303,7 +385,9 @@ export class ShapeResolver implements CopyShapes {
       return { label: d.name, display, typeOid: d.typeOid, rule, secret };
     });
     const formats = desc.map((d) => d.format);
-    if (desc.length === 0 && columns && prov?.ok && (prov.rowsOpaque === true || this.#ruleForSources(prov.rows) >= 0)) return { fields, formats, hideRows: true };
+    const mode = this.#rowsMode(prov, desc.length);
+    if (mode !== ROWS_SHOWN) return { fields, formats, hideRows: true, ...(mode === FIRST_ROW_ONLY ? { firstRow: true } : {}) };
+    if (fields.some((f) => f.rule === derived)) return { fields, formats, holdRows: true };
     return { fields, formats };
   }
 
@@ -317,4 +401,8 @@ export class ShapeResolver implements CopyShapes {
     }
     return -1;
   }
+}
+
+function namedKey(n: NamedQuery): string {
+  return `${n.kind}:${n.name}`;
 }

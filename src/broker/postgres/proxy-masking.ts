@@ -24,10 +24,14 @@
  *    advances the tracker with it:
  *        const out = masker.backend(m)
  *    - a Buffer: forward it instead of m.frame (the same Buffer when nothing changed;
- *      it may hold two frames, or be empty = forward nothing);
+ *      it may hold several frames — held rows come with the CommandComplete or
+ *      PortalSuspended of their result —, or be empty = forward nothing);
  *    - a Promise (for RowDescription and CopyOutResponse, when table OIDs or a COPY's
  *      columns must be looked up first; for ErrorResponse and NoticeResponse, when the
- *      running statement's text has not been analysed yet): stop feeding server messages
+ *      running statement's text has not been analysed yet; for a DataRow, CommandComplete
+ *      or PortalSuspended of an Execute nothing described, and the CommandComplete of a
+ *      DECLARE, PREPARE or MOVE, when whether a masked column decides a row count is not
+ *      known yet): stop feeding server messages
  *      to the masker, hold them (copies or the views, in order) and stop reading the
  *      upstream; when the promise settles (it never rejects), forward the Buffer it
  *      resolves to (an error or notice, masked), or m.frame unchanged when it resolves
@@ -105,7 +109,7 @@ import { detectorRegions } from '../masking/outbound-text.js';
 import { maskNoticeFrame } from '../masking/notice-fields.js';
 import { maskNotificationFrame, maskParameterStatusFrame } from '../masking/status-text.js';
 import { MaskRules, Notices } from './mask-rules.js';
-import { ShapeResolver, type Shape, type StatementSource } from './mask-shape.js';
+import { FIRST_ROW_ONLY, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, ShapeResolver, type RowsMode, type Shape, type StatementSource } from './mask-shape.js';
 import { RowPlanBuilder, type RowPlan } from './mask-row-plan.js';
 import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
@@ -124,6 +128,10 @@ interface PortalMask {
   /** The shape came from Describe of this portal (its formats are the real ones). */
   described: boolean;
   plan: RowPlan | undefined;
+  /** Without a shape (no Describe): how its rows go out (RowsMode), once the analysis said. */
+  mode?: RowsMode;
+  /** With FIRST_ROW_ONLY: the row that passes has passed (in any Execute of the portal). */
+  firstSent?: boolean;
 }
 
 export class ResultMasker {
@@ -149,10 +157,25 @@ export class ResultMasker {
   readonly #queryCopies = new WeakMap<Outstanding, { list: CopyOutStatement[]; started: number }>();
   /** The result being read when no Execute is at the head (simple Query, or no frontend tracking). */
   #current: RowPlan | undefined;
-  #currentHidesRows = false;
+  #currentMode: RowsMode = ROWS_SHOWN;
+  #currentHoldsRows = false;
+  /** Rows forwarded of the result at hand whose count is withheld (its tag's count). */
+  #sentHidden = 0;
+  /** With FIRST_ROW_ONLY, outside an Execute: the row that passes has passed. */
+  #currentFirstSent = false;
+  /**
+   * Rows held until the result at hand completes (Shape.holdRows): masked copies, their
+   * size, and whether they outgrew HOLD_LIMIT (then the rest is withheld too).
+   */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  #heldOver = false;
   #cachedFor: Outstanding | undefined;
   readonly #describedPlans = new WeakMap<Shape, RowPlan>();
   #cachedPlan: RowPlan | undefined;
+  /** The Execute whose rows' withholding #hiddenCached holds. */
+  #hiddenFor: Outstanding | undefined;
+  #hiddenCached: RowsMode = ROWS_SHOWN;
 
   /**
    * `tracker`: the session's pipeline tracker, which the proxy advances; without one the
@@ -200,7 +223,9 @@ export class ResultMasker {
   /** The proxy ended a statement itself: forget the result and any COPY in progress. */
   resetStatement(): void {
     this.#current = undefined;
-    this.#currentHidesRows = false;
+    this.#currentMode = ROWS_SHOWN;
+    this.#currentHoldsRows = false;
+    this.#dropHeld();
     this.#copier.reset();
     this.#cachedFor = undefined;
   }
@@ -227,12 +252,29 @@ export class ResultMasker {
     switch (m.type) {
       case BackendType.rowDescription:
         return this.rowDescription(m.body) ?? m.frame;
-      case BackendType.dataRow:
-        return this.dataRow(m.frame);
-      case BackendType.commandComplete: {
-        const hide = this.#rowsHidden();
+      case BackendType.dataRow: {
+        const mode = this.#rowsMode();
+        if (mode instanceof Promise) {
+          const copy = Buffer.from(m.frame); // the reader's buffer is not ours to keep
+          return mode.then((md) => this.#row(md, copy, true));
+        }
+        return this.#row(mode, m.frame, true);
+      }
+      case BackendType.commandComplete:
+        return this.#commandComplete(m.frame, m.body);
+      case BackendType.portalSuspended: {
+        // An Execute with a row limit of a portal whose count is withheld: how many Executes
+        // it takes to complete would count its rows, so each one completes, with the rows it
+        // forwarded (the first row at most) as its count.
+        const mode = this.#rowsMode();
+        const sent = this.#sentHidden;
+        const held = this.#takeHeld();
         this.serverMessage(m.type);
-        return hide ? withoutRowCount(m.frame, m.body) : m.frame;
+        if (mode instanceof Promise) {
+          const copy = Buffer.from(m.frame);
+          return mode.then((md) => this.#release(held, md === ROWS_SHOWN ? copy : completeFrame(`SELECT ${sent}`)));
+        }
+        return this.#release(held, mode === ROWS_SHOWN ? m.frame : completeFrame(`SELECT ${sent}`));
       }
       case BackendType.copyOutResponse:
       case BackendType.copyBothResponse:
@@ -275,6 +317,7 @@ export class ResultMasker {
         this.#endResult();
         return;
       case BackendType.readyForQuery:
+        this.#dropHeld(); // none left unless a result ended without completing: withheld
         this.#endResult();
         this.#copier.reset();
         return;
@@ -298,7 +341,9 @@ export class ResultMasker {
     } else {
       apply = (shape) => {
         this.#current = this.#describedPlan(shape);
-        this.#currentHidesRows = shape.hideRows === true;
+        this.#currentMode = rowsModeOf(shape);
+        this.#currentFirstSent = false;
+        this.#currentHoldsRows = shape.holdRows === true;
         this.#cachedFor = undefined;
       };
       if (head?.kind === 'query') source = { sql: head.rec.sql, index: head.completed };
@@ -310,10 +355,129 @@ export class ResultMasker {
     return undefined;
   }
 
-  /** DataRow: the frame to forward (the same Buffer when nothing was masked). */
+  /**
+   * DataRow: the frame to forward (the same Buffer when nothing was masked; empty when the
+   * result's row count is withheld, or, when that is not known yet, fail closed).
+   */
   dataRow(frame: Buffer): Buffer {
-    // Only a zero-column row can be one whose count is withheld: the cheap test first (per row).
-    if (columnCount(frame) === 0 && this.#rowsHidden()) return EMPTY_FRAME;
+    const mode = this.#rowsMode();
+    return mode instanceof Promise ? EMPTY_FRAME : this.#row(mode, frame, false);
+  }
+
+  /** A DataRow under the result's RowsMode: masked (and held, when `hold` and the result holds its rows), or withheld. */
+  #row(mode: RowsMode, frame: Buffer, hold: boolean): Buffer {
+    if (mode === ROWS_WITHHELD) return EMPTY_FRAME;
+    if (mode === FIRST_ROW_ONLY) {
+      if (!this.#takeFirstRow()) return EMPTY_FRAME;
+      this.#sentHidden++;
+    }
+    const out = this.#maskRow(frame);
+    return hold ? this.#holdOrPass(out) : out;
+  }
+
+  /** Under FIRST_ROW_ONLY: whether this row is the one that passes (of the result, or of the portal across Executes). */
+  #takeFirstRow(): boolean {
+    const head = this.#tracker.head;
+    if (head?.kind === 'execute') {
+      const pm = this.#portalMask(head.portal);
+      if (pm.firstSent === true) return false;
+      pm.firstSent = true;
+      return true;
+    }
+    if (this.#currentFirstSent) return false;
+    this.#currentFirstSent = true;
+    return true;
+  }
+
+  /**
+   * CommandComplete. A result whose row count is withheld has its count sent as 0; a
+   * DECLARE … CURSOR or PREPARE that completed is recorded (what decides the count of the
+   * rows its name returns) before any later message is read; MOVE, which returns no rows,
+   * is judged by the cursor it names.
+   */
+  #commandComplete(frame: Buffer, body: Buffer): Buffer | Promise<Buffer> {
+    const tag = commandTag(body);
+    const source = this.#columns() ? this.#source() : undefined;
+    let mode: RowsMode | Promise<RowsMode> = ROWS_SHOWN;
+    let declared: void | Promise<void> = undefined;
+    if (source && (tag === 'DECLARE CURSOR' || tag === 'PREPARE')) declared = this.#shapes.declared(source);
+    else if (source && tag.startsWith('MOVE ')) mode = this.#shapes.rowsModeFor(source);
+    else mode = this.#rowsMode();
+    const sent = this.#sentHidden;
+    const held = this.#takeHeld();
+    this.serverMessage(BackendType.commandComplete);
+    if (declared instanceof Promise) {
+      const copy = Buffer.from(frame);
+      return declared.then(() => copy);
+    }
+    if (mode instanceof Promise) {
+      const copy = Buffer.from(frame);
+      return mode.then((md) => this.#release(held, md === ROWS_SHOWN ? copy : withRowCount(copy, copy.subarray(5), sent)));
+    }
+    return this.#release(held, mode === ROWS_SHOWN ? frame : withRowCount(frame, body, sent));
+  }
+
+  /** A masked row of a result whose rows are held (Shape.holdRows): kept, and nothing forwarded yet. */
+  #holdOrPass(row: Buffer): Buffer {
+    if (row.length === 0 || !this.#holdsRows()) return row;
+    if (this.#heldOver) return EMPTY_FRAME;
+    if (this.#heldBytes + row.length > HOLD_LIMIT) {
+      this.#held = [];
+      this.#heldBytes = 0;
+      this.#heldOver = true;
+      this.#notices.notice(
+        'hold-limit',
+        `agentgate: the rows of a statement that computes over a masked column are held until it completes (an error part-way would show where the value stopped it); this result outgrew ${HOLD_LIMIT >> 20} MiB, so its rows are withheld`,
+      );
+      return EMPTY_FRAME;
+    }
+    this.#held.push(Buffer.from(row)); // the reader's buffer is not ours to keep
+    this.#heldBytes += row.length;
+    return EMPTY_FRAME;
+  }
+
+  /** The rows held for the result at hand (undefined: none), and whether they outgrew the limit; the hold is reset. */
+  #takeHeld(): { rows: Buffer[]; over: boolean } | undefined {
+    if (this.#held.length === 0 && !this.#heldOver) return undefined;
+    const out = { rows: this.#held, over: this.#heldOver };
+    this.#dropHeld();
+    return out;
+  }
+
+  #dropHeld(): void {
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#heldOver = false;
+  }
+
+  /** The held rows, then the frame that completes (or suspends) their result; its count is withheld with rows that outgrew the limit. */
+  #release(held: { rows: Buffer[]; over: boolean } | undefined, frame: Buffer): Buffer {
+    if (!held) return frame;
+    if (held.over) return frame[0] === BackendType.commandComplete ? withRowCount(frame, frame.subarray(5), 0) : completeFrame('SELECT 0');
+    return Buffer.concat([...held.rows, frame]);
+  }
+
+  /** Whether the rows of the result at hand are held until it completes (Shape.holdRows; a result nothing described is). */
+  #holdsRows(): boolean {
+    const head = this.#tracker.head;
+    if (head?.kind !== 'execute') return this.#currentHoldsRows;
+    const shape = this.#portalMask(head.portal).shape ?? this.#statementShapes.get(head.portal.statement);
+    return shape ? shape.holdRows === true : this.#columns();
+  }
+
+  #columns(): boolean {
+    return this.#plan.columns.length > 0;
+  }
+
+  /** The statement the server is answering: its text and its index in a multi-statement Query. */
+  #source(): StatementSource | undefined {
+    const head = this.#tracker.head;
+    if (head?.kind === 'query') return { sql: head.rec.sql, index: head.completed };
+    if (head?.kind === 'execute') return { sql: head.portal.statement.sql, index: 0 };
+    return undefined;
+  }
+
+  #maskRow(frame: Buffer): Buffer {
     const rp = this.#rowPlan(frame);
     if (!rp.active) return frame;
     return this.#rewriter.dataRow(rp, frame);
@@ -426,23 +590,49 @@ export class ResultMasker {
 
   #endResult(): void {
     this.#current = undefined;
-    this.#currentHidesRows = false;
+    this.#currentMode = ROWS_SHOWN;
+    this.#currentHoldsRows = false;
+    this.#currentFirstSent = false;
+    this.#sentHidden = 0;
     this.#cachedFor = undefined;
+    this.#hiddenFor = undefined;
   }
 
   #onError(): void {
+    // Rows held for the result the error ends are dropped: where it stopped is not shown.
+    this.#dropHeld();
     this.#endResult();
     this.#copier.reset();
   }
 
-  /** Whether the result at hand is a zero-column one whose row count a masked column decides (Shape.hideRows). */
-  #rowsHidden(): boolean {
+  /**
+   * How the rows of the result at hand go out (RowsMode, from Shape.hideRows). An Execute
+   * of a portal nothing described (no Describe, or one answered before the Bind) is judged
+   * by its statement's analysis: a promise (never rejecting) when that is not known yet.
+   */
+  #rowsMode(): RowsMode | Promise<RowsMode> {
     const head = this.#tracker.head;
-    if (head?.kind === 'execute') {
-      const pm = this.#portalMask(head.portal);
-      return (pm.shape ?? this.#statementShapes.get(head.portal.statement))?.hideRows === true;
+    if (head?.kind !== 'execute') return this.#currentMode;
+    if (this.#hiddenFor === head) return this.#hiddenCached;
+    const pm = this.#portalMask(head.portal);
+    const shape = pm.shape ?? this.#statementShapes.get(head.portal.statement);
+    let mode: RowsMode | Promise<RowsMode>;
+    if (shape) mode = rowsModeOf(shape);
+    else if (pm.mode !== undefined) mode = pm.mode;
+    else if (!this.#columns()) mode = ROWS_SHOWN;
+    else {
+      mode = this.#shapes.rowsModeFor({ sql: head.portal.statement.sql, index: 0 });
+      if (mode instanceof Promise) {
+        return mode.then((md) => {
+          pm.mode = md;
+          return md;
+        });
+      }
+      pm.mode = mode;
     }
-    return this.#currentHidesRows;
+    this.#hiddenFor = head;
+    this.#hiddenCached = mode;
+    return mode;
   }
 
   /** Where a Describe's answer goes. */
@@ -533,15 +723,25 @@ function columnCount(frame: Buffer): number {
 
 const EMPTY_FRAME = Buffer.alloc(0);
 
-/** A CommandComplete whose `SELECT n` count is withheld: `SELECT 0` (other tags pass as they are). */
-function withoutRowCount(frame: Buffer, body: Buffer): Buffer {
+/** The most bytes of rows held for one result (Shape.holdRows); beyond, its rows are withheld. */
+const HOLD_LIMIT = 16 << 20;
+
+function commandTag(body: Buffer): string {
   const end = body.indexOf(0);
-  const tag = body.toString('latin1', 0, end < 0 ? body.length : end);
-  if (!/^SELECT \d+$/.test(tag)) return frame;
-  const text = Buffer.from('SELECT 0\0', 'latin1');
+  return body.toString('latin1', 0, end < 0 ? body.length : end);
+}
+
+function completeFrame(tag: string): Buffer {
+  const text = Buffer.from(`${tag}\0`, 'latin1');
   const out = Buffer.alloc(5 + text.length);
-  out[0] = frame[0]!;
+  out[0] = BackendType.commandComplete;
   out.writeInt32BE(4 + text.length, 1);
   text.copy(out, 5);
   return out;
+}
+
+/** A CommandComplete whose `SELECT n`, `FETCH n` or `MOVE n` count is withheld: n is the rows forwarded (other tags pass as they are). */
+function withRowCount(frame: Buffer, body: Buffer, n: number): Buffer {
+  const m = /^(SELECT|FETCH|MOVE) \d+$/.exec(commandTag(body));
+  return m ? completeFrame(`${m[1]!} ${n}`) : frame;
 }

@@ -542,6 +542,15 @@ export class PgProxySession {
     else if (m.type === BackendType.dataRow && frame.length > 5) {
       const head = this.#tracker.head;
       s.row(frame, head?.kind === 'execute' ? head.portal.resultFormats : undefined);
+    } else if ((m.type === BackendType.commandComplete || m.type === BackendType.portalSuspended) && frame[0] === BackendType.dataRow) {
+      // Rows the masker held until their result completed arrive with its completion.
+      const head = this.#tracker.head;
+      const formats = head?.kind === 'execute' ? head.portal.resultFormats : undefined;
+      for (let at = 0; at + 5 <= frame.length && frame[at] === BackendType.dataRow; ) {
+        const end = at + 1 + frame.readInt32BE(at + 1);
+        s.row(frame.subarray(at, end), formats);
+        at = end;
+      }
     }
   }
 

@@ -32,7 +32,6 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import {
   assertAbsent,
   assertIntact,
@@ -54,6 +53,7 @@ import {
   type Adversary,
   type Msg,
   SHORT_FRAGMENTS,
+  direct,
 } from './harness.js';
 
 /** The first characters of EMAIL1's local part: what the count attacks spell (one statement per character). */
@@ -131,19 +131,8 @@ describe('adversarial corpus wave 7: the withheld row count, cursors, prepared s
     check: (cl) => assertNoFragments(cl.bytes(), 'the client'),
   });
 
-  /** Run `fn` on a direct connection as the app role (no agentgate). */
-  async function direct<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: adv.stack.pg.url() });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  }
-
   async function directCounts(sqlOf: (k: number) => string): Promise<number[]> {
-    return direct(async (client) => {
+    return direct(adv, async (client) => {
       const out: number[] = [];
       for (let k = 1; k <= K; k++) out.push((await client.query(sqlOf(k))).rowCount ?? -1);
       return out;
@@ -158,7 +147,7 @@ describe('adversarial corpus wave 7: the withheld row count, cursors, prepared s
   }
 
   test('w7m-00cursor: control — without agentgate MOVE ALL of a cursor, and EXPLAIN ANALYZE, count the rows', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       const moves: number[] = [];
       const plans: number[] = [];
       for (let k = 1; k <= K; k++) {
@@ -426,7 +415,7 @@ describe('adversarial corpus wave 7: the withheld row count, cursors, prepared s
   const RAISING_ONLY = (k: number): string => `select 1/(${CODE(k)} - g) as q from generate_series(0, 255) g cross join users u where u.id = 1`;
 
   test('w7m-00raise: control — without agentgate the rows before the division by zero count the code', () =>
-    direct(async (client) => {
+    direct(adv, async (client) => {
       const out: number[] = [];
       for (let k = 1; k <= K; k++) {
         await client.query('begin');

@@ -163,10 +163,10 @@ export async function snapshot(stack: PgStack): Promise<string> {
   return (await stack.pg.psql(SNAPSHOT_SQL, { database: 'app' })).trim();
 }
 
-/** Start the stack for one file with the read-only policy and masking; seed the database. */
-export async function startAdversary(): Promise<Adversary> {
+/** Start the stack for one file with the read-only policy (or `policies`) and masking; seed the database. */
+export async function startAdversary(policies: PolicyConfig[] = READ_ONLY_POLICY): Promise<Adversary> {
   const stack = await startPgStack({
-    policies: READ_ONLY_POLICY,
+    policies,
     config: {
       masking: {
         [TARGET]: { columns: ['*.email'], detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'partial' },
@@ -655,6 +655,8 @@ export interface SuiteOptions {
   setup?: (adv: Adversary) => Promise<void>;
   /** Extra checks on a client's received bytes after each case (beyond assertNoRaw). */
   check?: (cl: Client) => void;
+  /** The policy the stack enforces (default READ_ONLY_POLICY). */
+  policies?: PolicyConfig[];
 }
 
 /**
@@ -666,7 +668,7 @@ export interface SuiteOptions {
 export function useAdversary(bind: (adv: Adversary) => void, opts: SuiteOptions = {}): (fn: (cl: Client) => Promise<void>) => Promise<void> {
   let adv: Adversary | undefined;
   before(async () => {
-    adv = await startAdversary();
+    adv = await startAdversary(opts.policies);
     bind(adv);
     await opts.setup?.(adv);
   });

@@ -94,7 +94,10 @@ test('COPY CSV: hash of a quoted value equals the hash of the same value in a re
 test('COPY of a query that cannot be described: every field masked, with a notice', async () => {
   const m = new ResultMasker(plan({ columns: ['users.ssn'], style: 'full' }), KEY, fixedCatalog(() => undefined));
   await start(m, 'COPY (SELECT id, ssn FROM users) TO STDOUT', 2);
-  assert.equal(copyPayload([m.copyData(copyData('1\t123-45-6789\n2\t\\N\n'))]), '********\t********\n********\t\\N\n');
+  // What the columns compute is not known either: the rows are held until CopyDone.
+  const held = m.copyData(copyData('1\t123-45-6789\n2\t\\N\n'));
+  assert.equal(held.length, 0);
+  assert.equal(copyPayload([m.copyDone()!]), '********\t********\n********\t\\N\n');
   assert.match(m.takeNotice() ?? '', /COPY could not be identified/);
 });
 

@@ -5,16 +5,24 @@
  * described through the catalog, the columns (mask-shape.ts, then mask-row-plan.ts). Rows may span CopyData
  * messages: the incomplete tail is held until the rest arrives, and only whole rows are
  * rewritten (through the row rewriter, mask-row-rewriter.ts).
+ *
+ * A COPY's rows are a result like a SELECT's: when a masked column decides how many rows
+ * it copies (Shape.hideRows), only the first row passes (or none, RowsMode) and its
+ * `COPY n` tag counts the rows forwarded; when an output is computed over a masked column
+ * (Shape.holdRows), or the columns are not known, its rows are held until CopyDone and
+ * dropped with an error, so neither the number of CopyData messages nor where an error
+ * stops the copy shows the value.
  */
 import type { CopyResponse } from './decode-backend.js';
 import { ProtocolError } from './errors.js';
+import { BackendType } from './protocol.js';
 import { DetectorId } from '../masking/detectors.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { OutBuffer } from '../masking/out-buffer.js';
 import type { CopyOutStatement } from '../masking/sql-text.js';
 import { csvFieldEnd, csvRowEnd, equalsBytes, escapeText, textFieldEnd, unescapeText, unquoteCsv, writeCsv, type CsvDialect } from '../masking/copy-format.js';
 import { DETECT, FLAG_BYTEA, FLAG_SECRET, NONE, NULLIFY, RowPlan, type RowPlanBuilder } from './mask-row-plan.js';
-import type { CopyShapes, Shape } from './mask-shape.js';
+import { FIRST_ROW_ONLY, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, type CopyShapes, type RowsMode, type Shape } from './mask-shape.js';
 import type { FieldRewriter } from './mask-row-rewriter.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
 
@@ -32,6 +40,14 @@ interface CopyState {
   /** Bytes of an incomplete row or tuple, held until the rest arrives. */
   carry: Buffer | undefined;
   binaryHeaderDone: boolean;
+  /** Whether the copy's row count is withheld (the rows past the first, or all, are dropped). */
+  mode: RowsMode;
+  /** Whether rows are held until CopyDone (and dropped with an error). */
+  hold: boolean;
+  /** The copy's payload held so far (rows already masked, and dropped where withheld). */
+  held: Buffer[];
+  /** Rows forwarded (with a withheld count: the count the tag reports). */
+  sent: number;
 }
 
 export class CopyMasker {
@@ -44,6 +60,8 @@ export class CopyMasker {
   readonly #scratch = new OutBuffer(4096);
   readonly #scratch2 = new OutBuffer(4096);
   #copy: CopyState | undefined;
+  /** The row count for the `COPY n` tag of the copy that just ended, when its count is withheld. */
+  #tagCount: number | undefined;
 
   constructor(plan: MaskingPlan, rules: MaskRules, rewriter: FieldRewriter, shapes: CopyShapes, plans: RowPlanBuilder, notices: NoticeSink) {
     this.#plan = plan;
@@ -57,6 +75,14 @@ export class CopyMasker {
   /** Forget any COPY in progress (the statement ended, or failed). */
   reset(): void {
     this.#copy = undefined;
+    this.#tagCount = undefined;
+  }
+
+  /** The count the CommandComplete of the copy that just ended reports, when withheld (once). */
+  takeTagCount(): number | undefined {
+    const n = this.#tagCount;
+    this.#tagCount = undefined;
+    return n;
   }
 
   /**
@@ -74,8 +100,13 @@ export class CopyMasker {
       plan: new RowPlan(n), // inactive until the columns are known
       carry: undefined,
       binaryHeaderDone: false,
+      mode: ROWS_SHOWN,
+      hold: false,
+      held: [],
+      sent: 0,
     };
     this.#copy = state;
+    this.#tagCount = undefined;
     const needNames = this.#plan.columns.length > 0 || (this.#plan.detectors & ((1 << DetectorId.high_entropy) | (1 << DetectorId.aws_key))) !== 0;
     const plans = this.#plans;
     if (!needNames) {
@@ -91,6 +122,8 @@ export class CopyMasker {
       try {
         const shape = await this.#shapes.describeCopy(query, stmt.relation !== undefined && stmt.columns === undefined, n);
         state.plan = plans.buildPlan(shape, () => (format === 'binary' ? 1 : 0));
+        state.mode = rowsModeOf(shape);
+        state.hold = state.mode !== ROWS_SHOWN || shape.holdRows === true;
       } catch {
         this.#noteUnknownCopy(state);
       }
@@ -100,7 +133,7 @@ export class CopyMasker {
   /** CopyData of a COPY TO STDOUT. May return an empty Buffer (forward nothing: a partial row is held). */
   data(frame: Buffer): Buffer {
     const st = this.#copy;
-    if (!st?.plan.active) return frame;
+    if (!st || (!st.plan.active && !st.hold)) return frame;
     const rw = this.#rw;
     let data = frame.subarray(5);
     const held = st.carry !== undefined;
@@ -111,6 +144,12 @@ export class CopyMasker {
     rw.begin(data, true);
     const consumed = st.format === 'binary' ? this.#copyBinary(st, data) : this.#copyRows(st, data, false);
     if (consumed < data.length) st.carry = Buffer.from(data.subarray(consumed));
+    if (st.hold) {
+      // Held until CopyDone: a copy of the masked payload (the rewriter's output is a view).
+      const out = rw.started ? rw.finish(consumed)!.subarray(5) : data.subarray(0, consumed);
+      if (out.length > 0) st.held.push(Buffer.from(out));
+      return EMPTY;
+    }
     if (!rw.started) {
       if (!held && consumed === data.length) return frame;
       if (consumed === 0) return EMPTY;
@@ -123,13 +162,35 @@ export class CopyMasker {
   done(): Buffer | undefined {
     const st = this.#copy;
     this.#copy = undefined;
-    if (!st?.carry) return undefined;
-    const rw = this.#rw;
-    const data = st.carry;
-    rw.begin(data, true);
-    if (st.format !== 'binary') this.#copyRows(st, data, true);
-    rw.cut(data.length);
-    return rw.finish(data.length);
+    if (!st) return undefined;
+    if (st.mode !== ROWS_SHOWN) this.#tagCount = st.sent;
+    let tail: Buffer | undefined;
+    // A partial binary tuple at the end is malformed: where rows are held it is dropped.
+    if (st.carry && !(st.hold && st.format === 'binary')) {
+      const rw = this.#rw;
+      const data = st.carry;
+      rw.begin(data, true);
+      if (st.format !== 'binary') this.#copyRows(st, data, true);
+      rw.cut(data.length);
+      tail = rw.finish(data.length);
+    }
+    if (!st.hold) return tail;
+    // The held rows go out as one CopyData: how many messages arrive shows nothing.
+    if (tail !== undefined && tail.length > 5) st.held.push(Buffer.from(tail.subarray(5)));
+    const payload = Buffer.concat(st.held);
+    if (payload.length === 0) return undefined;
+    const out = Buffer.alloc(5 + payload.length);
+    out[0] = BackendType.copyData;
+    out.writeInt32BE(4 + payload.length, 1);
+    payload.copy(out, 5);
+    return out;
+  }
+
+  /** Whether the row starting now is forwarded (a withheld count passes the first row at most). */
+  #admit(st: CopyState): boolean {
+    if (st.mode === ROWS_WITHHELD || (st.mode === FIRST_ROW_ONLY && st.sent > 0)) return false;
+    st.sent++;
+    return true;
   }
 
   #noteUnknownCopy(state: CopyState): void {
@@ -139,12 +200,15 @@ export class CopyMasker {
     }
     this.#notices.notice('copy-unknown', 'agentgate: the columns of this COPY could not be identified, so every field is masked; COPY a table, or SELECT, for per-column masking');
     state.plan = this.#plans.unknownPlan(state.plan.size, state.format === 'binary' ? 1 : 0);
+    // What the columns compute is not known either: the rows are held like a computed result's.
+    state.hold = true;
   }
 
   /** Text and CSV rows; returns how much of `data` holds complete rows (all of it when `final`). */
   #copyRows(st: CopyState, data: Buffer, final: boolean): number {
     const csv = st.format === 'csv';
     const d = st.dialect;
+    const rw = this.#rw;
     let p = 0;
     const n = data.length;
     while (p < n) {
@@ -156,6 +220,12 @@ export class CopyMasker {
       const next = Math.min(nl + 1, n);
       if (st.header) {
         st.header = false;
+        p = next;
+        continue;
+      }
+      if (!this.#admit(st)) {
+        rw.cut(p);
+        rw.resume(next);
         p = next;
         continue;
       }
@@ -262,6 +332,12 @@ export class CopyMasker {
         }
       }
       if (!complete) break;
+      if (!this.#admit(st)) {
+        rw.cut(p);
+        rw.resume(q);
+        p = q;
+        continue;
+      }
       q = p + 2;
       for (let i = 0; i < count; i++) {
         const len = data.readInt32BE(q);

@@ -403,6 +403,12 @@ export class ResultMasker {
     if (source && (tag === 'DECLARE CURSOR' || tag === 'PREPARE')) declared = this.#shapes.declared(source);
     else if (source && tag.startsWith('MOVE ')) mode = this.#shapes.rowsModeFor(source);
     else mode = this.#rowsMode();
+    // A COPY whose row count is withheld reports the rows it forwarded (mask-copy.ts).
+    const copied = tag.startsWith('COPY ') ? this.#copier.takeTagCount() : undefined;
+    if (copied !== undefined) {
+      this.serverMessage(BackendType.commandComplete);
+      return completeFrame(`COPY ${copied}`);
+    }
     const sent = this.#sentHidden;
     const held = this.#takeHeld();
     this.serverMessage(BackendType.commandComplete);

@@ -109,7 +109,7 @@ import { detectorRegions } from '../masking/outbound-text.js';
 import { maskNoticeFrame } from '../masking/notice-fields.js';
 import { maskNotificationFrame, maskParameterStatusFrame } from '../masking/status-text.js';
 import { MaskRules, Notices } from './mask-rules.js';
-import { FIRST_ROW_ONLY, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, ShapeResolver, type RowsMode, type Shape, type StatementSource } from './mask-shape.js';
+import { FIRST_ROW_ONLY, HOLD_LIMIT, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, ShapeResolver, type RowsMode, type Shape, type StatementSource } from './mask-shape.js';
 import { RowPlanBuilder, type RowPlan } from './mask-row-plan.js';
 import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
@@ -729,8 +729,6 @@ function columnCount(frame: Buffer): number {
 
 const EMPTY_FRAME = Buffer.alloc(0);
 
-/** The most bytes of rows held for one result (Shape.holdRows); beyond, its rows are withheld. */
-const HOLD_LIMIT = 16 << 20;
 
 function commandTag(body: Buffer): string {
   const end = body.indexOf(0);

@@ -23,6 +23,7 @@ import {
   direct,
   EMAIL1,
   errorsOf,
+  noticesOf,
   exchange,
   fe,
   REFUSAL_CODES,
@@ -242,6 +243,16 @@ describe('adversarial corpus wave 8: COPY out and re-planned prepared statements
         }));
     }
   }
+
+  test('w8m-13: a COPY with an output computed over the value beside a clean 1 KB column, 20 MB in all, outgrows the 16 MiB hold: its rows are withheld, COPY 0, with a notice', () =>
+    withClient(async ({ c }) => {
+      const sql = `copy (select md5(u.email), repeat('x', 1000) from users u, generate_series(1, 20000) where u.id = 1) to stdout`;
+      const msgs = await simple(c, sql);
+      assertNoError(msgs, sql);
+      assert.equal(copyTag(msgs), 0);
+      assert.equal(copyRows(msgs, 'text'), 0);
+      assert.ok(noticesOf(msgs).some((n) => n.includes('outgrew')), 'a notice says the rows were withheld');
+    }));
 
   // ───────────── family C: re-planned prepared statements ─────────────
   const NOTE = 'select note from t8 where id = 1';

@@ -729,7 +729,6 @@ function columnCount(frame: Buffer): number {
 
 const EMPTY_FRAME = Buffer.alloc(0);
 
-
 function commandTag(body: Buffer): string {
   const end = body.indexOf(0);
   return body.toString('latin1', 0, end < 0 ? body.length : end);

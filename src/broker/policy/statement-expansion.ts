@@ -413,12 +413,13 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     }
     // Planning and reading a relation runs the code stored with it (index expressions, CHECKs,
     // operator classes, a foreign table's wrapper…), whatever the statement names.
-    for (const r of reads) {
+    const addStoredCode = (r: string): void => {
       const f = factsOf(r);
-      if (!f || f === FAILED) continue;
+      if (!f || f === FAILED) return;
       for (const fn of f.code) addImplicit(fn, functions);
       if (f.foreign) functions.add(unanalysable(`foreign table ${r}`));
-    }
+    };
+    for (const r of reads) addStoredCode(r);
     // Planning a write (executed, or under plain EXPLAIN, or a protocol Bind) runs the code
     // stored with its target as planning a read does, its policies' and an updatable view's
     // expressions, and what the rewriter adds: defaults, domains' defaults, rules' actions.
@@ -444,12 +445,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       }
     }
     targets.push(...ruled);
-    for (const r of targets) {
-      const f = factsOf(r);
-      if (!f || f === FAILED) continue;
-      for (const fn of f.code) addImplicit(fn, functions);
-      if (f.foreign) functions.add(unanalysable(`foreign table ${r}`));
-    }
+    for (const r of targets) addStoredCode(r);
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];

@@ -22,7 +22,8 @@ import { OutBuffer } from '../masking/out-buffer.js';
 import type { CopyOutStatement } from '../masking/sql-text.js';
 import { csvFieldEnd, csvRowEnd, equalsBytes, escapeText, textFieldEnd, unescapeText, unquoteCsv, writeCsv, type CsvDialect } from '../masking/copy-format.js';
 import { DETECT, FLAG_BYTEA, FLAG_SECRET, NONE, NULLIFY, RowPlan, type RowPlanBuilder } from './mask-row-plan.js';
-import { FIRST_ROW_ONLY, HOLD_LIMIT, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, type CopyShapes, type RowsMode, type Shape } from './mask-shape.js';
+import { FIRST_ROW_ONLY, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, type CopyShapes, type RowsMode, type Shape } from './mask-shape.js';
+import { HOLD_LIMIT, HeldRows } from './held-rows.js';
 import type { FieldRewriter } from './mask-row-rewriter.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
 
@@ -44,11 +45,8 @@ interface CopyState {
   mode: RowsMode;
   /** Whether rows are held until CopyDone (and dropped with an error). */
   hold: boolean;
-  /** The copy's payload held so far (rows already masked, and dropped where withheld). */
-  held: Buffer[];
-  heldBytes: number;
-  /** The held payload outgrew HOLD_LIMIT: the copy's rows are withheld (and its count, `COPY 0`). */
-  over: boolean;
+  /** The copy's payload held so far (rows already masked); past HOLD_LIMIT its rows are withheld (and its count, `COPY 0`). */
+  held: HeldRows;
   /** Rows forwarded (with a withheld count: the count the tag reports). */
   sent: number;
 }
@@ -105,9 +103,7 @@ export class CopyMasker {
       binaryHeaderDone: false,
       mode: ROWS_SHOWN,
       hold: false,
-      held: [],
-      heldBytes: 0,
-      over: false,
+      held: this.#newHold(),
       sent: 0,
     };
     this.#copy = state;
@@ -139,7 +135,7 @@ export class CopyMasker {
   data(frame: Buffer): Buffer {
     const st = this.#copy;
     if (!st || (!st.plan.active && !st.hold)) return frame;
-    if (st.over) return EMPTY;
+    if (st.held.over) return EMPTY;
     const rw = this.#rw;
     let data = frame.subarray(5);
     const held = st.carry !== undefined;
@@ -153,7 +149,7 @@ export class CopyMasker {
     if (st.hold) {
       // Held until CopyDone: a copy of the masked payload (the rewriter's output is a view).
       const out = rw.started ? rw.finish(consumed)!.subarray(5) : data.subarray(0, consumed);
-      this.#keep(st, out);
+      st.held.keep(out);
       return EMPTY;
     }
     if (!rw.started) {
@@ -169,7 +165,7 @@ export class CopyMasker {
     const st = this.#copy;
     this.#copy = undefined;
     if (!st) return undefined;
-    if (st.over) {
+    if (st.held.over) {
       this.#tagCount = 0;
       return undefined;
     }
@@ -186,12 +182,12 @@ export class CopyMasker {
     }
     if (!st.hold) return tail;
     // The held rows go out as one CopyData: how many messages arrive shows nothing.
-    if (tail !== undefined) this.#keep(st, tail.subarray(5));
-    if (st.over) {
+    if (tail !== undefined) st.held.keep(tail.subarray(5));
+    if (st.held.over) {
       this.#tagCount = 0;
       return undefined;
     }
-    const payload = Buffer.concat(st.held);
+    const payload = Buffer.concat(st.held.take()?.rows ?? []);
     if (payload.length === 0) return undefined;
     const out = Buffer.alloc(5 + payload.length);
     out[0] = BackendType.copyData;
@@ -200,22 +196,14 @@ export class CopyMasker {
     return out;
   }
 
-  /** Hold a copy of `out` (the rewriter's output is a view), or withhold the copy's rows past HOLD_LIMIT. */
-  #keep(st: CopyState, out: Buffer): void {
-    if (out.length === 0 || st.over) return;
-    if (st.heldBytes + out.length > HOLD_LIMIT) {
-      st.held = [];
-      st.heldBytes = 0;
-      st.over = true;
-      st.carry = undefined;
+  /** A hold for one copy's rows; past HOLD_LIMIT they are withheld, with a notice. */
+  #newHold(): HeldRows {
+    return new HeldRows(() =>
       this.#notices.notice(
         'copy-hold-limit',
         `agentgate: the rows of a COPY that computes over a masked column are held until it completes (an error part-way would show where the value stopped it); this one outgrew ${HOLD_LIMIT >> 20} MiB, so its rows are withheld`,
-      );
-      return;
-    }
-    st.held.push(Buffer.from(out));
-    st.heldBytes += out.length;
+      ),
+    );
   }
 
   /** Whether the row starting now is forwarded (a withheld count passes the first row at most). */

@@ -33,9 +33,6 @@ export const ROWS_SHOWN: RowsMode = 0;
 export const FIRST_ROW_ONLY: RowsMode = 1;
 export const ROWS_WITHHELD: RowsMode = 2;
 
-/** The most bytes of rows held for one result or COPY (Shape.holdRows); beyond, its rows are withheld. */
-export const HOLD_LIMIT = 16 << 20;
-
 /** A shape's RowsMode. */
 export function rowsModeOf(shape: Shape): RowsMode {
   return shape.hideRows !== true ? ROWS_SHOWN : shape.firstRow === true ? FIRST_ROW_ONLY : ROWS_WITHHELD;

@@ -109,7 +109,8 @@ import { detectorRegions } from '../masking/outbound-text.js';
 import { maskNoticeFrame } from '../masking/notice-fields.js';
 import { maskNotificationFrame, maskParameterStatusFrame } from '../masking/status-text.js';
 import { MaskRules, Notices } from './mask-rules.js';
-import { FIRST_ROW_ONLY, HOLD_LIMIT, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, ShapeResolver, type RowsMode, type Shape, type StatementSource } from './mask-shape.js';
+import { FIRST_ROW_ONLY, ROWS_SHOWN, ROWS_WITHHELD, rowsModeOf, ShapeResolver, type RowsMode, type Shape, type StatementSource } from './mask-shape.js';
+import { HOLD_LIMIT, HeldRows, type HeldOut } from './held-rows.js';
 import { RowPlanBuilder, type RowPlan } from './mask-row-plan.js';
 import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
@@ -163,13 +164,13 @@ export class ResultMasker {
   #sentHidden = 0;
   /** With FIRST_ROW_ONLY, outside an Execute: the row that passes has passed. */
   #currentFirstSent = false;
-  /**
-   * Rows held until the result at hand completes (Shape.holdRows): masked copies, their
-   * size, and whether they outgrew HOLD_LIMIT (then the rest is withheld too).
-   */
-  #held: Buffer[] = [];
-  #heldBytes = 0;
-  #heldOver = false;
+  /** Rows held until the result at hand completes (Shape.holdRows), masked. */
+  readonly #held = new HeldRows(() =>
+    this.#notices.notice(
+      'hold-limit',
+      `agentgate: the rows of a statement that computes over a masked column are held until it completes (an error part-way would show where the value stopped it); this result outgrew ${HOLD_LIMIT >> 20} MiB, so its rows are withheld`,
+    ),
+  );
   #cachedFor: Outstanding | undefined;
   readonly #describedPlans = new WeakMap<Shape, RowPlan>();
   #cachedPlan: RowPlan | undefined;
@@ -225,7 +226,7 @@ export class ResultMasker {
     this.#current = undefined;
     this.#currentMode = ROWS_SHOWN;
     this.#currentHoldsRows = false;
-    this.#dropHeld();
+    this.#held.drop();
     this.#copier.reset();
     this.#cachedFor = undefined;
   }
@@ -268,7 +269,7 @@ export class ResultMasker {
         // forwarded (the first row at most) as its count.
         const mode = this.#rowsMode();
         const sent = this.#sentHidden;
-        const held = this.#takeHeld();
+        const held = this.#held.take();
         this.serverMessage(m.type);
         if (mode instanceof Promise) {
           const copy = Buffer.from(m.frame);
@@ -317,7 +318,7 @@ export class ResultMasker {
         this.#endResult();
         return;
       case BackendType.readyForQuery:
-        this.#dropHeld(); // none left unless a result ended without completing: withheld
+        this.#held.drop(); // none left unless a result ended without completing: withheld
         this.#endResult();
         this.#copier.reset();
         return;
@@ -410,7 +411,7 @@ export class ResultMasker {
       return completeFrame(`COPY ${copied}`);
     }
     const sent = this.#sentHidden;
-    const held = this.#takeHeld();
+    const held = this.#held.take();
     this.serverMessage(BackendType.commandComplete);
     if (declared instanceof Promise) {
       const copy = Buffer.from(frame);
@@ -426,38 +427,12 @@ export class ResultMasker {
   /** A masked row of a result whose rows are held (Shape.holdRows): kept, and nothing forwarded yet. */
   #holdOrPass(row: Buffer): Buffer {
     if (row.length === 0 || !this.#holdsRows()) return row;
-    if (this.#heldOver) return EMPTY_FRAME;
-    if (this.#heldBytes + row.length > HOLD_LIMIT) {
-      this.#held = [];
-      this.#heldBytes = 0;
-      this.#heldOver = true;
-      this.#notices.notice(
-        'hold-limit',
-        `agentgate: the rows of a statement that computes over a masked column are held until it completes (an error part-way would show where the value stopped it); this result outgrew ${HOLD_LIMIT >> 20} MiB, so its rows are withheld`,
-      );
-      return EMPTY_FRAME;
-    }
-    this.#held.push(Buffer.from(row)); // the reader's buffer is not ours to keep
-    this.#heldBytes += row.length;
+    this.#held.keep(row);
     return EMPTY_FRAME;
   }
 
-  /** The rows held for the result at hand (undefined: none), and whether they outgrew the limit; the hold is reset. */
-  #takeHeld(): { rows: Buffer[]; over: boolean } | undefined {
-    if (this.#held.length === 0 && !this.#heldOver) return undefined;
-    const out = { rows: this.#held, over: this.#heldOver };
-    this.#dropHeld();
-    return out;
-  }
-
-  #dropHeld(): void {
-    this.#held = [];
-    this.#heldBytes = 0;
-    this.#heldOver = false;
-  }
-
   /** The held rows, then the frame that completes (or suspends) their result; its count is withheld with rows that outgrew the limit. */
-  #release(held: { rows: Buffer[]; over: boolean } | undefined, frame: Buffer): Buffer {
+  #release(held: HeldOut | undefined, frame: Buffer): Buffer {
     if (!held) return frame;
     if (held.over) return frame[0] === BackendType.commandComplete ? withRowCount(frame, frame.subarray(5), 0) : completeFrame('SELECT 0');
     return Buffer.concat([...held.rows, frame]);
@@ -606,7 +581,7 @@ export class ResultMasker {
 
   #onError(): void {
     // Rows held for the result the error ends are dropped: where it stopped is not shown.
-    this.#dropHeld();
+    this.#held.drop();
     this.#endResult();
     this.#copier.reset();
   }

@@ -6,6 +6,8 @@
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createElement } from 'react';
 import { render } from 'ink-testing-library';
 import pg from 'pg';
@@ -17,7 +19,7 @@ import * as fe from '../../src/broker/postgres/build-frontend.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import type { ApprovalRequest } from '../../src/broker/approvals/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
-import type { RequestView } from '../../src/shared/api-types.js';
+import type { ApprovalWebhookPayload, RequestView } from '../../src/shared/api-types.js';
 import { requestView } from '../../src/broker/approvals/view.js';
 import { requestDetails, requestsTable } from '../../src/ui/format.js';
 import { ApproveScreen } from '../../src/ui/approve-screen.js';
@@ -81,8 +83,24 @@ describe('approvals, wave 2 adversary (Postgres)', () => {
   /** Every text a reviewer reads for this request, without a terminal: `agentgate requests` and `agentgate approve ID`. */
   const printed = (r: ApprovalRequest): string[] => [requestsTable([view(r)]), requestDetails(view(r))];
 
+  /** What the approval webhook delivered: the payload a chat tool renders to reviewers. */
+  const hooks: ApprovalWebhookPayload[] = [];
+  let hook: http.Server | undefined;
+  const delivered = (id: string): Promise<ApprovalWebhookPayload['request']> => eventually('the webhook', () => hooks.find((h) => h.request.id === id)?.request);
+
   before(async () => {
-    stack = await startPgStack({ policies: POLICIES, config: { approvals: { timeoutSeconds: 600, webhooks: [] } } });
+    const server = http.createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString('utf8')));
+      req.on('end', () => {
+        hooks.push(JSON.parse(raw) as ApprovalWebhookPayload);
+        res.writeHead(204).end();
+      });
+    });
+    hook = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    stack = await startPgStack({ policies: POLICIES, config: { approvals: { timeoutSeconds: 600, webhooks: [{ url, secret: undefined, events: ['created'] }] } } });
     await stack.pg.psql(
       "CREATE TABLE orders (id int PRIMARY KEY, status text); INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 10) g;" +
         'CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users SELECT g, \'u\' || g FROM generate_series(1, 5) g;' +
@@ -97,6 +115,7 @@ describe('approvals, wave 2 adversary (Postgres)', () => {
   });
   after(async () => {
     await stack?.close();
+    await new Promise<void>((resolve) => (hook ? hook.close(() => resolve()) : resolve()));
   });
 
   test('a2-01: invisible characters in SQL and in the reason (zero-width, BOM, soft hyphen, NBSP, fillers, tags, separators) are shown as escapes everywhere a reviewer reads', async () => {
@@ -114,6 +133,10 @@ describe('approvals, wave 2 adversary (Postgres)', () => {
     assert.ok(requestsTable([view(req)]).includes("'ok\\u{200b}\\u{200c}"));
     for (const e of expected) assert.ok(requestDetails(view(req)).includes(e), `${e} shown in:\n${requestDetails(view(req))}`);
     assert.ok(requestDetails(view(req)).includes(`fix${expected.join('')}it`), 'the requester reason is escaped too');
+    const payload = await delivered(req.id);
+    assert.ok(payload.statement.includes(`'ok${expected.join('')}'`), payload.statement);
+    assert.equal(payload.requester_reason, `fix${expected.join('')}it`);
+    assert.doesNotMatch(JSON.stringify(payload), HIDDEN);
     const { ui, frame } = screen([view(req)]);
     const list = await frame(/1 waiting for your review/);
     assert.doesNotMatch(frameText(list), HIDDEN, list);
@@ -137,6 +160,9 @@ describe('approvals, wave 2 adversary (Postgres)', () => {
       assert.doesNotMatch(text, /DELETE FROM users/);
     }
     assert.match(requestDetails(view(req)), /writes public\.us\\u\{435\}rs/);
+    const payload = await delivered(req.id);
+    assert.equal(payload.statement, 'DELETE FROM us\\u{435}rs WHERE id = 1');
+    assert.deepEqual(payload.classification['writes'], ['public.us\\u{435}rs'], 'the webhook escapes the classification too');
     const { ui, frame } = screen([view(req)]);
     await frame(/DELETE FROM us\\u\{435\}rs/);
     ui.stdin.write(KEY.enter);

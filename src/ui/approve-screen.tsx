@@ -11,7 +11,7 @@ import { Box, Text, useInput, useWindowSize } from 'ink';
 import type { RequestView } from '../shared/api-types.js';
 import type { Decision } from '../client/approvals.js';
 import type { FeedState, RequestStore } from './request-store.js';
-import { approvalProgress, bodyLine, bodyRows, coverage, decisionSummary, describeClassification, formatAge, oneLine, parameterList, requesterLabel, visible } from './format.js';
+import { approvalProgress, bodyLine, bodyRows, coverage, decisionSummary, describeClassification, formatAge, oneLine, parameterList, requesterLabel, shownStatement, sizeOf, visible, wrapLines } from './format.js';
 
 export interface ApproveScreenProps {
   store: RequestStore;
@@ -25,7 +25,8 @@ export interface ApproveScreenProps {
 }
 
 /** `reason`: the confirmation step of a decision; a reason is optional for approve, required for deny. */
-type Mode = { kind: 'list' } | { kind: 'details'; id: string } | { kind: 'reason'; decision: Decision; id: string; text: string; back: 'list' | 'details' };
+/** `scroll`: the first statement line the details show. */
+type Mode = { kind: 'list' } | { kind: 'details'; id: string; scroll: number } | { kind: 'reason'; decision: Decision; id: string; text: string; back: 'list' | 'details' };
 type Message = { tone: 'ok' | 'error' | 'info'; text: string };
 type Cursor = { id: string | undefined; index: number };
 
@@ -49,7 +50,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
   const items = reviewable(state);
   // Keys can arrive faster than renders: handlers read and write these refs, never a
   // render's stale copy, and the state setters only trigger the next frame.
-  const [mode, setModeState] = useState<Mode>(props.initialId ? { kind: 'details', id: props.initialId } : { kind: 'list' });
+  const [mode, setModeState] = useState<Mode>(props.initialId ? details(props.initialId) : { kind: 'list' });
   const modeRef = useRef(mode);
   const setMode = (m: Mode): void => {
     modeRef.current = m;
@@ -60,6 +61,13 @@ export function ApproveScreen(props: ApproveScreenProps) {
   const setCursor = (c: Cursor): void => {
     cursorRef.current = c;
     setCursorState(c);
+  };
+  const widthRef = useRef(100);
+  const pageRef = useRef(20);
+  /** Per request, how many statement lines (from the top) have been on screen: approving needs all. */
+  const seenRef = useRef(new Map<string, number>());
+  const seen = (id: string, lines: number): void => {
+    seenRef.current.set(id, Math.max(seenRef.current.get(id) ?? 0, lines));
   };
   const busyRef = useRef<string | undefined>(undefined);
   const [busy, setBusyState] = useState<string | undefined>(undefined);
@@ -88,13 +96,13 @@ export function ApproveScreen(props: ApproveScreenProps) {
         props.store.upsert(view);
         setMessage({ tone: 'ok', text: decisionSummary(view) });
         setBusy(undefined);
-        setMode(back === 'details' && view.can_decide ? { kind: 'details', id } : { kind: 'list' });
+        setMode(back === 'details' && view.can_decide ? details(id) : { kind: 'list' });
       },
       (err: unknown) => {
         const e = err as { message?: string; hint?: string };
         setMessage({ tone: 'error', text: `Could not ${decision} ${id}: ${e?.message ?? String(err)}${e?.hint ? ` (${e.hint})` : ''}` });
         setBusy(undefined);
-        setMode(back === 'details' ? { kind: 'details', id } : { kind: 'list' });
+        setMode(back === 'details' ? details(id) : { kind: 'list' });
       },
     );
   };
@@ -105,6 +113,20 @@ export function ApproveScreen(props: ApproveScreenProps) {
     if (!(r.status === 'pending' && r.can_decide)) {
       setMessage({ tone: 'error', text: `${r.id} is no longer waiting for your review (${r.status}).` });
       return;
+    }
+    // An approval covers the whole statement: only what was on the screen, all of it, may be approved.
+    if (key === 'a' && from === 'list' && !fitsRow(r, statementWidth(widthRef.current))) {
+      setMode(details(r.id));
+      setMessage({ tone: 'info', text: `${r.id} does not fit in the list: read it whole here, then \`a\` approves.` });
+      return;
+    }
+    if (key === 'a' && from === 'details') {
+      const total = statementLayout(r, widthRef.current).length;
+      const seen = seenRef.current.get(r.id) ?? 0;
+      if (seen < total) {
+        setMessage({ tone: 'error', text: `Read the statement to its end before approving: lines ${seen + 1}–${total} of ${total} have not been on screen (↓ or PgDn).` });
+        return;
+      }
     }
     // Both ask first: approving lets a production write run, so one key press must not do it.
     setMessage(undefined);
@@ -120,7 +142,7 @@ export function ApproveScreen(props: ApproveScreenProps) {
     if (busyRef.current !== undefined) return;
     if (m.kind === 'reason') {
       if (key.escape) {
-        setMode(m.back === 'details' ? { kind: 'details', id: m.id } : { kind: 'list' });
+        setMode(m.back === 'details' ? details(m.id) : { kind: 'list' });
         setMessage({ tone: 'info', text: `${m.decision === 'approve' ? 'Approve' : 'Deny'} cancelled; ${m.id} is still pending.` });
       } else if (key.return) {
         const reason = m.text.trim();
@@ -137,7 +159,19 @@ export function ApproveScreen(props: ApproveScreenProps) {
       return;
     }
     if (m.kind === 'details') {
-      if (key.escape || key.return || key.leftArrow) setMode({ kind: 'list' });
+      const r = find(m.id);
+      const total = r ? statementLayout(r, widthRef.current).length : 0;
+      const page = pageRef.current;
+      const scrollTo = (top: number): void => {
+        const scroll = Math.max(0, Math.min(top, total - page));
+        seen(m.id, Math.min(total, scroll + page));
+        setMode({ ...m, scroll });
+      };
+      if (key.downArrow || input === 'j') scrollTo(m.scroll + 1);
+      else if (key.upArrow || input === 'k') scrollTo(m.scroll - 1);
+      else if (key.pageDown || input === ' ') scrollTo(m.scroll + page);
+      else if (key.pageUp) scrollTo(m.scroll - page);
+      else if (key.escape || key.return || key.leftArrow) setMode({ kind: 'list' });
       else if (input === 'a' || input === 'd') act(find(m.id), input, 'details');
       return;
     }
@@ -149,18 +183,28 @@ export function ApproveScreen(props: ApproveScreenProps) {
     };
     if (key.upArrow || input === 'k') select(at - 1);
     else if (key.downArrow || input === 'j') select(at + 1);
-    else if (key.return && list[at]) setMode({ kind: 'details', id: list[at].id });
+    else if (key.return && list[at]) setMode(details(list[at].id));
     else if (input === 'a' || input === 'd') act(list[at], input, 'list');
   });
 
   const width = Math.max(60, size.columns || 100);
   const rows = size.rows || 30;
+  widthRef.current = width;
+  pageRef.current = statementPage(rows);
+  // What the details draw of the statement counts as seen (the first page as soon as they open).
+  let scroll = 0;
+  if (mode.kind === 'details') {
+    const r = find(mode.id);
+    const total = r ? statementLayout(r, width).length : 0;
+    scroll = Math.max(0, Math.min(mode.scroll, total - pageRef.current));
+    seen(mode.id, Math.min(total, scroll + pageRef.current));
+  }
 
   return (
     <Box flexDirection="column" width={width}>
       <Header state={state} count={items.length} viewer={props.viewer} />
       {mode.kind === 'list' && <List items={items} index={index} now={now()} width={width} maxItems={Math.max(3, Math.floor((rows - 8) / (items.some((r) => r.body) ? 3 : 2)))} />}
-      {mode.kind === 'details' && <Details request={find(mode.id)} id={mode.id} now={now()} />}
+      {mode.kind === 'details' && <Details request={find(mode.id)} id={mode.id} now={now()} width={width} scroll={scroll} page={pageRef.current} />}
       {mode.kind === 'reason' && <ReasonPrompt request={find(mode.id)} decision={mode.decision} id={mode.id} text={mode.text} />}
       {message && <Text color={message.tone === 'error' ? 'red' : message.tone === 'ok' ? 'green' : undefined}>{message.text}</Text>}
       <Text dimColor>{help(mode, busy !== undefined)}</Text>
@@ -168,10 +212,40 @@ export function ApproveScreen(props: ApproveScreenProps) {
   );
 }
 
+function details(id: string): Mode {
+  return { kind: 'details', id, scroll: 0 };
+}
+
+/** The list's statement column at this terminal width. */
+function statementWidth(width: number): number {
+  return Math.max(10, width - 2 - 5 - 16 - 12 - 14);
+}
+
+/** The statement (and its values) on one line, as its list row shows it, cut to the column. */
+function rowText(r: RequestView): string {
+  return oneLine(r.statement) + (r.parameters?.length ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '');
+}
+
+/** Whether the row shows all of it: one line's text within the column, and no body on another line. */
+function fitsRow(r: RequestView, width: number): boolean {
+  const text = rowText(r);
+  return r.body === undefined && !/[\r\n]/.test(r.statement.trim()) && wrapLines(text, width - 1).length === 1;
+}
+
+/** The statement as the details box draws it: terminal lines at the box's inner width. */
+function statementLayout(r: RequestView, width: number): string[] {
+  return wrapLines(shownStatement(r.statement), Math.max(10, width - 4));
+}
+
+/** Statement lines the details show at once: the terminal less the rows above and below the box. */
+function statementPage(rows: number): number {
+  return Math.max(5, rows - 24);
+}
+
 function help(mode: Mode, busy: boolean): string {
   if (busy) return 'Working…';
   if (mode.kind === 'reason') return mode.decision === 'approve' ? 'Enter approve · Esc cancel' : 'Enter deny · Esc cancel';
-  if (mode.kind === 'details') return 'a approve · d deny · Esc back · q quit';
+  if (mode.kind === 'details') return '↑/↓ PgUp/PgDn scroll · a approve · d deny · Esc back · q quit';
   return '↑/↓ move · Enter details · a approve · d deny · q quit';
 }
 
@@ -201,7 +275,7 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
   // A window around the selection when there are more than fit.
   const start = Math.max(0, Math.min(index - Math.floor(maxItems / 2), items.length - maxItems));
   const shown = items.slice(start, start + maxItems);
-  const statementWidth = Math.max(10, width - 2 - 5 - 16 - 12 - 14);
+  const stWidth = statementWidth(width);
   return (
     <Box flexDirection="column" marginY={1}>
       <Box>
@@ -210,7 +284,7 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
         <Col w={16}>REQUESTER</Col>
         <Col w={12}>TARGET</Col>
         <Col w={14}>RULE</Col>
-        <Col w={statementWidth}>STATEMENT</Col>
+        <Col w={stWidth}>STATEMENT</Col>
       </Box>
       {start > 0 && <Text dimColor>{`  … ${start} newer`}</Text>}
       {shown.map((r, i) => {
@@ -225,7 +299,7 @@ function List({ items, index, now, width, maxItems }: { items: RequestView[]; in
               <Col w={16} on={on}>{visible(r.requester.name ?? r.requester.sub, true)}</Col>
               <Col w={12} on={on}>{r.target}</Col>
               <Col w={14} on={on}>{r.rule}</Col>
-              <Col w={statementWidth} on={on}>{oneLine(r.statement) + (r.parameters?.length ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '')}</Col>
+              <Col w={stWidth} on={on}>{rowText(r)}</Col>
             </Box>
             {r.body && (
               // Its own line: a long path must not push what the write changes out of sight.
@@ -254,7 +328,7 @@ function Col({ w, on, children }: { w: number; on?: boolean; children: string })
   );
 }
 
-function Details({ request: r, id, now }: { request: RequestView | undefined; id: string; now: number }) {
+function Details({ request: r, id, now, width, scroll, page }: { request: RequestView | undefined; id: string; now: number; width: number; scroll: number; page: number }) {
   if (!r) {
     return (
       <Box marginY={1}>
@@ -278,7 +352,10 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
     ['Age', formatAge(now - Date.parse(r.created_at))],
     ['Classification', visible(describeClassification(r.classification), true)],
     ...r.decisions.map((d): [string, string] => ['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''}`, true)]),
+    ['Statement', sizeOf(r.statement)],
   ];
+  const lines = statementLayout(r, width);
+  const shown = lines.slice(scroll, scroll + page);
   return (
     <Box flexDirection="column" marginY={1}>
       <Text bold>{`Request ${r.id}`}</Text>
@@ -290,8 +367,13 @@ function Details({ request: r, id, now }: { request: RequestView | undefined; id
           <Text wrap="wrap">{v}</Text>
         </Box>
       ))}
-      <Box marginTop={1} borderStyle="round" paddingX={1}>
-        <Text wrap="wrap">{visible(r.statement)}</Text>
+      {lines.length > page && <Text color="yellow">{`statement lines ${scroll + 1}–${scroll + shown.length} of ${lines.length}${scroll + shown.length < lines.length ? ' · ↓/PgDn reads on; approving needs all of it on screen first' : ''}`}</Text>}
+      <Box borderStyle="round" paddingX={1} flexDirection="column">
+        {shown.map((l, i) => (
+          <Text key={i} wrap="wrap">
+            {l === '' ? ' ' : l}
+          </Text>
+        ))}
       </Box>
     </Box>
   );

@@ -20,6 +20,53 @@ export function oneLine(text: string): string {
   return visible(text.replace(/[ \t\r\n]+/g, ' ').trim(), true);
 }
 
+/**
+ * A statement as a reviewer reads it whole (details, `agentgate approve ID`): escaped as
+ * `visible` does, with padding that would push the rest out of sight said in words — a run
+ * of three or more blank lines as one line `⋯ N blank lines ⋯`, a run of 32 or more spaces
+ * as `⋯ N spaces ⋯`.
+ */
+export function shownStatement(text: string): string {
+  return visible(text)
+    .replace(/ {32,}/g, (run) => ` ⋯ ${run.length} spaces ⋯ `)
+    .replace(/(?:^|\n)(?:[ \t]*\n){3,}/g, (run) => {
+      const blank = run.split('\n').length - 2;
+      return `\n⋯ ${blank} blank lines ⋯\n`;
+    });
+}
+
+/** `3 lines, 120 characters`: how much there is to read. */
+export function sizeOf(text: string): string {
+  const lines = text === '' ? 0 : text.split(/\r\n|\r|\n/).length;
+  return `${lines} line${lines === 1 ? '' : 's'}, ${[...text].length} characters`;
+}
+
+/** Columns a character takes on a terminal: two for East Asian wide ones, else one. */
+function columns(ch: string): number {
+  return /[\p{Script_Extensions=Han}\p{Script_Extensions=Hiragana}\p{Script_Extensions=Katakana}\p{Script_Extensions=Hangul}\u1100-\u115f\u2e80-\u303e\u3040-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1faff}\u{20000}-\u{3fffd}]/u.test(ch) ? 2 : 1;
+}
+
+/** `text` cut into the terminal lines it takes at `width` columns (each logical line at least one). */
+export function wrapLines(text: string, width: number): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    let cur = '';
+    let used = 0;
+    for (const ch of line.replace(/\t/g, '    ')) {
+      const w = columns(ch);
+      if (used + w > width && cur !== '') {
+        out.push(cur);
+        cur = '';
+        used = 0;
+      }
+      cur += ch;
+      used += w;
+    }
+    out.push(cur);
+  }
+  return out;
+}
+
 export function truncate(text: string, width: number): string {
   if (width <= 0) return '';
   return text.length <= width ? text : text.slice(0, Math.max(0, width - 1)) + '…';
@@ -153,5 +200,6 @@ export function requestDetails(r: RequestView, now: number = Date.now()): string
   if (r.grant_until) lines.push(['Grant until', r.grant_until]);
   for (const d of r.decisions) lines.push(['Decision', visible(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''} (${d.at})`, true)]);
   lines.push(['Classification', visible(describeClassification(r.classification), true)]);
-  return `${table(lines)}\n\n${visible(r.statement)}`;
+  lines.push(['Statement', sizeOf(r.statement)]);
+  return `${table(lines)}\n\n${shownStatement(r.statement)}`;
 }

@@ -1,8 +1,9 @@
 /** The Postgres approval tests' view of a stack: pending requests, waiting for a hold, the database directly, a client through the broker. */
 import pg from 'pg';
-import { eventually, type PgStack } from '../postgres/stack.js';
+import { eventually, TARGET, type PgStack } from '../postgres/stack.js';
 import type { ApprovalRequest } from '../../src/broker/approvals/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
 
 export interface PgApprovalHelpers {
   /** Pending requests `viewer` may see. */
@@ -13,6 +14,30 @@ export interface PgApprovalHelpers {
   direct(sql: string): Promise<string>;
   /** A connected node-postgres client through the broker. */
   client(): Promise<pg.Client>;
+}
+
+/** The approvals adversary suites' policy: reads and SET allowed; updates (granted for an hour), deletes (two approvers) and loads held for dba. */
+export const APPROVAL_POLICIES: PolicyConfig[] = [
+  {
+    name: 'agents',
+    subjects: { groups: ['ai-agents'] },
+    targets: [TARGET],
+    rules: [
+      { name: 'reads', sql: ['select', 'set'], effect: 'allow', extra: {} },
+      { name: 'updates-hour', sql: ['update'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, grantSeconds: 3600, extra: {} },
+      { name: 'deletes-two', sql: ['delete'], effect: 'review', approvers: { groups: ['dba'], count: 2 }, extra: {} },
+      { name: 'loads', sql: ['insert', 'copy'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
+      { name: 'rest', effect: 'deny', extra: {} },
+    ],
+  },
+];
+
+/** What became of a statement sent through the broker: `'ran'`, or the error it got. */
+export function failure(p: Promise<unknown>): Promise<string> {
+  return p.then(
+    () => 'ran',
+    (e: Error) => e.message,
+  );
 }
 
 /** `stack` is read when a helper runs (the suite starts it in `before`). */

@@ -7,31 +7,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
-import { pgApprovalHelpers } from './pg-helpers.js';
+import { eventually, startPgStack, type PgStack } from '../postgres/stack.js';
+import { APPROVAL_POLICIES as POLICIES, failure, pgApprovalHelpers } from './pg-helpers.js';
 import { RawPg, errorMessages } from '../postgres/raw-client.js';
 import * as fe from '../../src/broker/postgres/build-frontend.js';
 import { BackendType } from '../../src/broker/postgres/protocol.js';
-import type { PolicyConfig } from '../../src/broker/config/types.js';
 import type { ApprovalRequest } from '../../src/broker/approvals/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
 import { requestView } from '../../src/broker/approvals/view.js';
 import { describeClassification, requestDetails, requestsTable } from '../../src/ui/format.js';
 
-const POLICIES: PolicyConfig[] = [
-  {
-    name: 'agents',
-    subjects: { groups: ['ai-agents'] },
-    targets: [TARGET],
-    rules: [
-      { name: 'reads', sql: ['select', 'set'], effect: 'allow', extra: {} },
-      { name: 'updates-hour', sql: ['update'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, grantSeconds: 3600, extra: {} },
-      { name: 'deletes-two', sql: ['delete'], effect: 'review', approvers: { groups: ['dba'], count: 2 }, extra: {} },
-      { name: 'loads', sql: ['insert', 'copy'], effect: 'review', approvers: { groups: ['dba'], count: 1 }, extra: {} },
-      { name: 'rest', effect: 'deny', extra: {} },
-    ],
-  },
-];
 
 function human(sub: string, groups = ['dba']): Identity {
   return { sub, groups, kind: 'human', issuer: 'test', expiresAt: Math.floor(Date.now() / 1000) + 3600 };
@@ -42,11 +27,6 @@ describe('approvals, wave 1 adversary (Postgres)', () => {
   let stack: PgStack;
 
   const { pending, held, direct, client } = pgApprovalHelpers(() => stack, human('auditor'));
-  const failure = (p: Promise<unknown>): Promise<string> =>
-    p.then(
-      () => 'ran',
-      (e: Error) => e.message,
-    );
 
   before(async () => {
     stack = await startPgStack({ policies: POLICIES, config: { approvals: { timeoutSeconds: 600, webhooks: [] } } });

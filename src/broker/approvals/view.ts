@@ -5,20 +5,23 @@
 import type { ApprovalRequestJson, RequestView } from '../../shared/api-types.js';
 import type { Identity } from '../identity/types.js';
 import type { ApprovalRequest } from './types.js';
+import { skeleton } from '../../shared/confusables.js';
 
 /**
  * Whether two subjects may be the same person: compared after Unicode compatibility folding,
- * without surrounding whitespace and case-insensitively. An identity provider that hands out
- * `Bob` and `bob` (or a full-width `ｂｏｂ`) for one account must not let that account approve
- * its own request or count twice; telling apart two people whose subjects differ only in case
- * is not worth that risk.
+ * without surrounding whitespace, case-insensitively, and with letters of other scripts that
+ * pass for Latin ones (Cyrillic `а` in `аgent-7`) read as the letter they pass for. An
+ * identity provider that hands out `Bob` and `bob` (or a full-width `ｂｏｂ`, or `Ьоb`) for
+ * one account, or lets anyone pick a look-alike of another's name, must not let that account
+ * approve its own request or count twice; telling apart two people whose subjects read the
+ * same is not worth that risk.
  */
 export function sameSubject(a: string, b: string): boolean {
   return subjectKey(a) === subjectKey(b);
 }
 
 function subjectKey(sub: string): string {
-  return sub.normalize('NFKC').trim().toLowerCase().normalize('NFKC');
+  return skeleton(sub).trim();
 }
 
 /**

@@ -129,12 +129,20 @@ function shownSafely(req: ApprovalRequestJson): ApprovalRequestJson {
     requester: { ...req.requester, sub: visible(req.requester.sub, true), ...(typeof req.requester.name === 'string' ? { name: visible(req.requester.name, true) } : {}) },
     statement: visible(req.statement),
     reason: visible(req.reason),
+    // Table names and the session's earlier SETs come from the agent's text too.
+    classification: shownClassification(req.classification),
     decisions: req.decisions.map((d) => ({ ...d, approver: { ...d.approver, sub: visible(d.approver.sub, true), ...(d.approver.name !== undefined ? { name: visible(d.approver.name, true) } : {}) }, reason: d.reason === null ? null : visible(d.reason) })),
   };
   if (req.parameters) out.parameters = req.parameters.map((p) => visible(p, true));
   if (req.body) out.body = { content_type: visible(req.body.content_type, true), text: visible(req.body.text) };
   if (req.requester_reason !== undefined) out.requester_reason = visible(req.requester_reason, true);
   return out;
+}
+
+function shownClassification(value: Record<string, unknown>): Record<string, unknown> {
+  const walk = (v: unknown): unknown =>
+    typeof v === 'string' ? visible(v, true) : Array.isArray(v) ? v.map(walk) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [visible(k, true), walk(x)])) : v;
+  return walk(value) as Record<string, unknown>;
 }
 
 function originOf(url: string): string {

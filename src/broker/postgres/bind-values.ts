@@ -31,28 +31,35 @@ export function bindValuesDigest(bindBody: Buffer): string {
   return h.digest('hex');
 }
 
-/** "The same statement" for an approval: the statement's fingerprint with its values. */
-export function fingerprintWithValues(statementFingerprint: string, bindBody: Buffer): string {
-  return createHash('sha256').update(`${statementFingerprint}\nbind:${bindValuesDigest(bindBody)}`).digest('hex');
+/**
+ * "The same statement" for an approval: the statement's fingerprint with its values, and the
+ * parameter types Parse declared, if any (the same `'now'` is text as text and the current
+ * time as timestamptz).
+ */
+export function fingerprintWithValues(statementFingerprint: string, bindBody: Buffer, declaredTypes?: readonly number[]): string {
+  const types = declaredTypes?.some((t) => t !== 0) ? `\ntypes:${declaredTypes.join(',')}` : '';
+  return createHash('sha256').update(`${statementFingerprint}\nbind:${bindValuesDigest(bindBody)}${types}`).digest('hex');
 }
 
 /**
  * Each value as a reviewer reads it: a text value as a quoted literal passed through `mask`
  * (the target's detectors), a binary one in hex, NULL as NULL; long values cut, saying so.
  */
-export function shownBindValues(bindBody: Buffer, mask: (literal: string) => string): string[] {
+export function shownBindValues(bindBody: Buffer, mask: (literal: string) => string, declaredTypes?: readonly number[]): string[] {
   const bind = decodeBind(bindBody);
   const out: string[] = [];
   const c = bindParamValues(bindBody, bind);
   while (c.next()) {
+    const declared = declaredTypes?.[c.index] ?? 0;
+    const typed = declared !== 0 ? ` (declared type OID ${declared})` : '';
     if (c.length < 0) {
-      out.push('NULL');
+      out.push(`NULL${typed}`);
       continue;
     }
     const bytes = c.body.subarray(c.offset, c.offset + c.length);
     const cut = (s: string, limit: number): string => (s.length > limit ? `${s.slice(0, limit)}… (${c.length} bytes)` : s);
-    if (bindParamFormat(bind, c.index) === 1) out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}`);
-    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`));
+    if (bindParamFormat(bind, c.index) === 1) out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}${typed}`);
+    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`) + typed);
   }
   return out;
 }

@@ -71,6 +71,8 @@ export interface PreparedStatement {
   readonly name: string;
   readonly sql: string;
   readonly paramTypes: number;
+  /** The parameter type OIDs Parse declared (0: left to the server), when any was: they decide what a bound value means. */
+  readonly declaredTypes?: readonly number[];
 }
 
 /** A portal: a statement bound to parameters and result formats. */
@@ -216,8 +218,8 @@ export class PipelineTracker {
     if (note?.effect === 'allow') this.#onForward(rec);
   }
 
-  parse(name: string, sql: string, paramTypes: number): PreparedStatement {
-    const statement: PreparedStatement = { name, sql, paramTypes };
+  parse(name: string, sql: string, paramTypes: number, declaredTypes?: readonly number[]): PreparedStatement {
+    const statement: PreparedStatement = { name, sql, paramTypes, ...(declaredTypes?.some((t) => t !== 0) ? { declaredTypes: [...declaredTypes] } : {}) };
     this.#queue.push({ kind: 'parse', statement, batch: this.#batch });
     return statement;
   }
@@ -530,7 +532,7 @@ export function followFrontend(t: PipelineTracker, type: number, body: Buffer): 
       return;
     case FrontendType.parse: {
       const p = decodeParse(body);
-      t.parse(p.statement, p.sql, p.paramTypes.length);
+      t.parse(p.statement, p.sql, p.paramTypes.length, p.paramTypes);
       return;
     }
     case FrontendType.bind: {

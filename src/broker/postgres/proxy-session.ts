@@ -104,6 +104,9 @@ export interface PgProxySessionOptions {
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
 
+/** Startup parameters that do not change what a statement does: not part of the session state approvals are bound to. */
+const STATELESS_STARTUP = new Set(['client_encoding', 'application_name']);
+
 export class PgProxySession {
   readonly id: string;
   readonly #o: PgProxySessionOptions;
@@ -316,6 +319,8 @@ export class PgProxySession {
         throw refusal;
       }
       const params = plan.forward;
+      // What the session starts with binds its approvals like a SET would (the encoding is always UTF8; a name for the client changes nothing).
+      this.#flow.startupState([...params].filter(([name]) => !STATELESS_STARTUP.has(name)));
       // Startup parameters become the session's reset values: RESET ALL keeps this on.
       if (this.#o.readOnly) params.set('default_transaction_read_only', 'on');
       const up = await connectUpstream(target, params);

@@ -24,6 +24,7 @@ import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ProtocolSession } from '../session/protocol-session.js';
 import type { Verdict } from '../session/types.js';
+import { setStatement } from './startup-params.js';
 import { bindValueCut, fingerprintWithValues, SHOWN_CHARS, shownBindValues } from './bind-values.js';
 import type { ClientOutbox } from './client-outbox.js';
 import { holdNotice } from '../../shared/hold-notice.js';
@@ -285,7 +286,7 @@ export class StatementFlow {
       };
       return;
     }
-    h.tracker.parse(p.statement, p.sql, p.paramTypes.length);
+    h.tracker.parse(p.statement, p.sql, p.paramTypes.length, p.paramTypes);
     h.send(m.frame);
   }
 
@@ -537,7 +538,7 @@ export class StatementFlow {
         statement: h.auditText(sql),
         classification,
         fingerprint,
-        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(fingerprint, bindBody), shown: () => shownBindValues(bindBody, (x) => h.auditText(x)) } } : {}),
+        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(fingerprint, bindBody, portal?.statement.declaredTypes), shown: () => shownBindValues(bindBody, (x) => h.auditText(x), portal?.statement.declaredTypes) } } : {}),
       },
       { waiting: true },
     );
@@ -617,10 +618,26 @@ export class StatementFlow {
   /** A relayed statement that may change the session state: later approvals are bound to it. */
   #stateChange(verdict: GateVerdict, sql: string): void {
     if (verdict.sessionState !== true) return;
+    this.#recordState(sql, this.#h.auditText(sql));
+  }
+
+  /**
+   * The settings the session started with (startup parameters, `options=-c …`), each as the
+   * `SET` it amounts to: part of the session state from the start, so an approval given in a
+   * session without `-c role=…` does not cover the same text in one started with it.
+   */
+  startupState(settings: readonly (readonly [name: string, value: string])[]): void {
+    for (const [name, value] of settings) {
+      const sql = setStatement(name, value);
+      this.#recordState(`startup:${sql}`, `${this.#h.auditText(sql)} (at connect)`);
+    }
+  }
+
+  #recordState(text: string, shown: string): void {
     const s = this.#state;
-    s.digest = createHash('sha256').update(`${s.digest}\n${sql.length}:${sql}`).digest('hex');
+    s.digest = createHash('sha256').update(`${s.digest}\n${text.length}:${text}`).digest('hex');
     s.count++;
-    s.shown.push(this.#h.auditText(sql));
+    s.shown.push(shown);
     if (s.shown.length > SHOWN_STATE) s.shown.shift();
   }
 

@@ -234,3 +234,35 @@ test('relationFacts.code: the user code planning or reading a relation runs unna
   const ops = await cat.byOperators(['=~~=']);
   assert.deepEqual(ops.get('=~~=')!.map((x) => x.name).sort(), ['int4eq', 'rc_ne'], 'the negator runs when the planner rewrites NOT');
 });
+
+test('relationFacts.runCode/alsoWrites/referencedBy: triggers (disabled too) and WHEN, volatile defaults, cascading and plain foreign keys, a view’s base; a user operator’s family support', async () => {
+  await pg.psql(`
+    CREATE FUNCTION public.rw_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+    CREATE FUNCTION public.rw_when(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$ BEGIN RETURN true; END $$;
+    CREATE FUNCTION public.rw_def() RETURNS int LANGUAGE plpgsql VOLATILE AS $$ BEGIN RETURN 1; END $$;
+    CREATE TABLE public.rw_t (id int PRIMARY KEY, d int DEFAULT public.rw_def());
+    CREATE TRIGGER rw_tg BEFORE UPDATE ON public.rw_t FOR EACH ROW WHEN (public.rw_when(NEW.id)) EXECUTE FUNCTION suppress_redundant_updates_trigger();
+    CREATE TRIGGER rw_tg2 AFTER INSERT ON public.rw_t FOR EACH ROW EXECUTE FUNCTION public.rw_trg();
+    ALTER TABLE public.rw_t DISABLE TRIGGER rw_tg2;
+    CREATE TABLE public.rw_cascade (id int REFERENCES public.rw_t ON DELETE CASCADE);
+    CREATE TABLE public.rw_plain (id int REFERENCES public.rw_t);
+    CREATE VIEW public.rw_v AS SELECT id FROM public.rw_t;
+    CREATE FUNCTION public.rw_lt(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 < $2';
+    CREATE FUNCTION public.rw_cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($1, $2)';
+    CREATE FUNCTION public.rw_in_range(int, int, int, bool, bool) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN true; END $$;
+    CREATE OPERATOR public.<#< (LEFTARG = int, RIGHTARG = int, FUNCTION = public.rw_lt);
+    CREATE OPERATOR CLASS public.rw_ops FOR TYPE int USING btree AS
+      OPERATOR 1 <#<, OPERATOR 3 =, FUNCTION 1 public.rw_cmp(int, int), FUNCTION 3 public.rw_in_range(int, int, int, bool, bool);
+  `);
+  const cat = createFunctionCatalog(run);
+  const f = await cat.relationFacts(['public.rw_t', 'public.rw_v']);
+  const t = f.get('public.rw_t')!;
+  assert.deepEqual([...new Set((t.runCode ?? []).map((x) => x.name))].sort(), ['rw_def', 'rw_trg', 'rw_when']);
+  assert.deepEqual(t.writeCode ?? [], [], 'a volatile PL/pgSQL default is not folded while planning');
+  assert.deepEqual(t.alsoWrites, ['public.rw_cascade']);
+  assert.deepEqual(t.referencedBy, ['public.rw_plain']);
+  assert.deepEqual(f.get('public.rw_v')!.alsoWrites, ['public.rw_t']);
+  const ops = await cat.byOperators(['<#<', '=']);
+  assert.deepEqual(ops.get('<#<')!.map((x) => x.name).sort(), ['rw_cmp', 'rw_in_range', 'rw_lt']);
+  assert.ok(!ops.get('=')!.some((x) => x.name.startsWith('rw_')), 'a built-in operator sorts with its built-in family');
+});

@@ -118,6 +118,19 @@ export interface RelationFacts {
   writeCode?: FunctionInfo[];
   /** Relations its INSERT/UPDATE/DELETE rules' actions name (`schema.name`): a write to it plans writes to them. */
   ruleRelations?: string[];
+  /**
+   * User functions that executing a write to it runs beyond planning: its triggers'
+   * functions and WHEN conditions (any event, level, timing or enabled state), and the
+   * volatile non-SQL functions its defaults call.
+   */
+  runCode?: FunctionInfo[];
+  /**
+   * Relations a write to it writes too (`schema.name`): referencing tables whose foreign key
+   * has a writing ON DELETE/UPDATE action, and a view's base relations.
+   */
+  alsoWrites?: string[];
+  /** The other relations with a foreign key referencing it (TRUNCATE … CASCADE truncates them, with alsoWrites). */
+  referencedBy?: string[];
   /** A foreign table whose wrapper's handler is built in (its reads run what it runs). */
   foreign?: boolean;
 }

@@ -17,7 +17,13 @@
  *   writes (casts, literals, column definition lists, function-call syntax), the columns it
  *   references, the result and argument types of every function it calls, and for a SQL
  *   function's body its own argument and result types;
- * - reads what the body of each SQL function it calls reads.
+ * - reads what the body of each SQL function it calls reads;
+ * - when it executes a write (INSERT, UPDATE, DELETE, MERGE, COPY FROM, TRUNCATE; not plain
+ *   EXPLAIN), runs every trigger of each relation written (its function and WHEN
+ *   condition, whatever its event, timing or enabled state: session_replication_role picks
+ *   which fire) and the volatile code of its defaults, and writes what its rules' actions
+ *   name, the tables whose foreign keys cascade from it (TRUNCATE: every referencing
+ *   table), and a written view's base relations — each with its own code, transitively.
  * The user code found this way is added to the statement's calls under a synthetic name
  * (`schema.name[implicit]`) and judged like any call: a function the gate cannot vouch for
  * is effectful. Anything that could not be resolved (a lookup that failed, a definition too
@@ -49,7 +55,7 @@ const UNANALYSABLE_DEFINITION = '(';
 /** Catalog views and tables that show values of every analysed relation's columns. */
 const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'pg_catalog.pg_stats_ext_exprs', 'pg_catalog.pg_statistic', 'pg_catalog.pg_statistic_ext_data']);
 
-/** Relations followed through rules' actions from one statement's write targets; more is unanalysable. */
+/** Relations followed through rules' actions, foreign keys and views from one statement's write targets; more is unanalysable. */
 const MAX_RULE_RELATIONS = 64;
 /** Kinds whose write targets are planned with their defaults, rules, policies and stored code. */
 const WRITE_DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'copy']);
@@ -424,28 +430,47 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     // stored with its target as planning a read does, its policies' and an updatable view's
     // expressions, and what the rewriter adds: defaults, domains' defaults, rules' actions.
     // A rule's action writes (and plans) the relations it names, with theirs, transitively.
+    // Executing a write (not plain EXPLAIN) also runs the target's triggers and the volatile
+    // code of its defaults, and writes what its rules' actions, its foreign keys' referential
+    // actions (TRUNCATE … CASCADE: every referencing table) and, for a view, its base
+    // relations name: those are written, with their own code, transitively.
     const dml = st.kinds.some((k) => WRITE_DML.has(k));
-    const targets = dml ? [...writes] : [];
+    const truncate = st.kinds.includes('truncate');
+    const targets = dml || truncate ? [...writes] : [];
+    const executed = new Set(targets);
     const ruled = new Set<string>();
-    const queue = [...targets, ...planned];
+    /** Relation → whether it was followed as executed (a planned one may be reached again as executed). */
+    const followed = new Map<string, boolean>();
+    const queue: string[] = [...targets, ...planned];
     for (let i = 0; i < queue.length; i++) {
       const r = queue[i]!;
+      const run = executed.has(r);
+      if (followed.get(r) === true || (followed.has(r) && !run)) continue;
+      const again = followed.has(r);
+      followed.set(r, run);
       const f = factsOf(r);
       if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
       if (!f || f === FAILED) continue;
-      for (const fn of f.writeCode ?? []) addImplicit(fn, functions);
-      for (const next of f.ruleRelations ?? []) {
-        if (queue.includes(next)) continue;
-        if (queue.length >= MAX_RULE_RELATIONS) {
-          functions.add(unanalysable(`rules of ${r}`));
+      if (!again) for (const fn of f.writeCode ?? []) addImplicit(fn, functions);
+      const next = [...(f.ruleRelations ?? [])];
+      if (run) {
+        for (const fn of f.runCode ?? []) addImplicit(fn, functions);
+        next.push(...(f.alsoWrites ?? []), ...(only.has(r) ? [] : f.descendants), ...(truncate ? (f.referencedBy ?? []) : []));
+      }
+      for (const n of next) {
+        if (run) executed.add(n);
+        if (followed.get(n) === true || (followed.has(n) && !run) || (queue.includes(n) && !followed.has(n))) continue;
+        if (ruled.size >= MAX_RULE_RELATIONS) {
+          functions.add(unanalysable(`writes through ${r}`));
           break;
         }
-        queue.push(next);
-        ruled.add(next);
+        queue.push(n);
+        ruled.add(n);
       }
     }
+    for (const r of executed) writes.add(r);
     targets.push(...ruled);
-    for (const r of targets) addStoredCode(r);
+    for (const r of new Set(targets)) addStoredCode(r);
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];
@@ -455,7 +480,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       for (const f of through.functions) functions.add(f);
       for (const o of through.operators) operators.add(o);
     }
-    typeCode(st, [...new Set([...named, ...placedWrites])], placedWrites, calls, st.operators, extra, functions);
+    typeCode(st, [...new Set([...named, ...placedWrites])], [...new Set([...placedWrites, ...executed])], calls, st.operators, extra, functions);
     // A SQL function's body reads with the caller's privileges: its reads are the statement's,
     // whether the text calls it, an operator runs it or a type does (views aside: judged by calls).
     const run: FunctionInfo[] = [];

@@ -12,7 +12,13 @@
  * - Comparison is case-insensitive (the classifier lower-cases quoted names too).
  * - Operators (`=`, `public.===`) resolve to the function that implements them
  *   (pg_operator.oprcode) and those of their negator and commutator (the planner rewrites
- *   `NOT (a op b)` and commutes operands), in every schema unless qualified.
+ *   `NOT (a op b)` and commutes operands), in every schema unless qualified; a user
+ *   operator also to the user support functions of every operator family it belongs to
+ *   (`ORDER BY x USING op` sorts with its btree family's comparison function, a RANGE
+ *   frame with an offset calls its `in_range`, a hash join its hash function, whatever
+ *   class is the type's default). A built-in operator sorts with its built-in family
+ *   (PostgreSQL takes the family with the lowest OID), whose user additions the type's
+ *   default classes already bring (TypeFacts).
  * - Aggregates report the most volatile of their support functions, so a user aggregate
  *   with a volatile transition function is volatile here.
  *
@@ -99,8 +105,13 @@ function operatorsQuery(ops: readonly string[]): string {
 FROM unnest(${textArray(ops)}) AS k(key)
 JOIN pg_catalog.pg_operator o ON o.oprname = regexp_replace(k.key, '^.*[.]', '')
 JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
-JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
-  OR p.oid IN (SELECT x.oprcode FROM pg_catalog.pg_operator x WHERE x.oid IN (o.oprnegate, o.oprcom))
+CROSS JOIN LATERAL (
+  SELECT o.oprcode::pg_catalog.oid
+  UNION SELECT x.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator x WHERE x.oid IN (o.oprnegate, o.oprcom)
+  UNION SELECT ap.amproc::pg_catalog.oid FROM pg_catalog.pg_amop ao JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = ao.amopfamily
+    WHERE o.oid >= ${FIRST_USER_OID} AND ao.amopopr = o.oid AND ap.amproc >= ${FIRST_USER_OID}
+) AS fx(fn)
+JOIN pg_catalog.pg_proc p ON p.oid = fx.fn
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE position('.' in k.key) = 0 OR k.key = lower(opn.nspname) || '.' || o.oprname
 ORDER BY 1, 2`;
@@ -193,6 +204,32 @@ UNION ALL SELECT d.key, 'child', n.nspname::text || '.' || c.relname::text FROM 
 }
 
 /**
+ * The end of a query whose CTE `dep(key, refclassid, refobjid)` lists what each key's objects
+ * depend on: `f(key, fn)` — `also`'s rows, the functions depended on, and those of the
+ * operators depended on (with their negators and commutators) — then each key's user
+ * functions (OID ≥ 16384) with INFO_COLUMNS.
+ */
+function dependedFunctions(also = ''): string {
+  return `f(key, fn) AS (
+  ${also}SELECT key, refobjid FROM dep WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  UNION ALL SELECT dep.key, x.fn FROM dep JOIN pg_catalog.pg_operator o ON o.oid = dep.refobjid
+    CROSS JOIN LATERAL (SELECT o.oprcode::pg_catalog.oid UNION ALL SELECT y.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator y WHERE y.oid IN (o.oprnegate, o.oprcom)) AS x(fn)
+    WHERE dep.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+)
+SELECT f.key, ${INFO_COLUMNS}
+FROM (SELECT DISTINCT key, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+}
+
+/** The CTE `r(key, oid)`: each relation `schema.name` in `rels` and its pg_class OID. */
+function relationKeys(rels: readonly string[]): string {
+  return `r(key, oid) AS (
+  SELECT k.key, c.oid FROM unnest(${textArray(rels)}) AS k(key)
+  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname || '.' || c.relname = k.key
+)`;
+}
+
+/**
  * The user functions (OID ≥ 16384) planning or reading each relation `schema.name` may run
  * without a statement naming them: the expressions and predicates of its indexes, its CHECK
  * constraints (constraint exclusion), its partition key and its extended statistics (all
@@ -206,11 +243,7 @@ function relationCodeQuery(rels: readonly string[]): string {
         JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr WHERE oc.oid = ${opclass}
       UNION ALL SELECT ap.amproc::pg_catalog.oid FROM pg_catalog.pg_opclass oc
         JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily WHERE oc.oid = ${opclass}`;
-  return `WITH r(key, oid) AS (
-  SELECT k.key, c.oid FROM unnest(${textArray(rels)}) AS k(key)
-  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname || '.' || c.relname = k.key
-), obj(key, classid, objid) AS (
+  return `WITH ${relationKeys(rels)}, obj(key, classid, objid) AS (
   SELECT r.key, 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, r.oid FROM r
   UNION ALL SELECT r.key, 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, i.indexrelid FROM r JOIN pg_catalog.pg_index i ON i.indrelid = r.oid
   UNION ALL SELECT r.key, 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, k.oid FROM r JOIN pg_catalog.pg_constraint k ON k.conrelid = r.oid AND k.contype = 'c'
@@ -246,11 +279,7 @@ SELECT r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 
  * and commutator).
  */
 export function relationWriteCodeQuery(rels: readonly string[]): string {
-  return `WITH RECURSIVE r(key, oid) AS (
-  SELECT k.key, c.oid FROM unnest(${textArray(rels)}) AS k(key)
-  JOIN pg_catalog.pg_class c ON true JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname || '.' || c.relname = k.key
-), dom(key, t) AS (
+  return `WITH RECURSIVE ${relationKeys(rels)}, dom(key, t) AS (
   SELECT r.key, a.atttypid FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
   UNION SELECT dom.key, ty.typbasetype FROM dom JOIN pg_catalog.pg_type ty ON ty.oid = dom.t WHERE ty.typbasetype <> 0
 ), obj(key, classid, objid) AS (
@@ -259,14 +288,7 @@ export function relationWriteCodeQuery(rels: readonly string[]): string {
   UNION ALL SELECT dom.key, 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, dom.t FROM dom JOIN pg_catalog.pg_type ty ON ty.oid = dom.t AND ty.typtype = 'd'
 ), dep(key, refclassid, refobjid) AS (
   SELECT obj.key, d.refclassid, d.refobjid FROM obj JOIN pg_catalog.pg_depend d ON d.classid = obj.classid AND d.objid = obj.objid
-), f(key, fn) AS (
-  SELECT key, refobjid FROM dep WHERE refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  UNION ALL SELECT dep.key, x.fn FROM dep JOIN pg_catalog.pg_operator o ON o.oid = dep.refobjid
-    CROSS JOIN LATERAL (SELECT o.oprcode::pg_catalog.oid UNION ALL SELECT y.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator y WHERE y.oid IN (o.oprnegate, o.oprcom)) AS x(fn)
-    WHERE dep.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
-)
-SELECT f.key, ${INFO_COLUMNS}
-FROM (SELECT DISTINCT key, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+), ${dependedFunctions()}`;
 }
 
 /**
@@ -282,6 +304,43 @@ JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.r
   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> c.oid
 JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE n.nspname || '.' || c.relname = k.key`;
+}
+
+/**
+ * The user functions (OID ≥ 16384) that EXECUTING a write to each relation `schema.name`
+ * runs besides what planning it runs (RelationFacts.runCode): every trigger's function and
+ * what its WHEN condition calls (directly or as an operator's function, with its negator
+ * and commutator), whatever the trigger's event, level, timing or enabled state
+ * (session_replication_role decides which fire; ENABLE ALWAYS/REPLICA and a deferred
+ * constraint trigger all count). The volatile column and domain defaults the write
+ * executes come from relationWriteCodeQuery.
+ */
+export function relationRunCodeQuery(rels: readonly string[]): string {
+  return `WITH ${relationKeys(rels)}, tg(key, oid, fn) AS (
+  SELECT r.key, t.oid, t.tgfoid FROM r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid
+), dep(key, refclassid, refobjid) AS (
+  SELECT tg.key, d.refclassid, d.refobjid FROM tg JOIN pg_catalog.pg_depend d
+    ON d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objid = tg.oid
+), ${dependedFunctions('SELECT key, fn FROM tg UNION ALL ')}`;
+}
+
+/**
+ * Other relations a write to each relation `schema.name` writes, as (key, how, relation):
+ * `cascade` — a foreign key referencing it with an ON DELETE/UPDATE action that writes
+ * (CASCADE, SET NULL, SET DEFAULT); `refers` — any foreign key referencing it (TRUNCATE …
+ * CASCADE truncates those); `base` — every relation a view's definition names (an
+ * auto-updatable view's write is a write to its base relation).
+ */
+export function relationAlsoWritesQuery(rels: readonly string[]): string {
+  return `WITH ${relationKeys(rels)}, x(key, how, oid) AS (
+  SELECT r.key, CASE WHEN k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd') THEN 'cascade' ELSE 'refers' END, k.conrelid
+    FROM r JOIN pg_catalog.pg_constraint k ON k.contype = 'f' AND k.confrelid = r.oid
+  UNION ALL SELECT r.key, 'base', d.refobjid FROM r JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = r.oid AND rw.ev_type = '1'
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = rw.oid
+      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> r.oid
+)
+SELECT DISTINCT x.key, x.how, rn.nspname::text || '.' || rc.relname::text
+FROM x JOIN pg_catalog.pg_class rc ON rc.oid = x.oid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace`;
 }
 
 interface Cached<T> {
@@ -439,10 +498,23 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
             const f = row[0] == null ? undefined : found.get(row[0]);
             const info = toInfo(row, 1);
             if (!f || !info) continue;
-            // Planning runs no volatile function but a SQL one (it inlines it, then folds its body).
-            if (info.volatility === 'v' && info.language !== 'sql') continue;
-            const list = (f.writeCode ??= []);
+            // Planning runs no volatile function but a SQL one (it inlines it, then folds its
+            // body); executing the write runs the rest.
+            const list = info.volatility === 'v' && info.language !== 'sql' ? (f.runCode ??= []) : (f.writeCode ??= []);
             if (!list.some((x) => x.oid === info.oid)) list.push(info);
+          }
+          for (const row of await run(relationRunCodeQuery(batch))) {
+            const f = row[0] == null ? undefined : found.get(row[0]);
+            const info = toInfo(row, 1);
+            if (!f || !info) continue;
+            const list = (f.runCode ??= []);
+            if (!list.some((x) => x.oid === info.oid)) list.push(info);
+          }
+          for (const [key, how, rel] of await run(relationAlsoWritesQuery(batch))) {
+            const f = key == null ? undefined : found.get(key);
+            if (!f || rel == null) continue;
+            if (how === 'refers') (f.referencedBy ??= []).push(rel);
+            else if (how === 'cascade' || how === 'base') (f.alsoWrites ??= []).push(rel);
           }
           for (const [key, rel] of await run(ruleRelationsQuery(batch))) {
             const f = key == null ? undefined : found.get(key);

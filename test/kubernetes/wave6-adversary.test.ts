@@ -150,6 +150,14 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
       metadata: { name: 'url-pod', namespace: 'default' },
       spec: { containers: [{ name: 'app', image: 'app:1', args: ['--db=postgres://app:k6-url-arg-pass@db/app'], env: [{ name: 'DATABASE_URL', value: 'postgresql://app:k6-url-env-pass@db:5432/app?sslmode=require' }] }] },
     });
+    stack.api.put('configmaps', {
+      metadata: { name: 'app-nested', namespace: 'default' },
+      data: { 'values.json': JSON.stringify({ env: 'MODE=prod\nDB_PASSWORD=k6-json-string-env\n', files: ['api_token: k6-json-array-yaml'], mode: 'prod' }) },
+    });
+    stack.api.put('pods', {
+      metadata: { name: 'cfg-pod', namespace: 'default' },
+      spec: { containers: [{ name: 'app', image: 'app:1', env: [{ name: 'APP_CONFIG', value: 'db:\n  password: k6-env-yaml-pass\n  host: db\n' }, { name: 'MODE', value: 'prod' }] }] },
+    });
     stack.api.put('secrets', { metadata: { name: 'db', namespace: 'default' }, type: 'Opaque', data: { password: b64(SECRET_PASSWORD) } });
     stack.api.put('secrets', { metadata: { name: 'db', namespace: 'locked' }, type: 'Opaque', data: { password: b64(SECRET_PASSWORD) } });
     for (const ns of ['default', 'ci']) stack.api.put('serviceaccounts', { metadata: { name: 'builder', namespace: ns } });
@@ -385,5 +393,38 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
     const ok = await request(via, 'GET', '/api/v1/namespaces/default/%73ecrets/db');
     assert.equal(ok.status, 200, ok.text);
     noneOf(ok.text, [SECRET_PASSWORD], 'percent-encoded secrets');
+  });
+
+  test('k6-12 configuration text inside a JSON document\'s strings (a dotenv string, a YAML line in a list) and inside a container env value is masked line by line', async () => {
+    const control = await request(straight, 'GET', '/api/v1/namespaces/default/configmaps/app-nested');
+    assert.ok(control.text.includes('k6-json-string-env') && control.text.includes('k6-json-array-yaml'));
+    const cm = await request(via, 'GET', '/api/v1/namespaces/default/configmaps/app-nested');
+    noneOf(cm.text, ['k6-json-string-env', 'k6-json-array-yaml'], 'app-nested');
+    const values = JSON.parse((JSON.parse(cm.text) as { data: Record<string, string> }).data['values.json'] ?? '{}') as { env: string; mode: string };
+    assert.deepEqual([values.env.split('\n')[0], values.mode], ['MODE=prod', 'prod']);
+    for (const path of ['/api/v1/namespaces/default/pods/cfg-pod', '/api/v1/namespaces/default/pods']) {
+      const r = await request(via, 'GET', path);
+      noneOf(r.text, ['k6-env-yaml-pass'], path);
+    }
+    const pod = JSON.parse((await request(via, 'GET', '/api/v1/namespaces/default/pods/cfg-pod')).text) as { spec: { containers: { env: { value: string }[] }[] } };
+    assert.match(pod.spec.containers[0]?.env[0]?.value ?? '', /^ {2}host: db$/m);
+    assert.equal(pod.spec.containers[0]?.env[1]?.value, 'prod');
+  });
+
+  test('k6-13 kubectl apply --dry-run=server -o yaml and kubectl diff of a Secret manifest: refused before the API server (a masked session may not patch Secrets), nothing echoed', async () => {
+    const file = join(stack.tmp.path, 'secret.yaml');
+    await writeFile(file, 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: default\nstringData:\n  username: app\n');
+    for (const args of [
+      ['apply', '--validate=false', '--dry-run=server', '-o', 'yaml', '-f', file],
+      ['diff', '-f', file],
+      ['apply', '--validate=false', '--server-side', '--dry-run=server', '-o', 'yaml', '-f', file],
+    ]) {
+      const from = stack.api.requests.length;
+      const r = await stack.kubectl(args);
+      assert.notEqual(r.code, 0, `${args.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, /may not update or patch Secrets/, `${args.join(' ')}: ${r.stderr}`);
+      noneOf(r.stdout + r.stderr, [SECRET_PASSWORD], args.join(' '));
+      assert.deepEqual(seenSince(from).filter((q) => q.method !== 'GET'), [], `${args.join(' ')} reached the API server`);
+    }
   });
 });

@@ -250,11 +250,8 @@ export class ObjectMasker {
           if (k !== 'name') this.#sweep(val, 1);
           continue;
         }
-        const masked = this.#field(val, k === 'value' && typeof e['name'] === 'string' ? e['name'] : undefined);
-        if (masked) {
-          e[k] = masked.value;
-          this.count++;
-        }
+        const r = this.#keyedText(val, k === 'value' && typeof e['name'] === 'string' ? e['name'] : undefined);
+        if (r !== undefined) e[k] = r;
       }
     }
   }
@@ -457,20 +454,39 @@ export class ObjectMasker {
   #byKey(v: unknown, depth: number): void {
     if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
     if (Array.isArray(v)) {
-      for (const x of v) this.#byKey(x, depth + 1);
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (typeof x !== 'string') this.#byKey(x, depth + 1);
+        else {
+          const r = this.#keyedText(x, undefined);
+          if (r !== undefined) v[i] = r;
+        }
+      }
       return;
     }
     if (!isObject(v) || this.#done.has(v)) return;
     for (const [k, val] of Object.entries(v)) {
       if (typeof val === 'string') {
-        const masked = this.#field(val, k);
-        if (masked && masked.value !== val) {
-          v[k] = masked.value;
-          this.count++;
-        }
+        const r = this.#keyedText(val, k);
+        if (r !== undefined) v[k] = r;
       } else if (val !== null && typeof val === 'object' && this.#named(k)) this.#allUnder(val, k, depth + 1);
       else this.#byKey(val, depth + 1);
     }
+  }
+
+  /**
+   * A string under `key` in a configuration document (or an env value): masked by the key
+   * and the detectors, and when it is itself configuration text (`DB_PASSWORD=…` lines, a
+   * JSON document), line by line as a ConfigMap value is. Undefined: unchanged.
+   */
+  #keyedText(val: string, key: string | undefined): string | null | undefined {
+    const masked = this.#field(val, key);
+    if (masked && masked.value !== val) this.count++;
+    const out = masked ? masked.value : val;
+    if (out === null) return null;
+    const text = key !== undefined && this.#named(key) ? undefined : this.#configText(out);
+    const result = text ?? out;
+    return result === val ? undefined : result;
   }
 
   /** A secret key's value that is an object or a list (`passwords: {prod: …}`): every string in it, masked as the key's. */

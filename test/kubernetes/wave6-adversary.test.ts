@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { rawRequest as request, startK8sStack, TARGET, type Connection, type K8sStack, type KubectlResult } from './stack.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 
@@ -409,6 +410,26 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
     const pod = JSON.parse((await request(via, 'GET', '/api/v1/namespaces/default/pods/cfg-pod')).text) as { spec: { containers: { env: { value: string }[] }[] } };
     assert.match(pod.spec.containers[0]?.env[0]?.value ?? '', /^ {2}host: db$/m);
     assert.equal(pod.spec.containers[0]?.env[1]?.value, 'prod');
+  });
+
+  test('k6-14 binaryData: a configuration file is masked line by line, bytes that are not text (a keystore) whole; a data value that is base64 of gzip (a Helm release) is masked whole', async () => {
+    const release = gzipSync(Buffer.from(JSON.stringify({ name: 'web', manifest: `apiVersion: v1\nkind: Secret\nstringData:\n  db: k6-helm-release-pass\n` }))).toString('base64');
+    const keystore = Buffer.concat([Buffer.from([0xfe, 0xed, 0xfe, 0xed, 0x00, 0x00, 0x00, 0x02]), Buffer.from('k6-keystore-pass')]);
+    stack.api.put('configmaps', {
+      metadata: { name: 'app-binary', namespace: 'default' },
+      data: { release, mode: 'prod' },
+      binaryData: { 'app.env': b64('MODE=prod\nDB_PASSWORD=k6-binary-env-pass\n'), 'keystore.jks': keystore.toString('base64'), 'plain.txt': b64('hello') },
+    });
+    const control = await request(straight, 'GET', '/api/v1/namespaces/default/configmaps/app-binary');
+    assert.ok(control.text.includes(b64('MODE=prod\nDB_PASSWORD=k6-binary-env-pass\n')) && control.text.includes(keystore.toString('base64')) && control.text.includes(release));
+    const r = await request(via, 'GET', '/api/v1/namespaces/default/configmaps/app-binary');
+    assert.equal(r.status, 200, r.text);
+    const cm = JSON.parse(r.text) as { data: Record<string, string>; binaryData: Record<string, string> };
+    assert.equal(cm.data['release'], '********');
+    assert.equal(cm.data['mode'], 'prod');
+    assert.equal(Buffer.from(cm.binaryData['app.env'] ?? '', 'base64').toString('utf8'), 'MODE=prod\nDB_PASSWORD=********\n');
+    assert.equal(Buffer.from(cm.binaryData['keystore.jks'] ?? '', 'base64').toString('utf8'), '********');
+    assert.equal(cm.binaryData['plain.txt'], b64('hello'));
   });
 
   test('k6-13 kubectl apply --dry-run=server -o yaml and kubectl diff of a Secret manifest: refused before the API server (a masked session may not patch Secrets), nothing echoed', async () => {

@@ -284,6 +284,12 @@ export class ObjectMasker {
       this.#done.add(data);
       for (const [k, v] of Object.entries(data)) {
         if (typeof v !== 'string') continue;
+        if (packed(v)) {
+          // Compressed data in base64 (a Helm release, an archive): nothing in it can be read, so all of it is masked.
+          data[k] = this.#m.secret(v);
+          this.count++;
+          continue;
+        }
         const masked = this.#field(v, k);
         if (masked) this.count++;
         const value = masked ? masked.value : v;
@@ -295,9 +301,19 @@ export class ObjectMasker {
       this.#done.add(binary);
       for (const [k, v] of Object.entries(binary)) {
         if (typeof v !== 'string') continue;
-        const masked = this.#field(Buffer.from(v, 'base64').toString('utf8'), k);
-        if (!masked) continue;
-        binary[k] = masked.value === null ? null : Buffer.from(masked.value, 'utf8').toString('base64');
+        const text = utf8Text(Buffer.from(v, 'base64'));
+        let shown: string | null;
+        if (text === undefined) {
+          // Bytes that are not text (a keystore, an archive, compressed data) cannot be read: masked whole.
+          shown = this.#m.secret(v);
+        } else {
+          // Text: as a `data` value is (by key, the detectors, then line by line).
+          const masked = this.#field(text, k);
+          const after = masked ? masked.value : text;
+          shown = after === null ? null : (this.#configText(after) ?? after);
+          if (shown === text) continue;
+        }
+        binary[k] = shown === null ? null : Buffer.from(shown, 'utf8').toString('base64');
         this.count++;
       }
     }
@@ -527,6 +543,26 @@ export class ObjectMasker {
     if (this.count !== before) annotations[LAST_APPLIED] = JSON.stringify(copy);
 
   }
+}
+
+const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes as UTF-8 text, or undefined when they are not text (invalid UTF-8, or a NUL). */
+function utf8Text(bytes: Buffer): string | undefined {
+  try {
+    const text = FATAL_UTF8.decode(bytes);
+    return text.includes('\0') ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Base64 of compressed or archived bytes (gzip, zstd, zip, bzip2, xz): a value whose content cannot be read. */
+function packed(v: string): boolean {
+  const t = v.trim();
+  if (t.length < 16 || !/^[A-Za-z0-9+/\r\n]+={0,2}$/.test(t)) return false;
+  const head = Buffer.from(t.slice(0, 16), 'base64');
+  return (head[0] === 0x1f && head[1] === 0x8b) || head.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])) || head.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) || head.subarray(0, 3).toString('latin1') === 'BZh' || head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));
 }
 
 /** A key without its quotes. */

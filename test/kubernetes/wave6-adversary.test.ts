@@ -432,6 +432,47 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
     assert.equal(cm.binaryData['plain.txt'], b64('hello'));
   });
 
+  test('k6-15 a Secret manifest written as YAML in a ConfigMap (a document of several, a list item): its data and stringData are masked whatever their keys; other kinds are kept', async () => {
+    const manifests = [
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata:',
+      '  name: plain',
+      'data:',
+      '  db: k6-keep-configmap-value',
+      '---',
+      'apiVersion: v1',
+      'kind: Secret',
+      'metadata:',
+      '  name: db',
+      'data:',
+      `  db: ${b64('k6-manifest-data-pass')}`,
+      'stringData:',
+      '  conn: k6-manifest-string-pass',
+      '---',
+      'apiVersion: v1',
+      'kind: List',
+      'items:',
+      '- apiVersion: v1',
+      '  data:',
+      `    db: ${b64('k6-manifest-item-pass')}`,
+      '  kind: Secret',
+      '- kind: ConfigMap',
+      '  data:',
+      '    db: k6-keep-item-value',
+      '',
+    ].join('\n');
+    stack.api.put('configmaps', { metadata: { name: 'app-manifests', namespace: 'default' }, data: { 'manifests.yaml': manifests } });
+    const control = await request(straight, 'GET', '/api/v1/namespaces/default/configmaps/app-manifests');
+    assert.ok(control.text.includes('k6-manifest-string-pass') && control.text.includes(b64('k6-manifest-data-pass')));
+    const r = await stack.kubectl(['get', 'configmap', 'app-manifests', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    noneOf(r.stdout, ['k6-manifest-data-pass', 'k6-manifest-string-pass', 'k6-manifest-item-pass'], 'app-manifests');
+    const text = (JSON.parse(r.stdout) as { data: Record<string, string> }).data['manifests.yaml'] ?? '';
+    assert.match(text, /^ {2}db: k6-keep-configmap-value$/m);
+    assert.match(text, /^ {4}db: k6-keep-item-value$/m);
+  });
+
   test('k6-13 kubectl apply --dry-run=server -o yaml and kubectl diff of a Secret manifest: refused before the API server (a masked session may not patch Secrets), nothing echoed', async () => {
     const file = join(stack.tmp.path, 'secret.yaml');
     await writeFile(file, 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: default\nstringData:\n  username: app\n');

@@ -369,6 +369,7 @@ export class ObjectMasker {
       if (m && alias && this.#named(unquote(m[2] as string))) secretAnchors.add(alias[1] as string);
     }
     const indentOf = (l: string): number => (/^[ \t]*/.exec(l)?.[0].length ?? 0);
+    const secretLines = secretManifestValues(lines, indentOf);
     const out: string[] = [];
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i] as string;
@@ -381,7 +382,7 @@ export class ObjectMasker {
       const props = VALUE_PROPERTIES.exec(raw)?.[1] ?? '';
       const value = raw.slice(props.length);
       const anchor = /&([^\s]+)/.exec(props)?.[1];
-      const secret = this.#named(unquote(key)) || (anchor !== undefined && secretAnchors.has(anchor));
+      const secret = this.#named(unquote(key)) || (anchor !== undefined && secretAnchors.has(anchor)) || secretLines.has(i);
       const indent = indentOf(line);
       // Where this key's value ends, when it goes on past its line.
       let last = i;
@@ -543,6 +544,43 @@ export class ObjectMasker {
     if (this.count !== before) annotations[LAST_APPLIED] = JSON.stringify(copy);
 
   }
+}
+
+/**
+ * A Secret manifest written as YAML (`kind: Secret`, in a file, a list item, a document of
+ * several): the lines of its `data` and `stringData` keys, whose values are the Secret's.
+ */
+function secretManifestValues(lines: readonly string[], indentOf: (l: string) => number): Set<number> {
+  const out = new Set<number>();
+  const keyCol = (l: string): number => (/^[ \t]*(?:- )?/.exec(l)?.[0].length ?? 0);
+  lines.forEach((line, k) => {
+    if (!/^[ \t]*(?:- )?kind:[ \t]*["']?Secret["']?[ \t]*(?:#.*)?$/.test(line)) return;
+    const col = keyCol(line);
+    const item = (l: string): boolean => /^[ \t]*- /.test(l);
+    // One line of its mapping: 'in' (nested under a key, or a key of it), 'first' (the list
+    // item's `- ` line that opens it), or 'out'.
+    const place = (l: string): 'in' | 'first' | 'out' => {
+      if (l.trim() === '' || indentOf(l) > col) return 'in';
+      if (/^(?:---|\.\.\.)\s*$/.test(l) || keyCol(l) !== col) return 'out';
+      return item(l) ? 'first' : 'in';
+    };
+    const mark = (j: number): void => {
+      if (indentOf(lines[j] as string) <= col && /^[ \t]*(?:- )?["']?(?:data|stringData)["']?[ \t]*:/.test(lines[j] as string)) out.add(j);
+    };
+    if (!item(line)) {
+      for (let j = k - 1; j >= 0; j--) {
+        const p = place(lines[j] as string);
+        if (p === 'out') break;
+        mark(j);
+        if (p === 'first') break;
+      }
+    }
+    for (let j = k + 1; j < lines.length; j++) {
+      if (place(lines[j] as string) !== 'in') break;
+      mark(j);
+    }
+  });
+  return out;
 }
 
 const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true });

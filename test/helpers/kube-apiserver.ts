@@ -1,11 +1,13 @@
 /**
  * A stand-in Kubernetes API server for tests: HTTPS on 127.0.0.1:0 speaking enough of the
  * real API on the wire for the real kubectl: legacy discovery (/api, /apis, /api/v1),
- * /version, OpenAPI stubs, and namespaces, pods, secrets, configmaps and apps/v1
- * controllerrevisions with get, list, create, delete and watch (JSON lines, streamed; or
+ * /version, OpenAPI stubs, and namespaces, pods, secrets, configmaps, serviceaccounts and
+ * apps/v1 controllerrevisions with get, list, create, update (PUT, with the real server's
+ * 404 and 409), patch, delete and watch (JSON lines, streamed; or
  * over WebSocket, one event per text message, as the real server answers a watch that asks
  * to upgrade), the server-side `Table` form kubectl asks for, `pods/log` as streamed
- * text/plain, and `Status` errors. It requires the upstream bearer token the broker must
+ * text/plain, `serviceaccounts/{name}/token` (a TokenRequest answered 201 with a signed
+ * JWT), paths routed decoded as Go's net/url does, and `Status` errors. It requires the upstream bearer token the broker must
  * present, records every request it sees, and answers an exec or attach over the WebSocket
  * remote-command protocol (`v4`/`v5.channel.k8s.io`) as a kubelet would: a tty gets a tiny
  * shell, a command without one runs (echo, printenv from the pod's spec, a few test
@@ -20,11 +22,11 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { makeTestCert } from './tls.js';
 import { WsFrameReader, wsFrame } from '../../src/broker/kubernetes/remote-command.js';
 
-export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'controllerrevisions';
+export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'serviceaccounts' | 'controllerrevisions';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -48,6 +50,8 @@ export interface KubeApiServer {
   token: string;
   /** Every request seen, in order (upgrades included). */
   readonly requests: RecordedRequest[];
+  /** Every token a TokenRequest (`serviceaccounts/{name}/token`) was answered with. */
+  readonly tokensIssued: readonly string[];
   /** Create or replace an object; open watches see ADDED or MODIFIED. */
   put(resource: KubeResource, obj: KubeObject): KubeObject;
   remove(resource: KubeResource, namespace: string, name: string): boolean;
@@ -94,10 +98,10 @@ export interface KubeApiServer {
 /** A piece of a pod's file as the container writes it: text, bytes, or a pause. */
 export type FilePiece = string | Buffer | { pauseMs: number };
 
-const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', controllerrevisions: 'ControllerRevision' };
-const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, controllerrevisions: true };
+const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', serviceaccounts: 'ServiceAccount', controllerrevisions: 'ControllerRevision' };
+const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, serviceaccounts: true, controllerrevisions: true };
 /** The group version each resource is served under. */
-const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', controllerrevisions: 'apps/v1' };
+const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', serviceaccounts: 'v1', controllerrevisions: 'apps/v1' };
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
@@ -112,6 +116,8 @@ const API_RESOURCES = {
     { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] },
     { name: 'secrets', singularName: 'secret', namespaced: true, kind: 'Secret', verbs: ALL_VERBS },
     { name: 'configmaps', singularName: 'configmap', namespaced: true, kind: 'ConfigMap', verbs: ALL_VERBS, shortNames: ['cm'] },
+    { name: 'serviceaccounts', singularName: 'serviceaccount', namespaced: true, kind: 'ServiceAccount', verbs: ALL_VERBS, shortNames: ['sa'] },
+    { name: 'serviceaccounts/token', singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] },
   ],
 };
 
@@ -163,6 +169,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const files = new Map<string, FilePiece[]>();
   const proxies = new Map<string, { status: number; headers: Record<string, string>; body: string | Buffer }>();
   const upgraded = new Set<Duplex>();
+  const tokensIssued: string[] = [];
   let rv = 100;
   let watchesEnded = 0;
   let port = 0;
@@ -245,6 +252,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [col('Name', 'name'), col('Data'), col('Age')];
       case 'namespaces':
         return [col('Name', 'name'), col('Status'), col('Age')];
+      case 'serviceaccounts':
+        return [col('Name', 'name'), col('Secrets'), col('Age')];
       case 'controllerrevisions':
         return [col('Name', 'name'), col('Controller'), col('Revision'), col('Age')];
     }
@@ -262,6 +271,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [o.metadata.name, Object.keys((o['data'] as object | undefined) ?? {}).length, age(o)];
       case 'namespaces':
         return [o.metadata.name, 'Active', age(o)];
+      case 'serviceaccounts':
+        return [o.metadata.name, 0, age(o)];
       case 'controllerrevisions':
         return [o.metadata.name, '', String(o['revision'] ?? 1), age(o)];
     }
@@ -351,7 +362,13 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://stand-in');
-    const path = url.pathname.replace(/\/$/, '') || '/';
+    // As Go's net/url, the path is routed decoded (`/%73ecrets` is `/secrets`).
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname).replace(/\/$/, '') || '/';
+    } catch {
+      return status(res, 400, 'BadRequest', `invalid URL escape in ${url.pathname}`);
+    }
     const method = req.method ?? 'GET';
     if (path === '/version') {
       return json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-standin', gitCommit: '0', gitTreeState: 'clean', buildDate: '2025-01-01T00:00:00Z', goVersion: 'go1.23', compiler: 'gc', platform: 'linux/amd64' });
@@ -392,6 +409,26 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }
       res.end();
       return;
+    }
+    // `serviceaccounts/{name}/token`: a TokenRequest in, the same with a signed token out (201).
+    if (sub === 'token' && r === 'serviceaccounts' && method === 'POST') {
+      const body = (await readJson(req).catch(() => undefined)) as { spec?: { audiences?: string[]; expirationSeconds?: number } } | undefined;
+      if (!store.has(keyOf('serviceaccounts', ns, name as string))) return status(res, 404, 'NotFound', `serviceaccounts "${name}" not found`, { name, kind: 'serviceaccounts' });
+      const seconds = body?.spec?.expirationSeconds ?? 3600;
+      const audiences = body?.spec?.audiences ?? ['https://kubernetes.default.svc.cluster.local'];
+      const now = Math.floor(Date.now() / 1000);
+      const b64url = (v: unknown): string => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
+      const sa = store.get(keyOf('serviceaccounts', ns, name as string)) as KubeObject;
+      const claims = { aud: audiences, exp: now + seconds, iat: now, iss: 'https://kubernetes.default.svc.cluster.local', 'kubernetes.io': { namespace: ns, serviceaccount: { name, uid: sa.metadata.uid } }, nbf: now, sub: `system:serviceaccount:${ns}:${name}` };
+      const token = `${b64url({ alg: 'RS256', kid: 'stand-in-signing-key' })}.${b64url(claims)}.${randomBytes(256).toString('base64url')}`;
+      tokensIssued.push(token);
+      return json(res, 201, {
+        kind: 'TokenRequest',
+        apiVersion: 'authentication.k8s.io/v1',
+        metadata: { name, namespace: ns, creationTimestamp: null },
+        spec: { audiences, expirationSeconds: seconds, boundObjectRef: null },
+        status: { token, expirationTimestamp: new Date((now + seconds) * 1000).toISOString().replace('.000Z', 'Z') },
+      });
     }
     if (sub !== undefined) return status(res, 404, 'NotFound', `the server could not find the requested resource (${sub})`);
     const accept = String(req.headers['accept'] ?? '');
@@ -464,6 +501,22 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     if ((method === 'POST' || method === 'PUT') && !/^application\/json\b/.test(String(req.headers['content-type'] ?? ''))) {
       req.resume();
       return status(res, 415, 'UnsupportedMediaType', `the stand-in only reads JSON bodies, not ${String(req.headers['content-type'] ?? 'none')}`);
+    }
+    // PUT of one object (update, `kubectl replace`): the body replaces it whole. As the real
+    // server: the name must match the path, a stale resourceVersion is a 409 Conflict, and
+    // these kinds are not created by an update (404).
+    if (method === 'PUT' && name !== undefined) {
+      const body = (await readJson(req).catch(() => undefined)) as KubeObject | undefined;
+      if (!body || typeof body !== 'object' || !body.metadata) return status(res, 400, 'BadRequest', 'the body of the request was not a valid object');
+      if (body.metadata.name !== name) return status(res, 400, 'BadRequest', `the name of the object (${String(body.metadata.name)}) does not match the name on the URL (${name})`);
+      const o = store.get(keyOf(r, ns, name));
+      if (!o) return notFound();
+      const sent = body.metadata.resourceVersion;
+      if (sent !== undefined && sent !== o.metadata.resourceVersion) {
+        return status(res, 409, 'Conflict', `Operation cannot be fulfilled on ${r} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, kind: r });
+      }
+      if (url.searchParams.get('dryRun') === 'All') return json(res, 200, withKind(r, { ...structuredClone(body), metadata: { ...body.metadata, namespace: ns || undefined } as KubeObject['metadata'] }));
+      return json(res, 200, put(r, { ...body, metadata: { ...body.metadata, ...(ns ? { namespace: ns } : {}) } }));
     }
     if (method === 'POST' && name === undefined) {
       const body = (await readJson(req)) as KubeObject | undefined;
@@ -793,6 +846,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     caPem: cert,
     token,
     requests,
+    tokensIssued,
     put,
     remove,
     get: (r, ns, name) => {

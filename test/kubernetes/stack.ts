@@ -7,6 +7,7 @@
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import https from 'node:https';
 import { Agent } from 'undici';
 import { startKubeApiServer, type KubeApiServer } from '../helpers/kube-apiserver.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
@@ -60,8 +61,8 @@ export interface K8sStack {
   main: Connection;
   /** Runs kubectl with the main connection's kubeconfig (or another), never throwing. */
   kubectl(args: string[], opts?: { kubeconfig?: string; timeoutMs?: number }): Promise<KubectlResult>;
-  /** Starts kubectl without waiting for it (watches). */
-  spawnKubectl(args: string[], opts?: { kubeconfig?: string }): ChildProcessWithoutNullStreams;
+  /** Starts kubectl without waiting for it (watches, input on stdin); `env` adds to its environment (KUBE_EDITOR). */
+  spawnKubectl(args: string[], opts?: { kubeconfig?: string; env?: NodeJS.ProcessEnv }): ChildProcessWithoutNullStreams;
   /** Another connect session as another identity (token lifetime `expiresIn` seconds, default 3600). */
   connectAs(sub: string, groups: string[], opts?: { expiresIn?: number }): Promise<Connection>;
   /** A reviewer identity for approvals.decide(). */
@@ -156,7 +157,7 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
       });
     },
     spawnKubectl(args, o = {}) {
-      return spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
+      return spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: { ...env(), ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     },
     connectAs: open,
     reviewer(sub = 'sre-1') {
@@ -176,6 +177,33 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
       await tmp.remove().catch(() => {});
     },
   };
+}
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/** One request with the path exactly as given (node does not normalise it), to agentgate's listener or straight to the stand-in. */
+export function rawRequest(to: { port: number; ca: string; token: string }, method: string, path: string, headers: Record<string, string> = {}, ms = 5_000, body: string | Buffer = ''): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    // A connection of its own (no keep-alive reuse): one request's leftovers never meet the next.
+    const req = https.request({ host: '127.0.0.1', port: to.port, ca: to.ca, method, path, agent: false, headers: { Authorization: `Bearer ${to.token}`, Accept: 'application/json', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('latin1');
+      res.on('data', (c: string) => (text += c));
+      const done = (): void => resolve({ status: res.statusCode ?? 0, headers: res.headers, text });
+      res.on('end', done);
+      // A watch never ends by itself: what came in the first moments is the answer.
+      setTimeout(() => {
+        res.destroy();
+        done();
+      }, ms).unref();
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 export { eventually } from '../helpers/eventually.js';

@@ -12,8 +12,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
-import { startK8sStack, TARGET, type K8sStack } from './stack.js';
+import { rawRequest as request, startK8sStack, TARGET, type K8sStack } from './stack.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import type { Identity } from '../../src/broker/identity/types.js';
 import { ObjectMasker } from '../../src/broker/kubernetes/mask.js';
@@ -40,33 +39,6 @@ const POLICIES = policy([
   { name: 'delete-held', k8s: { verbs: ['delete'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
   { name: 'rest', effect: 'deny', extra: {} },
 ]);
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-}
-
-/** One request with the path exactly as given (node does not normalise it), to agentgate's listener or straight to the stand-in. */
-function request(to: { port: number; ca: string; token: string }, method: string, path: string, headers: Record<string, string> = {}, ms = 5_000, body = ''): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    // A connection of its own (no keep-alive reuse): one request's leftovers never meet the next.
-    const req = https.request({ host: '127.0.0.1', port: to.port, ca: to.ca, method, path, agent: false, headers: { Authorization: `Bearer ${to.token}`, Accept: 'application/json', ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('latin1');
-      res.on('data', (c: string) => (text += c));
-      const done = (): void => resolve({ status: res.statusCode ?? 0, headers: res.headers, text });
-      res.on('end', done);
-      // A watch never ends by itself: what came in the first moments is the answer.
-      setTimeout(() => {
-        res.destroy();
-        done();
-      }, ms).unref();
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 describe('wave 5: masked values in other representations', () => {
   let stack: K8sStack;

@@ -102,6 +102,16 @@ export function readableCharset(contentType: string): boolean {
 }
 
 /**
+ * Whether an error body that is not JSON may be scanned as text: text, JSON-like, XML or
+ * YAML, or no declared type. A binary form (CBOR, protobuf, octet-stream, images…) is not
+ * text, whatever its status: the detectors cannot read it, so it is refused, never relayed.
+ */
+export function textualBody(contentType: string): boolean {
+  const t = (contentType.split(';')[0] ?? '').trim().toLowerCase();
+  return t === '' || t.startsWith('text/') || ['application/json', 'application/xml', 'application/yaml', 'application/problem+json'].includes(t) || /^application\/[\w.-]+\+(?:json|xml|yaml)$/.test(t);
+}
+
+/**
  * The headers of an upgraded request as sent upstream, in node's raw form (name, value,
  * name, value…): repeated headers such as `X-Stream-Protocol-Version` stay repeated.
  */

@@ -14,8 +14,11 @@
  *
  * A ConfigMap value is often a configuration file: lines `key = value`, `key: value`,
  * `export KEY=value` whose key looks like a secret's (or matches a `columns` name) have
- * their value masked, and a value that is a JSON document is masked as objects are (by
- * kind, and strings under a secret-looking key whole). Annotations are masked by their
+ * their value masked — with whatever it spans past its line (a YAML block scalar, an
+ * indented block, a multi-line quoted value, a `\`-continued one) — and a value that is a
+ * JSON document is masked as objects are (by kind, and everything under a secret-looking
+ * key whole). A password in a URL (`scheme://user:PASSWORD@host`) is masked in any value.
+ * A TokenRequest's token is masked whole, like a Secret's values. Annotations are masked by their
  * name the same way, and container `args`/`command` by flag name (`--db-password=…`).
  *
  * Secret `data` stays valid base64 (the masked text, encoded), so typed clients and
@@ -38,7 +41,15 @@ const OBJECT_SUBRESOURCES = new Set(['', 'status', 'ephemeralcontainers', 'resiz
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 /** A configuration line: `key = value`, `key: value`, `export KEY=value`, `"key": "value",` (the key may be quoted). */
-const CONFIG_LINE = /^([ \t]*(?:export[ \t]+|- )?)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*[:=][ \t]*)(.*?)[ \t]*$/gm;
+const CONFIG_LINE = /^([ \t]*(?:export[ \t]+|- )?)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*[:=][ \t]*)([^\n]*?)[ \t]*$/;
+/** A URL's `scheme://user:password@`: the password part (percent-encoded, so without `@`, `/`, spaces). */
+const URL_PASSWORD = /\b([A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s:@\/?#"'`]*:)([^\s@\/?#"'`]+)@/g;
+/** A YAML block scalar's header after its key: `|`, `>-`, `|2+`…, with an optional comment. */
+const BLOCK_SCALAR = /^[|>](?:[1-9][+-]?|[+-][1-9]?)?(?:[ \t]+#.*)?$/;
+/** A YAML anchor or tag before a value: `&name `, `!!str `. */
+const VALUE_PROPERTIES = /^((?:[&!][^\s]*[ \t]+)*)/;
+/** `key: value` pairs inside a YAML flow mapping (`{user: app, password: x}`). */
+const FLOW_PAIR = /([{,][ \t]*)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*:[ \t]*)([^,{}\[\]]*?)([ \t]*)(?=[,}])/g;
 /** Nesting the sweep follows; real objects stay far below it. */
 const MAX_DEPTH = 200;
 
@@ -109,6 +120,33 @@ export class ObjectMasker {
     this.#lastApplied(obj, kind);
     if (kind === 'Secret') this.#secret(obj);
     else if (kind === 'ConfigMap') this.#configMap(obj);
+    else if (kind === 'TokenRequest') this.#tokenRequest(obj);
+  }
+
+  /** A TokenRequest (`kubectl create token`) answers with a bearer token: masked whole, whatever it looks like. */
+  #tokenRequest(obj: Json): void {
+    const status = obj['status'];
+    if (!isObject(status) || typeof status['token'] !== 'string') return;
+    this.#done.add(status);
+    status['token'] = this.#m.secret(status['token']);
+    this.count++;
+  }
+
+  /**
+   * A value under `key` (or none): the masker's answer, then a password in a URL's user
+   * part (`postgres://app:PASSWORD@db/app`) masked as a password is, whatever the key.
+   */
+  #field(value: string, key: string | undefined): { value: string | null } | undefined {
+    const masked = this.#m.field(value, key);
+    const text = masked ? masked.value : value;
+    if (text === null) return masked;
+    const out = text.replace(URL_PASSWORD, (_m, user: string, password: string) => `${user}${this.#m.field(password, 'password')?.value ?? ''}@`);
+    return out === text ? masked : { value: out };
+  }
+
+  /** Whether a value under `key` is masked whole by its name (a secret-looking key, or a configured name). */
+  #named(key: string): boolean {
+    return this.#m.field('', key) !== undefined;
   }
 
   /** Maps already masked by kind: the sweep leaves them alone (a Secret's data is base64 of a mask). */
@@ -122,7 +160,7 @@ export class ObjectMasker {
   #sweep(v: unknown, depth: number): string | null | undefined {
     if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
     if (typeof v === 'string') {
-      const masked = this.#m.field(v, undefined);
+      const masked = this.#field(v, undefined);
       if (!masked) return undefined;
       this.count++;
       return masked.value;
@@ -156,7 +194,7 @@ export class ObjectMasker {
   #annotations(a: Json): void {
     for (const [k, v] of Object.entries(a)) {
       if (typeof v !== 'string' || k === LAST_APPLIED) continue;
-      const masked = this.#m.field(v, k);
+      const masked = this.#field(v, k);
       if (masked && masked.value !== v) {
         a[k] = masked.value;
         this.count++;
@@ -179,7 +217,7 @@ export class ObjectMasker {
       if (flag) {
         const [, dashes, key, value] = flag as unknown as [string, string, string, string | undefined];
         if (value !== undefined) {
-          const masked = value === '' ? undefined : this.#m.field(value, key);
+          const masked = value === '' ? undefined : this.#field(value, key);
           if (masked && masked.value !== value) {
             list[i] = `${dashes}${key}=${masked.value ?? ''}`;
             this.count++;
@@ -188,7 +226,7 @@ export class ObjectMasker {
         }
         const next = list[i + 1];
         if (typeof next === 'string' && !next.startsWith('-')) {
-          const masked = this.#m.field(next, key);
+          const masked = this.#field(next, key);
           if (masked && masked.value !== next) {
             list[i + 1] = masked.value;
             this.count++;
@@ -212,11 +250,8 @@ export class ObjectMasker {
           if (k !== 'name') this.#sweep(val, 1);
           continue;
         }
-        const masked = this.#m.field(val, k === 'value' && typeof e['name'] === 'string' ? e['name'] : undefined);
-        if (masked) {
-          e[k] = masked.value;
-          this.count++;
-        }
+        const r = this.#keyedText(val, k === 'value' && typeof e['name'] === 'string' ? e['name'] : undefined);
+        if (r !== undefined) e[k] = r;
       }
     }
   }
@@ -249,7 +284,13 @@ export class ObjectMasker {
       this.#done.add(data);
       for (const [k, v] of Object.entries(data)) {
         if (typeof v !== 'string') continue;
-        const masked = this.#m.field(v, k);
+        if (packed(v)) {
+          // Compressed data in base64 (a Helm release, an archive): nothing in it can be read, so all of it is masked.
+          data[k] = this.#m.secret(v);
+          this.count++;
+          continue;
+        }
+        const masked = this.#field(v, k);
         if (masked) this.count++;
         const value = masked ? masked.value : v;
         data[k] = value === null ? null : (this.#configText(value) ?? value);
@@ -260,9 +301,19 @@ export class ObjectMasker {
       this.#done.add(binary);
       for (const [k, v] of Object.entries(binary)) {
         if (typeof v !== 'string') continue;
-        const masked = this.#m.field(Buffer.from(v, 'base64').toString('utf8'), k);
-        if (!masked) continue;
-        binary[k] = masked.value === null ? null : Buffer.from(masked.value, 'utf8').toString('base64');
+        const text = utf8Text(Buffer.from(v, 'base64'));
+        let shown: string | null;
+        if (text === undefined) {
+          // Bytes that are not text (a keystore, an archive, compressed data) cannot be read: masked whole.
+          shown = this.#m.secret(v);
+        } else {
+          // Text: as a `data` value is (by key, the detectors, then line by line).
+          const masked = this.#field(text, k);
+          const after = masked ? masked.value : text;
+          shown = after === null ? null : (this.#configText(after) ?? after);
+          if (shown === text) continue;
+        }
+        binary[k] = shown === null ? null : Buffer.from(shown, 'utf8').toString('base64');
         this.count++;
       }
     }
@@ -289,33 +340,183 @@ export class ObjectMasker {
         return this.count !== before ? JSON.stringify(doc) : undefined;
       }
     }
-    const out = text.replace(CONFIG_LINE, (line: string, lead: string, key: string, sep: string, value: string) => {
-      const bare = value.trim().replace(/^(["'])(.*)\1$/, '$2');
-      if (bare === '' || bare === '|' || bare === '>' || bare.startsWith('&') || bare.startsWith('*')) return line;
-      const masked = this.#m.field(bare, key.replace(/["']/g, ''));
-      if (!masked || masked.value === bare) return line;
+    const out = this.#configLines(text);
+    return this.count !== before ? out : undefined;
+  }
+
+  /**
+   * A configuration file, line by line: `key = value` / `key: value` lines by their key, and
+   * what a key's value spans beyond its line — a YAML block scalar (`password: |` and the
+   * lines indented under it), a nested block (`password:` then indented lines), a quoted
+   * value that closes lines later, a `\`-continued properties value — masked whole when the
+   * key is a secret's. A YAML anchor (`&pw value`) whose alias a secret key uses
+   * (`password: *pw`) is masked as that key. Inline JSON and flow mappings are masked by
+   * their own keys. Every line is swept for URL passwords.
+   */
+  #configLines(text: string): string {
+    // A line's `\r` (CRLF files) is set aside and put back; any other character is part of its value.
+    const crs: string[] = [];
+    const lines = text.split('\n').map((l) => {
+      const cr = l.endsWith('\r');
+      crs.push(cr ? '\r' : '');
+      return cr ? l.slice(0, -1) : l;
+    });
+    // Anchors a secret key refers to by alias: their values are the secret's.
+    const secretAnchors = new Set<string>();
+    for (const line of lines) {
+      const m = CONFIG_LINE.exec(line);
+      const alias = m ? /^\*([^\s,{}\[\]]+)$/.exec((m[4] as string).trim()) : null;
+      if (m && alias && this.#named(unquote(m[2] as string))) secretAnchors.add(alias[1] as string);
+    }
+    const indentOf = (l: string): number => (/^[ \t]*/.exec(l)?.[0].length ?? 0);
+    const secretLines = secretManifestValues(lines, indentOf);
+    const out: string[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const m = CONFIG_LINE.exec(line);
+      if (!m) {
+        out.push(this.#lineUrls(line) + (crs[i] as string));
+        continue;
+      }
+      const [, lead, key, sep, raw] = m as unknown as [string, string, string, string, string];
+      const props = VALUE_PROPERTIES.exec(raw)?.[1] ?? '';
+      const value = raw.slice(props.length);
+      const anchor = /&([^\s]+)/.exec(props)?.[1];
+      const secret = this.#named(unquote(key)) || (anchor !== undefined && secretAnchors.has(anchor)) || secretLines.has(i);
+      const indent = indentOf(line);
+      // Where this key's value ends, when it goes on past its line.
+      let last = i;
+      const yaml = sep.includes(':');
+      if (yaml && (value === '' || BLOCK_SCALAR.test(value))) {
+        for (let j = i + 1; j < lines.length; j++) {
+          const l = lines[j] as string;
+          if (l.trim() === '') continue;
+          const deeper = indentOf(l) > indent || (value === '' && indentOf(l) === indent && /^[ \t]*- /.test(l) && !lead.includes('- '));
+          if (!deeper) break;
+          last = j;
+        }
+      } else if (/^["']/.test(value) && !closes(value)) {
+        const q = value[0] as string;
+        for (let j = i + 1; j < lines.length; j++) {
+          last = j;
+          if ((lines[j] as string).includes(q)) break;
+        }
+      } else if (/(^|[^\\])(\\\\)*\\$/.test(value)) {
+        for (let j = i + 1; j < lines.length; j++) {
+          last = j;
+          if (!/(^|[^\\])(\\\\)*\\\s*$/.test(lines[j] as string)) break;
+        }
+      }
+      if (last > i && secret) {
+        const whole = [value, ...lines.slice(i + 1, last + 1)].join('\n');
+        const masked = this.#field(whole, unquote(key)) ?? this.#field(whole, 'password');
+        this.count++;
+        const mask = masked?.value ?? '';
+        if (yaml && (value === '' || BLOCK_SCALAR.test(value))) {
+          // The key line stays (with its block header); one line at the content's indent holds the mask.
+          const inner = lines.slice(i + 1, last + 1).find((l) => l.trim() !== '') ?? '';
+          out.push(line + (crs[i] as string), `${' '.repeat(Math.max(indentOf(inner), indent + 2))}${mask}${crs[last] as string}`);
+        } else out.push(`${lead}${key}${sep}${props}${mask}${crs[last] as string}`);
+        i = last;
+        continue;
+      }
+      out.push(this.#configLine(line, lead, key, sep, props, value, secret) + (crs[i] as string));
+    }
+    return out.join('\n');
+  }
+
+  /** One `key: value` line whose value ends on it. */
+  #configLine(line: string, lead: string, key: string, sep: string, props: string, value: string, secret: boolean): string {
+    const quote = /^(["'])(.*)\1$/.exec(value);
+    const bare = quote ? (quote[2] as string) : value;
+    if (bare === '' || BLOCK_SCALAR.test(bare) || bare.startsWith('*')) return this.#lineUrls(line);
+    const name = unquote(key);
+    if (secret) {
+      const masked = this.#field(bare, name) ?? this.#field(bare, 'password');
       this.count++;
-      return `${lead}${key}${sep}${masked.value ?? ''}`;
+      return `${lead}${key}${sep}${props}${masked?.value ?? ''}`;
+    }
+    // Inline JSON or a flow mapping: masked by its own keys.
+    if (bare.startsWith('{') || bare.startsWith('[')) {
+      const inner = this.#configText(bare) ?? this.#flowPairs(bare);
+      if (inner !== undefined) return `${lead}${key}${sep}${props}${quote ? `${quote[1]}${inner}${quote[1]}` : inner}`;
+    }
+    const masked = this.#field(bare, name);
+    if (!masked || masked.value === bare) return line;
+    this.count++;
+    return `${lead}${key}${sep}${props}${masked.value ?? ''}`;
+  }
+
+  /** A flow mapping's `key: value` pairs masked by key; undefined when none is. */
+  #flowPairs(text: string): string | undefined {
+    const before = this.count;
+    const out = text.replace(FLOW_PAIR, (pair: string, open: string, key: string, sep: string, value: string, tail: string) => {
+      const bare = unquote(value.trim());
+      if (bare === '' || !this.#named(unquote(key))) return pair;
+      this.count++;
+      return `${open}${key}${sep}${this.#field(bare, unquote(key))?.value ?? ''}${tail}`;
     });
     return this.count !== before ? out : undefined;
+  }
+
+  /** A line that is no `key: value`: only URL passwords. */
+  #lineUrls(line: string): string {
+    const masked = this.#field(line, undefined);
+    if (!masked || masked.value === line) return line;
+    this.count++;
+    return masked.value ?? '';
   }
 
   /** Strings under a key that looks like a secret's (or a configured name), in a parsed document: masked whole. */
   #byKey(v: unknown, depth: number): void {
     if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
     if (Array.isArray(v)) {
-      for (const x of v) this.#byKey(x, depth + 1);
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (typeof x !== 'string') this.#byKey(x, depth + 1);
+        else {
+          const r = this.#keyedText(x, undefined);
+          if (r !== undefined) v[i] = r;
+        }
+      }
       return;
     }
     if (!isObject(v) || this.#done.has(v)) return;
     for (const [k, val] of Object.entries(v)) {
       if (typeof val === 'string') {
-        const masked = this.#m.field(val, k);
-        if (masked && masked.value !== val) {
-          v[k] = masked.value;
-          this.count++;
-        }
-      } else this.#byKey(val, depth + 1);
+        const r = this.#keyedText(val, k);
+        if (r !== undefined) v[k] = r;
+      } else if (val !== null && typeof val === 'object' && this.#named(k)) this.#allUnder(val, k, depth + 1);
+      else this.#byKey(val, depth + 1);
+    }
+  }
+
+  /**
+   * A string under `key` in a configuration document (or an env value): masked by the key
+   * and the detectors, and when it is itself configuration text (`DB_PASSWORD=…` lines, a
+   * JSON document), line by line as a ConfigMap value is. Undefined: unchanged.
+   */
+  #keyedText(val: string, key: string | undefined): string | null | undefined {
+    const masked = this.#field(val, key);
+    if (masked && masked.value !== val) this.count++;
+    const out = masked ? masked.value : val;
+    if (out === null) return null;
+    const text = key !== undefined && this.#named(key) ? undefined : this.#configText(out);
+    const result = text ?? out;
+    return result === val ? undefined : result;
+  }
+
+  /** A secret key's value that is an object or a list (`passwords: {prod: …}`): every string in it, masked as the key's. */
+  #allUnder(v: unknown, key: string, depth: number): void {
+    if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
+    if (typeof v !== 'object' || v === null) return;
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      const val = o[k];
+      if (typeof val === 'string') {
+        o[k] = this.#field(val, key)?.value ?? null;
+        this.count++;
+      } else this.#allUnder(val, key, depth + 1);
     }
   }
 
@@ -343,6 +544,73 @@ export class ObjectMasker {
     if (this.count !== before) annotations[LAST_APPLIED] = JSON.stringify(copy);
 
   }
+}
+
+/**
+ * A Secret manifest written as YAML (`kind: Secret`, in a file, a list item, a document of
+ * several): the lines of its `data` and `stringData` keys, whose values are the Secret's.
+ */
+function secretManifestValues(lines: readonly string[], indentOf: (l: string) => number): Set<number> {
+  const out = new Set<number>();
+  const keyCol = (l: string): number => (/^[ \t]*(?:- )?/.exec(l)?.[0].length ?? 0);
+  lines.forEach((line, k) => {
+    if (!/^[ \t]*(?:- )?kind:[ \t]*["']?Secret["']?[ \t]*(?:#.*)?$/.test(line)) return;
+    const col = keyCol(line);
+    const item = (l: string): boolean => /^[ \t]*- /.test(l);
+    // One line of its mapping: 'in' (nested under a key, or a key of it), 'first' (the list
+    // item's `- ` line that opens it), or 'out'.
+    const place = (l: string): 'in' | 'first' | 'out' => {
+      if (l.trim() === '' || indentOf(l) > col) return 'in';
+      if (/^(?:---|\.\.\.)\s*$/.test(l) || keyCol(l) !== col) return 'out';
+      return item(l) ? 'first' : 'in';
+    };
+    const mark = (j: number): void => {
+      if (indentOf(lines[j] as string) <= col && /^[ \t]*(?:- )?["']?(?:data|stringData)["']?[ \t]*:/.test(lines[j] as string)) out.add(j);
+    };
+    if (!item(line)) {
+      for (let j = k - 1; j >= 0; j--) {
+        const p = place(lines[j] as string);
+        if (p === 'out') break;
+        mark(j);
+        if (p === 'first') break;
+      }
+    }
+    for (let j = k + 1; j < lines.length; j++) {
+      if (place(lines[j] as string) !== 'in') break;
+      mark(j);
+    }
+  });
+  return out;
+}
+
+const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes as UTF-8 text, or undefined when they are not text (invalid UTF-8, or a NUL). */
+function utf8Text(bytes: Buffer): string | undefined {
+  try {
+    const text = FATAL_UTF8.decode(bytes);
+    return text.includes('\0') ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Base64 of compressed or archived bytes (gzip, zstd, zip, bzip2, xz): a value whose content cannot be read. */
+function packed(v: string): boolean {
+  const t = v.trim();
+  if (t.length < 16 || !/^[A-Za-z0-9+/\r\n]+={0,2}$/.test(t)) return false;
+  const head = Buffer.from(t.slice(0, 16), 'base64');
+  return (head[0] === 0x1f && head[1] === 0x8b) || head.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])) || head.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) || head.subarray(0, 3).toString('latin1') === 'BZh' || head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));
+}
+
+/** A key without its quotes. */
+function unquote(key: string): string {
+  return key.replace(/^(["'])(.*)\1$/, '$2');
+}
+
+/** Whether a quoted value closes on its own line (its opening quote comes again). */
+function closes(value: string): boolean {
+  return value.indexOf(value[0] as string, 1) > 0;
 }
 
 function child(v: unknown, key: string): unknown {

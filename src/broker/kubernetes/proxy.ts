@@ -38,7 +38,7 @@ import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
-import { clientHeaders, impersonationHeaders, readableCharset, upstreamHeaders, type HeaderMask } from './headers.js';
+import { clientHeaders, impersonationHeaders, readableCharset, textualBody, upstreamHeaders, type HeaderMask } from './headers.js';
 import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
 import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
@@ -52,6 +52,7 @@ import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
+import { writeBackRefusal } from './write-back.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
@@ -383,6 +384,20 @@ class K8sConnection {
         return refuse(forbidden(info, `${why}; send the values themselves (add/replace), or a merge patch`));
       }
     }
+    // What this session read is masked: a write carrying that text (an applied or replaced
+    // manifest it fetched) would store the masks in place of the values (write-back.ts).
+    const writes = rec.method.toUpperCase();
+    if (this.#masker && !upgrade && (writes === 'POST' || writes === 'PUT' || writes === 'PATCH') && requestHasBody(req)) {
+      const max = this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY;
+      body ??= await readBody(req, max);
+      const why = body === undefined ? `this request body is larger than the ${max} bytes agentgate reads to check it for masked values` : writeBackRefusal(body, contentType, firstHeader(req.headers['content-encoding']));
+      if (why !== undefined) {
+        rec.decision = { effect: 'deny', rule: null, reason: why };
+        this.#counts.denied++;
+        if (body === undefined) return refuse(failureStatus(413, 'RequestEntityTooLarge', `agentgate: ${why}`));
+        return refuse(forbidden(info, why));
+      }
+    }
     if (decision.effect === 'allow') return { kind: 'forward', info, body };
 
     // review (the session core): the same request approved before goes through; else it is
@@ -507,7 +522,7 @@ class K8sConnection {
         if (info.kind === 'resource' && info.apiVerb === 'watch') return this.#stream(res, rec, status, upRes.headers, upRes.body, { objects });
         return this.#buffered(res, rec, status, upRes.headers, upRes.body, objects);
       }
-      if (isText || (status >= 300 && readable)) {
+      if (isText || (status >= 300 && readable && textualBody(contentType))) {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
         const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)' });
@@ -706,7 +721,7 @@ class K8sConnection {
           return status >= 300 ? text() : undefined;
         }
       }
-      if (/^text\/plain\b/i.test(contentType) || status >= 300) return text();
+      if (/^text\/plain\b/i.test(contentType) || (status >= 300 && textualBody(contentType))) return text();
       return undefined;
     };
   }
@@ -916,6 +931,10 @@ export function fingerprint(method: string, path: string, url: string, body: Buf
   const query = new URLSearchParams(params).toString();
   const bodyHash = createHash('sha256').update(body).digest('hex');
   return createHash('sha256').update(`${method.toUpperCase()}\n${path}\n${query}\n${contentType.trim().toLowerCase()}\n${bodyHash}`).digest('hex');
+}
+
+function firstHeader(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(',') : v;
 }
 
 function requestHasBody(req: IncomingMessage): boolean {

@@ -235,7 +235,7 @@ test('relationFacts.code: the user code planning or reading a relation runs unna
   assert.deepEqual(ops.get('=~~=')!.map((x) => x.name).sort(), ['int4eq', 'rc_ne'], 'the negator runs when the planner rewrites NOT');
 });
 
-test('relationFacts.runCode/alsoWrites/referencedBy: triggers (disabled too) and WHEN, volatile defaults, cascading and plain foreign keys, a view’s base; a user operator’s family support', async () => {
+test('relationWriteFacts (asked for writes only): runCode/alsoWrites/referencedBy: triggers (disabled too) and WHEN, volatile defaults, cascading and plain foreign keys, a view’s base; a user operator’s family support', async () => {
   await pg.psql(`
     CREATE FUNCTION public.rw_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
     CREATE FUNCTION public.rw_when(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$ BEGIN RETURN true; END $$;
@@ -254,8 +254,13 @@ test('relationFacts.runCode/alsoWrites/referencedBy: triggers (disabled too) and
     CREATE OPERATOR CLASS public.rw_ops FOR TYPE int USING btree AS
       OPERATOR 1 <#<, OPERATOR 3 =, FUNCTION 1 public.rw_cmp(int, int), FUNCTION 3 public.rw_in_range(int, int, int, bool, bool);
   `);
-  const cat = createFunctionCatalog(run);
-  const f = await cat.relationFacts(['public.rw_t', 'public.rw_v']);
+  const asked: string[] = [];
+  const cat = createFunctionCatalog((sql) => (asked.push(sql), run(sql)));
+  // Reading (and the masker's column scan) asks only for the read facts: two queries, none about writes.
+  await cat.relationFacts(['public.rw_t', 'public.rw_v']);
+  assert.equal(asked.length, 2);
+  assert.ok(!asked.some((q) => /pg_trigger|pg_attrdef|pg_rewrite|pg_constraint c ON c.confrelid/.test(q)), 'no write-facts query for a read');
+  const f = await cat.relationWriteFacts(['public.rw_t', 'public.rw_v']);
   const t = f.get('public.rw_t')!;
   assert.deepEqual([...new Set((t.runCode ?? []).map((x) => x.name))].sort(), ['rw_def', 'rw_trg', 'rw_when']);
   assert.deepEqual(t.writeCode ?? [], [], 'a volatile PL/pgSQL default is not folded while planning');

@@ -86,6 +86,12 @@ export interface FunctionCatalog {
   relationSchemas(names: readonly string[]): Promise<Map<string, string[]>>;
   /** For each relation `schema.name` (exact): its row type, column types and inheritance descendants (absent: no such relation). */
   relationFacts(relations: readonly string[]): Promise<Map<string, RelationFacts | undefined>>;
+  /**
+   * For each relation `schema.name` (exact): what writing it plans, runs and writes besides
+   * (absent: no such relation). Asked only for write and EXPLAIN targets, so reads and the
+   * masker's column scan do not pay for it.
+   */
+  relationWriteFacts(relations: readonly string[]): Promise<Map<string, RelationWriteFacts | undefined>>;
   /** Every relation whose values the statistics views (pg_stats, pg_stats_ext, …) show, as `schema.name`. */
   statisticsRelations(): Promise<string[]>;
   /** For each type name as written (`d`, `public.d`, lower case): the pg_type OIDs it may be, in every schema. */
@@ -109,6 +115,12 @@ export interface RelationFacts {
    * operator classes, CHECKs, partition key, extended statistics, a foreign table's handler.
    */
   code: FunctionInfo[];
+  /** A foreign table whose wrapper's handler is built in (its reads run what it runs). */
+  foreign?: boolean;
+}
+
+/** What writing a relation plans, runs and writes besides its own rows. */
+export interface RelationWriteFacts {
   /**
    * User functions that planning a write to it may run: its column defaults and generated
    * columns, its columns' domains' defaults, its INSERT/UPDATE/DELETE rules' actions (the
@@ -131,8 +143,6 @@ export interface RelationFacts {
   alsoWrites?: string[];
   /** The other relations with a foreign key referencing it (TRUNCATE … CASCADE truncates them, with alsoWrites). */
   referencedBy?: string[];
-  /** A foreign table whose wrapper's handler is built in (its reads run what it runs). */
-  foreign?: boolean;
 }
 
 /**

@@ -35,7 +35,7 @@
  * as failed), and the caller repeats until nothing is missing. After that `expand` and
  * `effectsOf` are synchronous and memoized per classification.
  */
-import type { FunctionCatalog, RelationFacts, TypeFacts } from './sql-gate-types.js';
+import type { FunctionCatalog, RelationFacts, RelationWriteFacts, TypeFacts } from './sql-gate-types.js';
 import { IMPLICIT_CALL, judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
 import { functionsOfClassification, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
 
@@ -70,6 +70,8 @@ export interface Needs {
   views: Set<string>;
   schemas: Set<string>;
   relations: Set<string>;
+  /** Relations whose write facts are wanted (write and EXPLAIN targets only). */
+  writeRelations: Set<string>;
   statistics: boolean;
   typeNames: Set<string>;
   closures: Set<number>;
@@ -77,13 +79,13 @@ export interface Needs {
 }
 
 function noNeeds(): Needs {
-  return { names: new Set(), operators: new Set(), views: new Set(), schemas: new Set(), relations: new Set(), statistics: false, typeNames: new Set(), closures: new Set(), facts: new Set() };
+  return { names: new Set(), operators: new Set(), views: new Set(), schemas: new Set(), relations: new Set(), writeRelations: new Set(), statistics: false, typeNames: new Set(), closures: new Set(), facts: new Set() };
 }
 
 function isEmpty(n: Needs): boolean {
   return (
     !n.statistics &&
-    n.names.size + n.operators.size + n.views.size + n.schemas.size + n.relations.size + n.typeNames.size + n.closures.size + n.facts.size === 0
+    n.names.size + n.operators.size + n.views.size + n.schemas.size + n.relations.size + n.writeRelations.size + n.typeNames.size + n.closures.size + n.facts.size === 0
   );
 }
 
@@ -129,6 +131,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   let viewDefs = new Map<string, string[]>();
   let relSchemas = new Map<string, string[]>();
   let relFacts = new Map<string, Known<RelationFacts | undefined>>();
+  let relWriteFacts = new Map<string, Known<RelationWriteFacts | undefined>>();
   let statistics: Known<string[]> | undefined;
   let typeOids = new Map<string, Known<number[]>>();
   let closures = new Map<number, Known<number[]>>();
@@ -176,6 +179,14 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       return FAILED;
     }
     return relFacts.get(rel);
+  };
+  const writeFactsOf = (rel: string): Known<RelationWriteFacts | undefined> | undefined => {
+    if (rel.startsWith(`${UNKNOWN_SCHEMA}.`)) return undefined;
+    if (!relWriteFacts.has(rel)) {
+      want(needs?.writeRelations, rel);
+      return FAILED;
+    }
+    return relWriteFacts.get(rel);
   };
 
   /** What a relation's view definitions and row-level security policies call, through nested views. */
@@ -449,13 +460,14 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       const again = followed.has(r);
       followed.set(r, run);
       const f = factsOf(r);
-      if (f === FAILED) functions.add(unanalysable(`relation ${r}`));
-      if (!f || f === FAILED) continue;
-      if (!again) for (const fn of f.writeCode ?? []) addImplicit(fn, functions);
-      const next = [...(f.ruleRelations ?? [])];
+      const w = writeFactsOf(r);
+      if (f === FAILED || w === FAILED) functions.add(unanalysable(`relation ${r}`));
+      if (!f || f === FAILED || !w || w === FAILED) continue;
+      if (!again) for (const fn of w.writeCode ?? []) addImplicit(fn, functions);
+      const next = [...(w.ruleRelations ?? [])];
       if (run) {
-        for (const fn of f.runCode ?? []) addImplicit(fn, functions);
-        next.push(...(f.alsoWrites ?? []), ...(only.has(r) ? [] : f.descendants), ...(truncate ? (f.referencedBy ?? []) : []));
+        for (const fn of w.runCode ?? []) addImplicit(fn, functions);
+        next.push(...(w.alsoWrites ?? []), ...(only.has(r) ? [] : f.descendants), ...(truncate ? (w.referencedBy ?? []) : []));
       }
       for (const n of next) {
         if (run) executed.add(n);
@@ -630,6 +642,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
         file(n.views, viewDefs, (k) => catalog.viewDefinitions(k), [], [UNANALYSABLE_DEFINITION]),
         file(n.schemas, relSchemas, (k) => catalog.relationSchemas(k), [], [UNKNOWN_SCHEMA]),
         file<string, Known<RelationFacts | undefined>>(n.relations, relFacts, (k) => catalog.relationFacts(k), undefined, FAILED),
+        file<string, Known<RelationWriteFacts | undefined>>(n.writeRelations, relWriteFacts, (k) => catalog.relationWriteFacts(k), undefined, FAILED),
         file<string, Known<number[]>>(n.typeNames, typeOids, (k) => catalog.typesByName(k), [], FAILED),
         file<number, Known<number[]>>(n.closures, closures, (k) => catalog.typeClosure(k), [], FAILED),
         file<number, Known<TypeFacts>>(n.facts, facts, (k) => catalog.typeFacts(k), { functions: [], casts: [] }, FAILED),
@@ -649,6 +662,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       viewDefs = new Map();
       relSchemas = new Map();
       relFacts = new Map();
+      relWriteFacts = new Map();
       statistics = undefined;
       implicit = new Map();
       typeOids = new Map();

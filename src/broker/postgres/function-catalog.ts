@@ -33,7 +33,7 @@ import type { CatalogRows } from './masking-catalog.js';
 export type CatalogRun = CatalogRows;
 
 export type { FunctionCatalog } from '../policy/sql-gate-types.js';
-import type { FunctionCatalog, RelationFacts, TypeFacts, UserCast } from '../policy/sql-gate-types.js';
+import type { FunctionCatalog, RelationFacts, RelationWriteFacts, TypeFacts, UserCast } from '../policy/sql-gate-types.js';
 
 export interface FunctionCatalogOptions {
   /** How long a looked-up answer is reused. Default 30 000. */
@@ -357,6 +357,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
   let views = new Map<string, Cached<string[]>>();
   let schemas = new Map<string, Cached<string[]>>();
   let relFacts = new Map<string, Cached<RelationFacts | undefined>>();
+  let writeFacts = new Map<string, Cached<RelationWriteFacts | undefined>>();
   let statRels = new Map<string, Cached<string[]>>();
   let typeNames = new Map<string, Cached<number[]>>();
   let closures = new Map<string, Cached<number[]>>();
@@ -494,6 +495,22 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
             if (!info) f.foreign = true;
             else if (!f.code.some((x) => x.oid === info.oid)) f.code.push(info);
           }
+          // In column order: an alias's column list renames them by position.
+          for (const [key, list] of columns) {
+            const f = found.get(key);
+            if (f) for (const [, name, type] of list.sort((a, b) => a[0] - b[0])) f.columns.set(name, type);
+          }
+          return found;
+        },
+        () => undefined,
+      ),
+    relationWriteFacts: (relations) =>
+      cached(
+        writeFacts,
+        relations,
+        async (batch) => {
+          // Empty when writing it runs nothing more (or it does not exist: relationFacts says which).
+          const found = new Map<string, RelationWriteFacts>(batch.map((key) => [key, {}]));
           for (const row of await run(relationWriteCodeQuery(batch))) {
             const f = row[0] == null ? undefined : found.get(row[0]);
             const info = toInfo(row, 1);
@@ -519,11 +536,6 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
           for (const [key, rel] of await run(ruleRelationsQuery(batch))) {
             const f = key == null ? undefined : found.get(key);
             if (f && rel != null) (f.ruleRelations ??= []).push(rel);
-          }
-          // In column order: an alias's column list renames them by position.
-          for (const [key, list] of columns) {
-            const f = found.get(key);
-            if (f) for (const [, name, type] of list.sort((a, b) => a[0] - b[0])) f.columns.set(name, type);
           }
           return found;
         },
@@ -596,6 +608,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
     },
     invalidate(): void {
       relFacts = new Map();
+      writeFacts = new Map();
       statRels = new Map();
       typeNames = new Map();
       closures = new Map();

@@ -172,22 +172,17 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     if (!hit) want(needs?.typeNames, name);
     return hit;
   };
-  const factsOf = (rel: string): Known<RelationFacts | undefined> | undefined => {
+  /** A relation's entry in `cache` (FAILED, and wanted in `wanted`, when not looked up yet). */
+  const relationKnown = <T>(cache: Map<string, Known<T | undefined>>, wanted: Set<string> | undefined, rel: string): Known<T | undefined> | undefined => {
     if (rel.startsWith(`${UNKNOWN_SCHEMA}.`)) return undefined;
-    if (!relFacts.has(rel)) {
-      want(needs?.relations, rel);
+    if (!cache.has(rel)) {
+      want(wanted, rel);
       return FAILED;
     }
-    return relFacts.get(rel);
+    return cache.get(rel);
   };
-  const writeFactsOf = (rel: string): Known<RelationWriteFacts | undefined> | undefined => {
-    if (rel.startsWith(`${UNKNOWN_SCHEMA}.`)) return undefined;
-    if (!relWriteFacts.has(rel)) {
-      want(needs?.writeRelations, rel);
-      return FAILED;
-    }
-    return relWriteFacts.get(rel);
-  };
+  const factsOf = (rel: string): Known<RelationFacts | undefined> | undefined => relationKnown(relFacts, needs?.relations, rel);
+  const writeFactsOf = (rel: string): Known<RelationWriteFacts | undefined> | undefined => relationKnown(relWriteFacts, needs?.writeRelations, rel);
 
   /** What a relation's view definitions and row-level security policies call, through nested views. */
   const callsThrough = (rel: string, depth: number): Calls => {

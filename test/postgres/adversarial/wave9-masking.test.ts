@@ -169,7 +169,7 @@ const MATVIEWS: Attack[] = [
     why: 'a subquery that links clean numbers to the stored value',
   },
   { id: 'w9m-13', sql: "select handle from mv_local union all select 'x'", why: 'a set operation over the materialized view' },
-  { id: 'w9m-14', sql: 'with x as (select handle from mv_local) select upper(handle) from x', why: 'a CTE over the materialized view' },
+  { id: 'w9m-14', sql: 'with x as (select handle from mv_local) select initcap(handle) from x', why: 'a CTE over the materialized view' },
   { id: 'w9m-19b', sql: 'copy (select handle from mv_local) to stdout with (format csv)', why: 'COPY of a query over it, CSV', control: 'select handle from mv_local' },
   { id: 'w9m-19c', sql: 'copy (select t from mv_nodata) to stdout with (format binary)', why: 'the same, binary', control: 'select t from mv_nodata' },
   {
@@ -216,7 +216,7 @@ const STORED: Attack[] = [
   { id: 'w9m-39d', sql: 'copy (select u from holder_tok) to stdout', why: 'a query of the row-typed column', control: 'select u from holder_tok' },
   { id: 'w9m-39e', sql: 'copy holder_tok (u) to stdout', why: 'a column list', control: 'select u from holder_tok' },
   { id: 'w9m-36', sql: 'select handle::int from gen', why: 'the error of a cast quotes the generated value', raises: '22P02' },
-  { id: 'w9m-37', sql: 'select upper(handle) from gen where id = 1', why: 'computed over the generated column' },
+  { id: 'w9m-37', sql: 'select initcap(handle) from gen where id = 1', why: 'computed over the generated column' },
   { id: 'w9m-32', sql: "select (u).email, split_part((u).email, '@', 1) from holder", why: 'a table-typed column holding a masked row' },
   { id: 'w9m-33', sql: "select reverse((us[1]).email), (us[2]).name from holder_arr", why: 'an array of table rows' },
   { id: 'w9m-34', sql: "select reverse(u::text) from holder", why: 'the whole stored row as text' },

@@ -61,7 +61,12 @@
  *   enough — and builtins that run SQL text or read data by name (OPAQUE_BUILTINS). A
  *   function in FROM that is opaque makes all its columns opaque; a view without its
  *   definition has opaque columns. Operators are assumed to compute from their operands,
- *   except an explicitly schema-qualified OPERATOR(s.op) outside pg_catalog (opaque).
+ *   except an explicitly schema-qualified OPERATOR(s.op) outside pg_catalog and an operator
+ *   name that some operator not created with the cluster has (opaque: it may call a user
+ *   function that reads any table; the catalog's `functions` answers for operator names).
+ * - Stored derivations: a materialized view is analysed from its definition as a view is;
+ *   a table column carries its inheritance relatives' columns, a generated column its
+ *   expression's inputs, a row-typed column its type's relation's columns (RelationInfo).
  * - A view's columns carry the view's own column ('s.v.c', so rules written against a view
  *   apply, as they do for RowDescription today) plus the sources of its definition.
  * - Unqualified relation names: the session's search_path is unknown, so every candidate
@@ -93,12 +98,51 @@ import { arr, isObj, str, unwrap } from '../policy/sql-kinds.js';
 export interface RelationInfo {
   schema: string;
   name: string;
-  /** 'table' covers r,p,m,f relkinds; 'view' = v. */
+  /**
+   * 'view' covers relkinds v and m: a materialized view stores what its defining query
+   * computes, so its columns carry that query's provenance as a view's do. 'table' covers
+   * r, p and f.
+   */
   kind: 'table' | 'view' | 'other';
   /** Attribute names in attnum order, dropped columns removed. */
   columns: string[];
-  /** For views: pg_get_viewdef text, analysed recursively. */
+  /** For views and materialized views: pg_get_viewdef text, analysed recursively. */
   viewSql?: string;
+  /**
+   * Per column, other table columns that hold the same value: the column of that name in
+   * every inheritance ancestor and descendant (a partition's rows are its parent's rows,
+   * a parent's rows include its children's).
+   */
+  sameAs?: Readonly<Record<string, readonly ColumnName[]>>;
+  /**
+   * Per column, the columns its value is computed from or holds besides its own: a
+   * generated column's inputs; for a column of a row type (or an array, domain or range
+   * of one), the columns of that type's relation.
+   */
+  derivedFrom?: Readonly<Record<string, readonly ColumnName[]>>;
+}
+
+/** A table column, by schema, relation and column name. */
+export interface ColumnName {
+  schema: string;
+  table: string;
+  column: string;
+}
+
+/**
+ * The columns whose values a relation's column `c` holds or is computed from, beside its
+ * own: inheritance relatives (`sameAs`) and, for a generated column, the columns of its
+ * expression and their relatives, for a row-typed column its type's columns. `derived`
+ * when there are such inputs: the value is not one table column's, unchanged.
+ */
+export function relatedColumns(r: RelationInfo, c: string): { related: ColumnName[]; derived: boolean } {
+  const from = Object.hasOwn(r.derivedFrom ?? {}, c) ? r.derivedFrom![c]! : undefined;
+  const related: ColumnName[] = [...(Object.hasOwn(r.sameAs ?? {}, c) ? r.sameAs![c]! : [])];
+  for (const f of from ?? []) {
+    related.push(f);
+    if (f.schema === r.schema && f.table === r.name && Object.hasOwn(r.sameAs ?? {}, f.column)) related.push(...r.sameAs![f.column]!);
+  }
+  return { related, derived: from !== undefined };
 }
 
 /** builtin = lives in pg_catalog or information_schema. */
@@ -358,6 +402,11 @@ async function prefetch(trees: unknown[], memo: CatalogMemo, p: PgParse): Promis
       const n = funcName(fc);
       if (n) fns.set(key(n.schema, n.name), [n.schema, n.name]);
     }
+    const ae = v['A_Expr'];
+    if (isObj(ae)) {
+      const n = operatorName(ae);
+      if (n && (n.schema === undefined || n.schema === 'pg_catalog')) fns.set(key(n.schema, n.name), [n.schema, n.name]);
+    }
     for (const [k, x] of Object.entries(v)) if (!PREFETCH_SKIP.has(k) && typeof x === 'object' && x !== null) stack.push(x);
   }
   const jobs: Promise<void>[] = [];
@@ -556,6 +605,21 @@ function strings(list: unknown): string[] {
     if (u && u[0] === 'String') out.push(str(u[1]['sval']) ?? '');
   }
   return out;
+}
+
+/** An operator's name (`=`, `@@@`): spelled with operator characters only. */
+export const OPERATOR_NAME = /^[~!@#%^&|`?+\-*/<>=]+$/;
+
+/**
+ * The operator an A_Expr applies, when it names one (not BETWEEN and the like): the
+ * catalog's `functions` answers for operator names too, and one that is not built in
+ * runs code that may read any table (masked whole, as a user function's result is).
+ */
+export function operatorName(e: Obj): { schema: string | undefined; name: string } | undefined {
+  const names = strings(e['name']);
+  const name = names[names.length - 1];
+  if (name === undefined || !OPERATOR_NAME.test(name)) return undefined;
+  return { schema: names.length > 1 ? names[names.length - 2] : undefined, name };
 }
 
 function funcName(fc: Obj): { schema: string | undefined; name: string } | undefined {
@@ -1131,7 +1195,12 @@ class Analysis {
 
   private relationColumns(r: RelationInfo): Col[] {
     const own = (c: string): string => `${r.schema}.${r.name}.${c}`;
-    if (r.kind !== 'view') return r.columns.map((c) => ({ name: c, sources: new Set([own(c)]), direct: true, opaque: false }));
+    if (r.kind !== 'view') {
+      return r.columns.map((c) => {
+        const { related, derived } = relatedColumns(r, c);
+        return { name: c, sources: new Set([own(c), ...related.map((x) => `${x.schema}.${x.table}.${x.column}`)]), direct: !derived, opaque: false };
+      });
+    }
     const vk = `${r.schema}.${r.name}`;
     const cached = this.views.get(vk);
     if (cached) return cached;
@@ -1613,6 +1682,12 @@ class Analysis {
         case 'A_Expr': {
           const op = strings(b['name']);
           if (op.length > 1 && op[0] !== 'pg_catalog') out.opaque = true;
+          else {
+            // An operator of that name that does not ship with PostgreSQL (an administrator's
+            // `@@@` over a function that reads a table) may be the one that runs.
+            const n = operatorName(b);
+            if (n && this.functions(n.schema, n.name).some((f) => !f.builtin)) out.opaque = true;
+          }
           push(cond, b['lexpr'], b['rexpr']);
           break;
         }

@@ -25,7 +25,7 @@
  */
 import { loadSqlParser, loadedSqlParser } from '../policy/sql-classify.js';
 import { unwrap } from '../policy/sql-kinds.js';
-import { OPAQUE_BUILTINS, type ProvenanceCatalog, type RelationInfo } from './provenance.js';
+import { OPAQUE_BUILTINS, operatorName, relatedColumns, type ProvenanceCatalog, type RelationInfo } from './provenance.js';
 
 export type ReadVerdict = 'none' | 'masked' | 'opaque';
 
@@ -57,6 +57,8 @@ class Refs {
   /** Column references, as their name parts. */
   readonly columnRefs: string[][] = [];
   readonly functions: { schema: string | undefined; name: string }[] = [];
+  /** Operators applied: one that does not ship with PostgreSQL runs code the text does not show. */
+  readonly operators: { schema: string | undefined; name: string }[] = [];
   /** WITH query names: a relation reference to one is not looked up in the catalog. */
   readonly cteNames = new Set<string>();
   /** Tables and joins renamed by a column alias list, with the list. */
@@ -89,6 +91,10 @@ class Refs {
         if (k === 'CopyStmt' && isObj(body) && body['relation'] !== undefined && !Array.isArray(body['attlist'])) this.everyColumn = true;
         if (k === 'ColumnRef' && isObj(body)) this.#columnRef(body);
         if (k === 'FuncCall' && isObj(body)) this.#funcCall(body);
+        if (k === 'A_Expr' && isObj(body)) {
+          const op = operatorName(body);
+          if (op) this.operators.push(op);
+        }
         if (k === 'CommonTableExpr' && isObj(body) && typeof body['ctename'] === 'string') this.cteNames.add(body['ctename']);
         if (k === 'attlist' && Array.isArray(body)) {
           for (const a of body) {
@@ -245,6 +251,8 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
     const f = facts[k]!;
     if (f.length === 0 || f.some((x) => !x.builtin) || OPAQUE_BUILTINS.has(refs.functions[k]!.name)) return 'opaque';
   }
+  const ops = await Promise.all(refs.operators.map((o) => catalog.functions(o.schema, o.name)));
+  if (ops.some((f) => f.some((x) => !x.builtin))) return 'opaque';
 
   // Which column names the text reaches; a reference that is not a column is a whole row.
   const columnNames = new Set([...read.flatMap((r) => r.columns), ...refs.aliasLists.flatMap((a) => a.names)]);
@@ -260,6 +268,11 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
     for (const c of rel.columns) {
       if (!everyColumn && !named.has(c)) continue;
       if (await masked(`${rel.schema}.${rel.name}.${c}`, rel, c)) return 'masked';
+      // The same value under an inheritance relative's name, or a generated column's inputs.
+      for (const x of relatedColumns(rel, c).related) {
+        const other: RelationInfo = { schema: x.schema, name: x.table, kind: 'table', columns: [x.column] };
+        if (await masked(`${x.schema}.${x.table}.${x.column}`, other, x.column)) return 'masked';
+      }
     }
   }
   return 'none';

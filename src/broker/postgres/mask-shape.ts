@@ -238,13 +238,29 @@ export class ShapeResolver implements CopyShapes {
     const missing = this.#missingTables(desc);
     const [failed, prov] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, this.#provenanceFor({ sql: query, index: 0 })]);
     const tainted = await this.#detectorTaint(prov, desc.length);
-    let fields = desc;
-    if (dropGenerated) {
-      // COPY table TO leaves generated columns out.
-      fields = desc.filter((d) => !this.#tables.get(d.tableOid)?.generated?.has(d.columnAttr));
+    if (!dropGenerated) {
+      if (desc.length !== n) throw new Error('column count mismatch');
+      return this.#resolve(desc, failed, prov, tainted);
     }
-    if (fields.length !== n) throw new Error('column count mismatch');
-    return this.#resolve(fields, failed, fields === desc ? prov : undefined, fields === desc ? tainted : NO_OUTPUTS);
+    // COPY table TO leaves generated columns out: the provenance of the columns it keeps
+    // goes with them (a row-typed column's, an inheritance relative's).
+    const kept: number[] = [];
+    desc.forEach((d, i) => {
+      if (!this.#tables.get(d.tableOid)?.generated?.has(d.columnAttr)) kept.push(i);
+    });
+    if (kept.length !== n) throw new Error('column count mismatch');
+    const traced = prov?.ok && prov.columns.length === desc.length ? prov.columns : undefined;
+    const keptProv: Provenance | undefined = prov?.ok && traced ? { ...prov, columns: kept.map((i) => traced[i]!) } : prov;
+    const keptTaint = new Set<number>();
+    kept.forEach((i, k) => {
+      if (tainted.has(i)) keptTaint.add(k);
+    });
+    return this.#resolve(
+      kept.map((i) => desc[i]!),
+      failed,
+      keptProv,
+      keptTaint,
+    );
   }
 
   /**
@@ -361,7 +377,9 @@ export class ShapeResolver implements CopyShapes {
             display = `${info.schema}.${info.table}.${column}`;
             const r = matchColumn(this.#plan, { schema: info.schema, table: info.table, column });
             if (r) rule = this.#plan.columns.indexOf(r);
-            viaView = info.kind === 'v';
+            // A column whose value a rule on another name may cover: a view's, a materialized
+            // view's, an inheritance relative's, a generated column's.
+            viaView = info.kind === 'v' || info.kind === 'm' || info.inherits === true || info.generated?.has(d.columnAttr) === true;
           } else {
             rule = unresolved;
           }

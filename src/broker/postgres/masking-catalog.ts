@@ -29,8 +29,10 @@ export interface TableInfo {
   types?: Map<number, number>;
   /** Attribute numbers of generated columns (a COPY of the table leaves them out). */
   generated?: Set<number>;
-  /** pg_class.relkind: 'v' for a view, whose columns RowDescription reports as its own. */
+  /** pg_class.relkind: 'v' for a view, whose columns RowDescription reports as its own ('m' too). */
   kind?: string;
+  /** Part of an inheritance tree (a parent, a child, a partition): its columns hold its relatives' values. */
+  inherits?: boolean;
 }
 
 /**
@@ -213,7 +215,8 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       // attgenerated exists from PostgreSQL 12 on.
       const generated = c.serverVersion >= 120000 ? 'a.attgenerated::text' : "''";
       const sql =
-        `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, ${generated}, c.relkind::text ` +
+        `SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, ${generated}, c.relkind::text, ` +
+        'EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid) ' +
         'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
         'LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ' +
         `WHERE c.oid = ANY ('{${wanted.join(',')}}'::pg_catalog.oid[]) ORDER BY c.oid, a.attnum`;
@@ -225,7 +228,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       const oid = Number(v[0]);
       let info = result.get(oid);
       if (!info) {
-        info = { schema: v[1] ?? '', table: v[2] ?? '', columns: new Map(), types: new Map(), generated: new Set(), kind: v[7] ?? '' };
+        info = { schema: v[1] ?? '', table: v[2] ?? '', columns: new Map(), types: new Map(), generated: new Set(), kind: v[7] ?? '', inherits: v[8] === 't' };
         result.set(oid, info);
       }
       if (v[3] === null || v[3] === undefined) continue; // a relation without columns

@@ -164,12 +164,12 @@ export async function snapshot(stack: PgStack): Promise<string> {
 }
 
 /** Start the stack for one file with the read-only policy (or `policies`) and masking; seed the database. */
-export async function startAdversary(policies: PolicyConfig[] = READ_ONLY_POLICY): Promise<Adversary> {
+export async function startAdversary(policies: PolicyConfig[] = READ_ONLY_POLICY, columns: readonly string[] = ['*.email']): Promise<Adversary> {
   const stack = await startPgStack({
     policies,
     config: {
       masking: {
-        [TARGET]: { columns: ['*.email'], detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'partial' },
+        [TARGET]: { columns: [...columns], detectors: ['email', 'credit_card', 'aws_key', 'jwt'], style: 'partial' },
       },
     },
   });
@@ -657,6 +657,8 @@ export interface SuiteOptions {
   check?: (cl: Client) => void;
   /** The policy the stack enforces (default READ_ONLY_POLICY). */
   policies?: PolicyConfig[];
+  /** The masked column patterns (default `['*.email']`). */
+  maskedColumns?: readonly string[];
 }
 
 /**
@@ -668,7 +670,7 @@ export interface SuiteOptions {
 export function useAdversary(bind: (adv: Adversary) => void, opts: SuiteOptions = {}): (fn: (cl: Client) => Promise<void>) => Promise<void> {
   let adv: Adversary | undefined;
   before(async () => {
-    adv = await startAdversary(opts.policies);
+    adv = await startAdversary(opts.policies, opts.maskedColumns);
     bind(adv);
     await opts.setup?.(adv);
   });

@@ -41,15 +41,21 @@ const OBJECT_SUBRESOURCES = new Set(['', 'status', 'ephemeralcontainers', 'resiz
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 /** A configuration line: `key = value`, `key: value`, `export KEY=value`, `"key": "value",` (the key may be quoted). */
-const CONFIG_LINE = /^([ \t]*(?:export[ \t]+|- )?)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*[:=][ \t]*)([^\n]*?)[ \t]*$/;
+// The value runs to the end of the line; its trailing blanks are cut in code (a lazy value
+// before `[ \t]*$` backtracks quadratically on a long run of blanks).
+const CONFIG_LINE = /^([ \t]*(?:export[ \t]+|- )?)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*[:=][ \t]*)([^\n]*)$/;
 /** A URL's `scheme://user:password@`: the password part (percent-encoded, so without `@`, `/`, spaces). */
-const URL_PASSWORD = /\b([A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s:@\/?#"'`]*:)([^\s@\/?#"'`]+)@/g;
+// Anchored at `://`, not at the scheme: an unanchored scheme made every word boundary of a long
+// run (`a+a+a+…`) a start scanning to its end. Any scheme is covered, which masks no less.
+const URL_PASSWORD = /(:\/\/[^\s:@\/?#"'`]*:)([^\s@\/?#"'`]+)@/g;
 /** A YAML block scalar's header after its key: `|`, `>-`, `|2+`…, with an optional comment. */
 const BLOCK_SCALAR = /^[|>](?:[1-9][+-]?|[+-][1-9]?)?(?:[ \t]+#.*)?$/;
 /** A YAML anchor or tag before a value: `&name `, `!!str `. */
 const VALUE_PROPERTIES = /^((?:[&!][^\s]*[ \t]+)*)/;
 /** `key: value` pairs inside a YAML flow mapping (`{user: app, password: x}`). */
-const FLOW_PAIR = /([{,][ \t]*)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*:[ \t]*)([^,{}\[\]]*?)([ \t]*)(?=[,}])/g;
+// The value is greedy and its trailing blanks are split off in code: a lazy value before
+// `([ \t]*)` backtracked cubically on a long run of blanks.
+const FLOW_PAIR = /([{,][ \t]*)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*:[ \t]*)([^,{}\[\]]*)(?=[,}])/g;
 /** Nesting the sweep follows; real objects stay far below it. */
 const MAX_DEPTH = 200;
 
@@ -365,7 +371,7 @@ export class ObjectMasker {
     const secretAnchors = new Set<string>();
     for (const line of lines) {
       const m = CONFIG_LINE.exec(line);
-      const alias = m ? /^\*([^\s,{}\[\]]+)$/.exec((m[4] as string).trim()) : null;
+      const alias = m ? /^\*([^\s,{}\[\]]+)$/.exec(withoutTrailingBlanks(m[4] as string).trim()) : null;
       if (m && alias && this.#named(unquote(m[2] as string))) secretAnchors.add(alias[1] as string);
     }
     const indentOf = (l: string): number => (/^[ \t]*/.exec(l)?.[0].length ?? 0);
@@ -378,7 +384,8 @@ export class ObjectMasker {
         out.push(this.#lineUrls(line) + (crs[i] as string));
         continue;
       }
-      const [, lead, key, sep, raw] = m as unknown as [string, string, string, string, string];
+      const [, lead, key, sep, rawWithBlanks] = m as unknown as [string, string, string, string, string];
+      const raw = withoutTrailingBlanks(rawWithBlanks);
       const props = VALUE_PROPERTIES.exec(raw)?.[1] ?? '';
       const value = raw.slice(props.length);
       const anchor = /&([^\s]+)/.exec(props)?.[1];
@@ -450,7 +457,9 @@ export class ObjectMasker {
   /** A flow mapping's `key: value` pairs masked by key; undefined when none is. */
   #flowPairs(text: string): string | undefined {
     const before = this.count;
-    const out = text.replace(FLOW_PAIR, (pair: string, open: string, key: string, sep: string, value: string, tail: string) => {
+    const out = text.replace(FLOW_PAIR, (pair: string, open: string, key: string, sep: string, valueWithBlanks: string) => {
+      const value = withoutTrailingBlanks(valueWithBlanks);
+      const tail = valueWithBlanks.slice(value.length);
       const bare = unquote(value.trim());
       if (bare === '' || !this.#named(unquote(key))) return pair;
       this.count++;
@@ -606,6 +615,13 @@ function packed(v: string): boolean {
 /** A key without its quotes. */
 function unquote(key: string): string {
   return key.replace(/^(["'])(.*)\1$/, '$2');
+}
+
+/** `text` without its trailing spaces and tabs (a loop: `[ \t]+$` is quadratic on long inner runs of blanks). */
+function withoutTrailingBlanks(text: string): string {
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  return text.slice(0, end);
 }
 
 /** Whether a quoted value closes on its own line (its opening quote comes again). */

@@ -271,3 +271,32 @@ test('relationWriteFacts (asked for writes only): runCode/alsoWrites/referencedB
   assert.deepEqual(ops.get('<#<')!.map((x) => x.name).sort(), ['rw_cmp', 'rw_in_range', 'rw_lt']);
   assert.ok(!ops.get('=')!.some((x) => x.name.startsWith('rw_')), 'a built-in operator sorts with its built-in family');
 });
+
+test('eventTriggerFunctions: the function of every event trigger, whatever its event, tags or enabled state; cached until invalidate()', async () => {
+  await pg.psql(`
+    CREATE FUNCTION public.ev_a() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+    CREATE FUNCTION public.ev_b() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+    CREATE FUNCTION public.ev_c() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+  `);
+  // A clock that stands still: only invalidate() drops the cached answer.
+  const cat = createFunctionCatalog(run, { now: () => 0 });
+  assert.deepEqual(await cat.eventTriggerFunctions(), [], 'none yet');
+  await pg.psql(`
+    CREATE EVENT TRIGGER ev_start ON ddl_command_start WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION public.ev_a();
+    CREATE EVENT TRIGGER ev_drop ON sql_drop EXECUTE FUNCTION public.ev_b();
+    ALTER EVENT TRIGGER ev_drop DISABLE;
+    CREATE EVENT TRIGGER ev_rewrite ON table_rewrite EXECUTE FUNCTION public.ev_c();
+    ALTER EVENT TRIGGER ev_rewrite ENABLE REPLICA;
+    CREATE EVENT TRIGGER ev_end ON ddl_command_end EXECUTE FUNCTION public.ev_a();
+    ALTER EVENT TRIGGER ev_end ENABLE ALWAYS;
+  `);
+  try {
+    assert.deepEqual(await cat.eventTriggerFunctions(), [], 'the cached answer until invalidate()');
+    cat.invalidate();
+    const fns = await cat.eventTriggerFunctions();
+    assert.deepEqual(fns.map((f) => `${f.schema}.${f.name}`).sort(), ['public.ev_a', 'public.ev_b', 'public.ev_c'], 'each function once, disabled and replica triggers too');
+    assert.ok(fns.every((f) => f.volatility === 'v' && f.language === 'plpgsql'));
+  } finally {
+    await pg.psql('DROP EVENT TRIGGER ev_start; DROP EVENT TRIGGER ev_drop; DROP EVENT TRIGGER ev_rewrite; DROP EVENT TRIGGER ev_end;');
+  }
+});

@@ -92,6 +92,13 @@ export interface FunctionCatalog {
    * masker's column scan do not pay for it.
    */
   relationWriteFacts(relations: readonly string[]): Promise<Map<string, RelationWriteFacts | undefined>>;
+  /**
+   * The functions of every event trigger a DDL statement may fire (pg_event_trigger, events
+   * ddl_command_start, ddl_command_end, sql_drop and table_rewrite), whatever its enabled
+   * state (session_replication_role picks which fire) and WHEN TAG filter. Asked only for
+   * statements of a kind that fires event triggers.
+   */
+  eventTriggerFunctions(): Promise<FunctionInfo[]>;
   /** Every relation whose values the statistics views (pg_stats, pg_stats_ext, …) show, as `schema.name`. */
   statisticsRelations(): Promise<string[]>;
   /** For each type name as written (`d`, `public.d`, lower case): the pg_type OIDs it may be, in every schema. */

@@ -23,7 +23,10 @@
  *   condition, whatever its event, timing or enabled state: session_replication_role picks
  *   which fire) and the volatile code of its defaults, and writes what its rules' actions
  *   name, the tables whose foreign keys cascade from it (TRUNCATE: every referencing
- *   table), and a written view's base relations — each with its own code, transitively.
+ *   table), and a written view's base relations — each with its own code, transitively;
+ * - when it is DDL (a kind that fires event triggers), runs the function of every event
+ *   trigger (ddl_command_start/end, sql_drop, table_rewrite), whatever its WHEN TAG list
+ *   or enabled state.
  * The user code found this way is added to the statement's calls under a synthetic name
  * (`schema.name[implicit]`) and judged like any call: a function the gate cannot vouch for
  * is effectful. Anything that could not be resolved (a lookup that failed, a definition too
@@ -57,6 +60,13 @@ const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'p
 
 /** Relations followed through rules' actions, foreign keys and views from one statement's write targets; more is unanalysable. */
 const MAX_RULE_RELATIONS = 64;
+/**
+ * Kinds that may fire event triggers (ddl_command_start/end, sql_drop, table_rewrite): CREATE
+ * (with SELECT INTO and CREATE TABLE AS), ALTER, DROP, COMMENT, GRANT, REVOKE, REFRESH
+ * MATERIALIZED VIEW, and `other` (SECURITY LABEL, REINDEX, IMPORT FOREIGN SCHEMA…: unknown
+ * means it may).
+ */
+const EVENT_TRIGGER_KINDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke', 'refresh', 'other']);
 /** Kinds whose write targets are planned with their defaults, rules, policies and stored code. */
 const WRITE_DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'copy']);
 
@@ -73,18 +83,21 @@ export interface Needs {
   /** Relations whose write facts are wanted (write and EXPLAIN targets only). */
   writeRelations: Set<string>;
   statistics: boolean;
+  /** The event triggers' functions are wanted (a statement of a kind that fires them). */
+  eventTriggers: boolean;
   typeNames: Set<string>;
   closures: Set<number>;
   facts: Set<number>;
 }
 
 function noNeeds(): Needs {
-  return { names: new Set(), operators: new Set(), views: new Set(), schemas: new Set(), relations: new Set(), writeRelations: new Set(), statistics: false, typeNames: new Set(), closures: new Set(), facts: new Set() };
+  return { names: new Set(), operators: new Set(), views: new Set(), schemas: new Set(), relations: new Set(), writeRelations: new Set(), statistics: false, eventTriggers: false, typeNames: new Set(), closures: new Set(), facts: new Set() };
 }
 
 function isEmpty(n: Needs): boolean {
   return (
     !n.statistics &&
+    !n.eventTriggers &&
     n.names.size + n.operators.size + n.views.size + n.schemas.size + n.relations.size + n.writeRelations.size + n.typeNames.size + n.closures.size + n.facts.size === 0
   );
 }
@@ -133,6 +146,8 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
   let relFacts = new Map<string, Known<RelationFacts | undefined>>();
   let relWriteFacts = new Map<string, Known<RelationWriteFacts | undefined>>();
   let statistics: Known<string[]> | undefined;
+  /** The functions of the event triggers a DDL statement may fire. */
+  let eventTriggers: Known<FunctionInfo[]> | undefined;
   let typeOids = new Map<string, Known<number[]>>();
   let closures = new Map<number, Known<number[]>>();
   let facts = new Map<number, Known<TypeFacts>>();
@@ -478,6 +493,16 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     for (const r of executed) writes.add(r);
     targets.push(...ruled);
     for (const r of new Set(targets)) addStoredCode(r);
+    // A DDL statement runs the functions of the event triggers its command fires, whatever
+    // their tag filter or enabled state: the server calls them around the command.
+    if (st.kinds.some((k) => EVENT_TRIGGER_KINDS.has(k))) {
+      if (eventTriggers === undefined) {
+        if (needs) needs.eventTriggers = true;
+        else partial = true;
+      }
+      if (eventTriggers === undefined || eventTriggers === FAILED) functions.add(unanalysable('event triggers'));
+      else for (const fn of eventTriggers) addImplicit(fn, functions);
+    }
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];
@@ -647,6 +672,12 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
               () => void (statistics = FAILED),
             )
           : undefined,
+        n.eventTriggers
+          ? catalog.eventTriggerFunctions().then(
+              (fns) => void (eventTriggers = fns),
+              () => void (eventTriggers = FAILED),
+            )
+          : undefined,
       ]);
       forgetDerived();
     },
@@ -659,6 +690,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       relFacts = new Map();
       relWriteFacts = new Map();
       statistics = undefined;
+      eventTriggers = undefined;
       implicit = new Map();
       typeOids = new Map();
       closures = new Map();

@@ -343,6 +343,18 @@ SELECT DISTINCT x.key, x.how, rn.nspname::text || '.' || rc.relname::text
 FROM x JOIN pg_catalog.pg_class rc ON rc.oid = x.oid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace`;
 }
 
+/**
+ * The function of every event trigger a DDL statement may fire: any event but `login`
+ * (PostgreSQL 17, fired at connection, not by a statement), whatever its enabled state
+ * (origin, replica, always or disabled) and its WHEN TAG list.
+ */
+export function eventTriggerFunctionsQuery(): string {
+  return `SELECT NULL, ${INFO_COLUMNS}
+FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE e.evtevent::text <> 'login'
+ORDER BY 2`;
+}
+
 interface Cached<T> {
   at: number;
   value: T;
@@ -359,6 +371,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
   let relFacts = new Map<string, Cached<RelationFacts | undefined>>();
   let writeFacts = new Map<string, Cached<RelationWriteFacts | undefined>>();
   let statRels = new Map<string, Cached<string[]>>();
+  let eventFns = new Map<string, Cached<FunctionInfo[]>>();
   let typeNames = new Map<string, Cached<number[]>>();
   let closures = new Map<string, Cached<number[]>>();
   let facts = new Map<string, Cached<TypeFacts>>();
@@ -541,6 +554,24 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         },
         () => undefined,
       ),
+    async eventTriggerFunctions(): Promise<FunctionInfo[]> {
+      const got = await cached(
+        eventFns,
+        ['*'],
+        async () => {
+          const list: FunctionInfo[] = [];
+          for (const row of await run(eventTriggerFunctionsQuery())) {
+            const info = toInfo(row, 1);
+            // A row that does not read as a function is still code the trigger runs: unknown means no.
+            if (!info) throw new Error('an event trigger function the catalog could not describe');
+            if (!list.some((x) => x.oid === info.oid)) list.push(info);
+          }
+          return new Map([['*', list]]);
+        },
+        () => [],
+      );
+      return got.get('*') ?? [];
+    },
     async statisticsRelations(): Promise<string[]> {
       const got = await cached(
         statRels,
@@ -610,6 +641,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
       relFacts = new Map();
       writeFacts = new Map();
       statRels = new Map();
+      eventFns = new Map();
       typeNames = new Map();
       closures = new Map();
       facts = new Map();

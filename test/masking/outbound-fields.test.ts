@@ -203,21 +203,27 @@ test('maskParameterStatusFrame: standalone, for startup frames (hash style, coun
   const out = maskParameterStatusFrame(frame, plan({ detectors: ['credit_card'], style: 'hash' }), KEY, byRule);
   assert.deepEqual(statusOf(out), ['application_name', `app ${maskText(CARD, 'hash', KEY)}`]);
   assert.deepEqual(byRule, { credit_card: 1 });
-  assert.equal(maskParameterStatusFrame(frame, plan({ columns: ['*.email'] }), KEY), frame, 'a plan without detectors changes nothing');
+  assert.equal(maskParameterStatusFrame(be.parameterStatus('DateStyle', 'ISO, MDY'), plan({ columns: ['*.email'] }), KEY).toString('latin1', 5), 'DateStyle\0ISO, MDY\0', 'a setting of a fixed set passes a plan without detectors');
+  const untraced: Record<string, number> = {};
+  assert.deepEqual(statusOf(maskParameterStatusFrame(frame, plan({ columns: ['*.email'] }), KEY, untraced)), ['application_name', '********'], 'a free-text setting is masked whole under column rules');
+  assert.deepEqual(untraced, { untraced: 1 });
   const bad = Buffer.concat([Buffer.from([0x53, 0, 0, 0, 0]), Buffer.from('application_name\0'), Buffer.from([0xc3, 0x28, 0])]);
   bad.writeInt32BE(bad.length - 1, 1);
-  assert.deepEqual(statusOf(maskParameterStatusFrame(bad, DETECT_ALL, KEY)), ['application_name', NON_UTF8_TEXT]);
+  assert.deepEqual(statusOf(maskParameterStatusFrame(bad, DETECT_ONLY, KEY)), ['application_name', NON_UTF8_TEXT]);
+  assert.deepEqual(statusOf(maskParameterStatusFrame(bad, DETECT_ALL, KEY)), ['application_name', '********'], 'under column rules: masked whole');
 });
 
-test('NOTIFY: the channel name is scanned as well as the payload', () => {
-  const m = masker();
+test('NOTIFY: the channel name is scanned; the payload is scanned without column rules, masked whole with them', () => {
+  const whole = masker().notification(notification(42, 'jobs', 'run 12'));
+  assert.equal(whole.subarray(9).toString(), 'jobs\0agentgate: withheld (a notification payload may carry masked data)\0');
+  const m = masker(DETECT_ONLY);
   const out = m.notification(notification(42, EMAIL, `signup ${AWS}`));
   assert.equal(out.readInt32BE(1), out.length - 1);
   assert.equal(out.readInt32BE(5), 42, 'process id kept');
   assert.equal(out.subarray(9).toString(), '********\0signup ********\0');
   assert.deepEqual(m.counts().byRule, { email: 1, aws_key: 1 });
   const plain = notification(7, 'jobs', 'run 12');
-  assert.equal(maskNotificationFrame(plain, DETECT_ALL, KEY), plain);
+  assert.equal(maskNotificationFrame(plain, DETECT_ONLY, KEY), plain);
 });
 
 // ───────────────────────────── bytea ─────────────────────────────

@@ -622,6 +622,42 @@ export function operatorName(e: Obj): { schema: string | undefined; name: string
   return { schema: names.length > 1 ? names[names.length - 2] : undefined, name };
 }
 
+/**
+ * Columns of builtin set-returning functions that show session settings' values
+ * (pg_settings is defined over pg_show_all_settings(), pg_stat_activity over
+ * pg_stat_get_activity()): opaque, for the reason untracedSetting gives. Which settings a
+ * row shows is decided by another column, so every value of these columns is.
+ */
+const UNTRACED_FUNCTION_COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  pg_show_all_settings: ['setting', 'reset_val', 'boot_val'],
+  pg_stat_get_activity: ['application_name'],
+};
+
+/**
+ * Settings whose value may be text no analysis traces: a function an administrator wrote
+ * may have run `set_config('application_name', <a masked value>, false)` earlier in the
+ * session (or stashed it in a custom `x.y` setting), and SHOW or current_setting() reads it
+ * back in a later statement that names no masked column. Their values count as opaque
+ * (masked whole under column rules): application_name, every custom (dotted) setting,
+ * SHOW ALL, and a name that is not a constant (undefined). Settings that take values
+ * from a fixed set, or that must name existing objects, are not among them (limit:
+ * search_path takes any list of names).
+ */
+function untracedSetting(name: string | undefined): boolean {
+  if (name === undefined) return true;
+  const n = name.toLowerCase();
+  return n === 'all' || n === 'application_name' || n.includes('.');
+}
+
+/** The text of a string constant (`'x'`, or `'x'::text`), if the node is one. */
+function constantText(node: unknown): string | undefined {
+  let u = unwrap(node);
+  while (u?.[0] === 'TypeCast') u = unwrap(u[1]['arg']);
+  if (u?.[0] !== 'A_Const') return undefined;
+  const v = u[1]['sval'];
+  return isObj(v) ? str(v['sval']) : undefined;
+}
+
 function funcName(fc: Obj): { schema: string | undefined; name: string } | undefined {
   const names = strings(fc['funcname']);
   const name = names[names.length - 1];
@@ -702,7 +738,8 @@ class Analysis {
       case 'VariableShowStmt': {
         const name = str(body['name']) ?? '';
         const names = name === 'all' ? ['name', 'setting', 'description'] : [name];
-        return names.map((n) => ({ name: n, sources: new Set<string>(), direct: false, opaque: false }));
+        const opaque = untracedSetting(name);
+        return names.map((n) => ({ name: n, sources: new Set<string>(), direct: false, opaque }));
       }
       case 'CopyStmt':
         return this.copy(body);
@@ -1244,6 +1281,8 @@ class Analysis {
     let shapeKnown = true;
     let open = false;
     let scalarName: string | undefined;
+    /** Column names that show settings' values, of the functions listed (applied after the alias renames). */
+    const untracedNames = new Set<string>();
     for (const f of fns) {
       const pair = unwrap(f)?.[0] === 'List' ? arr(unwrap(f)![1]['items']) : arr(f);
       const call = pair[0];
@@ -1272,13 +1311,25 @@ class Analysis {
         shapeKnown = false;
         names = [fname?.name ?? '?column?'];
       }
+      const untraced = fname && this.allBuiltin(fname.schema, fname.name) ? UNTRACED_FUNCTION_COLUMNS[fname.name] : undefined;
+      if (untraced) for (const n of untraced) untracedNames.add(n);
       for (const n of names) cols.push({ name: n, sources: flow.sources, direct: false, opaque: flow.opaque });
     }
     if (b['ordinality'] === true) cols.push({ name: 'ordinality', sources: new Set(), direct: false, opaque: false });
     // A single scalar function takes the table alias as its column name unless a column alias is given.
     if (scalarName !== undefined && aliasName !== undefined && cols[0]) cols[0] = { ...cols[0], name: aliasName };
     open ||= !shapeKnown;
-    const item = makeItem(renamed(cols, alias, open), shapeKnown, all, open);
+    let named = renamed(cols, alias, open);
+    // With the function's own column names, or the alias's (pg_settings: `pg_show_all_settings() a(name, setting, …)`).
+    if (untracedNames.size > 0) {
+      named = named.map((c) => (untracedNames.has(c.name) ? { ...c, opaque: true } : c));
+      // A shape not known here (no SRF_COLUMNS entry): the alias names the columns beyond the
+      // first, which a reference would otherwise resolve to the whole row's flow.
+      const listed = new Set(named.map((c) => c.name));
+      const aliasNames = isObj(alias) ? strings(alias['colnames']) : [];
+      for (const n of aliasNames) if (untracedNames.has(n) && !listed.has(n)) named.push({ name: n, sources: all.sources, direct: false, opaque: true });
+    }
+    const item = makeItem(named, shapeKnown, all, open);
     item.inner = all;
     // A set-returning function's arguments decide how many rows it gives (generate_series(1,
     // ascii(email))): every output of the level, count(*) included, depends on them.
@@ -1650,6 +1701,7 @@ class Analysis {
           const facts = fn ? this.functions(fn.schema, fn.name) : [];
           const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
           if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
+          else if (fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]))) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
           if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && this.plainArguments(b['args'], scope))) push(cond, b['args']);

@@ -74,8 +74,9 @@
  * becomes XX000); when the statement the tracker's head names reads a masked column
  * anywhere (error-reads.ts, masking/statement-reads.ts; FunctionCall and statements that
  * cannot be analysed count as such), quoted values in the message are masked whole and
- * the fields that echo input unquoted are withheld; so are ParameterStatus names and values and NOTIFY channels and
- * payloads. The ParameterStatus and NoticeResponse frames of the server's startup go
+ * the fields that echo input unquoted are withheld. ParameterStatus names and values and
+ * NOTIFY channels and payloads are scanned; with column rules a NOTIFY payload and the
+ * value of a free-text setting are masked whole (their source cannot be traced). The ParameterStatus and NoticeResponse frames of the server's startup go
  * through parameterStatus / startupNotice too (or maskParameterStatusFrame without a
  * masker).
  *
@@ -546,7 +547,7 @@ export class ResultMasker {
     return out;
   }
 
-  /** NotificationResponse: mask detector hits in the channel name and the payload. */
+  /** NotificationResponse: detector hits in the channel name masked; the payload too, or, with column rules, masked whole (status-text.ts). */
   notification(frame: Buffer): Buffer {
     const byRule: Record<string, number> = {};
     const out = maskNotificationFrame(frame, this.#plan, this.#key, byRule);
@@ -556,7 +557,8 @@ export class ResultMasker {
 
   /**
    * ParameterStatus: mask detector hits in the name and value (`set_config(…)` can make
-   * the server report any text). The same Buffer when nothing changed. For the frames of
+   * the server report any text); with column rules the value of a setting that takes
+   * free text is masked whole (status-text.ts). The same Buffer when nothing changed. For the frames of
    * the server's startup the proxy may call this, or maskParameterStatusFrame without a
    * masker.
    */

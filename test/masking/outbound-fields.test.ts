@@ -207,6 +207,9 @@ test('maskParameterStatusFrame: standalone, for startup frames (hash style, coun
   const untraced: Record<string, number> = {};
   assert.deepEqual(statusOf(maskParameterStatusFrame(frame, plan({ columns: ['*.email'] }), KEY, untraced)), ['application_name', '********'], 'a free-text setting is masked whole under column rules');
   assert.deepEqual(untraced, { untraced: 1 });
+  const zone = be.parameterStatus('TimeZone', 'Etc/UTC');
+  assert.equal(maskParameterStatusFrame(zone, plan({ columns: ['*.email'] }), KEY, {}, true), zone, 'at startup (no statement chose it) a free-text setting gets the detectors only');
+  assert.deepEqual(statusOf(maskParameterStatusFrame(zone, plan({ columns: ['*.email'] }), KEY)), ['TimeZone', '********'], 'after startup it is masked whole');
   const bad = Buffer.concat([Buffer.from([0x53, 0, 0, 0, 0]), Buffer.from('application_name\0'), Buffer.from([0xc3, 0x28, 0])]);
   bad.writeInt32BE(bad.length - 1, 1);
   assert.deepEqual(statusOf(maskParameterStatusFrame(bad, DETECT_ONLY, KEY)), ['application_name', NON_UTF8_TEXT]);

@@ -14,9 +14,9 @@
  *   channels it named in LISTEN.
  * - a ParameterStatus value, unless the setting only takes values from a fixed set
  *   (FIXED_SET_SETTINGS: encodings, DateStyle, booleans…, which drivers read). A function
- *   an administrator wrote may run `set_config('application_name', <email>, false)`, and a
- *   role's or database's defaults (`ALTER ROLE … SET`) are reported at startup; the value
- *   is masked whole, its name kept.
+ *   an administrator wrote may run `set_config('application_name', <email>, false)`; the
+ *   value is masked whole, its name kept. The values reported at startup (configuration,
+ *   role and database defaults, the client's own parameters) get the detectors only.
  *
  * maskParameterStatusFrame is standalone so the proxy can mask the ParameterStatus
  * frames it relays from the server's startup, before or without a ResultMasker;
@@ -35,11 +35,14 @@ const NOTIFICATION = 0x41;
  * and value masked: the same Buffer when nothing changed. Counts are added to `byRule`.
  * Throws ProtocolError on a malformed message.
  */
-export function maskParameterStatusFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | undefined, byRule: Record<string, number> = {}): Buffer {
+export function maskParameterStatusFrame(frame: Buffer, plan: MaskingPlan, key: Buffer | undefined, byRule: Record<string, number> = {}, startup = false): Buffer {
   if (frame[0] !== PARAMETER_STATUS) throw new ProtocolError('maskParameterStatusFrame: not a ParameterStatus message');
   const nameEnd = cstringEnd(frame, 5, 'ParameterStatus');
   const valueEnd = cstringEnd(frame, nameEnd + 1, 'ParameterStatus');
-  const whole = plan.columns.length > 0 && !FIXED_SET_SETTINGS.has(frame.toString('latin1', 5, nameEnd).toLowerCase());
+  // At startup the values are the server's configuration, the role's and database's defaults
+  // and the client's own startup packet: no statement of this session chose them, and
+  // drivers read them (TimeZone). They get the detectors only.
+  const whole = !startup && plan.columns.length > 0 && !FIXED_SET_SETTINGS.has(frame.toString('latin1', 5, nameEnd).toLowerCase());
   if (plan.detectors === 0 && !whole) return frame;
   return rewrite(frame, 5, [5, nameEnd, nameEnd + 1, valueEnd], plan, key, byRule, whole ? 1 : -1, PARAMETER_WITHHELD);
 }

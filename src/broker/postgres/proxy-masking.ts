@@ -558,13 +558,12 @@ export class ResultMasker {
   /**
    * ParameterStatus: mask detector hits in the name and value (`set_config(…)` can make
    * the server report any text); with column rules the value of a setting that takes
-   * free text is masked whole (status-text.ts). The same Buffer when nothing changed. For the frames of
-   * the server's startup the proxy may call this, or maskParameterStatusFrame without a
-   * masker.
+   * free text is masked whole (status-text.ts), except for the frames of the server's
+   * startup (`startup`: detectors only). The same Buffer when nothing changed.
    */
-  parameterStatus(frame: Buffer): Buffer {
+  parameterStatus(frame: Buffer, startup = false): Buffer {
     const byRule: Record<string, number> = {};
-    const out = maskParameterStatusFrame(frame, this.#plan, this.#key, byRule);
+    const out = maskParameterStatusFrame(frame, this.#plan, this.#key, byRule, startup);
     if (out !== frame) this.#rewriter.countRegions(byRule);
     return out;
   }

@@ -345,11 +345,11 @@ export class PgProxySession {
       up.socket.on('close', () => this.#close('the server closed the connection'));
       up.socket.on('error', (err: Error) => this.#close(`server connection error: ${err.message}`));
 
-      // ParameterStatus etc. go through (masked like later ones); our key replaces the server's.
+      // ParameterStatus etc. go through (detectors only: no statement chose them); our key replaces the server's.
       const masker = this.#masker;
       for (const f of up.relayFrames) {
         if (masker === undefined) this.#outbox.push(f);
-        else if (f[0] === BackendType.parameterStatus) this.#outbox.push(masker.parameterStatus(f));
+        else if (f[0] === BackendType.parameterStatus) this.#outbox.push(masker.parameterStatus(f, true));
         else if (f[0] === BackendType.noticeResponse) this.#outbox.push(masker.startupNotice(f));
         else this.#outbox.push(f);
       }

@@ -4,6 +4,8 @@ import type { Identity } from '../../src/broker/identity/types.js';
 import type { NewApprovalRequest } from '../../src/broker/approvals/types.js';
 import { openSqliteAuditStore, type SqliteAuditStore } from '../../src/broker/audit/sqlite-store.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
+import { TARGET as SSH_TARGET } from '../ssh/stack.js';
 
 export function identity(sub: string, groups: string[], name?: string): Identity {
   return {
@@ -59,3 +61,16 @@ export async function allEvents(store: SqliteAuditStore): Promise<AuditRecord[]>
 export function settledNow<T>(p: Promise<T>): Promise<T | 'unsettled'> {
   return Promise.race([p, Promise.resolve('unsettled' as const)]);
 }
+
+/** SSH: `printenv …` is held for one reviewer of group sre; everything else is denied. */
+export const HELD_PRINTENV_SSH: PolicyConfig[] = [
+  {
+    name: 'agents-ssh',
+    subjects: { groups: ['ai-agents'] },
+    targets: [SSH_TARGET],
+    rules: [
+      { name: 'held-printenv', ssh: { commands: ['printenv *'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
+      { name: 'rest', effect: 'deny', extra: {} },
+    ],
+  },
+];

@@ -11,6 +11,7 @@ import ssh2 from 'ssh2';
 import type { ClientChannel } from 'ssh2';
 import { startK8sStack, TARGET, type K8sStack } from '../kubernetes/stack.js';
 import { TARGET as SSH_TARGET, eventually, startSshStack, type SshStack } from '../ssh/stack.js';
+import { HELD_PRINTENV_SSH } from './fixtures.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 
 const POLICIES: PolicyConfig[] = [
@@ -95,17 +96,7 @@ describe('approvals, wave 1 adversary (Kubernetes)', () => {
 describe('approvals, wave 1 adversary (SSH)', () => {
   let stack: SshStack;
   before(async () => {
-    stack = await startSshStack([
-      {
-        name: 'agents-ssh',
-        subjects: { groups: ['ai-agents'] },
-        targets: [SSH_TARGET],
-        rules: [
-          { name: 'held-printenv', ssh: { commands: ['printenv *'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
-          { name: 'rest', effect: 'deny', extra: {} },
-        ],
-      },
-    ]);
+    stack = await startSshStack(HELD_PRINTENV_SSH);
   });
   after(async () => {
     await stack?.close();

@@ -25,7 +25,7 @@ import { requestDetails, requestsTable } from '../../src/ui/format.js';
 import { ApproveScreen } from '../../src/ui/approve-screen.js';
 import { createRequestStore } from '../../src/ui/request-store.js';
 import { waitFor } from '../broker/fixtures.js';
-import { identity } from './fixtures.js';
+import { HELD_PRINTENV_SSH, identity } from './fixtures.js';
 
 
 const human = (sub: string): Identity => identity(sub, ['dba']);
@@ -325,17 +325,7 @@ describe('approvals, wave 2 adversary (SSH)', () => {
   let stack: SshStack;
   before(async () => {
     stack = await startSshStack(
-      [
-        {
-          name: 'agents-ssh',
-          subjects: { groups: ['ai-agents'] },
-          targets: [SSH_TARGET],
-          rules: [
-            { name: 'held-printenv', ssh: { commands: ['printenv *'] }, effect: 'review', approvers: { groups: ['sre'], count: 1 }, extra: {} },
-            { name: 'rest', effect: 'deny', extra: {} },
-          ],
-        },
-      ],
+      HELD_PRINTENV_SSH,
       undefined,
       { reason: 'routine\u200b\u2067 check\u2069 \u001b]8;;https://attacker.example\u0007link\u001b]8;;\u0007' },
     );

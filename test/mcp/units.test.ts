@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { k8sPath } from '../../src/client/mcp/kubernetes.js';
 import { sqlText } from '../../src/client/mcp/text-table.js';
+import { sshGrantedRequestId, sshHoldRequestId } from '../../src/client/mcp/ssh-lines.js';
+import { Worker } from 'node:worker_threads';
 import { decodeReasonHeader, encodeReasonHeader, normalizeReason, MAX_REASON_CHARS } from '../../src/shared/reason.js';
 import { withReasonRequirement } from '../../src/broker/policy/reason.js';
 import type { PolicyDecision } from '../../src/broker/policy/decision.js';
@@ -56,4 +58,43 @@ test('require_reason turns allow and review into a deny naming the policy; deny,
   assert.equal(withReasonRequirement(review, false, undefined), review);
   const deny: PolicyDecision = { effect: 'deny', policy: 'careful', rule: 'rest', reason: 'rule rest denies drop' };
   assert.equal(withReasonRequirement(deny, true, undefined), deny);
+});
+
+test("sshHoldRequestId / sshGrantedRequestId: the SSH proxy's own lines, and nothing else", () => {
+  const hold = 'agentgate: rule ops#2 holds `systemctl restart api`; held for approval by 1 of [dba]: apr_7k2x — an approver runs: agentgate approve apr_7k2x (waiting…)';
+  assert.equal(sshHoldRequestId(hold), 'apr_7k2x');
+  assert.equal(sshHoldRequestId(hold.replace(' (waiting…)', '')), undefined, 'not waiting');
+  assert.equal(sshHoldRequestId(`x${hold}`), undefined, 'not at the start');
+  assert.equal(sshHoldRequestId('agentgate: ; held for approval by : apr_1 — (waiting…)'), undefined, 'an approver is named');
+  assert.equal(sshHoldRequestId('agentgate: ; held for approval by a: apr_ — b: apr_9 — (waiting…)'), 'apr_9', 'the first well-formed id');
+  assert.equal(sshHoldRequestId('agentgate: ; held for approval by a: apr_Q1 — (waiting…)'), undefined, 'ids are lower-case');
+  assert.equal(sshGrantedRequestId('agentgate: approval apr_7k2x granted; running'), 'apr_7k2x');
+  assert.equal(sshGrantedRequestId('agentgate: approval apr_7k2x granted; running now'), undefined);
+  assert.equal(sshGrantedRequestId('agentgate:approval apr_7k2x granted; running'), undefined);
+});
+
+// A hang guard, not a speed target: the command's own stderr is parsed with these, and the
+// earlier pattern backtracked cubically (27 kB took 7 s; this line would take days). A regex
+// cannot be interrupted on its own thread, so the parser runs in a worker ended after 60 s.
+test('sshHoldRequestId is linear on a crafted megabyte of look-alike hold fragments', async () => {
+  const worker = new Worker(
+    `const { parentPort, workerData: w } = require('node:worker_threads');
+    import(w.lines).then(({ sshHoldRequestId }) => {
+      const frag = '; held for approval by x: apr_a — ';
+      parentPort.postMessage([sshHoldRequestId('agentgate: ' + frag.repeat(30_000)), sshHoldRequestId('agentgate: ' + frag.repeat(30_000) + '(waiting…)')]);
+    });`,
+    { eval: true, workerData: { lines: new URL('../../src/client/mcp/ssh-lines.js', import.meta.url).href } },
+  );
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const out = await new Promise<unknown>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      timer = setTimeout(() => reject(new Error('the parser did not finish within 60 s')), 60_000);
+    });
+    assert.deepEqual(out, [undefined, 'apr_a']);
+  } finally {
+    clearTimeout(timer);
+    await worker.terminate();
+  }
 });

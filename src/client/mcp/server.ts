@@ -29,6 +29,7 @@ import { heldRequestId, waitForDecision } from './approval-wait.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 import { normalizeReason } from '../../shared/reason.js';
 import { pinnedHostKey, sshExec, HostKeyMismatchError } from './ssh.js';
+import { sshGrantedRequestId, sshHoldRequestId } from './ssh-lines.js';
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, kubernetesRequestTool, listTargetsTool, requestStatusTool, sqlQueryTool, sshExecTool } from './tools.js';
 
 export interface ServeMcpOptions {
@@ -64,9 +65,6 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 const SERVED: readonly TargetSummary['type'][] = ['postgres', 'kubernetes', 'ssh'];
 /** The broker's hold notice (shared/hold-notice.ts), not any NOTICE that mentions a request id. */
 const HOLD_NOTICE = /^waiting for \d+ approvals? .*\((apr_[a-z0-9]+)\)/;
-/** The SSH proxy's hold line on the command's stderr (broker/ssh/proxy.ts #settle), and its "granted" line. */
-const SSH_HOLD_LINE = /^agentgate: .*; held for approval by .+?: (apr_[a-z0-9]+) — .*\(waiting…\)$/;
-const SSH_GRANTED_LINE = /^agentgate: approval (apr_[a-z0-9]+) granted; running$/;
 /** The SSH proxy's exit status for a command it did not run (REFUSED_EXIT). */
 const SSH_REFUSED_EXIT = 126;
 /** …and for one it could not start (the target unreachable or refusing the broker). */
@@ -243,14 +241,14 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           signal: extra.signal,
           onStderrLine: (line) => {
             if (approval !== undefined) return;
-            const id = SSH_HOLD_LINE.exec(line)?.[1];
+            const id = sshHoldRequestId(line);
             if (id === undefined) return;
             approval = id;
             progress.waiting(`${args.target}: ${line.replace(/^agentgate: /, '').replace(/ \(waiting…\)$/, '')}`);
           },
         });
         // The broker's own hold and grant lines are not the command's output.
-        const stderr = approval === undefined ? r.stderr : r.stderr.split('\n').filter((l) => !SSH_HOLD_LINE.test(l.replace(/\r$/, '')) && !SSH_GRANTED_LINE.test(l.replace(/\r$/, ''))).join('\n');
+        const stderr = approval === undefined ? r.stderr : r.stderr.split('\n').filter((l) => sshHoldRequestId(l.replace(/\r$/, '')) === undefined && sshGrantedRequestId(l.replace(/\r$/, '')) === undefined).join('\n');
         // The broker ran nothing and said why, on stderr alone: refused (policy, a denied or
         // withdrawn approval, a session ended: 126) or the target unreachable (255).
         const said = stderr.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l !== '');

@@ -81,7 +81,24 @@ const GIT_REMOTE = new Set(['clone', 'fetch', 'pull', 'push', 'ls-remote', 'arch
 /** Read-only forms of `git config`. */
 const GIT_CONFIG_READ = /^(?:--get|--get-all|--get-regexp|--list|-l|--show-origin|--show-scope|--name-only|get|list)$/;
 /** One plain sed command: an optional address, then p/d/q/…, `s` with plain flags, or `y`. */
-const SAFE_SED = /^\s*(?:(?:\d+|\$|\/[^/]*\/)(?:\s*,\s*(?:\d+|\$|\/[^/]*\/))?\s*!?)?\s*(?:[pdqQlnNgGhHxz=]?|[{}]|s([^\\\n\w\s])(?:(?!\1).)*\1(?:(?!\1).)*\1[gIip0-9]*|y([^\\\n\w\s])(?:(?!\2).)*\2(?:(?!\2).)*\2)\s*$/;
+/**
+ * One sed command, read in parts so no pattern has whitespace on both sides of an optional
+ * piece (the one-pattern form backtracked cubically: 5,000 blanks held the event loop 31 s):
+ * an optional address (n, $, /re/, or two of them joined by a comma), `!` after an address,
+ * then a command that only prints or edits the stream (e runs a shell, w writes a file).
+ */
+const SED_ADDRESS = /^(?:\d+|\$|\/[^/]*\/)(?:\s*,\s*(?:\d+|\$|\/[^/]*\/))?/;
+const SED_COMMAND = /^(?:[pdqQlnNgGhHxz=]?|[{}]|s([^\\\n\w\s])(?:(?!\1).)*\1(?:(?!\1).)*\1[gIip0-9]*|y([^\\\n\w\s])(?:(?!\2).)*\2(?:(?!\2).)*\2)$/;
+
+function safeSedCommand(cmd: string): boolean {
+  let rest = cmd.trim();
+  const address = SED_ADDRESS.exec(rest);
+  if (address) {
+    rest = rest.slice(address[0].length).trimStart();
+    if (rest.startsWith('!')) rest = rest.slice(1).trimStart();
+  }
+  return SED_COMMAND.test(rest);
+}
 /** Shell syntax shell-quote reads differently from a shell (ssh-command.ts): never analysed. */
 const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable)/;
 
@@ -276,7 +293,7 @@ function sed(name: string, args: readonly string[], out: CommandRuns): void {
   if (!sawE && first !== undefined) scripts.push(first);
   for (const script of scripts) {
     for (const cmd of script.split(/[;\n]/)) {
-      if (!SAFE_SED.test(cmd)) {
+      if (!safeSedCommand(cmd)) {
         opaque(out, `${name} script with a command agentgate does not read (\`${cmd.trim().slice(0, 40)}\`: e runs a shell command, w writes a file)`);
         return;
       }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { k8sPath } from '../../src/client/mcp/kubernetes.js';
 import { sqlText } from '../../src/client/mcp/text-table.js';
 import { sshGrantedRequestId, sshHoldRequestId } from '../../src/client/mcp/ssh-lines.js';
-import { Worker } from 'node:worker_threads';
+import { answerWithin } from '../helpers/hang-guard.js';
 import { decodeReasonHeader, encodeReasonHeader, normalizeReason, MAX_REASON_CHARS } from '../../src/shared/reason.js';
 import { withReasonRequirement } from '../../src/broker/policy/reason.js';
 import type { PolicyDecision } from '../../src/broker/policy/decision.js';
@@ -73,28 +73,15 @@ test("sshHoldRequestId / sshGrantedRequestId: the SSH proxy's own lines, and not
   assert.equal(sshGrantedRequestId('agentgate:approval apr_7k2x granted; running'), undefined);
 });
 
-// A hang guard, not a speed target: the command's own stderr is parsed with these, and the
-// earlier pattern backtracked cubically (27 kB took 7 s; this line would take days). A regex
-// cannot be interrupted on its own thread, so the parser runs in a worker ended after 60 s.
+// The command's own stderr is parsed with these, and the earlier pattern backtracked
+// cubically (27 kB took 7 s; this line would take days).
 test('sshHoldRequestId is linear on a crafted megabyte of look-alike hold fragments', async () => {
-  const worker = new Worker(
-    `const { parentPort, workerData: w } = require('node:worker_threads');
-    import(w.lines).then(({ sshHoldRequestId }) => {
+  const out = await answerWithin<unknown>(
+    `import(workerData.lines).then(({ sshHoldRequestId }) => {
       const frag = '; held for approval by x: apr_a — ';
       parentPort.postMessage([sshHoldRequestId('agentgate: ' + frag.repeat(30_000)), sshHoldRequestId('agentgate: ' + frag.repeat(30_000) + '(waiting…)')]);
     });`,
-    { eval: true, workerData: { lines: new URL('../../src/client/mcp/ssh-lines.js', import.meta.url).href } },
+    { lines: new URL('../../src/client/mcp/ssh-lines.js', import.meta.url).href },
   );
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const out = await new Promise<unknown>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      timer = setTimeout(() => reject(new Error('the parser did not finish within 60 s')), 60_000);
-    });
-    assert.deepEqual(out, [undefined, 'apr_a']);
-  } finally {
-    clearTimeout(timer);
-    await worker.terminate();
-  }
+  assert.deepEqual(out, [undefined, 'apr_a']);
 });

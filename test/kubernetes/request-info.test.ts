@@ -5,6 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { answerWithin } from '../helpers/hang-guard.js';
 import { parseRequestInfo, describeRequest, isDiscoveryRead, RequestPathError } from '../../src/broker/kubernetes/request-info.js';
 
 type Row = [method: string, url: string, expected: string];
@@ -117,4 +118,25 @@ describe('request info', () => {
     assert.equal(describeRequest(parseRequestInfo('GET', '/api/v1/namespaces/kube-system')), 'get namespaces "kube-system"');
     assert.equal(describeRequest(parseRequestInfo('GET', '/healthz')), 'GET /healthz');
   });
+});
+
+test('a field selector naming one object: blanks around the value trimmed, line breaks and path characters refused, linear on long blank runs', async () => {
+  const nameOf = (selector: string): string | undefined => {
+    const info = parseRequestInfo('GET', `/api/v1/namespaces/default/pods?fieldSelector=${encodeURIComponent(selector)}`);
+    assert.equal(info.kind, 'resource');
+    return info.kind === 'resource' ? info.name : undefined;
+  };
+  assert.equal(nameOf(' metadata.name == web-1 '), 'web-1');
+  assert.equal(nameOf('status.phase=Running,metadata.name=web-2'), 'web-2');
+  assert.equal(nameOf('metadata.name=a\nb'), '', 'no single name');
+  assert.equal(nameOf('metadata.name=a/b'), '', 'no single name');
+  const blanks = ' '.repeat(100_000);
+  const out = await answerWithin<string | undefined>(
+    `import(workerData.info).then(({ parseRequestInfo }) => {
+      const i = parseRequestInfo('GET', '/api/v1/namespaces/default/pods?fieldSelector=' + encodeURIComponent('metadata.name=a' + workerData.blanks + 'b' + workerData.blanks + ','));
+      parentPort.postMessage(i.name);
+    });`,
+    { info: new URL('../../src/broker/kubernetes/request-info.js', import.meta.url).href, blanks },
+  );
+  assert.equal(out, `a${blanks}b`);
 });

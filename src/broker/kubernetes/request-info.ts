@@ -147,10 +147,11 @@ function isTrue(v: string | null): boolean {
 function exactName(selector: string | null): string | undefined {
   if (!selector) return undefined;
   for (const term of selector.split(',')) {
-    const m = /^\s*metadata\.name\s*(?:==|=)\s*(.*?)\s*$/.exec(term);
+    // The value is trimmed apart: `\s*(.*?)\s*$` in one pattern is quadratic on a blank run.
+    const m = /^\s*metadata\.name\s*(?:==|=)/.exec(term);
     if (!m) continue;
-    const v = m[1] as string;
-    if (v !== '' && v !== '.' && v !== '..' && !v.includes('/') && !v.includes('%')) return v;
+    const v = term.slice(m[0].length).trim();
+    if (v !== '' && v !== '.' && v !== '..' && !/[/%\n\r\u2028\u2029]/.test(v)) return v;
   }
   return undefined;
 }

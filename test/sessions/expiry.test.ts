@@ -146,7 +146,9 @@ describe('sessions end with their credential', () => {
 
   test('a renewed token keeps the session alive past the first token\'s expiry', async () => {
     const file = join(stack.tmp.path, 'renewed.token');
-    const first = await stack.issuer.sign({ sub: 'short-2', groups: ['ai-agents'] }, { expiresIn: 4 });
+    // Long enough for connect and a first query on a loaded machine (4 s was not): the
+    // session must still be on its first token when the renewal is written.
+    const first = await stack.issuer.sign({ sub: 'short-2', groups: ['ai-agents'] }, { expiresIn: 12 });
     const firstExp = (JSON.parse(Buffer.from(first.split('.')[1] as string, 'base64url').toString()) as { exp: number }).exp;
     await writeFile(file, first, { mode: 0o600 });
     const { pgEnv } = await connect(file);

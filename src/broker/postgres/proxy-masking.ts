@@ -117,6 +117,7 @@ import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
 import { ErrorReads } from './error-reads.js';
 import type { ReadVerdict } from '../masking/statement-reads.js';
+import type { WrittenRelations } from '../masking/written-relations.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
 export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
@@ -191,14 +192,15 @@ export class ResultMasker {
     provenance?: (sql: string) => Promise<Provenance[]>,
     scanner?: ColumnScanner,
     reads?: (sql: string) => Promise<ReadVerdict>,
+    written?: WrittenRelations,
   ) {
-    this.#reads = new ErrorReads(reads);
+    this.#reads = new ErrorReads(reads, written);
     this.#tracker = tracker ?? new PipelineTracker();
     this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
     this.#key = key;
     this.#rules = new MaskRules(plan);
-    this.#shapes = new ShapeResolver(plan, catalog, this.#rules, this.#notices, provenance, scanner);
+    this.#shapes = new ShapeResolver(plan, catalog, this.#rules, this.#notices, provenance, scanner, written);
     this.#plans = new RowPlanBuilder(plan, this.#rules, this.#notices);
     this.#rewriter = new RowRewriter(plan, key, this.#rules);
     this.#copier = new CopyMasker(plan, this.#rules, this.#rewriter, this.#shapes, this.#plans, this.#notices);
@@ -444,7 +446,7 @@ export class ResultMasker {
     const head = this.#tracker.head;
     if (head?.kind !== 'execute') return this.#currentHoldsRows;
     const shape = this.#portalMask(head.portal).shape ?? this.#statementShapes.get(head.portal.statement);
-    return shape ? shape.holdRows === true : this.#columns();
+    return shape ? this.#shapes.current(shape).holdRows === true : this.#columns();
   }
 
   #columns(): boolean {
@@ -599,7 +601,7 @@ export class ResultMasker {
     const pm = this.#portalMask(head.portal);
     const shape = pm.shape ?? this.#statementShapes.get(head.portal.statement);
     let mode: RowsMode | Promise<RowsMode>;
-    if (shape) mode = rowsModeOf(shape);
+    if (shape) mode = rowsModeOf(this.#shapes.current(shape));
     else if (pm.mode !== undefined) mode = pm.mode;
     else if (!this.#columns()) mode = ROWS_SHOWN;
     else {
@@ -665,6 +667,12 @@ export class ResultMasker {
       let plan: RowPlan;
       // A statement described after the Bind still describes the portal's columns.
       if (!pm.shape && !pm.described) pm.shape = this.#statementShapes.get(portal.statement);
+      // Described before a relation it reads was tainted: masked as it must be now.
+      const now = pm.shape && this.#shapes.current(pm.shape);
+      if (now !== pm.shape) {
+        pm.shape = now;
+        pm.plan = undefined;
+      }
       if (pm.shape) {
         const shape = pm.shape;
         pm.plan ??= pm.described ? this.#describedPlan(shape) : this.#plans.buildPlan(shape, (i) => formatOf(portal.resultFormats, i));

@@ -55,6 +55,10 @@ test('write targets: rows written, relations created from a query, DDL that link
   assert.deepEqual(targetsOf('alter table t rename column x to y').linked, []);
   assert.deepEqual(targetsOf('alter table t inherit p').linked, [['p', 't']]);
   assert.deepEqual(targetsOf('create table c partition of p for values in (1)').linked, [['c', 'p']]);
+  assert.deepEqual(targetsOf('alter table p attach partition c for values in (1)').linked, [['c', 'p']]);
+  // Structure or a key shares no rows: no link (a tainted copy must not taint users).
+  assert.deepEqual(targetsOf('create table x (like t, id int references users (id))').linked, []);
+  assert.deepEqual(targetsOf('alter table t add foreign key (id) references users (id)').linked, []);
   assert.deepEqual(targetsOf('create trigger tr before insert on t for each row execute function f()').always, ['t']);
 });
 

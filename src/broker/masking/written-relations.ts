@@ -16,9 +16,9 @@
  *   for this), its write targets are tainted when anything it reads ANYWHERE — values,
  *   WHERE, subqueries, views, functions that are not built in, what cannot be analysed —
  *   may be a masked column or a tainted relation's (statement-reads.ts, the same analysis
- *   the masking of errors uses). DDL that links relations (RENAME, INHERIT, ATTACH
- *   PARTITION, PARTITION OF, LIKE) carries the taint from any relation it names to all of
- *   them; CREATE TRIGGER taints its table (the function it runs is not analysed). Views and
+ *   the masking of errors uses). DDL after which one relation's reads show another's rows
+ *   (RENAME, INHERIT, ATTACH PARTITION, PARTITION OF) carries the taint either way between
+ *   the relations it links; CREATE TRIGGER taints its table (the function it runs is not analysed). Views and
  *   materialized views are not tainted: their definitions are analysed at each read.
  *
  * Taint is by relation NAME, in any schema (`scratch.t`, `pg_temp_3.t` and `public.t` are
@@ -30,6 +30,7 @@
  * so another session of the agent, or a reconnect, reads the copy masked.
  */
 import { loadedSqlParser, loadSqlParser } from '../policy/sql-classify.js';
+import { sqlShape } from '../policy/sql-shape.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -79,8 +80,8 @@ export class WrittenRelations {
 
 /** Statement nodes that write rows into their `relation`. */
 const ROW_WRITES: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'MergeStmt', 'CopyStmt']);
-/** DDL whose relations share data once it runs: taint on one of them reaches all. */
-const LINKING: ReadonlySet<string> = new Set(['RenameStmt', 'AlterTableStmt', 'CreateStmt', 'AlterObjectSchemaStmt']);
+/** ALTER TABLE subcommands after which one relation's reads return another's rows. */
+const LINKING_COMMANDS: ReadonlySet<string> = new Set(['AT_AddInherit', 'AT_AttachPartition']);
 /** RenameStmt types that rename a relation (others rename a column, a constraint, …). */
 const RELATION_RENAMES: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW']);
 
@@ -90,7 +91,7 @@ const relname = (v: unknown): string | undefined => (isObj(v) && typeof v['relna
 export interface WriteTargets {
   /** Relations tainted when the text reads a masked or tainted column anywhere. */
   fed: Set<string>;
-  /** Relation names the text links (LINKING): tainted all when one of them is. */
+  /** Relation names the text links (linkedTo): tainted all when one of them is. */
   linked: string[][];
   /** Relations tainted whatever the text reads (a trigger's table). */
   always: Set<string>;
@@ -120,6 +121,24 @@ function relationsUnder(root: unknown): string[] {
   return out;
 }
 
+/**
+ * The relations DDL on `relation` links it to, so that taint on one reaches the others: the
+ * new name of a RENAME, the parents of CREATE TABLE … INHERITS / PARTITION OF, the parent
+ * of ALTER TABLE … INHERIT and the partition of ATTACH PARTITION. (SET SCHEMA keeps the name;
+ * LIKE and REFERENCES share no rows.)
+ */
+function linkedTo(k: string, body: Obj): string[] {
+  if (k === 'RenameStmt') return RELATION_RENAMES.has(String(body['renameType'])) && typeof body['newname'] === 'string' ? [body['newname']] : [];
+  if (k === 'CreateStmt') return relationsUnder(body['inhRelations']);
+  if (k !== 'AlterTableStmt' || !Array.isArray(body['cmds'])) return [];
+  const out: string[] = [];
+  for (const c of body['cmds'] as unknown[]) {
+    const cmd = isObj(c) && isObj(c['AlterTableCmd']) ? c['AlterTableCmd'] : undefined;
+    if (cmd && LINKING_COMMANDS.has(String(cmd['subtype']))) out.push(...relationsUnder(cmd['def']));
+  }
+  return out;
+}
+
 /** The write targets of parsed statements (anywhere: writable CTEs, rule actions, PREPARE, EXPLAIN). */
 export function writeTargets(stmts: readonly unknown[]): WriteTargets {
   const out: WriteTargets = { fed: new Set(), linked: [], always: new Set() };
@@ -141,11 +160,8 @@ export function writeTargets(stmts: readonly unknown[]): WriteTargets {
       // A table's defaults and generated expressions, a column type's USING, rule actions' targets.
       if ((k === 'CreateStmt' || k === 'AlterTableStmt' || k === 'RuleStmt') && rel !== undefined) out.fed.add(rel);
       if (k === 'CreateTrigStmt' && rel !== undefined) out.always.add(rel);
-      if (LINKING.has(k)) {
-        const names = relationsUnder(body);
-        if (k === 'RenameStmt' && RELATION_RENAMES.has(String(body['renameType'])) && typeof body['newname'] === 'string') names.push(body['newname']);
-        if (names.length > 1) out.linked.push(names);
-      }
+      const names = rel === undefined ? [] : linkedTo(k, body);
+      if (names.length > 0) out.linked.push([rel!, ...names]);
     }
   });
   return out;
@@ -209,7 +225,8 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
       await once(t, sources, sql);
       if (version === written.version) {
         if (recorded.size >= RECORDED) recorded.clear();
-        recorded.set(sql, version);
+        // By shape: a number's value decides nothing here, so inlined values cost one analysis.
+        recorded.set(sqlShape(sql) ?? sql, version);
         return;
       }
     }
@@ -217,7 +234,7 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
     written.add([...t.fed, ...t.always, ...t.linked.flat()]);
   };
   return (sql) => {
-    if (recorded.get(sql) === written.version) return undefined;
+    if (recorded.get(sqlShape(sql) ?? sql) === written.version) return undefined;
     const p = loadedSqlParser();
     if (p) {
       const stmts = parse(sql);

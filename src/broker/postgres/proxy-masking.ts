@@ -80,6 +80,11 @@
  * through parameterStatus / startupNotice too (or maskParameterStatusFrame without a
  * masker).
  *
+ * Copies: a relation a write filled from a masked column (CREATE TABLE AS, INSERT …
+ * SELECT, UPDATE, MERGE, renamed or re-parented since; masking/written-relations.ts) is
+ * read like a masked column, whole, in every session of the target; a statement described
+ * before the taint is masked as of now when it runs (ShapeResolver.current).
+ *
  * Fail closed: when a column cannot be resolved (catalog lookup failed, COPY of a query
  * that cannot be described, rows whose shape was never described) and the plan has
  * column rules, every value of it is masked whole (NULL if a rule says null), and a

@@ -39,6 +39,7 @@ import {
   rowsOf,
   SHORT_FRAGMENTS,
   simple,
+  simpleEach,
   superQuery,
   useAdversary,
   type Adversary,
@@ -325,15 +326,12 @@ describe('adversarial corpus wave 11: laundering through what the session writes
           assert.deepEqual(errorsOf(msgs), [], `${attack.id}: the write must run (the policy allows it): ${s}: ${describeMsgs(msgs)}`);
         }
         if (!attack.fresh) {
-          const msgs: Msg[] = [];
-          for (const s of attack.read) msgs.push(...(await simple(c, s)));
-          assertAnswered(msgs, attack.id);
+          assertAnswered(await simpleEach(c, attack.read), attack.id);
           return;
         }
         const other = await connect(adv);
         try {
-          const msgs: Msg[] = [];
-          for (const s of attack.read) msgs.push(...(await simple(other.c, s)));
+          const msgs = await simpleEach(other.c, attack.read);
           assertAnswered(msgs, `${attack.id} (another session)`);
           assertClean(other.bytes(), `${attack.id}: another session`);
         } finally {
@@ -393,6 +391,60 @@ describe('adversarial corpus wave 11: laundering through what the session writes
       const codes = rowsOf(msgs).map((r) => r[0]);
       assert.equal(codes.length, 10);
       assert.ok(codes.every((v) => v === null), `w11m-29: the codes are withheld (NULL): ${JSON.stringify(codes)}`);
+    });
+  });
+
+  test('w11m-33: the copy and its read in ONE simple Query (the taint comes before the server runs either)', async () => {
+    await superQuery(adv, SCRATCH);
+    const sql = `create temp table w11_33 as select ${LOCAL} as x from users; select x from w11_33`;
+    const control = await direct(adv, async (client) => {
+      const r = (await client.query(sql)) as unknown as { rows: unknown[] }[];
+      return JSON.stringify(r[1]!.rows);
+    });
+    assert.ok(holdsValue(control), `w11m-33: the direct read returns the value: ${control}`);
+    await withClient(async ({ c }) => {
+      const msgs = await simple(c, sql.replace(/w11_33/g, 'w11_33b'));
+      assertAnswered(msgs, 'w11m-33');
+    });
+  });
+
+  test('w11m-34: the copy made through the extended protocol (Parse/Bind/Execute), pipelined with the read', async () => {
+    await superQuery(adv, SCRATCH);
+    await withClient(async ({ c }) => {
+      assert.deepEqual(errorsOf(await simple(c, 'create table scratch.w11_34 (x text)')), []);
+      const msgs = await exchange(c, [
+        fe.parse('', `insert into scratch.w11_34 select ${LOCAL} from users`),
+        fe.bind('', '', []),
+        fe.execute('', 0),
+        fe.parse('', 'select x from scratch.w11_34'),
+        fe.bind('', '', []),
+        fe.describe('P', ''),
+        fe.execute('', 0),
+        fe.SYNC,
+      ]);
+      assertAnswered(msgs, 'w11m-34');
+      assert.equal(rowsOf(msgs).length, 2);
+    });
+    const control = await superQuery(adv, 'SELECT string_agg(x, \',\') FROM scratch.w11_34');
+    assert.ok(holdsValue(control), `w11m-34: the copy holds the value: ${control}`);
+  });
+
+  test('w11m-35: a cursor over users itself (no copy), fetched after COMMIT — masked before this wave, kept', async () => {
+    await withClient(async ({ c }) => {
+      const msgs = await simpleEach(c, ['begin', `declare c35 cursor with hold for select ${LOCAL} from users`, 'commit', 'fetch all from c35']);
+      assertAnswered(msgs, 'w11m-35');
+    });
+  });
+
+  test('w11m-36: a function in pg_temp returning the value, its result stored — refused (the gate does not know the function)', async () => {
+    await superQuery(adv, SCRATCH);
+    await withClient(async ({ c }) => {
+      const made = await simple(c, `create function pg_temp.w11_36() returns text language sql as $$ select ${LOCAL} from users limit 1 $$`);
+      assert.deepEqual(errorsOf(made), [], describeMsgs(made));
+      const msgs = await simple(c, 'create temp table w11_36 as select pg_temp.w11_36() as x');
+      const errs = errorsOf(msgs);
+      assert.ok(errs.length > 0 && REFUSAL_CODES.includes(errs[0]!.code), describeMsgs(msgs));
+      assert.match(errs[0]!.message, /unknown function pg_temp\.w11_36/);
     });
   });
 

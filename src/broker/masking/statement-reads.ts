@@ -22,6 +22,10 @@
  *   name masked too, the price of failing closed). Treated as `masked`, and
  *   user code may also have filled the name fields.
  * - `none`: otherwise.
+ *
+ * With `writes` (written-relations.ts asks what a write stores, not what its errors show):
+ * a data-changing statement does not reach every column by itself, and a relation the
+ * statement creates is not looked for in the catalog.
  */
 import { loadSqlParser, loadedSqlParser } from '../policy/sql-classify.js';
 import { unwrap } from '../policy/sql-kinds.js';
@@ -51,7 +55,17 @@ const sval = (v: unknown): string | undefined => {
 
 /** What the text of a statement (and of the views it reads) refers to. */
 class Refs {
-  readonly relations: { schema: string | undefined; name: string }[] = [];
+  /** `created`: made by the statement (CREATE TABLE, CREATE TABLE AS, SELECT INTO): not in the catalog yet. */
+  readonly relations: { schema: string | undefined; name: string; created: boolean }[] = [];
+  /** RangeVars the statement creates (only looked for with `writes`). */
+  readonly #created = new WeakSet<object>();
+  /** Asked about what a write stores (written-relations.ts), not about what its errors may show. */
+  readonly #writes: boolean;
+
+  constructor(writes: boolean) {
+    this.#writes = writes;
+  }
+
   /** Relation names and aliases: a one-name column reference to one is a whole row. */
   readonly rowNames = new Set<string>();
   /** Column references, as their name parts. */
@@ -80,14 +94,15 @@ class Refs {
       // RangeVar, wrapped or bare (a COPY's or an UPDATE's `relation`).
       if (typeof v['relname'] === 'string') {
         const schema = typeof v['schemaname'] === 'string' ? v['schemaname'] : undefined;
-        this.relations.push({ schema, name: v['relname'] });
+        this.relations.push({ schema, name: v['relname'], created: this.#created.has(v) });
         this.rowNames.add(v['relname']);
       }
       if (isObj(v['alias']) && typeof v['alias']['aliasname'] === 'string') this.rowNames.add(v['alias']['aliasname']);
       for (const [k, body] of Object.entries(v)) {
         if ((k === 'RangeVar' || k === 'JoinExpr') && isObj(body) && isObj(body['alias'])) this.#aliasList([k, body], body['alias']['colnames']);
         if (OPAQUE_STATEMENTS.has(k)) this.opaque ??= k;
-        if (WRITE_STATEMENTS.has(k)) this.everyColumn = true;
+        if (WRITE_STATEMENTS.has(k) && !this.#writes) this.everyColumn = true;
+        if (this.#writes && isObj(body)) this.#creates(k, body);
         if (k === 'CopyStmt' && isObj(body) && body['relation'] !== undefined && !Array.isArray(body['attlist'])) this.everyColumn = true;
         if (k === 'ColumnRef' && isObj(body)) this.#columnRef(body);
         if (k === 'FuncCall' && isObj(body)) this.#funcCall(body);
@@ -105,6 +120,13 @@ class Refs {
         stack.push(body);
       }
     }
+  }
+
+  /** The relation a CREATE TABLE, CREATE TABLE AS or SELECT INTO makes. */
+  #creates(k: string, body: Obj): void {
+    // CREATE TABLE AS's `into`, SELECT INTO's `intoClause` (IntoClause nodes, unwrapped).
+    const rel = k === 'CreateStmt' ? body['relation'] : k === 'into' || k === 'intoClause' ? body['rel'] : undefined;
+    if (isObj(rel)) this.#created.add(rel);
   }
 
   #aliasList(node: [string, Obj], colnames: unknown): void {
@@ -148,9 +170,9 @@ function parse(sql: string): unknown[] | string {
 }
 
 /** The verdict for `sql` (one or more statements). Never rejects: a catalog failure is `opaque`. */
-export async function statementReads(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn): Promise<ReadVerdict> {
+export async function statementReads(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn, opts: { writes?: boolean } = {}): Promise<ReadVerdict> {
   try {
-    return await analyse(sql, catalog, masked);
+    return await analyse(sql, catalog, masked, opts.writes === true);
   } catch {
     return 'opaque';
   }
@@ -212,10 +234,10 @@ async function baseSlots([type, b]: [string, Obj], catalog: ProvenanceCatalog, c
   return [...merged, ...rest(left), ...rest(right)];
 }
 
-async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn): Promise<ReadVerdict> {
+async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedColumn, writes: boolean): Promise<ReadVerdict> {
   if (sql.trim() === '') return 'none';
   await loadSqlParser();
-  const refs = new Refs();
+  const refs = new Refs(writes);
   const stmts = parse(sql);
   if (typeof stmts === 'string') return 'opaque';
   refs.collect(stmts);
@@ -230,7 +252,7 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
     const found = await Promise.all(batch.map((r) => catalog.relations(r.schema, r.name)));
     // A name the catalog does not know and no WITH defines: a relation of the session's
     // own (a temporary table the catalog connection cannot see) is not vouched for.
-    if (found.some((f, k) => f.length === 0 && !(batch[k]!.schema === undefined && refs.cteNames.has(batch[k]!.name)))) return 'opaque';
+    if (found.some((f, k) => f.length === 0 && !batch[k]!.created && !(batch[k]!.schema === undefined && refs.cteNames.has(batch[k]!.name)))) return 'opaque';
     for (const rel of found.flat()) {
       const id = `${rel.schema}\0${rel.name}`;
       if (seen.has(id)) continue;

@@ -11,6 +11,7 @@ import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
 import { recordingSettings } from '../recording/store.js';
+import { WrittenRelations } from '../masking/written-relations.js';
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();
@@ -20,6 +21,13 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
    * resolves the functions statements call, shared by every session of the target.
    */
   const functionCatalogs = new Map<string, { catalog: FunctionCatalog; close(): void }>();
+  /** Per Postgres target, the relations writes filled from masked columns (every session's reads follow them). */
+  const writtenRelations = new Map<string, WrittenRelations>();
+  const writtenOf = (target: PostgresTargetConfig): WrittenRelations => {
+    let w = writtenRelations.get(target.name);
+    if (!w) writtenRelations.set(target.name, (w = new WrittenRelations()));
+    return w;
+  };
   const functionsOf = (target: PostgresTargetConfig): FunctionCatalog => {
     let entry = functionCatalogs.get(target.name);
     if (!entry) {
@@ -59,7 +67,7 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
         ...(resultSample > 0 ? { resultSample } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
-        ...(plan ? { masking: { plan, key: deps.maskingKey, relations: functionsOf(target) } } : {}),
+        ...(plan ? { masking: { plan, key: deps.maskingKey, relations: functionsOf(target), written: writtenOf(target) } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),
         audit: deps.audit,
         cancels,

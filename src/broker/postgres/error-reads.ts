@@ -13,6 +13,7 @@ import type { ColumnScanner } from './column-scan.js';
 import type { ProvenanceCatalog } from '../masking/provenance.js';
 import { matchColumn, type MaskingPlan } from '../masking/rules.js';
 import { statementReads, type ReadVerdict } from '../masking/statement-reads.js';
+import type { WrittenRelations } from '../masking/written-relations.js';
 
 /** Distinct statement texts whose verdict a session keeps. */
 const CACHE = 256;
@@ -21,9 +22,17 @@ export class ErrorReads {
   readonly #analyse: ((sql: string) => Promise<ReadVerdict>) | undefined;
   #cache = new Map<string, ReadVerdict | Promise<ReadVerdict>>();
 
-  /** `analyse` absent: no statement can be analysed, so every one counts as reading a masked column. */
-  constructor(analyse: ((sql: string) => Promise<ReadVerdict>) | undefined) {
+  readonly #written: WrittenRelations | undefined;
+  #version = 0;
+
+  /**
+   * `analyse` absent: no statement can be analysed, so every one counts as reading a masked
+   * column. `written`: the relations writes tainted, which `analyse` counts as masked.
+   */
+  constructor(analyse: ((sql: string) => Promise<ReadVerdict>) | undefined, written?: WrittenRelations) {
     this.#analyse = analyse;
+    this.#written = written;
+    this.#version = written?.version ?? 0;
   }
 
   invalidate(): void {
@@ -32,6 +41,11 @@ export class ErrorReads {
 
   /** The verdict for what the server answers when the tracker's head is `head`. */
   verdictFor(head: Outstanding | undefined): ReadVerdict | Promise<ReadVerdict> {
+    if (this.#written && this.#version !== this.#written.version) {
+      // A relation became tainted: verdicts given before may be too lenient.
+      this.#version = this.#written.version;
+      this.invalidate();
+    }
     const sql = statementText(head);
     if (sql === null) return 'opaque';
     if (sql === undefined) return 'none';
@@ -58,12 +72,25 @@ export class ErrorReads {
  * plan has detectors and its stored values trip one (column-scan.ts: the row masker masks
  * whole what is computed from such a column, `lower(note)`, and errors quote computed values).
  */
-export function sessionReads(plan: MaskingPlan, catalog: ProvenanceCatalog, scanner: ColumnScanner | undefined): (sql: string) => Promise<ReadVerdict> {
+export function sessionReads(
+  plan: MaskingPlan,
+  catalog: ProvenanceCatalog,
+  scanner: ColumnScanner | undefined,
+  written?: WrittenRelations,
+  opts: { writes?: boolean } = {},
+): (sql: string) => Promise<ReadVerdict> {
   return (sql) =>
-    statementReads(sql, catalog, (source, rel, column) => {
-      if (matchColumn(plan, { schema: rel.schema, table: rel.name, column }) !== undefined) return true;
-      return plan.detectors !== 0 && scanner !== undefined ? scanner.holdsSecrets(source) : false;
-    });
+    statementReads(
+      sql,
+      catalog,
+      (source, rel, column) => {
+        // A relation a write filled from a masked column (written-relations.ts) is masked whole.
+        if (written?.has(rel.name) === true) return true;
+        if (matchColumn(plan, { schema: rel.schema, table: rel.name, column }) !== undefined) return true;
+        return plan.detectors !== 0 && scanner !== undefined ? scanner.holdsSecrets(source) : false;
+      },
+      opts,
+    );
 }
 
 /**

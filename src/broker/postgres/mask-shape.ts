@@ -16,6 +16,7 @@ import { sqlShape } from '../policy/sql-shape.js';
 import { looksLikeSecretName } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
+import type { WrittenRelations } from '../masking/written-relations.js';
 
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
@@ -46,6 +47,8 @@ export interface FieldInfo {
   /** Index into the masker's rules; -1 = no column rule. */
   rule: number;
   secret: boolean;
+  /** Relation names the value (or what decides it) comes from, for a later taint (written-relations.ts). */
+  tables?: readonly string[];
 }
 
 /** A resolved RowDescription. */
@@ -75,6 +78,10 @@ export interface Shape {
    * completes, and an error drops them.
    */
   holdRows?: boolean;
+  /** Relation names that decide how many rows the result has. */
+  rowTables?: readonly string[];
+  /** WrittenRelations.version the shape was resolved under. */
+  written?: number;
 }
 
 /** The statement whose columns a RowDescription describes: its text and its index in a multi-statement Query. */
@@ -118,6 +125,11 @@ export class ShapeResolver implements CopyShapes {
    * code the analysis cannot see) counts as one whose count is withheld.
    */
   readonly #named = new Map<string, boolean>();
+  /** Relations writes filled from masked columns: read like a masked column (written-relations.ts). */
+  readonly #written: WrittenRelations | undefined;
+  #writtenVersion = 0;
+  /** Shapes resolved before a taint, redone under the version they were redone at. */
+  #retainted = new WeakMap<Shape, Shape>();
 
   constructor(
     plan: MaskingPlan,
@@ -126,7 +138,10 @@ export class ShapeResolver implements CopyShapes {
     notices: NoticeSink,
     provenance: ((sql: string) => Promise<Provenance[]>) | undefined,
     scanner: ColumnScanner | undefined,
+    written?: WrittenRelations,
   ) {
+    this.#written = written;
+    this.#writtenVersion = written?.version ?? 0;
     this.#plan = plan;
     this.#catalog = catalog;
     this.#rules = rules;
@@ -142,12 +157,47 @@ export class ShapeResolver implements CopyShapes {
     this.#memo = new WeakMap();
   }
 
+  /** A relation became tainted: the shapes memoised before may show it. */
+  #followTaint(): void {
+    const v = this.#written?.version ?? 0;
+    if (v === this.#writtenVersion) return;
+    this.#writtenVersion = v;
+    this.#memo = new WeakMap();
+  }
+
+  #tainted(table: string): boolean {
+    return this.#written?.has(table) === true;
+  }
+
+  /**
+   * `shape` as it must be read now: one a Describe resolved before a relation it reads was
+   * tainted (Parse, Describe, then a write, then Execute — in this session or another) has
+   * those outputs masked whole, and its rows withheld when such a relation decides them.
+   */
+  current(shape: Shape): Shape {
+    const written = this.#written;
+    if (!written || shape.written === undefined || shape.written === written.version) return shape;
+    const done = this.#retainted.get(shape);
+    if (done && done.written === written.version) return done;
+    const { derived } = this.#rules;
+    const fields = shape.fields.map((f) => (f.rule !== derived && f.tables?.some((t) => this.#tainted(t)) ? { ...f, rule: derived } : f));
+    const rowsTainted = shape.rowTables?.some((t) => this.#tainted(t)) === true;
+    const next: Shape = { ...shape, fields, written: written.version };
+    if (rowsTainted) {
+      next.hideRows = true;
+      delete next.firstRow;
+    } else if (fields.some((f, i) => f !== shape.fields[i])) next.holdRows = true;
+    this.#retainted.set(shape, next);
+    return next;
+  }
+
   /**
    * The shape of a RowDescription given as its message body. One seen before with the
    * same provenance is neither decoded nor resolved again. The Shape returned may be
    * shared: callers never change it.
    */
   shapeOf(body: Buffer, source: StatementSource | undefined): Shape | Promise<Shape> {
+    this.#followTaint();
     const prov = this.#provenanceFor(source);
     // Rows of a named cursor or prepared statement follow its latest declaration: not memoised.
     if (prov instanceof Promise || prov?.uses) return this.#shapeWith(decodeRowDescription(body), prov);
@@ -365,6 +415,7 @@ export class ShapeResolver implements CopyShapes {
       let display = d.name;
       let rule = -1;
       let column: string | undefined;
+      const tables: string[] = [];
       if (columns) {
         let viaView = false;
         if (d.tableOid === 0) {
@@ -377,6 +428,8 @@ export class ShapeResolver implements CopyShapes {
             display = `${info.schema}.${info.table}.${column}`;
             const r = matchColumn(this.#plan, { schema: info.schema, table: info.table, column });
             if (r) rule = this.#plan.columns.indexOf(r);
+            else if (this.#tainted(info.table)) rule = derived;
+            tables.push(info.table);
             // A column whose value a rule on another name may cover: a view's, a materialized
             // view's, an inheritance relative's, a generated column's.
             viaView = info.kind === 'v' || info.kind === 'm' || info.inherits === true || info.generated?.has(d.columnAttr) === true;
@@ -386,6 +439,7 @@ export class ShapeResolver implements CopyShapes {
         }
         const out = traced?.[i];
         if (out) {
+          tables.push(...tablesOf(out.sources), ...tablesOf(out.conditions));
           if (out.opaque || this.#ruleForSources(out.conditions) >= 0) rule = derived;
           else {
             const r = this.#ruleForSources(out.sources);
@@ -400,25 +454,37 @@ export class ShapeResolver implements CopyShapes {
       }
       if (tainted.has(i)) rule = derived;
       const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
-      return { label: d.name, display, typeOid: d.typeOid, rule, secret };
+      return { label: d.name, display, typeOid: d.typeOid, rule, secret, ...(tables.length > 0 ? { tables } : {}) };
     });
     const formats = desc.map((d) => d.format);
     const mode = this.#rowsMode(prov, desc.length);
-    if (mode !== ROWS_SHOWN) return { fields, formats, hideRows: true, ...(mode === FIRST_ROW_ONLY ? { firstRow: true } : {}) };
-    if (fields.some((f) => f.rule === derived)) return { fields, formats, holdRows: true };
-    return { fields, formats };
+    const tracked: Pick<Shape, 'rowTables' | 'written'> = this.#written ? { written: this.#written.version, ...(prov?.ok && prov.rows ? { rowTables: tablesOf(prov.rows) } : {}) } : {};
+    if (mode !== ROWS_SHOWN) return { fields, formats, hideRows: true, ...(mode === FIRST_ROW_ONLY ? { firstRow: true } : {}), ...tracked };
+    if (fields.some((f) => f.rule === derived)) return { fields, formats, holdRows: true, ...tracked };
+    return { fields, formats, ...tracked };
   }
 
-  /** The first column rule matching any `schema.table.column` source; -1 when none. */
+  /**
+   * The first column rule matching any `schema.table.column` source (the derived rule for a
+   * tainted relation's column); -1 when none.
+   */
   #ruleForSources(sources: ReadonlySet<string> | undefined): number {
     for (const src of sources ?? []) {
       for (const ref of sourceParts(src)) {
         const r = matchColumn(this.#plan, ref);
         if (r) return this.#plan.columns.indexOf(r);
+        if (this.#tainted(ref.table)) return this.#rules.derived;
       }
     }
     return -1;
   }
+}
+
+/** The relation names of `schema.table.column` sources. */
+function tablesOf(sources: ReadonlySet<string> | undefined): string[] {
+  const out: string[] = [];
+  for (const src of sources ?? []) for (const ref of sourceParts(src)) out.push(ref.table);
+  return out;
 }
 
 function namedKey(n: NamedQuery): string {

@@ -80,6 +80,11 @@
  * through parameterStatus / startupNotice too (or maskParameterStatusFrame without a
  * masker).
  *
+ * Copies: a relation a write filled from a masked column (CREATE TABLE AS, INSERT …
+ * SELECT, UPDATE, MERGE, renamed or re-parented since; masking/written-relations.ts) is
+ * read like a masked column, whole, in every session of the target; a statement described
+ * before the taint is masked as of now when it runs (ShapeResolver.current).
+ *
  * Fail closed: when a column cannot be resolved (catalog lookup failed, COPY of a query
  * that cannot be described, rows whose shape was never described) and the plan has
  * column rules, every value of it is masked whole (NULL if a rule says null), and a
@@ -117,6 +122,7 @@ import { RowRewriter } from './mask-row-rewriter.js';
 import { CopyMasker } from './mask-copy.js';
 import { ErrorReads } from './error-reads.js';
 import type { ReadVerdict } from '../masking/statement-reads.js';
+import type { WrittenRelations } from '../masking/written-relations.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
 export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
@@ -191,14 +197,15 @@ export class ResultMasker {
     provenance?: (sql: string) => Promise<Provenance[]>,
     scanner?: ColumnScanner,
     reads?: (sql: string) => Promise<ReadVerdict>,
+    written?: WrittenRelations,
   ) {
-    this.#reads = new ErrorReads(reads);
+    this.#reads = new ErrorReads(reads, written);
     this.#tracker = tracker ?? new PipelineTracker();
     this.#ownsTracker = tracker === undefined;
     this.#plan = plan;
     this.#key = key;
     this.#rules = new MaskRules(plan);
-    this.#shapes = new ShapeResolver(plan, catalog, this.#rules, this.#notices, provenance, scanner);
+    this.#shapes = new ShapeResolver(plan, catalog, this.#rules, this.#notices, provenance, scanner, written);
     this.#plans = new RowPlanBuilder(plan, this.#rules, this.#notices);
     this.#rewriter = new RowRewriter(plan, key, this.#rules);
     this.#copier = new CopyMasker(plan, this.#rules, this.#rewriter, this.#shapes, this.#plans, this.#notices);
@@ -444,7 +451,7 @@ export class ResultMasker {
     const head = this.#tracker.head;
     if (head?.kind !== 'execute') return this.#currentHoldsRows;
     const shape = this.#portalMask(head.portal).shape ?? this.#statementShapes.get(head.portal.statement);
-    return shape ? shape.holdRows === true : this.#columns();
+    return shape ? this.#shapes.current(shape).holdRows === true : this.#columns();
   }
 
   #columns(): boolean {
@@ -599,7 +606,7 @@ export class ResultMasker {
     const pm = this.#portalMask(head.portal);
     const shape = pm.shape ?? this.#statementShapes.get(head.portal.statement);
     let mode: RowsMode | Promise<RowsMode>;
-    if (shape) mode = rowsModeOf(shape);
+    if (shape) mode = rowsModeOf(this.#shapes.current(shape));
     else if (pm.mode !== undefined) mode = pm.mode;
     else if (!this.#columns()) mode = ROWS_SHOWN;
     else {
@@ -665,6 +672,12 @@ export class ResultMasker {
       let plan: RowPlan;
       // A statement described after the Bind still describes the portal's columns.
       if (!pm.shape && !pm.described) pm.shape = this.#statementShapes.get(portal.statement);
+      // Described before a relation it reads was tainted: masked as it must be now.
+      const now = pm.shape && this.#shapes.current(pm.shape);
+      if (now !== pm.shape) {
+        pm.shape = now;
+        pm.plan = undefined;
+      }
       if (pm.shape) {
         const shape = pm.shape;
         pm.plan ??= pm.described ? this.#describedPlan(shape) : this.#plans.buildPlan(shape, (i) => formatOf(portal.resultFormats, i));

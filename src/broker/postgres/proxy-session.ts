@@ -48,6 +48,7 @@ import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
 import { createProvenanceCatalog } from './provenance-catalog.js';
+import { writeRecorder, type WrittenRelations } from '../masking/written-relations.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
 import { StatementFlow } from './proxy-statement-flow.js';
@@ -74,8 +75,10 @@ export interface PgProxySessionOptions {
   /**
    * What to mask in results and in recorded statement text; absent = nothing. `relations`
    * is the target's function catalog, which the column scan asks about a table's stored code.
+   * `written`: the target's relations that writes filled from masked columns, shared by
+   * every session of the target (written-relations.ts); absent = not followed.
    */
-  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts'> };
+  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts'>; written?: WrittenRelations };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -142,6 +145,8 @@ export class PgProxySession {
   #batch: Promise<unknown>[] = [];
   #masker: ResultMasker | undefined;
   #provenanceCatalog: { invalidate(): void } | undefined;
+  /** Taints the relations a write fills from masked columns, before it is forwarded (written-relations.ts). */
+  #recordWrites: ((sql: string) => Promise<void> | undefined) | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
   #maskWait: Promise<Buffer | void> | undefined;
@@ -225,6 +230,7 @@ export class PgProxySession {
       },
       redispatch: (m) => this.#onFrontend(m),
       fatal: (err) => this.#fatal(err),
+      recordWrites: (sql) => this.#recordWrites?.(sql),
     });
     const loginMs = options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
     this.#stopLoginTimer = startDeadline(loginMs, () => this.#fatal(loginTimedOut(loginMs)));
@@ -336,7 +342,9 @@ export class PgProxySession {
         const relations = createProvenanceCatalog(catalog.rows);
         this.#provenanceCatalog = relations;
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
-        this.#masker = new ResultMasker(this.#o.masking.plan, this.#o.masking.key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(this.#o.masking.plan, relations, scanner));
+        const { plan, key, written } = this.#o.masking;
+        this.#masker = new ResultMasker(plan, key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(plan, relations, scanner, written), written);
+        if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }));
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#flow.cancelHold());

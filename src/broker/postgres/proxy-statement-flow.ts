@@ -63,6 +63,12 @@ export interface StatementFlowHost {
   redispatch(m: PgMessage): void;
   /** Ends the session with an error the client understands. */
   fatal(err: unknown): void;
+  /**
+   * Masking: taints the relations `sql` writes when it may store a masked value
+   * (written-relations.ts). A promise when that must be analysed first: the statement
+   * waits for it, so no read of the copy can come before the taint.
+   */
+  recordWrites?(sql: string): Promise<void> | undefined;
 }
 
 /** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
@@ -230,6 +236,13 @@ export class StatementFlow {
     }
     const verdict = h.gate.judge(sql, prepared, portals, paramTypes);
     if (verdict.ddl) h.schemaChanged();
+    if (verdict.effect !== 'deny') {
+      const recording = h.recordWrites?.(sql);
+      if (recording) {
+        this.#waitForLookup(frame, recording);
+        return undefined;
+      }
+    }
     return verdict;
   }
 

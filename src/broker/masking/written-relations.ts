@@ -233,14 +233,21 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
     // Never settled: fail closed.
     written.add([...t.fed, ...t.always, ...t.linked.flat()]);
   };
+  // Shapes that write nothing: that never changes, so a repeated read costs one lookup, not a parse.
+  const inert = new Set<string>();
   return (sql) => {
-    if (recorded.get(sqlShape(sql) ?? sql) === written.version) return undefined;
+    const key = sqlShape(sql) ?? sql;
+    if (inert.has(key) || recorded.get(key) === written.version) return undefined;
     const p = loadedSqlParser();
     if (p) {
       const stmts = parse(sql);
       if (stmts !== undefined) {
         const t = writeTargets(stmts);
-        if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) return undefined;
+        if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) {
+          if (inert.size >= RECORDED) inert.clear();
+          inert.add(key);
+          return undefined;
+        }
       }
     }
     return run(sql).catch(() => undefined);

@@ -11,6 +11,10 @@ import { loadedSqlParser, loadSqlParser } from '../../src/broker/policy/sql-clas
 import { statementReads } from '../../src/broker/masking/statement-reads.js';
 import { writeRecorder, writeTargets, WrittenRelations } from '../../src/broker/masking/written-relations.js';
 import type { ProvenanceCatalog, RelationInfo } from '../../src/broker/masking/provenance.js';
+import { openWrittenRelations, writtenRelationsPath } from '../../src/broker/masking/written-relations-file.js';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const USERS: RelationInfo = { schema: 'public', name: 'users', kind: 'table', columns: ['id', 'name', 'email'] };
 const T: RelationInfo = { schema: 'scratch', name: 't', kind: 'table', columns: ['id', 'x'] };
@@ -117,4 +121,27 @@ test('the recorder answers at once for text that writes nothing, and for text re
   await again;
   assert.equal(calls, 2);
   assert.equal(recorder('insert into scratch.t select 1'), undefined);
+});
+
+test('taint survives a restart: saved (0600) before the write is forwarded, read back when the target is opened again; an unreadable file is an error, not an empty list', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'agentgate-written-'));
+  try {
+    const first = openWrittenRelations(dir, 'pg prod');
+    const reads = (sql: string): ReturnType<typeof statementReads> =>
+      statementReads(sql, catalog, (source, rel) => source.endsWith('.email') || first.has(rel.name), { writes: true });
+    await writeRecorder(first, reads)('insert into scratch.t (x) select email from users');
+    assert.equal(first.has('t'), true);
+    const path = writtenRelationsPath(dir, 'pg prod');
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(await readFile(path, 'utf8')), ['t']);
+    const again = openWrittenRelations(dir, 'pg prod');
+    assert.equal(again.has('t'), true, 'a new broker reads the copy masked');
+    assert.equal(openWrittenRelations(dir, 'other').has('t'), false, 'per target');
+    await writeFile(path, '{"t":1}');
+    assert.throws(() => openWrittenRelations(dir, 'pg prod'), (err: Error & { code?: string }) => err.code === 'AG_WRITTEN_RELATIONS_UNREADABLE' && /not a JSON list/.test(err.message));
+    await writeFile(path, '["t"');
+    assert.throws(() => openWrittenRelations(dir, 'pg prod'), (err: Error & { code?: string }) => err.code === 'AG_WRITTEN_RELATIONS_UNREADABLE');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

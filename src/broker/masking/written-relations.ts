@@ -26,8 +26,9 @@
  * table is covered whatever its session's schema is called, and an unknown schema never
  * hides a name. The price: a clean relation that shares a tainted name is masked too.
  * Taint is never removed (a relation truncated or dropped and made again under the name
- * stays masked); it is kept per target for the broker's life and shared by all sessions,
- * so another session of the agent, or a reconnect, reads the copy masked.
+ * stays masked); it is kept per target, shared by all sessions (another session of the
+ * agent, or a reconnect, reads the copy masked) and saved in the broker's state dir before
+ * the write is forwarded (written-relations-file.ts), so a restart keeps it.
  */
 import { loadedSqlParser, loadSqlParser } from '../policy/sql-classify.js';
 import { sqlShape } from '../policy/sql-shape.js';
@@ -45,6 +46,25 @@ export class WrittenRelations {
    */
   readonly #feeds = new Map<string, Set<string>>();
   #version = 0;
+  /** Writes the whole list where it survives a restart (written-relations-file.ts); absent = memory only. */
+  readonly #persist: ((names: readonly string[]) => Promise<void>) | undefined;
+  #saved: Promise<void> = Promise.resolve();
+  #dirty = false;
+
+  constructor(initial: Iterable<string> = [], persist?: (names: readonly string[]) => Promise<void>) {
+    for (const n of initial) this.#names.add(n);
+    this.#persist = persist;
+  }
+
+  /** Resolves once every name added so far is saved (at once without persistence); rejects when the save failed. */
+  flush(): Promise<void> {
+    const persist = this.#persist;
+    if (!persist || !this.#dirty) return this.#saved;
+    this.#dirty = false;
+    const names = [...this.#names];
+    this.#saved = this.#saved.catch(() => undefined).then(() => persist(names));
+    return this.#saved;
+  }
 
   /** Bumped whenever a name is added: what was resolved under an older version may be stale. */
   get version(): number {
@@ -62,6 +82,7 @@ export class WrittenRelations {
       if (this.#names.has(n)) continue;
       this.#names.add(n);
       this.#version++;
+      this.#dirty = true;
       for (const next of this.#feeds.get(n) ?? []) todo.push(next);
     }
   }
@@ -227,11 +248,13 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
         if (recorded.size >= RECORDED) recorded.clear();
         // By shape: a number's value decides nothing here, so inlined values cost one analysis.
         recorded.set(sqlShape(sql) ?? sql, version);
+        await written.flush();
         return;
       }
     }
     // Never settled: fail closed.
     written.add([...t.fed, ...t.always, ...t.linked.flat()]);
+    await written.flush();
   };
   // Shapes that write nothing: that never changes, so a repeated read costs one lookup, not a parse.
   const inert = new Set<string>();

@@ -11,7 +11,8 @@ import { createCatalogLookup } from './masking-catalog.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
 import { recordingSettings } from '../recording/store.js';
-import { WrittenRelations } from '../masking/written-relations.js';
+import type { WrittenRelations } from '../masking/written-relations.js';
+import { openWrittenRelations } from '../masking/written-relations-file.js';
 
 export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const cancels = new CancelRegistry();
@@ -21,11 +22,11 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
    * resolves the functions statements call, shared by every session of the target.
    */
   const functionCatalogs = new Map<string, { catalog: FunctionCatalog; close(): void }>();
-  /** Per Postgres target, the relations writes filled from masked columns (every session's reads follow them). */
+  /** Per Postgres target, the relations writes filled from masked columns (every session's reads follow them; saved in the state dir). */
   const writtenRelations = new Map<string, WrittenRelations>();
   const writtenOf = (target: PostgresTargetConfig): WrittenRelations => {
     let w = writtenRelations.get(target.name);
-    if (!w) writtenRelations.set(target.name, (w = new WrittenRelations()));
+    if (!w) writtenRelations.set(target.name, (w = openWrittenRelations(deps.config.stateDir, target.name)));
     return w;
   };
   const functionsOf = (target: PostgresTargetConfig): FunctionCatalog => {

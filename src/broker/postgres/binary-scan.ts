@@ -72,9 +72,13 @@ function valueHit(typeOid: number, src: Buffer, s: number, e: number, scan: Scan
   if (typeOid === BYTEA) return scan(src, s, e);
   const text = typeOid === INT8 ? int8Text(src, s, e) : typeOid === NUMERIC ? numericText(src, s, e) : undefined;
   if (text === undefined) return true;
-  const b = Buffer.from(text, 'latin1');
-  return scan(b, 0, b.length);
+  // The text goes through one reused buffer (scans do not keep what they are given).
+  if (scratch.length < text.length) scratch = Buffer.alloc(Math.max(text.length, scratch.length * 2));
+  const n = scratch.write(text, 'latin1');
+  return scan(scratch, 0, n);
 }
+
+let scratch = Buffer.alloc(64);
 
 /** array_send: ndim, has-nulls flag, element type, (length, lower bound) per dimension, then each element length-prefixed. */
 function arrayHit(elem: number, src: Buffer, s: number, e: number, scan: Scan): boolean {

@@ -136,6 +136,21 @@ test('COPY BINARY: text-like fields masked, others NULL, tuples split across mes
   assert.match(m.takeNotice() ?? '', /masked binary column public\.users\.birth_date returned as NULL/);
 });
 
+test('COPY BINARY with detectors only: the COPY is described, so a text field is scanned and masked in place, an int4 passes', async () => {
+  const catalog = fixedCatalog(describeUsers);
+  const m = new ResultMasker(plan({ detectors: ['credit_card'], style: 'full' }), KEY, catalog);
+  await start(m, 'COPY users (id, note) TO STDOUT (FORMAT binary)', 2, 1);
+  assert.deepEqual(catalog.described, ['SELECT id, note FROM users'], 'binary fields are read by their type');
+  const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+  const note = 'card 4111111111111111 ok';
+  const tuple = Buffer.concat([Buffer.from([0, 2]), int32(4), int32(7), int32(note.length), Buffer.from(note)]);
+  const out = m.copyData(copyData(Buffer.concat([header, tuple, Buffer.from([0xff, 0xff])])));
+  const bytes = Buffer.concat(frames(out).map((f) => f.body));
+  assert.ok(!bytes.includes(Buffer.from('4111111111111111')), 'the card number is masked');
+  assert.ok(bytes.includes(Buffer.concat([int32(4), int32(7)])), 'the int4 passes as it was');
+  assert.deepEqual(m.counts().byRule, { credit_card: 1 });
+});
+
 function int32(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeInt32BE(v);

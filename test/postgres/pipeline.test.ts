@@ -4,7 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PipelineTracker, type PreparedStatement, type StatementRecord } from '../../src/broker/postgres/pipeline.js';
+import { followFrontend, PipelineTracker, type PreparedStatement, type StatementRecord } from '../../src/broker/postgres/pipeline.js';
+import { FrontendType } from '../../src/broker/postgres/protocol.js';
+import * as fe from '../../src/broker/postgres/build-frontend.js';
 
 function tracker(): { t: PipelineTracker; records: StatementRecord[] } {
   const records: StatementRecord[] = [];
@@ -168,4 +170,41 @@ test('Execute records carry the confirmed statement text, and rows count per sta
   t.ready('I');
   assert.equal(records.length, 1);
   assert.deepEqual([records[0]!.sql, records[0]!.rows, records[0]!.bytes, records[0]!.statement, records[0]!.params], ['select * from t', 2, 40, 'q', 1]);
+});
+
+test('an error before the client sent its Sync: the server ignores everything until that Sync, a Query or FunctionCall too, and so does the tracker', () => {
+  const { t, records } = tracker();
+  t.parse('', 'select 1/0', 0);
+  const portal = t.bind('', { name: '', sql: 'select 1/0', paramTypes: 0 }, 0, []);
+  t.execute(portal, undefined);
+  // (Flush: the server answers what it has, with no Sync yet.)
+  t.parseComplete();
+  t.bindComplete();
+  t.error('22012');
+  assert.equal(t.discarding, true, 'no Sync was sent: the server skips what comes next');
+  // What the client sends now is ignored by the server: nothing may be queued as owed an answer.
+  followFrontend(t, FrontendType.query, fe.query('select 1').subarray(5));
+  followFrontend(t, FrontendType.functionCall, Buffer.alloc(0));
+  followFrontend(t, FrontendType.parse, fe.parse('p', 'select 2').subarray(5));
+  assert.equal(t.busy, false, 'nothing queued while the server discards');
+  followFrontend(t, FrontendType.sync, Buffer.alloc(0));
+  assert.equal(t.discarding, false, 'the Sync ends the skipping');
+  t.ready('I');
+  assert.equal(t.busy, false, 'the ReadyForQuery answered the Sync: nothing left behind it');
+  assert.equal(t.statement('p'), 'unknown', 'the ignored Parse created nothing');
+  // The next batch lines up with its own answers.
+  t.parse('', 'select 3', 0);
+  t.sync();
+  assert.equal(t.head?.kind, 'parse');
+  assert.ok(records.every((r) => r.sql !== 'select 1'), 'the ignored Query is not recorded as run');
+});
+
+test('an error with the Sync already sent: only the batch is skipped, later messages are queued', () => {
+  const { t } = tracker();
+  t.parse('', 'select 1/0', 0);
+  t.sync();
+  t.error('22012');
+  assert.equal(t.discarding, false, 'the Sync is on its way: the server stops skipping there');
+  t.query('select 1', undefined);
+  assert.equal(t.busy, true);
 });

@@ -108,7 +108,11 @@ export class CopyMasker {
     };
     this.#copy = state;
     this.#tagCount = undefined;
-    const needNames = this.#plan.columns.length > 0 || (this.#plan.detectors & ((1 << DetectorId.high_entropy) | (1 << DetectorId.aws_key))) !== 0;
+    // Binary fields are read by their type (binary-scan.ts): a binary COPY is described whenever detectors run.
+    const needNames =
+      this.#plan.columns.length > 0 ||
+      (this.#plan.detectors & ((1 << DetectorId.high_entropy) | (1 << DetectorId.aws_key))) !== 0 ||
+      (format === 'binary' && this.#plan.detectors !== 0);
     const plans = this.#plans;
     if (!needNames) {
       state.plan = plans.buildPlan(NO_FIELDS, () => (format === 'binary' ? 1 : 0), n);

@@ -8,6 +8,7 @@ import { BYTEA_OID } from '../masking/bytea.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
 import type { Shape } from './mask-shape.js';
+import { BINARY_TEXT, decodesBinary, NOT_STRINGISH } from './binary-scan.js';
 
 /** What a value of a result column gets. */
 export const NONE = 0;
@@ -25,30 +26,11 @@ export const FLAG_SECRET = 4;
 export const FLAG_BYTEA = 8;
 /** With FLAG_BYTEA: binary format (the bytes), else text (hex or escape). */
 export const FLAG_BINARY = 16;
+/** With DETECT: a binary value read as text first (binary-scan.ts, by RowPlan.types); a hit withholds it whole (NULL). */
+export const FLAG_DECODE = 32;
 
-/** Binary formats that are the text itself; 2 = jsonb, whose text follows a version byte. */
-const BINARY_TEXT = new Map<number, number>([
-  [25, 1], // text
-  [1043, 1], // varchar
-  [1042, 1], // bpchar
-  [19, 1], // name
-  [18, 1], // "char"
-  [114, 1], // json
-  [705, 1], // unknown
-  [3802, 2], // jsonb
-]);
 const JSON_TYPES = new Set([114, 3802]);
 const BPCHAR = 1042;
-/**
- * Types whose text form cannot hold what a detector looks for (numbers other than int8
- * and numeric, which can hold a card number; dates; booleans; network and geometric
- * types). Everything else, user-defined types included, is scanned; bytea is decoded
- * first (bytea.ts), in text and binary format.
- */
-const NOT_STRINGISH = new Set([
-  16, 21, 23, 24, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1082, 1083, 1114, 1184,
-  1186, 1266, 1560, 1562, 2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 5069,
-]);
 
 /** Per-column work for one result (a RowDescription under the formats in effect). */
 export class RowPlan {
@@ -56,6 +38,8 @@ export class RowPlan {
   readonly rule: Int32Array;
   readonly prefix: Uint8Array;
   readonly flags: Uint8Array;
+  /** Type OIDs, for FLAG_DECODE. */
+  readonly types: Uint32Array;
   /** Index of the last column with work; -1 when none. */
   last = -1;
 
@@ -64,6 +48,7 @@ export class RowPlan {
     this.rule = new Int32Array(size).fill(-1);
     this.prefix = new Uint8Array(size);
     this.flags = new Uint8Array(size);
+    this.types = new Uint32Array(size);
   }
 
   get active(): boolean {
@@ -106,6 +91,9 @@ export class RowPlanBuilder {
       } else if (f !== 1 && this.#plan.detectors !== 0) {
         // Format unknown too: read as text (most results are), so nothing slips through.
         plan.mode[i] = DETECT;
+      } else if (this.#plan.detectors !== 0) {
+        // Binary of a type not known: the detectors cannot read it (binary-scan.ts).
+        this.#unreadable(plan, i, 'a result whose columns were not described');
       } else continue;
       plan.last = i;
     }
@@ -140,11 +128,21 @@ export class RowPlanBuilder {
         plan.rule[i] = f.rule;
       } else if (this.#plan.detectors !== 0) {
         if (fmt === 0 ? !NOT_STRINGISH.has(typeOid) : binaryText !== 0 || bytea) mode = DETECT;
+        else if (decodesBinary(typeOid)) {
+          mode = DETECT;
+          plan.flags[i] = FLAG_DECODE;
+          plan.types[i] = typeOid;
+        } else if (!NOT_STRINGISH.has(typeOid)) {
+          // A binary form the detectors cannot read (a record, range, enum, extension type …).
+          this.#unreadable(plan, i, f?.display ?? 'columns of unknown type');
+          continue;
+        }
       }
       if (mode === NONE) continue;
       plan.mode[i] = mode;
       plan.prefix[i] = fmt === 1 && binaryText === 2 ? 1 : 0;
       plan.flags[i] =
+        plan.flags[i]! |
         (JSON_TYPES.has(typeOid) ? FLAG_JSON : 0) |
         (typeOid === BPCHAR ? FLAG_BPCHAR : 0) |
         (f?.secret ? FLAG_SECRET : 0) |
@@ -152,5 +150,16 @@ export class RowPlanBuilder {
       plan.last = i;
     }
     return plan;
+  }
+
+  /** A binary value the detectors cannot read goes out as NULL (counted as unresolved), with a notice. */
+  #unreadable(plan: RowPlan, i: number, what: string): void {
+    plan.mode[i] = NULLIFY;
+    plan.rule[i] = this.#rules.unresolved;
+    plan.last = i;
+    this.#notices.notice(
+      `binary-unreadable:${what}`,
+      `agentgate: binary values of ${what} are returned as NULL: agentgate scans binary values of text-like types, int8, numeric and their arrays only; ask for text format to see them`,
+    );
   }
 }

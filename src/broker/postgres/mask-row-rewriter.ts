@@ -16,7 +16,8 @@ import { OutBuffer } from '../masking/out-buffer.js';
 import { writeMask, type MaskStyle } from '../masking/styles.js';
 import { keepFor } from '../masking/sql-text.js';
 import { BYTEA_UNREADABLE_RULE, ByteaMasker } from '../masking/bytea.js';
-import { DETECT, FLAG_BINARY, FLAG_BPCHAR, FLAG_BYTEA, FLAG_JSON, FLAG_SECRET, NONE, NULLIFY, type RowPlan } from './mask-row-plan.js';
+import { DETECT, FLAG_BINARY, FLAG_BPCHAR, FLAG_BYTEA, FLAG_DECODE, FLAG_JSON, FLAG_SECRET, NONE, NULLIFY, type RowPlan } from './mask-row-plan.js';
+import { binaryHit, type Scan } from './binary-scan.js';
 import type { MaskRules } from './mask-rules.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -117,6 +118,14 @@ export class RowRewriter implements FieldRewriter {
       this.#copied = ve;
       return;
     }
+    if (mode === DETECT && (flags & FLAG_DECODE) !== 0) {
+      // Read as text (binary-scan.ts); a hit cannot be written back into the binary form: NULL.
+      if (!binaryHit(rp.types[i]!, src, vs, ve, (flags & FLAG_SECRET) !== 0 ? this.#scanSecret : this.#scanPlain)) return;
+      this.cut(lenPos);
+      out.int32(-1);
+      this.#copied = ve;
+      return;
+    }
     if (mode === DETECT) {
       const spans = this.#spans;
       spans.clear();
@@ -147,6 +156,17 @@ export class RowRewriter implements FieldRewriter {
   }
 
   // ───────────────────────────── values ─────────────────────────────
+
+  /** binaryHit's scans: each hit counted by its detector. */
+  readonly #scanPlain: Scan = (buf, s, e) => this.#scanCounted(buf, s, e, false);
+  readonly #scanSecret: Scan = (buf, s, e) => this.#scanCounted(buf, s, e, true);
+
+  #scanCounted(buf: Buffer, s: number, e: number, secret: boolean): boolean {
+    if (!this.scan(buf, s, e, secret)) return false;
+    const spans = this.#spans;
+    for (let k = 0; k < spans.length; k++) this.count(this.#detBase + spans.kinds[k]!);
+    return true;
+  }
 
   scan(src: Buffer, s: number, e: number, secret: boolean): boolean {
     const spans = this.#spans;

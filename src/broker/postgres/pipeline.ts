@@ -10,6 +10,8 @@
  *   one is gone once CloseComplete does;
  * - after an ErrorResponse the server skips every message up to the next Sync, and so
  *   does the tracker (a skipped Close closed nothing, a skipped Parse created nothing);
+ *   when the client has not sent that Sync yet, the server ignores whatever it sends until
+ *   then, a simple Query or FunctionCall included (`discarding`): the proxy drops those;
  * - ReadyForQuery with status I ends the transaction, and with it every portal; a simple
  *   Query destroys the unnamed statement and portal.
  *
@@ -146,6 +148,8 @@ export class PipelineTracker {
   #nextId = 1;
   /** Refused statements the server skipped, not yet taken (see #skipped). */
   #skippedRefusals = 0;
+  /** An extended-protocol error came before the client's Sync: the server ignores every message until it. */
+  #discarding = false;
 
   /**
    * `onStatement` gets each statement's record once the server has finished with it;
@@ -165,6 +169,15 @@ export class PipelineTracker {
   /** True while the server owes an answer to something the client sent. */
   get busy(): boolean {
     return this.#queue.length > 0;
+  }
+
+  /**
+   * True from an extended-protocol error the client had not sent the Sync for yet, until it
+   * does: the server ignores every message meanwhile (a Query, a FunctionCall, a Parse …)
+   * and answers none of them, so none may be queued as owed an answer.
+   */
+  get discarding(): boolean {
+    return this.#discarding;
   }
 
   /** True while a statement is executing (an Execute, Query or FunctionCall awaits its end). */
@@ -251,6 +264,7 @@ export class PipelineTracker {
   }
 
   sync(): void {
+    this.#discarding = false;
     this.#queue.push({ kind: 'sync', batch: this.#batch });
     this.#batch++;
   }
@@ -421,6 +435,8 @@ export class PipelineTracker {
     }
     // After an error the server discards messages until Sync: so does the tracker.
     while (this.#queue.length > 0 && this.#queue[0]?.kind !== 'sync') this.#skipped(this.#queue.shift() as Outstanding);
+    // No Sync sent yet: what the client sends until it is ignored too.
+    if (this.#queue.length === 0) this.#discarding = true;
   }
 
   /**
@@ -526,6 +542,7 @@ export class PipelineTracker {
  * a statement or portal the tracker does not know is followed as an empty one.
  */
 export function followFrontend(t: PipelineTracker, type: number, body: Buffer): void {
+  if (t.discarding && type !== FrontendType.sync) return; // the server ignores it
   switch (type) {
     case FrontendType.query:
       t.query(decodeQuery(body), undefined);

@@ -62,9 +62,12 @@
  *
  * Text format: any type (a masked json/jsonb value is written as a JSON string,
  * `"********"`, so drivers still parse it). Binary format: text, varchar, bpchar, name,
- * "char", unknown, json and jsonb (after its version byte) are masked like text, bytea
- * as bytes (below); a masked column of any other type is sent as NULL, with a one-time
- * notice; detectors do not look inside other binary types.
+ * "char", unknown, json, xml and jsonb (after its version byte) are masked like text,
+ * bytea as bytes (below); a masked column of any other type is sent as NULL, with a
+ * one-time notice. For the detectors, int8, numeric and built-in arrays are read as their
+ * text (binary-scan.ts) and a value with a find is sent as NULL; a binary value of any
+ * other type the detectors would scan in text (records, ranges, enums, extension types)
+ * is sent as NULL, with a notice: its layout could hide a find from them.
  *
  * bytea (text format, hex or escape, and binary) is decoded before the detectors run; a
  * hit masks the whole value, written back as valid bytea (masking/bytea.ts).

@@ -169,6 +169,12 @@ export class StatementFlow {
       }
       return;
     }
+    if (t.discarding && m.type !== FrontendType.sync && m.type !== FrontendType.flush && m.type !== FrontendType.terminate) {
+      // The server is skipping to the client's Sync after an error and ignores this message
+      // (a Query or FunctionCall too, answering nothing): so does the proxy, without judging
+      // it, so the tracker never waits for an answer that will not come.
+      return;
+    }
     switch (m.type) {
       case FrontendType.query:
         return this.#onQuery(m);

@@ -193,11 +193,47 @@ export class ObjectMasker {
       const r = this.#sweep(val, depth + 1);
       if (r !== undefined) obj[k] = r;
     }
+    this.#keys(obj);
     return undefined;
   }
 
-  /** Annotations: free text under a name, masked by the name (`example.com/db-password`) as a ConfigMap value is. */
+  /** What the detectors make of each key met (keys repeat: `metadata`, `name`…); bounded. */
+  readonly #keyCache = new Map<string, string | undefined>();
+
+  /**
+   * Keys are text too: a map keyed by a value (managedFields records a set's members as
+   * `v:"…"` keys, a JSON config keyed by token) carries it where the values' sweep does not
+   * look. A key a detector flags is renamed to its masked form (made unique when two meet).
+   */
+  #keys(obj: Json): void {
+    let renamed: [string, string][] | undefined;
+    for (const k of Object.keys(obj)) {
+      let masked = this.#keyCache.get(k);
+      if (!this.#keyCache.has(k)) {
+        const m = this.#field(k, undefined);
+        masked = m && m.value !== k ? (m.value ?? '') : undefined;
+        if (this.#keyCache.size >= 10_000) this.#keyCache.clear();
+        this.#keyCache.set(k, masked);
+      }
+      if (masked !== undefined) (renamed ??= []).push([k, masked]);
+    }
+    if (!renamed) return;
+    for (const [k, masked] of renamed) {
+      let name = masked;
+      for (let n = 2; Object.hasOwn(obj, name); n++) name = `${masked}#${n}`;
+      obj[name] = obj[k];
+      delete obj[k];
+      this.count++;
+    }
+  }
+
+  /**
+   * Annotations: free text under a name, masked by the name (`example.com/db-password`) as a
+   * ConfigMap value is. A last-applied copy is masked as an object: here when its object has
+   * no kind of its own (a pod template's metadata, copied by an operator), else already by kind.
+   */
   #annotations(a: Json): void {
+    if (!this.#appliedDone.has(a)) this.#lastAppliedIn(a, '');
     for (const [k, v] of Object.entries(a)) {
       if (typeof v !== 'string' || k === LAST_APPLIED) continue;
       const masked = this.#field(v, k);
@@ -529,10 +565,18 @@ export class ObjectMasker {
     }
   }
 
+  /** Annotation maps whose last-applied copy is masked already. */
+  readonly #appliedDone = new WeakSet<object>();
+
   /** The annotation holds a JSON copy of the applied object: mask that copy as its kind. */
   #lastApplied(obj: Json, kind: string): void {
     const annotations = child(obj['metadata'], 'annotations');
-    if (!isObject(annotations)) return;
+    if (isObject(annotations)) this.#lastAppliedIn(annotations, kind);
+  }
+
+  /** `kind`: what a copy without a kind of its own is masked as ('' for none). */
+  #lastAppliedIn(annotations: Json, kind: string): void {
+    this.#appliedDone.add(annotations);
     const text = annotations[LAST_APPLIED];
     if (typeof text !== 'string') return;
     let copy: unknown;

@@ -184,7 +184,7 @@ describe('kubernetes masking', () => {
   // backtrack quadratically or worse (hours at this size); linear work takes milliseconds. A
   // regex cannot be interrupted on its own thread, so the masker runs in a worker that is
   // ended, failing the test, if it has not answered in a minute.
-  test('adversarial ConfigMap text is masked in linear time: long blank runs, `+`-separated words, many `://`', async () => {
+  test('adversarial ConfigMap text is masked in linear time: long blank runs, `+`-separated words, many `://`, unterminated Go-printed env vars', async () => {
     const blanks = ' '.repeat(200_000);
     const data = {
       'app.env': `region: eu${blanks}x\npassword: hunter2${blanks}\n`,
@@ -192,14 +192,20 @@ describe('kubernetes masking', () => {
       words: 'a+'.repeat(200_000),
       urls: `${'x://a'.repeat(50_000)} postgres://app:pw@db/app`,
     };
+    // Free text swept for Go-printed env vars (a refused pod update's diff): quoted parts that never close.
+    const notes = {
+      'example.com/open-name': `Name: "${'a'.repeat(200_000)}`,
+      'example.com/open-value': `Name: "DB_PASSWORD", Value: "${'b'.repeat(200_000)}`,
+      'example.com/many': `${'Name: "x", Value: '.repeat(20_000)}{Name: "API_TOKEN", Value: "t0k"}`,
+    };
     const worker = new Worker(
       `const { parentPort, workerData: w } = require('node:worker_threads');
       (async () => {
         const { ObjectMasker } = await import(w.mask);
         const { createValueMasker } = await import(w.values);
-        const cm = { kind: 'ConfigMap', metadata: { name: 'c' }, data: w.data };
+        const cm = { kind: 'ConfigMap', metadata: { name: 'c', annotations: w.notes }, data: w.data };
         new ObjectMasker(createValueMasker({ masking: {}, policies: w.policies }, w.id, 'k', Buffer.from(w.key)), 'ConfigMap').document(cm);
-        parentPort.postMessage(cm.data);
+        parentPort.postMessage({ ...cm.data, notes: cm.metadata.annotations });
       })();`,
       {
         eval: true,
@@ -210,11 +216,12 @@ describe('kubernetes masking', () => {
           id: ID,
           key: KEY,
           data,
+          notes,
         },
       },
     );
     let timer: NodeJS.Timeout | undefined;
-    const answer = new Promise<typeof data>((resolve, reject) => {
+    const answer = new Promise<typeof data & { notes: typeof notes }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
       timer = setTimeout(() => reject(new Error('the masker did not finish within 60 s')), 60_000);
@@ -226,6 +233,9 @@ describe('kubernetes masking', () => {
       assert.ok(out['flow.yaml'].includes(`region: ${blanks}eu}`), 'the other pair stays as written');
       assert.equal(out.words, data.words);
       assert.ok(out.urls.endsWith(' postgres://app:********@db/app'), out.urls.slice(-40));
+      assert.equal(out.notes['example.com/open-name'], notes['example.com/open-name']);
+      assert.equal(out.notes['example.com/open-value'], notes['example.com/open-value']);
+      assert.ok(out.notes['example.com/many'].endsWith('{Name: "API_TOKEN", Value: "********"}'), out.notes['example.com/many'].slice(-60));
     } finally {
       clearTimeout(timer);
       await worker.terminate();

@@ -56,6 +56,13 @@ const VALUE_PROPERTIES = /^((?:[&!][^\s]*[ \t]+)*)/;
 // The value is greedy and its trailing blanks are split off in code: a lazy value before
 // `([ \t]*)` backtracked cubically on a long run of blanks.
 const FLOW_PAIR = /([{,][ \t]*)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*:[ \t]*)([^,{}\[\]]*)(?=[,}])/g;
+/**
+ * An env var printed in Go syntax (`{Name: "DB_PASSWORD", Value: "…"}`, `EnvVar{Name:"X", Value:"…"}`):
+ * the API server's refusal of a pod update diffs the spec this way, its context printing
+ * the neighbouring fields — env values included — in a Status message. Each quoted part
+ * stops at its first unescaped quote or line end.
+ */
+const GO_ENV_PAIR = /(Name:[ \t]*"((?:[^"\\\n]|\\.)*)",[ \t]*Value:[ \t]*")((?:[^"\\\n]|\\.)*)"/g;
 /** Nesting the sweep follows; real objects stay far below it. */
 const MAX_DEPTH = 200;
 
@@ -167,9 +174,10 @@ export class ObjectMasker {
     if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
     if (typeof v === 'string') {
       const masked = this.#field(v, undefined);
-      if (!masked) return undefined;
-      this.count++;
-      return masked.value;
+      if (masked) this.count++;
+      const text = masked ? masked.value : v;
+      const pairs = text !== null && text.includes('Value:') ? this.#goEnvPairs(text) : undefined;
+      return pairs ?? (masked ? masked.value : undefined);
     }
     if (typeof v !== 'object' || v === null || this.#done.has(v)) return undefined;
     if (Array.isArray(v)) {
@@ -225,6 +233,19 @@ export class ObjectMasker {
       delete obj[k];
       this.count++;
     }
+  }
+
+  /** Go-printed env vars in free text (GO_ENV_PAIR): each value by its variable's name, as an env list is. Undefined: none masked. */
+  #goEnvPairs(text: string): string | undefined {
+    const before = this.count;
+    const out = text.replace(GO_ENV_PAIR, (pair: string, head: string, name: string, value: string) => {
+      if (value === '') return pair;
+      const masked = this.#field(value, name);
+      if (!masked || masked.value === value) return pair;
+      this.count++;
+      return `${head}${masked.value ?? ''}"`;
+    });
+    return this.count !== before ? out : undefined;
   }
 
   /**

@@ -625,6 +625,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return status(res, 422, 'Invalid', (err as Error).message);
       }
       patched.metadata = { ...patched.metadata, name, ...(ns ? { namespace: ns } : {}) };
+      if (r === 'pods') {
+        const refused = podUpdateRefusal(name, o['spec'], patched['spec']);
+        if (refused) return status(res, 422, 'Invalid', refused.message, { name, kind: 'Pod', causes: [{ reason: 'FieldValueForbidden', message: refused.cause, field: 'spec' }] });
+      }
       if (url.searchParams.get('dryRun') === 'All') return json(res, 200, withKind(r, patched));
       return json(res, 200, withKind(r, put(r, patched)));
     }
@@ -1013,6 +1017,47 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }),
   };
   return api;
+}
+
+const POD_UPDATABLE = '`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)';
+
+/**
+ * The real server's refusal of a pod update that changes more than images: `Forbidden`
+ * with a diff of the old and new spec in Go syntax (cmp.Diff), whose context prints the
+ * neighbouring fields in full — a container's env values included.
+ */
+function podUpdateRefusal(name: string, before: unknown, after: unknown): { message: string; cause: string } | undefined {
+  const norm = (spec: unknown): Record<string, unknown> => {
+    const s = structuredClone((spec ?? {}) as Record<string, unknown>);
+    for (const c of (s['containers'] ?? []) as Record<string, unknown>[]) delete c['image'];
+    return s;
+  };
+  if (JSON.stringify(norm(before)) === JSON.stringify(norm(after))) return undefined;
+  const oldSpec = (before ?? {}) as Record<string, unknown>;
+  const newSpec = (after ?? {}) as Record<string, unknown>;
+  const lines = ['  core.PodSpec{'];
+  const keys = [...new Set([...Object.keys(oldSpec), ...Object.keys(newSpec)])];
+  const changed = keys.map((k) => JSON.stringify(oldSpec[k]) !== JSON.stringify(newSpec[k]));
+  keys.forEach((k, i) => {
+    const field = `${k.charAt(0).toUpperCase()}${k.slice(1)}`;
+    if (changed[i]) {
+      lines.push(`- \t${field}: ${goValue(oldSpec[k])},`, `+ \t${field}: ${goValue(newSpec[k])},`);
+    } else if (changed[i - 1] || changed[i + 1]) lines.push(`  \t${field}: ${goValue(oldSpec[k])},`);
+  });
+  lines.push('  }');
+  const cause = `Forbidden: pod updates may not change fields other than ${POD_UPDATABLE}\n${lines.join('\n')}\n`;
+  return { message: `Pod "${name}" is invalid: spec: ${cause}`, cause };
+}
+
+/** A JSON value printed the way Go's cmp prints a struct value (`{Name: "A", Value: "x"}`). */
+function goValue(v: unknown): string {
+  if (v === undefined || v === null) return 'nil';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v !== 'object') return String(v);
+  if (Array.isArray(v)) return `{${v.map(goValue).join(', ')}}`;
+  return `{${Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `${k.charAt(0).toUpperCase()}${k.slice(1)}: ${goValue(x)}`)
+    .join(', ')}}`;
 }
 
 /** RFC 6901 pointer tokens. */

@@ -24,12 +24,14 @@ const TOKEN = 'k7-api-token-8812';
 /** A value the credential detectors find (a GitHub token's shape). */
 const GH_TOKEN = 'ghp_k7R4nd0mT0k3nV4lu3ABCDEFGHIJKLMNOPQR';
 const APPLIED_PASS = 'k7-last-applied-pass-3390';
+const ENV_PASS = 'k7-env-pass-6620';
 const ALL = [SECRET, TOKEN, APPLIED_PASS];
 
 const policy = (rules: PolicyConfig['rules']): PolicyConfig => ({ name: 'agents-k8s', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules });
 const POLICIES: PolicyConfig[] = [
   policy([
     { name: 'read', k8s: { verbs: ['get', 'list', 'watch'] }, effect: 'allow', extra: {} },
+    { name: 'tend-pods', k8s: { verbs: ['patch'], resources: ['pods'] }, effect: 'allow', extra: {} },
     { name: 'rest', effect: 'deny', extra: {} },
   ]),
   { name: 'unmasked', subjects: { groups: ['breakglass'] }, targets: [TARGET], masking: { mode: 'off' }, rules: [{ name: 'all-unmasked', effect: 'allow', extra: {} }] },
@@ -360,5 +362,24 @@ describe('wave 7: encodings and formats of responses that carry Secrets', () => 
       assert.equal(gz.headers['content-encoding'], 'gzip');
       assert.ok(gunzipSync(Buffer.from(gz.text, 'latin1')).toString('utf8').includes(b64(SECRET)));
     });
+  });
+
+  test('k7-11 a refused pod update echoes the stored spec (a Go diff whose context prints the env): the env value is masked in the Status message and its causes, as in the pod itself', async () => {
+    stack.api.put('pods', { metadata: { name: 'env-pod', namespace: 'default' }, spec: { containers: [{ name: 'app', image: 'app:1', env: [{ name: 'DB_PASSWORD', value: ENV_PASS }, { name: 'MODE', value: 'production' }] }], restartPolicy: 'Always' } });
+    const patch = JSON.stringify({ spec: { restartPolicy: 'Never' } });
+    const control = await request(straight, 'PATCH', '/api/v1/namespaces/default/pods/env-pod', { 'Content-Type': 'application/strategic-merge-patch+json' }, 5_000, patch);
+    assert.equal(control.status, 422);
+    assert.ok(control.text.includes(`{Name: \\"DB_PASSWORD\\", Value: \\"${ENV_PASS}\\"}`), `control: the diff prints the env value\n${control.text}`);
+    const k = await stack.kubectl(['patch', 'pod', 'env-pod', '-p', patch]);
+    assert.notEqual(k.code, 0);
+    assert.match(k.stderr, /is invalid: spec: Forbidden: pod updates may not change fields/);
+    assert.ok(!k.stderr.includes(ENV_PASS), k.stderr);
+    assert.match(k.stderr, /Name: \\?"DB_PASSWORD\\?", Value: \\?"\*+\\?"/, k.stderr);
+    assert.match(k.stderr, /Name: \\?"MODE\\?", Value: \\?"production\\?"/, 'a value no rule names is kept');
+    const r = await request(via, 'PATCH', '/api/v1/namespaces/default/pods/env-pod', { 'Content-Type': 'application/strategic-merge-patch+json' }, 5_000, patch);
+    assert.equal(r.status, 422);
+    const st = JSON.parse(r.text) as { message: string; details: { causes: { message: string }[] } };
+    assert.ok(!st.message.includes(ENV_PASS) && !st.details.causes[0]?.message.includes(ENV_PASS), r.text);
+    assert.equal(stack.api.get('pods', 'default', 'env-pod')?.['spec'] !== undefined, true);
   });
 });

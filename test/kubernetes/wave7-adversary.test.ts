@@ -382,4 +382,18 @@ describe('wave 7: encodings and formats of responses that carry Secrets', () => 
     assert.ok(!st.message.includes(ENV_PASS) && !st.details.causes[0]?.message.includes(ENV_PASS), r.text);
     assert.equal(stack.api.get('pods', 'default', 'env-pod')?.['spec'] !== undefined, true);
   });
+
+  test('k7-12 a Secret manifest kept as a JSON string in another object (an operator\'s snapshot in a ControllerRevision) is masked as a Secret; other strings are kept', async () => {
+    const manifest = JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-creds', namespace: 'default' }, data: { password: b64(APPLIED_PASS) } });
+    stack.api.put('controllerrevisions', { metadata: { name: 'snap-1', namespace: 'default' }, revision: 1, data: { manifest, note: '{"kind": "note", "text": "kept"}' } });
+    const control = await request(straight, 'GET', '/apis/apps/v1/namespaces/default/controllerrevisions/snap-1');
+    assert.ok(control.text.includes(b64(APPLIED_PASS)), 'control: in the clear');
+    const r = await stack.kubectl(['get', 'controllerrevision', 'snap-1', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    noneOf(r.stdout, [APPLIED_PASS], 'the snapshot');
+    const data = (JSON.parse(r.stdout) as { data: { manifest: string; note: string } }).data;
+    const copy = JSON.parse(data.manifest) as { kind: string; data: Record<string, string> };
+    assert.deepEqual([copy.kind, Buffer.from(copy.data['password'] ?? '', 'base64').toString('utf8')], ['Secret', '********']);
+    assert.equal(data.note, '{"kind": "note", "text": "kept"}', 'a JSON string with nothing to mask is kept byte for byte');
+  });
 });

@@ -96,6 +96,8 @@ export class ObjectMasker {
 
   /** Masks one response document (or one watch event) in place. */
   document(doc: unknown): void {
+    // What was rewritten matters within one document; a watch's masker lives for many.
+    this.#written.clear();
     this.#byKind(doc);
     this.#sweep(doc, 0);
   }
@@ -176,8 +178,9 @@ export class ObjectMasker {
       const masked = this.#field(v, undefined);
       if (masked) this.count++;
       const text = masked ? masked.value : v;
-      const pairs = text !== null && text.includes('Value:') ? this.#goEnvPairs(text) : undefined;
-      return pairs ?? (masked ? masked.value : undefined);
+      if (text === null) return null;
+      const shown = this.#embeddedObjects(text, depth) ?? this.#goEnvPairs(text) ?? text;
+      return shown === v ? undefined : shown;
     }
     if (typeof v !== 'object' || v === null || this.#done.has(v)) return undefined;
     if (Array.isArray(v)) {
@@ -235,8 +238,44 @@ export class ObjectMasker {
     }
   }
 
+  /**
+   * A string that is a JSON document holding objects with a kind (a manifest an operator
+   * keeps as text: a Secret's, with its data): masked as those objects are, wherever the
+   * string is. Undefined: not such a document, or nothing in it masked.
+   */
+  #embeddedObjects(text: string, depth: number): string | undefined {
+    const t = text.trimStart();
+    if ((!t.startsWith('{') && !t.startsWith('[')) || !text.includes('"kind"') || this.#written.has(text)) return undefined;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    if (typeof doc !== 'object' || doc === null) return undefined;
+    const before = this.count;
+    this.#byKind(doc);
+    this.#sweep(doc, depth + 1);
+    return this.count !== before ? this.#rewritten(doc) : undefined;
+  }
+
+  /**
+   * JSON text this masker wrote in place of a document it masked (a last-applied copy, a
+   * configuration file, an embedded manifest): the sweep meets it again as a string and
+   * must not mask it twice (a Secret's masked data masked anew, in the hash style, would
+   * read as another value).
+   */
+  readonly #written = new Set<string>();
+
+  #rewritten(doc: unknown): string {
+    const text = JSON.stringify(doc);
+    this.#written.add(text);
+    return text;
+  }
+
   /** Go-printed env vars in free text (GO_ENV_PAIR): each value by its variable's name, as an env list is. Undefined: none masked. */
   #goEnvPairs(text: string): string | undefined {
+    if (!text.includes('Value:')) return undefined;
     const before = this.count;
     const out = text.replace(GO_ENV_PAIR, (pair: string, head: string, name: string, value: string) => {
       if (value === '') return pair;
@@ -400,7 +439,7 @@ export class ObjectMasker {
         this.#byKind(doc);
         this.#sweep(doc, 1);
         this.#byKey(doc, 0);
-        return this.count !== before ? JSON.stringify(doc) : undefined;
+        return this.count !== before ? this.#rewritten(doc) : undefined;
       }
     }
     const out = this.#configLines(text);
@@ -615,7 +654,7 @@ export class ObjectMasker {
     const before = this.count;
     this.#object(copy, kind);
     this.#sweep(copy, 1);
-    if (this.count !== before) annotations[LAST_APPLIED] = JSON.stringify(copy);
+    if (this.count !== before) annotations[LAST_APPLIED] = this.#rewritten(copy);
 
   }
 }

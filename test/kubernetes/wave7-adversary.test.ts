@@ -173,14 +173,18 @@ describe('wave 7: encodings and formats of responses that carry Secrets', () => 
   test('k7-02 kubectl preferring CBOR (client-go feature gates) and kubectl describe: masked; the same kubectl as an unmasked identity sees the value', async () => {
     const cborEnv = { KUBE_FEATURE_ClientsAllowCBOR: 'true', KUBE_FEATURE_ClientsPreferCBOR: 'true' };
     const from = stack.api.requests.length;
-    const r = await stack.kubectlIn(['get', 'secret', 'db', '-o', 'json'], '', { env: cborEnv });
+    const r = await stack.kubectlIn(['get', 'secret', 'db', '-o', 'json', '-v=8'], '', { env: cborEnv });
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Accept: application\/cbor, \*\/\*/, 'kubectl asked for CBOR');
+    noneOf(r.stderr, ALL, 'kubectl\'s own log of the answer');
     const got = JSON.parse(r.stdout) as { data: Record<string, string> };
     assert.deepEqual(Object.keys(got.data).sort(), ['password', 'token']);
     noneOf(r.stdout, ALL, 'kubectl with CBOR preferred');
     assert.ok(seenSince(from).every((q) => !/cbor|protobuf/.test(String(q.headers['accept']))), 'only JSON was asked for');
-    const d = await stack.kubectl(['describe', 'secret', 'db']);
+    const d = await stack.kubectl(['describe', 'secret', 'db', '-v=8']);
     assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stderr, /Accept: application\/vnd\.kubernetes\.protobuf,application\/json/, 'kubectl describe asked for protobuf');
+    noneOf(d.stderr, ALL, 'kubectl describe\'s own log of the answer');
     assert.match(d.stdout, /password:\s+\d+ bytes/);
     noneOf(d.stdout, ALL, 'kubectl describe');
     // Control: the unmasked identity, through agentgate, reads the value (asked as kubectl asks).

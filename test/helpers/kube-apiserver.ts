@@ -23,7 +23,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { brotliCompressSync, constants as zlibConstants, createGzip, deflateSync, gzipSync } from 'node:zlib';
 import { makeTestCert } from './tls.js';
+import { acceptsGzip, encodeDocument, encodeWatchEvent, MEDIA_TYPE, negotiate, STREAM_MEDIA_TYPE, type WireFormat } from './kube-formats.js';
 import { WsFrameReader, wsFrame } from '../../src/broker/kubernetes/remote-command.js';
 
 export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'serviceaccounts' | 'controllerrevisions';
@@ -92,6 +94,23 @@ export interface KubeApiServer {
    * server with the backend's status, headers and body); undefined: 503 as when nothing listens.
    */
   setProxy(namespace: string, pod: string, answer: { status: number; headers: Record<string, string>; body: string | Buffer } | undefined): void;
+  /**
+   * Answer as a real API server does: in the format `Accept` negotiates (JSON, YAML,
+   * protobuf, CBOR; the Table and PartialObjectMetadata forms; 406 when none fits),
+   * gzip-compressed past 128 KiB when `Accept-Encoding` allows it, a watch framed in its
+   * format (kube-formats.ts). Off by default: the binary forms are realistic, not decodable,
+   * and kubectl's typed clients ask for protobuf.
+   */
+  negotiates: boolean;
+  /**
+   * A server that does not honour what it was asked (or sits behind a proxy that rewrites):
+   * every object answer, watch and log in this format and these codings, whatever the request said.
+   */
+  answerAs: { format?: WireFormat; contentEncoding?: 'gzip' | 'deflate' | 'br'; transferEncoding?: 'gzip' } | undefined;
+  /** Object answers and watch events written in pieces of this many bytes, each on its own: a chunked answer split anywhere. */
+  splitWrites: number | undefined;
+  /** A watch's bookmarks carry the whole object they follow, not only its resourceVersion. */
+  fatBookmarks: boolean;
   close(): Promise<void>;
 }
 
@@ -134,8 +153,8 @@ interface Watcher {
   name: string | undefined;
   table: boolean;
   includeObject: string;
-  /** One watch event (a JSON line, or a WebSocket text message). */
-  write(event: string): void;
+  /** One watch event (a line or frame in the stream's format, or a WebSocket text message). */
+  write(event: { type: string; object: Record<string, unknown> }): void;
   end(): void;
   destroy(): void;
   firstTable: boolean;
@@ -221,15 +240,72 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   };
 
   function status(res: ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
-    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
-    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
+    send(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
   }
 
-  function json(res: ServerResponse, code: number, doc: unknown): void {
-    const body = JSON.stringify(doc);
-    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'audit-id': randomUUID() });
-    res.end(body);
+  function json(res: ServerResponse, code: number, doc: Record<string, unknown>): void {
+    send(res, code, doc, { 'audit-id': randomUUID() });
+  }
+
+  /** The format this request is answered in (`answerAs` first), or undefined when none fits its Accept. */
+  function formatOf(req: IncomingMessage, stream: boolean): WireFormat | undefined {
+    if (api.answerAs?.format) return api.answerAs.format;
+    if (!api.negotiates) return 'json';
+    return negotiate(req.headers.accept, stream)?.format;
+  }
+
+  function compressed(body: Buffer, coding: 'gzip' | 'deflate' | 'br'): Buffer {
+    return coding === 'gzip' ? gzipSync(body) : coding === 'deflate' ? deflateSync(body) : brotliCompressSync(body);
+  }
+
+  /**
+   * A document as the real server sends it: in the negotiated format (errors too), gzip past
+   * 128 KiB when the client accepts it — or as `answerAs` forces.
+   */
+  function send(res: ServerResponse, code: number, doc: Record<string, unknown>, extra: Record<string, string> = {}): void {
+    const req = res.req;
+    const format = formatOf(req, false);
+    if (format === undefined) {
+      const body = Buffer.from(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `only the following media types are accepted: ${Object.values(MEDIA_TYPE).join(', ')}`, reason: 'NotAcceptable', code: 406 }));
+      return writeBody(res, 406, { 'content-type': 'application/json' }, body);
+    }
+    let body = encodeDocument(doc, format, new URL(req.url ?? '/', 'https://stand-in').searchParams.get('pretty') === 'true');
+    const headers: Record<string, string> = { 'content-type': MEDIA_TYPE[format], ...extra };
+    const coding = api.answerAs?.contentEncoding ?? (api.negotiates && acceptsGzip(String(req.headers['accept-encoding'] ?? '')) && body.length > 128 * 1024 ? 'gzip' : undefined);
+    if (coding) {
+      body = compressed(body, coding);
+      headers['content-encoding'] = coding;
+    }
+    writeBody(res, code, headers, body);
+  }
+
+  /** A whole body: with its length, or chunked in `splitWrites` pieces, or under a forced transfer coding. */
+  function writeBody(res: ServerResponse, code: number, headers: Record<string, string>, body: Buffer): void {
+    if (api.answerAs?.transferEncoding) {
+      res.writeHead(code, { ...headers, 'transfer-encoding': `${api.answerAs.transferEncoding}, chunked` });
+      res.end(gzipSync(body));
+      return;
+    }
+    const n = api.splitWrites;
+    if (!n) {
+      res.writeHead(code, { ...headers, 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    res.writeHead(code, { ...headers, 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    inPieces(res, body, n).then(
+      () => res.end(),
+      () => res.destroy(),
+    );
+  }
+
+  /** Bytes written `n` at a time, each piece on its own turn of the event loop. */
+  async function inPieces(out: { write(b: Buffer): unknown }, body: Buffer, n: number): Promise<void> {
+    for (let i = 0; i < body.length; i += n) {
+      out.write(body.subarray(i, i + n));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   function withKind(r: KubeResource, o: KubeObject): KubeObject {
@@ -318,7 +394,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   function sendEvent(w: Watcher, type: string, o: KubeObject): void {
     const object = w.table ? table(w.resource, [o], w.includeObject, w.firstTable) : withKind(w.resource, o);
     w.firstTable = false;
-    w.write(JSON.stringify({ type, object }));
+    w.write({ type, object });
+  }
+
+  /**
+   * The bookmark that ends a watch's initial events (`sendInitialEvents=true`): the kind and
+   * resourceVersion only — or, with `fatBookmarks`, the whole object it follows.
+   */
+  function sendBookmark(w: Watcher, last: KubeObject | undefined): void {
+    const base = api.fatBookmarks && last ? withKind(w.resource, last) : { apiVersion: GROUP_VERSION[w.resource], kind: KINDS[w.resource], metadata: {} };
+    const object = { ...base, metadata: { ...(base.metadata as Record<string, unknown>), resourceVersion: String(rv), annotations: { ...((base.metadata as { annotations?: Record<string, string> }).annotations ?? {}), 'k8s.io/initial-events-end': 'true' } } };
+    w.write({ type: 'BOOKMARK', object });
   }
 
   function put(r: KubeResource, obj: KubeObject): KubeObject {
@@ -400,10 +486,18 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     const { r, ns, name, sub } = target;
     if (sub === 'log' && r === 'pods' && method === 'GET') {
       if (!store.has(keyOf('pods', ns, name as string))) return status(res, 404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' });
-      // As the real server streams a container's log: text/plain, chunked, written as it comes.
-      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+      // As the real server streams a container's log: text/plain, chunked, written as it comes
+      // (or under the codings `answerAs` forces).
+      const te = api.answerAs?.transferEncoding;
+      const ce = api.answerAs?.contentEncoding;
+      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': te ? `${te}, chunked` : 'chunked', ...(ce ? { 'content-encoding': ce } : {}) });
       res.flushHeaders();
-      for (const piece of logs.get(`${ns}/${name}`) ?? []) {
+      const pieces = logs.get(`${ns}/${name}`) ?? [];
+      if (te || ce) {
+        res.end(te ? gzipSync(pieces.join('')) : compressed(Buffer.from(pieces.join(''), 'utf8'), ce ?? 'gzip'));
+        return;
+      }
+      for (const piece of pieces) {
         res.write(piece);
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -432,46 +526,82 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     }
     if (sub !== undefined) return status(res, 404, 'NotFound', `the server could not find the requested resource (${sub})`);
     const accept = String(req.headers['accept'] ?? '');
-    const asTable = /as=Table/.test(accept);
+    const watch = url.searchParams.get('watch');
+    const watching = method === 'GET' && name === undefined && (watch === '1' || watch === 'true');
+    // The form asked for: negotiated as the real server does, else any `as=Table` in the header.
+    const form = api.negotiates ? negotiate(accept, watching)?.as : /as=Table/.test(accept) ? 'Table' : undefined;
+    const asTable = form === 'Table';
     const includeObject = url.searchParams.get('includeObject') ?? 'Metadata';
     const notFound = (): void => status(res, 404, 'NotFound', `${r} "${name}" not found`, { name, kind: r });
+    const metadataOnly = (o: KubeObject): Record<string, unknown> => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: structuredClone(o.metadata) });
 
     if (method === 'GET' && name === undefined) {
-      const watch = url.searchParams.get('watch');
       const field = /metadata\.name=([^,]+)/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
-      if (watch === '1' || watch === 'true') {
-        res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache, private' });
+      if (watching) {
+        const format = formatOf(req, true);
+        if (format === undefined) return status(res, 406, 'NotAcceptable', 'no stream serializer fits the Accept header');
+        const coding = api.answerAs?.contentEncoding;
+        const te = api.answerAs?.transferEncoding;
+        res.writeHead(200, {
+          'content-type': api.negotiates || api.answerAs?.format ? STREAM_MEDIA_TYPE[format] : 'application/json',
+          'transfer-encoding': te ? `${te}, chunked` : 'chunked',
+          ...(coding ? { 'content-encoding': coding } : {}),
+          'cache-control': 'no-cache, private',
+        });
         res.flushHeaders();
+        // A forced coding compresses the stream, flushed event by event.
+        const gz = coding || te ? createGzip({ flush: zlibConstants.Z_SYNC_FLUSH }) : undefined;
+        if (gz) gz.pipe(res);
+        const out: { write(b: Buffer): unknown } = gz ?? res;
+        let queue: Promise<void> = Promise.resolve();
         const w: Watcher = {
           resource: r,
           namespace: ns,
           name: field,
           table: asTable,
           includeObject,
-          write: (event) => res.write(event + '\n'),
-          end: () => res.end(),
+          write: (event) => {
+            const bytes = encodeWatchEvent(form === 'PartialObjectMetadata' ? { type: event.type, object: { ...event.object, kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1' } } : event, format);
+            const n = api.splitWrites;
+            if (!n) return void out.write(bytes);
+            queue = queue.then(() => inPieces(out, bytes, n)).catch(() => {});
+          },
+          end: () => void queue.then(() => (gz ? gz.end() : res.end())).catch(() => {}),
           destroy: () => res.destroy(),
           firstTable: true,
         };
         watchers.add(w);
         const since = url.searchParams.get('resourceVersion');
-        if (!since || since === '0') for (const o of matching(r, ns, field)) sendEvent(w, 'ADDED', o);
+        const initial = url.searchParams.get('sendInitialEvents') === 'true';
+        if (!since || since === '0' || initial) {
+          const all = matching(r, ns, field);
+          for (const o of all) sendEvent(w, 'ADDED', o);
+          if (initial && url.searchParams.get('allowWatchBookmarks') === 'true') sendBookmark(w, all.at(-1));
+        }
         const timeout = Number(url.searchParams.get('timeoutSeconds') ?? '0');
-        const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+        const timer = timeout > 0 ? setTimeout(() => w.end(), timeout * 1000) : undefined;
         res.once('close', () => {
           clearTimeout(timer);
           if (watchers.delete(w)) watchesEnded++;
         });
         return;
       }
-      const items = matching(r, ns, field);
-      if (asTable) return json(res, 200, table(r, items, includeObject));
-      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: GROUP_VERSION[r], metadata: { resourceVersion: String(rv) }, items: items.map((o) => structuredClone(o)) });
+      // A page of the list (`limit`, `continue`: the index of the next item), as the real server chunks it.
+      const all = matching(r, ns, field);
+      const limit = Number(url.searchParams.get('limit') ?? '0');
+      const start = Number(Buffer.from(url.searchParams.get('continue') ?? '', 'base64url').toString('utf8') || '0');
+      const end = limit > 0 ? start + limit : all.length;
+      const items = all.slice(start, end);
+      const listMeta = { resourceVersion: String(rv), ...(end < all.length ? { continue: Buffer.from(String(end), 'utf8').toString('base64url'), remainingItemCount: all.length - end } : {}) };
+      if (asTable) return json(res, 200, { ...table(r, items, includeObject), metadata: listMeta });
+      if (form === 'PartialObjectMetadataList') return json(res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: listMeta, items: items.map(metadataOnly) });
+      return json(res, 200, { kind: `${KINDS[r]}List`, apiVersion: GROUP_VERSION[r], metadata: listMeta, items: items.map((o) => structuredClone(o)) });
     }
     if (method === 'GET') {
       const o = store.get(keyOf(r, ns, name as string));
       if (!o) return notFound();
       if (asTable) return json(res, 200, table(r, [o], includeObject));
+      if (form === 'PartialObjectMetadata') return json(res, 200, metadataOnly(o));
       return json(res, 200, withKind(r, o));
     }
     // PATCH of one object, as the real server does it: RFC 6902 JSON Patch
@@ -495,6 +625,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return status(res, 422, 'Invalid', (err as Error).message);
       }
       patched.metadata = { ...patched.metadata, name, ...(ns ? { namespace: ns } : {}) };
+      if (r === 'pods') {
+        const refused = podUpdateRefusal(name, o['spec'], patched['spec']);
+        if (refused) return status(res, 422, 'Invalid', refused.message, { name, kind: 'Pod', causes: [{ reason: 'FieldValueForbidden', message: refused.cause, field: 'spec' }] });
+      }
       if (url.searchParams.get('dryRun') === 'All') return json(res, 200, withKind(r, patched));
       return json(res, 200, withKind(r, put(r, patched)));
     }
@@ -560,7 +694,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       name: field,
       table: false,
       includeObject: 'Object',
-      write: (event) => socket.write(wsFrame(0x1, Buffer.from(event, 'utf8'))),
+      write: (event) => socket.write(wsFrame(0x1, Buffer.from(JSON.stringify(event), 'utf8'))),
       end: () => socket.end(wsFrame(0x8, Buffer.alloc(0))),
       destroy: () => socket.destroy(),
       firstTable: false,
@@ -839,6 +973,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   port = (server.address() as AddressInfo).port;
 
   const api: KubeApiServer = {
+    negotiates: false,
+    answerAs: undefined,
+    splitWrites: undefined,
+    fatBookmarks: false,
     breakUpgradeAnswers: false,
     execPeer: 'echo',
     upgradeAnswer: undefined,
@@ -879,6 +1017,47 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       }),
   };
   return api;
+}
+
+const POD_UPDATABLE = '`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)';
+
+/**
+ * The real server's refusal of a pod update that changes more than images: `Forbidden`
+ * with a diff of the old and new spec in Go syntax (cmp.Diff), whose context prints the
+ * neighbouring fields in full — a container's env values included.
+ */
+function podUpdateRefusal(name: string, before: unknown, after: unknown): { message: string; cause: string } | undefined {
+  const norm = (spec: unknown): Record<string, unknown> => {
+    const s = structuredClone((spec ?? {}) as Record<string, unknown>);
+    for (const c of (s['containers'] ?? []) as Record<string, unknown>[]) delete c['image'];
+    return s;
+  };
+  if (JSON.stringify(norm(before)) === JSON.stringify(norm(after))) return undefined;
+  const oldSpec = (before ?? {}) as Record<string, unknown>;
+  const newSpec = (after ?? {}) as Record<string, unknown>;
+  const lines = ['  core.PodSpec{'];
+  const keys = [...new Set([...Object.keys(oldSpec), ...Object.keys(newSpec)])];
+  const changed = keys.map((k) => JSON.stringify(oldSpec[k]) !== JSON.stringify(newSpec[k]));
+  keys.forEach((k, i) => {
+    const field = `${k.charAt(0).toUpperCase()}${k.slice(1)}`;
+    if (changed[i]) {
+      lines.push(`- \t${field}: ${goValue(oldSpec[k])},`, `+ \t${field}: ${goValue(newSpec[k])},`);
+    } else if (changed[i - 1] || changed[i + 1]) lines.push(`  \t${field}: ${goValue(oldSpec[k])},`);
+  });
+  lines.push('  }');
+  const cause = `Forbidden: pod updates may not change fields other than ${POD_UPDATABLE}\n${lines.join('\n')}\n`;
+  return { message: `Pod "${name}" is invalid: spec: ${cause}`, cause };
+}
+
+/** A JSON value printed the way Go's cmp prints a struct value (`{Name: "A", Value: "x"}`). */
+function goValue(v: unknown): string {
+  if (v === undefined || v === null) return 'nil';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v !== 'object') return String(v);
+  if (Array.isArray(v)) return `{${v.map(goValue).join(', ')}}`;
+  return `{${Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `${k.charAt(0).toUpperCase()}${k.slice(1)}: ${goValue(x)}`)
+    .join(', ')}}`;
 }
 
 /** RFC 6901 pointer tokens. */

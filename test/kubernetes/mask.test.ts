@@ -182,7 +182,7 @@ describe('kubernetes masking', () => {
 
   // These shapes made the line, flow-pair and URL patterns backtrack quadratically or worse
   // (hours at this size).
-  test('adversarial ConfigMap text is masked in linear time: long blank runs, `+`-separated words, many `://`', async () => {
+  test('adversarial ConfigMap text is masked in linear time: long blank runs, `+`-separated words, many `://`, unterminated Go-printed env vars', async () => {
     const blanks = ' '.repeat(200_000);
     const data = {
       'app.env': `region: eu${blanks}x\npassword: hunter2${blanks}\n`,
@@ -190,14 +190,20 @@ describe('kubernetes masking', () => {
       words: 'a+'.repeat(200_000),
       urls: `${'x://a'.repeat(50_000)} postgres://app:pw@db/app`,
     };
-    const out = await answerWithin<typeof data>(
+    // Free text swept for Go-printed env vars (a refused pod update's diff): quoted parts that never close.
+    const notes = {
+      'example.com/open-name': `Name: "${'a'.repeat(200_000)}`,
+      'example.com/open-value': `Name: "DB_PASSWORD", Value: "${'b'.repeat(200_000)}`,
+      'example.com/many': `${'Name: "x", Value: '.repeat(20_000)}{Name: "API_TOKEN", Value: "t0k"}`,
+    };
+    const out = await answerWithin<typeof data & { notes: typeof notes }>(
       `(async () => {
         const w = workerData;
         const { ObjectMasker } = await import(w.mask);
         const { createValueMasker } = await import(w.values);
-        const cm = { kind: 'ConfigMap', metadata: { name: 'c' }, data: w.data };
+        const cm = { kind: 'ConfigMap', metadata: { name: 'c', annotations: w.notes }, data: w.data };
         new ObjectMasker(createValueMasker({ masking: {}, policies: w.policies }, w.id, 'k', Buffer.from(w.key)), 'ConfigMap').document(cm);
-        parentPort.postMessage(cm.data);
+        parentPort.postMessage({ ...cm.data, notes: cm.metadata.annotations });
       })();`,
       {
         mask: new URL('../../src/broker/kubernetes/mask.js', import.meta.url).href,
@@ -206,6 +212,7 @@ describe('kubernetes masking', () => {
         id: ID,
         key: KEY,
         data,
+        notes,
       },
     );
     assert.equal(out['app.env'], `region: eu${blanks}x\npassword: ********\n`);
@@ -213,5 +220,8 @@ describe('kubernetes masking', () => {
     assert.ok(out['flow.yaml'].includes(`region: ${blanks}eu}`), 'the other pair stays as written');
     assert.equal(out.words, data.words);
     assert.ok(out.urls.endsWith(' postgres://app:********@db/app'), out.urls.slice(-40));
+    assert.equal(out.notes['example.com/open-name'], notes['example.com/open-name']);
+    assert.equal(out.notes['example.com/open-value'], notes['example.com/open-value']);
+    assert.ok(out.notes['example.com/many'].endsWith('{Name: "API_TOKEN", Value: "********"}'), out.notes['example.com/many'].slice(-60));
   });
 });

@@ -61,6 +61,8 @@ export interface K8sStack {
   main: Connection;
   /** Runs kubectl with the main connection's kubeconfig (or another), never throwing. */
   kubectl(args: string[], opts?: { kubeconfig?: string; timeoutMs?: number }): Promise<KubectlResult>;
+  /** Runs kubectl with `input` on its stdin and `env` added to its environment (KUBE_EDITOR, feature gates), never throwing. */
+  kubectlIn(args: string[], input: string, opts?: { kubeconfig?: string; env?: NodeJS.ProcessEnv }): Promise<KubectlResult>;
   /** Starts kubectl without waiting for it (watches, input on stdin); `env` adds to its environment (KUBE_EDITOR). */
   spawnKubectl(args: string[], opts?: { kubeconfig?: string; env?: NodeJS.ProcessEnv }): ChildProcessWithoutNullStreams;
   /** Another connect session as another identity (token lifetime `expiresIn` seconds, default 3600). */
@@ -140,6 +142,8 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
 
   const env = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, KUBECACHEDIR: join(home, 'cache') });
   const kubectlArgs = (args: string[], kubeconfig: string): string[] => ['--kubeconfig', kubeconfig, ...args];
+  const spawnKubectl = (args: string[], o: { kubeconfig?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcessWithoutNullStreams =>
+    spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: { ...env(), ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
 
   return {
     api,
@@ -156,8 +160,21 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
         });
       });
     },
-    spawnKubectl(args, o = {}) {
-      return spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: { ...env(), ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    spawnKubectl,
+    kubectlIn(args, input, o = {}) {
+      return new Promise((resolve) => {
+        const child = spawnKubectl(args, o);
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+        const timer = setTimeout(() => child.kill(), 30_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+        child.stdin.end(input);
+      });
     },
     connectAs: open,
     reviewer(sub = 'sre-1') {
@@ -186,7 +203,7 @@ export interface Answer {
 }
 
 /** One request with the path exactly as given (node does not normalise it), to agentgate's listener or straight to the stand-in. */
-export function rawRequest(to: { port: number; ca: string; token: string }, method: string, path: string, headers: Record<string, string> = {}, ms = 5_000, body: string | Buffer = ''): Promise<Answer> {
+export function rawRequest(to: { port: number; ca: string; token: string }, method: string, path: string, headers: Record<string, string | string[]> = {}, ms = 5_000, body: string | Buffer = ''): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // A connection of its own (no keep-alive reuse): one request's leftovers never meet the next.
     const req = https.request({ host: '127.0.0.1', port: to.port, ca: to.ca, method, path, agent: false, headers: { Authorization: `Bearer ${to.token}`, Accept: 'application/json', ...headers } }, (res) => {

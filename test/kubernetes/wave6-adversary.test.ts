@@ -16,8 +16,9 @@ import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { rawRequest as request, startK8sStack, TARGET, type Connection, type K8sStack, type KubectlResult } from './stack.js';
+import { rawRequest as request, startK8sStack, TARGET, type Connection, type K8sStack } from './stack.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
+import { cbor } from '../helpers/kube-formats.js';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
@@ -69,31 +70,6 @@ const POLICIES: PolicyConfig[] = [
   { name: 'unmasked', subjects: { groups: ['breakglass'] }, targets: [TARGET], masking: { mode: 'off' }, rules: [{ name: 'all-unmasked', effect: 'allow', extra: {} }] },
 ];
 
-/** A CBOR encoding (RFC 8949, with the self-describing tag the API server writes) of JSON-like values; Buffers as byte strings. */
-function cbor(v: unknown): Buffer {
-  const head = (major: number, n: number): Buffer => {
-    if (n < 24) return Buffer.from([(major << 5) | n]);
-    if (n < 256) return Buffer.from([(major << 5) | 24, n]);
-    const b = Buffer.alloc(5);
-    b[0] = (major << 5) | 26;
-    b.writeUInt32BE(n, 1);
-    return b;
-  };
-  const item = (x: unknown): Buffer => {
-    if (x === null) return Buffer.from([0xf6]);
-    if (Buffer.isBuffer(x)) return Buffer.concat([head(2, x.length), x]);
-    if (typeof x === 'string') {
-      const s = Buffer.from(x, 'utf8');
-      return Buffer.concat([head(3, s.length), s]);
-    }
-    if (typeof x === 'number') return head(0, x);
-    if (Array.isArray(x)) return Buffer.concat([head(4, x.length), ...x.map(item)]);
-    const entries = Object.entries(x as Record<string, unknown>);
-    return Buffer.concat([head(5, entries.length), ...entries.flatMap(([k, val]) => [item(k), item(val)])]);
-  };
-  return Buffer.concat([Buffer.from([0xd9, 0xd9, 0xf7]), item(v)]);
-}
-
 describe('wave 6: configuration files, write-back, tokens and formats', () => {
   let stack: K8sStack;
   let breakglass: Connection;
@@ -103,21 +79,6 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
   const noneOf = (text: string, values: readonly string[], what: string): void => {
     for (const v of values) assert.ok(!text.includes(v) && !text.includes(b64(v)), `${what}: ${v} in the clear:\n${text.slice(0, 2000)}`);
   };
-  /** kubectl with input on stdin (and extra environment), never throwing. */
-  const kubectlIn = (args: string[], input: string, o: { kubeconfig?: string; env?: NodeJS.ProcessEnv } = {}): Promise<KubectlResult> =>
-    new Promise((resolve) => {
-      const child = stack.spawnKubectl(args, o);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-      const timer = setTimeout(() => child.kill(), 30_000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(input);
-    });
   const cmData = (name: string): Record<string, string> => (stack.api.get('configmaps', 'default', name)?.['data'] ?? {}) as Record<string, string>;
   const resetWriteBack = (): void => {
     stack.api.put('configmaps', { metadata: { name: 'db-settings', namespace: 'default' }, data: { mode: 'production', db_password: CM_PASSWORD, 'app.env': `MODE=production\nDB_PASSWORD=${CM_PASSWORD}\n` } });
@@ -257,7 +218,7 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
       [['patch', 'configmap', 'db-settings', '-p', '{"data":{"app.env":"MODE=debug\\nDB_PASSWORD=****"}}'], ''],
     ] as const) {
       const from = stack.api.requests.length;
-      const r = await kubectlIn([...args], input);
+      const r = await stack.kubectlIn([...args], input);
       assert.notEqual(r.code, 0, `${args.join(' ')} succeeded: ${r.stdout}`);
       assert.match(r.stderr, /mask text/, `${args.join(' ')}: ${r.stderr} ${r.stdout} ${JSON.stringify(seenSince(from).map((q) => `${q.method} ${q.url}`))}`);
       const writes = seenSince(from).filter((q) => q.method !== 'GET');
@@ -297,21 +258,21 @@ describe('wave 6: configuration files, write-back, tokens and formats', () => {
     const editor = join(stack.tmp.path, 'editor.sh');
     await writeFile(editor, '#!/bin/sh\nsed -i "s/^  mode: production$/  mode: debug/" "$1"\n');
     await chmod(editor, 0o700);
-    const edit = await kubectlIn(['edit', '--validate=false', 'configmap', 'db-settings'], '', { env: { KUBE_EDITOR: editor, EDITOR: editor } });
+    const edit = await stack.kubectlIn(['edit', '--validate=false', 'configmap', 'db-settings'], '', { env: { KUBE_EDITOR: editor, EDITOR: editor } });
     assert.equal(edit.code, 0, `${edit.stdout}${edit.stderr}${JSON.stringify(stack.api.requests.slice(-3))}`);
     assert.deepEqual([cmData('db-settings')['mode'], cmData('db-settings')['db_password']], ['debug', CM_PASSWORD], 'the edit changed only what it edited');
     const patch = await stack.kubectl(['patch', 'configmap', 'db-settings', '--type=merge', '-p', '{"data":{"mode":"canary"}}']);
     assert.equal(patch.code, 0, patch.stderr);
     assert.equal(cmData('db-settings')['mode'], 'canary');
     const manifest = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fresh\n  namespace: default\ndata:\n  db_password: k6-fresh-real-value\n  mode: production\n';
-    const apply = await kubectlIn(['apply', '--validate=false', '-f', '-'], manifest);
+    const apply = await stack.kubectlIn(['apply', '--validate=false', '-f', '-'], manifest);
     assert.equal(apply.code, 0, apply.stderr);
     assert.equal(cmData('fresh')['db_password'], 'k6-fresh-real-value');
     // As an identity that reads values in the clear, get | replace round-trips.
     resetWriteBack();
     const got = await stack.kubectl(['get', 'configmap', 'db-settings', '-o', 'yaml'], { kubeconfig: breakglass.kubeconfig });
     assert.ok(got.stdout.includes(CM_PASSWORD));
-    const replace = await kubectlIn(['replace', '--validate=false', '-f', '-'], got.stdout.replace('mode: production', 'mode: replaced'), { kubeconfig: breakglass.kubeconfig });
+    const replace = await stack.kubectlIn(['replace', '--validate=false', '-f', '-'], got.stdout.replace('mode: production', 'mode: replaced'), { kubeconfig: breakglass.kubeconfig });
     assert.equal(replace.code, 0, replace.stderr);
     assert.deepEqual([cmData('db-settings')['mode'], cmData('db-settings')['db_password']], ['replaced', CM_PASSWORD]);
   });

@@ -22,10 +22,11 @@ export function impersonationHeaders(headers: IncomingHttpHeaders): string[] {
 export interface UpstreamHeaderOptions {
   authorization: string | undefined;
   /**
-   * The response will be rewritten: `json` asks for JSON (no protobuf, no compression),
-   * `text` (logs) keeps the client's Accept but asks for no compression.
+   * The response will be rewritten: it is asked for as JSON (jsonAccept: never protobuf,
+   * CBOR or YAML) and uncompressed. A log (text/plain whatever the Accept) answers its
+   * errors in the negotiated form, which must be JSON too.
    */
-  forMasking: 'json' | 'text' | false;
+  forMasking: boolean;
   /** The body was buffered: its exact length. */
   bodyLength?: number;
 }
@@ -40,8 +41,10 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, o: UpstreamHeaderO
   const conn = headers['connection'];
   if (typeof conn === 'string') for (const n of conn.split(',')) delete out[n.trim().toLowerCase()];
   if (o.authorization) out['authorization'] = o.authorization;
-  if (o.forMasking === 'json') out['accept'] = jsonAccept(typeof headers['accept'] === 'string' ? headers['accept'] : undefined);
-  if (o.forMasking) out['accept-encoding'] = 'identity';
+  if (o.forMasking) {
+    out['accept'] = jsonAccept(headers['accept']);
+    out['accept-encoding'] = 'identity';
+  }
   if (o.bodyLength !== undefined) {
     delete out['transfer-encoding'];
     out['content-length'] = String(o.bodyLength);
@@ -49,17 +52,85 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, o: UpstreamHeaderO
   return out;
 }
 
+/** Media types the API server serializes objects in; each is asked for as JSON instead. `*` ranges may pick any of them. */
+const SERIALIZED = new Set(['application/json', 'application/yaml', 'application/vnd.kubernetes.protobuf', 'application/cbor', 'application/cbor-seq', '*/*', 'application/*']);
+/** Parameters that choose the form of the answer (`as=Table;g=meta.k8s.io;v=v1`), kept; any other is dropped. */
+const FORM_PARAMS = new Set(['as', 'g', 'v']);
+/** A parameter value passed on: a plain token (a quoted value is unquoted first). */
+const TOKEN = /^[A-Za-z0-9._-]{1,64}$/;
+
 /**
- * Keeps the JSON media ranges of an Accept header (with their parameters, e.g. the Table
- * form `application/json;as=Table;v=v1;g=meta.k8s.io`), drops protobuf, YAML and `*`/`*`
- * (which the server may answer with protobuf); plain JSON when nothing is left.
+ * The Accept header asked of the API server for a response agentgate rewrites: each of the
+ * client's media ranges that names a serialized form (JSON, YAML, protobuf, CBOR, `*`) is
+ * asked for as JSON with the same form parameters (a protobuf Table becomes a JSON Table),
+ * most preferred first; ranges the client refuses (`q=0`) and every other type are
+ * dropped. Plain JSON when nothing is left. What is sent is rebuilt from tokens, never
+ * copied: the API server reads exactly the ranges judged here.
  */
-export function jsonAccept(accept: string | undefined): string {
-  const kept = (accept ?? '')
-    .split(',')
-    .map((r) => r.trim())
-    .filter((r) => (r.split(';')[0] ?? '').trim().toLowerCase() === 'application/json');
-  return kept.length > 0 ? kept.join(',') : 'application/json';
+export function jsonAccept(accept: string | string[] | undefined): string {
+  const ranges: { range: string; q: number; i: number }[] = [];
+  const all = Array.isArray(accept) ? accept.join(',') : (accept ?? '');
+  splitOutsideQuotes(all, ',').forEach((part, i) => {
+    const [type = '', ...params] = splitOutsideQuotes(part, ';').map((p) => p.trim());
+    if (!SERIALIZED.has(type.toLowerCase())) return;
+    let q = 1;
+    const kept: string[] = [];
+    for (const p of params) {
+      const eq = p.indexOf('=');
+      if (eq < 0) continue;
+      const name = p.slice(0, eq).trim().toLowerCase();
+      const value = unquoted(p.slice(eq + 1).trim());
+      if (name === 'q') q = Number(value);
+      else if (FORM_PARAMS.has(name) && TOKEN.test(value)) kept.push(`${name}=${value}`);
+    }
+    // A malformed q is no preference the client stated: the range is dropped, as one refused.
+    if (!(q > 0)) return;
+    ranges.push({ range: ['application/json', ...kept].join(';'), q, i });
+  });
+  const ordered = ranges.sort((a, b) => b.q - a.q || a.i - b.i).map((r) => r.range);
+  const unique = [...new Set(ordered)];
+  return unique.length > 0 ? unique.join(',') : 'application/json';
+}
+
+/** Splits on `sep` outside double-quoted strings (a quoted parameter may hold `,` or `;`). */
+function splitOutsideQuotes(text: string, sep: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (quoted && c === 0x5c) i++;
+    else if (c === 0x22) quoted = !quoted;
+    else if (!quoted && text[i] === sep) {
+      out.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(text.slice(start));
+  return out;
+}
+
+function unquoted(value: string): string {
+  return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+}
+
+/**
+ * Why a response's codings keep agentgate from reading its body, or undefined when it can:
+ * a Content-Encoding other than identity (gzip, br, deflate…), or a Transfer-Encoding other
+ * than plain `chunked` — the HTTP client removes the chunk framing but no other transfer
+ * coding, so `gzip, chunked` would hand over compressed bytes as if they were the body.
+ */
+export function unreadableCoding(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const list = (v: string | string[] | undefined): string[] =>
+    (Array.isArray(v) ? v.join(',') : (v ?? ''))
+      .split(',')
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c !== '');
+  const content = list(headers['content-encoding']).filter((c) => c !== 'identity');
+  if (content.length > 0) return content.join(', ').slice(0, 60);
+  const transfer = list(headers['transfer-encoding']);
+  if (transfer.some((c) => c !== 'chunked') || transfer.length > 1) return `transfer-encoding ${transfer.join(', ')}`.slice(0, 60);
+  return undefined;
 }
 
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate']);

@@ -56,6 +56,13 @@ const VALUE_PROPERTIES = /^((?:[&!][^\s]*[ \t]+)*)/;
 // The value is greedy and its trailing blanks are split off in code: a lazy value before
 // `([ \t]*)` backtracked cubically on a long run of blanks.
 const FLOW_PAIR = /([{,][ \t]*)(["']?[A-Za-z_][\w.\-]*["']?)([ \t]*:[ \t]*)([^,{}\[\]]*)(?=[,}])/g;
+/**
+ * An env var printed in Go syntax (`{Name: "DB_PASSWORD", Value: "…"}`, `EnvVar{Name:"X", Value:"…"}`):
+ * the API server's refusal of a pod update diffs the spec this way, its context printing
+ * the neighbouring fields — env values included — in a Status message. Each quoted part
+ * stops at its first unescaped quote or line end.
+ */
+const GO_ENV_PAIR = /(Name:[ \t]*"((?:[^"\\\n]|\\.)*)",[ \t]*Value:[ \t]*")((?:[^"\\\n]|\\.)*)"/g;
 /** Nesting the sweep follows; real objects stay far below it. */
 const MAX_DEPTH = 200;
 
@@ -89,6 +96,8 @@ export class ObjectMasker {
 
   /** Masks one response document (or one watch event) in place. */
   document(doc: unknown): void {
+    // What was rewritten matters within one document; a watch's masker lives for many.
+    this.#written.clear();
     this.#byKind(doc);
     this.#sweep(doc, 0);
   }
@@ -167,9 +176,11 @@ export class ObjectMasker {
     if (depth > MAX_DEPTH) throw new MaskDepthError('a response nests deeper than agentgate inspects; refused');
     if (typeof v === 'string') {
       const masked = this.#field(v, undefined);
-      if (!masked) return undefined;
-      this.count++;
-      return masked.value;
+      if (masked) this.count++;
+      const text = masked ? masked.value : v;
+      if (text === null) return null;
+      const shown = this.#embeddedObjects(text, depth) ?? this.#goEnvPairs(text) ?? text;
+      return shown === v ? undefined : shown;
     }
     if (typeof v !== 'object' || v === null || this.#done.has(v)) return undefined;
     if (Array.isArray(v)) {
@@ -193,11 +204,96 @@ export class ObjectMasker {
       const r = this.#sweep(val, depth + 1);
       if (r !== undefined) obj[k] = r;
     }
+    this.#keys(obj);
     return undefined;
   }
 
-  /** Annotations: free text under a name, masked by the name (`example.com/db-password`) as a ConfigMap value is. */
+  /** What the detectors make of each key met (keys repeat: `metadata`, `name`…); bounded. */
+  readonly #keyCache = new Map<string, string | undefined>();
+
+  /**
+   * Keys are text too: a map keyed by a value (managedFields records a set's members as
+   * `v:"…"` keys, a JSON config keyed by token) carries it where the values' sweep does not
+   * look. A key a detector flags is renamed to its masked form (made unique when two meet).
+   */
+  #keys(obj: Json): void {
+    let renamed: [string, string][] | undefined;
+    for (const k of Object.keys(obj)) {
+      let masked = this.#keyCache.get(k);
+      if (!this.#keyCache.has(k)) {
+        const m = this.#field(k, undefined);
+        masked = m && m.value !== k ? (m.value ?? '') : undefined;
+        if (this.#keyCache.size >= 10_000) this.#keyCache.clear();
+        this.#keyCache.set(k, masked);
+      }
+      if (masked !== undefined) (renamed ??= []).push([k, masked]);
+    }
+    if (!renamed) return;
+    for (const [k, masked] of renamed) {
+      let name = masked;
+      for (let n = 2; Object.hasOwn(obj, name); n++) name = `${masked}#${n}`;
+      obj[name] = obj[k];
+      delete obj[k];
+      this.count++;
+    }
+  }
+
+  /**
+   * A string that is a JSON document holding objects with a kind (a manifest an operator
+   * keeps as text: a Secret's, with its data): masked as those objects are, wherever the
+   * string is. Undefined: not such a document, or nothing in it masked.
+   */
+  #embeddedObjects(text: string, depth: number): string | undefined {
+    const t = text.trimStart();
+    if ((!t.startsWith('{') && !t.startsWith('[')) || !text.includes('"kind"') || this.#written.has(text)) return undefined;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    if (typeof doc !== 'object' || doc === null) return undefined;
+    const before = this.count;
+    this.#byKind(doc);
+    this.#sweep(doc, depth + 1);
+    return this.count !== before ? this.#rewritten(doc) : undefined;
+  }
+
+  /**
+   * JSON text this masker wrote in place of a document it masked (a last-applied copy, a
+   * configuration file, an embedded manifest): the sweep meets it again as a string and
+   * must not mask it twice (a Secret's masked data masked anew, in the hash style, would
+   * read as another value).
+   */
+  readonly #written = new Set<string>();
+
+  #rewritten(doc: unknown): string {
+    const text = JSON.stringify(doc);
+    this.#written.add(text);
+    return text;
+  }
+
+  /** Go-printed env vars in free text (GO_ENV_PAIR): each value by its variable's name, as an env list is. Undefined: none masked. */
+  #goEnvPairs(text: string): string | undefined {
+    if (!text.includes('Value:')) return undefined;
+    const before = this.count;
+    const out = text.replace(GO_ENV_PAIR, (pair: string, head: string, name: string, value: string) => {
+      if (value === '') return pair;
+      const masked = this.#field(value, name);
+      if (!masked || masked.value === value) return pair;
+      this.count++;
+      return `${head}${masked.value ?? ''}"`;
+    });
+    return this.count !== before ? out : undefined;
+  }
+
+  /**
+   * Annotations: free text under a name, masked by the name (`example.com/db-password`) as a
+   * ConfigMap value is. A last-applied copy is masked as an object: here when its object has
+   * no kind of its own (a pod template's metadata, copied by an operator), else already by kind.
+   */
   #annotations(a: Json): void {
+    if (!this.#appliedDone.has(a)) this.#lastAppliedIn(a, '');
     for (const [k, v] of Object.entries(a)) {
       if (typeof v !== 'string' || k === LAST_APPLIED) continue;
       const masked = this.#field(v, k);
@@ -343,7 +439,7 @@ export class ObjectMasker {
         this.#byKind(doc);
         this.#sweep(doc, 1);
         this.#byKey(doc, 0);
-        return this.count !== before ? JSON.stringify(doc) : undefined;
+        return this.count !== before ? this.#rewritten(doc) : undefined;
       }
     }
     const out = this.#configLines(text);
@@ -529,10 +625,18 @@ export class ObjectMasker {
     }
   }
 
+  /** Annotation maps whose last-applied copy is masked already. */
+  readonly #appliedDone = new WeakSet<object>();
+
   /** The annotation holds a JSON copy of the applied object: mask that copy as its kind. */
   #lastApplied(obj: Json, kind: string): void {
     const annotations = child(obj['metadata'], 'annotations');
-    if (!isObject(annotations)) return;
+    if (isObject(annotations)) this.#lastAppliedIn(annotations, kind);
+  }
+
+  /** `kind`: what a copy without a kind of its own is masked as ('' for none). */
+  #lastAppliedIn(annotations: Json, kind: string): void {
+    this.#appliedDone.add(annotations);
     const text = annotations[LAST_APPLIED];
     if (typeof text !== 'string') return;
     let copy: unknown;
@@ -550,7 +654,7 @@ export class ObjectMasker {
     const before = this.count;
     this.#object(copy, kind);
     this.#sweep(copy, 1);
-    if (this.count !== before) annotations[LAST_APPLIED] = JSON.stringify(copy);
+    if (this.count !== before) annotations[LAST_APPLIED] = this.#rewritten(copy);
 
   }
 }

@@ -38,7 +38,7 @@ import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
-import { clientHeaders, impersonationHeaders, readableCharset, textualBody, upstreamHeaders, type HeaderMask } from './headers.js';
+import { clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
 import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
 import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
@@ -469,10 +469,10 @@ class K8sConnection {
       this.#log.error('kubernetes upstream is misconfigured', { target: this.#ch.target.name, error: err });
       return this.#refuse(res, rec, failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
     }
-    // With masking on, every response is rewritten: asked for as uncompressed JSON (logs:
-    // uncompressed text), whatever the resource, since copies of values live in any kind.
+    // With masking on, every response is rewritten: asked for as uncompressed JSON (a log is
+    // text whatever it is asked for; its errors are JSON), whatever the resource, since
+    // copies of values live in any kind.
     const masking = this.#masker !== undefined;
-    const logs = info.kind === 'resource' && info.subresource === 'log';
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -495,7 +495,7 @@ class K8sConnection {
       upRes = await up.pool.request({
         method: rec.method as 'GET',
         path: up.basePath + rec.url,
-        headers: upstreamHeaders(req.headers, { authorization: up.authorization, forMasking: masking ? (logs ? 'text' : 'json') : false, ...(body !== undefined ? { bodyLength: body.length } : {}) }),
+        headers: upstreamHeaders(req.headers, { authorization: up.authorization, forMasking: masking, ...(body !== undefined ? { bodyLength: body.length } : {}) }),
         body: body !== undefined ? (body.length > 0 ? body : null) : hasBody ? req : null,
         signal: abort.signal,
       });
@@ -512,8 +512,8 @@ class K8sConnection {
 
     const status = upRes.statusCode;
     const contentType = String(upRes.headers['content-type'] ?? '');
-    const encoding = String(upRes.headers['content-encoding'] ?? 'identity').toLowerCase();
-    const readable = encoding === 'identity' && readableCharset(contentType);
+    const coding = unreadableCoding(upRes.headers);
+    const readable = coding === undefined && readableCharset(contentType);
     const isJson = /^application\/json\b/i.test(contentType) && readable;
     const isText = /^text\/plain\b/i.test(contentType) && readable;
     if (this.#masker) {
@@ -529,11 +529,14 @@ class K8sConnection {
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }
       if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
-      // Never relayed unmasked because of its encoding (protobuf, gzip, YAML…): refused.
-      // Dropped unread: undici reports that as an AbortError, which nothing else would catch.
+      // Never relayed unmasked because of its form (protobuf, CBOR, YAML…) or its coding
+      // (gzip, a transfer coding): agentgate asked for uncompressed JSON, so this answer is
+      // not what it asked for. Dropped unread: undici reports that as an AbortError, which
+      // nothing else would catch.
       upRes.body.on('error', () => {});
       upRes.body.destroy();
-      return this.#refuse(res, rec, failureStatus(502, 'InternalError', `agentgate: the API server answered in a form agentgate cannot mask (${contentType || 'no content type'}${encoding !== 'identity' ? `, ${encoding}` : ''}); refused`));
+      rec.extra['unreadable_answer'] = `${contentType || 'no content type'}${coding !== undefined ? `; ${coding}` : ''}`.slice(0, 200);
+      return this.#refuse(res, rec, unmaskableAnswer(contentType, coding));
     }
     return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);
   }
@@ -705,7 +708,7 @@ class K8sConnection {
     if (!masker) return undefined;
     return ({ status, contentType, encoding, body }) => {
       if (body.length === 0) return { body, masked: 0 };
-      if (encoding !== 'identity') return undefined;
+      if (encoding !== undefined) return undefined;
       const text = (): { body: Buffer; masked: number } => {
         const m = masker.field(body.toString('utf8'), undefined);
         return m === undefined ? { body, masked: 0 } : { body: Buffer.from(m.value ?? '', 'utf8'), masked: 1 };
@@ -878,6 +881,20 @@ function forbidden(info: K8sRequestInfo, reason: string): K8sStatus {
     details.kind = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
   }
   return failureStatus(403, 'Forbidden', `agentgate: ${reason}`, details);
+}
+
+/**
+ * The refusal of an answer agentgate cannot read to mask. It asked the API server for
+ * uncompressed JSON, so the answer is not what was asked: the message names what came and
+ * what works.
+ */
+function unmaskableAnswer(contentType: string, coding: string | undefined): K8sStatus {
+  const form = `${contentType.slice(0, 100) || 'no content type'}${coding !== undefined ? `, ${coding}` : ''}`;
+  return failureStatus(
+    502,
+    'InternalError',
+    `agentgate: the API server answered in a form agentgate cannot mask (${form}); refused. agentgate asks for uncompressed JSON (Accept: application/json, Accept-Encoding: identity) — request JSON; a server or proxy that answers otherwise must be fixed, or the request made by an identity whose policy has masking: off`,
+  );
 }
 
 function auditUnavailable(): K8sStatus {

@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { pipeline, type Duplex, type Transform } from 'node:stream';
 import type { K8sUpstream } from './upstream.js';
 import { failureStatus, rawStatusResponse } from './status.js';
-import { maskedRawHeaders, responseHead, upgradeRequestHeaders, withoutHeaders, type HeaderMask } from './headers.js';
+import { maskedRawHeaders, responseHead, unreadableCoding, upgradeRequestHeaders, withoutHeaders, type HeaderMask } from './headers.js';
 import { readStream } from './read-stream.js';
 
 /** How long both sides of an ending upgraded stream get to close before they are destroyed. */
@@ -30,7 +30,8 @@ export interface UpgradeOutcome {
  * A non-101 answer's body as the client may see it (masked), or undefined when it is in a
  * form that cannot be masked (it is then refused with 502, never relayed raw).
  */
-export type UpgradeAnswerMask = (answer: { status: number; contentType: string; encoding: string; body: Buffer }) => { body: Buffer; masked: number } | undefined;
+/** `encoding`: why the answer's codings keep it from being read (headers.ts unreadableCoding), undefined when they do not. */
+export type UpgradeAnswerMask = (answer: { status: number; contentType: string; encoding: string | undefined; body: Buffer }) => { body: Buffer; masked: number } | undefined;
 
 /**
  * Sends the upgrade request upstream with node:https and, on `101`, joins the two
@@ -111,10 +112,10 @@ export function pipeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
       readStream(res, 64 * 1024).then(
         (body) => {
           const code = res.statusCode ?? 502;
-          const answer = { status: code, contentType: String(res.headers['content-type'] ?? ''), encoding: String(res.headers['content-encoding'] ?? 'identity').toLowerCase(), body: body ?? Buffer.alloc(0) };
+          const answer = { status: code, contentType: String(res.headers['content-type'] ?? ''), encoding: unreadableCoding(res.headers), body: body ?? Buffer.alloc(0) };
           const shown = mask ? mask(answer) : { body: answer.body, masked: 0 };
           if (shown === undefined) {
-            const status = failureStatus(502, 'InternalError', `agentgate: the API server answered the upgrade in a form agentgate cannot mask (${answer.contentType || 'no content type'}${answer.encoding !== 'identity' ? `, ${answer.encoding}` : ''}); refused`);
+            const status = failureStatus(502, 'InternalError', `agentgate: the API server answered the upgrade in a form agentgate cannot mask (${answer.contentType || 'no content type'}${answer.encoding !== undefined ? `, ${answer.encoding}` : ''}); refused`);
             const bytes = rawStatusResponse(status);
             socket.end(bytes);
             finish({ status: 502, toClient: bytes.length, toServer: 0, error: `upstream answered ${code} in a form that cannot be masked` });

@@ -126,19 +126,19 @@ const TABLE: Row[] = [
   // A string body is opaque.
   { sql: 'create function f() returns int as $$ delete from t; select 1 $$ language sql', kind: 'create', writes: ['?.f'], detail: 'CREATE FUNCTION' },
   { sql: 'create trigger trg before insert on s.t for each row execute function f()', kind: 'create', writes: ['s.t'], functions: ['f'], detail: 'CREATE TRIGGER' },
-  { sql: 'create extension dblink', kind: 'create', detail: 'CREATE EXTENSION' },
-  { sql: 'create role r superuser', kind: 'create', detail: 'CREATE ROLE' },
+  { sql: 'create extension dblink', kind: 'create', writes: ['?.*'], detail: 'CREATE EXTENSION' },
+  { sql: 'create role r superuser', kind: 'create', writes: ['?.*'], detail: 'CREATE ROLE' },
   { sql: 'alter table users add column x int', kind: 'alter', writes: ['public.users'], detail: 'ALTER TABLE' },
   { sql: 'alter table users rename to people', kind: 'alter', writes: ['public.people', 'public.users'] },
   { sql: 'alter table scratch.t set schema public', kind: 'alter', writes: ['public.t', 'scratch.t'] },
   { sql: 'alter table p attach partition s.c for values in (1)', kind: 'alter', writes: ['public.p', 's.c'] },
-  { sql: "alter system set shared_buffers = '1GB'", kind: 'alter', detail: 'ALTER SYSTEM' },
-  { sql: 'alter role bob superuser', kind: 'alter', detail: 'ALTER ROLE' },
+  { sql: "alter system set shared_buffers = '1GB'", kind: 'alter', writes: ['?.*'], detail: 'ALTER SYSTEM' },
+  { sql: 'alter role bob superuser', kind: 'alter', writes: ['?.*'], detail: 'ALTER ROLE' },
   { sql: 'drop table users', kind: 'drop', writes: ['public.users'], detail: 'DROP TABLE' },
   { sql: 'DROP TABLE IF EXISTS a, s.b CASCADE', kind: 'drop', writes: ['public.a', 's.b'] },
   { sql: 'drop schema secrets cascade', kind: 'drop', writes: ['secrets.*'], detail: 'DROP SCHEMA' },
   { sql: 'drop function f(int)', kind: 'drop', writes: ['?.f'], detail: 'DROP FUNCTION' },
-  { sql: 'drop database prod', kind: 'drop', detail: 'DROP DATABASE' },
+  { sql: 'drop database prod', kind: 'drop', writes: ['?.*'], detail: 'DROP DATABASE' },
   { sql: 'drop trigger trg on s.t', kind: 'drop', writes: ['s.t'] },
   { sql: 'truncate a, s.b', kind: 'truncate', writes: ['public.a', 's.b'] },
   { sql: "comment on table s.t is 'x'", kind: 'comment', writes: ['s.t'], detail: 'COMMENT ON TABLE' },
@@ -149,7 +149,7 @@ const TABLE: Row[] = [
   { sql: 'grant select on users to bob', kind: 'grant', writes: ['public.users'], detail: 'GRANT' },
   { sql: 'grant all on all tables in schema secrets to bob', kind: 'grant', writes: ['secrets.*'] },
   { sql: 'revoke select on users from bob', kind: 'revoke', writes: ['public.users'], detail: 'REVOKE' },
-  { sql: 'grant admin to bob', kind: 'grant', detail: 'GRANT ROLE' },
+  { sql: 'grant admin to bob', kind: 'grant', writes: ['?.*'], detail: 'GRANT ROLE' },
   { sql: 'SET ROLE admin', kind: 'set', detail: 'SET ROLE' },
   { sql: 'set local role admin', kind: 'set', detail: 'SET LOCAL ROLE' },
   { sql: "set session authorization 'postgres'", kind: 'set', detail: 'SET SESSION AUTHORIZATION' },
@@ -577,6 +577,9 @@ test('DDL placed in its schema: CREATE SCHEMA elements and AUTHORIZATION, functi
   // INCLUDING copies the source's stored code (defaults, CHECKs, indexes) to the new table.
   const including = first('create temp table l (like scratch.src including defaults, like public.b)');
   assert.deepEqual([[...including.reads].sort(), including.copies], [['public.b', 'scratch.src'], ['scratch.src']]);
+  // DDL of an object placed in no schema changes something no relation glob names.
+  assert.deepEqual(first('alter role app set role = admin_role').writes, ['?.*']);
+  assert.deepEqual(first('alter function scratch.f() owner to admin_role').writes, ['?.*']);
   // The trigger's function runs on later writes the gate may not see in the catalog: a call here.
   const trg = first('create trigger x before insert on pg_temp.t for each row execute function public.trg_wipe()');
   assert.deepEqual(trg.functions, ['public.trg_wipe']);

@@ -503,6 +503,9 @@ interface Acc {
 
 type Work = [unknown, Ctx];
 
+/** Statement kinds that change a catalog object (see classifyStatement's `?.*`). */
+const UNPLACED_DDL_KINDS: ReadonlySet<StatementKind> = new Set<StatementKind>(['create', 'alter', 'drop', 'comment', 'grant', 'revoke']);
+
 interface Ctx {
   /** False under plain EXPLAIN: nothing below runs, so it adds no kinds and no structural flags. */
   executing: boolean;
@@ -556,6 +559,10 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     acc.kinds.delete('session');
     acc.kinds = new Set(['set', ...acc.kinds]);
   }
+  // DDL whose object this parser does not place in a schema (ALTER ROLE … SET, CREATE TYPE,
+  // ALTER … OWNER, GRANT on a function…) changes something no relation glob names: `?.*`,
+  // which only a rule allowing every schema covers (unknown means no).
+  if (UNPLACED_DDL_KINDS.has(kind) && acc.writes.size === 0) acc.writes.add('?.*');
   const out: ClassifiedStatement = {
     kind,
     kinds: [...acc.kinds],

@@ -14,7 +14,8 @@
  *    broker's catalog connection sees only committed schema), or in the same pipeline; or
  *    attaches a trigger to its temporary table (which the catalog connection never sees),
  *    or copies a table's default into one (LIKE … INCLUDING DEFAULTS).
- * 3. DDL the classifier placed in no schema: CREATE SCHEMA AUTHORIZATION, CREATE FUNCTION.
+ * 3. DDL the classifier placed in no schema: CREATE SCHEMA AUTHORIZATION, CREATE FUNCTION,
+ *    ALTER ROLE … SET (every later session of app starts as admin_role).
  * 4. Functions the policy names (so the gate does not look into them) that change a setting
  *    the server reports (standard_conforming_strings, default_transaction_read_only): the
  *    report ends the session, and nothing is judged while such a call is unanswered.
@@ -161,6 +162,7 @@ CREATE TABLE scratch.src (a int DEFAULT w10_wipe_default());
 GRANT SELECT ON scratch.src TO app;
 DROP SCHEMA IF EXISTS app CASCADE;
 DROP FUNCTION IF EXISTS public.w10_new();
+ALTER ROLE app RESET ALL;
 `;
 
 const DDL_SEED = `
@@ -208,6 +210,13 @@ const DDL_ATTACKS: DdlAttack[] = [
     refusal: /^agentgate: .*calling effectful .*w10_wipe_default/,
   },
   { id: 'w10s-25', steps: ['create schema authorization app'], why: 'CREATE SCHEMA AUTHORIZATION creates schema app, outside scratch', proof: "SELECT count(*) FROM pg_namespace WHERE nspname = 'app'", refusal: /^agentgate: .*create on app\.\*/ },
+  {
+    id: 'w10s-28',
+    steps: ['alter role app set role = admin_role'],
+    why: 'ALTER ROLE … SET (placed in no schema) makes every later session of app start as admin_role',
+    proof: "SELECT count(*) FROM pg_db_role_setting WHERE setrole = 'app'::regrole",
+    refusal: /^agentgate: .*alter on \?\.\*/,
+  },
   { id: 'w10s-26', steps: ["create function public.w10_new() returns int language sql as 'select 1'"], why: 'CREATE FUNCTION in public, outside scratch', proof: "SELECT count(*) FROM pg_proc WHERE proname = 'w10_new'", refusal: /^agentgate: .*create on public\.w10_new/ },
 ];
 

@@ -122,23 +122,23 @@ const TABLE: Row[] = [
   { sql: 'create schema scratch', kind: 'create', writes: ['scratch.*'], detail: 'CREATE SCHEMA' },
   { sql: 'create foreign table ft (a int) server s', kind: 'create', writes: ['public.ft'], detail: 'CREATE FOREIGN TABLE' },
   // A SQL-standard body is parsed: what it would do counts now.
-  { sql: 'create function f() returns int language sql begin atomic delete from t; select 1; end', kind: 'create', kinds: ['create', 'delete'], writes: ['public.t'], flags: ['no_where'], detail: 'CREATE FUNCTION' },
+  { sql: 'create function f() returns int language sql begin atomic delete from t; select 1; end', kind: 'create', kinds: ['create', 'delete'], writes: ['?.f', 'public.t'], flags: ['no_where'], detail: 'CREATE FUNCTION' },
   // A string body is opaque.
-  { sql: 'create function f() returns int as $$ delete from t; select 1 $$ language sql', kind: 'create', detail: 'CREATE FUNCTION' },
-  { sql: 'create trigger trg before insert on s.t for each row execute function f()', kind: 'create', writes: ['s.t'], detail: 'CREATE TRIGGER' },
-  { sql: 'create extension dblink', kind: 'create', detail: 'CREATE EXTENSION' },
-  { sql: 'create role r superuser', kind: 'create', detail: 'CREATE ROLE' },
+  { sql: 'create function f() returns int as $$ delete from t; select 1 $$ language sql', kind: 'create', writes: ['?.f'], detail: 'CREATE FUNCTION' },
+  { sql: 'create trigger trg before insert on s.t for each row execute function f()', kind: 'create', writes: ['s.t'], functions: ['f'], detail: 'CREATE TRIGGER' },
+  { sql: 'create extension dblink', kind: 'create', writes: ['?.*'], detail: 'CREATE EXTENSION' },
+  { sql: 'create role r superuser', kind: 'create', writes: ['?.*'], detail: 'CREATE ROLE' },
   { sql: 'alter table users add column x int', kind: 'alter', writes: ['public.users'], detail: 'ALTER TABLE' },
   { sql: 'alter table users rename to people', kind: 'alter', writes: ['public.people', 'public.users'] },
   { sql: 'alter table scratch.t set schema public', kind: 'alter', writes: ['public.t', 'scratch.t'] },
   { sql: 'alter table p attach partition s.c for values in (1)', kind: 'alter', writes: ['public.p', 's.c'] },
-  { sql: "alter system set shared_buffers = '1GB'", kind: 'alter', detail: 'ALTER SYSTEM' },
-  { sql: 'alter role bob superuser', kind: 'alter', detail: 'ALTER ROLE' },
+  { sql: "alter system set shared_buffers = '1GB'", kind: 'alter', writes: ['?.*'], detail: 'ALTER SYSTEM' },
+  { sql: 'alter role bob superuser', kind: 'alter', writes: ['?.*'], detail: 'ALTER ROLE' },
   { sql: 'drop table users', kind: 'drop', writes: ['public.users'], detail: 'DROP TABLE' },
   { sql: 'DROP TABLE IF EXISTS a, s.b CASCADE', kind: 'drop', writes: ['public.a', 's.b'] },
   { sql: 'drop schema secrets cascade', kind: 'drop', writes: ['secrets.*'], detail: 'DROP SCHEMA' },
-  { sql: 'drop function f(int)', kind: 'drop', detail: 'DROP FUNCTION' },
-  { sql: 'drop database prod', kind: 'drop', detail: 'DROP DATABASE' },
+  { sql: 'drop function f(int)', kind: 'drop', writes: ['?.f'], detail: 'DROP FUNCTION' },
+  { sql: 'drop database prod', kind: 'drop', writes: ['?.*'], detail: 'DROP DATABASE' },
   { sql: 'drop trigger trg on s.t', kind: 'drop', writes: ['s.t'] },
   { sql: 'truncate a, s.b', kind: 'truncate', writes: ['public.a', 's.b'] },
   { sql: "comment on table s.t is 'x'", kind: 'comment', writes: ['s.t'], detail: 'COMMENT ON TABLE' },
@@ -149,7 +149,7 @@ const TABLE: Row[] = [
   { sql: 'grant select on users to bob', kind: 'grant', writes: ['public.users'], detail: 'GRANT' },
   { sql: 'grant all on all tables in schema secrets to bob', kind: 'grant', writes: ['secrets.*'] },
   { sql: 'revoke select on users from bob', kind: 'revoke', writes: ['public.users'], detail: 'REVOKE' },
-  { sql: 'grant admin to bob', kind: 'grant', detail: 'GRANT ROLE' },
+  { sql: 'grant admin to bob', kind: 'grant', writes: ['?.*'], detail: 'GRANT ROLE' },
   { sql: 'SET ROLE admin', kind: 'set', detail: 'SET ROLE' },
   { sql: 'set local role admin', kind: 'set', detail: 'SET LOCAL ROLE' },
   { sql: "set session authorization 'postgres'", kind: 'set', detail: 'SET SESSION AUTHORIZATION' },
@@ -550,4 +550,38 @@ test('namespace ops: FETCH and MOVE name the portal they run, WITH HOLD is marke
   assert.deepEqual(op('create table t2 as execute p'), { op: 'execute', name: 'p' }, 'CREATE TABLE AS EXECUTE runs p');
   assert.deepEqual(op('explain analyze create table t2 as execute p'), { op: 'execute', name: 'p' });
   assert.deepEqual(op('create table t2 as select 1'), undefined);
+});
+
+test('DDL placed in its schema: CREATE SCHEMA elements and AUTHORIZATION, functions created, altered and dropped; a trigger names its function', () => {
+  const first = (sql: string): ClassifiedStatement => {
+    const c = classifySql(sql, opts);
+    assert.ok(c.ok, sql);
+    return c.statements[0]!;
+  };
+  // The elements' objects are created in the new schema, whatever the search_path.
+  const s = first('create schema s create table t (a int) create view v as select a from t create sequence q');
+  assert.deepEqual([...s.writes].sort(), ['s.*', 's.q', 's.t', 's.v']);
+  // AUTHORIZATION alone names the schema after the role; CURRENT_USER is not known here.
+  assert.deepEqual(first('create schema authorization app create table t (a int)').writes, ['app.*', 'app.t']);
+  assert.deepEqual(first('create schema authorization current_user').writes, ['?.*']);
+  // A function is placed like a relation; unqualified, search_path decides (`?`).
+  assert.deepEqual(first("create or replace function scratch.f() returns int language sql as 'select 1'").writes, ['scratch.f']);
+  assert.deepEqual(first("create function f() returns int language sql as 'select 1'").writes, ['?.f']);
+  assert.deepEqual(first('alter function scratch.f() security definer').writes, ['scratch.f']);
+  assert.deepEqual(first('drop function scratch.f(), pg_temp.g(int)').writes, ['scratch.f', 'pg_temp.g']);
+  // A parent gains the child's rows (INHERITS) or routes writes to it (PARTITION OF): written; LIKE only reads.
+  assert.deepEqual([...first('create table scratch.c () inherits (public.users)').writes].sort(), ['public.users', 'scratch.c']);
+  assert.deepEqual([...first('create table scratch.p partition of public.orders for values in (1)').writes].sort(), ['public.orders', 'scratch.p']);
+  const like = first('create table scratch.l (like public.users)');
+  assert.deepEqual([like.reads, like.writes, like.copies], [['public.users'], ['scratch.l'], undefined]);
+  // INCLUDING copies the source's stored code (defaults, CHECKs, indexes) to the new table.
+  const including = first('create temp table l (like scratch.src including defaults, like public.b)');
+  assert.deepEqual([[...including.reads].sort(), including.copies], [['public.b', 'scratch.src'], ['scratch.src']]);
+  // DDL of an object placed in no schema changes something no relation glob names.
+  assert.deepEqual(first('alter role app set role = admin_role').writes, ['?.*']);
+  assert.deepEqual(first('alter function scratch.f() owner to admin_role').writes, ['?.*']);
+  // The trigger's function runs on later writes the gate may not see in the catalog: a call here.
+  const trg = first('create trigger x before insert on pg_temp.t for each row execute function public.trg_wipe()');
+  assert.deepEqual(trg.functions, ['public.trg_wipe']);
+  assert.deepEqual(trg.writes, ['pg_temp.t']);
 });

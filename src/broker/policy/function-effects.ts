@@ -51,6 +51,8 @@ export interface FunctionInfo {
   wraps?: 'i' | 's' | 'v';
   /** A user function's argument defaults, as SQL (`f_reset(), 2`): a call that omits those arguments evaluates them. */
   defaults?: string;
+  /** The settings of its SET clause (pg_proc.proconfig names, lower case): its body runs under them. */
+  config?: string[];
 }
 
 /**
@@ -71,6 +73,11 @@ export interface FunctionEffects {
   effectful: ReadonlySet<string>;
   /** Names the catalog does not know in any schema. */
   unknown: ReadonlySet<string>;
+  /**
+   * Effectful names with a user function among their candidates: code whose effects the gate
+   * did not analyse (it may change the session's settings for good), where a built-in's are known.
+   */
+  userCode?: ReadonlySet<string>;
 }
 
 /** Volatile pg_catalog functions without side effects visible to other statements or sessions. */
@@ -122,6 +129,9 @@ export const EFFECTFUL_NONVOLATILE: readonly string[] = [
   'domain_in', 'array_in', 'record_in', 'range_in', 'multirange_in',
 ];
 
+/** The first OID PostgreSQL gives a user object: below it, what initdb made. */
+const FIRST_USER_OID = 16384;
+
 const HARMLESS: ReadonlySet<string> = new Set(HARMLESS_VOLATILE);
 const EFFECTFUL: ReadonlySet<string> = new Set(EFFECTFUL_NONVOLATILE);
 
@@ -129,7 +139,7 @@ const EFFECTFUL: ReadonlySet<string> = new Set(EFFECTFUL_NONVOLATILE);
 export function isEffectful(f: FunctionInfo): boolean {
   const name = f.name.toLowerCase();
   // By OID too: a superuser's own function created in pg_catalog is no built-in.
-  const builtin = f.schema === 'pg_catalog' && f.oid < 16384;
+  const builtin = f.schema === 'pg_catalog' && f.oid < FIRST_USER_OID;
   if (f.kind === 'p') return true;
   if (EFFECTFUL.has(name)) return true; // in any schema: a look-alike is no better
   if (builtin && name === 'set_config') return false; // judged by its setting (ClassifiedStatement.settings)
@@ -141,17 +151,21 @@ export function isEffectful(f: FunctionInfo): boolean {
  * Judges each name by all its candidates (every overload in every schema the name could
  * resolve to): effectful when any candidate is, unknown when there is none.
  */
-export function judgeFunctionEffects(fns: readonly { name: string; infos: readonly FunctionInfo[] }[]): { effectful: string[]; unknown: string[] } {
+export function judgeFunctionEffects(fns: readonly { name: string; infos: readonly FunctionInfo[] }[]): { effectful: string[]; unknown: string[]; userCode: string[] } {
   const effectful: string[] = [];
   const unknown: string[] = [];
+  const userCode: string[] = [];
   for (const { name, infos } of fns) {
     if (infos.length === 0) unknown.push(name);
-    else if (infos.some(isEffectful)) effectful.push(name);
+    else if (infos.some(isEffectful)) {
+      effectful.push(name);
+      if (infos.some((f) => f.oid >= FIRST_USER_OID && isEffectful(f))) userCode.push(name);
+    }
   }
-  return { effectful, unknown };
+  return { effectful, unknown, userCode };
 }
 
 /** judgeFunctionEffects' lists as the sets decideSql takes. */
-export function toFunctionEffects(j: { effectful: readonly string[]; unknown: readonly string[] }): FunctionEffects {
-  return { effectful: new Set(j.effectful), unknown: new Set(j.unknown) };
+export function toFunctionEffects(j: { effectful: readonly string[]; unknown: readonly string[]; userCode?: readonly string[] }): FunctionEffects {
+  return { effectful: new Set(j.effectful), unknown: new Set(j.unknown), userCode: new Set(j.userCode ?? []) };
 }

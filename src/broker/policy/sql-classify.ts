@@ -70,6 +70,12 @@ export interface ClassifiedStatement {
    * defaults, its rules' actions) as far as it folds it.
    */
   planned?: string[];
+  /**
+   * Sources of `LIKE x INCLUDING …` (also in `reads`): their defaults, CHECKs, index and
+   * generated expressions become the new table's, whose stored code the catalog the gate
+   * reads may never show (a temporary table): judged as code this statement attaches.
+   */
+  copies?: string[];
   /** Every function called anywhere, lower case, schema-qualified when written so. */
   functions: string[];
   /**
@@ -485,6 +491,9 @@ interface Acc {
   /** RangeVar bodies of writes planned under plain EXPLAIN, and their names (see ClassifiedStatement.planned). */
   plannedTargets: Set<object>;
   planned: Set<string>;
+  /** RangeVar bodies of LIKE sources whose code is copied, and their names (see ClassifiedStatement.copies). */
+  copiedSources: Set<object>;
+  copies: Set<string>;
   /** Relation names written without a schema (see ClassifiedStatement.unqualified). */
   unqualified: Set<string>;
   hazard?: string;
@@ -493,6 +502,9 @@ interface Acc {
 }
 
 type Work = [unknown, Ctx];
+
+/** Statement kinds that change a catalog object (see classifyStatement's `?.*`). */
+const UNPLACED_DDL_KINDS: ReadonlySet<StatementKind> = new Set<StatementKind>(['create', 'alter', 'drop', 'comment', 'grant', 'revoke']);
 
 interface Ctx {
   /** False under plain EXPLAIN: nothing below runs, so it adds no kinds and no structural flags. */
@@ -534,6 +546,8 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     writeTargets: new Set(),
     plannedTargets: new Set(),
     planned: new Set(),
+    copiedSources: new Set(),
+    copies: new Set(),
     unqualified: new Set(),
     pending: [],
   };
@@ -545,6 +559,10 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     acc.kinds.delete('session');
     acc.kinds = new Set(['set', ...acc.kinds]);
   }
+  // DDL whose object this parser does not place in a schema (ALTER ROLE … SET, CREATE TYPE,
+  // ALTER … OWNER, GRANT on a function…) changes something no relation glob names: `?.*`,
+  // which only a rule allowing every schema covers (unknown means no).
+  if (UNPLACED_DDL_KINDS.has(kind) && acc.writes.size === 0) acc.writes.add('?.*');
   const out: ClassifiedStatement = {
     kind,
     kinds: [...acc.kinds],
@@ -573,6 +591,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
   if (acc.readWrite) out.readWrite = true;
   if (acc.unqualified.size > 0) out.unqualified = [...acc.unqualified];
   if (acc.planned.size > 0) out.planned = [...acc.planned];
+  if (acc.copies.size > 0) out.copies = [...acc.copies];
   const names = namespaceOp(type, body);
   if (names) out.names = names;
   // PREPARE p AS X does what X does when executed, and nothing else: its kinds are X's.
@@ -713,6 +732,7 @@ function relation(rv: Obj, acc: Acc, ctx: Ctx): void {
   const name = `${schema ?? (temp ? 'pg_temp' : 'public')}.${rel}`;
   (isWrite ? acc.writes : acc.reads).add(name);
   if (acc.plannedTargets.has(rv)) acc.planned.add(name);
+  if (acc.copiedSources.has(rv)) acc.copies.add(name);
   (rv['inh'] === true ? acc.inhRefs : acc.onlyRefs).add(name);
   const alias = isObj(rv['alias']) ? rv['alias'] : undefined;
   const as = (alias ? str(alias['aliasname']) : undefined) ?? rel;
@@ -878,6 +898,18 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     case 'SortBy':
       addOperator(names(body['useOp']), acc);
       return walkFields(body, acc, ctx);
+    case 'TableLikeClause':
+      // INCLUDING DEFAULTS, CONSTRAINTS, INDEXES, GENERATED… (any option) copies stored code.
+      if (ctx.executing && typeof body['options'] === 'number' && body['options'] !== 0 && isObj(body['relation'])) acc.copiedSources.add(body['relation']);
+      return walkFields(body, acc, ctx);
+    case 'CreateTrigStmt':
+      // The trigger's function runs on later writes of its table, which the gate may not see
+      // in the catalog (a temporary table, a transaction not yet committed): judged here, as a call.
+      if (ctx.executing) functionCall({ funcname: body['funcname'] }, acc, ctx);
+      break;
+    case 'CreateSchemaStmt':
+      if (ctx.executing) placeSchemaElements(body);
+      break;
     case 'VacuumStmt':
       if (ctx.executing && body['is_vacuumcmd'] === true) {
         for (const r of arr(body['rels'])) markWrite(unwrap(r)?.[1]['relation'], acc);
@@ -892,6 +924,8 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       if (isObj(into)) markWrite(into['rel'], acc);
       const base = body['base']; // CREATE FOREIGN TABLE holds a CreateStmt
       if (isObj(base)) markWrite(base['relation'], acc);
+      // INHERITS / PARTITION OF changes the parent: its reads see the child's rows, its writes route to it.
+      if (type === 'CreateStmt') markWrite(body['inhRelations'], acc);
     }
     namedObjects(type, body, acc);
   }
@@ -1037,6 +1071,11 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
   const schemaWrite = (s: string | undefined): void => {
     if (s !== undefined) acc.writes.add(`${s}.*`);
   };
+  // A function's schema, as relation rules match it (`scratch.*`); unqualified, the first
+  // schema of the session's search_path, not known here.
+  const routineWrite = (parts: string[]): void => {
+    if (parts.length > 0) acc.writes.add(`${parts.length > 1 ? parts[parts.length - 2]! : '?'}.${parts[parts.length - 1]!}`);
+  };
   switch (type) {
     case 'DropStmt': {
       const objtype = str(body['removeType']) ?? '';
@@ -1045,9 +1084,14 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
         if (!n) continue;
         if (objtype === 'OBJECT_SCHEMA' && n[0] === 'String') schemaWrite(str(n[1]['sval']));
         else if (n[0] === 'List') objectList(objtype, names(n[1]['items']), acc);
+        else if (n[0] === 'ObjectWithArgs') routineWrite(names(n[1]['objname']));
       }
       return;
     }
+    case 'CreateFunctionStmt':
+      return routineWrite(names(body['funcname']));
+    case 'AlterFunctionStmt':
+      return routineWrite(isObj(body['func']) ? names(body['func']['objname']) : []);
     case 'CommentStmt': {
       const objtype = str(body['objtype']) ?? '';
       const n = unwrap(body['object']);
@@ -1062,7 +1106,7 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
       }
       return;
     case 'CreateSchemaStmt':
-      return schemaWrite(str(body['schemaname']));
+      return schemaWrite(createdSchema(body));
     case 'RenameStmt': {
       const renameType = str(body['renameType']) ?? '';
       if (renameType === 'OBJECT_SCHEMA') {
@@ -1092,6 +1136,35 @@ function namedObjects(type: string, body: Obj, acc: Acc): void {
         if (def && def[0] === 'PartitionCmd') markWrite(def[1]['name'], acc);
       }
       return;
+  }
+}
+
+/**
+ * The schema CREATE SCHEMA creates: its name, else the AUTHORIZATION role's; `?` when that is
+ * CURRENT_USER or the like (not known here: no `schema.*` glob matches it).
+ */
+function createdSchema(body: Obj): string {
+  const named = str(body['schemaname']);
+  if (named !== undefined) return named;
+  const role = isObj(body['authrole']) ? body['authrole'] : undefined;
+  return (role && role['roletype'] === 'ROLESPEC_CSTRING' ? str(role['rolename']) : undefined) ?? '?';
+}
+
+/** The field of a CREATE SCHEMA element that names the object it creates. */
+const SCHEMA_ELEMENT_TARGET: Readonly<Record<string, string>> = { CreateStmt: 'relation', ViewStmt: 'view', CreateSeqStmt: 'sequence' };
+
+/**
+ * CREATE SCHEMA s CREATE TABLE t …: the elements' objects are created in s whatever the
+ * search_path (the server refuses another schema), so an unqualified one is qualified with s
+ * before the walk reports it. Names the elements only reference are resolved as usual.
+ */
+function placeSchemaElements(body: Obj): void {
+  const schema = createdSchema(body);
+  for (const e of arr(body['schemaElts'])) {
+    const n = unwrap(e);
+    const field = n ? SCHEMA_ELEMENT_TARGET[n[0]] : undefined;
+    const rv = field ? n![1][field] : undefined;
+    if (isObj(rv) && str(rv['schemaname']) === undefined) rv['schemaname'] = schema;
   }
 }
 

@@ -35,6 +35,13 @@ export interface GateVerdict extends PolicyDecision {
    * of it is refused rather than forwarded to be judged at Execute.
    */
   runsCode?: true;
+  /**
+   * Set on a verdict that lets code run whose effects the gate did not analyse (an effectful
+   * function the policy names, a procedure, a DO block): it may change the session's settings
+   * for good (set_config(…, false) in a body), so what follows waits until the server has
+   * answered it and reported what changed.
+   */
+  opaque?: true;
 }
 
 /**

@@ -134,6 +134,36 @@ export function summarize(c: SqlClassification): Record<string, unknown> {
   return { kinds: [...kinds], reads: [...reads], writes: [...writes], flags: [...flags], statements: c.statements.length };
 }
 
+/** Kinds that change the catalog: what was resolved in it may be stale after one runs. */
+const SCHEMA_KINDS: ReadonlySet<string> = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke']);
+
+const changesSchema = (s: ClassifiedStatement): boolean => s.kinds.some((k) => SCHEMA_KINDS.has(k));
+
+/**
+ * Why a text must be refused because a statement in it follows one that changes the schema
+ * (`create or replace function f …; select f()`): the whole text is judged before anything
+ * runs, with the catalog as it was, so what comes after the change would be judged on stale
+ * facts. Transaction control runs no user code and may follow. Undefined when none does.
+ */
+export function staleAfterSchemaChange(c: SqlClassification): string | undefined {
+  if (!c.ok) return undefined;
+  const at = c.statements.findIndex(changesSchema);
+  if (at < 0) return undefined;
+  const after = c.statements.slice(at + 1).find((s) => !s.kinds.every((k) => k === 'transaction'));
+  if (!after) return undefined;
+  return `${after.detail ?? after.kind.toUpperCase()} denied: it follows ${c.statements[at]!.detail ?? c.statements[at]!.kind.toUpperCase()} in the same text, and would be judged on the schema as it was before that ran; send the schema change on its own first`;
+}
+
+/** Kinds that run code the gate does not look into (a procedure's body, a DO block). */
+const OPAQUE_KINDS: ReadonlySet<string> = new Set(['call', 'do']);
+
+/** `v` marked opaque (see GateVerdict.opaque) when it lets unanalysed code run. */
+function opaque(v: GateVerdict, c: SqlClassification, effects: FunctionEffects | undefined): GateVerdict {
+  if (v.effect === 'deny' || !c.ok) return v;
+  const runs = (effects?.userCode !== undefined && effects.userCode.size > 0) || c.statements.some((s) => s.kinds.some((k) => OPAQUE_KINDS.has(k)));
+  return runs ? { ...v, opaque: true } : v;
+}
+
 /** What a statement does beyond its result: to prepared statements and cursors, and to the schema. */
 function sideEffects(c: SqlClassification): Pick<GateVerdict, 'changes' | 'ddl' | 'sessionState' | 'unshowable'> {
   if (!c.ok) return {};
@@ -142,7 +172,7 @@ function sideEffects(c: SqlClassification): Pick<GateVerdict, 'changes' | 'ddl' 
   let state = false;
   let copyIn = false;
   const changes = c.statements.map((s): NamespaceChange => {
-    for (const k of s.kinds) if (k === 'create' || k === 'alter' || k === 'drop' || k === 'comment' || k === 'grant' || k === 'revoke') ddl = true;
+    if (changesSchema(s)) ddl = true;
     if (s.settings.length > 0 || s.kinds.some((k) => k === 'session' || k === 'set' || k === 'reset' || k === 'discard')) state = true;
     if (s.detail === 'COPY FROM STDIN') copyIn = true;
     if (!s.names) return undefined;
@@ -240,9 +270,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
     });
   };
 
-  const readOnlyRefusal = (c: SqlClassification, v: GateVerdict): GateVerdict => {
-    if (!opts.readOnly || v.effect === 'deny') return v;
-    const reason = decideSqlReadOnly(c);
+  /** Refusals whatever the policy says: undoing a read-only session, a statement after a schema change in one text. */
+  const standingRefusal = (c: SqlClassification, v: GateVerdict): GateVerdict => {
+    if (v.effect === 'deny') return v;
+    const reason = (opts.readOnly ? decideSqlReadOnly(c) : undefined) ?? staleAfterSchemaChange(c);
     return reason === undefined ? v : { ...v, effect: 'deny', rule: null, reason };
   };
 
@@ -313,8 +344,10 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
    * allow, or code the gate could not resolve (it does not parse): parsing and planning it
    * may run that code, so its Parse cannot go ahead of the decision.
    */
-  const marked = (v: GateVerdict, c: SqlClassification, effects: FunctionEffects | undefined): GateVerdict =>
-    v.effect !== 'allow' && (!c.ok || (effects !== undefined && (effects.effectful.size > 0 || effects.unknown.size > 0))) ? { ...v, runsCode: true } : v;
+  const marked = (v: GateVerdict, c: SqlClassification, effects: FunctionEffects | undefined): GateVerdict => {
+    if (v.effect !== 'allow' && (!c.ok || (effects !== undefined && (effects.effectful.size > 0 || effects.unknown.size > 0)))) return { ...v, runsCode: true };
+    return opaque(v, c, effects);
+  };
 
   /** The declared parameter types that say something (0 leaves the type to the server's inference from the text). */
   const declared = (paramTypes: readonly number[] | undefined): readonly number[] => (paramTypes && paramTypes.some((t) => t !== 0) ? paramTypes.filter((t) => t !== 0) : NO_TYPES);
@@ -357,17 +390,19 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const executed = withExecuted(c, prepared, portals);
       const resolved = typeof executed === 'string' ? executed : expander ? expander.expand(executed, declared(paramTypes)) : executed;
       if (resolved === c) {
-        if (!expander) return marked(readOnlyRefusal(c, judge.judge(sql)), c, undefined);
+        if (!expander) return marked(standingRefusal(c, judge.judge(sql)), c, undefined);
         const effects = expander.effectsOf(c);
         let v = verdicts.get(effects);
         if (v === undefined) {
-          v = marked(readOnlyRefusal(c, judge.judge(sql, effects)), c, effects);
+          v = marked(standingRefusal(c, judge.judge(sql, effects)), c, effects);
           // A review verdict names the exact text's fingerprint (a grant covers that text only).
           if (v.effect !== 'review') verdicts.set(effects, v);
         }
         return v;
       }
       const side = sideEffects(c);
+      // set_config in a view's definition changes the session as the statement's own would.
+      if (typeof resolved !== 'string' && resolved.ok && resolved.statements.some((s) => s.settings.length > 0)) side.sessionState = true;
       if (typeof resolved === 'string') {
         return { effect: 'deny', policy: null, rule: null, reason: resolved, fingerprint: c.fingerprint, classification: summarize(c), ...side };
       }
@@ -378,7 +413,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       const effects = expander ? expander.effectsOf(resolved) : undefined;
       const d = decideSql(identity, targetName, config.policies, resolved, effects);
       const { statement: _statement, ...decision } = d;
-      const v = marked(readOnlyRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side }), resolved, effects);
+      const v = marked(standingRefusal(resolved, { ...decision, fingerprint: c.fingerprint, classification: summarize(resolved), ...side }), resolved, effects);
       if (cacheable && v.effect !== 'review') extendedVerdicts.set(resolved, v);
       return v;
     },
@@ -397,11 +432,12 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
         const all = expander.effectsOf(c);
         const effectful = new Set([...all.effectful].filter((f) => f !== name).concat(own.effectful));
         const unknown = new Set([...all.unknown].filter((f) => f !== name).concat(own.unknown));
-        effects = { effectful, unknown };
+        const userCode = new Set([...(all.userCode ?? [])].filter((f) => f !== name).concat(own.userCode));
+        effects = { effectful, unknown, userCode };
       }
       const d = decideSql(identity, targetName, config.policies, c, effects);
       const { statement: _statement, ...decision } = d;
-      const verdict = readOnlyRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c), ...sideEffects(c) });
+      const verdict = opaque(standingRefusal(c, { ...decision, fingerprint: c.fingerprint, classification: summarize(c), ...sideEffects(c) }), c, effects);
       const label = c.ok ? (c.statements[0]?.text ?? `-- function call: oid ${oid}`) : `-- function call: oid ${oid} (unknown)`;
       const builtin = info !== undefined && (info.schema === 'pg_catalog' || info.schema === 'information_schema');
       return { ...verdict, label, builtin };

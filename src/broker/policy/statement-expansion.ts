@@ -41,6 +41,7 @@
 import type { FunctionCatalog, RelationFacts, RelationWriteFacts, TypeFacts } from './sql-gate-types.js';
 import { IMPLICIT_CALL, judgeFunctionEffects, toFunctionEffects, type FunctionEffects, type FunctionInfo } from './function-effects.js';
 import { functionsOfClassification, type ClassifiedStatement, type SqlClassification } from './sql-classify.js';
+import { isHarmlessSetting } from './settings.js';
 
 /** Views inside views and SQL bodies inside bodies followed this deep; deeper is unanalysable. */
 const MAX_DEPTH = 8;
@@ -118,6 +119,26 @@ function trustedAsDeclared(info: FunctionInfo): boolean {
 interface Calls {
   functions: string[];
   operators: string[];
+  /** Settings the definitions change through set_config (they stay changed after the statement). */
+  settings: string[];
+  /** A definition would make the server read later SQL differently (see ClassifiedStatement.hazard). */
+  hazard?: string;
+  /** A definition could undo a read-only session. */
+  readWrite?: true;
+}
+
+/** What a definition or body does to the session beyond its calls, carried to the statement that runs it. */
+interface SessionEffects {
+  settings: Set<string>;
+  hazard?: string;
+  readWrite?: true;
+}
+
+/** Adds `from`'s session effects (a statement, a view's calls) to `into`. */
+function addSessionEffects(into: SessionEffects, from: { settings: readonly string[]; hazard?: string; readWrite?: true }): void {
+  for (const s of from.settings) into.settings.add(s);
+  if (from.hazard !== undefined) into.hazard ??= from.hazard;
+  if (from.readWrite) into.readWrite = true;
 }
 
 export interface StatementExpander {
@@ -206,12 +227,13 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     const defs = viewDefs.get(rel);
     if (!defs) {
       want(needs?.views, rel);
-      return { functions: [unanalysable(`view ${rel}`)], operators: [] };
+      return { functions: [unanalysable(`view ${rel}`)], operators: [], settings: [] };
     }
     // A policy that reads its own table recurses (the server refuses it too).
-    viewCalls.set(rel, { functions: [unanalysable(`recursive definition of ${rel}`)], operators: [] });
+    viewCalls.set(rel, { functions: [unanalysable(`recursive definition of ${rel}`)], operators: [], settings: [] });
     const functions = new Set<string>();
     const operators = new Set<string>();
+    const session: SessionEffects = { settings: new Set() };
     for (const def of defs) {
       const d = classify(def);
       if (!d.ok || depth > MAX_DEPTH) {
@@ -222,9 +244,13 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
         const e = expandStatement(st, depth + 1, []);
         for (const f of e.functions) functions.add(f);
         for (const o of e.operators) operators.add(o);
+        // set_config in a view's definition changes the reading session's settings.
+        addSessionEffects(session, e);
       }
     }
-    const out = { functions: [...functions], operators: [...operators] };
+    const out: Calls = { functions: [...functions], operators: [...operators], settings: [...session.settings] };
+    if (session.hazard !== undefined) out.hazard = session.hazard;
+    if (session.readWrite) out.readWrite = true;
     viewCalls.set(rel, out);
     return out;
   };
@@ -493,6 +519,16 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     for (const r of executed) writes.add(r);
     targets.push(...ruled);
     for (const r of new Set(targets)) addStoredCode(r);
+    // LIKE … INCLUDING copies a source's stored code to the new table (see ClassifiedStatement.copies).
+    const copies = new Set(st.copies ?? []);
+    const unplaced = new Set(st.unqualified ?? []);
+    for (const r of copies.size > 0 ? named : []) {
+      const n = r.slice(r.indexOf('.') + 1);
+      if (!copies.has(r) && !(copies.has(`public.${n}`) && unplaced.has(n))) continue;
+      const w = writeFactsOf(r);
+      if (w === FAILED) functions.add(unanalysable(`relation ${r}`));
+      else if (w) for (const fn of [...(w.writeCode ?? []), ...(w.runCode ?? [])]) addImplicit(fn, functions);
+    }
     // A DDL statement runs the functions of the event triggers its command fires, whatever
     // their tag filter or enabled state: the server calls them around the command.
     if (st.kinds.some((k) => EVENT_TRIGGER_KINDS.has(k))) {
@@ -506,11 +542,15 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     // `u.f` calls f(u) when a function f exists.
     for (const m of st.maybeCalls) if ((functionInfos(m)?.length ?? 0) > 0) functions.add(m);
     const calls = [...functions];
+    const session: SessionEffects = { settings: new Set(st.settings) };
+    if (st.hazard !== undefined) session.hazard = st.hazard;
+    if (st.readWrite) session.readWrite = true;
     // Views and row-level security policies of what it reads run with it.
     for (const r of [...named, ...targets.filter((t) => !reads.has(t))]) {
       const through = callsThrough(r, depth);
       for (const f of through.functions) functions.add(f);
       for (const o of through.operators) operators.add(o);
+      addSessionEffects(session, through);
     }
     typeCode(st, [...new Set([...named, ...placedWrites])], [...new Set([...placedWrites, ...executed])], calls, st.operators, extra, functions);
     // A SQL function's body reads with the caller's privileges: its reads are the statement's,
@@ -522,11 +562,22 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     for (const info of run) {
       const body = bodyOf(info, depth + 1);
       if (body === null) reads.add(`${UNKNOWN_SCHEMA}.*`);
-      else if (body && body !== 'cycle' && body.ok) for (const b of body.statements) for (const r of b.reads) reads.add(r);
+      else if (body && body !== 'cycle' && body.ok) {
+        for (const b of body.statements) {
+          for (const r of b.reads) reads.add(r);
+          // A body that desyncs the parser or undoes read-only does so whoever vouched for the function.
+          if (b.hazard !== undefined) session.hazard ??= b.hazard;
+          if (b.readWrite) session.readWrite = true;
+        }
+      }
     }
     const same = (a: readonly string[], b: Set<string>): boolean => a.length === b.size;
-    if (same(st.reads, reads) && same(st.writes, writes) && same(st.functions, functions) && same(st.operators, operators)) return st;
-    return { ...st, reads: [...reads], writes: [...writes], functions: [...functions], operators: [...operators] };
+    const sameSession = same(st.settings, session.settings) && session.hazard === st.hazard && (session.readWrite === true) === (st.readWrite === true);
+    if (same(st.reads, reads) && same(st.writes, writes) && same(st.functions, functions) && same(st.operators, operators) && sameSession) return st;
+    const out: ClassifiedStatement = { ...st, reads: [...reads], writes: [...writes], functions: [...functions], operators: [...operators], settings: [...session.settings] };
+    if (session.hazard !== undefined) out.hazard = session.hazard;
+    if (session.readWrite) out.readWrite = true;
+    return out;
   };
 
   const expandWith = (c: SqlClassification, depth: number, types: readonly number[]): SqlClassification => {
@@ -562,9 +613,15 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     if (hit) return hit;
     const volatile = { ...info, volatility: 'v' as const };
     vouched.set(info.oid, volatile); // a cycle counts as volatile
+    // A SET clause (proconfig) of a setting that is not harmless runs the body as another role,
+    // with triggers off, or read by other rules (standard_conforming_strings) than here.
+    if (info.config?.some((n) => !isHarmlessSetting(n) || n === 'client_encoding' || n === 'standard_conforming_strings')) return volatile;
     let out: FunctionInfo = volatile;
+    // A read whose every call is vouched for, and that changes no setting that outlives it
+    // (set_config(…, false) in a body is not undone at exit: role, session_replication_role…).
     const clean = (c: SqlClassification): boolean => {
-      if (!c.ok || !c.statements.every((st) => st.kinds.every((k) => k === 'select') && !st.readWrite)) return false;
+      const reads = (st: ClassifiedStatement): boolean => st.kinds.every((k) => k === 'select') && !st.readWrite && st.hazard === undefined && st.settings.every(isHarmlessSetting);
+      if (!c.ok || !c.statements.every(reads)) return false;
       const e = computeEffects(c);
       return e.effectful.size === 0 && e.unknown.size === 0;
     };

@@ -145,3 +145,14 @@ export function auditUnavailable(fatal = true): PgError {
     hint: "the broker's operator must restore the audit store; nothing ran",
   });
 }
+
+/**
+ * FATAL 42501: the server reports a setting changed to a value the gate's judgement depends
+ * on not having (reported-settings.ts); code the policy let run changed it. Nothing after it ran.
+ */
+export function sessionSettingContradicted(name: string, value: string, why: string): PgError {
+  return new PgError(SqlState.insufficientPrivilege, `agentgate: the server reports ${name} = ${value.slice(0, 40)}: ${why}; the session is ended`, {
+    severity: 'FATAL',
+    hint: 'start a new session; a function or procedure the policy lets run changed this setting, which the policy\'s operator should know',
+  }, 'AG_PG_SETTING');
+}

@@ -63,7 +63,8 @@ const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.pro
   pg_catalog.concat_ws(' ', p.prorettype::text, p.proargtypes::text, pg_catalog.array_to_string(p.proallargtypes, ' ')) AS fn_types,
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) FROM pg_catalog.pg_proc b
     WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps,
-  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults`;
+  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults,
+  (SELECT pg_catalog.string_agg(pg_catalog.split_part(c, '=', 1), ' ') FROM pg_catalog.unnest(p.proconfig) AS c) AS fn_config`;
 
 /** An E'' literal: backslashes and quotes doubled, NUL (which no name contains) dropped. */
 export function sqlLiteral(s: string): string {
@@ -75,7 +76,7 @@ function textArray(values: readonly string[]): string {
 }
 
 function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo | undefined {
-  const [oid, schema, name, vol, kind, nargs, language, source, extension, types, wrapped, defaults] = row.slice(offset, offset + 12);
+  const [oid, schema, name, vol, kind, nargs, language, source, extension, types, wrapped, defaults, config] = row.slice(offset, offset + 13);
   if (oid == null || schema == null || name == null || vol == null || kind == null || nargs == null) return undefined;
   if (vol !== 'i' && vol !== 's' && vol !== 'v') return undefined;
   if (kind !== 'f' && kind !== 'a' && kind !== 'w' && kind !== 'p') return undefined;
@@ -85,6 +86,7 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
   info.extension = extension === 'true';
   if (wrapped === 'i' || wrapped === 's' || wrapped === 'v') info.wraps = wrapped;
   if (defaults != null) info.defaults = defaults;
+  if (config != null) info.config = config.split(' ').filter((n) => n !== '').map((n) => n.toLowerCase());
   if (types != null) info.types = types.split(' ').filter((t) => t !== '').map(Number);
   return info;
 }
@@ -266,7 +268,7 @@ function relationCodeQuery(rels: readonly string[]): string {
 SELECT f.key, ${INFO_COLUMNS}
 FROM (SELECT DISTINCT key, fn FROM f WHERE fn >= ${FIRST_USER_OID}) f JOIN pg_catalog.pg_proc p ON p.oid = f.fn JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 UNION ALL
-SELECT r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM r JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = r.oid
+SELECT r.key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM r JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = r.oid
   JOIN pg_catalog.pg_foreign_server sv ON sv.oid = ft.ftserver JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = sv.srvfdw
   WHERE w.fdwhandler < ${FIRST_USER_OID}`;
 }

@@ -29,10 +29,11 @@ import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
 import { FrontendReader, type BackendReader, type PgMessage } from './reader.js';
 import { BackendType, type TransactionStatus } from './protocol.js';
-import { decodeErrorResponse, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
+import { decodeErrorResponse, decodeParameterStatus, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
+import { contradictedSetting } from './reported-settings.js';
 import { backendKeyData, errorResponse, readyForQuery } from './build-backend.js';
 import { TERMINATE } from './build-frontend.js';
-import { auditUnavailable, PgError, SqlState, StartupFramingError } from './errors.js';
+import { auditUnavailable, PgError, sessionSettingContradicted, SqlState, StartupFramingError } from './errors.js';
 import type { ScramVerifier } from './scram.js';
 import type { SessionApproval, SessionSummary } from '../session-summary.js';
 import { ProtocolSession } from '../session/protocol-session.js';
@@ -542,6 +543,16 @@ export class PgProxySession {
       }
       case BackendType.backendKeyData:
         return; // never reveal a server key
+      case BackendType.parameterStatus: {
+        // A setting changed by what ran: ends the session when the gate depends on its old value.
+        const p = decodeParameterStatus(m.body);
+        const why = contradictedSetting(p.name, p.value, this.#o.readOnly === true);
+        if (why !== undefined) {
+          this.#fatal(sessionSettingContradicted(p.name, p.value, why));
+          return;
+        }
+        break;
+      }
       default:
         if (followBackend(t, m)) return;
         break;

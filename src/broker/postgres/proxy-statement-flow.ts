@@ -122,6 +122,10 @@ export class StatementFlow {
   #pendingBytes = 0;
   /** After a refused extended-protocol message: what to send with the next Sync. */
   #skipUntilSync: SkipToSync | undefined;
+  /** A schema change was relayed and the server has not confirmed its transaction ended (see afterUnconfirmedSchemaChange). */
+  #schemaUnconfirmed = false;
+  /** An opaque statement (GateVerdict.opaque) was relayed and the server has not answered it yet (see afterOpaqueCode). */
+  #stateUnconfirmed = false;
   /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
   #refusals: { code: string; frame: Buffer }[] = [];
   /**
@@ -242,14 +246,22 @@ export class StatementFlow {
     }
     const verdict = h.gate.judge(sql, prepared, portals, paramTypes);
     if (verdict.ddl) h.schemaChanged();
-    if (verdict.effect !== 'deny') {
+    const judged = this.#unconfirmed(verdict);
+    if (judged.effect !== 'deny') {
       const recording = h.recordWrites?.(sql);
       if (recording) {
         this.#waitForLookup(frame, recording);
         return undefined;
       }
     }
-    return verdict;
+    return judged;
+  }
+
+  /** The verdict, refused while an earlier statement's effects on the schema or the session are not confirmed. */
+  #unconfirmed<V extends GateVerdict>(v: V): V {
+    if (this.#schemaUnconfirmed) return { ...v, ...afterUnconfirmedSchemaChange(v) };
+    if (this.#stateUnconfirmed) return { ...v, ...afterOpaqueCode(v) };
+    return v;
   }
 
   #onQuery(m: PgMessage): void {
@@ -373,7 +385,7 @@ export class StatementFlow {
     const call = decodeFunctionCall(m.body);
     const lookup = h.gate.prepareFunctionCall(call.oid);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = h.gate.judgeFunctionCall(call.oid, call.argCount);
+    const verdict = this.#unconfirmed(h.gate.judgeFunctionCall(call.oid, call.argCount));
     const t = h.tracker;
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
@@ -460,6 +472,14 @@ export class StatementFlow {
 
   /** The server sent ReadyForQuery (already queued for the client). */
   serverReady(): void {
+    // The schema change is committed (or rolled back) and nothing else is outstanding: the
+    // catalog connection sees what this session sees again, once what was cached is dropped.
+    if (this.#schemaUnconfirmed && this.#h.transactionStatus() === 'I' && !this.#h.tracker.busy) {
+      this.#schemaUnconfirmed = false;
+      this.#h.schemaChanged();
+    }
+    // The opaque statement has been answered: whatever it changed the server has reported.
+    if (this.#stateUnconfirmed && !this.#h.tracker.busy) this.#stateUnconfirmed = false;
     // A message that waited for this answer can be judged now.
     if (this.#waiting === 'confirm') {
       this.#waiting = undefined;
@@ -634,9 +654,15 @@ export class StatementFlow {
     this.#releasePending();
   }
 
-  /** A relayed statement that may change the session state: later approvals are bound to it. */
+  /**
+   * A relayed statement: one that changes the schema leaves the catalog the gate reads
+   * behind until the server confirms its transaction ended (see serverReady); one that may
+   * change the session state binds later approvals to it.
+   */
   #stateChange(verdict: GateVerdict, sql: string): void {
-    if (verdict.sessionState !== true) return;
+    if (verdict.ddl) this.#schemaUnconfirmed = true;
+    if (verdict.opaque) this.#stateUnconfirmed = true;
+    if (verdict.sessionState !== true && verdict.opaque !== true) return;
     this.#recordState(sql, this.#h.auditText(sql));
   }
 
@@ -697,6 +723,36 @@ export class StatementFlow {
     hold.withdraw('the client disconnected while the statement was held', 'never');
     this.#hold = undefined;
   }
+}
+
+/**
+ * A verdict given while a schema change this session ran is not confirmed committed: the
+ * catalog connection the gate resolves names in sees only committed schema (and the change
+ * may not even have run yet, earlier in the pipeline), so only transaction control, which
+ * runs no user code, may go ahead. Refused with runsCode: even a Parse may run changed code.
+ */
+function afterUnconfirmedSchemaChange(v: GateVerdict): GateVerdict {
+  if (v.effect === 'deny' || onlyTransactionControl(v)) return v;
+  const reason =
+    'this session changed the schema in a transaction that has not ended (or whose end the server has not confirmed yet), and the gate resolves names in the committed catalog: COMMIT or ROLLBACK first, then run this';
+  return { ...v, effect: 'deny', rule: null, reason, runsCode: true };
+}
+
+/**
+ * A verdict given while an opaque statement is unanswered: that code may change settings the
+ * gate depends on (standard_conforming_strings, read-only), which the server reports only with
+ * its answer, so nothing but transaction control goes ahead of it.
+ */
+function afterOpaqueCode(v: GateVerdict): GateVerdict {
+  // Not even transaction control: its text too would be read under settings not known yet.
+  if (v.effect === 'deny') return v;
+  const reason = 'an earlier statement runs code that may change the session\'s settings, and its answer (which reports them) has not arrived: wait for it, then run this';
+  return { ...v, effect: 'deny', rule: null, reason, runsCode: true };
+}
+
+function onlyTransactionControl(v: GateVerdict): boolean {
+  const kinds = v.classification['kinds'];
+  return Array.isArray(kinds) && kinds.length > 0 && kinds.every((k) => k === 'transaction');
 }
 
 function noteOf(v: GateVerdict): StatementNote {

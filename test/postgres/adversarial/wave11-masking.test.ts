@@ -394,7 +394,10 @@ describe('adversarial corpus wave 11: laundering through what the session writes
     });
   });
 
-  test('w11m-33: the copy and its read in ONE simple Query (the taint comes before the server runs either)', async () => {
+  // The gate refuses a statement that follows a schema change in the same text (it would be
+  // judged on the schema before the change ran: wave 10), so the copy never happens here; the
+  // write taint would mask the read otherwise (w11m-34 is the same through the extended protocol).
+  test('w11m-33: the copy and its read in ONE simple Query: refused, nothing of the value comes back', async () => {
     await superQuery(adv, SCRATCH);
     const sql = `create temp table w11_33 as select ${LOCAL} as x from users; select x from w11_33`;
     const control = await direct(adv, async (client) => {
@@ -404,7 +407,12 @@ describe('adversarial corpus wave 11: laundering through what the session writes
     assert.ok(holdsValue(control), `w11m-33: the direct read returns the value: ${control}`);
     await withClient(async ({ c }) => {
       const msgs = await simple(c, sql.replace(/w11_33/g, 'w11_33b'));
-      assertAnswered(msgs, 'w11m-33');
+      assert.deepEqual(
+        errorsOf(msgs).map((e) => e.code),
+        ['42501'],
+      );
+      assert.match(errorsOf(msgs)[0]!.message, /follows CREATE TABLE AS in the same text/);
+      assert.ok(!holdsValue(JSON.stringify(msgs.map((m) => m.body.toString('latin1')))), 'no value in any message');
     });
   });
 

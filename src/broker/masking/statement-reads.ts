@@ -159,7 +159,8 @@ class Refs {
   }
 }
 
-function parse(sql: string): unknown[] | string {
+/** The parsed statements of `sql`, or why there are none (the parser not loaded, a parse error). */
+export function parseStatements(sql: string): unknown[] | string {
   const p = loadedSqlParser();
   if (!p) return 'parser not loaded';
   try {
@@ -238,7 +239,7 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
   if (sql.trim() === '') return 'none';
   await loadSqlParser();
   const refs = new Refs(writes);
-  const stmts = parse(sql);
+  const stmts = parseStatements(sql);
   if (typeof stmts === 'string') return 'opaque';
   refs.collect(stmts);
 
@@ -260,7 +261,7 @@ async function analyse(sql: string, catalog: ProvenanceCatalog, masked: MaskedCo
       read.push(rel);
       if (rel.kind === 'view') {
         if (rel.viewSql === undefined) return 'opaque';
-        const inner = parse(rel.viewSql);
+        const inner = parseStatements(rel.viewSql);
         if (typeof inner === 'string') return 'opaque';
         refs.collect(inner);
       }

@@ -30,7 +30,8 @@
  * agent, or a reconnect, reads the copy masked) and saved in the broker's state dir before
  * the write is forwarded (written-relations-file.ts), so a restart keeps it.
  */
-import { loadedSqlParser, loadSqlParser } from '../policy/sql-classify.js';
+import { loadSqlParser } from '../policy/sql-classify.js';
+import { parseStatements } from './statement-reads.js';
 import { sqlShape } from '../policy/sql-shape.js';
 
 type Obj = Record<string, unknown>;
@@ -188,15 +189,10 @@ export function writeTargets(stmts: readonly unknown[]): WriteTargets {
   return out;
 }
 
-/** Parsed statements of `sql`, or undefined when it does not parse. */
+/** Parsed statements of `sql`, or undefined when it does not parse (or the parser is not loaded). */
 function parse(sql: string): unknown[] | undefined {
-  const p = loadedSqlParser();
-  if (!p) return undefined;
-  try {
-    return (p.parseSync(sql).stmts ?? []).map((s) => s.stmt);
-  } catch {
-    return undefined;
-  }
+  const stmts = parseStatements(sql);
+  return typeof stmts === 'string' ? undefined : stmts;
 }
 
 /** Distinct statement texts a session remembers as recorded. */
@@ -234,11 +230,15 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
       }
     }
   };
-  const run = async (sql: string): Promise<void> => {
-    await loadSqlParser().catch(() => undefined);
-    const stmts = parse(sql);
-    if (stmts === undefined) return;
-    const t = writeTargets(stmts);
+  /** `parsed`: the text's statements and targets when the caller has them already. */
+  const run = async (sql: string, key: string, parsed?: { stmts: unknown[]; t: WriteTargets }): Promise<void> => {
+    if (!parsed) {
+      await loadSqlParser().catch(() => undefined);
+      const stmts = parse(sql);
+      if (stmts === undefined) return;
+      parsed = { stmts, t: writeTargets(stmts) };
+    }
+    const { stmts, t } = parsed;
     const sources = relationsUnder(stmts);
     // Judged again while a taint (this text's own, or another session's) changed the registry.
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -247,7 +247,7 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
       if (version === written.version) {
         if (recorded.size >= RECORDED) recorded.clear();
         // By shape: a number's value decides nothing here, so inlined values cost one analysis.
-        recorded.set(sqlShape(sql) ?? sql, version);
+        recorded.set(key, version);
         await written.flush();
         return;
       }
@@ -261,18 +261,15 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
   return (sql) => {
     const key = sqlShape(sql) ?? sql;
     if (inert.has(key) || recorded.get(key) === written.version) return undefined;
-    const p = loadedSqlParser();
-    if (p) {
-      const stmts = parse(sql);
-      if (stmts !== undefined) {
-        const t = writeTargets(stmts);
-        if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) {
-          if (inert.size >= RECORDED) inert.clear();
-          inert.add(key);
-          return undefined;
-        }
-      }
+    // Parsed here when the parser is loaded (run loads it otherwise), and not again in run.
+    const stmts = parse(sql);
+    if (stmts === undefined) return run(sql, key).catch(() => undefined);
+    const t = writeTargets(stmts);
+    if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) {
+      if (inert.size >= RECORDED) inert.clear();
+      inert.add(key);
+      return undefined;
     }
-    return run(sql).catch(() => undefined);
+    return run(sql, key, { stmts, t }).catch(() => undefined);
   };
 }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { ResultMasker, maskSqlText } from '../../src/broker/postgres/proxy-masking.js';
 import type { MaskingPlan } from '../../src/broker/masking/rules.js';
 import { maskText } from '../../src/broker/masking/styles.js';
+import { loadSqlParser } from '../../src/broker/policy/sql-classify.js';
 import type { Provenance } from '../../src/broker/masking/provenance.js';
 import type { MaskingConfig } from '../../src/broker/config/types.js';
 import * as be from '../../src/broker/postgres/build-backend.js';
@@ -294,7 +295,8 @@ test('ErrorResponse and NoticeResponse: detail values of masked columns and dete
   assert.ok(m.counts().values >= 6);
 });
 
-test('maskSqlText: detector hits and literals tied to masked columns, for the audit log', () => {
+test('maskSqlText: detector hits and literals tied to masked columns, for the audit log', async () => {
+  await loadSqlParser();
   const p = plan({ columns: ['users.ssn', '*password*', '*.email'], detectors: ['email', 'credit_card'], style: 'full' });
   const ins = maskSqlText("INSERT INTO public.users (id, email, ssn, note) VALUES (1, 'alice@example.com', '123456789', 'card 4111111111111111'), (2, 'b@x.io', E'987\\'65', 'ok')", p, KEY);
   assert.equal(ins.text, "INSERT INTO public.users (id, email, ssn, note) VALUES (1, '********', '********', 'card ********'), (2, '********', E'********', 'ok')");

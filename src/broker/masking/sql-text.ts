@@ -14,6 +14,7 @@ import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from 
 import { OutBuffer } from './out-buffer.js';
 import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
+import { tiedLiterals } from './sql-text-tree.js';
 
 export interface MaskedText {
   text: string;
@@ -131,6 +132,43 @@ function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
     if (rule) regions.push(regionFor(t, rule));
   }
   for (const [s, e] of statements(tokens)) regions.push(...insertValues(tokens, s, e, plan));
+  regions.push(...treeLiterals(buf, tokens, plan));
+  return regions;
+}
+
+/**
+ * The parse tree's answer (sql-text-tree.ts) to which literals meet a masked column: the
+ * token patterns above see `col = '…'`; the tree also sees `col > '…'`, `lower(col) = '…'`,
+ * `SET (a, col) = (…)`, INSERT … SELECT, values that reach a column through a CTE. Parsed
+ * only when a token could name a masked column or the statement assigns by position, so
+ * statements far from masked columns cost nothing more. Text that does not parse has
+ * every literal masked when it names a masked column.
+ */
+function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan): Region[] {
+  let named: ColumnRule | undefined;
+  let positional = false;
+  for (const t of tokens) {
+    if (t.kind !== 'ident') continue;
+    named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
+    positional ||= t.value === 'insert' || t.value === 'execute';
+  }
+  if (named === undefined && !positional) return [];
+  const tied = tiedLiterals(buf.toString('utf8'), plan);
+  const regions: Region[] = [];
+  if (tied === undefined) {
+    if (named !== undefined) for (const t of tokens) if (isLiteral(t)) regions.push(regionFor(t, named));
+    return regions;
+  }
+  const at = new Map<number, number>();
+  tokens.forEach((t, i) => at.set(t.start, i));
+  for (const { location, rule } of tied) {
+    let i = at.get(location);
+    if (i === undefined) continue;
+    // A negative number's constant starts at its sign.
+    if (tokens[i]!.kind === 'op' && (tokens[i]!.value === '-' || tokens[i]!.value === '+')) i++;
+    // Adjacent string constants (split across lines) are one value.
+    for (let k = i; k < tokens.length && isLiteral(tokens[k]) && (k === i || tokens[k]!.kind === 'string'); k++) regions.push(regionFor(tokens[k]!, rule));
+  }
   return regions;
 }
 

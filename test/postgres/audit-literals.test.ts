@@ -10,7 +10,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { startPgStack, TARGET, type PgStack } from './stack.js';
+import { type PgStack } from './stack.js';
+import { startSsnStack } from './ssn-stack.js';
 
 /** `{S}` is replaced by the case's secret; `{N}` by its number (a comment names the case in the log). */
 const CASES: readonly [string, string][] = [
@@ -46,14 +47,7 @@ describe('audit log: literals tied to a masked column', () => {
   let client: pg.Client;
 
   before(async () => {
-    stack = await startPgStack({
-      config: { masking: { [TARGET]: { columns: ['users.ssn'], detectors: [], style: 'full' } } },
-    });
-    await stack.pg.psql(
-      `CREATE TABLE users (id int PRIMARY KEY, name text, ssn text);
-       INSERT INTO users VALUES (1, 'ada', '000-00-0001');
-       GRANT ALL ON users TO app;`,
-    );
+    stack = await startSsnStack();
     client = new pg.Client({ connectionString: stack.url });
     await client.connect();
     await client.query('PREPARE by_ssn(text) AS SELECT id FROM users WHERE ssn = $1');

@@ -239,6 +239,8 @@ export const OPAQUE_BUILTINS: ReadonlySet<string> = new Set([
   'lo_get', 'loread',
   'pg_read_file', 'pg_read_binary_file',
   'dblink', 'dblink_exec', 'dblink_fetch', 'dblink_get_result', 'dblink_send_query', 'dblink_open',
+  // Another session's statement text (every session agentgate opens shares the target's role).
+  'pg_stat_get_backend_activity',
 ]);
 
 /** `stmt` is one element of parseSync(sql).stmts[i].stmt. Statements that return no rows → { ok: true, columns: [] }. */
@@ -623,14 +625,20 @@ export function operatorName(e: Obj): { schema: string | undefined; name: string
 }
 
 /**
- * Columns of builtin set-returning functions that show session settings' values
- * (pg_settings is defined over pg_show_all_settings(), pg_stat_activity over
- * pg_stat_get_activity()): opaque, for the reason untracedSetting gives. Which settings a
- * row shows is decided by another column, so every value of these columns is.
+ * Columns of builtin set-returning functions that show text no analysis traces: session
+ * settings' values (pg_settings is defined over pg_show_all_settings(), pg_stat_activity
+ * over pg_stat_get_activity()), for the reason untracedSetting gives, and statement text:
+ * the query another session runs or last ran (every session agentgate opens for a target
+ * shares one role, and PostgreSQL shows a role all its sessions' text, a person's
+ * `UPDATE users SET ssn = '…'` included), and this session's prepared statements and
+ * cursors. Which row shows what is decided by other columns, so every value of these
+ * columns is opaque.
  */
 const UNTRACED_FUNCTION_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   pg_show_all_settings: ['setting', 'reset_val', 'boot_val'],
-  pg_stat_get_activity: ['application_name'],
+  pg_stat_get_activity: ['application_name', 'query'],
+  pg_prepared_statement: ['statement'],
+  pg_cursor: ['statement'],
 };
 
 /**
@@ -1322,12 +1330,21 @@ class Analysis {
     let named = renamed(cols, alias, open);
     // With the function's own column names, or the alias's (pg_settings: `pg_show_all_settings() a(name, setting, …)`).
     if (untracedNames.size > 0) {
-      named = named.map((c) => (untracedNames.has(c.name) ? { ...c, opaque: true } : c));
-      // A shape not known here (no SRF_COLUMNS entry): the alias names the columns beyond the
-      // first, which a reference would otherwise resolve to the whole row's flow.
-      const listed = new Set(named.map((c) => c.name));
       const aliasNames = isObj(alias) ? strings(alias['colnames']) : [];
-      for (const n of aliasNames) if (untracedNames.has(n) && !listed.has(n)) named.push({ name: n, sources: all.sources, direct: false, opaque: true });
+      // An alias list over a shape not known here renames columns at positions not known
+      // either (`pg_stat_get_activity(NULL) a(d, p, u, app, st, q)`): any may be untraced.
+      const renaming = !shapeKnown && aliasNames.length > 0;
+      named = named.map((c) => (renaming || untracedNames.has(c.name) ? { ...c, opaque: true } : c));
+      // A shape not known here (no SRF_COLUMNS entry): the untraced columns by their own
+      // names, and the alias's names beyond the first, which a reference would otherwise
+      // resolve to the whole row's flow. Listed opaque, they make the whole row opaque too.
+      const listed = new Set(named.map((c) => c.name));
+      for (const n of [...untracedNames, ...aliasNames]) {
+        if ((renaming || untracedNames.has(n)) && !listed.has(n)) {
+          named.push({ name: n, sources: all.sources, direct: false, opaque: true });
+          listed.add(n);
+        }
+      }
     }
     const item = makeItem(named, shapeKnown, all, open);
     item.inner = all;

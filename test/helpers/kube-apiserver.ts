@@ -492,7 +492,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const ce = api.answerAs?.contentEncoding;
       res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': te ? `${te}, chunked` : 'chunked', ...(ce ? { 'content-encoding': ce } : {}) });
       res.flushHeaders();
-      const pieces = logs.get(`${ns}/${name}`) ?? [];
+      const pieces = logCut(logs.get(`${ns}/${name}`) ?? [], url.searchParams);
       if (te || ce) {
         res.end(te ? gzipSync(pieces.join('')) : compressed(Buffer.from(pieces.join(''), 'utf8'), ce ?? 'gzip'));
         return;
@@ -1136,4 +1136,22 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/**
+ * The kubelet's cuts of a container log: `tailLines` keeps the last N lines, then
+ * `limitBytes` the first N bytes of what is left (which may end inside a line, or inside a
+ * character). A cut log goes out as one piece.
+ */
+function logCut(pieces: readonly string[], query: URLSearchParams): string[] {
+  const tail = query.get('tailLines');
+  const limit = query.get('limitBytes');
+  if (tail === null && limit === null) return [...pieces];
+  let text = Buffer.from(pieces.join(''), 'utf8');
+  if (tail !== null) {
+    const lines = text.toString('utf8').split(/(?<=\n)/);
+    text = Buffer.from(lines.slice(Math.max(0, lines.length - Number(tail))).join(''), 'utf8');
+  }
+  if (limit !== null) text = text.subarray(0, Number(limit));
+  return [text.toString('utf8')];
 }

@@ -525,7 +525,10 @@ class K8sConnection {
       if (isText || (status >= 300 && readable && textualBody(contentType))) {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
-        const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)' });
+        // A log may start and end where the API server cut it for the client (tailLines,
+        // sinceTime, limitBytes): a value cut there is masked whole (text-stream.ts).
+        const log = status < 300 && info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log';
+        const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)', cut: log });
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }
       if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);

@@ -6,6 +6,10 @@
  * detector knows (a PEM key's BEGIN line, a GitHub token's full length), so a scanner that
  * judges the cut text as if it were whole lets the piece through.
  *
+ * And a Secret value of no shape a detector knows is echoed by the cluster where no masker
+ * reads it as a Secret's (an Event's message, a ConfigMap, a log line): masked by provenance
+ * once a response has carried the Secret.
+ *
  * Each leak case has a control: the same request straight to the stand-in (no agentgate)
  * or as an identity whose policy has masking off shows the piece in the clear.
  */
@@ -27,6 +31,15 @@ const LOG = `starting\n${TOKEN_LINE}loading key\n${PEM}ready\n`;
 /** limitBytes that ends the log inside the token, 24 characters after its ghp_. */
 const CUT_IN_TOKEN = `starting\nusing token ${GH_PIECE}`.length;
 
+/** A Secret value of no shape a detector knows (a plain password), and what echoes it. */
+const PLAIN = 'k8-plain-pass-4471';
+const ECHOES = {
+  event: `db login rejected: ${PLAIN} is not valid for user app`,
+  note: `fallback credentials ${PLAIN}`,
+  log: `retrying with ${PLAIN}\n`,
+};
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
 const policy = (rules: PolicyConfig['rules']): PolicyConfig => ({ name: 'agents-k8s', subjects: { groups: ['ai-agents'] }, targets: [TARGET], rules });
 const POLICIES: PolicyConfig[] = [
   policy([
@@ -36,7 +49,7 @@ const POLICIES: PolicyConfig[] = [
   { name: 'unmasked', subjects: { groups: ['breakglass'] }, targets: [TARGET], masking: { mode: 'off' }, rules: [{ name: 'all-unmasked', effect: 'allow', extra: {} }] },
 ];
 
-describe('wave 8: logs the API server cuts where the client asks', () => {
+describe('wave 8: logs cut where the client asks, Secret values echoed elsewhere', () => {
   let stack: K8sStack;
   let breakglass: Connection;
   let via: { port: number; ca: string; token: string };
@@ -48,6 +61,11 @@ describe('wave 8: logs the API server cuts where the client asks', () => {
     breakglass = await stack.connectAs('oncall-1', ['breakglass']);
     stack.api.put('pods', { metadata: { name: 'web', namespace: 'default' }, spec: { containers: [{ name: 'web', image: 'web:1' }] } });
     stack.api.setLog('default', 'web', [LOG]);
+    stack.api.put('secrets', { metadata: { name: 'db', namespace: 'default' }, type: 'Opaque', data: { password: b64(PLAIN), user: b64('postgres') } });
+    stack.api.put('pods', { metadata: { name: 'db-0', namespace: 'default' }, spec: { containers: [{ name: 'db', image: 'postgres:16' }] } });
+    stack.api.put('events', { metadata: { name: 'db-0.1', namespace: 'default', annotations: { 'example.com/last-attempt': b64(PLAIN) } }, involvedObject: { kind: 'Pod', name: 'db-0', namespace: 'default' }, reason: 'Unhealthy', type: 'Warning', message: ECHOES.event });
+    stack.api.put('configmaps', { metadata: { name: 'app', namespace: 'default' }, data: { note: ECHOES.note } });
+    stack.api.setLog('default', 'db-0', ['starting\n', ECHOES.log, 'ready\n']);
     via = { port: stack.main.port, ca: stack.main.endpoint.caPem, token: stack.main.session.secret };
     straight = { port: Number(new URL(stack.api.url).port), ca: stack.api.caPem, token: stack.api.token };
   });
@@ -101,5 +119,37 @@ describe('wave 8: logs the API server cuts where the client asks', () => {
     } finally {
       stack.api.setLog('default', 'web', [LOG]);
     }
+  });
+
+  test('k8-03 a Secret value of no known shape echoed elsewhere (an Event message, an annotation in base64, a ConfigMap, a log line, a Table cell, a watch) is masked once a response carried the Secret', async () => {
+    const everywhere = async (kubeconfig?: string): Promise<string> => {
+      const o = kubeconfig !== undefined ? { kubeconfig } : {};
+      const outs = await Promise.all([
+        stack.kubectl(['get', 'events', '-o', 'json'], o),
+        stack.kubectl(['get', 'events'], o),
+        stack.kubectl(['get', 'configmap', 'app', '-o', 'yaml'], o),
+        stack.kubectl(['logs', 'db-0'], o),
+        stack.kubectl(['get', 'pod', 'db-0', '-o', 'json'], o),
+      ]);
+      for (const r of outs) assert.equal(r.code, 0, r.stderr);
+      return outs.map((r) => r.stdout).join('\n');
+    };
+    // CONTROL: the identity with masking off reads the Secret and then sees every echo.
+    const secretGlass = await stack.kubectl(['get', 'secret', 'db', '-o', 'yaml'], { kubeconfig: breakglass.kubeconfig });
+    assert.ok(secretGlass.stdout.includes(b64(PLAIN)), secretGlass.stdout);
+    const glass = await everywhere(breakglass.kubeconfig);
+    for (const echo of [ECHOES.event, ECHOES.note, ECHOES.log, b64(PLAIN)]) assert.ok(glass.includes(echo.trim()), `control: ${echo}`);
+
+    // The agent reads the Secret (masked), then everything that echoes it.
+    const secret = await stack.kubectl(['get', 'secret', 'db', '-o', 'yaml']);
+    assert.equal(secret.code, 0, secret.stderr);
+    assert.ok(!secret.stdout.includes(b64(PLAIN)), secret.stdout);
+    const seen = await everywhere();
+    assert.ok(!seen.includes(PLAIN) && !seen.includes(b64(PLAIN)), seen);
+    // The rest of each echo is kept, and a short Secret value (a user name) masks nothing elsewhere.
+    assert.ok(seen.includes('db login rejected: ') && seen.includes('fallback credentials ') && seen.includes('retrying with '), seen);
+    assert.ok(seen.includes('postgres:16'), seen);
+    const watch = await request(via, 'GET', '/api/v1/namespaces/default/events?watch=1', {}, 1_000);
+    assert.ok(watch.text.includes('db login rejected') && !watch.text.includes(PLAIN), watch.text);
   });
 });

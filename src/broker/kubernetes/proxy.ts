@@ -49,6 +49,7 @@ import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from '../masking/text-stream.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
+import { KnownSecrets, rememberingMasker } from './known-secrets.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
@@ -101,6 +102,8 @@ export class K8sProxy {
   readonly #conns = new WeakMap<object, K8sConnection>();
   readonly #live = new Set<K8sConnection>();
   readonly upstreams = new K8sUpstreams();
+  /** Per target: the Secret values its responses carried (known-secrets.ts). */
+  readonly #known = new Map<string, KnownSecrets>();
 
   constructor(options: K8sProxyOptions) {
     this.#o = options;
@@ -131,6 +134,12 @@ export class K8sProxy {
     });
   }
 
+  #knownOf(target: string): KnownSecrets {
+    let known = this.#known.get(target);
+    if (!known) this.#known.set(target, (known = new KnownSecrets()));
+    return known;
+  }
+
   /** Live connections. */
   get active(): number {
     return this.#live.size;
@@ -140,6 +149,8 @@ export class K8sProxy {
     let masker: ValueMasker | undefined;
     try {
       masker = createValueMasker(this.#o.config, channel.identity, channel.target.name, this.#o.maskingKey);
+      // Every session of a target masks the Secret values any response of it carried.
+      if (masker) masker = rememberingMasker(masker, this.#knownOf(channel.target.name));
     } catch (err) {
       // Without its masking rules a connection could show what they hide: refuse it.
       this.#o.logger.error('kubernetes masking is not usable; connection refused', { target: channel.target.name, error: err });

@@ -44,6 +44,8 @@ const policy = (rules: PolicyConfig['rules']): PolicyConfig => ({ name: 'agents-
 const POLICIES: PolicyConfig[] = [
   policy([
     { name: 'read', k8s: { verbs: ['get', 'list', 'watch'] }, effect: 'allow', extra: {} },
+    // A scratch namespace's ConfigMaps, every verb: a rule naming no verbs.
+    { name: 'sandbox-cms', k8s: { resources: ['configmaps'], namespaces: ['sandbox'] }, effect: 'allow', extra: {} },
     { name: 'rest', effect: 'deny', extra: {} },
   ]),
   { name: 'unmasked', subjects: { groups: ['breakglass'] }, targets: [TARGET], masking: { mode: 'off' }, rules: [{ name: 'all-unmasked', effect: 'allow', extra: {} }] },
@@ -151,5 +153,26 @@ describe('wave 8: logs cut where the client asks, Secret values echoed elsewhere
     assert.ok(seen.includes('postgres:16'), seen);
     const watch = await request(via, 'GET', '/api/v1/namespaces/default/events?watch=1', {}, 1_000);
     assert.ok(watch.text.includes('db login rejected') && !watch.text.includes(PLAIN), watch.text);
+  });
+
+  test('k8-04 a method the API server maps to no verb (OPTIONS, PROPFIND, TRACE, MKCOL) is refused with 405 before the API server, even where a rule naming no verbs matches', async () => {
+    const path = '/api/v1/namespaces/sandbox/configmaps/scratch';
+    // CONTROL: the rule matches this path (a GET reaches the API server), and the API server takes any method.
+    let from = stack.api.requests.length;
+    const get = await request(via, 'GET', path);
+    assert.equal(get.status, 404, get.text);
+    assert.deepEqual(stack.api.requests.slice(from).map((r) => r.method), ['GET']);
+    const direct = await request(straight, 'PROPFIND', path);
+    assert.notEqual(direct.status, 0);
+    for (const method of ['OPTIONS', 'PROPFIND', 'TRACE', 'MKCOL']) {
+      from = stack.api.requests.length;
+      const r = await request(via, method, path);
+      assert.equal(r.status, 405, `${method}: ${r.status} ${r.text}`);
+      const status = JSON.parse(r.text) as { kind: string; reason: string; message: string };
+      assert.equal(status.kind, 'Status');
+      assert.equal(status.reason, 'MethodNotAllowed');
+      assert.match(status.message, new RegExp(`method ${method} is not one the Kubernetes API maps to a verb`));
+      assert.deepEqual(stack.api.requests.slice(from), [], `${method} reached the API server`);
+    }
   });
 });

@@ -35,7 +35,7 @@ import type { ApprovalService } from '../approvals/types.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionSummary } from '../session-summary.js';
 import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
-import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
+import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
@@ -324,6 +324,15 @@ class K8sConnection {
     }
     rec.info = info;
     if (this.#o.audit.failed) return refuse(auditUnavailable());
+
+    // Unknown means no: a method the API server maps to no verb is not classified, so no
+    // rule may let it through (one without `verbs` would match the empty verb).
+    if (!hasApiVerb(rec.method)) {
+      const reason = `the method ${rec.method.slice(0, 20)} is not one the Kubernetes API maps to a verb (GET, HEAD, POST, PUT, PATCH, DELETE)`;
+      rec.decision = { effect: 'deny', rule: null, reason };
+      this.#counts.denied++;
+      return refuse(failureStatus(405, 'MethodNotAllowed', `agentgate: ${reason}; nothing was sent to the cluster`));
+    }
 
     // An upgraded connection is a raw byte pipe nothing masks: only the connect
     // subresources (exec, attach, portforward, proxy) may have one. Anything else — a watch

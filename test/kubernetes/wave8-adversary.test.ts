@@ -23,7 +23,7 @@ const GH_TOKEN = 'ghp_k8R4nd0mT0k3nV4lu3ABCDEFGHIJKLMNOPQR';
 /** The first 24 characters after ghp_: too short for the detector, most of the token. */
 const GH_PIECE = GH_TOKEN.slice(0, 28);
 /** A PEM key's body lines: base64, nothing a detector knows without the BEGIN line. */
-const KEY_BODY = ['MIIEowIBAAKCAQEAk8r3nd0mK3yB0dyL1n3One0123456789abcdefghijklmnopq', 'Zk8w4v3Body2Line0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn', 'Thr33Body3Line0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop'];
+const KEY_BODY = ['MIIEowIBAAKCAQEAk8r3nd0mK3yB0dyL1n3One0123456789abcdefghijklmnop', 'Zk8w4v3Body2Line0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl', 'Zm9vYmFyLastLine3x=='];
 const PEM = `-----BEGIN RSA PRIVATE KEY-----\n${KEY_BODY.join('\n')}\n-----END RSA PRIVATE KEY-----\n`;
 /** The log: the token on its own line after a first one; the key block; a last line. */
 const TOKEN_LINE = `using token ${GH_TOKEN}\n`;
@@ -114,10 +114,12 @@ describe('wave 8: logs cut where the client asks, Secret values echoed elsewhere
     assert.equal(k.code, 0, k.stderr);
     assert.ok(!KEY_BODY.some((l) => k.stdout.includes(l)) && k.stdout.endsWith('\nready\n'), k.stdout);
     // Lines that look like a key's body but are followed by no END line are ordinary text.
-    stack.api.setLog('default', 'web', ['Zm9v\nYmFy\nstarted in 3s\n']);
+    stack.api.setLog('default', 'web', [`Zm9v\nYmFy\nstarted in 3s\n${KEY_BODY[0]}\n${KEY_BODY[1]}\ndone\n`]);
     try {
       const plain = await request(via, 'GET', logPath('tailLines=3'));
-      assert.equal(plain.text, 'Zm9v\nYmFy\nstarted in 3s\n');
+      assert.equal(plain.text, `${KEY_BODY[0]}\n${KEY_BODY[1]}\ndone\n`);
+      const start = await request(via, 'GET', logPath('tailLines=6'));
+      assert.equal(start.text, `Zm9v\nYmFy\nstarted in 3s\n${KEY_BODY[0]}\n${KEY_BODY[1]}\ndone\n`);
     } finally {
       stack.api.setLog('default', 'web', [LOG]);
     }

@@ -37,10 +37,13 @@ const CANDIDATE_LINE = /^.*[=\x1b].*$\n?/gm;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 /** `kubectl logs --timestamps` puts an RFC 3339 time and a space before each line. */
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T[0-9:.]{8,40}(?:Z|[+-]\d{2}:\d{2}) /;
-/** A line that may be inside a PEM key block: base64, a header (`Proc-Type: …`), or blank. */
-const KEY_BODY_LINE = /^(?:[A-Za-z0-9+/=]*|(?:Proc-Type|DEK-Info|Comment): [^\r\n]*)\r?$/;
+/** A line of a PEM key block's body (base64), and of its headers (`Proc-Type: …`, the blank line after them). */
+const BASE64_LINE = /^[A-Za-z0-9+/=]+$/;
+const KEY_HEADER_LINE = /^(?:(?:Proc-Type|DEK-Info|Comment): .*)?$/;
+/** Body lines are 64 (or 76) characters but the last: a first line shorter than this can only be the last. */
+const MIN_KEY_LINE = 16;
 /** The END line of a private key block (its BEGIN is what a cut removed). */
-const KEY_END_LINE = /^-----END [A-Z0-9 ]{0,48}PRIVATE KEY(?: BLOCK)?-----\r?$/;
+const KEY_END_LINE = /^-----END [A-Z0-9 ]{0,48}PRIVATE KEY(?: BLOCK)?-----$/;
 /** Longer than any key block's body (an 8192-bit RSA key is some 6.5 KiB): past it the held lines are no key's. */
 const MAX_CUT_KEY_BODY = 64 * 1024;
 
@@ -96,15 +99,18 @@ export class LineScanner {
   }
 
   /**
-   * At a cut start: the complete lines held are key-body lines so far. An END line after
-   * them masks them whole with it; any other line (or too long a run) ends the start, and
-   * they go on as ordinary text. Returns what may go out now.
+   * At a cut start: the complete lines held may be the inside of a key block — its headers
+   * and blank line, then base64 lines of one width, the last one maybe shorter. An END line
+   * after them masks them whole with it; any other line (or too long a run) ends the start,
+   * and they go on as ordinary text. A short line can only be a body's last, so it waits
+   * for one more line at most (a log of `ok` lines is not held). Returns what may go now.
    */
   #cutKeyBody(): string {
     let at = 0;
+    let width = -1;
+    let last = false;
     for (let nl = this.#held.indexOf('\n'); nl >= 0; nl = this.#held.indexOf('\n', at)) {
-      const line = this.#held.slice(at, nl);
-      const bare = line.replace(TIMESTAMP, '');
+      const bare = this.#held.slice(at, nl).replace(TIMESTAMP, '').replace(/\r$/, '');
       if (KEY_END_LINE.test(bare)) {
         this.#cutStart = false;
         const block = this.#held.slice(0, nl + 1);
@@ -112,9 +118,15 @@ export class LineScanner {
         this.#onMasked(1);
         return (this.#masker.secret(block.slice(0, -1)) ?? '') + '\n';
       }
-      if (!KEY_BODY_LINE.test(bare) || nl > MAX_CUT_KEY_BODY) {
+      const header = width < 0 && KEY_HEADER_LINE.test(bare);
+      const body = !header && !last && bare.length > 0 && BASE64_LINE.test(bare) && (width < 0 || bare.length <= width);
+      if ((!header && !body) || nl > MAX_CUT_KEY_BODY) {
         this.#cutStart = false;
         return '';
+      }
+      if (body) {
+        if (width < 0) width = bare.length;
+        last = bare.length < width || width < MIN_KEY_LINE;
       }
       at = nl + 1;
     }

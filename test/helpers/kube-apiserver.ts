@@ -28,7 +28,7 @@ import { makeTestCert } from './tls.js';
 import { acceptsGzip, encodeDocument, encodeWatchEvent, MEDIA_TYPE, negotiate, STREAM_MEDIA_TYPE, type WireFormat } from './kube-formats.js';
 import { WsFrameReader, wsFrame } from '../../src/broker/kubernetes/remote-command.js';
 
-export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'serviceaccounts' | 'controllerrevisions';
+export type KubeResource = 'namespaces' | 'pods' | 'secrets' | 'configmaps' | 'serviceaccounts' | 'controllerrevisions' | 'events';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -117,10 +117,10 @@ export interface KubeApiServer {
 /** A piece of a pod's file as the container writes it: text, bytes, or a pause. */
 export type FilePiece = string | Buffer | { pauseMs: number };
 
-const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', serviceaccounts: 'ServiceAccount', controllerrevisions: 'ControllerRevision' };
-const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, serviceaccounts: true, controllerrevisions: true };
+const KINDS: Record<KubeResource, string> = { namespaces: 'Namespace', pods: 'Pod', secrets: 'Secret', configmaps: 'ConfigMap', serviceaccounts: 'ServiceAccount', controllerrevisions: 'ControllerRevision', events: 'Event' };
+const NAMESPACED: Record<KubeResource, boolean> = { namespaces: false, pods: true, secrets: true, configmaps: true, serviceaccounts: true, controllerrevisions: true, events: true };
 /** The group version each resource is served under. */
-const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', serviceaccounts: 'v1', controllerrevisions: 'apps/v1' };
+const GROUP_VERSION: Record<KubeResource, string> = { namespaces: 'v1', pods: 'v1', secrets: 'v1', configmaps: 'v1', serviceaccounts: 'v1', controllerrevisions: 'apps/v1', events: 'v1' };
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
@@ -136,6 +136,7 @@ const API_RESOURCES = {
     { name: 'secrets', singularName: 'secret', namespaced: true, kind: 'Secret', verbs: ALL_VERBS },
     { name: 'configmaps', singularName: 'configmap', namespaced: true, kind: 'ConfigMap', verbs: ALL_VERBS, shortNames: ['cm'] },
     { name: 'serviceaccounts', singularName: 'serviceaccount', namespaced: true, kind: 'ServiceAccount', verbs: ALL_VERBS, shortNames: ['sa'] },
+    { name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ALL_VERBS, shortNames: ['ev'] },
     { name: 'serviceaccounts/token', singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] },
   ],
 };
@@ -332,6 +333,8 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [col('Name', 'name'), col('Secrets'), col('Age')];
       case 'controllerrevisions':
         return [col('Name', 'name'), col('Controller'), col('Revision'), col('Age')];
+      case 'events':
+        return [col('Last Seen'), col('Type'), col('Reason'), col('Object'), col('Message')];
     }
   }
 
@@ -351,6 +354,10 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
         return [o.metadata.name, 0, age(o)];
       case 'controllerrevisions':
         return [o.metadata.name, '', String(o['revision'] ?? 1), age(o)];
+      case 'events': {
+        const about = (o['involvedObject'] as { kind?: string; name?: string } | undefined) ?? {};
+        return [age(o), o['type'] ?? 'Normal', o['reason'] ?? '', `${(about.kind ?? '').toLowerCase()}/${about.name ?? ''}`, o['message'] ?? ''];
+      }
     }
   }
 
@@ -492,7 +499,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const ce = api.answerAs?.contentEncoding;
       res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': te ? `${te}, chunked` : 'chunked', ...(ce ? { 'content-encoding': ce } : {}) });
       res.flushHeaders();
-      const pieces = logs.get(`${ns}/${name}`) ?? [];
+      const pieces = logCut(logs.get(`${ns}/${name}`) ?? [], url.searchParams);
       if (te || ce) {
         res.end(te ? gzipSync(pieces.join('')) : compressed(Buffer.from(pieces.join(''), 'utf8'), ce ?? 'gzip'));
         return;
@@ -1136,4 +1143,22 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/**
+ * The kubelet's cuts of a container log: `tailLines` keeps the last N lines, then
+ * `limitBytes` the first N bytes of what is left (which may end inside a line, or inside a
+ * character). A cut log goes out as one piece.
+ */
+function logCut(pieces: readonly string[], query: URLSearchParams): string[] {
+  const tail = query.get('tailLines');
+  const limit = query.get('limitBytes');
+  if (tail === null && limit === null) return [...pieces];
+  let text = Buffer.from(pieces.join(''), 'utf8');
+  if (tail !== null) {
+    const lines = text.toString('utf8').split(/(?<=\n)/);
+    text = Buffer.from(lines.slice(Math.max(0, lines.length - Number(tail))).join(''), 'utf8');
+  }
+  if (limit !== null) text = text.subarray(0, Number(limit));
+  return [text.toString('utf8')];
 }

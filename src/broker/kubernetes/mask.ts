@@ -364,7 +364,9 @@ export class ObjectMasker {
       this.#done.add(data);
       for (const [k, v] of Object.entries(data)) {
         if (typeof v !== 'string') continue;
-        const masked = this.#m.secret(Buffer.from(v, 'base64').toString('utf8'));
+        const value = Buffer.from(v, 'base64').toString('utf8');
+        this.#m.learn?.(value);
+        const masked = this.#m.secret(value);
         data[k] = masked === null ? null : Buffer.from(masked, 'utf8').toString('base64');
         this.count++;
       }
@@ -374,6 +376,7 @@ export class ObjectMasker {
       this.#done.add(stringData);
       for (const [k, v] of Object.entries(stringData)) {
         if (typeof v !== 'string') continue;
+        this.#m.learn?.(v);
         stringData[k] = this.#m.secret(v);
         this.count++;
       }

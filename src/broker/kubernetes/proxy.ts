@@ -35,7 +35,7 @@ import type { ApprovalService } from '../approvals/types.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionSummary } from '../session-summary.js';
 import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
-import { parseRequestInfo, describeRequest, qualifiedResource, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
+import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
@@ -49,6 +49,7 @@ import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from '../masking/text-stream.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
+import { KnownSecrets, rememberingMasker } from './known-secrets.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
@@ -101,6 +102,8 @@ export class K8sProxy {
   readonly #conns = new WeakMap<object, K8sConnection>();
   readonly #live = new Set<K8sConnection>();
   readonly upstreams = new K8sUpstreams();
+  /** Per target: the Secret values its responses carried (known-secrets.ts). */
+  readonly #known = new Map<string, KnownSecrets>();
 
   constructor(options: K8sProxyOptions) {
     this.#o = options;
@@ -131,6 +134,12 @@ export class K8sProxy {
     });
   }
 
+  #knownOf(target: string): KnownSecrets {
+    let known = this.#known.get(target);
+    if (!known) this.#known.set(target, (known = new KnownSecrets()));
+    return known;
+  }
+
   /** Live connections. */
   get active(): number {
     return this.#live.size;
@@ -140,6 +149,8 @@ export class K8sProxy {
     let masker: ValueMasker | undefined;
     try {
       masker = createValueMasker(this.#o.config, channel.identity, channel.target.name, this.#o.maskingKey);
+      // Every session of a target masks the Secret values any response of it carried.
+      if (masker) masker = rememberingMasker(masker, this.#knownOf(channel.target.name));
     } catch (err) {
       // Without its masking rules a connection could show what they hide: refuse it.
       this.#o.logger.error('kubernetes masking is not usable; connection refused', { target: channel.target.name, error: err });
@@ -313,6 +324,15 @@ class K8sConnection {
     }
     rec.info = info;
     if (this.#o.audit.failed) return refuse(auditUnavailable());
+
+    // Unknown means no: a method the API server maps to no verb is not classified, so no
+    // rule may let it through (one without `verbs` would match the empty verb).
+    if (!hasApiVerb(rec.method)) {
+      const reason = `the method ${rec.method.slice(0, 20)} is not one the Kubernetes API maps to a verb (GET, HEAD, POST, PUT, PATCH, DELETE)`;
+      rec.decision = { effect: 'deny', rule: null, reason };
+      this.#counts.denied++;
+      return refuse(failureStatus(405, 'MethodNotAllowed', `agentgate: ${reason}; nothing was sent to the cluster`));
+    }
 
     // An upgraded connection is a raw byte pipe nothing masks: only the connect
     // subresources (exec, attach, portforward, proxy) may have one. Anything else — a watch
@@ -525,7 +545,10 @@ class K8sConnection {
       if (isText || (status >= 300 && readable && textualBody(contentType))) {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
-        const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)' });
+        // A log may start and end where the API server cut it for the client (tailLines,
+        // sinceTime, limitBytes): a value cut there is masked whole (text-stream.ts).
+        const log = status < 300 && info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log';
+        const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)', cut: log });
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }
       if (upRes.headers['content-length'] === '0') return this.#stream(res, rec, status, upRes.headers, upRes.body, undefined);

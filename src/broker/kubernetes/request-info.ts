@@ -119,6 +119,15 @@ export function parseRequestInfo(method: string, url: string): K8sRequestInfo {
   return { kind: 'resource', verb, apiVerb, group, version, namespace, resource, subresource, name, path };
 }
 
+/**
+ * Whether the API server gives `method` a verb (GET, HEAD, POST, PUT, PATCH, DELETE). Any
+ * other (OPTIONS, PROPFIND, TRACE…) gets the empty verb, which a rule without `verbs` would
+ * match though its author never thought of it: the proxy refuses such requests.
+ */
+export function hasApiVerb(method: string): boolean {
+  return methodVerb(method) !== '';
+}
+
 function methodVerb(method: string): string {
   switch (method.toUpperCase()) {
     case 'POST':

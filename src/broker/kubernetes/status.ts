@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 
-export type StatusReason = 'Unauthorized' | 'Forbidden' | 'BadRequest' | 'NotFound' | 'RequestEntityTooLarge' | 'ServiceUnavailable' | 'InternalError' | 'TooManyRequests';
+export type StatusReason = 'Unauthorized' | 'Forbidden' | 'BadRequest' | 'NotFound' | 'MethodNotAllowed' | 'RequestEntityTooLarge' | 'ServiceUnavailable' | 'InternalError' | 'TooManyRequests';
 
 export interface StatusDetails {
   name?: string;

@@ -5,6 +5,12 @@
  * whole. A PEM block spans lines: from its `-----BEGIN` the text waits for its `-----END`.
  * Text held past the cap fails the stream: what cannot be inspected never passes.
  *
+ * A container log may begin and end where the API server cut it, at a place the client
+ * chose (`tailLines`, `sinceTime`, `limitBytes`): a value cut there no longer has the shape
+ * a detector knows. With `cut`, key-body lines at the start are held until what follows
+ * shows whether they were the inside of a key block whose BEGIN was cut away (then they are
+ * masked whole with its END line), and an unfinished last line goes out masked whole.
+ *
  * An interactive terminal prints prompts and echoes keys without a newline: with
  * `quietFlushMs` an unfinished line held that long with nothing new arriving is released
  * (masked). A value the target prints in two pieces with such a pause between is then
@@ -29,6 +35,17 @@ const CSI = /\x1b\[[0-?]*[ -/]*[@-~]/g;
 // eslint-disable-next-line no-control-regex
 const CANDIDATE_LINE = /^.*[=\x1b].*$\n?/gm;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
+/** `kubectl logs --timestamps` puts an RFC 3339 time and a space before each line. */
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T[0-9:.]{8,40}(?:Z|[+-]\d{2}:\d{2}) /;
+/** A line of a PEM key block's body (base64), and of its headers (`Proc-Type: …`, the blank line after them). */
+const BASE64_LINE = /^[A-Za-z0-9+/=]+$/;
+const KEY_HEADER_LINE = /^(?:(?:Proc-Type|DEK-Info|Comment): .*)?$/;
+/** Body lines are 64 (or 76) characters but the last: a first line shorter than this can only be the last. */
+const MIN_KEY_LINE = 16;
+/** The END line of a private key block (its BEGIN is what a cut removed). */
+const KEY_END_LINE = /^-----END [A-Z0-9 ]{0,48}PRIVATE KEY(?: BLOCK)?-----$/;
+/** Longer than any key block's body (an 8192-bit RSA key is some 6.5 KiB): past it the held lines are no key's. */
+const MAX_CUT_KEY_BODY = 64 * 1024;
 
 /** The synchronous core: one stream's held text. */
 export class LineScanner {
@@ -38,9 +55,12 @@ export class LineScanner {
   readonly #onMasked: (n: number) => void;
   readonly #maxHeld: number;
   readonly #what: string;
+  /** Whether the text may start inside a key block (set while key-body lines are held at the start). */
+  #cutStart: boolean;
+  readonly #cutEnd: boolean;
 
   /** `what` names the text in the error a too-long line raises ("a log line", "output"). */
-  constructor(masker: ValueMasker, onMasked: (n: number) => void, o: { maxHeld?: number; what?: string; binary?: 'replace' | 'refuse' } = {}) {
+  constructor(masker: ValueMasker, onMasked: (n: number) => void, o: { maxHeld?: number; what?: string; binary?: 'replace' | 'refuse'; cut?: boolean } = {}) {
     // Bytes that are not UTF-8 are either shown as U+FFFD (a terminal's odd byte) or refused:
     // binary output (a tar for kubectl cp) would arrive silently corrupted.
     this.#decoder = new TextDecoder('utf-8', { fatal: o.binary === 'refuse' });
@@ -48,6 +68,8 @@ export class LineScanner {
     this.#onMasked = onMasked;
     this.#maxHeld = o.maxHeld ?? DEFAULT_MAX_HELD;
     this.#what = o.what ?? 'output without a line break';
+    this.#cutStart = o.cut === true;
+    this.#cutEnd = o.cut === true;
   }
 
   /**
@@ -65,13 +87,51 @@ export class LineScanner {
   /** The masked text that may go now; throws TextStreamError when too much is held. */
   push(chunk: Buffer): string {
     this.#held += this.#decode(chunk, true);
+    const head = this.#cutStart ? this.#cutKeyBody() : '';
+    if (this.#cutStart) return head;
     let cut = this.#held.lastIndexOf('\n') + 1;
     const begin = this.#held.lastIndexOf(BEGIN, cut);
     if (begin >= 0 && this.#held.indexOf(END, begin) < 0) cut = Math.min(cut, begin);
     const out = this.#held.slice(0, cut);
     this.#held = this.#held.slice(cut);
     if (this.#held.length > this.#maxHeld) throw new TextStreamError(`${this.#what} longer than ${this.#maxHeld} characters; the stream was cut so nothing passes unscanned`);
-    return this.#mask(out);
+    return head + this.#mask(out);
+  }
+
+  /**
+   * At a cut start: the complete lines held may be the inside of a key block — its headers
+   * and blank line, then base64 lines of one width, the last one maybe shorter. An END line
+   * after them masks them whole with it; any other line (or too long a run) ends the start,
+   * and they go on as ordinary text. A short line can only be a body's last, so it waits
+   * for one more line at most (a log of `ok` lines is not held). Returns what may go now.
+   */
+  #cutKeyBody(): string {
+    let at = 0;
+    let width = -1;
+    let last = false;
+    for (let nl = this.#held.indexOf('\n'); nl >= 0; nl = this.#held.indexOf('\n', at)) {
+      const bare = this.#held.slice(at, nl).replace(TIMESTAMP, '').replace(/\r$/, '');
+      if (KEY_END_LINE.test(bare)) {
+        this.#cutStart = false;
+        const block = this.#held.slice(0, nl + 1);
+        this.#held = this.#held.slice(nl + 1);
+        this.#onMasked(1);
+        return (this.#masker.secret(block.slice(0, -1)) ?? '') + '\n';
+      }
+      const header = width < 0 && KEY_HEADER_LINE.test(bare);
+      const body = !header && !last && bare.length > 0 && BASE64_LINE.test(bare) && (width < 0 || bare.length <= width);
+      if ((!header && !body) || nl > MAX_CUT_KEY_BODY) {
+        this.#cutStart = false;
+        return '';
+      }
+      if (body) {
+        if (width < 0) width = bare.length;
+        last = bare.length < width || width < MIN_KEY_LINE;
+      }
+      at = nl + 1;
+    }
+    if (this.#held.length > MAX_CUT_KEY_BODY) this.#cutStart = false;
+    return '';
   }
 
   /** Everything held, masked: at the end of the stream or on a quiet flush. */
@@ -79,7 +139,13 @@ export class LineScanner {
     if (end) this.#held += this.#decode(undefined, false);
     const out = this.#held;
     this.#held = '';
-    return this.#mask(out);
+    if (!end || !this.#cutEnd) return this.#mask(out);
+    // The last line may be cut anywhere (limitBytes): what is unfinished goes out whole-masked.
+    const last = out.lastIndexOf('\n') + 1;
+    const tail = out.slice(last);
+    if (tail === '') return this.#mask(out);
+    this.#onMasked(1);
+    return this.#mask(out.slice(0, last)) + (this.#masker.secret(tail) ?? '');
   }
 
   #decode(chunk: Buffer | undefined, stream: boolean): string {
@@ -144,6 +210,8 @@ export interface TextStreamOptions {
   /** Release an unfinished line after this long without new text (a terminal's prompt). */
   quietFlushMs?: number;
   what?: string;
+  /** The text may start and end where a server cut it (a container log): see the top of this file. */
+  cut?: boolean;
 }
 
 /** A LineScanner as a Transform (bytes in, masked UTF-8 out). */

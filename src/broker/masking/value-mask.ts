@@ -32,6 +32,8 @@ export interface ValueMasker {
   secret(value: string): string | null;
   /** A ConfigMap or env value under `key`: the masked value, or undefined when nothing in it is sensitive. */
   field(value: string, key: string | undefined): { value: string | null } | undefined;
+  /** Told each Secret value a response carried (kubernetes/known-secrets.ts masks copies of it). */
+  learn?(value: string): void;
 }
 
 interface K8sMasking {

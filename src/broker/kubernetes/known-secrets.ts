@@ -1,0 +1,88 @@
+/**
+ * Values the API server has shown to be Secret values, kept per target so a copy of one
+ * anywhere else is masked as the Secret is. The detectors know a credential by its shape;
+ * a plain password has none, and the cluster echoes it in places no masker reads as a
+ * Secret: an Event's message (`auth failed for password …`), a Status quoting a rejected
+ * object, a custom resource an operator filled, a log line, exec output. Provenance decides
+ * instead: once any response of the target has carried a Secret (masked as it went out),
+ * its value is masked in every later text of every session of that target.
+ *
+ * Only values that could not be mistaken for ordinary text are kept (8 characters or more,
+ * of two kinds of character at least: not `postgres`, `true`, `admin`): masking every
+ * `postgres` in image names because a Secret holds a user name would hide more than it
+ * protects. What a session is shown before any response carried the Secret is judged by
+ * the detectors alone (see README, Kubernetes).
+ */
+import type { ValueMasker } from './value-mask.js';
+
+const MIN_LENGTH = 8;
+const MAX_LENGTH = 4096;
+/** The most values kept per target; the oldest go first. */
+const MAX_VALUES = 4096;
+
+/** Lower, upper, digit, other: how many of them `v` uses. */
+function kinds(v: string): number {
+  let lower = 0;
+  let upper = 0;
+  let digit = 0;
+  let other = 0;
+  for (const c of v) {
+    if (c >= 'a' && c <= 'z') lower = 1;
+    else if (c >= 'A' && c <= 'Z') upper = 1;
+    else if (c >= '0' && c <= '9') digit = 1;
+    else other = 1;
+  }
+  return lower + upper + digit + other;
+}
+
+export class KnownSecrets {
+  /** Insertion order is age (the oldest evicted first). */
+  readonly #values = new Set<string>();
+  /** The values longest first (a value inside a longer one must not split it), rebuilt on change. */
+  #ordered: string[] | undefined = [];
+
+  get size(): number {
+    return this.#values.size;
+  }
+
+  /** A Secret's value (decoded) as a response carried it: kept, with the base64 its `data` holds. */
+  learn(value: string): void {
+    if (value.length < MIN_LENGTH || value.length > MAX_LENGTH || kinds(value) < 2) return;
+    for (const form of [value, Buffer.from(value, 'utf8').toString('base64')]) {
+      if (this.#values.has(form)) continue;
+      this.#values.add(form);
+      this.#ordered = undefined;
+      if (this.#values.size > MAX_VALUES) this.#values.delete(this.#values.values().next().value as string);
+    }
+  }
+
+  /** `text` with every known value replaced by its mask; undefined when it holds none. */
+  replaceIn(text: string, mask: (value: string) => string): string | undefined {
+    if (text.length < MIN_LENGTH || this.#values.size === 0) return undefined;
+    this.#ordered ??= [...this.#values].sort((a, b) => b.length - a.length);
+    let out: string | undefined;
+    for (const v of this.#ordered) {
+      const current = out ?? text;
+      if (v.length > current.length || !current.includes(v)) continue;
+      out = current.split(v).join(mask(v));
+    }
+    return out;
+  }
+}
+
+/**
+ * `masker` that learns the Secret values it is handed (`learn`) and masks them in every
+ * text it judges (`field`), wherever they appear.
+ */
+export function rememberingMasker(masker: ValueMasker, known: KnownSecrets): ValueMasker {
+  return {
+    secret: (value) => masker.secret(value),
+    learn: (value) => known.learn(value),
+    field(value, key) {
+      const first = masker.field(value, key);
+      if (first?.value === null) return first;
+      const again = known.replaceIn(first?.value ?? value, (v) => masker.secret(v) ?? '');
+      return again === undefined ? first : { value: again };
+    },
+  };
+}

@@ -38,8 +38,13 @@ function kinds(v: string): number {
 export class KnownSecrets {
   /** Insertion order is age (the oldest evicted first). */
   readonly #values = new Set<string>();
-  /** The values longest first (a value inside a longer one must not split it), rebuilt on change. */
-  #ordered: string[] | undefined = [];
+  /**
+   * Values by their first MIN_LENGTH characters, longest first within a key (a value inside
+   * a longer one must not split it); rebuilt on change. A text is then read once, position
+   * by position, whatever the number of values: a cluster with thousands of Secrets must
+   * not make every field of a large list cost thousands of searches.
+   */
+  #byPrefix: Map<string, string[]> | undefined = new Map();
 
   get size(): number {
     return this.#values.size;
@@ -51,22 +56,44 @@ export class KnownSecrets {
     for (const form of [value, Buffer.from(value, 'utf8').toString('base64')]) {
       if (this.#values.has(form)) continue;
       this.#values.add(form);
-      this.#ordered = undefined;
+      this.#byPrefix = undefined;
       if (this.#values.size > MAX_VALUES) this.#values.delete(this.#values.values().next().value as string);
     }
+  }
+
+  #index(): Map<string, string[]> {
+    if (this.#byPrefix) return this.#byPrefix;
+    const index = new Map<string, string[]>();
+    for (const v of this.#values) {
+      const key = v.slice(0, MIN_LENGTH);
+      const list = index.get(key);
+      if (list) list.push(v);
+      else index.set(key, [v]);
+    }
+    for (const list of index.values()) list.sort((a, b) => b.length - a.length);
+    this.#byPrefix = index;
+    return index;
   }
 
   /** `text` with every known value replaced by its mask; undefined when it holds none. */
   replaceIn(text: string, mask: (value: string) => string): string | undefined {
     if (text.length < MIN_LENGTH || this.#values.size === 0) return undefined;
-    this.#ordered ??= [...this.#values].sort((a, b) => b.length - a.length);
-    let out: string | undefined;
-    for (const v of this.#ordered) {
-      const current = out ?? text;
-      if (v.length > current.length || !current.includes(v)) continue;
-      out = current.split(v).join(mask(v));
+    const index = this.#index();
+    let out: string[] | undefined;
+    let copied = 0;
+    for (let i = 0; i + MIN_LENGTH <= text.length; ) {
+      const found = index.get(text.slice(i, i + MIN_LENGTH))?.find((v) => text.startsWith(v, i));
+      if (found === undefined) {
+        i++;
+        continue;
+      }
+      (out ??= []).push(text.slice(copied, i), mask(found));
+      i += found.length;
+      copied = i;
     }
-    return out;
+    if (out === undefined) return undefined;
+    out.push(text.slice(copied));
+    return out.join('');
   }
 }
 

@@ -78,6 +78,13 @@ const REDIRECTIONS: Attack[] = [
   { id: 'w6s-22', what: 'GIT_SSH_COMMAND assigned in front of git', cmd: (v) => `GIT_SSH_COMMAND='rm ${v}' git ls-remote w6-host:repo` },
 ];
 
+/** Data read into a variable, then evaluated by bash arithmetic: the index `a[$(…)]` runs, with no `$` in the command. */
+const ARITHMETIC: Attack[] = [
+  { id: 'w6s-23', what: 'read x; let x', cmd: () => 'read -r x; let x', input: (v) => `a[$(rm ${v})]\n` },
+  { id: 'w6s-24', what: 'read x; ((x))', cmd: () => 'read -r x; ((x))', input: (v) => `a[$(rm ${v})]\n` },
+  { id: 'w6s-25', what: "read x; printf -v 'a[x]' (an array index is arithmetic)", cmd: () => "read -r x; printf -v 'a[x]' 1", input: (v) => `a[$(rm ${v})]\n` },
+];
+
 /** The script a `BASH_ENV` names: it removes the victim (the agent could write it with any allowed `tee`). */
 async function bashEnvScript(v: string): Promise<void> {
   await writeFile(`${v}.sh`, `rm ${v}\n`);
@@ -152,7 +159,7 @@ describe('wave 6: a deny rule under compound commands sees past reserved words a
     assert.equal(redirected.code, 0, redirected.stderr);
   });
 
-  for (const a of [...RESERVED, ...REDIRECTIONS]) {
+  for (const a of [...RESERVED, ...REDIRECTIONS, ...ARITHMETIC]) {
     test(`${a.id}. ${a.what}: removes the file straight on sshd, refused through agentgate`, async () => {
       await attack(current(), a);
     });

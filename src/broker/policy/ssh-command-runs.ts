@@ -88,6 +88,14 @@ const BUILTIN_COMMAND_OPTION: Record<string, RegExp> = {
 const INERT_ENV = /^(?:LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|COLUMNS|LINES|NO_COLOR|CLICOLOR|CLICOLOR_FORCE|FORCE_COLOR|GIT_PROTOCOL)$/;
 /** Builtins whose `NAME=value` arguments set (or export) variables for what runs after them. */
 const SETS_VARIABLES = new Set(['export', 'declare', 'typeset', 'readonly', 'local']);
+/**
+ * Bash evaluates arithmetic on a variable's value as an expression, and an expression's
+ * array index runs substitutions: `read x; let x` with `a[$(rm f)]` on the input runs
+ * `rm f`, with no `$` in the command. So `let`, the integer attribute (`declare -i`) and an
+ * array index given to a builtin that takes variable names (`printf -v 'a[x]'`,
+ * `declare 'a[x]=1'`) run data as code: opaque. (`((…))` and `$((…))`: ssh-command.ts.)
+ */
+const TAKES_VARIABLE_NAMES = new Set([...SETS_VARIABLES, 'read', 'unset', 'printf', 'test', '[', 'mapfile', 'readarray', 'getopts', 'wait', 'let']);
 /** Shells: `-c STRING` is analysed; a script file or the input is opaque. */
 const SHELLS = new Set(['sh', 'bash', 'rbash', 'dash', 'zsh', 'ksh', 'ksh93', 'mksh', 'pdksh', 'ash', 'yash', 'posh', 'fish', 'csh', 'tcsh']);
 /** Interpreters and programs whose arguments or input are code agentgate cannot read. */
@@ -139,7 +147,7 @@ function safeSedCommand(cmd: string): boolean {
   return SED_COMMAND.test(rest);
 }
 /** Shell syntax shell-quote reads differently from a shell (ssh-command.ts): never analysed. */
-const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable)/;
+const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable|arithmetic)/;
 
 const base = (word: string): string => word.replace(/^.*\//, '');
 
@@ -212,6 +220,9 @@ function follow(words: readonly string[], depth: number, out: Walk, suffix = fal
   }
   if (SHELLS.has(name)) return shell(name, args, depth, out);
   if (SETS_VARIABLES.has(name)) environment(args, out);
+  if (name === 'let' || (SETS_VARIABLES.has(name) && args.some((a) => /^[-+][A-Za-z]*i/.test(a))) || (TAKES_VARIABLE_NAMES.has(name) && args.some((a) => a.includes('[')))) {
+    opaque(out, `${name} evaluating arithmetic (a variable's value runs as code in it)`);
+  }
   if (name === 'eval' || name === 'watch') {
     // eval: its words joined are a command; watch runs `sh -c` with them (each option-free tail).
     for (let k = 0; k < args.length; k++) if (!parseInto(args.slice(k).join(' '), depth, out)) break;

@@ -62,8 +62,10 @@ export function parseCommand(raw: string): ParsedCommand {
     features.add('unparseable');
     tokens = [];
   }
+  let previousOp: string | undefined;
   for (const t of tokens) {
     const current = segments[segments.length - 1] as string[];
+    if (typeof t === 'string' || !('op' in t) || t.op === 'glob') previousOp = undefined;
     if (typeof t === 'string') {
       if (t.includes('\u0000')) features.add('substitution $');
       if (target) target = false;
@@ -89,6 +91,9 @@ export function parseCommand(raw: string): ParsedCommand {
     }
     const op = (t as { op: string }).op;
     features.add(`operator ${op}`);
+    // `((x))`, `for ((…))`: bash arithmetic, which runs what a variable's value holds (ssh-command-runs.ts).
+    if (op === '(' && previousOp === '(') features.add('arithmetic ((…))');
+    previousOp = op;
     target = false;
     if (REDIRECTION.has(op)) {
       const last = current[current.length - 1];

@@ -85,6 +85,12 @@ const ARITHMETIC: Attack[] = [
   { id: 'w6s-25', what: "read x; printf -v 'a[x]' (an array index is arithmetic)", cmd: () => "read -r x; printf -v 'a[x]' 1", input: (v) => `a[$(rm ${v})]\n` },
 ];
 
+/** A `#` inside a word: shell-quote read a comment to the end, the shell reads on. */
+const HASH_IN_WORD: Attack[] = [
+  { id: 'w6s-26', what: 'a # glued to a word before ;', cmd: (v) => `true x#; rm ${v}` },
+  { id: 'w6s-27', what: 'a # right after a closing quote', cmd: (v) => `true "a"#; rm ${v}` },
+];
+
 /** The script a `BASH_ENV` names: it removes the victim (the agent could write it with any allowed `tee`). */
 async function bashEnvScript(v: string): Promise<void> {
   await writeFile(`${v}.sh`, `rm ${v}\n`);
@@ -155,11 +161,11 @@ describe('wave 6: a deny rule under compound commands sees past reserved words a
     const stack = current();
     const r = await viaBroker(stack, `if true; then ls ${VICTIMS}; fi && for i in 1 2; do uptime > /dev/null; done`);
     assert.equal(r.code, 0, r.stderr);
-    const redirected = await viaBroker(stack, `LANG=C ls ${VICTIMS} 2>&1 >/dev/null | wc -l`);
+    const redirected = await viaBroker(stack, `LANG=C ls ${VICTIMS} 2>&1 >/dev/null | wc -l # a note`);
     assert.equal(redirected.code, 0, redirected.stderr);
   });
 
-  for (const a of [...RESERVED, ...REDIRECTIONS, ...ARITHMETIC]) {
+  for (const a of [...RESERVED, ...REDIRECTIONS, ...ARITHMETIC, ...HASH_IN_WORD]) {
     test(`${a.id}. ${a.what}: removes the file straight on sshd, refused through agentgate`, async () => {
       await attack(current(), a);
     });

@@ -77,6 +77,9 @@ export function parseCommand(raw: string): ParsedCommand {
     }
     if ('comment' in t) {
       features.add('comment');
+      // shell-quote starts a comment at any `#`; a shell only at a word's start (`true x#; rm f` runs rm).
+      const at = raw.length - String(t.comment).length - 1;
+      if (raw[at] !== '#' || (at > 0 && !/[\s;&|()<>]/.test(raw[at - 1] as string))) features.add('unparseable: # inside a word, which the shell reads on past');
       continue;
     }
     if ('op' in t && t.op === 'glob') {

@@ -23,11 +23,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { mkdir, writeFile, rm } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
-import type { AuditRecord } from '../../src/shared/audit-hash.js';
-import { TARGET, eventually, startSshStack, type RunResult, type SshStack } from './stack.js';
+import { TARGET, eventually, startSshStack, type SshStack } from './stack.js';
+import { cmdOf, directArgs, refusedByDenyRule, removed, viaBroker, victim, type Attack } from './adversary.js';
 
 const BASE = mkdtempSync('/tmp/w5s-');
 const VICTIMS = join(BASE, 'victims');
@@ -45,49 +44,6 @@ const REVIEW_LIST = policy([
   { name: 'anything-plain', ssh: { commands: ['*'] }, effect: 'allow', extra: {} },
   REST,
 ]);
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const cmdOf = (e: AuditRecord): string => String(e.detail['command'] ?? '');
-
-/** Options for `ssh` straight to the sshd with the broker's own key: the control, no agentgate. */
-function directArgs(stack: SshStack): string[] {
-  const key = join(BASE, `direct_key_${stack.sshd.port}`);
-  if (!existsSync(key)) execFileSync('sh', ['-c', `umask 077; cat > '${key}'`], { input: stack.sshd.clientPrivateKey });
-  return ['-i', key, '-p', String(stack.sshd.port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-o', 'IdentitiesOnly=yes', `${stack.sshd.user}@127.0.0.1`];
-}
-
-function direct(stack: SshStack, cmd: string, input?: string): Promise<RunResult> {
-  return stack.run('ssh', [...directArgs(stack), cmd], { timeoutMs: 20_000, ...(input !== undefined ? { input } : {}) });
-}
-
-function viaBroker(stack: SshStack, cmd: string, input?: string): Promise<RunResult> {
-  return stack.run('ssh', ['-F', stack.sshConfig, TARGET, cmd], { timeoutMs: 20_000, ...(input !== undefined ? { input } : {}) });
-}
-
-async function victim(name: string): Promise<string> {
-  const v = join(VICTIMS, name);
-  await writeFile(v, 'precious\n');
-  return v;
-}
-
-/** Gone within a moment (a background command may finish after ssh returns). */
-async function removed(path: string, ms = 2_000): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (!existsSync(path)) return true;
-    await sleep(50);
-  }
-  return !existsSync(path);
-}
-
-interface Attack {
-  id: string;
-  what: string;
-  /** The command that removes `v`. */
-  cmd: (v: string) => string;
-  /** What the command reads on its input, if anything. */
-  input?: (v: string) => string;
-}
 
 /** Each removes the victim while its first word is something other than `rm`. */
 const INDIRECT: Attack[] = [
@@ -144,18 +100,7 @@ function stackUnder(policies: PolicyConfig[], setup: () => Promise<void> = async
   return () => stack as SshStack;
 }
 
-async function attack(stack: SshStack, a: Attack): Promise<void> {
-  const c = await victim(`${a.id}-control`);
-  await direct(stack, a.cmd(c), a.input?.(c));
-  assert.equal(await removed(c), true, `control: \`${a.cmd(c)}\` straight to sshd removes the file`);
-  const v = await victim(`${a.id}-broker`);
-  const r = await viaBroker(stack, a.cmd(v), a.input?.(v));
-  assert.equal(await removed(v, 500), false, `agentgate ran \`${a.cmd(v)}\` past the rm deny rule (exit ${r.code}): ${r.stderr}`);
-  assert.equal(r.code, 126, r.stderr);
-  const ev = await eventually('the refusal on record', async () => (await stack.events()).find((e) => e.type === 'ssh.command' && cmdOf(e) === a.cmd(v)));
-  assert.equal(ev.decision?.effect, 'deny');
-  assert.equal(ev.decision?.rule, 'no-rm', `refused by ${String(ev.decision?.rule)}, not by the deny rule`);
-}
+const attack = (stack: SshStack, a: Attack): Promise<void> => refusedByDenyRule(stack, a, { keyDir: BASE, victims: VICTIMS });
 
 describe('wave 5: a deny rule sees what interpreters and wrappers run', () => {
   const current = stackUnder(DENY_LIST, async () => {
@@ -165,9 +110,9 @@ describe('wave 5: a deny rule sees what interpreters and wrappers run', () => {
 
   test('w5s-ssh-00. harmless commands keep running under the deny list: ls, cat, git status, uptime, sh -c of a plain command, find without -exec, python3 --version, awk without system, xargs ls', async () => {
     const stack = current();
-    const f = await victim('w5s-00');
+    const f = await victim(VICTIMS, 'w5s-00');
     for (const cmd of ['uptime', `ls ${VICTIMS}`, `cat ${f}`, 'git --version', `sh -c 'ls ${VICTIMS}'`, `find ${VICTIMS} -name w5s-00`, 'python3 --version', `awk -F: NR==1 ${f}`, `xargs ls`]) {
-      const r = await viaBroker(stack, cmd, cmd === 'xargs ls' ? `${f}\n` : undefined);
+      const r = await viaBroker(stack, cmd, { input: cmd === 'xargs ls' ? `${f}\n` : undefined });
       assert.equal(r.code, 0, `\`${cmd}\`: ${r.stderr}`);
     }
     assert.equal(existsSync(f), true);
@@ -188,10 +133,10 @@ describe('wave 5: a deny rule sees what interpreters and wrappers run', () => {
   ] as const) {
     test(`${id}. ${what}: removes the file straight on sshd; refused (no rule allows a shell)`, async () => {
       const stack = current();
-      const c = await victim(`${id}-control`);
-      await stack.run('ssh', [flag, ...directArgs(stack)], { input: `rm ${c}\nexit\n`, timeoutMs: 20_000 });
+      const c = await victim(VICTIMS, `${id}-control`);
+      await stack.run('ssh', [flag, ...directArgs(stack, BASE)], { input: `rm ${c}\nexit\n`, timeoutMs: 20_000 });
       assert.equal(await removed(c), true, 'control: the shell runs what it reads');
-      const v = await victim(`${id}-broker`);
+      const v = await victim(VICTIMS, `${id}-broker`);
       const r = await stack.run('ssh', [flag, '-F', stack.sshConfig, TARGET], { input: `rm ${v}\nexit\n`, timeoutMs: 20_000 });
       assert.equal(await removed(v, 500), false, `agentgate opened a shell: ${r.stderr}`);
       assert.notEqual(r.code, 0);
@@ -200,10 +145,10 @@ describe('wave 5: a deny rule sees what interpreters and wrappers run', () => {
 
   test('w5s-ssh-52. the sftp subsystem\'s rm: removes the file straight on sshd; refused (no rule names sftp)', async () => {
     const stack = current();
-    const c = await victim('w5s-52-control');
-    await stack.run('sftp', ['-b', '-', ...directArgs(stack).filter((a) => a !== '-p').map((a) => (a === String(stack.sshd.port) ? `-P${a}` : a))], { input: `rm ${c}\n`, timeoutMs: 20_000 });
+    const c = await victim(VICTIMS, 'w5s-52-control');
+    await stack.run('sftp', ['-b', '-', ...directArgs(stack, BASE).filter((a) => a !== '-p').map((a) => (a === String(stack.sshd.port) ? `-P${a}` : a))], { input: `rm ${c}\n`, timeoutMs: 20_000 });
     assert.equal(await removed(c), true, 'control: sftp removes the file');
-    const v = await victim('w5s-52-broker');
+    const v = await victim(VICTIMS, 'w5s-52-broker');
     const r = await stack.run('sftp', ['-F', stack.sshConfig, '-b', '-', TARGET], { input: `rm ${v}\n`, timeoutMs: 20_000 });
     assert.equal(await removed(v, 500), false, `agentgate relayed sftp: ${r.stderr}`);
     assert.notEqual(r.code, 0);
@@ -211,7 +156,7 @@ describe('wave 5: a deny rule sees what interpreters and wrappers run', () => {
 
   test('w5s-ssh-21. the refusal says why: what runs that agentgate cannot read', async () => {
     const stack = current();
-    const v = await victim('w5s-21');
+    const v = await victim(VICTIMS, 'w5s-21');
     const r = await viaBroker(stack, `python3 -c 'print(1)' ${v}`);
     assert.equal(r.code, 126);
     assert.match(r.stderr, /python3 \(runs code agentgate cannot read\)/);
@@ -244,7 +189,7 @@ describe('wave 5: a review rule holds what interpreters run', () => {
   ] as const) {
     test(`${id}. ${what}`, async () => {
       const stack = current();
-      const v = await victim(id);
+      const v = await victim(VICTIMS, id);
       const child = stack.spawn('ssh', ['-F', stack.sshConfig, TARGET, cmd(v)]);
       const exited = new Promise<number | null>((res) => child.once('close', (code) => res(code)));
       const held = await eventually('the command held', () => stack.broker.approvals.list(stack.reviewer()).requests.find((r) => r.status === 'pending' && r.statement.includes(id)));

@@ -14,15 +14,20 @@
  *   is the safe side for a deny. After `xargs` the program also gets the words it reads
  *   from its input (shown as `…`).
  * - Shells with `-c` (also `eval`, `trap`, `watch`, `su -c`, `flock -c`, `script -c`,
- *   `env -S`): the string is parsed like the command itself and each of its simple
- *   commands is analysed in turn.
+ *   `env -S`, bash's `compgen -C`, `mapfile -C`): the string is parsed like the command
+ *   itself and each of its simple commands is analysed in turn.
+ * - Reserved words (`if`, `then`, `do`, `!`…) in front of a command are skipped like
+ *   leading assignments: `if true; then rm f; fi` runs `rm f`.
+ * - The analysis has a work budget (MAX_WORK): past it, the rest is opaque.
+ * - Environment given to a command (`X=1 cmd`, `env X=1`, `export X=1`) is opaque unless
+ *   its name is known inert (INERT_ENV): `BASH_ENV`, `GIT_SSH_COMMAND`, `LD_PRELOAD`… run code.
  * - `find -exec/-execdir/-ok/-okdir … ;` runs the words up to `;` or `+`; `find -delete`
  *   removes files as `rm` does and is seen as `rm`.
  * - Opaque: code agentgate cannot read. An interpreter other than a shell (`python3`,
  *   `perl`, `awk` with `system`, `node`…), a `sed` script with more than plain editing
  *   commands (`e` runs a shell command), a shell reading a script file or its input,
  *   an editor (`vim -c '!…'`), options that name a program to run (`git -c`,
- *   `git --upload-pack`, `tar --to-command`, `rsync -e`, `man -P`, `ssh -o`…), `sudo -s`,
+ *   `git --upload-pack`, `tar --to-command`, `rsync -e`, `man -P`, `ssh -o`, `enable -f`…), `sudo -s`,
  *   `at`, `make`, and shell syntax shell-quote does not read as a shell does
  *   (substitutions, backslashes, braces, line breaks, a glob naming the program).
  *   In ssh-rules.ts (sshMatcher) such a command is not let through by an allow rule that
@@ -42,6 +47,13 @@ export interface CommandRuns {
 const MAX_DEPTH = 6;
 /** Programs followed per command; more is opaque (a word list of wrappers is quadratic). */
 const MAX_PROGRAMS = 512;
+/**
+ * Work spent on one command: words followed plus characters of nested command strings
+ * parsed. Each tail of `eval a a a …` is parsed again, as is each word after a wrapper, so
+ * a crafted 16 KB command held the broker's event loop for 73 s (every session stalled).
+ * Past this budget the rest is opaque: what is not analysed is not let through.
+ */
+const MAX_WORK = 100_000;
 
 /** Run the command that follows their own options. */
 const WRAPPERS = new Set([
@@ -51,6 +63,39 @@ const WRAPPERS = new Set([
   'catchsegv', 'rlwrap', 'dbus-run-session', 'ssh-agent', 'numactl', 'cgexec', 'screen', 'caffeinate', 'chpst', 'runcon', 'setpriv',
   'prlimit', 'faketime', 'ts', 'parallel', 'sem', 'retry', 'coproc',
 ]);
+/**
+ * Shell reserved words a command may follow (`if rm f; then …`, `then rm f`, `! rm f`,
+ * `do rm f`, `else rm f`): the shell grammar runs the words after them as a command, so
+ * they are skipped as leading assignments are. (`time` and `coproc` are wrappers.)
+ */
+const RESERVED_PREFIX = new Set(['!', 'if', 'then', 'elif', 'else', 'while', 'until', 'do']);
+/**
+ * Bash builtins that run a command string given with an option: `compgen -C CMD`,
+ * `mapfile -C CMD` / `readarray -C CMD` (called per line read). The string is analysed as
+ * `sh -c`'s is. (`complete -C` is opaque with `complete`; `enable -f` loads code: RUNS_A_PROGRAM.)
+ */
+const BUILTIN_COMMAND_OPTION: Record<string, RegExp> = {
+  compgen: /^-[A-Za-z]*C/,
+  mapfile: /^-[A-Za-z]*C/,
+  readarray: /^-[A-Za-z]*C/,
+};
+/**
+ * Environment a command may be given (`X=1 cmd`, `env X=1 cmd`, `export X=1; cmd`) that no
+ * program reads as code or as where to find code. Any other name may run what agentgate
+ * never sees (`BASH_ENV`, `ENV`, `LD_PRELOAD`, `GIT_SSH_COMMAND`, `PAGER`, `PATH`, `HOME`,
+ * `PERL5OPT`, `NODE_OPTIONS`…): the set of such names is open, so unknown means opaque.
+ */
+const INERT_ENV = /^(?:LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|COLUMNS|LINES|NO_COLOR|CLICOLOR|CLICOLOR_FORCE|FORCE_COLOR|GIT_PROTOCOL)$/;
+/** Builtins whose `NAME=value` arguments set (or export) variables for what runs after them. */
+const SETS_VARIABLES = new Set(['export', 'declare', 'typeset', 'readonly', 'local']);
+/**
+ * Bash evaluates arithmetic on a variable's value as an expression, and an expression's
+ * array index runs substitutions: `read x; let x` with `a[$(rm f)]` on the input runs
+ * `rm f`, with no `$` in the command. So `let`, the integer attribute (`declare -i`) and an
+ * array index given to a builtin that takes variable names (`printf -v 'a[x]'`,
+ * `declare 'a[x]=1'`) run data as code: opaque. (`((…))` and `$((…))`: ssh-command.ts.)
+ */
+const TAKES_VARIABLE_NAMES = new Set([...SETS_VARIABLES, 'read', 'unset', 'printf', 'test', '[', 'mapfile', 'readarray', 'getopts', 'wait', 'let']);
 /** Shells: `-c STRING` is analysed; a script file or the input is opaque. */
 const SHELLS = new Set(['sh', 'bash', 'rbash', 'dash', 'zsh', 'ksh', 'ksh93', 'mksh', 'pdksh', 'ash', 'yash', 'posh', 'fish', 'csh', 'tcsh']);
 /** Interpreters and programs whose arguments or input are code agentgate cannot read. */
@@ -69,6 +114,8 @@ const RUNS_A_PROGRAM: Record<string, RegExp> = {
   apt: /^(?:-o|--option)/,
   'apt-get': /^(?:-o|--option)/,
   dpkg: /^--(?:pre-invoke|post-invoke)/,
+  // bash's `enable -f FILE NAME` loads a shared object as a builtin: code agentgate cannot read.
+  enable: /^-[A-Za-z]*f/,
 };
 /** `git` subcommands that run a program from their arguments or write configuration that later does. */
 const GIT_RUNS = new Set(['config', 'submodule', 'bisect', 'filter-branch', 'filter-repo', 'daemon', 'instaweb', 'hook']);
@@ -100,30 +147,58 @@ function safeSedCommand(cmd: string): boolean {
   return SED_COMMAND.test(rest);
 }
 /** Shell syntax shell-quote reads differently from a shell (ssh-command.ts): never analysed. */
-const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable)/;
+const UNREADABLE_FEATURES = /^(?:substitution|backslash|braces|line break|unparseable|arithmetic)/;
 
 const base = (word: string): string => word.replace(/^.*\//, '');
+
+/** The analysis under way: what it found, and the work spent (MAX_WORK). */
+interface Walk extends CommandRuns {
+  work: number;
+}
 
 function opaque(out: CommandRuns, why: string): void {
   if (!out.opaque.includes(why)) out.opaque.push(why);
 }
 
-/** Everything the command may run (its simple commands, and what they run in turn). */
-export function commandRuns(segments: readonly (readonly string[])[], features: readonly string[] = []): CommandRuns {
-  const out: CommandRuns = { programs: [], opaque: [] };
-  for (const f of features) if (UNREADABLE_FEATURES.test(f)) opaque(out, f);
-  for (const words of segments) follow(words, 0, out);
-  return out;
+/** Counts `n` units of work; false (and opaque) once the command costs more than agentgate analyses. */
+function spend(out: Walk, n: number): boolean {
+  out.work += n;
+  if (out.work <= MAX_WORK) return true;
+  opaque(out, 'more than agentgate analyses in one command (too many nested or repeated commands)');
+  return false;
 }
 
-function follow(words: readonly string[], depth: number, out: CommandRuns): void {
+/** Everything the command may run (its simple commands, and what they run in turn). */
+export function commandRuns(segments: readonly (readonly string[])[], features: readonly string[] = []): CommandRuns {
+  const out: Walk = { programs: [], opaque: [], work: 0 };
+  for (const f of features) if (UNREADABLE_FEATURES.test(f)) opaque(out, f);
+  for (const words of segments) follow(words, 0, out);
+  return { programs: out.programs, opaque: out.opaque };
+}
+
+/** `NAME=value` words whose name is not known inert: opaque. */
+function environment(words: readonly string[], out: Walk): void {
+  for (const w of words) {
+    const name = /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(w)?.[1];
+    if (name !== undefined && !INERT_ENV.test(name)) opaque(out, `${name}=… (an environment variable a program may read as code, or as where to find it)`);
+  }
+}
+
+/**
+ * `suffix`: the words are a tail after a wrapper, tried as a possible command (their
+ * leading `NAME=value` may be a plain argument, `nice grep a=b f`); env and sudo check
+ * their own assignments.
+ */
+function follow(words: readonly string[], depth: number, out: Walk, suffix = false): void {
   if (words.length === 0) return;
   if (depth > MAX_DEPTH || out.programs.length >= MAX_PROGRAMS) {
     opaque(out, 'more nested commands than agentgate follows');
     return;
   }
+  if (!spend(out, words.length)) return;
   let i = 0;
-  while (i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!)) i++;
+  while (i < words.length && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!) || RESERVED_PREFIX.has(words[i]!))) i++;
+  if (!suffix) environment(words.slice(0, i), out);
   if (i >= words.length) return;
   const name = base(words[i]!);
   const args = words.slice(i + 1);
@@ -132,20 +207,25 @@ function follow(words: readonly string[], depth: number, out: CommandRuns): void
 
   if (WRAPPERS.has(name)) {
     if ((name === 'sudo' || name === 'doas') && args.some((a) => /^-[A-Za-z]*[si][A-Za-z]*$|^--(?:shell|login)$/.test(a))) opaque(out, `${name} -s/-i (a shell reading its input)`);
+    if (name === 'env' || name === 'sudo' || name === 'doas') environment(args, out);
     if (name === 'env') envSplit(args, depth, out);
     if (name === 'flock') shellStrings(args, depth, out, /^(?:-c|--command)$/);
     // Each later word may be the program (option values differ per wrapper): all are followed.
-    for (let k = 0; k < args.length && out.programs.length < MAX_PROGRAMS; k++) {
+    for (let k = 0; k < args.length && out.programs.length < MAX_PROGRAMS && out.work <= MAX_WORK; k++) {
       const rest = args.slice(k);
-      follow(rest, depth + 1, out);
+      follow(rest, depth + 1, out, true);
       if (name === 'xargs' || name === 'parallel') out.programs.push([base(rest[0]!), ...rest.slice(1), '…']);
     }
     return;
   }
   if (SHELLS.has(name)) return shell(name, args, depth, out);
+  if (SETS_VARIABLES.has(name)) environment(args, out);
+  if (name === 'let' || (SETS_VARIABLES.has(name) && args.some((a) => /^[-+][A-Za-z]*i/.test(a))) || (TAKES_VARIABLE_NAMES.has(name) && args.some((a) => a.includes('[')))) {
+    opaque(out, `${name} evaluating arithmetic (a variable's value runs as code in it)`);
+  }
   if (name === 'eval' || name === 'watch') {
     // eval: its words joined are a command; watch runs `sh -c` with them (each option-free tail).
-    for (let k = 0; k < args.length; k++) parseInto(args.slice(k).join(' '), depth, out);
+    for (let k = 0; k < args.length; k++) if (!parseInto(args.slice(k).join(' '), depth, out)) break;
     return;
   }
   if (name === 'trap') {
@@ -155,6 +235,11 @@ function follow(words: readonly string[], depth: number, out: CommandRuns): void
   }
   if (name === 'su' || name === 'runuser' || name === 'script' || name === 'sg') {
     if (!shellStrings(args, depth, out, /^(?:-c|--command|-[A-Za-z]*c)$/)) opaque(out, `${name} without -c (a shell reading its input, or a program agentgate cannot see)`);
+    return;
+  }
+  const commandOption = BUILTIN_COMMAND_OPTION[name];
+  if (commandOption) {
+    shellStrings(args, depth, out, commandOption);
     return;
   }
   if (name === 'find') return find(args, depth, out);
@@ -187,7 +272,7 @@ function git(args: readonly string[], out: CommandRuns): void {
 }
 
 /** A shell: `-c STRING` (in any option cluster: `-lc`, `-ec`) is analysed; anything else runs code unseen. */
-function shell(name: string, args: readonly string[], depth: number, out: CommandRuns): void {
+function shell(name: string, args: readonly string[], depth: number, out: Walk): void {
   let c = false;
   let k = 0;
   for (; k < args.length; k++) {
@@ -213,16 +298,21 @@ function shell(name: string, args: readonly string[], depth: number, out: Comman
     break;
   }
   const first = args[k];
-  if (c && first !== undefined) return parseInto(first, depth, out);
+  if (c && first !== undefined) {
+    parseInto(first, depth, out);
+    return;
+  }
   opaque(out, first === undefined ? `${name} reading commands from its input` : `${name} running a script agentgate cannot read`);
 }
 
-/** Options that take a shell command string (`-c STRING`): each such string is analysed. */
-function shellStrings(args: readonly string[], depth: number, out: CommandRuns, option: RegExp): boolean {
+/** Options that take a shell command string (`-c STRING`, `-C'rm f'` glued): each such string is analysed. */
+function shellStrings(args: readonly string[], depth: number, out: Walk, option: RegExp): boolean {
   let found = false;
   for (let k = 0; k < args.length; k++) {
-    if (!option.test(args[k]!)) continue;
-    const s = args[k + 1];
+    const m = option.exec(args[k]!);
+    if (!m) continue;
+    const glued = args[k]!.slice(m[0].length);
+    const s = glued !== '' ? glued : args[k + 1];
     if (s === undefined) continue;
     found = true;
     parseInto(s, depth, out);
@@ -231,7 +321,7 @@ function shellStrings(args: readonly string[], depth: number, out: CommandRuns, 
 }
 
 /** `env -S STRING`, `-SSTRING`, `--split-string=STRING`: the string's words are the command. */
-function envSplit(args: readonly string[], depth: number, out: CommandRuns): void {
+function envSplit(args: readonly string[], depth: number, out: Walk): void {
   for (let k = 0; k < args.length; k++) {
     const a = args[k]!;
     let s: string | undefined;
@@ -243,14 +333,16 @@ function envSplit(args: readonly string[], depth: number, out: CommandRuns): voi
 }
 
 /** A shell command string: parsed as the command itself is, each simple command followed. */
-function parseInto(text: string, depth: number, out: CommandRuns): void {
+function parseInto(text: string, depth: number, out: Walk): boolean {
+  if (!spend(out, text.length)) return false;
   const p = parseCommand(text);
   for (const f of p.features) if (UNREADABLE_FEATURES.test(f)) opaque(out, `${f} in a nested command`);
   for (const words of p.segments) follow(words, depth + 1, out);
+  return true;
 }
 
 /** `find … -exec CMD ;` (and -execdir, -ok, -okdir; `+` ends one too), `-delete` as `rm`. */
-function find(args: readonly string[], depth: number, out: CommandRuns): void {
+function find(args: readonly string[], depth: number, out: Walk): void {
   const paths = args.filter((a, k) => !a.startsWith('-') && !args.slice(0, k).some((b) => b.startsWith('-') || b === '(' || b === '!'));
   for (let k = 0; k < args.length; k++) {
     const a = args[k]!;

@@ -29,6 +29,12 @@ export interface ParsedCommand {
 }
 
 const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
+/**
+ * Redirection operators: the word after one is its target, and the simple command goes on
+ * around it (`rm >/dev/null f` runs `rm f`; `>x rm f` runs `rm f`). Other operators end
+ * a simple command.
+ */
+const REDIRECTION = new Set(['>', '>>', '<', '>&', '<&', '>|', '<>', '&>', '&>>', '<<<', '<<', '<<-']);
 
 export function parseCommand(raw: string): ParsedCommand {
   const features = new Set<string>();
@@ -39,6 +45,15 @@ export function parseCommand(raw: string): ParsedCommand {
   if (raw.includes('\\')) features.add('backslash');
   if (/[{}]/.test(raw)) features.add('braces');
   const segments: string[][] = [[]];
+  /** The current simple command's words with a number before a redirection kept: `2>x` or `2 >x` (shell-quote cannot tell), both judged. */
+  let withNumber: string[] | undefined;
+  /** The next word is a redirection's target, not a word of the command. */
+  let target = false;
+  const endSegment = (): void => {
+    if (withNumber) segments.splice(segments.length - 1, 0, withNumber);
+    withNumber = undefined;
+    segments.push([]);
+  };
   let tokens: ReturnType<typeof parse>;
   try {
     // Variables become markers, never the broker's own environment.
@@ -47,24 +62,54 @@ export function parseCommand(raw: string): ParsedCommand {
     features.add('unparseable');
     tokens = [];
   }
+  let previousOp: string | undefined;
   for (const t of tokens) {
+    const current = segments[segments.length - 1] as string[];
+    if (typeof t === 'string' || !('op' in t) || t.op === 'glob') previousOp = undefined;
     if (typeof t === 'string') {
       if (t.includes('\u0000')) features.add('substitution $');
-      (segments[segments.length - 1] as string[]).push(t);
+      if (target) target = false;
+      else {
+        current.push(t);
+        withNumber?.push(t);
+      }
       continue;
     }
     if ('comment' in t) {
       features.add('comment');
+      // shell-quote starts a comment at any `#`; a shell only at a word's start (`true x#; rm f` runs rm).
+      const at = raw.length - String(t.comment).length - 1;
+      if (raw[at] !== '#' || (at > 0 && !/[\s;&|()<>]/.test(raw[at - 1] as string))) features.add('unparseable: # inside a word, which the shell reads on past');
       continue;
     }
     if ('op' in t && t.op === 'glob') {
       features.add('glob');
-      (segments[segments.length - 1] as string[]).push((t as { pattern: string }).pattern);
+      const pattern = (t as { pattern: string }).pattern;
+      if (target) target = false;
+      else {
+        current.push(pattern);
+        withNumber?.push(pattern);
+      }
       continue;
     }
-    features.add(`operator ${(t as { op: string }).op}`);
-    segments.push([]);
+    const op = (t as { op: string }).op;
+    features.add(`operator ${op}`);
+    // `((x))`, `for ((…))`: bash arithmetic, which runs what a variable's value holds (ssh-command-runs.ts).
+    if (op === '(' && previousOp === '(') features.add('arithmetic ((…))');
+    previousOp = op;
+    target = false;
+    if (REDIRECTION.has(op)) {
+      const last = current[current.length - 1];
+      if (last !== undefined && /^[0-9]+$/.test(last)) {
+        withNumber ??= [...current];
+        current.pop();
+      }
+      target = true;
+      continue;
+    }
+    endSegment();
   }
+  if (withNumber) endSegment();
   const nonEmpty = segments.filter((s) => s.length > 0);
   for (const s of nonEmpty) if (ASSIGNMENT.test(s[0] as string)) features.add('assignment');
   if (nonEmpty.length === 0) features.add('empty');

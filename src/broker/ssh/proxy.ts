@@ -14,7 +14,7 @@
  *     masking detectors in-stream; `ssh.command` with exit status, bytes, duration.
  *
  * Relayed: exec, shell with pty-req and window-change, signals, exit status; env only
- * for the names in SAFE_ENV. An exec keeps a pty only when the rule that lets it run says
+ * for the names in SAFE_ENV, holding inert values (SAFE_ENV_VALUE). An exec keeps a pty only when the rule that lets it run says
  * `tty: true`: a terminal makes pagers and editors interactive (`man ls`, then `!sh` in
  * less), so the pty-req is answered at the exec, once its rule is known, and never
  * forwarded before the command is allowed; a pty-req after the exec is refused. An exec
@@ -79,6 +79,25 @@ export interface SshChannel {
 
 /** Environment names passed to the target; everything else a client sends is dropped. */
 const SAFE_ENV = /^(?:LANG|LC_[A-Z]+|GIT_PROTOCOL|TZ)$/;
+/**
+ * What a passed variable may hold: a locale name (`en_US.UTF-8`, `sr_RS@latin`), a time
+ * zone (`Europe/Paris`, `:/etc/localtime`, `<+0330>-3:30`), a git protocol (`version=2`).
+ * A value is never judged as a command, yet the target's shell may run it: bash's arithmetic
+ * (`let LC_X`, `declare -i`, an array index) evaluates `a[$(rm f)]` held in a variable.
+ * So only inert data passes; anything else (`$`, brackets, quotes, blanks) is refused.
+ */
+const SAFE_ENV_VALUE: Record<'locale' | 'tz' | 'git', RegExp> = {
+  locale: /^[A-Za-z0-9_.@+-]{0,128}$/,
+  tz: /^:?[A-Za-z0-9_./+,:<>-]{0,128}$/,
+  git: /^version=[0-9]{1,2}(?::[A-Za-z0-9_.=-]{1,64}){0,8}$/,
+};
+
+/** Whether the client's env request may reach the target (a safe name holding inert data). */
+export function safeEnv(key: string, val: string): boolean {
+  if (!SAFE_ENV.test(key)) return false;
+  const kind = key === 'TZ' ? 'tz' : key === 'GIT_PROTOCOL' ? 'git' : 'locale';
+  return SAFE_ENV_VALUE[kind].test(val);
+}
 /** An env request the broker keeps for itself: this command's reason (never forwarded). */
 export const SSH_REASON_ENV = 'AGENTGATE_REASON';
 /** Commands whose output is a binary protocol, relayed unscanned. */
@@ -312,7 +331,7 @@ class SshConnection {
       if (info.key === SSH_REASON_ENV && info.val.trim() !== '' && info.val.length <= 1000) {
         reason = info.val.trim();
         accept?.();
-      } else if (SAFE_ENV.test(info.key) && Object.keys(env).length < 32 && info.val.length < 4096) {
+      } else if (safeEnv(info.key, info.val) && Object.keys(env).length < 32) {
         env[info.key] = info.val;
         accept?.();
       } else reject?.();
@@ -478,7 +497,8 @@ class SshConnection {
     live.up = up;
     live.tty = pty !== undefined;
     this.#channels.add(up);
-    const binary = command !== undefined && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
+    // Only a plain `git-upload-pack …` is the binary protocol: in `git-upload-pack x; cat f` the rest is text, scanned.
+    const binary = command !== undefined && command.simple && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
     // What the client is shown, recorded as it goes (binary protocols are not terminal sessions).
     const recorder = binary ? undefined : this.#startRecording(rec, pty);
     live.recorder = recorder;

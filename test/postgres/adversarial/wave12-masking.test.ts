@@ -15,6 +15,12 @@
  *    too). Their send function (pg_type.typsend, an internal function) says they are sent
  *    as text: they are now read, and masked, as text — in DataRows and binary COPY.
  *
+ * 3. COPY … TO STDOUT (ENCODING 'SJIS'): PostgreSQL writes the rows in that encoding, where
+ *    the second byte of a character may be a backslash or the delimiter (`ソ` is 0x83 0x5C,
+ *    `ポ` 0x83 0x7C); the masker, reading UTF-8, took it for a field's end and put its masks
+ *    on the wrong fields, so the masked column went out raw. Such a COPY's rows are now
+ *    withheld (COPY 0, with a notice); ENCODING 'UTF8' (any spelling) copies as before.
+ *
  * The values: the seeded email (the email detector and the `*.email` rule) and the AWS key
  * (the aws_key detector); the character codes of the email's local part (no detector).
  */
@@ -22,6 +28,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   AWS_KEY,
+  assertAbsent,
+  assertNoFragments,
+  noticesOf,
   BackendType,
   EMAIL1,
   describeMsgs,
@@ -118,7 +127,7 @@ function spell(counts: readonly number[], code: (rows: number) => number): strin
   return counts.map((n) => String.fromCharCode(code(n))).join('');
 }
 
-describe('adversarial corpus wave 12: set-returning functions, and binary values of types sent as text', () => {
+describe('adversarial corpus wave 12: set-returning functions, binary values of types sent as text, COPY in other encodings', () => {
   let adv!: Adversary;
   const withClient = useAdversary((a) => (adv = a), {
     policies: COPY_POLICY,
@@ -203,5 +212,61 @@ describe('adversarial corpus wave 12: set-returning functions, and binary values
       const data = copyBytes(msgs);
       assert.equal(count(data, '****@victim.example'), 3, data.toString('latin1'));
       assert.equal(count(data, 'deploy key ****MPLE'), 1, data.toString('latin1'));
+    }));
+
+  /** COPYs whose rows PostgreSQL writes in an encoding where a character's second byte is ASCII. */
+  const ENCODED: { id: string; sql: string; why: string }[] = [
+    {
+      id: 'w12m-31',
+      sql: "copy (select 'ソ' as a, split_part(email, '@', 1) as b from users) to stdout (encoding 'SJIS')",
+      why: "text format: ソ ends in a backslash, which escapes the tab after it, so the computed column was taken for part of the clean one",
+    },
+    {
+      id: 'w12m-32',
+      sql: "copy (select 'ポ' as a, name, email from users) to stdout (format csv, delimiter '|', encoding 'SJIS')",
+      why: "CSV, delimiter '|': ポ ends in '|', one field more, so the rule's mask fell on name and the email went out whole",
+    },
+    {
+      id: 'w12m-33',
+      sql: "copy (select 'ポ' as a, name, email from users) to stdout with csv delimiter '|' encoding 'Shift_JIS'",
+      why: 'the same in the pre-9.0 option syntax, under an alias of the encoding',
+    },
+  ];
+
+  test('w12m-30: control — ソ and ポ in SJIS end in a backslash and a |, and the columns copied hold the value', async () => {
+    await direct(adv, async (client) => {
+      const text = await directText(client, "select encode(convert_to('ソ', 'SJIS'), 'hex'), encode(convert_to('ポ', 'SJIS'), 'hex'), split_part(email, '@', 1) from users where id = 1");
+      assert.equal(text, JSON.stringify([['835c', '837c', LOCAL1]]));
+    });
+  });
+
+  for (const a of ENCODED) {
+    test(`${a.id}: ${a.sql} — ${a.why}: the rows are withheld, COPY 0`, () =>
+      withClient(async ({ c, bytes }) => {
+        const msgs = await simple(c, a.sql);
+        assert.deepEqual(errorsOf(msgs), [], describeMsgs(msgs));
+        assert.equal(copyBytes(msgs).length, 0, `no row: ${copyBytes(msgs).toString('latin1')}`);
+        assert.deepEqual(tagsOf(msgs), ['COPY 0'], describeMsgs(msgs));
+        assertNoFragments(bytes(), a.id);
+        assertAbsent(bytes(), LOCAL1, a.id);
+      }));
+  }
+
+  test('w12m-34: the notice says why, and what to do', () =>
+    withClient(async ({ c }) => {
+      const msgs = await simple(c, ENCODED[0]!.sql);
+      assert.ok(
+        noticesOf(msgs).some((n) => n.includes('ENCODING') && n.includes('leave the ENCODING option out')),
+        describeMsgs(msgs),
+      );
+    }));
+
+  test("w12m-35: [no false denial] ENCODING 'UTF8', 'utf-8' and 'Unicode' copy as without it, masked", () =>
+    withClient(async ({ c }) => {
+      for (const enc of ['UTF8', 'utf-8', 'Unicode']) {
+        const msgs = await simple(c, `copy (select name, email from users order by id) to stdout (format csv, encoding '${enc}')`);
+        assert.deepEqual(tagsOf(msgs), ['COPY 2'], describeMsgs(msgs));
+        assert.equal(copyBytes(msgs).toString('utf8'), 'Alpha,****@victim.example\nBravo,****@victim.example\n', enc);
+      }
     }));
 });

@@ -902,11 +902,15 @@ class Analysis {
     const scope = this.fromClause(arr(body['fromClause']), outer, env);
     scope.windows = namedWindows(body['windowClause']);
     const cols = this.targetList(arr(body['targetList']), scope, env);
-    return this.finishLevel(body, scope, env, cols, undefined, this.selectListRows(arr(body['targetList']), scope, env));
+    // ORDER BY, GROUP BY and DISTINCT ON items are evaluated per row too (an item not in the
+    // select list becomes a hidden output): a set-returning function there repeats the row,
+    // or makes as many groups as the values it returns.
+    const perRow = [body['targetList'], body['sortClause'], body['groupClause'], body['distinctClause']].flatMap(arr);
+    return this.finishLevel(body, scope, env, cols, undefined, this.selectListRows(perRow, scope, env));
   }
 
   /**
-   * A set-returning function in the select list (`generate_series(1, ascii(email))`,
+   * A set-returning function in the select list, ORDER BY, GROUP BY or DISTINCT ON (`generate_series(1, ascii(email))`,
    * `pg_options_to_table(…)`) repeats the row as many times as its arguments say: their
    * flows decide every output. Which names return sets is the catalog's answer (any
    * overload, built in or not); a name it does not know counts as one.

@@ -1,7 +1,8 @@
 /**
  * Adversarial corpus, wave 12 — what the masker knew only from hand-kept lists.
  *
- * 1. Set-returning functions in the select list: a masked column in the arguments of a
+ * 1. Set-returning functions in the select list (and ORDER BY, GROUP BY, DISTINCT ON, which
+ *    PostgreSQL evaluates per row as hidden outputs, and where the analysis did not look): a masked column in the arguments of a
  *    set-returning function decides how many rows the statement returns, one more per
  *    character code. The analysis knew which functions return sets from a list of the
  *    common ones (generate_series, unnest, regexp_split_to_table …); any other built-in
@@ -103,23 +104,26 @@ const HALF = (n: number): number => n / 2;
 
 const CHAR = (k: number): string => `ascii(substr(email, ${k}, 1))`;
 const COUNTS: CountAttack[] = [
-  { id: 'w12m-10', fn: 'pg_options_to_table', sql: (k) => `select pg_options_to_table(string_to_array(repeat('a=b,', ${CHAR(k)}), ',')) from users where id = 1`, code: MINUS_ONE },
-  { id: 'w12m-11', fn: 'ts_parse', sql: (k) => `select ts_parse('default', repeat('a ', ${CHAR(k)})) from users where id = 1`, code: HALF },
-  { id: 'w12m-12', fn: 'ts_debug', sql: (k) => `select ts_debug(repeat('a ', ${CHAR(k)})) from users where id = 1`, code: HALF },
-  { id: 'w12m-13', fn: 'aclexplode', sql: (k) => `select aclexplode(array_fill('app=r/app'::aclitem, array[${CHAR(k)}])) from users where id = 1`, code: SAME },
+  { id: 'w12m-10', fn: 'pg_options_to_table in the select list', sql: (k) => `select pg_options_to_table(string_to_array(repeat('a=b,', ${CHAR(k)}), ',')) from users where id = 1`, code: MINUS_ONE },
+  { id: 'w12m-11', fn: 'ts_parse in the select list', sql: (k) => `select ts_parse('default', repeat('a ', ${CHAR(k)})) from users where id = 1`, code: HALF },
+  { id: 'w12m-12', fn: 'ts_debug in the select list', sql: (k) => `select ts_debug(repeat('a ', ${CHAR(k)})) from users where id = 1`, code: HALF },
+  { id: 'w12m-13', fn: 'aclexplode in the select list', sql: (k) => `select aclexplode(array_fill('app=r/app'::aclitem, array[${CHAR(k)}])) from users where id = 1`, code: SAME },
   {
     id: 'w12m-14',
-    fn: 'txid_snapshot_xip',
+    fn: 'txid_snapshot_xip in the select list',
     sql: (k) =>
       `select txid_snapshot_xip(('1:' || (${CHAR(k)} + 2) || ':' || (select string_agg(g::text, ',') from generate_series(1, ${CHAR(k)}) g))::txid_snapshot) from users where id = 1`,
     code: SAME,
   },
   {
     id: 'w12m-15',
-    fn: 'pg_options_to_table (IS NULL, beside a clean 1)',
+    fn: 'pg_options_to_table in the select list (IS NULL, beside a clean 1)',
     sql: (k) => `select 1 as one, pg_options_to_table(string_to_array(repeat('a=b,', ${CHAR(k)}), ',')) is null from users where id = 1`,
     code: MINUS_ONE,
   },
+  { id: 'w12m-18a', fn: 'generate_series in ORDER BY (a hidden output)', sql: (k) => `select 1 from users where id = 1 order by generate_series(1, ${CHAR(k)})`, code: SAME },
+  { id: 'w12m-18b', fn: 'generate_series in GROUP BY (a group per value)', sql: (k) => `select 1 from users where id = 1 group by generate_series(1, ${CHAR(k)})`, code: SAME },
+  { id: 'w12m-18c', fn: 'generate_series in DISTINCT ON', sql: (k) => `select distinct on (generate_series(1, ${CHAR(k)})) 1 from users where id = 1`, code: SAME },
 ];
 
 /** The characters a list of row counts spells. */
@@ -151,7 +155,7 @@ describe('adversarial corpus wave 12: set-returning functions, binary values of 
   });
 
   for (const a of COUNTS) {
-    test(`${a.id}: ${a.fn} in the select list, sized by ${CHAR(1)} (k = 1…${K}): one row (masked) and SELECT 1 each`, () =>
+    test(`${a.id}: ${a.fn}, sized by ${CHAR(1)} (k = 1…${K}): one row (masked) and SELECT 1 each`, () =>
       withClient(async ({ c }) => {
         for (let k = 1; k <= K; k++) {
           const msgs = await simple(c, a.sql(k));
@@ -175,6 +179,8 @@ describe('adversarial corpus wave 12: set-returning functions, binary values of 
     withClient(async ({ c }) => {
       const options = await simple(c, "select pg_options_to_table(array['a=b', 'c=d', 'e=f'])");
       assert.deepEqual(tagsOf(options), ['SELECT 3'], describeMsgs(options));
+      const ordered = await simple(c, 'select id from users where id = 1 order by id, generate_series(1, 3)');
+      assert.deepEqual(rowsOf(ordered), [['1'], ['1'], ['1']], describeMsgs(ordered));
       // citext's translate(citext, citext, text) is not set-returning: the rows are the table's
       // (its output stays masked whole: a name with an overload not built in is opaque).
       const translated = await simple(c, "select translate(reverse(email), 'abc', 'xyz'), id from users order by id");

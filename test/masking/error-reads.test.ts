@@ -83,7 +83,7 @@ const V_IDS: RelationInfo = { schema: 'public', name: 'v_ids', kind: 'view', col
 
 const catalog: ProvenanceCatalog = {
   relations: (_schema, name) => Promise.resolve([USERS, CARDS, V_USERS, V_IDS].filter((r) => r.name === name)),
-  functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false }] : name === 'no_such' ? [] : [{ builtin: true }]),
+  functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false, retset: false }] : name === 'no_such' ? [] : [{ builtin: true, retset: false }]),
 };
 /** email by rule; card as if the detector taint said so. */
 const verdict = (sql: string): Promise<ReadVerdict> =>

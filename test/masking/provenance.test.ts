@@ -37,6 +37,8 @@ const BUILTINS = new Set([
   'lower', 'md5', 'row_number', 'current_setting', 'now', 'octet_length', 'percentile_disc', 'sum', 'coalesce',
   'pg_get_keywords', 'to_jsonb',
 ]);
+/** The set-returning ones among them (pg_proc.proretset). */
+const SETOF = new Set(['generate_series', 'unnest', 'jsonb_to_recordset', 'jsonb_each', 'pg_get_keywords']);
 
 /** The fake catalog; `calls` counts lookups so deduplication can be checked. */
 function fakeCatalog(): ProvenanceCatalog & { calls: string[] } {
@@ -50,10 +52,11 @@ function fakeCatalog(): ProvenanceCatalog & { calls: string[] } {
     async functions(schema, name): Promise<FunctionFacts[]> {
       calls.push(`f:${schema ?? ''}.${name}`);
       const out: FunctionFacts[] = [];
-      if (BUILTINS.has(name) && (schema === undefined || schema === 'pg_catalog')) out.push({ builtin: true });
-      if (name === 'f' && (schema === undefined || schema === 'public')) out.push({ builtin: false });
+      if (BUILTINS.has(name) && (schema === undefined || schema === 'pg_catalog')) out.push({ builtin: true, retset: SETOF.has(name) });
+      // A user function: declared set-returning here, so a select-list call repeats the row.
+      if (name === 'f' && (schema === undefined || schema === 'public')) out.push({ builtin: false, retset: true });
       // A user overload of a builtin name makes it opaque.
-      if (name === 'lower' && (schema === undefined || schema === 'public')) out.push({ builtin: false });
+      if (name === 'lower' && (schema === undefined || schema === 'public')) out.push({ builtin: false, retset: false });
       return out;
     },
   };

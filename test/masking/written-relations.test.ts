@@ -22,7 +22,7 @@ const U: RelationInfo = { schema: 'scratch', name: 'u', kind: 'table', columns: 
 
 const catalog: ProvenanceCatalog = {
   relations: (_schema, name) => Promise.resolve([USERS, T, U].filter((r) => r.name === name)),
-  functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false }] : [{ builtin: true }]),
+  functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false, retset: false }] : [{ builtin: true, retset: false }]),
 };
 
 function setup(): { written: WrittenRelations; record: (sql: string) => Promise<void> } {

@@ -148,6 +148,8 @@ export function relatedColumns(r: RelationInfo, c: string): { related: ColumnNam
 /** builtin = lives in pg_catalog or information_schema. */
 export interface FunctionFacts {
   builtin: boolean;
+  /** pg_proc.proretset: the function returns a set (in a select list, it repeats the row). */
+  retset: boolean;
 }
 
 export interface ProvenanceCatalog {
@@ -908,12 +910,18 @@ class Analysis {
     const scope = this.fromClause(arr(body['fromClause']), outer, env);
     scope.windows = namedWindows(body['windowClause']);
     const cols = this.targetList(arr(body['targetList']), scope, env);
-    return this.finishLevel(body, scope, env, cols, undefined, this.selectListRows(arr(body['targetList']), scope, env));
+    // ORDER BY, GROUP BY and DISTINCT ON items are evaluated per row too (an item not in the
+    // select list becomes a hidden output): a set-returning function there repeats the row,
+    // or makes as many groups as the values it returns.
+    const perRow = [body['targetList'], body['sortClause'], body['groupClause'], body['distinctClause']].flatMap(arr);
+    return this.finishLevel(body, scope, env, cols, undefined, this.selectListRows(perRow, scope, env));
   }
 
   /**
-   * A set-returning function in the select list (`generate_series(1, ascii(email))`)
-   * repeats the row as many times as its arguments say: their flows decide every output.
+   * A set-returning function in the select list, ORDER BY, GROUP BY or DISTINCT ON (`generate_series(1, ascii(email))`,
+   * `pg_options_to_table(…)`) repeats the row as many times as its arguments say: their
+   * flows decide every output. Which names return sets is the catalog's answer (any
+   * overload, built in or not); a name it does not know counts as one.
    */
   private selectListRows(list: unknown[], scope: Scope, env: CteEnv | undefined): Flow {
     const out = emptyFlow();
@@ -928,7 +936,7 @@ class Analysis {
       const fc = n['FuncCall'];
       if (isObj(fc)) {
         const fn = funcName(fc);
-        if (fn && (SRF_COLUMNS[fn.name] !== undefined || !this.allBuiltin(fn.schema, fn.name))) addFlow(out, asConditions(this.expr(fc['args'], scope, env)));
+        if (fn && this.mayReturnSet(fn.schema, fn.name)) addFlow(out, asConditions(this.expr(fc['args'], scope, env)));
       }
       for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
     }
@@ -1529,6 +1537,11 @@ class Analysis {
     const r = this.memo.fns.get(key(schema, name));
     if (r === undefined) throw new Miss('function', schema, name);
     return r;
+  }
+
+  private mayReturnSet(schema: string | undefined, name: string): boolean {
+    const facts = this.functions(schema, name);
+    return facts.length === 0 || facts.some((f) => f.retset);
   }
 
   private allBuiltin(schema: string | undefined, name: string): boolean {

@@ -270,6 +270,8 @@ export interface CopyOutStatement {
   /** The NULL marker's bytes (`\N` in text, empty in CSV unless set). */
   nullString: Buffer;
   header: boolean;
+  /** The ENCODING option, as PostgreSQL compares encoding names (lowercase letters and digits), when given. */
+  encoding?: string;
 }
 
 /** Every `COPY … TO STDOUT` in the text, in order (each gets one CopyOutResponse). */
@@ -321,7 +323,7 @@ function parseCopy(buf: Buffer, tokens: readonly Token[], s: number, e: number):
   }
   if (!isIdent(tokens[i], 'to') || !isIdent(tokens[i + 1], 'stdout')) return undefined;
   i += 2;
-  const o: { delimiter?: string; quote?: string; escape?: string; nullString?: string; header: boolean; format: CopyOutStatement['format'] } = { header: false, format };
+  const o: CopyOptions = { header: false, format };
   if (isIdent(tokens[i], 'with')) i++;
   if (isPunct(tokens[i], '(')) {
     const close = Math.min(closingParen(tokens, i), e);
@@ -385,14 +387,21 @@ function parseCopy(buf: Buffer, tokens: readonly Token[], s: number, e: number):
     escape: byte(o.escape, quote),
     nullString: Buffer.from(o.nullString ?? (csv ? '' : '\\N'), 'utf8'),
     header: o.header,
+    ...(o.encoding !== undefined ? { encoding: o.encoding } : {}),
   };
 }
 
-function applyOption(
-  o: { delimiter?: string; quote?: string; escape?: string; nullString?: string; header: boolean; format: CopyOutStatement['format'] },
-  name: string,
-  value: Token | undefined,
-): void {
+interface CopyOptions {
+  delimiter?: string;
+  quote?: string;
+  escape?: string;
+  nullString?: string;
+  encoding?: string;
+  header: boolean;
+  format: CopyOutStatement['format'];
+}
+
+function applyOption(o: CopyOptions, name: string, value: Token | undefined): void {
   const text = value?.kind === 'string' ? value.value : value?.value;
   switch (name) {
     case 'format':
@@ -409,6 +418,10 @@ function applyOption(
       break;
     case 'escape':
       if (text !== undefined) o.escape = text;
+      break;
+    case 'encoding':
+      // clean_encoding_name: 'UTF-8', 'utf_8' and 'Utf8' name the same encoding.
+      o.encoding = (text ?? '').toLowerCase().replace(/[^a-z0-9]/g, '');
       break;
     case 'header':
       o.header = text === undefined || ['true', 'on', '1', 'match'].includes(text.toLowerCase());

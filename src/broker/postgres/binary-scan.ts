@@ -2,10 +2,12 @@
  * What the detectors can read of a result value sent in binary format (mask-row-plan.ts,
  * mask-row-rewriter.ts). For the text-like types the binary form is the text itself; int8
  * and numeric are read as the decimal text their text format shows (a card number fits in
- * either); a built-in array is read element by element. Any other binary form (records,
- * ranges, enums, tsvector, extension types …) is not read: its bytes interleave lengths
- * and flags with the text, so the layout could keep a detector from matching, and the
- * masker sends such a value as NULL instead (unknown means no).
+ * either); a built-in array is read element by element. A type this module does not list
+ * is read as the built-in type whose send function the catalog says it uses (SEND_FUNCTIONS,
+ * wire-types.ts: citext, enums, arrays of them). Any other binary form (records, ranges,
+ * tsvector …) is not read: its bytes interleave lengths and flags with the text, so the
+ * layout could keep a detector from matching, and the masker sends such a value as NULL
+ * instead (unknown means no).
  *
  * https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-FORMAT-CODES
  */
@@ -38,6 +40,28 @@ const BYTEA = 17;
 const INT8 = 20;
 const NUMERIC = 1700;
 
+/**
+ * The binary forms above, by the server function that writes them (pg_type.typsend, an
+ * `internal` function named by its prosrc): a type that does not ship with PostgreSQL, or
+ * whose OID this module does not list, is read as the built-in type whose send function it
+ * uses (wire-types.ts): citext sends with textsend, an enum's enum_send writes its label.
+ * A domain's typsend is its base type's.
+ */
+export const SEND_FUNCTIONS: ReadonlyMap<string, number> = new Map([
+  ['textsend', 25],
+  ['varcharsend', 1043],
+  ['bpcharsend', 1042],
+  ['namesend', 19],
+  ['charsend', 18],
+  ['json_send', 114],
+  ['xml_send', 142],
+  ['unknownsend', 705],
+  ['jsonb_send', 3802],
+  ['enum_send', 25],
+  ['int8send', 20],
+  ['numeric_send', 1700],
+]);
+
 /** Built-in array types read element by element: array type OID → element type OID. */
 const ARRAYS = new Map<number, number>([
   [1009, 25], [1015, 1043], [1014, 1042], [1003, 19], [1002, 18], [199, 114], [143, 142], [3807, 3802],
@@ -46,8 +70,19 @@ const ARRAYS = new Map<number, number>([
   [1115, 1114], [1185, 1184], [1187, 1186], [1270, 1266], [2951, 2950], [651, 650], [1041, 869], [791, 790],
 ]);
 
+/** The built-in array type whose elements are `elem` (undefined when none is read here). */
+export function arrayTypeOf(elem: number): number | undefined {
+  for (const [array, e] of ARRAYS) if (e === elem) return array;
+  return undefined;
+}
+
 /** Run the detectors over buf[s, e); true when they found something. */
 export type Scan = (buf: Buffer, s: number, e: number) => boolean;
+
+/** Whether this module knows the binary form of the type (else wire-types.ts asks the catalog how it is sent). */
+export function knownBinary(typeOid: number): boolean {
+  return BINARY_TEXT.has(typeOid) || NOT_STRINGISH.has(typeOid) || typeOid === BYTEA || decodesBinary(typeOid);
+}
 
 /** Whether binaryHit reads a binary value of this type (one it cannot read goes out as NULL). */
 export function decodesBinary(typeOid: number): boolean {
@@ -57,11 +92,12 @@ export function decodesBinary(typeOid: number): boolean {
 /**
  * Whether the detectors find something in a binary value of `typeOid` (one decodesBinary
  * accepts), read as its text. A value that is not what its type's binary form must be
- * counts as a hit: the caller withholds it.
+ * counts as a hit: the caller withholds it. `header`, for an array whose elements are of a
+ * type read as a built-in one (an enum's, citext's): the element type its header names.
  */
-export function binaryHit(typeOid: number, src: Buffer, s: number, e: number, scan: Scan): boolean {
+export function binaryHit(typeOid: number, src: Buffer, s: number, e: number, scan: Scan, header = 0): boolean {
   const elem = ARRAYS.get(typeOid);
-  if (elem !== undefined) return arrayHit(elem, src, s, e, scan);
+  if (elem !== undefined) return arrayHit(elem, header === 0 ? elem : header, src, s, e, scan);
   return valueHit(typeOid, src, s, e, scan);
 }
 
@@ -81,10 +117,10 @@ function valueHit(typeOid: number, src: Buffer, s: number, e: number, scan: Scan
 let scratch = Buffer.alloc(64);
 
 /** array_send: ndim, has-nulls flag, element type, (length, lower bound) per dimension, then each element length-prefixed. */
-function arrayHit(elem: number, src: Buffer, s: number, e: number, scan: Scan): boolean {
+function arrayHit(elem: number, header: number, src: Buffer, s: number, e: number, scan: Scan): boolean {
   if (e - s < 12) return true;
   const ndim = src.readInt32BE(s);
-  if (ndim < 0 || ndim > 6 || src.readUInt32BE(s + 8) !== elem || e - s < 12 + 8 * ndim) return true;
+  if (ndim < 0 || ndim > 6 || src.readUInt32BE(s + 8) !== header || e - s < 12 + 8 * ndim) return true;
   let count = ndim === 0 ? 0 : 1;
   for (let d = 0; d < ndim; d++) {
     const n = src.readInt32BE(s + 12 + 8 * d);

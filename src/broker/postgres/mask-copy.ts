@@ -30,6 +30,8 @@ import type { MaskRules, NoticeSink } from './mask-rules.js';
 const EMPTY = Buffer.alloc(0);
 const QUOTE = 0x22;
 const NO_FIELDS: Shape = { fields: [], formats: [] };
+/** ENCODING names (as PostgreSQL compares them) whose COPY text is the server's UTF-8 bytes. */
+const UTF8_NAMES: ReadonlySet<string> = new Set(['utf8', 'unicode', 'sqlascii']);
 
 interface CopyState {
   format: 'text' | 'csv' | 'binary';
@@ -108,6 +110,10 @@ export class CopyMasker {
     };
     this.#copy = state;
     this.#tagCount = undefined;
+    if (format !== 'binary' && stmt?.encoding !== undefined && !UTF8_NAMES.has(stmt.encoding)) {
+      this.#withholdEncoded(state);
+      return undefined;
+    }
     // Binary fields are read by their type (binary-scan.ts): a binary COPY is described whenever detectors run.
     const needNames =
       this.#plan.columns.length > 0 ||
@@ -215,6 +221,22 @@ export class CopyMasker {
     if (st.mode === ROWS_WITHHELD || (st.mode === FIRST_ROW_ONLY && st.sent > 0)) return false;
     st.sent++;
     return true;
+  }
+
+  /**
+   * A text or CSV COPY written in another encoding (`ENCODING 'SJIS'`): in SJIS, BIG5, GBK,
+   * UHC, GB18030 or JOHAB the second byte of a character may be a backslash, a delimiter
+   * or a quote, which PostgreSQL leaves as it is and the masker, reading UTF-8, would take
+   * for a field's end — the masks would fall on the wrong fields. Its rows are withheld
+   * (the tag says COPY 0), with a notice.
+   */
+  #withholdEncoded(state: CopyState): void {
+    this.#notices.notice(
+      'copy-encoding',
+      'agentgate: the rows of a COPY with an ENCODING other than UTF8 are withheld: masking reads COPY text as UTF-8 (in other encodings part of a character may look like a delimiter); leave the ENCODING option out',
+    );
+    state.mode = ROWS_WITHHELD;
+    state.hold = true;
   }
 
   #noteUnknownCopy(state: CopyState): void {

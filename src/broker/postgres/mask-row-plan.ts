@@ -38,8 +38,10 @@ export class RowPlan {
   readonly rule: Int32Array;
   readonly prefix: Uint8Array;
   readonly flags: Uint8Array;
-  /** Type OIDs, for FLAG_DECODE. */
+  /** Type OIDs, for FLAG_DECODE (the built-in type a value is read as). */
   readonly types: Uint32Array;
+  /** For FLAG_DECODE of an array read as a built-in one: the element type its header names (0: the built-in's). */
+  readonly headers: Uint32Array;
   /** Index of the last column with work; -1 when none. */
   last = -1;
 
@@ -49,6 +51,7 @@ export class RowPlan {
     this.prefix = new Uint8Array(size);
     this.flags = new Uint8Array(size);
     this.types = new Uint32Array(size);
+    this.headers = new Uint32Array(size);
   }
 
   get active(): boolean {
@@ -108,7 +111,8 @@ export class RowPlanBuilder {
       const f = shape.fields[i];
       const fmt = formatFor(i);
       // Unknown type (a COPY whose columns were not looked up): text is scanned, binary is not.
-      const typeOid = f?.typeOid ?? 0;
+      // A type the catalog says is sent as a built-in one is read as that one (wire-types.ts).
+      const typeOid = f?.wire?.oid ?? f?.typeOid ?? 0;
       const binaryText = BINARY_TEXT.get(typeOid) ?? 0;
       // bytea is decoded, masked and written back as bytea in either format.
       const bytea = typeOid === BYTEA_OID;
@@ -132,6 +136,7 @@ export class RowPlanBuilder {
           mode = DETECT;
           plan.flags[i] = FLAG_DECODE;
           plan.types[i] = typeOid;
+          plan.headers[i] = f?.wire?.header ?? 0;
         } else if (!NOT_STRINGISH.has(typeOid)) {
           // A binary form the detectors cannot read (a record, range, enum, extension type …).
           this.#unreadable(plan, i, f?.display ?? 'columns of unknown type');

@@ -120,7 +120,7 @@ export class RowRewriter implements FieldRewriter {
     }
     if (mode === DETECT && (flags & FLAG_DECODE) !== 0) {
       // Read as text (binary-scan.ts); a hit cannot be written back into the binary form: NULL.
-      if (!binaryHit(rp.types[i]!, src, vs, ve, (flags & FLAG_SECRET) !== 0 ? this.#scanSecret : this.#scanPlain)) return;
+      if (!binaryHit(rp.types[i]!, src, vs, ve, (flags & FLAG_SECRET) !== 0 ? this.#scanSecret : this.#scanPlain, rp.headers[i])) return;
       this.cut(lenPos);
       out.int32(-1);
       this.#copied = ve;

@@ -17,11 +17,15 @@ import { looksLikeSecretName } from '../masking/detectors.js';
 import { matchColumn, matchExpression, type MaskingPlan } from '../masking/rules.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
 import type { WrittenRelations } from '../masking/written-relations.js';
+import { knownBinary } from './binary-scan.js';
+import { lookupWireTypes, type WireType } from './wire-types.js';
 
 /** Distinct statement texts whose provenance a session keeps. */
 const PROVENANCE_CACHE = 256;
 /** Cursor and prepared statement names a session keeps the verdict of (the most recently declared). */
 const NAMED_QUERIES = 1024;
+/** Types a session keeps the binary form of (wire-types.ts). */
+const WIRE_TYPES = 4096;
 /** Distinct RowDescriptions a session keeps resolved, per provenance. */
 const SHAPE_MEMO = 64;
 const NO_OUTPUTS: ReadonlySet<number> = new Set();
@@ -44,6 +48,8 @@ export interface FieldInfo {
   /** schema.table.column when resolved, else the label: for notices. */
   display: string;
   typeOid: number;
+  /** A type read in binary format as a built-in one (wire-types.ts: citext, an enum, an array of them). */
+  wire?: WireType;
   /** Index into the masker's rules; -1 = no column rule. */
   rule: number;
   secret: boolean;
@@ -111,6 +117,8 @@ export class ShapeResolver implements CopyShapes {
   /** Columns (schema.table.column) whose stored values trip a detector, as far as scanned. */
   readonly #holdsSecrets = new Map<string, boolean>();
   readonly #tables = new Map<number, TableInfo>();
+  /** Types binary-scan.ts does not list, as the catalog said they are sent (null: not read). */
+  readonly #wires = new Map<number, WireType | null>();
   /**
    * Shapes resolved at once (everything they needed was cached), by the provenance they
    * were resolved with and the RowDescription's bytes: a session repeating a statement gets
@@ -221,12 +229,13 @@ export class ShapeResolver implements CopyShapes {
    */
   #shapeWith(desc: readonly FieldDescription[], prov: Provenance | undefined | Promise<Provenance | undefined>): Shape | Promise<Shape> {
     const missing = this.#missingTables(desc);
-    if (missing.length === 0 && !(prov instanceof Promise)) {
+    const types = this.#missingTypes(desc);
+    if (missing.length === 0 && types.length === 0 && !(prov instanceof Promise)) {
       const tainted = this.#detectorTaint(prov, desc.length);
       if (!(tainted instanceof Promise)) return this.#resolve(desc, undefined, prov, tainted);
     }
     return (async () => {
-      const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov]);
+      const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov, this.#lookupTypes(types)]);
       return this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length));
     })();
   }
@@ -286,7 +295,11 @@ export class ShapeResolver implements CopyShapes {
     const desc = await describe(query);
     if (desc === undefined) throw new Error('the server could not describe the COPY');
     const missing = this.#missingTables(desc);
-    const [failed, prov] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, this.#provenanceFor({ sql: query, index: 0 })]);
+    const [failed, prov] = await Promise.all([
+      missing.length > 0 ? this.#lookup(missing) : undefined,
+      this.#provenanceFor({ sql: query, index: 0 }),
+      this.#lookupTypes(this.#missingTypes(desc)),
+    ]);
     const tainted = await this.#detectorTaint(prov, desc.length);
     if (!dropGenerated) {
       if (desc.length !== n) throw new Error('column count mismatch');
@@ -373,6 +386,28 @@ export class ShapeResolver implements CopyShapes {
     return missing;
   }
 
+  /** Type OIDs of these fields whose binary form binary-scan.ts does not know and the catalog was not asked about. */
+  #missingTypes(desc: readonly FieldDescription[]): number[] {
+    if (this.#catalog.rows === undefined) return [];
+    const missing: number[] = [];
+    for (const d of desc) if (!knownBinary(d.typeOid) && !this.#wires.has(d.typeOid) && !missing.includes(d.typeOid)) missing.push(d.typeOid);
+    return missing;
+  }
+
+  /** Ask how these types are sent (never rejects: a failed lookup leaves them unread, NULL in binary format). */
+  async #lookupTypes(oids: number[]): Promise<void> {
+    const rows = this.#catalog.rows;
+    if (oids.length === 0 || rows === undefined) return;
+    try {
+      const found = await lookupWireTypes(rows, oids);
+      // Bounded: a type forgotten is asked about again.
+      if (this.#wires.size + found.size > WIRE_TYPES) this.#wires.clear();
+      for (const [oid, wire] of found) this.#wires.set(oid, wire);
+    } catch {
+      // Not remembered: a later result asks again; meanwhile the values stay unread.
+    }
+  }
+
   /** Look tables up; resolves to the OIDs that could not be resolved (never rejects). */
   async #lookup(oids: number[]): Promise<Set<number> | undefined> {
     let failed: Set<number> | undefined;
@@ -454,7 +489,8 @@ export class ShapeResolver implements CopyShapes {
       }
       if (tainted.has(i)) rule = derived;
       const secret = looksLikeSecretName(d.name) || (column !== undefined && looksLikeSecretName(column));
-      return { label: d.name, display, typeOid: d.typeOid, rule, secret, ...(tables.length > 0 ? { tables } : {}) };
+      const wire = this.#wires.get(d.typeOid);
+      return { label: d.name, display, typeOid: d.typeOid, ...(wire ? { wire } : {}), rule, secret, ...(tables.length > 0 ? { tables } : {}) };
     });
     const formats = desc.map((d) => d.format);
     const mode = this.#rowsMode(prov, desc.length);

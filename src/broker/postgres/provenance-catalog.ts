@@ -123,16 +123,16 @@ export function createProvenanceCatalog(rows: CatalogRows): ProvenanceCatalog & 
         // Built in: in a built-in schema and created with the cluster (an administrator may
         // add functions to pg_catalog; what they add gets an OID from FirstNormalObjectId on).
         let sql =
-          `SELECT n.nspname, p.oid < ${FIRST_NORMAL_OID} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace ` +
+          `SELECT n.nspname, p.oid < ${FIRST_NORMAL_OID}, p.proretset FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace ` +
           `WHERE p.proname = ${lit(name)}${schemaFilter('n.nspname', schema)}`;
         // An operator's name: every operator of that name (and the function it calls).
         if (OPERATOR_NAME.test(name)) {
           sql +=
-            ` UNION ALL SELECT n.nspname, o.oid < ${FIRST_NORMAL_OID} AND o.oprcode::pg_catalog.oid < ${FIRST_NORMAL_OID} ` +
+            ` UNION ALL SELECT n.nspname, o.oid < ${FIRST_NORMAL_OID} AND o.oprcode::pg_catalog.oid < ${FIRST_NORMAL_OID}, false ` +
             'FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace ' +
             `WHERE o.oprname = ${lit(name)}${schemaFilter('n.nspname', schema)}`;
         }
-        hit = rows(sql).then((rs) => rs.map((r) => ({ builtin: BUILTIN_SCHEMAS.has(r[0] ?? '') && r[1] === 't' })));
+        hit = rows(sql).then((rs) => rs.map((r) => ({ builtin: BUILTIN_SCHEMAS.has(r[0] ?? '') && r[1] === 't', retset: r[2] === 't' })));
         hit.catch(() => functions.delete(key));
         functions.set(key, hit);
       }

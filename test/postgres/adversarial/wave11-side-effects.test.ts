@@ -1,0 +1,121 @@
+/**
+ * Adversarial corpus, wave 11 — built-ins that run code stored with a catalog object the
+ * statement names only by OID (or computes), and built-ins that change server state while
+ * declared STABLE.
+ *
+ * The gate judges a statement by what its text calls, reads and coerces, resolved in the
+ * catalog (statement-expansion.ts). A handful of non-volatile built-ins take an object's OID
+ * and run that object's stored code, out of sight of any name the text writes:
+ * - satisfies_hash_partition(regclass, modulus, remainder, values…) (IMMUTABLE) hashes the
+ *   values with the partitioned table's partition-key operator class: a non-default hash
+ *   class's extended hash support function (user PL/pgSQL) runs;
+ * - fmgr_sql_validator(oid) (STABLE) parse-analyses a SQL function's body: a composite
+ *   literal in it is read while parsing, and its member domain's CHECK runs;
+ * and two STABLE built-ins assign a transaction ID (a commit record in the WAL, the cluster's
+ * shared xid space) in a read-only session: txid_current(), pg_current_xact_id().
+ * The objects are "production" objects made by the superuser; each is shown to do its damage
+ * for `app` without agentgate in a read-only session (the control cases).
+ */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  assertIntact,
+  assertRefused,
+  assertStoreClean,
+  exchange,
+  functionCall,
+  readOnlyApp,
+  RESET_SEED,
+  simple,
+  superQuery,
+  useResetCorpus,
+  type Adversary,
+  type ResetAttack,
+} from './harness.js';
+
+const EXTRA_SEED = `
+${RESET_SEED}
+-- A composite type with a member of the resetting domain, and a SQL function whose body
+-- writes a literal of it: parsing the body reads the literal (record_in → domain_in → CHECK).
+CREATE TYPE w11_comp AS (x d_reset);
+CREATE FUNCTION w11_lit() RETURNS w11_comp LANGUAGE sql STABLE AS $$ select '(1)'::w11_comp $$;
+GRANT EXECUTE ON FUNCTION w11_lit() TO app;
+-- A hash-partitioned table whose key uses a non-default hash class: its extended hash
+-- support function (support 2, what partition routing calls) resets.
+CREATE FUNCTION w11_hx(int, bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN hashint4extended($1, $2); END $$;
+CREATE OPERATOR CLASS w11_int4_hx_ops FOR TYPE int USING hash AS
+  OPERATOR 1 =, FUNCTION 1 hashint4(int), FUNCTION 2 w11_hx(int, bigint);
+CREATE TABLE w11_hpart (v int) PARTITION BY HASH (v w11_int4_hx_ops);
+CREATE TABLE w11_hpart0 PARTITION OF w11_hpart FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE w11_hpart1 PARTITION OF w11_hpart FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+GRANT SELECT ON w11_hpart TO app;
+`;
+
+const RESETS: ResetAttack[] = [
+  { id: 'w11s-01', sql: "select satisfies_hash_partition('public.w11_hpart'::regclass, 2, 0, 1)", why: 'hashes 1 with the partition key’s class: its extended hash function w11_hx runs' },
+  {
+    id: 'w11s-02',
+    sql: "select pg_catalog.satisfies_hash_partition(c.oid, 2, 0, 1) from pg_catalog.pg_class c where c.relname = 'w11_hpart'",
+    why: 'the same, the table’s OID computed by the query (no name of it anywhere in the text)',
+  },
+  { id: 'w11s-03', sql: "select fmgr_sql_validator('public.w11_lit'::regproc)", why: 'parse analysis of the body reads the composite literal: the domain’s CHECK runs' },
+  {
+    id: 'w11s-04',
+    sql: "select pg_catalog.fmgr_sql_validator(p.oid) from pg_catalog.pg_proc p where p.proname = 'w11_lit'",
+    why: 'the same, the function’s OID computed by the query',
+  },
+];
+
+describe('adversarial corpus wave 11: built-ins that run the code of an object named by OID, and xid assignment', () => {
+  const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w11s', resets: RESETS, allowed: [{ id: 'w11s-30', sql: "select 'public.w11_hpart'::regclass::text", rows: 1 }] });
+  const { withClient, statsReset } = corpus;
+  let adv!: Adversary;
+  before(() => {
+    adv = corpus.adv();
+  });
+
+  test('w11s-10: FunctionCall (fast path) of fmgr_sql_validator(w11_lit) is refused and resets nothing', () =>
+    withClient(async ({ c }) => {
+      const [validator, lit] = (await superQuery(adv, "SELECT concat_ws(',', 'pg_catalog.fmgr_sql_validator'::regproc::oid, 'public.w11_lit'::regproc::oid)")).trim().split(',').map(Number) as [number, number];
+      const before = await statsReset();
+      const msgs = await exchange(c, [functionCall(validator, [String(lit)])]);
+      assert.equal(await statsReset(), before, 'fmgr_sql_validator through agentgate reset statistics');
+      assertRefused(msgs, 'FunctionCall fmgr_sql_validator');
+      await assertIntact(adv);
+    }));
+
+  /** The next transaction ID the cluster will assign (read without assigning one). */
+  const nextXid = async (): Promise<string> => (await superQuery(adv, 'SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())')).trim();
+
+  const XID = [
+    { id: 'w11s-21', sql: 'select txid_current()' },
+    { id: 'w11s-22', sql: 'select pg_current_xact_id()' },
+  ];
+
+  test('w11s-20: control — without agentgate, in a read-only session, each statement below assigns a transaction ID', async () => {
+    const client = await readOnlyApp(adv);
+    try {
+      assert.equal((await client.query('show transaction_read_only')).rows[0].transaction_read_only, 'on');
+      for (const { id, sql } of XID) {
+        const before = await nextXid();
+        await client.query(sql);
+        assert.notEqual(await nextXid(), before, `${id}: ${sql} assigns an xid`);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  for (const { id, sql } of XID) {
+    test(`${id}: ${sql} (STABLE, but it assigns a transaction ID) is refused and assigns none`, () =>
+      withClient(async ({ c }) => {
+        const before = await nextXid();
+        const msgs = await simple(c, sql);
+        assert.equal(await nextXid(), before, `${sql} assigned a transaction ID through agentgate`);
+        assertRefused(msgs, sql);
+      }));
+  }
+
+  test('w11s-store: the audit store and every state file hold no raw value', () => assertStoreClean(adv));
+});

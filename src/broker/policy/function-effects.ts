@@ -51,6 +51,11 @@ export interface FunctionInfo {
    * of the built-ins of that name (absent: it names none).
    */
   wraps?: 'i' | 's' | 'v';
+  /**
+   * The names of those built-ins: the wrapper runs their C code, so it does what they do
+   * (an alias of table_to_xml reads the relation it is given, whatever it is called).
+   */
+  wrapsNames?: string[];
   /** A user function's argument defaults, as SQL (`f_reset(), 2`): a call that omits those arguments evaluates them. */
   defaults?: string;
   /** The settings of its SET clause (pg_proc.proconfig names, lower case): its body runs under them. */
@@ -154,6 +159,7 @@ export function isEffectful(f: FunctionInfo): boolean {
   const builtin = f.schema === 'pg_catalog' && f.oid < FIRST_USER_OID;
   if (f.kind === 'p') return true;
   if (EFFECTFUL.has(name)) return true; // in any schema: a look-alike is no better
+  if (f.wrapsNames?.some((n) => EFFECTFUL.has(n.toLowerCase()))) return true; // an alias under another name
   if (builtin && name === 'set_config') return false; // judged by its setting (ClassifiedStatement.settings)
   if (f.volatility !== 'v') return false;
   return !(builtin && HARMLESS.has(name));

@@ -13,6 +13,9 @@
  *   literal in it is read while parsing, and its member domain's CHECK runs;
  * and two STABLE built-ins assign a transaction ID (a commit record in the WAL, the cluster's
  * shared xid space) in a read-only session: txid_current(), pg_current_xact_id().
+ * A superuser's LANGUAGE internal function under another name runs the same C code as the
+ * built-in it names (its prosrc): an alias of one of these (or of table_to_xml, domain_in)
+ * does what the built-in does.
  * The objects are "production" objects made by the superuser; each is shown to do its damage
  * for `app` without agentgate in a read-only session (the control cases).
  */
@@ -50,6 +53,14 @@ CREATE TABLE w11_hpart (v int) PARTITION BY HASH (v w11_int4_hx_ops);
 CREATE TABLE w11_hpart0 PARTITION OF w11_hpart FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE w11_hpart1 PARTITION OF w11_hpart FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 GRANT SELECT ON w11_hpart TO app;
+-- LANGUAGE internal aliases (superuser-made) of such built-ins under other names: the
+-- alias runs the built-in's C code, whatever it is called.
+CREATE VIEW w11_v_reset AS SELECT f_reset() AS n;
+GRANT SELECT ON w11_v_reset TO app;
+CREATE FUNCTION w11_shp(oid, int, int, VARIADIC "any") RETURNS bool LANGUAGE internal IMMUTABLE AS 'satisfies_hash_partition';
+CREATE FUNCTION w11_t2x(regclass, bool, bool, text) RETURNS xml LANGUAGE internal STABLE AS 'table_to_xml';
+CREATE FUNCTION w11_din(cstring, oid, int) RETURNS int LANGUAGE internal STABLE AS 'domain_in';
+CREATE FUNCTION w11_xid() RETURNS xid8 LANGUAGE internal STABLE AS 'pg_current_xact_id';
 `;
 
 const RESETS: ResetAttack[] = [
@@ -65,6 +76,9 @@ const RESETS: ResetAttack[] = [
     sql: "select pg_catalog.fmgr_sql_validator(p.oid) from pg_catalog.pg_proc p where p.proname = 'w11_lit'",
     why: 'the same, the function’s OID computed by the query',
   },
+  { id: 'w11s-05', sql: "select public.w11_shp('public.w11_hpart'::regclass, 2, 0, 1)", why: 'an IMMUTABLE internal alias of satisfies_hash_partition' },
+  { id: 'w11s-06', sql: "select public.w11_t2x('public.w11_v_reset'::regclass, true, false, '')", why: 'a STABLE internal alias of table_to_xml reads a view that calls f_reset()' },
+  { id: 'w11s-07', sql: "select public.w11_din('1', 'public.d_reset'::regtype, -1)", why: 'a STABLE internal alias of domain_in: the domain’s CHECK runs' },
 ];
 
 describe('adversarial corpus wave 11: built-ins that run the code of an object named by OID, and xid assignment', () => {
@@ -91,6 +105,7 @@ describe('adversarial corpus wave 11: built-ins that run the code of an object n
   const XID = [
     { id: 'w11s-21', sql: 'select txid_current()' },
     { id: 'w11s-22', sql: 'select pg_current_xact_id()' },
+    { id: 'w11s-23', sql: 'select public.w11_xid()' },
   ];
 
   test('w11s-20: control — without agentgate, in a read-only session, each statement below assigns a transaction ID', async () => {

@@ -21,20 +21,27 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
 import {
   assertIntact,
   assertRefused,
   assertStoreClean,
+  describeMsgs,
+  direct,
+  errorsOf,
   exchange,
   functionCall,
   readOnlyApp,
   RESET_SEED,
   simple,
   superQuery,
+  useAdversary,
   useResetCorpus,
   type Adversary,
   type ResetAttack,
 } from './harness.js';
+import { TARGET } from '../stack.js';
+import type { PolicyConfig } from '../../../src/broker/config/types.js';
 
 const EXTRA_SEED = `
 ${RESET_SEED}
@@ -133,4 +140,82 @@ describe('adversarial corpus wave 11: built-ins that run the code of an object n
   }
 
   test('w11s-store: the audit store and every state file hold no raw value', () => assertStoreClean(adv));
+});
+
+/**
+ * An export policy: reads and COPY of public relations (psql's `\copy … to`, which is
+ * COPY … TO STDOUT). COPY with a file name instead reads or writes a file on the database
+ * server, as the server's OS user, for a role in pg_read_server_files/pg_write_server_files;
+ * like COPY … PROGRAM, such a statement must be opted into (`flags: [copy_file]`).
+ */
+const EXPORT_POLICY: PolicyConfig[] = [
+  {
+    name: 'export',
+    subjects: { groups: ['ai-agents'] },
+    targets: [TARGET],
+    rules: [
+      { name: 'export#1', sql: ['select', 'copy'], relations: ['public.*'], effect: 'allow', extra: {} },
+      { name: 'export#2', effect: 'deny', extra: {} },
+    ],
+  },
+];
+
+describe('adversarial corpus wave 11: COPY to and from a file on the database server under an export policy', () => {
+  let adv!: Adversary;
+  const OUT = `/tmp/agentgate-w11-copy-${process.pid}.csv`;
+  const withClient = useAdversary((a) => (adv = a), {
+    policies: EXPORT_POLICY,
+    setup: async (a) => {
+      // app inherits its roles here (the shared seed makes it NOINHERIT), so the two predefined
+      // roles' privileges are its own without SET ROLE, as for an exporting service account.
+      await a.stack.pg.psql(
+        'ALTER ROLE app INHERIT; GRANT pg_read_server_files, pg_write_server_files TO app; CREATE TABLE public.w11_files (line text); GRANT ALL ON public.w11_files TO app;',
+        { database: 'app' },
+      );
+    },
+  });
+  const loaded = async (): Promise<number> => Number(await superQuery(adv, 'SELECT count(*) FROM public.w11_files'));
+
+  test('w11s-40: control — without agentgate, app writes a server file with COPY … TO and loads one with COPY … FROM', async () => {
+    rmSync(OUT, { force: true });
+    await direct(adv, async (client) => {
+      await client.query(`copy public.users to '${OUT}'`);
+      await client.query("copy public.w11_files from '/etc/hostname'");
+    });
+    try {
+      assert.equal(existsSync(OUT), true, 'COPY … TO wrote the server file');
+      assert.equal(await loaded(), 1, 'COPY … FROM loaded the server file');
+    } finally {
+      rmSync(OUT, { force: true });
+      await superQuery(adv, 'TRUNCATE public.w11_files');
+    }
+  });
+
+  test('w11s-41: allowed — COPY … TO STDOUT (what psql \\copy sends) still runs', () =>
+    withClient(async ({ c }) => {
+      const msgs = await simple(c, 'copy (select 1 as n) to stdout');
+      assert.deepEqual(errorsOf(msgs), [], describeMsgs(msgs));
+    }));
+
+  for (const { id, sql, why } of [
+    { id: 'w11s-42', sql: `copy public.users to '${OUT}'`, why: 'writes a file on the database server' },
+    { id: 'w11s-43', sql: `copy (select id from public.users) to '${OUT}'`, why: 'the same from a query' },
+  ]) {
+    test(`${id}: ${sql} — ${why}: refused, no file`, () =>
+      withClient(async ({ c }) => {
+        rmSync(OUT, { force: true });
+        const msgs = await simple(c, sql);
+        assert.equal(existsSync(OUT), false, `${sql} wrote the server file through agentgate`);
+        assertRefused(msgs, sql);
+      }));
+  }
+
+  test("w11s-44: copy public.w11_files from '/etc/hostname' — reads a server file into a table: refused, nothing loaded", () =>
+    withClient(async ({ c }) => {
+      const msgs = await simple(c, "copy public.w11_files from '/etc/hostname'");
+      assert.equal(await loaded(), 0, 'the server file was loaded through agentgate');
+      assertRefused(msgs, 'COPY FROM a server file');
+    }));
+
+  test('w11s-store-2: the audit store and every state file hold no raw value', () => assertStoreClean(adv));
 });

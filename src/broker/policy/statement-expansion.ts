@@ -13,7 +13,8 @@
  *   input and output, a domain's CHECK, the default btree and hash operator classes
  *   (ORDER BY, DISTINCT, GROUP BY, UNION, joins, greatest, CASE…), a range's support, user
  *   casts (an implicit or assignment cast wherever its target type appears; an explicit one
- *   where both ends appear and the target is named). Types come from the names the text
+ *   where both ends appear and the target is named; any cast to json where json or jsonb is
+ *   built, since the JSON builders convert a user type's values with it). Types come from the names the text
  *   writes (casts, literals, column definition lists, function-call syntax), the columns it
  *   references, the result and argument types of every function it calls, and for a SQL
  *   function's body its own argument and result types;
@@ -58,6 +59,10 @@ const unanalysable = (what: string): string => `${UNANALYSABLE}(${what})`;
 const UNANALYSABLE_DEFINITION = '(';
 /** Catalog views and tables that show values of every analysed relation's columns. */
 const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'pg_catalog.pg_stats_ext_exprs', 'pg_catalog.pg_statistic', 'pg_catalog.pg_statistic_ext_data']);
+
+/** pg_type OIDs of json and jsonb: their builders convert a user type's values with its cast to json. */
+const JSON_OID = 114;
+const JSONB_OID = 3802;
 
 /** Relations followed through rules' actions, foreign keys and views from one statement's write targets; more is unanalysable. */
 const MAX_RULE_RELATIONS = 64;
@@ -404,6 +409,10 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     const namedClosure = closure(named);
     const all = closure(other);
     for (const t of namedClosure) all.add(t);
+    // A statement that builds json or jsonb (to_json, row_to_json, json_agg, jsonb_build_object…
+    // all return one) converts each value of a user type that is not composite, array or domain
+    // with the type's cast to json, explicit or not, which it never writes.
+    const buildsJson = all.has(JSON_OID) || all.has(JSONB_OID);
     for (const t of all) {
       const f = facts.get(t);
       if (f === undefined) want(needs?.facts, t);
@@ -413,7 +422,10 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       }
       for (const fn of f.functions) addImplicit(fn, functions);
       for (const cast of f.casts) {
-        const applies = (cast.context !== 'e' && all.has(cast.target)) || (all.has(cast.source) && namedClosure.has(cast.target));
+        const applies =
+          (cast.context !== 'e' && all.has(cast.target)) ||
+          (all.has(cast.source) && namedClosure.has(cast.target)) ||
+          (buildsJson && cast.target === JSON_OID && all.has(cast.source));
         if (applies) addImplicit(cast.fn, functions);
       }
     }

@@ -16,6 +16,8 @@
  * A superuser's LANGUAGE internal function under another name runs the same C code as the
  * built-in it names (its prosrc): an alias of one of these (or of table_to_xml, domain_in)
  * does what the built-in does.
+ * JSON builders convert a value of a user type (not composite, array or domain) with the
+ * type's cast to json, explicit or not, which the statement never writes.
  * The objects are "production" objects made by the superuser; each is shown to do its damage
  * for `app` without agentgate in a read-only session (the control cases).
  */
@@ -68,6 +70,16 @@ CREATE FUNCTION w11_shp(oid, int, int, VARIADIC "any") RETURNS bool LANGUAGE int
 CREATE FUNCTION w11_t2x(regclass, bool, bool, text) RETURNS xml LANGUAGE internal STABLE AS 'table_to_xml';
 CREATE FUNCTION w11_din(cstring, oid, int) RETURNS int LANGUAGE internal STABLE AS 'domain_in';
 CREATE FUNCTION w11_xid() RETURNS xid8 LANGUAGE internal STABLE AS 'pg_current_xact_id';
+-- A user type (not composite, array or domain) with an EXPLICIT cast to json: every JSON
+-- builder (to_json, to_jsonb, row_to_json, json_agg, jsonb_build_object…) converts its
+-- values with that cast, though no statement writes the cast.
+CREATE TYPE w11_mood AS ENUM ('a', 'b');
+CREATE FUNCTION w11_mood_json(w11_mood) RETURNS json LANGUAGE plpgsql VOLATILE AS $$
+BEGIN PERFORM pg_stat_reset(); RETURN to_json($1::text); END $$;
+CREATE CAST (w11_mood AS json) WITH FUNCTION w11_mood_json(w11_mood);
+CREATE TABLE w11_t_mood (m w11_mood);
+INSERT INTO w11_t_mood VALUES ('a');
+GRANT SELECT ON w11_t_mood TO app;
 `;
 
 const RESETS: ResetAttack[] = [
@@ -86,10 +98,26 @@ const RESETS: ResetAttack[] = [
   { id: 'w11s-05', sql: "select public.w11_shp('public.w11_hpart'::regclass, 2, 0, 1)", why: 'an IMMUTABLE internal alias of satisfies_hash_partition' },
   { id: 'w11s-06', sql: "select public.w11_t2x('public.w11_v_reset'::regclass, true, false, '')", why: 'a STABLE internal alias of table_to_xml reads a view that calls f_reset()' },
   { id: 'w11s-07', sql: "select public.w11_din('1', 'public.d_reset'::regtype, -1)", why: 'a STABLE internal alias of domain_in: the domain’s CHECK runs' },
+  { id: 'w11s-11', sql: "select to_json('a'::public.w11_mood)", why: 'to_json converts the enum with its explicit cast to json' },
+  { id: 'w11s-12', sql: 'select to_jsonb(m) from public.w11_t_mood', why: 'to_jsonb does too (it looks for a cast to json), the type from a column' },
+  { id: 'w11s-13', sql: 'select row_to_json(t) from public.w11_t_mood t', why: 'row_to_json converts each column with its type’s cast' },
+  { id: 'w11s-14', sql: 'select json_agg(m) from public.w11_t_mood', why: 'an aggregate that builds json' },
+  { id: 'w11s-15', sql: "select jsonb_build_object('k', m) from public.w11_t_mood", why: 'a variadic jsonb builder' },
 ];
 
 describe('adversarial corpus wave 11: built-ins that run the code of an object named by OID, and xid assignment', () => {
-  const corpus = useResetCorpus({ seed: EXTRA_SEED, prefix: 'w11s', resets: RESETS, allowed: [{ id: 'w11s-30', sql: "select 'public.w11_hpart'::regclass::text", rows: 1 }] });
+  const corpus = useResetCorpus({
+    seed: EXTRA_SEED,
+    prefix: 'w11s',
+    resets: RESETS,
+    allowed: [
+      { id: 'w11s-30', sql: "select 'public.w11_hpart'::regclass::text", rows: 1 },
+      // The type without json, and json without the type (a statement with both is refused:
+      // which values reach the builder is not followed).
+      { id: 'w11s-31', sql: 'select m::text from public.w11_t_mood', rows: 1 },
+      { id: 'w11s-32', sql: 'select row_to_json(u) from public.users u where u.id = 1', rows: 1 },
+    ],
+  });
   const { withClient, statsReset } = corpus;
   let adv!: Adversary;
   before(() => {

@@ -48,7 +48,8 @@ export interface FunctionInfo {
   types?: number[];
   /**
    * A user's LANGUAGE internal function runs a built-in C function by name: the volatility
-   * of the built-ins of that name (absent: it names none).
+   * of the built-ins of that name (absent: it names none). A user's C function runs a symbol
+   * of a library: the volatility of the other functions running the same symbol (absent: none).
    */
   wraps?: 'i' | 's' | 'v';
   /**

@@ -111,14 +111,20 @@ function isEmpty(n: Needs): boolean {
 /** The first OID PostgreSQL gives a user object: what initdb made is below it, whatever its schema. */
 export const FIRST_USER_OID = 16384;
 
+const VOLATILITY_RANK: Readonly<Record<FunctionInfo['volatility'], number>> = { i: 0, s: 1, v: 2 };
+
 /**
  * Whether a function's declared volatility is trusted as it stands: a built-in's, or an
- * extension's C function (only a superuser creates those). An extension's SQL or PL
+ * extension's C function (only a superuser creates those) unless another function of the
+ * same library symbol is declared more volatile. An extension's SQL or PL
  * function is judged like a user's: anyone owning the extension can add one.
  */
 function trustedAsDeclared(info: FunctionInfo): boolean {
   if (info.oid < FIRST_USER_OID) return true;
-  return info.extension === true && info.language === 'c';
+  if (info.extension !== true || info.language !== 'c') return false;
+  // Another function running the same library symbol declared more volatile: this one is an
+  // alias that understates it (a superuser's IMMUTABLE pg_file_write added to adminpack).
+  return info.wraps === undefined || VOLATILITY_RANK[info.wraps] <= VOLATILITY_RANK[info.volatility];
 }
 
 interface Calls {

@@ -62,7 +62,9 @@ const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.pro
   EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text AS fn_extension,
   pg_catalog.concat_ws(' ', p.prorettype::text, p.proargtypes::text, pg_catalog.array_to_string(p.proallargtypes, ' ')) AS fn_types,
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) || ' ' || pg_catalog.string_agg(DISTINCT b.proname::text, ' ')
-    FROM pg_catalog.pg_proc b WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps,
+    FROM pg_catalog.pg_proc b WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc)
+    WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 13 THEN (SELECT max(b.provolatile::text) || ' ' || pg_catalog.string_agg(DISTINCT b.proname::text, ' ')
+    FROM pg_catalog.pg_proc b WHERE b.oid <> p.oid AND b.prolang = 13 AND b.probin = p.probin AND b.prosrc = p.prosrc) END AS fn_wraps,
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults,
   (SELECT pg_catalog.string_agg(pg_catalog.split_part(c, '=', 1), ' ') FROM pg_catalog.unnest(p.proconfig) AS c) AS fn_config`;
 

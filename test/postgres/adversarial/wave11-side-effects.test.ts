@@ -18,6 +18,8 @@
  * does what the built-in does.
  * JSON builders convert a value of a user type (not composite, array or domain) with the
  * type's cast to json, explicit or not, which the statement never writes.
+ * An extension's C function is trusted at its declared volatility; a superuser's alias of a
+ * volatile one (same library symbol) declared IMMUTABLE and added to the extension is not.
  * The objects are "production" objects made by the superuser; each is shown to do its damage
  * for `app` without agentgate in a read-only session (the control cases).
  */
@@ -80,6 +82,12 @@ CREATE CAST (w11_mood AS json) WITH FUNCTION w11_mood_json(w11_mood);
 CREATE TABLE w11_t_mood (m w11_mood);
 INSERT INTO w11_t_mood VALUES ('a');
 GRANT SELECT ON w11_t_mood TO app;
+-- An extension's C function is trusted at its declared volatility: a superuser's IMMUTABLE
+-- alias of adminpack's pg_file_write (a volatile C function), made a member of adminpack.
+CREATE EXTENSION adminpack;
+CREATE FUNCTION w11_fw(text, text, bool) RETURNS bigint LANGUAGE c IMMUTABLE AS '$libdir/adminpack', 'pg_file_write_v1_1';
+ALTER EXTENSION adminpack ADD FUNCTION w11_fw(text, text, bool);
+GRANT EXECUTE ON FUNCTION w11_fw(text, text, bool) TO app;
 `;
 
 const RESETS: ResetAttack[] = [
@@ -166,6 +174,31 @@ describe('adversarial corpus wave 11: built-ins that run the code of an object n
         assertRefused(msgs, sql);
       }));
   }
+
+  /** A file name in the server's data directory (what pg_file_write may write without pg_write_server_files). */
+  const planted = async (name: string): Promise<string> => `${await superQuery(adv, 'SHOW data_directory')}/${name}`;
+
+  test('w11s-50: control — without agentgate, in a read-only session, w11_fw (an IMMUTABLE alias of adminpack’s pg_file_write) writes a file on the server', async () => {
+    const file = await planted('w11_control.conf');
+    rmSync(file, { force: true });
+    const client = await readOnlyApp(adv);
+    try {
+      await client.query("select public.w11_fw('w11_control.conf', 'x', false)");
+      assert.equal(existsSync(file), true, 'the alias wrote the file');
+    } finally {
+      await client.end();
+      rmSync(file, { force: true });
+    }
+  });
+
+  test('w11s-51: select public.w11_fw(…) — another C function of the same symbol is volatile, so the alias is not trusted: refused, no file', () =>
+    withClient(async ({ c }) => {
+      const file = await planted('w11_planted.conf');
+      const sql = "select public.w11_fw('w11_planted.conf', 'x', false)";
+      const msgs = await simple(c, sql);
+      assert.equal(existsSync(file), false, `${sql} wrote a server file through agentgate`);
+      assertRefused(msgs, sql);
+    }));
 
   test('w11s-store: the audit store and every state file hold no raw value', () => assertStoreClean(adv));
 });

@@ -179,6 +179,7 @@ test('types: names in every schema, closures through arrays, domains, composites
   assert.equal(myFns.find((f) => f.name === 'my_in')!.wraps, 'i', 'a LANGUAGE internal wrapper names the built-in it runs');
   const reset = (await cat.byNames(['my_reset'])).get('my_reset')![0]!;
   assert.equal(reset.wraps, 'v', 'pg_stat_reset is volatile, whatever the wrapper declares');
+  assert.deepEqual(reset.wrapsNames, ['pg_stat_reset'], 'and the wrapper is named for the built-in it runs');
   assert.equal((await cat.byNames(['f_cast'])).get('f_cast')![0]!.types!.includes(cChk!), true, 'argument types are reported');
 });
 

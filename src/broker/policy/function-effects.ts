@@ -12,9 +12,11 @@
  *   a user's own `public.random()` is judged by its volatility like any other function.
  *   Extension functions (uuid-ossp's uuid_generate_v4, …) are not listed, since they can
  *   be installed in any schema: a rule allows them with `functions: [uuid_generate_v4]`.
- * - EFFECTFUL_NONVOLATILE: stable or immutable built-ins that run SQL text or read
- *   relations named in their arguments, out of sight of relation rules (table_to_xml,
- *   schema_to_xml, …); matched in every schema. The volatile ones of the same families are listed too, for the
+ * - EFFECTFUL_NONVOLATILE: stable or immutable built-ins that run SQL text, read
+ *   relations named in their arguments out of sight of relation rules (table_to_xml,
+ *   schema_to_xml, …), run the code stored with an object given by OID
+ *   (satisfies_hash_partition, fmgr_sql_validator) or assign a transaction ID
+ *   (txid_current); matched in every schema. The volatile ones of the same families are listed too, for the
  *   record: their volatility alone would already make them effectful.
  * - Procedures (prokind `p`) are always effectful: CALL may commit, write, anything.
  * - pg_catalog.set_config is judged by the setting it changes (settings.ts), which the
@@ -46,9 +48,15 @@ export interface FunctionInfo {
   types?: number[];
   /**
    * A user's LANGUAGE internal function runs a built-in C function by name: the volatility
-   * of the built-ins of that name (absent: it names none).
+   * of the built-ins of that name (absent: it names none). A user's C function runs a symbol
+   * of a library: the volatility of the other functions running the same symbol (absent: none).
    */
   wraps?: 'i' | 's' | 'v';
+  /**
+   * The names of those built-ins: the wrapper runs their C code, so it does what they do
+   * (an alias of table_to_xml reads the relation it is given, whatever it is called).
+   */
+  wrapsNames?: string[];
   /** A user function's argument defaults, as SQL (`f_reset(), 2`): a call that omits those arguments evaluates them. */
   defaults?: string;
   /** The settings of its SET clause (pg_proc.proconfig names, lower case): its body runs under them. */
@@ -109,7 +117,7 @@ export const HARMLESS_VOLATILE: readonly string[] = [
   'pg_stat_get_xact_tuples_inserted', 'pg_stat_get_xact_tuples_returned', 'pg_stat_get_xact_tuples_updated',
 ];
 
-/** Non-volatile built-ins (and their volatile siblings) that run SQL or read relations named by text. */
+/** Non-volatile built-ins (and their volatile siblings) that run SQL, read relations named by text, run an object's code by OID, or assign an xid. */
 export const EFFECTFUL_NONVOLATILE: readonly string[] = [
   // run a query given as text (volatile)
   'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
@@ -127,6 +135,16 @@ export const EFFECTFUL_NONVOLATILE: readonly string[] = [
   // read text as a type given by OID, running that type's input (a domain's CHECK, a
   // range's comparison) out of sight of the types a statement names (stable)
   'domain_in', 'array_in', 'record_in', 'range_in', 'multirange_in',
+  // run the code stored with an object given by OID (which the query may compute, so no
+  // name in the text reaches the analysis). Every callable non-volatile built-in with an
+  // OID-typed argument was checked: satisfies_hash_partition hashes with the partition key's
+  // operator class (a user hash function), fmgr_sql_validator parse-analyses a SQL body
+  // (reading its literals runs their types' input: a domain's CHECK), fmgr_c_validator
+  // loads the function's shared library (its initialisation runs) (immutable, stable)
+  'satisfies_hash_partition', 'fmgr_sql_validator', 'fmgr_c_validator',
+  // assign this transaction an ID even in a read-only session: a commit record in the WAL
+  // and one of the cluster's shared transaction IDs used up (stable)
+  'txid_current', 'pg_current_xact_id',
 ];
 
 /** The first OID PostgreSQL gives a user object: below it, what initdb made. */
@@ -142,6 +160,7 @@ export function isEffectful(f: FunctionInfo): boolean {
   const builtin = f.schema === 'pg_catalog' && f.oid < FIRST_USER_OID;
   if (f.kind === 'p') return true;
   if (EFFECTFUL.has(name)) return true; // in any schema: a look-alike is no better
+  if (f.wrapsNames?.some((n) => EFFECTFUL.has(n.toLowerCase()))) return true; // an alias under another name
   if (builtin && name === 'set_config') return false; // judged by its setting (ClassifiedStatement.settings)
   if (f.volatility !== 'v') return false;
   return !(builtin && HARMLESS.has(name));

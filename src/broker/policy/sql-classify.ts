@@ -872,6 +872,8 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       if (ctx.executing) {
         if (body['is_from'] === true) markWrite(body['relation'], acc);
         if (body['is_program'] === true) acc.flags.add('copy_program');
+        // A file name (not STDIN/STDOUT): the server reads or writes its own filesystem.
+        else if (body['filename'] !== undefined) acc.flags.add('copy_file');
       }
       return walkFields(body, acc, ctx);
     case 'CallStmt': {

@@ -15,7 +15,8 @@
  *   `relations` still match, deny/review rules with `relations` do not.
  * - `flags`: the statement carries any listed flag.
  * - Safety default: an `allow` rule never matches a statement flagged `dangerous_function`
- *   or `copy_program` unless the rule's own `flags` names that flag.
+ *   `copy_program` or `copy_file` (COPY to or from a file on the database server) unless
+ *   the rule's own `flags` names that flag.
  * - `functions` (globs over function and operator names; a glob with a dot is compared with
  *   the name as written, `schema.name`, one without with the name's last part): with
  *   effect information (decideSql's `effects`, see function-effects.ts), an `allow` rule
@@ -53,7 +54,7 @@ import { calledName, type FunctionEffects } from './function-effects.js';
 import { isHarmlessSetting } from './settings.js';
 
 /** Flags an allow rule must name explicitly to cover a statement carrying them. */
-const OPT_IN_FLAGS: readonly SqlFlag[] = ['dangerous_function', 'copy_program'];
+const OPT_IN_FLAGS: readonly SqlFlag[] = ['dangerous_function', 'copy_program', 'copy_file'];
 
 interface RelationGlob {
   glob: Glob;

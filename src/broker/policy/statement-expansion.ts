@@ -13,7 +13,8 @@
  *   input and output, a domain's CHECK, the default btree and hash operator classes
  *   (ORDER BY, DISTINCT, GROUP BY, UNION, joins, greatest, CASE…), a range's support, user
  *   casts (an implicit or assignment cast wherever its target type appears; an explicit one
- *   where both ends appear and the target is named). Types come from the names the text
+ *   where both ends appear and the target is named; any cast to json where json or jsonb is
+ *   built, since the JSON builders convert a user type's values with it). Types come from the names the text
  *   writes (casts, literals, column definition lists, function-call syntax), the columns it
  *   references, the result and argument types of every function it calls, and for a SQL
  *   function's body its own argument and result types;
@@ -58,6 +59,10 @@ const unanalysable = (what: string): string => `${UNANALYSABLE}(${what})`;
 const UNANALYSABLE_DEFINITION = '(';
 /** Catalog views and tables that show values of every analysed relation's columns. */
 const STATISTICS = new Set(['pg_catalog.pg_stats', 'pg_catalog.pg_stats_ext', 'pg_catalog.pg_stats_ext_exprs', 'pg_catalog.pg_statistic', 'pg_catalog.pg_statistic_ext_data']);
+
+/** pg_type OIDs of json and jsonb: their builders convert a user type's values with its cast to json. */
+const JSON_OID = 114;
+const JSONB_OID = 3802;
 
 /** Relations followed through rules' actions, foreign keys and views from one statement's write targets; more is unanalysable. */
 const MAX_RULE_RELATIONS = 64;
@@ -106,14 +111,20 @@ function isEmpty(n: Needs): boolean {
 /** The first OID PostgreSQL gives a user object: what initdb made is below it, whatever its schema. */
 export const FIRST_USER_OID = 16384;
 
+const VOLATILITY_RANK: Readonly<Record<FunctionInfo['volatility'], number>> = { i: 0, s: 1, v: 2 };
+
 /**
  * Whether a function's declared volatility is trusted as it stands: a built-in's, or an
- * extension's C function (only a superuser creates those). An extension's SQL or PL
+ * extension's C function (only a superuser creates those) unless another function of the
+ * same library symbol is declared more volatile. An extension's SQL or PL
  * function is judged like a user's: anyone owning the extension can add one.
  */
 function trustedAsDeclared(info: FunctionInfo): boolean {
   if (info.oid < FIRST_USER_OID) return true;
-  return info.extension === true && info.language === 'c';
+  if (info.extension !== true || info.language !== 'c') return false;
+  // Another function running the same library symbol declared more volatile: this one is an
+  // alias that understates it (a superuser's IMMUTABLE pg_file_write added to adminpack).
+  return info.wraps === undefined || VOLATILITY_RANK[info.wraps] <= VOLATILITY_RANK[info.volatility];
 }
 
 interface Calls {
@@ -404,6 +415,10 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
     const namedClosure = closure(named);
     const all = closure(other);
     for (const t of namedClosure) all.add(t);
+    // A statement that builds json or jsonb (to_json, row_to_json, json_agg, jsonb_build_object…
+    // all return one) converts each value of a user type that is not composite, array or domain
+    // with the type's cast to json, explicit or not, which it never writes.
+    const buildsJson = all.has(JSON_OID) || all.has(JSONB_OID);
     for (const t of all) {
       const f = facts.get(t);
       if (f === undefined) want(needs?.facts, t);
@@ -413,7 +428,10 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       }
       for (const fn of f.functions) addImplicit(fn, functions);
       for (const cast of f.casts) {
-        const applies = (cast.context !== 'e' && all.has(cast.target)) || (all.has(cast.source) && namedClosure.has(cast.target));
+        const applies =
+          (cast.context !== 'e' && all.has(cast.target)) ||
+          (all.has(cast.source) && namedClosure.has(cast.target)) ||
+          (buildsJson && cast.target === JSON_OID && all.has(cast.source));
         if (applies) addImplicit(cast.fn, functions);
       }
     }

@@ -61,8 +61,10 @@ const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.pro
   (SELECT l.lanname::text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang) AS fn_language, p.prosrc AS fn_source,
   EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')::text AS fn_extension,
   pg_catalog.concat_ws(' ', p.prorettype::text, p.proargtypes::text, pg_catalog.array_to_string(p.proallargtypes, ' ')) AS fn_types,
-  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) FROM pg_catalog.pg_proc b
-    WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc) END AS fn_wraps,
+  CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 12 THEN (SELECT max(b.provolatile::text) || ' ' || pg_catalog.string_agg(DISTINCT b.proname::text, ' ')
+    FROM pg_catalog.pg_proc b WHERE b.oid < ${FIRST_USER_OID} AND b.prolang = 12 AND b.prosrc = p.prosrc)
+    WHEN p.oid >= ${FIRST_USER_OID} AND p.prolang = 13 THEN (SELECT max(b.provolatile::text) || ' ' || pg_catalog.string_agg(DISTINCT b.proname::text, ' ')
+    FROM pg_catalog.pg_proc b WHERE b.oid <> p.oid AND b.prolang = 13 AND b.probin = p.probin AND b.prosrc = p.prosrc) END AS fn_wraps,
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults,
   (SELECT pg_catalog.string_agg(pg_catalog.split_part(c, '=', 1), ' ') FROM pg_catalog.unnest(p.proconfig) AS c) AS fn_config`;
 
@@ -84,7 +86,12 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
   if (language != null) info.language = language;
   if (source != null) info.source = source;
   info.extension = extension === 'true';
-  if (wrapped === 'i' || wrapped === 's' || wrapped === 'v') info.wraps = wrapped;
+  // "<most volatile of the built-ins it runs> <their names…>"
+  const [wrapVol, ...wrapNames] = (wrapped ?? '').split(' ');
+  if (wrapVol === 'i' || wrapVol === 's' || wrapVol === 'v') {
+    info.wraps = wrapVol;
+    info.wrapsNames = wrapNames.filter((n) => n !== '');
+  }
   if (defaults != null) info.defaults = defaults;
   if (config != null) info.config = config.split(' ').filter((n) => n !== '').map((n) => n.toLowerCase());
   if (types != null) info.types = types.split(' ').filter((t) => t !== '').map(Number);

@@ -202,7 +202,8 @@ describe('wave 6: the analysis of a command has a budget', () => {
     const r = await bomb;
     assert.equal(r.code, 126, r.stderr);
     assert.match(r.stderr, /more than agentgate analyses/);
-    assert.ok(Date.now() - started < 10_000, `the broker took ${Date.now() - started} ms`);
+    // A hang guard, not a speed target: before the budget the broker was held 73 s (274 s through this stack).
+    assert.ok(Date.now() - started < 30_000, `the broker took ${Date.now() - started} ms`);
   });
 
   test('w6s-31. the analysis alone: bounded time, and what it did not finish is opaque (so a deny rule decides)', () => {
@@ -210,7 +211,8 @@ describe('wave 6: the analysis of a command has a budget', () => {
       const t = performance.now();
       const runs = parseCommand(cmd).runs;
       const ms = performance.now() - t;
-      assert.ok(ms < 2_000, `\`${cmd.slice(0, 12)}…\` took ${Math.round(ms)} ms to analyse`);
+      // A hang guard, not a speed target: 0.2–0.4 s here, and 7.7–85 s before the budget.
+      assert.ok(ms < 5_000, `\`${cmd.slice(0, 12)}…\` took ${Math.round(ms)} ms to analyse`);
       assert.notEqual(runs.opaque.length, 0, `\`${cmd.slice(0, 12)}…\` analysed as fully readable`);
     }
   });

@@ -27,6 +27,13 @@ test('masked: literals that meet a masked column', () => {
     ["SELECT id FROM users WHERE ssn = -5", "SELECT id FROM users WHERE ssn = -********"],
     ["ALTER TABLE users ALTER COLUMN ssn SET DEFAULT 'd'", "ALTER TABLE users ALTER COLUMN ssn SET DEFAULT '********'"],
     ["SELECT s FROM (SELECT ssn AS s FROM users) t WHERE s = 'z'", "SELECT s FROM (SELECT ssn AS s FROM users) t WHERE s = '********'"],
+    // A value compared with a masked column through a name: a join, a CTE, a subquery, LATERAL.
+    ["SELECT u.id FROM users u JOIN (VALUES ('v')) v(s) ON u.ssn = v.s", "SELECT u.id FROM users u JOIN (VALUES ('********')) v(s) ON u.ssn = v.s"],
+    ["WITH g(s) AS (VALUES ('v')) SELECT id FROM users, g WHERE ssn = g.s", "WITH g(s) AS (VALUES ('********')) SELECT id FROM users, g WHERE ssn = g.s"],
+    ["SELECT id FROM users WHERE ssn IN (SELECT s FROM (VALUES ('v')) v(s))", "SELECT id FROM users WHERE ssn IN (SELECT s FROM (VALUES ('********')) v(s))"],
+    ["SELECT id FROM users, LATERAL (SELECT 'v' AS s) x WHERE users.ssn = x.s", "SELECT id FROM users, LATERAL (SELECT '********' AS s) x WHERE users.ssn = x.s"],
+    ["SELECT id FROM users WHERE EXISTS (SELECT 1 FROM (SELECT 'v' AS s) x WHERE x.s = users.ssn)", "SELECT id FROM users WHERE EXISTS (SELECT 1 FROM (SELECT '********' AS s) x WHERE x.s = users.ssn)"],
+    ["SELECT id FROM users WHERE ssn = (SELECT max(s) FROM (VALUES ('v')) v(s))", "SELECT id FROM users WHERE ssn = (SELECT max(s) FROM (VALUES ('********')) v(s))"],
   ];
   for (const [sql, want] of cases) assert.equal(mask(sql), want, sql);
 });

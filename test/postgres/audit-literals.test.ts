@@ -38,6 +38,9 @@ const CASES: readonly [string, string][] = [
   ['ON CONFLICT from EXCLUDED', "INSERT INTO users (id, name, ssn) VALUES (1, 'n', {S}) ON CONFLICT (id) DO UPDATE SET ssn = EXCLUDED.ssn /* case {N} */"],
   ['MERGE insert without a column list', "MERGE INTO users u USING (SELECT 300 + {N} AS id) s ON u.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'n', {S}) /* case {N} */"],
   ['EXECUTE arguments', "EXECUTE by_ssn({S}) /* case {N} */"],
+  ['compared through a join', "SELECT u.id FROM users u JOIN (VALUES ({S})) v(s) ON u.ssn = v.s /* case {N} */"],
+  ['compared through a CTE', "WITH g(s) AS (VALUES ({S})) SELECT id FROM users, g WHERE ssn = g.s /* case {N} */"],
+  ['compared through LATERAL', "SELECT id FROM users, LATERAL (SELECT {S} AS s) x WHERE users.ssn = x.s /* case {N} */"],
 ];
 
 const secretOf = (n: number): string => `9${String(n).padStart(2, '0')}-44-71${String(n).padStart(2, '0')}`;

@@ -12,10 +12,11 @@
  *   SELECT, CTE or subquery (labelled with its name);
  * - a subquery used as a value (`ssn = (SELECT '…')`, `ssn IN (SELECT …)`) joins the scope
  *   it is used in.
- * Names are followed: a scope that assigns to a masked column taints every column name it
- * reads (`WITH x AS (SELECT '…' AS s) UPDATE users SET ssn = x.s` masks the CTE's
- * literal), and an output column computed from a masked one taints its label; this runs to
- * a fixed point. Names are matched without their tables (the tree has no catalog): an
+ * Names are followed: a scope that meets a masked column taints every other name in it,
+ * read or labelled: what is assigned to it (`WITH x AS (SELECT '…' AS s) UPDATE users SET
+ * ssn = x.s` masks the CTE's literal), what it is compared with (`JOIN (VALUES ('…')) v(s)
+ * ON u.ssn = v.s`), what is computed from it (an output column's label); this runs to a
+ * fixed point. Names are matched without their tables (the tree has no catalog): an
  * `orders.ssn` literal is masked like a `users.ssn` one, which only over-masks the log.
  *
  * Where positions cannot be known the whole source is masked: an INSERT without a column
@@ -282,16 +283,14 @@ export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | un
     changed = false;
     for (const s of walk.scopes) {
       let rule = s.forced ?? ruleOf(s.label);
-      const assigns = rule !== undefined;
       if (!rule) for (const r of s.reads) if ((rule = ruleOf(r))) break;
       if (!rule) continue;
       if (!verdict.has(s)) {
         verdict.set(s, rule);
         changed = true;
       }
-      // What feeds a masked column is as secret as it; what a masked column computes too.
-      const spread = assigns ? [...s.reads] : s.label !== undefined ? [s.label] : [];
-      for (const name of spread) {
+      // What feeds, meets or is computed from a masked column is as secret as it.
+      for (const name of s.label === undefined ? s.reads : [...s.reads, s.label]) {
         if (name !== '' && !tainted.has(name) && ruleOf(name) === undefined) {
           tainted.set(name, rule);
           changed = true;

@@ -704,6 +704,8 @@ class Analysis {
   private readonly views = new Map<string, Col[]>();
   private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
+  /** The FuncCall a FROM item is analysing (its columns are judged one by one there, not as one value). */
+  private fromCall: unknown;
   /** What decides how many rows the top-level SELECT (or the query a DECLARE or PREPARE names) returns (its level's taint). */
   rows: Flow | undefined;
   /** See Provenance.declares and Provenance.uses. */
@@ -1303,7 +1305,14 @@ class Analysis {
       const pair = unwrap(f)?.[0] === 'List' ? arr(unwrap(f)![1]['items']) : arr(f);
       const call = pair[0];
       const coldef = arr(pair[1]).length > 0 ? arr(pair[1]) : fns.length === 1 ? arr(b['coldeflist']) : [];
-      const flow = this.expr(call, lateral, env);
+      const outer = this.fromCall;
+      this.fromCall = unwrap(call)?.[1];
+      let flow: Flow;
+      try {
+        flow = this.expr(call, lateral, env);
+      } finally {
+        this.fromCall = outer;
+      }
       addFlow(all, flow);
       const fc = unwrap(call);
       const fname = fc?.[0] === 'FuncCall' ? funcName(fc[1]) : undefined;
@@ -1731,6 +1740,9 @@ class Analysis {
           const facts = fn ? this.functions(fn.schema, fn.name) : [];
           const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
           if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
+          // Used as a value (`(pg_stat_get_activity(NULL)).query`), such a function's row
+          // carries its untraced columns; in FROM they are judged column by column.
+          else if (UNTRACED_FUNCTION_COLUMNS[fn!.name] !== undefined && b !== this.fromCall) out.opaque = true;
           else if (fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]))) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.

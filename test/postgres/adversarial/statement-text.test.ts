@@ -25,6 +25,9 @@ const ATTACKS: readonly [string, string][] = [
   ['a renamed column of pg_stat_get_activity()', 'SELECT a.q FROM pg_stat_get_activity(NULL) AS a(d, p, u, app, st, q)'],
   ['pg_stat_get_backend_activity()', 'SELECT pg_stat_get_backend_activity(b) FROM pg_stat_get_backend_idset() b'],
   ['a transform of the text', "SELECT reverse(query), replace(query, '-', '') FROM pg_stat_activity"],
+  ['the function in the select list, a field of its row', 'SELECT (pg_stat_get_activity(NULL)).query'],
+  ['the whole row of the function, as text', 'SELECT a::text FROM pg_stat_get_activity(NULL) a'],
+  ['the whole row of the function, as json', 'SELECT row_to_json(a) FROM pg_stat_get_activity(NULL) a'],
 ];
 
 describe('statement text of other sessions', () => {

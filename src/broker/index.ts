@@ -9,6 +9,7 @@ import type { AuditStore } from './audit/store.js';
 import { openSqliteAuditStore } from './audit/sqlite-store.js';
 import { openPostgresStore, type PostgresStore } from './pgstore/audit-store.js';
 import { loadOrCreateBrokerId } from './pgstore/broker-id.js';
+import type { SharedWrittenRelations } from './pgstore/written-relations.js';
 import type { ReceiptStore } from './receipts/types.js';
 import { createLogger, type Logger } from './log.js';
 import { startBroker, type RunningBroker, type StartBrokerOptions } from './server.js';
@@ -82,15 +83,21 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   const localApprovals = createApprovalService({ config, audit: store, logger });
   // Several brokers: requests are listed, decided and granted through any of them.
   let approvals: ApprovalService = localApprovals;
+  // Several brokers: a copy of a masked column written through one reads masked through all.
+  let sharedWritten: SharedWrittenRelations | undefined;
   if (pgStore) {
     try {
       approvals = await pgStore.shareApprovals(localApprovals);
+      sharedWritten = await pgStore.shareWrittenRelations();
     } catch (err) {
-      await localApprovals.close();
+      await approvals.close();
       await pgStore.close();
       throw err;
     }
   }
+  const closeWritten = async (): Promise<void> => {
+    await sharedWritten?.close();
+  };
   let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
   const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl, ...(receiptStore ? { store: receiptStore } : {}) });
   // Before any session: what a crash of the last run left open is closed and on record.
@@ -98,6 +105,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     await recoverInterrupted({ audit: store, stateDir: config.stateDir, logger: logger.child({ component: 'audit' }), issue: (s) => receipts.issue(s), ...(brokerId ? { brokerId } : {}) });
   } catch (err) {
     await approvals.close();
+    await closeWritten();
     if (!options.audit) await store.close();
     receipts.close();
     throw err;
@@ -128,6 +136,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     logger: logger.child({ component: 'proxy' }),
     approvals,
     maskingKey: loadOrCreateMaskingKey(config.stateDir),
+    ...(sharedWritten ? { writtenRelations: sharedWritten } : {}),
     sshHostKey: keys.sshHostKey,
     onSessionEnd,
   });
@@ -159,6 +168,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   } catch (err) {
     retention.stop();
     await approvals.close();
+    await closeWritten();
     await store.close();
     receipts.close();
     throw err;
@@ -182,6 +192,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         await channels.close();
         await http.close();
         retention.stop();
+        await closeWritten();
         if (!options.audit) await store.close();
         receipts.close();
         // Every session ended and is on record: the next start need not look back.

@@ -12,6 +12,7 @@ import type { AuditActor } from '../shared/audit-hash.js';
 import type { ApprovalService } from './approvals/types.js';
 import type { SessionLease } from './live-sessions.js';
 import type { SessionSummary } from './session-summary.js';
+import type { WrittenRelations } from './masking/written-relations.js';
 
 export interface ChannelRouterDeps {
   config: BrokerConfig;
@@ -24,6 +25,11 @@ export interface ChannelRouterDeps {
   onSessionEnd?: (summary: SessionSummary) => void;
   /** Owns live sessions' deadlines (credential expiry, max_duration, revocation); without it sessions have none. */
   live?: import('./live-sessions.js').LiveSessions;
+  /**
+   * Where the Postgres targets' write taint is kept when several brokers share it (the
+   * PostgreSQL store); without it, in the broker's state dir. `local`: what the state dir held.
+   */
+  writtenRelations?: { open(target: string, local?: readonly string[]): WrittenRelations };
   /** The broker's SSH host key (private): local ssh clients of SSH targets pin it. Without it SSH targets are refused. */
   sshHostKey?: string;
 }

@@ -12,58 +12,18 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { eventually } from '../helpers/eventually.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import { FINGERPRINT, freePort, run, spawnCli, type Proc } from './broker-procs.js';
 import { loadBrokerConfig } from '../../src/broker/config/load.js';
 import { ensureBrokerKeys } from '../../src/broker/keys.js';
-
-const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
-const FINGERPRINT = /\b(?:[0-9A-F]{2}:){31}[0-9A-F]{2}\b/;
-
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  err: string;
-  exit: Promise<number | null>;
-}
-
-function spawnCli(args: string[], env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const p: Proc = { child, out: '', err: '', exit: new Promise((done) => child.on('close', done)) };
-  child.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (p.err += d.toString()));
-  return p;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-/** One statement on a fresh connection through a `connect` listener. */
-async function run(url: string, sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
 
 let target: PgServer;
 let storeDb: PgServer;

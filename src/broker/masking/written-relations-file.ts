@@ -1,9 +1,9 @@
 /**
  * Where a target's write taint (written-relations.ts) survives a broker restart: one JSON
  * list of relation names per target under the state dir, replaced whole (atomically, and
- * fsynced) after each new taint, before the write that caused it is forwarded. Brokers that
- * share a store each keep their own list: a copy made through one is read masked through it
- * and through any broker that saw the same write, not through the others.
+ * fsynced) after each new taint, before the write that caused it is forwarded. Brokers on a
+ * PostgreSQL store share the list there instead (pgstore/written-relations.ts); this file is
+ * then only read, once, for names it held from before.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,7 +36,7 @@ export function openWrittenRelations(stateDir: string, target: string): WrittenR
     if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) throw unreadable(path, new Error('not a JSON list of relation names'));
     names = parsed as string[];
   }
-  return new WrittenRelations(names, (list) => writeFileAtomic(path, `${JSON.stringify(list)}\n`, { mode: 0o600, durable: true }));
+  return new WrittenRelations(names, { persist: (list) => writeFileAtomic(path, `${JSON.stringify(list)}\n`, { mode: 0o600, durable: true }) });
 }
 
 function unreadable(path: string, cause: unknown): AgentgateError {

@@ -28,7 +28,8 @@
  * Taint is never removed (a relation truncated or dropped and made again under the name
  * stays masked); it is kept per target, shared by all sessions (another session of the
  * agent, or a reconnect, reads the copy masked) and saved in the broker's state dir before
- * the write is forwarded (written-relations-file.ts), so a restart keeps it.
+ * the write is forwarded (written-relations-file.ts; with the PostgreSQL store, in the store,
+ * shared by every broker on it: pgstore/written-relations.ts), so a restart keeps it.
  */
 import { loadSqlParser } from '../policy/sql-classify.js';
 import { parseStatements } from './statement-reads.js';
@@ -49,12 +50,39 @@ export class WrittenRelations {
   #version = 0;
   /** Writes the whole list where it survives a restart (written-relations-file.ts); absent = memory only. */
   readonly #persist: ((names: readonly string[]) => Promise<void>) | undefined;
+  readonly #fresh: (() => Promise<void> | undefined) | undefined;
   #saved: Promise<void> = Promise.resolve();
   #dirty = false;
 
-  constructor(initial: Iterable<string> = [], persist?: (names: readonly string[]) => Promise<void>) {
+  /**
+   * `persist`: saves the whole list (see flush). `fresh`: where other brokers add names too
+   * (pgstore/written-relations.ts), undefined while every name they saved is known here,
+   * else a promise (never rejecting) that resolves once this list has caught up.
+   */
+  constructor(initial: Iterable<string> = [], opts: { persist?: (names: readonly string[]) => Promise<void>; fresh?: () => Promise<void> | undefined } = {}) {
     for (const n of initial) this.#names.add(n);
-    this.#persist = persist;
+    this.#persist = opts.persist;
+    this.#fresh = opts.fresh;
+  }
+
+  /** Undefined when this list holds every name saved anywhere, else a promise that resolves once it does (see the constructor). */
+  fresh(): Promise<void> | undefined {
+    return this.#fresh?.();
+  }
+
+  /**
+   * Names another broker saved (already where they survive): added without saving them
+   * again; relations this broker saw written from them are tainted (and saved) as add() does.
+   */
+  learn(names: Iterable<string>): void {
+    const follow: string[] = [];
+    for (const n of names) {
+      if (this.#names.has(n)) continue;
+      this.#names.add(n);
+      this.#version++;
+      for (const next of this.#feeds.get(n) ?? []) follow.push(next);
+    }
+    if (follow.length > 0) this.add(follow);
   }
 
   /** Resolves once every name added so far is saved (at once without persistence); rejects when the save failed. */
@@ -70,6 +98,11 @@ export class WrittenRelations {
   /** Bumped whenever a name is added: what was resolved under an older version may be stale. */
   get version(): number {
     return this.#version;
+  }
+
+  /** Every tainted name. */
+  names(): string[] {
+    return [...this.#names];
   }
 
   has(name: string): boolean {
@@ -258,7 +291,18 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
   };
   // Shapes that write nothing: that never changes, so a repeated read costs one lookup, not a parse.
   const inert = new Set<string>();
+  // The text that last waited for the list to catch up with other brokers: judged again
+  // right after, it goes on (a store that stays behind would otherwise hold it forever).
+  let caughtUp: string | undefined;
   return (sql) => {
+    if (caughtUp === sql) caughtUp = undefined;
+    else {
+      const behind = written.fresh();
+      if (behind) {
+        caughtUp = sql;
+        return behind;
+      }
+    }
     const key = sqlShape(sql) ?? sql;
     if (inert.has(key) || recorded.get(key) === written.version) return undefined;
     // Parsed here when the parser is loaded (run loads it otherwise), and not again in run.

@@ -54,6 +54,7 @@ import { createPgReceiptStore } from './receipts.js';
 import type { ReceiptStore } from '../receipts/types.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { createSharedApprovals, type SharedApprovals } from './approvals.js';
+import { createSharedWrittenRelations, type SharedWrittenRelations } from './written-relations.js';
 
 export interface PostgresStoreOptions {
   /** Names this broker in the events it writes (crash recovery reads its own). */
@@ -171,6 +172,11 @@ export class PostgresStore implements AuditStore {
   /** The local approval service, shared with the other brokers on this store (approvals.ts). */
   shareApprovals(local: ApprovalService, opts: { pollMs?: number } = {}): Promise<SharedApprovals> {
     return createSharedApprovals({ local, pool: this.#pool, clientConfig: this.#config, brokerId: this.brokerId, logger: this.#logger, ...opts });
+  }
+
+  /** Write taint shared with the other brokers on this store (written-relations.ts). */
+  shareWrittenRelations(opts: { retryMs?: number } = {}): Promise<SharedWrittenRelations> {
+    return createSharedWrittenRelations({ pool: this.#pool, clientConfig: this.#config, brokerId: this.brokerId, logger: this.#logger, ...opts });
   }
 
   stats(): PostgresStoreStats {

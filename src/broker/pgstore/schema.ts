@@ -19,7 +19,7 @@ import { AuditStoreError } from '../audit/store.js';
 /** Advisory lock keys (one 64-bit space per database; "agentgat" in ASCII, then a kind). */
 export const LOCK_MIGRATE = 0x6167656e74676174n;
 
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 
 const MIGRATIONS: readonly string[] = [
   // 1: audit events, checkpoints, receipts.
@@ -103,6 +103,18 @@ CREATE TABLE approval_decisions (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX approval_decisions_todo ON approval_decisions (owner) WHERE NOT done;
+`,
+  // 3: write taint across brokers (written-relations.ts): relations holding copies of masked values, per target.
+  `
+CREATE TABLE written_relations (
+  target   text NOT NULL,
+  name     text NOT NULL,
+  broker   text NOT NULL,
+  added_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (target, name)
+);
+-- Taint is never removed: a relation made again under a tainted name is still read masked.
+CREATE TRIGGER written_relations_no_change BEFORE UPDATE OR DELETE ON written_relations FOR EACH ROW EXECUTE FUNCTION agentgate_append_only();
 `,
 ];
 

@@ -26,7 +26,11 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const writtenRelations = new Map<string, WrittenRelations>();
   const writtenOf = (target: PostgresTargetConfig): WrittenRelations => {
     let w = writtenRelations.get(target.name);
-    if (!w) writtenRelations.set(target.name, (w = openWrittenRelations(deps.config.stateDir, target.name)));
+    if (!w) {
+      const local = openWrittenRelations(deps.config.stateDir, target.name);
+      w = deps.writtenRelations ? deps.writtenRelations.open(target.name, local.names()) : local;
+      writtenRelations.set(target.name, w);
+    }
     return w;
   };
   const functionsOf = (target: PostgresTargetConfig): FunctionCatalog => {

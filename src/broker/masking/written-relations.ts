@@ -91,7 +91,14 @@ export class WrittenRelations {
     if (!persist || !this.#dirty) return this.#saved;
     this.#dirty = false;
     const names = [...this.#names];
-    this.#saved = this.#saved.catch(() => undefined).then(() => persist(names));
+    this.#saved = this.#saved
+      .catch(() => undefined)
+      .then(() => persist(names))
+      .catch((err: unknown) => {
+        // Not saved: the next flush tries again.
+        this.#dirty = true;
+        throw err;
+      });
     return this.#saved;
   }
 

@@ -41,3 +41,38 @@ export async function run(url: string, sql: string): Promise<Record<string, unkn
     await c.end().catch(() => {});
   }
 }
+
+/**
+ * A broker config on a PostgreSQL store (`AG_STORE_URL`) with one Postgres target `pg`
+ * (password `PG_PASSWORD`) and one policy for the `ai-agents` group: `rules` and `extra`
+ * are YAML lines (rules indented under `rules:`, extra at the top level).
+ */
+export function storeBrokerYaml(o: { port: number; stateDir: string; issuer: string; targetPort: number; rules: string[]; extra?: string[] }): string {
+  return [
+    `listen: 127.0.0.1:${o.port}`,
+    `state_dir: ${o.stateDir}`,
+    'store: { postgres: "${env:AG_STORE_URL}" }',
+    'identity:',
+    `  issuer: ${o.issuer}`,
+    '  audience: agentgate',
+    '  client_id: agentgate-cli',
+    '  agent_groups: [ai-agents]',
+    'targets:',
+    '  pg:',
+    '    type: postgres',
+    '    host: 127.0.0.1',
+    `    port: ${o.targetPort}`,
+    '    database: app',
+    '    user: app',
+    '    password: ${env:PG_PASSWORD}',
+    '    tls: disable',
+    'policies:',
+    '  - name: agents',
+    '    subjects: { groups: [ai-agents] }',
+    '    targets: [pg]',
+    '    rules:',
+    ...o.rules.map((r) => `      - ${r}`),
+    ...(o.extra ?? []),
+    '',
+  ].join('\n');
+}

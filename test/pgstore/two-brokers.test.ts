@@ -21,7 +21,7 @@ import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { eventually } from '../helpers/eventually.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
-import { FINGERPRINT, freePort, run, spawnCli, type Proc } from './broker-procs.js';
+import { FINGERPRINT, freePort, run, spawnCli, storeBrokerYaml, type Proc } from './broker-procs.js';
 import { loadBrokerConfig } from '../../src/broker/config/load.js';
 import { ensureBrokerKeys } from '../../src/broker/keys.js';
 
@@ -51,34 +51,14 @@ test('two brokers on one PostgreSQL store: one chain, fail closed while the stor
     const path = join(dir, `agentgate-${name}.yaml`);
     await writeFile(
       path,
-      [
-        `listen: 127.0.0.1:${brokers[name].port}`,
-        `state_dir: ${join(dir, `state-${name}`)}`,
-        'store: { postgres: "${env:AG_STORE_URL}" }',
-        'identity:',
-        `  issuer: ${issuer.issuer}`,
-        '  audience: agentgate',
-        '  client_id: agentgate-cli',
-        '  agent_groups: [ai-agents]',
-        'targets:',
-        '  pg:',
-        '    type: postgres',
-        '    host: 127.0.0.1',
-        `    port: ${target.port}`,
-        '    database: app',
-        '    user: app',
-        '    password: ${env:PG_PASSWORD}',
-        '    tls: disable',
-        'policies:',
-        '  - name: agents',
-        '    subjects: { groups: [ai-agents] }',
-        '    targets: [pg]',
-        '    rules:',
-        '      - { name: agent-deletes, sql: [delete], effect: review, approvers: { groups: [dba], count: 1 } }',
-        '      - { effect: allow }',
-        'auditors: { groups: [security] }',
-        '',
-      ].join('\n'),
+      storeBrokerYaml({
+        port: brokers[name].port,
+        stateDir: join(dir, `state-${name}`),
+        issuer: issuer.issuer,
+        targetPort: target.port,
+        rules: ['{ name: agent-deletes, sql: [delete], effect: review, approvers: { groups: [dba], count: 1 } }', '{ effect: allow }'],
+        extra: ['auditors: { groups: [security] }'],
+      }),
       { mode: 0o600 },
     );
     return path;

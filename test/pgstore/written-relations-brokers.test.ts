@@ -14,7 +14,7 @@ import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { eventually } from '../helpers/eventually.js';
 import { loadBrokerConfig } from '../../src/broker/config/load.js';
 import { ensureBrokerKeys } from '../../src/broker/keys.js';
-import { FINGERPRINT, freePort, run, spawnCli, type Proc } from './broker-procs.js';
+import { FINGERPRINT, freePort, run, spawnCli, storeBrokerYaml, type Proc } from './broker-procs.js';
 
 const EMAIL = 'zqvkx.mellor@victim.example';
 
@@ -45,34 +45,14 @@ test('a copy of a masked column written through broker A reads masked through br
     const path = join(dir, `agentgate-${name}.yaml`);
     await writeFile(
       path,
-      [
-        `listen: 127.0.0.1:${ports[name]}`,
-        `state_dir: ${join(dir, `state-${name}`)}`,
-        'store: { postgres: "${env:AG_STORE_URL}" }',
-        'identity:',
-        `  issuer: ${issuer.issuer}`,
-        '  audience: agentgate',
-        '  client_id: agentgate-cli',
-        '  agent_groups: [ai-agents]',
-        'targets:',
-        '  pg:',
-        '    type: postgres',
-        '    host: 127.0.0.1',
-        `    port: ${target.port}`,
-        '    database: app',
-        '    user: app',
-        '    password: ${env:PG_PASSWORD}',
-        '    tls: disable',
-        'masking:',
-        '  pg: { columns: [users.email], style: full }',
-        'policies:',
-        '  - name: agents',
-        '    subjects: { groups: [ai-agents] }',
-        '    targets: [pg]',
-        '    rules:',
-        '      - { effect: allow }',
-        '',
-      ].join('\n'),
+      storeBrokerYaml({
+        port: ports[name],
+        stateDir: join(dir, `state-${name}`),
+        issuer: issuer.issuer,
+        targetPort: target.port,
+        rules: ['{ effect: allow }'],
+        extra: ['masking:', '  pg: { columns: [users.email], style: full }'],
+      }),
       { mode: 0o600 },
     );
     return path;

@@ -5,7 +5,7 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { maskSqlText } from '../../src/broker/masking/sql-text.js';
+import { maskSqlText, parameterMasker } from '../../src/broker/masking/sql-text.js';
 import { loadSqlParser } from '../../src/broker/policy/sql-classify.js';
 import { maskingPlan } from './helpers.js';
 
@@ -56,4 +56,21 @@ test('kept: literals that meet no masked column', () => {
 test('text that does not parse is masked whole where it names a masked column', () => {
   assert.equal(mask("SELECT id FROM users WHERE ssn = 'a' 'b' AND id = 1"), "SELECT id FROM users WHERE ssn = '********' '********' AND id = ********");
   assert.equal(mask("SELEC id FROM users WHERE id = 'a'"), "SELEC id FROM users WHERE id = 'a'");
+});
+
+test('Bind parameters: a $n that meets a masked column is masked, others shown; text that does not parse masks them all', () => {
+  const shown = (sql: string, values: string[]): string[] => {
+    const m = parameterMasker(sql, plan);
+    return values.map((v, i) => m(`'${v}'`, i));
+  };
+  assert.deepEqual(shown('UPDATE users SET ssn = $1 WHERE id = $2', ['s', '4']), ["'********'", "'4'"]);
+  assert.deepEqual(shown('SELECT id FROM users WHERE lower(ssn) = $2 AND name = $1', ['bob', 's']), ["'bob'", "'********'"]);
+  assert.deepEqual(shown('INSERT INTO users (id, ssn) VALUES ($1, $2)', ['1', 's']), ["'1'", "'********'"]);
+  assert.deepEqual(shown('WITH v(s) AS (VALUES ($1)) UPDATE users SET ssn = v.s FROM v', ['s']), ["'********'"]);
+  // No column list: the table's positions are unknown here.
+  assert.deepEqual(shown('INSERT INTO users VALUES ($1, $2)', ['1', 's']), ["'********'", "'********'"]);
+  // Far from any masked column: not even parsed.
+  assert.deepEqual(shown('SELECT * FROM orders WHERE id = $1', ['7']), ["'7'"]);
+  // Names a masked column but does not parse: every value masked.
+  assert.deepEqual(shown('UPDATE users SET ssn = $1 WHERE (', ['s']), ["'********'"]);
 });

@@ -35,6 +35,8 @@ export interface TiedLiteral {
 interface Scope {
   /** Byte offsets of the constants in it. */
   consts: number[];
+  /** Numbers of the parameters ($1 = 1) in it. */
+  params: number[];
   /** Column names it reads (lower case, without table). */
   reads: Set<string>;
   /** The column it assigns to or the output column it produces, when it has one. */
@@ -77,7 +79,7 @@ class ScopeWalk {
   constructor(readonly plan: MaskingPlan) {}
 
   open(label?: string, forced?: ColumnRule): Scope {
-    const s: Scope = { consts: [], reads: new Set(), label: label?.toLowerCase(), forced };
+    const s: Scope = { consts: [], params: [], reads: new Set(), label: label?.toLowerCase(), forced };
     this.scopes.push(s);
     return s;
   }
@@ -222,6 +224,9 @@ class ScopeWalk {
       case 'A_Const':
         if (typeof body['location'] === 'number' && body['isnull'] !== true) scope.consts.push(body['location']);
         return;
+      case 'ParamRef':
+        if (typeof body['number'] === 'number') scope.params.push(body['number']);
+        return;
       case 'ColumnRef': {
         const name = columnName(body);
         if (name !== undefined) scope.reads.add(name);
@@ -267,6 +272,28 @@ class ScopeWalk {
  * text does not parse (the caller then masks conservatively).
  */
 export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | undefined {
+  const verdict = tiedScopes(sql, plan);
+  if (verdict === undefined) return undefined;
+  const out: TiedLiteral[] = [];
+  for (const [s, rule] of verdict) for (const location of s.consts) out.push({ location, rule });
+  return out;
+}
+
+/**
+ * Parameters of `sql` ($1 → 1) tied to a masked column of `plan` (a Bind's values are
+ * literals the text does not hold: `UPDATE users SET ssn = $1`), each with the rule that
+ * masks it; undefined when the text does not parse.
+ */
+export function tiedParameters(sql: string, plan: MaskingPlan): Map<number, ColumnRule> | undefined {
+  const verdict = tiedScopes(sql, plan);
+  if (verdict === undefined) return undefined;
+  const out = new Map<number, ColumnRule>();
+  for (const [s, rule] of verdict) for (const n of s.params) if (!out.has(n)) out.set(n, rule);
+  return out;
+}
+
+/** The scopes of `sql` that meet a masked column, with the rule of each; undefined when it does not parse. */
+function tiedScopes(sql: string, plan: MaskingPlan): Map<Scope, ColumnRule> | undefined {
   const stmts = parseStatements(sql);
   if (typeof stmts === 'string') return undefined;
   const walk = new ScopeWalk(plan);
@@ -298,7 +325,5 @@ export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | un
       }
     }
   }
-  const out: TiedLiteral[] = [];
-  for (const [s, rule] of verdict) for (const location of s.consts) out.push({ location, rule });
-  return out;
+  return verdict;
 }

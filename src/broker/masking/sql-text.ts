@@ -14,7 +14,7 @@ import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from 
 import { OutBuffer } from './out-buffer.js';
 import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
-import { tiedLiterals } from './sql-text-tree.js';
+import { tiedLiterals, tiedParameters } from './sql-text-tree.js';
 
 export interface MaskedText {
   text: string;
@@ -44,17 +44,56 @@ export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer): Maske
   const buf = Buffer.from(sql, 'utf8');
   // Column literals first: where a detector finds the same value, the column rule is named.
   const regions: Region[] = plan.columns.length > 0 ? columnLiterals(buf, plan) : [];
-  if (plan.detectors !== 0) {
-    spans.clear();
-    scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
-    for (let k = 0; k < spans.length; k++) {
-      const kind = spans.kinds[k]!;
-      const name = DETECTOR_NAMES[kind]!;
-      regions.push({ start: spans.starts[k]!, end: spans.ends[k]!, style: plan.detectorStyles[kind]!, keep: keepFor(name), rule: name });
-    }
-  }
+  detectorRegions(buf, plan, regions);
   if (regions.length === 0) return { text: sql, count: 0, byRule: {} };
   return applyRegions(buf, regions, key);
+}
+
+/**
+ * How Bind parameter values of `sql` are written where the audit log and reviewers see them:
+ * `mask(literal, index)` masks the quoted literal shown for parameter `index` (0-based) whole
+ * when the text ties that parameter to a masked column (found as for literals: the parse
+ * tree's scopes), and detector hits in any value. Text that does not parse but names a
+ * masked column has every parameter masked.
+ */
+export function parameterMasker(sql: string, plan: MaskingPlan, key?: Buffer): (literal: string, index: number) => string {
+  const tied = plan.columns.length > 0 ? tiedParameterRules(sql, plan) : undefined;
+  return (literal, index) => {
+    const rule = tied === undefined ? undefined : tied instanceof Map ? tied.get(index + 1) : tied;
+    const buf = Buffer.from(literal, 'utf8');
+    const regions: Region[] = [];
+    // The value between its quotes (the caller quotes it); a bare value whole.
+    const quoted = buf.length >= 2 && buf[0] === 0x27 && buf[buf.length - 1] === 0x27;
+    if (rule) regions.push({ start: quoted ? 1 : 0, end: quoted ? buf.length - 1 : buf.length, style: rule.style, keep: 'auto', rule: rule.name });
+    detectorRegions(buf, plan, regions);
+    return regions.length === 0 ? literal : applyRegions(buf, regions, key).text;
+  };
+}
+
+/** Adds a region for each detector hit in `buf`. */
+function detectorRegions(buf: Buffer, plan: MaskingPlan, regions: Region[]): void {
+  if (plan.detectors === 0) return;
+  spans.clear();
+  scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
+  for (let k = 0; k < spans.length; k++) {
+    const kind = spans.kinds[k]!;
+    const name = DETECTOR_NAMES[kind]!;
+    regions.push({ start: spans.starts[k]!, end: spans.ends[k]!, style: plan.detectorStyles[kind]!, keep: keepFor(name), rule: name });
+  }
+}
+
+/** Parameter number → rule for the ones `sql` ties to a masked column; one rule for all of them when that cannot be known. */
+function tiedParameterRules(sql: string, plan: MaskingPlan): Map<number, ColumnRule> | ColumnRule | undefined {
+  const tokens = tokenize(Buffer.from(sql, 'utf8'));
+  let named: ColumnRule | undefined;
+  let positional = false;
+  for (const t of tokens) {
+    if (t.kind !== 'ident') continue;
+    named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
+    positional ||= t.value === 'insert';
+  }
+  if (named === undefined && !positional) return undefined;
+  return tiedParameters(sql, plan) ?? named;
 }
 
 /** Mask regions of text given as bytes (error fields keep the client's encoding byte for byte). */

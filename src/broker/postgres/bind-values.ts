@@ -43,9 +43,11 @@ export function fingerprintWithValues(statementFingerprint: string, bindBody: Bu
 
 /**
  * Each value as a reviewer reads it: a text value as a quoted literal passed through `mask`
- * (the target's detectors), a binary one in hex, NULL as NULL; long values cut, saying so.
+ * (with its 0-based index: masking/sql-text.ts parameterMasker), a binary one in hex unless
+ * `mask` hides something in its bytes read as text (then that text, masked: hex would carry
+ * the secret past every detector), NULL as NULL; long values cut, saying so.
  */
-export function shownBindValues(bindBody: Buffer, mask: (literal: string) => string, declaredTypes?: readonly number[]): string[] {
+export function shownBindValues(bindBody: Buffer, mask: (literal: string, index: number) => string, declaredTypes?: readonly number[]): string[] {
   const bind = decodeBind(bindBody);
   const out: string[] = [];
   const c = bindParamValues(bindBody, bind);
@@ -58,8 +60,11 @@ export function shownBindValues(bindBody: Buffer, mask: (literal: string) => str
     }
     const bytes = c.body.subarray(c.offset, c.offset + c.length);
     const cut = (s: string, limit: number): string => (s.length > limit ? `${s.slice(0, limit)}… (${c.length} bytes)` : s);
-    if (bindParamFormat(bind, c.index) === 1) out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}${typed}`);
-    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`) + typed);
+    const literal = `'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`;
+    const masked = mask(literal, c.index);
+    if (bindParamFormat(bind, c.index) !== 1) out.push(masked + typed);
+    else if (masked !== literal) out.push(`binary, as text ${masked}${typed}`);
+    else out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}${typed}`);
   }
   return out;
 }

@@ -128,7 +128,7 @@ import type { ReadVerdict } from '../masking/statement-reads.js';
 import type { WrittenRelations } from '../masking/written-relations.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
-export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
+export { maskSqlText, parameterMasker, type MaskedText } from '../masking/sql-text.js';
 export { maskParameterStatusFrame, maskNotificationFrame } from '../masking/status-text.js';
 export { maskNoticeFrame } from '../masking/notice-fields.js';
 

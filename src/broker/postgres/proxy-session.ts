@@ -40,7 +40,7 @@ import { ProtocolSession } from '../session/protocol-session.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
-import { createCatalogLookup, maskSqlText, ResultMasker } from './proxy-masking.js';
+import { createCatalogLookup, maskSqlText, parameterMasker, ResultMasker } from './proxy-masking.js';
 import { sessionReads } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
@@ -218,6 +218,10 @@ export class PgProxySession {
       flushToServer: () => this.#flushToServer(),
       auditFailed: () => this.#o.audit.failed !== undefined,
       auditText: (sql) => this.#auditText(sql),
+      auditParameters: (sql) => {
+        const m = this.#o.masking;
+        return m ? parameterMasker(sql, m.plan, m.key) : (literal) => literal;
+      },
       transactionStatus: () => this.#status,
       relaying: () => this.#phase === 'relay',
       closed: () => this.#phase === 'closed',

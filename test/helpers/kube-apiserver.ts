@@ -484,8 +484,32 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const a = proxies.get(`${proxied[1]}/${proxied[2]}`);
       if (!a) return status(res, 503, 'ServiceUnavailable', 'error trying to reach service: dial tcp: connect: connection refused');
       const body = Buffer.isBuffer(a.body) ? a.body : Buffer.from(a.body, 'utf8');
+      // The API server passes the client's Range on; a static file server (nginx) honours one
+      // `bytes=a-b` range of a 200 answer with 206 and that slice.
+      const range = /^bytes=(\d{1,9})-(\d{1,9})$/.exec(String(req.headers.range ?? ''));
+      if (range && a.status === 200 && Number(range[1]) <= Number(range[2]) && Number(range[1]) < body.length) {
+        const from = Number(range[1]);
+        const to = Math.min(Number(range[2]), body.length - 1);
+        res.writeHead(206, { ...a.headers, 'content-range': `bytes ${from}-${to}/${body.length}`, 'content-length': to - from + 1 });
+        res.end(body.subarray(from, to + 1));
+        return;
+      }
       res.writeHead(a.status, { ...a.headers, 'content-length': body.length });
       res.end(body);
+      return;
+    }
+    // `nodes/{node}/proxy/containerLogs/{ns}/{pod}/{container}`: the kubelet's own log
+    // endpoint, relayed by the API server, with the same cuts (tailLines, limitBytes).
+    const nodeLog = /^\/api\/v1\/nodes\/[^/]+\/proxy\/containerLogs\/([^/]+)\/([^/]+)\/[^/]+$/.exec(path);
+    if (nodeLog && method === 'GET') {
+      if (!store.has(keyOf('pods', nodeLog[1] as string, nodeLog[2] as string))) {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`pod "${nodeLog[2]}" not found\n`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+      for (const piece of logCut(logs.get(`${nodeLog[1]}/${nodeLog[2]}`) ?? [], url.searchParams)) res.write(piece);
+      res.end();
       return;
     }
     const target = resourcePath(path);

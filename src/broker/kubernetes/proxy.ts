@@ -38,7 +38,7 @@ import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
-import { clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
+import { clientCutAnswer, clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
 import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
 import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
@@ -546,8 +546,10 @@ class K8sConnection {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
         // A log may start and end where the API server cut it for the client (tailLines,
-        // sinceTime, limitBytes): a value cut there is masked whole (text-stream.ts).
-        const log = status < 300 && info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log';
+        // sinceTime, limitBytes), and so may any text the client asked cut — the kubelet's
+        // own log endpoints through nodes/proxy, a byte range: a value cut there is masked
+        // whole (text-stream.ts).
+        const log = status < 300 && clientCutAnswer(rec.url, status, upRes.headers, info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log');
         const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)', cut: log });
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }

@@ -48,7 +48,8 @@ const POLICIES: PolicyConfig[] = [
     'oncall-unmasked',
     ['breakglass'],
     [
-      { name: 'ci-create', k8s: { verbs: ['create'], namespaces: ['ci'] }, effect: 'allow', extra: {} },
+      { name: 'ci-create', k8s: { verbs: ['create', 'patch'], namespaces: ['ci'] }, effect: 'allow', extra: {} },
+      { name: 'default-secrets', k8s: { verbs: ['create'], resources: ['secrets'], namespaces: ['default'] }, effect: 'allow', extra: {} },
       { name: 'default-tokens', k8s: { verbs: ['create'], resources: ['serviceaccounts/token'], namespaces: ['default'] }, effect: 'allow', extra: {} },
       { name: 'read', k8s: { verbs: ['get', 'list', 'watch', 'proxy'] }, effect: 'allow', extra: {} },
       { name: 'rest', effect: 'deny', extra: {} },
@@ -57,6 +58,8 @@ const POLICIES: PolicyConfig[] = [
   ),
 ];
 
+/** A Secret the token controller fills with a long-lived token for the service account it names. */
+const SAT_SECRET = (name: string, ns: string): Record<string, unknown> => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns, annotations: { 'kubernetes.io/service-account.name': 'builder' } }, type: 'kubernetes.io/service-account-token' });
 const TOKEN_REQUEST = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: ['api'] } });
 
 describe('wave 9: text cut by other routes, credentials a rule never named, bare names in other groups', () => {
@@ -203,5 +206,39 @@ describe('wave 9: text cut by other routes, credentials a rule never named, bare
     const widgets = await request(via, 'GET', '/apis/evil.example.com/v1/namespaces/default/widgets');
     assert.notEqual(widgets.status, 403, widgets.text);
     assert.equal(seenSince(before).length, 1);
+  });
+
+  test('k9-07 a Secret of type service-account-token under a rule that never named tokens (create in ci): refused before the API server in every form (kubectl create, raw JSON with escapes, server-side apply YAML); a plain Secret and a rule allowing the TokenRequest go through', async () => {
+    const issued = stack.api.tokensIssued.length;
+    const from = stack.api.requests.length;
+    const create = await stack.kubectlIn(['create', '--validate=false', '-f', '-'], JSON.stringify(SAT_SECRET('minted', 'ci')), { kubeconfig: breakglass.kubeconfig });
+    assert.notEqual(create.code, 0, create.stdout);
+    assert.match(create.stderr, /service-account-token is a token for the service account it names, and rule rest denies create serviceaccounts\/token "builder"/);
+    const masked = await stack.kubectlIn(['create', '--validate=false', '-f', '-'], JSON.stringify(SAT_SECRET('minted', 'ci')));
+    assert.notEqual(masked.code, 0, masked.stdout);
+    // The type spelled with JSON escapes, and the server-side apply of a YAML manifest (which creates).
+    const escaped = JSON.stringify(SAT_SECRET('minted2', 'ci')).replace('kubernetes.io/service-account-token', 'kubernetes.io\\/service-account\\u002dtoken');
+    const raw = await request(glassVia, 'POST', '/api/v1/namespaces/ci/secrets', { 'Content-Type': 'application/json' }, 5_000, escaped);
+    assert.equal(raw.status, 403, raw.text);
+    const yaml = 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: minted3\n  annotations: {kubernetes.io/service-account.name: builder}\ntype: "kubernetes.io/service-account-token"\n';
+    const apply = await request(glassVia, 'PATCH', '/api/v1/namespaces/ci/secrets/minted3?fieldManager=agent&force=true', { 'Content-Type': 'application/apply-patch+yaml' }, 5_000, yaml);
+    assert.equal(apply.status, 403, apply.text);
+    // Protobuf (what typed clients send) holds strings verbatim: one naming the type cannot be read for its account, so it is refused.
+    const proto = await request(glassVia, 'POST', '/api/v1/namespaces/ci/secrets', { 'Content-Type': 'application/vnd.kubernetes.protobuf' }, 5_000, Buffer.concat([Buffer.from('k8s\0', 'latin1'), Buffer.from([0x0a, 0x08]), Buffer.from('\n\x02v1\x12\x06Secret', 'latin1'), Buffer.from([0x2a, 0x23]), Buffer.from('kubernetes.io/service-account-token', 'latin1')]));
+    assert.equal(proto.status, 403, proto.text);
+    const cbor = await request(glassVia, 'POST', '/api/v1/namespaces/ci/secrets', { 'Content-Type': 'application/cbor' }, 5_000, Buffer.from([0xa1, 0x64, 0x74, 0x79, 0x70, 0x65]));
+    assert.equal(cbor.status, 403, cbor.text);
+    assert.deepEqual(seenSince(from).filter((q) => q.method !== 'GET'), []);
+    assert.equal(stack.api.tokensIssued.length, issued, 'no token was minted');
+    assert.equal(stack.api.get('secrets', 'ci', 'minted'), undefined);
+    // CONTROL: a plain Secret under the same rule is created.
+    const plain = await request(glassVia, 'POST', '/api/v1/namespaces/ci/secrets', { 'Content-Type': 'application/json' }, 5_000, JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'plain' }, type: 'Opaque', stringData: { a: 'b' } }));
+    assert.equal(plain.status, 201, plain.text);
+    // CONTROL: where the policy allows the TokenRequest, the Secret is created and the controller fills it (read back in the clear: masking off).
+    const allowed = await stack.kubectlIn(['create', '--validate=false', '-f', '-'], JSON.stringify(SAT_SECRET('minted', 'default')), { kubeconfig: breakglass.kubeconfig });
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.equal(stack.api.tokensIssued.length, issued + 1);
+    const back = await stack.kubectl(['get', 'secret', 'minted', '-n', 'default', '-o', 'jsonpath={.data.token}'], { kubeconfig: breakglass.kubeconfig });
+    assert.equal(Buffer.from(back.stdout, 'base64').toString('utf8'), stack.api.tokensIssued[issued]);
   });
 });

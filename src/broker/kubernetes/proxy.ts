@@ -54,6 +54,7 @@ import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
 import { writeBackRefusal } from './write-back.js';
+import { SERVICE_ACCOUNT_TOKEN_TYPE, secretWrite, type SecretWrite } from './credential-secret.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
@@ -411,6 +412,26 @@ class K8sConnection {
       const max = this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY;
       body ??= await readBody(req, max);
       const why = body === undefined ? `this request body is larger than the ${max} bytes agentgate reads to check it for masked values` : writeBackRefusal(body, contentType, firstHeader(req.headers['content-encoding']));
+      if (why !== undefined) {
+        rec.decision = { effect: 'deny', rule: null, reason: why };
+        this.#counts.denied++;
+        if (body === undefined) return refuse(failureStatus(413, 'RequestEntityTooLarge', `agentgate: ${why}`));
+        return refuse(forbidden(info, why));
+      }
+    }
+    // A Secret of type service-account-token is a token the controller mints: such a write
+    // goes only where the policy would allow the TokenRequest itself (credential-secret.ts).
+    if (!upgrade && info.kind === 'resource' && info.group === '' && info.resource === 'secrets' && info.subresource === '' && (writes === 'POST' || writes === 'PUT' || writes === 'PATCH') && requestHasBody(req)) {
+      const max = this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY;
+      body ??= await readBody(req, max);
+      const write: SecretWrite = body === undefined ? { kind: 'unreadable', why: `this Secret write's body is larger than the ${max} bytes agentgate reads to check whether it makes a service-account token` } : secretWrite(body, contentType, firstHeader(req.headers['content-encoding']));
+      let why: string | undefined;
+      if (write.kind === 'unreadable') why = write.why;
+      else if (write.kind === 'token') {
+        const token: K8sRequestInfo = { ...info, verb: 'create', apiVerb: 'create', resource: 'serviceaccounts', subresource: 'token', name: write.serviceAccount };
+        const minted = this.#session.decide({ protocol: 'k8s', info: token }, rec.reason);
+        if (minted.effect !== 'allow') why = `a Secret of type ${SERVICE_ACCOUNT_TOKEN_TYPE} is a token for the service account it names, and ${this.#shown(minted.reason)}; only a rule that allows create serviceaccounts/token by name may mint one`;
+      }
       if (why !== undefined) {
         rec.decision = { effect: 'deny', rule: null, reason: why };
         this.#counts.denied++;

@@ -16,7 +16,11 @@
  *   credential), `deployments/scale`, any `status` — matches only a pattern naming the
  *   subresource (`pods/eviction`, `pods/*`, or `*` followed by `/scale` or `/*`), as RBAC names
  *   them: such writes do something other than writing the resource. An exclusion
- *   (`!secrets`) excludes the resource's subresources for every verb. Patterns starting with `/` name
+ *   (`!secrets`) excludes the resource's subresources for every verb. A request that
+ *   issues a credential (a TokenRequest, a CSR approval) is granted only by a rule naming
+ *   it literally (`serviceaccounts/token`). A bare name (`configmaps`) in an allow rule is
+ *   that resource of the core group or of Kubernetes' own groups; in a deny or review rule
+ *   and in an exclusion, of every group. Patterns starting with `/` name
  *   non-resource URLs (`/healthz`, `/metrics`); other patterns never match those, and a
  *   rule with `resources` matches a non-resource URL only through such a pattern.
  * - `namespaces`: namespace globs. A rule that names namespaces matches only requests

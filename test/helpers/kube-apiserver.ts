@@ -446,6 +446,16 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
 
   for (const ns of ['default', 'kube-system']) put('namespaces', { metadata: { name: ns } });
 
+  /** A signed service-account token (a JWT of the stand-in's key), recorded in tokensIssued. */
+  function mintToken(ns: string, name: string, audiences: string[], now: number, seconds: number): string {
+    const b64url = (v: unknown): string => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
+    const sa = store.get(keyOf('serviceaccounts', ns, name)) as KubeObject;
+    const claims = { aud: audiences, exp: now + seconds, iat: now, iss: 'https://kubernetes.default.svc.cluster.local', 'kubernetes.io': { namespace: ns, serviceaccount: { name, uid: sa.metadata.uid } }, nbf: now, sub: `system:serviceaccount:${ns}:${name}` };
+    const token = `${b64url({ alg: 'RS256', kid: 'stand-in-signing-key' })}.${b64url(claims)}.${randomBytes(256).toString('base64url')}`;
+    tokensIssued.push(token);
+    return token;
+  }
+
   async function readJson(req: IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
@@ -484,8 +494,32 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const a = proxies.get(`${proxied[1]}/${proxied[2]}`);
       if (!a) return status(res, 503, 'ServiceUnavailable', 'error trying to reach service: dial tcp: connect: connection refused');
       const body = Buffer.isBuffer(a.body) ? a.body : Buffer.from(a.body, 'utf8');
+      // The API server passes the client's Range on; a static file server (nginx) honours one
+      // `bytes=a-b` range of a 200 answer with 206 and that slice.
+      const range = /^bytes=(\d{1,9})-(\d{1,9})$/.exec(String(req.headers.range ?? ''));
+      if (range && a.status === 200 && Number(range[1]) <= Number(range[2]) && Number(range[1]) < body.length) {
+        const from = Number(range[1]);
+        const to = Math.min(Number(range[2]), body.length - 1);
+        res.writeHead(206, { ...a.headers, 'content-range': `bytes ${from}-${to}/${body.length}`, 'content-length': to - from + 1 });
+        res.end(body.subarray(from, to + 1));
+        return;
+      }
       res.writeHead(a.status, { ...a.headers, 'content-length': body.length });
       res.end(body);
+      return;
+    }
+    // `nodes/{node}/proxy/containerLogs/{ns}/{pod}/{container}`: the kubelet's own log
+    // endpoint, relayed by the API server, with the same cuts (tailLines, limitBytes).
+    const nodeLog = /^\/api\/v1\/nodes\/[^/]+\/proxy\/containerLogs\/([^/]+)\/([^/]+)\/[^/]+$/.exec(path);
+    if (nodeLog && method === 'GET') {
+      if (!store.has(keyOf('pods', nodeLog[1] as string, nodeLog[2] as string))) {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`pod "${nodeLog[2]}" not found\n`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
+      for (const piece of logCut(logs.get(`${nodeLog[1]}/${nodeLog[2]}`) ?? [], url.searchParams)) res.write(piece);
+      res.end();
       return;
     }
     const target = resourcePath(path);
@@ -518,11 +552,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const seconds = body?.spec?.expirationSeconds ?? 3600;
       const audiences = body?.spec?.audiences ?? ['https://kubernetes.default.svc.cluster.local'];
       const now = Math.floor(Date.now() / 1000);
-      const b64url = (v: unknown): string => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
-      const sa = store.get(keyOf('serviceaccounts', ns, name as string)) as KubeObject;
-      const claims = { aud: audiences, exp: now + seconds, iat: now, iss: 'https://kubernetes.default.svc.cluster.local', 'kubernetes.io': { namespace: ns, serviceaccount: { name, uid: sa.metadata.uid } }, nbf: now, sub: `system:serviceaccount:${ns}:${name}` };
-      const token = `${b64url({ alg: 'RS256', kid: 'stand-in-signing-key' })}.${b64url(claims)}.${randomBytes(256).toString('base64url')}`;
-      tokensIssued.push(token);
+      const token = mintToken(ns, name as string, audiences, now, seconds);
       return json(res, 201, {
         kind: 'TokenRequest',
         apiVersion: 'authentication.k8s.io/v1',
@@ -663,7 +693,17 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
       const body = (await readJson(req)) as KubeObject | undefined;
       if (!body?.metadata?.name) return status(res, 422, 'Invalid', `${KINDS[r]} is invalid: metadata.name: Required value`);
       if (store.has(keyOf(r, ns, body.metadata.name))) return status(res, 409, 'AlreadyExists', `${r} "${body.metadata.name}" already exists`, { name: body.metadata.name, kind: r });
-      return json(res, 201, put(r, { ...body, metadata: { ...body.metadata, ...(ns ? { namespace: ns } : {}) } }));
+      const created = put(r, { ...body, metadata: { ...body.metadata, ...(ns ? { namespace: ns } : {}) } });
+      json(res, 201, created);
+      // The token controller: a Secret of type service-account-token naming a service account
+      // of its namespace gets a long-lived token for it (after the create is answered).
+      const sa = created.metadata.annotations?.['kubernetes.io/service-account.name'];
+      if (r === 'secrets' && created['type'] === 'kubernetes.io/service-account-token' && sa !== undefined && store.has(keyOf('serviceaccounts', ns, sa))) {
+        const token = mintToken(ns, sa, ['https://kubernetes.default.svc.cluster.local'], Math.floor(Date.now() / 1000), 10 * 365 * 86400);
+        const b64 = (v: string): string => Buffer.from(v, 'utf8').toString('base64');
+        put(r, { ...created, data: { ...((created['data'] ?? {}) as Record<string, string>), token: b64(token), namespace: b64(ns) } });
+      }
+      return;
     }
     if (method === 'DELETE' && name !== undefined) {
       await readJson(req).catch(() => undefined);

@@ -31,6 +31,10 @@ const R = {
   getScale: parseRequestInfo('GET', '/apis/apps/v1/namespaces/default/deployments/web/scale'),
   secretSub: parseRequestInfo('PATCH', '/api/v1/namespaces/default/secrets/db/status'),
   metrics: parseRequestInfo('GET', '/metrics'),
+  csrApprove: parseRequestInfo('PUT', '/apis/certificates.k8s.io/v1/certificatesigningrequests/agent-csr/approval'),
+  listCm: parseRequestInfo('GET', '/api/v1/namespaces/default/configmaps'),
+  crdCm: parseRequestInfo('GET', '/apis/evil.example.com/v1/namespaces/default/configmaps'),
+  ingress: parseRequestInfo('GET', '/apis/networking.k8s.io/v1/namespaces/default/ingresses'),
 };
 type Req = keyof typeof R;
 
@@ -49,7 +53,18 @@ const CASES: [RuleConfig['k8s'], Req[], Req[]][] = [
   [{ resources: ['!secrets'] }, ['listPods', 'getScale'], ['evict', 'debug', 'token', 'secretSub']],
   [{ resources: ['*', '!secrets'] }, ['logs'], ['secretSub', 'evict']],
   [{ resources: ['pods/eviction'] }, ['evict'], ['debug', 'deletePod']],
-  [{ resources: ['*/*'] }, ['evict', 'debug', 'token', 'podStatus', 'scale', 'logs', 'listPods'], []],
+  // A credential (a TokenRequest, a CSR approval) only where a pattern names it literally.
+  [{ resources: ['*/*'] }, ['evict', 'debug', 'podStatus', 'scale', 'logs', 'listPods'], ['token', 'csrApprove']],
+  [undefined, ['listPods'], ['token', 'csrApprove']],
+  [{ verbs: ['create', 'update'] }, ['evict'], ['token', 'csrApprove']],
+  [{ resources: ['serviceaccounts/*', 'certificates.k8s.io/*/approval'] }, [], ['token', 'csrApprove']],
+  [{ resources: ['serviceaccounts/token', 'certificates.k8s.io/certificatesigningrequests/approval'] }, ['token', 'csrApprove'], ['evict']],
+  [{ resources: ['core/serviceaccounts/token', 'certificatesigningrequests/approval'] }, ['token', 'csrApprove'], []],
+  // A bare name: Kubernetes' own groups (core, dotless, *.k8s.io); another group is named.
+  [{ resources: ['configmaps', 'deployments', 'ingresses'] }, ['listCm', 'patchDeploy', 'ingress'], ['crdCm']],
+  [{ resources: ['*/configmaps'] }, ['listCm', 'crdCm'], []],
+  [{ resources: ['evil.example.com/configmaps'] }, ['crdCm'], ['listCm']],
+  [{ resources: ['*', '!configmaps'] }, ['listPods'], ['listCm', 'crdCm']],
   [{ resources: ['*/status'] }, ['podStatus', 'secretSub'], ['evict', 'listPods']],
   [{ resources: ['serviceaccounts'] }, [], ['token']],
   [{ resources: ['pods', '!pods/exec'] }, ['listPods', 'logs'], ['exec']],
@@ -72,6 +87,15 @@ describe('k8s rules', () => {
       for (const r of yes) assert.ok(ruleMatchesK8s(rule(k8s), R[r]), `${JSON.stringify(k8s)} should match ${r}`);
       for (const r of no) assert.ok(!ruleMatchesK8s(rule(k8s), R[r]), `${JSON.stringify(k8s)} should not match ${r}`);
     }
+  });
+
+  test('deny and review rules read a bare name in every group, and match a credential without naming it', () => {
+    const deny = (k8s: RuleConfig['k8s']): RuleConfig => rule(k8s, { effect: 'deny' });
+    assert.ok(ruleMatchesK8s(deny({ resources: ['configmaps'] }), R.crdCm));
+    assert.ok(ruleMatchesK8s(rule({ resources: ['configmaps'] }, { effect: 'review' }), R.crdCm));
+    assert.ok(ruleMatchesK8s(deny(undefined), R.token));
+    assert.ok(ruleMatchesK8s(deny({ resources: ['*/*'] }), R.csrApprove));
+    assert.ok(!ruleMatchesK8s(rule({ verbs: ['create'] }, { effect: 'review' }), R.token));
   });
 
   test('a rule about SQL never matches a Kubernetes request', () => {

@@ -44,12 +44,37 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, o: UpstreamHeaderO
   if (o.forMasking) {
     out['accept'] = jsonAccept(headers['accept']);
     out['accept-encoding'] = 'identity';
+    // A byte range lets the client choose where the answer is cut (a proxied file server
+    // honours it): a value cut there has lost the shape the detectors know. Asked for whole.
+    delete out['range'];
+    delete out['if-range'];
   }
   if (o.bodyLength !== undefined) {
     delete out['transfer-encoding'];
     out['content-length'] = String(o.bodyLength);
   }
   return out;
+}
+
+/**
+ * Query parameters with which a client chooses where a text answer starts or ends: the log
+ * options the API server passes to the kubelet, and the kubelet takes on its own endpoints
+ * (`nodes/…/proxy/containerLogs/…`, `/logs/`) however the request reaches it.
+ */
+const CUT_PARAMS = ['tailLines', 'limitBytes', 'sinceTime', 'sinceSeconds'];
+
+/**
+ * Whether a text answer may start or end where the client chose (masked as cut, see
+ * masking/text-stream.ts): a container log, a request carrying a log cut in its query, or
+ * an answer that says it is a part (206, Content-Range) of something longer.
+ */
+export function clientCutAnswer(url: string, status: number, headers: Record<string, string | string[] | undefined>, log: boolean): boolean {
+  if (log || status === 206 || headers['content-range'] !== undefined) return true;
+  const q = url.indexOf('?');
+  if (q < 0) return false;
+  const params = new URLSearchParams(url.slice(q + 1));
+  // Parameter names are matched without regard to case: a backend's own parser may not care.
+  return [...params.keys()].some((k) => CUT_PARAMS.some((c) => c.toLowerCase() === k.toLowerCase()));
 }
 
 /** Media types the API server serializes objects in; each is asked for as JSON instead. `*` ranges may pick any of them. */

@@ -38,7 +38,7 @@ import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
 import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
-import { clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
+import { clientCutAnswer, clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
 import { pipeUpgrade, type UpgradeAnswerMask, type UpgradeOutput, type UpgradeTap } from './upgrade-pipe.js';
 import { maskRemoteCommand, MASKABLE_EXEC_PROTOCOLS, unmaskableUpgrade } from './exec-mask.js';
 import { LazyCast } from '../recording/lazy-cast.js';
@@ -54,6 +54,7 @@ import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
 import { writeBackRefusal } from './write-back.js';
+import { SERVICE_ACCOUNT_TOKEN_TYPE, secretWrite, type SecretWrite } from './credential-secret.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
@@ -418,6 +419,26 @@ class K8sConnection {
         return refuse(forbidden(info, why));
       }
     }
+    // A Secret of type service-account-token is a token the controller mints: such a write
+    // goes only where the policy would allow the TokenRequest itself (credential-secret.ts).
+    if (!upgrade && info.kind === 'resource' && info.group === '' && info.resource === 'secrets' && info.subresource === '' && (writes === 'POST' || writes === 'PUT' || writes === 'PATCH') && requestHasBody(req)) {
+      const max = this.#o.maxReviewBody ?? DEFAULT_MAX_REVIEW_BODY;
+      body ??= await readBody(req, max);
+      const write: SecretWrite = body === undefined ? { kind: 'unreadable', why: `this Secret write's body is larger than the ${max} bytes agentgate reads to check whether it makes a service-account token` } : secretWrite(body, contentType, firstHeader(req.headers['content-encoding']));
+      let why: string | undefined;
+      if (write.kind === 'unreadable') why = write.why;
+      else if (write.kind === 'token') {
+        const token: K8sRequestInfo = { ...info, verb: 'create', apiVerb: 'create', resource: 'serviceaccounts', subresource: 'token', name: write.serviceAccount };
+        const minted = this.#session.decide({ protocol: 'k8s', info: token }, rec.reason);
+        if (minted.effect !== 'allow') why = `a Secret of type ${SERVICE_ACCOUNT_TOKEN_TYPE} is a token for the service account it names, and ${this.#shown(minted.reason)}; only a rule that allows create serviceaccounts/token by name may mint one`;
+      }
+      if (why !== undefined) {
+        rec.decision = { effect: 'deny', rule: null, reason: why };
+        this.#counts.denied++;
+        if (body === undefined) return refuse(failureStatus(413, 'RequestEntityTooLarge', `agentgate: ${why}`));
+        return refuse(forbidden(info, why));
+      }
+    }
     if (decision.effect === 'allow') return { kind: 'forward', info, body };
 
     // review (the session core): the same request approved before goes through; else it is
@@ -546,8 +567,10 @@ class K8sConnection {
         // Logs (and plain-text errors): scanned by the detectors in-stream.
         let masked = 0;
         // A log may start and end where the API server cut it for the client (tailLines,
-        // sinceTime, limitBytes): a value cut there is masked whole (text-stream.ts).
-        const log = status < 300 && info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log';
+        // sinceTime, limitBytes), and so may any text the client asked cut — the kubelet's
+        // own log endpoints through nodes/proxy, a byte range: a value cut there is masked
+        // whole (text-stream.ts).
+        const log = status < 300 && clientCutAnswer(rec.url, status, upRes.headers, info.kind === 'resource' && info.group === '' && info.resource === 'pods' && info.subresource === 'log');
         const scan = scanTextStream(this.#masker, { onMasked: (n) => (masked += n), what: 'a log line (or key block)', cut: log });
         return this.#stream(res, rec, status, upRes.headers, upRes.body, { text: scan, masked: () => masked });
       }

@@ -16,7 +16,11 @@
  *   credential), `deployments/scale`, any `status` — matches only a pattern naming the
  *   subresource (`pods/eviction`, `pods/*`, or `*` followed by `/scale` or `/*`), as RBAC names
  *   them: such writes do something other than writing the resource. An exclusion
- *   (`!secrets`) excludes the resource's subresources for every verb. Patterns starting with `/` name
+ *   (`!secrets`) excludes the resource's subresources for every verb. A request that
+ *   issues a credential (a TokenRequest, a CSR approval) is granted only by a rule naming
+ *   it literally (`serviceaccounts/token`). A bare name (`configmaps`) in an allow rule is
+ *   that resource of the core group or of Kubernetes' own groups; in a deny or review rule
+ *   and in an exclusion, of every group. Patterns starting with `/` name
  *   non-resource URLs (`/healthz`, `/metrics`); other patterns never match those, and a
  *   rule with `resources` matches a non-resource URL only through such a pattern.
  * - `namespaces`: namespace globs. A rule that names namespaces matches only requests
@@ -45,6 +49,9 @@ export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean 
   // SQL criteria (or criteria this version does not know) make a rule about something else.
   if (rule.sql || rule.relations || rule.flags || rule.ssh || Object.keys(rule.extra).length > 0) return false;
   const k = rule.k8s;
+  // A request that issues a credential is granted (allowed, or put to a reviewer) only by a
+  // rule that names its subresource literally: no rule naming no resources, no glob.
+  if (rule.effect !== 'deny' && info.kind === 'resource' && issuesCredential(info) && !namesLiterally(k?.resources, info)) return false;
   if (!k) return true;
   if (k.verbs && !listMatches(k.verbs, (p) => compileGlob(p).test(info.verb))) return false;
   if (k.resources) {
@@ -52,7 +59,7 @@ export function ruleMatchesK8s(rule: RuleConfig, info: K8sRequestInfo): boolean 
       info.kind === 'nonResource'
         ? listMatches(k.resources, (p) => compileGlob(p).test(info.path), (p) => p.startsWith('/'), false)
         : // Exclusions only (`["!secrets"]`) mean `*` but those: the same subresource rule as `*`.
-          listMatches(k.resources.some((p) => !p.startsWith('!')) ? k.resources : ['*', ...k.resources], (p) => resourcePatternMatches(p, info, false), (p) => !p.startsWith('/'), true, (p) => resourcePatternMatches(p, info, true));
+          listMatches(k.resources.some((p) => !p.startsWith('!')) ? k.resources : ['*', ...k.resources], (p) => resourcePatternMatches(p, info, false, rule.effect !== 'allow'), (p) => !p.startsWith('/'), true, (p) => resourcePatternMatches(p, info, true, true));
     if (!ok) return false;
   }
   if (k.namespaces) {
@@ -75,6 +82,26 @@ function listMatches(patterns: readonly string[], test: (p: string) => boolean, 
   return !negatives.some(excludes);
 }
 
+/**
+ * Subresource writes whose answer is (or whose effect is that a signer issues) a new
+ * credential: a TokenRequest (`kubectl create token`: a bearer token for the service
+ * account, however powerful) and a certificate signing request's approval (the signer
+ * then issues a client certificate for whatever identity the request named).
+ */
+const CREDENTIAL_SUBRESOURCES: readonly { group: string; resource: string; subresource: string; verbs: readonly string[] }[] = [
+  { group: '', resource: 'serviceaccounts', subresource: 'token', verbs: ['create'] },
+  { group: 'certificates.k8s.io', resource: 'certificatesigningrequests', subresource: 'approval', verbs: ['update', 'patch'] },
+];
+
+function issuesCredential(info: K8sResourceRequest): boolean {
+  return CREDENTIAL_SUBRESOURCES.some((c) => c.group === info.group && c.resource === info.resource && c.subresource === info.subresource && c.verbs.includes(info.verb));
+}
+
+/** Whether a positive pattern without a glob names this request's resource and subresource. */
+function namesLiterally(patterns: readonly string[] | undefined, info: K8sResourceRequest): boolean {
+  return (patterns ?? []).some((p) => !p.startsWith('!') && !p.includes('*') && p.split('/').length >= 2 && resourcePatternMatches(p, info, false, false) && p.endsWith(`/${info.subresource}`));
+}
+
 /** Verbs a pattern without a subresource carries to the resource's subresources. */
 const WHOLE_RESOURCE_VERBS: ReadonlySet<string> = new Set(['get', 'list', 'watch', 'exec', 'attach', 'portforward', 'proxy']);
 
@@ -82,7 +109,7 @@ const WHOLE_RESOURCE_VERBS: ReadonlySet<string> = new Set(['get', 'list', 'watch
  * `resource`, `group/resource` or `resource/subresource`, `group/resource/subresource`.
  * `exclusion`: a `!` pattern, which excludes the resource's subresources for every verb.
  */
-function resourcePatternMatches(pattern: string, info: K8sResourceRequest, exclusion: boolean): boolean {
+function resourcePatternMatches(pattern: string, info: K8sResourceRequest, exclusion: boolean, anyGroup: boolean): boolean {
   const parts = pattern.split('/');
   const g = (p: string): boolean => compileGlob(p).test(info.group) || (p === 'core' && info.group === '');
   // A write to a subresource (an eviction, an ephemeral container, a token) is not a write
@@ -94,7 +121,11 @@ function resourcePatternMatches(pattern: string, info: K8sResourceRequest, exclu
   const s = (p: string): boolean => info.subresource !== '' && compileGlob(p).test(info.subresource);
   switch (parts.length) {
     case 1:
-      return whole(parts[0] as string);
+      // A bare name grants a resource of Kubernetes' own groups only: a custom resource or an
+      // aggregated API may take any plural (`configmaps.evil.example.com`) and is granted by
+      // naming its group (`example.com/widgets`, `*/widgets`). `*` alone is every group; an
+      // exclusion and a deny or review rule read the name in every group (what denies more).
+      return whole(parts[0] as string) && (anyGroup || parts[0] === '*' || builtInGroup(info.group));
     case 2: {
       const [a, b] = parts as [string, string];
       return (g(a) && whole(b)) || (r(a) && s(b));
@@ -106,6 +137,15 @@ function resourcePatternMatches(pattern: string, info: K8sResourceRequest, exclu
     default:
       return false;
   }
+}
+
+/**
+ * The core group and Kubernetes' own API groups: a group without a dot (apps, batch,
+ * policy…: a custom resource's group must hold one) or under k8s.io or kubernetes.io (which
+ * the API server keeps for API-reviewed groups).
+ */
+function builtInGroup(group: string): boolean {
+  return !group.includes('.') || group.endsWith('.k8s.io') || group.endsWith('.kubernetes.io') || group === 'k8s.io' || group === 'kubernetes.io';
 }
 
 export function decideK8s(identity: Identity, targetName: string, policies: readonly PolicyConfig[], info: K8sRequestInfo): PolicyDecision {

@@ -53,6 +53,8 @@ export interface Connection {
 
 export interface K8sStack {
   api: KubeApiServer;
+  /** The requests the API server saw since index `from` that a client sent through the broker: the broker's own Secret listings (secret-primer.ts) left out. */
+  forwarded(from: number): KubeApiServer['requests'];
   issuer: TestIssuer;
   tmp: TempDir;
   config: BrokerConfig;
@@ -145,7 +147,10 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
   const spawnKubectl = (args: string[], o: { kubeconfig?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcessWithoutNullStreams =>
     spawn('kubectl', kubectlArgs(args, o.kubeconfig ?? main.kubeconfig), { env: { ...env(), ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
 
+  // The broker lists a namespace's Secrets before a masked request there (secret-primer.ts).
+  const forwarded = (from: number): KubeApiServer['requests'] => api.requests.slice(from).filter((r) => !/\/secrets\?fieldSelector=type!%3Dhelm\.sh%2Frelease\.v1$/.test(r.url));
   return {
+    forwarded,
     api,
     issuer,
     tmp,

@@ -45,7 +45,7 @@ describe('wave 5: masked values in other representations', () => {
   let via: { port: number; ca: string; token: string };
   let straight: { port: number; ca: string; token: string };
   /** What reached the stand-in since `from`. */
-  const seenSince = (from: number): { method: string; url: string; headers: Record<string, unknown> }[] => stack.api.requests.slice(from);
+  const seenSince = (from: number): { method: string; url: string; headers: Record<string, unknown> }[] => stack.forwarded(from);
   const noLeak = (text: string, what: string): void => {
     for (const l of LEAKS) assert.ok(!text.includes(l), `${what}: ${l} in the clear:\n${text.slice(0, 1500)}`);
   };

@@ -49,7 +49,7 @@ describe('wave 7: encodings and formats of responses that carry Secrets', () => 
   let via: { port: number; ca: string; token: string };
   let unmasked: { port: number; ca: string; token: string };
   let straight: { port: number; ca: string; token: string };
-  const seenSince = (from: number): Seen[] => stack.api.requests.slice(from);
+  const seenSince = (from: number): Seen[] => stack.forwarded(from);
   /** No value in the clear: as text, as base64, or as the raw bytes a binary form carries. */
   const noneOf = (text: string, values: readonly string[], what: string): void => {
     for (const v of values) assert.ok(!text.includes(v) && !text.includes(b64(v)), `${what}: ${v} in the clear:\n${text.slice(0, 1500)}`);

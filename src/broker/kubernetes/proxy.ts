@@ -35,7 +35,7 @@ import type { ApprovalService } from '../approvals/types.js';
 import type { ScramVerifier } from '../../shared/session-secret.js';
 import type { SessionSummary } from '../session-summary.js';
 import { REASON_HEADER, decodeReasonHeader } from '../../shared/reason.js';
-import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
+import { parseRequestInfo, describeRequest, qualifiedResource, hasApiVerb, isDiscoveryRead, RequestPathError, CONNECT_VERBS, type K8sRequestInfo } from './request-info.js';
 import { failureStatus, rawStatusResponse, sendStatus, type K8sStatus, type StatusDetails } from './status.js';
 import { BearerCheck, bearerToken } from './session-auth.js';
 import { clientCutAnswer, clientHeaders, impersonationHeaders, readableCharset, textualBody, unreadableCoding, upstreamHeaders, type HeaderMask } from './headers.js';
@@ -50,6 +50,7 @@ import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from '../masking/text-stream.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
 import { KnownSecrets, rememberingMasker } from './known-secrets.js';
+import { SecretPrimer } from './secret-primer.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
@@ -105,6 +106,8 @@ export class K8sProxy {
   readonly upstreams = new K8sUpstreams();
   /** Per target: the Secret values its responses carried (known-secrets.ts). */
   readonly #known = new Map<string, KnownSecrets>();
+  /** Per target: lists Secrets before a masked request is forwarded (secret-primer.ts). */
+  readonly #primers = new Map<string, SecretPrimer>();
 
   constructor(options: K8sProxyOptions) {
     this.#o = options;
@@ -141,6 +144,12 @@ export class K8sProxy {
     return known;
   }
 
+  #primerOf(target: string): SecretPrimer {
+    let p = this.#primers.get(target);
+    if (!p) this.#primers.set(target, (p = new SecretPrimer(this.#knownOf(target), this.#o.logger.child({ component: 'kubernetes', target }))));
+    return p;
+  }
+
   /** Live connections. */
   get active(): number {
     return this.#live.size;
@@ -158,7 +167,8 @@ export class K8sProxy {
       channel.stream.destroy();
       return;
     }
-    const conn = new K8sConnection(channel, this.#o, this.upstreams, masker, () => this.#live.delete(conn));
+    const primer = masker ? this.#primerOf(channel.target.name) : undefined;
+    const conn = new K8sConnection(channel, this.#o, this.upstreams, masker, () => this.#live.delete(conn), primer);
     this.#live.add(conn);
     this.#conns.set(channel.stream, conn);
     this.#server.emit('connection', channel.stream);
@@ -198,6 +208,7 @@ class K8sConnection {
   readonly #upstreams: K8sUpstreams;
   readonly #bearer: BearerCheck;
   readonly #masker: ValueMasker | undefined;
+  readonly #primer: SecretPrimer | undefined;
   readonly #onGone: () => void;
   readonly #pending = new Set<Promise<unknown>>();
   readonly #upgraded = new Set<Duplex>();
@@ -209,7 +220,8 @@ class K8sConnection {
   /** The target's idle_timeout: no request in flight and none arriving (watches and exec streams are in flight). */
   readonly #idle: IdleTimer | undefined;
 
-  constructor(ch: K8sChannel, o: K8sProxyOptions, upstreams: K8sUpstreams, masker: ValueMasker | undefined, onGone: () => void) {
+  constructor(ch: K8sChannel, o: K8sProxyOptions, upstreams: K8sUpstreams, masker: ValueMasker | undefined, onGone: () => void, primer?: SecretPrimer) {
+    this.#primer = primer;
     this.#ch = ch;
     this.#o = o;
     this.#upstreams = upstreams;
@@ -502,6 +514,15 @@ class K8sConnection {
     if (status >= 400 || status === 0) c.errors++;
   }
 
+  /**
+   * Masked sessions: the Secrets of the namespace `info` reads (every namespace for a
+   * request that is not in one) are listed first (secret-primer.ts); discovery reads echo none.
+   */
+  #primeFor(up: K8sUpstream, info: K8sRequestInfo): Promise<void> {
+    if (!this.#primer || isDiscoveryRead(info)) return Promise.resolve();
+    return this.#primer.prime(up, info.kind === 'resource' ? info.namespace : '');
+  }
+
   async #forward(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, info: K8sRequestInfo, body: Buffer | undefined): Promise<void> {
     let up: K8sUpstream;
     try {
@@ -510,6 +531,8 @@ class K8sConnection {
       this.#log.error('kubernetes upstream is misconfigured', { target: this.#ch.target.name, error: err });
       return this.#refuse(res, rec, failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
     }
+    // The Secret values this request's answer may echo are known before it is forwarded.
+    await this.#primeFor(up, info);
     // With masking on, every response is rewritten: asked for as uncompressed JSON (a log is
     // text whatever it is asked for; its errors are JSON), whatever the resource, since
     // copies of values live in any kind.
@@ -699,6 +722,7 @@ class K8sConnection {
     } catch (err) {
       return refuse(failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
     }
+    await this.#primeFor(up, gate.info);
     // On record before the API server sees it: the command starts as soon as it does.
     try {
       await this.#record(rec, null, 0, 0);

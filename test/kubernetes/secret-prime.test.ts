@@ -1,0 +1,113 @@
+/**
+ * Secret values known before any session read them (kubernetes/secret-primer.ts): the broker
+ * lists the Secrets of a namespace with its own credential before a masked request there is
+ * forwarded, so a plain password (no shape a detector knows) echoed by an Event, a ConfigMap
+ * or a log is masked for an agent whose policy does not even let it read Secrets. Real
+ * kubectl, the API server stand-in, the real broker. Before, each echo went out in the clear
+ * (an echo read before its Secret passed through a response was judged by detectors alone).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Pool } from 'undici';
+import { startK8sStack, TARGET, type Connection, type K8sStack } from './stack.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
+import { SecretPrimer } from '../../src/broker/kubernetes/secret-primer.js';
+import { KnownSecrets } from '../../src/broker/kubernetes/known-secrets.js';
+import type { K8sUpstream } from '../../src/broker/kubernetes/upstream.js';
+import { silentLogger } from '../../src/broker/log.js';
+
+/** Plain passwords: nothing a detector recognises. */
+const PLAIN = 'prime-plain-pass-5813';
+const OTHER = 'other-ns-pass-9027';
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
+const POLICIES: PolicyConfig[] = [
+  {
+    name: 'agents-k8s',
+    subjects: { groups: ['ai-agents'] },
+    targets: [TARGET],
+    // Reads of everything but Secrets: the agent never sees one, masked or not.
+    rules: [{ name: 'read-no-secrets', k8s: { verbs: ['get', 'list', 'watch'], resources: ['pods', 'pods/log', 'events', 'configmaps', 'namespaces'] }, effect: 'allow', extra: {} }],
+  },
+  { name: 'unmasked', subjects: { groups: ['breakglass'] }, targets: [TARGET], masking: { mode: 'off' }, rules: [{ name: 'all-unmasked', effect: 'allow', extra: {} }] },
+];
+
+describe('Secret values are known before a session reads them', () => {
+  let stack: K8sStack;
+  let breakglass: Connection;
+
+  before(async () => {
+    stack = await startK8sStack({ policies: POLICIES });
+    breakglass = await stack.connectAs('oncall-1', ['breakglass']);
+    stack.api.put('secrets', { metadata: { name: 'db', namespace: 'default' }, type: 'Opaque', data: { password: b64(PLAIN), user: b64('postgres') } });
+    stack.api.put('secrets', { metadata: { name: 'svc', namespace: 'other' }, type: 'Opaque', data: { password: b64(OTHER) } });
+    stack.api.put('pods', { metadata: { name: 'db-0', namespace: 'default' }, spec: { containers: [{ name: 'db', image: 'postgres:16' }] } });
+    stack.api.setLog('default', 'db-0', ['starting\n', `retrying with ${PLAIN}\n`, 'ready\n']);
+    stack.api.put('events', { metadata: { name: 'db-0.1', namespace: 'default' }, involvedObject: { kind: 'Pod', name: 'db-0', namespace: 'default' }, reason: 'Unhealthy', type: 'Warning', message: `db login rejected: ${PLAIN} is not valid` });
+    stack.api.put('configmaps', { metadata: { name: 'app', namespace: 'default' }, data: { note: `fallback ${PLAIN}`, copy: b64(PLAIN) } });
+    stack.api.put('configmaps', { metadata: { name: 'svc', namespace: 'other' }, data: { note: `uses ${OTHER}` } });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  const reads = async (kubeconfig?: string): Promise<string> => {
+    const o = kubeconfig !== undefined ? { kubeconfig } : {};
+    const outs = await Promise.all([
+      stack.kubectl(['logs', 'db-0'], o),
+      stack.kubectl(['get', 'events', '-o', 'json'], o),
+      stack.kubectl(['get', 'configmap', 'app', '-o', 'yaml'], o),
+      stack.kubectl(['get', 'configmaps', '-A', '-o', 'json'], o),
+    ]);
+    for (const r of outs) assert.equal(r.code, 0, r.stderr);
+    return outs.map((r) => r.stdout).join('\n');
+  };
+
+  test('an agent that may not read Secrets gets every echo of one masked; the unmasked identity sees them (control)', async () => {
+    // The agent first: nothing has carried either Secret through the broker yet.
+    const agent = await reads();
+    for (const v of [PLAIN, b64(PLAIN), OTHER]) assert.equal(agent.includes(v), false, `${v} reached the agent:\n${agent}`);
+    // The rest of each echo is kept, and a short value (a user name) masks nothing.
+    for (const kept of ['retrying with ', 'db login rejected: ', 'fallback ', 'uses ', 'ready']) assert.ok(agent.includes(kept), `${kept} kept`);
+    // The agent could not read the Secret itself.
+    const denied = await stack.kubectl(['get', 'secret', 'db']);
+    assert.notEqual(denied.code, 0);
+    // CONTROL: the echoes are really there.
+    const glass = await reads(breakglass.kubeconfig);
+    for (const v of [PLAIN, b64(PLAIN), OTHER]) assert.ok(glass.includes(v), `control: ${v}`);
+    // The broker listed with its own credential, leaving Helm releases out, once per namespace and period.
+    const listings = stack.api.requests.filter((r) => r.method === 'GET' && /\/api\/v1\/(namespaces\/default\/)?secrets\?fieldSelector=type!%3Dhelm\.sh%2Frelease\.v1$/.test(r.url));
+    assert.ok(listings.some((r) => r.url.startsWith("/api/v1/namespaces/default/secrets")), `the namespace was listed: ${JSON.stringify(stack.api.requests.filter((r) => r.url.includes("secrets")).map((r) => r.url))}`);
+    assert.ok(listings.some((r) => r.url.startsWith('/api/v1/secrets')), 'a request across namespaces listed them all');
+    assert.ok(listings.length <= 2, `listed ${listings.length} times`);
+  });
+});
+
+test('a broker that may not list Secrets goes on (detectors only) and says so once per period', async () => {
+  let hits = 0;
+  const server = http.createServer((req, res) => {
+    hits++;
+    res.writeHead(403, { 'content-type': 'application/json' }).end('{"kind":"Status","code":403}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const pool = new Pool(origin);
+  const warnings: string[] = [];
+  const logger = { ...silentLogger, warn: (msg: string) => warnings.push(msg), child: () => logger };
+  try {
+    const known = new KnownSecrets();
+    const primer = new SecretPrimer(known, logger);
+    const up = { target: { name: 't' }, basePath: '', pool, authorization: undefined } as unknown as K8sUpstream;
+    await primer.prime(up, 'default');
+    await primer.prime(up, 'default');
+    assert.equal(hits, 1, 'listed once in the period');
+    assert.equal(known.size, 0);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? '', /may not list Secrets/);
+  } finally {
+    await pool.close();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

@@ -25,7 +25,7 @@
  *   event hashes) proves the broker produced exactly this selection, filtered or not.
  */
 import { createHash, hash as oneShotHash, type Hash } from 'node:crypto';
-import { GENESIS_PREV, canonicalJson, eventHash, type AuditRecord } from './audit-hash.js';
+import { GENESIS_PREV, canonicalJson, eventHash, sha256Hex, type AuditRecord } from './audit-hash.js';
 import { ReceiptVerifyError, peekCheckpoint, verifyCheckpoint, type AuditCheckpoint, type DsseEnvelope } from './receipt.js';
 
 export const EXPORT_HEADER_TYPE = 'agentgate.audit.export';
@@ -252,6 +252,8 @@ const HASH_SUFFIX_LEN = HASH_SUFFIX.length + 64 + 2;
 
 interface Segment {
   header: ExportHeader;
+  /** SHA-256 of the header's canonical JSON, which the signed end record must name. */
+  headerSha256: string;
   count: number;
   last: { seq: number; hash: string } | null;
   digest: Hash;
@@ -269,7 +271,6 @@ export class ExportVerifier {
   #last: { seq: number; hash: string } | null = null;
   #anchor: AnchorKind = 'empty';
   #anchorSigned = false;
-  #endSigned = true;
   #filtered = false;
   #gaps = 0;
   #csvColumnsSeen = false;
@@ -326,7 +327,8 @@ export class ExportVerifier {
       last: this.#last,
       anchor: this.#anchor,
       anchorSigned: this.#anchorSigned,
-      endSigned: this.#opts.jwks !== undefined && this.#endSigned,
+      // With keys every end record was checked (an unsigned one fails).
+      endSigned: this.#opts.jwks !== undefined,
       filtered: this.#filtered,
       gaps: this.#gaps,
       notes,
@@ -431,10 +433,18 @@ export class ExportVerifier {
     }
     const a = h.anchor;
     if (h.format !== this.#format) throw new Failed('malformed line', null, `line ${this.#line}: a ${String(h.format)} segment inside a ${this.#format} export`);
+    const afterSeq = (h.query as Partial<ExportQuery> | undefined)?.after_seq;
+    if (!Number.isSafeInteger(afterSeq) || (afterSeq as number) < 0) throw new Failed('bad anchor', null, `line ${this.#line}: the export header's query.after_seq is missing or malformed`);
+    let headerSha256: string;
+    try {
+      headerSha256 = sha256Hex(canonicalJson(h));
+    } catch (e) {
+      throw new Failed('malformed line', null, `line ${this.#line}: the export header has no canonical form (${(e as Error).message})`);
+    }
     const prevSeg = this.#seg;
     this.#segments++;
     if (h.filtered) this.#filtered = true;
-    this.#seg = { header: h, count: 0, last: null, digest: newSelectionDigest(), ended: false };
+    this.#seg = { header: h, headerSha256, count: 0, last: null, digest: newSelectionDigest(), ended: false };
     this.#csvColumnsSeen = false;
     if (prevSeg) {
       // A resumed export: the new segment must pick up exactly where the last one stopped.
@@ -443,6 +453,18 @@ export class ExportVerifier {
       }
       if (a.first_seq !== null && this.#last && a.first_seq <= this.#last.seq) {
         throw new Failed('out of order', a.first_seq ?? null, `segment ${this.#segments} starts at seq ${a.first_seq}, before the end of the previous one (seq ${this.#last.seq})`);
+      }
+      // Resuming continues after the last event in the file (agentgate audit export
+      // --after-seq N); the header's after_seq is signed (header_sha256), so a segment
+      // cannot be dropped from between two others, filtered or not.
+      if (this.#last && afterSeq !== this.#last.seq) {
+        throw new Failed('bad anchor', a.first_seq ?? null, `segment ${this.#segments} continues after seq ${String(afterSeq)}, but the events before it end at seq ${this.#last.seq}: a segment was removed or the segments reordered`);
+      }
+      if (this.#opts.jwks !== undefined && !prevSeg.ended && (prevSeg.header.filtered || h.filtered || a.first_seq === null)) {
+        // An interrupted segment has no signed end record; its events are proven only by the
+        // next segment's first event linking to them by hash, which a filtered (or empty) next
+        // segment does not do.
+        throw new Failed('bad signature', this.#last?.seq ?? null, `segment ${this.#segments - 1} was interrupted, so no signature covers its events, and segment ${this.#segments} does not link to them by hash (filtered or empty)`);
       }
       if (!prevSeg.ended) this.#notes.add(`segment ${this.#segments - 1} was interrupted and resumed by segment ${this.#segments}`);
       return;
@@ -549,20 +571,29 @@ export class ExportVerifier {
     const digest = seg.digest.digest('hex');
     if (this.#opts.jwks !== undefined) {
       if (!e.checkpoint) {
-        this.#endSigned = false;
-        this.#notes.add(`segment ${this.#segments}'s end record is not signed`);
-      } else {
-        let cp: AuditCheckpoint;
-        try {
-          cp = verifyCheckpoint(e.checkpoint, this.#opts.jwks).checkpoint;
-        } catch (err) {
-          if (err instanceof ReceiptVerifyError) throw new Failed('bad signature', seg.last?.seq ?? null, `the end record's signature: ${err.message}`);
-          throw err;
-        }
-        const x = cp.export;
-        if (cp.reason !== 'export' || !x || x.count !== seg.count || x.events_sha256 !== digest || (seg.last && (cp.seq !== seg.last.seq || cp.hash !== seg.last.hash))) {
-          throw new Failed('bad signature', seg.last?.seq ?? null, 'the signed end record does not match the events in the export: events were added, removed, reordered or altered');
-        }
+        // The broker signs every end record; with its keys at hand, an unsigned one is a
+        // rewrite (a forged chain, a cut-off tail with a new end record), not a lesser proof.
+        throw new Failed('bad signature', seg.last?.seq ?? null, `segment ${this.#segments}'s end record is not signed: the broker signs every export, so this one was rewritten`);
+      }
+      let cp: AuditCheckpoint;
+      try {
+        cp = verifyCheckpoint(e.checkpoint, this.#opts.jwks).checkpoint;
+      } catch (err) {
+        if (err instanceof ReceiptVerifyError) throw new Failed('bad signature', seg.last?.seq ?? null, `the end record's signature: ${err.message}`);
+        throw err;
+      }
+      const x = cp.export;
+      if (cp.reason !== 'export' || !x || x.count !== seg.count || x.events_sha256 !== digest || (seg.last && (cp.seq !== seg.last.seq || cp.hash !== seg.last.hash))) {
+        throw new Failed('bad signature', seg.last?.seq ?? null, 'the signed end record does not match the events in the export: events were added, removed, reordered or altered');
+      }
+      if (x.header_sha256 !== seg.headerSha256) {
+        throw new Failed(
+          'bad signature',
+          seg.last?.seq ?? null,
+          x.header_sha256 === undefined
+            ? `segment ${this.#segments}'s signed end record does not cover its header (an export from an older broker): its anchor and selection cannot be trusted; export again`
+            : `segment ${this.#segments}'s header (anchor, selection, filtered) is not the one the broker signed: it was altered`,
+        );
       }
     }
     seg.ended = true;

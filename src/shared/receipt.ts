@@ -350,6 +350,12 @@ export interface AuditCheckpoint {
     count: number;
     /** SHA-256 (hex) over the concatenated hashes of every event in the segment, in order. */
     events_sha256: string;
+    /**
+     * SHA-256 (hex) of the segment header's canonical JSON: the anchor, the selection
+     * (`filtered`, `query.after_seq`) and the broker it names are signed too, so a verifier
+     * may rely on them (without it a forger could mark an export filtered and drop events).
+     */
+    header_sha256?: string;
   };
 }
 

@@ -26,6 +26,7 @@
  */
 import { createHash, hash as oneShotHash, type Hash } from 'node:crypto';
 import { GENESIS_PREV, canonicalJson, eventHash, sha256Hex, type AuditRecord } from './audit-hash.js';
+import { toOcsf } from './ocsf.js';
 import { ReceiptVerifyError, peekCheckpoint, verifyCheckpoint, type AuditCheckpoint, type DsseEnvelope } from './receipt.js';
 
 export const EXPORT_HEADER_TYPE = 'agentgate.audit.export';
@@ -395,6 +396,11 @@ export class ExportVerifier {
       if (mapped !== (rec as AuditRecord).seq) {
         throw new Failed('hash mismatch', (rec as AuditRecord).seq, `seq ${(rec as AuditRecord).seq}: the OCSF metadata.sequence says ${String(mapped)}: the mapped fields were altered`);
       }
+      // A SIEM reads the mapped fields, not raw_data: they must be exactly what raw_data maps
+      // to, or an edited actor, action or statement would pass as verified.
+      if (!sameOcsf(o, rec as AuditRecord, raw)) {
+        throw new Failed('hash mismatch', (rec as AuditRecord).seq, `seq ${(rec as AuditRecord).seq}: the OCSF fields are not what its raw_data maps to: the mapped fields were altered`);
+      }
       return;
     }
     this.#record(o as unknown as AuditRecord, text);
@@ -597,6 +603,23 @@ export class ExportVerifier {
       }
     }
     seg.ended = true;
+  }
+}
+
+/**
+ * The OCSF line equals the mapping of its verified record. Only the product version is
+ * taken from the line (exports made by another agentgate version say which one made them);
+ * every other member must be what this mapping gives.
+ */
+function sameOcsf(line: Record<string, unknown>, record: AuditRecord, raw: string): boolean {
+  const expected = toOcsf(record, raw);
+  const version = (line['metadata'] as { product?: { version?: unknown } } | null | undefined)?.product?.version;
+  const meta = expected['metadata'] as { product: { version: unknown } };
+  meta.product = { ...meta.product, version };
+  try {
+    return canonicalJson(line) === canonicalJson(expected);
+  } catch {
+    return false;
   }
 }
 

@@ -9,8 +9,9 @@
  * - a tail cut off behind a rewritten, unsigned end record;
  * - a resumed export with its middle segment dropped and the next header marked filtered
  *   (the header was not covered by the signature);
- * - the same, hiding a session's statements from `receipt verify --audit`.
- * Controls: the genuine exports (one segment, resumed, filtered) verify.
+ * - the same, hiding a session's statements from `receipt verify --audit`;
+ * - an OCSF export whose mapped fields (what a SIEM reads) were edited, raw_data intact.
+ * Controls: the genuine exports (one segment, resumed, filtered, OCSF) verify.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,7 +106,7 @@ describe('wave 1: forged audit exports against the real audit verify', { timeout
     await tmp?.remove();
   });
 
-  test('control: genuine exports verify with the key (whole, resumed, filtered)', async () => {
+  test('control: genuine exports verify with the key (whole, resumed, OCSF, filtered)', async () => {
     const whole = join(tmp.path, 'control.jsonl');
     await exportTo(whole);
     const ok = await verify(whole);
@@ -120,6 +121,11 @@ describe('wave 1: forged audit exports against the real audit verify', { timeout
     const r2 = await cli(['audit', 'verify', resumed, '--key', jwksFile, '--json'], env());
     assert.equal(r2.code, 0, r2.stdout);
     assert.deepEqual([(JSON.parse(r2.stdout) as { segments: number }).segments, (JSON.parse(r2.stdout) as { endSigned: boolean }).endSigned], [2, true]);
+
+    const ocsf = join(tmp.path, 'control.ocsf.jsonl');
+    await exportTo(ocsf, ['--format', 'ocsf']);
+    const r4 = await verify(ocsf);
+    assert.equal(r4.code, 0, r4.stderr);
 
     const filtered = join(tmp.path, 'control-filtered.jsonl');
     await exportTo(filtered, ['--session', 'pgs_3']);
@@ -245,5 +251,23 @@ describe('wave 1: forged audit exports against the real audit verify', { timeout
     const r = await cli(['receipt', 'verify', receiptFile, '--key', jwksFile, '--audit', out], env());
     assert.equal(r.code, 1, `accepted as proof: ${r.stdout}`);
     assert.match(r.stderr, /export does not verify/);
+  });
+
+  test('an OCSF export whose mapped fields were edited (raw_data intact) is refused', async () => {
+    const file = join(tmp.path, 'edited.ocsf.jsonl');
+    await exportTo(file, ['--format', 'ocsf']);
+    const ls = lines(await readFile(file, 'utf8'));
+    // The denied statement of pgs_1, as a SIEM sees it: make it an allowed one by someone else.
+    const i = ls.findIndex((l) => l.includes('"class_uid"') && l.includes('"disposition":"Blocked"') && l.includes('pgs_1'));
+    assert.ok(i > 0, 'a denied event in the export');
+    const ev = JSON.parse(ls[i]!) as { actor: { user: { uid: string; name?: string } }; action: string; action_id: number; disposition: string; disposition_id: number; severity_id: number; severity: string };
+    ev.actor.user.uid = 'agent-9';
+    Object.assign(ev, { action: 'Allowed', action_id: 1, disposition: 'Allowed', disposition_id: 1, severity_id: 1, severity: 'Informational' });
+    ls[i] = JSON.stringify(ev);
+    const out = join(tmp.path, 'edited-out.ocsf.jsonl');
+    await writeFile(out, ls.join('\n') + '\n');
+    const r = await verify(out);
+    assert.equal(r.code, 1, `accepted edited OCSF fields: ${r.stdout}`);
+    assert.match(r.stderr, /hash mismatch .*the OCSF fields are not what its raw_data maps to/);
   });
 });

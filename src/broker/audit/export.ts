@@ -27,7 +27,7 @@ import { CHECKPOINT_PAYLOAD_TYPE, statementBytes, type AuditCheckpoint } from '.
 import type { ReceiptSigner } from '../receipts/types.js';
 import { signEnvelope } from '../receipts/signer.js';
 import { normalizeAuditQuery, type AuditQuery, type AuditStore, type ExportPage, type RawAuditRow } from './store.js';
-import { toOcsf } from './ocsf.js';
+import { toOcsf } from '../../shared/ocsf.js';
 
 export interface ExportRequest {
   format: ExportFormat;

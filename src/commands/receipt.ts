@@ -13,6 +13,7 @@ import { print, printJson } from './render.js';
 
 interface VerifyOptions {
   key?: string;
+  session?: string;
   audit?: string;
   recording?: string;
   recordingName?: string;
@@ -27,6 +28,7 @@ export function register(program: Command): void {
     .command('verify <file>')
     .description("verify a receipt's signature offline and print what it attests")
     .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: the key set pinned for the receipt's broker (at login, connect/run, or first use over verified TLS)")
+    .option('--session <id>', 'the session the receipt must attest (a file named <session>.receipt.json must attest that session anyway)')
     .option('--audit <export>', "an audit export to check the receipt against (the session's events, the chain up to its head)")
     .option('--recording <file>', 'a session recording (.cast) whose SHA-256 the receipt must list (and, with --audit, the chain)')
     .option('--recording-name <name>', "the recording's name at the broker (<session>.<n>.cast) when the file was renamed")
@@ -47,7 +49,7 @@ export function register(program: Command): void {
         return;
       }
       const { checkReceipt } = await import('../client/receipt-check.js');
-      const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts) });
+      const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), ...(opts.session ? { session: opts.session } : {}), trust: trustOf(opts) });
       if (opts.json) {
         printJson(check);
         if (!check.ok) process.exitCode = ExitCode.error;

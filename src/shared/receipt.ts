@@ -134,7 +134,7 @@ export interface ReceiptListResponse {
   receipts: { session: string; envelope: DsseEnvelope }[];
 }
 
-export type ReceiptProblem = 'malformed envelope' | 'wrong payload type' | 'unknown key' | 'bad signature' | 'malformed statement';
+export type ReceiptProblem = 'malformed envelope' | 'wrong payload type' | 'unknown key' | 'bad signature' | 'malformed statement' | 'session mismatch';
 
 /** A receipt (or checkpoint) failed verification; `problem` names what failed. */
 export class ReceiptVerifyError extends AgentgateError {
@@ -310,6 +310,37 @@ export function peekStatement(envelope: unknown): SessionReceiptStatement | unde
     return payload ? (JSON.parse(payload.toString('utf8')) as SessionReceiptStatement) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A protocol session id as the broker makes them (`pgs_…`, `k8s_…`, `sshs_…`). The CLI saves
+ * a receipt as `<session>.receipt.json`; a file so named claims to be that session's receipt.
+ */
+const SESSION_FILE = /^((?:pgs|k8s|sshs)_[A-Za-z0-9-]{1,100})\.receipt\.json$/;
+
+/** The session a receipt's file name claims, if it is named the way the CLI saves receipts. */
+export function sessionNamedBy(fileName: string): string | undefined {
+  return SESSION_FILE.exec(fileName)?.[1];
+}
+
+/**
+ * A verified receipt attests one session; presented as another's (renamed over it, or
+ * checked with --session) it proves nothing about that one. Throws 'session mismatch'.
+ */
+export function checkReceiptSession(predicate: Pick<SessionReceiptPredicate, 'session'>, expected: { session?: string; fileName?: string }): void {
+  const named = expected.fileName !== undefined ? sessionNamedBy(expected.fileName) : undefined;
+  for (const [claim, why] of [
+    [expected.session, '--session'],
+    [named, `the file name ${expected.fileName ?? ''}`],
+  ] as const) {
+    if (claim !== undefined && claim !== predicate.session) {
+      throw new ReceiptVerifyError(
+        'session mismatch',
+        `the receipt is signed for session ${predicate.session}, but ${why} names session ${claim}`,
+        `this is not ${claim}'s receipt; fetch that session's receipt from the broker (GET /v1/receipts/${claim}) and check it`,
+      );
+    }
   }
 }
 

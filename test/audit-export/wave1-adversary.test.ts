@@ -10,18 +10,21 @@
  * - a resumed export with its middle segment dropped and the next header marked filtered
  *   (the header was not covered by the signature);
  * - the same, hiding a session's statements from `receipt verify --audit`;
- * - an OCSF export whose mapped fields (what a SIEM reads) were edited, raw_data intact.
+ * - an OCSF export whose mapped fields (what a SIEM reads) were edited, raw_data intact;
+ * - the receipt of a harmless session saved over the receipt file of another session.
  * Controls: the genuine exports (one segment, resumed, filtered, OCSF) verify.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBroker, type Broker } from '../../src/broker/index.js';
 import { silentLogger } from '../../src/broker/log.js';
 import { receiptJwks } from '../../src/broker/keys.js';
+import { openBrokerSession } from '../../src/client/broker-session.js';
+import { collectReceipts } from '../../src/client/receipts.js';
 import { eventHash, type AuditRecord } from '../../src/shared/audit-hash.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { makeBrokerConfig, makeTempDir, type TempDir } from '../broker/fixtures.js';
@@ -87,7 +90,7 @@ async function verify(file: string): Promise<Ran> {
   return cli(['audit', 'verify', file, '--key', jwksFile], env());
 }
 
-describe('wave 1: forged audit exports against the real audit verify', { timeout: 120_000 }, () => {
+describe('wave 1: forged audit evidence against the real audit verify and receipt verify', { timeout: 120_000 }, () => {
   before(async () => {
     tmp = await makeTempDir('agentgate-audit-wave1-');
     issuer = await startTestIssuer();
@@ -269,5 +272,38 @@ describe('wave 1: forged audit exports against the real audit verify', { timeout
     const r = await verify(out);
     assert.equal(r.code, 1, `accepted edited OCSF fields: ${r.stdout}`);
     assert.match(r.stderr, /hash mismatch .*the OCSF fields are not what its raw_data maps to/);
+  });
+
+  test('a harmless session\'s receipt saved over another session\'s receipt file is refused', async () => {
+    // The agent's own receipts, fetched as `agentgate run` does; one session did the damage.
+    await broker.receipts.issue(await recordSession(broker.audit, 'pgs_calm', { connect: 'ags_w1', statements: 1 }));
+    await broker.receipts.issue(await recordSession(broker.audit, 'pgs_damage', { connect: 'ags_w1', statements: 5 }));
+    const agentToken = await issuer.sign({ sub: 'agent-7', groups: ['ai-agents'] }, { expiresIn: 3600 });
+    const dir = join(tmp.path, 'receipts-w1');
+    const session = await openBrokerSession({}, env(agentToken));
+    try {
+      const saved = await collectReceipts(session, 'ags_w1', dir, { expected: 2, env: { XDG_CONFIG_HOME: join(tmp.path, 'xdg-config') } });
+      assert.deepEqual(saved.map((r) => r.id).sort(), ['pgs_calm', 'pgs_damage']);
+    } finally {
+      await session.close();
+    }
+    // Control: both verify as saved, and a copy under a name that claims no session too.
+    for (const id of ['pgs_calm', 'pgs_damage']) {
+      const ok = await cli(['receipt', 'verify', join(dir, `${id}.receipt.json`), '--key', jwksFile], env());
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, new RegExp(`session: +${id}`));
+    }
+    const renamed = join(dir, 'latest.receipt.json');
+    await copyFile(join(dir, 'pgs_calm.receipt.json'), renamed);
+    assert.equal((await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_calm'], env())).code, 0);
+
+    // The swap: pgs_damage.receipt.json now holds pgs_calm's (validly signed) receipt.
+    await copyFile(join(dir, 'pgs_calm.receipt.json'), join(dir, 'pgs_damage.receipt.json'));
+    const swapped = await cli(['receipt', 'verify', join(dir, 'pgs_damage.receipt.json'), '--key', jwksFile], env());
+    assert.equal(swapped.code, 1, `accepted as pgs_damage's receipt: ${swapped.stdout}`);
+    assert.match(swapped.stderr, /session mismatch: the receipt is signed for session pgs_calm, but the file name pgs_damage\.receipt\.json names session pgs_damage/);
+    const asked = await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_damage'], env());
+    assert.equal(asked.code, 1, `accepted as pgs_damage's receipt: ${asked.stdout}`);
+    assert.match(asked.stderr, /session mismatch/);
   });
 });

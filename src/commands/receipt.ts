@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { ReceiptCheck } from '../client/receipt-check.js';
 import { describeReceipt } from '../shared/receipt.js';
-import { visible } from '../shared/display-text.js';
+import { visibleDeep } from '../shared/display-text.js';
 import { trustOf } from './audit.js';
 import { print, printJson } from './render.js';
 
@@ -63,13 +63,15 @@ export function register(program: Command): void {
 }
 
 function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string {
-  const p = c.statement.predicate;
+  // Signed is not safe to print: the actor's name is the IdP's `name` claim, which its owner
+  // may edit; a newline or escape in it must not print a line the receipt does not hold.
+  const p = visibleDeep(c.statement.predicate);
   const lines = [
     `OK ${file}: signed by ${c.keyid} (${c.keysFrom})`,
     `  ${describeReceipt(p)}`,
     `  session:   ${p.session}${p.connect_session ? ` (connect session ${p.connect_session})` : ''}`,
     `  actor:     ${p.actor.sub}${p.actor.name ? ` (${p.actor.name})` : ''}, ${p.actor.kind}, groups ${p.actor.groups.join(', ') || '(none)'}`,
-    ...(p.reason ? [`  reason:    ${visible(p.reason, true)}`] : []),
+    ...(p.reason ? [`  reason:    ${p.reason}`] : []),
     `  policy:    ${p.policy.name ?? '(none)'} sha256:${p.policy.sha256}`,
     `  audit:     events from seq ${p.audit.first_seq}, chain head seq ${p.audit.head_seq} ${p.audit.head_hash}`,
     `  broker:    ${p.broker.url}, issued ${p.issued_at}`,

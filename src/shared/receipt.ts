@@ -18,6 +18,7 @@ import { createHash, createPublicKey, verify as verifySignature, type KeyObject 
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { AuditActor } from './audit-hash.js';
 import { canonicalJson } from './audit-hash.js';
+import { visibleDeep } from './display-text.js';
 
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
@@ -345,7 +346,8 @@ export function checkReceiptSession(predicate: Pick<SessionReceiptPredicate, 'se
 }
 
 /** One line: what a receipt attests. */
-export function describeReceipt(p: SessionReceiptPredicate): string {
+export function describeReceipt(predicate: SessionReceiptPredicate): string {
+  const p = visibleDeep(predicate);
   const c = p.counts;
   const approvals = p.approvals.length ? `, ${p.approvals.length} approval decision${p.approvals.length === 1 ? '' : 's'}` : '';
   return (

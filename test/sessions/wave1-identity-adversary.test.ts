@@ -12,16 +12,25 @@
  *
  * Control (and the false-denial check): carol, whose groups do not change, is renewed and
  * keeps working past her first token's expiry.
+ *
+ * Attack: mallory's display name (the IdP's `name` claim, which users often edit) carries a
+ * newline and a fake "approval:" line. It is signed into her receipt as the actor's name,
+ * and `agentgate receipt verify` printed it raw: the auditor read an approval that never
+ * happened under "OK … signed by".
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { DEFAULT_ACCOUNTS, startTestIdp, type TestIdp } from '../helpers/oidc-provider.js';
-import { loginAs, makeHome, type Home, type Stack } from '../cli/fixture.js';
+import { loginAs, makeHome, runCli, type Home, type Stack } from '../cli/fixture.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
+
+const FAKE_APPROVAL = 'apr_00000000 approved by rita at 2026-12-07T00:00:00.000Z: reviewed, fine';
 
 let idp: TestIdp;
 let stack: PgStack;
@@ -35,6 +44,8 @@ before(async () => {
     accounts: {
       alice: { ...DEFAULT_ACCOUNTS['alice']!, groups: ['ai-agents'] },
       carol: { name: 'Carol Agent', email: 'carol@example.test', groups: ['ai-agents'] },
+      // A display name as users can set it at many IdPs, written to forge a line of `receipt verify`.
+      mallory: { name: `Mallory\n  approval:  ${FAKE_APPROVAL}`, email: 'mallory@example.test', groups: ['ai-agents'] },
     },
   });
   stack = await startPgStack({
@@ -51,6 +62,8 @@ after(async () => {
 });
 
 interface Connected {
+  home: Home;
+  exited: Promise<number | null>;
   cli: ChildProcess;
   stderr: () => string;
   pgEnv: NodeJS.ProcessEnv;
@@ -63,6 +76,7 @@ async function loginAndConnect(user: string): Promise<Connected> {
   assert.equal(login.code, 0, login.stderr);
   const cli = spawn(process.execPath, [BIN, 'connect', TARGET, '--port', '0', '--json'], { env: home.env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(cli);
+  const exited = new Promise<number | null>((resolve) => cli.on('close', resolve));
   let out = '';
   let err = '';
   cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -70,6 +84,8 @@ async function loginAndConnect(user: string): Promise<Connected> {
   const line = await eventually(`agentgate connect (${user}) to print its endpoint`, () => (out.includes('\n') ? out : undefined), 20_000);
   const u = new URL((JSON.parse(line) as { url: string }).url);
   return {
+    home,
+    exited,
     cli,
     stderr: () => err,
     pgEnv: { PATH: process.env['PATH'], PGHOST: u.hostname, PGPORT: u.port, PGUSER: 'agent', PGDATABASE: 'app', PGPASSWORD: decodeURIComponent(u.password), PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10' },
@@ -151,4 +167,22 @@ test('a refresh after removal from the granting group does not extend the tunnel
   await eventually('carol\'s held psql to answer after her first token expired', () => carolHeld.out().split('\n').includes('32'));
   assert.deepEqual(await psqlOnce(carol.pgEnv, 'select 3'), { code: 0, out: '3\n' });
   assert.equal(await carolHeld.end(), 0);
+});
+
+test('a display name from the IdP cannot print a line into receipt verify', { timeout: 120_000 }, async () => {
+  const mallory = await loginAndConnect('mallory');
+  assert.deepEqual(await psqlOnce(mallory.pgEnv, 'select 1'), { code: 0, out: '1\n' });
+  // Ctrl-C: connect collects the session's receipt (and pins the broker's keys) and exits.
+  mallory.cli.kill('SIGINT');
+  assert.equal(await mallory.exited, 0, mallory.stderr());
+  const dir = join(mallory.home.dir, '.local', 'state', 'agentgate', 'receipts');
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.receipt.json'));
+  assert.equal(files.length, 1, `receipts in ${dir}: ${files.join(', ')}`);
+
+  const r = await runCli(['receipt', 'verify', join(dir, files[0]!)], mallory.home.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^OK .*signed by/);
+  assert.match(r.stdout, /actor: +mallory \(Mallory\\x0a {2}approval: {2}apr_00000000/);
+  // The receipt holds no approval: no line of the output may say it does.
+  assert.deepEqual(r.stdout.split('\n').filter((l) => /^\s*approval:/.test(l)), []);
 });

@@ -287,21 +287,23 @@ describe('wave 1: forged audit evidence against the real audit verify and receip
     } finally {
       await session.close();
     }
-    // Control: both verify as saved, and a copy under a name that claims no session too.
+    // Control: both verify as saved.
     for (const id of ['pgs_calm', 'pgs_damage']) {
       const ok = await cli(['receipt', 'verify', join(dir, `${id}.receipt.json`), '--key', jwksFile], env());
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, new RegExp(`session: +${id}`));
     }
-    const renamed = join(dir, 'latest.receipt.json');
-    await copyFile(join(dir, 'pgs_calm.receipt.json'), renamed);
-    assert.equal((await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_calm'], env())).code, 0);
-
     // The swap: pgs_damage.receipt.json now holds pgs_calm's (validly signed) receipt.
     await copyFile(join(dir, 'pgs_calm.receipt.json'), join(dir, 'pgs_damage.receipt.json'));
     const swapped = await cli(['receipt', 'verify', join(dir, 'pgs_damage.receipt.json'), '--key', jwksFile], env());
     assert.equal(swapped.code, 1, `accepted as pgs_damage's receipt: ${swapped.stdout}`);
     assert.match(swapped.stderr, /session mismatch: the receipt is signed for session pgs_calm, but the file name pgs_damage\.receipt\.json names session pgs_damage/);
+    // Renamed to a name that claims no session, it still verifies (no false denial), and
+    // --session says which session it must attest.
+    const renamed = join(dir, 'latest.receipt.json');
+    await copyFile(join(dir, 'pgs_calm.receipt.json'), renamed);
+    assert.equal((await cli(['receipt', 'verify', renamed, '--key', jwksFile], env())).code, 0);
+    assert.equal((await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_calm'], env())).code, 0);
     const asked = await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_damage'], env());
     assert.equal(asked.code, 1, `accepted as pgs_damage's receipt: ${asked.stdout}`);
     assert.match(asked.stderr, /session mismatch/);

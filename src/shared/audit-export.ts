@@ -154,7 +154,10 @@ function recordFromCsv(fields: CsvField[]): AuditRecord | string {
   const nullable = (c: CsvField): string | null => (c.value === '' && !c.quoted ? null : c.value);
   const json = (c: CsvField, name: string): unknown => {
     try {
-      return c.value === '' && !c.quoted ? null : (JSON.parse(c.value) as unknown);
+      if (c.value === '' && !c.quoted) return null;
+      const v = parseJson(c.value);
+      if (v === undefined) throw new Error('not JSON');
+      return v;
     } catch {
       throw new Error(`${name} is not JSON`);
     }
@@ -380,7 +383,7 @@ export class ExportVerifier {
       return;
     }
     const obj = parseJson(text);
-    if (obj === undefined || obj === null || typeof obj !== 'object') throw this.#unparsable(terminated, 'not a JSON object');
+    if (obj === undefined || obj === null || typeof obj !== 'object') throw this.#unparsable(terminated, 'not a JSON object, or one that names a member twice');
     const o = obj as Record<string, unknown>;
     if ((o['type'] === EXPORT_HEADER_TYPE || o['type'] === EXPORT_END_TYPE) && o['hash'] === undefined && o['class_uid'] === undefined) {
       this.#control(o, terminated);
@@ -629,12 +632,56 @@ function countQuotes(s: string): number {
   return n;
 }
 
+/**
+ * JSON.parse, but text with a member name twice in one object is no JSON this verifier
+ * accepts (undefined): JSON.parse keeps the last value and other readers may keep the first,
+ * so such a line verifies as one record and reads as another (a SIEM, jq, a script).
+ */
 function parseJson(text: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
+  return hasDuplicateMember(text) ? undefined : value;
+}
+
+/**
+ * Whether valid JSON text repeats a member name within one object. One pass: a stack of
+ * the member names seen per open object (null for arrays); a string right after `{` or a
+ * `,` inside an object is a member name, decoded before comparing (`"a"` and `"\u0061"`).
+ */
+function hasDuplicateMember(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  let expectName = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      const names = stack[stack.length - 1];
+      if (expectName && names) {
+        const name = JSON.parse(text.slice(i, j + 1)) as string;
+        if (names.has(name)) return true;
+        names.add(name);
+      }
+      expectName = false;
+      i = j;
+    } else if (ch === 0x7b /* { */) {
+      stack.push(new Set());
+      expectName = true;
+    } else if (ch === 0x5b /* [ */) {
+      stack.push(null);
+      expectName = false;
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      stack.pop();
+      expectName = false;
+    } else if (ch === 0x2c /* , */) {
+      expectName = stack[stack.length - 1] != null;
+    }
+  }
+  return false;
 }
 
 function seqOf(metadata: unknown): number | null {

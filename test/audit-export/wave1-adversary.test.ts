@@ -11,7 +11,9 @@
  *   (the header was not covered by the signature);
  * - the same, hiding a session's statements from `receipt verify --audit`;
  * - an OCSF export whose mapped fields (what a SIEM reads) were edited, raw_data intact;
- * - the receipt of a harmless session saved over the receipt file of another session.
+ * - the receipt of a harmless session saved over the receipt file of another session;
+ * - an event line that names a member twice: the verifier (JSON.parse) read the genuine
+ *   last value, a reader keeping the first read the forged one.
  * Controls: the genuine exports (one segment, resumed, filtered, OCSF) verify.
  */
 import { test, describe, before, after } from 'node:test';
@@ -307,5 +309,20 @@ describe('wave 1: forged audit evidence against the real audit verify and receip
     const asked = await cli(['receipt', 'verify', renamed, '--key', jwksFile, '--session', 'pgs_damage'], env());
     assert.equal(asked.code, 1, `accepted as pgs_damage's receipt: ${asked.stdout}`);
     assert.match(asked.stderr, /session mismatch/);
+  });
+
+  test('an event line naming a member twice (forged first, genuine last) is refused', async () => {
+    const file = join(tmp.path, 'dup.jsonl');
+    await exportTo(file);
+    const ls = lines(await readFile(file, 'utf8'));
+    const i = ls.findIndex((l) => isEvent(l) && l.includes('"session":"pgs_1"') && l.includes('"effect":"deny"'));
+    assert.ok(i > 0, 'the denied statement of pgs_1');
+    // What a first-wins reader sees: an allowed statement by agent-9.
+    ls[i] = `{"decision":{"effect":"allow","rule":"agents-read#1"},"actor":{"sub":"agent-9","groups":[],"kind":"agent"},${ls[i]!.slice(1)}`;
+    const out = join(tmp.path, 'dup-out.jsonl');
+    await writeFile(out, ls.join('\n') + '\n');
+    const r = await verify(out);
+    assert.equal(r.code, 1, `accepted a line with repeated members: ${r.stdout}`);
+    assert.match(r.stderr, /malformed line .*names a member twice/);
   });
 });

@@ -8,7 +8,11 @@
  *
  * A tunnel whose credential lapsed refuses new sessions (their lease carries the refusal)
  * until a fresh credential of the same subject is presented; a revoked tunnel never
- * comes back.
+ * comes back. A renewal must also carry the same grants (groups and kind): the tunnel's
+ * sessions were authorized with the identity it was opened with, so a credential whose
+ * groups changed at the IdP (removed from the group that grants access) cannot keep them
+ * alive; the tunnel then ends at the old credential's expiry and a reconnect is judged
+ * on the new groups.
  */
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { AuditActor } from '../shared/audit-hash.js';
@@ -32,6 +36,9 @@ export interface EndNotice {
 export interface CredentialIdentity {
   sub: string;
   issuer: string;
+  /** What policies match on besides `sub`: a renewal must carry the same. */
+  groups: readonly string[];
+  kind: string;
   /** Token expiry, unix seconds. */
   expiresAt: number;
 }
@@ -60,7 +67,7 @@ export interface SessionLease {
 
 export class LiveSessionError extends AgentgateError {
   override readonly name = 'LiveSessionError';
-  constructor(code: 'AG_TUNNEL_UNKNOWN' | 'AG_CREDENTIAL_SUBJECT_CHANGED' | 'AG_SESSION_REVOKED', message: string, hint: string) {
+  constructor(code: 'AG_TUNNEL_UNKNOWN' | 'AG_CREDENTIAL_SUBJECT_CHANGED' | 'AG_CREDENTIAL_GRANTS_CHANGED' | 'AG_SESSION_REVOKED', message: string, hint: string) {
     super(code, message, ExitCode.auth, { hint });
   }
 }
@@ -69,6 +76,10 @@ interface TunnelEntry {
   id: string;
   sub: string;
   issuer: string;
+  /** The grants the tunnel was opened with (grantsOf), which every renewal must match. */
+  grants: string;
+  groups: readonly string[];
+  kind: string;
   connectSession: string | null;
   /** Epoch ms after which the credential no longer carries the tunnel. */
   deadline: number;
@@ -111,6 +122,9 @@ export class LiveSessions {
       id,
       sub: identity.sub,
       issuer: identity.issuer,
+      grants: grantsOf(identity),
+      groups: [...identity.groups],
+      kind: identity.kind,
       connectSession: connectSession ?? null,
       deadline: this.#deadlineOf(identity),
       timer: undefined,
@@ -145,6 +159,16 @@ export class LiveSessions {
         'AG_CREDENTIAL_SUBJECT_CHANGED',
         `the renewed credential is for ${identity.sub} (${identity.issuer}), but this tunnel belongs to ${t.sub} (${t.issuer})`,
         'a tunnel keeps the identity it was opened with; start a new `agentgate connect` to act as someone else',
+      );
+    }
+    if (grantsOf(identity) !== t.grants) {
+      // Sessions on this tunnel were authorized with the groups it was opened with; a
+      // credential carrying other groups must not extend them. Refused, the tunnel ends at
+      // the old credential's expiry, and a new connect is judged on the new groups.
+      throw new LiveSessionError(
+        'AG_CREDENTIAL_GRANTS_CHANGED',
+        `the renewed credential of ${identity.sub} carries ${describeGrants(identity.groups, identity.kind)}, but this tunnel was opened with ${describeGrants(t.groups, t.kind)}`,
+        'your group membership changed at the identity provider; this tunnel ends when its current credential expires; start a new `agentgate connect` to use the access the new groups give',
       );
     }
     t.deadline = this.#deadlineOf(identity);
@@ -288,6 +312,15 @@ export class LiveSessions {
     }
     return true;
   }
+}
+
+/** A comparable form of what policies match on (besides the subject): the set of groups and the kind. */
+function grantsOf(identity: Pick<CredentialIdentity, 'groups' | 'kind'>): string {
+  return JSON.stringify([identity.kind, [...new Set(identity.groups)].sort()]);
+}
+
+function describeGrants(groups: readonly string[], kind: string): string {
+  return `groups [${[...new Set(groups)].sort().join(', ')}] (${kind})`;
 }
 
 function expiredNotice(sub: string, expiredAtMs: number): EndNotice {

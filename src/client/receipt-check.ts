@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
 import type { AuditRecord } from '../shared/audit-hash.js';
-import { ReceiptVerifyError, peekStatement, verifyReceipt, type SessionReceiptStatement } from '../shared/receipt.js';
+import { basename } from 'node:path';
+import { ReceiptVerifyError, checkReceiptSession, peekStatement, verifyReceipt, type SessionReceiptStatement } from '../shared/receipt.js';
 import { verifyExportFile } from './audit-export.js';
 import type { BrokerTrust } from './broker-http.js';
 import { loadJwks, savedJwksFor } from './receipts.js';
@@ -27,6 +28,8 @@ export type ReceiptCheck =
 
 export interface ReceiptCheckOptions {
   key?: string;
+  /** The session the receipt must attest (besides what its file name claims). */
+  session?: string;
   audit?: string;
   trust?: BrokerTrust;
   env?: NodeJS.ProcessEnv;
@@ -67,6 +70,7 @@ export async function checkReceipt(file: string, opts: ReceiptCheckOptions = {})
   let keyid: string;
   try {
     ({ statement, keyid } = verifyReceipt(envelope, jwks));
+    checkReceiptSession(statement.predicate, { fileName: basename(file), ...(opts.session !== undefined ? { session: opts.session } : {}) });
   } catch (err) {
     if (err instanceof ReceiptVerifyError) return fail(file, envelope, err);
     throw err;

@@ -7,12 +7,13 @@ import type { Command } from 'commander';
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { ReceiptCheck } from '../client/receipt-check.js';
 import { describeReceipt } from '../shared/receipt.js';
-import { visible } from '../shared/display-text.js';
+import { visibleDeep } from '../shared/display-text.js';
 import { trustOf } from './audit.js';
 import { print, printJson } from './render.js';
 
 interface VerifyOptions {
   key?: string;
+  session?: string;
   audit?: string;
   recording?: string;
   recordingName?: string;
@@ -27,6 +28,7 @@ export function register(program: Command): void {
     .command('verify <file>')
     .description("verify a receipt's signature offline and print what it attests")
     .option('--key <jwks>', "the broker's JWKS: a file, or an https URL (fetched only when given); default: the key set pinned for the receipt's broker (at login, connect/run, or first use over verified TLS)")
+    .option('--session <id>', 'the session the receipt must attest (a file named <session>.receipt.json must attest that session anyway)')
     .option('--audit <export>', "an audit export to check the receipt against (the session's events, the chain up to its head)")
     .option('--recording <file>', 'a session recording (.cast) whose SHA-256 the receipt must list (and, with --audit, the chain)')
     .option('--recording-name <name>', "the recording's name at the broker (<session>.<n>.cast) when the file was renamed")
@@ -47,7 +49,7 @@ export function register(program: Command): void {
         return;
       }
       const { checkReceipt } = await import('../client/receipt-check.js');
-      const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), trust: trustOf(opts) });
+      const check = await checkReceipt(file, { ...(opts.key ? { key: opts.key } : {}), ...(opts.audit ? { audit: opts.audit } : {}), ...(opts.session ? { session: opts.session } : {}), trust: trustOf(opts) });
       if (opts.json) {
         printJson(check);
         if (!check.ok) process.exitCode = ExitCode.error;
@@ -61,13 +63,15 @@ export function register(program: Command): void {
 }
 
 function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string {
-  const p = c.statement.predicate;
+  // Signed is not safe to print: the actor's name is the IdP's `name` claim, which its owner
+  // may edit; a newline or escape in it must not print a line the receipt does not hold.
+  const p = visibleDeep(c.statement.predicate);
   const lines = [
     `OK ${file}: signed by ${c.keyid} (${c.keysFrom})`,
     `  ${describeReceipt(p)}`,
     `  session:   ${p.session}${p.connect_session ? ` (connect session ${p.connect_session})` : ''}`,
     `  actor:     ${p.actor.sub}${p.actor.name ? ` (${p.actor.name})` : ''}, ${p.actor.kind}, groups ${p.actor.groups.join(', ') || '(none)'}`,
-    ...(p.reason ? [`  reason:    ${visible(p.reason, true)}`] : []),
+    ...(p.reason ? [`  reason:    ${p.reason}`] : []),
     `  policy:    ${p.policy.name ?? '(none)'} sha256:${p.policy.sha256}`,
     `  audit:     events from seq ${p.audit.first_seq}, chain head seq ${p.audit.head_seq} ${p.audit.head_hash}`,
     `  broker:    ${p.broker.url}, issued ${p.issued_at}`,

@@ -25,7 +25,8 @@
  *   event hashes) proves the broker produced exactly this selection, filtered or not.
  */
 import { createHash, hash as oneShotHash, type Hash } from 'node:crypto';
-import { GENESIS_PREV, canonicalJson, eventHash, type AuditRecord } from './audit-hash.js';
+import { GENESIS_PREV, canonicalJson, eventHash, sha256Hex, type AuditRecord } from './audit-hash.js';
+import { toOcsf } from './ocsf.js';
 import { ReceiptVerifyError, peekCheckpoint, verifyCheckpoint, type AuditCheckpoint, type DsseEnvelope } from './receipt.js';
 
 export const EXPORT_HEADER_TYPE = 'agentgate.audit.export';
@@ -153,7 +154,10 @@ function recordFromCsv(fields: CsvField[]): AuditRecord | string {
   const nullable = (c: CsvField): string | null => (c.value === '' && !c.quoted ? null : c.value);
   const json = (c: CsvField, name: string): unknown => {
     try {
-      return c.value === '' && !c.quoted ? null : (JSON.parse(c.value) as unknown);
+      if (c.value === '' && !c.quoted) return null;
+      const v = parseJson(c.value);
+      if (v === undefined) throw new Error('not JSON');
+      return v;
     } catch {
       throw new Error(`${name} is not JSON`);
     }
@@ -252,6 +256,8 @@ const HASH_SUFFIX_LEN = HASH_SUFFIX.length + 64 + 2;
 
 interface Segment {
   header: ExportHeader;
+  /** SHA-256 of the header's canonical JSON, which the signed end record must name. */
+  headerSha256: string;
   count: number;
   last: { seq: number; hash: string } | null;
   digest: Hash;
@@ -269,7 +275,6 @@ export class ExportVerifier {
   #last: { seq: number; hash: string } | null = null;
   #anchor: AnchorKind = 'empty';
   #anchorSigned = false;
-  #endSigned = true;
   #filtered = false;
   #gaps = 0;
   #csvColumnsSeen = false;
@@ -326,7 +331,8 @@ export class ExportVerifier {
       last: this.#last,
       anchor: this.#anchor,
       anchorSigned: this.#anchorSigned,
-      endSigned: this.#opts.jwks !== undefined && this.#endSigned,
+      // With keys every end record was checked (an unsigned one fails).
+      endSigned: this.#opts.jwks !== undefined,
       filtered: this.#filtered,
       gaps: this.#gaps,
       notes,
@@ -377,7 +383,7 @@ export class ExportVerifier {
       return;
     }
     const obj = parseJson(text);
-    if (obj === undefined || obj === null || typeof obj !== 'object') throw this.#unparsable(terminated, 'not a JSON object');
+    if (obj === undefined || obj === null || typeof obj !== 'object') throw this.#unparsable(terminated, 'not a JSON object, or one that names a member twice');
     const o = obj as Record<string, unknown>;
     if ((o['type'] === EXPORT_HEADER_TYPE || o['type'] === EXPORT_END_TYPE) && o['hash'] === undefined && o['class_uid'] === undefined) {
       this.#control(o, terminated);
@@ -392,6 +398,11 @@ export class ExportVerifier {
       this.#record(rec as AuditRecord, raw);
       if (mapped !== (rec as AuditRecord).seq) {
         throw new Failed('hash mismatch', (rec as AuditRecord).seq, `seq ${(rec as AuditRecord).seq}: the OCSF metadata.sequence says ${String(mapped)}: the mapped fields were altered`);
+      }
+      // A SIEM reads the mapped fields, not raw_data: they must be exactly what raw_data maps
+      // to, or an edited actor, action or statement would pass as verified.
+      if (!sameOcsf(o, rec as AuditRecord, raw)) {
+        throw new Failed('hash mismatch', (rec as AuditRecord).seq, `seq ${(rec as AuditRecord).seq}: the OCSF fields are not what its raw_data maps to: the mapped fields were altered`);
       }
       return;
     }
@@ -431,10 +442,18 @@ export class ExportVerifier {
     }
     const a = h.anchor;
     if (h.format !== this.#format) throw new Failed('malformed line', null, `line ${this.#line}: a ${String(h.format)} segment inside a ${this.#format} export`);
+    const afterSeq = (h.query as Partial<ExportQuery> | undefined)?.after_seq;
+    if (!Number.isSafeInteger(afterSeq) || (afterSeq as number) < 0) throw new Failed('bad anchor', null, `line ${this.#line}: the export header's query.after_seq is missing or malformed`);
+    let headerSha256: string;
+    try {
+      headerSha256 = sha256Hex(canonicalJson(h));
+    } catch (e) {
+      throw new Failed('malformed line', null, `line ${this.#line}: the export header has no canonical form (${(e as Error).message})`);
+    }
     const prevSeg = this.#seg;
     this.#segments++;
     if (h.filtered) this.#filtered = true;
-    this.#seg = { header: h, count: 0, last: null, digest: newSelectionDigest(), ended: false };
+    this.#seg = { header: h, headerSha256, count: 0, last: null, digest: newSelectionDigest(), ended: false };
     this.#csvColumnsSeen = false;
     if (prevSeg) {
       // A resumed export: the new segment must pick up exactly where the last one stopped.
@@ -443,6 +462,18 @@ export class ExportVerifier {
       }
       if (a.first_seq !== null && this.#last && a.first_seq <= this.#last.seq) {
         throw new Failed('out of order', a.first_seq ?? null, `segment ${this.#segments} starts at seq ${a.first_seq}, before the end of the previous one (seq ${this.#last.seq})`);
+      }
+      // Resuming continues after the last event in the file (agentgate audit export
+      // --after-seq N); the header's after_seq is signed (header_sha256), so a segment
+      // cannot be dropped from between two others, filtered or not.
+      if (this.#last && afterSeq !== this.#last.seq) {
+        throw new Failed('bad anchor', a.first_seq ?? null, `segment ${this.#segments} continues after seq ${String(afterSeq)}, but the events before it end at seq ${this.#last.seq}: a segment was removed or the segments reordered`);
+      }
+      if (this.#opts.jwks !== undefined && !prevSeg.ended && (prevSeg.header.filtered || h.filtered || a.first_seq === null)) {
+        // An interrupted segment has no signed end record; its events are proven only by the
+        // next segment's first event linking to them by hash, which a filtered (or empty) next
+        // segment does not do.
+        throw new Failed('bad signature', this.#last?.seq ?? null, `segment ${this.#segments - 1} was interrupted, so no signature covers its events, and segment ${this.#segments} does not link to them by hash (filtered or empty)`);
       }
       if (!prevSeg.ended) this.#notes.add(`segment ${this.#segments - 1} was interrupted and resumed by segment ${this.#segments}`);
       return;
@@ -549,23 +580,49 @@ export class ExportVerifier {
     const digest = seg.digest.digest('hex');
     if (this.#opts.jwks !== undefined) {
       if (!e.checkpoint) {
-        this.#endSigned = false;
-        this.#notes.add(`segment ${this.#segments}'s end record is not signed`);
-      } else {
-        let cp: AuditCheckpoint;
-        try {
-          cp = verifyCheckpoint(e.checkpoint, this.#opts.jwks).checkpoint;
-        } catch (err) {
-          if (err instanceof ReceiptVerifyError) throw new Failed('bad signature', seg.last?.seq ?? null, `the end record's signature: ${err.message}`);
-          throw err;
-        }
-        const x = cp.export;
-        if (cp.reason !== 'export' || !x || x.count !== seg.count || x.events_sha256 !== digest || (seg.last && (cp.seq !== seg.last.seq || cp.hash !== seg.last.hash))) {
-          throw new Failed('bad signature', seg.last?.seq ?? null, 'the signed end record does not match the events in the export: events were added, removed, reordered or altered');
-        }
+        // The broker signs every end record; with its keys at hand, an unsigned one is a
+        // rewrite (a forged chain, a cut-off tail with a new end record), not a lesser proof.
+        throw new Failed('bad signature', seg.last?.seq ?? null, `segment ${this.#segments}'s end record is not signed: the broker signs every export, so this one was rewritten`);
+      }
+      let cp: AuditCheckpoint;
+      try {
+        cp = verifyCheckpoint(e.checkpoint, this.#opts.jwks).checkpoint;
+      } catch (err) {
+        if (err instanceof ReceiptVerifyError) throw new Failed('bad signature', seg.last?.seq ?? null, `the end record's signature: ${err.message}`);
+        throw err;
+      }
+      const x = cp.export;
+      if (cp.reason !== 'export' || !x || x.count !== seg.count || x.events_sha256 !== digest || (seg.last && (cp.seq !== seg.last.seq || cp.hash !== seg.last.hash))) {
+        throw new Failed('bad signature', seg.last?.seq ?? null, 'the signed end record does not match the events in the export: events were added, removed, reordered or altered');
+      }
+      if (x.header_sha256 !== seg.headerSha256) {
+        throw new Failed(
+          'bad signature',
+          seg.last?.seq ?? null,
+          x.header_sha256 === undefined
+            ? `segment ${this.#segments}'s signed end record does not cover its header (an export from an older broker): its anchor and selection cannot be trusted; export again`
+            : `segment ${this.#segments}'s header (anchor, selection, filtered) is not the one the broker signed: it was altered`,
+        );
       }
     }
     seg.ended = true;
+  }
+}
+
+/**
+ * The OCSF line equals the mapping of its verified record. Only the product version is
+ * taken from the line (exports made by another agentgate version say which one made them);
+ * every other member must be what this mapping gives.
+ */
+function sameOcsf(line: Record<string, unknown>, record: AuditRecord, raw: string): boolean {
+  const expected = toOcsf(record, raw);
+  const version = (line['metadata'] as { product?: { version?: unknown } } | null | undefined)?.product?.version;
+  const meta = expected['metadata'] as { product: { version: unknown } };
+  meta.product = { ...meta.product, version };
+  try {
+    return canonicalJson(line) === canonicalJson(expected);
+  } catch {
+    return false;
   }
 }
 
@@ -575,12 +632,56 @@ function countQuotes(s: string): number {
   return n;
 }
 
+/**
+ * JSON.parse, but text with a member name twice in one object is no JSON this verifier
+ * accepts (undefined): JSON.parse keeps the last value and other readers may keep the first,
+ * so such a line verifies as one record and reads as another (a SIEM, jq, a script).
+ */
 function parseJson(text: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
+  return hasDuplicateMember(text) ? undefined : value;
+}
+
+/**
+ * Whether valid JSON text repeats a member name within one object. One pass: a stack of
+ * the member names seen per open object (null for arrays); a string right after `{` or a
+ * `,` inside an object is a member name, decoded before comparing (`"a"` and `"\u0061"`).
+ */
+function hasDuplicateMember(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  let expectName = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      const names = stack[stack.length - 1];
+      if (expectName && names) {
+        const name = JSON.parse(text.slice(i, j + 1)) as string;
+        if (names.has(name)) return true;
+        names.add(name);
+      }
+      expectName = false;
+      i = j;
+    } else if (ch === 0x7b /* { */) {
+      stack.push(new Set());
+      expectName = true;
+    } else if (ch === 0x5b /* [ */) {
+      stack.push(null);
+      expectName = false;
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      stack.pop();
+      expectName = false;
+    } else if (ch === 0x2c /* , */) {
+      expectName = stack[stack.length - 1] != null;
+    }
+  }
+  return false;
 }
 
 function seqOf(metadata: unknown): number | null {

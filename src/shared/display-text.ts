@@ -111,3 +111,20 @@ export function visible(text: string, singleLine = false): string {
   });
   return markLookalikes(escaped);
 }
+
+/**
+ * A copy of JSON data with every string passed through `visible(…, true)`: for printing a
+ * whole record whose strings came from elsewhere (a receipt's actor name is the IdP's
+ * `name` claim, which users often edit), so no field can start a new line, move the cursor
+ * or pass for another.
+ */
+export function visibleDeep<T>(value: T): T {
+  if (typeof value === 'string') return visible(value, true) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => visibleDeep(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = visibleDeep(v);
+    return out as T;
+  }
+  return value;
+}

@@ -18,6 +18,7 @@ import { createHash, createPublicKey, verify as verifySignature, type KeyObject 
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { AuditActor } from './audit-hash.js';
 import { canonicalJson } from './audit-hash.js';
+import { visibleDeep } from './display-text.js';
 
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
@@ -134,7 +135,7 @@ export interface ReceiptListResponse {
   receipts: { session: string; envelope: DsseEnvelope }[];
 }
 
-export type ReceiptProblem = 'malformed envelope' | 'wrong payload type' | 'unknown key' | 'bad signature' | 'malformed statement';
+export type ReceiptProblem = 'malformed envelope' | 'wrong payload type' | 'unknown key' | 'bad signature' | 'malformed statement' | 'session mismatch';
 
 /** A receipt (or checkpoint) failed verification; `problem` names what failed. */
 export class ReceiptVerifyError extends AgentgateError {
@@ -313,8 +314,40 @@ export function peekStatement(envelope: unknown): SessionReceiptStatement | unde
   }
 }
 
+/**
+ * A protocol session id as the broker makes them (`pgs_…`, `k8s_…`, `sshs_…`). The CLI saves
+ * a receipt as `<session>.receipt.json`; a file so named claims to be that session's receipt.
+ */
+const SESSION_FILE = /^((?:pgs|k8s|sshs)_[A-Za-z0-9-]{1,100})\.receipt\.json$/;
+
+/** The session a receipt's file name claims, if it is named the way the CLI saves receipts. */
+export function sessionNamedBy(fileName: string): string | undefined {
+  return SESSION_FILE.exec(fileName)?.[1];
+}
+
+/**
+ * A verified receipt attests one session; presented as another's (renamed over it, or
+ * checked with --session) it proves nothing about that one. Throws 'session mismatch'.
+ */
+export function checkReceiptSession(predicate: Pick<SessionReceiptPredicate, 'session'>, expected: { session?: string; fileName?: string }): void {
+  const named = expected.fileName !== undefined ? sessionNamedBy(expected.fileName) : undefined;
+  for (const [claim, why] of [
+    [expected.session, '--session'],
+    [named, `the file name ${expected.fileName ?? ''}`],
+  ] as const) {
+    if (claim !== undefined && claim !== predicate.session) {
+      throw new ReceiptVerifyError(
+        'session mismatch',
+        `the receipt is signed for session ${predicate.session}, but ${why} names session ${claim}`,
+        `this is not ${claim}'s receipt; fetch that session's receipt from the broker (GET /v1/receipts/${claim}) and check it`,
+      );
+    }
+  }
+}
+
 /** One line: what a receipt attests. */
-export function describeReceipt(p: SessionReceiptPredicate): string {
+export function describeReceipt(predicate: SessionReceiptPredicate): string {
+  const p = visibleDeep(predicate);
   const c = p.counts;
   const approvals = p.approvals.length ? `, ${p.approvals.length} approval decision${p.approvals.length === 1 ? '' : 's'}` : '';
   return (
@@ -350,6 +383,12 @@ export interface AuditCheckpoint {
     count: number;
     /** SHA-256 (hex) over the concatenated hashes of every event in the segment, in order. */
     events_sha256: string;
+    /**
+     * SHA-256 (hex) of the segment header's canonical JSON: the anchor, the selection
+     * (`filtered`, `query.after_seq`) and the broker it names are signed too, so a verifier
+     * may rely on them (without it a forger could mark an export filtered and drop events).
+     */
+    header_sha256?: string;
   };
 }
 

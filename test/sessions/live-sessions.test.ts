@@ -16,7 +16,7 @@ const registry = (): LiveSessions => new LiveSessions({ leewayMs: 0, logger: sil
 
 test('a lapsed credential ends live sessions and refuses new ones; the same subject renews and revives', () => {
   const live = registry();
-  live.openTunnel('t1', { sub: 'alice', issuer: 'https://idp', expiresAt: nowSec() + 3600 });
+  live.openTunnel('t1', { sub: 'alice', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 });
   const lease = live.lease('t1', { actor, target: 'db', protocol: 'postgres' });
   const ended: EndNotice[] = [];
   lease.start('pgs_1', (n) => ended.push(n));
@@ -24,18 +24,18 @@ test('a lapsed credential ends live sessions and refuses new ones; the same subj
   assert.equal(live.list().length, 1);
 
   // A credential already past its exp (leeway 0): the deadline is now.
-  live.renew('t1', { sub: 'alice', issuer: 'https://idp', expiresAt: nowSec() - 1 });
+  live.renew('t1', { sub: 'alice', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() - 1 });
   assert.deepEqual(ended.map((n) => n.reason), ['credential_expired']);
   assert.equal(live.list().length, 0);
   const next = live.lease('t1', { actor, target: 'db', protocol: 'postgres' });
   assert.equal(next.refusal?.reason, 'credential_expired');
   assert.match(next.refusal?.hint ?? '', /agentgate login/);
 
-  assert.throws(() => live.renew('t1', { sub: 'mallory', issuer: 'https://idp', expiresAt: nowSec() + 3600 }), { code: 'AG_CREDENTIAL_SUBJECT_CHANGED' });
-  assert.throws(() => live.renew('t1', { sub: 'alice', issuer: 'https://other-idp', expiresAt: nowSec() + 3600 }), { code: 'AG_CREDENTIAL_SUBJECT_CHANGED' });
+  assert.throws(() => live.renew('t1', { sub: 'mallory', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 }), { code: 'AG_CREDENTIAL_SUBJECT_CHANGED' });
+  assert.throws(() => live.renew('t1', { sub: 'alice', issuer: 'https://other-idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 }), { code: 'AG_CREDENTIAL_SUBJECT_CHANGED' });
   assert.equal(next.refusal?.reason, 'credential_expired');
 
-  const until = live.renew('t1', { sub: 'alice', issuer: 'https://idp', expiresAt: nowSec() + 3600 });
+  const until = live.renew('t1', { sub: 'alice', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 });
   assert.ok(until > Date.now() + 3_000_000);
   assert.equal(next.refusal, undefined);
   live.close();
@@ -43,15 +43,15 @@ test('a lapsed credential ends live sessions and refuses new ones; the same subj
 
 test('revoking a subject ends its sessions, and its tunnels stay refused even with a fresh credential', () => {
   const live = registry();
-  live.openTunnel('t1', { sub: 'alice', issuer: 'https://idp', expiresAt: nowSec() + 3600 });
-  live.openTunnel('t2', { sub: 'bob', issuer: 'https://idp', expiresAt: nowSec() + 3600 });
+  live.openTunnel('t1', { sub: 'alice', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 });
+  live.openTunnel('t2', { sub: 'bob', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 3600 });
   const ended: string[] = [];
   live.lease('t1', { actor, target: 'db', protocol: 'postgres' }).start('pgs_a', (n) => ended.push(`a:${n.reason}:${n.by}`));
   live.lease('t2', { actor: { ...actor, sub: 'bob' }, target: 'db', protocol: 'postgres' }).start('pgs_b', (n) => ended.push(`b:${n.reason}`));
   assert.deepEqual(live.revoke({ sub: 'alice' }, 'op-1'), ['pgs_a']);
   assert.deepEqual(ended, ['a:revoked:op-1']);
   assert.deepEqual(live.list().map((s) => s.id), ['pgs_b']);
-  assert.throws(() => live.renew('t1', { sub: 'alice', issuer: 'https://idp', expiresAt: nowSec() + 7200 }), { code: 'AG_SESSION_REVOKED' });
+  assert.throws(() => live.renew('t1', { sub: 'alice', issuer: 'https://idp', groups: ['ai-agents'], kind: 'agent', expiresAt: nowSec() + 7200 }), { code: 'AG_SESSION_REVOKED' });
   assert.equal(live.lease('t1', { actor, target: 'db', protocol: 'postgres' }).refusal?.reason, 'revoked');
   // Ending twice is a no-op; an unknown session is nothing to revoke.
   assert.deepEqual(live.revoke({ session: 'pgs_a' }, 'op-1'), []);

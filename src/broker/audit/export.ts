@@ -9,7 +9,7 @@
  * events and leave gaps; such an export is marked `filtered`. Nothing past the head at the
  * start of the export is included, so an export of a busy log still ends.
  */
-import { GENESIS_PREV, hashedText, type AuditRecord } from '../../shared/audit-hash.js';
+import { GENESIS_PREV, canonicalJson, hashedText, sha256Hex, type AuditRecord } from '../../shared/audit-hash.js';
 import {
   CSV_COLUMNS,
   EXPORT_END_TYPE,
@@ -27,7 +27,7 @@ import { CHECKPOINT_PAYLOAD_TYPE, statementBytes, type AuditCheckpoint } from '.
 import type { ReceiptSigner } from '../receipts/types.js';
 import { signEnvelope } from '../receipts/signer.js';
 import { normalizeAuditQuery, type AuditQuery, type AuditStore, type ExportPage, type RawAuditRow } from './store.js';
-import { toOcsf } from './ocsf.js';
+import { toOcsf } from '../../shared/ocsf.js';
 
 export interface ExportRequest {
   format: ExportFormat;
@@ -147,7 +147,7 @@ export async function writeExport(deps: ExportDeps, req: ExportRequest, sink: Ex
       hash: last?.hash ?? GENESIS_PREV,
       time: lastTime ?? now().toISOString(),
       created_at: now().toISOString(),
-      export: { count, events_sha256: digest.digest('hex') },
+      export: { count, events_sha256: digest.digest('hex'), header_sha256: sha256Hex(canonicalJson(header)) },
     };
     const end: ExportEnd = {
       type: EXPORT_END_TYPE,

@@ -3,8 +3,8 @@
  * The mapping is a view for SIEMs; the evidence is `raw_data`, the hashed agentgate record,
  * which `agentgate audit verify` checks.
  */
-import type { AuditRecord, JsonValue } from '../../shared/audit-hash.js';
-import { VERSION } from '../../shared/version.js';
+import type { AuditRecord, JsonValue } from './audit-hash.js';
+import { VERSION } from './version.js';
 
 export const OCSF_VERSION = '1.3.0';
 

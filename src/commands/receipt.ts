@@ -67,7 +67,7 @@ function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string 
     `  ${describeReceipt(p)}`,
     `  session:   ${p.session}${p.connect_session ? ` (connect session ${p.connect_session})` : ''}`,
     `  actor:     ${p.actor.sub}${p.actor.name ? ` (${p.actor.name})` : ''}, ${p.actor.kind}, groups ${p.actor.groups.join(', ') || '(none)'}`,
-    ...(p.reason ? [`  reason:    ${visible(p.reason, true)}`] : []),
+    ...(p.reason ? [`  reason:    ${p.reason}`] : []),
     `  policy:    ${p.policy.name ?? '(none)'} sha256:${p.policy.sha256}`,
     `  audit:     events from seq ${p.audit.first_seq}, chain head seq ${p.audit.head_seq} ${p.audit.head_hash}`,
     `  broker:    ${p.broker.url}, issued ${p.issued_at}`,
@@ -79,5 +79,7 @@ function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string 
     );
     for (const n of c.audit.notes) lines.push(`  note: ${n}`);
   }
-  return lines.join('\n');
+  // The actor's subject and name come from a token, a reason from the agent: each line is
+  // escaped on its own, so a newline in them cannot forge another line (an approval).
+  return lines.map((l) => visible(l, true)).join('\n');
 }

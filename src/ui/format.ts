@@ -1,8 +1,8 @@
 /** Plain-text pieces shared by the approvals screen and the `requests`/`approve` tables. */
 import type { RequestView } from '../shared/api-types.js';
 
-export { visible } from '../shared/display-text.js';
-import { visible } from '../shared/display-text.js';
+export { shownStatement, sizeOf, visible } from '../shared/display-text.js';
+import { shownStatement, sizeOf, visible } from '../shared/display-text.js';
 
 /** `42s`, `5m`, `3h`, `2d`: coarse on purpose, it is read at a glance. */
 export function formatAge(ms: number): string {
@@ -18,27 +18,6 @@ export function formatAge(ms: number): string {
 /** Whitespace collapsed to single spaces, for one-line display of a statement. */
 export function oneLine(text: string): string {
   return visible(text.replace(/[ \t\r\n]+/g, ' ').trim(), true);
-}
-
-/**
- * A statement as a reviewer reads it whole (details, `agentgate approve ID`): escaped as
- * `visible` does, with padding that would push the rest out of sight said in words — a run
- * of three or more blank lines as one line `⋯ N blank lines ⋯`, a run of 32 or more spaces
- * as `⋯ N spaces ⋯`.
- */
-export function shownStatement(text: string): string {
-  return visible(text)
-    .replace(/ {32,}/g, (run) => ` ⋯ ${run.length} spaces ⋯ `)
-    .replace(/(?:^|\n)(?:[ \t]*\n){3,}/g, (run) => {
-      const blank = run.split('\n').length - 2;
-      return `\n⋯ ${blank} blank lines ⋯\n`;
-    });
-}
-
-/** `3 lines, 120 characters`: how much there is to read. */
-export function sizeOf(text: string): string {
-  const lines = text === '' ? 0 : text.split(/\r\n|\r|\n/).length;
-  return `${lines} line${lines === 1 ? '' : 's'}, ${[...text].length} characters`;
 }
 
 /** Columns a character takes on a terminal: two for East Asian wide ones, else one. */

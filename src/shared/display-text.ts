@@ -140,13 +140,54 @@ export function sizeOf(text: string): string {
  * would reach the terminal raw; as escapes they parse back to exactly the same value.
  */
 export function terminalJson(value: unknown, space?: number): string {
+  return jsonShown(JSON.stringify(value, null, space));
+}
+
+/** JSON text (one document or JSON lines) with what `visible` would escape as `\uXXXX`. */
+function jsonShown(json: string): string {
   // Structural JSON is ASCII and a string holds no raw newline: every other match is inside a string.
-  return JSON.stringify(value, null, space).replace(UNSAFE, (ch) => {
+  return json.replace(UNSAFE, (ch) => {
     if (ch === '\n') return ch;
     let out = '';
     for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
     return out;
   });
+}
+
+/**
+ * A stream of text (an audit export) made safe for a terminal line by line: JSON lines as
+ * terminalJson writes them (the same values), other text (CSV) as `visible` shows it. A
+ * line is judged whole, so a chunk boundary cannot split a sequence or a word.
+ */
+export class TerminalLines {
+  readonly #json: boolean;
+  readonly #decoder = new TextDecoder('utf-8');
+  #carry = '';
+
+  constructor(json: boolean) {
+    this.#json = json;
+  }
+
+  write(chunk: Uint8Array): string {
+    const text = this.#carry + this.#decoder.decode(chunk, { stream: true });
+    const nl = text.lastIndexOf('\n');
+    if (nl < 0) {
+      this.#carry = text;
+      return '';
+    }
+    this.#carry = text.slice(nl + 1);
+    return this.#shown(text.slice(0, nl + 1));
+  }
+
+  end(): string {
+    const rest = this.#carry + this.#decoder.decode();
+    this.#carry = '';
+    return rest === '' ? '' : this.#shown(rest);
+  }
+
+  #shown(text: string): string {
+    return this.#json ? jsonShown(text) : visible(text);
+  }
 }
 
 /**

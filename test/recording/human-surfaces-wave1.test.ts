@@ -13,12 +13,16 @@ import type { AddressInfo } from 'node:net';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as pty from 'node-pty';
 import pg from 'pg';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import type { ApprovalWebhookPayload } from '../../src/shared/api-types.js';
 import { TARGET as SSH_TARGET, eventually, startSshStack, type SshStack } from '../ssh/stack.js';
 import { startPgStack, TARGET as PG_TARGET, type PgStack } from '../postgres/stack.js';
 import { runAgentgate, type CliResult } from './agentgate-cli.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
 const SSH_POLICIES: PolicyConfig[] = [
   {
@@ -307,5 +311,49 @@ describe('human surfaces, wave 1: listings, JSON and webhooks (Postgres)', () =>
       r.stdout.split('\n').filter((l) => /^\s*(approval|actor|reason):/.test(l)),
       ['  actor:     agent-9\\x0a  approval:  apr_forged approve by dba-1 at 2026-01-01T00:00:00Z, agent, groups ai-agents', '  reason:    routine \\x9b2J\\u{202e}check'],
     );
+  });
+
+  /** The real CLI in a real terminal (node-pty): what the person sees, stdout and stderr. */
+  const onTerminal = (args: string[], token: string): Promise<{ code: number; out: string }> =>
+    new Promise((resolve) => {
+      const term = pty.spawn(process.execPath, [BIN, ...args], {
+        name: 'xterm',
+        cols: 200,
+        rows: 50,
+        cwd: stack.tmp.path,
+        env: {
+          PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+          HOME: stack.tmp.path,
+          XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+          XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+          AGENTGATE_BROKER: stack.broker.url,
+          AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+          AGENTGATE_KEYCHAIN: 'off',
+          AGENTGATE_TOKEN: token,
+          NO_COLOR: '1',
+        },
+      });
+      let out = '';
+      term.onData((d) => (out += d));
+      term.onExit(({ exitCode }) => resolve({ code: exitCode, out }));
+    });
+
+  test('hs-19: `agentgate audit export` to a terminal shows agent text escaped (CSV and JSON lines); piped, the bytes stay exact', async () => {
+    const sql = 'SELECT 1 AS hs19 /* \x1b]52;c;aGk=\x07 \u009b2J \u202e */';
+    await psql(sql);
+    await sessionOf('agent-7', 'hs19');
+    const csv = await onTerminal(['audit', 'export', '--format', 'csv'], auditorToken);
+    assert.equal(csv.code, 0, csv.out);
+    // The CSV's detail column is JSON (ESC and BEL already escaped there); the rest as `visible` shows it.
+    assert.ok(csv.out.includes('SELECT 1 AS hs19 /* \\u001b]52;c;aGk=\\u0007 \\x9b2J \\u{202e} */'), csv.out.slice(-2000));
+    const jsonl = await onTerminal(['audit', 'export', '--format', 'jsonl'], auditorToken);
+    assert.equal(jsonl.code, 0, jsonl.out);
+    assert.ok(jsonl.out.includes('SELECT 1 AS hs19 /* \\u001b]52;c;aGk=\\u0007 \\u009b2J \\u202e */'), jsonl.out.slice(-2000));
+    for (const out of [csv.out, jsonl.out]) assert.ok(!out.includes('\x1b]52') && !/[\u009b\u202e]/.test(out), 'nothing of it reaches the terminal raw');
+    // Piped (a file, another program), the export is the exact bytes the chain covers.
+    const piped = await agentgate(['audit', 'export', '--format', 'jsonl'], auditorToken);
+    assert.equal(piped.code, 0, piped.stderr);
+    const line = piped.stdout.split('\n').find((l) => l.includes('hs19') && l.includes('"query"'));
+    assert.ok(line?.includes('\u009b2J \u202e'), line);
   });
 });

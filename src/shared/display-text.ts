@@ -216,6 +216,12 @@ const SCREEN_MODES = new Set(['47', '1047', '1049']);
 /** 8-bit C1 introducers (U+0090 DCS, U+0098 SOS, U+009B CSI, U+009D OSC, U+009E PM, U+009F APC) as their 7-bit ESC form. */
 const C1_INTRODUCER: Record<string, string> = { '\u0090': 'P', '\u0098': 'X', '\u009b': '[', '\u009d': ']', '\u009e': '^', '\u009f': '_' };
 
+/**
+ * Bidirectional controls (marks, embeddings, overrides, isolates): a terminal with bidi
+ * support would reorder what follows them ("Trojan Source"); no session output needs them.
+ */
+const BIDI_CONTROL = /^[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]$/u;
+
 type FilterState = 'ground' | 'esc' | 'csi' | 'string';
 
 /**
@@ -231,7 +237,8 @@ type FilterState = 'ground' | 'esc' | 'csi' | 'string';
  *     reports and operations `CSI … t`, DECID, ENQ): an answer lands in the input, after the
  *     replay ends in the shell's;
  *   - any other CSI or escape sequence, C0 control or C1 control not known to be only
- *     drawing (unknown means no); a C1 introducer (U+009B …) is parsed as its ESC form.
+ *     drawing (unknown means no); a C1 introducer (U+009B …) is parsed as its ESC form;
+ *   - bidirectional controls (U+202E …), which a bidi-capable terminal would obey.
  * `end()` then turns off what the replay left on (private modes, insert mode, scroll
  * region, shifted character sets, keypad mode, cursor style, colours), so the terminal
  * is the reviewer's again. Output with none of these replays byte for byte.
@@ -310,7 +317,7 @@ export class ReplayFilter {
       if (c === 0x0e) this.#charsets = true;
       return ch;
     }
-    if (c < 0x20 || (c >= 0x80 && c <= 0x9f)) return visible(ch, true);
+    if (c < 0x20 || (c >= 0x80 && c <= 0x9f) || BIDI_CONTROL.test(ch)) return visible(ch, true);
     return ch;
   }
 

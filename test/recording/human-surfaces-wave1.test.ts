@@ -119,6 +119,11 @@ describe('human surfaces, wave 1: replay of recorded target output', () => {
     assert.equal(await replay(session), `${stdout}\x1b[?25h\x1b[?1000l\x1b[?1049l\x1b[0m`);
   });
 
+  test('hs-07: bidirectional overrides and isolates in the target output are shown escaped; other scripts are not touched', async () => {
+    const { session } = await recorded('ok \u202eexe.tac\u202c \u2067x\u2069 Привет عربي\n');
+    assert.equal(await replay(session), 'ok \\u{202e}exe.tac\\u{202c} \\u{2067}x\\u{2069} Привет عربي\n');
+  });
+
   test('hs-06: --raw replays exactly what was recorded, for whoever wants it', async () => {
     const { session, stdout } = await recorded('raw\x1b]52;c;eA==\x07\n');
     assert.equal(await replay(session, '--raw'), stdout);

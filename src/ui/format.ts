@@ -46,9 +46,23 @@ export function wrapLines(text: string, width: number): string[] {
   return out;
 }
 
+/**
+ * `text` cut to `width` characters (code points, so no pair is split) with how much was cut
+ * said: `…(+1234)`. A listing must not pass for all of a statement a reviewer approves.
+ */
 export function truncate(text: string, width: number): string {
-  if (width <= 0) return '';
-  return text.length <= width ? text : text.slice(0, Math.max(0, width - 1)) + '…';
+  const chars = [...text];
+  if (chars.length <= width) return text;
+  return `${chars.slice(0, Math.max(0, width - 1)).join('')}…(+${chars.length - Math.max(0, width - 1)})`;
+}
+
+/** Whether requestsTable cut this request's statement, values or body. */
+export function cutInTable(r: RequestView): boolean {
+  return [...tableStatement(r)].length > 80 || (bodyLine(r) !== undefined && [...(bodyLine(r) ?? '')].length > 80);
+}
+
+function tableStatement(r: RequestView): string {
+  return oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '');
 }
 
 export function requesterLabel(r: RequestView): string {
@@ -153,7 +167,7 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       `${approvalsGiven(r)}/${r.approvers.count}`,
       r.requester_reason !== undefined ? truncate(visible(oneLine(r.requester_reason), true), 40) : '-',
       // A body gets its own 80 characters: a long path must not push it out of sight.
-      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80) + (bodyLine(r) ? ` -- ${truncate(bodyLine(r) ?? '', 80)}` : ''),
+      truncate(tableStatement(r), 80) + (bodyLine(r) ? ` -- ${truncate(bodyLine(r) ?? '', 80)}` : ''),
     ]);
   }
   return table(rows);

@@ -361,4 +361,43 @@ describe('human surfaces, wave 1: listings, JSON and webhooks (Postgres)', () =>
     const line = piped.stdout.split('\n').find((l) => l.includes('hs19') && l.includes('"query"'));
     assert.ok(line?.includes('\u009b2J \u202e'), line);
   });
+
+  test('hs-20: `agentgate broker sessions` lists a live session whose subject carries a title sequence and a bidi override, escaped', async () => {
+    const sub = 'agent-x\x1b]0;pwned\x07\u202e';
+    const other = await stack.connectAs(sub, ['ai-agents']);
+    const c = new pg.Client({ host: '127.0.0.1', port: other.port, user: 'agent', password: other.session.secret, database: 'app' });
+    await c.connect();
+    try {
+      await c.query('SELECT 1 AS hs20');
+      const r = await agentgate(['broker', 'sessions'], auditorToken);
+      assert.equal(r.code, 0, r.stderr);
+      const line = r.stdout.split('\n').find((l) => l.includes('agent-x'));
+      assert.ok(line?.includes('\tagent-x\\x1b]0;pwned\\x07\\u{202e}\t'), r.stdout);
+      assert.ok(!r.stdout.includes('\x1b') && !r.stdout.includes('\u202e'), r.stdout);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('hs-21: a statement cut in the `agentgate approve` listing says how much is cut and where to read it whole before approving', async () => {
+    const sql = "UPDATE orders SET status = 'fine /* a routine status fix, nothing else */' , id = id + 1000 WHERE true AND 'hs21' = 'hs21'";
+    const c = new pg.Client({ connectionString: stack.url });
+    await c.connect();
+    const ran = c.query(sql).then(
+      () => 'ran',
+      (e: Error) => e.message,
+    );
+    const payload = await eventually('the webhook', () => hooks.find((h) => h.request.statement.includes('hs21')));
+    const id = payload.request.id;
+    const r = await agentgate(['approve'], dbaToken);
+    assert.equal(r.code, 0, r.stderr);
+    const row = r.stdout.split('\n').find((l) => l.startsWith(id));
+    assert.ok(row?.endsWith(`${sql.slice(0, 79)}…(+${sql.length - 79})`), row);
+    assert.ok(r.stderr.includes(`${id}: its statement is cut above (…(+N) says how much); read it whole first: agentgate approve ${id}\n`), r.stderr);
+    // Only the cut one is named (the others of this suite were decided).
+    assert.equal(r.stderr.split('is cut above').length, 2, r.stderr);
+    await stack.broker.approvals.decide(id, DBA, 'deny', 'hs21');
+    assert.match(await ran, /hs21/);
+    await c.end();
+  });
 });

@@ -150,7 +150,12 @@ describe('human surfaces, wave 1: listings, JSON and webhooks (Postgres)', () =>
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
     stack = await startPgStack({ policies: PG_POLICIES, config: { approvals: { timeoutSeconds: 600, webhooks: [{ url, secret: undefined, events: ['created'] }] } } });
-    await stack.pg.psql("CREATE TABLE orders (id int PRIMARY KEY, status text); INSERT INTO orders VALUES (1, 'new'); GRANT ALL ON orders TO app;", { database: 'app' });
+    await stack.pg.psql(
+      "CREATE TABLE orders (id int PRIMARY KEY, status text); INSERT INTO orders VALUES (1, 'new'); GRANT ALL ON orders TO app;" +
+        // A table the agent named (it may create tables elsewhere): its name reaches the reasons people read.
+        'CREATE TABLE "hs22\u009b2J\u202e" (id int); GRANT ALL ON "hs22\u009b2J\u202e" TO app;',
+      { database: 'app' },
+    );
     auditorToken = await stack.issuer.sign({ sub: 'auditor-1', groups: ['security'] }, { expiresIn: 3600 });
     dbaToken = await stack.issuer.sign({ sub: 'dba-1', groups: ['dba'] }, { expiresIn: 3600 });
   });
@@ -399,5 +404,17 @@ describe('human surfaces, wave 1: listings, JSON and webhooks (Postgres)', () =>
     await stack.broker.approvals.decide(id, DBA, 'deny', 'hs21');
     assert.match(await ran, /hs21/);
     await c.end();
+  });
+
+  test('hs-22: `agentgate run` announcing a held statement prints the held reason (it names the agent\'s table) escaped', async () => {
+    const running = agentgate(['run', '--target', PG_TARGET, '--', 'psql', '-X', '-q', '-c', 'UPDATE "hs22\u009b2J\u202e" SET id = 2'], stack.token);
+    const req = await eventually('the held request', () => stack.broker.approvals.list(DBA, {}).requests.find((x) => x.status === 'pending' && x.statement.includes('hs22')));
+    await stack.broker.approvals.decide(req.id, DBA, 'deny', 'hs22');
+    const r = await running;
+    const line = r.stderr.split('\n').find((l) => l.startsWith(`agentgate: waiting for 1 approval from dba (${req.id})`));
+    assert.ok(line?.includes('(held: rule held holds for review update on public.hs22\\x9b2J\\u{202e} (no_where))'), r.stderr);
+    // agentgate's own lines; the child's (psql printing the server's DETAIL) are the agent's own output.
+    const own = r.stderr.split('\n').filter((l) => l.startsWith('agentgate:'));
+    assert.ok(!/[\u009b\u202e]/.test(own.join('\n')), own.join('\n'));
   });
 });

@@ -21,6 +21,7 @@ import {
   type ExportVerifyResult,
 } from '../shared/audit-export.js';
 import { apiError, transportError } from './broker-http.js';
+import { TerminalLines } from '../shared/display-text.js';
 import { openBrokerSession, type BrokerSessionFlags } from './broker-session.js';
 
 export interface ExportSelection {
@@ -139,6 +140,12 @@ export async function exportAudit(opts: ExportCallOptions): Promise<ExportResult
 async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefined, opts: ExportCallOptions, resumed: boolean): Promise<ExportResult> {
   const format = opts.selection.format;
   const stdout = opts.stdout ?? process.stdout;
+  // On a terminal the export is read, not kept: agent text in it (statements, reasons,
+  // names) is shown escaped there. A file or a pipe gets the exact bytes.
+  const shown = !fh && (stdout as NodeJS.WriteStream).isTTY === true ? new TerminalLines(format !== 'csv') : undefined;
+  const toStdout = async (data: Uint8Array | string): Promise<void> => {
+    if (data.length > 0 && !stdout.write(data)) await new Promise<void>((r) => stdout.once('drain', () => r()));
+  };
   let bytes = 0;
   /** Bytes after the last newline seen (a line still arriving). */
   let carry: Buffer = Buffer.alloc(0);
@@ -158,6 +165,7 @@ async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefine
       // Synchronous: the chunk dies here instead of surviving an await, which keeps V8's young
       // generation (and so the CLI's RSS) small; the page cache makes the write itself quick.
       if (fh) for (let off = 0; off < chunk.length; ) off += writeSync(fh.fd, chunk, off);
+      else if (shown) await toStdout(shown.write(chunk));
       else if (!stdout.write(chunk)) await new Promise<void>((r) => stdout.once('drain', () => r()));
 
       if (headerBytes) {
@@ -195,6 +203,7 @@ async function copyExport(body: AsyncIterable<Buffer>, fh: FileHandle | undefine
     throw incomplete(`when the connection broke: ${(err as Error).message}`, err);
   }
   if (fh) await fh.sync();
+  if (shown) await toStdout(shown.end());
   const end = endLine !== undefined && carry.length === 0 ? (parseControl(endLine, format) as { count?: number; last?: { seq: number } | null } | undefined) : undefined;
   if (!end || header?.type !== EXPORT_HEADER_TYPE) throw incomplete('before its end record');
   opts.onProgress?.({ seq: end.last?.seq ?? lastSeq, fromSeq: header.anchor.first_seq, untilSeq: header.query.until_seq, bytes });

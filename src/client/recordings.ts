@@ -13,7 +13,7 @@ import { apiError, transportError } from './broker-http.js';
 import { openBrokerSession, type BrokerSessionFlags } from './broker-session.js';
 import { checkReceipt, type ReceiptCheckOptions } from './receipt-check.js';
 import { verifyExportFile } from './audit-export.js';
-import { visible } from '../shared/display-text.js';
+import { ReplayFilter, visible } from '../shared/display-text.js';
 
 export interface SessionDetail {
   session: string;
@@ -98,6 +98,11 @@ export interface PlayOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Keys on a terminal: space pauses, → skips 5 s ahead, ← goes 5 s back (replayed from the start), q quits. */
   control?: PlayControl;
+  /**
+   * Write the output exactly as recorded. Default false: it goes through ReplayFilter,
+   * since the target (which the agent controls) wrote it for someone else's terminal.
+   */
+  raw?: boolean;
 }
 
 /** What the keys set; playCast reads it between events. */
@@ -170,6 +175,7 @@ export async function playCast(cast: ParsedCast, o: PlayOptions = {}): Promise<{
   const markers: string[] = [];
   /** Events before this time are written without waiting (a seek). */
   let fastUntil = -1;
+  const filter = o.raw ? undefined : new ReplayFilter();
   for (let i = 0; i < cast.events.length; i++) {
     const [t, code, data] = cast.events[i]!;
     if (c && t > fastUntil) {
@@ -193,6 +199,7 @@ export async function playCast(cast: ParsedCast, o: PlayOptions = {}): Promise<{
         if (target < t) {
           // Back: clear the screen and replay from the start up to the target at once.
           out.write('\x1bc');
+          filter?.reset();
           fastUntil = target;
           last = 0;
           i = -1;
@@ -206,10 +213,11 @@ export async function playCast(cast: ParsedCast, o: PlayOptions = {}): Promise<{
     }
     last = t;
     if (code === 'o') {
-      out.write(data);
+      out.write(filter ? filter.write(data) : data);
       played++;
     } else if (code === 'm' && !markers.includes(data)) markers.push(data);
   }
+  if (filter) out.write(filter.end());
   return { events: cast.events.length, played, markers };
 }
 
@@ -218,13 +226,15 @@ export function formatTimeline(entries: TimelineEntry[]): string[] {
   return entries.map((e) => {
     const d = e.decision ? `${e.decision.effect}${e.decision.rule ? ` by ${e.decision.rule}` : ''}` : '-';
     const a = e.approvals.length ? ` approved: ${e.approvals.map((x) => `${x.approver ?? '?'} ${x.decision}`).join(', ')}` : '';
+    // Every field may carry the agent's text (a deny reason quotes the statement; a tag or type comes from the target).
     const oc = e.outcome;
     const res = oc
       ? [oc.status, oc.tag, oc.rows !== undefined ? `${oc.rows} rows` : undefined, oc.sqlstate ? `SQLSTATE ${oc.sqlstate}` : undefined, oc.http_status !== undefined ? `HTTP ${oc.http_status}` : undefined, oc.exit_status !== undefined ? `exit ${oc.exit_status}` : undefined]
           .filter(Boolean)
           .join(', ')
       : 'no outcome';
-    return `+${e.offset.toFixed(3)}s  ${e.text === null ? `(${e.type})` : visible(e.text)}\n          ${d}${a}; ${res}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}${formatSample(e.result_sample)}`;
+    const tail = visible(`${d}${a}; ${res}${e.decision?.reason ? ` — ${e.decision.reason}` : ''}`, true);
+    return `+${e.offset.toFixed(3)}s  ${visible(e.text === null ? `(${e.type})` : e.text)}\n          ${tail}${formatSample(e.result_sample)}`;
   });
 }
 

@@ -11,6 +11,7 @@ import { collectReceipts, type CollectedReceipt } from './receipts.js';
 import { openApprovalsClient } from './approvals.js';
 import { renewalNotices } from './renewal-notice.js';
 import { holdNotice } from '../shared/hold-notice.js';
+import { visible } from '../shared/display-text.js';
 
 export interface RunWrappedOptions {
   flags: BrokerSessionFlags;
@@ -149,7 +150,8 @@ async function watchHeld(o: RunWrappedOptions, env: NodeJS.ProcessEnv, gha: bool
           if (!r.mine) return;
           if (type === 'created' && !seen.has(r.id)) {
             seen.add(r.id);
-            o.say(`agentgate: ${holdNotice(r)} (${r.rule}: ${r.reason})`);
+            // The reason names tables from the statement: escaped for the terminal.
+            o.say(`agentgate: ${holdNotice(r)} (${r.rule}: ${visible(r.reason, true)})`);
             if (gha) o.say(`::notice title=agentgate: waiting for approval::${escapeAnnotation(`${r.statement} — ${holdNotice(r)}`)}`);
           } else if (type === 'decided' && r.status !== 'pending') {
             o.say(`agentgate: ${r.id} ${r.status}`);

@@ -51,7 +51,7 @@ export function register(program: Command): void {
 
     // No terminal to ask on: show what there is and how to decide it.
     const { getRequest, listRequests } = await import('../client/approvals.js');
-    const { requestDetails, requestsTable } = await import('../ui/format.js');
+    const { cutInTable, requestDetails, requestsTable } = await import('../ui/format.js');
     if (id) {
       const view = await getRequest(broker, id);
       if (flags.json) printJson(view);
@@ -70,6 +70,8 @@ export function register(program: Command): void {
       return;
     }
     print(requestsTable(waiting));
+    // An approval covers all of a statement: a cut one is named, with where to read it whole.
+    for (const r of waiting.filter(cutInTable)) say(`${r.id}: its statement is cut above (…(+N) says how much); read it whole first: agentgate approve ${r.id}`);
     say('decide with: agentgate approve ID --approve   or   agentgate approve ID --deny --reason "…"');
   });
 }

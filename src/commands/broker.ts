@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { ConfigError, UsageError } from '../errors.js';
 import type { BrokerConfig } from '../broker/service.js';
 import { addBrokerOptions } from '../client/broker-options.js';
+import { visible } from '../shared/display-text.js';
 import { print, printJson, say } from './render.js';
 import { waitForStopSignal } from './signals.js';
 
@@ -81,7 +82,7 @@ export function register(program: Command): void {
     const res = await listLiveSessions(brokerFlags(flags));
     if (flags.json) return printJson(res);
     if (res.sessions.length === 0) return say('No live sessions.');
-    print(['ID\tACTOR\tTARGET\tSTARTED\tEXPIRES', ...res.sessions.map((s) => `${s.id}\t${s.actor.sub}\t${s.target}\t${s.started_at}\t${s.expires_at}`)].join('\n'));
+    print(['ID\tACTOR\tTARGET\tSTARTED\tEXPIRES', ...res.sessions.map((s) => [s.id, s.actor.sub, s.target, s.started_at, s.expires_at].map((f) => visible(f, true)).join('\t'))].join('\n'));
   });
 
   addBrokerOptions(

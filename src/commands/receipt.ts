@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { AgentgateError, ExitCode } from '../errors.js';
 import type { ReceiptCheck } from '../client/receipt-check.js';
 import { describeReceipt } from '../shared/receipt.js';
-import { visibleDeep } from '../shared/display-text.js';
+import { visible } from '../shared/display-text.js';
 import { trustOf } from './audit.js';
 import { print, printJson } from './render.js';
 
@@ -64,8 +64,9 @@ export function register(program: Command): void {
 
 function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string {
   // Signed is not safe to print: the actor's name is the IdP's `name` claim, which its owner
-  // may edit; a newline or escape in it must not print a line the receipt does not hold.
-  const p = visibleDeep(c.statement.predicate);
+  // may edit; a newline or escape in it must not print a line the receipt does not hold
+  // (each line is escaped below).
+  const p = c.statement.predicate;
   const lines = [
     `OK ${file}: signed by ${c.keyid} (${c.keysFrom})`,
     `  ${describeReceipt(p)}`,
@@ -83,5 +84,7 @@ function describe(file: string, c: Extract<ReceiptCheck, { ok: true }>): string 
     );
     for (const n of c.audit.notes) lines.push(`  note: ${n}`);
   }
-  return lines.join('\n');
+  // The actor's subject and name come from a token, a reason from the agent: each line is
+  // escaped on its own, so a newline in them cannot forge another line (an approval).
+  return lines.map((l) => visible(l, true)).join('\n');
 }

@@ -3,6 +3,7 @@
  * text, progress and warnings go to stderr, so stdout stays clean for pipes.
  */
 import { AgentgateError } from '../errors.js';
+import { terminalJson } from '../shared/display-text.js';
 
 export interface OutputStreams {
   stdout: NodeJS.WritableStream;
@@ -12,7 +13,8 @@ export interface OutputStreams {
 export const defaultStreams: OutputStreams = { stdout: process.stdout, stderr: process.stderr };
 
 export function printJson(value: unknown, streams: OutputStreams = defaultStreams): void {
-  streams.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  // Agent text in it (statements, reasons, names) cannot reach the terminal as controls.
+  streams.stdout.write(terminalJson(value, 2) + '\n');
 }
 
 /** Human-readable lines go to stderr. */

@@ -10,6 +10,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
 import { AgentgateError, ExitCode, UsageError } from '../errors.js';
 import { trustOf } from './audit.js';
+import { terminalJson, visible } from '../shared/display-text.js';
 import { print, printJson, say } from './render.js';
 
 interface ReplayOptions {
@@ -27,6 +28,7 @@ interface ReplayOptions {
   receipt?: string;
   audit?: string;
   key?: string;
+  raw?: boolean;
 }
 
 /** Shows `text` through the user's pager; false when no pager could be started. */
@@ -67,6 +69,7 @@ export function register(program: Command): void {
     .option('--receipt <file>', 'with --verify: the receipt (default: <receipt dir>/<session>.receipt.json)')
     .option('--audit <export>', 'with --verify: an audit export whose chain must hold the recording digest')
     .option('--key <jwks>', "with --verify: the broker's JWKS (default: the pinned key set)")
+    .option('--raw', 'play the terminal output exactly as recorded, titles, clipboard writes, links and terminal queries included (default: removed, shown escaped)')
     .action(async (session: string, opts: ReplayOptions) => {
       const rec = await import('../client/recordings.js');
       if (opts.verify) {
@@ -116,28 +119,29 @@ export function register(program: Command): void {
         return;
       }
       if (opts.json) {
-        for (const e of detail.timeline) process.stdout.write(`${JSON.stringify(e)}\n`);
+        for (const e of detail.timeline) process.stdout.write(`${terminalJson(e)}\n`);
         return;
       }
       if (casts.length > 0) {
         for (const c of casts) {
           const cast = rec.parseCast(c.bytes.toString('utf8'));
-          say(`agentgate: playing ${c.name} (${cast.header.width}x${cast.header.height}${opts.speed !== 1 ? `, ${opts.speed}x` : ''}; pauses over ${opts.idleLimit}s shortened)`);
+          say(`agentgate: playing ${visible(c.name, true)} (${cast.header.width}x${cast.header.height}${opts.speed !== 1 ? `, ${opts.speed}x` : ''}; pauses over ${opts.idleLimit}s shortened)`);
           // On a terminal: space pauses, arrows seek, q quits. Without one, it just plays.
           const keys = process.stdin.isTTY && process.stdout.isTTY ? rec.keyControl(process.stdin) : undefined;
           if (keys) say('agentgate: space pauses, ← → seek 5 s, q quits');
           let r: Awaited<ReturnType<typeof rec.playCast>>;
           try {
-            r = await rec.playCast(cast, { speed: opts.speed, idleLimit: opts.idleLimit, ...(keys ? { control: keys.control } : {}) });
+            r = await rec.playCast(cast, { speed: opts.speed, idleLimit: opts.idleLimit, raw: opts.raw === true, ...(keys ? { control: keys.control } : {}) });
           } finally {
             keys?.stop();
           }
-          for (const m of r.markers) say(`\r\n${m}`);
+          for (const m of r.markers) say(`\r\n${visible(m, true)}`);
           if (keys?.control.quit) break;
         }
         return;
       }
-      say(`${detail.session}: ${detail.actor ?? '?'} → ${detail.target ?? '-'} (${detail.protocol ?? '?'}), started ${detail.started_at}, ${detail.timeline.length} entries`);
+      // The actor's subject and name come from a token; shown escaped like everything else.
+      say(visible(`${detail.session}: ${detail.actor ?? '?'} → ${detail.target ?? '-'} (${detail.protocol ?? '?'}), started ${detail.started_at}, ${detail.timeline.length} entries`, true));
       const text = rec.formatTimeline(detail.timeline).join('\n');
       // On a terminal the timeline is paged ($PAGER, else less); piped, it is printed.
       if (!process.stdout.isTTY || !text || !(await page(`${text}\n`))) print(text);

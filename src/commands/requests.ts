@@ -35,8 +35,9 @@ export function register(program: Command): void {
       say(flags.all ? 'No requests: none you made or may review (the broker keeps them for 24 hours).' : 'No pending requests. Use --all to include decided ones.');
       return;
     }
-    const { requestsTable } = await import('../ui/format.js');
+    const { cutInTable, requestsTable } = await import('../ui/format.js');
     print(requestsTable(res.requests));
+    for (const r of res.requests.filter((x) => x.can_decide && cutInTable(x))) say(`${r.id}: its statement is cut above (…(+N) says how much); read it whole first: agentgate approve ${r.id}`);
     if (res.next) say(`more follow: agentgate requests${flags.all ? ' --all' : ''} --limit ${page.limit} --after ${res.next}`);
     if (res.requests.some((r) => r.can_decide)) say('review with: agentgate approve   (or agentgate approve ID --approve | --deny --reason "…")');
   });

@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { addBrokerOptions } from '../client/broker-options.js';
+import { visible } from '../shared/display-text.js';
 import { print, printJson, say } from './render.js';
 
 interface SessionsOptions {
@@ -48,7 +49,8 @@ export function register(program: Command): void {
         const dur = s.duration_ms === null ? 'open' : `${(s.duration_ms / 1000).toFixed(1)}s`;
         const counts = s.statements === null ? '' : ` ${s.statements} statements${s.denied ? `, ${s.denied} denied` : ''}`;
         const rec = s.recordings.length ? `recording: ${s.recordings.map((r) => r.name).join(', ')}` : 'timeline only';
-        print(`${s.session}  ${s.actor} → ${s.target ?? '-'} (${s.protocol ?? '?'})  ${s.started_at} ${dur}${counts}  ${rec}`);
+        // The actor comes from a token (a CI subject names a branch): shown escaped.
+        print(visible(`${s.session}  ${s.actor} → ${s.target ?? '-'} (${s.protocol ?? '?'})  ${s.started_at} ${dur}${counts}  ${rec}`, true));
       }
     });
 }

@@ -162,6 +162,13 @@ export type RequestEventType = 'created' | 'decided' | 'expired' | 'withdrawn' |
 /** What an outgoing approval webhook POSTs (signed: `x-agentgate-signature: sha256=<hex HMAC of the body>`). */
 export interface ApprovalWebhookPayload {
   event: 'created' | 'decided';
+  /**
+   * The request in Slack-style mrkdwn, ready for an incoming webhook: agent text escaped
+   * (`&`, `<`, `>` as entities, so no mention or disguised link), the statement in a code
+   * block. The fields of `request` are plain text: a receiver that puts them in markup
+   * escapes them itself.
+   */
+  text: string;
   request: ApprovalRequestJson;
 }
 

@@ -1,8 +1,8 @@
 /** Plain-text pieces shared by the approvals screen and the `requests`/`approve` tables. */
 import type { RequestView } from '../shared/api-types.js';
 
-export { visible } from '../shared/display-text.js';
-import { visible } from '../shared/display-text.js';
+export { shownStatement, sizeOf, visible } from '../shared/display-text.js';
+import { shownStatement, sizeOf, visible } from '../shared/display-text.js';
 
 /** `42s`, `5m`, `3h`, `2d`: coarse on purpose, it is read at a glance. */
 export function formatAge(ms: number): string {
@@ -18,27 +18,6 @@ export function formatAge(ms: number): string {
 /** Whitespace collapsed to single spaces, for one-line display of a statement. */
 export function oneLine(text: string): string {
   return visible(text.replace(/[ \t\r\n]+/g, ' ').trim(), true);
-}
-
-/**
- * A statement as a reviewer reads it whole (details, `agentgate approve ID`): escaped as
- * `visible` does, with padding that would push the rest out of sight said in words — a run
- * of three or more blank lines as one line `⋯ N blank lines ⋯`, a run of 32 or more spaces
- * as `⋯ N spaces ⋯`.
- */
-export function shownStatement(text: string): string {
-  return visible(text)
-    .replace(/ {32,}/g, (run) => ` ⋯ ${run.length} spaces ⋯ `)
-    .replace(/(?:^|\n)(?:[ \t]*\n){3,}/g, (run) => {
-      const blank = run.split('\n').length - 2;
-      return `\n⋯ ${blank} blank lines ⋯\n`;
-    });
-}
-
-/** `3 lines, 120 characters`: how much there is to read. */
-export function sizeOf(text: string): string {
-  const lines = text === '' ? 0 : text.split(/\r\n|\r|\n/).length;
-  return `${lines} line${lines === 1 ? '' : 's'}, ${[...text].length} characters`;
 }
 
 /** Columns a character takes on a terminal: two for East Asian wide ones, else one. */
@@ -67,9 +46,23 @@ export function wrapLines(text: string, width: number): string[] {
   return out;
 }
 
+/**
+ * `text` cut to `width` characters (code points, so no pair is split) with how much was cut
+ * said: `…(+1234)`. A listing must not pass for all of a statement a reviewer approves.
+ */
 export function truncate(text: string, width: number): string {
-  if (width <= 0) return '';
-  return text.length <= width ? text : text.slice(0, Math.max(0, width - 1)) + '…';
+  const chars = [...text];
+  if (chars.length <= width) return text;
+  return `${chars.slice(0, Math.max(0, width - 1)).join('')}…(+${chars.length - Math.max(0, width - 1)})`;
+}
+
+/** Whether requestsTable cut this request's statement, values or body. */
+export function cutInTable(r: RequestView): boolean {
+  return [...tableStatement(r)].length > 80 || (bodyLine(r) !== undefined && [...(bodyLine(r) ?? '')].length > 80);
+}
+
+function tableStatement(r: RequestView): string {
+  return oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : '');
 }
 
 export function requesterLabel(r: RequestView): string {
@@ -174,7 +167,7 @@ export function requestsTable(requests: RequestView[], now: number = Date.now())
       `${approvalsGiven(r)}/${r.approvers.count}`,
       r.requester_reason !== undefined ? truncate(visible(oneLine(r.requester_reason), true), 40) : '-',
       // A body gets its own 80 characters: a long path must not push it out of sight.
-      truncate(oneLine(r.statement) + (parameterList(r) ? ` -- ${parameterList(r) ?? ''}` : '') + (r.any_values ? ' [any values]' : ''), 80) + (bodyLine(r) ? ` -- ${truncate(bodyLine(r) ?? '', 80)}` : ''),
+      truncate(tableStatement(r), 80) + (bodyLine(r) ? ` -- ${truncate(bodyLine(r) ?? '', 80)}` : ''),
     ]);
   }
   return table(rows);

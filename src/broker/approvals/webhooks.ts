@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import type { ApprovalRequestJson, ApprovalWebhookPayload } from '../../shared/api-types.js';
 import { VERSION } from '../../shared/version.js';
-import { visible } from '../../shared/display-text.js';
+import { mrkdwnText, shownStatement, sizeOf, visible } from '../../shared/display-text.js';
 import type { WebhookConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 
@@ -104,7 +104,7 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     send(event, req) {
       const hooks = webhooks.filter((h) => h.events.includes(event));
       if (hooks.length === 0 || signal.aborted) return;
-      const payload: ApprovalWebhookPayload = { event, request: shownSafely(req) };
+      const payload: ApprovalWebhookPayload = { event, text: mrkdwnSummary(event, req), request: shownSafely(req) };
       const body = JSON.stringify(payload);
       for (const hook of hooks) {
         const p = deliver(hook, event, req.id, body).catch((err: unknown) => logger.error('webhook delivery crashed', { url: originOf(hook.url), error: err }));
@@ -137,6 +137,40 @@ function shownSafely(req: ApprovalRequestJson): ApprovalRequestJson {
   if (req.body) out.body = { content_type: visible(req.body.content_type, true), text: visible(req.body.text) };
   if (req.requester_reason !== undefined) out.requester_reason = visible(req.requester_reason, true);
   return out;
+}
+
+/** Characters of the statement (and of a body) the mrkdwn text carries: chat tools fold or cut longer messages. */
+export const MRKDWN_STATEMENT_CHARS = 2_500;
+
+/**
+ * The request as one mrkdwn message. Agent text only ever appears through mrkdwnText; the
+ * statement goes in a code block (so `*bold*` or `_x_` in it are not formatting, and a
+ * backtick cannot close it early), with its size and padding said in words, and cut only
+ * with a line that says so and where to read it whole.
+ */
+export function mrkdwnSummary(event: ApprovalWebhookPayload['event'], req: ApprovalRequestJson): string {
+  const who = req.requester.name ? `${req.requester.name} (${req.requester.sub})` : req.requester.sub;
+  const block = (label: string, text: string): string[] => {
+    const shown = [...shownStatement(text)];
+    const cut = shown.length > MRKDWN_STATEMENT_CHARS;
+    const body = mrkdwnText((cut ? shown.slice(0, MRKDWN_STATEMENT_CHARS) : shown).join('')).replaceAll('`', '\\x60');
+    return [
+      `${label} (${sizeOf(text)}):`,
+      `\`\`\`\n${body}\n\`\`\``,
+      ...(cut ? [`CUT: only the first ${MRKDWN_STATEMENT_CHARS} of ${shown.length} characters are shown above; read it whole before deciding: agentgate approve ${req.id}`] : []),
+    ];
+  };
+  const lines = [
+    `${event === 'created' ? 'Approval requested' : `Request ${req.status}`}: ${req.id} by ${mrkdwnText(who, true)} on ${mrkdwnText(req.target, true)} (rule ${mrkdwnText(req.rule, true)})`,
+    `Why held: ${mrkdwnText(req.reason, true)}`,
+    `Reason given: ${req.requester_reason !== undefined ? mrkdwnText(req.requester_reason, true) : '(none)'}`,
+    ...(req.parameters && req.parameters.length > 0 ? [`Values: ${mrkdwnText(req.parameters.map((v, i) => `$${i + 1} = ${v}`).join(', '), true)}`] : []),
+    ...(req.any_values ? ['Approves this statement with ANY parameter values'] : []),
+    ...req.decisions.map((d) => `Decision: ${mrkdwnText(`${d.approver.name ?? d.approver.sub}: ${d.decision}${d.reason ? ` — ${d.reason}` : ''}`, true)}`),
+    ...block('Statement', req.statement),
+    ...(req.body ? block(`Body, ${mrkdwnText(req.body.content_type, true) || 'no content type'}`, req.body.text) : []),
+  ];
+  return lines.join('\n');
 }
 
 function shownClassification(value: Record<string, unknown>): Record<string, unknown> {

@@ -20,7 +20,12 @@
  * `orders.ssn` literal is masked like a `users.ssn` one, which only over-masks the log.
  *
  * Where positions cannot be known the whole source is masked: an INSERT without a column
- * list into a table the rules may touch, EXECUTE arguments (the prepared text is elsewhere).
+ * list into a table the rules may touch, EXECUTE arguments (the prepared text is elsewhere),
+ * and the arguments of a call (or CALL) of code the caller cannot vouch for (`trusted`: a
+ * function that ships with PostgreSQL and runs no SQL text): a user function's body may
+ * write its argument into a masked column (`SELECT set_ssn(1, '…')`) or compare it with
+ * one, out of sight of the text. A code body given as a string (DO, CREATE FUNCTION … AS
+ * '…') is reported as such: the caller masks the literals inside it.
  * Text that does not parse is masked whole wherever it names a masked column (the caller).
  */
 import { parseStatements } from './statement-reads.js';
@@ -30,7 +35,18 @@ import { matchColumn, matchExpression, rulesMayTouchTable, type ColumnRule, type
 export interface TiedLiteral {
   location: number;
   rule: ColumnRule;
+  /**
+   * A code body (DO, CREATE FUNCTION/PROCEDURE … AS): `location` is its string constant or,
+   * for a function, the AS before it (PostgreSQL records no position for the string itself).
+   */
+  body?: true;
 }
+
+/**
+ * Whether a called name (lower case, as written: `f` or `s.f`) is code known not to reach
+ * a masked column unseen; undefined means not known (and so not trusted).
+ */
+export type TrustedCall = (name: string) => boolean | undefined;
 
 interface Scope {
   /** Byte offsets of the constants in it. */
@@ -73,8 +89,24 @@ function columnName(ref: Node): string | undefined {
 
 class ScopeWalk {
   readonly scopes: Scope[] = [];
+  readonly bodies: number[] = [];
 
-  constructor(readonly plan: MaskingPlan) {}
+  constructor(
+    readonly plan: MaskingPlan,
+    readonly trusted?: TrustedCall,
+  ) {}
+
+  /** A call of `fn`'s arguments: untrusted code gets them in a scope masked whatever it reads. */
+  call(fn: Node, scope: Scope): void {
+    const name = list(fn['funcname'])
+      .map((n) => str(unwrap(n)?.[1]['sval']))
+      .join('.')
+      .toLowerCase();
+    const { args, ...rest } = fn;
+    const vouched = this.trusted === undefined || this.trusted(name) === true;
+    this.expr(args, vouched ? scope : this.open(undefined, this.anyRule() ?? scope.forced));
+    this.expr(rest, scope);
+  }
 
   open(label?: string, forced?: ColumnRule): Scope {
     const s: Scope = { consts: [], reads: new Set(), label: label?.toLowerCase(), forced };
@@ -115,6 +147,17 @@ class ScopeWalk {
             });
           } else this.assignments(targets, forced);
         }
+        return;
+      case 'CallStmt':
+        if (isNode(body['funccall'])) this.call(body['funccall'], this.open(undefined, forced));
+        return;
+      case 'DoStmt':
+      case 'CreateFunctionStmt':
+        for (const o of list(body[kind === 'DoStmt' ? 'args' : 'options'])) {
+          const d = unwrap(o)?.[1];
+          if (d?.['defname'] === 'as' && typeof d['location'] === 'number') this.bodies.push(d['location']);
+        }
+        this.generic(kind, body, this.open(undefined, forced));
         return;
       case 'ExecuteStmt':
         // The prepared text is not here: which parameter meets which column is unknown.
@@ -227,6 +270,9 @@ class ScopeWalk {
         if (name !== undefined) scope.reads.add(name);
         return;
       }
+      case 'FuncCall':
+        this.call(body, scope);
+        return;
       case 'BoolExpr':
         for (const a of list(body['args'])) this.expr(a, this.open(undefined, scope.forced));
         return;
@@ -266,10 +312,10 @@ class ScopeWalk {
  * Literals of `sql` tied to a masked column of `plan`, by byte offset; undefined when the
  * text does not parse (the caller then masks conservatively).
  */
-export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | undefined {
+export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCall): TiedLiteral[] | undefined {
   const stmts = parseStatements(sql);
   if (typeof stmts === 'string') return undefined;
-  const walk = new ScopeWalk(plan);
+  const walk = new ScopeWalk(plan, trusted);
   for (const s of stmts) {
     const n = unwrap(s);
     if (n) walk.statement(n[0], n[1]);
@@ -300,5 +346,7 @@ export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | un
   }
   const out: TiedLiteral[] = [];
   for (const [s, rule] of verdict) for (const location of s.consts) out.push({ location, rule });
+  const any = walk.anyRule();
+  if (any && trusted !== undefined) for (const location of walk.bodies) out.push({ location, rule: any, body: true });
   return out;
 }

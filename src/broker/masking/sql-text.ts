@@ -14,7 +14,9 @@ import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from 
 import { OutBuffer } from './out-buffer.js';
 import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
-import { tiedLiterals } from './sql-text-tree.js';
+import { tiedLiterals, type TrustedCall } from './sql-text-tree.js';
+
+export type { TrustedCall } from './sql-text-tree.js';
 
 export interface MaskedText {
   text: string;
@@ -38,12 +40,14 @@ const out = new OutBuffer(8192);
 
 /**
  * Mask what the plan hides inside SQL text. Without a key, `hash` falls back to `full`
- * (the audit log then shows no equality between values either).
+ * (the audit log then shows no equality between values either). `trusted` says which called
+ * functions the catalog vouches for (sql-text-tree.ts); given, the arguments of the others
+ * and literals inside code bodies are masked too.
  */
-export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer): MaskedText {
+export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer, trusted?: TrustedCall): MaskedText {
   const buf = Buffer.from(sql, 'utf8');
   // Column literals first: where a detector finds the same value, the column rule is named.
-  const regions: Region[] = plan.columns.length > 0 ? columnLiterals(buf, plan) : [];
+  const regions: Region[] = plan.columns.length > 0 ? columnLiterals(buf, plan, trusted) : [];
   if (plan.detectors !== 0) {
     spans.clear();
     scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
@@ -120,7 +124,7 @@ function regionFor(t: Token, rule: ColumnRule): Region {
   return { start, end, style: rule.style, keep: 'auto', rule: rule.name };
 }
 
-function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
+function columnLiterals(buf: Buffer, plan: MaskingPlan, trusted?: TrustedCall): Region[] {
   const tokens = tokenize(buf);
   const regions: Region[] = [];
   for (let i = 0; i < tokens.length; i++) {
@@ -132,7 +136,7 @@ function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
     if (rule) regions.push(regionFor(t, rule));
   }
   for (const [s, e] of statements(tokens)) regions.push(...insertValues(tokens, s, e, plan));
-  regions.push(...treeLiterals(buf, tokens, plan));
+  regions.push(...treeLiterals(buf, tokens, plan, trusted));
   return regions;
 }
 
@@ -144,16 +148,19 @@ function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
  * statements far from masked columns cost nothing more. Text that does not parse has
  * every literal masked when it names a masked column.
  */
-function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan): Region[] {
+function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan, trusted?: TrustedCall): Region[] {
   let named: ColumnRule | undefined;
   let positional = false;
-  for (const t of tokens) {
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
     if (t.kind !== 'ident') continue;
     named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
     positional ||= t.value === 'insert' || t.value === 'execute';
+    // Code the catalog does not vouch for: a call of it, a procedure, a code body.
+    if (trusted !== undefined && !positional) positional = t.value === 'call' || t.value === 'do' || t.value === 'function' || t.value === 'procedure' || untrustedCall(tokens, i, trusted);
   }
   if (named === undefined && !positional) return [];
-  const tied = tiedLiterals(buf.toString('utf8'), plan);
+  const tied = tiedLiterals(buf.toString('utf8'), plan, trusted);
   const regions: Region[] = [];
   if (tied === undefined) {
     if (named !== undefined) for (const t of tokens) if (isLiteral(t)) regions.push(regionFor(t, named));
@@ -161,15 +168,53 @@ function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan):
   }
   const at = new Map<number, number>();
   tokens.forEach((t, i) => at.set(t.start, i));
-  for (const { location, rule } of tied) {
+  for (const { location, rule, body } of tied) {
     let i = at.get(location);
     if (i === undefined) continue;
+    if (body) {
+      regions.push(...bodyLiterals(buf, tokens, isIdent(tokens[i], 'as') ? i + 1 : i, rule));
+      continue;
+    }
     // A negative number's constant starts at its sign.
     if (tokens[i]!.kind === 'op' && (tokens[i]!.value === '-' || tokens[i]!.value === '+')) i++;
     // Adjacent string constants (split across lines) are one value.
     for (let k = i; k < tokens.length && isLiteral(tokens[k]) && (k === i || tokens[k]!.kind === 'string'); k++) regions.push(regionFor(tokens[k]!, rule));
   }
   return regions;
+}
+
+/** Whether the name ending at identifier `i` is called, `name(` or `s.name(`, and the catalog does not vouch for it. */
+function untrustedCall(tokens: readonly Token[], i: number, trusted: TrustedCall): boolean {
+  if (!isPunct(tokens[i + 1], '(')) return false;
+  let name = tokens[i]!.value;
+  let j = i;
+  while (isPunct(tokens[j - 1], '.') && isIdent(tokens[j - 2])) {
+    name = `${tokens[j - 2]!.value}.${name}`;
+    j -= 2;
+  }
+  if (j === i && isKeyword(name)) return false;
+  return trusted(name) !== true;
+}
+
+/**
+ * The literals of the code body starting at token `i` (a function's AS may list two
+ * strings, a C function's file and symbol). Dollar-quoted, the body is the text itself:
+ * each literal inside it is masked and the code stays readable. Otherwise its quotes are
+ * doubled inside, so offsets do not line up: the body is masked whole when it holds any.
+ */
+function bodyLiterals(buf: Buffer, tokens: readonly Token[], i: number, rule: ColumnRule): Region[] {
+  const out: Region[] = [];
+  for (let k = i; tokens[k]?.kind === 'string'; k += 2) {
+    const t = tokens[k]!;
+    const cs = t.contentStart ?? t.start;
+    const ce = t.contentEnd ?? t.end;
+    const inner = tokenize(buf.subarray(cs, ce)).filter(isLiteral);
+    if (buf[t.start] === 0x24 /* $ */) {
+      for (const x of inner) out.push({ ...regionFor(x, rule), start: cs + (x.contentStart ?? x.start), end: cs + (x.contentEnd ?? x.end) });
+    } else if (inner.length > 0) out.push(regionFor(t, rule));
+    if (!isPunct(tokens[k + 1], ',')) break;
+  }
+  return out;
 }
 
 /** The index of the column identifier a literal at `i` is compared with or assigned to. */

@@ -40,7 +40,7 @@ import { ProtocolSession } from '../session/protocol-session.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
-import { createCatalogLookup, maskSqlText, ResultMasker } from './proxy-masking.js';
+import { createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
 import { sessionReads } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
@@ -79,7 +79,7 @@ export interface PgProxySessionOptions {
    * `written`: the target's relations that writes filled from masked columns, shared by
    * every session of the target (written-relations.ts); absent = not followed.
    */
-  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts'>; written?: WrittenRelations };
+  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts' | 'knownByName'>; written?: WrittenRelations };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -640,7 +640,7 @@ export class PgProxySession {
   /** Text as it may be recorded or shown: detector hits and masked-column literals replaced. */
   #auditText(sql: string): string {
     const m = this.#o.masking;
-    return m ? maskSqlText(sql, m.plan, m.key).text : sql;
+    return m ? maskSqlText(sql, m.plan, m.key, (name) => vouchedCall(m.relations.knownByName?.(name), name)).text : sql;
   }
 
   /** Values masked since the previous statement ended, by rule or detector; undefined when none. */

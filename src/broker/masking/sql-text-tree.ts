@@ -51,6 +51,8 @@ export type TrustedCall = (name: string) => boolean | undefined;
 interface Scope {
   /** Byte offsets of the constants in it. */
   consts: number[];
+  /** Numbers of the parameters (`$n`) in it. */
+  params: number[];
   /** Column names it reads (lower case, without table). */
   reads: Set<string>;
   /** The column it assigns to or the output column it produces, when it has one. */
@@ -109,7 +111,7 @@ class ScopeWalk {
   }
 
   open(label?: string, forced?: ColumnRule): Scope {
-    const s: Scope = { consts: [], reads: new Set(), label: label?.toLowerCase(), forced };
+    const s: Scope = { consts: [], params: [], reads: new Set(), label: label?.toLowerCase(), forced };
     this.scopes.push(s);
     return s;
   }
@@ -265,6 +267,9 @@ class ScopeWalk {
       case 'A_Const':
         if (typeof body['location'] === 'number' && body['isnull'] !== true) scope.consts.push(body['location']);
         return;
+      case 'ParamRef':
+        if (typeof body['number'] === 'number') scope.params.push(body['number']);
+        return;
       case 'ColumnRef': {
         const name = columnName(body);
         if (name !== undefined) scope.reads.add(name);
@@ -308,11 +313,8 @@ class ScopeWalk {
   }
 }
 
-/**
- * Literals of `sql` tied to a masked column of `plan`, by byte offset; undefined when the
- * text does not parse (the caller then masks conservatively).
- */
-export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCall): TiedLiteral[] | undefined {
+/** The scopes of `sql` that meet a masked column, with the rule of each; undefined when the text does not parse. */
+function analyse(sql: string, plan: MaskingPlan, trusted?: TrustedCall): { walk: ScopeWalk; verdict: Map<Scope, ColumnRule> } | undefined {
   const stmts = parseStatements(sql);
   if (typeof stmts === 'string') return undefined;
   const walk = new ScopeWalk(plan, trusted);
@@ -344,9 +346,32 @@ export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCa
       }
     }
   }
+  return { walk, verdict };
+}
+
+/**
+ * Literals of `sql` tied to a masked column of `plan`, by byte offset; undefined when the
+ * text does not parse (the caller then masks conservatively).
+ */
+export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCall): TiedLiteral[] | undefined {
+  const a = analyse(sql, plan, trusted);
+  if (!a) return undefined;
   const out: TiedLiteral[] = [];
-  for (const [s, rule] of verdict) for (const location of s.consts) out.push({ location, rule });
-  const any = walk.anyRule();
-  if (any && trusted !== undefined) for (const location of walk.bodies) out.push({ location, rule: any, body: true });
+  for (const [s, rule] of a.verdict) for (const location of s.consts) out.push({ location, rule });
+  const any = a.walk.anyRule();
+  if (any && trusted !== undefined) for (const location of a.walk.bodies) out.push({ location, rule: any, body: true });
+  return out;
+}
+
+/**
+ * The parameters (`$n`, by number) of `sql` tied to a masked column, as literals are: a
+ * Bind value shown to a reviewer is then masked as the same literal in the text would be.
+ * Undefined when the text does not parse.
+ */
+export function tiedParameters(sql: string, plan: MaskingPlan, trusted?: TrustedCall): Map<number, ColumnRule> | undefined {
+  const a = analyse(sql, plan, trusted);
+  if (!a) return undefined;
+  const out = new Map<number, ColumnRule>();
+  for (const [s, rule] of a.verdict) for (const n of s.params) if (!out.has(n)) out.set(n, rule);
   return out;
 }

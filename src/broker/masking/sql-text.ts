@@ -14,7 +14,7 @@ import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from 
 import { OutBuffer } from './out-buffer.js';
 import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
-import { tiedLiterals, type TrustedCall } from './sql-text-tree.js';
+import { tiedLiterals, tiedParameters, type TrustedCall } from './sql-text-tree.js';
 
 export type { TrustedCall } from './sql-text-tree.js';
 
@@ -59,6 +59,27 @@ export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer, truste
   }
   if (regions.length === 0) return { text: sql, count: 0, byRule: {} };
   return applyRegions(buf, regions, key);
+}
+
+/**
+ * How Bind values of `sql` are shown to a reviewer (each a quoted literal `'…'`, by 0-based
+ * index): a value the statement ties to a masked column (`SET ssn = $1`, an argument of a
+ * call the catalog does not vouch for) is masked whole in its rule's style, as the same
+ * literal written into the text would be; any other goes through the detectors. When the
+ * text does not parse, every value is masked under column rules.
+ */
+export function bindValueMasker(sql: string, plan: MaskingPlan, key?: Buffer, trusted?: TrustedCall): (literal: string, index: number) => string {
+  const plain = (x: string): string => maskSqlText(x, plan, key).text;
+  if (plan.columns.length === 0) return plain;
+  const tied = tiedParameters(sql, plan, trusted);
+  let strictest: ColumnRule | undefined;
+  for (const r of plan.columns) if (strictest === undefined || (plan.strictestColumnStyle !== undefined && r.style === plan.strictestColumnStyle)) strictest = r;
+  return (literal, index) => {
+    const rule = tied === undefined ? strictest : tied.get(index + 1);
+    if (rule === undefined || literal.length < 2) return plain(literal);
+    const buf = Buffer.from(literal, 'utf8');
+    return applyRegions(buf, [{ start: 1, end: buf.length - 1, style: rule.style, keep: 'auto', rule: rule.name }], key).text;
+  };
 }
 
 /** Mask regions of text given as bytes (error fields keep the client's encoding byte for byte). */

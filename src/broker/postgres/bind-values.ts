@@ -43,9 +43,10 @@ export function fingerprintWithValues(statementFingerprint: string, bindBody: Bu
 
 /**
  * Each value as a reviewer reads it: a text value as a quoted literal passed through `mask`
- * (the target's detectors), a binary one in hex, NULL as NULL; long values cut, saying so.
+ * with its 0-based index (the target's detectors, and its column rules where the statement
+ * ties the value to a masked column), a binary one in hex, NULL as NULL; long values cut, saying so.
  */
-export function shownBindValues(bindBody: Buffer, mask: (literal: string) => string, declaredTypes?: readonly number[]): string[] {
+export function shownBindValues(bindBody: Buffer, mask: (literal: string, index: number) => string, declaredTypes?: readonly number[]): string[] {
   const bind = decodeBind(bindBody);
   const out: string[] = [];
   const c = bindParamValues(bindBody, bind);
@@ -59,7 +60,7 @@ export function shownBindValues(bindBody: Buffer, mask: (literal: string) => str
     const bytes = c.body.subarray(c.offset, c.offset + c.length);
     const cut = (s: string, limit: number): string => (s.length > limit ? `${s.slice(0, limit)}… (${c.length} bytes)` : s);
     if (bindParamFormat(bind, c.index) === 1) out.push(`binary ${cut(`\\x${bytes.toString('hex')}`, SHOWN_CHARS)}${typed}`);
-    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`) + typed);
+    else out.push(mask(`'${cut(bytes.toString('utf8'), SHOWN_CHARS).replace(/'/g, "''")}'`, c.index) + typed);
   }
   return out;
 }

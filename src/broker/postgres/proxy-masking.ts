@@ -129,7 +129,7 @@ import type { ReadVerdict } from '../masking/statement-reads.js';
 import type { WrittenRelations } from '../masking/written-relations.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
-export { maskSqlText, type MaskedText } from '../masking/sql-text.js';
+export { bindValueMasker, maskSqlText, type MaskedText } from '../masking/sql-text.js';
 
 /** Built-ins that run SQL text or other stored code: their arguments may be anything. */
 const RUNS_CODE: ReadonlySet<string> = new Set([...OPAQUE_BUILTINS, ...EFFECTFUL_NONVOLATILE]);

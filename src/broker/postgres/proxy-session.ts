@@ -40,7 +40,7 @@ import { ProtocolSession } from '../session/protocol-session.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
-import { createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
+import { bindValueMasker, createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
 import { sessionReads } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
@@ -218,6 +218,7 @@ export class PgProxySession {
       flushToServer: () => this.#flushToServer(),
       auditFailed: () => this.#o.audit.failed !== undefined,
       auditText: (sql) => this.#auditText(sql),
+      auditValues: (sql) => this.#auditValues(sql),
       transactionStatus: () => this.#status,
       relaying: () => this.#phase === 'relay',
       closed: () => this.#phase === 'closed',
@@ -640,8 +641,17 @@ export class PgProxySession {
   /** Text as it may be recorded or shown: detector hits and masked-column literals replaced. */
   #auditText(sql: string): string {
     const m = this.#o.masking;
-    return m ? maskSqlText(sql, m.plan, m.key, (name) => vouchedCall(m.relations.knownByName?.(name), name)).text : sql;
+    return m ? maskSqlText(sql, m.plan, m.key, this.#vouched).text : sql;
   }
+
+  /** Bind values of `sql` as they may be shown: masked as the same literals in its text would be. */
+  #auditValues(sql: string): (literal: string, index: number) => string {
+    const m = this.#o.masking;
+    return m ? bindValueMasker(sql, m.plan, m.key, this.#vouched) : (x) => x;
+  }
+
+  /** Calls whose literal arguments the audit text may show (proxy-masking.ts vouchedCall). */
+  readonly #vouched = (name: string): boolean => vouchedCall(this.#o.masking?.relations.knownByName?.(name), name);
 
   /** Values masked since the previous statement ended, by rule or detector; undefined when none. */
   #maskedDelta(): { values: number; by_rule: Record<string, number> } | undefined {

@@ -15,6 +15,10 @@
  *    literal inside a code body (DO, CREATE FUNCTION … AS). The arguments of a call the
  *    catalog does not vouch for (built in, created with the cluster, running no SQL text)
  *    are now masked, and so are the literals inside a code body.
+ * 3. Bind values shown to a reviewer (and kept with the approval request): `UPDATE users
+ *    SET ssn = $1` held for review showed and stored $1 raw, where the same statement with
+ *    the literal in its text was masked. A parameter is now tied to a masked column as a
+ *    literal is (the approval still binds to the exact bytes).
  *
  * The stack: `users.ssn` masked (full), detectors off, so only the column analysis hides it.
  */
@@ -23,8 +27,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { type PgStack } from '../stack.js';
+import { startPgStack, TARGET, type PgStack } from '../stack.js';
 import { startSsnStack } from '../ssn-stack.js';
+import { APPROVAL_POLICIES, failure, pgApprovalHelpers } from '../../approvals/pg-helpers.js';
+import type { Identity } from '../../../src/broker/identity/types.js';
 
 const run = promisify(execFile);
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
@@ -163,5 +169,44 @@ describe('adversarial corpus wave 13: COPY NULL markers, values written through 
     assert.ok(sqls.includes("SELECT lower('Plain-Label'), date_trunc('day', now()), position('b' in 'abc')"), JSON.stringify(sqls));
     // Inside a body every literal is masked (which one reaches a column is not known); the code stays.
     assert.ok(sqls.includes("DO $$ BEGIN PERFORM set_ssn(********, '********'); END $$"), JSON.stringify(sqls));
+  });
+});
+
+describe('adversarial corpus wave 13: Bind values shown to reviewers', () => {
+  let stack: PgStack;
+  const auditor: Identity = { sub: 'auditor', groups: ['dba'], kind: 'human', issuer: 'test', expiresAt: Math.floor(Date.now() / 1000) + 3600 };
+  const { held } = pgApprovalHelpers(() => stack, auditor);
+
+  before(async () => {
+    stack = await startPgStack({ policies: APPROVAL_POLICIES, config: { masking: { [TARGET]: { columns: ['users.ssn'], detectors: [], style: 'full' } } } });
+    await stack.pg.psql(`CREATE TABLE users (id int PRIMARY KEY, name text, ssn text); INSERT INTO users VALUES (1, 'ada', '000-00-0001'); GRANT ALL ON users TO app;`);
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  /** Send `sql` with `params` through agentgate; it is held: the pending request, then the client is let go. */
+  async function hold(sql: string, params: string[]): Promise<string[] | undefined> {
+    const c = new pg.Client({ connectionString: stack.url });
+    await c.connect();
+    const outcome = failure(c.query(sql, params));
+    try {
+      return (await held(sql)).parameters;
+    } finally {
+      await c.end().catch(() => {});
+      await outcome;
+    }
+  }
+
+  test('w13m-30: UPDATE … SET ssn = $1 held for review: $1 is shown (and kept) masked, the clean $2 as it is', async () => {
+    const value = '955-13-3001';
+    assert.deepEqual(await hold('UPDATE users SET ssn = $1 WHERE id = $2', [value, '1']), ["'********'", "'1'"]);
+    assert.ok(!JSON.stringify(await stack.events()).includes(value));
+  });
+
+  test('w13m-31: a parameter compared with ssn (WHERE ssn = $2) is masked; the value assigned to a clean column is not', async () => {
+    const value = '955-13-3002';
+    assert.deepEqual(await hold('UPDATE users SET name = $1 WHERE ssn = $2', ['bob', value]), ["'bob'", "'********'"]);
+    assert.ok(!JSON.stringify(await stack.events()).includes(value));
   });
 });

@@ -40,6 +40,8 @@ export interface TiedLiteral {
    * for a function, the AS before it (PostgreSQL records no position for the string itself).
    */
   body?: true;
+  /** A COPY's NULL string: `location` is its NULL keyword (the string follows, after an optional AS). */
+  option?: true;
 }
 
 /**
@@ -92,6 +94,8 @@ function columnName(ref: Node): string | undefined {
 class ScopeWalk {
   readonly scopes: Scope[] = [];
   readonly bodies: number[] = [];
+  /** COPY NULL strings: the keyword's offset, and the scope of the outputs they are compared with. */
+  readonly nullOptions: { location: number; scope: Scope }[] = [];
 
   constructor(
     readonly plan: MaskingPlan,
@@ -153,6 +157,27 @@ class ScopeWalk {
       case 'CallStmt':
         if (isNode(body['funccall'])) this.call(body['funccall'], this.open(undefined, forced));
         return;
+      case 'CopyStmt': {
+        // COPY … TO writes a field equal to its NULL string as the NULL marker: the string is
+        // compared with every output (a guess at a value), so it meets what they read.
+        const first = this.scopes.length;
+        const q = unwrap(body['query']);
+        if (q) this.statement(q[0], q[1], forced);
+        const cols = list(body['attlist']).map((c) => str(unwrap(c)?.[1]['sval']));
+        const whole = q === undefined && cols.length === 0 ? this.tableRule(this.relation(body['relation'])) : undefined;
+        const outputs = this.open(undefined, whole ?? forced);
+        for (const c of cols) if (c !== undefined) outputs.reads.add(c.toLowerCase());
+        for (const sc of this.scopes.slice(first, -1)) {
+          for (const r of sc.reads) outputs.reads.add(r);
+          if (sc.label !== undefined) outputs.reads.add(sc.label);
+        }
+        if (q === undefined && isNode(body['relation'])) this.expr(body['whereClause'], this.open(undefined, forced));
+        for (const o of list(body['options'])) {
+          const d = unwrap(o)?.[1];
+          if (d?.['defname'] === 'null' && typeof d['location'] === 'number') this.nullOptions.push({ location: d['location'], scope: outputs });
+        }
+        return;
+      }
       case 'DoStmt':
       case 'CreateFunctionStmt':
         for (const o of list(body[kind === 'DoStmt' ? 'args' : 'options'])) {
@@ -358,6 +383,10 @@ export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCa
   if (!a) return undefined;
   const out: TiedLiteral[] = [];
   for (const [s, rule] of a.verdict) for (const location of s.consts) out.push({ location, rule });
+  for (const { location, scope } of a.walk.nullOptions) {
+    const rule = a.verdict.get(scope);
+    if (rule) out.push({ location, rule, option: true });
+  }
   const any = a.walk.anyRule();
   if (any && trusted !== undefined) for (const location of a.walk.bodies) out.push({ location, rule: any, body: true });
   return out;

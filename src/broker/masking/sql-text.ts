@@ -176,7 +176,7 @@ function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan, 
     const t = tokens[i]!;
     if (t.kind !== 'ident') continue;
     named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
-    positional ||= t.value === 'insert' || t.value === 'execute';
+    positional ||= t.value === 'insert' || t.value === 'execute' || t.value === 'copy';
     // Code the catalog does not vouch for: a call of it, a procedure, a code body.
     if (trusted !== undefined && !positional) positional = t.value === 'call' || t.value === 'do' || t.value === 'function' || t.value === 'procedure' || untrustedCall(tokens, i, trusted);
   }
@@ -189,9 +189,15 @@ function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan, 
   }
   const at = new Map<number, number>();
   tokens.forEach((t, i) => at.set(t.start, i));
-  for (const { location, rule, body } of tied) {
+  for (const { location, rule, body, option } of tied) {
     let i = at.get(location);
     if (i === undefined) continue;
+    if (option) {
+      // NULL [AS] '…'
+      const k = isIdent(tokens[i + 1], 'as') ? i + 2 : i + 1;
+      if (tokens[k]?.kind === 'string') regions.push(regionFor(tokens[k]!, rule));
+      continue;
+    }
     if (body) {
       regions.push(...bodyLiterals(buf, tokens, isIdent(tokens[i], 'as') ? i + 1 : i, rule));
       continue;

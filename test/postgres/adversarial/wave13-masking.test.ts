@@ -14,7 +14,9 @@
  *    arguments, through a VALUES list) or compares it with one was recorded raw; so was a
  *    literal inside a code body (DO, CREATE FUNCTION … AS). The arguments of a call the
  *    catalog does not vouch for (built in, created with the cluster, running no SQL text)
- *    are now masked, and so are the literals inside a code body.
+ *    are now masked, and so are the literals inside a code body. A COPY's NULL string,
+ *    compared with every output field (a guess at a value), is masked like a literal
+ *    compared with the columns they read.
  * 3. Bind values shown to a reviewer (and kept with the approval request): `UPDATE users
  *    SET ssn = $1` held for review showed and stored $1 raw, where the same statement with
  *    the literal in its text was masked. A parameter is now tied to a masked column as a
@@ -144,6 +146,15 @@ describe('adversarial corpus wave 13: COPY NULL markers, values written through 
     assert.equal(await copy("COPY (SELECT id, ssn FROM users ORDER BY id) TO STDOUT (FORMAT csv, NULL 'nil')"), '1,********\n2,nil\n');
     // A clean column under a custom marker passes as it is, NULL included.
     assert.equal(await copy("COPY (SELECT id, name FROM users ORDER BY id) TO STDOUT (NULL 'nil')"), '1\tada\n2\tnil\n');
+  });
+
+  test("w13m-04: audit text — a COPY's NULL string is a guess compared with every output: recorded masked when an output reads ssn", async () => {
+    const out = await copy(`COPY (SELECT id, ssn FROM users ORDER BY id) TO STDOUT (NULL '${SSN}')`);
+    assert.equal(out, `1\t********\n2\t********\n`);
+    await copy("COPY (SELECT id, name FROM users ORDER BY id) TO STDOUT (NULL 'nil-marker')");
+    const sqls = (await stack.events()).filter((e) => e.type === 'query').map((e) => String(e.detail['sql']));
+    assert.ok(!JSON.stringify(await stack.events()).includes(SSN), JSON.stringify(sqls.filter((q) => q.startsWith('COPY'))));
+    assert.ok(sqls.includes("COPY (SELECT id, name FROM users ORDER BY id) TO STDOUT (NULL 'nil-marker')"), JSON.stringify(sqls));
   });
 
   WRITES.forEach((w, n) => {

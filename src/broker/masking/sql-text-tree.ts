@@ -45,10 +45,14 @@ export interface TiedLiteral {
 }
 
 /**
- * Whether a called name (lower case, as written: `f` or `s.f`) is code known not to reach
- * a masked column unseen; undefined means not known (and so not trusted).
+ * Whether a called name (lower case, as written: `f` or `s.f`), or with `operator` an
+ * operator's, is code known not to reach a masked column unseen; undefined means not known
+ * (and so not trusted).
  */
-export type TrustedCall = (name: string) => boolean | undefined;
+export type TrustedCall = (name: string, operator?: boolean) => boolean | undefined;
+
+/** Operator uses that call the operator's function with their operands. */
+const OPERATOR_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP', 'AEXPR_OP_ANY', 'AEXPR_OP_ALL']);
 
 interface Scope {
   /** Byte offsets of the constants in it. */
@@ -303,6 +307,22 @@ class ScopeWalk {
       case 'FuncCall':
         this.call(body, scope);
         return;
+      case 'A_Expr': {
+        // An operator runs its function with the operands: one the catalog does not vouch for is a call of user code.
+        const op = list(body['name'])
+          .map((n) => str(unwrap(n)?.[1]['sval']))
+          .join('.')
+          .toLowerCase();
+        if (this.trusted !== undefined && OPERATOR_KINDS.has(str(body['kind']) ?? '') && this.trusted(op, true) !== true) {
+          const { lexpr, rexpr, ...rest } = body;
+          const args = this.open(undefined, this.anyRule() ?? scope.forced);
+          this.expr([lexpr, rexpr], args);
+          this.expr(rest, scope);
+          return;
+        }
+        this.generic(kind, body, scope);
+        return;
+      }
       case 'BoolExpr':
         for (const a of list(body['args'])) this.expr(a, this.open(undefined, scope.forced));
         return;

@@ -180,6 +180,8 @@ function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan, 
     // Code the catalog does not vouch for: a call of it, a procedure, a code body.
     if (trusted !== undefined && !positional) positional = t.value === 'call' || t.value === 'do' || t.value === 'function' || t.value === 'procedure' || untrustedCall(tokens, i, trusted);
   }
+  // An operator the catalog does not vouch for runs user code with its operands.
+  if (trusted !== undefined && !positional) positional = tokens.some((t) => t.kind === 'op' && trusted(t.value, true) !== true);
   if (named === undefined && !positional) return [];
   const tied = tiedLiterals(buf.toString('utf8'), plan, trusted);
   const regions: Region[] = [];

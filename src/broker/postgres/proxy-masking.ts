@@ -142,10 +142,11 @@ const FIRST_NORMAL_OID = 16384;
  * PostgreSQL (a built-in schema, created with the cluster), is no procedure and runs no SQL
  * text. A user function may write its argument into a masked column or compare it with
  * one, where the statement's text does not show it; a name not resolved now is not vouched for.
+ * For an operator, `candidates` are the functions operators of that name run.
  */
-export function vouchedCall(candidates: readonly FunctionInfo[] | undefined, name: string): boolean {
+export function vouchedCall(candidates: readonly FunctionInfo[] | undefined, name: string, operator = false): boolean {
   if (candidates === undefined || candidates.length === 0) return false;
-  if (RUNS_CODE.has(name.slice(name.lastIndexOf('.') + 1))) return false;
+  if (!operator && RUNS_CODE.has(name.slice(name.lastIndexOf('.') + 1))) return false;
   return candidates.every((f) => (f.schema === 'pg_catalog' || f.schema === 'information_schema') && f.oid < FIRST_NORMAL_OID && f.kind !== 'p');
 }
 export { maskParameterStatusFrame, maskNotificationFrame } from '../masking/status-text.js';

@@ -79,7 +79,7 @@ export interface PgProxySessionOptions {
    * `written`: the target's relations that writes filled from masked columns, shared by
    * every session of the target (written-relations.ts); absent = not followed.
    */
-  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts' | 'knownByName'>; written?: WrittenRelations };
+  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts' | 'knownByName' | 'knownByOperator'>; written?: WrittenRelations };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -651,7 +651,10 @@ export class PgProxySession {
   }
 
   /** Calls whose literal arguments the audit text may show (proxy-masking.ts vouchedCall). */
-  readonly #vouched = (name: string): boolean => vouchedCall(this.#o.masking?.relations.knownByName?.(name), name);
+  readonly #vouched = (name: string, operator?: boolean): boolean => {
+    const r = this.#o.masking?.relations;
+    return vouchedCall(operator ? r?.knownByOperator?.(name) : r?.knownByName?.(name), name, operator);
+  };
 
   /** Values masked since the previous statement ended, by rule or detector; undefined when none. */
   #maskedDelta(): { values: number; by_rule: Record<string, number> } | undefined {

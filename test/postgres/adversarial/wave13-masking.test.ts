@@ -11,7 +11,8 @@
  *    equal to its NULL string): under another marker such a field is masked like a value.
  * 2. The audit log's statement text: a literal given to a user function (or procedure)
  *    whose body writes it into a masked column (`SELECT set_ssn(1, '…')`, `CALL …`, named
- *    arguments, through a VALUES list) or compares it with one was recorded raw; so was a
+ *    arguments, through a VALUES list, an operator over such a function) or compares it
+ *    with one was recorded raw; so was a
  *    literal inside a code body (DO, CREATE FUNCTION … AS). The arguments of a call the
  *    catalog does not vouch for (built in, created with the cluster, running no SQL text)
  *    are now masked, and so are the literals inside a code body. A COPY's NULL string,
@@ -69,6 +70,7 @@ const WRITES: WriteCase[] = [
   { id: 'w13m-13', what: 'named arguments', sql: (v) => `SELECT set_ssn(v => '${v}', i => 1)`, writes: true },
   { id: 'w13m-14', what: 'schema-qualified, the value through a VALUES list', sql: (v) => `SELECT public.set_ssn(1, x.v) FROM (VALUES ('${v}')) x(v)`, writes: true },
   { id: 'w13m-15', what: 'a function that compares its argument with users.ssn', sql: (v) => `SELECT find_ssn('${v}')`, writes: false },
+  { id: 'w13m-15b', what: 'an operator whose function writes its right operand', sql: (v) => `SELECT 1 ### '${v}'`, writes: true },
   { id: 'w13m-16', what: 'a DO block that writes the value', sql: (v) => `DO $$ BEGIN UPDATE users SET ssn = '${v}' WHERE id = 1; END $$`, writes: true },
   { id: 'w13m-17', what: 'a DO block that calls the writing function', sql: (v) => `DO $b$ BEGIN PERFORM set_ssn(1, '${v}'); END $b$`, writes: true },
   {
@@ -101,6 +103,7 @@ describe('adversarial corpus wave 13: COPY NULL markers, values written through 
       CREATE FUNCTION set_ssn(i int, v text) RETURNS void LANGUAGE sql AS $$ UPDATE users SET ssn = v WHERE id = i $$;
       CREATE FUNCTION set_ssn_pl(i int, v text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET ssn = v WHERE id = i; END $$;
       CREATE PROCEDURE set_ssn_proc(i int, v text) LANGUAGE sql AS $$ UPDATE users SET ssn = v WHERE id = i $$;
+      CREATE OPERATOR ### (LEFTARG = int, RIGHTARG = text, FUNCTION = set_ssn);
       CREATE FUNCTION find_ssn(v text) RETURNS int LANGUAGE sql STABLE AS $$ SELECT id FROM users WHERE ssn = v $$;
       GRANT CREATE ON SCHEMA public TO app;`);
     agent = new pg.Client({ connectionString: stack.url });
@@ -161,23 +164,25 @@ describe('adversarial corpus wave 13: COPY NULL markers, values written through 
     test(`${w.id}: audit text — ${w.what}: the value is not recorded raw`, async () => {
       const value = `955-13-${String(1000 + n)}`;
       const sql = w.sql(value);
+      const queries = async (): Promise<number> => (await stack.events()).filter((e) => e.type === 'query').length;
+      const before = await queries();
       await agent.query(sql);
       if (w.writes) {
         const r = await owner.query<{ ssn: string }>('SELECT ssn FROM users WHERE id = 1');
         assert.equal(r.rows[0]?.ssn, value, 'the premise: the statement wrote the value to users.ssn');
       }
-      const events = (await stack.events()).filter((e) => e.type === 'query' || e.type === 'query.intent');
-      const mine = events.filter((e) => typeof e.detail['sql'] === 'string' && e.detail['sql'].startsWith(sql.slice(0, 12)));
-      assert.ok(mine.length >= 2, `the statement's intent and outcome are recorded: ${JSON.stringify(mine)}`);
-      assert.ok(!JSON.stringify(events).includes(value), JSON.stringify(mine.map((e) => e.detail['sql'])));
+      const events = await stack.events();
+      assert.equal(events.filter((e) => e.type === 'query').length, before + 1, "the statement's outcome is recorded");
+      const last = events.filter((e) => e.type === 'query').at(-1)!;
+      assert.ok(!JSON.stringify(events).includes(value), String(last.detail['sql']));
     });
   });
 
   test('w13m-20: [no false masking] literals given to built-in functions, and the code of a body, stay readable', async () => {
-    await agent.query("SELECT lower('Plain-Label'), date_trunc('day', now()), position('b' in 'abc')");
+    await agent.query("SELECT lower('Plain-Label'), date_trunc('day', now()), position('b' in 'abc'), 'Plain' || '-op'");
     await agent.query("DO $$ BEGIN PERFORM set_ssn(1, 'dollar-body'); END $$");
     const sqls = (await stack.events()).filter((e) => e.type === 'query').map((e) => e.detail['sql']);
-    assert.ok(sqls.includes("SELECT lower('Plain-Label'), date_trunc('day', now()), position('b' in 'abc')"), JSON.stringify(sqls));
+    assert.ok(sqls.includes("SELECT lower('Plain-Label'), date_trunc('day', now()), position('b' in 'abc'), 'Plain' || '-op'"), JSON.stringify(sqls));
     // Inside a body every literal is masked (which one reaches a column is not known); the code stays.
     assert.ok(sqls.includes("DO $$ BEGIN PERFORM set_ssn(********, '********'); END $$"), JSON.stringify(sqls));
   });

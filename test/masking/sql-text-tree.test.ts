@@ -5,7 +5,7 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { maskSqlText, parameterMasker } from '../../src/broker/masking/sql-text.js';
+import { bindValueMasker, maskSqlText } from '../../src/broker/masking/sql-text.js';
 import { loadSqlParser } from '../../src/broker/policy/sql-classify.js';
 import { maskingPlan } from './helpers.js';
 
@@ -60,7 +60,7 @@ test('text that does not parse is masked whole where it names a masked column', 
 
 test('Bind parameters: a $n that meets a masked column is masked, others shown; text that does not parse masks them all', () => {
   const shown = (sql: string, values: string[]): string[] => {
-    const m = parameterMasker(sql, plan);
+    const m = bindValueMasker(sql, plan);
     return values.map((v, i) => m(`'${v}'`, i));
   };
   assert.deepEqual(shown('UPDATE users SET ssn = $1 WHERE id = $2', ['s', '4']), ["'********'", "'4'"]);

@@ -20,7 +20,12 @@
  * `orders.ssn` literal is masked like a `users.ssn` one, which only over-masks the log.
  *
  * Where positions cannot be known the whole source is masked: an INSERT without a column
- * list into a table the rules may touch, EXECUTE arguments (the prepared text is elsewhere).
+ * list into a table the rules may touch, EXECUTE arguments (the prepared text is elsewhere),
+ * and the arguments of a call (or CALL) of code the caller cannot vouch for (`trusted`: a
+ * function that ships with PostgreSQL and runs no SQL text): a user function's body may
+ * write its argument into a masked column (`SELECT set_ssn(1, '…')`) or compare it with
+ * one, out of sight of the text. A code body given as a string (DO, CREATE FUNCTION … AS
+ * '…') is reported as such: the caller masks the literals inside it.
  * Text that does not parse is masked whole wherever it names a masked column (the caller).
  */
 import { parseStatements } from './statement-reads.js';
@@ -30,12 +35,29 @@ import { matchColumn, matchExpression, rulesMayTouchTable, type ColumnRule, type
 export interface TiedLiteral {
   location: number;
   rule: ColumnRule;
+  /**
+   * A code body (DO, CREATE FUNCTION/PROCEDURE … AS): `location` is its string constant or,
+   * for a function, the AS before it (PostgreSQL records no position for the string itself).
+   */
+  body?: true;
+  /** A COPY's NULL string: `location` is its NULL keyword (the string follows, after an optional AS). */
+  option?: true;
 }
+
+/**
+ * Whether a called name (lower case, as written: `f` or `s.f`), or with `operator` an
+ * operator's, is code known not to reach a masked column unseen; undefined means not known
+ * (and so not trusted).
+ */
+export type TrustedCall = (name: string, operator?: boolean) => boolean | undefined;
+
+/** Operator uses that call the operator's function with their operands. */
+const OPERATOR_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP', 'AEXPR_OP_ANY', 'AEXPR_OP_ALL']);
 
 interface Scope {
   /** Byte offsets of the constants in it. */
   consts: number[];
-  /** Numbers of the parameters ($1 = 1) in it. */
+  /** Numbers of the parameters (`$n`) in it. */
   params: number[];
   /** Column names it reads (lower case, without table). */
   reads: Set<string>;
@@ -75,8 +97,26 @@ function columnName(ref: Node): string | undefined {
 
 class ScopeWalk {
   readonly scopes: Scope[] = [];
+  readonly bodies: number[] = [];
+  /** COPY NULL strings: the keyword's offset, and the scope of the outputs they are compared with. */
+  readonly nullOptions: { location: number; scope: Scope }[] = [];
 
-  constructor(readonly plan: MaskingPlan) {}
+  constructor(
+    readonly plan: MaskingPlan,
+    readonly trusted?: TrustedCall,
+  ) {}
+
+  /** A call of `fn`'s arguments: untrusted code gets them in a scope masked whatever it reads. */
+  call(fn: Node, scope: Scope): void {
+    const name = list(fn['funcname'])
+      .map((n) => str(unwrap(n)?.[1]['sval']))
+      .join('.')
+      .toLowerCase();
+    const { args, ...rest } = fn;
+    const vouched = this.trusted === undefined || this.trusted(name) === true;
+    this.expr(args, vouched ? scope : this.open(undefined, this.anyRule() ?? scope.forced));
+    this.expr(rest, scope);
+  }
 
   open(label?: string, forced?: ColumnRule): Scope {
     const s: Scope = { consts: [], params: [], reads: new Set(), label: label?.toLowerCase(), forced };
@@ -117,6 +157,38 @@ class ScopeWalk {
             });
           } else this.assignments(targets, forced);
         }
+        return;
+      case 'CallStmt':
+        if (isNode(body['funccall'])) this.call(body['funccall'], this.open(undefined, forced));
+        return;
+      case 'CopyStmt': {
+        // COPY … TO writes a field equal to its NULL string as the NULL marker: the string is
+        // compared with every output (a guess at a value), so it meets what they read.
+        const first = this.scopes.length;
+        const q = unwrap(body['query']);
+        if (q) this.statement(q[0], q[1], forced);
+        const cols = list(body['attlist']).map((c) => str(unwrap(c)?.[1]['sval']));
+        const whole = q === undefined && cols.length === 0 ? this.tableRule(this.relation(body['relation'])) : undefined;
+        const outputs = this.open(undefined, whole ?? forced);
+        for (const c of cols) if (c !== undefined) outputs.reads.add(c.toLowerCase());
+        for (const sc of this.scopes.slice(first, -1)) {
+          for (const r of sc.reads) outputs.reads.add(r);
+          if (sc.label !== undefined) outputs.reads.add(sc.label);
+        }
+        if (q === undefined && isNode(body['relation'])) this.expr(body['whereClause'], this.open(undefined, forced));
+        for (const o of list(body['options'])) {
+          const d = unwrap(o)?.[1];
+          if (d?.['defname'] === 'null' && typeof d['location'] === 'number') this.nullOptions.push({ location: d['location'], scope: outputs });
+        }
+        return;
+      }
+      case 'DoStmt':
+      case 'CreateFunctionStmt':
+        for (const o of list(body[kind === 'DoStmt' ? 'args' : 'options'])) {
+          const d = unwrap(o)?.[1];
+          if (d?.['defname'] === 'as' && typeof d['location'] === 'number') this.bodies.push(d['location']);
+        }
+        this.generic(kind, body, this.open(undefined, forced));
         return;
       case 'ExecuteStmt':
         // The prepared text is not here: which parameter meets which column is unknown.
@@ -232,6 +304,25 @@ class ScopeWalk {
         if (name !== undefined) scope.reads.add(name);
         return;
       }
+      case 'FuncCall':
+        this.call(body, scope);
+        return;
+      case 'A_Expr': {
+        // An operator runs its function with the operands: one the catalog does not vouch for is a call of user code.
+        const op = list(body['name'])
+          .map((n) => str(unwrap(n)?.[1]['sval']))
+          .join('.')
+          .toLowerCase();
+        if (this.trusted !== undefined && OPERATOR_KINDS.has(str(body['kind']) ?? '') && this.trusted(op, true) !== true) {
+          const { lexpr, rexpr, ...rest } = body;
+          const args = this.open(undefined, this.anyRule() ?? scope.forced);
+          this.expr([lexpr, rexpr], args);
+          this.expr(rest, scope);
+          return;
+        }
+        this.generic(kind, body, scope);
+        return;
+      }
       case 'BoolExpr':
         for (const a of list(body['args'])) this.expr(a, this.open(undefined, scope.forced));
         return;
@@ -267,36 +358,11 @@ class ScopeWalk {
   }
 }
 
-/**
- * Literals of `sql` tied to a masked column of `plan`, by byte offset; undefined when the
- * text does not parse (the caller then masks conservatively).
- */
-export function tiedLiterals(sql: string, plan: MaskingPlan): TiedLiteral[] | undefined {
-  const verdict = tiedScopes(sql, plan);
-  if (verdict === undefined) return undefined;
-  const out: TiedLiteral[] = [];
-  for (const [s, rule] of verdict) for (const location of s.consts) out.push({ location, rule });
-  return out;
-}
-
-/**
- * Parameters of `sql` ($1 → 1) tied to a masked column of `plan` (a Bind's values are
- * literals the text does not hold: `UPDATE users SET ssn = $1`), each with the rule that
- * masks it; undefined when the text does not parse.
- */
-export function tiedParameters(sql: string, plan: MaskingPlan): Map<number, ColumnRule> | undefined {
-  const verdict = tiedScopes(sql, plan);
-  if (verdict === undefined) return undefined;
-  const out = new Map<number, ColumnRule>();
-  for (const [s, rule] of verdict) for (const n of s.params) if (!out.has(n)) out.set(n, rule);
-  return out;
-}
-
-/** The scopes of `sql` that meet a masked column, with the rule of each; undefined when it does not parse. */
-function tiedScopes(sql: string, plan: MaskingPlan): Map<Scope, ColumnRule> | undefined {
+/** The scopes of `sql` that meet a masked column, with the rule of each; undefined when the text does not parse. */
+function analyse(sql: string, plan: MaskingPlan, trusted?: TrustedCall): { walk: ScopeWalk; verdict: Map<Scope, ColumnRule> } | undefined {
   const stmts = parseStatements(sql);
   if (typeof stmts === 'string') return undefined;
-  const walk = new ScopeWalk(plan);
+  const walk = new ScopeWalk(plan, trusted);
   for (const s of stmts) {
     const n = unwrap(s);
     if (n) walk.statement(n[0], n[1]);
@@ -325,5 +391,36 @@ function tiedScopes(sql: string, plan: MaskingPlan): Map<Scope, ColumnRule> | un
       }
     }
   }
-  return verdict;
+  return { walk, verdict };
+}
+
+/**
+ * Literals of `sql` tied to a masked column of `plan`, by byte offset; undefined when the
+ * text does not parse (the caller then masks conservatively).
+ */
+export function tiedLiterals(sql: string, plan: MaskingPlan, trusted?: TrustedCall): TiedLiteral[] | undefined {
+  const a = analyse(sql, plan, trusted);
+  if (!a) return undefined;
+  const out: TiedLiteral[] = [];
+  for (const [s, rule] of a.verdict) for (const location of s.consts) out.push({ location, rule });
+  for (const { location, scope } of a.walk.nullOptions) {
+    const rule = a.verdict.get(scope);
+    if (rule) out.push({ location, rule, option: true });
+  }
+  const any = a.walk.anyRule();
+  if (any && trusted !== undefined) for (const location of a.walk.bodies) out.push({ location, rule: any, body: true });
+  return out;
+}
+
+/**
+ * The parameters (`$n`, by number) of `sql` tied to a masked column, as literals are: a
+ * Bind value shown to a reviewer is then masked as the same literal in the text would be.
+ * Undefined when the text does not parse.
+ */
+export function tiedParameters(sql: string, plan: MaskingPlan, trusted?: TrustedCall): Map<number, ColumnRule> | undefined {
+  const a = analyse(sql, plan, trusted);
+  if (!a) return undefined;
+  const out = new Map<number, ColumnRule>();
+  for (const [s, rule] of a.verdict) for (const n of s.params) if (!out.has(n)) out.set(n, rule);
+  return out;
 }

@@ -14,7 +14,9 @@ import { matchColumn, matchExpression, type ColumnRule, type MaskingPlan } from 
 import { OutBuffer } from './out-buffer.js';
 import { moreProtective, writeMask, type KeepHint, type MaskStyle } from './styles.js';
 import { closingParen, statements, tokenize, type Token } from './sql-lexer.js';
-import { tiedLiterals, tiedParameters } from './sql-text-tree.js';
+import { tiedLiterals, tiedParameters, type TrustedCall } from './sql-text-tree.js';
+
+export type { TrustedCall } from './sql-text-tree.js';
 
 export interface MaskedText {
   text: string;
@@ -38,62 +40,46 @@ const out = new OutBuffer(8192);
 
 /**
  * Mask what the plan hides inside SQL text. Without a key, `hash` falls back to `full`
- * (the audit log then shows no equality between values either).
+ * (the audit log then shows no equality between values either). `trusted` says which called
+ * functions the catalog vouches for (sql-text-tree.ts); given, the arguments of the others
+ * and literals inside code bodies are masked too.
  */
-export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer): MaskedText {
+export function maskSqlText(sql: string, plan: MaskingPlan, key?: Buffer, trusted?: TrustedCall): MaskedText {
   const buf = Buffer.from(sql, 'utf8');
   // Column literals first: where a detector finds the same value, the column rule is named.
-  const regions: Region[] = plan.columns.length > 0 ? columnLiterals(buf, plan) : [];
-  detectorRegions(buf, plan, regions);
+  const regions: Region[] = plan.columns.length > 0 ? columnLiterals(buf, plan, trusted) : [];
+  if (plan.detectors !== 0) {
+    spans.clear();
+    scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
+    for (let k = 0; k < spans.length; k++) {
+      const kind = spans.kinds[k]!;
+      const name = DETECTOR_NAMES[kind]!;
+      regions.push({ start: spans.starts[k]!, end: spans.ends[k]!, style: plan.detectorStyles[kind]!, keep: keepFor(name), rule: name });
+    }
+  }
   if (regions.length === 0) return { text: sql, count: 0, byRule: {} };
   return applyRegions(buf, regions, key);
 }
 
 /**
- * How Bind parameter values of `sql` are written where the audit log and reviewers see them:
- * `mask(literal, index)` masks the quoted literal shown for parameter `index` (0-based) whole
- * when the text ties that parameter to a masked column (found as for literals: the parse
- * tree's scopes), and detector hits in any value. Text that does not parse but names a
- * masked column has every parameter masked.
+ * How Bind values of `sql` are shown to a reviewer (each a quoted literal `'…'`, by 0-based
+ * index): a value the statement ties to a masked column (`SET ssn = $1`, an argument of a
+ * call the catalog does not vouch for) is masked whole in its rule's style, as the same
+ * literal written into the text would be; any other goes through the detectors. When the
+ * text does not parse, every value is masked under column rules.
  */
-export function parameterMasker(sql: string, plan: MaskingPlan, key?: Buffer): (literal: string, index: number) => string {
-  const tied = plan.columns.length > 0 ? tiedParameterRules(sql, plan) : undefined;
+export function bindValueMasker(sql: string, plan: MaskingPlan, key?: Buffer, trusted?: TrustedCall): (literal: string, index: number) => string {
+  const plain = (x: string): string => maskSqlText(x, plan, key).text;
+  if (plan.columns.length === 0) return plain;
+  const tied = tiedParameters(sql, plan, trusted);
+  let strictest: ColumnRule | undefined;
+  for (const r of plan.columns) if (strictest === undefined || (plan.strictestColumnStyle !== undefined && r.style === plan.strictestColumnStyle)) strictest = r;
   return (literal, index) => {
-    const rule = tied === undefined ? undefined : tied instanceof Map ? tied.get(index + 1) : tied;
+    const rule = tied === undefined ? strictest : tied.get(index + 1);
+    if (rule === undefined || literal.length < 2) return plain(literal);
     const buf = Buffer.from(literal, 'utf8');
-    const regions: Region[] = [];
-    // The value between its quotes (the caller quotes it); a bare value whole.
-    const quoted = buf.length >= 2 && buf[0] === 0x27 && buf[buf.length - 1] === 0x27;
-    if (rule) regions.push({ start: quoted ? 1 : 0, end: quoted ? buf.length - 1 : buf.length, style: rule.style, keep: 'auto', rule: rule.name });
-    detectorRegions(buf, plan, regions);
-    return regions.length === 0 ? literal : applyRegions(buf, regions, key).text;
+    return applyRegions(buf, [{ start: 1, end: buf.length - 1, style: rule.style, keep: 'auto', rule: rule.name }], key).text;
   };
-}
-
-/** Adds a region for each detector hit in `buf`. */
-function detectorRegions(buf: Buffer, plan: MaskingPlan, regions: Region[]): void {
-  if (plan.detectors === 0) return;
-  spans.clear();
-  scanSpans(buf, 0, buf.length, plan.detectors, false, spans);
-  for (let k = 0; k < spans.length; k++) {
-    const kind = spans.kinds[k]!;
-    const name = DETECTOR_NAMES[kind]!;
-    regions.push({ start: spans.starts[k]!, end: spans.ends[k]!, style: plan.detectorStyles[kind]!, keep: keepFor(name), rule: name });
-  }
-}
-
-/** Parameter number → rule for the ones `sql` ties to a masked column; one rule for all of them when that cannot be known. */
-function tiedParameterRules(sql: string, plan: MaskingPlan): Map<number, ColumnRule> | ColumnRule | undefined {
-  const tokens = tokenize(Buffer.from(sql, 'utf8'));
-  let named: ColumnRule | undefined;
-  let positional = false;
-  for (const t of tokens) {
-    if (t.kind !== 'ident') continue;
-    named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
-    positional ||= t.value === 'insert';
-  }
-  if (named === undefined && !positional) return undefined;
-  return tiedParameters(sql, plan) ?? named;
 }
 
 /** Mask regions of text given as bytes (error fields keep the client's encoding byte for byte). */
@@ -159,7 +145,7 @@ function regionFor(t: Token, rule: ColumnRule): Region {
   return { start, end, style: rule.style, keep: 'auto', rule: rule.name };
 }
 
-function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
+function columnLiterals(buf: Buffer, plan: MaskingPlan, trusted?: TrustedCall): Region[] {
   const tokens = tokenize(buf);
   const regions: Region[] = [];
   for (let i = 0; i < tokens.length; i++) {
@@ -171,7 +157,7 @@ function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
     if (rule) regions.push(regionFor(t, rule));
   }
   for (const [s, e] of statements(tokens)) regions.push(...insertValues(tokens, s, e, plan));
-  regions.push(...treeLiterals(buf, tokens, plan));
+  regions.push(...treeLiterals(buf, tokens, plan, trusted));
   return regions;
 }
 
@@ -183,16 +169,21 @@ function columnLiterals(buf: Buffer, plan: MaskingPlan): Region[] {
  * statements far from masked columns cost nothing more. Text that does not parse has
  * every literal masked when it names a masked column.
  */
-function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan): Region[] {
+function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan, trusted?: TrustedCall): Region[] {
   let named: ColumnRule | undefined;
   let positional = false;
-  for (const t of tokens) {
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
     if (t.kind !== 'ident') continue;
     named ??= matchExpression(plan, t.value) ?? matchColumn(plan, { column: t.value });
-    positional ||= t.value === 'insert' || t.value === 'execute';
+    positional ||= t.value === 'insert' || t.value === 'execute' || t.value === 'copy';
+    // Code the catalog does not vouch for: a call of it, a procedure, a code body.
+    if (trusted !== undefined && !positional) positional = t.value === 'call' || t.value === 'do' || t.value === 'function' || t.value === 'procedure' || untrustedCall(tokens, i, trusted);
   }
+  // An operator the catalog does not vouch for runs user code with its operands.
+  if (trusted !== undefined && !positional) positional = tokens.some((t) => t.kind === 'op' && trusted(t.value, true) !== true);
   if (named === undefined && !positional) return [];
-  const tied = tiedLiterals(buf.toString('utf8'), plan);
+  const tied = tiedLiterals(buf.toString('utf8'), plan, trusted);
   const regions: Region[] = [];
   if (tied === undefined) {
     if (named !== undefined) for (const t of tokens) if (isLiteral(t)) regions.push(regionFor(t, named));
@@ -200,15 +191,59 @@ function treeLiterals(buf: Buffer, tokens: readonly Token[], plan: MaskingPlan):
   }
   const at = new Map<number, number>();
   tokens.forEach((t, i) => at.set(t.start, i));
-  for (const { location, rule } of tied) {
+  for (const { location, rule, body, option } of tied) {
     let i = at.get(location);
     if (i === undefined) continue;
+    if (option) {
+      // NULL [AS] '…'
+      const k = isIdent(tokens[i + 1], 'as') ? i + 2 : i + 1;
+      if (tokens[k]?.kind === 'string') regions.push(regionFor(tokens[k]!, rule));
+      continue;
+    }
+    if (body) {
+      regions.push(...bodyLiterals(buf, tokens, isIdent(tokens[i], 'as') ? i + 1 : i, rule));
+      continue;
+    }
     // A negative number's constant starts at its sign.
     if (tokens[i]!.kind === 'op' && (tokens[i]!.value === '-' || tokens[i]!.value === '+')) i++;
     // Adjacent string constants (split across lines) are one value.
     for (let k = i; k < tokens.length && isLiteral(tokens[k]) && (k === i || tokens[k]!.kind === 'string'); k++) regions.push(regionFor(tokens[k]!, rule));
   }
   return regions;
+}
+
+/** Whether the name ending at identifier `i` is called, `name(` or `s.name(`, and the catalog does not vouch for it. */
+function untrustedCall(tokens: readonly Token[], i: number, trusted: TrustedCall): boolean {
+  if (!isPunct(tokens[i + 1], '(')) return false;
+  let name = tokens[i]!.value;
+  let j = i;
+  while (isPunct(tokens[j - 1], '.') && isIdent(tokens[j - 2])) {
+    name = `${tokens[j - 2]!.value}.${name}`;
+    j -= 2;
+  }
+  if (j === i && isKeyword(name)) return false;
+  return trusted(name) !== true;
+}
+
+/**
+ * The literals of the code body starting at token `i` (a function's AS may list two
+ * strings, a C function's file and symbol). Dollar-quoted, the body is the text itself:
+ * each literal inside it is masked and the code stays readable. Otherwise its quotes are
+ * doubled inside, so offsets do not line up: the body is masked whole when it holds any.
+ */
+function bodyLiterals(buf: Buffer, tokens: readonly Token[], i: number, rule: ColumnRule): Region[] {
+  const out: Region[] = [];
+  for (let k = i; tokens[k]?.kind === 'string'; k += 2) {
+    const t = tokens[k]!;
+    const cs = t.contentStart ?? t.start;
+    const ce = t.contentEnd ?? t.end;
+    const inner = tokenize(buf.subarray(cs, ce)).filter(isLiteral);
+    if (buf[t.start] === 0x24 /* $ */) {
+      for (const x of inner) out.push({ ...regionFor(x, rule), start: cs + (x.contentStart ?? x.start), end: cs + (x.contentEnd ?? x.end) });
+    } else if (inner.length > 0) out.push(regionFor(t, rule));
+    if (!isPunct(tokens[k + 1], ',')) break;
+  }
+  return out;
 }
 
 /** The index of the column identifier a literal at `i` is compared with or assigned to. */

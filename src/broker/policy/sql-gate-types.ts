@@ -76,6 +76,10 @@ export interface StatementGate {
 export interface FunctionCatalog {
   /** Every candidate for each name (an empty list: the catalog knows no such function). */
   byNames(names: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
+  /** What byNames answered for a name and still holds fresh, without asking (undefined: not known now). */
+  knownByName?(name: string): FunctionInfo[] | undefined;
+  /** The same for an operator name (its implementing functions), as byOperators answered it. */
+  knownByOperator?(op: string): FunctionInfo[] | undefined;
   /** Every implementing function for each operator name (an empty list: no such operator). */
   byOperators(ops: readonly string[]): Promise<Map<string, FunctionInfo[]>>;
   byOid(oid: number): Promise<FunctionInfo | undefined>;

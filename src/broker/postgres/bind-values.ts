@@ -43,7 +43,7 @@ export function fingerprintWithValues(statementFingerprint: string, bindBody: Bu
 
 /**
  * Each value as a reviewer reads it: a text value as a quoted literal passed through `mask`
- * (with its 0-based index: masking/sql-text.ts parameterMasker), a binary one in hex unless
+ * (with its 0-based index: masking/sql-text.ts bindValueMasker), a binary one in hex unless
  * `mask` hides something in its bytes read as text (then that text, masked: hex would carry
  * the secret past every detector), NULL as NULL; long values cut, saying so.
  */

@@ -439,6 +439,8 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
 
   return {
     byNames: (wanted) => lookUp(names, wanted, functionsQuery),
+    knownByName: (name) => fresh(names, name)?.value,
+    knownByOperator: (op) => fresh(ops, op)?.value,
     byOperators: (wanted) => lookUp(ops, wanted, operatorsQuery),
     async byOid(oid: number): Promise<FunctionInfo | undefined> {
       if (!Number.isSafeInteger(oid) || oid < 0 || oid > 0xffffffff) return undefined;

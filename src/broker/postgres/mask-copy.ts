@@ -28,6 +28,8 @@ import type { FieldRewriter } from './mask-row-rewriter.js';
 import type { MaskRules, NoticeSink } from './mask-rules.js';
 
 const EMPTY = Buffer.alloc(0);
+/** The text format's default NULL marker: no value is written as it. */
+const TEXT_NULL = Buffer.from('\\N');
 const QUOTE = 0x22;
 const NO_FIELDS: Shape = { fields: [], formats: [] };
 /** ENCODING names (as PostgreSQL compares them) whose COPY text is the server's UTF-8 bytes. */
@@ -37,6 +39,14 @@ interface CopyState {
   format: 'text' | 'csv' | 'binary';
   dialect: CsvDialect;
   nullString: Buffer;
+  /**
+   * Whether a field reading as the NULL marker may be a value: in text format PostgreSQL
+   * writes a value equal to a NULL string of the client's choosing (`NULL 'hit'`) as those
+   * same bytes (only `\N` cannot be data, whose backslashes are doubled; CSV quotes such a
+   * value). Such a field is masked like a value, or the marker would pass exactly the values
+   * equal to a guess, unmasked: an equality test per field, a whole value in one statement.
+   */
+  nullAmbiguous: boolean;
   /** The next row is CSV/text HEADER: passed through. */
   header: boolean;
   plan: RowPlan;
@@ -99,6 +109,7 @@ export class CopyMasker {
       format,
       dialect: { delimiter: stmt?.delimiter ?? (format === 'csv' ? 0x2c : 0x09), quote: stmt?.quote ?? QUOTE, escape: stmt?.escape ?? QUOTE },
       nullString: stmt?.nullString ?? Buffer.from(format === 'csv' ? '' : '\\N'),
+      nullAmbiguous: format === 'text' && stmt?.nullString !== undefined && !stmt.nullString.equals(TEXT_NULL),
       header: format !== 'binary' && (stmt?.header ?? false),
       plan: new RowPlan(n), // inactive until the columns are known
       carry: undefined,
@@ -293,8 +304,8 @@ export class CopyMasker {
     const rp = st.plan;
     const rw = this.#rw;
     const csv = st.format === 'csv';
-    // NULL: in text the marker as written; in CSV only unquoted.
-    if (equalsBytes(data, fs, fe, st.nullString)) return;
+    // NULL: in text the marker as written (unless a value may read the same); in CSV only unquoted.
+    if (!st.nullAmbiguous && equalsBytes(data, fs, fe, st.nullString)) return;
     const mode = rp.mode[i]!;
     const flags = rp.flags[i]!;
     if ((flags & FLAG_BYTEA) !== 0 && mode !== NULLIFY) {

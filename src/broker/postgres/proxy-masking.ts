@@ -110,7 +110,8 @@ import { noticeResponse } from './build-backend.js';
 import { BackendType } from './protocol.js';
 import { ProtocolError } from './errors.js';
 import type { CatalogLookup } from './masking-catalog.js';
-import type { Provenance } from '../masking/provenance.js';
+import { OPAQUE_BUILTINS, type Provenance } from '../masking/provenance.js';
+import { EFFECTFUL_NONVOLATILE, type FunctionInfo } from '../policy/function-effects.js';
 import type { ColumnScanner } from './column-scan.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { applyRegionsToBytes, copyOutStatements, type CopyOutStatement } from '../masking/sql-text.js';
@@ -128,7 +129,26 @@ import type { ReadVerdict } from '../masking/statement-reads.js';
 import type { WrittenRelations } from '../masking/written-relations.js';
 
 export { createCatalogLookup, type CatalogLookup, type CatalogLookupOptions, type TableInfo } from './masking-catalog.js';
-export { maskSqlText, parameterMasker, type MaskedText } from '../masking/sql-text.js';
+export { bindValueMasker, maskSqlText, type MaskedText } from '../masking/sql-text.js';
+
+/** Built-ins that run SQL text or other stored code: their arguments may be anything. */
+const RUNS_CODE: ReadonlySet<string> = new Set([...OPAQUE_BUILTINS, ...EFFECTFUL_NONVOLATILE]);
+/** PostgreSQL's FirstNormalObjectId: what initdb did not create has an OID from here on. */
+const FIRST_NORMAL_OID = 16384;
+
+/**
+ * Whether the audit text may show a call's literal arguments as written: every candidate
+ * the gate resolved for the name (`candidates`, from the catalog's cache) ships with
+ * PostgreSQL (a built-in schema, created with the cluster), is no procedure and runs no SQL
+ * text. A user function may write its argument into a masked column or compare it with
+ * one, where the statement's text does not show it; a name not resolved now is not vouched for.
+ * For an operator, `candidates` are the functions operators of that name run.
+ */
+export function vouchedCall(candidates: readonly FunctionInfo[] | undefined, name: string, operator = false): boolean {
+  if (candidates === undefined || candidates.length === 0) return false;
+  if (!operator && RUNS_CODE.has(name.slice(name.lastIndexOf('.') + 1))) return false;
+  return candidates.every((f) => (f.schema === 'pg_catalog' || f.schema === 'information_schema') && f.oid < FIRST_NORMAL_OID && f.kind !== 'p');
+}
 export { maskParameterStatusFrame, maskNotificationFrame } from '../masking/status-text.js';
 export { maskNoticeFrame } from '../masking/notice-fields.js';
 

@@ -40,7 +40,7 @@ import { ProtocolSession } from '../session/protocol-session.js';
 import { followBackend, PipelineTracker, type StatementNote, type StatementRecord } from './pipeline.js';
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
-import { createCatalogLookup, maskSqlText, parameterMasker, ResultMasker } from './proxy-masking.js';
+import { bindValueMasker, createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
 import { sessionReads } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
@@ -79,7 +79,7 @@ export interface PgProxySessionOptions {
    * `written`: the target's relations that writes filled from masked columns, shared by
    * every session of the target (written-relations.ts); absent = not followed.
    */
-  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts'>; written?: WrittenRelations };
+  masking?: { plan: MaskingPlan; key: Buffer; relations: Pick<FunctionCatalog, 'relationFacts' | 'knownByName' | 'knownByOperator'>; written?: WrittenRelations };
   audit: AuditStore;
   cancels: CancelRegistry;
   logger: Logger;
@@ -218,10 +218,7 @@ export class PgProxySession {
       flushToServer: () => this.#flushToServer(),
       auditFailed: () => this.#o.audit.failed !== undefined,
       auditText: (sql) => this.#auditText(sql),
-      auditParameters: (sql) => {
-        const m = this.#o.masking;
-        return m ? parameterMasker(sql, m.plan, m.key) : (literal) => literal;
-      },
+      auditValues: (sql) => this.#auditValues(sql),
       transactionStatus: () => this.#status,
       relaying: () => this.#phase === 'relay',
       closed: () => this.#phase === 'closed',
@@ -644,8 +641,20 @@ export class PgProxySession {
   /** Text as it may be recorded or shown: detector hits and masked-column literals replaced. */
   #auditText(sql: string): string {
     const m = this.#o.masking;
-    return m ? maskSqlText(sql, m.plan, m.key).text : sql;
+    return m ? maskSqlText(sql, m.plan, m.key, this.#vouched).text : sql;
   }
+
+  /** Bind values of `sql` as they may be shown: masked as the same literals in its text would be. */
+  #auditValues(sql: string): (literal: string, index: number) => string {
+    const m = this.#o.masking;
+    return m ? bindValueMasker(sql, m.plan, m.key, this.#vouched) : (x) => x;
+  }
+
+  /** Calls whose literal arguments the audit text may show (proxy-masking.ts vouchedCall). */
+  readonly #vouched = (name: string, operator?: boolean): boolean => {
+    const r = this.#o.masking?.relations;
+    return vouchedCall(operator ? r?.knownByOperator?.(name) : r?.knownByName?.(name), name, operator);
+  };
 
   /** Values masked since the previous statement ended, by rule or detector; undefined when none. */
   #maskedDelta(): { values: number; by_rule: Record<string, number> } | undefined {

@@ -51,8 +51,8 @@ export interface StatementFlowHost {
   auditFailed(): boolean;
   /** Text as it may be recorded or shown (masked). */
   auditText(sql: string): string;
-  /** How the Bind values of `sql` are written for the log and reviewers (masking/sql-text.ts parameterMasker). */
-  auditParameters(sql: string): (literal: string, index: number) => string;
+  /** How the Bind values of statement `sql` may be shown (masked), by 0-based index. */
+  auditValues(sql: string): (literal: string, index: number) => string;
   /** The transaction status of the last ReadyForQuery. */
   transactionStatus(): TransactionStatus;
   relaying(): boolean;
@@ -579,7 +579,7 @@ export class StatementFlow {
         statement: h.auditText(sql),
         classification,
         fingerprint,
-        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(fingerprint, bindBody, portal?.statement.declaredTypes), shown: () => shownBindValues(bindBody, h.auditParameters(sql), portal?.statement.declaredTypes) } } : {}),
+        ...(bindBody ? { values: { fingerprint: fingerprintWithValues(fingerprint, bindBody, portal?.statement.declaredTypes), shown: () => shownBindValues(bindBody, h.auditValues(sql), portal?.statement.declaredTypes) } } : {}),
       },
       { waiting: true },
     );

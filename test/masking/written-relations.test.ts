@@ -30,7 +30,12 @@ function setup(): { written: WrittenRelations; record: (sql: string) => Promise<
   const reads = (sql: string): ReturnType<typeof statementReads> =>
     statementReads(sql, catalog, (source, rel) => source.endsWith('.email') || written.has(rel.name), { writes: true });
   const recorder = writeRecorder(written, reads);
-  return { written, record: async (sql) => recorder(sql) };
+  return {
+    written,
+    record: async (sql) => {
+      assert.notEqual(await recorder(sql), 'unsaved');
+    },
+  };
 }
 
 const targetsOf = (sql: string): { fed: string[]; linked: string[][]; always: string[] } => {
@@ -144,4 +149,32 @@ test('taint survives a restart: saved (0600) before the write is forwarded, read
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a taint that could not be saved refuses the statement that caused it, once; the next try saves it', async () => {
+  let failing = true;
+  const saved: string[][] = [];
+  const written = new WrittenRelations([], {
+    persist: (names) => {
+      if (failing) return Promise.reject(new Error('disk full'));
+      saved.push([...names]);
+      return Promise.resolve();
+    },
+  });
+  const reads = (sql: string): ReturnType<typeof statementReads> => statementReads(sql, catalog, (source) => source.endsWith('.email'), { writes: true });
+  const recorder = writeRecorder(written, reads);
+  const sql = 'create table scratch.t as select email from users';
+  const first = recorder(sql);
+  assert.ok(first instanceof Promise, 'the write waits for its taint');
+  await first;
+  assert.equal(written.has('t'), true, 'tainted in memory');
+  // Judged again after the wait: the save failed, so the flow refuses it.
+  assert.equal(recorder(sql), 'unsaved');
+  // Sent again once the store works: recorded and saved, then let through.
+  failing = false;
+  const again = recorder(sql);
+  assert.ok(again instanceof Promise);
+  await again;
+  assert.equal(recorder(sql), undefined);
+  assert.deepEqual(saved, [['t']]);
 });

@@ -244,14 +244,19 @@ const MAX_ROUNDS = 4;
  * A session's recorder: `record(sql)` is undefined when nothing needs doing (the text writes
  * nothing, or was recorded under the registry's current version), else a promise (never
  * rejecting) that resolves once the text's targets are tainted as they must be. The flow
- * waits for it before it forwards the statement.
+ * waits for it before it forwards the statement, then asks again: `'unsaved'` when the
+ * taint could not be saved where it survives (the state dir, the shared store), and the flow
+ * refuses the statement: a copy whose taint is only in this broker's memory would be read
+ * unmasked after a restart or through another broker.
  *
  * `reads(sql)`: whether the text reads a masked or tainted column anywhere, counting the
  * relations it creates as known (statement-reads.ts with `writes`); anything but `none`
  * taints. Text that does not parse taints nothing here: the gate refuses it.
  */
-export function writeRecorder(written: WrittenRelations, reads: (sql: string) => Promise<'none' | 'masked' | 'opaque'>): (sql: string) => Promise<void> | undefined {
+export function writeRecorder(written: WrittenRelations, reads: (sql: string) => Promise<'none' | 'masked' | 'opaque'>): (sql: string) => Promise<void> | 'unsaved' | undefined {
   const recorded = new Map<string, number>();
+  /** Shapes whose taint was not saved: the next judgement of the text refuses it (then it may try again). */
+  const unsaved = new Set<string>();
   const once = async (t: WriteTargets, sources: string[], sql: string): Promise<void> => {
     written.add(t.always);
     if (t.fed.size > 0) {
@@ -311,16 +316,21 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
       }
     }
     const key = sqlShape(sql) ?? sql;
+    if (unsaved.delete(key)) return 'unsaved';
     if (inert.has(key) || recorded.get(key) === written.version) return undefined;
+    const failed = (): void => {
+      recorded.delete(key);
+      unsaved.add(key);
+    };
     // Parsed here when the parser is loaded (run loads it otherwise), and not again in run.
     const stmts = parse(sql);
-    if (stmts === undefined) return run(sql, key).catch(() => undefined);
+    if (stmts === undefined) return run(sql, key).catch(failed);
     const t = writeTargets(stmts);
     if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) {
       if (inert.size >= RECORDED) inert.clear();
       inert.add(key);
       return undefined;
     }
-    return run(sql, key, { stmts, t }).catch(() => undefined);
+    return run(sql, key, { stmts, t }).catch(failed);
   };
 }

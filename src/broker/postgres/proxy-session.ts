@@ -147,7 +147,7 @@ export class PgProxySession {
   #masker: ResultMasker | undefined;
   #provenanceCatalog: { invalidate(): void } | undefined;
   /** Taints the relations a write fills from masked columns, before it is forwarded (written-relations.ts). */
-  #recordWrites: ((sql: string) => Promise<void> | undefined) | undefined;
+  #recordWrites: ((sql: string) => Promise<void> | 'unsaved' | undefined) | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
   #maskWait: Promise<Buffer | void> | undefined;

@@ -70,7 +70,7 @@ export interface StatementFlowHost {
    * (written-relations.ts). A promise when that must be analysed first: the statement
    * waits for it, so no read of the copy can come before the taint.
    */
-  recordWrites?(sql: string): Promise<void> | undefined;
+  recordWrites?(sql: string): Promise<void> | 'unsaved' | undefined;
 }
 
 /** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
@@ -251,6 +251,11 @@ export class StatementFlow {
     const judged = this.#unconfirmed(verdict);
     if (judged.effect !== 'deny') {
       const recording = h.recordWrites?.(sql);
+      if (recording === 'unsaved') {
+        const reason =
+          'the relations this statement writes may hold copies of masked values, and the broker could not save that where it survives (its state dir, or the store several brokers share): refused, so no copy is ever read unmasked; try again, or ask the operator to check the broker\'s log';
+        return { ...judged, effect: 'deny', rule: null, reason };
+      }
       if (recording) {
         this.#waitForLookup(frame, recording);
         return undefined;

@@ -21,13 +21,14 @@
  *
  * A request whose owner died stays listed until its `expires_at`, then reads `expired`.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Identity } from '../identity/types.js';
 import { ApprovalServiceError, type ApprovalErrorCode } from '../approvals/errors.js';
 import type { ApprovalChange, ApprovalRequest, ApprovalService } from '../approvals/types.js';
 import { isListedFor } from '../approvals/view.js';
 import { MAX_PAGE } from '../approvals/service.js';
+import { StoreListener } from './store-listener.js';
 
 const CHANNEL = 'agentgate_approvals';
 /** How long a decision relayed to another broker may take before the caller is told. */
@@ -59,9 +60,6 @@ export async function createSharedApprovals(opts: SharedApprovalsOptions): Promi
   const waiters = new Map<string, (r: { result: string | null; error: string | null }) => void>();
   const processing = new Set<string>();
   let publishing: Promise<void> = Promise.resolve();
-  let listener: pg.Client | undefined;
-  let listenRetry: NodeJS.Timeout | undefined;
-  let closed = false;
 
   const emit = (c: ApprovalChange): void => {
     for (const l of listeners) {
@@ -168,27 +166,12 @@ export async function createSharedApprovals(opts: SharedApprovalsOptions): Promi
     step.catch((err: unknown) => logger.warn('approvals: could not act on a notification (the poll retries)', { error: (err as Error).message }));
   };
 
-  const listen = async (): Promise<void> => {
-    const c = new pg.Client(opts.clientConfig);
-    const retry = (): void => {
-      if (listener === c) listener = undefined;
-      c.end().catch(() => {});
-      if (closed || listenRetry) return;
-      listenRetry = setTimeout(() => {
-        listenRetry = undefined;
-        listen().catch(() => retry());
-      }, pollMs);
-      listenRetry.unref();
-    };
-    c.on('error', retry);
-    c.on('end', retry);
-    c.on('notification', (m) => onNote(m.payload));
-    await c.connect();
-    await c.query(`LISTEN ${CHANNEL}`);
-    listener = c;
-  };
+  const listener = new StoreListener({ clientConfig: opts.clientConfig, channel: CHANNEL, retryMs: pollMs, logger, what: 'approvals', onNote });
 
-  await listen();
+  await listener.start().catch(async (err: unknown) => {
+    await listener.close();
+    throw err;
+  });
   await reload();
   await applyDecisions();
   // Shared rows outlive their use by far (requests are listed for 24 h): each broker clears its own after a week.
@@ -302,12 +285,8 @@ export async function createSharedApprovals(opts: SharedApprovalsOptions): Promi
       return () => listeners.delete(l);
     },
     async close() {
-      closed = true;
       clearInterval(poll);
-      if (listenRetry) clearTimeout(listenRetry);
-      const c = listener;
-      listener = undefined;
-      await c?.end().catch(() => {});
+      await listener.close();
       // Pending requests expire with the shutdown; their last snapshots go out before the store closes.
       await local.close();
       unsubscribeLocal();

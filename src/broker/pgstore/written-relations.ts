@@ -20,9 +20,10 @@
  * Names a broker's state dir already held (it ran alone before the store) are added to the
  * store when the target is first used.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { WrittenRelations } from '../masking/written-relations.js';
+import { StoreListener } from './store-listener.js';
 
 const CHANNEL = 'agentgate_written_relations';
 /** NOTIFY payloads must stay under 8000 bytes: names are sent in chunks of about this size. */
@@ -58,9 +59,6 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
   /** Per target, what the store is known to hold (from loads, notifications and own saves). */
   const stored = new Map<string, Set<string>>();
   const opened = new Map<string, WrittenRelations>();
-  let listener: pg.Client | undefined;
-  let retry: NodeJS.Timeout | undefined;
-  let closed = false;
 
   const storedOf = (target: string): Set<string> => {
     let s = stored.get(target);
@@ -102,49 +100,17 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
     learn(n.target, n.names);
   };
 
-  const schedule = (): void => {
-    if (closed || retry) return;
-    retry = setTimeout(() => {
-      retry = undefined;
-      startListening();
-    }, retryMs);
-    retry.unref();
-  };
-  const listen = async (): Promise<void> => {
-    const c = new pg.Client(opts.clientConfig);
-    const drop = (): void => {
-      if (listener === c) {
-        listener = undefined;
-        logger.warn('lost the written-relations notifications; statements wait for a reload until they are back');
-      }
-      c.end().catch(() => {});
-      schedule();
-    };
-    c.on('error', drop);
-    c.on('end', drop);
-    c.on('notification', (m) => onNote(m.payload));
-    try {
-      await c.connect();
-      await c.query(`LISTEN ${CHANNEL}`);
-      // What was saved while no notification could arrive: loaded before notifications are trusted.
-      await loadAll();
-    } catch (err) {
-      c.removeListener('end', drop);
-      c.end().catch(() => {});
-      throw err;
-    }
-    if (closed) {
-      await c.end().catch(() => {});
-      return;
-    }
-    listener = c;
-  };
-  const startListening = (): void => {
-    listen().catch((err: unknown) => {
-      logger.warn('could not listen for written-relations notifications; retrying', { error: (err as Error).message });
-      schedule();
-    });
-  };
+  const listener = new StoreListener({
+    clientConfig: opts.clientConfig,
+    channel: CHANNEL,
+    retryMs,
+    logger,
+    what: 'written-relations',
+    onNote,
+    // What was saved while no notification could arrive: loaded before notifications are trusted.
+    catchUp: loadAll,
+    onLost: () => logger.warn('lost the written-relations notifications; statements wait for a reload until they are back'),
+  });
 
   /** Inserts the names the store lacks and notifies them, in one statement (one transaction). */
   const save = async (target: string, names: readonly string[]): Promise<void> => {
@@ -162,10 +128,9 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
   };
 
   await loadAll();
-  // Not awaited past a failure: until the listener is up, statements wait for reloads.
-  await listen().catch((err: unknown) => {
+  // Not awaited past a failure (it retries): until the listener is up, statements wait for reloads.
+  await listener.start().catch((err: unknown) => {
     logger.warn('could not listen for written-relations notifications; retrying', { error: (err as Error).message });
-    schedule();
   });
 
   return {
@@ -177,7 +142,7 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
       );
       const w = new WrittenRelations([...storedOf(target), ...local], {
         persist: (names) => save(target, names),
-        fresh: () => (listener ? undefined : reloader.request()),
+        fresh: () => (listener.up ? undefined : reloader.request()),
       });
       opened.set(target, w);
       const missing = local.filter((n) => !storedOf(target).has(n));
@@ -186,14 +151,8 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
       }
       return w;
     },
-    listening: () => listener !== undefined,
-    async close() {
-      closed = true;
-      if (retry) clearTimeout(retry);
-      const c = listener;
-      listener = undefined;
-      await c?.end().catch(() => {});
-    },
+    listening: () => listener.up,
+    close: () => listener.close(),
   };
 }
 

@@ -50,8 +50,14 @@ export interface KubeApiServer {
   caPem: string;
   /** The bearer token the server accepts. */
   token: string;
-  /** Every request seen, in order (upgrades included). */
+  /** Every request seen, in order (upgrades included), but the broker's own (below). */
   readonly requests: RecordedRequest[];
+  /**
+   * Requests the broker makes for itself, not for a client (`User-Agent: agentgate-broker/…`:
+   * listing and watching Secrets to learn their values), kept apart so a test's count of what
+   * a client's request caused is exact whenever the broker's background work runs.
+   */
+  readonly brokerRequests: RecordedRequest[];
   /** Every token a TokenRequest (`serviceaccounts/{name}/token`) was answered with. */
   readonly tokensIssued: readonly string[];
   /** Create or replace an object; open watches see ADDED or MODIFIED. */
@@ -184,6 +190,11 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const token = opts.token ?? `upstream-${randomUUID()}`;
   const store = new Map<string, KubeObject>();
   const requests: RecordedRequest[] = [];
+  const brokerRequests: RecordedRequest[] = [];
+  const record = (req: IncomingMessage): void => {
+    const seen = { method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } };
+    (String(req.headers['user-agent'] ?? '').startsWith('agentgate-broker/') ? brokerRequests : requests).push(seen);
+  };
   const watchers = new Set<Watcher>();
   const logs = new Map<string, string[]>();
   const files = new Map<string, FilePiece[]>();
@@ -191,6 +202,13 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   const upgraded = new Set<Duplex>();
   const tokensIssued: string[] = [];
   let rv = 100;
+  /**
+   * Recent changes, as the real server's watch cache keeps them: a watch from a
+   * resourceVersion is sent every change after it, and one older than the oldest kept is
+   * answered `410 Expired`.
+   */
+  const history: { r: KubeResource; type: 'ADDED' | 'MODIFIED' | 'DELETED'; o: KubeObject; rv: number }[] = [];
+  const HISTORY = 1000;
   let watchesEnded = 0;
   let port = 0;
 
@@ -389,13 +407,21 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     return out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
   }
 
+  const watches = (w: Pick<Watcher, 'resource' | 'namespace' | 'name'>, r: KubeResource, o: KubeObject): boolean =>
+    w.resource === r && !(NAMESPACED[r] && w.namespace && o.metadata.namespace !== w.namespace) && !(w.name !== undefined && w.name !== o.metadata.name);
+
   function notify(r: KubeResource, type: 'ADDED' | 'MODIFIED' | 'DELETED', o: KubeObject): void {
-    for (const w of watchers) {
-      if (w.resource !== r) continue;
-      if (NAMESPACED[r] && w.namespace && o.metadata.namespace !== w.namespace) continue;
-      if (w.name !== undefined && w.name !== o.metadata.name) continue;
-      sendEvent(w, type, o);
-    }
+    history.push({ r, type, o: structuredClone(o), rv: Number(o.metadata.resourceVersion) });
+    if (history.length > HISTORY) history.shift();
+    for (const w of watchers) if (watches(w, r, o)) sendEvent(w, type, o);
+  }
+
+  /** A watch from resourceVersion `since`: the changes after it, or false when they are no longer kept. */
+  function replay(w: Watcher, since: number): boolean {
+    const oldest = history[0];
+    if (oldest !== undefined && history.length >= HISTORY && since < oldest.rv - 1) return false;
+    for (const h of history) if (h.rv > since && watches(w, h.r, h.o)) sendEvent(w, h.type, h.o);
+    return true;
   }
 
   function sendEvent(w: Watcher, type: string, o: KubeObject): void {
@@ -614,6 +640,9 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
           const all = matching(r, ns, field);
           for (const o of all) sendEvent(w, 'ADDED', o);
           if (initial && url.searchParams.get('allowWatchBookmarks') === 'true') sendBookmark(w, all.at(-1));
+        } else if (!replay(w, Number(since))) {
+          w.write({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${since} (${rv})`, reason: 'Expired', code: 410 } });
+          w.end();
         }
         const timeout = Number(url.searchParams.get('timeoutSeconds') ?? '0');
         const timer = timeout > 0 ? setTimeout(() => w.end(), timeout * 1000) : undefined;
@@ -716,7 +745,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   }
 
   const server = https.createServer({ cert, key }, (req, res) => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    record(req);
     if (req.headers.authorization !== `Bearer ${token}`) {
       status(res, 401, 'Unauthorized', 'Unauthorized');
       return;
@@ -954,7 +983,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    record(req);
     if (req.headers.authorization !== `Bearer ${token}`) {
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
@@ -1031,6 +1060,7 @@ export async function startKubeApiServer(opts: { token?: string } = {}): Promise
     caPem: cert,
     token,
     requests,
+    brokerRequests,
     tokensIssued,
     put,
     remove,

@@ -17,10 +17,14 @@ import { SecretPrimer } from '../../src/broker/kubernetes/secret-primer.js';
 import { KnownSecrets } from '../../src/broker/kubernetes/known-secrets.js';
 import type { K8sUpstream } from '../../src/broker/kubernetes/upstream.js';
 import { silentLogger } from '../../src/broker/log.js';
+import { startKubeApiServer } from '../helpers/kube-apiserver.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** Plain passwords: nothing a detector recognises. */
 const PLAIN = 'prime-plain-pass-5813';
 const OTHER = 'other-ns-pass-9027';
+/** A Secret created after the broker listed its namespace. */
+const LATER = 'rotated-plain-pass-3361';
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 const POLICIES: PolicyConfig[] = [
@@ -78,10 +82,29 @@ describe('Secret values are known before a session reads them', () => {
     const glass = await reads(breakglass.kubeconfig);
     for (const v of [PLAIN, b64(PLAIN), OTHER]) assert.ok(glass.includes(v), `control: ${v}`);
     // The broker listed with its own credential, leaving Helm releases out, once per namespace and period.
-    const listings = stack.api.requests.filter((r) => r.method === 'GET' && /\/api\/v1\/(namespaces\/default\/)?secrets\?fieldSelector=type!%3Dhelm\.sh%2Frelease\.v1$/.test(r.url));
-    assert.ok(listings.some((r) => r.url.startsWith("/api/v1/namespaces/default/secrets")), `the namespace was listed: ${JSON.stringify(stack.api.requests.filter((r) => r.url.includes("secrets")).map((r) => r.url))}`);
+    const listings = stack.api.brokerRequests.filter((r) => r.method === 'GET' && /\/api\/v1\/(namespaces\/default\/)?secrets\?fieldSelector=type!%3Dhelm\.sh%2Frelease\.v1$/.test(r.url));
+    assert.ok(listings.some((r) => r.url.startsWith("/api/v1/namespaces/default/secrets")), `the namespace was listed: ${JSON.stringify(stack.api.brokerRequests.filter((r) => r.url.includes("secrets")).map((r) => r.url))}`);
     assert.ok(listings.some((r) => r.url.startsWith('/api/v1/secrets')), 'a request across namespaces listed them all');
     assert.ok(listings.length <= 2, `listed ${listings.length} times`);
+  });
+
+  test('a Secret created after the listing is learnt from the watch: its echo, read at once, is masked with no new listing', async () => {
+    const listed = (): number => stack.api.brokerRequests.filter((r) => r.method === 'GET' && /\/secrets\?fieldSelector=[^&]*$/.test(r.url)).length;
+    const before = listed();
+    await eventually('the broker to watch Secrets', () => stack.api.watchers('secrets') >= 1);
+    const watched = stack.api.brokerRequests.filter((r) => /\/api\/v1\/(namespaces\/default\/)?secrets\?fieldSelector=type!%3Dhelm\.sh%2Frelease\.v1&watch=1&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion=\d+$/.test(r.url));
+    assert.ok(watched.length >= 1, 'watched from the listing\'s resourceVersion, Helm releases left out');
+    // A rotation the agent never sees: the new password goes straight into a ConfigMap.
+    stack.api.put('secrets', { metadata: { name: 'rotated', namespace: 'default' }, type: 'Opaque', data: { password: b64(LATER) } });
+    stack.api.put('configmaps', { metadata: { name: 'rotated-note', namespace: 'default' }, data: { note: `now ${LATER}` } });
+    const agent = await stack.kubectl(['get', 'configmap', 'rotated-note', '-o', 'yaml']);
+    assert.equal(agent.code, 0, agent.stderr);
+    assert.equal(agent.stdout.includes(LATER), false, `${LATER} reached the agent:\n${agent.stdout}`);
+    assert.ok(agent.stdout.includes('note: now '), agent.stdout);
+    // CONTROL: the echo is there.
+    const glass = await stack.kubectl(['get', 'configmap', 'rotated-note', '-o', 'yaml'], { kubeconfig: breakglass.kubeconfig });
+    assert.ok(glass.stdout.includes(LATER), 'control: the echo is there');
+    assert.equal(listed(), before, 'learnt without listing again');
   });
 });
 
@@ -110,4 +133,46 @@ test('a broker that may not list Secrets goes on (detectors only) and says so on
     await pool.close();
     await new Promise<void>((r) => server.close(() => r()));
   }
+});
+
+test('the watch is resumed from the last version it saw: a Secret created while it was down is still learnt, with one listing', async () => {
+  const api = await startKubeApiServer();
+  const pool = new Pool(api.url, { connect: { ca: api.caPem } });
+  let clock = 1_000_000;
+  const known = new KnownSecrets();
+  const primer = new SecretPrimer(known, silentLogger, () => clock);
+  const up = { target: { name: 't' }, basePath: '', pool, authorization: `Bearer ${api.token}` } as unknown as K8sUpstream;
+  const knows = (v: string): boolean => known.replaceIn(`x ${v} x`, () => '*') !== undefined;
+  try {
+    api.put('secrets', { metadata: { name: 'a', namespace: 'default' }, type: 'Opaque', data: { password: b64('first-pass-1111') } });
+    await primer.prime(up, 'default');
+    assert.ok(knows('first-pass-1111'), 'listed');
+    await eventually('the watch to open', () => api.watchers('secrets') === 1);
+    api.put('secrets', { metadata: { name: 'b', namespace: 'default' }, type: 'Opaque', data: { password: b64('second-pass-2222') } });
+    await eventually('the watch to announce b', () => knows('second-pass-2222'));
+    // Another namespace is not covered by this watch.
+    api.put('secrets', { metadata: { name: 'x', namespace: 'other' }, type: 'Opaque', data: { password: b64('other-pass-9999') } });
+    // The server ends the watch; a Secret is created before the broker watches again.
+    clock += 5_000;
+    const ended = api.watchesEnded;
+    api.endWatches();
+    api.put('secrets', { metadata: { name: 'c', namespace: 'default' }, type: 'Opaque', data: { password: b64('third-pass-3333') } });
+    await eventually('the resumed watch to replay c', () => knows('third-pass-3333'));
+    assert.ok(api.watchesEnded > ended, 'the first watch ended');
+    assert.equal(knows('other-pass-9999'), false, 'another namespace is not learnt by this watch');
+    // Long after the period, the open watch keeps the namespace current: no new listing.
+    clock += 10 * 30_000;
+    await primer.prime(up, 'default');
+    const listings = api.brokerRequests.filter((r) => r.method === 'GET' && /secrets\?fieldSelector=[^&]*$/.test(r.url));
+    assert.equal(listings.length, 1, 'one listing');
+    const resumed = api.brokerRequests.filter((r) => /&watch=1&/.test(r.url));
+    assert.equal(resumed.length, 2, 'watched, then resumed');
+    assert.notEqual(resumed[0]?.url, resumed[1]?.url, 'resumed from a later version');
+    assert.equal(primer.watching, 1);
+  } finally {
+    primer.close();
+    await pool.close().catch(() => {});
+    await api.close();
+  }
+  assert.equal(primer.watching, 0);
 });

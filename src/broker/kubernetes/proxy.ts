@@ -176,6 +176,7 @@ export class K8sProxy {
 
   async close(): Promise<void> {
     for (const c of this.#live) c.destroy();
+    for (const p of this.#primers.values()) p.close();
     await this.upstreams.close();
   }
 }

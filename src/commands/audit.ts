@@ -29,6 +29,7 @@ interface VerifyOptions {
   ca?: string;
   fingerprint?: string;
   json?: boolean;
+  chainOnly?: boolean;
 }
 
 function seqArg(v: string): number {
@@ -87,6 +88,7 @@ export function register(program: Command): void {
     .option('--key <jwks>', "the broker's JWKS (file, or URL) to check the signed anchor and end records; default: the configured broker's key set, pinned at first use over verified TLS")
     .option('--ca <file>', 'PEM file to trust when --key is an https URL (env AGENTGATE_CA)')
     .option('--fingerprint <sha256>', 'pin the certificate when --key is an https URL (env AGENTGATE_FINGERPRINT)')
+    .option('--chain-only', 'accept a check of the hash chain alone when no key set is available (it proves integrity, not who wrote the file)')
     .option('--json', 'print one JSON document on stdout')
     .action(async (file: string, opts: VerifyOptions) => {
       const { verifyExportFile } = await import('../client/audit-export.js');
@@ -102,12 +104,17 @@ export function register(program: Command): void {
       if (trusted) say(`checking signatures with ${trusted.from}`);
       const jwks = trusted?.jwks;
       const result = await verifyExportFile(file, jwks ? { jwks } : {});
+      // Anyone can write a chain that hashes right: without a key it proves nothing about
+      // who wrote it, so it passes only when asked for that alone.
+      const unauthenticated = result.ok && !jwks && !opts.chainOnly;
       if (opts.json) {
-        printJson(result);
-        if (!result.ok) process.exitCode = ExitCode.error;
+        printJson(result.ok ? { ...result, authenticated: jwks !== undefined } : result);
+        if (!result.ok || unauthenticated) process.exitCode = ExitCode.error;
+        if (unauthenticated) say(unauthenticatedError(file).message);
         return;
       }
       if (!result.ok) throw verifyError(file, result);
+      if (unauthenticated) throw unauthenticatedError(file);
       print(describeVerified(file, result));
     });
 }
@@ -116,6 +123,12 @@ export function trustOf(opts: { ca?: string; fingerprint?: string }, env: NodeJS
   const ca = opts.ca ?? env['AGENTGATE_CA'];
   const fingerprint = opts.fingerprint ?? env['AGENTGATE_FINGERPRINT'];
   return { ...(ca ? { ca } : {}), ...(fingerprint ? { fingerprint } : {}) };
+}
+
+function unauthenticatedError(file: string): AgentgateError {
+  return new AgentgateError('AG_AUDIT_UNAUTHENTICATED', `${file}: the hash chain is intact, but no key set was available to check the broker's signatures, so nothing shows the broker wrote it (anyone can write a chain that hashes right)`, ExitCode.error, {
+    hint: "pass --key with the broker's JWKS, or configure the broker (agentgate login --broker URL) so its key set is pinned; --chain-only accepts the integrity check alone",
+  });
 }
 
 export function verifyError(file: string, r: Extract<ExportVerifyResult, { ok: false }>): AgentgateError {

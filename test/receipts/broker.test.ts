@@ -156,6 +156,30 @@ describe('receipts and audit export through the broker and the CLI', { timeout: 
     assert.equal(json.code, 1);
     const doc = JSON.parse(json.stdout) as { ok: boolean; problem: string; seq: number };
     assert.deepEqual([doc.ok, doc.problem], [false, 'hash mismatch']);
+
+    // With no key set (no --key, no broker configured) an intact chain proves nothing about
+    // who wrote it: refused unless --chain-only asks for the integrity check alone.
+    const offline = env('');
+    delete offline['AGENTGATE_BROKER'];
+    delete offline['AGENTGATE_FINGERPRINT'];
+    const unkeyed = await cli(['audit', 'verify', out], offline);
+    assert.equal(unkeyed.code, 1, unkeyed.stdout);
+    assert.equal(unkeyed.stdout, '');
+    assert.match(unkeyed.stderr, /the hash chain is intact, but no key set was available to check the broker's signatures/);
+    assert.match(unkeyed.stderr, /--chain-only accepts the integrity check alone/);
+    const unkeyedJson = await cli(['audit', 'verify', out, '--json'], offline);
+    assert.equal(unkeyedJson.code, 1);
+    assert.deepEqual(
+      (({ ok, authenticated }) => [ok, authenticated])(JSON.parse(unkeyedJson.stdout) as { ok: boolean; authenticated: boolean }),
+      [true, false],
+    );
+    const chainOnly = await cli(['audit', 'verify', out, '--chain-only'], offline);
+    assert.equal(chainOnly.code, 0, chainOnly.stderr);
+    assert.match(chainOnly.stdout, /^OK .*chain intact from the start of the log \(genesis\)/);
+    assert.match(chainOnly.stdout, /present \(signature not checked\)/);
+    const keyedJson = await cli(['audit', 'verify', out, '--key', jwksFile, '--json'], offline);
+    assert.equal(keyedJson.code, 0, keyedJson.stderr);
+    assert.equal((JSON.parse(keyedJson.stdout) as { authenticated: boolean }).authenticated, true);
   });
 
   test('an interrupted export says how to resume, and --after-seq resumes it into a file that verifies', async () => {
@@ -177,7 +201,7 @@ describe('receipts and audit export through the broker and the CLI', { timeout: 
     assert.equal(resumed.code, 0, resumed.stderr);
     const summary = JSON.parse(resumed.stdout) as { resumed: boolean; first_seq: number };
     assert.deepEqual([summary.resumed, summary.first_seq], [true, 5]);
-    const v = await cli(['audit', 'verify', out, '--json'], env(''));
+    const v = await cli(['audit', 'verify', out, '--json', '--chain-only'], env(''));
     assert.equal(v.code, 0, v.stdout);
     const doc = JSON.parse(v.stdout) as { ok: boolean; segments: number; anchor: string };
     assert.deepEqual([doc.ok, doc.segments, doc.anchor], [true, 2, 'genesis']);

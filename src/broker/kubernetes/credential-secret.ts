@@ -1,10 +1,15 @@
 /**
- * A Secret written with type `kubernetes.io/service-account-token` is a credential request
- * by another path: the token controller fills it with a long-lived token for the service
- * account its `kubernetes.io/service-account.name` annotation names. A rule that lets a
- * session create or write Secrets must not mint that token unless the policy would allow
- * the TokenRequest itself (`create serviceaccounts/token`), so the proxy reads such a
- * write's body and decides that equivalent request as well.
+ * Secrets the cluster turns into credentials are credential requests by another path:
+ * - type `kubernetes.io/service-account-token`: the token controller fills it with a
+ *   long-lived token for the service account its `kubernetes.io/service-account.name`
+ *   annotation names. Decided as the TokenRequest itself (`create serviceaccounts/token`).
+ * - type `bootstrap.kubernetes.io/token` (in kube-system): the API server accepts
+ *   `<token-id>.<token-secret>`, values the writer chose, as `system:bootstrap:<id>` in
+ *   `system:bootstrappers` (and the `auth-extra-groups` it lists), which may ask for node
+ *   certificates. There is no API request it stands for, so it is decided as the synthetic
+ *   `create secrets/bootstrap-token`, which only a rule naming it literally grants.
+ * A rule that lets a session create or write Secrets must not mint either, so the proxy
+ * reads such a write's body and decides the equivalent request as well.
  *
  * The body is read in the forms a write may come in: JSON (create, replace, merge and
  * strategic patches, a JSON Patch's operations on `/type`), YAML (server-side apply, which
@@ -15,6 +20,8 @@ import { parse as parseYaml } from 'yaml';
 import { mediaType, JSON_PATCH } from './json-patch.js';
 
 export const SERVICE_ACCOUNT_TOKEN_TYPE = 'kubernetes.io/service-account-token';
+export const BOOTSTRAP_TOKEN_TYPE = 'bootstrap.kubernetes.io/token';
+const CREDENTIAL_TYPES: readonly string[] = [SERVICE_ACCOUNT_TOKEN_TYPE, BOOTSTRAP_TOKEN_TYPE];
 const SA_ANNOTATION = 'kubernetes.io/service-account.name';
 const PROTOBUF = 'application/vnd.kubernetes.protobuf';
 
@@ -23,6 +30,8 @@ export type SecretWrite =
   | { kind: 'plain' }
   /** It makes a service-account-token Secret for this service account ('' when it names none). */
   | { kind: 'token'; serviceAccount: string }
+  /** It makes a bootstrap token (named: the Secret's name, '' when the body names none). */
+  | { kind: 'bootstrap'; name: string }
   | { kind: 'unreadable'; why: string };
 
 export function secretWrite(body: Buffer, contentType: string, contentEncoding: string | undefined): SecretWrite {
@@ -32,9 +41,9 @@ export function secretWrite(body: Buffer, contentType: string, contentEncoding: 
   const type = mediaType(contentType);
   if (type === PROTOBUF) {
     // Strings are verbatim in protobuf: a body that does not hold the type's bytes cannot set it.
-    return body.includes(Buffer.from(SERVICE_ACCOUNT_TOKEN_TYPE, 'latin1'))
-      ? { kind: 'unreadable', why: 'this Secret write in protobuf names the service-account-token type; send it as JSON so agentgate can read which service account it is for' }
-      : { kind: 'plain' };
+    // A bootstrap token's decision needs nothing but its type (kubectl create secret sends protobuf).
+    if (body.includes(Buffer.from(SERVICE_ACCOUNT_TOKEN_TYPE, 'latin1'))) return { kind: 'unreadable', why: `this Secret write in protobuf names the ${SERVICE_ACCOUNT_TOKEN_TYPE} type; send it as JSON so agentgate can read which service account it is for` };
+    return body.includes(Buffer.from(BOOTSTRAP_TOKEN_TYPE, 'latin1')) ? { kind: 'bootstrap', name: '' } : { kind: 'plain' };
   }
   let doc: unknown;
   try {
@@ -47,11 +56,16 @@ export function secretWrite(body: Buffer, contentType: string, contentEncoding: 
   }
   if (Array.isArray(doc)) {
     // A JSON Patch: an operation that sets /type (the API server keeps a Secret's type immutable, but unknown means no).
-    const sets = doc.some((op) => isRecord(op) && op['path'] === '/type' && op['value'] === SERVICE_ACCOUNT_TOKEN_TYPE);
-    return sets ? { kind: 'token', serviceAccount: '' } : { kind: 'plain' };
+    const set = doc.find((op): op is Record<string, unknown> => isRecord(op) && op['path'] === '/type' && CREDENTIAL_TYPES.includes(op['value'] as string));
+    if (set === undefined) return { kind: 'plain' };
+    return set['value'] === BOOTSTRAP_TOKEN_TYPE ? { kind: 'bootstrap', name: '' } : { kind: 'token', serviceAccount: '' };
   }
-  if (!isRecord(doc) || doc['type'] !== SERVICE_ACCOUNT_TOKEN_TYPE) return { kind: 'plain' };
+  if (!isRecord(doc) || !CREDENTIAL_TYPES.includes(doc['type'] as string)) return { kind: 'plain' };
   const meta = doc['metadata'];
+  if (doc['type'] === BOOTSTRAP_TOKEN_TYPE) {
+    const name = isRecord(meta) ? meta['name'] : undefined;
+    return { kind: 'bootstrap', name: typeof name === 'string' ? name : '' };
+  }
   const annotations = isRecord(meta) ? meta['annotations'] : undefined;
   const sa = isRecord(annotations) ? annotations[SA_ANNOTATION] : undefined;
   return { kind: 'token', serviceAccount: typeof sa === 'string' ? sa : '' };

@@ -55,7 +55,7 @@ import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
 import { shownBody } from './held-body.js';
 import { writeBackRefusal } from './write-back.js';
-import { SERVICE_ACCOUNT_TOKEN_TYPE, secretWrite, type SecretWrite } from './credential-secret.js';
+import { BOOTSTRAP_TOKEN_TYPE, SERVICE_ACCOUNT_TOKEN_TYPE, secretWrite, type SecretWrite } from './credential-secret.js';
 import { K8sUpstreams, type K8sUpstream } from './upstream.js';
 import type { SessionLease } from '../live-sessions.js';
 import { IDLE_TIMEOUT_REASON, IdleTimer } from '../../shared/connection-timers.js';
@@ -444,6 +444,10 @@ class K8sConnection {
         const token: K8sRequestInfo = { ...info, verb: 'create', apiVerb: 'create', resource: 'serviceaccounts', subresource: 'token', name: write.serviceAccount };
         const minted = this.#session.decide({ protocol: 'k8s', info: token }, rec.reason);
         if (minted.effect !== 'allow') why = `a Secret of type ${SERVICE_ACCOUNT_TOKEN_TYPE} is a token for the service account it names, and ${this.#shown(minted.reason)}; only a rule that allows create serviceaccounts/token by name may mint one`;
+      } else if (write.kind === 'bootstrap') {
+        const token: K8sRequestInfo = { ...info, verb: 'create', apiVerb: 'create', resource: 'secrets', subresource: 'bootstrap-token', name: write.name };
+        const minted = this.#session.decide({ protocol: 'k8s', info: token }, rec.reason);
+        if (minted.effect !== 'allow') why = `a Secret of type ${BOOTSTRAP_TOKEN_TYPE} is a bootstrap token the API server accepts as a credential, and ${this.#shown(minted.reason)}; only a rule that allows create secrets/bootstrap-token by name may make one`;
       }
       if (why !== undefined) {
         rec.decision = { effect: 'deny', rule: null, reason: why };

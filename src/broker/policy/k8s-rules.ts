@@ -91,6 +91,9 @@ function listMatches(patterns: readonly string[], test: (p: string) => boolean, 
 const CREDENTIAL_SUBRESOURCES: readonly { group: string; resource: string; subresource: string; verbs: readonly string[] }[] = [
   { group: '', resource: 'serviceaccounts', subresource: 'token', verbs: ['create'] },
   { group: 'certificates.k8s.io', resource: 'certificatesigningrequests', subresource: 'approval', verbs: ['update', 'patch'] },
+  // Not an API subresource: what a Secret write of type bootstrap.kubernetes.io/token is
+  // decided as (kubernetes/credential-secret.ts).
+  { group: '', resource: 'secrets', subresource: 'bootstrap-token', verbs: ['create'] },
 ];
 
 function issuesCredential(info: K8sResourceRequest): boolean {

@@ -49,6 +49,8 @@ export interface TunnelAcceptorOptions<I = unknown> {
   logger?: TunnelLogger;
   /** Keepalive towards the CLI; default 15 s. Three unanswered probes end the tunnel. */
   keepaliveIntervalMs?: number;
+  /** Channels (local connections) live at once on one tunnel; default DEFAULT_MAX_CHANNELS_PER_TUNNEL. */
+  maxChannelsPerTunnel?: number;
   /** How long a client may take from `101` to accepting the broker's HELLO; default 30 s. */
   handshakeTimeoutMs?: number;
   /** A tunnel was accepted (before any of its channels) and, later, is gone. */
@@ -87,6 +89,12 @@ interface LiveTunnel {
 const NOOP_LOGGER: TunnelLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const SECRET_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 const KEEPALIVE_COUNT_MAX = 3;
+/**
+ * Each channel may hold a window (512 KiB) of the client's data while its proxy is busy, so
+ * a client opening channels without end could make one tunnel hold memory without end.
+ * 256 is far above a connection pool's size or kubectl's parallel requests.
+ */
+export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
   const hostKey = parseSshKey(opts.hostKey);
@@ -156,6 +164,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       role: 'broker',
       keepaliveIntervalMs: keepaliveInterval,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      maxChannels: opts.maxChannelsPerTunnel ?? DEFAULT_MAX_CHANNELS_PER_TUNNEL,
       onControl: (type, id, payload) => {
         if (type === FrameType.HELLO) {
           // The CLI checked our proof and goes on: the handshake is done.

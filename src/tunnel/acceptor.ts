@@ -6,7 +6,7 @@
  * inside their tunnel: nothing here may throw into the server.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialRequest, type CredentialReply } from './credential-exchange.js';
@@ -49,6 +49,13 @@ export interface TunnelAcceptorOptions<I = unknown> {
   logger?: TunnelLogger;
   /** Keepalive towards the CLI; default 15 s. Three unanswered probes end the tunnel. */
   keepaliveIntervalMs?: number;
+  /**
+   * Who a tunnel belongs to, for the per-identity tunnel limit (the broker: issuer and
+   * subject). Without it tunnels are not counted per identity.
+   */
+  identityKey?: (identity: I) => string;
+  /** Tunnels live at once per identityKey; default DEFAULT_MAX_TUNNELS_PER_IDENTITY. */
+  maxTunnelsPerIdentity?: number;
   /** Channels (local connections) live at once on one tunnel; default DEFAULT_MAX_CHANNELS_PER_TUNNEL. */
   maxChannelsPerTunnel?: number;
   /** How long a client may take from `101` to accepting the broker's HELLO; default 30 s. */
@@ -95,6 +102,12 @@ const KEEPALIVE_COUNT_MAX = 3;
  * 256 is far above a connection pool's size or kubectl's parallel requests.
  */
 export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
+/**
+ * The channel cap bounds one tunnel; this bounds how many tunnels one login may hold, so a
+ * client cannot multiply the first by opening tunnels without end. One `agentgate connect`
+ * or `run` holds one; a refused upgrade is answered 429, which the CLI retries with backoff.
+ */
+export const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
   const hostKey = parseSshKey(opts.hostKey);
@@ -102,6 +115,9 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
   const keepaliveInterval = opts.keepaliveIntervalMs ?? 15_000;
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
   const live = new Set<LiveTunnel>();
+  /** Live tunnels per identityKey. */
+  const perIdentity = new Map<string, number>();
+  const maxPerIdentity = opts.maxTunnelsPerIdentity ?? DEFAULT_MAX_TUNNELS_PER_IDENTITY;
   let closed = false;
 
   function handleUpgrade(ctx: TunnelUpgradeContext<I>): void {
@@ -124,11 +140,27 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       return;
     }
 
+    const owner = opts.identityKey?.(identity);
+    if (owner !== undefined) {
+      const held = perIdentity.get(owner) ?? 0;
+      if (held >= maxPerIdentity) {
+        log.warn('tunnel refused: too many tunnels for this identity', { held });
+        refuse(socket, 429, 'AG_TUNNEL_LIMIT', `This login already holds ${held} tunnels to the broker, its limit; close some agentgate connect/run sessions (agentgate retries meanwhile).`);
+        return;
+      }
+      perIdentity.set(owner, held + 1);
+    }
+
     const tunnel: LiveTunnel = { id: randomUUID(), socket, session: undefined };
     const headers = publicHeaders(req.headers);
     live.add(tunnel);
     opts.onTunnelOpen?.({ id: tunnel.id, identity, headers });
     socket.once('close', () => {
+      if (owner !== undefined) {
+        const left = (perIdentity.get(owner) ?? 1) - 1;
+        if (left > 0) perIdentity.set(owner, left);
+        else perIdentity.delete(owner);
+      }
       live.delete(tunnel);
       opts.onTunnelClose?.(tunnel.id);
       log.debug('tunnel closed', { tunnelId: tunnel.id });
@@ -279,7 +311,7 @@ function publicHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 /** Answer a refused upgrade with the broker's JSON error shape and close. */
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
-  const reason = status === 503 ? 'Service Unavailable' : 'Bad Request';
+  const reason = STATUS_CODES[status] ?? 'Error';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\n` +
       'Content-Type: application/json\r\n' +

@@ -18,6 +18,8 @@ const MiB = 1024 * 1024;
 const BACKLOG_BOUND = 4 * MiB;
 /** The acceptor's default cap on live channels per tunnel. */
 const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
+/** The acceptor's default cap on live tunnels per login (the broker counts by issuer and subject). */
+const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
 
 describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', () => {
   const hostKey = generateSshKeyPair().private;
@@ -134,5 +136,32 @@ describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', 
     assert.equal((await raw.next((f) => f.channel === n + 1, 'the answer to the new OPEN')).type, FrameType.OPEN_OK);
     raw.send(FrameType.DATA, n + 1, 'again');
     assert.equal((await raw.next((f) => f.channel === n + 1 && f.type === FrameType.DATA, 'the echo')).payload.toString(), 'AGAIN');
+  });
+
+  test(`one login opening tunnels without end: at most ${DEFAULT_MAX_TUNNELS_PER_IDENTITY} live at once (429, which the CLI retries), another login unaffected, a closed tunnel frees its place`, async () => {
+    const b = await startTestBroker({ hostKey, tokens: { good: { sub: 'alice' }, other: { sub: 'bob' } }, maxTunnelsPerIdentity: DEFAULT_MAX_TUNNELS_PER_IDENTITY });
+    cleanups.push(() => b.close());
+    const held: RawMuxClient[] = [];
+    for (let i = 0; i < DEFAULT_MAX_TUNNELS_PER_IDENTITY; i++) {
+      const raw = await rawMuxClient(b.endpoint, dispatcher);
+      cleanups.push(async () => raw.socket.destroy());
+      held.push(raw);
+    }
+    await assert.rejects(rawMuxClient(b.endpoint, dispatcher), { code: 'AG_TUNNEL_UNAVAILABLE', message: /HTTP 429.*already holds 64 tunnels/ });
+    assert.equal(b.acceptor.size, DEFAULT_MAX_TUNNELS_PER_IDENTITY);
+
+    // Control: another login still gets its tunnel, and a channel on it works.
+    const bob = await rawMuxClient(b.endpoint, dispatcher, { token: 'other' });
+    cleanups.push(async () => bob.socket.destroy());
+    bob.send(FrameType.OPEN, 1, openJson('pg-prod'));
+    assert.equal((await bob.next((f) => f.channel === 1, "the answer to bob's OPEN")).type, FrameType.OPEN_OK);
+
+    // Control: alice closes one tunnel; once the broker has seen it go, she may open another.
+    held[0]!.socket.destroy();
+    await waitFor(() => b.acceptor.size === DEFAULT_MAX_TUNNELS_PER_IDENTITY, 'the broker to drop the closed tunnel');
+    const again = await rawMuxClient(b.endpoint, dispatcher);
+    cleanups.push(async () => again.socket.destroy());
+    again.send(FrameType.OPEN, 1, openJson('pg-prod'));
+    assert.equal((await again.next((f) => f.channel === 1, 'the answer to the new OPEN')).type, FrameType.OPEN_OK);
   });
 });

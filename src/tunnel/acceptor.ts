@@ -56,6 +56,8 @@ export interface TunnelAcceptorOptions<I = unknown> {
   identityKey?: (identity: I) => string;
   /** Tunnels live at once per identityKey; default DEFAULT_MAX_TUNNELS_PER_IDENTITY. */
   maxTunnelsPerIdentity?: number;
+  /** Channels live at once across all tunnels of one identityKey; default DEFAULT_MAX_CHANNELS_PER_IDENTITY. */
+  maxChannelsPerIdentity?: number;
   /** Channels (local connections) live at once on one tunnel; default DEFAULT_MAX_CHANNELS_PER_TUNNEL. */
   maxChannelsPerTunnel?: number;
   /** How long a client may take from `101` to accepting the broker's HELLO; default 30 s. */
@@ -89,6 +91,8 @@ export interface TunnelAcceptor<I = unknown> {
 
 interface LiveTunnel {
   id: string;
+  /** identityKey of its identity, when the acceptor counts per identity. */
+  owner: string | undefined;
   socket: Duplex;
   session: MuxSession | undefined;
 }
@@ -108,6 +112,12 @@ export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
  * or `run` holds one; a refused upgrade is answered 429, which the CLI retries with backoff.
  */
 export const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
+/**
+ * Each channel may become a proxy session with its own upstream connection (an fd here, a
+ * backend at the target), so one login's channels are capped across its tunnels too: the
+ * two caps above alone would still let it hold 64 × 256.
+ */
+export const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 512;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
   const hostKey = parseSshKey(opts.hostKey);
@@ -118,6 +128,9 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
   /** Live tunnels per identityKey. */
   const perIdentity = new Map<string, number>();
   const maxPerIdentity = opts.maxTunnelsPerIdentity ?? DEFAULT_MAX_TUNNELS_PER_IDENTITY;
+  /** Live channels per identityKey, across its tunnels. */
+  const channelsPerIdentity = new Map<string, number>();
+  const maxChannelsPerIdentity = opts.maxChannelsPerIdentity ?? DEFAULT_MAX_CHANNELS_PER_IDENTITY;
   let closed = false;
 
   function handleUpgrade(ctx: TunnelUpgradeContext<I>): void {
@@ -151,7 +164,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       perIdentity.set(owner, held + 1);
     }
 
-    const tunnel: LiveTunnel = { id: randomUUID(), socket, session: undefined };
+    const tunnel: LiveTunnel = { id: randomUUID(), owner, socket, session: undefined };
     const headers = publicHeaders(req.headers);
     live.add(tunnel);
     opts.onTunnelOpen?.({ id: tunnel.id, identity, headers });
@@ -232,7 +245,24 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       session.refuse(id, 'AG_TUNNEL_BAD_TARGET', 'not a valid target name');
       return;
     }
+    const owner = tunnel.owner;
+    if (owner !== undefined) {
+      const held = channelsPerIdentity.get(owner) ?? 0;
+      if (held >= maxChannelsPerIdentity) {
+        log.warn('tunnel channel refused: too many channels for this identity', { tunnelId: tunnel.id, held });
+        session.refuse(id, 'AG_TUNNEL_TOO_MANY_CHANNELS', `this login already has ${held} connections open through the broker, its limit; close some and try again`);
+        return;
+      }
+      channelsPerIdentity.set(owner, held + 1);
+    }
     const stream = session.accept(id);
+    if (owner !== undefined) {
+      stream.once('close', () => {
+        const left = (channelsPerIdentity.get(owner) ?? 1) - 1;
+        if (left > 0) channelsPerIdentity.set(owner, left);
+        else channelsPerIdentity.delete(owner);
+      });
+    }
     // Consumers add their own handlers; this one keeps a reset from crashing the broker.
     stream.on('error', (err: Error) => log.debug('tunnel channel error', { tunnelId: tunnel.id, target, error: err.message }));
     try {

@@ -51,6 +51,8 @@ export interface TestBrokerOptions {
   tokens?: Record<string, TestIdentity>;
   /** The acceptor's per-identity tunnel limit, keyed by sub when given. */
   maxTunnelsPerIdentity?: number;
+  /** The acceptor's per-identity channel limit (with maxTunnelsPerIdentity). */
+  maxChannelsPerIdentity?: number;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBroker> {
@@ -67,7 +69,7 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       ...(opts.renewCredential ? { renewCredential: opts.renewCredential } : {}),
-      ...(opts.maxTunnelsPerIdentity === undefined ? {} : { identityKey: (i: TestIdentity) => i.sub, maxTunnelsPerIdentity: opts.maxTunnelsPerIdentity }),
+      ...(opts.maxTunnelsPerIdentity === undefined ? {} : { identityKey: (i: TestIdentity) => i.sub, maxTunnelsPerIdentity: opts.maxTunnelsPerIdentity, ...(opts.maxChannelsPerIdentity === undefined ? {} : { maxChannelsPerIdentity: opts.maxChannelsPerIdentity }) }),
       onChannel: (ch) => {
         broker.channels.push(ch);
         (opts.onChannel ?? echoUppercase)(ch);

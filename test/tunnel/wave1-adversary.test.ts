@@ -20,6 +20,8 @@ const BACKLOG_BOUND = 4 * MiB;
 const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
 /** The acceptor's default cap on live tunnels per login (the broker counts by issuer and subject). */
 const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
+/** The acceptor's default cap on live channels per login, across its tunnels. */
+const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 512;
 
 describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', () => {
   const hostKey = generateSshKeyPair().private;
@@ -163,5 +165,44 @@ describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', 
     cleanups.push(async () => again.socket.destroy());
     again.send(FrameType.OPEN, 1, openJson('pg-prod'));
     assert.equal((await again.next((f) => f.channel === 1, 'the answer to the new OPEN')).type, FrameType.OPEN_OK);
+  });
+
+  test(`one login spreading channels over several tunnels: at most ${DEFAULT_MAX_CHANNELS_PER_IDENTITY} live at once across them, another login unaffected, a closed channel frees its place`, async () => {
+    const b = await startTestBroker({
+      hostKey,
+      tokens: { good: { sub: 'alice' }, other: { sub: 'bob' } },
+      maxTunnelsPerIdentity: DEFAULT_MAX_TUNNELS_PER_IDENTITY,
+      maxChannelsPerIdentity: DEFAULT_MAX_CHANNELS_PER_IDENTITY,
+    });
+    cleanups.push(() => b.close());
+    const perTunnel = 200; // under the per-tunnel cap, so only the per-login one can refuse
+    const tunnels: RawMuxClient[] = [];
+    for (let t = 0; t < 3; t++) {
+      const raw = await client(b);
+      raw.socket.write(Buffer.concat(Array.from({ length: perTunnel }, (_, i) => encodeFrame(FrameType.OPEN, i + 1, Buffer.from(openJson('pg-prod', i))))));
+      await waitFor(() => raw.frames.filter((f) => f.type === FrameType.OPEN_OK || f.type === FrameType.OPEN_FAIL).length >= perTunnel, 'an answer to every OPEN', 30_000);
+      tunnels.push(raw);
+    }
+    const all = tunnels.flatMap((t) => t.frames);
+    const refused = all.filter((f) => f.type === FrameType.OPEN_FAIL);
+    assert.equal(all.filter((f) => f.type === FrameType.OPEN_OK).length, DEFAULT_MAX_CHANNELS_PER_IDENTITY);
+    assert.equal(refused.length, 3 * perTunnel - DEFAULT_MAX_CHANNELS_PER_IDENTITY);
+    assert.equal((JSON.parse(refused[0]!.payload.toString()) as { code: string }).code, 'AG_TUNNEL_TOO_MANY_CHANNELS');
+    assert.equal(b.channels.length, DEFAULT_MAX_CHANNELS_PER_IDENTITY);
+
+    // Control: bob's channel opens and works.
+    const bob = await rawMuxClient(b.endpoint, dispatcher, { token: 'other' });
+    cleanups.push(async () => bob.socket.destroy());
+    bob.send(FrameType.OPEN, 1, openJson('pg-prod'));
+    assert.equal((await bob.next((f) => f.channel === 1, "the answer to bob's OPEN")).type, FrameType.OPEN_OK);
+
+    // Control: alice closes a channel on her first tunnel; a new one on her third then opens.
+    tunnels[0]!.send(FrameType.CLOSE, 1);
+    await waitFor(() => b.channels[0]!.stream.destroyed, 'the broker to let the channel go');
+    const third = tunnels[2]!;
+    third.send(FrameType.OPEN, perTunnel + 1, openJson('pg-prod'));
+    assert.equal((await third.next((f) => f.channel === perTunnel + 1, 'the answer to the new OPEN')).type, FrameType.OPEN_OK);
+    third.send(FrameType.DATA, perTunnel + 1, 'more');
+    assert.equal((await third.next((f) => f.channel === perTunnel + 1 && f.type === FrameType.DATA, 'the echo')).payload.toString(), 'MORE');
   });
 });

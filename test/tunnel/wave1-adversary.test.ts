@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Agent } from 'undici';
-import { generateSshKeyPair } from '../../src/tunnel/host-key.js';
+import { openTunnel } from '../../src/tunnel/dialer.js';
+import { generateSshKeyPair, hostKeyFingerprint } from '../../src/tunnel/host-key.js';
 import { encodeFrame, FrameType } from '../../src/tunnel/mux-codec.js';
 import { makeTestCert } from '../helpers/tls.js';
-import { rawMuxClient, startTestBroker, waitFor } from './fixture.js';
+import { rawMuxClient, roundTrip, startTestBroker, waitFor } from './fixture.js';
 import type { RawMuxClient, TestBroker } from './fixture.js';
 
 const MiB = 1024 * 1024;
@@ -204,5 +205,24 @@ describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', 
     assert.equal((await third.next((f) => f.channel === perTunnel + 1, 'the answer to the new OPEN')).type, FrameType.OPEN_OK);
     third.send(FrameType.DATA, perTunnel + 1, 'more');
     assert.equal((await third.next((f) => f.channel === perTunnel + 1 && f.type === FrameType.DATA, 'the echo')).payload.toString(), 'MORE');
+  });
+
+  test('the real CLI dialer past the per-tunnel cap: a refusal that names the limit and what to do (not "check the target name"), and the next channel after one closes works', async () => {
+    const b = await broker();
+    const t = openTunnel({ endpoint: b.endpoint, dispatcher, getToken: async () => 'good', hostKeyFingerprint: hostKeyFingerprint(hostKey), reconnect: { initialMs: 20, maxMs: 200 } });
+    cleanups.push(() => t.close());
+    await t.ready(10_000);
+    const open = [];
+    for (let i = 0; i < DEFAULT_MAX_CHANNELS_PER_TUNNEL; i++) open.push(await t.openChannel('pg-prod', 10_000));
+    await assert.rejects(t.openChannel('pg-prod', 10_000), (err: Error & { code?: string; hint?: string }) => {
+      assert.equal(err.code, 'AG_TUNNEL_CHANNEL_REFUSED');
+      assert.match(err.message, /AG_TUNNEL_TOO_MANY_CHANNELS.*already carries 256 open connections/);
+      assert.match(err.hint ?? '', /Close connections you no longer use/);
+      return true;
+    });
+    // Control: one local connection ends; the next one gets through and works.
+    open[0]!.destroy();
+    await waitFor(() => b.channels[0]!.stream.destroyed, 'the broker to let the channel go');
+    assert.equal((await roundTrip(await t.openChannel('pg-prod', 10_000), 'ok')).toString(), 'OK');
   });
 });

@@ -144,6 +144,8 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     hostKey: keys.sshHostKey,
     onChannel: (ch) => channels.route(ch),
     logger: logger.child({ component: 'tunnel' }),
+    // One login's tunnels are counted together (JSON: no separator can be forged into a sub).
+    identityKey: (identity) => JSON.stringify([identity.issuer, identity.sub]),
     onTunnelOpen: (t) => {
       const session = t.headers[SESSION_ID_HEADER];
       live.openTunnel(t.id, t.identity, Array.isArray(session) ? session[0] : session);

@@ -6,7 +6,7 @@
  * inside their tunnel: nothing here may throw into the server.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { encodeLine, MAX_CREDENTIAL_LINE, parseCredentialRequest, type CredentialReply } from './credential-exchange.js';
@@ -49,6 +49,17 @@ export interface TunnelAcceptorOptions<I = unknown> {
   logger?: TunnelLogger;
   /** Keepalive towards the CLI; default 15 s. Three unanswered probes end the tunnel. */
   keepaliveIntervalMs?: number;
+  /**
+   * Who a tunnel belongs to, for the per-identity tunnel limit (the broker: issuer and
+   * subject). Without it tunnels are not counted per identity.
+   */
+  identityKey?: (identity: I) => string;
+  /** Tunnels live at once per identityKey; default DEFAULT_MAX_TUNNELS_PER_IDENTITY. */
+  maxTunnelsPerIdentity?: number;
+  /** Channels live at once across all tunnels of one identityKey; default DEFAULT_MAX_CHANNELS_PER_IDENTITY. */
+  maxChannelsPerIdentity?: number;
+  /** Channels (local connections) live at once on one tunnel; default DEFAULT_MAX_CHANNELS_PER_TUNNEL. */
+  maxChannelsPerTunnel?: number;
   /** How long a client may take from `101` to accepting the broker's HELLO; default 30 s. */
   handshakeTimeoutMs?: number;
   /** A tunnel was accepted (before any of its channels) and, later, is gone. */
@@ -80,6 +91,8 @@ export interface TunnelAcceptor<I = unknown> {
 
 interface LiveTunnel {
   id: string;
+  /** identityKey of its identity, when the acceptor counts per identity. */
+  owner: string | undefined;
   socket: Duplex;
   session: MuxSession | undefined;
 }
@@ -87,6 +100,24 @@ interface LiveTunnel {
 const NOOP_LOGGER: TunnelLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const SECRET_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 const KEEPALIVE_COUNT_MAX = 3;
+/**
+ * Each channel may hold a window (512 KiB) of the client's data while its proxy is busy, so
+ * a client opening channels without end could make one tunnel hold memory without end.
+ * 256 is far above a connection pool's size or kubectl's parallel requests.
+ */
+export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
+/**
+ * The channel cap bounds one tunnel; this bounds how many tunnels one login may hold, so a
+ * client cannot multiply the first by opening tunnels without end. One `agentgate connect`
+ * or `run` holds one; a refused upgrade is answered 429, which the CLI retries with backoff.
+ */
+export const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
+/**
+ * Each channel may become a proxy session with its own upstream connection (an fd here, a
+ * backend at the target), so one login's channels are capped across its tunnels too: the
+ * two caps above alone would still let it hold 64 × 256.
+ */
+export const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 512;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
   const hostKey = parseSshKey(opts.hostKey);
@@ -94,6 +125,12 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
   const keepaliveInterval = opts.keepaliveIntervalMs ?? 15_000;
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
   const live = new Set<LiveTunnel>();
+  /** Live tunnels per identityKey. */
+  const perIdentity = new Map<string, number>();
+  const maxPerIdentity = opts.maxTunnelsPerIdentity ?? DEFAULT_MAX_TUNNELS_PER_IDENTITY;
+  /** Live channels per identityKey, across its tunnels. */
+  const channelsPerIdentity = new Map<string, number>();
+  const maxChannelsPerIdentity = opts.maxChannelsPerIdentity ?? DEFAULT_MAX_CHANNELS_PER_IDENTITY;
   let closed = false;
 
   function handleUpgrade(ctx: TunnelUpgradeContext<I>): void {
@@ -116,11 +153,27 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       return;
     }
 
-    const tunnel: LiveTunnel = { id: randomUUID(), socket, session: undefined };
+    const owner = opts.identityKey?.(identity);
+    if (owner !== undefined) {
+      const held = perIdentity.get(owner) ?? 0;
+      if (held >= maxPerIdentity) {
+        log.warn('tunnel refused: too many tunnels for this identity', { held });
+        refuse(socket, 429, 'AG_TUNNEL_LIMIT', `This login already holds ${held} tunnels to the broker, its limit; close some agentgate connect/run sessions (agentgate retries meanwhile).`);
+        return;
+      }
+      perIdentity.set(owner, held + 1);
+    }
+
+    const tunnel: LiveTunnel = { id: randomUUID(), owner, socket, session: undefined };
     const headers = publicHeaders(req.headers);
     live.add(tunnel);
     opts.onTunnelOpen?.({ id: tunnel.id, identity, headers });
     socket.once('close', () => {
+      if (owner !== undefined) {
+        const left = (perIdentity.get(owner) ?? 1) - 1;
+        if (left > 0) perIdentity.set(owner, left);
+        else perIdentity.delete(owner);
+      }
       live.delete(tunnel);
       opts.onTunnelClose?.(tunnel.id);
       log.debug('tunnel closed', { tunnelId: tunnel.id });
@@ -156,6 +209,7 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       role: 'broker',
       keepaliveIntervalMs: keepaliveInterval,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      maxChannels: opts.maxChannelsPerTunnel ?? DEFAULT_MAX_CHANNELS_PER_TUNNEL,
       onControl: (type, id, payload) => {
         if (type === FrameType.HELLO) {
           // The CLI checked our proof and goes on: the handshake is done.
@@ -191,7 +245,24 @@ export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>
       session.refuse(id, 'AG_TUNNEL_BAD_TARGET', 'not a valid target name');
       return;
     }
+    const owner = tunnel.owner;
+    if (owner !== undefined) {
+      const held = channelsPerIdentity.get(owner) ?? 0;
+      if (held >= maxChannelsPerIdentity) {
+        log.warn('tunnel channel refused: too many channels for this identity', { tunnelId: tunnel.id, held });
+        session.refuse(id, 'AG_TUNNEL_TOO_MANY_CHANNELS', `this login already has ${held} connections open through the broker, its limit; close some and try again`);
+        return;
+      }
+      channelsPerIdentity.set(owner, held + 1);
+    }
     const stream = session.accept(id);
+    if (owner !== undefined) {
+      stream.once('close', () => {
+        const left = (channelsPerIdentity.get(owner) ?? 1) - 1;
+        if (left > 0) channelsPerIdentity.set(owner, left);
+        else channelsPerIdentity.delete(owner);
+      });
+    }
     // Consumers add their own handlers; this one keeps a reset from crashing the broker.
     stream.on('error', (err: Error) => log.debug('tunnel channel error', { tunnelId: tunnel.id, target, error: err.message }));
     try {
@@ -270,7 +341,7 @@ function publicHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 /** Answer a refused upgrade with the broker's JSON error shape and close. */
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
-  const reason = status === 503 ? 'Service Unavailable' : 'Bad Request';
+  const reason = STATUS_CODES[status] ?? 'Error';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\n` +
       'Content-Type: application/json\r\n' +

@@ -435,10 +435,14 @@ function openOn(session: MuxSession, target: string, originator: ChannelOriginat
         done = true;
         clearTimeout(timer);
         if (err instanceof ChannelRefusedError) {
+          // The broker's reason (from its pinned, verified end) says which limit or check it was.
+          const tooMany = err.code === 'AG_TUNNEL_TOO_MANY_CHANNELS';
           reject(
-            new BrokerError('AG_TUNNEL_CHANNEL_REFUSED', `The broker refused a connection to ${target}.`, {
+            new BrokerError('AG_TUNNEL_CHANNEL_REFUSED', `The broker refused a connection to ${target} (${err.code}): ${err.message}.`, {
               cause: err,
-              hint: 'Run `agentgate targets` to check the name and that policy lets you reach it.',
+              hint: tooMany
+                ? 'Close connections you no longer use (a smaller connection pool), or other agentgate sessions of this login.'
+                : 'Run `agentgate targets` to check the name and that policy lets you reach it.',
             }),
           );
         } else {

@@ -41,6 +41,25 @@ export const MAX_FRAME_PAYLOAD = 1024 * 1024;
 /** DATA payloads are cut to this, so one busy channel does not hold the socket for long. */
 export const MAX_DATA_CHUNK = 64 * 1024;
 
+/**
+ * Frames whose payload is fixed or tiny have their own, lower limit. PING's payload comes
+ * back in the PONG, so without one a peer that never reads could make us queue a megabyte
+ * of reply per frame it sends.
+ */
+const MAX_PAYLOAD_BY_TYPE = new Map<number, number>([
+  [FrameType.OPEN_OK, 0],
+  [FrameType.EOF, 0],
+  [FrameType.CLOSE, 0],
+  [FrameType.WINDOW, 4],
+  [FrameType.PING, 64],
+  [FrameType.PONG, 64],
+]);
+
+/** Largest payload a frame of `type` may carry. */
+export function maxPayloadOf(type: number, ceiling = MAX_FRAME_PAYLOAD): number {
+  return Math.min(MAX_PAYLOAD_BY_TYPE.get(type) ?? ceiling, ceiling);
+}
+
 const NAMES = new Map<number, string>(Object.entries(FrameType).map(([k, v]) => [v, k]));
 
 export function frameTypeName(type: number): string {
@@ -124,7 +143,8 @@ export class FrameDecoder {
       const channel = head.readUInt32BE(1);
       const length = head.readUInt32BE(5);
       if (!NAMES.has(type)) throw this.#fail(`unknown frame type ${frameTypeName(type)}`);
-      if (length > this.#maxPayload) throw this.#fail(`a ${frameTypeName(type)} frame of ${length} bytes exceeds the ${this.#maxPayload}-byte limit`);
+      const max = maxPayloadOf(type, this.#maxPayload);
+      if (length > max) throw this.#fail(`a ${frameTypeName(type)} frame of ${length} bytes exceeds the ${max}-byte limit for its type`);
       if (this.#buffered < HEADER_LENGTH + length) return;
       const frame = this.#take(HEADER_LENGTH + length);
       this.#onFrame(type as FrameType, channel, frame.subarray(HEADER_LENGTH));

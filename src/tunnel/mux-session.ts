@@ -11,6 +11,11 @@
  *   turn's check phase (setImmediate): with several channels busy, one TLS pass and one
  *   system call carry them all. Write callbacks run once their bytes are handed to the
  *   socket and it is not backpressured, so the socket's backlog stays bounded too.
+ * - The broker reads nothing more from a peer while its own writes to that peer are
+ *   backpressured: PING, OPEN and CREDENTIAL are answered, so a peer that sends them and
+ *   never reads would otherwise have the answers pile up here without bound. (Only the
+ *   broker: if both ends did it, two ends each busy writing could wait on each other. The
+ *   CLI always reads, so the broker's backlog drains and it reads again.)
  * - Keepalive: a PING every interval; `keepaliveCountMax` unanswered in a row end the
  *   session, as a peer that stopped reading may never see our FIN.
  * - The first frame each way must be HELLO (the identity proof and its acceptance, which
@@ -35,6 +40,12 @@ export interface MuxSessionOptions {
   onControl: (type: FrameType, id: number, payload: Buffer) => void;
   /** Broker side: a channel was asked for. Answer with session.accept() or session.refuse(). */
   onOpen?: (id: number, request: OpenRequest) => void;
+  /**
+   * Broker side: channels live at once on this tunnel; an OPEN beyond it is refused
+   * (AG_TUNNEL_TOO_MANY_CHANNELS) and the tunnel carries on. Each channel may hold a window
+   * of the peer's data, so this bounds what one tunnel holds. Default: no limit.
+   */
+  maxChannels?: number;
 }
 
 export class MuxSession implements ChannelLink {
@@ -176,12 +187,17 @@ export class MuxSession implements ChannelLink {
     const bytes = Buffer.concat(this.#out, this.#outBytes);
     this.#out = [];
     this.#outBytes = 0;
-    if (!this.#socket.write(bytes)) this.#blocked = true;
+    if (!this.#socket.write(bytes)) {
+      this.#blocked = true;
+      // Broker: the peer is not taking what we send; read nothing more until it does.
+      if (this.#o.role === 'broker') this.#socket.pause();
+    }
     if (!this.#blocked) this.#runAfterFlush();
   }
 
   #drained(): void {
     this.#blocked = false;
+    if (this.#o.role === 'broker' && this.#ended === null) this.#socket.resume();
     this.#runAfterFlush();
   }
 
@@ -245,6 +261,11 @@ export class MuxSession implements ChannelLink {
     this.#nextId = id + 1;
     const request = parseOpenRequest(payload);
     if (!request) throw new MuxProtocolError('an OPEN frame without a target, address and port');
+    const max = this.#o.maxChannels;
+    if (max !== undefined && this.#channels.size >= max) {
+      this.refuse(id, 'AG_TUNNEL_TOO_MANY_CHANNELS', `this tunnel already carries ${max} open connections; close some (or use a connection pool of at most ${max}) and try again`);
+      return;
+    }
     this.#o.onOpen(id, request);
   }
 

@@ -47,6 +47,12 @@ export interface TestBrokerOptions {
   renewCredential?: (tunnel: { id: string; identity: TestIdentity }, token: string) => Promise<number>;
   /** Replaces the uppercasing echo. */
   onChannel?: (ch: TunnelChannel<TestIdentity>) => void;
+  /** Bearer tokens the stand-in accepts and whom they name; default `good` → alice. */
+  tokens?: Record<string, TestIdentity>;
+  /** The acceptor's per-identity tunnel limit, keyed by sub when given. */
+  maxTunnelsPerIdentity?: number;
+  /** The acceptor's per-identity channel limit (with maxTunnelsPerIdentity). */
+  maxChannelsPerIdentity?: number;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBroker> {
@@ -63,6 +69,7 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       ...(opts.renewCredential ? { renewCredential: opts.renewCredential } : {}),
+      ...(opts.maxTunnelsPerIdentity === undefined ? {} : { identityKey: (i: TestIdentity) => i.sub, maxTunnelsPerIdentity: opts.maxTunnelsPerIdentity, ...(opts.maxChannelsPerIdentity === undefined ? {} : { maxChannelsPerIdentity: opts.maxChannelsPerIdentity }) }),
       onChannel: (ch) => {
         broker.channels.push(ch);
         (opts.onChannel ?? echoUppercase)(ch);
@@ -84,7 +91,10 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
-    if (req.headers.authorization !== 'Bearer good') {
+    const tokens = opts.tokens ?? { good: { sub: 'alice' } };
+    const presented = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const identity = presented !== undefined && Object.hasOwn(tokens, presented) ? tokens[presented] : undefined;
+    if (identity === undefined) {
       const body = JSON.stringify({
         error: { code: 'AG_TOKEN_REJECTED', reason: 'token_expired', message: 'The access token has expired.' },
       });
@@ -95,7 +105,7 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
       return;
     }
     broker.tunnelSockets.push(socket);
-    broker.acceptor.handleUpgrade({ identity: { sub: 'alice' }, req, socket, head });
+    broker.acceptor.handleUpgrade({ identity, req, socket, head });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -174,8 +184,8 @@ export interface RawMuxClient {
   closed: Promise<void>;
 }
 
-export async function rawMuxClient(endpoint: string, dispatcher: Dispatcher, opts: { hello?: boolean } = {}): Promise<RawMuxClient> {
-  const socket = await upgradeToTunnel({ endpoint, dispatcher, token: 'good', headers: { [NONCE_HEADER]: newNonce() } });
+export async function rawMuxClient(endpoint: string, dispatcher: Dispatcher, opts: { hello?: boolean; token?: string } = {}): Promise<RawMuxClient> {
+  const socket = await upgradeToTunnel({ endpoint, dispatcher, token: opts.token ?? 'good', headers: { [NONCE_HEADER]: newNonce() } });
   socket.on('error', () => {});
   const frames: RawMuxClient['frames'] = [];
   const decoder = new FrameDecoder((type, channel, payload) => frames.push({ type, channel, payload: Buffer.from(payload) }));

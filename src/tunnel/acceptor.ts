@@ -103,9 +103,10 @@ const KEEPALIVE_COUNT_MAX = 3;
 /**
  * Each channel may hold a window (512 KiB) of the client's data while its proxy is busy, so
  * a client opening channels without end could make one tunnel hold memory without end.
- * 256 is far above a connection pool's size or kubectl's parallel requests.
+ * 2048 leaves room for an application's whole pool behind one `agentgate connect` (the
+ * bench holds 1,000 clients through one) while bounding what one tunnel can hold.
  */
-export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
+export const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 2048;
 /**
  * The channel cap bounds one tunnel; this bounds how many tunnels one login may hold, so a
  * client cannot multiply the first by opening tunnels without end. One `agentgate connect`
@@ -117,7 +118,7 @@ export const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
  * backend at the target), so one login's channels are capped across its tunnels too: the
  * two caps above alone would still let it hold 64 × 256.
  */
-export const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 512;
+export const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 4096;
 
 export function createTunnelAcceptor<I = unknown>(opts: TunnelAcceptorOptions<I>): TunnelAcceptor<I> {
   const hostKey = parseSshKey(opts.hostKey);

@@ -53,6 +53,8 @@ export interface TestBrokerOptions {
   maxTunnelsPerIdentity?: number;
   /** The acceptor's per-identity channel limit (with maxTunnelsPerIdentity). */
   maxChannelsPerIdentity?: number;
+  /** The acceptor's per-tunnel channel limit (default: the acceptor's). */
+  maxChannelsPerTunnel?: number;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBroker> {
@@ -69,6 +71,7 @@ export async function startTestBroker(opts: TestBrokerOptions): Promise<TestBrok
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       ...(opts.renewCredential ? { renewCredential: opts.renewCredential } : {}),
+      ...(opts.maxChannelsPerTunnel === undefined ? {} : { maxChannelsPerTunnel: opts.maxChannelsPerTunnel }),
       ...(opts.maxTunnelsPerIdentity === undefined ? {} : { identityKey: (i: TestIdentity) => i.sub, maxTunnelsPerIdentity: opts.maxTunnelsPerIdentity, ...(opts.maxChannelsPerIdentity === undefined ? {} : { maxChannelsPerIdentity: opts.maxChannelsPerIdentity }) }),
       onChannel: (ch) => {
         broker.channels.push(ch);

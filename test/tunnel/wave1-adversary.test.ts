@@ -17,11 +17,14 @@ import type { RawMuxClient, TestBroker } from './fixture.js';
 const MiB = 1024 * 1024;
 /** What the broker may hold for one tunnel whose client stopped reading: far below what was sent. */
 const BACKLOG_BOUND = 4 * MiB;
-/** The acceptor's default cap on live channels per tunnel. */
+/**
+ * The caps this corpus sets (the acceptor's defaults are higher, 2048 channels per tunnel and
+ * 4096 per login, so an application's pool fits: the mechanism is the same, the test faster).
+ */
 const DEFAULT_MAX_CHANNELS_PER_TUNNEL = 256;
-/** The acceptor's default cap on live tunnels per login (the broker counts by issuer and subject). */
+/** Live tunnels per login (the broker counts by issuer and subject); the acceptor's default. */
 const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 64;
-/** The acceptor's default cap on live channels per login, across its tunnels. */
+/** Live channels per login, across its tunnels. */
 const DEFAULT_MAX_CHANNELS_PER_IDENTITY = 512;
 
 describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', () => {
@@ -38,7 +41,7 @@ describe('tunnel red team, wave 1: hostile mux frames from a logged-in client', 
   });
 
   async function broker(): Promise<TestBroker> {
-    const b = await startTestBroker({ hostKey });
+    const b = await startTestBroker({ hostKey, maxChannelsPerTunnel: DEFAULT_MAX_CHANNELS_PER_TUNNEL });
     cleanups.push(() => b.close());
     return b;
   }

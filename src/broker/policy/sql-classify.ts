@@ -87,8 +87,10 @@ export interface ClassifiedStatement {
   /** Settings changed through set_config(name, …), lower case; `*` when the name is not a constant. */
   settings: string[];
   /**
-   * Names that may be function calls written as attributes: `u.f` and `(u).f` call f(u)
-   * when u has no column f. The gate treats one as a call when such a function exists.
+   * Names that may be function calls: `u.f` and `(u).f` call f(u) when u has no column f;
+   * SQL/JSON syntax newer than the server (JSON_ARRAY(…)) is a call of a function of that
+   * name to a server without it (see SYNTAX_CALLS). The gate treats one as a call when such
+   * a function exists.
    */
   maybeCalls: string[];
   /**
@@ -359,7 +361,7 @@ function parseAndWalk(sql: string): SqlClassification {
     const texts = statementTexts(sql, raw);
     const multi = raw.length > 1;
     const reads = integerReadCount();
-    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi));
+    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi, sql));
     const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw) };
     if (integerReadCount() !== reads) out.valueDependent = true;
     return out;
@@ -499,6 +501,9 @@ interface Acc {
   hazard?: string;
   /** Children scheduled by the node being visited, in source order. */
   pending: Work[];
+  /** The whole text parsed (node locations are UTF-8 byte offsets into it), as bytes once needed. */
+  source: string;
+  sourceBytes?: Buffer;
 }
 
 type Work = [unknown, Ctx];
@@ -518,7 +523,7 @@ interface Ctx {
   settingsRow?: string;
 }
 
-function classifyStatement(stmt: unknown, text: string, multi: boolean): ClassifiedStatement {
+function classifyStatement(stmt: unknown, text: string, multi: boolean, source: string): ClassifiedStatement {
   const node = unwrap(stmt);
   const [type, body] = node ?? ['Unknown', {}];
   const { detail } = statementKind(type, body);
@@ -550,6 +555,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     copies: new Set(),
     unqualified: new Set(),
     pending: [],
+    source,
   };
   if (multi) acc.flags.add('multi_statement');
   walkTree(stmt, acc, { executing: true, ctes: new Set() });
@@ -778,6 +784,8 @@ const WRITING_KINDS = new Set<StatementKind>(['create', 'alter', 'drop', 'trunca
 const TARGET_FIELDS = ['relation', 'relations', 'view', 'sequence', 'table', 'objects'];
 
 function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
+  const syntaxCall = SYNTAX_CALLS.get(type);
+  if (syntaxCall !== undefined) acc.maybeCalls.add(syntaxCall);
   switch (type) {
     case 'ColumnRef': {
       const fields = arr(body['fields']);
@@ -821,8 +829,14 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       return walkFields(body, acc, ctx);
     case 'RangeVar':
       return relation(body, acc, ctx);
+    case 'JsonFuncExpr': {
+      const name = JSON_FUNC_OPS.get(str(body['op']) ?? '');
+      if (name !== undefined) acc.maybeCalls.add(name);
+      return walkFields(body, acc, ctx);
+    }
     case 'FuncCall':
       functionCall(body, acc, ctx);
+      grammarQualifiedCall(body, acc);
       return walkFields(body, acc, ctx);
     case 'InsertStmt':
     case 'UpdateStmt':
@@ -932,6 +946,54 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     namedObjects(type, body, acc);
   }
   walkFields(body, acc, ctx);
+}
+
+/**
+ * SQL/JSON syntax that agentgate's parser (PostgreSQL 18's grammar) reads as its own node,
+ * by the keyword it starts with. PostgreSQL 15 has no such syntax (16 and 17 added it) and
+ * reads the same text as a plain call of a function of that name, found on search_path: a
+ * user's json_array(int) runs there. Each is judged as a possible call of that name (a
+ * call when such a function exists: with none, a server without the syntax fails, and one
+ * with it runs its built-in).
+ */
+const SYNTAX_CALLS: ReadonlyMap<string, string> = new Map([
+  ['JsonArrayConstructor', 'json_array'],
+  ['JsonArrayQueryConstructor', 'json_array'],
+  ['JsonObjectConstructor', 'json_object'],
+  ['JsonScalarExpr', 'json_scalar'],
+  ['JsonSerializeExpr', 'json_serialize'],
+  ['JsonParseExpr', 'json'],
+  ['JsonArrayAgg', 'json_arrayagg'],
+  ['JsonObjectAgg', 'json_objectagg'],
+  ['JsonTable', 'json_table'],
+  ['MergeSupportFunc', 'merge_action'],
+]);
+
+/** JsonFuncExpr.op → the keyword (JSON_VALUE(…), JSON_QUERY(…), JSON_EXISTS(…)). */
+const JSON_FUNC_OPS: ReadonlyMap<string, string> = new Map([
+  ['JSON_VALUE_OP', 'json_value'],
+  ['JSON_QUERY_OP', 'json_query'],
+  ['JSON_EXISTS_OP', 'json_exists'],
+  ['JSON_TABLE_OP', 'json_table'],
+]);
+
+/**
+ * A call written without a schema that the grammar qualified with pg_catalog (PostgreSQL
+ * 16's legacy `json_object(args)` becomes `pg_catalog.json_object`): a server whose grammar
+ * does not qualify it resolves the bare name on search_path, so the bare name may be a
+ * call too. Told from a written `pg_catalog.f(…)` by the text at the call's location.
+ */
+function grammarQualifiedCall(call: Obj, acc: Acc): void {
+  if (call['funcformat'] !== 'COERCE_EXPLICIT_CALL') return;
+  const parts = names(call['funcname']);
+  if (parts.length !== 2 || parts[0] !== 'pg_catalog') return;
+  const loc = call['location'];
+  if (typeof loc !== 'number' || loc < 0) return;
+  const name = parts[1]!.toLowerCase();
+  acc.sourceBytes ??= Buffer.from(acc.source, 'utf8');
+  const written = acc.sourceBytes.subarray(loc, loc + name.length + 1).toString('latin1').toLowerCase();
+  // The name itself at the location, not followed by more of an identifier: nothing qualified it in the text.
+  if (written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length, name.length + 1))) acc.maybeCalls.add(name);
 }
 
 function functionCall(call: Obj, acc: Acc, ctx: Ctx): void {

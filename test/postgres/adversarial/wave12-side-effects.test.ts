@@ -1,0 +1,70 @@
+/**
+ * Adversarial corpus, wave 12 — the gate's parser is newer than the server.
+ *
+ * The gate parses statement text with libpg-query (PostgreSQL 18's grammar); the stack's
+ * server is PostgreSQL 15. PostgreSQL 16 and 17 made the SQL/JSON constructors and query
+ * functions syntax — JSON_ARRAY(…), JSON_OBJECT(…), JSON_SCALAR(…), JSON_SERIALIZE(…),
+ * JSON(…), JSON_VALUE/JSON_QUERY/JSON_EXISTS(…), JSON_ARRAYAGG(…) — and MERGE_ACTION().
+ * The newer parser turns them into their own nodes, with no function call in sight, while
+ * PostgreSQL 15 reads the same text as an ordinary call of a function of that name,
+ * resolved on search_path: a user's `public.json_array(int)` runs. The legacy form
+ * `json_object(args)` is worse: the new grammar rewrites it to `pg_catalog.json_object`
+ * (an immutable built-in), while PostgreSQL 15 resolves the bare name and picks
+ * `public.json_object(int)`.
+ *
+ * Each function here is a "production" object made by the superuser that resets the
+ * database's statistics (what a read-only session can still do); the control shows each
+ * statement doing so for `app` without agentgate, in a read-only session.
+ */
+import { describe } from 'node:test';
+import { RESET_SEED, useResetCorpus, type ResetAttack } from './harness.js';
+
+const body = 'LANGUAGE plpgsql VOLATILE AS $$ BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$';
+
+const EXTRA_SEED = `
+${RESET_SEED}
+CREATE FUNCTION public.json_array(int) RETURNS int ${body};
+CREATE FUNCTION public.json_array() RETURNS int ${body};
+CREATE FUNCTION public.json_object(int) RETURNS int ${body};
+CREATE FUNCTION public.json_object() RETURNS int ${body};
+CREATE FUNCTION public.json_scalar(int) RETURNS int ${body};
+CREATE FUNCTION public.json_serialize(int) RETURNS int ${body};
+CREATE FUNCTION public.json(int) RETURNS int ${body};
+CREATE FUNCTION public.json_value(int, text) RETURNS int ${body};
+CREATE FUNCTION public.json_query(int, text) RETURNS int ${body};
+CREATE FUNCTION public.json_exists(int, text) RETURNS int ${body};
+CREATE FUNCTION public.json_arrayagg(int) RETURNS int ${body};
+CREATE FUNCTION public.merge_action() RETURNS int ${body};
+`;
+
+const RESETS: ResetAttack[] = [
+  { id: 'w12s-01', sql: 'select json_array(1)', why: 'PG 18 reads a JSON_ARRAY constructor; PG 15 calls public.json_array(int)' },
+  { id: 'w12s-02', sql: 'select json_array()', why: 'the empty constructor; PG 15 calls public.json_array()' },
+  { id: 'w12s-03', sql: 'select json_object(1)', why: 'PG 18 rewrites the legacy form to pg_catalog.json_object; PG 15 resolves the bare name to public.json_object(int)' },
+  { id: 'w12s-04', sql: 'select json_object()', why: 'the empty JSON_OBJECT constructor; PG 15 calls public.json_object()' },
+  { id: 'w12s-05', sql: 'select json_scalar(1)', why: 'a JSON_SCALAR expression to PG 18; a call to PG 15' },
+  { id: 'w12s-06', sql: 'select json_serialize(1)', why: 'a JSON_SERIALIZE expression to PG 18; a call to PG 15' },
+  { id: 'w12s-07', sql: 'select json(1)', why: 'a JSON() parse expression to PG 18; a call of public.json(int) to PG 15' },
+  { id: 'w12s-08', sql: "select json_value(1, 'x')", why: 'a JSON_VALUE query function to PG 18; a call to PG 15' },
+  { id: 'w12s-09', sql: "select json_query(1, 'x')", why: 'a JSON_QUERY query function to PG 18; a call to PG 15' },
+  { id: 'w12s-10', sql: "select json_exists(1, 'x')", why: 'a JSON_EXISTS predicate to PG 18; a call to PG 15' },
+  { id: 'w12s-11', sql: 'select json_arrayagg(id) from public.users', why: 'a JSON_ARRAYAGG aggregate to PG 18; a call per row to PG 15' },
+  { id: 'w12s-12', sql: 'select merge_action()', why: 'a MERGE support node to PG 18 (an error outside MERGE); a call to PG 15' },
+  { id: 'w12s-13', sql: 'select 1 where json_array(1) = 1', why: 'the constructor in a WHERE clause' },
+  { id: 'w12s-14', sql: 'select n from (select json_scalar(2) as n) s', why: 'the expression in a subquery' },
+];
+
+describe('adversarial corpus wave 12: SQL/JSON syntax a newer parser reads, that PostgreSQL 15 calls as functions', () => {
+  useResetCorpus({
+    seed: EXTRA_SEED,
+    prefix: 'w12s',
+    resets: RESETS,
+    allowed: [
+      // The JSON built-ins the server does have, and the legacy json_object written qualified.
+      { id: 'w12s-30', sql: "select json_build_array(1, 'a')", rows: 1 },
+      { id: 'w12s-31', sql: "select to_jsonb(u.name) from public.users u where u.id = 1", rows: 1 },
+      { id: 'w12s-32', sql: "select pg_catalog.json_object('{a,1}'::text[])", rows: 1 },
+      { id: 'w12s-33', sql: "select json_agg(id) from public.users", rows: 1 },
+    ],
+  });
+});

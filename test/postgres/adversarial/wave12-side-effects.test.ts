@@ -16,8 +16,9 @@
  * database's statistics (what a read-only session can still do); the control shows each
  * statement doing so for `app` without agentgate, in a read-only session.
  */
-import { describe } from 'node:test';
-import { RESET_SEED, useResetCorpus, type ResetAttack } from './harness.js';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { assertIntact, assertRefused, assertStoreClean, describeMsgs, extended, RESET_SEED, useResetCorpus, type ResetAttack } from './harness.js';
 
 const body = 'LANGUAGE plpgsql VOLATILE AS $$ BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$';
 
@@ -35,6 +36,11 @@ CREATE FUNCTION public.json_query(int, text) RETURNS int ${body};
 CREATE FUNCTION public.json_exists(int, text) RETURNS int ${body};
 CREATE FUNCTION public.json_arrayagg(int) RETURNS int ${body};
 CREATE FUNCTION public.merge_action() RETURNS int ${body};
+-- The same text stored in a view and in a STABLE SQL function's body: PostgreSQL 15 reads
+-- both as calls; agentgate parses the stored text with the same newer grammar.
+CREATE VIEW w12_v_ja AS SELECT json_array(1) AS n;
+GRANT SELECT ON w12_v_ja TO app;
+CREATE FUNCTION w12_sql_js() RETURNS int LANGUAGE sql STABLE AS $$ SELECT json_scalar(1) $$;
 `;
 
 const RESETS: ResetAttack[] = [
@@ -52,10 +58,12 @@ const RESETS: ResetAttack[] = [
   { id: 'w12s-12', sql: 'select merge_action()', why: 'a MERGE support node to PG 18 (an error outside MERGE); a call to PG 15' },
   { id: 'w12s-13', sql: 'select 1 where json_array(1) = 1', why: 'the constructor in a WHERE clause' },
   { id: 'w12s-14', sql: 'select n from (select json_scalar(2) as n) s', why: 'the expression in a subquery' },
+  { id: 'w12s-15', sql: 'select n from public.w12_v_ja', why: 'a view whose stored definition calls json_array(1)' },
+  { id: 'w12s-16', sql: 'select public.w12_sql_js()', why: 'a STABLE SQL function whose body calls json_scalar(1)' },
 ];
 
 describe('adversarial corpus wave 12: SQL/JSON syntax a newer parser reads, that PostgreSQL 15 calls as functions', () => {
-  useResetCorpus({
+  const corpus = useResetCorpus({
     seed: EXTRA_SEED,
     prefix: 'w12s',
     resets: RESETS,
@@ -66,5 +74,18 @@ describe('adversarial corpus wave 12: SQL/JSON syntax a newer parser reads, that
       { id: 'w12s-32', sql: "select pg_catalog.json_object('{a,1}'::text[])", rows: 1 },
       { id: 'w12s-33', sql: "select json_agg(id) from public.users", rows: 1 },
     ],
+  });
+
+  test('w12s-20: Parse/Bind/Execute of select json_array($1::int) (the extended protocol) is refused and resets nothing', () =>
+    corpus.withClient(async ({ c }) => {
+      const before = await corpus.statsReset();
+      const msgs = await extended(c, 'select json_array($1::int)', ['1']);
+      assert.equal(await corpus.statsReset(), before, `json_array through agentgate reset statistics: ${describeMsgs(msgs)}`);
+      assertRefused(msgs, 'Parse of select json_array($1::int)');
+      await assertIntact(corpus.adv());
+    }));
+
+  test('w12s-store: the audit store and every state file hold no raw value', async () => {
+    await assertStoreClean(corpus.adv());
   });
 });

@@ -688,6 +688,9 @@ function step(v: unknown, acc: Acc, ctx: Ctx): void {
 function typeName(t: Obj, acc: Acc): void {
   const parts = names(t['names']).map((x) => x.toLowerCase());
   if (parts.length > 0) acc.types.add(parts.join('.'));
+  // `json` reaches the tree as pg_catalog.json; PostgreSQL 15 looks the bare name up on search_path.
+  const bare = grammarQualified(parts, t['location'], acc);
+  if (bare !== undefined) acc.types.add(bare);
 }
 
 /** Schedules the fields of `o` (CTE bodies first, with their scopes). */
@@ -978,22 +981,27 @@ const JSON_FUNC_OPS: ReadonlyMap<string, string> = new Map([
 ]);
 
 /**
- * A call written without a schema that the grammar qualified with pg_catalog (PostgreSQL
- * 16's legacy `json_object(args)` becomes `pg_catalog.json_object`): a server whose grammar
- * does not qualify it resolves the bare name on search_path, so the bare name may be a
- * call too. Told from a written `pg_catalog.f(…)` by the text at the call's location.
+ * Whether the name at `location` is written bare though the tree qualifies it with
+ * pg_catalog: the grammar did that (PostgreSQL 16's legacy `json_object(args)` becomes
+ * `pg_catalog.json_object`, the type `json` `pg_catalog.json`), and a server whose grammar
+ * does not (PostgreSQL 15) resolves the bare name on search_path, so a user's function or
+ * type of that name may be the one that runs. Told from a written `pg_catalog.x` by the
+ * text at the node's location.
  */
-function grammarQualifiedCall(call: Obj, acc: Acc): void {
-  if (call['funcformat'] !== 'COERCE_EXPLICIT_CALL') return;
-  const parts = names(call['funcname']);
-  if (parts.length !== 2 || parts[0] !== 'pg_catalog') return;
-  const loc = call['location'];
-  if (typeof loc !== 'number' || loc < 0) return;
+function grammarQualified(parts: readonly string[], location: unknown, acc: Acc): string | undefined {
+  if (parts.length !== 2 || parts[0] !== 'pg_catalog' || typeof location !== 'number' || location < 0) return undefined;
   const name = parts[1]!.toLowerCase();
   acc.sourceBytes ??= Buffer.from(acc.source, 'utf8');
-  const written = acc.sourceBytes.subarray(loc, loc + name.length + 1).toString('latin1').toLowerCase();
+  const written = acc.sourceBytes.subarray(location, location + name.length + 1).toString('latin1').toLowerCase();
   // The name itself at the location, not followed by more of an identifier: nothing qualified it in the text.
-  if (written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length, name.length + 1))) acc.maybeCalls.add(name);
+  return written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length)) ? name : undefined;
+}
+
+/** A call the grammar qualified (see grammarQualified) may also be a call of its bare name. */
+function grammarQualifiedCall(call: Obj, acc: Acc): void {
+  if (call['funcformat'] !== 'COERCE_EXPLICIT_CALL') return;
+  const bare = grammarQualified(names(call['funcname']), call['location'], acc);
+  if (bare !== undefined) acc.maybeCalls.add(bare);
 }
 
 function functionCall(call: Obj, acc: Acc, ctx: Ctx): void {

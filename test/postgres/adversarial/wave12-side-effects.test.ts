@@ -10,7 +10,10 @@
  * resolved on search_path: a user's `public.json_array(int)` runs. The legacy form
  * `json_object(args)` is worse: the new grammar rewrites it to `pg_catalog.json_object`
  * (an immutable built-in), while PostgreSQL 15 resolves the bare name and picks
- * `public.json_object(int)`.
+ * `public.json_object(int)`. Types too: the keyword `json` (PostgreSQL 16) is
+ * `pg_catalog.json` in the new tree, while PostgreSQL 15 looks the bare name up on
+ * search_path, which any session may set (a harmless setting) to put a schema holding a
+ * domain named json, with a CHECK, before pg_catalog.
  *
  * Each function here is a "production" object made by the superuser that resets the
  * database's statistics (what a read-only session can still do); the control shows each
@@ -18,7 +21,20 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertIntact, assertRefused, assertStoreClean, describeMsgs, extended, RESET_SEED, useResetCorpus, type ResetAttack } from './harness.js';
+import {
+  assertIntact,
+  assertNoError,
+  assertRefused,
+  assertStoreClean,
+  describeMsgs,
+  extended,
+  readOnlyApp,
+  RESET_SEED,
+  rowsOf,
+  simple,
+  useResetCorpus,
+  type ResetAttack,
+} from './harness.js';
 
 const body = 'LANGUAGE plpgsql VOLATILE AS $$ BEGIN PERFORM pg_stat_reset(); RETURN 1; END $$';
 
@@ -41,7 +57,23 @@ CREATE FUNCTION public.merge_action() RETURNS int ${body};
 CREATE VIEW w12_v_ja AS SELECT json_array(1) AS n;
 GRANT SELECT ON w12_v_ja TO app;
 CREATE FUNCTION w12_sql_js() RETURNS int LANGUAGE sql STABLE AS $$ SELECT json_scalar(1) $$;
+-- A domain named json whose CHECK resets, in a schema app may use: the type keyword json
+-- reaches agentgate's tree as pg_catalog.json, PostgreSQL 15 looks the bare name up.
+CREATE SCHEMA w12types;
+GRANT USAGE ON SCHEMA w12types TO app;
+CREATE DOMAIN w12types.json AS text CHECK (f_reset_chk(length(VALUE)));
 `;
+
+/** A search_path the policy lets any session set (a harmless setting), with w12types before pg_catalog. */
+const TYPES_FIRST = 'set search_path = w12types, pg_catalog, public';
+
+/** Each resolves type json to w12types.json under TYPES_FIRST on PostgreSQL 15. */
+const TYPE_ATTACKS = [
+  { id: 'w12s-41', sql: "select '1'::json" },
+  { id: 'w12s-42', sql: "select cast('1' as json)" },
+  { id: 'w12s-43', sql: "select json '1'" },
+  { id: 'w12s-44', sql: "select x from (values ('1'::text)) v(x) where x::json is not null" },
+];
 
 const RESETS: ResetAttack[] = [
   { id: 'w12s-01', sql: 'select json_array(1)', why: 'PG 18 reads a JSON_ARRAY constructor; PG 15 calls public.json_array(int)' },
@@ -83,6 +115,45 @@ describe('adversarial corpus wave 12: SQL/JSON syntax a newer parser reads, that
       assert.equal(await corpus.statsReset(), before, `json_array through agentgate reset statistics: ${describeMsgs(msgs)}`);
       assertRefused(msgs, 'Parse of select json_array($1::int)');
       await assertIntact(corpus.adv());
+    }));
+
+  test('w12s-40: control — without agentgate, in a read-only session under that search_path, each type attack resets statistics', async () => {
+    const client = await readOnlyApp(corpus.adv());
+    try {
+      await client.query(TYPES_FIRST);
+      for (const { id, sql } of TYPE_ATTACKS) {
+        const before = await corpus.statsReset();
+        await new Promise((r) => setTimeout(r, 20));
+        await client.query(sql);
+        assert.notEqual(await corpus.statsReset(), before, `${id}: ${sql} resets statistics for app`);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  for (const { id, sql } of TYPE_ATTACKS) {
+    test(`${id}: ${TYPES_FIRST} (allowed), then ${sql} — the type keyword json is pg_catalog.json to agentgate, w12types.json to PostgreSQL 15`, () =>
+      corpus.withClient(async ({ c }) => {
+        const set = await simple(c, TYPES_FIRST);
+        assertNoError(set, TYPES_FIRST);
+        const before = await corpus.statsReset();
+        const msgs = await simple(c, sql);
+        assert.equal(await corpus.statsReset(), before, `${sql} through agentgate reset statistics: ${describeMsgs(msgs)}`);
+        assertRefused(msgs, sql);
+        await assertIntact(corpus.adv());
+      }));
+  }
+
+  // Written bare, json is judged in every schema (w12types.json here): in a database without
+  // such a type it runs (false-denials.test.ts); qualified, it is pg_catalog's alone.
+  test('w12s-45: allowed — json written qualified, and jsonb, still run next to w12types.json', () =>
+    corpus.withClient(async ({ c }) => {
+      for (const sql of ["select '{\"a\":1}'::pg_catalog.json", "select pg_catalog.json '[1]'", "select cast('1' as jsonb)"]) {
+        const msgs = await simple(c, sql);
+        assertNoError(msgs, sql);
+        assert.equal(rowsOf(msgs).length, 1, `${sql}: ${describeMsgs(msgs)}`);
+      }
     }));
 
   test('w12s-store: the audit store and every state file hold no raw value', async () => {

@@ -361,7 +361,8 @@ function parseAndWalk(sql: string): SqlClassification {
     const texts = statementTexts(sql, raw);
     const multi = raw.length > 1;
     const reads = integerReadCount();
-    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi, sql));
+    const source: SourceText = { text: sql };
+    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi, source));
     const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw) };
     if (integerReadCount() !== reads) out.valueDependent = true;
     return out;
@@ -501,9 +502,23 @@ interface Acc {
   hazard?: string;
   /** Children scheduled by the node being visited, in source order. */
   pending: Work[];
-  /** The whole text parsed (node locations are UTF-8 byte offsets into it), as bytes once needed. */
-  source: string;
-  sourceBytes?: Buffer;
+  /** The whole text parsed, shared by its statements (node locations are UTF-8 byte offsets into it). */
+  source: SourceText;
+}
+
+/** A text read at the parser's byte offsets; measured and (if not ASCII) encoded once, when first read. */
+interface SourceText {
+  text: string;
+  ascii?: boolean;
+  bytes?: Buffer;
+}
+
+/** `length` bytes of the text from byte `offset`, as latin1 (enough to compare ASCII names). */
+function sourceAt(source: SourceText, offset: number, length: number): string {
+  source.ascii ??= Buffer.byteLength(source.text) === source.text.length;
+  if (source.ascii) return source.text.slice(offset, offset + length);
+  source.bytes ??= Buffer.from(source.text, 'utf8');
+  return source.bytes.subarray(offset, offset + length).toString('latin1');
 }
 
 type Work = [unknown, Ctx];
@@ -523,7 +538,7 @@ interface Ctx {
   settingsRow?: string;
 }
 
-function classifyStatement(stmt: unknown, text: string, multi: boolean, source: string): ClassifiedStatement {
+function classifyStatement(stmt: unknown, text: string, multi: boolean, source: SourceText): ClassifiedStatement {
   const node = unwrap(stmt);
   const [type, body] = node ?? ['Unknown', {}];
   const { detail } = statementKind(type, body);
@@ -991,8 +1006,7 @@ const JSON_FUNC_OPS: ReadonlyMap<string, string> = new Map([
 function grammarQualified(parts: readonly string[], location: unknown, acc: Acc): string | undefined {
   if (parts.length !== 2 || parts[0] !== 'pg_catalog' || typeof location !== 'number' || location < 0) return undefined;
   const name = parts[1]!.toLowerCase();
-  acc.sourceBytes ??= Buffer.from(acc.source, 'utf8');
-  const written = acc.sourceBytes.subarray(location, location + name.length + 1).toString('latin1').toLowerCase();
+  const written = sourceAt(acc.source, location, name.length + 1).toLowerCase();
   // The name itself at the location, not followed by more of an identifier: nothing qualified it in the text.
   return written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length)) ? name : undefined;
 }

@@ -586,3 +586,37 @@ test('DDL placed in its schema: CREATE SCHEMA elements and AUTHORIZATION, functi
   assert.deepEqual(trg.functions, ['public.trg_wipe']);
   assert.deepEqual(trg.writes, ['pg_temp.t']);
 });
+
+test('SQL/JSON syntax newer than PostgreSQL 15, and names the grammar qualified itself, are possible calls and types by their bare names', () => {
+  const first = (sql: string): ClassifiedStatement => {
+    const c = classifySqlUncached(sql, opts);
+    assert.ok(c.ok, sql);
+    return c.statements[0]!;
+  };
+  for (const [sql, name] of [
+    ['select json_array(1)', 'json_array'],
+    ['select json_array()', 'json_array'],
+    ['select json_object()', 'json_object'],
+    ["select json_object('{a,1}')", 'json_object'],
+    ['select json_scalar(1)', 'json_scalar'],
+    ['select json_serialize(1)', 'json_serialize'],
+    ['select json(1)', 'json'],
+    ["select json_value(1, 'x')", 'json_value'],
+    ["select json_query(1, 'x')", 'json_query'],
+    ["select json_exists(1, 'x')", 'json_exists'],
+    ['select json_arrayagg(id) from t', 'json_arrayagg'],
+    ['select merge_action()', 'merge_action'],
+  ] as const) {
+    assert.ok(first(sql).maybeCalls.includes(name), `${sql}: ${name} in ${JSON.stringify(first(sql).maybeCalls)}`);
+  }
+  // Written qualified: pg_catalog's alone, as the server reads it too.
+  assert.deepEqual(first("select pg_catalog.json_object('{a,1}')").maybeCalls, []);
+  assert.deepEqual(first('select "pg_catalog".json_object(\'{a,1}\')').maybeCalls, []);
+  assert.deepEqual(first("select '1'::json").types.sort(), ['json', 'pg_catalog.json']);
+  assert.deepEqual(first("select json '1'").types.sort(), ['json', 'pg_catalog.json']);
+  assert.deepEqual(first("select '1'::pg_catalog.json").types, ['pg_catalog.json']);
+  // Keywords the grammar renames (int → int4) are not the bare name written.
+  assert.deepEqual(first('select 1::int').types, ['pg_catalog.int4']);
+  // Byte offsets: a multibyte character before the name does not shift the check.
+  assert.deepEqual(first("select 'é', '1'::json").types.sort(), ['json', 'pg_catalog.json']);
+});

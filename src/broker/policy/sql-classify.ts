@@ -87,8 +87,10 @@ export interface ClassifiedStatement {
   /** Settings changed through set_config(name, …), lower case; `*` when the name is not a constant. */
   settings: string[];
   /**
-   * Names that may be function calls written as attributes: `u.f` and `(u).f` call f(u)
-   * when u has no column f. The gate treats one as a call when such a function exists.
+   * Names that may be function calls: `u.f` and `(u).f` call f(u) when u has no column f;
+   * SQL/JSON syntax newer than the server (JSON_ARRAY(…)) is a call of a function of that
+   * name to a server without it (see SYNTAX_CALLS). The gate treats one as a call when such
+   * a function exists.
    */
   maybeCalls: string[];
   /**
@@ -359,7 +361,8 @@ function parseAndWalk(sql: string): SqlClassification {
     const texts = statementTexts(sql, raw);
     const multi = raw.length > 1;
     const reads = integerReadCount();
-    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi));
+    const source: SourceText = { text: sql };
+    const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi, source));
     const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw) };
     if (integerReadCount() !== reads) out.valueDependent = true;
     return out;
@@ -499,6 +502,23 @@ interface Acc {
   hazard?: string;
   /** Children scheduled by the node being visited, in source order. */
   pending: Work[];
+  /** The whole text parsed, shared by its statements (node locations are UTF-8 byte offsets into it). */
+  source: SourceText;
+}
+
+/** A text read at the parser's byte offsets; measured and (if not ASCII) encoded once, when first read. */
+interface SourceText {
+  text: string;
+  ascii?: boolean;
+  bytes?: Buffer;
+}
+
+/** `length` bytes of the text from byte `offset`, as latin1 (enough to compare ASCII names). */
+function sourceAt(source: SourceText, offset: number, length: number): string {
+  source.ascii ??= Buffer.byteLength(source.text) === source.text.length;
+  if (source.ascii) return source.text.slice(offset, offset + length);
+  source.bytes ??= Buffer.from(source.text, 'utf8');
+  return source.bytes.subarray(offset, offset + length).toString('latin1');
 }
 
 type Work = [unknown, Ctx];
@@ -518,7 +538,7 @@ interface Ctx {
   settingsRow?: string;
 }
 
-function classifyStatement(stmt: unknown, text: string, multi: boolean): ClassifiedStatement {
+function classifyStatement(stmt: unknown, text: string, multi: boolean, source: SourceText): ClassifiedStatement {
   const node = unwrap(stmt);
   const [type, body] = node ?? ['Unknown', {}];
   const { detail } = statementKind(type, body);
@@ -550,6 +570,7 @@ function classifyStatement(stmt: unknown, text: string, multi: boolean): Classif
     copies: new Set(),
     unqualified: new Set(),
     pending: [],
+    source,
   };
   if (multi) acc.flags.add('multi_statement');
   walkTree(stmt, acc, { executing: true, ctes: new Set() });
@@ -682,6 +703,9 @@ function step(v: unknown, acc: Acc, ctx: Ctx): void {
 function typeName(t: Obj, acc: Acc): void {
   const parts = names(t['names']).map((x) => x.toLowerCase());
   if (parts.length > 0) acc.types.add(parts.join('.'));
+  // `json` reaches the tree as pg_catalog.json; PostgreSQL 15 looks the bare name up on search_path.
+  const bare = grammarQualified(parts, t['location'], acc);
+  if (bare !== undefined) acc.types.add(bare);
 }
 
 /** Schedules the fields of `o` (CTE bodies first, with their scopes). */
@@ -778,6 +802,8 @@ const WRITING_KINDS = new Set<StatementKind>(['create', 'alter', 'drop', 'trunca
 const TARGET_FIELDS = ['relation', 'relations', 'view', 'sequence', 'table', 'objects'];
 
 function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
+  const syntaxCall = SYNTAX_CALLS.get(type);
+  if (syntaxCall !== undefined) acc.maybeCalls.add(syntaxCall);
   switch (type) {
     case 'ColumnRef': {
       const fields = arr(body['fields']);
@@ -821,8 +847,14 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       return walkFields(body, acc, ctx);
     case 'RangeVar':
       return relation(body, acc, ctx);
+    case 'JsonFuncExpr': {
+      const name = JSON_FUNC_OPS.get(str(body['op']) ?? '');
+      if (name !== undefined) acc.maybeCalls.add(name);
+      return walkFields(body, acc, ctx);
+    }
     case 'FuncCall':
       functionCall(body, acc, ctx);
+      grammarQualifiedCall(body, acc);
       return walkFields(body, acc, ctx);
     case 'InsertStmt':
     case 'UpdateStmt':
@@ -932,6 +964,58 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
     namedObjects(type, body, acc);
   }
   walkFields(body, acc, ctx);
+}
+
+/**
+ * SQL/JSON syntax that agentgate's parser (PostgreSQL 18's grammar) reads as its own node,
+ * by the keyword it starts with. PostgreSQL 15 has no such syntax (16 and 17 added it) and
+ * reads the same text as a plain call of a function of that name, found on search_path: a
+ * user's json_array(int) runs there. Each is judged as a possible call of that name (a
+ * call when such a function exists: with none, a server without the syntax fails, and one
+ * with it runs its built-in).
+ */
+const SYNTAX_CALLS: ReadonlyMap<string, string> = new Map([
+  ['JsonArrayConstructor', 'json_array'],
+  ['JsonArrayQueryConstructor', 'json_array'],
+  ['JsonObjectConstructor', 'json_object'],
+  ['JsonScalarExpr', 'json_scalar'],
+  ['JsonSerializeExpr', 'json_serialize'],
+  ['JsonParseExpr', 'json'],
+  ['JsonArrayAgg', 'json_arrayagg'],
+  ['JsonObjectAgg', 'json_objectagg'],
+  ['JsonTable', 'json_table'],
+  ['MergeSupportFunc', 'merge_action'],
+]);
+
+/** JsonFuncExpr.op → the keyword (JSON_VALUE(…), JSON_QUERY(…), JSON_EXISTS(…)). */
+const JSON_FUNC_OPS: ReadonlyMap<string, string> = new Map([
+  ['JSON_VALUE_OP', 'json_value'],
+  ['JSON_QUERY_OP', 'json_query'],
+  ['JSON_EXISTS_OP', 'json_exists'],
+  ['JSON_TABLE_OP', 'json_table'],
+]);
+
+/**
+ * Whether the name at `location` is written bare though the tree qualifies it with
+ * pg_catalog: the grammar did that (PostgreSQL 16's legacy `json_object(args)` becomes
+ * `pg_catalog.json_object`, the type `json` `pg_catalog.json`), and a server whose grammar
+ * does not (PostgreSQL 15) resolves the bare name on search_path, so a user's function or
+ * type of that name may be the one that runs. Told from a written `pg_catalog.x` by the
+ * text at the node's location.
+ */
+function grammarQualified(parts: readonly string[], location: unknown, acc: Acc): string | undefined {
+  if (parts.length !== 2 || parts[0] !== 'pg_catalog' || typeof location !== 'number' || location < 0) return undefined;
+  const name = parts[1]!.toLowerCase();
+  const written = sourceAt(acc.source, location, name.length + 1).toLowerCase();
+  // The name itself at the location, not followed by more of an identifier: nothing qualified it in the text.
+  return written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length)) ? name : undefined;
+}
+
+/** A call the grammar qualified (see grammarQualified) may also be a call of its bare name. */
+function grammarQualifiedCall(call: Obj, acc: Acc): void {
+  if (call['funcformat'] !== 'COERCE_EXPLICIT_CALL') return;
+  const bare = grammarQualified(names(call['funcname']), call['location'], acc);
+  if (bare !== undefined) acc.maybeCalls.add(bare);
 }
 
 function functionCall(call: Obj, acc: Acc, ctx: Ctx): void {

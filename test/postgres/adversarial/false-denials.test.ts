@@ -68,6 +68,13 @@ describe('adversarial corpus: false denials under the read-only policy', () => {
   works('fd-13', ['select id, name from users where id = 1'], (rows) => assert.deepEqual(rows, [['1', 'Alpha']]));
   works('fd-14', ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'BEGIN READ ONLY', 'select 1', 'COMMIT']);
   works('fd-15', ['RESET application_name', 'SET TIME ZONE UTC', "SET DateStyle = 'ISO, MDY'"]);
+  // Names the gate's newer grammar qualifies (json, numeric, timestamp) or reads as SQL/JSON
+  // syntax are also judged as the bare names PostgreSQL 15 looks up: with no user object of
+  // those names, they run (wave12-side-effects.test.ts).
+  works('fd-25', [
+    `select '{"a":1}'::json, json '[1]', cast(1.5 as numeric(4,1)), '2020-01-01'::timestamp, interval '1 day', '1'::varchar`,
+    "select json_object('{a,1}'), json_build_array(1), to_json('x'::text)",
+  ], (rows) => assert.equal(rows.length, 2));
 
   function psqlMeta(id: string, meta: string, expect: RegExp): void {
     test(`${id}: psql ${meta} works`, async () => {

@@ -46,7 +46,8 @@ export function createChannelRouter(deps: ChannelRouterDeps): ChannelRouter {
     },
     route(channel) {
       const { config, logger } = deps;
-      const target = config.targets[channel.target];
+      // Own keys only: a target named `__proto__` or `constructor` is no target.
+      const target = Object.hasOwn(config.targets, channel.target) ? config.targets[channel.target] : undefined;
       const log = logger.child({ tunnel: channel.tunnelId, target: channel.target, sub: channel.identity.sub });
       if (!target) {
         log.warn('channel for an unknown target refused');

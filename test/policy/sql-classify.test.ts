@@ -414,6 +414,16 @@ test('fingerprint ignores whitespace, comments and keyword case but not constant
   assert.notEqual(fp('select * from users where id = 1; select 1'), base);
 });
 
+test('fingerprint: texts the gate\'s grammar reads as one tree but PostgreSQL 15 does not are different statements (an approval of one never runs the other)', () => {
+  const fp = (sql: string): string => classifySql(sql, opts).fingerprint;
+  // One tree (the grammar qualifies the legacy call and the type), two statements on PostgreSQL 15.
+  assert.notEqual(fp("select pg_catalog.json_object('{a,1}')"), fp("select json_object('{a,1}')"));
+  assert.notEqual(fp("select '1'::pg_catalog.json"), fp("select '1'::json"));
+  // CONTROL: layout still does not count.
+  assert.equal(fp("SELECT  json_object('{a,1}') -- x"), fp("select json_object('{a,1}')"));
+  assert.equal(fp("select '1'::JSON"), fp("select '1'::json"));
+});
+
 test('dangerous functions: bare entries match any schema, qualified entries their own name and bare calls', () => {
   const f = (sql: string, list: string[]): boolean => {
     const c = classifySqlUncached(sql, { dangerousFunctions: new Set(list) });

@@ -363,7 +363,7 @@ function parseAndWalk(sql: string): SqlClassification {
     const reads = integerReadCount();
     const source: SourceText = { text: sql };
     const statements = raw.map((r, i) => classifyStatement(r.stmt, texts[i] ?? '', multi, source));
-    const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw) };
+    const out: SqlClassification = { ok: true, statements, fingerprint: fingerprintOf(raw, statements) };
     if (integerReadCount() !== reads) out.valueDependent = true;
     return out;
   } catch (e) {
@@ -398,16 +398,25 @@ const CLOSE_OBJECT = new Tok('}');
  * can only be a key. Trees too deep for JSON.stringify take the explicit-stack path, which
  * produces the same text.
  */
-function fingerprintOf(raw: RawStmt[]): string {
+/**
+ * "The same statement" for an approval: the parse tree without positions (whitespace and
+ * comments aside), plus what the text says that the tree does not. The gate's grammar is
+ * newer than the server's: `json_object(1)` and `pg_catalog.json_object(1)` give one tree,
+ * but PostgreSQL 15 runs a user's function for the first. So the names the statement may
+ * call or use as types, as the gate judged them from the text, are part of it: an approval
+ * of one text never lets the other run.
+ */
+function fingerprintOf(raw: RawStmt[], statements: readonly ClassifiedStatement[]): string {
   const tree = raw.map((r) => r.stmt);
+  const judged = JSON.stringify(statements.map((s) => [[...s.maybeCalls].sort(), [...s.types].sort()]));
   let json: string;
   try {
     json = JSON.stringify(tree);
   } catch (e) {
-    if (e instanceof RangeError) return sha256(serializeDeep(tree));
+    if (e instanceof RangeError) return sha256(`${serializeDeep(tree)}\n${judged}`);
     throw e;
   }
-  return sha256(json.replace(FIRST_LOCATION_KEY, '{').replace(OTHER_LOCATION_KEY, ''));
+  return sha256(`${json.replace(FIRST_LOCATION_KEY, '{').replace(OTHER_LOCATION_KEY, '')}\n${judged}`);
 }
 
 const FIRST_LOCATION_KEY = /\{(?:"(?:location|stmt_location|stmt_len|name_location)":-?\d+,?)+/g;

@@ -25,7 +25,7 @@ import { renewalNotices } from '../renewal-notice.js';
 import { runSql } from './sql.js';
 import { sqlText } from './text-table.js';
 import { k8sClient, type K8sCall } from './kubernetes.js';
-import { heldRequestId, waitForDecision } from './approval-wait.js';
+import { heldRequestId, ownRequest, waitForDecision } from './approval-wait.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 import { normalizeReason } from '../../shared/reason.js';
 import { pinnedHostKey, sshExec, HostKeyMismatchError } from './ssh.js';
@@ -190,6 +190,7 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           approvals ??= openApprovalsClient(o.flags, env);
           const decided = await waitForDecision(await approvals, held, {
             signal: extra.signal,
+            session: conns.session.id,
             pollMs: o.pollMs ?? 1_000,
             onPending: (r) => progress.waiting(`${args.target}: ${holdNotice(r)}`),
           });
@@ -271,8 +272,11 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           if (approval !== undefined) {
             const id = approval;
             approvals ??= openApprovalsClient(o.flags, env);
+            // Only a request of this session: the id came from a stderr line, which the command can forge.
             await approvals
-              .then((c) => c.withdraw(id))
+              .then(async (c) => {
+                if (ownRequest(await c.get(id), conns.session.id)) await c.withdraw(id);
+              })
               .catch(() => {
                 // already decided or gone (or the API unreachable): nothing more to do here
               });
@@ -293,6 +297,9 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       approvals ??= openApprovalsClient(o.flags, env);
       try {
         const r = await (await approvals).get(args.id);
+        // The agent acts as this identity, not as its reviewer: requests others made (which
+        // the identity may see as a reviewer) are not the agent's to read.
+        if (!r.mine) return toolError(`no approval request ${args.id} made by this identity; request_status shows the requests your own calls made (reviewers use agentgate requests)`);
         const view = {
           id: r.id,
           status: r.status,

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import type { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 import { runCli } from '../cli/fixture.js';
 import { eventually, type McpChild } from './stack.js';
@@ -183,5 +184,17 @@ describe('agentgate mcp: red team wave 1 (the agent is the adversary)', () => {
     await held.call;
     await bobsAgent.close();
     await requester.close();
+  });
+
+  test('a SIGUSR1 from a local process does not open Node\'s inspector in agentgate mcp (it would hand over the token)', async () => {
+    const agent = await stack.connect('agent-7');
+    const pid = (agent.client.transport as StdioClientTransport | undefined)?.pid;
+    assert.ok(typeof pid === 'number', 'the server runs as a child process');
+    process.kill(pid, 'SIGUSR1');
+    // The server is still there and serving: the signal neither opened a debugger nor ended it.
+    const r = (await agent.client.callTool({ name: 'ssh_exec', arguments: { target: SSH, command: 'echo still-here' } })) as CallToolResult;
+    assert.equal(text(r), 'exit 0\nstill-here');
+    await agent.close();
+    assert.doesNotMatch(agent.stderr(), /Debugger listening/);
   });
 });

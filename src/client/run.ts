@@ -51,7 +51,7 @@ export interface RunChildOptions {
   timeoutMs?: number;
 }
 
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+export const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 export function exitCodeFor(code: number | null, signal: NodeJS.Signals | null | number): number {
   if (code !== null) return code;

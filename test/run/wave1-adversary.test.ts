@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
@@ -120,5 +120,19 @@ describe('agentgate run: red team wave 1 (the child is the adversary)', () => {
       events.some((e) => e.type === 'query' && String(e.detail['sql']).includes("current_setting('application_name')")),
       'the statement is in the audit log',
     );
+  });
+
+  test('a process the child leaves behind cannot kill agentgate run while it saves the receipts (SIGTERM/SIGHUP to its PPID)', async () => {
+    const dir = join(stack.tmp.path, 'receipts-signalled');
+    // The child runs a statement, leaves a process that signals agentgate run (its parent)
+    // until it is gone, and exits at once.
+    const script = `psql -X -At -c "select 'signalled'"; P=$PPID; (while kill -TERM $P 2>/dev/null && kill -HUP $P 2>/dev/null; do sleep 0.01; done) >/dev/null 2>&1 & exit 0`;
+    const r = await agentgate(['run', '--target', TARGET, '--receipt-dir', dir, '--', 'sh', '-c', script], baseEnv({ AGENTGATE_TOKEN: stack.token }));
+    // (Its exit status is not asserted: a signal landing in Node's own teardown, after the
+    // summary, still ends the process by it; nothing is left to save by then.)
+    assert.match(r.stdout, /^signalled$/m);
+    assert.match(r.stderr, /1 statement: 1 allowed, 0 denied/);
+    const saved = await readdir(dir);
+    assert.equal(saved.filter((f) => f.endsWith('.receipt.json')).length, 1, 'the receipt was saved');
   });
 });

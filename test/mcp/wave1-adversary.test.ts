@@ -197,4 +197,35 @@ describe('agentgate mcp: red team wave 1 (the agent is the adversary)', () => {
     await agent.close();
     assert.doesNotMatch(agent.stderr(), /Debugger listening/);
   });
+
+  test('repeated SIGTERMs from a local process still let agentgate mcp end the session and save its receipts', async () => {
+    const agent = await stack.connect('agent-7');
+    const r = (await agent.client.callTool({ name: 'ssh_exec', arguments: { target: SSH, command: 'echo before-the-signals' } })) as CallToolResult;
+    assert.equal(r.isError, undefined, text(r));
+    const transport = agent.client.transport as StdioClientTransport;
+    const pid = transport.pid;
+    assert.ok(typeof pid === 'number');
+    const exited = new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          clearInterval(check);
+          resolve();
+        }
+      }, 20);
+    });
+    // The first asks it to stop; the rest arrive while it saves the receipts.
+    const flood = setInterval(() => {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        clearInterval(flood);
+      }
+    }, 10);
+    await exited;
+    clearInterval(flood);
+    assert.match(agent.stderr(), /receipt sshs_\S+: \S+\.receipt\.json/, 'the receipts were saved');
+    await agent.close();
+  });
 });

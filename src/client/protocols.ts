@@ -62,6 +62,9 @@ function envName(target: string): string {
 
 const login = (o: OpenEndpointOptions): { loginTimeoutMs?: number } => (o.loginTimeoutMs !== undefined ? { loginTimeoutMs: o.loginTimeoutMs } : {});
 
+/** libpq variables of the caller's that `agentgate run` passes on: none of them says where to connect or with what. */
+const PG_ENV_KEPT = new Set(['PGAPPNAME', 'PGCLIENTENCODING', 'PGCONNECT_TIMEOUT', 'PGDATESTYLE', 'PGTZ', 'PGOPTIONS']);
+
 const postgres: ClientProtocol = {
   defaultPort: 5432,
   noun: 'statement',
@@ -76,6 +79,10 @@ const postgres: ClientProtocol = {
     if (!e.url) return;
     env[`AGENTGATE_${envName(e.target.name)}_URL`] = e.url;
     if (!first) return;
+    // libpq reads more than PGHOST: PGHOSTADDR, a PGSERVICE entry or a PGPASSFILE from the
+    // caller's environment would take the child's psql past the tunnel (unrecorded, with
+    // this session's password). Only the ones known to shape the session, not where it goes, stay.
+    for (const name of Object.keys(env)) if (name.startsWith('PG') && !PG_ENV_KEPT.has(name)) delete env[name];
     env['DATABASE_URL'] = e.url;
     env['PGHOST'] = e.host;
     env['PGPORT'] = String(e.port);

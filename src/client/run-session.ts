@@ -6,7 +6,7 @@
 import { appendFile } from 'node:fs/promises';
 import type { BrokerSessionFlags } from './broker-session.js';
 import { openConnections } from './connect.js';
-import { endpointEnv, runChild } from './run.js';
+import { endpointEnv, FORWARDED, runChild } from './run.js';
 import { collectReceipts, type CollectedReceipt } from './receipts.js';
 import { openApprovalsClient } from './approvals.js';
 import { renewalNotices } from './renewal-notice.js';
@@ -70,6 +70,18 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
     },
   });
   const watch = new AbortController();
+  // Once the child is gone, a signal must not cut the receipts short: a process the child
+  // left behind can signal us (its PPID) just then. Collecting them is bounded (5 s), so a
+  // user's Ctrl-C still ends this soon (a second one too: it is noted once). Installed before the child starts, so the default
+  // action (exit) is never in place in between; while it runs, runChild forwards signals.
+  let finishing = false;
+  let noted = false;
+  const hold = (sig: NodeJS.Signals): void => {
+    if (!finishing || noted) return;
+    noted = true;
+    o.say(`agentgate: ${sig} received; saving the session's receipts first`);
+  };
+  for (const s of FORWARDED) process.on(s, hold);
   try {
     for (const e of conns.endpoints) o.say(`agentgate: ${e.target.name} (${e.target.type}) at ${e.host}:${e.port}`);
     const stopWatching = watchHeld(o, env, gha, watch.signal);
@@ -81,6 +93,7 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
       ...(o.stdoutToStderr ? { stdoutToStderr: true } : {}),
       ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     });
+    finishing = true;
     if (result.timedOut) o.say(`agentgate: ${o.command} ran past --timeout and was stopped`);
     watch.abort();
     await stopWatching;
@@ -116,6 +129,9 @@ export async function runWrapped(o: RunWrappedOptions): Promise<RunSummary> {
   } finally {
     watch.abort();
     await conns.close().catch(() => {});
+    // `hold` stays: the process ends right after the summary, and until then a leftover
+    // process's signal would still turn our exit status into its own (a signal listener
+    // does not keep the process alive).
   }
 }
 

@@ -13,12 +13,16 @@ import { CLIENT_PROTOCOLS } from './protocols.js';
 
 export const TIMEOUT_EXIT = 124;
 
+/** Variables that carry a credential for the broker (token-sources.ts): never in the child's environment. */
+export const CREDENTIAL_ENV: readonly string[] = ['AGENTGATE_TOKEN', 'AGENTGATE_CLIENT_SECRET', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'ACTIONS_ID_TOKEN_REQUEST_URL'];
+
 /** The environment for the child: the caller's, plus one block per endpoint. */
 export function endpointEnv(endpoints: readonly Endpoint[], session: { id: string; secret: string }, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base, AGENTGATE_SESSION: session.id };
-  // A token handed to us must not leak into the wrapped command.
-  delete env['AGENTGATE_TOKEN'];
-  delete env['AGENTGATE_CLIENT_SECRET'];
+  // A credential handed to us must not leak into the wrapped command: a token, a client
+  // secret, or GitHub's OIDC request token (with it the child mints a token for the broker's
+  // audience and is the job's identity at the broker, outside this session).
+  for (const name of CREDENTIAL_ENV) delete env[name];
   const seen = new Set<string>();
   for (const e of endpoints) {
     const first = !seen.has(e.target.type);
@@ -47,7 +51,7 @@ export interface RunChildOptions {
   timeoutMs?: number;
 }
 
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+export const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 export function exitCodeFor(code: number | null, signal: NodeJS.Signals | null | number): number {
   if (code !== null) return code;

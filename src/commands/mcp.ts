@@ -85,11 +85,13 @@ export function register(program: Command): void {
   addBrokerOptions(addReasonOption(cmd)).action(async (flags: McpFlags) => {
     const { serveMcp } = await import('../client/mcp/server.js');
     const reason = normalizeReason(flags.reason);
-    // A client that stops us with a signal still gets the session ended and its receipts saved.
+    // A client that stops us with a signal still gets the session ended and its receipts
+    // saved; a second signal (or a flood of them, from anything local) must not cut that
+    // short, so every one only asks to stop. Saving is bounded (5 s).
     const stop = new AbortController();
     const onSignal = (): void => stop.abort();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const summary = await serveMcp({
       stop: stop.signal,
       flags: { broker: flags.broker, ca: flags.ca, fingerprint: flags.fingerprint, tokenFile: flags.tokenFile },

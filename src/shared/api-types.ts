@@ -101,6 +101,8 @@ export interface ApprovalRequestJson {
   target: string;
   protocol: 'postgres' | 'kubernetes' | 'ssh';
   session: string;
+  /** The client session (`agentgate connect`/`run`/`mcp`) the held call came through, when known. */
+  connect_session?: string;
   /** The held statement or request line (already masked). */
   statement: string;
   /**

@@ -18,6 +18,12 @@ test('k8sPath: core and grouped resources, namespaced or not; names checked; pat
   assert.throws(() => k8sPath({ verb: 'list', resource: 'pods', name: 'x' }), /list takes no name/);
   assert.throws(() => k8sPath({ verb: 'get', resource: 'pods', namespace: '../kube-system', name: 'x' }), /namespace must be a Kubernetes name/);
   assert.throws(() => k8sPath({ verb: 'get', path: '/api/v1/pods', resource: 'pods' }), /either path or resource/);
+  // A stream never answers once, however the API server is asked for it (it decodes the key
+  // and reads the value with Go's ParseBool); a false one is an ordinary request.
+  for (const q of ['watch=t', 'watch=TRUE', 'w%61tch=1', 'follow=T', 'limit=1&watch=True']) {
+    assert.throws(() => k8sPath({ verb: 'list', path: `/api/v1/namespaces/default/pods?${q}` }), /stream without end/, q);
+  }
+  assert.equal(k8sPath({ verb: 'list', path: '/api/v1/pods?watch=false&limit=5' }), '/api/v1/pods?watch=false&limit=5');
   assert.throws(() => k8sPath({ verb: 'get', path: 'api/v1/pods' }), /absolute API path/);
   assert.throws(() => k8sPath({ verb: 'list', path: '/api/v1/pods?labelSelector=a&watch=1' }), /stream without end/);
   assert.throws(() => k8sPath({ verb: 'get', resource: 'pods', api_version: 'apps/v1/../../x', name: 'a' }), /api_version must look like/);

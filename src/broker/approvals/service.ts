@@ -258,6 +258,7 @@ export function createApprovalService(deps: ApprovalServiceDeps): ApprovalServic
       const req: ApprovalRequest = {
         requester: { ...input.requester, groups: [...input.requester.groups] },
         session: input.session,
+        ...(input.connectSession !== undefined ? { connectSession: input.connectSession } : {}),
         target: input.target,
         protocol: input.protocol,
         statement: input.statement,

@@ -21,6 +21,11 @@ export interface NewApprovalRequest {
   requester: AuditActor;
   /** The proxy session the statement/request belongs to (audit `session`). */
   session: string;
+  /**
+   * The client session (`agentgate connect`/`run`/`mcp`) that proxy session came through,
+   * when it named one: a client acts (withdraws) only on requests of its own session.
+   */
+  connectSession?: string;
   target: string;
   protocol: 'postgres' | 'kubernetes' | 'ssh';
   /** The statement or request line as it will be shown to reviewers (already masked). */

@@ -60,6 +60,7 @@ export function requestJson(r: ApprovalRequest): ApprovalRequestJson {
     target: r.target,
     protocol: r.protocol,
     session: r.session,
+    ...(r.connectSession !== undefined ? { connect_session: r.connectSession } : {}),
     statement: r.statement,
     ...(r.parameters !== undefined ? { parameters: [...r.parameters] } : {}),
     ...(r.body !== undefined ? { body: { content_type: r.body.contentType, text: r.body.text } } : {}),

@@ -226,6 +226,7 @@ export class ProtocolSession {
         {
           requester: this.#o.actor,
           session: this.id,
+          ...(this.#o.connectSession !== undefined ? { connectSession: this.#o.connectSession } : {}),
           target: this.#o.target,
           protocol: this.#o.protocol,
           statement: req.statement,

@@ -48,7 +48,7 @@ export function k8sPath(c: K8sCall): string {
     if (c.resource !== undefined || c.namespace !== undefined || c.name !== undefined) throw new UsageError('give either path or resource (+ namespace, name), not both');
     if (!c.path.startsWith('/') || /\s/.test(c.path)) throw new UsageError(`path must be an absolute API path such as /api/v1/namespaces/default/pods, got "${c.path}"`);
     // One call, one answer: a watch or a followed log would never end.
-    if (/[?&](watch|follow)=(true|1)(&|$)/i.test(c.path)) throw new UsageError('watch and follow requests stream without end; this tool sends requests that answer once (use list, or kubectl through agentgate connect)');
+    if (streams(c.path)) throw new UsageError('watch and follow requests stream without end; this tool sends requests that answer once (use list, or kubectl through agentgate connect)');
     return c.path;
   }
   if (c.resource === undefined) throw new UsageError('give path, or resource (with namespace and name where they apply)');
@@ -63,6 +63,19 @@ export function k8sPath(c: K8sCall): string {
   const ns = c.namespace !== undefined ? `/namespaces/${c.namespace}` : '';
   return `${base}${ns}/${c.resource}${c.name !== undefined ? `/${c.name}` : ''}`;
 }
+
+/**
+ * The query asks for a stream (watch, follow), read as the API server reads it: keys and
+ * values percent-decoded, and a boolean as Go's strconv.ParseBool takes it (`t`, `1`, `TRUE`…).
+ */
+function streams(path: string): boolean {
+  const q = path.indexOf('?');
+  if (q < 0) return false;
+  const params = new URLSearchParams(path.slice(q + 1).split('#')[0]);
+  for (const [k, v] of params) if ((k === 'watch' || k === 'follow') && GO_TRUE.has(v)) return true;
+  return false;
+}
+const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
 
 export interface K8sEndpoint {
   host: string;

@@ -15,7 +15,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { Readable, Writable } from 'node:stream';
 import { isAgentgateError } from '../../errors.js';
 import { VERSION } from '../../shared/version.js';
-import type { TargetSummary } from '../../shared/api-types.js';
+import type { RequestView, TargetSummary } from '../../shared/api-types.js';
 import type { BrokerSessionFlags } from '../broker-session.js';
 import { openConnections, type Endpoint, type OpenConnections } from '../connect.js';
 import { openApprovalsClient, type ApprovalsClient } from '../approvals.js';
@@ -25,7 +25,7 @@ import { renewalNotices } from '../renewal-notice.js';
 import { runSql } from './sql.js';
 import { sqlText } from './text-table.js';
 import { k8sClient, type K8sCall } from './kubernetes.js';
-import { heldRequestId, waitForDecision } from './approval-wait.js';
+import { heldRequestId, ownRequest, waitForDecision } from './approval-wait.js';
 import { holdNotice } from '../../shared/hold-notice.js';
 import { normalizeReason } from '../../shared/reason.js';
 import { pinnedHostKey, sshExec, HostKeyMismatchError } from './ssh.js';
@@ -65,6 +65,8 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 const SERVED: readonly TargetSummary['type'][] = ['postgres', 'kubernetes', 'ssh'];
 /** The broker's hold notice (shared/hold-notice.ts), not any NOTICE that mentions a request id. */
 const HOLD_NOTICE = /^waiting for \d+ approvals? .*\((apr_[a-z0-9]+)\)/;
+/** Hold notices of one sql_query call that are checked with the broker (one per held statement of a list). */
+const MAX_HOLD_CLAIMS = 16;
 /** The SSH proxy's exit status for a command it did not run (REFUSED_EXIT). */
 const SSH_REFUSED_EXIT = 126;
 /** …and for one it could not start (the target unreachable or refusing the broker). */
@@ -110,6 +112,22 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       return `no ${type} target "${name}" in this session${open.length > 0 ? `; open: ${open.join(', ')}` : ''}; call list_targets to see what you may use`;
     };
 
+    /**
+     * A request id read from a NOTICE, a 403 or a stderr line is a claim the agent can forge
+     * (RAISE NOTICE, an echoing command, an API message): it is announced and reported only
+     * when the broker says this identity made the request, so a forged notice cannot send
+     * the user, as a reviewer, to someone else's request. Undefined when not (or unknown).
+     */
+    const confirmedMine = async (id: string): Promise<RequestView | undefined> => {
+      approvals ??= openApprovalsClient(o.flags, env);
+      try {
+        const r = await (await approvals).get(id);
+        return r.mine ? r : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+
     server.registerTool('list_targets', listTargetsTool, async () => {
       calls++;
       const { targets } = await listTargets(o.flags, env);
@@ -132,6 +150,8 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       const maxRows = args.max_rows ?? DEFAULT_MAX_ROWS;
       const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
       let approval: string | undefined;
+      let confirming: Promise<void> | undefined;
+      let claims = 0;
       try {
         const out = await runSql({
           url: e.url as string,
@@ -141,11 +161,17 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           signal: extra.signal,
           onNotice: (message) => {
             const id = HOLD_NOTICE.exec(message)?.[1];
-            if (id === undefined) return;
-            approval = id;
-            progress.waiting(`${args.target}: ${message}`);
+            // A flood of (forged) hold notices would queue a lookup each: the first few are checked.
+            if (id === undefined || ++claims > MAX_HOLD_CLAIMS) return;
+            // Each held statement of a list says so; checked in the order they came.
+            confirming = (confirming ?? Promise.resolve()).then(async () => {
+              if (!(await confirmedMine(id))) return;
+              approval = id;
+              progress.waiting(`${args.target}: ${message}`);
+            });
           },
         });
+        await confirming;
         if (!out.ok) {
           const f = out.error;
           const lines = [`${f.sqlstate === '42501' ? 'refused' : 'failed'} (SQLSTATE ${f.sqlstate}): ${f.message}`];
@@ -185,11 +211,14 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         let res = await client.send(call, extra.signal);
         const held = heldRequestId(res.status, res.json);
         let approval: string | undefined;
-        if (held !== undefined) {
+        // A 403 naming a request this identity did not make is the API's (or a forgery), not a hold.
+        const mine = held !== undefined ? await confirmedMine(held) : undefined;
+        if (held !== undefined && mine !== undefined) {
           approval = held;
           approvals ??= openApprovalsClient(o.flags, env);
           const decided = await waitForDecision(await approvals, held, {
             signal: extra.signal,
+            session: conns.session.id,
             pollMs: o.pollMs ?? 1_000,
             onPending: (r) => progress.waiting(`${args.target}: ${holdNotice(r)}`),
           });
@@ -229,6 +258,8 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       const progress = progressReporter(extra, o.progressIntervalMs ?? 15_000);
       const maxBytes = args.max_bytes ?? DEFAULT_MAX_BYTES;
       let approval: string | undefined;
+      let claimed = false;
+      let confirming: Promise<void> | undefined;
       try {
         const r = await sshExec({
           host: e.host,
@@ -240,13 +271,19 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
           maxBytes,
           signal: extra.signal,
           onStderrLine: (line) => {
-            if (approval !== undefined) return;
+            // The broker's hold line comes before the command runs: only the first one counts.
+            if (claimed) return;
             const id = sshHoldRequestId(line);
             if (id === undefined) return;
-            approval = id;
-            progress.waiting(`${args.target}: ${line.replace(/^agentgate: /, '').replace(/ \(waiting…\)$/, '')}`);
+            claimed = true;
+            confirming = confirmedMine(id).then((v) => {
+              if (!v) return;
+              approval = id;
+              progress.waiting(`${args.target}: ${line.replace(/^agentgate: /, '').replace(/ \(waiting…\)$/, '')}`);
+            });
           },
         });
+        await confirming;
         // The broker's own hold and grant lines are not the command's output.
         const stderr = approval === undefined ? r.stderr : r.stderr.split('\n').filter((l) => sshHoldRequestId(l.replace(/\r$/, '')) === undefined && sshGrantedRequestId(l.replace(/\r$/, '')) === undefined).join('\n');
         // The broker ran nothing and said why, on stderr alone: refused (policy, a denied or
@@ -266,13 +303,17 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
         return { content: [{ type: 'text', text: parts.join('\n') }], structuredContent: result };
       } catch (err) {
         if (extra.signal.aborted) {
+          await confirming;
           // The broker's SSH proxy does not see a held exec's channel close while it waits,
           // so the request is withdrawn here, as the requester (as approval-wait.ts does).
           if (approval !== undefined) {
             const id = approval;
             approvals ??= openApprovalsClient(o.flags, env);
+            // Only a request of this session: the id came from a stderr line, which the command can forge.
             await approvals
-              .then((c) => c.withdraw(id))
+              .then(async (c) => {
+                if (ownRequest(await c.get(id), conns.session.id)) await c.withdraw(id);
+              })
               .catch(() => {
                 // already decided or gone (or the API unreachable): nothing more to do here
               });
@@ -293,6 +334,9 @@ export async function serveMcp(o: ServeMcpOptions): Promise<McpSummary> {
       approvals ??= openApprovalsClient(o.flags, env);
       try {
         const r = await (await approvals).get(args.id);
+        // The agent acts as this identity, not as its reviewer: requests others made (which
+        // the identity may see as a reviewer) are not the agent's to read.
+        if (!r.mine) return toolError(`no approval request ${args.id} made by this identity; request_status shows the requests your own calls made (reviewers use agentgate requests)`);
         const view = {
           id: r.id,
           status: r.status,

@@ -113,7 +113,7 @@ export const sshExecTool = {
 
 export const requestStatusTool = {
   title: 'Approval request status',
-  description: 'The state of an approval request (apr_…) this identity made or may review: pending, approved, denied, expired or withdrawn, with who decided and why.',
+  description: 'The state of an approval request (apr_…) this identity made (e.g. one a held call of yours named): pending, approved, denied, expired or withdrawn, with who decided and why.',
   inputSchema: {
     id: z.string().regex(/^apr_[a-z0-9]+$/i).describe('the request id from a progress notification or an error'),
   },

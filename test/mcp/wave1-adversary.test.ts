@@ -10,7 +10,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import type { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -20,7 +21,7 @@ import { eventually, type McpChild } from './stack.js';
 import { BAD_SSH, SSH, startMcpSshStack, type McpSshStack } from './ssh-stack.js';
 
 /** An allowed command whose stderr the agent chooses (any tool that echoes input to stderr). */
-const WARN = '/tmp/agentgate-wave1-warn.sh';
+const WARN = join(tmpdir(), `agentgate-wave1-warn-${process.pid}.sh`);
 
 const POLICIES: PolicyConfig[] = [
   {
@@ -79,6 +80,7 @@ describe('agentgate mcp: red team wave 1 (the agent is the adversary)', () => {
 
   after(async () => {
     await stack?.close();
+    rmSync(WARN, { force: true });
   });
 
   test('control: cancelling this session\'s own held command withdraws its request', async () => {

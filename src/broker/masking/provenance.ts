@@ -231,6 +231,9 @@ export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /** Builtins that execute SQL text or read data by name: their result cannot be traced to columns. */
+/** The name valueNames gives an untraced output (not a column name: it has a space). */
+const OPAQUE_VALUE = 'untraced value';
+
 export const OPAQUE_BUILTINS: ReadonlySet<string> = new Set([
   'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
   'cursor_to_xml', 'cursor_to_xmlschema',
@@ -977,7 +980,7 @@ class Analysis {
     // the computed value to the other columns, as a row-linking condition would.
     const groups = groupItems(body['groupClause']);
     const groupNames = new Set<string>();
-    for (const g of groups) collectColumnNames(g, groupNames);
+    for (const g of groups) for (const n of this.valueNames(g)) groupNames.add(n);
     if (groupNames.size >= 2) {
       for (const g of groups) {
         const u = unwrap(g);
@@ -1038,9 +1041,7 @@ class Analysis {
         continue;
       }
       const f = this.expr(val, scope, env);
-      const names = new Set<string>();
-      collectColumnNames(val, names);
-      if (names.size >= 2 && this.computes(val, scope, env)) f.linked = true;
+      if (this.valueNames(val).size >= 2 && this.computes(val, scope, env)) f.linked = true;
       out.push({ name: alias ?? figureName(val), ...f });
     }
     return out;
@@ -1739,11 +1740,7 @@ class Analysis {
           const fn = funcName(b);
           const facts = fn ? this.functions(fn.schema, fn.name) : [];
           const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
-          if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
-          // Used as a value (`(pg_stat_get_activity(NULL)).query`), such a function's row
-          // carries its untraced columns; in FROM they are judged column by column.
-          else if (UNTRACED_FUNCTION_COLUMNS[fn!.name] !== undefined && b !== this.fromCall) out.opaque = true;
-          else if (fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]))) out.opaque = true;
+          if (this.callOpaque(b)) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
           if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && this.plainArguments(b['args'], scope))) push(cond, b['args']);
@@ -1774,14 +1771,7 @@ class Analysis {
           break;
         }
         case 'A_Expr': {
-          const op = strings(b['name']);
-          if (op.length > 1 && op[0] !== 'pg_catalog') out.opaque = true;
-          else {
-            // An operator of that name that does not ship with PostgreSQL (an administrator's
-            // `@@@` over a function that reads a table) may be the one that runs.
-            const n = operatorName(b);
-            if (n && this.functions(n.schema, n.name).some((f) => !f.builtin)) out.opaque = true;
-          }
+          if (this.operatorOpaque(b)) out.opaque = true;
           push(cond, b['lexpr'], b['rexpr']);
           break;
         }
@@ -1793,6 +1783,66 @@ class Analysis {
       }
     }
     return out;
+  }
+
+  /**
+   * A call whose output the analysis cannot trace: a function that does not ship with
+   * PostgreSQL (or is unknown), a builtin that runs SQL text or reads data by name, a
+   * function with untraced columns used as a value (`(pg_stat_get_activity(NULL)).query`; in
+   * FROM they are judged column by column), current_setting of an untraced setting.
+   */
+  private callOpaque(b: Obj): boolean {
+    const fn = funcName(b);
+    const facts = fn ? this.functions(fn.schema, fn.name) : [];
+    const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
+    if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) return true;
+    if (UNTRACED_FUNCTION_COLUMNS[fn!.name] !== undefined && b !== this.fromCall) return true;
+    return fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]));
+  }
+
+  /**
+   * An operator that may run code that does not ship with PostgreSQL: explicitly qualified
+   * outside pg_catalog, or of a name some such function implements (an administrator's
+   * `@@@` over a function that reads a table).
+   */
+  private operatorOpaque(b: Obj): boolean {
+    const op = strings(b['name']);
+    if (op.length > 1 && op[0] !== 'pg_catalog') return true;
+    const n = operatorName(b);
+    return n !== undefined && this.functions(n.schema, n.name).some((f) => !f.builtin);
+  }
+
+  /**
+   * The values a unit combines, for the row-linking tests: its column names, and one more
+   * when it calls something whose output the analysis cannot trace (a user function that
+   * reads users.ssn, an untraced setting). Such an output is a value of its own, so
+   * `ascii(substr(get_ssn(), 1, 1)) = g` links it to g as `ascii(substr(ssn, 1, 1)) = g`
+   * does; counted by column names alone it looked like a filter on g.
+   */
+  private valueNames(unit: unknown): Set<string> {
+    const names = new Set<string>();
+    collectColumnNames(unit, names);
+    if (this.callsOpaque(unit)) names.add(OPAQUE_VALUE);
+    return names;
+  }
+
+  /** Whether a tree (subqueries included) calls a function or operator whose output is untraced. */
+  private callsOpaque(root: unknown): boolean {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (Array.isArray(n)) {
+        stack.push(...n);
+        continue;
+      }
+      if (!isObj(n)) continue;
+      const fc = n['FuncCall'];
+      const ex = n['A_Expr'];
+      if (isObj(fc) && this.callOpaque(fc)) return true;
+      if (isObj(ex) && this.operatorOpaque(ex)) return true;
+      for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+    }
+    return false;
   }
 
   // -- Conditions ----------------------------------------------------------------------------
@@ -1819,8 +1869,7 @@ class Analysis {
 
   /** A unit that (a) computes over a column and (b) references more than one column. */
   private linksValues(unit: unknown, scope: Scope, env: CteEnv | undefined): boolean {
-    const names = new Set<string>();
-    collectColumnNames(unit, names);
+    const names = this.valueNames(unit);
     if (names.size < 2 && !(names.size === 1 && this.refersToLinked(unit, scope, env))) return false;
     const operands = equalityOperands(unit);
     if (operands) return operands.some((p) => this.computes(p, scope, env));
@@ -1847,11 +1896,7 @@ class Analysis {
     if (!u || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
     // A name computes when what it refers to does: a derived, CTE or FROM-function column computed from a value.
     if (u[0] === 'ColumnRef') return !this.plainReference(u[1], scope);
-    if (u[0] !== 'SubLink') {
-      const names = new Set<string>();
-      collectColumnNames(v, names);
-      return names.size > 0;
-    }
+    if (u[0] !== 'SubLink') return this.valueNames(v).size > 0;
     // A subquery computes when its outputs do, or when its own conditions or LIMIT decide them
     // (EXISTS: only the latter).
     const l = this.sublinkLevel(u[1], scope, env);

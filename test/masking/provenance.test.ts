@@ -59,6 +59,10 @@ function fakeCatalog(): ProvenanceCatalog & { calls: string[] } {
       if (name === 'lower' && (schema === undefined || schema === 'public')) out.push({ builtin: false, retset: false });
       return out;
     },
+    // CREATE CAST (int AS public.probe) WITH FUNCTION a user function.
+    async castTargets() {
+      return [{ schema: 'public', name: 'probe' }];
+    },
   };
 }
 
@@ -475,6 +479,19 @@ test('an untraced output linked to a clean column (a user function, an untraced 
   assert.equal((await one('select g from generate_series(1, 3) g where f() = 1')).opaque, false);
 });
 
+test("a cast to a type a user cast function converts to is opaque: that function runs, and may read any table", async () => {
+  assert.equal((await one('select (g::probe).x from generate_series(1, 3) g')).opaque, true);
+  assert.equal((await one('select (g::public.probe[])[1] from generate_series(1, 3) g')).opaque, true);
+  // length() of a cast's output is not a plain reference's length; a filter over it links it to g.
+  assert.equal((await one('select length(g::probe::text) from generate_series(1, 3) g')).opaque, true);
+  assert.equal((await one('select g from generate_series(32, 126) g where (g::probe).x = 0')).opaque, true);
+  // Other casts are what they were: a text cast of a column keeps it direct.
+  const c = await one('select email::text from users');
+  assert.equal(c.opaque, false);
+  assert.equal(c.direct, true);
+  assert.equal((await one('select (g::other.probe) from generate_series(1, 3) g')).opaque, false);
+});
+
 test('builtins that run SQL text are opaque', async () => {
   assert.deepEqual(shape(await analyse("select query_to_xml('select ssn from users', true, false, '')")), [['query_to_xml', [], false, true]]);
   assert.ok(OPAQUE_BUILTINS.has('pg_read_file') && OPAQUE_BUILTINS.has('ts_stat') && !OPAQUE_BUILTINS.has('current_setting'));
@@ -595,6 +612,7 @@ test('a catalog that fails makes the analysis fail closed', async () => {
   const broken: ProvenanceCatalog = {
     relations: () => Promise.reject(new Error('connection lost')),
     functions: () => Promise.resolve([]),
+    castTargets: () => Promise.resolve([]),
   };
   const [r] = await statementProvenance('select email from users', broken);
   assert.ok(r && !r.ok && r.reason.includes('connection lost'));

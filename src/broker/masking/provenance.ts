@@ -157,6 +157,18 @@ export interface ProvenanceCatalog {
   relations(schema: string | undefined, name: string): Promise<RelationInfo[]>;
   /** Facts about a function name as written (schema may be undefined); [] if no such function. */
   functions(schema: string | undefined, name: string): Promise<FunctionFacts[]>;
+  /**
+   * The types a cast whose function does not ship with PostgreSQL converts to (CREATE CAST
+   * … WITH FUNCTION), and the domains over them: `x::t` to one of them may run that
+   * function, which may read any table.
+   */
+  castTargets(): Promise<readonly TypeRef[]>;
+}
+
+/** A type by schema and pg_type name. */
+export interface TypeRef {
+  schema: string;
+  name: string;
 }
 
 export interface OutputColumn {
@@ -292,8 +304,18 @@ const key = (schema: string | undefined, name: string): string => `${schema ?? '
 class CatalogMemo {
   readonly rels = new Map<string, RelationInfo[]>();
   readonly fns = new Map<string, FunctionFacts[]>();
+  casts: readonly TypeRef[] | undefined;
   private readonly pending = new Map<string, Promise<void>>();
   constructor(private readonly catalog: ProvenanceCatalog) {}
+
+  fetchCasts(): Promise<void> {
+    let p = this.pending.get('c');
+    if (!p) {
+      p = this.catalog.castTargets().then((r) => void (this.casts = Array.isArray(r) ? r : []));
+      this.pending.set('c', p);
+    }
+    return p;
+  }
 
   fetchRelation(schema: string | undefined, name: string): Promise<void> {
     const k = 'r' + key(schema, name);
@@ -341,7 +363,7 @@ const MAX_RECURSIVE_PASSES = 16;
 async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
   try {
     const p = await parser();
-    await prefetch([stmt], memo, p);
+    await Promise.all([prefetch([stmt], memo, p), memo.fetchCasts()]);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const a = new Analysis(memo, p);
       try {
@@ -1603,7 +1625,7 @@ class Analysis {
   private plainArguments(args: unknown, scope: Scope, casts = true): boolean {
     for (const a of arr(args)) {
       let n = unwrap(a);
-      while (casts && n && n[0] === 'TypeCast') n = unwrap(n[1]['arg']);
+      while (casts && n && n[0] === 'TypeCast' && !this.castOpaque(n[1])) n = unwrap(n[1]['arg']);
       if (n?.[0] === 'A_Const' && casts) continue;
       if (n?.[0] !== 'ColumnRef' || !this.plainReference(n[1], scope)) return false;
     }
@@ -1680,7 +1702,7 @@ class Analysis {
     for (let i = 0; i < 10_000; i++) {
       const u = unwrap(v);
       if (u?.[0] === 'CollateClause') v = u[1]['arg'];
-      else if (u?.[0] === 'TypeCast' && textCast(u[1]['typeName'])) v = u[1]['arg'];
+      else if (u?.[0] === 'TypeCast' && textCast(u[1]['typeName']) && !this.castOpaque(u[1])) v = u[1]['arg'];
       else break;
     }
     const u = unwrap(v);
@@ -1776,6 +1798,7 @@ class Analysis {
           break;
         }
         case 'TypeCast':
+          if (this.castOpaque(b)) out.opaque = true;
           push(cond, b['arg']);
           break;
         default:
@@ -1813,6 +1836,19 @@ class Analysis {
   }
 
   /**
+   * A cast to a type some cast function that does not ship with PostgreSQL converts to
+   * (`g::probe`, `g::probe[]`): that function may run and return anything it reads. The
+   * source's type is not known here, so any cast to such a target counts.
+   */
+  private castOpaque(b: Obj): boolean {
+    const names = isObj(b['typeName']) ? strings(b['typeName']['names']) : [];
+    const name = names[names.length - 1];
+    const schema = names.length > 1 ? names[names.length - 2] : undefined;
+    if (this.memo.casts === undefined) fail('user casts not looked up');
+    return name !== undefined && this.memo.casts.some((t) => t.name === name && (schema === undefined || t.schema === schema));
+  }
+
+  /**
    * The values a unit combines, for the row-linking tests: its column names, and one more
    * when it calls something whose output the analysis cannot trace (a user function that
    * reads users.ssn, an untraced setting). Such an output is a value of its own, so
@@ -1838,8 +1874,10 @@ class Analysis {
       if (!isObj(n)) continue;
       const fc = n['FuncCall'];
       const ex = n['A_Expr'];
+      const tc = n['TypeCast'];
       if (isObj(fc) && this.callOpaque(fc)) return true;
       if (isObj(ex) && this.operatorOpaque(ex)) return true;
+      if (isObj(tc) && this.castOpaque(tc)) return true;
       for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
     }
     return false;
@@ -1891,7 +1929,7 @@ class Analysis {
   /** Whether an operand computes over a column (a plain column, constant or parameter does not). */
   private computes(operand: unknown, scope: Scope, env: CteEnv | undefined): boolean {
     let v = operand;
-    for (let u = unwrap(v); u?.[0] === 'TypeCast' || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
+    for (let u = unwrap(v); (u?.[0] === 'TypeCast' && !this.castOpaque(u[1])) || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
     const u = unwrap(v);
     if (!u || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
     // A name computes when what it refers to does: a derived, CTE or FROM-function column computed from a value.

@@ -11,6 +11,12 @@
  * GROUP BY, a derived table's flag, a boolean user function of g). An output the analysis
  * cannot trace is now a value of its own in those tests, as a column is.
  *
+ * A cast runs a function the text does not name: `CREATE CAST (int AS ssn_at) WITH FUNCTION
+ * ssn_at(int)`, whose body reads users.ssn, made `(1::ssn_at).c` the value's first character,
+ * unmasked (a cast was taken to compute from its operand only), and `length(k::ssn_len::text)`
+ * passed as a plain reference's length. A cast to a type some user cast function converts to
+ * (or a domain over one) now counts as an untraced output.
+ *
  * The stack: `users.ssn` masked (full), detectors off, so only the column analysis hides
  * it; the functions are an administrator's (created directly, as the superuser).
  */
@@ -91,9 +97,27 @@ const ORACLES: Oracle[] = [
     sql: (k) => `SELECT c.g FROM (VALUES (1)) v(x) JOIN generate_series(32, 127) c(g) ON ascii(substr(get_ssn(), ${k}, 1)) = c.g`,
     read: single,
   },
+  {
+    id: 'w14m-10',
+    what: "a user cast's output: (k::ssn_at).c is the k-th character (CREATE CAST (int AS ssn_at) WITH FUNCTION …)",
+    sql: (k) => `SELECT ascii((${k}::ssn_at).c)`,
+    read: single,
+  },
+  {
+    id: 'w14m-11',
+    what: 'a user cast in a filter linked to g: WHERE ((k * 1000 + g)::probe).x = 0',
+    sql: (k) => `SELECT g FROM generate_series(32, 127) g WHERE ((${k} * 1000 + g)::probe).x = 0`,
+    read: single,
+  },
+  {
+    id: 'w14m-12',
+    what: "length() of a user cast's text, taken for a plain reference's length",
+    sql: (k) => `SELECT length(${k}::ssn_len::text) - 2`,
+    read: single,
+  },
 ];
 
-describe('adversarial corpus wave 14: untraced values linked to clean columns', () => {
+describe('adversarial corpus wave 14: untraced values linked to clean columns, user casts', () => {
   let stack: PgStack;
   let agent: pg.Client;
   let owner: pg.Client;
@@ -115,7 +139,16 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns', 
       UPDATE users SET ssn = '${SSN}' WHERE id = 1;
       CREATE FUNCTION get_ssn() RETURNS text LANGUAGE sql STABLE AS $$ SELECT ssn FROM users WHERE id = 1 $$;
       CREATE FUNCTION is_code(k int, g int) RETURNS bool LANGUAGE sql STABLE AS $$ SELECT ascii(substr(ssn, k, 1)) = g FROM users WHERE id = 1 $$;
-      CREATE FUNCTION answer() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 42 $$;`);
+      CREATE FUNCTION answer() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 42 $$;
+      CREATE TYPE ssn_at AS (c text);
+      CREATE FUNCTION ssn_at(k int) RETURNS ssn_at LANGUAGE sql STABLE AS $$ SELECT ROW(substr(ssn, k, 1))::ssn_at FROM users WHERE id = 1 $$;
+      CREATE CAST (int AS ssn_at) WITH FUNCTION ssn_at(int);
+      CREATE TYPE probe AS (x int);
+      CREATE FUNCTION probe(v int) RETURNS probe LANGUAGE sql STABLE AS $$ SELECT ROW(ascii(substr(ssn, v / 1000, 1)) - v % 1000)::probe FROM users WHERE id = 1 $$;
+      CREATE CAST (int AS probe) WITH FUNCTION probe(int);
+      CREATE TYPE ssn_len AS (s text);
+      CREATE FUNCTION ssn_len(k int) RETURNS ssn_len LANGUAGE sql STABLE AS $$ SELECT ROW(repeat('x', ascii(substr(ssn, k, 1))))::ssn_len FROM users WHERE id = 1 $$;
+      CREATE CAST (int AS ssn_len) WITH FUNCTION ssn_len(int);`);
     agent = new pg.Client({ connectionString: stack.url });
     await agent.connect();
     owner = new pg.Client({ connectionString: stack.pg.url() });
@@ -151,5 +184,8 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns', 
     // The clean columns of users beside a filter on its clean name.
     const c = await agent.query({ text: "SELECT id, name FROM users WHERE upper(name) = 'ADA'", rowMode: 'array' });
     assert.deepEqual(c.rows, [[1, 'ada']]);
+    // Casts to types no user cast converts to stay as they were (a text cast of ssn keeps its mask, of name its value).
+    const d = await agent.query({ text: 'SELECT id::text, name::varchar, ssn::text, 2::bigint FROM users WHERE id = 1', rowMode: 'array' });
+    assert.deepEqual(d.rows, [['1', 'ada', '********', '2']]);
   });
 });

@@ -490,6 +490,9 @@ test("a cast to a type a user cast function converts to is opaque: that function
   assert.equal(c.opaque, false);
   assert.equal(c.direct, true);
   assert.equal((await one('select (g::other.probe) from generate_series(1, 3) g')).opaque, false);
+  // A string literal is read by the type's input function, never by a cast.
+  assert.equal((await one("select ('(5)'::probe).x")).opaque, false);
+  assert.equal((await one("select ('5'::int::probe).x")).opaque, true);
 });
 
 test('builtins that run SQL text are opaque', async () => {

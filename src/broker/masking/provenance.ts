@@ -1838,9 +1838,13 @@ class Analysis {
   /**
    * A cast to a type some cast function that does not ship with PostgreSQL converts to
    * (`g::probe`, `g::probe[]`): that function may run and return anything it reads. The
-   * source's type is not known here, so any cast to such a target counts.
+   * source's type is not known here, so any cast to such a target counts, except of a
+   * string literal: PostgreSQL reads one with the type's input function, never a cast
+   * (`'plain'::citext`, whose extension casts from bpchar, boolean and inet).
    */
   private castOpaque(b: Obj): boolean {
+    const arg = unwrap(b['arg']);
+    if (arg?.[0] === 'A_Const' && arg[1]['sval'] !== undefined) return false;
     const names = isObj(b['typeName']) ? strings(b['typeName']['names']) : [];
     const name = names[names.length - 1];
     const schema = names.length > 1 ? names[names.length - 2] : undefined;

@@ -187,5 +187,8 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns, u
     // Casts to types no user cast converts to stay as they were (a text cast of ssn keeps its mask, of name its value).
     const d = await agent.query({ text: 'SELECT id::text, name::varchar, ssn::text, 2::bigint FROM users WHERE id = 1', rowMode: 'array' });
     assert.deepEqual(d.rows, [['1', 'ada', '********', '2']]);
+    // A string literal of such a type is read by the type's input function, not a cast: clean.
+    const e = await agent.query({ text: "SELECT ('(5)'::probe).x, '(plain)'::ssn_at", rowMode: 'array' });
+    assert.deepEqual(e.rows, [[5, '(plain)']]);
   });
 });

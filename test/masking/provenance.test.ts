@@ -556,6 +556,11 @@ test('MERGE RETURNING sees both sides and every action', async () => {
 
 test('EXPLAIN, SHOW, DECLARE, SELECT INTO, CREATE TABLE AS and utilities', async () => {
   assert.deepEqual(shape(await analyse('explain analyze select ssn from users')), [['QUERY PLAN', [], false, false]]);
+  // Without ANALYZE: a plan over user code may show what the planner folded (an IMMUTABLE user function's result).
+  assert.deepEqual(shape(await analyse("explain select ssn from users where email = 'x'")), [['QUERY PLAN', [], false, false]]);
+  assert.deepEqual(shape(await analyse('explain select f() from users')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain delete from users where ssn = f()')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain execute p')), [['QUERY PLAN', [], false, true]]);
   assert.deepEqual(shape(await analyse('show search_path')), [['search_path', [], false, false]]);
   assert.deepEqual(shape(await analyse('declare c cursor for select reverse(ssn) from users')), [['reverse', [U('ssn')], false, false]]);
   assert.deepEqual(await analyse('select ssn into t2 from users'), []);

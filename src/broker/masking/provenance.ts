@@ -736,6 +736,11 @@ class Analysis {
   /** See Provenance.declares and Provenance.uses. */
   declares: NamedQuery | undefined;
   uses: NamedQuery | undefined;
+  /**
+   * Set once the analysis meets user code (a function, operator or cast whose output it
+   * cannot trace) anywhere it walks, views' definitions and filters included (see explain).
+   */
+  private untraced = false;
 
   constructor(
     private readonly memo: CatalogMemo,
@@ -799,7 +804,12 @@ class Analysis {
    * rows each node produced and removed (`actual rows=113` for a FROM function sized by a
    * value): the plan then depends on everything the explained statement's outputs and row
    * count depend on, as conditions. Without ANALYZE it shows the statement's text and the
-   * planner's estimates only.
+   * planner's estimates only — and the constants it computed: an immutable function of
+   * constants is evaluated when planning and shown as its result, so an administrator's
+   * function declared IMMUTABLE that reads users.ssn shows the value (`Filter: (ssn =
+   * '955-…'::text)` for a view filtering on it, `Output: '955-…'::text` for a call). A
+   * builtin computes from its arguments only; a plan over user code (in the text or in a
+   * view it reads), or over a statement not analysed here (EXPLAIN EXECUTE), is masked whole.
    */
   private explain(body: Obj): Col {
     const plan: Col = { name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false };
@@ -807,7 +817,7 @@ class Analysis {
       const d = unwrap(o);
       return d?.[0] === 'DefElem' && str(d[1]['defname']) === 'analyze';
     });
-    if (!analyze) return plan;
+    if (!analyze) return { ...plan, opaque: this.runsUserCode(body['query']) };
     const rows = this.rows;
     this.rows = undefined;
     const cols = this.statement(body['query']);
@@ -821,6 +831,24 @@ class Analysis {
       opaque ||= f.opaque;
     }
     return { ...plan, opaque, ...(conditions.size > 0 ? { conditions } : {}) };
+  }
+
+  /** Whether a statement's analysis meets user code anywhere, or fails (see explain). */
+  private runsUserCode(query: unknown): boolean {
+    const saved = { rows: this.rows, uses: this.uses, declares: this.declares, untraced: this.untraced };
+    this.untraced = false;
+    try {
+      this.statement(query);
+      return this.untraced || this.callsOpaque(query);
+    } catch (e) {
+      if (e instanceof Unanalysable) return true;
+      throw e;
+    } finally {
+      this.rows = saved.rows;
+      this.uses = saved.uses;
+      this.declares = saved.declares;
+      this.untraced ||= saved.untraced;
+    }
   }
 
   private copy(body: Obj): Col[] {
@@ -1815,6 +1843,12 @@ class Analysis {
    * FROM they are judged column by column), current_setting of an untraced setting.
    */
   private callOpaque(b: Obj): boolean {
+    const opaque = this.callOpaqueOf(b);
+    if (opaque) this.untraced = true;
+    return opaque;
+  }
+
+  private callOpaqueOf(b: Obj): boolean {
     const fn = funcName(b);
     const facts = fn ? this.functions(fn.schema, fn.name) : [];
     const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
@@ -1830,9 +1864,10 @@ class Analysis {
    */
   private operatorOpaque(b: Obj): boolean {
     const op = strings(b['name']);
-    if (op.length > 1 && op[0] !== 'pg_catalog') return true;
     const n = operatorName(b);
-    return n !== undefined && this.functions(n.schema, n.name).some((f) => !f.builtin);
+    const opaque = (op.length > 1 && op[0] !== 'pg_catalog') || (n !== undefined && this.functions(n.schema, n.name).some((f) => !f.builtin));
+    if (opaque) this.untraced = true;
+    return opaque;
   }
 
   /**
@@ -1849,7 +1884,9 @@ class Analysis {
     const name = names[names.length - 1];
     const schema = names.length > 1 ? names[names.length - 2] : undefined;
     if (this.memo.casts === undefined) fail('user casts not looked up');
-    return name !== undefined && this.memo.casts.some((t) => t.name === name && (schema === undefined || t.schema === schema));
+    const opaque = name !== undefined && this.memo.casts.some((t) => t.name === name && (schema === undefined || t.schema === schema));
+    if (opaque) this.untraced = true;
+    return opaque;
   }
 
   /**

@@ -17,6 +17,13 @@
  * passed as a plain reference's length. A cast to a type some user cast function converts to
  * (or a domain over one) now counts as an untraced output.
  *
+ * EXPLAIN without ANALYZE was taken to show the text and estimates only, but the planner
+ * evaluates an immutable function of constants and prints its result: an administrator's
+ * function declared IMMUTABLE that reads users.ssn put the value in the plan (`Output:
+ * '955-…'::text`; `Filter: (ssn = '955-…'::text)` through a view filtering on it, or an
+ * EXPLAIN UPDATE, or EXPLAIN EXECUTE). A plan over user code anywhere the analysis walks (or
+ * over a statement it cannot see) is now masked whole.
+ *
  * The stack: `users.ssn` masked (full), detectors off, so only the column analysis hides
  * it; the functions are an administrator's (created directly, as the superuser).
  */
@@ -148,7 +155,13 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns, u
       CREATE CAST (int AS probe) WITH FUNCTION probe(int);
       CREATE TYPE ssn_len AS (s text);
       CREATE FUNCTION ssn_len(k int) RETURNS ssn_len LANGUAGE sql STABLE AS $$ SELECT ROW(repeat('x', ascii(substr(ssn, k, 1))))::ssn_len FROM users WHERE id = 1 $$;
-      CREATE CAST (int AS ssn_len) WITH FUNCTION ssn_len(int);`);
+      CREATE CAST (int AS ssn_len) WITH FUNCTION ssn_len(int);
+      CREATE FUNCTION ssn_imm() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT ssn FROM users WHERE id = 1 $$;
+      CREATE FUNCTION ssn_plimm() RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN (SELECT ssn FROM users WHERE id = 1); END $$;
+      CREATE VIEW v_imm AS SELECT id FROM users WHERE ssn = ssn_plimm();
+      GRANT SELECT ON v_imm TO app;
+      CREATE TABLE w14_scratch (note text);
+      GRANT ALL ON w14_scratch TO app;`);
     agent = new pg.Client({ connectionString: stack.url });
     await agent.connect();
     owner = new pg.Client({ connectionString: stack.pg.url() });
@@ -173,6 +186,34 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns, u
       assert.equal(word, '?'.repeat(SSN.length), `${o.sql(1)} spelled ${word}`);
     });
   }
+
+  const PLANS: { id: string; what: string; sql: string }[] = [
+    { id: 'w14m-30', what: 'EXPLAIN VERBOSE of a call of the IMMUTABLE SQL function', sql: 'EXPLAIN VERBOSE SELECT ssn_imm()' },
+    { id: 'w14m-31', what: 'plain EXPLAIN of a view that filters on the IMMUTABLE PL/pgSQL function', sql: 'EXPLAIN (COSTS OFF) SELECT * FROM v_imm' },
+    // (Another table: the write's target is tainted, EXPLAIN or not, and users is read by the controls.)
+    { id: 'w14m-32', what: 'EXPLAIN of a DELETE filtering on it (not run)', sql: 'EXPLAIN (COSTS OFF) DELETE FROM w14_scratch WHERE note = ssn_plimm()' },
+    { id: 'w14m-33', what: 'EXPLAIN EXECUTE of a prepared call', sql: 'EXPLAIN (COSTS OFF, VERBOSE) EXECUTE w14_p' },
+  ];
+
+  for (const c of PLANS) {
+    test(`${c.id}: ${c.what}: the constant the planner folded is not shown`, async () => {
+      const direct = await owner.query({ text: c.sql.replace('EXECUTE w14_p', 'SELECT ssn_plimm()'), rowMode: 'array' });
+      assert.ok(JSON.stringify(direct.rows).includes(SSN), `the premise: PostgreSQL's plan shows the value: ${JSON.stringify(direct.rows)}`);
+      if (c.sql.includes('w14_p')) await agent.query('PREPARE w14_p AS SELECT ssn_plimm()');
+      try {
+        const r = await agent.query({ text: c.sql, rowMode: 'array' });
+        assert.ok(r.rows.length > 0);
+        assert.ok(!JSON.stringify(r.rows).includes(SSN), JSON.stringify(r.rows));
+      } finally {
+        if (c.sql.includes('w14_p')) await agent.query('DEALLOCATE w14_p');
+      }
+    });
+  }
+
+  test('w14m-34: [no false masking] a plan over builtins and tables keeps its text, constants included', async () => {
+    const r = await agent.query({ text: "EXPLAIN (COSTS OFF, VERBOSE) SELECT id, upper(name) FROM users WHERE ssn = '1'", rowMode: 'array' });
+    assert.deepEqual(r.rows.map((x: unknown[]) => x[0]), ['Seq Scan on public.users', '  Output: id, upper(name)', "  Filter: (users.ssn = '1'::text)"]);
+  });
 
   test('w14m-20: [no false masking] clean filters stay readable: a user function against a constant, built-ins linking clean columns', async () => {
     // A user function compared with a constant decides all rows or none (one bit, as any filter): g stays clean.

@@ -561,6 +561,9 @@ test('EXPLAIN, SHOW, DECLARE, SELECT INTO, CREATE TABLE AS and utilities', async
   assert.deepEqual(shape(await analyse('explain select f() from users')), [['QUERY PLAN', [], false, true]]);
   assert.deepEqual(shape(await analyse('explain delete from users where ssn = f()')), [['QUERY PLAN', [], false, true]]);
   assert.deepEqual(shape(await analyse('explain execute p')), [['QUERY PLAN', [], false, true]]);
+  // A write's plan computes its target's defaults and rule actions, which the text does not show.
+  assert.deepEqual(shape(await analyse('explain insert into users (id) values (1)')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain with x as (delete from users returning id) select id from x')), [['QUERY PLAN', [], false, true]]);
   assert.deepEqual(shape(await analyse('show search_path')), [['search_path', [], false, false]]);
   assert.deepEqual(shape(await analyse('declare c cursor for select reverse(ssn) from users')), [['reverse', [U('ssn')], false, false]]);
   assert.deepEqual(await analyse('select ssn into t2 from users'), []);

@@ -243,6 +243,25 @@ export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /** Builtins that execute SQL text or read data by name: their result cannot be traced to columns. */
+/** Statements whose plan computes their target's defaults and rule actions (see explain). */
+const WRITE_STATEMENTS: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/** Whether a statement is, or holds (a writable CTE), a write. */
+function containsWrite(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (Array.isArray(n)) stack.push(...n);
+    else if (isObj(n)) {
+      for (const [k, x] of Object.entries(n)) {
+        if (WRITE_STATEMENTS.has(k)) return true;
+        if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+      }
+    }
+  }
+  return false;
+}
+
 /** The name valueNames gives an untraced output (not a column name: it has a space). */
 const OPAQUE_VALUE = 'untraced value';
 
@@ -809,7 +828,10 @@ class Analysis {
    * function declared IMMUTABLE that reads users.ssn shows the value (`Filter: (ssn =
    * '955-…'::text)` for a view filtering on it, `Output: '955-…'::text` for a call). A
    * builtin computes from its arguments only; a plan over user code (in the text or in a
-   * view it reads), or over a statement not analysed here (EXPLAIN EXECUTE), is masked whole.
+   * view it reads), or over a statement not analysed here (EXPLAIN EXECUTE), is masked whole,
+   * with or without ANALYZE. So is the plan of a write: it computes its target's defaults
+   * and rule actions (`Output: 1, '955-…'::text` for a default calling such a function),
+   * which the text does not show.
    */
   private explain(body: Obj): Col {
     const plan: Col = { name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false };
@@ -817,14 +839,19 @@ class Analysis {
       const d = unwrap(o);
       return d?.[0] === 'DefElem' && str(d[1]['defname']) === 'analyze';
     });
-    if (!analyze) return { ...plan, opaque: this.runsUserCode(body['query']) };
+    const write = containsWrite(body['query']);
+    if (!analyze) return { ...plan, opaque: write || this.runsUserCode(body['query']) };
     const rows = this.rows;
     this.rows = undefined;
+    const untraced = this.untraced;
+    this.untraced = false;
     const cols = this.statement(body['query']);
     const inner = this.rows as Flow | undefined;
     this.rows = rows;
+    const userCode = this.untraced || this.callsOpaque(body['query']);
+    this.untraced ||= untraced;
     const conditions = new Set<string>();
-    let opaque = inner?.opaque ?? false;
+    let opaque = (inner?.opaque ?? false) || write || userCode;
     for (const f of [...cols, ...(inner ? [inner] : [])]) {
       for (const s of f.sources) conditions.add(s);
       for (const s of f.conditions ?? []) conditions.add(s);

@@ -21,8 +21,9 @@
  * evaluates an immutable function of constants and prints its result: an administrator's
  * function declared IMMUTABLE that reads users.ssn put the value in the plan (`Output:
  * '955-…'::text`; `Filter: (ssn = '955-…'::text)` through a view filtering on it, or an
- * EXPLAIN UPDATE, or EXPLAIN EXECUTE). A plan over user code anywhere the analysis walks (or
- * over a statement it cannot see) is now masked whole.
+ * EXPLAIN DELETE, or EXPLAIN EXECUTE; and an INSERT whose target's default
+ * calls it, the text naming no function). A plan over user code anywhere the analysis walks
+ * (or over a statement it cannot see), and a write's plan, are now masked whole.
  *
  * The stack: `users.ssn` masked (full), detectors off, so only the column analysis hides
  * it; the functions are an administrator's (created directly, as the superuser).
@@ -161,7 +162,9 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns, u
       CREATE VIEW v_imm AS SELECT id FROM users WHERE ssn = ssn_plimm();
       GRANT SELECT ON v_imm TO app;
       CREATE TABLE w14_scratch (note text);
-      GRANT ALL ON w14_scratch TO app;`);
+      GRANT ALL ON w14_scratch TO app;
+      CREATE TABLE w14_defaults (id int, note text DEFAULT ssn_imm());
+      GRANT ALL ON w14_defaults TO app;`);
     agent = new pg.Client({ connectionString: stack.url });
     await agent.connect();
     owner = new pg.Client({ connectionString: stack.pg.url() });
@@ -193,6 +196,8 @@ describe('adversarial corpus wave 14: untraced values linked to clean columns, u
     // (Another table: the write's target is tainted, EXPLAIN or not, and users is read by the controls.)
     { id: 'w14m-32', what: 'EXPLAIN of a DELETE filtering on it (not run)', sql: 'EXPLAIN (COSTS OFF) DELETE FROM w14_scratch WHERE note = ssn_plimm()' },
     { id: 'w14m-33', what: 'EXPLAIN EXECUTE of a prepared call', sql: 'EXPLAIN (COSTS OFF, VERBOSE) EXECUTE w14_p' },
+    { id: 'w14m-35', what: "EXPLAIN VERBOSE of an INSERT whose target's column default calls it (the text names no function)", sql: 'EXPLAIN (COSTS OFF, VERBOSE) INSERT INTO w14_defaults (id) VALUES (1)' },
+    { id: 'w14m-36', what: 'the same INSERT as a writable CTE under a SELECT', sql: 'EXPLAIN (COSTS OFF, VERBOSE) WITH x AS (INSERT INTO w14_defaults (id) VALUES (1) RETURNING id) SELECT id FROM x' },
   ];
 
   for (const c of PLANS) {

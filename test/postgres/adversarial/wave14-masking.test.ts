@@ -1,5 +1,6 @@
 /**
- * Adversarial corpus, wave 14 — an untraced value linked to a clean column.
+ * Adversarial corpus, wave 14 — untraced values linked to clean columns, user casts, and
+ * constants the planner folds into EXPLAIN output.
  *
  * The output of a function that does not ship with PostgreSQL is masked whole (the analysis
  * cannot see what it reads), and a condition that computes over a masked column and relates

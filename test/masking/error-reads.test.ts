@@ -84,6 +84,7 @@ const V_IDS: RelationInfo = { schema: 'public', name: 'v_ids', kind: 'view', col
 const catalog: ProvenanceCatalog = {
   relations: (_schema, name) => Promise.resolve([USERS, CARDS, V_USERS, V_IDS].filter((r) => r.name === name)),
   functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false, retset: false }] : name === 'no_such' ? [] : [{ builtin: true, retset: false }]),
+  castTargets: () => Promise.resolve([]),
 };
 /** email by rule; card as if the detector taint said so. */
 const verdict = (sql: string): Promise<ReadVerdict> =>
@@ -143,7 +144,11 @@ test('the verdict: a column alias list stands for the columns at its positions',
 });
 
 test('the verdict: a catalog failure is opaque, never a rejection', async () => {
-  const broken: ProvenanceCatalog = { relations: () => Promise.reject(new Error('down')), functions: () => Promise.reject(new Error('down')) };
+  const broken: ProvenanceCatalog = {
+    relations: () => Promise.reject(new Error('down')),
+    functions: () => Promise.reject(new Error('down')),
+    castTargets: () => Promise.reject(new Error('down')),
+  };
   assert.equal(await statementReads('select 1 from users', broken, () => false), 'opaque');
 });
 

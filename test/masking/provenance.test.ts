@@ -59,6 +59,10 @@ function fakeCatalog(): ProvenanceCatalog & { calls: string[] } {
       if (name === 'lower' && (schema === undefined || schema === 'public')) out.push({ builtin: false, retset: false });
       return out;
     },
+    // CREATE CAST (int AS public.probe) WITH FUNCTION a user function.
+    async castTargets() {
+      return [{ schema: 'public', name: 'probe' }];
+    },
   };
 }
 
@@ -226,14 +230,15 @@ test('WHERE, GROUP BY, HAVING, ORDER BY and JOIN ON that only compare plain valu
   assert.equal(c.conditions?.size ?? 0, 0);
   for (const sql of [
     'select name from users where email = $1',
-    "select name from users where lower(email) = lower('x')",
+    // (upper: this catalog's lower has a user overload, an untraced value of its own.)
+    "select name from users where upper(email) = upper('x')",
     "select name from users where email like 'q%'",
     'select u.name from users u join orders o on u.ssn = o.card',
     'select u.name from users u where u.email in (select o.card from orders o)',
     'select u.name from users u where exists (select 1 from orders o where o.user_id = u.id)',
     "select name from users where email ilike $1 or ssn like '1%'",
     'select name from users where email is not null and id > 3',
-    'select name from users order by email, lower(ssn)',
+    'select name from users order by email, upper(ssn)',
   ]) {
     assert.deepEqual(await conditionsOf(sql), [], sql);
   }
@@ -457,6 +462,39 @@ test('a user-defined function is opaque, also as an overload of a builtin name',
   assert.deepEqual([...(await one("select length(repeat('x', ascii(ssn))) from users")).sources], [U('ssn')]);
 });
 
+test('an untraced output linked to a clean column (a user function, an untraced setting) decides every output of its level', async () => {
+  // f() may return users.ssn: the rows kept (or counted, or first) spell its value.
+  for (const sql of [
+    'select g from generate_series(32, 126) g where ascii(substr(f(), 1, 1)) = g',
+    'select g from generate_series(32, 126) g where exists (select 1 where ascii(f()) = g)',
+    'select g from generate_series(32, 126) g order by abs(ascii(f()) - g) limit 1',
+    'select count(*) from generate_series(0, 255) g group by ascii(f()) >= g',
+    'select g from (select g, ascii(f()) = g as hit from generate_series(32, 126) g) d where d.hit',
+    'select g from generate_series(32, 126) g where f(g)',
+    "select g from generate_series(32, 126) g where ascii(current_setting('application_name')) = g",
+  ]) {
+    assert.equal((await one(sql)).opaque, true, sql);
+  }
+  // Against a constant it decides all rows or none: a bit, as a filter on one column.
+  assert.equal((await one('select g from generate_series(1, 3) g where f() = 1')).opaque, false);
+});
+
+test("a cast to a type a user cast function converts to is opaque: that function runs, and may read any table", async () => {
+  assert.equal((await one('select (g::probe).x from generate_series(1, 3) g')).opaque, true);
+  assert.equal((await one('select (g::public.probe[])[1] from generate_series(1, 3) g')).opaque, true);
+  // length() of a cast's output is not a plain reference's length; a filter over it links it to g.
+  assert.equal((await one('select length(g::probe::text) from generate_series(1, 3) g')).opaque, true);
+  assert.equal((await one('select g from generate_series(32, 126) g where (g::probe).x = 0')).opaque, true);
+  // Other casts are what they were: a text cast of a column keeps it direct.
+  const c = await one('select email::text from users');
+  assert.equal(c.opaque, false);
+  assert.equal(c.direct, true);
+  assert.equal((await one('select (g::other.probe) from generate_series(1, 3) g')).opaque, false);
+  // A string literal is read by the type's input function, never by a cast.
+  assert.equal((await one("select ('(5)'::probe).x")).opaque, false);
+  assert.equal((await one("select ('5'::int::probe).x")).opaque, true);
+});
+
 test('builtins that run SQL text are opaque', async () => {
   assert.deepEqual(shape(await analyse("select query_to_xml('select ssn from users', true, false, '')")), [['query_to_xml', [], false, true]]);
   assert.ok(OPAQUE_BUILTINS.has('pg_read_file') && OPAQUE_BUILTINS.has('ts_stat') && !OPAQUE_BUILTINS.has('current_setting'));
@@ -518,6 +556,14 @@ test('MERGE RETURNING sees both sides and every action', async () => {
 
 test('EXPLAIN, SHOW, DECLARE, SELECT INTO, CREATE TABLE AS and utilities', async () => {
   assert.deepEqual(shape(await analyse('explain analyze select ssn from users')), [['QUERY PLAN', [], false, false]]);
+  // Without ANALYZE: a plan over user code may show what the planner folded (an IMMUTABLE user function's result).
+  assert.deepEqual(shape(await analyse("explain select ssn from users where email = 'x'")), [['QUERY PLAN', [], false, false]]);
+  assert.deepEqual(shape(await analyse('explain select f() from users')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain delete from users where ssn = f()')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain execute p')), [['QUERY PLAN', [], false, true]]);
+  // A write's plan computes its target's defaults and rule actions, which the text does not show.
+  assert.deepEqual(shape(await analyse('explain insert into users (id) values (1)')), [['QUERY PLAN', [], false, true]]);
+  assert.deepEqual(shape(await analyse('explain with x as (delete from users returning id) select id from x')), [['QUERY PLAN', [], false, true]]);
   assert.deepEqual(shape(await analyse('show search_path')), [['search_path', [], false, false]]);
   assert.deepEqual(shape(await analyse('declare c cursor for select reverse(ssn) from users')), [['reverse', [U('ssn')], false, false]]);
   assert.deepEqual(await analyse('select ssn into t2 from users'), []);
@@ -577,6 +623,7 @@ test('a catalog that fails makes the analysis fail closed', async () => {
   const broken: ProvenanceCatalog = {
     relations: () => Promise.reject(new Error('connection lost')),
     functions: () => Promise.resolve([]),
+    castTargets: () => Promise.resolve([]),
   };
   const [r] = await statementProvenance('select email from users', broken);
   assert.ok(r && !r.ok && r.reason.includes('connection lost'));

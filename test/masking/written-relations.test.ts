@@ -23,6 +23,7 @@ const U: RelationInfo = { schema: 'scratch', name: 'u', kind: 'table', columns: 
 const catalog: ProvenanceCatalog = {
   relations: (_schema, name) => Promise.resolve([USERS, T, U].filter((r) => r.name === name)),
   functions: (_schema, name) => Promise.resolve(name === 'f_user' ? [{ builtin: false, retset: false }] : [{ builtin: true, retset: false }]),
+  castTargets: () => Promise.resolve([]),
 };
 
 function setup(): { written: WrittenRelations; record: (sql: string) => Promise<void> } {

@@ -157,6 +157,18 @@ export interface ProvenanceCatalog {
   relations(schema: string | undefined, name: string): Promise<RelationInfo[]>;
   /** Facts about a function name as written (schema may be undefined); [] if no such function. */
   functions(schema: string | undefined, name: string): Promise<FunctionFacts[]>;
+  /**
+   * The types a cast whose function does not ship with PostgreSQL converts to (CREATE CAST
+   * … WITH FUNCTION), and the domains over them: `x::t` to one of them may run that
+   * function, which may read any table.
+   */
+  castTargets(): Promise<readonly TypeRef[]>;
+}
+
+/** A type by schema and pg_type name. */
+export interface TypeRef {
+  schema: string;
+  name: string;
 }
 
 export interface OutputColumn {
@@ -231,6 +243,28 @@ export const NON_REVEALING_FUNCTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /** Builtins that execute SQL text or read data by name: their result cannot be traced to columns. */
+/** Statements whose plan computes their target's defaults and rule actions (see explain). */
+const WRITE_STATEMENTS: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/** Whether a statement is, or holds (a writable CTE), a write. */
+function containsWrite(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (Array.isArray(n)) stack.push(...n);
+    else if (isObj(n)) {
+      for (const [k, x] of Object.entries(n)) {
+        if (WRITE_STATEMENTS.has(k)) return true;
+        if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+      }
+    }
+  }
+  return false;
+}
+
+/** The name valueNames gives an untraced output (not a column name: it has a space). */
+const OPAQUE_VALUE = 'untraced value';
+
 export const OPAQUE_BUILTINS: ReadonlySet<string> = new Set([
   'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
   'cursor_to_xml', 'cursor_to_xmlschema',
@@ -289,8 +323,18 @@ const key = (schema: string | undefined, name: string): string => `${schema ?? '
 class CatalogMemo {
   readonly rels = new Map<string, RelationInfo[]>();
   readonly fns = new Map<string, FunctionFacts[]>();
+  casts: readonly TypeRef[] | undefined;
   private readonly pending = new Map<string, Promise<void>>();
   constructor(private readonly catalog: ProvenanceCatalog) {}
+
+  fetchCasts(): Promise<void> {
+    let p = this.pending.get('c');
+    if (!p) {
+      p = this.catalog.castTargets().then((r) => void (this.casts = Array.isArray(r) ? r : []));
+      this.pending.set('c', p);
+    }
+    return p;
+  }
 
   fetchRelation(schema: string | undefined, name: string): Promise<void> {
     const k = 'r' + key(schema, name);
@@ -338,7 +382,7 @@ const MAX_RECURSIVE_PASSES = 16;
 async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
   try {
     const p = await parser();
-    await prefetch([stmt], memo, p);
+    await Promise.all([prefetch([stmt], memo, p), memo.fetchCasts()]);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const a = new Analysis(memo, p);
       try {
@@ -711,6 +755,11 @@ class Analysis {
   /** See Provenance.declares and Provenance.uses. */
   declares: NamedQuery | undefined;
   uses: NamedQuery | undefined;
+  /**
+   * Set once the analysis meets user code (a function, operator or cast whose output it
+   * cannot trace) anywhere it walks, views' definitions and filters included (see explain).
+   */
+  private untraced = false;
 
   constructor(
     private readonly memo: CatalogMemo,
@@ -774,7 +823,15 @@ class Analysis {
    * rows each node produced and removed (`actual rows=113` for a FROM function sized by a
    * value): the plan then depends on everything the explained statement's outputs and row
    * count depend on, as conditions. Without ANALYZE it shows the statement's text and the
-   * planner's estimates only.
+   * planner's estimates only — and the constants it computed: an immutable function of
+   * constants is evaluated when planning and shown as its result, so an administrator's
+   * function declared IMMUTABLE that reads users.ssn shows the value (`Filter: (ssn =
+   * '955-…'::text)` for a view filtering on it, `Output: '955-…'::text` for a call). A
+   * builtin computes from its arguments only; a plan over user code (in the text or in a
+   * view it reads), or over a statement not analysed here (EXPLAIN EXECUTE), is masked whole,
+   * with or without ANALYZE. So is the plan of a write: it computes its target's defaults
+   * and rule actions (`Output: 1, '955-…'::text` for a default calling such a function),
+   * which the text does not show.
    */
   private explain(body: Obj): Col {
     const plan: Col = { name: 'QUERY PLAN', sources: new Set(), direct: false, opaque: false };
@@ -782,20 +839,43 @@ class Analysis {
       const d = unwrap(o);
       return d?.[0] === 'DefElem' && str(d[1]['defname']) === 'analyze';
     });
-    if (!analyze) return plan;
+    const write = containsWrite(body['query']);
+    if (!analyze) return { ...plan, opaque: write || this.runsUserCode(body['query']) };
     const rows = this.rows;
     this.rows = undefined;
+    const untraced = this.untraced;
+    this.untraced = false;
     const cols = this.statement(body['query']);
     const inner = this.rows as Flow | undefined;
     this.rows = rows;
+    const userCode = this.untraced || this.callsOpaque(body['query']);
+    this.untraced ||= untraced;
     const conditions = new Set<string>();
-    let opaque = inner?.opaque ?? false;
+    let opaque = (inner?.opaque ?? false) || write || userCode;
     for (const f of [...cols, ...(inner ? [inner] : [])]) {
       for (const s of f.sources) conditions.add(s);
       for (const s of f.conditions ?? []) conditions.add(s);
       opaque ||= f.opaque;
     }
     return { ...plan, opaque, ...(conditions.size > 0 ? { conditions } : {}) };
+  }
+
+  /** Whether a statement's analysis meets user code anywhere, or fails (see explain). */
+  private runsUserCode(query: unknown): boolean {
+    const saved = { rows: this.rows, uses: this.uses, declares: this.declares, untraced: this.untraced };
+    this.untraced = false;
+    try {
+      this.statement(query);
+      return this.untraced || this.callsOpaque(query);
+    } catch (e) {
+      if (e instanceof Unanalysable) return true;
+      throw e;
+    } finally {
+      this.rows = saved.rows;
+      this.uses = saved.uses;
+      this.declares = saved.declares;
+      this.untraced ||= saved.untraced;
+    }
   }
 
   private copy(body: Obj): Col[] {
@@ -977,7 +1057,7 @@ class Analysis {
     // the computed value to the other columns, as a row-linking condition would.
     const groups = groupItems(body['groupClause']);
     const groupNames = new Set<string>();
-    for (const g of groups) collectColumnNames(g, groupNames);
+    for (const g of groups) for (const n of this.valueNames(g)) groupNames.add(n);
     if (groupNames.size >= 2) {
       for (const g of groups) {
         const u = unwrap(g);
@@ -1038,9 +1118,7 @@ class Analysis {
         continue;
       }
       const f = this.expr(val, scope, env);
-      const names = new Set<string>();
-      collectColumnNames(val, names);
-      if (names.size >= 2 && this.computes(val, scope, env)) f.linked = true;
+      if (this.valueNames(val).size >= 2 && this.computes(val, scope, env)) f.linked = true;
       out.push({ name: alias ?? figureName(val), ...f });
     }
     return out;
@@ -1602,7 +1680,7 @@ class Analysis {
   private plainArguments(args: unknown, scope: Scope, casts = true): boolean {
     for (const a of arr(args)) {
       let n = unwrap(a);
-      while (casts && n && n[0] === 'TypeCast') n = unwrap(n[1]['arg']);
+      while (casts && n && n[0] === 'TypeCast' && !this.castOpaque(n[1])) n = unwrap(n[1]['arg']);
       if (n?.[0] === 'A_Const' && casts) continue;
       if (n?.[0] !== 'ColumnRef' || !this.plainReference(n[1], scope)) return false;
     }
@@ -1679,7 +1757,7 @@ class Analysis {
     for (let i = 0; i < 10_000; i++) {
       const u = unwrap(v);
       if (u?.[0] === 'CollateClause') v = u[1]['arg'];
-      else if (u?.[0] === 'TypeCast' && textCast(u[1]['typeName'])) v = u[1]['arg'];
+      else if (u?.[0] === 'TypeCast' && textCast(u[1]['typeName']) && !this.castOpaque(u[1])) v = u[1]['arg'];
       else break;
     }
     const u = unwrap(v);
@@ -1739,11 +1817,7 @@ class Analysis {
           const fn = funcName(b);
           const facts = fn ? this.functions(fn.schema, fn.name) : [];
           const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
-          if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) out.opaque = true;
-          // Used as a value (`(pg_stat_get_activity(NULL)).query`), such a function's row
-          // carries its untraced columns; in FROM they are judged column by column.
-          else if (UNTRACED_FUNCTION_COLUMNS[fn!.name] !== undefined && b !== this.fromCall) out.opaque = true;
-          else if (fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]))) out.opaque = true;
+          if (this.callOpaque(b)) out.opaque = true;
           // count(email), length(email) reveal nothing of the value; length(repeat('x',
           // ascii(email))) would reveal it a character at a time, so only plain arguments pass.
           if (!(builtin && NON_REVEALING_FUNCTIONS.has(fn!.name) && this.plainArguments(b['args'], scope))) push(cond, b['args']);
@@ -1774,18 +1848,12 @@ class Analysis {
           break;
         }
         case 'A_Expr': {
-          const op = strings(b['name']);
-          if (op.length > 1 && op[0] !== 'pg_catalog') out.opaque = true;
-          else {
-            // An operator of that name that does not ship with PostgreSQL (an administrator's
-            // `@@@` over a function that reads a table) may be the one that runs.
-            const n = operatorName(b);
-            if (n && this.functions(n.schema, n.name).some((f) => !f.builtin)) out.opaque = true;
-          }
+          if (this.operatorOpaque(b)) out.opaque = true;
           push(cond, b['lexpr'], b['rexpr']);
           break;
         }
         case 'TypeCast':
+          if (this.castOpaque(b)) out.opaque = true;
           push(cond, b['arg']);
           break;
         default:
@@ -1793,6 +1861,94 @@ class Analysis {
       }
     }
     return out;
+  }
+
+  /**
+   * A call whose output the analysis cannot trace: a function that does not ship with
+   * PostgreSQL (or is unknown), a builtin that runs SQL text or reads data by name, a
+   * function with untraced columns used as a value (`(pg_stat_get_activity(NULL)).query`; in
+   * FROM they are judged column by column), current_setting of an untraced setting.
+   */
+  private callOpaque(b: Obj): boolean {
+    const opaque = this.callOpaqueOf(b);
+    if (opaque) this.untraced = true;
+    return opaque;
+  }
+
+  private callOpaqueOf(b: Obj): boolean {
+    const fn = funcName(b);
+    const facts = fn ? this.functions(fn.schema, fn.name) : [];
+    const builtin = facts.length > 0 && facts.every((f) => f.builtin === true);
+    if (!builtin || OPAQUE_BUILTINS.has(fn!.name)) return true;
+    if (UNTRACED_FUNCTION_COLUMNS[fn!.name] !== undefined && b !== this.fromCall) return true;
+    return fn!.name === 'current_setting' && untracedSetting(constantText(arr(b['args'])[0]));
+  }
+
+  /**
+   * An operator that may run code that does not ship with PostgreSQL: explicitly qualified
+   * outside pg_catalog, or of a name some such function implements (an administrator's
+   * `@@@` over a function that reads a table).
+   */
+  private operatorOpaque(b: Obj): boolean {
+    const op = strings(b['name']);
+    const n = operatorName(b);
+    const opaque = (op.length > 1 && op[0] !== 'pg_catalog') || (n !== undefined && this.functions(n.schema, n.name).some((f) => !f.builtin));
+    if (opaque) this.untraced = true;
+    return opaque;
+  }
+
+  /**
+   * A cast to a type some cast function that does not ship with PostgreSQL converts to
+   * (`g::probe`, `g::probe[]`): that function may run and return anything it reads. The
+   * source's type is not known here, so any cast to such a target counts, except of a
+   * string literal: PostgreSQL reads one with the type's input function, never a cast
+   * (`'plain'::citext`, whose extension casts from bpchar, boolean and inet).
+   */
+  private castOpaque(b: Obj): boolean {
+    const arg = unwrap(b['arg']);
+    if (arg?.[0] === 'A_Const' && arg[1]['sval'] !== undefined) return false;
+    const names = isObj(b['typeName']) ? strings(b['typeName']['names']) : [];
+    const name = names[names.length - 1];
+    const schema = names.length > 1 ? names[names.length - 2] : undefined;
+    if (this.memo.casts === undefined) fail('user casts not looked up');
+    const opaque = name !== undefined && this.memo.casts.some((t) => t.name === name && (schema === undefined || t.schema === schema));
+    if (opaque) this.untraced = true;
+    return opaque;
+  }
+
+  /**
+   * The values a unit combines, for the row-linking tests: its column names, and one more
+   * when it calls something whose output the analysis cannot trace (a user function that
+   * reads users.ssn, an untraced setting). Such an output is a value of its own, so
+   * `ascii(substr(get_ssn(), 1, 1)) = g` links it to g as `ascii(substr(ssn, 1, 1)) = g`
+   * does; counted by column names alone it looked like a filter on g.
+   */
+  private valueNames(unit: unknown): Set<string> {
+    const names = new Set<string>();
+    collectColumnNames(unit, names);
+    if (this.callsOpaque(unit)) names.add(OPAQUE_VALUE);
+    return names;
+  }
+
+  /** Whether a tree (subqueries included) calls a function or operator whose output is untraced. */
+  private callsOpaque(root: unknown): boolean {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (Array.isArray(n)) {
+        stack.push(...n);
+        continue;
+      }
+      if (!isObj(n)) continue;
+      const fc = n['FuncCall'];
+      const ex = n['A_Expr'];
+      const tc = n['TypeCast'];
+      if (isObj(fc) && this.callOpaque(fc)) return true;
+      if (isObj(ex) && this.operatorOpaque(ex)) return true;
+      if (isObj(tc) && this.castOpaque(tc)) return true;
+      for (const [k, x] of Object.entries(n)) if (k !== 'location' && typeof x === 'object' && x !== null) stack.push(x);
+    }
+    return false;
   }
 
   // -- Conditions ----------------------------------------------------------------------------
@@ -1819,8 +1975,7 @@ class Analysis {
 
   /** A unit that (a) computes over a column and (b) references more than one column. */
   private linksValues(unit: unknown, scope: Scope, env: CteEnv | undefined): boolean {
-    const names = new Set<string>();
-    collectColumnNames(unit, names);
+    const names = this.valueNames(unit);
     if (names.size < 2 && !(names.size === 1 && this.refersToLinked(unit, scope, env))) return false;
     const operands = equalityOperands(unit);
     if (operands) return operands.some((p) => this.computes(p, scope, env));
@@ -1842,16 +1997,12 @@ class Analysis {
   /** Whether an operand computes over a column (a plain column, constant or parameter does not). */
   private computes(operand: unknown, scope: Scope, env: CteEnv | undefined): boolean {
     let v = operand;
-    for (let u = unwrap(v); u?.[0] === 'TypeCast' || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
+    for (let u = unwrap(v); (u?.[0] === 'TypeCast' && !this.castOpaque(u[1])) || u?.[0] === 'CollateClause'; u = unwrap(v)) v = u[1]['arg'];
     const u = unwrap(v);
     if (!u || u[0] === 'A_Const' || u[0] === 'ParamRef') return false;
     // A name computes when what it refers to does: a derived, CTE or FROM-function column computed from a value.
     if (u[0] === 'ColumnRef') return !this.plainReference(u[1], scope);
-    if (u[0] !== 'SubLink') {
-      const names = new Set<string>();
-      collectColumnNames(v, names);
-      return names.size > 0;
-    }
+    if (u[0] !== 'SubLink') return this.valueNames(v).size > 0;
     // A subquery computes when its outputs do, or when its own conditions or LIMIT decide them
     // (EXISTS: only the latter).
     const l = this.sublinkLevel(u[1], scope, env);

@@ -10,7 +10,7 @@
  * An unqualified name is looked up in every schema, since the client's search_path is
  * not known here; the analysis takes the union of the candidates.
  */
-import { OPERATOR_NAME, type FunctionFacts, type ProvenanceCatalog, type RelationInfo } from '../masking/provenance.js';
+import { OPERATOR_NAME, type FunctionFacts, type ProvenanceCatalog, type RelationInfo, type TypeRef } from '../masking/provenance.js';
 import type { CatalogRows } from './masking-catalog.js';
 import { sqlLiteral as lit } from './function-catalog.js';
 
@@ -39,6 +39,7 @@ function jsonList(text: string | null | undefined): unknown[] {
 export function createProvenanceCatalog(rows: CatalogRows): ProvenanceCatalog & { invalidate(): void } {
   let relations = new Map<string, Promise<RelationInfo[]>>();
   let functions = new Map<string, Promise<FunctionFacts[]>>();
+  let casts: Promise<readonly TypeRef[]> | undefined;
   const clean = (s: string): boolean => !s.includes('\0');
 
   return {
@@ -138,9 +139,28 @@ export function createProvenanceCatalog(rows: CatalogRows): ProvenanceCatalog & 
       }
       return hit;
     },
+    castTargets() {
+      if (!casts) {
+        // Targets of casts whose function was not created with the cluster, and the domains
+        // over them (a cast to a domain runs the cast to its base type).
+        const sql =
+          'WITH RECURSIVE t(oid) AS (SELECT c.casttarget FROM pg_catalog.pg_cast c ' +
+          `WHERE c.castfunc::pg_catalog.oid >= ${FIRST_NORMAL_OID} ` +
+          'UNION SELECT d.oid FROM pg_catalog.pg_type d JOIN t ON d.typbasetype = t.oid) ' +
+          'SELECT n.nspname, ty.typname FROM t JOIN pg_catalog.pg_type ty ON ty.oid = t.oid ' +
+          'JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace';
+        const hit = rows(sql).then((rs) => rs.map((r) => ({ schema: r[0] ?? '', name: r[1] ?? '' })));
+        hit.catch(() => {
+          if (casts === hit) casts = undefined;
+        });
+        casts = hit;
+      }
+      return casts;
+    },
     invalidate() {
       relations = new Map();
       functions = new Map();
+      casts = undefined;
     },
   };
 }

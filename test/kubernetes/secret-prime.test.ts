@@ -156,9 +156,9 @@ test('the watch is resumed from the last version it saw: a Secret created while 
     clock += 5_000;
     const ended = api.watchesEnded;
     api.endWatches();
+    await eventually('the first watch to end', () => api.watchesEnded > ended);
     api.put('secrets', { metadata: { name: 'c', namespace: 'default' }, type: 'Opaque', data: { password: b64('third-pass-3333') } });
     await eventually('the resumed watch to replay c', () => knows('third-pass-3333'));
-    assert.ok(api.watchesEnded > ended, 'the first watch ended');
     assert.equal(knows('other-pass-9999'), false, 'another namespace is not learnt by this watch');
     // Long after the period, the open watch keeps the namespace current: no new listing.
     clock += 10 * 30_000;
@@ -166,9 +166,24 @@ test('the watch is resumed from the last version it saw: a Secret created while 
     const listings = api.brokerRequests.filter((r) => r.method === 'GET' && /secrets\?fieldSelector=[^&]*$/.test(r.url));
     assert.equal(listings.length, 1, 'one listing');
     const resumed = api.brokerRequests.filter((r) => /&watch=1&/.test(r.url));
-    assert.equal(resumed.length, 2, 'watched, then resumed');
+    assert.equal(resumed.length, 2, 'watched, then resumed (no listing)');
     assert.notEqual(resumed[0]?.url, resumed[1]?.url, 'resumed from a later version');
     assert.equal(primer.watching, 1);
+
+    // 1,001 other changes while no Secret changes (the watch's version stays behind), then
+    // the server ends the watch: its version is older than the server keeps, so the resume
+    // is answered 410. The next masked request lists again at once (no period to wait out),
+    // learning what changed meanwhile.
+    clock += 5_000;
+    for (let i = 0; i < 1_001; i++) api.put('configmaps', { metadata: { name: `churn-${i}`, namespace: 'other' }, data: {} });
+    api.endWatches();
+    await eventually('the expired watch to stop', () => primer.watching === 0);
+    api.put('secrets', { metadata: { name: 'd', namespace: 'default' }, type: 'Opaque', data: { password: b64('fourth-pass-4444') } });
+    assert.equal(knows('fourth-pass-4444'), false, 'no watch announced it');
+    await primer.prime(up, 'default');
+    assert.ok(knows('fourth-pass-4444'), 'listed again at once');
+    assert.equal(api.brokerRequests.filter((r) => r.method === 'GET' && /secrets\?fieldSelector=[^&]*$/.test(r.url)).length, 2, 'a second listing');
+    await eventually('a new watch', () => primer.watching === 1);
   } finally {
     primer.close();
     await pool.close().catch(() => {});

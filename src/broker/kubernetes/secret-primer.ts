@@ -9,9 +9,9 @@
  * - After a listing the broker watches that namespace's Secrets from the listing's
  *   resourceVersion, so a Secret created or changed later is learnt as the API server
  *   announces it (milliseconds), not at the next listing. While the watch is open no
- *   listing is needed; when it ends it is resumed from the last version it saw, and when
- *   that version is gone (410) or the watch cannot be opened, the next masked request lists
- *   again (at most once per PRIME_TTL_MS while there is no watch).
+ *   listing is needed; when it ends it is resumed from the last version it saw. When that
+ *   version is gone (410) the next masked request lists again; when the watch cannot be
+ *   opened, at most once per PRIME_TTL_MS while there is no watch.
  * - A watch nobody's masked request used for WATCH_IDLE_MS is not resumed; at most
  *   MAX_WATCHES run per target (the rest list by period).
  * - Concurrent requests share one listing.
@@ -38,6 +38,8 @@ const MAX_LIST_BYTES = 32 * 1024 * 1024;
 /** One watch event (a Secret is at most 1 MiB, as JSON with base64 a little more). */
 const MAX_EVENT_BYTES = 4 * 1024 * 1024;
 const FIELD_SELECTOR = 'type!=helm.sh/release.v1';
+/** Why a watch stopped when its resourceVersion has expired (410 Gone). */
+const EXPIRED = 'the resourceVersion expired (410)';
 /** Key of the listing across all namespaces. */
 const ALL = '';
 
@@ -192,12 +194,16 @@ export class SecretPrimer {
       const now = this.#now();
       const resume = stop === undefined && !this.#closed && !watch.abort.signal.aborted && now - listing.usedAt < WATCH_IDLE_MS && now - opened >= MIN_WATCH_LIFE_MS;
       if (resume) continue;
+      // 410 Gone: the version it would resume from is older than the server keeps (a quiet
+      // namespace, a long pause). Nothing is wrong with listing, so the next masked request
+      // lists again at once rather than living on what is known for a period.
+      const expired = stop === EXPIRED;
       if (listing.watch === watch) {
         listing.watch = undefined;
-        // The period counts from now: what the watch saw was current until it ended.
-        listing.at = now;
+        // Otherwise the period counts from now: what the watch saw was current until it ended.
+        listing.at = expired ? 0 : now;
       }
-      if (stop !== undefined && stop !== 'closed') this.#log.warn('the watch of Secrets ended; they are listed again at the next masked request after the period', { target: up.target.name, where, reason: stop });
+      if (stop !== undefined && stop !== 'closed' && !expired) this.#log.warn('the watch of Secrets ended; they are listed again at the next masked request after the period', { target: up.target.name, where, reason: stop });
       return;
     }
   }
@@ -215,7 +221,7 @@ export class SecretPrimer {
     });
     if (res.statusCode !== 200) {
       await res.body.dump();
-      return `HTTP ${res.statusCode}`;
+      return res.statusCode === 410 ? EXPIRED : `HTTP ${res.statusCode}`;
     }
     let pending: Buffer = Buffer.alloc(0);
     for await (const chunk of decoded(res.headers, res.body)) {
@@ -252,7 +258,7 @@ export class SecretPrimer {
     if (type === 'ERROR') {
       // 410 Gone: the version is older than the server keeps; a new listing starts over.
       const code = isRecord(object) ? object['code'] : undefined;
-      return `the server ended it (${typeof code === 'number' ? code : 'error'})`;
+      return code === 410 ? EXPIRED : `the server ended it (${typeof code === 'number' ? code : 'error'})`;
     }
     if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED' && type !== 'BOOKMARK') return `an event of type ${String(type)}`;
     if (type === 'ADDED' || type === 'MODIFIED') this.#learn(object);

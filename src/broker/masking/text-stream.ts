@@ -28,12 +28,20 @@ const BEGIN = '-----BEGIN ';
 const END = '-----END ';
 export const DEFAULT_MAX_HELD = 1024 * 1024;
 /** `NAME=value` (printenv, env, a .env file), `export NAME=value` at a line's start: 1 the name, 3 the value (to the line's end). */
-/** A terminal control sequence (ESC [ … final byte), as a terminal consumes it. */
+/**
+ * What a terminal consumes without showing it (ECMA-48): a control sequence (`ESC [ … m`,
+ * or its one-byte C1 form), a control string up to BEL or ST (an OSC window title, DCS,
+ * APC…; unterminated: to the line's end), any other escape (`ESC ( B` from `tput sgr0`,
+ * `ESC 7`), a lone ESC.
+ */
 // eslint-disable-next-line no-control-regex
-const CSI = /\x1b\[[0-?]*[ -/]*[@-~]/g;
-/** A line holding `=` or an escape: the only ones #special may change. */
+const TERMINAL_ESCAPE = /(?:\x1b\[|\u009b)[0-?]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\u0090\u0098\u009d-\u009f])[^\x07\x1b\u009c]*(?:\x07|\x1b\\|\u009c)?|\x1b[ -/]*[0-~]?/g;
+/** A character a terminal shows nothing for, or that moves the cursor (backspace, carriage return): all C0/C1 controls but tab and newline, and DEL. */
 // eslint-disable-next-line no-control-regex
-const CANDIDATE_LINE = /^.*[=\x1b].*$\n?/gm;
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+/** A line holding `=` or a control: the only ones #special may change. Lines start after `\n` only (a `\r` inside one is the terminal's business). */
+// eslint-disable-next-line no-control-regex
+const CANDIDATE_LINE = /(?<![^\n])[^\n]*?[=\x00-\x08\x0b-\x1f\x7f-\x9f][^\n]*\n?/g;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 /** `kubectl logs --timestamps` puts an RFC 3339 time and a space before each line. */
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T[0-9:.]{8,40}(?:Z|[+-]\d{2}:\d{2}) /;
@@ -163,7 +171,7 @@ export class LineScanner {
    */
   #mask(text: string): string {
     if (!text) return '';
-    if (!text.includes('=') && !text.includes('\x1b')) return this.#detected(text);
+    if (!text.includes('=') && !CONTROL.test(text)) return this.#detected(text);
     let out = '';
     let plain = 0;
     for (const m of text.matchAll(CANDIDATE_LINE)) {
@@ -177,21 +185,24 @@ export class LineScanner {
 
   /** A line that needs more than the detectors over the text as it is (see #mask); undefined when it does not. */
   #special(line: string): string | undefined {
-    // A line a terminal colours (grep --color) is judged as the terminal shows it: a key with
-    // colour codes inside is still a key. When such a line needs a mask it goes out masked
-    // without its colours.
-    if (line.includes('\x1b')) {
-      const shown = this.#masker.field(line.replace(CSI, ''), undefined);
-      if (shown) {
-        this.#onMasked(1);
-        return shown.value ?? '';
-      }
-    }
+    // A line is judged as a terminal shows it: a key with escapes, NULs, DELs inside, or
+    // its halves put together by a backspace or a carriage return, is still a key. When such
+    // a line needs a mask it goes out as the terminal would show it, masked.
+    // The line's end as it came (`\n`, a pty's `\r\n`) stays as it is around the view.
+    let cut = line.length;
+    if (line[cut - 1] === '\n') cut--;
+    while (cut > 0 && line[cut - 1] === '\r') cut--;
+    const body = line.slice(0, cut);
+    const end = line.slice(cut);
+    const view = CONTROL.test(body) ? terminalView(body) + end : line;
+    const shown = view !== line ? this.#masker.field(view, undefined) : undefined;
     // A name the rules mask by masks even an empty value; one they do not leaves it to the detectors.
-    const m = ASSIGNMENT.exec(line);
-    if (!m || m[3] === '' || this.#masker.field('', m[1]!) === undefined) return undefined;
+    const m = ASSIGNMENT.exec(view);
+    const named = m !== null && m[3] !== '' && this.#masker.field('', m[1]!) !== undefined;
+    if (!shown && !named) return undefined;
     this.#onMasked(1);
-    return m[0].slice(0, m[0].length - m[3]!.length) + (this.#masker.field(m[3]!, m[1]!)?.value ?? '') + line.slice(m[0].length);
+    if (!named) return shown?.value ?? '';
+    return m[0].slice(0, m[0].length - m[3]!.length) + (this.#masker.field(m[3]!, m[1]!)?.value ?? '') + view.slice(m[0].length);
   }
 
   /** `text` through the detectors alone. */
@@ -246,4 +257,21 @@ export function scanTextStream(masker: ValueMasker, o: TextStreamOptions): Trans
     },
   });
   return t;
+}
+
+/**
+ * The text a terminal shows for one line: escapes and invisible controls consumed, a
+ * backspace or a carriage return moving the cursor back over what was written (so what is
+ * written next replaces it). Cursor-addressing sequences are consumed, not followed.
+ */
+export function terminalView(line: string): string {
+  const cells: string[] = [];
+  let col = 0;
+  for (const ch of line.replace(TERMINAL_ESCAPE, '')) {
+    if (ch === '\b') col = Math.max(0, col - 1);
+    else if (ch === '\r') col = 0;
+    else if (CONTROL.test(ch)) continue;
+    else cells[col++] = ch;
+  }
+  return cells.join('');
 }

@@ -70,6 +70,14 @@ export class SecretPrimer {
     this.#now = now;
   }
 
+  /**
+   * The target holds more Secret values than the broker keeps (known-secrets.ts): a masked
+   * answer may echo one it does not know, so masked requests are refused.
+   */
+  get full(): boolean {
+    return this.#known.full;
+  }
+
   /** Open watches (tests, status). */
   get watching(): number {
     let n = 0;

@@ -9,6 +9,12 @@
  *   Now nothing is forgotten silently: the store holds far more, and a target whose store
  *   is full refuses masked requests (it can no longer say what to mask).
  *
+ * - The Secret watch was capped at 64 namespaces per target; past the cap a namespace was
+ *   listed once per 30 s. The agent's own reads in 64 namespaces of its choosing (they need
+ *   not exist) took every watch; a password rotated in `default` a moment after its listing
+ *   was then unknown for the period, and its echo went out in the clear. Now a listing with
+ *   no watch is not reused: the next masked request lists again.
+ *
  * Real kubectl, the API server stand-in, the real broker. Each case has a control: the same
  * read by an identity whose policy has masking off.
  */
@@ -16,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startK8sStack, TARGET, type Connection, type K8sStack } from './stack.js';
+import { eventually, startK8sStack, TARGET, type Connection, type K8sStack } from './stack.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 
 /** A plain password: nothing a detector recognises, known only because a Secret holds it. */
@@ -96,5 +102,41 @@ describe('wave 10: the Secret values the broker learnt', () => {
     const seen = await stack.kubectl(['get', 'configmap', 'app', '-n', 'default', '-o', 'yaml'], { kubeconfig: glass.kubeconfig });
     assert.equal(seen.code, 0, seen.stderr);
     assert.ok(seen.stdout.includes(PLAIN), 'control: masking off is not refused');
+  });
+});
+
+describe('wave 10: the Secret watch cap', () => {
+  let stack: K8sStack;
+  let glass: Connection;
+  const ROTATED = 'k10-rotated-db-pass-4409';
+
+  before(async () => {
+    stack = await startK8sStack({ policies: POLICIES });
+    glass = await stack.connectAs('oncall-1', ['breakglass']);
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('k10-03 64 watches taken by the agent\'s reads in namespaces of its own: a password rotated in default after its listing is still masked in its echo', async () => {
+    // Every watch the broker may open, on namespaces the agent named.
+    for (let i = 0; i < 64; i++) {
+      const r = await stack.kubectl(['get', 'configmaps', '-n', `k10-ns-${i}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    // default is listed (past the cap: no watch); the rotation lands right after.
+    const first = await stack.kubectl(['get', 'configmaps', '-n', 'default']);
+    assert.equal(first.code, 0, first.stderr);
+    stack.api.put('secrets', { metadata: { name: 'db', namespace: 'default' }, type: 'Opaque', data: { password: b64(ROTATED) } });
+    stack.api.put('configmaps', { metadata: { name: 'rotated-note', namespace: 'default' }, data: { note: `now ${ROTATED}` } });
+    const agent = await stack.kubectl(['get', 'configmap', 'rotated-note', '-n', 'default', '-o', 'yaml']);
+    assert.equal(agent.code, 0, agent.stderr);
+    assert.equal(agent.stdout.includes(ROTATED), false, `the rotated password reached the agent:\n${agent.stdout}`);
+    assert.ok(agent.stdout.includes('note: now '), agent.stdout);
+    // CONTROL: the echo is there.
+    const seen = await stack.kubectl(['get', 'configmap', 'rotated-note', '-n', 'default', '-o', 'yaml'], { kubeconfig: glass.kubeconfig });
+    assert.ok(seen.stdout.includes(ROTATED), 'control: the echo is there');
+    // The broker watched 64 namespaces: the cap was what left default without a watch.
+    await eventually('64 watches of Secrets', () => stack.api.watchers('secrets') === 64);
   });
 });

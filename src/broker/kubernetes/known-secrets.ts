@@ -17,8 +17,13 @@ import type { ValueMasker } from './value-mask.js';
 
 const MIN_LENGTH = 8;
 const MAX_LENGTH = 4096;
-/** The most values kept per target; the oldest go first. */
-const MAX_VALUES = 4096;
+/**
+ * The most values (and characters) kept per target. None is ever forgotten to make room:
+ * whoever may create Secrets could then push a password out with junk values and have its
+ * echo shown in the clear. Past these the store is full, and masked requests are refused.
+ */
+export const MAX_VALUES = 65_536;
+const MAX_CHARS = 16 * 1024 * 1024;
 
 /** Lower, upper, digit, other: how many of them `v` uses. */
 function kinds(v: string): number {
@@ -36,8 +41,10 @@ function kinds(v: string): number {
 }
 
 export class KnownSecrets {
-  /** Insertion order is age (the oldest evicted first). */
   readonly #values = new Set<string>();
+  #chars = 0;
+  /** A value could not be kept: what to mask is no longer known in full (never reset). */
+  #full = false;
   /**
    * Values by their first MIN_LENGTH characters, longest first within a key (a value inside
    * a longer one must not split it); rebuilt on change. A text is then read once, position
@@ -50,14 +57,23 @@ export class KnownSecrets {
     return this.#values.size;
   }
 
+  /** A Secret value was seen that could not be kept: an echo of it would not be masked. */
+  get full(): boolean {
+    return this.#full;
+  }
+
   /** A Secret's value (decoded) as a response carried it: kept, with the base64 its `data` holds. */
   learn(value: string): void {
     if (value.length < MIN_LENGTH || value.length > MAX_LENGTH || kinds(value) < 2) return;
     for (const form of [value, Buffer.from(value, 'utf8').toString('base64')]) {
       if (this.#values.has(form)) continue;
+      if (this.#values.size >= MAX_VALUES || this.#chars + form.length > MAX_CHARS) {
+        this.#full = true;
+        return;
+      }
       this.#values.add(form);
+      this.#chars += form.length;
       this.#byPrefix = undefined;
-      if (this.#values.size > MAX_VALUES) this.#values.delete(this.#values.values().next().value as string);
     }
   }
 

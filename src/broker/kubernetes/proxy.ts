@@ -49,7 +49,7 @@ import { readStream } from './read-stream.js';
 import { maskedKind, ObjectMasker } from './mask.js';
 import { scanTextStream } from '../masking/text-stream.js';
 import { createValueMasker, type ValueMasker } from './value-mask.js';
-import { KnownSecrets, rememberingMasker } from './known-secrets.js';
+import { KnownSecrets, MAX_VALUES, rememberingMasker } from './known-secrets.js';
 import { SecretPrimer } from './secret-primer.js';
 import { rewriteJsonLines } from './watch-stream.js';
 import { JSON_PATCH, jsonPatchRefusal, mediaType } from './json-patch.js';
@@ -538,6 +538,7 @@ class K8sConnection {
     }
     // The Secret values this request's answer may echo are known before it is forwarded.
     await this.#primeFor(up, info);
+    if (this.#primer?.full) return this.#refuse(res, rec, knownSecretsFull());
     // With masking on, every response is rewritten: asked for as uncompressed JSON (a log is
     // text whatever it is asked for; its errors are JSON), whatever the resource, since
     // copies of values live in any kind.
@@ -728,6 +729,7 @@ class K8sConnection {
       return refuse(failureStatus(503, 'ServiceUnavailable', `agentgate: ${(err as Error).message}`));
     }
     await this.#primeFor(up, gate.info);
+    if (this.#primer?.full) return refuse(knownSecretsFull());
     // On record before the API server sees it: the command starts as soon as it does.
     try {
       await this.#record(rec, null, 0, 0);
@@ -1044,4 +1046,13 @@ async function readBody(req: IncomingMessage, max: number): Promise<Buffer | und
 
 function ms(start: number): number {
   return Math.round((performance.now() - start) * 1000) / 1000;
+}
+
+/** Masked requests once the target's known Secret values could not all be kept (known-secrets.ts). */
+function knownSecretsFull(): K8sStatus {
+  return failureStatus(
+    503,
+    'ServiceUnavailable',
+    `agentgate: this target holds more Secret values than agentgate keeps (${MAX_VALUES}) to mask their echoes, so it cannot tell what a masked answer must hide; remove the Secrets that flood it (many keys, often in a namespace an agent may write), then restart the broker`,
+  );
 }

@@ -9,11 +9,14 @@
  * - After a listing the broker watches that namespace's Secrets from the listing's
  *   resourceVersion, so a Secret created or changed later is learnt as the API server
  *   announces it (milliseconds), not at the next listing. While the watch is open no
- *   listing is needed; when it ends it is resumed from the last version it saw. When that
- *   version is gone (410) the next masked request lists again; when the watch cannot be
- *   opened, at most once per PRIME_TTL_MS while there is no watch.
+ *   listing is needed; when it ends it is resumed from the last version it saw, and when
+ *   that version is gone (410) or the watch cannot be opened, the next masked request lists
+ *   again. A listing with no watch is not reused: the agent's own requests could otherwise
+ *   open MAX_WATCHES watches in namespaces of its choosing and leave the rest listed once a
+ *   period, blind to a Secret rotated in between. Only a listing that failed waits
+ *   PRIME_TTL_MS before it is tried again.
  * - A watch nobody's masked request used for WATCH_IDLE_MS is not resumed; at most
- *   MAX_WATCHES run per target (the rest list by period).
+ *   MAX_WATCHES run per target (the rest are listed at each masked request).
  * - Concurrent requests share one listing.
  * - Helm's release Secrets (type helm.sh/release.v1: compressed manifests, no credentials of
  *   their own, often megabytes) are left out by a field selector.
@@ -57,6 +60,12 @@ interface Listing {
   watch: Watch | undefined;
   /** Last time a masked request relied on this listing. */
   usedAt: number;
+  /**
+   * The listing failed (forbidden, too large, unreachable): tried again after the period. A
+   * listing that worked but has no watch (past the cap, or the watch ended) is current only
+   * at its moment: a Secret created a second later is unknown, so the next request lists.
+   */
+  failed: boolean;
 }
 
 export class SecretPrimer {
@@ -70,6 +79,14 @@ export class SecretPrimer {
     this.#known = known;
     this.#log = log;
     this.#now = now;
+  }
+
+  /**
+   * The target holds more Secret values than the broker keeps (known-secrets.ts): a masked
+   * answer may echo one it does not know, so masked requests are refused.
+   */
+  get full(): boolean {
+    return this.#known.full;
   }
 
   /** Open watches (tests, status). */
@@ -88,14 +105,14 @@ export class SecretPrimer {
     const now = this.#now();
     const current = (key: string): Listing | undefined => {
       const l = this.#listings.get(key);
-      return l && (l.pending || l.watch || now - l.at < PRIME_TTL_MS) ? l : undefined;
+      return l && (l.pending || l.watch || (l.failed && now - l.at < PRIME_TTL_MS)) ? l : undefined;
     };
     const done = current(namespace) ?? (namespace !== ALL ? current(ALL) : undefined);
     if (done) {
       done.usedAt = now;
       return done.pending ?? Promise.resolve();
     }
-    const listing: Listing = { at: now, pending: undefined, watch: undefined, usedAt: now };
+    const listing: Listing = { at: now, pending: undefined, watch: undefined, usedAt: now, failed: true };
     listing.pending = this.#list(up, namespace, listing).finally(() => {
       listing.pending = undefined;
     });
@@ -145,6 +162,7 @@ export class SecretPrimer {
       let learnt = 0;
       for (const item of Array.isArray(list.items) ? list.items : []) learnt += this.#learn(item);
       this.#log.debug('learnt Secret values before forwarding', { target: up.target.name, where, values: learnt });
+      listing.failed = false;
       const version = list.metadata?.resourceVersion;
       if (typeof version === 'string' && version !== '') this.#startWatch(up, namespace, listing, version);
     } catch (err) {
@@ -195,15 +213,14 @@ export class SecretPrimer {
       const resume = stop === undefined && !this.#closed && !watch.abort.signal.aborted && now - listing.usedAt < WATCH_IDLE_MS && now - opened >= MIN_WATCH_LIFE_MS;
       if (resume) continue;
       // 410 Gone: the version it would resume from is older than the server keeps (a quiet
-      // namespace, a long pause). Nothing is wrong with listing, so the next masked request
-      // lists again at once rather than living on what is known for a period.
+      // namespace, a long pause). Normal: the next masked request lists again, no warning.
       const expired = stop === EXPIRED;
       if (listing.watch === watch) {
         listing.watch = undefined;
-        // Otherwise the period counts from now: what the watch saw was current until it ended.
-        listing.at = expired ? 0 : now;
+        // Current until it ended, not after: the next masked request lists again.
+        listing.at = now;
       }
-      if (stop !== undefined && stop !== 'closed' && !expired) this.#log.warn('the watch of Secrets ended; they are listed again at the next masked request after the period', { target: up.target.name, where, reason: stop });
+      if (stop !== undefined && stop !== 'closed' && !expired) this.#log.warn('the watch of Secrets ended; they are listed again at the next masked request', { target: up.target.name, where, reason: stop });
       return;
     }
   }

@@ -54,6 +54,7 @@ interface Watch {
 }
 
 interface Listing {
+  /** When it was started: a failed listing is tried again PRIME_TTL_MS later. */
   at: number;
   pending: Promise<void> | undefined;
   /** Open while the watch runs: the listing then stays current. */
@@ -215,11 +216,8 @@ export class SecretPrimer {
       // 410 Gone: the version it would resume from is older than the server keeps (a quiet
       // namespace, a long pause). Normal: the next masked request lists again, no warning.
       const expired = stop === EXPIRED;
-      if (listing.watch === watch) {
-        listing.watch = undefined;
-        // Current until it ended, not after: the next masked request lists again.
-        listing.at = now;
-      }
+      // Current until it ended, not after: the next masked request lists again.
+      if (listing.watch === watch) listing.watch = undefined;
       if (stop !== undefined && stop !== 'closed' && !expired) this.#log.warn('the watch of Secrets ended; they are listed again at the next masked request', { target: up.target.name, where, reason: stop });
       return;
     }

@@ -8,6 +8,7 @@ import { createSqlGate } from '../policy/sql-gate.js';
 import { policyGrantsWrite } from '../policy/sql-rules.js';
 import { createFunctionCatalog, type FunctionCatalog } from './function-catalog.js';
 import { createCatalogLookup } from './masking-catalog.js';
+import { SchemaChanges } from './schema-changes.js';
 import { compileMaskingPlan } from '../masking/rules.js';
 import { decidingPolicy } from '../access.js';
 import { recordingSettings } from '../recording/store.js';
@@ -22,6 +23,16 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
    * resolves the functions statements call, shared by every session of the target.
    */
   const functionCatalogs = new Map<string, { catalog: FunctionCatalog; close(): void }>();
+  /** Per Postgres target, the schema changes its sessions make, which every session of it must see. */
+  const schemaChanges = new Map<string, SchemaChanges>();
+  const schemaOf = (target: PostgresTargetConfig): SchemaChanges => {
+    let s = schemaChanges.get(target.name);
+    if (!s) {
+      s = new SchemaChanges();
+      schemaChanges.set(target.name, s);
+    }
+    return s;
+  };
   /** Per Postgres target, the relations writes filled from masked columns (every session's reads follow them; saved in the state dir). */
   const writtenRelations = new Map<string, WrittenRelations>();
   const writtenOf = (target: PostgresTargetConfig): WrittenRelations => {
@@ -72,6 +83,7 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
         ...(ch.reason !== undefined ? { reason: ch.reason } : {}),
         ...(resultSample > 0 ? { resultSample } : {}),
         gate: createSqlGate(channel.identity, target.name, config, { functions: functionsOf(target), readOnly }),
+        schema: schemaOf(target),
         ...(plan ? { masking: { plan, key: deps.maskingKey, relations: functionsOf(target), written: writtenOf(target) } } : {}),
         ...(deps.approvals ? { approvals: deps.approvals } : {}),
         audit: deps.audit,

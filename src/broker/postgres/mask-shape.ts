@@ -135,6 +135,9 @@ export class ShapeResolver implements CopyShapes {
   readonly #named = new Map<string, boolean>();
   /** Relations writes filled from masked columns: read like a masked column (written-relations.ts). */
   readonly #written: WrittenRelations | undefined;
+  /** Moves on at each invalidate (a schema change): shapes resolved before are stale. */
+  #epoch = 0;
+  readonly #resolvedAt = new WeakMap<Shape, number>();
   #writtenVersion = 0;
   /** Shapes resolved before a taint, redone under the version they were redone at. */
   #retainted = new WeakMap<Shape, Shape>();
@@ -160,6 +163,15 @@ export class ShapeResolver implements CopyShapes {
 
   /** The session changed the schema: analyses made before may be wrong now. */
   invalidate(): void {
+    this.#epoch++;
+    this.expire();
+  }
+
+  /**
+   * Resolves anew from here on (the cache's time is up): shapes described before stay
+   * usable, as no schema change is known.
+   */
+  expire(): void {
     this.#provenanceCache.clear();
     this.#tables.clear();
     this.#memo = new WeakMap();
@@ -195,6 +207,8 @@ export class ShapeResolver implements CopyShapes {
       next.hideRows = true;
       delete next.firstRow;
     } else if (fields.some((f, i) => f !== shape.fields[i])) next.holdRows = true;
+    const at = this.#resolvedAt.get(shape);
+    if (at !== undefined) this.#resolvedAt.set(next, at);
     this.#retainted.set(shape, next);
     return next;
   }
@@ -228,16 +242,31 @@ export class ShapeResolver implements CopyShapes {
    * once table OIDs, provenance or detector taint are known.
    */
   #shapeWith(desc: readonly FieldDescription[], prov: Provenance | undefined | Promise<Provenance | undefined>): Shape | Promise<Shape> {
+    // Stamped with the catalog it was resolved in (an answer that lands after an invalidate is already stale).
+    const epoch = this.#epoch;
+    const stamp = (shape: Shape): Shape => {
+      this.#resolvedAt.set(shape, epoch);
+      return shape;
+    };
     const missing = this.#missingTables(desc);
     const types = this.#missingTypes(desc);
     if (missing.length === 0 && types.length === 0 && !(prov instanceof Promise)) {
       const tainted = this.#detectorTaint(prov, desc.length);
-      if (!(tainted instanceof Promise)) return this.#resolve(desc, undefined, prov, tainted);
+      if (!(tainted instanceof Promise)) return stamp(this.#resolve(desc, undefined, prov, tainted));
     }
     return (async () => {
       const [failed, p] = await Promise.all([missing.length > 0 ? this.#lookup(missing) : undefined, prov, this.#lookupTypes(types)]);
-      return this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length));
+      return stamp(this.#resolve(desc, failed, p, await this.#detectorTaint(p, desc.length)));
     })();
+  }
+
+  /**
+   * Whether `shape` was resolved before the schema last changed (invalidate): a statement
+   * described then may now read a replaced view or another relation under the name, so its
+   * rows are not read by what the Describe said.
+   */
+  stale(shape: Shape): boolean {
+    return this.#resolvedAt.get(shape) !== this.#epoch;
   }
 
   /**

@@ -263,6 +263,12 @@ export class ResultMasker {
   }
 
   /** The session changed the schema: analyses made before may be wrong now. */
+  /** What the session read of relations and statements is read again (its cache's time is up; no schema change is known). */
+  expire(): void {
+    this.#shapes.expire();
+    this.#reads.invalidate();
+  }
+
   invalidate(): void {
     this.#shapes.invalidate();
     this.#reads.invalidate();
@@ -627,7 +633,9 @@ export class ResultMasker {
     if (head?.kind !== 'execute') return this.#currentMode;
     if (this.#hiddenFor === head) return this.#hiddenCached;
     const pm = this.#portalMask(head.portal);
-    const shape = pm.shape ?? this.#statementShapes.get(head.portal.statement);
+    const described = pm.shape ?? this.#statementShapes.get(head.portal.statement);
+    // A shape from before the schema changed: the statement's own analysis decides, as when nothing described it.
+    const shape = described && !this.#shapes.stale(described) ? described : undefined;
     let mode: RowsMode | Promise<RowsMode>;
     if (shape) mode = rowsModeOf(this.#shapes.current(shape));
     else if (pm.mode !== undefined) mode = pm.mode;
@@ -695,6 +703,14 @@ export class ResultMasker {
       let plan: RowPlan;
       // A statement described after the Bind still describes the portal's columns.
       if (!pm.shape && !pm.described) pm.shape = this.#statementShapes.get(portal.statement);
+      // Described before the schema changed (another session replaced a view it reads):
+      // what the Describe said no longer identifies the columns, so they are masked whole.
+      if (pm.shape && this.#shapes.stale(pm.shape)) {
+        plan = this.#plans.unknownPlan(columnCount(frame), (i: number) => formatOf(portal.resultFormats, i));
+        this.#cachedFor = head;
+        this.#cachedPlan = plan;
+        return plan;
+      }
       // Described before a relation it reads was tainted: masked as it must be now.
       const now = pm.shape && this.#shapes.current(pm.shape);
       if (now !== pm.shape) {

@@ -28,7 +28,7 @@ import type { AuditStore, NewAuditEvent } from '../audit/store.js';
 import type { AuditActor, JsonValue } from '../../shared/audit-hash.js';
 import type { Logger } from '../log.js';
 import { FrontendReader, type BackendReader, type PgMessage } from './reader.js';
-import { BackendType, type TransactionStatus } from './protocol.js';
+import { BackendType, FrontendType, type TransactionStatus } from './protocol.js';
 import { decodeErrorResponse, decodeParameterStatus, decodeReadyForQuery, type BackendKeyData } from './decode-backend.js';
 import { contradictedSetting } from './reported-settings.js';
 import { backendKeyData, errorResponse, readyForQuery } from './build-backend.js';
@@ -49,6 +49,7 @@ import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
 import { createProvenanceCatalog } from './provenance-catalog.js';
+import type { SchemaChanges } from './schema-changes.js';
 import { writeRecorder, type WrittenRelations } from '../masking/written-relations.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
@@ -104,9 +105,14 @@ export interface PgProxySessionOptions {
   reason?: string;
   /** `recording: { results: N }`: the first N rows of each statement's result, as the client got them, go into its `query` event. */
   resultSample?: number;
+  /** The target's schema changes, shared by its sessions (schema-changes.ts); absent = this session's own only. */
+  schema?: SchemaChanges;
 }
 
 type Phase = 'startup' | 'connecting' | 'relay' | 'closed';
+
+/** How long a session's cache of relations and view definitions is kept (as the target's function catalog's). */
+const CATALOG_TTL_MS = 30_000;
 
 /** Startup parameters that do not change what a statement does: not part of the session state approvals are bound to. */
 const STATELESS_STARTUP = new Set(['client_encoding', 'application_name']);
@@ -131,6 +137,9 @@ export class PgProxySession {
   #clientKey: BackendKeyData | undefined;
   readonly #tracker: PipelineTracker;
   readonly #flow: StatementFlow;
+  readonly #unsubscribeSchema: (() => void) | undefined;
+  /** Since when this session's relation and view cache has been kept (performance.now()). */
+  #catalogSince = performance.now();
   #status: TransactionStatus = 'I';
 
   readonly #outbox: ClientOutbox;
@@ -222,11 +231,11 @@ export class PgProxySession {
       transactionStatus: () => this.#status,
       relaying: () => this.#phase === 'relay',
       closed: () => this.#phase === 'closed',
-      schemaChanged: () => {
-        options.gate.invalidate();
-        this.#provenanceCatalog?.invalidate();
-        this.#masker?.invalidate();
-      },
+      schemaChanged: () => this.#dropCatalogCache(),
+      schemaChangeRelayed: () => options.schema?.begin(this),
+      schemaChangeEnded: () => (options.schema ? options.schema.end(this) : this.#dropCatalogCache()),
+      schemaChangesElsewhere: (maxMs) => options.schema?.elsewhere(this, maxMs),
+      schemaEpoch: () => options.schema?.epoch ?? 0,
       clientTerminated: () => {
         this.#endReason = 'client terminated the session';
       },
@@ -234,6 +243,8 @@ export class PgProxySession {
       fatal: (err) => this.#fatal(err),
       recordWrites: (sql) => this.#recordWrites?.(sql),
     });
+    // Another session's confirmed schema change makes what this one cached stale too.
+    this.#unsubscribeSchema = options.schema?.subscribe(() => this.#dropCatalogCache());
     const loginMs = options.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
     this.#stopLoginTimer = startDeadline(loginMs, () => this.#fatal(loginTimedOut(loginMs)));
     client.on('data', this.#onClientData);
@@ -269,11 +280,25 @@ export class PgProxySession {
         this.#held.push(Buffer.from(m.frame));
         return;
       case 'relay':
+        if (m.type === FrontendType.query || m.type === FrontendType.parse) this.#expireCatalogCache();
         return this.#flow.frontend(m);
       case 'closed':
         return;
     }
   };
+
+  /**
+   * What this session cached of relations and view definitions is read again after
+   * CATALOG_TTL_MS, like the target's function catalog: a change made outside agentgate, or
+   * through another broker, is seen then (one made through this broker is seen at once).
+   */
+  #expireCatalogCache(): void {
+    const now = performance.now();
+    if (now - this.#catalogSince < CATALOG_TTL_MS) return;
+    this.#catalogSince = now;
+    this.#provenanceCatalog?.invalidate();
+    this.#masker?.expire();
+  }
 
   #onHandshake(m: PgMessage): void {
     const step = this.#handshake.step(m);
@@ -701,9 +726,25 @@ export class PgProxySession {
     this.#close(this.#endReason);
   }
 
+  /** What this session and its target resolved in the catalog (functions, relations, view definitions) is dropped. */
+  #dropCatalogCache(): void {
+    this.#o.gate.invalidate();
+    this.#provenanceCatalog?.invalidate();
+    this.#masker?.invalidate();
+  }
+
   #close(reason: string): void {
     if (this.#phase === 'closed') {
       return;
+    }
+    this.#unsubscribeSchema?.();
+    // A schema change this session left in flight ends when its server connection does
+    // (PostgreSQL commits or rolls it back before it reads the Terminate).
+    const schema = this.#o.schema;
+    if (schema) {
+      const up = this.#upstream;
+      if (up && !up.destroyed) up.once('close', () => schema.gone(this));
+      else schema.gone(this);
     }
     const wasRelaying = this.#phase === 'relay';
     this.#phase = 'closed';

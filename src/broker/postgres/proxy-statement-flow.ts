@@ -20,7 +20,7 @@ import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeFunctionC
 import { errorResponse, noticeResponse, readyForQuery } from './build-backend.js';
 import { bind as bindFrame, execute as executeFrame, parse as parseFrame, query as queryFrame } from './build-frontend.js';
 import { auditUnavailable, SqlState } from './errors.js';
-import type { PipelineTracker, Portal, StatementNote } from './pipeline.js';
+import type { PipelineTracker, Portal, PreparedStatement, StatementNote } from './pipeline.js';
 import { raiseStatement, type GateVerdict, type StatementGate } from './proxy-gate.js';
 import type { ProtocolSession } from '../session/protocol-session.js';
 import type { Verdict } from '../session/types.js';
@@ -59,6 +59,14 @@ export interface StatementFlowHost {
   closed(): boolean;
   /** A statement may change the schema: what was resolved in the catalog may be stale. */
   schemaChanged(): void;
+  /** A statement that changes the schema was relayed (schema-changes.ts: others wait for its end). */
+  schemaChangeRelayed(): void;
+  /** The server confirmed the transaction of this session's schema change ended: every session's cache goes. */
+  schemaChangeEnded(): void;
+  /** Undefined when no other session of the target has a schema change in flight; else resolves when one ends or after `maxMs`. */
+  schemaChangesElsewhere(maxMs: number): Promise<void> | undefined;
+  /** Moves on at each schema change that ended on the target. */
+  schemaEpoch(): number;
   /** The client sent Terminate. */
   clientTerminated(): void;
   /** Handles a replayed client message as if it had just arrived. */
@@ -100,6 +108,13 @@ interface SkipToSync {
   sent?: true;
 }
 
+/**
+ * How long a statement waits for another session's schema change to end (its transaction
+ * to commit or roll back) before it is refused: longer than a migration statement takes,
+ * short enough that a session idle in such a transaction does not stall the others unseen.
+ */
+const SCHEMA_WAIT_MS = 30_000;
+
 /** SQLSTATE of any statement sent inside an aborted transaction. */
 const IN_FAILED_TRANSACTION = '25P02';
 
@@ -128,6 +143,10 @@ export class StatementFlow {
   #schemaUnconfirmed = false;
   /** An opaque statement (GateVerdict.opaque) was relayed and the server has not answered it yet (see afterOpaqueCode). */
   #stateUnconfirmed = false;
+  /** Since when the message being judged has waited for another session's schema change (performance.now()). */
+  #schemaWaitSince: number | undefined;
+  /** The target's schema epoch each Parse was judged at: a Bind after a change judges its statement again. */
+  readonly #parsedAt = new WeakMap<PreparedStatement, number>();
   /** Refusals in flight, oldest first: the server's raised error is swapped for this frame. */
   #refusals: { code: string; frame: Buffer }[] = [];
   /**
@@ -191,6 +210,14 @@ export class StatementFlow {
         const st = t.statement(b.statement);
         if (st === 'wait') return this.#waitForServer(m.frame);
         if (st === 'unknown') return this.#refuseUnknown('Bind', 'prepared statement', b.statement, b.paramCount);
+        // Bind plans the statement (and folds IMMUTABLE calls): after a schema change since its
+        // Parse was judged, it may run other code (a replaced function, view) than was judged.
+        if (this.#parsedAt.get(st) !== h.schemaEpoch()) {
+          const verdict = this.#judge(m.frame, st.sql, st.declaredTypes);
+          if (!verdict) return;
+          if (verdict.runsCode) return this.#refuseParse(verdict, st.sql, st.name);
+          this.#parsedAt.set(st, h.schemaEpoch());
+        }
         // Its values are kept (a copy) only when there are any: an approval is bound to them.
         t.bind(b.portal, st, b.paramCount, b.resultFormats, b.paramCount > 0 ? Buffer.from(m.body) : undefined);
         break;
@@ -248,7 +275,8 @@ export class StatementFlow {
     }
     const verdict = h.gate.judge(sql, prepared, portals, paramTypes);
     if (verdict.ddl) h.schemaChanged();
-    const judged = this.#unconfirmed(verdict);
+    const judged = this.#afterSchemaChangesElsewhere(frame, this.#unconfirmed(verdict));
+    if (!judged) return undefined;
     if (judged.effect !== 'deny') {
       const recording = h.recordWrites?.(sql);
       if (recording === 'unsaved') {
@@ -262,6 +290,29 @@ export class StatementFlow {
       }
     }
     return judged;
+  }
+
+  /**
+   * The verdict, or undefined when the message must wait (deferred, judged again) for
+   * another session's schema change in flight to end (schema-changes.ts); refused after
+   * SCHEMA_WAIT_MS. Transaction control never waits: this session may hold the lock the
+   * change is waiting for.
+   */
+  #afterSchemaChangesElsewhere<V extends GateVerdict>(frame: Buffer, v: V): V | undefined {
+    if (v.effect !== 'deny' && !onlyTransactionControl(v)) {
+      const elsewhere = this.#h.schemaChangesElsewhere(SCHEMA_WAIT_MS);
+      if (elsewhere) {
+        const since = (this.#schemaWaitSince ??= performance.now());
+        if (performance.now() - since < SCHEMA_WAIT_MS) {
+          this.#waitForLookup(frame, elsewhere);
+          return undefined;
+        }
+        this.#schemaWaitSince = undefined;
+        return { ...v, effect: 'deny', rule: null, reason: afterSchemaWait(), runsCode: true };
+      }
+    }
+    this.#schemaWaitSince = undefined;
+    return v;
   }
 
   /** The verdict, refused while an earlier statement's effects on the schema or the session are not confirmed. */
@@ -308,24 +359,26 @@ export class StatementFlow {
     const p = decodeParse(m.body);
     const verdict = this.#judge(m.frame, p.sql, p.paramTypes);
     if (!verdict) return;
-    if (verdict.runsCode) {
-      h.counts.denied++;
-      const reason =
-        verdict.effect === 'deny'
-          ? verdict.reason
-          : `${verdict.reason}: it runs code with side effects, which parsing and planning may run before an approval (send it as a simple Query to have it held)`;
-      const note = verdict.effect === 'deny' ? noteOf(verdict) : { ...noteOf(verdict), effect: 'deny' as const, reason };
-      this.#skipUntilSync = {
-        sql: p.sql,
-        params: 0,
-        statement: p.statement,
-        note,
-        raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${reason}`, denyHint(verdict)),
-      };
-      return;
-    }
-    h.tracker.parse(p.statement, p.sql, p.paramTypes.length, p.paramTypes);
+    if (verdict.runsCode) return this.#refuseParse(verdict, p.sql, p.statement);
+    this.#parsedAt.set(h.tracker.parse(p.statement, p.sql, p.paramTypes.length, p.paramTypes), h.schemaEpoch());
     h.send(m.frame);
+  }
+
+  /** A Parse (or a Bind judged again) whose statement runs code it may not: refused with its batch. */
+  #refuseParse(verdict: GateVerdict, sql: string, statement: string): void {
+    this.#h.counts.denied++;
+    const reason =
+      verdict.effect === 'deny'
+        ? verdict.reason
+        : `${verdict.reason}: it runs code with side effects, which parsing and planning may run before an approval (send it as a simple Query to have it held)`;
+    const note = verdict.effect === 'deny' ? noteOf(verdict) : { ...noteOf(verdict), effect: 'deny' as const, reason };
+    this.#skipUntilSync = {
+      sql,
+      params: 0,
+      statement,
+      note,
+      raise: this.#refusalSql(SqlState.insufficientPrivilege, `agentgate: ${reason}`, denyHint(verdict)),
+    };
   }
 
   #onExecute(m: PgMessage): void {
@@ -392,7 +445,8 @@ export class StatementFlow {
     const call = decodeFunctionCall(m.body);
     const lookup = h.gate.prepareFunctionCall(call.oid);
     if (lookup) return this.#waitForLookup(m.frame, lookup);
-    const verdict = this.#unconfirmed(h.gate.judgeFunctionCall(call.oid, call.argCount));
+    const verdict = this.#afterSchemaChangesElsewhere(m.frame, this.#unconfirmed(h.gate.judgeFunctionCall(call.oid, call.argCount)));
+    if (!verdict) return;
     const t = h.tracker;
     if (verdict.effect === 'allow') {
       h.counts.allowed++;
@@ -483,7 +537,7 @@ export class StatementFlow {
     // catalog connection sees what this session sees again, once what was cached is dropped.
     if (this.#schemaUnconfirmed && this.#h.transactionStatus() === 'I' && !this.#h.tracker.busy) {
       this.#schemaUnconfirmed = false;
-      this.#h.schemaChanged();
+      this.#h.schemaChangeEnded();
     }
     // The opaque statement has been answered: whatever it changed the server has reported.
     if (this.#stateUnconfirmed && !this.#h.tracker.busy) this.#stateUnconfirmed = false;
@@ -667,7 +721,10 @@ export class StatementFlow {
    * change the session state binds later approvals to it.
    */
   #stateChange(verdict: GateVerdict, sql: string): void {
-    if (verdict.ddl) this.#schemaUnconfirmed = true;
+    if (verdict.ddl) {
+      this.#schemaUnconfirmed = true;
+      this.#h.schemaChangeRelayed();
+    }
     if (verdict.opaque) this.#stateUnconfirmed = true;
     if (verdict.sessionState !== true && verdict.opaque !== true) return;
     this.#recordState(sql, this.#h.auditText(sql));
@@ -755,6 +812,10 @@ function afterOpaqueCode(v: GateVerdict): GateVerdict {
   if (v.effect === 'deny') return v;
   const reason = 'an earlier statement runs code that may change the session\'s settings, and its answer (which reports them) has not arrived: wait for it, then run this';
   return { ...v, effect: 'deny', rule: null, reason, runsCode: true };
+}
+
+function afterSchemaWait(): string {
+  return `another session changed the schema of this target in a transaction that has not ended for ${SCHEMA_WAIT_MS / 1000} s, and this statement would run against what it changes (judged on the schema as it was): try again once that transaction is committed or rolled back`;
 }
 
 function onlyTransactionControl(v: GateVerdict): boolean {

@@ -10,6 +10,7 @@ import { openSqliteAuditStore } from './audit/sqlite-store.js';
 import { openPostgresStore, type PostgresStore } from './pgstore/audit-store.js';
 import { loadOrCreateBrokerId } from './pgstore/broker-id.js';
 import type { SharedWrittenRelations } from './pgstore/written-relations.js';
+import type { SharedSchemaChanges } from './pgstore/schema-changes.js';
 import type { ReceiptStore } from './receipts/types.js';
 import { createLogger, type Logger } from './log.js';
 import { startBroker, type RunningBroker, type StartBrokerOptions } from './server.js';
@@ -85,10 +86,13 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   let approvals: ApprovalService = localApprovals;
   // Several brokers: a copy of a masked column written through one reads masked through all.
   let sharedWritten: SharedWrittenRelations | undefined;
+  // Several brokers: a schema change made through one drops what the others cached of it.
+  let sharedSchema: SharedSchemaChanges | undefined;
   if (pgStore) {
     try {
       approvals = await pgStore.shareApprovals(localApprovals);
       sharedWritten = await pgStore.shareWrittenRelations();
+      sharedSchema = await pgStore.shareSchemaChanges();
     } catch (err) {
       await approvals.close();
       await pgStore.close();
@@ -97,6 +101,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
   }
   const closeWritten = async (): Promise<void> => {
     await sharedWritten?.close();
+    await sharedSchema?.close();
   };
   let brokerUrl = `https://${config.listen.host}:${config.listen.port}`;
   const receipts = createReceiptService({ config, keys, audit: store, logger: logger.child({ component: 'receipts' }), brokerUrl: () => brokerUrl, ...(receiptStore ? { store: receiptStore } : {}) });
@@ -137,6 +142,7 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     approvals,
     maskingKey: loadOrCreateMaskingKey(config.stateDir),
     ...(sharedWritten ? { writtenRelations: sharedWritten } : {}),
+    ...(sharedSchema ? { schemaChanges: sharedSchema } : {}),
     sshHostKey: keys.sshHostKey,
     onSessionEnd,
   });

@@ -13,6 +13,7 @@ import type { ApprovalService } from './approvals/types.js';
 import type { SessionLease } from './live-sessions.js';
 import type { SessionSummary } from './session-summary.js';
 import type { WrittenRelations } from './masking/written-relations.js';
+import type { SchemaChanges } from './postgres/schema-changes.js';
 
 export interface ChannelRouterDeps {
   config: BrokerConfig;
@@ -30,6 +31,8 @@ export interface ChannelRouterDeps {
    * PostgreSQL store); without it, in the broker's state dir. `local`: what the state dir held.
    */
   writtenRelations?: { open(target: string, local?: readonly string[]): WrittenRelations };
+  /** Where Postgres targets' schema changes are told to the other brokers on the store; without it, this broker's sessions only. */
+  schemaChanges?: { open(target: string): SchemaChanges };
   /** The broker's SSH host key (private): local ssh clients of SSH targets pin it. Without it SSH targets are refused. */
   sshHostKey?: string;
 }

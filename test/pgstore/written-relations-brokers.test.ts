@@ -1,10 +1,15 @@
 /**
- * A copy of a masked column made through one broker reads masked through another on the
- * same PostgreSQL store — all real parts: two broker processes, a real `agentgate connect`
- * through each, one OIDC issuer, PostgreSQL 15 for the target and for the store. Before the
- * taint was shared, broker B (which never saw the write) returned the copy raw.
+ * What one broker learns of a target's masked data reaches another on the same PostgreSQL
+ * store — all real parts: two broker processes, a real `agentgate connect` through each, one
+ * OIDC issuer, PostgreSQL 15 for the target and for the store.
+ * - A copy of a masked column made through one broker reads masked through the other. Before
+ *   the taint was shared, broker B (which never saw the write) returned the copy raw.
+ * - A view replaced through one broker is read by its new definition in a session of the
+ *   other that cached the old one. Before schema changes were told, B's session read the
+ *   masked column raw through the view for as long as its cache lived.
  */
 import { after, before, test } from 'node:test';
+import pg from 'pg';
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,12 +28,15 @@ let storeDb: PgServer;
 let issuer: TestIssuer;
 let dir: string;
 const procs: Proc[] = [];
+let viaA: string;
+let viaB: string;
 
 before(async () => {
   [target, storeDb, issuer] = await Promise.all([startPostgres(), startPostgres(), startTestIssuer()]);
   dir = await mkdtemp(join(tmpdir(), 'agentgate-shared-taint-'));
   await target.psql(`CREATE TABLE users (id int PRIMARY KEY, email text); INSERT INTO users VALUES (1, '${EMAIL}');
     CREATE SCHEMA scratch AUTHORIZATION app; GRANT SELECT ON users TO app;`);
+  [viaA, viaB] = await startBrokers();
 });
 
 after(async () => {
@@ -39,7 +47,8 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('a copy of a masked column written through broker A reads masked through broker B', async () => {
+/** Brokers A and B on one store, and a `connect` through each: their local URLs. */
+async function startBrokers(): Promise<[string, string]> {
   const ports = { a: await freePort(), b: await freePort() };
   const configPath = async (name: 'a' | 'b'): Promise<string> => {
     const path = join(dir, `agentgate-${name}.yaml`);
@@ -85,8 +94,10 @@ test('a copy of a masked column written through broker A reads masked through br
     await eventually(`the connection details from ${name}`, () => proc.out.trim().endsWith('}') || (proc.child.exitCode !== null && assert.fail(proc.err)), 20_000);
     return (JSON.parse(proc.out) as { url: string }).url;
   };
-  const [viaA, viaB] = await Promise.all([connect('a', fpA), connect('b', fpB)]);
+  return Promise.all([connect('a', fpA), connect('b', fpB)]);
+}
 
+test('a copy of a masked column written through broker A reads masked through broker B', async () => {
   // Both brokers mask the column itself.
   for (const url of [viaA, viaB]) assert.notEqual((await run(url, 'SELECT email FROM users'))[0]?.['email'], EMAIL);
   // Through B, a relation nobody copied anything into reads as it is (control).
@@ -104,4 +115,27 @@ test('a copy of a masked column written through broker A reads masked through br
   assert.equal(throughB, throughA, 'the same mask through both');
   // The taint is in the store, once.
   assert.equal((await storeDb.psql("SELECT string_agg(name, ',') FROM written_relations WHERE target = 'pg'")).trim(), 'copy');
+});
+
+test('a view replaced through broker A is read by its new definition in a session of broker B that cached the old one', async () => {
+  const LOCAL = EMAIL.split('@')[0]!;
+  await run(viaA, "CREATE VIEW scratch.v AS SELECT id, 'plain'::text AS x FROM users");
+  const b = new pg.Client({ connectionString: viaB });
+  b.on('error', () => {});
+  await b.connect();
+  try {
+    const read = async (): Promise<unknown> => (await b.query('SELECT x FROM scratch.v'))?.rows[0]?.['x'];
+    // B's session resolves the view, and caches its definition.
+    assert.equal(await read(), 'plain');
+    await run(viaA, `CREATE OR REPLACE VIEW scratch.v AS SELECT id, split_part(email, '@', 1) AS x FROM users`);
+    // CONTROL: the view now returns the local part (read directly).
+    assert.equal((await target.psql('SELECT x FROM scratch.v')).trim(), LOCAL);
+    // Told within milliseconds; without the note B's session kept its cache for 30 s.
+    await eventually('B to read the replaced view masked', async () => {
+      const x = await read();
+      return typeof x === 'string' && x !== 'plain' && !x.includes(LOCAL);
+    }, 10_000);
+  } finally {
+    await b.end().catch(() => {});
+  }
 });

@@ -55,6 +55,7 @@ import type { ReceiptStore } from '../receipts/types.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { createSharedApprovals, type SharedApprovals } from './approvals.js';
 import { createSharedWrittenRelations, type SharedWrittenRelations } from './written-relations.js';
+import { createSharedSchemaChanges, type SharedSchemaChanges } from './schema-changes.js';
 
 export interface PostgresStoreOptions {
   /** Names this broker in the events it writes (crash recovery reads its own). */
@@ -177,6 +178,11 @@ export class PostgresStore implements AuditStore {
   /** Write taint shared with the other brokers on this store (written-relations.ts). */
   shareWrittenRelations(opts: { retryMs?: number } = {}): Promise<SharedWrittenRelations> {
     return createSharedWrittenRelations({ pool: this.#pool, clientConfig: this.#config, brokerId: this.brokerId, logger: this.#logger, ...opts });
+  }
+
+  /** Schema changes told to the other brokers on this store (schema-changes.ts). */
+  shareSchemaChanges(opts: { retryMs?: number } = {}): Promise<SharedSchemaChanges> {
+    return createSharedSchemaChanges({ pool: this.#pool, clientConfig: this.#config, brokerId: this.brokerId, logger: this.#logger, ...opts });
   }
 
   stats(): PostgresStoreStats {

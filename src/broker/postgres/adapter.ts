@@ -28,7 +28,7 @@ export const postgresAdapter: AdapterFactory<PostgresTargetConfig> = (deps) => {
   const schemaOf = (target: PostgresTargetConfig): SchemaChanges => {
     let s = schemaChanges.get(target.name);
     if (!s) {
-      s = new SchemaChanges();
+      s = deps.schemaChanges?.open(target.name) ?? new SchemaChanges();
       schemaChanges.set(target.name, s);
     }
     return s;

@@ -16,15 +16,23 @@
  *   and are judged again then. Transaction control never waits (a session may hold the lock
  *   the change waits for), and a wait is bounded by the caller.
  *
- * Several brokers on one target do not see each other's changes in flight; their caches
- * expire (README, "Limits").
+ * Several brokers on one PostgreSQL store tell each other when a change ended
+ * (pgstore/schema-changes.ts: `published`, `endedElsewhere`), so their caches go within
+ * milliseconds; they do not see each other's changes in flight, and without the store their
+ * caches expire (30 s).
  */
 export class SchemaChanges {
+  /** Told when a change of this broker's ended (the store publishes it to the others). */
+  readonly #published: (() => void) | undefined;
   /** Sessions whose schema change is relayed and not confirmed ended. */
   readonly #inFlight = new Set<object>();
   readonly #listeners = new Set<() => void>();
   #waiters: (() => void)[] = [];
   #epoch = 0;
+
+  constructor(opts: { published?: () => void } = {}) {
+    this.#published = opts.published;
+  }
 
   /** Moves on at every schema change that ended: what was judged before may be stale. */
   get epoch(): number {
@@ -39,6 +47,16 @@ export class SchemaChanges {
   /** `session`'s change ended (the server confirmed its transaction ended): every session drops its cache. */
   end(session: object): void {
     this.#inFlight.delete(session);
+    this.#changed();
+    this.#published?.();
+  }
+
+  /** Another broker's session changed the schema (or notifications were lost): every session drops its cache. */
+  endedElsewhere(): void {
+    this.#changed();
+  }
+
+  #changed(): void {
     this.#epoch++;
     for (const fn of this.#listeners) fn();
     const waiters = this.#waiters;

@@ -28,7 +28,7 @@ import { ApprovalServiceError, type ApprovalErrorCode } from '../approvals/error
 import type { ApprovalChange, ApprovalRequest, ApprovalService } from '../approvals/types.js';
 import { isListedFor } from '../approvals/view.js';
 import { MAX_PAGE } from '../approvals/service.js';
-import { StoreListener } from './store-listener.js';
+import { parseNote, StoreListener } from './store-listener.js';
 
 const CHANNEL = 'agentgate_approvals';
 /** How long a decision relayed to another broker may take before the caller is told. */
@@ -153,12 +153,8 @@ export async function createSharedApprovals(opts: SharedApprovalsOptions): Promi
   };
 
   const onNote = (payload: string | undefined): void => {
-    let n: Note;
-    try {
-      n = JSON.parse(payload ?? '') as Note;
-    } catch {
-      return;
-    }
+    const n = parseNote<Note>(payload);
+    if (!n) return;
     const step =
       n.t === 'req' ? (n.owner === brokerId ? Promise.resolve() : reload(n.id))
       : n.t === 'dec' ? (n.owner === brokerId ? applyDecisions() : Promise.resolve())

@@ -16,7 +16,7 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { SchemaChanges } from '../postgres/schema-changes.js';
-import { StoreListener } from './store-listener.js';
+import { parseNote, StoreListener } from './store-listener.js';
 
 const CHANNEL = 'agentgate_schema_changes';
 
@@ -48,12 +48,8 @@ export async function createSharedSchemaChanges(opts: SharedSchemaChangesOptions
   const opened = new Map<string, SchemaChanges>();
 
   const onNote = (payload: string | undefined): void => {
-    let n: Note;
-    try {
-      n = JSON.parse(payload ?? '') as Note;
-    } catch {
-      return;
-    }
+    const n = parseNote<Note>(payload);
+    if (!n) return;
     if (typeof n.target !== 'string' || n.broker === brokerId) return;
     opened.get(n.target)?.endedElsewhere();
   };

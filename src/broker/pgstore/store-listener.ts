@@ -22,6 +22,15 @@ export interface StoreListenerOptions {
   onLost?(): void;
 }
 
+/** A note's JSON payload; undefined when it is not JSON (a stray NOTIFY on the channel). Its fields are the caller's to check. */
+export function parseNote<T>(payload: string | undefined): T | undefined {
+  try {
+    return JSON.parse(payload ?? '') as T;
+  } catch {
+    return undefined;
+  }
+}
+
 export class StoreListener {
   readonly #o: StoreListenerOptions;
   #client: pg.Client | undefined;

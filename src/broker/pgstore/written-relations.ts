@@ -23,7 +23,7 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { WrittenRelations } from '../masking/written-relations.js';
-import { StoreListener } from './store-listener.js';
+import { parseNote, StoreListener } from './store-listener.js';
 
 const CHANNEL = 'agentgate_written_relations';
 /** NOTIFY payloads must stay under 8000 bytes: names are sent in chunks of about this size. */
@@ -90,12 +90,8 @@ export async function createSharedWrittenRelations(opts: SharedWrittenRelationsO
   };
 
   const onNote = (payload: string | undefined): void => {
-    let n: Note;
-    try {
-      n = JSON.parse(payload ?? '') as Note;
-    } catch {
-      return;
-    }
+    const n = parseNote<Note>(payload);
+    if (!n) return;
     if (typeof n.target !== 'string' || !Array.isArray(n.names) || !n.names.every((x) => typeof x === 'string')) return;
     learn(n.target, n.names);
   };

@@ -348,6 +348,11 @@ export class SqliteAuditStore implements AuditStore {
     return this.#failed;
   }
 
+  /** 0 or 1: this store fails for good. */
+  get failures(): number {
+    return this.#failed ? 1 : 0;
+  }
+
   head(): AuditHead {
     return { ...this.#head };
   }

@@ -1,0 +1,169 @@
+/**
+ * Audit completeness under faults, wave 1: "no statement without a record".
+ *
+ * The guarantee: a statement's intent is durable before it is forwarded; its outcome is
+ * durable before the client sees it complete; an intent without an outcome reads
+ * `outcome: unknown` once the log can say so. These cases break the audit store for real
+ * (a PostgreSQL store's connections terminated and its database closed to connections; the
+ * SQLite journal made immutable with chattr +i) while a statement runs, through the real
+ * clients (node-postgres, OpenSSH).
+ *
+ * wf1-01 A statement ran while the PostgreSQL store went away; the store came back without a
+ *        restart. Its intent stayed without an outcome, and its session without an end or a
+ *        receipt, for good (a clean stop later did not look back either).
+ * wf1-02 An SSH command finished while the store could not take its outcome: the client was
+ *        still told its exit status 0, as if the command had completed on record.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startPostgres, type PgServer } from '../helpers/postgres.js';
+import { freezeAuditJournal } from '../helpers/audit-faults.js';
+import { eventually } from '../helpers/eventually.js';
+import { startPgStack, type PgStack } from '../postgres/stack.js';
+import { TARGET as SSH_TARGET, startSshStack, type SshStack } from '../ssh/stack.js';
+import { Secret } from '../../src/shared/secret.js';
+import { verifyStore } from '../../src/broker/audit/store.js';
+import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
+
+const STORE_DB = 'agstore';
+
+/** Runs one statement on a fresh connection through the tunnel. */
+async function query(url: string, sql: string): Promise<pg.QueryResult> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    return await c.query(sql);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+const sessionEvents = (events: AuditRecord[], session: string): AuditRecord[] => events.filter((e) => e.session === session);
+
+describe('wave 1 faults: a PostgreSQL audit store that goes away and comes back', { timeout: 180_000 }, () => {
+  let store: PgServer;
+  let stack: PgStack;
+  before(async () => {
+    store = await startPostgres();
+    await store.psql(`CREATE DATABASE ${STORE_DB} OWNER app`, { database: 'postgres' });
+    const url = store.url().replace(/\/app$/, `/${STORE_DB}`);
+    stack = await startPgStack({ config: { store: { kind: 'postgres', url: new Secret(url, '${env:AG_STORE_URL}') } } });
+    await stack.pg.psql('CREATE TABLE wf1 (x int); GRANT ALL ON wf1 TO app;');
+  });
+  after(async () => {
+    // Whatever a failed case left behind: the store answers again before the broker closes.
+    await store?.psql(`ALTER DATABASE ${STORE_DB} ALLOW_CONNECTIONS true`, { database: 'postgres' }).catch(() => {});
+    await stack?.close();
+    await store?.stop();
+  });
+
+  test('control: with the store up a statement has its intent, its outcome, and its session an end and a receipt', async () => {
+    const r = await query(stack.url, 'insert into wf1 values (1)');
+    assert.equal(r.rowCount, 1);
+    const events = await eventually('the session to end on record', async () => {
+      const all = await stack.events();
+      const intent = all.find((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('values (1)'));
+      return intent && all.some((e) => e.session === intent.session && e.type === 'session.end') ? sessionEvents(all, intent.session!) : undefined;
+    });
+    const intent = events.find((e) => e.type === 'query.intent')!;
+    const outcome = events.find((e) => e.type === 'query' && e.detail['id'] === intent.detail['id']);
+    assert.equal(outcome?.outcome?.status, 'ok');
+    await eventually('the receipt', () => stack.broker.receipts.get(intent.session!));
+  });
+
+  test('wf1-01: a statement that ran while the store was down gets outcome unknown, and its session an end and a receipt, once the store is back', async () => {
+    const c = new pg.Client({ connectionString: stack.url });
+    c.on('error', () => {});
+    await c.connect();
+    const running = c.query('insert into wf1 select 2 from pg_sleep(2)');
+    running.catch(() => {});
+    // Its intent is durable: the statement is forwarded and runs upstream.
+    const intent = await eventually('the intent on record', async () => (await stack.events()).find((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('pg_sleep(2)')), 15_000);
+    const session = intent.session!;
+    await eventually('the statement running upstream', async () => (await stack.pg.psql("select count(*) from pg_stat_activity where query like 'insert into wf1 select 2%'")).trim() === '1');
+
+    // The store goes away: its connections are cut and the database takes no new ones.
+    await store.psql(`ALTER DATABASE ${STORE_DB} ALLOW_CONNECTIONS false; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${STORE_DB}'`, { database: 'postgres' });
+    await eventually('the store to fail closed', () => stack.broker.audit.failed !== undefined);
+
+    // The client is not told the statement completed: its outcome could not be recorded.
+    await assert.rejects(running, (e: Error) => /audit log is unavailable/.test(e.message));
+    await c.end().catch(() => {});
+    // Control: the statement did run upstream (so the log must not leave it open).
+    assert.equal((await stack.pg.psql('select count(*) from wf1 where x = 2')).trim(), '1');
+
+    // The store comes back; the broker was never restarted.
+    await store.psql(`ALTER DATABASE ${STORE_DB} ALLOW_CONNECTIONS true`, { database: 'postgres' });
+    await eventually('the store to recover', () => stack.broker.audit.failed === undefined, 30_000);
+
+    const events = await eventually(
+      'the session to be closed on record',
+      async () => {
+        const mine = sessionEvents(await stack.events(), session);
+        return mine.some((e) => e.type === 'session.end') ? mine : undefined;
+      },
+      20_000,
+    );
+    const outcomes = events.filter((e) => e.type === 'query' && e.detail['id'] === intent.detail['id']);
+    assert.equal(outcomes.length, 1, 'one outcome for the intent');
+    assert.equal(outcomes[0]!.outcome?.status, 'unknown');
+    assert.equal(outcomes[0]!.detail['intent_seq'], intent.seq);
+    const end = events.filter((e) => e.type === 'session.end');
+    assert.equal(end.length, 1);
+    assert.equal(end[0]!.detail['reason'], 'audit log unavailable');
+    assert.equal(end[0]!.detail['unknown'], 1);
+    const verified = await verifyStore(stack.broker.audit);
+    assert.equal(verified.ok, true, JSON.stringify(verified));
+
+    // Its receipt says one statement's outcome is unknown.
+    const receipt = await eventually('the session receipt', () => stack.broker.receipts.get(session));
+    const payload = JSON.parse(Buffer.from(receipt.envelope.payload, 'base64').toString('utf8')) as { predicate: { counts: { unknown?: number } } };
+    assert.equal(payload.predicate.counts.unknown, 1);
+
+    // Ordinary use goes on after the outage, on record.
+    assert.equal((await query(stack.url, 'insert into wf1 values (3)')).rowCount, 1);
+    await eventually('the later statement on record', async () => (await stack.events()).some((e) => e.type === 'query' && String(e.detail['sql']).includes('values (3)') && e.outcome?.status === 'ok'));
+  });
+});
+
+const SSH_POLICIES: PolicyConfig[] = [
+  { name: 'agents-ssh', subjects: { groups: ['ai-agents'] }, targets: [SSH_TARGET], rules: [{ name: 'run', ssh: { commands: ['touch *', 'sleep *'] }, effect: 'allow', extra: {} }] },
+];
+
+describe('wave 1 faults: an SSH command whose outcome cannot be recorded', { timeout: 120_000 }, () => {
+  let stack: SshStack;
+  let thaw: (() => void) | undefined;
+  before(async () => {
+    stack = await startSshStack(SSH_POLICIES);
+  });
+  after(async () => {
+    thaw?.(); // before the broker closes: it deletes the journal
+    await stack?.close();
+  });
+
+  test('control: a recorded command returns its exit status, with its outcome on record', async () => {
+    const marker = join(stack.tmp.path, 'control-marker');
+    const r = await stack.run('ssh', ['-F', stack.sshConfig, SSH_TARGET, `touch ${marker}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(marker), true);
+    const events = await stack.events();
+    const outcome = events.find((e) => e.type === 'ssh.command' && String(e.detail['command']).includes('control-marker'));
+    assert.equal(outcome?.outcome?.status, 'ok');
+  });
+
+  test('wf1-02: a command that finished while its outcome could not be recorded is not reported to the client as exit status 0', async () => {
+    const running = stack.run('ssh', ['-F', stack.sshConfig, SSH_TARGET, 'sleep 2'], { timeoutMs: 30_000 });
+    await eventually('the intent on record', async () => (await stack.events()).some((e) => e.type === 'ssh.command.intent' && e.detail['command'] === 'sleep 2'));
+    const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
+    thaw = freezeAuditJournal(path);
+    const r = await running;
+    assert.ok(stack.broker.audit.failed, 'the store failed on the outcome');
+    assert.notEqual(r.code, 0, 'no exit status 0 without the outcome on record');
+    assert.match(r.stderr, /AG_AUDIT_WRITE_FAILED: the audit log is unavailable, so the end of this command could not be recorded/);
+  });
+});

@@ -13,10 +13,13 @@
  *        receipt, for good (a clean stop later did not look back either).
  * wf1-02 An SSH command finished while the store could not take its outcome: the client was
  *        still told its exit status 0, as if the command had completed on record.
+ * wf1-03 The SQLite audit database removed from the state directory while the broker ran:
+ *        every later event was committed into the unlinked file and acknowledged, statements
+ *        ran, and the next start began a new, empty chain (the log before it gone).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PgServer } from '../helpers/postgres.js';
@@ -165,5 +168,46 @@ describe('wave 1 faults: an SSH command whose outcome cannot be recorded', { tim
     assert.ok(stack.broker.audit.failed, 'the store failed on the outcome');
     assert.notEqual(r.code, 0, 'no exit status 0 without the outcome on record');
     assert.match(r.stderr, /AG_AUDIT_WRITE_FAILED: the audit log is unavailable, so the end of this command could not be recorded/);
+  });
+});
+
+describe('wave 1 faults: the SQLite audit database removed while the broker runs', { timeout: 120_000 }, () => {
+  let stack: PgStack;
+  before(async () => {
+    stack = await startPgStack();
+    await stack.pg.psql('CREATE TABLE wf3 (x int); GRANT ALL ON wf3 TO app;');
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('wf1-03: the store fails closed instead of writing into the removed file, and the next start still holds the log', async () => {
+    // Control: recorded as usual.
+    assert.equal((await query(stack.url, 'insert into wf3 values (1)')).rowCount, 1);
+    await eventually('the control statement on record', async () => (await stack.events()).some((e) => e.type === 'query' && String(e.detail['sql']).includes('values (1)') && e.outcome?.status === 'ok'));
+
+    const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
+    assert.equal(existsSync(path), false);
+
+    // The next events go to the writer: the file it writes is not the one on disk any more.
+    // (This statement's own events are in the journal, so whether it ran is not the question.)
+    await query(stack.url, 'insert into wf3 values (2)').catch(() => undefined);
+    await eventually('the store to fail closed', () => stack.broker.audit.failed, 15_000);
+    assert.match(String(stack.broker.audit.failed?.message), /removed or replaced/);
+    assert.equal((stack.broker.audit.failed as Error & { code?: string }).code, 'AG_AUDIT_WRITE_FAILED');
+
+    // Nothing more runs unrecorded.
+    await assert.rejects(query(stack.url, 'insert into wf3 values (3)'), (e: Error) => /audit log is unavailable/.test(e.message));
+    assert.equal((await stack.pg.psql('select count(*) from wf3 where x = 3')).trim(), '0');
+
+    // The next start finds the log, not a new empty chain: the control statement is still in it.
+    await stack.restartBroker();
+    const events = await stack.events();
+    assert.equal(events[0]?.seq, 1);
+    assert.ok(events.some((e) => e.type === 'query' && String(e.detail['sql']).includes('values (1)') && e.outcome?.status === 'ok'), 'the control statement is still on record');
+    assert.ok(events.some((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('values (2)')), 'the statement after the removal is on record');
+    const verified = await verifyStore(stack.broker.audit);
+    assert.equal(verified.ok, true, JSON.stringify(verified));
   });
 });

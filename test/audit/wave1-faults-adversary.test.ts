@@ -13,6 +13,9 @@
  *        receipt, for good (a clean stop later did not look back either).
  * wf1-02 An SSH command finished while the store could not take its outcome: the client was
  *        still told its exit status 0, as if the command had completed on record.
+ * wf1-04 A pipelined statement (Execute, Flush, Execute, then one Sync) whose outcome could not be
+ *        recorded: the client was sent its CommandComplete anyway (only the ReadyForQuery
+ *        waited for the outcomes).
  * wf1-03 The SQLite audit database removed from the state directory while the broker ran:
  *        every later event was committed into the unlinked file and acknowledged, statements
  *        ran, and the next start began a new, empty chain (the log before it gone).
@@ -26,6 +29,10 @@ import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { freezeAuditJournal } from '../helpers/audit-faults.js';
 import { eventually } from '../helpers/eventually.js';
 import { startPgStack, type PgStack } from '../postgres/stack.js';
+import { RawPg, type Msg } from '../postgres/raw-client.js';
+import * as fe from '../../src/broker/postgres/build-frontend.js';
+import { BackendType } from '../../src/broker/postgres/protocol.js';
+import { decodeCommandComplete, decodeErrorResponse } from '../../src/broker/postgres/decode-backend.js';
 import { TARGET as SSH_TARGET, startSshStack, type SshStack } from '../ssh/stack.js';
 import { Secret } from '../../src/shared/secret.js';
 import { verifyStore } from '../../src/broker/audit/store.js';
@@ -209,5 +216,51 @@ describe('wave 1 faults: the SQLite audit database removed while the broker runs
     assert.ok(events.some((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('values (2)')), 'the statement after the removal is on record');
     const verified = await verifyStore(stack.broker.audit);
     assert.equal(verified.ok, true, JSON.stringify(verified));
+  });
+});
+
+/** Parse, Bind and Execute of `sql` on the unnamed statement and portal (no Sync). */
+const pipelined = (sql: string): Buffer[] => [fe.parse('', sql), fe.bind('', '', []), fe.execute('')];
+const completions = (msgs: Msg[]): string[] => msgs.filter((m) => m.type === BackendType.commandComplete).map((m) => decodeCommandComplete(m.body).tag);
+
+describe('wave 1 faults: a pipelined statement\'s completion and its outcome', { timeout: 120_000 }, () => {
+  let stack: PgStack;
+  let thaw: (() => void) | undefined;
+  before(async () => {
+    stack = await startPgStack();
+    await stack.pg.psql('CREATE TABLE wf4 (x int); GRANT ALL ON wf4 TO app;');
+  });
+  after(async () => {
+    thaw?.(); // before the broker closes: it deletes the journal
+    await stack?.close();
+  });
+
+  test('control: a pipeline of two Executes and a Sync completes both, each on record', async () => {
+    const c = await RawPg.login(stack.port, stack.session.secret);
+    c.send(...pipelined('insert into wf4 values (1)'), fe.FLUSH, ...pipelined('select 1'), fe.SYNC);
+    const msgs = await c.untilReady();
+    assert.deepEqual(completions(msgs), ['INSERT 0 1', 'SELECT 1']);
+    c.socket.end();
+    const events = await stack.events();
+    assert.equal(events.find((e) => e.type === 'query' && String(e.detail['sql']).includes('values (1)'))?.outcome?.status, 'ok');
+  });
+
+  test('wf1-04: the first Execute\'s CommandComplete is not sent while its outcome is not durable', async () => {
+    const c = await RawPg.login(stack.port, stack.session.secret);
+    // Flush: the server sends the first Execute's results as soon as it has them, not at the Sync.
+    c.send(...pipelined('insert into wf4 select 2 from pg_sleep(1.5)'), fe.FLUSH, ...pipelined('select pg_sleep(4)'), fe.SYNC);
+    await eventually('both intents on record', async () => {
+      const events = await stack.events();
+      return events.some((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('pg_sleep(1.5)')) && events.some((e) => e.type === 'query.intent' && String(e.detail['sql']).includes('pg_sleep(4)'));
+    });
+    const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
+    thaw = freezeAuditJournal(path);
+    const msgs = await c.untilClosed(20_000);
+    assert.ok(stack.broker.audit.failed, 'the store failed on the outcome');
+    assert.deepEqual(completions(msgs), [], 'no statement reported complete without its outcome on record');
+    const errors = msgs.filter((m) => m.type === BackendType.errorResponse).map((m) => decodeErrorResponse(m.body));
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]!.severity, 'FATAL');
+    assert.match(errors[0]!.message, /audit log is unavailable/);
   });
 });

@@ -13,12 +13,14 @@
  *        receipt, for good (a clean stop later did not look back either).
  * wf1-02 An SSH command finished while the store could not take its outcome: the client was
  *        still told its exit status 0, as if the command had completed on record.
- * wf1-04 A pipelined statement (Execute, Flush, Execute, then one Sync) whose outcome could not be
- *        recorded: the client was sent its CommandComplete anyway (only the ReadyForQuery
- *        waited for the outcomes).
  * wf1-03 The SQLite audit database removed from the state directory while the broker ran:
  *        every later event was committed into the unlinked file and acknowledged, statements
  *        ran, and the next start began a new, empty chain (the log before it gone).
+ * wf1-04 A pipelined statement (Execute, Flush, Execute, then one Sync) whose outcome could not be
+ *        recorded: the client was sent its CommandComplete anyway (only the ReadyForQuery
+ *        waited for the outcomes).
+ *
+ * wf1-05 (Kubernetes, a 204 answered before its outcome was durable) is in wave1-faults-k8s.test.ts.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -33,6 +33,7 @@ import { startRetention } from './audit/retention.js';
 import { pruneRecordings } from './recording/store.js';
 import { createRecordingRoutes } from './recording/routes.js';
 import { markCleanStop, recoverInterrupted } from './audit/interrupted.js';
+import { trackUnsettled } from './audit/unsettled.js';
 import { LiveSessions } from './live-sessions.js';
 import { liveSessionRoutes } from './live-session-routes.js';
 import { SESSION_ID_HEADER } from '../shared/session-headers.js';
@@ -115,6 +116,8 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
     receipts.close();
     throw err;
   }
+  // Sessions an outage of the store cut short are closed on record once it answers again.
+  const unsettled = trackUnsettled({ audit: store, logger: logger.child({ component: 'audit' }), issue: (s) => receipts.issue(s) });
   const retention = startRetention({
     config,
     audit: store,
@@ -201,10 +204,11 @@ export async function runBroker(config: BrokerConfig, options: RunBrokerOptions 
         await http.close();
         retention.stop();
         await closeWritten();
+        if (!store.failed) await unsettled.settle();
         if (!options.audit) await store.close();
         receipts.close();
         // Every session ended and is on record: the next start need not look back.
-        if (!store.failed) markCleanStop(config.stateDir);
+        if (!store.failed && unsettled.owed === 0) markCleanStop(config.stateDir);
       })()),
   };
 }

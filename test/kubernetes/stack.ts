@@ -19,6 +19,7 @@ import type { Identity } from '../../src/broker/identity/types.js';
 import { Secret } from '../../src/shared/secret.js';
 import { silentLogger } from '../../src/broker/log.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import type { AuditStore } from '../../src/broker/audit/store.js';
 import { connectKubernetes, type KubernetesEndpoint } from '../../src/client/connect-kubernetes.js';
 
 export const TARGET = 'k8s-test';
@@ -84,6 +85,8 @@ export interface K8sStackOptions {
   sessions?: Partial<BrokerConfig['sessions']>;
   /** Overrides of the target's config (idle_timeout, …). */
   target?: Partial<KubernetesTargetConfig>;
+  /** An audit store the broker uses instead of opening its own (a wrapper that holds appends); the caller closes it. */
+  audit?: (stateDir: string) => Promise<AuditStore>;
 }
 
 export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStack> {
@@ -113,7 +116,7 @@ export async function startK8sStack(opts: K8sStackOptions = {}): Promise<K8sStac
     ...(opts.maxPendingPerRequester !== undefined ? { approvals: { timeoutSeconds: 600, webhooks: [], maxPendingPerRequester: opts.maxPendingPerRequester } } : {}),
     ...(opts.sessions ? { sessions: opts.sessions } : {}),
   });
-  const broker = await runBroker(config, { port: 0, logger: silentLogger });
+  const broker = await runBroker(config, { port: 0, logger: silentLogger, ...(opts.audit ? { audit: await opts.audit(config.stateDir) } : {}) });
   const dispatcher = new Agent({ connect: { ca: broker.keys.tlsCertPem } });
   const connections: Connection[] = [];
 

@@ -46,6 +46,8 @@ interface OpenSession {
   statements: number;
   allowed: number;
   denied: number;
+  /** Its session.end is on record (only what it left open needs closing). */
+  ended: boolean;
 }
 
 export interface InterruptedResult {
@@ -79,9 +81,11 @@ export async function recoverInterrupted(opts: RecoverOptions): Promise<Interrup
   const from = readMarker(path);
   const result: InterruptedResult = { sessions: 0, unknown: 0 };
   if (from !== undefined) {
-    const open = await openSessions(opts.audit, from, opts.brokerId);
+    const open = await openSessions(opts.audit, { afterSeq: from, ...(opts.brokerId !== undefined ? { broker: opts.brokerId } : {}) });
     for (const [session, s] of open) {
-      const unknown = await closeSession(opts, session, s);
+      // Ended sessions are left alone here (an outage's are settled while the broker runs: unsettled.ts).
+      if (s.ended) continue;
+      const unknown = await closeSession(opts, session, s, STOPPED);
       result.sessions++;
       result.unknown += unknown;
     }
@@ -119,9 +123,33 @@ function readMarker(path: string): number | undefined {
   return 0;
 }
 
-async function openSessions(audit: AuditStore, afterSeq: number, broker: string | undefined): Promise<Map<string, OpenSession>> {
+/**
+ * A session that lost events to an audit store outage (an outcome, its session.end) while
+ * the broker went on running: once the store answers again, its intents without an outcome
+ * get `unknown` ones and, if it has no session.end, it is ended and given its receipt, as
+ * the next start does after a crash. `afterSeq`: a seq before its session.start.
+ * Idempotent: what is on record already is not repeated. Returns the intents closed.
+ */
+export async function settleSession(opts: Pick<RecoverOptions, 'audit' | 'logger' | 'issue'>, session: string, afterSeq: number): Promise<number> {
+  const s = (await openSessions(opts.audit, { afterSeq, session })).get(session);
+  if (!s || (s.ended && s.intents.size === 0)) return 0;
+  return closeSession(opts, session, s, OUTAGE);
+}
+
+/** Why the log closes what was left open: a stop (found at the next start) or a store outage (found when it ends). */
+interface Closing {
+  note: string;
+  reason: string;
+}
+const STOPPED: Closing = { note: 'the broker stopped after forwarding this; whether it ran is unknown', reason: 'broker stopped' };
+const OUTAGE: Closing = {
+  note: 'the audit log was unavailable when this ended, so its outcome was not recorded; whether it ran is unknown',
+  reason: 'audit log unavailable',
+};
+
+async function openSessions(audit: AuditStore, q: { afterSeq: number; broker?: string; session?: string }): Promise<Map<string, OpenSession>> {
   const open = new Map<string, OpenSession>();
-  for await (const r of audit.read(broker === undefined ? { afterSeq } : { afterSeq, broker })) {
+  for await (const r of audit.read(q)) {
     if (!r.session) continue;
     if (r.type === 'session.start') {
       open.set(r.session, {
@@ -137,6 +165,7 @@ async function openSessions(audit: AuditStore, afterSeq: number, broker: string 
         statements: 0,
         allowed: 0,
         denied: 0,
+        ended: false,
       });
       continue;
     }
@@ -144,7 +173,9 @@ async function openSessions(audit: AuditStore, afterSeq: number, broker: string 
     if (!s) continue;
     s.lastTime = r.time;
     if (r.type === 'session.end') {
-      open.delete(r.session);
+      // Kept (with what it left open): an outage may have cost an outcome and not the end.
+      if (s.intents.size === 0) open.delete(r.session);
+      else s.ended = true;
       continue;
     }
     const id = r.detail['id'];
@@ -164,7 +195,7 @@ async function openSessions(audit: AuditStore, afterSeq: number, broker: string 
   return open;
 }
 
-async function closeSession(opts: RecoverOptions, session: string, s: OpenSession): Promise<number> {
+async function closeSession(opts: Pick<RecoverOptions, 'audit' | 'logger' | 'issue'>, session: string, s: OpenSession, why: Closing): Promise<number> {
   const base = { session, actor: s.actor, target: s.target };
   const appends: Promise<unknown>[] = [];
   for (const intent of s.intents.values()) {
@@ -174,7 +205,7 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
       opts.audit.append({
         ...base,
         type,
-        detail: { ...(intent.detail as { [k: string]: JsonValue | undefined }), intent_seq: intent.seq, note: 'the broker stopped after forwarding this; whether it ran is unknown' },
+        detail: { ...(intent.detail as { [k: string]: JsonValue | undefined }), intent_seq: intent.seq, note: why.note },
         decision,
         outcome: { status: 'unknown' },
       } satisfies NewAuditEvent),
@@ -183,12 +214,16 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
     if (decision?.effect === 'allow') s.allowed++;
   }
   const unknown = s.intents.size;
+  if (s.ended) {
+    await Promise.all(appends);
+    return unknown;
+  }
   const endedAt = new Date().toISOString();
   appends.push(
     opts.audit.append({
       ...base,
       type: 'session.end',
-      detail: { statements: s.statements, allowed: s.allowed, denied: s.denied, unknown, reason: 'broker stopped', last_event_at: s.lastTime },
+      detail: { statements: s.statements, allowed: s.allowed, denied: s.denied, unknown, reason: why.reason, last_event_at: s.lastTime },
       decision: null,
       outcome: { status: 'unknown' },
     }),
@@ -219,7 +254,7 @@ async function closeSession(opts: RecoverOptions, session: string, s: OpenSessio
     try {
       await opts.issue(summary);
     } catch (err) {
-      opts.logger.error('could not issue the receipt of a session the stop interrupted', { session, error: (err as Error).message });
+      opts.logger.error(`could not issue the receipt of a session ended as "${why.reason}"`, { session, error: (err as Error).message });
     }
   }
   return unknown;

@@ -115,7 +115,7 @@ const INDEX_ROWS = 500;
 
 const WRITE_FAILED_HINT =
   'The audit log cannot be written, so the broker refuses new statements. Check free space and permissions ' +
-  'of the state directory, then restart the broker.';
+  'of the state directory (and that nothing removes or replaces files in it), then restart the broker.';
 
 /** Opens (creating if needed) the audit database at `path` and starts its writer thread. */
 export async function openSqliteAuditStore(path: string, opts: SqliteAuditStoreOptions = {}): Promise<SqliteAuditStore> {
@@ -346,6 +346,11 @@ export class SqliteAuditStore implements AuditStore {
 
   get failed(): Error | undefined {
     return this.#failed;
+  }
+
+  /** 0 or 1: this store fails for good. */
+  get failures(): number {
+    return this.#failed ? 1 : 0;
   }
 
   head(): AuditHead {

@@ -10,6 +10,7 @@
  * turn of the event loop between them, so commits that arrive meanwhile are not held up
  * for the length of a large prune.
  */
+import { statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { INSERT_CHECKPOINT, INSERT_EVENT, describeFailure, pragmasFor, type FromWriter, type PruneRequest, type ToWriter, type WriterInit } from './sqlite-schema.js';
@@ -24,9 +25,32 @@ let insert: StatementSync;
 let begin: StatementSync;
 let commit: StatementSync;
 let rollback: StatementSync;
+/** The database file this connection writes (device and inode), checked after each commit. */
+let fileId: string | undefined;
+
+/**
+ * A database file removed (or replaced) under an open connection keeps taking commits, into
+ * an inode nobody will open again: the next start would find an empty log. So each commit
+ * checks that the path still names the file the connection opened (one stat per batch).
+ */
+function idOf(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function checkFileStillThere(): void {
+  if (idOf(init.path) !== fileId) {
+    throw new Error(`the audit database ${init.path} was removed or replaced while the broker had it open; what it took since is not in the file`);
+  }
+}
 
 try {
   db = new DatabaseSync(init.path);
+  fileId = idOf(init.path);
   db.exec(pragmasFor(init.sync));
   insert = db.prepare(INSERT_EVENT);
   // IMMEDIATE takes the write lock up front, so a conflict shows at BEGIN, not mid-batch.
@@ -121,6 +145,7 @@ port.on('message', (msg: ToWriter) => {
         begin.run();
         for (const r of msg.rows) insert.run(r.seq, r.time, r.session, r.target, r.type, r.event, r.prev, r.hash);
         commit.run();
+        checkFileStillThere();
         post({ type: 'committed', id: msg.id });
       } catch (e) {
         if (db.isTransaction) {

@@ -119,8 +119,12 @@ export interface AuditStore {
   prune?(opts: PruneOptions): Promise<PruneResult>;
   /** Waits for pending appends, then releases the store. */
   close(): Promise<void>;
-  /** Set once a write failed; the store accepts nothing after that. */
+  /** Set once a write failed; the store accepts nothing after that (until it recovers, where it can). */
   readonly failed: Error | undefined;
+  /** Times the store has failed closed so far (a session that saw it change may have lost events). */
+  readonly failures: number;
+  /** Stores that recover from a failure without a restart (PostgreSQL) call `listener` each time they do. */
+  onRecovered?(listener: () => void): void;
 }
 
 export type AuditStoreErrorCode =

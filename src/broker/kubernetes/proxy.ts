@@ -625,7 +625,9 @@ class K8sConnection {
     const maskedSoFar = (): number => (rewrite === undefined ? 0 : 'objects' in rewrite ? rewrite.objects.count : rewrite.masked());
     return new Promise<void>((resolve) => {
       res.writeHead(status, clientHeaders(headers, rewrite !== undefined, this.#headerMask()));
-      res.flushHeaders();
+      // An answer its head alone completes (204, 304, a HEAD request, Content-Length: 0) is
+      // complete for the client once the head arrives: the head waits for the record too.
+      if (!completeWithHead(rec.method, status, headers)) res.flushHeaders();
       let bytes = 0;
       let recorded: Promise<void> | undefined;
       const record = (): Promise<void> => {
@@ -949,6 +951,11 @@ class K8sConnection {
 }
 
 // ─────────────────────────────── helpers ───────────────────────────────
+
+/** Whether an answer has no body to follow its head (RFC 9110 §6.4.1), so its head completes it. */
+function completeWithHead(method: string, status: number, headers: Record<string, string | string[] | undefined>): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200) || headers['content-length'] === '0';
+}
 
 function forbidden(info: K8sRequestInfo, reason: string): K8sStatus {
   const details: StatusDetails = {};

@@ -146,6 +146,7 @@ export class PostgresStore implements AuditStore {
   #closed = false;
   #drained: (() => void) | undefined;
   #stats: PostgresStoreStats = { transactions: 0, events: 0, largestBatch: 0, outages: 0 };
+  #recovered: (() => void)[] = [];
   readonly receipts: ReceiptStore;
 
   /** Use openPostgresStore(). */
@@ -164,6 +165,14 @@ export class PostgresStore implements AuditStore {
 
   get failed(): Error | undefined {
     return this.#failed;
+  }
+
+  get failures(): number {
+    return this.#stats.outages;
+  }
+
+  onRecovered(listener: () => void): void {
+    this.#recovered.push(listener);
   }
 
   head(): AuditHead {
@@ -351,6 +360,7 @@ export class PostgresStore implements AuditStore {
     this.#failed = undefined;
     this.#reconnectDelay = this.#reconnectMinMs;
     this.#logger.info('audit store: PostgreSQL reachable again; accepting statements', { head: this.#head.seq });
+    for (const l of this.#recovered) l();
   }
 
   #maybeIdle(): void {

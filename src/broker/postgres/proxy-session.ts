@@ -558,11 +558,8 @@ export class PgProxySession {
         this.#status = decodeReadyForQuery(m.body);
         t.ready(this.#status);
         this.#flow.dropRefusals(t.takeSkippedRefusals());
-        if (this.#batch.length > 0) {
-          const batch = this.#batch;
-          this.#batch = [];
-          this.#outbox.barrier(batch.length === 1 ? (batch[0] as Promise<unknown>) : Promise.all(batch));
-        }
+        // Every statement's completion already waits for its outcome (#onStatement); this one too.
+        this.#batch = [];
         this.#outbox.push(frame);
         this.#flow.serverReady();
         return;
@@ -641,26 +638,29 @@ export class PgProxySession {
     if (rec.sqlstate) outcome.sqlstate = rec.sqlstate;
     const masked = this.#maskedDelta();
     const sample = this.#sampler?.take();
-    this.#batch.push(
-      this.#append({
-        type: 'query',
-        detail: {
-          id: rec.id,
-          sql: rec.shown ?? this.#auditText(rec.sql),
-          ...(masked ? { masked } : {}),
-          protocol: rec.protocol,
-          params: rec.params,
-          ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
-          tag: rec.tags.join('; '),
-          ...(this.#core.reason !== undefined ? { reason: this.#core.reason } : {}),
-          ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
-          ...(rec.suspended ? { suspended: true } : {}),
-          ...(sample ? { result_sample: { ...sample } } : {}),
-        },
-        decision: decisionOf(rec.note),
-        outcome,
-      }),
-    );
+    const recorded = this.#append({
+      type: 'query',
+      detail: {
+        id: rec.id,
+        sql: rec.shown ?? this.#auditText(rec.sql),
+        ...(masked ? { masked } : {}),
+        protocol: rec.protocol,
+        params: rec.params,
+        ...(rec.statement !== undefined && rec.statement !== '' ? { statement: this.#auditText(rec.statement) } : {}),
+        tag: rec.tags.join('; '),
+        ...(this.#core.reason !== undefined ? { reason: this.#core.reason } : {}),
+        ...(rec.note?.classification ? { classification: rec.note.classification as { [k: string]: JsonValue } } : {}),
+        ...(rec.suspended ? { suspended: true } : {}),
+        ...(sample ? { result_sample: { ...sample } } : {}),
+      },
+      decision: decisionOf(rec.note),
+      outcome,
+    });
+    this.#batch.push(recorded);
+    // The statement's completion (its CommandComplete, PortalSuspended or error, which the
+    // caller queues next, and everything after it) goes out only once its outcome is
+    // durable: in a pipeline each Execute completes before the Sync's ReadyForQuery.
+    this.#outbox.barrier(recorded);
   }
 
   /** Text as it may be recorded or shown: detector hits and masked-column literals replaced. */

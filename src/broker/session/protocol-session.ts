@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AuditStore, NewAuditEvent } from '../audit/store.js';
+import { unsettledFor } from '../audit/unsettled.js';
 import type { AuditActor, AuditDecision, JsonValue } from '../../shared/audit-hash.js';
 import type { BrokerConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
@@ -65,6 +66,10 @@ export class ProtocolSession {
   readonly #approvalIds = new Set<string>();
   #reason: string | undefined;
   #started: Promise<void> | undefined;
+  /** The seq of session.start, once durable. */
+  #startSeq: number | undefined;
+  /** The store's failure count when the session began: a change means it may have lost events. */
+  readonly #failuresAtStart: number;
   #ended = false;
   #nextId = 1;
   #endNotice: EndNotice | undefined;
@@ -72,6 +77,7 @@ export class ProtocolSession {
   constructor(o: ProtocolSessionOptions) {
     this.#o = o;
     this.#reason = o.reason;
+    this.#failuresAtStart = o.audit.failures;
     this.id = `${o.idPrefix}_${randomUUID()}`;
     const policy = decidingPolicy(o.identity, o.target, o.config.policies);
     this.policy = policy?.name ?? null;
@@ -134,7 +140,9 @@ export class ProtocolSession {
         decision: { effect: this.access ? 'allow' : 'deny', rule: this.policy },
         outcome: null,
       })
-      .then(() => undefined);
+      .then((r) => {
+        this.#startSeq = r.seq;
+      });
     return this.#started;
   }
 
@@ -352,6 +360,7 @@ export class ProtocolSession {
     // Ended by the broker, or refused from the start because the tunnel's credential lapsed.
     const n = this.#endNotice ?? this.#o.lease?.refusal;
     const why: Record<string, JsonValue> = n ? { reason: n.reason, message: n.message, ...(n.by ? { revoked_by: n.by } : {}) } : { reason: reason ?? 'client closed the connection' };
+    let endRecorded = false;
     try {
       if (!this.#o.audit.failed) {
         await this.#o.audit.append({
@@ -361,10 +370,16 @@ export class ProtocolSession {
           decision: null,
           outcome: { status: 'ok' },
         });
+        endRecorded = true;
       }
     } catch (err) {
       // The summary still goes out: the receipt says what the log holds.
       this.#o.logger.error('could not record session end', { session: this.id, error: err });
+    }
+    // The store failed during the session: an outcome or this end may be missing from the
+    // log. Once it answers, the log closes what was left open (audit/unsettled.ts).
+    if (this.#startSeq !== undefined && (!endRecorded || this.#o.audit.failures !== this.#failuresAtStart)) {
+      unsettledFor(this.#o.audit)?.owe(this.id, this.#startSeq - 1);
     }
     const approvals: SessionApproval[] = [];
     for (const id of this.#approvalIds) {

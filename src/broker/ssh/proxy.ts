@@ -104,6 +104,11 @@ export const SSH_REASON_ENV = 'AGENTGATE_REASON';
 const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upload-archive']);
 /** Exit status for a command agentgate did not run (as a shell reports "cannot execute"). */
 export const REFUSED_EXIT = 126;
+
+/** Told instead of the exit status of a command whose outcome the audit log could not take. */
+const OUTCOME_UNRECORDED =
+  'agentgate: AG_AUDIT_WRITE_FAILED: the audit log is unavailable, so the end of this command could not be recorded and its exit status is withheld ' +
+  '(it ran; whether it finished as intended is unknown); the broker operator must restore the audit store';
 /** A pty shell's unfinished line (a prompt) is released after this quiet time. */
 const PROMPT_FLUSH_MS = 150;
 /** The longest command recorded and shown to a reviewer whole; longer ones are refused. */
@@ -533,8 +538,13 @@ class SshConnection {
     if (recorder) await this.#finishRecording(rec, recorder);
     if (exit.code !== null && exit.code !== 0) this.#session.counts.errors++;
     this.#session.counts.bytes += rec.bytesOut;
-    await this.#recordOutcome(rec, verdict.decision, exit, null);
-    if (channel.writable) {
+    const recorded = await this.#recordOutcome(rec, verdict.decision, exit, null);
+    if (channel.writable && !recorded) {
+      // The client learns that the command finished only once that is on record: without
+      // its outcome, no exit status goes out (the client reports the channel as lost).
+      channel.stderr.write(`${OUTCOME_UNRECORDED}\r\n`);
+      channel.end();
+    } else if (channel.writable) {
       if (exit.code !== null) channel.exit(exit.code);
       else if (exit.signal) channel.exit(exit.signal.replace(/^SIG/, ''), false, '');
       else channel.exit(255);
@@ -668,8 +678,11 @@ class SshConnection {
     };
   }
 
-  /** `ssh.command` with the decision and, for what ran, its exit status, bytes and duration. */
-  async #recordOutcome(rec: CommandRecord, decision: AuditDecision, exit: { code: number | null; signal?: string } | null, error: string | null): Promise<void> {
+  /**
+   * `ssh.command` with the decision and, for what ran, its exit status, bytes and duration.
+   * Whether it is on record (false: the audit log failed; the broker's log says why).
+   */
+  async #recordOutcome(rec: CommandRecord, decision: AuditDecision, exit: { code: number | null; signal?: string } | null, error: string | null): Promise<boolean> {
     const duration_ms = Math.round((performance.now() - rec.startedAt) * 1000) / 1000;
     try {
       await this.#session.record({
@@ -682,8 +695,10 @@ class SshConnection {
         decision,
         outcome: { status: exit && exit.code === 0 ? 'ok' : 'error', bytes: rec.bytesOut + rec.bytesIn, duration_ms },
       });
+      return true;
     } catch (err) {
       this.#log.error('could not record an ssh command', { session: this.#session.id, error: err });
+      return false;
     }
   }
 

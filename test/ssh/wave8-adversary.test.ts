@@ -7,6 +7,9 @@
  *   (GNU grep colours the match: `-----BEGIN RSA ESC[01;31mESC[KPRIVATE ESC[mESC[K KEY-----`)
  *   and a key file in UTF-16 (a NUL after every character) had the BEGIN line masked
  *   alone and the key's body relayed as text.
+ * - A zero-width character (U+200B, U+2060, a BOM…) inside a key: wcwidth gives it no
+ *   cell, so the terminal shows the key whole, while the detectors read two pieces (the
+ *   same class as SSH wave 7's NUL and DEL).
  * - An sftp subsystem or a local forwarding (`-L`) a rule allows was relayed as raw bytes
  *   in a masked session: `sftp get` of a key file, or a service on the target answering
  *   with a token, reached the client in the clear. Kubernetes refuses port-forward in a
@@ -18,7 +21,7 @@
  *
  * Looked at and not kept: a key split between stdout and stderr, or printed transformed
  * (`base64`, `rev`): documented limits (README, SSH masking); the command line and the
- * recording of `echo AKIA…` (masked already).
+ * recording title of `echo AKIA…` (masked already, by the detectors before anything records them).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,7 +56,7 @@ const UNMASKED: PolicyConfig[] = [{ name: 'agents-ssh', subjects: { groups: ['ai
 /** What a terminal shows for `out`: escape sequences and invisible controls (NULs) consumed. */
 function rendered(out: string): string {
   // eslint-disable-next-line no-control-regex
-  return out.replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
+  return out.replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '').replace(/\u200b|\u200c|\u200d|\u2060|\ufeff/g, '');
 }
 
 /** Connects to a local port until something answers (or the time is up); what it sent. */
@@ -137,6 +140,19 @@ describe('wave 8: ssh masking on every stream (key blocks as a terminal shows th
     const r = await viaBroker(stack, cmd);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!rendered(r.stdout).includes(PIECE), `the key body through agentgate: ${JSON.stringify(r.stdout.slice(0, 300))}`);
+  });
+
+  test('w8s-06. a zero-width character (U+200B, U+200D, U+2060, U+FEFF) inside a key: a terminal shows the key whole; masked', async () => {
+    for (const zw of ['\u200b', '\u200d', '\u2060', '\ufeff']) {
+      const f = join(FILES, `zw-${zw.codePointAt(0)!.toString(16)}.log`);
+      await writeFile(f, `aws ${AWS_KEY.slice(0, 8)}${zw}${AWS_KEY.slice(8)} loaded\n`);
+      const d = await direct(`cat ${f}`);
+      assert.ok(rendered(d.stdout).includes(AWS_KEY) && !d.stdout.includes(AWS_KEY), `control: shown whole, not there as bytes: ${JSON.stringify(d.stdout)}`);
+      const r = await viaBroker(stack, `cat ${f}`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^aws .* loaded\n$/);
+      assert.ok(!rendered(r.stdout).includes(AWS_KEY), `the key through agentgate: ${JSON.stringify(r.stdout)}`);
+    }
   });
 
   test('w8s-03. an sftp subsystem a rule allows, in a masked session: refused before the target, nothing of the key file arrives', async () => {

@@ -36,12 +36,17 @@ export const DEFAULT_MAX_HELD = 1024 * 1024;
  */
 // eslint-disable-next-line no-control-regex
 const TERMINAL_ESCAPE = /(?:\x1b\[|\u009b)[0-?]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\u0090\u0098\u009d-\u009f])[^\x07\x1b\u009c]*(?:\x07|\x1b\\|\u009c)?|\x1b[ -/]*[0-~]?/g;
-/** A character a terminal shows nothing for, or that moves the cursor (backspace, carriage return): all C0/C1 controls but tab and newline, and DEL. */
+/**
+ * A character a terminal shows nothing for, or that moves the cursor (backspace, carriage
+ * return): all C0/C1 controls but tab and newline, DEL, and the zero-width format
+ * characters (U+200B–U+200F, U+2060–U+2064, U+FEFF: a width of 0 to wcwidth, so a key with
+ * one inside shows whole).
+ */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]/;
 /** A line holding `=` or a control: the only ones #special may change. Lines start after `\n` only (a `\r` inside one is the terminal's business). */
 // eslint-disable-next-line no-control-regex
-const CANDIDATE_LINE = /(?<![^\n])[^\n]*?[=\x00-\x08\x0b-\x1f\x7f-\x9f][^\n]*\n?/g;
+const CANDIDATE_LINE = /(?<![^\n])[^\n]*?[=\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff][^\n]*\n?/g;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 /** `kubectl logs --timestamps` puts an RFC 3339 time and a space before each line. */
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T[0-9:.]{8,40}(?:Z|[+-]\d{2}:\d{2}) /;

@@ -36,12 +36,17 @@ export const DEFAULT_MAX_HELD = 1024 * 1024;
  */
 // eslint-disable-next-line no-control-regex
 const TERMINAL_ESCAPE = /(?:\x1b\[|\u009b)[0-?]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\u0090\u0098\u009d-\u009f])[^\x07\x1b\u009c]*(?:\x07|\x1b\\|\u009c)?|\x1b[ -/]*[0-~]?/g;
-/** A character a terminal shows nothing for, or that moves the cursor (backspace, carriage return): all C0/C1 controls but tab and newline, and DEL. */
+/**
+ * A character a terminal shows nothing for, or that moves the cursor (backspace, carriage
+ * return): all C0/C1 controls but tab and newline, DEL, and the zero-width format
+ * characters (U+200B–U+200F, U+2060–U+2064, U+FEFF: a width of 0 to wcwidth, so a key with
+ * one inside shows whole).
+ */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]/;
 /** A line holding `=` or a control: the only ones #special may change. Lines start after `\n` only (a `\r` inside one is the terminal's business). */
 // eslint-disable-next-line no-control-regex
-const CANDIDATE_LINE = /(?<![^\n])[^\n]*?[=\x00-\x08\x0b-\x1f\x7f-\x9f][^\n]*\n?/g;
+const CANDIDATE_LINE = /(?<![^\n])[^\n]*?[=\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff][^\n]*\n?/g;
 const ASSIGNMENT = /^\s*(?:export\s+|declare\s+-x\s+)?([A-Za-z_][A-Za-z0-9_.-]{0,127})(=)([^\r\n]*)/;
 /** `kubectl logs --timestamps` puts an RFC 3339 time and a space before each line. */
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T[0-9:.]{8,40}(?:Z|[+-]\d{2}:\d{2}) /;
@@ -86,7 +91,7 @@ export class LineScanner {
    * key would never look like a key block again).
    */
   get releasable(): boolean {
-    const h = this.#held;
+    const h = CONTROL.test(this.#held) ? shownLines(this.#held) : this.#held;
     if (h.length === 0 || h.includes('-----')) return false;
     for (let n = Math.min(h.length, BEGIN.length); n > 0; n--) if (BEGIN.startsWith(h.slice(-n))) return false;
     return true;
@@ -98,8 +103,8 @@ export class LineScanner {
     const head = this.#cutStart ? this.#cutKeyBody() : '';
     if (this.#cutStart) return head;
     let cut = this.#held.lastIndexOf('\n') + 1;
-    const begin = this.#held.lastIndexOf(BEGIN, cut);
-    if (begin >= 0 && this.#held.indexOf(END, begin) < 0) cut = Math.min(cut, begin);
+    const begin = this.#openKeyBlock();
+    if (begin >= 0) cut = Math.min(cut, begin);
     const out = this.#held.slice(0, cut);
     this.#held = this.#held.slice(cut);
     if (this.#held.length > this.#maxHeld) throw new TextStreamError(`${this.#what} longer than ${this.#maxHeld} characters; the stream was cut so nothing passes unscanned`);
@@ -142,6 +147,26 @@ export class LineScanner {
     return '';
   }
 
+  /**
+   * Where a key block that has not ended starts in the held text, or -1. A block is judged
+   * as a terminal shows its lines when they hold escapes or controls: `grep --color` prints
+   * `-----BEGIN RSA ESC[01;31mPRIVATE ESC[m KEY-----`, a UTF-16 file puts a NUL after every
+   * character; the body that follows is the key's all the same.
+   */
+  #openKeyBlock(): number {
+    const h = this.#held;
+    if (!CONTROL.test(h)) {
+      const begin = h.lastIndexOf(BEGIN, h.lastIndexOf('\n') + 1);
+      return begin >= 0 && h.indexOf(END, begin) < 0 ? begin : -1;
+    }
+    for (let from = 0; ; ) {
+      const block = keyBlock(h, from);
+      if (block === undefined) return -1;
+      if (block.end < 0) return block.start;
+      from = block.end;
+    }
+  }
+
   /** Everything held, masked: at the end of the stream or on a quiet flush. */
   release(end = false): string {
     if (end) this.#held += this.#decode(undefined, false);
@@ -170,6 +195,31 @@ export class LineScanner {
    * container's env); the rest goes through the detectors in one pass.
    */
   #mask(text: string): string {
+    if (!text) return '';
+    if (!CONTROL.test(text)) return this.#lines(text);
+    // A key block whose lines hold escapes or controls is judged whole, as a terminal shows
+    // it: line by line, the BEGIN line alone would be masked and the body passed as text.
+    let out = '';
+    let at = 0;
+    for (let block = keyBlock(text, 0); block !== undefined; block = keyBlock(text, at)) {
+      const end = block.end < 0 ? text.length : block.end;
+      out += this.#lines(text.slice(at, block.start)) + this.#shownBlock(text.slice(block.start, end));
+      at = end;
+    }
+    return out + this.#lines(text.slice(at));
+  }
+
+  /** A key block as a terminal shows it, through the detectors: masked as shown when they find the key, else line by line. */
+  #shownBlock(raw: string): string {
+    const view = shownLines(raw);
+    const masked = view !== raw ? this.#masker.field(view, undefined) : undefined;
+    if (!masked) return this.#lines(raw);
+    this.#onMasked(1);
+    return masked.value ?? '';
+  }
+
+  /** Text line by line: see #mask. */
+  #lines(text: string): string {
     if (!text) return '';
     if (!text.includes('=') && !CONTROL.test(text)) return this.#detected(text);
     let out = '';
@@ -257,6 +307,39 @@ export function scanTextStream(masker: ValueMasker, o: TextStreamOptions): Trans
     },
   });
   return t;
+}
+
+/** Each line of `text` as a terminal shows it (terminalView), its line end (`\n`, `\r\n`) kept. */
+function shownLines(text: string): string {
+  return text.replace(/[^\n]+/g, (line) => {
+    let cut = line.length;
+    while (cut > 0 && line[cut - 1] === '\r') cut--;
+    const body = line.slice(0, cut);
+    return (CONTROL.test(body) ? terminalView(body) : body) + line.slice(cut);
+  });
+}
+
+/**
+ * The first key block in `text` from `from` (a line start), its lines judged as a terminal
+ * shows them: from the start of the line showing `-----BEGIN ` to the end of the line
+ * showing `-----END ` after it (-1 while none has come); undefined when no line shows a BEGIN.
+ */
+function keyBlock(text: string, from: number): { start: number; end: number } | undefined {
+  let start = -1;
+  for (let at = from; at < text.length; ) {
+    const nl = text.indexOf('\n', at);
+    const stop = nl < 0 ? text.length : nl + 1;
+    let cut = stop;
+    if (text[cut - 1] === '\n') cut--;
+    while (cut > at && text[cut - 1] === '\r') cut--;
+    const body = text.slice(at, cut);
+    const view = CONTROL.test(body) ? terminalView(body) : body;
+    const begin = start < 0 ? view.indexOf(BEGIN) : -1;
+    if (begin >= 0) start = at;
+    if (start >= 0 && view.indexOf(END, Math.max(begin, 0)) >= 0) return { start, end: stop };
+    at = stop;
+  }
+  return start < 0 ? undefined : { start, end: -1 };
 }
 
 /**

@@ -21,7 +21,8 @@
  * whose terminal is refused is not run (exit 126): OpenSSH closes the channel when a pty
  * it was told to ask for (`-t`) is refused, so the command would run unseen.
  * Refused always: X11 and agent forwarding, remote port forwarding, unix sockets. Local
- * port forwarding and subsystems (sftp) only when a rule allows them. git's upload-pack / receive-pack speak a binary protocol: their output is
+ * port forwarding and subsystems (sftp) only when a rule allows them, and only in a session
+ * whose policy has masking off: their bytes are not text the detectors read. git's upload-pack / receive-pack speak a binary protocol: their output is
  * relayed unscanned (the audit event says so).
  */
 import { createHash } from 'node:crypto';
@@ -102,6 +103,8 @@ export function safeEnv(key: string, val: string): boolean {
 export const SSH_REASON_ENV = 'AGENTGATE_REASON';
 /** Commands whose output is a binary protocol, relayed unscanned. */
 const BINARY_COMMANDS = new Set(['git-upload-pack', 'git-receive-pack', 'git-upload-archive']);
+/** The error code on record for a subsystem or forwarding refused because masking cannot read it. */
+export const UNMASKABLE_STREAM = 'AG_SSH_UNMASKABLE_STREAM';
 /** Exit status for a command agentgate did not run (as a shell reports "cannot execute"). */
 export const REFUSED_EXIT = 126;
 
@@ -379,13 +382,16 @@ class SshConnection {
       const channel = accept();
       once(() => this.#run(channel, { kind: 'shell' }, { env: { ...env }, tty: pty ? { pty, decided: { rule: null, effect: 'allow', tty: true } } : undefined, reason }, live));
     });
-    s.on('sftp', (accept: () => ServerChannel, reject: () => void) => {
+    // No 'sftp' listener: ssh2 would then hand out its own SFTP server, not the raw channel
+    // relayed here; sftp comes as a subsystem like any other.
+    s.on('subsystem', (accept: () => ServerChannel, _reject: () => void, info: { name: string }) => {
       answerPty?.(false);
-      once(() => this.#subsystem('sftp', accept, reject));
-    });
-    s.on('subsystem', (accept: () => ServerChannel, reject: () => void, info: { name: string }) => {
-      answerPty?.(false);
-      once(() => this.#subsystem(info.name, accept, reject));
+      // Accepted at once, as an exec is: the client's first packet (sftp's INIT) follows the
+      // request without waiting for its answer, and ssh2 drops data for a channel not yet
+      // accepted. A refusal then says why on stderr and closes the channel.
+      if (started) return;
+      const channel = accept();
+      once(() => this.#subsystem(info.name, channel));
     });
   }
 
@@ -553,35 +559,40 @@ class SshConnection {
     this.#channels.delete(channel);
   }
 
-  async #subsystem(name: string, accept: () => ServerChannel, reject: () => void): Promise<void> {
+  async #subsystem(name: string, channel: ServerChannel): Promise<void> {
     const rec: CommandRecord = { id: this.#session.nextRequestId(), kind: 'subsystem', text: name, startedAt: performance.now(), bytesOut: 0, bytesIn: 0, scanned: false };
-    if (this.#session.refusal) {
-      reject();
+    this.#channels.add(channel);
+    channel.on('error', () => {});
+    const say = (line: string): void => {
+      if (line && channel.writable) channel.stderr.write(`${line}\r\n`);
+    };
+    const reject = (message = `agentgate: the ${name} subsystem is refused`): void => this.#finish(channel, say, message);
+    const refusal = this.#session.refusal;
+    if (refusal) {
+      reject(`${refusal.message}; ${refusal.hint}`);
       return;
     }
     // A subsystem cannot wait for a human: a hold is refused at once (the request stays for the approver).
     const verdict = await this.#decide({ kind: 'subsystem', name }, name);
     if (verdict.kind !== 'allow') {
       if (verdict.kind === 'hold') verdict.withdraw('subsystems are not held');
-      reject();
       await this.#recordOutcome(rec, verdict.kind === 'deny' ? verdict.decision : { ...verdict.decision, effect: 'deny', reason: 'subsystems cannot wait for approval' }, null, 'refused');
+      reject(verdict.kind === 'deny' && verdict.message ? prefixed(verdict.message) : `agentgate: the ${name} subsystem needs an approval, and a subsystem cannot wait for one; refused`);
       return;
     }
+    if (this.#masker) return this.#refuseUnmaskable(rec, verdict.decision, (why) => reject(`agentgate: ${why}`), `the ${name} subsystem carries files in a binary protocol`);
     await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, undefined), decision: verdict.decision, outcome: null });
     let up: ClientChannel;
     try {
       const client = await this.#upstreamClient();
       up = await new Promise<ClientChannel>((resolve, rej) => client.subsys(name, (err, c) => (err ? rej(err) : resolve(c))));
     } catch (err) {
-      reject();
       this.#session.counts.errors++;
       await this.#recordOutcome(rec, verdict.decision, null, (err as Error).message);
+      reject(`agentgate: the target refused the ${name} subsystem: ${(err as Error).message}`);
       return;
     }
-    const channel = accept();
-    this.#channels.add(channel);
     this.#channels.add(up);
-    channel.on('error', () => {});
     up.on('data', (b: Buffer) => (rec.bytesOut += b.length));
     channel.on('data', (b: Buffer) => (rec.bytesIn += b.length));
     up.pipe(channel);
@@ -604,6 +615,7 @@ class SshConnection {
       await this.#recordOutcome(rec, verdict?.kind === 'deny' ? verdict.decision : { effect: 'deny', rule: null, reason: 'forwarding cannot wait for approval' }, null, 'refused');
       return;
     }
+    if (this.#masker) return this.#refuseUnmaskable(rec, verdict.decision, () => reject(), `a forwarded connection (to ${destination}) carries whatever that service sends`);
     await this.#session.record({ type: 'ssh.command.intent', detail: this.#detail(rec, undefined), decision: verdict.decision, outcome: null });
     let up: ClientChannel;
     try {
@@ -710,6 +722,19 @@ class SshConnection {
     const reason = `rule ${rule ?? '(none)'} allows \`${text.slice(0, 200)}\` only without a terminal (a pty needs tty: true on the rule)`;
     await this.#recordOutcome(rec, { effect: 'deny', rule, reason }, null, 'refused');
     this.#finish(channel, say, `agentgate: ${reason}; run it without -t; nothing was run`);
+  }
+
+  /**
+   * A subsystem or a forwarding a rule allows, in a session whose output is masked: its
+   * bytes are not text the detectors can read (sftp's packets cut a file anywhere; a
+   * forwarded port speaks any protocol), so nothing unmasked may pass through it. Refused
+   * before the target sees it, on record with the way out (as Kubernetes port-forward).
+   */
+  async #refuseUnmaskable(rec: CommandRecord, decision: AuditDecision, reject: (why: string) => void, what: string): Promise<void> {
+    this.#session.counts.denied++;
+    const reason = `${what}, which agentgate cannot read to mask; refused because this session's output is masked (use an identity whose policy has masking: off for this target, or a command whose output is text)`;
+    await this.#recordOutcome(rec, { ...decision, effect: 'deny', reason }, null, `${UNMASKABLE_STREAM}: refused`);
+    reject(`${reason} [${UNMASKABLE_STREAM}]`);
   }
 
   /** A refused request's channel: the reason on stderr, the exit status, the end. */

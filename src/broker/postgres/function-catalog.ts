@@ -118,7 +118,7 @@ ORDER BY 1, 2`;
 }
 
 function operatorsQuery(ops: readonly string[]): string {
-  return `SELECT k.key, ${INFO_COLUMNS}
+  return `SELECT k.key, ${INFO_COLUMNS}, (opn.nspname = 'pg_catalog' AND fx.fn = o.oprcode)::text AS op_pinned
 FROM unnest(${textArray(ops)}) AS k(key)
 JOIN pg_catalog.pg_operator o ON o.oprname = regexp_replace(k.key, '^.*[.]', '')
 JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
@@ -437,7 +437,16 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         for (const row of rows) {
           const list = row[0] == null ? undefined : byKey.get(row[0]);
           const info = toInfo(row, 1);
-          if (list && info && !list.some((x) => x.oid === info.oid)) list.push(info);
+          if (!list || !info) continue;
+          // operatorsQuery's last column: the function of an operator in pg_catalog (FunctionInfo.pinnedOperator).
+          const pinned = row[14] === 'true';
+          const known = list.find((x) => x.oid === info.oid);
+          if (known) {
+            if (pinned) known.pinnedOperator = true;
+            continue;
+          }
+          if (pinned) info.pinnedOperator = true;
+          list.push(info);
         }
         return new Map(batch.map((k) => [k, byKey.get(foldIdentifier(k)) ?? []]));
       },

@@ -13,7 +13,7 @@ import {
   type ClassifiedStatement,
   type SqlClassification,
 } from '../../src/broker/policy/sql-classify.js';
-import type { StatementKind } from '../../src/broker/policy/sql-kinds.js';
+import { foldIdentifier, type StatementKind } from '../../src/broker/policy/sql-kinds.js';
 import { Lru } from '../../src/broker/policy/lru.js';
 
 before(async () => {
@@ -629,4 +629,21 @@ test('SQL/JSON syntax newer than PostgreSQL 15, and names the grammar qualified 
   assert.deepEqual(first('select 1::int').types, ['pg_catalog.int4']);
   // Byte offsets: a multibyte character before the name does not shift the check.
   assert.deepEqual(first("select 'é', '1'::json").types.sort(), ['json', 'pg_catalog.json']);
+});
+
+test('names are folded as PostgreSQL folds identifiers: ASCII letters only', () => {
+  assert.equal(foldIdentifier('F_DEL'), 'f_del');
+  assert.equal(foldIdentifier('pg_catalog.Upper'), 'pg_catalog.upper');
+  assert.equal(foldIdentifier('already_lower'), 'already_lower');
+  // JavaScript's toLowerCase maps these to other names (KELVIN SIGN to `k`, `É` to `é`); PostgreSQL keeps them.
+  assert.equal(foldIdentifier('pg_bac\u212Aend_pid'), 'pg_bac\u212Aend_pid');
+  assert.equal(foldIdentifier('ÉW14'), 'Éw14');
+  const one = (sql: string): ClassifiedStatement => {
+    const c = classifySql(sql, { dangerousFunctions: new Set() });
+    assert.ok(c.ok, sql);
+    return c.statements[0]!;
+  };
+  assert.deepEqual(one('select "pg_bac\u212Aend_pid"()').functions, ['pg_bac\u212Aend_pid']);
+  assert.deepEqual(one('select "w14_É"(), F_DEL()').functions, ['w14_É', 'f_del']);
+  assert.ok(one('select 1::"ÉW14"').types.includes('Éw14'));
 });

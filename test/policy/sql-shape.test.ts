@@ -16,9 +16,28 @@ const shape = (s: string): string => sqlShape(s) ?? s;
 test('numbers outside strings and names are replaced', () => {
   assert.equal(shape('SELECT abalance FROM pgbench_accounts WHERE aid = 12345;'), 'SELECT abalance FROM pgbench_accounts WHERE aid = 0;');
   assert.equal(shape('select * from t limit 10 offset 200'), 'select * from t limit 0 offset 0');
-  assert.equal(shape('select 1.25, 3e10, 0x1F, 1_000'), 'select 0.0, 0e10, 0x1F, 0_000');
+  assert.equal(shape('select 1.25, 3e10, 0x1F, 1_000'), 'select 0.0, 0e10, 0x1F, 1_000', 'digits joined by _ are one number to a newer grammar: kept');
   assert.equal(sqlShape('select a from t'), undefined, 'nothing to replace');
   assert.equal(sqlShape('select 0'), undefined, 'already 0');
+});
+
+test('a literal that may not be an int4 keeps its digits: its type picks the operator the server runs', async () => {
+  // Up to 9 digits is always int4; 10 or more may be int8 or numeric to PostgreSQL.
+  assert.equal(shape('select 999999999 ### 1'), 'select 0 ### 0');
+  assert.equal(shape('select 3000000000 ### 1'), 'select 3000000000 ### 0');
+  assert.notEqual(shape('select 2147483647 ### 1'), shape('select 2147483648 ### 1'));
+  assert.notEqual(shape('select 1 ### 1'), shape('select 3000000000 ### 1'));
+  assert.equal(shape('select 1234567890123.5'), 'select 1234567890123.0');
+  // The classifier reads the operand's type from the literal's magnitude: texts that differ
+  // there must not share a shape.
+  await loadSqlParser();
+  const opts = { dangerousFunctions: new Set<string>() };
+  const hints = (sql: string): unknown => {
+    const c = classifySql(sql, opts);
+    assert.ok(c.ok);
+    return c.statements[0]!.operands;
+  };
+  assert.notDeepEqual(hints('select 1 ### 1'), hints('select 3000000000 ### 1'));
 });
 
 test('identifiers, parameters, strings, quoted names, comments and dollar quotes keep their digits', () => {

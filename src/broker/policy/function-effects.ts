@@ -61,6 +61,12 @@ export interface FunctionInfo {
   defaults?: string;
   /** The settings of its SET clause (pg_proc.proconfig names, lower case): its body runs under them. */
   config?: string[];
+  /**
+   * Looked up by operator: it is the function of an operator of that name in pg_catalog,
+   * which every search_path sees (one in another schema is seen only when the session's
+   * search_path, which the session sets, holds that schema).
+   */
+  pinnedOperator?: true;
 }
 
 /**

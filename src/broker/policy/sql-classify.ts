@@ -49,7 +49,7 @@ import assert from 'node:assert';
 import { createHash } from 'node:crypto';
 import { SQL_FLAGS, type SqlFlag } from '../config/types.js';
 import { Lru, type LruStats } from './lru.js';
-import { arr, DML_KIND, explainAnalyzes, integerReadCount, integerValue, isObj, statementKind, str, undoesReadOnly, unwrap, type StatementKind } from './sql-kinds.js';
+import { arr, DML_KIND, explainAnalyzes, foldIdentifier, integerReadCount, integerValue, isObj, statementKind, str, undoesReadOnly, unwrap, type StatementKind } from './sql-kinds.js';
 import { isHarmlessSetting, isReadOnlySetting } from './settings.js';
 import type { FunctionInfo } from './function-effects.js';
 
@@ -313,7 +313,7 @@ function dangerousMatcher(set: ReadonlySet<string>): (fn: string) => boolean {
     const qualified = new Set<string>();
     const qualifiedLast = new Set<string>();
     for (const raw of set) {
-      const e = raw.toLowerCase();
+      const e = foldIdentifier(raw);
       const dot = e.lastIndexOf('.');
       if (dot < 0) bare.add(e);
       else {
@@ -710,7 +710,7 @@ function step(v: unknown, acc: Acc, ctx: Ctx): void {
 }
 
 function typeName(t: Obj, acc: Acc): void {
-  const parts = names(t['names']).map((x) => x.toLowerCase());
+  const parts = names(t['names']).map(foldIdentifier);
   if (parts.length > 0) acc.types.add(parts.join('.'));
   // `json` reaches the tree as pg_catalog.json; PostgreSQL 15 looks the bare name up on search_path.
   const bare = grammarQualified(parts, t['location'], acc);
@@ -822,7 +822,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
         const name = str(last[1]['sval']);
         if (name !== undefined) {
           acc.columns.add(name);
-          if (fields.length >= 2) acc.maybeCalls.add(name.toLowerCase());
+          if (fields.length >= 2) acc.maybeCalls.add(foldIdentifier(name));
           else acc.wholeRows.add(name);
         }
       }
@@ -851,7 +851,7 @@ function visit(type: string, body: Obj, acc: Acc, ctx: Ctx): void {
       for (const i of arr(body['indirection'])) {
         const n = unwrap(i);
         const name = n?.[0] === 'String' ? str(n[1]['sval']) : undefined;
-        if (name !== undefined) acc.maybeCalls.add(name.toLowerCase());
+        if (name !== undefined) acc.maybeCalls.add(foldIdentifier(name));
       }
       return walkFields(body, acc, ctx);
     case 'RangeVar':
@@ -1014,8 +1014,8 @@ const JSON_FUNC_OPS: ReadonlyMap<string, string> = new Map([
  */
 function grammarQualified(parts: readonly string[], location: unknown, acc: Acc): string | undefined {
   if (parts.length !== 2 || parts[0] !== 'pg_catalog' || typeof location !== 'number' || location < 0) return undefined;
-  const name = parts[1]!.toLowerCase();
-  const written = sourceAt(acc.source, location, name.length + 1).toLowerCase();
+  const name = foldIdentifier(parts[1]!);
+  const written = foldIdentifier(sourceAt(acc.source, location, name.length + 1));
   // The name itself at the location, not followed by more of an identifier: nothing qualified it in the text.
   return written.startsWith(name) && !/^[a-z0-9_$]$/.test(written.slice(name.length)) ? name : undefined;
 }
@@ -1030,10 +1030,10 @@ function grammarQualifiedCall(call: Obj, acc: Acc): void {
 function functionCall(call: Obj, acc: Acc, ctx: Ctx): void {
   const parts = names(call['funcname']);
   if (parts.length === 0) return;
-  const name = parts.join('.').toLowerCase();
+  const name = foldIdentifier(parts.join('.'));
   acc.functions.add(name);
   // set_config('client_encoding' | 'standard_conforming_strings', …) desyncs like SET does.
-  if (parts[parts.length - 1]!.toLowerCase() === 'set_config') {
+  if (foldIdentifier(parts[parts.length - 1]!) === 'set_config') {
     const args = arr(call['args']);
     const setting = constString(args[0]) ?? (ctx.settingsRow !== undefined && isColumn(args[0], 'name') ? ctx.settingsRow : undefined);
     if (setting !== undefined) acc.hazard ??= settingHazard(setting.toLowerCase(), { kind: 'VAR_SET_VALUE', args: [args[1]] });
@@ -1091,7 +1091,7 @@ function operatorUse(body: Obj, acc: Acc): void {
 /** A use of an operator; `operands` are its operands' type hints when it is a plain `a op b` / `op b`. */
 function addOperator(parts: string[], acc: Acc, operands?: string[]): void {
   if (parts.length === 0) return;
-  const op = parts.join('.').toLowerCase();
+  const op = foldIdentifier(parts.join('.'));
   acc.operators.add(op);
   const uses = acc.operands.get(op);
   if (uses === null) return;
@@ -1112,7 +1112,7 @@ function operandHint(v: unknown): string {
   if (type === 'TypeCast' && isObj(body['typeName'])) {
     const t = body['typeName'];
     if (arr(t['arrayBounds']).length > 0) return '?';
-    const parts = names(t['names']).map((x) => x.toLowerCase());
+    const parts = names(t['names']).map(foldIdentifier);
     return parts.length > 0 ? `type:${parts.join('.')}` : '?';
   }
   if (type === 'ColumnRef') {
@@ -1305,10 +1305,10 @@ export function classifyFunctionCall(
     const error = `unknown function oid ${opts.oid ?? '?'}`;
     return freeze({ ok: false, error, fingerprint: sha256(`-- ${error}`) });
   }
-  const name = `${info.schema}.${info.name}`.toLowerCase();
+  const name = foldIdentifier(`${info.schema}.${info.name}`);
   const text = `-- function call: ${name}(${argCount} args)`;
   const kind: StatementKind = info.kind === 'p' ? 'call' : 'select';
-  const setConfig = info.name.toLowerCase() === 'set_config';
+  const setConfig = foldIdentifier(info.name) === 'set_config';
   const s: ClassifiedStatement = {
     kind,
     kinds: [kind],

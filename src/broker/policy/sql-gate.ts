@@ -20,6 +20,7 @@ import { classifyFunctionCall, classifySql, functionsOfClassification, type Clas
 import { decideSql, decideSqlReadOnly } from './sql-rules.js';
 import { sqlShape } from './sql-shape.js';
 import { Lru } from './lru.js';
+import { foldIdentifier } from './sql-kinds.js';
 
 /**
  * Classifications by shape (numbers replaced, see sql-shape.ts), shared by all sessions:
@@ -427,7 +428,7 @@ export function createSqlGate(identity: Identity, targetName: string, config: Pi
       let effects: FunctionEffects | undefined;
       if (info && expander && c.ok) {
         // The function called is judged as the OID names it, not by every overload of its name.
-        const name = `${info.schema}.${info.name}`.toLowerCase();
+        const name = foldIdentifier(`${info.schema}.${info.name}`);
         const own = judgeFunctionEffects([{ name, infos: [expander.vouch(info)] }]);
         const all = expander.effectsOf(c);
         const effectful = new Set([...all.effectful].filter((f) => f !== name).concat(own.effectful));

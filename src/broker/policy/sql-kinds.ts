@@ -67,6 +67,28 @@ export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== nu
 export const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/**
+ * A name folded as PostgreSQL folds identifiers: ASCII A–Z to a–z, nothing else (its parser
+ * never folds a multibyte character, and a quoted name keeps every character). Names the
+ * classifier reports, the catalog's keys and the policy's lists are compared folded this
+ * way on both sides (function-catalog.ts folds pg_catalog's names with the same rule in
+ * SQL): JavaScript's toLowerCase folds far more (KELVIN SIGN U+212A to `k`, `É` to `é`)
+ * and pg_catalog.lower() folds by the database's locale, so either on one side only lets a
+ * quoted `"pg_bac\u212Aend_pid"()` be judged as the built-in pg_backend_pid, or a domain
+ * `"É…"` go unfound.
+ */
+export function foldIdentifier(name: string): string {
+  let out: string | undefined;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) {
+      out ??= name.slice(0, i);
+      out += String.fromCharCode(c + 32);
+    } else if (out !== undefined) out += name[i];
+  }
+  return out ?? name;
+}
+
 /** `{ TypeName: body }` → [TypeName, body]; libpg_query wraps every generic Node this way. */
 export function unwrap(v: unknown): [string, Obj] | undefined {
   if (!isObj(v)) return undefined;

@@ -49,7 +49,7 @@ import { compileGlob, type Glob } from '../glob.js';
 import type { Identity } from '../identity/types.js';
 import { decide, mostRestrictive, type PolicyDecision } from './decision.js';
 import type { ClassifiedStatement, SqlClassification } from './sql-classify.js';
-import { expandSqlKinds, type StatementKind } from './sql-kinds.js';
+import { expandSqlKinds, foldIdentifier, type StatementKind } from './sql-kinds.js';
 import { calledName, type FunctionEffects } from './function-effects.js';
 import { isHarmlessSetting } from './settings.js';
 
@@ -94,7 +94,7 @@ function compile(rule: RuleConfig): CompiledRule {
   if (rule.flags) c.flags = new Set(rule.flags);
   if (rule.functions) {
     c.functions = rule.functions.map((raw): FunctionGlob => {
-      const p = raw.toLowerCase();
+      const p = foldIdentifier(raw);
       const dot = p.lastIndexOf('.');
       return dot < 0 ? { glob: compileGlob(p), qualified: false } : { glob: compileGlob(p), qualified: true, last: compileGlob(p.slice(dot + 1)) };
     });

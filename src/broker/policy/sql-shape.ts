@@ -10,8 +10,18 @@
  * The scan is linear and conservative: when it is unsure whether it is inside a string
  * it leaves digits alone, which only makes shapes differ. A digit run is replaced only
  * where a token starts (not inside `t1`, `$1`, `"x1"`), so identifiers never collide.
+ *
+ * A number's magnitude is not a value the classification may ignore: an integer literal is
+ * int4 to PostgreSQL up to 2147483647, then int8, then numeric, and the type picks the
+ * operator (and the implicit cast to its argument, user code) the server runs — the gate
+ * narrows an operator's candidates by its operands' types. So only runs of at most
+ * MAX_INT4_DIGITS digits (always int4) are replaced; a longer run, and one joined to more
+ * digits by `_` (one number to a PostgreSQL 16+ grammar), keeps its digits.
  * Returns undefined when nothing was replaced.
  */
+/** Digits of the longest decimal run that is an int4 whatever its digits (999999999 < 2^31). */
+const MAX_INT4_DIGITS = 9;
+
 export function sqlShape(sql: string): string | undefined {
   const n = sql.length;
   let out: string[] | undefined;
@@ -67,7 +77,7 @@ export function sqlShape(sql: string): string | undefined {
     if (isDigit(c) && !isIdentChar(i > 0 ? sql.charCodeAt(i - 1) : 0)) {
       let j = i + 1;
       while (j < n && isDigit(sql.charCodeAt(j))) j++;
-      if (j - i > 1 || c !== 48 /* already '0' */) {
+      if (j - i <= MAX_INT4_DIGITS && sql.charCodeAt(j) !== 95 /* _ */ && (j - i > 1 || c !== 48 /* already '0' */)) {
         out ??= [];
         out.push(sql.slice(last, i), '0');
         last = j;

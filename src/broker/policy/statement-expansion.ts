@@ -363,7 +363,9 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
 
     // An operator contributes the types of the candidate PostgreSQL picks when every use's
     // operand types are known and one candidate matches them exactly; else of every candidate
-    // (an implicit cast to a candidate's argument type runs user code).
+    // (an implicit cast to a candidate's argument type runs user code). The server picks among
+    // the operators its search_path sees, which the session sets: an exact candidate decides
+    // only when every path sees it (an operator in pg_catalog) or the text names its schema.
     const operandType = (hint: string): number | undefined => {
       if (hint.startsWith('oid:')) return Number(hint.slice(4));
       if (hint.startsWith('type:')) {
@@ -390,7 +392,7 @@ export function createStatementExpander(catalog: FunctionCatalog, classify: (sql
       for (const use of uses.get(o) ?? [undefined]) {
         const args = use?.map(operandType);
         const exact = args && !args.includes(undefined) ? infos.filter((i) => i.nargs === args.length && args.every((a, k) => i.types?.[k + 1] === a)) : [];
-        if (exact.length === 0) {
+        if (exact.length === 0 || (!o.includes('.') && !exact.some((i) => i.pinnedOperator === true))) {
           chosen = undefined;
           break;
         }

@@ -9,7 +9,9 @@
  *   (conservative: an effectful look-alike anywhere makes the name effectful).
  * - `public.f`, `pg_catalog.nextval`: that schema; also a function whose own name contains
  *   the dot (a quoted `"a.b"`), and the last two parts of a database-qualified name.
- * - Comparison is case-insensitive (the classifier lower-cases quoted names too).
+ * - Comparison folds ASCII letters only, on both sides (foldIdentifier, and FOLD here in
+ *   SQL): as PostgreSQL folds identifiers, whatever the database's locale (lower() would
+ *   fold `É` in one locale and not another, and never the way JavaScript does).
  * - Operators (`=`, `public.===`) resolve to the function that implements them
  *   (pg_operator.oprcode) and those of their negator and commutator (the planner rewrites
  *   `NOT (a op b)` and commutes operands), in every schema unless qualified; a user
@@ -27,6 +29,7 @@
  * default); `invalidate()` drops the cache (the proxy calls it after its session ran DDL).
  */
 import type { FunctionInfo } from '../policy/function-effects.js';
+import { foldIdentifier } from '../policy/sql-kinds.js';
 import type { CatalogRows } from './masking-catalog.js';
 
 /** A catalog query runner (masking-catalog.ts's `rows`). */
@@ -68,6 +71,11 @@ const INFO_COLUMNS = `p.oid::text AS fn_oid, n.nspname::text AS fn_schema, p.pro
   CASE WHEN p.oid >= ${FIRST_USER_OID} AND p.proargdefaults IS NOT NULL THEN pg_catalog.pg_get_expr(p.proargdefaults, 0) END AS fn_defaults,
   (SELECT pg_catalog.string_agg(pg_catalog.split_part(c, '=', 1), ' ') FROM pg_catalog.unnest(p.proconfig) AS c) AS fn_config`;
 
+/** `expr` (a name) folded as foldIdentifier folds: ASCII letters only, whatever the database's locale. */
+function fold(expr: string): string {
+  return `pg_catalog.translate(${expr}::pg_catalog.text, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
+}
+
 /** An E'' literal: backslashes and quotes doubled, NUL (which no name contains) dropped. */
 export function sqlLiteral(s: string): string {
   return `E'${s.replace(/\0/g, '').replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
@@ -101,16 +109,16 @@ function toInfo(row: readonly (string | null)[], offset: number): FunctionInfo |
 function functionsQuery(names: readonly string[]): string {
   return `SELECT k.key, ${INFO_COLUMNS}
 FROM unnest(${textArray(names)}) AS k(key)
-JOIN pg_catalog.pg_proc p ON lower(p.proname) IN (k.key, regexp_replace(k.key, '^.*[.]', ''))
+JOIN pg_catalog.pg_proc p ON ${fold('p.proname')} IN (k.key, regexp_replace(k.key, '^.*[.]', ''))
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE lower(p.proname) = k.key
-  OR k.key = lower(n.nspname) || '.' || lower(p.proname)
-  OR right(k.key, length(n.nspname) + length(p.proname) + 2) = '.' || lower(n.nspname) || '.' || lower(p.proname)
+WHERE ${fold('p.proname')} = k.key
+  OR k.key = ${fold('n.nspname')} || '.' || ${fold('p.proname')}
+  OR right(k.key, length(n.nspname) + length(p.proname) + 2) = '.' || ${fold('n.nspname')} || '.' || ${fold('p.proname')}
 ORDER BY 1, 2`;
 }
 
 function operatorsQuery(ops: readonly string[]): string {
-  return `SELECT k.key, ${INFO_COLUMNS}
+  return `SELECT k.key, ${INFO_COLUMNS}, (opn.nspname = 'pg_catalog' AND fx.fn = o.oprcode)::text AS op_pinned
 FROM unnest(${textArray(ops)}) AS k(key)
 JOIN pg_catalog.pg_operator o ON o.oprname = regexp_replace(k.key, '^.*[.]', '')
 JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
@@ -122,7 +130,7 @@ CROSS JOIN LATERAL (
 ) AS fx(fn)
 JOIN pg_catalog.pg_proc p ON p.oid = fx.fn
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE position('.' in k.key) = 0 OR k.key = lower(opn.nspname) || '.' || o.oprname
+WHERE position('.' in k.key) = 0 OR k.key = ${fold('opn.nspname')} || '.' || o.oprname
 ORDER BY 1, 2`;
 }
 
@@ -134,10 +142,10 @@ function oidArray(values: readonly number[]): string {
 function typesQuery(names: readonly string[]): string {
   return `SELECT k.key, t.oid::text
 FROM unnest(${textArray(names)}) AS k(key)
-JOIN pg_catalog.pg_type t ON lower(t.typname) = regexp_replace(k.key, '^.*[.]', '')
+JOIN pg_catalog.pg_type t ON ${fold('t.typname')} = regexp_replace(k.key, '^.*[.]', '')
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-WHERE position('.' in k.key) = 0 OR right(k.key, length(n.nspname) + length(t.typname) + 2) = '.' || lower(n.nspname) || '.' || lower(t.typname)
-  OR k.key = lower(n.nspname) || '.' || lower(t.typname)`;
+WHERE position('.' in k.key) = 0 OR right(k.key, length(n.nspname) + length(t.typname) + 2) = '.' || ${fold('n.nspname')} || '.' || ${fold('t.typname')}
+  OR k.key = ${fold('n.nspname')} || '.' || ${fold('t.typname')}`;
 }
 
 /**
@@ -422,16 +430,25 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
       cache,
       wanted,
       async (batch) => {
-        // Keys go to the server lower-cased; answers are filed back under the caller's spelling.
+        // Keys go to the server folded; answers are filed back under the caller's spelling.
         const byKey = new Map<string, FunctionInfo[]>();
-        for (const k of batch) byKey.set(k.toLowerCase(), []);
+        for (const k of batch) byKey.set(foldIdentifier(k), []);
         const rows = await run(query([...byKey.keys()]));
         for (const row of rows) {
           const list = row[0] == null ? undefined : byKey.get(row[0]);
           const info = toInfo(row, 1);
-          if (list && info && !list.some((x) => x.oid === info.oid)) list.push(info);
+          if (!list || !info) continue;
+          // operatorsQuery's last column: the function of an operator in pg_catalog (FunctionInfo.pinnedOperator).
+          const pinned = row[14] === 'true';
+          const known = list.find((x) => x.oid === info.oid);
+          if (known) {
+            if (pinned) known.pinnedOperator = true;
+            continue;
+          }
+          if (pinned) info.pinnedOperator = true;
+          list.push(info);
         }
-        return new Map(batch.map((k) => [k, byKey.get(k.toLowerCase()) ?? []]));
+        return new Map(batch.map((k) => [k, byKey.get(foldIdentifier(k)) ?? []]));
       },
       () => [],
     );
@@ -601,7 +618,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
     async typesByName(wanted) {
       const got = await cached(
         typeNames,
-        wanted.map((n) => n.toLowerCase()),
+        wanted.map(foldIdentifier),
         async (batch) => {
           const found = new Map<string, number[]>(batch.map((k) => [k, []]));
           for (const [key, oid] of await run(typesQuery(batch))) if (key != null && oid != null) found.get(key)?.push(Number(oid));
@@ -609,7 +626,7 @@ export function createFunctionCatalog(run: CatalogRun, opts: FunctionCatalogOpti
         },
         () => [],
       );
-      return new Map(wanted.map((n) => [n, got.get(n.toLowerCase()) ?? []]));
+      return new Map(wanted.map((n) => [n, got.get(foldIdentifier(n)) ?? []]));
     },
     async typeClosure(types) {
       const got = await cached(

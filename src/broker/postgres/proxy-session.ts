@@ -41,7 +41,7 @@ import { followBackend, PipelineTracker, type StatementNote, type StatementRecor
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { bindValueMasker, createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
-import { sessionReads } from './error-reads.js';
+import { sessionReads, sessionWriteRows } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
@@ -147,7 +147,7 @@ export class PgProxySession {
   #masker: ResultMasker | undefined;
   #provenanceCatalog: { invalidate(): void } | undefined;
   /** Taints the relations a write fills from masked columns, before it is forwarded (written-relations.ts). */
-  #recordWrites: ((sql: string) => Promise<void> | 'unsaved' | undefined) | undefined;
+  #recordWrites: ((sql: string) => Promise<void> | 'unsaved' | 'decided' | undefined) | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
   #maskWait: Promise<Buffer | void> | undefined;
@@ -346,7 +346,7 @@ export class PgProxySession {
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
         const { plan, key, written } = this.#o.masking;
         this.#masker = new ResultMasker(plan, key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(plan, relations, scanner, written), written);
-        if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }));
+        if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }), sessionWriteRows(plan, relations, scanner, written));
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#flow.cancelHold());

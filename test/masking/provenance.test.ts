@@ -818,6 +818,7 @@ test('a write reports what decides how many rows it writes (INSERT … SELECT, U
     'select 1 as a into t from users u, generate_series(1, ascii(u.email)) s',
     'create materialized view m as select 1 from users u, generate_series(1, ascii(u.email)) s',
     'with w as (insert into notes (id) select 1 from users u, generate_series(1, ascii(u.email)) s returning id) select count(*) from w',
+    'create rule r as on insert to notes do also insert into notes (id) select 1 from users u, generate_series(1, ascii(substr(u.email, new.id, 1))) s',
   ]) {
     assert.ok((await writeRowsOf(sql)).includes(U('email')), sql);
   }
@@ -827,6 +828,7 @@ test('a write reports what decides how many rows it writes (INSERT … SELECT, U
     'update notes set body = body where id <= 100',
     'delete from notes where id > 250',
     'create table t as select id, name from users where id < 5',
+    'create rule r as on insert to notes do also insert into notes (id, body) values (new.id, new.body)',
   ]) {
     assert.deepEqual(await writeRowsOf(sql), [], sql);
   }

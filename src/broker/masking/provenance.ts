@@ -766,6 +766,8 @@ class Analysis {
   rows: Flow | undefined;
   /** What decides how many rows any write in the statement writes (see Provenance.writeRows). */
   readonly writeRows: Flow = emptyFlow();
+  /** While a rule's actions are analysed: NEW and OLD, its relation's row (see statement). */
+  private ruleScope: Scope | undefined;
   /** See Provenance.declares and Provenance.uses. */
   declares: NamedQuery | undefined;
   uses: NamedQuery | undefined;
@@ -786,12 +788,45 @@ class Analysis {
     const [type, body] = u;
     switch (type) {
       case 'SelectStmt': {
-        const level = this.select(body, undefined, undefined);
+        const level = this.select(body, this.ruleScope, undefined);
         this.rows = level.taint;
         if (!isObj(body['intoClause'])) return level.cols;
         // SELECT INTO returns no rows; it writes them.
         addFlow(this.writeRows, level.taint);
         return [];
+      }
+      case 'RuleStmt': {
+        // A rule's actions run at every later write to its relation (DO ALSO / INSTEAD INSERT
+        // INTO log SELECT … generate_series(1, ascii(ssn))): what decides how many rows they
+        // write is judged now, when the rule is made; NEW and OLD are the relation's row.
+        // Actions that cannot be analysed count as deciding (fail closed).
+        const rel = nodeOf(body['relation'], 'RangeVar');
+        if (!rel) return fail('CREATE RULE without a relation');
+        const { item } = this.rangeVar(rel[1], undefined);
+        this.ruleScope = {
+          named: [
+            { refname: 'new', schemas: [], item },
+            { refname: 'old', schemas: [], item },
+          ],
+          items: [],
+          parent: undefined,
+        };
+        try {
+          for (const action of arr(body['actions'])) {
+            try {
+              this.statement(action);
+            } catch (e) {
+              if (!(e instanceof Unanalysable)) throw e;
+              this.writeRows.opaque = true;
+            }
+          }
+        } finally {
+          this.ruleScope = undefined;
+          this.rows = undefined;
+          this.declares = undefined;
+          this.uses = undefined;
+        }
+        return []; // CREATE RULE returns no rows
       }
       case 'CreateTableAsStmt': {
         // CREATE TABLE AS and CREATE MATERIALIZED VIEW: no rows, a tag counting the rows written.
@@ -1561,7 +1596,7 @@ class Analysis {
       const target = this.rangeVar(relBody[1], env);
       const refname = target.named[0]!.refname;
       const base = target.item.columns;
-      const others = emptyScope(undefined);
+      const others = emptyScope(this.ruleScope);
       const extra = type === 'UpdateStmt' ? arr(body['fromClause']) : type === 'DeleteStmt' ? arr(body['usingClause']) : type === 'MergeStmt' ? [body['sourceRelation']] : [];
       for (const f of extra) {
         const u = unwrap(f);
@@ -1579,7 +1614,7 @@ class Analysis {
       const withTarget = (it: Item, more: Named[] = []): Scope => ({
         named: [{ refname, schemas: target.named[0]!.schemas, item: it }, ...more, ...others.named],
         items: [it, ...others.items],
-        parent: undefined,
+        parent: this.ruleScope,
       });
       const oldScope = withTarget(target.item);
       const setList = (list: unknown[], scope: Scope): void => {
@@ -1608,7 +1643,7 @@ class Analysis {
       const decides = emptyFlow();
       if (type === 'InsertStmt') {
         if (body['selectStmt'] !== undefined) {
-          const source = this.level(body['selectStmt'], undefined, env);
+          const source = this.level(body['selectStmt'], this.ruleScope, env);
           addFlow(decides, source.taint);
           insertList(arr(body['cols']), source.cols.map(colFlow));
         }

@@ -48,7 +48,7 @@ import { connectUpstream, sendCancel } from './upstream.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
-import { createProvenanceCatalog } from './provenance-catalog.js';
+import { createProvenanceCatalog, taintedAsComputed } from './provenance-catalog.js';
 import { writeRecorder, type WrittenRelations } from '../masking/written-relations.js';
 import { statementProvenance } from '../masking/provenance.js';
 import { createColumnScanner } from './column-scan.js';
@@ -341,10 +341,12 @@ export class PgProxySession {
       if (this.#o.masking) {
         const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        const relations = createProvenanceCatalog(catalog.rows);
-        this.#provenanceCatalog = relations;
+        const { written } = this.#o.masking;
+        const catalogRelations = createProvenanceCatalog(catalog.rows);
+        const relations = written ? taintedAsComputed(catalogRelations, written) : catalogRelations;
+        this.#provenanceCatalog = catalogRelations;
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
-        const { plan, key, written } = this.#o.masking;
+        const { plan, key } = this.#o.masking;
         this.#masker = new ResultMasker(plan, key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(plan, relations, scanner, written), written);
         if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }), sessionWriteRows(plan, relations, scanner, written));
       }

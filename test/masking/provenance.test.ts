@@ -24,6 +24,8 @@ const RELATIONS: RelationInfo[] = [
   { schema: 'public', name: 'v_users', kind: 'view', columns: ['id', 'contact'], viewSql: 'SELECT id, email AS contact FROM users' },
   { schema: 'public', name: 'v_nested', kind: 'view', columns: ['c'], viewSql: ' SELECT v_users.contact AS c FROM v_users;' },
   { schema: 'public', name: 'v_nodef', kind: 'view', columns: ['a'] },
+  { schema: 'public', name: 'v_sized', kind: 'view', columns: ['i'], viewSql: 'SELECT 1 AS i FROM users u, generate_series(1, ascii(u.email)) s' },
+  { schema: 'public', name: 'v_kept', kind: 'view', columns: ['id'], viewSql: 'SELECT id FROM users WHERE id < 5' },
   { schema: 'public', name: 'events', kind: 'table', columns: ['id', 'payload'] },
   { schema: 'archive', name: 'events', kind: 'table', columns: ['id', 'payload'] },
   { schema: 'archive', name: 'notes', kind: 'table', columns: ['id', 'body'] },
@@ -785,4 +787,49 @@ test('EXPLAIN ANALYZE depends on what its statement reads and on what decides it
   assert.deepEqual(await plan('explain (analyze) select name from users'), [U('name')]);
   assert.deepEqual(await plan('explain select lower(email) from users'), []);
   assert.match(await failure('explain analyze execute q'), /EXECUTE/);
+});
+
+// ---------------------------------------------------------------------------------------
+// Wave 15: what decides a view's rows decides its reader's; what decides the rows a write writes
+
+test("a view's own row-deciding conditions decide its reader's rows, as a derived table's do", async () => {
+  const [r] = await statementProvenance('select count(*) from v_sized', fakeCatalog());
+  assert.ok(r?.ok);
+  assert.deepEqual([...(r.rows ?? [])], [U('email')]);
+  assert.deepEqual([...(r.columns[0]?.conditions ?? [])], [U('email')]);
+  const [clean] = await statementProvenance('select count(*), max(id) from v_kept', fakeCatalog());
+  assert.ok(clean?.ok);
+  assert.deepEqual([...(clean.rows ?? [])], []);
+  assert.deepEqual(clean.columns.map((c) => [...(c.conditions ?? [])]), [[], []]);
+});
+
+test('a write reports what decides how many rows it writes (INSERT … SELECT, UPDATE/DELETE WHERE, MERGE, CREATE TABLE AS, a writable CTE)', async () => {
+  const writeRowsOf = async (sql: string): Promise<string[]> => {
+    const [r] = await statementProvenance(sql, fakeCatalog());
+    assert.ok(r?.ok, sql);
+    return [...(r.writeRows ?? [])].sort();
+  };
+  for (const sql of [
+    'insert into notes (id) select 1 from users u, generate_series(1, ascii(u.email)) s',
+    'update notes set body = body where id <= (select ascii(email) from users limit 1)',
+    'delete from notes where id <= (select ascii(email) from users limit 1)',
+    'merge into notes n using (select ascii(email) as c from users) s on n.id <= s.c when matched then delete',
+    'create table t as select 1 from users u, generate_series(1, ascii(u.email)) s',
+    'select 1 as a into t from users u, generate_series(1, ascii(u.email)) s',
+    'create materialized view m as select 1 from users u, generate_series(1, ascii(u.email)) s',
+    'with w as (insert into notes (id) select 1 from users u, generate_series(1, ascii(u.email)) s returning id) select count(*) from w',
+    'create rule r as on insert to notes do also insert into notes (id) select 1 from users u, generate_series(1, ascii(substr(u.email, new.id, 1))) s',
+  ]) {
+    assert.ok((await writeRowsOf(sql)).includes(U('email')), sql);
+  }
+  for (const sql of [
+    'insert into notes (id) values (1), (2)',
+    'insert into notes (id, body) select id, email from users',
+    'update notes set body = body where id <= 100',
+    'delete from notes where id > 250',
+    'create table t as select id, name from users where id < 5',
+    'create rule r as on insert to notes do also insert into notes (id, body) values (new.id, new.body)',
+  ]) {
+    assert.deepEqual(await writeRowsOf(sql), [], sql);
+  }
 });

@@ -200,6 +200,14 @@ export type Provenance =
        */
       rows?: ReadonlySet<string>;
       rowsOpaque?: boolean;
+      /**
+       * Table columns that decide how many rows the statement WRITES (an INSERT's source
+       * query, UPDATE/DELETE … WHERE, MERGE's conditions, CREATE TABLE AS / SELECT INTO,
+       * a writable CTE): the count would stay in the table (`count(*)`, the statistics views)
+       * whatever the tag says; with `writeRowsOpaque`, something that cannot be analysed does.
+       */
+      writeRows?: ReadonlySet<string>;
+      writeRowsOpaque?: boolean;
       /** The statement names a cursor or prepared statement for later (DECLARE, PREPARE): `rows` are its rows. */
       declares?: NamedQuery;
       /** The statement returns what a cursor or prepared statement named earlier returns (FETCH, MOVE, EXECUTE). */
@@ -389,11 +397,13 @@ async function analyse(stmt: unknown, memo: CatalogMemo): Promise<Provenance> {
         const cols = a.statement(stmt);
         const rows = a.rows;
         const named = { ...(a.declares ? { declares: a.declares } : {}), ...(a.uses ? { uses: a.uses } : {}) };
+        const w = asConditions(a.writeRows);
+        const writes = hasFlow(a.writeRows) ? { writeRows: w.conditions ?? new Set<string>(), writeRowsOpaque: w.opaque } : {};
         if (rows && hasFlow(rows)) {
           const c = asConditions(rows);
-          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque, ...named };
+          return { ok: true, columns: cols.map(publicColumn), rows: c.conditions ?? new Set<string>(), rowsOpaque: c.opaque, ...named, ...writes };
         }
-        return { ok: true, columns: cols.map(publicColumn), ...named };
+        return { ok: true, columns: cols.map(publicColumn), ...named, ...writes };
       } catch (e) {
         if (e instanceof Unanalysable && (a.uses || a.declares)) {
           return { ok: false, reason: e.reason, ...(a.declares ? { declares: a.declares } : {}), ...(a.uses ? { uses: a.uses } : {}) };
@@ -746,12 +756,18 @@ const SRF_COLUMNS: Readonly<Record<string, readonly string[] | 'scalar'>> = {
 class Analysis {
   private depth = 0;
   private readonly views = new Map<string, Col[]>();
+  /** What decides a view's rows (its definition's level taint), by 'schema.name', when anything does. */
+  private readonly viewTaints = new Map<string, Flow>();
   private readonly sublinks = new WeakMap<Obj, Map<Scope, Level>>();
   private readonly viewsInProgress = new Set<string>();
   /** The FuncCall a FROM item is analysing (its columns are judged one by one there, not as one value). */
   private fromCall: unknown;
   /** What decides how many rows the top-level SELECT (or the query a DECLARE or PREPARE names) returns (its level's taint). */
   rows: Flow | undefined;
+  /** What decides how many rows any write in the statement writes (see Provenance.writeRows). */
+  readonly writeRows: Flow = emptyFlow();
+  /** While a rule's actions are analysed: NEW and OLD, its relation's row (see statement). */
+  private ruleScope: Scope | undefined;
   /** See Provenance.declares and Provenance.uses. */
   declares: NamedQuery | undefined;
   uses: NamedQuery | undefined;
@@ -772,16 +788,62 @@ class Analysis {
     const [type, body] = u;
     switch (type) {
       case 'SelectStmt': {
-        if (isObj(body['intoClause'])) return [];
-        const level = this.select(body, undefined, undefined);
+        const level = this.select(body, this.ruleScope, undefined);
         this.rows = level.taint;
-        return level.cols;
+        if (!isObj(body['intoClause'])) return level.cols;
+        // SELECT INTO returns no rows; it writes them.
+        addFlow(this.writeRows, level.taint);
+        return [];
+      }
+      case 'RuleStmt': {
+        // A rule's actions run at every later write to its relation (DO ALSO / INSTEAD INSERT
+        // INTO log SELECT … generate_series(1, ascii(ssn))): what decides how many rows they
+        // write is judged now, when the rule is made; NEW and OLD are the relation's row.
+        // Actions that cannot be analysed count as deciding (fail closed).
+        const rel = nodeOf(body['relation'], 'RangeVar');
+        if (!rel) return fail('CREATE RULE without a relation');
+        const { item } = this.rangeVar(rel[1], undefined);
+        this.ruleScope = {
+          named: [
+            { refname: 'new', schemas: [], item },
+            { refname: 'old', schemas: [], item },
+          ],
+          items: [],
+          parent: undefined,
+        };
+        try {
+          for (const action of arr(body['actions'])) {
+            try {
+              this.statement(action);
+            } catch (e) {
+              if (!(e instanceof Unanalysable)) throw e;
+              this.writeRows.opaque = true;
+            }
+          }
+        } finally {
+          this.ruleScope = undefined;
+          this.rows = undefined;
+          this.declares = undefined;
+          this.uses = undefined;
+        }
+        return []; // CREATE RULE returns no rows
+      }
+      case 'CreateTableAsStmt': {
+        // CREATE TABLE AS and CREATE MATERIALIZED VIEW: no rows, a tag counting the rows written.
+        if (unwrap(body['query'])?.[0] === 'SelectStmt') {
+          this.rows = this.level(body['query'], undefined, undefined).taint;
+          addFlow(this.writeRows, this.rows);
+        }
+        return [];
       }
       case 'InsertStmt':
       case 'UpdateStmt':
       case 'DeleteStmt':
-      case 'MergeStmt':
-        return this.dml(type, body);
+      case 'MergeStmt': {
+        const level = this.dml(type, body);
+        this.rows = level.taint;
+        return level.cols;
+      }
       case 'DeclareCursorStmt': {
         this.declares = { kind: 'cursor', name: str(body['portalname']) ?? '' };
         const q = unwrap(body['query']);
@@ -908,7 +970,7 @@ class Analysis {
     const [type, body] = u;
     if (type === 'SelectStmt') return this.select(body, outer, env);
     // A data-modifying statement cannot sit inside an expression: its outputs are all there is.
-    if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') return { cols: this.dml(type, body, env), refs: emptyFlow(), taint: emptyFlow() };
+    if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') return this.dml(type, body, env);
     return fail(`cannot analyse a ${type} as a query`);
   }
 
@@ -1323,6 +1385,10 @@ class Analysis {
       columns = [...byName.values()];
     }
     const item = makeItem(renamed(columns, b['alias']), shapeKnown);
+    // A view's own row-deciding conditions (a linking WHERE, a FROM function sized by a
+    // value) decide the reader's rows, as a derived table's do: `count(*) FROM v` counts them.
+    const taints = cands.map((r) => this.viewTaints.get(`${r.schema}.${r.name}`)).filter((t): t is Flow => t !== undefined);
+    if (taints.length > 0) item.taint = unionFlows(...taints);
     return { item, named: [{ refname: aliasName ?? name, schemas: aliasName === undefined ? cands.map((c) => c.schema) : [], item }] };
   }
 
@@ -1353,7 +1419,9 @@ class Analysis {
         }
         const q = stmts.length === 1 ? unwrap(stmts[0]!.stmt) : undefined;
         if (!q || q[0] !== 'SelectStmt') fail(`the definition of view ${vk} is not one SELECT`);
-        const inner = this.select(q[1], undefined, undefined).cols;
+        const level = this.select(q[1], undefined, undefined);
+        const inner = level.cols;
+        if (hasFlow(level.taint)) this.viewTaints.set(vk, copyFlow(level.taint));
         if (inner.length !== r.columns.length) fail(`view ${vk} has ${r.columns.length} columns, its definition ${inner.length}`);
         cols = inner.map((c, i) => {
           const name = r.columns[i]!;
@@ -1511,10 +1579,15 @@ class Analysis {
 
   // -- INSERT / UPDATE / DELETE / MERGE … RETURNING ---------------------------------------
 
-  private dml(type: string, body: Obj, outerEnv?: CteEnv): Col[] {
+  /**
+   * A data-modifying statement: its RETURNING outputs, and what decides how many rows it
+   * writes (and so returns, and counts in its tag): the rows its source query gives
+   * (`INSERT … SELECT … generate_series(1, ascii(ssn))`), UPDATE/DELETE … WHERE and
+   * FROM/USING joins, MERGE's join and WHEN conditions.
+   */
+  private dml(type: string, body: Obj, outerEnv?: CteEnv): Level {
     const rc = body['returningClause'];
     const returning = isObj(rc) ? arr(rc['exprs']) : arr(body['returningList']);
-    if (returning.length === 0) return [];
     this.enter();
     try {
       const env = this.withClause(body['withClause'], undefined, outerEnv);
@@ -1523,7 +1596,7 @@ class Analysis {
       const target = this.rangeVar(relBody[1], env);
       const refname = target.named[0]!.refname;
       const base = target.item.columns;
-      const others = emptyScope(undefined);
+      const others = emptyScope(this.ruleScope);
       const extra = type === 'UpdateStmt' ? arr(body['fromClause']) : type === 'DeleteStmt' ? arr(body['usingClause']) : type === 'MergeStmt' ? [body['sourceRelation']] : [];
       for (const f of extra) {
         const u = unwrap(f);
@@ -1541,7 +1614,7 @@ class Analysis {
       const withTarget = (it: Item, more: Named[] = []): Scope => ({
         named: [{ refname, schemas: target.named[0]!.schemas, item: it }, ...more, ...others.named],
         items: [it, ...others.items],
-        parent: undefined,
+        parent: this.ruleScope,
       });
       const oldScope = withTarget(target.item);
       const setList = (list: unknown[], scope: Scope): void => {
@@ -1566,8 +1639,14 @@ class Analysis {
           assign(n, indirect ? { ...v, direct: false } : v);
         });
       };
+      /** What decides the rows written beyond WHERE and the joins (an INSERT's source query, MERGE's conditions). */
+      const decides = emptyFlow();
       if (type === 'InsertStmt') {
-        if (body['selectStmt'] !== undefined) insertList(arr(body['cols']), this.query(body['selectStmt'], undefined, env).map(colFlow));
+        if (body['selectStmt'] !== undefined) {
+          const source = this.level(body['selectStmt'], this.ruleScope, env);
+          addFlow(decides, source.taint);
+          insertList(arr(body['cols']), source.cols.map(colFlow));
+        }
         const oc = body['onConflictClause'];
         if (isObj(oc) && arr(oc['targetList']).length > 0) {
           const excluded = makeItem(base.map((c) => withAssigned(c, assigned.get(c.name))));
@@ -1576,9 +1655,12 @@ class Analysis {
       } else if (type === 'UpdateStmt') {
         setList(arr(body['targetList']), oldScope);
       } else if (type === 'MergeStmt') {
+        // Which target rows match, and which action each takes, is what MERGE counts.
+        addFlow(decides, asConditions(this.expr(body['joinCondition'], oldScope, env)));
         for (const w of arr(body['mergeWhenClauses'])) {
           const u = unwrap(w);
           if (!u) continue;
+          addFlow(decides, asConditions(this.expr(u[1]['condition'], oldScope, env)));
           const cmd = str(u[1]['commandType']);
           if (cmd === 'CMD_UPDATE') setList(arr(u[1]['targetList']), oldScope);
           else if (cmd === 'CMD_INSERT') insertList(arr(u[1]['targetList']), arr(u[1]['values']).map((v) => this.expr(v, oldScope, env)));
@@ -1605,8 +1687,10 @@ class Analysis {
       ]);
       // The rows written (and so returned) are the ones UPDATE/DELETE … WHERE and FROM/USING joins keep.
       const where = this.conditionFlows(body['whereClause'], oldScope, env);
-      const taint = unionFlows(where.taint, ...others.items.map((it) => it.taint));
-      return this.targetList(returning, scope, env).map((c) => withConditions(c, taint));
+      const taint = unionFlows(where.taint, decides, ...others.items.map((it) => it.taint));
+      addFlow(this.writeRows, taint);
+      const cols = returning.length === 0 ? [] : this.targetList(returning, scope, env).map((c) => withConditions(c, taint));
+      return { cols, refs: emptyFlow(), taint };
     } finally {
       this.depth--;
     }

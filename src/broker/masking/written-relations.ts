@@ -157,6 +157,8 @@ export interface WriteTargets {
   linked: string[][];
   /** Relations tainted whatever the text reads (a trigger's table). */
   always: Set<string>;
+  /** The text stores or removes rows that taint does not cover (a materialized view, a DELETE): its row count is still judged. */
+  stores?: boolean;
 }
 
 /** Calls `visit` for every object node under `roots` (iteratively: deep trees must not exhaust the stack). */
@@ -215,6 +217,9 @@ export function writeTargets(stmts: readonly unknown[]): WriteTargets {
         const name = relname(into['rel']);
         if (name !== undefined) out.fed.add(name);
       }
+      // A materialized view (analysed by its definition) and a DELETE (copies nothing) store
+      // no masked value, but how many rows they leave is still judged.
+      if ((k === 'CreateTableAsStmt' && body['objtype'] === 'OBJECT_MATVIEW') || k === 'DeleteStmt') out.stores = true;
       if (k === 'CreateTableAsStmt' && body['objtype'] !== 'OBJECT_MATVIEW' && isObj(body['into'])) {
         const name = relname(body['into']['rel']);
         if (name !== undefined) out.fed.add(name);
@@ -253,8 +258,17 @@ const MAX_ROUNDS = 4;
  * relations it creates as known (statement-reads.ts with `writes`); anything but `none`
  * taints. Text that does not parse taints nothing here: the gate refuses it.
  */
-export function writeRecorder(written: WrittenRelations, reads: (sql: string) => Promise<'none' | 'masked' | 'opaque'>): (sql: string) => Promise<void> | 'unsaved' | undefined {
+export function writeRecorder(
+  written: WrittenRelations,
+  reads: (sql: string) => Promise<'none' | 'masked' | 'opaque'>,
+  decides?: (sql: string) => Promise<boolean>,
+): (sql: string) => Promise<void> | 'unsaved' | 'decided' | undefined {
   const recorded = new Map<string, number>();
+  /**
+   * Shapes whose number of rows written a masked column decides (`decides`): refused, since
+   * the count would stay in the target (`count(*)`, the statistics views) for any later read.
+   */
+  const decided = new Set<string>();
   /** Shapes whose taint was not saved: the next judgement of the text refuses it (then it may try again). */
   const unsaved = new Set<string>();
   const once = async (t: WriteTargets, sources: string[], sql: string): Promise<void> => {
@@ -284,6 +298,11 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
       parsed = { stmts, t: writeTargets(stmts) };
     }
     const { stmts, t } = parsed;
+    if (decides && (t.fed.size > 0 || t.stores === true) && (await decides(sql).catch(() => true))) {
+      if (decided.size >= RECORDED) decided.clear();
+      decided.add(key);
+      return; // refused: nothing runs, nothing to taint
+    }
     const sources = relationsUnder(stmts);
     // Judged again while a taint (this text's own, or another session's) changed the registry.
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -317,6 +336,7 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
     }
     const key = sqlShape(sql) ?? sql;
     if (unsaved.delete(key)) return 'unsaved';
+    if (decided.has(key)) return 'decided';
     if (inert.has(key) || recorded.get(key) === written.version) return undefined;
     const failed = (): void => {
       recorded.delete(key);
@@ -326,7 +346,7 @@ export function writeRecorder(written: WrittenRelations, reads: (sql: string) =>
     const stmts = parse(sql);
     if (stmts === undefined) return run(sql, key).catch(failed);
     const t = writeTargets(stmts);
-    if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0) {
+    if (t.fed.size === 0 && t.linked.length === 0 && t.always.size === 0 && t.stores !== true) {
       if (inert.size >= RECORDED) inert.clear();
       inert.add(key);
       return undefined;

@@ -10,7 +10,7 @@
  */
 import type { Outstanding } from './pipeline.js';
 import type { ColumnScanner } from './column-scan.js';
-import type { ProvenanceCatalog } from '../masking/provenance.js';
+import { sourceParts, statementProvenance, type ProvenanceCatalog } from '../masking/provenance.js';
 import { matchColumn, type MaskingPlan } from '../masking/rules.js';
 import { statementReads, type ReadVerdict } from '../masking/statement-reads.js';
 import type { WrittenRelations } from '../masking/written-relations.js';
@@ -114,4 +114,28 @@ function statementText(head: Outstanding | undefined): string | null | undefined
     default:
       return undefined;
   }
+}
+
+/**
+ * Whether a masked column — a rule's, one whose values trip a detector, a tainted
+ * relation's — or something that cannot be analysed decides how many rows a write in `sql`
+ * writes (Provenance.writeRows: `INSERT … SELECT 1 FROM users, generate_series(1,
+ * ascii(ssn))`, `DELETE FROM t WHERE g < (SELECT ascii(ssn) …)`). Such a write is refused:
+ * its tag can be masked, but the count stays in the table for `count(*)` and the statistics views.
+ */
+export function sessionWriteRows(plan: MaskingPlan, catalog: ProvenanceCatalog, scanner: ColumnScanner | undefined, written?: WrittenRelations): (sql: string) => Promise<boolean> {
+  const masked = async (source: string): Promise<boolean> => {
+    for (const part of sourceParts(source)) {
+      if (written?.has(part.table) === true || matchColumn(plan, part) !== undefined) return true;
+    }
+    return plan.detectors !== 0 && scanner !== undefined ? scanner.holdsSecrets(source) : false;
+  };
+  return async (sql) => {
+    for (const p of await statementProvenance(sql, catalog)) {
+      if (!p.ok) continue; // a write the analysis cannot follow taints its targets (written-relations.ts)
+      if (p.writeRowsOpaque === true) return true;
+      for (const s of p.writeRows ?? []) if (await masked(s)) return true;
+    }
+    return false;
+  };
 }

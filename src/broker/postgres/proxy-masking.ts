@@ -440,6 +440,9 @@ export class ResultMasker {
     let declared: void | Promise<void> = undefined;
     if (source && (tag === 'DECLARE CURSOR' || tag === 'PREPARE')) declared = this.#shapes.declared(source);
     else if (source && tag.startsWith('MOVE ')) mode = this.#shapes.rowsModeFor(source);
+    // A write with no rows to send (no RETURNING; CREATE TABLE AS, SELECT INTO): its tag
+    // counts the rows written, which a masked column may decide as a SELECT's.
+    else if (source && this.#tracker.head?.kind === 'query' && this.#current === undefined && WRITE_TAG.test(tag)) mode = this.#shapes.rowsModeFor(source);
     else mode = this.#rowsMode();
     // A COPY whose row count is withheld reports the rows it forwarded (mask-copy.ts).
     const copied = tag.startsWith('COPY ') ? this.#copier.takeTagCount() : undefined;
@@ -771,8 +774,14 @@ function completeFrame(tag: string): Buffer {
   return out;
 }
 
-/** A CommandComplete whose `SELECT n`, `FETCH n` or `MOVE n` count is withheld: n is the rows forwarded (other tags pass as they are). */
+/** The tags of statements that write rows and count them (`INSERT 0 n`; `SELECT n` of CREATE TABLE AS). */
+const WRITE_TAG = /^(?:INSERT 0|UPDATE|DELETE|MERGE|SELECT) \d+$/;
+
+/**
+ * A CommandComplete whose `SELECT n`, `FETCH n`, `MOVE n` or write count (`INSERT 0 n`,
+ * `UPDATE n`, `DELETE n`, `MERGE n`) is withheld: n is the rows forwarded (other tags pass as they are).
+ */
 function withRowCount(frame: Buffer, body: Buffer, n: number): Buffer {
-  const m = /^(SELECT|FETCH|MOVE) \d+$/.exec(commandTag(body));
+  const m = /^(SELECT|FETCH|MOVE|INSERT 0|UPDATE|DELETE|MERGE) \d+$/.exec(commandTag(body));
   return m ? completeFrame(`${m[1]!} ${n}`) : frame;
 }

@@ -41,14 +41,14 @@ import { followBackend, PipelineTracker, type StatementNote, type StatementRecor
 import type { StatementGate } from './proxy-gate.js';
 import type { ApprovalService } from '../approvals/types.js';
 import { bindValueMasker, createCatalogLookup, maskSqlText, ResultMasker, vouchedCall } from './proxy-masking.js';
-import { sessionReads } from './error-reads.js';
+import { sessionReads, sessionWriteRows } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
-import { createProvenanceCatalog } from './provenance-catalog.js';
+import { createProvenanceCatalog, taintedAsComputed } from './provenance-catalog.js';
 import type { SchemaChanges } from './schema-changes.js';
 import { writeRecorder, type WrittenRelations } from '../masking/written-relations.js';
 import { statementProvenance } from '../masking/provenance.js';
@@ -156,7 +156,7 @@ export class PgProxySession {
   #masker: ResultMasker | undefined;
   #provenanceCatalog: { invalidate(): void } | undefined;
   /** Taints the relations a write fills from masked columns, before it is forwarded (written-relations.ts). */
-  #recordWrites: ((sql: string) => Promise<void> | 'unsaved' | undefined) | undefined;
+  #recordWrites: ((sql: string) => Promise<void> | 'unsaved' | 'decided' | undefined) | undefined;
   #catalog: { close(): void } | undefined;
   /** Set while the masker looks up a result's columns: server messages wait behind it. */
   #maskWait: Promise<Buffer | void> | undefined;
@@ -366,12 +366,14 @@ export class PgProxySession {
       if (this.#o.masking) {
         const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        const relations = createProvenanceCatalog(catalog.rows);
-        this.#provenanceCatalog = relations;
+        const { written } = this.#o.masking;
+        const catalogRelations = createProvenanceCatalog(catalog.rows);
+        const relations = written ? taintedAsComputed(catalogRelations, written) : catalogRelations;
+        this.#provenanceCatalog = catalogRelations;
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
-        const { plan, key, written } = this.#o.masking;
+        const { plan, key } = this.#o.masking;
         this.#masker = new ResultMasker(plan, key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(plan, relations, scanner, written), written);
-        if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }));
+        if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }), sessionWriteRows(plan, relations, scanner, written));
       }
       this.#upstreamKey = up.key;
       this.#clientKey = this.#o.cancels.register(this.#o.actor.sub, target, up.key, () => this.#flow.cancelHold());

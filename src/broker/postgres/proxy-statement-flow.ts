@@ -78,7 +78,7 @@ export interface StatementFlowHost {
    * (written-relations.ts). A promise when that must be analysed first: the statement
    * waits for it, so no read of the copy can come before the taint.
    */
-  recordWrites?(sql: string): Promise<void> | 'unsaved' | undefined;
+  recordWrites?(sql: string): Promise<void> | 'unsaved' | 'decided' | undefined;
 }
 
 /** A statement waiting for a decision; everything the client sends meanwhile waits behind it. */
@@ -282,6 +282,11 @@ export class StatementFlow {
       if (recording === 'unsaved') {
         const reason =
           'the relations this statement writes may hold copies of masked values, and the broker could not save that where it survives (its state dir, or the store several brokers share): refused, so no copy is ever read unmasked; try again, or ask the operator to check the broker\'s log';
+        return { ...judged, effect: 'deny', rule: null, reason };
+      }
+      if (recording === 'decided') {
+        const reason =
+          'a masked column decides how many rows this statement writes (a FROM function sized by it, a condition linking it to another column, LIMIT over it), and that count would stay readable in the table: refused; write rows chosen by clean columns or constants, or read the value masked with SELECT';
         return { ...judged, effect: 'deny', rule: null, reason };
       }
       if (recording) {

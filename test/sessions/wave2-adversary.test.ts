@@ -1,0 +1,170 @@
+/**
+ * Red team, wave 2: work must not outlive the credential (or the session) that allowed it.
+ * Real parts: the real `agentgate connect` with a short-lived token from the test issuer in
+ * a --token-file, real psql through it, the real broker and PostgreSQL 15; the server side
+ * (pg_stat_activity, pg_locks, read as the superuser) proves whether the work stopped.
+ *
+ * Attack: the agent runs a statement that catches the cancel request
+ * (`EXCEPTION WHEN query_canceled`) and loops. When the broker ended the session (credential
+ * expiry, an operator's revocation, or the client simply going away) it sent a cancel and a
+ * Terminate and closed the socket, and called the session over. A busy backend reads
+ * nothing, and the cancel was swallowed, so the statement ran on with its locks held for as
+ * long as the server let it: the session.end said "credential_expired" while the work
+ * continued. Now the broker waits for the server to close the connection; when it does not,
+ * it terminates the backend from a connection of its own and records `server_end:
+ * "terminated"` in session.end.
+ *
+ * Controls: before the end the statement runs and holds its lock, and a cancel (the server's
+ * own pg_cancel_backend) does not stop it; an ordinary session that ends (a plain
+ * pg_sleep at expiry, a psql that quits) ends as before, with no termination needed.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
+import type { AuditRecord } from '../../src/shared/audit-hash.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
+
+interface Proc {
+  child: ChildProcessWithoutNullStreams;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+  const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** A statement that swallows cancel requests and holds a lock on t: only terminating its backend stops it. */
+const stubborn = (tag: string): string =>
+  `LOCK TABLE t IN ACCESS EXCLUSIVE MODE; DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN RAISE NOTICE 'ignored a cancel'; END; END LOOP; END $$ /* ${tag} */`;
+
+describe('postgres work does not outlive its session', () => {
+  let stack: PgStack;
+  const procs: Proc[] = [];
+
+  const cliEnv = (): NodeJS.ProcessEnv => ({
+    PATH: process.env['PATH'],
+    HOME: stack.tmp.path,
+    XDG_CONFIG_HOME: join(stack.tmp.path, 'xdg-config'),
+    XDG_STATE_HOME: join(stack.tmp.path, 'xdg-state'),
+    AGENTGATE_BROKER: stack.broker.url,
+    AGENTGATE_FINGERPRINT: stack.broker.fingerprint,
+    AGENTGATE_KEYCHAIN: 'off',
+  });
+
+  /** The real `agentgate connect` on a token of `sub` valid for `expiresIn` seconds. */
+  async function connect(sub: string, expiresIn: number): Promise<NodeJS.ProcessEnv> {
+    const file = join(stack.tmp.path, `${sub}.token`);
+    await writeFile(file, await stack.issuer.sign({ sub, groups: ['ai-agents'] }, { expiresIn }), { mode: 0o600 });
+    const proc = start(process.execPath, [BIN, 'connect', TARGET, '--port', '0', '--json', '--token-file', file], cliEnv());
+    procs.push(proc);
+    const line = await eventually('agentgate connect to print its endpoint', () => (proc.stdout().includes('\n') ? proc.stdout() : undefined), 20_000);
+    const u = new URL((JSON.parse(line) as { url: string }).url);
+    return { PATH: process.env['PATH'], PGHOST: u.hostname, PGPORT: u.port, PGUSER: 'agent', PGDATABASE: 'app', PGPASSWORD: decodeURIComponent(u.password), PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10' };
+  }
+
+  function psql(pgEnv: NodeJS.ProcessEnv, sql: string): Proc {
+    const p = start('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-c', sql], pgEnv);
+    procs.push(p);
+    return p;
+  }
+
+  /** The server's view: pids of backends running the statement tagged `tag`. */
+  const backends = async (tag: string): Promise<string[]> =>
+    (await stack.pg.psql(`SELECT pid FROM pg_stat_activity WHERE query LIKE '%/* ${tag} */%' AND pid <> pg_backend_pid()`)).split('\n').filter((l) => l.trim() !== '');
+  const locksOnT = async (): Promise<number> => Number((await stack.pg.psql(`SELECT count(*) FROM pg_locks WHERE relation = 'public.t'::regclass`, { database: 'app' })).trim());
+
+  const ends = async (sub: string): Promise<AuditRecord[]> => (await stack.events()).filter((e) => e.type === 'session.end' && e.actor?.sub === sub);
+  const endOf = (sub: string): Promise<AuditRecord> =>
+    eventually(`session.end for ${sub}`, async () => (await ends(sub))[0], 40_000);
+
+  /** Starts the stubborn statement and proves (the control) that it runs, holds its lock and survives a cancel. */
+  async function runStubborn(pgEnv: NodeJS.ProcessEnv, tag: string): Promise<Proc> {
+    const p = psql(pgEnv, stubborn(tag));
+    const [pid] = await eventually(`the ${tag} statement to run`, async () => {
+      const b = await backends(tag);
+      return b.length === 1 ? b : undefined;
+    }, 20_000);
+    assert.equal(await locksOnT(), 1);
+    await stack.pg.psql(`SELECT pg_cancel_backend(${pid})`);
+    await eventually('the statement to swallow the cancel', () => (/ignored a cancel/.test(p.stderr()) ? true : undefined));
+    assert.deepEqual(await backends(tag), [pid]);
+    return p;
+  }
+
+  before(async () => {
+    stack = await startPgStack({ config: { sessions: { expiryLeewaySeconds: 0, maxDurationSeconds: undefined } } });
+    await stack.pg.psql('CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); GRANT ALL ON t TO app;', { database: 'app' });
+  });
+  after(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await stack?.close();
+  });
+
+  test('w2-01: a statement that swallows cancels is terminated at credential expiry, its lock released', { timeout: 120_000 }, async () => {
+    const pgEnv = await connect('w2-expiry', 10);
+    const p = await runStubborn(pgEnv, 'w2-expiry');
+    const end = await endOf('w2-expiry');
+    assert.equal(end.detail['reason'], 'credential_expired');
+    assert.equal(end.detail['server_end'], 'terminated');
+    // session.end is written once the backend is gone: the server agrees at once.
+    assert.deepEqual(await backends('w2-expiry'), []);
+    assert.equal(await locksOnT(), 0);
+    assert.equal(await p.exited, 2);
+    assert.match(p.stderr(), /FATAL:\s+28000: agentgate: the credential of w2-expiry expired/);
+  });
+
+  test('w2-02: an operator\'s revocation terminates it as well', { timeout: 120_000 }, async () => {
+    const pgEnv = await connect('w2-revoked', 3600);
+    const p = await runStubborn(pgEnv, 'w2-revoked');
+    assert.equal(stack.broker.live.revoke({ sub: 'w2-revoked' }, 'op-1').length, 1);
+    const end = await endOf('w2-revoked');
+    assert.equal(end.detail['reason'], 'revoked');
+    assert.equal(end.detail['server_end'], 'terminated');
+    assert.deepEqual(await backends('w2-revoked'), []);
+    assert.equal(await locksOnT(), 0);
+    assert.equal(await p.exited, 2);
+    assert.match(p.stderr(), /FATAL:\s+28000: agentgate: this session was revoked by an operator \(op-1\)/);
+  });
+
+  test('w2-03: a client that vanishes mid-statement leaves nothing running on the server', { timeout: 120_000 }, async () => {
+    const pgEnv = await connect('w2-vanish', 3600);
+    const p = await runStubborn(pgEnv, 'w2-vanish');
+    p.child.kill('SIGKILL');
+    const end = await endOf('w2-vanish');
+    assert.equal(end.detail['server_end'], 'terminated');
+    assert.deepEqual(await backends('w2-vanish'), []);
+    assert.equal(await locksOnT(), 0);
+  });
+
+  test('w2-04 (control): an ordinary statement at expiry and an ordinary quit end without a termination', { timeout: 120_000 }, async () => {
+    const pgEnv = await connect('w2-plain', 8);
+    // A psql that quits normally before expiry: the server closes on Terminate.
+    const quick = psql(pgEnv, 'select 41 + 1');
+    assert.equal(await quick.exited, 0, quick.stderr());
+    assert.equal(quick.stdout(), '42\n');
+    // A plain long statement running at expiry stops on the cancel.
+    const slow = psql(pgEnv, `select pg_sleep(120) /* w2-plain */`);
+    await eventually('the plain statement to run', async () => ((await backends('w2-plain')).length === 1 ? true : undefined), 20_000);
+    const all = await eventually('both sessions of w2-plain to end', async () => {
+      const e = await ends('w2-plain');
+      return e.length === 2 ? e : undefined;
+    }, 40_000);
+    assert.deepEqual(all.map((e) => [e.detail['reason'], e.detail['server_end']]), [['client terminated the session', undefined], ['credential_expired', undefined]]);
+    assert.deepEqual(await backends('w2-plain'), []);
+    assert.equal(await slow.exited, 2);
+    assert.match(slow.stderr(), /FATAL:\s+28000: agentgate: the credential of w2-plain expired/);
+  });
+});

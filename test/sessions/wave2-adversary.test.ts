@@ -1,8 +1,9 @@
 /**
  * Red team, wave 2: work must not outlive the credential (or the session) that allowed it.
  * Real parts: the real `agentgate connect` with a short-lived token from the test issuer in
- * a --token-file, real psql through it, the real broker and PostgreSQL 15; the server side
- * (pg_stat_activity, pg_locks, read as the superuser) proves whether the work stopped.
+ * a --token-file, real psql through it, the real broker and PostgreSQL 15; real ssh and
+ * OpenSSH's sshd. The server side proves whether the work stopped: pg_stat_activity and
+ * pg_locks (read as the superuser), the processes left at the SSH target (pgrep).
  *
  * Attack: the agent runs a statement that catches the cancel request
  * (`EXCEPTION WHEN query_canceled`) and loops. When the broker ended the session (credential
@@ -20,12 +21,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
+import { TARGET as SSH_TARGET, startSshStack, type SshStack } from '../ssh/stack.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
+import type { PolicyConfig } from '../../src/broker/config/types.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/agentgate', import.meta.url));
 
@@ -166,5 +170,98 @@ describe('postgres work does not outlive its session', () => {
     assert.deepEqual(await backends('w2-plain'), []);
     assert.equal(await slow.exited, 2);
     assert.match(slow.stderr(), /FATAL:\s+28000: agentgate: the credential of w2-plain expired/);
+  });
+});
+
+/** The pids of processes on this machine (where the test sshd runs) whose whole command line is `command`. */
+function processesRunning(command: string): Promise<string[]> {
+  return new Promise((resolve) => {
+    // pgrep exits 1 when nothing matches: that is an answer, not a failure.
+    execFile('pgrep', ['-x', '-f', command], (_err, stdout) => resolve(stdout.split('\n').filter((l) => l.trim() !== '')));
+  });
+}
+
+const SSH_POLICIES: PolicyConfig[] = [
+  { name: 'agents-ssh', subjects: { groups: ['ai-agents'] }, targets: [SSH_TARGET], rules: [{ name: 'any', ssh: { commands: ['*'] }, effect: 'allow', extra: {} }] },
+];
+
+/**
+ * Attack: an ssh command without a terminal (`ssh target 'sleep …'`) when the broker ends the
+ * session. The broker closed the channels and the connection, the client saw the end, the
+ * audit log said the session ended, and the command ran on at the target: sshd only closes a
+ * command's pipes when its channel closes, so anything that does not write (a long job, a
+ * loop) outlives the credential, a revocation, or the client. Now the broker kills the
+ * command's process group (RFC 4254 "signal", which OpenSSH applies with killpg) before it
+ * closes a channel whose command has not exited.
+ */
+describe('ssh commands do not outlive their session', () => {
+  let short: SshStack;
+  let long: SshStack;
+  const spawned: ChildProcessWithoutNullStreams[] = [];
+  before(async () => {
+    // An ordinary account at the target (OpenSSH refuses "signal" requests to root's sessions): the PostgreSQL helper's `postgres` when the tests run as root.
+    const sshdUser = userInfo().uid === 0 ? 'postgres' : userInfo().username;
+    short = await startSshStack(SSH_POLICIES, undefined, { tokenExpiresIn: 12, sessions: { expiryLeewaySeconds: 0 }, sshdUser });
+    long = await startSshStack(SSH_POLICIES, undefined, { sessions: { expiryLeewaySeconds: 0 }, sshdUser });
+  });
+  after(async () => {
+    for (const c of spawned) c.kill('SIGKILL');
+    await short?.close();
+    await long?.close();
+  });
+
+  /** `ssh target <command>` through `stack`; resolves once the command runs at the target (the control). */
+  async function runRemote(stack: SshStack, command: string): Promise<{ child: ChildProcessWithoutNullStreams; exited: Promise<number | null>; pid: string }> {
+    const child = stack.spawn('ssh', ['-F', stack.sshConfig, SSH_TARGET, command]);
+    spawned.push(child);
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    const [pid] = await eventually(`${command} to run at the target`, async () => {
+      const p = await processesRunning(command);
+      return p.length === 1 ? p : undefined;
+    }, 20_000);
+    return { child, exited, pid: pid ?? '' };
+  }
+
+  const sessionEnd = (stack: SshStack, reason: string): Promise<AuditRecord> =>
+    eventually(`an ssh session.end (${reason})`, async () => (await stack.events()).find((e) => e.type === 'session.end' && e.detail['reason'] === reason), 40_000);
+
+  test('w2-05: at credential expiry a running ssh command is killed at the target, not only cut', { timeout: 120_000 }, async () => {
+    const run = await runRemote(short, 'sleep 3131');
+    await sessionEnd(short, 'credential_expired');
+    assert.notEqual(await run.exited, 0);
+    await eventually('the command to be gone at the target', async () => ((await processesRunning('sleep 3131')).length === 0 ? true : undefined), 15_000);
+    const cmd = await eventually('the command\'s outcome', async () => (await short.events()).find((e) => e.type === 'ssh.command' && e.detail['command'] === 'sleep 3131'));
+    assert.equal(cmd.detail['signal'], 'SIGKILL');
+  });
+
+  test('w2-06: an operator\'s revocation of the session kills its command', { timeout: 120_000 }, async () => {
+    const run = await runRemote(long, 'sleep 3132');
+    const [session] = long.broker.live.list().filter((s) => s.protocol === 'ssh');
+    assert.ok(session, 'the ssh session is live');
+    assert.deepEqual(long.broker.live.revoke({ session: session.id }, 'op-1'), [session.id]);
+    const end = await sessionEnd(long, 'revoked');
+    assert.equal(end.detail['revoked_by'], 'op-1');
+    assert.notEqual(await run.exited, 0);
+    await eventually('the command to be gone at the target', async () => ((await processesRunning('sleep 3132')).length === 0 ? true : undefined), 15_000);
+  });
+
+  test('w2-07: a client that vanishes mid-command leaves nothing running at the target', { timeout: 120_000 }, async () => {
+    const run = await runRemote(long, 'sleep 3133');
+    run.child.kill('SIGKILL');
+    await run.exited;
+    await eventually('the command to be gone at the target', async () => ((await processesRunning('sleep 3133')).length === 0 ? true : undefined), 15_000);
+  });
+
+  test('w2-08 (control): ordinary commands run to their end, exit status and output intact', { timeout: 60_000 }, async () => {
+    const ok = await long.run('ssh', ['-F', long.sshConfig, SSH_TARGET, 'echo done'], { timeoutMs: 30_000 });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'done\n');
+    const failed = await long.run('ssh', ['-F', long.sshConfig, SSH_TARGET, 'ls /nonexistent-w2-08'], { timeoutMs: 30_000 });
+    assert.equal(failed.code, 2, failed.stderr);
+    const outcomes = await eventually('both outcomes', async () => {
+      const e = (await long.events()).filter((x) => x.type === 'ssh.command' && ['echo done', 'ls /nonexistent-w2-08'].includes(String(x.detail['command'])));
+      return e.length === 2 ? e : undefined;
+    });
+    assert.deepEqual(outcomes.map((e) => [e.detail['exit_status'], e.detail['signal']]), [[0, undefined], [2, undefined]]);
   });
 });

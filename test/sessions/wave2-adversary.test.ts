@@ -28,6 +28,8 @@ import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { eventually, startPgStack, TARGET, type PgStack } from '../postgres/stack.js';
 import { TARGET as SSH_TARGET, startSshStack, type SshStack } from '../ssh/stack.js';
+import { startTestIdp, type TestIdp } from '../helpers/oidc-provider.js';
+import { loginAs, makeHome, runCli, type Home, type Stack } from '../cli/fixture.js';
 import type { AuditRecord } from '../../src/shared/audit-hash.js';
 import type { PolicyConfig } from '../../src/broker/config/types.js';
 
@@ -118,13 +120,13 @@ describe('postgres work does not outlive its session', () => {
   });
 
   test('w2-01: a statement that swallows cancels is terminated at credential expiry, its lock released', { timeout: 120_000 }, async () => {
-    const pgEnv = await connect('w2-expiry', 10);
+    const pgEnv = await connect('w2-expiry', 20);
     const p = await runStubborn(pgEnv, 'w2-expiry');
     const end = await endOf('w2-expiry');
     assert.equal(end.detail['reason'], 'credential_expired');
-    assert.equal(end.detail['server_end'], 'terminated');
     // session.end is written once the backend is gone: the server agrees at once.
     assert.deepEqual(await backends('w2-expiry'), []);
+    assert.equal(end.detail['server_end'], 'terminated');
     assert.equal(await locksOnT(), 0);
     assert.equal(await p.exited, 2);
     assert.match(p.stderr(), /FATAL:\s+28000: agentgate: the credential of w2-expiry expired/);
@@ -136,8 +138,8 @@ describe('postgres work does not outlive its session', () => {
     assert.equal(stack.broker.live.revoke({ sub: 'w2-revoked' }, 'op-1').length, 1);
     const end = await endOf('w2-revoked');
     assert.equal(end.detail['reason'], 'revoked');
-    assert.equal(end.detail['server_end'], 'terminated');
     assert.deepEqual(await backends('w2-revoked'), []);
+    assert.equal(end.detail['server_end'], 'terminated');
     assert.equal(await locksOnT(), 0);
     assert.equal(await p.exited, 2);
     assert.match(p.stderr(), /FATAL:\s+28000: agentgate: this session was revoked by an operator \(op-1\)/);
@@ -148,13 +150,13 @@ describe('postgres work does not outlive its session', () => {
     const p = await runStubborn(pgEnv, 'w2-vanish');
     p.child.kill('SIGKILL');
     const end = await endOf('w2-vanish');
-    assert.equal(end.detail['server_end'], 'terminated');
     assert.deepEqual(await backends('w2-vanish'), []);
+    assert.equal(end.detail['server_end'], 'terminated');
     assert.equal(await locksOnT(), 0);
   });
 
   test('w2-04 (control): an ordinary statement at expiry and an ordinary quit end without a termination', { timeout: 120_000 }, async () => {
-    const pgEnv = await connect('w2-plain', 8);
+    const pgEnv = await connect('w2-plain', 15);
     // A psql that quits normally before expiry: the server closes on Terminate.
     const quick = psql(pgEnv, 'select 41 + 1');
     assert.equal(await quick.exited, 0, quick.stderr());
@@ -263,5 +265,95 @@ describe('ssh commands do not outlive their session', () => {
       return e.length === 2 ? e : undefined;
     });
     assert.deepEqual(outcomes.map((e) => [e.detail['exit_status'], e.detail['signal']]), [[0, undefined], [2, undefined]]);
+  });
+});
+
+describe('postgres work does not outlive max_duration', () => {
+  let stack: PgStack;
+  const procs: Proc[] = [];
+  before(async () => {
+    stack = await startPgStack({ config: { sessions: { expiryLeewaySeconds: 30, maxDurationSeconds: 8 } } });
+    await stack.pg.psql('CREATE TABLE t (id int PRIMARY KEY); GRANT ALL ON t TO app;', { database: 'app' });
+  });
+  after(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await stack?.close();
+  });
+
+  test('w2-09: a statement that swallows cancels is terminated at max_duration', { timeout: 120_000 }, async () => {
+    const p = start('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-c', stubborn('w2-max')], stack.env);
+    procs.push(p);
+    const running = async (): Promise<string[]> =>
+      (await stack.pg.psql(`SELECT pid FROM pg_stat_activity WHERE query LIKE '%/* w2-max */%' AND pid <> pg_backend_pid()`)).split('\n').filter((l) => l.trim() !== '');
+    // Control: it runs.
+    await eventually('the statement to run', async () => ((await running()).length === 1 ? true : undefined), 20_000);
+    const end = await eventually('session.end at max_duration', async () => (await stack.events()).find((e) => e.type === 'session.end'), 40_000);
+    assert.equal(end.detail['reason'], 'max_duration');
+    assert.deepEqual(await running(), []);
+    assert.equal(end.detail['server_end'], 'terminated');
+    assert.equal(await p.exited, 2);
+    assert.match(p.stderr(), /FATAL:\s+57P01: agentgate: this session reached the broker's maximum session duration \(8s\)/);
+  });
+});
+
+/**
+ * Measured, not changed: what `agentgate logout` does to a running `agentgate connect`. The
+ * broker has no introspection or revocation list, so it cannot learn of a logout; the CLI
+ * forgets the login and the IdP revokes the refresh token, so the next renewal fails and the
+ * live session ends at the current access token's expiry (plus `sessions.expiry_leeway`),
+ * recorded as credential_expired; no reconnect is possible. The longest a session outlives a
+ * logout is the access token's remaining lifetime plus the leeway.
+ */
+describe('agentgate logout and a live session (measured)', () => {
+  let idp: TestIdp;
+  let stack: PgStack;
+  let home: Home;
+  const procs: Proc[] = [];
+  before(async () => {
+    idp = await startTestIdp({ accessTokenTtl: 8 });
+    stack = await startPgStack({
+      identity: { issuer: idp.issuer, audience: idp.audience, clientId: idp.deviceClientId, clockToleranceSec: 0 },
+      config: { sessions: { expiryLeewaySeconds: 0, maxDurationSeconds: undefined } },
+    });
+    home = makeHome({ AGENTGATE_KEYCHAIN: 'off' });
+  });
+  after(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await stack?.close();
+    await idp?.close();
+    home?.cleanup();
+  });
+
+  test('w2-10 (measured): after logout the session ends at the access token\'s expiry, and the tunnel cannot come back', { timeout: 120_000 }, async () => {
+    const login = await loginAs({ idp, brokerUrl: stack.broker.url, fingerprint: stack.broker.fingerprint } as Stack, 'alice', home.env);
+    assert.equal(login.code, 0, login.stderr);
+    const cli = start(process.execPath, [BIN, 'connect', TARGET, '--port', '0', '--json'], home.env);
+    procs.push(cli);
+    const line = await eventually('agentgate connect to print its endpoint', () => (cli.stdout().includes('\n') ? cli.stdout() : undefined), 20_000);
+    const u = new URL((JSON.parse(line) as { url: string }).url);
+    const pgEnv = { PATH: process.env['PATH'], PGHOST: u.hostname, PGPORT: u.port, PGUSER: 'agent', PGDATABASE: 'app', PGPASSWORD: decodeURIComponent(u.password), PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10' };
+    const held = start('psql', ['-X', '-At'], pgEnv);
+    procs.push(held);
+    held.child.stdin.write('select 51;\n');
+    await eventually('psql to answer', () => held.stdout().split('\n').includes('51'));
+    const first = await eventually('alice\'s live session', () => stack.broker.live.list().find((s) => s.actor.sub === 'alice'));
+
+    const out = await runCli(['logout'], home.env);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /Logged out of/);
+    assert.equal(idp.revokedGrants(), 1);
+
+    const end = await eventually('alice\'s session to end', async () => (await stack.events()).find((e) => e.type === 'session.end' && e.actor?.sub === 'alice'), 40_000);
+    assert.equal(end.detail['reason'], 'credential_expired');
+    // The broker learnt nothing from the logout: the end came with the token's expiry, not before.
+    assert.ok(Date.now() >= Date.parse(first.credential_expires_at));
+    held.child.stdin.end('select 52;\n');
+    assert.equal(await held.exited, 2);
+    assert.match(held.stderr(), /FATAL:\s+agentgate: the credential of alice expired/);
+    assert.match(cli.stderr(), /could not renew the credential/);
+    const again = start('psql', ['-X', '-At', '-c', 'select 53'], pgEnv);
+    procs.push(again);
+    assert.equal(await again.exited, 2);
+    assert.doesNotMatch(again.stdout(), /53/);
   });
 });

@@ -4,10 +4,10 @@
  * Runs as the current user (root in CI is fine: StrictModes no, UsePAM no).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -52,7 +52,17 @@ async function waitForPort(port: number, ms: number): Promise<void> {
   }
 }
 
-export async function startSshd(dir: string): Promise<Sshd> {
+export interface StartSshdOptions {
+  /**
+   * Log the broker in as this account instead of the current user (an existing account
+   * with a shell, e.g. `postgres`, which the PostgreSQL helper runs as). OpenSSH treats a
+   * root login differently (no privilege separation after authentication, so e.g. it
+   * refuses "signal" requests); a test of what a normal account gets uses this.
+   */
+  user?: string;
+}
+
+export async function startSshd(dir: string, opts: StartSshdOptions = {}): Promise<Sshd> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // sshd wants its privilege separation directory.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 }).catch(() => {});
@@ -62,8 +72,11 @@ export async function startSshd(dir: string): Promise<Sshd> {
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', clientKey]);
   const hostKeyLine = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
   const fp = (await run('ssh-keygen', ['-lf', `${hostKey}.pub`])).stdout.split(' ')[1] as string;
-  await writeFile(join(dir, 'authorized_keys'), await readFile(`${clientKey}.pub`, 'utf8'), { mode: 0o600 });
-  const user = userInfo().username;
+  const user = opts.user ?? userInfo().username;
+  const otherUser = user !== userInfo().username;
+  // sshd reads authorized_keys as the user logging in: another account must reach it.
+  await writeFile(join(dir, 'authorized_keys'), await readFile(`${clientKey}.pub`, 'utf8'), { mode: otherUser ? 0o644 : 0o600 });
+  if (otherUser) for (const d of [dirname(dir), dir]) await chmod(d, 0o711);
   const port = await freePort();
   const config = join(dir, 'sshd_config');
   await writeFile(
@@ -75,7 +88,8 @@ export async function startSshd(dir: string): Promise<Sshd> {
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       'StrictModes no',
-      'UsePAM no',
+      // Without PAM, sshd refuses an account whose password is locked (system accounts are).
+      otherUser ? 'UsePAM yes' : 'UsePAM no',
       'PasswordAuthentication no',
       'KbdInteractiveAuthentication no',
       'PubkeyAuthentication yes',

@@ -57,11 +57,13 @@ export interface SshStackOptions {
   tokenExpiresIn?: number;
   /** Live sessions' limits (credential leeway, max_duration). */
   sessions?: Partial<BrokerConfig['sessions']>;
+  /** The account the broker logs in to at the target (default: the current user; see startSshd). */
+  sshdUser?: string;
 }
 
 export async function startSshStack(policies: PolicyConfig[], masking?: MaskingConfig, opts: SshStackOptions = {}): Promise<SshStack> {
   const tmp = await makeTempDir('agentgate-ssh-');
-  const sshd = await startSshd(join(tmp.path, 'sshd'));
+  const sshd = await startSshd(join(tmp.path, 'sshd'), opts.sshdUser !== undefined ? { user: opts.sshdUser } : {});
   const issuer: TestIssuer = await startTestIssuer();
   const base = {
     type: 'ssh' as const,

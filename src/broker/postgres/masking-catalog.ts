@@ -56,6 +56,8 @@ export interface CatalogLookupOptions {
   /** Per request; a request past it fails (and the masker fails closed). Default 10 s. */
   timeoutMs?: number;
   connectTimeoutMs?: number;
+  /** The connection's application_name (pg_stat_activity); default "agentgate masking catalog". */
+  applicationName?: string;
 }
 
 interface Message {
@@ -177,7 +179,7 @@ export function createCatalogLookup(target: PostgresTargetConfig, options: Catal
       });
     }
     const params = new Map(options.params ?? []);
-    params.set('application_name', 'agentgate masking catalog');
+    params.set('application_name', options.applicationName ?? 'agentgate masking catalog');
     const opening = connectUpstream(target, params, options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }).then((up) => {
       let version = 0;
       for (const f of up.relayFrames) {

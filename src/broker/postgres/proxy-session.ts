@@ -45,6 +45,7 @@ import { sessionReads, sessionWriteRows } from './error-reads.js';
 import type { MaskingPlan } from '../masking/rules.js';
 import { CancelRegistry } from './proxy-cancel.js';
 import { connectUpstream, sendCancel } from './upstream.js';
+import { endBackend, type BackendEnd } from './backend-end.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
@@ -134,6 +135,8 @@ export class PgProxySession {
   #upstream: Duplex | undefined;
   #backend: BackendReader | undefined;
   #upstreamKey: BackendKeyData | undefined;
+  /** How the backend went, once the session closed (backend-end.ts). */
+  #backendEnd: Promise<BackendEnd> | undefined;
   #clientKey: BackendKeyData | undefined;
   readonly #tracker: PipelineTracker;
   readonly #flow: StatementFlow;
@@ -758,13 +761,9 @@ export class PgProxySession {
     this.#serverHeld = [];
     this.#intents = [];
     const up = this.#upstream;
-    if (up) {
-      // A client gone mid-statement must not leave the statement running.
-      if (this.#tracker.executing && this.#upstreamKey) {
-        sendCancel(this.#o.target, this.#upstreamKey).catch(() => {});
-      }
-      if (!up.destroyed) up.end(TERMINATE);
-      setTimeout(() => up.destroy(), 5_000).unref();
+    if (up && this.#upstreamKey) {
+      // A client gone mid-statement, or a session the broker ended, must not leave its statement running: over once the server confirms it.
+      this.#backendEnd = endBackend({ target: this.#o.target, socket: up, key: this.#upstreamKey, executing: this.#tracker.executing, logger: this.#o.logger, session: this.id });
     }
     if (this.#clientKey) this.#o.cancels.unregister(this.#clientKey.processId);
     this.#catalog?.close();
@@ -782,8 +781,12 @@ export class PgProxySession {
     const c = this.#core.counts;
     if (this.#masker) c.masked = this.#masker.counts().values;
     // Every statement's outcome is on record before session.end.
+    // session.end follows the backend's end: a backend the broker had to terminate is on record.
+    const backend = await this.#backendEnd;
     await this.#core.end(this.#endReason, {
-      ...(this.#masker ? { detail: { masked_by_rule: this.#masker.counts().byRule } } : {}),
+      ...(this.#masker || (backend && backend !== 'closed')
+        ? { detail: { ...(this.#masker ? { masked_by_rule: this.#masker.counts().byRule } : {}), ...(backend && backend !== 'closed' ? { server_end: backend } : {}) } }
+        : {}),
       after: Promise.allSettled(this.#batch),
     });
     this.#o.logger.info('postgres session ended', { session: this.id, ...c });

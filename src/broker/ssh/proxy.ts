@@ -507,7 +507,13 @@ class SshConnection {
     }
     live.up = up;
     live.tty = pty !== undefined;
-    this.#channels.add(up);
+    let exit: { code: number | null; signal?: string } | undefined;
+    up.on('exit', (code: number | null, signal?: string) => {
+      exit = code !== null && code !== undefined ? { code } : { code: null, ...(signal ? { signal } : {}) };
+    });
+    // Ending the session (the broker's end, the client gone) ends the command, not only its channel.
+    const stop = { destroy: (): void => stopRemote(up, exit === undefined) };
+    this.#channels.add(stop);
     // Only a plain `git-upload-pack …` is the binary protocol: in `git-upload-pack x; cat f` the rest is text, scanned.
     const binary = command !== undefined && command.simple && BINARY_COMMANDS.has(command.segments[0]?.[0] ?? '');
     // What the client is shown, recorded as it goes (binary protocols are not terminal sessions).
@@ -532,27 +538,23 @@ class SshConnection {
       if (recordInput) recorder.input(b);
     });
     channel.pipe(up);
-    let exit: { code: number | null; signal?: string } = { code: null };
-    up.on('exit', (code: number | null, signal?: string) => {
-      exit = code !== null && code !== undefined ? { code } : { code: null, ...(signal ? { signal } : {}) };
-    });
     const upClosed = new Promise<void>((res) => up.once('close', () => res()));
-    await Promise.race([Promise.all([upClosed, outDone, errDone]), gone.then(() => up.close())]);
+    await Promise.race([Promise.all([upClosed, outDone, errDone]), gone.then(() => stop.destroy())]);
     await upClosed;
-    this.#channels.delete(up);
+    this.#channels.delete(stop);
     live.recorder = undefined;
     if (recorder) await this.#finishRecording(rec, recorder);
-    if (exit.code !== null && exit.code !== 0) this.#session.counts.errors++;
+    if (exit && exit.code !== null && exit.code !== 0) this.#session.counts.errors++;
     this.#session.counts.bytes += rec.bytesOut;
-    const recorded = await this.#recordOutcome(rec, verdict.decision, exit, null);
+    const recorded = await this.#recordOutcome(rec, verdict.decision, exit ?? { code: null }, null);
     if (channel.writable && !recorded) {
       // The client learns that the command finished only once that is on record: without
       // its outcome, no exit status goes out (the client reports the channel as lost).
       channel.stderr.write(`${OUTCOME_UNRECORDED}\r\n`);
       channel.end();
     } else if (channel.writable) {
-      if (exit.code !== null) channel.exit(exit.code);
-      else if (exit.signal) channel.exit(exit.signal.replace(/^SIG/, ''), false, '');
+      if (exit && exit.code !== null) channel.exit(exit.code);
+      else if (exit?.signal) channel.exit(exit.signal.replace(/^SIG/, ''), false, '');
       else channel.exit(255);
       channel.end();
     }
@@ -796,4 +798,23 @@ function relay(from: NodeJS.ReadableStream, scan: Transform | undefined, to: Nod
       resolve();
     });
   });
+}
+
+/**
+ * Closes an upstream exec or shell channel; while its command still runs (no exit status
+ * yet) its process group is killed first, with RFC 4254's "signal" request (OpenSSH
+ * killpg()s the session's group). sshd leaves a command without a terminal running when its
+ * channel closes (it only closes the pipes), so closing alone let a command the broker ended
+ * run on at the target. What detaches itself (setsid, a job-control shell's background jobs)
+ * is out of the group and out of reach.
+ */
+function stopRemote(up: ClientChannel, running: boolean): void {
+  if (running) {
+    try {
+      up.signal('KILL');
+    } catch {
+      // The channel is already closing: nothing more can be asked of it.
+    }
+  }
+  up.close();
 }

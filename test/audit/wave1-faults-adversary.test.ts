@@ -193,7 +193,10 @@ describe('wave 1 faults: the SQLite audit database removed while the broker runs
   test('wf1-03: the store fails closed instead of writing into the removed file, and the next start still holds the log', async () => {
     // Control: recorded as usual.
     assert.equal((await query(stack.url, 'insert into wf3 values (1)')).rowCount, 1);
-    await eventually('the control statement on record', async () => (await stack.events()).some((e) => e.type === 'query' && String(e.detail['sql']).includes('values (1)') && e.outcome?.status === 'ok'));
+    const control = await eventually('the control statement on record', async () => (await stack.events()).find((e) => e.type === 'query' && String(e.detail['sql']).includes('values (1)') && e.outcome?.status === 'ok'));
+    // Its session's end too (written once the server closed that connection): an event still
+    // to come would hit the removed file first, and the statement below would be refused unrecorded.
+    await eventually('the control session\'s end on record', async () => (await stack.events()).some((e) => e.type === 'session.end' && e.session === control.session));
 
     const path = stack.config.store.kind === 'sqlite' ? stack.config.store.path : '';
     for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });

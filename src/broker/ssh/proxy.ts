@@ -197,6 +197,9 @@ class SshConnection {
   #conn: Connection | undefined;
   #upstream: Promise<Client> | undefined;
   #closed = false;
+  /** Resolves when the session starts ending (#end): what waits on the target stops waiting. */
+  readonly #ending: Promise<void>;
+  #startEnding: () => void = () => {};
   /**
    * Resolves when the client's SSH connection (or the tunnel channel under it) is gone. A
    * held exec watches it as well as its own channel: ssh2 emits a channel's 'close' only
@@ -212,6 +215,7 @@ class SshConnection {
     this.#o = o;
     this.#masker = masker;
     this.#onGone = onGone;
+    this.#ending = new Promise<void>((resolve) => (this.#startEnding = resolve));
     this.#session = new ProtocolSession({
       protocol: 'ssh',
       idPrefix: 'sshs',
@@ -268,6 +272,10 @@ class SshConnection {
       for (const c of this.#channels) c.destroy();
       this.#log.info('ssh session ended by the broker', { session: this.#session.id, reason: notice.reason });
       conn.end();
+      // Ended here, not when the client hangs up: a client that keeps its end open (`ssh -N -L`
+      // with a live forwarded connection) must not keep the upstream, or the session, alive.
+      this.#track(this.#end());
+      setTimeout(() => this.#ch.stream.destroy(), 2_000).unref();
     });
     this.#track(this.#session.start());
     conn.on('session', (accept: () => Session) => this.#onSession(accept()));
@@ -633,9 +641,13 @@ class SshConnection {
     this.#channels.add(channel);
     up.on('data', (b: Buffer) => (rec.bytesOut += b.length));
     up.pipe(channel).pipe(up);
-    await new Promise<void>((res) => up.once('close', () => res()));
+    // The forwarded connection ends with the session: a destroyed client channel does not end
+    // the pipe into `up`, and ending the upstream connection does not close `up` either.
+    const ended = await Promise.race([new Promise<boolean>((res) => up.once('close', () => res(false))), this.#ending.then(() => true)]);
+    up.destroy();
+    channel.destroy();
     this.#channels.delete(channel);
-    await this.#recordOutcome(rec, verdict.decision, { code: 0 }, null);
+    await this.#recordOutcome(rec, verdict.decision, ended ? null : { code: 0 }, ended ? 'ended with the session' : null);
   }
 
   // ─────────────────────────────── recording ───────────────────────────────
@@ -759,6 +771,7 @@ class SshConnection {
   async #end(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#startEnding();
     for (const c of this.#channels) c.destroy();
     this.#upstream?.then((c) => c.end()).catch(() => {});
     const pending = [...this.#pending];

@@ -183,8 +183,6 @@ export class ShapeResolver implements CopyShapes {
     if (v === this.#writtenVersion) return;
     this.#writtenVersion = v;
     this.#memo = new WeakMap();
-    // A tainted relation's columns count as computed (provenance-catalog.ts, taintedAsComputed): analyses made before may link less.
-    this.#provenanceCache.clear();
   }
 
   #tainted(table: string): boolean {
@@ -397,7 +395,6 @@ export class ShapeResolver implements CopyShapes {
     // value, so `… WHERE id = 1` and `… WHERE id = 2` trace the same, and a client that
     // inlines its values (pgbench -M simple, many ORMs) costs one analysis, not one each.
     const key = sqlShape(source.sql) ?? source.sql;
-    this.#followTaint();
     const hit = this.#provenanceCache.get(key);
     if (hit) return pick(hit);
     return analyse(source.sql).then(

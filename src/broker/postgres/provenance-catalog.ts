@@ -164,22 +164,3 @@ export function createProvenanceCatalog(rows: CatalogRows): ProvenanceCatalog & 
     },
   };
 }
-
-/**
- * `catalog` with the columns of every relation a write filled from a masked column
- * (written-relations.ts) counted as computed from themselves: such a column may hold
- * anything computed from the value (`INSERT INTO t SELECT ascii(substr(ssn, k, 1)) …`),
- * so an equality with another column (`WHERE g = (SELECT a FROM t)` over a generated g)
- * links as `g = ascii(substr(ssn, k, 1))` does, instead of passing as the equality of two
- * plain columns.
- */
-export function taintedAsComputed<C extends ProvenanceCatalog>(catalog: C, tainted: { has(name: string): boolean }): C {
-  const relations = async (schema: string | undefined, name: string): Promise<RelationInfo[]> =>
-    (await catalog.relations(schema, name)).map((r) => {
-      if (r.kind !== 'table' || !tainted.has(r.name)) return r;
-      const derivedFrom: Record<string, readonly { schema: string; table: string; column: string }[]> = { ...r.derivedFrom };
-      for (const c of r.columns) derivedFrom[c] = [...(derivedFrom[c] ?? []), { schema: r.schema, table: r.name, column: c }];
-      return { ...r, derivedFrom };
-    });
-  return Object.assign(Object.create(catalog) as C, { relations });
-}

@@ -49,7 +49,7 @@ import { endBackend, type BackendEnd } from './backend-end.js';
 import { ClientOutbox, joinFrames } from './client-outbox.js';
 import { ClientHandshake } from './proxy-handshake.js';
 import { planStartup, type StartupRecord } from './startup-params.js';
-import { createProvenanceCatalog, taintedAsComputed } from './provenance-catalog.js';
+import { createProvenanceCatalog } from './provenance-catalog.js';
 import type { SchemaChanges } from './schema-changes.js';
 import { writeRecorder, type WrittenRelations } from '../masking/written-relations.js';
 import { statementProvenance } from '../masking/provenance.js';
@@ -369,12 +369,10 @@ export class PgProxySession {
       if (this.#o.masking) {
         const catalog = createCatalogLookup(target, this.#o.readOnly ? { params: new Map([['default_transaction_read_only', 'on']]) } : {});
         this.#catalog = catalog;
-        const { written } = this.#o.masking;
-        const catalogRelations = createProvenanceCatalog(catalog.rows);
-        const relations = written ? taintedAsComputed(catalogRelations, written) : catalogRelations;
-        this.#provenanceCatalog = catalogRelations;
+        const relations = createProvenanceCatalog(catalog.rows);
+        this.#provenanceCatalog = relations;
         const scanner = createColumnScanner(target.name, catalog.rows, this.#o.masking.plan, this.#o.masking.relations);
-        const { plan, key } = this.#o.masking;
+        const { plan, key, written } = this.#o.masking;
         this.#masker = new ResultMasker(plan, key, catalog, this.#tracker, (sql) => statementProvenance(sql, relations), scanner, sessionReads(plan, relations, scanner, written), written);
         if (written && plan.columns.length > 0) this.#recordWrites = writeRecorder(written, sessionReads(plan, relations, scanner, written, { writes: true }), sessionWriteRows(plan, relations, scanner, written));
       }

@@ -210,7 +210,8 @@ export function writeTargets(stmts: readonly unknown[]): WriteTargets {
     for (const [k, body] of Object.entries(v)) {
       if (!isObj(body)) continue;
       const rel = relname(body['relation']);
-      if (ROW_WRITES.has(k) && rel !== undefined) out.fed.add(rel);
+      // COPY writes rows only FROM (a client's data); COPY … TO reads.
+      if (ROW_WRITES.has(k) && rel !== undefined && (k !== 'CopyStmt' || body['is_from'] === true)) out.fed.add(rel);
       // SELECT INTO and CREATE TABLE AS (a materialized view is analysed by its definition).
       if (k === 'IntoClause' || (k === 'SelectStmt' && isObj(body['intoClause']))) {
         const into = k === 'IntoClause' ? body : (body['intoClause'] as Obj);
